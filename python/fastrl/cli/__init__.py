@@ -1,0 +1,32 @@
+"""Console entry points: fastrl-train, fastrl-eval, fastrl-monitor, fastrl-bench.
+
+Each command lives in its own module; the imports are lazy so that ``--help`` is fast.
+The commands are the only layer that prints. Bad input ends with one line on stderr and
+exit code 2 (see :mod:`fastrl.cli.errors`).
+"""
+
+from __future__ import annotations
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    from fastrl.cli.train import main
+
+    return main(argv)
+
+
+def eval_main(argv: list[str] | None = None) -> int:
+    from fastrl.cli.evaluate import main
+
+    return main(argv)
+
+
+def monitor_main(argv: list[str] | None = None) -> int:
+    from fastrl.cli.monitor import main
+
+    return main(argv)
+
+
+def bench_main(argv: list[str] | None = None) -> int:
+    from fastrl.cli.bench import main
+
+    return main(argv)
