@@ -1,0 +1,192 @@
+// core.cpp: the pybind11 face of the simulator; the only file that knows Python exists.
+//
+// Python (fastrl/env.py) allocates every buffer as a numpy array (or takes the caller's)
+// and passes it here; this file checks dtype, shape, contiguity and writability, keeps the
+// arrays alive, and hands raw pointers to the C++ Simulator. step() releases the GIL.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "fastrl/sim.hpp"
+
+namespace py = pybind11;
+using fastrl::Simulator;
+
+namespace {
+
+std::string shape_str(const py::array& a) {
+  std::ostringstream s;
+  s << "(";
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) s << (d ? ", " : "") << a.shape(d);
+  s << (a.ndim() == 1 ? ",)" : ")");
+  return s.str();
+}
+
+// Returns a's data pointer after checking it is exactly dtype T, C-contiguous, of `shape`.
+template <class T>
+T* checked(const py::array& a, const char* name, std::vector<py::ssize_t> shape, bool writable) {
+  const bool dtype_ok = std::is_same<T, uint8_t>::value
+                            ? (a.dtype().kind() == 'b' && a.itemsize() == 1)
+                            : a.dtype().is(py::dtype::of<T>());
+  bool shape_ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+  for (size_t d = 0; shape_ok && d < shape.size(); ++d)
+    shape_ok = shape[d] < 0 || a.shape(static_cast<py::ssize_t>(d)) == shape[d];
+  const bool contiguous = (a.flags() & py::array::c_style) != 0;
+  if (!dtype_ok || !shape_ok || !contiguous || (writable && !a.writeable())) {
+    std::ostringstream msg;
+    msg << "array '" << name << "' must be a C-contiguous"
+        << (writable ? ", writable " : " ") << py::str(py::dtype::of<T>()).cast<std::string>()
+        << " array of shape (";
+    for (size_t d = 0; d < shape.size(); ++d)
+      msg << (d ? ", " : "") << (shape[d] < 0 ? std::string("any") : std::to_string(shape[d]));
+    msg << "); got " << py::str(a.dtype()).cast<std::string>() << " of shape " << shape_str(a)
+        << (contiguous ? "" : ", not C-contiguous") << (a.writeable() ? "" : ", read-only");
+    throw py::value_error(msg.str());
+  }
+  return static_cast<T*>(const_cast<void*>(a.data()));
+}
+
+struct PySimulator {
+  std::vector<py::array> keep_alive;  // market and output arrays the pointers point into
+  std::unique_ptr<Simulator> sim;
+};
+
+template <class T>
+py::array state_view(const std::vector<T>& v, py::handle owner) {
+  py::array_t<T> view({static_cast<py::ssize_t>(v.size())}, {static_cast<py::ssize_t>(sizeof(T))},
+                      v.data(), owner);
+  py::detail::array_proxy(view.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+  return std::move(view);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "fastrl's C++ batched trading simulator (use fastrl.env.TradingVecEnv)";
+
+  py::class_<fastrl::CostModel>(m, "CostModel")
+      .def(py::init<>())
+      .def_readwrite("buy_rate", &fastrl::CostModel::buy_rate)
+      .def_readwrite("sell_rate", &fastrl::CostModel::sell_rate)
+      .def_readwrite("brokerage_rate", &fastrl::CostModel::brokerage_rate)
+      .def_readwrite("brokerage_cap", &fastrl::CostModel::brokerage_cap)
+      .def_readwrite("gst_on_brokerage", &fastrl::CostModel::gst_on_brokerage)
+      .def_readwrite("fixed_fee_buy", &fastrl::CostModel::fixed_fee_buy)
+      .def_readwrite("fixed_fee_sell", &fastrl::CostModel::fixed_fee_sell);
+
+  py::class_<fastrl::SimConfig>(m, "SimConfig")
+      .def(py::init<>())
+      .def_readwrite("window", &fastrl::SimConfig::window)
+      .def_readwrite("episode_length", &fastrl::SimConfig::episode_length)
+      .def_property(
+          "execution", [](const fastrl::SimConfig& c) { return static_cast<int>(c.execution); },
+          [](fastrl::SimConfig& c, int v) { c.execution = static_cast<fastrl::Execution>(v); })
+      .def_readwrite("continuous", &fastrl::SimConfig::continuous)
+      .def_readwrite("position_levels", &fastrl::SimConfig::position_levels)
+      .def_readwrite("min_pos", &fastrl::SimConfig::min_pos)
+      .def_readwrite("max_pos", &fastrl::SimConfig::max_pos)
+      .def_readwrite("costs", &fastrl::SimConfig::costs)
+      .def_property(
+          "reward", [](const fastrl::SimConfig& c) { return static_cast<int>(c.reward.kind); },
+          [](fastrl::SimConfig& c, int v) { c.reward.kind = static_cast<fastrl::RewardKind>(v); })
+      .def_property(
+          "dsr_eta", [](const fastrl::SimConfig& c) { return c.reward.dsr_eta; },
+          [](fastrl::SimConfig& c, double v) { c.reward.dsr_eta = v; })
+      .def_property(
+          "drawdown_penalty", [](const fastrl::SimConfig& c) { return c.reward.drawdown_penalty; },
+          [](fastrl::SimConfig& c, double v) { c.reward.drawdown_penalty = v; })
+      .def_property(
+          "turnover_penalty", [](const fastrl::SimConfig& c) { return c.reward.turnover_penalty; },
+          [](fastrl::SimConfig& c, double v) { c.reward.turnover_penalty = v; })
+      .def_readwrite("initial_cash", &fastrl::SimConfig::initial_cash)
+      .def_readwrite("equity_floor", &fastrl::SimConfig::equity_floor)
+      .def_readwrite("random_start", &fastrl::SimConfig::random_start)
+      .def_readwrite("round_robin", &fastrl::SimConfig::round_robin)
+      .def_readwrite("min_envs_per_thread", &fastrl::SimConfig::min_envs_per_thread);
+
+  py::class_<PySimulator>(m, "Simulator")
+      .def(py::init([](py::array open, py::array close, py::array features, py::array offsets,
+                       std::vector<std::string> segment_names, const fastrl::SimConfig& config,
+                       int64_t num_envs, int num_threads, uint64_t seed, py::dict buffers) {
+             auto self = std::make_unique<PySimulator>();
+             if (features.ndim() != 2) throw py::value_error("features must be a 2-D array [T, F]");
+             const py::ssize_t bars = features.shape(0), nfeat = features.shape(1);
+             fastrl::MarketView market;
+             market.open = checked<double>(open, "open", {bars}, false);
+             market.close = checked<double>(close, "close", {bars}, false);
+             market.features = checked<float>(features, "features", {bars, nfeat}, false);
+             market.offsets = checked<int64_t>(offsets, "offsets", {-1}, false);
+             market.num_bars = bars;
+             market.num_features = nfeat;
+             market.num_segments = offsets.shape(0) - 1;
+             if (num_envs < 1) throw py::value_error("num_envs must be >= 1");
+             if (config.window < 1) throw py::value_error("window must be >= 1");
+             const py::ssize_t n = num_envs;
+             const py::ssize_t dim = config.window * nfeat + fastrl::kAgentStateDims;
+             auto get = [&](const char* name) -> py::array {
+               if (!buffers.contains(name))
+                 throw py::value_error(std::string("missing output buffer '") + name + "'");
+               return py::reinterpret_borrow<py::array>(buffers[name]);
+             };
+             fastrl::OutputBuffers out;
+             out.obs = checked<float>(get("obs"), "obs", {n, dim}, true);
+             out.rewards = checked<double>(get("rewards"), "rewards", {n}, true);
+             out.terminated = checked<uint8_t>(get("terminated"), "terminated", {n}, true);
+             out.truncated = checked<uint8_t>(get("truncated"), "truncated", {n}, true);
+             out.final_obs = checked<float>(get("final_obs"), "final_obs", {n, dim}, true);
+             out.ep_return = checked<double>(get("ep_return"), "ep_return", {n}, true);
+             out.ep_length = checked<int64_t>(get("ep_length"), "ep_length", {n}, true);
+             out.ep_equity = checked<double>(get("ep_equity"), "ep_equity", {n}, true);
+             out.ep_costs = checked<double>(get("ep_costs"), "ep_costs", {n}, true);
+             out.ep_trades = checked<int64_t>(get("ep_trades"), "ep_trades", {n}, true);
+             for (const char* name : {"obs", "rewards", "terminated", "truncated", "final_obs",
+                                      "ep_return", "ep_length", "ep_equity", "ep_costs",
+                                      "ep_trades"})
+               self->keep_alive.push_back(get(name));
+             for (auto& a : {open, close, features, offsets}) self->keep_alive.push_back(a);
+             self->sim = std::make_unique<Simulator>(market, std::move(segment_names), config,
+                                                     num_envs, num_threads, seed, out);
+             return self;
+           }),
+           py::arg("open"), py::arg("close"), py::arg("features"), py::arg("offsets"),
+           py::arg("segment_names"), py::arg("config"), py::arg("num_envs"),
+           py::arg("num_threads"), py::arg("seed"), py::arg("buffers"))
+      .def_property_readonly("num_envs", [](const PySimulator& s) { return s.sim->num_envs(); })
+      .def_property_readonly("obs_dim", [](const PySimulator& s) { return s.sim->obs_dim(); })
+      .def_property_readonly("num_threads", [](const PySimulator& s) { return s.sim->num_threads(); })
+      .def(
+          "reset",
+          [](PySimulator& s, uint64_t seed) {
+            py::gil_scoped_release release;
+            s.sim->reset(seed);
+          },
+          py::arg("seed"))
+      .def(
+          "step",
+          [](PySimulator& s, const py::array& actions) {
+            const py::ssize_t n = s.sim->num_envs();
+            if (s.sim->config().continuous) {
+              const double* a = checked<double>(actions, "actions", {n}, false);
+              py::gil_scoped_release release;
+              s.sim->step_continuous(a);
+            } else {
+              const int64_t* a = checked<int64_t>(actions, "actions", {n}, false);
+              py::gil_scoped_release release;
+              s.sim->step_discrete(a);
+            }
+          },
+          py::arg("actions"), "Steps every env; validates the whole batch first (ValueError).")
+#define FASTRL_STATE(name) \
+  .def_property_readonly(#name, [](py::object self) { \
+    return state_view(self.cast<PySimulator&>().sim->name, self); })
+      FASTRL_STATE(position) FASTRL_STATE(shares) FASTRL_STATE(cash) FASTRL_STATE(equity)
+      FASTRL_STATE(entry_price) FASTRL_STATE(bar_index) FASTRL_STATE(segment)
+      FASTRL_STATE(last_trade_bar) FASTRL_STATE(episode_steps) FASTRL_STATE(episode_return)
+      FASTRL_STATE(episode_costs) FASTRL_STATE(episode_trades) FASTRL_STATE(peak_equity);
+#undef FASTRL_STATE
+}

@@ -1,0 +1,35 @@
+// rewards.hpp: the per-step reward kinds.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+
+namespace fastrl {
+
+enum class RewardKind : int {
+  kLogReturn = 0,     // log(equity_{t+1} / equity_t)
+  kPnl = 1,           // (equity_{t+1} - equity_t) / initial_cash
+  kDiffSharpe = 2,    // Moody & Saffell's differential Sharpe ratio of simple returns
+};
+
+struct RewardParams {
+  RewardKind kind = RewardKind::kLogReturn;
+  double dsr_eta = 0.01;          // adaptation rate of the differential Sharpe moments
+  double drawdown_penalty = 0.0;  // times the current drawdown from the episode's peak equity
+  double turnover_penalty = 0.0;  // times traded notional / equity before the trade
+};
+
+// Differential Sharpe ratio for simple return r, given the running first and second
+// moments (a, b) before this step; updates them in place. Zero while the variance
+// estimate is degenerate (the first step of an episode).
+inline double differential_sharpe(double r, double& a, double& b, double eta) {
+  const double da = r - a;
+  const double db = r * r - b;
+  const double var = b - a * a;
+  const double d = var > 1e-12 ? (b * da - 0.5 * a * db) / (var * std::sqrt(var)) : 0.0;
+  a += eta * da;
+  b += eta * db;
+  return d;
+}
+
+}  // namespace fastrl

@@ -1,0 +1,115 @@
+// sim.hpp: N trading envs stepped as one batch (struct-of-arrays state + step kernel).
+//
+// Start here. The pipeline per step is: validate the whole action batch -> split the envs
+// into contiguous blocks -> each pool thread fills orders, marks equity, computes rewards
+// and auto-resets for its block -> every output lands in caller-owned buffers (numpy
+// arrays in Python), so nothing is copied or allocated per step.
+//
+// Timing of one step from bar t (the observation at t includes bar t's close):
+//   execution kNextOpen: the new target exposure is filled at open[t+1];
+//   execution kClose:    it is filled at close[t] (optimistic: the agent saw that close).
+// Equity is marked at close[t+1]; the reward compares it with equity at close[t].
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fastrl/costs.hpp"
+#include "fastrl/market.hpp"
+#include "fastrl/rewards.hpp"
+#include "fastrl/thread_pool.hpp"
+
+namespace fastrl {
+
+enum class Execution : int { kNextOpen = 0, kClose = 1 };
+
+struct SimConfig {
+  int64_t window = 32;           // feature rows per observation
+  int64_t episode_length = 252;  // steps per episode; 0 = until the segment ends
+  Execution execution = Execution::kNextOpen;
+  bool continuous = false;               // continuous target exposure instead of levels
+  std::vector<double> position_levels{-1.0, 0.0, 1.0};
+  double min_pos = -1.0;
+  double max_pos = 1.0;
+  CostModel costs;
+  RewardParams reward;
+  double initial_cash = 1e6;
+  double equity_floor = 0.5;     // terminate when equity <= equity_floor * initial_cash
+  bool random_start = true;      // false: start at the first bar with a full window
+  bool round_robin = false;      // true: env i always trades segment i % S
+  int64_t min_envs_per_thread = 128;  // smaller blocks cost more to hand out than to step
+};
+
+// Caller-owned output buffers, written in place by reset() and step().
+struct OutputBuffers {
+  float* obs = nullptr;            // [N, obs_dim]
+  double* rewards = nullptr;       // [N]
+  uint8_t* terminated = nullptr;   // [N] (numpy bool)
+  uint8_t* truncated = nullptr;    // [N]
+  float* final_obs = nullptr;      // [N, obs_dim], rows valid where the episode ended
+  double* ep_return = nullptr;     // [N], valid where the episode ended
+  int64_t* ep_length = nullptr;
+  double* ep_equity = nullptr;
+  double* ep_costs = nullptr;
+  int64_t* ep_trades = nullptr;
+};
+
+constexpr int64_t kAgentStateDims = 3;  // position, unrealised return, log1p(bars since trade)
+
+class Simulator {
+ public:
+  // Throws std::invalid_argument for bad config, market data or buffers; segment_names
+  // (one per segment) make the messages point at the symbol.
+  Simulator(const MarketView& market, std::vector<std::string> segment_names,
+            const SimConfig& config, int64_t num_envs, int num_threads, uint64_t seed,
+            const OutputBuffers& out);
+
+  int64_t num_envs() const { return num_envs_; }
+  int64_t obs_dim() const { return obs_dim_; }
+  int num_threads() const { return pool_.size(); }
+  const SimConfig& config() const { return config_; }
+
+  // Reseeds every env stream from `seed` and starts new episodes everywhere.
+  void reset(uint64_t seed);
+  // Discrete: level indices in [0, K). Continuous: exposures in [min_pos, max_pos].
+  // The whole batch is validated before any state changes.
+  void step_discrete(const int64_t* actions);
+  void step_continuous(const double* actions);
+
+  // Struct-of-arrays state, readable from outside (Python gets read-only views).
+  std::vector<double> position;    // target exposure currently held (fraction of equity)
+  std::vector<double> shares;
+  std::vector<double> cash;
+  std::vector<double> equity;      // marked at the close of bar_index
+  std::vector<double> entry_price; // fill price of the trade that set the position
+  std::vector<int64_t> bar_index;  // current row in the market block
+  std::vector<int64_t> segment;
+  std::vector<int64_t> last_trade_bar;
+  std::vector<int64_t> episode_steps;
+  std::vector<double> episode_return;
+  std::vector<double> episode_costs;
+  std::vector<int64_t> episode_trades;
+  std::vector<double> peak_equity;
+  std::vector<double> dsr_a, dsr_b;  // differential Sharpe moments
+  std::vector<uint64_t> rng_state;
+
+ private:
+  struct StepJob;
+  static void run_block(void* ctx, int task);
+  void reset_env(int64_t i);
+  void step_env(int64_t i, double target);
+  void write_obs(int64_t i, float* row) const;
+  void dispatch(const int64_t* discrete, const double* continuous, bool reset_all);
+
+  MarketView market_;
+  std::vector<std::string> segment_names_;
+  SimConfig config_;
+  int64_t num_envs_;
+  int64_t obs_dim_;
+  OutputBuffers out_;
+  ThreadPool pool_;
+};
+
+}  // namespace fastrl

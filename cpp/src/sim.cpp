@@ -1,0 +1,307 @@
+// sim.cpp: the batched step kernel (see sim.hpp for the timing of a step).
+#include "fastrl/sim.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+
+#include "fastrl/rng.hpp"
+
+namespace fastrl {
+namespace {
+
+[[noreturn]] void fail(const std::string& message) { throw std::invalid_argument(message); }
+
+bool finite_nonneg(double x) { return std::isfinite(x) && x >= 0.0; }
+
+void check_config(const SimConfig& c) {
+  if (c.window < 1) fail("window must be >= 1, got " + std::to_string(c.window));
+  if (c.episode_length < 0)
+    fail("episode_length must be >= 0 (0 = to the segment end), got " +
+         std::to_string(c.episode_length));
+  if (c.continuous) {
+    if (!std::isfinite(c.min_pos) || !std::isfinite(c.max_pos) || c.min_pos > c.max_pos)
+      fail("continuous actions need finite min_pos <= max_pos");
+  } else {
+    if (c.position_levels.empty()) fail("position_levels must not be empty");
+    for (double level : c.position_levels)
+      if (!std::isfinite(level)) fail("position_levels must be finite");
+  }
+  if (!std::isfinite(c.initial_cash) || c.initial_cash <= 0.0)
+    fail("initial_cash must be a positive number");
+  if (!(c.equity_floor >= 0.0 && c.equity_floor < 1.0))
+    fail("equity_floor must lie in [0, 1) (a fraction of initial_cash)");
+  const CostModel& k = c.costs;
+  if (!finite_nonneg(k.buy_rate) || !finite_nonneg(k.sell_rate) ||
+      !finite_nonneg(k.brokerage_rate) || !(k.brokerage_cap >= 0.0) ||
+      !finite_nonneg(k.gst_on_brokerage) || !finite_nonneg(k.fixed_fee_buy) ||
+      !finite_nonneg(k.fixed_fee_sell))
+    fail("cost model rates and fees must be finite and >= 0 (brokerage_cap may be inf)");
+  if (!(c.reward.dsr_eta > 0.0 && c.reward.dsr_eta <= 1.0)) fail("dsr_eta must lie in (0, 1]");
+  if (!finite_nonneg(c.reward.drawdown_penalty) || !finite_nonneg(c.reward.turnover_penalty))
+    fail("drawdown_penalty and turnover_penalty must be finite and >= 0");
+  if (c.min_envs_per_thread < 1) fail("min_envs_per_thread must be >= 1");
+}
+
+void check_market(const MarketView& m, const std::vector<std::string>& names, int64_t window) {
+  if (m.num_segments < 1) fail("the market has no segments (empty split?)");
+  if (static_cast<int64_t>(names.size()) != m.num_segments)
+    fail("segment_names must have one name per segment");
+  if (m.num_features < 1) fail("the market has no feature columns");
+  if (m.offsets[0] != 0 || m.offsets[m.num_segments] != m.num_bars)
+    fail("segment offsets must start at 0 and end at the number of bars");
+  for (int64_t s = 0; s < m.num_segments; ++s) {
+    const int64_t begin = m.segment_begin(s), end = m.segment_end(s);
+    if (end - begin < window + 1) {
+      std::ostringstream msg;
+      msg << "segment '" << names[s] << "' has " << (end - begin)
+          << " bars; an episode needs at least window + 1 = " << (window + 1);
+      fail(msg.str());
+    }
+    for (int64_t t = begin; t < end; ++t) {
+      const double prices[2] = {m.open[t], m.close[t]};
+      for (int k = 0; k < 2; ++k) {
+        if (!(std::isfinite(prices[k]) && prices[k] > 0.0)) {
+          std::ostringstream msg;
+          msg << "segment '" << names[s] << "' bar " << (t - begin) << " (market row " << t
+              << "): " << (k == 0 ? "open" : "close") << " price is " << prices[k]
+              << "; prices must be finite and > 0";
+          fail(msg.str());
+        }
+      }
+      const float* row = m.features + t * m.num_features;
+      for (int64_t f = 0; f < m.num_features; ++f) {
+        if (!std::isfinite(row[f])) {
+          std::ostringstream msg;
+          msg << "segment '" << names[s] << "' bar " << (t - begin) << " (market row " << t
+              << "): feature column " << f << " is " << row[f] << "; features must be finite";
+          fail(msg.str());
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+Simulator::Simulator(const MarketView& market, std::vector<std::string> segment_names,
+                     const SimConfig& config, int64_t num_envs, int num_threads, uint64_t seed,
+                     const OutputBuffers& out)
+    : market_(market),
+      segment_names_(std::move(segment_names)),
+      config_(config),
+      num_envs_(num_envs),
+      obs_dim_(config.window * market.num_features + kAgentStateDims),
+      out_(out),
+      pool_(num_threads < 1 ? 1 : num_threads) {
+  if (num_envs < 1) fail("num_envs must be >= 1, got " + std::to_string(num_envs));
+  if (num_threads < 1) fail("num_threads must be >= 1, got " + std::to_string(num_threads));
+  check_config(config_);
+  check_market(market_, segment_names_, config_.window);
+  if (!out.obs || !out.rewards || !out.terminated || !out.truncated || !out.final_obs ||
+      !out.ep_return || !out.ep_length || !out.ep_equity || !out.ep_costs || !out.ep_trades)
+    fail("every output buffer must be provided");
+  const auto n = static_cast<size_t>(num_envs);
+  for (auto* v : {&position, &shares, &cash, &equity, &entry_price, &episode_return,
+                  &episode_costs, &peak_equity, &dsr_a, &dsr_b})
+    v->assign(n, 0.0);
+  for (auto* v : {&bar_index, &segment, &last_trade_bar, &episode_steps, &episode_trades})
+    v->assign(n, 0);
+  rng_state.assign(n, 0);
+  reset(seed);
+}
+
+void Simulator::reset(uint64_t seed) {
+  for (int64_t i = 0; i < num_envs_; ++i)
+    rng_state[static_cast<size_t>(i)] = env_stream_seed(seed, static_cast<uint64_t>(i));
+  dispatch(nullptr, nullptr, true);
+  std::fill(out_.rewards, out_.rewards + num_envs_, 0.0);
+  std::fill(out_.terminated, out_.terminated + num_envs_, uint8_t{0});
+  std::fill(out_.truncated, out_.truncated + num_envs_, uint8_t{0});
+}
+
+void Simulator::step_discrete(const int64_t* actions) {
+  if (config_.continuous) fail("this simulator takes continuous actions");
+  const auto k = static_cast<int64_t>(config_.position_levels.size());
+  for (int64_t i = 0; i < num_envs_; ++i) {
+    if (actions[i] < 0 || actions[i] >= k) {
+      std::ostringstream msg;
+      msg << "action " << actions[i] << " for env " << i << " is not a level index in [0, " << k
+          << ")";
+      fail(msg.str());
+    }
+  }
+  dispatch(actions, nullptr, false);
+}
+
+void Simulator::step_continuous(const double* actions) {
+  if (!config_.continuous) fail("this simulator takes discrete level indices");
+  for (int64_t i = 0; i < num_envs_; ++i) {
+    if (!(actions[i] >= config_.min_pos && actions[i] <= config_.max_pos)) {
+      std::ostringstream msg;
+      msg << "action " << actions[i] << " for env " << i << " is not a target exposure in ["
+          << config_.min_pos << ", " << config_.max_pos << "] (NaN is not allowed)";
+      fail(msg.str());
+    }
+  }
+  dispatch(nullptr, actions, false);
+}
+
+struct Simulator::StepJob {
+  Simulator* sim;
+  const int64_t* discrete;
+  const double* continuous;
+  bool reset_all;
+  int64_t envs_per_task;
+};
+
+void Simulator::dispatch(const int64_t* discrete, const double* continuous, bool reset_all) {
+  const int64_t by_size =
+      (num_envs_ + config_.min_envs_per_thread - 1) / config_.min_envs_per_thread;
+  const int tasks = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(pool_.size(), by_size)));
+  StepJob job{this, discrete, continuous, reset_all, (num_envs_ + tasks - 1) / tasks};
+  pool_.run(tasks, &Simulator::run_block, &job);
+}
+
+void Simulator::run_block(void* ctx, int task) {
+  const auto& job = *static_cast<const StepJob*>(ctx);
+  Simulator& sim = *job.sim;
+  const int64_t begin = task * job.envs_per_task;
+  const int64_t end = std::min(sim.num_envs_, begin + job.envs_per_task);
+  for (int64_t i = begin; i < end; ++i) {
+    if (job.reset_all) {
+      sim.reset_env(i);
+      sim.write_obs(i, sim.out_.obs + i * sim.obs_dim_);
+    } else {
+      const double target = job.continuous
+                                ? job.continuous[i]
+                                : sim.config_.position_levels[static_cast<size_t>(job.discrete[i])];
+      sim.step_env(i, target);
+    }
+  }
+}
+
+void Simulator::reset_env(int64_t i) {
+  const auto u = static_cast<size_t>(i);
+  const int64_t num_segments = market_.num_segments;
+  const int64_t s = config_.round_robin
+                        ? i % num_segments
+                        : static_cast<int64_t>(next_below(rng_state[u], static_cast<uint64_t>(num_segments)));
+  const int64_t first = market_.segment_begin(s) + config_.window - 1;  // first full window
+  int64_t start = first;
+  if (config_.random_start) {
+    // Latest start that still fits a whole episode (or one step when it cannot fit).
+    const int64_t last_step_from = market_.segment_end(s) - 2;
+    const int64_t latest =
+        config_.episode_length > 0
+            ? std::max(first, market_.segment_end(s) - 1 - config_.episode_length)
+            : last_step_from;
+    start = first + static_cast<int64_t>(
+                        next_below(rng_state[u], static_cast<uint64_t>(latest - first + 1)));
+  }
+  segment[u] = s;
+  bar_index[u] = start;
+  last_trade_bar[u] = start;
+  position[u] = 0.0;
+  shares[u] = 0.0;
+  cash[u] = config_.initial_cash;
+  equity[u] = config_.initial_cash;
+  peak_equity[u] = config_.initial_cash;
+  entry_price[u] = 0.0;
+  dsr_a[u] = 0.0;
+  dsr_b[u] = 0.0;
+  episode_steps[u] = 0;
+  episode_return[u] = 0.0;
+  episode_costs[u] = 0.0;
+  episode_trades[u] = 0;
+}
+
+void Simulator::write_obs(int64_t i, float* row) const {
+  const auto u = static_cast<size_t>(i);
+  const int64_t t = bar_index[u];
+  const int64_t f = market_.num_features;
+  // The window [t - window + 1, t] is contiguous in the row-major feature block.
+  std::memcpy(row, market_.features + (t - config_.window + 1) * f,
+              static_cast<size_t>(config_.window * f) * sizeof(float));
+  float* agent = row + config_.window * f;
+  const double pos = position[u];
+  agent[0] = static_cast<float>(pos);
+  agent[1] = static_cast<float>(pos != 0.0 ? pos * (market_.close[t] / entry_price[u] - 1.0) : 0.0);
+  agent[2] = static_cast<float>(std::log1p(static_cast<double>(t - last_trade_bar[u])));
+}
+
+void Simulator::step_env(int64_t i, double target) {
+  const auto u = static_cast<size_t>(i);
+  const int64_t t = bar_index[u];
+  const double equity_before = equity[u];
+  const double fill =
+      config_.execution == Execution::kNextOpen ? market_.open[t + 1] : market_.close[t];
+
+  double notional = 0.0;
+  if (target != position[u]) {
+    const double equity_at_fill = cash[u] + shares[u] * fill;
+    const double target_shares = equity_at_fill > 0.0 ? target * equity_at_fill / fill : 0.0;
+    const double traded = target_shares - shares[u];
+    notional = std::fabs(traded) * fill;
+    const double cost = order_cost(config_.costs, traded > 0.0, notional);
+    cash[u] -= traded * fill + cost;
+    shares[u] = target_shares;
+    position[u] = target;
+    entry_price[u] = target != 0.0 ? fill : 0.0;
+    last_trade_bar[u] = t + 1;
+    episode_costs[u] += cost;
+    episode_trades[u] += 1;
+  }
+
+  const int64_t next = t + 1;
+  const double equity_after = cash[u] + shares[u] * market_.close[next];
+  const RewardParams& rp = config_.reward;
+  double reward;
+  switch (rp.kind) {
+    case RewardKind::kPnl:
+      reward = (equity_after - equity_before) / config_.initial_cash;
+      break;
+    case RewardKind::kDiffSharpe:
+      reward = differential_sharpe(equity_after / equity_before - 1.0, dsr_a[u], dsr_b[u],
+                                   rp.dsr_eta);
+      break;
+    case RewardKind::kLogReturn:
+    default:
+      // A gap can wipe out a leveraged short; keep the log finite (the floor terminates it).
+      reward = std::log(std::max(equity_after, 1e-9 * config_.initial_cash) / equity_before);
+      break;
+  }
+  peak_equity[u] = std::max(peak_equity[u], equity_after);
+  if (rp.drawdown_penalty > 0.0)
+    reward -= rp.drawdown_penalty * (1.0 - equity_after / peak_equity[u]);
+  if (rp.turnover_penalty > 0.0) reward -= rp.turnover_penalty * notional / equity_before;
+
+  bar_index[u] = next;
+  equity[u] = equity_after;
+  episode_steps[u] += 1;
+  episode_return[u] += reward;
+
+  const bool terminated = equity_after <= config_.equity_floor * config_.initial_cash;
+  const bool truncated =
+      !terminated && ((config_.episode_length > 0 && episode_steps[u] >= config_.episode_length) ||
+                      next + 1 >= market_.segment_end(segment[u]));
+  out_.rewards[i] = reward;
+  out_.terminated[i] = terminated ? 1 : 0;
+  out_.truncated[i] = truncated ? 1 : 0;
+  float* obs_row = out_.obs + i * obs_dim_;
+  if (terminated || truncated) {
+    write_obs(i, out_.final_obs + i * obs_dim_);
+    out_.ep_return[i] = episode_return[u];
+    out_.ep_length[i] = episode_steps[u];
+    out_.ep_equity[i] = equity_after;
+    out_.ep_costs[i] = episode_costs[u];
+    out_.ep_trades[i] = episode_trades[u];
+    reset_env(i);
+  }
+  write_obs(i, obs_row);
+}
+
+}  // namespace fastrl

@@ -1,0 +1,153 @@
+"""Transaction-cost models: a plain bps model and NSE equity presets.
+
+Every order pays ``|notional| x side_rate + min(|notional| x brokerage_rate, brokerage_cap) x
+(1 + GST) + fixed fee``. Statutory charges are folded into the per-side rates so the
+simulator's hot loop does one multiply per order; the presets below keep each component
+and its source visible.
+
+NSE presets (rates as published for late 2024 / 2025; check them before trading real money):
+
+============================  ===================  ===================  ==============================
+charge                        delivery (CNC)        intraday (MIS)       source
+============================  ===================  ===================  ==============================
+brokerage                     0                     min(0.03%, Rs 20)    discount-broker schedule
+                                                    per executed order   (e.g. Zerodha "charges" page)
+STT                           0.1% buy and sell     0.025% sell only     Securities Transaction Tax,
+                                                                         Finance Act (Chapter VII)
+exchange transaction charge   0.00297%              0.00297%             NSE circular, effective
+                                                                         1 Oct 2024
+SEBI turnover fee             Rs 10 / crore         Rs 10 / crore        SEBI fee schedule
+                              (0.0001%)             (0.0001%)
+GST                           18% on brokerage +    18% on brokerage +   CGST/SGST/IGST Acts
+                              exchange + SEBI fee   exchange + SEBI fee
+stamp duty                    0.015% buy only       0.003% buy only      Indian Stamp Act as amended
+                                                                         by the Finance Act 2019
+                                                                         (in force 1 Jul 2020)
+depository (DP) charge        Rs 13.50 + GST per    none                 CDSL + broker schedule
+                              sell order                                 (e.g. Zerodha)
+============================  ===================  ===================  ==============================
+
+Slippage is not a charge; pass ``slippage_bps`` to add it to both sides.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+GST = 0.18
+NSE_EXCHANGE_FEE = 0.0000297  # 0.00297% of turnover
+SEBI_FEE = 10.0 / 1e7  # Rs 10 per crore (1e7 rupees)
+STT_DELIVERY = 0.001  # 0.1% on buy and on sell
+STT_INTRADAY_SELL = 0.00025  # 0.025% on the sell side
+STAMP_DELIVERY_BUY = 0.00015  # 0.015%
+STAMP_INTRADAY_BUY = 0.00003  # 0.003%
+DP_CHARGE = 13.5  # rupees per sell order (before GST)
+INTRADAY_BROKERAGE_RATE = 0.0003  # 0.03% ...
+INTRADAY_BROKERAGE_CAP = 20.0  # ... or Rs 20 per executed order, whichever is lower
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Per-order costs. Rates are fractions of traded notional; fees are in currency."""
+
+    buy_rate: float = 0.0
+    sell_rate: float = 0.0
+    brokerage_rate: float = 0.0
+    brokerage_cap: float = math.inf
+    gst_on_brokerage: float = 0.0
+    fixed_fee_buy: float = 0.0
+    fixed_fee_sell: float = 0.0
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        for field_name in ("buy_rate", "sell_rate", "brokerage_rate", "gst_on_brokerage",
+                           "fixed_fee_buy", "fixed_fee_sell"):
+            value = getattr(self, field_name)
+            if not (math.isfinite(value) and value >= 0.0):
+                raise ValueError(f"CostModel.{field_name} must be finite and >= 0, got {value}")
+        if not self.brokerage_cap >= 0.0:
+            raise ValueError(f"CostModel.brokerage_cap must be >= 0, got {self.brokerage_cap}")
+
+    def order_cost(self, buy: Any, notional: Any) -> Any:
+        """Cost of executed orders; ``buy`` and ``notional`` may be numpy arrays."""
+        notional = np.asarray(notional, dtype=np.float64)
+        buy = np.asarray(buy, dtype=bool)
+        brokerage = np.minimum(notional * self.brokerage_rate, self.brokerage_cap)
+        rate = np.where(buy, self.buy_rate, self.sell_rate)
+        fee = np.where(buy, self.fixed_fee_buy, self.fixed_fee_sell)
+        return notional * rate + brokerage * (1.0 + self.gst_on_brokerage) + fee
+
+    def round_trip_cost(self, notional: float) -> float:
+        """Buying and later selling the same notional."""
+        return float(self.order_cost(True, notional) + self.order_cost(False, notional))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_core(self) -> Any:
+        from fastrl import _core
+
+        core = _core.CostModel()
+        for key, value in asdict(self).items():
+            if key != "name":
+                setattr(core, key, float(value))
+        return core
+
+
+def bps(buy_bps: float = 10.0, sell_bps: float | None = None, fixed_fee: float = 0.0,
+        slippage_bps: float = 0.0) -> CostModel:
+    """Plain model: ``buy_bps``/``sell_bps`` basis points of notional plus a fixed fee per order."""
+    sell_bps = buy_bps if sell_bps is None else sell_bps
+    return CostModel(
+        buy_rate=(buy_bps + slippage_bps) * 1e-4,
+        sell_rate=(sell_bps + slippage_bps) * 1e-4,
+        fixed_fee_buy=fixed_fee,
+        fixed_fee_sell=fixed_fee,
+        name="bps",
+    )
+
+
+def nse_delivery(slippage_bps: float = 0.0, dp_charge: float = DP_CHARGE) -> CostModel:
+    """NSE equity delivery (CNC) with zero brokerage; see the module table."""
+    taxed_fees = (NSE_EXCHANGE_FEE + SEBI_FEE) * (1.0 + GST)
+    slip = slippage_bps * 1e-4
+    return CostModel(
+        buy_rate=STT_DELIVERY + STAMP_DELIVERY_BUY + taxed_fees + slip,
+        sell_rate=STT_DELIVERY + taxed_fees + slip,
+        gst_on_brokerage=GST,
+        fixed_fee_sell=dp_charge * (1.0 + GST),
+        name="nse_delivery",
+    )
+
+
+def nse_intraday(slippage_bps: float = 0.0) -> CostModel:
+    """NSE equity intraday (MIS): brokerage min(0.03%, Rs 20) per order; see the module table."""
+    taxed_fees = (NSE_EXCHANGE_FEE + SEBI_FEE) * (1.0 + GST)
+    slip = slippage_bps * 1e-4
+    return CostModel(
+        buy_rate=STAMP_INTRADAY_BUY + taxed_fees + slip,
+        sell_rate=STT_INTRADAY_SELL + taxed_fees + slip,
+        brokerage_rate=INTRADAY_BROKERAGE_RATE,
+        brokerage_cap=INTRADAY_BROKERAGE_CAP,
+        gst_on_brokerage=GST,
+        name="nse_intraday",
+    )
+
+
+PRESETS = {"nse_delivery": nse_delivery, "nse_intraday": nse_intraday, "bps": bps,
+           "zero": lambda: CostModel(name="zero")}
+
+
+def resolve_cost_model(spec: str | CostModel | dict) -> CostModel:
+    """A CostModel from a preset name, a CostModel, or a dict of its fields."""
+    if isinstance(spec, CostModel):
+        return spec
+    if isinstance(spec, dict):
+        return CostModel(**spec)
+    if isinstance(spec, str) and spec in PRESETS:
+        return PRESETS[spec]()
+    raise ValueError(f"unknown cost model {spec!r}; choose one of {sorted(PRESETS)} or pass a CostModel")

@@ -1,0 +1,348 @@
+"""TradingVecEnv: the gymnasium VectorEnv face of the C++ batched simulator.
+
+One object steps ``num_envs`` trading envs at once in a persistent C++ thread pool with the
+GIL released. Observations, rewards, flags and episode statistics are numpy views of
+buffers the simulator writes in place: **every array returned by reset()/step() is
+overwritten by the next step** (copy what you keep, as a rollout buffer does anyway).
+Pass ``buffers={...}`` to have the simulator write into memory you own (for example
+pinned torch tensors seen through ``tensor.numpy()``).
+
+Autoreset mode is ``SAME_STEP``: when an episode ends, ``step`` returns the first
+observation of the next episode, and ``info["final_obs"]`` (rows where
+``info["_final_obs"]``) holds the last observation of the finished one; ``terminated``
+(equity fell to the floor) means no bootstrap, ``truncated`` (length or data end) means
+bootstrap from that final observation. ``info["episode"]`` holds return ``r``, length
+``l``, final ``equity``, ``costs`` and ``trades`` of the finished episodes.
+
+Observation row at bar t: ``features[t - window + 1 .. t]`` flattened (float32), then the
+agent's position (target exposure), its unrealised return ``position x (close_t / entry -
+1)`` and ``log1p(bars since the last trade)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from fastrl.costs import CostModel, resolve_cost_model
+from fastrl.data.block import MarketBlock
+
+AGENT_STATE_DIMS = 3
+EXECUTIONS = {"next_open": 0, "close": 1}
+REWARDS = {"log_return": 0, "pnl": 1, "diff_sharpe": 2}
+BUFFER_SPECS = {  # name -> (dtype, per-env shape: "obs" for (obs_dim,), () for scalars)
+    "obs": (np.float32, "obs"),
+    "rewards": (np.float64, ()),
+    "terminated": (np.bool_, ()),
+    "truncated": (np.bool_, ()),
+    "final_obs": (np.float32, "obs"),
+    "ep_return": (np.float64, ()),
+    "ep_length": (np.int64, ()),
+    "ep_equity": (np.float64, ()),
+    "ep_costs": (np.float64, ()),
+    "ep_trades": (np.int64, ()),
+}
+
+
+@dataclass
+class EnvConfig:
+    """Everything that defines the simulated market an agent trades in."""
+
+    window: int = 32
+    """Feature rows per observation (the bar itself and window - 1 before it)."""
+    episode_length: int = 252
+    """Steps per episode; 0 runs to the end of the segment."""
+    action: str = "discrete"
+    """'discrete' (an index into position_levels) or 'continuous' (a target exposure)."""
+    position_levels: tuple[float, ...] = (-1.0, 0.0, 1.0)
+    """Discrete target exposures as fractions of equity; (0.0, 1.0) for long-only markets."""
+    min_pos: float = -1.0
+    max_pos: float = 1.0
+    """Range of continuous target exposures (actions outside it raise; clip first)."""
+    execution: str = "next_open"
+    """'next_open' fills at the next bar's open; 'close' at the bar's own close (optimistic)."""
+    cost: str | CostModel | dict = "nse_delivery"
+    """Preset name ('nse_delivery', 'nse_intraday', 'bps', 'zero'), a CostModel or its fields."""
+    reward: str = "log_return"
+    """'log_return', 'pnl' (change of equity / initial cash) or 'diff_sharpe'."""
+    dsr_eta: float = 0.01
+    """Adaptation rate of the differential Sharpe reward's moving moments."""
+    drawdown_penalty: float = 0.0
+    """Subtracted times the current drawdown from the episode's peak equity."""
+    turnover_penalty: float = 0.0
+    """Subtracted times traded notional / equity."""
+    initial_cash: float = 1_000_000.0
+    equity_floor: float = 0.5
+    """The episode terminates when equity <= equity_floor x initial_cash."""
+    random_start: bool = True
+    """False: every episode starts at the segment's first bar with a full window."""
+    segment_assignment: str = "random"
+    """'random' (a segment drawn per episode) or 'round_robin' (env i trades segment i % S)."""
+    min_envs_per_thread: int = 128
+    """Blocks smaller than this are not worth a thread hand-off."""
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.position_levels = tuple(float(x) for x in self.position_levels)
+        self.validate()
+
+    def validate(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ValueError(f"EnvConfig.{message}")
+
+        need(isinstance(self.window, int) and self.window >= 1,
+             f"window must be an integer >= 1, got {self.window!r}")
+        need(isinstance(self.episode_length, int) and self.episode_length >= 0,
+             f"episode_length must be an integer >= 0 (0 = to the segment end), "
+             f"got {self.episode_length!r}")
+        need(self.action in ("discrete", "continuous"),
+             f"action must be 'discrete' or 'continuous', got {self.action!r}")
+        need(len(self.position_levels) >= 1 and all(map(math.isfinite, self.position_levels)),
+             f"position_levels must be a non-empty tuple of finite numbers, "
+             f"got {self.position_levels!r}")
+        need(math.isfinite(self.min_pos) and math.isfinite(self.max_pos)
+             and self.min_pos <= self.max_pos,
+             f"min_pos/max_pos must be finite with min_pos <= max_pos, "
+             f"got {self.min_pos}, {self.max_pos}")
+        need(self.execution in EXECUTIONS,
+             f"execution must be one of {sorted(EXECUTIONS)}, got {self.execution!r}")
+        need(self.reward in REWARDS, f"reward must be one of {sorted(REWARDS)}, got {self.reward!r}")
+        need(0.0 < self.dsr_eta <= 1.0, f"dsr_eta must lie in (0, 1], got {self.dsr_eta}")
+        need(math.isfinite(self.drawdown_penalty) and self.drawdown_penalty >= 0,
+             f"drawdown_penalty must be >= 0, got {self.drawdown_penalty}")
+        need(math.isfinite(self.turnover_penalty) and self.turnover_penalty >= 0,
+             f"turnover_penalty must be >= 0, got {self.turnover_penalty}")
+        need(math.isfinite(self.initial_cash) and self.initial_cash > 0,
+             f"initial_cash must be > 0, got {self.initial_cash}")
+        need(0.0 <= self.equity_floor < 1.0,
+             f"equity_floor must lie in [0, 1), got {self.equity_floor}")
+        need(self.segment_assignment in ("random", "round_robin"),
+             f"segment_assignment must be 'random' or 'round_robin', "
+             f"got {self.segment_assignment!r}")
+        need(isinstance(self.min_envs_per_thread, int) and self.min_envs_per_thread >= 1,
+             f"min_envs_per_thread must be an integer >= 1, got {self.min_envs_per_thread!r}")
+        self.cost_model()  # raises on an unknown preset
+
+    def cost_model(self) -> CostModel:
+        return resolve_cost_model(self.cost)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["position_levels"] = list(self.position_levels)
+        if isinstance(self.cost, CostModel):
+            out["cost"] = self.cost.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EnvConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown EnvConfig keys {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+    def to_core(self) -> Any:
+        from fastrl import _core
+
+        core = _core.SimConfig()
+        core.window = self.window
+        core.episode_length = self.episode_length
+        core.execution = EXECUTIONS[self.execution]
+        core.continuous = self.action == "continuous"
+        core.position_levels = list(self.position_levels)
+        core.min_pos = float(self.min_pos)
+        core.max_pos = float(self.max_pos)
+        core.costs = self.cost_model().to_core()
+        core.reward = REWARDS[self.reward]
+        core.dsr_eta = float(self.dsr_eta)
+        core.drawdown_penalty = float(self.drawdown_penalty)
+        core.turnover_penalty = float(self.turnover_penalty)
+        core.initial_cash = float(self.initial_cash)
+        core.equity_floor = float(self.equity_floor)
+        core.random_start = bool(self.random_start)
+        core.round_robin = self.segment_assignment == "round_robin"
+        core.min_envs_per_thread = self.min_envs_per_thread
+        return core
+
+
+def allocate_buffers(num_envs: int, obs_dim: int,
+                     given: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """Output buffers for the simulator: the caller's (checked) where given, else new arrays."""
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(BUFFER_SPECS))
+    if unknown:
+        raise ValueError(f"unknown buffer names {unknown}; known: {sorted(BUFFER_SPECS)}")
+    out: dict[str, np.ndarray] = {}
+    for name, (dtype, per_env) in BUFFER_SPECS.items():
+        shape = (num_envs, obs_dim) if per_env == "obs" else (num_envs,)
+        if name not in given:
+            out[name] = np.zeros(shape, dtype=dtype)
+            continue
+        arr = np.asarray(given[name])  # a CPU torch tensor comes back as a view, not a copy
+        problems = []
+        if arr.dtype != np.dtype(dtype):
+            problems.append(f"dtype {arr.dtype} (need {np.dtype(dtype)})")
+        if arr.shape != shape:
+            problems.append(f"shape {arr.shape} (need {shape})")
+        if not arr.flags.c_contiguous:
+            problems.append("not C-contiguous")
+        if not arr.flags.writeable:
+            problems.append("read-only")
+        if problems:
+            raise ValueError(f"buffer '{name}' is unusable: {', '.join(problems)}")
+        out[name] = arr
+    return out
+
+
+class TradingVecEnv(VectorEnv):
+    """``num_envs`` trading envs over one MarketBlock, stepped by the C++ core."""
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+
+    def __init__(
+        self,
+        market: MarketBlock,
+        num_envs: int = 64,
+        config: EnvConfig | None = None,
+        *,
+        num_threads: int = 1,
+        seed: int = 0,
+        buffers: dict[str, Any] | None = None,
+    ) -> None:
+        from fastrl import _core
+
+        if not isinstance(market, MarketBlock):
+            raise ValueError(f"market must be a fastrl MarketBlock, got {type(market).__name__}")
+        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+        if not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
+            raise ValueError(f"num_threads must be an integer >= 1, got {num_threads!r}")
+        self.config = config if config is not None else EnvConfig()
+        self.config.validate()
+        self.market = market
+        self.num_envs = int(num_envs)
+        self.window = self.config.window
+        self.obs_dim = self.window * market.num_features + AGENT_STATE_DIMS
+        self._seed = int(seed) & (2**64 - 1)
+        self._resets = 0
+        self._buffers = allocate_buffers(self.num_envs, self.obs_dim, buffers)
+        self._sim = _core.Simulator(
+            market.open, market.close, market.features, market.offsets, list(market.symbols),
+            self.config.to_core(), self.num_envs, int(num_threads), self._seed, self._buffers,
+        )
+        self._done = np.zeros(self.num_envs, dtype=bool)
+        b = self._buffers
+        self._episode = {"r": b["ep_return"], "l": b["ep_length"], "equity": b["ep_equity"],
+                         "costs": b["ep_costs"], "trades": b["ep_trades"]}
+        self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32)
+        if self.config.action == "discrete":
+            self.single_action_space = gym.spaces.Discrete(len(self.config.position_levels))
+            self.action_space = gym.spaces.MultiDiscrete(
+                np.full(self.num_envs, len(self.config.position_levels), dtype=np.int64))
+        else:
+            self.single_action_space = gym.spaces.Box(
+                self.config.min_pos, self.config.max_pos, (1,), np.float64)
+            self.action_space = gym.spaces.Box(
+                self.config.min_pos, self.config.max_pos, (self.num_envs, 1), np.float64)
+        self.observation_space = gym.spaces.Box(
+            -np.inf, np.inf, (self.num_envs, self.obs_dim), np.float32)
+
+    # -- gymnasium API -------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None,
+              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Starts new episodes in every env. A given seed fixes all per-env streams; without
+        one, each reset draws the next seed of a deterministic sequence from the first."""
+        if seed is not None:
+            self._seed = int(seed) & (2**64 - 1)
+            self._resets = 0
+            stream_seed = self._seed
+        else:
+            stream_seed = (self._seed + 0x9E3779B97F4A7C15 * self._resets) & (2**64 - 1)
+        self._resets += 1
+        self._sim.reset(stream_seed)
+        return self._buffers["obs"], {}
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                          dict[str, Any]]:
+        self._sim.step(self._as_actions(actions))
+        b = self._buffers
+        done = np.logical_or(b["terminated"], b["truncated"], out=self._done)
+        info = {"final_obs": b["final_obs"], "_final_obs": done,
+                "episode": self._episode, "_episode": done}
+        return b["obs"], b["rewards"], b["terminated"], b["truncated"], info
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self._sim = None
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _as_actions(self, actions: Any) -> np.ndarray:
+        a = np.asarray(actions)
+        if a.ndim == 2 and a.shape[1] == 1:
+            a = a[:, 0]
+        if a.shape != (self.num_envs,):
+            raise ValueError(
+                f"actions must have shape ({self.num_envs},) or ({self.num_envs}, 1), got {a.shape}")
+        if self.config.action == "discrete":
+            if a.dtype.kind not in "iu":
+                raise ValueError(
+                    f"discrete actions must be integer level indices, got dtype {a.dtype}")
+            return np.ascontiguousarray(a, dtype=np.int64)
+        if a.dtype.kind != "f":
+            raise ValueError(f"continuous actions must be floats, got dtype {a.dtype}")
+        return np.ascontiguousarray(a, dtype=np.float64)
+
+    @property
+    def buffers(self) -> dict[str, np.ndarray]:
+        """The output arrays the simulator writes in place."""
+        return self._buffers
+
+    @property
+    def num_threads(self) -> int:
+        return int(self._sim.num_threads)
+
+    # Read-only views of the simulator's per-env state (no copies).
+    positions = property(lambda self: self._sim.position, doc="Target exposure held per env.")
+    shares = property(lambda self: self._sim.shares)
+    cash = property(lambda self: self._sim.cash)
+    equity = property(lambda self: self._sim.equity, doc="Equity marked at the current close.")
+    bar_index = property(lambda self: self._sim.bar_index, doc="Current row in the market block.")
+    segment = property(lambda self: self._sim.segment, doc="Segment each env trades now.")
+    episode_costs = property(lambda self: self._sim.episode_costs)
+    episode_trades = property(lambda self: self._sim.episode_trades)
+    episode_steps = property(lambda self: self._sim.episode_steps)
+
+
+def make_env(
+    symbols: Sequence[str] = ("BPCL", "HDFCLIFE"),
+    freq: str = "1d",
+    split: str = "train",
+    num_envs: int = 64,
+    *,
+    test_days: int = 30,
+    val_days: int = 0,
+    source: str = "bundled",
+    config: EnvConfig | None = None,
+    num_threads: int = 1,
+    seed: int = 0,
+) -> TradingVecEnv:
+    """A TradingVecEnv on bundled (or the user's) bars, ready for a CleanRL-style loop."""
+    from fastrl.data import build_market
+
+    config = config if config is not None else EnvConfig()
+    splits = build_market(list(symbols), freq=freq, source=source, test_days=test_days,
+                          val_days=val_days, window=config.window)
+    block = {"train": splits.train, "val": splits.val, "test": splits.test}.get(split, "unknown")
+    if isinstance(block, str):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    if block is None:
+        raise ValueError("split='val' needs val_days > 0")
+    return TradingVecEnv(block, num_envs, config, num_threads=num_threads, seed=seed)
