@@ -228,9 +228,7 @@ def extract_trades(
     closing_share = np.zeros(n)
     ends_run = (np.sign(previous_pos) != signs) & (previous_pos != 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        closing_share[ends_run] = np.minimum(
-            1.0, np.abs(previous_pos[ends_run]) / traded[ends_run]
-        )
+        closing_share[ends_run] = np.minimum(1.0, np.abs(previous_pos[ends_run]) / traded[ends_run])
     closing_cost = costs * closing_share
 
     entries, exits, directions, pnls, rets, held, closed = [], [], [], [], [], [], []
