@@ -1,0 +1,98 @@
+"""Running observation normalisation and return-based reward scaling (SB3 VecNormalize style).
+
+Both live on the training device and are saved in checkpoints, so a loaded agent sees
+observations scaled exactly as during training.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class RunningMeanStd(nn.Module):
+    """Mean and variance over every batch seen so far (parallel Welford / Chan update)."""
+
+    def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
+        self.register_buffer("count", torch.tensor(float(epsilon), dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, batch: torch.Tensor) -> None:
+        batch = batch.to(torch.float64)
+        batch_mean = batch.mean(dim=0)
+        batch_var = batch.var(dim=0, unbiased=False)
+        batch_count = batch.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        self.mean.add_(delta * (batch_count / total))
+        m2 = self.var * self.count + batch_var * batch_count
+        m2 += delta.square() * (self.count * batch_count / total)
+        self.var.copy_(m2 / total)
+        self.count.copy_(total)
+
+
+class ObservationNormaliser(nn.Module):
+    """(obs - mean) / sqrt(var + eps), clipped to +-``clip``; ``enabled=False`` passes through.
+
+    The statistics are float64 for stable accumulation; a float32 copy of the scale and
+    shift is refreshed after each update so the hot path is one fused multiply-add.
+    """
+
+    def __init__(self, obs_dim: int, clip: float = 10.0, enabled: bool = True) -> None:
+        super().__init__()
+        self.enabled = bool(enabled)
+        self.clip = float(clip)
+        self.stats = RunningMeanStd((obs_dim,))
+        self.register_buffer("shift", torch.zeros(obs_dim, dtype=torch.float32))
+        self.register_buffer("scale", torch.ones(obs_dim, dtype=torch.float32))
+
+    @torch.no_grad()
+    def update(self, obs: torch.Tensor) -> None:
+        if not self.enabled:
+            return
+        self.stats.update(obs)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self.scale.copy_((self.stats.var + 1e-8).rsqrt().to(torch.float32))
+        self.shift.copy_(self.stats.mean.to(torch.float32))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return obs
+        return ((obs - self.shift) * self.scale).clamp_(-self.clip, self.clip)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self._refresh()
+        return result
+
+
+class RewardScaler(nn.Module):
+    """Divides rewards by the running std of each env's discounted return.
+
+    Log-return rewards are ~1e-2, which leaves value targets tiny next to the policy
+    terms; scaling (not centring) keeps the reward's sign and the optimal policy.
+    """
+
+    def __init__(self, num_envs: int, gamma: float, clip: float = 10.0, enabled: bool = True):
+        super().__init__()
+        self.enabled = bool(enabled)
+        self.gamma = float(gamma)
+        self.clip = float(clip)
+        self.stats = RunningMeanStd(())
+        self.register_buffer("returns", torch.zeros(num_envs, dtype=torch.float64))
+
+    @torch.no_grad()
+    def forward(self, rewards: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
+        """Scale one step's rewards [N]; ``dones`` [N] ends the discounted sums after it."""
+        if not self.enabled:
+            return rewards.float()
+        self.returns.mul_(self.gamma).add_(rewards.to(torch.float64))
+        self.stats.update(self.returns)
+        self.returns.masked_fill_(dones, 0.0)
+        scaled = rewards.to(torch.float64) / torch.sqrt(self.stats.var + 1e-8)
+        return scaled.clamp_(-self.clip, self.clip).float()

@@ -1,0 +1,130 @@
+"""Hyperparameter schedules as pure functions of env steps, mirrored into in-place tensors.
+
+The values are pure functions of the global env-step count, so a resumed run recomputes the
+exact values of an uninterrupted one from its step count alone. The trainer keeps each value
+in a 0-d tensor and updates it with ``fill_`` so a compiled loss (which takes the tensors as
+inputs) never sees a new Python constant and never recompiles.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+def linear_schedule(step: int, start: float, end: float, duration: int) -> float:
+    """``start`` at step 0, ``end`` from ``duration`` on, linear in between.
+
+    A duration of 0 (or less) means the value is ``end`` from the first step: a constant.
+    """
+    if duration <= 0 or step >= duration:
+        return float(end)
+    fraction = max(step, 0) / duration
+    return float(start + (end - start) * fraction)
+
+
+def warmup_cosine_schedule(
+    step: int, peak: float, floor: float, warmup_steps: int, total_steps: int
+) -> float:
+    """Linear warmup from 0 to ``peak`` over ``warmup_steps``, then cosine decay to ``floor``
+    at ``total_steps`` (and ``floor`` after it)."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return float(peak * max(step, 0) / warmup_steps)
+    decay_steps = total_steps - warmup_steps
+    if decay_steps <= 0:
+        return float(peak)  # the run ends inside the warmup: nothing left to decay
+    if step >= total_steps:
+        return float(floor)
+    progress = (step - warmup_steps) / decay_steps
+    return float(floor + 0.5 * (peak - floor) * (1.0 + math.cos(math.pi * progress)))
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """What the three schedules need; built from a TrainConfig by :meth:`from_config`."""
+
+    learning_rate: float
+    lr_schedule: str  # "cosine" (warmup + cosine to lr_min) | "constant"
+    lr_warmup_steps: int
+    lr_min: float
+    total_timesteps: int
+    ent_coef: float
+    ent_coef_final: float
+    ent_coef_decay_steps: int
+    clip_range: float
+    clip_range_final: float
+    clip_range_decay_steps: int
+
+    @classmethod
+    def from_config(cls, config) -> ScheduleSpec:
+        return cls(
+            learning_rate=config.learning_rate,
+            lr_schedule=config.lr_schedule,
+            lr_warmup_steps=config.lr_warmup_steps,
+            lr_min=config.lr_min,
+            total_timesteps=config.total_timesteps,
+            ent_coef=config.ent_coef,
+            ent_coef_final=config.ent_coef_final,
+            ent_coef_decay_steps=config.ent_coef_decay_steps,
+            clip_range=config.clip_range,
+            clip_range_final=config.clip_range_final,
+            clip_range_decay_steps=config.clip_range_decay_steps,
+        )
+
+    def learning_rate_at(self, step: int) -> float:
+        if self.lr_schedule == "constant":
+            return float(self.learning_rate)
+        if self.lr_schedule == "cosine":
+            return warmup_cosine_schedule(
+                step, self.learning_rate, self.lr_min, self.lr_warmup_steps, self.total_timesteps
+            )
+        raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
+
+    def ent_coef_at(self, step: int) -> float:
+        return linear_schedule(step, self.ent_coef, self.ent_coef_final, self.ent_coef_decay_steps)
+
+    def clip_range_at(self, step: int) -> float:
+        return linear_schedule(
+            step, self.clip_range, self.clip_range_final, self.clip_range_decay_steps
+        )
+
+    def values_at(self, step: int) -> dict[str, float]:
+        return {
+            "learning_rate": self.learning_rate_at(step),
+            "ent_coef": self.ent_coef_at(step),
+            "clip_range": self.clip_range_at(step),
+        }
+
+
+class ScheduleTensors:
+    """The current schedule values as 0-d float32 tensors on the training device.
+
+    The optimiser holds ``learning_rate`` as its lr tensor and the compiled loss reads
+    ``ent_coef`` and ``clip_range``; :meth:`set_step` refreshes all three in place.
+    """
+
+    def __init__(self, spec: ScheduleSpec, device: torch.device | str = "cpu") -> None:
+        self.spec = spec
+        self.step = 0
+        self.learning_rate = torch.zeros((), dtype=torch.float32, device=device)
+        self.ent_coef = torch.zeros((), dtype=torch.float32, device=device)
+        self.clip_range = torch.zeros((), dtype=torch.float32, device=device)
+        self.current: dict[str, float] = {}
+        self.set_step(0)
+
+    def set_step(self, step: int) -> dict[str, float]:
+        """Move every schedule to ``step`` env steps; returns the values as floats."""
+        self.step = int(step)
+        self.current = self.spec.values_at(self.step)
+        self.learning_rate.fill_(self.current["learning_rate"])
+        self.ent_coef.fill_(self.current["ent_coef"])
+        self.clip_range.fill_(self.current["clip_range"])
+        return dict(self.current)
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "values": dict(self.current)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.set_step(int(state["step"]))

@@ -1,0 +1,173 @@
+"""The clipped PPO objective and the epoch/minibatch update loop with a target-KL stop.
+
+KL rule: each minibatch's loss also returns the estimator ``approx_kl = mean((r - 1) -
+log r)`` (Schulman's k3, always >= 0) of KL(old || current) measured on that minibatch
+before its gradient step. After each epoch the mean of those values over the epoch's
+minibatches is compared with ``target_kl``; if it is larger, the remaining epochs are
+skipped (CleanRL's rule; one host sync per epoch, not per minibatch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from fastrl.ppo.network import ActorCritic
+
+STAT_NAMES = ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac")
+
+
+class PPOLoss(nn.Module):
+    """Clipped surrogate + value loss - entropy bonus, and the minibatch statistics.
+
+    ``clip_range`` and ``ent_coef`` arrive as 0-d tensors so a compiled version of this
+    module keeps one graph while the schedules move.
+    """
+
+    def __init__(
+        self, agent: ActorCritic, vf_coef: float, clip_vloss: bool = False, norm_adv: bool = True
+    ) -> None:
+        super().__init__()
+        self.agent = agent
+        self.vf_coef = float(vf_coef)
+        self.clip_vloss = bool(clip_vloss)
+        self.norm_adv = bool(norm_adv)
+
+    def forward(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        old_logprobs: torch.Tensor,
+        advantages: torch.Tensor,
+        returns: torch.Tensor,
+        old_values: torch.Tensor,
+        clip_range: torch.Tensor,
+        ent_coef: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scalar loss and a [5] tensor of STAT_NAMES (detached)."""
+        logprobs, entropy, values = self.agent.evaluate(obs, actions)
+        logratio = logprobs - old_logprobs
+        ratio = logratio.exp()
+        if self.norm_adv:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        clipped_ratio = torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+        policy_loss = torch.max(-advantages * ratio, -advantages * clipped_ratio).mean()
+        if self.clip_vloss:
+            clipped_values = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
+            value_loss = 0.5 * torch.max(
+                (values - returns).square(), (clipped_values - returns).square()
+            ).mean()
+        else:
+            value_loss = 0.5 * (values - returns).square().mean()
+        entropy_mean = entropy.mean()
+        loss = policy_loss - ent_coef * entropy_mean + self.vf_coef * value_loss
+        with torch.no_grad():
+            approx_kl = ((ratio - 1.0) - logratio).mean()
+            clipfrac = ((ratio - 1.0).abs() > clip_range).float().mean()
+            stats = torch.stack(
+                [policy_loss.detach(), value_loss.detach(), entropy_mean.detach(), approx_kl,
+                 clipfrac]
+            )
+        return loss, stats
+
+
+@dataclass
+class UpdateResult:
+    """Means over the minibatches actually applied, and the epochs run."""
+
+    stats: dict[str, float]
+    epochs: int
+    minibatches: int
+
+
+def autocast_context(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``device`` when ``amp`` is on, else a no-op context."""
+    if not amp:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def ppo_update(
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    parameters: list[torch.nn.Parameter],
+    batch: dict[str, torch.Tensor],
+    *,
+    n_epochs: int,
+    minibatch_size: int,
+    max_grad_norm: float,
+    target_kl: float | None,
+    clip_range: torch.Tensor,
+    ent_coef: torch.Tensor,
+    amp: bool = False,
+) -> UpdateResult:
+    """Run up to ``n_epochs`` shuffled passes over ``batch`` (see the module doc for the KL
+    rule). Shuffling draws from torch's global RNG on the batch's device."""
+    obs = batch["obs"]
+    device = obs.device
+    batch_size = obs.shape[0]
+    if batch_size % minibatch_size:
+        raise ValueError(
+            f"minibatch_size {minibatch_size} must divide the batch size {batch_size}"
+        )
+    per_epoch = batch_size // minibatch_size
+    totals = torch.zeros(len(STAT_NAMES), dtype=torch.float32, device=device)
+    epochs_run = 0
+    for _ in range(n_epochs):
+        order = torch.randperm(batch_size, device=device)
+        epoch_stats = torch.zeros_like(totals)
+        for start in range(0, batch_size, minibatch_size):
+            index = order[start : start + minibatch_size]
+            with autocast_context(device, amp):
+                loss, stats = loss_fn(
+                    obs[index],
+                    batch["actions"][index],
+                    batch["logprobs"][index],
+                    batch["advantages"][index],
+                    batch["returns"][index],
+                    batch["values"][index],
+                    clip_range,
+                    ent_coef,
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+            optimizer.step()
+            epoch_stats += stats.float()
+        totals += epoch_stats
+        epochs_run += 1
+        if target_kl is not None:
+            epoch_kl = float(epoch_stats[STAT_NAMES.index("approx_kl")]) / per_epoch
+            if epoch_kl > target_kl:
+                break
+    means = (totals / (epochs_run * per_epoch)).tolist()
+    return UpdateResult(
+        stats=dict(zip(STAT_NAMES, means, strict=True)),
+        epochs=epochs_run,
+        minibatches=epochs_run * per_epoch,
+    )
+
+
+def make_optimizer(
+    parameters: list[torch.nn.Parameter],
+    name: str,
+    learning_rate: torch.Tensor,
+    weight_decay: float,
+    eps: float,
+    device: torch.device,
+) -> torch.optim.Optimizer:
+    """AdamW (decoupled weight decay) or Adam, reading its lr from the schedule tensor.
+
+    On CUDA the fused kernel is used (one launch for every parameter).
+    """
+    kwargs: dict = {"lr": learning_rate, "eps": eps}
+    if device.type == "cuda":
+        kwargs["fused"] = True
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, weight_decay=weight_decay, **kwargs)
+    if name == "adam":
+        return torch.optim.Adam(parameters, weight_decay=weight_decay, **kwargs)
+    raise ValueError(f"optimizer must be 'adamw' or 'adam', got {name!r}")
