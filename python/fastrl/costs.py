@@ -7,25 +7,17 @@ and its source visible.
 
 NSE presets (rates as published for late 2024 / 2025; check them before trading real money):
 
-============================  ===================  ===================  ==============================
-charge                        delivery (CNC)        intraday (MIS)       source
-============================  ===================  ===================  ==============================
-brokerage                     0                     min(0.03%, Rs 20)    discount-broker schedule
-                                                    per executed order   (e.g. Zerodha "charges" page)
-STT                           0.1% buy and sell     0.025% sell only     Securities Transaction Tax,
-                                                                         Finance Act (Chapter VII)
-exchange transaction charge   0.00297%              0.00297%             NSE circular, effective
-                                                                         1 Oct 2024
-SEBI turnover fee             Rs 10 / crore         Rs 10 / crore        SEBI fee schedule
-                              (0.0001%)             (0.0001%)
-GST                           18% on brokerage +    18% on brokerage +   CGST/SGST/IGST Acts
-                              exchange + SEBI fee   exchange + SEBI fee
-stamp duty                    0.015% buy only       0.003% buy only      Indian Stamp Act as amended
-                                                                         by the Finance Act 2019
-                                                                         (in force 1 Jul 2020)
-depository (DP) charge        Rs 13.50 + GST per    none                 CDSL + broker schedule
-                              sell order                                 (e.g. Zerodha)
-============================  ===================  ===================  ==============================
+- brokerage: delivery 0; intraday min(0.03%, Rs 20) per executed order
+  (discount-broker schedule, e.g. Zerodha's published charges).
+- STT (Securities Transaction Tax, Finance Act 2004 Chapter VII): delivery 0.1% on buy and
+  on sell; intraday 0.025% on the sell side only.
+- Exchange transaction charge: NSE 0.00297% of turnover (NSE circular, from 1 Oct 2024).
+- SEBI turnover fee: Rs 10 per crore (0.0001%).
+- GST: 18% on brokerage + exchange charge + SEBI fee.
+- Stamp duty (Indian Stamp Act as amended by the Finance Act 2019, in force 1 Jul 2020):
+  delivery 0.015% and intraday 0.003%, on the buy side only.
+- Depository (DP) charge, delivery sells only: Rs 13.50 + GST per sell order (CDSL plus broker
+  schedule, e.g. Zerodha); charged per order here, per scrip per day in reality.
 
 Slippage is not a charge; pass ``slippage_bps`` to add it to both sides.
 """
@@ -150,4 +142,5 @@ def resolve_cost_model(spec: str | CostModel | dict) -> CostModel:
         return CostModel(**spec)
     if isinstance(spec, str) and spec in PRESETS:
         return PRESETS[spec]()
-    raise ValueError(f"unknown cost model {spec!r}; choose one of {sorted(PRESETS)} or pass a CostModel")
+    raise ValueError(
+        f"unknown cost model {spec!r}; choose one of {sorted(PRESETS)} or pass a CostModel")

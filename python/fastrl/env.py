@@ -113,7 +113,8 @@ class EnvConfig:
              f"got {self.min_pos}, {self.max_pos}")
         need(self.execution in EXECUTIONS,
              f"execution must be one of {sorted(EXECUTIONS)}, got {self.execution!r}")
-        need(self.reward in REWARDS, f"reward must be one of {sorted(REWARDS)}, got {self.reward!r}")
+        need(self.reward in REWARDS,
+             f"reward must be one of {sorted(REWARDS)}, got {self.reward!r}")
         need(0.0 < self.dsr_eta <= 1.0, f"dsr_eta must lie in (0, 1], got {self.dsr_eta}")
         need(math.isfinite(self.drawdown_penalty) and self.drawdown_penalty >= 0,
              f"drawdown_penalty must be >= 0, got {self.drawdown_penalty}")
@@ -231,7 +232,7 @@ class TradingVecEnv(VectorEnv):
         self.window = self.config.window
         self.obs_dim = self.window * market.num_features + AGENT_STATE_DIMS
         self._seed = int(seed) & (2**64 - 1)
-        self._resets = 0
+        self._resets = 1  # the constructor already started episodes from `seed`
         self._buffers = allocate_buffers(self.num_envs, self.obs_dim, buffers)
         self._sim = _core.Simulator(
             market.open, market.close, market.features, market.offsets, list(market.symbols),
@@ -290,7 +291,8 @@ class TradingVecEnv(VectorEnv):
             a = a[:, 0]
         if a.shape != (self.num_envs,):
             raise ValueError(
-                f"actions must have shape ({self.num_envs},) or ({self.num_envs}, 1), got {a.shape}")
+                f"actions must have shape ({self.num_envs},) or ({self.num_envs}, 1), "
+                f"got {a.shape}")
         if self.config.action == "discrete":
             if a.dtype.kind not in "iu":
                 raise ValueError(

@@ -1,0 +1,187 @@
+"""The simulator in plain numpy, vectorised over envs: the oracle for tests and the
+baseline for benchmarks.
+
+It implements exactly the semantics of ``cpp/src/sim.cpp`` (see fastrl.env for the
+contract), including the per-env splitmix64 streams, so that the same seed and the same
+actions give the same positions, cash, costs and rewards to floating-point rounding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fastrl.data.block import MarketBlock
+from fastrl.env import AGENT_STATE_DIMS, EnvConfig
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_SEED_XOR = np.uint64(0x5851F42D4C957F2D)
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+def env_stream_seeds(seed: int, num_envs: int) -> np.ndarray:
+    """Initial splitmix64 state of every env's stream (as rng.hpp's env_stream_seed)."""
+    index = np.arange(1, num_envs + 1, dtype=np.uint64)
+    return _mix64((np.uint64(seed) ^ _SEED_XOR) + _GOLDEN * index)
+
+
+class ReferenceVecEnv:
+    """Same constructor arguments and outputs as TradingVecEnv, without threads or C++."""
+
+    def __init__(self, market: MarketBlock, num_envs: int = 64, config: EnvConfig | None = None,
+                 *, seed: int = 0) -> None:
+        self.config = config if config is not None else EnvConfig()
+        self.config.validate()
+        self.market = market
+        self.num_envs = int(num_envs)
+        self.window = self.config.window
+        self.obs_dim = self.window * market.num_features + AGENT_STATE_DIMS
+        self.cost_model = self.config.cost_model()
+        self.levels = np.asarray(self.config.position_levels, dtype=np.float64)
+        n = self.num_envs
+        self.position = np.zeros(n)
+        self.shares = np.zeros(n)
+        self.cash = np.zeros(n)
+        self.equity = np.zeros(n)
+        self.entry_price = np.zeros(n)
+        self.peak_equity = np.zeros(n)
+        self.dsr_a = np.zeros(n)
+        self.dsr_b = np.zeros(n)
+        self.episode_return = np.zeros(n)
+        self.episode_costs = np.zeros(n)
+        self.bar_index = np.zeros(n, dtype=np.int64)
+        self.segment = np.zeros(n, dtype=np.int64)
+        self.last_trade_bar = np.zeros(n, dtype=np.int64)
+        self.episode_steps = np.zeros(n, dtype=np.int64)
+        self.episode_trades = np.zeros(n, dtype=np.int64)
+        self.rng_state = np.zeros(n, dtype=np.uint64)
+        self._window_offsets = np.arange(-self.window + 1, 1, dtype=np.int64)
+        self.reset(seed=seed)
+
+    # -- randomness ----------------------------------------------------------------------
+
+    def _next_below(self, envs: np.ndarray, bound: np.ndarray) -> np.ndarray:
+        self.rng_state[envs] += _GOLDEN
+        return (_mix64(self.rng_state[envs]) % bound.astype(np.uint64)).astype(np.int64)
+
+    # -- episodes ------------------------------------------------------------------------
+
+    def _reset_envs(self, envs: np.ndarray) -> None:
+        c, m = self.config, self.market
+        if c.segment_assignment == "round_robin":
+            seg = envs % m.num_segments
+        else:
+            seg = self._next_below(envs, np.full(envs.shape, m.num_segments))
+        first = m.offsets[seg] + c.window - 1
+        start = first
+        if c.random_start:
+            end = m.offsets[seg + 1]
+            latest = np.maximum(first, end - 1 - c.episode_length) if c.episode_length > 0 \
+                else end - 2
+            start = first + self._next_below(envs, latest - first + 1)
+        self.segment[envs] = seg
+        self.bar_index[envs] = start
+        self.last_trade_bar[envs] = start
+        for arr in (self.position, self.shares, self.entry_price, self.dsr_a, self.dsr_b,
+                    self.episode_return, self.episode_costs):
+            arr[envs] = 0.0
+        self.cash[envs] = c.initial_cash
+        self.equity[envs] = c.initial_cash
+        self.peak_equity[envs] = c.initial_cash
+        self.episode_steps[envs] = 0
+        self.episode_trades[envs] = 0
+
+    def observe(self, envs: np.ndarray | None = None) -> np.ndarray:
+        """Observation rows of the given envs (all by default) at their current bar."""
+        envs = np.arange(self.num_envs) if envs is None else envs
+        t = self.bar_index[envs]
+        rows = t[:, None] + self._window_offsets[None, :]
+        window = self.market.features[rows].reshape(len(envs), -1)
+        pos = self.position[envs]
+        entry = np.where(pos != 0.0, self.entry_price[envs], 1.0)
+        unrealised = np.where(pos != 0.0, pos * (self.market.close[t] / entry - 1.0), 0.0)
+        since = np.log1p((t - self.last_trade_bar[envs]).astype(np.float64))
+        agent = np.stack([pos, unrealised, since], axis=1).astype(np.float32)
+        return np.concatenate([window, agent], axis=1)
+
+    def reset(self, *, seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+        self.rng_state[:] = env_stream_seeds(int(seed) & (2**64 - 1), self.num_envs)
+        self._reset_envs(np.arange(self.num_envs))
+        return self.observe(), {}
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                          dict[str, Any]]:
+        c, m = self.config, self.market
+        a = np.asarray(actions).reshape(self.num_envs)
+        target = a.astype(np.float64) if c.action == "continuous" else self.levels[a]
+        t = self.bar_index
+        equity_before = self.equity.copy()
+        fill = m.open[t + 1] if c.execution == "next_open" else m.close[t]
+
+        change = target != self.position
+        equity_at_fill = self.cash + self.shares * fill
+        target_shares = np.where(equity_at_fill > 0.0, target * equity_at_fill / fill, 0.0)
+        traded = target_shares - self.shares
+        notional = np.where(change, np.abs(traded) * fill, 0.0)
+        cost = np.where(change, self.cost_model.order_cost(traded > 0.0, notional), 0.0)
+        self.cash = np.where(change, self.cash - traded * fill - cost, self.cash)
+        self.shares = np.where(change, target_shares, self.shares)
+        self.entry_price = np.where(change, np.where(target != 0.0, fill, 0.0), self.entry_price)
+        self.last_trade_bar = np.where(change, t + 1, self.last_trade_bar)
+        self.position = np.where(change, target, self.position)
+        self.episode_costs = self.episode_costs + cost
+        self.episode_trades = self.episode_trades + change
+
+        nxt = t + 1
+        equity_after = self.cash + self.shares * m.close[nxt]
+        if c.reward == "pnl":
+            reward = (equity_after - equity_before) / c.initial_cash
+        elif c.reward == "diff_sharpe":
+            r = equity_after / equity_before - 1.0
+            da, db = r - self.dsr_a, r * r - self.dsr_b
+            var = self.dsr_b - self.dsr_a**2
+            safe = np.where(var > 1e-12, var, 1.0)
+            reward = np.where(var > 1e-12, (self.dsr_b * da - 0.5 * self.dsr_a * db)
+                              / (safe * np.sqrt(safe)), 0.0)
+            self.dsr_a = self.dsr_a + c.dsr_eta * da
+            self.dsr_b = self.dsr_b + c.dsr_eta * db
+        else:
+            reward = np.log(np.maximum(equity_after, 1e-9 * c.initial_cash) / equity_before)
+        self.peak_equity = np.maximum(self.peak_equity, equity_after)
+        if c.drawdown_penalty > 0.0:
+            reward = reward - c.drawdown_penalty * (1.0 - equity_after / self.peak_equity)
+        if c.turnover_penalty > 0.0:
+            reward = reward - c.turnover_penalty * notional / equity_before
+
+        self.bar_index = nxt
+        self.equity = equity_after
+        self.episode_steps = self.episode_steps + 1
+        self.episode_return = self.episode_return + reward
+
+        terminated = equity_after <= c.equity_floor * c.initial_cash
+        length_done = (self.episode_steps >= c.episode_length) if c.episode_length > 0 \
+            else np.zeros(self.num_envs, dtype=bool)
+        truncated = ~terminated & (length_done | (nxt + 1 >= m.offsets[self.segment + 1]))
+        done = terminated | truncated
+        final_obs = np.zeros((self.num_envs, self.obs_dim), dtype=np.float32)
+        episode = {
+            "r": np.where(done, self.episode_return, 0.0),
+            "l": np.where(done, self.episode_steps, 0),
+            "equity": np.where(done, equity_after, 0.0),
+            "costs": np.where(done, self.episode_costs, 0.0),
+            "trades": np.where(done, self.episode_trades, 0),
+        }
+        ended = np.flatnonzero(done)
+        if ended.size:
+            final_obs[ended] = self.observe(ended)
+            self._reset_envs(ended)
+        info = {"final_obs": final_obs, "_final_obs": done, "episode": episode, "_episode": done}
+        return self.observe(), reward, terminated, truncated, info
