@@ -1,0 +1,234 @@
+"""Where bars come from: the bundled NSE/BSE sets, a user folder or file, or the yfinance cache.
+
+``source="bundled"`` reads the gzip CSVs shipped in ``fastrl/data/bundled`` (see
+PROVENANCE.md there). A path may be a folder holding one file per symbol
+(``<SYMBOL>.csv``, ``.csv.gz``, ``.parquet``; optionally inside a ``daily/`` or
+``intraday_5min/`` sub-folder chosen by ``freq``), or one file (its name is the symbol,
+or it has a ``symbol``/``ticker`` column holding several symbols).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from fastrl.data.errors import DataValidationError, RowIssue
+from fastrl.data.readers import (
+    PARQUET_SUFFIXES,
+    bar_file_suffix,
+    canonical_columns,
+    read_table,
+    symbol_of,
+)
+from fastrl.data.validate import FREQS, ValidatedBars, check_choice, validate_bars
+
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+FREQ_FOLDERS = {"1d": ("daily", "1d", "day"), "5min": ("intraday_5min", "5min", "5m")}
+
+
+@dataclass
+class LoadResult:
+    """Validated bars per symbol plus everything done on the way (for summaries)."""
+
+    bars: dict[str, pd.DataFrame]
+    files: dict[str, str]
+    dropped: dict[str, list[RowIssue]] = field(default_factory=dict)
+    adjustment: dict[str, str] = field(default_factory=dict)
+    resorted: list[str] = field(default_factory=list)  # symbols whose rows were out of order
+
+
+def _freq_folder(root: Path, freq: str) -> Path:
+    for name in FREQ_FOLDERS[freq]:
+        if (root / name).is_dir():
+            return root / name
+    return root
+
+
+def _index_source(source: str | Path, freq: str) -> dict[str, tuple[Path, str | None]]:
+    """Map each available symbol to (file, value of its symbol column or None)."""
+    if isinstance(source, str) and source == "bundled":
+        root = BUNDLED_DIR / FREQ_FOLDERS[freq][0]
+    elif isinstance(source, str) and source == "yfinance":
+        from fastrl.data.download import cache_folder
+
+        root = cache_folder(freq)
+    else:
+        root = Path(source).expanduser()
+        if not root.exists():
+            raise FileNotFoundError(f"data source {str(root)!r} does not exist")
+    if root.is_file():
+        if bar_file_suffix(root) is None:
+            raise ValueError(f"{str(root)!r} is not a CSV or Parquet bar file")
+        return _index_file(root)
+    folder = _freq_folder(root, freq)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and bar_file_suffix(p))
+    index: dict[str, tuple[Path, str | None]] = {}
+    for path in files:
+        symbol = symbol_of(path)
+        if symbol.upper() in (s.upper() for s in index):
+            other = next(index[s][0] for s in index if s.upper() == symbol.upper())
+            raise ValueError(f"two files hold symbol {symbol!r}: {other} and {path}")
+        index[symbol] = (path, None)
+    return index
+
+
+def _index_file(path: Path) -> dict[str, tuple[Path, str | None]]:
+    table = read_table(path)
+    lowered = {str(c).replace("\ufeff", "").strip().lower(): c for c in table.columns}
+    symbol_column = lowered.get("symbol", lowered.get("ticker"))
+    if symbol_column is None:
+        return {symbol_of(path): (path, None)}
+    symbols = table[symbol_column].dropna().astype(str).str.strip().unique()
+    return {str(s): (path, str(s)) for s in sorted(symbols)}
+
+
+def available(freq: str | None = None, source: str | Path = "bundled"):
+    """Symbols a source holds: a sorted list for one ``freq``, else a dict freq -> list."""
+    if freq is None:
+        return {f: available(f, source) for f in FREQS}
+    check_choice("freq", freq, FREQS)
+    try:
+        return sorted(_index_source(source, freq))
+    except FileNotFoundError:
+        if source in ("bundled", "yfinance"):
+            return []
+        raise
+
+
+def _as_symbol_list(symbols: str | Iterable[str]) -> list[str]:
+    if isinstance(symbols, str):
+        symbols = symbols.split(",")
+    names = [str(s).strip() for s in symbols if str(s).strip()]
+    if not names:
+        raise ValueError("no symbols given")
+    duplicates = sorted({s for s in names if names.count(s) > 1})
+    if duplicates:
+        raise ValueError(f"symbols listed twice: {', '.join(duplicates)}")
+    return names
+
+
+def load_bars_report(
+    symbols: str | Iterable[str],
+    freq: str = "1d",
+    source: str | Path = "bundled",
+    on_bad_rows: str = "raise",
+    *,
+    adjust: str = "auto",
+    tz: str = "Asia/Kolkata",
+) -> LoadResult:
+    """:func:`load_bars` plus the record of repairs, adjustments and re-sorting."""
+    check_choice("freq", freq, FREQS)
+    names = _as_symbol_list(symbols)
+    if isinstance(source, str) and source == "yfinance":
+        from fastrl.data.download import download_bars
+
+        download_bars(names, freq=freq)
+    index = _index_source(source, freq)
+    by_upper = {s.upper(): s for s in index}
+    unknown = [s for s in names if s.upper() not in by_upper]
+    if unknown:
+        shown = ", ".join(sorted(index)) or "none"
+        raise ValueError(
+            f"unknown symbol{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} for "
+            f"freq={freq!r} in source {str(source)!r}; available: {shown}"
+        )
+    result = LoadResult(bars={}, files={})
+    tables: dict[Path, pd.DataFrame] = {}
+    for requested in names:
+        symbol = by_upper[requested.upper()]
+        path, symbol_value = index[symbol]
+        label = path.name if source == "bundled" else str(path)
+        csv_lines = bar_file_suffix(path) not in PARQUET_SUFFIXES
+        if path not in tables:
+            tables[path] = read_table(path)
+        frame = canonical_columns(tables[path], label, csv_lines)
+        if symbol_value is not None:
+            # rows keep their file numbering through the index of the selection
+            mask = frame["symbol"].astype(str).str.strip() == symbol_value
+            frame = frame[mask]
+            label = f"{label} [{symbol_value}]"
+        validated = _validate_with_file_rows(frame, label, freq, tz, on_bad_rows, adjust, csv_lines)
+        bars = validated.bars
+        bars.attrs = {"symbol": symbol, "file": label, "adjustment": validated.adjustment}
+        result.bars[symbol] = bars
+        result.files[symbol] = label
+        result.adjustment[symbol] = validated.adjustment
+        if validated.dropped:
+            result.dropped[symbol] = validated.dropped
+        if not validated.was_sorted:
+            result.resorted.append(symbol)
+    return result
+
+
+def _validate_with_file_rows(
+    frame: pd.DataFrame,
+    label: str,
+    freq: str,
+    tz: str,
+    on_bad_rows: str,
+    adjust: str,
+    csv_lines: bool,
+) -> ValidatedBars:
+    """Validate a (possibly filtered) frame and report row numbers of the original file."""
+    file_rows = frame.index.to_numpy()
+    contiguous = len(file_rows) == 0 or (file_rows[0] == 0 and file_rows[-1] == len(file_rows) - 1)
+    try:
+        validated = validate_bars(
+            frame.drop(columns=["symbol"], errors="ignore"),
+            file_label=label,
+            freq=freq,
+            tz=tz,
+            on_bad_rows=on_bad_rows,
+            adjust=adjust,
+            csv_lines=csv_lines,
+        )
+    except ValueError as error:
+        issues = getattr(error, "issues", None)
+        if contiguous or issues is None:
+            raise
+        raise DataValidationError(
+            [_renumber(issue, file_rows) for issue in issues], getattr(error, "hint", "")
+        ) from None
+    if not contiguous:
+        validated.dropped = [_renumber(issue, file_rows) for issue in validated.dropped]
+    return validated
+
+
+def _renumber(issue: RowIssue, file_rows) -> RowIssue:
+    if issue.row is None:
+        return issue
+    return RowIssue(
+        issue.file, int(file_rows[issue.row - 1]) + 1, issue.column, issue.problem, issue.csv_lines
+    )
+
+
+def load_bars(
+    symbols: str | Iterable[str],
+    freq: str = "1d",
+    source: str | Path = "bundled",
+    on_bad_rows: str = "raise",
+    *,
+    adjust: str = "auto",
+    tz: str = "Asia/Kolkata",
+) -> dict[str, pd.DataFrame]:
+    """Load validated, split-adjusted bars for each symbol.
+
+    Args:
+        symbols: one symbol, a comma-separated string, or a list (case-insensitive).
+        freq: "1d" (daily) or "5min".
+        source: "bundled" (shipped with fastrl), "yfinance" (download into the local cache,
+            needs the ``download`` extra), or a folder/file path of CSV or Parquet files.
+        on_bad_rows: "raise" (default) refuses bad rows with an error naming file, row and
+            column; "drop" drops them (use :func:`load_bars_report` to see which).
+        adjust: "auto" (adj_close if present, else split factors, else none), or force one.
+        tz: exchange time zone; time-zone-aware timestamps are converted to it, then stored
+            as naive local time.
+
+    Returns:
+        symbol -> DataFrame with a sorted unique DatetimeIndex and float64 columns open,
+        high, low, close (adjusted) and volume (NaN when the source has none).
+    """
+    return load_bars_report(symbols, freq, source, on_bad_rows, adjust=adjust, tz=tz).bars

@@ -1,0 +1,269 @@
+"""Time splits and the market blocks the simulator reads: bars -> features -> train/val/test.
+
+Split rule: per symbol, the last ``test_days`` trading days (calendar dates that have bars;
+for 5-minute bars a day is one calendar trading day) are the test set, the ``val_days``
+before them the validation set, everything earlier the training set. Days, not rows, are
+split, so no session is cut in two.
+
+Context rule: a val/test segment starts with the ``window - 1`` feature rows just before
+the split (``meta["context_rows"]``). They only fill the first observation window: the
+simulator's first decision in a segment is at row ``window - 1``, which is the first row
+of the split itself, and its order fills inside the split. So the first test decision
+sees a full window, and no row that is traded or evaluated belongs to two splits.
+Training segments have no context rows.
+
+Every segment (context included) must hold at least ``window + 1`` rows: one full window
+plus one bar to step into; otherwise a ValueError names the symbol and split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fastrl.data.block import MarketBlock
+from fastrl.data.loaders import LoadResult, load_bars_report
+from fastrl.features import FeatureNormaliser, compute_features
+
+SPLITS = ("train", "val", "test")
+MAX_LISTED_REPAIRS = 50
+
+
+@dataclass
+class MarketSplits:
+    """The three read-only blocks of one market, their normaliser and a summary."""
+
+    train: MarketBlock
+    val: MarketBlock | None
+    test: MarketBlock
+    normaliser: FeatureNormaliser
+    feature_names: tuple[str, ...]
+    summary: dict
+
+    def block(self, split: str) -> MarketBlock:
+        """The block of ``split`` ("train", "val" or "test"); raises if it is absent."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        block = getattr(self, split)
+        if block is None:
+            raise ValueError(f"this market has no {split!r} split (val_days=0)")
+        return block
+
+
+def split_bars(index: pd.DatetimeIndex, test_days: int, val_days: int = 0) -> tuple[int, int]:
+    """Row positions ``(train_end, val_end)``: train ``[:train_end]``, val
+    ``[train_end:val_end]``, test ``[val_end:]``, cut at calendar-day boundaries."""
+    _check_days(test_days, val_days)
+    days = index.normalize()
+    unique_days = days.unique()
+    if len(unique_days) <= test_days + val_days:
+        raise ValueError(
+            f"{len(unique_days)} trading days cannot hold test_days={test_days} + "
+            f"val_days={val_days} and a non-empty training split"
+        )
+    test_start = unique_days[len(unique_days) - test_days]
+    val_start = unique_days[len(unique_days) - test_days - val_days]
+    day_values = days.to_numpy()
+    val_end = int(np.searchsorted(day_values, test_start.to_datetime64(), side="left"))
+    train_end = int(np.searchsorted(day_values, val_start.to_datetime64(), side="left"))
+    return train_end, val_end
+
+
+def _check_days(test_days: int, val_days: int) -> None:
+    if not isinstance(test_days, (int, np.integer)) or test_days < 1:
+        raise ValueError(f"test_days must be a positive integer, got {test_days!r}")
+    if not isinstance(val_days, (int, np.integer)) or val_days < 0:
+        raise ValueError(f"val_days must be a non-negative integer, got {val_days!r}")
+
+
+def _iso(stamp) -> str:
+    return pd.Timestamp(stamp).isoformat()
+
+
+def build_market_from_bars(
+    bars: dict[str, pd.DataFrame],
+    freq: str = "1d",
+    *,
+    test_days: int = 30,
+    val_days: int = 0,
+    window: int = 32,
+    normaliser_state: dict | None = None,
+    extra_columns: Sequence[str] = (),
+    source: str = "memory",
+    load_result: LoadResult | None = None,
+    meta: dict | None = None,
+) -> MarketSplits:
+    """Featurise, split and pack already validated bars (see :func:`build_market`)."""
+    _check_days(test_days, val_days)
+    if not isinstance(window, (int, np.integer)) or window < 1:
+        raise ValueError(f"window must be a positive integer, got {window!r}")
+    if not bars:
+        raise ValueError("build_market: no symbols")
+    with_volume = all(
+        "volume" in frame and bool(frame["volume"].notna().all()) for frame in bars.values()
+    )
+    context_rows = window - 1
+    per_symbol = {}
+    for symbol, frame in bars.items():
+        try:
+            features = compute_features(
+                frame, freq, with_volume=with_volume, extra_columns=extra_columns
+            )
+        except ValueError as error:
+            raise ValueError(f"symbol {symbol}: {error}") from None
+        try:
+            train_end, val_end = split_bars(features.index, test_days, val_days)
+        except ValueError as error:
+            raise ValueError(f"symbol {symbol}: {error}") from None
+        aligned = frame.loc[features.index]
+        bounds = {"train": (0, train_end), "val": (train_end, val_end), "test": (val_end, None)}
+        if val_days == 0:
+            del bounds["val"]
+        for split, (start, stop) in bounds.items():
+            stop = len(features) if stop is None else stop
+            context = 0 if split == "train" else context_rows
+            length = stop - start + context
+            if stop - start < 1 or length < window + 1:
+                raise ValueError(
+                    f"symbol {symbol}: the {split} split would have {stop - start} bar(s) "
+                    f"({length} with {context} context rows), fewer than window + 1 = "
+                    f"{window + 1}; lower window or change test_days/val_days"
+                )
+        per_symbol[symbol] = (aligned, features, bounds, len(frame) - len(features))
+
+    feature_names = tuple(next(iter(per_symbol.values()))[1].columns)
+    if normaliser_state is not None:
+        normaliser = FeatureNormaliser.from_state_dict(normaliser_state)
+        if normaliser.feature_names != feature_names:
+            raise ValueError(
+                f"normaliser_state was fitted on features {list(normaliser.feature_names)} "
+                f"but this data gives {list(feature_names)} (volume present in one and not "
+                "the other, or a different freq?)"
+            )
+    else:
+        train_rows = [
+            features.iloc[b["train"][0] : b["train"][1]]
+            for _, features, b, _ in per_symbol.values()
+        ]
+        normaliser = FeatureNormaliser.fit(pd.concat(train_rows, ignore_index=True))
+
+    summary = {
+        "freq": freq,
+        "source": source,
+        "symbols": list(bars),
+        "window": int(window),
+        "test_days": int(test_days),
+        "val_days": int(val_days),
+        "context_rows": context_rows,
+        "feature_names": list(feature_names),
+        "normaliser": "restored" if normaliser_state is not None else "fitted on train rows",
+        "rows": {split: {} for split in SPLITS if split != "val" or val_days},
+        "days": {split: {} for split in SPLITS if split != "val" or val_days},
+        "date_ranges": {split: {} for split in SPLITS if split != "val" or val_days},
+        "warmup_rows_dropped": {},
+        "adjustment": {},
+        "repairs": {},
+        "resorted": [],
+        "files": {},
+    }
+    segments: dict[str, list[dict]] = {split: [] for split in SPLITS}
+    for symbol, (aligned, features, bounds, warmup) in per_symbol.items():
+        normalised = normaliser.transform(features)
+        stamps = aligned.index.to_numpy(dtype="datetime64[ns]")
+        for split, (start, stop) in bounds.items():
+            stop = len(features) if stop is None else stop
+            first = start if split == "train" else start - context_rows
+            rows = slice(first, stop)
+            segments[split].append(
+                {
+                    "symbol": symbol,
+                    "open": aligned["open"].to_numpy()[rows],
+                    "close": aligned["close"].to_numpy()[rows],
+                    "high": aligned["high"].to_numpy()[rows],
+                    "low": aligned["low"].to_numpy()[rows],
+                    "timestamps": stamps[rows],
+                    "features": normalised[rows],
+                }
+            )
+            own_days = aligned.index[start:stop].normalize().unique()
+            summary["rows"][split][symbol] = int(stop - start)
+            summary["days"][split][symbol] = int(len(own_days))
+            summary["date_ranges"][split][symbol] = [_iso(stamps[start]), _iso(stamps[stop - 1])]
+        summary["warmup_rows_dropped"][symbol] = int(warmup)
+    if load_result is not None:
+        summary["adjustment"] = dict(load_result.adjustment)
+        summary["files"] = dict(load_result.files)
+        summary["resorted"] = list(load_result.resorted)
+        summary["repairs"] = {
+            symbol: {
+                "rows_dropped": len({i.row for i in issues}),
+                "issues": [i.as_dict() for i in issues[:MAX_LISTED_REPAIRS]],
+            }
+            for symbol, issues in load_result.dropped.items()
+        }
+
+    state = normaliser.state_dict()
+    blocks = {}
+    for split, split_segments in segments.items():
+        if not split_segments:
+            blocks[split] = None
+            continue
+        blocks[split] = MarketBlock.from_segments(
+            split_segments,
+            feature_names=feature_names,
+            freq=freq,
+            meta={
+                **(meta or {}),
+                "split": split,
+                "context_rows": 0 if split == "train" else context_rows,
+                "window": int(window),
+                "source": source,
+                "normaliser": state,
+            },
+        )
+    return MarketSplits(
+        train=blocks["train"],
+        val=blocks["val"],
+        test=blocks["test"],
+        normaliser=normaliser,
+        feature_names=feature_names,
+        summary=summary,
+    )
+
+
+def build_market(
+    symbols: str | Iterable[str] = ("BPCL", "HDFCLIFE"),
+    freq: str = "1d",
+    source: str | Path = "bundled",
+    test_days: int = 30,
+    val_days: int = 0,
+    window: int = 32,
+    on_bad_rows: str = "raise",
+    normaliser_state: dict | None = None,
+    *,
+    adjust: str = "auto",
+    tz: str = "Asia/Kolkata",
+) -> MarketSplits:
+    """Load, validate, featurise and split a market into read-only blocks.
+
+    The normaliser is fitted on the training rows of every symbol, or restored from
+    ``normaliser_state`` (a :meth:`FeatureNormaliser.state_dict` saved with a trained
+    model) so a model is evaluated on the features it was trained on. ``summary`` records
+    rows/days/date ranges per split and symbol, warm-up rows, adjustments and every repair
+    made under ``on_bad_rows="drop"``.
+    """
+    loaded = load_bars_report(symbols, freq, source, on_bad_rows, adjust=adjust, tz=tz)
+    return build_market_from_bars(
+        loaded.bars,
+        freq,
+        test_days=test_days,
+        val_days=val_days,
+        window=window,
+        normaliser_state=normaliser_state,
+        source=str(source),
+        load_result=loaded,
+    )

@@ -1,0 +1,269 @@
+"""Causal per-symbol features and the normaliser fitted on training rows only.
+
+Feature row ``t`` is computed from bars ``<= t`` only (rolling windows and exponential
+averages that look backwards), so an agent acting at bar ``t`` never sees the future.
+Rows before every feature has its full look-back (the warm-up) are dropped, never filled.
+
+Features (all scale-free, so one normaliser serves every symbol):
+
+========================  ============================================================
+``ret_1/5/20``            log return of the close over 1, 5 and 20 bars
+``hl_range``              log(high / low) of the bar
+``vol_20``                standard deviation of 1-bar log returns over 20 bars
+``rsi_14``                Wilder's RSI over 14 bars, in [0, 1] (0.5 when the price is flat)
+``macd`` / ``macd_hist``  (EMA12 - EMA26) / close and its distance to its 9-bar EMA
+``bb_pctb``               Bollinger %b (20 bars, 2 sd); 0.5 when the band has zero width
+``volume_z``              z-score of log(1 + volume) over 20 bars (only with volume)
+``time_of_day``           intraday only: minutes since the session open / session length
+``bars_to_close``         intraday only: bars left before the scheduled session close
+========================  ============================================================
+
+Intraday time features use the scheduled NSE session (09:15-15:30) rather than the bars a
+day actually has, which would leak whether a session is cut short; bars outside the
+schedule (special sessions such as Diwali muhurat trading) get ``bars_to_close = 0``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+RETURN_HORIZONS = (1, 5, 20)
+VOL_WINDOW = 20
+RSI_WINDOW = 14
+MACD_FAST, MACD_SLOW, MACD_SIGNAL = 12, 26, 9
+BOLLINGER_WINDOW, BOLLINGER_WIDTH = 20, 2.0
+VOLUME_WINDOW = 20
+SESSION_OPEN, SESSION_CLOSE = "09:15", "15:30"
+BAR_MINUTES = {"1d": None, "5min": 5}
+# bars consumed before every feature is defined (the MACD signal line needs the most)
+WARMUP_BARS = MACD_SLOW + MACD_SIGNAL - 2
+
+
+def _minutes(clock: str) -> int:
+    hours, minutes = clock.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def feature_names(
+    freq: str, with_volume: bool = True, extra_columns: Sequence[str] = ()
+) -> list[str]:
+    """The feature columns :func:`compute_features` returns, in order."""
+    if freq not in BAR_MINUTES:
+        raise ValueError(f"freq must be '1d' or '5min', got {freq!r}")
+    names = [f"ret_{h}" for h in RETURN_HORIZONS]
+    names += ["hl_range", f"vol_{VOL_WINDOW}", f"rsi_{RSI_WINDOW}", "macd", "macd_hist", "bb_pctb"]
+    if with_volume:
+        names.append("volume_z")
+    if BAR_MINUTES[freq] is not None:
+        names += ["time_of_day", "bars_to_close"]
+    names += list(extra_columns)
+    return names
+
+
+def compute_features(
+    bars: pd.DataFrame,
+    freq: str,
+    *,
+    with_volume: bool | None = None,
+    extra_columns: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Causal features of one symbol's bars, warm-up rows dropped.
+
+    Args:
+        bars: output of :func:`fastrl.data.load_bars` for one symbol (sorted unique
+            DatetimeIndex; float columns open, high, low, close, optionally volume).
+        freq: "1d" or "5min".
+        with_volume: include ``volume_z``; default: when the bars have any volume.
+        extra_columns: columns of ``bars`` passed through as features unchanged (they
+            must already be known at their bar's close, e.g. a planted signal).
+
+    Returns:
+        float64 frame on the bars' index from the first bar with every feature defined.
+    """
+    names = feature_names(freq, True, extra_columns)  # validates freq
+    missing = [c for c in ("open", "high", "low", "close", *extra_columns) if c not in bars]
+    if missing:
+        raise ValueError(f"compute_features: bars lack column(s) {', '.join(missing)}")
+    index = bars.index
+    if not isinstance(index, pd.DatetimeIndex):
+        raise ValueError("compute_features: bars need a DatetimeIndex (use load_bars)")
+    if not (index.is_monotonic_increasing and index.is_unique):
+        raise ValueError("compute_features: bars' timestamps must be unique and ascending")
+    volume = bars["volume"] if "volume" in bars else None
+    if with_volume is None:
+        with_volume = volume is not None and bool(volume.notna().any())
+    if with_volume and (volume is None or volume.isna().any()):
+        raise ValueError("compute_features: with_volume=True but volume is missing or has NaN")
+    names = feature_names(freq, with_volume, extra_columns)
+
+    close = bars["close"].astype(np.float64)
+    log_close = np.log(close)
+    out: dict[str, pd.Series] = {}
+    for horizon in RETURN_HORIZONS:
+        out[f"ret_{horizon}"] = log_close.diff(horizon)
+    out["hl_range"] = np.log(bars["high"] / bars["low"])
+    ret_1 = out["ret_1"]
+    out[f"vol_{VOL_WINDOW}"] = ret_1.rolling(VOL_WINDOW, min_periods=VOL_WINDOW).std()
+
+    delta = close.diff()
+    ewm = {"alpha": 1.0 / RSI_WINDOW, "adjust": False, "min_periods": RSI_WINDOW}
+    avg_gain = delta.clip(lower=0).ewm(**ewm).mean()
+    avg_loss = (-delta).clip(lower=0).ewm(**ewm).mean()
+    total = avg_gain + avg_loss
+    out[f"rsi_{RSI_WINDOW}"] = (avg_gain / total.where(total > 0)).where(total != 0, 0.5)
+
+    ema_fast = close.ewm(span=MACD_FAST, adjust=False, min_periods=MACD_FAST).mean()
+    ema_slow = close.ewm(span=MACD_SLOW, adjust=False, min_periods=MACD_SLOW).mean()
+    macd = (ema_fast - ema_slow) / close
+    signal = macd.ewm(span=MACD_SIGNAL, adjust=False, min_periods=MACD_SIGNAL).mean()
+    out["macd"] = macd
+    out["macd_hist"] = macd - signal
+
+    rolling = close.rolling(BOLLINGER_WINDOW, min_periods=BOLLINGER_WINDOW)
+    mean, std = rolling.mean(), rolling.std(ddof=0)
+    width = 2 * BOLLINGER_WIDTH * std
+    lower = mean - BOLLINGER_WIDTH * std
+    out["bb_pctb"] = ((close - lower) / width.where(width > 0)).where(width != 0, 0.5)
+
+    if with_volume:
+        log_volume = np.log1p(volume.astype(np.float64))
+        vol_roll = log_volume.rolling(VOLUME_WINDOW, min_periods=VOLUME_WINDOW)
+        vol_std = vol_roll.std(ddof=0)
+        z = (log_volume - vol_roll.mean()) / vol_std.where(vol_std > 0)
+        out["volume_z"] = z.where(vol_std != 0, 0.0)
+
+    bar_minutes = BAR_MINUTES[freq]
+    if bar_minutes is not None:
+        open_minute, close_minute = _minutes(SESSION_OPEN), _minutes(SESSION_CLOSE)
+        minute_of_day = pd.Series(index.hour * 60 + index.minute, index=index, dtype=np.float64)
+        out["time_of_day"] = (minute_of_day - open_minute) / (close_minute - open_minute)
+        bars_left = (close_minute - (minute_of_day + bar_minutes)) / bar_minutes
+        out["bars_to_close"] = bars_left.clip(lower=0.0)
+
+    for column in extra_columns:
+        out[column] = bars[column].astype(np.float64)
+
+    features = pd.DataFrame({name: out[name] for name in names}, index=index)
+    complete = features.notna().all(axis=1).to_numpy()
+    if not complete.any():
+        raise ValueError(
+            f"compute_features: {len(bars)} bars are too few; the features need at least "
+            f"{WARMUP_BARS + 1} bars of warm-up"
+        )
+    first = int(np.argmax(complete))
+    features = features.iloc[first:]
+    values = features.to_numpy()
+    if not np.isfinite(values).all():
+        row, col = np.argwhere(~np.isfinite(values))[0]
+        raise ValueError(
+            f"compute_features: feature {names[col]!r} is {values[row, col]} at "
+            f"{features.index[row]} (bad input bars?)"
+        )
+    return features
+
+
+class FeatureNormaliser:
+    """Per-feature standardisation, fitted on training rows only and saved with the model.
+
+    ``transform`` returns ``clip((x - mean) / std, -clip, clip)`` as float32. Statistics
+    are pooled over every training row of every symbol (the features are scale-free).
+    A constant feature gets ``std = 1`` so it maps to 0 instead of blowing up.
+    """
+
+    def __init__(
+        self,
+        feature_names: Sequence[str],
+        mean: Sequence[float],
+        std: Sequence[float],
+        clip: float = 10.0,
+    ) -> None:
+        self.feature_names = tuple(str(n) for n in feature_names)
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.std = np.asarray(std, dtype=np.float64)
+        self.clip = float(clip)
+        width = len(self.feature_names)
+        if self.mean.shape != (width,) or self.std.shape != (width,):
+            raise ValueError(
+                f"FeatureNormaliser: {width} feature names but mean shape {self.mean.shape} "
+                f"and std shape {self.std.shape}"
+            )
+        if not (np.isfinite(self.mean).all() and np.isfinite(self.std).all()):
+            raise ValueError("FeatureNormaliser: mean and std must be finite")
+        if (self.std <= 0).any():
+            raise ValueError("FeatureNormaliser: std must be positive")
+        if not self.clip > 0:
+            raise ValueError(f"FeatureNormaliser: clip must be positive, got {clip}")
+
+    @classmethod
+    def fit(
+        cls,
+        features: pd.DataFrame | np.ndarray,
+        feature_names: Sequence[str] | None = None,
+        clip: float = 10.0,
+    ) -> FeatureNormaliser:
+        """Fit on the training rows (a frame, or an array with ``feature_names``)."""
+        if isinstance(features, pd.DataFrame):
+            names = list(features.columns)
+            values = features.to_numpy(dtype=np.float64)
+        else:
+            if feature_names is None:
+                raise ValueError("FeatureNormaliser.fit: pass feature_names with an array")
+            names = list(feature_names)
+            values = np.asarray(features, dtype=np.float64)
+        if values.ndim != 2 or values.shape[1] != len(names):
+            raise ValueError(
+                f"FeatureNormaliser.fit: expected [rows, {len(names)}] values, got {values.shape}"
+            )
+        if values.shape[0] < 2:
+            raise ValueError("FeatureNormaliser.fit: need at least 2 training rows")
+        if not np.isfinite(values).all():
+            raise ValueError("FeatureNormaliser.fit: training features contain NaN or inf")
+        mean = values.mean(axis=0)
+        std = values.std(axis=0)
+        std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+        return cls(names, mean, std, clip)
+
+    def transform(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Normalised float32 copy; a frame is matched by column name."""
+        if isinstance(features, pd.DataFrame):
+            missing = [n for n in self.feature_names if n not in features.columns]
+            if missing:
+                raise ValueError(
+                    f"FeatureNormaliser.transform: missing feature column(s) {missing}; "
+                    f"fitted on {list(self.feature_names)}"
+                )
+            values = features[list(self.feature_names)].to_numpy(dtype=np.float64)
+        else:
+            values = np.asarray(features, dtype=np.float64)
+            if values.ndim != 2 or values.shape[1] != len(self.feature_names):
+                raise ValueError(
+                    f"FeatureNormaliser.transform: expected [rows, {len(self.feature_names)}] "
+                    f"values, got shape {values.shape}"
+                )
+        scaled = (values - self.mean) / self.std
+        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+
+    def state_dict(self) -> dict:
+        """Plain JSON-serialisable state (lists and floats) for checkpoints."""
+        return {
+            "version": 1,
+            "feature_names": list(self.feature_names),
+            "mean": [float(x) for x in self.mean],
+            "std": [float(x) for x in self.std],
+            "clip": self.clip,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> FeatureNormaliser:
+        missing = [k for k in ("feature_names", "mean", "std") if k not in state]
+        if missing:
+            raise ValueError(f"FeatureNormaliser state lacks key(s) {missing}")
+        if state.get("version", 1) != 1:
+            raise ValueError(f"FeatureNormaliser state version {state['version']} is unknown")
+        return cls(state["feature_names"], state["mean"], state["std"], state.get("clip", 10.0))
+
+    def __repr__(self) -> str:
+        return f"FeatureNormaliser({len(self.feature_names)} features, clip={self.clip})"
