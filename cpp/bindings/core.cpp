@@ -138,13 +138,14 @@ PYBIND11_MODULE(_core, m) {
              out.rewards = checked<double>(get("rewards"), "rewards", {n}, true);
              out.terminated = checked<uint8_t>(get("terminated"), "terminated", {n}, true);
              out.truncated = checked<uint8_t>(get("truncated"), "truncated", {n}, true);
+             out.done = checked<uint8_t>(get("done"), "done", {n}, true);
              out.final_obs = checked<float>(get("final_obs"), "final_obs", {n, dim}, true);
              out.ep_return = checked<double>(get("ep_return"), "ep_return", {n}, true);
              out.ep_length = checked<int64_t>(get("ep_length"), "ep_length", {n}, true);
              out.ep_equity = checked<double>(get("ep_equity"), "ep_equity", {n}, true);
              out.ep_costs = checked<double>(get("ep_costs"), "ep_costs", {n}, true);
              out.ep_trades = checked<int64_t>(get("ep_trades"), "ep_trades", {n}, true);
-             for (const char* name : {"obs", "rewards", "terminated", "truncated", "final_obs",
+             for (const char* name : {"obs", "rewards", "terminated", "truncated", "done", "final_obs",
                                       "ep_return", "ep_length", "ep_equity", "ep_costs",
                                       "ep_trades"})
                self->keep_alive.push_back(get(name));

@@ -101,7 +101,8 @@ Simulator::Simulator(const MarketView& market, std::vector<std::string> segment_
   if (num_threads < 1) fail("num_threads must be >= 1, got " + std::to_string(num_threads));
   check_config(config_);
   check_market(market_, segment_names_, config_.window);
-  if (!out.obs || !out.rewards || !out.terminated || !out.truncated || !out.final_obs ||
+  if (!out.obs || !out.rewards || !out.terminated || !out.truncated || !out.done ||
+      !out.final_obs ||
       !out.ep_return || !out.ep_length || !out.ep_equity || !out.ep_costs || !out.ep_trades)
     fail("every output buffer must be provided");
   const auto n = static_cast<size_t>(num_envs);
@@ -111,6 +112,9 @@ Simulator::Simulator(const MarketView& market, std::vector<std::string> segment_
   for (auto* v : {&bar_index, &segment, &last_trade_bar, &episode_steps, &episode_trades})
     v->assign(n, 0);
   rng_state.assign(n, 0);
+  log1p_table_.resize(4096);
+  for (size_t k = 0; k < log1p_table_.size(); ++k)
+    log1p_table_[k] = static_cast<float>(std::log1p(static_cast<double>(k)));
   reset(seed);
 }
 
@@ -121,6 +125,7 @@ void Simulator::reset(uint64_t seed) {
   std::fill(out_.rewards, out_.rewards + num_envs_, 0.0);
   std::fill(out_.terminated, out_.terminated + num_envs_, uint8_t{0});
   std::fill(out_.truncated, out_.truncated + num_envs_, uint8_t{0});
+  std::fill(out_.done, out_.done + num_envs_, uint8_t{0});
 }
 
 void Simulator::step_discrete(const int64_t* actions) {
@@ -230,7 +235,10 @@ void Simulator::write_obs(int64_t i, float* row) const {
   const double pos = position[u];
   agent[0] = static_cast<float>(pos);
   agent[1] = static_cast<float>(pos != 0.0 ? pos * (market_.close[t] / entry_price[u] - 1.0) : 0.0);
-  agent[2] = static_cast<float>(std::log1p(static_cast<double>(t - last_trade_bar[u])));
+  const int64_t since = t - last_trade_bar[u];
+  agent[2] = since < static_cast<int64_t>(log1p_table_.size())
+                 ? log1p_table_[static_cast<size_t>(since)]
+                 : static_cast<float>(std::log1p(static_cast<double>(since)));
 }
 
 void Simulator::step_env(int64_t i, double target) {
@@ -291,6 +299,7 @@ void Simulator::step_env(int64_t i, double target) {
   out_.rewards[i] = reward;
   out_.terminated[i] = terminated ? 1 : 0;
   out_.truncated[i] = truncated ? 1 : 0;
+  out_.done[i] = (terminated || truncated) ? 1 : 0;
   float* obs_row = out_.obs + i * obs_dim_;
   if (terminated || truncated) {
     write_obs(i, out_.final_obs + i * obs_dim_);

@@ -41,6 +41,7 @@ BUFFER_SPECS = {  # name -> (dtype, per-env shape: "obs" for (obs_dim,), () for 
     "rewards": (np.float64, ()),
     "terminated": (np.bool_, ()),
     "truncated": (np.bool_, ()),
+    "done": (np.bool_, ()),
     "final_obs": (np.float32, "obs"),
     "ep_return": (np.float64, ()),
     "ep_length": (np.int64, ()),
@@ -238,22 +239,37 @@ class TradingVecEnv(VectorEnv):
             market.open, market.close, market.features, market.offsets, list(market.symbols),
             self.config.to_core(), self.num_envs, int(num_threads), self._seed, self._buffers,
         )
-        self._done = np.zeros(self.num_envs, dtype=bool)
         b = self._buffers
         self._episode = {"r": b["ep_return"], "l": b["ep_length"], "equity": b["ep_equity"],
                          "costs": b["ep_costs"], "trades": b["ep_trades"]}
         self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32)
         if self.config.action == "discrete":
             self.single_action_space = gym.spaces.Discrete(len(self.config.position_levels))
-            self.action_space = gym.spaces.MultiDiscrete(
-                np.full(self.num_envs, len(self.config.position_levels), dtype=np.int64))
         else:
             self.single_action_space = gym.spaces.Box(
                 self.config.min_pos, self.config.max_pos, (1,), np.float64)
-            self.action_space = gym.spaces.Box(
-                self.config.min_pos, self.config.max_pos, (self.num_envs, 1), np.float64)
-        self.observation_space = gym.spaces.Box(
-            -np.inf, np.inf, (self.num_envs, self.obs_dim), np.float32)
+        self._batched_spaces: dict[str, gym.Space] = {}
+
+    # The batched spaces hold bound arrays of [num_envs, obs_dim] each; built on first use so
+    # that 16k envs do not carry 2 x 17 MB of infinities nobody reads.
+    @property
+    def observation_space(self) -> gym.Space:
+        if "obs" not in self._batched_spaces:
+            self._batched_spaces["obs"] = gym.spaces.Box(
+                -np.inf, np.inf, (self.num_envs, self.obs_dim), np.float32)
+        return self._batched_spaces["obs"]
+
+    @property
+    def action_space(self) -> gym.Space:
+        if "action" not in self._batched_spaces:
+            if self.config.action == "discrete":
+                space = gym.spaces.MultiDiscrete(
+                    np.full(self.num_envs, len(self.config.position_levels), dtype=np.int64))
+            else:
+                space = gym.spaces.Box(self.config.min_pos, self.config.max_pos,
+                                       (self.num_envs, 1), np.float64)
+            self._batched_spaces["action"] = space
+        return self._batched_spaces["action"]
 
     # -- gymnasium API -------------------------------------------------------------------
 
@@ -273,11 +289,15 @@ class TradingVecEnv(VectorEnv):
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                           dict[str, Any]]:
-        self._sim.step(self._as_actions(actions))
+        try:  # fast path: the binding takes an exact int64 / float64 [N] array as it is
+            self._sim.step(actions)
+        except (ValueError, TypeError):
+            # Convert what is convertible ([N, 1], other int widths, float32) or raise a
+            # message about the caller's array; a range error is raised again as it was.
+            self._sim.step(self._as_actions(actions))
         b = self._buffers
-        done = np.logical_or(b["terminated"], b["truncated"], out=self._done)
-        info = {"final_obs": b["final_obs"], "_final_obs": done,
-                "episode": self._episode, "_episode": done}
+        info = {"final_obs": b["final_obs"], "_final_obs": b["done"],
+                "episode": self._episode, "_episode": b["done"]}
         return b["obs"], b["rewards"], b["terminated"], b["truncated"], info
 
     def close_extras(self, **kwargs: Any) -> None:

@@ -48,6 +48,7 @@ struct OutputBuffers {
   double* rewards = nullptr;       // [N]
   uint8_t* terminated = nullptr;   // [N] (numpy bool)
   uint8_t* truncated = nullptr;    // [N]
+  uint8_t* done = nullptr;         // [N], terminated or truncated (the info masks)
   float* final_obs = nullptr;      // [N, obs_dim], rows valid where the episode ended
   double* ep_return = nullptr;     // [N], valid where the episode ended
   int64_t* ep_length = nullptr;
@@ -109,6 +110,7 @@ class Simulator {
   int64_t num_envs_;
   int64_t obs_dim_;
   OutputBuffers out_;
+  std::vector<float> log1p_table_;  // log1p(k) for small k: the obs's "bars since trade"
   ThreadPool pool_;
 };
 
