@@ -10,6 +10,7 @@ import pytest
 from fastrl.costs import CostModel, bps, nse_delivery, nse_intraday
 from fastrl.data.block import MarketBlock
 from fastrl.env import EnvConfig, TradingVecEnv
+
 from sim_markets import constant_market, random_market
 
 FLAT, LONG = 1, 2  # indices into the default levels (-1, 0, 1)

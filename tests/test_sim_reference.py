@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from fastrl.env import EnvConfig, TradingVecEnv
 from fastrl.reference import ReferenceVecEnv
+
 from sim_markets import random_market
 
 STATE = ("position", "shares", "cash", "equity", "entry_price", "bar_index", "segment",
