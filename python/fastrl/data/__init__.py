@@ -31,6 +31,7 @@ _LAZY = {
     "split_bars": "fastrl.data.splits",
     "MarketSplits": "fastrl.data.splits",
     "build_synthetic_market": "fastrl.data.synthetic",
+    "download_bars": "fastrl.data.download",
 }
 
 __all__ = sorted(_LAZY)

@@ -61,7 +61,6 @@ def _numeric(
         RowIssue(file_label, int(i) + 1, column, f"not a number: {raw.iloc[i]!r}", csv_lines)
         for i in np.flatnonzero(not_number)
     )
-    values[not_number] = np.nan  # reported above; keep NaN so later checks skip the row
     return values
 
 
@@ -139,8 +138,11 @@ def validate_bars(
     o, h, lo, c = (values[k] for k in PRICE_COLUMNS)
     tol_h = h * (1 + _REL_TOL)
     tol_lo = lo * (1 - _REL_TOL)
-    flag(h < lo, "high", lambda i: f"high {h[i]} is below low {lo[i]}")
-    consistent = h >= lo
+    # range checks only where all four prices are valid (bad prices are reported above)
+    valid = np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c)
+    valid &= (o > 0) & (h > 0) & (lo > 0) & (c > 0)
+    flag(valid & (h < lo), "high", lambda i: f"high {h[i]} is below low {lo[i]}")
+    consistent = valid & (h >= lo)
     flag(
         consistent & ((o > tol_h) | (o < tol_lo)),
         "open",
