@@ -1,0 +1,63 @@
+"""Agent: a trained policy plus the observation normalisation it was trained with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from fastrl.ppo.network import ActorCritic
+from fastrl.ppo.normalize import ObservationNormaliser
+from fastrl.ppo.update import autocast_context
+
+
+class Agent:
+    """Maps raw env observations to env-ready actions.
+
+    ``act`` normalises observations with the training statistics, runs the policy and
+    returns int64 level indices (discrete) or float64 exposures clipped to the env's range
+    (continuous), ready for ``TradingVecEnv.step``.
+    """
+
+    def __init__(
+        self,
+        network: ActorCritic,
+        obs_normaliser: ObservationNormaliser,
+        config: Any,
+        feature_normaliser: dict | None = None,
+        *,
+        amp: bool = False,
+    ) -> None:
+        self.network = network
+        self.obs_normaliser = obs_normaliser
+        self.config = config
+        self.feature_normaliser = feature_normaliser
+        self.amp = bool(amp)
+        env = config.env
+        self._low = float(env.min_pos)
+        self._high = float(env.max_pos)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.network.parameters()).device
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions for a batch of raw observations [N, obs_dim] (float32)."""
+        obs_array = np.asarray(obs, dtype=np.float32)
+        if obs_array.ndim != 2 or obs_array.shape[1] != self.network.obs_dim:
+            raise ValueError(
+                f"observations must have shape (N, {self.network.obs_dim}), got {obs_array.shape}"
+            )
+        device = self.device
+        obs_tensor = self.obs_normaliser(torch.as_tensor(obs_array, device=device))
+        with autocast_context(device, self.amp):
+            action, _, _ = self.network.act(obs_tensor, deterministic=deterministic)
+        return self.to_env_actions(action)
+
+    def to_env_actions(self, action: torch.Tensor) -> np.ndarray:
+        """Policy actions on the device -> numpy actions the env accepts."""
+        if self.network.continuous:
+            return action.float().clamp(self._low, self._high).cpu().numpy().astype(np.float64)
+        return action.cpu().numpy().astype(np.int64, copy=False)

@@ -1,0 +1,154 @@
+"""Atomic checkpoints (temp file + rename) and ``load_agent`` for evaluation.
+
+A checkpoint holds everything a run needs to continue exactly: model, optimiser, schedule
+step, observation normaliser, reward scaler, feature-normaliser state, the resolved
+config, the RNG states and the env actions taken so far (replayed on resume to rebuild
+the simulator's state). It is loaded with ``weights_only=True``: only tensors and plain
+Python values, never arbitrary pickled objects.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINT_FORMAT = "fastrl-ppo"
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupted or does not fit this code or run."""
+
+
+def to_storable(value: Any) -> Any:
+    """numpy arrays/scalars -> tensors/Python values, recursively (for weights_only loads)."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "biuf":
+            return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(value).copy())}
+        return {"__ndarray_list__": value.tolist(), "dtype": str(value.dtype)}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: to_storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_storable(v) for v in value)
+    return value
+
+
+def from_storable(value: Any) -> Any:
+    """Inverse of :func:`to_storable`."""
+    if isinstance(value, dict):
+        if set(value) == {"__ndarray__"}:
+            return value["__ndarray__"].numpy()
+        if set(value) == {"__ndarray_list__", "dtype"}:
+            return np.asarray(value["__ndarray_list__"], dtype=value["dtype"])
+        return {k: from_storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(from_storable(v) for v in value)
+    return value
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """Write ``state`` to ``path`` atomically: a reader sees the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(payload, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Read and check a checkpoint; errors name the file and what is wrong with it."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("checkpoints/last.pt", "last.pt", "checkpoints/final.pt", "final.pt"):
+            if (path / name).is_file():
+                path = path / name
+                break
+        else:
+            raise FileNotFoundError(f"no checkpoint (checkpoints/last.pt) in run folder {path}")
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"checkpoint {path} is corrupted or unreadable ({reason})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a fastrl PPO checkpoint")
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {state.get('version')!r}; this fastrl "
+            f"reads version {CHECKPOINT_VERSION}"
+        )
+    missing = [k for k in ("config", "model", "obs_normaliser", "obs_dim", "num_actions")
+               if k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is incomplete: missing {', '.join(missing)}")
+    state["path"] = str(path)
+    return state
+
+
+def build_network(config: Any, obs_dim: int, num_actions: int):
+    """The ActorCritic a TrainConfig describes."""
+    from fastrl.ppo.network import ActorCritic
+
+    return ActorCritic(
+        obs_dim,
+        num_actions,
+        config.hidden_sizes,
+        shared_trunk=config.shared_trunk,
+        activation=config.activation,
+        log_std_init=config.log_std_init,
+    )
+
+
+def load_agent(path: str | Path, device: str | torch.device = "cpu"):
+    """A trained :class:`~fastrl.ppo.agent.Agent` from a checkpoint file or a run folder."""
+    from fastrl.config import ConfigError, config_from_dict
+    from fastrl.ppo.agent import Agent
+    from fastrl.ppo.normalize import ObservationNormaliser
+
+    device = torch.device(device)
+    state = load_checkpoint(path, map_location=device)
+    try:
+        config = config_from_dict(state["config"])
+    except (ConfigError, ValueError, TypeError) as err:
+        raise CheckpointError(
+            f"checkpoint {state['path']} holds an invalid config: {err}"
+        ) from None
+    obs_dim, num_actions = int(state["obs_dim"]), int(state["num_actions"])
+    network = build_network(config, obs_dim, num_actions)
+    normaliser = ObservationNormaliser(obs_dim, clip=config.obs_clip, enabled=config.norm_obs)
+    try:
+        network.load_state_dict(state["model"])
+        normaliser.load_state_dict(state["obs_normaliser"])
+    except (RuntimeError, KeyError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise CheckpointError(
+            f"checkpoint {state['path']} does not match its config's network ({first})"
+        ) from None
+    network.to(device).eval()
+    normaliser.to(device)
+    feature_state = state.get("feature_normaliser")
+    return Agent(
+        network,
+        normaliser,
+        config,
+        from_storable(feature_state) if feature_state is not None else None,
+        amp=False,
+    )

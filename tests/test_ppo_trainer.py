@@ -1,0 +1,136 @@
+"""Trainer on the real simulator with tiny markets and networks: run folder, resume, agent."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from fastrl.config import build_config
+from fastrl.data.block import MarketBlock
+from fastrl.ppo.checkpoint import CheckpointError, load_agent, load_checkpoint
+from fastrl.ppo.trainer import Trainer
+
+pytest.importorskip("fastrl._core")
+
+
+def random_block(n_symbols: int = 2, n_bars: int = 300, n_features: int = 4, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    segments = []
+    for s in range(n_symbols):
+        close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n_bars)))
+        segments.append({
+            "symbol": f"S{s}",
+            "open": close * np.exp(rng.normal(0, 0.002, n_bars)),
+            "close": close,
+            "features": rng.normal(size=(n_bars, n_features)).astype(np.float32),
+        })
+    return MarketBlock.from_segments(segments)
+
+
+@pytest.fixture(scope="module")
+def market():
+    return SimpleNamespace(train=random_block(), val=random_block(n_bars=80, seed=1),
+                           normaliser=None)
+
+
+def tiny_config(*extra: str):
+    return build_config(set_options=[
+        "hidden_sizes=[16,16]", "num_envs=4", "num_steps=16", "minibatch_size=32",
+        "total_timesteps=384", "env.window=4", "env.episode_length=40", "data.val_days=10",
+        "n_epochs=2", "lr_warmup_steps=64", "torch_threads=1", "device=cpu", *extra,
+    ])
+
+
+def test_run_folder_is_complete(market, tmp_path):
+    result = Trainer(tiny_config(), market=market, run_dir=tmp_path / "run").train()
+    run = tmp_path / "run"
+    assert result.reason == "completed" and result.updates == 6 and result.global_step == 384
+    for name in ("config.json", "metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt",
+                 "checkpoints/final.pt"):
+        assert (run / name).is_file(), name
+    assert list((run / "tb").iterdir())
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert lines[0]["event"] == "start" and lines[0]["total_timesteps"] == 384
+    assert lines[-1]["event"] == "end" and lines[-1]["reason"] == "completed"
+    updates = lines[1:-1]
+    assert [u["update"] for u in updates] == [1, 2, 3, 4, 5, 6]
+    for key in ("charts/SPS", "charts/learning_rate", "losses/approx_kl", "losses/clipfrac",
+                "losses/explained_variance", "time/env_frac", "val/sharpe", "losses/epochs"):
+        assert key in updates[-1], key
+    # the logged schedules are the pure functions of the env steps
+    assert updates[0]["charts/learning_rate"] == pytest.approx(1e-3)  # 64 steps: warmup done
+    assert updates[0]["charts/ent_coef"] == pytest.approx(0.1 - 0.09 * 64 / 50_000)
+    assert json.loads((run / "config.json").read_text())["hidden_sizes"] == [16, 16]
+
+
+def test_interrupted_then_resumed_run_matches_an_uninterrupted_one(market, tmp_path):
+    full = Trainer(tiny_config(), market=market, run_dir=tmp_path / "full")
+    full.train()
+
+    def stop_after_three(row):
+        if row["update"] == 3:
+            first.request_stop()
+
+    first = Trainer(tiny_config(), market=market, run_dir=tmp_path / "split",
+                    callback=stop_after_three)
+    assert first.train().reason == "interrupted"
+    resumed = Trainer.resume(tmp_path / "split", market=market)
+    assert resumed.update == 3
+    result = resumed.train()
+    assert result.reason == "completed" and result.global_step == 384
+    for (name, a), b in zip(full.network.state_dict().items(),
+                            resumed.network.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert torch.equal(full.obs_normaliser.stats.mean, resumed.obs_normaliser.stats.mean)
+    lines = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    events = [json.loads(line).get("event") for line in lines]
+    assert events.count("start") == 2 and events.count("end") == 2
+
+
+def test_load_agent_reproduces_the_trained_policy(market, tmp_path):
+    trainer = Trainer(tiny_config("env.action=continuous"), market=market,
+                      run_dir=tmp_path / "run")
+    trainer.train()
+    agent = load_agent(tmp_path / "run" / "checkpoints" / "final.pt")
+    obs = np.random.default_rng(0).normal(size=(5, trainer.obs_dim)).astype(np.float32)
+    actions = agent.act(obs)
+    assert actions.dtype == np.float64 and actions.shape == (5,)
+    assert np.all((actions >= -1) & (actions <= 1))
+    np.testing.assert_array_equal(actions, trainer.agent.act(obs))
+    assert agent.config.env.action == "continuous"
+    assert agent.config.data.val_days == 10
+    with pytest.raises(ValueError, match="shape"):
+        agent.act(obs[:, :3])
+
+
+def test_early_stopping_on_validation_sharpe(market, tmp_path):
+    config = tiny_config("patience=2", "min_delta=1000")
+    result = Trainer(config, market=market, run_dir=tmp_path / "run").train()
+    # the first validation sets the best; two more without a 1000-point gain stop the run
+    assert result.reason == "early_stop" and result.updates == 3
+    assert (tmp_path / "run" / "checkpoints" / "best.pt").is_file()
+
+
+def test_bad_checkpoints_give_clear_errors(market, tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="corrupted"):
+        load_agent(broken)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(CheckpointError, match="not a fastrl PPO checkpoint"):
+        load_checkpoint(foreign)
+    Trainer(tiny_config(), market=market, run_dir=tmp_path / "run").train()
+    with pytest.raises(ValueError, match="cannot change"):
+        Trainer.resume(tmp_path / "run", overrides={"learning_rate": 1.0}, market=market)
+    with pytest.raises(ValueError, match="already took 384"):
+        Trainer.resume(tmp_path / "run", market=market)
+    other = SimpleNamespace(train=random_block(n_features=5), val=market.val, normaliser=None)
+    with pytest.raises((CheckpointError, ValueError)):
+        Trainer.resume(tmp_path / "run", overrides={"total_timesteps": 1000}, market=other)
