@@ -408,7 +408,7 @@ def compute_metrics(
     )
 
 
-# how each metric reads in a table: (label, kind) with kind "pct", "ratio", "int", "money"
+# how each metric reads in a table: (label, kind), kind "pct", "ratio", "int", "money", "days"
 METRIC_LABELS: dict[str, tuple[str, str]] = {
     "total_return": ("Total return", "pct"),
     "annual_return": ("Annual return", "pct"),
@@ -417,14 +417,14 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "sortino": ("Sortino", "ratio"),
     "calmar": ("Calmar", "ratio"),
     "max_drawdown": ("Max drawdown", "pct"),
-    "max_drawdown_days": ("Max DD duration (days)", "ratio"),
+    "max_drawdown_days": ("Max DD duration (days)", "days"),
     "win_rate_trades": ("Win rate (trades)", "pct"),
     "win_rate_bars": ("Win rate (bars)", "pct"),
     "profit_factor": ("Profit factor", "ratio"),
     "num_trades": ("Trades (fills)", "int"),
     "num_round_trips": ("Round trips", "int"),
     "trades_per_day": ("Trades per day", "ratio"),
-    "avg_holding_days": ("Avg holding (days)", "ratio"),
+    "avg_holding_days": ("Avg holding (days)", "days"),
     "turnover": ("Turnover (x equity)", "ratio"),
     "exposure": ("Exposure", "pct"),
     "time_in_market": ("Time in market", "pct"),
@@ -446,4 +446,6 @@ def format_metric(value: float | int | str, kind: str) -> str:
         return f"{int(value):d}"
     if kind == "money":
         return f"{value:,.2f}"
+    if kind == "days":
+        return f"{value:.1f}"
     return f"{value:.3f}"

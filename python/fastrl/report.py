@@ -1,0 +1,398 @@
+"""Evaluation reports: PNG plots, report.md and a self-contained report.html (embedded PNGs).
+
+Plots (matplotlib, Agg backend, fixed pixel sizes so tests can check them):
+``equity.png`` agent against buy-and-hold and flat, ``drawdown.png``, ``positions.png``
+(position over the price, fills marked) and ``training.png`` (episode return, validation
+Sharpe, entropy, approx KL, learning rate and clip range from ``metrics.jsonl``).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fastrl.metrics import METRIC_LABELS, format_metric
+
+if TYPE_CHECKING:
+    from fastrl.evaluate import Backtest, EvalResult
+
+DPI = 100
+FIG_WIDTH_IN = 11.0
+PANEL_HEIGHT_IN = 3.2
+COLORS = {"agent": "#1f77b4", "buy_and_hold": "#ff7f0e", "flat": "#7f7f7f"}
+TRAINING_PANELS = (
+    ("charts/episode_return", "episode return"),
+    ("val/sharpe", "validation Sharpe"),
+    ("losses/entropy", "entropy"),
+    ("losses/approx_kl", "approx KL"),
+    ("charts/learning_rate", "learning rate"),
+    ("charts/clip_range", "clip range"),
+)
+REPORT_METRICS = (
+    "total_return",
+    "annual_return",
+    "annual_volatility",
+    "sharpe",
+    "sortino",
+    "calmar",
+    "max_drawdown",
+    "max_drawdown_days",
+    "win_rate_trades",
+    "win_rate_bars",
+    "profit_factor",
+    "num_trades",
+    "num_round_trips",
+    "trades_per_day",
+    "avg_holding_days",
+    "turnover",
+    "exposure",
+    "time_in_market",
+    "costs_paid",
+    "cost_fraction",
+    "final_equity",
+)
+
+
+def figure_size_px(panels: int, columns: int = 1) -> tuple[int, int]:
+    """(width, height) in pixels of a report figure with ``panels`` panels."""
+    rows = math.ceil(panels / columns)
+    return int(round(FIG_WIDTH_IN * DPI)), int(round(PANEL_HEIGHT_IN * rows * DPI))
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _x(backtest: Backtest) -> np.ndarray:
+    """Time axis aligned with ``equity``: bar timestamps when known, else the step number."""
+    if backtest.timestamps is not None:
+        return np.asarray(backtest.timestamps)
+    return np.arange(backtest.num_steps + 1)
+
+
+def _save(fig: Any, path: Path) -> None:
+    fig.savefig(path, dpi=DPI, format="png")
+    _pyplot().close(fig)
+
+
+def _panel_grid(panels: int, columns: int = 1):
+    plt = _pyplot()
+    rows = math.ceil(panels / columns)
+    width, height = figure_size_px(panels, columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(width / DPI, height / DPI), dpi=DPI, squeeze=False
+    )
+    return fig, axes.reshape(-1)
+
+
+def plot_equity(result: EvalResult, path: Path) -> Path:
+    """Equity of each strategy relative to the start, one panel per symbol."""
+    symbols = result.symbols
+    fig, axes = _panel_grid(len(symbols))
+    for ax, symbol in zip(axes, symbols, strict=True):
+        for strategy in ("buy_and_hold", "flat", "agent"):
+            backtest = result.get(symbol, strategy)
+            ax.plot(
+                _x(backtest),
+                backtest.equity / backtest.equity[0],
+                label=_label(strategy, backtest),
+                color=COLORS[strategy],
+                linewidth=1.8 if strategy == "agent" else 1.2,
+            )
+        ax.set_title(f"{symbol}: equity (start = 1, after costs)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+    return path
+
+
+def _label(strategy: str, backtest: Backtest) -> str:
+    names = {"agent": "agent", "buy_and_hold": "buy & hold", "flat": "flat"}
+    total = backtest.metrics.total_return if backtest.metrics else 0.0
+    return f"{names[strategy]} ({100 * total:+.2f}%)"
+
+
+def plot_drawdown(result: EvalResult, path: Path) -> Path:
+    """Drawdown from the running peak, agent against buy-and-hold, one panel per symbol."""
+    symbols = result.symbols
+    fig, axes = _panel_grid(len(symbols))
+    for ax, symbol in zip(axes, symbols, strict=True):
+        for strategy in ("buy_and_hold", "agent"):
+            backtest = result.get(symbol, strategy)
+            peaks = np.maximum.accumulate(backtest.equity)
+            drawdown = 100.0 * (backtest.equity / peaks - 1.0)
+            ax.fill_between(_x(backtest), drawdown, 0.0, color=COLORS[strategy], alpha=0.3)
+            ax.plot(
+                _x(backtest), drawdown, color=COLORS[strategy], label=_label(strategy, backtest)
+            )
+        ax.set_title(f"{symbol}: drawdown (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+    return path
+
+
+def plot_positions(result: EvalResult, path: Path) -> Path:
+    """The agent's position (shaded, right axis) over the close, buys and sells marked."""
+    symbols = result.symbols
+    fig, axes = _panel_grid(len(symbols))
+    for ax, symbol in zip(axes, symbols, strict=True):
+        backtest = result.get(symbol, "agent")
+        x = _x(backtest)
+        ax.plot(x, backtest.price, color="black", linewidth=1.2, label="close")
+        held = np.concatenate([[0.0], backtest.positions])
+        previous = np.concatenate([[0.0], backtest.positions[:-1]])
+        steps = np.flatnonzero(backtest.fills)
+        # fills show at their own bar and price (the next open, or the decision close)
+        fill_x = x[steps + np.where(backtest.fill_bars[steps] == backtest.bars[steps], 1, 0)]
+        is_buy = backtest.positions[steps] > previous[steps]
+        ax.scatter(
+            fill_x[is_buy],
+            backtest.fill_prices[steps][is_buy],
+            marker="^",
+            color="green",
+            s=40,
+            label=f"buy ({int(is_buy.sum())})",
+            zorder=3,
+        )
+        ax.scatter(
+            fill_x[~is_buy],
+            backtest.fill_prices[steps][~is_buy],
+            marker="v",
+            color="red",
+            s=40,
+            label=f"sell ({int((~is_buy).sum())})",
+            zorder=3,
+        )
+        twin = ax.twinx()
+        twin.step(x, held, where="pre", color=COLORS["agent"], alpha=0.6, linewidth=1.0)
+        twin.fill_between(x, held, 0.0, step="pre", color=COLORS["agent"], alpha=0.15)
+        low = min(-1.0, float(held.min()))
+        high = max(1.0, float(held.max()))
+        twin.set_ylim(low * 1.1, high * 1.1)
+        twin.set_ylabel("position (x equity)")
+        ax.set_title(f"{symbol}: agent position over the close")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+    return path
+
+
+def read_training_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Update records of a metrics.jsonl (start/end events and unreadable lines skipped)."""
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and "event" not in record and "global_step" in record:
+                records.append(record)
+    return records
+
+
+def plot_training(records: list[dict[str, Any]], path: Path) -> Path:
+    """Training curves against global step; a panel without data says so."""
+    fig, axes = _panel_grid(len(TRAINING_PANELS), columns=2)
+    for ax, (key, title) in zip(axes, TRAINING_PANELS, strict=True):
+        points = [
+            (r["global_step"], r[key])
+            for r in records
+            if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])
+        ]
+        if points:
+            steps, values = zip(*points, strict=True)
+            ax.plot(steps, values, marker="." if len(points) < 50 else None, color="#1f77b4")
+        else:
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(title)
+        ax.set_xlabel("global step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+    return path
+
+
+def _json_safe(value: Any) -> Any:
+    """Strict JSON: infinities and NaN as strings, numpy scalars and paths as plain values."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else str(float(value))
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
+
+
+@dataclass
+class ReportFiles:
+    """Paths of everything :func:`write_report` wrote."""
+
+    markdown: Path
+    html: Path
+    json: Path
+    images: dict[str, Path]
+
+
+def _table_rows(result: EvalResult, symbol: str) -> list[list[str]]:
+    from fastrl.evaluate import STRATEGIES
+
+    rows = []
+    for key in REPORT_METRICS:
+        label, kind = METRIC_LABELS[key]
+        values = [result.metrics(symbol, s).to_dict()[key] for s in STRATEGIES]
+        rows.append([label, *(format_metric(v, kind) for v in values)])
+    return rows
+
+
+def _sections(result: EvalResult) -> list[tuple[str, list[list[str]]]]:
+    from fastrl.evaluate import COMBINED
+
+    sections = [(symbol, _table_rows(result, symbol)) for symbol in result.symbols]
+    if len(result.symbols) > 1:
+        sections.append(("Combined (equal capital per symbol)", _table_rows(result, COMBINED)))
+    return sections
+
+
+def _setup_lines(result: EvalResult) -> list[str]:
+    config = result.env_config
+    cost = config.get("cost")
+    cost_name = cost.get("name", "custom") if isinstance(cost, dict) else cost
+    lines = [
+        f"Bar size: {result.freq}; initial cash per symbol: {result.initial_cash:,.0f}",
+        f"Execution: {config.get('execution')}; costs: {cost_name}; "
+        f"actions: {config.get('action')}"
+        + (
+            f" {tuple(config.get('position_levels', ()))}"
+            if config.get("action") == "discrete"
+            else f" in [{config.get('min_pos')}, {config.get('max_pos')}]"
+        ),
+    ]
+    info = result.info
+    if info.get("checkpoint"):
+        lines.append(f"Checkpoint: {info['checkpoint']}")
+    for symbol, (first, last) in (info.get("test_bars") or {}).items():
+        lines.append(f"Test bars of {symbol}: {first} .. {last}")
+    if info.get("test_days") is not None:
+        lines.append(f"Test days per symbol: {info['test_days']} (never trained or tuned on)")
+    for symbol in result.symbols:
+        agent = result.get(symbol, "agent")
+        if agent.terminated_step is not None:
+            lines.append(
+                f"{symbol}: equity hit the floor at step {agent.terminated_step}; flat from there"
+            )
+    lines.append(
+        "The deterministic policy (argmax / mean action) trades every test bar of each symbol "
+        "once, no random starts. Every fill pays the cost model; a position open at the end "
+        "is closed at the last close and pays its cost, for the agent and buy-and-hold alike."
+    )
+    lines.append(
+        "Ratios are annualised with 252 trading days (75 five-minute bars a day), risk-free "
+        "rate 0. A ratio with no measurable risk is 0; profit factor without a losing "
+        "trade is inf."
+    )
+    return lines
+
+
+def markdown_report(result: EvalResult, images: dict[str, Path], title: str) -> str:
+    """report.md: setup, per-symbol and combined tables, linked plots."""
+    out = [f"# {title}", ""]
+    out += [f"- {line}" for line in _setup_lines(result)]
+    out.append("")
+    header = ["metric", "agent", "buy & hold", "flat"]
+    for name, rows in _sections(result):
+        out += [f"## {name}", "", "| " + " | ".join(header) + " |"]
+        out.append("|" + "|".join(["---", "---:", "---:", "---:"]) + "|")
+        out += ["| " + " | ".join(row) + " |" for row in rows]
+        out.append("")
+    out += ["## Plots", ""]
+    for name, image in images.items():
+        out += [f"### {name}", "", f"![{name}]({image.name})", ""]
+    return "\n".join(out)
+
+
+def html_report(result: EvalResult, images: dict[str, Path], title: str) -> str:
+    """report.html: the same content with the PNGs embedded (one file to mail around)."""
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{esc(title)}</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;"
+        "padding:0 1em;color:#222}table{border-collapse:collapse;margin:1em 0}"
+        "th,td{border:1px solid #ccc;padding:4px 10px}td.num{text-align:right;"
+        "font-variant-numeric:tabular-nums}th{background:#f3f3f3}img{max-width:100%}</style>",
+        "</head><body>",
+        f"<h1>{esc(title)}</h1>",
+        "<ul>",
+        *(f"<li>{esc(line)}</li>" for line in _setup_lines(result)),
+        "</ul>",
+    ]
+    for name, rows in _sections(result):
+        parts.append(f"<h2>{esc(name)}</h2><table>")
+        parts.append("<tr><th>metric</th><th>agent</th><th>buy &amp; hold</th><th>flat</th></tr>")
+        for row in rows:
+            cells = "".join(f'<td class="num">{esc(cell)}</td>' for cell in row[1:])
+            parts.append(f"<tr><td>{esc(row[0])}</td>{cells}</tr>")
+        parts.append("</table>")
+    parts.append("<h2>Plots</h2>")
+    for name, image in images.items():
+        encoded = base64.b64encode(image.read_bytes()).decode("ascii")
+        parts.append(f"<h3>{esc(name)}</h3>")
+        parts.append(f'<img alt="{esc(name)}" src="data:image/png;base64,{encoded}">')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_report(
+    result: EvalResult,
+    out_dir: str | os.PathLike,
+    *,
+    training_metrics: str | os.PathLike | None = None,
+    title: str | None = None,
+) -> ReportFiles:
+    """Writes the plots, report.md, report.html and report.json into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images = {
+        "equity": plot_equity(result, out / "equity.png"),
+        "drawdown": plot_drawdown(result, out / "drawdown.png"),
+        "positions": plot_positions(result, out / "positions.png"),
+    }
+    if training_metrics is not None and Path(training_metrics).is_file():
+        records = read_training_metrics(training_metrics)
+        if records:
+            images["training"] = plot_training(records, out / "training.png")
+    title = title or f"fastrl backtest: {', '.join(result.symbols)} ({result.freq})"
+    markdown_path = out / "report.md"
+    markdown_path.write_text(markdown_report(result, images, title), encoding="utf-8")
+    html_path = out / "report.html"
+    html_path.write_text(html_report(result, images, title), encoding="utf-8")
+    json_path = out / "report.json"
+    json_path.write_text(
+        json.dumps(_json_safe(result.to_dict()), indent=2, allow_nan=False), encoding="utf-8"
+    )
+    return ReportFiles(markdown=markdown_path, html=html_path, json=json_path, images=images)

@@ -1,0 +1,253 @@
+"""Backtests use test rows only, baselines go through the simulator's costs, tables add up."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastrl._core")
+
+from fastrl.costs import bps  # noqa: E402
+from fastrl.data.block import MarketBlock  # noqa: E402
+from fastrl.env import EnvConfig  # noqa: E402
+from fastrl.evaluate import (  # noqa: E402
+    COMBINED,
+    EvaluationError,
+    baseline_backtest,
+    evaluate_agent,
+    evaluation_config,
+    find_checkpoint,
+)
+
+WINDOW = 4
+
+
+def make_market(
+    lengths: tuple[int, ...] = (40, 30),
+    context_rows: int = WINDOW - 1,
+    drift: float = 0.0,
+    seed: int = 0,
+    timestamps: bool = True,
+) -> MarketBlock:
+    rng = np.random.default_rng(seed)
+    segments = []
+    for k, n in enumerate(lengths):
+        close = 100.0 * np.cumprod(1.0 + drift + rng.normal(0.0, 0.01, n))
+        segment = {
+            "symbol": f"SYM{k}",
+            "open": close * (1.0 + rng.normal(0.0, 0.003, n)),
+            "close": close,
+            "features": rng.normal(size=(n, 3)),
+        }
+        if timestamps:
+            days = np.datetime64("2024-01-01") + np.arange(n).astype("timedelta64[D]")
+            segment["timestamps"] = days.astype("datetime64[ns]")
+        segments.append(segment)
+    return MarketBlock.from_segments(segments, meta={"context_rows": context_rows})
+
+
+def constant(level: int):
+    return lambda obs: np.full(obs.shape[0], level, dtype=np.int64)
+
+
+def test_evaluation_config_keeps_costs_and_execution():
+    train = EnvConfig(window=WINDOW, cost="nse_intraday", execution="close", episode_length=64)
+    evaluation = evaluation_config(train)
+    assert evaluation.random_start is False
+    assert evaluation.episode_length == 0
+    assert evaluation.segment_assignment == "round_robin"
+    assert evaluation.cost == "nse_intraday" and evaluation.execution == "close"
+    assert train.random_start is True  # the training config is not modified
+
+
+@pytest.mark.parametrize("execution", ["next_open", "close"])
+def test_every_fill_and_mark_is_a_test_row(execution):
+    market = make_market()
+    config = EnvConfig(window=WINDOW, execution=execution, cost="nse_delivery")
+    result = evaluate_agent(lambda obs: (obs[:, 0] > 0).astype(np.int64) * 2, market, config)
+    for s, symbol in enumerate(market.symbols):
+        seg = market.segment(s)
+        first_test = seg.start + market.meta["context_rows"]
+        for strategy in ("agent", "buy_and_hold", "flat"):
+            backtest = result.get(symbol, strategy)
+            assert backtest.start_bar == seg.start + WINDOW - 1
+            # one step per test bar after the first decision, through the segment's last row
+            np.testing.assert_array_equal(
+                backtest.bars, np.arange(backtest.start_bar + 1, seg.stop)
+            )
+            assert backtest.fill_bars.min() >= first_test
+            assert backtest.bars.min() >= first_test and backtest.bars.max() == seg.stop - 1
+            offset = 1 if execution == "next_open" else 0
+            np.testing.assert_array_equal(backtest.fill_bars, backtest.decision_bars + offset)
+            prices = market.open if execution == "next_open" else market.close
+            np.testing.assert_array_equal(backtest.fill_prices, prices[backtest.fill_bars])
+
+
+def test_context_rows_are_never_traded():
+    # the env's first decision is at row window-1; with 'close' execution it would fill on a
+    # context row if the test split carried a whole window of context
+    market = make_market(context_rows=WINDOW)
+    config = EnvConfig(window=WINDOW, execution="close")
+    with pytest.raises(EvaluationError, match="outside the test rows"):
+        evaluate_agent(constant(2), market, config)
+    # next-open execution fills at the first test row's open: allowed
+    evaluate_agent(constant(2), market, dataclasses.replace(config, execution="next_open"))
+
+
+@pytest.mark.parametrize("cost", ["nse_delivery", "nse_intraday", "bps"])
+def test_buy_and_hold_is_price_ratio_minus_two_costs(cost):
+    market = make_market(drift=0.002)
+    config = EnvConfig(window=WINDOW, cost=cost)
+    model = config.cost_model()
+    for s in range(market.num_segments):
+        seg = market.segment(s)
+        backtest = baseline_backtest(market, s, config, "buy_and_hold")
+        first_fill = market.open[seg.start + WINDOW]  # decision at row window-1, next open
+        last_close = market.close[seg.stop - 1]
+        e0 = config.initial_cash
+        ratio = last_close / first_fill
+        buy_cost = float(model.order_cost(True, e0))
+        sell_cost = float(model.order_cost(False, e0 * ratio))
+        assert backtest.equity[-1] == pytest.approx(e0 * ratio - buy_cost - sell_cost, rel=1e-12)
+        assert backtest.metrics.costs_paid == pytest.approx(buy_cost + sell_cost, rel=1e-12)
+        assert backtest.metrics.num_trades == 2  # the entry and the final sale
+        assert backtest.metrics.num_round_trips == 1
+        assert buy_cost > 0 and sell_cost > 0
+
+
+def test_buy_and_hold_with_close_execution_enters_at_the_decision_close():
+    market = make_market()
+    config = EnvConfig(window=WINDOW, cost=bps(10.0), execution="close")
+    backtest = baseline_backtest(market, 0, config, "buy_and_hold")
+    ratio = market.close[market.segment(0).stop - 1] / market.close[WINDOW - 1]
+    e0 = config.initial_cash
+    assert backtest.equity[-1] == pytest.approx(e0 * ratio - 1e-3 * e0 - 1e-3 * e0 * ratio)
+
+
+def test_always_long_agent_matches_buy_and_hold_exactly():
+    # the simulator (agent) and the baseline's own accounting agree to the last cent
+    market = make_market()
+    result = evaluate_agent(constant(2), market, EnvConfig(window=WINDOW))
+    for symbol in market.symbols:
+        agent = result.get(symbol, "agent")
+        hold = result.get(symbol, "buy_and_hold")
+        np.testing.assert_allclose(agent.equity, hold.equity, rtol=1e-12)
+        np.testing.assert_allclose(agent.step_costs, hold.step_costs, rtol=1e-12, atol=1e-9)
+        assert agent.metrics.num_trades == 2 and agent.liquidation_cost > 0
+
+
+def test_flat_agent_matches_flat_baseline():
+    market = make_market()
+    result = evaluate_agent(constant(1), market, EnvConfig(window=WINDOW))
+    for symbol in market.symbols:
+        agent = result.get(symbol, "agent").metrics
+        assert agent.total_return == 0.0 and agent.num_trades == 0 and agent.costs_paid == 0.0
+        assert result.get(symbol, "flat").metrics.final_equity == 1_000_000.0
+
+
+def test_agent_costs_and_trades_match_the_simulator():
+    market = make_market()
+    config = EnvConfig(window=WINDOW, cost="nse_delivery")
+    # flips between short, flat and long on a feature sign, so it trades often
+    result = evaluate_agent(lambda obs: (np.sign(obs[:, 1]) + 1).astype(np.int64), market, config)
+    from fastrl.env import TradingVecEnv
+
+    env = TradingVecEnv(market, market.num_segments, evaluation_config(config))
+    obs, _ = env.reset(seed=0)
+    episode_costs = np.zeros(market.num_segments)
+    episode_equity = np.zeros(market.num_segments)
+    episode_trades = np.zeros(market.num_segments, dtype=np.int64)
+    finished = np.zeros(market.num_segments, dtype=bool)
+    while not finished.all():
+        obs, _, term, trunc, info = env.step((np.sign(obs[:, 1]) + 1).astype(np.int64))
+        newly = (term | trunc) & ~finished
+        episode_costs[newly] = info["episode"]["costs"][newly]
+        episode_equity[newly] = info["episode"]["equity"][newly]
+        episode_trades[newly] = info["episode"]["trades"][newly]
+        finished |= newly
+    for s, symbol in enumerate(market.symbols):
+        agent = result.get(symbol, "agent")
+        assert agent.metrics.num_trades == episode_trades[s] + (agent.positions[-1] != 0)
+        assert agent.fills.sum() == episode_trades[s]
+        assert agent.step_costs.sum() == pytest.approx(
+            episode_costs[s] + agent.liquidation_cost, rel=1e-12
+        )
+        assert agent.equity[-1] == pytest.approx(
+            episode_equity[s] - agent.liquidation_cost, rel=1e-12
+        )
+        assert agent.metrics.num_trades > 4
+
+
+def test_continuous_policy_is_clipped_into_range():
+    market = make_market()
+    config = EnvConfig(window=WINDOW, action="continuous", min_pos=0.0, max_pos=1.0)
+    result = evaluate_agent(lambda obs: np.full((obs.shape[0], 1), 1.7), market, config)
+    agent = result.get("SYM0", "agent")
+    assert np.all(agent.positions == 1.0)
+    np.testing.assert_allclose(agent.equity, result.get("SYM0", "buy_and_hold").equity)
+
+
+def test_floor_ends_the_agent_and_it_stays_flat():
+    market = make_market(drift=-0.02)
+    config = EnvConfig(window=WINDOW, equity_floor=0.9)
+    result = evaluate_agent(constant(2), market, config)
+    agent = result.get("SYM0", "agent")
+    assert agent.terminated_step is not None
+    hold = result.get("SYM0", "buy_and_hold")
+    assert agent.num_steps == hold.num_steps
+    after = agent.terminated_step + 1
+    assert np.all(agent.positions[after:] == 0.0)
+    assert np.all(agent.equity[after + 1 :] == agent.equity[-1])
+    assert agent.equity[-1] <= 0.9 * config.initial_cash
+    assert agent.liquidation_cost > 0
+
+
+def test_combined_is_the_sum_of_equal_capital_segments():
+    market = make_market(lengths=(30, 30))
+    result = evaluate_agent(constant(2), market, EnvConfig(window=WINDOW))
+    combined = result.metrics(COMBINED, "agent")
+    parts = [result.get(s, "agent") for s in market.symbols]
+    assert combined.final_equity == pytest.approx(sum(p.equity[-1] for p in parts))
+    assert combined.start_equity == 2 * 1_000_000.0
+    assert combined.costs_paid == pytest.approx(sum(p.metrics.costs_paid for p in parts))
+    assert combined.num_trades == 4 and combined.num_round_trips == 2
+    table = result.table()
+    assert table.loc[(COMBINED, "agent"), "final_equity"] == pytest.approx(combined.final_equity)
+    assert list(table.index.get_level_values(0).unique()) == ["SYM0", "SYM1", COMBINED]
+
+
+def test_combined_aligns_segments_of_different_lengths_by_time():
+    market = make_market(lengths=(40, 25))
+    result = evaluate_agent(constant(2), market, EnvConfig(window=WINDOW))
+    combined = result.metrics(COMBINED, "buy_and_hold")
+    parts = [result.get(s, "buy_and_hold") for s in market.symbols]
+    assert combined.final_equity == pytest.approx(sum(p.equity[-1] for p in parts))
+    assert combined.bars == parts[0].num_steps  # the shorter one lies inside the longer
+    untimed = evaluate_agent(
+        constant(2), make_market((40, 25), timestamps=False), EnvConfig(window=WINDOW)
+    )
+    assert untimed.metrics(COMBINED, "agent").bars == 36
+
+
+def test_bad_policy_output_is_named():
+    market = make_market()
+    with pytest.raises(EvaluationError, match="shape"):
+        evaluate_agent(lambda obs: np.zeros(5, dtype=np.int64), market, EnvConfig(window=WINDOW))
+    with pytest.raises(EvaluationError, match="outside"):
+        evaluate_agent(constant(3), market, EnvConfig(window=WINDOW))
+    with pytest.raises(TypeError, match="policy"):
+        evaluate_agent(42, market, EnvConfig(window=WINDOW))
+
+
+def test_run_folder_without_checkpoints(tmp_path):
+    with pytest.raises(EvaluationError, match="no checkpoint"):
+        find_checkpoint(tmp_path)
+    with pytest.raises(EvaluationError, match="no such run folder"):
+        find_checkpoint(tmp_path / "missing")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"x")
+    (tmp_path / "checkpoints" / "final.pt").write_bytes(b"x")
+    assert find_checkpoint(tmp_path) == (tmp_path / "checkpoints" / "final.pt", tmp_path)
+    assert find_checkpoint(tmp_path / "checkpoints" / "last.pt")[1] == tmp_path
