@@ -564,14 +564,15 @@ def evaluate_run(
     *,
     out_dir: str | os.PathLike | None = None,
     write_report: bool = True,
-    training_metrics: str | os.PathLike | None = None,
 ) -> EvalResult:
     """Loads a trained agent, rebuilds its test split and backtests it; writes the report.
 
-    ``symbols`` (default: the training symbols) must be symbols the agent trained on;
-    ``test_days`` defaults to the training config's; ``data`` replaces the data source
-    (a CSV/Parquet path) while keeping the training normaliser. The report lands in
-    ``out_dir`` (default: the run folder).
+    ``symbols`` (default: the training symbols) must be symbols the agent trained on.
+    ``test_days`` defaults to the training config's and may not exceed it on the training
+    data: more days would reach back into bars the agent trained or was tuned on. ``data``
+    (a CSV/Parquet path) replaces the training data source, keeping the training feature
+    normaliser; its last ``test_days`` days must then be bars the agent never saw. The
+    report lands in ``out_dir`` (default: the run folder).
     """
     checkpoint, run_dir = find_checkpoint(run_dir_or_checkpoint)
     from fastrl.ppo.checkpoint import load_agent
@@ -582,40 +583,19 @@ def evaluate_run(
         raise EvaluationError(f"cannot load checkpoint {checkpoint}: {exc}") from exc
     config = agent.config
     data_config = config.data
-    trained_symbols = tuple(data_config.symbols)
-    chosen = tuple(symbols) if symbols else trained_symbols
-    unknown = [s for s in chosen if s not in trained_symbols]
-    if unknown:
-        raise EvaluationError(
-            f"checkpoint {checkpoint} was trained on symbols {list(trained_symbols)}, not {unknown}"
-        )
-    days = int(data_config.test_days if test_days is None else test_days)
+    trained_days = int(data_config.test_days)
+    days = trained_days if test_days is None else int(test_days)
     if days < 1:
         raise EvaluationError(f"--test-days must be >= 1, got {days}")
-    source = str(data) if data is not None else data_config.source
     if data is not None and not Path(data).exists():
         raise EvaluationError(f"data path {data} does not exist")
-    from fastrl.data import build_market
-
-    normaliser = agent.feature_normaliser
-    state = normaliser.state_dict() if hasattr(normaliser, "state_dict") else normaliser
-    try:
-        splits = build_market(
-            list(chosen),
-            freq=data_config.freq,
-            source=source,
-            test_days=days,
-            val_days=data_config.val_days,
-            window=config.env.window,
-            normaliser_state=state,
+    if data is None and days > trained_days:
+        raise EvaluationError(
+            f"--test-days {days} exceeds the {trained_days} test days held out in training: "
+            f"the extra days were used for training or validation; use at most {trained_days} "
+            "(or --data with newer bars)"
         )
-    except EvaluationError:
-        raise
-    except ValueError as exc:  # data errors name the file, row and column
-        raise EvaluationError(str(exc)) from exc
-    market = splits.test
-    if market is None:
-        raise EvaluationError(f"the data has no test split for test_days={days}")
+    market = _test_block(agent, symbols, days, data)
     expected = _agent_obs_dim(agent)
     obs_dim = config.env.window * market.num_features + 3
     if expected is not None and expected != obs_dim:
@@ -628,9 +608,9 @@ def evaluate_run(
     info = {
         "checkpoint": str(checkpoint),
         "run_dir": str(run_dir),
-        "symbols": list(chosen),
+        "symbols": list(market.symbols),
         "test_days": days,
-        "data": source,
+        "data": str(data) if data is not None else data_config.source,
         "test_bars": {
             market.symbols[s]: [
                 _stamp(market, int(market.offsets[s]) + context),
@@ -644,9 +624,56 @@ def evaluate_run(
         from fastrl.report import write_report as write
 
         target = Path(out_dir) if out_dir is not None else run_dir
-        metrics_file = training_metrics or run_dir / "metrics.jsonl"
-        write(result, target, training_metrics=metrics_file)
+        write(result, target, training_metrics=run_dir / "metrics.jsonl")
     return result
+
+
+def _test_block(
+    agent: Any,
+    symbols: list[str] | tuple[str, ...] | None,
+    days: int,
+    data: str | os.PathLike | None,
+) -> MarketBlock:
+    """The test split the agent's config describes, with its training feature normaliser."""
+    config = agent.config
+    data_config = config.data
+    if data is None and data_config.source == "synthetic":
+        if symbols:
+            raise EvaluationError("a run on the synthetic market evaluates all its symbols")
+        from fastrl.ppo.trainer import load_market
+
+        # the same seed regenerates the same bars, split and normaliser as in training
+        synthetic = dataclasses.replace(
+            config, data=dataclasses.replace(data_config, test_days=days)
+        )
+        try:
+            return load_market(synthetic).test
+        except ValueError as exc:
+            raise EvaluationError(str(exc)) from exc
+    trained_symbols = tuple(data_config.symbols)
+    chosen = tuple(symbols) if symbols else trained_symbols
+    unknown = [s for s in chosen if s not in trained_symbols]
+    if unknown:
+        raise EvaluationError(
+            f"the checkpoint was trained on symbols {list(trained_symbols)}, not {unknown}"
+        )
+    from fastrl.data import build_market
+
+    normaliser = agent.feature_normaliser
+    state = normaliser.state_dict() if hasattr(normaliser, "state_dict") else normaliser
+    try:
+        splits = build_market(
+            list(chosen),
+            freq=data_config.freq,
+            source=str(data) if data is not None else data_config.source,
+            test_days=days,
+            val_days=0 if data is not None else data_config.val_days,
+            window=config.env.window,
+            normaliser_state=state,
+        )
+    except (ValueError, OSError) as exc:  # data errors name the file, row and column
+        raise EvaluationError(str(exc)) from exc
+    return splits.test
 
 
 def _stamp(market: MarketBlock, row: int) -> str | None:

@@ -1,0 +1,112 @@
+"""fastrl-eval RUN_DIR|CHECKPOINT: backtest a trained agent on its held-out test days."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.columns import Columns
+from rich.console import Console
+from rich.table import Table
+
+from fastrl.evaluate import COMBINED, STRATEGIES, STRATEGY_LABELS, EvalResult, EvaluationError
+from fastrl.metrics import METRIC_LABELS, format_metric
+
+CONSOLE_METRICS = (
+    "total_return",
+    "annual_return",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "win_rate_trades",
+    "profit_factor",
+    "num_trades",
+    "costs_paid",
+    "final_equity",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fastrl-eval",
+        description="Backtest the deterministic policy of a trained run on the held-out test "
+        "days of each symbol, next to buy-and-hold and staying flat, with the training costs. "
+        "Writes report.md, report.html, report.json and PNG plots into the run folder.",
+    )
+    parser.add_argument(
+        "run",
+        help="run folder (uses checkpoints/best.pt, final.pt or last.pt) or a checkpoint file",
+    )
+    parser.add_argument(
+        "--symbols",
+        nargs="+",
+        default=None,
+        help="symbols to evaluate (default: the training symbols)",
+    )
+    parser.add_argument(
+        "--test-days",
+        type=int,
+        default=None,
+        help="last trading days per symbol to test on (default: as in training; "
+        "at most that on the training data)",
+    )
+    parser.add_argument(
+        "--data", default=None, help="CSV/Parquet file or folder replacing the training data source"
+    )
+    parser.add_argument("--out", default=None, help="report folder (default: the run folder)")
+    parser.add_argument("--no-report", action="store_true", help="print the table only")
+    return parser
+
+
+def metrics_tables(result: EvalResult) -> Columns:
+    """Console tables, one per symbol (and the combined portfolio): metrics x strategies."""
+    tables = []
+    symbols = result.symbols + ([COMBINED] if len(result.symbols) > 1 else [])
+    for symbol in symbols:
+        title = "combined (equal capital)" if symbol == COMBINED else symbol
+        table = Table(title=title, header_style="bold", title_style="bold")
+        table.add_column("metric")
+        for strategy in STRATEGIES:
+            table.add_column(STRATEGY_LABELS[strategy], justify="right")
+        per_strategy = [result.metrics(symbol, s).to_dict() for s in STRATEGIES]
+        for key in CONSOLE_METRICS:
+            label, kind = METRIC_LABELS[key]
+            table.add_row(label, *(format_metric(values[key], kind) for values in per_strategy))
+        tables.append(table)
+    return Columns(tables, padding=(1, 2))
+
+
+def main(argv: list[str] | None = None, console: Console | None = None) -> int:
+    """Runs the evaluation; returns 0, or 2 with one line on stderr for bad input."""
+    args = build_parser().parse_args(argv)
+    console = console or Console()
+    try:
+        if args.test_days is not None and args.test_days < 1:
+            raise EvaluationError(f"--test-days must be >= 1, got {args.test_days}")
+        from fastrl.evaluate import evaluate_run
+
+        result = evaluate_run(
+            args.run,
+            symbols=args.symbols,
+            test_days=args.test_days,
+            data=args.data,
+            out_dir=args.out,
+            write_report=not args.no_report,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        # EvaluationError, checkpoint and data errors: each names the file and the problem
+        print(f"fastrl-eval: {exc}", file=sys.stderr)
+        return 2
+    console.print("Backtest on held-out test days, after costs", style="bold")
+    console.print(metrics_tables(result))
+    info = result.info
+    console.print(f"checkpoint: {info.get('checkpoint')}")
+    if not args.no_report:
+        out = Path(args.out) if args.out else Path(info.get("run_dir", "."))
+        console.print(f"report: {out / 'report.md'}, {out / 'report.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
