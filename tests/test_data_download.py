@@ -19,8 +19,16 @@ def yahoo_frame(symbol: str) -> pd.DataFrame:
     """A real fixture slice laid out like yfinance >= 0.2.48 returns it (MultiIndex columns)."""
     frame = pd.read_csv(FIXTURES / "daily" / f"{symbol}.csv", parse_dates=["date"])
     frame = frame.set_index(pd.DatetimeIndex(frame["date"], name="Date"))
-    fields = {"adj_close": "Adj Close", "close": "Close", "high": "High", "low": "Low",
-              "open": "Open", "volume": "Volume", "dividend": "Dividends", "split": "Stock Splits"}
+    fields = {
+        "adj_close": "Adj Close",
+        "close": "Close",
+        "high": "High",
+        "low": "Low",
+        "open": "Open",
+        "volume": "Volume",
+        "dividend": "Dividends",
+        "split": "Stock Splits",
+    }
     frame = frame[list(fields)].rename(columns=fields)
     frame["Stock Splits"] = frame["Stock Splits"].where(frame["Stock Splits"] != 1.0, 0.0)
     ticker = f"{symbol}.NS"

@@ -243,39 +243,36 @@ def broken_copy(tmp_path: Path, edit) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("edit", "row", "column", "problem"),
+    ("column", "index", "value", "problem"),
     [
-        (lambda f: f.__setitem__("close", f["close"].where(f.index != 4, "")), 5, "close",
-         "missing price"),
-        (lambda f: f.__setitem__("open", f["open"].where(f.index != 7, "abc")), 8, "open",
-         "not a number"),
-        (lambda f: f.__setitem__("high", f["high"].where(f.index != 2, "inf")), 3, "high",
-         "infinite price"),
-        (lambda f: f.__setitem__("low", f["low"].where(f.index != 9, "0")), 10, "low",
-         "non-positive price"),
-        (lambda f: f.__setitem__("close", f["close"].where(f.index != 11, "-5.0")), 12, "close",
-         "non-positive price"),
-        (lambda f: f.__setitem__("date", f["date"].where(f.index != 3, "2012-13-45")), 4,
-         "timestamp", "unparseable timestamp"),
-        (lambda f: f.__setitem__("date", f["date"].where(f.index != 6, "")), 7, "timestamp",
-         "unparseable timestamp"),
-        (lambda f: f.__setitem__("high", f["low"].where(f.index == 20, f["high"]).where(
-            f.index != 20, "1.0")), 21, "high", "below low"),
-        (lambda f: f.__setitem__("volume", f["volume"].where(f.index != 15, "-3")), 16, "volume",
-         "negative volume"),
-        (lambda f: f.__setitem__("adj_close", f["adj_close"].where(f.index != 17, "0")), 18,
-         "adj_close", "non-positive adjusted close"),
+        ("close", 4, "", "missing price"),
+        ("open", 7, "abc", "not a number: 'abc'"),
+        ("high", 2, "inf", "infinite price"),
+        ("low", 9, "0", "non-positive price 0.0"),
+        ("close", 11, "-5.0", "non-positive price -5.0"),
+        ("date", 3, "2012-13-45", "unparseable timestamp '2012-13-45'"),
+        ("date", 6, "", "unparseable timestamp"),
+        ("high", 20, "1.0", "high 1.0 is below low"),
+        ("volume", 15, "-3", "negative volume -3.0"),
+        ("adj_close", 17, "0", "non-positive adjusted close 0.0"),
     ],
 )
-def test_each_bad_value_is_named(tmp_path, edit, row, column, problem):
-    path = broken_copy(tmp_path, edit)
+def test_each_bad_value_is_named(tmp_path, column, index, value, problem):
+    frame = raw(DAILY / "BPCL.csv")
+    frame.loc[index, column] = value
+    path = write(frame, tmp_path / "BPCL.csv")
     with pytest.raises(DataValidationError) as info:
         load_bars("BPCL", source=path)
-    issues = [i for i in info.value.issues if i.row == row]
-    assert issues, str(info.value)
-    assert any(i.column == column and problem in i.problem for i in issues), str(info.value)
-    assert str(path) in str(info.value)
-    assert f"row {row} (line {row + 1})" in str(info.value)
+    row = index + 1  # 1-based data row; the header is line 1, so the row sits on line row + 1
+    expected_column = "timestamp" if column == "date" else column
+    (issue,) = info.value.issues
+    assert (issue.row, issue.column) == (row, expected_column)
+    assert problem in issue.problem
+    assert f"{path}, row {row} (line {row + 1}), column '{expected_column}'" in str(info.value)
+    # the same file loads with that one row dropped when asked
+    report = load_bars_report("BPCL", source=path, on_bad_rows="drop")
+    assert len(report.bars["BPCL"]) == len(frame) - 1
+    assert [i.row for i in report.dropped["BPCL"]] == [row]
 
 
 def test_open_outside_range_is_named_and_dropped_on_request(tmp_path):
