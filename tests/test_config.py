@@ -1,0 +1,125 @@
+"""TrainConfig: preset values, resolution order, coercion, validation messages, round trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fastrl.config import (
+    ConfigError,
+    TrainConfig,
+    build_config,
+    config_from_dict,
+    config_to_dict,
+    preset_config,
+)
+
+
+def test_fast_preset_is_the_default_and_matches_the_design_table():
+    config = build_config()
+    assert config == preset_config("fast") and config.preset == "fast"
+    assert (config.learning_rate, config.lr_schedule) == (1e-3, "cosine")
+    assert (config.ent_coef, config.ent_coef_final, config.ent_coef_decay_steps) == (
+        0.1, 0.01, 50_000)
+    assert (config.clip_range, config.clip_range_final, config.clip_range_decay_steps) == (
+        0.3, 0.1, 30_000)
+    assert (config.vf_coef, config.max_grad_norm, config.n_epochs) == (1.0, 1.0, 20)
+    assert config.optimizer == "adamw" and config.weight_decay > 0
+    assert config.hidden_sizes == (2048, 1024, 512, 256) and config.norm_adv
+
+
+def test_baseline_preset_matches_the_design_table():
+    config = build_config("baseline")
+    assert (config.learning_rate, config.lr_schedule) == (1e-4, "constant")
+    assert config.ent_coef == config.ent_coef_final == 0.01
+    assert config.clip_range == config.clip_range_final == 0.2
+    assert (config.vf_coef, config.max_grad_norm, config.n_epochs) == (0.25, 0.25, 10)
+    assert config.optimizer == "adam" and config.hidden_sizes == (1024, 512, 256)
+
+
+def test_resolution_order_preset_file_flags_set(tmp_path):
+    yaml_file = tmp_path / "run.yaml"
+    yaml_file.write_text("preset: baseline\nlearning_rate: 2e-4\nnum_envs: 32\n"
+                         "env:\n  window: 16\ndata:\n  symbols: [BPCL]\n")
+    config = build_config(config_file=yaml_file, overrides={"num_envs": 16},
+                          set_options=["env.window=8", "hidden_sizes=[64, 64]"])
+    assert config.preset == "baseline" and config.n_epochs == 10  # from the file's preset
+    assert config.learning_rate == 2e-4  # file over preset
+    assert config.num_envs == 16  # flag over file
+    assert config.env.window == 8  # --set over file
+    assert config.hidden_sizes == (64, 64) and config.data.symbols == ("BPCL",)
+    toml_file = tmp_path / "run.toml"
+    toml_file.write_text('n_epochs = 5\n[env]\naction = "continuous"\n')
+    config = build_config("fast", config_file=toml_file)
+    assert config.n_epochs == 5 and config.env.action == "continuous"
+
+
+def test_set_values_are_coerced_to_the_field_types():
+    config = build_config(set_options=["target_kl=null", "compile=true", "total_timesteps=1e6",
+                                       "data.symbols=A,B", "env.position_levels=[0, 1]",
+                                       "amp=false", "gamma=1"])
+    assert config.target_kl is None and config.compile is True and config.amp is False
+    assert config.total_timesteps == 1_000_000 and isinstance(config.total_timesteps, int)
+    assert config.data.symbols == ("A", "B") and config.env.position_levels == (0.0, 1.0)
+    assert config.gamma == 1.0 and isinstance(config.gamma, float)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("learning_rate=0", "'learning_rate' must be > 0"),
+        ("clip_range=-0.1", "'clip_range' must be > 0"),
+        ("n_epochs=0", "'n_epochs' must be >= 1"),
+        ("minibatch_size=1000", "'minibatch_size' must divide"),
+        ("total_timesteps=100", "'total_timesteps' must be at least one rollout"),
+        ("gamma=1.5", "'gamma' must lie in (0, 1]"),
+        ("target_kl=0", "'target_kl' must be > 0 or null"),
+        ("optimizer=sgd", "'optimizer' must be adamw or adam"),
+        ("hidden_sizes=[64, 0]", "'hidden_sizes' must be a non-empty list"),
+        ("num_envs=2.5", "'num_envs' needs an integer"),
+        ("norm_obs=maybe", "'norm_obs' needs true or false"),
+        ("data.freq=1h", "'data.freq' must be 1d or 5min"),
+        ("env.action=both", "'env.action' must be discrete or continuous"),
+        ("env.reward=alpha", "EnvConfig.reward"),
+        ("batch_size=4", "unknown config key 'batch_size'"),
+        ("env.window.x=1", "unknown config key"),
+        ("window", "--set needs key=value"),
+    ],
+)
+def test_invalid_values_name_their_key(option, message):
+    with pytest.raises(ConfigError) as info:
+        build_config(set_options=[option])
+    assert message in str(info.value)
+
+
+def test_unknown_preset_and_file_problems(tmp_path):
+    with pytest.raises(ConfigError, match="unknown preset 'turbo'; choose from fast, baseline"):
+        build_config("turbo")
+    with pytest.raises(FileNotFoundError, match="config file not found"):
+        build_config(config_file=tmp_path / "missing.yaml")
+    other = tmp_path / "run.ini"
+    other.write_text("x=1")
+    with pytest.raises(ConfigError, match="must end in .yaml"):
+        build_config(config_file=other)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        build_config(config_file=listing)
+
+
+def test_dict_round_trip_is_json_safe_and_exact():
+    config = build_config("baseline", set_options=["env.cost=bps", "env.action=continuous",
+                                                   "data.val_days=20", "target_kl=null"])
+    values = config_to_dict(config)
+    assert values["batch_size"] == config.batch_size
+    restored = config_from_dict(json.loads(json.dumps(values)))
+    assert restored == config
+    with pytest.raises(ConfigError, match="unknown config key 'surprise'"):
+        config_from_dict({**values, "surprise": 1})
+
+
+def test_defaults_are_valid_and_independent():
+    a, b = TrainConfig(), TrainConfig()
+    a.env.window = 3
+    assert b.env.window == 32
