@@ -359,3 +359,21 @@ def test_errors_list_many_issues_compactly(tmp_path):
     assert len(info.value.issues) == 25
     assert "... and 15 more" in str(info.value)
     assert "on_bad_rows='drop'" in str(info.value)
+
+
+def test_semicolon_file_with_decimal_commas(tmp_path):
+    frame = raw(DAILY / "HDFCLIFE.csv")
+    for column in ("open", "high", "low", "close", "adj_close", "dividend", "split"):
+        frame[column] = frame[column].str.replace(".", ",", regex=False)
+    path = write(frame, tmp_path / "HDFCLIFE.csv", sep=";")
+    pd.testing.assert_frame_equal(
+        load_bars("HDFCLIFE", source=path)["HDFCLIFE"],
+        load_bars("HDFCLIFE", source=DAILY)["HDFCLIFE"],
+    )
+
+
+def test_two_columns_with_one_meaning_are_refused(tmp_path):
+    frame = raw(DAILY / "BPCL.csv")
+    frame.insert(0, "Timestamp", frame["date"])
+    with pytest.raises(DataValidationError, match="both 'Timestamp' and 'date' look like"):
+        load_bars("BPCL", source=write(frame, tmp_path / "BPCL.csv"))
