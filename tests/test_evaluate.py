@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 
 import numpy as np
 import pytest
@@ -251,3 +252,126 @@ def test_run_folder_without_checkpoints(tmp_path):
     (tmp_path / "checkpoints" / "final.pt").write_bytes(b"x")
     assert find_checkpoint(tmp_path) == (tmp_path / "checkpoints" / "final.pt", tmp_path)
     assert find_checkpoint(tmp_path / "checkpoints" / "last.pt")[1] == tmp_path
+
+
+# --- a real (tiny) training run: evaluate_run and the fastrl-eval command -----------------
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory):
+    from fastrl.config import DataConfig, TrainConfig
+    from fastrl.ppo.trainer import train
+
+    run_dir = tmp_path_factory.mktemp("run") / "tiny"
+    config = TrainConfig(
+        env=EnvConfig(window=8),
+        data=DataConfig(symbols=("BPCL", "HDFCLIFE"), test_days=20, val_days=5),
+        total_timesteps=128,
+        num_envs=4,
+        num_steps=16,
+        n_epochs=1,
+        minibatch_size=64,
+        hidden_sizes=(16,),
+        device="cpu",
+        torch_threads=1,
+        lr_warmup_steps=0,
+    )
+    train(config, run_dir=run_dir)
+    return run_dir
+
+
+def _bundled_tail(folder, rows: int, drop: tuple[str, ...] = ()):
+    import pandas as pd
+
+    from fastrl.data.loaders import BUNDLED_DIR
+
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = pd.read_csv(BUNDLED_DIR / "daily" / "BPCL.csv.gz").tail(rows)
+    frame.drop(columns=list(drop)).to_csv(folder / "BPCL.csv", index=False)
+    return folder
+
+
+def test_evaluate_run_writes_the_report_on_held_out_days(trained_run):
+    from fastrl.evaluate import evaluate_run
+
+    result = evaluate_run(trained_run)
+    assert result.info["checkpoint"].endswith(("best.pt", "final.pt"))
+    for name in ("report.md", "report.html", "report.json", "equity.png", "training.png"):
+        assert (trained_run / name).is_file(), name
+    from fastrl.data import build_market
+
+    training = build_market(["BPCL", "HDFCLIFE"], test_days=20, val_days=5, window=8)
+    for symbol in ("BPCL", "HDFCLIFE"):
+        first, last = result.info["test_bars"][symbol]
+        assert first[:10] == training.summary["date_ranges"]["test"][symbol][0][:10]
+        assert last[:10] == training.summary["date_ranges"]["test"][symbol][1][:10]
+        assert result.get(symbol, "agent").num_steps == 19  # decide on day 1, trade days 2..20
+
+
+def test_fastrl_eval_command(trained_run, tmp_path, capsys):
+    from rich.console import Console
+
+    from fastrl.cli.evaluate import main
+
+    console = Console(file=io.StringIO(), width=200)
+    out = tmp_path / "report"
+    assert (
+        main(
+            [str(trained_run), "--symbols", "BPCL", "--test-days", "10", "--out", str(out)],
+            console=console,
+        )
+        == 0
+    )
+    printed = console.file.getvalue()
+    assert "BPCL" in printed and "buy & hold" in printed and "Sharpe" in printed
+    assert "HDFCLIFE" not in printed
+    assert (out / "report.html").is_file()
+
+    newer = _bundled_tail(tmp_path / "newer", 300)
+    assert (
+        main(
+            [
+                str(trained_run),
+                "--data",
+                str(newer),
+                "--symbols",
+                "BPCL",
+                "--test-days",
+                "15",
+                "--no-report",
+            ],
+            console=console,
+        )
+        == 0
+    )
+    capsys.readouterr()
+
+    def fails(args: list[str], message: str) -> None:
+        assert main(args, console=console) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("fastrl-eval: ") and err.count("\n") == 1, err
+        assert message in err, err
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    fails([str(empty)], "has no checkpoint")
+    fails([str(tmp_path / "missing")], "no such run folder")
+    fails([str(trained_run), "--test-days", "21"], "exceeds the 20 test days held out")
+    fails([str(trained_run), "--test-days", "0"], "--test-days must be >= 1")
+    fails([str(trained_run), "--symbols", "TCS"], "trained on symbols ['BPCL', 'HDFCLIFE']")
+    fails(
+        [str(trained_run), "--data", str(newer), "--symbols", "BPCL", "--test-days", "5000"],
+        "cannot hold test_days=5000",
+    )
+    fails(
+        [str(trained_run), "--data", str(newer), "--symbols", "BPCL", "--test-days", "40"],
+        "trained or was validated on bars",
+    )
+    no_volume = _bundled_tail(tmp_path / "novolume", 300, drop=("volume",))
+    fails(
+        [str(trained_run), "--data", str(no_volume), "--symbols", "BPCL", "--test-days", "5"],
+        "normaliser_state was fitted on features",
+    )
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    fails([str(broken)], "broken.pt")

@@ -611,6 +611,9 @@ def evaluate_run(
         "symbols": list(market.symbols),
         "test_days": days,
         "data": str(data) if data is not None else data_config.source,
+        "held_out_check": market.meta.get(
+            "held_out_check", "test days lie inside the training run's held-out test split"
+        ),
         "test_bars": {
             market.symbols[s]: [
                 _stamp(market, int(market.offsets[s]) + context),
@@ -673,7 +676,47 @@ def _test_block(
         )
     except (ValueError, OSError) as exc:  # data errors name the file, row and column
         raise EvaluationError(str(exc)) from exc
+    if data is not None:
+        _check_held_out(agent, splits.test, state)
     return splits.test
+
+
+def _check_held_out(agent: Any, market: MarketBlock, normaliser_state: Any) -> None:
+    """Raises when replacement data's test rows start before the training test split did.
+
+    The training split is rebuilt from the training source; rows before its first test
+    day were trained or validated on. Without the training source nothing can be checked
+    and ``market.meta["held_out_check"]`` says so.
+    """
+    from fastrl.data import build_market
+
+    config = agent.config
+    data_config = config.data
+    try:
+        training = build_market(
+            list(market.symbols),
+            freq=data_config.freq,
+            source=data_config.source,
+            test_days=data_config.test_days,
+            val_days=data_config.val_days,
+            window=config.env.window,
+            normaliser_state=normaliser_state,
+        )
+    except (ValueError, OSError) as exc:
+        market.meta["held_out_check"] = f"not verified: training data unavailable ({exc})"
+        return
+    held_out = training.summary["date_ranges"]["test"]
+    context = int(market.meta.get("context_rows", 0))
+    for s, symbol in enumerate(market.symbols):
+        first = np.datetime64(_stamp(market, int(market.offsets[s]) + context))
+        since = np.datetime64(held_out[symbol][0])
+        if first < since:
+            raise EvaluationError(
+                f"the test days of {symbol} in the given data start on {str(first)[:10]}, but "
+                f"the agent trained or was validated on bars up to the day before "
+                f"{str(since)[:10]}; use fewer --test-days or newer data"
+            )
+    market.meta["held_out_check"] = "test days start on or after the training test split"
 
 
 def _stamp(market: MarketBlock, row: int) -> str | None:

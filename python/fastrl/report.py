@@ -298,6 +298,8 @@ def _setup_lines(result: EvalResult) -> list[str]:
         lines.append(f"Test bars of {symbol}: {first} .. {last}")
     if info.get("test_days") is not None:
         lines.append(f"Test days per symbol: {info['test_days']} (never trained or tuned on)")
+    if info.get("held_out_check"):
+        lines.append(f"Held-out check: {info['held_out_check']}")
     for symbol in result.symbols:
         agent = result.get(symbol, "agent")
         if agent.terminated_step is not None:
