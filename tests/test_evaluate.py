@@ -311,14 +311,14 @@ def test_evaluate_run_writes_the_report_on_held_out_days(trained_run):
 def test_fastrl_eval_command(trained_run, tmp_path, capsys):
     from rich.console import Console
 
-    from fastrl.cli.evaluate import main
+    from fastrl.cli.evaluate import main, run
 
     console = Console(file=io.StringIO(), width=200)
     out = tmp_path / "report"
     assert (
-        main(
+        run(
             [str(trained_run), "--symbols", "BPCL", "--test-days", "10", "--out", str(out)],
-            console=console,
+            console,
         )
         == 0
     )
@@ -329,7 +329,7 @@ def test_fastrl_eval_command(trained_run, tmp_path, capsys):
 
     newer = _bundled_tail(tmp_path / "newer", 300)
     assert (
-        main(
+        run(
             [
                 str(trained_run),
                 "--data",
@@ -340,16 +340,16 @@ def test_fastrl_eval_command(trained_run, tmp_path, capsys):
                 "15",
                 "--no-report",
             ],
-            console=console,
+            console,
         )
         == 0
     )
     capsys.readouterr()
 
     def fails(args: list[str], message: str) -> None:
-        assert main(args, console=console) == 2
+        assert main(args) == 2
         err = capsys.readouterr().err
-        assert err.startswith("fastrl-eval: ") and err.count("\n") == 1, err
+        assert err.startswith("fastrl-eval: error: ") and err.count("\n") == 1, err
         assert message in err, err
 
     empty = tmp_path / "empty"

@@ -79,7 +79,7 @@ def test_once_renders_a_recorded_finished_run(tmp_path: Path):
     run.mkdir()
     (run / "metrics.jsonl").write_text("\n".join(_lines(8, end=True)) + "\n")
     console = Console(file=io.StringIO(), width=140, color_system=None)
-    assert monitor_cli.main([str(run), "--once"], console=console) == 0
+    assert monitor_cli.run([str(run), "--once"], console) == 0
     frame = console.file.getvalue()
     assert "finished (completed)" in frame
     assert "4,096 / 4,096 steps" in frame and "100.0%" in frame
@@ -151,7 +151,7 @@ def test_live_mode_follows_a_concurrent_writer_and_stops_at_the_end(tmp_path: Pa
     writer.start()
     console = Console(file=io.StringIO(), width=140, color_system=None)
     try:
-        code = monitor_cli.main([str(run), "--refresh", "0.02"], console=console)
+        code = monitor_cli.run([str(run), "--refresh", "0.02"], console)
     finally:
         writer.join()
     assert code == 0
@@ -168,13 +168,17 @@ def test_ctrl_c_exits_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(monitor_cli.time, "sleep", interrupt)
     console = Console(file=io.StringIO(), width=140, color_system=None)
-    assert monitor_cli.main([str(run)], console=console) == 0
+    assert monitor_cli.run([str(run)], console) == 0
 
 
 def test_bad_arguments_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert monitor_cli.main([str(tmp_path / "nope"), "--once"]) == 2
-    assert "no such run folder" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("fastrl-monitor: error: no such run folder")
     assert monitor_cli.main([str(tmp_path), "--refresh", "0"]) == 2
+    assert "--refresh and --width must be positive" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("x")
+    assert monitor_cli.main([str(tmp_path / "notes.txt")]) == 2
+    assert "expected a run folder" in capsys.readouterr().err
 
 
 def test_command_line_once(tmp_path: Path):

@@ -147,7 +147,7 @@ class MetricsFollower:
         """
         try:
             stat = self.path.stat()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return False
         if self._inode is not None and (stat.st_ino != self._inode or stat.st_size < self._offset):
             self.state = RunState()

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from rich.columns import Columns
 from rich.console import Console
 from rich.table import Table
 
-from fastrl.evaluate import COMBINED, STRATEGIES, STRATEGY_LABELS, EvalResult, EvaluationError
+from fastrl.cli.errors import UsageError, cli_errors
+from fastrl.evaluate import COMBINED, STRATEGIES, STRATEGY_LABELS, EvalResult
 from fastrl.metrics import METRIC_LABELS, format_metric
 
+PROG = "fastrl-eval"
 CONSOLE_METRICS = (
     "total_return",
     "annual_return",
@@ -29,7 +30,7 @@ CONSOLE_METRICS = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="fastrl-eval",
+        prog=PROG,
         description="Backtest the deterministic policy of a trained run on the held-out test "
         "days of each symbol, next to buy-and-hold and staying flat, with the training costs. "
         "Writes report.md, report.html, report.json and PNG plots into the run folder.",
@@ -77,27 +78,21 @@ def metrics_tables(result: EvalResult) -> Columns:
     return Columns(tables, padding=(1, 2))
 
 
-def main(argv: list[str] | None = None, console: Console | None = None) -> int:
-    """Runs the evaluation; returns 0, or 2 with one line on stderr for bad input."""
+def run(argv: list[str] | None, console: Console) -> int:
+    """The command without the error wrapper (raises on bad input); tests call it."""
     args = build_parser().parse_args(argv)
-    console = console or Console()
-    try:
-        if args.test_days is not None and args.test_days < 1:
-            raise EvaluationError(f"--test-days must be >= 1, got {args.test_days}")
-        from fastrl.evaluate import evaluate_run
+    if args.test_days is not None and args.test_days < 1:
+        raise UsageError(f"--test-days must be >= 1, got {args.test_days}")
+    from fastrl.evaluate import evaluate_run
 
-        result = evaluate_run(
-            args.run,
-            symbols=args.symbols,
-            test_days=args.test_days,
-            data=args.data,
-            out_dir=args.out,
-            write_report=not args.no_report,
-        )
-    except (ValueError, FileNotFoundError) as exc:
-        # EvaluationError, checkpoint and data errors: each names the file and the problem
-        print(f"fastrl-eval: {exc}", file=sys.stderr)
-        return 2
+    result = evaluate_run(
+        args.run,
+        symbols=args.symbols,
+        test_days=args.test_days,
+        data=args.data,
+        out_dir=args.out,
+        write_report=not args.no_report,
+    )
     console.print("Backtest on held-out test days, after costs", style="bold")
     console.print(metrics_tables(result))
     info = result.info
@@ -106,6 +101,12 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
         out = Path(args.out) if args.out else Path(info.get("run_dir", "."))
         console.print(f"report: {out / 'report.md'}, {out / 'report.html'}")
     return 0
+
+
+@cli_errors(PROG)
+def main(argv: list[str] | None = None) -> int:
+    """fastrl-eval: 0 on success, 2 with one stderr line for bad input."""
+    return run(argv, Console())
 
 
 if __name__ == "__main__":

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
 
+from fastrl.cli.errors import UsageError, cli_errors
 from fastrl.monitor import MetricsFollower, metrics_path, render_dashboard
+
+PROG = "fastrl-monitor"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="fastrl-monitor",
+        prog=PROG,
         description="Live dashboard of a training run (follows RUN_DIR/metrics.jsonl). "
         "It may be started before or during the run; Ctrl-C leaves.",
     )
@@ -30,21 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, console: Console | None = None) -> int:
-    """Run the dashboard; returns the exit code (2 for bad arguments)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def run(argv: list[str] | None, console: Console) -> int:
+    """The command without the error wrapper (raises on bad input); tests call it."""
+    args = build_parser().parse_args(argv)
     if args.refresh <= 0 or args.width <= 0:
-        print("fastrl-monitor: --refresh and --width must be positive", file=sys.stderr)
-        return 2
+        raise UsageError("--refresh and --width must be positive")
     path = metrics_path(args.run_dir)
+    if Path(args.run_dir).is_file() and Path(args.run_dir).suffix != ".jsonl":
+        raise UsageError(f"{args.run_dir} is a file, expected a run folder or its metrics.jsonl")
     if args.once and not path.parent.is_dir():
-        print(f"fastrl-monitor: no such run folder: {path.parent}", file=sys.stderr)
-        return 2
-    if Path(args.run_dir).is_file() and path.suffix != ".jsonl":
-        print(f"fastrl-monitor: {args.run_dir} is a file, expected a run folder", file=sys.stderr)
-        return 2
-    console = console or Console()
+        raise FileNotFoundError(f"no such run folder: {path.parent}")
     follower = MetricsFollower(path)
     follower.poll()
     if args.once:
@@ -55,7 +52,6 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
             render_dashboard(follower, spark_width=args.width),
             console=console,
             refresh_per_second=4,
-            transient=False,
         ) as live:
             while True:
                 follower.poll()
@@ -64,8 +60,14 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
                     break
                 time.sleep(args.refresh)
     except KeyboardInterrupt:
-        return 0
+        pass  # Ctrl-C is how a user leaves a live view: not an error
     return 0
+
+
+@cli_errors(PROG)
+def main(argv: list[str] | None = None) -> int:
+    """fastrl-monitor: 0 when done or interrupted, 2 with one stderr line for bad input."""
+    return run(argv, Console())
 
 
 if __name__ == "__main__":
