@@ -352,16 +352,21 @@ def make_env(
     test_days: int = 30,
     val_days: int = 0,
     source: str = "bundled",
+    on_bad_rows: str = "raise",
     config: EnvConfig | None = None,
     num_threads: int = 1,
     seed: int = 0,
 ) -> TradingVecEnv:
-    """A TradingVecEnv on bundled (or the user's) bars, ready for a CleanRL-style loop."""
+    """A TradingVecEnv on bundled (or the user's) bars, ready for a CleanRL-style loop.
+
+    ``split`` picks the time slice ('train', 'val' or 'test'; see fastrl.data.build_market);
+    ``on_bad_rows='drop'`` drops (and reports) bars that fail validation instead of raising.
+    """
     from fastrl.data import build_market
 
     config = config if config is not None else EnvConfig()
     splits = build_market(list(symbols), freq=freq, source=source, test_days=test_days,
-                          val_days=val_days, window=config.window)
+                          val_days=val_days, window=config.window, on_bad_rows=on_bad_rows)
     block = {"train": splits.train, "val": splits.val, "test": splits.test}.get(split, "unknown")
     if isinstance(block, str):
         raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
