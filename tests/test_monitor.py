@@ -56,7 +56,9 @@ def _lines(updates: int, end: bool, t0: float = 1_700_000_000.0) -> list[str]:
     lines = [json.dumps({"event": "start", "config": {}, "total_timesteps": TOTAL, "time": t0})]
     lines += [json.dumps(_update(i, t0)) for i in range(updates)]
     if end:
-        lines.append(json.dumps({"event": "end", "reason": "completed", "time": t0 + 100}))
+        end = {"event": "end", "reason": "completed", "time": t0 + 100, "global_step": TOTAL}
+        end["final_checkpoint"] = "runs/demo/checkpoints/final.pt"
+        lines.append(json.dumps(end))
     return lines
 
 
@@ -83,7 +85,7 @@ def test_once_renders_a_recorded_finished_run(tmp_path: Path):
     frame = console.file.getvalue()
     assert "finished (completed)" in frame
     assert "4,096 / 4,096 steps" in frame and "100.0%" in frame
-    assert "runs/demo/checkpoints/last.pt (step 3,072)" in frame
+    assert "runs/demo/checkpoints/final.pt (step 4,096)" in frame
     for label in ("episode return", "val Sharpe", "entropy", "approx KL", "learning rate"):
         assert label in frame
     assert "clip range" in frame and "update" in frame and "inference" in frame
@@ -106,6 +108,7 @@ def test_follows_a_file_still_being_written(tmp_path: Path):
     frame = _render(follower, now=1_700_000_000.0 + 10.0)
     assert "training, last update 0:04 ago" in frame
     assert "1,536 / 4,096 steps" in frame
+    assert "runs/demo" not in frame  # no checkpoint written yet
     assert "ETA" in frame and "0:10" in frame  # 2560 steps left at 256 steps/s
     with open(path, "a") as handle:
         handle.write(partial[40:] + "\n")

@@ -90,6 +90,9 @@ class RunState:
             return
         if event == "end":
             self.end = record
+            if record.get("final_checkpoint"):
+                self.last_checkpoint = str(record["final_checkpoint"])
+                self.last_checkpoint_step = record.get("global_step", self.last_checkpoint_step)
             return
         if event is not None or "global_step" not in record:
             return  # other events carry nothing the dashboard shows
@@ -201,13 +204,18 @@ def format_duration(seconds: float | None) -> str:
 
 
 def _number(value: Any) -> str:
+    """Compact number: four significant digits, thousands separators for large values."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return "-"
     if not math.isfinite(value):
         return str(value)
-    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6):
-        return f"{value:.3e}"
-    return f"{value:,.4f}".rstrip("0").rstrip(".") if isinstance(value, float) else f"{value:,d}"
+    if value == 0:
+        return "0"
+    if abs(value) < 1e-3:
+        return f"{value:.2e}"
+    if abs(value) < 1000:
+        return f"{value:.4g}"
+    return f"{value:,.0f}"
 
 
 def _bar(fraction: float, width: int = 24) -> str:
