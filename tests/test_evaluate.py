@@ -375,3 +375,31 @@ def test_fastrl_eval_command(trained_run, tmp_path, capsys):
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
     fails([str(broken)], "broken.pt")
+
+
+def test_evaluate_run_on_a_synthetic_market_run(tmp_path):
+    from fastrl.config import DataConfig, TrainConfig
+    from fastrl.evaluate import evaluate_run
+    from fastrl.ppo.trainer import load_market, train
+
+    config = TrainConfig(
+        env=EnvConfig(window=8),
+        data=DataConfig(source="synthetic", synthetic_bars=300, test_days=25, val_days=10),
+        total_timesteps=64,
+        num_envs=4,
+        num_steps=16,
+        n_epochs=1,
+        minibatch_size=64,
+        hidden_sizes=(8,),
+        device="cpu",
+        torch_threads=1,
+        lr_warmup_steps=0,
+    )
+    train(config, run_dir=tmp_path)
+    result = evaluate_run(tmp_path, write_report=False)
+    test = load_market(config).test
+    assert result.symbols == list(test.symbols)
+    for s, symbol in enumerate(test.symbols):
+        assert result.get(symbol, "agent").bars[-1] == test.offsets[s + 1] - 1
+    with pytest.raises(EvaluationError, match="its own 25 test days"):
+        evaluate_run(tmp_path, test_days=10, write_report=False)

@@ -643,14 +643,17 @@ def _test_block(
     if data is None and data_config.source == "synthetic":
         if symbols:
             raise EvaluationError("a run on the synthetic market evaluates all its symbols")
+        if days != data_config.test_days:
+            # another split would refit the feature normaliser on other training rows
+            raise EvaluationError(
+                f"a synthetic-market run is evaluated on its own {data_config.test_days} "
+                f"test days, not {days}"
+            )
         from fastrl.ppo.trainer import load_market
 
         # the same seed regenerates the same bars, split and normaliser as in training
-        synthetic = dataclasses.replace(
-            config, data=dataclasses.replace(data_config, test_days=days)
-        )
         try:
-            return load_market(synthetic).test
+            return load_market(config).test
         except ValueError as exc:
             raise EvaluationError(str(exc)) from exc
     trained_symbols = tuple(data_config.symbols)
