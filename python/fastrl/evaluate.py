@@ -171,7 +171,9 @@ def _as_policy_fn(policy: Any) -> PolicyFn:
     )
 
 
-def _targets(actions: np.ndarray, config: EnvConfig, num_envs: int) -> np.ndarray:
+def _targets(
+    actions: np.ndarray, config: EnvConfig, num_envs: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Validated actions for env.step and the target exposure each one means."""
     actions = np.asarray(actions)
     if actions.ndim == 2 and actions.shape[1] == 1:
@@ -579,7 +581,9 @@ def evaluate_run(
 
     try:
         agent = load_agent(checkpoint, device="cpu")
-    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+    except ValueError as exc:  # CheckpointError names the file and what is wrong with it
+        raise EvaluationError(str(exc)) from exc
+    except (OSError, RuntimeError, KeyError) as exc:
         raise EvaluationError(f"cannot load checkpoint {checkpoint}: {exc}") from exc
     config = agent.config
     data_config = config.data
