@@ -251,9 +251,12 @@ class Trainer:
         self.policy_forward = self.network
         if self.compile:
             # Shapes are fixed (num_envs rows for acting, minibatch_size for the loss) and
-            # the schedule values are tensor inputs, so each compiles once.
-            self.loss_fn = torch.compile(self.loss_fn)
-            self.policy_forward = torch.compile(self.network)
+            # the schedule values are tensor inputs, so each compiles once. dynamic=False:
+            # the two batch sizes share ActorCritic.forward, which would otherwise be
+            # recompiled with a symbolic batch dimension (slower kernels, and an Inductor
+            # lowering failure on torch 2.11).
+            self.loss_fn = torch.compile(self.loss_fn, dynamic=False)
+            self.policy_forward = torch.compile(self.network, dynamic=False)
         self.storage = RolloutStorage(config.num_steps, config.num_envs, self.obs_dim,
                                       self.continuous, device)
         history_rows = self.num_updates * config.num_steps

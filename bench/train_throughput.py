@@ -1,0 +1,195 @@
+"""Trainer throughput: samples/s of a full PPO iteration, where its time goes, and the ceiling.
+
+    python bench/train_throughput.py [--device auto|cpu|cuda] [--quick] [--compare-learning]
+
+For the default network (2048, 1024, 512, 256) and a small one (64, 64), in fp32 and bf16
+autocast: the trainer's env steps/s over whole iterations (rollout + update), the split of
+an iteration between env step, policy inference, copies and the update, the update's
+samples/s (epochs x batch / update time) and, in the same process, a bare
+forward + backward + AdamW loop of the same network on random minibatches of the same
+size: the ceiling the update is measured against. ``--compare-learning`` also trains the
+planted-signal task in fp32 and bf16 with the same seed and reports validation Sharpe, to
+show whether bf16 changes what the agent learns.
+Writes bench/results/train_throughput_<device>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fastrl.config import build_config  # noqa: E402
+from fastrl.ppo.network import ActorCritic  # noqa: E402
+from fastrl.ppo.trainer import Trainer, resolve_device  # noqa: E402
+from fastrl.ppo.update import autocast_context, make_optimizer  # noqa: E402
+
+from bench_common import machine_info, write_json  # noqa: E402
+
+NETWORKS = {"default": (2048, 1024, 512, 256), "small": (64, 64)}
+
+
+def bare_loop_rate(hidden: tuple[int, ...], obs_dim: int, num_actions: int, minibatch: int,
+                   device: torch.device, amp: bool, compile_: bool, seconds: float) -> float:
+    """Samples/s of forward + backward + AdamW on random minibatches: the update's ceiling."""
+    torch.manual_seed(0)
+    network = ActorCritic(obs_dim, num_actions, hidden).to(device)
+    lr = torch.tensor(1e-4, device=device)
+    optimizer = make_optimizer(list(network.parameters()), "adamw", lr, 1e-4, 1e-5, device)
+    forward = torch.compile(network, dynamic=False) if compile_ else network
+    obs = torch.randn(minibatch, obs_dim, device=device)
+
+    def step() -> None:
+        with autocast_context(device, amp):
+            policy_out, value = forward(obs)
+            loss = policy_out.float().square().mean() + value.square().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(3):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    iterations, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step()
+        iterations += 1
+        if device.type == "cuda" and iterations % 10 == 0:
+            torch.cuda.synchronize()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return iterations * minibatch / (time.perf_counter() - start)
+
+
+def trainer_run(hidden: tuple[int, ...], args: argparse.Namespace, device: torch.device,
+                amp: bool, compile_: bool, market) -> dict:
+    batch = args.num_envs * args.num_steps
+    config = build_config(set_options=[
+        f"hidden_sizes={list(hidden)}", f"num_envs={args.num_envs}",
+        f"num_steps={args.num_steps}", f"minibatch_size={args.minibatch}",
+        f"n_epochs={args.epochs}", "target_kl=null", f"total_timesteps={batch * args.updates}",
+        f"device={device}", f"amp={str(amp).lower()}", f"compile={str(compile_).lower()}",
+        f"env_threads={args.env_threads}", "checkpoint_every=1000000",
+        "data.symbols=[BPCL, HDFCLIFE]",
+    ])
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(config, market=market, run_dir=run_dir, callback=rows.append)
+        trainer.train()
+        obs_dim, num_actions = trainer.obs_dim, trainer.num_actions
+    measured = rows[1:] if len(rows) > 1 else rows  # the first update warms up (and compiles)
+
+    def mean(key: str) -> float:
+        return statistics.fmean(r[key] for r in measured)
+
+    update_rates = [r["losses/epochs"] * batch / (r["time/update_frac"] * batch / r["charts/SPS"])
+                    for r in measured]
+    return {
+        "env_steps_per_s": mean("charts/SPS"),
+        "update_samples_per_s": statistics.fmean(update_rates),
+        "env_frac": mean("time/env_frac"),
+        "inference_frac": mean("time/inference_frac"),
+        "copy_frac": mean("time/copy_frac"),
+        "update_frac": mean("time/update_frac"),
+        "obs_dim": obs_dim,
+        "num_actions": num_actions,
+        "updates_measured": len(measured),
+    }
+
+
+def compare_learning(device: torch.device, steps: int) -> list[dict]:
+    """Planted-signal training in fp32 and bf16, same seed: does bf16 change the outcome?"""
+    from fastrl.data import build_synthetic_market
+
+    market = build_synthetic_market(kind="planted_signal", n_symbols=2, n_bars=2500,
+                                    test_days=60, val_days=250, window=4, seed=0,
+                                    signal_strength=0.3)
+    results = []
+    for hidden in ((64, 64), (512, 256)):
+        for amp in (False, True):
+            config = build_config(set_options=[
+                f"hidden_sizes={list(hidden)}", "num_envs=32", "num_steps=64",
+                "minibatch_size=512", "n_epochs=10", f"total_timesteps={steps}",
+                "lr_warmup_steps=4096", "env.window=4", "env.episode_length=128",
+                "env.cost=zero", "data.source=synthetic", "data.val_days=250", "val_every=2",
+                f"device={device}", f"amp={str(amp).lower()}", "compile=false", "seed=0",
+            ])
+            start = time.perf_counter()
+            with tempfile.TemporaryDirectory() as run_dir:
+                trainer = Trainer(config, market=market, run_dir=run_dir)
+                result = trainer.train()
+                final = trainer.validate()
+            results.append({"hidden_sizes": list(hidden), "amp_bf16": amp,
+                            "best_val_sharpe": result.best_val_sharpe,
+                            "final_val_sharpe": final["sharpe"],
+                            "final_val_return": final["return"],
+                            "seconds": time.perf_counter() - start, "steps": steps})
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--num-envs", type=int, default=1024)
+    parser.add_argument("--num-steps", type=int, default=8)
+    parser.add_argument("--minibatch", type=int, default=2048)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--updates", type=int, default=3)
+    parser.add_argument("--env-threads", type=int, default=1)
+    parser.add_argument("--bare-seconds", type=float, default=5.0)
+    parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"],
+                        choices=["fp32", "bf16"])
+    parser.add_argument("--no-compile", action="store_true", help="CUDA: skip torch.compile")
+    parser.add_argument("--compare-learning", action="store_true")
+    parser.add_argument("--learning-steps", type=int, default=20480)
+    parser.add_argument("--quick", action="store_true", help="fewer updates, shorter bare loop")
+    args = parser.parse_args()
+    if args.quick:
+        args.updates, args.bare_seconds = 2, 2.0
+    device = resolve_device(args.device)
+    compile_ = device.type == "cuda" and not args.no_compile
+    from fastrl.data import build_market
+
+    market = build_market(["BPCL", "HDFCLIFE"], freq="1d", test_days=30, window=32)
+    results = []
+    for name in args.networks:
+        hidden = NETWORKS[name]
+        for precision in args.precisions:
+            amp = precision == "bf16"
+            trained = trainer_run(hidden, args, device, amp, compile_, market)
+            bare = bare_loop_rate(hidden, trained["obs_dim"], trained["num_actions"],
+                                  args.minibatch, device, amp, compile_, args.bare_seconds)
+            row = {"network": name, "hidden_sizes": list(hidden), "precision": precision,
+                   **trained, "bare_samples_per_s": bare,
+                   "update_vs_bare": trained["update_samples_per_s"] / bare}
+            results.append(row)
+            print(f"{name:8s} {precision}: {row['env_steps_per_s']:10,.0f} env steps/s | "
+                  f"env {row['env_frac']:6.1%} infer {row['inference_frac']:6.1%} copy "
+                  f"{row['copy_frac']:6.1%} update {row['update_frac']:6.1%} | update "
+                  f"{row['update_samples_per_s']:10,.0f} samples/s = "
+                  f"{row['update_vs_bare']:6.1%} of bare {bare:10,.0f}", flush=True)
+    payload = {"machine": machine_info(), "device": str(device),
+               "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                               else "cpu"),
+               "torch_threads": torch.get_num_threads(), "compile": compile_,
+               "settings": {k: v for k, v in vars(args).items()}, "results": results}
+    if args.compare_learning:
+        payload["learning"] = compare_learning(device, args.learning_steps)
+        for row in payload["learning"]:
+            print(f"learning {row['hidden_sizes']} bf16={row['amp_bf16']}: best val Sharpe "
+                  f"{row['best_val_sharpe']:+.2f}, final {row['final_val_sharpe']:+.2f} "
+                  f"({row['seconds']:.1f} s)", flush=True)
+    path = write_json(f"train_throughput_{device.type}", payload)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
