@@ -1,0 +1,126 @@
+"""bench/convergence.py: the pure helpers that turn learning curves into the reported figures."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@pytest.fixture(scope="module")
+def conv():
+    spec = importlib.util.spec_from_file_location("bench_convergence", BENCH / "convergence.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_convergence"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_first_reach_is_the_first_validation_at_or_above_the_target(conv):
+    steps = [8192, 16384, 24576, 32768]
+    assert conv.first_reach(steps, [0.1, 0.5, 0.4, 0.9], 0.5) == 1  # equal counts as reached
+    assert conv.first_reach(steps, [0.1, 0.49, 0.4, 0.9], 0.5) == 3
+    assert conv.first_reach(steps, [None, float("nan"), 0.2, 0.3], 0.25) == 3
+    assert conv.first_reach(steps, [0.1, 0.2, 0.3, 0.4], 0.5) is None
+    assert conv.first_reach([], [], 0.5) is None
+
+
+def test_first_reach_rejects_bad_input(conv):
+    with pytest.raises(ValueError, match="differ in length"):
+        conv.first_reach([1, 2], [0.1], 0.0)
+    with pytest.raises(ValueError, match="rise strictly"):
+        conv.first_reach([2, 2], [0.1, 0.2], 0.0)
+    with pytest.raises(ValueError, match="finite"):
+        conv.first_reach([1], [0.1], float("nan"))
+
+
+def test_time_to_reads_steps_and_seconds_of_the_same_validation(conv):
+    curve = {"steps": [8192, 16384, 24576], "seconds": [1.5, 3.0, 4.5],
+             "val_sharpe": [None, 2.0, 3.0]}
+    assert conv.time_to(curve, 2.5) == (24576, 4.5)
+    assert conv.time_to(curve, 1.0) == (16384, 3.0)
+    assert conv.time_to(curve, 9.0) == (None, None)
+
+
+def test_seed_band_statistics_per_step_and_missing_points(conv):
+    curves = [([1, 2, 3], [0.0, 1.0, 2.0]),
+              ([1, 2, 3], [2.0, 3.0, None]),
+              ([1, 2], [4.0, 5.0])]
+    band = conv.seed_band(curves)
+    np.testing.assert_array_equal(band["steps"], [1, 2, 3])
+    np.testing.assert_array_equal(band["count"], [3, 3, 1])
+    np.testing.assert_allclose(band["median"], [2.0, 3.0, 2.0])
+    np.testing.assert_allclose(band["min"], [0.0, 1.0, 2.0])
+    np.testing.assert_allclose(band["max"], [4.0, 5.0, 2.0])
+    np.testing.assert_allclose(band["q25"], [1.0, 2.0, 2.0])
+    np.testing.assert_allclose(band["q75"], [3.0, 4.0, 2.0])
+
+
+def test_seed_band_leaves_steps_without_values_empty(conv):
+    band = conv.seed_band([([1, 2], [None, 1.0]), ([1, 2], [None, 3.0])])
+    assert math.isnan(band["median"][0]) and band["count"][0] == 0
+    assert band["median"][1] == 2.0
+    with pytest.raises(ValueError, match="at least one curve"):
+        conv.seed_band([])
+
+
+def test_paired_ratios_exact_and_censored(conv):
+    pairs = conv.paired_ratios([10, 10, None, None], [30, None, 40, None],
+                               fast_budgets=[100] * 4, baseline_budgets=[100, 200, 100, 100])
+    assert pairs[0] == {"ratio": 3.0, "kind": "exact"}
+    assert pairs[1] == {"ratio": 20.0, "kind": "lower"}  # baseline ran 200 steps in vain
+    assert pairs[2] == {"ratio": 0.4, "kind": "upper"}  # fast needs more than its 100
+    assert pairs[3] == {"ratio": None, "kind": "none"}
+    summary = conv.summarise_pairs(pairs)
+    assert summary["exact_n"] == 1 and summary["exact_median"] == 3.0
+    assert summary["lower_bounds"] == [20.0] and summary["upper_bounds"] == [0.4]
+    assert summary["neither"] == 1
+    text = conv.format_ratio_summary(summary)
+    assert "median 3.00x" in text and "> 20.00x" in text and "< 0.40x" in text
+
+
+def test_paired_ratios_rejects_unpaired_seeds(conv):
+    with pytest.raises(ValueError, match="one value per seed"):
+        conv.paired_ratios([1, 2], [1], [10, 10], [10, 10])
+    with pytest.raises(ValueError, match="positive"):
+        conv.paired_ratios([1], [1], [0], [10])
+
+
+def test_upper_median_ranks_not_reached_last(conv):
+    assert conv.upper_median([5, 1, 3]) == 3
+    assert conv.upper_median([1, 3]) == 3  # upper of the two middle values
+    assert conv.upper_median([1, None, 2]) == 2
+    assert math.isinf(conv.upper_median([1, None]))  # half not reached: median not reached
+    with pytest.raises(ValueError):
+        conv.upper_median([])
+
+
+def test_ratio_of_medians_and_its_bootstrap_interval(conv):
+    result = conv.ratio_of_medians([10, 10, 10, 10, 10], [30, 30, 30, 30, 30])
+    assert result["ratio"] == 3.0 and result["ci90"] == [3.0, 3.0]
+    spread = conv.ratio_of_medians([10, 20, 10, 20, 15], [30, 60, 45, 30, 60], resamples=500)
+    low, high = spread["ci90"]
+    assert low <= spread["ratio"] <= high and low < high
+    slow = conv.ratio_of_medians([10, 10, 10], [None, None, 30])
+    assert slow["ratio"] == "inf"  # the baseline's median run never reached the target
+    neither = conv.ratio_of_medians([None, None], [None, None])
+    assert neither["ratio"] is None and neither["undefined_share"] == 1.0
+    assert conv.format_ratio_of_medians(neither).startswith("undefined")
+    assert conv.format_ratio_of_medians(result) == "3.00x (90% CI 3.00-3.00)"
+
+
+def test_parse_args_defaults_and_errors(conv):
+    args = conv.parse_args([])
+    assert args.seeds == 5 and args.markets == ["planted", "real"] and args.hidden == (64, 64)
+    quick = conv.parse_args(["--quick", "--markets", "real", "--hidden", "32,16"])
+    assert quick.seeds == 2 and quick.markets == ["real"] and quick.hidden == (32, 16)
+    for bad in (["--markets", "moon"], ["--seeds", "0"], ["--hidden", "a,b"],
+                ["--timesteps", "100"]):
+        with pytest.raises(SystemExit):
+            conv.parse_args(bad)
