@@ -1,0 +1,58 @@
+"""Run the benchmark suite, then write and print bench/results/SUMMARY.md.
+
+    python bench/run_all.py            # full suite (about an hour on 2 cores)
+    python bench/run_all.py --quick    # every benchmark in a reduced form, < 5 minutes
+    python bench/run_all.py --only env_throughput peer_envs
+
+Each benchmark runs in its own process (clean memory figures, no shared torch state).
+Peer comparisons need the `[bench]` extra; without it they report that and move on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# name -> (full arguments, quick arguments)
+SUITE: dict[str, tuple[list[str], list[str]]] = {
+    "env_throughput": ([], ["--quick", "--envs", "1", "64", "4096", "16384"]),
+    "peer_envs": ([], ["--quick"]),
+    "data_prep": ([], ["--quick"]),
+    "train_throughput": (["--device", "cpu"],
+                         ["--device", "cpu", "--quick", "--networks", "small", "--num-envs",
+                          "256"]),
+    "peer_training": ([], ["--quick"]),
+    "convergence": ([], ["--quick"]),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", nargs="+", choices=list(SUITE), default=list(SUITE))
+    args = parser.parse_args()
+    failed = []
+    for name in args.only:
+        full, quick = SUITE[name]
+        cmd = [sys.executable, str(HERE / f"{name}.py"), *(quick if args.quick else full)]
+        print(f"\n=== {name}: {' '.join(cmd[1:])}", flush=True)
+        start = time.perf_counter()
+        code = subprocess.call(cmd)
+        print(f"=== {name}: exit {code} after {time.perf_counter() - start:.0f} s", flush=True)
+        if code:
+            failed.append(name)
+    from summary import build
+
+    print("\n" + build().read_text())
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

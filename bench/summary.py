@@ -1,0 +1,192 @@
+"""Build bench/results/SUMMARY.md (tables + PNG plots) from the JSON the benchmarks wrote.
+
+    python bench/summary.py      # also run at the end of bench/run_all.py
+
+Sections whose results file is missing say so instead of showing stale or made-up numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import RESULTS  # noqa: E402
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def fmt(x: float | None, spec: str = ",.0f") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out + [""]
+
+
+def env_section(data: dict | None) -> list[str]:
+    lines = ["## Simulator throughput (`bench/env_throughput.py`)", ""]
+    if data is None:
+        return lines + ["Not run yet.", ""]
+    m = data["machine"]
+    lines += [f"CPU: {m['cpu']}, {m['cores']} cores. Env steps/s (median of repeats); the floor is "
+              "a bare numpy copy of the same observation bytes, in the same process.", ""]
+    threads = sorted(data["rows"][0]["core_steps_per_s"], key=int)
+    header = ["envs", "window", "obs floats", *[f"fastrl {t} thr" for t in threads],
+              "reference.py", "obs-write floor", "fastrl / ref", "step / floor time", "2t / 1t"]
+    rows = [[str(r["num_envs"]), str(r["window"]), str(r["obs_dim"]),
+             *[fmt(r["core_steps_per_s"][t]) for t in threads], fmt(r["reference_steps_per_s"]),
+             fmt(r["floor_obs_per_s"]), fmt(r["speedup_vs_reference"], ".1f"),
+             fmt(r["step_time_over_floor"], ".2f"), fmt(r["two_over_one_thread"], ".2f")]
+            for r in data["rows"]]
+    lines += table(header, rows)
+    lines += ["Targets (ratios from the same run):", ""]
+    lines += [f"- {name}: **{fmt(value, '.2f')}**" for name, value in data["targets"].items()]
+    lines += ["", "Memory (window 32): RSS growth of building and stepping the env:", ""]
+    for mem in data["memory"]:
+        grew = mem["rss_after_mib"] - mem["rss_before_mib"]
+        lines.append(f"- {mem['num_envs']} envs: +{grew:.1f} MiB; per-env buffers "
+                     f"{mem['buffers_mib']:.1f} MiB + state "
+                     f"{mem['state_mib']:.1f} MiB; the market block ({mem['market_mib']:.1f} MiB)"
+                     " is shared once")
+    plot = plot_env_scaling(data)
+    if plot:
+        lines += ["", f"![env scaling]({plot.name})"]
+    return lines + [""]
+
+
+def plot_env_scaling(data: dict) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    windows = sorted({r["window"] for r in data["rows"]})
+    fig, axes = plt.subplots(1, len(windows), figsize=(6 * len(windows), 4.2), squeeze=False)
+    for ax, window in zip(axes[0], windows, strict=True):
+        rows = [r for r in data["rows"] if r["window"] == window]
+        envs = [r["num_envs"] for r in rows]
+        for t in sorted(rows[0]["core_steps_per_s"], key=int):
+            ax.plot(envs, [r["core_steps_per_s"][t] for r in rows], "o-", label=f"fastrl, {t} thr")
+        ax.plot(envs, [r["reference_steps_per_s"] for r in rows], "s--", label="reference.py")
+        ax.plot(envs, [r["floor_obs_per_s"] for r in rows], ":", label="obs-write floor")
+        ax.set(xscale="log", yscale="log", xlabel="num_envs", ylabel="env steps / s",
+               title=f"window {window} ({rows[0]['obs_dim']} floats / obs)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = RESULTS / "env_scaling.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def peer_env_section(data: dict | None) -> list[str]:
+    lines = ["## fastrl against a plain-Python gymnasium env (`bench/peer_envs.py`)", ""]
+    if data is None:
+        return lines + ["Not run yet (needs the `[bench]` extra).", ""]
+    rows = [[name, str(r["obs_floats"]), fmt(r["steps_per_s"])] for name, r in data["rows"].items()]
+    lines += table(["env (BPCL/HDFCLIFE daily, window 32)", "obs floats", "env steps/s"], rows)
+    ratio = data.get("fastrl_over_syncvector64")
+    lines += [f"fastrl at 64 envs / gymnasium SyncVectorEnv of 64 gym-anytrading envs: "
+              f"**{fmt(ratio, '.0f')}x** (target >= 100x).", ""]
+    return lines
+
+
+def data_section(data: dict | None) -> list[str]:
+    lines = ["## Data preparation (`bench/data_prep.py`)", ""]
+    if data is None:
+        return lines + ["Not run yet.", ""]
+    rows = [[r["case"], fmt(r["bars"]), f"{r['total_s']:.2f}", f"{r['peak_rss_mb']:.0f}"]
+            for r in data["results"]]
+    lines += table(["case", "bars", "load + features + split (s)", "peak RSS (MB)"], rows)
+    t = data["target"]
+    return lines + [f"Target: {t['case']} in < {t['seconds']:.0f} s and "
+                    f"< {t['peak_rss_mb']:.0f} MB.", ""]
+
+
+def train_section(cpu: dict | None, gpu: dict | None) -> list[str]:
+    lines = ["## Trainer throughput (`bench/train_throughput.py`, `bench/gpu_check.sh`)", ""]
+    if cpu is None:
+        lines += ["CPU: not run yet.", ""]
+    else:
+        s = cpu["settings"]
+        lines += [f"CPU ({cpu['machine']['cpu']}, {cpu['machine']['cores']} cores, "
+                  f"{cpu['torch_threads']} torch threads), {s['num_envs']} envs x {s['num_steps']}"
+                  f" steps, minibatch {s['minibatch']}, {s['epochs']} epochs:", ""]
+        rows = [[f"{r['network']} {tuple(r['hidden_sizes'])}", r["precision"],
+                 fmt(r["env_steps_per_s"]), f"{r['env_frac']:.1%}", f"{r['inference_frac']:.1%}",
+                 f"{r['copy_frac']:.1%}", f"{r['update_frac']:.1%}",
+                 fmt(r["update_samples_per_s"]), fmt(r["bare_samples_per_s"]),
+                 f"{r['update_vs_bare']:.0%}"] for r in cpu["results"]]
+        lines += table(["network", "precision", "env steps/s", "env", "inference", "copies",
+                        "update", "update samples/s", "bare fwd+bwd+AdamW samples/s",
+                        "update / bare"], rows)
+    if gpu is None:
+        lines += ["GPU: `bash bench/gpu_check.sh` has not been run on an NVIDIA GPU yet.", ""]
+    else:
+        lines += ["GPU (`bench/gpu_check.sh`; default network (2048, 1024, 512, 256), 4096 envs "
+                  "x 8 steps, minibatch 8192, 4 epochs):", ""]
+        rows = [[g, mode, prec, fmt(sps), fmt(upd), fmt(bare), f"{e:.1%}", f"{i:.1%}",
+                 f"{c:.1%}", f"{u:.1%}"]
+                for g, mode, prec, sps, upd, bare, e, i, c, u in gpu["rows"]]
+        lines += table(["GPU", "torch.compile", "precision", "env steps/s", "update samples/s",
+                        "bare samples/s", "env", "inference", "copies", "update"], rows)
+    return lines
+
+
+def peer_train_section(data: dict | None) -> list[str]:
+    lines = ["## End-to-end PPO against Stable-Baselines3 (`bench/peer_training.py`)", ""]
+    if data is None:
+        return lines + ["Not run yet (needs the `[bench]` extra).", ""]
+    lines += [f"CPU, {data['torch_threads']} torch thread(s); env steps/s over whole rollout + "
+              "update cycles; same networks, rollout of 2048 steps, same epochs.", ""]
+    rows = []
+    for r in data["rows"]:
+        rows.append([r["network"], str(r["epochs"]), fmt(r["fastrl_fp32"]["steps_per_s"]),
+                     fmt(r["fastrl_bf16"]["steps_per_s"]), fmt(r.get("sb3_batch64")),
+                     fmt(r.get("sb3_batch512")), fmt(r.get("ratio_vs_sb3_default"), ".1f"),
+                     fmt(r.get("ratio_fp32_vs_sb3_default"), ".1f")])
+    lines += table(["network", "epochs", "fastrl fp32", "fastrl bf16", "SB3 (batch 64)",
+                    "SB3 (batch 512)", "fastrl best / SB3", "fastrl fp32 / SB3"], rows)
+    return lines + ["Targets: >= 10x SB3 with (64, 64); >= 2x SB3 with the default network and "
+                    "20 epochs.", ""]
+
+
+def convergence_section(data: dict | None) -> list[str]:
+    lines = ["## Learning speed: fast against baseline (`bench/convergence.py`)", ""]
+    md = RESULTS / "convergence.md"
+    if md.exists():
+        return lines + [md.read_text().strip(), ""]
+    if data is None:
+        return lines + ["Not run yet.", ""]
+    return lines + ["See `convergence.json`.", ""]
+
+
+def build() -> Path:
+    parts = ["# fastrl benchmark summary", "",
+             "Generated by `python bench/summary.py` from `bench/results/*.json`; rerun everything "
+             "with `python bench/run_all.py` (or `--quick`). Ratios are measured in one run on one "
+             "machine; absolute figures move with the machine and its load.", ""]
+    parts += env_section(load("env_throughput"))
+    parts += peer_env_section(load("peer_envs"))
+    parts += data_section(load("data_prep"))
+    parts += train_section(load("train_throughput_cpu"), load("gpu_check"))
+    parts += peer_train_section(load("peer_training"))
+    parts += convergence_section(load("convergence"))
+    path = RESULTS / "SUMMARY.md"
+    path.write_text("\n".join(parts))
+    return path
+
+
+if __name__ == "__main__":
+    print(build().read_text())
