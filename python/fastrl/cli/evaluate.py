@@ -23,6 +23,7 @@ CONSOLE_METRICS = (
     "win_rate_trades",
     "profit_factor",
     "num_trades",
+    "trades_per_day",
     "costs_paid",
     "final_equity",
 )

@@ -209,16 +209,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if args.no_eval or config.data.test_days < 1:
         return 0
-    if config.data.source == "synthetic":
-        console.print("no test report: the synthetic market is rebuilt only inside training")
-        return 0
+    from fastrl.cli.evaluate import metrics_tables
     from fastrl.evaluate import evaluate_run
 
     evaluation = evaluate_run(result.run_dir)
-    console.print(f"test-days report written to {result.run_dir}")
-    summary = getattr(evaluation, "combined", {}).get("agent")
-    if summary is not None and hasattr(summary, "sharpe"):
-        console.print(f"test Sharpe {summary.sharpe:+.3f}")
+    console.print(metrics_tables(evaluation))
+    console.print(f"test-days backtest (report.md, report.html, plots) in {result.run_dir}")
     return 0
 
 
