@@ -14,25 +14,29 @@ learning curve. Markets:
   costs, window 8, 500 validation and 250 test days. Target: 80% of the oracle's Sharpe on
   the validation slice (the oracle holds sign(signal_t) over bar t+1 and is run through the
   same simulator and Sharpe, so target and agent share the slice's sampling noise).
-  Also reported: 50%, 60% and 70% of it. Budget 393,216 env steps per run.
+  Also reported: 50%, 60% and 70% of it.
 - ``real``: BPCL + HDFCLIFE daily bars, NSE delivery costs, the env defaults (window 32,
   252-bar episodes, next-open fills), 250 validation and 120 test days. Target: a
-  validation Sharpe of 0.5 (also reported: 0 and 1.0). Budget 262,144 env steps per run.
+  validation Sharpe of 0.5 (also reported: 0 and 1.0).
+
+Each run's budget is the presets' own ``total_timesteps`` (200,000: 24 updates, 196,608 env
+steps), so the fast preset's cosine learning-rate decay runs as shipped; ``--timesteps``
+changes it for both presets (and stretches that decay). 10 seeds per preset by default.
 
 Both presets use the same CPU-sized network (``--hidden``, default (64, 64)) instead of
 their large default networks; every other preset difference (learning-rate schedule,
 entropy and clip schedules, value coefficient, gradient clip, epochs, optimiser) is kept.
-Early stopping is off (patience 0) so each run uses its whole budget (the fast preset's
-cosine learning-rate decay spans that budget). The best-validation checkpoint of each run
-is then backtested on the held-out test days with ``fastrl.evaluate.evaluate_agent``,
-beside buy-and-hold.
+Early stopping is off (patience 0) so each run uses its whole budget. The best-validation
+checkpoint of each run is then backtested on the held-out test days with
+``fastrl.evaluate.evaluate_agent``, beside buy-and-hold.
 
 Seed ``i`` of "fast" and of "baseline" train on the same market with the same seed; the
-ratio baseline/fast of steps (and seconds) to each threshold is reported per seed pair (a
-bound when one side did not reach it within its budget) and as a ratio of upper medians
-with a bootstrap interval over seeds. Trainings run one at a time. Writes
-``bench/results/convergence.json`` (``--quick``: ``convergence_quick.json``) and one PNG
-of learning curves with seed bands per market.
+ratio baseline/fast of steps (and wall and CPU seconds) to each threshold is reported per
+seed pair (a bound when one side did not reach it within its budget) and as a ratio of
+upper medians with a bootstrap interval over seeds. Wall seconds include the validations
+and depend on other load on the machine; CPU seconds (this process) depend on it less.
+Trainings run one at a time. Writes ``bench/results/convergence.json`` (``--quick``:
+``convergence_quick.json``) and one PNG of learning curves with seed bands per market.
 """
 
 from __future__ import annotations
@@ -71,8 +75,8 @@ REAL_TEST_DAYS = 120
 REAL_TARGET_SHARPE = 0.5
 REAL_LEVELS = (0.0, 0.5, 1.0)
 
-DEFAULT_TIMESTEPS = {"planted": 48 * ROLLOUT, "real": 32 * ROLLOUT}
 QUICK_TIMESTEPS = 2 * ROLLOUT
+DEFAULT_SEEDS = 10
 TEST_METRICS = ("sharpe", "total_return", "max_drawdown", "num_trades")
 
 
@@ -405,6 +409,21 @@ def buy_and_hold_validation_sharpe(splits: Any, env_config: Any) -> float:
 # ---------------------------------------------------------------------------- training
 
 
+def shipped_timesteps() -> int:
+    """The total_timesteps both presets ship with (the fast schedule decays over it)."""
+    import dataclasses
+
+    from fastrl.config import PRESETS as CONFIG_PRESETS
+    from fastrl.config import TrainConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    values = {CONFIG_PRESETS[p].get("total_timesteps", defaults["total_timesteps"])
+              for p in PRESETS}
+    if len(values) != 1:
+        raise ValueError(f"the presets ship different total_timesteps {sorted(values)}")
+    return int(values.pop())
+
+
 def run_config(preset: str, market: MarketSetup, seed: int, timesteps: int,
                hidden: tuple[int, ...], torch_threads: int) -> Any:
     """The preset with the CPU network and this market's settings; no other change."""
@@ -432,22 +451,30 @@ def train_and_test(config: Any, market: MarketSetup) -> dict[str, Any]:
     from fastrl.ppo.checkpoint import load_agent
     from fastrl.ppo.trainer import Trainer
 
-    curve: dict[str, list] = {"steps": [], "seconds": [], "val_sharpe": []}
+    curve: dict[str, list] = {"steps": [], "seconds": [], "cpu_seconds": [], "val_sharpe": []}
+    cpu_start = [0.0]
 
     def on_update(row: dict[str, Any]) -> None:
         curve["steps"].append(int(row["global_step"]))
         curve["seconds"].append(float(row["elapsed"]))
+        # CPU time of this process: less sensitive than wall time to other load on the machine
+        curve["cpu_seconds"].append(time.process_time() - cpu_start[0])
         curve["val_sharpe"].append(row.get("val/sharpe"))
 
     with tempfile.TemporaryDirectory(prefix="fastrl-convergence-") as run_dir:
         trainer = Trainer(config, market=market.splits, run_dir=run_dir, callback=on_update)
+        cpu_start[0] = time.process_time()
         result = trainer.train()
         agent = load_agent(Path(run_dir) / "checkpoints" / "best.pt", device="cpu")
         evaluation = evaluate_agent(agent, market.splits.test, config.env)
     reached = {}
     for threshold in market.thresholds:
         steps, seconds = time_to(curve, threshold.value)
-        reached[threshold.label] = {"steps": steps, "seconds": seconds}
+        index = first_reach(curve["steps"], curve["val_sharpe"], threshold.value)
+        reached[threshold.label] = {
+            "steps": steps, "seconds": seconds,
+            "cpu_seconds": None if index is None else curve["cpu_seconds"][index],
+        }
     test = {strategy: {name: _json_number(float(getattr(evaluation.metrics("ALL", strategy),
                                                         name)))
                        for name in TEST_METRICS}
@@ -461,6 +488,7 @@ def train_and_test(config: Any, market: MarketSetup) -> dict[str, Any]:
         "final_val_sharpe": curve["val_sharpe"][-1] if curve["val_sharpe"] else None,
         "total_steps": result.global_step,
         "total_seconds": curve["seconds"][-1] if curve["seconds"] else None,
+        "total_cpu_seconds": curve["cpu_seconds"][-1] if curve["cpu_seconds"] else None,
         "curve": curve,
         "test": test,
     }
@@ -469,7 +497,8 @@ def train_and_test(config: Any, market: MarketSetup) -> dict[str, Any]:
 def compare(runs: dict[str, list[dict[str, Any]]], label: str) -> dict[str, Any]:
     """baseline/fast of steps and seconds to one threshold, per seed pair and of medians."""
     comparison: dict[str, Any] = {}
-    for unit, budget_key in (("steps", "total_steps"), ("seconds", "total_seconds")):
+    for unit in ("steps", "seconds", "cpu_seconds"):
+        budget_key = f"total_{unit}"
         fast = [r["reached"][label][unit] for r in runs["fast"]]
         baseline = [r["reached"][label][unit] for r in runs["baseline"]]
         pairs = paired_ratios(fast, baseline, [r[budget_key] for r in runs["fast"]],
@@ -514,11 +543,11 @@ def run_market(market: MarketSetup, seeds: int, timesteps: int, hidden: tuple[in
         "budget_steps": runs["fast"][0]["total_steps"],
         "runs": runs,
         "baseline_over_fast": {t.label: compare(runs, t.label) for t in market.thresholds},
-        "test_summary": test_summary(runs),
+        "test_summary": summarise_test_metrics(runs),
     }
 
 
-def test_summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def summarise_test_metrics(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Median and range over seeds of each preset's test metrics, beside buy-and-hold."""
     summary: dict[str, Any] = {}
     for preset, records in runs.items():
@@ -585,12 +614,12 @@ def format_ratio_of_medians(result: dict[str, Any]) -> str:
     if result["ratio"] is None:
         return "undefined (neither median reached)"
     low, high = result["ci90"]
-    interval = "" if low is None else f" (90% CI {_ratio_text(low)}-{_ratio_text(high)})"
-    return f"{_ratio_text(result['ratio'])}x{interval}"
+    interval = "" if low is None else f" (90% CI {_ratio_text(low)} to {_ratio_text(high)})"
+    return f"{_ratio_text(result['ratio'])}{interval}"
 
 
 def _ratio_text(value: float | str) -> str:
-    return value if isinstance(value, str) else f"{value:.2f}"
+    return value if isinstance(value, str) else f"{value:.2f}x"
 
 
 def _fmt(value: float | None, spec: str, missing: str = "not reached") -> str:
@@ -605,18 +634,17 @@ def summary_table(results: dict[str, Any]) -> list[str]:
         lines.append(f"budget {result['budget_steps']:,} env steps per run; references: "
                      + ", ".join(f"{k} {v:.2f}" for k, v in result["references"].items()))
         lines.append(f"{'threshold':18s} {'Sharpe':>6s} {'preset':9s} {'reached':>7s} "
-                     f"{'median steps':>12s} {'median s':>9s}  baseline/fast (steps)")
+                     f"{'median steps':>12s} {'median s':>9s}  baseline/fast per seed pair")
         for threshold in result["thresholds"]:
             comparison = result["baseline_over_fast"][threshold["label"]]
             mark = " *" if threshold["primary"] else ""
             for preset in PRESETS:
                 steps = comparison["steps"][preset]
                 seconds = comparison["seconds"][preset]
-                note = ""
-                if preset == "fast":
-                    medians = comparison["steps"]["ratio_of_medians"]
-                    note = (f"  {format_ratio_summary(comparison['steps']['summary'])}; "
-                            f"ratio of medians {format_ratio_of_medians(medians)}")
+                unit = "steps" if preset == "fast" else "seconds"
+                medians = comparison[unit]["ratio_of_medians"]
+                note = (f"  {unit}: {format_ratio_summary(comparison[unit]['summary'])}; "
+                        f"ratio of medians {format_ratio_of_medians(medians)}")
                 lines.append(
                     f"{threshold['label'] + mark:18s} {threshold['value']:>6.2f} {preset:9s} "
                     f"{sum(s is not None for s in steps):>3d}/{len(steps):<3d} "
@@ -643,11 +671,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help=f"2 seeds, {QUICK_TIMESTEPS:,} steps per run: a smoke check")
-    parser.add_argument("--seeds", type=int, default=None, help="seeds per preset (default 5)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help=f"seeds per preset (default {DEFAULT_SEEDS})")
     parser.add_argument("--timesteps", type=int, default=None,
-                        help="env steps per run (default per market: "
-                             + ", ".join(f"{k} {v:,}" for k, v in DEFAULT_TIMESTEPS.items())
-                             + ")")
+                        help="env steps per run (default: the presets' own total_timesteps)")
     parser.add_argument("--markets", default=",".join(MARKETS),
                         help="comma-separated subset of: " + ", ".join(MARKETS))
     parser.add_argument("--hidden", default="64,64",
@@ -665,7 +692,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if not args.hidden or min(args.hidden) < 1:
         parser.error(f"--hidden needs positive sizes, got {args.hidden}")
     if args.seeds is None:
-        args.seeds = 2 if args.quick else 5
+        args.seeds = 2 if args.quick else DEFAULT_SEEDS
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
     if args.timesteps is not None and args.timesteps < ROLLOUT:
@@ -684,7 +711,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
     for name in args.markets:
         market = planted_market() if name == "planted" else real_market()
-        timesteps = args.timesteps or (QUICK_TIMESTEPS if args.quick else DEFAULT_TIMESTEPS[name])
+        timesteps = args.timesteps or (QUICK_TIMESTEPS if args.quick else shipped_timesteps())
         print(f"{name}: {market.description}; target {market.target.label} = "
               f"{market.target.value:.2f}; {args.seeds} seeds x {len(PRESETS)} presets x "
               f"{timesteps:,} steps, network {args.hidden}", flush=True)

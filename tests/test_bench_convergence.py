@@ -112,15 +112,66 @@ def test_ratio_of_medians_and_its_bootstrap_interval(conv):
     neither = conv.ratio_of_medians([None, None], [None, None])
     assert neither["ratio"] is None and neither["undefined_share"] == 1.0
     assert conv.format_ratio_of_medians(neither).startswith("undefined")
-    assert conv.format_ratio_of_medians(result) == "3.00x (90% CI 3.00-3.00)"
+    assert conv.format_ratio_of_medians(result) == "3.00x (90% CI 3.00x to 3.00x)"
 
 
 def test_parse_args_defaults_and_errors(conv):
     args = conv.parse_args([])
-    assert args.seeds == 5 and args.markets == ["planted", "real"] and args.hidden == (64, 64)
+    assert args.seeds == conv.DEFAULT_SEEDS and args.markets == ["planted", "real"]
+    assert args.hidden == (64, 64) and args.timesteps is None
     quick = conv.parse_args(["--quick", "--markets", "real", "--hidden", "32,16"])
     assert quick.seeds == 2 and quick.markets == ["real"] and quick.hidden == (32, 16)
     for bad in (["--markets", "moon"], ["--seeds", "0"], ["--hidden", "a,b"],
                 ["--timesteps", "100"]):
         with pytest.raises(SystemExit):
             conv.parse_args(bad)
+
+
+def _fake_run(seed: int, sharpe_curve: list[float], seconds_per_update: float) -> dict:
+    steps = [8192 * (i + 1) for i in range(len(sharpe_curve))]
+    clock = [seconds_per_update * (i + 1) for i in range(len(steps))]
+    curve = {"steps": steps, "seconds": clock, "cpu_seconds": clock, "val_sharpe": sharpe_curve}
+    reached = {}
+    for label, level in (("low", 1.0), ("target", 2.0)):
+        index = next((i for i, v in enumerate(sharpe_curve) if v >= level), None)
+        reached[label] = {unit: None if index is None else curve[unit][index]
+                          for unit in ("steps", "seconds", "cpu_seconds")}
+    metrics = {"sharpe": 1.0 + seed, "total_return": 0.1, "max_drawdown": -0.05,
+               "num_trades": 10.0}
+    return {"seed": seed, "reached": reached, "curve": curve,
+            "best_val_sharpe": max(sharpe_curve), "total_steps": steps[-1],
+            "total_seconds": clock[-1], "total_cpu_seconds": clock[-1],
+            "test": {"agent": metrics, "buy_and_hold": {**metrics, "sharpe": -0.5}}}
+
+
+def test_comparison_table_and_plot_from_run_records(conv, tmp_path):
+    runs = {"fast": [_fake_run(0, [2.5, 2.6, 2.0], 1.0), _fake_run(1, [0.5, 1.2, 1.8], 1.0)],
+            "baseline": [_fake_run(0, [0.2, 1.0, 2.1], 0.5), _fake_run(1, [0.1, 0.3, 0.9], 0.5)]}
+    target = conv.compare(runs, "target")
+    assert target["steps"]["pairs"] == [{"ratio": 3.0, "kind": "exact"},
+                                        {"ratio": None, "kind": "none"}]
+    assert target["seconds"]["pairs"][0] == {"ratio": 1.5, "kind": "exact"}
+    assert target["steps"]["fast_upper_median"] == "inf"  # 1 of 2 seeds reached it
+    low = conv.compare(runs, "low")
+    assert [p["kind"] for p in low["steps"]["pairs"]] == ["exact", "lower"]
+    assert low["steps"]["pairs"][1]["ratio"] == 24576 / 16384
+    tests = conv.summarise_test_metrics(runs)
+    assert tests["fast"]["sharpe"] == {"median": 1.5, "min": 1.0, "max": 2.0}
+    assert tests["buy_and_hold"]["sharpe"] == -0.5
+    result = {"description": "fake", "target": 2.0, "target_rule": "target",
+              "thresholds": [{"label": "low", "value": 1.0, "primary": False},
+                             {"label": "target", "value": 2.0, "primary": True}],
+              "references": {"oracle_val_sharpe": 2.5}, "budget_steps": 24576, "runs": runs,
+              "baseline_over_fast": {"low": low, "target": target}, "test_summary": tests}
+    text = "\n".join(conv.summary_table({"fake": result}))
+    assert "target *" in text and "median 3.00x" in text and "not reached" in text
+    path = tmp_path / "curves.png"
+    conv.plot_market("fake", result, (64, 64), path)
+    assert path.stat().st_size > 10_000
+
+
+def test_shipped_timesteps_is_the_presets_budget(conv):
+    from fastrl.config import PRESETS, TrainConfig
+
+    assert all("total_timesteps" not in PRESETS[p] for p in conv.PRESETS)
+    assert conv.shipped_timesteps() == TrainConfig.__dataclass_fields__["total_timesteps"].default
