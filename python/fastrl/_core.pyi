@@ -1,0 +1,70 @@
+"""Type stubs for the compiled simulator (cpp/bindings/core.cpp). Use fastrl.env instead."""
+
+import numpy as np
+import numpy.typing as npt
+
+class CostModel:
+    buy_rate: float
+    sell_rate: float
+    brokerage_rate: float
+    brokerage_cap: float
+    gst_on_brokerage: float
+    fixed_fee_buy: float
+    fixed_fee_sell: float
+    def __init__(self) -> None: ...
+
+class SimConfig:
+    window: int
+    episode_length: int
+    execution: int  # 0 next open, 1 close
+    continuous: bool
+    position_levels: list[float]
+    min_pos: float
+    max_pos: float
+    costs: CostModel
+    reward: int  # 0 log return, 1 pnl, 2 differential Sharpe
+    dsr_eta: float
+    drawdown_penalty: float
+    turnover_penalty: float
+    initial_cash: float
+    equity_floor: float
+    random_start: bool
+    round_robin: bool
+    min_envs_per_thread: int
+    def __init__(self) -> None: ...
+
+class Simulator:
+    def __init__(
+        self,
+        open: npt.NDArray[np.float64],
+        close: npt.NDArray[np.float64],
+        features: npt.NDArray[np.float32],
+        offsets: npt.NDArray[np.int64],
+        segment_names: list[str],
+        config: SimConfig,
+        num_envs: int,
+        num_threads: int,
+        seed: int,
+        buffers: dict[str, np.ndarray],
+    ) -> None: ...
+    @property
+    def num_envs(self) -> int: ...
+    @property
+    def obs_dim(self) -> int: ...
+    @property
+    def num_threads(self) -> int: ...
+    def reset(self, seed: int) -> None: ...
+    def step(self, actions: np.ndarray) -> None: ...
+    position: npt.NDArray[np.float64]
+    shares: npt.NDArray[np.float64]
+    cash: npt.NDArray[np.float64]
+    equity: npt.NDArray[np.float64]
+    entry_price: npt.NDArray[np.float64]
+    bar_index: npt.NDArray[np.int64]
+    segment: npt.NDArray[np.int64]
+    last_trade_bar: npt.NDArray[np.int64]
+    episode_steps: npt.NDArray[np.int64]
+    episode_return: npt.NDArray[np.float64]
+    episode_costs: npt.NDArray[np.float64]
+    episode_trades: npt.NDArray[np.int64]
+    peak_equity: npt.NDArray[np.float64]
