@@ -238,18 +238,22 @@ def summarise_pairs(pairs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def format_ratio_summary(summary: dict[str, Any]) -> str:
     """One line: 'median 3.1x (range 2.0-4.4, 3 exact), 2 pairs >= 5.2x, ...'."""
+    def pairs(n: int) -> str:
+        return f"{n} pair" if n == 1 else f"{n} pairs"
+
     parts = []
     if summary["exact_n"]:
         parts.append(f"median {summary['exact_median']:.2f}x (range {summary['exact_min']:.2f}-"
-                     f"{summary['exact_max']:.2f}, {summary['exact_n']} pairs)")
+                     f"{summary['exact_max']:.2f}, {pairs(summary['exact_n'])})")
     if summary["lower_bounds"]:
         bounds = ", ".join(f"{b:.2f}" for b in summary["lower_bounds"])
-        parts.append(f"{len(summary['lower_bounds'])} pairs baseline not reached (> {bounds}x)")
+        parts.append(f"{pairs(len(summary['lower_bounds']))} baseline not reached "
+                     f"(> {bounds}x)")
     if summary["upper_bounds"]:
         bounds = ", ".join(f"{b:.2f}" for b in summary["upper_bounds"])
-        parts.append(f"{len(summary['upper_bounds'])} pairs fast not reached (< {bounds}x)")
+        parts.append(f"{pairs(len(summary['upper_bounds']))} fast not reached (< {bounds}x)")
     if summary["neither"]:
-        parts.append(f"{summary['neither']} pairs neither reached")
+        parts.append(f"{pairs(summary['neither'])} neither reached")
     return "; ".join(parts) if parts else "no runs"
 
 
@@ -610,11 +614,15 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def format_ratio_of_medians(result: dict[str, Any]) -> str:
-    """'3.10x (90% CI 2.00-inf)' or 'undefined (neither median reached)'."""
+    """'3.10x (90% CI 2.00x to inf)', or why the ratio is 0, infinite or undefined."""
     if result["ratio"] is None:
         return "undefined (neither median reached)"
     low, high = result["ci90"]
     interval = "" if low is None else f" (90% CI {_ratio_text(low)} to {_ratio_text(high)})"
+    if result["ratio"] == "inf":
+        return f"inf: the baseline's median not reached{interval}"
+    if result["ratio"] == 0:
+        return f"0: the fast preset's median not reached{interval}"
     return f"{_ratio_text(result['ratio'])}{interval}"
 
 
@@ -667,6 +675,55 @@ def summary_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _steps_text(values: Sequence[float | None]) -> str:
+    median = upper_median(values)
+    reached = sum(v is not None for v in values)
+    return f"{reached}/{len(values)}, " + ("not reached" if math.isinf(median)
+                                          else f"{median:,.0f}")
+
+
+def markdown_summary(payload: dict[str, Any]) -> str:
+    """Markdown tables of a results payload (as written to convergence.json), for reports."""
+    settings = payload["settings"]
+    lines = [f"Learning speed, fast vs baseline: {settings['seeds']} seeds per preset, both "
+             f"with network {tuple(settings['hidden_sizes'])} on CPU "
+             f"({payload['machine'].get('cpu', '?')}, {payload['machine'].get('cores', '?')} "
+             f"cores, {settings['torch_threads']} torch threads); `python bench/convergence.py`"
+             f" ({payload['wall_seconds'] / 60:.0f} min)."]
+    for name, result in payload["markets"].items():
+        references = ", ".join(f"{k} {v:.2f}" for k, v in result["references"].items())
+        lines += ["", f"**{name}**: {result['description']}; budget "
+                      f"{result['budget_steps']:,} env steps per run; {references}.", "",
+                  "| validation Sharpe threshold | fast: reached, median steps | "
+                  "baseline: reached, median steps | baseline/fast steps, per seed | "
+                  "ratio of medians (90% CI) | baseline/fast wall s, per seed |",
+                  "|---|---|---|---|---|---|"]
+        for threshold in result["thresholds"]:
+            comparison = result["baseline_over_fast"][threshold["label"]]
+            label = f"{threshold['label']} = {threshold['value']:.2f}"
+            if threshold["primary"]:
+                label = f"**{label} (target)**"
+            lines.append(
+                f"| {label} | {_steps_text(comparison['steps']['fast'])} | "
+                f"{_steps_text(comparison['steps']['baseline'])} | "
+                f"{format_ratio_summary(comparison['steps']['summary'])} | "
+                f"{format_ratio_of_medians(comparison['steps']['ratio_of_medians'])} | "
+                f"{format_ratio_summary(comparison['seconds']['summary'])} |")
+        lines += ["", "| test days, best-validation checkpoint | Sharpe median [min, max] | "
+                      "total return median [min, max] |", "|---|---|---|"]
+        tests = result["test_summary"]
+        for preset in PRESETS:
+            sharpe, total = tests[preset]["sharpe"], tests[preset]["total_return"]
+            lines.append(f"| {preset} | {sharpe['median']:.2f} [{sharpe['min']:.2f}, "
+                         f"{sharpe['max']:.2f}] | {total['median']:.1%} [{total['min']:.1%}, "
+                         f"{total['max']:.1%}] |")
+        bh = tests["buy_and_hold"]
+        lines.append(f"| buy & hold | {bh['sharpe']:.2f} | {bh['total_return']:.1%} |")
+        if result.get("plot"):
+            lines += ["", f"![{name} learning curves]({result['plot']})"]
+    return "\n".join(lines) + "\n"
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -680,6 +737,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hidden", default="64,64",
                         help="hidden layer sizes both presets use (default 64,64)")
     parser.add_argument("--torch-threads", type=int, default=2, choices=(1, 2))
+    parser.add_argument("--from-json", type=Path, default=None, metavar="PATH",
+                        help="train nothing: print the tables of a results file and redraw "
+                             "its plots")
     args = parser.parse_args(argv)
     args.markets = [m.strip() for m in args.markets.split(",") if m.strip()]
     unknown = [m for m in args.markets if m not in MARKETS]
@@ -701,8 +761,31 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def report_from_json(path: Path) -> None:
+    """Print the console and markdown tables of a saved run and redraw its PNGs."""
+    import json
+
+    if not path.is_file():
+        raise SystemExit(f"--from-json: no such file {path}")
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        markets = payload["markets"]
+        hidden = tuple(payload["settings"]["hidden_sizes"])
+    except (ValueError, KeyError) as err:
+        raise SystemExit(f"--from-json: {path} is not a convergence results file ({err})") from None
+    for line in summary_table(markets):
+        print(line)
+    print("\n" + markdown_summary(payload))
+    for name, result in markets.items():
+        if result.get("plot"):
+            plot_market(name, result, hidden, path.parent / result["plot"])
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.from_json is not None:
+        report_from_json(args.from_json)
+        return
     import torch
 
     torch.set_num_threads(args.torch_threads)
@@ -721,8 +804,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         png = RESULTS / f"convergence_{name}{suffix}.png"
         plot_market(name, results[name], args.hidden, png)
         results[name]["plot"] = png.name
-    for line in summary_table(results):
-        print(line)
     payload = {
         "machine": machine_info(),
         "settings": {"seeds": args.seeds, "hidden_sizes": list(args.hidden),
@@ -734,6 +815,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "wall_seconds": time.perf_counter() - started,
         "markets": results,
     }
+    for line in summary_table(results):
+        print(line)
     path = write_json(f"convergence{suffix}", payload)
     print(f"\nwrote {path} and the PNGs beside it ({time.perf_counter() - started:.0f} s)")
 

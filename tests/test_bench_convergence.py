@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -109,6 +110,10 @@ def test_ratio_of_medians_and_its_bootstrap_interval(conv):
     assert low <= spread["ratio"] <= high and low < high
     slow = conv.ratio_of_medians([10, 10, 10], [None, None, 30])
     assert slow["ratio"] == "inf"  # the baseline's median run never reached the target
+    assert "baseline's median not reached" in conv.format_ratio_of_medians(slow)
+    stalled = conv.ratio_of_medians([None, None, 10], [30, 30, 30])
+    assert stalled["ratio"] == 0.0
+    assert "fast preset's median not reached" in conv.format_ratio_of_medians(stalled)
     neither = conv.ratio_of_medians([None, None], [None, None])
     assert neither["ratio"] is None and neither["undefined_share"] == 1.0
     assert conv.format_ratio_of_medians(neither).startswith("undefined")
@@ -164,10 +169,25 @@ def test_comparison_table_and_plot_from_run_records(conv, tmp_path):
               "references": {"oracle_val_sharpe": 2.5}, "budget_steps": 24576, "runs": runs,
               "baseline_over_fast": {"low": low, "target": target}, "test_summary": tests}
     text = "\n".join(conv.summary_table({"fake": result}))
-    assert "target *" in text and "median 3.00x" in text and "not reached" in text
+    assert "target *" in text and "median 3.00x (range 3.00-3.00, 1 pair)" in text
+    assert "not reached" in text
     path = tmp_path / "curves.png"
     conv.plot_market("fake", result, (64, 64), path)
     assert path.stat().st_size > 10_000
+    payload = {"settings": {"seeds": 2, "hidden_sizes": [64, 64], "torch_threads": 1},
+               "machine": {"cpu": "test", "cores": 2}, "wall_seconds": 60.0,
+               "markets": {"fake": {**result, "plot": path.name}}}
+    markdown = conv.markdown_summary(payload)
+    assert "| **target = 2.00 (target)** | 1/2, not reached | 1/2, not reached |" in markdown
+    assert "| fast | 1.50 [1.00, 2.00] |" in markdown and "](curves.png)" in markdown
+    saved = tmp_path / "convergence.json"
+    saved.write_text(json.dumps(payload))
+    path.unlink()
+    conv.main(["--from-json", str(saved)])  # reprints the tables, redraws the plot
+    assert path.is_file()
+    with pytest.raises(SystemExit, match="not a convergence results file"):
+        saved.write_text("{}")
+        conv.main(["--from-json", str(saved)])
 
 
 def test_shipped_timesteps_is_the_presets_budget(conv):
