@@ -164,12 +164,11 @@ def peer_train_section(data: dict | None) -> list[str]:
 
 def convergence_section(data: dict | None) -> list[str]:
     lines = ["## Learning speed: fast against baseline (`bench/convergence.py`)", ""]
-    md = RESULTS / "convergence.md"
-    if md.exists():
-        return lines + [md.read_text().strip(), ""]
     if data is None:
         return lines + ["Not run yet.", ""]
-    return lines + ["See `convergence.json`.", ""]
+    from convergence import markdown_summary
+
+    return lines + [markdown_summary(data).strip(), ""]
 
 
 def build() -> Path:

@@ -49,6 +49,8 @@ class DataConfig:
     val_days: int = 0  # trading days before the test slice used for validation/early stopping
     source: str = "bundled"  # "bundled", "synthetic" (planted-signal market) or a data path
     synthetic_bars: int = 3000  # bars per symbol when source == "synthetic"
+    synthetic_signal_strength: float = 0.1  # corr(signal_t, return_t+1) of the planted market
+    synthetic_seed: int | None = None  # seed of the synthetic bars; None: the run's seed
 
 
 @dataclass
@@ -418,6 +420,8 @@ def validate_config(config: TrainConfig) -> None:
     _check(d.test_days >= 0, "data.test_days", "must be >= 0", d.test_days)
     _check(d.val_days >= 0, "data.val_days", "must be >= 0", d.val_days)
     _check(d.synthetic_bars >= 1, "data.synthetic_bars", "must be >= 1", d.synthetic_bars)
+    _check(0.0 <= d.synthetic_signal_strength < 1.0, "data.synthetic_signal_strength",
+           "must lie in [0, 1)", d.synthetic_signal_strength)
     _check(bool(d.source), "data.source", "must be bundled, synthetic or a path", d.source)
     e = c.env
     _check(e.window >= 1, "env.window", "must be >= 1", e.window)

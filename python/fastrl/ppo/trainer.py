@@ -83,8 +83,9 @@ def load_market(config: TrainConfig) -> Any:
             test_days=data.test_days,
             val_days=data.val_days,
             window=config.env.window,
-            seed=config.seed,
+            seed=config.seed if data.synthetic_seed is None else data.synthetic_seed,
             freq=data.freq,
+            signal_strength=data.synthetic_signal_strength,
         )
     from fastrl.data import build_market
 
