@@ -176,7 +176,18 @@ void Simulator::run_block(void* ctx, int task) {
   Simulator& sim = *job.sim;
   const int64_t begin = task * job.envs_per_task;
   const int64_t end = std::min(sim.num_envs_, begin + job.envs_per_task);
+  const int64_t window_bytes = sim.config_.window * sim.market_.num_features *
+                               static_cast<int64_t>(sizeof(float));
   for (int64_t i = begin; i < end; ++i) {
+    if (i + 1 < end) {
+      // Env i + 1's next window starts at a random row of the market block: start pulling
+      // its first cache lines now so the copy does not wait on them.
+      const int64_t next_row = sim.bar_index[static_cast<size_t>(i + 1)] + 2 - sim.config_.window;
+      const char* src = reinterpret_cast<const char*>(
+          sim.market_.features + std::max<int64_t>(next_row, 0) * sim.market_.num_features);
+      for (int64_t off = 0; off < std::min<int64_t>(window_bytes, 256); off += 64)
+        __builtin_prefetch(src + off);
+    }
     if (job.reset_all) {
       sim.reset_env(i);
       sim.write_obs(i, sim.out_.obs + i * sim.obs_dim_);
