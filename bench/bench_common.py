@@ -11,7 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# bench/run_all.py --quick points this elsewhere so a quick pass never overwrites full results.
+RESULTS = Path(os.environ.get("FASTRL_BENCH_RESULTS")
+               or Path(__file__).resolve().parent / "results")
 
 
 def machine_info() -> dict[str, Any]:

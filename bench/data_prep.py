@@ -25,7 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results" / "data_prep.json"
+RESULTS = Path(os.environ.get("FASTRL_BENCH_RESULTS")
+               or Path(__file__).resolve().parent / "results") / "data_prep.json"
 TARGET_SECONDS, TARGET_MB = 10.0, 2048.0
 
 

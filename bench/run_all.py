@@ -1,7 +1,7 @@
 """Run the benchmark suite, then write and print bench/results/SUMMARY.md.
 
     python bench/run_all.py            # full suite (about an hour on 2 cores)
-    python bench/run_all.py --quick    # every benchmark in a reduced form, < 5 minutes
+    python bench/run_all.py --quick    # every benchmark reduced, < 5 minutes, results/quick/
     python bench/run_all.py --only env_throughput peer_envs
 
 Each benchmark runs in its own process (clean memory figures, no shared torch state).
@@ -11,6 +11,7 @@ Peer comparisons need the `[bench]` extra; without it they report that and move 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -36,13 +37,17 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", nargs="+", choices=list(SUITE), default=list(SUITE))
     args = parser.parse_args()
+    env = dict(os.environ)
+    if args.quick:  # a quick pass writes beside, never over, the full results
+        env["FASTRL_BENCH_RESULTS"] = str(HERE / "results" / "quick")
+        os.environ["FASTRL_BENCH_RESULTS"] = env["FASTRL_BENCH_RESULTS"]
     failed = []
     for name in args.only:
         full, quick = SUITE[name]
         cmd = [sys.executable, str(HERE / f"{name}.py"), *(quick if args.quick else full)]
         print(f"\n=== {name}: {' '.join(cmd[1:])}", flush=True)
         start = time.perf_counter()
-        code = subprocess.call(cmd)
+        code = subprocess.call(cmd, env=env)
         print(f"=== {name}: exit {code} after {time.perf_counter() - start:.0f} s", flush=True)
         if code:
             failed.append(name)

@@ -16,9 +16,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import RESULTS  # noqa: E402
 
 
-def load(name: str) -> dict[str, Any] | None:
-    path = RESULTS / f"{name}.json"
-    return json.loads(path.read_text()) if path.exists() else None
+def load(*names: str) -> dict[str, Any] | None:
+    """The first of the named results files that exists (quick runs add a suffix)."""
+    for name in names:
+        path = RESULTS / f"{name}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+    return None
 
 
 def fmt(x: float | None, spec: str = ",.0f") -> str:
@@ -183,7 +187,7 @@ def build() -> Path:
     parts += data_section(load("data_prep"))
     parts += train_section(load("train_throughput_cpu"), load("gpu_check"))
     parts += peer_train_section(load("peer_training"))
-    parts += convergence_section(load("convergence"))
+    parts += convergence_section(load("convergence", "convergence_quick"))
     path = RESULTS / "SUMMARY.md"
     path.write_text("\n".join(parts))
     return path
