@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import gymnasium as gym
@@ -87,7 +87,6 @@ class EnvConfig:
     """'random' (a segment drawn per episode) or 'round_robin' (env i trades segment i % S)."""
     min_envs_per_thread: int = 128
     """Blocks smaller than this are not worth a thread hand-off."""
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.position_levels = tuple(float(x) for x in self.position_levels)
