@@ -345,3 +345,11 @@ def test_gymnasium_spaces_and_autoreset_mode():
     cont = TradingVecEnv(random_market(1), 6, EnvConfig(window=3, action="continuous"))
     cont.step(cont.action_space.sample())
     env.close()
+
+
+@pytest.mark.parametrize("execution,bars_since_fill", [("next_open", 0), ("close", 1)])
+def test_bars_since_trade_counts_from_the_fill_bar(execution, bars_since_fill):
+    env = one_segment_env(random_market(5, lengths=(40,)), window=2, execution=execution)
+    env.reset(seed=0)
+    obs, *_ = env.step(np.array([LONG]))
+    assert obs[0, -1] == pytest.approx(math.log1p(bars_since_fill))

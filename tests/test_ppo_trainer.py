@@ -134,3 +134,28 @@ def test_bad_checkpoints_give_clear_errors(market, tmp_path):
     other = SimpleNamespace(train=random_block(n_features=5), val=market.val, normaliser=None)
     with pytest.raises((CheckpointError, ValueError)):
         Trainer.resume(tmp_path / "run", overrides={"total_timesteps": 1000}, market=other)
+
+
+def test_continuous_bounds_that_float32_cannot_hold_are_respected(market, tmp_path):
+    # 0.3 and -0.1 are not float32 numbers: clipping must happen in float64, or the env
+    # refuses actions like 0.30000001 on the first step that samples past the bound.
+    config = tiny_config("env.action=continuous", "env.min_pos=-0.1", "env.max_pos=0.3",
+                         "log_std_init=1.0")
+    trainer = Trainer(config, market=market, run_dir=tmp_path / "run")
+    result = trainer.train()
+    assert result.reason == "completed"
+    history = trainer.action_history
+    assert history.min() >= -0.1 and history.max() <= 0.3
+    assert (history == 0.3).any() and (history == -0.1).any()  # the bounds were hit
+    resumed = Trainer.resume(tmp_path / "run", overrides={"total_timesteps": 512}, market=market)
+    assert resumed.train().reason == "completed"
+
+
+def test_bad_device_strings_are_value_errors():
+    from fastrl.ppo.trainer import resolve_device
+
+    with pytest.raises(ValueError, match="not a device"):
+        resolve_device("cuda:abc")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda:0")

@@ -270,7 +270,7 @@ void Simulator::step_env(int64_t i, double target) {
     shares[u] = target_shares;
     position[u] = target;
     entry_price[u] = target != 0.0 ? fill : 0.0;
-    last_trade_bar[u] = t + 1;
+    last_trade_bar[u] = config_.execution == Execution::kNextOpen ? t + 1 : t;  // the fill's bar
     episode_costs[u] += cost;
     episode_trades[u] += 1;
   }

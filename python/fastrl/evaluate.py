@@ -15,6 +15,7 @@ its final equity is ``E0 x close_last / fill_price - buy cost - sell cost``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -533,14 +534,25 @@ def evaluate_agent(
 
 
 def find_checkpoint(run_dir_or_checkpoint: str | os.PathLike) -> tuple[Path, Path]:
-    """(checkpoint file, run folder): a run folder's best, else final, else last checkpoint."""
+    """(checkpoint file, run folder): a run folder's best, else final, else last checkpoint.
+
+    "best" means best validation Sharpe. A run trained without validation days keeps its
+    best *training* return there, a noisy pick, so its final checkpoint is used instead.
+    """
     path = Path(run_dir_or_checkpoint)
     if path.is_file():
         run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
         return path, run_dir
     if not path.is_dir():
         raise EvaluationError(f"no such run folder or checkpoint: {path}")
-    for name in CHECKPOINT_ORDER:
+    order = CHECKPOINT_ORDER
+    try:
+        validated = json.loads((path / "config.json").read_text())["data"]["val_days"] > 0
+    except (OSError, ValueError, KeyError, TypeError):
+        validated = True  # no readable config: keep the documented order
+    if not validated:
+        order = tuple(name for name in CHECKPOINT_ORDER if name != "best.pt") + ("best.pt",)
+    for name in order:
         candidate = path / "checkpoints" / name
         if candidate.is_file():
             return candidate, path

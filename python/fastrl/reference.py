@@ -135,7 +135,8 @@ class ReferenceVecEnv:
         self.cash = np.where(change, self.cash - traded * fill - cost, self.cash)
         self.shares = np.where(change, target_shares, self.shares)
         self.entry_price = np.where(change, np.where(target != 0.0, fill, 0.0), self.entry_price)
-        self.last_trade_bar = np.where(change, t + 1, self.last_trade_bar)
+        fill_bar = t + 1 if c.execution == "next_open" else t
+        self.last_trade_bar = np.where(change, fill_bar, self.last_trade_bar)
         self.position = np.where(change, target, self.position)
         self.episode_costs = self.episode_costs + cost
         self.episode_trades = self.episode_trades + change

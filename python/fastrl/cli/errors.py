@@ -1,7 +1,8 @@
 """Bad input at the command line: one line on stderr and exit code 2, never a traceback.
 
 Library code raises ``ValueError`` (config, data, checkpoint and evaluation errors all
-subclass it) or ``FileNotFoundError`` with a message that names the problem; commands
+subclass it) or an ``OSError`` (missing file, unwritable folder) with a message that
+names the problem; commands
 raise :class:`UsageError` for their own checks. :func:`cli_errors` turns all three into
 ``<prog>: error: <message>`` and exit status 2, like argparse does for bad flags.
 """
@@ -43,7 +44,7 @@ def cli_errors(prog: str) -> Callable[[MainFn], MainFn]:
             args = sys.argv[1:] if argv is None else argv
             try:
                 return main(argv)
-            except (UsageError, ValueError, FileNotFoundError) as error:
+            except (UsageError, ValueError, OSError) as error:  # OSError: paths, permissions
                 return report_usage_error(prog, error, verbose="--verbose" in args)
 
         return wrapper

@@ -59,5 +59,6 @@ class Agent:
     def to_env_actions(self, action: torch.Tensor) -> np.ndarray:
         """Policy actions on the device -> numpy actions the env accepts."""
         if self.network.continuous:
-            return action.float().clamp(self._low, self._high).cpu().numpy().astype(np.float64)
+            # clip in float64 (a float32 bound like 0.3 rounds outside the env's range)
+            return np.clip(action.float().cpu().numpy().astype(np.float64), self._low, self._high)
         return action.cpu().numpy().astype(np.int64, copy=False)

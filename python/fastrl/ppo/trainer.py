@@ -47,6 +47,10 @@ RESUME_OVERRIDABLE = ("total_timesteps", "device", "compile", "amp", "torch_thre
                       "env_threads", "checkpoint_every")
 
 
+class TrainingDivergedError(ValueError):
+    """An update produced non-finite losses (the message names the update and lr)."""
+
+
 @dataclass
 class TrainResult:
     """How a training run ended and where its files are."""
@@ -64,9 +68,15 @@ def resolve_device(name: str) -> torch.device:
     """"auto" -> CUDA when available, else CPU; "cuda" without CUDA is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"device {name!r} is not a device: use auto, cpu, cuda or cuda:N") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    if device.type == "cuda" and device.index is not None and \
+            device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} GPU(s)")
     return device
 
 
@@ -261,7 +271,7 @@ class Trainer:
         self.storage = RolloutStorage(config.num_steps, config.num_envs, self.obs_dim,
                                       self.continuous, device)
         history_rows = self.num_updates * config.num_steps
-        dtype = np.float32 if self.continuous else np.int8
+        dtype = np.float64 if self.continuous else np.int8  # replayed exactly on resume
         self.action_history = np.zeros((history_rows, config.num_envs), dtype=dtype)
         self.agent = Agent(self.network, self.obs_normaliser, config,
                            self._feature_normaliser_state(), amp=self.amp)
@@ -433,7 +443,7 @@ class Trainer:
                 stop_early = self._after_update(row, start_time)
                 self._write(metrics_file, row)
                 for key, value in row.items():
-                    if "/" in key and isinstance(value, (int, float)) and value is not None:
+                    if "/" in key and isinstance(value, (int, float)):
                         writer.add_scalar(key, value, self.global_step)
                 if self.callback is not None:
                     self.callback(row)
@@ -502,7 +512,9 @@ class Trainer:
                 storage.logprobs[step] = dist.log_prob(action)
                 storage.values[step] = value
             if self.continuous:
-                env_action = action.clamp(low, high).cpu().numpy().astype(np.float64)
+                # Clip in float64: a float32 clamp to 0.3 gives 0.30000001, which the env
+                # rightly refuses as outside [min_pos, max_pos].
+                env_action = np.clip(action.float().cpu().numpy().astype(np.float64), low, high)
             else:
                 env_action = action.cpu().numpy()
             self.action_history[history_base + step] = env_action
@@ -556,6 +568,13 @@ class Trainer:
             clip_range=self.schedules.clip_range, ent_coef=self.schedules.ent_coef,
             amp=self.amp,
         )
+        if not all(math.isfinite(v) for v in result.stats.values()):
+            raise TrainingDivergedError(
+                f"update {self.update + 1} (step {self.global_step:,}) diverged: non-finite "
+                f"losses {result.stats} at learning rate "
+                f"{float(self.schedules.learning_rate):.3g}; "
+                "lower learning_rate or max_grad_norm, or resume from checkpoints/last.pt"
+            )
         explained = _explained_variance(batch["values"], batch["returns"])
         if self.device.type == "cuda":
             torch.cuda.synchronize()
