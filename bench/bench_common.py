@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from fastrl.timing import median_rate  # noqa: F401  (re-exported for the bench scripts)
 
 # bench/run_all.py --quick points this elsewhere so a quick pass never overwrites full results.
 RESULTS = Path(os.environ.get("FASTRL_BENCH_RESULTS")
@@ -36,26 +35,6 @@ def machine_info() -> dict[str, Any]:
     except ImportError:
         pass
     return info
-
-
-def median_rate(run: Callable[[int], None], items_per_call: int, *, min_seconds: float = 0.15,
-                repeats: int = 5) -> float:
-    """Median items/s over `repeats` timed batches, each at least `min_seconds` long."""
-    calls = 1
-    while True:  # size a batch so that timer noise is negligible
-        start = time.perf_counter()
-        run(calls)
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds / 4 or calls > 1 << 24:
-            break
-        calls *= 4
-    calls = max(1, int(calls * min_seconds / max(elapsed, 1e-9)))
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run(calls)
-        rates.append(calls * items_per_call / (time.perf_counter() - start))
-    return statistics.median(rates)
 
 
 def rss_mib() -> tuple[float, float]:
