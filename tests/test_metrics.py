@@ -208,3 +208,21 @@ def test_every_metric_is_defined(step_returns, levels):
         if key != "profit_factor":
             assert math.isfinite(value), key
         assert not math.isnan(value), key
+
+
+def test_overnight_gap_before_an_exit_fill_belongs_to_the_closed_trade():
+    # Long for step 0 (+10), then an exit filled at the next open after a -10 gap: the
+    # round trip made nothing. Without the carry the gap would be booked to "flat".
+    from fastrl.metrics import extract_trades
+
+    equity = np.array([100.0, 110.0, 100.0])
+    positions = np.array([1.0, 0.0])
+    assert extract_trades(positions, equity).pnl.tolist() == [10.0]
+    trades = extract_trades(positions, equity, carry_pnl=np.array([0.0, -10.0]))
+    assert trades.pnl.tolist() == [0.0]
+    # A flip: the gap before the flip's fill belongs to the long, the rest to the short.
+    equity = np.array([100.0, 105.0, 103.0, 101.0])
+    positions = np.array([1.0, -1.0, -1.0])
+    trades = extract_trades(positions, equity, carry_pnl=np.array([0.0, -3.0, 0.0]))
+    assert trades.pnl.tolist() == [2.0, -1.0]
+    assert trades.pnl.sum() == equity[-1] - equity[0]

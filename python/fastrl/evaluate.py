@@ -70,6 +70,7 @@ class Backtest:
     timestamps: np.ndarray | None = None  # datetime64[ns] [n + 1], aligned with equity
     liquidation_cost: float = 0.0
     terminated_step: int | None = None  # step where equity hit the floor (flat after it)
+    shares_held: np.ndarray | None = None  # float64 [n], shares held after each step's fill
     metrics: PerformanceMetrics | None = None
     trades: TradeRecords | None = None
 
@@ -80,8 +81,15 @@ class Backtest:
     def finish(self) -> Backtest:
         """Fills in the trade records and metrics from the recorded path."""
         liquidated = self.num_steps > 0 and self.positions[-1] != 0
+        carry = None
+        if self.shares_held is not None and self.num_steps > 0:
+            # Under next-open fills the move from the decision close to the fill price is
+            # earned by the shares held before the fill, i.e. by the previous trade.
+            before = np.concatenate([[0.0], self.shares_held[:-1]])
+            carry = before * (self.fill_prices - self.price[:-1])
         self.trades = extract_trades(
-            self.positions, self.equity, self.step_costs, liquidated_at_end=liquidated
+            self.positions, self.equity, self.step_costs, liquidated_at_end=liquidated,
+            carry_pnl=carry,
         )
         self.metrics = compute_metrics(
             self.equity,
@@ -236,7 +244,7 @@ def run_agent(policy: Any, market: MarketBlock, env_config: EnvConfig) -> list[B
         steps = (seg_ends - 1 - start_bars).astype(np.int64)
         record = {
             key: [[] for _ in range(num_envs)]
-            for key in ("decision", "mark", "equity", "position", "cost", "fill")
+            for key in ("decision", "mark", "equity", "position", "shares", "cost", "fill")
         }
         prev_pos = env.positions.copy()
         prev_shares = env.shares.copy()
@@ -278,6 +286,7 @@ def run_agent(policy: Any, market: MarketBlock, env_config: EnvConfig) -> list[B
                 record["mark"][i].append(int(decision[i]) + 1)
                 record["equity"][i].append(equity)
                 record["position"][i].append(position)
+                record["shares"][i].append(shares)
                 record["cost"][i].append(cum_costs - float(prev_costs[i]))
                 record["fill"][i].append(cum_trades > int(prev_trades[i]))
                 if done:
@@ -298,6 +307,7 @@ def run_agent(policy: Any, market: MarketBlock, env_config: EnvConfig) -> list[B
         marks = np.asarray(record["mark"][s], dtype=np.int64)
         equity_path = np.asarray(record["equity"][s])
         positions = np.asarray(record["position"][s])
+        shares_held = np.asarray(record["shares"][s])
         costs = np.asarray(record["cost"][s])
         fills = np.asarray(record["fill"][s], dtype=bool)
         last_bar = int(marks[-1])
@@ -316,6 +326,7 @@ def run_agent(policy: Any, market: MarketBlock, env_config: EnvConfig) -> list[B
             marks = np.concatenate([marks, more + 1])
             equity_path = np.concatenate([equity_path, np.full(pad, equity_path[-1])])
             positions = np.concatenate([positions, np.zeros(pad)])
+            shares_held = np.concatenate([shares_held, np.zeros(pad)])
             costs = np.concatenate([costs, np.zeros(pad)])
             fills = np.concatenate([fills, np.zeros(pad, dtype=bool)])
         start = int(start_bars[s])
@@ -330,6 +341,7 @@ def run_agent(policy: Any, market: MarketBlock, env_config: EnvConfig) -> list[B
             bars=marks,
             equity=np.concatenate([[config.initial_cash], equity_path]),
             positions=positions,
+            shares_held=shares_held,
             step_costs=costs,
             fills=fills,
             fill_prices=_fill_prices(market, decision, config.execution),
@@ -402,6 +414,7 @@ def baseline_backtest(
     if strategy == "flat":
         equity = np.full(n + 1, initial)
         positions = np.zeros(n)
+        shares_held = np.zeros(n)
         liquidation = 0.0
     else:
         cost_model = env_config.cost_model()
@@ -413,6 +426,7 @@ def baseline_backtest(
         equity = np.concatenate([[initial], cash + shares * close[marks]])
         equity[-1] -= liquidation
         positions = np.ones(n)
+        shares_held = np.full(n, shares)
         costs[0] += buy_cost
         costs[-1] += liquidation
         fills[0] = True
@@ -426,6 +440,7 @@ def baseline_backtest(
         bars=marks,
         equity=equity,
         positions=positions,
+        shares_held=shares_held,
         step_costs=costs,
         fills=fills,
         fill_prices=_fill_prices(market, decision, env_config.execution),

@@ -189,7 +189,9 @@ class TradeRecords:
     """Round trips: maximal runs of bars holding a position of one sign.
 
     A run may change size (continuous actions) without ending. P&L of a step belongs to
-    the position held after that step's fill; the cost of a fill that closes (or flips)
+    the position held after that step's fill, except its ``carry_pnl`` part (with next-open
+    fills: the gap from the decision close to the fill, earned by the shares held before the
+    fill), which belongs to the position held before it; the cost of a fill that closes (or flips)
     a position is split by traded notional, and the closing share is charged to the
     trade it closes. ``closed`` is False for a position still open after the last bar.
     """
@@ -212,16 +214,24 @@ def extract_trades(
     step_costs: np.ndarray | None = None,
     *,
     liquidated_at_end: bool = False,
+    carry_pnl: np.ndarray | None = None,
 ) -> TradeRecords:
-    """Round trips from a position path; ``liquidated_at_end`` closes the last one."""
+    """Round trips from a position path; ``liquidated_at_end`` closes the last one.
+
+    ``carry_pnl[t]`` is the part of step t's P&L earned by the position held *before* the
+    step's fill (see :class:`TradeRecords`); zero when omitted.
+    """
     values = _as_equity(equity)
     n = values.shape[0] - 1
     pos = _as_per_bar("positions", positions, n)
     costs = _as_per_bar("step_costs", step_costs, n)
     if costs is None:
         costs = np.zeros(n)
+    carry = _as_per_bar("carry_pnl", carry_pnl, n)
+    if carry is None:
+        carry = np.zeros(n)
     signs = np.sign(pos).astype(np.int8)
-    step_pnl = np.diff(values)
+    step_pnl = np.diff(values) - carry  # what the position after each fill earned
     previous_pos = np.concatenate([[0.0], pos[:-1]])
     traded = np.abs(pos - previous_pos)
     # share of each step's cost that closes the position held before the step
@@ -241,8 +251,10 @@ def extract_trades(
         while t + 1 < n and signs[t + 1] == signs[start]:
             t += 1
         end = t
-        # gross P&L of the run's steps, minus the closing share owed to the previous run
-        pnl = float(step_pnl[start : end + 1].sum() + closing_cost[start])
+        # gross P&L of the run's steps and of the gaps its shares carried into the next
+        # fills, minus the closing share owed to the previous run
+        pnl = float(step_pnl[start : end + 1].sum() + carry[start + 1 : end + 2].sum()
+                    + closing_cost[start])
         is_closed = end + 1 < n or liquidated_at_end
         if end + 1 < n:
             pnl -= float(closing_cost[end + 1])
