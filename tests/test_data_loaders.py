@@ -377,3 +377,14 @@ def test_two_columns_with_one_meaning_are_refused(tmp_path):
     frame.insert(0, "Timestamp", frame["date"])
     with pytest.raises(DataValidationError, match="both 'Timestamp' and 'date' look like"):
         load_bars("BPCL", source=write(frame, tmp_path / "BPCL.csv"))
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("EMPTY", b"", "No columns to parse"),
+    ("BINARY", b"date,open\n\xff\xfe,1\n", "utf-8"),
+])
+def test_unreadable_files_name_the_file(tmp_path, name, content, message):
+    path = tmp_path / f"{name}.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"{name}.csv: cannot read this file as bars: .*{message}"):
+        load_bars([name], source=tmp_path)

@@ -69,7 +69,18 @@ def _sniff_separator(path: Path) -> str:
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV (any of , ; tab |, optional BOM, optional gzip) or Parquet file as is."""
+    """Read a CSV (any of , ; tab |, optional BOM, optional gzip) or Parquet file as is.
+
+    Errors from the parsers (an empty file, bytes that are not UTF-8, a broken gzip or
+    Parquet file) come back as a ValueError that names the file."""
+    try:
+        return _read_table(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, EOFError,
+            gzip.BadGzipFile) as exc:
+        raise ValueError(f"{path}: cannot read this file as bars: {exc}") from exc
+
+
+def _read_table(path: Path) -> pd.DataFrame:
     suffix = bar_file_suffix(path)
     if suffix in PARQUET_SUFFIXES:
         frame = pd.read_parquet(path)
