@@ -159,3 +159,22 @@ def test_bad_device_strings_are_value_errors():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda:0")
+
+
+def test_resume_after_a_hard_interrupt_logs_each_update_once(market, tmp_path):
+    def stop_after_three(row):
+        if row["update"] == 3:
+            first.request_stop()
+
+    first = Trainer(tiny_config(), market=market, run_dir=tmp_path / "run",
+                    callback=stop_after_three)
+    first.train()
+    # A hard Ctrl-C after two more updates: logged, but never checkpointed.
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    with metrics.open("a") as stream:
+        for update in (4, 5):
+            stream.write(json.dumps({"update": update, "global_step": 64 * update}) + "\n")
+        stream.write('{"update": 6, "glo')  # cut short mid-line
+    Trainer.resume(tmp_path / "run", market=market).train()
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["update"] for r in rows if "event" not in r] == [1, 2, 3, 4, 5, 6]

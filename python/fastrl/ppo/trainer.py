@@ -423,8 +423,15 @@ class Trainer:
         )
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(self.run_dir / "tb"))
-        metrics_file = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        metrics_path = self.run_dir / "metrics.jsonl"
+        if self._resumed_from:
+            # Updates logged after the checkpoint (a hard interrupt) are replayed now: drop
+            # them from the log, and have TensorBoard purge their events.
+            self._drop_rows_after_checkpoint(metrics_path)
+            writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.global_step + 1)
+        else:
+            writer = SummaryWriter(str(self.run_dir / "tb"))
+        metrics_file = open(metrics_path, "a", encoding="utf-8")  # noqa: SIM115
         start_time = time.time()
         start = {"event": "start", "config": config_to_dict(config),
                  "total_timesteps": self.num_updates * self.batch_size, "time": start_time,
@@ -471,6 +478,22 @@ class Trainer:
             writer.close()
         return TrainResult(self.run_dir, reason, self.global_step, self.update,
                            self.best_val_sharpe, final, row)
+
+    def _drop_rows_after_checkpoint(self, path: Path) -> None:
+        if not path.is_file():
+            return
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by the interrupt
+            if "event" not in row and row.get("update", 0) > self.update:
+                continue
+            kept.append(line)
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+        os.replace(tmp, path)
 
     @staticmethod
     def _write(stream: Any, record: dict[str, Any]) -> None:
