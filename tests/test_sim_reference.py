@@ -28,7 +28,7 @@ def assert_same_step(fast_out, ref_out, fast: TradingVecEnv, ref: ReferenceVecEn
                                    atol=1e-9, err_msg=f"{name} {where}")
     done = info["_episode"]
     np.testing.assert_array_equal(done, r_info["_episode"])
-    for key in ("r", "l", "equity", "costs", "trades"):
+    for key in ("r", "l", "equity", "costs", "trades", "position", "shares"):
         np.testing.assert_allclose(info["episode"][key][done], r_info["episode"][key][done],
                                    rtol=1e-9, atol=1e-9, err_msg=f"episode {key} {where}")
     np.testing.assert_allclose(info["final_obs"][done], r_info["final_obs"][done], rtol=1e-5,

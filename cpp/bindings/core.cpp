@@ -145,9 +145,11 @@ PYBIND11_MODULE(_core, m) {
              out.ep_equity = checked<double>(get("ep_equity"), "ep_equity", {n}, true);
              out.ep_costs = checked<double>(get("ep_costs"), "ep_costs", {n}, true);
              out.ep_trades = checked<int64_t>(get("ep_trades"), "ep_trades", {n}, true);
+             out.ep_position = checked<double>(get("ep_position"), "ep_position", {n}, true);
+             out.ep_shares = checked<double>(get("ep_shares"), "ep_shares", {n}, true);
              for (const char* name : {"obs", "rewards", "terminated", "truncated", "done", "final_obs",
                                       "ep_return", "ep_length", "ep_equity", "ep_costs",
-                                      "ep_trades"})
+                                      "ep_trades", "ep_position", "ep_shares"})
                self->keep_alive.push_back(get(name));
              for (auto& a : {open, close, features, offsets}) self->keep_alive.push_back(a);
              self->sim = std::make_unique<Simulator>(market, std::move(segment_names), config,

@@ -103,7 +103,8 @@ Simulator::Simulator(const MarketView& market, std::vector<std::string> segment_
   check_market(market_, segment_names_, config_.window);
   if (!out.obs || !out.rewards || !out.terminated || !out.truncated || !out.done ||
       !out.final_obs ||
-      !out.ep_return || !out.ep_length || !out.ep_equity || !out.ep_costs || !out.ep_trades)
+      !out.ep_return || !out.ep_length || !out.ep_equity || !out.ep_costs || !out.ep_trades ||
+      !out.ep_position || !out.ep_shares)
     fail("every output buffer must be provided");
   const auto n = static_cast<size_t>(num_envs);
   for (auto* v : {&position, &shares, &cash, &equity, &entry_price, &episode_return,
@@ -319,6 +320,8 @@ void Simulator::step_env(int64_t i, double target) {
     out_.ep_equity[i] = equity_after;
     out_.ep_costs[i] = episode_costs[u];
     out_.ep_trades[i] = episode_trades[u];
+    out_.ep_position[i] = position[u];
+    out_.ep_shares[i] = shares[u];
     reset_env(i);
   }
   write_obs(i, obs_row);

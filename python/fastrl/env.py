@@ -12,7 +12,8 @@ observation of the next episode, and ``info["final_obs"]`` (rows where
 ``info["_final_obs"]``) holds the last observation of the finished one; ``terminated``
 (equity fell to the floor) means no bootstrap, ``truncated`` (length or data end) means
 bootstrap from that final observation. ``info["episode"]`` holds return ``r``, length
-``l``, final ``equity``, ``costs`` and ``trades`` of the finished episodes.
+``l``, final ``equity``, ``costs``, ``trades`` and the ``position`` and ``shares`` still held
+when the finished episodes ended.
 
 Observation row at bar t: ``features[t - window + 1 .. t]`` flattened (float32), then the
 agent's position (target exposure), its unrealised return ``position x (close_t / entry -
@@ -48,6 +49,8 @@ BUFFER_SPECS = {  # name -> (dtype, per-env shape: "obs" for (obs_dim,), () for 
     "ep_equity": (np.float64, ()),
     "ep_costs": (np.float64, ()),
     "ep_trades": (np.int64, ()),
+    "ep_position": (np.float64, ()),
+    "ep_shares": (np.float64, ()),
 }
 
 
@@ -240,7 +243,8 @@ class TradingVecEnv(VectorEnv):
         )
         b = self._buffers
         self._episode = {"r": b["ep_return"], "l": b["ep_length"], "equity": b["ep_equity"],
-                         "costs": b["ep_costs"], "trades": b["ep_trades"]}
+                         "costs": b["ep_costs"], "trades": b["ep_trades"],
+                         "position": b["ep_position"], "shares": b["ep_shares"]}
         self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32)
         if self.config.action == "discrete":
             self.single_action_space = gym.spaces.Discrete(len(self.config.position_levels))

@@ -180,10 +180,8 @@ def _as_policy_fn(policy: Any) -> PolicyFn:
     )
 
 
-def _targets(
-    actions: np.ndarray, config: EnvConfig, num_envs: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Validated actions for env.step and the target exposure each one means."""
+def _valid_actions(actions: np.ndarray, config: EnvConfig, num_envs: int) -> np.ndarray:
+    """The policy's actions, checked (and continuous ones clipped) for env.step."""
     actions = np.asarray(actions)
     if actions.ndim == 2 and actions.shape[1] == 1:
         actions = actions[:, 0]
@@ -200,11 +198,11 @@ def _targets(
                 f"the policy returned level indices {actions.tolist()} "
                 f"outside [0, {levels.shape[0]})"
             )
-        return actions.astype(np.int64), levels[actions]
+        return actions.astype(np.int64)
     exposure = np.clip(actions.astype(np.float64), config.min_pos, config.max_pos)
     if not np.all(np.isfinite(exposure)):
         raise EvaluationError("the policy returned non-finite continuous actions")
-    return exposure, exposure
+    return exposure
 
 
 def _timestamps(market: MarketBlock, rows: np.ndarray) -> np.ndarray | None:
@@ -246,16 +244,12 @@ def run_agent(policy: Any, market: MarketBlock, env_config: EnvConfig) -> list[B
             key: [[] for _ in range(num_envs)]
             for key in ("decision", "mark", "equity", "position", "shares", "cost", "fill")
         }
-        prev_pos = env.positions.copy()
-        prev_shares = env.shares.copy()
-        prev_cash = env.cash.copy()
         prev_costs = env.episode_costs.copy()
         prev_trades = env.episode_trades.copy()
-        final_shares = np.zeros(num_envs)
         terminated_at: list[int | None] = [None] * num_envs
         active = np.ones(num_envs, dtype=bool)
         while active.any():
-            actions, targets = _targets(policy_fn(obs), config, num_envs)
+            actions = _valid_actions(policy_fn(obs), config, num_envs)
             decision = env.bar_index.copy()
             obs, _rewards, terminated, truncated, info = env.step(actions)
             episode = info["episode"]
@@ -265,16 +259,9 @@ def run_agent(policy: Any, market: MarketBlock, env_config: EnvConfig) -> list[B
                     equity = float(episode["equity"][i])
                     cum_costs = float(episode["costs"][i])
                     cum_trades = int(episode["trades"][i])
-                    position = float(targets[i])
-                    shares = _shares_after_fill(
-                        market,
-                        config.execution,
-                        int(decision[i]),
-                        position,
-                        float(prev_pos[i]),
-                        float(prev_shares[i]),
-                        float(prev_cash[i]),
-                    )
+                    # the env has auto-reset: its state is the next episode's
+                    position = float(episode["position"][i])
+                    shares = float(episode["shares"][i])
                 else:
                     equity = float(env.equity[i])
                     cum_costs = float(env.episode_costs[i])
@@ -291,11 +278,9 @@ def run_agent(policy: Any, market: MarketBlock, env_config: EnvConfig) -> list[B
                 record["fill"][i].append(cum_trades > int(prev_trades[i]))
                 if done:
                     active[i] = False
-                    final_shares[i] = shares
                     if terminated[i]:
                         terminated_at[i] = rec_len
                 else:
-                    prev_pos[i], prev_shares[i], prev_cash[i] = position, shares, env.cash[i]
                     prev_costs[i], prev_trades[i] = cum_costs, cum_trades
     finally:
         env.close()
@@ -313,9 +298,9 @@ def run_agent(policy: Any, market: MarketBlock, env_config: EnvConfig) -> list[B
         last_bar = int(marks[-1])
         # close what is still open at the last mark (the floor's close, or the segment end)
         liquidation = 0.0
-        if final_shares[s] != 0:
-            notional = abs(final_shares[s]) * float(market.close[last_bar])
-            liquidation = float(cost_model.order_cost(final_shares[s] < 0, notional))
+        if shares_held[-1] != 0:
+            notional = abs(shares_held[-1]) * float(market.close[last_bar])
+            liquidation = float(cost_model.order_cost(shares_held[-1] < 0, notional))
             equity_path[-1] -= liquidation
             costs[-1] += liquidation
         if terminated_at[s] is not None and marks.shape[0] < steps[s]:
@@ -359,26 +344,6 @@ def _fill_prices(market: MarketBlock, decision_bars: np.ndarray, execution: str)
     if execution == "next_open":
         return np.asarray(market.open)[decision_bars + 1].astype(np.float64)
     return np.asarray(market.close)[decision_bars].astype(np.float64)
-
-
-def _shares_after_fill(
-    market: MarketBlock,
-    execution: str,
-    decision_bar: int,
-    target: float,
-    position: float,
-    shares: float,
-    cash: float,
-) -> float:
-    """Shares held after a step, as the simulator fills a target exposure (env.shares is
-    gone after the auto-reset of the last step)."""
-    if target == position:
-        return shares
-    fill = float(
-        market.open[decision_bar + 1] if execution == "next_open" else market.close[decision_bar]
-    )
-    equity_at_fill = cash + shares * fill
-    return target * equity_at_fill / fill if equity_at_fill > 0 else 0.0
 
 
 def baseline_backtest(

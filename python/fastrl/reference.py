@@ -179,6 +179,8 @@ class ReferenceVecEnv:
             "equity": np.where(done, equity_after, 0.0),
             "costs": np.where(done, self.episode_costs, 0.0),
             "trades": np.where(done, self.episode_trades, 0),
+            "position": np.where(done, self.position, 0.0),
+            "shares": np.where(done, self.shares, 0.0),
         }
         ended = np.flatnonzero(done)
         if ended.size:

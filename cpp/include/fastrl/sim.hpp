@@ -55,6 +55,8 @@ struct OutputBuffers {
   double* ep_equity = nullptr;
   double* ep_costs = nullptr;
   int64_t* ep_trades = nullptr;
+  double* ep_position = nullptr;   // target exposure held at the episode's end
+  double* ep_shares = nullptr;     // shares held at the episode's end (before auto-reset)
 };
 
 constexpr int64_t kAgentStateDims = 3;  // position, unrealised return, log1p(bars since trade)
