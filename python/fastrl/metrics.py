@@ -129,15 +129,20 @@ def annualised_volatility(returns: np.ndarray, freq: str = "1d") -> float:
     return float(np.std(r, ddof=1) * math.sqrt(periods_per_year(freq)))
 
 
-def sharpe_ratio(returns: np.ndarray, freq: str = "1d") -> float:
-    """Annualised Sharpe ratio (risk-free 0, ddof=1); 0.0 without measurable risk."""
+def sharpe_per_bar(returns: np.ndarray) -> float:
+    """Sharpe ratio of one bar (mean over ddof=1 std, risk-free 0); 0.0 without measurable risk."""
     r = np.asarray(returns, dtype=np.float64)
     if r.shape[0] < 2:
         return 0.0
     std = float(np.std(r, ddof=1))
     if std <= _EPS:
         return 0.0
-    return float(np.mean(r) / std * math.sqrt(periods_per_year(freq)))
+    return float(np.mean(r) / std)
+
+
+def sharpe_ratio(returns: np.ndarray, freq: str = "1d") -> float:
+    """Annualised Sharpe ratio (risk-free 0, ddof=1); 0.0 without measurable risk."""
+    return sharpe_per_bar(returns) * math.sqrt(periods_per_year(freq))
 
 
 def sortino_ratio(returns: np.ndarray, freq: str = "1d") -> float:
