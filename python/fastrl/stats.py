@@ -1,0 +1,550 @@
+"""Uncertainty for every headline number: Sharpe error bars, PSR, DSR, PBO, agent vs benchmark.
+
+Units. ``returns`` are per-bar simple returns (``metrics.returns_from_equity``). A Sharpe
+ratio here is either *per bar* (``metrics.sharpe_per_bar``: mean over the ddof=1 standard
+deviation, risk-free 0) or *annualised* (per bar x sqrt(``metrics.periods_per_year(freq)``),
+the number ``metrics.sharpe_ratio`` prints). Every function says which it takes and returns.
+
+Moments. The Sharpe-ratio variance of Lo (2002) and Mertens (2002), in the form of Bailey &
+Lopez de Prado (2012),
+
+    Var(SR) = (1 - skew * SR + (kurt - 1) / 4 * SR**2) / (T - 1),
+
+uses the *non-excess* kurtosis ``kurt`` (3 for a normal distribution, so the bracket is
+1 + SR**2 / 2). Written with the excess kurtosis ``k`` the bracket reads
+1 - skew * SR + (k + 2) / 4 * SR**2; mixing the two forms is the classic mistake. Skewness and
+kurtosis are the moments of the sample itself (scipy's ``bias=True``): for any real
+distribution kurt >= 1 + skew**2, so the bracket is never negative, which the
+"unbiased" small-sample corrections do not guarantee.
+
+Library choices: scipy for moments and the normal distribution, ``arch`` for the stationary
+bootstrap (Politis & Romano 1994) and its block length (Politis & White 2004, corrected by
+Patton, Politis & White 2009). The Deflated Sharpe Ratio and PBO by CSCV have no kept
+library, so they are written here from the papers, on scipy primitives.
+
+Short samples. The primitives (``sharpe_se``, ``probabilistic_sharpe_ratio``, the bootstrap)
+raise ``ValueError`` when the sample is too short to compute them. The report-facing
+summaries (``sharpe_stats``, ``prob_agent_beats``) never raise for shortness: what cannot
+be estimated is NaN (``None`` in ``as_dict``) and ``verdict`` says there were too few bars.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import numpy as np
+from arch.bootstrap import StationaryBootstrap, optimal_block_length
+from scipy import special, stats
+
+from fastrl.metrics import _EPS, bars_per_day, periods_per_year, sharpe_per_bar, sharpe_ratio
+
+MIN_BARS = 10  # fewer bars than this: no bootstrap, no verdict (arch's block length fails too)
+DEFAULT_REPS = 2000  # bootstrap resamples: p-values resolved to 0.0005
+DEFAULT_LEVEL = 0.9
+MAX_PBO_COMBINATIONS = 100_000  # C(16, 8) = 12,870 and C(18, 9) = 48,620 pass; S = 20 does not
+
+
+# ----------------------------------------------------------------------------- input checks
+
+
+def _as_series(name: str, values: np.ndarray, min_n: int = 1) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of per-bar returns, got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.flatnonzero(~np.isfinite(arr))[0])
+        raise ValueError(f"{name} has a non-finite value at index {bad}: {arr[bad]}")
+    if arr.shape[0] < min_n:
+        raise ValueError(f"{name} has {arr.shape[0]} entries; at least {min_n} are needed")
+    return arr
+
+
+def _check_level(level: float) -> float:
+    if not (isinstance(level, (int, float)) and 0.0 < level < 1.0):
+        raise ValueError(f"level must be a probability strictly between 0 and 1, got {level!r}")
+    return float(level)
+
+
+def _check_reps(reps: int) -> int:
+    if isinstance(reps, bool) or not isinstance(reps, (int, np.integer)) or reps < 1:
+        raise ValueError(f"reps must be a positive integer, got {reps!r}")
+    return int(reps)
+
+
+# ----------------------------------------------------------------------------- moments
+
+
+def _sharpe_moments(r: np.ndarray) -> tuple[float, float, float]:
+    """Per-bar Sharpe, skewness and non-excess kurtosis of a checked series."""
+    sr = sharpe_per_bar(r)
+    if sr == 0.0:
+        # no measurable risk (or zero mean): the moment terms are multiplied by SR = 0
+        return 0.0, 0.0, 3.0
+    return sr, float(stats.skew(r)), float(stats.kurtosis(r, fisher=False))
+
+
+def _sharpe_variance_bracket(sharpe: float, skew: float, kurtosis: float) -> float:
+    """1 - skew * SR + (kurt - 1) / 4 * SR^2 with non-excess kurtosis; T-1 times Var(SR)."""
+    bracket = 1.0 - skew * sharpe + (kurtosis - 1.0) / 4.0 * sharpe**2
+    return max(bracket, 0.0)  # >= 0 in exact arithmetic for sample moments; guard rounding
+
+
+class SharpeSE(NamedTuple):
+    """Standard error of the Sharpe ratio, per bar and annualised."""
+
+    per_bar: float
+    annual: float
+
+
+def sharpe_se(returns: np.ndarray, freq: str = "1d") -> SharpeSE:
+    """Standard error of the Sharpe ratio (Lo 2002 / Mertens 2002, skew and kurtosis aware).
+
+    sqrt((1 - skew SR + (kurt - 1)/4 SR^2) / (T - 1)) with SR per bar and ``kurt`` the
+    non-excess kurtosis; the annualised SE is the per-bar SE x sqrt(bars per year). It
+    assumes i.i.d. returns; use ``sharpe_bootstrap_ci`` where serial dependence matters.
+    """
+    r = _as_series("returns", returns, min_n=2)
+    scale = math.sqrt(periods_per_year(freq))
+    sr, skew, kurt = _sharpe_moments(r)
+    per_bar = math.sqrt(_sharpe_variance_bracket(sr, skew, kurt) / (r.shape[0] - 1))
+    return SharpeSE(per_bar=per_bar, annual=per_bar * scale)
+
+
+def psr_from_moments(
+    sharpe: float, n: int, skew: float, kurtosis: float, sr_benchmark: float = 0.0
+) -> float:
+    """PSR from the per-bar Sharpe, bar count, skewness and *non-excess* kurtosis.
+
+    Phi((SR - SR*) sqrt(T - 1) / sqrt(1 - skew SR + (kurt - 1)/4 SR^2)), Bailey & Lopez de
+    Prado (2012). ``sr_benchmark`` is per bar, like ``sharpe``.
+    """
+    if n < 2:
+        raise ValueError(f"n must be at least 2 bars, got {n}")
+    for name, value in (("sharpe", sharpe), ("skew", skew), ("kurtosis", kurtosis),
+                        ("sr_benchmark", sr_benchmark)):
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value}")
+    if kurtosis < 1.0:
+        raise ValueError(f"kurtosis must be the non-excess kurtosis (>= 1), got {kurtosis}")
+    bracket = _sharpe_variance_bracket(sharpe, skew, kurtosis)
+    gap = sharpe - sr_benchmark
+    if bracket <= _EPS:
+        # a two-point return distribution at one particular SR: no sampling spread left
+        return 1.0 if gap > 0 else (0.0 if gap < 0 else 0.5)
+    return float(stats.norm.cdf(gap * math.sqrt(n - 1) / math.sqrt(bracket)))
+
+
+def probabilistic_sharpe_ratio(
+    returns: np.ndarray, sr_benchmark: float = 0.0, *, freq: str | None = None
+) -> float:
+    """Probability that the true Sharpe exceeds ``sr_benchmark`` (Bailey & Lopez de Prado 2012).
+
+    ``sr_benchmark`` is per bar when ``freq`` is None, annualised when ``freq`` is given.
+    """
+    r = _as_series("returns", returns, min_n=2)
+    if freq is not None:
+        sr_benchmark = sr_benchmark / math.sqrt(periods_per_year(freq))
+    sr, skew, kurt = _sharpe_moments(r)
+    return psr_from_moments(sr, r.shape[0], skew, kurt, sr_benchmark)
+
+
+# ----------------------------------------------------------------------------- bootstrap
+
+
+def bootstrap_block_length(*series: np.ndarray) -> float:
+    """Mean block length for a stationary bootstrap of these series (Politis & White).
+
+    The largest of arch's ``optimal_block_length`` over each series and its square: a
+    Sharpe ratio depends on the variance too, so volatility clustering, which shows in
+    squared returns rather than returns, must survive resampling. Floored at 1 bar (the
+    i.i.d. bootstrap; also where the estimate is undefined on short or flat series) and
+    capped at a quarter of the sample, so at least a few independent pieces get shuffled.
+    """
+    n = series[0].shape[0]
+    candidates = [1.0]
+    if n >= 2 * MIN_BARS:  # arch divides by zero on very short series
+        columns = np.column_stack([c for s in series for c in (s, np.square(s - s.mean()))])
+        columns = columns[:, np.std(columns, axis=0) > _EPS]
+        if columns.shape[1]:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                estimates = optimal_block_length(columns)["stationary"].to_numpy()
+            candidates.extend(float(b) for b in estimates if math.isfinite(b))
+    return float(min(max(candidates), max(1.0, n / 4.0)))
+
+
+def sharpe_bootstrap_ci(
+    returns: np.ndarray,
+    freq: str = "1d",
+    level: float = DEFAULT_LEVEL,
+    reps: int = DEFAULT_REPS,
+    seed: int = 0,
+    *,
+    block_length: float | None = None,
+) -> tuple[float, float]:
+    """Two-sided ``level`` interval for the annualised Sharpe by stationary bootstrap.
+
+    Percentile interval of the Sharpe over ``reps`` resamples of the per-bar returns
+    (arch's ``StationaryBootstrap``), mean block length from ``bootstrap_block_length``
+    unless given. Deterministic given ``seed``.
+    """
+    r = _as_series("returns", returns, min_n=MIN_BARS)
+    level = _check_level(level)
+    reps = _check_reps(reps)
+    block = bootstrap_block_length(r) if block_length is None else float(block_length)
+    if not block >= 1.0:
+        raise ValueError(f"block_length must be at least 1 bar, got {block_length}")
+    sampler = StationaryBootstrap(block, r, seed=np.random.default_rng(seed))
+    low, high = sampler.conf_int(
+        lambda x: np.array([sharpe_ratio(x, freq)]), reps=reps, method="percentile", size=level
+    )[:, 0]
+    return float(low), float(high)
+
+
+# ----------------------------------------------------------------------------- summaries
+
+
+def _json_number(value: float) -> float | None:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+@dataclass(frozen=True)
+class SharpeStats:
+    """A Sharpe ratio with its error bars; every Sharpe figure annualised.
+
+    ``se`` is the Lo/Mertens standard error, ``ci_low``/``ci_high`` the stationary-bootstrap
+    interval at ``level``, ``psr`` the probability that the true Sharpe is above 0. NaN where
+    the sample is too short (``se``/``psr`` below 2 bars, the interval below ``MIN_BARS``).
+    """
+
+    sharpe: float
+    se: float
+    ci_low: float
+    ci_high: float
+    psr: float
+    n: int
+    level: float
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        """Plain dict for JSON; NaN (not estimable) becomes None."""
+        return {key: _json_number(value) for key, value in asdict(self).items()}
+
+
+def sharpe_stats(
+    returns: np.ndarray,
+    freq: str = "1d",
+    *,
+    level: float = DEFAULT_LEVEL,
+    reps: int = DEFAULT_REPS,
+    seed: int = 0,
+) -> SharpeStats:
+    """Fill a :class:`SharpeStats` for one return series; never raises for a short series."""
+    r = _as_series("returns", returns)
+    level = _check_level(level)
+    n = int(r.shape[0])
+    se = psr = low = high = math.nan
+    if n >= 2:
+        se = sharpe_se(r, freq).annual
+        psr = probabilistic_sharpe_ratio(r)
+    if n >= MIN_BARS:
+        low, high = sharpe_bootstrap_ci(r, freq, level, reps, seed)
+    return SharpeStats(
+        sharpe=sharpe_ratio(r, freq), se=se, ci_low=low, ci_high=high, psr=psr, n=n, level=level
+    )
+
+
+@dataclass(frozen=True)
+class AgentVsBenchmark:
+    """Paired-bootstrap comparison of two Sharpe ratios on the same bars (annualised).
+
+    ``probability`` is P(SR_agent > SR_bench) over the bootstrap, ``p_value`` = 1 -
+    probability, the one-sided p-value of "the agent's Sharpe is not above the benchmark's".
+    Both NaN with fewer than ``MIN_BARS`` bars.
+    """
+
+    probability: float
+    p_value: float
+    sharpe_agent: float
+    sharpe_bench: float
+    n: int
+    freq: str
+    block_length: float
+    reps: int
+
+    def as_dict(self) -> dict[str, float | int | str | None]:
+        """Plain dict for JSON; NaN (not estimable) becomes None."""
+        return {key: _json_number(value) for key, value in asdict(self).items()}
+
+
+def prob_agent_beats(
+    agent_returns: np.ndarray,
+    bench_returns: np.ndarray,
+    freq: str = "1d",
+    *,
+    reps: int = DEFAULT_REPS,
+    seed: int = 0,
+    block_length: float | None = None,
+) -> AgentVsBenchmark:
+    """Probability that the agent's Sharpe beats the benchmark's on the same bars.
+
+    A paired stationary bootstrap: each resample draws one set of bar indices and applies it
+    to both series (arch's bootstrap over two arrays), so whatever the bars share (the market
+    move both ride) stays paired. ``probability`` is the share of resamples where the agent's
+    Sharpe is strictly higher; ``p_value`` = 1 - probability is the percentile-bootstrap
+    one-sided p-value of H0: SR_agent <= SR_bench (ties count for H0, so identical series get
+    p = 1). It is the plain percentile test, not Ledoit & Wolf's (2008) studentised one: fine
+    for a headline verdict, optimistic on very short or very heavy-tailed samples.
+    """
+    agent = _as_series("agent_returns", agent_returns)
+    bench = _as_series("bench_returns", bench_returns)
+    if agent.shape != bench.shape:
+        raise ValueError(
+            f"agent_returns has {agent.shape[0]} bars but bench_returns has {bench.shape[0]};"
+            " they must cover the same bars"
+        )
+    reps = _check_reps(reps)
+    n = int(agent.shape[0])
+    sharpe_agent, sharpe_bench = sharpe_ratio(agent, freq), sharpe_ratio(bench, freq)
+    if n < MIN_BARS:
+        return AgentVsBenchmark(math.nan, math.nan, sharpe_agent, sharpe_bench, n, freq,
+                                math.nan, reps)
+    block = bootstrap_block_length(agent, bench) if block_length is None else float(block_length)
+    if not block >= 1.0:
+        raise ValueError(f"block_length must be at least 1 bar, got {block_length}")
+    sampler = StationaryBootstrap(block, agent, bench, seed=np.random.default_rng(seed))
+    gaps = sampler.apply(
+        lambda a, b: np.array([sharpe_per_bar(a) - sharpe_per_bar(b)]), reps=reps
+    )[:, 0]
+    probability = float(np.mean(gaps > 0))
+    return AgentVsBenchmark(probability, 1.0 - probability, sharpe_agent, sharpe_bench, n, freq,
+                            block, reps)
+
+
+def _span(n: int, freq: str) -> str:
+    per_day = bars_per_day(freq)
+    if per_day == 1.0:
+        return f"these {n} day{'s' if n != 1 else ''}"
+    days = n / per_day
+    days_text = f"{days:.0f}" if abs(days - round(days)) < 1e-9 else f"{days:.1f}"
+    return f"these {n} bars ({days_text} day{'s' if days_text != '1' else ''})"
+
+
+def _format_p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
+
+
+def verdict(
+    comparison: AgentVsBenchmark,
+    level: float = DEFAULT_LEVEL,
+    *,
+    agent: str = "the agent",
+    benchmark: str = "buy-and-hold",
+) -> str:
+    """One line in plain words: does the agent beat the benchmark at ``level`` confidence?
+
+    "the agent beats buy-and-hold on these 30 days at 90% confidence (p = 0.04)" when the
+    one-sided p-value is at most 1 - level, "no evidence that the agent beats buy-and-hold
+    on these 30 days (p = 0.41)" otherwise, and "too few bars (n=3) to say anything ..."
+    below ``MIN_BARS`` bars.
+    """
+    level = _check_level(level)
+    n = comparison.n
+    if n < MIN_BARS or not math.isfinite(comparison.p_value):
+        return f"too few bars (n={n}) to say anything about whether {agent} beats {benchmark}"
+    span = _span(n, comparison.freq)
+    p = _format_p(comparison.p_value)
+    if comparison.p_value <= 1.0 - level:
+        return f"{agent} beats {benchmark} on {span} at {100 * level:g}% confidence ({p})"
+    return f"no evidence that {agent} beats {benchmark} on {span} ({p})"
+
+
+# ----------------------------------------------------------------------------- overfitting
+
+
+def expected_max_sharpe(trial_sharpe_variance: float, n_trials: int) -> float:
+    """Expected maximum of ``n_trials`` Sharpe estimates whose true Sharpe is 0.
+
+    SR0 = sqrt(V) ((1 - g) Phi^-1(1 - 1/N) + g Phi^-1(1 - 1/(N e))), g the Euler-Mascheroni
+    constant (Bailey & Lopez de Prado 2014, from the false strategy theorem). Same units
+    as the Sharpe ratios whose variance ``V`` is.
+    """
+    if isinstance(n_trials, bool) or not isinstance(n_trials, (int, np.integer)) or n_trials < 2:
+        raise ValueError(f"n_trials must be an integer >= 2, got {n_trials!r}")
+    if not (math.isfinite(trial_sharpe_variance) and trial_sharpe_variance >= 0.0):
+        raise ValueError(
+            f"trial_sharpe_variance must be finite and >= 0, got {trial_sharpe_variance}"
+        )
+    gamma = np.euler_gamma
+    quantiles = stats.norm.ppf([1.0 - 1.0 / n_trials, 1.0 - 1.0 / (n_trials * math.e)])
+    return float(
+        math.sqrt(trial_sharpe_variance) * ((1.0 - gamma) * quantiles[0] + gamma * quantiles[1])
+    )
+
+
+def deflated_sharpe_ratio(
+    returns_of_winner: np.ndarray,
+    trial_sharpes: np.ndarray,
+    *,
+    freq: str | None = None,
+    n_trials: int | None = None,
+) -> float:
+    """Deflated Sharpe Ratio: PSR of the selected trial against the best Sharpe luck buys.
+
+    ``trial_sharpes`` are the Sharpe estimates of every trial tried (the winner included),
+    per bar when ``freq`` is None, annualised when ``freq`` is given. Their variance (ddof=1)
+    and the trial count (``n_trials``, default ``len(trial_sharpes)``; pass the effective
+    number of independent trials when they are correlated) give SR0 =
+    ``expected_max_sharpe``; the result is PSR(SR0) of the winner's per-bar returns.
+    Bailey & Lopez de Prado (2014). Above 0.95: the winner's Sharpe is unlikely to be luck.
+    """
+    r = _as_series("returns_of_winner", returns_of_winner, min_n=2)
+    trials = np.asarray(trial_sharpes, dtype=np.float64)
+    if trials.ndim != 1 or trials.shape[0] < 2:
+        raise ValueError(
+            f"trial_sharpes must be a 1-D array of at least 2 Sharpe ratios, got shape"
+            f" {trials.shape}"
+        )
+    if not np.all(np.isfinite(trials)):
+        raise ValueError("trial_sharpes has a non-finite value")
+    if freq is not None:
+        trials = trials / math.sqrt(periods_per_year(freq))
+    count = trials.shape[0] if n_trials is None else n_trials
+    sr0 = expected_max_sharpe(float(np.var(trials, ddof=1)), count)
+    sr, skew, kurt = _sharpe_moments(r)
+    return psr_from_moments(sr, r.shape[0], skew, kurt, sr0)
+
+
+@dataclass(frozen=True)
+class PBOResult:
+    """Probability of backtest overfitting by CSCV, with its logit distribution.
+
+    ``logits`` holds one lambda = log(w / (1 - w)) per in-sample/out-of-sample split, w the
+    out-of-sample relative rank (rank / (N + 1), 1 = worst) of the in-sample best trial;
+    ``pbo`` is the share of lambda <= 0, i.e. of splits where the in-sample winner did no
+    better than the out-of-sample median.
+    """
+
+    pbo: float
+    logits: np.ndarray
+    n_blocks: int
+    n_combinations: int
+    n_trials: int
+
+    def as_dict(self) -> dict[str, float | int | list[float]]:
+        """Plain dict for JSON."""
+        return {
+            "pbo": self.pbo,
+            "logits": [float(x) for x in self.logits],
+            "n_blocks": self.n_blocks,
+            "n_combinations": self.n_combinations,
+            "n_trials": self.n_trials,
+        }
+
+
+def _split_scores(
+    blocks: list[np.ndarray], in_sample: np.ndarray, metric: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """In- and out-of-sample scores of every trial for every split, from block sums.
+
+    Mean and ddof=1 variance of a union of blocks follow from per-block sums of x - c
+    and (x - c)^2, c the column mean (the shift keeps the subtraction well conditioned):
+    the 12,870 splits of S = 16 then cost two matrix products, not 12,870 passes over T x N.
+    """
+    centre = np.mean(np.concatenate(blocks), axis=0)
+    sums = np.stack([np.sum(b - centre, axis=0) for b in blocks])  # S x N
+    squares = np.stack([np.sum(np.square(b - centre), axis=0) for b in blocks])
+    counts = np.array([b.shape[0] for b in blocks], dtype=np.float64)
+    out = []
+    for mask in (in_sample, ~in_sample):
+        weights = mask.astype(np.float64)  # C x S
+        n = (weights @ counts)[:, None]
+        s1, s2 = weights @ sums, weights @ squares
+        mean = centre + s1 / n
+        if metric == "mean":
+            out.append(mean)
+            continue
+        std = np.sqrt(np.maximum(s2 - s1**2 / n, 0.0) / np.maximum(n - 1.0, 1.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out.append(np.where((std > _EPS) & (n > 1), mean / std, 0.0))
+    return out[0], out[1]
+
+
+def probability_of_backtest_overfitting(
+    perf_matrix: np.ndarray,
+    n_blocks: int = 16,
+    metric: str | Callable[[np.ndarray], np.ndarray] = "sharpe",
+    *,
+    max_combinations: int = MAX_PBO_COMBINATIONS,
+) -> PBOResult:
+    """PBO by combinatorially symmetric cross-validation (Bailey, Borwein, Lopez de Prado &
+    Zhu 2017).
+
+    ``perf_matrix`` is T x N: per-period validation returns (rows, in time order) of N
+    trials. Rows are cut into ``n_blocks`` (S, even) consecutive blocks, sizes differing by
+    at most one row. For each of the C(S, S/2) choices of S/2 blocks as in-sample, the trial
+    with the best in-sample ``metric`` is ranked among all trials on the other half. The
+    metric is "sharpe" (per-bar Sharpe, default), "mean", or a callable mapping a rows x N
+    array to N scores (higher is better).
+    """
+    m = np.asarray(perf_matrix, dtype=np.float64)
+    if m.ndim != 2:
+        raise ValueError(f"perf_matrix must be 2-D (time x trials), got shape {m.shape}")
+    if m.shape[0] == 0 or m.shape[1] == 0:
+        raise ValueError(f"perf_matrix is empty (shape {m.shape})")
+    if not np.all(np.isfinite(m)):
+        row, col = (int(i[0]) for i in np.nonzero(~np.isfinite(m)))
+        raise ValueError(f"perf_matrix has a non-finite value at row {row}, column {col}")
+    t_rows, n_trials = m.shape
+    if n_trials < 2:
+        raise ValueError(f"perf_matrix needs at least 2 trials (columns), got {n_trials}")
+    if isinstance(n_blocks, bool) or not isinstance(n_blocks, (int, np.integer)):
+        raise ValueError(f"n_blocks must be an even integer, got {n_blocks!r}")
+    if n_blocks < 2 or n_blocks % 2:
+        raise ValueError(f"n_blocks must be even and at least 2, got {n_blocks}")
+    if n_blocks > t_rows:
+        raise ValueError(f"n_blocks={n_blocks} exceeds the {t_rows} rows of perf_matrix")
+    n_combinations = math.comb(n_blocks, n_blocks // 2)
+    if n_combinations > max_combinations:
+        raise ValueError(
+            f"n_blocks={n_blocks} gives {n_combinations} splits, over max_combinations="
+            f"{max_combinations}; use fewer blocks"
+        )
+    if not (callable(metric) or metric in ("sharpe", "mean")):
+        raise ValueError(f"metric must be 'sharpe', 'mean' or a callable, got {metric!r}")
+
+    blocks = np.array_split(m, n_blocks, axis=0)
+    in_sample = np.zeros((n_combinations, n_blocks), dtype=bool)
+    for i, chosen in enumerate(itertools.combinations(range(n_blocks), n_blocks // 2)):
+        in_sample[i, list(chosen)] = True
+
+    if callable(metric):
+        is_scores = np.empty((n_combinations, n_trials))
+        oos_scores = np.empty((n_combinations, n_trials))
+        for i, mask in enumerate(in_sample):
+            for scores, side in ((is_scores, mask), (oos_scores, ~mask)):
+                rows = np.concatenate([blocks[j] for j in np.flatnonzero(side)])
+                values = np.asarray(metric(rows), dtype=np.float64).reshape(-1)
+                if values.shape[0] != n_trials:
+                    raise ValueError(
+                        f"metric returned {values.shape[0]} scores for {n_trials} trials"
+                    )
+                scores[i] = values
+    else:
+        is_scores, oos_scores = _split_scores(blocks, in_sample, metric)
+
+    best = np.argmax(is_scores, axis=1)  # first trial wins an in-sample tie
+    oos_ranks = stats.rankdata(oos_scores, axis=1)  # 1 = worst; ties share the average rank
+    relative = oos_ranks[np.arange(n_combinations), best] / (n_trials + 1)
+    logits = special.logit(relative)
+    return PBOResult(
+        pbo=float(np.mean(logits <= 0.0)),
+        logits=logits,
+        n_blocks=int(n_blocks),
+        n_combinations=n_combinations,
+        n_trials=int(n_trials),
+    )
