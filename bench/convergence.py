@@ -363,51 +363,40 @@ def _env_config(overrides: dict[str, Any]) -> Any:
     return apply_overrides(preset_config("fast"), overrides).env
 
 
-def _validation_env(splits: Any, env_config: Any) -> Any:
-    from fastrl.env import TradingVecEnv
-    from fastrl.ppo.trainer import validation_env_config
+def _validation_score(splits: Any, env_config: Any, policy: Any, strategy: str = "agent") -> float:
+    """The trainer's validation score (fastrl.backtest: combined Sharpe after the final
+    liquidation) of ``policy``, or of the buy-and-hold baseline beside it."""
+    from fastrl.backtest import evaluate_agent
 
-    return TradingVecEnv(splits.val, splits.val.num_segments, validation_env_config(env_config),
-                         num_threads=1, seed=0)
+    result = evaluate_agent(policy, splits.val, env_config, baselines=strategy != "agent")
+    return float(result.combined[strategy].sharpe)
 
 
 def oracle_validation_sharpe(splits: Any, env_config: Any) -> float:
     """Validation Sharpe of holding sign(signal_t) over bar t+1, through the simulator.
 
-    Measured like the trainer's validation (same env settings, same Sharpe), so the target
-    shares the validation slice's sampling noise. The raw signal is positive exactly when
-    its normalised feature exceeds -mean/std.
+    Measured exactly like the trainer's validation, so the target shares the validation
+    slice's sampling noise. The raw signal is positive exactly when its normalised feature
+    (the last window row of the observation) exceeds -mean/std.
     """
-    from fastrl.ppo.trainer import backtest_sharpe
-
     column = list(splits.feature_names).index("signal")
     threshold = -splits.normaliser.mean[column] / splits.normaliser.std[column]
     levels = list(env_config.position_levels)
     long_index, short_index = levels.index(1.0), levels.index(-1.0)
-    signal = np.asarray(splits.val.features[:, column])
-    env = _validation_env(splits, env_config)
+    latest = (env_config.window - 1) * splits.val.num_features + column
 
     def oracle(obs: np.ndarray) -> np.ndarray:
-        above = signal[np.asarray(env.bar_index)] > threshold
-        return np.where(above, long_index, short_index).astype(np.int64)
+        return np.where(obs[:, latest] > threshold, long_index, short_index).astype(np.int64)
 
-    try:
-        return backtest_sharpe(env, oracle, splits.val.freq)["sharpe"]
-    finally:
-        env.close()
+    return _validation_score(splits, env_config, oracle)
 
 
 def buy_and_hold_validation_sharpe(splits: Any, env_config: Any) -> float:
-    """Validation Sharpe of holding +1 throughout (entry cost paid), for context."""
-    from fastrl.ppo.trainer import backtest_sharpe
-
-    long_index = list(env_config.position_levels).index(1.0)
-    env = _validation_env(splits, env_config)
-    try:
-        return backtest_sharpe(env, lambda obs: np.full(len(obs), long_index, np.int64),
-                               splits.val.freq)["sharpe"]
-    finally:
-        env.close()
+    """Validation Sharpe of buy-and-hold (entry and exit costs paid), for context."""
+    flat_index = list(env_config.position_levels).index(0.0)
+    return _validation_score(splits, env_config,
+                             lambda obs: np.full(len(obs), flat_index, np.int64),
+                             strategy="buy_and_hold")
 
 
 # ---------------------------------------------------------------------------- training
@@ -451,7 +440,7 @@ def run_config(preset: str, market: MarketSetup, seed: int, timesteps: int,
 
 def train_and_test(config: Any, market: MarketSetup) -> dict[str, Any]:
     """Train one run, record its validation curve, and backtest its best checkpoint."""
-    from fastrl.evaluate import evaluate_agent
+    from fastrl.backtest import evaluate_agent
     from fastrl.ppo.checkpoint import load_agent
     from fastrl.ppo.trainer import Trainer
 

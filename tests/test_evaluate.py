@@ -291,11 +291,14 @@ def _bundled_tail(folder, rows: int, drop: tuple[str, ...] = ()):
     return folder
 
 
-def test_evaluate_run_writes_the_report_on_held_out_days(trained_run):
+def test_evaluate_run_on_held_out_days_and_the_report_the_cli_writes(trained_run):
+    from fastrl.cli.evaluate import write_run_report
     from fastrl.evaluate import evaluate_run
 
     result = evaluate_run(trained_run)
     assert result.info["checkpoint"].endswith(("best.pt", "final.pt"))
+    assert not (trained_run / "report.md").exists()  # evaluation writes nothing
+    assert write_run_report(result) == trained_run
     for name in ("report.md", "report.html", "report.json", "equity.png", "training.png"):
         assert (trained_run / name).is_file(), name
     from fastrl.data import build_market
@@ -396,10 +399,10 @@ def test_evaluate_run_on_a_synthetic_market_run(tmp_path):
         lr_warmup_steps=0,
     )
     train(config, run_dir=tmp_path)
-    result = evaluate_run(tmp_path, write_report=False)
+    result = evaluate_run(tmp_path)
     test = load_market(config).test
     assert result.symbols == list(test.symbols)
     for s, symbol in enumerate(test.symbols):
         assert result.get(symbol, "agent").bars[-1] == test.offsets[s + 1] - 1
     with pytest.raises(EvaluationError, match="its own 25 test days"):
-        evaluate_run(tmp_path, test_days=10, write_report=False)
+        evaluate_run(tmp_path, test_days=10)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fastrl.backtest import evaluate_agent
 from fastrl.config import build_config
-from fastrl.ppo.trainer import Trainer, backtest_sharpe
+from fastrl.ppo.trainer import Trainer
 
 pytest.importorskip("fastrl._core")
 
@@ -27,8 +28,9 @@ def test_ppo_learns_the_planted_signal(tmp_path):
     ])
     trainer = Trainer(config, market=market, run_dir=tmp_path / "run")
     rng = np.random.default_rng(0)
-    random_policy = backtest_sharpe(trainer.val_env, lambda obs: rng.integers(0, 3, len(obs)),
-                                    "1d", seed=0)
+    randomly = evaluate_agent(lambda obs: rng.integers(0, 3, len(obs)), market.val, config.env,
+                              baselines=False).combined["agent"]
+    random_policy = {"sharpe": randomly.sharpe, "return": randomly.total_return}
     result = trainer.train()
     final = trainer.validate()
     assert result.best_val_sharpe > random_policy["sharpe"] + 1.5, (result, random_policy)

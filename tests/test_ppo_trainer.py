@@ -139,12 +139,26 @@ def test_bad_checkpoints_give_clear_errors(market, tmp_path):
 def test_continuous_bounds_that_float32_cannot_hold_are_respected(market, tmp_path):
     # 0.3 and -0.1 are not float32 numbers: clipping must happen in float64, or the env
     # refuses actions like 0.30000001 on the first step that samples past the bound.
+    from fastrl.env import TradingVecEnv
+
+    sent: list[np.ndarray] = []
+
+    class Recording(TradingVecEnv):
+        def step(self, actions):
+            sent.append(np.array(actions, copy=True))
+            return super().step(actions)
+
+    def factory(block, num_envs, env_config, *, num_threads, seed, buffers=None):
+        return Recording(block, num_envs, env_config, num_threads=num_threads, seed=seed,
+                         buffers=buffers)
+
     config = tiny_config("env.action=continuous", "env.min_pos=-0.1", "env.max_pos=0.3",
                          "log_std_init=1.0")
-    trainer = Trainer(config, market=market, run_dir=tmp_path / "run")
+    trainer = Trainer(config, market=market, run_dir=tmp_path / "run", env_factory=factory)
     result = trainer.train()
     assert result.reason == "completed"
-    history = trainer.action_history
+    history = np.stack(sent)
+    assert history.dtype == np.float64
     assert history.min() >= -0.1 and history.max() <= 0.3
     assert (history == 0.3).any() and (history == -0.1).any()  # the bounds were hit
     resumed = Trainer.resume(tmp_path / "run", overrides={"total_timesteps": 512}, market=market)

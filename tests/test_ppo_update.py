@@ -19,10 +19,14 @@ def fixed_batch(agent: ActorCritic, n: int = 256, seed: int = 0) -> dict[str, to
             "advantages": advantages, "returns": values + advantages}
 
 
-def loss_on(loss_fn: PPOLoss, batch, clip, ent) -> tuple[float, float]:
+VF = torch.tensor(0.5)
+
+
+def loss_on(loss_fn: PPOLoss, batch, clip, ent, vf=VF, vclip=None) -> tuple[float, float]:
     with torch.no_grad():
         loss, stats = loss_fn(batch["obs"], batch["actions"], batch["logprobs"],
-                              batch["advantages"], batch["returns"], batch["values"], clip, ent)
+                              batch["advantages"], batch["returns"], batch["values"], clip, ent,
+                              vf, clip if vclip is None else vclip)
     return float(loss), float(stats[0])
 
 
@@ -31,7 +35,7 @@ def test_update_lowers_the_surrogate_loss(num_actions):
     torch.manual_seed(0)
     agent = ActorCritic(8, num_actions, (32, 32))
     batch = fixed_batch(agent)
-    loss_fn = PPOLoss(agent, vf_coef=0.5)
+    loss_fn = PPOLoss(agent)
     clip, ent = torch.tensor(0.2), torch.tensor(0.0)
     before_loss, before_policy = loss_on(loss_fn, batch, clip, ent)
     assert before_policy == pytest.approx(-float(
@@ -42,7 +46,7 @@ def test_update_lowers_the_surrogate_loss(num_actions):
                                torch.device("cpu"))
     result = ppo_update(loss_fn, optimizer, list(agent.parameters()), batch, n_epochs=4,
                         minibatch_size=64, max_grad_norm=1.0, target_kl=None, clip_range=clip,
-                        ent_coef=ent)
+                        ent_coef=ent, vf_coef=VF)
     after_loss, after_policy = loss_on(loss_fn, batch, clip, ent)
     assert result.epochs == 4 and result.minibatches == 16
     assert after_policy < before_policy - 0.01
@@ -55,11 +59,11 @@ def test_target_kl_stops_the_epoch_loop():
     torch.manual_seed(1)
     agent = ActorCritic(8, 3, (32, 32))
     batch = fixed_batch(agent)
-    loss_fn = PPOLoss(agent, vf_coef=0.5)
+    loss_fn = PPOLoss(agent)
     optimizer = make_optimizer(list(agent.parameters()), "adam", torch.tensor(5e-2), 0.0, 1e-5,
                                torch.device("cpu"))
     common = dict(n_epochs=10, minibatch_size=32, max_grad_norm=10.0,
-                  clip_range=torch.tensor(0.2), ent_coef=torch.tensor(0.0))
+                  clip_range=torch.tensor(0.2), ent_coef=torch.tensor(0.0), vf_coef=VF)
     stopped = ppo_update(loss_fn, optimizer, list(agent.parameters()), batch, target_kl=1e-4,
                          **common)
     assert stopped.epochs < 10
@@ -67,7 +71,7 @@ def test_target_kl_stops_the_epoch_loop():
     agent2 = ActorCritic(8, 3, (32, 32))
     optimizer2 = make_optimizer(list(agent2.parameters()), "adam", torch.tensor(1e-5), 0.0,
                                 1e-5, torch.device("cpu"))
-    full = ppo_update(PPOLoss(agent2, 0.5), optimizer2, list(agent2.parameters()),
+    full = ppo_update(PPOLoss(agent2), optimizer2, list(agent2.parameters()),
                       fixed_batch(agent2), target_kl=10.0, **common)
     assert full.epochs == 10
 
@@ -78,9 +82,9 @@ def test_minibatch_size_must_divide_the_batch():
     optimizer = make_optimizer(list(agent.parameters()), "adam", torch.tensor(1e-3), 0.0, 1e-5,
                                torch.device("cpu"))
     with pytest.raises(ValueError, match="minibatch_size 4"):
-        ppo_update(PPOLoss(agent, 0.5), optimizer, list(agent.parameters()), batch, n_epochs=1,
+        ppo_update(PPOLoss(agent), optimizer, list(agent.parameters()), batch, n_epochs=1,
                    minibatch_size=4, max_grad_norm=1.0, target_kl=None,
-                   clip_range=torch.tensor(0.2), ent_coef=torch.tensor(0.0))
+                   clip_range=torch.tensor(0.2), ent_coef=torch.tensor(0.0), vf_coef=VF)
 
 
 def test_value_clipping_limits_the_value_loss_gradient():
@@ -89,8 +93,8 @@ def test_value_clipping_limits_the_value_loss_gradient():
     batch = fixed_batch(agent, n=64)
     batch["returns"] = batch["values"] + 100.0
     clip, ent = torch.tensor(0.2), torch.tensor(0.0)
-    plain = PPOLoss(agent, 1.0, clip_vloss=False)
-    clipped = PPOLoss(agent, 1.0, clip_vloss=True)
+    plain = PPOLoss(agent, clip_vloss=False)
+    clipped = PPOLoss(agent, clip_vloss=True)
     # at the old values both agree
     assert loss_on(plain, batch, clip, ent)[0] == pytest.approx(loss_on(clipped, batch, clip,
                                                                          ent)[0], rel=1e-5)
@@ -101,6 +105,81 @@ def test_value_clipping_limits_the_value_loss_gradient():
     plain_after = loss_on(plain, batch, clip, ent)[0]
     clipped_after = loss_on(clipped, batch, clip, ent)[0]
     assert clipped_after > plain_after + 1000.0
+    # the value clip range is its own value: a wide one credits the whole move
+    wide = loss_on(clipped, batch, clip, ent, vclip=torch.tensor(1000.0))[0]
+    assert wide == pytest.approx(plain_after, rel=1e-6)
+    assert loss_on(clipped, batch, clip, ent, vclip=torch.tensor(0.2))[0] == clipped_after
+
+
+class ScriptedKL(torch.nn.Module):
+    """A loss whose minibatch approx_kl values are scripted: tests the stopping rule alone."""
+
+    def __init__(self, kls: list[float]) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.kls = iter(kls)
+
+    def forward(self, obs, *_):
+        kl = next(self.kls)
+        return self.weight * 0.0 + obs.sum() * 0.0, torch.tensor([0.0, 0.0, 0.0, kl, 0.0])
+
+
+def test_target_kl_rule_reads_the_last_minibatch_of_the_epoch():
+    batch = {k: torch.zeros(4) for k in ("actions", "logprobs", "advantages", "returns",
+                                         "values")}
+    batch["obs"] = torch.zeros(4, 1)
+    common = dict(n_epochs=5, minibatch_size=2, max_grad_norm=1.0, target_kl=0.1,
+                  clip_range=torch.tensor(0.2), ent_coef=torch.tensor(0.0), vf_coef=VF)
+
+    def run(kls):
+        loss = ScriptedKL(kls)
+        optimizer = torch.optim.SGD(loss.parameters(), lr=0.1)
+        return ppo_update(loss, optimizer, list(loss.parameters()), batch, **common).epochs
+
+    # epoch 1: a large KL on the first minibatch but a small last one: CleanRL goes on
+    assert run([0.5, 0.01, 0.01, 0.2] + [0.0] * 6) == 2
+    # the epoch mean (0.105) exceeds the target, the last minibatch (0.01) does not
+    assert run([0.2, 0.01] * 5) == 5
+
+
+def test_weight_decay_spares_biases_and_log_std():
+    agent = ActorCritic(4, 0, (8,))
+    params = list(agent.parameters())
+    optimizer = make_optimizer(params, "adamw", torch.tensor(0.1), 0.5, 1e-5,
+                               torch.device("cpu"))
+    with torch.no_grad():
+        for p in params:
+            p.fill_(1.0)
+    before = {name: p.detach().clone() for name, p in agent.named_parameters()}
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    optimizer.step()  # a zero gradient: only the decoupled decay moves anything
+    for name, p in agent.named_parameters():
+        if p.ndim >= 2:
+            assert torch.all(p < before[name]), name
+        else:
+            assert torch.equal(p, before[name]), name
+
+
+@pytest.mark.parametrize("num_actions", [3, 0])
+def test_bf16_heads_run_in_fp32_so_the_first_ratio_is_one(num_actions):
+    from fastrl.ppo.update import autocast_context
+
+    agent = ActorCritic(32, num_actions, (256, 256), generator=torch.Generator().manual_seed(0))
+    obs = torch.randn(512, 32, generator=torch.Generator().manual_seed(1)) * 3
+    cpu = torch.device("cpu")
+    with torch.no_grad():
+        with autocast_context(cpu, True):
+            policy_out, _ = agent(obs)  # the rollout's batch
+        dist = agent.distribution(policy_out)
+        actions = dist.sample()
+        logprobs = dist.log_prob(actions)
+    with torch.no_grad(), autocast_context(cpu, True):
+        index = torch.randperm(512, generator=torch.Generator().manual_seed(2))[:64]
+        new_logprobs, _, _ = agent.evaluate(obs[index], actions[index])  # one minibatch
+        assert agent(obs)[0].dtype == torch.float32
+    ratio = (new_logprobs - logprobs[index]).exp()
+    assert float((ratio - 1).abs().max()) < 1e-3
 
 
 def test_heads_shapes_init_and_deterministic_actions():

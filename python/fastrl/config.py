@@ -74,9 +74,10 @@ class TrainConfig:
     minibatch_size: int = 2048  # must divide num_envs * num_steps
     vf_coef: float = 1.0
     max_grad_norm: float = 1.0
-    target_kl: float | None = 0.02  # stop the epoch loop when an epoch's mean KL exceeds it
+    target_kl: float | None = 0.02  # stop the epoch loop when its last minibatch's KL exceeds it
     norm_adv: bool = True  # normalise advantages per minibatch
-    clip_vloss: bool = False  # clip the value update to +-clip_range around the old value
+    clip_vloss: bool = False  # clip the value update around the old value (see clip_range_vf)
+    clip_range_vf: float | None = None  # value clip range; None: follow the clip_range schedule
     optimizer: str = "adamw"  # "adamw" (decoupled weight decay) or "adam"
     weight_decay: float = 1e-4
     adam_eps: float = 1e-5
@@ -401,6 +402,8 @@ def validate_config(config: TrainConfig) -> None:
         _check(getattr(c, key) > 0, key, "must be > 0", getattr(c, key))
     _check(c.target_kl is None or c.target_kl > 0, "target_kl", "must be > 0 or null",
            c.target_kl)
+    _check(c.clip_range_vf is None or c.clip_range_vf > 0, "clip_range_vf",
+           "must be > 0 or null", c.clip_range_vf)
     _check(c.optimizer in ("adamw", "adam"), "optimizer", "must be adamw or adam", c.optimizer)
     _check(len(c.hidden_sizes) >= 1 and all(h >= 1 for h in c.hidden_sizes), "hidden_sizes",
            "must be a non-empty list of positive integers", c.hidden_sizes)
@@ -417,7 +420,9 @@ def validate_config(config: TrainConfig) -> None:
     d = c.data
     _check(len(d.symbols) >= 1, "data.symbols", "must name at least one symbol", d.symbols)
     _check(d.freq in ("1d", "5min"), "data.freq", "must be 1d or 5min", d.freq)
-    _check(d.test_days >= 0, "data.test_days", "must be >= 0", d.test_days)
+    _check(d.test_days >= 1, "data.test_days",
+           "must be >= 1: fastrl always holds out test days for an honest backtest",
+           d.test_days)
     _check(d.val_days >= 0, "data.val_days", "must be >= 0", d.val_days)
     _check(d.synthetic_bars >= 1, "data.synthetic_bars", "must be >= 1", d.synthetic_bars)
     _check(0.0 <= d.synthetic_signal_strength < 1.0, "data.synthetic_signal_strength",

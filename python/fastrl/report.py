@@ -22,7 +22,7 @@ import numpy as np
 from fastrl.metrics import METRIC_LABELS, format_metric
 
 if TYPE_CHECKING:
-    from fastrl.evaluate import Backtest, EvalResult
+    from fastrl.backtest import Backtest, EvalResult
 
 DPI = 100
 FIG_WIDTH_IN = 11.0
@@ -258,7 +258,7 @@ class ReportFiles:
 
 
 def _table_rows(result: EvalResult, symbol: str) -> list[list[str]]:
-    from fastrl.evaluate import STRATEGIES
+    from fastrl.backtest import STRATEGIES
 
     rows = []
     for key in REPORT_METRICS:
@@ -269,7 +269,7 @@ def _table_rows(result: EvalResult, symbol: str) -> list[list[str]]:
 
 
 def _sections(result: EvalResult) -> list[tuple[str, list[list[str]]]]:
-    from fastrl.evaluate import COMBINED
+    from fastrl.backtest import COMBINED
 
     sections = [(symbol, _table_rows(result, symbol)) for symbol in result.symbols]
     if len(result.symbols) > 1:

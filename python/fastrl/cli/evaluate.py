@@ -9,8 +9,8 @@ from rich.columns import Columns
 from rich.console import Console
 from rich.table import Table
 
+from fastrl.backtest import COMBINED, STRATEGIES, STRATEGY_LABELS, EvalResult
 from fastrl.cli.errors import UsageError, cli_errors
-from fastrl.evaluate import COMBINED, STRATEGIES, STRATEGY_LABELS, EvalResult
 from fastrl.metrics import METRIC_LABELS, format_metric
 
 PROG = "fastrl-eval"
@@ -86,22 +86,27 @@ def run(argv: list[str] | None, console: Console) -> int:
         raise UsageError(f"--test-days must be >= 1, got {args.test_days}")
     from fastrl.evaluate import evaluate_run
 
-    result = evaluate_run(
-        args.run,
-        symbols=args.symbols,
-        test_days=args.test_days,
-        data=args.data,
-        out_dir=args.out,
-        write_report=not args.no_report,
-    )
+    result = evaluate_run(args.run, symbols=args.symbols, test_days=args.test_days,
+                          data=args.data)
     console.print("Backtest on held-out test days, after costs", style="bold")
     console.print(metrics_tables(result))
     info = result.info
     console.print(f"checkpoint: {info.get('checkpoint')}")
     if not args.no_report:
-        out = Path(args.out) if args.out else Path(info.get("run_dir", "."))
+        out = write_run_report(result, Path(args.out) if args.out else None)
         console.print(f"report: {out / 'report.md'}, {out / 'report.html'}")
     return 0
+
+
+def write_run_report(result: EvalResult, out_dir: Path | None = None) -> Path:
+    """The report of ``result`` into ``out_dir`` (default: its run folder), with the run's
+    training curves; returns the folder."""
+    from fastrl.report import write_report
+
+    run_dir = Path(result.info.get("run_dir", "."))
+    out = out_dir if out_dir is not None else run_dir
+    write_report(result, out, training_metrics=run_dir / "metrics.jsonl")
+    return out
 
 
 @cli_errors(PROG)

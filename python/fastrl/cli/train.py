@@ -9,6 +9,7 @@ checkpoint; a second Ctrl-C aborts at once (checkpoints/last.pt stays valid).
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -88,7 +89,7 @@ def _given_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _make_trainer(args: argparse.Namespace, callback: Any) -> Any:
     from fastrl.config import build_config
-    from fastrl.ppo.trainer import Trainer
+    from fastrl.ppo.trainer import Trainer, default_run_dir
 
     set_options = [item for group in args.set_options for item in group]
     if args.resume:
@@ -106,12 +107,25 @@ def _make_trainer(args: argparse.Namespace, callback: Any) -> Any:
             overrides["compile"] = False
         if args.no_amp:
             overrides["amp"] = False
-        return Trainer.resume(args.resume, overrides=overrides, callback=callback)
+        trainer = Trainer.resume(args.resume, overrides=overrides, callback=callback)
+        _set_process_state(trainer.config)
+        return trainer
     config = build_config(args.preset, args.config, _given_overrides(args), set_options)
     if config.run_dir and (Path(config.run_dir) / "metrics.jsonl").exists():
         raise UsageError(f"run folder {config.run_dir} already holds a run; continue it with "
                          f"--resume {config.run_dir} or choose another --run-dir")
-    return Trainer(config, callback=callback)
+    _set_process_state(config)
+    return Trainer(config, run_dir=default_run_dir(config), callback=callback)
+
+
+def _set_process_state(config: Any) -> None:
+    """Process-wide settings belong to the command, not the trainer library: torch's CPU
+    threads, and torch's global seed (for code outside the trainer that samples, such as
+    ``Agent.act(deterministic=False)``; the trainer draws from its own generator)."""
+    import torch
+
+    torch.set_num_threads(config.torch_threads or os.cpu_count() or 1)
+    torch.manual_seed(config.seed)
 
 
 class ProgressView:
@@ -207,13 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     if result.reason == "interrupted":
         console.print(f"continue with: {PROG} --resume {result.run_dir}")
         return 130
-    if args.no_eval or config.data.test_days < 1:
+    if args.no_eval:
         return 0
-    from fastrl.cli.evaluate import metrics_tables
+    from fastrl.cli.evaluate import metrics_tables, write_run_report
     from fastrl.evaluate import evaluate_run
 
     evaluation = evaluate_run(result.run_dir)
     console.print(metrics_tables(evaluation))
+    write_run_report(evaluation)
     console.print(f"test-days backtest (report.md, report.html, plots) in {result.run_dir}")
     return 0
 

@@ -1,7 +1,8 @@
 """PPO for fastrl: actor-critic networks, rollout storage + GAE, the clipped update,
 schedules, normalisers, checkpoints and the training loop.
 
-Start at :class:`fastrl.ppo.trainer.Trainer` (``fastrl-train`` is a thin CLI over it) and
+Start at :class:`fastrl.ppo.trainer.Trainer` (``step()``, ``state_dict()``; ``fastrl-train``
+is a thin CLI over it, attaching the hooks in :mod:`fastrl.ppo.hooks`) and
 :func:`fastrl.ppo.checkpoint.load_agent` for evaluation.
 """
 
@@ -9,14 +10,16 @@ from __future__ import annotations
 
 from fastrl.ppo.agent import Agent
 from fastrl.ppo.checkpoint import CheckpointError, load_agent, load_checkpoint, save_checkpoint
+from fastrl.ppo.hooks import Hook
 from fastrl.ppo.network import ActorCritic
+from fastrl.ppo.rollout import Rollout
 from fastrl.ppo.schedules import ScheduleSpec, ScheduleTensors
 from fastrl.ppo.storage import RolloutStorage, compute_gae
-from fastrl.ppo.trainer import Trainer, TrainResult, backtest_sharpe, train
+from fastrl.ppo.trainer import Trainer, TrainResult, train
 from fastrl.ppo.update import PPOLoss, ppo_update
 
 __all__ = [
-    "ActorCritic", "Agent", "CheckpointError", "PPOLoss", "RolloutStorage", "ScheduleSpec",
-    "ScheduleTensors", "TrainResult", "Trainer", "backtest_sharpe", "compute_gae",
+    "ActorCritic", "Agent", "CheckpointError", "Hook", "PPOLoss", "Rollout", "RolloutStorage",
+    "ScheduleSpec", "ScheduleTensors", "TrainResult", "Trainer", "compute_gae",
     "load_agent", "load_checkpoint", "ppo_update", "save_checkpoint", "train",
 ]

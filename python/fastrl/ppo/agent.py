@@ -53,7 +53,10 @@ class Agent:
         device = self.device
         obs_tensor = self.obs_normaliser(torch.as_tensor(obs_array, device=device))
         with autocast_context(device, self.amp):
-            action, _, _ = self.network.act(obs_tensor, deterministic=deterministic)
+            if deterministic:
+                action = self.network.greedy(obs_tensor)
+            else:
+                action, _, _ = self.network.act(obs_tensor)
         return self.to_env_actions(action)
 
     def to_env_actions(self, action: torch.Tensor) -> np.ndarray:

@@ -1,10 +1,12 @@
 """Atomic checkpoints (temp file + rename) and ``load_agent`` for evaluation.
 
-A checkpoint holds everything a run needs to continue exactly: model, optimiser, schedule
-step, observation normaliser, reward scaler, feature-normaliser state, the resolved
-config, the RNG states and the env actions taken so far (replayed on resume to rebuild
-the simulator's state). It is loaded with ``weights_only=True``: only tensors and plain
-Python values, never arbitrary pickled objects.
+A checkpoint (format version 2) holds the trainer's in-memory ``state_dict()`` (networks,
+optimiser, normalisers, schedule position, the simulator's snapshot, the RNG stream), the
+resolved config and the feature-normaliser state: everything a run needs to continue
+exactly, in a size that does not grow with the steps trained. Version 1 checkpoints
+(which rebuilt the simulator by replaying every recorded action) still load for
+evaluation but cannot be resumed. Loading uses ``weights_only=True``: only tensors and
+plain Python values, never arbitrary pickled objects.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import numpy as np
 import torch
 
 CHECKPOINT_FORMAT = "fastrl-ppo"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: replay-based resume; its agent still loads for evaluation
 
 
 class CheckpointError(ValueError):
@@ -90,21 +93,31 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint {path} is corrupted or unreadable ({reason})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a fastrl PPO checkpoint")
-    if state.get("version") != CHECKPOINT_VERSION:
+    if state.get("version") not in READABLE_VERSIONS:
         raise CheckpointError(
             f"checkpoint {path} has format version {state.get('version')!r}; this fastrl "
-            f"reads version {CHECKPOINT_VERSION}"
+            f"reads versions {', '.join(map(str, READABLE_VERSIONS))}"
         )
-    missing = [k for k in ("config", "model", "obs_normaliser", "obs_dim", "num_actions")
-               if k not in state]
+    if state["version"] >= 2:
+        model = ("trainer",)
+    else:
+        model = ("model", "obs_normaliser")
+    missing = [k for k in ("config", *model, "obs_dim", "num_actions") if k not in state]
     if missing:
         raise CheckpointError(f"checkpoint {path} is incomplete: missing {', '.join(missing)}")
     state["path"] = str(path)
     return state
 
 
-def build_network(config: Any, obs_dim: int, num_actions: int):
-    """The ActorCritic a TrainConfig describes."""
+def model_state(state: dict) -> tuple[dict, dict]:
+    """(network, observation normaliser) state dicts of a loaded checkpoint of any version."""
+    if "trainer" in state:
+        return state["trainer"]["network"], state["trainer"]["obs_normaliser"]
+    return state["model"], state["obs_normaliser"]
+
+
+def build_network(config: Any, obs_dim: int, num_actions: int, generator=None):
+    """The ActorCritic a TrainConfig describes (``generator`` draws its initial weights)."""
     from fastrl.ppo.network import ActorCritic
 
     return ActorCritic(
@@ -114,6 +127,7 @@ def build_network(config: Any, obs_dim: int, num_actions: int):
         shared_trunk=config.shared_trunk,
         activation=config.activation,
         log_std_init=config.log_std_init,
+        generator=generator,
     )
 
 
@@ -135,8 +149,9 @@ def load_agent(path: str | Path, device: str | torch.device = "cpu"):
     network = build_network(config, obs_dim, num_actions)
     normaliser = ObservationNormaliser(obs_dim, clip=config.obs_clip, enabled=config.norm_obs)
     try:
-        network.load_state_dict(state["model"])
-        normaliser.load_state_dict(state["obs_normaliser"])
+        model, obs_normaliser = model_state(state)
+        network.load_state_dict(model)
+        normaliser.load_state_dict(obs_normaliser)
     except (RuntimeError, KeyError) as err:
         first = str(err).strip().splitlines()[0]
         raise CheckpointError(

@@ -17,22 +17,44 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def _orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
-    nn.init.orthogonal_(layer.weight, gain)
+def _orthogonal(
+    width: int, size: int, gain: float, generator: torch.Generator | None = None
+) -> nn.Linear:
+    # skip_init: nn.Linear's own init would draw from torch's global RNG, only to be overwritten
+    layer = nn.utils.skip_init(nn.Linear, width, size)
+    nn.init.orthogonal_(layer.weight, gain, generator=generator)
     nn.init.zeros_(layer.bias)
     return layer
 
 
-def mlp(input_dim: int, hidden_sizes: Sequence[int], activation: str) -> nn.Sequential:
-    """Hidden layers only (no output layer), orthogonally initialised with gain sqrt(2)."""
+def mlp(
+    input_dim: int,
+    hidden_sizes: Sequence[int],
+    activation: str,
+    generator: torch.Generator | None = None,
+) -> nn.Sequential:
+    """Hidden layers only (no output layer), orthogonally initialised with gain sqrt(2).
+
+    ``generator`` draws the initial weights (a trainer's own stream, not torch's global one).
+    """
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     layers: list[nn.Module] = []
     width = input_dim
     for size in hidden_sizes:
-        layers += [_orthogonal(nn.Linear(width, size), math.sqrt(2.0)), ACTIVATIONS[activation]()]
+        layers += [_orthogonal(width, size, math.sqrt(2.0), generator),
+                   ACTIVATIONS[activation]()]
         width = size
     return nn.Sequential(*layers)
+
+
+def sample(dist: Categorical | Normal, generator: torch.Generator | None) -> torch.Tensor:
+    """A draw from ``dist`` using ``generator`` (torch.distributions only use the global RNG)."""
+    if isinstance(dist, Normal):
+        noise = torch.randn(dist.loc.shape, generator=generator, device=dist.loc.device,
+                            dtype=dist.loc.dtype)
+        return dist.loc + dist.scale * noise
+    return torch.multinomial(dist.probs, 1, generator=generator).squeeze(-1)
 
 
 class ActorCritic(nn.Module):
@@ -44,6 +66,10 @@ class ActorCritic(nn.Module):
     when sent to the env, so log-probabilities stay those of the sampled value).
     ``shared_trunk`` puts actor and critic heads on one MLP (half the compute) instead
     of two. Heads use the usual PPO init: gain 0.01 for the policy, 1 for the value.
+
+    The heads always run in float32, also under bf16 autocast: the trunk may be bf16, but
+    logits, means and values are what PPO's probability ratio and value loss are made of,
+    and bf16 rounding there makes the ratio at the start of an update differ from 1.
     """
 
     def __init__(
@@ -55,6 +81,7 @@ class ActorCritic(nn.Module):
         shared_trunk: bool = False,
         activation: str = "tanh",
         log_std_init: float = -0.5,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         if obs_dim < 1:
@@ -67,11 +94,12 @@ class ActorCritic(nn.Module):
         self.shared_trunk = bool(shared_trunk)
         hidden_sizes = tuple(int(h) for h in hidden_sizes)
         last = hidden_sizes[-1]
-        self.actor_trunk = mlp(obs_dim, hidden_sizes, activation)
-        self.critic_trunk = None if shared_trunk else mlp(obs_dim, hidden_sizes, activation)
+        g = generator
+        self.actor_trunk = mlp(obs_dim, hidden_sizes, activation, g)
+        self.critic_trunk = None if shared_trunk else mlp(obs_dim, hidden_sizes, activation, g)
         out = 1 if self.continuous else self.num_actions
-        self.policy_head = _orthogonal(nn.Linear(last, out), 0.01)
-        self.value_head = _orthogonal(nn.Linear(last, 1), 1.0)
+        self.policy_head = _orthogonal(last, out, 0.01, g)
+        self.value_head = _orthogonal(last, 1, 1.0, g)
         if self.continuous:
             self.log_std = nn.Parameter(torch.full((1,), float(log_std_init)))
 
@@ -80,10 +108,15 @@ class ActorCritic(nn.Module):
         critic = actor if self.critic_trunk is None else self.critic_trunk(obs)
         return actor, critic
 
+    @staticmethod
+    def _head(head: nn.Linear, features: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(features.device.type, enabled=False):
+            return head(features.float())
+
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V(obs) as float32 [B]."""
         trunk = self.actor_trunk if self.critic_trunk is None else self.critic_trunk
-        return self.value_head(trunk(obs)).squeeze(-1).float()
+        return self._head(self.value_head, trunk(obs)).squeeze(-1)
 
     def distribution(self, policy_out: torch.Tensor) -> Categorical | Normal:
         policy_out = policy_out.float()  # sample and score in float32 even under autocast
@@ -95,10 +128,13 @@ class ActorCritic(nn.Module):
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw policy output (logits [B, K] or mean [B, 1]) and value [B]."""
         actor, critic = self._features(obs)
-        return self.policy_head(actor), self.value_head(critic).squeeze(-1).float()
+        return self._head(self.policy_head, actor), self._head(self.value_head, critic).squeeze(-1)
 
     def act(
-        self, obs: torch.Tensor, deterministic: bool = False
+        self,
+        obs: torch.Tensor,
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Action [B] (level index or unclipped exposure), its log-prob [B], value [B]."""
         policy_out, value = self(obs)
@@ -106,8 +142,13 @@ class ActorCritic(nn.Module):
         if deterministic:
             action = dist.mean if self.continuous else dist.probs.argmax(-1)
         else:
-            action = dist.sample()
+            action = sample(dist, generator)
         return action, dist.log_prob(action), value
+
+    def greedy(self, obs: torch.Tensor) -> torch.Tensor:
+        """The deterministic action (mode / mean) from the actor alone: no value pass."""
+        policy_out = self._head(self.policy_head, self.actor_trunk(obs))
+        return policy_out.squeeze(-1) if self.continuous else policy_out.argmax(-1)
 
     def evaluate(
         self, obs: torch.Tensor, actions: torch.Tensor

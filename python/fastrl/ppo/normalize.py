@@ -20,10 +20,13 @@ class RunningMeanStd(nn.Module):
         self.register_buffer("count", torch.tensor(float(epsilon), dtype=torch.float64))
 
     @torch.no_grad()
-    def update(self, batch: torch.Tensor) -> None:
-        batch = batch.to(torch.float64)
-        batch_mean = batch.mean(dim=0)
-        batch_var = batch.var(dim=0, unbiased=False)
+    def update(self, batch: torch.Tensor, scratch: torch.Tensor | None = None) -> None:
+        """Fold ``batch`` [B, ...] in; ``scratch`` (float64, batch's shape) avoids a new copy."""
+        if scratch is not None:
+            batch = scratch.copy_(batch)
+        else:
+            batch = batch.to(torch.float64)
+        batch_var, batch_mean = torch.var_mean(batch, dim=0, correction=0)
         batch_count = batch.shape[0]
         delta = batch_mean - self.mean
         total = self.count + batch_count
@@ -50,10 +53,10 @@ class ObservationNormaliser(nn.Module):
         self.register_buffer("scale", torch.ones(obs_dim, dtype=torch.float32))
 
     @torch.no_grad()
-    def update(self, obs: torch.Tensor) -> None:
+    def update(self, obs: torch.Tensor, scratch: torch.Tensor | None = None) -> None:
         if not self.enabled:
             return
-        self.stats.update(obs)
+        self.stats.update(obs, scratch)
         self._refresh()
 
     def _refresh(self) -> None:
@@ -64,6 +67,14 @@ class ObservationNormaliser(nn.Module):
         if not self.enabled:
             return obs
         return ((obs - self.shift) * self.scale).clamp_(-self.clip, self.clip)
+
+    @torch.no_grad()
+    def normalise_into(self, obs: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``forward(obs)`` written into ``out`` in place (the rollout's hot path)."""
+        if not self.enabled:
+            return out.copy_(obs)
+        torch.sub(obs, self.shift, out=out)
+        return out.mul_(self.scale).clamp_(-self.clip, self.clip)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)
@@ -85,14 +96,23 @@ class RewardScaler(nn.Module):
         self.clip = float(clip)
         self.stats = RunningMeanStd(())
         self.register_buffer("returns", torch.zeros(num_envs, dtype=torch.float64))
+        self.register_buffer("_scaled", torch.zeros(num_envs, dtype=torch.float64),
+                             persistent=False)
 
     @torch.no_grad()
     def forward(self, rewards: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
         """Scale one step's rewards [N]; ``dones`` [N] ends the discounted sums after it."""
+        out = torch.empty(rewards.shape, dtype=torch.float32, device=rewards.device)
+        return self.scale_into(rewards, dones, out)
+
+    @torch.no_grad()
+    def scale_into(self, rewards: torch.Tensor, dones: torch.Tensor,
+                   out: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` written into ``out`` (float32 [N]) in place."""
         if not self.enabled:
-            return rewards.float()
-        self.returns.mul_(self.gamma).add_(rewards.to(torch.float64))
+            return out.copy_(rewards)
+        self.returns.mul_(self.gamma).add_(rewards)
         self.stats.update(self.returns)
         self.returns.masked_fill_(dones, 0.0)
-        scaled = rewards.to(torch.float64) / torch.sqrt(self.stats.var + 1e-8)
-        return scaled.clamp_(-self.clip, self.clip).float()
+        scaled = torch.div(rewards, torch.sqrt(self.stats.var + 1e-8), out=self._scaled)
+        return out.copy_(scaled.clamp_(-self.clip, self.clip))

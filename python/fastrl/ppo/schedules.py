@@ -56,6 +56,8 @@ class ScheduleSpec:
     clip_range: float
     clip_range_final: float
     clip_range_decay_steps: int
+    vf_coef: float = 0.5
+    clip_range_vf: float | None = None  # None: the value clip follows clip_range
 
     @classmethod
     def from_config(cls, config) -> ScheduleSpec:
@@ -71,6 +73,8 @@ class ScheduleSpec:
             clip_range=config.clip_range,
             clip_range_final=config.clip_range_final,
             clip_range_decay_steps=config.clip_range_decay_steps,
+            vf_coef=config.vf_coef,
+            clip_range_vf=config.clip_range_vf,
         )
 
     def learning_rate_at(self, step: int) -> float:
@@ -91,40 +95,56 @@ class ScheduleSpec:
         )
 
     def values_at(self, step: int) -> dict[str, float]:
+        clip_range = self.clip_range_at(step)
         return {
             "learning_rate": self.learning_rate_at(step),
             "ent_coef": self.ent_coef_at(step),
-            "clip_range": self.clip_range_at(step),
+            "clip_range": clip_range,
+            "vf_coef": float(self.vf_coef),
+            "clip_range_vf": clip_range if self.clip_range_vf is None else self.clip_range_vf,
         }
+
+
+TENSOR_NAMES = ("learning_rate", "ent_coef", "clip_range", "vf_coef", "clip_range_vf")
 
 
 class ScheduleTensors:
     """The current schedule values as 0-d float32 tensors on the training device.
 
     The optimiser holds ``learning_rate`` as its lr tensor and the compiled loss reads
-    ``ent_coef`` and ``clip_range``; :meth:`set_step` refreshes all three in place.
+    ``ent_coef``, ``clip_range``, ``vf_coef`` and ``clip_range_vf``; :meth:`set_step`
+    refreshes them in place. :meth:`override` pins a value (population-based training
+    sets each member's hyperparameters this way): it replaces the schedule from then on.
     """
 
     def __init__(self, spec: ScheduleSpec, device: torch.device | str = "cpu") -> None:
         self.spec = spec
         self.step = 0
-        self.learning_rate = torch.zeros((), dtype=torch.float32, device=device)
-        self.ent_coef = torch.zeros((), dtype=torch.float32, device=device)
-        self.clip_range = torch.zeros((), dtype=torch.float32, device=device)
+        for name in TENSOR_NAMES:
+            setattr(self, name, torch.zeros((), dtype=torch.float32, device=device))
+        self.overrides: dict[str, float] = {}
         self.current: dict[str, float] = {}
         self.set_step(0)
 
     def set_step(self, step: int) -> dict[str, float]:
         """Move every schedule to ``step`` env steps; returns the values as floats."""
         self.step = int(step)
-        self.current = self.spec.values_at(self.step)
-        self.learning_rate.fill_(self.current["learning_rate"])
-        self.ent_coef.fill_(self.current["ent_coef"])
-        self.clip_range.fill_(self.current["clip_range"])
+        self.current = {**self.spec.values_at(self.step), **self.overrides}
+        for name in TENSOR_NAMES:
+            getattr(self, name).fill_(self.current[name])
         return dict(self.current)
 
+    def override(self, **values: float) -> dict[str, float]:
+        """Pin the named values (see TENSOR_NAMES) from now on, in place (no recompile)."""
+        unknown = sorted(set(values) - set(TENSOR_NAMES))
+        if unknown:
+            raise ValueError(f"unknown schedule value(s) {unknown}; known: {list(TENSOR_NAMES)}")
+        self.overrides.update({k: float(v) for k, v in values.items()})
+        return self.set_step(self.step)
+
     def state_dict(self) -> dict:
-        return {"step": self.step, "values": dict(self.current)}
+        return {"step": self.step, "values": dict(self.current), "overrides": dict(self.overrides)}
 
     def load_state_dict(self, state: dict) -> None:
+        self.overrides = {k: float(v) for k, v in state.get("overrides", {}).items()}
         self.set_step(int(state["step"]))

@@ -1,10 +1,10 @@
 """The clipped PPO objective and the epoch/minibatch update loop with a target-KL stop.
 
-KL rule: each minibatch's loss also returns the estimator ``approx_kl = mean((r - 1) -
-log r)`` (Schulman's k3, always >= 0) of KL(old || current) measured on that minibatch
-before its gradient step. After each epoch the mean of those values over the epoch's
-minibatches is compared with ``target_kl``; if it is larger, the remaining epochs are
-skipped (CleanRL's rule; one host sync per epoch, not per minibatch).
+KL rule (CleanRL's): each minibatch's loss also returns the estimator ``approx_kl =
+mean((r - 1) - log r)`` (Schulman's k3, always >= 0) of KL(old || current) measured on that
+minibatch before its gradient step. After each epoch the last minibatch's value is compared
+with ``target_kl``; if it is larger, the remaining epochs are skipped (one host sync per
+epoch, not per minibatch).
 """
 
 from __future__ import annotations
@@ -23,16 +23,14 @@ STAT_NAMES = ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac")
 class PPOLoss(nn.Module):
     """Clipped surrogate + value loss - entropy bonus, and the minibatch statistics.
 
-    ``clip_range`` and ``ent_coef`` arrive as 0-d tensors so a compiled version of this
-    module keeps one graph while the schedules move.
+    ``clip_range``, ``ent_coef``, ``vf_coef`` and ``clip_range_vf`` arrive as 0-d tensors so
+    a compiled version of this module keeps one graph while schedules and hyperparameters
+    move.
     """
 
-    def __init__(
-        self, agent: ActorCritic, vf_coef: float, clip_vloss: bool = False, norm_adv: bool = True
-    ) -> None:
+    def __init__(self, agent: ActorCritic, clip_vloss: bool = False, norm_adv: bool = True) -> None:
         super().__init__()
         self.agent = agent
-        self.vf_coef = float(vf_coef)
         self.clip_vloss = bool(clip_vloss)
         self.norm_adv = bool(norm_adv)
 
@@ -46,6 +44,8 @@ class PPOLoss(nn.Module):
         old_values: torch.Tensor,
         clip_range: torch.Tensor,
         ent_coef: torch.Tensor,
+        vf_coef: torch.Tensor,
+        clip_range_vf: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Scalar loss and a [5] tensor of STAT_NAMES (detached)."""
         logprobs, entropy, values = self.agent.evaluate(obs, actions)
@@ -56,14 +56,15 @@ class PPOLoss(nn.Module):
         clipped_ratio = torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
         policy_loss = torch.max(-advantages * ratio, -advantages * clipped_ratio).mean()
         if self.clip_vloss:
-            clipped_values = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
+            clipped_values = old_values + torch.clamp(values - old_values, -clip_range_vf,
+                                                      clip_range_vf)
             value_loss = 0.5 * torch.max(
                 (values - returns).square(), (clipped_values - returns).square()
             ).mean()
         else:
             value_loss = 0.5 * (values - returns).square().mean()
         entropy_mean = entropy.mean()
-        loss = policy_loss - ent_coef * entropy_mean + self.vf_coef * value_loss
+        loss = policy_loss - ent_coef * entropy_mean + vf_coef * value_loss
         with torch.no_grad():
             approx_kl = ((ratio - 1.0) - logratio).mean()
             clipfrac = ((ratio - 1.0).abs() > clip_range).float().mean()
@@ -102,10 +103,14 @@ def ppo_update(
     target_kl: float | None,
     clip_range: torch.Tensor,
     ent_coef: torch.Tensor,
+    vf_coef: torch.Tensor,
+    clip_range_vf: torch.Tensor | None = None,
     amp: bool = False,
+    generator: torch.Generator | None = None,
 ) -> UpdateResult:
     """Run up to ``n_epochs`` shuffled passes over ``batch`` (see the module doc for the KL
-    rule). Shuffling draws from torch's global RNG on the batch's device."""
+    rule). Minibatch order draws from ``generator`` (on the batch's device)."""
+    clip_range_vf = clip_range if clip_range_vf is None else clip_range_vf
     obs = batch["obs"]
     device = obs.device
     batch_size = obs.shape[0]
@@ -117,7 +122,7 @@ def ppo_update(
     totals = torch.zeros(len(STAT_NAMES), dtype=torch.float32, device=device)
     epochs_run = 0
     for _ in range(n_epochs):
-        order = torch.randperm(batch_size, device=device)
+        order = torch.randperm(batch_size, device=device, generator=generator)
         epoch_stats = torch.zeros_like(totals)
         for start in range(0, batch_size, minibatch_size):
             index = order[start : start + minibatch_size]
@@ -131,6 +136,8 @@ def ppo_update(
                     batch["values"][index],
                     clip_range,
                     ent_coef,
+                    vf_coef,
+                    clip_range_vf,
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -139,10 +146,8 @@ def ppo_update(
             epoch_stats += stats.float()
         totals += epoch_stats
         epochs_run += 1
-        if target_kl is not None:
-            epoch_kl = float(epoch_stats[STAT_NAMES.index("approx_kl")]) / per_epoch
-            if epoch_kl > target_kl:
-                break
+        if target_kl is not None and float(stats[STAT_NAMES.index("approx_kl")]) > target_kl:
+            break
     means = (totals / (epochs_run * per_epoch)).tolist()
     return UpdateResult(
         stats=dict(zip(STAT_NAMES, means, strict=True)),
@@ -161,13 +166,19 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     """AdamW (decoupled weight decay) or Adam, reading its lr from the schedule tensor.
 
-    On CUDA the fused kernel is used (one launch for every parameter).
+    Weight decay applies to weight matrices only: biases and the Gaussian head's log_std
+    (1-d parameters) are not pulled towards zero. On CUDA the fused kernel is used (one
+    launch for every parameter).
     """
+    decay = [p for p in parameters if p.ndim >= 2]
+    no_decay = [p for p in parameters if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
     kwargs: dict = {"lr": learning_rate, "eps": eps}
     if device.type == "cuda":
         kwargs["fused"] = True
     if name == "adamw":
-        return torch.optim.AdamW(parameters, weight_decay=weight_decay, **kwargs)
+        return torch.optim.AdamW(groups, **kwargs)
     if name == "adam":
-        return torch.optim.Adam(parameters, weight_decay=weight_decay, **kwargs)
+        return torch.optim.Adam(groups, **kwargs)
     raise ValueError(f"optimizer must be 'adamw' or 'adam', got {name!r}")
