@@ -178,7 +178,12 @@ class EnvConfig:
 
 def allocate_buffers(num_envs: int, obs_dim: int,
                      given: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
-    """Output buffers for the simulator: the caller's (checked) where given, else new arrays."""
+    """Output buffers for the simulator: the caller's (checked) where given, else new arrays.
+
+    A given buffer must be a numpy array (a torch tensor's ``.numpy()`` view is one): anything
+    else would be copied by a conversion and the caller would never see the writes. Given
+    buffers must not overlap each other in memory, or one output would overwrite another.
+    """
     given = dict(given or {})
     unknown = sorted(set(given) - set(BUFFER_SPECS))
     if unknown:
@@ -189,7 +194,11 @@ def allocate_buffers(num_envs: int, obs_dim: int,
         if name not in given:
             out[name] = np.zeros(shape, dtype=dtype)
             continue
-        arr = np.asarray(given[name])  # a CPU torch tensor comes back as a view, not a copy
+        arr = given[name]
+        if not isinstance(arr, np.ndarray):
+            raise ValueError(
+                f"buffer '{name}' must be a numpy array (for a torch tensor pass "
+                f"tensor.numpy()), got {type(arr).__module__}.{type(arr).__qualname__}")
         problems = []
         if arr.dtype != np.dtype(dtype):
             problems.append(f"dtype {arr.dtype} (need {np.dtype(dtype)})")
@@ -202,6 +211,14 @@ def allocate_buffers(num_envs: int, obs_dim: int,
         if problems:
             raise ValueError(f"buffer '{name}' is unusable: {', '.join(problems)}")
         out[name] = arr
+    # Contiguous arrays fill their address range, so overlapping bounds mean shared memory.
+    names = [name for name in BUFFER_SPECS if name in given]
+    for k, first in enumerate(names):
+        for second in names[k + 1:]:
+            if np.may_share_memory(out[first], out[second]):
+                raise ValueError(
+                    f"buffers '{first}' and '{second}' overlap in memory; every output "
+                    "needs its own array")
     return out
 
 
