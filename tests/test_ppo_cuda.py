@@ -46,7 +46,6 @@ def test_training_on_cuda_with_amp_and_compile(tmp_path):
     from torch._dynamo.utils import counters
 
     graphs = counters["stats"]["unique_graphs"]
-    trainer.num_updates += 2
     trainer.set_hparams(learning_rate=3e-4, ent_coef=0.02, clip_range=0.15, vf_coef=0.5,
                         clip_range_vf=0.3, max_grad_norm=0.7, n_epochs=2)
     row = trainer.step()
