@@ -353,3 +353,26 @@ def test_bars_since_trade_counts_from_the_fill_bar(execution, bars_since_fill):
     env.reset(seed=0)
     obs, *_ = env.step(np.array([LONG]))
     assert obs[0, -1] == pytest.approx(math.log1p(bars_since_fill))
+
+
+# -- differential Sharpe warm start -------------------------------------------------------
+
+def test_differential_sharpe_rewards_start_on_their_later_scale():
+    from fastrl.data import build_synthetic_market
+
+    market = build_synthetic_market("gbm", n_symbols=2, n_bars=1500, test_days=30, window=32,
+                                    seed=4).train
+    config = EnvConfig(window=32, episode_length=400, reward="diff_sharpe", cost="zero",
+                       position_levels=(0.0, 1.0))
+    env = TradingVecEnv(market, 64, config, seed=0)
+    rewards = np.array([env.step(np.ones(64, np.int64))[1].copy() for _ in range(300)])
+    early = np.abs(rewards[:10]).mean()
+    late = np.abs(rewards[200:300]).mean()
+    assert late / 2 <= early <= 2 * late, (early, late)
+    # The moments start from the window's returns, not from zero.
+    env.reset(seed=1)
+    state = env.get_state()
+    t, close = state["bar_index"][0], market.close
+    r = close[t - 30:t + 1] / close[t - 31:t] - 1.0
+    assert state["dsr_a"][0] == pytest.approx(r.mean(), rel=1e-12)
+    assert state["dsr_b"][0] == pytest.approx((r * r).mean(), rel=1e-12)

@@ -228,8 +228,22 @@ void Simulator::reset_env(int64_t i) {
   equity[u] = config_.initial_cash;
   peak_equity[u] = config_.initial_cash;
   entry_price[u] = 0.0;
-  dsr_a[u] = 0.0;
-  dsr_b[u] = 0.0;
+  // Warm start of the differential Sharpe moments: the mean and mean square of the
+  // close-to-close simple returns inside the first observation window (window - 1 of them,
+  // all inside the segment), so the first rewards are on the scale of later ones instead of
+  // dividing by a near-zero variance. A one-bar window has none and starts from zero.
+  double a = 0.0, b = 0.0;
+  if (config_.reward.kind == RewardKind::kDiffSharpe && config_.window > 1) {
+    for (int64_t k = start - config_.window + 2; k <= start; ++k) {
+      const double r = market_.close[k] / market_.close[k - 1] - 1.0;
+      a += r;
+      b += r * r;
+    }
+    a /= static_cast<double>(config_.window - 1);
+    b /= static_cast<double>(config_.window - 1);
+  }
+  dsr_a[u] = a;
+  dsr_b[u] = b;
   episode_steps[u] = 0;
   episode_return[u] = 0.0;
   episode_costs[u] = 0.0;

@@ -76,7 +76,9 @@ class EnvConfig:
     reward: str = "log_return"
     """'log_return', 'pnl' (change of equity / initial cash) or 'diff_sharpe'."""
     dsr_eta: float = 0.01
-    """Adaptation rate of the differential Sharpe reward's moving moments."""
+    """Adaptation rate of the differential Sharpe reward's moving moments. An episode starts
+    them from the mean and mean square of the close-to-close simple returns inside its first
+    observation window, so early rewards are on the scale of later ones."""
     drawdown_penalty: float = 0.0
     """Subtracted times the current drawdown from the episode's peak equity."""
     turnover_penalty: float = 0.0

@@ -92,9 +92,22 @@ class ReferenceVecEnv:
         self.segment[envs] = seg
         self.bar_index[envs] = start
         self.last_trade_bar[envs] = start
-        for arr in (self.position, self.shares, self.entry_price, self.dsr_a, self.dsr_b,
-                    self.episode_return, self.episode_costs):
+        for arr in (self.position, self.shares, self.entry_price, self.episode_return,
+                    self.episode_costs):
             arr[envs] = 0.0
+        # Differential Sharpe warm start: mean and mean square of the window - 1 close-to-close
+        # simple returns inside the first observation window, summed in sim.cpp's order.
+        a = np.zeros(len(envs))
+        b = np.zeros(len(envs))
+        if c.reward == "diff_sharpe" and c.window > 1:
+            for k in range(c.window - 2, -1, -1):
+                r = m.close[start - k] / m.close[start - k - 1] - 1.0
+                a += r
+                b += r * r
+            a /= c.window - 1
+            b /= c.window - 1
+        self.dsr_a[envs] = a
+        self.dsr_b[envs] = b
         self.cash[envs] = c.initial_cash
         self.equity[envs] = c.initial_cash
         self.peak_equity[envs] = c.initial_cash

@@ -20,8 +20,9 @@ struct RewardParams {
 };
 
 // Differential Sharpe ratio for simple return r, given the running first and second
-// moments (a, b) before this step; updates them in place. Zero while the variance
-// estimate is degenerate (the first step of an episode).
+// moments (a, b) before this step; updates them in place. An episode starts the moments
+// from the returns inside its first observation window (Simulator::reset_env); zero while
+// the variance estimate is degenerate (a flat window, or window 1).
 inline double differential_sharpe(double r, double& a, double& b, double eta) {
   const double da = r - a;
   const double db = r * r - b;
