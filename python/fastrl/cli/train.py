@@ -223,11 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if args.no_eval:
         return 0
-    from fastrl.cli.evaluate import metrics_tables, write_run_report
+    from fastrl.cli.evaluate import metrics_tables, print_verdict, write_run_report
     from fastrl.evaluate import evaluate_run
 
     evaluation = evaluate_run(result.run_dir)
     console.print(metrics_tables(evaluation))
+    print_verdict(evaluation, console)
     write_run_report(evaluation)
     console.print(f"test-days backtest (report.md, report.html, plots) in {result.run_dir}")
     return 0
