@@ -13,7 +13,8 @@ from fastrl.reference import ReferenceVecEnv
 from sim_markets import random_market
 
 STATE = ("position", "shares", "cash", "equity", "entry_price", "bar_index", "segment",
-         "last_trade_bar", "episode_steps", "episode_costs", "episode_trades", "peak_equity")
+         "last_trade_bar", "episode_steps", "episode_costs", "episode_trades", "peak_equity",
+         "episode_return", "dsr_a", "dsr_b")
 
 
 def assert_same_step(fast_out, ref_out, fast: TradingVecEnv, ref: ReferenceVecEnv, where: str):
@@ -26,6 +27,7 @@ def assert_same_step(fast_out, ref_out, fast: TradingVecEnv, ref: ReferenceVecEn
     for name in STATE:
         np.testing.assert_allclose(getattr(fast._sim, name), getattr(ref, name), rtol=1e-9,
                                    atol=1e-9, err_msg=f"{name} {where}")
+    np.testing.assert_array_equal(fast._sim.rng_state, ref.rng_state, err_msg=f"rng {where}")
     done = info["_episode"]
     np.testing.assert_array_equal(done, r_info["_episode"])
     for key in ("r", "l", "equity", "costs", "trades", "position", "shares"):

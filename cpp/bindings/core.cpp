@@ -3,11 +3,19 @@
 // Python (fastrl/env.py) allocates every buffer as a numpy array (or takes the caller's)
 // and passes it here; this file checks dtype, shape, contiguity and writability, keeps the
 // arrays alive, and hands raw pointers to the C++ Simulator. step() releases the GIL.
+//
+// One Simulator may be called from several Python threads: reset, step, get_state and
+// set_state each hold the simulator's mutex while they run. The mutex is taken only after
+// the GIL is released (and nothing inside needs the GIL), so a thread waiting for it never
+// blocks a thread that holds it.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstring>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -54,7 +62,98 @@ T* checked(const py::array& a, const char* name, std::vector<py::ssize_t> shape,
 struct PySimulator {
   std::vector<py::array> keep_alive;  // market and output arrays the pointers point into
   std::unique_ptr<Simulator> sim;
+  std::mutex busy;  // serialises reset/step/get_state/set_state across Python threads
 };
+
+// Runs fn() with the GIL released and the simulator's mutex held (in that order).
+template <class Fn>
+void exclusive(PySimulator& s, Fn&& fn) {
+  py::gil_scoped_release release;
+  std::lock_guard<std::mutex> lock(s.busy);
+  fn();
+}
+
+template <class T>
+const char* dtype_name() {
+  return std::is_same<T, double>::value ? "float64"
+         : std::is_same<T, int64_t>::value ? "int64"
+                                          : "uint64";
+}
+
+// Copies of every per-env state vector, keyed by name.
+py::dict get_state(PySimulator& s) {
+  py::dict out;
+  std::vector<std::pair<void*, const void*>> copies;
+  std::vector<size_t> sizes;
+  s.sim->for_each_state([&](const char* name, auto& v) {
+    using T = typename std::decay_t<decltype(v)>::value_type;
+    py::array_t<T> a(static_cast<py::ssize_t>(v.size()));
+    copies.emplace_back(a.mutable_data(), v.data());
+    sizes.push_back(v.size() * sizeof(T));
+    out[name] = a;
+  });
+  exclusive(s, [&] {
+    for (size_t k = 0; k < copies.size(); ++k)
+      std::memcpy(copies[k].first, copies[k].second, sizes[k]);
+  });
+  return out;
+}
+
+// Checks names, dtypes, shapes and the market-indexing values of `state`, then copies it
+// in and rewrites the observation rows. Any problem raises before anything is written.
+void set_state(PySimulator& s, const py::dict& state) {
+  const auto n = static_cast<py::ssize_t>(s.sim->num_envs());
+  std::set<std::string> known;
+  std::vector<std::pair<void*, const void*>> copies;
+  std::vector<size_t> sizes;
+  std::vector<py::array> held;
+  const int64_t* new_segment = nullptr;
+  const int64_t* new_bar_index = nullptr;
+  s.sim->for_each_state([&](const char* name, auto& v) {
+    using T = typename std::decay_t<decltype(v)>::value_type;
+    known.insert(name);
+    if (!state.contains(name))
+      throw py::value_error(std::string("state is missing key '") + name + "'");
+    py::object value = state[name];
+    if (!py::isinstance<py::array>(value))
+      throw py::value_error(std::string("state '") + name + "' must be a numpy array, got " +
+                            py::str(py::type::of(value).attr("__name__")).cast<std::string>());
+    auto a = py::reinterpret_borrow<py::array>(value);
+    if (!a.dtype().is(py::dtype::of<T>()) || a.ndim() != 1 || a.shape(0) != n) {
+      std::ostringstream msg;
+      msg << "state '" << name << "' must be a " << dtype_name<T>() << " array of shape (" << n
+          << ",); got " << py::str(a.dtype()).cast<std::string>() << " of shape "
+          << shape_str(a);
+      throw py::value_error(msg.str());
+    }
+    // A contiguous copy (no copy at all when the array already is one).
+    auto c = py::array_t<T, py::array::c_style>::ensure(a);
+    copies.emplace_back(v.data(), c.data());
+    sizes.push_back(v.size() * sizeof(T));
+    if (std::strcmp(name, "segment") == 0) new_segment = reinterpret_cast<const int64_t*>(c.data());
+    if (std::strcmp(name, "bar_index") == 0)
+      new_bar_index = reinterpret_cast<const int64_t*>(c.data());
+    held.push_back(std::move(c));
+  });
+  std::vector<std::string> unknown;
+  for (auto item : state) {
+    const auto key = py::str(item.first).cast<std::string>();
+    if (!known.count(key)) unknown.push_back(key);
+  }
+  if (!unknown.empty()) {
+    std::ostringstream msg;
+    msg << "state has unknown key" << (unknown.size() > 1 ? "s" : "");
+    for (size_t k = 0; k < unknown.size(); ++k) msg << (k ? ", '" : " '") << unknown[k] << "'";
+    msg << "; expected exactly the keys of get_state()";
+    throw py::value_error(msg.str());
+  }
+  s.sim->check_state(new_segment, new_bar_index);  // std::invalid_argument -> ValueError
+  exclusive(s, [&] {
+    for (size_t k = 0; k < copies.size(); ++k)
+      std::memcpy(copies[k].first, copies[k].second, sizes[k]);
+    s.sim->write_observations();
+  });
+}
 
 template <class T>
 py::array state_view(const std::vector<T>& v, py::handle owner) {
@@ -164,10 +263,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("num_threads", [](const PySimulator& s) { return s.sim->num_threads(); })
       .def(
           "reset",
-          [](PySimulator& s, uint64_t seed) {
-            py::gil_scoped_release release;
-            s.sim->reset(seed);
-          },
+          [](PySimulator& s, uint64_t seed) { exclusive(s, [&] { s.sim->reset(seed); }); },
           py::arg("seed"))
       .def(
           "step",
@@ -175,21 +271,25 @@ PYBIND11_MODULE(_core, m) {
             const py::ssize_t n = s.sim->num_envs();
             if (s.sim->config().continuous) {
               const double* a = checked<double>(actions, "actions", {n}, false);
-              py::gil_scoped_release release;
-              s.sim->step_continuous(a);
+              exclusive(s, [&] { s.sim->step_continuous(a); });
             } else {
               const int64_t* a = checked<int64_t>(actions, "actions", {n}, false);
-              py::gil_scoped_release release;
-              s.sim->step_discrete(a);
+              exclusive(s, [&] { s.sim->step_discrete(a); });
             }
           },
           py::arg("actions"), "Steps every env; validates the whole batch first (ValueError).")
+      .def("get_state", &get_state,
+           "Copies of every per-env state array (a snapshot that determines all future output).")
+      .def("set_state", &set_state, py::arg("state"),
+           "Loads a get_state() snapshot: checks keys, dtypes, shapes and ranges first "
+           "(ValueError naming the key, nothing changed), then copies it in and rewrites obs.")
 #define FASTRL_STATE(name) \
   .def_property_readonly(#name, [](py::object self) { \
     return state_view(self.cast<PySimulator&>().sim->name, self); })
       FASTRL_STATE(position) FASTRL_STATE(shares) FASTRL_STATE(cash) FASTRL_STATE(equity)
       FASTRL_STATE(entry_price) FASTRL_STATE(bar_index) FASTRL_STATE(segment)
       FASTRL_STATE(last_trade_bar) FASTRL_STATE(episode_steps) FASTRL_STATE(episode_return)
-      FASTRL_STATE(episode_costs) FASTRL_STATE(episode_trades) FASTRL_STATE(peak_equity);
+      FASTRL_STATE(episode_costs) FASTRL_STATE(episode_trades) FASTRL_STATE(peak_equity)
+      FASTRL_STATE(dsr_a) FASTRL_STATE(dsr_b) FASTRL_STATE(rng_state);
 #undef FASTRL_STATE
 }

@@ -236,6 +236,31 @@ void Simulator::reset_env(int64_t i) {
   episode_trades[u] = 0;
 }
 
+void Simulator::check_state(const int64_t* new_segment, const int64_t* new_bar_index) const {
+  for (int64_t i = 0; i < num_envs_; ++i) {
+    const int64_t s = new_segment[i];
+    if (s < 0 || s >= market_.num_segments) {
+      std::ostringstream msg;
+      msg << "state 'segment' of env " << i << " is " << s << "; this market has segments [0, "
+          << market_.num_segments << ")";
+      fail(msg.str());
+    }
+    const int64_t lo = market_.segment_begin(s) + config_.window - 1;
+    const int64_t hi = market_.segment_end(s) - 2;
+    if (new_bar_index[i] < lo || new_bar_index[i] > hi) {
+      std::ostringstream msg;
+      msg << "state 'bar_index' of env " << i << " is " << new_bar_index[i] << "; segment '"
+          << segment_names_[static_cast<size_t>(s)] << "' can be stepped from rows [" << lo
+          << ", " << hi << "] with window " << config_.window;
+      fail(msg.str());
+    }
+  }
+}
+
+void Simulator::write_observations() {
+  for (int64_t i = 0; i < num_envs_; ++i) write_obs(i, out_.obs + i * obs_dim_);
+}
+
 void Simulator::write_obs(int64_t i, float* row) const {
   const auto u = static_cast<size_t>(i);
   const int64_t t = bar_index[u];

@@ -178,7 +178,12 @@ class EnvConfig:
 
 def allocate_buffers(num_envs: int, obs_dim: int,
                      given: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
-    """Output buffers for the simulator: the caller's (checked) where given, else new arrays."""
+    """Output buffers for the simulator: the caller's (checked) where given, else new arrays.
+
+    A given buffer must be a numpy array (a torch tensor's ``.numpy()`` view is one): anything
+    else would be copied by a conversion and the caller would never see the writes. Given
+    buffers must not overlap each other in memory, or one output would overwrite another.
+    """
     given = dict(given or {})
     unknown = sorted(set(given) - set(BUFFER_SPECS))
     if unknown:
@@ -189,7 +194,11 @@ def allocate_buffers(num_envs: int, obs_dim: int,
         if name not in given:
             out[name] = np.zeros(shape, dtype=dtype)
             continue
-        arr = np.asarray(given[name])  # a CPU torch tensor comes back as a view, not a copy
+        arr = given[name]
+        if not isinstance(arr, np.ndarray):
+            raise ValueError(
+                f"buffer '{name}' must be a numpy array (for a torch tensor pass "
+                f"tensor.numpy()), got {type(arr).__module__}.{type(arr).__qualname__}")
         problems = []
         if arr.dtype != np.dtype(dtype):
             problems.append(f"dtype {arr.dtype} (need {np.dtype(dtype)})")
@@ -202,6 +211,14 @@ def allocate_buffers(num_envs: int, obs_dim: int,
         if problems:
             raise ValueError(f"buffer '{name}' is unusable: {', '.join(problems)}")
         out[name] = arr
+    # Contiguous arrays fill their address range, so overlapping bounds mean shared memory.
+    names = [name for name in BUFFER_SPECS if name in given]
+    for k, first in enumerate(names):
+        for second in names[k + 1:]:
+            if np.may_share_memory(out[first], out[second]):
+                raise ValueError(
+                    f"buffers '{first}' and '{second}' overlap in memory; every output "
+                    "needs its own array")
     return out
 
 
@@ -306,6 +323,41 @@ class TradingVecEnv(VectorEnv):
     def close_extras(self, **kwargs: Any) -> None:
         self._sim = None
 
+    # -- snapshots -----------------------------------------------------------------------
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Copies of everything that determines future outputs: every per-env state array
+        of the simulator (see ``STATE_KEYS``) plus the seed sequence that ``reset()``
+        without a seed continues (``reset_seed``, ``reset_count``; 0-d arrays)."""
+        state = self._sim.get_state()
+        state["reset_seed"] = np.array(self._seed, dtype=np.uint64)
+        state["reset_count"] = np.array(self._resets, dtype=np.int64)
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Loads a ``get_state()`` snapshot (of this env or of another one built with the same
+        market, config and num_envs; the thread count may differ). Names, dtypes, shapes and
+        market indices are all checked before anything is written; a bad state raises a
+        ValueError naming the key and leaves the env as it was. Afterwards the observation
+        buffer (what ``reset``/``step`` return) holds the restored envs' current observation,
+        and stepping the same actions gives bit-identical outputs to the original run."""
+        if not isinstance(state, dict):
+            raise ValueError(f"state must be a dict of numpy arrays, got {type(state).__name__}")
+        own = {"reset_seed": np.uint64, "reset_count": np.int64}
+        for key, dtype in own.items():
+            if key not in state:
+                raise ValueError(f"state is missing key '{key}'")
+            value = state[key]
+            if (not isinstance(value, np.ndarray) or value.dtype != np.dtype(dtype)
+                    or value.shape != ()):
+                got = (f"{value.dtype} of shape {value.shape}" if isinstance(value, np.ndarray)
+                       else type(value).__name__)
+                raise ValueError(f"state '{key}' must be a 0-d {np.dtype(dtype)} array; "
+                                 f"got {got}")
+        self._sim.set_state({k: v for k, v in state.items() if k not in own})
+        self._seed = int(state["reset_seed"])
+        self._resets = int(state["reset_count"])
+
     # -- helpers -------------------------------------------------------------------------
 
     def _as_actions(self, actions: Any) -> np.ndarray:
@@ -344,6 +396,14 @@ class TradingVecEnv(VectorEnv):
     episode_costs = property(lambda self: self._sim.episode_costs)
     episode_trades = property(lambda self: self._sim.episode_trades)
     episode_steps = property(lambda self: self._sim.episode_steps)
+
+
+STATE_KEYS = ("position", "shares", "cash", "equity", "entry_price", "bar_index", "segment",
+              "last_trade_bar", "episode_steps", "episode_return", "episode_costs",
+              "episode_trades", "peak_equity", "dsr_a", "dsr_b", "rng_state", "reset_seed",
+              "reset_count")
+"""Keys of ``TradingVecEnv.get_state()`` (and of the reference's); all but the last two are
+per-env [num_envs] arrays (rng_state uint64, the indices and counters int64, the rest float64)."""
 
 
 def make_env(

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from fastrl.data.block import MarketBlock
-from fastrl.env import AGENT_STATE_DIMS, EnvConfig
+from fastrl.env import AGENT_STATE_DIMS, STATE_KEYS, EnvConfig
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -64,6 +64,8 @@ class ReferenceVecEnv:
         self.episode_trades = np.zeros(n, dtype=np.int64)
         self.rng_state = np.zeros(n, dtype=np.uint64)
         self._window_offsets = np.arange(-self.window + 1, 1, dtype=np.int64)
+        self.reset_seed = int(seed) & (2**64 - 1)
+        self.reset_count = 0
         self.reset(seed=seed)
 
     # -- randomness ----------------------------------------------------------------------
@@ -112,10 +114,53 @@ class ReferenceVecEnv:
         agent = np.stack([pos, unrealised, since], axis=1).astype(np.float32)
         return np.concatenate([window, agent], axis=1)
 
-    def reset(self, *, seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
-        self.rng_state[:] = env_stream_seeds(int(seed) & (2**64 - 1), self.num_envs)
+    def reset(self, *, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """As TradingVecEnv.reset: without a seed, the next seed of the sequence from the first."""
+        if seed is not None:
+            self.reset_seed = int(seed) & (2**64 - 1)
+            self.reset_count = 0
+            stream_seed = self.reset_seed
+        else:
+            stream_seed = (self.reset_seed + 0x9E3779B97F4A7C15 * self.reset_count) & (2**64 - 1)
+        self.reset_count += 1
+        self.rng_state[:] = env_stream_seeds(stream_seed, self.num_envs)
         self._reset_envs(np.arange(self.num_envs))
         return self.observe(), {}
+
+    # -- snapshots (same keys, dtypes and shapes as TradingVecEnv.get_state) -------------------
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        state = {key: np.array(getattr(self, key)) for key in STATE_KEYS[:-2]}
+        state["reset_seed"] = np.array(self.reset_seed, dtype=np.uint64)
+        state["reset_count"] = np.array(self.reset_count, dtype=np.int64)
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> np.ndarray:
+        """Loads a snapshot (checked like TradingVecEnv.set_state); returns the observation."""
+        missing = [key for key in STATE_KEYS if key not in state]
+        unknown = sorted(set(state) - set(STATE_KEYS))
+        if missing or unknown:
+            raise ValueError(f"state keys: missing {missing}, unknown {unknown}")
+        current = self.get_state()
+        for key in STATE_KEYS:
+            want, got = current[key], state[key]
+            if (not isinstance(got, np.ndarray) or got.dtype != want.dtype
+                    or got.shape != want.shape):
+                raise ValueError(f"state '{key}' must be a {want.dtype} array of shape "
+                                 f"{want.shape}")
+        seg, bar = state["segment"], state["bar_index"]
+        if np.any((seg < 0) | (seg >= self.market.num_segments)):
+            raise ValueError("state 'segment' is outside this market's segments")
+        lo = self.market.offsets[np.clip(seg, 0, self.market.num_segments - 1)] + self.window - 1
+        hi = self.market.offsets[np.clip(seg, 0, self.market.num_segments - 1) + 1] - 2
+        if np.any((bar < lo) | (bar > hi)):
+            raise ValueError("state 'bar_index' is outside the steppable rows of its segment")
+        for key in STATE_KEYS:
+            if key in ("reset_seed", "reset_count"):
+                setattr(self, key, int(state[key]))
+            else:
+                setattr(self, key, np.array(state[key]))
+        return self.observe()
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                           dict[str, Any]]:

@@ -98,6 +98,35 @@ class Simulator {
   std::vector<double> dsr_a, dsr_b;  // differential Sharpe moments
   std::vector<uint64_t> rng_state;
 
+  // Calls f(name, vector) for every per-env state vector above: together they determine
+  // every future output, so a snapshot is exactly these (see get/set_state in the binding).
+  template <class F>
+  void for_each_state(F&& f) {
+    f("position", position);
+    f("shares", shares);
+    f("cash", cash);
+    f("equity", equity);
+    f("entry_price", entry_price);
+    f("bar_index", bar_index);
+    f("segment", segment);
+    f("last_trade_bar", last_trade_bar);
+    f("episode_steps", episode_steps);
+    f("episode_return", episode_return);
+    f("episode_costs", episode_costs);
+    f("episode_trades", episode_trades);
+    f("peak_equity", peak_equity);
+    f("dsr_a", dsr_a);
+    f("dsr_b", dsr_b);
+    f("rng_state", rng_state);
+  }
+
+  // Before loading a snapshot: the values that index the market must point inside it
+  // (segment in range, bar_index a steppable bar of that segment with a full window).
+  // Throws std::invalid_argument naming the key and the env.
+  void check_state(const int64_t* new_segment, const int64_t* new_bar_index) const;
+  // After loading a snapshot: rewrites every observation row from the restored state.
+  void write_observations();
+
  private:
   struct StepJob;
   static void run_block(void* ctx, int task);
