@@ -16,6 +16,7 @@ Writes bench/results/train_throughput_<device>.json.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -155,6 +156,7 @@ def main() -> None:
     if args.quick:
         args.updates, args.bare_seconds = 2, 2.0
     device = resolve_device(args.device)
+    torch.set_num_threads(os.cpu_count() or 1)  # the trainer library leaves this to its caller
     compile_ = device.type == "cuda" and not args.no_compile
     from fastrl.data import build_market
 

@@ -40,9 +40,17 @@ def test_training_on_cuda_with_amp_and_compile(tmp_path):
     ])
     trainer = Trainer(config, market=_market(), run_dir=tmp_path / "run")
     assert trainer.amp and trainer.compile  # the CUDA defaults
-    assert trainer._pinned["obs"].is_pinned()
+    assert trainer.staging["obs"].is_pinned()
     result = trainer.train()
     assert result.reason == "completed" and result.global_step == 8192
+    from torch._dynamo.utils import counters
+
+    graphs = counters["stats"]["unique_graphs"]
+    trainer.set_hparams(learning_rate=3e-4, ent_coef=0.02, clip_range=0.15, vf_coef=0.5,
+                        clip_range_vf=0.3, max_grad_norm=0.7, n_epochs=2)
+    row = trainer.step()
+    assert row["losses/epochs"] <= 2 and np.isfinite(row["losses/value_loss"])
+    assert counters["stats"]["unique_graphs"] == graphs  # new values, no recompile
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     updates = [r for r in rows if "update" in r and "event" not in r]
     assert all(np.isfinite(r["losses/value_loss"]) for r in updates)
@@ -64,7 +72,7 @@ def test_update_step_on_cuda_matches_the_schedule_tensors():
     agent = ActorCritic(16, 3, (64, 64)).to(device)
     optimizer = make_optimizer(list(agent.parameters()), "adamw", schedules.learning_rate,
                                1e-4, 1e-5, device)
-    loss_fn = torch.compile(PPOLoss(agent, 1.0), dynamic=False)
+    loss_fn = torch.compile(PPOLoss(agent), dynamic=False)
     obs = torch.randn(1024, 16, device=device)
     with torch.no_grad():
         actions, logprobs, values = agent.act(obs)
@@ -78,7 +86,8 @@ def test_update_step_on_cuda_matches_the_schedule_tensors():
         result = ppo_update(loss_fn, optimizer, list(agent.parameters()), batch, n_epochs=2,
                             minibatch_size=256, max_grad_norm=1.0, target_kl=None,
                             clip_range=schedules.clip_range, ent_coef=schedules.ent_coef,
-                            amp=True)
+                            vf_coef=schedules.vf_coef, clip_range_vf=schedules.clip_range_vf,
+                            amp=True, generator=torch.Generator(device=device))
         assert np.isfinite(result.stats["policy_loss"])
         if graphs_after_first is None:
             graphs_after_first = counters["stats"]["unique_graphs"]

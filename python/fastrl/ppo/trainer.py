@@ -297,7 +297,7 @@ class Trainer:
             "hparams": dict(self.hparams),
             "global_step": self.global_step,
             "update": self.update,
-            "env": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in env_state.items()},
+            "env": {k: torch.from_numpy(np.array(v)) for k, v in env_state.items()},
             "env_obs": self.rollout.raw_obs.detach().cpu(),
             "generator": self.generator.get_state(),
             "validation": {
