@@ -14,10 +14,14 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastrl.cli.errors import UsageError, cli_errors
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 PROG = "fastrl-train"
 
@@ -159,9 +163,9 @@ class ProgressView:
         self,
         verbose: bool,
         *,
-        console: Any = None,
+        console: Console | None = None,
         interval: float = PLAIN_INTERVAL_S,
-        clock: Any = time.monotonic,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         from rich.console import Console
 
