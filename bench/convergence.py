@@ -28,7 +28,10 @@ their large default networks; every other preset difference (learning-rate sched
 entropy and clip schedules, value coefficient, gradient clip, epochs, optimiser) is kept.
 Early stopping is off (patience 0) so each run uses its whole budget. The best-validation
 checkpoint of each run is then backtested on the held-out test days with
-``fastrl.evaluate.evaluate_agent``, beside buy-and-hold.
+``fastrl.evaluate.evaluate_agent``, beside buy-and-hold; its combined test Sharpe comes with
+the error bars every report prints (``EvalResult.uncertainty``: Lo/Mertens standard error,
+90% stationary-bootstrap interval, PSR, and the paired bootstrap probability that the
+agent's Sharpe beats buy-and-hold's on the same days), per run and as medians over seeds.
 
 Seed ``i`` of "fast" and of "baseline" train on the same market with the same seed; the
 ratio baseline/fast of steps (and wall and CPU seconds) to each threshold is reported per
@@ -78,6 +81,7 @@ REAL_LEVELS = (0.0, 0.5, 1.0)
 QUICK_TIMESTEPS = 2 * ROLLOUT
 DEFAULT_SEEDS = 10
 TEST_METRICS = ("sharpe", "total_return", "max_drawdown", "num_trades")
+BEATS_LEVEL = 0.9  # a run "beats buy-and-hold" when its one-sided p-value is <= 1 - this
 
 
 # ----------------------------------------------------------------------- pure helpers
@@ -468,10 +472,7 @@ def train_and_test(config: Any, market: MarketSetup) -> dict[str, Any]:
             "steps": steps, "seconds": seconds,
             "cpu_seconds": None if index is None else curve["cpu_seconds"][index],
         }
-    test = {strategy: {name: _json_number(float(getattr(evaluation.metrics("ALL", strategy),
-                                                        name)))
-                       for name in TEST_METRICS}
-            for strategy in ("agent", "buy_and_hold")}
+    test = test_record(evaluation)
     return {
         "seed": config.seed,
         "steps_to_target": reached[market.target.label]["steps"],
@@ -485,6 +486,51 @@ def train_and_test(config: Any, market: MarketSetup) -> dict[str, Any]:
         "curve": curve,
         "test": test,
     }
+
+
+def test_record(evaluation: Any) -> dict[str, Any]:
+    """Combined test-day metrics of agent and buy-and-hold, each Sharpe with its error bars
+    (``EvalResult.uncertainty``, the numbers the run report prints), and the paired
+    probability that the agent's Sharpe beats buy-and-hold's on the same days."""
+    from fastrl.backtest import COMBINED
+
+    uncertainty = evaluation.uncertainty(COMBINED)
+    test: dict[str, Any] = {}
+    for strategy in ("agent", "buy_and_hold"):
+        metrics = evaluation.metrics(COMBINED, strategy)
+        errors = uncertainty.sharpe[strategy].as_dict()
+        test[strategy] = {
+            **{name: _json_number(float(getattr(metrics, name))) for name in TEST_METRICS},
+            "sharpe_se": errors["se"],
+            "sharpe_ci90": [errors["ci_low"], errors["ci_high"]],
+            "psr": errors["psr"],
+        }
+    versus = uncertainty.vs_buy_and_hold.as_dict()
+    test["vs_buy_and_hold"] = {"probability": versus["probability"],
+                               "p_value": versus["p_value"], "verdict": uncertainty.verdict}
+    return test
+
+
+def format_test_sharpe(test: dict[str, Any], strategy: str = "agent") -> str:
+    """'1.23 ± 0.45 [90% CI -0.10, 2.30], PSR 0.87' (the parts a record lacks are left out)."""
+    record = test[strategy]
+    text = f"{record['sharpe']:.2f}"
+    if record.get("sharpe_se") is not None:
+        text += f" ± {record['sharpe_se']:.2f}"
+    low, high = record.get("sharpe_ci90") or (None, None)
+    if low is not None and high is not None:
+        text += f" [90% CI {low:.2f}, {high:.2f}]"
+    if record.get("psr") is not None:
+        text += f", PSR {record['psr']:.2f}"
+    return text
+
+
+def format_beats(test: dict[str, Any]) -> str:
+    """'P(> buy & hold) 0.62 (p = 0.38)', or '' for a record without it."""
+    versus = test.get("vs_buy_and_hold") or {}
+    if versus.get("probability") is None:
+        return ""
+    return f"P(> buy & hold) {versus['probability']:.2f} (p = {versus['p_value']:.2f})"
 
 
 def compare(runs: dict[str, list[dict[str, Any]]], label: str) -> dict[str, Any]:
@@ -523,7 +569,7 @@ def run_market(market: MarketSetup, seeds: int, timesteps: int, hidden: tuple[in
                        if record["steps_to_target"] is not None else "target not reached")
             log(f"  {market.name:8s} {preset:8s} seed {seed}: {reached}; best val Sharpe "
                 f"{record['best_val_sharpe']:.2f}; test Sharpe "
-                f"{record['test']['agent']['sharpe']:.2f}; "
+                f"{format_test_sharpe(record['test'])}, {format_beats(record['test'])}; "
                 f"{time.perf_counter() - started:.0f} s")
     return {
         "description": market.description,
@@ -540,17 +586,33 @@ def run_market(market: MarketSetup, seeds: int, timesteps: int, hidden: tuple[in
     }
 
 
+def _spread(values: Sequence[Any]) -> dict[str, float] | None:
+    numbers = [v for v in values if isinstance(v, float | int) and not isinstance(v, bool)]
+    if not numbers:
+        return None
+    return {"median": float(np.median(numbers)), "min": float(min(numbers)),
+            "max": float(max(numbers))}
+
+
 def summarise_test_metrics(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Median and range over seeds of each preset's test metrics, beside buy-and-hold."""
+    """Median and range over seeds of each preset's test metrics, beside buy-and-hold.
+
+    Besides ``TEST_METRICS``: the Sharpe's standard error and PSR, the probability of
+    beating buy-and-hold, and ``beats_buy_and_hold``, how many runs did so at
+    ``BEATS_LEVEL`` confidence (None for records from before these were measured).
+    """
     summary: dict[str, Any] = {}
     for preset, records in runs.items():
         summary[preset] = {}
-        for name in TEST_METRICS:
-            values = [r["test"]["agent"][name] for r in records
-                      if isinstance(r["test"]["agent"][name], float | int)]
-            summary[preset][name] = ({"median": float(np.median(values)),
-                                      "min": float(min(values)), "max": float(max(values))}
-                                     if values else None)
+        for name in (*TEST_METRICS, "sharpe_se", "psr"):
+            summary[preset][name] = _spread([r["test"]["agent"].get(name) for r in records])
+        p_values = [(r["test"].get("vs_buy_and_hold") or {}).get("p_value") for r in records]
+        summary[preset]["prob_beats_buy_and_hold"] = _spread(
+            [(r["test"].get("vs_buy_and_hold") or {}).get("probability") for r in records])
+        measured = [p for p in p_values if p is not None]
+        summary[preset]["beats_buy_and_hold"] = (
+            {"runs": sum(p <= 1.0 - BEATS_LEVEL for p in measured), "of": len(measured),
+             "level": BEATS_LEVEL} if measured else None)
     # buy-and-hold does not depend on the run: every run of a market backtests the same bars
     summary["buy_and_hold"] = dict(next(iter(runs.values()))[0]["test"]["buy_and_hold"])
     return summary
@@ -650,18 +712,40 @@ def summary_table(results: dict[str, Any]) -> list[str]:
         lines.append("(* the stated target; medians are upper medians, 'not reached' when "
                      "half or more of the seeds did not reach the threshold)")
         lines.append(f"{'test (best val ckpt)':21s} {'Sharpe':>16s} {'total return':>22s} "
-                     f"{'max drawdown':>12s}")
+                     f"{'max drawdown':>12s}  {'SE':>5s} {'PSR':>5s} {'P(>B&H)':>7s} "
+                     f"beats B&H at {BEATS_LEVEL:.0%}  (medians over seeds)")
         for preset in PRESETS:
             test = result["test_summary"][preset]
             lines.append(
                 f"{preset:21s} {test['sharpe']['median']:>6.2f} [{test['sharpe']['min']:5.2f},"
                 f"{test['sharpe']['max']:5.2f}] {test['total_return']['median']:>8.2%} "
                 f"[{test['total_return']['min']:6.1%},{test['total_return']['max']:6.1%}] "
-                f"{test['max_drawdown']['median']:>12.2%}")
+                f"{test['max_drawdown']['median']:>12.2%}  "
+                f"{_median_text(test.get('sharpe_se'), '.2f'):>5s} "
+                f"{_median_text(test.get('psr'), '.2f'):>5s} "
+                f"{_median_text(test.get('prob_beats_buy_and_hold'), '.2f'):>7s} "
+                f"{_beats_text(test.get('beats_buy_and_hold'))}")
         bh = result["test_summary"]["buy_and_hold"]
         lines.append(f"{'buy & hold':21s} {bh['sharpe']:>6.2f} {'':15s} "
-                     f"{bh['total_return']:>8.2%} {'':15s} {bh['max_drawdown']:>12.2%}")
+                     f"{bh['total_return']:>8.2%} {'':15s} {bh['max_drawdown']:>12.2%}  "
+                     f"{_fmt(bh.get('sharpe_se'), '.2f', '-'):>5s} "
+                     f"{_fmt(bh.get('psr'), '.2f', '-'):>5s}")
     return lines
+
+
+def _median_text(spread: dict[str, float] | None, spec: str) -> str:
+    return "-" if spread is None else format(spread["median"], spec)
+
+
+def _range_text(spread: dict[str, float] | None, spec: str) -> str:
+    if spread is None:
+        return "-"
+    return (f"{format(spread['median'], spec)} [{format(spread['min'], spec)}, "
+            f"{format(spread['max'], spec)}]")
+
+
+def _beats_text(beats: dict[str, Any] | None) -> str:
+    return "-" if beats is None else f"{beats['runs']}/{beats['of']}"
 
 
 def _steps_text(values: Sequence[float | None]) -> str:
@@ -699,15 +783,30 @@ def markdown_summary(payload: dict[str, Any]) -> str:
                 f"{format_ratio_of_medians(comparison['steps']['ratio_of_medians'])} | "
                 f"{format_ratio_summary(comparison['seconds']['summary'])} |")
         lines += ["", "| test days, best-validation checkpoint | Sharpe median [min, max] | "
-                      "total return median [min, max] |", "|---|---|---|"]
+                      "Sharpe SE, median | PSR median [min, max] | P(Sharpe > buy & hold) "
+                      f"median [min, max] | runs beating buy & hold at {BEATS_LEVEL:.0%} | "
+                      "total return median [min, max] |", "|---|---|---|---|---|---|---|"]
         tests = result["test_summary"]
         for preset in PRESETS:
-            sharpe, total = tests[preset]["sharpe"], tests[preset]["total_return"]
+            test = tests[preset]
+            sharpe, total = test["sharpe"], test["total_return"]
             lines.append(f"| {preset} | {sharpe['median']:.2f} [{sharpe['min']:.2f}, "
-                         f"{sharpe['max']:.2f}] | {total['median']:.1%} [{total['min']:.1%}, "
-                         f"{total['max']:.1%}] |")
+                         f"{sharpe['max']:.2f}] | {_median_text(test.get('sharpe_se'), '.2f')} | "
+                         f"{_range_text(test.get('psr'), '.2f')} | "
+                         f"{_range_text(test.get('prob_beats_buy_and_hold'), '.2f')} | "
+                         f"{_beats_text(test.get('beats_buy_and_hold'))} | "
+                         f"{total['median']:.1%} [{total['min']:.1%}, {total['max']:.1%}] |")
         bh = tests["buy_and_hold"]
-        lines.append(f"| buy & hold | {bh['sharpe']:.2f} | {bh['total_return']:.1%} |")
+        low, high = bh.get("sharpe_ci90") or (None, None)
+        interval = "" if low is None or high is None else f" (90% CI {low:.2f} to {high:.2f})"
+        lines.append(f"| buy & hold | {bh['sharpe']:.2f}{interval} | "
+                     f"{_fmt(bh.get('sharpe_se'), '.2f', '-')} | {_fmt(bh.get('psr'), '.2f', '-')}"
+                     f" | - | - | {bh['total_return']:.1%} |")
+        lines += ["", "Test Sharpes are of the equal-capital portfolio over the test days, "
+                      "annualised; SE: Lo/Mertens standard error; PSR: probability that the "
+                      "true Sharpe is above 0; P(Sharpe > buy & hold): paired stationary "
+                      "bootstrap on the same days, per run (fastrl.stats via "
+                      "EvalResult.uncertainty)."]
         if result.get("plot"):
             lines += ["", f"![{name} learning curves]({result['plot']})"]
     return "\n".join(lines) + "\n"

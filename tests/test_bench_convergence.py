@@ -142,11 +142,15 @@ def _fake_run(seed: int, sharpe_curve: list[float], seconds_per_update: float) -
         reached[label] = {unit: None if index is None else curve[unit][index]
                           for unit in ("steps", "seconds", "cpu_seconds")}
     metrics = {"sharpe": 1.0 + seed, "total_return": 0.1, "max_drawdown": -0.05,
-               "num_trades": 10.0}
+               "num_trades": 10.0, "sharpe_se": 0.8 + seed, "sharpe_ci90": [-0.2, 2.4 + seed],
+               "psr": 0.9 + 0.05 * seed}
+    versus = {"probability": 0.7 + 0.25 * seed, "p_value": 0.3 - 0.25 * seed,
+              "verdict": "..."}
     return {"seed": seed, "reached": reached, "curve": curve,
             "best_val_sharpe": max(sharpe_curve), "total_steps": steps[-1],
             "total_seconds": clock[-1], "total_cpu_seconds": clock[-1],
-            "test": {"agent": metrics, "buy_and_hold": {**metrics, "sharpe": -0.5}}}
+            "test": {"agent": metrics, "vs_buy_and_hold": versus,
+                     "buy_and_hold": {**metrics, "sharpe": -0.5, "psr": 0.3}}}
 
 
 def test_comparison_table_and_plot_from_run_records(conv, tmp_path):
@@ -162,7 +166,12 @@ def test_comparison_table_and_plot_from_run_records(conv, tmp_path):
     assert low["steps"]["pairs"][1]["ratio"] == 24576 / 16384
     tests = conv.summarise_test_metrics(runs)
     assert tests["fast"]["sharpe"] == {"median": 1.5, "min": 1.0, "max": 2.0}
-    assert tests["buy_and_hold"]["sharpe"] == -0.5
+    assert tests["fast"]["sharpe_se"]["median"] == pytest.approx(1.3)
+    assert tests["fast"]["psr"] == pytest.approx({"median": 0.925, "min": 0.9, "max": 0.95})
+    assert tests["fast"]["prob_beats_buy_and_hold"]["max"] == pytest.approx(0.95)
+    # seed 1's p = 0.05 beats buy-and-hold at 90% confidence, seed 0's p = 0.3 does not
+    assert tests["fast"]["beats_buy_and_hold"] == {"runs": 1, "of": 2, "level": 0.9}
+    assert tests["buy_and_hold"]["sharpe"] == -0.5 and tests["buy_and_hold"]["psr"] == 0.3
     result = {"description": "fake", "target": 2.0, "target_rule": "target",
               "thresholds": [{"label": "low", "value": 1.0, "primary": False},
                              {"label": "target", "value": 2.0, "primary": True}],
@@ -170,6 +179,7 @@ def test_comparison_table_and_plot_from_run_records(conv, tmp_path):
               "baseline_over_fast": {"low": low, "target": target}, "test_summary": tests}
     text = "\n".join(conv.summary_table({"fake": result}))
     assert "target *" in text and "median 3.00x (range 3.00-3.00, 1 pair)" in text
+    assert "beats B&H at 90%" in text and " 1.30  0.93    0.82 1/2" in text
     assert "not reached" in text
     path = tmp_path / "curves.png"
     conv.plot_market("fake", result, (64, 64), path)
@@ -179,7 +189,9 @@ def test_comparison_table_and_plot_from_run_records(conv, tmp_path):
                "markets": {"fake": {**result, "plot": path.name}}}
     markdown = conv.markdown_summary(payload)
     assert "| **target = 2.00 (target)** | 1/2, not reached | 1/2, not reached |" in markdown
-    assert "| fast | 1.50 [1.00, 2.00] |" in markdown and "](curves.png)" in markdown
+    assert "| fast | 1.50 [1.00, 2.00] | 1.30 | 0.93 [0.90, 0.95] | 0.82 [0.70, 0.95] | 1/2 |" \
+        in markdown and "](curves.png)" in markdown
+    assert "| buy & hold | -0.50 (90% CI -0.20 to 2.40) | 0.80 | 0.30 | - | - |" in markdown
     saved = tmp_path / "convergence.json"
     saved.write_text(json.dumps(payload))
     path.unlink()
@@ -195,3 +207,46 @@ def test_shipped_timesteps_is_the_presets_budget(conv):
 
     assert all("total_timesteps" not in PRESETS[p] for p in conv.PRESETS)
     assert conv.shipped_timesteps() == TrainConfig.__dataclass_fields__["total_timesteps"].default
+
+
+def test_old_results_without_error_bars_still_render(conv):
+    run = _fake_run(0, [2.5], 1.0)
+    for key in ("sharpe_se", "sharpe_ci90", "psr"):
+        del run["test"]["agent"][key], run["test"]["buy_and_hold"][key]
+    del run["test"]["vs_buy_and_hold"]
+    tests = conv.summarise_test_metrics({"fast": [run], "baseline": [run]})
+    assert tests["fast"]["psr"] is None and tests["fast"]["beats_buy_and_hold"] is None
+    assert conv.format_test_sharpe(run["test"]) == "1.00" and conv.format_beats(run["test"]) == ""
+
+
+def test_test_record_carries_the_reports_error_bars(conv):
+    pytest.importorskip("fastrl._core")
+    from fastrl import stats
+    from fastrl.data.block import MarketBlock
+    from fastrl.env import EnvConfig
+    from fastrl.evaluate import evaluate_agent
+
+    rng = np.random.default_rng(5)
+    segments = []
+    for k in range(2):
+        close = 100.0 * np.cumprod(1.0 + rng.normal(0.0005, 0.01, 60))
+        days = np.datetime64("2024-01-01") + np.arange(60).astype("timedelta64[D]")
+        segments.append({"symbol": f"S{k}", "open": close, "close": close,
+                         "features": rng.normal(size=(60, 2)),
+                         "timestamps": days.astype("datetime64[ns]")})
+    market = MarketBlock.from_segments(segments, meta={"context_rows": 3})
+    evaluation = evaluate_agent(lambda obs: (obs[:, 0] > 0).astype(np.int64) * 2, market,
+                                EnvConfig(window=4))
+    test = conv.test_record(evaluation)
+    agent_returns = evaluation.returns("ALL", "agent")
+    bench_returns = evaluation.returns("ALL", "buy_and_hold")
+    expected = stats.sharpe_stats(agent_returns, "1d", seed=0)
+    assert test["agent"]["sharpe"] == pytest.approx(evaluation.metrics("ALL", "agent").sharpe)
+    assert test["agent"]["sharpe_se"] == pytest.approx(expected.se)
+    assert test["agent"]["sharpe_ci90"] == pytest.approx([expected.ci_low, expected.ci_high])
+    assert test["agent"]["psr"] == pytest.approx(expected.psr)
+    versus = stats.prob_agent_beats(agent_returns, bench_returns, "1d", seed=0)
+    assert test["vs_buy_and_hold"]["probability"] == versus.probability
+    assert test["vs_buy_and_hold"]["verdict"] == evaluation.verdict
+    json.dumps(test, allow_nan=False)  # goes into convergence.json as is
+    assert "±" in conv.format_test_sharpe(test) and "P(> buy & hold)" in conv.format_beats(test)

@@ -27,8 +27,10 @@ def test_tiny_run_on_bundled_data_completes_with_a_full_run_folder(tmp_path, cap
                          "20", "--run-dir", str(run), *TINY], capsys)
     assert code == 0, err
     for name in ("config.json", "metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt",
-                 "checkpoints/final.pt", "report.md"):
+                 "checkpoints/final.pt", "report.md", "test_returns.csv"):
         assert (run / name).is_file(), name
+    assert "Sharpe std. error" in err and "verdict: " in err  # the table and its verdict
+    assert "ended: 512/512 steps (100.0%)" in err  # captured stderr is a log: plain lines
     assert any((run / "tb").iterdir())
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["reason"] == "completed"

@@ -299,8 +299,10 @@ def test_evaluate_run_on_held_out_days_and_the_report_the_cli_writes(trained_run
     assert result.info["checkpoint"].endswith(("best.pt", "final.pt"))
     assert not (trained_run / "report.md").exists()  # evaluation writes nothing
     assert write_run_report(result) == trained_run
-    for name in ("report.md", "report.html", "report.json", "equity.png", "training.png"):
+    for name in ("report.md", "report.html", "report.json", "equity.png", "training.png",
+                 "test_returns.csv", "test_trades.csv"):
         assert (trained_run / name).is_file(), name
+    assert f"**Verdict: {result.verdict}.**" in (trained_run / "report.md").read_text()
     from fastrl.data import build_market
 
     training = build_market(["BPCL", "HDFCLIFE"], test_days=20, val_days=5, window=8)
@@ -327,6 +329,9 @@ def test_fastrl_eval_command(trained_run, tmp_path, capsys):
     )
     printed = console.file.getvalue()
     assert "BPCL" in printed and "buy & hold" in printed and "Sharpe" in printed
+    assert "Sharpe std. error" in printed and "P(Sharpe > buy & hold)" in printed
+    # 10 test days are 9 daily returns: below stats.MIN_BARS, no interval and no verdict
+    assert "verdict: too few bars (n=9) to say anything" in printed and "n/a" in printed
     assert "HDFCLIFE" not in printed
     assert (out / "report.html").is_file()
 

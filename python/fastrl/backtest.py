@@ -15,6 +15,11 @@ the agent and for buy-and-hold alike, so both sides count every cost.
 Buy-and-hold enters at the agent's first possible fill with the whole equity, through
 the same cost model and share accounting as the simulator, and sells at the last close:
 its final equity is ``E0 x close_last / fill_price - buy cost - sell cost``.
+
+Uncertainty (:meth:`EvalResult.uncertainty`) is computed here, once, from the per-bar
+returns of each backtest (and of the combined equity for "ALL"), so the report, its JSON,
+the CLI tables and the benchmarks print the same numbers. It is computed on first use:
+validation never asks for it and pays nothing.
 """
 
 from __future__ import annotations
@@ -27,16 +32,26 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fastrl.data.block import MarketBlock
-from fastrl.metrics import PerformanceMetrics, TradeRecords, compute_metrics, extract_trades
+from fastrl.metrics import (
+    PerformanceMetrics,
+    TradeRecords,
+    compute_metrics,
+    extract_trades,
+    returns_from_equity,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from fastrl import stats
     from fastrl.env import EnvConfig
 
 STRATEGIES = ("agent", "buy_and_hold", "flat")
 STRATEGY_LABELS = {"agent": "agent", "buy_and_hold": "buy & hold", "flat": "flat"}
 COMBINED = "ALL"
+# strategies whose Sharpe gets error bars; flat holds cash, its Sharpe is 0 by construction
+UNCERTAIN_STRATEGIES = ("agent", "buy_and_hold")
+BOOTSTRAP_SEED = 0  # fixed: the same backtest always prints the same interval and p-value
 PolicyFn = Callable[[np.ndarray], Any]
 
 
@@ -78,6 +93,11 @@ class Backtest:
     def num_steps(self) -> int:
         return int(self.bars.shape[0])
 
+    @property
+    def returns(self) -> np.ndarray:
+        """Per-bar simple returns ``equity[1:] / equity[:-1] - 1``, the Sharpe's input."""
+        return returns_from_equity(self.equity)
+
     def finish(self) -> Backtest:
         """Fills in the trade records and metrics from the recorded path."""
         liquidated = self.num_steps > 0 and self.positions[-1] != 0
@@ -102,6 +122,54 @@ class Backtest:
         return self
 
 
+@dataclass(frozen=True)
+class Uncertainty:
+    """Error bars of one symbol's (or the combined portfolio's) headline numbers.
+
+    ``sharpe`` holds a :class:`fastrl.stats.SharpeStats` (Sharpe, Lo/Mertens SE, bootstrap
+    interval, PSR) per strategy in ``UNCERTAIN_STRATEGIES``; ``vs_buy_and_hold`` the paired
+    bootstrap probability that the agent's Sharpe beats buy-and-hold's on the same bars;
+    ``verdict`` that comparison in one plain sentence.
+    """
+
+    symbol: str
+    sharpe: dict[str, stats.SharpeStats]
+    vs_buy_and_hold: stats.AgentVsBenchmark
+    verdict: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (NaN, i.e. not estimable, as None)."""
+        return {
+            "sharpe": {strategy: value.as_dict() for strategy, value in self.sharpe.items()},
+            "agent_vs_buy_and_hold": self.vs_buy_and_hold.as_dict(),
+            "verdict": self.verdict,
+        }
+
+
+def uncertainty_of(
+    symbol: str,
+    agent_returns: np.ndarray,
+    bench_returns: np.ndarray,
+    freq: str,
+    *,
+    agent_label: str = "the agent",
+) -> Uncertainty:
+    """Sharpe error bars of both series and the paired agent-vs-buy-and-hold comparison."""
+    from fastrl import stats  # arch takes seconds to import; validation never needs it
+
+    per_strategy = {
+        "agent": stats.sharpe_stats(agent_returns, freq, seed=BOOTSTRAP_SEED),
+        "buy_and_hold": stats.sharpe_stats(bench_returns, freq, seed=BOOTSTRAP_SEED),
+    }
+    comparison = stats.prob_agent_beats(agent_returns, bench_returns, freq, seed=BOOTSTRAP_SEED)
+    return Uncertainty(
+        symbol=symbol,
+        sharpe=per_strategy,
+        vs_buy_and_hold=comparison,
+        verdict=stats.verdict(comparison, agent=agent_label),
+    )
+
+
 @dataclass
 class EvalResult:
     """Backtests of every strategy on every segment, plus equal-capital combined metrics."""
@@ -112,6 +180,9 @@ class EvalResult:
     combined: dict[str, PerformanceMetrics]
     env_config: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)  # checkpoint, symbols, test days, ...
+    _uncertainty: dict[str, Uncertainty] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def symbols(self) -> list[str]:
@@ -134,6 +205,112 @@ class EvalResult:
         assert metrics is not None
         return metrics
 
+    def returns(self, symbol: str, strategy: str) -> np.ndarray:
+        """Per-bar returns of one backtest, or for ``COMBINED`` of the equal-capital
+        portfolio's summed equity on the common clock (the series its Sharpe comes from)."""
+        if symbol != COMBINED:
+            return self.get(symbol, strategy).returns
+        return combined_returns([b for b in self.backtests if b.strategy == strategy])
+
+    def uncertainty(self, symbol: str = COMBINED) -> Uncertainty:
+        """Error bars of ``symbol`` (default: the combined portfolio), computed once.
+
+        Needs the buy-and-hold baseline (``evaluate_agent(..., baselines=True)``).
+        """
+        cached = self._uncertainty.get(symbol)
+        if cached is not None:
+            return cached
+        if symbol == COMBINED and len(self.symbols) == 1:
+            # one symbol: the portfolio is that symbol, its numbers are the same
+            value = dataclasses.replace(self.uncertainty(self.symbols[0]), symbol=COMBINED)
+        elif symbol == COMBINED:
+            agent = [b for b in self.backtests if b.strategy == "agent"]
+            bench = [b for b in self.backtests if b.strategy == "buy_and_hold"]
+            if not bench:
+                raise ValueError("uncertainty needs the buy-and-hold baseline (baselines=True)")
+            # both portfolios on one clock, so the paired bootstrap pairs the same bars
+            equity = _aligned(agent + bench)[0]
+            totals = [equity[: len(agent)].sum(axis=0), equity[len(agent) :].sum(axis=0)]
+            value = uncertainty_of(
+                COMBINED, *(returns_from_equity(t) for t in totals), self.freq,
+                agent_label="the agent (all symbols, equal capital)",
+            )
+        else:
+            value = uncertainty_of(
+                symbol, self.get(symbol, "agent").returns,
+                self.get(symbol, "buy_and_hold").returns, self.freq,
+                agent_label=f"the agent on {symbol}",
+            )
+        self._uncertainty[symbol] = value
+        return value
+
+    @property
+    def verdict(self) -> str:
+        """The headline sentence: agent against buy-and-hold on the combined portfolio."""
+        return self.uncertainty(COMBINED).verdict
+
+    def steps_frame(self) -> pd.DataFrame:
+        """One row per step per strategy per symbol: what ``test_returns.csv`` holds.
+
+        ``step`` counts from 0 (as ``TradeRecords`` does); ``equity`` is marked at the close
+        of ``bar`` after that step, ``return`` = equity / previous equity - 1 (the first
+        step's previous equity is the initial cash), ``position`` the exposure held after
+        the step's fill, ``cost`` what the step paid (the final liquidation included).
+        """
+        import pandas as pd
+
+        frames = []
+        for b in self.backtests:
+            frames.append(pd.DataFrame({
+                "timestamp": (b.timestamps[1:] if b.timestamps is not None
+                              else np.full(b.num_steps, None)),
+                "symbol": b.symbol,
+                "strategy": b.strategy,
+                "step": np.arange(b.num_steps),
+                "bar": b.bars,
+                "close": b.price[1:],
+                "position": b.positions,
+                "fill": b.fills,
+                "cost": b.step_costs,
+                "equity": b.equity[1:],
+                "return": b.returns,
+            }))
+        return pd.concat(frames, ignore_index=True)
+
+    def trades_frame(self) -> pd.DataFrame:
+        """One row per round trip of every backtest: what ``test_trades.csv`` holds.
+
+        ``entry_step``/``exit_step`` are the first and last steps held (as in
+        ``test_returns.csv``), the times those steps' marks; ``pnl`` is after costs.
+        """
+        import pandas as pd
+
+        columns = ["symbol", "strategy", "direction", "entry_step", "exit_step", "entry_time",
+                   "exit_time", "bars_held", "pnl", "return", "closed"]
+        frames = []
+        for b in self.backtests:
+            trades = b.trades
+            if trades is None or not len(trades):
+                continue
+            stamps = b.timestamps
+            frames.append(pd.DataFrame({
+                "symbol": b.symbol,
+                "strategy": b.strategy,
+                "direction": np.where(trades.direction > 0, "long", "short"),
+                "entry_step": trades.entry_step,
+                "exit_step": trades.exit_step,
+                # a step's mark is equity/timestamp index step + 1
+                "entry_time": stamps[trades.entry_step + 1] if stamps is not None else None,
+                "exit_time": stamps[trades.exit_step + 1] if stamps is not None else None,
+                "bars_held": trades.bars_held,
+                "pnl": trades.pnl,
+                "return": trades.returns,
+                "closed": trades.closed,
+            }))
+        if not frames:
+            return pd.DataFrame(columns=columns)
+        return pd.concat(frames, ignore_index=True)[columns]
+
     def table(self) -> pd.DataFrame:
         """One row per (symbol, strategy), the combined portfolio last as symbol "ALL"."""
         import pandas as pd
@@ -146,8 +323,11 @@ class EvalResult:
         return pd.DataFrame(rows).set_index(["symbol", "strategy"])
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary: every metric of every row (infinities as strings)."""
-        return {
+        """JSON-ready summary: every metric of every row (infinities as strings), and with
+        the buy-and-hold baseline the uncertainty of every row and the headline verdict."""
+        symbols = [*self.symbols, COMBINED]
+        strategies = sorted({b.strategy for b in self.backtests}, key=STRATEGIES.index)
+        out: dict[str, Any] = {
             "freq": self.freq,
             "initial_cash": self.initial_cash,
             "env_config": self.env_config,
@@ -155,11 +335,16 @@ class EvalResult:
             "metrics": {
                 symbol: {
                     strategy: self.metrics(symbol, strategy).to_dict(json_safe=True)
-                    for strategy in STRATEGIES
+                    for strategy in strategies
                 }
-                for symbol in [*self.symbols, COMBINED]
+                for symbol in symbols
             },
         }
+        if "buy_and_hold" in strategies:
+            out["verdict"] = self.verdict
+            out["uncertainty"] = {symbol: self.uncertainty(symbol).as_dict()
+                                  for symbol in symbols}
+        return out
 
 
 def evaluation_config(env_config: EnvConfig) -> EnvConfig:
@@ -441,6 +626,13 @@ def _aligned(backtests: list[Backtest]) -> tuple[np.ndarray, np.ndarray, np.ndar
         positions[j, where[1:]] = b.positions
         costs[j, where[1:]] = b.step_costs
     return equity, positions[:, 1:], costs[:, 1:], clock
+
+
+def combined_returns(backtests: list[Backtest]) -> np.ndarray:
+    """Per-bar returns of the equal-capital portfolio of ``backtests`` (one strategy)."""
+    if len(backtests) == 1:
+        return backtests[0].returns
+    return returns_from_equity(_aligned(backtests)[0].sum(axis=0))
 
 
 def combine(backtests: list[Backtest], freq: str) -> PerformanceMetrics:

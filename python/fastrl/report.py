@@ -1,4 +1,9 @@
-"""Evaluation reports: PNG plots, report.md and a self-contained report.html (embedded PNGs).
+"""Evaluation reports: PNG plots, report.md and a self-contained report.html (embedded PNGs),
+report.json, and the per-bar data behind them as CSV (test_returns.csv, test_trades.csv).
+
+Every Sharpe comes with its error bars and the agent with its chance of beating
+buy-and-hold, all read from :meth:`fastrl.backtest.EvalResult.uncertainty` (computed once
+there), so report, JSON and the CLI tables (:func:`uncertainty_rows`) print the same numbers.
 
 Plots (matplotlib, Agg backend, fixed pixel sizes so tests can check them):
 ``equity.png`` agent against buy-and-hold and flat, ``drawdown.png``, ``positions.png``
@@ -255,6 +260,46 @@ class ReportFiles:
     html: Path
     json: Path
     images: dict[str, Path]
+    returns_csv: Path
+    trades_csv: Path
+
+
+def _number(value: float, spec: str) -> str:
+    return "n/a" if not math.isfinite(value) else format(value, spec)
+
+
+def format_probability(value: float) -> str:
+    """A probability as a percentage ("n/a" where it could not be estimated)."""
+    return "n/a" if not math.isfinite(value) else f"{100.0 * value:.1f}%"
+
+
+def format_interval(low: float, high: float) -> str:
+    """A Sharpe interval as "[low, high]" ("n/a" where it could not be estimated)."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "n/a"
+    return f"[{low:.2f}, {high:.2f}]"
+
+
+def uncertainty_rows(result: EvalResult, symbol: str) -> list[list[str]]:
+    """Table rows [label, agent, buy & hold, flat] of the Sharpe's error bars and the paired
+    agent-vs-buy-and-hold probability; flat (cash, Sharpe 0 by construction) gets none."""
+    from fastrl.backtest import STRATEGIES
+
+    uncertainty = result.uncertainty(symbol)
+    level = next(iter(uncertainty.sharpe.values())).level
+
+    def row(label: str, cell: Any) -> list[str]:
+        return [label, *(cell(uncertainty.sharpe[s]) if s in uncertainty.sharpe else "-"
+                         for s in STRATEGIES)]
+
+    beats = uncertainty.vs_buy_and_hold.probability
+    return [
+        row("Sharpe std. error", lambda x: _number(x.se, ".3f")),
+        row(f"Sharpe {100 * level:g}% interval", lambda x: format_interval(x.ci_low, x.ci_high)),
+        row("P(Sharpe > 0) (PSR)", lambda x: format_probability(x.psr)),
+        ["P(Sharpe > buy & hold)", format_probability(beats),
+         *("-" for _ in STRATEGIES[1:])],
+    ]
 
 
 def _table_rows(result: EvalResult, symbol: str) -> list[list[str]]:
@@ -265,16 +310,45 @@ def _table_rows(result: EvalResult, symbol: str) -> list[list[str]]:
         label, kind = METRIC_LABELS[key]
         values = [result.metrics(symbol, s).to_dict()[key] for s in STRATEGIES]
         rows.append([label, *(format_metric(v, kind) for v in values)])
+        if key == "sharpe":
+            rows += uncertainty_rows(result, symbol)
     return rows
 
 
-def _sections(result: EvalResult) -> list[tuple[str, list[list[str]]]]:
+def _sections(result: EvalResult) -> list[tuple[str, list[list[str]], str]]:
+    """(heading, table rows, verdict) per symbol, then the combined portfolio."""
     from fastrl.backtest import COMBINED
 
-    sections = [(symbol, _table_rows(result, symbol)) for symbol in result.symbols]
+    sections = [(symbol, _table_rows(result, symbol), result.uncertainty(symbol).verdict)
+                for symbol in result.symbols]
     if len(result.symbols) > 1:
-        sections.append(("Combined (equal capital per symbol)", _table_rows(result, COMBINED)))
+        sections.append(("Combined (equal capital per symbol)", _table_rows(result, COMBINED),
+                         result.uncertainty(COMBINED).verdict))
     return sections
+
+
+def _uncertainty_lines(result: EvalResult) -> list[str]:
+    from fastrl.backtest import COMBINED
+    from fastrl.stats import DEFAULT_REPS
+
+    headline = result.uncertainty(COMBINED)
+    level = headline.sharpe["agent"].level
+    return [
+        "Uncertainty: the Sharpe's standard error is Lo (2002) / Mertens (2002), with the "
+        "returns' skewness and kurtosis; the "
+        f"{100 * level:g}% interval is the percentile interval of a stationary bootstrap "
+        f"of the per-bar returns ({DEFAULT_REPS} resamples, fixed seed); PSR is the "
+        "probability that the true Sharpe is above 0 (Bailey & Lopez de Prado 2012); "
+        "P(Sharpe > buy & hold) comes from a paired stationary bootstrap of agent and "
+        "buy-and-hold on the same bars (p = 1 - P). The verdict needs p <= "
+        f"{1 - level:.2f}. Over a few weeks of bars these intervals are wide: read them "
+        "before the point estimates.",
+        "Per-bar data: test_returns.csv (every step of every strategy and symbol: close, "
+        "position, cost, equity, return) and test_trades.csv (round trips); the return "
+        "column's mean over its standard deviation (ddof=1) x sqrt(252 x bars per day) is "
+        "the Sharpe in the tables. The combined rows sum the symbols' equity on their "
+        "shared timestamps.",
+    ]
 
 
 def _setup_lines(result: EvalResult) -> list[str]:
@@ -320,16 +394,16 @@ def _setup_lines(result: EvalResult) -> list[str]:
 
 
 def markdown_report(result: EvalResult, images: dict[str, Path], title: str) -> str:
-    """report.md: setup, per-symbol and combined tables, linked plots."""
-    out = [f"# {title}", ""]
-    out += [f"- {line}" for line in _setup_lines(result)]
+    """report.md: the verdict, setup, per-symbol and combined tables, linked plots."""
+    out = [f"# {title}", "", f"**Verdict: {result.verdict}.**", ""]
+    out += [f"- {line}" for line in _setup_lines(result) + _uncertainty_lines(result)]
     out.append("")
     header = ["metric", "agent", "buy & hold", "flat"]
-    for name, rows in _sections(result):
+    for name, rows, verdict in _sections(result):
         out += [f"## {name}", "", "| " + " | ".join(header) + " |"]
         out.append("|" + "|".join(["---", "---:", "---:", "---:"]) + "|")
         out += ["| " + " | ".join(row) + " |" for row in rows]
-        out.append("")
+        out += ["", f"Verdict: {verdict}.", ""]
     out += ["## Plots", ""]
     for name, image in images.items():
         out += [f"### {name}", "", f"![{name}]({image.name})", ""]
@@ -349,17 +423,19 @@ def html_report(result: EvalResult, images: dict[str, Path], title: str) -> str:
         "font-variant-numeric:tabular-nums}th{background:#f3f3f3}img{max-width:100%}</style>",
         "</head><body>",
         f"<h1>{esc(title)}</h1>",
+        f'<p class="verdict"><strong>Verdict: {esc(result.verdict)}.</strong></p>',
         "<ul>",
-        *(f"<li>{esc(line)}</li>" for line in _setup_lines(result)),
+        *(f"<li>{esc(line)}</li>" for line in _setup_lines(result) + _uncertainty_lines(result)),
         "</ul>",
     ]
-    for name, rows in _sections(result):
+    for name, rows, verdict in _sections(result):
         parts.append(f"<h2>{esc(name)}</h2><table>")
         parts.append("<tr><th>metric</th><th>agent</th><th>buy &amp; hold</th><th>flat</th></tr>")
         for row in rows:
             cells = "".join(f'<td class="num">{esc(cell)}</td>' for cell in row[1:])
             parts.append(f"<tr><td>{esc(row[0])}</td>{cells}</tr>")
         parts.append("</table>")
+        parts.append(f"<p>Verdict: {esc(verdict)}.</p>")
     parts.append("<h2>Plots</h2>")
     for name, image in images.items():
         encoded = base64.b64encode(image.read_bytes()).decode("ascii")
@@ -376,7 +452,8 @@ def write_report(
     training_metrics: str | os.PathLike | None = None,
     title: str | None = None,
 ) -> ReportFiles:
-    """Writes the plots, report.md, report.html and report.json into ``out_dir``."""
+    """Writes the plots, report.md, report.html, report.json, test_returns.csv and
+    test_trades.csv into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     images = {
@@ -397,4 +474,10 @@ def write_report(
     json_path.write_text(
         json.dumps(_json_safe(result.to_dict()), indent=2, allow_nan=False), encoding="utf-8"
     )
-    return ReportFiles(markdown=markdown_path, html=html_path, json=json_path, images=images)
+    # full float precision (pandas writes repr): the CSV reproduces the table's Sharpe
+    returns_path = out / "test_returns.csv"
+    result.steps_frame().to_csv(returns_path, index=False)
+    trades_path = out / "test_trades.csv"
+    result.trades_frame().to_csv(trades_path, index=False)
+    return ReportFiles(markdown=markdown_path, html=html_path, json=json_path, images=images,
+                       returns_csv=returns_path, trades_csv=trades_path)

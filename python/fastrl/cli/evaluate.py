@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.columns import Columns
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fastrl.backtest import COMBINED, STRATEGIES, STRATEGY_LABELS, EvalResult
@@ -62,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def metrics_tables(result: EvalResult) -> Columns:
-    """Console tables, one per symbol (and the combined portfolio): metrics x strategies."""
+    """Console tables, one per symbol (and the combined portfolio): metrics x strategies,
+    the Sharpe with its error bars (the report's numbers, from ``result.uncertainty``)."""
+    from fastrl.report import uncertainty_rows
+
     tables = []
     symbols = result.symbols + ([COMBINED] if len(result.symbols) > 1 else [])
     for symbol in symbols:
@@ -75,8 +79,16 @@ def metrics_tables(result: EvalResult) -> Columns:
         for key in CONSOLE_METRICS:
             label, kind = METRIC_LABELS[key]
             table.add_row(label, *(format_metric(values[key], kind) for values in per_strategy))
+            if key == "sharpe":
+                for row in uncertainty_rows(result, symbol):
+                    table.add_row(*row)
         tables.append(table)
     return Columns(tables, padding=(1, 2))
+
+
+def print_verdict(result: EvalResult, console: Console) -> None:
+    """The one-line verdict (combined portfolio), after the tables."""
+    console.print(f"[bold]verdict:[/] {escape(result.verdict)}", highlight=False)
 
 
 def run(argv: list[str] | None, console: Console) -> int:
@@ -90,6 +102,7 @@ def run(argv: list[str] | None, console: Console) -> int:
                           data=args.data)
     console.print("Backtest on held-out test days, after costs", style="bold")
     console.print(metrics_tables(result))
+    print_verdict(result, console)
     info = result.info
     console.print(f"checkpoint: {info.get('checkpoint')}")
     if not args.no_report:

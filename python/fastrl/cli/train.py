@@ -14,10 +14,14 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastrl.cli.errors import UsageError, cli_errors
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 PROG = "fastrl-train"
 
@@ -128,59 +132,177 @@ def _set_process_state(config: Any) -> None:
     torch.manual_seed(config.seed)
 
 
+PLAIN_INTERVAL_S = 30.0  # a log (not a terminal) gets a progress line at least this often
+WIDE_COLUMNS = 130  # a terminal this wide also shows episode return, entropy, KL and lr
+
+
+def format_duration(seconds: float | None) -> str:
+    """'1:02:03' or '4:05'; '?' when unknown."""
+    if seconds is None or not seconds >= 0 or seconds == float("inf"):
+        return "?"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 class ProgressView:
-    """A rich progress bar fed by the trainer's per-update callback."""
+    """Training progress fed by the trainer's per-update callback.
 
-    def __init__(self, verbose: bool) -> None:
+    On a terminal: a rich progress bar whose key fields (steps, SPS, ETA, last validation
+    Sharpe) come first and fit 80 columns; wider terminals add episode return, entropy,
+    KL and learning rate. Anywhere else (a log file, CI, nohup) a bar prints nothing
+    useful, so a plain line goes out at least every ``interval`` seconds and at the end:
+    on an update when the last line is that old, and from a timer thread between updates
+    (one update of a big network can take longer than ``interval``).
+
+    SPS is the last update's ``charts/SPS``; the ETA divides the steps left by this
+    session's steps per wall second, validations and checkpoints included.
+    """
+
+    def __init__(
+        self,
+        verbose: bool,
+        *,
+        console: Console | None = None,
+        interval: float = PLAIN_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.console = Console(stderr=True)
+        self.console = console if console is not None else Console(stderr=True)
         self.verbose = verbose
-        self.progress = Progress(
-            BarColumn(bar_width=20),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
-            TextColumn("{task.fields[sps]:>7,.0f} SPS"),
-            TextColumn("ep.rew {task.fields[reward]}"),
-            TextColumn("ent {task.fields[entropy]:.3f}"),
-            TextColumn("kl {task.fields[kl]:.4f}"),
-            TextColumn("lr {task.fields[lr]:.2e}"),
-            TextColumn("{task.fields[val]}"),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=self.console,
-        )
+        self.plain = not self.console.is_terminal
+        self.interval = float(interval)
+        self.clock = clock
+        self.progress: Any = None if self.plain else self._make_progress()
         self.task: Any = None
+        self.total = self.done = self.done_at_start = 0
+        self.started = self.last_line = 0.0
+        self.sps: float | None = None
+        self.val: float | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
+        self._running = False
+
+    def _make_progress(self) -> Any:
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        wide = self.console.width >= WIDE_COLUMNS
+        columns: list[Any] = [
+            BarColumn(bar_width=20 if wide else 12),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
+            TextColumn("{task.fields[sps]} SPS"),
+            TextColumn("ETA {task.fields[eta]}"),
+            TextColumn("{task.fields[val]}"),
+        ]
+        if wide:
+            columns += [
+                TextColumn("ep.rew {task.fields[reward]}"),
+                TextColumn("ent {task.fields[entropy]:.3f}"),
+                TextColumn("kl {task.fields[kl]:.4f}"),
+                TextColumn("lr {task.fields[lr]:.2e}"),
+            ]
+        return Progress(*columns, console=self.console)
+
+    # ------------------------------------------------------------------ shared state
+
+    def _eta_seconds(self) -> float | None:
+        elapsed = self.clock() - self.started
+        steps = self.done - self.done_at_start
+        if steps <= 0 or elapsed <= 0:
+            return None
+        return max(self.total - self.done, 0) / (steps / elapsed)
+
+    def _sps_text(self) -> str:
+        return "?" if self.sps is None else f"{self.sps:,.0f}"
+
+    def _val_text(self) -> str:
+        return "val Sharpe n/a" if self.val is None else f"val Sharpe {self.val:+.2f}"
+
+    def plain_line(self, final: bool = False) -> str:
+        """The log line: steps done/total, SPS, ETA, last validation score, elapsed."""
+        share = 100.0 * self.done / self.total if self.total else 0.0
+        eta = "" if final else f", ETA {format_duration(self._eta_seconds())}"
+        return (f"{'ended' if final else 'progress'}: {self.done:,}/{self.total:,} steps "
+                f"({share:.1f}%), {self._sps_text()} SPS{eta}, {self._val_text()}, "
+                f"{format_duration(self.clock() - self.started)} elapsed")
+
+    def _print_line(self, final: bool = False) -> None:
+        # called with the lock held; soft_wrap: one physical line per record in a log
+        self.console.print(self.plain_line(final), markup=False, highlight=False,
+                           soft_wrap=True)
+        self.last_line = self.clock()
+
+    def _tick(self) -> None:
+        """Timer thread: a line whenever ``interval`` passed without one; quits on stop."""
+        while True:
+            with self._lock:
+                wait = self.last_line + self.interval - self.clock()
+            if self._stop.wait(max(wait, 0.0)):
+                return
+            with self._lock:
+                if not self._running:
+                    return
+                if self.clock() - self.last_line >= self.interval:
+                    self._print_line()
+
+    # ------------------------------------------------------------------ callback API
 
     def start(self, total: int, done: int) -> None:
+        with self._lock:
+            self.total, self.done, self.done_at_start = int(total), int(done), int(done)
+            self.started = self.last_line = self.clock()
+            self._running = True
+        if self.plain:
+            self._timer = threading.Thread(target=self._tick, name="fastrl-progress",
+                                           daemon=True)
+            self._timer.start()
+            return
         self.progress.start()
-        self.task = self.progress.add_task("train", total=total, completed=done, sps=0.0,
-                                           reward="  n/a", entropy=0.0, kl=0.0, lr=0.0, val="")
+        self.task = self.progress.add_task("train", total=total, completed=done, sps="?",
+                                           eta="?", reward="  n/a", entropy=0.0, kl=0.0,
+                                           lr=0.0, val="")
 
     def __call__(self, row: dict[str, Any]) -> None:
-        reward = row.get("charts/episode_return")
-        val = row.get("val/sharpe")
-        fields = {
-            "sps": row["charts/SPS"],
-            "reward": f"{reward:+.4f}" if reward is not None else "  n/a",
-            "entropy": row["losses/entropy"],
-            "kl": row["losses/approx_kl"],
-            "lr": row["charts/learning_rate"],
-        }
-        if val is not None:
-            fields["val"] = f"val Sharpe {val:+.2f}"
-        self.progress.update(self.task, completed=row["global_step"], **fields)
+        with self._lock:
+            self.done = int(row["global_step"])
+            self.sps = row.get("charts/SPS")
+            if row.get("val/sharpe") is not None:
+                self.val = float(row["val/sharpe"])
+            if self.plain and self._running and self.clock() - self.last_line >= self.interval:
+                self._print_line()
+        if not self.plain:
+            reward = row.get("charts/episode_return")
+            self.progress.update(
+                self.task, completed=self.done, sps=self._sps_text(),
+                eta=format_duration(self._eta_seconds()),
+                reward=f"{reward:+.4f}" if reward is not None else "  n/a",
+                entropy=row["losses/entropy"], kl=row["losses/approx_kl"],
+                lr=row["charts/learning_rate"], val=self._val_text() if self.val is not None
+                else "",
+            )
         if self.verbose:
             keys = ("charts/episode_return", "losses/value_loss", "losses/policy_loss",
                     "losses/entropy", "losses/approx_kl", "losses/clipfrac",
                     "losses/explained_variance", "losses/epochs", "val/sharpe")
             shown = " ".join(f"{k.split('/')[1]}={row[k]:.4g}" for k in keys
                              if isinstance(row.get(k), (int, float)))
-            self.progress.console.print(f"update {row['update']} step {row['global_step']} "
-                                        f"{shown}")
+            self.console.print(f"update {row['update']} step {row['global_step']} {shown}",
+                               markup=False, highlight=False)
 
     def stop(self) -> None:
-        self.progress.stop()
+        """Ends the display: the last plain line; nothing prints after this returns."""
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.join()
+            self._timer = None
+        with self._lock:
+            was_running, self._running = self._running, False
+            if was_running and self.plain:
+                self._print_line(final=True)
+        if was_running and not self.plain:
+            self.progress.stop()
 
 
 @cli_errors(PROG)
@@ -223,11 +345,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if args.no_eval:
         return 0
-    from fastrl.cli.evaluate import metrics_tables, write_run_report
+    from fastrl.cli.evaluate import metrics_tables, print_verdict, write_run_report
     from fastrl.evaluate import evaluate_run
 
     evaluation = evaluate_run(result.run_dir)
     console.print(metrics_tables(evaluation))
+    print_verdict(evaluation, console)
     write_run_report(evaluation)
     console.print(f"test-days backtest (report.md, report.html, plots) in {result.run_dir}")
     return 0
