@@ -26,9 +26,13 @@ inline std::string shape_str(const py::array& a) {
 // (-1 = any extent). uint8_t means numpy bool. Raises ValueError naming the array.
 template <class T>
 T* checked(const py::array& a, const char* name, std::vector<py::ssize_t> shape, bool writable) {
-  const bool dtype_ok = std::is_same<T, uint8_t>::value
-                            ? (a.dtype().kind() == 'b' && a.itemsize() == 1)
-                            : a.dtype().is(py::dtype::of<T>());
+  // EquivTypes, not identity: an unpickled array (a saved snapshot) has an equal but
+  // distinct dtype object.
+  const bool dtype_ok =
+      std::is_same<T, uint8_t>::value
+          ? (a.dtype().kind() == 'b' && a.itemsize() == 1)
+          : py::detail::npy_api::get().PyArray_EquivTypes_(a.dtype().ptr(),
+                                                           py::dtype::of<T>().ptr());
   bool shape_ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
   for (size_t d = 0; shape_ok && d < shape.size(); ++d)
     shape_ok = shape[d] < 0 || a.shape(static_cast<py::ssize_t>(d)) == shape[d];
