@@ -3,6 +3,7 @@ cases, thread-count invariance, snapshots, bad input and no look-ahead."""
 
 from __future__ import annotations
 
+import pickle
 import threading
 
 import numpy as np
@@ -129,6 +130,15 @@ def test_many_steps_with_resets(execution, integer_shares):
     assert resets > 150  # auto-reset exercised many times
 
 
+def test_large_observation_batches_match_reference():
+    # 128 envs x 8201 floats (odd, so rows start unaligned) = 4.2 MB per step: the core
+    # writes observations with streaming stores from this size on.
+    config = PortfolioConfig(window=64, episode_length=10, integer_shares=True,
+                             min_envs_per_thread=8)
+    panel = random_panel(12, bars=120, assets=8, num_features=16)
+    run_pair(config, panel, seed=5, steps=25, num_envs=128, threads=2)
+
+
 def two_asset_panel() -> PanelBlock:
     open_ = np.array([[100.0, 50.0], [100.0, 50.0], [110.0, 40.0], [120.0, 45.0]])
     close = np.array([[100.0, 50.0], [105.0, 45.0], [115.0, 42.0], [118.0, 44.0]])
@@ -245,7 +255,7 @@ def test_snapshot_restores_identical_outputs_in_any_env():
         return out
 
     first = play(env)
-    env.set_state(snapshot)
+    env.set_state(pickle.loads(pickle.dumps(snapshot)))  # as a checkpoint would hold it
     np.testing.assert_array_equal(env.buffers["obs"], obs_at_snapshot)
     other = PortfolioVecEnv(panel, 8, config, num_threads=1, seed=123)
     other.set_state(snapshot)

@@ -10,8 +10,39 @@
 
 #include "fastrl/rng.hpp"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace fastrl {
 namespace {
+
+// Copies n floats. With `stream`, the stores bypass the cache (non-temporal): a batch of
+// observations far larger than the cache would otherwise first read every destination
+// line (write-allocate) only to evict it again, doubling the memory traffic.
+void copy_floats(float* dst, const float* src, size_t n, bool stream) {
+#if defined(__SSE2__)
+  if (stream) {
+    for (; n > 0 && (reinterpret_cast<uintptr_t>(dst) & 15) != 0; --n) *dst++ = *src++;
+    for (; n >= 16; n -= 16, dst += 16, src += 16) {
+      const __m128 a = _mm_loadu_ps(src), b = _mm_loadu_ps(src + 4);
+      const __m128 c = _mm_loadu_ps(src + 8), d = _mm_loadu_ps(src + 12);
+      _mm_stream_ps(dst, a);
+      _mm_stream_ps(dst + 4, b);
+      _mm_stream_ps(dst + 8, c);
+      _mm_stream_ps(dst + 12, d);
+    }
+    for (; n > 0; --n) *dst++ = *src++;
+    return;
+  }
+#endif
+  (void)stream;
+  std::memcpy(dst, src, n * sizeof(float));
+}
+
+// Streaming stores pay off once one step's observations are several MB: measured on a
+// 32 MB-L3 EPYC, 13 MB (A = 10) and 39 MB (A = 30) batches step faster with them.
+constexpr int64_t kStreamObsBytes = 4 << 20;
 
 [[noreturn]] void fail(const std::string& message) { throw std::invalid_argument(message); }
 
@@ -112,6 +143,7 @@ PortfolioSim::PortfolioSim(const PanelView& panel, std::vector<std::string> symb
       !out.ep_trades || !out.ep_turnover)
     fail("every output buffer must be provided");
 
+  stream_obs_ = num_envs_ * obs_dim_ * static_cast<int64_t>(sizeof(float)) >= kStreamObsBytes;
   const int64_t A = panel_.num_assets;
   mark_.assign(static_cast<size_t>(panel_.num_bars * A), 0.0);
   for (int64_t t = 0; t < panel_.num_bars; ++t) {
@@ -179,6 +211,9 @@ void PortfolioSim::step(const double* weights) {
 
 void PortfolioSim::write_observations() {
   for (int64_t i = 0; i < num_envs_; ++i) write_obs(i, out_.obs + i * obs_dim_);
+#if defined(__SSE2__)
+  if (stream_obs_) _mm_sfence();
+#endif
 }
 
 struct PortfolioSim::Job {
@@ -211,6 +246,10 @@ void PortfolioSim::run_block(void* ctx, int task) {
       sim.step_env(i, job.weights + i * A);
     }
   }
+#if defined(__SSE2__)
+  // Non-temporal stores are weakly ordered: publish them before the pool reports done.
+  if (sim.stream_obs_) _mm_sfence();
+#endif
 }
 
 void PortfolioSim::reset_env(int64_t i) {
@@ -247,8 +286,8 @@ void PortfolioSim::write_obs(int64_t i, float* row) const {
   const int64_t block = config_.window * A * panel_.num_features;
   // Rows [t - window + 1, t] of the [T, A, F] panel are one contiguous run: one copy, and
   // untradable cells are already zero in the panel.
-  std::memcpy(row, panel_.features + (t - config_.window + 1) * A * panel_.num_features,
-              static_cast<size_t>(block) * sizeof(float));
+  copy_floats(row, panel_.features + (t - config_.window + 1) * A * panel_.num_features,
+              static_cast<size_t>(block), stream_obs_);
   float* weights = row + block;
   const double* sh = shares.data() + i * A;
   const double* m = mark_.data() + t * A;

@@ -147,6 +147,7 @@ class PortfolioSim {
   int64_t obs_dim_;
   PortfolioBuffers out_;
   std::vector<double> mark_;  // [T, A] last traded close (see the header comment)
+  bool stream_obs_ = false;   // observation batch too large for the caches: bypass them
   ThreadPool pool_;
 };
 
