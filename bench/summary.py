@@ -114,7 +114,9 @@ def portfolio_section(data: dict | None) -> list[str]:
     lines += [f"CPU: {m['cpu']}, {m['cores']} cores. Bundled 30 daily symbols (train panel); "
               f"fastrl with {data['num_envs']} envs; the floor is a bare numpy copy of the same "
               "observation bytes in the same process; FinRL is one env on the dates all 30 "
-              "traded.", ""]
+              "traded. A step can beat the floor: its window copies read a panel that stays "
+              "in cache and write with streaming stores, while the floor copies memory to "
+              "memory through the cache.", ""]
     rows = [[r["env"], str(r["assets"]), str(r["window"]), str(r["num_envs"]),
              str(r["obs_floats"]), fmt(r["steps_per_s"]), fmt(r["floor_obs_per_s"]),
              fmt(r["step_time_over_floor"], ".2f")] for r in data["rows"]]
