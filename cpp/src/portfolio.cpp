@@ -149,7 +149,8 @@ PortfolioSim::PortfolioSim(const PanelView& panel, std::vector<std::string> symb
   for (int64_t t = 0; t < panel_.num_bars; ++t) {
     for (int64_t a = 0; a < A; ++a) {
       const auto cell = static_cast<size_t>(t * A + a);
-      mark_[cell] = panel_.tradable[cell] ? panel_.close[cell] : (t > 0 ? mark_[cell - A] : 0.0);
+      const double previous = t > 0 ? mark_[cell - static_cast<size_t>(A)] : 0.0;
+      mark_[cell] = panel_.tradable[cell] ? panel_.close[cell] : previous;
     }
   }
 
