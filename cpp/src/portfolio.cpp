@@ -417,7 +417,8 @@ void PortfolioSim::set_state(const std::vector<const void*>& sources) {
     if (f.kind == 'd') {
       const auto* v = static_cast<const double*>(sources[k]);
       for (int64_t j = 0; j < count; ++j)
-        if (!std::isfinite(v[j])) fail(std::string("state '") + f.name + "' holds a non-finite value");
+        if (!std::isfinite(v[j]))
+          fail(std::string("state '") + f.name + "' holds a non-finite value");
       if (f.data == equity.data() || f.data == peak_equity.data())
         for (int64_t j = 0; j < count; ++j)
           if (!(v[j] > 0.0)) fail(std::string("state '") + f.name + "' must be > 0");
