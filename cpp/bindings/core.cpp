@@ -20,44 +20,16 @@
 #include <string>
 #include <vector>
 
+#include "checked.hpp"
 #include "fastrl/sim.hpp"
 
 namespace py = pybind11;
 using fastrl::Simulator;
+using fastrl_bindings::checked;
+
+void bind_portfolio(py::module_& m);  // portfolio.cpp
 
 namespace {
-
-std::string shape_str(const py::array& a) {
-  std::ostringstream s;
-  s << "(";
-  for (py::ssize_t d = 0; d < a.ndim(); ++d) s << (d ? ", " : "") << a.shape(d);
-  s << (a.ndim() == 1 ? ",)" : ")");
-  return s.str();
-}
-
-// Returns a's data pointer after checking it is exactly dtype T, C-contiguous, of `shape`.
-template <class T>
-T* checked(const py::array& a, const char* name, std::vector<py::ssize_t> shape, bool writable) {
-  const bool dtype_ok = std::is_same<T, uint8_t>::value
-                            ? (a.dtype().kind() == 'b' && a.itemsize() == 1)
-                            : a.dtype().is(py::dtype::of<T>());
-  bool shape_ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
-  for (size_t d = 0; shape_ok && d < shape.size(); ++d)
-    shape_ok = shape[d] < 0 || a.shape(static_cast<py::ssize_t>(d)) == shape[d];
-  const bool contiguous = (a.flags() & py::array::c_style) != 0;
-  if (!dtype_ok || !shape_ok || !contiguous || (writable && !a.writeable())) {
-    std::ostringstream msg;
-    msg << "array '" << name << "' must be a C-contiguous"
-        << (writable ? ", writable " : " ") << py::str(py::dtype::of<T>()).cast<std::string>()
-        << " array of shape (";
-    for (size_t d = 0; d < shape.size(); ++d)
-      msg << (d ? ", " : "") << (shape[d] < 0 ? std::string("any") : std::to_string(shape[d]));
-    msg << "); got " << py::str(a.dtype()).cast<std::string>() << " of shape " << shape_str(a)
-        << (contiguous ? "" : ", not C-contiguous") << (a.writeable() ? "" : ", read-only");
-    throw py::value_error(msg.str());
-  }
-  return static_cast<T*>(const_cast<void*>(a.data()));
-}
 
 struct PySimulator {
   std::vector<py::array> keep_alive;  // market and output arrays the pointers point into
@@ -292,4 +264,6 @@ PYBIND11_MODULE(_core, m) {
       FASTRL_STATE(episode_costs) FASTRL_STATE(episode_trades) FASTRL_STATE(peak_equity)
       FASTRL_STATE(dsr_a) FASTRL_STATE(dsr_b) FASTRL_STATE(rng_state);
 #undef FASTRL_STATE
+
+  bind_portfolio(m);
 }
