@@ -26,6 +26,7 @@
 namespace py = pybind11;
 using fastrl::Simulator;
 using fastrl_bindings::checked;
+using fastrl_bindings::shape_str;
 
 void bind_portfolio(py::module_& m);  // portfolio.cpp
 
