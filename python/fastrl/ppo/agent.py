@@ -34,6 +34,7 @@ class Agent:
         self.config = config
         self.feature_normaliser = feature_normaliser
         self.amp = bool(amp)
+        self.checkpoint_info: dict[str, Any] = {}
         env = config.env
         self._low = float(env.min_pos)
         self._high = float(env.max_pos)
