@@ -139,8 +139,9 @@ def test_bad_checkpoints_give_clear_errors(market, tmp_path):
 def test_continuous_bounds_that_float32_cannot_hold_are_respected(market, tmp_path):
     # 0.3 and -0.1 are not float32 numbers: clipping must happen in float64, or the env
     # refuses actions like 0.30000001 on the first step that samples past the bound.
+    # (bps costs: a short bound is not allowed under the default nse_delivery's long/flat rule)
     config = tiny_config("env.action=continuous", "env.min_pos=-0.1", "env.max_pos=0.3",
-                         "log_std_init=1.0")
+                         "env.cost=bps", "log_std_init=1.0")
     trainer = Trainer(config, market=market, run_dir=tmp_path / "run")
     result = trainer.train()
     assert result.reason == "completed"
