@@ -179,12 +179,16 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("equity_floor", &fastrl::SimConfig::equity_floor)
       .def_readwrite("random_start", &fastrl::SimConfig::random_start)
       .def_readwrite("round_robin", &fastrl::SimConfig::round_robin)
-      .def_readwrite("min_envs_per_thread", &fastrl::SimConfig::min_envs_per_thread);
+      .def_readwrite("min_envs_per_thread", &fastrl::SimConfig::min_envs_per_thread)
+      .def_readwrite("integer_shares", &fastrl::SimConfig::integer_shares)
+      .def_readwrite("square_off", &fastrl::SimConfig::square_off)
+      .def_readwrite("short_borrow_rate", &fastrl::SimConfig::short_borrow_rate);
 
   py::class_<PySimulator>(m, "Simulator")
       .def(py::init([](py::array open, py::array close, py::array features, py::array offsets,
                        std::vector<std::string> segment_names, const fastrl::SimConfig& config,
-                       int64_t num_envs, int num_threads, uint64_t seed, py::dict buffers) {
+                       int64_t num_envs, int num_threads, uint64_t seed, py::dict buffers,
+                       py::object session_flags) {
              auto self = std::make_unique<PySimulator>();
              if (features.ndim() != 2) throw py::value_error("features must be a 2-D array [T, F]");
              const py::ssize_t bars = features.shape(0), nfeat = features.shape(1);
@@ -196,6 +200,17 @@ PYBIND11_MODULE(_core, m) {
              market.num_bars = bars;
              market.num_features = nfeat;
              market.num_segments = offsets.shape(0) - 1;
+             if (!session_flags.is_none()) {
+               if (!py::isinstance<py::array>(session_flags))
+                 throw py::value_error("session_flags must be a numpy uint8 array");
+               auto flags = py::reinterpret_borrow<py::array>(session_flags);
+               if (!flags.dtype().is(py::dtype::of<uint8_t>()) || flags.ndim() != 1 ||
+                   flags.shape(0) != bars || !(flags.flags() & py::array::c_style))
+                 throw py::value_error("session_flags must be a C-contiguous uint8 array with "
+                                       "one entry per bar");
+               market.session_flags = static_cast<const uint8_t*>(flags.data());
+               self->keep_alive.push_back(flags);
+             }
              if (num_envs < 1) throw py::value_error("num_envs must be >= 1");
              if (config.window < 1) throw py::value_error("window must be >= 1");
              const py::ssize_t n = num_envs;
@@ -230,7 +245,8 @@ PYBIND11_MODULE(_core, m) {
            }),
            py::arg("open"), py::arg("close"), py::arg("features"), py::arg("offsets"),
            py::arg("segment_names"), py::arg("config"), py::arg("num_envs"),
-           py::arg("num_threads"), py::arg("seed"), py::arg("buffers"))
+           py::arg("num_threads"), py::arg("seed"), py::arg("buffers"),
+           py::arg("session_flags") = py::none())
       .def_property_readonly("num_envs", [](const PySimulator& s) { return s.sim->num_envs(); })
       .def_property_readonly("obs_dim", [](const PySimulator& s) { return s.sim->obs_dim(); })
       .def_property_readonly("num_threads", [](const PySimulator& s) { return s.sim->num_threads(); })

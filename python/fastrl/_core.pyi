@@ -31,6 +31,9 @@ class SimConfig:
     random_start: bool
     round_robin: bool
     min_envs_per_thread: int
+    integer_shares: bool
+    square_off: bool  # intraday (MIS) square-off; needs session_flags
+    short_borrow_rate: float  # annual; charged at rate / 252 per session close held short
     def __init__(self) -> None: ...
 
 class Simulator:
@@ -46,6 +49,7 @@ class Simulator:
         num_threads: int,
         seed: int,
         buffers: dict[str, np.ndarray],
+        session_flags: npt.NDArray[np.uint8] | None = None,  # fastrl.env.session_flags
     ) -> None: ...
     @property
     def num_envs(self) -> int: ...
