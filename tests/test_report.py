@@ -134,7 +134,7 @@ def test_read_training_metrics_skips_events_and_broken_lines(tmp_path: Path):
 
 @pytest.fixture(scope="module")
 def evaluated():
-    policy = lambda obs: (obs[:, 0] > 0).astype(np.int64) * 2  # noqa: E731
+    policy = lambda obs: (obs[:, 0] > 0).astype(np.int64)  # noqa: E731  (long or flat)
     return evaluate_agent(policy, _market(), EnvConfig(window=WINDOW), info={"test_days": 30})
 
 
