@@ -64,7 +64,8 @@ class Rollout:
         self.device = device
         self.amp = amp
         self.low, self.high = (float(x) for x in action_range)
-        self.policy_forward = policy_forward or network
+        # not `or`: a compiled module raises in __len__ (torch 2.11)
+        self.policy_forward = network if policy_forward is None else policy_forward
         self.continuous = network.continuous
         n, obs_dim = staging["obs"].shape
         on_cuda = device.type == "cuda"
