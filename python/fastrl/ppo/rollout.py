@@ -67,7 +67,8 @@ class Rollout:
         self.device = device
         self.amp = amp
         self.low, self.high = (float(x) for x in action_range)
-        self.policy_forward = policy_forward or network
+        # "is not None": a compiled module has no truth value (its __len__ raises on torch 2.11)
+        self.policy_forward = policy_forward if policy_forward is not None else network
         self.continuous = network.continuous
         n, obs_dim = staging["obs"].shape
         on_cuda = device.type == "cuda"
