@@ -95,6 +95,9 @@ def evaluate_run(
     except (OSError, RuntimeError, KeyError) as exc:
         raise EvaluationError(f"cannot load checkpoint {checkpoint}: {exc}") from exc
     config = agent.config
+    if config.portfolio.enabled:
+        raise EvaluationError(f"checkpoint {checkpoint} is a portfolio run: evaluate it with "
+                              "evaluate_portfolio_run (fastrl-eval does so by itself)")
     data_config = config.data
     trained_days = int(data_config.test_days)
     days = trained_days if test_days is None else int(test_days)
