@@ -30,6 +30,8 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
                           "256"]),
     "peer_training": ([], ["--quick"]),
     "convergence": ([], ["--quick"]),
+    "generalisation": ([], ["--quick"]),
+    "validation_cost": ([], ["--updates", "2", "--hidden", "[64,64]"]),
 }
 
 
