@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     from fastrl.config import ConfigError
     from fastrl.tune.space import load_space
     from fastrl.tune.study import (
+        JOURNAL_NAME,
         TrialRunner,
         make_storage,
         open_study,
@@ -122,21 +123,30 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_of(args, space)
     name = args.study or "fastrl-" + "-".join(args.symbols)
     study_dir = Path(args.run_dir or Path("studies") / name)
-    if args.storage is None and not args.worker and not args.resume and \
-            (study_dir / "study.journal").exists():
+    journal = study_dir / JOURNAL_NAME
+    if args.storage is None and not args.worker and not args.resume and journal.exists():
         raise UsageError(f"study folder {study_dir} already holds a study; continue it with "
                          "--resume or choose another --run-dir")
+    if args.storage is None and (args.resume or args.worker) and not journal.exists():
+        raise UsageError(f"no study to {'resume' if args.resume else 'join'} in {study_dir} "
+                         f"({journal} not found)")
+    # a database URL is checked before the slow data loading; the journal is made after it
+    storage = make_storage(args.storage, study_dir, args.workers) if args.storage else None
     import torch
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.workers))
     try:
         runner = TrialRunner(settings, space, study_dir=study_dir,
-                             log=lambda line: print(line, flush=True))
+                             log=lambda line: print(f"{time.strftime('%H:%M:%S')} {line}",
+                                                    flush=True))
+        # process-wide state is the command's: the cores are shared by this machine's workers
+        torch.set_num_threads(runner.base.torch_threads
+                              or max(1, (os.cpu_count() or 1) // args.workers))
         for fold in range(args.folds):  # unknown symbols, too few days: fail before starting
             runner.market(fold)
     except ConfigError as err:
         raise UsageError(str(err)) from None
-    storage = make_storage(args.storage, study_dir, args.workers)
+    if storage is None:
+        storage = make_storage(None, study_dir)
     study = open_study(storage, name, settings, args.trials, resume=args.resume,
                        join=args.storage is not None, worker=args.worker)
     deadline = time.time() + args.timeout if args.timeout else None

@@ -80,11 +80,32 @@ def make_storage(url: str | None, study_dir: str | Path, workers: int = 1) -> An
         raise StudyError("SQLite cannot be shared safely by parallel workers (Optuna advises "
                          "against it): drop --storage for the journal file, or use "
                          "postgresql://...")
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
-    except Exception as err:  # SQLAlchemy/driver errors: bad URL, server down, no database
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StudyError(f"cannot open storage {url}: {first}") from None
+    for attempt in range(3):
+        try:
+            return optuna.storages.RDBStorage(with_driver(url),
+                                              engine_kwargs={"pool_pre_ping": True})
+        except Exception as err:  # SQLAlchemy/driver errors: bad URL, server down, no db
+            # two machines starting at once race to create Optuna's tables: try again
+            racing = ("already exists", "duplicate key", "UniqueViolation")
+            if attempt < 2 and any(word in str(err) for word in racing):
+                time.sleep(1.0 + attempt)
+                continue
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise StudyError(f"cannot open storage {url}: {first}") from None
+    raise AssertionError("unreachable")
+
+
+def with_driver(url: str) -> str:
+    """``postgresql://`` with the driver that is installed: SQLAlchemy 2.1 defaults to
+    psycopg 3, while the ``[postgres]`` extra installs psycopg2 (binary wheels everywhere)."""
+    import importlib.util
+
+    scheme, sep, rest = url.partition("://")
+    if scheme not in ("postgresql", "postgres"):
+        return url
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+        return f"postgresql+psycopg2{sep}{rest}"
+    return f"postgresql{sep}{rest}"
 
 
 def storage_label(url: str | None, study_dir: str | Path) -> str:
