@@ -1,6 +1,6 @@
 """Run the benchmark suite, then write and print bench/results/SUMMARY.md.
 
-    python bench/run_all.py            # full suite (about an hour on 2 cores)
+    python bench/run_all.py            # full suite (about two hours on 2 cores)
     python bench/run_all.py --quick    # every benchmark reduced, < 5 minutes, results/quick/
     python bench/run_all.py --only env_throughput peer_envs
 
@@ -29,6 +29,7 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
                           "256"]),
     "peer_training": ([], ["--quick"]),
     "convergence": ([], ["--quick"]),
+    "tune": ([], ["--quick"]),
 }
 
 

@@ -129,6 +129,17 @@ def test_curve_area_is_the_time_average_of_the_step_curve() -> None:
         curve_area([0, 0], [1.0, 1.0])
 
 
+def test_validation_spacing_in_env_steps(tiny_space: Path) -> None:
+    """val_interval_steps validates as often for short rollouts as for long ones."""
+    base = study_mod.base_config(settings(tiny_space))
+    market = objective.build_fold_market(base, 0)
+    config = config_for({"num_steps": 16}, base, 1024)  # 8 envs x 16: 128 steps per update
+    run = objective.train_run(config, market, seed=0, fold=0, val_interval_steps=384)
+    assert run.steps == [0, 384, 768, 1024]
+    assert run.score == pytest.approx(curve_area(run.steps, run.sharpe))
+    assert len(run.val_returns) >= VAL_DAYS - 1
+
+
 def test_folds_are_disjoint_and_before_the_real_test_days(tiny_space: Path) -> None:
     base = study_mod.base_config(settings(tiny_space))
     real_test_start = {}

@@ -102,6 +102,21 @@ def _worker_argv(argv: list[str]) -> list[str]:
     return [a for a in argv if a != "--resume"] + ["--worker"]
 
 
+def _wait_until_ready(study_dir: Path, procs: list[subprocess.Popen],
+                      limit_s: float = 300.0) -> None:
+    """Wait until every worker process has loaded its data and joined the study (or
+    exited), so that the work is shared from the first trial on."""
+    started = time.time()
+    pids = {f"ready_{proc.pid}" for proc in procs}
+    while time.time() - started < limit_s:
+        ready = {path.name for path in study_dir.glob("ready_*")} & pids
+        if all(f"ready_{p.pid}" in ready or p.poll() is not None for p in procs):
+            break
+        time.sleep(0.2)
+    for name in pids:
+        (study_dir / name).unlink(missing_ok=True)
+
+
 @cli_errors(PROG)
 def main(argv: list[str] | None = None) -> int:
     """Run (or resume, or join) a study, then write best.yaml, trials.csv and the report."""
@@ -151,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                        join=args.storage is not None, worker=args.worker)
     deadline = time.time() + args.timeout if args.timeout else None
     if args.worker:
+        (study_dir / f"ready_{os.getpid()}").touch()  # the launcher starts when all are in
         runner.run(study, deadline=deadline)
         return 0
 
@@ -166,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                                           *_worker_argv(raw)], stdout=log,
                                          stderr=subprocess.STDOUT), log))
     try:
+        _wait_until_ready(study_dir, [proc for proc, _ in workers])
         runner.run(study, deadline=deadline)
         codes = [proc.wait() for proc, _ in workers]
         while running_trials(study) and (deadline is None or time.time() < deadline):

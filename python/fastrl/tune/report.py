@@ -32,7 +32,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from fastrl.tune.objective import CONFIRM_SEED_BASE, TUNING_SEED_BASE, train_run
+from fastrl.tune.objective import (
+    CONFIRM_SEED_BASE,
+    TUNING_SEED_BASE,
+    train_run,
+    validation_schedule,
+)
 from fastrl.tune.space import config_for, params_to_overrides
 
 TOP_CURVES = 5
@@ -136,9 +141,8 @@ def confirm_and_test(configs: dict[str, Any], runner: Any, log: Any) -> dict[str
     market = runner.market(0)
     runs: dict[str, list[Any]] = {}
     for name, config in configs.items():
-        runs[name] = [train_run(config, market, seed=seed, fold=0,
-                                val_every=runner.settings.get("val_every", 1), keep_agent=True)
-                      for seed in seeds]
+        runs[name] = [train_run(config, market, seed=seed, fold=0, keep_agent=True,
+                                **validation_schedule(runner.settings)) for seed in seeds]
         log(f"confirmation {name}: scores {[round(r.score, 3) for r in runs[name]]}")
     confirmation = {name: {"seeds": seeds, "scores": [r.score for r in rs],
                            "final_val_sharpes": [r.final_sharpe for r in rs],
@@ -170,7 +174,7 @@ def preset_curves(runner: Any) -> dict[str, dict[str, list]]:
     curves = {}
     for name in PRESETS:
         run = train_run(_preset_config(name, runner), runner.market(0), seed=TUNING_SEED_BASE,
-                        fold=0, val_every=runner.settings.get("val_every", 1))
+                        fold=0, **validation_schedule(runner.settings))
         curves[name] = {"steps": run.steps, "sharpe": run.sharpe, "score": run.score}
     return curves
 

@@ -41,6 +41,7 @@ from fastrl.tune.objective import (
     build_fold_market,
     combined_val_returns,
     train_run,
+    validation_schedule,
 )
 from fastrl.tune.space import Knob, config_for, sample
 
@@ -321,7 +322,7 @@ class TrialRunner:
                                                  f"{progress:.0%} of its budget")
 
                 runs.append(train_run(config, self.market(fold), seed=seed, fold=fold,
-                                      val_every=settings.get("val_every", 1), report=report))
+                                      report=report, **validation_schedule(settings)))
             score = float(np.median([r.score for r in runs]))
             if not math.isfinite(score):
                 raise TrialDiverged(f"non-finite score {score}")
