@@ -308,6 +308,51 @@ def test_cli_two_workers_share_the_journal_file(tiny_space: Path, tmp_path: Path
     assert "--resume" in capsys.readouterr().err
 
 
+def test_ctrl_c_marks_the_running_trial_and_resume_finishes(tiny_space: Path,
+                                                             tmp_path: Path) -> None:
+    """A real SIGINT to fastrl-tune mid-trial: exit 130, the trial FAIL + interrupted, no
+    trial left RUNNING; --resume then runs the budget to its end."""
+    import signal
+
+    from optuna.trial import TrialState
+
+    run_dir = tmp_path / "study"
+    args = [sys.executable, "-m", "fastrl.cli.tune",
+            *cli_args(tiny_space, run_dir, "--no-report", "--study", "stop", trials=2,
+                      timesteps=3072)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).parents[1] / "python"),
+                                                     env.get("PYTHONPATH", "")) if p)
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            time.sleep(0.5)
+            if (run_dir / "study.journal").exists() and any(
+                    t.state == TrialState.RUNNING for t in _trials_of(run_dir, "stop")):
+                break
+        time.sleep(1.0)  # inside the trial's training
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out
+    trials = _trials_of(run_dir, "stop")
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    interrupted = [t for t in trials if t.user_attrs.get("interrupted")]
+    assert len(interrupted) == 1 and interrupted[0].state == TrialState.FAIL
+    resumed = cli_args(tiny_space, run_dir, "--no-report", "--study", "stop", "--resume",
+                       trials=2, timesteps=3072)
+    resumed[resumed.index("--timesteps") + 1] = "384"  # a different budget is refused...
+    assert tune_main(resumed) == 2
+    resumed[resumed.index("--timesteps") + 1] = "3072"
+    assert tune_main(resumed) == 0
+    finished = [t for t in _trials_of(run_dir, "stop") if not t.user_attrs.get("interrupted")]
+    assert len(finished) == 2 and all(t.state.is_finished() for t in finished)
+
+
 # ------------------------------------------------------------- PostgreSQL scale-out
 
 

@@ -167,7 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     deadline = time.time() + args.timeout if args.timeout else None
     if args.worker:
         (study_dir / f"ready_{os.getpid()}").touch()  # the launcher starts when all are in
-        runner.run(study, deadline=deadline)
+        try:
+            runner.run(study, deadline=deadline)
+        except KeyboardInterrupt:  # its running trial is already marked failed
+            return 130
         return 0
 
     label = storage_label(args.storage, study_dir)

@@ -335,7 +335,8 @@ def write_study_outputs(study: Any, runner: Any, study_dir: str | Path, *, repor
         return written
     from fastrl.tune.study import counted_trials
 
-    all_trials = counted_trials(study)
+    # the trials that ran (slots a --timeout left waiting never did)
+    all_trials = [t for t in counted_trials(study) if t.state.is_finished()]
     states: dict[str, int] = {}
     for t in all_trials:
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
