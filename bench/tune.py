@@ -89,7 +89,7 @@ def _settings(market: Any, timesteps: int, torch_threads: int) -> dict[str, Any]
 
 
 # --quick: short rollouts and many epochs are the slow corners; a smoke check skips them
-QUICK_LIMITS = {"num_steps": {"type": "categorical", "choices": [128, 256]},
+QUICK_LIMITS = {"num_steps": {"type": "categorical", "choices": [64, 128]},
                 "n_epochs": {"type": "int", "low": 1, "high": 4}}
 
 

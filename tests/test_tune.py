@@ -434,3 +434,5 @@ def test_two_processes_join_one_postgresql_study(tiny_space: Path, tmp_path: Pat
     assert (tmp_path / "machine_b" / "best.yaml").is_file()
     assert np.isfinite(optuna.load_study(storage=make_storage(postgres_url, "."),
                                          study_name="pg").best_value)
+    late = subprocess.run(first, env=env, capture_output=True, text=True, timeout=240)
+    assert late.returncode == 2 and "--resume" in late.stderr  # a finished study

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from fastrl.config import TrainConfig
+from fastrl.config import ConfigError, TrainConfig
 from fastrl.tune.objective import (
     TUNING_SEED_BASE,
     RunResult,
@@ -156,6 +156,7 @@ def open_study(storage: Any, name: str, settings: dict[str, Any], n_trials: int,
     study must exist (a worker process of this machine). Neither enqueues.
     """
     import optuna
+    from optuna.trial import TrialState
 
     sampler, pruner = _sampler_and_pruner()
     created = False
@@ -190,6 +191,11 @@ def open_study(storage: Any, name: str, settings: dict[str, Any], n_trials: int,
             if study.get_trials(deepcopy=False):
                 break
             time.sleep(0.5)
+        if join and not (resume or worker) and not any(
+                t.state in (TrialState.WAITING, TrialState.RUNNING)
+                for t in study.get_trials(deepcopy=False)):
+            raise StudyError(f"study {name!r} already exists and has run all its trials; "
+                             "continue it with --resume (and a larger --trials)")
     if created or resume:
         for _ in range(max(0, n_trials - len(counted_trials(study)))):
             study.enqueue_trial({}, user_attrs={"slot": True})
@@ -299,13 +305,14 @@ class TrialRunner:
         timed(trial.set_user_attr, "worker", self.worker)
         timed(trial.set_user_attr, "host", socket.gethostname())
         timed(trial.set_user_attr, "pid", os.getpid())
-        config = config_for(params, self.base, settings["timesteps"])
         runs: list[RunResult] = []
         seeds = [TUNING_SEED_BASE + s for s in range(settings["seeds"])]
         plan = [(fold, seed) for fold in range(settings["folds"]) for seed in seeds]
         state, score, failure = TrialState.COMPLETE, None, None
         self.log(f"trial {trial.number} ({self.worker}): {json.dumps(params, default=str)}")
         try:
+            # a draw the budget cannot hold (a rollout longer than it) fails its trial
+            config = config_for(params, self.base, settings["timesteps"])
             for index, (fold, seed) in enumerate(plan):
                 reported = [0]
 
@@ -330,6 +337,8 @@ class TrialRunner:
             state, failure = TrialState.PRUNED, str(err)
         except TrialDiverged as err:
             state, failure = TrialState.FAIL, f"diverged: {err}"
+        except ConfigError as err:
+            state, failure = TrialState.FAIL, f"invalid config: {err}"
         except KeyboardInterrupt:
             # leave the study consistent: the trial is failed, marked, and not counted
             timed(trial.set_user_attr, "interrupted", True)
