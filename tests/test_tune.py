@@ -291,7 +291,8 @@ def _check_shared_study(trials: list, n: int) -> None:
     numbers = [t.number for t in trials]
     assert len(set(numbers)) == n  # no trial number twice
     workers = {t.user_attrs["worker"] for t in trials}
-    assert len(workers) == 2, f"both workers should have run trials, got {workers}"
+    assert len(workers) == 2, "both workers should have run trials, got " + ", ".join(
+        f"{t.number} {t.state.name} {t.user_attrs.get('worker')}" for t in trials)
 
 
 def test_cli_two_workers_share_the_journal_file(tiny_space: Path, tmp_path: Path,
@@ -299,7 +300,9 @@ def test_cli_two_workers_share_the_journal_file(tiny_space: Path, tmp_path: Path
     run_dir = tmp_path / "study"
     args = cli_args(tiny_space, run_dir, "--workers", "2", "--seeds", "2", "--no-report",
                     "--study", "shared", trials=6, timesteps=768)
-    assert tune_main(args) == 0
+    code = tune_main(args)
+    worker_log = "".join(p.read_text() for p in run_dir.glob("worker_*.log"))
+    assert code == 0, f"exit {code}; worker log:\n{worker_log}"
     _check_shared_study(_trials_of(run_dir, "shared"), 6)
     assert (run_dir / "best.yaml").is_file() and (run_dir / "trials.csv").is_file()
     build_config(config_file=run_dir / "best.yaml")
