@@ -294,7 +294,11 @@ def html_page(markdown_text: str, images: dict[str, Path]) -> str:
     """The report as one HTML file with the PNGs embedded."""
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              "<title>fastrl-tune report</title></head><body>"]
+    in_table = False
     for line in markdown_text.splitlines():
+        if in_table and not line.startswith("|"):
+            parts.append("</table>")
+            in_table = False
         if line.startswith("!["):
             continue
         if line.startswith("#"):
@@ -303,11 +307,16 @@ def html_page(markdown_text: str, images: dict[str, Path]) -> str:
         elif line.startswith("|"):
             if set(line) <= set("|-"):
                 continue
+            if not in_table:
+                parts.append('<table border="1" cellpadding="3">')
+                in_table = True
             cells = "".join(f"<td>{html.escape(c.strip())}</td>"
                             for c in line.strip("|").split("|"))
-            parts.append(f"<table><tr>{cells}</tr></table>")
+            parts.append(f"<tr>{cells}</tr>")
         elif line.strip():
             parts.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        parts.append("</table>")
     for name, path in images.items():
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         parts.append(f'<h3>{html.escape(name)}</h3><img alt="{html.escape(name)}" '
