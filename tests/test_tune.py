@@ -249,6 +249,16 @@ def test_diverged_trial_fails_and_ctrl_c_is_recorded_then_resumed(
     assert len(study_mod.counted_trials(resumed)) == 3
     with pytest.raises(study_mod.StudyError, match="other settings"):
         open_study(storage, "faults", {**runner.settings, "timesteps": 768}, 3, resume=True)
+    # a process killed mid-trial (no Ctrl-C) leaves a RUNNING trial: resuming the journal
+    # study fails it, does not count it, and queues its slot again
+    more = open_study(storage, "faults", runner.settings, 4, resume=True)
+    orphan = study_mod.claim_trial(more)
+    assert orphan is not None
+    reopened = open_study(storage, "faults", runner.settings, 4, resume=True,
+                          reclaim_running=True)
+    left = reopened.get_trials()[orphan.number]
+    assert left.state.name == "FAIL" and left.user_attrs["interrupted"] is True
+    assert [t.state.name for t in reopened.get_trials()].count("WAITING") == 1
 
 
 # --------------------------------------------------------------------------- bad input

@@ -162,8 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(str(err)) from None
     if storage is None:
         storage = make_storage(None, study_dir)
+    # a journal study's processes all ran here: on --resume, trials a killed process left
+    # RUNNING are failed and run again (on a shared database another machine may own them)
     study = open_study(storage, name, settings, args.trials, resume=args.resume,
-                       join=args.storage is not None, worker=args.worker)
+                       join=args.storage is not None, worker=args.worker,
+                       reclaim_running=args.storage is None)
     deadline = time.time() + args.timeout if args.timeout else None
     if args.worker:
         (study_dir / f"ready_{os.getpid()}").touch()  # the launcher starts when all are in

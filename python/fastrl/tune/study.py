@@ -146,7 +146,8 @@ def counted_trials(study: Any) -> list[Any]:
 
 
 def open_study(storage: Any, name: str, settings: dict[str, Any], n_trials: int, *,
-               resume: bool = False, join: bool = False, worker: bool = False) -> Any:
+               resume: bool = False, join: bool = False, worker: bool = False,
+               reclaim_running: bool = False) -> Any:
     """Create the study, or resume or join it; creating or resuming tops the queue up to
     ``n_trials`` slots that count (interrupted trials do not).
 
@@ -154,6 +155,9 @@ def open_study(storage: Any, name: str, settings: dict[str, Any], n_trials: int,
     study; resuming or joining with different settings is an error naming them. ``join``: an
     existing study may be joined (another machine on a shared storage); ``worker``: the
     study must exist (a worker process of this machine). Neither enqueues.
+    ``reclaim_running`` (resuming a journal study, whose processes all ran on this machine
+    and have ended): trials left RUNNING by a killed process are marked failed and
+    ``interrupted``, so they do not count and their slots run again.
     """
     import optuna
     from optuna.trial import TrialState
@@ -196,6 +200,12 @@ def open_study(storage: Any, name: str, settings: dict[str, Any], n_trials: int,
                 for t in study.get_trials(deepcopy=False)):
             raise StudyError(f"study {name!r} already exists and has run all its trials; "
                              "continue it with --resume (and a larger --trials)")
+    if resume and reclaim_running:
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+            study._storage.set_trial_user_attr(trial._trial_id, "failure",
+                                               "left running by a process that ended")
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
     if created or resume:
         for _ in range(max(0, n_trials - len(counted_trials(study)))):
             study.enqueue_trial({}, user_attrs={"slot": True})
