@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             runner.run(study, deadline=deadline)
         except KeyboardInterrupt:  # its running trial is already marked failed
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: still a clean exit
             return 130
         return 0
 
@@ -194,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         while running_trials(study) and (deadline is None or time.time() < deadline):
             time.sleep(WAIT_POLL_S)  # trials of other machines still running
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: still a clean exit
         for proc, _ in workers:  # a terminal's Ctrl-C reached them too; make sure
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
