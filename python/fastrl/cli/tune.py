@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "preset comparison alike, e.g. num_envs=32 hidden_sizes=[64,64]")
     search.add_argument("--val-every", type=int, default=1, metavar="N",
                         help="updates between validation backtests on the curve (default 1)")
+    search.add_argument("--val-every-steps", type=int, default=0, metavar="N",
+                        help="validate at every N env steps instead, whatever a trial's "
+                        "rollout length (default 0: use --val-every)")
     run = parser.add_argument_group("study")
     run.add_argument("--study", metavar="NAME", help="study name (default from the symbols)")
     run.add_argument("--storage", metavar="URL", help="SQLAlchemy URL shared by many machines "
@@ -80,6 +83,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
         value = getattr(args, flag)
         if value < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if args.val_every_steps < 0:
+        raise UsageError(f"--val-every-steps must be >= 0, got {args.val_every_steps}")
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError(f"--timeout must be > 0 seconds, got {args.timeout}")
 
@@ -93,7 +98,8 @@ def settings_of(args: argparse.Namespace, space: dict[str, Any]) -> dict[str, An
         "val_days": args.val_days, "test_days": args.test_days, "timesteps": args.timesteps,
         "seeds": args.seeds, "folds": args.folds, "base_preset": args.base_preset,
         "set_options": [item for group in args.set_options for item in group],
-        "val_every": args.val_every, "space": space_to_dict(space),
+        "val_every": args.val_every, "val_interval_steps": args.val_every_steps,
+        "space": space_to_dict(space),
     }
 
 
