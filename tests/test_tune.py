@@ -340,12 +340,13 @@ def test_ctrl_c_marks_the_running_trial_and_resume_finishes(tiny_space: Path,
                             text=True)
     try:
         deadline = time.time() + 120
-        while time.time() < deadline:
-            time.sleep(0.5)
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            # a running trial that reported its first intermediate value: mid-training
             if (run_dir / "study.journal").exists() and any(
-                    t.state == TrialState.RUNNING for t in _trials_of(run_dir, "stop")):
+                    t.state == TrialState.RUNNING and t.intermediate_values
+                    for t in _trials_of(run_dir, "stop")):
                 break
-        time.sleep(1.0)  # inside the trial's training
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
     finally:
