@@ -224,6 +224,13 @@ def validation_cost_section(data: dict | None) -> list[str]:
     return lines + [f"README's 5-minute example, {data['updates']} updates: training "
                     f"{data['train_seconds']:.1f} s, validation {data['val_seconds']:.1f} s = "
                     f"{data['val_share']:.1%} of the time (target < 10%).", ""]
+def tune_section(data: dict | None) -> list[str]:
+    lines = ["## Hyperparameter search: tuned against both presets (`bench/tune.py`)", ""]
+    if data is None:
+        return lines + ["Not run yet.", ""]
+    from tune import markdown_summary
+
+    return lines + [markdown_summary(data).strip(), ""]
 
 
 def build() -> Path:
@@ -241,6 +248,7 @@ def build() -> Path:
     parts += generalisation_section(load("generalisation", "generalisation_quick"),
                                     load("generalisation_selection"))
     parts += validation_cost_section(load("validation_cost"))
+    parts += tune_section(load("tune", "tune_quick"))
     path = RESULTS / "SUMMARY.md"
     path.write_text("\n".join(parts))
     return path

@@ -1,4 +1,4 @@
-"""Console entry points: fastrl-train, fastrl-eval, fastrl-monitor, fastrl-bench.
+"""Console entry points: fastrl-train, fastrl-eval, fastrl-monitor, fastrl-bench, fastrl-tune.
 
 Each command lives in its own module; the imports are lazy so that ``--help`` is fast.
 The commands are the only layer that prints. Bad input ends with one line on stderr and
@@ -28,5 +28,11 @@ def monitor_main(argv: list[str] | None = None) -> int:
 
 def bench_main(argv: list[str] | None = None) -> int:
     from fastrl.cli.bench import main
+
+    return main(argv)
+
+
+def tune_main(argv: list[str] | None = None) -> int:
+    from fastrl.cli.tune import main
 
     return main(argv)

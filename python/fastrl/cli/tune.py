@@ -1,0 +1,229 @@
+"""fastrl-tune: search hyperparameters for learning speed on validation bars (Optuna).
+
+The study folder (``--run-dir``, default ``studies/<study>``) holds the journal storage
+(unless ``--storage`` names a database), one small JSON per trial, and at the end
+``best.yaml`` (``fastrl-train --config best.yaml``), ``trials.csv`` and the report. With
+``--workers W`` this process starts W-1 more worker processes on the same study; with
+``--storage postgresql://...`` the same command on other machines joins it. Ctrl-C marks
+the running trial failed (not counted) and leaves the study ready for ``--resume``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from fastrl.cli.errors import UsageError, cli_errors
+
+PROG = "fastrl-tune"
+WAIT_POLL_S = 2.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Search PPO hyperparameters that learn fastest on validation bars. "
+        "Example: fastrl-tune --symbols BPCL HDFCLIFE --trials 8 --timesteps 65536",
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument("--symbols", nargs="+", required=True, metavar="SYMBOL")
+    data.add_argument("--freq", choices=("1d", "5min"), default="1d")
+    data.add_argument("--val-days", type=int, default=60, metavar="N",
+                      help="trading days per validation window (default 60)")
+    data.add_argument("--test-days", type=int, default=30, metavar="N",
+                      help="last trading days held out; no trial ever sees them (default 30)")
+    data.add_argument("--data", metavar="PATH", default="bundled",
+                      help="your CSV/Parquet bars instead of the bundled ones")
+    search = parser.add_argument_group("search")
+    search.add_argument("--trials", type=int, required=True, metavar="N",
+                        help="trials in the study (all workers together)")
+    search.add_argument("--timesteps", type=int, required=True, metavar="T",
+                        help="env steps per training run")
+    search.add_argument("--seeds", type=int, default=1, metavar="K",
+                        help="training seeds per trial and fold (default 1)")
+    search.add_argument("--folds", type=int, default=1, metavar="F",
+                        help="walk-forward validation folds (default 1)")
+    search.add_argument("--space", metavar="FILE", help="search space YAML (default: the "
+                        "shipped fastrl/tune/space.yaml)")
+    search.add_argument("--base-preset", default="fast", help="preset trials start from")
+    search.add_argument("--set", dest="set_options", nargs="+", action="append", default=[],
+                        metavar="KEY=VALUE", help="fixed config keys for trials and the "
+                        "preset comparison alike, e.g. num_envs=32 hidden_sizes=[64,64]")
+    search.add_argument("--val-every", type=int, default=1, metavar="N",
+                        help="updates between validation backtests on the curve (default 1)")
+    search.add_argument("--val-every-steps", type=int, default=0, metavar="N",
+                        help="validate at every N env steps instead, whatever a trial's "
+                        "rollout length (default 0: use --val-every)")
+    run = parser.add_argument_group("study")
+    run.add_argument("--study", metavar="NAME", help="study name (default from the symbols)")
+    run.add_argument("--storage", metavar="URL", help="SQLAlchemy URL shared by many machines "
+                     "(postgresql://user@host:5432/db); default: a journal file in --run-dir")
+    run.add_argument("--workers", type=int, default=1, metavar="W",
+                     help="worker processes on this machine (default 1)")
+    run.add_argument("--timeout", type=float, metavar="S",
+                     help="start no trial after S seconds")
+    run.add_argument("--run-dir", metavar="DIR", help="study folder (default studies/<study>)")
+    run.add_argument("--resume", action="store_true", help="continue an existing study")
+    run.add_argument("--no-report", action="store_true",
+                     help="write best.yaml and trials.csv only (no confirmation, no test days)")
+    run.add_argument("--verbose", action="store_true", help="tracebacks on errors")
+    run.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    for flag in ("trials", "timesteps", "seeds", "folds", "workers", "val_days", "test_days",
+                 "val_every"):
+        value = getattr(args, flag)
+        if value < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if args.val_every_steps < 0:
+        raise UsageError(f"--val-every-steps must be >= 0, got {args.val_every_steps}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise UsageError(f"--timeout must be > 0 seconds, got {args.timeout}")
+
+
+def settings_of(args: argparse.Namespace, space: dict[str, Any]) -> dict[str, Any]:
+    """What every process of a study must agree on (recorded with the study)."""
+    from fastrl.tune.space import space_to_dict
+
+    return {
+        "symbols": list(args.symbols), "freq": args.freq, "source": args.data,
+        "val_days": args.val_days, "test_days": args.test_days, "timesteps": args.timesteps,
+        "seeds": args.seeds, "folds": args.folds, "base_preset": args.base_preset,
+        "set_options": [item for group in args.set_options for item in group],
+        "val_every": args.val_every, "val_interval_steps": args.val_every_steps,
+        "space": space_to_dict(space),
+    }
+
+
+def _worker_argv(argv: list[str]) -> list[str]:
+    """This command's arguments for a worker process (it joins; it never resumes)."""
+    return [a for a in argv if a != "--resume"] + ["--worker"]
+
+
+def _wait_until_ready(study_dir: Path, procs: list[subprocess.Popen],
+                      limit_s: float = 300.0) -> None:
+    """Wait until every worker process has loaded its data and joined the study (or
+    exited), so that the work is shared from the first trial on."""
+    started = time.time()
+    pids = {f"ready_{proc.pid}" for proc in procs}
+    while time.time() - started < limit_s:
+        ready = {path.name for path in study_dir.glob("ready_*")} & pids
+        if all(f"ready_{p.pid}" in ready or p.poll() is not None for p in procs):
+            break
+        time.sleep(0.2)
+    for name in pids:
+        (study_dir / name).unlink(missing_ok=True)
+
+
+@cli_errors(PROG)
+def main(argv: list[str] | None = None) -> int:
+    """Run (or resume, or join) a study, then write best.yaml, trials.csv and the report."""
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(raw)
+    _check_numbers(args)
+    from fastrl.config import ConfigError
+    from fastrl.tune.space import load_space
+    from fastrl.tune.study import (
+        JOURNAL_NAME,
+        TrialRunner,
+        make_storage,
+        open_study,
+        running_trials,
+        storage_label,
+    )
+
+    space = load_space(args.space)
+    settings = settings_of(args, space)
+    name = args.study or "fastrl-" + "-".join(args.symbols)
+    study_dir = Path(args.run_dir or Path("studies") / name)
+    journal = study_dir / JOURNAL_NAME
+    if args.storage is None and not args.worker and not args.resume and journal.exists():
+        raise UsageError(f"study folder {study_dir} already holds a study; continue it with "
+                         "--resume or choose another --run-dir")
+    if args.storage is None and (args.resume or args.worker) and not journal.exists():
+        raise UsageError(f"no study to {'resume' if args.resume else 'join'} in {study_dir} "
+                         f"({journal} not found)")
+    # a database URL is checked before the slow data loading; the journal is made after it
+    storage = make_storage(args.storage, study_dir, args.workers) if args.storage else None
+    import torch
+
+    try:
+        runner = TrialRunner(settings, space, study_dir=study_dir,
+                             log=lambda line: print(f"{time.strftime('%H:%M:%S')} {line}",
+                                                    flush=True))
+        # process-wide state is the command's: the cores are shared by this machine's workers
+        torch.set_num_threads(runner.base.torch_threads
+                              or max(1, (os.cpu_count() or 1) // args.workers))
+        for fold in range(args.folds):  # unknown symbols, too few days: fail before starting
+            runner.market(fold)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    if storage is None:
+        storage = make_storage(None, study_dir)
+    # a journal study's processes all ran here: on --resume, trials a killed process left
+    # RUNNING are failed and run again (on a shared database another machine may own them)
+    study = open_study(storage, name, settings, args.trials, resume=args.resume,
+                       join=args.storage is not None, worker=args.worker,
+                       reclaim_running=args.storage is None)
+    deadline = time.time() + args.timeout if args.timeout else None
+    if args.worker:
+        (study_dir / f"ready_{os.getpid()}").touch()  # the launcher starts when all are in
+        try:
+            runner.run(study, deadline=deadline)
+        except KeyboardInterrupt:  # its running trial is already marked failed
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: still a clean exit
+            return 130
+        return 0
+
+    label = storage_label(args.storage, study_dir)
+    print(f"{PROG}: study {name!r} in {label}: {args.trials} trials x {args.seeds} seed(s) x "
+          f"{args.folds} fold(s) x {args.timesteps:,} steps, {args.workers} worker(s) on this "
+          f"machine; dashboard: optuna-dashboard {label}", flush=True)
+    workers = []
+    study_dir.mkdir(parents=True, exist_ok=True)
+    for index in range(1, args.workers):
+        log = open(study_dir / f"worker_{index}.log", "a", encoding="utf-8")  # noqa: SIM115
+        workers.append((subprocess.Popen([sys.executable, "-m", "fastrl.cli.tune",
+                                          *_worker_argv(raw)], stdout=log,
+                                         stderr=subprocess.STDOUT), log))
+    try:
+        _wait_until_ready(study_dir, [proc for proc, _ in workers])
+        runner.run(study, deadline=deadline)
+        codes = [proc.wait() for proc, _ in workers]
+        while running_trials(study) and (deadline is None or time.time() < deadline):
+            time.sleep(WAIT_POLL_S)  # trials of other machines still running
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: still a clean exit
+        for proc, _ in workers:  # a terminal's Ctrl-C reached them too; make sure
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc, _ in workers:
+            proc.wait()
+        print("interrupted: the running trial(s) are marked failed and will run again; "
+              "continue with the same command and --resume", file=sys.stderr)
+        return 130
+    finally:
+        for _, log in workers:
+            log.close()
+    failed = [c for c in codes if c]
+    if failed:
+        print(f"{PROG}: {len(failed)} worker process(es) failed; see {study_dir}/worker_*.log",
+              file=sys.stderr)
+    from fastrl.tune.report import write_study_outputs
+
+    files = write_study_outputs(study, runner, study_dir, report=not args.no_report,
+                                log=lambda line: print(line, flush=True))
+    print(f"{PROG}: wrote {', '.join(str(f) for f in files)}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,406 @@
+"""Studies: where trials are stored, how workers share them, and how one trial runs.
+
+Storage. By default a JournalStorage file (``study.journal``) in the study folder: no server,
+and local worker processes share it safely (the journal's file lock). Any SQLAlchemy URL
+(``postgresql://user@host:port/db``) uses Optuna's RDB storage, so the same command on many
+machines joins one study. SQLite is refused for more than one worker, as Optuna advises.
+
+Exactly ``n_trials``. The process that creates (or resumes) a study enqueues one WAITING
+slot per trial still to run; a worker claims a slot by moving it WAITING -> RUNNING, which
+the storage does atomically (the same call ``Study.ask`` uses to pop enqueued trials), and
+stops when none is left. So W workers on M machines run exactly ``n_trials`` trials; no
+trial number is ever run twice.
+
+A trial runs in this process through :class:`fastrl.ppo.Trainer` with no run folder: the
+study storage and a small JSON per trial (``trials/trial_NNNNN.json``: params, per-seed and
+per-fold scores, curves) are all it writes. A diverged run fails the trial (recorded with
+the reason); a trial the median pruner stops is PRUNED; Ctrl-C marks the running trial FAIL
+with ``interrupted`` set (it does not count toward the budget on ``--resume``) and re-raises.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastrl.config import ConfigError, TrainConfig
+from fastrl.tune.objective import (
+    TUNING_SEED_BASE,
+    RunResult,
+    TrialDiverged,
+    build_fold_market,
+    combined_val_returns,
+    train_run,
+    validation_schedule,
+)
+from fastrl.tune.space import Knob, config_for, sample
+
+JOURNAL_NAME = "study.journal"
+SETTINGS_ATTR = "fastrl_settings"
+REPORTS_PER_RUN = 4  # intermediate values per training run (at 1/4, 1/2, 3/4 and the end)
+
+Log = Callable[[str], None]
+
+
+class StudyError(ValueError):
+    """A study cannot be created, resumed or joined as asked (the message says why)."""
+
+
+def _quiet_optuna() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # experimental features (journal storage, constant liar) are used deliberately
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def make_storage(url: str | None, study_dir: str | Path, workers: int = 1) -> Any:
+    """The study's Optuna storage: a journal file in ``study_dir`` or an SQLAlchemy URL."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    _quiet_optuna()
+    if url is None:
+        path = Path(study_dir) / JOURNAL_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if "://" not in url:
+        raise StudyError(f"--storage needs an SQLAlchemy URL such as "
+                         f"postgresql://user@host:5432/db, got {url!r}")
+    if url.startswith("sqlite") and workers > 1:
+        raise StudyError("SQLite cannot be shared safely by parallel workers (Optuna advises "
+                         "against it): drop --storage for the journal file, or use "
+                         "postgresql://...")
+    for attempt in range(3):
+        try:
+            return optuna.storages.RDBStorage(with_driver(url),
+                                              engine_kwargs={"pool_pre_ping": True})
+        except Exception as err:  # SQLAlchemy/driver errors: bad URL, server down, no db
+            # two machines starting at once race to create Optuna's tables: try again
+            racing = ("already exists", "duplicate key", "UniqueViolation")
+            if attempt < 2 and any(word in str(err) for word in racing):
+                time.sleep(1.0 + attempt)
+                continue
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise StudyError(f"cannot open storage {url}: {first}") from None
+    raise AssertionError("unreachable")
+
+
+def with_driver(url: str) -> str:
+    """``postgresql://`` with the driver that is installed: SQLAlchemy 2.1 defaults to
+    psycopg 3, while the ``[postgres]`` extra installs psycopg2 (binary wheels everywhere)."""
+    import importlib.util
+
+    scheme, sep, rest = url.partition("://")
+    if scheme not in ("postgresql", "postgres"):
+        return url
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+        return f"postgresql+psycopg2{sep}{rest}"
+    return f"postgresql{sep}{rest}"
+
+
+def storage_label(url: str | None, study_dir: str | Path) -> str:
+    """What optuna-dashboard takes to open this study's storage."""
+    return url if url is not None else str(Path(study_dir) / JOURNAL_NAME)
+
+
+def _sampler_and_pruner() -> tuple[Any, Any]:
+    import optuna
+
+    _quiet_optuna()
+    # constant_liar: parallel workers do not all sample next to the same running trial
+    sampler = optuna.samplers.TPESampler(constant_liar=True)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=REPORTS_PER_RUN // 2)
+    return sampler, pruner
+
+
+def study_exists(storage: Any, name: str) -> bool:
+    try:
+        storage.get_study_id_from_name(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _differences(recorded: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+    keys = sorted(set(recorded) | set(settings))
+    return [f"{k} {recorded.get(k)!r} != {settings.get(k)!r}" for k in keys
+            if json.dumps(recorded.get(k), sort_keys=True) !=
+            json.dumps(settings.get(k), sort_keys=True)]
+
+
+def counted_trials(study: Any) -> list[Any]:
+    """Trials that count toward the budget: every trial but those Ctrl-C interrupted."""
+    return [t for t in study.get_trials(deepcopy=False)
+            if not t.user_attrs.get("interrupted")]
+
+
+def open_study(storage: Any, name: str, settings: dict[str, Any], n_trials: int, *,
+               resume: bool = False, join: bool = False, worker: bool = False,
+               reclaim_running: bool = False) -> Any:
+    """Create the study, or resume or join it; creating or resuming tops the queue up to
+    ``n_trials`` slots that count (interrupted trials do not).
+
+    ``settings`` (data, budget, seeds, folds, base config, space) are recorded with the
+    study; resuming or joining with different settings is an error naming them. ``join``: an
+    existing study may be joined (another machine on a shared storage); ``worker``: the
+    study must exist (a worker process of this machine). Neither enqueues.
+    ``reclaim_running`` (resuming a journal study, whose processes all ran on this machine
+    and have ended): trials left RUNNING by a killed process are marked failed and
+    ``interrupted``, so they do not count and their slots run again.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    sampler, pruner = _sampler_and_pruner()
+    created = False
+    if not study_exists(storage, name):
+        if resume or worker:
+            raise StudyError(f"no study named {name!r} in the storage to "
+                             f"{'resume' if resume else 'join'}")
+        try:
+            study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
+                                        sampler=sampler, pruner=pruner)
+            study.set_user_attr(SETTINGS_ATTR, settings)
+            created = True
+        except optuna.exceptions.DuplicatedStudyError:
+            pass  # another machine created it a moment ago: join it
+    if not created:
+        if not (resume or join or worker):
+            raise StudyError(f"study {name!r} already exists; continue it with --resume or "
+                             "choose another --study or --run-dir")
+        study = optuna.load_study(storage=storage, study_name=name, sampler=sampler,
+                                  pruner=pruner)
+        recorded = study.user_attrs.get(SETTINGS_ATTR)
+        for _ in range(20):  # created a moment ago by another process: settings follow
+            if recorded is not None:
+                break
+            time.sleep(0.5)
+            recorded = study.user_attrs.get(SETTINGS_ATTR)
+        diffs = _differences(recorded or {}, settings)
+        if diffs:
+            raise StudyError(f"study {name!r} was created with other settings: "
+                             f"{'; '.join(diffs)}")
+        for _ in range(20):  # its creator enqueues the slots just after the settings
+            if study.get_trials(deepcopy=False):
+                break
+            time.sleep(0.5)
+        if join and not (resume or worker) and not any(
+                t.state in (TrialState.WAITING, TrialState.RUNNING)
+                for t in study.get_trials(deepcopy=False)):
+            raise StudyError(f"study {name!r} already exists and has run all its trials; "
+                             "continue it with --resume (and a larger --trials)")
+    if resume and reclaim_running:
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+            study._storage.set_trial_user_attr(trial._trial_id, "failure",
+                                               "left running by a process that ended")
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+    if created or resume:
+        for _ in range(max(0, n_trials - len(counted_trials(study)))):
+            study.enqueue_trial({}, user_attrs={"slot": True})
+    return study
+
+
+def claim_trial(study: Any) -> Any | None:
+    """Claim one WAITING slot of ``study`` (atomically) as a running trial, or None."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = study._storage  # the storage Study.ask pops enqueued trials from
+    for frozen in storage.get_all_trials(study._study_id, deepcopy=False,
+                                         states=(TrialState.WAITING,)):
+        try:
+            if storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
+                return optuna.Trial(study, frozen._trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
+
+
+def base_config(settings: dict[str, Any]) -> TrainConfig:
+    """The config every trial starts from: base preset, data flags, budget, --set options."""
+    from fastrl.config import build_config
+
+    overrides = {
+        "data.symbols": list(settings["symbols"]),
+        "data.freq": settings["freq"],
+        "data.source": settings.get("source", "bundled"),
+        "data.test_days": settings["test_days"],
+        "data.val_days": settings["val_days"],
+        "total_timesteps": settings["timesteps"],
+        "patience": 0,  # every run uses its whole budget
+    }
+    return build_config(settings["base_preset"], None, overrides,
+                        list(settings.get("set_options", [])))
+
+
+@dataclass
+class TrialRecord:
+    """What a finished trial left: for the per-trial JSON and the runner's statistics."""
+
+    number: int
+    state: str
+    params: dict[str, Any]
+    score: float | None
+    runs: list[dict[str, Any]]
+    wall_seconds: float
+    storage_seconds: float
+    failure: str | None = None
+
+
+@dataclass
+class TrialRunner:
+    """Runs the trials of one study in this process (one per claimed slot).
+
+    Fold markets are built once per process. ``storage_seconds`` of each record is the time
+    spent in storage calls (claim, reports, pruning checks, attributes, tell).
+    """
+
+    settings: dict[str, Any]
+    space: dict[str, Knob]
+    study_dir: Path | None = None
+    log: Log = lambda line: None  # noqa: E731
+    markets: dict[int, Any] = field(default_factory=dict)
+    records: list[TrialRecord] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.base = base_config(self.settings)
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def market(self, fold: int) -> Any:
+        if fold not in self.markets:
+            self.markets[fold] = build_fold_market(self.base, fold)
+        return self.markets[fold]
+
+    def run(self, study: Any, *, deadline: float | None = None) -> int:
+        """Claim and run trials until no slot is left (or ``deadline``); returns how many."""
+        done = 0
+        while deadline is None or time.time() < deadline:
+            started = time.perf_counter()
+            trial = claim_trial(study)
+            claim = time.perf_counter() - started
+            if trial is None:
+                break
+            self.run_trial(study, trial, claim_seconds=claim)
+            done += 1
+        return done
+
+    def run_trial(self, study: Any, trial: Any, claim_seconds: float = 0.0) -> TrialRecord:
+        import optuna
+        from optuna.trial import TrialState
+
+        settings = self.settings
+        started = time.perf_counter()
+        storage_time = [claim_seconds]
+
+        def timed(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                storage_time[0] += time.perf_counter() - t0
+
+        params = timed(sample, trial, self.space)
+        timed(trial.set_user_attr, "worker", self.worker)
+        timed(trial.set_user_attr, "host", socket.gethostname())
+        timed(trial.set_user_attr, "pid", os.getpid())
+        runs: list[RunResult] = []
+        seeds = [TUNING_SEED_BASE + s for s in range(settings["seeds"])]
+        plan = [(fold, seed) for fold in range(settings["folds"]) for seed in seeds]
+        state, score, failure = TrialState.COMPLETE, None, None
+        self.log(f"trial {trial.number} ({self.worker}): {json.dumps(params, default=str)}")
+        try:
+            # a draw the budget cannot hold (a rollout longer than it) fails its trial
+            config = config_for(params, self.base, settings["timesteps"])
+            for index, (fold, seed) in enumerate(plan):
+                reported = [0]
+
+                def report(progress: float, area: float, index: int = index,
+                           reported: list[int] = reported) -> None:
+                    point = min(REPORTS_PER_RUN, int(progress * REPORTS_PER_RUN + 1e-9))
+                    if point <= reported[0]:
+                        return
+                    reported[0] = point
+                    value = float(np.median([r.score for r in runs] + [area]))
+                    timed(trial.report, value, index * REPORTS_PER_RUN + point)
+                    if timed(trial.should_prune):
+                        raise optuna.TrialPruned(f"pruned at run {index + 1}/{len(plan)}, "
+                                                 f"{progress:.0%} of its budget")
+
+                runs.append(train_run(config, self.market(fold), seed=seed, fold=fold,
+                                      report=report, **validation_schedule(settings)))
+            score = float(np.median([r.score for r in runs]))
+            if not math.isfinite(score):
+                raise TrialDiverged(f"non-finite score {score}")
+        except optuna.TrialPruned as err:
+            state, failure = TrialState.PRUNED, str(err)
+        except TrialDiverged as err:
+            state, failure = TrialState.FAIL, f"diverged: {err}"
+        except ConfigError as err:
+            state, failure = TrialState.FAIL, f"invalid config: {err}"
+        except KeyboardInterrupt:
+            # leave the study consistent: the trial is failed, marked, and not counted
+            timed(trial.set_user_attr, "interrupted", True)
+            timed(trial.set_user_attr, "failure", "interrupted (Ctrl-C)")
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        except BaseException as err:
+            study.tell(trial, state=TrialState.FAIL)
+            raise err
+        record = TrialRecord(number=trial.number, state=state.name, params=params, score=score,
+                             runs=[r.as_dict() for r in runs], wall_seconds=0.0,
+                             storage_seconds=0.0, failure=failure)
+        if failure:
+            timed(trial.set_user_attr, "failure", failure)
+        if runs:
+            timed(trial.set_user_attr, "run_scores", [r.score for r in runs])
+            timed(trial.set_user_attr, "final_sharpes", [r.final_sharpe for r in runs])
+            first = runs[0]
+            timed(trial.set_user_attr, "curve", {"steps": first.steps, "sharpe": first.sharpe})
+        if state == TrialState.COMPLETE:
+            returns = combined_val_returns(runs, settings["folds"])
+            timed(trial.set_user_attr, "val_returns", [round(r, 10) for r in returns])
+            timed(study.tell, trial, score)
+        else:
+            timed(study.tell, trial, state=state)
+        record.wall_seconds = time.perf_counter() - started
+        record.storage_seconds = storage_time[0]
+        self.records.append(record)
+        self._write_record(record)
+        shown = f"score {score:+.3f}" if score is not None else failure
+        self.log(f"trial {trial.number}: {state.name.lower()}, {shown} "
+                 f"({record.wall_seconds:.1f} s)")
+        return record
+
+    def _write_record(self, record: TrialRecord) -> None:
+        if self.study_dir is None:
+            return
+        folder = Path(self.study_dir) / "trials"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"trial_{record.number:05d}.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({**record.__dict__, "worker": self.worker}, indent=1,
+                                  default=str) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def running_trials(study: Any) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
+__all__ = ["JOURNAL_NAME", "StudyError", "TrialRecord", "TrialRunner", "base_config",
+           "claim_trial", "counted_trials", "make_storage", "open_study", "running_trials",
+           "storage_label", "study_exists"]

@@ -1,0 +1,455 @@
+"""fastrl-tune and fastrl.tune: the space, the score, the folds, the honesty of the split,
+the exact trial budget across workers (journal file and a real PostgreSQL server), Ctrl-C,
+divergence, bad input and the study folder.
+
+Budgets are tiny (8 envs, 16-step rollouts, (16, 16) networks, a few updates): these tests
+check the machinery, not what a search finds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from fastrl.cli.tune import main as tune_main
+from fastrl.config import ConfigError, build_config
+from fastrl.tune import objective
+from fastrl.tune import study as study_mod
+from fastrl.tune.objective import TrialDiverged, curve_area, fold_days
+from fastrl.tune.report import write_study_outputs
+from fastrl.tune.space import config_for, load_space, sample
+from fastrl.tune.study import TrialRunner, make_storage, open_study
+
+SYMBOLS = ["BPCL", "HDFCLIFE"]
+TINY_SET = ["num_envs=8", "num_steps=16", "minibatch_size=64", "hidden_sizes=[16,16]",
+            "device=cpu", "torch_threads=1"]
+TINY_SPACE = """\
+learning_rate: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
+n_epochs: {type: int, low: 1, high: 2}
+minibatches: {type: categorical, choices: [1, 2]}
+width: {type: categorical, choices: [8, 16]}
+depth: {type: int, low: 1, high: 2}
+"""
+VAL_DAYS = 20
+TEST_DAYS = 20
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Trials in this process use one thread, as the CLI gives each of 2 workers on 2 cores
+    (two threads on a shared 2-core machine oversubscribe and crawl)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_space(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("space") / "space.yaml"
+    path.write_text(TINY_SPACE)
+    return path
+
+
+def settings(tiny_space: Path, **changes: object) -> dict:
+    values = {"symbols": SYMBOLS, "freq": "1d", "source": "bundled", "val_days": VAL_DAYS,
+              "test_days": TEST_DAYS, "timesteps": 384, "seeds": 1, "folds": 1,
+              "base_preset": "fast", "set_options": TINY_SET, "val_every": 1,
+              "space": str(tiny_space)}
+    values.update(changes)
+    return values
+
+
+def cli_args(tiny_space: Path, run_dir: Path, *extra: str, trials: int = 4,
+             timesteps: int = 384) -> list[str]:
+    return ["--symbols", *SYMBOLS, "--val-days", str(VAL_DAYS), "--test-days", str(TEST_DAYS),
+            "--trials", str(trials), "--timesteps", str(timesteps), "--space", str(tiny_space),
+            "--run-dir", str(run_dir), "--set", *TINY_SET, *extra]
+
+
+# ----------------------------------------------------------------------------- the space
+
+
+def test_shipped_space_loads_and_every_draw_is_a_valid_config() -> None:
+    space = load_space()
+    assert {"learning_rate", "warmup_fraction", "cosine_decay", "ent_coef", "ent_coef_final",
+            "ent_decay_fraction", "clip_range", "clip_range_final", "clip_decay_fraction",
+            "vf_coef", "max_grad_norm", "n_epochs", "target_kl", "minibatches", "num_steps",
+            "gamma", "gae_lambda", "weight_decay", "width", "depth"} <= set(space)
+    base = build_config("baseline", set_options=["num_envs=24", "minibatch_size=1024"])  # 24: odd
+    sampler_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(40):
+        trial = sampler_study.ask()
+        config = config_for(sample(trial, space), base, 65_536)  # validate_config inside
+        assert config.batch_size % config.minibatch_size == 0
+        assert config.lr_warmup_steps <= 65_536 and config.total_timesteps == 65_536
+        sampler_study.tell(trial, 0.0)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("learning_rat: {type: float, low: 0.1, high: 0.2}", ["learning_rat", "unknown key"]),
+    ("gamma: {type: float, low: 0.99, high: 0.9}", ["gamma.low", "above"]),
+    ("learning_rate: {type: float, low: 0.0, high: 0.1, log: true}", ["learning_rate", "log"]),
+    ("n_epochs: {type: float, low: 1, high: 4}", ["n_epochs.type"]),
+    ("width: {type: categorical, choices: []}", ["width", "choices"]),
+    ("gae_lambda: {type: float, low: 0.5, high: 1.5}", ["gae_lambda", "outside"]),
+    ("cosine_decay: {type: int, low: 0, high: 1}", ["cosine_decay.type"]),
+    ("vf_coef: {type: float, low: 0.1, high: 1.0, step: 2}", ["vf_coef", "unknown field"]),
+])
+def test_bad_space_names_the_key(tmp_path: Path, text: str, words: list[str]) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_space(path)
+    for word in words:
+        assert word in str(err.value)
+
+
+# ----------------------------------------------------------------------------- the score
+
+
+def test_curve_area_is_the_time_average_of_the_step_curve() -> None:
+    assert curve_area([0, 100, 200], [1.5, 1.5, 1.5]) == pytest.approx(1.5)
+    # 0 over the first half, 2 over the second: a run that learns later scores less
+    assert curve_area([0, 100, 200], [0.0, 2.0, 2.0]) == pytest.approx(1.0)
+    assert curve_area([0, 50, 200], [0.0, 2.0, 2.0]) == pytest.approx(1.5)
+    with pytest.raises(ValueError):
+        curve_area([0, 0], [1.0, 1.0])
+
+
+def test_validation_spacing_in_env_steps(tiny_space: Path) -> None:
+    """val_interval_steps validates as often for short rollouts as for long ones."""
+    base = study_mod.base_config(settings(tiny_space))
+    market = objective.build_fold_market(base, 0)
+    config = config_for({"num_steps": 16}, base, 1024)  # 8 envs x 16: 128 steps per update
+    run = objective.train_run(config, market, seed=0, fold=0, val_interval_steps=384)
+    assert run.steps == [0, 384, 768, 1024]
+    assert run.score == pytest.approx(curve_area(run.steps, run.sharpe))
+    assert len(run.val_returns) >= VAL_DAYS - 1
+
+
+def test_folds_are_disjoint_and_before_the_real_test_days(tiny_space: Path) -> None:
+    base = study_mod.base_config(settings(tiny_space))
+    real_test_start = {}
+    real = objective.build_fold_market(base, 0)
+    for s, symbol in enumerate(real.test.symbols):
+        seg = real.test.segment(s)
+        real_test_start[symbol] = real.test.timestamps[seg.start + real.test.meta["context_rows"]]
+    previous_val_start = dict(real_test_start)
+    for fold in range(3):
+        assert fold_days(TEST_DAYS, VAL_DAYS, fold) == (TEST_DAYS + fold * VAL_DAYS, VAL_DAYS)
+        market = real if fold == 0 else objective.build_fold_market(base, fold)
+        for s, symbol in enumerate(market.val.symbols):
+            seg = market.val.segment(s)
+            val_rows = market.val.timestamps[seg.start + market.val.meta["context_rows"]:seg.stop]
+            train_seg = market.train.segment(list(market.train.symbols).index(symbol))
+            train_rows = market.train.timestamps[train_seg.start:train_seg.stop]
+            assert train_rows.max() < val_rows.min()  # no row in two splits
+            assert val_rows.max() < previous_val_start[symbol]  # each fold slides back
+            assert val_rows.max() < real_test_start[symbol]
+            previous_val_start[symbol] = val_rows.min()
+
+
+# --------------------------------------------------------------------- trials in process
+
+
+def test_no_trial_touches_the_test_days_and_report_is_written(
+        tiny_space: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every market block any env of the search is built on ends before the test days."""
+    import fastrl.env
+
+    seen: list = []
+    original = fastrl.env.TradingVecEnv
+
+    class Recording(original):  # type: ignore[misc, valid-type]
+        def __init__(self, block, *args, **kwargs):
+            seen.append(block)
+            super().__init__(block, *args, **kwargs)
+
+    monkeypatch.setattr(fastrl.env, "TradingVecEnv", Recording)
+    space = load_space(tiny_space)
+    runner = TrialRunner(settings(tiny_space, folds=2), space, study_dir=tmp_path)
+    storage = make_storage(None, tmp_path)
+    study = open_study(storage, "honest", runner.settings, 3)
+    assert runner.run(study) == 3
+    real = runner.market(0)
+    test_start = {}
+    for s, symbol in enumerate(real.test.symbols):
+        seg = real.test.segment(s)
+        test_start[symbol] = real.test.timestamps[seg.start + real.test.meta["context_rows"]]
+    assert seen, "no env was built"
+    for block in seen:
+        for s, symbol in enumerate(block.symbols):
+            seg = block.segment(s)
+            assert block.timestamps[seg.start:seg.stop].max() < test_start[symbol], (
+                f"a trial stepped {symbol} bars of the test days ({block.meta.get('split')})")
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    assert all(len(t.user_attrs["run_scores"]) == 2 for t in trials)  # 1 seed x 2 folds
+    assert all(len(t.user_attrs["val_returns"]) >= 2 * VAL_DAYS - 2 for t in trials)
+    assert (tmp_path / "trials" / "trial_00000.json").is_file()
+
+    monkeypatch.setattr(fastrl.env, "TradingVecEnv", original)  # the test days, at the end
+    files = write_study_outputs(study, runner, tmp_path)
+    names = {f.name for f in files}
+    assert {"best.yaml", "trials.csv", "report.md", "report.html", "curves.png",
+            "optimization_history.png"} <= names
+    text = (tmp_path / "report.md").read_text()
+    for needle in ("Deflated Sharpe Ratio", "Probability of Backtest Overfitting",
+                   "fresh seeds [1000]", "Test days", "buy & hold"):
+        assert needle in text
+    config = build_config(config_file=tmp_path / "best.yaml")
+    winner = study.best_trial
+    assert config.learning_rate == pytest.approx(winner.params["learning_rate"])
+    assert config.hidden_sizes == (winner.params["width"],) * winner.params["depth"]
+    assert config.total_timesteps == 384 and config.data.val_days == VAL_DAYS
+
+
+def test_diverged_trial_fails_and_ctrl_c_is_recorded_then_resumed(
+        tiny_space: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    space = load_space(tiny_space)
+    runner = TrialRunner(settings(tiny_space), space, study_dir=tmp_path)
+    storage = make_storage(None, tmp_path)
+    study = open_study(storage, "faults", runner.settings, 3)
+    real_train_run = study_mod.train_run
+    calls = {"n": 0}
+
+    def faulty(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise TrialDiverged("seed 0 fold 0: update 1 diverged: non-finite losses")
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_train_run(*args, **kwargs)
+
+    monkeypatch.setattr(study_mod, "train_run", faulty)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(study)
+    first, second = study.get_trials()[:2]
+    assert first.state.name == "FAIL" and "diverged" in first.user_attrs["failure"]
+    assert second.state.name == "FAIL" and second.user_attrs["interrupted"] is True
+    assert not [t for t in study.get_trials() if t.state.name == "RUNNING"]
+    # --resume: the interrupted trial does not count, so one more slot is enqueued
+    resumed = open_study(storage, "faults", runner.settings, 3, resume=True)
+    assert runner.run(resumed) == 2
+    states = [t.state.name for t in resumed.get_trials()]
+    assert states == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"]
+    assert len(study_mod.counted_trials(resumed)) == 3
+    with pytest.raises(study_mod.StudyError, match="other settings"):
+        open_study(storage, "faults", {**runner.settings, "timesteps": 768}, 3, resume=True)
+    # a process killed mid-trial (no Ctrl-C) leaves a RUNNING trial: resuming the journal
+    # study fails it, does not count it, and queues its slot again
+    more = open_study(storage, "faults", runner.settings, 4, resume=True)
+    orphan = study_mod.claim_trial(more)
+    assert orphan is not None
+    reopened = open_study(storage, "faults", runner.settings, 4, resume=True,
+                          reclaim_running=True)
+    left = reopened.get_trials()[orphan.number]
+    assert left.state.name == "FAIL" and left.user_attrs["interrupted"] is True
+    assert [t.state.name for t in reopened.get_trials()].count("WAITING") == 1
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--symbols", "NOSUCH"], ["NOSUCH"]),
+    (["--seeds", "0"], ["--seeds", ">= 1"]),
+    (["--storage", "sqlite:///study.db", "--workers", "2"], ["SQLite"]),
+    (["--resume"], ["no study to resume"]),
+])
+def test_bad_input_is_one_line_and_exit_2(tiny_space: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str], extra: list[str],
+                                          words: list[str]) -> None:
+    args = cli_args(tiny_space, tmp_path / "study")
+    if extra[0] == "--symbols":
+        index = args.index("--symbols")
+        args[index + 1:index + 3] = [extra[1]]
+        extra = []
+    assert tune_main(args + extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("fastrl-tune: error:")
+    for word in words:
+        assert word in err
+
+
+def _trials_of(storage_url_or_dir: str | Path, name: str) -> list:
+    if isinstance(storage_url_or_dir, Path):
+        storage = make_storage(None, storage_url_or_dir)
+    else:
+        storage = make_storage(storage_url_or_dir, ".")
+    return optuna.load_study(storage=storage, study_name=name).get_trials()
+
+
+def _check_shared_study(trials: list, n: int) -> None:
+    assert len(trials) == n
+    # every trial ran to its end (the median pruner may stop some early: PRUNED is an end)
+    assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+    assert any(t.state.name == "COMPLETE" for t in trials)
+    numbers = [t.number for t in trials]
+    assert len(set(numbers)) == n  # no trial number twice
+    workers = {t.user_attrs["worker"] for t in trials}
+    assert len(workers) == 2, "both workers should have run trials, got " + ", ".join(
+        f"{t.number} {t.state.name} {t.user_attrs.get('worker')}" for t in trials)
+
+
+def test_cli_two_workers_share_the_journal_file(tiny_space: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "study"
+    args = cli_args(tiny_space, run_dir, "--workers", "2", "--seeds", "2", "--no-report",
+                    "--study", "shared", trials=6, timesteps=512)
+    code = tune_main(args)
+    worker_log = "".join(p.read_text() for p in run_dir.glob("worker_*.log"))
+    assert code == 0, f"exit {code}; worker log:\n{worker_log}"
+    _check_shared_study(_trials_of(run_dir, "shared"), 6)
+    assert (run_dir / "best.yaml").is_file() and (run_dir / "trials.csv").is_file()
+    build_config(config_file=run_dir / "best.yaml")
+    capsys.readouterr()
+    assert tune_main(args) == 2  # the study exists: --resume or another folder
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_ctrl_c_marks_the_running_trial_and_resume_finishes(tiny_space: Path,
+                                                             tmp_path: Path) -> None:
+    """A real SIGINT to fastrl-tune mid-trial: exit 130, the trial FAIL + interrupted, no
+    trial left RUNNING; --resume then runs the budget to its end."""
+    import signal
+
+    from optuna.trial import TrialState
+
+    run_dir = tmp_path / "study"
+    args = [sys.executable, "-m", "fastrl.cli.tune",
+            *cli_args(tiny_space, run_dir, "--no-report", "--study", "stop", trials=2,
+                      timesteps=3072)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).parents[1] / "python"),
+                                                     env.get("PYTHONPATH", "")) if p)
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            # a running trial that reported its first intermediate value: mid-training
+            if (run_dir / "study.journal").exists() and any(
+                    t.state == TrialState.RUNNING and t.intermediate_values
+                    for t in _trials_of(run_dir, "stop")):
+                break
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out
+    trials = _trials_of(run_dir, "stop")
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    interrupted = [t for t in trials if t.user_attrs.get("interrupted")]
+    assert len(interrupted) == 1 and interrupted[0].state == TrialState.FAIL
+    resumed = cli_args(tiny_space, run_dir, "--no-report", "--study", "stop", "--resume",
+                       trials=2, timesteps=3072)
+    resumed[resumed.index("--timesteps") + 1] = "384"  # a different budget is refused...
+    assert tune_main(resumed) == 2
+    resumed[resumed.index("--timesteps") + 1] = "3072"
+    assert tune_main(resumed) == 0
+    finished = [t for t in _trials_of(run_dir, "stop") if not t.user_attrs.get("interrupted")]
+    assert len(finished) == 2 and all(t.state.is_finished() for t in finished)
+
+
+# ------------------------------------------------------------- PostgreSQL scale-out
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pg_bindir() -> Path | None:
+    candidates = []
+    if shutil.which("pg_config"):
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+        candidates.append(Path(out.stdout.strip()))
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    for folder in candidates:
+        if (folder / "initdb").is_file() and (folder / "pg_ctl").is_file():
+            return folder
+    return None
+
+
+@pytest.fixture
+def postgres_url():
+    """A throwaway PostgreSQL server on a free localhost port, with a database and a role."""
+    pytest.importorskip("psycopg2", reason="psycopg2 is not installed (pip install .[test])")
+    bindir = _pg_bindir()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres user
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root without runuser: cannot start PostgreSQL")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    folder = Path(tempfile.mkdtemp(prefix="fastrl-pg-", dir="/tmp"))
+    data = folder / "data"
+    if as_user:
+        shutil.chown(folder, "postgres", "postgres")
+    port = _free_port()
+
+    def run(*cmd: str) -> None:
+        subprocess.run([*as_user, *cmd], check=True, capture_output=True, timeout=60)
+
+    run(str(bindir / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres")
+    run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"), "-w", "-o",
+        f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start")
+    try:
+        host = ["-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
+        run(str(bindir / "createuser"), *host, "tuner")
+        run(str(bindir / "createdb"), *host, "-O", "tuner", "tune")
+        yield f"postgresql://tuner@127.0.0.1:{port}/tune"
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast",
+                        "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_two_processes_join_one_postgresql_study(tiny_space: Path, tmp_path: Path,
+                                                 postgres_url: str) -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).parents[1] / "python"),
+                                                     env.get("PYTHONPATH", "")) if p)
+    common = cli_args(tiny_space, tmp_path / "unused", "--storage", postgres_url, "--study",
+                      "pg", "--seeds", "2", "--no-report", trials=6, timesteps=512)
+    first = [sys.executable, "-m", "fastrl.cli.tune", *common]
+    first[first.index("--run-dir") + 1] = str(tmp_path / "machine_a")
+    second = [sys.executable, "-m", "fastrl.cli.tune", *common]
+    second[second.index("--run-dir") + 1] = str(tmp_path / "machine_b")
+    a = subprocess.Popen(first, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    time.sleep(0.5)  # the same command, a moment later, on "another machine": it joins
+    b = subprocess.Popen(second, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    out_a, _ = a.communicate(timeout=240)
+    out_b, _ = b.communicate(timeout=240)
+    assert a.returncode == 0, out_a
+    assert b.returncode == 0, out_b
+    _check_shared_study(_trials_of(postgres_url, "pg"), 6)
+    assert (tmp_path / "machine_a" / "best.yaml").is_file()
+    assert (tmp_path / "machine_b" / "best.yaml").is_file()
+    assert np.isfinite(optuna.load_study(storage=make_storage(postgres_url, "."),
+                                         study_name="pg").best_value)
+    # one more machine arriving after the end: the finished study is not silently joined
+    storage = make_storage(postgres_url, ".")
+    recorded = optuna.load_study(storage=storage, study_name="pg").user_attrs
+    with pytest.raises(study_mod.StudyError, match="--resume"):
+        open_study(storage, "pg", recorded[study_mod.SETTINGS_ATTR], 6, join=True)
