@@ -132,3 +132,16 @@ def test_validation_is_on_by_default_with_a_slice_per_bar_size():
     assert build_config(set_options=["data.val_days=0"]).data.val_days == 0
     assert build_config(set_options=["data.val_days=40"]).data.val_days == 40
     assert TrainConfig().data.val_days is None  # resolved by build_config or the Trainer
+
+
+def test_the_training_reward_prices_turnover_in_proportion_to_costs():
+    from fastrl.costs import resolve_cost_model
+    from fastrl.env import TURNOVER_COST_MULTIPLE, EnvConfig
+
+    delivery = resolve_cost_model("nse_delivery")
+    mean_rate = 0.5 * (delivery.buy_rate + delivery.sell_rate)
+    assert build_config().env.turnover_penalty == pytest.approx(TURNOVER_COST_MULTIPLE * mean_rate)
+    assert build_config().env.turnover_penalty == pytest.approx(0.01, rel=1e-3)  # as selected
+    assert build_config(set_options=["env.cost=zero"]).env.turnover_penalty == 0.0
+    assert build_config(set_options=["env.turnover_penalty=0.003"]).env.turnover_penalty == 0.003
+    assert EnvConfig().turnover_penalty == 0.0  # the env alone charges only its costs

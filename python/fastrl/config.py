@@ -35,17 +35,10 @@ def _env_config_class() -> type:
     return EnvConfig
 
 
-# The training reward's price on turnover (per unit of traded notional / equity), on top of
-# the costs the reward already pays. Without it the fast preset traded ~90x its equity a
-# year on real daily bars and costs took ~11% of equity a year. Chosen on validation only,
-# never on test days: the smallest of 0, 0.002, 0.005, 0.01 that keeps the median validation
-# cost at or below 5% of equity a year for both presets, over 10 bundled symbols
-# (bench/generalisation.py --select; bench/results/generalisation_selection.json).
-TRAIN_TURNOVER_PENALTY = 0.01
-
-
 def _default_env_config() -> EnvConfig:
-    return _env_config_class()(turnover_penalty=TRAIN_TURNOVER_PENALTY)
+    # the training reward prices turnover in proportion to the cost model (env.py's
+    # TURNOVER_COST_MULTIPLE, chosen on validation); the env alone keeps 0
+    return _env_config_class()(turnover_penalty=None)
 
 
 # Validation by default: enough days that a Sharpe on them means something (daily: about half

@@ -92,8 +92,10 @@ class EnvConfig:
     observation window, so early rewards are on the scale of later ones."""
     drawdown_penalty: float = 0.0
     """Subtracted times the current drawdown from the episode's peak equity."""
-    turnover_penalty: float = 0.0
-    """Subtracted times traded notional / equity."""
+    turnover_penalty: float | None = 0.0
+    """Subtracted from the reward times traded notional / equity (on top of the costs the
+    reward already pays). None follows the cost model: TURNOVER_COST_MULTIPLE x its mean
+    one-way rate (0.01 under nse_delivery, 0 without costs); the trainer's default."""
     initial_cash: float = 1_000_000.0
     equity_floor: float = 0.5
     """The episode terminates when equity <= equity_floor x initial_cash."""
@@ -126,7 +128,9 @@ class EnvConfig:
     def _resolve_market_defaults(self, model: CostModel) -> None:
         shorts = model.overnight_shorts or self.short_borrow_rate > 0
         values = {"position_levels": (-1.0, 0.0, 1.0) if shorts else (0.0, 1.0),
-                  "min_pos": -1.0 if shorts else 0.0, "integer_shares": model.whole_shares}
+                  "min_pos": -1.0 if shorts else 0.0, "integer_shares": model.whole_shares,
+                  "turnover_penalty": TURNOVER_COST_MULTIPLE * 0.5 * (model.buy_rate
+                                                                       + model.sell_rate)}
         for name in self.__dict__.get("_market_defaults", ()):
             object.__setattr__(self, name, values[name])
 
@@ -243,7 +247,15 @@ class EnvConfig:
         return bool(self.cost_model().square_off) or self.short_borrow_rate > 0
 
 
-_MARKET_DEFAULTS = ("position_levels", "min_pos", "integer_shares")
+_MARKET_DEFAULTS = ("position_levels", "min_pos", "integer_shares", "turnover_penalty")
+# The training reward's price of turnover as a multiple of the cost model's mean one-way rate
+# (EnvConfig(turnover_penalty=None), the trainer's default). 9 x nse_delivery's 0.111% is the
+# 0.01 chosen on validation only, never on test days: the smallest of 0, 0.002, 0.005, 0.01
+# that kept the median validation cost at or below 5% of equity a year for both presets over
+# 10 bundled symbols (bench/generalisation.py --select; without it the fast preset traded
+# ~90x its equity a year and paid ~11%). Scaling with the cost model keeps a market without
+# costs (the planted-signal benchmark) unpenalised.
+TURNOVER_COST_MULTIPLE = 9.0
 SQUARE_OFF, NO_ENTRY_AT_OPEN, SESSION_END = 1, 2, 4  # market.hpp's SessionFlag bits
 
 
