@@ -422,7 +422,7 @@ def shipped_timesteps() -> int:
 
 
 def run_config(preset: str, market: MarketSetup, seed: int, timesteps: int,
-               hidden: tuple[int, ...], torch_threads: int) -> Any:
+               hidden: tuple[int, ...], torch_threads: int, amp: bool = False) -> Any:
     """The preset with the CPU network and this market's settings; no other change."""
     from fastrl.config import apply_overrides, preset_config, validate_config
 
@@ -434,6 +434,7 @@ def run_config(preset: str, market: MarketSetup, seed: int, timesteps: int,
         "seed": seed,
         "device": "cpu",
         "torch_threads": torch_threads,
+        "amp": amp,
         "patience": 0,
         "val_every": 1,
         "checkpoint_every": 10**6,
@@ -555,12 +556,12 @@ def compare(runs: dict[str, list[dict[str, Any]]], label: str) -> dict[str, Any]
 
 
 def run_market(market: MarketSetup, seeds: int, timesteps: int, hidden: tuple[int, ...],
-               torch_threads: int, log: Any) -> dict[str, Any]:
+               torch_threads: int, log: Any, amp: bool = False) -> dict[str, Any]:
     """Every preset x seed on one market, one training at a time, and the comparisons."""
     runs: dict[str, list[dict[str, Any]]] = {preset: [] for preset in PRESETS}
     for seed in range(seeds):
         for preset in PRESETS:  # interleaved, so a change in machine load hits both
-            config = run_config(preset, market, seed, timesteps, hidden, torch_threads)
+            config = run_config(preset, market, seed, timesteps, hidden, torch_threads, amp)
             started = time.perf_counter()
             record = train_and_test(config, market)
             runs[preset].append(record)
@@ -825,6 +826,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hidden", default="64,64",
                         help="hidden layer sizes both presets use (default 64,64)")
     parser.add_argument("--torch-threads", type=int, default=2, choices=(1, 2))
+    parser.add_argument("--amp", action="store_true",
+                        help="bf16 autocast on CPU (results get a _bf16 suffix)")
     parser.add_argument("--from-json", type=Path, default=None, metavar="PATH",
                         help="train nothing: print the tables of a results file and redraw "
                              "its plots")
@@ -877,7 +880,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(args.torch_threads)
-    suffix = "_quick" if args.quick else ""
+    suffix = ("_quick" if args.quick else "") + ("_bf16" if args.amp else "")
     results: dict[str, Any] = {}
     started = time.perf_counter()
     for name in args.markets:
@@ -887,7 +890,8 @@ def main(argv: Sequence[str] | None = None) -> None:
               f"{market.target.value:.2f}; {args.seeds} seeds x {len(PRESETS)} presets x "
               f"{timesteps:,} steps, network {args.hidden}", flush=True)
         results[name] = run_market(market, args.seeds, timesteps, args.hidden,
-                                   args.torch_threads, lambda line: print(line, flush=True))
+                                   args.torch_threads, lambda line: print(line, flush=True),
+                                   amp=args.amp)
         RESULTS.mkdir(parents=True, exist_ok=True)
         png = RESULTS / f"convergence_{name}{suffix}.png"
         plot_market(name, results[name], args.hidden, png)
@@ -896,9 +900,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "machine": machine_info(),
         "settings": {"seeds": args.seeds, "hidden_sizes": list(args.hidden),
                      "torch_threads": args.torch_threads, "quick": args.quick,
+                     "amp_bf16": args.amp,
                      "presets": list(PRESETS), "early_stopping": "off (patience 0)",
-                     "validation": "every update (8,192 env steps); deterministic pass over "
-                                   "every validation segment; mean annualised Sharpe",
+                     "validation": "every update (8,192 env steps); the trainer's validation "
+                                   "(fastrl.backtest): deterministic pass over every "
+                                   "validation segment, position closed at the end, "
+                                   "equal-capital combined annualised Sharpe",
                      "test_checkpoint": "best validation Sharpe (checkpoints/best.pt)"},
         "wall_seconds": time.perf_counter() - started,
         "markets": results,

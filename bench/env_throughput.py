@@ -43,7 +43,7 @@ def env_rate(market: MarketBlock, num_envs: int, window: int, threads: int,
         env = ReferenceVecEnv(market, num_envs, config, seed=0)
     else:
         env = TradingVecEnv(market, num_envs, config, num_threads=threads, seed=0)
-    actions = np.random.default_rng(0).integers(0, 3, (64, num_envs))
+    actions = np.random.default_rng(0).integers(0, len(config.position_levels), (64, num_envs))
 
     def run(calls: int) -> None:
         for k in range(calls):

@@ -89,7 +89,7 @@ def main() -> None:
     for threads in (1, 2):
         config = EnvConfig(window=WINDOW)
         env = TradingVecEnv(market, 64, config, num_threads=threads, seed=0)
-        fast_acts = np.random.default_rng(0).integers(0, 3, (64, 64))
+        fast_acts = np.random.default_rng(0).integers(0, len(config.position_levels), (64, 64))
 
         def run_fast(calls: int, env=env, fast_acts=fast_acts) -> None:
             for k in range(calls):

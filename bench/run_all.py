@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 SUITE: dict[str, tuple[list[str], list[str]]] = {
     "env_throughput": ([], ["--quick", "--envs", "1", "64", "4096", "16384"]),
     "peer_envs": ([], ["--quick"]),
+    "portfolio_env": ([], ["--quick"]),
     "data_prep": ([], ["--quick"]),
     "train_throughput": (["--device", "cpu"],
                          ["--device", "cpu", "--quick", "--networks", "small", "--num-envs",

@@ -106,6 +106,29 @@ def peer_env_section(data: dict | None) -> list[str]:
     return lines
 
 
+def portfolio_section(data: dict | None) -> list[str]:
+    lines = ["## Portfolio simulator (`bench/portfolio_env.py`)", ""]
+    if data is None:
+        return lines + ["Not run yet.", ""]
+    m = data["machine"]
+    lines += [f"CPU: {m['cpu']}, {m['cores']} cores. Bundled 30 daily symbols (train panel); "
+              f"fastrl with {data['num_envs']} envs; the floor is a bare numpy copy of the same "
+              "observation bytes in the same process; FinRL is one env on the dates all 30 "
+              "traded. A step can beat the floor: its window copies read a panel that stays "
+              "in cache and write with streaming stores, while the floor copies memory to "
+              "memory through the cache.", ""]
+    rows = [[r["env"], str(r["assets"]), str(r["window"]), str(r["num_envs"]),
+             str(r["obs_floats"]), fmt(r["steps_per_s"]), fmt(r["floor_obs_per_s"]),
+             fmt(r["step_time_over_floor"], ".2f")] for r in data["rows"]]
+    lines += table(["env", "symbols", "window", "envs", "obs floats", "env steps/s",
+                    "obs-write floor", "step / floor time"], rows)
+    if not data["finrl"].get("installed"):
+        lines += [f"FinRL: {data['finrl'].get('why')}", ""]
+    lines += ["Targets (ratios from the same run):", ""]
+    lines += [f"- {name}: **{fmt(value, ',.2f')}**" for name, value in data["targets"].items()]
+    return lines + [""]
+
+
 def data_section(data: dict | None) -> list[str]:
     lines = ["## Data preparation (`bench/data_prep.py`)", ""]
     if data is None:
@@ -184,6 +207,7 @@ def build() -> Path:
              "machine; absolute figures move with the machine and its load.", ""]
     parts += env_section(load("env_throughput"))
     parts += peer_env_section(load("peer_envs"))
+    parts += portfolio_section(load("portfolio_env"))
     parts += data_section(load("data_prep"))
     parts += train_section(load("train_throughput_cpu"), load("gpu_check"))
     parts += peer_train_section(load("peer_training"))

@@ -235,7 +235,7 @@ def test_test_record_carries_the_reports_error_bars(conv):
                          "features": rng.normal(size=(60, 2)),
                          "timestamps": days.astype("datetime64[ns]")})
     market = MarketBlock.from_segments(segments, meta={"context_rows": 3})
-    evaluation = evaluate_agent(lambda obs: (obs[:, 0] > 0).astype(np.int64) * 2, market,
+    evaluation = evaluate_agent(lambda obs: (obs[:, 0] > 0).astype(np.int64), market,
                                 EnvConfig(window=4))
     test = conv.test_record(evaluation)
     agent_returns = evaluation.returns("ALL", "agent")

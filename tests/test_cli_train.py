@@ -30,6 +30,8 @@ def test_tiny_run_on_bundled_data_completes_with_a_full_run_folder(tmp_path, cap
                  "checkpoints/final.pt", "report.md", "test_returns.csv"):
         assert (run / name).is_file(), name
     assert "Sharpe std. error" in err and "verdict: " in err  # the table and its verdict
+    report = (run / "report.md").read_text()
+    assert "Why this checkpoint: best.pt: the highest validation Sharpe" in report
     assert "ended: 512/512 steps (100.0%)" in err  # captured stderr is a log: plain lines
     assert any((run / "tb").iterdir())
     lines = (run / "metrics.jsonl").read_text().splitlines()
@@ -48,6 +50,15 @@ def test_tiny_run_on_bundled_data_completes_with_a_full_run_folder(tmp_path, cap
     assert last["global_step"] == 768
     code, err = run_cli(["--resume", str(run), "--seed", "3"], capsys)
     assert code == 2 and "drop --seed" in err
+
+
+def test_val_days_zero_says_what_it_gives_up(tmp_path, capsys):
+    run = tmp_path / "run"
+    code, err = run_cli(["--symbols", "BPCL", "--val-days", "0", "--run-dir", str(run), *TINY],
+                        capsys)
+    assert code == 0, err
+    assert "no early stopping" in err and "final checkpoint" in err
+    assert "trained without validation days" in (run / "report.md").read_text()
 
 
 @pytest.mark.parametrize(

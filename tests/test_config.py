@@ -13,12 +13,13 @@ from fastrl.config import (
     config_from_dict,
     config_to_dict,
     preset_config,
+    resolve_defaults,
 )
 
 
 def test_fast_preset_is_the_default_and_matches_the_design_table():
     config = build_config()
-    assert config == preset_config("fast") and config.preset == "fast"
+    assert config == resolve_defaults(preset_config("fast")) and config.preset == "fast"
     assert (config.learning_rate, config.lr_schedule) == (1e-3, "cosine")
     assert (config.ent_coef, config.ent_coef_final, config.ent_coef_decay_steps) == (
         0.1, 0.01, 50_000)
@@ -123,3 +124,11 @@ def test_defaults_are_valid_and_independent():
     a, b = TrainConfig(), TrainConfig()
     a.env.window = 3
     assert b.env.window == 32
+
+
+def test_validation_is_on_by_default_with_a_slice_per_bar_size():
+    assert build_config().data.val_days == 120
+    assert build_config(set_options=["data.freq=5min"]).data.val_days == 20
+    assert build_config(set_options=["data.val_days=0"]).data.val_days == 0
+    assert build_config(set_options=["data.val_days=40"]).data.val_days == 40
+    assert TrainConfig().data.val_days is None  # resolved by build_config or the Trainer

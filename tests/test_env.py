@@ -28,11 +28,14 @@ def test_round_trip_cost_equals_preset_charges_on_known_notional():
     # Price 100 everywhere, so buying 100% of 1,000,000 is a notional of exactly 1,000,000.
     market = constant_market(100.0, length=10)
     for model in (nse_delivery(), nse_intraday(), bps(7.0, 9.0, fixed_fee=3.0)):
-        env = one_segment_env(market, cost=model, initial_cash=1e6)
+        # Long/flat levels (valid under every preset); 1e6 / 100 is a whole number of shares.
+        env = one_segment_env(market, cost=model, initial_cash=1e6, position_levels=(0.0, 1.0))
         env.reset(seed=0)
-        env.step(np.array([LONG]))  # buy 1,000,000 notional
+        env.step(np.array([1]))  # buy 1,000,000 notional
         buy_cost = env.episode_costs[0]
-        env.step(np.array([FLAT]))  # sell what was bought (notional = shares x 100)
+        # Intraday on daily bars: the buy at the open is squared off at the same bar's close.
+        assert env.shares[0] == (0 if model.square_off else 10_000)
+        env.step(np.array([0]))  # sell what was bought (notional = shares x 100)
         notional_sold = (1e6 - buy_cost) * 0 + 1e6  # shares were set to exactly 10,000
         expected = model.order_cost(True, 1e6) + model.order_cost(False, notional_sold)
         assert env.episode_costs[0] == pytest.approx(float(expected), rel=1e-12)
@@ -50,7 +53,7 @@ def test_round_trip_cost_equals_preset_charges_on_known_notional():
 
 
 def test_flat_agent_equity_never_moves():
-    env = TradingVecEnv(random_market(3), 32, EnvConfig(window=3, episode_length=30))
+    env = TradingVecEnv(random_market(3), 32, EnvConfig(window=3, episode_length=30, cost="bps"))
     env.reset(seed=5)
     for _ in range(200):
         _, rewards, terminated, truncated, _ = env.step(np.full(32, FLAT))
@@ -124,7 +127,9 @@ def test_equity_floor_terminates_and_auto_resets():
 # -- determinism and threads ----------------------------------------------------------------
 
 def trajectory(threads: int, seed: int, steps: int = 300, num_envs: int = 37):
-    config = EnvConfig(window=4, episode_length=25, min_envs_per_thread=1, reward="diff_sharpe")
+    # nse_intraday: shorts allowed, and the square-off and whole-share rules run too.
+    config = EnvConfig(window=4, episode_length=25, min_envs_per_thread=1, reward="diff_sharpe",
+                       cost="nse_intraday")
     env = TradingVecEnv(random_market(1), num_envs, config, num_threads=threads, seed=seed)
     obs, _ = env.reset(seed=seed)
     rng = np.random.default_rng(0)
@@ -160,7 +165,7 @@ def test_reset_without_seed_is_deterministic_but_new():
 # -- zero-copy ----------------------------------------------------------------------------
 
 def test_step_returns_the_same_memory_every_time():
-    env = TradingVecEnv(random_market(1), 8, EnvConfig(window=3))
+    env = TradingVecEnv(random_market(1), 8, EnvConfig(window=3, cost="bps"))
     obs0, _ = env.reset(seed=0)
     addresses = {obs0.__array_interface__["data"][0]}
     for _ in range(5):
@@ -178,7 +183,7 @@ def test_step_returns_the_same_memory_every_time():
 
 def test_caller_supplied_buffers_are_written_in_place():
     torch = pytest.importorskip("torch")
-    num_envs, config = 4, EnvConfig(window=3)
+    num_envs, config = 4, EnvConfig(window=3, cost="bps")
     market = random_market(2)
     obs_dim = 3 * market.num_features + 3
     obs_tensor = torch.zeros(num_envs, obs_dim)
@@ -226,7 +231,8 @@ def test_altering_bars_after_t_leaves_observations_up_to_t_unchanged():
     close[cut + 1:] *= 0.7
     altered = MarketBlock(symbols=base.symbols, open=open_, close=close, features=features,
                           offsets=base.offsets)
-    envs = [one_segment_env(m, window=5, cost="nse_delivery") for m in (base, altered)]
+    envs = [one_segment_env(m, window=5, cost="nse_delivery", short_borrow_rate=0.08)
+            for m in (base, altered)]
     obs = [env.reset(seed=0)[0].copy() for env in envs]
     actions = rng.integers(0, 3, 200)
     compared = 0
@@ -255,7 +261,7 @@ def snapshot(env: TradingVecEnv):
     (np.array(["a"] * 8), "integer"),
 ])
 def test_bad_discrete_actions_raise_before_any_state_change(actions, message):
-    env = TradingVecEnv(random_market(1), 8, EnvConfig(window=3))
+    env = TradingVecEnv(random_market(1), 8, EnvConfig(window=3, cost="bps"))
     env.step(np.full(8, LONG))
     before = snapshot(env)
     with pytest.raises(ValueError, match=message):
@@ -349,7 +355,8 @@ def test_gymnasium_spaces_and_autoreset_mode():
 
 @pytest.mark.parametrize("execution,bars_since_fill", [("next_open", 0), ("close", 1)])
 def test_bars_since_trade_counts_from_the_fill_bar(execution, bars_since_fill):
-    env = one_segment_env(random_market(5, lengths=(40,)), window=2, execution=execution)
+    env = one_segment_env(random_market(5, lengths=(40,)), window=2, execution=execution,
+                          cost="bps")
     env.reset(seed=0)
     obs, *_ = env.step(np.array([LONG]))
     assert obs[0, -1] == pytest.approx(math.log1p(bars_since_fill))

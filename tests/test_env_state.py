@@ -175,7 +175,7 @@ def test_snapshots_cross_between_core_and_reference(action):
 # -- concurrent stepping ------------------------------------------------------------------
 
 def test_two_python_threads_stepping_one_simulator_finish_and_serialise():
-    config = EnvConfig(window=4, episode_length=30)
+    config = EnvConfig(window=4, episode_length=30, cost="nse_intraday")
     market = random_market(0)
     env = TradingVecEnv(market, 4096, config, num_threads=2, seed=0)
     # Both threads send the same actions, so any order of whole steps ends in the state of

@@ -23,6 +23,7 @@ from fastrl.evaluate import (  # noqa: E402
 )
 
 WINDOW = 4
+FLAT, LONG = 0, 1  # the default cost (nse_delivery) is long/flat: levels (0, 1)
 
 
 def make_market(
@@ -67,7 +68,7 @@ def test_evaluation_config_keeps_costs_and_execution():
 def test_every_fill_and_mark_is_a_test_row(execution):
     market = make_market()
     config = EnvConfig(window=WINDOW, execution=execution, cost="nse_delivery")
-    result = evaluate_agent(lambda obs: (obs[:, 0] > 0).astype(np.int64) * 2, market, config)
+    result = evaluate_agent(lambda obs: (obs[:, 0] > 0).astype(np.int64) * LONG, market, config)
     for s, symbol in enumerate(market.symbols):
         seg = market.segment(s)
         first_test = seg.start + market.meta["context_rows"]
@@ -92,9 +93,9 @@ def test_context_rows_are_never_traded():
     market = make_market(context_rows=WINDOW)
     config = EnvConfig(window=WINDOW, execution="close")
     with pytest.raises(EvaluationError, match="outside the test rows"):
-        evaluate_agent(constant(2), market, config)
+        evaluate_agent(constant(LONG), market, config)
     # next-open execution fills at the first test row's open: allowed
-    evaluate_agent(constant(2), market, dataclasses.replace(config, execution="next_open"))
+    evaluate_agent(constant(LONG), market, dataclasses.replace(config, execution="next_open"))
 
 
 @pytest.mark.parametrize("cost", ["nse_delivery", "nse_intraday", "bps"])
@@ -108,10 +109,12 @@ def test_buy_and_hold_is_price_ratio_minus_two_costs(cost):
         first_fill = market.open[seg.start + WINDOW]  # decision at row window-1, next open
         last_close = market.close[seg.stop - 1]
         e0 = config.initial_cash
-        ratio = last_close / first_fill
-        buy_cost = float(model.order_cost(True, e0))
-        sell_cost = float(model.order_cost(False, e0 * ratio))
-        assert backtest.equity[-1] == pytest.approx(e0 * ratio - buy_cost - sell_cost, rel=1e-12)
+        # Whole shares under the NSE presets: the uninvested remainder stays in cash.
+        shares = np.trunc(e0 / first_fill) if config.integer_shares else e0 / first_fill
+        buy_cost = float(model.order_cost(True, shares * first_fill))
+        sell_cost = float(model.order_cost(False, shares * last_close))
+        final = e0 - shares * first_fill + shares * last_close - buy_cost - sell_cost
+        assert backtest.equity[-1] == pytest.approx(final, rel=1e-12)
         assert backtest.metrics.costs_paid == pytest.approx(buy_cost + sell_cost, rel=1e-12)
         assert backtest.metrics.num_trades == 2  # the entry and the final sale
         assert backtest.metrics.num_round_trips == 1
@@ -130,7 +133,7 @@ def test_buy_and_hold_with_close_execution_enters_at_the_decision_close():
 def test_always_long_agent_matches_buy_and_hold_exactly():
     # the simulator (agent) and the baseline's own accounting agree to the last cent
     market = make_market()
-    result = evaluate_agent(constant(2), market, EnvConfig(window=WINDOW))
+    result = evaluate_agent(constant(LONG), market, EnvConfig(window=WINDOW))
     for symbol in market.symbols:
         agent = result.get(symbol, "agent")
         hold = result.get(symbol, "buy_and_hold")
@@ -141,7 +144,7 @@ def test_always_long_agent_matches_buy_and_hold_exactly():
 
 def test_flat_agent_matches_flat_baseline():
     market = make_market()
-    result = evaluate_agent(constant(1), market, EnvConfig(window=WINDOW))
+    result = evaluate_agent(constant(FLAT), market, EnvConfig(window=WINDOW))
     for symbol in market.symbols:
         agent = result.get(symbol, "agent").metrics
         assert agent.total_return == 0.0 and agent.num_trades == 0 and agent.costs_paid == 0.0
@@ -150,8 +153,9 @@ def test_flat_agent_matches_flat_baseline():
 
 def test_agent_costs_and_trades_match_the_simulator():
     market = make_market()
-    config = EnvConfig(window=WINDOW, cost="nse_delivery")
-    # flips between short, flat and long on a feature sign, so it trades often
+    # flips between short, flat and long on a feature sign, so it trades often (shorts under
+    # delivery need a stock-lending rate; its nightly fee is one more simulator cost)
+    config = EnvConfig(window=WINDOW, cost="nse_delivery", short_borrow_rate=0.05)
     result = evaluate_agent(lambda obs: (np.sign(obs[:, 1]) + 1).astype(np.int64), market, config)
     from fastrl.env import TradingVecEnv
 
@@ -193,7 +197,7 @@ def test_continuous_policy_is_clipped_into_range():
 def test_floor_ends_the_agent_and_it_stays_flat():
     market = make_market(drift=-0.02)
     config = EnvConfig(window=WINDOW, equity_floor=0.9)
-    result = evaluate_agent(constant(2), market, config)
+    result = evaluate_agent(constant(LONG), market, config)
     agent = result.get("SYM0", "agent")
     assert agent.terminated_step is not None
     hold = result.get("SYM0", "buy_and_hold")
@@ -207,7 +211,7 @@ def test_floor_ends_the_agent_and_it_stays_flat():
 
 def test_combined_is_the_sum_of_equal_capital_segments():
     market = make_market(lengths=(30, 30))
-    result = evaluate_agent(constant(2), market, EnvConfig(window=WINDOW))
+    result = evaluate_agent(constant(LONG), market, EnvConfig(window=WINDOW))
     combined = result.metrics(COMBINED, "agent")
     parts = [result.get(s, "agent") for s in market.symbols]
     assert combined.final_equity == pytest.approx(sum(p.equity[-1] for p in parts))
@@ -221,13 +225,13 @@ def test_combined_is_the_sum_of_equal_capital_segments():
 
 def test_combined_aligns_segments_of_different_lengths_by_time():
     market = make_market(lengths=(40, 25))
-    result = evaluate_agent(constant(2), market, EnvConfig(window=WINDOW))
+    result = evaluate_agent(constant(LONG), market, EnvConfig(window=WINDOW))
     combined = result.metrics(COMBINED, "buy_and_hold")
     parts = [result.get(s, "buy_and_hold") for s in market.symbols]
     assert combined.final_equity == pytest.approx(sum(p.equity[-1] for p in parts))
     assert combined.bars == parts[0].num_steps  # the shorter one lies inside the longer
     untimed = evaluate_agent(
-        constant(2), make_market((40, 25), timestamps=False), EnvConfig(window=WINDOW)
+        constant(LONG), make_market((40, 25), timestamps=False), EnvConfig(window=WINDOW)
     )
     assert untimed.metrics(COMBINED, "agent").bars == 36
 

@@ -17,7 +17,8 @@ def test_make_env_on_bundled_daily_bars_steps_and_splits():
     assert np.isfinite(obs).all()
     rng = np.random.default_rng(0)
     for _ in range(50):
-        obs, rewards, terminated, truncated, info = env.step(rng.integers(0, 3, 8))
+        obs, rewards, terminated, truncated, info = env.step(
+            rng.integers(0, len(env.config.position_levels), 8))
     assert np.isfinite(rewards).all()
     test_env = fastrl.make_env(["BPCL"], split="test", num_envs=1, test_days=30,
                                config=EnvConfig(window=16, random_start=False, episode_length=0))

@@ -152,8 +152,9 @@ def test_continuous_bounds_that_float32_cannot_hold_are_respected(market, tmp_pa
         return Recording(block, num_envs, env_config, num_threads=num_threads, seed=seed,
                          buffers=buffers)
 
+    # (bps costs: a short bound is not allowed under the default nse_delivery's long/flat rule)
     config = tiny_config("env.action=continuous", "env.min_pos=-0.1", "env.max_pos=0.3",
-                         "log_std_init=1.0")
+                         "env.cost=bps", "log_std_init=1.0")
     trainer = Trainer(config, market=market, run_dir=tmp_path / "run", env_factory=factory)
     result = trainer.train()
     assert result.reason == "completed"

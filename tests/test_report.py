@@ -85,7 +85,7 @@ def _check_png(path: Path, size: tuple[int, int]) -> None:
 @pytest.mark.parametrize("timestamps", [True, False])
 def test_report_files_and_images(tmp_path: Path, timestamps: bool):
     market = _market(timestamps)
-    policy = lambda obs: (obs[:, 0] > 0).astype(np.int64) * 2  # noqa: E731
+    policy = lambda obs: (obs[:, 0] > 0).astype(np.int64)  # noqa: E731 (long/flat: nse_delivery)
     result = evaluate_agent(policy, market, EnvConfig(window=WINDOW), info={"test_days": 30})
     files = write_report(
         result, tmp_path / "run", training_metrics=_training_metrics(tmp_path / "metrics.jsonl")
@@ -117,7 +117,7 @@ def test_report_files_and_images(tmp_path: Path, timestamps: bool):
 
 
 def test_report_without_training_metrics(tmp_path: Path):
-    result = evaluate_agent(lambda obs: np.full(obs.shape[0], 2), _market(), EnvConfig(window=4))
+    result = evaluate_agent(lambda obs: np.full(obs.shape[0], 1), _market(), EnvConfig(window=4))
     files = write_report(result, tmp_path, training_metrics=tmp_path / "missing.jsonl")
     assert set(files.images) == {"equity", "drawdown", "positions"}
     assert not (tmp_path / "training.png").exists()
@@ -134,7 +134,7 @@ def test_read_training_metrics_skips_events_and_broken_lines(tmp_path: Path):
 
 @pytest.fixture(scope="module")
 def evaluated():
-    policy = lambda obs: (obs[:, 0] > 0).astype(np.int64) * 2  # noqa: E731
+    policy = lambda obs: (obs[:, 0] > 0).astype(np.int64)  # noqa: E731  (long or flat)
     return evaluate_agent(policy, _market(), EnvConfig(window=WINDOW), info={"test_days": 30})
 
 

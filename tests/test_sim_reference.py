@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from fastrl.env import EnvConfig, TradingVecEnv
 from fastrl.reference import ReferenceVecEnv
 
-from sim_markets import random_market
+from sim_markets import intraday_market, random_market
 
 STATE = ("position", "shares", "cash", "equity", "entry_price", "bar_index", "segment",
          "last_trade_bar", "episode_steps", "episode_costs", "episode_trades", "peak_equity",
@@ -38,8 +38,8 @@ def assert_same_step(fast_out, ref_out, fast: TradingVecEnv, ref: ReferenceVecEn
 
 
 def run_pair(config: EnvConfig, seed: int, steps: int, num_envs: int, threads: int,
-             market_seed: int = 0, action_seed: int = 1):
-    market = random_market(market_seed)
+             market_seed: int = 0, action_seed: int = 1, intraday: bool = False):
+    market = intraday_market(market_seed) if intraday else random_market(market_seed)
     fast = TradingVecEnv(market, num_envs, config, num_threads=threads, seed=seed)
     ref = ReferenceVecEnv(market, num_envs, config, seed=seed)
     obs, _ = fast.reset(seed=seed)
@@ -65,40 +65,53 @@ def run_pair(config: EnvConfig, seed: int, steps: int, num_envs: int, threads: i
     return resets
 
 
-configs = st.builds(
-    EnvConfig,
-    window=st.integers(1, 6),
-    episode_length=st.sampled_from([0, 7, 25]),
-    action=st.sampled_from(["discrete", "continuous"]),
-    position_levels=st.sampled_from([(-1.0, 0.0, 1.0), (0.0, 1.0), (-0.5, 0.0, 0.5, 1.0)]),
-    min_pos=st.just(-1.0),
-    max_pos=st.sampled_from([1.0, 2.0]),
-    execution=st.sampled_from(["next_open", "close"]),
-    cost=st.sampled_from(["nse_delivery", "nse_intraday", "bps", "zero"]),
-    reward=st.sampled_from(["log_return", "pnl", "diff_sharpe"]),
-    drawdown_penalty=st.sampled_from([0.0, 0.1]),
-    turnover_penalty=st.sampled_from([0.0, 0.01]),
-    initial_cash=st.sampled_from([1e5, 1e6]),
-    equity_floor=st.sampled_from([0.0, 0.5, 0.95]),
-    random_start=st.booleans(),
-    segment_assignment=st.sampled_from(["random", "round_robin"]),
-)
+@st.composite
+def configs(draw) -> EnvConfig:
+    values = dict(
+        window=draw(st.integers(1, 6)),
+        episode_length=draw(st.sampled_from([0, 7, 25])),
+        action=draw(st.sampled_from(["discrete", "continuous"])),
+        position_levels=draw(st.sampled_from(
+            [None, (-1.0, 0.0, 1.0), (0.0, 1.0), (-0.5, 0.0, 0.5, 1.0)])),
+        min_pos=draw(st.sampled_from([None, -1.0])),
+        max_pos=draw(st.sampled_from([1.0, 2.0])),
+        execution=draw(st.sampled_from(["next_open", "close"])),
+        cost=draw(st.sampled_from(["nse_delivery", "nse_intraday", "bps", "zero"])),
+        reward=draw(st.sampled_from(["log_return", "pnl", "diff_sharpe"])),
+        drawdown_penalty=draw(st.sampled_from([0.0, 0.1])),
+        turnover_penalty=draw(st.sampled_from([0.0, 0.01])),
+        initial_cash=draw(st.sampled_from([1e5, 1e6, 3e3])),  # 3e3: a few dozen shares
+        equity_floor=draw(st.sampled_from([0.0, 0.5, 0.95])),
+        random_start=draw(st.booleans()),
+        segment_assignment=draw(st.sampled_from(["random", "round_robin"])),
+        short_borrow_rate=draw(st.sampled_from([0.0, 0.0, 0.08, 3.0])),  # 3.0: visible fees
+        integer_shares=draw(st.sampled_from([None, True, False])),
+        intraday_cutoff=draw(st.sampled_from(["15:20", "15:22", "14:00", "09:40"])),
+    )
+    if values["cost"] == "nse_delivery" and values["short_borrow_rate"] == 0.0:
+        values["position_levels"] = None  # long/flat: shorts need a borrow rate here
+        values["min_pos"] = None
+    return EnvConfig(**values)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(config=configs, seed=st.integers(0, 2**64 - 1), threads=st.sampled_from([1, 2, 3]))
-def test_core_matches_reference_on_random_streams(config, seed, threads):
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(config=configs(), seed=st.integers(0, 2**64 - 1), threads=st.sampled_from([1, 2, 3]),
+       intraday=st.booleans())
+def test_core_matches_reference_on_random_streams(config, seed, threads, intraday):
     config.min_envs_per_thread = 1
-    run_pair(config, seed, steps=150, num_envs=9, threads=threads)
+    run_pair(config, seed, steps=150, num_envs=9, threads=threads, intraday=intraday)
 
 
 @pytest.mark.parametrize("execution", ["next_open", "close"])
 @pytest.mark.parametrize("cost", ["nse_delivery", "nse_intraday"])
 @pytest.mark.parametrize("action", ["discrete", "continuous"])
 def test_thousands_of_steps_with_resets(execution, cost, action):
+    # Delivery shorts with a borrow fee; intraday on 5-minute bars (square-offs every session).
     config = EnvConfig(window=4, episode_length=40, execution=execution, cost=cost, action=action,
-                       equity_floor=0.8, min_envs_per_thread=4)
-    resets = run_pair(config, seed=123, steps=2000, num_envs=16, threads=2)
+                       equity_floor=0.8, min_envs_per_thread=4,
+                       short_borrow_rate=0.5 if cost == "nse_delivery" else 0.0)
+    resets = run_pair(config, seed=123, steps=2000, num_envs=16, threads=2,
+                      intraday=cost == "nse_intraday")
     assert resets > 500  # auto-reset exercised many times
 
 

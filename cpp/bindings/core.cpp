@@ -20,44 +20,17 @@
 #include <string>
 #include <vector>
 
+#include "checked.hpp"
 #include "fastrl/sim.hpp"
 
 namespace py = pybind11;
 using fastrl::Simulator;
+using fastrl_bindings::checked;
+using fastrl_bindings::shape_str;
+
+void bind_portfolio(py::module_& m);  // portfolio.cpp
 
 namespace {
-
-std::string shape_str(const py::array& a) {
-  std::ostringstream s;
-  s << "(";
-  for (py::ssize_t d = 0; d < a.ndim(); ++d) s << (d ? ", " : "") << a.shape(d);
-  s << (a.ndim() == 1 ? ",)" : ")");
-  return s.str();
-}
-
-// Returns a's data pointer after checking it is exactly dtype T, C-contiguous, of `shape`.
-template <class T>
-T* checked(const py::array& a, const char* name, std::vector<py::ssize_t> shape, bool writable) {
-  const bool dtype_ok = std::is_same<T, uint8_t>::value
-                            ? (a.dtype().kind() == 'b' && a.itemsize() == 1)
-                            : a.dtype().is(py::dtype::of<T>());
-  bool shape_ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
-  for (size_t d = 0; shape_ok && d < shape.size(); ++d)
-    shape_ok = shape[d] < 0 || a.shape(static_cast<py::ssize_t>(d)) == shape[d];
-  const bool contiguous = (a.flags() & py::array::c_style) != 0;
-  if (!dtype_ok || !shape_ok || !contiguous || (writable && !a.writeable())) {
-    std::ostringstream msg;
-    msg << "array '" << name << "' must be a C-contiguous"
-        << (writable ? ", writable " : " ") << py::str(py::dtype::of<T>()).cast<std::string>()
-        << " array of shape (";
-    for (size_t d = 0; d < shape.size(); ++d)
-      msg << (d ? ", " : "") << (shape[d] < 0 ? std::string("any") : std::to_string(shape[d]));
-    msg << "); got " << py::str(a.dtype()).cast<std::string>() << " of shape " << shape_str(a)
-        << (contiguous ? "" : ", not C-contiguous") << (a.writeable() ? "" : ", read-only");
-    throw py::value_error(msg.str());
-  }
-  return static_cast<T*>(const_cast<void*>(a.data()));
-}
 
 struct PySimulator {
   std::vector<py::array> keep_alive;  // market and output arrays the pointers point into
@@ -206,12 +179,16 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("equity_floor", &fastrl::SimConfig::equity_floor)
       .def_readwrite("random_start", &fastrl::SimConfig::random_start)
       .def_readwrite("round_robin", &fastrl::SimConfig::round_robin)
-      .def_readwrite("min_envs_per_thread", &fastrl::SimConfig::min_envs_per_thread);
+      .def_readwrite("min_envs_per_thread", &fastrl::SimConfig::min_envs_per_thread)
+      .def_readwrite("integer_shares", &fastrl::SimConfig::integer_shares)
+      .def_readwrite("square_off", &fastrl::SimConfig::square_off)
+      .def_readwrite("short_borrow_rate", &fastrl::SimConfig::short_borrow_rate);
 
   py::class_<PySimulator>(m, "Simulator")
       .def(py::init([](py::array open, py::array close, py::array features, py::array offsets,
                        std::vector<std::string> segment_names, const fastrl::SimConfig& config,
-                       int64_t num_envs, int num_threads, uint64_t seed, py::dict buffers) {
+                       int64_t num_envs, int num_threads, uint64_t seed, py::dict buffers,
+                       py::object session_flags) {
              auto self = std::make_unique<PySimulator>();
              if (features.ndim() != 2) throw py::value_error("features must be a 2-D array [T, F]");
              const py::ssize_t bars = features.shape(0), nfeat = features.shape(1);
@@ -223,6 +200,17 @@ PYBIND11_MODULE(_core, m) {
              market.num_bars = bars;
              market.num_features = nfeat;
              market.num_segments = offsets.shape(0) - 1;
+             if (!session_flags.is_none()) {
+               if (!py::isinstance<py::array>(session_flags))
+                 throw py::value_error("session_flags must be a numpy uint8 array");
+               auto flags = py::reinterpret_borrow<py::array>(session_flags);
+               if (!flags.dtype().is(py::dtype::of<uint8_t>()) || flags.ndim() != 1 ||
+                   flags.shape(0) != bars || !(flags.flags() & py::array::c_style))
+                 throw py::value_error("session_flags must be a C-contiguous uint8 array with "
+                                       "one entry per bar");
+               market.session_flags = static_cast<const uint8_t*>(flags.data());
+               self->keep_alive.push_back(flags);
+             }
              if (num_envs < 1) throw py::value_error("num_envs must be >= 1");
              if (config.window < 1) throw py::value_error("window must be >= 1");
              const py::ssize_t n = num_envs;
@@ -257,7 +245,8 @@ PYBIND11_MODULE(_core, m) {
            }),
            py::arg("open"), py::arg("close"), py::arg("features"), py::arg("offsets"),
            py::arg("segment_names"), py::arg("config"), py::arg("num_envs"),
-           py::arg("num_threads"), py::arg("seed"), py::arg("buffers"))
+           py::arg("num_threads"), py::arg("seed"), py::arg("buffers"),
+           py::arg("session_flags") = py::none())
       .def_property_readonly("num_envs", [](const PySimulator& s) { return s.sim->num_envs(); })
       .def_property_readonly("obs_dim", [](const PySimulator& s) { return s.sim->obs_dim(); })
       .def_property_readonly("num_threads", [](const PySimulator& s) { return s.sim->num_threads(); })
@@ -292,4 +281,6 @@ PYBIND11_MODULE(_core, m) {
       FASTRL_STATE(episode_costs) FASTRL_STATE(episode_trades) FASTRL_STATE(peak_equity)
       FASTRL_STATE(dsr_a) FASTRL_STATE(dsr_b) FASTRL_STATE(rng_state);
 #undef FASTRL_STATE
+
+  bind_portfolio(m);
 }

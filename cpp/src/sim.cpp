@@ -44,6 +44,8 @@ void check_config(const SimConfig& c) {
   if (!finite_nonneg(c.reward.drawdown_penalty) || !finite_nonneg(c.reward.turnover_penalty))
     fail("drawdown_penalty and turnover_penalty must be finite and >= 0");
   if (c.min_envs_per_thread < 1) fail("min_envs_per_thread must be >= 1");
+  if (!finite_nonneg(c.short_borrow_rate))
+    fail("short_borrow_rate must be finite and >= 0 (an annual fraction of short notional)");
 }
 
 void check_market(const MarketView& m, const std::vector<std::string>& names, int64_t window) {
@@ -101,6 +103,8 @@ Simulator::Simulator(const MarketView& market, std::vector<std::string> segment_
   if (num_threads < 1) fail("num_threads must be >= 1, got " + std::to_string(num_threads));
   check_config(config_);
   check_market(market_, segment_names_, config_.window);
+  if ((config_.square_off || config_.short_borrow_rate > 0.0) && !market_.session_flags)
+    fail("the intraday square-off and the short borrow fee need session_flags (one per bar)");
   if (!out.obs || !out.rewards || !out.terminated || !out.truncated || !out.done ||
       !out.final_obs ||
       !out.ep_return || !out.ep_length || !out.ep_equity || !out.ep_costs || !out.ep_trades ||
@@ -295,27 +299,56 @@ void Simulator::write_obs(int64_t i, float* row) const {
 void Simulator::step_env(int64_t i, double target) {
   const auto u = static_cast<size_t>(i);
   const int64_t t = bar_index[u];
+  const int64_t next = t + 1;
   const double equity_before = equity[u];
-  const double fill =
-      config_.execution == Execution::kNextOpen ? market_.open[t + 1] : market_.close[t];
+  const bool next_open = config_.execution == Execution::kNextOpen;
+  const double fill = next_open ? market_.open[next] : market_.close[t];
+  const uint8_t* flags = market_.session_flags;
+  if (config_.square_off && (next_open ? (flags[next] & kNoEntryAtOpen) : (flags[t] & kSquareOff)))
+    target = 0.0;  // MIS: no fresh position once the fill falls after the cutoff
 
   double notional = 0.0;
   if (target != position[u]) {
     const double equity_at_fill = cash[u] + shares[u] * fill;
     const double target_shares = equity_at_fill > 0.0 ? target * equity_at_fill / fill : 0.0;
-    const double traded = target_shares - shares[u];
-    notional = std::fabs(traded) * fill;
-    const double cost = order_cost(config_.costs, traded > 0.0, notional);
-    cash[u] -= traded * fill + cost;
-    shares[u] = target_shares;
-    position[u] = target;
-    entry_price[u] = target != 0.0 ? fill : 0.0;
-    last_trade_bar[u] = config_.execution == Execution::kNextOpen ? t + 1 : t;  // the fill's bar
-    episode_costs[u] += cost;
-    episode_trades[u] += 1;
+    double traded = target_shares - shares[u];
+    if (config_.integer_shares) traded = std::trunc(traded);  // whole shares, toward zero
+    if (!config_.integer_shares || traded != 0.0) {  // a zero-share order is not sent
+      notional = std::fabs(traded) * fill;
+      const double cost = order_cost(config_.costs, traded > 0.0, notional);
+      cash[u] -= traded * fill + cost;
+      shares[u] = config_.integer_shares ? shares[u] + traded : target_shares;
+      position[u] = target;
+      entry_price[u] = target != 0.0 ? fill : 0.0;
+      last_trade_bar[u] = next_open ? next : t;  // the fill's bar
+      episode_costs[u] += cost;
+      episode_trades[u] += 1;
+    }
   }
 
-  const int64_t next = t + 1;
+  if (config_.square_off && (flags[next] & kSquareOff) && shares[u] != 0.0) {
+    // The session's last allowed close: exit everything there, paying the exit's costs.
+    const double price = market_.close[next];
+    const double traded = -shares[u];
+    const double exit_notional = std::fabs(traded) * price;
+    const double cost = order_cost(config_.costs, traded > 0.0, exit_notional);
+    cash[u] -= traded * price + cost;
+    shares[u] = 0.0;
+    position[u] = 0.0;
+    entry_price[u] = 0.0;
+    last_trade_bar[u] = next;
+    episode_costs[u] += cost;
+    episode_trades[u] += 1;
+    notional += exit_notional;
+  }
+  if (config_.short_borrow_rate > 0.0 && shares[u] < 0.0 && (flags[next] & kSessionEnd)) {
+    // One night of stock-lending fee on the short notional at this close.
+    const double fee =
+        config_.short_borrow_rate / kSessionsPerYear * -shares[u] * market_.close[next];
+    cash[u] -= fee;
+    episode_costs[u] += fee;
+  }
+
   const double equity_after = cash[u] + shares[u] * market_.close[next];
   const RewardParams& rp = config_.reward;
   double reward;

@@ -16,6 +16,7 @@ _LAZY = {
     "TradingVecEnv": "fastrl.env",
     "EnvConfig": "fastrl.env",
     "make_env": "fastrl.env",
+    "make_portfolio_env": "fastrl.portfolio_env",
     "MarketBlock": "fastrl.data.block",
 }
 

@@ -31,6 +31,9 @@ class SimConfig:
     random_start: bool
     round_robin: bool
     min_envs_per_thread: int
+    integer_shares: bool
+    square_off: bool  # intraday (MIS) square-off; needs session_flags
+    short_borrow_rate: float  # annual; charged at rate / 252 per session close held short
     def __init__(self) -> None: ...
 
 class Simulator:
@@ -46,6 +49,7 @@ class Simulator:
         num_threads: int,
         seed: int,
         buffers: dict[str, np.ndarray],
+        session_flags: npt.NDArray[np.uint8] | None = None,  # fastrl.env.session_flags
     ) -> None: ...
     @property
     def num_envs(self) -> int: ...
@@ -73,3 +77,65 @@ class Simulator:
     dsr_a: npt.NDArray[np.float64]
     dsr_b: npt.NDArray[np.float64]
     rng_state: npt.NDArray[np.uint64]
+
+# Multi-asset portfolio simulator (cpp/bindings/portfolio.cpp). Use fastrl.portfolio_env.
+
+class PortfolioSimConfig:
+    window: int
+    episode_length: int
+    execution: int  # 0 next open, 1 close
+    long_only: bool
+    max_gross: float
+    max_weight: float
+    integer_shares: bool
+    trade_band: float
+    costs: CostModel
+    reward: int  # 0 log return, 1 pnl, 2 differential Sharpe
+    dsr_eta: float
+    drawdown_penalty: float
+    turnover_penalty: float
+    initial_cash: float
+    equity_floor: float
+    random_start: bool
+    min_envs_per_thread: int
+    def __init__(self) -> None: ...
+
+class PortfolioSimulator:
+    def __init__(
+        self,
+        open: npt.NDArray[np.float64],
+        close: npt.NDArray[np.float64],
+        features: npt.NDArray[np.float32],
+        tradable: npt.NDArray[np.bool_],
+        symbols: list[str],
+        config: PortfolioSimConfig,
+        num_envs: int,
+        num_threads: int,
+        seed: int,
+        buffers: dict[str, np.ndarray],
+    ) -> None: ...
+    @property
+    def num_envs(self) -> int: ...
+    @property
+    def num_assets(self) -> int: ...
+    @property
+    def obs_dim(self) -> int: ...
+    @property
+    def num_threads(self) -> int: ...
+    @property
+    def state_names(self) -> list[str]: ...
+    def reset(self, seed: int) -> None: ...
+    def step(self, weights: npt.NDArray[np.float64]) -> None: ...
+    def get_state(self) -> dict[str, np.ndarray]: ...
+    def set_state(self, state: dict[str, np.ndarray]) -> None: ...
+    mark: npt.NDArray[np.float64]
+    shares: npt.NDArray[np.float64]
+    cash: npt.NDArray[np.float64]
+    equity: npt.NDArray[np.float64]
+    peak_equity: npt.NDArray[np.float64]
+    bar_index: npt.NDArray[np.int64]
+    episode_steps: npt.NDArray[np.int64]
+    episode_return: npt.NDArray[np.float64]
+    episode_costs: npt.NDArray[np.float64]
+    episode_turnover: npt.NDArray[np.float64]
+    episode_trades: npt.NDArray[np.int64]

@@ -540,8 +540,10 @@ def baseline_backtest(
 ) -> Backtest:
     """Buy-and-hold or flat on one segment, through the simulator's cost model and fills.
 
-    Buy-and-hold buys ``E0 / fill`` shares at the first fill (cost paid from cash, as the
-    simulator does for a target exposure of 1.0), holds, and sells at the last close.
+    Buy-and-hold buys ``E0 / fill`` shares at the first fill (rounded down to whole shares
+    under ``integer_shares``; cost paid from cash, as the simulator does for a target
+    exposure of 1.0), holds, and sells at the last close. It ignores the intraday square-off:
+    the passive benchmark holds across sessions.
     """
     if strategy not in ("buy_and_hold", "flat"):
         raise ValueError(f"strategy must be 'buy_and_hold' or 'flat', got {strategy!r}")
@@ -572,6 +574,10 @@ def baseline_backtest(
         shares = initial / fill_price
         buy_cost = float(cost_model.order_cost(True, initial))
         cash = -buy_cost
+        if env_config.integer_shares:  # whole shares, as the simulator rounds the order
+            shares = float(np.trunc(shares))
+            buy_cost = float(cost_model.order_cost(True, shares * fill_price))
+            cash = initial - (shares * fill_price + buy_cost)
         liquidation = float(cost_model.order_cost(False, shares * close[marks[-1]]))
         equity = np.concatenate([[initial], cash + shares * close[marks]])
         equity[-1] -= liquidation

@@ -39,6 +39,19 @@ def _default_env_config() -> EnvConfig:
     return _env_config_class()()
 
 
+# Validation by default: enough days that a Sharpe on them means something (daily: about half
+# a year, SE of an annualised Sharpe ~1.4; 5-minute: 20 sessions = 1,500 bars), few enough
+# that the training years stay long.
+DEFAULT_VAL_DAYS = {"1d": 120, "5min": 20}
+
+
+def resolve_defaults(config: TrainConfig) -> TrainConfig:
+    """Fill the values whose default depends on others (data.val_days on data.freq)."""
+    if config.data.val_days is None:
+        config.data.val_days = DEFAULT_VAL_DAYS.get(config.data.freq, 0)
+    return config
+
+
 @dataclass
 class DataConfig:
     """Which bars to train on, and how they are split by time."""
@@ -46,7 +59,10 @@ class DataConfig:
     symbols: tuple[str, ...] = ("BPCL", "HDFCLIFE")
     freq: str = "1d"  # "1d" or "5min"
     test_days: int = 30  # last trading days of each symbol held out for the final backtest
-    val_days: int = 0  # trading days before the test slice used for validation/early stopping
+    val_days: int | None = None
+    """Trading days before the test slice for validation, early stopping and the choice of the
+    best checkpoint. None: DEFAULT_VAL_DAYS for the bar size (120 days of daily bars, 20
+    sessions of 5-minute bars); 0 turns validation off."""
     source: str = "bundled"  # "bundled", "synthetic" (planted-signal market) or a data path
     synthetic_bars: int = 3000  # bars per symbol when source == "synthetic"
     synthetic_signal_strength: float = 0.1  # corr(signal_t, return_t+1) of the planted market
@@ -355,6 +371,7 @@ def build_config(
         raise ConfigError(f"{config_file}: {err}") from None
     apply_overrides(config, overrides or {})
     apply_overrides(config, parse_set_options(set_options or []))
+    resolve_defaults(config)
     validate_config(config)
     return config
 
@@ -423,7 +440,8 @@ def validate_config(config: TrainConfig) -> None:
     _check(d.test_days >= 1, "data.test_days",
            "must be >= 1: fastrl always holds out test days for an honest backtest",
            d.test_days)
-    _check(d.val_days >= 0, "data.val_days", "must be >= 0", d.val_days)
+    _check(d.val_days is None or d.val_days >= 0, "data.val_days", "must be >= 0 or null",
+           d.val_days)
     _check(d.synthetic_bars >= 1, "data.synthetic_bars", "must be >= 1", d.synthetic_bars)
     _check(0.0 <= d.synthetic_signal_strength < 1.0, "data.synthetic_signal_strength",
            "must lie in [0, 1)", d.synthetic_signal_strength)

@@ -20,6 +20,37 @@ NSE presets (rates as published for late 2024 / 2025; check them before trading 
   schedule, e.g. Zerodha); charged per order here, per scrip per day in reality.
 
 Slippage is not a charge; pass ``slippage_bps`` to add it to both sides.
+
+Market rules carried by the presets (flags on CostModel; the simulator, cpp/src/sim.cpp, and
+fastrl.reference apply them; EnvConfig holds their settings):
+
+- No overnight shorts in delivery (``overnight_shorts=False`` on nse_delivery). A cash-market
+  (CNC) sell must be delivered at settlement, and SEBI's short-selling framework (SEBI
+  circular "Framework for Short Selling", 5 January 2024, restating the circular of
+  20 December 2007) allows no naked short selling: a short is either closed the same day
+  (an intraday short, see nse_intraday) or covered by stock borrowed through the Securities
+  Lending and Borrowing scheme (SLB, NSE Clearing's SLBM). So nse_delivery defaults to long/flat
+  (``position_levels=(0, 1)``, ``min_pos=0``) and refuses a negative level or ``min_pos < 0``
+  unless ``EnvConfig.short_borrow_rate`` (an annual lending fee) is > 0. Then a short still
+  open at a session's last close pays ``short_borrow_rate / 252 x |shares| x close`` for that
+  night (day count: one 252nd of the annual rate per trading session held overnight, the
+  same 252 the Sharpe annualisation uses; weekends and holidays are not charged extra). SLB
+  fees are in reality bid per contract on NSE's SLBM; an annual rate is the usual summary.
+  The fee counts in ``episode_costs``.
+- Intraday square-off (``square_off=True`` on nse_intraday). MIS positions are squared off
+  by the broker from the cutoff on (Zerodha: equity 3:20 PM IST, "Intraday auto square-off
+  timings", support.zerodha.com; fresh MIS orders are refused after it). The simulator
+  closes every position at the close of the last bar that ends at or before
+  ``EnvConfig.intraday_cutoff`` (default "15:20"; with 5-minute bars the 15:15 bar, closing at
+  15:20), or at the session's last bar if that comes first, paying that exit's costs as
+  a normal order (the agent exits itself, so the broker's Rs 50 + GST auto-square-off charge
+  is not applied). Fills after that close may not open a position, so nothing is carried
+  across a session boundary. On daily bars every bar is a session: a position filled at the
+  open is closed at that bar's close (with ``execution="close"`` no position can be opened).
+- Whole shares (``whole_shares=True`` on both NSE presets; the default of
+  ``EnvConfig.integer_shares``). NSE cash equities trade in lots of one share: every order is
+  rounded toward zero to whole shares (an order that rounds to zero shares is not sent, and
+  the position is left as it was); cash moves by exactly shares x price + costs.
 """
 
 from __future__ import annotations
@@ -54,6 +85,12 @@ class CostModel:
     fixed_fee_buy: float = 0.0
     fixed_fee_sell: float = 0.0
     name: str = "custom"
+    overnight_shorts: bool = True
+    """False: a short may not be held over a session close without a borrow rate (delivery)."""
+    square_off: bool = False
+    """True: every position is closed by the session's intraday cutoff (MIS)."""
+    whole_shares: bool = False
+    """True: orders are whole shares by default (EnvConfig.integer_shares)."""
 
     def __post_init__(self) -> None:
         for field_name in ("buy_rate", "sell_rate", "brokerage_rate", "gst_on_brokerage",
@@ -85,7 +122,7 @@ class CostModel:
 
         core = _core.CostModel()
         for key, value in asdict(self).items():
-            if key != "name":
+            if key not in ("name", "overnight_shorts", "square_off", "whole_shares"):
                 setattr(core, key, float(value))
         return core
 
@@ -104,7 +141,7 @@ def bps(buy_bps: float = 10.0, sell_bps: float | None = None, fixed_fee: float =
 
 
 def nse_delivery(slippage_bps: float = 0.0, dp_charge: float = DP_CHARGE) -> CostModel:
-    """NSE equity delivery (CNC) with zero brokerage; see the module table."""
+    """NSE equity delivery (CNC) with zero brokerage; long/flat, whole shares (module notes)."""
     taxed_fees = (NSE_EXCHANGE_FEE + SEBI_FEE) * (1.0 + GST)
     slip = slippage_bps * 1e-4
     return CostModel(
@@ -113,11 +150,14 @@ def nse_delivery(slippage_bps: float = 0.0, dp_charge: float = DP_CHARGE) -> Cos
         gst_on_brokerage=GST,
         fixed_fee_sell=dp_charge * (1.0 + GST),
         name="nse_delivery",
+        overnight_shorts=False,
+        whole_shares=True,
     )
 
 
 def nse_intraday(slippage_bps: float = 0.0) -> CostModel:
-    """NSE equity intraday (MIS): brokerage min(0.03%, Rs 20) per order; see the module table."""
+    """NSE equity intraday (MIS): brokerage min(0.03%, Rs 20) per order; squared off by the
+    intraday cutoff, whole shares (see the module notes)."""
     taxed_fees = (NSE_EXCHANGE_FEE + SEBI_FEE) * (1.0 + GST)
     slip = slippage_bps * 1e-4
     return CostModel(
@@ -127,6 +167,8 @@ def nse_intraday(slippage_bps: float = 0.0) -> CostModel:
         brokerage_cap=INTRADAY_BROKERAGE_CAP,
         gst_on_brokerage=GST,
         name="nse_intraday",
+        square_off=True,
+        whole_shares=True,
     )
 
 

@@ -15,6 +15,12 @@ bootstrap from that final observation. ``info["episode"]`` holds return ``r``, l
 ``l``, final ``equity``, ``costs``, ``trades`` and the ``position`` and ``shares`` still held
 when the finished episodes ended.
 
+Market rules come with the cost preset (fastrl.costs documents each with its source):
+``nse_delivery`` is long/flat (position_levels (0, 1)) unless ``short_borrow_rate`` > 0,
+which charges a nightly stock-lending fee; ``nse_intraday`` squares every position off by
+``intraday_cutoff`` (15:20 IST) and carries nothing overnight; both NSE presets trade whole
+shares (``integer_shares``).
+
 Observation row at bar t: ``features[t - window + 1 .. t]`` flattened (float32), then the
 agent's position (target exposure), its unrealised return ``position x (close_t / entry -
 1)`` and ``log1p(bars since the last trade)``.
@@ -29,6 +35,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import pandas as pd
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from fastrl.costs import CostModel, resolve_cost_model
@@ -64,11 +71,15 @@ class EnvConfig:
     """Steps per episode; 0 runs to the end of the segment."""
     action: str = "discrete"
     """'discrete' (an index into position_levels) or 'continuous' (a target exposure)."""
-    position_levels: tuple[float, ...] = (-1.0, 0.0, 1.0)
-    """Discrete target exposures as fractions of equity; (0.0, 1.0) for long-only markets."""
-    min_pos: float = -1.0
+    position_levels: tuple[float, ...] | None = None
+    """Discrete target exposures as fractions of equity. None (the default): (-1, 0, 1), or
+    (0, 1) where the cost preset allows no overnight short (nse_delivery without a
+    short_borrow_rate); resolved again by validate() while left at None, so changing the cost
+    changes the default."""
+    min_pos: float | None = None
     max_pos: float = 1.0
-    """Range of continuous target exposures (actions outside it raise; clip first)."""
+    """Range of continuous target exposures (actions outside it raise; clip first). min_pos
+    None (the default): -1, or 0 where the cost preset allows no overnight short."""
     execution: str = "next_open"
     """'next_open' fills at the next bar's open; 'close' at the bar's own close (optimistic)."""
     cost: str | CostModel | dict = "nse_delivery"
@@ -92,15 +103,49 @@ class EnvConfig:
     """'random' (a segment drawn per episode) or 'round_robin' (env i trades segment i % S)."""
     min_envs_per_thread: int = 128
     """Blocks smaller than this are not worth a thread hand-off."""
+    short_borrow_rate: float = 0.0
+    """Annual stock-lending (SLB) fee on short notional, charged at rate / 252 for each session
+    close a short is held over; > 0 also allows shorts under nse_delivery (fastrl.costs)."""
+    integer_shares: bool | None = None
+    """Round every order toward zero to whole shares. None (the default): on for the NSE
+    presets, off otherwise (the cost model's whole_shares)."""
+    intraday_cutoff: str = "15:20"
+    """Local time (HH:MM, IST for NSE bars) by which an intraday (MIS) preset is flat: positions
+    are closed at the close of the last bar ending at or before it (fastrl.costs)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A field set to None follows the cost model's default until it is set explicitly.
+        if name in _MARKET_DEFAULTS:
+            auto = self.__dict__.setdefault("_market_defaults", set())
+            (auto.add if value is None else auto.discard)(name)
+        object.__setattr__(self, name, value)
 
     def __post_init__(self) -> None:
-        self.position_levels = tuple(float(x) for x in self.position_levels)
         self.validate()
+
+    def _resolve_market_defaults(self, model: CostModel) -> None:
+        shorts = model.overnight_shorts or self.short_borrow_rate > 0
+        values = {"position_levels": (-1.0, 0.0, 1.0) if shorts else (0.0, 1.0),
+                  "min_pos": -1.0 if shorts else 0.0, "integer_shares": model.whole_shares}
+        for name in self.__dict__.get("_market_defaults", ()):
+            object.__setattr__(self, name, values[name])
 
     def validate(self) -> None:
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise ValueError(f"EnvConfig.{message}")
+
+        need(isinstance(self.short_borrow_rate, (int, float))
+             and math.isfinite(self.short_borrow_rate) and self.short_borrow_rate >= 0,
+             f"short_borrow_rate must be a finite annual rate >= 0, got {self.short_borrow_rate!r}")
+        model = self.cost_model()  # raises on an unknown preset
+        self._resolve_market_defaults(model)
+        object.__setattr__(self, "position_levels",
+                           tuple(float(x) for x in self.position_levels))
+        need(isinstance(self.integer_shares, (bool, np.bool_)),
+             f"integer_shares must be true, false or None, got {self.integer_shares!r}")
+        need(_parse_cutoff(self.intraday_cutoff) is not None,
+             f"intraday_cutoff must be a time 'HH:MM', got {self.intraday_cutoff!r}")
 
         need(isinstance(self.window, int) and self.window >= 1,
              f"window must be an integer >= 1, got {self.window!r}")
@@ -134,7 +179,19 @@ class EnvConfig:
              f"got {self.segment_assignment!r}")
         need(isinstance(self.min_envs_per_thread, int) and self.min_envs_per_thread >= 1,
              f"min_envs_per_thread must be an integer >= 1, got {self.min_envs_per_thread!r}")
-        self.cost_model()  # raises on an unknown preset
+        if not model.overnight_shorts and self.short_borrow_rate == 0:
+            where = (f"position_levels {self.position_levels} has a negative level"
+                     if self.action == "discrete" and min(self.position_levels) < 0 else
+                     f"min_pos {self.min_pos} is below 0"
+                     if self.action == "continuous" and self.min_pos < 0 else None)
+            fix = ("position_levels=(0.0, 1.0)" if self.action == "discrete" else "min_pos=0.0")
+            need(where is None,
+                 f"{where}, but cost '{model.name}' is cash delivery: a short cannot be held "
+                 f"over a session close (SEBI allows no naked short selling; a delivery short "
+                 f"needs stock borrowed through SLB). Set {fix} (or leave it at None for the "
+                 f"long/flat default), set short_borrow_rate > 0 (the annual stock-lending fee "
+                 f"to charge per night), or use cost='nse_intraday' (squared off every session) "
+                 f"or cost='bps'")
 
     def cost_model(self) -> CostModel:
         return resolve_cost_model(self.cost)
@@ -175,7 +232,64 @@ class EnvConfig:
         core.random_start = bool(self.random_start)
         core.round_robin = self.segment_assignment == "round_robin"
         core.min_envs_per_thread = self.min_envs_per_thread
+        model = self.cost_model()
+        core.integer_shares = bool(self.integer_shares)
+        core.square_off = bool(model.square_off)
+        core.short_borrow_rate = float(self.short_borrow_rate)
         return core
+
+    def needs_session_flags(self) -> bool:
+        """Whether the simulator needs per-bar session flags (square-off or borrow fee)."""
+        return bool(self.cost_model().square_off) or self.short_borrow_rate > 0
+
+
+_MARKET_DEFAULTS = ("position_levels", "min_pos", "integer_shares")
+SQUARE_OFF, NO_ENTRY_AT_OPEN, SESSION_END = 1, 2, 4  # market.hpp's SessionFlag bits
+
+
+def _parse_cutoff(text: Any) -> int | None:
+    """'HH:MM' -> minutes after midnight, None when it is not such a time."""
+    if not isinstance(text, str) or len(text.split(":")) != 2:
+        return None
+    hours, minutes = text.split(":")
+    if not (hours.strip().isdigit() and minutes.strip().isdigit()):
+        return None
+    h, m = int(hours), int(minutes)
+    return h * 60 + m if 0 <= h < 24 and 0 <= m < 60 else None
+
+
+def session_flags(market: MarketBlock, cutoff: str = "15:20") -> np.ndarray:
+    """Per-bar SessionFlag bits (cpp/include/fastrl/market.hpp) from the bar timestamps.
+
+    A session is one calendar day of one segment. Daily bars: every bar is a whole session
+    (SQUARE_OFF | SESSION_END). Intraday bars (timestamps are bar starts, local time): a bar
+    is SESSION_END when it is its day's last; SQUARE_OFF from the last bar that closes at or
+    before ``cutoff`` to the session's end (and on the session's last bar in any case);
+    NO_ENTRY_AT_OPEN on every bar after a SQUARE_OFF bar of the same session.
+    """
+    limit = _parse_cutoff(cutoff)
+    if limit is None:
+        raise ValueError(f"intraday_cutoff must be a time 'HH:MM', got {cutoff!r}")
+    n = market.num_bars
+    if market.freq == "1d":
+        return np.full(n, SQUARE_OFF | SESSION_END, dtype=np.uint8)
+    if market.timestamps is None:
+        raise ValueError(f"{market.freq} bars need timestamps to find session ends and the "
+                         "intraday cutoff (MarketBlock.timestamps is None)")
+    stamps = np.asarray(market.timestamps).astype("datetime64[ns]")
+    day = stamps.astype("datetime64[D]")
+    session_end = np.zeros(n, dtype=bool)
+    session_end[market.offsets[1:] - 1] = True
+    session_end[:-1] |= day[1:] != day[:-1]
+    bar_length = np.timedelta64(pd.Timedelta(market.freq).value, "ns")
+    close_time = stamps + bar_length - day  # bar close, as time of day
+    after_cutoff = close_time > np.timedelta64(limit, "m")
+    square_off = session_end.copy()
+    square_off[:-1] |= after_cutoff[1:]  # the next bar (same session) closes after the cutoff
+    no_entry = np.zeros(n, dtype=bool)
+    no_entry[1:] = square_off[:-1] & ~session_end[:-1]
+    return (square_off * SQUARE_OFF + no_entry * NO_ENTRY_AT_OPEN
+            + session_end * SESSION_END).astype(np.uint8)
 
 
 def allocate_buffers(num_envs: int, obs_dim: int,
@@ -256,9 +370,12 @@ class TradingVecEnv(VectorEnv):
         self._seed = int(seed) & (2**64 - 1)
         self._resets = 1  # the constructor already started episodes from `seed`
         self._buffers = allocate_buffers(self.num_envs, self.obs_dim, buffers)
+        flags = (session_flags(market, self.config.intraday_cutoff)
+                 if self.config.needs_session_flags() else None)
         self._sim = _core.Simulator(
             market.open, market.close, market.features, market.offsets, list(market.symbols),
             self.config.to_core(), self.num_envs, int(num_threads), self._seed, self._buffers,
+            flags,
         )
         b = self._buffers
         self._episode = {"r": b["ep_return"], "l": b["ep_length"], "equity": b["ep_equity"],

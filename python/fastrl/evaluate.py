@@ -62,6 +62,21 @@ def find_checkpoint(run_dir_or_checkpoint: str | os.PathLike) -> tuple[Path, Pat
     )
 
 
+def checkpoint_reason(checkpoint: Path, agent: Any) -> str:
+    """Why the backtest uses this checkpoint, in words (the report prints it)."""
+    meta = getattr(agent, "checkpoint_info", {}) or {}
+    val_days = agent.config.data.val_days or 0
+    where = (f"update {meta['update']}, {meta['global_step']:,} env steps"
+             if meta.get("update") is not None else "")
+    if checkpoint.name == "best.pt" and val_days > 0 and meta.get("best_val_sharpe") is not None:
+        return (f"best.pt: the highest validation Sharpe ({meta['best_val_sharpe']:+.2f} on the "
+                f"{val_days} validation days, {where}); chosen on validation, never on test days")
+    if checkpoint.name == "final.pt" and val_days == 0:
+        return (f"final.pt ({where}): trained without validation days (--val-days 0), so no "
+                "checkpoint was chosen on held-out data")
+    return f"{checkpoint.name} ({where})" if where else checkpoint.name
+
+
 def _agent_obs_dim(agent: Any) -> int | None:
     for owner in (agent, getattr(agent, "network", None), getattr(agent, "model", None)):
         value = getattr(owner, "obs_dim", None) if owner is not None else None
@@ -120,6 +135,7 @@ def evaluate_run(
     context = int(market.meta.get("context_rows", 0))
     info = {
         "checkpoint": str(checkpoint),
+        "checkpoint_reason": checkpoint_reason(checkpoint, agent),
         "run_dir": str(run_dir),
         "symbols": list(market.symbols),
         "test_days": days,

@@ -2,7 +2,8 @@
 baseline for benchmarks.
 
 It implements exactly the semantics of ``cpp/src/sim.cpp`` (see fastrl.env for the
-contract), including the per-env splitmix64 streams, so that the same seed and the same
+contract), including the per-env splitmix64 streams and the market rules (whole shares,
+intraday square-off, short borrow fee; see fastrl.costs), so that the same seed and the same
 actions give the same positions, cash, costs and rewards to floating-point rounding.
 """
 
@@ -13,12 +14,21 @@ from typing import Any
 import numpy as np
 
 from fastrl.data.block import MarketBlock
-from fastrl.env import AGENT_STATE_DIMS, STATE_KEYS, EnvConfig
+from fastrl.env import (
+    AGENT_STATE_DIMS,
+    NO_ENTRY_AT_OPEN,
+    SESSION_END,
+    SQUARE_OFF,
+    STATE_KEYS,
+    EnvConfig,
+    session_flags,
+)
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 _SEED_XOR = np.uint64(0x5851F42D4C957F2D)
+SESSIONS_PER_YEAR = 252.0  # sim.hpp's kSessionsPerYear: the borrow fee's day count
 
 
 def _mix64(z: np.ndarray) -> np.ndarray:
@@ -46,6 +56,8 @@ class ReferenceVecEnv:
         self.obs_dim = self.window * market.num_features + AGENT_STATE_DIMS
         self.cost_model = self.config.cost_model()
         self.levels = np.asarray(self.config.position_levels, dtype=np.float64)
+        self.flags = (session_flags(market, self.config.intraday_cutoff)
+                      if self.config.needs_session_flags() else None)
         n = self.num_envs
         self.position = np.zeros(n)
         self.shares = np.zeros(n)
@@ -184,13 +196,22 @@ class ReferenceVecEnv:
         equity_before = self.equity.copy()
         fill = m.open[t + 1] if c.execution == "next_open" else m.close[t]
 
+        if self.cost_model.square_off:  # MIS: no fresh position after the cutoff
+            late = (self.flags[t + 1] & NO_ENTRY_AT_OPEN if c.execution == "next_open"
+                    else self.flags[t] & SQUARE_OFF)
+            target = np.where(late != 0, 0.0, target)
+
         change = target != self.position
         equity_at_fill = self.cash + self.shares * fill
         target_shares = np.where(equity_at_fill > 0.0, target * equity_at_fill / fill, 0.0)
         traded = target_shares - self.shares
+        if c.integer_shares:
+            traded = np.trunc(traded)
+            change &= traded != 0.0  # a zero-share order is not sent
+            target_shares = self.shares + traded
         notional = np.where(change, np.abs(traded) * fill, 0.0)
         cost = np.where(change, self.cost_model.order_cost(traded > 0.0, notional), 0.0)
-        self.cash = np.where(change, self.cash - traded * fill - cost, self.cash)
+        self.cash = np.where(change, self.cash - (traded * fill + cost), self.cash)
         self.shares = np.where(change, target_shares, self.shares)
         self.entry_price = np.where(change, np.where(target != 0.0, fill, 0.0), self.entry_price)
         fill_bar = t + 1 if c.execution == "next_open" else t
@@ -198,6 +219,27 @@ class ReferenceVecEnv:
         self.position = np.where(change, target, self.position)
         self.episode_costs = self.episode_costs + cost
         self.episode_trades = self.episode_trades + change
+
+        if self.cost_model.square_off:  # the session's last allowed close: exit everything
+            out = ((self.flags[t + 1] & SQUARE_OFF) != 0) & (self.shares != 0.0)
+            price = m.close[t + 1]
+            exit_traded = -self.shares
+            exit_notional = np.where(out, np.abs(exit_traded) * price, 0.0)
+            exit_cost = np.where(out, self.cost_model.order_cost(exit_traded > 0.0,
+                                                                 exit_notional), 0.0)
+            self.cash = np.where(out, self.cash - (exit_traded * price + exit_cost), self.cash)
+            self.shares = np.where(out, 0.0, self.shares)
+            self.position = np.where(out, 0.0, self.position)
+            self.entry_price = np.where(out, 0.0, self.entry_price)
+            self.last_trade_bar = np.where(out, t + 1, self.last_trade_bar)
+            self.episode_costs = np.where(out, self.episode_costs + exit_cost, self.episode_costs)
+            self.episode_trades = self.episode_trades + out
+            notional = notional + exit_notional
+        if c.short_borrow_rate > 0.0:  # one night of borrow on a short held over the close
+            night = ((self.flags[t + 1] & SESSION_END) != 0) & (self.shares < 0.0)
+            fee = c.short_borrow_rate / SESSIONS_PER_YEAR * -self.shares * m.close[t + 1]
+            self.cash = np.where(night, self.cash - fee, self.cash)
+            self.episode_costs = np.where(night, self.episode_costs + fee, self.episode_costs)
 
         nxt = t + 1
         equity_after = self.cash + self.shares * m.close[nxt]

@@ -368,6 +368,8 @@ def _setup_lines(result: EvalResult) -> list[str]:
     info = result.info
     if info.get("checkpoint"):
         lines.append(f"Checkpoint: {info['checkpoint']}")
+    if info.get("checkpoint_reason"):
+        lines.append(f"Why this checkpoint: {info['checkpoint_reason']}")
     for symbol, (first, last) in (info.get("test_bars") or {}).items():
         lines.append(f"Test bars of {symbol}: {first} .. {last}")
     if info.get("test_days") is not None:

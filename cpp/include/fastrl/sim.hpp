@@ -9,6 +9,11 @@
 //   execution kNextOpen: the new target exposure is filled at open[t+1];
 //   execution kClose:    it is filled at close[t] (optimistic: the agent saw that close).
 // Equity is marked at close[t+1]; the reward compares it with equity at close[t].
+// Market rules, when configured, act inside the same step: integer_shares rounds the order
+// toward zero; square_off forces a zero target when the fill falls after the session's
+// cutoff and closes any position at close[t+1] when that is the session's last allowed close
+// (paying the exit's costs); short_borrow_rate charges a short still open at a session's
+// last close one night of borrow. All of it lands in equity before the reward is computed.
 #pragma once
 
 #include <cstdint>
@@ -40,7 +45,14 @@ struct SimConfig {
   bool random_start = true;      // false: start at the first bar with a full window
   bool round_robin = false;      // true: env i always trades segment i % S
   int64_t min_envs_per_thread = 128;  // smaller blocks cost more to hand out than to step
+  // Market rules (python/fastrl/costs.py documents each with its source).
+  bool integer_shares = false;   // orders are whole shares, rounded toward zero
+  bool square_off = false;       // intraday (MIS): flat by the cutoff, no entries after it
+  double short_borrow_rate = 0.0;  // annual stock-lending fee on the short notional, charged
+                                   // at rate / 252 for each session close held short
 };
+
+constexpr double kSessionsPerYear = 252.0;  // the borrow fee's day count (see short_borrow_rate)
 
 // Caller-owned output buffers, written in place by reset() and step().
 struct OutputBuffers {

@@ -53,7 +53,7 @@ def run(argv: list[str] | None, console: Console) -> int:
     table.add_column("fastrl / reference", justify="right")
     rng = np.random.default_rng(0)
     for n in args.envs:
-        actions = rng.integers(0, 3, (64, n))
+        actions = rng.integers(0, len(config.position_levels), (64, n))
         rates = []
         for env in [TradingVecEnv(market, n, config, num_threads=t) for t in args.threads] + [
                 ReferenceVecEnv(market, n, config)]:

@@ -54,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--test-days", type=int, metavar="N",
                       help="last trading days held out for the backtest (default 30)")
     data.add_argument("--val-days", type=int, metavar="N",
-                      help="trading days before the test slice for validation and early "
-                      "stopping (default 0: off)")
+                      help="trading days before the test slice for validation, early stopping "
+                      "and the best checkpoint (default 120 daily, 20 sessions for 5min; "
+                      "0: off)")
     data.add_argument("--data", metavar="PATH",
                       help="your CSV/Parquet file or folder instead of the bundled bars")
     run = parser.add_argument_group("training")
@@ -313,10 +314,16 @@ def main(argv: list[str] | None = None) -> int:
     trainer = _make_trainer(args, view)
     console = view.console
     config = trainer.config
-    console.print(f"[bold]{PROG}[/]: {', '.join(config.data.symbols)} ({config.data.freq}), "
-                  f"preset {config.preset}, {trainer.num_updates * trainer.batch_size:,} steps "
+    console.print(f"[bold]{PROG}[/]: {', '.join(config.data.symbols)} ({config.data.freq}; "
+                  f"{config.data.val_days} validation + {config.data.test_days} test days "
+                  f"held out), preset {config.preset}, "
+                  f"{trainer.num_updates * trainer.batch_size:,} steps "
                   f"on {trainer.device} (amp {'on' if trainer.amp else 'off'}, compile "
                   f"{'on' if trainer.compile else 'off'}) -> {trainer.run_dir}")
+
+    if config.data.val_days == 0:
+        console.print("--val-days 0: no validation days, so no early stopping, and the backtest "
+                      "uses the final checkpoint instead of one chosen on held-out days")
 
     def on_sigint(signum: int, frame: Any) -> None:
         if trainer._stop_requested:

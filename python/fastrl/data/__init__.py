@@ -30,6 +30,8 @@ _LAZY = {
     "build_market_from_bars": "fastrl.data.splits",
     "split_bars": "fastrl.data.splits",
     "MarketSplits": "fastrl.data.splits",
+    "PanelBlock": "fastrl.data.panel",
+    "build_panel": "fastrl.data.panel",
     "build_synthetic_market": "fastrl.data.synthetic",
     "download_bars": "fastrl.data.download",
 }

@@ -34,6 +34,7 @@ class Agent:
         self.config = config
         self.feature_normaliser = feature_normaliser
         self.amp = bool(amp)
+        self.checkpoint_info: dict[str, Any] = {}
         env = config.env
         self._low = float(env.min_pos)
         self._high = float(env.max_pos)
@@ -42,7 +43,7 @@ class Agent:
     def device(self) -> torch.device:
         return next(self.network.parameters()).device
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Actions for a batch of raw observations [N, obs_dim] (float32)."""
         obs_array = np.asarray(obs, dtype=np.float32)

@@ -160,10 +160,14 @@ def load_agent(path: str | Path, device: str | torch.device = "cpu"):
     network.to(device).eval()
     normaliser.to(device)
     feature_state = state.get("feature_normaliser")
-    return Agent(
+    agent = Agent(
         network,
         normaliser,
         config,
         from_storable(feature_state) if feature_state is not None else None,
         amp=False,
     )
+    # where in training this checkpoint was taken (reports say which one they used and why)
+    agent.checkpoint_info = {key: state.get(key) for key in
+                             ("update", "global_step", "best_val_sharpe")}
+    return agent

@@ -65,6 +65,43 @@ class ValidationHook(Hook):
         return 0 < config.patience <= trainer.validations_without_improvement
 
 
+class KeepBestHook(Hook):
+    """Keeps, in memory, the policy of the best validation so far (runs without a run folder:
+    benches, tuning); put it after :class:`ValidationHook`. :meth:`agent` rebuilds it."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, Any] | None = None
+        self.update: int | None = None
+
+    def on_step(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        if row.get("val/improved"):
+            self.update = trainer.update
+            self.state = {
+                "network": {k: v.detach().clone() for k, v in
+                            trainer.network.state_dict().items()},
+                "obs_normaliser": {k: v.detach().clone() for k, v in
+                                   trainer.obs_normaliser.state_dict().items()},
+            }
+
+    def agent(self, trainer: Trainer) -> Any:
+        """An :class:`~fastrl.ppo.agent.Agent` with the kept weights (the trainer's own
+        network when nothing was kept), on the CPU."""
+        from fastrl.ppo.agent import Agent
+        from fastrl.ppo.checkpoint import build_network
+        from fastrl.ppo.normalize import ObservationNormaliser
+
+        config = trainer.config
+        network = build_network(config, trainer.obs_dim, trainer.num_actions)
+        normaliser = ObservationNormaliser(trainer.obs_dim, clip=config.obs_clip,
+                                           enabled=config.norm_obs)
+        state = self.state or {"network": trainer.network.state_dict(),
+                               "obs_normaliser": trainer.obs_normaliser.state_dict()}
+        network.load_state_dict({k: v.cpu() for k, v in state["network"].items()})
+        normaliser.load_state_dict({k: v.cpu() for k, v in state["obs_normaliser"].items()})
+        network.eval()
+        return Agent(network, normaliser, config, trainer.agent.feature_normaliser)
+
+
 class BestTrainingReturnHook(Hook):
     """Without validation data, "best" is the best mean training episode return."""
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fastrl.config import TrainConfig, config_from_dict, validate_config
+from fastrl.config import TrainConfig, config_from_dict, resolve_defaults, validate_config
 from fastrl.ppo.agent import Agent
 from fastrl.ppo.checkpoint import CheckpointError, build_network, load_checkpoint
 from fastrl.ppo.hooks import Hook, default_hooks
@@ -159,7 +159,7 @@ class Trainer:
         env_factory: Callable[..., Any] | None = None,
     ) -> None:
         validate_config(config)
-        self.config = config
+        self.config = resolve_defaults(config)
         self.callback = callback
         self._stop_requested = False
         self.device = resolve_device(config.device)

@@ -1,0 +1,154 @@
+// portfolio.hpp: N multi-asset portfolio envs over one panel of A symbols, stepped as a batch.
+//
+// Start here for the portfolio side. The pipeline per step is the single-symbol one
+// (sim.hpp): validate the whole weight batch -> contiguous env blocks on the pool threads ->
+// each env rebalances, marks equity, computes its reward and auto-resets -> every output
+// lands in caller-owned buffers; nothing is allocated per step.
+//
+// The panel: A symbols on one calendar (the union of their trading dates), T rows.
+//   open, close [T, A] float64; features [T, A, F] float32; tradable [T, A] uint8.
+// A cell is tradable when the symbol has a bar (and a feature row) that day. Nothing is
+// back-filled: an untradable cell's features must be 0 and its prices are never read
+// (NaN is fine). An untradable name's order is not executed; its shares stay as they are.
+// The mark of a name at row t is its close at the last tradable row <= t (0 before its
+// first one, when it cannot be held). Equity = cash + sum shares x mark; that is how a
+// held name that did not trade today is valued, not a filled-in price.
+//
+// Action: A target weights (fractions of equity, cash = 1 - sum w). Long-only by default;
+// |w_a| <= max_weight and sum |w_a| <= max_gross (a 1e-9 tolerance absorbs rounding).
+//
+// Timing of one step from row t (the observation at t includes row t's close):
+//   kNextOpen: tradable names are rebalanced at open[t+1] (if tradable at t+1);
+//   kClose:    at close[t] (optimistic: the agent saw that close).
+// Equity at the fill = cash + sum shares x (fill price if tradable there, else mark); the
+// target of name a is w_a x that equity / its fill price. With integer_shares the order is
+// rounded toward zero to whole shares. Legs whose |notional| is below
+// trade_band x equity at the fill are skipped (a no-trade band; 0 trades every difference).
+// Each executed leg pays CostModel::order_cost from cash. Equity is marked at close[t+1].
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fastrl/costs.hpp"
+#include "fastrl/rewards.hpp"
+#include "fastrl/thread_pool.hpp"
+
+namespace fastrl {
+
+// Read-only panel shared by every env and thread; owned by the caller (numpy).
+struct PanelView {
+  const double* open = nullptr;      // [T, A]
+  const double* close = nullptr;     // [T, A]
+  const float* features = nullptr;   // [T, A, F]
+  const uint8_t* tradable = nullptr; // [T, A], 0 or 1
+  int64_t num_bars = 0;
+  int64_t num_assets = 0;
+  int64_t num_features = 0;
+};
+
+enum class PortfolioExecution : int { kNextOpen = 0, kClose = 1 };
+
+struct PortfolioConfig {
+  int64_t window = 32;           // panel rows per observation
+  int64_t episode_length = 252;  // steps per episode; 0 = until the panel ends
+  PortfolioExecution execution = PortfolioExecution::kNextOpen;
+  bool long_only = true;         // weights >= 0
+  double max_gross = 1.0;        // sum |w| cap (gross leverage)
+  double max_weight = 1.0;       // |w_a| cap per name
+  bool integer_shares = false;   // orders rounded toward zero to whole shares
+  double trade_band = 0.0;       // skip legs with |notional| < trade_band x equity at the fill
+  CostModel costs;
+  RewardParams reward;
+  double initial_cash = 1e6;
+  double equity_floor = 0.5;     // terminate when equity <= equity_floor x initial_cash
+  bool random_start = true;      // false: every episode starts at row window - 1
+  int64_t min_envs_per_thread = 16;  // an env writes ~window x A x F floats: small blocks pay
+};
+
+// Caller-owned outputs, written in place by reset() and step().
+struct PortfolioBuffers {
+  float* obs = nullptr;           // [N, obs_dim]
+  double* rewards = nullptr;      // [N]
+  uint8_t* terminated = nullptr;  // [N]
+  uint8_t* truncated = nullptr;   // [N]
+  uint8_t* done = nullptr;        // [N]
+  float* final_obs = nullptr;     // [N, obs_dim], rows valid where done
+  double* ep_return = nullptr;    // [N], valid where done
+  int64_t* ep_length = nullptr;
+  double* ep_equity = nullptr;
+  double* ep_costs = nullptr;
+  int64_t* ep_trades = nullptr;   // executed legs
+  double* ep_turnover = nullptr;  // sum over steps of traded notional / equity before the step
+};
+
+class PortfolioSim {
+ public:
+  // Throws std::invalid_argument for a bad config, panel or buffers (symbols name the columns).
+  PortfolioSim(const PanelView& panel, std::vector<std::string> symbols,
+               const PortfolioConfig& config, int64_t num_envs, int num_threads, uint64_t seed,
+               const PortfolioBuffers& out);
+
+  int64_t num_envs() const { return num_envs_; }
+  int64_t num_assets() const { return panel_.num_assets; }
+  // window x A x F feature floats, then A weights and the cash weight.
+  int64_t obs_dim() const { return obs_dim_; }
+  int num_threads() const { return pool_.size(); }
+  const PortfolioConfig& config() const { return config_; }
+  const std::vector<double>& mark() const { return mark_; }
+
+  void reset(uint64_t seed);
+  // weights: [N, A] row-major. The batch is validated before any state changes.
+  void step(const double* weights);
+  // Rewrites obs for the current state (after set_state); rewards/flags are left alone.
+  void write_observations();
+
+  // One per-env state array, for snapshots. kind: 'd' double, 'q' int64, 'Q' uint64.
+  struct StateField {
+    const char* name;
+    char kind;
+    void* data;
+    int64_t width;   // values per env
+    bool per_asset;  // [N, A] (width == A) rather than [N]
+  };
+  std::vector<StateField> state_fields();
+  // Checks, then copies, every field from `sources` (same order as state_fields(), each
+  // [N, width] contiguous). Throws std::invalid_argument and changes nothing when a value
+  // would break an invariant (row out of range, non-finite or non-positive equity, ...).
+  void set_state(const std::vector<const void*>& sources);
+
+  // Struct-of-arrays state.
+  std::vector<double> shares;          // [N, A]
+  std::vector<double> cash;            // may dip below 0 by the costs of a full buy
+  std::vector<double> equity;          // marked at the close of bar_index
+  std::vector<double> peak_equity;
+  std::vector<double> dsr_a, dsr_b;
+  std::vector<double> episode_return;
+  std::vector<double> episode_costs;
+  std::vector<double> episode_turnover;
+  std::vector<int64_t> bar_index;      // current panel row
+  std::vector<int64_t> episode_steps;
+  std::vector<int64_t> episode_trades;
+  std::vector<uint64_t> rng_state;
+
+ private:
+  struct Job;
+  static void run_block(void* ctx, int task);
+  void dispatch(const double* weights, bool reset_all);
+  void reset_env(int64_t i);
+  void step_env(int64_t i, const double* w);
+  void write_obs(int64_t i, float* row) const;
+
+  PanelView panel_;
+  std::vector<std::string> symbols_;
+  PortfolioConfig config_;
+  int64_t num_envs_;
+  int64_t obs_dim_;
+  PortfolioBuffers out_;
+  std::vector<double> mark_;  // [T, A] last traded close (see the header comment)
+  bool stream_obs_ = false;   // observation batch too large for the caches: bypass them
+  ThreadPool pool_;
+};
+
+}  // namespace fastrl

@@ -1,0 +1,184 @@
+"""The portfolio simulator in plain numpy, vectorised over envs: the oracle for tests and
+the baseline for benchmarks.
+
+It implements the semantics of ``cpp/src/portfolio.cpp`` (see fastrl.portfolio_env for the
+contract) with the same splitmix64 streams as fastrl.reference. Sums over symbols run in
+the C++ order (cash first, then symbol 0, 1, ...) so that rounding, and with it every
+whole-share and no-trade-band decision, comes out the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fastrl.data.panel import PanelBlock
+from fastrl.portfolio_env import PortfolioConfig, portfolio_obs_dim
+from fastrl.reference import _GOLDEN, _mix64, env_stream_seeds
+
+STATE_NAMES = ("shares", "cash", "equity", "peak_equity", "dsr_a", "dsr_b", "episode_return",
+               "episode_costs", "episode_turnover", "bar_index", "episode_steps",
+               "episode_trades", "rng_state")
+
+
+class ReferencePortfolioEnv:
+    """Same constructor arguments and outputs as PortfolioVecEnv, without threads or C++."""
+
+    def __init__(self, panel: PanelBlock, num_envs: int = 64,
+                 config: PortfolioConfig | None = None, *, seed: int = 0) -> None:
+        self.config = config if config is not None else PortfolioConfig()
+        self.config.validate()
+        self.panel = panel
+        self.num_envs = int(num_envs)
+        self.num_assets = panel.num_assets
+        self.window = self.config.window
+        self.obs_dim = portfolio_obs_dim(panel, self.window)
+        self.cost_model = self.config.cost_model()
+        self.mark = panel.mark
+        n, a = self.num_envs, self.num_assets
+        self.shares = np.zeros((n, a))
+        for name in ("cash", "equity", "peak_equity", "dsr_a", "dsr_b", "episode_return",
+                     "episode_costs", "episode_turnover"):
+            setattr(self, name, np.zeros(n))
+        for name in ("bar_index", "episode_steps", "episode_trades"):
+            setattr(self, name, np.zeros(n, dtype=np.int64))
+        self.rng_state = np.zeros(n, dtype=np.uint64)
+        self._window_offsets = np.arange(-self.window + 1, 1, dtype=np.int64)
+        self.reset(seed=seed)
+
+    def _next_below(self, envs: np.ndarray, bound: int) -> np.ndarray:
+        self.rng_state[envs] += _GOLDEN
+        return (_mix64(self.rng_state[envs]) % np.uint64(bound)).astype(np.int64)
+
+    def _reset_envs(self, envs: np.ndarray) -> None:
+        c, T = self.config, self.panel.num_bars
+        first = c.window - 1
+        start = np.full(envs.shape, first, dtype=np.int64)
+        if c.random_start:
+            latest = max(first, T - 1 - c.episode_length) if c.episode_length > 0 else T - 2
+            start = first + self._next_below(envs, latest - first + 1)
+        self.bar_index[envs] = start
+        self.shares[envs] = 0.0
+        for arr in (self.dsr_a, self.dsr_b, self.episode_return, self.episode_costs,
+                    self.episode_turnover):
+            arr[envs] = 0.0
+        for arr in (self.cash, self.equity, self.peak_equity):
+            arr[envs] = c.initial_cash
+        self.episode_steps[envs] = 0
+        self.episode_trades[envs] = 0
+
+    def observe(self, envs: np.ndarray | None = None) -> np.ndarray:
+        """Observation rows of the given envs (all by default) at their current row."""
+        envs = np.arange(self.num_envs) if envs is None else envs
+        t = self.bar_index[envs]
+        rows = t[:, None] + self._window_offsets[None, :]
+        window = self.panel.features[rows].reshape(len(envs), -1)
+        inv = 1.0 / self.equity[envs]
+        weights = self.shares[envs] * self.mark[t] * inv[:, None]
+        cash = (self.cash[envs] * inv)[:, None]
+        return np.concatenate([window, weights.astype(np.float32), cash.astype(np.float32)],
+                              axis=1)
+
+    def reset(self, *, seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+        self.rng_state[:] = env_stream_seeds(int(seed) & (2**64 - 1), self.num_envs)
+        self._reset_envs(np.arange(self.num_envs))
+        return self.observe(), {}
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name).copy() for name in STATE_NAMES}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        for name in STATE_NAMES:
+            setattr(self, name, np.array(state[name], dtype=getattr(self, name).dtype))
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                          dict[str, Any]]:
+        c, p = self.config, self.panel
+        n, A = self.num_envs, self.num_assets
+        w = np.asarray(actions, dtype=np.float64).reshape(n, A)
+        t = self.bar_index
+        fill_row = t + 1 if c.execution == "next_open" else t
+        px = (p.open if c.execution == "next_open" else p.close)[fill_row]
+        can = p.tradable[fill_row]
+        value_px = np.where(can, px, self.mark[fill_row])
+        equity_before = self.equity.copy()
+
+        equity_at_fill = self.cash.copy()
+        for a in range(A):
+            equity_at_fill += self.shares[:, a] * value_px[:, a]
+        band = c.trade_band * equity_at_fill
+        cash = self.cash.copy()
+        notional_sum, cost_sum = np.zeros(n), np.zeros(n)
+        legs = np.zeros(n, dtype=np.int64)
+        for a in range(A):
+            price = np.where(can[:, a], px[:, a], 1.0)  # untradable prices may be NaN
+            target = np.where(equity_at_fill > 0.0, w[:, a] * equity_at_fill / price, 0.0)
+            traded = target - self.shares[:, a]
+            if c.integer_shares:
+                traded = np.trunc(traded)
+            notional = np.abs(traded) * price
+            trade = can[:, a] & (traded != 0.0) & ~(notional < band)
+            cost = np.where(trade, self.cost_model.order_cost(traded > 0.0, notional), 0.0)
+            cash = np.where(trade, cash - (traded * price + cost), cash)
+            self.shares[:, a] = np.where(trade, self.shares[:, a] + traded, self.shares[:, a])
+            notional_sum += np.where(trade, notional, 0.0)
+            cost_sum += cost
+            legs += trade
+        self.cash = cash
+
+        nxt = t + 1
+        equity_after = cash.copy()
+        mark_next = self.mark[nxt]
+        for a in range(A):
+            equity_after += self.shares[:, a] * mark_next[:, a]
+
+        if c.reward == "pnl":
+            reward = (equity_after - equity_before) / c.initial_cash
+        elif c.reward == "diff_sharpe":
+            r = equity_after / equity_before - 1.0
+            da, db = r - self.dsr_a, r * r - self.dsr_b
+            var = self.dsr_b - self.dsr_a**2
+            safe = np.where(var > 1e-12, var, 1.0)
+            reward = np.where(var > 1e-12,
+                              (self.dsr_b * da - 0.5 * self.dsr_a * db) / (safe * np.sqrt(safe)),
+                              0.0)
+            self.dsr_a = self.dsr_a + c.dsr_eta * da
+            self.dsr_b = self.dsr_b + c.dsr_eta * db
+        else:
+            reward = np.log(np.maximum(equity_after, 1e-9 * c.initial_cash) / equity_before)
+        self.peak_equity = np.maximum(self.peak_equity, equity_after)
+        if c.drawdown_penalty > 0.0:
+            reward = reward - c.drawdown_penalty * (1.0 - equity_after / self.peak_equity)
+        turnover = notional_sum / equity_before
+        if c.turnover_penalty > 0.0:
+            reward = reward - c.turnover_penalty * turnover
+
+        self.bar_index = nxt
+        self.equity = equity_after
+        self.episode_steps = self.episode_steps + 1
+        self.episode_return = self.episode_return + reward
+        self.episode_costs = self.episode_costs + cost_sum
+        self.episode_turnover = self.episode_turnover + turnover
+        self.episode_trades = self.episode_trades + legs
+
+        terminated = equity_after <= c.equity_floor * c.initial_cash
+        length_done = (self.episode_steps >= c.episode_length) if c.episode_length > 0 \
+            else np.zeros(n, dtype=bool)
+        truncated = ~terminated & (length_done | (nxt + 1 >= p.num_bars))
+        done = terminated | truncated
+        final_obs = np.zeros((n, self.obs_dim), dtype=np.float32)
+        episode = {
+            "r": np.where(done, self.episode_return, 0.0),
+            "l": np.where(done, self.episode_steps, 0),
+            "equity": np.where(done, equity_after, 0.0),
+            "costs": np.where(done, self.episode_costs, 0.0),
+            "trades": np.where(done, self.episode_trades, 0),
+            "turnover": np.where(done, self.episode_turnover, 0.0),
+        }
+        ended = np.flatnonzero(done)
+        if ended.size:
+            final_obs[ended] = self.observe(ended)
+            self._reset_envs(ended)
+        info = {"final_obs": final_obs, "_final_obs": done, "episode": episode, "_episode": done}
+        return self.observe(), reward, terminated, truncated, info
