@@ -1,0 +1,109 @@
+"""Population-based training: a population of one is a Trainer, members are independent,
+exploit copies exactly, bad settings are refused with a clear message."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from fastrl.ppo.trainer import Trainer
+from fastrl.tune.population import Population, PopulationError
+from test_ppo_trainer import random_block, tiny_config
+
+pytest.importorskip("fastrl._core")
+
+# P = 1 against Trainer: the same draws, so discrete actions are equal exactly; weights differ
+# only by float32 rounding of batched (vmapped) matmuls and the per-member Adam arithmetic.
+WEIGHT_ATOL = 1e-6
+
+
+@pytest.fixture(scope="module")
+def market():
+    return SimpleNamespace(train=random_block(), val=random_block(n_bars=80, seed=1),
+                           normaliser=None)
+
+
+def member_state(pop: Population, m: int) -> dict[str, torch.Tensor]:
+    opt, norm = pop.optimizer, pop.obs_normaliser
+    state = {f"param.{k}": v[m] for k, v in pop.params.items()}
+    state.update({f"exp_avg.{k}": v[m] for k, v in opt.exp_avg.items()})
+    state.update({f"exp_avg_sq.{k}": v[m] for k, v in opt.exp_avg_sq.items()})
+    state.update(step=opt.step_count[m], obs_mean=norm.mean[m], obs_var=norm.var[m],
+                 obs_count=norm.count[m], obs_shift=norm.shift[m], obs_scale=norm.scale[m],
+                 reward_var=pop.reward_scaler.var[m])
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+@pytest.mark.parametrize("extra", [(), ("n_epochs=4", "optimizer=adam", "weight_decay=0.01")])
+def test_population_of_one_is_a_trainer_step_for_step(market, extra):
+    trainer = Trainer(tiny_config(*extra), market=market)
+    pop = Population(tiny_config(*extra), 1, market=market)
+    for name, value in trainer.network.state_dict().items():
+        assert torch.equal(value, pop.params[name][0].detach()), name  # same initial weights
+    for _ in range(3):
+        row_t, row_p = trainer.step(), pop.step()
+        assert torch.equal(trainer.storage.actions, pop.storage.actions)  # same draws
+        assert row_p["epochs"] == [row_t["losses/epochs"]]
+        assert row_p["losses/value_loss"][0] == pytest.approx(row_t["losses/value_loss"],
+                                                              rel=1e-4, abs=1e-7)
+        for name, value in trainer.network.state_dict().items():
+            torch.testing.assert_close(pop.params[name][0].detach(), value, rtol=0,
+                                       atol=WEIGHT_ATOL)
+        torch.testing.assert_close(pop.obs_normaliser.mean[0], trainer.obs_normaliser.stats.mean)
+        assert row_p["learning_rate"][0] == pytest.approx(row_t["charts/learning_rate"])
+    assert trainer.generator.get_state().equal(pop.generator.get_state())  # same stream used
+
+
+def test_a_population_of_one_matches_with_continuous_actions(market):
+    extra = ("env.action=continuous", "clip_vloss=true")
+    trainer = Trainer(tiny_config(*extra), market=market)
+    pop = Population(tiny_config(*extra), 1, market=market)
+    for _ in range(2):
+        trainer.step()
+        pop.step()
+    torch.testing.assert_close(pop.storage.actions, trainer.storage.actions, rtol=0, atol=1e-5)
+    for name, value in trainer.network.state_dict().items():
+        torch.testing.assert_close(pop.params[name][0].detach(), value, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("target_kl", ["null", "0.01"])
+def test_changing_one_members_lr_changes_nothing_in_the_others(market, target_kl):
+    # With the KL stop on, member 2 may stop its epochs early: that is masked out of the
+    # others' updates; the shared sampling stream then moves on by as many minibatch draws
+    # as the longest member took, so later rollouts are compared only without the stop.
+    steps = 3 if target_kl == "null" else 1
+    a = Population(tiny_config(f"target_kl={target_kl}"), 3, market=market)
+    b = Population(tiny_config(f"target_kl={target_kl}"), 3, market=market)
+    b.set_member_hparams(2, learning_rate=0.05)
+    for _ in range(steps):
+        a.step()
+        b.step()
+    for m in (0, 1):
+        for key, value in member_state(a, m).items():
+            assert torch.equal(value, member_state(b, m)[key]), (m, key)
+    assert not torch.equal(a.params["policy_head.weight"][2], b.params["policy_head.weight"][2])
+
+
+def test_exploit_copies_weights_adam_state_and_normaliser_exactly(market):
+    pop = Population(tiny_config(), 3, market=market)
+    pop.step()
+    pop.set_member_hparams(0, ent_coef=0.05)
+    before_1 = member_state(pop, 1)
+    pop.copy_member(0, 2)
+    source, target = member_state(pop, 0), member_state(pop, 2)
+    for key, value in source.items():
+        if key != "reward_var":
+            assert torch.equal(target[key], value), key
+    assert torch.equal(target["reward_var"], source["reward_var"])
+    assert pop.member_hparams(2) == pop.member_hparams(0)
+    for key, value in member_state(pop, 1).items():  # bystanders untouched
+        assert torch.equal(value, before_1[key]), key
+    pop.step()  # and the copy trains on
+
+
+@pytest.mark.parametrize("population", [0, -1, 2.5, True])
+def test_a_bad_population_size_is_refused(market, population):
+    with pytest.raises(PopulationError, match="population must be an integer >= 1"):
+        Population(tiny_config(), population, market=market)
