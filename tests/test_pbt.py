@@ -3,12 +3,19 @@ exploit copies exactly, bad settings are refused with a clear message."""
 
 from __future__ import annotations
 
+import csv
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
+from fastrl.cli.tune import main as tune_main
+from fastrl.config import build_config
+from fastrl.ppo.checkpoint import load_agent
+from fastrl.ppo.schedules import ScheduleSpec
 from fastrl.ppo.trainer import Trainer
+from fastrl.tune.pbt import PBT, explore_bounds
 from fastrl.tune.population import Population, PopulationError
 from test_ppo_trainer import random_block, tiny_config
 
@@ -23,6 +30,11 @@ WEIGHT_ATOL = 1e-6
 def market():
     return SimpleNamespace(train=random_block(), val=random_block(n_bars=80, seed=1),
                            normaliser=None)
+
+
+def read_csv(path) -> list[dict[str, str]]:
+    with open(path, newline="") as stream:
+        return list(csv.DictReader(stream))
 
 
 def member_state(pop: Population, m: int) -> dict[str, torch.Tensor]:
@@ -107,3 +119,58 @@ def test_exploit_copies_weights_adam_state_and_normaliser_exactly(market):
 def test_a_bad_population_size_is_refused(market, population):
     with pytest.raises(PopulationError, match="population must be an integer >= 1"):
         Population(tiny_config(), population, market=market)
+
+
+def test_exploit_copies_top_into_bottom_and_explore_stays_in_bounds(market):
+    runner = PBT(tiny_config(), 4, 64, market=market)
+    runner.pop.step()
+    copies = runner.exploit_and_explore([3.0, 2.0, float("nan"), 1.0])  # nan ranks last
+    assert copies == {2: 0}
+    for name, value in runner.pop.params.items():
+        assert torch.equal(value[2], value[0]), name
+    bounds = explore_bounds()
+    for m in range(4):
+        for name, value in runner.pop.member_hparams(m).items():
+            low, high, _ = bounds[name]
+            seed_value = runner.pop.seed_values(runner.pop.global_step)[name]
+            if m > 0 and seed_value > 0:  # member 0 is the seed config, unexplored
+                assert low * (1 - 1e-6) <= value <= high * (1 + 1e-6), (m, name, value)
+
+
+def test_pbt_leaves_records_and_a_winner_that_eval_and_train_read(market, tmp_path):
+    runner = PBT(tiny_config("total_timesteps=256"), 4, 128, market=market,
+                 run_dir=tmp_path / "pbt")
+    result = runner.run()
+    files = result.files
+    for name in ("hparams", "lineage", "plot", "winner_config", "summary",
+                 "winner_checkpoint"):
+        assert files[name].is_file(), name
+    lineage = read_csv(files["lineage"])
+    assert len(lineage) == 2 * 4 and {r["round"] for r in lineage} == {"1", "2"}
+    exploited = [r for r in lineage if r["event"] == "exploit"]
+    assert len(exploited) == 1 and exploited[0]["parent"] != exploited[0]["member"]
+    assert len(read_csv(files["hparams"])) == 4 * 4  # updates x members
+    # fastrl-eval's loader reads the winner; its weights are the winning member's
+    agent = load_agent(tmp_path / "pbt" / "winner")
+    for name, value in agent.network.state_dict().items():
+        assert torch.equal(value, runner.pop.params[name][result.winner].detach()), name
+    # fastrl-train --config winner.yaml replays the lineage schedule at every update
+    spec = ScheduleSpec.from_config(build_config(config_file=files["winner_config"]))
+    for name in ("learning_rate", "ent_coef", "clip_range"):
+        for step, value in result.winner_schedule[name][1:]:
+            assert spec.values_at(step)[name] == pytest.approx(value, rel=1e-12), (name, step)
+    assert np.isfinite(result.winner_val_sharpe)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--population", "1"], "--population must be >= 2"),
+    (["--population", "4", "--ready", "100"], "--ready"),
+    (["--population", "4", "--ready", "999936"], "beyond the budget"),
+])
+def test_bad_population_or_ready_is_one_line_and_exit_2(flags, message, capsys, tmp_path):
+    code = tune_main(["--pbt", "--symbols", "A", "--data", "synthetic", "--timesteps", "4096",
+                      "--run-dir", str(tmp_path / "x"), "--set", "num_envs=4", "num_steps=16",
+                      "minibatch_size=32", *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
