@@ -364,7 +364,9 @@ def real_market() -> MarketSetup:
 def _env_config(overrides: dict[str, Any]) -> Any:
     from fastrl.config import apply_overrides, preset_config
 
-    return apply_overrides(preset_config("fast"), overrides).env
+    env = apply_overrides(preset_config("fast"), overrides).env
+    env.validate()  # re-resolves market defaults (position levels) after env.cost changed
+    return env
 
 
 def _validation_score(splits: Any, env_config: Any, policy: Any, strategy: str = "agent") -> float:

@@ -30,6 +30,7 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
                           "256"]),
     "peer_training": ([], ["--quick"]),
     "convergence": ([], ["--quick"]),
+    "pbt": (["--device", "cpu"], ["--quick"]),
 }
 
 
