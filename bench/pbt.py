@@ -69,7 +69,7 @@ def throughput_config(args: argparse.Namespace, market: MarketSetup) -> Any:
     apply_overrides(config, {"num_envs": args.num_envs, "num_steps": args.num_steps,
                              "minibatch_size": args.minibatch, "n_epochs": args.epochs,
                              "target_kl": None, "device": args.device, "amp": None,
-                             "compile": None})
+                             "compile": False if args.no_compile else None})
     validate_config(config)
     return config
 
@@ -260,6 +260,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pbt-seeds", type=int, default=3)
     parser.add_argument("--population", type=int, default=LEARNING_POPULATION)
     parser.add_argument("--torch-threads", type=int, default=0)
+    parser.add_argument("--no-compile", action="store_true",
+                        help="throughput without torch.compile (on by default on CUDA)")
     args = parser.parse_args(argv)
     if args.quick:
         args.populations = [1, 4]

@@ -174,3 +174,24 @@ def test_bad_population_or_ready_is_one_line_and_exit_2(flags, message, capsys, 
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.cuda
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:torch")
+@pytest.mark.filterwarnings(r"ignore:\s*Online softmax is disabled:UserWarning")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
+def test_on_cuda_one_member_matches_a_trainer_and_compiled_bf16_trains(market):
+    cuda = ("device=cuda", "compile=false", "amp=false")
+    trainer = Trainer(tiny_config(*cuda), market=market)
+    pop = Population(tiny_config(*cuda), 1, market=market)
+    for _ in range(2):
+        trainer.step()
+        pop.step()
+    for name, value in trainer.network.state_dict().items():
+        torch.testing.assert_close(pop.params[name][0].detach(), value, rtol=0, atol=1e-5)
+    fast = Population(tiny_config("device=cuda", "compile=true", "amp=true"), 4, market=market)
+    assert fast.compile and fast.amp
+    for _ in range(2):
+        row = fast.step()
+    assert all(np.isfinite(row["losses/value_loss"]))
+    assert len(fast.validate()) == 4
