@@ -64,7 +64,7 @@ class Rollout:
         self.device = device
         self.amp = amp
         self.low, self.high = (float(x) for x in action_range)
-        self.policy_forward = policy_forward or network
+        self.policy_forward = policy_forward if policy_forward is not None else network
         self.continuous = network.continuous
         n, obs_dim = staging["obs"].shape
         on_cuda = device.type == "cuda"
