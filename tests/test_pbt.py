@@ -179,6 +179,7 @@ def test_bad_population_or_ready_is_one_line_and_exit_2(flags, message, capsys, 
 @pytest.mark.cuda
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:torch")
 @pytest.mark.filterwarnings(r"ignore:\s*Online softmax is disabled:UserWarning")
+@pytest.mark.filterwarnings("ignore:TensorFloat32 tensor cores:UserWarning")
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
 def test_on_cuda_one_member_matches_a_trainer_and_compiled_bf16_trains(market):
     cuda = ("device=cuda", "compile=false", "amp=false")
