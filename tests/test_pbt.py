@@ -16,7 +16,7 @@ from fastrl.ppo.checkpoint import load_agent
 from fastrl.ppo.schedules import ScheduleSpec
 from fastrl.ppo.trainer import Trainer
 from fastrl.tune.pbt import PBT, explore_bounds
-from fastrl.tune.population import Population, PopulationError
+from fastrl.tune.population import Population, PopulationDivergedError, PopulationError
 from test_ppo_trainer import random_block, tiny_config
 
 pytest.importorskip("fastrl._core")
@@ -196,3 +196,21 @@ def test_on_cuda_one_member_matches_a_trainer_and_compiled_bf16_trains(market):
         row = fast.step()
     assert all(np.isfinite(row["losses/value_loss"]))
     assert len(fast.validate()) == 4
+
+
+def test_a_diverged_member_is_named_or_replaced_by_a_healthy_one(market):
+    pop = Population(tiny_config(), 3, market=market)
+    pop.set_member_hparams(2, learning_rate=1e30)
+    with pytest.raises(PopulationDivergedError, match=r"member\(s\) \[2\] diverged") as caught:
+        pop.step()
+    assert caught.value.members == [2]
+    runner = PBT(tiny_config(), 3, 64, market=market)
+    runner.pop.set_member_hparams(2, learning_rate=1e30)
+    row = runner.pop.step(raise_on_divergence=False)
+    assert row["diverged"] == [2]
+    runner.replace_diverged([2], [])
+    source = runner.lineage[-1]["parent"]
+    assert runner.lineage[-1]["event"] == "diverged" and source in (0, 1)
+    for name, value in runner.pop.params.items():
+        assert torch.equal(value[2], value[source]), name
+    runner.pop.step()  # trains on without raising

@@ -160,6 +160,30 @@ class PBT:
             copies[target] = source
         return copies
 
+    def replace_diverged(self, members: list[int], scores: list[float]) -> None:
+        """Diverged members (non-finite weights) copy a healthy member at once and explore.
+
+        The source is drawn from the top quarter of the last round's scores (any healthy
+        member before the first round); all members diverged is an error.
+        """
+        pop = self.pop
+        healthy = [m for m in range(pop.population) if m not in members]
+        if not healthy:
+            raise PopulationError(f"every member diverged at step {pop.global_step:,}; lower "
+                                  "learning_rate or max_grad_norm")
+        if scores:
+            ranked = sorted(healthy, key=lambda m: scores[m] if math.isfinite(scores[m])
+                            else -math.inf, reverse=True)
+            healthy = ranked[:max(1, int(len(ranked) * TRUNCATION))]
+        for target in members:
+            source = int(self.rng.choice(healthy))
+            pop.copy_member(source, target)
+            self.history[target] = list(self.history[source])
+            self.explore(target)
+            self.lineage.append({"round": None, "step": pop.global_step, "member": target,
+                                 "val_sharpe": None, "rank": None, "event": "diverged",
+                                 "parent": source, **pop.member_hparams(target)})
+
     # --------------------------------------------------------------------------- run
 
     def run(self) -> PBTResult:
@@ -168,12 +192,14 @@ class PBT:
         rounds = 0
         scores: list[float] = []
         while pop.update < pop.num_updates:
-            row = pop.step()
+            row = pop.step(raise_on_divergence=False)
             for m in range(pop.population):
                 values = {name: row[name][m] for name in HPARAMS}
                 self.history[m].append((pop.global_step, values))
                 self.rows.append({"step": pop.global_step, "update": pop.update, "member": m,
                                   **values, "episode_return": row["episode_return"][m]})
+            if row["diverged"]:
+                self.replace_diverged(row["diverged"], scores)
             last = pop.update == pop.num_updates
             if pop.global_step % self.ready == 0 or last:
                 rounds += 1

@@ -52,6 +52,14 @@ class PopulationError(ValueError):
     """A population setting is invalid (the message names it)."""
 
 
+class PopulationDivergedError(PopulationError):
+    """Members' losses or weights became non-finite; ``members`` lists them."""
+
+    def __init__(self, message: str, members: list[int]) -> None:
+        super().__init__(message)
+        self.members = list(members)
+
+
 # ------------------------------------------------------------------------ statistics
 
 
@@ -586,8 +594,14 @@ class Population:
 
     # ------------------------------------------------------------------------- step
 
-    def step(self) -> dict[str, Any]:
-        """One rollout and one PPO update for every member; the metrics row (lists per member)."""
+    def step(self, raise_on_divergence: bool = True) -> dict[str, Any]:
+        """One rollout and one PPO update for every member; the metrics row (lists per member).
+
+        A member whose losses or weights became non-finite has diverged: with
+        ``raise_on_divergence`` that is a :class:`PopulationDivergedError`; without it the
+        row's ``diverged`` lists them and the caller must replace their weights (PBT copies
+        a good member over them) before the next step.
+        """
         started = time.perf_counter()
         rollout = self.collect()
         self.global_step += self.batch_size
@@ -596,11 +610,16 @@ class Population:
         batch = self._finish_rollout()
         result = self.ppo_update(batch)
         stats = result["stats"].cpu().numpy()
-        if not np.isfinite(stats).all():
-            bad = sorted(set(np.flatnonzero(~np.isfinite(stats).all(1)).tolist()))
-            raise FloatingPointError(
-                f"update {self.update + 1}: member(s) {bad} diverged (non-finite losses) at "
-                f"learning rate(s) {[float(self.hparams['learning_rate'][m]) for m in bad]}")
+        with torch.no_grad():
+            finite = torch.stack([v.reshape(self.population, -1).isfinite().all(1)
+                                  for v in self.params.values()]).all(0).cpu().numpy()
+        diverged = np.flatnonzero(~(finite & np.isfinite(stats).all(1))).tolist()
+        if diverged and raise_on_divergence:
+            raise PopulationDivergedError(
+                f"update {self.update + 1} (step {self.global_step:,}): member(s) {diverged} "
+                "diverged (non-finite losses or weights) at learning rate(s) "
+                f"{[float(self.hparams['learning_rate'][m]) for m in diverged]}; lower "
+                "learning_rate or max_grad_norm", diverged)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         now = time.perf_counter()
@@ -615,6 +634,7 @@ class Population:
             "time/update_frac": (now - t_update) / wall,
             "episode_return": [float(np.mean(r)) if r else None for r in rollout["episodes"]],
             "epochs": result["epochs"].cpu().tolist(),
+            "diverged": diverged,
         }
         for i, name in enumerate(STAT_NAMES):
             row[f"losses/{name}"] = stats[:, i].tolist()
@@ -680,5 +700,5 @@ def _make_env(block: Any, num_envs: int, env_config: Any, *, num_threads: int, s
                          buffers=buffers)
 
 
-__all__ = ["HPARAMS", "BatchedAdam", "Population", "PopulationError", "StackedObsNormaliser",
-           "StackedRewardScaler"]
+__all__ = ["HPARAMS", "BatchedAdam", "Population", "PopulationDivergedError", "PopulationError",
+           "StackedObsNormaliser", "StackedRewardScaler"]
