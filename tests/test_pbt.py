@@ -15,8 +15,8 @@ from fastrl.config import build_config
 from fastrl.ppo.checkpoint import load_agent
 from fastrl.ppo.schedules import ScheduleSpec
 from fastrl.ppo.trainer import Trainer
-from fastrl.tune.pbt import PBT, explore_bounds
 from fastrl.tune.population import Population, PopulationDivergedError, PopulationError
+from fastrl.tune.population_based import PBT, explore_bounds
 from test_ppo_trainer import random_block, tiny_config
 
 pytest.importorskip("fastrl._core")

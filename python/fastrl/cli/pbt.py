@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from fastrl.config import build_config, resolve_defaults
-    from fastrl.tune.pbt import PBT
+    from fastrl.tune.population_based import PBT
 
     overrides: dict[str, Any] = {
         "total_timesteps": args.timesteps, "seed": args.seed,
