@@ -214,3 +214,17 @@ def test_a_diverged_member_is_named_or_replaced_by_a_healthy_one(market):
     for name, value in runner.pop.params.items():
         assert torch.equal(value[2], value[source]), name
     runner.pop.step()  # trains on without raising
+
+
+@pytest.mark.parametrize("extra", [(), ("shared_trunk=true", "activation=gelu"),
+                                   ("env.action=continuous", "hidden_sizes=[8,8,8]")])
+def test_the_eager_stacked_forward_is_vmap_of_functional_call(market, extra):
+    from torch.func import functional_call, vmap
+
+    pop = Population(tiny_config(*extra), 3, market=market)
+    obs = torch.randn(3, 5, pop.obs_dim)
+    expected = vmap(lambda p, b, o: functional_call(pop.base, (p, b), (o,)))(
+        pop.params, pop.buffers, obs)
+    got = pop._stacked_actor_critic(pop.params, pop.buffers, obs)
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
