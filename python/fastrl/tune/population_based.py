@@ -278,10 +278,13 @@ class PBT:
         scaler.stats.var.fill_(float(pop.reward_scaler.var[m]))
         scaler.stats.count.fill_(float(pop.reward_scaler.count[m]))
         for name, param in trainer.network.named_parameters():  # Adam moments carry over
+            # fused (CUDA) Adam keeps its step count on the parameter's device
+            step_device = param.device if trainer.device.type == "cuda" else "cpu"
             trainer.optimizer.state[param] = {
-                "step": torch.tensor(float(pop.optimizer.step_count[m])),
-                "exp_avg": pop.optimizer.exp_avg[name][m].detach().cpu().clone(),
-                "exp_avg_sq": pop.optimizer.exp_avg_sq[name][m].detach().cpu().clone()}
+                "step": torch.tensor(float(pop.optimizer.step_count[m]), device=step_device),
+                "exp_avg": pop.optimizer.exp_avg[name][m].detach().to(param.device).clone(),
+                "exp_avg_sq": pop.optimizer.exp_avg_sq[name][m].detach().to(param.device)
+                .clone()}
         trainer.global_step, trainer.update = pop.global_step, pop.update
         trainer.schedules.set_step(pop.global_step)
         trainer.best_val_sharpe = val_sharpe if math.isfinite(val_sharpe) else None
