@@ -12,7 +12,7 @@ import torch
 
 from fastrl.cli.tune import main as tune_main
 from fastrl.config import build_config
-from fastrl.ppo.checkpoint import load_agent
+from fastrl.ppo.checkpoint import load_agent, load_checkpoint
 from fastrl.ppo.schedules import ScheduleSpec
 from fastrl.ppo.trainer import Trainer
 from fastrl.tune.population import Population, PopulationDivergedError, PopulationError
@@ -154,6 +154,13 @@ def test_pbt_leaves_records_and_a_winner_that_eval_and_train_read(market, tmp_pa
     agent = load_agent(tmp_path / "pbt" / "winner")
     for name, value in agent.network.state_dict().items():
         assert torch.equal(value, runner.pop.params[name][result.winner].detach()), name
+    # the checkpoint holds the member's env rows and observation, so a resume continues them
+    state = load_checkpoint(files["winner_checkpoint"])["trainer"]
+    n = runner.pop.n
+    rows = slice(result.winner * n, (result.winner + 1) * n)
+    assert torch.equal(state["env_obs"], runner.pop.raw_obs[rows])
+    assert np.array_equal(np.asarray(state["env"]["equity"]),
+                          runner.pop.env.get_state()["equity"][rows])
     # fastrl-train --config winner.yaml replays the lineage schedule at every update
     spec = ScheduleSpec.from_config(build_config(config_file=files["winner_config"]))
     for name in ("learning_rate", "ent_coef", "clip_range"):

@@ -285,6 +285,14 @@ class PBT:
                 "exp_avg": pop.optimizer.exp_avg[name][m].detach().to(param.device).clone(),
                 "exp_avg_sq": pop.optimizer.exp_avg_sq[name][m].detach().to(param.device)
                 .clone()}
+        # the member's own env rows, their raw observation and running returns: resuming
+        # the checkpoint continues the member's episodes in flight
+        rows = slice(m * pop.n, (m + 1) * pop.n)
+        env_state = {k: v if v.ndim == 0 else v[rows].copy()
+                     for k, v in pop.env.get_state().items()}
+        trainer.env.set_state(env_state)
+        trainer.rollout.restore(pop.raw_obs[rows].detach().to(trainer.device))
+        scaler.returns.copy_(pop.reward_scaler.returns[m])
         trainer.global_step, trainer.update = pop.global_step, pop.update
         trainer.schedules.set_step(pop.global_step)
         trainer.best_val_sharpe = val_sharpe if math.isfinite(val_sharpe) else None
