@@ -193,10 +193,11 @@ def main() -> None:
                         help="override the training default (env.turnover_penalty)")
     parser.add_argument("--select", default=None, metavar="P1,P2,...",
                         help="choose the turnover penalty on validation only")
+    parser.add_argument("--torch-threads", type=int, default=2)
     args = parser.parse_args()
     from fastrl.data import available
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.torch_threads)
     symbols = args.symbols or (list(QUICK_SYMBOLS) if args.quick else available("1d"))
     timesteps = args.timesteps or (QUICK_TIMESTEPS if args.quick else TIMESTEPS)
     suffix = "_quick" if args.quick else ""

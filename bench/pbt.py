@@ -10,8 +10,9 @@
    >= 10x at P = 64 on a GPU.
 2. **Learning.** On convergence.py's planted market: wall seconds until the validation
    Sharpe first reaches 80% of the oracle's, for PBT (P = 16; its score is the best
-   member's at each exploit/explore round), the tuned config (bench/results/tune/best.yaml,
-   if a tune result is there) and the fast and baseline presets; medians with 90% bootstrap
+   member's at each exploit/explore round), the tuned config (the planted study's best draw
+   in bench/results/tune.json from bench/tune.py, else bench/results/tune/best.yaml, if
+   either is there) and the fast and baseline presets; medians with 90% bootstrap
    intervals (runs that never reach the target count as infinitely slow), 10 seeds for
    single configs, 3 for the population.
 3. **Real bars.** BPCL + HDFCLIFE: the PBT winner's test-day Sharpe against both presets'
@@ -23,6 +24,7 @@ Writes bench/results/pbt.json (``--quick``: pbt_quick.json, under 2 minutes).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import tempfile
@@ -177,7 +179,15 @@ def single_configs(market: MarketSetup, timesteps: int, threads: int) -> dict[st
         return lambda seed: run_config(name, market, seed, timesteps, HIDDEN, threads)
 
     configs = {"fast": preset("fast"), "baseline": preset("baseline")}
-    if TUNED_CONFIG.is_file():
+    tuned_params = tuned_study_params()
+    if tuned_params is not None:
+        from fastrl.tune.space import config_for
+
+        def tuned_from_study(seed: int) -> Any:
+            return config_for(tuned_params, preset("fast")(seed), timesteps)
+
+        configs["tuned"] = tuned_from_study
+    elif TUNED_CONFIG.is_file():
         from fastrl.config import build_config
 
         def tuned(seed: int) -> Any:
@@ -192,6 +202,15 @@ def single_configs(market: MarketSetup, timesteps: int, threads: int) -> dict[st
 
         configs["tuned"] = tuned
     return configs
+
+
+def tuned_study_params() -> dict[str, Any] | None:
+    """The planted study's winning draw from bench/tune.py's full run (tune.json), if any."""
+    path = RESULTS / "tune.json"
+    if not path.is_file():
+        return None
+    planted = json.loads(path.read_text()).get("planted") or {}
+    return (planted.get("study") or {}).get("best_params")
 
 
 def learning(args: argparse.Namespace, market: MarketSetup) -> dict[str, Any]:
@@ -217,10 +236,12 @@ def learning(args: argparse.Namespace, market: MarketSetup) -> dict[str, Any]:
                 for name, s in seconds.items() if name != "pbt"}
     return {"target": {"label": market.target.label, "value": market.target.value},
             "timesteps_per_member": args.timesteps, "population": args.population,
-            "tuned_config": str(TUNED_CONFIG) if "tuned" in configs else None,
+            "tuned_config": "bench/results/tune.json (planted study's best draw)"
+            if tuned_study_params() is not None else
+            (str(TUNED_CONFIG) if "tuned" in configs else None),
             "tuned_missing": None if "tuned" in configs else
-            f"no tune result at {TUNED_CONFIG}: run fastrl-tune on the planted market and "
-            "copy its best.yaml there",
+            f"no tune result: neither {RESULTS / 'tune.json'} (python bench/tune.py) nor "
+            f"{TUNED_CONFIG}",
             "seconds_to_target": summary, "pbt_speedup_vs": speedups, "runs": runs}
 
 

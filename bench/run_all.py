@@ -1,6 +1,6 @@
 """Run the benchmark suite, then write and print bench/results/SUMMARY.md.
 
-    python bench/run_all.py            # full suite (about an hour on 2 cores)
+    python bench/run_all.py            # full suite (about two hours on 2 cores)
     python bench/run_all.py --quick    # every benchmark reduced, < 5 minutes, results/quick/
     python bench/run_all.py --only env_throughput peer_envs
 
@@ -30,6 +30,9 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
                           "256"]),
     "peer_training": ([], ["--quick"]),
     "convergence": ([], ["--quick"]),
+    "generalisation": ([], ["--quick"]),
+    "validation_cost": ([], ["--updates", "2", "--hidden", "[64,64]"]),
+    "tune": ([], ["--quick"]),
     "pbt": (["--device", "cpu"], ["--quick"]),
 }
 

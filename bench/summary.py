@@ -200,6 +200,41 @@ def convergence_section(data: dict | None) -> list[str]:
     return lines + [markdown_summary(data).strip(), ""]
 
 
+def generalisation_section(data: dict | None, selection: dict | None) -> list[str]:
+    lines = ["## Generalisation on real bars (`bench/generalisation.py`)", ""]
+    if selection is not None:
+        rows = [[str(p), *(fmt(block[preset]["aggregate"]["median_val_cost_per_year"], ".1%")
+                           for preset in block)]
+                for p, block in selection["table"].items()]
+        presets = list(next(iter(selection["table"].values())))
+        lines += [f"Turnover penalty chosen on validation only ({len(selection['symbols'])} "
+                  f"symbols, {selection['timesteps']:,} steps): median validation cost per year "
+                  f"by candidate; chosen {selection['chosen']} (target <= "
+                  f"{selection['target']:.0%}).", ""]
+        lines += table(["turnover penalty", *presets], rows) + [""]
+    if data is None:
+        return lines + ["Test-year run not done yet.", ""]
+    return lines + [data["markdown"].strip(), ""]
+
+
+def validation_cost_section(data: dict | None) -> list[str]:
+    lines = ["## Validation's share of training time (`bench/validation_cost.py`)", ""]
+    if data is None:
+        return lines + ["Not run yet.", ""]
+    return lines + [f"README's 5-minute example, {data['updates']} updates: training "
+                    f"{data['train_seconds']:.1f} s, validation {data['val_seconds']:.1f} s = "
+                    f"{data['val_share']:.1%} of the time (target < 10%).", ""]
+
+
+def tune_section(data: dict | None) -> list[str]:
+    lines = ["## Hyperparameter search: tuned against both presets (`bench/tune.py`)", ""]
+    if data is None:
+        return lines + ["Not run yet.", ""]
+    from tune import markdown_summary
+
+    return lines + [markdown_summary(data).strip(), ""]
+
+
 def pbt_section(data: dict | None) -> list[str]:
     lines = ["## Population-based training (`bench/pbt.py`)", ""]
     if data is None:
@@ -221,6 +256,10 @@ def build() -> Path:
     parts += train_section(load("train_throughput_cpu"), load("gpu_check"))
     parts += peer_train_section(load("peer_training"))
     parts += convergence_section(load("convergence", "convergence_quick"))
+    parts += generalisation_section(load("generalisation", "generalisation_quick"),
+                                    load("generalisation_selection"))
+    parts += validation_cost_section(load("validation_cost"))
+    parts += tune_section(load("tune", "tune_quick"))
     parts += pbt_section(load("pbt", "pbt_quick"))
     gpu_pbt = load("pbt_cuda")
     if gpu_pbt is not None:

@@ -292,20 +292,23 @@ def session_flags(market: MarketBlock, cutoff: str = "15:20") -> np.ndarray:
             + session_end * SESSION_END).astype(np.uint8)
 
 
-def allocate_buffers(num_envs: int, obs_dim: int,
-                     given: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
-    """Output buffers for the simulator: the caller's (checked) where given, else new arrays.
+def allocate_buffers(num_envs: int, obs_dim: int, given: dict[str, Any] | None = None,
+                     specs: dict[str, tuple[Any, Any]] | None = None) -> dict[str, np.ndarray]:
+    """Output buffers for a simulator: the caller's (checked) where given, else new arrays.
 
-    A given buffer must be a numpy array (a torch tensor's ``.numpy()`` view is one): anything
-    else would be copied by a conversion and the caller would never see the writes. Given
-    buffers must not overlap each other in memory, or one output would overwrite another.
+    ``specs`` maps each buffer's name to (dtype, "obs" or ()) (default: this env's
+    BUFFER_SPECS; the portfolio env passes its own). A given buffer must be a numpy array (a
+    torch tensor's ``.numpy()`` view is one): anything else would be copied by a conversion
+    and the caller would never see the writes. Given buffers must not overlap each other in
+    memory, or one output would overwrite another.
     """
+    specs = BUFFER_SPECS if specs is None else specs
     given = dict(given or {})
-    unknown = sorted(set(given) - set(BUFFER_SPECS))
+    unknown = sorted(set(given) - set(specs))
     if unknown:
-        raise ValueError(f"unknown buffer names {unknown}; known: {sorted(BUFFER_SPECS)}")
+        raise ValueError(f"unknown buffer names {unknown}; known: {sorted(specs)}")
     out: dict[str, np.ndarray] = {}
-    for name, (dtype, per_env) in BUFFER_SPECS.items():
+    for name, (dtype, per_env) in specs.items():
         shape = (num_envs, obs_dim) if per_env == "obs" else (num_envs,)
         if name not in given:
             out[name] = np.zeros(shape, dtype=dtype)
@@ -328,7 +331,7 @@ def allocate_buffers(num_envs: int, obs_dim: int,
             raise ValueError(f"buffer '{name}' is unusable: {', '.join(problems)}")
         out[name] = arr
     # Contiguous arrays fill their address range, so overlapping bounds mean shared memory.
-    names = [name for name in BUFFER_SPECS if name in given]
+    names = [name for name in specs if name in given]
     for k, first in enumerate(names):
         for second in names[k + 1:]:
             if np.may_share_memory(out[first], out[second]):

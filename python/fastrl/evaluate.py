@@ -110,6 +110,9 @@ def evaluate_run(
     except (OSError, RuntimeError, KeyError) as exc:
         raise EvaluationError(f"cannot load checkpoint {checkpoint}: {exc}") from exc
     config = agent.config
+    if config.portfolio.enabled:
+        raise EvaluationError(f"checkpoint {checkpoint} is a portfolio run: evaluate it with "
+                              "evaluate_portfolio_run (fastrl-eval does so by itself)")
     data_config = config.data
     trained_days = int(data_config.test_days)
     days = trained_days if test_days is None else int(test_days)
@@ -249,3 +252,62 @@ def _stamp(market: MarketBlock, row: int) -> str | None:
     if market.timestamps is None:
         return None
     return str(np.asarray(market.timestamps)[int(row)])
+
+
+def is_portfolio_run(run_dir_or_checkpoint: str | os.PathLike) -> bool:
+    """Whether a run folder (or checkpoint) was trained with ``portfolio.enabled``."""
+    _, run_dir = find_checkpoint(run_dir_or_checkpoint)
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool((config.get("portfolio") or {}).get("enabled", False))
+
+
+def evaluate_portfolio_run(
+    run_dir_or_checkpoint: str | os.PathLike,
+    test_days: int | None = None,
+) -> Any:
+    """A portfolio run's deterministic agent on its held-out test days, beside the
+    equal-weight and single-name baselines (:func:`fastrl.portfolio_backtest.
+    evaluate_portfolio`); writes nothing. ``test_days`` may not exceed the training's."""
+    from fastrl.config import portfolio_env_config
+    from fastrl.data.panel import build_panel
+    from fastrl.portfolio_backtest import evaluate_portfolio
+    from fastrl.portfolio_env import portfolio_obs_dim
+    from fastrl.ppo.checkpoint import load_agent
+
+    checkpoint, run_dir = find_checkpoint(run_dir_or_checkpoint)
+    try:
+        agent = load_agent(checkpoint, device="cpu")
+    except ValueError as exc:
+        raise EvaluationError(str(exc)) from exc
+    config = agent.config
+    if not config.portfolio.enabled:
+        raise EvaluationError(f"checkpoint {checkpoint} is not a portfolio run; use "
+                              "evaluate_run")
+    data = config.data
+    days = int(data.test_days) if test_days is None else int(test_days)
+    if not 1 <= days <= data.test_days:
+        raise EvaluationError(f"test_days must lie in [1, {data.test_days}] (the days held "
+                              f"out in training), got {days}")
+    normaliser = agent.feature_normaliser
+    state = normaliser.state_dict() if hasattr(normaliser, "state_dict") else normaliser
+    try:
+        panel = build_panel(list(data.symbols), freq=data.freq, source=data.source,
+                            test_days=days, window=config.env.window,
+                            normaliser_state=state).test
+    except (ValueError, OSError) as exc:
+        raise EvaluationError(str(exc)) from exc
+    obs_dim = portfolio_obs_dim(panel, config.env.window)
+    if obs_dim != agent.network.obs_dim:
+        raise EvaluationError(f"checkpoint {checkpoint} expects observations of "
+                              f"{agent.network.obs_dim} values but the test panel gives "
+                              f"{obs_dim}; was it trained on other features?")
+    stamps = panel.timestamps
+    first = config.env.window - 1
+    info = {"checkpoint": str(checkpoint), "run_dir": str(run_dir), "test_days": days,
+            "data": data.source,
+            "test_rows": None if stamps is None else [str(stamps[first])[:10],
+                                                      str(stamps[-1])[:10]]}
+    return evaluate_portfolio(agent, panel, portfolio_env_config(config), info=info)

@@ -41,6 +41,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from fastrl.costs import CostModel, resolve_cost_model
 from fastrl.data.panel import PanelBlock
+from fastrl.env import allocate_buffers
 
 EXECUTIONS = {"next_open": 0, "close": 1}
 REWARDS = {"log_return": 0, "pnl": 1, "diff_sharpe": 2}
@@ -185,35 +186,6 @@ def portfolio_obs_dim(panel: PanelBlock, window: int) -> int:
     return window * panel.num_assets * panel.num_features + panel.num_assets + 1
 
 
-def allocate_buffers(num_envs: int, obs_dim: int,
-                     given: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
-    """Output buffers: the caller's (checked) where given, else new zeroed arrays."""
-    given = dict(given or {})
-    unknown = sorted(set(given) - set(BUFFER_SPECS))
-    if unknown:
-        raise ValueError(f"unknown buffer names {unknown}; known: {sorted(BUFFER_SPECS)}")
-    out: dict[str, np.ndarray] = {}
-    for name, (dtype, per_env) in BUFFER_SPECS.items():
-        shape = (num_envs, obs_dim) if per_env == "obs" else (num_envs,)
-        if name not in given:
-            out[name] = np.zeros(shape, dtype=dtype)
-            continue
-        arr = np.asarray(given[name])
-        problems = []
-        if arr.dtype != np.dtype(dtype):
-            problems.append(f"dtype {arr.dtype} (need {np.dtype(dtype)})")
-        if arr.shape != shape:
-            problems.append(f"shape {arr.shape} (need {shape})")
-        if not arr.flags.c_contiguous:
-            problems.append("not C-contiguous")
-        if not arr.flags.writeable:
-            problems.append("read-only")
-        if problems:
-            raise ValueError(f"buffer '{name}' is unusable: {', '.join(problems)}")
-        out[name] = arr
-    return out
-
-
 class PortfolioVecEnv(VectorEnv):
     """``num_envs`` portfolios over one PanelBlock, stepped by the C++ core."""
 
@@ -247,7 +219,7 @@ class PortfolioVecEnv(VectorEnv):
         self.obs_dim = portfolio_obs_dim(panel, self.window)
         self._seed = int(seed) & (2**64 - 1)
         self._resets = 1  # the constructor already started episodes from `seed`
-        self._buffers = allocate_buffers(self.num_envs, self.obs_dim, buffers)
+        self._buffers = allocate_buffers(self.num_envs, self.obs_dim, buffers, BUFFER_SPECS)
         self._sim = _core.PortfolioSimulator(
             panel.open, panel.close, panel.features, panel.tradable, list(panel.symbols),
             self.config.to_core(), self.num_envs, int(num_threads), self._seed, self._buffers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from rich.columns import Columns
 from rich.console import Console
@@ -96,8 +97,16 @@ def run(argv: list[str] | None, console: Console) -> int:
     args = build_parser().parse_args(argv)
     if args.test_days is not None and args.test_days < 1:
         raise UsageError(f"--test-days must be >= 1, got {args.test_days}")
-    from fastrl.evaluate import evaluate_run
+    from fastrl.evaluate import evaluate_run, is_portfolio_run
 
+    if is_portfolio_run(args.run):
+        if args.symbols or args.data:
+            raise UsageError("a portfolio run is evaluated on its own symbols and data; drop "
+                             "--symbols/--data")
+        report_portfolio(args.run, args.test_days, console,
+                         out_dir=Path(args.out) if args.out else None,
+                         write=not args.no_report)
+        return 0
     result = evaluate_run(args.run, symbols=args.symbols, test_days=args.test_days,
                           data=args.data)
     console.print("Backtest on held-out test days, after costs", style="bold")
@@ -109,6 +118,41 @@ def run(argv: list[str] | None, console: Console) -> int:
         out = write_run_report(result, Path(args.out) if args.out else None)
         console.print(f"report: {out / 'report.md'}, {out / 'report.html'}")
     return 0
+
+
+def portfolio_table(result: Any) -> Table:
+    """The portfolio metrics x strategies table, with the Sharpe's error bars."""
+    from fastrl.portfolio_backtest import strategy_label
+    from fastrl.portfolio_report import table_rows
+
+    table = Table(title="portfolio", header_style="bold", title_style="bold")
+    table.add_column("metric")
+    for strategy in result.strategies:
+        table.add_column(strategy_label(strategy), justify="right")
+    keep = {METRIC_LABELS[k][0] for k in CONSOLE_METRICS} | {"Orders (legs)"}
+    for row in table_rows(result):
+        if row[0] in keep or row[0].startswith(("Sharpe ", "P(")):
+            table.add_row(*row)
+    return table
+
+
+def report_portfolio(run: str | Path, test_days: int | None, console: Console, *,
+                     out_dir: Path | None = None, write: bool = True) -> Any:
+    """Backtest a portfolio run on its test days, print the table and verdict and (with
+    ``write``) write the report into ``out_dir`` (default: the run folder)."""
+    from fastrl.evaluate import evaluate_portfolio_run
+    from fastrl.portfolio_report import write_portfolio_report
+
+    result = evaluate_portfolio_run(run, test_days=test_days)
+    console.print("Portfolio backtest on held-out test days, after costs", style="bold")
+    console.print(portfolio_table(result))
+    console.print(f"[bold]verdict:[/] {escape(result.verdict)}", highlight=False)
+    if write:
+        run_dir = Path(result.info["run_dir"])
+        out = out_dir if out_dir is not None else run_dir
+        write_portfolio_report(result, out, training_metrics=run_dir / "metrics.jsonl")
+        console.print(f"report: {out / 'report.md'}, {out / 'report.html'}")
+    return result
 
 
 def write_run_report(result: EvalResult, out_dir: Path | None = None) -> Path:

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data = parser.add_argument_group("data")
     data.add_argument("--symbols", nargs="+", metavar="SYMBOL", help="symbols to trade")
+    data.add_argument("--portfolio", action="store_true",
+                      help="one policy allocates weights over all --symbols and cash "
+                      "(portfolio.enabled=true; caps: --set portfolio.max_weight=0.4)")
     data.add_argument("--freq", choices=("1d", "5min"), help="bar size (default 1d)")
     data.add_argument("--test-days", type=int, metavar="N",
                       help="last trading days held out for the backtest (default 30)")
@@ -89,6 +92,8 @@ def _given_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["compile"] = False
     if args.no_amp:
         overrides["amp"] = False
+    if args.portfolio:
+        overrides["portfolio.enabled"] = True
     return overrides
 
 
@@ -101,7 +106,7 @@ def _make_trainer(args: argparse.Namespace, callback: Any) -> Any:
         extra = [f"--{dest.replace('_', '-')}" for dest in FLAG_KEYS
                  if getattr(args, dest) is not None and dest not in RESUMABLE_FLAGS]
         extra += ["--preset"] * (args.preset is not None) + ["--config"] * bool(args.config)
-        extra += ["--set"] * bool(set_options)
+        extra += ["--set"] * bool(set_options) + ["--portfolio"] * args.portfolio
         if extra:
             raise UsageError(f"--resume continues the saved configuration; drop {', '.join(extra)}"
                              f" (only --timesteps, --device, --threads, --no-compile, "
@@ -314,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     trainer = _make_trainer(args, view)
     console = view.console
     config = trainer.config
-    console.print(f"[bold]{PROG}[/]: {', '.join(config.data.symbols)} ({config.data.freq}; "
+    kind = "portfolio of " if config.portfolio.enabled else ""
+    console.print(f"[bold]{PROG}[/]: {kind}{', '.join(config.data.symbols)} ({config.data.freq}; "
                   f"{config.data.val_days} validation + {config.data.test_days} test days "
                   f"held out), preset {config.preset}, "
                   f"{trainer.num_updates * trainer.batch_size:,} steps "
@@ -351,6 +357,13 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"continue with: {PROG} --resume {result.run_dir}")
         return 130
     if args.no_eval:
+        return 0
+    if config.portfolio.enabled:
+        from fastrl.cli.evaluate import report_portfolio
+
+        report_portfolio(result.run_dir, None, console)
+        console.print(f"test-days backtest (report.md, report.html, weights.png) in "
+                      f"{result.run_dir}")
         return 0
     from fastrl.cli.evaluate import metrics_tables, print_verdict, write_run_report
     from fastrl.evaluate import evaluate_run

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "preset comparison alike, e.g. num_envs=32 hidden_sizes=[64,64]")
     search.add_argument("--val-every", type=int, default=1, metavar="N",
                         help="updates between validation backtests on the curve (default 1)")
+    search.add_argument("--val-every-steps", type=int, default=0, metavar="N",
+                        help="validate at every N env steps instead, whatever a trial's "
+                        "rollout length (default 0: use --val-every)")
     run = parser.add_argument_group("study")
     run.add_argument("--study", metavar="NAME", help="study name (default from the symbols)")
     run.add_argument("--storage", metavar="URL", help="SQLAlchemy URL shared by many machines "
@@ -80,6 +83,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
         value = getattr(args, flag)
         if value < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if args.val_every_steps < 0:
+        raise UsageError(f"--val-every-steps must be >= 0, got {args.val_every_steps}")
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError(f"--timeout must be > 0 seconds, got {args.timeout}")
 
@@ -93,13 +98,29 @@ def settings_of(args: argparse.Namespace, space: dict[str, Any]) -> dict[str, An
         "val_days": args.val_days, "test_days": args.test_days, "timesteps": args.timesteps,
         "seeds": args.seeds, "folds": args.folds, "base_preset": args.base_preset,
         "set_options": [item for group in args.set_options for item in group],
-        "val_every": args.val_every, "space": space_to_dict(space),
+        "val_every": args.val_every, "val_interval_steps": args.val_every_steps,
+        "space": space_to_dict(space),
     }
 
 
 def _worker_argv(argv: list[str]) -> list[str]:
     """This command's arguments for a worker process (it joins; it never resumes)."""
     return [a for a in argv if a != "--resume"] + ["--worker"]
+
+
+def _wait_until_ready(study_dir: Path, procs: list[subprocess.Popen],
+                      limit_s: float = 300.0) -> None:
+    """Wait until every worker process has loaded its data and joined the study (or
+    exited), so that the work is shared from the first trial on."""
+    started = time.time()
+    pids = {f"ready_{proc.pid}" for proc in procs}
+    while time.time() - started < limit_s:
+        ready = {path.name for path in study_dir.glob("ready_*")} & pids
+        if all(f"ready_{p.pid}" in ready or p.poll() is not None for p in procs):
+            break
+        time.sleep(0.2)
+    for name in pids:
+        (study_dir / name).unlink(missing_ok=True)
 
 
 @cli_errors(PROG)
@@ -151,11 +172,19 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(str(err)) from None
     if storage is None:
         storage = make_storage(None, study_dir)
+    # a journal study's processes all ran here: on --resume, trials a killed process left
+    # RUNNING are failed and run again (on a shared database another machine may own them)
     study = open_study(storage, name, settings, args.trials, resume=args.resume,
-                       join=args.storage is not None, worker=args.worker)
+                       join=args.storage is not None, worker=args.worker,
+                       reclaim_running=args.storage is None)
     deadline = time.time() + args.timeout if args.timeout else None
     if args.worker:
-        runner.run(study, deadline=deadline)
+        (study_dir / f"ready_{os.getpid()}").touch()  # the launcher starts when all are in
+        try:
+            runner.run(study, deadline=deadline)
+        except KeyboardInterrupt:  # its running trial is already marked failed
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: still a clean exit
+            return 130
         return 0
 
     label = storage_label(args.storage, study_dir)
@@ -170,11 +199,13 @@ def main(argv: list[str] | None = None) -> int:
                                           *_worker_argv(raw)], stdout=log,
                                          stderr=subprocess.STDOUT), log))
     try:
+        _wait_until_ready(study_dir, [proc for proc, _ in workers])
         runner.run(study, deadline=deadline)
         codes = [proc.wait() for proc, _ in workers]
         while running_trials(study) and (deadline is None or time.time() < deadline):
             time.sleep(WAIT_POLL_S)  # trials of other machines still running
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: still a clean exit
         for proc, _ in workers:  # a terminal's Ctrl-C reached them too; make sure
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)

@@ -9,6 +9,7 @@ import torch
 
 from fastrl.ppo.network import ActorCritic
 from fastrl.ppo.normalize import ObservationNormaliser
+from fastrl.ppo.simplex import simplex_weights
 from fastrl.ppo.update import autocast_context
 
 
@@ -17,7 +18,8 @@ class Agent:
 
     ``act`` normalises observations with the training statistics, runs the policy and
     returns int64 level indices (discrete) or float64 exposures clipped to the env's range
-    (continuous), ready for ``TradingVecEnv.step``.
+    (continuous), ready for ``TradingVecEnv.step``; a portfolio policy returns float64
+    symbol weights [N, A] within the caps, ready for ``PortfolioVecEnv.step``.
     """
 
     def __init__(
@@ -38,6 +40,9 @@ class Agent:
         env = config.env
         self._low = float(env.min_pos)
         self._high = float(env.max_pos)
+        portfolio = getattr(config, "portfolio", None)
+        self._caps = ((float(portfolio.max_weight), float(portfolio.max_gross))
+                      if portfolio is not None and portfolio.enabled else (1.0, 1.0))
 
     @property
     def device(self) -> torch.device:
@@ -62,7 +67,13 @@ class Agent:
 
     def to_env_actions(self, action: torch.Tensor) -> np.ndarray:
         """Policy actions on the device -> numpy actions the env accepts."""
+        if self.network.simplex:
+            return self.weights(action.float().cpu().numpy())
         if self.network.continuous:
             # clip in float64 (a float32 bound like 0.3 rounds outside the env's range)
             return np.clip(action.float().cpu().numpy().astype(np.float64), self._low, self._high)
         return action.cpu().numpy().astype(np.int64, copy=False)
+
+    def weights(self, logits: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Portfolio weights [N, A] within the config's caps from simplex logits [N, A + 1]."""
+        return simplex_weights(logits, *self._caps, out=out)

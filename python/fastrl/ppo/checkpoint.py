@@ -117,9 +117,14 @@ def model_state(state: dict) -> tuple[dict, dict]:
 
 
 def build_network(config: Any, obs_dim: int, num_actions: int, generator=None):
-    """The ActorCritic a TrainConfig describes (``generator`` draws its initial weights)."""
+    """The ActorCritic a TrainConfig describes (``generator`` draws its initial weights).
+
+    A portfolio config gets the simplex head over its symbols and cash (``num_actions`` 0).
+    """
     from fastrl.ppo.network import ActorCritic
 
+    portfolio = getattr(config, "portfolio", None)
+    simplex = len(config.data.symbols) + 1 if portfolio is not None and portfolio.enabled else 0
     return ActorCritic(
         obs_dim,
         num_actions,
@@ -127,6 +132,7 @@ def build_network(config: Any, obs_dim: int, num_actions: int, generator=None):
         shared_trunk=config.shared_trunk,
         activation=config.activation,
         log_std_init=config.log_std_init,
+        simplex=simplex,
         generator=generator,
     )
 

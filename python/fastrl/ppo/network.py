@@ -1,4 +1,5 @@
-"""Actor-critic MLP: categorical head for discrete position levels, Gaussian for exposure."""
+"""Actor-critic MLP: categorical head for discrete position levels, Gaussian for exposure,
+Gaussian logits over symbols + cash for portfolio weights (:mod:`fastrl.ppo.simplex`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.distributions import Categorical, Normal
+from torch.distributions import Categorical, Independent, Normal
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -48,8 +49,13 @@ def mlp(
     return nn.Sequential(*layers)
 
 
-def sample(dist: Categorical | Normal, generator: torch.Generator | None) -> torch.Tensor:
+Policy = Categorical | Normal | Independent
+
+
+def sample(dist: Policy, generator: torch.Generator | None) -> torch.Tensor:
     """A draw from ``dist`` using ``generator`` (torch.distributions only use the global RNG)."""
+    if isinstance(dist, Independent):  # the simplex head: a Normal per logit
+        dist = dist.base_dist
     if isinstance(dist, Normal):
         noise = torch.randn(dist.loc.shape, generator=generator, device=dist.loc.device,
                             dtype=dist.loc.dtype)
@@ -67,6 +73,12 @@ class ActorCritic(nn.Module):
     ``shared_trunk`` puts actor and critic heads on one MLP (half the compute) instead
     of two. Heads use the usual PPO init: gain 0.01 for the policy, 1 for the value.
 
+    ``simplex`` = K > 0 (a portfolio of K - 1 symbols and cash) gives a diagonal Gaussian
+    over K logits, one state-independent log std each; the action stored is the logit
+    vector, its log-prob the sum of the K Normal log-densities, and
+    :func:`fastrl.ppo.simplex.simplex_weights` turns it into weights for the env (why a
+    logistic-normal and not a Dirichlet: see that module). ``num_actions`` must then be 0.
+
     The heads always run in float32, also under bf16 autocast: the trunk may be bf16, but
     logits, means and values are what PPO's probability ratio and value loss are made of,
     and bf16 rounding there makes the ratio at the start of an update differ from 1.
@@ -81,27 +93,34 @@ class ActorCritic(nn.Module):
         shared_trunk: bool = False,
         activation: str = "tanh",
         log_std_init: float = -0.5,
+        simplex: int = 0,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         if obs_dim < 1:
             raise ValueError(f"obs_dim must be >= 1, got {obs_dim}")
+        if simplex and (simplex < 2 or num_actions):
+            raise ValueError(f"simplex must be >= 2 with num_actions 0, got simplex={simplex}, "
+                             f"num_actions={num_actions}")
         if not hidden_sizes or any(int(h) < 1 for h in hidden_sizes):
             raise ValueError(f"hidden_sizes must be positive integers, got {tuple(hidden_sizes)}")
         self.obs_dim = int(obs_dim)
         self.num_actions = int(num_actions)
         self.continuous = self.num_actions == 0
+        self.simplex = int(simplex)
+        # per-env action shape: () for a level index or an exposure, (K,) for simplex logits
+        self.action_shape: tuple[int, ...] = (self.simplex,) if self.simplex else ()
         self.shared_trunk = bool(shared_trunk)
         hidden_sizes = tuple(int(h) for h in hidden_sizes)
         last = hidden_sizes[-1]
         g = generator
         self.actor_trunk = mlp(obs_dim, hidden_sizes, activation, g)
         self.critic_trunk = None if shared_trunk else mlp(obs_dim, hidden_sizes, activation, g)
-        out = 1 if self.continuous else self.num_actions
+        out = self.simplex or (1 if self.continuous else self.num_actions)
         self.policy_head = _orthogonal(last, out, 0.01, g)
         self.value_head = _orthogonal(last, 1, 1.0, g)
         if self.continuous:
-            self.log_std = nn.Parameter(torch.full((1,), float(log_std_init)))
+            self.log_std = nn.Parameter(torch.full((self.simplex or 1,), float(log_std_init)))
 
     def _features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         actor = self.actor_trunk(obs)
@@ -118,15 +137,18 @@ class ActorCritic(nn.Module):
         trunk = self.actor_trunk if self.critic_trunk is None else self.critic_trunk
         return self._head(self.value_head, trunk(obs)).squeeze(-1)
 
-    def distribution(self, policy_out: torch.Tensor) -> Categorical | Normal:
+    def distribution(self, policy_out: torch.Tensor) -> Policy:
         policy_out = policy_out.float()  # sample and score in float32 even under autocast
+        if self.simplex:
+            std = self.log_std.float().exp().expand_as(policy_out)
+            return Independent(Normal(policy_out, std), 1)  # log-prob/entropy sum over logits
         if self.continuous:
             mean = policy_out.squeeze(-1)
             return Normal(mean, self.log_std.float().exp().expand_as(mean))
         return Categorical(logits=policy_out)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw policy output (logits [B, K] or mean [B, 1]) and value [B]."""
+        """Raw policy output (logits [B, K] or mean [B, 1] or [B, K]) and value [B]."""
         actor, critic = self._features(obs)
         return self._head(self.policy_head, actor), self._head(self.value_head, critic).squeeze(-1)
 
@@ -136,7 +158,8 @@ class ActorCritic(nn.Module):
         deterministic: bool = False,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Action [B] (level index or unclipped exposure), its log-prob [B], value [B]."""
+        """Action [B] (level index or unclipped exposure) or [B, K] (simplex logits), its
+        log-prob [B], value [B]."""
         policy_out, value = self(obs)
         dist = self.distribution(policy_out)
         if deterministic:
@@ -148,6 +171,8 @@ class ActorCritic(nn.Module):
     def greedy(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic action (mode / mean) from the actor alone: no value pass."""
         policy_out = self._head(self.policy_head, self.actor_trunk(obs))
+        if self.simplex:
+            return policy_out  # the mean logits
         return policy_out.squeeze(-1) if self.continuous else policy_out.argmax(-1)
 
     def evaluate(

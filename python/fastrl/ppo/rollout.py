@@ -38,7 +38,9 @@ class Rollout:
 
     ``staging`` must be the tensors whose ``.numpy()`` views the env writes into (see
     :func:`staging_tensors`). ``raw_obs`` is the current raw observation on the device and
-    ``next_obs`` its normalised form, the policy's next input.
+    ``next_obs`` its normalised form, the policy's next input. ``action_map`` turns the
+    stored float64 host actions into what the env takes (the portfolio's logits -> weights);
+    without it continuous actions are clipped to ``action_range``.
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class Rollout:
         amp: bool,
         action_range: tuple[float, float],
         policy_forward: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+        action_map: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.env = env
         self.staging = staging
@@ -64,7 +67,8 @@ class Rollout:
         self.device = device
         self.amp = amp
         self.low, self.high = (float(x) for x in action_range)
-        self.policy_forward = policy_forward if policy_forward is not None else network
+        # not `or`: a compiled module raises in __len__ (torch 2.11)
+        self.policy_forward = network if policy_forward is None else policy_forward
         self.continuous = network.continuous
         n, obs_dim = staging["obs"].shape
         on_cuda = device.type == "cuda"
@@ -82,8 +86,10 @@ class Rollout:
         self.obs64 = torch.zeros((n, obs_dim), dtype=torch.float64, device=device)
         # host side of the actions sent to the env (pinned for the device -> host copy)
         action_dtype = torch.float64 if self.continuous else torch.int64
-        self.host_actions = torch.zeros(n, dtype=action_dtype, pin_memory=on_cuda)
+        self.host_actions = torch.zeros((n, *storage.actions.shape[2:]), dtype=action_dtype,
+                                        pin_memory=on_cuda)
         self.host_actions_np = self.host_actions.numpy()
+        self.action_map = action_map
 
     # ------------------------------------------------------------------ observations
 
@@ -117,6 +123,8 @@ class Rollout:
 
     def _env_actions(self, action: torch.Tensor) -> np.ndarray:
         self.host_actions.copy_(action)  # float32 -> float64 is exact
+        if self.action_map is not None:
+            return self.action_map(self.host_actions_np)
         if self.continuous:
             # Clip in float64: a float32 clamp to 0.3 gives 0.30000001, which the env
             # rightly refuses as outside [min_pos, max_pos].

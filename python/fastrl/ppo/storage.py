@@ -42,7 +42,8 @@ class RolloutStorage:
     """One rollout of ``num_steps`` x ``num_envs`` transitions, allocated once.
 
     ``obs`` holds normalised observations (what the policy saw). Actions are int64 level
-    indices (discrete) or float32 unclipped exposures (continuous).
+    indices (discrete) or float32 unclipped exposures (continuous), [T, N]; with
+    ``action_shape`` (K,) they are float32 [T, N, K] (the portfolio head's logits).
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class RolloutStorage:
         obs_dim: int,
         continuous: bool,
         device: torch.device | str,
+        action_shape: tuple[int, ...] = (),
     ) -> None:
         self.num_steps = int(num_steps)
         self.num_envs = int(num_envs)
@@ -59,7 +61,8 @@ class RolloutStorage:
         f32 = {"dtype": torch.float32, "device": device}
         self.obs = torch.zeros((*shape, obs_dim), **f32)
         self.actions = torch.zeros(
-            shape, dtype=torch.float32 if continuous else torch.int64, device=device
+            (*shape, *action_shape), dtype=torch.float32 if continuous else torch.int64,
+            device=device,
         )
         self.logprobs = torch.zeros(shape, **f32)
         self.rewards = torch.zeros(shape, **f32)
@@ -90,7 +93,7 @@ class RolloutStorage:
         n = self.num_steps * self.num_envs
         return {
             "obs": self.obs.reshape(n, -1),
-            "actions": self.actions.reshape(n),
+            "actions": self.actions.reshape(n, *self.actions.shape[2:]),
             "logprobs": self.logprobs.reshape(n),
             "values": self.values.reshape(n),
             "advantages": self.advantages.reshape(n),

@@ -27,7 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from fastrl.config import TrainConfig, config_from_dict, resolve_defaults, validate_config
+from fastrl.config import (
+    TrainConfig,
+    config_from_dict,
+    portfolio_env_config,
+    resolve_defaults,
+    validate_config,
+)
 from fastrl.ppo.agent import Agent
 from fastrl.ppo.checkpoint import CheckpointError, build_network, load_checkpoint
 from fastrl.ppo.hooks import Hook, default_hooks
@@ -81,8 +87,15 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_market(config: TrainConfig) -> Any:
-    """The train/val/test MarketSplits the config's data section describes."""
+    """The train/val/test MarketSplits the config's data section describes (PanelSplits,
+    every symbol on one calendar, for a portfolio)."""
     data = config.data
+    if config.portfolio.enabled:
+        from fastrl.data.panel import build_panel
+
+        return build_panel(list(data.symbols), freq=data.freq, source=data.source,
+                           test_days=data.test_days, val_days=data.val_days,
+                           window=config.env.window)
     if data.source == "synthetic":
         from fastrl.data import build_synthetic_market
 
@@ -147,7 +160,14 @@ def _cloned(value: Any) -> Any:
 
 
 class Trainer:
-    """PPO on a TradingVecEnv (see the module doc). :meth:`resume` continues a run folder."""
+    """PPO on a TradingVecEnv, or with ``config.portfolio.enabled`` on a PortfolioVecEnv
+    over every symbol (see the module doc). :meth:`resume` continues a run folder.
+
+    The two paths differ only where the env does: the market (MarketSplits or PanelSplits),
+    the env and its config (:attr:`env_config`), the observation size (from the env), the
+    action (one scalar per env, or K = symbols + 1 simplex logits stored as [T, N, K] and
+    mapped to weights on the way to the env) and the validation backtest.
+    """
 
     def __init__(
         self,
@@ -173,7 +193,11 @@ class Trainer:
 
         self.market = market if market is not None else load_market(config)
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self._env_factory = env_factory or self._make_env
+        self.portfolio = bool(config.portfolio.enabled)
+        # the env's own config: EnvConfig, or the PortfolioConfig built from env.* + portfolio.*
+        self.env_config = portfolio_env_config(config) if self.portfolio else config.env
+        self._env_factory = env_factory or (self._make_portfolio_env if self.portfolio
+                                            else self._make_env)
         self.batch_size = config.batch_size
         self.num_updates = config.total_timesteps // self.batch_size
         self.hparams = {"max_grad_norm": float(config.max_grad_norm),
@@ -199,17 +223,33 @@ class Trainer:
         return TradingVecEnv(block, num_envs, env_config, num_threads=num_threads, seed=seed,
                              buffers=buffers)
 
+    @staticmethod
+    def _make_portfolio_env(panel: Any, num_envs: int, env_config: Any, *, num_threads: int,
+                            seed: int, buffers: dict | None = None) -> Any:
+        from fastrl.portfolio_env import PortfolioVecEnv
+
+        return PortfolioVecEnv(panel, num_envs, env_config, num_threads=num_threads, seed=seed,
+                               buffers=buffers)
+
+    def _env_obs_dim(self) -> int:
+        """Floats per observation of the training env (the staging buffers' width)."""
+        train = self.market.train
+        if self.portfolio:
+            from fastrl.portfolio_env import portfolio_obs_dim
+
+            return portfolio_obs_dim(train, self.config.env.window)
+        return self.config.env.window * train.num_features + 3
+
     def _build(self, init_generator: torch.Generator) -> None:
         config, device = self.config, self.device
         n = config.num_envs
-        obs_dim = config.env.window * self.market.train.num_features + 3
-        self.staging = staging_tensors(n, obs_dim, device)
+        self.staging = staging_tensors(n, self._env_obs_dim(), device)
         self.env = self._env_factory(
-            self.market.train, n, config.env, num_threads=config.env_threads, seed=config.seed,
-            buffers={name: t.numpy() for name, t in self.staging.items()},
+            self.market.train, n, self.env_config, num_threads=config.env_threads,
+            seed=config.seed, buffers={name: t.numpy() for name, t in self.staging.items()},
         )
         self.obs_dim = int(self.env.single_observation_space.shape[0])
-        self.continuous = config.env.action == "continuous"
+        self.continuous = self.portfolio or config.env.action == "continuous"
         self.num_actions = 0 if self.continuous else int(self.env.single_action_space.n)
         self.network = build_network(config, self.obs_dim, self.num_actions,
                                      generator=init_generator).to(device)
@@ -235,15 +275,24 @@ class Trainer:
             # lowering failure on torch 2.11).
             self.loss_fn = torch.compile(self.loss_fn, dynamic=False)
             policy_forward = torch.compile(self.network, dynamic=False)
-        self.storage = RolloutStorage(config.num_steps, n, self.obs_dim, self.continuous, device)
+        self.storage = RolloutStorage(config.num_steps, n, self.obs_dim, self.continuous, device,
+                                      action_shape=self.network.action_shape)
+        normaliser = getattr(self.market, "normaliser", None)
+        feature_state = normaliser.state_dict() if hasattr(normaliser, "state_dict") else None
+        self.agent = Agent(self.network, self.obs_normaliser, config, feature_state, amp=self.amp)
+        action_map = None
+        if self.portfolio:
+            weights = np.zeros((n, self.network.simplex - 1))  # reused every step
+
+            def action_map(logits: np.ndarray) -> np.ndarray:
+                return self.agent.weights(logits, out=weights)
+
         self.rollout = Rollout(
             self.env, self.staging, self.storage, self.network, self.obs_normaliser,
             self.reward_scaler, device=device, amp=self.amp,
             action_range=(config.env.min_pos, config.env.max_pos), policy_forward=policy_forward,
+            action_map=action_map,
         )
-        normaliser = getattr(self.market, "normaliser", None)
-        feature_state = normaliser.state_dict() if hasattr(normaliser, "state_dict") else None
-        self.agent = Agent(self.network, self.obs_normaliser, config, feature_state, amp=self.amp)
 
     # ------------------------------------------------------------------ hyperparameters
 
@@ -493,13 +542,21 @@ class Trainer:
         Runs :func:`fastrl.backtest.evaluate_agent` on the validation block, the function
         the test-days report uses: every symbol in one batched env, the position closed
         (and its cost paid) at the end, and the equal-capital combined Sharpe as the score.
+        A portfolio runs :func:`fastrl.portfolio_backtest.evaluate_portfolio` instead (the
+        test-days report's function too): the score is the portfolio's Sharpe.
         """
         if not self.has_validation:
             raise ValueError("no validation data: set data.val_days > 0 (--val-days)")
-        from fastrl.backtest import evaluate_agent
-
         self.network.eval()
         try:
+            if self.portfolio:
+                from fastrl.portfolio_backtest import evaluate_portfolio
+
+                agent = evaluate_portfolio(self.agent, self.market.val, self.env_config,
+                                           baselines=False).get("agent").metrics
+                return {"sharpe": float(agent.sharpe), "return": float(agent.total_return)}
+            from fastrl.backtest import evaluate_agent
+
             result = evaluate_agent(self.agent, self.market.val, self.config.env,
                                     baselines=False)
         finally:

@@ -103,8 +103,14 @@ Reporter = Callable[[float, float], None]
 
 
 def train_run(config: TrainConfig, market: Any, *, seed: int, fold: int, val_every: int = 1,
-              report: Reporter | None = None, keep_agent: bool = False) -> RunResult:
-    """Train one run to the budget, validating as it goes; raises TrialDiverged."""
+              val_interval_steps: int = 0, report: Reporter | None = None,
+              keep_agent: bool = False) -> RunResult:
+    """Train one run to the budget, validating as it goes; raises TrialDiverged.
+
+    Validation runs after every ``val_every`` updates, or, with ``val_interval_steps``, at
+    the first update at or past each multiple of that many env steps (so configs with short
+    rollouts are not validated, and slowed, more often than others); always at the end.
+    """
     from fastrl.backtest import COMBINED
     from fastrl.ppo.trainer import Trainer, TrainingDivergedError
 
@@ -119,7 +125,12 @@ def train_run(config: TrainConfig, market: Any, *, seed: int, fold: int, val_eve
     try:
         while trainer.update < trainer.num_updates:
             trainer.step()
-            if trainer.update % val_every and trainer.update < trainer.num_updates:
+            last = trainer.update >= trainer.num_updates
+            if val_interval_steps > 0:
+                if trainer.global_step < steps[-1] // val_interval_steps * val_interval_steps \
+                        + val_interval_steps and not last:
+                    continue
+            elif trainer.update % val_every and not last:
                 continue
             sharpe = trainer.validate()["sharpe"]
             if not math.isfinite(sharpe):
@@ -140,6 +151,12 @@ def train_run(config: TrainConfig, market: Any, *, seed: int, fold: int, val_eve
                      agent=trainer.agent if keep_agent else None)
 
 
+def validation_schedule(settings: dict[str, Any]) -> dict[str, int]:
+    """The ``train_run`` keywords of a study's validation schedule."""
+    return {"val_every": int(settings.get("val_every", 1)),
+            "val_interval_steps": int(settings.get("val_interval_steps", 0))}
+
+
 def combined_val_returns(runs: list[RunResult], folds: int) -> list[float]:
     """One per-bar validation return series per trial: the mean over seeds of each fold's
     final-policy returns, folds oldest first (their windows follow each other in time)."""
@@ -154,4 +171,4 @@ def combined_val_returns(runs: list[RunResult], folds: int) -> list[float]:
 
 __all__ = ["CONFIRM_SEED_BASE", "TUNING_SEED_BASE", "RunResult", "TrialDiverged",
            "build_fold_market", "combined_val_returns", "curve_area", "fold_days",
-           "train_run", "validation_result"]
+           "train_run", "validation_result", "validation_schedule"]

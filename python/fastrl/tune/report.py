@@ -32,7 +32,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from fastrl.tune.objective import CONFIRM_SEED_BASE, TUNING_SEED_BASE, train_run
+from fastrl.tune.objective import (
+    CONFIRM_SEED_BASE,
+    TUNING_SEED_BASE,
+    train_run,
+    validation_schedule,
+)
 from fastrl.tune.space import config_for, params_to_overrides
 
 TOP_CURVES = 5
@@ -136,9 +141,8 @@ def confirm_and_test(configs: dict[str, Any], runner: Any, log: Any) -> dict[str
     market = runner.market(0)
     runs: dict[str, list[Any]] = {}
     for name, config in configs.items():
-        runs[name] = [train_run(config, market, seed=seed, fold=0,
-                                val_every=runner.settings.get("val_every", 1), keep_agent=True)
-                      for seed in seeds]
+        runs[name] = [train_run(config, market, seed=seed, fold=0, keep_agent=True,
+                                **validation_schedule(runner.settings)) for seed in seeds]
         log(f"confirmation {name}: scores {[round(r.score, 3) for r in runs[name]]}")
     confirmation = {name: {"seeds": seeds, "scores": [r.score for r in rs],
                            "final_val_sharpes": [r.final_sharpe for r in rs],
@@ -170,7 +174,7 @@ def preset_curves(runner: Any) -> dict[str, dict[str, list]]:
     curves = {}
     for name in PRESETS:
         run = train_run(_preset_config(name, runner), runner.market(0), seed=TUNING_SEED_BASE,
-                        fold=0, val_every=runner.settings.get("val_every", 1))
+                        fold=0, **validation_schedule(runner.settings))
         curves[name] = {"steps": run.steps, "sharpe": run.sharpe, "score": run.score}
     return curves
 
@@ -290,7 +294,11 @@ def html_page(markdown_text: str, images: dict[str, Path]) -> str:
     """The report as one HTML file with the PNGs embedded."""
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              "<title>fastrl-tune report</title></head><body>"]
+    in_table = False
     for line in markdown_text.splitlines():
+        if in_table and not line.startswith("|"):
+            parts.append("</table>")
+            in_table = False
         if line.startswith("!["):
             continue
         if line.startswith("#"):
@@ -299,11 +307,16 @@ def html_page(markdown_text: str, images: dict[str, Path]) -> str:
         elif line.startswith("|"):
             if set(line) <= set("|-"):
                 continue
+            if not in_table:
+                parts.append('<table border="1" cellpadding="3">')
+                in_table = True
             cells = "".join(f"<td>{html.escape(c.strip())}</td>"
                             for c in line.strip("|").split("|"))
-            parts.append(f"<table><tr>{cells}</tr></table>")
+            parts.append(f"<tr>{cells}</tr>")
         elif line.strip():
             parts.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        parts.append("</table>")
     for name, path in images.items():
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         parts.append(f'<h3>{html.escape(name)}</h3><img alt="{html.escape(name)}" '
@@ -331,7 +344,8 @@ def write_study_outputs(study: Any, runner: Any, study_dir: str | Path, *, repor
         return written
     from fastrl.tune.study import counted_trials
 
-    all_trials = counted_trials(study)
+    # the trials that ran (slots a --timeout left waiting never did)
+    all_trials = [t for t in counted_trials(study) if t.state.is_finished()]
     states: dict[str, int] = {}
     for t in all_trials:
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1

@@ -66,22 +66,6 @@ class Knob:
     log: bool = False
     choices: tuple[Any, ...] = ()
 
-    def distribution(self) -> Any:
-        """The Optuna distribution this knob samples from."""
-        from optuna.distributions import (
-            CategoricalDistribution,
-            FloatDistribution,
-            IntDistribution,
-        )
-
-        if self.type == "float":
-            return FloatDistribution(float(self.low), float(self.high), log=self.log)
-        if self.type == "int":
-            return IntDistribution(int(self.low), int(self.high), log=self.log)
-        if self.type == "bool":
-            return CategoricalDistribution((False, True))
-        return CategoricalDistribution(self.choices)
-
 
 def _number(name: str, field: str, value: Any, integer: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from fastrl.config import TrainConfig
+from fastrl.config import ConfigError, TrainConfig
 from fastrl.tune.objective import (
     TUNING_SEED_BASE,
     RunResult,
@@ -41,6 +41,7 @@ from fastrl.tune.objective import (
     build_fold_market,
     combined_val_returns,
     train_run,
+    validation_schedule,
 )
 from fastrl.tune.space import Knob, config_for, sample
 
@@ -145,7 +146,8 @@ def counted_trials(study: Any) -> list[Any]:
 
 
 def open_study(storage: Any, name: str, settings: dict[str, Any], n_trials: int, *,
-               resume: bool = False, join: bool = False, worker: bool = False) -> Any:
+               resume: bool = False, join: bool = False, worker: bool = False,
+               reclaim_running: bool = False) -> Any:
     """Create the study, or resume or join it; creating or resuming tops the queue up to
     ``n_trials`` slots that count (interrupted trials do not).
 
@@ -153,8 +155,12 @@ def open_study(storage: Any, name: str, settings: dict[str, Any], n_trials: int,
     study; resuming or joining with different settings is an error naming them. ``join``: an
     existing study may be joined (another machine on a shared storage); ``worker``: the
     study must exist (a worker process of this machine). Neither enqueues.
+    ``reclaim_running`` (resuming a journal study, whose processes all ran on this machine
+    and have ended): trials left RUNNING by a killed process are marked failed and
+    ``interrupted``, so they do not count and their slots run again.
     """
     import optuna
+    from optuna.trial import TrialState
 
     sampler, pruner = _sampler_and_pruner()
     created = False
@@ -189,6 +195,17 @@ def open_study(storage: Any, name: str, settings: dict[str, Any], n_trials: int,
             if study.get_trials(deepcopy=False):
                 break
             time.sleep(0.5)
+        if join and not (resume or worker) and not any(
+                t.state in (TrialState.WAITING, TrialState.RUNNING)
+                for t in study.get_trials(deepcopy=False)):
+            raise StudyError(f"study {name!r} already exists and has run all its trials; "
+                             "continue it with --resume (and a larger --trials)")
+    if resume and reclaim_running:
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+            study._storage.set_trial_user_attr(trial._trial_id, "failure",
+                                               "left running by a process that ended")
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
     if created or resume:
         for _ in range(max(0, n_trials - len(counted_trials(study)))):
             study.enqueue_trial({}, user_attrs={"slot": True})
@@ -298,13 +315,14 @@ class TrialRunner:
         timed(trial.set_user_attr, "worker", self.worker)
         timed(trial.set_user_attr, "host", socket.gethostname())
         timed(trial.set_user_attr, "pid", os.getpid())
-        config = config_for(params, self.base, settings["timesteps"])
         runs: list[RunResult] = []
         seeds = [TUNING_SEED_BASE + s for s in range(settings["seeds"])]
         plan = [(fold, seed) for fold in range(settings["folds"]) for seed in seeds]
         state, score, failure = TrialState.COMPLETE, None, None
         self.log(f"trial {trial.number} ({self.worker}): {json.dumps(params, default=str)}")
         try:
+            # a draw the budget cannot hold (a rollout longer than it) fails its trial
+            config = config_for(params, self.base, settings["timesteps"])
             for index, (fold, seed) in enumerate(plan):
                 reported = [0]
 
@@ -321,7 +339,7 @@ class TrialRunner:
                                                  f"{progress:.0%} of its budget")
 
                 runs.append(train_run(config, self.market(fold), seed=seed, fold=fold,
-                                      val_every=settings.get("val_every", 1), report=report))
+                                      report=report, **validation_schedule(settings)))
             score = float(np.median([r.score for r in runs]))
             if not math.isfinite(score):
                 raise TrialDiverged(f"non-finite score {score}")
@@ -329,6 +347,8 @@ class TrialRunner:
             state, failure = TrialState.PRUNED, str(err)
         except TrialDiverged as err:
             state, failure = TrialState.FAIL, f"diverged: {err}"
+        except ConfigError as err:
+            state, failure = TrialState.FAIL, f"invalid config: {err}"
         except KeyboardInterrupt:
             # leave the study consistent: the trial is failed, marked, and not counted
             timed(trial.set_user_attr, "interrupted", True)

@@ -1,0 +1,253 @@
+"""The portfolio backtest report: report.md/html/json, test_returns.csv and PNG plots.
+
+Built on :mod:`fastrl.report`'s helpers (fixed-size Agg figures, the training curves, the
+number formats and strict JSON), fed by :class:`fastrl.portfolio_backtest.PortfolioResult`.
+Plots: ``equity.png`` (the agent against equal weight monthly and held, and each
+symbol's buy-and-hold, thin), ``weights.png`` (the agent's weights over time, symbols and
+cash stacked to 1) and ``training.png`` when the run logged metrics.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastrl.metrics import METRIC_LABELS, format_metric
+from fastrl.portfolio_backtest import (
+    AGENT,
+    EW_HOLD,
+    EW_MONTHLY,
+    PortfolioBacktest,
+    PortfolioResult,
+    strategy_label,
+)
+from fastrl.report import (
+    COLORS,
+    DPI,
+    REPORT_METRICS,
+    ReportFiles,
+    _json_safe,
+    _number,
+    _pyplot,
+    _save,
+    figure_size_px,
+    format_interval,
+    format_probability,
+    plot_training,
+    read_training_metrics,
+)
+
+WEIGHTS_PANELS = 1.5  # the weights plot is one and a half panels tall
+STRATEGY_COLORS = {AGENT: COLORS["agent"], EW_MONTHLY: COLORS["buy_and_hold"],
+                   EW_HOLD: "#2ca02c"}
+
+
+def _x(backtest: PortfolioBacktest) -> np.ndarray:
+    if backtest.timestamps is not None:
+        return np.asarray(backtest.timestamps)
+    return np.arange(backtest.num_steps + 1)
+
+
+def plot_equity(result: PortfolioResult, path: Path) -> Path:
+    """Equity relative to the start: the agent and the equal-weight baselines bold, each
+    symbol's buy-and-hold thin."""
+    plt = _pyplot()
+    width, height = figure_size_px(1)
+    fig, ax = plt.subplots(figsize=(width / DPI, height / DPI), dpi=DPI)
+    palette = plt.get_cmap("tab10")
+    for j, b in enumerate(result.backtests):
+        single = b.strategy.startswith("bh:")
+        # single names take tab10 from red on, clear of the agent's and baselines' colours
+        color = palette(3 + (j - 3) % 7) if single else STRATEGY_COLORS.get(b.strategy)
+        ax.plot(_x(b), b.equity / b.equity[0], label=strategy_label(b.strategy), color=color,
+                linewidth=0.8 if single else 1.8, alpha=0.55 if single else 1.0)
+    ax.axhline(1.0, color="#999999", linewidth=0.6)
+    ax.set_title(f"Equity on the test days (start = 1): {', '.join(result.symbols)}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="best")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    _save(fig, path)
+    return path
+
+
+def plot_weights(result: PortfolioResult, path: Path) -> Path:
+    """The agent's weights after each step (marked at the close), stacked: symbols, cash."""
+    plt = _pyplot()
+    agent = result.get(AGENT)
+    width, height = figure_size_px(1)
+    fig, ax = plt.subplots(figsize=(width / DPI, height * WEIGHTS_PANELS / DPI), dpi=DPI)
+    x = _x(agent)[1:]
+    layers = np.clip(agent.weights, 0.0, None).T  # [A + 1, n]; tiny negatives are rounding
+    labels = [*result.symbols, "cash"]
+    colors = [plt.get_cmap("tab10")(i % 10) for i in range(len(result.symbols))] + ["#d9d9d9"]
+    if agent.num_steps:
+        ax.stackplot(x, layers, labels=labels, colors=colors, step="post")
+    ax.set_ylim(0.0, max(1.0, float(layers.sum(axis=0).max(initial=1.0))))
+    ax.set_ylabel("weight (fraction of equity)")
+    ax.set_title("Agent weights on the test days")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    _save(fig, path)
+    return path
+
+
+def uncertainty_rows(result: PortfolioResult) -> list[list[str]]:
+    """Rows [label, one cell per strategy]: Sharpe SE, interval, PSR, P(beats EW)."""
+    u = result.uncertainty()
+    level = u.sharpe[AGENT].level
+
+    def row(label: str, cell: Any) -> list[str]:
+        return [label, *(cell(u.sharpe[s]) for s in result.strategies)]
+
+    def beats(name: str) -> list[str]:
+        return [f"P(Sharpe > {strategy_label(name)})", format_probability(u.vs[name].probability),
+                *("-" for _ in result.strategies[1:])]
+
+    return [
+        row("Sharpe std. error", lambda x: _number(x.se, ".3f")),
+        row(f"Sharpe {100 * level:g}% interval", lambda x: format_interval(x.ci_low, x.ci_high)),
+        row("P(Sharpe > 0) (PSR)", lambda x: format_probability(x.psr)),
+        beats(EW_HOLD),
+        beats(EW_MONTHLY),
+    ]
+
+
+def table_rows(result: PortfolioResult) -> list[list[str]]:
+    """Every report metric per strategy, the error bars after the Sharpe."""
+    rows = []
+    for key in REPORT_METRICS:
+        if key in ("win_rate_trades", "profit_factor", "num_round_trips", "avg_holding_days"):
+            continue  # round trips are single-symbol notions
+        label, kind = METRIC_LABELS[key]
+        label = "Orders (legs)" if key == "num_trades" else label
+        rows.append([label, *(format_metric(result.metrics(s).to_dict()[key], kind)
+                              for s in result.strategies)])
+        if key == "sharpe":
+            rows += uncertainty_rows(result)
+    return rows
+
+
+def setup_lines(result: PortfolioResult) -> list[str]:
+    config, info = result.env_config, result.info
+    cost = config.get("cost")
+    cost_name = cost.get("name", "custom") if isinstance(cost, dict) else cost
+    lines = [
+        f"Symbols: {', '.join(result.symbols)}; bar size {result.freq}; initial cash "
+        f"{result.initial_cash:,.0f} for the whole portfolio",
+        f"Execution: {config.get('execution')}; costs: {cost_name} (per order leg); caps: "
+        f"max weight {config.get('max_weight')}, max gross {config.get('max_gross')}, "
+        f"long only; whole shares: {config.get('integer_shares')}; trade band "
+        f"{config.get('trade_band')}",
+    ]
+    if info.get("checkpoint"):
+        lines.append(f"Checkpoint: {info['checkpoint']}")
+    if info.get("test_rows"):
+        first, last = info["test_rows"]
+        lines.append(f"Test days: {info.get('test_days')} ({first} .. {last}), never trained "
+                     "or tuned on")
+    agent = result.get(AGENT)
+    if agent.terminated_step is not None:
+        lines.append(f"The agent's equity hit the floor at step {agent.terminated_step}; "
+                     "cash from there")
+    lines += [
+        "The deterministic policy (softmax of the mean logits, within the caps) sets target "
+        "weights every test day. Equal weight monthly rebalances on the first trading day of "
+        "each month; equal weight held buys once; buy & hold SYMBOL puts everything in one "
+        "name. All pay the same costs and fill the same way; whatever is held at the end is "
+        "sold at the last close and pays its cost.",
+        "Uncertainty: Sharpe standard error of Lo (2002) / Mertens (2002); the interval is a "
+        "stationary bootstrap of the per-bar returns (fixed seed); PSR = P(true Sharpe > 0); "
+        "P(Sharpe > ...) is a paired stationary bootstrap on the same bars. The verdict "
+        "compares with equal weight held. Ratios are annualised with 252 days, risk-free 0.",
+        "Per-bar data: test_returns.csv (every step of every strategy: costs, turnover, "
+        "equity, return and the weights of every symbol and cash).",
+    ]
+    return lines
+
+
+def markdown_report(result: PortfolioResult, images: dict[str, Path], title: str) -> str:
+    header = ["metric", *(strategy_label(s) for s in result.strategies)]
+    out = [f"# {title}", "", f"**Verdict: {result.verdict}.**", ""]
+    out += [f"- {line}" for line in setup_lines(result)]
+    out += ["", "## Portfolio", "", "| " + " | ".join(header) + " |",
+            "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    out += ["| " + " | ".join(row) + " |" for row in table_rows(result)]
+    out += ["", "## Plots", ""]
+    for name, image in images.items():
+        out += [f"### {name}", "", f"![{name}]({image.name})", ""]
+    return "\n".join(out)
+
+
+def html_report(result: PortfolioResult, images: dict[str, Path], title: str) -> str:
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{esc(title)}</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;"
+        "padding:0 1em;color:#222}table{border-collapse:collapse;margin:1em 0}"
+        "th,td{border:1px solid #ccc;padding:4px 10px}td.num{text-align:right;"
+        "font-variant-numeric:tabular-nums}th{background:#f3f3f3}img{max-width:100%}</style>",
+        "</head><body>", f"<h1>{esc(title)}</h1>",
+        f'<p class="verdict"><strong>Verdict: {esc(result.verdict)}.</strong></p>', "<ul>",
+        *(f"<li>{esc(line)}</li>" for line in setup_lines(result)), "</ul>",
+        "<h2>Portfolio</h2><table><tr><th>metric</th>",
+        *(f"<th>{esc(strategy_label(s))}</th>" for s in result.strategies), "</tr>",
+    ]
+    for row in table_rows(result):
+        cells = "".join(f'<td class="num">{esc(cell)}</td>' for cell in row[1:])
+        parts.append(f"<tr><td>{esc(row[0])}</td>{cells}</tr>")
+    parts.append("</table><h2>Plots</h2>")
+    for name, image in images.items():
+        encoded = base64.b64encode(image.read_bytes()).decode("ascii")
+        parts.append(f'<h3>{esc(name)}</h3><img alt="{esc(name)}" '
+                     f'src="data:image/png;base64,{encoded}">')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_portfolio_report(
+    result: PortfolioResult,
+    out_dir: str | os.PathLike,
+    *,
+    training_metrics: str | os.PathLike | None = None,
+    title: str | None = None,
+) -> ReportFiles:
+    """Writes equity.png, weights.png (and training.png), report.md, report.html,
+    report.json and test_returns.csv into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images = {"equity": plot_equity(result, out / "equity.png"),
+              "weights": plot_weights(result, out / "weights.png")}
+    if training_metrics is not None and Path(training_metrics).is_file():
+        records = read_training_metrics(training_metrics)
+        if records:
+            images["training"] = plot_training(records, out / "training.png")
+    title = title or f"fastrl portfolio backtest: {', '.join(result.symbols)} ({result.freq})"
+    markdown_path = out / "report.md"
+    markdown_path.write_text(markdown_report(result, images, title), encoding="utf-8")
+    html_path = out / "report.html"
+    html_path.write_text(html_report(result, images, title), encoding="utf-8")
+    json_path = out / "report.json"
+    json_path.write_text(json.dumps(_json_safe(result.to_dict()), indent=2, allow_nan=False),
+                         encoding="utf-8")
+    returns_path = out / "test_returns.csv"
+    result.steps_frame().to_csv(returns_path, index=False)
+    # no round trips in a portfolio; the file is kept so every run folder has the same files
+    trades_path = out / "test_trades.csv"
+    trades_path.write_text("strategy,step,legs,cost\n" + "".join(
+        f"{b.strategy},{i},{b.legs[i]},{b.step_costs[i]!r}\n"
+        for b in result.backtests for i in np.flatnonzero(b.legs)), encoding="utf-8")
+    return ReportFiles(markdown=markdown_path, html=html_path, json=json_path, images=images,
+                       returns_csv=returns_path, trades_csv=trades_path)
+
+
+__all__ = ["plot_equity", "plot_weights", "table_rows", "write_portfolio_report"]
