@@ -115,6 +115,11 @@ def test_exploit_copies_weights_adam_state_and_normaliser_exactly(market):
     pop.step()  # and the copy trains on
 
 
+def test_a_portfolio_config_is_refused(market):
+    with pytest.raises(PopulationError, match="portfolio"):
+        Population(tiny_config("portfolio.enabled=true"), 2, market=market)
+
+
 @pytest.mark.parametrize("population", [0, -1, 2.5, True])
 def test_a_bad_population_size_is_refused(market, population):
     with pytest.raises(PopulationError, match="population must be an integer >= 1"):

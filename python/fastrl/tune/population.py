@@ -274,6 +274,10 @@ class Population:
                 or population < 1:
             raise PopulationError(f"population must be an integer >= 1, got {population!r}")
         validate_config(config)
+        portfolio = getattr(config, "portfolio", None)
+        if portfolio is not None and portfolio.enabled:
+            raise PopulationError("population-based training runs single-symbol envs "
+                                  "(TradingVecEnv); portfolio.enabled is not supported yet")
         self.config = config = resolve_defaults(copy.deepcopy(config))
         self.population = p = int(population)
         self.device = device = resolve_device(config.device)
