@@ -348,7 +348,7 @@ def markdown(data: dict[str, Any]) -> str:
                   "|---|---|---|---|"]
         for name, m in learn["seconds_to_target"].items():
             ratio = learn["pbt_speedup_vs"].get(name)
-            ratio_text = "" if ratio is None else (
+            ratio_text = "" if ratio is None else "n/a" if ratio["ratio"] is None else (
                 f"{_fmt(ratio['ratio'])}x [{_fmt(ratio['ci90'][0])}, {_fmt(ratio['ci90'][1])}]")
             lines.append(f"| {name} | {_fmt(m['median'])} [{_fmt(m['ci90'][0])}, "
                          f"{_fmt(m['ci90'][1])}] | {m['reached']}/{m['runs']} | {ratio_text} |")
