@@ -55,5 +55,9 @@ for g, m, p, sps, upd, bare, e, i, c, u in rows:
           f"{e:>6.1%} {i:>6.1%} {c:>6.1%} {u:>7.1%}")
 json.dump({"rows": rows}, open("bench/results/gpu_check.json", "w"), indent=1)
 PY
+echo "== population-based training throughput (P = 1, 4, 16, 64 members of (64, 64); target 10x at 64)"
+timeout 240 $PY bench/pbt.py --device cuda --only throughput --num-envs 64 --num-steps 64 \
+  --minibatch 1024 --epochs 4 --updates 3 || true
 if [ -n "${OUT:-}" ]; then cp bench/results/train_throughput_cuda_*.json bench/results/gpu_check.json "$OUT"/; fi
+if [ -n "${OUT:-}" ] && [ -f bench/results/pbt_cuda.json ]; then cp bench/results/pbt_cuda.json "$OUT"/; fi
 echo "gpu_check finished in $(( $(date +%s) - start )) s"

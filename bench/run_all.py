@@ -33,6 +33,7 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
     "generalisation": ([], ["--quick"]),
     "validation_cost": ([], ["--updates", "2", "--hidden", "[64,64]"]),
     "tune": ([], ["--quick"]),
+    "pbt": (["--device", "cpu"], ["--quick"]),
 }
 
 

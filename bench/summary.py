@@ -224,6 +224,8 @@ def validation_cost_section(data: dict | None) -> list[str]:
     return lines + [f"README's 5-minute example, {data['updates']} updates: training "
                     f"{data['train_seconds']:.1f} s, validation {data['val_seconds']:.1f} s = "
                     f"{data['val_share']:.1%} of the time (target < 10%).", ""]
+
+
 def tune_section(data: dict | None) -> list[str]:
     lines = ["## Hyperparameter search: tuned against both presets (`bench/tune.py`)", ""]
     if data is None:
@@ -231,6 +233,15 @@ def tune_section(data: dict | None) -> list[str]:
     from tune import markdown_summary
 
     return lines + [markdown_summary(data).strip(), ""]
+
+
+def pbt_section(data: dict | None) -> list[str]:
+    lines = ["## Population-based training (`bench/pbt.py`)", ""]
+    if data is None:
+        return lines + ["Not run yet.", ""]
+    from pbt import markdown
+
+    return lines + [markdown(data).strip(), ""]
 
 
 def build() -> Path:
@@ -249,6 +260,10 @@ def build() -> Path:
                                     load("generalisation_selection"))
     parts += validation_cost_section(load("validation_cost"))
     parts += tune_section(load("tune", "tune_quick"))
+    parts += pbt_section(load("pbt", "pbt_quick"))
+    gpu_pbt = load("pbt_cuda")
+    if gpu_pbt is not None:
+        parts += pbt_section(gpu_pbt)[2:]
     path = RESULTS / "SUMMARY.md"
     path.write_text("\n".join(parts))
     return path

@@ -143,6 +143,13 @@ class TrainConfig:
     clip_range: float = 0.3
     clip_range_final: float = 0.1
     clip_range_decay_steps: int = 30_000
+    # Piecewise-constant schedules [(env step, value), ...] (what population-based training
+    # learned): the value of the last point at or before the step. lr_points is used when
+    # lr_schedule is "piecewise"; non-empty ent_coef_points / clip_range_points replace the
+    # linear decays above.
+    lr_points: tuple[tuple[float, float], ...] = ()
+    ent_coef_points: tuple[tuple[float, float], ...] = ()
+    clip_range_points: tuple[tuple[float, float], ...] = ()
 
     # Validation and early stopping (only when data.val_days > 0)
     val_every: int = 1  # updates between validation backtests
@@ -423,6 +430,21 @@ def _check(condition: bool, key: str, requirement: str, value: Any) -> None:
         raise ConfigError(f"config key {key!r} {requirement}, got {value!r}")
 
 
+def _check_points(key: str, points: Any, positive: bool) -> None:
+    """A piecewise schedule: [step, value] pairs, steps from 0 strictly increasing."""
+    if not points:
+        return
+    pairs_ok = all(isinstance(p, (list, tuple)) and len(p) == 2 for p in points)
+    _check(pairs_ok, key, "must be a list of [step, value] pairs", points)
+    steps = [float(p[0]) for p in points]
+    _check(steps[0] == 0, key, "must start at step 0", points[0])
+    _check(all(b > a for a, b in zip(steps, steps[1:], strict=False)), key,
+           "must have strictly increasing steps", steps)
+    values = [float(p[1]) for p in points]
+    ok = all(math.isfinite(v) and (v > 0 if positive else v >= 0) for v in values)
+    _check(ok, key, "values must be finite and " + ("> 0" if positive else ">= 0"), values)
+
+
 def validate_config(config: TrainConfig) -> None:
     """Raise ConfigError naming the first invalid key."""
     c = config
@@ -447,8 +469,12 @@ def validate_config(config: TrainConfig) -> None:
     _check(
         0 <= c.lr_min <= c.learning_rate, "lr_min", "must lie in [0, learning_rate]", c.lr_min
     )
-    _check(c.lr_schedule in ("cosine", "constant"), "lr_schedule", "must be cosine or constant",
-           c.lr_schedule)
+    _check(c.lr_schedule in ("cosine", "constant", "piecewise"), "lr_schedule",
+           "must be cosine, constant or piecewise", c.lr_schedule)
+    _check(c.lr_schedule != "piecewise" or bool(c.lr_points), "lr_points",
+           "must list [step, value] points when lr_schedule is piecewise", c.lr_points)
+    for key in ("lr_points", "ent_coef_points", "clip_range_points"):
+        _check_points(key, getattr(c, key), positive=key != "ent_coef_points")
     for key in ("lr_warmup_steps", "ent_coef_decay_steps", "clip_range_decay_steps"):
         _check(getattr(c, key) >= 0, key, "must be >= 0", getattr(c, key))
     for key in ("ent_coef", "ent_coef_final", "vf_coef", "weight_decay", "min_delta"):

@@ -127,6 +127,10 @@ def _wait_until_ready(study_dir: Path, procs: list[subprocess.Popen],
 def main(argv: list[str] | None = None) -> int:
     """Run (or resume, or join) a study, then write best.yaml, trials.csv and the report."""
     raw = list(sys.argv[1:] if argv is None else argv)
+    if "--pbt" in raw:  # population-based training: its own flags (fastrl/cli/pbt.py)
+        from fastrl.cli.pbt import main as pbt_main
+
+        return pbt_main(raw)
     args = build_parser().parse_args(raw)
     _check_numbers(args)
     from fastrl.config import ConfigError

@@ -25,6 +25,16 @@ def linear_schedule(step: int, start: float, end: float, duration: int) -> float
     return float(start + (end - start) * fraction)
 
 
+def piecewise_schedule(step: int, points: tuple[tuple[float, float], ...]) -> float:
+    """The value of the last (step, value) point at or before ``step`` (points sorted)."""
+    value = float(points[0][1])
+    for at, point_value in points:
+        if step < at:
+            break
+        value = float(point_value)
+    return value
+
+
 def warmup_cosine_schedule(
     step: int, peak: float, floor: float, warmup_steps: int, total_steps: int
 ) -> float:
@@ -58,6 +68,10 @@ class ScheduleSpec:
     clip_range_decay_steps: int
     vf_coef: float = 0.5
     clip_range_vf: float | None = None  # None: the value clip follows clip_range
+    # piecewise-constant schedules (lr: lr_schedule "piecewise"; others: when non-empty)
+    lr_points: tuple[tuple[float, float], ...] = ()
+    ent_coef_points: tuple[tuple[float, float], ...] = ()
+    clip_range_points: tuple[tuple[float, float], ...] = ()
 
     @classmethod
     def from_config(cls, config) -> ScheduleSpec:
@@ -75,6 +89,9 @@ class ScheduleSpec:
             clip_range_decay_steps=config.clip_range_decay_steps,
             vf_coef=config.vf_coef,
             clip_range_vf=config.clip_range_vf,
+            lr_points=tuple(map(tuple, getattr(config, "lr_points", ()))),
+            ent_coef_points=tuple(map(tuple, getattr(config, "ent_coef_points", ()))),
+            clip_range_points=tuple(map(tuple, getattr(config, "clip_range_points", ()))),
         )
 
     def learning_rate_at(self, step: int) -> float:
@@ -84,12 +101,19 @@ class ScheduleSpec:
             return warmup_cosine_schedule(
                 step, self.learning_rate, self.lr_min, self.lr_warmup_steps, self.total_timesteps
             )
-        raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
+        if self.lr_schedule == "piecewise":
+            return piecewise_schedule(step, self.lr_points)
+        raise ValueError("lr_schedule must be 'cosine', 'constant' or 'piecewise', "
+                         f"got {self.lr_schedule!r}")
 
     def ent_coef_at(self, step: int) -> float:
+        if self.ent_coef_points:
+            return piecewise_schedule(step, self.ent_coef_points)
         return linear_schedule(step, self.ent_coef, self.ent_coef_final, self.ent_coef_decay_steps)
 
     def clip_range_at(self, step: int) -> float:
+        if self.clip_range_points:
+            return piecewise_schedule(step, self.clip_range_points)
         return linear_schedule(
             step, self.clip_range, self.clip_range_final, self.clip_range_decay_steps
         )

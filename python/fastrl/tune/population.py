@@ -1,0 +1,742 @@
+"""A population of P PPO agents trained in one process: one simulator, stacked networks.
+
+Start here for population-based training (:mod:`fastrl.tune.population_based` adds exploit/explore).
+
+- **One simulator.** A single ``TradingVecEnv`` runs P x n envs; member m owns rows
+  [m*n, (m+1)*n). Every member sees the same market block (no copy per member).
+- **Stacked networks.** The P ActorCritics' parameters are stacked ([P, ...] tensors,
+  ``torch.func.stack_module_state``) and run as one batched pass for all members, in rollout
+  inference and in each PPO minibatch: ``vmap(functional_call)`` under torch.compile, and
+  the same ActorCritic written as ``baddbmm`` over the stacked weights in eager mode (eager
+  vmap's per-op dispatch cost more than the matmuls at these sizes). Minibatches are gathered per
+  member with a [P, mb] index, so members shuffle independently.
+- **Per-member state.** Hyperparameters are [P] tensors (learning rate, entropy coef, clip
+  range, value coef, max grad norm); :class:`BatchedAdam` keeps Adam/AdamW moments and step
+  counts per member; observation normalisers and reward scalers keep [P, ...] statistics.
+  The loss is the sum of the members' losses, so each member's gradient is its own loss's
+  gradient; gradient norms are clipped per member.
+
+With P = 1 a population is a plain :class:`~fastrl.ppo.trainer.Trainer` step for step (same
+weights, same env streams, same draws from one torch generator seeded with ``config.seed``:
+action sampling each step, then one ``randperm`` per member per epoch), equal up to float
+rounding of batched matmuls (tests/test_pbt.py states the tolerance). For P > 1 member m does
+not draw what a lone Trainer would: the action draws of all members come from one
+``multinomial`` call over the P x n rows, which is the point of batching.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from fastrl.config import TrainConfig, resolve_defaults, validate_config
+from fastrl.ppo.checkpoint import build_network
+from fastrl.ppo.network import ActorCritic
+from fastrl.ppo.normalize import ObservationNormaliser
+from fastrl.ppo.rollout import staging_tensors
+from fastrl.ppo.schedules import ScheduleSpec
+from fastrl.ppo.storage import RolloutStorage
+from fastrl.ppo.update import STAT_NAMES, autocast_context
+
+# ActorCritic's activations as functions (the stacked forward applies them itself).
+STACKED_ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu,
+                       "silu": torch.nn.functional.silu, "gelu": torch.nn.functional.gelu}
+
+# The per-member hyperparameters (PBT's knobs), each a float32 [P] tensor.
+HPARAMS = ("learning_rate", "ent_coef", "clip_range", "vf_coef", "max_grad_norm")
+
+
+class PopulationError(ValueError):
+    """A population setting is invalid (the message names it)."""
+
+
+class PopulationDivergedError(PopulationError):
+    """Members' losses or weights became non-finite; ``members`` lists them."""
+
+    def __init__(self, message: str, members: list[int]) -> None:
+        super().__init__(message)
+        self.members = list(members)
+
+
+# ------------------------------------------------------------------------ statistics
+
+
+class StackedObsNormaliser(nn.Module):
+    """P observation normalisers: :class:`ObservationNormaliser`'s rule with [P, D] statistics."""
+
+    def __init__(self, population: int, obs_dim: int, clip: float = 10.0,
+                 enabled: bool = True, epsilon: float = 1e-4) -> None:
+        super().__init__()
+        self.enabled = bool(enabled)
+        self.clip = float(clip)
+        p, d = int(population), int(obs_dim)
+        self.register_buffer("mean", torch.zeros((p, d), dtype=torch.float64))
+        self.register_buffer("var", torch.ones((p, d), dtype=torch.float64))
+        self.register_buffer("count", torch.full((p,), float(epsilon), dtype=torch.float64))
+        self.register_buffer("shift", torch.zeros((p, d), dtype=torch.float32))
+        self.register_buffer("scale", torch.ones((p, d), dtype=torch.float32))
+
+    @torch.no_grad()
+    def update(self, obs: torch.Tensor) -> None:
+        """Fold ``obs`` [P, n, D] in, member by member (Chan's parallel update, as in
+        :class:`~fastrl.ppo.normalize.RunningMeanStd`)."""
+        if not self.enabled:
+            return
+        batch = obs.to(torch.float64)
+        batch_var, batch_mean = torch.var_mean(batch, dim=1, correction=0)
+        n = batch.shape[1]
+        count = self.count.unsqueeze(1)
+        delta = batch_mean - self.mean
+        total = count + n
+        self.mean.add_(delta * (n / total))
+        m2 = self.var * count + batch_var * n
+        m2 += delta.square() * (count * n / total)
+        self.var.copy_(m2 / total)
+        self.count.add_(n)
+        self.scale.copy_((self.var + 1e-8).rsqrt().to(torch.float32))
+        self.shift.copy_(self.mean.to(torch.float32))
+
+    @torch.no_grad()
+    def normalise_into(self, obs: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """[P, n, D] raw -> normalised, written into ``out``."""
+        if not self.enabled:
+            return out.copy_(obs)
+        torch.sub(obs, self.shift.unsqueeze(1), out=out)
+        return out.mul_(self.scale.unsqueeze(1)).clamp_(-self.clip, self.clip)
+
+    def member(self, m: int) -> ObservationNormaliser:
+        """Member m's statistics as a plain ObservationNormaliser (for its Agent)."""
+        single = ObservationNormaliser(self.mean.shape[1], clip=self.clip, enabled=self.enabled)
+        single.load_state_dict({"stats.mean": self.mean[m].clone(),
+                                "stats.var": self.var[m].clone(),
+                                "stats.count": self.count[m].clone(),
+                                "shift": self.shift[m].clone(), "scale": self.scale[m].clone()})
+        return single.to(self.mean.device)
+
+
+class StackedRewardScaler(nn.Module):
+    """P reward scalers (:class:`~fastrl.ppo.normalize.RewardScaler`'s rule per member)."""
+
+    def __init__(self, population: int, envs_per_member: int, gamma: float,
+                 clip: float = 10.0, enabled: bool = True, epsilon: float = 1e-4) -> None:
+        super().__init__()
+        self.enabled = bool(enabled)
+        self.gamma = float(gamma)
+        self.clip = float(clip)
+        p = int(population)
+        self.register_buffer("mean", torch.zeros(p, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(p, dtype=torch.float64))
+        self.register_buffer("count", torch.full((p,), float(epsilon), dtype=torch.float64))
+        # discounted returns belong to env rows (they are not copied by exploit)
+        self.register_buffer("returns", torch.zeros((p, envs_per_member), dtype=torch.float64))
+
+    @torch.no_grad()
+    def scale_into(self, rewards: torch.Tensor, dones: torch.Tensor,
+                   out: torch.Tensor) -> torch.Tensor:
+        """Scale one step's rewards [P, n] (float64) into ``out`` (float32 [P, n])."""
+        if not self.enabled:
+            return out.copy_(rewards)
+        self.returns.mul_(self.gamma).add_(rewards)
+        batch_var, batch_mean = torch.var_mean(self.returns, dim=1, correction=0)
+        n = self.returns.shape[1]
+        delta = batch_mean - self.mean
+        total = self.count + n
+        self.mean.add_(delta * (n / total))
+        m2 = self.var * self.count + batch_var * n
+        m2 += delta.square() * (self.count * n / total)
+        self.var.copy_(m2 / total)
+        self.count.copy_(total)
+        self.returns.masked_fill_(dones, 0.0)
+        scaled = rewards / torch.sqrt(self.var + 1e-8).unsqueeze(1)
+        return out.copy_(scaled.clamp_(-self.clip, self.clip))
+
+
+# ------------------------------------------------------------------------- optimiser
+
+
+class BatchedAdam:
+    """Adam / AdamW over stacked [P, ...] parameters with a [P] learning-rate tensor.
+
+    torch.optim takes one lr per parameter group, so P members would need P groups and a
+    Python loop; here every op runs on the stacked tensors. The arithmetic follows
+    torch.optim.AdamW (decoupled decay ``p *= 1 - lr * wd``) or Adam (L2 added to the
+    gradient), with weight decay on weight matrices only (per member ndim >= 2), as
+    :func:`fastrl.ppo.update.make_optimizer` does. ``active`` [P] bool skips members (their
+    target-KL stop fired): their parameters, moments and step counts stay as they are.
+    """
+
+    def __init__(self, params: dict[str, torch.Tensor], name: str, weight_decay: float,
+                 eps: float, betas: tuple[float, float] = (0.9, 0.999)) -> None:
+        if name not in ("adam", "adamw"):
+            raise ValueError(f"optimizer must be 'adamw' or 'adam', got {name!r}")
+        self.params = params
+        self.decoupled = name == "adamw"
+        self.weight_decay = float(weight_decay)
+        self.eps = float(eps)
+        self.beta1, self.beta2 = betas
+        first = next(iter(params.values()))
+        self.step_count = torch.zeros(first.shape[0], dtype=torch.float64, device=first.device)
+        self.exp_avg = {k: torch.zeros_like(v, memory_format=torch.preserve_format)
+                        for k, v in params.items()}
+        self.exp_avg_sq = {k: torch.zeros_like(v, memory_format=torch.preserve_format)
+                           for k, v in params.items()}
+
+    def decays(self, name: str) -> bool:
+        return self.params[name].ndim - 1 >= 2 and self.weight_decay > 0
+
+    @torch.no_grad()
+    def step(self, grads: dict[str, torch.Tensor], lr: torch.Tensor,
+             active: torch.Tensor | None = None) -> None:
+        """One update; ``lr`` float32 [P]; ``active`` None means every member."""
+        if active is not None:
+            self.step_count.add_(active.to(torch.float64))
+        else:
+            self.step_count.add_(1.0)
+        steps = self.step_count.clamp(min=1.0)
+        # bias corrections in float64 (torch computes them as Python floats)
+        bias1 = 1.0 - self.beta1 ** steps
+        bias2_sqrt = (1.0 - self.beta2 ** steps).sqrt()
+        step_size = (lr.to(torch.float64) / bias1).to(torch.float32)
+        lr32 = lr.to(torch.float32)
+        for name, param in self.params.items():
+            shape = (-1,) + (1,) * (param.ndim - 1)
+            grad = grads[name]
+            exp_avg, exp_avg_sq = self.exp_avg[name], self.exp_avg_sq[name]
+            if active is not None:
+                keep = (~active).view(shape)
+                old = (param.clone(), exp_avg.clone(), exp_avg_sq.clone())
+            if self.decays(name):
+                if self.decoupled:
+                    param.mul_(1.0 - (lr32 * self.weight_decay).view(shape))
+                else:
+                    grad = grad.add(param, alpha=self.weight_decay)
+            exp_avg.lerp_(grad, 1.0 - self.beta1)
+            exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1.0 - self.beta2)
+            denom = (exp_avg_sq.sqrt() / bias2_sqrt.to(param.dtype).view(shape)).add_(self.eps)
+            param.add_(exp_avg / denom * (-step_size).view(shape))
+            if active is not None:
+                param.copy_(torch.where(keep, old[0], param))
+                exp_avg.copy_(torch.where(keep, old[1], exp_avg))
+                exp_avg_sq.copy_(torch.where(keep, old[2], exp_avg_sq))
+
+
+# --------------------------------------------------------------------- distributions
+
+
+def _log_softmax(logits: torch.Tensor) -> torch.Tensor:
+    # Categorical's normalisation (logits - logsumexp), so P = 1 matches Trainer bit for bit
+    return logits - logits.logsumexp(dim=-1, keepdim=True)
+
+
+def _categorical(logits: torch.Tensor, actions: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-prob and entropy of integer ``actions`` under ``logits`` [..., K] (float32)."""
+    log_pmf = _log_softmax(logits)
+    probs = torch.softmax(log_pmf, dim=-1)
+    logprob = log_pmf.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    clamped = log_pmf.clamp(min=torch.finfo(log_pmf.dtype).min)
+    return logprob, -(clamped * probs).sum(-1)
+
+
+def _gaussian(mean: torch.Tensor, scale: torch.Tensor, actions: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-prob and entropy of ``actions`` under N(mean, scale) (Normal's formulas)."""
+    logprob = (-((actions - mean) ** 2) / (2 * scale**2) - scale.log()
+               - math.log(math.sqrt(2 * math.pi)))
+    entropy = (0.5 + 0.5 * math.log(2 * math.pi) + scale.log()).expand_as(mean)
+    return logprob, entropy
+
+
+# ------------------------------------------------------------------------ population
+
+
+class Population:
+    """P PPO members over one simulator (see the module doc).
+
+    ``config`` describes one member (``num_envs`` is n, the envs per member;
+    ``total_timesteps`` is each member's budget). Members are built from one CPU generator
+    seeded with ``config.seed``, member 0 first, so member 0 has a lone Trainer's weights.
+    """
+
+    def __init__(self, config: TrainConfig, population: int, *, market: Any = None,
+                 env_factory: Callable[..., Any] | None = None) -> None:
+        from fastrl.ppo.trainer import load_market, resolve_device
+
+        if isinstance(population, bool) or not isinstance(population, (int, np.integer)) \
+                or population < 1:
+            raise PopulationError(f"population must be an integer >= 1, got {population!r}")
+        validate_config(config)
+        portfolio = getattr(config, "portfolio", None)
+        if portfolio is not None and portfolio.enabled:
+            raise PopulationError("population-based training runs single-symbol envs "
+                                  "(TradingVecEnv); portfolio.enabled is not supported yet")
+        self.config = config = resolve_defaults(copy.deepcopy(config))
+        self.population = p = int(population)
+        self.device = device = resolve_device(config.device)
+        on_cuda = device.type == "cuda"
+        self.amp = on_cuda if config.amp is None else bool(config.amp)
+        self.compile = on_cuda if config.compile is None else bool(config.compile)
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(config.seed)
+        init_generator = torch.Generator().manual_seed(config.seed)
+        self.market = market if market is not None else load_market(config)
+        self.n = n = config.num_envs
+        self.num_steps = config.num_steps
+        self.batch_size = config.batch_size  # env steps per member per update
+        self.num_updates = config.total_timesteps // self.batch_size
+        self.spec = ScheduleSpec.from_config(config)
+
+        obs_dim = config.env.window * self.market.train.num_features + 3
+        self.staging = staging_tensors(p * n, obs_dim, device)
+        factory = env_factory or _make_env
+        self.env = factory(self.market.train, p * n, config.env, num_threads=config.env_threads,
+                           seed=config.seed,
+                           buffers={k: t.numpy() for k, t in self.staging.items()})
+        self.obs_dim = int(self.env.single_observation_space.shape[0])
+        self.continuous = config.env.action == "continuous"
+        self.num_actions = 0 if self.continuous else int(self.env.single_action_space.n)
+
+        members = [build_network(config, self.obs_dim, self.num_actions,
+                                 generator=init_generator) for _ in range(p)]
+        params, buffers = stack_module_state(members)
+        self.params = {k: v.detach().to(device).requires_grad_(True) for k, v in params.items()}
+        self.buffers = {k: v.to(device) for k, v in buffers.items()}
+        self.template = members[0].to(device)  # a real module: validation loads members into it
+        self.base = copy.deepcopy(members[0]).to("meta")
+        self.optimizer = BatchedAdam(self.params, config.optimizer, config.weight_decay,
+                                     config.adam_eps)
+        self.obs_normaliser = StackedObsNormaliser(p, self.obs_dim, config.obs_clip,
+                                                   config.norm_obs).to(device)
+        self.reward_scaler = StackedRewardScaler(p, n, config.gamma, config.reward_clip,
+                                                 config.norm_reward).to(device)
+        # Each member's hyperparameter = factor x the seed config's schedule at that step;
+        # factors 1 reproduce the seed config (PBT's explore moves the factors).
+        self.factors = {k: torch.ones(p, dtype=torch.float64) for k in HPARAMS}
+        self.hparams = {k: torch.zeros(p, dtype=torch.float32, device=device) for k in HPARAMS}
+        self.clip_range_vf = torch.zeros(p, dtype=torch.float32, device=device)
+
+        def member_forward(params: dict, buffers: dict, obs: torch.Tensor):
+            return functional_call(self.base, (params, buffers), (obs,))
+
+        self._loss = self._member_losses
+        if self.compile:
+            # vmap(functional_call) over the stacked state; compiled, its batching is traced
+            # away. Fixed shapes ([P, n] to act, [P, mb] to learn) and tensor hyperparameters:
+            # each compiles once. dynamic=False as in Trainer (one forward, two batch sizes).
+            self._vmapped = vmap(member_forward)
+            self._forward = torch.compile(self._vmapped, dynamic=False)
+            self._loss = torch.compile(self._member_losses, dynamic=False)
+        else:
+            # Eager vmap costs ~0.4 ms of dispatch per Linear on CPU (measured: 10x a plain
+            # Linear of 32 rows), which made a population of one 2-3x slower than a Trainer;
+            # the same ActorCritic as batched matmuls over the stacked weights does not.
+            self._vmapped = self._stacked_actor_critic
+            self._forward = self._vmapped
+        self.storage = RolloutStorage(config.num_steps, p * n, self.obs_dim, self.continuous,
+                                      device)
+        self._build_rollout_buffers()
+        self.global_step = 0  # env steps per member
+        self.update = 0
+        self.set_step(0)
+        self.env.reset(seed=config.seed)
+        self._stage_in()
+        self._observe()
+
+    # ------------------------------------------------------------------ hyperparameters
+
+    def seed_values(self, step: int) -> dict[str, float]:
+        """The seed config's hand-set schedules at ``step`` (what factor 1 follows)."""
+        values = self.spec.values_at(step)
+        values["max_grad_norm"] = float(self.config.max_grad_norm)
+        return values
+
+    def set_step(self, step: int) -> dict[str, torch.Tensor]:
+        """Move every member's hyperparameters to ``step`` env steps (in place)."""
+        seed = self.seed_values(step)
+        for name in HPARAMS:
+            self.hparams[name].copy_((self.factors[name] * seed[name]).to(torch.float32))
+        if self.config.clip_range_vf is None:
+            self.clip_range_vf.copy_(self.hparams["clip_range"])
+        else:
+            self.clip_range_vf.fill_(float(self.config.clip_range_vf))
+        return self.hparams
+
+    def member_hparams(self, m: int) -> dict[str, float]:
+        return {k: float(self.hparams[k][m]) for k in HPARAMS}
+
+    def set_member_hparams(self, m: int, **values: float) -> None:
+        """Pin member m's hyperparameters to ``values`` at the current step (via its factors).
+
+        A value whose seed schedule is 0 now (inside a warmup from 0) sets the factor against
+        the seed's base value instead, so the member keeps the schedule's shape.
+        """
+        unknown = sorted(set(values) - set(HPARAMS))
+        if unknown:
+            raise PopulationError(f"unknown hyperparameter(s) {unknown}; settable: {HPARAMS}")
+        seed = self.seed_values(self.global_step)
+        for name, value in values.items():
+            if not (math.isfinite(value) and value > 0):
+                raise PopulationError(f"hyperparameter {name} must be a finite number > 0, "
+                                      f"got {value!r}")
+            reference = seed[name] if seed[name] > 0 else getattr(self.config, name)
+            self.factors[name][m] = float(value) / float(reference)
+        self.set_step(self.global_step)
+
+    # ------------------------------------------------------------------------ rollout
+
+    def _build_rollout_buffers(self) -> None:
+        p, n, d, device = self.population, self.n, self.obs_dim, self.device
+        on_cuda = device.type == "cuda"
+        if on_cuda:
+            self.raw_obs = torch.zeros((p * n, d), dtype=torch.float32, device=device)
+            self.rewards = torch.zeros(p * n, dtype=torch.float64, device=device)
+            self.terminated = torch.zeros(p * n, dtype=torch.bool, device=device)
+            self.truncated = torch.zeros(p * n, dtype=torch.bool, device=device)
+        else:  # the simulator writes straight into the device tensors
+            self.raw_obs = self.staging["obs"]
+            self.rewards = self.staging["rewards"]
+            self.terminated = self.staging["terminated"]
+            self.truncated = self.staging["truncated"]
+        self.next_obs = torch.zeros((p, n, d), dtype=torch.float32, device=device)
+        self.final_obs = torch.zeros((p, n, d), dtype=torch.float32, device=device)
+        action_dtype = torch.float64 if self.continuous else torch.int64
+        self.host_actions = torch.zeros(p * n, dtype=action_dtype, pin_memory=on_cuda)
+        self.host_actions_np = self.host_actions.numpy()
+        self.low, self.high = float(self.config.env.min_pos), float(self.config.env.max_pos)
+
+    def _stage_in(self) -> None:
+        if self.raw_obs is self.staging["obs"]:
+            return
+        for name, target in (("obs", self.raw_obs), ("rewards", self.rewards),
+                             ("terminated", self.terminated), ("truncated", self.truncated)):
+            target.copy_(self.staging[name], non_blocking=True)
+
+    def _observe(self) -> None:
+        raw = self.raw_obs.view(self.population, self.n, self.obs_dim)
+        self.obs_normaliser.update(raw)
+        self.obs_normaliser.normalise_into(raw, self.next_obs)
+
+    def _stacked_actor_critic(self, params: dict, buffers: dict, obs: torch.Tensor
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """ActorCritic.forward for every member at once: ``obs`` [P, B, D] through the
+        stacked weights with ``baddbmm`` (trunk under autocast, heads in float32)."""
+        activation = STACKED_ACTIVATIONS[self.config.activation]
+
+        def linear(name: str, x: torch.Tensor) -> torch.Tensor:
+            weight, bias = params[f"{name}.weight"], params[f"{name}.bias"]
+            return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+        def trunk(prefix: str, x: torch.Tensor) -> torch.Tensor:
+            for index in range(0, 2 * len(self.config.hidden_sizes), 2):
+                x = activation(linear(f"{prefix}.{index}", x))
+            return x
+
+        actor = trunk("actor_trunk", obs)
+        critic = actor if self.config.shared_trunk else trunk("critic_trunk", obs)
+        with torch.autocast(obs.device.type, enabled=False):
+            policy_out = linear("policy_head", actor.float())
+            value = linear("value_head", critic.float()).squeeze(-1)
+        return policy_out, value
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every member's policy output [P, B, K or 1] and value [P, B] on ``obs`` [P, B, D]."""
+        with autocast_context(self.device, self.amp):
+            policy_out, value = self._forward(self.params, self.buffers, obs)
+        return policy_out.float(), value.float()
+
+    @torch.no_grad()
+    def collect(self) -> dict[str, Any]:
+        """One rollout of ``num_steps`` for every member into ``storage``."""
+        storage, p, n = self.storage, self.population, self.n
+        timing = {"env": 0.0, "inference": 0.0, "copy": 0.0}
+        episodes: list[list[float]] = [[] for _ in range(p)]
+        for step in range(storage.num_steps):
+            t0 = time.perf_counter()
+            storage.obs[step].copy_(self.next_obs.view(p * n, -1))
+            t1 = time.perf_counter()
+            policy_out, value = self.forward(self.next_obs)
+            if self.continuous:
+                mean = policy_out.squeeze(-1).reshape(p * n)
+                std = self.params["log_std"].float().exp().expand(p, n).reshape(p * n)
+                noise = torch.randn(mean.shape, generator=self.generator, device=mean.device,
+                                    dtype=mean.dtype)
+                action = mean + std * noise
+                logprob, _ = _gaussian(mean, std, action)
+            else:
+                log_pmf = _log_softmax(policy_out).reshape(p * n, -1)
+                action = torch.multinomial(torch.softmax(log_pmf, -1), 1,
+                                           generator=self.generator).squeeze(-1)
+                logprob = log_pmf.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+            storage.actions[step].copy_(action)
+            storage.logprobs[step].copy_(logprob)
+            storage.values[step].copy_(value.reshape(p * n))
+            self.host_actions.copy_(action)
+            if self.continuous:
+                np.clip(self.host_actions_np, self.low, self.high, out=self.host_actions_np)
+            t2 = time.perf_counter()
+            _, _, _, truncated, info = self.env.step(self.host_actions_np)
+            t3 = time.perf_counter()
+            self._stage_in()
+            torch.logical_or(self.terminated, self.truncated, out=storage.dones[step])
+            storage.truncated[step].copy_(self.truncated)
+            self.reward_scaler.scale_into(self.rewards.view(p, n),
+                                          storage.dones[step].view(p, n),
+                                          storage.rewards[step].view(p, n))
+            rows = np.flatnonzero(truncated)
+            if rows.size:
+                # V(final obs) of truncated episodes, every member in one padded pass
+                final = self.final_obs.view(p * n, -1)
+                final.zero_()
+                index = torch.from_numpy(rows).to(self.device)
+                final.index_copy_(0, index, torch.from_numpy(info["final_obs"][rows])
+                                  .to(self.device))
+                self.obs_normaliser.normalise_into(self.final_obs, self.final_obs)
+                _, final_values = self.forward(self.final_obs)
+                storage.final_values[step].index_copy_(
+                    0, index, final_values.reshape(p * n).index_select(0, index))
+            finished = np.flatnonzero(info["_episode"])
+            if finished.size:
+                returns = np.asarray(info["episode"]["r"])[finished]
+                for row, value_r in zip(finished.tolist(), returns.tolist(), strict=True):
+                    episodes[row // n].append(float(value_r))
+            self._observe()
+            t4 = time.perf_counter()
+            timing["copy"] += (t1 - t0) + (t4 - t3)
+            timing["inference"] += t2 - t1
+            timing["env"] += t3 - t2
+        return {"timing": timing, "episodes": episodes}
+
+    # ------------------------------------------------------------------------- update
+
+    def _member_losses(
+        self, params: dict, obs: torch.Tensor, actions: torch.Tensor, old_logprobs: torch.Tensor,
+        advantages: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor,
+        clip_range: torch.Tensor, ent_coef: torch.Tensor, vf_coef: torch.Tensor,
+        clip_range_vf: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """PPOLoss per member: losses [P] and stats [P, 5] (STAT_NAMES) on [P, mb] inputs."""
+        config = self.config
+        with autocast_context(self.device, self.amp):
+            policy_out, values = self._vmapped(params, self.buffers, obs)
+        policy_out, values = policy_out.float(), values.float()
+        if self.continuous:
+            logprobs, entropy = _gaussian(policy_out.squeeze(-1),
+                                          params["log_std"].float().exp(), actions)
+        else:
+            logprobs, entropy = _categorical(policy_out, actions)
+        logratio = logprobs - old_logprobs
+        ratio = logratio.exp()
+        if config.norm_adv:
+            advantages = ((advantages - advantages.mean(1, keepdim=True))
+                          / (advantages.std(1, keepdim=True) + 1e-8))
+        clip = clip_range.unsqueeze(1)
+        clipped_ratio = torch.clamp(ratio, 1.0 - clip, 1.0 + clip)
+        policy_loss = torch.max(-advantages * ratio, -advantages * clipped_ratio).mean(1)
+        if config.clip_vloss:
+            clip_vf = clip_range_vf.unsqueeze(1)
+            clipped_values = old_values + torch.clamp(values - old_values, -clip_vf, clip_vf)
+            value_loss = 0.5 * torch.max((values - returns).square(),
+                                         (clipped_values - returns).square()).mean(1)
+        else:
+            value_loss = 0.5 * (values - returns).square().mean(1)
+        entropy_mean = entropy.mean(1)
+        loss = policy_loss - ent_coef * entropy_mean + vf_coef * value_loss
+        with torch.no_grad():
+            approx_kl = ((ratio - 1.0) - logratio).mean(1)
+            clipfrac = ((ratio - 1.0).abs() > clip).float().mean(1)
+            stats = torch.stack([policy_loss.detach(), value_loss.detach(),
+                                 entropy_mean.detach(), approx_kl, clipfrac], dim=1)
+        return loss, stats
+
+    def _finish_rollout(self) -> dict[str, torch.Tensor]:
+        """GAE over the P x n envs, then each member's batch as [P, T*n, ...]."""
+        p, n, t = self.population, self.n, self.num_steps
+        with torch.no_grad():
+            _, last_value = self.forward(self.next_obs)
+        self.storage.finish(last_value.reshape(p * n), self.config.gamma, self.config.gae_lambda)
+
+        def per_member(x: torch.Tensor) -> torch.Tensor:
+            # [T, P*n, ...] -> [P, T*n, ...] in a lone trainer's (step, env) order
+            rest = x.shape[2:]
+            return x.view(t, p, n, *rest).transpose(0, 1).reshape(p, t * n, *rest)
+
+        s = self.storage
+        return {"obs": per_member(s.obs), "actions": per_member(s.actions),
+                "logprobs": per_member(s.logprobs), "values": per_member(s.values),
+                "advantages": per_member(s.advantages), "returns": per_member(s.returns)}
+
+    def ppo_update(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Every member's PPO epochs at once; the target-KL stop is per member."""
+        config, p = self.config, self.population
+        size = batch["obs"].shape[1]
+        mb = config.minibatch_size
+        per_epoch = size // mb
+        device = self.device
+        names = list(self.params)
+        active = torch.ones(p, dtype=torch.bool, device=device)
+        totals = torch.zeros((p, len(STAT_NAMES)), dtype=torch.float32, device=device)
+        epochs = torch.zeros(p, dtype=torch.float32, device=device)
+        h = self.hparams
+        all_active = True
+        for _ in range(int(config.n_epochs)):
+            # one randperm per member from the shared generator: member 0 of P = 1 shuffles
+            # exactly as a lone Trainer (P small draws, not a Python loop over the networks)
+            order = torch.stack([torch.randperm(size, device=device, generator=self.generator)
+                                 for _ in range(p)])
+            weight = active.float()
+            epoch_stats = torch.zeros_like(totals)
+            for start in range(0, size, mb):
+                index = order[:, start:start + mb]
+                obs = torch.take_along_dim(batch["obs"], index.unsqueeze(-1), dim=1)
+                picked = {k: torch.take_along_dim(batch[k], index, dim=1)
+                          for k in ("actions", "logprobs", "advantages", "returns", "values")}
+                losses, stats = self._loss(
+                    self.params, obs, picked["actions"], picked["logprobs"],
+                    picked["advantages"], picked["returns"], picked["values"],
+                    h["clip_range"], h["ent_coef"], h["vf_coef"], self.clip_range_vf)
+                # members' losses summed: each member's gradient is its own loss's gradient
+                total = (losses * weight).sum() if not all_active else losses.sum()
+                grads = dict(zip(names, torch.autograd.grad(
+                    total, [self.params[k] for k in names]), strict=True))
+                self._clip_grads(grads, h["max_grad_norm"])
+                self.optimizer.step(grads, h["learning_rate"],
+                                    None if all_active else active)
+                epoch_stats += stats.float()
+            totals += epoch_stats * weight.unsqueeze(1)
+            epochs += weight
+            if config.target_kl is not None:
+                active = active & ~(stats[:, STAT_NAMES.index("approx_kl")] > config.target_kl)
+                all_active = bool(active.all())
+                if not bool(active.any()):
+                    break
+        means = totals / (epochs * per_epoch).clamp(min=1).unsqueeze(1)
+        return {"stats": means, "epochs": epochs}
+
+    @torch.no_grad()
+    def _clip_grads(self, grads: dict[str, torch.Tensor], max_norm: torch.Tensor) -> None:
+        """clip_grad_norm_ per member: each member's norm over all its parameters."""
+        p = self.population
+        squares = torch.stack([g.float().reshape(p, -1).square().sum(1) for g in grads.values()])
+        norms = squares.sum(0).sqrt()
+        coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        for g in grads.values():
+            g.mul_(coef.view((-1,) + (1,) * (g.ndim - 1)).to(g.dtype))
+
+    # ------------------------------------------------------------------------- step
+
+    def step(self, raise_on_divergence: bool = True) -> dict[str, Any]:
+        """One rollout and one PPO update for every member; the metrics row (lists per member).
+
+        A member whose losses or weights became non-finite has diverged: with
+        ``raise_on_divergence`` that is a :class:`PopulationDivergedError`; without it the
+        row's ``diverged`` lists them and the caller must replace their weights (PBT copies
+        a good member over them) before the next step.
+        """
+        started = time.perf_counter()
+        rollout = self.collect()
+        self.global_step += self.batch_size
+        self.set_step(self.global_step)
+        t_update = time.perf_counter()
+        batch = self._finish_rollout()
+        result = self.ppo_update(batch)
+        stats = result["stats"].cpu().numpy()
+        with torch.no_grad():
+            finite = torch.stack([v.reshape(self.population, -1).isfinite().all(1)
+                                  for v in self.params.values()]).all(0).cpu().numpy()
+        diverged = np.flatnonzero(~(finite & np.isfinite(stats).all(1))).tolist()
+        if diverged and raise_on_divergence:
+            raise PopulationDivergedError(
+                f"update {self.update + 1} (step {self.global_step:,}): member(s) {diverged} "
+                "diverged (non-finite losses or weights) at learning rate(s) "
+                f"{[float(self.hparams['learning_rate'][m]) for m in diverged]}; lower "
+                "learning_rate or max_grad_norm", diverged)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        self.update += 1
+        wall = now - started
+        row: dict[str, Any] = {
+            "global_step": self.global_step,
+            "update": self.update,
+            "charts/SPS": self.population * self.batch_size / wall,
+            "time/env_frac": rollout["timing"]["env"] / wall,
+            "time/inference_frac": rollout["timing"]["inference"] / wall,
+            "time/update_frac": (now - t_update) / wall,
+            "episode_return": [float(np.mean(r)) if r else None for r in rollout["episodes"]],
+            "epochs": result["epochs"].cpu().tolist(),
+            "diverged": diverged,
+        }
+        for i, name in enumerate(STAT_NAMES):
+            row[f"losses/{name}"] = stats[:, i].tolist()
+        for name in HPARAMS:
+            row[name] = self.hparams[name].cpu().tolist()
+        return row
+
+    # ------------------------------------------------------------------------- members
+
+    def member_network(self, m: int) -> ActorCritic:
+        """Member m's weights in a plain ActorCritic (a copy)."""
+        network = copy.deepcopy(self.template)
+        network.load_state_dict({k: v[m].detach().clone() for k, v in self.params.items()})
+        return network
+
+    @torch.no_grad()
+    def copy_member(self, source: int, target: int) -> None:
+        """Exploit: ``target`` takes ``source``'s weights, Adam state, normalisers and factors.
+
+        The env rows and the reward scaler's running returns stay with ``target`` (they
+        describe its envs' episodes in flight, not what it learned).
+        """
+        for tensors in (self.params, self.optimizer.exp_avg, self.optimizer.exp_avg_sq):
+            for value in tensors.values():
+                value[target].copy_(value[source])
+        self.optimizer.step_count[target] = self.optimizer.step_count[source]
+        norm = self.obs_normaliser
+        for value in (norm.mean, norm.var, norm.count, norm.shift, norm.scale):
+            value[target].copy_(value[source])
+        scaler = self.reward_scaler
+        for value in (scaler.mean, scaler.var, scaler.count):
+            value[target].copy_(value[source])
+        for name in HPARAMS:
+            self.factors[name][target] = self.factors[name][source]
+        self.set_step(self.global_step)
+
+    def validate(self, members: list[int] | None = None) -> list[float]:
+        """Validation Sharpe of each member, the number Trainer.validate gives.
+
+        Members are backtested one after another with :func:`fastrl.backtest.evaluate_agent`
+        (every symbol in one batched env per member): the one evaluation path, unchanged.
+        """
+        from fastrl.backtest import evaluate_agent
+        from fastrl.ppo.agent import Agent
+
+        normaliser = getattr(self.market, "normaliser", None)
+        feature_state = normaliser.state_dict() if hasattr(normaliser, "state_dict") else None
+        scores = []
+        for m in range(self.population) if members is None else members:
+            network = self.member_network(m).eval()
+            agent = Agent(network, self.obs_normaliser.member(m), self.config, feature_state,
+                          amp=self.amp)
+            result = evaluate_agent(agent, self.market.val, self.config.env, baselines=False)
+            scores.append(float(result.combined["agent"].sharpe))
+        return scores
+
+
+def _make_env(block: Any, num_envs: int, env_config: Any, *, num_threads: int, seed: int,
+              buffers: dict | None = None) -> Any:
+    from fastrl.env import TradingVecEnv
+
+    return TradingVecEnv(block, num_envs, env_config, num_threads=num_threads, seed=seed,
+                         buffers=buffers)
+
+
+__all__ = ["HPARAMS", "BatchedAdam", "Population", "PopulationDivergedError", "PopulationError",
+           "StackedObsNormaliser", "StackedRewardScaler"]

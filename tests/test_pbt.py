@@ -1,0 +1,242 @@
+"""Population-based training: a population of one is a Trainer, members are independent,
+exploit copies exactly, bad settings are refused with a clear message."""
+
+from __future__ import annotations
+
+import csv
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from fastrl.cli.tune import main as tune_main
+from fastrl.config import build_config
+from fastrl.ppo.checkpoint import load_agent, load_checkpoint
+from fastrl.ppo.schedules import ScheduleSpec
+from fastrl.ppo.trainer import Trainer
+from fastrl.tune.population import Population, PopulationDivergedError, PopulationError
+from fastrl.tune.population_based import PBT, explore_bounds
+from test_ppo_trainer import random_block, tiny_config
+
+pytest.importorskip("fastrl._core")
+
+# P = 1 against Trainer: the same draws, so discrete actions are equal exactly; weights differ
+# only by float32 rounding of batched (vmapped) matmuls and the per-member Adam arithmetic.
+WEIGHT_ATOL = 1e-6
+
+
+@pytest.fixture(scope="module")
+def market():
+    return SimpleNamespace(train=random_block(), val=random_block(n_bars=80, seed=1),
+                           normaliser=None)
+
+
+def read_csv(path) -> list[dict[str, str]]:
+    with open(path, newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def member_state(pop: Population, m: int) -> dict[str, torch.Tensor]:
+    opt, norm = pop.optimizer, pop.obs_normaliser
+    state = {f"param.{k}": v[m] for k, v in pop.params.items()}
+    state.update({f"exp_avg.{k}": v[m] for k, v in opt.exp_avg.items()})
+    state.update({f"exp_avg_sq.{k}": v[m] for k, v in opt.exp_avg_sq.items()})
+    state.update(step=opt.step_count[m], obs_mean=norm.mean[m], obs_var=norm.var[m],
+                 obs_count=norm.count[m], obs_shift=norm.shift[m], obs_scale=norm.scale[m],
+                 reward_var=pop.reward_scaler.var[m])
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+@pytest.mark.parametrize("extra", [(), ("n_epochs=4", "optimizer=adam", "weight_decay=0.01")])
+def test_population_of_one_is_a_trainer_step_for_step(market, extra):
+    trainer = Trainer(tiny_config(*extra), market=market)
+    pop = Population(tiny_config(*extra), 1, market=market)
+    for name, value in trainer.network.state_dict().items():
+        assert torch.equal(value, pop.params[name][0].detach()), name  # same initial weights
+    for _ in range(3):
+        row_t, row_p = trainer.step(), pop.step()
+        assert torch.equal(trainer.storage.actions, pop.storage.actions)  # same draws
+        assert row_p["epochs"] == [row_t["losses/epochs"]]
+        assert row_p["losses/value_loss"][0] == pytest.approx(row_t["losses/value_loss"],
+                                                              rel=1e-4, abs=1e-7)
+        for name, value in trainer.network.state_dict().items():
+            torch.testing.assert_close(pop.params[name][0].detach(), value, rtol=0,
+                                       atol=WEIGHT_ATOL)
+        torch.testing.assert_close(pop.obs_normaliser.mean[0], trainer.obs_normaliser.stats.mean)
+        assert row_p["learning_rate"][0] == pytest.approx(row_t["charts/learning_rate"])
+    assert trainer.generator.get_state().equal(pop.generator.get_state())  # same stream used
+
+
+def test_a_population_of_one_matches_with_continuous_actions(market):
+    extra = ("env.action=continuous", "clip_vloss=true")
+    trainer = Trainer(tiny_config(*extra), market=market)
+    pop = Population(tiny_config(*extra), 1, market=market)
+    for _ in range(2):
+        trainer.step()
+        pop.step()
+    torch.testing.assert_close(pop.storage.actions, trainer.storage.actions, rtol=0, atol=1e-5)
+    for name, value in trainer.network.state_dict().items():
+        torch.testing.assert_close(pop.params[name][0].detach(), value, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("target_kl", ["null", "0.01"])
+def test_changing_one_members_lr_changes_nothing_in_the_others(market, target_kl):
+    # With the KL stop on, member 2 may stop its epochs early: that is masked out of the
+    # others' updates; the shared sampling stream then moves on by as many minibatch draws
+    # as the longest member took, so later rollouts are compared only without the stop.
+    steps = 3 if target_kl == "null" else 1
+    a = Population(tiny_config(f"target_kl={target_kl}"), 3, market=market)
+    b = Population(tiny_config(f"target_kl={target_kl}"), 3, market=market)
+    b.set_member_hparams(2, learning_rate=0.05)
+    for _ in range(steps):
+        a.step()
+        b.step()
+    for m in (0, 1):
+        for key, value in member_state(a, m).items():
+            assert torch.equal(value, member_state(b, m)[key]), (m, key)
+    assert not torch.equal(a.params["policy_head.weight"][2], b.params["policy_head.weight"][2])
+
+
+def test_exploit_copies_weights_adam_state_and_normaliser_exactly(market):
+    pop = Population(tiny_config(), 3, market=market)
+    pop.step()
+    pop.set_member_hparams(0, ent_coef=0.05)
+    before_1 = member_state(pop, 1)
+    pop.copy_member(0, 2)
+    source, target = member_state(pop, 0), member_state(pop, 2)
+    for key, value in source.items():
+        if key != "reward_var":
+            assert torch.equal(target[key], value), key
+    assert torch.equal(target["reward_var"], source["reward_var"])
+    assert pop.member_hparams(2) == pop.member_hparams(0)
+    for key, value in member_state(pop, 1).items():  # bystanders untouched
+        assert torch.equal(value, before_1[key]), key
+    pop.step()  # and the copy trains on
+
+
+def test_a_portfolio_config_is_refused(market):
+    with pytest.raises(PopulationError, match="portfolio"):
+        Population(tiny_config("portfolio.enabled=true"), 2, market=market)
+
+
+@pytest.mark.parametrize("population", [0, -1, 2.5, True])
+def test_a_bad_population_size_is_refused(market, population):
+    with pytest.raises(PopulationError, match="population must be an integer >= 1"):
+        Population(tiny_config(), population, market=market)
+
+
+def test_exploit_copies_top_into_bottom_and_explore_stays_in_bounds(market):
+    runner = PBT(tiny_config(), 4, 64, market=market)
+    runner.pop.step()
+    copies = runner.exploit_and_explore([3.0, 2.0, float("nan"), 1.0])  # nan ranks last
+    assert copies == {2: 0}
+    for name, value in runner.pop.params.items():
+        assert torch.equal(value[2], value[0]), name
+    bounds = explore_bounds()
+    for m in range(4):
+        for name, value in runner.pop.member_hparams(m).items():
+            low, high, _ = bounds[name]
+            seed_value = runner.pop.seed_values(runner.pop.global_step)[name]
+            if m > 0 and seed_value > 0:  # member 0 is the seed config, unexplored
+                assert low * (1 - 1e-6) <= value <= high * (1 + 1e-6), (m, name, value)
+
+
+def test_pbt_leaves_records_and_a_winner_that_eval_and_train_read(market, tmp_path):
+    runner = PBT(tiny_config("total_timesteps=256"), 4, 128, market=market,
+                 run_dir=tmp_path / "pbt")
+    result = runner.run()
+    files = result.files
+    for name in ("hparams", "lineage", "plot", "winner_config", "summary",
+                 "winner_checkpoint"):
+        assert files[name].is_file(), name
+    lineage = read_csv(files["lineage"])
+    assert len(lineage) == 2 * 4 and {r["round"] for r in lineage} == {"1", "2"}
+    exploited = [r for r in lineage if r["event"] == "exploit"]
+    assert len(exploited) == 1 and exploited[0]["parent"] != exploited[0]["member"]
+    assert len(read_csv(files["hparams"])) == 4 * 4  # updates x members
+    # fastrl-eval's loader reads the winner; its weights are the winning member's
+    agent = load_agent(tmp_path / "pbt" / "winner")
+    for name, value in agent.network.state_dict().items():
+        assert torch.equal(value, runner.pop.params[name][result.winner].detach()), name
+    # the checkpoint holds the member's env rows and observation, so a resume continues them
+    state = load_checkpoint(files["winner_checkpoint"])["trainer"]
+    n = runner.pop.n
+    rows = slice(result.winner * n, (result.winner + 1) * n)
+    assert torch.equal(state["env_obs"], runner.pop.raw_obs[rows])
+    assert np.array_equal(np.asarray(state["env"]["equity"]),
+                          runner.pop.env.get_state()["equity"][rows])
+    # fastrl-train --config winner.yaml replays the lineage schedule at every update
+    spec = ScheduleSpec.from_config(build_config(config_file=files["winner_config"]))
+    for name in ("learning_rate", "ent_coef", "clip_range"):
+        for step, value in result.winner_schedule[name][1:]:
+            assert spec.values_at(step)[name] == pytest.approx(value, rel=1e-12), (name, step)
+    assert np.isfinite(result.winner_val_sharpe)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--population", "1"], "--population must be >= 2"),
+    (["--population", "4", "--ready", "100"], "--ready"),
+    (["--population", "4", "--ready", "999936"], "beyond the budget"),
+])
+def test_bad_population_or_ready_is_one_line_and_exit_2(flags, message, capsys, tmp_path):
+    code = tune_main(["--pbt", "--symbols", "A", "--data", "synthetic", "--timesteps", "4096",
+                      "--run-dir", str(tmp_path / "x"), "--set", "num_envs=4", "num_steps=16",
+                      "minibatch_size=32", *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.cuda
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:torch")
+@pytest.mark.filterwarnings(r"ignore:\s*Online softmax is disabled:UserWarning")
+@pytest.mark.filterwarnings("ignore:TensorFloat32 tensor cores:UserWarning")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
+def test_on_cuda_one_member_matches_a_trainer_and_compiled_bf16_trains(market):
+    cuda = ("device=cuda", "compile=false", "amp=false")
+    trainer = Trainer(tiny_config(*cuda), market=market)
+    pop = Population(tiny_config(*cuda), 1, market=market)
+    for _ in range(2):
+        trainer.step()
+        pop.step()
+    for name, value in trainer.network.state_dict().items():
+        torch.testing.assert_close(pop.params[name][0].detach(), value, rtol=0, atol=1e-5)
+    fast = Population(tiny_config("device=cuda", "compile=true", "amp=true"), 4, market=market)
+    assert fast.compile and fast.amp
+    for _ in range(2):
+        row = fast.step()
+    assert all(np.isfinite(row["losses/value_loss"]))
+    assert len(fast.validate()) == 4
+
+
+def test_a_diverged_member_is_named_or_replaced_by_a_healthy_one(market):
+    pop = Population(tiny_config(), 3, market=market)
+    pop.set_member_hparams(2, learning_rate=1e30)
+    with pytest.raises(PopulationDivergedError, match=r"member\(s\) \[2\] diverged") as caught:
+        pop.step()
+    assert caught.value.members == [2]
+    runner = PBT(tiny_config(), 3, 64, market=market)
+    runner.pop.set_member_hparams(2, learning_rate=1e30)
+    row = runner.pop.step(raise_on_divergence=False)
+    assert row["diverged"] == [2]
+    runner.replace_diverged([2], [])
+    source = runner.lineage[-1]["parent"]
+    assert runner.lineage[-1]["event"] == "diverged" and source in (0, 1)
+    for name, value in runner.pop.params.items():
+        assert torch.equal(value[2], value[source]), name
+    runner.pop.step()  # trains on without raising
+
+
+@pytest.mark.parametrize("extra", [(), ("shared_trunk=true", "activation=gelu"),
+                                   ("env.action=continuous", "hidden_sizes=[8,8,8]")])
+def test_the_eager_stacked_forward_is_vmap_of_functional_call(market, extra):
+    from torch.func import functional_call, vmap
+
+    pop = Population(tiny_config(*extra), 3, market=market)
+    obs = torch.randn(3, 5, pop.obs_dim)
+    expected = vmap(lambda p, b, o: functional_call(pop.base, (p, b), (o,)))(
+        pop.params, pop.buffers, obs)
+    got = pop._stacked_actor_critic(pop.params, pop.buffers, obs)
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
