@@ -201,3 +201,11 @@ def test_heads_shapes_init_and_deterministic_actions():
     assert torch.allclose(std, torch.full_like(std, torch.e ** -1.0))
     with pytest.raises(ValueError, match="activation"):
         ActorCritic(6, 3, (4,), activation="sigmoidal")
+
+
+def test_bf16_is_the_default_only_where_it_is_native():
+    from fastrl.ppo.update import default_amp
+
+    assert default_amp(torch.device("cuda")) is True
+    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert default_amp(torch.device("cpu")) is native

@@ -41,7 +41,13 @@ from fastrl.ppo.normalize import ObservationNormaliser, RewardScaler
 from fastrl.ppo.rollout import Rollout, staging_tensors
 from fastrl.ppo.schedules import ScheduleSpec, ScheduleTensors
 from fastrl.ppo.storage import RolloutStorage
-from fastrl.ppo.update import PPOLoss, autocast_context, make_optimizer, ppo_update
+from fastrl.ppo.update import (
+    PPOLoss,
+    autocast_context,
+    default_amp,
+    make_optimizer,
+    ppo_update,
+)
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -184,7 +190,7 @@ class Trainer:
         self._stop_requested = False
         self.device = resolve_device(config.device)
         on_cuda = self.device.type == "cuda"
-        self.amp = on_cuda if config.amp is None else bool(config.amp)
+        self.amp = default_amp(self.device) if config.amp is None else bool(config.amp)
         self.compile = on_cuda if config.compile is None else bool(config.compile)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(config.seed)

@@ -44,7 +44,7 @@ from fastrl.ppo.normalize import ObservationNormaliser
 from fastrl.ppo.rollout import staging_tensors
 from fastrl.ppo.schedules import ScheduleSpec
 from fastrl.ppo.storage import RolloutStorage
-from fastrl.ppo.update import STAT_NAMES, autocast_context
+from fastrl.ppo.update import STAT_NAMES, autocast_context, default_amp
 
 # ActorCritic's activations as functions (the stacked forward applies them itself).
 STACKED_ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu,
@@ -282,7 +282,7 @@ class Population:
         self.population = p = int(population)
         self.device = device = resolve_device(config.device)
         on_cuda = device.type == "cuda"
-        self.amp = on_cuda if config.amp is None else bool(config.amp)
+        self.amp = default_amp(self.device) if config.amp is None else bool(config.amp)
         self.compile = on_cuda if config.compile is None else bool(config.compile)
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(config.seed)
