@@ -20,13 +20,11 @@ class RunningMeanStd(nn.Module):
         self.register_buffer("count", torch.tensor(float(epsilon), dtype=torch.float64))
 
     @torch.no_grad()
-    def update(self, batch: torch.Tensor, scratch: torch.Tensor | None = None) -> None:
-        """Fold ``batch`` [B, ...] in; ``scratch`` (float64, batch's shape) avoids a new copy."""
-        if scratch is not None:
-            batch = scratch.copy_(batch)
-        else:
-            batch = batch.to(torch.float64)
+    def update(self, batch: torch.Tensor) -> None:
+        """Fold ``batch`` [B, ...] in. The batch's own moments are taken in its dtype (no
+        float64 copy of the batch); they are combined with the running ones in float64."""
         batch_var, batch_mean = torch.var_mean(batch, dim=0, correction=0)
+        batch_var, batch_mean = batch_var.to(torch.float64), batch_mean.to(torch.float64)
         batch_count = batch.shape[0]
         delta = batch_mean - self.mean
         total = self.count + batch_count
@@ -53,10 +51,10 @@ class ObservationNormaliser(nn.Module):
         self.register_buffer("scale", torch.ones(obs_dim, dtype=torch.float32))
 
     @torch.no_grad()
-    def update(self, obs: torch.Tensor, scratch: torch.Tensor | None = None) -> None:
+    def update(self, obs: torch.Tensor) -> None:
         if not self.enabled:
             return
-        self.stats.update(obs, scratch)
+        self.stats.update(obs)
         self._refresh()
 
     def _refresh(self) -> None:

@@ -83,7 +83,6 @@ class Rollout:
             self.terminated = staging["terminated"]
             self.truncated = staging["truncated"]
         self.next_obs = torch.zeros((n, obs_dim), dtype=torch.float32, device=device)
-        self.obs64 = torch.zeros((n, obs_dim), dtype=torch.float64, device=device)
         # host side of the actions sent to the env (pinned for the device -> host copy)
         action_dtype = torch.float64 if self.continuous else torch.int64
         self.host_actions = torch.zeros((n, *storage.actions.shape[2:]), dtype=action_dtype,
@@ -104,7 +103,7 @@ class Rollout:
 
     def _observe(self, update_stats: bool = True) -> None:
         if update_stats:
-            self.obs_normaliser.update(self.raw_obs, scratch=self.obs64)
+            self.obs_normaliser.update(self.raw_obs)
         self.obs_normaliser.normalise_into(self.raw_obs, self.next_obs)
 
     def start(self, seed: int) -> None:
