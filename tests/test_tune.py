@@ -45,6 +45,15 @@ TEST_DAYS = 20
 
 
 @pytest.fixture(autouse=True)
+
+def _importable_fastrl_path(env: dict) -> str:
+    """PYTHONPATH for a child process that imports the fastrl this test imported (the
+    installed package in CI, the source tree with its built core in development)."""
+    import fastrl
+
+    here = str(Path(fastrl.__file__).resolve().parents[1])
+    return os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p)
+
 def one_torch_thread():
     """Trials in this process use one thread, as the CLI gives each of 2 workers on 2 cores
     (two threads on a shared 2-core machine oversubscribe and crawl)."""
@@ -334,8 +343,7 @@ def test_ctrl_c_marks_the_running_trial_and_resume_finishes(tiny_space: Path,
             *cli_args(tiny_space, run_dir, "--no-report", "--study", "stop", trials=2,
                       timesteps=3072)]
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).parents[1] / "python"),
-                                                     env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = _importable_fastrl_path(env)
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     try:
@@ -426,8 +434,7 @@ def postgres_url():
 def test_two_processes_join_one_postgresql_study(tiny_space: Path, tmp_path: Path,
                                                  postgres_url: str) -> None:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).parents[1] / "python"),
-                                                     env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = _importable_fastrl_path(env)
     common = cli_args(tiny_space, tmp_path / "unused", "--storage", postgres_url, "--study",
                       "pg", "--seeds", "2", "--no-report", trials=6, timesteps=512)
     first = [sys.executable, "-m", "fastrl.cli.tune", *common]
