@@ -44,8 +44,6 @@ VAL_DAYS = 20
 TEST_DAYS = 20
 
 
-@pytest.fixture(autouse=True)
-
 def _importable_fastrl_path(env: dict) -> str:
     """PYTHONPATH for a child process that imports the fastrl this test imported (the
     installed package in CI, the source tree with its built core in development)."""
@@ -54,6 +52,8 @@ def _importable_fastrl_path(env: dict) -> str:
     here = str(Path(fastrl.__file__).resolve().parents[1])
     return os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p)
 
+
+@pytest.fixture(autouse=True)
 def one_torch_thread():
     """Trials in this process use one thread, as the CLI gives each of 2 workers on 2 cores
     (two threads on a shared 2-core machine oversubscribe and crawl)."""
