@@ -341,7 +341,7 @@ def test_ctrl_c_marks_the_running_trial_and_resume_finishes(tiny_space: Path,
     run_dir = tmp_path / "study"
     args = [sys.executable, "-m", "fastrl.cli.tune",
             *cli_args(tiny_space, run_dir, "--no-report", "--study", "stop", trials=2,
-                      timesteps=3072)]
+                      timesteps=24576)]
     env = dict(os.environ)
     env["PYTHONPATH"] = _importable_fastrl_path(env)
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -366,10 +366,10 @@ def test_ctrl_c_marks_the_running_trial_and_resume_finishes(tiny_space: Path,
     interrupted = [t for t in trials if t.user_attrs.get("interrupted")]
     assert len(interrupted) == 1 and interrupted[0].state == TrialState.FAIL
     resumed = cli_args(tiny_space, run_dir, "--no-report", "--study", "stop", "--resume",
-                       trials=2, timesteps=3072)
+                       trials=2, timesteps=24576)
     resumed[resumed.index("--timesteps") + 1] = "384"  # a different budget is refused...
     assert tune_main(resumed) == 2
-    resumed[resumed.index("--timesteps") + 1] = "3072"
+    resumed[resumed.index("--timesteps") + 1] = "24576"
     assert tune_main(resumed) == 0
     finished = [t for t in _trials_of(run_dir, "stop") if not t.user_attrs.get("interrupted")]
     assert len(finished) == 2 and all(t.state.is_finished() for t in finished)

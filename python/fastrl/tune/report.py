@@ -225,6 +225,10 @@ def plot_optuna(study: Any, folder: Path) -> tuple[dict[str, Path], list[str]]:
         ax.figure.savefig(images["history"], dpi=100)
         plt.close(ax.figure)
         try:
+            # with few trials the evaluator may warn that its quantiles pick the same trials
+            # (equal importances); the plot still says so, so the warning adds nothing
+            warnings.filterwarnings("ignore", message="Target and region quantiles",
+                                    category=UserWarning)
             ax = optuna.visualization.matplotlib.plot_param_importances(study)
             ax.figure.tight_layout()
             images["importances"] = folder / "param_importances.png"
