@@ -350,10 +350,11 @@ def test_ctrl_c_marks_the_running_trial_and_resume_finishes(tiny_space: Path,
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:
             time.sleep(0.2)
-            # a running trial that reported its first intermediate value: mid-training
+            # a running trial (its first validations may only reach the journal later):
+            # one more second puts the interrupt inside its training
             if (run_dir / "study.journal").exists() and any(
-                    t.state == TrialState.RUNNING and t.intermediate_values
-                    for t in _trials_of(run_dir, "stop")):
+                    t.state == TrialState.RUNNING for t in _trials_of(run_dir, "stop")):
+                time.sleep(1.0)
                 break
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
