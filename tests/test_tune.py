@@ -342,22 +342,22 @@ def test_ctrl_c_marks_the_running_trial_and_resume_finishes(tiny_space: Path,
     args = [sys.executable, "-m", "fastrl.cli.tune",
             *cli_args(tiny_space, run_dir, "--no-report", "--study", "stop", trials=2,
                       timesteps=24576)]
-    env = dict(os.environ)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = _importable_fastrl_path(env)
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
+    seen: list[str] = []
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-            # a running trial (its first validations may only reach the journal later):
-            # one more second puts the interrupt inside its training
-            if (run_dir / "study.journal").exists() and any(
-                    t.state == TrialState.RUNNING for t in _trials_of(run_dir, "stop")):
-                time.sleep(1.0)
+        # the CLI prints "trial 0 (...)" as the trial starts; one second later it is training
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line)
+            if " trial 0 (" in line:
                 break
+        time.sleep(1.0)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
+        out = "".join(seen) + out
     finally:
         if proc.poll() is None:
             proc.kill()
