@@ -344,8 +344,11 @@ def test_ctrl_c_marks_the_running_trial_and_resume_finishes(tiny_space: Path,
                       timesteps=24576)]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = _importable_fastrl_path(env)
+    # a job started in the background inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: give the child the default disposition, as a terminal would
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen: list[str] = []
     try:
         # the CLI prints "trial 0 (...)" as the trial starts; one second later it is training
