@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastrl.cli.errors import UsageError, cli_errors
+from fastrl.cli.interrupt import Interrupted
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -333,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def on_sigint(signum: int, frame: Any) -> None:
         if trainer._stop_requested:
-            raise KeyboardInterrupt
+            raise Interrupted
         trainer.request_stop()
         console.print("Stopping after this update (Ctrl-C again to abort now)...")
 

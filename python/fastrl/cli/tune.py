@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fastrl.cli.errors import UsageError, cli_errors
+from fastrl.cli.interrupt import ctrl_c_raises_interrupted
 
 PROG = "fastrl-tune"
 WAIT_POLL_S = 2.0
@@ -131,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         from fastrl.cli.pbt import main as pbt_main
 
         return pbt_main(raw)
+    with ctrl_c_raises_interrupted():
+        return _run_study(raw)
+
+
+def _run_study(raw: list[str]) -> int:
     args = build_parser().parse_args(raw)
     _check_numbers(args)
     from fastrl.config import ConfigError
