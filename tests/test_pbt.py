@@ -174,6 +174,82 @@ def test_pbt_leaves_records_and_a_winner_that_eval_and_train_read(market, tmp_pa
     assert np.isfinite(result.winner_val_sharpe)
 
 
+def _interrupt_after_round(rounds: int):
+    """A callback that raises KeyboardInterrupt (as Ctrl-C would) once ``rounds`` are done."""
+    done = []
+
+    def callback(row: dict) -> None:
+        if "val_sharpe" in row:
+            done.append(row["global_step"])
+            if len(done) == rounds:
+                raise KeyboardInterrupt
+    return callback
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(market, tmp_path):
+    """Ctrl-C after round 1 of 3, PBT.resume from pbt_state.pt: weights, records, scores
+    and winner equal the uninterrupted run's exactly."""
+    config = tiny_config("total_timesteps=384")
+    whole_runner = PBT(config, 4, 128, market=market, run_dir=tmp_path / "whole")
+    whole = whole_runner.run()
+    runner = PBT(config, 4, 128, market=market, run_dir=tmp_path / "cut",
+                 callback=_interrupt_after_round(1))
+    with pytest.raises(KeyboardInterrupt):
+        runner.run()
+    assert runner.pop.global_step == 128 and (tmp_path / "cut" / "pbt_state.pt").is_file()
+    resumed_runner = PBT.resume(tmp_path / "cut", market=market)
+    assert resumed_runner.pop.global_step == 128 and resumed_runner.rounds == 1
+    resumed = resumed_runner.run()
+    assert resumed.final_scores == whole.final_scores and resumed.winner == whole.winner
+    assert resumed.lineage == whole.lineage and resumed.rounds == whole.rounds == 3
+    assert resumed_runner.rows == whole_runner.rows
+    for name, value in whole_runner.pop.params.items():
+        assert torch.equal(value, resumed_runner.pop.params[name]), name
+    for name, value in whole_runner.pop.optimizer.exp_avg_sq.items():
+        assert torch.equal(value, resumed_runner.pop.optimizer.exp_avg_sq[name]), name
+    a, b = load_agent(tmp_path / "whole" / "winner"), load_agent(tmp_path / "cut" / "winner")
+    for name, value in a.network.state_dict().items():
+        assert torch.equal(value, b.network.state_dict()[name]), name
+
+
+def test_a_population_state_that_does_not_fit_is_refused_by_name(market, tmp_path):
+    pop = Population(tiny_config(), 2, market=market)
+    state = pop.state_dict()
+    bigger = Population(tiny_config(), 3, market=market).state_dict()
+    with pytest.raises(PopulationError, match="holds 3 members"):
+        pop.load_state_dict(bigger)
+    before = {k: v.clone() for k, v in pop.params.items()}
+    key = next(k for k in state["params"] if k.endswith("weight"))
+    broken = dict(state, params={**state["params"], key: torch.zeros(2, 3, 3)})
+    with pytest.raises(PopulationError, match=f"params.{key}"):
+        pop.load_state_dict(broken)
+    for k, v in pop.params.items():
+        assert torch.equal(v, before[k]), k  # nothing written
+    with pytest.raises(FileNotFoundError, match="pbt_state.pt"):
+        PBT.resume(tmp_path / "nothing-here", market=market)
+
+
+def test_fastrl_tune_pbt_resume_finishes_an_interrupted_run(tmp_path, capsys):
+    from fastrl.config import resolve_defaults
+
+    config = resolve_defaults(build_config("fast", overrides={
+        "total_timesteps": 256, "data.symbols": ["A"], "data.source": "synthetic",
+        "data.test_days": 30, "data.val_days": 60}, set_options=[
+        "num_envs=4", "num_steps=16", "minibatch_size=32", "hidden_sizes=[16,16]",
+        "device=cpu", "torch_threads=1"]))
+    run_dir = tmp_path / "pbt"
+    with pytest.raises(KeyboardInterrupt):
+        PBT(config, 4, 128, run_dir=run_dir, callback=_interrupt_after_round(1)).run()
+    assert tune_main(["--pbt", "--resume", str(run_dir), "--population", "4"]) == 2
+    assert "drop --population" in capsys.readouterr().err
+    assert tune_main(["--pbt", "--resume", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "resumed at step 128 of 256" in out and "winner: member" in out
+    assert (run_dir / "winner" / "checkpoints" / "final.pt").is_file()
+    assert not (run_dir / "pbt_state.pt").exists()  # finished: nothing left to resume
+    assert len(read_csv(run_dir / "lineage.csv")) == 2 * 4
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--population", "1"], "--population must be >= 2"),
     (["--population", "4", "--ready", "100"], "--ready"),

@@ -3,7 +3,8 @@
 ``fastrl-tune --pbt --population 8 --symbols BPCL HDFCLIFE --timesteps 262144`` trains 8
 members for 262,144 env steps each, exploits/explores every ``--ready`` steps on the
 validation Sharpe, and leaves in the run folder: schedules.png, hparams.csv, lineage.csv,
-winner.yaml (``fastrl-train --config``) and winner/ (``fastrl-eval``).
+winner.yaml (``fastrl-train --config``) and winner/ (``fastrl-eval``). Ctrl-C keeps the run
+as of its last finished round: ``fastrl-tune --pbt --resume DIR`` continues it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fastrl.cli.errors import UsageError, cli_errors
+from fastrl.cli.interrupt import ctrl_c_raises_interrupted
 
 PROG = "fastrl-tune"
 
@@ -28,14 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
         "HDFCLIFE --timesteps 262144",
     )
     parser.add_argument("--pbt", action="store_true", required=True, help="population mode")
-    parser.add_argument("--population", type=int, required=True, metavar="P",
+    parser.add_argument("--resume", metavar="DIR", help="continue an interrupted run from its "
+                        "last finished round (DIR/pbt_state.pt), with its saved settings")
+    parser.add_argument("--population", type=int, metavar="P",
                         help="members trained together (>= 2; exploit needs a bottom and a top)")
     parser.add_argument("--ready", type=int, metavar="N", help="env steps per member between "
                         "exploit/explore rounds (a multiple of num_envs x num_steps; default: "
                         "the budget in 8 rounds)")
-    parser.add_argument("--timesteps", type=int, required=True, metavar="T",
+    parser.add_argument("--timesteps", type=int, metavar="T",
                         help="env steps per member")
-    parser.add_argument("--symbols", nargs="+", required=True, metavar="SYMBOL")
+    parser.add_argument("--symbols", nargs="+", metavar="SYMBOL")
     parser.add_argument("--freq", choices=("1d", "5min"), default="1d")
     parser.add_argument("--val-days", type=int, metavar="N",
                         help="validation days that rank members (default: 120 daily)")
@@ -63,34 +67,39 @@ def _default_ready(config: Any) -> int:
 @cli_errors(PROG)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    with ctrl_c_raises_interrupted():
+        return _run(args)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.resume is not None:
+        given = [flag for flag, value in (("--population", args.population),
+                                          ("--timesteps", args.timesteps),
+                                          ("--symbols", args.symbols), ("--ready", args.ready),
+                                          ("--config", args.config), ("--run-dir", args.run_dir))
+                 if value is not None] + (["--set"] if args.set_options else [])
+        if given:
+            raise UsageError(f"--resume continues with the run's saved settings; drop "
+                             f"{', '.join(given)}")
+        return
+    missing = [flag for flag, value in (("--population", args.population),
+                                        ("--timesteps", args.timesteps),
+                                        ("--symbols", args.symbols)) if value is None]
+    if missing:
+        raise UsageError(f"{', '.join(missing)} required (or --resume DIR)")
     if args.population < 2:
         raise UsageError(f"--population must be >= 2 (PBT copies the bottom quarter from the "
                          f"top quarter), got {args.population}")
     if args.timesteps < 1:
         raise UsageError(f"--timesteps must be >= 1, got {args.timesteps}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    _check_args(args)
     import torch
 
     from fastrl.config import build_config, resolve_defaults
-    from fastrl.tune.population_based import PBT
-
-    overrides: dict[str, Any] = {
-        "total_timesteps": args.timesteps, "seed": args.seed,
-        "data.symbols": list(args.symbols), "data.freq": args.freq,
-        "data.source": args.data, "data.test_days": args.test_days,
-    }
-    if args.val_days is not None:
-        overrides["data.val_days"] = args.val_days
-    if args.device is not None:
-        overrides["device"] = args.device
-    set_options = [item for group in args.set_options for item in group]
-    config = resolve_defaults(build_config(args.base_preset, args.config, overrides,
-                                           set_options))
-    if not config.data.val_days:
-        raise UsageError("--val-days must be >= 1: PBT ranks members on the validation bars")
-    ready = args.ready if args.ready is not None else _default_ready(config)
-    torch.set_num_threads(config.torch_threads or os.cpu_count() or 1)
-    run_dir = Path(args.run_dir or Path("runs") / "pbt-{}-{}".format(
-        "-".join(args.symbols)[:60], time.strftime("%Y%m%d-%H%M%S")))
+    from fastrl.tune.population_based import PBT, STATE_NAME
 
     def progress(row: dict[str, Any]) -> None:
         if "val_sharpe" not in row:
@@ -102,13 +111,54 @@ def main(argv: list[str] | None = None) -> int:
         print(f"step {row['global_step']:>9,}  best member {best} val Sharpe "
               f"{scores[best]:+.2f}  copies {copies}  {row['elapsed']:.0f}s", flush=True)
 
-    runner = PBT(config, args.population, ready, run_dir=run_dir, space=args.space,
-                 callback=progress)
+    if args.resume is not None:
+        run_dir = Path(args.resume)
+        runner = PBT.resume(run_dir, callback=progress)
+        config = runner.pop.config
+        if args.device is not None and args.device != config.device:
+            print(f"--device {args.device} ignored: the run continues on {config.device}")
+    else:
+        overrides: dict[str, Any] = {
+            "total_timesteps": args.timesteps, "seed": args.seed,
+            "data.symbols": list(args.symbols), "data.freq": args.freq,
+            "data.source": args.data, "data.test_days": args.test_days,
+        }
+        if args.val_days is not None:
+            overrides["data.val_days"] = args.val_days
+        if args.device is not None:
+            overrides["device"] = args.device
+        set_options = [item for group in args.set_options for item in group]
+        config = resolve_defaults(build_config(args.base_preset, args.config, overrides,
+                                               set_options))
+        if not config.data.val_days:
+            raise UsageError("--val-days must be >= 1: PBT ranks members on the validation "
+                             "bars")
+        ready = args.ready if args.ready is not None else _default_ready(config)
+        run_dir = Path(args.run_dir or Path("runs") / "pbt-{}-{}".format(
+            "-".join(args.symbols)[:60], time.strftime("%Y%m%d-%H%M%S")))
+        if (run_dir / STATE_NAME).exists():
+            raise UsageError(f"{run_dir} holds an unfinished PBT run; continue it with "
+                             f"--resume {run_dir} or choose another --run-dir")
+        runner = PBT(config, args.population, ready, run_dir=run_dir, space=args.space,
+                     callback=progress)
+    torch.set_num_threads(config.torch_threads or os.cpu_count() or 1)
     pop = runner.pop
-    print(f"{PROG} --pbt: {args.population} members x {pop.n} envs on {pop.device} "
-          f"(amp {pop.amp}, compile {pop.compile}); exploit/explore every {ready:,} steps",
-          flush=True)
-    result = runner.run()
+    start = (f"; resumed at step {pop.global_step:,} of {pop.num_updates * pop.batch_size:,}"
+             if args.resume is not None else "")
+    print(f"{PROG} --pbt: {pop.population} members x {pop.n} envs on {pop.device} "
+          f"(amp {pop.amp}, compile {pop.compile}); exploit/explore every {runner.ready:,} "
+          f"steps{start} -> {run_dir}", flush=True)
+    try:
+        result = runner.run()
+    except KeyboardInterrupt:
+        if (run_dir / STATE_NAME).exists():
+            print(f"interrupted: continue from the last finished round with: {PROG} --pbt "
+                  f"--resume {run_dir}", file=sys.stderr)
+        else:
+            print("interrupted before the first exploit/explore round: nothing to resume",
+                  file=sys.stderr)
+        return 130
+    (run_dir / STATE_NAME).unlink(missing_ok=True)  # finished: the outputs replace it
     print(f"winner: member {result.winner}, validation Sharpe {result.winner_val_sharpe:+.2f}; "
           f"{result.env_steps_per_second:,.0f} env steps/s over the population")
     for name in ("plot", "lineage", "hparams", "winner_config", "winner_checkpoint"):

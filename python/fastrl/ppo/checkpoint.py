@@ -32,7 +32,8 @@ def to_storable(value: Any) -> Any:
     """numpy arrays/scalars -> tensors/Python values, recursively (for weights_only loads)."""
     if isinstance(value, np.ndarray):
         if value.dtype.kind in "biuf":
-            return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(value).copy())}
+            # np.array keeps 0-d arrays 0-d (np.ascontiguousarray makes them 1-d)
+            return {"__ndarray__": torch.from_numpy(np.array(value, order="C", copy=True))}
         return {"__ndarray_list__": value.tolist(), "dtype": str(value.dtype)}
     if isinstance(value, np.generic):
         return value.item()
@@ -58,9 +59,14 @@ def from_storable(value: Any) -> Any:
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` to ``path`` atomically: a reader sees the old file or the new one."""
+    return atomic_torch_save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+                              **state}, path)
+
+
+def atomic_torch_save(payload: dict[str, Any], path: str | Path) -> Path:
+    """``torch.save`` through a temp file in the same folder, fsync and rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:

@@ -680,6 +680,53 @@ class Population:
             row[name] = self.hparams[name].cpu().tolist()
         return row
 
+    # ------------------------------------------------------------------------- snapshot
+
+    def state_dict(self) -> dict[str, Any]:
+        """Copies of everything the next ``step()`` reads: stacked weights, Adam state,
+        normalisers, hyperparameter factors, counters, the RNG, the simulator's snapshot and
+        the current observation. ``load_state_dict`` into a Population built from the same
+        config, market and P continues bit for bit (tested)."""
+        def copies(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {k: v.detach().clone() for k, v in tensors.items()}
+
+        optimizer = self.optimizer
+        return {
+            "population": self.population, "global_step": self.global_step,
+            "update": self.update, "params": copies(self.params),
+            "buffers": copies(self.buffers),
+            "optimizer": {"step_count": optimizer.step_count.clone(),
+                          "exp_avg": copies(optimizer.exp_avg),
+                          "exp_avg_sq": copies(optimizer.exp_avg_sq)},
+            "obs_normaliser": copies(self.obs_normaliser.state_dict()),
+            "reward_scaler": copies(self.reward_scaler.state_dict()),
+            "factors": copies(self.factors), "generator": self.generator.get_state(),
+            "env": self.env.get_state(), "next_obs": self.next_obs.clone(),
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Load a :meth:`state_dict`; every key, shape and dtype is checked before anything
+        is written (a mismatch is a PopulationError naming the key)."""
+        expected = self.state_dict()
+        _check_like(state, expected, "")
+        self.env.set_state(state["env"])  # checks the snapshot before it writes
+        for name in ("params", "buffers", "factors"):
+            for key, value in getattr(self, name).items():
+                value.copy_(state[name][key])
+        optimizer = self.optimizer
+        optimizer.step_count.copy_(state["optimizer"]["step_count"])
+        for name in ("exp_avg", "exp_avg_sq"):
+            for key, value in getattr(optimizer, name).items():
+                value.copy_(state["optimizer"][name][key])
+        self.obs_normaliser.load_state_dict(state["obs_normaliser"])
+        self.reward_scaler.load_state_dict(state["reward_scaler"])
+        self.generator.set_state(state["generator"])
+        self.next_obs.copy_(state["next_obs"])
+        self._stage_in()
+        self.global_step, self.update = int(state["global_step"]), int(state["update"])
+        self.set_step(self.global_step)
+
     # ------------------------------------------------------------------------- members
 
     def member_network(self, m: int) -> ActorCritic:
@@ -728,6 +775,31 @@ class Population:
             result = evaluate_agent(agent, self.market.val, self.config.env, baselines=False)
             scores.append(float(result.combined["agent"].sharpe))
         return scores
+
+
+def _check_like(value: Any, expected: Any, key: str) -> None:
+    """``value`` has ``expected``'s keys, and tensors/arrays of its shapes and dtypes."""
+    where = key or "state"
+    if isinstance(expected, dict):
+        if not isinstance(value, dict):
+            raise PopulationError(f"population state: {where} must be a dict")
+        missing, extra = sorted(set(expected) - set(value)), sorted(set(value) - set(expected))
+        if missing or extra:
+            raise PopulationError(f"population state: {where} is missing {missing} or has "
+                                  f"unknown {extra}")
+        for k, v in expected.items():
+            _check_like(value[k], v, f"{key}.{k}" if key else str(k))
+    elif isinstance(expected, (torch.Tensor, np.ndarray)):
+        if type(value) is not type(expected) or tuple(value.shape) != tuple(expected.shape) \
+                or value.dtype != expected.dtype:
+            got = (f"{type(value).__name__} {getattr(value, 'dtype', '')} "
+                   f"{tuple(getattr(value, 'shape', ()))}")
+            raise PopulationError(f"population state: {where} should be "
+                                  f"{type(expected).__name__} {expected.dtype} "
+                                  f"{tuple(expected.shape)}, got {got}")
+    elif key == "population" and value != expected:
+        raise PopulationError(f"population state: holds {value} members, this population "
+                              f"has {expected}")
 
 
 def _make_env(block: Any, num_envs: int, env_config: Any, *, num_threads: int, seed: int,

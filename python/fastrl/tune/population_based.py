@@ -20,7 +20,9 @@ hyperparameters at every update), ``lineage.csv`` (each ready round: score, rank
 copied whom), ``schedules.png`` (the schedules PBT learned next to the seed's),
 ``winner/checkpoints/final.pt`` (a normal checkpoint: ``fastrl-eval runs/x/winner``),
 ``winner.yaml`` (the winner's lineage schedule as piecewise schedules:
-``fastrl-train --config winner.yaml`` replays it) and ``summary.json``.
+``fastrl-train --config winner.yaml`` replays it) and ``summary.json``. While it trains,
+``pbt_state.pt`` holds the run as of its last finished round, written atomically:
+:meth:`PBT.resume` (``fastrl-tune --pbt --resume DIR``) continues from it.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ from fastrl.tune.population import HPARAMS, Population, PopulationError
 PERTURB_FACTORS = (0.8, 1.2)
 RESAMPLE_PROBABILITY = 0.25
 TRUNCATION = 0.25  # bottom / top fraction for exploit
+STATE_NAME = "pbt_state.pt"  # the run after its last finished round (resume reads it)
+STATE_FORMAT, STATE_VERSION = "fastrl-pbt", 1
 # space.yaml knobs that bound each hyperparameter (a schedule's start and end knobs both)
 BOUND_KNOBS = {"learning_rate": ("learning_rate",), "ent_coef": ("ent_coef", "ent_coef_final"),
                "clip_range": ("clip_range", "clip_range_final"), "vf_coef": ("vf_coef",),
@@ -119,6 +123,10 @@ class PBT:
         self.history: list[list[tuple[int, dict[str, float]]]] = [[] for _ in range(p)]
         self.rows: list[dict[str, Any]] = []  # every member, every update
         self.lineage: list[dict[str, Any]] = []
+        self.rounds = 0
+        self.scores: list[float] = []  # the last round's validation Sharpe per member
+        self.elapsed_before = 0.0  # wall seconds of earlier sessions of a resumed run
+        self.space = None if space is None else str(space)
         for m in range(1, p):
             self.explore(m)
 
@@ -187,10 +195,10 @@ class PBT:
     # --------------------------------------------------------------------------- run
 
     def run(self) -> PBTResult:
+        """Train to the budget. With a run folder, the state after every round is saved
+        (``pbt_state.pt``, atomically): an interrupted run continues with :meth:`resume`."""
         pop = self.pop
         start = time.perf_counter()
-        rounds = 0
-        scores: list[float] = []
         while pop.update < pop.num_updates:
             row = pop.step(raise_on_divergence=False)
             for m in range(pop.population):
@@ -199,38 +207,97 @@ class PBT:
                 self.rows.append({"step": pop.global_step, "update": pop.update, "member": m,
                                   **values, "episode_return": row["episode_return"][m]})
             if row["diverged"]:
-                self.replace_diverged(row["diverged"], scores)
+                self.replace_diverged(row["diverged"], self.scores)
             last = pop.update == pop.num_updates
             if pop.global_step % self.ready == 0 or last:
-                rounds += 1
-                scores = pop.validate()
+                self.rounds += 1
+                scores = self.scores = pop.validate()
                 copies = {} if last else self.exploit_and_explore(scores)
                 ranks = np.argsort(np.argsort([s if math.isfinite(s) else -math.inf
                                                for s in scores]))
                 for m in range(pop.population):
                     self.lineage.append({
-                        "round": rounds, "step": pop.global_step, "member": m,
+                        "round": self.rounds, "step": pop.global_step, "member": m,
                         "val_sharpe": scores[m], "rank": int(pop.population - ranks[m]),
                         "event": "exploit" if m in copies else "keep",
                         "parent": copies.get(m, m), **pop.member_hparams(m)})
                 row["val_sharpe"] = scores
                 row["copies"] = copies
-            row["elapsed"] = time.perf_counter() - start
+                if self.run_dir is not None and not last:
+                    self.save_state(self.elapsed_before + time.perf_counter() - start)
+            row["elapsed"] = self.elapsed_before + time.perf_counter() - start
             if self.callback is not None:
                 self.callback(row)
-        elapsed = time.perf_counter() - start
+        elapsed = self.elapsed_before + time.perf_counter() - start
+        scores = self.scores
         finite = [s if math.isfinite(s) else -math.inf for s in scores]
         winner = int(np.argmax(finite))
         schedule = self.winner_schedule(winner)
         result = PBTResult(
             winner=winner, winner_val_sharpe=float(scores[winner]), final_scores=scores,
             global_step=pop.global_step, elapsed=elapsed,
-            env_steps_per_second=pop.population * pop.global_step / elapsed, rounds=rounds,
-            lineage=self.lineage, winner_schedule=schedule,
+            env_steps_per_second=pop.population * pop.global_step / elapsed,
+            rounds=self.rounds, lineage=self.lineage, winner_schedule=schedule,
             winner_config=self.winner_config(winner, schedule))
         if self.run_dir is not None:
             result.files = self.write(result)
         return result
+
+    # ----------------------------------------------------------------------- resume
+
+    def state_dict(self, elapsed: float) -> dict[str, Any]:
+        """The population's snapshot plus PBT's own: settings, explore RNG, records."""
+        from fastrl.ppo.checkpoint import to_storable
+
+        return {"format": STATE_FORMAT, "version": STATE_VERSION,
+                "config": config_to_dict(self.pop.config), "ready": self.ready,
+                "space": self.space, "population": to_storable(self.pop.state_dict()),
+                "rng": self.rng.bit_generator.state, "history": self.history,
+                "rows": self.rows, "lineage": self.lineage, "rounds": self.rounds,
+                "scores": self.scores, "elapsed": elapsed}
+
+    def save_state(self, elapsed: float) -> Path:
+        from fastrl.ppo.checkpoint import atomic_torch_save
+
+        assert self.run_dir is not None
+        return atomic_torch_save(self.state_dict(elapsed), self.run_dir / STATE_NAME)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, *, market: Any = None,
+               callback: Callable[[dict[str, Any]], None] | None = None,
+               env_factory: Callable[..., Any] | None = None) -> PBT:
+        """A PBT continued from ``run_dir/pbt_state.pt`` (the last finished round); running
+        it gives what the uninterrupted run would have (tested)."""
+        from fastrl.config import config_from_dict
+        from fastrl.ppo.checkpoint import from_storable
+
+        run_dir = Path(run_dir)
+        path = run_dir / STATE_NAME
+        if not path.is_file():
+            raise FileNotFoundError(f"no PBT state to resume in {run_dir} ({STATE_NAME} is "
+                                    "written after the first exploit/explore round)")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise PopulationError(f"{path} is corrupted or unreadable ({reason})") from None
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise PopulationError(f"{path} is not a fastrl PBT state")
+        if state.get("version") != STATE_VERSION:
+            raise PopulationError(f"{path} has version {state.get('version')!r}; this fastrl "
+                                  f"resumes version {STATE_VERSION}")
+        config = config_from_dict(state["config"])
+        population = int(state["population"]["population"])
+        runner = cls(config, population, int(state["ready"]), market=market, run_dir=run_dir,
+                     space=state["space"], callback=callback, env_factory=env_factory)
+        runner.pop.load_state_dict(from_storable(state["population"]))
+        runner.rng.bit_generator.state = state["rng"]
+        runner.history = [[(int(step), dict(values)) for step, values in member]
+                          for member in state["history"]]
+        runner.rows, runner.lineage = list(state["rows"]), list(state["lineage"])
+        runner.rounds, runner.scores = int(state["rounds"]), list(state["scores"])
+        runner.elapsed_before = float(state["elapsed"])
+        return runner
 
     # ------------------------------------------------------------------------ winner
 
