@@ -240,8 +240,10 @@ def summarise_pairs(pairs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def format_ratio_summary(summary: dict[str, Any]) -> str:
-    """One line: 'median 3.1x (range 2.0-4.4, 3 exact), 2 pairs >= 5.2x, ...'."""
+def format_ratio_summary(summary: dict[str, Any], slow: str = "baseline",
+                         quick: str = "fast") -> str:
+    """One line: 'median 3.1x (range 2.0-4.4, 3 exact), 2 pairs >= 5.2x, ...' for the
+    ratio ``slow / quick`` (the names say which run of a pair did not reach the target)."""
     def pairs(n: int) -> str:
         return f"{n} pair" if n == 1 else f"{n} pairs"
 
@@ -251,11 +253,12 @@ def format_ratio_summary(summary: dict[str, Any]) -> str:
                      f"{summary['exact_max']:.2f}, {pairs(summary['exact_n'])})")
     if summary["lower_bounds"]:
         bounds = ", ".join(f"{b:.2f}" for b in summary["lower_bounds"])
-        parts.append(f"{pairs(len(summary['lower_bounds']))} baseline not reached "
+        parts.append(f"{pairs(len(summary['lower_bounds']))} {slow} not reached "
                      f"(> {bounds}x)")
     if summary["upper_bounds"]:
         bounds = ", ".join(f"{b:.2f}" for b in summary["upper_bounds"])
-        parts.append(f"{pairs(len(summary['upper_bounds']))} fast not reached (< {bounds}x)")
+        parts.append(f"{pairs(len(summary['upper_bounds']))} {quick} not reached "
+                     f"(< {bounds}x)")
     if summary["neither"]:
         parts.append(f"{pairs(summary['neither'])} neither reached")
     return "; ".join(parts) if parts else "no runs"
@@ -667,16 +670,17 @@ def _finite_or_none(value: float) -> float | None:
     return None if math.isinf(value) else value
 
 
-def format_ratio_of_medians(result: dict[str, Any]) -> str:
+def format_ratio_of_medians(result: dict[str, Any], slow: str = "baseline",
+                            quick: str = "fast preset") -> str:
     """'3.10x (90% CI 2.00x to inf)', or why the ratio is 0, infinite or undefined."""
     if result["ratio"] is None:
         return "undefined (neither median reached)"
     low, high = result["ci90"]
     interval = "" if low is None else f" (90% CI {_ratio_text(low)} to {_ratio_text(high)})"
     if result["ratio"] == "inf":
-        return f"inf: the baseline's median not reached{interval}"
+        return f"inf: the {slow}'s median not reached{interval}"
     if result["ratio"] == 0:
-        return f"0: the fast preset's median not reached{interval}"
+        return f"0: the {quick}'s median not reached{interval}"
     return f"{_ratio_text(result['ratio'])}{interval}"
 
 
