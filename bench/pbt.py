@@ -295,8 +295,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    suffix = "_quick" if args.quick else ("_cuda" if args.device.startswith("cuda") else "")
     payload: dict[str, Any] = {"machine": machine_info(), "device": args.device,
                                "quick": args.quick}
+    previous = RESULTS / f"pbt{suffix}.json"
+    if set(args.only) != {"throughput", "learning", "real"} and previous.is_file():
+        # --only reruns some sections: keep the others from the last run, each dated
+        payload = {**json.loads(previous.read_text()), **payload}
     if args.device.startswith("cuda"):
         payload["device_name"] = torch.cuda.get_device_name(0)
     started = time.perf_counter()
@@ -313,7 +318,9 @@ def main(argv: list[str] | None = None) -> int:
         print("== real bars", flush=True)
         payload["real"] = real_bars(args)
     payload["seconds"] = time.perf_counter() - started
-    suffix = "_quick" if args.quick else ("_cuda" if args.device.startswith("cuda") else "")
+    dates = dict(payload.get("section_dates") or {})
+    dates.update({name: time.strftime("%Y-%m-%d %H:%M") for name in args.only})
+    payload["section_dates"] = dates
     path = write_json(f"pbt{suffix}", payload)
     print(f"wrote {path} after {payload['seconds']:.0f} s")
     return 0
