@@ -492,6 +492,8 @@ def test_a_killed_machines_trial_is_failed_and_its_slot_runs_elsewhere(
     finally:
         if a.poll() is None:
             a.kill()
+        if a.stdout is not None:
+            a.stdout.close()
     second = [sys.executable, "-m", "fastrl.cli.tune", *common]
     second[second.index("--run-dir") + 1] = str(tmp_path / "machine_b")
     b = subprocess.run(second, env=env, capture_output=True, text=True, timeout=300)

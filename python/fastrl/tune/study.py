@@ -75,7 +75,7 @@ def make_storage(url: str | None, study_dir: str | Path, workers: int = 1,
     On a database each running trial sends a heartbeat every ``heartbeat`` seconds (0: off);
     a trial silent for ``STALE_AFTER`` heartbeats belonged to a machine that died: the next
     worker to look fails it, marks it ``interrupted`` and queues a slot in its place
-    (:func:`requeue_stale_trial`). The journal file needs none: its processes all run on
+    (:func:`fail_stale_trials`). The journal file needs none: its processes all run on
     one machine, and ``--resume`` there reclaims what a killed process left running.
     """
     import optuna
@@ -96,8 +96,7 @@ def make_storage(url: str | None, study_dir: str | Path, workers: int = 1,
     for attempt in range(3):
         try:
             beats = {"heartbeat_interval": int(heartbeat),
-                     "grace_period": STALE_AFTER * int(heartbeat),
-                     "heartbeat_stale_trial_callback": requeue_stale_trial} if heartbeat else {}
+                     "grace_period": STALE_AFTER * int(heartbeat)} if heartbeat else {}
             return optuna.storages.RDBStorage(with_driver(url),
                                               engine_kwargs={"pool_pre_ping": True}, **beats)
         except Exception as err:  # SQLAlchemy/driver errors: bad URL, server down, no db
@@ -227,23 +226,12 @@ def open_study(storage: Any, name: str, settings: dict[str, Any], n_trials: int,
     return study
 
 
-def requeue_stale_trial(study: Any, trial: Any) -> None:
-    """Optuna has just failed ``trial`` (its heartbeat went stale): mark it ``interrupted``
-    so it does not count, and queue a slot in its place so the budget still runs in full.
-    Only the worker whose storage call failed the trial gets here, so it is queued once."""
-    storage = study._storage
-    storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-    storage.set_trial_user_attr(trial._trial_id, "failure", "its worker stopped sending "
-                                "heartbeats (killed, or its machine was lost)")
-    study.enqueue_trial({}, user_attrs={"slot": True})
-
-
 @contextlib.contextmanager
 def heartbeat(study: Any, trial: Any) -> Iterator[None]:
     """Send ``trial``'s heartbeat from a thread while the block runs (database storage with
     heartbeats on; elsewhere nothing). The training loop never waits on the database."""
-    storage = study._storage
-    interval = getattr(storage, "heartbeat_interval", None)
+    storage = study._storage  # Optuna's cache around the RDBStorage: it forwards beats
+    interval = _heartbeat_interval(storage)
     if not interval:
         yield
         return
@@ -267,12 +255,39 @@ def heartbeat(study: Any, trial: Any) -> Iterator[None]:
         thread.join()
 
 
-def fail_stale_trials(study: Any) -> None:
-    """Fail (and requeue) trials of dead machines; a no-op without heartbeats."""
-    import optuna
+def fail_stale_trials(study: Any) -> int:
+    """Fail the trials of dead machines (heartbeat silent for ``STALE_AFTER`` beats), mark
+    them ``interrupted`` so they do not count, and queue a slot in the place of each, so the
+    budget still runs in full; returns how many. A no-op without heartbeats.
 
-    if getattr(study._storage, "heartbeat_interval", None):
-        optuna.storages.fail_stale_trials(study)
+    Optuna's own ``fail_stale_trials`` cannot be used: a finished trial takes no more
+    attributes, and the mark must be on it before it fails. Two workers may find the same
+    trial; only the one whose state change succeeds queues its slot.
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    if not _heartbeat_interval(storage):
+        return 0
+    requeued = 0
+    for trial_id in storage._get_stale_trial_ids(study._study_id):
+        try:
+            storage.set_trial_user_attr(trial_id, "interrupted", True)
+            storage.set_trial_user_attr(trial_id, "failure", "its worker stopped sending "
+                                        "heartbeats (killed, or its machine was lost)")
+            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                study.enqueue_trial({}, user_attrs={"slot": True})
+                requeued += 1
+        except UpdateFinishedTrialError:
+            continue  # another worker failed it first (or it finished after all)
+    return requeued
+
+
+def _heartbeat_interval(storage: Any) -> int | None:
+    from optuna.storages._heartbeat import BaseHeartbeat
+
+    return storage.get_heartbeat_interval() if isinstance(storage, BaseHeartbeat) else None
 
 
 def claim_trial(study: Any) -> Any | None:
@@ -426,19 +441,27 @@ class TrialRunner:
         record = TrialRecord(number=trial.number, state=state.name, params=params, score=score,
                              runs=[r.as_dict() for r in runs], wall_seconds=0.0,
                              storage_seconds=0.0, failure=failure)
-        if failure:
-            timed(trial.set_user_attr, "failure", failure)
-        if runs:
-            timed(trial.set_user_attr, "run_scores", [r.score for r in runs])
-            timed(trial.set_user_attr, "final_sharpes", [r.final_sharpe for r in runs])
-            first = runs[0]
-            timed(trial.set_user_attr, "curve", {"steps": first.steps, "sharpe": first.sharpe})
-        if state == TrialState.COMPLETE:
-            returns = combined_val_returns(runs, settings["folds"])
-            timed(trial.set_user_attr, "val_returns", [round(r, 10) for r in returns])
-            timed(study.tell, trial, score)
-        else:
-            timed(study.tell, trial, state=state)
+        try:
+            if failure:
+                timed(trial.set_user_attr, "failure", failure)
+            if runs:
+                timed(trial.set_user_attr, "run_scores", [r.score for r in runs])
+                timed(trial.set_user_attr, "final_sharpes", [r.final_sharpe for r in runs])
+                first = runs[0]
+                timed(trial.set_user_attr, "curve",
+                      {"steps": first.steps, "sharpe": first.sharpe})
+            if state == TrialState.COMPLETE:
+                returns = combined_val_returns(runs, settings["folds"])
+                timed(trial.set_user_attr, "val_returns", [round(r, 10) for r in returns])
+                timed(study.tell, trial, score)
+            else:
+                timed(study.tell, trial, state=state)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # this worker went silent long enough for another to fail the trial and queue
+            # its slot again (fail_stale_trials): that run counts, this result does not
+            self.log(f"trial {trial.number}: taken over by another worker after missed "
+                     "heartbeats; its result here is dropped")
+            record.failure = "taken over after missed heartbeats"
         record.wall_seconds = time.perf_counter() - started
         record.storage_seconds = storage_time[0]
         self.records.append(record)
