@@ -42,9 +42,10 @@ def member_state(pop: Population, m: int) -> dict[str, torch.Tensor]:
     state = {f"param.{k}": v[m] for k, v in pop.params.items()}
     state.update({f"exp_avg.{k}": v[m] for k, v in opt.exp_avg.items()})
     state.update({f"exp_avg_sq.{k}": v[m] for k, v in opt.exp_avg_sq.items()})
-    state.update(step=opt.step_count[m], obs_mean=norm.mean[m], obs_var=norm.var[m],
-                 obs_count=norm.count[m], obs_shift=norm.shift[m], obs_scale=norm.scale[m],
-                 reward_var=pop.reward_scaler.var[m])
+    state.update(step=opt.step_count[m], obs_mean=norm.stats.mean[m],
+                 obs_var=norm.stats.var[m], obs_count=norm.stats.count[m],
+                 obs_shift=norm.shift[m], obs_scale=norm.scale[m],
+                 reward_var=pop.reward_scaler.stats.var[m])
     return {k: v.detach().clone() for k, v in state.items()}
 
 
@@ -63,7 +64,8 @@ def test_population_of_one_is_a_trainer_step_for_step(market, extra):
         for name, value in trainer.network.state_dict().items():
             torch.testing.assert_close(pop.params[name][0].detach(), value, rtol=0,
                                        atol=WEIGHT_ATOL)
-        torch.testing.assert_close(pop.obs_normaliser.mean[0], trainer.obs_normaliser.stats.mean)
+        torch.testing.assert_close(pop.obs_normaliser.stats.mean[0],
+                                   trainer.obs_normaliser.stats.mean)
         assert row_p["learning_rate"][0] == pytest.approx(row_t["charts/learning_rate"])
     assert trainer.generator.get_state().equal(pop.generator.get_state())  # same stream used
 

@@ -464,3 +464,54 @@ def test_two_processes_join_one_postgresql_study(tiny_space: Path, tmp_path: Pat
     recorded = optuna.load_study(storage=storage, study_name="pg").user_attrs
     with pytest.raises(study_mod.StudyError, match="--resume"):
         open_study(storage, "pg", recorded[study_mod.SETTINGS_ATTR], 6, join=True)
+
+
+def test_a_killed_machines_trial_is_failed_and_its_slot_runs_elsewhere(
+        tiny_space: Path, tmp_path: Path, postgres_url: str) -> None:
+    """Heartbeats on a shared database: machine A is killed (SIGKILL) mid-trial; machine B,
+    joining later, fails A's silent trial, marks it interrupted and runs its slot, so the
+    study still ends with its full budget and nothing left RUNNING."""
+    import signal
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = _importable_fastrl_path(env)
+    common = cli_args(tiny_space, tmp_path / "unused", "--storage", postgres_url, "--study",
+                      "hb", "--heartbeat", "1", "--no-report", trials=3, timesteps=24576)
+    first = [sys.executable, "-m", "fastrl.cli.tune", *common]
+    first[first.index("--run-dir") + 1] = str(tmp_path / "machine_a")
+    a = subprocess.Popen(first, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    try:
+        assert a.stdout is not None
+        for line in a.stdout:
+            if " trial 0 (" in line:
+                break
+        time.sleep(1.5)  # a heartbeat or two, then the machine dies without a word
+        a.send_signal(signal.SIGKILL)
+        a.wait(timeout=30)
+    finally:
+        if a.poll() is None:
+            a.kill()
+        if a.stdout is not None:
+            a.stdout.close()
+    second = [sys.executable, "-m", "fastrl.cli.tune", *common]
+    second[second.index("--run-dir") + 1] = str(tmp_path / "machine_b")
+    b = subprocess.run(second, env=env, capture_output=True, text=True, timeout=300)
+    assert b.returncode == 0, b.stdout + b.stderr
+    trials = _trials_of(postgres_url, "hb")
+    lost = [t for t in trials if t.user_attrs.get("interrupted")]
+    assert len(lost) == 1 and lost[0].number == 0 and lost[0].state.name == "FAIL"
+    assert "heartbeats" in lost[0].user_attrs["failure"]
+    counted = [t for t in trials if not t.user_attrs.get("interrupted")]
+    assert len(counted) == 3 and {t.state.name for t in counted} <= {"COMPLETE", "PRUNED"}
+    # machine B (one process) ran every counted trial, the requeued slot included
+    assert len({t.user_attrs["worker"] for t in counted}) == 1
+    assert counted[0].user_attrs["worker"] != lost[0].user_attrs["worker"]
+    assert (tmp_path / "machine_b" / "best.yaml").is_file()
+
+
+def test_heartbeat_needs_a_database(tiny_space: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert tune_main(cli_args(tiny_space, tmp_path / "s", "--heartbeat", "5")) == 2
+    assert "--heartbeat applies to a --storage database" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

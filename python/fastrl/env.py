@@ -44,7 +44,8 @@ from fastrl.data.block import MarketBlock
 AGENT_STATE_DIMS = 3
 EXECUTIONS = {"next_open": 0, "close": 1}
 REWARDS = {"log_return": 0, "pnl": 1, "diff_sharpe": 2}
-BUFFER_SPECS = {  # name -> (dtype, per-env shape: "obs" for (obs_dim,), () for scalars)
+# the outputs every simulator writes: name -> (dtype, per-env shape: "obs" or ())
+SIM_BUFFER_SPECS = {
     "obs": (np.float32, "obs"),
     "rewards": (np.float64, ()),
     "terminated": (np.bool_, ()),
@@ -56,9 +57,9 @@ BUFFER_SPECS = {  # name -> (dtype, per-env shape: "obs" for (obs_dim,), () for 
     "ep_equity": (np.float64, ()),
     "ep_costs": (np.float64, ()),
     "ep_trades": (np.int64, ()),
-    "ep_position": (np.float64, ()),
-    "ep_shares": (np.float64, ()),
 }
+BUFFER_SPECS = {**SIM_BUFFER_SPECS, "ep_position": (np.float64, ()),
+                "ep_shares": (np.float64, ())}
 
 
 @dataclass
@@ -353,58 +354,36 @@ def allocate_buffers(num_envs: int, obs_dim: int, given: dict[str, Any] | None =
     return out
 
 
-class TradingVecEnv(VectorEnv):
-    """``num_envs`` trading envs over one MarketBlock, stepped by the C++ core."""
+class CoreVecEnv(VectorEnv):
+    """What the VectorEnvs over a C++ simulator share: argument checks, output buffers, the
+    lazily built batched spaces, the same-step autoreset ``reset``/``step``, snapshots with
+    the Python-side reset-seed sequence, and the buffer/thread views.
+
+    A subclass builds ``self._sim`` and ``self._episode`` after :meth:`_setup`, and provides
+    ``_batched_action_space()`` and ``_as_actions()`` (the slow path of ``step``: convert
+    what is convertible or raise about the caller's array).
+    """
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+    _sim: Any
+    _episode: dict[str, np.ndarray]
 
-    def __init__(
-        self,
-        market: MarketBlock,
-        num_envs: int = 64,
-        config: EnvConfig | None = None,
-        *,
-        num_threads: int = 1,
-        seed: int = 0,
-        buffers: dict[str, Any] | None = None,
-    ) -> None:
-        from fastrl import _core
-
-        if not isinstance(market, MarketBlock):
-            raise ValueError(f"market must be a fastrl MarketBlock, got {type(market).__name__}")
+    def _setup(self, num_envs: Any, num_threads: Any, seed: int, obs_dim: int,
+               buffers: dict[str, Any] | None, specs: dict[str, tuple[Any, Any]]) -> None:
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
         if not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
             raise ValueError(f"num_threads must be an integer >= 1, got {num_threads!r}")
-        self.config = config if config is not None else EnvConfig()
-        self.config.validate()
-        self.market = market
         self.num_envs = int(num_envs)
-        self.window = self.config.window
-        self.obs_dim = self.window * market.num_features + AGENT_STATE_DIMS
+        self.obs_dim = int(obs_dim)
         self._seed = int(seed) & (2**64 - 1)
-        self._resets = 1  # the constructor already started episodes from `seed`
-        self._buffers = allocate_buffers(self.num_envs, self.obs_dim, buffers)
-        flags = (session_flags(market, self.config.intraday_cutoff)
-                 if self.config.needs_session_flags() else None)
-        self._sim = _core.Simulator(
-            market.open, market.close, market.features, market.offsets, list(market.symbols),
-            self.config.to_core(), self.num_envs, int(num_threads), self._seed, self._buffers,
-            flags,
-        )
-        b = self._buffers
-        self._episode = {"r": b["ep_return"], "l": b["ep_length"], "equity": b["ep_equity"],
-                         "costs": b["ep_costs"], "trades": b["ep_trades"],
-                         "position": b["ep_position"], "shares": b["ep_shares"]}
-        self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32)
-        if self.config.action == "discrete":
-            self.single_action_space = gym.spaces.Discrete(len(self.config.position_levels))
-        else:
-            self.single_action_space = gym.spaces.Box(
-                self.config.min_pos, self.config.max_pos, (1,), np.float64)
+        self._resets = 1  # the constructor starts episodes from `seed`
+        self._buffers = allocate_buffers(self.num_envs, self.obs_dim, buffers, specs)
+        self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,),
+                                                       np.float32)
         self._batched_spaces: dict[str, gym.Space] = {}
 
-    # The batched spaces hold bound arrays of [num_envs, obs_dim] each; built on first use so
+    # The batched spaces hold bound arrays of [num_envs, ...] each; built on first use so
     # that 16k envs do not carry 2 x 17 MB of infinities nobody reads.
     @property
     def observation_space(self) -> gym.Space:
@@ -416,14 +395,14 @@ class TradingVecEnv(VectorEnv):
     @property
     def action_space(self) -> gym.Space:
         if "action" not in self._batched_spaces:
-            if self.config.action == "discrete":
-                space = gym.spaces.MultiDiscrete(
-                    np.full(self.num_envs, len(self.config.position_levels), dtype=np.int64))
-            else:
-                space = gym.spaces.Box(self.config.min_pos, self.config.max_pos,
-                                       (self.num_envs, 1), np.float64)
-            self._batched_spaces["action"] = space
+            self._batched_spaces["action"] = self._batched_action_space()
         return self._batched_spaces["action"]
+
+    def _batched_action_space(self) -> gym.Space:
+        raise NotImplementedError
+
+    def _as_actions(self, actions: Any) -> np.ndarray:
+        raise NotImplementedError
 
     # -- gymnasium API -------------------------------------------------------------------
 
@@ -443,11 +422,11 @@ class TradingVecEnv(VectorEnv):
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                           dict[str, Any]]:
-        try:  # fast path: the binding takes an exact int64 / float64 [N] array as it is
+        try:  # fast path: the binding takes an exact array of its dtype and shape as it is
             self._sim.step(actions)
         except (ValueError, TypeError):
-            # Convert what is convertible ([N, 1], other int widths, float32) or raise a
-            # message about the caller's array; a range error is raised again as it was.
+            # Convert what is convertible or raise a message about the caller's array; a
+            # range error is raised again as it was.
             self._sim.step(self._as_actions(actions))
         b = self._buffers
         info = {"final_obs": b["final_obs"], "_final_obs": b["done"],
@@ -461,8 +440,8 @@ class TradingVecEnv(VectorEnv):
 
     def get_state(self) -> dict[str, np.ndarray]:
         """Copies of everything that determines future outputs: every per-env state array
-        of the simulator (see ``STATE_KEYS``) plus the seed sequence that ``reset()``
-        without a seed continues (``reset_seed``, ``reset_count``; 0-d arrays)."""
+        of the simulator plus the seed sequence that ``reset()`` without a seed continues
+        (``reset_seed``, ``reset_count``; 0-d arrays)."""
         state = self._sim.get_state()
         state["reset_seed"] = np.array(self._seed, dtype=np.uint64)
         state["reset_count"] = np.array(self._resets, dtype=np.int64)
@@ -488,13 +467,82 @@ class TradingVecEnv(VectorEnv):
                        else type(value).__name__)
                 raise ValueError(f"state '{key}' must be a 0-d {np.dtype(dtype)} array; "
                                  f"got {got}")
+        if state["reset_count"] < 0:
+            raise ValueError(f"state 'reset_count' must be >= 0, got {int(state['reset_count'])}")
         self._sim.set_state({k: v for k, v in state.items() if k not in own})
         self._seed = int(state["reset_seed"])
         self._resets = int(state["reset_count"])
 
-    # -- helpers -------------------------------------------------------------------------
+    # -- views ---------------------------------------------------------------------------
+
+    @property
+    def buffers(self) -> dict[str, np.ndarray]:
+        """The output arrays the simulator writes in place."""
+        return self._buffers
+
+    @property
+    def num_threads(self) -> int:
+        return int(self._sim.num_threads)
+
+    # Read-only views of the simulator's per-env state (no copies).
+    shares = property(lambda self: self._sim.shares)
+    cash = property(lambda self: self._sim.cash)
+    equity = property(lambda self: self._sim.equity, doc="Equity marked at the current close.")
+    bar_index = property(lambda self: self._sim.bar_index, doc="Current row of each env.")
+    episode_costs = property(lambda self: self._sim.episode_costs)
+    episode_trades = property(lambda self: self._sim.episode_trades)
+    episode_steps = property(lambda self: self._sim.episode_steps)
+
+
+class TradingVecEnv(CoreVecEnv):
+    """``num_envs`` trading envs over one MarketBlock, stepped by the C++ core."""
+
+    def __init__(
+        self,
+        market: MarketBlock,
+        num_envs: int = 64,
+        config: EnvConfig | None = None,
+        *,
+        num_threads: int = 1,
+        seed: int = 0,
+        buffers: dict[str, Any] | None = None,
+    ) -> None:
+        from fastrl import _core
+
+        if not isinstance(market, MarketBlock):
+            raise ValueError(f"market must be a fastrl MarketBlock, got {type(market).__name__}")
+        self.config = config if config is not None else EnvConfig()
+        self.config.validate()
+        self.market = market
+        self.window = self.config.window
+        self._setup(num_envs, num_threads, seed,
+                    self.window * market.num_features + AGENT_STATE_DIMS, buffers, BUFFER_SPECS)
+        flags = (session_flags(market, self.config.intraday_cutoff)
+                 if self.config.needs_session_flags() else None)
+        self._sim = _core.Simulator(
+            market.open, market.close, market.features, market.offsets, list(market.symbols),
+            self.config.to_core(), self.num_envs, int(num_threads), self._seed, self._buffers,
+            flags,
+        )
+        b = self._buffers
+        self._episode = {"r": b["ep_return"], "l": b["ep_length"], "equity": b["ep_equity"],
+                         "costs": b["ep_costs"], "trades": b["ep_trades"],
+                         "position": b["ep_position"], "shares": b["ep_shares"]}
+        if self.config.action == "discrete":
+            self.single_action_space = gym.spaces.Discrete(len(self.config.position_levels))
+        else:
+            self.single_action_space = gym.spaces.Box(
+                self.config.min_pos, self.config.max_pos, (1,), np.float64)
+
+    def _batched_action_space(self) -> gym.Space:
+        if self.config.action == "discrete":
+            return gym.spaces.MultiDiscrete(
+                np.full(self.num_envs, len(self.config.position_levels), dtype=np.int64))
+        return gym.spaces.Box(self.config.min_pos, self.config.max_pos, (self.num_envs, 1),
+                              np.float64)
 
     def _as_actions(self, actions: Any) -> np.ndarray:
+        """int64 / float64 [N] from [N, 1], other int widths, float32; else a clear error."""
         a = np.asarray(actions)
         if a.ndim == 2 and a.shape[1] == 1:
             a = a[:, 0]
@@ -511,25 +559,8 @@ class TradingVecEnv(VectorEnv):
             raise ValueError(f"continuous actions must be floats, got dtype {a.dtype}")
         return np.ascontiguousarray(a, dtype=np.float64)
 
-    @property
-    def buffers(self) -> dict[str, np.ndarray]:
-        """The output arrays the simulator writes in place."""
-        return self._buffers
-
-    @property
-    def num_threads(self) -> int:
-        return int(self._sim.num_threads)
-
-    # Read-only views of the simulator's per-env state (no copies).
     positions = property(lambda self: self._sim.position, doc="Target exposure held per env.")
-    shares = property(lambda self: self._sim.shares)
-    cash = property(lambda self: self._sim.cash)
-    equity = property(lambda self: self._sim.equity, doc="Equity marked at the current close.")
-    bar_index = property(lambda self: self._sim.bar_index, doc="Current row in the market block.")
     segment = property(lambda self: self._sim.segment, doc="Segment each env trades now.")
-    episode_costs = property(lambda self: self._sim.episode_costs)
-    episode_trades = property(lambda self: self._sim.episode_trades)
-    episode_steps = property(lambda self: self._sim.episode_steps)
 
 
 STATE_KEYS = ("position", "shares", "cash", "equity", "entry_price", "bar_index", "segment",

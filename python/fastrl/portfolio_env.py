@@ -37,29 +37,12 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode, VectorEnv
 
 from fastrl.costs import CostModel, resolve_cost_model
 from fastrl.data.panel import PanelBlock
-from fastrl.env import allocate_buffers
+from fastrl.env import EXECUTIONS, REWARDS, SIM_BUFFER_SPECS, CoreVecEnv
 
-EXECUTIONS = {"next_open": 0, "close": 1}
-REWARDS = {"log_return": 0, "pnl": 1, "diff_sharpe": 2}
-BUFFER_SPECS = {  # name -> (dtype, per-env shape: "obs" for (obs_dim,), () for scalars)
-    "obs": (np.float32, "obs"),
-    "rewards": (np.float64, ()),
-    "terminated": (np.bool_, ()),
-    "truncated": (np.bool_, ()),
-    "done": (np.bool_, ()),
-    "final_obs": (np.float32, "obs"),
-    "ep_return": (np.float64, ()),
-    "ep_length": (np.int64, ()),
-    "ep_equity": (np.float64, ()),
-    "ep_costs": (np.float64, ()),
-    "ep_trades": (np.int64, ()),
-    "ep_turnover": (np.float64, ()),
-}
-_WRAPPER_STATE = ("reset_seed", "reset_count")  # get_state keys owned by the Python side
+BUFFER_SPECS = {**SIM_BUFFER_SPECS, "ep_turnover": (np.float64, ())}
 
 
 @dataclass
@@ -186,10 +169,9 @@ def portfolio_obs_dim(panel: PanelBlock, window: int) -> int:
     return window * panel.num_assets * panel.num_features + panel.num_assets + 1
 
 
-class PortfolioVecEnv(VectorEnv):
-    """``num_envs`` portfolios over one PanelBlock, stepped by the C++ core."""
-
-    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+class PortfolioVecEnv(CoreVecEnv):
+    """``num_envs`` portfolios over one PanelBlock, stepped by the C++ core; ``step`` takes
+    the target weights [num_envs, num_assets] (see the module doc)."""
 
     def __init__(
         self,
@@ -205,21 +187,14 @@ class PortfolioVecEnv(VectorEnv):
 
         if not isinstance(panel, PanelBlock):
             raise ValueError(f"panel must be a fastrl PanelBlock, got {type(panel).__name__}")
-        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
-        if not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
-            raise ValueError(f"num_threads must be an integer >= 1, got {num_threads!r}")
         self.config = config if config is not None else PortfolioConfig()
         self.config.validate()
         self.panel = panel
         self.symbols = panel.symbols
-        self.num_envs = int(num_envs)
         self.num_assets = panel.num_assets
         self.window = self.config.window
-        self.obs_dim = portfolio_obs_dim(panel, self.window)
-        self._seed = int(seed) & (2**64 - 1)
-        self._resets = 1  # the constructor already started episodes from `seed`
-        self._buffers = allocate_buffers(self.num_envs, self.obs_dim, buffers, BUFFER_SPECS)
+        self._setup(num_envs, num_threads, seed, portfolio_obs_dim(panel, self.window),
+                    buffers, BUFFER_SPECS)
         self._sim = _core.PortfolioSimulator(
             panel.open, panel.close, panel.features, panel.tradable, list(panel.symbols),
             self.config.to_core(), self.num_envs, int(num_threads), self._seed, self._buffers)
@@ -227,64 +202,18 @@ class PortfolioVecEnv(VectorEnv):
         self._episode = {"r": b["ep_return"], "l": b["ep_length"], "equity": b["ep_equity"],
                          "costs": b["ep_costs"], "trades": b["ep_trades"],
                          "turnover": b["ep_turnover"]}
-        self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,),
-                                                       np.float32)
         low = 0.0 if self.config.long_only else -self.config.max_weight
         self.single_action_space = gym.spaces.Box(low, self.config.max_weight,
                                                   (self.num_assets,), np.float64)
-        self._batched_spaces: dict[str, gym.Space] = {}
 
-    # Built on first use: at 1024 envs x 10k floats a bound array is 40 MB nobody reads.
-    @property
-    def observation_space(self) -> gym.Space:
-        if "obs" not in self._batched_spaces:
-            self._batched_spaces["obs"] = gym.spaces.Box(
-                -np.inf, np.inf, (self.num_envs, self.obs_dim), np.float32)
-        return self._batched_spaces["obs"]
-
-    @property
-    def action_space(self) -> gym.Space:
+    def _batched_action_space(self) -> gym.Space:
         """Per-name bounds only: the gross cap (sum |w| <= max_gross) is checked in step."""
-        if "action" not in self._batched_spaces:
-            s = self.single_action_space
-            self._batched_spaces["action"] = gym.spaces.Box(
-                s.low[0], s.high[0], (self.num_envs, self.num_assets), np.float64)
-        return self._batched_spaces["action"]
-
-    # -- gymnasium API -------------------------------------------------------------------
-
-    def reset(self, *, seed: int | None = None,
-              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Starts new episodes everywhere. A given seed fixes all per-env streams; without
-        one, each reset draws the next seed of a deterministic sequence from the first."""
-        if seed is not None:
-            self._seed = int(seed) & (2**64 - 1)
-            self._resets = 0
-            stream_seed = self._seed
-        else:
-            stream_seed = (self._seed + 0x9E3779B97F4A7C15 * self._resets) & (2**64 - 1)
-        self._resets += 1
-        self._sim.reset(stream_seed)
-        return self._buffers["obs"], {}
-
-    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                          dict[str, Any]]:
-        """Rebalances every env to the target weights ``actions`` [num_envs, num_assets]."""
-        try:  # fast path: an exact float64 [N, A] C-contiguous array goes straight through
-            self._sim.step(actions)
-        except (ValueError, TypeError):
-            # Convert what is convertible (float32, a torch CPU tensor, lists) or raise about
-            # the caller's array; a range error is raised again as it was.
-            self._sim.step(self._as_actions(actions))
-        b = self._buffers
-        info = {"final_obs": b["final_obs"], "_final_obs": b["done"],
-                "episode": self._episode, "_episode": b["done"]}
-        return b["obs"], b["rewards"], b["terminated"], b["truncated"], info
-
-    def close_extras(self, **kwargs: Any) -> None:
-        self._sim = None
+        s = self.single_action_space
+        return gym.spaces.Box(s.low[0], s.high[0], (self.num_envs, self.num_assets),
+                              np.float64)
 
     def _as_actions(self, actions: Any) -> np.ndarray:
+        """float64 [N, A] from float32, a torch CPU tensor or lists; else a clear error."""
         a = np.asarray(actions)
         shape = (self.num_envs, self.num_assets)
         if a.shape != shape:
@@ -293,58 +222,13 @@ class PortfolioVecEnv(VectorEnv):
             raise ValueError(f"weights must be floats, got dtype {a.dtype}")
         return np.ascontiguousarray(a, dtype=np.float64)
 
-    # -- snapshots -----------------------------------------------------------------------
-
-    def get_state(self) -> dict[str, np.ndarray]:
-        """Copies of every per-env state array plus the reset-seed sequence: with
-        :meth:`set_state`, the same actions then give the same outputs."""
-        state = self._sim.get_state()
-        state["reset_seed"] = np.array(self._seed, dtype=np.uint64)
-        state["reset_count"] = np.array(self._resets, dtype=np.int64)
-        return state
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Restores a :meth:`get_state` snapshot (same num_envs and panel) and rewrites the
-        observation buffer. Any bad name, dtype, shape or value raises ValueError and
-        changes nothing."""
-        if not isinstance(state, dict):
-            raise ValueError(f"state must be a dict from get_state, got {type(state).__name__}")
-        missing = [k for k in _WRAPPER_STATE if k not in state]
-        if missing:
-            raise ValueError(f"set_state: missing state entries {missing}")
-        seed, count = np.asarray(state["reset_seed"]), np.asarray(state["reset_count"])
-        if seed.shape != () or seed.dtype != np.uint64 or count.shape != () \
-                or count.dtype != np.int64 or count < 0:
-            raise ValueError("set_state: reset_seed must be a uint64 scalar and reset_count a "
-                             "non-negative int64 scalar")
-        self._sim.set_state({k: v for k, v in state.items() if k not in _WRAPPER_STATE})
-        self._seed, self._resets = int(seed), int(count)
-
-    # -- views ---------------------------------------------------------------------------
-
-    @property
-    def buffers(self) -> dict[str, np.ndarray]:
-        """The output arrays the simulator writes in place."""
-        return self._buffers
-
-    @property
-    def num_threads(self) -> int:
-        return int(self._sim.num_threads)
-
     @property
     def weights(self) -> np.ndarray:
         """[N, A] float64 weights marked at the close of each env's current row (a copy)."""
         mark = self._sim.mark[self._sim.bar_index]
         return self._sim.shares * mark / self._sim.equity[:, None]
 
-    # Read-only views of the simulator's per-env state (no copies).
     shares = property(lambda self: self._sim.shares, doc="[N, A] shares held.")
-    cash = property(lambda self: self._sim.cash)
-    equity = property(lambda self: self._sim.equity, doc="Equity marked at the current close.")
-    bar_index = property(lambda self: self._sim.bar_index, doc="Current row in the panel.")
-    episode_steps = property(lambda self: self._sim.episode_steps)
-    episode_costs = property(lambda self: self._sim.episode_costs)
-    episode_trades = property(lambda self: self._sim.episode_trades)
     episode_turnover = property(lambda self: self._sim.episode_turnover)
 
 

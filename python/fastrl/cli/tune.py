@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--study", metavar="NAME", help="study name (default from the symbols)")
     run.add_argument("--storage", metavar="URL", help="SQLAlchemy URL shared by many machines "
                      "(postgresql://user@host:5432/db); default: a journal file in --run-dir")
+    run.add_argument("--heartbeat", type=int, default=None, metavar="S",
+                     help="with --storage: running trials send a heartbeat every S seconds "
+                     "(default 60; 0 off); a trial silent for 3 of them belonged to a "
+                     "machine that died, and another worker runs its slot again")
     run.add_argument("--workers", type=int, default=1, metavar="W",
                      help="worker processes on this machine (default 1)")
     run.add_argument("--timeout", type=float, metavar="S",
@@ -86,6 +90,12 @@ def _check_numbers(args: argparse.Namespace) -> None:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
     if args.val_every_steps < 0:
         raise UsageError(f"--val-every-steps must be >= 0, got {args.val_every_steps}")
+    if args.heartbeat is not None:
+        if args.storage is None:
+            raise UsageError("--heartbeat applies to a --storage database (the journal file's "
+                             "processes all run on this machine; --resume reclaims theirs)")
+        if args.heartbeat < 0:
+            raise UsageError(f"--heartbeat must be >= 0 seconds, got {args.heartbeat}")
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError(f"--timeout must be > 0 seconds, got {args.timeout}")
 
@@ -162,7 +172,9 @@ def _run_study(raw: list[str]) -> int:
         raise UsageError(f"no study to {'resume' if args.resume else 'join'} in {study_dir} "
                          f"({journal} not found)")
     # a database URL is checked before the slow data loading; the journal is made after it
-    storage = make_storage(args.storage, study_dir, args.workers) if args.storage else None
+    storage = (make_storage(args.storage, study_dir, args.workers,
+                            **({} if args.heartbeat is None else {"heartbeat": args.heartbeat}))
+               if args.storage else None)
     import torch
 
     try:
@@ -210,6 +222,7 @@ def _run_study(raw: list[str]) -> int:
         codes = [proc.wait() for proc, _ in workers]
         while running_trials(study) and (deadline is None or time.time() < deadline):
             time.sleep(WAIT_POLL_S)  # trials of other machines still running
+            runner.run(study, deadline=deadline)  # unless one died: its slot runs here
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: still a clean exit
         for proc, _ in workers:  # a terminal's Ctrl-C reached them too; make sure

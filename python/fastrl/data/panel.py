@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from fastrl.data.loaders import load_bars_report
-from fastrl.data.splits import SPLITS, split_bars
+from fastrl.data.splits import Splits, split_bars
 from fastrl.features import FeatureNormaliser, compute_features
 
 
@@ -111,23 +111,8 @@ class PanelBlock:
 
 
 @dataclass
-class PanelSplits:
+class PanelSplits(Splits[PanelBlock]):
     """Train/val/test panels of one market and the normaliser fitted on train rows."""
-
-    train: PanelBlock
-    val: PanelBlock | None
-    test: PanelBlock
-    normaliser: FeatureNormaliser
-    feature_names: tuple[str, ...]
-    summary: dict
-
-    def block(self, split: str) -> PanelBlock:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        block = getattr(self, split)
-        if block is None:
-            raise ValueError(f"this panel has no {split!r} split (val_days=0)")
-        return block
 
 
 def build_panel_from_bars(

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -33,18 +34,23 @@ SPLITS = ("train", "val", "test")
 MAX_LISTED_REPAIRS = 50
 
 
-@dataclass
-class MarketSplits:
-    """The three read-only blocks of one market, their normaliser and a summary."""
+BlockT = TypeVar("BlockT")
 
-    train: MarketBlock
-    val: MarketBlock | None
-    test: MarketBlock
+
+@dataclass
+class Splits(Generic[BlockT]):
+    """The train/val/test blocks of one market, the feature normaliser fitted on train rows
+    and a summary (:class:`MarketSplits` for one symbol per segment, ``PanelSplits`` for
+    an aligned panel)."""
+
+    train: BlockT
+    val: BlockT | None
+    test: BlockT
     normaliser: FeatureNormaliser
     feature_names: tuple[str, ...]
     summary: dict
 
-    def block(self, split: str) -> MarketBlock:
+    def block(self, split: str) -> BlockT:
         """The block of ``split`` ("train", "val" or "test"); raises if it is absent."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -52,6 +58,11 @@ class MarketSplits:
         if block is None:
             raise ValueError(f"this market has no {split!r} split (val_days=0)")
         return block
+
+
+@dataclass
+class MarketSplits(Splits[MarketBlock]):
+    """The three read-only blocks of one market, their normaliser and a summary."""
 
 
 def split_bars(index: pd.DatetimeIndex, test_days: int, val_days: int = 0) -> tuple[int, int]:

@@ -11,28 +11,38 @@ from torch import nn
 
 
 class RunningMeanStd(nn.Module):
-    """Mean and variance over every batch seen so far (parallel Welford / Chan update)."""
+    """Mean and variance over every batch seen so far (parallel Welford / Chan update).
 
-    def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4) -> None:
+    ``members=P`` keeps P independent statistics (a population's, see
+    :mod:`fastrl.tune.population`): buffers gain a leading [P] axis and ``update`` takes
+    [P, B, ...] batches, reducing over B.
+    """
+
+    def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4,
+                 members: int | None = None) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
-        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
-        self.register_buffer("count", torch.tensor(float(epsilon), dtype=torch.float64))
+        lead = () if members is None else (int(members),)
+        self.batch_dim = len(lead)
+        self.register_buffer("mean", torch.zeros(lead + tuple(shape), dtype=torch.float64))
+        self.register_buffer("var", torch.ones(lead + tuple(shape), dtype=torch.float64))
+        self.register_buffer("count", torch.full(lead, float(epsilon), dtype=torch.float64))
 
     @torch.no_grad()
     def update(self, batch: torch.Tensor) -> None:
-        """Fold ``batch`` [B, ...] in. The batch's own moments are taken in its dtype (no
-        float64 copy of the batch); they are combined with the running ones in float64."""
-        batch_var, batch_mean = torch.var_mean(batch, dim=0, correction=0)
+        """Fold ``batch`` [B, ...] ([P, B, ...] with members) in. The batch's own moments are
+        taken in its dtype (no float64 copy of the batch); they are combined with the
+        running ones in float64."""
+        batch_var, batch_mean = torch.var_mean(batch, dim=self.batch_dim, correction=0)
         batch_var, batch_mean = batch_var.to(torch.float64), batch_mean.to(torch.float64)
-        batch_count = batch.shape[0]
+        batch_count = batch.shape[self.batch_dim]
+        count = self.count.view(self.count.shape + (1,) * (self.mean.ndim - self.count.ndim))
         delta = batch_mean - self.mean
-        total = self.count + batch_count
+        total = count + batch_count
         self.mean.add_(delta * (batch_count / total))
-        m2 = self.var * self.count + batch_var * batch_count
-        m2 += delta.square() * (self.count * batch_count / total)
+        m2 = self.var * count + batch_var * batch_count
+        m2 += delta.square() * (count * batch_count / total)
         self.var.copy_(m2 / total)
-        self.count.copy_(total)
+        self.count.add_(batch_count)
 
 
 class ObservationNormaliser(nn.Module):

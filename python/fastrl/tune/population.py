@@ -40,7 +40,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from fastrl.config import TrainConfig, resolve_defaults, validate_config
 from fastrl.ppo.checkpoint import build_network
 from fastrl.ppo.network import ActorCritic
-from fastrl.ppo.normalize import ObservationNormaliser
+from fastrl.ppo.normalize import ObservationNormaliser, RunningMeanStd
 from fastrl.ppo.rollout import staging_tensors
 from fastrl.ppo.schedules import ScheduleSpec
 from fastrl.ppo.storage import RolloutStorage
@@ -78,31 +78,18 @@ class StackedObsNormaliser(nn.Module):
         self.enabled = bool(enabled)
         self.clip = float(clip)
         p, d = int(population), int(obs_dim)
-        self.register_buffer("mean", torch.zeros((p, d), dtype=torch.float64))
-        self.register_buffer("var", torch.ones((p, d), dtype=torch.float64))
-        self.register_buffer("count", torch.full((p,), float(epsilon), dtype=torch.float64))
+        self.stats = RunningMeanStd((d,), epsilon, members=p)
         self.register_buffer("shift", torch.zeros((p, d), dtype=torch.float32))
         self.register_buffer("scale", torch.ones((p, d), dtype=torch.float32))
 
     @torch.no_grad()
     def update(self, obs: torch.Tensor) -> None:
-        """Fold ``obs`` [P, n, D] in, member by member (Chan's parallel update, as in
-        :class:`~fastrl.ppo.normalize.RunningMeanStd`)."""
+        """Fold ``obs`` [P, n, D] in, each member's rows into its own statistics."""
         if not self.enabled:
             return
-        batch = obs.to(torch.float64)
-        batch_var, batch_mean = torch.var_mean(batch, dim=1, correction=0)
-        n = batch.shape[1]
-        count = self.count.unsqueeze(1)
-        delta = batch_mean - self.mean
-        total = count + n
-        self.mean.add_(delta * (n / total))
-        m2 = self.var * count + batch_var * n
-        m2 += delta.square() * (count * n / total)
-        self.var.copy_(m2 / total)
-        self.count.add_(n)
-        self.scale.copy_((self.var + 1e-8).rsqrt().to(torch.float32))
-        self.shift.copy_(self.mean.to(torch.float32))
+        self.stats.update(obs)
+        self.scale.copy_((self.stats.var + 1e-8).rsqrt().to(torch.float32))
+        self.shift.copy_(self.stats.mean.to(torch.float32))
 
     @torch.no_grad()
     def normalise_into(self, obs: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -112,14 +99,21 @@ class StackedObsNormaliser(nn.Module):
         torch.sub(obs, self.shift.unsqueeze(1), out=out)
         return out.mul_(self.scale.unsqueeze(1)).clamp_(-self.clip, self.clip)
 
+    @torch.no_grad()
+    def copy_member(self, source: int, target: int) -> None:
+        for value in (self.stats.mean, self.stats.var, self.stats.count, self.shift,
+                      self.scale):
+            value[target].copy_(value[source])
+
     def member(self, m: int) -> ObservationNormaliser:
         """Member m's statistics as a plain ObservationNormaliser (for its Agent)."""
-        single = ObservationNormaliser(self.mean.shape[1], clip=self.clip, enabled=self.enabled)
-        single.load_state_dict({"stats.mean": self.mean[m].clone(),
-                                "stats.var": self.var[m].clone(),
-                                "stats.count": self.count[m].clone(),
+        stats = self.stats
+        single = ObservationNormaliser(stats.mean.shape[1], clip=self.clip, enabled=self.enabled)
+        single.load_state_dict({"stats.mean": stats.mean[m].clone(),
+                                "stats.var": stats.var[m].clone(),
+                                "stats.count": stats.count[m].clone(),
                                 "shift": self.shift[m].clone(), "scale": self.scale[m].clone()})
-        return single.to(self.mean.device)
+        return single.to(stats.mean.device)
 
 
 class StackedRewardScaler(nn.Module):
@@ -132,9 +126,7 @@ class StackedRewardScaler(nn.Module):
         self.gamma = float(gamma)
         self.clip = float(clip)
         p = int(population)
-        self.register_buffer("mean", torch.zeros(p, dtype=torch.float64))
-        self.register_buffer("var", torch.ones(p, dtype=torch.float64))
-        self.register_buffer("count", torch.full((p,), float(epsilon), dtype=torch.float64))
+        self.stats = RunningMeanStd((), epsilon, members=p)
         # discounted returns belong to env rows (they are not copied by exploit)
         self.register_buffer("returns", torch.zeros((p, envs_per_member), dtype=torch.float64))
 
@@ -145,18 +137,15 @@ class StackedRewardScaler(nn.Module):
         if not self.enabled:
             return out.copy_(rewards)
         self.returns.mul_(self.gamma).add_(rewards)
-        batch_var, batch_mean = torch.var_mean(self.returns, dim=1, correction=0)
-        n = self.returns.shape[1]
-        delta = batch_mean - self.mean
-        total = self.count + n
-        self.mean.add_(delta * (n / total))
-        m2 = self.var * self.count + batch_var * n
-        m2 += delta.square() * (self.count * n / total)
-        self.var.copy_(m2 / total)
-        self.count.copy_(total)
+        self.stats.update(self.returns)
         self.returns.masked_fill_(dones, 0.0)
-        scaled = rewards / torch.sqrt(self.var + 1e-8).unsqueeze(1)
+        scaled = rewards / torch.sqrt(self.stats.var + 1e-8).unsqueeze(1)
         return out.copy_(scaled.clamp_(-self.clip, self.clip))
+
+    @torch.no_grad()
+    def copy_member(self, source: int, target: int) -> None:
+        for value in (self.stats.mean, self.stats.var, self.stats.count):
+            value[target].copy_(value[source])
 
 
 # ------------------------------------------------------------------------- optimiser
@@ -746,12 +735,8 @@ class Population:
             for value in tensors.values():
                 value[target].copy_(value[source])
         self.optimizer.step_count[target] = self.optimizer.step_count[source]
-        norm = self.obs_normaliser
-        for value in (norm.mean, norm.var, norm.count, norm.shift, norm.scale):
-            value[target].copy_(value[source])
-        scaler = self.reward_scaler
-        for value in (scaler.mean, scaler.var, scaler.count):
-            value[target].copy_(value[source])
+        self.obs_normaliser.copy_member(source, target)
+        self.reward_scaler.copy_member(source, target)
         for name in HPARAMS:
             self.factors[name][target] = self.factors[name][source]
         self.set_step(self.global_step)

@@ -341,9 +341,9 @@ class PBT:
             {k: v[m].detach().cpu() for k, v in pop.params.items()})
         trainer.obs_normaliser.load_state_dict(pop.obs_normaliser.member(m).state_dict())
         scaler = trainer.reward_scaler
-        scaler.stats.mean.fill_(float(pop.reward_scaler.mean[m]))
-        scaler.stats.var.fill_(float(pop.reward_scaler.var[m]))
-        scaler.stats.count.fill_(float(pop.reward_scaler.count[m]))
+        scaler.stats.mean.fill_(float(pop.reward_scaler.stats.mean[m]))
+        scaler.stats.var.fill_(float(pop.reward_scaler.stats.var[m]))
+        scaler.stats.count.fill_(float(pop.reward_scaler.stats.count[m]))
         for name, param in trainer.network.named_parameters():  # Adam moments carry over
             # fused (CUDA) Adam keeps its step count on the parameter's device
             step_device = param.device if trainer.device.type == "cuda" else "cpu"

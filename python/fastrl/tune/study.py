@@ -20,13 +20,15 @@ with ``interrupted`` set (it does not count toward the budget on ``--resume``) a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import socket
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,8 @@ from fastrl.tune.space import Knob, config_for, sample
 JOURNAL_NAME = "study.journal"
 SETTINGS_ATTR = "fastrl_settings"
 REPORTS_PER_RUN = 4  # intermediate values per training run (at 1/4, 1/2, 3/4 and the end)
+HEARTBEAT_S = 60  # a database study's running trials say they are alive this often
+STALE_AFTER = 3  # heartbeats missed before another worker takes the trial's slot over
 
 Log = Callable[[str], None]
 
@@ -64,8 +68,16 @@ def _quiet_optuna() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-def make_storage(url: str | None, study_dir: str | Path, workers: int = 1) -> Any:
-    """The study's Optuna storage: a journal file in ``study_dir`` or an SQLAlchemy URL."""
+def make_storage(url: str | None, study_dir: str | Path, workers: int = 1,
+                 heartbeat: int = HEARTBEAT_S) -> Any:
+    """The study's Optuna storage: a journal file in ``study_dir`` or an SQLAlchemy URL.
+
+    On a database each running trial sends a heartbeat every ``heartbeat`` seconds (0: off);
+    a trial silent for ``STALE_AFTER`` heartbeats belonged to a machine that died: the next
+    worker to look fails it, marks it ``interrupted`` and queues a slot in its place
+    (:func:`fail_stale_trials`). The journal file needs none: its processes all run on
+    one machine, and ``--resume`` there reclaims what a killed process left running.
+    """
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -83,8 +95,10 @@ def make_storage(url: str | None, study_dir: str | Path, workers: int = 1) -> An
                          "postgresql://...")
     for attempt in range(3):
         try:
+            beats = {"heartbeat_interval": int(heartbeat),
+                     "grace_period": STALE_AFTER * int(heartbeat)} if heartbeat else {}
             return optuna.storages.RDBStorage(with_driver(url),
-                                              engine_kwargs={"pool_pre_ping": True})
+                                              engine_kwargs={"pool_pre_ping": True}, **beats)
         except Exception as err:  # SQLAlchemy/driver errors: bad URL, server down, no db
             # two machines starting at once race to create Optuna's tables: try again
             racing = ("already exists", "duplicate key", "UniqueViolation")
@@ -212,6 +226,70 @@ def open_study(storage: Any, name: str, settings: dict[str, Any], n_trials: int,
     return study
 
 
+@contextlib.contextmanager
+def heartbeat(study: Any, trial: Any) -> Iterator[None]:
+    """Send ``trial``'s heartbeat from a thread while the block runs (database storage with
+    heartbeats on; elsewhere nothing). The training loop never waits on the database."""
+    storage = study._storage  # Optuna's cache around the RDBStorage: it forwards beats
+    interval = _heartbeat_interval(storage)
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            try:
+                storage.record_heartbeat(trial._trial_id)
+            except Exception:  # a database hiccup: the next beat tries again
+                continue
+
+    storage.record_heartbeat(trial._trial_id)
+    thread = threading.Thread(target=beat, name=f"heartbeat-trial-{trial.number}",
+                              daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def fail_stale_trials(study: Any) -> int:
+    """Fail the trials of dead machines (heartbeat silent for ``STALE_AFTER`` beats), mark
+    them ``interrupted`` so they do not count, and queue a slot in the place of each, so the
+    budget still runs in full; returns how many. A no-op without heartbeats.
+
+    Optuna's own ``fail_stale_trials`` cannot be used: a finished trial takes no more
+    attributes, and the mark must be on it before it fails. Two workers may find the same
+    trial; only the one whose state change succeeds queues its slot.
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    if not _heartbeat_interval(storage):
+        return 0
+    requeued = 0
+    for trial_id in storage._get_stale_trial_ids(study._study_id):
+        try:
+            storage.set_trial_user_attr(trial_id, "interrupted", True)
+            storage.set_trial_user_attr(trial_id, "failure", "its worker stopped sending "
+                                        "heartbeats (killed, or its machine was lost)")
+            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                study.enqueue_trial({}, user_attrs={"slot": True})
+                requeued += 1
+        except UpdateFinishedTrialError:
+            continue  # another worker failed it first (or it finished after all)
+    return requeued
+
+
+def _heartbeat_interval(storage: Any) -> int | None:
+    from optuna.storages._heartbeat import BaseHeartbeat
+
+    return storage.get_heartbeat_interval() if isinstance(storage, BaseHeartbeat) else None
+
+
 def claim_trial(study: Any) -> Any | None:
     """Claim one WAITING slot of ``study`` (atomically) as a running trial, or None."""
     import optuna
@@ -288,6 +366,7 @@ class TrialRunner:
         done = 0
         while deadline is None or time.time() < deadline:
             started = time.perf_counter()
+            fail_stale_trials(study)  # a dead machine's trial: its slot is queued again
             trial = claim_trial(study)
             claim = time.perf_counter() - started
             if trial is None:
@@ -323,23 +402,24 @@ class TrialRunner:
         try:
             # a draw the budget cannot hold (a rollout longer than it) fails its trial
             config = config_for(params, self.base, settings["timesteps"])
-            for index, (fold, seed) in enumerate(plan):
-                reported = [0]
+            with heartbeat(study, trial):
+                for index, (fold, seed) in enumerate(plan):
+                    reported = [0]
 
-                def report(progress: float, area: float, index: int = index,
-                           reported: list[int] = reported) -> None:
-                    point = min(REPORTS_PER_RUN, int(progress * REPORTS_PER_RUN + 1e-9))
-                    if point <= reported[0]:
-                        return
-                    reported[0] = point
-                    value = float(np.median([r.score for r in runs] + [area]))
-                    timed(trial.report, value, index * REPORTS_PER_RUN + point)
-                    if timed(trial.should_prune):
-                        raise optuna.TrialPruned(f"pruned at run {index + 1}/{len(plan)}, "
-                                                 f"{progress:.0%} of its budget")
+                    def report(progress: float, area: float, index: int = index,
+                               reported: list[int] = reported) -> None:
+                        point = min(REPORTS_PER_RUN, int(progress * REPORTS_PER_RUN + 1e-9))
+                        if point <= reported[0]:
+                            return
+                        reported[0] = point
+                        value = float(np.median([r.score for r in runs] + [area]))
+                        timed(trial.report, value, index * REPORTS_PER_RUN + point)
+                        if timed(trial.should_prune):
+                            raise optuna.TrialPruned(f"pruned at run {index + 1}/{len(plan)}, "
+                                                     f"{progress:.0%} of its budget")
 
-                runs.append(train_run(config, self.market(fold), seed=seed, fold=fold,
-                                      report=report, **validation_schedule(settings)))
+                    runs.append(train_run(config, self.market(fold), seed=seed, fold=fold,
+                                          report=report, **validation_schedule(settings)))
             score = float(np.median([r.score for r in runs]))
             if not math.isfinite(score):
                 raise TrialDiverged(f"non-finite score {score}")
@@ -361,19 +441,27 @@ class TrialRunner:
         record = TrialRecord(number=trial.number, state=state.name, params=params, score=score,
                              runs=[r.as_dict() for r in runs], wall_seconds=0.0,
                              storage_seconds=0.0, failure=failure)
-        if failure:
-            timed(trial.set_user_attr, "failure", failure)
-        if runs:
-            timed(trial.set_user_attr, "run_scores", [r.score for r in runs])
-            timed(trial.set_user_attr, "final_sharpes", [r.final_sharpe for r in runs])
-            first = runs[0]
-            timed(trial.set_user_attr, "curve", {"steps": first.steps, "sharpe": first.sharpe})
-        if state == TrialState.COMPLETE:
-            returns = combined_val_returns(runs, settings["folds"])
-            timed(trial.set_user_attr, "val_returns", [round(r, 10) for r in returns])
-            timed(study.tell, trial, score)
-        else:
-            timed(study.tell, trial, state=state)
+        try:
+            if failure:
+                timed(trial.set_user_attr, "failure", failure)
+            if runs:
+                timed(trial.set_user_attr, "run_scores", [r.score for r in runs])
+                timed(trial.set_user_attr, "final_sharpes", [r.final_sharpe for r in runs])
+                first = runs[0]
+                timed(trial.set_user_attr, "curve",
+                      {"steps": first.steps, "sharpe": first.sharpe})
+            if state == TrialState.COMPLETE:
+                returns = combined_val_returns(runs, settings["folds"])
+                timed(trial.set_user_attr, "val_returns", [round(r, 10) for r in returns])
+                timed(study.tell, trial, score)
+            else:
+                timed(study.tell, trial, state=state)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # this worker went silent long enough for another to fail the trial and queue
+            # its slot again (fail_stale_trials): that run counts, this result does not
+            self.log(f"trial {trial.number}: taken over by another worker after missed "
+                     "heartbeats; its result here is dropped")
+            record.failure = "taken over after missed heartbeats"
         record.wall_seconds = time.perf_counter() - started
         record.storage_seconds = storage_time[0]
         self.records.append(record)
