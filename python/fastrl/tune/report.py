@@ -13,8 +13,8 @@ Order matters for honesty. Everything up to the confirmation reads validation ba
    buy-and-hold, with error bars (``EvalResult.uncertainty``).
 
 The report (md + html + PNG) shows the optimisation history, parameter importances, the
-validation curves of the top 5 trials next to both presets (tuning seed 0, fold 0), the
-gates, the confirmation and the test days.
+validation curves of the top 5 trials (their search seed) next to the winner's and both
+presets' on the first fresh confirmation seed, the gates, the confirmation and the test days.
 """
 
 from __future__ import annotations
@@ -146,7 +146,10 @@ def confirm_and_test(configs: dict[str, Any], runner: Any, log: Any) -> dict[str
         log(f"confirmation {name}: scores {[round(r.score, 3) for r in runs[name]]}")
     confirmation = {name: {"seeds": seeds, "scores": [r.score for r in rs],
                            "final_val_sharpes": [r.final_sharpe for r in rs],
-                           "median_score": float(np.median([r.score for r in rs]))}
+                           "median_score": float(np.median([r.score for r in rs])),
+                           # the first fresh seed's validation curve, for the curves plot
+                           "curve": {"seed": rs[0].seed, "steps": rs[0].steps,
+                                     "sharpe": rs[0].sharpe, "score": rs[0].score}}
                     for name, rs in runs.items()}
     # the test days, once, after everything that chose anything
     test: dict[str, Any] = {}
@@ -169,16 +172,6 @@ def confirm_and_test(configs: dict[str, Any], runner: Any, log: Any) -> dict[str
     return {"confirmation": confirmation, "test": test}
 
 
-def preset_curves(runner: Any) -> dict[str, dict[str, list]]:
-    """Both presets' validation curves on the search's first seed and fold 0."""
-    curves = {}
-    for name in PRESETS:
-        run = train_run(_preset_config(name, runner), runner.market(0), seed=TUNING_SEED_BASE,
-                        fold=0, **validation_schedule(runner.settings))
-        curves[name] = {"steps": run.steps, "sharpe": run.sharpe, "score": run.score}
-    return curves
-
-
 def _pyplot() -> Any:
     import matplotlib
 
@@ -188,21 +181,28 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_curves(trials: list[Any], presets: dict[str, dict[str, list]], path: Path) -> Path:
+def plot_curves(trials: list[Any], confirmed: dict[str, dict[str, Any]], path: Path) -> Path:
+    """The top trials' validation curves (the search's seed; chosen on them, so optimistic)
+    next to the winner's and both presets' curves on the first fresh confirmation seed (the
+    presets trained once, with the confirmation, not again for the picture)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     top = sorted(trials, key=lambda t: t.value, reverse=True)[:TOP_CURVES]
     for t in top:
         curve = t.user_attrs.get("curve") or {}
         if curve:
-            ax.plot(curve["steps"], curve["sharpe"], drawstyle="steps-post",
+            ax.plot(curve["steps"], curve["sharpe"], drawstyle="steps-post", alpha=0.7,
                     label=f"trial {t.number} (score {t.value:.2f})")
-    for name, style in zip(presets, ("--", ":"), strict=False):
-        curve = presets[name]
-        ax.plot(curve["steps"], curve["sharpe"], style, color="black", drawstyle="steps-post",
-                label=f"preset {name} (score {curve['score']:.2f})")
+    styles = {"tuned": "-", "fast": "--", "baseline": ":"}
+    for name, entry in confirmed.items():
+        curve = entry["curve"]
+        ax.plot(curve["steps"], curve["sharpe"], styles.get(name, "-."), color="black",
+                lw=1.8 if name == "tuned" else 1.2, drawstyle="steps-post",
+                label=f"{'winner' if name == 'tuned' else 'preset ' + name}, fresh seed "
+                      f"{curve['seed']} (score {curve['score']:.2f})")
     ax.set(xlabel="env steps", ylabel="validation Sharpe (annualised)",
-           title=f"top {len(top)} trials vs presets (seed {TUNING_SEED_BASE}, fold 0)")
+           title=f"top {len(top)} trials (seed {TUNING_SEED_BASE}) vs winner and presets on a "
+                 "fresh seed (fold 0)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -361,7 +361,7 @@ def write_study_outputs(study: Any, runner: Any, study_dir: str | Path, *, repor
     }
     payload.update(confirm_and_test(_configs(winner, runner), runner, log))
     images, notes = plot_optuna(study, folder)
-    images["curves"] = plot_curves(trials, preset_curves(runner), folder / "curves.png")
+    images["curves"] = plot_curves(trials, payload["confirmation"], folder / "curves.png")
     text = markdown(payload, images, notes)
     (folder / "report.md").write_text(text, encoding="utf-8")
     (folder / "report.html").write_text(html_page(text, images), encoding="utf-8")
