@@ -28,6 +28,7 @@ agent's position (target exposure), its unrealised return ``position x (close_t 
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -354,7 +355,7 @@ def allocate_buffers(num_envs: int, obs_dim: int, given: dict[str, Any] | None =
     return out
 
 
-class CoreVecEnv(VectorEnv):
+class CoreVecEnv(VectorEnv, abc.ABC):
     """What the VectorEnvs over a C++ simulator share: argument checks, output buffers, the
     lazily built batched spaces, the same-step autoreset ``reset``/``step``, snapshots with
     the Python-side reset-seed sequence, and the buffer/thread views.
@@ -398,11 +399,14 @@ class CoreVecEnv(VectorEnv):
             self._batched_spaces["action"] = self._batched_action_space()
         return self._batched_spaces["action"]
 
+    @abc.abstractmethod
     def _batched_action_space(self) -> gym.Space:
-        raise NotImplementedError
+        """The batched action space (built on first use by ``action_space``)."""
 
+    @abc.abstractmethod
     def _as_actions(self, actions: Any) -> np.ndarray:
-        raise NotImplementedError
+        """``step``'s slow path: the caller's actions as the array the binding takes, or a
+        ValueError about them."""
 
     # -- gymnasium API -------------------------------------------------------------------
 
