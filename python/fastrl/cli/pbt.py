@@ -76,7 +76,8 @@ def _check_args(args: argparse.Namespace) -> None:
         given = [flag for flag, value in (("--population", args.population),
                                           ("--timesteps", args.timesteps),
                                           ("--symbols", args.symbols), ("--ready", args.ready),
-                                          ("--config", args.config), ("--run-dir", args.run_dir))
+                                          ("--config", args.config), ("--run-dir", args.run_dir),
+                                          ("--device", args.device))
                  if value is not None] + (["--set"] if args.set_options else [])
         if given:
             raise UsageError(f"--resume continues with the run's saved settings; drop "
@@ -115,8 +116,6 @@ def _run(args: argparse.Namespace) -> int:
         run_dir = Path(args.resume)
         runner = PBT.resume(run_dir, callback=progress)
         config = runner.pop.config
-        if args.device is not None and args.device != config.device:
-            print(f"--device {args.device} ignored: the run continues on {config.device}")
     else:
         overrides: dict[str, Any] = {
             "total_timesteps": args.timesteps, "seed": args.seed,

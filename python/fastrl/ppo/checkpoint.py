@@ -80,6 +80,15 @@ def atomic_torch_save(payload: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
+def read_torch_file(path: Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(weights_only=True)``; an unreadable file is a CheckpointError naming it."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"checkpoint {path} is corrupted or unreadable ({reason})") from None
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Read and check a checkpoint; errors name the file and what is wrong with it."""
     path = Path(path)
@@ -92,11 +101,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             raise FileNotFoundError(f"no checkpoint (checkpoints/last.pt) in run folder {path}")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint {path} is corrupted or unreadable ({reason})") from None
+    state = read_torch_file(path, map_location)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a fastrl PPO checkpoint")
     if state.get("version") not in READABLE_VERSIONS:

@@ -269,18 +269,14 @@ class PBT:
         """A PBT continued from ``run_dir/pbt_state.pt`` (the last finished round); running
         it gives what the uninterrupted run would have (tested)."""
         from fastrl.config import config_from_dict
-        from fastrl.ppo.checkpoint import from_storable
+        from fastrl.ppo.checkpoint import from_storable, read_torch_file
 
         run_dir = Path(run_dir)
         path = run_dir / STATE_NAME
         if not path.is_file():
             raise FileNotFoundError(f"no PBT state to resume in {run_dir} ({STATE_NAME} is "
                                     "written after the first exploit/explore round)")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise PopulationError(f"{path} is corrupted or unreadable ({reason})") from None
+        state = read_torch_file(path)
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise PopulationError(f"{path} is not a fastrl PBT state")
         if state.get("version") != STATE_VERSION:
