@@ -411,18 +411,80 @@ def check_test_rows(market: MarketBlock, backtest: Backtest, segment: int) -> No
             )
 
 
-def run_agent(policy: Any, market: MarketBlock, env_config: EnvConfig) -> list[Backtest]:
-    """Steps the deterministic policy through every segment once (one env per segment)."""
+@dataclass(frozen=True)
+class Holding:
+    """What one segment's backtest hands to the next one on the same symbol (walk-forward
+    windows): the shares and cash held at the close of the last mark, the exposure the
+    simulator holds as its position, the last fill's price and how many bars ago it was."""
+
+    shares: float
+    cash: float
+    position: float
+    entry_price: float
+    bars_since_trade: int
+
+    @classmethod
+    def after(cls, backtest: Backtest, before: Holding | None = None) -> Holding:
+        """The holding at the end of ``backtest`` (run without liquidation), given the one
+        it started from (None: flat)."""
+        shares = float(backtest.shares_held[-1]) if backtest.shares_held is not None else 0.0
+        equity = float(backtest.equity[-1])
+        filled = np.flatnonzero(backtest.fills)
+        if filled.size:
+            j = int(filled[-1])
+            entry = float(backtest.fill_prices[j]) if backtest.positions[j] != 0 else 0.0
+            since = int(backtest.bars[-1] - backtest.fill_bars[j])
+        else:
+            entry = before.entry_price if before is not None else 0.0
+            since = (before.bars_since_trade if before is not None else 0) + backtest.num_steps
+        return cls(shares=shares, cash=equity - shares * float(backtest.price[-1]),
+                   position=float(backtest.positions[-1]), entry_price=entry,
+                   bars_since_trade=since)
+
+
+def _apply_holdings(env: Any, market: MarketBlock, holdings: list[Holding | None]) -> None:
+    """Start each env from its segment's carried holding (None: flat, as reset left it)."""
+    state = env.get_state()
+    for i, holding in enumerate(holdings):
+        if holding is None:
+            continue
+        bar = int(state["bar_index"][i])
+        equity = holding.cash + holding.shares * float(market.close[bar])
+        state["shares"][i] = holding.shares
+        state["cash"][i] = holding.cash
+        state["equity"][i] = equity
+        state["peak_equity"][i] = equity
+        state["position"][i] = holding.position
+        state["entry_price"][i] = holding.entry_price
+        state["last_trade_bar"][i] = bar - holding.bars_since_trade
+    env.set_state(state)
+
+
+def run_agent(policy: Any, market: MarketBlock, env_config: EnvConfig, *,
+              holdings: list[Holding | None] | None = None,
+              liquidate: bool = True) -> list[Backtest]:
+    """Steps the deterministic policy through every segment once (one env per segment).
+
+    ``holdings`` (one per segment) start segments from a position carried over from an
+    earlier backtest instead of flat cash; ``liquidate=False`` leaves the last position
+    open (no closing cost), for a record that goes on in a later backtest.
+    """
     from fastrl.env import TradingVecEnv
 
     policy_fn = _as_policy_fn(policy)
     config = evaluation_config(env_config)
     cost_model = config.cost_model()
     num_envs = market.num_segments
+    if holdings is not None and len(holdings) != num_envs:
+        raise EvaluationError(f"{len(holdings)} holdings for {num_envs} segments")
     env = TradingVecEnv(market, num_envs, config, num_threads=1, seed=0)
     try:
         obs, _ = env.reset(seed=0)
+        if holdings is not None:
+            _apply_holdings(env, market, holdings)
+            obs = env.buffers["obs"]
         start_bars = env.bar_index.copy()
+        start_equity = env.equity.copy()
         seg_ends = market.offsets[1:].copy()
         steps = (seg_ends - 1 - start_bars).astype(np.int64)
         record = {
@@ -483,7 +545,7 @@ def run_agent(policy: Any, market: MarketBlock, env_config: EnvConfig) -> list[B
         last_bar = int(marks[-1])
         # close what is still open at the last mark (the floor's close, or the segment end)
         liquidation = 0.0
-        if shares_held[-1] != 0:
+        if liquidate and shares_held[-1] != 0:
             notional = abs(shares_held[-1]) * float(market.close[last_bar])
             liquidation = float(cost_model.order_cost(shares_held[-1] < 0, notional))
             equity_path[-1] -= liquidation
@@ -509,7 +571,7 @@ def run_agent(policy: Any, market: MarketBlock, env_config: EnvConfig) -> list[B
             decision_bars=decision,
             fill_bars=decision + fill_offset,
             bars=marks,
-            equity=np.concatenate([[config.initial_cash], equity_path]),
+            equity=np.concatenate([[float(start_equity[s])], equity_path]),
             positions=positions,
             shares_held=shares_held,
             step_costs=costs,

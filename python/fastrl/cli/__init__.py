@@ -1,4 +1,5 @@
-"""Console entry points: fastrl-train, fastrl-eval, fastrl-monitor, fastrl-bench, fastrl-tune.
+"""Console entry points: fastrl-train, fastrl-eval, fastrl-monitor, fastrl-bench, fastrl-tune,
+fastrl-walkforward.
 
 Each command lives in its own module; the imports are lazy so that ``--help`` is fast.
 The commands are the only layer that prints. Bad input ends with one line on stderr and
@@ -34,5 +35,11 @@ def bench_main(argv: list[str] | None = None) -> int:
 
 def tune_main(argv: list[str] | None = None) -> int:
     from fastrl.cli.tune import main
+
+    return main(argv)
+
+
+def walkforward_main(argv: list[str] | None = None) -> int:
+    from fastrl.cli.walkforward import main
 
     return main(argv)

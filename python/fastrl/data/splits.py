@@ -65,20 +65,35 @@ class MarketSplits(Splits[MarketBlock]):
     """The three read-only blocks of one market, their normaliser and a summary."""
 
 
-def split_bars(index: pd.DatetimeIndex, test_days: int, val_days: int = 0) -> tuple[int, int]:
+def split_bars(index: pd.DatetimeIndex, test_days: int, val_days: int = 0, *,
+               test_start: pd.Timestamp | None = None) -> tuple[int, int]:
     """Row positions ``(train_end, val_end)``: train ``[:train_end]``, val
-    ``[train_end:val_end]``, test ``[val_end:]``, cut at calendar-day boundaries."""
-    _check_days(test_days, val_days)
+    ``[train_end:val_end]``, test ``[val_end:]``, cut at calendar-day boundaries.
+
+    ``test_start`` (a date) puts the test split on the days from that date on instead of
+    the last ``test_days`` (walk-forward windows end their data there); ``test_days`` is
+    then ignored and the test split may be empty (``val_end == len(index)``)."""
     days = index.normalize()
     unique_days = days.unique()
-    if len(unique_days) <= test_days + val_days:
+    if test_start is not None:
+        _check_days(1, val_days)
+        n_test = int(np.sum(unique_days >= pd.Timestamp(test_start).normalize()))
+    else:
+        _check_days(test_days, val_days)
+        n_test = test_days
+    if len(unique_days) <= n_test + val_days:
         raise ValueError(
-            f"{len(unique_days)} trading days cannot hold test_days={test_days} + "
+            f"{len(unique_days)} trading days cannot hold test_days={n_test} + "
             f"val_days={val_days} and a non-empty training split"
         )
-    test_start = unique_days[len(unique_days) - test_days]
-    val_start = unique_days[len(unique_days) - test_days - val_days]
     day_values = days.to_numpy()
+    if n_test == 0:
+        if val_days == 0:
+            return len(index), len(index)
+        val_start = unique_days[len(unique_days) - val_days]
+        return int(np.searchsorted(day_values, val_start.to_datetime64(), side="left")), len(index)
+    test_start = unique_days[len(unique_days) - n_test]
+    val_start = unique_days[len(unique_days) - n_test - val_days]
     val_end = int(np.searchsorted(day_values, test_start.to_datetime64(), side="left"))
     train_end = int(np.searchsorted(day_values, val_start.to_datetime64(), side="left"))
     return train_end, val_end
@@ -107,9 +122,18 @@ def build_market_from_bars(
     source: str = "memory",
     load_result: LoadResult | None = None,
     meta: dict | None = None,
+    test_start: pd.Timestamp | str | None = None,
 ) -> MarketSplits:
-    """Featurise, split and pack already validated bars (see :func:`build_market`)."""
-    _check_days(test_days, val_days)
+    """Featurise, split and pack already validated bars (see :func:`build_market`).
+
+    ``test_start`` (a date): the test split is every bar from that date on, per symbol,
+    instead of the last ``test_days`` days; with no bar from that date on there is no test
+    split (``test`` is None: a walk-forward window's training market)."""
+    if test_start is None:
+        _check_days(test_days, val_days)
+    else:
+        test_start = pd.Timestamp(test_start)
+        _check_days(1, val_days)
     if not isinstance(window, (int, np.integer)) or window < 1:
         raise ValueError(f"window must be a positive integer, got {window!r}")
     if not bars:
@@ -127,13 +151,16 @@ def build_market_from_bars(
         except ValueError as error:
             raise ValueError(f"symbol {symbol}: {error}") from None
         try:
-            train_end, val_end = split_bars(features.index, test_days, val_days)
+            train_end, val_end = split_bars(features.index, test_days, val_days,
+                                            test_start=test_start)
         except ValueError as error:
             raise ValueError(f"symbol {symbol}: {error}") from None
         aligned = frame.loc[features.index]
         bounds = {"train": (0, train_end), "val": (train_end, val_end), "test": (val_end, None)}
         if val_days == 0:
             del bounds["val"]
+        if val_end == len(features):
+            del bounds["test"]
         for split, (start, stop) in bounds.items():
             stop = len(features) if stop is None else stop
             context = 0 if split == "train" else context_rows

@@ -1,0 +1,229 @@
+"""fastrl-walkforward: retrain on the past every quarter, trade the next one frozen, and judge
+the stitched multi-year out-of-sample record against buy-and-hold.
+
+Data, config and budget flags mean what they mean for fastrl-train. The run folder holds
+``walkforward.json`` (the settings), ``windows/`` (each trained window, written atomically),
+``oos_returns.csv``, ``windows.csv`` and the report. Ctrl-C or a kill loses at most the
+window in training: ``fastrl-walkforward --resume DIR`` continues and ends bit-identical to
+an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from fastrl.cli.errors import UsageError, cli_errors
+from fastrl.cli.interrupt import ctrl_c_raises_interrupted
+
+PROG = "fastrl-walkforward"
+SETTINGS = "walkforward.json"
+FLAG_KEYS = {"symbols": "data.symbols", "freq": "data.freq", "data": "data.source",
+             "timesteps": "total_timesteps", "num_envs": "num_envs", "seed": "seed",
+             "device": "device"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Walk-forward: retrain every --step trading days on the past only, trade "
+        "the next --step days with the frozen policy, and report the stitched out-of-sample "
+        "record against buy-and-hold. Example: fastrl-walkforward --symbols BPCL HDFCLIFE")
+    data = parser.add_argument_group("data (as fastrl-train)")
+    data.add_argument("--symbols", nargs="+", metavar="SYMBOL", help="symbols to trade")
+    data.add_argument("--freq", choices=("1d", "5min"), help="bar size (default 1d)")
+    data.add_argument("--data", metavar="PATH", help="your CSV/Parquet file or folder")
+    data.add_argument("--test-days", type=int, metavar="N",
+                      help="the data's last trading days, never traded (default: the "
+                      "config's, 30); see --through-test")
+    data.add_argument("--through-test", action="store_true",
+                      help="trade the test days too (they are then no longer held out)")
+    run = parser.add_argument_group("config and budget (as fastrl-train)")
+    run.add_argument("--preset", help="fast (default) or baseline")
+    run.add_argument("--config", metavar="FILE",
+                     help="YAML/TOML config (a tune best.yaml or a PBT winner.yaml)")
+    run.add_argument("--set", dest="set_options", nargs="+", action="append", default=[],
+                     metavar="KEY=VALUE", help="override any config key")
+    run.add_argument("--timesteps", type=int, metavar="N", help="env steps per window")
+    run.add_argument("--num-envs", type=int, metavar="N", help="parallel envs")
+    run.add_argument("--seed", type=int, help="base seed (default 0)")
+    run.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    run.add_argument("--run-dir", metavar="DIR", help="run folder (default runs/wf-<name>)")
+    wf = parser.add_argument_group("walk-forward")
+    wf.add_argument("--start", metavar="DATE",
+                    help="first traded day (default: the earliest with enough history)")
+    wf.add_argument("--step", type=int, default=63, metavar="N",
+                    help="trading days traded per window (default 63, a quarter)")
+    wf.add_argument("--train-window", default="expanding", metavar="expanding|N",
+                    help="training span: expanding (default) or the last N trading days")
+    wf.add_argument("--val-days", type=int, metavar="N",
+                    help="the end of each training span, for the best checkpoint and early "
+                    "stopping (default: the config's, 120 daily)")
+    wf.add_argument("--embargo", type=int, metavar="N",
+                    help="trading days between the last bar a window saw and its first traded "
+                    "bar (default and minimum: the feature look-back)")
+    wf.add_argument("--min-train-days", type=int, metavar="N",
+                    help="training days a window needs (default 252 daily)")
+    wf.add_argument("--late-listings", choices=("error", "join"), default="error",
+                    help="a symbol without enough history at --start: refuse (default) or "
+                    "let it join the first window where it has it")
+    wf.add_argument("--warm-start", action="store_true",
+                    help="start each window from the previous window's weights")
+    wf.add_argument("--compare", nargs="+", metavar="CONFIG",
+                    help="configs to compare on the same windows and seeds: presets or files")
+    wf.add_argument("--seeds", type=int, default=1, metavar="K", help="seeds per window")
+    wf.add_argument("--workers", type=int, default=1, metavar="W",
+                    help="windows trained at once in processes (not with --warm-start)")
+    wf.add_argument("--threads", type=int, default=1, metavar="N",
+                    help="torch threads per window (fixed, so --workers never changes a result)")
+    wf.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    parser.add_argument("--verbose", action="store_true", help="tracebacks on errors")
+    return parser
+
+
+def _configs(settings: dict[str, Any]) -> dict[str, Any]:
+    """name -> TrainConfig for every config the run compares (the flags apply to each)."""
+    from fastrl.config import build_config
+
+    overrides = {FLAG_KEYS[k]: v for k, v in settings.items() if k in FLAG_KEYS and v is not None}
+    if settings.get("test_days") is not None:
+        overrides["data.test_days"] = settings["test_days"]
+    set_options = settings["set_options"]
+    entries = settings.get("compare") or [settings.get("config") or settings.get("preset")
+                                         or "fast"]
+    configs = {}
+    for entry in entries:
+        path = Path(entry)
+        if path.suffix.lower() in (".yaml", ".yml", ".toml", ".json") or path.exists():
+            if not path.is_file():
+                raise UsageError(f"config file {entry} does not exist")
+            config = build_config(settings.get("preset"), str(path), overrides, set_options)
+            name = path.stem
+        else:
+            config = build_config(entry, None, overrides, set_options)
+            name = entry
+        if name in configs:
+            name = f"{name}-{len(configs)}"
+        configs[name] = config
+    return configs
+
+
+def _spec(settings: dict[str, Any], config: Any) -> Any:
+    from fastrl.walkforward.plan import WalkForwardSpec
+
+    train_window = settings["train_window"]
+    if train_window in (None, "expanding"):
+        span = None
+    else:
+        try:
+            span = int(train_window)
+        except ValueError:
+            raise UsageError(f"--train-window must be 'expanding' or a number of days, got "
+                             f"{train_window!r}") from None
+    val_days = settings.get("val_days")
+    return WalkForwardSpec(
+        step=settings["step"], start=settings.get("start"), train_window=span,
+        val_days=int(config.data.val_days if val_days is None else val_days),
+        embargo=settings.get("embargo"), min_train_days=settings.get("min_train_days"),
+        test_days=int(config.data.test_days), through_test=bool(settings.get("through_test")),
+        late_listings=settings.get("late_listings", "error"))
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("symbols", "freq", "data", "test_days", "through_test", "preset", "config",
+            "timesteps", "num_envs", "seed", "device", "start", "step", "train_window",
+            "val_days", "embargo", "min_train_days", "late_listings", "warm_start", "compare",
+            "seeds", "workers", "threads")
+    settings = {key: getattr(args, key) for key in keys}
+    settings["set_options"] = [item for group in args.set_options for item in group]
+    return settings
+
+
+def _print_summary(payload: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=False)
+    for name, analysis in payload["configs"].items():
+        table = Table(title=f"walk-forward record: {name}")
+        for column in ("symbol", "days", "agent Sharpe ± SE", "B&H Sharpe ± SE",
+                       "P(agent > B&H)", "p Holm"):
+            table.add_column(column, justify="right")
+        rows = list(analysis["per_symbol"].items()) + [("pooled", analysis["pooled"])]
+        for symbol, s in rows:
+            def cell(x: dict[str, Any]) -> str:
+                se = "n/a" if x["se"] is None else f"{x['se']:.2f}"
+                return f"{x['sharpe']:+.2f} ± {se}"
+            prob = s["versus"]["probability"]
+            holm = s.get("p_holm")
+            table.add_row(symbol, str(s["days"]), cell(s["agent"]), cell(s["buy_and_hold"]),
+                          "n/a" if prob is None else f"{prob:.2f}",
+                          "" if holm is None else f"{holm:.3f}")
+        console.print(table)
+        console.print(f"costs: {analysis['costs']['text']}")
+    for comparison in payload["comparisons"]:
+        console.print(f"{comparison['verdict']} (difference "
+                      f"{100 * comparison['mean_diff_annual']:+.1f}% a year)")
+    console.print(f"[bold]Verdict: {payload['verdict']}.[/bold]")
+
+
+@cli_errors(PROG)
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.resume:
+        folder = Path(args.resume)
+        settings_path = folder / SETTINGS
+        if not settings_path.is_file():
+            raise UsageError(f"{folder} holds no walk-forward run ({SETTINGS} missing)")
+        given = [a for a in (argv if argv is not None else sys.argv[1:])
+                 if a.startswith("--") and a not in ("--resume", "--verbose")]
+        if given:
+            raise UsageError(f"--resume continues the saved settings; drop {', '.join(given)}")
+        settings = json.loads(settings_path.read_text())
+    else:
+        settings = _settings(args)
+    configs = _configs(settings)
+    first = next(iter(configs.values()))
+    spec = _spec(settings, first)
+    if args.resume:
+        folder = Path(args.resume)
+    else:
+        name = "-".join(configs)[:40] + "-" + "-".join(first.data.symbols)[:40]
+        folder = Path(args.run_dir or Path("runs") / f"wf-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if (folder / SETTINGS).exists():
+            raise UsageError(f"run folder {folder} already holds a walk-forward run; continue "
+                             f"it with --resume {folder} or choose another --run-dir")
+    from fastrl.walkforward.plan import plan_windows
+    from fastrl.walkforward.report import write_walkforward_report
+    from fastrl.walkforward.run import load_walkforward_bars, run_walkforward
+
+    bars = load_walkforward_bars(first)
+    windows = plan_windows(bars, spec, first.data.freq)  # bad input fails before any write
+    folder.mkdir(parents=True, exist_ok=True)
+    if not args.resume:
+        (folder / SETTINGS).write_text(json.dumps(settings, indent=2))
+    print(f"{PROG}: {len(windows)} windows x {len(configs)} config(s) x {settings['seeds']} "
+          f"seed(s), trading {windows[0].first_traded} to {windows[-1].last_traded}; "
+          f"run folder {folder}", flush=True)
+    try:
+        with ctrl_c_raises_interrupted():
+            run = run_walkforward(configs, spec, seeds=settings["seeds"],
+                                  workers=settings["workers"], warm_start=settings["warm_start"],
+                                  run_dir=folder, bars=bars, torch_threads=settings["threads"],
+                                  progress=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; the finished windows are saved. Continue with: "
+              f"{PROG} --resume {folder}", file=sys.stderr)
+        return 130
+    payload = write_walkforward_report(run, folder)
+    _print_summary(payload)
+    print(f"report: {folder / 'report.md'} (and report.html, oos_returns.csv, windows.csv)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

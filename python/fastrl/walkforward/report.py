@@ -1,0 +1,285 @@
+"""The walk-forward run folder: oos_returns.csv, windows.csv, report.md/html/json and plots.
+
+Plots (matplotlib, Agg): ``equity.png`` the pooled and per-symbol equity against
+buy-and-hold on a log scale, ``rolling_sharpe.png`` the one-year rolling Sharpe of both,
+``drawdown.png`` the pooled drawdowns.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fastrl.walkforward.analysis import pooled, rolling_sharpe
+from fastrl.walkforward.run import WalkForwardRun
+
+COLORS = {"agent": "#1f77b4", "buy_and_hold": "#ff7f0e"}
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_equity(record: pd.DataFrame, path: Path, max_symbols: int = 30) -> Path:
+    """Pooled equity on top, then one small panel per symbol; log scale."""
+    plt = _pyplot()
+    symbols = list(dict.fromkeys(record["symbol"]))[:max_symbols]
+    columns = 1 if len(symbols) == 1 else 3
+    rows = 1 + math.ceil(len(symbols) / columns)
+    fig = plt.figure(figsize=(12, 3.2 * rows), dpi=90)
+    grid = fig.add_gridspec(rows, columns)
+    pool = pooled(record)
+    ax = fig.add_subplot(grid[0, :])
+    for key, column in (("agent", "agent_return"), ("buy_and_hold", "bh_return")):
+        ax.plot(pool.index, np.cumprod(1 + pool[column]), color=COLORS[key],
+                label=key.replace("_", " "))
+    ax.set_yscale("log")
+    ax.set_title("pooled (equal capital, rebalanced every bar), growth of 1")
+    ax.legend(loc="upper left")
+    for i, symbol in enumerate(symbols):
+        sub = fig.add_subplot(grid[1 + i // columns, i % columns])
+        part = record[record["symbol"] == symbol]
+        for key, column in (("agent", "agent_return"), ("buy_and_hold", "bh_return")):
+            sub.plot(part["time"], np.cumprod(1 + part[column].to_numpy()), color=COLORS[key],
+                     linewidth=0.9)
+        sub.set_yscale("log")
+        sub.set_title(symbol, fontsize=9)
+        sub.tick_params(labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_rolling_sharpe(record: pd.DataFrame, freq: str, path: Path) -> Path:
+    plt = _pyplot()
+    pool = pooled(record)
+    fig, ax = plt.subplots(figsize=(12, 3.5), dpi=90)
+    for key, column in (("agent", "agent_return"), ("buy_and_hold", "bh_return")):
+        ax.plot(pool.index, rolling_sharpe(pool[column], freq), color=COLORS[key],
+                label=key.replace("_", " "))
+    ax.axhline(0, color="#999", linewidth=0.8)
+    ax.set_title("rolling one-year Sharpe (pooled)")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_drawdown(record: pd.DataFrame, path: Path) -> Path:
+    plt = _pyplot()
+    pool = pooled(record)
+    fig, ax = plt.subplots(figsize=(12, 3.5), dpi=90)
+    for key, column in (("agent", "agent_return"), ("buy_and_hold", "bh_return")):
+        equity = np.cumprod(1 + pool[column].to_numpy())
+        ax.fill_between(pool.index, equity / np.maximum.accumulate(equity) - 1, 0,
+                        color=COLORS[key], alpha=0.35, label=key.replace("_", " "))
+    ax.set_title("drawdown (pooled)")
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- text
+
+
+def _num(value: Any, spec: str = "+.2f") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return format(value, spec)
+
+
+def _pct(value: Any) -> str:
+    return _num(None if value is None else 100 * value, "+.1f") + ("%" if value is not None
+                                                                   else "")
+
+
+def _sharpe_cell(s: dict[str, Any]) -> str:
+    return (f"{_num(s['sharpe'])} ± {_num(s['se'], '.2f')} "
+            f"[{_num(s['ci_low'])}, {_num(s['ci_high'])}]")
+
+
+def sections(run: WalkForwardRun, analyses: dict[str, dict[str, Any]],
+             comparisons: list[dict[str, Any]], spreads: dict[str, dict[str, Any]]
+             ) -> list[tuple[str, list[str], list[list[str]], str]]:
+    """(heading, header, rows, note) of every table in the report."""
+    out = []
+    for name, analysis in analyses.items():
+        label = f" ({name})" if len(analyses) > 1 else ""
+        rows = []
+        for symbol, s in analysis["per_symbol"].items():
+            rows.append([symbol, f"{s['first_day']} to {s['last_day']}", str(s["days"]),
+                         _sharpe_cell(s["agent"]), _sharpe_cell(s["buy_and_hold"]),
+                         _num(s["agent"]["psr"], ".2f"), _num(s["versus"]["probability"], ".2f"),
+                         _num(s["versus"]["p_value"], ".3f"), _num(s["p_holm"], ".3f"),
+                         _num(s["p_bh"], ".3f")])
+        p = analysis["pooled"]
+        rows.append(["pooled", "", str(p["days"]), _sharpe_cell(p["agent"]),
+                     _sharpe_cell(p["buy_and_hold"]), _num(p["agent"]["psr"], ".2f"),
+                     _num(p["versus"]["probability"], ".2f"), _num(p["versus"]["p_value"], ".3f"),
+                     "", ""])
+        out.append((f"Per symbol and pooled{label}",
+                    ["symbol", "traded", "days", "agent Sharpe ± SE [90%]",
+                     "buy & hold Sharpe ± SE [90%]", "agent PSR", "P(agent > B&H)", "p",
+                     "p Holm", "p BH"], rows, analysis["verdict"]))
+        cost_rows = [[f"{r['multiple']:g}x", _num(r["agent_sharpe"]), _num(r["bh_sharpe"]),
+                      _pct(r["active_annual_mean"]), _num(r["p_agent_beats"], ".2f")]
+                     for r in analysis["costs"]["rows"]]
+        out.append((f"Cost sensitivity{label}",
+                    ["cost multiple", "agent Sharpe", "B&H Sharpe", "agent - B&H a year",
+                     "P(agent > B&H)"], cost_rows, analysis["costs"]["text"]))
+        for key, title in (("years", "By calendar year"), ("direction", "Rising and falling "
+                                                           "years"),
+                           ("volatility", "By trailing-volatility tercile")):
+            regime_rows = [[r["regime"], str(r["days"]), _pct(r["agent_return"]),
+                            _pct(r["bh_return"]), _num(r["agent_sharpe"]), _num(r["bh_sharpe"]),
+                            _pct(r["active_annual_mean"])]
+                           for r in analysis["regimes"][key]]
+            out.append((f"{title}{label}", ["regime", "days", "agent return", "B&H return",
+                                            "agent Sharpe", "B&H Sharpe", "agent - B&H a year"],
+                        regime_rows, ""))
+    if comparisons:
+        rows = [[c["config"], c["baseline"], str(c["days"]), _num(c["sharpe"]),
+                 _num(c["baseline_sharpe"]),
+                 f"{_pct(c['mean_diff_annual'])} [{_pct(c['mean_diff_low'])}, "
+                 f"{_pct(c['mean_diff_high'])}]", _num(c["p_beats"], ".2f")]
+                for c in comparisons]
+        out.append(("Configs compared on the same windows and seeds (pooled, seed 0)",
+                    ["config", "against", "days", "Sharpe", "against Sharpe",
+                     "difference a year [90%]", "P(config > against)"], rows,
+                    "; ".join(c["verdict"] for c in comparisons)))
+    compute = run.windows_frame().groupby("config", sort=False).agg(
+        windows=("window", "count"), env_steps=("env_steps", "mean"),
+        seconds=("seconds", "mean"), total_seconds=("seconds", "sum"))
+    out.append(("Compute per config", ["config", "windows trained", "env steps a window",
+                                       "seconds a window", "seconds in all"],
+                [[name, str(int(r.windows)), f"{r.env_steps:,.0f}", f"{r.seconds:.1f}",
+                  f"{r.total_seconds:.0f}"] for name, r in compute.iterrows()], ""))
+    if run.seeds > 1:
+        out.append(("Spread over seeds (pooled agent Sharpe of each seed's record)",
+                    ["config", "seeds", "mean", "sd", "min", "max"],
+                    [[name, str(len(s["sharpes"])), _num(s["mean"]), _num(s["sd"], ".2f"),
+                      _num(s["min"]), _num(s["max"])] for name, s in spreads.items()], ""))
+    return out
+
+
+def setup_lines(run: WalkForwardRun) -> list[str]:
+    spec = run.spec
+    first, last = run.windows[0], run.windows[-1]
+    training = ("expanding (all bars since the data start)" if spec.train_window is None
+                else f"rolling, the last {spec.train_window} days")
+    return [
+        f"{len(run.windows)} windows of {spec.step} trading days, traded "
+        f"{first.first_traded} to {last.last_traded}; {run.freq} bars",
+        f"training span: {training}; its last {spec.val_days} days validate (best checkpoint "
+        f"and early stopping, as fastrl-train); embargo {spec.embargo} days between the last "
+        "bar a window saw and its first traded bar",
+        "the last " + (f"{spec.test_days} test days are never traded"
+                       if not spec.through_test else "test days are traded (--through-test)"),
+        "one policy per window for every symbol; deterministic actions; the training "
+        "config's costs and market rules; positions carry across windows and every change "
+        "is costed; buy-and-hold is bought at the first fill and sold at the end",
+        f"configs: {', '.join(run.configs)}; seeds per window: {run.seeds}; "
+        f"{run.seconds:.0f} s in all",
+    ]
+
+
+def markdown(title: str, verdict: str, lines: list[str], tables: list, images: dict) -> str:
+    out = [f"# {title}", "", f"**Verdict: {verdict}.**", ""]
+    out += [f"- {line}" for line in lines] + [""]
+    for heading, header, rows, note in tables:
+        out += [f"## {heading}", "", "| " + " | ".join(header) + " |",
+                "|" + "|".join(["---"] * len(header)) + "|"]
+        out += ["| " + " | ".join(row) + " |" for row in rows]
+        out += [""] + ([f"{note}.", ""] if note else [])
+    out += ["## Plots", ""]
+    out += [f"![{name}]({path.name})\n" for name, path in images.items()]
+    return "\n".join(out)
+
+
+def html_page(title: str, verdict: str, lines: list[str], tables: list, images: dict) -> str:
+    esc = html.escape
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>{esc(title)}</title>",
+             "<style>body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;"
+             "padding:0 1em}table{border-collapse:collapse;margin:1em 0}th,td{border:1px "
+             "solid #ccc;padding:3px 8px;font-variant-numeric:tabular-nums}th{background:"
+             "#f3f3f3}img{max-width:100%}</style></head><body>",
+             f"<h1>{esc(title)}</h1>", f"<p><strong>Verdict: {esc(verdict)}.</strong></p>",
+             "<ul>", *(f"<li>{esc(line)}</li>" for line in lines), "</ul>"]
+    for heading, header, rows, note in tables:
+        parts.append(f"<h2>{esc(heading)}</h2><table><tr>"
+                     + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows]
+        parts.append("</table>" + (f"<p>{esc(note)}.</p>" if note else ""))
+    for name, path in images.items():
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        parts.append(f'<h3>{esc(name)}</h3><img alt="{esc(name)}" '
+                     f'src="data:image/png;base64,{data}">')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return _json_safe(value.item())
+    return value
+
+
+def write_walkforward_report(run: WalkForwardRun, out_dir: str | Path) -> dict[str, Any]:
+    """Writes everything into ``out_dir``; returns the analysis (the report.json content)."""
+    from fastrl.walkforward.analysis import analyse, compare, seed_spread
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = list(run.configs)
+    analyses = {name: analyse(run.record(name, 0), run.freq) for name in names}
+    comparisons = compare({name: run.record(name, 0) for name in names}, run.freq)
+    spreads = {name: seed_spread({s: run.record(name, s) for s in range(run.seeds)}, run.freq)
+               for name in names}
+    frames = []
+    for (name, seed), record in run.records.items():
+        frames.append(record.assign(config=name, seed=seed))
+    pd.concat(frames).to_csv(out / "oos_returns.csv", index=False)
+    run.windows_frame().to_csv(out / "windows.csv", index=False)
+    main = run.record(names[0], 0)
+    images = {"equity": plot_equity(main, out / "equity.png"),
+              "rolling one-year Sharpe": plot_rolling_sharpe(main, run.freq,
+                                                             out / "rolling_sharpe.png"),
+              "drawdown": plot_drawdown(main, out / "drawdown.png")}
+    verdict = analyses[names[0]]["verdict"]
+    title = (f"fastrl walk-forward: {len(analyses[names[0]]['symbols'])} symbol(s), "
+             f"{', '.join(names)}")
+    tables = sections(run, analyses, comparisons, spreads)
+    lines = setup_lines(run)
+    (out / "report.md").write_text(markdown(title, verdict, lines, tables, images),
+                                   encoding="utf-8")
+    (out / "report.html").write_text(html_page(title, verdict, lines, tables, images),
+                                     encoding="utf-8")
+    payload = {"verdict": verdict, "setup": lines, "spec": run.spec.__dict__,
+               "windows": [w.as_dict() for w in run.windows], "configs": analyses,
+               "comparisons": comparisons, "seed_spread": spreads, "seconds": run.seconds}
+    (out / "report.json").write_text(json.dumps(_json_safe(payload), indent=2, allow_nan=False),
+                                     encoding="utf-8")
+    return payload

@@ -1,0 +1,420 @@
+"""Run a walk-forward: train every window on its past, then trade the windows in order.
+
+Phase 1 trains each (config, seed, window) on the bars :func:`~fastrl.walkforward.plan.
+window_bars` hands it (through ``last_seen`` only), picks its policy on the window's own
+validation slice exactly as ``fastrl-train`` does (validation backtest after every update,
+early stopping, the best-validation weights), and, with a run folder, saves it atomically
+as ``<config>/seed<k>/window_NNN.pt``: a resumed run skips the windows on disk, and an
+interrupted window is trained again from its seed, so the result is bit-identical to an
+uninterrupted run. Without ``warm_start`` windows are independent and ``workers`` processes
+train them side by side, each with ``torch_threads`` threads, so ``workers`` never changes
+a result.
+
+Phase 2 trades the frozen deterministic policies window after window through the simulator
+with the training config's costs and market rules (equity floor off: a record keeps going).
+Each symbol's holding (shares, cash, exposure, last fill) carries from one window into the
+next, so the policy's change at a boundary is traded and costed like any other; the last
+window closes the position and pays for it, as buy-and-hold does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fastrl.walkforward.plan import WalkForwardSpec, Window, plan_windows, window_bars
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class WindowResult:
+    """One trained window of one config and seed: the policy it trades and what it cost."""
+
+    config: str
+    seed: int
+    window: int
+    policy: dict[str, Any]  # network, obs_normaliser, feature_normaliser, obs_dim, num_actions
+    final: dict[str, Any] | None  # the last weights (warm start of the next window)
+    chosen_update: int | None
+    best_val_sharpe: float | None
+    updates: int
+    env_steps: int
+    seconds: float
+    reason: str
+
+    def summary(self) -> dict[str, Any]:
+        return {"config": self.config, "seed": self.seed, "window": self.window,
+                "chosen_update": self.chosen_update, "val_sharpe": self.best_val_sharpe,
+                "updates": self.updates, "env_steps": self.env_steps,
+                "seconds": self.seconds, "reason": self.reason}
+
+
+def window_seed(base: int, seed_index: int, window: int) -> int:
+    """The trainer seed of one window: the same for every config, so configs are paired."""
+    return int(base) + 1000 * int(seed_index) + int(window)
+
+
+def training_config(config: Any, window: Window, seed: int, val_days: int) -> Any:
+    """The window's TrainConfig: the user's config on the window's symbols, seed and
+    validation days (rebuilt from its dict, so the caller's config is never changed)."""
+    from fastrl.config import config_from_dict, config_to_dict
+
+    values = config_to_dict(config)
+    values["data"] = {**values["data"], "symbols": list(window.symbols),
+                      "val_days": int(val_days)}
+    values["seed"] = int(seed)
+    values["run_dir"] = ""
+    values["device"] = values.get("device") or "auto"
+    return config_from_dict(values)
+
+
+def train_market(bars: Mapping[str, pd.DataFrame], window: Window, config: Any,
+                 spec: WalkForwardSpec) -> Any:
+    """The train/val MarketSplits of one window from bars through ``last_seen`` only."""
+    from fastrl.data.splits import build_market_from_bars
+    from fastrl.features import WARMUP_BARS
+    from fastrl.metrics import bars_per_day
+
+    freq = config.data.freq
+    warmup_days = int(np.ceil(WARMUP_BARS / bars_per_day(freq))) + 1
+    past = window_bars(bars, window, "train", warmup_days if spec.train_window else 0)
+    after = pd.Timestamp(window.last_seen) + pd.Timedelta(days=1)
+    try:
+        return build_market_from_bars(past, freq, val_days=spec.val_days,
+                                      window=config.env.window, test_start=after,
+                                      source=f"walk-forward window {window.index}")
+    except ValueError as error:
+        raise ValueError(f"window {window.index} (training through {window.last_seen}): "
+                         f"{error}") from None
+
+
+def trade_market(bars: Mapping[str, pd.DataFrame], window: Window, config: Any,
+                 feature_normaliser: dict) -> Any:
+    """The block the window trades: from its decision day through ``last_traded``, with the
+    observation window's context rows before it, featurised with the window's normaliser."""
+    from fastrl.data.splits import build_market_from_bars
+
+    try:
+        market = build_market_from_bars(
+            window_bars(bars, window, "trade"), config.data.freq, val_days=0,
+            window=config.env.window, test_start=pd.Timestamp(window.decision_day),
+            normaliser_state=feature_normaliser, source=f"walk-forward window {window.index}")
+    except ValueError as error:
+        raise ValueError(f"window {window.index} (trading {window.first_traded} to "
+                         f"{window.last_traded}): {error}") from None
+    return market.test
+
+
+def train_window(config_values: dict, window: Window, bars: Mapping[str, pd.DataFrame],
+                 spec: WalkForwardSpec, *, name: str, seed_index: int,
+                 warm: dict[str, Any] | None = None, torch_threads: int = 1) -> WindowResult:
+    """Trains one window (in this process or a worker) and returns its policy."""
+    import torch
+
+    from fastrl.config import config_from_dict
+    from fastrl.ppo.checkpoint import to_storable
+    from fastrl.ppo.hooks import KeepBestHook, ValidationHook
+    from fastrl.ppo.trainer import Trainer
+
+    torch.set_num_threads(int(torch_threads))
+    base = config_from_dict(config_values)
+    seed = window_seed(base.seed, seed_index, window.index)
+    config = training_config(base, window, seed, spec.val_days)
+    market = train_market(bars, window, config, spec)
+    started = time.perf_counter()
+    trainer = Trainer(config, market=market)
+    if warm is not None:
+        trainer.network.load_state_dict(warm["network"])
+        trainer.obs_normaliser.load_state_dict(warm["obs_normaliser"])
+    keep = KeepBestHook()
+    hooks = [ValidationHook(), keep] if spec.val_days > 0 else []
+    outcome = trainer.train(hooks)
+    agent = keep.agent(trainer)
+
+    def cpu_state(module: Any) -> dict[str, Any]:
+        return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+    return WindowResult(
+        config=name, seed=seed_index, window=window.index,
+        policy={"network": cpu_state(agent.network),
+                "obs_normaliser": cpu_state(agent.obs_normaliser),
+                "feature_normaliser": to_storable(agent.feature_normaliser),
+                "obs_dim": int(trainer.obs_dim), "num_actions": int(trainer.num_actions)},
+        final={"network": cpu_state(trainer.network),
+               "obs_normaliser": cpu_state(trainer.obs_normaliser)},
+        chosen_update=keep.update if spec.val_days > 0 else trainer.update,
+        best_val_sharpe=trainer.best_val_sharpe, updates=int(trainer.update),
+        env_steps=int(trainer.global_step), seconds=time.perf_counter() - started,
+        reason=outcome.reason)
+
+
+def build_agent(config: Any, policy: dict[str, Any]) -> Any:
+    """The frozen deterministic Agent of a window's saved policy (on the CPU)."""
+    from fastrl.ppo.agent import Agent
+    from fastrl.ppo.checkpoint import build_network, from_storable
+    from fastrl.ppo.normalize import ObservationNormaliser
+
+    network = build_network(config, int(policy["obs_dim"]), int(policy["num_actions"]))
+    network.load_state_dict(policy["network"])
+    network.eval()
+    normaliser = ObservationNormaliser(int(policy["obs_dim"]), clip=config.obs_clip,
+                                       enabled=config.norm_obs)
+    normaliser.load_state_dict(policy["obs_normaliser"])
+    return Agent(network, normaliser, config, from_storable(policy["feature_normaliser"]))
+
+
+# ----------------------------------------------------------------------------- storage
+
+
+def _window_path(run_dir: Path, name: str, seed_index: int, window: int) -> Path:
+    return run_dir / "windows" / name / f"seed{seed_index}" / f"window_{window:03d}.pt"
+
+
+def _save(result: WindowResult, path: Path) -> None:
+    from fastrl.ppo.checkpoint import atomic_torch_save
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save(dataclasses.asdict(result), path)
+
+
+def _load(path: Path) -> WindowResult | None:
+    from fastrl.ppo.checkpoint import read_torch_file
+
+    if not path.is_file():
+        return None
+    return WindowResult(**read_torch_file(path))
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclass
+class WalkForwardRun:
+    """Every trained window and the traded record of each config and seed."""
+
+    spec: WalkForwardSpec
+    windows: list[Window]
+    configs: dict[str, Any]
+    seeds: int
+    trained: dict[tuple[str, int, int], WindowResult]
+    records: dict[tuple[str, int], pd.DataFrame] = field(default_factory=dict)
+    freq: str = "1d"
+    seconds: float = 0.0
+
+    def record(self, name: str | None = None, seed: int = 0) -> pd.DataFrame:
+        return self.records[(name or next(iter(self.configs)), seed)]
+
+    def windows_frame(self) -> pd.DataFrame:
+        """windows.csv: per window (and config, seed), its dates, choice and cost."""
+        rows = []
+        for (_name, _seed, k), result in sorted(self.trained.items(),
+                                              key=lambda item: (list(self.configs).index(
+                                                  item[0][0]), item[0][1], item[0][2])):
+            window = self.windows[k]
+            rows.append({**result.summary(), "train_start": window.train_start,
+                         "last_seen": window.last_seen, "first_traded": window.first_traded,
+                         "last_traded": window.last_traded, "traded_days": window.days,
+                         "symbols": " ".join(window.symbols)})
+        return pd.DataFrame(rows)
+
+
+def load_walkforward_bars(config: Any) -> dict[str, pd.DataFrame]:
+    """Every symbol's validated bars from the config's data section (loaded once)."""
+    from fastrl.data.loaders import load_bars_report
+
+    data = config.data
+    if data.source == "synthetic":
+        raise ValueError("walk-forward needs dated bars: use the bundled data or --data PATH")
+    return dict(load_bars_report(list(data.symbols), data.freq, data.source).bars)
+
+
+def run_walkforward(
+    configs: Mapping[str, Any],
+    spec: WalkForwardSpec,
+    *,
+    seeds: int = 1,
+    workers: int = 1,
+    warm_start: bool = False,
+    run_dir: str | Path | None = None,
+    bars: Mapping[str, pd.DataFrame] | None = None,
+    torch_threads: int = 1,
+    progress: Progress | None = None,
+) -> WalkForwardRun:
+    """Trains and trades every config on the same windows and seeds.
+
+    ``configs`` maps a name to a TrainConfig; all share the first one's data section.
+    ``bars`` defaults to loading that data section. With ``run_dir``, finished windows
+    are saved there and a rerun with the same folder resumes from them.
+    """
+    from fastrl.config import config_to_dict
+
+    if not configs:
+        raise ValueError("walk-forward needs at least one config")
+    if int(seeds) < 1:
+        raise ValueError(f"--seeds must be >= 1, got {seeds}")
+    if int(workers) < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    if warm_start and workers > 1:
+        raise ValueError("--warm-start trains each window from the one before: use --workers 1")
+    first = next(iter(configs.values()))
+    for name, config in configs.items():
+        if config.portfolio.enabled:
+            raise ValueError(f"config {name}: portfolio configs (--portfolio) are not supported "
+                             "by walk-forward yet; train them with fastrl-train")
+        if (config.data.freq, tuple(config.data.symbols)) != (first.data.freq,
+                                                               tuple(first.data.symbols)):
+            raise ValueError(f"config {name} trades {config.data.symbols} at "
+                             f"{config.data.freq}; every compared config must trade the same "
+                             "symbols at the same frequency (set them with the flags)")
+    freq = first.data.freq
+    bars = dict(bars) if bars is not None else load_walkforward_bars(first)
+    windows = plan_windows(bars, spec, freq)
+    spec = spec.resolved(freq)
+    say = progress or (lambda _message: None)
+    folder = Path(run_dir) if run_dir is not None else None
+    started = time.perf_counter()
+
+    trained: dict[tuple[str, int, int], WindowResult] = {}
+    todo: list[tuple[str, int, Window]] = []
+    for name in configs:
+        for seed_index in range(int(seeds)):
+            for window in windows:
+                saved = (_load(_window_path(folder, name, seed_index, window.index))
+                         if folder is not None else None)
+                if saved is not None:
+                    trained[(name, seed_index, window.index)] = saved
+                else:
+                    todo.append((name, seed_index, window))
+    if len(trained):
+        say(f"resuming: {len(trained)} of {len(trained) + len(todo)} windows already trained")
+    values = {name: config_to_dict(config) for name, config in configs.items()}
+
+    def finished(result: WindowResult) -> None:
+        trained[(result.config, result.seed, result.window)] = result
+        if folder is not None:
+            _save(result, _window_path(folder, result.config, result.seed, result.window))
+        window = windows[result.window]
+        say(f"{result.config} seed {result.seed} window {result.window + 1}/{len(windows)} "
+            f"(trades {window.first_traded} to {window.last_traded}): "
+            f"{result.env_steps:,} steps, {result.seconds:.1f} s, chosen update "
+            f"{result.chosen_update}")
+
+    def job(name: str, seed_index: int, window: Window) -> dict[str, Any]:
+        warm = None
+        if warm_start and window.index > 0:
+            warm = trained[(name, seed_index, window.index - 1)].final
+        return {"config_values": values[name], "window": window,
+                "bars": window_bars(bars, window, "train"), "spec": spec, "name": name,
+                "seed_index": seed_index, "warm": warm, "torch_threads": torch_threads}
+
+    if workers == 1 or len(todo) <= 1:
+        for name, seed_index, window in todo:
+            finished(train_window(**job(name, seed_index, window)))
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=int(workers), mp_context=context) as pool:
+            pending = {pool.submit(train_window, **job(*item)) for item in todo}
+            try:
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        finished(future.result())
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+
+    run = WalkForwardRun(spec=spec, windows=windows, configs=dict(configs), seeds=int(seeds),
+                         trained=trained, freq=freq)
+    for name, config in configs.items():
+        for seed_index in range(int(seeds)):
+            run.records[(name, seed_index)] = trade_record(
+                config, bars, windows,
+                [trained[(name, seed_index, w.index)].policy for w in windows])
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+# ----------------------------------------------------------------------------- phase 2
+
+
+def _buy_and_hold(symbol: str, bars: pd.DataFrame, decision_day: str, last_day: str,
+                  env_config: Any, freq: str) -> pd.DataFrame:
+    """Buy-and-hold of one symbol over its record: bought with the agent's first possible
+    fill, held, sold at the last close (the simulator's cost model and share rounding)."""
+    from fastrl.backtest import baseline_backtest
+    from fastrl.data.block import MarketBlock
+
+    days = bars.index.normalize()
+    span = bars.loc[(days >= pd.Timestamp(decision_day)) & (days <= pd.Timestamp(last_day))]
+    n = len(span)
+    block = MarketBlock(symbols=(symbol,),
+                        open=span["open"].to_numpy(), close=span["close"].to_numpy(),
+                        features=np.zeros((n, 1), dtype=np.float32),
+                        offsets=np.array([0, n]), timestamps=span.index.to_numpy(), freq=freq)
+    hold = baseline_backtest(block, 0, env_config, "buy_and_hold", start_bar=0)
+    equity = hold.equity
+    return pd.DataFrame({"bh_return": equity[1:] / equity[:-1] - 1.0,
+                         "bh_cost": hold.step_costs, "bh_equity": equity[1:],
+                         "bh_cost_frac": hold.step_costs / equity[:-1]},
+                        index=pd.DatetimeIndex(span.index[1:]))
+
+
+def trade_record(config: Any, bars: Mapping[str, pd.DataFrame], windows: list[Window],
+                 policies: list[dict[str, Any]]) -> pd.DataFrame:
+    """The out-of-sample record of one config and seed: every window's frozen policy trades
+    its days in turn, each symbol's holding carried across the boundaries.
+
+    One row per traded bar and symbol: the agent's return, exposure after the fill, costs
+    (currency and as a fraction of the equity before the bar), the window, and buy-and-hold's
+    return and costs on the same bar.
+    """
+    from fastrl.backtest import Holding, evaluation_config, run_agent
+
+    env_config = dataclasses.replace(evaluation_config(config.env), equity_floor=0.0)
+    holdings: dict[str, Holding] = {}
+    frames: dict[str, list[pd.DataFrame]] = {}
+    for window, policy in zip(windows, policies, strict=True):
+        agent = build_agent(config, policy)
+        block = trade_market(bars, window, config, agent.feature_normaliser)
+        # symbols only ever join, so every symbol's record ends with the last window
+        closing = window.index == windows[-1].index
+        backtests = run_agent(agent, block, env_config,
+                              holdings=[holdings.get(s) for s in block.symbols],
+                              liquidate=closing)
+        for symbol, backtest in zip(block.symbols, backtests, strict=True):
+            holdings[symbol] = Holding.after(backtest, holdings.get(symbol))
+            equity = backtest.equity
+            frames.setdefault(symbol, []).append(pd.DataFrame({
+                "window": window.index,
+                "agent_return": equity[1:] / equity[:-1] - 1.0,
+                "position": backtest.positions,
+                "cost": backtest.step_costs,
+                "cost_frac": backtest.step_costs / equity[:-1],
+                "agent_equity": equity[1:],
+            }, index=pd.DatetimeIndex(backtest.timestamps[1:])))
+    out = []
+    for symbol, parts in frames.items():
+        agent_frame = pd.concat(parts)
+        first_window = windows[int(agent_frame["window"].iloc[0])]
+        hold = _buy_and_hold(symbol, bars[symbol], first_window.decision_day,
+                             str(agent_frame.index[-1].date()), env_config, config.data.freq)
+        joined = agent_frame.join(hold, how="left")
+        if joined["bh_return"].isna().any():
+            raise ValueError(f"symbol {symbol}: buy-and-hold and the agent cover different bars")
+        joined.insert(0, "symbol", symbol)
+        out.append(joined)
+    record = pd.concat(out)
+    record.index.name = "time"
+    return record.reset_index().sort_values(["time", "symbol"], kind="stable",
+                                            ignore_index=True)
