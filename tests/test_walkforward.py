@@ -1,0 +1,250 @@
+"""Walk-forward: windows never see their traded days, carry stitches windows into one
+record, resume and workers change nothing, and bad input exits 2 naming the problem."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fastrl.backtest import Holding, evaluation_config, run_agent
+from fastrl.config import build_config
+from fastrl.data.loaders import load_bars_report
+from fastrl.walkforward import plan as plan_module
+from fastrl.walkforward import run as run_module
+from fastrl.walkforward.analysis import analyse, benjamini_hochberg, holm
+from fastrl.walkforward.plan import (
+    FEATURE_LOOKBACK_BARS,
+    WalkForwardSpec,
+    min_embargo_days,
+    plan_windows,
+)
+from fastrl.walkforward.run import run_walkforward, trade_market, train_window
+
+TINY = {"data.symbols": ["BPCL", "HDFCLIFE"], "total_timesteps": 512, "num_envs": 8,
+        "num_steps": 32, "minibatch_size": 128, "n_epochs": 2, "hidden_sizes": [16, 16],
+        "device": "cpu", "torch_threads": 1}
+SPEC = WalkForwardSpec(step=63, start="2022-01-03", val_days=40, min_train_days=120)
+
+
+@pytest.fixture(scope="module")
+def bars() -> dict[str, pd.DataFrame]:
+    return dict(load_bars_report(["BPCL", "HDFCLIFE"], "1d", "bundled").bars)
+
+
+@pytest.fixture(scope="module")
+def config():
+    return build_config("fast", None, TINY, [])
+
+
+def test_windows_never_reach_their_traded_days(bars):
+    windows = plan_windows(bars, SPEC)
+    assert len(windows) >= 3
+    calendar = plan_module.trading_calendar(bars)
+    for window in windows:
+        gap = calendar.searchsorted(pd.Timestamp(window.first_traded)) - \
+            calendar.searchsorted(pd.Timestamp(window.last_seen))
+        assert gap == min_embargo_days("1d") + 1  # embargo days lie strictly between
+        assert window.last_seen < window.decision_day < window.first_traded
+    for before, after in zip(windows, windows[1:], strict=False):
+        assert before.last_traded == after.decision_day  # contiguous, no overlap
+    # the held-out test days at the end are never traded
+    test_start = min(frame.index[-30] for frame in bars.values())
+    assert pd.Timestamp(windows[-1].last_traded) < test_start.normalize()
+    through = plan_windows(bars, dataclasses.replace(SPEC, through_test=True))
+    assert through[-1].last_traded > windows[-1].last_traded
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"step": 0}, "--step must be an integer >= 1"),
+    ({"embargo": 3}, f"shorter than the feature look-back ({FEATURE_LOOKBACK_BARS} bars"),
+    ({"start": "2018-03-01"}, "symbol HDFCLIFE has too little history"),
+    ({"start": "2030-01-01"}, "after the last bar"),
+])
+def test_bad_specs_name_the_problem(bars, changes, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        plan_windows(bars, dataclasses.replace(SPEC, **changes))
+
+
+def test_symbol_without_bars_in_a_window_is_refused(bars):
+    window = plan_windows(bars, SPEC)[1]
+    gappy = dict(bars)
+    frame = bars["BPCL"]
+    days = frame.index.normalize()
+    gappy["BPCL"] = frame[(days < pd.Timestamp(window.first_traded))
+                          | (days > pd.Timestamp(window.last_traded))]
+    with pytest.raises(ValueError, match="symbol BPCL has no bars in window 1"):
+        plan_windows(gappy, SPEC)
+
+
+def test_late_listings_join_when_they_have_history(bars):
+    spec = dataclasses.replace(SPEC, start="2018-01-01", late_listings="join")
+    windows = plan_windows(bars, spec)
+    assert windows[0].symbols == ("BPCL",)
+    assert windows[-1].symbols == ("BPCL", "HDFCLIFE")
+
+
+def _policy(obs: np.ndarray) -> np.ndarray:
+    # long after an up bar: depends on the features and the carried position (obs[-3])
+    return ((obs[:, 0] + 0.1 * obs[:, -3]) > 0).astype(np.int64)
+
+
+def test_carried_windows_equal_one_continuous_backtest(bars, config):
+    """A fixed policy traded window by window with the holding carried gives the same
+    equity path as one backtest over the whole span: boundaries change nothing."""
+    windows = plan_windows(bars, SPEC)
+    market = run_module.train_market(bars, windows[0], config, SPEC)
+    state = market.normaliser.state_dict()
+    env_config = dataclasses.replace(evaluation_config(config.env), equity_floor=0.0)
+    holdings: dict = {}
+    stitched = {s: [] for s in windows[0].symbols}
+    for k, window in enumerate(windows):
+        block = trade_market(bars, window, config, state)
+        runs = run_agent(_policy, block, env_config, liquidate=k == len(windows) - 1,
+                         holdings=[holdings.get(s) for s in block.symbols])
+        for symbol, backtest in zip(block.symbols, runs, strict=True):
+            holdings[symbol] = Holding.after(backtest, holdings.get(symbol))
+            stitched[symbol].append(backtest.equity[1:] / backtest.equity[:-1] - 1)
+    whole = dataclasses.replace(windows[0], last_traded=windows[-1].last_traded)
+    block = trade_market(bars, whole, config, state)
+    for symbol, backtest in zip(block.symbols, run_agent(_policy, block, env_config),
+                                strict=True):
+        one = backtest.equity[1:] / backtest.equity[:-1] - 1
+        np.testing.assert_allclose(np.concatenate(stitched[symbol]), one, rtol=0, atol=1e-12)
+        assert backtest.fills.sum() > 4  # the policy trades, across boundaries too
+
+
+def test_no_window_sees_a_bar_at_or_after_its_first_traded_day(bars, config, monkeypatch):
+    from fastrl.env import TradingVecEnv
+
+    seen: list[tuple[int, pd.Timestamp]] = []
+    current = {"window": -1}
+    original_market = run_module.train_market
+    original_init = TradingVecEnv.__init__
+
+    def recording_market(bars_, window, *args, **kwargs):
+        current["window"] = window.index
+        return original_market(bars_, window, *args, **kwargs)
+
+    def recording_init(self, market, *args, **kwargs):
+        seen.append((current["window"], pd.Timestamp(np.max(market.timestamps))))
+        original_init(self, market, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "train_market", recording_market)
+    monkeypatch.setattr(TradingVecEnv, "__init__", recording_init)
+    windows = plan_windows(bars, SPEC)
+    for window in windows[:2]:
+        train_window(json.loads(json.dumps(_values(config))), window,
+                     plan_module.window_bars(bars, window, "train"), SPEC.resolved("1d"),
+                     name="fast", seed_index=0)
+        current["window"] = -1
+    by_window = {}
+    for k, newest in seen:
+        by_window.setdefault(k, []).append(newest)
+    assert set(by_window) == {0, 1}
+    for k, newest in by_window.items():
+        assert len(newest) >= 2  # the training env and the validation backtests
+        assert max(newest) <= pd.Timestamp(windows[k].last_seen) + pd.Timedelta(hours=23)
+        assert max(newest) < pd.Timestamp(windows[k].first_traded)
+
+
+def _values(config):
+    from fastrl.config import config_to_dict
+
+    return config_to_dict(config)
+
+
+def test_later_bars_do_not_change_a_windows_policy(bars, config):
+    window = plan_windows(bars, SPEC)[1]
+    changed = {}
+    for symbol, frame in bars.items():
+        frame = frame.copy()
+        later = frame.index.normalize() > pd.Timestamp(window.last_seen)
+        frame.loc[later, ["open", "high", "low", "close"]] *= 1.5
+        changed[symbol] = frame
+    spec = SPEC.resolved("1d")
+    policies = [train_window(_values(config), window,
+                             plan_module.window_bars(source, window, "train"), spec,
+                             name="fast", seed_index=0).policy
+                for source in (bars, changed)]
+    for key, value in policies[0]["network"].items():
+        assert torch.equal(value, policies[1]["network"][key]), key
+
+
+def test_resume_and_workers_give_the_same_record(bars, config, tmp_path):
+    configs = {"fast": config}
+    whole = run_walkforward(configs, SPEC, bars=bars)
+
+    class Stop(Exception):
+        pass
+
+    lines = []
+
+    def stop_after_first(line: str) -> None:
+        lines.append(line)
+        if len(lines) == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_walkforward(configs, SPEC, bars=bars, run_dir=tmp_path, progress=stop_after_first)
+    assert len(list((tmp_path / "windows").rglob("window_*.pt"))) == 1
+    resumed_lines: list[str] = []
+    resumed = run_walkforward(configs, SPEC, bars=bars, run_dir=tmp_path,
+                              progress=resumed_lines.append)
+    assert resumed_lines[0].startswith("resuming: 1 of")
+    pd.testing.assert_frame_equal(resumed.record(), whole.record(), check_exact=True)
+    parallel = run_walkforward(configs, SPEC, bars=bars, workers=2)
+    pd.testing.assert_frame_equal(parallel.record(), whole.record(), check_exact=True)
+    record = whole.record()
+    assert set(record["window"]) == set(range(len(whole.windows)))
+    analysis = analyse(record, "1d")
+    assert analysis["pooled"]["days"] == record["time"].nunique()
+    assert "years out of sample" in analysis["verdict"]
+
+
+def test_multiple_testing_adjustments():
+    p = np.array([0.01, 0.04, 0.03, 0.20])
+    np.testing.assert_allclose(holm(p), [0.04, 0.09, 0.09, 0.20])
+    np.testing.assert_allclose(benjamini_hochberg(p), [0.04, 0.16 / 3, 0.16 / 3, 0.20])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--step", "0"], "--step must be an integer >= 1"),
+    (["--embargo", "2"], "shorter than the feature look-back"),
+    (["--start", "2005-03-01"], "too little history"),
+    (["--train-window", "week"], "--train-window must be"),
+])
+def test_cli_bad_input_exits_2(argv, message, tmp_path, capsys):
+    from fastrl.cli.walkforward import main
+
+    code = main(["--symbols", "BPCL", "HDFCLIFE", "--run-dir", str(tmp_path / "run"), *argv])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_cli_runs_and_resumes(tmp_path, capsys):
+    from fastrl.cli.walkforward import main
+
+    run_dir = tmp_path / "run"
+    argv = ["--symbols", "BPCL", "HDFCLIFE", "--start", "2022-04-01", "--val-days", "40",
+            "--min-train-days", "120", "--timesteps", "512", "--run-dir", str(run_dir),
+            "--set", "num_envs=8", "num_steps=32", "minibatch_size=128", "n_epochs=2",
+            "hidden_sizes=[16,16]", "device=cpu"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Verdict:" in out and "years out of sample" in out
+    for name in ("report.md", "report.html", "report.json", "oos_returns.csv", "windows.csv",
+                 "equity.png", "rolling_sharpe.png", "drawdown.png"):
+        assert (run_dir / name).is_file(), name
+    record = pd.read_csv(run_dir / "oos_returns.csv")
+    assert {"agent_return", "position", "cost", "window", "bh_return"} <= set(record.columns)
+    windows = pd.read_csv(run_dir / "windows.csv")
+    assert {"first_traded", "val_sharpe", "chosen_update", "seconds"} <= set(windows.columns)
+    assert main(["--resume", str(run_dir)]) == 0
+    assert "resuming: " in capsys.readouterr().out
+    assert main(["--resume", str(run_dir), "--step", "5"]) == 2
