@@ -248,3 +248,39 @@ def test_cli_runs_and_resumes(tmp_path, capsys):
     assert main(["--resume", str(run_dir)]) == 0
     assert "resuming: " in capsys.readouterr().out
     assert main(["--resume", str(run_dir), "--step", "5"]) == 2
+
+
+def test_portfolio_windows_carry_and_equal_one_continuous_backtest(config):
+    """The portfolio protocol: the same carried-holding identity, then a tiny run."""
+    from fastrl.config import portfolio_env_config
+    from fastrl.portfolio_backtest import evaluation_config as portfolio_evaluation
+    from fastrl.portfolio_backtest import run_agent as run_portfolio
+
+    symbols = ["BPCL", "INFY", "TCS"]
+    bars = dict(load_bars_report(symbols, "1d", "bundled").bars)
+    portfolio = build_config("fast", None, {**TINY, "data.symbols": symbols,
+                                            "portfolio.enabled": True}, [])
+    windows = plan_windows(bars, SPEC)
+    state = run_module.train_market(bars, windows[0], portfolio, SPEC).normaliser.state_dict()
+    env_config = dataclasses.replace(portfolio_evaluation(portfolio_env_config(portfolio)),
+                                     equity_floor=0.0)
+
+    def rotate(obs: np.ndarray) -> np.ndarray:  # weights from the features and the holding
+        score = obs[:, :3] + 0.2 * obs[:, -4:-1]
+        return np.exp(score) / np.exp(score).sum(axis=1, keepdims=True) * 0.9
+
+    holding, stitched = None, []
+    for k, window in enumerate(windows):
+        panel = trade_market(bars, window, portfolio, state)
+        backtest = run_portfolio(rotate, panel, env_config, holding=holding,
+                                 liquidate=k == len(windows) - 1)
+        holding = backtest.holding
+        stitched.append(backtest.equity[1:] / backtest.equity[:-1] - 1)
+    whole = dataclasses.replace(windows[0], last_traded=windows[-1].last_traded)
+    one = run_portfolio(rotate, trade_market(bars, whole, portfolio, state), env_config)
+    np.testing.assert_allclose(np.concatenate(stitched), one.returns, rtol=0, atol=1e-12)
+    run = run_walkforward({"fast": portfolio}, SPEC, bars=bars)
+    record = run.record()
+    assert set(record["symbol"]) == {"PORTFOLIO"}
+    assert len(record) == sum(w.days for w in run.windows)
+    assert "equal weight bought and held" in analyse(record, "1d")["verdict"]

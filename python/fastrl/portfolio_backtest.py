@@ -62,6 +62,14 @@ def strategy_label(strategy: str) -> str:
     return LABELS.get(strategy, strategy)
 
 
+@dataclass(frozen=True)
+class PortfolioHolding:
+    """Shares [A] and cash carried from one portfolio backtest into the next."""
+
+    shares: np.ndarray
+    cash: float
+
+
 @dataclass
 class PortfolioBacktest:
     """One strategy over the panel, step by step (``n`` steps, ``n + 1`` equity marks).
@@ -86,10 +94,19 @@ class PortfolioBacktest:
     liquidation_cost: float = 0.0
     terminated_step: int | None = None
     metrics: PerformanceMetrics | None = None
+    final_cash: float | None = None  # held after the last step, before any liquidation
+    final_shares: np.ndarray | None = None  # float64 [A], likewise
 
     @property
     def num_steps(self) -> int:
         return int(self.decision_rows.shape[0])
+
+    @property
+    def holding(self) -> PortfolioHolding:
+        """What this backtest hands to the next window (shares and cash before liquidation)."""
+        if self.final_shares is None or self.final_cash is None:
+            raise EvaluationError(f"{self.strategy}: this backtest kept no final holding")
+        return PortfolioHolding(shares=self.final_shares.copy(), cash=float(self.final_cash))
 
     @property
     def returns(self) -> np.ndarray:
@@ -131,11 +148,15 @@ def simulate(
     strategy: str,
     *,
     floor: bool = False,
+    holding: PortfolioHolding | None = None,
+    liquidate: bool = True,
 ) -> PortfolioBacktest:
     """Replays target weights through the simulator's accounting (see the module doc).
 
     ``orders[i]`` are the target weights [A] decided at row ``start + i`` (None: hold, no
-    order at all). ``floor``: stop at the env's equity floor as the env does.
+    order at all). ``floor``: stop at the env's equity floor as the env does. ``holding``:
+    start from shares and cash carried over (walk-forward windows) instead of the initial
+    cash; ``liquidate=False`` leaves the last holding open, unpaid.
     """
     A = panel.num_assets
     n = len(orders)
@@ -147,16 +168,18 @@ def simulate(
     prices = panel.open if next_open else panel.close
     mark, tradable = panel.mark, panel.tradable
     decision = np.arange(start, start + n, dtype=np.int64)
-    shares = np.zeros(A)
-    cash = float(config.initial_cash)
+    shares = np.zeros(A) if holding is None else np.array(holding.shares, dtype=np.float64)
+    cash = float(config.initial_cash) if holding is None else float(holding.cash)
     equity = np.empty(n + 1)
-    equity[0] = cash
+    equity[0] = cash + float(np.sum(shares * np.nan_to_num(mark[start]))) if shares.any() \
+        else cash
     weights = np.zeros((n, A + 1))
     costs = np.zeros(n)
     legs = np.zeros(n, dtype=np.int64)
     turnover = np.zeros(n)
     rebalanced = np.array([order is not None for order in orders], dtype=bool)
     terminated: int | None = None
+    liquidation = 0.0
     floor_equity = config.equity_floor * config.initial_cash
     for i, order in enumerate(orders):
         t = int(decision[i])
@@ -205,7 +228,8 @@ def simulate(
             shares[:] = 0.0
             weights[i] = 0.0
             weights[i, A] = 1.0
-    if n and terminated is None:
+    final_shares = shares.copy()
+    if n and terminated is None and liquidate:
         liquidation = _liquidation(cost_model, shares, mark[int(decision[-1]) + 1])
         equity[-1] -= liquidation
         costs[-1] += liquidation
@@ -216,6 +240,7 @@ def simulate(
         step_costs=costs, legs=legs, turnover=turnover, rebalanced=rebalanced,
         timestamps=None if panel.timestamps is None else np.asarray(panel.timestamps)[rows],
         liquidation_cost=liquidation, terminated_step=terminated,
+        final_cash=cash, final_shares=final_shares,
     ).finish()
 
 
@@ -290,11 +315,15 @@ def _as_policy_fn(policy: Any) -> PolicyFn:
                     f"got {type(policy)}")
 
 
-def run_agent(policy: Any, panel: PanelBlock, config: PortfolioConfig) -> PortfolioBacktest:
+def run_agent(policy: Any, panel: PanelBlock, config: PortfolioConfig, *,
+              holding: PortfolioHolding | None = None,
+              liquidate: bool = True) -> PortfolioBacktest:
     """The deterministic policy through a one-env PortfolioVecEnv, then :func:`simulate`.
 
-    Raises EvaluationError if the policy's weights are malformed or the replayed equity
-    differs from the env's (which would mean the baselines are not comparable).
+    ``holding`` starts the env and the accounting from carried shares and cash;
+    ``liquidate=False`` leaves the last holding open (walk-forward windows). Raises
+    EvaluationError if the policy's weights are malformed or the replayed equity differs
+    from the env's (which would mean the baselines are not comparable).
     """
     from fastrl.portfolio_env import PortfolioVecEnv
 
@@ -308,6 +337,16 @@ def run_agent(policy: Any, panel: PanelBlock, config: PortfolioConfig) -> Portfo
     terminated = False
     try:
         obs, _ = env.reset(seed=0)
+        if holding is not None:
+            state = env.get_state()
+            state["shares"][0] = holding.shares
+            state["cash"][0] = holding.cash
+            value = holding.cash + float(np.sum(holding.shares * np.nan_to_num(
+                panel.mark[int(state["bar_index"][0])])))
+            state["equity"][0] = value
+            state["peak_equity"][0] = value
+            env.set_state(state)
+            obs = env.buffers["obs"]
         while True:
             weights = np.asarray(policy_fn(obs), dtype=np.float64)
             if weights.shape != (1, A) or not np.all(np.isfinite(weights)):
@@ -326,7 +365,8 @@ def run_agent(policy: Any, panel: PanelBlock, config: PortfolioConfig) -> Portfo
         env.close()
     if terminated:  # the env's episode ended at the floor: cash from there on
         orders += [None] * (n - len(orders))
-    backtest = simulate(panel, config, start, orders, AGENT, floor=True)
+    backtest = simulate(panel, config, start, orders, AGENT, floor=True, holding=holding,
+                        liquidate=liquidate)
     # the env reports equity before the final sale (at the end or at the floor)
     replayed = backtest.equity[1:len(env_equity) + 1].copy()
     replayed[-1] += backtest.liquidation_cost

@@ -124,8 +124,13 @@ def build_panel_from_bars(
     window: int = 32,
     normaliser_state: dict | None = None,
     source: str = "memory",
+    test_start: pd.Timestamp | str | None = None,
 ) -> PanelSplits:
-    """Featurise validated bars per symbol, align them on the union calendar and split."""
+    """Featurise validated bars per symbol, align them on the union calendar and split.
+
+    ``test_start`` (a date): the test panel is the rows from that date on instead of the
+    last ``test_days``; with no row from that date on there is no test panel (``test`` is
+    None: a walk-forward window's training market)."""
     if not bars:
         raise ValueError("build_panel: no symbols")
     if not isinstance(window, (int, np.integer)) or window < 1:
@@ -141,7 +146,9 @@ def build_panel_from_bars(
     calendar = featured[next(iter(featured))].index
     for frame in featured.values():
         calendar = calendar.union(frame.index)
-    train_end, val_end = split_bars(calendar, test_days, val_days)
+    train_end, val_end = split_bars(calendar, test_days, val_days,
+                                    test_start=None if test_start is None
+                                    else pd.Timestamp(test_start))
     feature_names = tuple(next(iter(featured.values())).columns)
 
     if normaliser_state is not None:
@@ -180,7 +187,9 @@ def build_panel_from_bars(
               "test": (val_end - context, T)}
     if val_days == 0:
         del bounds["val"]
-    blocks: dict[str, PanelBlock | None] = {"val": None}
+    if val_end == T:
+        del bounds["test"]
+    blocks: dict[str, PanelBlock | None] = {"val": None, "test": None}
     summary: dict = {"freq": freq, "source": source, "symbols": list(symbols),
                      "window": int(window), "calendar_rows": T, "rows": {}, "tradable_share": {}}
     for split, (start, stop) in bounds.items():

@@ -35,6 +35,7 @@ LEVEL = stats.DEFAULT_LEVEL
 COST_MULTIPLES = (0.0, 0.5, 1.0, 2.0, 3.0)
 VOL_LOOKBACK = 63  # bars of trailing volatility that define the regime terciles
 ROLLING_YEAR = 252
+PORTFOLIO = "PORTFOLIO"  # the record's symbol for a portfolio config (one policy, one equity)
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
@@ -176,11 +177,17 @@ def analyse(record: pd.DataFrame, freq: str) -> dict[str, Any]:
     wins_holm = int(np.sum(adjusted_holm[finite] <= alpha))
     wins_bh = int(np.sum(adjusted_bh[finite] <= alpha))
     years = (pool.index[-1] - pool.index[0]).days / 365.25 if len(pool) > 1 else 0.0
-    verdict = (f"{combined['verdict']}: {years:.1f} years out of sample, {len(symbols)} "
-               f"symbol{'s' if len(symbols) != 1 else ''} pooled; per symbol {wins_raw} of "
-               f"{len(symbols)} "
-               f"ahead at {100 * LEVEL:g}% before adjustment, {wins_holm} after Holm, "
-               f"{wins_bh} after Benjamini-Hochberg")
+    if symbols == [PORTFOLIO]:
+        versus = stats.prob_agent_beats(pool["agent_return"].to_numpy(),
+                                        pool["bh_return"].to_numpy(), freq)
+        combined["verdict"] = stats.verdict(versus, agent="the portfolio agent",
+                                            benchmark="equal weight bought and held")
+        verdict = f"{combined['verdict']}: {years:.1f} years out of sample"
+    else:
+        verdict = (f"{combined['verdict']}: {years:.1f} years out of sample, {len(symbols)} "
+                   f"symbol{'s' if len(symbols) != 1 else ''} pooled; per symbol {wins_raw} of "
+                   f"{len(symbols)} ahead at {100 * LEVEL:g}% before adjustment, {wins_holm} "
+                   f"after Holm, {wins_bh} after Benjamini-Hochberg")
     return {"freq": freq, "symbols": symbols, "per_symbol": per_symbol, "pooled": combined,
             "verdict": verdict, "years": years, "level": LEVEL,
             "wins": {"raw": wins_raw, "holm": wins_holm, "bh": wins_bh},

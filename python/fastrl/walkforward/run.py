@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fastrl.walkforward.analysis import PORTFOLIO
 from fastrl.walkforward.plan import WalkForwardSpec, Window, plan_windows, window_bars
 
 Progress = Callable[[str], None]
@@ -89,13 +90,19 @@ def train_market(bars: Mapping[str, pd.DataFrame], window: Window, config: Any,
     warmup_days = int(np.ceil(WARMUP_BARS / bars_per_day(freq))) + 1
     past = window_bars(bars, window, "train", warmup_days if spec.train_window else 0)
     after = pd.Timestamp(window.last_seen) + pd.Timedelta(days=1)
+    build = _panel_builder() if config.portfolio.enabled else build_market_from_bars
     try:
-        return build_market_from_bars(past, freq, val_days=spec.val_days,
-                                      window=config.env.window, test_start=after,
-                                      source=f"walk-forward window {window.index}")
+        return build(past, freq, val_days=spec.val_days, window=config.env.window,
+                     test_start=after, source=f"walk-forward window {window.index}")
     except ValueError as error:
         raise ValueError(f"window {window.index} (training through {window.last_seen}): "
                          f"{error}") from None
+
+
+def _panel_builder() -> Callable[..., Any]:
+    from fastrl.data.panel import build_panel_from_bars
+
+    return build_panel_from_bars
 
 
 def trade_market(bars: Mapping[str, pd.DataFrame], window: Window, config: Any,
@@ -104,8 +111,9 @@ def trade_market(bars: Mapping[str, pd.DataFrame], window: Window, config: Any,
     observation window's context rows before it, featurised with the window's normaliser."""
     from fastrl.data.splits import build_market_from_bars
 
+    build = _panel_builder() if config.portfolio.enabled else build_market_from_bars
     try:
-        market = build_market_from_bars(
+        market = build(
             window_bars(bars, window, "trade"), config.data.freq, val_days=0,
             window=config.env.window, test_start=pd.Timestamp(window.decision_day),
             normaliser_state=feature_normaliser, source=f"walk-forward window {window.index}")
@@ -268,9 +276,10 @@ def run_walkforward(
         raise ValueError("--warm-start trains each window from the one before: use --workers 1")
     first = next(iter(configs.values()))
     for name, config in configs.items():
-        if config.portfolio.enabled:
-            raise ValueError(f"config {name}: portfolio configs (--portfolio) are not supported "
-                             "by walk-forward yet; train them with fastrl-train")
+        if config.portfolio.enabled and spec.late_listings != "error":
+            raise ValueError(f"config {name}: a portfolio trades every symbol in every window, "
+                             "so --late-listings join does not apply; choose a --start where "
+                             "every symbol has enough history")
         if (config.data.freq, tuple(config.data.symbols)) != (first.data.freq,
                                                                tuple(first.data.symbols)):
             raise ValueError(f"config {name} trades {config.data.symbols} at "
@@ -381,6 +390,8 @@ def trade_record(config: Any, bars: Mapping[str, pd.DataFrame], windows: list[Wi
     """
     from fastrl.backtest import Holding, evaluation_config, run_agent
 
+    if config.portfolio.enabled:
+        return _portfolio_record(config, bars, windows, policies)
     env_config = dataclasses.replace(evaluation_config(config.env), equity_floor=0.0)
     holdings: dict[str, Holding] = {}
     frames: dict[str, list[pd.DataFrame]] = {}
@@ -418,3 +429,44 @@ def trade_record(config: Any, bars: Mapping[str, pd.DataFrame], windows: list[Wi
     record.index.name = "time"
     return record.reset_index().sort_values(["time", "symbol"], kind="stable",
                                             ignore_index=True)
+
+
+def _portfolio_record(config: Any, bars: Mapping[str, pd.DataFrame], windows: list[Window],
+                      policies: list[dict[str, Any]]) -> pd.DataFrame:
+    """:func:`trade_record` of a portfolio config: one row per bar for the whole portfolio
+    (symbol ``PORTFOLIO``, position = the symbols' gross weight), against equal weight
+    bought at the first fill and held (the portfolio report's buy-and-hold)."""
+    from fastrl.config import portfolio_env_config
+    from fastrl.portfolio_backtest import EW_HOLD, baseline_backtest, evaluation_config
+    from fastrl.portfolio_backtest import run_agent as run_portfolio
+
+    env_config = dataclasses.replace(evaluation_config(portfolio_env_config(config)),
+                                     equity_floor=0.0)
+    holding = None
+    parts = []
+    for window, policy in zip(windows, policies, strict=True):
+        agent = build_agent(config, policy)
+        panel = trade_market(bars, window, config, agent.feature_normaliser)
+        backtest = run_portfolio(agent, panel, env_config, holding=holding,
+                                 liquidate=window.index == windows[-1].index)
+        holding = backtest.holding
+        equity = backtest.equity
+        parts.append(pd.DataFrame({
+            "window": window.index, "agent_return": equity[1:] / equity[:-1] - 1.0,
+            "position": backtest.weights[:, :-1].sum(axis=1), "cost": backtest.step_costs,
+            "cost_frac": backtest.step_costs / equity[:-1], "agent_equity": equity[1:],
+        }, index=pd.DatetimeIndex(backtest.timestamps[1:])))
+    record = pd.concat(parts)
+    whole = dataclasses.replace(windows[0], last_traded=windows[-1].last_traded)
+    panel = trade_market(bars, whole, config, build_agent(config, policies[0]).feature_normaliser)
+    hold = baseline_backtest(panel, env_config, EW_HOLD)
+    equity = hold.equity
+    bench = pd.DataFrame({"bh_return": equity[1:] / equity[:-1] - 1.0, "bh_cost": hold.step_costs,
+                          "bh_equity": equity[1:], "bh_cost_frac": hold.step_costs / equity[:-1]},
+                         index=pd.DatetimeIndex(hold.timestamps[1:]))
+    joined = record.join(bench, how="left")
+    if joined["bh_return"].isna().any():
+        raise ValueError("the portfolio and its equal-weight benchmark cover different bars")
+    joined.insert(0, "symbol", PORTFOLIO)
+    joined.index.name = "time"
+    return joined.reset_index()
