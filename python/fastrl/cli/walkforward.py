@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         "record against buy-and-hold. Example: fastrl-walkforward --symbols BPCL HDFCLIFE")
     data = parser.add_argument_group("data (as fastrl-train)")
     data.add_argument("--symbols", nargs="+", metavar="SYMBOL", help="symbols to trade")
+    data.add_argument("--portfolio", action="store_true",
+                      help="one policy allocates weights over all --symbols and cash, judged "
+                      "against equal weight bought and held")
     data.add_argument("--freq", choices=("1d", "5min"), help="bar size (default 1d)")
     data.add_argument("--data", metavar="PATH", help="your CSV/Parquet file or folder")
     data.add_argument("--test-days", type=int, metavar="N",
@@ -76,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     wf.add_argument("--compare", nargs="+", metavar="CONFIG",
                     help="configs to compare on the same windows and seeds: presets or files")
     wf.add_argument("--seeds", type=int, default=1, metavar="K", help="seeds per window")
-    wf.add_argument("--workers", type=int, default=1, metavar="W",
-                    help="windows trained at once in processes (not with --warm-start)")
+    wf.add_argument("--workers", type=int, metavar="W",
+                    help="windows trained at once in processes (default: one per core; 1 "
+                    "with --warm-start); never changes a result")
     wf.add_argument("--threads", type=int, default=1, metavar="N",
                     help="torch threads per window (fixed, so --workers never changes a result)")
     wf.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
@@ -92,6 +97,8 @@ def _configs(settings: dict[str, Any]) -> dict[str, Any]:
     overrides = {FLAG_KEYS[k]: v for k, v in settings.items() if k in FLAG_KEYS and v is not None}
     if settings.get("test_days") is not None:
         overrides["data.test_days"] = settings["test_days"]
+    if settings.get("portfolio"):
+        overrides["portfolio.enabled"] = True
     set_options = settings["set_options"]
     entries = settings.get("compare") or [settings.get("config") or settings.get("preset")
                                          or "fast"]
@@ -134,7 +141,7 @@ def _spec(settings: dict[str, Any], config: Any) -> Any:
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("symbols", "freq", "data", "test_days", "through_test", "preset", "config",
+    keys = ("symbols", "portfolio", "freq", "data", "test_days", "through_test", "preset", "config",
             "timesteps", "num_envs", "seed", "device", "start", "step", "train_window",
             "val_days", "embargo", "min_train_days", "late_listings", "warm_start", "compare",
             "seeds", "workers", "threads")
@@ -186,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = json.loads(settings_path.read_text())
     else:
         settings = _settings(args)
+        if settings["workers"] is None:
+            settings["workers"] = 1 if settings["warm_start"] else (os.cpu_count() or 1)
     configs = _configs(settings)
     first = next(iter(configs.values()))
     spec = _spec(settings, first)
