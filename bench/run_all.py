@@ -34,6 +34,7 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
     "validation_cost": ([], ["--updates", "2", "--hidden", "[64,64]"]),
     "tune": ([], ["--quick"]),
     "pbt": (["--device", "cpu"], ["--quick"]),
+    "walkforward": ([], ["--quick"]),
 }
 
 

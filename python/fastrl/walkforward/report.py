@@ -11,6 +11,7 @@ import base64
 import html
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,36 +64,38 @@ def plot_equity(record: pd.DataFrame, path: Path, max_symbols: int = 30) -> Path
     return path
 
 
-def plot_rolling_sharpe(record: pd.DataFrame, freq: str, path: Path) -> Path:
+def _pooled_plot(record: pd.DataFrame, path: Path, title: str, legend: str,
+                 draw: Callable[[Any, pd.DataFrame, str, str], None]) -> Path:
+    """One panel over the pooled record: ``draw(ax, pool, strategy, column)`` per strategy."""
     plt = _pyplot()
     pool = pooled(record)
     fig, ax = plt.subplots(figsize=(12, 3.5), dpi=90)
     for key, column in (("agent", "agent_return"), ("buy_and_hold", "bh_return")):
-        ax.plot(pool.index, rolling_sharpe(pool[column], freq), color=COLORS[key],
-                label=key.replace("_", " "))
-    ax.axhline(0, color="#999", linewidth=0.8)
-    ax.set_title("rolling one-year Sharpe (pooled)")
-    ax.legend(loc="upper left")
+        draw(ax, pool, key, column)
+    ax.set_title(title)
+    ax.legend(loc=legend)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_rolling_sharpe(record: pd.DataFrame, freq: str, path: Path) -> Path:
+    def draw(ax: Any, pool: pd.DataFrame, key: str, column: str) -> None:
+        ax.plot(pool.index, rolling_sharpe(pool[column], freq), color=COLORS[key],
+                label=key.replace("_", " "))
+        ax.axhline(0, color="#999", linewidth=0.8)
+
+    return _pooled_plot(record, path, "rolling one-year Sharpe (pooled)", "upper left", draw)
 
 
 def plot_drawdown(record: pd.DataFrame, path: Path) -> Path:
-    plt = _pyplot()
-    pool = pooled(record)
-    fig, ax = plt.subplots(figsize=(12, 3.5), dpi=90)
-    for key, column in (("agent", "agent_return"), ("buy_and_hold", "bh_return")):
+    def draw(ax: Any, pool: pd.DataFrame, key: str, column: str) -> None:
         equity = np.cumprod(1 + pool[column].to_numpy())
         ax.fill_between(pool.index, equity / np.maximum.accumulate(equity) - 1, 0,
                         color=COLORS[key], alpha=0.35, label=key.replace("_", " "))
-    ax.set_title("drawdown (pooled)")
-    ax.legend(loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+
+    return _pooled_plot(record, path, "drawdown (pooled)", "lower left", draw)
 
 
 # ----------------------------------------------------------------------------- text
