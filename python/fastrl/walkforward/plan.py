@@ -94,7 +94,8 @@ def _check_int(name: str, value: object, low: int) -> None:
 
 @dataclass(frozen=True)
 class Window:
-    """One retraining: train on ``[train_start, last_seen]``, trade ``[first_traded, last_traded]``.
+    """One retraining: train on ``[train_start, last_seen]`` (validating on ``[val_start,
+    last_seen]``), trade ``[first_traded, last_traded]``.
 
     Dates are ISO strings (the session date for 5-minute bars). ``decision_day`` is the day
     whose close the first decision is made at (the day before ``first_traded``);
@@ -103,6 +104,7 @@ class Window:
 
     index: int
     train_start: str
+    val_start: str  # the first validation day ("" without validation)
     last_seen: str
     decision_day: str
     first_traded: str
@@ -205,8 +207,10 @@ def plan_windows(bars: Mapping[str, pd.DataFrame], spec: WalkForwardSpec,
                 symbols.append(symbol)
         if not symbols:
             continue
+        val_start = (_day_text(calendar[max(0, last_seen - spec.val_days + 1)])
+                     if spec.val_days else "")
         windows.append(Window(
-            index=len(windows), train_start=_day_text(train_start),
+            index=len(windows), train_start=_day_text(train_start), val_start=val_start,
             last_seen=_day_text(calendar[last_seen]), decision_day=_day_text(calendar[a - 1]),
             first_traded=_day_text(first), last_traded=_day_text(last), days=b - a,
             symbols=tuple(symbols)))

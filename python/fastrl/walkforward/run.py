@@ -230,7 +230,8 @@ class WalkForwardRun:
                                                   item[0][0]), item[0][1], item[0][2])):
             window = self.windows[k]
             rows.append({**result.summary(), "train_start": window.train_start,
-                         "last_seen": window.last_seen, "first_traded": window.first_traded,
+                         "val_start": window.val_start, "last_seen": window.last_seen,
+                         "first_traded": window.first_traded,
                          "last_traded": window.last_traded, "traded_days": window.days,
                          "symbols": " ".join(window.symbols)})
         return pd.DataFrame(rows)
