@@ -284,3 +284,25 @@ def test_portfolio_windows_carry_and_equal_one_continuous_backtest(config):
     assert set(record["symbol"]) == {"PORTFOLIO"}
     assert len(record) == sum(w.days for w in run.windows)
     assert "equal weight bought and held" in analyse(record, "1d")["verdict"]
+
+
+def test_cli_symbol_without_bars_in_a_window_exits_2(bars, tmp_path, capsys):
+    from fastrl.cli.walkforward import main
+
+    folder = tmp_path / "bars"
+    folder.mkdir()
+    for symbol, frame in bars.items():
+        days = frame.index.normalize()
+        if symbol == "BPCL":  # no bars from April to June 2022
+            frame = frame[(days < pd.Timestamp("2022-03-25")) | (days > pd.Timestamp("2022-07-15"))]
+        out = frame.copy()
+        out.index = out.index.tz_localize(None).normalize() if out.index.tz else out.index
+        out.index.name = "date"
+        out.to_csv(folder / f"{symbol}.csv")
+    code = main(["--symbols", "BPCL", "HDFCLIFE", "--data", str(folder), "--start", "2022-01-03",
+                 "--val-days", "40", "--min-train-days", "120", "--run-dir",
+                 str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "symbol BPCL has no bars in window 1" in err
+    assert not (tmp_path / "run").exists()
