@@ -306,3 +306,26 @@ def test_cli_symbol_without_bars_in_a_window_exits_2(bars, tmp_path, capsys):
     assert code == 2, err
     assert "symbol BPCL has no bars in window 1" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_cost_sensitivity_and_regimes_on_a_known_record():
+    from fastrl.walkforward.analysis import cost_sensitivity, pooled, regimes
+
+    rng = np.random.default_rng(0)
+    days = pd.bdate_range("2015-01-01", periods=3 * 252)
+    bh = rng.normal(0.0003, 0.01, days.shape[0])
+    cost = np.full(days.shape[0], 0.0002)  # the agent pays 2 bp a day, buy-and-hold nothing
+    agent = bh + 0.0004 - cost  # an edge of 4 bp a day before costs
+    record = pd.DataFrame({"time": days, "symbol": "X", "agent_return": agent,
+                           "bh_return": bh, "cost_frac": cost, "bh_cost_frac": 0.0})
+    pool = pooled(record)
+    costs = cost_sensitivity(pool, "1d")
+    assert costs["breakeven_multiple"] == pytest.approx(2.0)  # 4 bp edge / 2 bp costs
+    at = {row["multiple"]: row for row in costs["rows"]}
+    assert at[0.0]["active_annual_mean"] == pytest.approx(0.0004 * 252)
+    assert at[3.0]["active_annual_mean"] == pytest.approx(-0.0002 * 252)
+    found = regimes(pool, "1d")
+    assert [row["regime"] for row in found["years"]] == ["2015", "2016", "2017"]
+    assert sum(row["days"] for row in found["direction"]) == len(days)
+    assert [row["regime"] for row in found["volatility"]] == [
+        "low volatility", "middle volatility", "high volatility"]
