@@ -26,7 +26,7 @@ from fastrl.config import ConfigError, build_config
 from fastrl.tune import objective
 from fastrl.tune import study as study_mod
 from fastrl.tune.objective import TrialDiverged, curve_area, fold_days
-from fastrl.tune.report import write_study_outputs
+from fastrl.tune.report_study import write_study_outputs
 from fastrl.tune.space import config_for, load_space, sample
 from fastrl.tune.study import TrialRunner, make_storage, open_study
 

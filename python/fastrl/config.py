@@ -80,7 +80,7 @@ class PortfolioSection:
     on the simplex over the symbols and cash (:mod:`fastrl.ppo.simplex`). The settings the
     two envs share (window, episode_length, execution, cost, reward and its penalties,
     initial_cash, equity_floor, random_start) are read from ``env.*``; the keys below are
-    the portfolio's own (see :class:`fastrl.portfolio_env.PortfolioConfig`).
+    the portfolio's own (see :class:`fastrl.env_portfolio.PortfolioConfig`).
     """
 
     enabled: bool = False
@@ -197,9 +197,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def portfolio_env_config(config: TrainConfig) -> Any:
-    """The :class:`~fastrl.portfolio_env.PortfolioConfig` of a ``portfolio.enabled`` run:
+    """The :class:`~fastrl.env_portfolio.PortfolioConfig` of a ``portfolio.enabled`` run:
     the settings both envs share from ``env.*``, the caps from ``portfolio.*``."""
-    from fastrl.portfolio_env import PortfolioConfig
+    from fastrl.env_portfolio import PortfolioConfig
 
     e, p = config.env, config.portfolio
     return PortfolioConfig(

@@ -1,7 +1,7 @@
 """The portfolio simulator in plain numpy, vectorised over envs: the oracle for tests and
 the baseline for benchmarks.
 
-It implements the semantics of ``cpp/src/portfolio.cpp`` (see fastrl.portfolio_env for the
+It implements the semantics of ``cpp/src/sim_portfolio.cpp`` (see fastrl.env_portfolio for the
 contract) with the same splitmix64 streams as fastrl.reference. Sums over symbols run in
 the C++ order (cash first, then symbol 0, 1, ...) so that rounding, and with it every
 whole-share and no-trade-band decision, comes out the same.
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from fastrl.data.panel import PanelBlock
-from fastrl.portfolio_env import PortfolioConfig, portfolio_obs_dim
+from fastrl.env_portfolio import PortfolioConfig, portfolio_obs_dim
 from fastrl.reference import _GOLDEN, _mix64, env_stream_seeds
 
 STATE_NAMES = ("shares", "cash", "equity", "peak_equity", "dsr_a", "dsr_b", "episode_return",

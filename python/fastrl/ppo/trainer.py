@@ -232,7 +232,7 @@ class Trainer:
     @staticmethod
     def _make_portfolio_env(panel: Any, num_envs: int, env_config: Any, *, num_threads: int,
                             seed: int, buffers: dict | None = None) -> Any:
-        from fastrl.portfolio_env import PortfolioVecEnv
+        from fastrl.env_portfolio import PortfolioVecEnv
 
         return PortfolioVecEnv(panel, num_envs, env_config, num_threads=num_threads, seed=seed,
                                buffers=buffers)
@@ -241,7 +241,7 @@ class Trainer:
         """Floats per observation of the training env (the staging buffers' width)."""
         train = self.market.train
         if self.portfolio:
-            from fastrl.portfolio_env import portfolio_obs_dim
+            from fastrl.env_portfolio import portfolio_obs_dim
 
             return portfolio_obs_dim(train, self.config.env.window)
         return self.config.env.window * train.num_features + 3
@@ -548,7 +548,7 @@ class Trainer:
         Runs :func:`fastrl.backtest.evaluate_agent` on the validation block, the function
         the test-days report uses: every symbol in one batched env, the position closed
         (and its cost paid) at the end, and the equal-capital combined Sharpe as the score.
-        A portfolio runs :func:`fastrl.portfolio_backtest.evaluate_portfolio` instead (the
+        A portfolio runs :func:`fastrl.backtest_portfolio.evaluate_portfolio` instead (the
         test-days report's function too): the score is the portfolio's Sharpe.
         """
         if not self.has_validation:
@@ -556,7 +556,7 @@ class Trainer:
         self.network.eval()
         try:
             if self.portfolio:
-                from fastrl.portfolio_backtest import evaluate_portfolio
+                from fastrl.backtest_portfolio import evaluate_portfolio
 
                 agent = evaluate_portfolio(self.agent, self.market.val, self.env_config,
                                            baselines=False).get("agent").metrics

@@ -1,7 +1,7 @@
 """The portfolio backtest report: report.md/html/json, test_returns.csv and PNG plots.
 
 Built on :mod:`fastrl.report`'s helpers (fixed-size Agg figures, the training curves, the
-number formats and strict JSON), fed by :class:`fastrl.portfolio_backtest.PortfolioResult`.
+number formats and strict JSON), fed by :class:`fastrl.backtest_portfolio.PortfolioResult`.
 Plots: ``equity.png`` (the agent against equal weight monthly and held, and each
 symbol's buy-and-hold, thin), ``weights.png`` (the agent's weights over time, symbols and
 cash stacked to 1) and ``training.png`` when the run logged metrics.
@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from fastrl.metrics import METRIC_LABELS, format_metric
-from fastrl.portfolio_backtest import (
+from fastrl.backtest_portfolio import (
     AGENT,
     EW_HOLD,
     EW_MONTHLY,
@@ -27,6 +26,7 @@ from fastrl.portfolio_backtest import (
     PortfolioResult,
     strategy_label,
 )
+from fastrl.metrics import METRIC_LABELS, format_metric
 from fastrl.report import (
     COLORS,
     DPI,
