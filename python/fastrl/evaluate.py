@@ -175,7 +175,7 @@ def _test_block(
                 f"a synthetic-market run is evaluated on its own {data_config.test_days} "
                 f"test days, not {days}"
             )
-        from fastrl.ppo.trainer import load_market
+        from fastrl.data.market import load_market
 
         # the same seed regenerates the same bars, split and normaliser as in training
         try:
