@@ -142,7 +142,7 @@ Preset = Literal["fast", "baseline"]
 def _check_env(env: Any) -> Any:
     """The ``env`` section: the trainer's own limits on it, then the env's validate()."""
     if not isinstance(env, _env_config_class()):
-        raise ConfigError(f"config key 'env' needs an EnvConfig or a mapping, got {env!r}")
+        raise ConfigError(f"config key 'env' needs an EnvConfig, got {env!r}")
     for name in ENV_FIELD_TYPES:
         _coerce(f"env.{name}", _field("env", name), getattr(env, name))
     try:
