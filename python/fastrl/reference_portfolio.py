@@ -15,7 +15,7 @@ import numpy as np
 
 from fastrl.data.panel import PanelBlock
 from fastrl.env_portfolio import PortfolioConfig, portfolio_obs_dim
-from fastrl.reference import _GOLDEN, _mix64, env_stream_seeds
+from fastrl.rng import env_stream_seeds, next_below
 
 STATE_NAMES = ("shares", "cash", "equity", "peak_equity", "dsr_a", "dsr_b", "episode_return",
                "episode_costs", "episode_turnover", "bar_index", "episode_steps",
@@ -48,8 +48,7 @@ class ReferencePortfolioEnv:
         self.reset(seed=seed)
 
     def _next_below(self, envs: np.ndarray, bound: int) -> np.ndarray:
-        self.rng_state[envs] += _GOLDEN
-        return (_mix64(self.rng_state[envs]) % np.uint64(bound)).astype(np.int64)
+        return next_below(self.rng_state, envs, bound)
 
     def _reset_envs(self, envs: np.ndarray) -> None:
         c, T = self.config, self.panel.num_bars
