@@ -11,10 +11,10 @@
 2. **Learning.** On convergence.py's planted market: wall seconds until the validation
    Sharpe first reaches 80% of the oracle's, for PBT (P = 16; its score is the best
    member's at each exploit/explore round), the tuned config (the planted study's best draw
-   in bench/results/tune.json from bench/tune.py, else bench/results/tune/best.yaml, if
-   either is there) and the fast and baseline presets; medians with 90% bootstrap
-   intervals (runs that never reach the target count as infinitely slow), 10 seeds for
-   single configs, 3 for the population.
+   in bench/results/tune_payoff.json from bench/tune_payoff.py, else
+   bench/results/tune/best.yaml, if either is there) and the fast and baseline presets;
+   medians with 90% bootstrap intervals (runs that never reach the target count as
+   infinitely slow), 10 seeds for single configs, 3 for the population.
 3. **Real bars.** BPCL + HDFCLIFE: the PBT winner's test-day Sharpe against both presets'
    (their best-validation checkpoints), each with its bootstrap interval.
 
@@ -205,8 +205,9 @@ def single_configs(market: MarketSetup, timesteps: int, threads: int) -> dict[st
 
 
 def tuned_study_params() -> dict[str, Any] | None:
-    """The planted study's winning draw from bench/tune.py's full run (tune.json), if any."""
-    path = RESULTS / "tune.json"
+    """The planted study's winning draw from bench/tune_payoff.py's full run
+    (tune_payoff.json), if any."""
+    path = RESULTS / "tune_payoff.json"
     if not path.is_file():
         return None
     planted = json.loads(path.read_text()).get("planted") or {}
@@ -236,11 +237,12 @@ def learning(args: argparse.Namespace, market: MarketSetup) -> dict[str, Any]:
                 for name, s in seconds.items() if name != "pbt"}
     return {"target": {"label": market.target.label, "value": market.target.value},
             "timesteps_per_member": args.timesteps, "population": args.population,
-            "tuned_config": "bench/results/tune.json (planted study's best draw)"
+            "tuned_config": "bench/results/tune_payoff.json (planted study's best draw)"
             if tuned_study_params() is not None else
             (str(TUNED_CONFIG) if "tuned" in configs else None),
             "tuned_missing": None if "tuned" in configs else
-            f"no tune result: neither {RESULTS / 'tune.json'} (python bench/tune.py) nor "
+            f"no tune result: neither {RESULTS / 'tune_payoff.json'} "
+            f"(python bench/tune_payoff.py) nor "
             f"{TUNED_CONFIG}",
             "seconds_to_target": summary, "pbt_speedup_vs": speedups, "runs": runs}
 

@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 SUITE: dict[str, tuple[list[str], list[str]]] = {
     "env_throughput": ([], ["--quick", "--envs", "1", "64", "4096", "16384"]),
     "peer_envs": ([], ["--quick"]),
-    "portfolio_env": ([], ["--quick"]),
+    "env_portfolio": ([], ["--quick"]),
     "data_prep": ([], ["--quick"]),
     "train_throughput": (["--device", "cpu"],
                          ["--device", "cpu", "--quick", "--networks", "small", "--num-envs",
@@ -32,7 +32,7 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
     "convergence": ([], ["--quick"]),
     "generalisation": ([], ["--quick"]),
     "validation_cost": ([], ["--updates", "2", "--hidden", "[64,64]"]),
-    "tune": ([], ["--quick"]),
+    "tune_payoff": ([], ["--quick"]),
     "pbt": (["--device", "cpu"], ["--quick"]),
     "walkforward": ([], ["--quick"]),
 }

@@ -107,7 +107,7 @@ def peer_env_section(data: dict | None) -> list[str]:
 
 
 def portfolio_section(data: dict | None) -> list[str]:
-    lines = ["## Portfolio simulator (`bench/portfolio_env.py`)", ""]
+    lines = ["## Portfolio simulator (`bench/env_portfolio.py`)", ""]
     if data is None:
         return lines + ["Not run yet.", ""]
     m = data["machine"]
@@ -227,10 +227,10 @@ def validation_cost_section(data: dict | None) -> list[str]:
 
 
 def tune_section(data: dict | None) -> list[str]:
-    lines = ["## Hyperparameter search: tuned against both presets (`bench/tune.py`)", ""]
+    lines = ["## Hyperparameter search: tuned against both presets (`bench/tune_payoff.py`)", ""]
     if data is None:
         return lines + ["Not run yet.", ""]
-    from tune import markdown_summary
+    from tune_payoff import markdown_summary
 
     return lines + [markdown_summary(data).strip(), ""]
 
@@ -261,7 +261,7 @@ def build() -> Path:
              "machine; absolute figures move with the machine and its load.", ""]
     parts += env_section(load("env_throughput"))
     parts += peer_env_section(load("peer_envs"))
-    parts += portfolio_section(load("portfolio_env"))
+    parts += portfolio_section(load("env_portfolio"))
     parts += data_section(load("data_prep"))
     parts += train_section(load("train_throughput_cpu"), load("gpu_check"))
     parts += peer_train_section(load("peer_training"))
@@ -269,7 +269,7 @@ def build() -> Path:
     parts += generalisation_section(load("generalisation", "generalisation_quick"),
                                     load("generalisation_selection"))
     parts += validation_cost_section(load("validation_cost"))
-    parts += tune_section(load("tune", "tune_quick"))
+    parts += tune_section(load("tune_payoff", "tune_payoff_quick"))
     parts += pbt_section(load("pbt", "pbt_quick"))
     parts += walkforward_section(load("walkforward", "walkforward_quick"))
     gpu_pbt = load("pbt_cuda")

@@ -27,8 +27,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fastrl.config import build_config  # noqa: E402
+from fastrl.device import resolve_device  # noqa: E402
 from fastrl.ppo.network import ActorCritic  # noqa: E402
-from fastrl.ppo.trainer import Trainer, resolve_device  # noqa: E402
+from fastrl.ppo.trainer import Trainer  # noqa: E402
 from fastrl.ppo.update import autocast_context, make_optimizer  # noqa: E402
 
 from bench_common import machine_info, write_json  # noqa: E402

@@ -145,3 +145,35 @@ def test_the_training_reward_prices_turnover_in_proportion_to_costs():
     assert build_config(set_options=["env.cost=zero"]).env.turnover_penalty == 0.0
     assert build_config(set_options=["env.turnover_penalty=0.003"]).env.turnover_penalty == 0.003
     assert EnvConfig().turnover_penalty == 0.0  # the env alone charges only its costs
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("device=gpu", "config key 'device' must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+        ("lr_points=[[5, 0.1]]", "config key 'lr_points' must start at step 0"),
+        ("data.val_days=-1", "config key 'data.val_days' must be >= 0 or null, got -1"),
+        ("portfolio.trade_band=1", "config key 'portfolio.trade_band' must lie in [0, 1), got 1"),
+        ("env.initial_cash=.inf", "config key 'env.initial_cash' must be finite, got inf"),
+    ],
+)
+def test_annotated_ranges_name_the_dotted_key_and_value(option, message):
+    with pytest.raises(ConfigError) as info:
+        build_config(set_options=[option])
+    assert message in str(info.value)
+
+
+def test_a_bad_value_in_a_file_names_the_file(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("data:\n  freq: 1h\n")
+    with pytest.raises(ConfigError, match=r"run.yaml: config key 'data.freq' must be 1d or 5min"):
+        build_config(config_file=path)
+
+
+def test_validate_config_checks_a_config_edited_in_code():
+    from fastrl.config import validate_config
+
+    config = build_config()
+    config.gamma = 0.0
+    with pytest.raises(ConfigError, match=r"'gamma' must lie in \(0, 1\], got 0.0"):
+        validate_config(config)

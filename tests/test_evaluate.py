@@ -391,8 +391,9 @@ def test_fastrl_eval_command(trained_run, tmp_path, capsys):
 
 def test_evaluate_run_on_a_synthetic_market_run(tmp_path):
     from fastrl.config import DataConfig, TrainConfig
+    from fastrl.data.market import load_market
     from fastrl.evaluate import evaluate_run
-    from fastrl.ppo.trainer import load_market, train
+    from fastrl.ppo.trainer import train
 
     config = TrainConfig(
         env=EnvConfig(window=8),

@@ -167,7 +167,7 @@ def test_continuous_bounds_that_float32_cannot_hold_are_respected(market, tmp_pa
 
 
 def test_bad_device_strings_are_value_errors():
-    from fastrl.ppo.trainer import resolve_device
+    from fastrl.device import resolve_device
 
     with pytest.raises(ValueError, match="not a device"):
         resolve_device("cuda:abc")

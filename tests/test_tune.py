@@ -26,7 +26,7 @@ from fastrl.config import ConfigError, build_config
 from fastrl.tune import objective
 from fastrl.tune import study as study_mod
 from fastrl.tune.objective import TrialDiverged, curve_area, fold_days
-from fastrl.tune.report import write_study_outputs
+from fastrl.tune.report_study import write_study_outputs
 from fastrl.tune.space import config_for, load_space, sample
 from fastrl.tune.study import TrialRunner, make_storage, open_study
 
@@ -109,7 +109,7 @@ def test_shipped_space_loads_and_every_draw_is_a_valid_config() -> None:
 
 @pytest.mark.parametrize("text, words", [
     ("learning_rat: {type: float, low: 0.1, high: 0.2}", ["learning_rat", "unknown key"]),
-    ("gamma: {type: float, low: 0.99, high: 0.9}", ["gamma.low", "above"]),
+    ("gamma: {type: float, low: 0.99, high: 0.9}", ["gamma", "low <= high"]),  # Optuna's words
     ("learning_rate: {type: float, low: 0.0, high: 0.1, log: true}", ["learning_rate", "log"]),
     ("n_epochs: {type: float, low: 1, high: 4}", ["n_epochs.type"]),
     ("width: {type: categorical, choices: []}", ["width", "choices"]),

@@ -253,8 +253,8 @@ def test_cli_runs_and_resumes(tmp_path, capsys):
 def test_portfolio_windows_carry_and_equal_one_continuous_backtest(config):
     """The portfolio protocol: the same carried-holding identity, then a tiny run."""
     from fastrl.config import portfolio_env_config
-    from fastrl.portfolio_backtest import evaluation_config as portfolio_evaluation
-    from fastrl.portfolio_backtest import run_agent as run_portfolio
+    from fastrl.backtest_portfolio import evaluation_config as portfolio_evaluation
+    from fastrl.backtest_portfolio import run_agent as run_portfolio
 
     symbols = ["BPCL", "INFY", "TCS"]
     bars = dict(load_bars_report(symbols, "1d", "bundled").bars)

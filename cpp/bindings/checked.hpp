@@ -1,4 +1,4 @@
-// checked.hpp: buffer checks shared by the binding files (core.cpp, portfolio.cpp).
+// checked.hpp: buffer checks shared by the binding files (core.cpp, core_portfolio.cpp).
 #pragma once
 
 #include <pybind11/numpy.h>

@@ -28,7 +28,7 @@ using fastrl::Simulator;
 using fastrl_bindings::checked;
 using fastrl_bindings::shape_str;
 
-void bind_portfolio(py::module_& m);  // portfolio.cpp
+void bind_portfolio(py::module_& m);  // core_portfolio.cpp
 
 namespace {
 

@@ -16,7 +16,7 @@ _LAZY = {
     "TradingVecEnv": "fastrl.env",
     "EnvConfig": "fastrl.env",
     "make_env": "fastrl.env",
-    "make_portfolio_env": "fastrl.portfolio_env",
+    "make_portfolio_env": "fastrl.env_portfolio",
     "MarketBlock": "fastrl.data.block",
 }
 

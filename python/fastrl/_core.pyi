@@ -78,7 +78,7 @@ class Simulator:
     dsr_b: npt.NDArray[np.float64]
     rng_state: npt.NDArray[np.uint64]
 
-# Multi-asset portfolio simulator (cpp/bindings/portfolio.cpp). Use fastrl.portfolio_env.
+# Multi-asset portfolio simulator (cpp/bindings/core_portfolio.cpp). Use fastrl.env_portfolio.
 
 class PortfolioSimConfig:
     window: int

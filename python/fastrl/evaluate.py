@@ -175,7 +175,7 @@ def _test_block(
                 f"a synthetic-market run is evaluated on its own {data_config.test_days} "
                 f"test days, not {days}"
             )
-        from fastrl.ppo.trainer import load_market
+        from fastrl.data.market import load_market
 
         # the same seed regenerates the same bars, split and normaliser as in training
         try:
@@ -269,12 +269,12 @@ def evaluate_portfolio_run(
     test_days: int | None = None,
 ) -> Any:
     """A portfolio run's deterministic agent on its held-out test days, beside the
-    equal-weight and single-name baselines (:func:`fastrl.portfolio_backtest.
+    equal-weight and single-name baselines (:func:`fastrl.backtest_portfolio.
     evaluate_portfolio`); writes nothing. ``test_days`` may not exceed the training's."""
+    from fastrl.backtest_portfolio import evaluate_portfolio
     from fastrl.config import portfolio_env_config
     from fastrl.data.panel import build_panel
-    from fastrl.portfolio_backtest import evaluate_portfolio
-    from fastrl.portfolio_env import portfolio_obs_dim
+    from fastrl.env_portfolio import portfolio_obs_dim
     from fastrl.ppo.checkpoint import load_agent
 
     checkpoint, run_dir = find_checkpoint(run_dir_or_checkpoint)

@@ -34,7 +34,7 @@ import numpy as np
 
 TRADING_DAYS_PER_YEAR = 252
 NSE_SESSION_MINUTES = 375
-_EPS = 1e-12  # a standard deviation below this is treated as no risk at all
+EPS = 1e-12  # a standard deviation below this is treated as no risk at all
 
 
 def bars_per_day(freq: str) -> float:
@@ -135,7 +135,7 @@ def sharpe_per_bar(returns: np.ndarray) -> float:
     if r.shape[0] < 2:
         return 0.0
     std = float(np.std(r, ddof=1))
-    if std <= _EPS:
+    if std <= EPS:
         return 0.0
     return float(np.mean(r) / std)
 
@@ -151,7 +151,7 @@ def sortino_ratio(returns: np.ndarray, freq: str = "1d") -> float:
     if r.shape[0] < 2:
         return 0.0
     downside = float(np.sqrt(np.mean(np.square(np.minimum(r, 0.0)))))
-    if downside <= _EPS:
+    if downside <= EPS:
         return 0.0
     return float(np.mean(r) / downside * math.sqrt(periods_per_year(freq)))
 
@@ -184,7 +184,7 @@ def max_drawdown_duration(equity: np.ndarray) -> int:
 def calmar_ratio(equity: np.ndarray, freq: str = "1d") -> float:
     """CAGR over the absolute max drawdown; 0.0 when there was no drawdown."""
     depth = max_drawdown(equity)
-    if depth >= -_EPS:
+    if depth >= -EPS:
         return 0.0
     return annualised_return(equity, freq) / abs(depth)
 

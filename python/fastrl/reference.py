@@ -23,24 +23,9 @@ from fastrl.env import (
     EnvConfig,
     session_flags,
 )
+from fastrl.rng import env_stream_seeds, next_below
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_SEED_XOR = np.uint64(0x5851F42D4C957F2D)
 SESSIONS_PER_YEAR = 252.0  # sim.hpp's kSessionsPerYear: the borrow fee's day count
-
-
-def _mix64(z: np.ndarray) -> np.ndarray:
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    return z ^ (z >> np.uint64(31))
-
-
-def env_stream_seeds(seed: int, num_envs: int) -> np.ndarray:
-    """Initial splitmix64 state of every env's stream (as rng.hpp's env_stream_seed)."""
-    index = np.arange(1, num_envs + 1, dtype=np.uint64)
-    return _mix64((np.uint64(seed) ^ _SEED_XOR) + _GOLDEN * index)
 
 
 class ReferenceVecEnv:
@@ -83,8 +68,7 @@ class ReferenceVecEnv:
     # -- randomness ----------------------------------------------------------------------
 
     def _next_below(self, envs: np.ndarray, bound: np.ndarray) -> np.ndarray:
-        self.rng_state[envs] += _GOLDEN
-        return (_mix64(self.rng_state[envs]) % bound.astype(np.uint64)).astype(np.int64)
+        return next_below(self.rng_state, envs, bound)
 
     # -- episodes ------------------------------------------------------------------------
 

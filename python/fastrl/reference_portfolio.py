@@ -1,7 +1,7 @@
 """The portfolio simulator in plain numpy, vectorised over envs: the oracle for tests and
 the baseline for benchmarks.
 
-It implements the semantics of ``cpp/src/portfolio.cpp`` (see fastrl.portfolio_env for the
+It implements the semantics of ``cpp/src/sim_portfolio.cpp`` (see fastrl.env_portfolio for the
 contract) with the same splitmix64 streams as fastrl.reference. Sums over symbols run in
 the C++ order (cash first, then symbol 0, 1, ...) so that rounding, and with it every
 whole-share and no-trade-band decision, comes out the same.
@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from fastrl.data.panel import PanelBlock
-from fastrl.portfolio_env import PortfolioConfig, portfolio_obs_dim
-from fastrl.reference import _GOLDEN, _mix64, env_stream_seeds
+from fastrl.env_portfolio import PortfolioConfig, portfolio_obs_dim
+from fastrl.rng import env_stream_seeds, next_below
 
 STATE_NAMES = ("shares", "cash", "equity", "peak_equity", "dsr_a", "dsr_b", "episode_return",
                "episode_costs", "episode_turnover", "bar_index", "episode_steps",
@@ -48,8 +48,7 @@ class ReferencePortfolioEnv:
         self.reset(seed=seed)
 
     def _next_below(self, envs: np.ndarray, bound: int) -> np.ndarray:
-        self.rng_state[envs] += _GOLDEN
-        return (_mix64(self.rng_state[envs]) % np.uint64(bound)).astype(np.int64)
+        return next_below(self.rng_state, envs, bound)
 
     def _reset_envs(self, envs: np.ndarray) -> None:
         c, T = self.config, self.panel.num_bars

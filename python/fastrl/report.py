@@ -72,7 +72,8 @@ def figure_size_px(panels: int, columns: int = 1) -> tuple[int, int]:
     return int(round(FIG_WIDTH_IN * DPI)), int(round(PANEL_HEIGHT_IN * rows * DPI))
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -88,13 +89,14 @@ def _x(backtest: Backtest) -> np.ndarray:
     return np.arange(backtest.num_steps + 1)
 
 
-def _save(fig: Any, path: Path) -> None:
+def save_png(fig: Any, path: Path) -> None:
+    """Write ``fig`` as a PNG at the report DPI and close it."""
     fig.savefig(path, dpi=DPI, format="png")
-    _pyplot().close(fig)
+    pyplot().close(fig)
 
 
 def _panel_grid(panels: int, columns: int = 1):
-    plt = _pyplot()
+    plt = pyplot()
     rows = math.ceil(panels / columns)
     width, height = figure_size_px(panels, columns)
     fig, axes = plt.subplots(
@@ -121,7 +123,7 @@ def plot_equity(result: EvalResult, path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
     return path
 
 
@@ -148,7 +150,7 @@ def plot_drawdown(result: EvalResult, path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
     return path
 
 
@@ -195,7 +197,7 @@ def plot_positions(result: EvalResult, path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
     return path
 
 
@@ -231,16 +233,16 @@ def plot_training(records: list[dict[str, Any]], path: Path) -> Path:
         ax.set_xlabel("global step")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
     return path
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """Strict JSON: infinities and NaN as strings, numpy scalars and paths as plain values."""
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, np.integer)):
@@ -264,7 +266,8 @@ class ReportFiles:
     trades_csv: Path
 
 
-def _number(value: float, spec: str) -> str:
+def format_number(value: float, spec: str) -> str:
+    """``format(value, spec)``, or "n/a" for a non-finite value."""
     return "n/a" if not math.isfinite(value) else format(value, spec)
 
 
@@ -294,7 +297,7 @@ def uncertainty_rows(result: EvalResult, symbol: str) -> list[list[str]]:
 
     beats = uncertainty.vs_buy_and_hold.probability
     return [
-        row("Sharpe std. error", lambda x: _number(x.se, ".3f")),
+        row("Sharpe std. error", lambda x: format_number(x.se, ".3f")),
         row(f"Sharpe {100 * level:g}% interval", lambda x: format_interval(x.ci_low, x.ci_high)),
         row("P(Sharpe > 0) (PSR)", lambda x: format_probability(x.psr)),
         ["P(Sharpe > buy & hold)", format_probability(beats),
@@ -474,7 +477,7 @@ def write_report(
     html_path.write_text(html_report(result, images, title), encoding="utf-8")
     json_path = out / "report.json"
     json_path.write_text(
-        json.dumps(_json_safe(result.to_dict()), indent=2, allow_nan=False), encoding="utf-8"
+        json.dumps(json_safe(result.to_dict()), indent=2, allow_nan=False), encoding="utf-8"
     )
     # full float precision (pandas writes repr): the CSV reproduces the table's Sharpe
     returns_path = out / "test_returns.csv"

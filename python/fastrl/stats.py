@@ -40,7 +40,7 @@ import numpy as np
 from arch.bootstrap import StationaryBootstrap, optimal_block_length
 from scipy import special, stats
 
-from fastrl.metrics import _EPS, bars_per_day, periods_per_year, sharpe_per_bar, sharpe_ratio
+from fastrl.metrics import EPS, bars_per_day, periods_per_year, sharpe_per_bar, sharpe_ratio
 
 MIN_BARS = 10  # fewer bars than this: no bootstrap, no verdict (arch's block length fails too)
 DEFAULT_REPS = 2000  # bootstrap resamples: p-values resolved to 0.0005
@@ -134,7 +134,7 @@ def psr_from_moments(
         raise ValueError(f"kurtosis must be the non-excess kurtosis (>= 1), got {kurtosis}")
     bracket = _sharpe_variance_bracket(sharpe, skew, kurtosis)
     gap = sharpe - sr_benchmark
-    if bracket <= _EPS:
+    if bracket <= EPS:
         # a two-point return distribution at one particular SR: no sampling spread left
         return 1.0 if gap > 0 else (0.0 if gap < 0 else 0.5)
     return float(stats.norm.cdf(gap * math.sqrt(n - 1) / math.sqrt(bracket)))
@@ -170,7 +170,7 @@ def bootstrap_block_length(*series: np.ndarray) -> float:
     candidates = [1.0]
     if n >= 2 * MIN_BARS:  # arch divides by zero on very short series
         columns = np.column_stack([c for s in series for c in (s, np.square(s - s.mean()))])
-        columns = columns[:, np.std(columns, axis=0) > _EPS]
+        columns = columns[:, np.std(columns, axis=0) > EPS]
         if columns.shape[1]:
             with np.errstate(divide="ignore", invalid="ignore"):
                 estimates = optimal_block_length(columns)["stationary"].to_numpy()
@@ -470,7 +470,7 @@ def _split_scores(
             continue
         std = np.sqrt(np.maximum(s2 - s1**2 / n, 0.0) / np.maximum(n - 1.0, 1.0))
         with np.errstate(divide="ignore", invalid="ignore"):
-            out.append(np.where((std > _EPS) & (n > 1), mean / std, 0.0))
+            out.append(np.where((std > EPS) & (n > 1), mean / std, 0.0))
     return out[0], out[1]
 
 

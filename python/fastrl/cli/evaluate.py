@@ -122,8 +122,8 @@ def run(argv: list[str] | None, console: Console) -> int:
 
 def portfolio_table(result: Any) -> Table:
     """The portfolio metrics x strategies table, with the Sharpe's error bars."""
-    from fastrl.portfolio_backtest import strategy_label
-    from fastrl.portfolio_report import table_rows
+    from fastrl.backtest_portfolio import strategy_label
+    from fastrl.report_portfolio import table_rows
 
     table = Table(title="portfolio", header_style="bold", title_style="bold")
     table.add_column("metric")
@@ -141,7 +141,7 @@ def report_portfolio(run: str | Path, test_days: int | None, console: Console, *
     """Backtest a portfolio run on its test days, print the table and verdict and (with
     ``write``) write the report into ``out_dir`` (default: the run folder)."""
     from fastrl.evaluate import evaluate_portfolio_run
-    from fastrl.portfolio_report import write_portfolio_report
+    from fastrl.report_portfolio import write_portfolio_report
 
     result = evaluate_portfolio_run(run, test_days=test_days)
     console.print("Portfolio backtest on held-out test days, after costs", style="bold")

@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                       "uses the final checkpoint instead of one chosen on held-out days")
 
     def on_sigint(signum: int, frame: Any) -> None:
-        if trainer._stop_requested:
+        if trainer.stop_requested:
             raise Interrupted
         trainer.request_stop()
         console.print("Stopping after this update (Ctrl-C again to abort now)...")

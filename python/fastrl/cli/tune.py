@@ -240,7 +240,7 @@ def _run_study(raw: list[str]) -> int:
     if failed:
         print(f"{PROG}: {len(failed)} worker process(es) failed; see {study_dir}/worker_*.log",
               file=sys.stderr)
-    from fastrl.tune.report import write_study_outputs
+    from fastrl.tune.report_study import write_study_outputs
 
     files = write_study_outputs(study, runner, study_dir, report=not args.no_report,
                                 log=lambda line: print(line, flush=True))

@@ -34,6 +34,8 @@ from fastrl.config import (
     resolve_defaults,
     validate_config,
 )
+from fastrl.data.market import load_market
+from fastrl.device import resolve_device
 from fastrl.ppo.agent import Agent
 from fastrl.ppo.checkpoint import CheckpointError, build_network, load_checkpoint
 from fastrl.ppo.hooks import Hook, default_hooks
@@ -74,58 +76,6 @@ class TrainResult:
     best_val_sharpe: float | None
     final_checkpoint: Path | None
     last_metrics: dict[str, Any]
-
-
-def resolve_device(name: str) -> torch.device:
-    """"auto" -> CUDA when available, else CPU; "cuda" without CUDA is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ValueError(f"device {name!r} is not a device: use auto, cpu, cuda or cuda:N") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
-    if device.type == "cuda" and device.index is not None and \
-            device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} GPU(s)")
-    return device
-
-
-def load_market(config: TrainConfig) -> Any:
-    """The train/val/test MarketSplits the config's data section describes (PanelSplits,
-    every symbol on one calendar, for a portfolio)."""
-    data = config.data
-    if config.portfolio.enabled:
-        from fastrl.data.panel import build_panel
-
-        return build_panel(list(data.symbols), freq=data.freq, source=data.source,
-                           test_days=data.test_days, val_days=data.val_days,
-                           window=config.env.window)
-    if data.source == "synthetic":
-        from fastrl.data import build_synthetic_market
-
-        return build_synthetic_market(
-            kind="planted_signal",
-            n_symbols=len(data.symbols),
-            n_bars=data.synthetic_bars,
-            test_days=data.test_days,
-            val_days=data.val_days,
-            window=config.env.window,
-            seed=config.seed if data.synthetic_seed is None else data.synthetic_seed,
-            freq=data.freq,
-            signal_strength=data.synthetic_signal_strength,
-        )
-    from fastrl.data import build_market
-
-    return build_market(
-        list(data.symbols),
-        freq=data.freq,
-        source=data.source,
-        test_days=data.test_days,
-        val_days=data.val_days,
-        window=config.env.window,
-    )
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -232,7 +182,7 @@ class Trainer:
     @staticmethod
     def _make_portfolio_env(panel: Any, num_envs: int, env_config: Any, *, num_threads: int,
                             seed: int, buffers: dict | None = None) -> Any:
-        from fastrl.portfolio_env import PortfolioVecEnv
+        from fastrl.env_portfolio import PortfolioVecEnv
 
         return PortfolioVecEnv(panel, num_envs, env_config, num_threads=num_threads, seed=seed,
                                buffers=buffers)
@@ -241,7 +191,7 @@ class Trainer:
         """Floats per observation of the training env (the staging buffers' width)."""
         train = self.market.train
         if self.portfolio:
-            from fastrl.portfolio_env import portfolio_obs_dim
+            from fastrl.env_portfolio import portfolio_obs_dim
 
             return portfolio_obs_dim(train, self.config.env.window)
         return self.config.env.window * train.num_features + 3
@@ -548,7 +498,7 @@ class Trainer:
         Runs :func:`fastrl.backtest.evaluate_agent` on the validation block, the function
         the test-days report uses: every symbol in one batched env, the position closed
         (and its cost paid) at the end, and the equal-capital combined Sharpe as the score.
-        A portfolio runs :func:`fastrl.portfolio_backtest.evaluate_portfolio` instead (the
+        A portfolio runs :func:`fastrl.backtest_portfolio.evaluate_portfolio` instead (the
         test-days report's function too): the score is the portfolio's Sharpe.
         """
         if not self.has_validation:
@@ -556,7 +506,7 @@ class Trainer:
         self.network.eval()
         try:
             if self.portfolio:
-                from fastrl.portfolio_backtest import evaluate_portfolio
+                from fastrl.backtest_portfolio import evaluate_portfolio
 
                 agent = evaluate_portfolio(self.agent, self.market.val, self.env_config,
                                            baselines=False).get("agent").metrics
@@ -614,5 +564,4 @@ def train(config: TrainConfig, **kwargs: Any) -> TrainResult:
     return Trainer(config, **kwargs).train()
 
 
-__all__ = ["Trainer", "TrainResult", "TrainingDivergedError", "default_run_dir",
-           "load_market", "resolve_device", "train"]
+__all__ = ["Trainer", "TrainResult", "TrainingDivergedError", "default_run_dir", "train"]

@@ -3,7 +3,7 @@
 Start here: :mod:`fastrl.tune.space` (the knobs, from ``space.yaml``),
 :mod:`fastrl.tune.objective` (a trial's score: the time-average of its validation-Sharpe
 curve, median over seeds x walk-forward folds), :mod:`fastrl.tune.study` (storage, exact
-trial budget across workers, one trial in process) and :mod:`fastrl.tune.report` (best.yaml,
+trial budget across workers, one trial in process) and :mod:`fastrl.tune.report_study` (best.yaml,
 trials.csv, overfitting gates, confirmation on fresh seeds, the test days once at the end).
 Population-based training: :mod:`fastrl.tune.population` (P members in one process) and
 :mod:`fastrl.tune.population_based` (exploit/explore, lineage, winner; :func:`pbt` runs it).

@@ -58,7 +58,7 @@ def fold_days(test_days: int, val_days: int, fold: int) -> tuple[int, int]:
 
 def build_fold_market(config: TrainConfig, fold: int) -> Any:
     """The train/val splits of fold ``fold`` for the config's data section."""
-    from fastrl.ppo.trainer import load_market
+    from fastrl.data.market import load_market
 
     fold_config = copy.deepcopy(config)
     fold_config.data.test_days, fold_config.data.val_days = fold_days(

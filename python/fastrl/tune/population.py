@@ -257,7 +257,8 @@ class Population:
 
     def __init__(self, config: TrainConfig, population: int, *, market: Any = None,
                  env_factory: Callable[..., Any] | None = None) -> None:
-        from fastrl.ppo.trainer import load_market, resolve_device
+        from fastrl.data.market import load_market
+        from fastrl.device import resolve_device
 
         if isinstance(population, bool) or not isinstance(population, (int, np.integer)) \
                 or population < 1:

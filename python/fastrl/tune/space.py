@@ -8,6 +8,11 @@ the knobs it searches; the others keep the base preset's value. Budget-dependent
 are fractions of the budget (``warmup_fraction`` x timesteps = lr_warmup_steps, ...) and
 the minibatch is a count of minibatches per rollout, rounded down to a divisor of
 num_envs x num_steps, so every draw is a valid config.
+
+Optuna's distribution classes check each distribution (low <= high, a log scale above 0,
+a non-empty choice list); :data:`KNOBS` adds what only fastrl knows: which knobs exist,
+which types each may be searched as, and the range its values must lie in. Every message
+names the knob.
 """
 
 from __future__ import annotations
@@ -18,75 +23,108 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 
 from fastrl.config import ConfigError, TrainConfig, apply_overrides, validate_config
 
 DEFAULT_SPACE = Path(__file__).with_name("space.yaml")
-TYPES = ("float", "int", "bool", "categorical")
-FIELDS = {"type", "low", "high", "log", "choices"}
 
-# knob -> (smallest, largest) value it may take; None: unbounded
-KNOBS: dict[str, tuple[float | None, float | None]] = {
-    "learning_rate": (0.0, None),
-    "warmup_fraction": (0.0, 1.0),
-    "cosine_decay": (None, None),
-    "ent_coef": (0.0, None),
-    "ent_coef_final": (0.0, None),
-    "ent_decay_fraction": (0.0, 1.0),
-    "clip_range": (0.0, None),
-    "clip_range_final": (0.0, None),
-    "clip_decay_fraction": (0.0, 1.0),
-    "vf_coef": (0.0, None),
-    "max_grad_norm": (0.0, None),
-    "n_epochs": (1, None),
-    "target_kl": (0.0, None),
-    "minibatches": (1, None),
-    "num_steps": (1, None),
-    "gamma": (0.0, 1.0),
-    "gae_lambda": (0.0, 1.0),
-    "weight_decay": (0.0, None),
-    "width": (1, None),
-    "depth": (1, None),
+
+# the fields each type takes besides ``type`` (log is optional)
+FIELDS: dict[str, tuple[str, ...]] = {"float": ("low", "high", "log"),
+                                      "int": ("low", "high", "log"),
+                                      "categorical": ("choices",), "bool": ()}
+
+
+# --------------------------------------------------------------------------- the knobs
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The types a knob may be searched as and the range its values must lie in."""
+
+    types: tuple[str, ...]
+    low: float | None = None  # None: unbounded
+    high: float | None = None
+    positive: bool = False  # strictly above low (a zero learning rate learns nothing)
+
+    def interval(self) -> str:
+        return (f"{'(' if self.positive else '['}{self.low}, "
+                f"{self.high if self.high is not None else 'inf'}]")
+
+    def holds(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value) or ("int" in self.types and value != int(value)):
+            return False
+        if self.low is not None and (value <= self.low if self.positive else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+
+REAL = ("float", "categorical")
+WHOLE = ("int", "categorical")
+KNOBS: dict[str, Bounds] = {
+    "learning_rate": Bounds(REAL, 0.0, positive=True),
+    "warmup_fraction": Bounds(REAL, 0.0, 1.0),
+    "cosine_decay": Bounds(("bool",)),
+    "ent_coef": Bounds(REAL, 0.0),
+    "ent_coef_final": Bounds(REAL, 0.0),
+    "ent_decay_fraction": Bounds(REAL, 0.0, 1.0),
+    "clip_range": Bounds(REAL, 0.0, positive=True),
+    "clip_range_final": Bounds(REAL, 0.0, positive=True),
+    "clip_decay_fraction": Bounds(REAL, 0.0, 1.0),
+    "vf_coef": Bounds(REAL, 0.0),
+    "max_grad_norm": Bounds(REAL, 0.0, positive=True),
+    "n_epochs": Bounds(WHOLE, 1),
+    "target_kl": Bounds(REAL, 0.0, positive=True),
+    "minibatches": Bounds(WHOLE, 1),
+    "num_steps": Bounds(WHOLE, 1),
+    "gamma": Bounds(REAL, 0.0, 1.0, positive=True),
+    "gae_lambda": Bounds(REAL, 0.0, 1.0),
+    "weight_decay": Bounds(REAL, 0.0),
+    "width": Bounds(WHOLE, 1),
+    "depth": Bounds(WHOLE, 1),
 }
-INTEGER_KNOBS = {"n_epochs", "minibatches", "num_steps", "width", "depth"}
-BOOL_KNOBS = {"cosine_decay"}
-# knobs that must be strictly above their lower bound (a zero learning rate learns nothing)
-POSITIVE_KNOBS = {"learning_rate", "clip_range", "clip_range_final", "max_grad_norm",
-                  "target_kl", "gamma"}
 
 
 @dataclass(frozen=True)
 class Knob:
-    """One searched hyperparameter and its distribution."""
+    """One searched hyperparameter: its name, its type in the space file, and its Optuna
+    distribution (``low``/``high``/``log``/``choices`` read from the distribution)."""
 
     name: str
     type: str
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    choices: tuple[Any, ...] = ()
+    distribution: BaseDistribution
+
+    @property
+    def low(self) -> float | None:
+        return getattr(self.distribution, "low", None)
+
+    @property
+    def high(self) -> float | None:
+        return getattr(self.distribution, "high", None)
+
+    @property
+    def log(self) -> bool:
+        return bool(getattr(self.distribution, "log", False))
+
+    @property
+    def choices(self) -> tuple[Any, ...]:
+        return tuple(getattr(self.distribution, "choices", ()))
 
 
-def _number(name: str, field: str, value: Any, integer: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"search space: {name}.{field} must be a finite number, got {value!r}")
-    if integer and value != int(value):
-        raise ConfigError(f"search space: {name}.{field} must be an integer, got {value!r}")
-    return value
-
-
-def _check_in_range(name: str, value: Any, what: str) -> None:
-    low, high = KNOBS[name]
-    if name in BOOL_KNOBS:
-        if not isinstance(value, bool):
-            raise ConfigError(f"search space: {name} {what} must be true or false, got {value!r}")
-        return
-    _number(name, what, value, name in INTEGER_KNOBS)
-    below = low is not None and (value <= low if name in POSITIVE_KNOBS else value < low)
-    if below or (high is not None and value > high):
-        opening = "(" if name in POSITIVE_KNOBS else "["
-        bounds = f"{opening}{low}, {high if high is not None else 'inf'}]"
-        raise ConfigError(f"search space: {name} {what} {value!r} is outside {bounds}")
+def _distribution(kind: str, spec: dict[str, Any]) -> BaseDistribution:
+    if kind == "bool":
+        return CategoricalDistribution([False, True])
+    if kind == "categorical":
+        return CategoricalDistribution(spec["choices"])
+    cls = FloatDistribution if kind == "float" else IntDistribution
+    return cls(spec["low"], spec["high"], log=spec.get("log", False))
 
 
 def parse_knob(name: str, spec: Any) -> Knob:
@@ -95,47 +133,33 @@ def parse_knob(name: str, spec: Any) -> Knob:
         raise ConfigError(f"search space: unknown key {name!r}; known keys: {', '.join(KNOBS)}")
     if not isinstance(spec, dict):
         raise ConfigError(f"search space: {name} must be a mapping with a type, got {spec!r}")
-    unknown = sorted(set(spec) - FIELDS)
-    if unknown:
-        raise ConfigError(f"search space: {name} has unknown field(s) {unknown}; "
-                          f"allowed: {', '.join(sorted(FIELDS))}")
-    kind = spec.get("type")
-    if kind not in TYPES:
-        raise ConfigError(f"search space: {name}.type must be one of {', '.join(TYPES)}, "
+    bounds, kind = KNOBS[name], spec.get("type")
+    if kind not in bounds.types:
+        raise ConfigError(f"search space: {name}.type must be {' or '.join(bounds.types)}, "
                           f"got {kind!r}")
-    if (kind == "bool") != (name in BOOL_KNOBS):
-        need = "bool" if name in BOOL_KNOBS else "float, int or categorical"
-        raise ConfigError(f"search space: {name}.type must be {need}, got {kind!r}")
-    if kind == "int" and name not in INTEGER_KNOBS:
-        raise ConfigError(f"search space: {name}.type must be float or categorical, got 'int'")
-    if kind == "float" and name in INTEGER_KNOBS:
-        raise ConfigError(f"search space: {name}.type must be int or categorical, got 'float'")
-    log = spec.get("log", False)
-    if not isinstance(log, bool):
-        raise ConfigError(f"search space: {name}.log must be true or false, got {log!r}")
-    if kind == "bool":
-        if set(spec) - {"type"}:
-            raise ConfigError(f"search space: {name} (bool) takes no low/high/log/choices")
-        return Knob(name, kind)
-    if kind == "categorical":
-        choices = spec.get("choices")
-        if not isinstance(choices, list) or not choices or set(spec) - {"type", "choices"}:
-            raise ConfigError(f"search space: {name} (categorical) needs a non-empty list "
-                              f"'choices' and nothing else, got {spec!r}")
-        for choice in choices:
-            _check_in_range(name, choice, "choice")
-        return Knob(name, kind, choices=tuple(choices))
-    if "choices" in spec or "low" not in spec or "high" not in spec:
-        raise ConfigError(f"search space: {name} ({kind}) needs low and high, not choices")
-    low = _number(name, "low", spec["low"], kind == "int")
-    high = _number(name, "high", spec["high"], kind == "int")
-    if low > high:
-        raise ConfigError(f"search space: {name}.low {low!r} is above {name}.high {high!r}")
-    if log and low <= 0:
-        raise ConfigError(f"search space: {name} is log scale, so low must be > 0, got {low!r}")
-    _check_in_range(name, low, "low")
-    _check_in_range(name, high, "high")
-    return Knob(name, kind, low=low, high=high, log=log)
+    fields = FIELDS[kind]
+    unknown = sorted(set(spec) - {"type", *fields})
+    missing = [f for f in fields if f != "log" and f not in spec]
+    if unknown or missing:
+        raise ConfigError(f"search space: {name} ({kind}) takes "
+                          f"{', '.join(fields) or 'no field but its type'}: "
+                          + (f"unknown field(s) {unknown}" if unknown else f"{missing} missing"))
+    if not isinstance(spec.get("log", False), bool) or not isinstance(spec.get("choices", []),
+                                                                      list):
+        raise ConfigError(f"search space: {name}: log must be true or false and choices a "
+                          f"list, got {spec!r}")
+    values = [(f, spec[f]) for f in ("low", "high") if f in spec] + [
+        ("choice", c) for c in spec.get("choices", [])]
+    try:  # Optuna's checks first: they say "log" where a log scale's low is 0
+        distribution = _distribution(kind, spec)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"search space: {name} ({kind}): {err}") from None
+    for what, value in values:
+        if not bounds.holds(value):
+            whole = " (whole numbers)" if "int" in bounds.types else ""
+            raise ConfigError(f"search space: {name} {what} {value!r} is outside "
+                              f"{bounds.interval()}{whole}")
+    return Knob(name, kind, distribution)
 
 
 def load_space(path: str | Path | None = None) -> dict[str, Knob]:
@@ -171,12 +195,11 @@ def sample(trial: Any, space: dict[str, Knob]) -> dict[str, Any]:
 
 
 def _suggest(trial: Any, knob: Knob) -> Any:
-    if knob.type == "float":
-        return trial.suggest_float(knob.name, knob.low, knob.high, log=knob.log)
-    if knob.type == "int":
-        return trial.suggest_int(knob.name, int(knob.low), int(knob.high), log=knob.log)
-    if knob.type == "bool":
-        return trial.suggest_categorical(knob.name, [False, True])
+    d = knob.distribution
+    if isinstance(d, FloatDistribution):
+        return trial.suggest_float(knob.name, d.low, d.high, log=d.log)
+    if isinstance(d, IntDistribution):
+        return trial.suggest_int(knob.name, d.low, d.high, log=d.log)
     return trial.suggest_categorical(knob.name, list(knob.choices))
 
 
@@ -230,5 +253,5 @@ def config_for(params: dict[str, Any], base: TrainConfig, timesteps: int) -> Tra
     return config
 
 
-__all__ = ["DEFAULT_SPACE", "KNOBS", "Knob", "config_for", "load_space", "params_to_overrides",
-           "parse_knob", "sample", "space_to_dict"]
+__all__ = ["DEFAULT_SPACE", "FIELDS", "KNOBS", "Bounds", "Knob", "config_for", "load_space",
+           "params_to_overrides", "parse_knob", "sample", "space_to_dict"]

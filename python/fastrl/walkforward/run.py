@@ -438,8 +438,8 @@ def _portfolio_record(config: Any, bars: Mapping[str, pd.DataFrame], windows: li
     (symbol ``PORTFOLIO``, position = the symbols' gross weight), against equal weight
     bought at the first fill and held (the portfolio report's buy-and-hold)."""
     from fastrl.config import portfolio_env_config
-    from fastrl.portfolio_backtest import EW_HOLD, baseline_backtest, evaluation_config
-    from fastrl.portfolio_backtest import run_agent as run_portfolio
+    from fastrl.backtest_portfolio import EW_HOLD, baseline_backtest, evaluation_config
+    from fastrl.backtest_portfolio import run_agent as run_portfolio
 
     env_config = dataclasses.replace(evaluation_config(portfolio_env_config(config)),
                                      equity_floor=0.0)

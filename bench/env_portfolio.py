@@ -2,11 +2,11 @@
 writing its observation bytes, reference_portfolio.py and FinRL's StockTradingEnv, all on
 the bundled 30 daily symbols in one process.
 
-    python bench/portfolio_env.py [--quick]
+    python bench/env_portfolio.py [--quick]
 
 FinRL: ``pip install --no-deps finrl``; its env module is loaded by file path so the
 package ``__init__`` (and its heavy imports) never runs. Prints a table and writes
-bench/results/portfolio_env.json.
+bench/results/env_portfolio.json.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fastrl.data.panel import PanelBlock, build_panel  # noqa: E402
-from fastrl.portfolio_env import PortfolioConfig, PortfolioVecEnv  # noqa: E402
+from fastrl.env_portfolio import PortfolioConfig, PortfolioVecEnv  # noqa: E402
 from fastrl.reference_portfolio import ReferencePortfolioEnv  # noqa: E402
 
 from bench_common import machine_info, median_rate, write_json  # noqa: E402
@@ -199,7 +199,7 @@ def main() -> None:
         print(f"  {name}: {'n/a' if value is None else f'{value:,.2f}'}")
     if finrl.get("note"):
         print(f"note: {finrl['note']}")
-    path = write_json("portfolio_env", {"machine": machine_info(), "num_envs": NUM_ENVS,
+    path = write_json("env_portfolio", {"machine": machine_info(), "num_envs": NUM_ENVS,
                                         "quick": args.quick, "rows": rows, "finrl": finrl,
                                         "targets": targets})
     print(f"\nwrote {path}")

@@ -1,6 +1,6 @@
-// portfolio.cpp (bindings): the pybind11 face of the multi-asset PortfolioSim.
+// core_portfolio.cpp: the pybind11 face of the multi-asset PortfolioSim.
 //
-// Python (fastrl/portfolio_env.py) allocates every buffer; this file checks dtype, shape,
+// Python (fastrl/env_portfolio.py) allocates every buffer; this file checks dtype, shape,
 // contiguity and writability, keeps the arrays alive and hands raw pointers to C++. Every
 // call that touches the simulator releases the GIL and then takes the object's mutex, so
 // two Python threads sharing one simulator take turns instead of racing.
@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "checked.hpp"
-#include "fastrl/portfolio.hpp"
+#include "fastrl/sim_portfolio.hpp"
 
 namespace py = pybind11;
 using fastrl::PortfolioConfig;

@@ -1,4 +1,4 @@
-// portfolio.hpp: N multi-asset portfolio envs over one panel of A symbols, stepped as a batch.
+// sim_portfolio.hpp: N multi-asset portfolio envs over one panel of A symbols, stepped as a batch.
 //
 // Start here for the portfolio side. The pipeline per step is the single-symbol one
 // (sim.hpp): validate the whole weight batch -> contiguous env blocks on the pool threads ->

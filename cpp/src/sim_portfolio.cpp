@@ -1,5 +1,5 @@
-// portfolio.cpp: the batched multi-asset step kernel (see portfolio.hpp for the rules).
-#include "fastrl/portfolio.hpp"
+// sim_portfolio.cpp: the batched multi-asset step kernel (see sim_portfolio.hpp for the rules).
+#include "fastrl/sim_portfolio.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -15,7 +15,7 @@ Long-only by default; ``|w_a| <= max_weight`` and ``sum |w_a| <= max_gross`` (1e
 for rounding). Bad weights (NaN/inf, negative under long-only, a cap exceeded, wrong shape)
 raise ValueError and leave every env unchanged.
 
-**Execution** (see ``cpp/include/fastrl/portfolio.hpp``): weights chosen at row t are
+**Execution** (see ``cpp/include/fastrl/sim_portfolio.hpp``): weights chosen at row t are
 filled at the open of row t+1 (``execution="next_open"``) or at the close of row t
 (``"close"``, optimistic). A name that is untradable at the fill row is not traded; its
 shares stay. Each executed order pays the cost model (per leg: rates, brokerage cap, fixed

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from fastrl.report import pyplot
 from fastrl.tune.objective import (
     CONFIRM_SEED_BASE,
     TUNING_SEED_BASE,
@@ -172,20 +173,11 @@ def confirm_and_test(configs: dict[str, Any], runner: Any, log: Any) -> dict[str
     return {"confirmation": confirmation, "test": test}
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_curves(trials: list[Any], confirmed: dict[str, dict[str, Any]], path: Path) -> Path:
     """The top trials' validation curves (the search's seed; chosen on them, so optimistic)
     next to the winner's and both presets' curves on the first fresh confirmation seed (the
     presets trained once, with the confirmation, not again for the picture)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     top = sorted(trials, key=lambda t: t.value, reverse=True)[:TOP_CURVES]
     for t in top:
@@ -215,7 +207,7 @@ def plot_optuna(study: Any, folder: Path) -> tuple[dict[str, Path], list[str]]:
     """Optimisation history and parameter importances (when they can be computed)."""
     import optuna
 
-    plt = _pyplot()
+    plt = pyplot()
     images, notes = {}, []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

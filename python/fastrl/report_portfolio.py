@@ -1,7 +1,7 @@
 """The portfolio backtest report: report.md/html/json, test_returns.csv and PNG plots.
 
 Built on :mod:`fastrl.report`'s helpers (fixed-size Agg figures, the training curves, the
-number formats and strict JSON), fed by :class:`fastrl.portfolio_backtest.PortfolioResult`.
+number formats and strict JSON), fed by :class:`fastrl.backtest_portfolio.PortfolioResult`.
 Plots: ``equity.png`` (the agent against equal weight monthly and held, and each
 symbol's buy-and-hold, thin), ``weights.png`` (the agent's weights over time, symbols and
 cash stacked to 1) and ``training.png`` when the run logged metrics.
@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from fastrl.metrics import METRIC_LABELS, format_metric
-from fastrl.portfolio_backtest import (
+from fastrl.backtest_portfolio import (
     AGENT,
     EW_HOLD,
     EW_MONTHLY,
@@ -27,20 +26,21 @@ from fastrl.portfolio_backtest import (
     PortfolioResult,
     strategy_label,
 )
+from fastrl.metrics import METRIC_LABELS, format_metric
 from fastrl.report import (
     COLORS,
     DPI,
     REPORT_METRICS,
     ReportFiles,
-    _json_safe,
-    _number,
-    _pyplot,
-    _save,
     figure_size_px,
     format_interval,
+    format_number,
     format_probability,
+    json_safe,
     plot_training,
+    pyplot,
     read_training_metrics,
+    save_png,
 )
 
 WEIGHTS_PANELS = 1.5  # the weights plot is one and a half panels tall
@@ -57,7 +57,7 @@ def _x(backtest: PortfolioBacktest) -> np.ndarray:
 def plot_equity(result: PortfolioResult, path: Path) -> Path:
     """Equity relative to the start: the agent and the equal-weight baselines bold, each
     symbol's buy-and-hold thin."""
-    plt = _pyplot()
+    plt = pyplot()
     width, height = figure_size_px(1)
     fig, ax = plt.subplots(figsize=(width / DPI, height / DPI), dpi=DPI)
     palette = plt.get_cmap("tab10")
@@ -73,13 +73,13 @@ def plot_equity(result: PortfolioResult, path: Path) -> Path:
     ax.legend(fontsize=7, ncol=2, loc="best")
     fig.autofmt_xdate()
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
     return path
 
 
 def plot_weights(result: PortfolioResult, path: Path) -> Path:
     """The agent's weights after each step (marked at the close), stacked: symbols, cash."""
-    plt = _pyplot()
+    plt = pyplot()
     agent = result.get(AGENT)
     width, height = figure_size_px(1)
     fig, ax = plt.subplots(figsize=(width / DPI, height * WEIGHTS_PANELS / DPI), dpi=DPI)
@@ -96,7 +96,7 @@ def plot_weights(result: PortfolioResult, path: Path) -> Path:
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
     return path
 
 
@@ -113,7 +113,7 @@ def uncertainty_rows(result: PortfolioResult) -> list[list[str]]:
                 *("-" for _ in result.strategies[1:])]
 
     return [
-        row("Sharpe std. error", lambda x: _number(x.se, ".3f")),
+        row("Sharpe std. error", lambda x: format_number(x.se, ".3f")),
         row(f"Sharpe {100 * level:g}% interval", lambda x: format_interval(x.ci_low, x.ci_high)),
         row("P(Sharpe > 0) (PSR)", lambda x: format_probability(x.psr)),
         beats(EW_HOLD),
@@ -237,7 +237,7 @@ def write_portfolio_report(
     html_path = out / "report.html"
     html_path.write_text(html_report(result, images, title), encoding="utf-8")
     json_path = out / "report.json"
-    json_path.write_text(json.dumps(_json_safe(result.to_dict()), indent=2, allow_nan=False),
+    json_path.write_text(json.dumps(json_safe(result.to_dict()), indent=2, allow_nan=False),
                          encoding="utf-8")
     returns_path = out / "test_returns.csv"
     result.steps_frame().to_csv(returns_path, index=False)

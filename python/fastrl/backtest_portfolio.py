@@ -10,13 +10,13 @@ Every strategy starts at the panel's first decision row (``window - 1``: a full
 observation window) with the same cash and runs to the last row:
 
 - ``agent``: the policy's weights each row, stepped through a one-env
-  :class:`~fastrl.portfolio_env.PortfolioVecEnv` (no random start, one episode to the end);
+  :class:`~fastrl.env_portfolio.PortfolioVecEnv` (no random start, one episode to the end);
 - ``ew_monthly``: equal weights, rebalanced on the first trading day of each month (the
   first fill, then every fill row whose calendar month differs from the previous row's);
 - ``ew_hold``: equal weights bought at the first fill and never rebalanced;
 - ``bh:<SYMBOL>``: all equity in one symbol, bought at the first fill.
 
-Accounting (:func:`simulate`) follows the simulator exactly (``cpp/src/portfolio.cpp`` and
+Accounting (:func:`simulate`) follows the simulator exactly (``cpp/src/sim_portfolio.cpp`` and
 :mod:`fastrl.reference_portfolio`): orders decided at row t fill at the open of t + 1 (or
 the close of t), a name untradable at the fill row is not traded, each executed leg pays
 the cost model, ``integer_shares`` and ``trade_band`` apply, equity is marked at each
@@ -38,8 +38,8 @@ import numpy as np
 
 from fastrl.backtest import BOOTSTRAP_SEED, EvaluationError
 from fastrl.data.panel import PanelBlock
+from fastrl.env_portfolio import PortfolioConfig
 from fastrl.metrics import PerformanceMetrics, compute_metrics, returns_from_equity
-from fastrl.portfolio_env import PortfolioConfig
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -325,7 +325,7 @@ def run_agent(policy: Any, panel: PanelBlock, config: PortfolioConfig, *,
     EvaluationError if the policy's weights are malformed or the replayed equity differs
     from the env's (which would mean the baselines are not comparable).
     """
-    from fastrl.portfolio_env import PortfolioVecEnv
+    from fastrl.env_portfolio import PortfolioVecEnv
 
     policy_fn = _as_policy_fn(policy)
     config = evaluation_config(config)

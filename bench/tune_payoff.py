@@ -1,6 +1,6 @@
 """Does tuning pay? A fastrl-tune study against both presets, and what the study costs.
 
-    python bench/tune.py [--quick] [--tune-minutes 14] [--real-tune-minutes 5] [--seeds 10]
+    python bench/tune_payoff.py [--quick] [--tune-minutes 14] [--real-tune-minutes 5] [--seeds 10]
 
 1. ``planted``: the planted-signal market of ``bench/convergence.py`` (its setup, target
    and helpers are imported, not copied): a study with the (64, 64)-class space below, one
@@ -18,7 +18,8 @@
    set_user_attr, tell) for the journal file and for a throwaway PostgreSQL server (when its
    binaries exist). Target: under 2% of a trial.
 
-Writes ``bench/results/tune.json`` (``--quick``: ``tune_quick.json``) and ``tune.md``.
+Writes ``bench/results/tune_payoff.json`` (``--quick``: ``tune_payoff_quick.json``) and
+``tune_payoff.md``.
 """
 
 from __future__ import annotations
@@ -243,10 +244,10 @@ def _pct(value: float | None) -> str:
 
 
 def markdown_summary(payload: dict[str, Any]) -> str:
-    """Markdown of a tune.json payload (for SUMMARY.md)."""
+    """Markdown of a tune_payoff.json payload (for SUMMARY.md)."""
     s = payload["settings"]
     p = payload["planted"]
-    lines = [f"`python bench/tune.py{' --quick' if s['quick'] else ''}` on "
+    lines = [f"`python bench/tune_payoff.py{' --quick' if s['quick'] else ''}` on "
              f"{payload['machine'].get('cpu', '?')} ({payload['machine'].get('cores', '?')} "
              f"cores, {s['torch_threads']} torch threads), {payload['wall_seconds'] / 60:.0f} "
              "min.", "",
@@ -387,11 +388,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         payload["overhead"] = overheads
     payload["wall_seconds"] = time.perf_counter() - started
     suffix = "_quick" if args.quick else ""
-    path = write_json(f"tune{suffix}", payload)
+    path = write_json(f"tune_payoff{suffix}", payload)
     text = markdown_summary(payload)
-    (RESULTS / f"tune{suffix}.md").write_text(text)
+    (RESULTS / f"tune_payoff{suffix}.md").write_text(text)
     print("\n" + text)
-    print(f"wrote {path} and tune{suffix}.md ({payload['wall_seconds']:.0f} s)")
+    print(f"wrote {path} and tune_payoff{suffix}.md ({payload['wall_seconds']:.0f} s)")
 
 
 if __name__ == "__main__":
