@@ -252,9 +252,9 @@ def test_cli_runs_and_resumes(tmp_path, capsys):
 
 def test_portfolio_windows_carry_and_equal_one_continuous_backtest(config):
     """The portfolio protocol: the same carried-holding identity, then a tiny run."""
-    from fastrl.config import portfolio_env_config
     from fastrl.backtest_portfolio import evaluation_config as portfolio_evaluation
     from fastrl.backtest_portfolio import run_agent as run_portfolio
+    from fastrl.config import portfolio_env_config
 
     symbols = ["BPCL", "INFY", "TCS"]
     bars = dict(load_bars_report(symbols, "1d", "bundled").bars)
