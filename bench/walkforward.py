@@ -13,6 +13,7 @@ resumes (delete it to start over).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -61,11 +62,13 @@ def main() -> int:
     name = "walkforward_quick" if args.quick else "walkforward"
     run_dir = Path(args.run_dir or Path("runs") / f"bench-{name}")
     started = time.perf_counter()
+    load_start = list(os.getloadavg())
     run = run_walkforward(configs, spec, workers=args.workers, run_dir=run_dir,
                           progress=lambda line: print(line, flush=True))
-    wall = time.perf_counter() - started
     report_dir = RESULTS / name
+    analysed = time.perf_counter()
     payload = write_walkforward_report(run, run_dir)
+    wall = time.perf_counter() - started
     report_dir.mkdir(parents=True, exist_ok=True)
     for file in ("report.md", "report.html", "equity.png", "rolling_sharpe.png",
                  "drawdown.png", "windows.csv"):
@@ -77,9 +80,13 @@ def main() -> int:
         "setup": {"symbols": symbols, "timesteps_per_window": timesteps, "network": NETWORK,
                   "workers": args.workers, "start": start, "step": spec.step,
                   "configs": list(configs), "windows": len(run.windows)},
-        "wall_seconds": wall,
+        "wall_seconds": wall,  # this invocation: train (what is not on disk), trade, report
+        "phase_seconds": {"train": run.train_seconds,
+                          "trade": run.seconds - run.train_seconds,
+                          "analyse_and_report": time.perf_counter() - analysed},
         "training_seconds": training,  # summed over windows (workers run them side by side)
-        "windows_resumed": int(len(frame)) - int((frame["seconds"] > 0).sum()),
+        "windows_resumed": run.resumed,
+        "load_average": {"start": load_start, "end": list(os.getloadavg())},
         "report": payload,
     }
     path = write_json(name, result)
@@ -94,9 +101,22 @@ def markdown(data: dict) -> str:
     lines = [f"{len(setup['symbols'])} daily symbols, one {setup['network']} policy per window "
              f"for all of them, retrained every {setup['step']} trading days from "
              f"{setup['start']} ({setup['windows']} windows, {setup['timesteps_per_window']:,} "
-             f"env steps each, {setup['workers']} workers); wall time "
-             f"{data['wall_seconds'] / 60:.1f} min, of which window training "
-             f"{data['training_seconds'] / 60:.1f} min summed over the workers.", ""]
+             f"env steps each, {setup['workers']} workers). Window training took "
+             f"{data['training_seconds'] / 60:.1f} min summed over the workers."]
+    phases = data.get("phase_seconds")
+    if phases:
+        resumed = data.get("windows_resumed", 0)
+        lines[-1] += (f" This invocation: {data['wall_seconds'] / 60:.1f} min wall, training "
+                      f"{phases['train'] / 60:.1f} min"
+                      f"{f' ({resumed} windows loaded from an earlier run)' if resumed else ''}"
+                      f", trading {phases['trade'] / 60:.1f} min, statistics and report "
+                      f"{phases['analyse_and_report'] / 60:.1f} min.")
+    load = data.get("load_average")
+    if load:
+        lines[-1] += (f" Load average (1 min) {load['start'][0]:.1f} at the start and "
+                      f"{load['end'][0]:.1f} at the end on {data['machine'].get('cores', '?')} "
+                      "cores: above the core count, other jobs shared the machine.")
+    lines.append("")
     lines += ["| config | pooled agent Sharpe ± SE | pooled B&H Sharpe ± SE | P(agent > B&H) | "
               "symbols ahead at 90% (raw / Holm / BH) | cost break-even |",
               "|---|---|---|---|---|---|"]

@@ -70,9 +70,17 @@ def pooled(record: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _comparison(agent: np.ndarray, bench: np.ndarray, freq: str) -> dict[str, Any]:
+def _comparison(agent: np.ndarray, bench: np.ndarray, freq: str,
+                cache: dict[bytes, Any] | None = None) -> dict[str, Any]:
     agent_stats = stats.sharpe_stats(agent, freq)
-    bench_stats = stats.sharpe_stats(bench, freq)
+    # compared configs share buy-and-hold: its bootstrap interval is computed once
+    key = bench.tobytes() + freq.encode()
+    if cache is not None and key in cache:
+        bench_stats = cache[key]
+    else:
+        bench_stats = stats.sharpe_stats(bench, freq)
+        if cache is not None:
+            cache[key] = bench_stats
     versus = stats.prob_agent_beats(agent, bench, freq)
     active = agent - bench
     return {"agent": agent_stats.as_dict(), "buy_and_hold": bench_stats.as_dict(),
@@ -151,14 +159,16 @@ def rolling_sharpe(returns: pd.Series, freq: str, bars: int = ROLLING_YEAR) -> p
     return mean / std.where(std > 0) * math.sqrt(periods_per_year(freq))
 
 
-def analyse(record: pd.DataFrame, freq: str) -> dict[str, Any]:
-    """Everything the report states about one record (JSON-ready)."""
+def analyse(record: pd.DataFrame, freq: str,
+            cache: dict[bytes, Any] | None = None) -> dict[str, Any]:
+    """Everything the report states about one record (JSON-ready); ``cache`` keeps the
+    buy-and-hold statistics for the next record on the same bars."""
     symbols = list(dict.fromkeys(record["symbol"]))
     per_symbol = {}
     for symbol in symbols:
         part = record[record["symbol"] == symbol]
         per_symbol[symbol] = _comparison(part["agent_return"].to_numpy(),
-                                         part["bh_return"].to_numpy(), freq)
+                                         part["bh_return"].to_numpy(), freq, cache)
         per_symbol[symbol]["first_day"] = str(part["time"].iloc[0].date())
         per_symbol[symbol]["last_day"] = str(part["time"].iloc[-1].date())
     p = np.array([per_symbol[s]["versus"]["p_value"] for s in symbols], dtype=float)
@@ -172,7 +182,8 @@ def analyse(record: pd.DataFrame, freq: str) -> dict[str, Any]:
         per_symbol[symbol]["p_holm"] = _finite_or_none(adjusted_holm[i])
         per_symbol[symbol]["p_bh"] = _finite_or_none(adjusted_bh[i])
     pool = pooled(record)
-    combined = _comparison(pool["agent_return"].to_numpy(), pool["bh_return"].to_numpy(), freq)
+    combined = _comparison(pool["agent_return"].to_numpy(), pool["bh_return"].to_numpy(), freq,
+                           cache)
     wins_raw = int(np.sum(p[finite] <= alpha))
     wins_holm = int(np.sum(adjusted_holm[finite] <= alpha))
     wins_bh = int(np.sum(adjusted_bh[finite] <= alpha))

@@ -257,7 +257,8 @@ def write_walkforward_report(run: WalkForwardRun, out_dir: str | Path) -> dict[s
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = list(run.configs)
-    analyses = {name: analyse(run.record(name, 0), run.freq) for name in names}
+    cache: dict[bytes, Any] = {}
+    analyses = {name: analyse(run.record(name, 0), run.freq, cache) for name in names}
     comparisons = compare({name: run.record(name, 0) for name in names}, run.freq)
     spreads = {name: seed_spread({s: run.record(name, s) for s in range(run.seeds)}, run.freq)
                for name in names}

@@ -217,7 +217,9 @@ class WalkForwardRun:
     trained: dict[tuple[str, int, int], WindowResult]
     records: dict[tuple[str, int], pd.DataFrame] = field(default_factory=dict)
     freq: str = "1d"
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time of this call: training (or loading) and trading
+    train_seconds: float = 0.0  # of which phase 1, training the windows not on disk yet
+    resumed: int = 0  # windows loaded from the run folder instead of trained
 
     def record(self, name: str | None = None, seed: int = 0) -> pd.DataFrame:
         return self.records[(name or next(iter(self.configs)), seed)]
@@ -305,8 +307,9 @@ def run_walkforward(
                     trained[(name, seed_index, window.index)] = saved
                 else:
                     todo.append((name, seed_index, window))
-    if len(trained):
-        say(f"resuming: {len(trained)} of {len(trained) + len(todo)} windows already trained")
+    resumed = len(trained)
+    if resumed:
+        say(f"resuming: {resumed} of {resumed + len(todo)} windows already trained")
     values = {name: config_to_dict(config) for name, config in configs.items()}
 
     def finished(result: WindowResult) -> None:
@@ -346,6 +349,8 @@ def run_walkforward(
 
     run = WalkForwardRun(spec=spec, windows=windows, configs=dict(configs), seeds=int(seeds),
                          trained=trained, freq=freq)
+    run.train_seconds = time.perf_counter() - started
+    run.resumed = resumed
     for name, config in configs.items():
         for seed_index in range(int(seeds)):
             run.records[(name, seed_index)] = trade_record(
