@@ -4,10 +4,10 @@ them, retrained every quarter from 2012 to the start of the test days, fast agai
     python bench/walkforward.py            # the full bench (target: under 45 min on 2 cores)
     python bench/walkforward.py --quick    # 5 symbols from 2020, small budget (a few minutes)
 
-Writes results/walkforward.json (every table of the report, the wall time and how much of
-it was training) and results/walkforward/ (report.md, report.html and the plots); the run
-folder with the trained windows is kept in runs/bench-walkforward so an interrupted bench
-resumes (delete it to start over).
+Writes results/walkforward.json (every table of the report, the time of each phase) and
+results/walkforward/ (report.md, windows.csv and the plots; report.html and oos_returns.csv
+stay in the run folder). The run folder with the trained windows is kept
+(runs/bench-walkforward), so an interrupted bench resumes; delete it to start over.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def main() -> int:
     payload = write_walkforward_report(run, run_dir)
     wall = time.perf_counter() - started
     report_dir.mkdir(parents=True, exist_ok=True)
-    for file in ("report.md", "report.html", "equity.png", "rolling_sharpe.png",
+    for file in ("report.md", "equity.png", "rolling_sharpe.png",
                  "drawdown.png", "windows.csv"):
         shutil.copy(run_dir / file, report_dir / file)
     frame = run.windows_frame()
