@@ -49,9 +49,9 @@ from convergence import (  # noqa: E402
     upper_median,
 )
 from fastrl.config import apply_overrides, validate_config  # noqa: E402
+from fastrl.ppo.population import Population  # noqa: E402
 from fastrl.ppo.trainer import Trainer  # noqa: E402
-from fastrl.tune.population import Population  # noqa: E402
-from fastrl.tune.population_based import PBT  # noqa: E402
+from fastrl.tune.pbt import PBT  # noqa: E402
 
 from bench_common import RESULTS, machine_info, rss_mib, write_json  # noqa: E402
 

@@ -13,10 +13,10 @@ import torch
 from fastrl.cli.tune import main as tune_main
 from fastrl.config import build_config
 from fastrl.ppo.checkpoint import load_agent, load_checkpoint
+from fastrl.ppo.population import Population, PopulationDivergedError, PopulationError
 from fastrl.ppo.schedules import ScheduleSpec
 from fastrl.ppo.trainer import Trainer
-from fastrl.tune.population import Population, PopulationDivergedError, PopulationError
-from fastrl.tune.population_based import PBT, explore_bounds
+from fastrl.tune.pbt import PBT, explore_bounds
 from test_ppo_trainer import random_block, tiny_config
 
 pytest.importorskip("fastrl._core")

@@ -14,7 +14,7 @@ class RunningMeanStd(nn.Module):
     """Mean and variance over every batch seen so far (parallel Welford / Chan update).
 
     ``members=P`` keeps P independent statistics (a population's, see
-    :mod:`fastrl.tune.population`): buffers gain a leading [P] axis and ``update`` takes
+    :mod:`fastrl.ppo.population`): buffers gain a leading [P] axis and ``update`` takes
     [P, B, ...] batches, reducing over B.
     """
 

@@ -1,6 +1,6 @@
 """A population of P PPO agents trained in one process: one simulator, stacked networks.
 
-Start here for population-based training (:mod:`fastrl.tune.population_based` adds exploit/explore).
+Start here for population-based training (:mod:`fastrl.tune.pbt` adds exploit/explore).
 
 - **One simulator.** A single ``TradingVecEnv`` runs P x n envs; member m owns rows
   [m*n, (m+1)*n). Every member sees the same market block (no copy per member).

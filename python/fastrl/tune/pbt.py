@@ -43,7 +43,7 @@ import torch
 import yaml
 
 from fastrl.config import TrainConfig, config_to_dict
-from fastrl.tune.population import HPARAMS, Population, PopulationError
+from fastrl.ppo.population import HPARAMS, Population, PopulationError
 
 PERTURB_FACTORS = (0.8, 1.2)
 RESAMPLE_PROBABILITY = 0.25
