@@ -117,9 +117,10 @@ def test_exploit_copies_weights_adam_state_and_normaliser_exactly(market):
     pop.step()  # and the copy trains on
 
 
-def test_a_portfolio_config_is_refused(market):
+def test_pbt_refuses_a_portfolio_config(market):
+    # the engine itself trains portfolio members (a portfolio Trainer is one); PBT does not yet
     with pytest.raises(PopulationError, match="portfolio"):
-        Population(tiny_config("portfolio.enabled=true"), 2, market=market)
+        PBT(tiny_config("portfolio.enabled=true"), 2, 64, market=market)
 
 
 @pytest.mark.parametrize("population", [0, -1, 2.5, True])

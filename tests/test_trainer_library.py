@@ -133,7 +133,12 @@ def test_set_hparams_between_steps(market):
     assert row["charts/learning_rate"] == pytest.approx(5e-4)
     assert row["charts/ent_coef"] == 0.0 and row["charts/clip_range"] == pytest.approx(0.15)
     assert row["losses/epochs"] == 1
-    assert float(trainer.optimizer.param_groups[0]["lr"]) == pytest.approx(5e-4)
+    # what the update reads: the engine's per-member hyperparameter tensors (one member)
+    engine = trainer.engine
+    assert float(engine.hparams["learning_rate"][0]) == pytest.approx(5e-4)
+    assert float(engine.hparams["max_grad_norm"][0]) == pytest.approx(0.4)
+    assert float(engine.hparams["vf_coef"][0]) == pytest.approx(0.3)
+    assert engine.n_epochs.tolist() == [1]
     assert float(trainer.schedules.vf_coef) == pytest.approx(0.3)
     # the pinned values survive a copy into another trainer
     other = Trainer(tiny_config(), market=market)
