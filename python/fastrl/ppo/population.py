@@ -592,6 +592,8 @@ class Population:
         h = self.hparams
         all_active = True
         epochs_per_member = self.n_epochs.tolist()
+        flat = {k: v.reshape(p * size, *v.shape[2:]) for k, v in batch.items()}
+        offsets = (torch.arange(p, device=device) * size).unsqueeze(1)
         for epoch in range(max(epochs_per_member)):
             if any(e <= epoch for e in epochs_per_member):  # members past their n_epochs
                 active = active & (self.n_epochs.to(device) > epoch)
@@ -605,15 +607,13 @@ class Population:
             weight = active.float()
             epoch_stats = torch.zeros_like(totals)
             for start in range(0, size, mb):
-                index = order[:, start:start + mb]
-                obs = torch.take_along_dim(batch["obs"], index.unsqueeze(-1), dim=1)
-                picked = {k: torch.take_along_dim(batch[k], index, dim=1)
-                          for k in ("logprobs", "advantages", "returns", "values")}
-                picked["actions"] = torch.take_along_dim(  # [P, mb] or [P, mb, K]
-                    batch["actions"], index.view(*index.shape, *(1,) * len(self.action_shape)),
-                    dim=1)
+                # member m's rows of the flat [P * size, ...] batch: whole rows by
+                # index_select (a gather with a per-element index cost 20% of an update)
+                rows = (order[:, start:start + mb] + offsets).reshape(-1)
+                picked = {k: v.index_select(0, rows).view(p, mb, *v.shape[1:])
+                          for k, v in flat.items()}
                 losses, stats = self._loss(
-                    self.params, obs, picked["actions"], picked["logprobs"],
+                    self.params, picked["obs"], picked["actions"], picked["logprobs"],
                     picked["advantages"], picked["returns"], picked["values"],
                     h["clip_range"], h["ent_coef"], h["vf_coef"], self.clip_range_vf)
                 # members' losses summed: each member's gradient is its own loss's gradient
