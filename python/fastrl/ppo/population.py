@@ -49,11 +49,11 @@ from fastrl.ppo.agent import Agent
 from fastrl.ppo.checkpoint import build_network
 from fastrl.ppo.network import ActorCritic
 from fastrl.ppo.normalize import ObservationNormaliser, RewardScaler
-from fastrl.ppo.rollout import staging_tensors
+from fastrl.ppo.rollout import Rollout, staging_tensors
 from fastrl.ppo.schedules import ScheduleSpec
 from fastrl.ppo.simplex import simplex_weights
 from fastrl.ppo.storage import RolloutStorage
-from fastrl.ppo.update import STAT_NAMES, autocast_context, default_amp
+from fastrl.ppo.update import STAT_NAMES, autocast_context, clipped_objective, default_amp
 
 # ActorCritic's activations as functions (the stacked forward applies them itself).
 STACKED_ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu,
@@ -291,13 +291,23 @@ class Population:
             self._forward = self._vmapped
         self.storage = RolloutStorage(config.num_steps, p * n, self.obs_dim, self.continuous,
                                       device, action_shape=self.action_shape)
-        self._build_rollout_buffers()
+        action_map = None
+        if self.portfolio:  # simplex logits -> symbol weights within the caps
+            caps = (float(config.portfolio.max_weight), float(config.portfolio.max_gross))
+            weights = np.zeros((p * n, self.action_shape[0] - 1))  # reused every step
+
+            def action_map(logits: np.ndarray) -> np.ndarray:
+                return simplex_weights(logits, *caps, out=weights)
+
+        self.rollout = Rollout(
+            self.env, self.staging, self.storage, self.obs_normaliser, self.reward_scaler,
+            members=p, device=device, forward=self.forward, sample=self.sample,
+            continuous=self.continuous, action_range=(config.env.min_pos, config.env.max_pos),
+            action_map=action_map)
         self.global_step = 0  # env steps per member
         self.update = 0
         self.set_step(0)
-        self.env.reset(seed=config.seed)
-        self._stage_in()
-        self._observe()
+        self.rollout.start(config.seed)
 
     # ------------------------------------------------------------------ hyperparameters
 
@@ -357,62 +367,6 @@ class Population:
 
     # ------------------------------------------------------------------------ rollout
 
-    def _build_rollout_buffers(self) -> None:
-        p, n, d, device = self.population, self.n, self.obs_dim, self.device
-        on_cuda = device.type == "cuda"
-        if on_cuda:
-            self.raw_obs = torch.zeros((p * n, d), dtype=torch.float32, device=device)
-            self.rewards = torch.zeros(p * n, dtype=torch.float64, device=device)
-            self.terminated = torch.zeros(p * n, dtype=torch.bool, device=device)
-            self.truncated = torch.zeros(p * n, dtype=torch.bool, device=device)
-        else:  # the simulator writes straight into the device tensors
-            self.raw_obs = self.staging["obs"]
-            self.rewards = self.staging["rewards"]
-            self.terminated = self.staging["terminated"]
-            self.truncated = self.staging["truncated"]
-        self.next_obs = torch.zeros((p, n, d), dtype=torch.float32, device=device)
-        self.final_obs = torch.zeros((p, n, d), dtype=torch.float32, device=device)
-        # host side of the actions sent to the env (pinned for the device -> host copy)
-        action_dtype = torch.float64 if self.continuous else torch.int64
-        self.host_actions = torch.zeros((p * n, *self.action_shape), dtype=action_dtype,
-                                        pin_memory=on_cuda)
-        self.host_actions_np = self.host_actions.numpy()
-        self.low, self.high = float(self.config.env.min_pos), float(self.config.env.max_pos)
-        if self.portfolio:  # simplex logits -> symbol weights within the caps, reused
-            caps = self.config.portfolio
-            self.caps = (float(caps.max_weight), float(caps.max_gross))
-            self.env_weights = np.zeros((p * n, self.action_shape[0] - 1))
-
-    def _stage_in(self) -> None:
-        if self.raw_obs is self.staging["obs"]:
-            return
-        for name, target in (("obs", self.raw_obs), ("rewards", self.rewards),
-                             ("terminated", self.terminated), ("truncated", self.truncated)):
-            target.copy_(self.staging[name], non_blocking=True)
-
-    def _observe(self, update_stats: bool = True) -> None:
-        raw = self.raw_obs.view(self.population, self.n, self.obs_dim)
-        if update_stats:
-            self.obs_normaliser.update(raw)
-        self.obs_normaliser.normalise_into(raw, self.next_obs)
-
-    def restore_observation(self, raw_obs: torch.Tensor) -> None:
-        """Continue from a snapshot: ``raw_obs`` [P*n, D] is what the env last returned
-        (normalised with the current statistics, which it already went into)."""
-        self.staging["obs"].copy_(raw_obs)
-        self._stage_in()
-        self._observe(update_stats=False)
-
-    def _env_actions(self, action: torch.Tensor) -> np.ndarray:
-        self.host_actions.copy_(action)  # float32 -> float64 is exact
-        if self.portfolio:
-            return simplex_weights(self.host_actions_np, *self.caps, out=self.env_weights)
-        if self.continuous:
-            # Clip in float64: a float32 clamp to 0.3 gives 0.30000001, which the env
-            # rightly refuses as outside [min_pos, max_pos].
-            np.clip(self.host_actions_np, self.low, self.high, out=self.host_actions_np)
-        return self.host_actions_np
-
     def _std(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """The Gaussian heads' std as [P, 1, A] (A = 1, or K simplex logits)."""
         log_std = params["log_std"]
@@ -447,74 +401,44 @@ class Population:
         return policy_out.float(), value.float()
 
     @torch.no_grad()
+    def sample(self, policy_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions [P*n, ...] drawn from every member's policy output [P, n, ...] with the
+        engine's generator, and their log-probs [P*n]."""
+        rows = policy_out.shape[0] * policy_out.shape[1]
+        if self.continuous:
+            shape = (rows, *self.action_shape)
+            mean = policy_out.reshape(shape)
+            std = self._std(self.params).expand_as(policy_out).reshape(shape)
+            noise = torch.randn(mean.shape, generator=self.generator, device=mean.device,
+                                dtype=mean.dtype)
+            action = mean + std * noise
+            logprob, _ = _gaussian(mean, std, action)
+            if self.portfolio:  # a diagonal Gaussian over the K logits
+                logprob = logprob.sum(-1)
+            return action, logprob
+        log_pmf = _log_softmax(policy_out).reshape(rows, -1)
+        action = torch.multinomial(torch.softmax(log_pmf, -1), 1,
+                                   generator=self.generator).squeeze(-1)
+        return action, log_pmf.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+
     def collect(self) -> dict[str, Any]:
-        """One rollout of ``num_steps`` for every member into ``storage``."""
-        storage, p, n = self.storage, self.population, self.n
-        timing = {"env": 0.0, "inference": 0.0, "copy": 0.0}
-        episodes: list[dict[str, list[float]]] = [{"r": [], "l": [], "equity": []}
-                                                  for _ in range(p)]
-        for step in range(storage.num_steps):
-            t0 = time.perf_counter()
-            storage.obs[step].copy_(self.next_obs.view(p * n, -1))
-            t1 = time.perf_counter()
-            policy_out, value = self.forward(self.next_obs)
-            if self.continuous:
-                shape = (p * n, *self.action_shape)
-                mean = policy_out.reshape(shape)
-                std = self._std(self.params).expand_as(policy_out).reshape(shape)
-                noise = torch.randn(mean.shape, generator=self.generator, device=mean.device,
-                                    dtype=mean.dtype)
-                action = mean + std * noise
-                logprob, _ = _gaussian(mean, std, action)
-                if self.portfolio:  # a diagonal Gaussian over the K logits
-                    logprob = logprob.sum(-1)
-            else:
-                log_pmf = _log_softmax(policy_out).reshape(p * n, -1)
-                action = torch.multinomial(torch.softmax(log_pmf, -1), 1,
-                                           generator=self.generator).squeeze(-1)
-                logprob = log_pmf.gather(-1, action.unsqueeze(-1)).squeeze(-1)
-            storage.actions[step].copy_(action)
-            storage.logprobs[step].copy_(logprob)
-            storage.values[step].copy_(value.reshape(p * n))
-            env_actions = self._env_actions(action)
-            t2 = time.perf_counter()
-            _, _, _, truncated, info = self.env.step(env_actions)
-            t3 = time.perf_counter()
-            self._stage_in()
-            torch.logical_or(self.terminated, self.truncated, out=storage.dones[step])
-            storage.truncated[step].copy_(self.truncated)
-            self.reward_scaler.scale_into(self.rewards.view(p, n),
-                                          storage.dones[step].view(p, n),
-                                          storage.rewards[step].view(p, n))
-            rows = np.flatnonzero(truncated)
-            if rows.size and p == 1:  # V(final obs) of truncated episodes: those rows only
-                index = torch.from_numpy(rows).to(self.device)
-                final = torch.from_numpy(info["final_obs"][rows]).to(self.device)
-                _, final_values = self.forward(self.obs_normaliser(final.unsqueeze(0)))
-                storage.final_values[step].index_copy_(0, index, final_values.reshape(-1))
-            elif rows.size:
-                # V(final obs) of truncated episodes, every member in one padded pass
-                final = self.final_obs.view(p * n, -1)
-                final.zero_()
-                index = torch.from_numpy(rows).to(self.device)
-                final.index_copy_(0, index, torch.from_numpy(info["final_obs"][rows])
-                                  .to(self.device))
-                self.obs_normaliser.normalise_into(self.final_obs, self.final_obs)
-                _, final_values = self.forward(self.final_obs)
-                storage.final_values[step].index_copy_(
-                    0, index, final_values.reshape(p * n).index_select(0, index))
-            finished = np.flatnonzero(info["_episode"])
-            if finished.size:
-                for key in ("r", "l", "equity"):
-                    values = np.asarray(info["episode"][key])[finished].tolist()
-                    for row, value_e in zip(finished.tolist(), values, strict=True):
-                        episodes[row // n][key].append(value_e)
-            self._observe()
-            t4 = time.perf_counter()
-            timing["copy"] += (t1 - t0) + (t4 - t3)
-            timing["inference"] += t2 - t1
-            timing["env"] += t3 - t2
-        return {"timing": timing, "episodes": episodes}
+        """One rollout of ``num_steps`` for every member into ``storage``
+        (:meth:`fastrl.ppo.rollout.Rollout.collect`)."""
+        return self.rollout.collect()
+
+    @property
+    def raw_obs(self) -> torch.Tensor:
+        """The observation [P*n, D] the env last returned, on the device."""
+        return self.rollout.raw_obs
+
+    @property
+    def next_obs(self) -> torch.Tensor:
+        """Its normalised form [P, n, D]: the policy's next input."""
+        return self.rollout.next_obs
+
+    def restore_observation(self, raw_obs: torch.Tensor) -> None:
+        """Continue from a snapshot whose env last returned ``raw_obs`` [P*n, D]."""
+        self.rollout.restore(raw_obs)
 
     # ------------------------------------------------------------------------- update
 
@@ -524,7 +448,7 @@ class Population:
         clip_range: torch.Tensor, ent_coef: torch.Tensor, vf_coef: torch.Tensor,
         clip_range_vf: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """PPOLoss per member: losses [P] and stats [P, 5] (STAT_NAMES) on [P, mb] inputs."""
+        """Each member's PPO loss [P] and stats [P, 5] (STAT_NAMES) on [P, mb] inputs."""
         config = self.config
         with autocast_context(self.device, self.amp):
             policy_out, values = self._vmapped(params, self.buffers, obs)
@@ -537,29 +461,9 @@ class Population:
                                           self._std(params).squeeze(-1), actions)
         else:
             logprobs, entropy = _categorical(policy_out, actions)
-        logratio = logprobs - old_logprobs
-        ratio = logratio.exp()
-        if config.norm_adv:
-            advantages = ((advantages - advantages.mean(1, keepdim=True))
-                          / (advantages.std(1, keepdim=True) + 1e-8))
-        clip = clip_range.unsqueeze(1)
-        clipped_ratio = torch.clamp(ratio, 1.0 - clip, 1.0 + clip)
-        policy_loss = torch.max(-advantages * ratio, -advantages * clipped_ratio).mean(1)
-        if config.clip_vloss:
-            clip_vf = clip_range_vf.unsqueeze(1)
-            clipped_values = old_values + torch.clamp(values - old_values, -clip_vf, clip_vf)
-            value_loss = 0.5 * torch.max((values - returns).square(),
-                                         (clipped_values - returns).square()).mean(1)
-        else:
-            value_loss = 0.5 * (values - returns).square().mean(1)
-        entropy_mean = entropy.mean(1)
-        loss = policy_loss - ent_coef * entropy_mean + vf_coef * value_loss
-        with torch.no_grad():
-            approx_kl = ((ratio - 1.0) - logratio).mean(1)
-            clipfrac = ((ratio - 1.0).abs() > clip).float().mean(1)
-            stats = torch.stack([policy_loss.detach(), value_loss.detach(),
-                                 entropy_mean.detach(), approx_kl, clipfrac], dim=1)
-        return loss, stats
+        return clipped_objective(logprobs, entropy, values, old_logprobs, advantages, returns,
+                                 old_values, clip_range, ent_coef, vf_coef, clip_range_vf,
+                                 norm_adv=config.norm_adv, clip_vloss=config.clip_vloss)
 
     def finish_rollout(self) -> dict[str, torch.Tensor]:
         """GAE over the P x n envs, then each member's batch as [P, T*n, ...]."""
@@ -742,7 +646,7 @@ class Population:
         self.reward_scaler.load_state_dict(state["reward_scaler"])
         self.generator.set_state(state["generator"])
         self.next_obs.copy_(state["next_obs"])
-        self._stage_in()
+        self.rollout.stage_in()
         self.global_step, self.update = int(state["global_step"]), int(state["update"])
         self.set_step(self.global_step)
 
