@@ -6,8 +6,9 @@
    simulator of P x n envs, vmapped networks, batched Adam): the population's aggregate env
    steps/s over whole updates (rollout + PPO update, no validation) against single-agent
    Trainers of the same size run one after another (their aggregate rate is one Trainer's
-   rate, measured on up to 4 Trainers in a row). Targets: >= 3x at P = 16 on the 2-core CPU,
-   >= 10x at P = 64 on a GPU.
+   rate, measured on up to 4 Trainers in a row). A Trainer is the same engine with one
+   member, so P = 1 runs at a Trainer's rate (it ran 1.2x while the Trainer had its own
+   loop). Targets: >= 3x at P = 16 on the 2-core CPU, >= 10x at P = 64 on a GPU.
 2. **Learning.** On convergence.py's planted market: wall seconds until the validation
    Sharpe first reaches 80% of the oracle's, for PBT (P = 16; its score is the best
    member's at each exploit/explore round), the tuned config (the planted study's best draw
@@ -49,9 +50,9 @@ from convergence import (  # noqa: E402
     upper_median,
 )
 from fastrl.config import apply_overrides, validate_config  # noqa: E402
+from fastrl.ppo.population import Population  # noqa: E402
 from fastrl.ppo.trainer import Trainer  # noqa: E402
-from fastrl.tune.population import Population  # noqa: E402
-from fastrl.tune.population_based import PBT  # noqa: E402
+from fastrl.tune.pbt import PBT  # noqa: E402
 
 from bench_common import RESULTS, machine_info, rss_mib, write_json  # noqa: E402
 

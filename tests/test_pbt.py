@@ -13,16 +13,17 @@ import torch
 from fastrl.cli.tune import main as tune_main
 from fastrl.config import build_config
 from fastrl.ppo.checkpoint import load_agent, load_checkpoint
+from fastrl.ppo.population import Population, PopulationDivergedError, PopulationError
 from fastrl.ppo.schedules import ScheduleSpec
 from fastrl.ppo.trainer import Trainer
-from fastrl.tune.population import Population, PopulationDivergedError, PopulationError
-from fastrl.tune.population_based import PBT, explore_bounds
+from fastrl.tune.pbt import PBT, explore_bounds
 from test_ppo_trainer import random_block, tiny_config
 
 pytest.importorskip("fastrl._core")
 
-# P = 1 against Trainer: the same draws, so discrete actions are equal exactly; weights differ
-# only by float32 rounding of batched (vmapped) matmuls and the per-member Adam arithmetic.
+# A Trainer is the engine with one member, so P = 1 against a Trainer is equal by construction;
+# against the plain reference loop (PPOLoss + torch.optim) the draws are the same, and weights
+# differ only by float32 rounding of batched matmuls and the per-member Adam arithmetic.
 WEIGHT_ATOL = 1e-6
 
 
@@ -68,6 +69,42 @@ def test_population_of_one_is_a_trainer_step_for_step(market, extra):
                                    trainer.obs_normaliser.stats.mean)
         assert row_p["learning_rate"][0] == pytest.approx(row_t["charts/learning_rate"])
     assert trainer.generator.get_state().equal(pop.generator.get_state())  # same stream used
+
+
+@pytest.mark.parametrize("extra", [(), ("env.action=continuous", "clip_vloss=true"),
+                                   ("optimizer=adam", "weight_decay=0.01", "n_epochs=3")])
+def test_one_engine_update_equals_the_plain_reference_loop(market, extra):
+    """The Trainer and PBT share the engine, so the check against an independent PPO is this:
+    one update of a one-member engine equals PPOLoss + torch.optim + ppo_update (the textbook
+    single-network loop in fastrl.ppo.update) on the same batch and minibatch draws."""
+    from fastrl.ppo.update import PPOLoss, make_optimizer, ppo_update
+
+    pop = Population(tiny_config(*extra), 1, market=market)
+    pop.collect()
+    pop.set_step(pop.batch_size)
+    batch = pop.finish_rollout()
+    network = pop.member_network(0)
+    h = {k: v[0].clone() for k, v in pop.hparams.items()}
+    config = pop.config
+    optimizer = make_optimizer(list(network.parameters()), config.optimizer,
+                               h["learning_rate"], config.weight_decay, config.adam_eps,
+                               pop.device)
+    generator = torch.Generator().set_state(pop.generator.get_state())
+    expected = ppo_update(
+        PPOLoss(network, config.clip_vloss, config.norm_adv), optimizer,
+        list(network.parameters()), {k: v[0] for k, v in batch.items()},
+        n_epochs=config.n_epochs, minibatch_size=config.minibatch_size,
+        max_grad_norm=float(h["max_grad_norm"]), target_kl=config.target_kl,
+        clip_range=h["clip_range"], ent_coef=h["ent_coef"], vf_coef=h["vf_coef"],
+        clip_range_vf=pop.clip_range_vf[0].clone(), generator=generator)
+    got = pop.ppo_update(batch)
+    assert got["epochs"].tolist() == [expected.epochs]
+    for i, name in enumerate(("policy_loss", "value_loss", "entropy", "approx_kl")):
+        assert float(got["stats"][0, i]) == pytest.approx(expected.stats[name], rel=1e-4,
+                                                          abs=1e-6), name
+    for name, value in network.state_dict().items():
+        torch.testing.assert_close(pop.params[name][0].detach(), value, rtol=0,
+                                   atol=WEIGHT_ATOL, msg=name)
 
 
 def test_a_population_of_one_matches_with_continuous_actions(market):
@@ -117,9 +154,10 @@ def test_exploit_copies_weights_adam_state_and_normaliser_exactly(market):
     pop.step()  # and the copy trains on
 
 
-def test_a_portfolio_config_is_refused(market):
+def test_pbt_refuses_a_portfolio_config(market):
+    # the engine itself trains portfolio members (a portfolio Trainer is one); PBT does not yet
     with pytest.raises(PopulationError, match="portfolio"):
-        Population(tiny_config("portfolio.enabled=true"), 2, market=market)
+        PBT(tiny_config("portfolio.enabled=true"), 2, 64, market=market)
 
 
 @pytest.mark.parametrize("population", [0, -1, 2.5, True])

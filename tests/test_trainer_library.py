@@ -133,7 +133,12 @@ def test_set_hparams_between_steps(market):
     assert row["charts/learning_rate"] == pytest.approx(5e-4)
     assert row["charts/ent_coef"] == 0.0 and row["charts/clip_range"] == pytest.approx(0.15)
     assert row["losses/epochs"] == 1
-    assert float(trainer.optimizer.param_groups[0]["lr"]) == pytest.approx(5e-4)
+    # what the update reads: the engine's per-member hyperparameter tensors (one member)
+    engine = trainer.engine
+    assert float(engine.hparams["learning_rate"][0]) == pytest.approx(5e-4)
+    assert float(engine.hparams["max_grad_norm"][0]) == pytest.approx(0.4)
+    assert float(engine.hparams["vf_coef"][0]) == pytest.approx(0.3)
+    assert engine.n_epochs.tolist() == [1]
     assert float(trainer.schedules.vf_coef) == pytest.approx(0.3)
     # the pinned values survive a copy into another trainer
     other = Trainer(tiny_config(), market=market)
@@ -199,3 +204,29 @@ def test_evaluate_and_report_do_not_import_each_other():
     code = ("import sys, fastrl.report; assert 'fastrl.evaluate' not in sys.modules; "
             "import fastrl.evaluate, fastrl.report")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_checkpoint_with_a_torch_optim_state_still_resumes(market):
+    """Checkpoints from before the Trainer ran on the engine hold torch.optim's Adam state;
+    its moments and step count carry over into the engine's optimiser."""
+    from fastrl.ppo.update import make_optimizer
+
+    trainer = Trainer(tiny_config(), market=market)
+    trainer.step()
+    network = trainer.engine.member_network(0)  # a copy with its own parameters
+    optimizer = make_optimizer(list(network.parameters()), "adamw", torch.tensor(1e-3), 1e-4,
+                               1e-5, torch.device("cpu"))
+    for _ in range(3):
+        optimizer.zero_grad()
+        sum(p.square().sum() for p in network.parameters()).backward()
+        optimizer.step()
+    state = trainer.state_dict()
+    state["optimizer"] = optimizer.state_dict()
+    other = Trainer(tiny_config(), market=market)
+    other.load_state_dict(state)
+    moments = {p: optimizer.state[p] for p in network.parameters()}
+    for name, param in network.named_parameters():
+        assert torch.equal(other.optimizer.exp_avg[name][0], moments[param]["exp_avg"]), name
+        assert torch.equal(other.optimizer.exp_avg_sq[name][0], moments[param]["exp_avg_sq"])
+    assert float(other.optimizer.step_count[0]) == 3.0
+    other.step()

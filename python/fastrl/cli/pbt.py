@@ -100,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from fastrl.config import build_config, resolve_defaults
-    from fastrl.tune.population_based import PBT, STATE_NAME
+    from fastrl.tune.pbt import PBT, STATE_NAME
 
     def progress(row: dict[str, Any]) -> None:
         if "val_sharpe" not in row:

@@ -14,7 +14,7 @@ class RunningMeanStd(nn.Module):
     """Mean and variance over every batch seen so far (parallel Welford / Chan update).
 
     ``members=P`` keeps P independent statistics (a population's, see
-    :mod:`fastrl.tune.population`): buffers gain a leading [P] axis and ``update`` takes
+    :class:`fastrl.ppo.population.Population`): buffers gain a leading [P] axis and ``update`` takes
     [P, B, ...] batches, reducing over B.
     """
 
@@ -45,20 +45,36 @@ class RunningMeanStd(nn.Module):
         self.count.add_(batch_count)
 
 
+def _member_view(stacked: nn.Module, single: nn.Module, m: int, copy: bool) -> nn.Module:
+    """``single`` with every persistent buffer replaced by ``stacked``'s row ``m`` (a view, so
+    writes go to the stack, or a copy)."""
+    for name, tensor in stacked.state_dict().items():
+        *path, attr = name.split(".")
+        owner = single.get_submodule(".".join(path))
+        owner._buffers[attr] = tensor[m].clone() if copy else tensor[m]
+    return single
+
+
 class ObservationNormaliser(nn.Module):
     """(obs - mean) / sqrt(var + eps), clipped to +-``clip``; ``enabled=False`` passes through.
 
     The statistics are float64 for stable accumulation; a float32 copy of the scale and
     shift is refreshed after each update so the hot path is one fused multiply-add.
+    ``members=P`` keeps P normalisers ([P, D] statistics, [P, n, D] observations, each
+    member's rows into its own statistics); :meth:`member` is one of them as a plain one.
     """
 
-    def __init__(self, obs_dim: int, clip: float = 10.0, enabled: bool = True) -> None:
+    def __init__(self, obs_dim: int, clip: float = 10.0, enabled: bool = True,
+                 members: int | None = None) -> None:
         super().__init__()
         self.enabled = bool(enabled)
         self.clip = float(clip)
-        self.stats = RunningMeanStd((obs_dim,))
-        self.register_buffer("shift", torch.zeros(obs_dim, dtype=torch.float32))
-        self.register_buffer("scale", torch.ones(obs_dim, dtype=torch.float32))
+        self.obs_dim = int(obs_dim)
+        self.members = members
+        lead = () if members is None else (int(members),)
+        self.stats = RunningMeanStd((obs_dim,), members=members)
+        self.register_buffer("shift", torch.zeros(lead + (obs_dim,), dtype=torch.float32))
+        self.register_buffer("scale", torch.ones(lead + (obs_dim,), dtype=torch.float32))
 
     @torch.no_grad()
     def update(self, obs: torch.Tensor) -> None:
@@ -71,23 +87,38 @@ class ObservationNormaliser(nn.Module):
         self.scale.copy_((self.stats.var + 1e-8).rsqrt().to(torch.float32))
         self.shift.copy_(self.stats.mean.to(torch.float32))
 
+    def _rows(self, value: torch.Tensor) -> torch.Tensor:
+        # [P, D] -> [P, 1, D] so it meets [P, n, D] observations
+        return value if self.members is None else value.unsqueeze(-2)
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
             return obs
-        return ((obs - self.shift) * self.scale).clamp_(-self.clip, self.clip)
+        return ((obs - self._rows(self.shift)) * self._rows(self.scale)).clamp_(-self.clip,
+                                                                                self.clip)
 
     @torch.no_grad()
     def normalise_into(self, obs: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """``forward(obs)`` written into ``out`` in place (the rollout's hot path)."""
         if not self.enabled:
             return out.copy_(obs)
-        torch.sub(obs, self.shift, out=out)
-        return out.mul_(self.scale).clamp_(-self.clip, self.clip)
+        torch.sub(obs, self._rows(self.shift), out=out)
+        return out.mul_(self._rows(self.scale)).clamp_(-self.clip, self.clip)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         result = super().load_state_dict(state_dict, strict=strict, assign=assign)
         self._refresh()
         return result
+
+    @torch.no_grad()
+    def copy_member(self, source: int, target: int) -> None:
+        for value in self.state_dict().values():
+            value[target].copy_(value[source])
+
+    def member(self, m: int, copy: bool = False) -> ObservationNormaliser:
+        """Member m as a plain normaliser: a view of its rows (``copy``: a copy of them)."""
+        single = ObservationNormaliser(self.obs_dim, clip=self.clip, enabled=self.enabled)
+        return _member_view(self, single, m, copy)
 
 
 class RewardScaler(nn.Module):
@@ -95,16 +126,22 @@ class RewardScaler(nn.Module):
 
     Log-return rewards are ~1e-2, which leaves value targets tiny next to the policy
     terms; scaling (not centring) keeps the reward's sign and the optimal policy.
+    ``members=P``: P scalers over [P, n] rewards, one statistic per member.
     """
 
-    def __init__(self, num_envs: int, gamma: float, clip: float = 10.0, enabled: bool = True):
+    def __init__(self, num_envs: int, gamma: float, clip: float = 10.0, enabled: bool = True,
+                 members: int | None = None):
         super().__init__()
         self.enabled = bool(enabled)
         self.gamma = float(gamma)
         self.clip = float(clip)
-        self.stats = RunningMeanStd(())
-        self.register_buffer("returns", torch.zeros(num_envs, dtype=torch.float64))
-        self.register_buffer("_scaled", torch.zeros(num_envs, dtype=torch.float64),
+        self.num_envs = int(num_envs)
+        self.members = members
+        lead = () if members is None else (int(members),)
+        self.stats = RunningMeanStd((), members=members)
+        # discounted returns belong to env rows (exploit does not copy them)
+        self.register_buffer("returns", torch.zeros(lead + (num_envs,), dtype=torch.float64))
+        self.register_buffer("_scaled", torch.zeros(lead + (num_envs,), dtype=torch.float64),
                              persistent=False)
 
     @torch.no_grad()
@@ -116,11 +153,25 @@ class RewardScaler(nn.Module):
     @torch.no_grad()
     def scale_into(self, rewards: torch.Tensor, dones: torch.Tensor,
                    out: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward` written into ``out`` (float32 [N]) in place."""
+        """:meth:`forward` written into ``out`` (float32 [N], or [P, n]) in place."""
         if not self.enabled:
             return out.copy_(rewards)
         self.returns.mul_(self.gamma).add_(rewards)
         self.stats.update(self.returns)
         self.returns.masked_fill_(dones, 0.0)
-        scaled = torch.div(rewards, torch.sqrt(self.stats.var + 1e-8), out=self._scaled)
+        std = torch.sqrt(self.stats.var + 1e-8)
+        if self.members is not None:
+            std = std.unsqueeze(-1)
+        scaled = torch.div(rewards, std, out=self._scaled)
         return out.copy_(scaled.clamp_(-self.clip, self.clip))
+
+    @torch.no_grad()
+    def copy_member(self, source: int, target: int) -> None:
+        """The statistics only: the running returns describe ``target``'s own envs."""
+        for value in self.stats.state_dict().values():
+            value[target].copy_(value[source])
+
+    def member(self, m: int, copy: bool = False) -> RewardScaler:
+        """Member m as a plain scaler (a view of its rows, or with ``copy`` a copy)."""
+        single = RewardScaler(self.num_envs, self.gamma, clip=self.clip, enabled=self.enabled)
+        return _member_view(self, single, m, copy).to(self.returns.device)

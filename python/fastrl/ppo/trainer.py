@@ -12,6 +12,13 @@ what the next step does (networks, optimiser, normalisers, schedule position and
 hyperparameter overrides, the simulator's snapshot and its last observation, the RNG
 stream), in memory. A checkpoint is that dictionary written atomically, so resuming never
 replays actions and a checkpoint's size does not grow with the steps trained.
+
+The PPO itself (rollout, GAE, loss, optimiser step, normalisers) is the engine in
+:mod:`fastrl.ppo.population` with one member: the Trainer holds a ``Population(config, 1)``
+and adds what a single run needs on top (overridable schedules, hooks, validation
+bookkeeping, run folders, resume). Its ``network``, ``obs_normaliser`` and ``reward_scaler``
+are plain modules whose tensors are views of member 0's, so they always show the weights
+and statistics being trained.
 """
 
 from __future__ import annotations
@@ -27,29 +34,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from fastrl.config import (
-    TrainConfig,
-    config_from_dict,
-    portfolio_env_config,
-    resolve_defaults,
-    validate_config,
-)
-from fastrl.data.market import load_market
-from fastrl.device import resolve_device
-from fastrl.ppo.agent import Agent
-from fastrl.ppo.checkpoint import CheckpointError, build_network, load_checkpoint
+from fastrl.config import TrainConfig, config_from_dict, resolve_defaults, validate_config
+from fastrl.ppo.checkpoint import CheckpointError, load_checkpoint
 from fastrl.ppo.hooks import Hook, default_hooks
-from fastrl.ppo.normalize import ObservationNormaliser, RewardScaler
-from fastrl.ppo.rollout import Rollout, staging_tensors
+from fastrl.ppo.population import Population, validation_scores
 from fastrl.ppo.schedules import ScheduleSpec, ScheduleTensors
-from fastrl.ppo.storage import RolloutStorage
-from fastrl.ppo.update import (
-    PPOLoss,
-    autocast_context,
-    default_amp,
-    make_optimizer,
-    ppo_update,
-)
+from fastrl.ppo.update import STAT_NAMES
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -138,27 +128,30 @@ class Trainer:
         self.config = resolve_defaults(config)
         self.callback = callback
         self._stop_requested = False
-        self.device = resolve_device(config.device)
-        on_cuda = self.device.type == "cuda"
-        self.amp = default_amp(self.device) if config.amp is None else bool(config.amp)
-        self.compile = on_cuda if config.compile is None else bool(config.compile)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(config.seed)
-        # weights are drawn on the CPU whatever the device, so they match across devices
-        init_generator = torch.Generator().manual_seed(config.seed)
-
-        self.market = market if market is not None else load_market(config)
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.portfolio = bool(config.portfolio.enabled)
+        self.engine = engine = Population(self.config, 1, market=market,
+                                          env_factory=env_factory)
+        self.device, self.amp, self.compile = engine.device, engine.amp, engine.compile
+        self.generator = engine.generator
+        self.market = engine.market
+        self.portfolio = engine.portfolio
         # the env's own config: EnvConfig, or the PortfolioConfig built from env.* + portfolio.*
-        self.env_config = portfolio_env_config(config) if self.portfolio else config.env
-        self._env_factory = env_factory or (self._make_portfolio_env if self.portfolio
-                                            else self._make_env)
+        self.env_config = engine.env_config
+        self.env, self.staging, self.storage = engine.env, engine.staging, engine.storage
+        self.obs_dim, self.num_actions = engine.obs_dim, engine.num_actions
+        self.continuous = engine.continuous
+        self.optimizer = engine.optimizer
         self.batch_size = config.batch_size
         self.num_updates = config.total_timesteps // self.batch_size
+        # member 0 as plain modules over the engine's tensors (views: they follow training)
+        self.agent = engine.member_agent(0, view=True)
+        self.network = self.agent.network
+        self.obs_normaliser = self.agent.obs_normaliser
+        self.reward_scaler = engine.reward_scaler.member(0)
+        self.schedules = ScheduleTensors(ScheduleSpec.from_config(config), self.device)
         self.hparams = {"max_grad_norm": float(config.max_grad_norm),
                         "n_epochs": int(config.n_epochs)}
-        self._build(init_generator)
+        self._pin_hparams()
         self.global_step = 0
         self.update = 0
         self.elapsed_before = 0.0  # seconds spent in earlier sessions of a resumed run
@@ -167,88 +160,10 @@ class Trainer:
         self.best_train_return: float | None = None
         self.validations_without_improvement = 0
         self.resumed_from: str | None = None
-        self.rollout.start(config.seed)
 
-    # ------------------------------------------------------------------ construction
-
-    @staticmethod
-    def _make_env(block: Any, num_envs: int, env_config: Any, *, num_threads: int, seed: int,
-                  buffers: dict | None = None) -> Any:
-        from fastrl.env import TradingVecEnv
-
-        return TradingVecEnv(block, num_envs, env_config, num_threads=num_threads, seed=seed,
-                             buffers=buffers)
-
-    @staticmethod
-    def _make_portfolio_env(panel: Any, num_envs: int, env_config: Any, *, num_threads: int,
-                            seed: int, buffers: dict | None = None) -> Any:
-        from fastrl.env_portfolio import PortfolioVecEnv
-
-        return PortfolioVecEnv(panel, num_envs, env_config, num_threads=num_threads, seed=seed,
-                               buffers=buffers)
-
-    def _env_obs_dim(self) -> int:
-        """Floats per observation of the training env (the staging buffers' width)."""
-        train = self.market.train
-        if self.portfolio:
-            from fastrl.env_portfolio import portfolio_obs_dim
-
-            return portfolio_obs_dim(train, self.config.env.window)
-        return self.config.env.window * train.num_features + 3
-
-    def _build(self, init_generator: torch.Generator) -> None:
-        config, device = self.config, self.device
-        n = config.num_envs
-        self.staging = staging_tensors(n, self._env_obs_dim(), device)
-        self.env = self._env_factory(
-            self.market.train, n, self.env_config, num_threads=config.env_threads,
-            seed=config.seed, buffers={name: t.numpy() for name, t in self.staging.items()},
-        )
-        self.obs_dim = int(self.env.single_observation_space.shape[0])
-        self.continuous = self.portfolio or config.env.action == "continuous"
-        self.num_actions = 0 if self.continuous else int(self.env.single_action_space.n)
-        self.network = build_network(config, self.obs_dim, self.num_actions,
-                                     generator=init_generator).to(device)
-        self.obs_normaliser = ObservationNormaliser(
-            self.obs_dim, clip=config.obs_clip, enabled=config.norm_obs
-        ).to(device)
-        self.reward_scaler = RewardScaler(
-            n, config.gamma, clip=config.reward_clip, enabled=config.norm_reward
-        ).to(device)
-        self.schedules = ScheduleTensors(ScheduleSpec.from_config(config), device)
-        self.parameters = list(self.network.parameters())
-        self.optimizer = make_optimizer(
-            self.parameters, config.optimizer, self.schedules.learning_rate,
-            config.weight_decay, config.adam_eps, device,
-        )
-        self.loss_fn = PPOLoss(self.network, config.clip_vloss, config.norm_adv)
-        policy_forward: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] = self.network
-        if self.compile:
-            # Shapes are fixed (num_envs rows for acting, minibatch_size for the loss) and
-            # the schedule values are tensor inputs, so each compiles once. dynamic=False:
-            # the two batch sizes share ActorCritic.forward, which would otherwise be
-            # recompiled with a symbolic batch dimension (slower kernels, and an Inductor
-            # lowering failure on torch 2.11).
-            self.loss_fn = torch.compile(self.loss_fn, dynamic=False)
-            policy_forward = torch.compile(self.network, dynamic=False)
-        self.storage = RolloutStorage(config.num_steps, n, self.obs_dim, self.continuous, device,
-                                      action_shape=self.network.action_shape)
-        normaliser = getattr(self.market, "normaliser", None)
-        feature_state = normaliser.state_dict() if hasattr(normaliser, "state_dict") else None
-        self.agent = Agent(self.network, self.obs_normaliser, config, feature_state, amp=self.amp)
-        action_map = None
-        if self.portfolio:
-            weights = np.zeros((n, self.network.simplex - 1))  # reused every step
-
-            def action_map(logits: np.ndarray) -> np.ndarray:
-                return self.agent.weights(logits, out=weights)
-
-        self.rollout = Rollout(
-            self.env, self.staging, self.storage, self.network, self.obs_normaliser,
-            self.reward_scaler, device=device, amp=self.amp,
-            action_range=(config.env.min_pos, config.env.max_pos), policy_forward=policy_forward,
-            action_map=action_map,
-        )
+    def _pin_hparams(self) -> None:
+        """The schedules' current values and the plain hyperparameters into the engine."""
+        self.engine.pin_hparams({**self.schedules.current, **self.hparams})
 
     # ------------------------------------------------------------------ hyperparameters
 
@@ -280,6 +195,7 @@ class Trainer:
             self.hparams["max_grad_norm"] = float(values["max_grad_norm"])
         if "n_epochs" in values:
             self.hparams["n_epochs"] = int(values["n_epochs"])
+        self._pin_hparams()
         return self.current_hparams()
 
     def current_hparams(self) -> dict[str, float]:
@@ -295,7 +211,7 @@ class Trainer:
             "num_actions": self.num_actions,
             "num_envs": self.config.num_envs,
             "network": self.network.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.optimizer.member_state(0),
             "obs_normaliser": self.obs_normaliser.state_dict(),
             "reward_scaler": self.reward_scaler.state_dict(),
             "schedule": self.schedules.state_dict(),
@@ -303,7 +219,7 @@ class Trainer:
             "global_step": self.global_step,
             "update": self.update,
             "env": {k: torch.from_numpy(np.array(v)) for k, v in env_state.items()},
-            "env_obs": self.rollout.raw_obs.detach().cpu(),
+            "env_obs": self.engine.raw_obs.detach().cpu(),
             "generator": self.generator.get_state(),
             "validation": {
                 "best_val_sharpe": self.best_val_sharpe,
@@ -327,30 +243,32 @@ class Trainer:
         if mismatches:
             raise ValueError(f"trainer state does not fit this trainer: {', '.join(mismatches)}")
         network = copy.deepcopy(self.network.state_dict())
+        optimizer = self.optimizer.member_state(0)
         try:
             self.network.load_state_dict(state["network"])
+            self.optimizer.load_member_state(0, _member_optimizer_state(state["optimizer"],
+                                                                        self.network))
             self.env.set_state({k: np.asarray(v.numpy() if isinstance(v, torch.Tensor) else v)
                                 for k, v in state["env"].items()})
         except (RuntimeError, KeyError, ValueError):
             self.network.load_state_dict(network)
+            self.optimizer.load_member_state(0, optimizer)
             raise
         self.obs_normaliser.load_state_dict(state["obs_normaliser"])
         self.reward_scaler.load_state_dict(state["reward_scaler"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        for group in self.optimizer.param_groups:  # keep the optimiser on the schedule tensor
-            group["lr"] = self.schedules.learning_rate
         self.schedules.load_state_dict(state["schedule"])
         self.hparams = {"max_grad_norm": float(state["hparams"]["max_grad_norm"]),
                         "n_epochs": int(state["hparams"]["n_epochs"])}
-        self.global_step = int(state["global_step"])
-        self.update = int(state["update"])
+        self._pin_hparams()
+        self.global_step = self.engine.global_step = int(state["global_step"])
+        self.update = self.engine.update = int(state["update"])
         self.generator.set_state(state["generator"])
         validation = state.get("validation", {})
         self.best_val_sharpe = validation.get("best_val_sharpe")
         self.best_train_return = validation.get("best_train_return")
         self.validations_without_improvement = int(
             validation.get("validations_without_improvement", 0))
-        self.rollout.restore(state["env_obs"].to(self.device))
+        self.engine.restore_observation(state["env_obs"])
 
     @classmethod
     def resume(
@@ -425,41 +343,33 @@ class Trainer:
 
     def step(self) -> dict[str, Any]:
         """One rollout and one PPO update; returns that update's metrics row."""
-        config = self.config
+        engine = self.engine
         update_start = time.perf_counter()
-        rollout = self.rollout.collect(self.generator)
+        rollout = engine.collect()
         # Schedules are evaluated at the env steps taken once this rollout is in.
-        self.global_step += self.batch_size
+        self.global_step = engine.global_step = self.global_step + self.batch_size
         values = self.schedules.set_step(self.global_step)
+        self._pin_hparams()
         t_update = time.perf_counter()
-        with torch.no_grad(), autocast_context(self.device, self.amp):
-            last_value = self.network.value(self.rollout.next_obs)
-        self.storage.finish(last_value.float(), config.gamma, config.gae_lambda)
-        batch = self.storage.flat()
-        self.network.train()
-        result = ppo_update(
-            self.loss_fn, self.optimizer, self.parameters, batch,
-            n_epochs=self.hparams["n_epochs"], minibatch_size=config.minibatch_size,
-            max_grad_norm=self.hparams["max_grad_norm"], target_kl=config.target_kl,
-            clip_range=self.schedules.clip_range, ent_coef=self.schedules.ent_coef,
-            vf_coef=self.schedules.vf_coef, clip_range_vf=self.schedules.clip_range_vf,
-            amp=self.amp, generator=self.generator,
-        )
-        if not all(math.isfinite(v) for v in result.stats.values()):
+        batch = engine.finish_rollout()
+        update = engine.ppo_update(batch)
+        stats = dict(zip(STAT_NAMES, update["stats"][0].tolist(), strict=True))
+        if not all(math.isfinite(v) for v in stats.values()):
             raise TrainingDivergedError(
                 f"update {self.update + 1} (step {self.global_step:,}) diverged: non-finite "
-                f"losses {result.stats} at learning rate "
+                f"losses {stats} at learning rate "
                 f"{float(self.schedules.learning_rate):.3g}; "
                 "lower learning_rate or max_grad_norm, or resume from checkpoints/last.pt"
             )
+        batch = {k: v[0] for k, v in batch.items()}
         explained = _explained_variance(batch["values"], batch["returns"])
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         now = time.perf_counter()
         update_time = now - t_update
         wall = now - update_start
-        self.update += 1
-        episodes = rollout["episodes"]
+        self.update = engine.update = self.update + 1
+        episodes = rollout["episodes"][0]
         timing = rollout["timing"]
         return {
             "global_step": self.global_step,
@@ -474,13 +384,13 @@ class Trainer:
             "charts/episode_length": _mean_or_none(episodes["l"]),
             "charts/episode_equity": _mean_or_none(episodes["equity"]),
             "charts/episodes": len(episodes["r"]),
-            "losses/value_loss": result.stats["value_loss"],
-            "losses/policy_loss": result.stats["policy_loss"],
-            "losses/entropy": result.stats["entropy"],
-            "losses/approx_kl": result.stats["approx_kl"],
-            "losses/clipfrac": result.stats["clipfrac"],
+            "losses/value_loss": stats["value_loss"],
+            "losses/policy_loss": stats["policy_loss"],
+            "losses/entropy": stats["entropy"],
+            "losses/approx_kl": stats["approx_kl"],
+            "losses/clipfrac": stats["clipfrac"],
             "losses/explained_variance": _finite_or_none(explained),
-            "losses/epochs": result.epochs,
+            "losses/epochs": int(update["epochs"][0]),
             "time/env_frac": timing["env"] / wall,
             "time/inference_frac": timing["inference"] / wall,
             "time/copy_frac": timing["copy"] / wall,
@@ -505,20 +415,10 @@ class Trainer:
             raise ValueError("no validation data: set data.val_days > 0 (--val-days)")
         self.network.eval()
         try:
-            if self.portfolio:
-                from fastrl.backtest_portfolio import evaluate_portfolio
-
-                agent = evaluate_portfolio(self.agent, self.market.val, self.env_config,
-                                           baselines=False).get("agent").metrics
-                return {"sharpe": float(agent.sharpe), "return": float(agent.total_return)}
-            from fastrl.backtest import evaluate_agent
-
-            result = evaluate_agent(self.agent, self.market.val, self.config.env,
-                                    baselines=False)
+            return validation_scores(self.agent, self.market.val, self.env_config,
+                                     self.portfolio)
         finally:
             self.network.train()
-        combined = result.combined["agent"]
-        return {"sharpe": float(combined.sharpe), "return": float(combined.total_return)}
 
     def train(self, hooks: Iterable[Hook] | None = None) -> TrainResult:
         """Step until total_timesteps, a hook's stop (early stopping) or :meth:`request_stop`.
@@ -557,6 +457,31 @@ class Trainer:
         for hook in hooks:
             hook.on_train_end(self, result, hard_interrupt)
         return result
+
+
+def _member_optimizer_state(state: dict[str, Any], network: torch.nn.Module) -> dict[str, Any]:
+    """A checkpoint's optimiser state as :meth:`BatchedAdam.member_state` holds it.
+
+    Checkpoints written before the Trainer ran on the engine hold a torch.optim Adam/AdamW
+    state dict: parameters numbered in :func:`make_optimizer`'s group order (weight matrices,
+    then the rest) with one step count each. Those resume too (the moments carry over;
+    Adam's arithmetic from there is the engine's, equal up to float rounding).
+    """
+    if "param_groups" not in state:
+        return state
+    named = list(network.named_parameters())
+    order = [n for n, p in named if p.ndim >= 2] + [n for n, p in named if p.ndim < 2]
+    slots = state["state"]
+    if not slots:  # saved before the first update
+        zeros = {n: torch.zeros_like(p) for n, p in named}
+        return {"step_count": torch.tensor(0.0, dtype=torch.float64), "exp_avg": zeros,
+                "exp_avg_sq": dict(zeros)}
+    if len(slots) != len(order):
+        raise ValueError(f"optimizer state holds {len(slots)} parameters, the network has "
+                         f"{len(order)}")
+    return {"step_count": torch.tensor(float(slots[0]["step"]), dtype=torch.float64),
+            "exp_avg": {n: slots[i]["exp_avg"] for i, n in enumerate(order)},
+            "exp_avg_sq": {n: slots[i]["exp_avg_sq"] for i, n in enumerate(order)}}
 
 
 def train(config: TrainConfig, **kwargs: Any) -> TrainResult:

@@ -1,4 +1,11 @@
-"""The clipped PPO objective and the epoch/minibatch update loop with a target-KL stop.
+"""The clipped PPO objective, the target-KL rule, autocast, and a plain single-network loop.
+
+:func:`clipped_objective` is the loss every PPO update in fastrl computes: the engine
+(:class:`fastrl.ppo.population.Population`, which the Trainer runs with one member) calls it
+on [P, minibatch] tensors, one loss per member. :class:`PPOLoss`, :func:`ppo_update` and
+:func:`make_optimizer` are the textbook single-network loop (nn.Module, torch.optim, one
+backward) over the same objective: no run uses them; they are the reference the engine is
+tested against (tests/test_pbt.py), as reference.py is for the simulator.
 
 KL rule (CleanRL's): each minibatch's loss also returns the estimator ``approx_kl =
 mean((r - 1) - log r)`` (Schulman's k3, always >= 0) of KL(old || current) measured on that
@@ -49,30 +56,55 @@ class PPOLoss(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Scalar loss and a [5] tensor of STAT_NAMES (detached)."""
         logprobs, entropy, values = self.agent.evaluate(obs, actions)
-        logratio = logprobs - old_logprobs
-        ratio = logratio.exp()
-        if self.norm_adv:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        clipped_ratio = torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
-        policy_loss = torch.max(-advantages * ratio, -advantages * clipped_ratio).mean()
-        if self.clip_vloss:
-            clipped_values = old_values + torch.clamp(values - old_values, -clip_range_vf,
-                                                      clip_range_vf)
-            value_loss = 0.5 * torch.max(
-                (values - returns).square(), (clipped_values - returns).square()
-            ).mean()
-        else:
-            value_loss = 0.5 * (values - returns).square().mean()
-        entropy_mean = entropy.mean()
-        loss = policy_loss - ent_coef * entropy_mean + vf_coef * value_loss
-        with torch.no_grad():
-            approx_kl = ((ratio - 1.0) - logratio).mean()
-            clipfrac = ((ratio - 1.0).abs() > clip_range).float().mean()
-            stats = torch.stack(
-                [policy_loss.detach(), value_loss.detach(), entropy_mean.detach(), approx_kl,
-                 clipfrac]
-            )
-        return loss, stats
+        return clipped_objective(logprobs, entropy, values, old_logprobs, advantages, returns,
+                                 old_values, clip_range, ent_coef, vf_coef, clip_range_vf,
+                                 norm_adv=self.norm_adv, clip_vloss=self.clip_vloss)
+
+
+def clipped_objective(
+    logprobs: torch.Tensor,
+    entropy: torch.Tensor,
+    values: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    old_values: torch.Tensor,
+    clip_range: torch.Tensor,
+    ent_coef: torch.Tensor,
+    vf_coef: torch.Tensor,
+    clip_range_vf: torch.Tensor,
+    *,
+    norm_adv: bool,
+    clip_vloss: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clipped surrogate + value loss - entropy bonus over the last axis, and its statistics.
+
+    Inputs are [mb] with 0-d coefficients (loss 0-d, stats [5]) or [P, mb] with [P]
+    coefficients, one row per member (loss [P], stats [P, 5]); STAT_NAMES order.
+    """
+    clip = clip_range.unsqueeze(-1)
+    logratio = logprobs - old_logprobs
+    ratio = logratio.exp()
+    if norm_adv:
+        advantages = ((advantages - advantages.mean(-1, keepdim=True))
+                      / (advantages.std(-1, keepdim=True) + 1e-8))
+    clipped_ratio = torch.clamp(ratio, 1.0 - clip, 1.0 + clip)
+    policy_loss = torch.max(-advantages * ratio, -advantages * clipped_ratio).mean(-1)
+    if clip_vloss:
+        clip_vf = clip_range_vf.unsqueeze(-1)
+        clipped_values = old_values + torch.clamp(values - old_values, -clip_vf, clip_vf)
+        value_loss = 0.5 * torch.max((values - returns).square(),
+                                     (clipped_values - returns).square()).mean(-1)
+    else:
+        value_loss = 0.5 * (values - returns).square().mean(-1)
+    entropy_mean = entropy.mean(-1)
+    loss = policy_loss - ent_coef * entropy_mean + vf_coef * value_loss
+    with torch.no_grad():
+        approx_kl = ((ratio - 1.0) - logratio).mean(-1)
+        clipfrac = ((ratio - 1.0).abs() > clip).float().mean(-1)
+        stats = torch.stack([policy_loss.detach(), value_loss.detach(), entropy_mean.detach(),
+                             approx_kl, clipfrac], dim=-1)
+    return loss, stats
 
 
 @dataclass

@@ -5,9 +5,10 @@ Start here: :mod:`fastrl.tune.space` (the knobs, from ``space.yaml``),
 curve, median over seeds x walk-forward folds), :mod:`fastrl.tune.study` (storage, exact
 trial budget across workers, one trial in process) and :mod:`fastrl.tune.report_study` (best.yaml,
 trials.csv, overfitting gates, confirmation on fresh seeds, the test days once at the end).
-Population-based training: :mod:`fastrl.tune.population` (P members in one process) and
-:mod:`fastrl.tune.population_based` (exploit/explore, lineage, winner; :func:`pbt` runs it).
-Both load torch, so they are imported on first use, not with this package.
+Population-based training: :mod:`fastrl.tune.pbt` (exploit/explore, lineage, winner;
+:func:`run_pbt` runs it) over :class:`fastrl.ppo.population.Population`, the PPO engine's
+P members in one process. Both load torch, so they are imported on first use, not with this
+package.
 """
 
 from __future__ import annotations
@@ -18,15 +19,16 @@ from fastrl.tune.objective import CONFIRM_SEED_BASE, TUNING_SEED_BASE, curve_are
 from fastrl.tune.space import config_for, load_space
 from fastrl.tune.study import TrialRunner, make_storage, open_study
 
-_LAZY = {"PBT": "fastrl.tune.population_based", "PBTResult": "fastrl.tune.population_based",
-         "Population": "fastrl.tune.population"}
+_LAZY = {"PBT": "fastrl.tune.pbt", "PBTResult": "fastrl.tune.pbt",
+         "Population": "fastrl.ppo.population"}
 
 
-def pbt(config: Any, population: int, ready: int, **kwargs: Any) -> Any:
-    """Population-based training (:func:`fastrl.tune.population_based.pbt`)."""
-    from fastrl.tune.population_based import pbt as run_pbt
+def run_pbt(config: Any, population: int, ready: int, **kwargs: Any) -> Any:
+    """Population-based training (:func:`fastrl.tune.pbt.pbt`). Not named ``pbt``: that
+    name is the :mod:`fastrl.tune.pbt` module, which importing it binds here."""
+    from fastrl.tune.pbt import pbt
 
-    return run_pbt(config, population, ready, **kwargs)
+    return pbt(config, population, ready, **kwargs)
 
 
 def __getattr__(name: str) -> Any:
@@ -39,4 +41,4 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["CONFIRM_SEED_BASE", "PBT", "PBTResult", "Population", "TUNING_SEED_BASE",
            "TrialRunner", "config_for", "curve_area", "load_space", "make_storage",
-           "open_study", "pbt", "train_run"]
+           "open_study", "run_pbt", "train_run"]

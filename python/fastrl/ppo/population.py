@@ -1,9 +1,12 @@
-"""A population of P PPO agents trained in one process: one simulator, stacked networks.
+"""The PPO engine: P agents trained in one process over one simulator, stacked networks.
 
-Start here for population-based training (:mod:`fastrl.tune.population_based` adds exploit/explore).
+Every PPO run in fastrl goes through this class: a :class:`~fastrl.ppo.trainer.Trainer` is
+the engine with one member (plus hooks, overridable schedules and checkpoints), population-
+based training (:mod:`fastrl.tune.pbt`) is the engine with P members plus exploit/explore.
 
-- **One simulator.** A single ``TradingVecEnv`` runs P x n envs; member m owns rows
-  [m*n, (m+1)*n). Every member sees the same market block (no copy per member).
+- **One simulator.** A single ``TradingVecEnv`` (or ``PortfolioVecEnv`` with
+  ``portfolio.enabled``) runs P x n envs; member m owns rows [m*n, (m+1)*n). Every member
+  sees the same market block (no copy per member).
 - **Stacked networks.** The P ActorCritics' parameters are stacked ([P, ...] tensors,
   ``torch.func.stack_module_state``) and run as one batched pass for all members, in rollout
   inference and in each PPO minibatch: ``vmap(functional_call)`` under torch.compile, and
@@ -11,15 +14,19 @@ Start here for population-based training (:mod:`fastrl.tune.population_based` ad
   vmap's per-op dispatch cost more than the matmuls at these sizes). Minibatches are gathered per
   member with a [P, mb] index, so members shuffle independently.
 - **Per-member state.** Hyperparameters are [P] tensors (learning rate, entropy coef, clip
-  range, value coef, max grad norm); :class:`BatchedAdam` keeps Adam/AdamW moments and step
-  counts per member; observation normalisers and reward scalers keep [P, ...] statistics.
+  range, value coef, max grad norm, value clip range, epochs); :class:`BatchedAdam` keeps
+  Adam/AdamW moments and step counts per member; the observation normaliser and reward
+  scaler (:mod:`fastrl.ppo.normalize` with ``members=P``) keep [P, ...] statistics.
   The loss is the sum of the members' losses, so each member's gradient is its own loss's
   gradient; gradient norms are clipped per member.
 
-With P = 1 a population is a plain :class:`~fastrl.ppo.trainer.Trainer` step for step (same
-weights, same env streams, same draws from one torch generator seeded with ``config.seed``:
-action sampling each step, then one ``randperm`` per member per epoch), equal up to float
-rounding of batched matmuls (tests/test_pbt.py states the tolerance). For P > 1 member m does
+Why the Trainer is this engine with P = 1 rather than a second loop sharing its pieces: the
+batched path (matmuls over stacked weights, ``autograd.grad`` into one fused Adam, no
+``torch.distributions`` objects) measured faster at P = 1 than the Trainer's own loop did
+(bench/pbt.py), and one loop cannot drift from another. A population of one is therefore a
+Trainer step for step (same weights, same env streams, same draws from one torch generator
+seeded with ``config.seed``: action sampling each step, then one ``randperm`` per member per
+epoch; tests/test_pbt.py). For P > 1 member m does
 not draw what a lone Trainer would: the action draws of all members come from one
 ``multinomial`` call over the P x n rows, which is the point of batching.
 """
@@ -37,14 +44,16 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from fastrl.config import TrainConfig, resolve_defaults, validate_config
+from fastrl.config import TrainConfig, portfolio_env_config, resolve_defaults, validate_config
+from fastrl.ppo.agent import Agent
 from fastrl.ppo.checkpoint import build_network
 from fastrl.ppo.network import ActorCritic
-from fastrl.ppo.normalize import ObservationNormaliser, RunningMeanStd
-from fastrl.ppo.rollout import staging_tensors
+from fastrl.ppo.normalize import ObservationNormaliser, RewardScaler
+from fastrl.ppo.rollout import Rollout, staging_tensors
 from fastrl.ppo.schedules import ScheduleSpec
+from fastrl.ppo.simplex import simplex_weights
 from fastrl.ppo.storage import RolloutStorage
-from fastrl.ppo.update import STAT_NAMES, autocast_context, default_amp
+from fastrl.ppo.update import STAT_NAMES, autocast_context, clipped_objective, default_amp
 
 # ActorCritic's activations as functions (the stacked forward applies them itself).
 STACKED_ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu,
@@ -64,88 +73,6 @@ class PopulationDivergedError(PopulationError):
     def __init__(self, message: str, members: list[int]) -> None:
         super().__init__(message)
         self.members = list(members)
-
-
-# ------------------------------------------------------------------------ statistics
-
-
-class StackedObsNormaliser(nn.Module):
-    """P observation normalisers: :class:`ObservationNormaliser`'s rule with [P, D] statistics."""
-
-    def __init__(self, population: int, obs_dim: int, clip: float = 10.0,
-                 enabled: bool = True, epsilon: float = 1e-4) -> None:
-        super().__init__()
-        self.enabled = bool(enabled)
-        self.clip = float(clip)
-        p, d = int(population), int(obs_dim)
-        self.stats = RunningMeanStd((d,), epsilon, members=p)
-        self.register_buffer("shift", torch.zeros((p, d), dtype=torch.float32))
-        self.register_buffer("scale", torch.ones((p, d), dtype=torch.float32))
-
-    @torch.no_grad()
-    def update(self, obs: torch.Tensor) -> None:
-        """Fold ``obs`` [P, n, D] in, each member's rows into its own statistics."""
-        if not self.enabled:
-            return
-        self.stats.update(obs)
-        self.scale.copy_((self.stats.var + 1e-8).rsqrt().to(torch.float32))
-        self.shift.copy_(self.stats.mean.to(torch.float32))
-
-    @torch.no_grad()
-    def normalise_into(self, obs: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """[P, n, D] raw -> normalised, written into ``out``."""
-        if not self.enabled:
-            return out.copy_(obs)
-        torch.sub(obs, self.shift.unsqueeze(1), out=out)
-        return out.mul_(self.scale.unsqueeze(1)).clamp_(-self.clip, self.clip)
-
-    @torch.no_grad()
-    def copy_member(self, source: int, target: int) -> None:
-        for value in (self.stats.mean, self.stats.var, self.stats.count, self.shift,
-                      self.scale):
-            value[target].copy_(value[source])
-
-    def member(self, m: int) -> ObservationNormaliser:
-        """Member m's statistics as a plain ObservationNormaliser (for its Agent)."""
-        stats = self.stats
-        single = ObservationNormaliser(stats.mean.shape[1], clip=self.clip, enabled=self.enabled)
-        single.load_state_dict({"stats.mean": stats.mean[m].clone(),
-                                "stats.var": stats.var[m].clone(),
-                                "stats.count": stats.count[m].clone(),
-                                "shift": self.shift[m].clone(), "scale": self.scale[m].clone()})
-        return single.to(stats.mean.device)
-
-
-class StackedRewardScaler(nn.Module):
-    """P reward scalers (:class:`~fastrl.ppo.normalize.RewardScaler`'s rule per member)."""
-
-    def __init__(self, population: int, envs_per_member: int, gamma: float,
-                 clip: float = 10.0, enabled: bool = True, epsilon: float = 1e-4) -> None:
-        super().__init__()
-        self.enabled = bool(enabled)
-        self.gamma = float(gamma)
-        self.clip = float(clip)
-        p = int(population)
-        self.stats = RunningMeanStd((), epsilon, members=p)
-        # discounted returns belong to env rows (they are not copied by exploit)
-        self.register_buffer("returns", torch.zeros((p, envs_per_member), dtype=torch.float64))
-
-    @torch.no_grad()
-    def scale_into(self, rewards: torch.Tensor, dones: torch.Tensor,
-                   out: torch.Tensor) -> torch.Tensor:
-        """Scale one step's rewards [P, n] (float64) into ``out`` (float32 [P, n])."""
-        if not self.enabled:
-            return out.copy_(rewards)
-        self.returns.mul_(self.gamma).add_(rewards)
-        self.stats.update(self.returns)
-        self.returns.masked_fill_(dones, 0.0)
-        scaled = rewards / torch.sqrt(self.stats.var + 1e-8).unsqueeze(1)
-        return out.copy_(scaled.clamp_(-self.clip, self.clip))
-
-    @torch.no_grad()
-    def copy_member(self, source: int, target: int) -> None:
-        for value in (self.stats.mean, self.stats.var, self.stats.count):
-            value[target].copy_(value[source])
 
 
 # ------------------------------------------------------------------------- optimiser
@@ -210,11 +137,34 @@ class BatchedAdam:
             exp_avg.lerp_(grad, 1.0 - self.beta1)
             exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1.0 - self.beta2)
             denom = (exp_avg_sq.sqrt() / bias2_sqrt.to(param.dtype).view(shape)).add_(self.eps)
-            param.add_(exp_avg / denom * (-step_size).view(shape))
+            param.add_((exp_avg / denom).mul_((-step_size).view(shape)))
             if active is not None:
                 param.copy_(torch.where(keep, old[0], param))
                 exp_avg.copy_(torch.where(keep, old[1], exp_avg))
                 exp_avg_sq.copy_(torch.where(keep, old[2], exp_avg_sq))
+
+    def member_state(self, m: int) -> dict[str, Any]:
+        """Member m's step count and moments (copies): a one-member optimiser's state."""
+        return {"step_count": self.step_count[m].clone(),
+                "exp_avg": {k: v[m].detach().clone() for k, v in self.exp_avg.items()},
+                "exp_avg_sq": {k: v[m].detach().clone() for k, v in self.exp_avg_sq.items()}}
+
+    @torch.no_grad()
+    def load_member_state(self, m: int, state: dict[str, Any]) -> None:
+        """Write a :meth:`member_state` into member m (every key and shape checked first)."""
+        for name in ("exp_avg", "exp_avg_sq"):
+            missing = sorted(set(self.params) - set(state[name]))
+            if missing:
+                raise KeyError(f"optimizer state: {name} lacks {missing}")
+            for key, value in getattr(self, name).items():
+                if tuple(state[name][key].shape) != tuple(value.shape[1:]):
+                    raise ValueError(f"optimizer state: {name}.{key} has shape "
+                                     f"{tuple(state[name][key].shape)}, expected "
+                                     f"{tuple(value.shape[1:])}")
+        self.step_count[m] = float(state["step_count"])
+        for name in ("exp_avg", "exp_avg_sq"):
+            for key, value in getattr(self, name).items():
+                value[m].copy_(state[name][key])
 
 
 # --------------------------------------------------------------------- distributions
@@ -253,6 +203,8 @@ class Population:
     ``config`` describes one member (``num_envs`` is n, the envs per member;
     ``total_timesteps`` is each member's budget). Members are built from one CPU generator
     seeded with ``config.seed``, member 0 first, so member 0 has a lone Trainer's weights.
+    ``env_factory(block, num_envs, env_config, num_threads=, seed=, buffers=)`` replaces the
+    simulator (tests).
     """
 
     def __init__(self, config: TrainConfig, population: int, *, market: Any = None,
@@ -264,10 +216,6 @@ class Population:
                 or population < 1:
             raise PopulationError(f"population must be an integer >= 1, got {population!r}")
         validate_config(config)
-        portfolio = getattr(config, "portfolio", None)
-        if portfolio is not None and portfolio.enabled:
-            raise PopulationError("population-based training runs single-symbol envs "
-                                  "(TradingVecEnv); portfolio.enabled is not supported yet")
         self.config = config = resolve_defaults(copy.deepcopy(config))
         self.population = p = int(population)
         self.device = device = resolve_device(config.device)
@@ -284,34 +232,47 @@ class Population:
         self.num_updates = config.total_timesteps // self.batch_size
         self.spec = ScheduleSpec.from_config(config)
 
-        obs_dim = config.env.window * self.market.train.num_features + 3
+        # the env's own config: EnvConfig, or the PortfolioConfig built from env.* + portfolio.*
+        self.portfolio = bool(config.portfolio.enabled)
+        self.env_config = portfolio_env_config(config) if self.portfolio else config.env
+        train = self.market.train
+        if self.portfolio:
+            from fastrl.env_portfolio import portfolio_obs_dim
+
+            obs_dim = portfolio_obs_dim(train, config.env.window)
+        else:
+            obs_dim = config.env.window * train.num_features + 3
         self.staging = staging_tensors(p * n, obs_dim, device)
-        factory = env_factory or _make_env
-        self.env = factory(self.market.train, p * n, config.env, num_threads=config.env_threads,
+        factory = env_factory or (_make_portfolio_env if self.portfolio else _make_env)
+        self.env = factory(train, p * n, self.env_config, num_threads=config.env_threads,
                            seed=config.seed,
                            buffers={k: t.numpy() for k, t in self.staging.items()})
         self.obs_dim = int(self.env.single_observation_space.shape[0])
-        self.continuous = config.env.action == "continuous"
+        self.continuous = self.portfolio or config.env.action == "continuous"
         self.num_actions = 0 if self.continuous else int(self.env.single_action_space.n)
 
         members = [build_network(config, self.obs_dim, self.num_actions,
                                  generator=init_generator) for _ in range(p)]
         params, buffers = stack_module_state(members)
-        self.params = {k: v.detach().to(device).requires_grad_(True) for k, v in params.items()}
+        self.params = {k: _transposed_layout(v.detach().to(device)).requires_grad_(True)
+                       for k, v in params.items()}
         self.buffers = {k: v.to(device) for k, v in buffers.items()}
         self.template = members[0].to(device)  # a real module: validation loads members into it
         self.base = copy.deepcopy(members[0]).to("meta")
         self.optimizer = BatchedAdam(self.params, config.optimizer, config.weight_decay,
                                      config.adam_eps)
-        self.obs_normaliser = StackedObsNormaliser(p, self.obs_dim, config.obs_clip,
-                                                   config.norm_obs).to(device)
-        self.reward_scaler = StackedRewardScaler(p, n, config.gamma, config.reward_clip,
-                                                 config.norm_reward).to(device)
+        self.action_shape = self.template.action_shape  # () or (K,) simplex logits
+        self.obs_normaliser = ObservationNormaliser(self.obs_dim, config.obs_clip,
+                                                    config.norm_obs, members=p).to(device)
+        self.reward_scaler = RewardScaler(n, config.gamma, config.reward_clip,
+                                          config.norm_reward, members=p).to(device)
         # Each member's hyperparameter = factor x the seed config's schedule at that step;
         # factors 1 reproduce the seed config (PBT's explore moves the factors).
         self.factors = {k: torch.ones(p, dtype=torch.float64) for k in HPARAMS}
         self.hparams = {k: torch.zeros(p, dtype=torch.float32, device=device) for k in HPARAMS}
         self.clip_range_vf = torch.zeros(p, dtype=torch.float32, device=device)
+        # epochs per update per member (host side: the epoch loop reads it)
+        self.n_epochs = torch.full((p,), int(config.n_epochs), dtype=torch.int64)
 
         def member_forward(params: dict, buffers: dict, obs: torch.Tensor):
             return functional_call(self.base, (params, buffers), (obs,))
@@ -331,14 +292,24 @@ class Population:
             self._vmapped = self._stacked_actor_critic
             self._forward = self._vmapped
         self.storage = RolloutStorage(config.num_steps, p * n, self.obs_dim, self.continuous,
-                                      device)
-        self._build_rollout_buffers()
+                                      device, action_shape=self.action_shape)
+        action_map = None
+        if self.portfolio:  # simplex logits -> symbol weights within the caps
+            caps = (float(config.portfolio.max_weight), float(config.portfolio.max_gross))
+            weights = np.zeros((p * n, self.action_shape[0] - 1))  # reused every step
+
+            def action_map(logits: np.ndarray) -> np.ndarray:
+                return simplex_weights(logits, *caps, out=weights)
+
+        self.rollout = Rollout(
+            self.env, self.staging, self.storage, self.obs_normaliser, self.reward_scaler,
+            members=p, device=device, forward=self.forward, sample=self.sample,
+            continuous=self.continuous, action_range=(config.env.min_pos, config.env.max_pos),
+            action_map=action_map)
         self.global_step = 0  # env steps per member
         self.update = 0
         self.set_step(0)
-        self.env.reset(seed=config.seed)
-        self._stage_in()
-        self._observe()
+        self.rollout.start(config.seed)
 
     # ------------------------------------------------------------------ hyperparameters
 
@@ -358,6 +329,22 @@ class Population:
         else:
             self.clip_range_vf.fill_(float(self.config.clip_range_vf))
         return self.hparams
+
+    @torch.no_grad()
+    def pin_hparams(self, values: dict[str, float], m: int | None = None) -> None:
+        """Write hyperparameter values as they are (no factor, no schedule) into member m,
+        or every member: HPARAMS, ``clip_range_vf`` and ``n_epochs``. They hold until the
+        next :meth:`set_step` (the Trainer pins its own schedules after each one)."""
+        rows = slice(None) if m is None else m
+        for name, value in values.items():
+            if name == "clip_range_vf":
+                self.clip_range_vf[rows] = float(value)
+            elif name == "n_epochs":
+                self.n_epochs[rows] = int(value)
+            elif name in HPARAMS:
+                self.hparams[name][rows] = float(value)
+            else:
+                raise PopulationError(f"unknown hyperparameter {name!r}")
 
     def member_hparams(self, m: int) -> dict[str, float]:
         return {k: float(self.hparams[k][m]) for k in HPARAMS}
@@ -382,37 +369,10 @@ class Population:
 
     # ------------------------------------------------------------------------ rollout
 
-    def _build_rollout_buffers(self) -> None:
-        p, n, d, device = self.population, self.n, self.obs_dim, self.device
-        on_cuda = device.type == "cuda"
-        if on_cuda:
-            self.raw_obs = torch.zeros((p * n, d), dtype=torch.float32, device=device)
-            self.rewards = torch.zeros(p * n, dtype=torch.float64, device=device)
-            self.terminated = torch.zeros(p * n, dtype=torch.bool, device=device)
-            self.truncated = torch.zeros(p * n, dtype=torch.bool, device=device)
-        else:  # the simulator writes straight into the device tensors
-            self.raw_obs = self.staging["obs"]
-            self.rewards = self.staging["rewards"]
-            self.terminated = self.staging["terminated"]
-            self.truncated = self.staging["truncated"]
-        self.next_obs = torch.zeros((p, n, d), dtype=torch.float32, device=device)
-        self.final_obs = torch.zeros((p, n, d), dtype=torch.float32, device=device)
-        action_dtype = torch.float64 if self.continuous else torch.int64
-        self.host_actions = torch.zeros(p * n, dtype=action_dtype, pin_memory=on_cuda)
-        self.host_actions_np = self.host_actions.numpy()
-        self.low, self.high = float(self.config.env.min_pos), float(self.config.env.max_pos)
-
-    def _stage_in(self) -> None:
-        if self.raw_obs is self.staging["obs"]:
-            return
-        for name, target in (("obs", self.raw_obs), ("rewards", self.rewards),
-                             ("terminated", self.terminated), ("truncated", self.truncated)):
-            target.copy_(self.staging[name], non_blocking=True)
-
-    def _observe(self) -> None:
-        raw = self.raw_obs.view(self.population, self.n, self.obs_dim)
-        self.obs_normaliser.update(raw)
-        self.obs_normaliser.normalise_into(raw, self.next_obs)
+    def _std(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The Gaussian heads' std as [P, 1, A] (A = 1, or K simplex logits)."""
+        log_std = params["log_std"]
+        return log_std.float().exp().view(log_std.shape[0], 1, -1)
 
     def _stacked_actor_critic(self, params: dict, buffers: dict, obs: torch.Tensor
                               ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -443,66 +403,44 @@ class Population:
         return policy_out.float(), value.float()
 
     @torch.no_grad()
+    def sample(self, policy_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions [P*n, ...] drawn from every member's policy output [P, n, ...] with the
+        engine's generator, and their log-probs [P*n]."""
+        rows = policy_out.shape[0] * policy_out.shape[1]
+        if self.continuous:
+            shape = (rows, *self.action_shape)
+            mean = policy_out.reshape(shape)
+            std = self._std(self.params).expand_as(policy_out).reshape(shape)
+            noise = torch.randn(mean.shape, generator=self.generator, device=mean.device,
+                                dtype=mean.dtype)
+            action = mean + std * noise
+            logprob, _ = _gaussian(mean, std, action)
+            if self.portfolio:  # a diagonal Gaussian over the K logits
+                logprob = logprob.sum(-1)
+            return action, logprob
+        log_pmf = _log_softmax(policy_out).reshape(rows, -1)
+        action = torch.multinomial(torch.softmax(log_pmf, -1), 1,
+                                   generator=self.generator).squeeze(-1)
+        return action, log_pmf.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+
     def collect(self) -> dict[str, Any]:
-        """One rollout of ``num_steps`` for every member into ``storage``."""
-        storage, p, n = self.storage, self.population, self.n
-        timing = {"env": 0.0, "inference": 0.0, "copy": 0.0}
-        episodes: list[list[float]] = [[] for _ in range(p)]
-        for step in range(storage.num_steps):
-            t0 = time.perf_counter()
-            storage.obs[step].copy_(self.next_obs.view(p * n, -1))
-            t1 = time.perf_counter()
-            policy_out, value = self.forward(self.next_obs)
-            if self.continuous:
-                mean = policy_out.squeeze(-1).reshape(p * n)
-                std = self.params["log_std"].float().exp().expand(p, n).reshape(p * n)
-                noise = torch.randn(mean.shape, generator=self.generator, device=mean.device,
-                                    dtype=mean.dtype)
-                action = mean + std * noise
-                logprob, _ = _gaussian(mean, std, action)
-            else:
-                log_pmf = _log_softmax(policy_out).reshape(p * n, -1)
-                action = torch.multinomial(torch.softmax(log_pmf, -1), 1,
-                                           generator=self.generator).squeeze(-1)
-                logprob = log_pmf.gather(-1, action.unsqueeze(-1)).squeeze(-1)
-            storage.actions[step].copy_(action)
-            storage.logprobs[step].copy_(logprob)
-            storage.values[step].copy_(value.reshape(p * n))
-            self.host_actions.copy_(action)
-            if self.continuous:
-                np.clip(self.host_actions_np, self.low, self.high, out=self.host_actions_np)
-            t2 = time.perf_counter()
-            _, _, _, truncated, info = self.env.step(self.host_actions_np)
-            t3 = time.perf_counter()
-            self._stage_in()
-            torch.logical_or(self.terminated, self.truncated, out=storage.dones[step])
-            storage.truncated[step].copy_(self.truncated)
-            self.reward_scaler.scale_into(self.rewards.view(p, n),
-                                          storage.dones[step].view(p, n),
-                                          storage.rewards[step].view(p, n))
-            rows = np.flatnonzero(truncated)
-            if rows.size:
-                # V(final obs) of truncated episodes, every member in one padded pass
-                final = self.final_obs.view(p * n, -1)
-                final.zero_()
-                index = torch.from_numpy(rows).to(self.device)
-                final.index_copy_(0, index, torch.from_numpy(info["final_obs"][rows])
-                                  .to(self.device))
-                self.obs_normaliser.normalise_into(self.final_obs, self.final_obs)
-                _, final_values = self.forward(self.final_obs)
-                storage.final_values[step].index_copy_(
-                    0, index, final_values.reshape(p * n).index_select(0, index))
-            finished = np.flatnonzero(info["_episode"])
-            if finished.size:
-                returns = np.asarray(info["episode"]["r"])[finished]
-                for row, value_r in zip(finished.tolist(), returns.tolist(), strict=True):
-                    episodes[row // n].append(float(value_r))
-            self._observe()
-            t4 = time.perf_counter()
-            timing["copy"] += (t1 - t0) + (t4 - t3)
-            timing["inference"] += t2 - t1
-            timing["env"] += t3 - t2
-        return {"timing": timing, "episodes": episodes}
+        """One rollout of ``num_steps`` for every member into ``storage``
+        (:meth:`fastrl.ppo.rollout.Rollout.collect`)."""
+        return self.rollout.collect()
+
+    @property
+    def raw_obs(self) -> torch.Tensor:
+        """The observation [P*n, D] the env last returned, on the device."""
+        return self.rollout.raw_obs
+
+    @property
+    def next_obs(self) -> torch.Tensor:
+        """Its normalised form [P, n, D]: the policy's next input."""
+        return self.rollout.next_obs
+
+    def restore_observation(self, raw_obs: torch.Tensor) -> None:
+        """Continue from a snapshot whose env last returned ``raw_obs`` [P*n, D]."""
+        self.rollout.restore(raw_obs)
 
     # ------------------------------------------------------------------------- update
 
@@ -512,41 +450,24 @@ class Population:
         clip_range: torch.Tensor, ent_coef: torch.Tensor, vf_coef: torch.Tensor,
         clip_range_vf: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """PPOLoss per member: losses [P] and stats [P, 5] (STAT_NAMES) on [P, mb] inputs."""
+        """Each member's PPO loss [P] and stats [P, 5] (STAT_NAMES) on [P, mb] inputs."""
         config = self.config
         with autocast_context(self.device, self.amp):
             policy_out, values = self._vmapped(params, self.buffers, obs)
         policy_out, values = policy_out.float(), values.float()
-        if self.continuous:
+        if self.portfolio:  # [P, mb, K] logits: the K Normals' sums
+            logprobs, entropy = _gaussian(policy_out, self._std(params), actions)
+            logprobs, entropy = logprobs.sum(-1), entropy.sum(-1)
+        elif self.continuous:
             logprobs, entropy = _gaussian(policy_out.squeeze(-1),
-                                          params["log_std"].float().exp(), actions)
+                                          self._std(params).squeeze(-1), actions)
         else:
             logprobs, entropy = _categorical(policy_out, actions)
-        logratio = logprobs - old_logprobs
-        ratio = logratio.exp()
-        if config.norm_adv:
-            advantages = ((advantages - advantages.mean(1, keepdim=True))
-                          / (advantages.std(1, keepdim=True) + 1e-8))
-        clip = clip_range.unsqueeze(1)
-        clipped_ratio = torch.clamp(ratio, 1.0 - clip, 1.0 + clip)
-        policy_loss = torch.max(-advantages * ratio, -advantages * clipped_ratio).mean(1)
-        if config.clip_vloss:
-            clip_vf = clip_range_vf.unsqueeze(1)
-            clipped_values = old_values + torch.clamp(values - old_values, -clip_vf, clip_vf)
-            value_loss = 0.5 * torch.max((values - returns).square(),
-                                         (clipped_values - returns).square()).mean(1)
-        else:
-            value_loss = 0.5 * (values - returns).square().mean(1)
-        entropy_mean = entropy.mean(1)
-        loss = policy_loss - ent_coef * entropy_mean + vf_coef * value_loss
-        with torch.no_grad():
-            approx_kl = ((ratio - 1.0) - logratio).mean(1)
-            clipfrac = ((ratio - 1.0).abs() > clip).float().mean(1)
-            stats = torch.stack([policy_loss.detach(), value_loss.detach(),
-                                 entropy_mean.detach(), approx_kl, clipfrac], dim=1)
-        return loss, stats
+        return clipped_objective(logprobs, entropy, values, old_logprobs, advantages, returns,
+                                 old_values, clip_range, ent_coef, vf_coef, clip_range_vf,
+                                 norm_adv=config.norm_adv, clip_vloss=config.clip_vloss)
 
-    def _finish_rollout(self) -> dict[str, torch.Tensor]:
+    def finish_rollout(self) -> dict[str, torch.Tensor]:
         """GAE over the P x n envs, then each member's batch as [P, T*n, ...]."""
         p, n, t = self.population, self.n, self.num_steps
         with torch.no_grad():
@@ -576,7 +497,15 @@ class Population:
         epochs = torch.zeros(p, dtype=torch.float32, device=device)
         h = self.hparams
         all_active = True
-        for _ in range(int(config.n_epochs)):
+        epochs_per_member = self.n_epochs.tolist()
+        flat = {k: v.reshape(p * size, *v.shape[2:]) for k, v in batch.items()}
+        offsets = (torch.arange(p, device=device) * size).unsqueeze(1)
+        for epoch in range(max(epochs_per_member)):
+            if any(e <= epoch for e in epochs_per_member):  # members past their n_epochs
+                active = active & (self.n_epochs.to(device) > epoch)
+                all_active = False
+                if not bool(active.any()):
+                    break
             # one randperm per member from the shared generator: member 0 of P = 1 shuffles
             # exactly as a lone Trainer (P small draws, not a Python loop over the networks)
             order = torch.stack([torch.randperm(size, device=device, generator=self.generator)
@@ -584,12 +513,13 @@ class Population:
             weight = active.float()
             epoch_stats = torch.zeros_like(totals)
             for start in range(0, size, mb):
-                index = order[:, start:start + mb]
-                obs = torch.take_along_dim(batch["obs"], index.unsqueeze(-1), dim=1)
-                picked = {k: torch.take_along_dim(batch[k], index, dim=1)
-                          for k in ("actions", "logprobs", "advantages", "returns", "values")}
+                # member m's rows of the flat [P * size, ...] batch: whole rows by
+                # index_select (a gather with a per-element index cost 20% of an update)
+                rows = (order[:, start:start + mb] + offsets).reshape(-1)
+                picked = {k: v.index_select(0, rows).view(p, mb, *v.shape[1:])
+                          for k, v in flat.items()}
                 losses, stats = self._loss(
-                    self.params, obs, picked["actions"], picked["logprobs"],
+                    self.params, picked["obs"], picked["actions"], picked["logprobs"],
                     picked["advantages"], picked["returns"], picked["values"],
                     h["clip_range"], h["ent_coef"], h["vf_coef"], self.clip_range_vf)
                 # members' losses summed: each member's gradient is its own loss's gradient
@@ -613,8 +543,8 @@ class Population:
     @torch.no_grad()
     def _clip_grads(self, grads: dict[str, torch.Tensor], max_norm: torch.Tensor) -> None:
         """clip_grad_norm_ per member: each member's norm over all its parameters."""
-        p = self.population
-        squares = torch.stack([g.float().reshape(p, -1).square().sum(1) for g in grads.values()])
+        squares = torch.stack([g.float().square().sum(tuple(range(1, g.ndim)))
+                               for g in grads.values()])
         norms = squares.sum(0).sqrt()
         coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
         for g in grads.values():
@@ -635,7 +565,7 @@ class Population:
         self.global_step += self.batch_size
         self.set_step(self.global_step)
         t_update = time.perf_counter()
-        batch = self._finish_rollout()
+        batch = self.finish_rollout()
         result = self.ppo_update(batch)
         stats = result["stats"].cpu().numpy()
         with torch.no_grad():
@@ -660,7 +590,8 @@ class Population:
             "time/env_frac": rollout["timing"]["env"] / wall,
             "time/inference_frac": rollout["timing"]["inference"] / wall,
             "time/update_frac": (now - t_update) / wall,
-            "episode_return": [float(np.mean(r)) if r else None for r in rollout["episodes"]],
+            "episode_return": [float(np.mean(e["r"])) if e["r"] else None
+                               for e in rollout["episodes"]],
             "epochs": result["epochs"].cpu().tolist(),
             "diverged": diverged,
         }
@@ -690,7 +621,8 @@ class Population:
                           "exp_avg_sq": copies(optimizer.exp_avg_sq)},
             "obs_normaliser": copies(self.obs_normaliser.state_dict()),
             "reward_scaler": copies(self.reward_scaler.state_dict()),
-            "factors": copies(self.factors), "generator": self.generator.get_state(),
+            "factors": copies(self.factors), "n_epochs": self.n_epochs.clone(),
+            "generator": self.generator.get_state(),
             "env": self.env.get_state(), "next_obs": self.next_obs.clone(),
         }
 
@@ -699,11 +631,14 @@ class Population:
         """Load a :meth:`state_dict`; every key, shape and dtype is checked before anything
         is written (a mismatch is a PopulationError naming the key)."""
         expected = self.state_dict()
+        if "n_epochs" not in state:  # written before epochs were per member: the config's
+            state = {**state, "n_epochs": self.n_epochs.clone()}
         _check_like(state, expected, "")
         self.env.set_state(state["env"])  # checks the snapshot before it writes
         for name in ("params", "buffers", "factors"):
             for key, value in getattr(self, name).items():
                 value.copy_(state[name][key])
+        self.n_epochs.copy_(state["n_epochs"])
         optimizer = self.optimizer
         optimizer.step_count.copy_(state["optimizer"]["step_count"])
         for name in ("exp_avg", "exp_avg_sq"):
@@ -713,16 +648,24 @@ class Population:
         self.reward_scaler.load_state_dict(state["reward_scaler"])
         self.generator.set_state(state["generator"])
         self.next_obs.copy_(state["next_obs"])
-        self._stage_in()
+        self.rollout.stage_in()
         self.global_step, self.update = int(state["global_step"]), int(state["update"])
         self.set_step(self.global_step)
 
     # ------------------------------------------------------------------------- members
 
-    def member_network(self, m: int) -> ActorCritic:
-        """Member m's weights in a plain ActorCritic (a copy)."""
+    def member_network(self, m: int, view: bool = False) -> ActorCritic:
+        """Member m's weights in a plain ActorCritic: a copy, or with ``view`` parameters
+        that share the stacked tensors' storage (no grad: the engine trains the stack, and
+        writes into the view's weights, e.g. ``load_state_dict``, land in the stack)."""
         network = copy.deepcopy(self.template)
-        network.load_state_dict({k: v[m].detach().clone() for k, v in self.params.items()})
+        if not view:
+            network.load_state_dict({k: v[m].detach().clone() for k, v in self.params.items()})
+            return network
+        for name, value in self.params.items():
+            *path, attr = name.split(".")
+            network.get_submodule(".".join(path))._parameters[attr] = nn.Parameter(
+                value.detach()[m], requires_grad=False)
         return network
 
     @torch.no_grad()
@@ -742,25 +685,60 @@ class Population:
             self.factors[name][target] = self.factors[name][source]
         self.set_step(self.global_step)
 
+    def member_agent(self, m: int, view: bool = False) -> Agent:
+        """Member m's policy and observation normaliser as an :class:`Agent` (copies; with
+        ``view`` they share the engine's tensors, so the agent follows training)."""
+        normaliser = getattr(self.market, "normaliser", None)
+        feature_state = normaliser.state_dict() if hasattr(normaliser, "state_dict") else None
+        return Agent(self.member_network(m, view=view),
+                     self.obs_normaliser.member(m, copy=not view), self.config, feature_state,
+                     amp=self.amp)
+
     def validate(self, members: list[int] | None = None) -> list[float]:
         """Validation Sharpe of each member, the number Trainer.validate gives.
 
-        Members are backtested one after another with :func:`fastrl.backtest.evaluate_agent`
-        (every symbol in one batched env per member): the one evaluation path, unchanged.
+        Members are backtested one after another with :func:`validation_scores` (every
+        symbol in one batched env per member): the one evaluation path, unchanged.
         """
-        from fastrl.backtest import evaluate_agent
-        from fastrl.ppo.agent import Agent
-
-        normaliser = getattr(self.market, "normaliser", None)
-        feature_state = normaliser.state_dict() if hasattr(normaliser, "state_dict") else None
         scores = []
         for m in range(self.population) if members is None else members:
-            network = self.member_network(m).eval()
-            agent = Agent(network, self.obs_normaliser.member(m), self.config, feature_state,
-                          amp=self.amp)
-            result = evaluate_agent(agent, self.market.val, self.config.env, baselines=False)
-            scores.append(float(result.combined["agent"].sharpe))
+            agent = self.member_agent(m)
+            agent.network.eval()
+            result = validation_scores(agent, self.market.val, self.env_config, self.portfolio)
+            scores.append(result["sharpe"])
         return scores
+
+
+def validation_scores(agent: Agent, block: Any, env_config: Any, portfolio: bool
+                      ) -> dict[str, float]:
+    """Sharpe and total return of ``agent``'s deterministic backtest on ``block``.
+
+    :func:`fastrl.backtest.evaluate_agent` (the test-days report's function: every symbol in
+    one batched env, the position closed and its cost paid at the end, the equal-capital
+    combined Sharpe), or for a portfolio
+    :func:`fastrl.backtest_portfolio.evaluate_portfolio` (the portfolio's Sharpe).
+    """
+    if portfolio:
+        from fastrl.backtest_portfolio import evaluate_portfolio
+
+        metrics = evaluate_portfolio(agent, block, env_config, baselines=False).get("agent")\
+            .metrics
+        return {"sharpe": float(metrics.sharpe), "return": float(metrics.total_return)}
+    from fastrl.backtest import evaluate_agent
+
+    combined = evaluate_agent(agent, block, env_config, baselines=False).combined["agent"]
+    return {"sharpe": float(combined.sharpe), "return": float(combined.total_return)}
+
+
+def _transposed_layout(value: torch.Tensor) -> torch.Tensor:
+    """Stacked weight matrices [P, out, in] stored as a transpose of contiguous [P, in, out].
+
+    The stacked forward multiplies by ``weight.mT``, so autograd returns each weight's
+    gradient in this layout; with the weights (and so Adam's moments) in it too, Adam's
+    elementwise ops run on matching strides. Weights in the plain layout made the gradients
+    need a transposing copy, or made lerp_/addcmul_ ~20x slower on the default network.
+    """
+    return value.mT.contiguous().mT if value.ndim == 3 else value
 
 
 def _check_like(value: Any, expected: Any, key: str) -> None:
@@ -796,5 +774,13 @@ def _make_env(block: Any, num_envs: int, env_config: Any, *, num_threads: int, s
                          buffers=buffers)
 
 
+def _make_portfolio_env(panel: Any, num_envs: int, env_config: Any, *, num_threads: int,
+                        seed: int, buffers: dict | None = None) -> Any:
+    from fastrl.env_portfolio import PortfolioVecEnv
+
+    return PortfolioVecEnv(panel, num_envs, env_config, num_threads=num_threads, seed=seed,
+                           buffers=buffers)
+
+
 __all__ = ["HPARAMS", "BatchedAdam", "Population", "PopulationDivergedError", "PopulationError",
-           "StackedObsNormaliser", "StackedRewardScaler"]
+           "validation_scores"]

@@ -39,11 +39,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import yaml
 
 from fastrl.config import TrainConfig, config_to_dict
-from fastrl.tune.population import HPARAMS, Population, PopulationError
+from fastrl.ppo.population import HPARAMS, Population, PopulationError
 
 PERTURB_FACTORS = (0.8, 1.2)
 RESAMPLE_PROBABILITY = 0.25
@@ -112,6 +111,11 @@ class PBT:
                  space: str | Path | None = None,
                  callback: Callable[[dict[str, Any]], None] | None = None,
                  env_factory: Callable[..., Any] | None = None) -> None:
+        if config.portfolio.enabled:
+            # the engine trains portfolio members; PBT's exploit/explore, winner and
+            # records have not been tried on them yet
+            raise PopulationError("population-based training runs single-symbol envs "
+                                  "(TradingVecEnv); portfolio.enabled is not supported yet")
         self.ready = check_ready(ready, config)
         self.bounds = explore_bounds(space)
         self.pop = Population(config, population, market=market, env_factory=env_factory)
@@ -333,30 +337,20 @@ class PBT:
 
         pop = self.pop
         trainer = Trainer(config, market=pop.market)
-        trainer.network.load_state_dict(
-            {k: v[m].detach().cpu() for k, v in pop.params.items()})
+        engine = trainer.engine  # member m's rows of the population into member 0's
+        trainer.network.load_state_dict({k: v[m].detach() for k, v in pop.params.items()})
+        engine.optimizer.load_member_state(0, pop.optimizer.member_state(m))
         trainer.obs_normaliser.load_state_dict(pop.obs_normaliser.member(m).state_dict())
-        scaler = trainer.reward_scaler
-        scaler.stats.mean.fill_(float(pop.reward_scaler.stats.mean[m]))
-        scaler.stats.var.fill_(float(pop.reward_scaler.stats.var[m]))
-        scaler.stats.count.fill_(float(pop.reward_scaler.stats.count[m]))
-        for name, param in trainer.network.named_parameters():  # Adam moments carry over
-            # fused (CUDA) Adam keeps its step count on the parameter's device
-            step_device = param.device if trainer.device.type == "cuda" else "cpu"
-            trainer.optimizer.state[param] = {
-                "step": torch.tensor(float(pop.optimizer.step_count[m]), device=step_device),
-                "exp_avg": pop.optimizer.exp_avg[name][m].detach().to(param.device).clone(),
-                "exp_avg_sq": pop.optimizer.exp_avg_sq[name][m].detach().to(param.device)
-                .clone()}
         # the member's own env rows, their raw observation and running returns: resuming
         # the checkpoint continues the member's episodes in flight
+        trainer.reward_scaler.load_state_dict(pop.reward_scaler.member(m).state_dict())
         rows = slice(m * pop.n, (m + 1) * pop.n)
         env_state = {k: v if v.ndim == 0 else v[rows].copy()
                      for k, v in pop.env.get_state().items()}
         trainer.env.set_state(env_state)
-        trainer.rollout.restore(pop.raw_obs[rows].detach().to(trainer.device))
-        scaler.returns.copy_(pop.reward_scaler.returns[m])
+        engine.restore_observation(pop.raw_obs[rows].detach())
         trainer.global_step, trainer.update = pop.global_step, pop.update
+        engine.global_step, engine.update = pop.global_step, pop.update
         trainer.schedules.set_step(pop.global_step)
         trainer.best_val_sharpe = val_sharpe if math.isfinite(val_sharpe) else None
         return save_checkpoint(checkpoint_state(trainer), path)
