@@ -139,14 +139,51 @@ def test_curve_area_is_the_time_average_of_the_step_curve() -> None:
 
 
 def test_validation_spacing_in_env_steps(tiny_space: Path) -> None:
-    """val_interval_steps validates as often for short rollouts as for long ones."""
+    """val_interval_steps puts every config's curve points on one grid of env steps, also
+    when a config's rollouts do not end on it (8 envs x 24 steps = 192 per update)."""
     base = study_mod.base_config(settings(tiny_space))
     market = objective.build_fold_market(base, 0)
     config = config_for({"num_steps": 16}, base, 1024)  # 8 envs x 16: 128 steps per update
-    run = objective.train_run(config, market, seed=0, fold=0, val_interval_steps=384)
-    assert run.steps == [0, 384, 768, 1024]
+    run = objective.train_run(config, market, seed=0, fold=0, val_interval_steps=256,
+                              objective="sharpe")
+    assert run.steps == [0, 256, 512, 768, 1024]
     assert run.score == pytest.approx(curve_area(run.steps, run.sharpe))
     assert len(run.val_returns) >= VAL_DAYS - 1
+    other = config_for({"num_steps": 24}, base, 1152)  # 192 per update: crosses the grid
+    run = objective.train_run(other, market, seed=0, fold=0, val_interval_steps=256)
+    assert run.objective == "excess"
+    assert run.steps == [0, 256, 512, 768, 1024, 1152]
+    assert run.score == pytest.approx(curve_area(run.steps, run.excess))
+    assert len(run.bench_returns) == len(run.val_returns)
+
+
+def test_excess_objective_scores_skill_not_drift(tiny_space: Path) -> None:
+    """An agent that only stays long is buy-and-hold: its validation Sharpe is the
+    market's, its excess score is 0; an agent ahead of buy-and-hold every day scores > 0."""
+    from fastrl.backtest import evaluate_agent
+    from fastrl.env import TradingVecEnv  # noqa: F401  (the env the backtest builds)
+
+    base = study_mod.base_config(settings(tiny_space, set_options=[*TINY_SET,
+                                                                   "env.cost=zero"]))
+    market = objective.build_fold_market(base, 0)
+    levels = list(base.env.position_levels)
+    long = levels.index(max(levels))
+
+    def stay_long(obs: np.ndarray) -> np.ndarray:
+        return np.full(obs.shape[0], long, dtype=np.int64)
+
+    result = evaluate_agent(stay_long, market.val, base.env)
+    agent = objective.daily_equity(result, "agent")
+    bench = objective.daily_equity(result, "buy_and_hold")
+    assert result.combined["agent"].sharpe == pytest.approx(
+        result.combined["buy_and_hold"].sharpe, abs=0.05)
+    assert abs(objective.excess_sharpe(agent, bench)) < 0.5
+    assert objective.excess_sharpe(bench, bench) == 0.0
+    ahead = bench * np.cumprod(np.r_[1.0, np.full(bench.size - 1, 1.0005)])
+    ahead[1:] *= 1.0 + 1e-4 * np.sin(np.arange(bench.size - 1))  # a spread to divide by
+    assert objective.excess_sharpe(ahead, bench) > 5.0
+    with pytest.raises(ValueError, match="same days"):
+        objective.excess_sharpe(agent[:-1], bench)
 
 
 def test_folds_are_disjoint_and_before_the_real_test_days(tiny_space: Path) -> None:

@@ -24,6 +24,8 @@ from fastrl.cli.interrupt import ctrl_c_raises_interrupted
 
 PROG = "fastrl-tune"
 WAIT_POLL_S = 2.0
+GRID_POINTS = 16  # curve points per run on the default step grid
+OBJECTIVES = ("excess", "sharpe")  # fastrl.tune.objective.OBJECTIVES (not imported: slow)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,11 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--set", dest="set_options", nargs="+", action="append", default=[],
                         metavar="KEY=VALUE", help="fixed config keys for trials and the "
                         "preset comparison alike, e.g. num_envs=32 hidden_sizes=[64,64]")
-    search.add_argument("--val-every", type=int, default=1, metavar="N",
-                        help="updates between validation backtests on the curve (default 1)")
-    search.add_argument("--val-every-steps", type=int, default=0, metavar="N",
-                        help="validate at every N env steps instead, whatever a trial's "
-                        "rollout length (default 0: use --val-every)")
+    search.add_argument("--objective", choices=OBJECTIVES, default="excess",
+                        help="what a validation point is worth: excess (default), the "
+                        "Sharpe of the daily active return over buy-and-hold of the same "
+                        "symbols and days; sharpe, the agent's own validation Sharpe")
+    search.add_argument("--val-every-steps", type=int, default=None, metavar="N",
+                        help="curve points every N env steps, one grid for every config "
+                        f"(default: --timesteps / {GRID_POINTS})")
+    search.add_argument("--val-every", type=int, default=None, metavar="N",
+                        help="instead of the step grid, validate after every N updates "
+                        "(points then fall where each config's rollouts end)")
     run = parser.add_argument_group("study")
     run.add_argument("--study", metavar="NAME", help="study name (default from the symbols)")
     run.add_argument("--storage", metavar="URL", help="SQLAlchemy URL shared by many machines "
@@ -84,12 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_numbers(args: argparse.Namespace) -> None:
     for flag in ("trials", "timesteps", "seeds", "folds", "workers", "val_days", "test_days",
-                 "val_every"):
+                 "val_every", "val_every_steps"):
         value = getattr(args, flag)
-        if value < 1:
+        if value is not None and value < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
-    if args.val_every_steps < 0:
-        raise UsageError(f"--val-every-steps must be >= 0, got {args.val_every_steps}")
+    if args.val_every is not None and args.val_every_steps is not None:
+        raise UsageError("--val-every and --val-every-steps exclude each other: one grid")
     if args.heartbeat is not None:
         if args.storage is None:
             raise UsageError("--heartbeat applies to a --storage database (the journal file's "
@@ -109,9 +116,18 @@ def settings_of(args: argparse.Namespace, space: dict[str, Any]) -> dict[str, An
         "val_days": args.val_days, "test_days": args.test_days, "timesteps": args.timesteps,
         "seeds": args.seeds, "folds": args.folds, "base_preset": args.base_preset,
         "set_options": [item for group in args.set_options for item in group],
-        "val_every": args.val_every, "val_interval_steps": args.val_every_steps,
+        "objective": args.objective, **validation_grid(args),
         "space": space_to_dict(space),
     }
+
+
+def validation_grid(args: argparse.Namespace) -> dict[str, int]:
+    """The curve's grid: every --val-every-steps env steps (default --timesteps / 16), the
+    same places for every config; or, with --val-every, after every N updates."""
+    if args.val_every is not None:
+        return {"val_every": args.val_every, "val_interval_steps": 0}
+    steps = args.val_every_steps or max(1, args.timesteps // GRID_POINTS)
+    return {"val_every": 1, "val_interval_steps": steps}
 
 
 def _worker_argv(argv: list[str]) -> list[str]:

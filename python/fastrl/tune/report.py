@@ -44,6 +44,8 @@ TOP_CURVES = 5
 PRESETS = ("fast", "baseline")
 MAX_PBO_BLOCKS = 16
 CSV_ATTRS = ("worker", "failure", "interrupted")
+OBJECTIVE_LABELS = {"excess": "Sharpe of the daily active return over buy-and-hold",
+                    "sharpe": "Sharpe (annualised)"}
 
 
 def _completed(study: Any) -> list[Any]:
@@ -149,7 +151,7 @@ def confirm_and_test(configs: dict[str, Any], runner: Any, log: Any) -> dict[str
                            "median_score": float(np.median([r.score for r in rs])),
                            # the first fresh seed's validation curve, for the curves plot
                            "curve": {"seed": rs[0].seed, "steps": rs[0].steps,
-                                     "sharpe": rs[0].sharpe, "score": rs[0].score}}
+                                     "values": rs[0].values, "score": rs[0].score}}
                     for name, rs in runs.items()}
     # the test days, once, after everything that chose anything
     test: dict[str, Any] = {}
@@ -181,7 +183,8 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_curves(trials: list[Any], confirmed: dict[str, dict[str, Any]], path: Path) -> Path:
+def plot_curves(trials: list[Any], confirmed: dict[str, dict[str, Any]], path: Path,
+                objective: str = "sharpe") -> Path:
     """The top trials' validation curves (the search's seed; chosen on them, so optimistic)
     next to the winner's and both presets' curves on the first fresh confirmation seed (the
     presets trained once, with the confirmation, not again for the picture)."""
@@ -191,16 +194,17 @@ def plot_curves(trials: list[Any], confirmed: dict[str, dict[str, Any]], path: P
     for t in top:
         curve = t.user_attrs.get("curve") or {}
         if curve:
-            ax.plot(curve["steps"], curve["sharpe"], drawstyle="steps-post", alpha=0.7,
+            ax.plot(curve["steps"], curve[curve.get("objective", "sharpe")],
+                    drawstyle="steps-post", alpha=0.7,
                     label=f"trial {t.number} (score {t.value:.2f})")
     styles = {"tuned": "-", "fast": "--", "baseline": ":"}
     for name, entry in confirmed.items():
         curve = entry["curve"]
-        ax.plot(curve["steps"], curve["sharpe"], styles.get(name, "-."), color="black",
+        ax.plot(curve["steps"], curve["values"], styles.get(name, "-."), color="black",
                 lw=1.8 if name == "tuned" else 1.2, drawstyle="steps-post",
                 label=f"{'winner' if name == 'tuned' else 'preset ' + name}, fresh seed "
                       f"{curve['seed']} (score {curve['score']:.2f})")
-    ax.set(xlabel="env steps", ylabel="validation Sharpe (annualised)",
+    ax.set(xlabel="env steps", ylabel=f"validation {OBJECTIVE_LABELS[objective]}",
            title=f"top {len(top)} trials (seed {TUNING_SEED_BASE}) vs winner and presets on a "
                  "fresh seed (fold 0)")
     ax.grid(alpha=0.3)
@@ -361,7 +365,8 @@ def write_study_outputs(study: Any, runner: Any, study_dir: str | Path, *, repor
     }
     payload.update(confirm_and_test(_configs(winner, runner), runner, log))
     images, notes = plot_optuna(study, folder)
-    images["curves"] = plot_curves(trials, payload["confirmation"], folder / "curves.png")
+    images["curves"] = plot_curves(trials, payload["confirmation"], folder / "curves.png",
+                                   validation_schedule(runner.settings)["objective"])
     text = markdown(payload, images, notes)
     (folder / "report.md").write_text(text, encoding="utf-8")
     (folder / "report.html").write_text(html_page(text, images), encoding="utf-8")

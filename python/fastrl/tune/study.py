@@ -449,7 +449,8 @@ class TrialRunner:
                 timed(trial.set_user_attr, "final_sharpes", [r.final_sharpe for r in runs])
                 first = runs[0]
                 timed(trial.set_user_attr, "curve",
-                      {"steps": first.steps, "sharpe": first.sharpe})
+                      {"steps": first.steps, "sharpe": first.sharpe,
+                       "excess": first.excess, "objective": first.objective})
             if state == TrialState.COMPLETE:
                 returns = combined_val_returns(runs, settings["folds"])
                 timed(trial.set_user_attr, "val_returns", [round(r, 10) for r in returns])
