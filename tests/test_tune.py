@@ -213,7 +213,9 @@ def test_folds_are_disjoint_and_before_the_real_test_days(tiny_space: Path) -> N
 
 def test_no_trial_touches_the_test_days_and_report_is_written(
         tiny_space: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every market block any env of the search is built on ends before the test days."""
+    """Every market block any env of the search is built on ends before the confirmation
+    window, which ends before the test days; the report states the noise floor, confirms on
+    that window and shows paired differences with intervals."""
     import fastrl.env
 
     seen: list = []
@@ -226,24 +228,41 @@ def test_no_trial_touches_the_test_days_and_report_is_written(
 
     monkeypatch.setattr(fastrl.env, "TradingVecEnv", Recording)
     space = load_space(tiny_space)
-    runner = TrialRunner(settings(tiny_space, folds=2), space, study_dir=tmp_path)
+    runner = TrialRunner(settings(tiny_space, folds=2, confirm_days=VAL_DAYS, confirm_seeds=2),
+                         space, study_dir=tmp_path)
     storage = make_storage(None, tmp_path)
     study = open_study(storage, "honest", runner.settings, 3)
     assert runner.run(study) == 3
-    real = runner.market(0)
-    test_start = {}
-    for s, symbol in enumerate(real.test.symbols):
-        seg = real.test.segment(s)
-        test_start[symbol] = real.test.timestamps[seg.start + real.test.meta["context_rows"]]
+    confirm = runner.confirmation_market()
+
+    def first_traded(block) -> dict:
+        out = {}
+        for s, symbol in enumerate(block.symbols):
+            seg = block.segment(s)
+            out[symbol] = block.timestamps[seg.start + block.meta["context_rows"]]
+        return out
+
+    test_start, confirm_start = first_traded(confirm.test), first_traded(confirm.val)
+    fold0_val = runner.market(0).val
+    for s, symbol in enumerate(fold0_val.symbols):  # fold 0 ends where the window begins
+        seg = fold0_val.segment(s)
+        assert fold0_val.timestamps[seg.stop - 1] < confirm_start[symbol] < test_start[symbol]
+        assert confirm.val.segment(s).stop - confirm.val.segment(s).start - \
+            confirm.val.meta["context_rows"] == VAL_DAYS
     assert seen, "no env was built"
     for block in seen:
         for s, symbol in enumerate(block.symbols):
             seg = block.segment(s)
-            assert block.timestamps[seg.start:seg.stop].max() < test_start[symbol], (
-                f"a trial stepped {symbol} bars of the test days ({block.meta.get('split')})")
+            assert block.timestamps[seg.start:seg.stop].max() < confirm_start[symbol], (
+                f"a trial stepped {symbol} bars of the confirmation window or the test days "
+                f"({block.meta.get('split')})")
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
     assert all(len(t.user_attrs["run_scores"]) == 2 for t in trials)  # 1 seed x 2 folds
+    for t in trials:  # the score is the mean of its runs, with the SE of that mean
+        scores = t.user_attrs["run_scores"]
+        assert t.value == pytest.approx(np.mean(scores))
+        assert t.user_attrs["score_se"] == pytest.approx(np.std(scores, ddof=1) / np.sqrt(2))
     assert all(len(t.user_attrs["val_returns"]) >= 2 * VAL_DAYS - 2 for t in trials)
     assert (tmp_path / "trials" / "trial_00000.json").is_file()
 
@@ -254,13 +273,65 @@ def test_no_trial_touches_the_test_days_and_report_is_written(
             "optimization_history.png"} <= names
     text = (tmp_path / "report.md").read_text()
     for needle in ("Deflated Sharpe Ratio", "Probability of Backtest Overfitting",
-                   "fresh seeds [1000]", "Test days", "buy & hold"):
+                   "fresh seeds [1000, 1001]", "never seen by the search", "Test days",
+                   "buy & hold", "Noise floor", "Paired differences", "Verdict:",
+                   "Score (area rule)", "active return over buy-and-hold"):
         assert needle in text
+    import json
+
+    payload = json.loads((tmp_path / "report.json").read_text())
+    noise = payload["noise"]
+    assert noise["noise_floor"] == pytest.approx(
+        np.median([t.user_attrs["score_se"] for t in trials]))
+    separated = noise["winner_lead"] > noise["noise_floor"]
+    assert noise["separated"] == separated
+    assert ("the search did not separate the configs" in text) == (not separated)
+    for name in ("fast", "baseline"):
+        d = payload["differences"]["score"][name]
+        assert d["ci"][0] <= d["mean"] <= d["ci"][1] and len(d["differences"]) == 2
     config = build_config(config_file=tmp_path / "best.yaml")
     winner = study.best_trial
     assert config.learning_rate == pytest.approx(winner.params["learning_rate"])
     assert config.hidden_sizes == (winner.params["width"],) * winner.params["depth"]
     assert config.total_timesteps == 384 and config.data.val_days == VAL_DAYS
+    assert config.data.test_days == TEST_DAYS
+
+
+def test_tuning_verdict_in_plain_words() -> None:
+    from fastrl.tune.report import tuning_verdict
+
+    def diffs(*cis):
+        return {name: {"mean": 0.0, "ci": ci}
+                for name, ci in zip(("fast", "baseline"), cis, strict=True)}
+
+    separated = {"separated": True}
+    assert tuning_verdict(diffs([0.1, 0.5], [0.2, 0.3]), separated).startswith("tuning helped")
+    assert tuning_verdict(diffs([-0.5, -0.1], [-0.2, -0.1]), separated).startswith(
+        "tuning hurt")
+    assert "against fast only" in tuning_verdict(diffs([0.1, 0.5], [-0.2, 0.3]), separated)
+    text = tuning_verdict(diffs([-0.1, 0.5], [-0.2, 0.3]), {"separated": False})
+    assert text.startswith("no evidence that tuning helped")
+    assert text.endswith("the search did not separate the configs")
+    assert "cannot be judged" in tuning_verdict(diffs(None, None))
+
+
+def test_cli_defaults_reduce_noise(tiny_space: Path) -> None:
+    """3 folds, 120 daily bars (20 sessions of 5-minute bars) per validation window, a
+    confirmation window as long, the excess objective on a 16-point step grid."""
+    from fastrl.cli.tune import _check_numbers, build_parser, settings_of
+
+    for freq, days in (("1d", 120), ("5min", 20)):
+        args = build_parser().parse_args(["--symbols", "BPCL", "--freq", freq, "--trials", "2",
+                                          "--timesteps", "65536"])
+        _check_numbers(args)
+        got = settings_of(args, load_space(tiny_space))
+        assert (got["folds"], got["val_days"], got["confirm_days"]) == (3, days, days)
+        assert got["objective"] == "excess" and got["val_interval_steps"] == 4096
+        assert got["confirm_seeds"] == 5
+    args = build_parser().parse_args(["--symbols", "BPCL", "--trials", "2", "--timesteps",
+                                      "65536", "--val-every", "2"])
+    _check_numbers(args)
+    assert settings_of(args, load_space(tiny_space))["val_interval_steps"] == 0
 
 
 def test_diverged_trial_fails_and_ctrl_c_is_recorded_then_resumed(

@@ -4,12 +4,19 @@ Order matters for honesty. Everything up to the confirmation reads validation ba
 
 1. ``best.yaml`` (the winner as config keys on the base preset, loadable by
    ``fastrl-train --config``) and ``trials.csv``.
-2. Gates on validation: the Deflated Sharpe Ratio of the winner's final-policy validation
+2. The noise floor: the median over completed trials of the standard error of a trial's
+   score (its runs over seeds x folds), and whether the winner's lead over the median
+   trial exceeds it; when it does not, the report says the search did not separate the
+   configs.
+3. Gates on validation: the Deflated Sharpe Ratio of the winner's final-policy validation
    returns given the number of completed trials, and the Probability of Backtest
    Overfitting by CSCV over trials x time blocks of those returns (``fastrl.stats``).
-3. Confirmation on fresh seeds (1000+, never used by the search): winner, fast and
-   baseline, same budget, same --set options, fold 0.
-4. Once, at the end: the confirmation runs' final policies on the test days, beside
+4. Confirmation on data the search never saw: the ``confirm_days`` window between fold 0's
+   validation window and the test days (``study.confirmation_config``), on fresh seeds
+   (1000+, never used by the search): winner, fast and baseline, same budget, same --set
+   options, each trained on every bar before the window. Paired differences (winner minus
+   preset, seed by seed) with 90% t-intervals say in plain words whether tuning helped.
+5. Once, at the end: the confirmation runs' final policies on the test days, beside
    buy-and-hold, with error bars (``EvalResult.uncertainty``).
 
 The report (md + html + PNG) shows the optimisation history, parameter importances, the
@@ -43,7 +50,7 @@ from fastrl.tune.space import config_for, params_to_overrides
 TOP_CURVES = 5
 PRESETS = ("fast", "baseline")
 MAX_PBO_BLOCKS = 16
-CSV_ATTRS = ("worker", "failure", "interrupted")
+CSV_ATTRS = ("score_se", "worker", "failure", "interrupted")
 OBJECTIVE_LABELS = {"excess": "Sharpe of the daily active return over buy-and-hold",
                     "sharpe": "Sharpe (annualised)"}
 
@@ -68,8 +75,9 @@ def best_yaml_text(trial: Any, runner: Any) -> str:
                    "data.val_days": settings["val_days"],
                    "total_timesteps": settings["timesteps"]})
     values.update(params_to_overrides(trial.params, base, settings["timesteps"]))
+    objective = settings.get("objective", "excess")
     header = (f"# fastrl-tune winner: trial {trial.number}, learning-speed score "
-              f"{trial.value:.4f} (median validation-Sharpe curve average)\n"
+              f"{trial.value:.4f} (mean {objective} validation curve average)\n"
               f"# train it: fastrl-train --config best.yaml\n")
     return header + yaml.safe_dump(values, sort_keys=False)
 
@@ -135,12 +143,74 @@ def _configs(winner: Any, runner: Any) -> dict[str, Any]:
     return configs
 
 
-def confirm_and_test(configs: dict[str, Any], runner: Any, log: Any) -> dict[str, Any]:
-    """Fresh seeds on validation (fold 0), then, last, the test days of those runs."""
-    from fastrl.backtest import COMBINED, evaluate_agent
+def noise_summary(trials: list[Any], winner: Any) -> dict[str, Any]:
+    """The noise floor (median trial SE) and whether the winner's lead over the median
+    completed trial exceeds it."""
+    scores = np.array([t.value for t in trials], dtype=np.float64)
+    ses = [t.user_attrs.get("score_se") for t in trials]
+    ses = [float(x) for x in ses if x is not None and math.isfinite(x)]
+    floor = float(np.median(ses)) if ses else None
+    lead = float(winner.value - np.median(scores))
+    return {"noise_floor": floor, "trials_with_se": len(ses),
+            "median_score": float(np.median(scores)), "winner_lead": lead,
+            "winner_se": winner.user_attrs.get("score_se"),
+            "separated": bool(floor is not None and lead > floor)}
 
-    seeds = [CONFIRM_SEED_BASE + s for s in range(runner.settings["seeds"])]
-    market = runner.market(0)
+
+def paired_differences(confirmation: dict[str, Any], key: str = "scores",
+                       level: float = 0.9) -> dict[str, Any]:
+    """Winner minus each preset on the same fresh seeds: mean and a t-interval at
+    ``level`` (None with fewer than 2 seeds)."""
+    from scipy import stats as sps
+
+    out: dict[str, Any] = {}
+    tuned = np.asarray(confirmation["tuned"][key], dtype=np.float64)
+    for name in PRESETS:
+        diffs = tuned - np.asarray(confirmation[name][key], dtype=np.float64)
+        mean, n = float(np.mean(diffs)), int(diffs.size)
+        ci = None
+        if n >= 2:
+            sem = float(np.std(diffs, ddof=1) / math.sqrt(n))
+            ci = ([mean, mean] if sem == 0.0 else
+                  [float(x) for x in sps.t.interval(level, n - 1, loc=mean, scale=sem)])
+        out[name] = {"differences": diffs.tolist(), "mean": mean, "ci": ci, "level": level}
+    return out
+
+
+def tuning_verdict(differences: dict[str, Any], noise: dict[str, Any] | None = None) -> str:
+    """Did tuning help, in plain words, from the paired confirmation differences."""
+    above = [n for n, d in differences.items() if d["ci"] is not None and d["ci"][0] > 0]
+    below = [n for n, d in differences.items() if d["ci"] is not None and d["ci"][1] < 0]
+    if any(d["ci"] is None for d in differences.values()):
+        text = ("tuning cannot be judged: one confirmation seed gives no interval "
+                "(raise --confirm-seeds)")
+    elif len(above) == len(differences):
+        text = ("tuning helped: on data the search never saw the winner beats both presets "
+                "(90% intervals of the paired differences above 0)")
+    elif len(below) == len(differences):
+        text = "tuning hurt: on data the search never saw both presets beat the winner"
+    elif above:
+        text = (f"tuning helped against {', '.join(above)} only; no evidence against "
+                f"{', '.join(n for n in differences if n not in above)}")
+    else:
+        text = ("no evidence that tuning helped: on data the search never saw the winner's "
+                "paired differences with the presets have 90% intervals that include 0")
+    if noise is not None and not noise["separated"]:
+        text += "; and the search did not separate the configs"
+    return text
+
+
+def confirm_and_test(configs: dict[str, Any], runner: Any, log: Any) -> dict[str, Any]:
+    """Fresh seeds on the confirmation window (fold 0 without one), then, last, the test
+    days of those runs."""
+    from fastrl.backtest import COMBINED, evaluate_agent
+    from fastrl.tune.study import confirmation_config
+
+    settings = runner.settings
+    seeds = [CONFIRM_SEED_BASE + s
+             for s in range(int(settings.get("confirm_seeds", settings["seeds"])))]
+    market = runner.confirmation_market()
+    configs = {name: confirmation_config(config, settings) for name, config in configs.items()}
     runs: dict[str, list[Any]] = {}
     for name, config in configs.items():
         runs[name] = [train_run(config, market, seed=seed, fold=0, keep_agent=True,
@@ -148,7 +218,9 @@ def confirm_and_test(configs: dict[str, Any], runner: Any, log: Any) -> dict[str
         log(f"confirmation {name}: scores {[round(r.score, 3) for r in runs[name]]}")
     confirmation = {name: {"seeds": seeds, "scores": [r.score for r in rs],
                            "final_val_sharpes": [r.final_sharpe for r in rs],
+                           "final_values": [r.final_value for r in rs],
                            "median_score": float(np.median([r.score for r in rs])),
+                           "mean_score": float(np.mean([r.score for r in rs])),
                            # the first fresh seed's validation curve, for the curves plot
                            "curve": {"seed": rs[0].seed, "steps": rs[0].steps,
                                      "values": rs[0].values, "score": rs[0].score}}
@@ -171,7 +243,13 @@ def confirm_and_test(configs: dict[str, Any], runner: Any, log: Any) -> dict[str
                                     "total_return": result.combined["buy_and_hold"].total_return}
         test[name] = {"runs": per_seed,
                       "median_sharpe": float(np.median([r["sharpe"] for r in per_seed]))}
-    return {"confirmation": confirmation, "test": test}
+    window = (f"the {settings['confirm_days']} days before the test days, never seen by the "
+              "search" if int(settings.get("confirm_days", 0)) else
+              "fold 0's validation window (the search chose on it: optimistic)")
+    return {"confirmation": confirmation, "confirmation_window": window,
+            "differences": {"score": paired_differences(confirmation, "scores"),
+                            "final_value": paired_differences(confirmation, "final_values")},
+            "test": test}
 
 
 def _pyplot() -> Any:
@@ -254,15 +332,37 @@ def _fmt(value: Any, spec: str = ".2f") -> str:
 def markdown(payload: dict[str, Any], images: dict[str, Path], notes: list[str]) -> str:
     s = payload["settings"]
     gates = payload["gates"]
+    objective = s.get("objective", "excess")
+    grid = (f"every {s['val_interval_steps']:,} env steps (one grid for every config)"
+            if s.get("val_interval_steps") else f"after every {s.get('val_every', 1)} updates")
     lines = [f"# fastrl-tune study {payload['study']}", "",
              f"{', '.join(s['symbols'])} ({s['freq']}); {payload['n_trials']} trials "
              f"({payload['states']}); {s['timesteps']:,} env steps per run, {s['seeds']} seed(s)"
              f" x {s['folds']} fold(s) of {s['val_days']} validation days; base preset "
              f"{s['base_preset']}; fixed: {' '.join(s['set_options']) or 'nothing'}.", "",
              f"Winner: trial {payload['best']['number']}, score "
-             f"{payload['best']['score']:.4f} (time-average of the validation Sharpe over the "
-             "budget, median over seeds x folds). `fastrl-train --config best.yaml` trains it.",
-             "", "## Overfitting gates (validation)", "",
+             f"{payload['best']['score']:.4f}. `fastrl-train --config best.yaml` trains it.", "",
+             f"Score (area rule): each run's validation {OBJECTIVE_LABELS[objective]} is "
+             f"measured at step 0 and {grid}, each value held until the next point (the value "
+             "at a point is the policy's after the first update that reaches it); the area "
+             "under that step curve divided by the budget is the run's time-average. A trial's "
+             "score is the mean over its seeds x folds runs."]
+    noise = payload.get("noise")
+    if noise is not None:
+        floor = noise["noise_floor"]
+        lines += ["", "## Noise", "",
+                  f"- Noise floor (median SE of a trial's score over its seeds x folds, "
+                  f"{noise['trials_with_se']} trials): **{_fmt(floor, '.3f')}**",
+                  f"- Winner's lead over the median trial ({noise['median_score']:.3f}): "
+                  f"**{noise['winner_lead']:.3f}** (winner's own SE "
+                  f"{_fmt(noise['winner_se'], '.3f')})",
+                  "- " + ("the winner's lead exceeds the noise floor" if noise["separated"]
+                          else "**the search did not separate the configs**: the winner's "
+                          "lead does not exceed the noise floor" if floor is not None
+                          else "**the search did not separate the configs**: with one run "
+                          "per trial the noise cannot be measured (use more --folds or "
+                          "--seeds)")]
+    lines += ["", "## Overfitting gates (validation)", "",
              f"- Deflated Sharpe Ratio of the winner given {gates['n_trials']} trials: "
              f"**{_fmt(gates.get('dsr'))}** (above 0.95: unlikely to be luck)",
              f"- Probability of Backtest Overfitting (CSCV, {gates.get('pbo_blocks', 'n/a')} "
@@ -271,13 +371,27 @@ def markdown(payload: dict[str, Any], images: dict[str, Path], notes: list[str])
     lines += [f"- {gates[k]}" for k in ("note", "dsr_note", "pbo_note") if gates.get(k)]
     if "confirmation" in payload:
         conf = payload["confirmation"]
-        lines += ["", f"## Confirmation on fresh seeds {conf['tuned']['seeds']} (validation, "
-                  "fold 0)", "", "| config | median score | scores | final val Sharpe |",
-                  "|---|---|---|---|"]
+        lines += ["", f"## Confirmation on fresh seeds {conf['tuned']['seeds']}, on "
+                  f"{payload.get('confirmation_window', 'fold 0')}", "",
+                  "| config | mean score | scores | final val Sharpe |", "|---|---|---|---|"]
         for name, c in conf.items():
-            lines.append(f"| {name} | {c['median_score']:.3f} | "
+            lines.append(f"| {name} | {c.get('mean_score', c['median_score']):.3f} | "
                          f"{', '.join(f'{x:.2f}' for x in c['scores'])} | "
                          f"{', '.join(f'{x:.2f}' for x in c['final_val_sharpes'])} |")
+        differences = payload.get("differences")
+        if differences:
+            lines += ["", "Paired differences, winner minus preset on the same seeds "
+                      "(mean, 90% t-interval):", "",
+                      "| vs | score | final-policy value |", "|---|---|---|"]
+            for name in PRESETS:
+                cells = []
+                for kind in ("score", "final_value"):
+                    d = differences[kind][name]
+                    ci = d["ci"]
+                    cells.append(f"{d['mean']:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]"
+                                                        if ci else " (one seed: no interval)"))
+                lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+            lines += ["", f"**Verdict: {payload.get('verdict', '')}.**"]
         test = payload["test"]
         lines += ["", f"## Test days ({s['test_days']}), touched once, at the end", "",
                   "| strategy | Sharpe (per seed) | SE | 90% CI | PSR | P(> buy & hold) | "
@@ -362,8 +476,10 @@ def write_study_outputs(study: Any, runner: Any, study_dir: str | Path, *, repor
         "n_trials": len(all_trials), "states": ", ".join(f"{v} {k}" for k, v in states.items()),
         "best": {"number": winner.number, "score": winner.value, "params": winner.params},
         "gates": overfitting_gates(trials, winner, len(all_trials)),
+        "noise": noise_summary(trials, winner),
     }
     payload.update(confirm_and_test(_configs(winner, runner), runner, log))
+    payload["verdict"] = tuning_verdict(payload["differences"]["score"], payload["noise"])
     images, notes = plot_optuna(study, folder)
     images["curves"] = plot_curves(trials, payload["confirmation"], folder / "curves.png",
                                    validation_schedule(runner.settings)["objective"])
@@ -383,5 +499,5 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["best_yaml_text", "confirm_and_test", "overfitting_gates", "write_study_outputs",
-           "write_trials_csv"]
+__all__ = ["best_yaml_text", "confirm_and_test", "noise_summary", "overfitting_gates",
+           "paired_differences", "tuning_verdict", "write_study_outputs", "write_trials_csv"]

@@ -42,6 +42,7 @@ from fastrl.tune.objective import (
     TrialDiverged,
     build_fold_market,
     combined_val_returns,
+    score_se,
     train_run,
     validation_schedule,
 )
@@ -307,20 +308,38 @@ def claim_trial(study: Any) -> Any | None:
 
 
 def base_config(settings: dict[str, Any]) -> TrainConfig:
-    """The config every trial starts from: base preset, data flags, budget, --set options."""
+    """The config every trial starts from: base preset, data flags, budget, --set options.
+
+    Its ``data.test_days`` is the search's: the real test days plus the confirmation window
+    (``confirm_days``), so fold 0's validation window ends where the confirmation begins
+    and no trial steps a bar of either (:func:`confirmation_config` is the other layout).
+    """
     from fastrl.config import build_config
 
     overrides = {
         "data.symbols": list(settings["symbols"]),
         "data.freq": settings["freq"],
         "data.source": settings.get("source", "bundled"),
-        "data.test_days": settings["test_days"],
+        "data.test_days": settings["test_days"] + int(settings.get("confirm_days", 0)),
         "data.val_days": settings["val_days"],
         "total_timesteps": settings["timesteps"],
         "patience": 0,  # every run uses its whole budget
     }
     return build_config(settings["base_preset"], None, overrides,
                         list(settings.get("set_options", [])))
+
+
+def confirmation_config(config: TrainConfig, settings: dict[str, Any]) -> TrainConfig:
+    """``config`` laid out for the confirmation: trained on every bar before the
+    confirmation window, validated on it (``confirm_days``), the real test days after it.
+    Without a confirmation window (``confirm_days`` 0, older studies) it is fold 0."""
+    import copy
+
+    config = copy.deepcopy(config)
+    confirm_days = int(settings.get("confirm_days", 0))
+    if confirm_days:
+        config.data.test_days, config.data.val_days = settings["test_days"], confirm_days
+    return config
 
 
 @dataclass
@@ -335,6 +354,7 @@ class TrialRecord:
     wall_seconds: float
     storage_seconds: float
     failure: str | None = None
+    score_se: float | None = None  # SE of the score (the mean) over its seeds x folds
 
 
 @dataclass
@@ -360,6 +380,18 @@ class TrialRunner:
         if fold not in self.markets:
             self.markets[fold] = build_fold_market(self.base, fold)
         return self.markets[fold]
+
+    def confirmation_market(self) -> Any:
+        """The splits of the confirmation (:func:`confirmation_config`); fold 0's without
+        a confirmation window."""
+        if not int(self.settings.get("confirm_days", 0)):
+            return self.market(0)
+        if "confirm" not in self.markets:
+            from fastrl.ppo.trainer import load_market
+
+            self.markets["confirm"] = load_market(confirmation_config(self.base,
+                                                                      self.settings))
+        return self.markets["confirm"]
 
     def run(self, study: Any, *, deadline: float | None = None) -> int:
         """Claim and run trials until no slot is left (or ``deadline``); returns how many."""
@@ -412,7 +444,7 @@ class TrialRunner:
                         if point <= reported[0]:
                             return
                         reported[0] = point
-                        value = float(np.median([r.score for r in runs] + [area]))
+                        value = float(np.mean([r.score for r in runs] + [area]))
                         timed(trial.report, value, index * REPORTS_PER_RUN + point)
                         if timed(trial.should_prune):
                             raise optuna.TrialPruned(f"pruned at run {index + 1}/{len(plan)}, "
@@ -420,7 +452,7 @@ class TrialRunner:
 
                     runs.append(train_run(config, self.market(fold), seed=seed, fold=fold,
                                           report=report, **validation_schedule(settings)))
-            score = float(np.median([r.score for r in runs]))
+            score = float(np.mean([r.score for r in runs]))
             if not math.isfinite(score):
                 raise TrialDiverged(f"non-finite score {score}")
         except optuna.TrialPruned as err:
@@ -438,9 +470,10 @@ class TrialRunner:
         except BaseException as err:
             study.tell(trial, state=TrialState.FAIL)
             raise err
+        se = score_se([r.score for r in runs]) if state == TrialState.COMPLETE else None
         record = TrialRecord(number=trial.number, state=state.name, params=params, score=score,
                              runs=[r.as_dict() for r in runs], wall_seconds=0.0,
-                             storage_seconds=0.0, failure=failure)
+                             storage_seconds=0.0, failure=failure, score_se=se)
         try:
             if failure:
                 timed(trial.set_user_attr, "failure", failure)
@@ -452,6 +485,7 @@ class TrialRunner:
                       {"steps": first.steps, "sharpe": first.sharpe,
                        "excess": first.excess, "objective": first.objective})
             if state == TrialState.COMPLETE:
+                timed(trial.set_user_attr, "score_se", se)
                 returns = combined_val_returns(runs, settings["folds"])
                 timed(trial.set_user_attr, "val_returns", [round(r, 10) for r in returns])
                 timed(study.tell, trial, score)
@@ -491,5 +525,5 @@ def running_trials(study: Any) -> int:
 
 
 __all__ = ["JOURNAL_NAME", "StudyError", "TrialRecord", "TrialRunner", "base_config",
-           "claim_trial", "counted_trials", "make_storage", "open_study", "running_trials",
-           "storage_label", "study_exists"]
+           "claim_trial", "confirmation_config", "counted_trials", "make_storage", "open_study",
+           "running_trials", "storage_label", "study_exists"]
