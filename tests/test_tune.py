@@ -357,6 +357,9 @@ def test_gates_on_a_pure_noise_market_do_not_pass(tiny_space: Path, tmp_path: Pa
     completed = [t for t in trials if t.state.name == "COMPLETE"]
     pruned = [t for t in trials if t.state.name == "PRUNED"]
     assert all("deployed_returns" in t.user_attrs for t in completed + pruned)
+    for record in runner.records:  # the study's cost in env steps, pruned runs' part included
+        assert (record.env_steps == 256) == (record.state == "COMPLETE")
+        assert 0 <= record.env_steps <= 256
     gates = overfitting_gates(completed, study.best_trial, len(trials), pruned=pruned)
     assert gates["n_with_returns"] == len(completed) + len(pruned)
     assert gates["n_pruned_in_pbo"] == len(pruned)

@@ -358,6 +358,7 @@ class TrialRecord:
     storage_seconds: float
     failure: str | None = None
     score_se: float | None = None  # SE of the score (the mean) over its seeds x folds
+    env_steps: int = 0  # env steps the trial trained, a pruned run's partial one included
 
 
 @dataclass
@@ -434,6 +435,7 @@ class TrialRunner:
         # pruned trial's last validated one), not a mean over seeds no one can trade
         deployed: dict[str, list[float]] = {}
         deployed_latest: dict[int, dict[str, Any]] = {}  # fold -> last validated policy
+        current_run: dict[str, Any] = {}  # the run in progress: its last validated step
         schedule = validation_schedule(settings)
         seeds = [TUNING_SEED_BASE + s for s in range(settings["seeds"])]
         plan = [(fold, seed) for fold in range(settings["folds"]) for seed in seeds]
@@ -458,7 +460,7 @@ class TrialRunner:
                             raise optuna.TrialPruned(f"pruned at run {index + 1}/{len(plan)}, "
                                                      f"{progress:.0%} of its budget")
 
-                    latest: dict[str, Any] = {}
+                    latest = current_run = {}
                     if seed == seeds[0]:
                         deployed_latest[fold] = latest
                     runs.append(train_run(config, self.market(fold), seed=seed, fold=fold,
@@ -486,9 +488,13 @@ class TrialRunner:
                 deployed[str(fold)] = [round(r, 10) for r in objective_returns(
                     latest["val_returns"], latest["bench_returns"], schedule["objective"])]
         se = score_se([r.score for r in runs]) if state == TrialState.COMPLETE else None
+        env_steps = sum(r.steps[-1] for r in runs)
+        if len(runs) < len(plan) and current_run:  # stopped mid-run: the steps it got to
+            env_steps += int(current_run.get("step", 0))
         record = TrialRecord(number=trial.number, state=state.name, params=params, score=score,
                              runs=[r.as_dict() for r in runs], wall_seconds=0.0,
-                             storage_seconds=0.0, failure=failure, score_se=se)
+                             storage_seconds=0.0, failure=failure, score_se=se,
+                             env_steps=env_steps)
         try:
             if failure:
                 timed(trial.set_user_attr, "failure", failure)
