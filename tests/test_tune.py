@@ -83,9 +83,12 @@ def settings(tiny_space: Path, **changes: object) -> dict:
 
 def cli_args(tiny_space: Path, run_dir: Path, *extra: str, trials: int = 4,
              timesteps: int = 384) -> list[str]:
+    # one fold and one confirmation seed: these tests check the machinery (workers, storage,
+    # Ctrl-C, heartbeats), and 3 folds would triple their cost (test_cli_defaults checks 3)
     return ["--symbols", *SYMBOLS, "--val-days", str(VAL_DAYS), "--test-days", str(TEST_DAYS),
             "--trials", str(trials), "--timesteps", str(timesteps), "--space", str(tiny_space),
-            "--run-dir", str(run_dir), "--set", *TINY_SET, *extra]
+            "--run-dir", str(run_dir), "--folds", "1", "--confirm-seeds", "1",
+            "--set", *TINY_SET, *extra]
 
 
 # ----------------------------------------------------------------------------- the space

@@ -152,6 +152,7 @@ def overfitting_gates(trials: list[Any], winner: Any, n_trials: int,
     full = _matrix(completed, all_folds)
     shared = _matrix(everyone, common)
     out["n_effective"] = stats.effective_number_of_trials(shared)
+    out["cluster_correlation"] = stats.CLUSTER_CORRELATION
     column = list(completed).index(winner.number)
     sharpes = np.array([sharpe_per_bar(full[:, j]) for j in range(full.shape[1])])
     try:
@@ -407,7 +408,9 @@ def markdown(payload: dict[str, Any], images: dict[str, Path], notes: list[str])
     lines += ["", "## Overfitting gates (validation, one seed's policies: what is deployed)", "",
              f"- Deflated Sharpe Ratio of the winner given {gates['n_trials']} trials, "
              f"{gates.get('n_effective', 'n/a')} effective (clusters of the trials' return "
-             f"correlations): **{_fmt(gates.get('dsr'))}** (above 0.95: unlikely to be luck)",
+             "correlations: hierarchical, average linkage, cut at correlation "
+             f"{gates.get('cluster_correlation', 'n/a')}): **{_fmt(gates.get('dsr'))}** "
+             "(above 0.95: unlikely to be luck)",
              f"- Probability of Backtest Overfitting (CSCV, {gates.get('pbo_blocks', 'n/a')} "
              f"blocks, {gates['n_with_returns']} trials of which "
              f"{gates.get('n_pruned_in_pbo', 0)} pruned, at their last validated policy): "
