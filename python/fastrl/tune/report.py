@@ -412,7 +412,9 @@ def markdown(payload: dict[str, Any], images: dict[str, Path], notes: list[str])
              f"{gates.get('cluster_correlation', 'n/a')}): **{_fmt(gates.get('dsr'))}** "
              "(above 0.95: unlikely to be luck)",
              f"- Probability of Backtest Overfitting (CSCV, {gates.get('pbo_blocks', 'n/a')} "
-             f"blocks, {gates['n_with_returns']} trials of which "
+             f"blocks of {gates.get('pbo_bars', 'n/a')} bars, fold(s) "
+             f"{', '.join(str(f) for f in gates.get('pbo_folds', [])) or 'n/a'} (those every "
+             f"trial reached), {gates['n_with_returns']} trials of which "
              f"{gates.get('n_pruned_in_pbo', 0)} pruned, at their last validated policy): "
              f"**{_fmt(gates.get('pbo'))}** (near 0: the in-sample best stays good out of "
              f"sample; completed trials only, every fold: {_fmt(gates.get('pbo_completed'))})"]
