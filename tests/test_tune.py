@@ -180,7 +180,7 @@ def test_excess_objective_scores_skill_not_drift(tiny_space: Path) -> None:
     bench = objective.daily_equity(result, "buy_and_hold")
     assert result.combined["agent"].sharpe == pytest.approx(
         result.combined["buy_and_hold"].sharpe, abs=0.05)
-    assert abs(objective.excess_sharpe(agent, bench)) < 0.5
+    assert objective.excess_sharpe(agent, bench) == pytest.approx(0.0, abs=1e-9)
     assert objective.excess_sharpe(bench, bench) == 0.0
     ahead = bench * np.cumprod(np.r_[1.0, np.full(bench.size - 1, 1.0005)])
     ahead[1:] *= 1.0 + 1e-4 * np.sin(np.arange(bench.size - 1))  # a spread to divide by
