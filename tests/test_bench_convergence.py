@@ -250,3 +250,41 @@ def test_test_record_carries_the_reports_error_bars(conv):
     assert test["vs_buy_and_hold"]["verdict"] == evaluation.verdict
     json.dumps(test, allow_nan=False)  # goes into convergence.json as is
     assert "±" in conv.format_test_sharpe(test) and "P(> buy & hold)" in conv.format_beats(test)
+
+
+@pytest.fixture(scope="module")
+def tune_bench():
+    sys.path.insert(0, str(BENCH))  # bench/tune.py imports convergence and bench_common
+    try:
+        spec = importlib.util.spec_from_file_location("bench_tune", BENCH / "tune.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["bench_tune"] = module
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
+    return module
+
+
+def _speed(ratio, low, tuned=40_960.0, baseline=188_416.0):
+    entry = {"ratio_of_medians": {"ratio": ratio, "ci90": [low, None]},
+             "tuned_upper_median": tuned, "baseline_upper_median": baseline}
+    return {"baseline_over_tuned_steps": entry}
+
+
+def test_tune_bench_target_is_met_only_when_the_lower_bound_clears_it(tune_bench):
+    # the README's old 4.60x with its lower bound 3.00 sitting on the 3x target: not met
+    assert ": not met" in tune_bench._verdict(_speed(4.6, 3.0), "steps", 3.0)
+    assert tune_bench._verdict(_speed(4.6, 3.2), "steps", 3.0).endswith(
+        ": met (lower bound vs 3x)")
+    assert ": not met" in tune_bench._verdict(_speed(4.6, None), "steps", 3.0)
+    assert ": met" in tune_bench._verdict(_speed("inf", "inf"), "steps", 3.0)
+
+
+def test_tune_bench_break_even_counts_the_study_cost(tune_bench):
+    got = tune_bench.break_even(1_474_560.0, _speed(4.6, 3.0), "steps")
+    assert got["saved_per_run"] == 188_416 - 40_960
+    assert got["runs"] == pytest.approx(1_474_560 / (188_416 - 40_960))
+    assert "after 10 runs" in tune_bench._break_even_text(got, "env steps")  # exactly 10
+    never = tune_bench.break_even(1e6, _speed(1.0, 0.5, tuned=50.0, baseline=40.0), "steps")
+    assert never["runs"] is None
+    assert tune_bench.break_even(1e6, _speed(None, None, tuned=None), "steps")["runs"] is None

@@ -307,3 +307,18 @@ def test_pbo_of_pure_noise_is_near_one_half() -> None:
 def test_bad_input_names_the_problem(call, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_effective_number_of_trials_counts_clusters_of_correlated_series() -> None:
+    rng = np.random.default_rng(0)
+    independent = rng.normal(size=(250, 6))
+    assert stats.effective_number_of_trials(independent) == 6
+    near_copies = independent[:, :1] + 0.05 * rng.normal(size=(250, 8))
+    assert stats.effective_number_of_trials(near_copies) == 1
+    pairs = np.column_stack([independent, independent + 0.1 * rng.normal(size=(250, 6))])
+    assert stats.effective_number_of_trials(pairs) == 6
+    flat = np.column_stack([independent[:, :2], np.zeros(250)])  # no spread: its own cluster
+    assert stats.effective_number_of_trials(flat) == 3
+    assert stats.effective_number_of_trials(independent[:, :1]) == 1
+    with pytest.raises(ValueError, match="min_correlation"):
+        stats.effective_number_of_trials(independent, min_correlation=1.0)

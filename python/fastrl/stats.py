@@ -419,6 +419,43 @@ def deflated_sharpe_ratio(
     return psr_from_moments(sr, r.shape[0], skew, kurt, sr0)
 
 
+CLUSTER_CORRELATION = 0.5  # trials whose return series correlate above this count as one
+
+
+def effective_number_of_trials(perf_matrix: np.ndarray,
+                               min_correlation: float = CLUSTER_CORRELATION) -> int:
+    """How many independent trials ``perf_matrix`` (T x N returns, one column per trial)
+    holds: the number of clusters of its correlation matrix.
+
+    Hierarchical clustering (scipy's ``linkage``, average linkage) on the correlation
+    distance d = sqrt((1 - rho) / 2), cut where the average correlation between two clusters
+    falls to ``min_correlation`` (d = sqrt((1 - min_correlation) / 2)). A stand-in for
+    Lopez de Prado's ONC clustering (2019, "A data science solution to the multiple-testing
+    crisis"), which also feeds its cluster count to the DSR: TPE samples near its best
+    trials, so many trials are near-copies and N overstates the luck the search could buy.
+    A column with no spread correlates with nothing (its own cluster).
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    m = np.asarray(perf_matrix, dtype=np.float64)
+    if m.ndim != 2 or m.shape[1] < 1 or m.shape[0] < 2:
+        raise ValueError(f"perf_matrix must be T x N with T >= 2 and N >= 1, got {m.shape}")
+    if not (isinstance(min_correlation, (int, float)) and -1.0 <= min_correlation < 1.0):
+        raise ValueError(f"min_correlation must lie in [-1, 1), got {min_correlation!r}")
+    n = m.shape[1]
+    if n == 1:
+        return 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.corrcoef(m, rowvar=False)
+    corr = np.where(np.isfinite(corr), corr, 0.0)
+    np.fill_diagonal(corr, 1.0)
+    distance = np.sqrt(np.clip((1.0 - corr) / 2.0, 0.0, 1.0))
+    tree = linkage(squareform(distance, checks=False), method="average")
+    cut = math.sqrt((1.0 - min_correlation) / 2.0)
+    return int(np.unique(fcluster(tree, t=cut, criterion="distance")).size)
+
+
 @dataclass(frozen=True)
 class PBOResult:
     """Probability of backtest overfitting by CSCV, with its logit distribution.

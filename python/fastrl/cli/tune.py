@@ -24,6 +24,10 @@ from fastrl.cli.interrupt import ctrl_c_raises_interrupted
 
 PROG = "fastrl-tune"
 WAIT_POLL_S = 2.0
+GRID_POINTS = 16  # curve points per run on the default step grid
+# default validation window: with fewer bars one run's Sharpe has an SE of about 2 units
+VAL_DAYS = {"1d": 120, "5min": 20}
+OBJECTIVES = ("excess", "sharpe")  # fastrl.tune.objective.OBJECTIVES (not imported: slow)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,8 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     data = parser.add_argument_group("data")
     data.add_argument("--symbols", nargs="+", required=True, metavar="SYMBOL")
     data.add_argument("--freq", choices=("1d", "5min"), default="1d")
-    data.add_argument("--val-days", type=int, default=60, metavar="N",
-                      help="trading days per validation window (default 60)")
+    data.add_argument("--val-days", type=int, default=None, metavar="N",
+                      help="trading days per validation window (default "
+                      f"{VAL_DAYS['1d']} daily bars, {VAL_DAYS['5min']} sessions of 5-minute "
+                      "bars: shorter windows leave a trial's score mostly noise)")
+    data.add_argument("--confirm-days", type=int, default=None, metavar="N",
+                      help="trading days just before the test days that the search never "
+                      "sees; the winner and both presets are confirmed on them (default: "
+                      "--val-days)")
     data.add_argument("--test-days", type=int, default=30, metavar="N",
                       help="last trading days held out; no trial ever sees them (default 30)")
     data.add_argument("--data", metavar="PATH", default="bundled",
@@ -48,19 +58,28 @@ def build_parser() -> argparse.ArgumentParser:
                         help="env steps per training run")
     search.add_argument("--seeds", type=int, default=1, metavar="K",
                         help="training seeds per trial and fold (default 1)")
-    search.add_argument("--folds", type=int, default=1, metavar="F",
-                        help="walk-forward validation folds (default 1)")
+    search.add_argument("--folds", type=int, default=3, metavar="F",
+                        help="walk-forward validation folds (default 3; a trial's score is "
+                        "the mean of its seeds x folds runs, with its standard error)")
+    search.add_argument("--confirm-seeds", type=int, default=5, metavar="K",
+                        help="fresh seeds for the winner and each preset on the "
+                        "confirmation window (default 5)")
     search.add_argument("--space", metavar="FILE", help="search space YAML (default: the "
                         "shipped fastrl/tune/space.yaml)")
     search.add_argument("--base-preset", default="fast", help="preset trials start from")
     search.add_argument("--set", dest="set_options", nargs="+", action="append", default=[],
                         metavar="KEY=VALUE", help="fixed config keys for trials and the "
                         "preset comparison alike, e.g. num_envs=32 hidden_sizes=[64,64]")
-    search.add_argument("--val-every", type=int, default=1, metavar="N",
-                        help="updates between validation backtests on the curve (default 1)")
-    search.add_argument("--val-every-steps", type=int, default=0, metavar="N",
-                        help="validate at every N env steps instead, whatever a trial's "
-                        "rollout length (default 0: use --val-every)")
+    search.add_argument("--objective", choices=OBJECTIVES, default="excess",
+                        help="what a validation point is worth: excess (default), the "
+                        "Sharpe of the daily active return over buy-and-hold of the same "
+                        "symbols and days; sharpe, the agent's own validation Sharpe")
+    search.add_argument("--val-every-steps", type=int, default=None, metavar="N",
+                        help="curve points every N env steps, one grid for every config "
+                        f"(default: --timesteps / {GRID_POINTS})")
+    search.add_argument("--val-every", type=int, default=None, metavar="N",
+                        help="instead of the step grid, validate after every N updates "
+                        "(points then fall where each config's rollouts end)")
     run = parser.add_argument_group("study")
     run.add_argument("--study", metavar="NAME", help="study name (default from the symbols)")
     run.add_argument("--storage", metavar="URL", help="SQLAlchemy URL shared by many machines "
@@ -83,13 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
+    if args.val_days is None:
+        args.val_days = VAL_DAYS[args.freq]
+    if args.confirm_days is None:
+        args.confirm_days = args.val_days
     for flag in ("trials", "timesteps", "seeds", "folds", "workers", "val_days", "test_days",
-                 "val_every"):
+                 "val_every", "val_every_steps", "confirm_days", "confirm_seeds"):
         value = getattr(args, flag)
-        if value < 1:
+        if value is not None and value < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
-    if args.val_every_steps < 0:
-        raise UsageError(f"--val-every-steps must be >= 0, got {args.val_every_steps}")
+    if args.val_every is not None and args.val_every_steps is not None:
+        raise UsageError("--val-every and --val-every-steps exclude each other: one grid")
     if args.heartbeat is not None:
         if args.storage is None:
             raise UsageError("--heartbeat applies to a --storage database (the journal file's "
@@ -107,11 +130,21 @@ def settings_of(args: argparse.Namespace, space: dict[str, Any]) -> dict[str, An
     return {
         "symbols": list(args.symbols), "freq": args.freq, "source": args.data,
         "val_days": args.val_days, "test_days": args.test_days, "timesteps": args.timesteps,
-        "seeds": args.seeds, "folds": args.folds, "base_preset": args.base_preset,
+        "seeds": args.seeds, "folds": args.folds, "confirm_days": args.confirm_days,
+        "confirm_seeds": args.confirm_seeds, "base_preset": args.base_preset,
         "set_options": [item for group in args.set_options for item in group],
-        "val_every": args.val_every, "val_interval_steps": args.val_every_steps,
+        "objective": args.objective, **validation_grid(args),
         "space": space_to_dict(space),
     }
+
+
+def validation_grid(args: argparse.Namespace) -> dict[str, int]:
+    """The curve's grid: every --val-every-steps env steps (default --timesteps / 16), the
+    same places for every config; or, with --val-every, after every N updates."""
+    if args.val_every is not None:
+        return {"val_every": args.val_every, "val_interval_steps": 0}
+    steps = args.val_every_steps or max(1, args.timesteps // GRID_POINTS)
+    return {"val_every": 1, "val_interval_steps": steps}
 
 
 def _worker_argv(argv: list[str]) -> list[str]:
@@ -186,6 +219,7 @@ def _run_study(raw: list[str]) -> int:
                               or max(1, (os.cpu_count() or 1) // args.workers))
         for fold in range(args.folds):  # unknown symbols, too few days: fail before starting
             runner.market(fold)
+        runner.confirmation_market()
     except ConfigError as err:
         raise UsageError(str(err)) from None
     if storage is None:

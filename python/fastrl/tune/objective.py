@@ -1,16 +1,36 @@
-"""What a trial is worth: how fast a config learns, on validation bars only.
+"""What a trial is worth: how fast a config learns skill, on validation bars only.
 
 A run trains for the budget and backtests its deterministic policy on the validation slice
-(:meth:`Trainer.validate`, the report's combined Sharpe) before the first update and after
-every ``val_every`` updates. Its score is the area under that step curve divided by the env
-steps trained: the time-average of the validation Sharpe, so a run that held its final
-score from step 0 scores exactly that score, and a run that gets there sooner scores more.
+(the function ``Trainer.validate`` and the test-days report use) at the points of a curve.
 
-A trial's score is the median over K seeds x F walk-forward folds. Fold ``f`` moves the
-validation window ``f x val_days`` trading days back: it is
-``build_market(test_days=test_days + f x val_days, val_days=val_days)``, so it trains only
-on bars before its validation window. Bars after a fold's validation window (the real test
-days included) are never stepped: trials build envs on ``train`` and ``val`` blocks only.
+The value of a point (``objective``):
+
+- ``excess`` (the default): the annualised Sharpe ratio of the *daily active return*, the
+  agent's equal-capital portfolio minus buy-and-hold of the same symbols on the same days
+  (an information ratio). Buy-and-hold is what real bars offer for free: an agent that only
+  learned "stay long" in a rising window earns no active return and scores 0, however well
+  the window rose. Daily, so 5-minute bars are judged on the same clock as daily ones
+  (end-of-day equities of both portfolios). Chosen over "agent Sharpe minus buy-and-hold
+  Sharpe" because that difference rewards merely holding less of a falling market, and
+  over a mean active return because the ratio is scale-free, so configs that trade more or
+  less capital are compared on skill per unit of tracking risk.
+- ``sharpe``: the agent's own combined validation Sharpe (the score before ``excess``).
+
+The area rule. The curve is a step function on one grid of env steps shared by every
+config: 0, g, 2g, ... and the budget ``T`` (``val_interval_steps`` = g). A point's value is
+that of the policy after the first update that reaches it (the final policy for ``T``),
+held until the next point. The score is the area under that step curve divided by ``T``:
+the time-average of the value, so a run that held its final value from step 0 scores
+exactly that value, and a run that gets there sooner scores more. Configs with different
+rollout lengths are thus valued at the same places. (``val_every`` N instead validates
+after every N updates, at the steps reached: the old, per-config grid.)
+
+A trial's score is the mean over K seeds x F walk-forward folds, with its standard error
+(:func:`score_se`). Fold ``f`` moves the validation window ``f x val_days`` trading days
+back: it is ``build_market(test_days=test_days + f x val_days, val_days=val_days)``, so it
+trains only on bars before its validation window. Bars after a fold's validation window
+(the confirmation window and the real test days included) are never stepped: trials build
+envs on ``train`` and ``val`` blocks only.
 """
 
 from __future__ import annotations
@@ -28,6 +48,7 @@ from fastrl.config import TrainConfig
 
 TUNING_SEED_BASE = 0  # the search trains seeds 0 .. K-1
 CONFIRM_SEED_BASE = 1000  # the winner is confirmed on seeds 1000 .. 1000+K-1, never searched
+OBJECTIVES = ("excess", "sharpe")
 
 
 class TrialDiverged(ValueError):
@@ -73,29 +94,86 @@ class RunResult:
     seed: int
     fold: int
     steps: list[int]
-    sharpe: list[float]
-    score: float
+    sharpe: list[float]  # the agent's own validation Sharpe at each point (any objective)
+    score: float  # time-average of ``values`` (the objective's curve)
     final_sharpe: float
     val_returns: list[float]  # per-bar returns of the final policy on the validation slice
     seconds: list[float] = field(default_factory=list)  # wall time at each curve point
     agent: Any = None  # kept only when asked for (confirmation runs are tested later)
+    objective: str = "excess"
+    excess: list[float] = field(default_factory=list)  # daily active-return Sharpe per point
+    bench_returns: list[float] = field(default_factory=list)  # buy-and-hold, same bars
+
+    @property
+    def values(self) -> list[float]:
+        """The curve the score is the time-average of."""
+        return self.excess if self.objective == "excess" else self.sharpe
+
+    @property
+    def final_value(self) -> float:
+        return self.values[-1]
 
     def as_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "fold": self.fold, "score": self.score,
+                "objective": self.objective, "final_value": self.final_value,
                 "final_sharpe": self.final_sharpe, "curve": {"steps": self.steps,
-                "sharpe": self.sharpe, "seconds": self.seconds}}
+                "sharpe": self.sharpe, "excess": self.excess, "seconds": self.seconds}}
 
 
-def validation_result(trainer: Any) -> Any:
+def validation_result(trainer: Any, baselines: bool = False) -> Any:
     """The trainer's validation backtest as an EvalResult (what ``validate()`` reads)."""
     from fastrl.backtest import evaluate_agent
 
     trainer.network.eval()
     try:
         return evaluate_agent(trainer.agent, trainer.market.val, trainer.config.env,
-                              baselines=False)
+                              baselines=baselines)
     finally:
         trainer.network.train()
+
+
+def daily_equity(result: Any, strategy: str) -> np.ndarray:
+    """End-of-day equity of ``strategy``'s equal-capital portfolio (its first mark first).
+
+    The portfolio's summed equity on the common clock of its segments, kept at the last
+    mark of each calendar date; without timestamps every mark is its own day.
+    """
+    from fastrl.backtest import _aligned
+
+    backtests = [b for b in result.backtests if b.strategy == strategy]
+    equity, _, _, clock = _aligned(backtests)
+    total = equity.sum(axis=0)
+    if not all(b.timestamps is not None for b in backtests) or result.freq == "1d":
+        return total
+    days = np.asarray(clock[1:]).astype("datetime64[D]")
+    ends = np.flatnonzero(np.r_[days[1:] != days[:-1], True]) + 1
+    # the opening mark (the close before the first traded bar) starts the first day
+    return np.r_[total[0], total[ends]]
+
+
+def excess_sharpe(agent_equity: np.ndarray, bench_equity: np.ndarray) -> float:
+    """Annualised Sharpe of the daily active return: agent minus buy-and-hold, per day.
+
+    Both are end-of-day equities on the same days (:func:`daily_equity`); 0.0 where the
+    active return has no measurable spread (an agent that is buy-and-hold).
+    """
+    from fastrl.metrics import returns_from_equity, sharpe_ratio
+
+    agent = returns_from_equity(np.asarray(agent_equity, dtype=np.float64))
+    bench = returns_from_equity(np.asarray(bench_equity, dtype=np.float64))
+    if agent.shape != bench.shape:
+        raise ValueError(f"agent and buy-and-hold cover {agent.shape[0]} and {bench.shape[0]} "
+                         "days; they must cover the same days")
+    return float(sharpe_ratio(agent - bench, "1d"))
+
+
+def score_se(scores: list[float]) -> float | None:
+    """Standard error of a trial's score (the mean of its runs): ddof=1 spread / sqrt(n);
+    None with fewer than 2 runs."""
+    values = np.asarray(scores, dtype=np.float64)
+    if values.size < 2:
+        return None
+    return float(np.std(values, ddof=1) / math.sqrt(values.size))
 
 
 # report(progress in [0, 1] of this run, running area so far); may raise to prune
@@ -104,57 +182,104 @@ Reporter = Callable[[float, float], None]
 
 def train_run(config: TrainConfig, market: Any, *, seed: int, fold: int, val_every: int = 1,
               val_interval_steps: int = 0, report: Reporter | None = None,
-              keep_agent: bool = False) -> RunResult:
+              keep_agent: bool = False, objective: str = "excess",
+              latest: dict[str, Any] | None = None) -> RunResult:
     """Train one run to the budget, validating as it goes; raises TrialDiverged.
 
-    Validation runs after every ``val_every`` updates, or, with ``val_interval_steps``, at
-    the first update at or past each multiple of that many env steps (so configs with short
-    rollouts are not validated, and slowed, more often than others); always at the end.
+    With ``val_interval_steps`` g the curve's points are the grid 0, g, 2g, ... and the end
+    of the budget, the same for every config (see the module docstring); otherwise
+    validation runs after every ``val_every`` updates and always at the end. ``latest``,
+    when given, holds the per-bar validation returns of the last validated policy (keys
+    ``val_returns``, ``bench_returns``, ``step``), also when a pruner stops the run.
     """
     from fastrl.backtest import COMBINED
     from fastrl.ppo.trainer import Trainer, TrainingDivergedError
 
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     config = copy.deepcopy(config)
     config.seed = int(seed)
     config.data.test_days, config.data.val_days = fold_days(
         config.data.test_days, config.data.val_days, fold)
     trainer = Trainer(config, market=market)
     started = time.perf_counter()
-    steps, values, seconds = [0], [trainer.validate()["sharpe"]], [0.0]
+    # buy-and-hold does not change during training: backtested once, beside the first point
+    first = validation_result(trainer, baselines=True)
+    bench_equity = daily_equity(first, "buy_and_hold")
+    bench_returns = [float(r) for r in first.returns(COMBINED, "buy_and_hold")]
+
+    def point(result: Any) -> tuple[float, float]:
+        sharpe = float(result.combined["agent"].sharpe)
+        excess = excess_sharpe(daily_equity(result, "agent"), bench_equity)
+        if latest is not None:
+            latest.update(val_returns=[float(r) for r in result.returns(COMBINED, "agent")],
+                          bench_returns=bench_returns, step=trainer.global_step)
+        return sharpe, excess
+
+    sharpe0, excess0 = point(first)
+    steps, sharpes, excesses, seconds = [0], [sharpe0], [excess0], [0.0]
     total = trainer.num_updates * trainer.batch_size
+    grid = int(val_interval_steps)
+    next_point = grid
+    result = first
     try:
         while trainer.update < trainer.num_updates:
             trainer.step()
             last = trainer.update >= trainer.num_updates
-            if val_interval_steps > 0:
-                if trainer.global_step < steps[-1] // val_interval_steps * val_interval_steps \
-                        + val_interval_steps and not last:
+            if grid > 0:
+                if trainer.global_step < next_point and not last:
                     continue
+                points = []
+                while next_point <= trainer.global_step and next_point < total:
+                    points.append(next_point)
+                    next_point += grid
+                if last:
+                    points.append(total)
             elif trainer.update % val_every and not last:
                 continue
-            sharpe = trainer.validate()["sharpe"]
-            if not math.isfinite(sharpe):
-                raise TrialDiverged(f"seed {seed} fold {fold}: validation Sharpe {sharpe} at "
-                                    f"step {trainer.global_step}")
-            steps.append(trainer.global_step)
-            values.append(sharpe)
-            seconds.append(time.perf_counter() - started)
+            else:
+                points = [trainer.global_step]
+            result = validation_result(trainer)
+            sharpe, excess = point(result)
+            if not (math.isfinite(sharpe) and math.isfinite(excess)):
+                raise TrialDiverged(f"seed {seed} fold {fold}: validation Sharpe {sharpe} "
+                                    f"(excess {excess}) at step {trainer.global_step}")
+            for at in points:
+                steps.append(at)
+                sharpes.append(sharpe)
+                excesses.append(excess)
+                seconds.append(time.perf_counter() - started)
             if report is not None:
+                values = excesses if objective == "excess" else sharpes
                 report(trainer.global_step / total, curve_area(steps, values))
     except TrainingDivergedError as err:
         raise TrialDiverged(f"seed {seed} fold {fold}: {err}") from None
-    result = validation_result(trainer)
     returns = result.returns(COMBINED, "agent")
-    return RunResult(seed=seed, fold=fold, steps=steps, sharpe=values,
-                     score=curve_area(steps, values), final_sharpe=values[-1],
+    values = excesses if objective == "excess" else sharpes
+    return RunResult(seed=seed, fold=fold, steps=steps, sharpe=sharpes,
+                     score=curve_area(steps, values), final_sharpe=sharpes[-1],
                      val_returns=[float(r) for r in returns], seconds=seconds,
-                     agent=trainer.agent if keep_agent else None)
+                     agent=trainer.agent if keep_agent else None, objective=objective,
+                     excess=excesses, bench_returns=bench_returns)
 
 
-def validation_schedule(settings: dict[str, Any]) -> dict[str, int]:
-    """The ``train_run`` keywords of a study's validation schedule."""
+def validation_schedule(settings: dict[str, Any]) -> dict[str, Any]:
+    """The ``train_run`` keywords of a study's validation schedule and objective."""
     return {"val_every": int(settings.get("val_every", 1)),
-            "val_interval_steps": int(settings.get("val_interval_steps", 0))}
+            "val_interval_steps": int(settings.get("val_interval_steps", 0)),
+            "objective": str(settings.get("objective", "excess"))}
+
+
+def objective_returns(val_returns: list[float], bench_returns: list[float],
+                      objective: str) -> list[float]:
+    """The per-bar series a policy is judged on: its active return over buy-and-hold
+    (``excess``) or its own return (``sharpe``)."""
+    if objective != "excess":
+        return list(val_returns)
+    if len(val_returns) != len(bench_returns):
+        raise ValueError(f"agent and buy-and-hold cover {len(val_returns)} and "
+                         f"{len(bench_returns)} bars; they must cover the same bars")
+    return [a - b for a, b in zip(val_returns, bench_returns, strict=True)]
 
 
 def combined_val_returns(runs: list[RunResult], folds: int) -> list[float]:
@@ -169,6 +294,7 @@ def combined_val_returns(runs: list[RunResult], folds: int) -> list[float]:
     return series
 
 
-__all__ = ["CONFIRM_SEED_BASE", "TUNING_SEED_BASE", "RunResult", "TrialDiverged",
-           "build_fold_market", "combined_val_returns", "curve_area", "fold_days",
-           "train_run", "validation_result", "validation_schedule"]
+__all__ = ["CONFIRM_SEED_BASE", "OBJECTIVES", "TUNING_SEED_BASE", "RunResult", "TrialDiverged",
+           "build_fold_market", "combined_val_returns", "curve_area", "daily_equity",
+           "excess_sharpe", "fold_days", "objective_returns", "score_se", "train_run",
+           "validation_result", "validation_schedule"]

@@ -4,12 +4,19 @@ Order matters for honesty. Everything up to the confirmation reads validation ba
 
 1. ``best.yaml`` (the winner as config keys on the base preset, loadable by
    ``fastrl-train --config``) and ``trials.csv``.
-2. Gates on validation: the Deflated Sharpe Ratio of the winner's final-policy validation
+2. The noise floor: the median over completed trials of the standard error of a trial's
+   score (its runs over seeds x folds), and whether the winner's lead over the median
+   trial exceeds it; when it does not, the report says the search did not separate the
+   configs.
+3. Gates on validation: the Deflated Sharpe Ratio of the winner's final-policy validation
    returns given the number of completed trials, and the Probability of Backtest
    Overfitting by CSCV over trials x time blocks of those returns (``fastrl.stats``).
-3. Confirmation on fresh seeds (1000+, never used by the search): winner, fast and
-   baseline, same budget, same --set options, fold 0.
-4. Once, at the end: the confirmation runs' final policies on the test days, beside
+4. Confirmation on data the search never saw: the ``confirm_days`` window between fold 0's
+   validation window and the test days (``study.confirmation_config``), on fresh seeds
+   (1000+, never used by the search): winner, fast and baseline, same budget, same --set
+   options, each trained on every bar before the window. Paired differences (winner minus
+   preset, seed by seed) with 90% t-intervals say in plain words whether tuning helped.
+5. Once, at the end: the confirmation runs' final policies on the test days, beside
    buy-and-hold, with error bars (``EvalResult.uncertainty``).
 
 The report (md + html + PNG) shows the optimisation history, parameter importances, the
@@ -44,7 +51,9 @@ from fastrl.tune.space import config_for, params_to_overrides
 TOP_CURVES = 5
 PRESETS = ("fast", "baseline")
 MAX_PBO_BLOCKS = 16
-CSV_ATTRS = ("worker", "failure", "interrupted")
+CSV_ATTRS = ("score_se", "worker", "failure", "interrupted")
+OBJECTIVE_LABELS = {"excess": "Sharpe of the daily active return over buy-and-hold",
+                    "sharpe": "Sharpe (annualised)"}
 
 
 def _completed(study: Any) -> list[Any]:
@@ -67,8 +76,9 @@ def best_yaml_text(trial: Any, runner: Any) -> str:
                    "data.val_days": settings["val_days"],
                    "total_timesteps": settings["timesteps"]})
     values.update(params_to_overrides(trial.params, base, settings["timesteps"]))
+    objective = settings.get("objective", "excess")
     header = (f"# fastrl-tune winner: trial {trial.number}, learning-speed score "
-              f"{trial.value:.4f} (median validation-Sharpe curve average)\n"
+              f"{trial.value:.4f} (mean {objective} validation curve average)\n"
               f"# train it: fastrl-train --config best.yaml\n")
     return header + yaml.safe_dump(values, sort_keys=False)
 
@@ -89,34 +99,77 @@ def write_trials_csv(study: Any, path: Path) -> Path:
     return path
 
 
-def overfitting_gates(trials: list[Any], winner: Any, n_trials: int) -> dict[str, Any]:
-    """DSR of the winner and PBO (CSCV) over the trials' final validation returns."""
+def _deployed_series(trial: Any) -> dict[int, np.ndarray]:
+    """Fold -> the first seed's per-bar series under the objective (a pruned trial: its last
+    validated policy's); older studies recorded only a seed mean over all folds (key -1)."""
+    recorded = trial.user_attrs.get("deployed_returns")
+    if recorded is None:
+        recorded = {-1: trial.user_attrs.get("val_returns", [])}
+    series = {int(k): np.asarray(v, dtype=np.float64) for k, v in recorded.items()}
+    return {k: v for k, v in series.items() if v.size >= 2 and np.all(np.isfinite(v))}
+
+
+def _matrix(series: dict[int, dict[int, np.ndarray]], folds: list[int]) -> np.ndarray:
+    """T x N: each trial's series over ``folds``, oldest window first, cut to common lengths."""
+    ordered = sorted(folds, reverse=True)  # fold f validates f windows back: oldest first
+    lengths = {f: min(s[f].size for s in series.values()) for f in ordered}
+    return np.stack([np.concatenate([s[f][:lengths[f]] for f in ordered])
+                     for s in series.values()], axis=1)
+
+
+def overfitting_gates(trials: list[Any], winner: Any, n_trials: int,
+                      pruned: list[Any] | None = None) -> dict[str, Any]:
+    """DSR of the winner and PBO (CSCV), both on what could be deployed: one seed's policy.
+
+    Series: per trial, the first seed's final policy on each fold's validation window under
+    the study's objective (the active return over buy-and-hold for ``excess``), folds
+    oldest first. PBO runs over the completed trials *and* the pruned ones (their last
+    validated policy), on the folds every one of them reached (fold 0 at least: the
+    pruner stops a trial only after a validation); a PBO over the completed trials on every
+    fold is given beside it. The DSR deflates the winner's series by the Sharpe spread of
+    the completed trials, with the *effective* number of trials: the clusters of the
+    correlation matrix of all those series (``stats.effective_number_of_trials``).
+    """
     from fastrl import stats
     from fastrl.metrics import sharpe_per_bar
 
-    series = {t.number: np.asarray(t.user_attrs.get("val_returns", []), dtype=np.float64)
-              for t in trials}
-    series = {k: v for k, v in series.items() if v.size >= 2 and np.all(np.isfinite(v))}
-    out: dict[str, Any] = {"n_trials": n_trials, "n_with_returns": len(series)}
-    if len(series) < 2 or winner.number not in series:
+    out: dict[str, Any] = {"n_trials": n_trials}
+    completed = {t.number: _deployed_series(t) for t in trials}
+    completed = {k: v for k, v in completed.items() if v}
+    all_folds = sorted({f for v in completed.values() for f in v})
+    completed = {k: v for k, v in completed.items() if set(all_folds) <= set(v)}
+    stopped = {t.number: _deployed_series(t) for t in (pruned or [])}
+    stopped = {k: v for k, v in stopped.items() if v}
+    everyone = {**completed, **stopped}
+    common = sorted(set.intersection(*(set(v) for v in everyone.values()))) if everyone else []
+    everyone = everyone if common else completed
+    common = common or all_folds
+    out["n_with_returns"] = len(everyone)
+    out["n_pruned_in_pbo"] = len(set(everyone) & set(stopped))
+    if len(completed) < 2 or winner.number not in completed:
         out["dsr"] = out["pbo"] = None
         out["note"] = "needs at least 2 completed trials with validation returns"
         return out
-    sharpes = np.array([sharpe_per_bar(v) for v in series.values()])
+    full = _matrix(completed, all_folds)
+    shared = _matrix(everyone, common)
+    out["n_effective"] = stats.effective_number_of_trials(shared)
+    out["cluster_correlation"] = stats.CLUSTER_CORRELATION
+    column = list(completed).index(winner.number)
+    sharpes = np.array([sharpe_per_bar(full[:, j]) for j in range(full.shape[1])])
     try:
-        out["dsr"] = float(stats.deflated_sharpe_ratio(series[winner.number], sharpes,
-                                                       n_trials=max(2, n_trials)))
+        out["dsr"] = float(stats.deflated_sharpe_ratio(full[:, column], sharpes,
+                                                       n_trials=max(2, out["n_effective"])))
     except ValueError as err:
         out["dsr"], out["dsr_note"] = None, str(err)
-    length = min(v.size for v in series.values())
-    matrix = np.stack([v[:length] for v in series.values()], axis=1)
-    blocks = min(MAX_PBO_BLOCKS, length - length % 2)
-    try:
-        result = stats.probability_of_backtest_overfitting(matrix, n_blocks=blocks)
-        out["pbo"], out["pbo_blocks"] = result.pbo, result.n_blocks
-    except ValueError as err:
-        out["pbo"], out["pbo_note"] = None, str(err)
-    out["winner_val_sharpe_per_bar"] = float(sharpe_per_bar(series[winner.number]))
+    for key, matrix in (("pbo", shared), ("pbo_completed", full)):
+        blocks = min(MAX_PBO_BLOCKS, matrix.shape[0] - matrix.shape[0] % 2)
+        try:
+            result = stats.probability_of_backtest_overfitting(matrix, n_blocks=blocks)
+            out[key], out[f"{key}_blocks"] = result.pbo, result.n_blocks
+        except ValueError as err:
+            out[key], out[f"{key}_note"] = None, str(err)
+    out["pbo_bars"], out["pbo_folds"] = int(shared.shape[0]), common
+    out["winner_val_sharpe_per_bar"] = float(sharpes[column])
     return out
 
 
@@ -134,12 +187,74 @@ def _configs(winner: Any, runner: Any) -> dict[str, Any]:
     return configs
 
 
-def confirm_and_test(configs: dict[str, Any], runner: Any, log: Any) -> dict[str, Any]:
-    """Fresh seeds on validation (fold 0), then, last, the test days of those runs."""
-    from fastrl.backtest import COMBINED, evaluate_agent
+def noise_summary(trials: list[Any], winner: Any) -> dict[str, Any]:
+    """The noise floor (median trial SE) and whether the winner's lead over the median
+    completed trial exceeds it."""
+    scores = np.array([t.value for t in trials], dtype=np.float64)
+    ses = [t.user_attrs.get("score_se") for t in trials]
+    ses = [float(x) for x in ses if x is not None and math.isfinite(x)]
+    floor = float(np.median(ses)) if ses else None
+    lead = float(winner.value - np.median(scores))
+    return {"noise_floor": floor, "trials_with_se": len(ses),
+            "median_score": float(np.median(scores)), "winner_lead": lead,
+            "winner_se": winner.user_attrs.get("score_se"),
+            "separated": bool(floor is not None and lead > floor)}
 
-    seeds = [CONFIRM_SEED_BASE + s for s in range(runner.settings["seeds"])]
-    market = runner.market(0)
+
+def paired_differences(confirmation: dict[str, Any], key: str = "scores",
+                       level: float = 0.9) -> dict[str, Any]:
+    """Winner minus each preset on the same fresh seeds: mean and a t-interval at
+    ``level`` (None with fewer than 2 seeds)."""
+    from scipy import stats as sps
+
+    out: dict[str, Any] = {}
+    tuned = np.asarray(confirmation["tuned"][key], dtype=np.float64)
+    for name in PRESETS:
+        diffs = tuned - np.asarray(confirmation[name][key], dtype=np.float64)
+        mean, n = float(np.mean(diffs)), int(diffs.size)
+        ci = None
+        if n >= 2:
+            sem = float(np.std(diffs, ddof=1) / math.sqrt(n))
+            ci = ([mean, mean] if sem == 0.0 else
+                  [float(x) for x in sps.t.interval(level, n - 1, loc=mean, scale=sem)])
+        out[name] = {"differences": diffs.tolist(), "mean": mean, "ci": ci, "level": level}
+    return out
+
+
+def tuning_verdict(differences: dict[str, Any], noise: dict[str, Any] | None = None) -> str:
+    """Did tuning help, in plain words, from the paired confirmation differences."""
+    above = [n for n, d in differences.items() if d["ci"] is not None and d["ci"][0] > 0]
+    below = [n for n, d in differences.items() if d["ci"] is not None and d["ci"][1] < 0]
+    if any(d["ci"] is None for d in differences.values()):
+        text = ("tuning cannot be judged: one confirmation seed gives no interval "
+                "(raise --confirm-seeds)")
+    elif len(above) == len(differences):
+        text = ("tuning helped: on data the search never saw the winner beats both presets "
+                "(90% intervals of the paired differences above 0)")
+    elif len(below) == len(differences):
+        text = "tuning hurt: on data the search never saw both presets beat the winner"
+    elif above:
+        text = (f"tuning helped against {', '.join(above)} only; no evidence against "
+                f"{', '.join(n for n in differences if n not in above)}")
+    else:
+        text = ("no evidence that tuning helped: on data the search never saw the winner's "
+                "paired differences with the presets have 90% intervals that include 0")
+    if noise is not None and not noise["separated"]:
+        text += "; and the search did not separate the configs"
+    return text
+
+
+def confirm_and_test(configs: dict[str, Any], runner: Any, log: Any) -> dict[str, Any]:
+    """Fresh seeds on the confirmation window (fold 0 without one), then, last, the test
+    days of those runs."""
+    from fastrl.backtest import COMBINED, evaluate_agent
+    from fastrl.tune.study import confirmation_config
+
+    settings = runner.settings
+    seeds = [CONFIRM_SEED_BASE + s
+             for s in range(int(settings.get("confirm_seeds", settings["seeds"])))]
+    market = runner.confirmation_market()
+    configs = {name: confirmation_config(config, settings) for name, config in configs.items()}
     runs: dict[str, list[Any]] = {}
     for name, config in configs.items():
         runs[name] = [train_run(config, market, seed=seed, fold=0, keep_agent=True,
@@ -147,10 +262,12 @@ def confirm_and_test(configs: dict[str, Any], runner: Any, log: Any) -> dict[str
         log(f"confirmation {name}: scores {[round(r.score, 3) for r in runs[name]]}")
     confirmation = {name: {"seeds": seeds, "scores": [r.score for r in rs],
                            "final_val_sharpes": [r.final_sharpe for r in rs],
+                           "final_values": [r.final_value for r in rs],
                            "median_score": float(np.median([r.score for r in rs])),
+                           "mean_score": float(np.mean([r.score for r in rs])),
                            # the first fresh seed's validation curve, for the curves plot
                            "curve": {"seed": rs[0].seed, "steps": rs[0].steps,
-                                     "sharpe": rs[0].sharpe, "score": rs[0].score}}
+                                     "values": rs[0].values, "score": rs[0].score}}
                     for name, rs in runs.items()}
     # the test days, once, after everything that chose anything
     test: dict[str, Any] = {}
@@ -170,10 +287,17 @@ def confirm_and_test(configs: dict[str, Any], runner: Any, log: Any) -> dict[str
                                     "total_return": result.combined["buy_and_hold"].total_return}
         test[name] = {"runs": per_seed,
                       "median_sharpe": float(np.median([r["sharpe"] for r in per_seed]))}
-    return {"confirmation": confirmation, "test": test}
+    window = (f"the {settings['confirm_days']} days before the test days, never seen by the "
+              "search" if int(settings.get("confirm_days", 0)) else
+              "fold 0's validation window (the search chose on it: optimistic)")
+    return {"confirmation": confirmation, "confirmation_window": window,
+            "differences": {"score": paired_differences(confirmation, "scores"),
+                            "final_value": paired_differences(confirmation, "final_values")},
+            "test": test}
 
 
-def plot_curves(trials: list[Any], confirmed: dict[str, dict[str, Any]], path: Path) -> Path:
+def plot_curves(trials: list[Any], confirmed: dict[str, dict[str, Any]], path: Path,
+                objective: str = "sharpe") -> Path:
     """The top trials' validation curves (the search's seed; chosen on them, so optimistic)
     next to the winner's and both presets' curves on the first fresh confirmation seed (the
     presets trained once, with the confirmation, not again for the picture)."""
@@ -183,16 +307,17 @@ def plot_curves(trials: list[Any], confirmed: dict[str, dict[str, Any]], path: P
     for t in top:
         curve = t.user_attrs.get("curve") or {}
         if curve:
-            ax.plot(curve["steps"], curve["sharpe"], drawstyle="steps-post", alpha=0.7,
+            ax.plot(curve["steps"], curve[curve.get("objective", "sharpe")],
+                    drawstyle="steps-post", alpha=0.7,
                     label=f"trial {t.number} (score {t.value:.2f})")
     styles = {"tuned": "-", "fast": "--", "baseline": ":"}
     for name, entry in confirmed.items():
         curve = entry["curve"]
-        ax.plot(curve["steps"], curve["sharpe"], styles.get(name, "-."), color="black",
+        ax.plot(curve["steps"], curve["values"], styles.get(name, "-."), color="black",
                 lw=1.8 if name == "tuned" else 1.2, drawstyle="steps-post",
                 label=f"{'winner' if name == 'tuned' else 'preset ' + name}, fresh seed "
                       f"{curve['seed']} (score {curve['score']:.2f})")
-    ax.set(xlabel="env steps", ylabel="validation Sharpe (annualised)",
+    ax.set(xlabel="env steps", ylabel=f"validation {OBJECTIVE_LABELS[objective]}",
            title=f"top {len(top)} trials (seed {TUNING_SEED_BASE}) vs winner and presets on a "
                  "fresh seed (fold 0)")
     ax.grid(alpha=0.3)
@@ -242,30 +367,73 @@ def _fmt(value: Any, spec: str = ".2f") -> str:
 def markdown(payload: dict[str, Any], images: dict[str, Path], notes: list[str]) -> str:
     s = payload["settings"]
     gates = payload["gates"]
+    objective = s.get("objective", "excess")
+    grid = (f"every {s['val_interval_steps']:,} env steps (one grid for every config)"
+            if s.get("val_interval_steps") else f"after every {s.get('val_every', 1)} updates")
     lines = [f"# fastrl-tune study {payload['study']}", "",
              f"{', '.join(s['symbols'])} ({s['freq']}); {payload['n_trials']} trials "
              f"({payload['states']}); {s['timesteps']:,} env steps per run, {s['seeds']} seed(s)"
              f" x {s['folds']} fold(s) of {s['val_days']} validation days; base preset "
              f"{s['base_preset']}; fixed: {' '.join(s['set_options']) or 'nothing'}.", "",
              f"Winner: trial {payload['best']['number']}, score "
-             f"{payload['best']['score']:.4f} (time-average of the validation Sharpe over the "
-             "budget, median over seeds x folds). `fastrl-train --config best.yaml` trains it.",
-             "", "## Overfitting gates (validation)", "",
-             f"- Deflated Sharpe Ratio of the winner given {gates['n_trials']} trials: "
-             f"**{_fmt(gates.get('dsr'))}** (above 0.95: unlikely to be luck)",
+             f"{payload['best']['score']:.4f}. `fastrl-train --config best.yaml` trains it.", "",
+             f"Score (area rule): each run's validation {OBJECTIVE_LABELS[objective]} is "
+             f"measured at step 0 and {grid}, each value held until the next point (the value "
+             "at a point is the policy's after the first update that reaches it); the area "
+             "under that step curve divided by the budget is the run's time-average. A trial's "
+             "score is the mean over its seeds x folds runs."]
+    noise = payload.get("noise")
+    if noise is not None:
+        floor = noise["noise_floor"]
+        lines += ["", "## Noise", "",
+                  f"- Noise floor (median SE of a trial's score over its seeds x folds, "
+                  f"{noise['trials_with_se']} trials): **{_fmt(floor, '.3f')}**",
+                  f"- Winner's lead over the median trial ({noise['median_score']:.3f}): "
+                  f"**{noise['winner_lead']:.3f}** (winner's own SE "
+                  f"{_fmt(noise['winner_se'], '.3f')})",
+                  "- " + ("the winner's lead exceeds the noise floor" if noise["separated"]
+                          else "**the search did not separate the configs**: the winner's "
+                          "lead does not exceed the noise floor" if floor is not None
+                          else "**the search did not separate the configs**: with one run "
+                          "per trial the noise cannot be measured (use more --folds or "
+                          "--seeds)")]
+    lines += ["", "## Overfitting gates (validation, one seed's policies: what is deployed)", "",
+             f"- Deflated Sharpe Ratio of the winner given {gates['n_trials']} trials, "
+             f"{gates.get('n_effective', 'n/a')} effective (clusters of the trials' return "
+             "correlations: hierarchical, average linkage, cut at correlation "
+             f"{gates.get('cluster_correlation', 'n/a')}): **{_fmt(gates.get('dsr'))}** "
+             "(above 0.95: unlikely to be luck)",
              f"- Probability of Backtest Overfitting (CSCV, {gates.get('pbo_blocks', 'n/a')} "
-             f"blocks, {gates['n_with_returns']} trials): **{_fmt(gates.get('pbo'))}** "
-             "(near 0: the in-sample best stays good out of sample)"]
+             f"blocks of {gates.get('pbo_bars', 'n/a')} bars, fold(s) "
+             f"{', '.join(str(f) for f in gates.get('pbo_folds', [])) or 'n/a'} (those every "
+             f"trial reached), {gates['n_with_returns']} trials of which "
+             f"{gates.get('n_pruned_in_pbo', 0)} pruned, at their last validated policy): "
+             f"**{_fmt(gates.get('pbo'))}** (near 0: the in-sample best stays good out of "
+             f"sample; completed trials only, every fold: {_fmt(gates.get('pbo_completed'))})"]
     lines += [f"- {gates[k]}" for k in ("note", "dsr_note", "pbo_note") if gates.get(k)]
     if "confirmation" in payload:
         conf = payload["confirmation"]
-        lines += ["", f"## Confirmation on fresh seeds {conf['tuned']['seeds']} (validation, "
-                  "fold 0)", "", "| config | median score | scores | final val Sharpe |",
-                  "|---|---|---|---|"]
+        lines += ["", f"## Confirmation on fresh seeds {conf['tuned']['seeds']}, on "
+                  f"{payload.get('confirmation_window', 'fold 0')}", "",
+                  "| config | mean score | scores | final val Sharpe |", "|---|---|---|---|"]
         for name, c in conf.items():
-            lines.append(f"| {name} | {c['median_score']:.3f} | "
+            lines.append(f"| {name} | {c.get('mean_score', c['median_score']):.3f} | "
                          f"{', '.join(f'{x:.2f}' for x in c['scores'])} | "
                          f"{', '.join(f'{x:.2f}' for x in c['final_val_sharpes'])} |")
+        differences = payload.get("differences")
+        if differences:
+            lines += ["", "Paired differences, winner minus preset on the same seeds "
+                      "(mean, 90% t-interval):", "",
+                      "| vs | score | final-policy value |", "|---|---|---|"]
+            for name in PRESETS:
+                cells = []
+                for kind in ("score", "final_value"):
+                    d = differences[kind][name]
+                    ci = d["ci"]
+                    cells.append(f"{d['mean']:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]"
+                                                        if ci else " (one seed: no interval)"))
+                lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+            lines += ["", f"**Verdict: {payload.get('verdict', '')}.**"]
         test = payload["test"]
         lines += ["", f"## Test days ({s['test_days']}), touched once, at the end", "",
                   "| strategy | Sharpe (per seed) | SE | 90% CI | PSR | P(> buy & hold) | "
@@ -349,11 +517,15 @@ def write_study_outputs(study: Any, runner: Any, study_dir: str | Path, *, repor
         "study": study.study_name, "settings": copy.deepcopy(runner.settings),
         "n_trials": len(all_trials), "states": ", ".join(f"{v} {k}" for k, v in states.items()),
         "best": {"number": winner.number, "score": winner.value, "params": winner.params},
-        "gates": overfitting_gates(trials, winner, len(all_trials)),
+        "gates": overfitting_gates(trials, winner, len(all_trials),
+                                   pruned=[t for t in all_trials if t.state.name == "PRUNED"]),
+        "noise": noise_summary(trials, winner),
     }
     payload.update(confirm_and_test(_configs(winner, runner), runner, log))
+    payload["verdict"] = tuning_verdict(payload["differences"]["score"], payload["noise"])
     images, notes = plot_optuna(study, folder)
-    images["curves"] = plot_curves(trials, payload["confirmation"], folder / "curves.png")
+    images["curves"] = plot_curves(trials, payload["confirmation"], folder / "curves.png",
+                                   validation_schedule(runner.settings)["objective"])
     text = markdown(payload, images, notes)
     (folder / "report.md").write_text(text, encoding="utf-8")
     (folder / "report.html").write_text(html_page(text, images), encoding="utf-8")
@@ -370,5 +542,5 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["best_yaml_text", "confirm_and_test", "overfitting_gates", "write_study_outputs",
-           "write_trials_csv"]
+__all__ = ["best_yaml_text", "confirm_and_test", "noise_summary", "overfitting_gates",
+           "paired_differences", "tuning_verdict", "write_study_outputs", "write_trials_csv"]

@@ -42,6 +42,8 @@ from fastrl.tune.objective import (
     TrialDiverged,
     build_fold_market,
     combined_val_returns,
+    objective_returns,
+    score_se,
     train_run,
     validation_schedule,
 )
@@ -128,12 +130,14 @@ def storage_label(url: str | None, study_dir: str | Path) -> str:
     return url if url is not None else str(Path(study_dir) / JOURNAL_NAME)
 
 
-def _sampler_and_pruner() -> tuple[Any, Any]:
+def _sampler_and_pruner(seed: int | None = None) -> tuple[Any, Any]:
+    """TPE and the median pruner. ``seed`` (the settings' ``sampler_seed``) makes a
+    one-process study repeatable (tests, benchmarks); workers sharing it would draw alike."""
     import optuna
 
     _quiet_optuna()
     # constant_liar: parallel workers do not all sample next to the same running trial
-    sampler = optuna.samplers.TPESampler(constant_liar=True)
+    sampler = optuna.samplers.TPESampler(constant_liar=True, seed=seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=REPORTS_PER_RUN // 2)
     return sampler, pruner
 
@@ -176,7 +180,7 @@ def open_study(storage: Any, name: str, settings: dict[str, Any], n_trials: int,
     import optuna
     from optuna.trial import TrialState
 
-    sampler, pruner = _sampler_and_pruner()
+    sampler, pruner = _sampler_and_pruner(settings.get("sampler_seed"))
     created = False
     if not study_exists(storage, name):
         if resume or worker:
@@ -307,20 +311,38 @@ def claim_trial(study: Any) -> Any | None:
 
 
 def base_config(settings: dict[str, Any]) -> TrainConfig:
-    """The config every trial starts from: base preset, data flags, budget, --set options."""
+    """The config every trial starts from: base preset, data flags, budget, --set options.
+
+    Its ``data.test_days`` is the search's: the real test days plus the confirmation window
+    (``confirm_days``), so fold 0's validation window ends where the confirmation begins
+    and no trial steps a bar of either (:func:`confirmation_config` is the other layout).
+    """
     from fastrl.config import build_config
 
     overrides = {
         "data.symbols": list(settings["symbols"]),
         "data.freq": settings["freq"],
         "data.source": settings.get("source", "bundled"),
-        "data.test_days": settings["test_days"],
+        "data.test_days": settings["test_days"] + int(settings.get("confirm_days", 0)),
         "data.val_days": settings["val_days"],
         "total_timesteps": settings["timesteps"],
         "patience": 0,  # every run uses its whole budget
     }
     return build_config(settings["base_preset"], None, overrides,
                         list(settings.get("set_options", [])))
+
+
+def confirmation_config(config: TrainConfig, settings: dict[str, Any]) -> TrainConfig:
+    """``config`` laid out for the confirmation: trained on every bar before the
+    confirmation window, validated on it (``confirm_days``), the real test days after it.
+    Without a confirmation window (``confirm_days`` 0, older studies) it is fold 0."""
+    import copy
+
+    config = copy.deepcopy(config)
+    confirm_days = int(settings.get("confirm_days", 0))
+    if confirm_days:
+        config.data.test_days, config.data.val_days = settings["test_days"], confirm_days
+    return config
 
 
 @dataclass
@@ -335,6 +357,8 @@ class TrialRecord:
     wall_seconds: float
     storage_seconds: float
     failure: str | None = None
+    score_se: float | None = None  # SE of the score (the mean) over its seeds x folds
+    env_steps: int = 0  # env steps the trial trained, a pruned run's partial one included
 
 
 @dataclass
@@ -360,6 +384,18 @@ class TrialRunner:
         if fold not in self.markets:
             self.markets[fold] = build_fold_market(self.base, fold)
         return self.markets[fold]
+
+    def confirmation_market(self) -> Any:
+        """The splits of the confirmation (:func:`confirmation_config`); fold 0's without
+        a confirmation window."""
+        if not int(self.settings.get("confirm_days", 0)):
+            return self.market(0)
+        if "confirm" not in self.markets:
+            from fastrl.ppo.trainer import load_market
+
+            self.markets["confirm"] = load_market(confirmation_config(self.base,
+                                                                      self.settings))
+        return self.markets["confirm"]
 
     def run(self, study: Any, *, deadline: float | None = None) -> int:
         """Claim and run trials until no slot is left (or ``deadline``); returns how many."""
@@ -395,6 +431,12 @@ class TrialRunner:
         timed(trial.set_user_attr, "host", socket.gethostname())
         timed(trial.set_user_attr, "pid", os.getpid())
         runs: list[RunResult] = []
+        # the deployable object the gates judge: the first seed's policy per fold (a
+        # pruned trial's last validated one), not a mean over seeds no one can trade
+        deployed: dict[str, list[float]] = {}
+        deployed_latest: dict[int, dict[str, Any]] = {}  # fold -> last validated policy
+        current_run: dict[str, Any] = {}  # the run in progress: its last validated step
+        schedule = validation_schedule(settings)
         seeds = [TUNING_SEED_BASE + s for s in range(settings["seeds"])]
         plan = [(fold, seed) for fold in range(settings["folds"]) for seed in seeds]
         state, score, failure = TrialState.COMPLETE, None, None
@@ -412,15 +454,18 @@ class TrialRunner:
                         if point <= reported[0]:
                             return
                         reported[0] = point
-                        value = float(np.median([r.score for r in runs] + [area]))
+                        value = float(np.mean([r.score for r in runs] + [area]))
                         timed(trial.report, value, index * REPORTS_PER_RUN + point)
                         if timed(trial.should_prune):
                             raise optuna.TrialPruned(f"pruned at run {index + 1}/{len(plan)}, "
                                                      f"{progress:.0%} of its budget")
 
+                    latest = current_run = {}
+                    if seed == seeds[0]:
+                        deployed_latest[fold] = latest
                     runs.append(train_run(config, self.market(fold), seed=seed, fold=fold,
-                                          report=report, **validation_schedule(settings)))
-            score = float(np.median([r.score for r in runs]))
+                                          report=report, latest=latest, **schedule))
+            score = float(np.mean([r.score for r in runs]))
             if not math.isfinite(score):
                 raise TrialDiverged(f"non-finite score {score}")
         except optuna.TrialPruned as err:
@@ -438,19 +483,32 @@ class TrialRunner:
         except BaseException as err:
             study.tell(trial, state=TrialState.FAIL)
             raise err
+        for fold, latest in sorted(deployed_latest.items()):
+            if latest:
+                deployed[str(fold)] = [round(r, 10) for r in objective_returns(
+                    latest["val_returns"], latest["bench_returns"], schedule["objective"])]
+        se = score_se([r.score for r in runs]) if state == TrialState.COMPLETE else None
+        env_steps = sum(r.steps[-1] for r in runs)
+        if len(runs) < len(plan) and current_run:  # stopped mid-run: the steps it got to
+            env_steps += int(current_run.get("step", 0))
         record = TrialRecord(number=trial.number, state=state.name, params=params, score=score,
                              runs=[r.as_dict() for r in runs], wall_seconds=0.0,
-                             storage_seconds=0.0, failure=failure)
+                             storage_seconds=0.0, failure=failure, score_se=se,
+                             env_steps=env_steps)
         try:
             if failure:
                 timed(trial.set_user_attr, "failure", failure)
+            if deployed:
+                timed(trial.set_user_attr, "deployed_returns", deployed)
             if runs:
                 timed(trial.set_user_attr, "run_scores", [r.score for r in runs])
                 timed(trial.set_user_attr, "final_sharpes", [r.final_sharpe for r in runs])
                 first = runs[0]
                 timed(trial.set_user_attr, "curve",
-                      {"steps": first.steps, "sharpe": first.sharpe})
+                      {"steps": first.steps, "sharpe": first.sharpe,
+                       "excess": first.excess, "objective": first.objective})
             if state == TrialState.COMPLETE:
+                timed(trial.set_user_attr, "score_se", se)
                 returns = combined_val_returns(runs, settings["folds"])
                 timed(trial.set_user_attr, "val_returns", [round(r, 10) for r in returns])
                 timed(study.tell, trial, score)
@@ -490,5 +548,5 @@ def running_trials(study: Any) -> int:
 
 
 __all__ = ["JOURNAL_NAME", "StudyError", "TrialRecord", "TrialRunner", "base_config",
-           "claim_trial", "counted_trials", "make_storage", "open_study", "running_trials",
-           "storage_label", "study_exists"]
+           "claim_trial", "confirmation_config", "counted_trials", "make_storage", "open_study",
+           "running_trials", "storage_label", "study_exists"]
