@@ -254,9 +254,9 @@ def test_test_record_carries_the_reports_error_bars(conv):
 
 @pytest.fixture(scope="module")
 def tune_bench():
-    sys.path.insert(0, str(BENCH))  # bench/tune.py imports convergence and bench_common
+    sys.path.insert(0, str(BENCH))  # bench/tune_payoff.py imports convergence, bench_common
     try:
-        spec = importlib.util.spec_from_file_location("bench_tune", BENCH / "tune.py")
+        spec = importlib.util.spec_from_file_location("bench_tune", BENCH / "tune_payoff.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules["bench_tune"] = module
         spec.loader.exec_module(module)

@@ -301,7 +301,7 @@ def test_no_trial_touches_the_test_days_and_report_is_written(
 
 
 def test_tuning_verdict_in_plain_words() -> None:
-    from fastrl.tune.report import tuning_verdict
+    from fastrl.tune.report_study import tuning_verdict
 
     def diffs(*cis):
         return {name: {"mean": 0.0, "ci": ci}
@@ -348,7 +348,7 @@ def test_gates_on_a_pure_noise_market_do_not_pass(tiny_space: Path, tmp_path: Pa
     On noise PBO is itself noisy: three unseeded searches gave 0.36, 0.36 and 0.84 (their
     trials cluster into 2 effective ones). So the sampler is seeded for a repeatable test
     and the bound, fixed before the seeded run, is 0.3, not 0.5."""
-    from fastrl.tune.report import overfitting_gates
+    from fastrl.tune.report_study import overfitting_gates
 
     space = load_space(tiny_space)
     runner = TrialRunner(settings(tiny_space, source="synthetic", symbols=["A", "B"],

@@ -391,7 +391,7 @@ class TrialRunner:
         if not int(self.settings.get("confirm_days", 0)):
             return self.market(0)
         if "confirm" not in self.markets:
-            from fastrl.ppo.trainer import load_market
+            from fastrl.data.market import load_market
 
             self.markets["confirm"] = load_market(confirmation_config(self.base,
                                                                       self.settings))
