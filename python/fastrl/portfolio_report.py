@@ -9,8 +9,6 @@ cash stacked to 1) and ``training.png`` when the run logged metrics.
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import os
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from fastrl import report_writer
 from fastrl.metrics import METRIC_LABELS, format_metric
 from fastrl.portfolio_backtest import (
     AGENT,
@@ -42,6 +41,7 @@ from fastrl.report import (
     plot_training,
     read_training_metrics,
 )
+from fastrl.report_writer import Document, Section, Table
 
 WEIGHTS_PANELS = 1.5  # the weights plot is one and a half panels tall
 STRATEGY_COLORS = {AGENT: COLORS["agent"], EW_MONTHLY: COLORS["buy_and_hold"],
@@ -174,44 +174,21 @@ def setup_lines(result: PortfolioResult) -> list[str]:
     return lines
 
 
-def markdown_report(result: PortfolioResult, images: dict[str, Path], title: str) -> str:
+def report_document(result: PortfolioResult, images: dict[str, Path], title: str) -> Document:
+    """The report's content for :mod:`fastrl.report_writer`: the verdict, the setup, one
+    table with a column per strategy, the plots."""
     header = ["metric", *(strategy_label(s) for s in result.strategies)]
-    out = [f"# {title}", "", f"**Verdict: {result.verdict}.**", ""]
-    out += [f"- {line}" for line in setup_lines(result)]
-    out += ["", "## Portfolio", "", "| " + " | ".join(header) + " |",
-            "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    out += ["| " + " | ".join(row) + " |" for row in table_rows(result)]
-    out += ["", "## Plots", ""]
-    for name, image in images.items():
-        out += [f"### {name}", "", f"![{name}]({image.name})", ""]
-    return "\n".join(out)
+    return Document(title=title, verdict=result.verdict, bullets=setup_lines(result),
+                    sections=[Section("Portfolio", table=Table(header, table_rows(result)))],
+                    images=images)
+
+
+def markdown_report(result: PortfolioResult, images: dict[str, Path], title: str) -> str:
+    return report_writer.markdown(report_document(result, images, title))
 
 
 def html_report(result: PortfolioResult, images: dict[str, Path], title: str) -> str:
-    esc = html.escape
-    parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{esc(title)}</title>",
-        "<style>body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;"
-        "padding:0 1em;color:#222}table{border-collapse:collapse;margin:1em 0}"
-        "th,td{border:1px solid #ccc;padding:4px 10px}td.num{text-align:right;"
-        "font-variant-numeric:tabular-nums}th{background:#f3f3f3}img{max-width:100%}</style>",
-        "</head><body>", f"<h1>{esc(title)}</h1>",
-        f'<p class="verdict"><strong>Verdict: {esc(result.verdict)}.</strong></p>', "<ul>",
-        *(f"<li>{esc(line)}</li>" for line in setup_lines(result)), "</ul>",
-        "<h2>Portfolio</h2><table><tr><th>metric</th>",
-        *(f"<th>{esc(strategy_label(s))}</th>" for s in result.strategies), "</tr>",
-    ]
-    for row in table_rows(result):
-        cells = "".join(f'<td class="num">{esc(cell)}</td>' for cell in row[1:])
-        parts.append(f"<tr><td>{esc(row[0])}</td>{cells}</tr>")
-    parts.append("</table><h2>Plots</h2>")
-    for name, image in images.items():
-        encoded = base64.b64encode(image.read_bytes()).decode("ascii")
-        parts.append(f'<h3>{esc(name)}</h3><img alt="{esc(name)}" '
-                     f'src="data:image/png;base64,{encoded}">')
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    return report_writer.html_page(report_document(result, images, title))
 
 
 def write_portfolio_report(
@@ -232,10 +209,8 @@ def write_portfolio_report(
         if records:
             images["training"] = plot_training(records, out / "training.png")
     title = title or f"fastrl portfolio backtest: {', '.join(result.symbols)} ({result.freq})"
-    markdown_path = out / "report.md"
-    markdown_path.write_text(markdown_report(result, images, title), encoding="utf-8")
-    html_path = out / "report.html"
-    html_path.write_text(html_report(result, images, title), encoding="utf-8")
+    markdown_path, html_path = report_writer.write_pages(
+        report_document(result, images, title), out)
     json_path = out / "report.json"
     json_path.write_text(json.dumps(_json_safe(result.to_dict()), indent=2, allow_nan=False),
                          encoding="utf-8")

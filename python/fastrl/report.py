@@ -13,8 +13,6 @@ Sharpe, entropy, approx KL, learning rate and clip range from ``metrics.jsonl``)
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
 import os
@@ -24,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fastrl import report_writer
 from fastrl.metrics import METRIC_LABELS, format_metric
+from fastrl.report_writer import Document, Section, Table
 
 if TYPE_CHECKING:
     from fastrl.backtest import Backtest, EvalResult
@@ -395,56 +395,26 @@ def _setup_lines(result: EvalResult) -> list[str]:
     return lines
 
 
+def report_document(result: EvalResult, images: dict[str, Path], title: str) -> Document:
+    """The report's content for :mod:`fastrl.report_writer`: the verdict, setup, per-symbol
+    and combined tables, the plots."""
+    header = ["metric", "agent", "buy & hold", "flat"]
+    return Document(
+        title=title, verdict=result.verdict,
+        bullets=_setup_lines(result) + _uncertainty_lines(result),
+        sections=[Section(name, table=Table(header, rows), closing=[f"Verdict: {verdict}."])
+                  for name, rows, verdict in _sections(result)],
+        images=images)
+
+
 def markdown_report(result: EvalResult, images: dict[str, Path], title: str) -> str:
     """report.md: the verdict, setup, per-symbol and combined tables, linked plots."""
-    out = [f"# {title}", "", f"**Verdict: {result.verdict}.**", ""]
-    out += [f"- {line}" for line in _setup_lines(result) + _uncertainty_lines(result)]
-    out.append("")
-    header = ["metric", "agent", "buy & hold", "flat"]
-    for name, rows, verdict in _sections(result):
-        out += [f"## {name}", "", "| " + " | ".join(header) + " |"]
-        out.append("|" + "|".join(["---", "---:", "---:", "---:"]) + "|")
-        out += ["| " + " | ".join(row) + " |" for row in rows]
-        out += ["", f"Verdict: {verdict}.", ""]
-    out += ["## Plots", ""]
-    for name, image in images.items():
-        out += [f"### {name}", "", f"![{name}]({image.name})", ""]
-    return "\n".join(out)
+    return report_writer.markdown(report_document(result, images, title))
 
 
 def html_report(result: EvalResult, images: dict[str, Path], title: str) -> str:
     """report.html: the same content with the PNGs embedded (one file to mail around)."""
-    esc = html.escape
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{esc(title)}</title>",
-        "<style>body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;"
-        "padding:0 1em;color:#222}table{border-collapse:collapse;margin:1em 0}"
-        "th,td{border:1px solid #ccc;padding:4px 10px}td.num{text-align:right;"
-        "font-variant-numeric:tabular-nums}th{background:#f3f3f3}img{max-width:100%}</style>",
-        "</head><body>",
-        f"<h1>{esc(title)}</h1>",
-        f'<p class="verdict"><strong>Verdict: {esc(result.verdict)}.</strong></p>',
-        "<ul>",
-        *(f"<li>{esc(line)}</li>" for line in _setup_lines(result) + _uncertainty_lines(result)),
-        "</ul>",
-    ]
-    for name, rows, verdict in _sections(result):
-        parts.append(f"<h2>{esc(name)}</h2><table>")
-        parts.append("<tr><th>metric</th><th>agent</th><th>buy &amp; hold</th><th>flat</th></tr>")
-        for row in rows:
-            cells = "".join(f'<td class="num">{esc(cell)}</td>' for cell in row[1:])
-            parts.append(f"<tr><td>{esc(row[0])}</td>{cells}</tr>")
-        parts.append("</table>")
-        parts.append(f"<p>Verdict: {esc(verdict)}.</p>")
-    parts.append("<h2>Plots</h2>")
-    for name, image in images.items():
-        encoded = base64.b64encode(image.read_bytes()).decode("ascii")
-        parts.append(f"<h3>{esc(name)}</h3>")
-        parts.append(f'<img alt="{esc(name)}" src="data:image/png;base64,{encoded}">')
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    return report_writer.html_page(report_document(result, images, title))
 
 
 def write_report(
@@ -468,10 +438,8 @@ def write_report(
         if records:
             images["training"] = plot_training(records, out / "training.png")
     title = title or f"fastrl backtest: {', '.join(result.symbols)} ({result.freq})"
-    markdown_path = out / "report.md"
-    markdown_path.write_text(markdown_report(result, images, title), encoding="utf-8")
-    html_path = out / "report.html"
-    html_path.write_text(html_report(result, images, title), encoding="utf-8")
+    markdown_path, html_path = report_writer.write_pages(
+        report_document(result, images, title), out)
     json_path = out / "report.json"
     json_path.write_text(
         json.dumps(_json_safe(result.to_dict()), indent=2, allow_nan=False), encoding="utf-8"

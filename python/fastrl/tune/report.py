@@ -19,10 +19,8 @@ presets' on the first fresh confirmation seed, the gates, the confirmation and t
 
 from __future__ import annotations
 
-import base64
 import copy
 import csv
-import html
 import json
 import math
 import warnings
@@ -32,6 +30,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from fastrl import report_writer
+from fastrl.report_writer import Document, Section, Table
 from fastrl.tune.objective import (
     CONFIRM_SEED_BASE,
     TUNING_SEED_BASE,
@@ -247,86 +247,57 @@ def _fmt(value: Any, spec: str = ".2f") -> str:
     return format(value, spec)
 
 
-def markdown(payload: dict[str, Any], images: dict[str, Path], notes: list[str]) -> str:
+def study_document(payload: dict[str, Any], images: dict[str, Path],
+                   notes: list[str]) -> Document:
+    """The study report's content for :mod:`fastrl.report_writer`: settings and winner,
+    the gates, the confirmation and the test days, the plots."""
     s = payload["settings"]
     gates = payload["gates"]
-    lines = [f"# fastrl-tune study {payload['study']}", "",
-             f"{', '.join(s['symbols'])} ({s['freq']}); {payload['n_trials']} trials "
-             f"({payload['states']}); {s['timesteps']:,} env steps per run, {s['seeds']} seed(s)"
-             f" x {s['folds']} fold(s) of {s['val_days']} validation days; base preset "
-             f"{s['base_preset']}; fixed: {' '.join(s['set_options']) or 'nothing'}.", "",
-             f"Winner: trial {payload['best']['number']}, score "
-             f"{payload['best']['score']:.4f} (time-average of the validation Sharpe over the "
-             "budget, median over seeds x folds). `fastrl-train --config best.yaml` trains it.",
-             "", "## Overfitting gates (validation)", "",
-             f"- Deflated Sharpe Ratio of the winner given {gates['n_trials']} trials: "
-             f"**{_fmt(gates.get('dsr'))}** (above 0.95: unlikely to be luck)",
-             f"- Probability of Backtest Overfitting (CSCV, {gates.get('pbo_blocks', 'n/a')} "
-             f"blocks, {gates['n_with_returns']} trials): **{_fmt(gates.get('pbo'))}** "
-             "(near 0: the in-sample best stays good out of sample)"]
-    lines += [f"- {gates[k]}" for k in ("note", "dsr_note", "pbo_note") if gates.get(k)]
+    doc = Document(
+        title=f"fastrl-tune study {payload['study']}",
+        paragraphs=[
+            f"{', '.join(s['symbols'])} ({s['freq']}); {payload['n_trials']} trials "
+            f"({payload['states']}); {s['timesteps']:,} env steps per run, {s['seeds']} seed(s)"
+            f" x {s['folds']} fold(s) of {s['val_days']} validation days; base preset "
+            f"{s['base_preset']}; fixed: {' '.join(s['set_options']) or 'nothing'}.",
+            f"Winner: trial {payload['best']['number']}, score "
+            f"{payload['best']['score']:.4f} (time-average of the validation Sharpe over the "
+            "budget, median over seeds x folds). `fastrl-train --config best.yaml` trains it."],
+        images=images, image_notes=list(notes))
+    doc.sections.append(Section("Overfitting gates (validation)", bullets=[
+        f"Deflated Sharpe Ratio of the winner given {gates['n_trials']} trials: "
+        f"**{_fmt(gates.get('dsr'))}** (above 0.95: unlikely to be luck)",
+        f"Probability of Backtest Overfitting (CSCV, {gates.get('pbo_blocks', 'n/a')} "
+        f"blocks, {gates['n_with_returns']} trials): **{_fmt(gates.get('pbo'))}** "
+        "(near 0: the in-sample best stays good out of sample)",
+        *(gates[k] for k in ("note", "dsr_note", "pbo_note") if gates.get(k))]))
     if "confirmation" in payload:
         conf = payload["confirmation"]
-        lines += ["", f"## Confirmation on fresh seeds {conf['tuned']['seeds']} (validation, "
-                  "fold 0)", "", "| config | median score | scores | final val Sharpe |",
-                  "|---|---|---|---|"]
-        for name, c in conf.items():
-            lines.append(f"| {name} | {c['median_score']:.3f} | "
-                         f"{', '.join(f'{x:.2f}' for x in c['scores'])} | "
-                         f"{', '.join(f'{x:.2f}' for x in c['final_val_sharpes'])} |")
+        doc.sections.append(Section(
+            f"Confirmation on fresh seeds {conf['tuned']['seeds']} (validation, fold 0)",
+            table=Table(["config", "median score", "scores", "final val Sharpe"], [
+                [name, f"{c['median_score']:.3f}", ", ".join(f"{x:.2f}" for x in c["scores"]),
+                 ", ".join(f"{x:.2f}" for x in c["final_val_sharpes"])]
+                for name, c in conf.items()], numeric=False)))
         test = payload["test"]
-        lines += ["", f"## Test days ({s['test_days']}), touched once, at the end", "",
-                  "| strategy | Sharpe (per seed) | SE | 90% CI | PSR | P(> buy & hold) | "
-                  "total return |", "|---|---|---|---|---|---|---|"]
-        for name in ("tuned", *PRESETS):
-            for r in test[name]["runs"]:
-                lines.append(f"| {name} seed {r['seed']} | {_fmt(r['sharpe'])} | "
-                             f"{_fmt(r['se'])} | {_fmt(r['ci90'][0])} to {_fmt(r['ci90'][1])}"
-                             f" | {_fmt(r['psr'])} | {_fmt(r['p_beats_buy_and_hold'])} | "
-                             f"{_fmt(r['total_return'], '.1%')} |")
+        rows = [[f"{name} seed {r['seed']}", _fmt(r["sharpe"]), _fmt(r["se"]),
+                 f"{_fmt(r['ci90'][0])} to {_fmt(r['ci90'][1])}", _fmt(r["psr"]),
+                 _fmt(r["p_beats_buy_and_hold"]), _fmt(r["total_return"], ".1%")]
+                for name in ("tuned", *PRESETS) for r in test[name]["runs"]]
         bh = test["buy_and_hold"]
-        lines.append(f"| buy & hold | {_fmt(bh['sharpe'])} | {_fmt(bh['se'])} | "
-                     f"{_fmt(bh['ci90'][0])} to {_fmt(bh['ci90'][1])} | {_fmt(bh['psr'])} | - "
-                     f"| {_fmt(bh['total_return'], '.1%')} |")
-    lines += ["", "## Plots", ""]
-    lines += [f"![{name}]({path.name})" for name, path in images.items()]
-    lines += [f"- {n}" for n in notes]
-    return "\n".join(lines) + "\n"
+        rows.append(["buy & hold", _fmt(bh["sharpe"]), _fmt(bh["se"]),
+                     f"{_fmt(bh['ci90'][0])} to {_fmt(bh['ci90'][1])}", _fmt(bh["psr"]), "-",
+                     _fmt(bh["total_return"], ".1%")])
+        doc.sections.append(Section(
+            f"Test days ({s['test_days']}), touched once, at the end",
+            table=Table(["strategy", "Sharpe (per seed)", "SE", "90% CI", "PSR",
+                         "P(> buy & hold)", "total return"], rows, numeric=False)))
+    return doc
 
 
-def html_page(markdown_text: str, images: dict[str, Path]) -> str:
-    """The report as one HTML file with the PNGs embedded."""
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             "<title>fastrl-tune report</title></head><body>"]
-    in_table = False
-    for line in markdown_text.splitlines():
-        if in_table and not line.startswith("|"):
-            parts.append("</table>")
-            in_table = False
-        if line.startswith("!["):
-            continue
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            parts.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
-        elif line.startswith("|"):
-            if set(line) <= set("|-"):
-                continue
-            if not in_table:
-                parts.append('<table border="1" cellpadding="3">')
-                in_table = True
-            cells = "".join(f"<td>{html.escape(c.strip())}</td>"
-                            for c in line.strip("|").split("|"))
-            parts.append(f"<tr>{cells}</tr>")
-        elif line.strip():
-            parts.append(f"<p>{html.escape(line)}</p>")
-    if in_table:
-        parts.append("</table>")
-    for name, path in images.items():
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        parts.append(f'<h3>{html.escape(name)}</h3><img alt="{html.escape(name)}" '
-                     f'src="data:image/png;base64,{data}">')
-    parts.append("</body></html>")
-    return "\n".join(parts)
+def markdown(payload: dict[str, Any], images: dict[str, Path], notes: list[str]) -> str:
+    """report.md of the study (:func:`study_document` rendered)."""
+    return report_writer.markdown(study_document(payload, images, notes))
 
 
 def write_study_outputs(study: Any, runner: Any, study_dir: str | Path, *, report: bool = True,
@@ -362,9 +333,7 @@ def write_study_outputs(study: Any, runner: Any, study_dir: str | Path, *, repor
     payload.update(confirm_and_test(_configs(winner, runner), runner, log))
     images, notes = plot_optuna(study, folder)
     images["curves"] = plot_curves(trials, payload["confirmation"], folder / "curves.png")
-    text = markdown(payload, images, notes)
-    (folder / "report.md").write_text(text, encoding="utf-8")
-    (folder / "report.html").write_text(html_page(text, images), encoding="utf-8")
+    report_writer.write_pages(study_document(payload, images, notes), folder)
     (folder / "report.json").write_text(json.dumps(payload, indent=1, default=_json_default)
                                         + "\n", encoding="utf-8")
     written += [folder / "report.md", folder / "report.html", folder / "report.json",
