@@ -192,37 +192,22 @@ void PortfolioSim::write_observations() {
 #endif
 }
 
-struct PortfolioSim::Job {
-  PortfolioSim* sim;
-  const double* weights;
-  bool reset_all;
-  int64_t envs_per_task;
-};
-
 void PortfolioSim::dispatch(const double* weights, bool reset_all) {
-  const int tasks = block_tasks(num_envs_, config_.min_envs_per_thread, pool_.size());
-  Job job{this, weights, reset_all, (num_envs_ + tasks - 1) / tasks};
-  pool_.run(tasks, &PortfolioSim::run_block, &job);
-}
-
-void PortfolioSim::run_block(void* ctx, int task) {
-  const auto& job = *static_cast<const Job*>(ctx);
-  PortfolioSim& sim = *job.sim;
-  const int64_t begin = task * job.envs_per_task;
-  const int64_t end = std::min(sim.num_envs_, begin + job.envs_per_task);
-  const int64_t A = sim.panel_.num_assets;
-  for (int64_t i = begin; i < end; ++i) {
-    if (job.reset_all) {
-      sim.reset_env(i);
-      sim.write_obs(i, sim.out_.obs + i * sim.obs_dim_);
-    } else {
-      sim.step_env(i, job.weights + i * A);
+  const int64_t A = panel_.num_assets;
+  run_blocks(pool_, num_envs_, config_.min_envs_per_thread, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      if (reset_all) {
+        reset_env(i);
+        write_obs(i, out_.obs + i * obs_dim_);
+      } else {
+        step_env(i, weights + i * A);
+      }
     }
-  }
 #if defined(__SSE2__)
-  // Non-temporal stores are weakly ordered: publish them before the pool reports done.
-  if (sim.stream_obs_) _mm_sfence();
+    // Non-temporal stores are weakly ordered: publish them before the pool reports done.
+    if (stream_obs_) _mm_sfence();
 #endif
+  });
 }
 
 void PortfolioSim::reset_env(int64_t i) {

@@ -134,47 +134,31 @@ void Simulator::step_continuous(const double* actions) {
   dispatch(nullptr, actions, false);
 }
 
-struct Simulator::StepJob {
-  Simulator* sim;
-  const int64_t* discrete;
-  const double* continuous;
-  bool reset_all;
-  int64_t envs_per_task;
-};
-
 void Simulator::dispatch(const int64_t* discrete, const double* continuous, bool reset_all) {
-  const int tasks = block_tasks(num_envs_, config_.min_envs_per_thread, pool_.size());
-  StepJob job{this, discrete, continuous, reset_all, (num_envs_ + tasks - 1) / tasks};
-  pool_.run(tasks, &Simulator::run_block, &job);
-}
-
-void Simulator::run_block(void* ctx, int task) {
-  const auto& job = *static_cast<const StepJob*>(ctx);
-  Simulator& sim = *job.sim;
-  const int64_t begin = task * job.envs_per_task;
-  const int64_t end = std::min(sim.num_envs_, begin + job.envs_per_task);
-  const int64_t window_bytes = sim.config_.window * sim.market_.num_features *
-                               static_cast<int64_t>(sizeof(float));
-  for (int64_t i = begin; i < end; ++i) {
-    if (i + 1 < end) {
-      // Env i + 1's next window starts at a random row of the market block: start pulling
-      // its first cache lines now so the copy does not wait on them.
-      const int64_t next_row = sim.bar_index[static_cast<size_t>(i + 1)] + 2 - sim.config_.window;
-      const char* src = reinterpret_cast<const char*>(
-          sim.market_.features + std::max<int64_t>(next_row, 0) * sim.market_.num_features);
-      for (int64_t off = 0; off < std::min<int64_t>(window_bytes, 256); off += 64)
-        __builtin_prefetch(src + off);
+  const int64_t window_bytes =
+      config_.window * market_.num_features * static_cast<int64_t>(sizeof(float));
+  run_blocks(pool_, num_envs_, config_.min_envs_per_thread, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      if (i + 1 < end) {
+        // Env i + 1's next window starts at a random row of the market block: start pulling
+        // its first cache lines now so the copy does not wait on them.
+        const int64_t next_row = bar_index[static_cast<size_t>(i + 1)] + 2 - config_.window;
+        const char* src = reinterpret_cast<const char*>(
+            market_.features + std::max<int64_t>(next_row, 0) * market_.num_features);
+        for (int64_t off = 0; off < std::min<int64_t>(window_bytes, 256); off += 64)
+          __builtin_prefetch(src + off);
+      }
+      if (reset_all) {
+        reset_env(i);
+        write_obs(i, out_.obs + i * obs_dim_);
+      } else {
+        const double target =
+            continuous ? continuous[i]
+                       : config_.position_levels[static_cast<size_t>(discrete[i])];
+        step_env(i, target);
+      }
     }
-    if (job.reset_all) {
-      sim.reset_env(i);
-      sim.write_obs(i, sim.out_.obs + i * sim.obs_dim_);
-    } else {
-      const double target = job.continuous
-                                ? job.continuous[i]
-                                : sim.config_.position_levels[static_cast<size_t>(job.discrete[i])];
-      sim.step_env(i, target);
-    }
-  }
+  });
 }
 
 void Simulator::reset_env(int64_t i) {

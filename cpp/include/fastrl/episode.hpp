@@ -71,12 +71,6 @@ inline void check_batch(int64_t num_envs, int num_threads) {
   require(num_threads >= 1, "num_threads must be >= 1, got " + std::to_string(num_threads));
 }
 
-// Pool tasks for a batch: at most one per thread, each with >= min_envs_per_thread envs.
-inline int block_tasks(int64_t num_envs, int64_t min_envs_per_thread, int pool_size) {
-  const int64_t by_size = (num_envs + min_envs_per_thread - 1) / min_envs_per_thread;
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(pool_size, by_size)));
-}
-
 // First row of a new episode over data rows [begin, end): the first row with a full window,
 // or with random_start a uniform draw from the env's stream up to the latest start that
 // still fits a whole episode (or one step when it cannot fit).

@@ -113,8 +113,6 @@ class PortfolioSim {
   std::vector<uint64_t> rng_state;
 
  private:
-  struct Job;
-  static void run_block(void* ctx, int task);
   void dispatch(const double* weights, bool reset_all);
   void reset_env(int64_t i);
   void step_env(int64_t i, const double* w);

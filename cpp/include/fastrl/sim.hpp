@@ -119,8 +119,6 @@ class Simulator {
   void write_observations();
 
  private:
-  struct StepJob;
-  static void run_block(void* ctx, int task);
   void reset_env(int64_t i);
   void step_env(int64_t i, double target);
   void write_obs(int64_t i, float* row) const;
