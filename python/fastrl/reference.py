@@ -67,6 +67,23 @@ class ReferenceEpisodes:
             if c.episode_length > 0 else np.broadcast_to(np.asarray(end) - 2, envs.shape)
         return first + self._next_below(envs, latest - first + 1)
 
+    def _start_episodes(self, envs: np.ndarray, start: np.ndarray) -> None:
+        """The state every new episode starts from: all cash at ``start``, nothing counted."""
+        c = self.config
+        self.bar_index[envs] = start
+        for arr in (self.cash, self.equity, self.peak_equity):
+            arr[envs] = c.initial_cash
+        self.episode_return[envs] = 0.0
+        self.episode_costs[envs] = 0.0
+        self.episode_steps[envs] = 0
+        self.episode_trades[envs] = 0
+
+    def _window(self, features: np.ndarray, envs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(current rows of ``envs``, their observation windows of ``features`` flattened)."""
+        t = self.bar_index[envs]
+        rows = t[:, None] + np.arange(-self.config.window + 1, 1, dtype=np.int64)[None, :]
+        return t, features[rows].reshape(len(envs), -1)
+
     def _step_reward(self, equity_before: np.ndarray, equity_after: np.ndarray,
                      turnover: np.ndarray) -> np.ndarray:
         """rewards.hpp's step_reward: the reward kind, then the drawdown and turnover
@@ -156,7 +173,6 @@ class ReferenceVecEnv(ReferenceEpisodes):
         self.episode_steps = np.zeros(n, dtype=np.int64)
         self.episode_trades = np.zeros(n, dtype=np.int64)
         self.rng_state = np.zeros(n, dtype=np.uint64)
-        self._window_offsets = np.arange(-self.window + 1, 1, dtype=np.int64)
         self.reset_seed = int(seed) & (2**64 - 1)
         self.reset_count = 0
         self.reset(seed=seed)
@@ -170,11 +186,10 @@ class ReferenceVecEnv(ReferenceEpisodes):
         else:
             seg = self._next_below(envs, np.full(envs.shape, m.num_segments))
         start = self._episode_starts(envs, m.offsets[seg], m.offsets[seg + 1])
+        self._start_episodes(envs, start)
         self.segment[envs] = seg
-        self.bar_index[envs] = start
         self.last_trade_bar[envs] = start
-        for arr in (self.position, self.shares, self.entry_price, self.episode_return,
-                    self.episode_costs):
+        for arr in (self.position, self.shares, self.entry_price):
             arr[envs] = 0.0
         # Differential Sharpe warm start: mean and mean square of the window - 1 close-to-close
         # simple returns inside the first observation window, summed in sim.cpp's order.
@@ -189,18 +204,11 @@ class ReferenceVecEnv(ReferenceEpisodes):
             b /= c.window - 1
         self.dsr_a[envs] = a
         self.dsr_b[envs] = b
-        self.cash[envs] = c.initial_cash
-        self.equity[envs] = c.initial_cash
-        self.peak_equity[envs] = c.initial_cash
-        self.episode_steps[envs] = 0
-        self.episode_trades[envs] = 0
 
     def observe(self, envs: np.ndarray | None = None) -> np.ndarray:
         """Observation rows of the given envs (all by default) at their current bar."""
         envs = np.arange(self.num_envs) if envs is None else envs
-        t = self.bar_index[envs]
-        rows = t[:, None] + self._window_offsets[None, :]
-        window = self.market.features[rows].reshape(len(envs), -1)
+        t, window = self._window(self.market.features, envs)
         pos = self.position[envs]
         entry = np.where(pos != 0.0, self.entry_price[envs], 1.0)
         unrealised = np.where(pos != 0.0, pos * (self.market.close[t] / entry - 1.0), 0.0)

@@ -44,27 +44,17 @@ class ReferencePortfolioEnv(ReferenceEpisodes):
         for name in ("bar_index", "episode_steps", "episode_trades"):
             setattr(self, name, np.zeros(n, dtype=np.int64))
         self.rng_state = np.zeros(n, dtype=np.uint64)
-        self._window_offsets = np.arange(-self.window + 1, 1, dtype=np.int64)
         self.reset(seed=seed)
 
     def _reset_envs(self, envs: np.ndarray) -> None:
-        c = self.config
-        self.bar_index[envs] = self._episode_starts(envs, 0, self.panel.num_bars)
-        self.shares[envs] = 0.0
-        for arr in (self.dsr_a, self.dsr_b, self.episode_return, self.episode_costs,
-                    self.episode_turnover):
+        self._start_episodes(envs, self._episode_starts(envs, 0, self.panel.num_bars))
+        for arr in (self.shares, self.dsr_a, self.dsr_b, self.episode_turnover):
             arr[envs] = 0.0
-        for arr in (self.cash, self.equity, self.peak_equity):
-            arr[envs] = c.initial_cash
-        self.episode_steps[envs] = 0
-        self.episode_trades[envs] = 0
 
     def observe(self, envs: np.ndarray | None = None) -> np.ndarray:
         """Observation rows of the given envs (all by default) at their current row."""
         envs = np.arange(self.num_envs) if envs is None else envs
-        t = self.bar_index[envs]
-        rows = t[:, None] + self._window_offsets[None, :]
-        window = self.panel.features[rows].reshape(len(envs), -1)
+        t, window = self._window(self.panel.features, envs)
         inv = 1.0 / self.equity[envs]
         weights = self.shares[envs] * self.mark[t] * inv[:, None]
         cash = (self.cash[envs] * inv)[:, None]
