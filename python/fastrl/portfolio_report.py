@@ -9,7 +9,6 @@ cash stacked to 1) and ``training.png`` when the run logged metrics.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from fastrl.portfolio_backtest import (
     AGENT,
     EW_HOLD,
     EW_MONTHLY,
-    PortfolioBacktest,
     PortfolioResult,
     strategy_label,
 )
@@ -31,27 +29,20 @@ from fastrl.report import (
     DPI,
     REPORT_METRICS,
     ReportFiles,
-    _json_safe,
     _number,
     _pyplot,
     _save,
+    _x,
     figure_size_px,
     format_interval,
     format_probability,
-    plot_training,
-    read_training_metrics,
+    write_result_files,
 )
 from fastrl.report_writer import Document, Section, Table
 
 WEIGHTS_PANELS = 1.5  # the weights plot is one and a half panels tall
 STRATEGY_COLORS = {AGENT: COLORS["agent"], EW_MONTHLY: COLORS["buy_and_hold"],
                    EW_HOLD: "#2ca02c"}
-
-
-def _x(backtest: PortfolioBacktest) -> np.ndarray:
-    if backtest.timestamps is not None:
-        return np.asarray(backtest.timestamps)
-    return np.arange(backtest.num_steps + 1)
 
 
 def plot_equity(result: PortfolioResult, path: Path) -> Path:
@@ -204,25 +195,17 @@ def write_portfolio_report(
     out.mkdir(parents=True, exist_ok=True)
     images = {"equity": plot_equity(result, out / "equity.png"),
               "weights": plot_weights(result, out / "weights.png")}
-    if training_metrics is not None and Path(training_metrics).is_file():
-        records = read_training_metrics(training_metrics)
-        if records:
-            images["training"] = plot_training(records, out / "training.png")
     title = title or f"fastrl portfolio backtest: {', '.join(result.symbols)} ({result.freq})"
-    markdown_path, html_path = report_writer.write_pages(
-        report_document(result, images, title), out)
-    json_path = out / "report.json"
-    json_path.write_text(json.dumps(_json_safe(result.to_dict()), indent=2, allow_nan=False),
-                         encoding="utf-8")
-    returns_path = out / "test_returns.csv"
-    result.steps_frame().to_csv(returns_path, index=False)
-    # no round trips in a portfolio; the file is kept so every run folder has the same files
-    trades_path = out / "test_trades.csv"
-    trades_path.write_text("strategy,step,legs,cost\n" + "".join(
-        f"{b.strategy},{i},{b.legs[i]},{b.step_costs[i]!r}\n"
-        for b in result.backtests for i in np.flatnonzero(b.legs)), encoding="utf-8")
-    return ReportFiles(markdown=markdown_path, html=html_path, json=json_path, images=images,
-                       returns_csv=returns_path, trades_csv=trades_path)
+
+    def write_legs(path: Path) -> None:
+        # no round trips in a portfolio; the file is kept so every run folder has the same files
+        path.write_text("strategy,step,legs,cost\n" + "".join(
+            f"{b.strategy},{i},{b.legs[i]},{b.step_costs[i]!r}\n"
+            for b in result.backtests for i in np.flatnonzero(b.legs)), encoding="utf-8")
+
+    return write_result_files(result, out, images,
+                              lambda shown: report_document(result, shown, title),
+                              training_metrics, write_legs)
 
 
 __all__ = ["plot_equity", "plot_weights", "table_rows", "write_portfolio_report"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,7 @@ from fastrl.metrics import METRIC_LABELS, format_metric
 from fastrl.report_writer import Document, Section, Table
 
 if TYPE_CHECKING:
-    from fastrl.backtest import Backtest, EvalResult
+    from fastrl.backtest import Backtest, EquityPath, EvalResult
 
 DPI = 100
 FIG_WIDTH_IN = 11.0
@@ -81,7 +82,7 @@ def _pyplot():
     return plt
 
 
-def _x(backtest: Backtest) -> np.ndarray:
+def _x(backtest: EquityPath) -> np.ndarray:
     """Time axis aligned with ``equity``: bar timestamps when known, else the step number."""
     if backtest.timestamps is not None:
         return np.asarray(backtest.timestamps)
@@ -433,13 +434,29 @@ def write_report(
         "drawdown": plot_drawdown(result, out / "drawdown.png"),
         "positions": plot_positions(result, out / "positions.png"),
     }
+    title = title or f"fastrl backtest: {', '.join(result.symbols)} ({result.freq})"
+    return write_result_files(
+        result, out, images, lambda shown: report_document(result, shown, title),
+        training_metrics, lambda path: result.trades_frame().to_csv(path, index=False))
+
+
+def write_result_files(
+    result: Any,
+    out: Path,
+    images: dict[str, Path],
+    document: Callable[[dict[str, Path]], Document],
+    training_metrics: str | os.PathLike | None,
+    write_trades: Callable[[Path], Any],
+) -> ReportFiles:
+    """What every backtest report writes once its own plots are in ``images``: training.png
+    (when the run logged metrics), report.md and report.html (``document(images)``),
+    report.json (``result.to_dict()``), test_returns.csv (``result.steps_frame()``) and
+    test_trades.csv (``write_trades(path)``)."""
     if training_metrics is not None and Path(training_metrics).is_file():
         records = read_training_metrics(training_metrics)
         if records:
             images["training"] = plot_training(records, out / "training.png")
-    title = title or f"fastrl backtest: {', '.join(result.symbols)} ({result.freq})"
-    markdown_path, html_path = report_writer.write_pages(
-        report_document(result, images, title), out)
+    markdown_path, html_path = report_writer.write_pages(document(images), out)
     json_path = out / "report.json"
     json_path.write_text(
         json.dumps(_json_safe(result.to_dict()), indent=2, allow_nan=False), encoding="utf-8"
@@ -448,6 +465,6 @@ def write_report(
     returns_path = out / "test_returns.csv"
     result.steps_frame().to_csv(returns_path, index=False)
     trades_path = out / "test_trades.csv"
-    result.trades_frame().to_csv(trades_path, index=False)
+    write_trades(trades_path)
     return ReportFiles(markdown=markdown_path, html=html_path, json=json_path, images=images,
                        returns_csv=returns_path, trades_csv=trades_path)
