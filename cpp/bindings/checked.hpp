@@ -88,6 +88,12 @@ T* output_buffer(const py::dict& buffers, const char* name, std::vector<py::ssiz
   return data;
 }
 
+// Checked before any size is computed from them.
+inline void check_sizes(int64_t num_envs, const fastrl::EpisodeConfig& config) {
+  if (num_envs < 1) throw py::value_error("num_envs must be >= 1");
+  if (config.window < 1) throw py::value_error("window must be >= 1");
+}
+
 // The output buffers every simulator writes (fastrl::EpisodeBuffers), n envs of obs_dim.
 inline void episode_buffers(const py::dict& buffers, py::ssize_t n, py::ssize_t obs_dim,
                             fastrl::EpisodeBuffers& out, std::vector<py::array>& keep_alive) {

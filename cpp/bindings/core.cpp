@@ -210,8 +210,7 @@ PYBIND11_MODULE(_core, m) {
                market.session_flags = static_cast<const uint8_t*>(flags.data());
                self->keep_alive.push_back(flags);
              }
-             if (num_envs < 1) throw py::value_error("num_envs must be >= 1");
-             if (config.window < 1) throw py::value_error("window must be >= 1");
+             fastrl_bindings::check_sizes(num_envs, config);
              const py::ssize_t n = num_envs;
              const py::ssize_t dim = config.window * nfeat + fastrl::kAgentStateDims;
              fastrl::OutputBuffers out;

@@ -80,8 +80,7 @@ void bind_portfolio(py::module_& m) {
              panel.num_bars = bars;
              panel.num_assets = assets;
              panel.num_features = nfeat;
-             if (num_envs < 1) throw py::value_error("num_envs must be >= 1");
-             if (config.window < 1) throw py::value_error("window must be >= 1");
+             fastrl_bindings::check_sizes(num_envs, config);
              const py::ssize_t n = num_envs;
              const py::ssize_t dim = config.window * assets * nfeat + assets + 1;
              fastrl::PortfolioBuffers out;

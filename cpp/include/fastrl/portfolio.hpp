@@ -3,7 +3,8 @@
 // Start here for the portfolio side. The pipeline per step is the single-symbol one
 // (sim.hpp): validate the whole weight batch -> contiguous env blocks on the pool threads ->
 // each env rebalances, marks equity, computes its reward and auto-resets -> every output
-// lands in caller-owned buffers; nothing is allocated per step.
+// lands in caller-owned buffers; nothing is allocated per step. The config base, episode
+// start and end, reward and output buffers are the single-symbol simulator's (episode.hpp).
 //
 // The panel: A symbols on one calendar (the union of their trading dates), T rows.
 //   open, close [T, A] float64; features [T, A, F] float32; tradable [T, A] uint8.

@@ -14,6 +14,10 @@
 // cutoff and closes any position at close[t+1] when that is the session's last allowed close
 // (paying the exit's costs); short_borrow_rate charges a short still open at a session's
 // last close one night of borrow. All of it lands in equity before the reward is computed.
+//
+// What this simulator shares with the portfolio one (portfolio.hpp) lives in episode.hpp
+// (the config base, episode start and end, output buffers) and rewards.hpp (the reward and
+// its penalties); run_blocks (thread_pool.hpp) hands a batch to the pool for both.
 #pragma once
 
 #include <cstdint>
