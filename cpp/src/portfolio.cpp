@@ -194,7 +194,7 @@ void PortfolioSim::write_observations() {
 
 void PortfolioSim::dispatch(const double* weights, bool reset_all) {
   const int64_t A = panel_.num_assets;
-  run_blocks(pool_, num_envs_, config_.min_envs_per_thread, [&](int64_t begin, int64_t end) {
+  auto block = [this, weights, reset_all, A](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       if (reset_all) {
         reset_env(i);
@@ -207,7 +207,8 @@ void PortfolioSim::dispatch(const double* weights, bool reset_all) {
     // Non-temporal stores are weakly ordered: publish them before the pool reports done.
     if (stream_obs_) _mm_sfence();
 #endif
-  });
+  };
+  run_blocks(pool_, num_envs_, config_.min_envs_per_thread, block);
 }
 
 void PortfolioSim::reset_env(int64_t i) {
@@ -287,7 +288,8 @@ void PortfolioSim::step_env(int64_t i, const double* w) {
 
   const double turnover = notional_sum / equity_before;
   const double reward = step_reward(config_.reward, config_.initial_cash, equity_before,
-                                    equity_after, turnover, dsr_a[u], dsr_b[u], peak_equity[u]);
+                                    equity_after, notional_sum, dsr_a[u], dsr_b[u],
+                                    peak_equity[u]);
   bar_index[u] = next;
   equity[u] = equity_after;
   episode_steps[u] += 1;

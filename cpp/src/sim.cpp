@@ -135,16 +135,20 @@ void Simulator::step_continuous(const double* actions) {
 }
 
 void Simulator::dispatch(const int64_t* discrete, const double* continuous, bool reset_all) {
-  const int64_t window_bytes =
-      config_.window * market_.num_features * static_cast<int64_t>(sizeof(float));
-  run_blocks(pool_, num_envs_, config_.min_envs_per_thread, [&](int64_t begin, int64_t end) {
+  // Copied into locals: a step_env call could change any memory as far as the compiler
+  // knows, so members read in the loop would be reloaded for every env.
+  auto block = [this, discrete, continuous, reset_all](int64_t begin, int64_t end) {
+    const int64_t window = config_.window, num_features = market_.num_features;
+    const int64_t window_bytes = window * num_features * static_cast<int64_t>(sizeof(float));
+    const float* features = market_.features;
+    const double* levels = config_.position_levels.data();
     for (int64_t i = begin; i < end; ++i) {
       if (i + 1 < end) {
         // Env i + 1's next window starts at a random row of the market block: start pulling
         // its first cache lines now so the copy does not wait on them.
-        const int64_t next_row = bar_index[static_cast<size_t>(i + 1)] + 2 - config_.window;
+        const int64_t next_row = bar_index[static_cast<size_t>(i + 1)] + 2 - window;
         const char* src = reinterpret_cast<const char*>(
-            market_.features + std::max<int64_t>(next_row, 0) * market_.num_features);
+            features + std::max<int64_t>(next_row, 0) * num_features);
         for (int64_t off = 0; off < std::min<int64_t>(window_bytes, 256); off += 64)
           __builtin_prefetch(src + off);
       }
@@ -152,13 +156,12 @@ void Simulator::dispatch(const int64_t* discrete, const double* continuous, bool
         reset_env(i);
         write_obs(i, out_.obs + i * obs_dim_);
       } else {
-        const double target =
-            continuous ? continuous[i]
-                       : config_.position_levels[static_cast<size_t>(discrete[i])];
+        const double target = continuous ? continuous[i] : levels[discrete[i]];
         step_env(i, target);
       }
     }
-  });
+  };
+  run_blocks(pool_, num_envs_, config_.min_envs_per_thread, block);
 }
 
 void Simulator::reset_env(int64_t i) {
@@ -297,8 +300,7 @@ void Simulator::step_env(int64_t i, double target) {
 
   const double equity_after = cash[u] + shares[u] * market_.close[next];
   const double reward = step_reward(config_.reward, config_.initial_cash, equity_before,
-                                    equity_after, notional / equity_before, dsr_a[u], dsr_b[u],
-                                    peak_equity[u]);
+                                    equity_after, notional, dsr_a[u], dsr_b[u], peak_equity[u]);
   bar_index[u] = next;
   equity[u] = equity_after;
   episode_steps[u] += 1;

@@ -85,9 +85,9 @@ class ReferenceEpisodes:
         return t, features[rows].reshape(len(envs), -1)
 
     def _step_reward(self, equity_before: np.ndarray, equity_after: np.ndarray,
-                     turnover: np.ndarray) -> np.ndarray:
+                     notional: np.ndarray) -> np.ndarray:
         """rewards.hpp's step_reward: the reward kind, then the drawdown and turnover
-        penalties (turnover = traded notional / equity before the step)."""
+        penalties (the turnover penalty charges the traded notional / equity before)."""
         c = self.config
         if c.reward == "pnl":
             reward = (equity_after - equity_before) / c.initial_cash
@@ -106,7 +106,7 @@ class ReferenceEpisodes:
         if c.drawdown_penalty > 0.0:
             reward = reward - c.drawdown_penalty * (1.0 - equity_after / self.peak_equity)
         if c.turnover_penalty > 0.0:
-            reward = reward - c.turnover_penalty * turnover
+            reward = reward - c.turnover_penalty * (notional / equity_before)
         return reward
 
     def _end_step(self, reward: np.ndarray, equity_after: np.ndarray, data_end: Any,
@@ -319,6 +319,6 @@ class ReferenceVecEnv(ReferenceEpisodes):
             self.episode_costs = np.where(night, self.episode_costs + fee, self.episode_costs)
 
         equity_after = self.cash + self.shares * m.close[t + 1]
-        reward = self._step_reward(equity_before, equity_after, notional / equity_before)
+        reward = self._step_reward(equity_before, equity_after, notional)
         return self._end_step(reward, equity_after, m.offsets[self.segment + 1],
                               {"position": self.position, "shares": self.shares})

@@ -113,7 +113,7 @@ class ReferencePortfolioEnv(ReferenceEpisodes):
         for a in range(A):
             equity_after += self.shares[:, a] * mark_next[:, a]
         turnover = notional_sum / equity_before
-        reward = self._step_reward(equity_before, equity_after, turnover)
+        reward = self._step_reward(equity_before, equity_after, notional_sum)
         self.episode_costs = self.episode_costs + cost_sum
         self.episode_turnover = self.episode_turnover + turnover
         self.episode_trades = self.episode_trades + legs

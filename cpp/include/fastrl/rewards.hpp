@@ -34,10 +34,11 @@ inline double differential_sharpe(double r, double& a, double& b, double eta) {
 }
 
 // The reward of one step from equity_before to equity_after, penalties included, as both
-// simulators compute it. turnover = traded notional / equity before the step. Updates the
-// differential Sharpe moments (a, b) and the episode's peak equity in place.
+// simulators compute it; traded_notional is what the step's orders traded (the turnover
+// penalty charges it as a fraction of equity_before). Updates the differential Sharpe
+// moments (a, b) and the episode's peak equity in place.
 inline double step_reward(const RewardParams& rp, double initial_cash, double equity_before,
-                          double equity_after, double turnover, double& a, double& b,
+                          double equity_after, double traded_notional, double& a, double& b,
                           double& peak_equity) {
   double reward;
   switch (rp.kind) {
@@ -55,7 +56,8 @@ inline double step_reward(const RewardParams& rp, double initial_cash, double eq
   }
   peak_equity = std::max(peak_equity, equity_after);
   if (rp.drawdown_penalty > 0.0) reward -= rp.drawdown_penalty * (1.0 - equity_after / peak_equity);
-  if (rp.turnover_penalty > 0.0) reward -= rp.turnover_penalty * turnover;
+  if (rp.turnover_penalty > 0.0)
+    reward -= rp.turnover_penalty * (traded_notional / equity_before);
   return reward;
 }
 
