@@ -14,7 +14,6 @@
 
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -26,25 +25,14 @@
 namespace py = pybind11;
 using fastrl::Simulator;
 using fastrl_bindings::checked;
+using fastrl_bindings::exclusive;
 using fastrl_bindings::shape_str;
 
 void bind_portfolio(py::module_& m);  // core_portfolio.cpp
 
 namespace {
 
-struct PySimulator {
-  std::vector<py::array> keep_alive;  // market and output arrays the pointers point into
-  std::unique_ptr<Simulator> sim;
-  std::mutex busy;  // serialises reset/step/get_state/set_state across Python threads
-};
-
-// Runs fn() with the GIL released and the simulator's mutex held (in that order).
-template <class Fn>
-void exclusive(PySimulator& s, Fn&& fn) {
-  py::gil_scoped_release release;
-  std::lock_guard<std::mutex> lock(s.busy);
-  fn();
-}
+using PySimulator = fastrl_bindings::Held<Simulator>;
 
 template <class T>
 const char* dtype_name() {
@@ -130,10 +118,43 @@ void set_state(PySimulator& s, const py::dict& state) {
 
 template <class T>
 py::array state_view(const std::vector<T>& v, py::handle owner) {
-  py::array_t<T> view({static_cast<py::ssize_t>(v.size())}, {static_cast<py::ssize_t>(sizeof(T))},
-                      v.data(), owner);
-  py::detail::array_proxy(view.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
-  return std::move(view);
+  return fastrl_bindings::read_only_view(v.data(), {static_cast<py::ssize_t>(v.size())}, owner);
+}
+
+// The settings both simulators share (fastrl::EpisodeConfig), bound once as their base.
+void bind_episode_config(py::module_& m) {
+  using fastrl::EpisodeConfig;
+  py::class_<EpisodeConfig>(m, "EpisodeConfig")
+      .def(py::init<>())
+      .def_readwrite("window", &EpisodeConfig::window)
+      .def_readwrite("episode_length", &EpisodeConfig::episode_length)
+      .def_property(
+          "execution", [](const EpisodeConfig& c) { return static_cast<int>(c.execution); },
+          [](EpisodeConfig& c, int v) {
+            if (v != 0 && v != 1) throw py::value_error("execution must be 0 (next open) or 1");
+            c.execution = static_cast<fastrl::Execution>(v);
+          })
+      .def_readwrite("integer_shares", &EpisodeConfig::integer_shares)
+      .def_readwrite("costs", &EpisodeConfig::costs)
+      .def_property(
+          "reward", [](const EpisodeConfig& c) { return static_cast<int>(c.reward.kind); },
+          [](EpisodeConfig& c, int v) {
+            if (v < 0 || v > 2) throw py::value_error("reward must be 0, 1 or 2");
+            c.reward.kind = static_cast<fastrl::RewardKind>(v);
+          })
+      .def_property(
+          "dsr_eta", [](const EpisodeConfig& c) { return c.reward.dsr_eta; },
+          [](EpisodeConfig& c, double v) { c.reward.dsr_eta = v; })
+      .def_property(
+          "drawdown_penalty", [](const EpisodeConfig& c) { return c.reward.drawdown_penalty; },
+          [](EpisodeConfig& c, double v) { c.reward.drawdown_penalty = v; })
+      .def_property(
+          "turnover_penalty", [](const EpisodeConfig& c) { return c.reward.turnover_penalty; },
+          [](EpisodeConfig& c, double v) { c.reward.turnover_penalty = v; })
+      .def_readwrite("initial_cash", &EpisodeConfig::initial_cash)
+      .def_readwrite("equity_floor", &EpisodeConfig::equity_floor)
+      .def_readwrite("random_start", &EpisodeConfig::random_start)
+      .def_readwrite("min_envs_per_thread", &EpisodeConfig::min_envs_per_thread);
 }
 
 }  // namespace
@@ -151,36 +172,14 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("fixed_fee_buy", &fastrl::CostModel::fixed_fee_buy)
       .def_readwrite("fixed_fee_sell", &fastrl::CostModel::fixed_fee_sell);
 
-  py::class_<fastrl::SimConfig>(m, "SimConfig")
+  bind_episode_config(m);
+  py::class_<fastrl::SimConfig, fastrl::EpisodeConfig>(m, "SimConfig")
       .def(py::init<>())
-      .def_readwrite("window", &fastrl::SimConfig::window)
-      .def_readwrite("episode_length", &fastrl::SimConfig::episode_length)
-      .def_property(
-          "execution", [](const fastrl::SimConfig& c) { return static_cast<int>(c.execution); },
-          [](fastrl::SimConfig& c, int v) { c.execution = static_cast<fastrl::Execution>(v); })
       .def_readwrite("continuous", &fastrl::SimConfig::continuous)
       .def_readwrite("position_levels", &fastrl::SimConfig::position_levels)
       .def_readwrite("min_pos", &fastrl::SimConfig::min_pos)
       .def_readwrite("max_pos", &fastrl::SimConfig::max_pos)
-      .def_readwrite("costs", &fastrl::SimConfig::costs)
-      .def_property(
-          "reward", [](const fastrl::SimConfig& c) { return static_cast<int>(c.reward.kind); },
-          [](fastrl::SimConfig& c, int v) { c.reward.kind = static_cast<fastrl::RewardKind>(v); })
-      .def_property(
-          "dsr_eta", [](const fastrl::SimConfig& c) { return c.reward.dsr_eta; },
-          [](fastrl::SimConfig& c, double v) { c.reward.dsr_eta = v; })
-      .def_property(
-          "drawdown_penalty", [](const fastrl::SimConfig& c) { return c.reward.drawdown_penalty; },
-          [](fastrl::SimConfig& c, double v) { c.reward.drawdown_penalty = v; })
-      .def_property(
-          "turnover_penalty", [](const fastrl::SimConfig& c) { return c.reward.turnover_penalty; },
-          [](fastrl::SimConfig& c, double v) { c.reward.turnover_penalty = v; })
-      .def_readwrite("initial_cash", &fastrl::SimConfig::initial_cash)
-      .def_readwrite("equity_floor", &fastrl::SimConfig::equity_floor)
-      .def_readwrite("random_start", &fastrl::SimConfig::random_start)
       .def_readwrite("round_robin", &fastrl::SimConfig::round_robin)
-      .def_readwrite("min_envs_per_thread", &fastrl::SimConfig::min_envs_per_thread)
-      .def_readwrite("integer_shares", &fastrl::SimConfig::integer_shares)
       .def_readwrite("square_off", &fastrl::SimConfig::square_off)
       .def_readwrite("short_borrow_rate", &fastrl::SimConfig::short_borrow_rate);
 
@@ -211,33 +210,16 @@ PYBIND11_MODULE(_core, m) {
                market.session_flags = static_cast<const uint8_t*>(flags.data());
                self->keep_alive.push_back(flags);
              }
-             if (num_envs < 1) throw py::value_error("num_envs must be >= 1");
-             if (config.window < 1) throw py::value_error("window must be >= 1");
+             fastrl_bindings::check_sizes(num_envs, config);
              const py::ssize_t n = num_envs;
              const py::ssize_t dim = config.window * nfeat + fastrl::kAgentStateDims;
-             auto get = [&](const char* name) -> py::array {
-               if (!buffers.contains(name))
-                 throw py::value_error(std::string("missing output buffer '") + name + "'");
-               return py::reinterpret_borrow<py::array>(buffers[name]);
-             };
              fastrl::OutputBuffers out;
-             out.obs = checked<float>(get("obs"), "obs", {n, dim}, true);
-             out.rewards = checked<double>(get("rewards"), "rewards", {n}, true);
-             out.terminated = checked<uint8_t>(get("terminated"), "terminated", {n}, true);
-             out.truncated = checked<uint8_t>(get("truncated"), "truncated", {n}, true);
-             out.done = checked<uint8_t>(get("done"), "done", {n}, true);
-             out.final_obs = checked<float>(get("final_obs"), "final_obs", {n, dim}, true);
-             out.ep_return = checked<double>(get("ep_return"), "ep_return", {n}, true);
-             out.ep_length = checked<int64_t>(get("ep_length"), "ep_length", {n}, true);
-             out.ep_equity = checked<double>(get("ep_equity"), "ep_equity", {n}, true);
-             out.ep_costs = checked<double>(get("ep_costs"), "ep_costs", {n}, true);
-             out.ep_trades = checked<int64_t>(get("ep_trades"), "ep_trades", {n}, true);
-             out.ep_position = checked<double>(get("ep_position"), "ep_position", {n}, true);
-             out.ep_shares = checked<double>(get("ep_shares"), "ep_shares", {n}, true);
-             for (const char* name : {"obs", "rewards", "terminated", "truncated", "done", "final_obs",
-                                      "ep_return", "ep_length", "ep_equity", "ep_costs",
-                                      "ep_trades", "ep_position", "ep_shares"})
-               self->keep_alive.push_back(get(name));
+             auto& held = self->keep_alive;
+             fastrl_bindings::episode_buffers(buffers, n, dim, out, held);
+             out.ep_position = fastrl_bindings::output_buffer<double>(buffers, "ep_position",
+                                                                      {n}, held);
+             out.ep_shares =
+                 fastrl_bindings::output_buffer<double>(buffers, "ep_shares", {n}, held);
              for (auto& a : {open, close, features, offsets}) self->keep_alive.push_back(a);
              self->sim = std::make_unique<Simulator>(market, std::move(segment_names), config,
                                                      num_envs, num_threads, seed, out);

@@ -10,7 +10,6 @@
 
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -22,14 +21,12 @@ namespace py = pybind11;
 using fastrl::PortfolioConfig;
 using fastrl::PortfolioSim;
 using fastrl_bindings::checked;
+using fastrl_bindings::exclusive;
+using fastrl_bindings::read_only_view;
 
 namespace {
 
-struct PyPortfolio {
-  std::vector<py::array> keep_alive;  // panel and output arrays the pointers point into
-  std::unique_ptr<PortfolioSim> sim;
-  std::mutex mutex;  // taken after the GIL is released: one call at a time per simulator
-};
+using PyPortfolio = fastrl_bindings::Held<PortfolioSim>;
 
 py::dtype dtype_of(char kind) {
   switch (kind) {
@@ -47,16 +44,6 @@ std::vector<py::ssize_t> field_shape(const PortfolioSim::StateField& f, int64_t 
   return {static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(f.width)};
 }
 
-// A read-only numpy view of simulator-owned memory that keeps `owner` alive.
-template <class T>
-py::array view(const T* data, std::vector<py::ssize_t> shape, py::handle owner) {
-  std::vector<py::ssize_t> strides(shape.size(), static_cast<py::ssize_t>(sizeof(T)));
-  for (size_t d = shape.size(); d-- > 1;) strides[d - 1] = strides[d] * shape[d];
-  py::array_t<T> out(shape, strides, data, owner);
-  py::detail::array_proxy(out.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
-  return std::move(out);
-}
-
 py::array checked_state(const py::array& a, const PortfolioSim::StateField& f, int64_t n) {
   const auto shape = field_shape(f, n);
   if (f.kind == 'q') checked<int64_t>(a, f.name, shape, false);
@@ -68,41 +55,13 @@ py::array checked_state(const py::array& a, const PortfolioSim::StateField& f, i
 }  // namespace
 
 void bind_portfolio(py::module_& m) {
-  py::class_<PortfolioConfig>(m, "PortfolioSimConfig")
+  // The shared settings come from the EpisodeConfig base (core.cpp binds it first).
+  py::class_<PortfolioConfig, fastrl::EpisodeConfig>(m, "PortfolioSimConfig")
       .def(py::init<>())
-      .def_readwrite("window", &PortfolioConfig::window)
-      .def_readwrite("episode_length", &PortfolioConfig::episode_length)
-      .def_property(
-          "execution", [](const PortfolioConfig& c) { return static_cast<int>(c.execution); },
-          [](PortfolioConfig& c, int v) {
-            if (v != 0 && v != 1) throw py::value_error("execution must be 0 (next open) or 1");
-            c.execution = static_cast<fastrl::PortfolioExecution>(v);
-          })
       .def_readwrite("long_only", &PortfolioConfig::long_only)
       .def_readwrite("max_gross", &PortfolioConfig::max_gross)
       .def_readwrite("max_weight", &PortfolioConfig::max_weight)
-      .def_readwrite("integer_shares", &PortfolioConfig::integer_shares)
-      .def_readwrite("trade_band", &PortfolioConfig::trade_band)
-      .def_readwrite("costs", &PortfolioConfig::costs)
-      .def_property(
-          "reward", [](const PortfolioConfig& c) { return static_cast<int>(c.reward.kind); },
-          [](PortfolioConfig& c, int v) {
-            if (v < 0 || v > 2) throw py::value_error("reward must be 0, 1 or 2");
-            c.reward.kind = static_cast<fastrl::RewardKind>(v);
-          })
-      .def_property(
-          "dsr_eta", [](const PortfolioConfig& c) { return c.reward.dsr_eta; },
-          [](PortfolioConfig& c, double v) { c.reward.dsr_eta = v; })
-      .def_property(
-          "drawdown_penalty", [](const PortfolioConfig& c) { return c.reward.drawdown_penalty; },
-          [](PortfolioConfig& c, double v) { c.reward.drawdown_penalty = v; })
-      .def_property(
-          "turnover_penalty", [](const PortfolioConfig& c) { return c.reward.turnover_penalty; },
-          [](PortfolioConfig& c, double v) { c.reward.turnover_penalty = v; })
-      .def_readwrite("initial_cash", &PortfolioConfig::initial_cash)
-      .def_readwrite("equity_floor", &PortfolioConfig::equity_floor)
-      .def_readwrite("random_start", &PortfolioConfig::random_start)
-      .def_readwrite("min_envs_per_thread", &PortfolioConfig::min_envs_per_thread);
+      .def_readwrite("trade_band", &PortfolioConfig::trade_band);
 
   py::class_<PyPortfolio>(m, "PortfolioSimulator")
       .def(py::init([](py::array open, py::array close, py::array features, py::array tradable,
@@ -121,32 +80,14 @@ void bind_portfolio(py::module_& m) {
              panel.num_bars = bars;
              panel.num_assets = assets;
              panel.num_features = nfeat;
-             if (num_envs < 1) throw py::value_error("num_envs must be >= 1");
-             if (config.window < 1) throw py::value_error("window must be >= 1");
+             fastrl_bindings::check_sizes(num_envs, config);
              const py::ssize_t n = num_envs;
              const py::ssize_t dim = config.window * assets * nfeat + assets + 1;
-             auto get = [&](const char* name) -> py::array {
-               if (!buffers.contains(name))
-                 throw py::value_error(std::string("missing output buffer '") + name + "'");
-               return py::reinterpret_borrow<py::array>(buffers[name]);
-             };
              fastrl::PortfolioBuffers out;
-             out.obs = checked<float>(get("obs"), "obs", {n, dim}, true);
-             out.rewards = checked<double>(get("rewards"), "rewards", {n}, true);
-             out.terminated = checked<uint8_t>(get("terminated"), "terminated", {n}, true);
-             out.truncated = checked<uint8_t>(get("truncated"), "truncated", {n}, true);
-             out.done = checked<uint8_t>(get("done"), "done", {n}, true);
-             out.final_obs = checked<float>(get("final_obs"), "final_obs", {n, dim}, true);
-             out.ep_return = checked<double>(get("ep_return"), "ep_return", {n}, true);
-             out.ep_length = checked<int64_t>(get("ep_length"), "ep_length", {n}, true);
-             out.ep_equity = checked<double>(get("ep_equity"), "ep_equity", {n}, true);
-             out.ep_costs = checked<double>(get("ep_costs"), "ep_costs", {n}, true);
-             out.ep_trades = checked<int64_t>(get("ep_trades"), "ep_trades", {n}, true);
-             out.ep_turnover = checked<double>(get("ep_turnover"), "ep_turnover", {n}, true);
-             for (const char* name : {"obs", "rewards", "terminated", "truncated", "done",
-                                      "final_obs", "ep_return", "ep_length", "ep_equity",
-                                      "ep_costs", "ep_trades", "ep_turnover"})
-               self->keep_alive.push_back(get(name));
+             auto& held = self->keep_alive;
+             fastrl_bindings::episode_buffers(buffers, n, dim, out, held);
+             out.ep_turnover =
+                 fastrl_bindings::output_buffer<double>(buffers, "ep_turnover", {n}, held);
              for (auto& a : {open, close, features, tradable}) self->keep_alive.push_back(a);
              self->sim = std::make_unique<PortfolioSim>(panel, std::move(symbols), config,
                                                         num_envs, num_threads, seed, out);
@@ -163,20 +104,14 @@ void bind_portfolio(py::module_& m) {
                              [](const PyPortfolio& s) { return s.sim->num_threads(); })
       .def(
           "reset",
-          [](PyPortfolio& s, uint64_t seed) {
-            py::gil_scoped_release release;
-            std::lock_guard<std::mutex> lock(s.mutex);
-            s.sim->reset(seed);
-          },
+          [](PyPortfolio& s, uint64_t seed) { exclusive(s, [&] { s.sim->reset(seed); }); },
           py::arg("seed"))
       .def(
           "step",
           [](PyPortfolio& s, const py::array& weights) {
             const double* w = checked<double>(weights, "actions",
                                               {s.sim->num_envs(), s.sim->num_assets()}, false);
-            py::gil_scoped_release release;
-            std::lock_guard<std::mutex> lock(s.mutex);
-            s.sim->step(w);
+            exclusive(s, [&] { s.sim->step(w); });
           },
           py::arg("weights"),
           "Steps every env with target weights [N, A]; validates the whole batch first.")
@@ -193,14 +128,12 @@ void bind_portfolio(py::module_& m) {
             }
             std::vector<void*> targets;
             for (auto& a : arrays) targets.push_back(a.mutable_data());
-            {
-              py::gil_scoped_release release;
-              std::lock_guard<std::mutex> lock(s.mutex);
+            exclusive(s, [&] {
               const auto fields = s.sim->state_fields();
               for (size_t k = 0; k < fields.size(); ++k)
                 std::memcpy(targets[k], fields[k].data,
                             static_cast<size_t>(n * fields[k].width) * 8);
-            }
+            });
             return out;
           },
           "Copies of every per-env state array (name -> numpy array).")
@@ -229,9 +162,8 @@ void bind_portfolio(py::module_& m) {
               arrays.push_back(checked_state(py::reinterpret_borrow<py::array>(value), f, n));
               sources.push_back(arrays.back().data());
             }
-            py::gil_scoped_release release;
-            std::lock_guard<std::mutex> lock(s.mutex);
-            s.sim->set_state(sources);  // checks values first; throws ValueError, changes nothing
+            // set_state checks values first; throws ValueError, changes nothing.
+            exclusive(s, [&] { s.sim->set_state(sources); });
           },
           py::arg("state"),
           "Restores every state array (as get_state returned them) and rewrites obs.")
@@ -246,19 +178,19 @@ void bind_portfolio(py::module_& m) {
                                auto& s = self.cast<PyPortfolio&>();
                                const int64_t a = s.sim->num_assets();
                                const auto& mk = s.sim->mark();
-                               return view(mk.data(),
+                               return read_only_view(mk.data(),
                                            {static_cast<py::ssize_t>(mk.size()) / a,
                                             static_cast<py::ssize_t>(a)},
                                            self);
                              })
       .def_property_readonly("shares", [](py::object self) {
         auto& s = self.cast<PyPortfolio&>();
-        return view(s.sim->shares.data(), {s.sim->num_envs(), s.sim->num_assets()}, self);
+        return read_only_view(s.sim->shares.data(), {s.sim->num_envs(), s.sim->num_assets()}, self);
       })
 #define FASTRL_STATE(name)                                                              \
   .def_property_readonly(#name, [](py::object self) {                                  \
     auto& s = self.cast<PyPortfolio&>();                                               \
-    return view(s.sim->name.data(), {static_cast<py::ssize_t>(s.sim->num_envs())}, self); \
+    return read_only_view(s.sim->name.data(), {static_cast<py::ssize_t>(s.sim->num_envs())}, self); \
   })
       FASTRL_STATE(cash) FASTRL_STATE(equity) FASTRL_STATE(peak_equity) FASTRL_STATE(bar_index)
       FASTRL_STATE(episode_steps) FASTRL_STATE(episode_return) FASTRL_STATE(episode_costs)

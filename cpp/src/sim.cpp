@@ -15,13 +15,8 @@ namespace {
 
 [[noreturn]] void fail(const std::string& message) { throw std::invalid_argument(message); }
 
-bool finite_nonneg(double x) { return std::isfinite(x) && x >= 0.0; }
-
 void check_config(const SimConfig& c) {
-  if (c.window < 1) fail("window must be >= 1, got " + std::to_string(c.window));
-  if (c.episode_length < 0)
-    fail("episode_length must be >= 0 (0 = to the segment end), got " +
-         std::to_string(c.episode_length));
+  check_episode_config(c, "segment");
   if (c.continuous) {
     if (!std::isfinite(c.min_pos) || !std::isfinite(c.max_pos) || c.min_pos > c.max_pos)
       fail("continuous actions need finite min_pos <= max_pos");
@@ -30,20 +25,6 @@ void check_config(const SimConfig& c) {
     for (double level : c.position_levels)
       if (!std::isfinite(level)) fail("position_levels must be finite");
   }
-  if (!std::isfinite(c.initial_cash) || c.initial_cash <= 0.0)
-    fail("initial_cash must be a positive number");
-  if (!(c.equity_floor >= 0.0 && c.equity_floor < 1.0))
-    fail("equity_floor must lie in [0, 1) (a fraction of initial_cash)");
-  const CostModel& k = c.costs;
-  if (!finite_nonneg(k.buy_rate) || !finite_nonneg(k.sell_rate) ||
-      !finite_nonneg(k.brokerage_rate) || !(k.brokerage_cap >= 0.0) ||
-      !finite_nonneg(k.gst_on_brokerage) || !finite_nonneg(k.fixed_fee_buy) ||
-      !finite_nonneg(k.fixed_fee_sell))
-    fail("cost model rates and fees must be finite and >= 0 (brokerage_cap may be inf)");
-  if (!(c.reward.dsr_eta > 0.0 && c.reward.dsr_eta <= 1.0)) fail("dsr_eta must lie in (0, 1]");
-  if (!finite_nonneg(c.reward.drawdown_penalty) || !finite_nonneg(c.reward.turnover_penalty))
-    fail("drawdown_penalty and turnover_penalty must be finite and >= 0");
-  if (c.min_envs_per_thread < 1) fail("min_envs_per_thread must be >= 1");
   if (!finite_nonneg(c.short_borrow_rate))
     fail("short_borrow_rate must be finite and >= 0 (an annual fraction of short notional)");
 }
@@ -99,16 +80,12 @@ Simulator::Simulator(const MarketView& market, std::vector<std::string> segment_
       obs_dim_(config.window * market.num_features + kAgentStateDims),
       out_(out),
       pool_(num_threads < 1 ? 1 : num_threads) {
-  if (num_envs < 1) fail("num_envs must be >= 1, got " + std::to_string(num_envs));
-  if (num_threads < 1) fail("num_threads must be >= 1, got " + std::to_string(num_threads));
+  check_batch(num_envs, num_threads);
   check_config(config_);
   check_market(market_, segment_names_, config_.window);
   if ((config_.square_off || config_.short_borrow_rate > 0.0) && !market_.session_flags)
     fail("the intraday square-off and the short borrow fee need session_flags (one per bar)");
-  if (!out.obs || !out.rewards || !out.terminated || !out.truncated || !out.done ||
-      !out.final_obs ||
-      !out.ep_return || !out.ep_length || !out.ep_equity || !out.ep_costs || !out.ep_trades ||
-      !out.ep_position || !out.ep_shares)
+  if (!out.complete() || !out.ep_position || !out.ep_shares)
     fail("every output buffer must be provided");
   const auto n = static_cast<size_t>(num_envs);
   for (auto* v : {&position, &shares, &cash, &equity, &entry_price, &episode_return,
@@ -127,10 +104,7 @@ void Simulator::reset(uint64_t seed) {
   for (int64_t i = 0; i < num_envs_; ++i)
     rng_state[static_cast<size_t>(i)] = env_stream_seed(seed, static_cast<uint64_t>(i));
   dispatch(nullptr, nullptr, true);
-  std::fill(out_.rewards, out_.rewards + num_envs_, 0.0);
-  std::fill(out_.terminated, out_.terminated + num_envs_, uint8_t{0});
-  std::fill(out_.truncated, out_.truncated + num_envs_, uint8_t{0});
-  std::fill(out_.done, out_.done + num_envs_, uint8_t{0});
+  out_.clear_step(num_envs_);
 }
 
 void Simulator::step_discrete(const int64_t* actions) {
@@ -160,49 +134,34 @@ void Simulator::step_continuous(const double* actions) {
   dispatch(nullptr, actions, false);
 }
 
-struct Simulator::StepJob {
-  Simulator* sim;
-  const int64_t* discrete;
-  const double* continuous;
-  bool reset_all;
-  int64_t envs_per_task;
-};
-
 void Simulator::dispatch(const int64_t* discrete, const double* continuous, bool reset_all) {
-  const int64_t by_size =
-      (num_envs_ + config_.min_envs_per_thread - 1) / config_.min_envs_per_thread;
-  const int tasks = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(pool_.size(), by_size)));
-  StepJob job{this, discrete, continuous, reset_all, (num_envs_ + tasks - 1) / tasks};
-  pool_.run(tasks, &Simulator::run_block, &job);
-}
-
-void Simulator::run_block(void* ctx, int task) {
-  const auto& job = *static_cast<const StepJob*>(ctx);
-  Simulator& sim = *job.sim;
-  const int64_t begin = task * job.envs_per_task;
-  const int64_t end = std::min(sim.num_envs_, begin + job.envs_per_task);
-  const int64_t window_bytes = sim.config_.window * sim.market_.num_features *
-                               static_cast<int64_t>(sizeof(float));
-  for (int64_t i = begin; i < end; ++i) {
-    if (i + 1 < end) {
-      // Env i + 1's next window starts at a random row of the market block: start pulling
-      // its first cache lines now so the copy does not wait on them.
-      const int64_t next_row = sim.bar_index[static_cast<size_t>(i + 1)] + 2 - sim.config_.window;
-      const char* src = reinterpret_cast<const char*>(
-          sim.market_.features + std::max<int64_t>(next_row, 0) * sim.market_.num_features);
-      for (int64_t off = 0; off < std::min<int64_t>(window_bytes, 256); off += 64)
-        __builtin_prefetch(src + off);
+  // Copied into locals: a step_env call could change any memory as far as the compiler
+  // knows, so members read in the loop would be reloaded for every env.
+  auto block = [this, discrete, continuous, reset_all](int64_t begin, int64_t end) {
+    const int64_t window = config_.window, num_features = market_.num_features;
+    const int64_t window_bytes = window * num_features * static_cast<int64_t>(sizeof(float));
+    const float* features = market_.features;
+    const double* levels = config_.position_levels.data();
+    for (int64_t i = begin; i < end; ++i) {
+      if (i + 1 < end) {
+        // Env i + 1's next window starts at a random row of the market block: start pulling
+        // its first cache lines now so the copy does not wait on them.
+        const int64_t next_row = bar_index[static_cast<size_t>(i + 1)] + 2 - window;
+        const char* src = reinterpret_cast<const char*>(
+            features + std::max<int64_t>(next_row, 0) * num_features);
+        for (int64_t off = 0; off < std::min<int64_t>(window_bytes, 256); off += 64)
+          __builtin_prefetch(src + off);
+      }
+      if (reset_all) {
+        reset_env(i);
+        write_obs(i, out_.obs + i * obs_dim_);
+      } else {
+        const double target = continuous ? continuous[i] : levels[discrete[i]];
+        step_env(i, target);
+      }
     }
-    if (job.reset_all) {
-      sim.reset_env(i);
-      sim.write_obs(i, sim.out_.obs + i * sim.obs_dim_);
-    } else {
-      const double target = job.continuous
-                                ? job.continuous[i]
-                                : sim.config_.position_levels[static_cast<size_t>(job.discrete[i])];
-      sim.step_env(i, target);
-    }
-  }
+  };
+  run_blocks(pool_, num_envs_, config_.min_envs_per_thread, block);
 }
 
 void Simulator::reset_env(int64_t i) {
@@ -211,18 +170,8 @@ void Simulator::reset_env(int64_t i) {
   const int64_t s = config_.round_robin
                         ? i % num_segments
                         : static_cast<int64_t>(next_below(rng_state[u], static_cast<uint64_t>(num_segments)));
-  const int64_t first = market_.segment_begin(s) + config_.window - 1;  // first full window
-  int64_t start = first;
-  if (config_.random_start) {
-    // Latest start that still fits a whole episode (or one step when it cannot fit).
-    const int64_t last_step_from = market_.segment_end(s) - 2;
-    const int64_t latest =
-        config_.episode_length > 0
-            ? std::max(first, market_.segment_end(s) - 1 - config_.episode_length)
-            : last_step_from;
-    start = first + static_cast<int64_t>(
-                        next_below(rng_state[u], static_cast<uint64_t>(latest - first + 1)));
-  }
+  const int64_t start =
+      episode_start(config_, rng_state[u], market_.segment_begin(s), market_.segment_end(s));
   segment[u] = s;
   bar_index[u] = start;
   last_trade_bar[u] = start;
@@ -350,48 +299,21 @@ void Simulator::step_env(int64_t i, double target) {
   }
 
   const double equity_after = cash[u] + shares[u] * market_.close[next];
-  const RewardParams& rp = config_.reward;
-  double reward;
-  switch (rp.kind) {
-    case RewardKind::kPnl:
-      reward = (equity_after - equity_before) / config_.initial_cash;
-      break;
-    case RewardKind::kDiffSharpe:
-      reward = differential_sharpe(equity_after / equity_before - 1.0, dsr_a[u], dsr_b[u],
-                                   rp.dsr_eta);
-      break;
-    case RewardKind::kLogReturn:
-    default:
-      // A gap can wipe out a leveraged short; keep the log finite (the floor terminates it).
-      reward = std::log(std::max(equity_after, 1e-9 * config_.initial_cash) / equity_before);
-      break;
-  }
-  peak_equity[u] = std::max(peak_equity[u], equity_after);
-  if (rp.drawdown_penalty > 0.0)
-    reward -= rp.drawdown_penalty * (1.0 - equity_after / peak_equity[u]);
-  if (rp.turnover_penalty > 0.0) reward -= rp.turnover_penalty * notional / equity_before;
-
+  const double reward = step_reward(config_.reward, config_.initial_cash, equity_before,
+                                    equity_after, notional, dsr_a[u], dsr_b[u], peak_equity[u]);
   bar_index[u] = next;
   equity[u] = equity_after;
   episode_steps[u] += 1;
   episode_return[u] += reward;
 
-  const bool terminated = equity_after <= config_.equity_floor * config_.initial_cash;
-  const bool truncated =
-      !terminated && ((config_.episode_length > 0 && episode_steps[u] >= config_.episode_length) ||
-                      next + 1 >= market_.segment_end(segment[u]));
-  out_.rewards[i] = reward;
-  out_.terminated[i] = terminated ? 1 : 0;
-  out_.truncated[i] = truncated ? 1 : 0;
-  out_.done[i] = (terminated || truncated) ? 1 : 0;
+  const EpisodeEnd end =
+      episode_end(config_, equity_after, episode_steps[u], next, market_.segment_end(segment[u]));
+  out_.write_step(i, reward, end);
   float* obs_row = out_.obs + i * obs_dim_;
-  if (terminated || truncated) {
+  if (end.done()) {
     write_obs(i, out_.final_obs + i * obs_dim_);
-    out_.ep_return[i] = episode_return[u];
-    out_.ep_length[i] = episode_steps[u];
-    out_.ep_equity[i] = equity_after;
-    out_.ep_costs[i] = episode_costs[u];
-    out_.ep_trades[i] = episode_trades[u];
+    out_.write_episode(i, episode_return[u], episode_steps[u], equity_after, episode_costs[u],
+                       episode_trades[u]);
     out_.ep_position[i] = position[u];
     out_.ep_shares[i] = shares[u];
     reset_env(i);

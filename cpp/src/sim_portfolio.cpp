@@ -46,34 +46,15 @@ constexpr int64_t kStreamObsBytes = 4 << 20;
 
 [[noreturn]] void fail(const std::string& message) { throw std::invalid_argument(message); }
 
-bool finite_nonneg(double x) { return std::isfinite(x) && x >= 0.0; }
-
 // Weights within this of a cap pass: softmax outputs summing to 1 + 2e-16 are not an error.
 constexpr double kCapTolerance = 1e-9;
 
 void check_config(const PortfolioConfig& c) {
-  if (c.window < 1) fail("window must be >= 1, got " + std::to_string(c.window));
-  if (c.episode_length < 0)
-    fail("episode_length must be >= 0 (0 = to the panel end), got " +
-         std::to_string(c.episode_length));
+  check_episode_config(c, "panel");
   if (!(std::isfinite(c.max_gross) && c.max_gross > 0.0)) fail("max_gross must be finite and > 0");
   if (!(std::isfinite(c.max_weight) && c.max_weight > 0.0))
     fail("max_weight must be finite and > 0");
   if (!(finite_nonneg(c.trade_band) && c.trade_band < 1.0)) fail("trade_band must lie in [0, 1)");
-  if (!std::isfinite(c.initial_cash) || c.initial_cash <= 0.0)
-    fail("initial_cash must be a positive number");
-  if (!(c.equity_floor >= 0.0 && c.equity_floor < 1.0))
-    fail("equity_floor must lie in [0, 1) (a fraction of initial_cash)");
-  const CostModel& k = c.costs;
-  if (!finite_nonneg(k.buy_rate) || !finite_nonneg(k.sell_rate) ||
-      !finite_nonneg(k.brokerage_rate) || !(k.brokerage_cap >= 0.0) ||
-      !finite_nonneg(k.gst_on_brokerage) || !finite_nonneg(k.fixed_fee_buy) ||
-      !finite_nonneg(k.fixed_fee_sell))
-    fail("cost model rates and fees must be finite and >= 0 (brokerage_cap may be inf)");
-  if (!(c.reward.dsr_eta > 0.0 && c.reward.dsr_eta <= 1.0)) fail("dsr_eta must lie in (0, 1]");
-  if (!finite_nonneg(c.reward.drawdown_penalty) || !finite_nonneg(c.reward.turnover_penalty))
-    fail("drawdown_penalty and turnover_penalty must be finite and >= 0");
-  if (c.min_envs_per_thread < 1) fail("min_envs_per_thread must be >= 1");
 }
 
 void check_panel(const PanelView& p, const std::vector<std::string>& symbols, int64_t window) {
@@ -134,13 +115,10 @@ PortfolioSim::PortfolioSim(const PanelView& panel, std::vector<std::string> symb
       obs_dim_(config.window * panel.num_assets * panel.num_features + panel.num_assets + 1),
       out_(out),
       pool_(num_threads < 1 ? 1 : num_threads) {
-  if (num_envs < 1) fail("num_envs must be >= 1, got " + std::to_string(num_envs));
-  if (num_threads < 1) fail("num_threads must be >= 1, got " + std::to_string(num_threads));
+  check_batch(num_envs, num_threads);
   check_config(config_);
   check_panel(panel_, symbols_, config_.window);
-  if (!out.obs || !out.rewards || !out.terminated || !out.truncated || !out.done ||
-      !out.final_obs || !out.ep_return || !out.ep_length || !out.ep_equity || !out.ep_costs ||
-      !out.ep_trades || !out.ep_turnover)
+  if (!out.complete() || !out.ep_turnover)
     fail("every output buffer must be provided");
 
   stream_obs_ = num_envs_ * obs_dim_ * static_cast<int64_t>(sizeof(float)) >= kStreamObsBytes;
@@ -168,10 +146,7 @@ void PortfolioSim::reset(uint64_t seed) {
   for (int64_t i = 0; i < num_envs_; ++i)
     rng_state[static_cast<size_t>(i)] = env_stream_seed(seed, static_cast<uint64_t>(i));
   dispatch(nullptr, true);
-  std::fill(out_.rewards, out_.rewards + num_envs_, 0.0);
-  std::fill(out_.terminated, out_.terminated + num_envs_, uint8_t{0});
-  std::fill(out_.truncated, out_.truncated + num_envs_, uint8_t{0});
-  std::fill(out_.done, out_.done + num_envs_, uint8_t{0});
+  out_.clear_step(num_envs_);
 }
 
 void PortfolioSim::step(const double* weights) {
@@ -217,54 +192,28 @@ void PortfolioSim::write_observations() {
 #endif
 }
 
-struct PortfolioSim::Job {
-  PortfolioSim* sim;
-  const double* weights;
-  bool reset_all;
-  int64_t envs_per_task;
-};
-
 void PortfolioSim::dispatch(const double* weights, bool reset_all) {
-  const int64_t by_size =
-      (num_envs_ + config_.min_envs_per_thread - 1) / config_.min_envs_per_thread;
-  const int tasks =
-      static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(pool_.size(), by_size)));
-  Job job{this, weights, reset_all, (num_envs_ + tasks - 1) / tasks};
-  pool_.run(tasks, &PortfolioSim::run_block, &job);
-}
-
-void PortfolioSim::run_block(void* ctx, int task) {
-  const auto& job = *static_cast<const Job*>(ctx);
-  PortfolioSim& sim = *job.sim;
-  const int64_t begin = task * job.envs_per_task;
-  const int64_t end = std::min(sim.num_envs_, begin + job.envs_per_task);
-  const int64_t A = sim.panel_.num_assets;
-  for (int64_t i = begin; i < end; ++i) {
-    if (job.reset_all) {
-      sim.reset_env(i);
-      sim.write_obs(i, sim.out_.obs + i * sim.obs_dim_);
-    } else {
-      sim.step_env(i, job.weights + i * A);
+  const int64_t A = panel_.num_assets;
+  auto block = [this, weights, reset_all, A](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      if (reset_all) {
+        reset_env(i);
+        write_obs(i, out_.obs + i * obs_dim_);
+      } else {
+        step_env(i, weights + i * A);
+      }
     }
-  }
 #if defined(__SSE2__)
-  // Non-temporal stores are weakly ordered: publish them before the pool reports done.
-  if (sim.stream_obs_) _mm_sfence();
+    // Non-temporal stores are weakly ordered: publish them before the pool reports done.
+    if (stream_obs_) _mm_sfence();
 #endif
+  };
+  run_blocks(pool_, num_envs_, config_.min_envs_per_thread, block);
 }
 
 void PortfolioSim::reset_env(int64_t i) {
   const auto u = static_cast<size_t>(i);
-  const int64_t first = config_.window - 1;  // first row with a full window
-  int64_t start = first;
-  if (config_.random_start) {
-    // Latest start that still fits a whole episode (or one step when it cannot fit).
-    const int64_t latest = config_.episode_length > 0
-                               ? std::max(first, panel_.num_bars - 1 - config_.episode_length)
-                               : panel_.num_bars - 2;
-    start = first + static_cast<int64_t>(
-                        next_below(rng_state[u], static_cast<uint64_t>(latest - first + 1)));
-  }
+  const int64_t start = episode_start(config_, rng_state[u], 0, panel_.num_bars);
   const int64_t A = panel_.num_assets;
   std::fill(shares.begin() + i * A, shares.begin() + (i + 1) * A, 0.0);
   bar_index[u] = start;
@@ -301,7 +250,7 @@ void PortfolioSim::step_env(int64_t i, const double* w) {
   const auto u = static_cast<size_t>(i);
   const int64_t A = panel_.num_assets;
   const int64_t t = bar_index[u];
-  const bool next_open = config_.execution == PortfolioExecution::kNextOpen;
+  const bool next_open = config_.execution == Execution::kNextOpen;
   const int64_t fill_row = next_open ? t + 1 : t;
   const double* fill_px = (next_open ? panel_.open : panel_.close) + fill_row * A;
   const uint8_t* can = panel_.tradable + fill_row * A;
@@ -337,28 +286,10 @@ void PortfolioSim::step_env(int64_t i, const double* w) {
   double equity_after = c;
   for (int64_t a = 0; a < A; ++a) equity_after += sh[a] * mark_next[a];
 
-  const RewardParams& rp = config_.reward;
-  double reward;
-  switch (rp.kind) {
-    case RewardKind::kPnl:
-      reward = (equity_after - equity_before) / config_.initial_cash;
-      break;
-    case RewardKind::kDiffSharpe:
-      reward = differential_sharpe(equity_after / equity_before - 1.0, dsr_a[u], dsr_b[u],
-                                   rp.dsr_eta);
-      break;
-    case RewardKind::kLogReturn:
-    default:
-      // Leverage can wipe equity out in a gap; keep the log finite (the floor terminates it).
-      reward = std::log(std::max(equity_after, 1e-9 * config_.initial_cash) / equity_before);
-      break;
-  }
-  peak_equity[u] = std::max(peak_equity[u], equity_after);
-  if (rp.drawdown_penalty > 0.0)
-    reward -= rp.drawdown_penalty * (1.0 - equity_after / peak_equity[u]);
   const double turnover = notional_sum / equity_before;
-  if (rp.turnover_penalty > 0.0) reward -= rp.turnover_penalty * turnover;
-
+  const double reward = step_reward(config_.reward, config_.initial_cash, equity_before,
+                                    equity_after, notional_sum, dsr_a[u], dsr_b[u],
+                                    peak_equity[u]);
   bar_index[u] = next;
   equity[u] = equity_after;
   episode_steps[u] += 1;
@@ -367,21 +298,12 @@ void PortfolioSim::step_env(int64_t i, const double* w) {
   episode_turnover[u] += turnover;
   episode_trades[u] += legs;
 
-  const bool terminated = equity_after <= config_.equity_floor * config_.initial_cash;
-  const bool truncated =
-      !terminated && ((config_.episode_length > 0 && episode_steps[u] >= config_.episode_length) ||
-                      next + 1 >= panel_.num_bars);
-  out_.rewards[i] = reward;
-  out_.terminated[i] = terminated ? 1 : 0;
-  out_.truncated[i] = truncated ? 1 : 0;
-  out_.done[i] = (terminated || truncated) ? 1 : 0;
-  if (terminated || truncated) {
+  const EpisodeEnd end = episode_end(config_, equity_after, episode_steps[u], next, panel_.num_bars);
+  out_.write_step(i, reward, end);
+  if (end.done()) {
     write_obs(i, out_.final_obs + i * obs_dim_);
-    out_.ep_return[i] = episode_return[u];
-    out_.ep_length[i] = episode_steps[u];
-    out_.ep_equity[i] = equity_after;
-    out_.ep_costs[i] = episode_costs[u];
-    out_.ep_trades[i] = episode_trades[u];
+    out_.write_episode(i, episode_return[u], episode_steps[u], equity_after, episode_costs[u],
+                       episode_trades[u]);
     out_.ep_turnover[i] = episode_turnover[u];
     reset_env(i);
   }

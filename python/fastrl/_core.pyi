@@ -13,14 +13,13 @@ class CostModel:
     fixed_fee_sell: float
     def __init__(self) -> None: ...
 
-class SimConfig:
+class EpisodeConfig:
+    """The settings both simulators share (cpp/include/fastrl/episode.hpp)."""
+
     window: int
     episode_length: int
     execution: int  # 0 next open, 1 close
-    continuous: bool
-    position_levels: list[float]
-    min_pos: float
-    max_pos: float
+    integer_shares: bool
     costs: CostModel
     reward: int  # 0 log return, 1 pnl, 2 differential Sharpe
     dsr_eta: float
@@ -29,14 +28,41 @@ class SimConfig:
     initial_cash: float
     equity_floor: float
     random_start: bool
-    round_robin: bool
     min_envs_per_thread: int
-    integer_shares: bool
-    square_off: bool  # intraday (MIS) square-off; needs session_flags
-    short_borrow_rate: float  # annual; charged at rate / 252 per session close held short
     def __init__(self) -> None: ...
 
-class Simulator:
+class SimConfig(EpisodeConfig):
+    continuous: bool
+    position_levels: list[float]
+    min_pos: float
+    max_pos: float
+    round_robin: bool
+    square_off: bool  # intraday (MIS) square-off; needs session_flags
+    short_borrow_rate: float  # annual; charged at rate / 252 per session close held short
+
+class _SimulatorBase:
+    """What Simulator and PortfolioSimulator share (stub only; not a runtime class)."""
+
+    @property
+    def num_envs(self) -> int: ...
+    @property
+    def obs_dim(self) -> int: ...
+    @property
+    def num_threads(self) -> int: ...
+    def reset(self, seed: int) -> None: ...
+    def get_state(self) -> dict[str, np.ndarray]: ...
+    def set_state(self, state: dict[str, np.ndarray]) -> None: ...
+    shares: npt.NDArray[np.float64]
+    cash: npt.NDArray[np.float64]
+    equity: npt.NDArray[np.float64]
+    peak_equity: npt.NDArray[np.float64]
+    bar_index: npt.NDArray[np.int64]
+    episode_steps: npt.NDArray[np.int64]
+    episode_return: npt.NDArray[np.float64]
+    episode_costs: npt.NDArray[np.float64]
+    episode_trades: npt.NDArray[np.int64]
+
+class Simulator(_SimulatorBase):
     def __init__(
         self,
         open: npt.NDArray[np.float64],
@@ -51,56 +77,24 @@ class Simulator:
         buffers: dict[str, np.ndarray],
         session_flags: npt.NDArray[np.uint8] | None = None,  # fastrl.env.session_flags
     ) -> None: ...
-    @property
-    def num_envs(self) -> int: ...
-    @property
-    def obs_dim(self) -> int: ...
-    @property
-    def num_threads(self) -> int: ...
-    def reset(self, seed: int) -> None: ...
     def step(self, actions: np.ndarray) -> None: ...
-    def get_state(self) -> dict[str, np.ndarray]: ...
-    def set_state(self, state: dict[str, np.ndarray]) -> None: ...
     position: npt.NDArray[np.float64]
-    shares: npt.NDArray[np.float64]
-    cash: npt.NDArray[np.float64]
-    equity: npt.NDArray[np.float64]
     entry_price: npt.NDArray[np.float64]
-    bar_index: npt.NDArray[np.int64]
     segment: npt.NDArray[np.int64]
     last_trade_bar: npt.NDArray[np.int64]
-    episode_steps: npt.NDArray[np.int64]
-    episode_return: npt.NDArray[np.float64]
-    episode_costs: npt.NDArray[np.float64]
-    episode_trades: npt.NDArray[np.int64]
-    peak_equity: npt.NDArray[np.float64]
     dsr_a: npt.NDArray[np.float64]
     dsr_b: npt.NDArray[np.float64]
     rng_state: npt.NDArray[np.uint64]
 
 # Multi-asset portfolio simulator (cpp/bindings/core_portfolio.cpp). Use fastrl.env_portfolio.
 
-class PortfolioSimConfig:
-    window: int
-    episode_length: int
-    execution: int  # 0 next open, 1 close
+class PortfolioSimConfig(EpisodeConfig):
     long_only: bool
     max_gross: float
     max_weight: float
-    integer_shares: bool
     trade_band: float
-    costs: CostModel
-    reward: int  # 0 log return, 1 pnl, 2 differential Sharpe
-    dsr_eta: float
-    drawdown_penalty: float
-    turnover_penalty: float
-    initial_cash: float
-    equity_floor: float
-    random_start: bool
-    min_envs_per_thread: int
-    def __init__(self) -> None: ...
 
-class PortfolioSimulator:
+class PortfolioSimulator(_SimulatorBase):
     def __init__(
         self,
         open: npt.NDArray[np.float64],
@@ -115,27 +109,9 @@ class PortfolioSimulator:
         buffers: dict[str, np.ndarray],
     ) -> None: ...
     @property
-    def num_envs(self) -> int: ...
-    @property
     def num_assets(self) -> int: ...
     @property
-    def obs_dim(self) -> int: ...
-    @property
-    def num_threads(self) -> int: ...
-    @property
     def state_names(self) -> list[str]: ...
-    def reset(self, seed: int) -> None: ...
     def step(self, weights: npt.NDArray[np.float64]) -> None: ...
-    def get_state(self) -> dict[str, np.ndarray]: ...
-    def set_state(self, state: dict[str, np.ndarray]) -> None: ...
     mark: npt.NDArray[np.float64]
-    shares: npt.NDArray[np.float64]
-    cash: npt.NDArray[np.float64]
-    equity: npt.NDArray[np.float64]
-    peak_equity: npt.NDArray[np.float64]
-    bar_index: npt.NDArray[np.int64]
-    episode_steps: npt.NDArray[np.int64]
-    episode_return: npt.NDArray[np.float64]
-    episode_costs: npt.NDArray[np.float64]
     episode_turnover: npt.NDArray[np.float64]
-    episode_trades: npt.NDArray[np.int64]

@@ -59,8 +59,60 @@ class EvaluationError(ValueError):
     """Bad input for an evaluation: run folder, checkpoint, symbols, test days, data."""
 
 
+class EquityPath:
+    """What every backtest result is, single-symbol (:class:`Backtest`) or portfolio
+    (:class:`fastrl.backtest_portfolio.PortfolioBacktest`): one ``strategy``'s ``equity``
+    marked at the start and after each of its ``n`` steps (``n + 1`` marks, ``timestamps``
+    aligned with them), the ``step_costs`` paid (a final ``liquidation_cost`` included), the
+    ``terminated_step`` where equity hit the floor, and the ``metrics`` that ``finish()``
+    computes from them. Subclasses are dataclasses that add what they trade."""
+
+    strategy: str
+    freq: str
+    equity: np.ndarray  # float64 [n + 1]
+    step_costs: np.ndarray  # float64 [n]
+    timestamps: np.ndarray | None
+    liquidation_cost: float
+    terminated_step: int | None
+    metrics: PerformanceMetrics | None
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.equity.shape[0]) - 1
+
+    @property
+    def returns(self) -> np.ndarray:
+        """Per-bar simple returns ``equity[1:] / equity[:-1] - 1``, the Sharpe's input."""
+        return returns_from_equity(self.equity)
+
+    def step_columns(self, head: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        """The columns of one step-by-step table (a results frame's rows for this path):
+        the mark's timestamp, ``head``, the step number, ``body``, then equity and return."""
+        return {
+            "timestamp": (self.timestamps[1:] if self.timestamps is not None
+                          else np.full(self.num_steps, None)),
+            **head,
+            "step": np.arange(self.num_steps),
+            **body,
+            "equity": self.equity[1:],
+            "return": self.returns,
+        }
+
+
+def as_policy_fn(policy: Any, output: str = "actions") -> PolicyFn:
+    """An Agent's deterministic action (``policy.act``) or a plain function of observations."""
+    act = getattr(policy, "act", None)
+    if callable(act):
+        return lambda obs: act(obs, deterministic=True)
+    if callable(policy):
+        return policy
+    raise TypeError(
+        f"policy must be an Agent (with .act) or a function obs -> {output}, got {type(policy)}"
+    )
+
+
 @dataclass
-class Backtest:
+class Backtest(EquityPath):
     """One strategy on one segment, step by step (``n`` steps, ``n + 1`` equity marks).
 
     ``equity[0]`` is the starting equity at the close of ``start_bar`` (the first decision
@@ -88,15 +140,6 @@ class Backtest:
     shares_held: np.ndarray | None = None  # float64 [n], shares held after each step's fill
     metrics: PerformanceMetrics | None = None
     trades: TradeRecords | None = None
-
-    @property
-    def num_steps(self) -> int:
-        return int(self.bars.shape[0])
-
-    @property
-    def returns(self) -> np.ndarray:
-        """Per-bar simple returns ``equity[1:] / equity[:-1] - 1``, the Sharpe's input."""
-        return returns_from_equity(self.equity)
 
     def finish(self) -> Backtest:
         """Fills in the trade records and metrics from the recorded path."""
@@ -229,7 +272,7 @@ class EvalResult:
             if not bench:
                 raise ValueError("uncertainty needs the buy-and-hold baseline (baselines=True)")
             # both portfolios on one clock, so the paired bootstrap pairs the same bars
-            equity = _aligned(agent + bench)[0]
+            equity = aligned_paths(agent + bench)[0]
             totals = [equity[: len(agent)].sum(axis=0), equity[len(agent) :].sum(axis=0)]
             value = uncertainty_of(
                 COMBINED, *(returns_from_equity(t) for t in totals), self.freq,
@@ -259,22 +302,10 @@ class EvalResult:
         """
         import pandas as pd
 
-        frames = []
-        for b in self.backtests:
-            frames.append(pd.DataFrame({
-                "timestamp": (b.timestamps[1:] if b.timestamps is not None
-                              else np.full(b.num_steps, None)),
-                "symbol": b.symbol,
-                "strategy": b.strategy,
-                "step": np.arange(b.num_steps),
-                "bar": b.bars,
-                "close": b.price[1:],
-                "position": b.positions,
-                "fill": b.fills,
-                "cost": b.step_costs,
-                "equity": b.equity[1:],
-                "return": b.returns,
-            }))
+        frames = [pd.DataFrame(b.step_columns(
+            {"symbol": b.symbol, "strategy": b.strategy},
+            {"bar": b.bars, "close": b.price[1:], "position": b.positions, "fill": b.fills,
+             "cost": b.step_costs})) for b in self.backtests]
         return pd.concat(frames, ignore_index=True)
 
     def trades_frame(self) -> pd.DataFrame:
@@ -351,17 +382,6 @@ def evaluation_config(env_config: EnvConfig) -> EnvConfig:
     """The training env config with deterministic full-segment episodes, costs unchanged."""
     return dataclasses.replace(
         env_config, random_start=False, episode_length=0, segment_assignment="round_robin"
-    )
-
-
-def _as_policy_fn(policy: Any) -> PolicyFn:
-    act = getattr(policy, "act", None)
-    if callable(act):
-        return lambda obs: act(obs, deterministic=True)
-    if callable(policy):
-        return policy
-    raise TypeError(
-        f"policy must be an Agent (with .act) or a function obs -> actions, got {type(policy)}"
     )
 
 
@@ -471,7 +491,7 @@ def run_agent(policy: Any, market: MarketBlock, env_config: EnvConfig, *,
     """
     from fastrl.env import TradingVecEnv
 
-    policy_fn = _as_policy_fn(policy)
+    policy_fn = as_policy_fn(policy)
     config = evaluation_config(env_config)
     cost_model = config.cost_model()
     num_envs = market.num_segments
@@ -668,7 +688,7 @@ def baseline_backtest(
     ).finish()
 
 
-def _aligned(backtests: list[Backtest]) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+def aligned_paths(backtests: list[Backtest]) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
     """Equity [K, n + 1], positions [K, n], costs [K, n] of several segments on one clock.
 
     With timestamps the clock is the union of their bar times (a segment holds its cash
@@ -700,7 +720,7 @@ def combined_returns(backtests: list[Backtest]) -> np.ndarray:
     """Per-bar returns of the equal-capital portfolio of ``backtests`` (one strategy)."""
     if len(backtests) == 1:
         return backtests[0].returns
-    return returns_from_equity(_aligned(backtests)[0].sum(axis=0))
+    return returns_from_equity(aligned_paths(backtests)[0].sum(axis=0))
 
 
 def combine(backtests: list[Backtest], freq: str) -> PerformanceMetrics:
@@ -708,7 +728,7 @@ def combine(backtests: list[Backtest], freq: str) -> PerformanceMetrics:
     if len(backtests) == 1:
         assert backtests[0].metrics is not None
         return backtests[0].metrics
-    equity, positions, costs, _ = _aligned(backtests)
+    equity, positions, costs, _ = aligned_paths(backtests)
     total = equity.sum(axis=0)
     # exposure of the portfolio: positions weighted by each segment's equity before the bar
     weights = equity[:, :-1] / np.maximum(total[:-1], 1e-300)

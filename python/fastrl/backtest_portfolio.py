@@ -30,16 +30,16 @@ sold there and holds cash to the end (as the env ends the episode).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fastrl.backtest import BOOTSTRAP_SEED, EvaluationError
+from fastrl.backtest import BOOTSTRAP_SEED, EquityPath, EvaluationError, as_policy_fn
 from fastrl.data.panel import PanelBlock
 from fastrl.env_portfolio import PortfolioConfig
-from fastrl.metrics import PerformanceMetrics, compute_metrics, returns_from_equity
+from fastrl.metrics import PerformanceMetrics, compute_metrics
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,7 +52,6 @@ EW_HOLD = "ew_hold"
 BENCHMARK = EW_HOLD  # the verdict's benchmark: equal-weight buy-and-hold
 LABELS = {AGENT: "agent", EW_MONTHLY: "equal weight, monthly", EW_HOLD: "equal weight, held"}
 EQUITY_CHECK_RTOL = 1e-9  # agent equity: replayed accounting vs the C++ env
-PolicyFn = Callable[[np.ndarray], Any]
 
 
 def strategy_label(strategy: str) -> str:
@@ -71,7 +70,7 @@ class PortfolioHolding:
 
 
 @dataclass
-class PortfolioBacktest:
+class PortfolioBacktest(EquityPath):
     """One strategy over the panel, step by step (``n`` steps, ``n + 1`` equity marks).
 
     Step ``i`` decides at ``decision_rows[i]``, fills at ``fill_rows[i]`` and marks equity
@@ -98,20 +97,11 @@ class PortfolioBacktest:
     final_shares: np.ndarray | None = None  # float64 [A], likewise
 
     @property
-    def num_steps(self) -> int:
-        return int(self.decision_rows.shape[0])
-
-    @property
     def holding(self) -> PortfolioHolding:
         """What this backtest hands to the next window (shares and cash before liquidation)."""
         if self.final_shares is None or self.final_cash is None:
             raise EvaluationError(f"{self.strategy}: this backtest kept no final holding")
         return PortfolioHolding(shares=self.final_shares.copy(), cash=float(self.final_cash))
-
-    @property
-    def returns(self) -> np.ndarray:
-        """Per-bar simple returns, the Sharpe's input."""
-        return returns_from_equity(self.equity)
 
     def finish(self) -> PortfolioBacktest:
         """Metrics: compute_metrics on the equity, with portfolio-level trade counts (legs
@@ -305,16 +295,6 @@ def baseline_backtest(panel: PanelBlock, config: PortfolioConfig, strategy: str
     return simulate(panel, config, start, orders, strategy)
 
 
-def _as_policy_fn(policy: Any) -> PolicyFn:
-    act = getattr(policy, "act", None)
-    if callable(act):
-        return lambda obs: act(obs, deterministic=True)
-    if callable(policy):
-        return policy
-    raise TypeError(f"policy must be an Agent (with .act) or a function obs -> weights, "
-                    f"got {type(policy)}")
-
-
 def run_agent(policy: Any, panel: PanelBlock, config: PortfolioConfig, *,
               holding: PortfolioHolding | None = None,
               liquidate: bool = True) -> PortfolioBacktest:
@@ -327,7 +307,7 @@ def run_agent(policy: Any, panel: PanelBlock, config: PortfolioConfig, *,
     """
     from fastrl.env_portfolio import PortfolioVecEnv
 
-    policy_fn = _as_policy_fn(policy)
+    policy_fn = as_policy_fn(policy, "weights")
     config = evaluation_config(config)
     start, n = _steps(panel, config)
     A = panel.num_assets
@@ -454,14 +434,11 @@ class PortfolioResult:
 
         frames = []
         for b in self.backtests:
-            frame = pd.DataFrame({
-                "timestamp": (b.timestamps[1:] if b.timestamps is not None
-                              else np.full(b.num_steps, None)),
-                "strategy": b.strategy, "step": np.arange(b.num_steps),
-                "decision_row": b.decision_rows, "fill_row": b.fill_rows,
-                "rebalanced": b.rebalanced, "legs": b.legs, "cost": b.step_costs,
-                "turnover": b.turnover, "equity": b.equity[1:], "return": b.returns,
-            })
+            frame = pd.DataFrame(b.step_columns(
+                {"strategy": b.strategy},
+                {"decision_row": b.decision_rows, "fill_row": b.fill_rows,
+                 "rebalanced": b.rebalanced, "legs": b.legs, "cost": b.step_costs,
+                 "turnover": b.turnover}))
             for a, symbol in enumerate(self.symbols):
                 frame[f"w_{symbol}"] = b.weights[:, a]
             frame["w_cash"] = b.weights[:, -1]

@@ -63,8 +63,101 @@ BUFFER_SPECS = {**SIM_BUFFER_SPECS, "ep_position": (np.float64, ()),
                 "ep_shares": (np.float64, ())}
 
 
+def is_finite_number(x: Any) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and math.isfinite(x)
+
+
+class EpisodeConfig:
+    """What EnvConfig and PortfolioConfig share (their C++ base is episode.hpp's
+    EpisodeConfig): the fields window, episode_length, execution, cost, reward, dsr_eta,
+    drawdown_penalty, turnover_penalty, initial_cash, equity_floor, random_start,
+    min_envs_per_thread and integer_shares, their checks, their dict round trip and their
+    copy into the core config. Each subclass is a dataclass that declares those fields with
+    its own defaults and docs, and adds what it trades."""
+
+    _DATA_END = "data"  # where episode_length 0 runs to, for the error message
+
+    window: int
+    episode_length: int
+    execution: str
+    cost: str | CostModel | dict
+    reward: str
+    dsr_eta: float
+    drawdown_penalty: float
+    turnover_penalty: float
+    initial_cash: float
+    equity_floor: float
+    random_start: bool
+    min_envs_per_thread: int
+    integer_shares: bool
+
+    def _need(self, ok: bool, message: str) -> None:
+        if not ok:
+            raise ValueError(f"{type(self).__name__}.{message}")
+
+    def _validate_episode(self) -> None:
+        """The checks of the shared fields (C++ repeats them: episode.hpp)."""
+        need = self._need
+        need(isinstance(self.window, int) and self.window >= 1,
+             f"window must be an integer >= 1, got {self.window!r}")
+        need(isinstance(self.episode_length, int) and self.episode_length >= 0,
+             f"episode_length must be an integer >= 0 (0 = to the {self._DATA_END} end), "
+             f"got {self.episode_length!r}")
+        need(self.execution in EXECUTIONS,
+             f"execution must be one of {sorted(EXECUTIONS)}, got {self.execution!r}")
+        need(self.reward in REWARDS,
+             f"reward must be one of {sorted(REWARDS)}, got {self.reward!r}")
+        need(is_finite_number(self.dsr_eta) and 0.0 < self.dsr_eta <= 1.0,
+             f"dsr_eta must lie in (0, 1], got {self.dsr_eta!r}")
+        need(is_finite_number(self.drawdown_penalty) and self.drawdown_penalty >= 0,
+             f"drawdown_penalty must be >= 0, got {self.drawdown_penalty!r}")
+        need(is_finite_number(self.turnover_penalty) and self.turnover_penalty >= 0,
+             f"turnover_penalty must be >= 0, got {self.turnover_penalty!r}")
+        need(is_finite_number(self.initial_cash) and self.initial_cash > 0,
+             f"initial_cash must be > 0, got {self.initial_cash!r}")
+        need(is_finite_number(self.equity_floor) and 0.0 <= self.equity_floor < 1.0,
+             f"equity_floor must lie in [0, 1), got {self.equity_floor!r}")
+        need(isinstance(self.min_envs_per_thread, int) and self.min_envs_per_thread >= 1,
+             f"min_envs_per_thread must be an integer >= 1, got {self.min_envs_per_thread!r}")
+
+    def cost_model(self) -> CostModel:
+        return resolve_cost_model(self.cost)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)  # type: ignore[call-overload]
+        if isinstance(self.cost, CostModel):
+            out["cost"] = self.cost.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys {unknown}; "
+                             f"known keys: {sorted(known)}")
+        return cls(**data)
+
+    def _to_core(self, core: Any) -> Any:
+        """Copies the shared fields into a core config (an _core.EpisodeConfig subclass)."""
+        core.window = self.window
+        core.episode_length = self.episode_length
+        core.execution = EXECUTIONS[self.execution]
+        core.integer_shares = bool(self.integer_shares)
+        core.costs = self.cost_model().to_core()
+        core.reward = REWARDS[self.reward]
+        core.dsr_eta = float(self.dsr_eta)
+        core.drawdown_penalty = float(self.drawdown_penalty)
+        core.turnover_penalty = float(self.turnover_penalty)
+        core.initial_cash = float(self.initial_cash)
+        core.equity_floor = float(self.equity_floor)
+        core.random_start = bool(self.random_start)
+        core.min_envs_per_thread = self.min_envs_per_thread
+        return core
+
+
 @dataclass
-class EnvConfig:
+class EnvConfig(EpisodeConfig):
     """Everything that defines the simulated market an agent trades in."""
 
     window: int = 32
@@ -136,11 +229,10 @@ class EnvConfig:
         for name in self.__dict__.get("_market_defaults", ()):
             object.__setattr__(self, name, values[name])
 
-    def validate(self) -> None:
-        def need(ok: bool, message: str) -> None:
-            if not ok:
-                raise ValueError(f"EnvConfig.{message}")
+    _DATA_END = "segment"
 
+    def validate(self) -> None:
+        need = self._need
         need(isinstance(self.short_borrow_rate, (int, float))
              and math.isfinite(self.short_borrow_rate) and self.short_borrow_rate >= 0,
              f"short_borrow_rate must be a finite annual rate >= 0, got {self.short_borrow_rate!r}")
@@ -153,11 +245,7 @@ class EnvConfig:
         need(_parse_cutoff(self.intraday_cutoff) is not None,
              f"intraday_cutoff must be a time 'HH:MM', got {self.intraday_cutoff!r}")
 
-        need(isinstance(self.window, int) and self.window >= 1,
-             f"window must be an integer >= 1, got {self.window!r}")
-        need(isinstance(self.episode_length, int) and self.episode_length >= 0,
-             f"episode_length must be an integer >= 0 (0 = to the segment end), "
-             f"got {self.episode_length!r}")
+        self._validate_episode()
         need(self.action in ("discrete", "continuous"),
              f"action must be 'discrete' or 'continuous', got {self.action!r}")
         need(len(self.position_levels) >= 1 and all(map(math.isfinite, self.position_levels)),
@@ -167,24 +255,9 @@ class EnvConfig:
              and self.min_pos <= self.max_pos,
              f"min_pos/max_pos must be finite with min_pos <= max_pos, "
              f"got {self.min_pos}, {self.max_pos}")
-        need(self.execution in EXECUTIONS,
-             f"execution must be one of {sorted(EXECUTIONS)}, got {self.execution!r}")
-        need(self.reward in REWARDS,
-             f"reward must be one of {sorted(REWARDS)}, got {self.reward!r}")
-        need(0.0 < self.dsr_eta <= 1.0, f"dsr_eta must lie in (0, 1], got {self.dsr_eta}")
-        need(math.isfinite(self.drawdown_penalty) and self.drawdown_penalty >= 0,
-             f"drawdown_penalty must be >= 0, got {self.drawdown_penalty}")
-        need(math.isfinite(self.turnover_penalty) and self.turnover_penalty >= 0,
-             f"turnover_penalty must be >= 0, got {self.turnover_penalty}")
-        need(math.isfinite(self.initial_cash) and self.initial_cash > 0,
-             f"initial_cash must be > 0, got {self.initial_cash}")
-        need(0.0 <= self.equity_floor < 1.0,
-             f"equity_floor must lie in [0, 1), got {self.equity_floor}")
         need(self.segment_assignment in ("random", "round_robin"),
              f"segment_assignment must be 'random' or 'round_robin', "
              f"got {self.segment_assignment!r}")
-        need(isinstance(self.min_envs_per_thread, int) and self.min_envs_per_thread >= 1,
-             f"min_envs_per_thread must be an integer >= 1, got {self.min_envs_per_thread!r}")
         if not model.overnight_shorts and self.short_borrow_rate == 0:
             where = (f"position_levels {self.position_levels} has a negative level"
                      if self.action == "discrete" and min(self.position_levels) < 0 else
@@ -199,48 +272,21 @@ class EnvConfig:
                  f"to charge per night), or use cost='nse_intraday' (squared off every session) "
                  f"or cost='bps'")
 
-    def cost_model(self) -> CostModel:
-        return resolve_cost_model(self.cost)
-
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = super().to_dict()
         out["position_levels"] = list(self.position_levels)
-        if isinstance(self.cost, CostModel):
-            out["cost"] = self.cost.to_dict()
         return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EnvConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown EnvConfig keys {unknown}; known keys: {sorted(known)}")
-        return cls(**data)
 
     def to_core(self) -> Any:
         from fastrl import _core
 
-        core = _core.SimConfig()
-        core.window = self.window
-        core.episode_length = self.episode_length
-        core.execution = EXECUTIONS[self.execution]
+        core = self._to_core(_core.SimConfig())
         core.continuous = self.action == "continuous"
         core.position_levels = list(self.position_levels)
         core.min_pos = float(self.min_pos)
         core.max_pos = float(self.max_pos)
-        core.costs = self.cost_model().to_core()
-        core.reward = REWARDS[self.reward]
-        core.dsr_eta = float(self.dsr_eta)
-        core.drawdown_penalty = float(self.drawdown_penalty)
-        core.turnover_penalty = float(self.turnover_penalty)
-        core.initial_cash = float(self.initial_cash)
-        core.equity_floor = float(self.equity_floor)
-        core.random_start = bool(self.random_start)
         core.round_robin = self.segment_assignment == "round_robin"
-        core.min_envs_per_thread = self.min_envs_per_thread
-        model = self.cost_model()
-        core.integer_shares = bool(self.integer_shares)
-        core.square_off = bool(model.square_off)
+        core.square_off = bool(self.cost_model().square_off)
         core.short_borrow_rate = float(self.short_borrow_rate)
         return core
 

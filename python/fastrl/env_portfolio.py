@@ -30,23 +30,22 @@ weights of the A symbols and the cash weight, marked at the close of t.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from fastrl.costs import CostModel, resolve_cost_model
+from fastrl.costs import CostModel
 from fastrl.data.panel import PanelBlock
-from fastrl.env import EXECUTIONS, REWARDS, SIM_BUFFER_SPECS, CoreVecEnv
+from fastrl.env import SIM_BUFFER_SPECS, CoreVecEnv, EpisodeConfig, is_finite_number
 
 BUFFER_SPECS = {**SIM_BUFFER_SPECS, "ep_turnover": (np.float64, ())}
 
 
 @dataclass
-class PortfolioConfig:
+class PortfolioConfig(EpisodeConfig):
     """Everything that defines the simulated portfolio market."""
 
     window: int = 32
@@ -87,80 +86,27 @@ class PortfolioConfig:
     def __post_init__(self) -> None:
         self.validate()
 
+    _DATA_END = "panel"
+
     def validate(self) -> None:
-        def need(ok: bool, message: str) -> None:
-            if not ok:
-                raise ValueError(f"PortfolioConfig.{message}")
-
-        def finite(x: Any) -> bool:
-            return isinstance(x, (int, float)) and math.isfinite(x)
-
-        need(isinstance(self.window, int) and self.window >= 1,
-             f"window must be an integer >= 1, got {self.window!r}")
-        need(isinstance(self.episode_length, int) and self.episode_length >= 0,
-             f"episode_length must be an integer >= 0, got {self.episode_length!r}")
-        need(self.execution in EXECUTIONS,
-             f"execution must be one of {sorted(EXECUTIONS)}, got {self.execution!r}")
-        need(finite(self.max_gross) and self.max_gross > 0,
+        need = self._need
+        self._validate_episode()
+        need(is_finite_number(self.max_gross) and self.max_gross > 0,
              f"max_gross must be > 0, got {self.max_gross!r}")
-        need(finite(self.max_weight) and self.max_weight > 0,
+        need(is_finite_number(self.max_weight) and self.max_weight > 0,
              f"max_weight must be > 0, got {self.max_weight!r}")
-        need(finite(self.trade_band) and 0 <= self.trade_band < 1,
+        need(is_finite_number(self.trade_band) and 0 <= self.trade_band < 1,
              f"trade_band must lie in [0, 1), got {self.trade_band!r}")
-        need(self.reward in REWARDS,
-             f"reward must be one of {sorted(REWARDS)}, got {self.reward!r}")
-        need(finite(self.dsr_eta) and 0.0 < self.dsr_eta <= 1.0,
-             f"dsr_eta must lie in (0, 1], got {self.dsr_eta!r}")
-        need(finite(self.drawdown_penalty) and self.drawdown_penalty >= 0,
-             f"drawdown_penalty must be >= 0, got {self.drawdown_penalty!r}")
-        need(finite(self.turnover_penalty) and self.turnover_penalty >= 0,
-             f"turnover_penalty must be >= 0, got {self.turnover_penalty!r}")
-        need(finite(self.initial_cash) and self.initial_cash > 0,
-             f"initial_cash must be > 0, got {self.initial_cash!r}")
-        need(finite(self.equity_floor) and 0.0 <= self.equity_floor < 1.0,
-             f"equity_floor must lie in [0, 1), got {self.equity_floor!r}")
-        need(isinstance(self.min_envs_per_thread, int) and self.min_envs_per_thread >= 1,
-             f"min_envs_per_thread must be an integer >= 1, got {self.min_envs_per_thread!r}")
         self.cost_model()  # raises on an unknown preset
-
-    def cost_model(self) -> CostModel:
-        return resolve_cost_model(self.cost)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        if isinstance(self.cost, CostModel):
-            out["cost"] = self.cost.to_dict()
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PortfolioConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown PortfolioConfig keys {unknown}; known: {sorted(known)}")
-        return cls(**data)
 
     def to_core(self) -> Any:
         from fastrl import _core
 
-        core = _core.PortfolioSimConfig()
-        core.window = self.window
-        core.episode_length = self.episode_length
-        core.execution = EXECUTIONS[self.execution]
+        core = self._to_core(_core.PortfolioSimConfig())
         core.long_only = bool(self.long_only)
         core.max_gross = float(self.max_gross)
         core.max_weight = float(self.max_weight)
-        core.integer_shares = bool(self.integer_shares)
         core.trade_band = float(self.trade_band)
-        core.costs = self.cost_model().to_core()
-        core.reward = REWARDS[self.reward]
-        core.dsr_eta = float(self.dsr_eta)
-        core.drawdown_penalty = float(self.drawdown_penalty)
-        core.turnover_penalty = float(self.turnover_penalty)
-        core.initial_cash = float(self.initial_cash)
-        core.equity_floor = float(self.equity_floor)
-        core.random_start = bool(self.random_start)
-        core.min_envs_per_thread = self.min_envs_per_thread
         return core
 
 

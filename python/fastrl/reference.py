@@ -28,7 +28,103 @@ from fastrl.rng import env_stream_seeds, next_below
 SESSIONS_PER_YEAR = 252.0  # sim.hpp's kSessionsPerYear: the borrow fee's day count
 
 
-class ReferenceVecEnv:
+class ReferenceEpisodes:
+    """What both reference simulators share, as cpp/include/fastrl/episode.hpp and rewards.hpp
+    do for the C++ ones: the random draws, the episode start, the reward with its penalties
+    and the episode end with its auto-reset. A subclass holds the per-env state arrays
+    (rng_state, dsr_a, dsr_b, peak_equity, bar_index, equity, episode_steps, episode_return,
+    episode_costs, episode_trades), ``config``, ``num_envs``, ``obs_dim``, and provides
+    ``observe(envs)`` and ``_reset_envs(envs)``."""
+
+    def _next_below(self, envs: np.ndarray, bound: Any) -> np.ndarray:
+        return next_below(self.rng_state, envs, bound)
+
+    def _episode_starts(self, envs: np.ndarray, begin: Any, end: Any) -> np.ndarray:
+        """First rows of new episodes over data rows [begin, end) (episode.hpp's
+        episode_start): the first full window, or a random draw that still fits."""
+        c = self.config
+        first = np.broadcast_to(np.asarray(begin, dtype=np.int64) + c.window - 1, envs.shape)
+        if not c.random_start:
+            return first.copy()
+        latest = np.maximum(first, np.asarray(end) - 1 - c.episode_length) \
+            if c.episode_length > 0 else np.broadcast_to(np.asarray(end) - 2, envs.shape)
+        return first + self._next_below(envs, latest - first + 1)
+
+    def _start_episodes(self, envs: np.ndarray, start: np.ndarray) -> None:
+        """The state every new episode starts from: all cash at ``start``, nothing counted."""
+        c = self.config
+        self.bar_index[envs] = start
+        for arr in (self.cash, self.equity, self.peak_equity):
+            arr[envs] = c.initial_cash
+        self.episode_return[envs] = 0.0
+        self.episode_costs[envs] = 0.0
+        self.episode_steps[envs] = 0
+        self.episode_trades[envs] = 0
+
+    def _window(self, features: np.ndarray, envs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(current rows of ``envs``, their observation windows of ``features`` flattened)."""
+        t = self.bar_index[envs]
+        rows = t[:, None] + np.arange(-self.config.window + 1, 1, dtype=np.int64)[None, :]
+        return t, features[rows].reshape(len(envs), -1)
+
+    def _step_reward(self, equity_before: np.ndarray, equity_after: np.ndarray,
+                     notional: np.ndarray) -> np.ndarray:
+        """rewards.hpp's step_reward: the reward kind, then the drawdown and turnover
+        penalties (the turnover penalty charges the traded notional / equity before)."""
+        c = self.config
+        if c.reward == "pnl":
+            reward = (equity_after - equity_before) / c.initial_cash
+        elif c.reward == "diff_sharpe":
+            r = equity_after / equity_before - 1.0
+            da, db = r - self.dsr_a, r * r - self.dsr_b
+            var = self.dsr_b - self.dsr_a**2
+            safe = np.where(var > 1e-12, var, 1.0)
+            reward = np.where(var > 1e-12, (self.dsr_b * da - 0.5 * self.dsr_a * db)
+                              / (safe * np.sqrt(safe)), 0.0)
+            self.dsr_a = self.dsr_a + c.dsr_eta * da
+            self.dsr_b = self.dsr_b + c.dsr_eta * db
+        else:
+            reward = np.log(np.maximum(equity_after, 1e-9 * c.initial_cash) / equity_before)
+        self.peak_equity = np.maximum(self.peak_equity, equity_after)
+        if c.drawdown_penalty > 0.0:
+            reward = reward - c.drawdown_penalty * (1.0 - equity_after / self.peak_equity)
+        if c.turnover_penalty > 0.0:
+            reward = reward - c.turnover_penalty * (notional / equity_before)
+        return reward
+
+    def _end_step(self, reward: np.ndarray, equity_after: np.ndarray, data_end: Any,
+                  held: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                        np.ndarray, dict[str, Any]]:
+        """Advances every env one row and ends episodes as episode.hpp's episode_end does:
+        terminated at the equity floor, else truncated by length or when no row follows in
+        the data (rows before ``data_end``). Reports the ended episodes (with ``held``, the
+        simulator's own end-of-episode fields), auto-resets them and returns step()'s tuple."""
+        c = self.config
+        nxt = self.bar_index + 1
+        self.bar_index = nxt
+        self.equity = equity_after
+        self.episode_steps = self.episode_steps + 1
+        self.episode_return = self.episode_return + reward
+
+        terminated = equity_after <= c.equity_floor * c.initial_cash
+        length_done = (self.episode_steps >= c.episode_length) if c.episode_length > 0 \
+            else np.zeros(self.num_envs, dtype=bool)
+        truncated = ~terminated & (length_done | (nxt + 1 >= data_end))
+        done = terminated | truncated
+        final_obs = np.zeros((self.num_envs, self.obs_dim), dtype=np.float32)
+        ended_values = {"r": self.episode_return, "l": self.episode_steps,
+                        "equity": equity_after, "costs": self.episode_costs,
+                        "trades": self.episode_trades, **held}
+        episode = {key: np.where(done, value, 0) for key, value in ended_values.items()}
+        ended = np.flatnonzero(done)
+        if ended.size:
+            final_obs[ended] = self.observe(ended)
+            self._reset_envs(ended)
+        info = {"final_obs": final_obs, "_final_obs": done, "episode": episode, "_episode": done}
+        return self.observe(), reward, terminated, truncated, info
+
+
+class ReferenceVecEnv(ReferenceEpisodes):
     """Same constructor arguments and outputs as TradingVecEnv, without threads or C++."""
 
     def __init__(self, market: MarketBlock, num_envs: int = 64, config: EnvConfig | None = None,
@@ -60,15 +156,9 @@ class ReferenceVecEnv:
         self.episode_steps = np.zeros(n, dtype=np.int64)
         self.episode_trades = np.zeros(n, dtype=np.int64)
         self.rng_state = np.zeros(n, dtype=np.uint64)
-        self._window_offsets = np.arange(-self.window + 1, 1, dtype=np.int64)
         self.reset_seed = int(seed) & (2**64 - 1)
         self.reset_count = 0
         self.reset(seed=seed)
-
-    # -- randomness ----------------------------------------------------------------------
-
-    def _next_below(self, envs: np.ndarray, bound: np.ndarray) -> np.ndarray:
-        return next_below(self.rng_state, envs, bound)
 
     # -- episodes ------------------------------------------------------------------------
 
@@ -78,18 +168,11 @@ class ReferenceVecEnv:
             seg = envs % m.num_segments
         else:
             seg = self._next_below(envs, np.full(envs.shape, m.num_segments))
-        first = m.offsets[seg] + c.window - 1
-        start = first
-        if c.random_start:
-            end = m.offsets[seg + 1]
-            latest = np.maximum(first, end - 1 - c.episode_length) if c.episode_length > 0 \
-                else end - 2
-            start = first + self._next_below(envs, latest - first + 1)
+        start = self._episode_starts(envs, m.offsets[seg], m.offsets[seg + 1])
+        self._start_episodes(envs, start)
         self.segment[envs] = seg
-        self.bar_index[envs] = start
         self.last_trade_bar[envs] = start
-        for arr in (self.position, self.shares, self.entry_price, self.episode_return,
-                    self.episode_costs):
+        for arr in (self.position, self.shares, self.entry_price):
             arr[envs] = 0.0
         # Differential Sharpe warm start: mean and mean square of the window - 1 close-to-close
         # simple returns inside the first observation window, summed in sim.cpp's order.
@@ -104,18 +187,11 @@ class ReferenceVecEnv:
             b /= c.window - 1
         self.dsr_a[envs] = a
         self.dsr_b[envs] = b
-        self.cash[envs] = c.initial_cash
-        self.equity[envs] = c.initial_cash
-        self.peak_equity[envs] = c.initial_cash
-        self.episode_steps[envs] = 0
-        self.episode_trades[envs] = 0
 
     def observe(self, envs: np.ndarray | None = None) -> np.ndarray:
         """Observation rows of the given envs (all by default) at their current bar."""
         envs = np.arange(self.num_envs) if envs is None else envs
-        t = self.bar_index[envs]
-        rows = t[:, None] + self._window_offsets[None, :]
-        window = self.market.features[rows].reshape(len(envs), -1)
+        t, window = self._window(self.market.features, envs)
         pos = self.position[envs]
         entry = np.where(pos != 0.0, self.entry_price[envs], 1.0)
         unrealised = np.where(pos != 0.0, pos * (self.market.close[t] / entry - 1.0), 0.0)
@@ -225,50 +301,7 @@ class ReferenceVecEnv:
             self.cash = np.where(night, self.cash - fee, self.cash)
             self.episode_costs = np.where(night, self.episode_costs + fee, self.episode_costs)
 
-        nxt = t + 1
-        equity_after = self.cash + self.shares * m.close[nxt]
-        if c.reward == "pnl":
-            reward = (equity_after - equity_before) / c.initial_cash
-        elif c.reward == "diff_sharpe":
-            r = equity_after / equity_before - 1.0
-            da, db = r - self.dsr_a, r * r - self.dsr_b
-            var = self.dsr_b - self.dsr_a**2
-            safe = np.where(var > 1e-12, var, 1.0)
-            reward = np.where(var > 1e-12, (self.dsr_b * da - 0.5 * self.dsr_a * db)
-                              / (safe * np.sqrt(safe)), 0.0)
-            self.dsr_a = self.dsr_a + c.dsr_eta * da
-            self.dsr_b = self.dsr_b + c.dsr_eta * db
-        else:
-            reward = np.log(np.maximum(equity_after, 1e-9 * c.initial_cash) / equity_before)
-        self.peak_equity = np.maximum(self.peak_equity, equity_after)
-        if c.drawdown_penalty > 0.0:
-            reward = reward - c.drawdown_penalty * (1.0 - equity_after / self.peak_equity)
-        if c.turnover_penalty > 0.0:
-            reward = reward - c.turnover_penalty * notional / equity_before
-
-        self.bar_index = nxt
-        self.equity = equity_after
-        self.episode_steps = self.episode_steps + 1
-        self.episode_return = self.episode_return + reward
-
-        terminated = equity_after <= c.equity_floor * c.initial_cash
-        length_done = (self.episode_steps >= c.episode_length) if c.episode_length > 0 \
-            else np.zeros(self.num_envs, dtype=bool)
-        truncated = ~terminated & (length_done | (nxt + 1 >= m.offsets[self.segment + 1]))
-        done = terminated | truncated
-        final_obs = np.zeros((self.num_envs, self.obs_dim), dtype=np.float32)
-        episode = {
-            "r": np.where(done, self.episode_return, 0.0),
-            "l": np.where(done, self.episode_steps, 0),
-            "equity": np.where(done, equity_after, 0.0),
-            "costs": np.where(done, self.episode_costs, 0.0),
-            "trades": np.where(done, self.episode_trades, 0),
-            "position": np.where(done, self.position, 0.0),
-            "shares": np.where(done, self.shares, 0.0),
-        }
-        ended = np.flatnonzero(done)
-        if ended.size:
-            final_obs[ended] = self.observe(ended)
-            self._reset_envs(ended)
-        info = {"final_obs": final_obs, "_final_obs": done, "episode": episode, "_episode": done}
-        return self.observe(), reward, terminated, truncated, info
+        equity_after = self.cash + self.shares * m.close[t + 1]
+        reward = self._step_reward(equity_before, equity_after, notional)
+        return self._end_step(reward, equity_after, m.offsets[self.segment + 1],
+                              {"position": self.position, "shares": self.shares})

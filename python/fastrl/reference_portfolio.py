@@ -15,14 +15,15 @@ import numpy as np
 
 from fastrl.data.panel import PanelBlock
 from fastrl.env_portfolio import PortfolioConfig, portfolio_obs_dim
-from fastrl.rng import env_stream_seeds, next_below
+from fastrl.reference import ReferenceEpisodes
+from fastrl.rng import env_stream_seeds
 
 STATE_NAMES = ("shares", "cash", "equity", "peak_equity", "dsr_a", "dsr_b", "episode_return",
                "episode_costs", "episode_turnover", "bar_index", "episode_steps",
                "episode_trades", "rng_state")
 
 
-class ReferencePortfolioEnv:
+class ReferencePortfolioEnv(ReferenceEpisodes):
     """Same constructor arguments and outputs as PortfolioVecEnv, without threads or C++."""
 
     def __init__(self, panel: PanelBlock, num_envs: int = 64,
@@ -44,35 +45,17 @@ class ReferencePortfolioEnv:
         for name in ("bar_index", "episode_steps", "episode_trades"):
             setattr(self, name, np.zeros(n, dtype=np.int64))
         self.rng_state = np.zeros(n, dtype=np.uint64)
-        self._window_offsets = np.arange(-self.window + 1, 1, dtype=np.int64)
         self.reset(seed=seed)
 
-    def _next_below(self, envs: np.ndarray, bound: int) -> np.ndarray:
-        return next_below(self.rng_state, envs, bound)
-
     def _reset_envs(self, envs: np.ndarray) -> None:
-        c, T = self.config, self.panel.num_bars
-        first = c.window - 1
-        start = np.full(envs.shape, first, dtype=np.int64)
-        if c.random_start:
-            latest = max(first, T - 1 - c.episode_length) if c.episode_length > 0 else T - 2
-            start = first + self._next_below(envs, latest - first + 1)
-        self.bar_index[envs] = start
-        self.shares[envs] = 0.0
-        for arr in (self.dsr_a, self.dsr_b, self.episode_return, self.episode_costs,
-                    self.episode_turnover):
+        self._start_episodes(envs, self._episode_starts(envs, 0, self.panel.num_bars))
+        for arr in (self.shares, self.dsr_a, self.dsr_b, self.episode_turnover):
             arr[envs] = 0.0
-        for arr in (self.cash, self.equity, self.peak_equity):
-            arr[envs] = c.initial_cash
-        self.episode_steps[envs] = 0
-        self.episode_trades[envs] = 0
 
     def observe(self, envs: np.ndarray | None = None) -> np.ndarray:
         """Observation rows of the given envs (all by default) at their current row."""
         envs = np.arange(self.num_envs) if envs is None else envs
-        t = self.bar_index[envs]
-        rows = t[:, None] + self._window_offsets[None, :]
-        window = self.panel.features[rows].reshape(len(envs), -1)
+        t, window = self._window(self.panel.features, envs)
         inv = 1.0 / self.equity[envs]
         weights = self.shares[envs] * self.mark[t] * inv[:, None]
         cash = (self.cash[envs] * inv)[:, None]
@@ -126,58 +109,14 @@ class ReferencePortfolioEnv:
             legs += trade
         self.cash = cash
 
-        nxt = t + 1
         equity_after = cash.copy()
-        mark_next = self.mark[nxt]
+        mark_next = self.mark[t + 1]
         for a in range(A):
             equity_after += self.shares[:, a] * mark_next[:, a]
-
-        if c.reward == "pnl":
-            reward = (equity_after - equity_before) / c.initial_cash
-        elif c.reward == "diff_sharpe":
-            r = equity_after / equity_before - 1.0
-            da, db = r - self.dsr_a, r * r - self.dsr_b
-            var = self.dsr_b - self.dsr_a**2
-            safe = np.where(var > 1e-12, var, 1.0)
-            reward = np.where(var > 1e-12,
-                              (self.dsr_b * da - 0.5 * self.dsr_a * db) / (safe * np.sqrt(safe)),
-                              0.0)
-            self.dsr_a = self.dsr_a + c.dsr_eta * da
-            self.dsr_b = self.dsr_b + c.dsr_eta * db
-        else:
-            reward = np.log(np.maximum(equity_after, 1e-9 * c.initial_cash) / equity_before)
-        self.peak_equity = np.maximum(self.peak_equity, equity_after)
-        if c.drawdown_penalty > 0.0:
-            reward = reward - c.drawdown_penalty * (1.0 - equity_after / self.peak_equity)
         turnover = notional_sum / equity_before
-        if c.turnover_penalty > 0.0:
-            reward = reward - c.turnover_penalty * turnover
-
-        self.bar_index = nxt
-        self.equity = equity_after
-        self.episode_steps = self.episode_steps + 1
-        self.episode_return = self.episode_return + reward
+        reward = self._step_reward(equity_before, equity_after, notional_sum)
         self.episode_costs = self.episode_costs + cost_sum
         self.episode_turnover = self.episode_turnover + turnover
         self.episode_trades = self.episode_trades + legs
-
-        terminated = equity_after <= c.equity_floor * c.initial_cash
-        length_done = (self.episode_steps >= c.episode_length) if c.episode_length > 0 \
-            else np.zeros(n, dtype=bool)
-        truncated = ~terminated & (length_done | (nxt + 1 >= p.num_bars))
-        done = terminated | truncated
-        final_obs = np.zeros((n, self.obs_dim), dtype=np.float32)
-        episode = {
-            "r": np.where(done, self.episode_return, 0.0),
-            "l": np.where(done, self.episode_steps, 0),
-            "equity": np.where(done, equity_after, 0.0),
-            "costs": np.where(done, self.episode_costs, 0.0),
-            "trades": np.where(done, self.episode_trades, 0),
-            "turnover": np.where(done, self.episode_turnover, 0.0),
-        }
-        ended = np.flatnonzero(done)
-        if ended.size:
-            final_obs[ended] = self.observe(ended)
-            self._reset_envs(ended)
-        info = {"final_obs": final_obs, "_final_obs": done, "episode": episode, "_episode": done}
-        return self.observe(), reward, terminated, truncated, info
+        return self._end_step(reward, equity_after, p.num_bars,
+                              {"turnover": self.episode_turnover})

@@ -13,21 +13,22 @@ Sharpe, entropy, approx KL, learning rate and clip range from ``metrics.jsonl``)
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fastrl import report_writer
 from fastrl.metrics import METRIC_LABELS, format_metric
+from fastrl.report_writer import Document, Section, Table
 
 if TYPE_CHECKING:
-    from fastrl.backtest import Backtest, EvalResult
+    from fastrl.backtest import Backtest, EquityPath, EvalResult
 
 DPI = 100
 FIG_WIDTH_IN = 11.0
@@ -82,7 +83,7 @@ def pyplot():
     return plt
 
 
-def _x(backtest: Backtest) -> np.ndarray:
+def time_axis(backtest: EquityPath) -> np.ndarray:
     """Time axis aligned with ``equity``: bar timestamps when known, else the step number."""
     if backtest.timestamps is not None:
         return np.asarray(backtest.timestamps)
@@ -113,7 +114,7 @@ def plot_equity(result: EvalResult, path: Path) -> Path:
         for strategy in ("buy_and_hold", "flat", "agent"):
             backtest = result.get(symbol, strategy)
             ax.plot(
-                _x(backtest),
+                time_axis(backtest),
                 backtest.equity / backtest.equity[0],
                 label=_label(strategy, backtest),
                 color=COLORS[strategy],
@@ -142,10 +143,9 @@ def plot_drawdown(result: EvalResult, path: Path) -> Path:
             backtest = result.get(symbol, strategy)
             peaks = np.maximum.accumulate(backtest.equity)
             drawdown = 100.0 * (backtest.equity / peaks - 1.0)
-            ax.fill_between(_x(backtest), drawdown, 0.0, color=COLORS[strategy], alpha=0.3)
-            ax.plot(
-                _x(backtest), drawdown, color=COLORS[strategy], label=_label(strategy, backtest)
-            )
+            ax.fill_between(time_axis(backtest), drawdown, 0.0, color=COLORS[strategy], alpha=0.3)
+            ax.plot(time_axis(backtest), drawdown, color=COLORS[strategy],
+                    label=_label(strategy, backtest))
         ax.set_title(f"{symbol}: drawdown (%)")
         ax.grid(alpha=0.3)
         ax.legend(loc="lower left", fontsize=8)
@@ -160,7 +160,7 @@ def plot_positions(result: EvalResult, path: Path) -> Path:
     fig, axes = _panel_grid(len(symbols))
     for ax, symbol in zip(axes, symbols, strict=True):
         backtest = result.get(symbol, "agent")
-        x = _x(backtest)
+        x = time_axis(backtest)
         ax.plot(x, backtest.price, color="black", linewidth=1.2, label="close")
         held = np.concatenate([[0.0], backtest.positions])
         previous = np.concatenate([[0.0], backtest.positions[:-1]])
@@ -398,56 +398,26 @@ def _setup_lines(result: EvalResult) -> list[str]:
     return lines
 
 
+def report_document(result: EvalResult, images: dict[str, Path], title: str) -> Document:
+    """The report's content for :mod:`fastrl.report_writer`: the verdict, setup, per-symbol
+    and combined tables, the plots."""
+    header = ["metric", "agent", "buy & hold", "flat"]
+    return Document(
+        title=title, verdict=result.verdict,
+        bullets=_setup_lines(result) + _uncertainty_lines(result),
+        sections=[Section(name, table=Table(header, rows), closing=[f"Verdict: {verdict}."])
+                  for name, rows, verdict in _sections(result)],
+        images=images)
+
+
 def markdown_report(result: EvalResult, images: dict[str, Path], title: str) -> str:
     """report.md: the verdict, setup, per-symbol and combined tables, linked plots."""
-    out = [f"# {title}", "", f"**Verdict: {result.verdict}.**", ""]
-    out += [f"- {line}" for line in _setup_lines(result) + _uncertainty_lines(result)]
-    out.append("")
-    header = ["metric", "agent", "buy & hold", "flat"]
-    for name, rows, verdict in _sections(result):
-        out += [f"## {name}", "", "| " + " | ".join(header) + " |"]
-        out.append("|" + "|".join(["---", "---:", "---:", "---:"]) + "|")
-        out += ["| " + " | ".join(row) + " |" for row in rows]
-        out += ["", f"Verdict: {verdict}.", ""]
-    out += ["## Plots", ""]
-    for name, image in images.items():
-        out += [f"### {name}", "", f"![{name}]({image.name})", ""]
-    return "\n".join(out)
+    return report_writer.markdown(report_document(result, images, title))
 
 
 def html_report(result: EvalResult, images: dict[str, Path], title: str) -> str:
     """report.html: the same content with the PNGs embedded (one file to mail around)."""
-    esc = html.escape
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{esc(title)}</title>",
-        "<style>body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;"
-        "padding:0 1em;color:#222}table{border-collapse:collapse;margin:1em 0}"
-        "th,td{border:1px solid #ccc;padding:4px 10px}td.num{text-align:right;"
-        "font-variant-numeric:tabular-nums}th{background:#f3f3f3}img{max-width:100%}</style>",
-        "</head><body>",
-        f"<h1>{esc(title)}</h1>",
-        f'<p class="verdict"><strong>Verdict: {esc(result.verdict)}.</strong></p>',
-        "<ul>",
-        *(f"<li>{esc(line)}</li>" for line in _setup_lines(result) + _uncertainty_lines(result)),
-        "</ul>",
-    ]
-    for name, rows, verdict in _sections(result):
-        parts.append(f"<h2>{esc(name)}</h2><table>")
-        parts.append("<tr><th>metric</th><th>agent</th><th>buy &amp; hold</th><th>flat</th></tr>")
-        for row in rows:
-            cells = "".join(f'<td class="num">{esc(cell)}</td>' for cell in row[1:])
-            parts.append(f"<tr><td>{esc(row[0])}</td>{cells}</tr>")
-        parts.append("</table>")
-        parts.append(f"<p>Verdict: {esc(verdict)}.</p>")
-    parts.append("<h2>Plots</h2>")
-    for name, image in images.items():
-        encoded = base64.b64encode(image.read_bytes()).decode("ascii")
-        parts.append(f"<h3>{esc(name)}</h3>")
-        parts.append(f'<img alt="{esc(name)}" src="data:image/png;base64,{encoded}">')
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    return report_writer.html_page(report_document(result, images, title))
 
 
 def write_report(
@@ -466,15 +436,29 @@ def write_report(
         "drawdown": plot_drawdown(result, out / "drawdown.png"),
         "positions": plot_positions(result, out / "positions.png"),
     }
+    title = title or f"fastrl backtest: {', '.join(result.symbols)} ({result.freq})"
+    return write_result_files(
+        result, out, images, lambda shown: report_document(result, shown, title),
+        training_metrics, lambda path: result.trades_frame().to_csv(path, index=False))
+
+
+def write_result_files(
+    result: Any,
+    out: Path,
+    images: dict[str, Path],
+    document: Callable[[dict[str, Path]], Document],
+    training_metrics: str | os.PathLike | None,
+    write_trades: Callable[[Path], Any],
+) -> ReportFiles:
+    """What every backtest report writes once its own plots are in ``images``: training.png
+    (when the run logged metrics), report.md and report.html (``document(images)``),
+    report.json (``result.to_dict()``), test_returns.csv (``result.steps_frame()``) and
+    test_trades.csv (``write_trades(path)``)."""
     if training_metrics is not None and Path(training_metrics).is_file():
         records = read_training_metrics(training_metrics)
         if records:
             images["training"] = plot_training(records, out / "training.png")
-    title = title or f"fastrl backtest: {', '.join(result.symbols)} ({result.freq})"
-    markdown_path = out / "report.md"
-    markdown_path.write_text(markdown_report(result, images, title), encoding="utf-8")
-    html_path = out / "report.html"
-    html_path.write_text(html_report(result, images, title), encoding="utf-8")
+    markdown_path, html_path = report_writer.write_pages(document(images), out)
     json_path = out / "report.json"
     json_path.write_text(
         json.dumps(json_safe(result.to_dict()), indent=2, allow_nan=False), encoding="utf-8"
@@ -483,6 +467,6 @@ def write_report(
     returns_path = out / "test_returns.csv"
     result.steps_frame().to_csv(returns_path, index=False)
     trades_path = out / "test_trades.csv"
-    result.trades_frame().to_csv(trades_path, index=False)
+    write_trades(trades_path)
     return ReportFiles(markdown=markdown_path, html=html_path, json=json_path, images=images,
                        returns_csv=returns_path, trades_csv=trades_path)

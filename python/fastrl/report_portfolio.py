@@ -9,20 +9,17 @@ cash stacked to 1) and ``training.png`` when the run logged metrics.
 
 from __future__ import annotations
 
-import base64
-import html
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fastrl import report_writer
 from fastrl.backtest_portfolio import (
     AGENT,
     EW_HOLD,
     EW_MONTHLY,
-    PortfolioBacktest,
     PortfolioResult,
     strategy_label,
 )
@@ -36,22 +33,16 @@ from fastrl.report import (
     format_interval,
     format_number,
     format_probability,
-    json_safe,
-    plot_training,
     pyplot,
-    read_training_metrics,
     save_png,
+    time_axis,
+    write_result_files,
 )
+from fastrl.report_writer import Document, Section, Table
 
 WEIGHTS_PANELS = 1.5  # the weights plot is one and a half panels tall
 STRATEGY_COLORS = {AGENT: COLORS["agent"], EW_MONTHLY: COLORS["buy_and_hold"],
                    EW_HOLD: "#2ca02c"}
-
-
-def _x(backtest: PortfolioBacktest) -> np.ndarray:
-    if backtest.timestamps is not None:
-        return np.asarray(backtest.timestamps)
-    return np.arange(backtest.num_steps + 1)
 
 
 def plot_equity(result: PortfolioResult, path: Path) -> Path:
@@ -65,7 +56,7 @@ def plot_equity(result: PortfolioResult, path: Path) -> Path:
         single = b.strategy.startswith("bh:")
         # single names take tab10 from red on, clear of the agent's and baselines' colours
         color = palette(3 + (j - 3) % 7) if single else STRATEGY_COLORS.get(b.strategy)
-        ax.plot(_x(b), b.equity / b.equity[0], label=strategy_label(b.strategy), color=color,
+        ax.plot(time_axis(b), b.equity / b.equity[0], label=strategy_label(b.strategy), color=color,
                 linewidth=0.8 if single else 1.8, alpha=0.55 if single else 1.0)
     ax.axhline(1.0, color="#999999", linewidth=0.6)
     ax.set_title(f"Equity on the test days (start = 1): {', '.join(result.symbols)}")
@@ -83,7 +74,7 @@ def plot_weights(result: PortfolioResult, path: Path) -> Path:
     agent = result.get(AGENT)
     width, height = figure_size_px(1)
     fig, ax = plt.subplots(figsize=(width / DPI, height * WEIGHTS_PANELS / DPI), dpi=DPI)
-    x = _x(agent)[1:]
+    x = time_axis(agent)[1:]
     layers = np.clip(agent.weights, 0.0, None).T  # [A + 1, n]; tiny negatives are rounding
     labels = [*result.symbols, "cash"]
     colors = [plt.get_cmap("tab10")(i % 10) for i in range(len(result.symbols))] + ["#d9d9d9"]
@@ -174,44 +165,21 @@ def setup_lines(result: PortfolioResult) -> list[str]:
     return lines
 
 
-def markdown_report(result: PortfolioResult, images: dict[str, Path], title: str) -> str:
+def report_document(result: PortfolioResult, images: dict[str, Path], title: str) -> Document:
+    """The report's content for :mod:`fastrl.report_writer`: the verdict, the setup, one
+    table with a column per strategy, the plots."""
     header = ["metric", *(strategy_label(s) for s in result.strategies)]
-    out = [f"# {title}", "", f"**Verdict: {result.verdict}.**", ""]
-    out += [f"- {line}" for line in setup_lines(result)]
-    out += ["", "## Portfolio", "", "| " + " | ".join(header) + " |",
-            "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    out += ["| " + " | ".join(row) + " |" for row in table_rows(result)]
-    out += ["", "## Plots", ""]
-    for name, image in images.items():
-        out += [f"### {name}", "", f"![{name}]({image.name})", ""]
-    return "\n".join(out)
+    return Document(title=title, verdict=result.verdict, bullets=setup_lines(result),
+                    sections=[Section("Portfolio", table=Table(header, table_rows(result)))],
+                    images=images)
+
+
+def markdown_report(result: PortfolioResult, images: dict[str, Path], title: str) -> str:
+    return report_writer.markdown(report_document(result, images, title))
 
 
 def html_report(result: PortfolioResult, images: dict[str, Path], title: str) -> str:
-    esc = html.escape
-    parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{esc(title)}</title>",
-        "<style>body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;"
-        "padding:0 1em;color:#222}table{border-collapse:collapse;margin:1em 0}"
-        "th,td{border:1px solid #ccc;padding:4px 10px}td.num{text-align:right;"
-        "font-variant-numeric:tabular-nums}th{background:#f3f3f3}img{max-width:100%}</style>",
-        "</head><body>", f"<h1>{esc(title)}</h1>",
-        f'<p class="verdict"><strong>Verdict: {esc(result.verdict)}.</strong></p>', "<ul>",
-        *(f"<li>{esc(line)}</li>" for line in setup_lines(result)), "</ul>",
-        "<h2>Portfolio</h2><table><tr><th>metric</th>",
-        *(f"<th>{esc(strategy_label(s))}</th>" for s in result.strategies), "</tr>",
-    ]
-    for row in table_rows(result):
-        cells = "".join(f'<td class="num">{esc(cell)}</td>' for cell in row[1:])
-        parts.append(f"<tr><td>{esc(row[0])}</td>{cells}</tr>")
-    parts.append("</table><h2>Plots</h2>")
-    for name, image in images.items():
-        encoded = base64.b64encode(image.read_bytes()).decode("ascii")
-        parts.append(f'<h3>{esc(name)}</h3><img alt="{esc(name)}" '
-                     f'src="data:image/png;base64,{encoded}">')
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    return report_writer.html_page(report_document(result, images, title))
 
 
 def write_portfolio_report(
@@ -227,27 +195,17 @@ def write_portfolio_report(
     out.mkdir(parents=True, exist_ok=True)
     images = {"equity": plot_equity(result, out / "equity.png"),
               "weights": plot_weights(result, out / "weights.png")}
-    if training_metrics is not None and Path(training_metrics).is_file():
-        records = read_training_metrics(training_metrics)
-        if records:
-            images["training"] = plot_training(records, out / "training.png")
     title = title or f"fastrl portfolio backtest: {', '.join(result.symbols)} ({result.freq})"
-    markdown_path = out / "report.md"
-    markdown_path.write_text(markdown_report(result, images, title), encoding="utf-8")
-    html_path = out / "report.html"
-    html_path.write_text(html_report(result, images, title), encoding="utf-8")
-    json_path = out / "report.json"
-    json_path.write_text(json.dumps(json_safe(result.to_dict()), indent=2, allow_nan=False),
-                         encoding="utf-8")
-    returns_path = out / "test_returns.csv"
-    result.steps_frame().to_csv(returns_path, index=False)
-    # no round trips in a portfolio; the file is kept so every run folder has the same files
-    trades_path = out / "test_trades.csv"
-    trades_path.write_text("strategy,step,legs,cost\n" + "".join(
-        f"{b.strategy},{i},{b.legs[i]},{b.step_costs[i]!r}\n"
-        for b in result.backtests for i in np.flatnonzero(b.legs)), encoding="utf-8")
-    return ReportFiles(markdown=markdown_path, html=html_path, json=json_path, images=images,
-                       returns_csv=returns_path, trades_csv=trades_path)
+
+    def write_legs(path: Path) -> None:
+        # no round trips in a portfolio; the file is kept so every run folder has the same files
+        path.write_text("strategy,step,legs,cost\n" + "".join(
+            f"{b.strategy},{i},{b.legs[i]},{b.step_costs[i]!r}\n"
+            for b in result.backtests for i in np.flatnonzero(b.legs)), encoding="utf-8")
+
+    return write_result_files(result, out, images,
+                              lambda shown: report_document(result, shown, title),
+                              training_metrics, write_legs)
 
 
 __all__ = ["plot_equity", "plot_weights", "table_rows", "write_portfolio_report"]

@@ -33,4 +33,32 @@ inline double differential_sharpe(double r, double& a, double& b, double eta) {
   return d;
 }
 
+// The reward of one step from equity_before to equity_after, penalties included, as both
+// simulators compute it; traded_notional is what the step's orders traded (the turnover
+// penalty charges it as a fraction of equity_before). Updates the differential Sharpe
+// moments (a, b) and the episode's peak equity in place.
+inline double step_reward(const RewardParams& rp, double initial_cash, double equity_before,
+                          double equity_after, double traded_notional, double& a, double& b,
+                          double& peak_equity) {
+  double reward;
+  switch (rp.kind) {
+    case RewardKind::kPnl:
+      reward = (equity_after - equity_before) / initial_cash;
+      break;
+    case RewardKind::kDiffSharpe:
+      reward = differential_sharpe(equity_after / equity_before - 1.0, a, b, rp.dsr_eta);
+      break;
+    case RewardKind::kLogReturn:
+    default:
+      // A gap can wipe out a leveraged book; keep the log finite (the floor terminates it).
+      reward = std::log(std::max(equity_after, 1e-9 * initial_cash) / equity_before);
+      break;
+  }
+  peak_equity = std::max(peak_equity, equity_after);
+  if (rp.drawdown_penalty > 0.0) reward -= rp.drawdown_penalty * (1.0 - equity_after / peak_equity);
+  if (rp.turnover_penalty > 0.0)
+    reward -= rp.turnover_penalty * (traded_notional / equity_before);
+  return reward;
+}
+
 }  // namespace fastrl

@@ -14,6 +14,10 @@
 // cutoff and closes any position at close[t+1] when that is the session's last allowed close
 // (paying the exit's costs); short_borrow_rate charges a short still open at a session's
 // last close one night of borrow. All of it lands in equity before the reward is computed.
+//
+// What this simulator shares with the portfolio one (sim_portfolio.hpp) lives in episode.hpp
+// (the config base, episode start and end, output buffers) and rewards.hpp (the reward and
+// its penalties); run_blocks (thread_pool.hpp) hands a batch to the pool for both.
 #pragma once
 
 #include <cstdint>
@@ -21,32 +25,21 @@
 #include <string>
 #include <vector>
 
-#include "fastrl/costs.hpp"
+#include "fastrl/episode.hpp"
 #include "fastrl/market.hpp"
-#include "fastrl/rewards.hpp"
 #include "fastrl/thread_pool.hpp"
 
 namespace fastrl {
 
-enum class Execution : int { kNextOpen = 0, kClose = 1 };
-
-struct SimConfig {
-  int64_t window = 32;           // feature rows per observation
-  int64_t episode_length = 252;  // steps per episode; 0 = until the segment ends
-  Execution execution = Execution::kNextOpen;
+// The shared settings (window, episode_length, execution, integer_shares, costs, reward,
+// initial_cash, equity_floor, random_start, min_envs_per_thread) are episode.hpp's.
+struct SimConfig : EpisodeConfig {
   bool continuous = false;               // continuous target exposure instead of levels
   std::vector<double> position_levels{-1.0, 0.0, 1.0};
   double min_pos = -1.0;
   double max_pos = 1.0;
-  CostModel costs;
-  RewardParams reward;
-  double initial_cash = 1e6;
-  double equity_floor = 0.5;     // terminate when equity <= equity_floor * initial_cash
-  bool random_start = true;      // false: start at the first bar with a full window
   bool round_robin = false;      // true: env i always trades segment i % S
-  int64_t min_envs_per_thread = 128;  // smaller blocks cost more to hand out than to step
   // Market rules (python/fastrl/costs.py documents each with its source).
-  bool integer_shares = false;   // orders are whole shares, rounded toward zero
   bool square_off = false;       // intraday (MIS): flat by the cutoff, no entries after it
   double short_borrow_rate = 0.0;  // annual stock-lending fee on the short notional, charged
                                    // at rate / 252 for each session close held short
@@ -54,19 +47,9 @@ struct SimConfig {
 
 constexpr double kSessionsPerYear = 252.0;  // the borrow fee's day count (see short_borrow_rate)
 
-// Caller-owned output buffers, written in place by reset() and step().
-struct OutputBuffers {
-  float* obs = nullptr;            // [N, obs_dim]
-  double* rewards = nullptr;       // [N]
-  uint8_t* terminated = nullptr;   // [N] (numpy bool)
-  uint8_t* truncated = nullptr;    // [N]
-  uint8_t* done = nullptr;         // [N], terminated or truncated (the info masks)
-  float* final_obs = nullptr;      // [N, obs_dim], rows valid where the episode ended
-  double* ep_return = nullptr;     // [N], valid where the episode ended
-  int64_t* ep_length = nullptr;
-  double* ep_equity = nullptr;
-  double* ep_costs = nullptr;
-  int64_t* ep_trades = nullptr;
+// Caller-owned output buffers, written in place by reset() and step(): the shared ones
+// (episode.hpp) and the position held at an episode's end.
+struct OutputBuffers : EpisodeBuffers {
   double* ep_position = nullptr;   // target exposure held at the episode's end
   double* ep_shares = nullptr;     // shares held at the episode's end (before auto-reset)
 };
@@ -140,8 +123,6 @@ class Simulator {
   void write_observations();
 
  private:
-  struct StepJob;
-  static void run_block(void* ctx, int task);
   void reset_env(int64_t i);
   void step_env(int64_t i, double target);
   void write_obs(int64_t i, float* row) const;

@@ -3,7 +3,8 @@
 // Start here for the portfolio side. The pipeline per step is the single-symbol one
 // (sim.hpp): validate the whole weight batch -> contiguous env blocks on the pool threads ->
 // each env rebalances, marks equity, computes its reward and auto-resets -> every output
-// lands in caller-owned buffers; nothing is allocated per step.
+// lands in caller-owned buffers; nothing is allocated per step. The config base, episode
+// start and end, reward and output buffers are the single-symbol simulator's (episode.hpp).
 //
 // The panel: A symbols on one calendar (the union of their trading dates), T rows.
 //   open, close [T, A] float64; features [T, A, F] float32; tradable [T, A] uint8.
@@ -31,8 +32,7 @@
 #include <string>
 #include <vector>
 
-#include "fastrl/costs.hpp"
-#include "fastrl/rewards.hpp"
+#include "fastrl/episode.hpp"
 #include "fastrl/thread_pool.hpp"
 
 namespace fastrl {
@@ -48,38 +48,19 @@ struct PanelView {
   int64_t num_features = 0;
 };
 
-enum class PortfolioExecution : int { kNextOpen = 0, kClose = 1 };
-
-struct PortfolioConfig {
-  int64_t window = 32;           // panel rows per observation
-  int64_t episode_length = 252;  // steps per episode; 0 = until the panel ends
-  PortfolioExecution execution = PortfolioExecution::kNextOpen;
+// The shared settings (window, episode_length, execution, integer_shares, costs, reward,
+// initial_cash, equity_floor, random_start, min_envs_per_thread) are episode.hpp's.
+struct PortfolioConfig : EpisodeConfig {
+  PortfolioConfig() { min_envs_per_thread = 16; }  // an env writes ~window x A x F floats
   bool long_only = true;         // weights >= 0
   double max_gross = 1.0;        // sum |w| cap (gross leverage)
   double max_weight = 1.0;       // |w_a| cap per name
-  bool integer_shares = false;   // orders rounded toward zero to whole shares
   double trade_band = 0.0;       // skip legs with |notional| < trade_band x equity at the fill
-  CostModel costs;
-  RewardParams reward;
-  double initial_cash = 1e6;
-  double equity_floor = 0.5;     // terminate when equity <= equity_floor x initial_cash
-  bool random_start = true;      // false: every episode starts at row window - 1
-  int64_t min_envs_per_thread = 16;  // an env writes ~window x A x F floats: small blocks pay
 };
 
-// Caller-owned outputs, written in place by reset() and step().
-struct PortfolioBuffers {
-  float* obs = nullptr;           // [N, obs_dim]
-  double* rewards = nullptr;      // [N]
-  uint8_t* terminated = nullptr;  // [N]
-  uint8_t* truncated = nullptr;   // [N]
-  uint8_t* done = nullptr;        // [N]
-  float* final_obs = nullptr;     // [N, obs_dim], rows valid where done
-  double* ep_return = nullptr;    // [N], valid where done
-  int64_t* ep_length = nullptr;
-  double* ep_equity = nullptr;
-  double* ep_costs = nullptr;
-  int64_t* ep_trades = nullptr;   // executed legs
+// Caller-owned outputs, written in place by reset() and step(): the shared ones
+// (episode.hpp; ep_trades counts executed legs) and the episode's turnover.
+struct PortfolioBuffers : EpisodeBuffers {
   double* ep_turnover = nullptr;  // sum over steps of traded notional / equity before the step
 };
 
@@ -133,8 +114,6 @@ class PortfolioSim {
   std::vector<uint64_t> rng_state;
 
  private:
-  struct Job;
-  static void run_block(void* ctx, int task);
   void dispatch(const double* weights, bool reset_all);
   void reset_env(int64_t i);
   void step_env(int64_t i, const double* w);

@@ -6,6 +6,7 @@
 // runs) gives its cores back. No allocation per call, no OpenMP.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -42,5 +43,28 @@ class ThreadPool {
   void* ctx_ = nullptr;
   int num_tasks_ = 0;
 };
+
+// Splits envs [0, num_envs) into contiguous blocks, at most one per pool thread and none
+// smaller than min_envs_per_thread (smaller ones cost more to hand out than to step), and
+// runs block(begin, end) for each on the pool. How both simulators hand out a batch.
+template <class Block>
+void run_blocks(ThreadPool& pool, int64_t num_envs, int64_t min_envs_per_thread,
+                const Block& block) {
+  const int64_t by_size = (num_envs + min_envs_per_thread - 1) / min_envs_per_thread;
+  const int tasks = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(pool.size(), by_size)));
+  struct Job {
+    const Block* block;
+    int64_t num_envs;
+    int64_t per_task;
+  } job{&block, num_envs, (num_envs + tasks - 1) / tasks};
+  pool.run(
+      tasks,
+      [](void* ctx, int task) {
+        const Job& j = *static_cast<const Job*>(ctx);
+        const int64_t begin = task * j.per_task;
+        (*j.block)(begin, std::min(j.num_envs, begin + j.per_task));
+      },
+      &job);
+}
 
 }  // namespace fastrl

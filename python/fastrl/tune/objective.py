@@ -138,10 +138,10 @@ def daily_equity(result: Any, strategy: str) -> np.ndarray:
     The portfolio's summed equity on the common clock of its segments, kept at the last
     mark of each calendar date; without timestamps every mark is its own day.
     """
-    from fastrl.backtest import _aligned
+    from fastrl.backtest import aligned_paths
 
     backtests = [b for b in result.backtests if b.strategy == strategy]
-    equity, _, _, clock = _aligned(backtests)
+    equity, _, _, clock = aligned_paths(backtests)
     total = equity.sum(axis=0)
     if not all(b.timestamps is not None for b in backtests) or result.freq == "1d":
         return total

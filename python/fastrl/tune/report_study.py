@@ -26,10 +26,8 @@ presets' on the first fresh confirmation seed, the gates, the confirmation and t
 
 from __future__ import annotations
 
-import base64
 import copy
 import csv
-import html
 import json
 import math
 import warnings
@@ -39,7 +37,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from fastrl import report_writer
 from fastrl.report import pyplot
+from fastrl.report_writer import Document, Section, Table
 from fastrl.tune.objective import (
     CONFIRM_SEED_BASE,
     TUNING_SEED_BASE,
@@ -364,67 +364,72 @@ def _fmt(value: Any, spec: str = ".2f") -> str:
     return format(value, spec)
 
 
-def markdown(payload: dict[str, Any], images: dict[str, Path], notes: list[str]) -> str:
+def study_document(payload: dict[str, Any], images: dict[str, Path],
+                   notes: list[str]) -> Document:
+    """The study report's content for :mod:`fastrl.report_writer`: settings and winner,
+    the gates, the confirmation and the test days, the plots."""
     s = payload["settings"]
     gates = payload["gates"]
     objective = s.get("objective", "excess")
     grid = (f"every {s['val_interval_steps']:,} env steps (one grid for every config)"
             if s.get("val_interval_steps") else f"after every {s.get('val_every', 1)} updates")
-    lines = [f"# fastrl-tune study {payload['study']}", "",
-             f"{', '.join(s['symbols'])} ({s['freq']}); {payload['n_trials']} trials "
-             f"({payload['states']}); {s['timesteps']:,} env steps per run, {s['seeds']} seed(s)"
-             f" x {s['folds']} fold(s) of {s['val_days']} validation days; base preset "
-             f"{s['base_preset']}; fixed: {' '.join(s['set_options']) or 'nothing'}.", "",
-             f"Winner: trial {payload['best']['number']}, score "
-             f"{payload['best']['score']:.4f}. `fastrl-train --config best.yaml` trains it.", "",
-             f"Score (area rule): each run's validation {OBJECTIVE_LABELS[objective]} is "
-             f"measured at step 0 and {grid}, each value held until the next point (the value "
-             "at a point is the policy's after the first update that reaches it); the area "
-             "under that step curve divided by the budget is the run's time-average. A trial's "
-             "score is the mean over its seeds x folds runs."]
+    doc = Document(
+        title=f"fastrl-tune study {payload['study']}",
+        verdict=payload.get("verdict") or None,
+        paragraphs=[
+            f"{', '.join(s['symbols'])} ({s['freq']}); {payload['n_trials']} trials "
+            f"({payload['states']}); {s['timesteps']:,} env steps per run, {s['seeds']} seed(s)"
+            f" x {s['folds']} fold(s) of {s['val_days']} validation days; base preset "
+            f"{s['base_preset']}; fixed: {' '.join(s['set_options']) or 'nothing'}.",
+            f"Winner: trial {payload['best']['number']}, score "
+            f"{payload['best']['score']:.4f}. `fastrl-train --config best.yaml` trains it.",
+            f"Score (area rule): each run's validation {OBJECTIVE_LABELS[objective]} is "
+            f"measured at step 0 and {grid}, each value held until the next point (the value "
+            "at a point is the policy's after the first update that reaches it); the area "
+            "under that step curve divided by the budget is the run's time-average. A trial's "
+            "score is the mean over its seeds x folds runs."],
+        images=images, image_notes=list(notes))
     noise = payload.get("noise")
     if noise is not None:
         floor = noise["noise_floor"]
-        lines += ["", "## Noise", "",
-                  f"- Noise floor (median SE of a trial's score over its seeds x folds, "
-                  f"{noise['trials_with_se']} trials): **{_fmt(floor, '.3f')}**",
-                  f"- Winner's lead over the median trial ({noise['median_score']:.3f}): "
-                  f"**{noise['winner_lead']:.3f}** (winner's own SE "
-                  f"{_fmt(noise['winner_se'], '.3f')})",
-                  "- " + ("the winner's lead exceeds the noise floor" if noise["separated"]
-                          else "**the search did not separate the configs**: the winner's "
-                          "lead does not exceed the noise floor" if floor is not None
-                          else "**the search did not separate the configs**: with one run "
-                          "per trial the noise cannot be measured (use more --folds or "
-                          "--seeds)")]
-    lines += ["", "## Overfitting gates (validation, one seed's policies: what is deployed)", "",
-             f"- Deflated Sharpe Ratio of the winner given {gates['n_trials']} trials, "
-             f"{gates.get('n_effective', 'n/a')} effective (clusters of the trials' return "
-             "correlations: hierarchical, average linkage, cut at correlation "
-             f"{gates.get('cluster_correlation', 'n/a')}): **{_fmt(gates.get('dsr'))}** "
-             "(above 0.95: unlikely to be luck)",
-             f"- Probability of Backtest Overfitting (CSCV, {gates.get('pbo_blocks', 'n/a')} "
-             f"blocks of {gates.get('pbo_bars', 'n/a')} bars, fold(s) "
-             f"{', '.join(str(f) for f in gates.get('pbo_folds', [])) or 'n/a'} (those every "
-             f"trial reached), {gates['n_with_returns']} trials of which "
-             f"{gates.get('n_pruned_in_pbo', 0)} pruned, at their last validated policy): "
-             f"**{_fmt(gates.get('pbo'))}** (near 0: the in-sample best stays good out of "
-             f"sample; completed trials only, every fold: {_fmt(gates.get('pbo_completed'))})"]
-    lines += [f"- {gates[k]}" for k in ("note", "dsr_note", "pbo_note") if gates.get(k)]
+        doc.sections.append(Section("Noise", bullets=[
+            f"Noise floor (median SE of a trial's score over its seeds x folds, "
+            f"{noise['trials_with_se']} trials): **{_fmt(floor, '.3f')}**",
+            f"Winner's lead over the median trial ({noise['median_score']:.3f}): "
+            f"**{noise['winner_lead']:.3f}** (winner's own SE {_fmt(noise['winner_se'], '.3f')})",
+            ("the winner's lead exceeds the noise floor" if noise["separated"]
+             else "**the search did not separate the configs**: the winner's lead does not "
+             "exceed the noise floor" if floor is not None
+             else "**the search did not separate the configs**: with one run per trial the "
+             "noise cannot be measured (use more --folds or --seeds)")]))
+    doc.sections.append(Section(
+        "Overfitting gates (validation, one seed's policies: what is deployed)", bullets=[
+            f"Deflated Sharpe Ratio of the winner given {gates['n_trials']} trials, "
+            f"{gates.get('n_effective', 'n/a')} effective (clusters of the trials' return "
+            "correlations: hierarchical, average linkage, cut at correlation "
+            f"{gates.get('cluster_correlation', 'n/a')}): **{_fmt(gates.get('dsr'))}** "
+            "(above 0.95: unlikely to be luck)",
+            f"Probability of Backtest Overfitting (CSCV, {gates.get('pbo_blocks', 'n/a')} "
+            f"blocks of {gates.get('pbo_bars', 'n/a')} bars, fold(s) "
+            f"{', '.join(str(f) for f in gates.get('pbo_folds', [])) or 'n/a'} (those every "
+            f"trial reached), {gates['n_with_returns']} trials of which "
+            f"{gates.get('n_pruned_in_pbo', 0)} pruned, at their last validated policy): "
+            f"**{_fmt(gates.get('pbo'))}** (near 0: the in-sample best stays good out of "
+            f"sample; completed trials only, every fold: {_fmt(gates.get('pbo_completed'))})",
+            *(gates[k] for k in ("note", "dsr_note", "pbo_note") if gates.get(k))]))
     if "confirmation" in payload:
         conf = payload["confirmation"]
-        lines += ["", f"## Confirmation on fresh seeds {conf['tuned']['seeds']}, on "
-                  f"{payload.get('confirmation_window', 'fold 0')}", "",
-                  "| config | mean score | scores | final val Sharpe |", "|---|---|---|---|"]
-        for name, c in conf.items():
-            lines.append(f"| {name} | {c.get('mean_score', c['median_score']):.3f} | "
-                         f"{', '.join(f'{x:.2f}' for x in c['scores'])} | "
-                         f"{', '.join(f'{x:.2f}' for x in c['final_val_sharpes'])} |")
+        doc.sections.append(Section(
+            f"Confirmation on fresh seeds {conf['tuned']['seeds']}, on "
+            f"{payload.get('confirmation_window', 'fold 0')}",
+            table=Table(["config", "mean score", "scores", "final val Sharpe"], [
+                [name, f"{c.get('mean_score', c['median_score']):.3f}",
+                 ", ".join(f"{x:.2f}" for x in c["scores"]),
+                 ", ".join(f"{x:.2f}" for x in c["final_val_sharpes"])]
+                for name, c in conf.items()], numeric=False)))
         differences = payload.get("differences")
         if differences:
-            lines += ["", "Paired differences, winner minus preset on the same seeds "
-                      "(mean, 90% t-interval):", "",
-                      "| vs | score | final-policy value |", "|---|---|---|"]
+            rows = []
             for name in PRESETS:
                 cells = []
                 for kind in ("score", "final_value"):
@@ -432,61 +437,31 @@ def markdown(payload: dict[str, Any], images: dict[str, Path], notes: list[str])
                     ci = d["ci"]
                     cells.append(f"{d['mean']:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]"
                                                         if ci else " (one seed: no interval)"))
-                lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
-            lines += ["", f"**Verdict: {payload.get('verdict', '')}.**"]
+                rows.append([name, *cells])
+            doc.sections.append(Section(
+                "Paired differences, winner minus preset on the same seeds", level=3,
+                paragraphs=["Mean, 90% t-interval."],
+                table=Table(["vs", "score", "final-policy value"], rows, numeric=False),
+                closing=[f"**Verdict: {payload.get('verdict', '')}.**"]))
         test = payload["test"]
-        lines += ["", f"## Test days ({s['test_days']}), touched once, at the end", "",
-                  "| strategy | Sharpe (per seed) | SE | 90% CI | PSR | P(> buy & hold) | "
-                  "total return |", "|---|---|---|---|---|---|---|"]
-        for name in ("tuned", *PRESETS):
-            for r in test[name]["runs"]:
-                lines.append(f"| {name} seed {r['seed']} | {_fmt(r['sharpe'])} | "
-                             f"{_fmt(r['se'])} | {_fmt(r['ci90'][0])} to {_fmt(r['ci90'][1])}"
-                             f" | {_fmt(r['psr'])} | {_fmt(r['p_beats_buy_and_hold'])} | "
-                             f"{_fmt(r['total_return'], '.1%')} |")
+        rows = [[f"{name} seed {r['seed']}", _fmt(r["sharpe"]), _fmt(r["se"]),
+                 f"{_fmt(r['ci90'][0])} to {_fmt(r['ci90'][1])}", _fmt(r["psr"]),
+                 _fmt(r["p_beats_buy_and_hold"]), _fmt(r["total_return"], ".1%")]
+                for name in ("tuned", *PRESETS) for r in test[name]["runs"]]
         bh = test["buy_and_hold"]
-        lines.append(f"| buy & hold | {_fmt(bh['sharpe'])} | {_fmt(bh['se'])} | "
-                     f"{_fmt(bh['ci90'][0])} to {_fmt(bh['ci90'][1])} | {_fmt(bh['psr'])} | - "
-                     f"| {_fmt(bh['total_return'], '.1%')} |")
-    lines += ["", "## Plots", ""]
-    lines += [f"![{name}]({path.name})" for name, path in images.items()]
-    lines += [f"- {n}" for n in notes]
-    return "\n".join(lines) + "\n"
+        rows.append(["buy & hold", _fmt(bh["sharpe"]), _fmt(bh["se"]),
+                     f"{_fmt(bh['ci90'][0])} to {_fmt(bh['ci90'][1])}", _fmt(bh["psr"]), "-",
+                     _fmt(bh["total_return"], ".1%")])
+        doc.sections.append(Section(
+            f"Test days ({s['test_days']}), touched once, at the end",
+            table=Table(["strategy", "Sharpe (per seed)", "SE", "90% CI", "PSR",
+                         "P(> buy & hold)", "total return"], rows, numeric=False)))
+    return doc
 
 
-def html_page(markdown_text: str, images: dict[str, Path]) -> str:
-    """The report as one HTML file with the PNGs embedded."""
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             "<title>fastrl-tune report</title></head><body>"]
-    in_table = False
-    for line in markdown_text.splitlines():
-        if in_table and not line.startswith("|"):
-            parts.append("</table>")
-            in_table = False
-        if line.startswith("!["):
-            continue
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            parts.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
-        elif line.startswith("|"):
-            if set(line) <= set("|-"):
-                continue
-            if not in_table:
-                parts.append('<table border="1" cellpadding="3">')
-                in_table = True
-            cells = "".join(f"<td>{html.escape(c.strip())}</td>"
-                            for c in line.strip("|").split("|"))
-            parts.append(f"<tr>{cells}</tr>")
-        elif line.strip():
-            parts.append(f"<p>{html.escape(line)}</p>")
-    if in_table:
-        parts.append("</table>")
-    for name, path in images.items():
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        parts.append(f'<h3>{html.escape(name)}</h3><img alt="{html.escape(name)}" '
-                     f'src="data:image/png;base64,{data}">')
-    parts.append("</body></html>")
-    return "\n".join(parts)
+def markdown(payload: dict[str, Any], images: dict[str, Path], notes: list[str]) -> str:
+    """report.md of the study (:func:`study_document` rendered)."""
+    return report_writer.markdown(study_document(payload, images, notes))
 
 
 def write_study_outputs(study: Any, runner: Any, study_dir: str | Path, *, report: bool = True,
@@ -526,9 +501,7 @@ def write_study_outputs(study: Any, runner: Any, study_dir: str | Path, *, repor
     images, notes = plot_optuna(study, folder)
     images["curves"] = plot_curves(trials, payload["confirmation"], folder / "curves.png",
                                    validation_schedule(runner.settings)["objective"])
-    text = markdown(payload, images, notes)
-    (folder / "report.md").write_text(text, encoding="utf-8")
-    (folder / "report.html").write_text(html_page(text, images), encoding="utf-8")
+    report_writer.write_pages(study_document(payload, images, notes), folder)
     (folder / "report.json").write_text(json.dumps(payload, indent=1, default=_json_default)
                                         + "\n", encoding="utf-8")
     written += [folder / "report.md", folder / "report.html", folder / "report.json",
