@@ -130,7 +130,7 @@ def markdown(data: dict) -> str:
             f"{bench['sharpe']:+.2f} ± {bench['se']:.2f} | "
             f"{pooled['versus']['probability']:.2f} | {wins['raw']} / {wins['holm']} / "
             f"{wins['bh']} of {len(analysis['symbols'])} | "
-            f"{'none' if breakeven is None else f'{breakeven:.2f}x'} |")
+            f"{'none' if breakeven is None else f'{float(breakeven):.2f}x'} |")
     lines.append("")
     for name, analysis in report["configs"].items():
         lines.append(f"- **{name}**: {analysis['verdict']}.")

@@ -7,8 +7,6 @@ buy-and-hold on a log scale, ``rolling_sharpe.png`` the one-year rolling Sharpe 
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
 from collections.abc import Callable
@@ -18,24 +16,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fastrl.report import json_safe, pyplot
+from fastrl.report_writer import Document, Section, Table, write_pages
 from fastrl.walkforward.analysis import pooled, rolling_sharpe
 from fastrl.walkforward.run import WalkForwardRun
 
 COLORS = {"agent": "#1f77b4", "buy_and_hold": "#ff7f0e"}
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_equity(record: pd.DataFrame, path: Path, max_symbols: int = 30) -> Path:
     """Pooled equity on top, then one small panel per symbol; log scale."""
-    plt = _pyplot()
+    plt = pyplot()
     symbols = list(dict.fromkeys(record["symbol"]))[:max_symbols]
     columns = 1 if len(symbols) == 1 else 3
     rows = 1 + math.ceil(len(symbols) / columns)
@@ -67,7 +58,7 @@ def plot_equity(record: pd.DataFrame, path: Path, max_symbols: int = 30) -> Path
 def _pooled_plot(record: pd.DataFrame, path: Path, title: str, legend: str,
                  draw: Callable[[Any, pd.DataFrame, str, str], None]) -> Path:
     """One panel over the pooled record: ``draw(ax, pool, strategy, column)`` per strategy."""
-    plt = _pyplot()
+    plt = pyplot()
     pool = pooled(record)
     fig, ax = plt.subplots(figsize=(12, 3.5), dpi=90)
     for key, column in (("agent", "agent_return"), ("buy_and_hold", "bh_return")):
@@ -202,54 +193,6 @@ def setup_lines(run: WalkForwardRun) -> list[str]:
     ]
 
 
-def markdown(title: str, verdict: str, lines: list[str], tables: list, images: dict) -> str:
-    out = [f"# {title}", "", f"**Verdict: {verdict}.**", ""]
-    out += [f"- {line}" for line in lines] + [""]
-    for heading, header, rows, note in tables:
-        out += [f"## {heading}", "", "| " + " | ".join(header) + " |",
-                "|" + "|".join(["---"] * len(header)) + "|"]
-        out += ["| " + " | ".join(row) + " |" for row in rows]
-        out += [""] + ([f"{note}.", ""] if note else [])
-    out += ["## Plots", ""]
-    out += [f"![{name}]({path.name})\n" for name, path in images.items()]
-    return "\n".join(out)
-
-
-def html_page(title: str, verdict: str, lines: list[str], tables: list, images: dict) -> str:
-    esc = html.escape
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>{esc(title)}</title>",
-             "<style>body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;"
-             "padding:0 1em}table{border-collapse:collapse;margin:1em 0}th,td{border:1px "
-             "solid #ccc;padding:3px 8px;font-variant-numeric:tabular-nums}th{background:"
-             "#f3f3f3}img{max-width:100%}</style></head><body>",
-             f"<h1>{esc(title)}</h1>", f"<p><strong>Verdict: {esc(verdict)}.</strong></p>",
-             "<ul>", *(f"<li>{esc(line)}</li>" for line in lines), "</ul>"]
-    for heading, header, rows, note in tables:
-        parts.append(f"<h2>{esc(heading)}</h2><table><tr>"
-                     + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
-        parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows]
-        parts.append("</table>" + (f"<p>{esc(note)}.</p>" if note else ""))
-    for name, path in images.items():
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        parts.append(f'<h3>{esc(name)}</h3><img alt="{esc(name)}" '
-                     f'src="data:image/png;base64,{data}">')
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.floating, np.integer)):
-        return _json_safe(value.item())
-    return value
-
-
 def write_walkforward_report(run: WalkForwardRun, out_dir: str | Path) -> dict[str, Any]:
     """Writes everything into ``out_dir``; returns the analysis (the report.json content)."""
     from fastrl.walkforward.analysis import analyse, compare, seed_spread
@@ -275,15 +218,15 @@ def write_walkforward_report(run: WalkForwardRun, out_dir: str | Path) -> dict[s
     verdict = analyses[names[0]]["verdict"]
     title = (f"fastrl walk-forward: {len(analyses[names[0]]['symbols'])} symbol(s), "
              f"{', '.join(names)}")
-    tables = sections(run, analyses, comparisons, spreads)
-    lines = setup_lines(run)
-    (out / "report.md").write_text(markdown(title, verdict, lines, tables, images),
-                                   encoding="utf-8")
-    (out / "report.html").write_text(html_page(title, verdict, lines, tables, images),
-                                     encoding="utf-8")
-    payload = {"verdict": verdict, "setup": lines, "spec": run.spec.__dict__,
+    doc = Document(title=title, verdict=verdict, bullets=setup_lines(run), images=images,
+                   sections=[Section(heading, table=Table(header, rows, numeric=False),
+                                     closing=[f"{note}."] if note else [])
+                             for heading, header, rows, note in
+                             sections(run, analyses, comparisons, spreads)])
+    write_pages(doc, out)
+    payload = {"verdict": verdict, "setup": doc.bullets, "spec": run.spec.__dict__,
                "windows": [w.as_dict() for w in run.windows], "configs": analyses,
                "comparisons": comparisons, "seed_spread": spreads, "seconds": run.seconds}
-    (out / "report.json").write_text(json.dumps(_json_safe(payload), indent=2, allow_nan=False),
+    (out / "report.json").write_text(json.dumps(json_safe(payload), indent=2, allow_nan=False),
                                      encoding="utf-8")
     return payload

@@ -227,15 +227,15 @@ class WalkForwardRun:
     def windows_frame(self) -> pd.DataFrame:
         """windows.csv: per window (and config, seed), its dates, choice and cost."""
         rows = []
-        for (_name, _seed, k), result in sorted(self.trained.items(),
-                                              key=lambda item: (list(self.configs).index(
-                                                  item[0][0]), item[0][1], item[0][2])):
-            window = self.windows[k]
-            rows.append({**result.summary(), "train_start": window.train_start,
-                         "val_start": window.val_start, "last_seen": window.last_seen,
-                         "first_traded": window.first_traded,
-                         "last_traded": window.last_traded, "traded_days": window.days,
-                         "symbols": " ".join(window.symbols)})
+        for name in self.configs:
+            for seed in range(self.seeds):
+                for window in self.windows:
+                    result = self.trained[(name, seed, window.index)]
+                    rows.append({**result.summary(), "train_start": window.train_start,
+                                 "val_start": window.val_start, "last_seen": window.last_seen,
+                                 "first_traded": window.first_traded,
+                                 "last_traded": window.last_traded, "traded_days": window.days,
+                                 "symbols": " ".join(window.symbols)})
         return pd.DataFrame(rows)
 
 
