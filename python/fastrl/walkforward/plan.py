@@ -148,9 +148,9 @@ def plan_windows(bars: Mapping[str, pd.DataFrame], spec: WalkForwardSpec,
             end = min(end, int(calendar.searchsorted(days[len(days) - spec.test_days])))
     # earliest traded day per symbol: warm-up + training + validation days, then the embargo
     needed = spec.min_train_days + spec.val_days
-    ready = {}
+    first_day_with_features = math.ceil(WARMUP_BARS / bars_per_day(freq))
+    ready = {}  # symbol -> the first calendar index it may trade (its last_seen, one day spare)
     for symbol, days in symbol_days.items():
-        first_day_with_features = math.ceil(WARMUP_BARS / bars_per_day(freq))
         last_needed = first_day_with_features + needed - 1
         if last_needed >= len(days):
             ready[symbol] = None
