@@ -26,14 +26,25 @@ class RunningMeanStd(nn.Module):
         self.register_buffer("mean", torch.zeros(lead + tuple(shape), dtype=torch.float64))
         self.register_buffer("var", torch.ones(lead + tuple(shape), dtype=torch.float64))
         self.register_buffer("count", torch.full(lead, float(epsilon), dtype=torch.float64))
+        self._centred: torch.Tensor | None = None  # scratch for update(), not state
 
     @torch.no_grad()
     def update(self, batch: torch.Tensor) -> None:
         """Fold ``batch`` [B, ...] ([P, B, ...] with members) in. The batch's own moments are
         taken in its dtype (no float64 copy of the batch); they are combined with the
         running ones in float64."""
-        batch_var, batch_mean = torch.var_mean(batch, dim=self.batch_dim, correction=0)
-        batch_var, batch_mean = batch_var.to(torch.float64), batch_mean.to(torch.float64)
+        # Two passes (mean, then the mean square about it) into a reused scratch tensor:
+        # torch.var_mean's per-element Welford over the rows ran at ~1/10 of the speed
+        # (1.2 ms vs 0.1 ms for 1024 x 323 float32 on this CPU) and was a third of a
+        # small network's rollout.
+        dim = self.batch_dim
+        batch_mean = batch.mean(dim, keepdim=True)
+        if self._centred is None or self._centred.shape != batch.shape \
+                or self._centred.dtype != batch.dtype or self._centred.device != batch.device:
+            self._centred = torch.empty_like(batch)
+        centred = torch.sub(batch, batch_mean, out=self._centred)
+        batch_var = centred.square_().mean(dim).to(torch.float64)
+        batch_mean = batch_mean.squeeze(dim).to(torch.float64)
         batch_count = batch.shape[self.batch_dim]
         count = self.count.view(self.count.shape + (1,) * (self.mean.ndim - self.count.ndim))
         delta = batch_mean - self.mean

@@ -303,7 +303,8 @@ class Population:
 
         self.rollout = Rollout(
             self.env, self.staging, self.storage, self.obs_normaliser, self.reward_scaler,
-            members=p, device=device, forward=self.forward, sample=self.sample,
+            members=p, device=device, forward=self.forward, value=self.value,
+            sample=self.sample,
             continuous=self.continuous, action_range=(config.env.min_pos, config.env.max_pos),
             action_map=action_map)
         self.global_step = 0  # env steps per member
@@ -374,10 +375,12 @@ class Population:
         log_std = params["log_std"]
         return log_std.float().exp().view(log_std.shape[0], 1, -1)
 
-    def _stacked_actor_critic(self, params: dict, buffers: dict, obs: torch.Tensor
-                              ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _stacked_actor_critic(self, params: dict, buffers: dict, obs: torch.Tensor,
+                              value_only: bool = False
+                              ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """ActorCritic.forward for every member at once: ``obs`` [P, B, D] through the
-        stacked weights with ``baddbmm`` (trunk under autocast, heads in float32)."""
+        stacked weights with ``baddbmm`` (trunk under autocast, heads in float32).
+        ``value_only`` skips a separate actor trunk (policy output None)."""
         activation = STACKED_ACTIVATIONS[self.config.activation]
 
         def linear(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -390,9 +393,11 @@ class Population:
             return x
 
         actor = trunk("actor_trunk", obs)
+        if value_only and not self.config.shared_trunk:
+            actor = None
         critic = actor if self.config.shared_trunk else trunk("critic_trunk", obs)
         with torch.autocast(obs.device.type, enabled=False):
-            policy_out = linear("policy_head", actor.float())
+            policy_out = None if actor is None else linear("policy_head", actor.float())
             value = linear("value_head", critic.float()).squeeze(-1)
         return policy_out, value
 
@@ -401,6 +406,15 @@ class Population:
         with autocast_context(self.device, self.amp):
             policy_out, value = self._forward(self.params, self.buffers, obs)
         return policy_out.float(), value.float()
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """Every member's value [P, B] on ``obs`` [P, B, D] (no actor trunk in eager mode)."""
+        if self.compile:
+            return self.forward(obs)[1]
+        with autocast_context(self.device, self.amp):
+            _, value = self._stacked_actor_critic(self.params, self.buffers, obs,
+                                                  value_only=True)
+        return value.float()
 
     @torch.no_grad()
     def sample(self, policy_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -471,7 +485,7 @@ class Population:
         """GAE over the P x n envs, then each member's batch as [P, T*n, ...]."""
         p, n, t = self.population, self.n, self.num_steps
         with torch.no_grad():
-            _, last_value = self.forward(self.next_obs)
+            last_value = self.value(self.next_obs)
         self.storage.finish(last_value.reshape(p * n), self.config.gamma, self.config.gae_lambda)
 
         def per_member(x: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,8 @@ EPISODE_KEYS = ("r", "l", "equity")
 
 # obs [P, B, D] -> (policy output [P, B, ...], value [P, B]), float32
 PolicyForward = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+# obs [P, B, D] -> value [P, B], float32
+PolicyValue = Callable[[torch.Tensor], torch.Tensor]
 # policy output [P, n, ...] -> (action [P*n, ...], its log-prob [P*n])
 PolicySample = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -45,9 +47,9 @@ class Rollout:
     ``staging`` must be the tensors whose ``.numpy()`` views the env writes into (see
     :func:`staging_tensors`). ``raw_obs`` [P*n, D] is the current raw observation on the
     device and ``next_obs`` [P, n, D] its normalised form, the policy's next input.
-    ``forward`` and ``sample`` are the policy (all members at once); ``action_map`` turns the
-    float64 host actions into what the env takes (the portfolio's logits -> weights); without
-    it continuous actions are clipped to ``action_range``.
+    ``forward``, ``value`` and ``sample`` are the policy (all members at once);
+    ``action_map`` turns the float64 host actions into what the env takes (the portfolio's
+    logits -> weights); without it continuous actions are clipped to ``action_range``.
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class Rollout:
         members: int,
         device: torch.device,
         forward: PolicyForward,
+        value: PolicyValue,
         sample: PolicySample,
         continuous: bool,
         action_range: tuple[float, float],
@@ -68,7 +71,7 @@ class Rollout:
     ) -> None:
         self.env, self.staging, self.storage = env, staging, storage
         self.obs_normaliser, self.reward_scaler = obs_normaliser, reward_scaler
-        self.forward, self.sample = forward, sample
+        self.forward, self.value, self.sample = forward, value, sample
         self.device = device
         self.continuous = continuous
         self.low, self.high = (float(x) for x in action_range)
@@ -141,7 +144,7 @@ class Rollout:
         index = torch.from_numpy(rows).to(self.device)
         final = torch.from_numpy(final_obs[rows]).to(self.device)
         if self.members == 1:  # those rows only
-            _, values = self.forward(self.obs_normaliser(final.unsqueeze(0)))
+            values = self.value(self.obs_normaliser(final.unsqueeze(0)))
             self.storage.final_values[step].index_copy_(0, index, values.reshape(-1))
             return
         # every member in one padded pass
@@ -149,7 +152,7 @@ class Rollout:
         padded.zero_()
         padded.index_copy_(0, index, final)
         self.obs_normaliser.normalise_into(self.final_obs, self.final_obs)
-        _, values = self.forward(self.final_obs)
+        values = self.value(self.final_obs)
         self.storage.final_values[step].index_copy_(0, index,
                                                     values.reshape(-1).index_select(0, index))
 
