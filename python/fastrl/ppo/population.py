@@ -104,6 +104,11 @@ class BatchedAdam:
                         for k, v in params.items()}
         self.exp_avg_sq = {k: torch.zeros_like(v, memory_format=torch.preserve_format)
                            for k, v in params.items()}
+        # the step's temporaries, allocated once: a fresh tensor the size of the default
+        # network's weights per op (freed and faulted in again every minibatch) made this
+        # step ~30% slower than torch.optim.AdamW's on the (2048, 1024, 512, 256) network
+        self._scratch = {k: torch.empty_like(v, memory_format=torch.preserve_format)
+                         for k, v in params.items()}
 
     def decays(self, name: str) -> bool:
         return self.params[name].ndim - 1 >= 2 and self.weight_decay > 0
@@ -136,8 +141,11 @@ class BatchedAdam:
                     grad = grad.add(param, alpha=self.weight_decay)
             exp_avg.lerp_(grad, 1.0 - self.beta1)
             exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1.0 - self.beta2)
-            denom = (exp_avg_sq.sqrt() / bias2_sqrt.to(param.dtype).view(shape)).add_(self.eps)
-            param.add_((exp_avg / denom).mul_((-step_size).view(shape)))
+            # param -= step_size * exp_avg / (sqrt(exp_avg_sq) / bias2_sqrt + eps)
+            denom = torch.sqrt(exp_avg_sq, out=self._scratch[name])
+            denom.div_(bias2_sqrt.to(param.dtype).view(shape)).add_(self.eps)
+            ratio = torch.div(exp_avg, denom, out=denom)
+            param.addcmul_(ratio, (-step_size).view(shape))
             if active is not None:
                 param.copy_(torch.where(keep, old[0], param))
                 exp_avg.copy_(torch.where(keep, old[1], exp_avg))
@@ -557,10 +565,13 @@ class Population:
     @torch.no_grad()
     def _clip_grads(self, grads: dict[str, torch.Tensor], max_norm: torch.Tensor) -> None:
         """clip_grad_norm_ per member: each member's norm over all its parameters."""
-        squares = torch.stack([g.float().square().sum(tuple(range(1, g.ndim)))
-                               for g in grads.values()])
-        norms = squares.sum(0).sqrt()
-        coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        # each member's norm of each gradient (a reduction: no squared copy of the default
+        # network's weights, which cost ~10x torch's clip_grad_norm_), then over gradients
+        norms = torch.stack([torch.linalg.vector_norm(g, dim=tuple(range(1, g.ndim)),
+                                                      dtype=torch.float32)
+                             for g in grads.values()])
+        total = torch.linalg.vector_norm(norms, dim=0)
+        coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
         for g in grads.values():
             g.mul_(coef.view((-1,) + (1,) * (g.ndim - 1)).to(g.dtype))
 
