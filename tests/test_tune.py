@@ -423,6 +423,7 @@ def test_diverged_trial_fails_and_ctrl_c_is_recorded_then_resumed(
     (["--seeds", "0"], ["--seeds", ">= 1"]),
     (["--storage", "sqlite:///study.db", "--workers", "2"], ["SQLite"]),
     (["--resume"], ["no study to resume"]),
+    (["--sampler-seed", "3", "--workers", "2"], ["--sampler-seed 3", "--workers 2"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(tiny_space: Path, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str], extra: list[str],
@@ -437,6 +438,16 @@ def test_bad_input_is_one_line_and_exit_2(tiny_space: Path, tmp_path: Path,
     assert len(err.splitlines()) == 1 and err.startswith("fastrl-tune: error:")
     for word in words:
         assert word in err
+
+
+def test_sampler_seed_repeats_the_draws(tiny_space: Path, tmp_path: Path) -> None:
+    drawn = []
+    for name in ("a", "b"):
+        args = cli_args(tiny_space, tmp_path / name, "--sampler-seed", "11", "--no-report",
+                        "--study", "seeded", trials=3, timesteps=128)
+        assert tune_main(args) == 0
+        drawn.append([t.params for t in _trials_of(tmp_path / name, "seeded")])
+    assert drawn[0] == drawn[1] and len(drawn[0]) == 3
 
 
 def _trials_of(storage_url_or_dir: str | Path, name: str) -> list:

@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--confirm-seeds", type=int, default=5, metavar="K",
                         help="fresh seeds for the winner and each preset on the "
                         "confirmation window (default 5)")
+    search.add_argument("--sampler-seed", type=int, default=None, metavar="S",
+                        help="seed TPE's draws, so a one-process study repeats its choices "
+                        "(default: unseeded; refused with --workers > 1, whose processes "
+                        "would then draw alike)")
     search.add_argument("--space", metavar="FILE", help="search space YAML (default: the "
                         "shipped fastrl/tune/space.yaml)")
     search.add_argument("--base-preset", default="fast", help="preset trials start from")
@@ -111,6 +115,9 @@ def _check_numbers(args: argparse.Namespace) -> None:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if args.sampler_seed is not None and args.workers > 1:
+        raise UsageError(f"--sampler-seed {args.sampler_seed} with --workers {args.workers}: "
+                         "every worker's TPE would draw the same configs; drop one of them")
     if args.val_every is not None and args.val_every_steps is not None:
         raise UsageError("--val-every and --val-every-steps exclude each other: one grid")
     if args.heartbeat is not None:
@@ -133,7 +140,8 @@ def settings_of(args: argparse.Namespace, space: dict[str, Any]) -> dict[str, An
         "seeds": args.seeds, "folds": args.folds, "confirm_days": args.confirm_days,
         "confirm_seeds": args.confirm_seeds, "base_preset": args.base_preset,
         "set_options": [item for group in args.set_options for item in group],
-        "objective": args.objective, **validation_grid(args),
+        "objective": args.objective, "sampler_seed": args.sampler_seed,
+        **validation_grid(args),
         "space": space_to_dict(space),
     }
 
