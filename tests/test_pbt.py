@@ -356,3 +356,37 @@ def test_the_eager_stacked_forward_is_vmap_of_functional_call(market, extra):
     got = pop._stacked_actor_critic(pop.params, pop.buffers, obs)
     for a, b in zip(got, expected, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, decay", [("adamw", 0.01), ("adam", 0.01), ("adamw", 0.0)])
+def test_fused_adam_of_one_member_equals_the_stacked_loop(name, decay):
+    """One member on the CPU takes torch's fused kernel; it must do what the loop does, for
+    weights in the engine's transposed layout and gradients in either layout."""
+    from fastrl.ppo.population import BatchedAdam
+
+    gen = torch.Generator().manual_seed(3)
+    shapes = {"w": (1, 6, 5), "b": (1, 6), "v": (1, 1, 6)}
+
+    def fresh() -> dict[str, torch.Tensor]:
+        gen.manual_seed(3)
+        out = {}
+        for key, shape in shapes.items():
+            value = torch.randn(shape, generator=gen)
+            out[key] = value.transpose(1, 2).contiguous().transpose(1, 2) if value.ndim == 3 \
+                else value
+        return out
+
+    fused, loop = fresh(), fresh()
+    a, b = BatchedAdam(fused, name, decay, 1e-5), BatchedAdam(loop, name, decay, 1e-5)
+    assert a.fused
+    b.fused = False
+    for step in range(4):
+        grads = {k: torch.randn(v.shape, generator=gen) for k, v in fused.items()}
+        lr = torch.tensor([1e-2 * (step + 1)])
+        a.step(grads, lr)
+        b.step({k: v.clone() for k, v in grads.items()}, lr)
+    a.step(grads, lr, active=torch.tensor([False]))  # a stopped member stays as it is
+    for key in shapes:
+        torch.testing.assert_close(fused[key], loop[key], rtol=0, atol=1e-6)
+        torch.testing.assert_close(a.exp_avg_sq[key], b.exp_avg_sq[key], rtol=1e-6, atol=1e-9)
+    assert a.step_count.tolist() == b.step_count.tolist() == [4.0]

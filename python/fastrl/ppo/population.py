@@ -110,13 +110,41 @@ class BatchedAdam:
         self._scratch = {k: torch.empty_like(v, memory_format=torch.preserve_format)
                          for k, v in params.items()}
 
+        # One member on the CPU: torch's fused Adam(W) kernel, one pass over each tensor
+        # (~3x this loop's time on the default network's weights, same arithmetic as
+        # torch.optim to float32 rounding). Several members need per-member learning rates,
+        # which the kernel does not take; on CUDA the loop stays until it is measured there.
+        self.fused = first.shape[0] == 1 and first.device.type == "cpu"
+        self.groups = [(names, decay) for names, decay in (
+            ([k for k in params if self.decays(k)], self.weight_decay),
+            ([k for k in params if not self.decays(k)], 0.0)) if names]
+
     def decays(self, name: str) -> bool:
         return self.params[name].ndim - 1 >= 2 and self.weight_decay > 0
+
+    @torch.no_grad()
+    def _fused_step(self, grads: dict[str, torch.Tensor], lr: torch.Tensor) -> None:
+        kernel = torch._fused_adamw_ if self.decoupled else torch._fused_adam_
+        step = self.step_count.to(torch.float32)[0]  # exact below 2**24 updates
+        rate = float(lr[0])
+        for names, decay in self.groups:
+            # the kernel walks param, grad and moments as one flat buffer: same strides
+            grad_list = [grads[k] if grads[k].stride() == self.params[k].stride()
+                         else self._scratch[k].copy_(grads[k]) for k in names]
+            kernel([self.params[k] for k in names], grad_list,
+                   [self.exp_avg[k] for k in names], [self.exp_avg_sq[k] for k in names], [],
+                   [step] * len(names), lr=rate, beta1=self.beta1, beta2=self.beta2,
+                   weight_decay=decay, eps=self.eps, amsgrad=False, maximize=False)
 
     @torch.no_grad()
     def step(self, grads: dict[str, torch.Tensor], lr: torch.Tensor,
              active: torch.Tensor | None = None) -> None:
         """One update; ``lr`` float32 [P]; ``active`` None means every member."""
+        if self.fused:
+            if active is None or bool(active[0]):
+                self.step_count.add_(1.0)
+                self._fused_step(grads, lr)
+            return
         if active is not None:
             self.step_count.add_(active.to(torch.float64))
         else:
