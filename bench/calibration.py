@@ -1,7 +1,8 @@
 """Calibration: does fastrl's verdict say "beats buy-and-hold" only when that is true?
 
     python bench/calibration.py               # full: about 5 h on 2 cores (printed at start)
-    python bench/calibration.py --quick       # plumbing check, ~3 min; its rates mean nothing
+    python bench/calibration.py --quick       # plumbing check: 2 min idle, 7 beside other load;
+                                              # its rates mean nothing
     python bench/calibration.py --workers 2   # 2 processes, cores split between them
 
 The verdict (``fastrl.stats.verdict``) claims that the agent beats buy-and-hold when the
