@@ -1,7 +1,9 @@
 """Run the benchmark suite, then write and print bench/results/SUMMARY.md.
 
-    python bench/run_all.py            # full suite (about two hours on 2 cores)
-    python bench/run_all.py --quick    # every benchmark reduced, < 5 minutes, results/quick/
+    python bench/run_all.py            # full suite (about two hours on 2 cores, and
+                                       # about five more for calibration)
+    python bench/run_all.py --quick    # every benchmark reduced, < 5 minutes (calibration
+                                       # adds ~2), results/quick/
     python bench/run_all.py --only env_throughput peer_envs
 
 Each benchmark runs in its own process (clean memory figures, no shared torch state).
@@ -35,6 +37,7 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
     "tune_payoff": ([], ["--quick"]),
     "pbt": (["--device", "cpu"], ["--quick"]),
     "walkforward": ([], ["--quick"]),
+    "calibration": ([], ["--quick"]),
 }
 
 

@@ -1,4 +1,5 @@
-"""Seeded synthetic markets: GBM, regime switching, and a planted, learnable signal.
+"""Seeded synthetic markets: GBM, regime switching, a planted, learnable signal, and null
+markets resampled from real bars (``block_bootstrap``).
 
 All generators return ``symbol -> DataFrame`` in the layout of :func:`load_bars`
 (DatetimeIndex, float64 open/high/low/close/volume) on a business-day calendar; 5-minute
@@ -21,6 +22,9 @@ mean ``sigma_bar * rho * sqrt(2/pi)`` and standard deviation
 
 (:func:`planted_oracle_sharpe`), independent of sigma and phi. Trading costs lower it; a
 larger ``persistence`` lowers the turnover the oracle needs.
+
+Block bootstrap (``block_bootstrap``): whole real days in a shuffled order. See
+:func:`block_bootstrap`.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ from fastrl.data.validate import FREQS, check_choice, validate_bars
 
 BARS_PER_DAY = {"1d": 1, "5min": 75}
 BARS_PER_YEAR = {"1d": 252, "5min": 252 * 75}
-KINDS = ("gbm", "regime_switching", "planted_signal")
+KINDS = ("gbm", "regime_switching", "planted_signal", "block_bootstrap")
+BOOTSTRAP_SYMBOLS = ("BPCL", "HDFCLIFE")  # block_bootstrap's default sources: fastrl-train's
 SESSION_START = pd.Timedelta(hours=9, minutes=15)
 
 
@@ -245,10 +250,133 @@ def _ar1(innovations: np.ndarray, persistence: float) -> np.ndarray:
     return np.asarray(values, dtype=np.float64)
 
 
+def bootstrap_bars(
+    bars: pd.DataFrame,
+    seed: int | np.random.SeedSequence | np.random.Generator = 0,
+    *,
+    n_bars: int | None = None,
+    block_length: float | None = None,
+    start: str = "2020-01-01",
+) -> tuple[pd.DataFrame, float]:
+    """One symbol's daily bars rebuilt from a stationary block bootstrap of its own days.
+
+    Each real day ``t >= 1`` becomes the tuple (open, high, low, close) / close[t-1] plus
+    its volume. Days are drawn in blocks of geometric length with mean ``block_length``
+    (Politis & Romano's stationary bootstrap: arch's ``StationaryBootstrap``, which wraps
+    around the end of the history), and prices are rebuilt from the first real close by
+    chaining the drawn close ratios; each drawn day's open/high/low are its ratios times
+    the new previous close. A day keeps its shape (gap, range, body) and volume, so every
+    bar is as valid as the real one (high/low are still widened to cover open and close
+    against rounding). Returns ``(bars, block_length used)``.
+
+    ``block_length`` None: :func:`fastrl.stats.bootstrap_block_length` of the daily log
+    returns, the largest Politis-White estimate over the returns and their squares, so
+    volatility clustering survives. ``n_bars`` None: as many bars as real days after the
+    first, on the real calendar; otherwise ``n_bars`` business days from ``start`` (more
+    than the history: independent draws are concatenated).
+    """
+    from arch.bootstrap import StationaryBootstrap
+
+    if len(bars) < 3:
+        raise ValueError(f"bootstrap_bars needs at least 3 bars, got {len(bars)}")
+    prices = bars[["open", "high", "low", "close"]].to_numpy(dtype=np.float64)
+    if not (np.all(np.isfinite(prices)) and np.all(prices > 0)):
+        raise ValueError("bootstrap_bars needs finite, positive prices (validate the bars)")
+    ratios = prices[1:] / prices[:-1, 3:4]  # (days, 4): open/high/low/close over prev close
+    volume = bars["volume"].to_numpy(dtype=np.float64)[1:] if "volume" in bars else None
+    days = ratios.shape[0]
+    if block_length is None:
+        from fastrl.stats import bootstrap_block_length
+
+        block_length = bootstrap_block_length(np.log(ratios[:, 3]))
+    if not block_length >= 1.0:
+        raise ValueError(f"block_length must be at least 1 bar, got {block_length}")
+    length = days if n_bars is None else int(n_bars)
+    if length < 2:
+        raise ValueError(f"n_bars must be an integer >= 2, got {n_bars!r}")
+    sampler = StationaryBootstrap(float(block_length), np.arange(days),
+                                  seed=np.random.default_rng(seed))
+    index = np.concatenate([sampler.update_indices() for _ in range(-(-length // days))])
+    drawn = ratios[index[:length]]
+    close = prices[0, 3] * np.cumprod(drawn[:, 3])
+    previous = np.concatenate([[prices[0, 3]], close[:-1]])
+    open_, high, low, close = (previous * drawn[:, k] for k in range(4))
+    stamps = (pd.DatetimeIndex(bars.index[1:], name="timestamp") if n_bars is None
+              else trading_timestamps(length, "1d", start))
+    frame = pd.DataFrame({
+        "open": open_,
+        "high": np.maximum.reduce([high, open_, close]),
+        "low": np.minimum.reduce([low, open_, close]),
+        "close": close,
+        "volume": volume[index[:length]] if volume is not None else np.full(length, np.nan),
+    }, index=stamps)
+    return frame, float(block_length)
+
+
+def block_bootstrap(
+    n_symbols: int | None = None,
+    n_bars: int | None = None,
+    *,
+    symbols: Sequence[str] | None = None,
+    freq: str = "1d",
+    seed: int = 0,
+    source: str = "bundled",
+    block_length: float | None = None,
+    start: str = "2020-01-01",
+) -> dict[str, pd.DataFrame]:
+    """Null markets: real daily bars of ``symbols`` resampled in blocks (:func:`bootstrap_bars`).
+
+    Volatility, fat tails and clustering are the real series'; the order of the blocks is
+    random, so nothing an agent learns from the training years carries over to the test
+    days beyond the dependence inside a block. What stays:
+
+    - the drift: buy-and-hold earns the real average return, as does an agent that holds;
+    - the dependence within a block (mean ``block_length`` days), real short-range
+      autocorrelation and volatility clustering included; a policy that times it (or
+      steps out of high-volatility stretches, which raises a Sharpe ratio when the mean
+      does not rise with the volatility) can beat buy-and-hold a little, as on real bars;
+    - not the cross-correlation of symbols: each symbol is resampled on its own.
+
+    Symbols keep their source names, so a config that names them runs on the null copy
+    unchanged. ``symbols`` None: the first ``n_symbols`` of BPCL, HDFCLIFE, then the
+    other symbols of ``source`` alphabetically (default: BPCL and HDFCLIFE). Each symbol
+    draws from its own stream of ``seed`` (``SeedSequence(seed).spawn``), and the frame's
+    ``attrs`` record the source symbol, block length and seed. Daily bars only: a
+    5-minute day would need whole sessions as the resampled unit.
+    """
+    check_choice("freq", freq, FREQS)
+    if freq != "1d":
+        raise ValueError("block_bootstrap resamples whole days: freq must be '1d'")
+    from fastrl.data.loaders import available, load_bars
+
+    if symbols is None:
+        pool = [*BOOTSTRAP_SYMBOLS, *(s for s in available("1d", source)
+                                     if s not in BOOTSTRAP_SYMBOLS)]
+        count = len(BOOTSTRAP_SYMBOLS) if n_symbols is None else n_symbols
+        _check_sizes(count, 2)
+        if count > len(pool):
+            raise ValueError(f"n_symbols={count} but source {source!r} holds {len(pool)}")
+        symbols = pool[:count]
+    symbols = list(symbols)
+    if n_symbols is not None and n_symbols != len(symbols):
+        raise ValueError(f"n_symbols={n_symbols} but {len(symbols)} symbols were named")
+    if n_bars is not None:
+        _check_sizes(len(symbols), n_bars)
+    real = load_bars(symbols, "1d", source)
+    streams = np.random.SeedSequence(seed).spawn(len(symbols))
+    out = {}
+    for symbol, stream in zip(symbols, streams, strict=True):
+        frame, block = bootstrap_bars(real[symbol], stream, n_bars=n_bars,
+                                      block_length=block_length, start=start)
+        frame.attrs = {"source_symbol": symbol, "block_length": block, "seed": int(seed)}
+        out[symbol] = frame
+    return out
+
+
 def build_synthetic_market(
     kind: str = "planted_signal",
     n_symbols: int = 2,
-    n_bars: int = 2000,
+    n_bars: int | None = 2000,
     test_days: int = 60,
     val_days: int = 0,
     window: int = 32,
@@ -260,6 +388,8 @@ def build_synthetic_market(
 
     For ``planted_signal`` the ``signal`` column is kept as an extra (normalised) feature
     so the env observes it, and ``summary["oracle_sharpe"]`` holds the oracle Sharpe.
+    ``block_bootstrap`` takes its keywords (``symbols``, ``source``, ``block_length``);
+    ``n_bars`` None keeps each symbol's real calendar.
     """
     check_choice("kind", kind, KINDS)
     oracle = None
@@ -268,6 +398,8 @@ def build_synthetic_market(
         bars = gbm(n_symbols, n_bars, freq=freq, seed=seed, **kind_kwargs)
     elif kind == "regime_switching":
         bars = regime_switching(n_symbols, n_bars, freq=freq, seed=seed, **kind_kwargs)
+    elif kind == "block_bootstrap":
+        bars = block_bootstrap(n_symbols, n_bars, freq=freq, seed=seed, **kind_kwargs)
     else:
         bars, oracle = planted_signal(n_symbols, n_bars, seed=seed, freq=freq, **kind_kwargs)
         extra = ("signal",)
@@ -280,7 +412,7 @@ def build_synthetic_market(
     synthetic = {
         "kind": kind,
         "n_symbols": int(n_symbols),
-        "n_bars": int(n_bars),
+        "n_bars": None if n_bars is None else int(n_bars),
         "seed": int(seed),
         "params": {k: v for k, v in kind_kwargs.items()},
         "oracle_sharpe": oracle,

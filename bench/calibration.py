@@ -1,0 +1,653 @@
+"""Calibration: does fastrl's verdict say "beats buy-and-hold" only when that is true?
+
+    python bench/calibration.py               # full: about 5 h on 2 cores (printed at start)
+    python bench/calibration.py --quick       # plumbing check: 2 min idle, 7 beside other load;
+                                              # its rates mean nothing
+    python bench/calibration.py --workers 2   # 2 processes, cores split between them
+
+The verdict (``fastrl.stats.verdict``) claims that the agent beats buy-and-hold when the
+paired-bootstrap one-sided p-value of "the agent's test Sharpe is not above buy-and-hold's"
+is at most 1 - level (level ``fastrl.stats.DEFAULT_LEVEL`` = 0.9). Three experiments, each
+the *default* pipeline (no flag but ``--data``/``--seed``/``--run-dir`` and, with
+``--hidden``/``--timesteps``, those):
+
+1. **Null markets** (``--null-markets``, default 20): BPCL and HDFCLIFE (fastrl-train's
+   default symbols) resampled by a stationary block bootstrap of their real daily bars
+   (``fastrl.data.synthetic.block_bootstrap``: whole days' open/high/low/close relative to
+   the previous close and volume, blocks of mean length = the largest Politis-White
+   estimate over the returns and their squares, about 65 days for BPCL and 33 for HDFCLIFE,
+   so volatility clustering survives). Each market (bootstrap seed i) is written as CSV and
+   read back by the loader, so the bars pass the same strict validation, features, splits
+   and costs as real data. Then fastrl-train exactly as the command runs it (its parser
+   and trainer factory: fast preset, default network, 120 validation days with early
+   stopping, the best-validation checkpoint backtested on the 30 test days by
+   ``fastrl.evaluate.evaluate_run``), training seed i. Reported: the share of runs whose
+   verdict claims an edge (false-positive rate) with a 90% Clopper-Pearson interval,
+   against the nominal 1 - level = 10%. Target: at or below nominal (met while the
+   interval's lower bound does not exceed it).
+2. **Null studies** (``--null-studies``, default 5): a deliberately small fastrl-tune study
+   per null market (bootstrap seeds 1000+i): 6 trials x 32,768 env steps, 1 fold, 1 seed,
+   3 confirmation seeds, the shipped search space; everything else as the command (its
+   parser and settings; only the TPE sampler is seeded, for repeatability). Reported: the
+   share of studies whose report says "tuning helped" and whose DSR gate passes (> 0.95).
+3. **Planted markets** (``--planted-markets`` per strength, default 10; strengths
+   ``--strengths``, default 0.1 0.2 0.3): ``fastrl-train --data synthetic`` with
+   ``data.synthetic_signal_strength`` s and ``data.synthetic_seed`` i (the same seeds for
+   every strength: common random numbers). Power = the share of runs whose verdict finds
+   the edge, with 90% Clopper-Pearson intervals. 30 test days are short: even the
+   cost-free oracle's Sharpe (1.3 at 0.1, 2.6 at 0.2, 3.9 at 0.3) has a standard error of
+   about 2.9 per symbol over 30 days, so 0.05 would have almost no power.
+
+The null, exactly. H0 of the verdict: the agent's Sharpe on the test days is not above
+buy-and-hold's. On a block-bootstrapped market the blocks come in random order, so nothing
+learned on the training years predicts the test days beyond the dependence *inside* a
+block. That dependence is real (the real series' short-range autocorrelation and volatility
+clustering), so H0 is true in expectation only up to it: a policy that times within-block
+dependence, or steps out of volatile stretches (which raises a Sharpe ratio when the mean
+does not rise with the volatility), can beat buy-and-hold a little, as it could on real
+bars. The drift is kept: buy-and-hold earns the real average return, and so does an agent
+that holds; an agent that stays flat has a lower Sharpe in expectation (H0 holds with room).
+A measured rate above nominal is therefore an upper bound on the false-positive rate of
+the test itself. Cross-symbol correlation is not kept (each symbol is resampled on its own).
+
+Resumable: each finished run appends one record to ``calibration_runs.jsonl`` in the
+results folder; a restart skips the runs recorded with the same settings (``--fresh``
+starts over). Run folders (``runs/bench-calibration/``) are deleted once recorded. Writes
+``calibration.json`` atomically (``--quick``: ``quick/calibration_quick.json``, and a
+quick pass always starts fresh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import RESULTS, machine_info  # noqa: E402
+
+LEVEL = 0.9  # fastrl.stats.DEFAULT_LEVEL (checked in main: importing stats loads arch)
+CI_LEVEL = 0.9  # the Clopper-Pearson intervals of the reported rates
+DSR_GATE = 0.95  # the study report's "above 0.95: unlikely to be luck"
+STUDY_SEED_BASE = 1000  # null studies' bootstrap seeds, apart from the null runs' 0..N-1
+STRENGTHS = (0.1, 0.2, 0.3)
+# full-run study: small on purpose (the confirmation trains the presets' default network)
+STUDY = {"trials": 6, "timesteps": 32768, "folds": 1, "seeds": 1, "confirm_seeds": 3}
+QUICK_STUDY = {"trials": 2, "timesteps": 16384, "folds": 1, "seeds": 1, "confirm_seeds": 2}
+QUICK_HIDDEN = (32, 32)
+QUICK_TIMESTEPS = 16384  # two updates of 64 envs x 128 steps
+# planning figures for the start-of-run estimate (2 cores, default network): a default run
+# takes ~18 s per 8,192-step update with its validation (README: 11 updates, 3 min 23 s),
+# so 3.4 min when early stopping ends it at 11 updates and 7.4 min at the full 24
+RUN_MINUTES = {"null": 3.5, "planted": 5.5}  # a planted edge keeps validation improving
+STUDY_MINUTES = 10.0  # one STUDY-sized study (trials, then 3 x 3 confirmation runs)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def rate_summary(flags: Sequence[bool], ci_level: float = CI_LEVEL,
+                 nominal: float | None = None) -> dict[str, Any]:
+    """Share of True in ``flags`` with its two-sided Clopper-Pearson interval at ``ci_level``.
+
+    With ``nominal`` (a false-positive rate the test should not exceed) ``target_met`` says
+    whether the data are consistent with "at or below nominal": the interval's lower bound
+    does not exceed it. Empty ``flags``: rate and interval None.
+    """
+    from scipy import stats
+
+    flags = [bool(f) for f in flags]
+    count, n = sum(flags), len(flags)
+    out: dict[str, Any] = {"count": count, "n": n, "rate": None, "ci": None,
+                           "ci_level": ci_level, "ci_method": "Clopper-Pearson"}
+    if n:
+        interval = stats.binomtest(count, n).proportion_ci(confidence_level=ci_level,
+                                                           method="exact")
+        out["rate"] = count / n
+        out["ci"] = [float(interval.low), float(interval.high)]
+    if nominal is not None:
+        out["nominal"] = nominal
+        out["target_met"] = None if not n else bool(out["ci"][0] <= nominal)
+        out["at_or_below_nominal"] = None if not n else bool(out["rate"] <= nominal)
+    return out
+
+
+def claims_edge(p_value: float | None, level: float = LEVEL) -> bool:
+    """The verdict's rule: an edge is claimed when p <= 1 - level (NaN/None: never)."""
+    return p_value is not None and math.isfinite(p_value) and p_value <= 1.0 - level
+
+
+# ----------------------------------------------------------------------------- jobs
+
+
+def job_keys(null_markets: int, null_studies: int, planted_markets: int,
+             strengths: Sequence[float]) -> list[str]:
+    """Every run of the experiment, in the order they run (cheap evidence first)."""
+    keys = [f"null/{i}" for i in range(null_markets)]
+    keys += [f"planted/{s:g}/{i}" for i in range(planted_markets) for s in strengths]
+    keys += [f"study/{i}" for i in range(null_studies)]
+    return keys
+
+
+def write_null_market(folder: Path, seed: int, symbols: Sequence[str]) -> dict[str, float]:
+    """The null market of ``seed`` as CSV files in ``folder``/daily; returns block lengths."""
+    from fastrl.data.synthetic import block_bootstrap
+
+    daily = folder / "daily"
+    daily.mkdir(parents=True, exist_ok=True)
+    blocks = {}
+    for symbol, frame in block_bootstrap(symbols=symbols, seed=seed).items():
+        blocks[symbol] = frame.attrs["block_length"]
+        out = frame.reset_index()
+        out["timestamp"] = out["timestamp"].dt.strftime("%Y-%m-%d")
+        out.to_csv(daily / f"{symbol}.csv", index=False, float_format="%.17g")
+    return blocks
+
+
+def train_and_test(argv: list[str], run_dir: Path) -> dict[str, Any]:
+    """fastrl-train as the command does it (its parser and trainer factory), without the
+    printing and report files; then the test-days backtest and verdict of ``evaluate_run``."""
+    from fastrl.backtest import COMBINED
+    from fastrl.cli import train as train_cli
+    from fastrl.evaluate import evaluate_run
+
+    shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted earlier attempt
+    args = train_cli.build_parser().parse_args([*argv, "--run-dir", str(run_dir)])
+    trainer = train_cli._make_trainer(args, None)
+    started = time.perf_counter()
+    result = trainer.train()
+    evaluation = evaluate_run(result.run_dir)
+    errors = evaluation.uncertainty(COMBINED)
+    versus = errors.vs_buy_and_hold
+    agent = [b for b in evaluation.backtests if b.strategy == "agent"]
+    record = {
+        "argv": argv, "reason": result.reason, "updates": result.updates,
+        "global_step": result.global_step, "best_val_sharpe": result.best_val_sharpe,
+        "checkpoint": Path(evaluation.info["checkpoint"]).name,
+        "hidden_sizes": list(trainer.config.hidden_sizes),
+        "test_bars": versus.n, "p_value": _number(versus.p_value),
+        "sharpe_agent": _number(versus.sharpe_agent),
+        "sharpe_buy_and_hold": _number(versus.sharpe_bench),
+        "mean_position": float(sum(float(b.positions.mean()) for b in agent) / len(agent)),
+        "verdict": errors.verdict, "claims_edge": claims_edge(versus.p_value),
+        "seconds": time.perf_counter() - started,
+    }
+    # the rule here and the sentence the user reads must agree
+    record["verdict_agrees"] = record["claims_edge"] == (" beats " in errors.verdict and not
+                                                        errors.verdict.startswith("no evidence"))
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return record
+
+
+def null_study(argv: list[str], study_dir: Path, sampler_seed: int,
+               log: Callable[[str], None]) -> dict[str, Any]:
+    """fastrl-tune as the command runs it in one process (its parser and settings, the
+    sampler seeded), then the study report; returns its verdict and gates."""
+    import torch
+
+    from fastrl.cli import tune as tune_cli
+    from fastrl.tune.report_study import write_study_outputs
+    from fastrl.tune.space import load_space
+    from fastrl.tune.study import TrialRunner, make_storage, open_study
+
+    shutil.rmtree(study_dir, ignore_errors=True)
+    args = tune_cli.build_parser().parse_args([*argv, "--run-dir", str(study_dir)])
+    tune_cli._check_numbers(args)
+    space = load_space(args.space)
+    settings = {**tune_cli.settings_of(args, space), "sampler_seed": sampler_seed}
+    started = time.perf_counter()
+    runner = TrialRunner(settings, space, study_dir=study_dir,
+                         log=lambda line: log(f"    {line}"))
+    torch.set_num_threads(runner.base.torch_threads or os.cpu_count() or 1)
+    study = open_study(make_storage(None, study_dir), args.study, settings, args.trials)
+    runner.run(study)
+    write_study_outputs(study, runner, study_dir, log=lambda line: log(f"    {line}"))
+    report = study_dir / "report.json"
+    states = Counter(r.state.lower() for r in runner.records)
+    record: dict[str, Any] = {"argv": argv, "sampler_seed": sampler_seed,
+                              "states": dict(states)}
+    if not report.exists():
+        record.update(verdict="no trial completed: no report", tuning_helped=False,
+                      tuning_helped_any=False, dsr=None, dsr_passes=False, pbo=None)
+    else:
+        payload = json.loads(report.read_text())
+        gates, verdict = payload["gates"], payload["verdict"]
+        winner_test = payload["test"]["tuned"]["runs"]
+        record.update(
+            verdict=verdict,
+            tuning_helped=verdict.startswith("tuning helped:"),  # beats both presets
+            tuning_helped_any=verdict.startswith("tuning helped"),  # or one of them
+            dsr=gates.get("dsr"), dsr_passes=bool((gates.get("dsr") or 0.0) > DSR_GATE),
+            pbo=gates.get("pbo"), n_effective=gates.get("n_effective"),
+            winner_test_p=[1.0 - r["p_beats_buy_and_hold"]
+                           if r["p_beats_buy_and_hold"] is not None else None
+                           for r in winner_test])
+    record["seconds"] = time.perf_counter() - started
+    shutil.rmtree(study_dir, ignore_errors=True)
+    return record
+
+
+def _number(value: float) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def run_job(key: str, plan: dict[str, Any]) -> dict[str, Any]:
+    """One run of the plan (``key`` from :func:`job_keys`); returns its record."""
+    def log(line: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
+
+    work = Path(plan["work_dir"]) / key.replace("/", "-")
+    kind, *rest = key.split("/")
+    extra = list(plan["train_extra"])
+    try:
+        if kind == "null":
+            seed = int(rest[0])
+            blocks = write_null_market(work / "market", seed, plan["symbols"])
+            argv = ["--data", str(work / "market"), "--seed", str(seed), *extra]
+            record = {"data_seed": seed, "block_lengths": blocks,
+                      **train_and_test(argv, work / "run")}
+        elif kind == "planted":
+            strength, seed = float(rest[0]), int(rest[1])
+            sets = [f"data.synthetic_signal_strength={strength:g}",
+                    f"data.synthetic_seed={seed}"]
+            argv = ["--data", "synthetic", "--seed", str(seed), *_merge_set(extra, sets)]
+            record = {"strength": strength, "data_seed": seed,
+                      **train_and_test(argv, work / "run")}
+        elif kind == "study":
+            index = int(rest[0])
+            seed = STUDY_SEED_BASE + index
+            blocks = write_null_market(work / "market", seed, plan["symbols"])
+            study = plan["study"]
+            argv = ["--symbols", *plan["symbols"], "--data", str(work / "market"),
+                    "--study", f"calibration-null-{index}",
+                    "--trials", str(study["trials"]), "--timesteps", str(study["timesteps"]),
+                    "--folds", str(study["folds"]), "--seeds", str(study["seeds"]),
+                    "--confirm-seeds", str(study["confirm_seeds"]), *plan["tune_extra"]]
+            record = {"data_seed": seed, "block_lengths": blocks,
+                      **null_study(argv, work / "study", index, log)}
+        else:
+            raise ValueError(f"unknown job {key!r}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"key": key, "kind": kind, "signature": plan["signature"], **record}
+
+
+def _merge_set(extra: list[str], sets: list[str]) -> list[str]:
+    """``extra`` with ``sets`` added to its --set group (one --set flag)."""
+    if "--set" in extra:
+        at = extra.index("--set") + 1
+        return [*extra[:at], *sets, *extra[at:]]
+    return [*extra, "--set", *sets]
+
+
+# ----------------------------------------------------------------------------- records
+
+
+def load_records(path: Path, signature: str) -> tuple[dict[str, dict[str, Any]], int]:
+    """Finished runs recorded with this ``signature`` (key -> record) and how many lines
+    were skipped (other settings, or a line cut short by a kill)."""
+    records: dict[str, dict[str, Any]] = {}
+    skipped = 0
+    if not path.exists():
+        return records, skipped
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            skipped += 1
+            continue
+        if record.get("signature") != signature:
+            skipped += 1
+            continue
+        records[record["key"]] = record
+    return records, skipped
+
+
+def append_record(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, default=float) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_atomic(path: Path, payload: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=float))
+    os.replace(tmp, path)
+    return path
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def _median(values: list[float | None]) -> float | None:
+    finite = sorted(v for v in values if v is not None and math.isfinite(v))
+    if not finite:
+        return None
+    mid = len(finite) // 2
+    return finite[mid] if len(finite) % 2 else (finite[mid - 1] + finite[mid]) / 2
+
+
+def summarise(records: dict[str, dict[str, Any]], plan: dict[str, Any]) -> dict[str, Any]:
+    """The results payload (less machine and timing) from the finished runs."""
+    nominal = 1.0 - plan["level"]
+    null = [r for r in records.values() if r["kind"] == "null"]
+    null.sort(key=lambda r: r["data_seed"])
+    studies = sorted((r for r in records.values() if r["kind"] == "study"),
+                     key=lambda r: r["data_seed"])
+    out: dict[str, Any] = {
+        "null": {
+            "runs": null,
+            "false_positive": rate_summary([r["claims_edge"] for r in null], nominal=nominal),
+            "median_p_value": _median([r["p_value"] for r in null]),
+            "median_sharpe_agent": _median([r["sharpe_agent"] for r in null]),
+            "median_sharpe_buy_and_hold": _median([r["sharpe_buy_and_hold"] for r in null]),
+            "median_mean_position": _median([r["mean_position"] for r in null]),
+            "verdict_text_agrees": all(r["verdict_agrees"] for r in null),
+        },
+        "studies": {
+            "runs": studies,
+            "tuning_helped": rate_summary([r["tuning_helped"] for r in studies]),
+            "tuning_helped_any": rate_summary([r["tuning_helped_any"] for r in studies]),
+            "dsr_passes": rate_summary([r["dsr_passes"] for r in studies]),
+            "median_dsr": _median([r.get("dsr") for r in studies]),
+            "median_pbo": _median([r.get("pbo") for r in studies]),
+        },
+        "planted": {},
+    }
+    from fastrl.data.synthetic import planted_oracle_sharpe
+
+    for strength in plan["strengths"]:
+        runs = sorted((r for r in records.values()
+                       if r["kind"] == "planted" and r["strength"] == strength),
+                      key=lambda r: r["data_seed"])
+        out["planted"][f"{strength:g}"] = {
+            "strength": strength, "oracle_sharpe": planted_oracle_sharpe(strength),
+            "runs": runs, "power": rate_summary([r["claims_edge"] for r in runs]),
+            "median_p_value": _median([r["p_value"] for r in runs]),
+            "median_sharpe_agent": _median([r["sharpe_agent"] for r in runs]),
+            "median_sharpe_buy_and_hold": _median([r["sharpe_buy_and_hold"] for r in runs]),
+        }
+    return out
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
+
+
+def _rate_cells(rate: dict[str, Any]) -> list[str]:
+    ci = rate["ci"]
+    return [f"{rate['count']} of {rate['n']}", _pct(rate["rate"]),
+            "n/a" if ci is None else f"{_pct(ci[0])} to {_pct(ci[1])}"]
+
+
+def _num(value: float | None, spec: str = "+.2f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The SUMMARY.md section (and the printed table)."""
+    s = data["settings"]
+    level = s["level"]
+    lines = []
+    if data.get("quick"):
+        lines += [f"**Quick pass: {data['quick_note']}**", ""]
+    extra = s.get("train_extra", [])
+    overridden = ["--hidden"] * any(a.startswith("hidden_sizes") for a in extra)
+    overridden += ["--timesteps"] * ("--timesteps" in extra)
+    changed = f"{' and '.join(overridden)} changed; " if overridden else ""
+    lines += [f"Default fastrl-train pipeline ({changed}preset {s['preset']}, network "
+              f"{tuple(s['hidden_sizes'])}, {s['timesteps']:,} env steps with early stopping, "
+              f"best-validation checkpoint, {s['test_days']} test days) on "
+              f"{', '.join(s['symbols'])}; the verdict claims an edge when the paired-bootstrap"
+              f" p-value <= {1 - level:.2f}. Rates with {CI_LEVEL:.0%} Clopper-Pearson "
+              f"intervals; {data['wall_seconds'] / 60:.0f} min on "
+              f"{data['machine'].get('cores', '?')} cores.", ""]
+    header = ["market", "runs with the claim", "rate", f"{CI_LEVEL:.0%} interval",
+              "median p", "median test Sharpe agent / B&H", "reading"]
+    rows = []
+    null = data["results"]["null"]
+    fp = null["false_positive"]
+    if fp["n"]:
+        reading = (f"target (<= {_pct(fp['nominal'])} nominal) "
+                   f"{'met' if fp['target_met'] else 'NOT met'}")
+    else:
+        reading = "not run yet"
+    rows.append(["null (block bootstrap): verdict claims an edge", *_rate_cells(fp),
+                 _num(null["median_p_value"], ".2f"),
+                 f"{_num(null['median_sharpe_agent'])} / "
+                 f"{_num(null['median_sharpe_buy_and_hold'])}", reading])
+    for key, entry in data["results"]["planted"].items():
+        rows.append([f"planted {key} (oracle Sharpe {entry['oracle_sharpe']:.1f}): power",
+                     *_rate_cells(entry["power"]), _num(entry["median_p_value"], ".2f"),
+                     f"{_num(entry['median_sharpe_agent'])} / "
+                     f"{_num(entry['median_sharpe_buy_and_hold'])}",
+                     "share that finds the planted edge"])
+    studies = data["results"]["studies"]
+    study = s["study"]
+    rows.append(["null studies: report says tuning helped (both presets)",
+                 *_rate_cells(studies["tuning_helped"]), "-", "-",
+                 f"any preset: {_rate_cells(studies['tuning_helped_any'])[0]}"])
+    rows.append([f"null studies: DSR gate passes (> {DSR_GATE})",
+                 *_rate_cells(studies["dsr_passes"]), "-", "-",
+                 f"median DSR {_num(studies['median_dsr'], '.2f')}, "
+                 f"PBO {_num(studies['median_pbo'], '.2f')}"])
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += ["", f"Studies: {study['trials']} trials x {study['timesteps']:,} env steps, "
+              f"{study['folds']} fold, {study['confirm_seeds']} confirmation seeds (small on "
+              "purpose). Null runs' agents held a mean position of "
+              f"{_num(null['median_mean_position'], '.2f')} (median over runs). A block "
+              "bootstrap keeps the drift and the dependence inside a block, so H0 holds in "
+              "expectation only up to what a policy can time inside a block (see the bench's "
+              "docstring).", ""]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="2 null markets, 1 tiny study, 1 planted market, small network")
+    parser.add_argument("--null-markets", type=int, default=None, metavar="N",
+                        help="null markets through fastrl-train (default 20)")
+    parser.add_argument("--null-studies", type=int, default=None, metavar="N",
+                        help="null markets through a small fastrl-tune study (default 5)")
+    parser.add_argument("--planted-markets", type=int, default=None, metavar="N",
+                        help="planted markets per strength (default 10)")
+    parser.add_argument("--strengths", type=float, nargs="+", default=None,
+                        help=f"planted signal strengths (default {' '.join(map(str, STRENGTHS))})")
+    parser.add_argument("--hidden", type=int, nargs="+", default=None, metavar="UNITS",
+                        help="override hidden_sizes (the full run uses fastrl-train's default)")
+    parser.add_argument("--timesteps", type=int, default=None,
+                        help="override fastrl-train's total_timesteps")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes (default 1, using every core)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="discard the records of an earlier invocation and start over")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.null_markets = args.null_markets if args.null_markets is not None else (
+        2 if quick else 20)
+    args.null_studies = args.null_studies if args.null_studies is not None else (
+        1 if quick else 5)
+    args.planted_markets = args.planted_markets if args.planted_markets is not None else (
+        1 if quick else 10)
+    args.strengths = args.strengths or ([0.2] if quick else list(STRENGTHS))
+    if quick:
+        args.hidden = args.hidden or list(QUICK_HIDDEN)
+        args.timesteps = args.timesteps or QUICK_TIMESTEPS
+        args.fresh = True
+    for name in ("null_markets", "null_studies", "planted_markets"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0")
+    if args.workers < 1:
+        parser.error("--workers must be >= 1")
+    return args
+
+
+def make_plan(args: argparse.Namespace) -> dict[str, Any]:
+    """Everything that decides a run's record; its hash is each record's signature."""
+    from fastrl.config import DataConfig
+
+    cores = os.cpu_count() or 1
+    sets = []
+    if args.hidden:
+        sets.append(f"hidden_sizes={json.dumps(list(args.hidden))}")
+    threads = [f"torch_threads={max(1, cores // args.workers)}"] if args.workers > 1 else []
+    train_extra = ["--timesteps", str(args.timesteps)] if args.timesteps else []
+    if sets or threads:
+        train_extra += ["--set", *sets, *threads]
+    tune_extra = ["--set", *sets, *threads] if sets or threads else []
+    decisive = {"level": LEVEL, "symbols": list(DataConfig().symbols),
+                "train_extra": [a for a in train_extra if not a.startswith("torch_threads")],
+                "tune_extra": [a for a in tune_extra if not a.startswith("torch_threads")],
+                "study": QUICK_STUDY if args.quick else STUDY, "quick": args.quick}
+    signature = hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
+    name = "calibration_quick" if args.quick else "calibration"
+    return {**decisive, "strengths": list(args.strengths), "signature": signature,
+            "train_extra": train_extra, "tune_extra": tune_extra,
+            "work_dir": str(ROOT / "runs" / f"bench-{name.replace('_', '-')}"), "name": name}
+
+
+def results_dir(quick: bool) -> Path:
+    """Where this invocation writes: a quick pass beside, never over, the full results."""
+    if quick and not os.environ.get("FASTRL_BENCH_RESULTS"):
+        return RESULTS / "quick"
+    return RESULTS
+
+
+def estimate_minutes(plan: dict[str, Any], keys: list[str], workers: int) -> str:
+    counts = Counter(k.split("/")[0] for k in keys)
+    if plan["quick"]:
+        return "about 3 minutes (quick)"
+    if any(a.startswith("hidden_sizes") for a in plan["train_extra"]) or "--timesteps" in \
+            plan["train_extra"]:
+        return "unknown for this network/budget: see the per-run times below"
+    minutes = (sum(counts[k] * RUN_MINUTES[k] for k in RUN_MINUTES)
+               + counts["study"] * STUDY_MINUTES) * 2 / max(os.cpu_count() or 1, 2)
+    return (f"about {minutes / 60:.1f} h on 2 cores ({counts['null']} null runs x ~"
+            f"{RUN_MINUTES['null']:g} min, {counts['planted']} planted x ~"
+            f"{RUN_MINUTES['planted']:g} min, {counts['study']} studies x ~{STUDY_MINUTES:g} "
+            f"min; a run is 3.4 min if early stopping ends it at 11 updates, 7.4 at the full "
+            f"24; {workers} worker(s) share the cores)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from fastrl import stats
+
+    if stats.DEFAULT_LEVEL != LEVEL:
+        raise SystemExit(f"fastrl.stats.DEFAULT_LEVEL is {stats.DEFAULT_LEVEL}, this bench "
+                         f"assumes {LEVEL}: update LEVEL")
+    plan = make_plan(args)
+    out_dir = results_dir(args.quick)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records_path = out_dir / f"{plan['name']}_runs.jsonl"
+    if args.fresh:
+        records_path.unlink(missing_ok=True)
+    records, skipped = load_records(records_path, plan["signature"])
+    keys = job_keys(args.null_markets, args.null_studies, args.planted_markets, args.strengths)
+    todo = [k for k in keys if k not in records]
+
+    def log(line: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
+
+    log(f"calibration: {len(keys)} runs ({args.null_markets} null, {args.null_studies} null "
+        f"studies, {args.planted_markets} planted x {len(args.strengths)} strengths); "
+        f"{len(keys) - len(todo)} already recorded in {records_path}"
+        f"{f' ({skipped} lines of other settings ignored)' if skipped else ''}")
+    log(f"expected time for the {len(todo)} to run: {estimate_minutes(plan, todo, args.workers)}")
+    started = time.perf_counter()
+    done = 0
+
+    def finished(record: dict[str, Any]) -> None:
+        nonlocal done
+        append_record(records_path, record)
+        records[record["key"]] = record
+        done += 1
+        elapsed = time.perf_counter() - started
+        eta = elapsed / done * (len(todo) - done)
+        if record["kind"] == "study":
+            what = f"{record['verdict']}; DSR {_num(record.get('dsr'), '.2f')}"
+        else:
+            what = (f"{record['reason']} after {record['updates']} updates, test Sharpe agent "
+                    f"{_num(record['sharpe_agent'])} vs B&H "
+                    f"{_num(record['sharpe_buy_and_hold'])}: {record['verdict']}")
+        log(f"[{done}/{len(todo)}] {record['key']} ({record['seconds']:.0f} s): {what}; "
+            f"ETA {eta / 60:.0f} min")
+
+    if args.workers == 1:
+        for key in todo:
+            finished(run_job(key, plan))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        context = multiprocessing.get_context("spawn")  # no torch state crosses a fork
+        with ProcessPoolExecutor(args.workers, mp_context=context) as pool:
+            futures = [pool.submit(run_job, key, plan) for key in todo]
+            for future in as_completed(futures):
+                finished(future.result())
+
+    payload = {
+        "machine": machine_info(), "quick": args.quick,
+        "quick_note": ("a plumbing check: 2 null markets, 1 tiny study and 1 planted market "
+                       "with a small network and 2 updates; the rates mean nothing at this "
+                       "size") if args.quick else None,
+        "settings": {"level": LEVEL, "nominal_false_positive_rate": 1 - LEVEL,
+                     "symbols": plan["symbols"], "preset": "fast",
+                     "hidden_sizes": _hidden(args), "timesteps": _timesteps(args),
+                     "test_days": _test_days(), "null_markets": args.null_markets,
+                     "null_studies": args.null_studies,
+                     "planted_markets": args.planted_markets, "strengths": args.strengths,
+                     "study": plan["study"], "train_extra": plan["train_extra"],
+                     "tune_extra": plan["tune_extra"], "workers": args.workers,
+                     "dsr_gate": DSR_GATE, "records": str(records_path),
+                     "signature": plan["signature"]},
+        "results": summarise({k: records[k] for k in keys if k in records},
+                             {**plan, "level": LEVEL}),
+        "wall_seconds": time.perf_counter() - started,
+    }
+    path = write_atomic(out_dir / f"{plan['name']}.json", payload)
+    shutil.rmtree(plan["work_dir"], ignore_errors=True)  # every run is recorded
+    print("\n" + markdown(payload))
+    print(f"wrote {path}")
+    return 0
+
+
+def _hidden(args: argparse.Namespace) -> list[int]:
+    if args.hidden:
+        return list(args.hidden)
+    from fastrl.config import TrainConfig
+
+    return list(TrainConfig().hidden_sizes)
+
+
+def _timesteps(args: argparse.Namespace) -> int:
+    from fastrl.config import TrainConfig
+
+    return args.timesteps or TrainConfig().total_timesteps
+
+
+def _test_days() -> int:
+    from fastrl.config import DataConfig
+
+    return DataConfig().test_days
+
+
+if __name__ == "__main__":
+    sys.exit(main())

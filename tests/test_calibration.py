@@ -1,0 +1,187 @@
+"""bench/calibration.py's pieces: the block-bootstrap null bars and the rate summaries."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from fastrl.data import build_synthetic_market, load_bars
+from fastrl.data.synthetic import block_bootstrap, bootstrap_bars
+from fastrl.data.validate import validate_bars
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    spec = importlib.util.spec_from_file_location("bench_calibration", BENCH / "calibration.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_calibration"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def null_market():
+    return block_bootstrap(seed=5)
+
+
+def _log_returns(frame: pd.DataFrame) -> np.ndarray:
+    return np.diff(np.log(frame["close"].to_numpy()))
+
+
+def test_null_bars_are_valid(null_market):
+    real = load_bars(["BPCL", "HDFCLIFE"])
+    assert list(null_market) == ["BPCL", "HDFCLIFE"]
+    for symbol, frame in null_market.items():
+        values = frame[["open", "high", "low", "close", "volume"]].to_numpy()
+        assert np.all(np.isfinite(values))
+        prices = frame[["open", "high", "low", "close"]]
+        assert (prices > 0).all().all()
+        assert (frame["high"] >= prices.max(axis=1)).all()
+        assert (frame["low"] <= prices.min(axis=1)).all()
+        assert (frame["volume"] >= 0).all()
+        # the real calendar, less its first day (whose return has no previous close)
+        assert frame.index.equals(pd.DatetimeIndex(real[symbol].index[1:], name="timestamp"))
+        # the loader's strict validation takes them unchanged
+        clean = validate_bars(frame.reset_index(), file_label=symbol).bars
+        pd.testing.assert_frame_equal(clean, frame[clean.columns], check_freq=False)
+        assert frame.attrs["block_length"] >= 1.0
+    # whole real days: every null day's shape is one of the real days'
+    bpcl = real["BPCL"]
+    real_days = np.round(bpcl[["open", "high", "low", "close"]].to_numpy()[1:]
+                         / bpcl["close"].to_numpy()[:-1, None], 9)
+    null = null_market["BPCL"]
+    previous = np.concatenate([[bpcl["close"].iloc[0]], null["close"].to_numpy()[:-1]])
+    null_days = np.round(null[["open", "close"]].to_numpy() / previous[:, None], 9)
+    known = {tuple(row) for row in real_days[:, [0, 3]]}
+    assert all(tuple(row) in known for row in null_days[:200])
+
+
+def test_null_bars_keep_the_return_distribution():
+    real = load_bars("BPCL")["BPCL"]
+    frame, block = bootstrap_bars(real, seed=1, n_bars=40_000)
+    assert len(frame) == 40_000 and block > 1.0
+    r_real, r_null = _log_returns(real), _log_returns(frame)
+    assert np.std(r_null) == pytest.approx(np.std(r_real), rel=0.1)
+    assert np.mean(r_null) == pytest.approx(np.mean(r_real), abs=3 * np.std(r_real) / 200)
+    # fat tails survive: the 1% and 99% quantiles are the real ones, roughly
+    for q in (0.01, 0.99):
+        assert np.quantile(r_null, q) == pytest.approx(np.quantile(r_real, q), rel=0.15)
+    # volatility clustering survives the blocks (squared returns stay autocorrelated)
+    squared = (r_null - r_null.mean()) ** 2
+    assert np.corrcoef(squared[:-1], squared[1:])[0, 1] > 0.05
+
+
+def test_null_bars_are_seeded(null_market):
+    again = block_bootstrap(seed=5)
+    other = block_bootstrap(seed=6)
+    for symbol, frame in null_market.items():
+        pd.testing.assert_frame_equal(frame, again[symbol])
+        assert not np.allclose(frame["close"].to_numpy(), other[symbol]["close"].to_numpy())
+    # symbols draw from their own streams: one symbol alone gets the same bars
+    alone = block_bootstrap(symbols=["BPCL"], seed=5)
+    pd.testing.assert_frame_equal(alone["BPCL"], null_market["BPCL"])
+
+
+def test_block_bootstrap_market_goes_through_the_feature_and_split_path():
+    market = build_synthetic_market("block_bootstrap", 2, None, test_days=30, val_days=120,
+                                    seed=2)
+    assert market.train.symbols == ("BPCL", "HDFCLIFE")
+    assert market.summary["rows"]["test"] == {"BPCL": 30, "HDFCLIFE": 30}
+    with pytest.raises(ValueError, match="freq must be '1d'"):
+        block_bootstrap(freq="5min")
+    with pytest.raises(ValueError, match="n_symbols=3 but 1 symbols"):
+        block_bootstrap(3, symbols=["BPCL"])
+
+
+def test_rate_summary_matches_clopper_pearson(calibration):
+    flags = [True, True] + [False] * 18
+    summary = calibration.rate_summary(flags, nominal=0.1)
+    assert summary["count"] == 2 and summary["n"] == 20
+    assert summary["rate"] == pytest.approx(0.10)
+    # Clopper-Pearson from the beta distribution, two-sided 90%
+    low, high = stats.beta.ppf(0.05, 2, 19), stats.beta.ppf(0.95, 3, 18)
+    assert summary["ci"] == pytest.approx([low, high])
+    assert summary["at_or_below_nominal"] and summary["target_met"]
+    # 6 of 20: the interval's lower bound (~0.14) clears the nominal 10%
+    bad = calibration.rate_summary([True] * 6 + [False] * 14, nominal=0.1)
+    assert bad["ci"][0] > 0.1 and not bad["target_met"]
+    # edges: none and all
+    assert calibration.rate_summary([False] * 5)["ci"][0] == 0.0
+    assert calibration.rate_summary([True] * 5)["ci"][1] == 1.0
+    empty = calibration.rate_summary([], nominal=0.1)
+    assert empty["rate"] is None and empty["ci"] is None and empty["target_met"] is None
+
+
+def test_claims_edge_follows_the_verdict_rule(calibration):
+    from fastrl import stats as fstats
+
+    assert calibration.LEVEL == fstats.DEFAULT_LEVEL
+    # the boundary as the bootstrap computes it: p = 1 - 0.9 (1,800 of 2,000 resamples)
+    assert calibration.claims_edge(1.0 - 0.9) and calibration.claims_edge(0.03)
+    assert not calibration.claims_edge(0.1001)
+    assert not calibration.claims_edge(float("nan")) and not calibration.claims_edge(None)
+    for p in (0.03, 1.0 - 0.9, 0.1, 0.5):
+        comparison = fstats.AgentVsBenchmark(1 - p, p, 1.0, 0.5, 30, "1d", 5.0, 2000)
+        sentence = fstats.verdict(comparison)
+        assert calibration.claims_edge(p) == (not sentence.startswith("no evidence"))
+
+
+def test_summary_and_markdown_from_records(calibration, tmp_path):
+    plan = {"level": 0.9, "strengths": [0.2]}
+    records = {}
+    for i in range(4):
+        records[f"null/{i}"] = {"key": f"null/{i}", "kind": "null", "data_seed": i,
+                                "p_value": 0.05 if i == 0 else 0.6, "claims_edge": i == 0,
+                                "sharpe_agent": 0.1, "sharpe_buy_and_hold": 0.3,
+                                "mean_position": 0.9, "verdict_agrees": True}
+    records["planted/0.2/0"] = {"key": "planted/0.2/0", "kind": "planted", "strength": 0.2,
+                                "data_seed": 0, "p_value": 0.02, "claims_edge": True,
+                                "sharpe_agent": 2.0, "sharpe_buy_and_hold": 0.0}
+    records["study/0"] = {"key": "study/0", "kind": "study", "data_seed": 1000,
+                          "tuning_helped": False, "tuning_helped_any": True,
+                          "dsr_passes": False, "dsr": 0.4, "pbo": 0.5}
+    results = calibration.summarise(records, plan)
+    assert results["null"]["false_positive"]["rate"] == pytest.approx(0.25)
+    assert results["planted"]["0.2"]["power"]["count"] == 1
+    assert results["studies"]["tuning_helped_any"]["rate"] == 1.0
+    payload = {"settings": {"level": 0.9, "preset": "fast", "hidden_sizes": [64, 64],
+                            "timesteps": 200_000, "test_days": 30,
+                            "symbols": ["BPCL", "HDFCLIFE"], "study": calibration.STUDY},
+               "results": results, "wall_seconds": 60.0, "machine": {"cores": 2},
+               "quick": True, "quick_note": "rates mean nothing"}
+    text = calibration.markdown(payload)
+    assert "1 of 4" in text and "rates mean nothing" in text
+    # SUMMARY.md's section: the table, or "Not run yet." without a results file
+    spec = importlib.util.spec_from_file_location("bench_summary", BENCH / "summary.py")
+    summary = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summary)
+    assert summary.calibration_section(None)[-2] == "Not run yet."
+    assert "1 of 4" in "\n".join(summary.calibration_section(payload))
+    # records round-trip through the JSONL; other settings and cut lines are skipped
+    path = tmp_path / "runs.jsonl"
+    for record in records.values():
+        calibration.append_record(path, {**record, "signature": "abc"})
+    calibration.append_record(path, {"key": "null/9", "signature": "other"})
+    with open(path, "a") as f:
+        f.write('{"key": "null/1')
+    loaded, skipped = calibration.load_records(path, "abc")
+    assert set(loaded) == set(records) and skipped == 2
+
+
+def test_job_keys_and_plan(calibration):
+    keys = calibration.job_keys(2, 1, 1, [0.1, 0.2])
+    assert keys == ["null/0", "null/1", "planted/0.1/0", "planted/0.2/0", "study/0"]
+    args = calibration.parse_args(["--quick"])
+    assert args.null_markets == 2 and args.null_studies == 1 and args.planted_markets == 1
+    plan = calibration.make_plan(args)
+    assert "hidden_sizes=[32, 32]" in plan["train_extra"]
+    assert calibration.make_plan(calibration.parse_args([]))["train_extra"] == []
+    assert calibration._merge_set(["--set", "a=1"], ["b=2"]) == ["--set", "b=2", "a=1"]
