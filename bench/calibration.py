@@ -163,7 +163,7 @@ def train_and_test(argv: list[str], run_dir: Path) -> dict[str, Any]:
 
     shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted earlier attempt
     args = train_cli.build_parser().parse_args([*argv, "--run-dir", str(run_dir)])
-    trainer = train_cli._make_trainer(args, None)
+    trainer = train_cli.make_trainer(args, None)
     started = time.perf_counter()
     result = trainer.train()
     evaluation = evaluate_run(result.run_dir)
@@ -202,7 +202,7 @@ def null_study(argv: list[str], study_dir: Path, sampler_seed: int,
 
     shutil.rmtree(study_dir, ignore_errors=True)
     args = tune_cli.build_parser().parse_args([*argv, "--run-dir", str(study_dir)])
-    tune_cli._check_numbers(args)
+    tune_cli.check_numbers(args)
     space = load_space(args.space)
     settings = {**tune_cli.settings_of(args, space), "sampler_seed": sampler_seed}
     started = time.perf_counter()

@@ -321,19 +321,19 @@ def test_tuning_verdict_in_plain_words() -> None:
 def test_cli_defaults_reduce_noise(tiny_space: Path) -> None:
     """3 folds, 120 daily bars (20 sessions of 5-minute bars) per validation window, a
     confirmation window as long, the excess objective on a 16-point step grid."""
-    from fastrl.cli.tune import _check_numbers, build_parser, settings_of
+    from fastrl.cli.tune import build_parser, check_numbers, settings_of
 
     for freq, days in (("1d", 120), ("5min", 20)):
         args = build_parser().parse_args(["--symbols", "BPCL", "--freq", freq, "--trials", "2",
                                           "--timesteps", "65536"])
-        _check_numbers(args)
+        check_numbers(args)
         got = settings_of(args, load_space(tiny_space))
         assert (got["folds"], got["val_days"], got["confirm_days"]) == (3, days, days)
         assert got["objective"] == "excess" and got["val_interval_steps"] == 4096
         assert got["confirm_seeds"] == 5
     args = build_parser().parse_args(["--symbols", "BPCL", "--trials", "2", "--timesteps",
                                       "65536", "--val-every", "2"])
-    _check_numbers(args)
+    check_numbers(args)
     assert settings_of(args, load_space(tiny_space))["val_interval_steps"] == 0
 
 

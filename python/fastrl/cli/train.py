@@ -98,7 +98,9 @@ def _given_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def _make_trainer(args: argparse.Namespace, callback: Any) -> Any:
+def make_trainer(args: argparse.Namespace, callback: Any) -> Any:
+    """The Trainer fastrl-train builds from its parsed ``args`` (new or resumed); benches
+    that must train exactly as the command does (bench/calibration.py) call it too."""
     from fastrl.config import build_config
     from fastrl.ppo.trainer import Trainer, default_run_dir
 
@@ -317,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     """Train (or resume), write the run folder and the test-days report; returns the exit code."""
     args = build_parser().parse_args(argv)
     view = ProgressView(args.verbose)
-    trainer = _make_trainer(args, view)
+    trainer = make_trainer(args, view)
     console = view.console
     config = trainer.config
     kind = "portfolio of " if config.portfolio.enabled else ""

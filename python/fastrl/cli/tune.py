@@ -105,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_numbers(args: argparse.Namespace) -> None:
+def check_numbers(args: argparse.Namespace) -> None:
+    """Fill the frequency-dependent defaults into ``args`` and refuse numbers out of range
+    (a UsageError naming the flag)."""
     if args.val_days is None:
         args.val_days = VAL_DAYS[args.freq]
     if args.confirm_days is None:
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_study(raw: list[str]) -> int:
     args = build_parser().parse_args(raw)
-    _check_numbers(args)
+    check_numbers(args)
     from fastrl.config import ConfigError
     from fastrl.tune.space import load_space
     from fastrl.tune.study import (
