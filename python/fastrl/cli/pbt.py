@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"{PROG} --pbt",
         description="Population-based training: P PPO members in one process, exploit/explore "
-        "on validation Sharpe. Example: fastrl-tune --pbt --population 8 --symbols BPCL "
+        "on window A's Sharpe, the winner picked on window B, replayed on fresh seeds against "
+        "both presets on window C. Example: fastrl-tune --pbt --population 8 --symbols BPCL "
         "HDFCLIFE --timesteps 262144",
     )
     parser.add_argument("--pbt", action="store_true", required=True, help="population mode")
