@@ -1,9 +1,11 @@
 """Population-based training: a population of one is a Trainer, members are independent,
-exploit copies exactly, bad settings are refused with a clear message."""
+exploit copies exactly, the rounds and the pick use disjoint windows, the winner is replayed
+on fresh seeds, bad settings are refused with a clear message."""
 
 from __future__ import annotations
 
 import csv
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -27,10 +29,27 @@ pytest.importorskip("fastrl._core")
 WEIGHT_ATOL = 1e-6
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One thread, as the CLI gives a run's torch_threads=1 (two threads on a shared 2-core
+    machine oversubscribe and crawl)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def market():
+    # ``pick``: window B for PBT (a block after the validation block, in a real market)
     return SimpleNamespace(train=random_block(), val=random_block(n_bars=80, seed=1),
-                           normaliser=None)
+                           pick=random_block(n_bars=80, seed=2), normaliser=None)
+
+
+def make_pbt(config, population: int, ready: int, market, **kwargs) -> PBT:
+    """A PBT on the in-memory market: window B from it, no replay (it needs real splits)."""
+    return PBT(config, population, ready, market=market, pick_block=market.pick,
+               replay_seeds=0, **kwargs)
 
 
 def read_csv(path) -> list[dict[str, str]]:
@@ -167,7 +186,7 @@ def test_a_bad_population_size_is_refused(market, population):
 
 
 def test_exploit_copies_top_into_bottom_and_explore_stays_in_bounds(market):
-    runner = PBT(tiny_config(), 4, 64, market=market)
+    runner = make_pbt(tiny_config(), 4, 64, market)
     runner.pop.step()
     copies = runner.exploit_and_explore([3.0, 2.0, float("nan"), 1.0])  # nan ranks last
     assert copies == {2: 0}
@@ -183,15 +202,29 @@ def test_exploit_copies_top_into_bottom_and_explore_stays_in_bounds(market):
 
 
 def test_pbt_leaves_records_and_a_winner_that_eval_and_train_read(market, tmp_path):
-    runner = PBT(tiny_config("total_timesteps=256"), 4, 128, market=market,
-                 run_dir=tmp_path / "pbt")
+    runner = make_pbt(tiny_config("total_timesteps=256"), 4, 128, market,
+                      run_dir=tmp_path / "pbt")
     result = runner.run()
     files = result.files
-    for name in ("hparams", "lineage", "plot", "winner_config", "summary",
-                 "winner_checkpoint"):
+    for name in ("hparams", "lineage", "plot", "winner_config", "summary", "report",
+                 "report_html", "winner_checkpoint"):
         assert files[name].is_file(), name
     lineage = read_csv(files["lineage"])
     assert len(lineage) == 2 * 4 and {r["round"] for r in lineage} == {"1", "2"}
+    # the last round's rows carry both scores: window A's and the pick's on window B
+    assert [float(r["pick_sharpe"]) for r in lineage if r["round"] == "2"] == \
+        pytest.approx(result.pick_scores, rel=1e-12)
+    assert all(r["pick_sharpe"] == "" for r in lineage if r["round"] == "1")
+    summary = json.loads(files["summary"].read_text())
+    assert summary["final_val_sharpe"] == pytest.approx(result.final_scores)
+    assert summary["pick_sharpe"] == pytest.approx(result.pick_scores)
+    assert summary["winner"] == result.winner == int(np.argmax(result.pick_scores))
+    assert summary["replay"] is None and "unconfirmed" in summary["verdict"]
+    assert summary["dsr"]["n_trials"] == 4 and "reading" in summary["dsr"]
+    report = files["report"].read_text()
+    for needle in ("window B", "Deflated Sharpe Ratio", "unconfirmed", "A (rounds)",
+                   "B (pick)"):
+        assert needle in report, needle
     exploited = [r for r in lineage if r["event"] == "exploit"]
     assert len(exploited) == 1 and exploited[0]["parent"] != exploited[0]["member"]
     assert len(read_csv(files["hparams"])) == 4 * 4  # updates x members
@@ -211,7 +244,10 @@ def test_pbt_leaves_records_and_a_winner_that_eval_and_train_read(market, tmp_pa
     for name in ("learning_rate", "ent_coef", "clip_range"):
         for step, value in result.winner_schedule[name][1:]:
             assert spec.values_at(step)[name] == pytest.approx(value, rel=1e-12), (name, step)
-    assert np.isfinite(result.winner_val_sharpe)
+    assert np.isfinite(result.winner_val_sharpe) and np.isfinite(result.winner_pick_sharpe)
+    # winner.yaml is laid out as the replay trains it: every bar before window C
+    replayed = build_config(config_file=files["winner_config"])
+    assert (replayed.data.test_days, replayed.data.val_days) == (30, 120)
 
 
 def _interrupt_after_round(rounds: int):
@@ -230,17 +266,19 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(market, tmp_path
     """Ctrl-C after round 1 of 3, PBT.resume from pbt_state.pt: weights, records, scores
     and winner equal the uninterrupted run's exactly."""
     config = tiny_config("total_timesteps=384")
-    whole_runner = PBT(config, 4, 128, market=market, run_dir=tmp_path / "whole")
+    whole_runner = make_pbt(config, 4, 128, market, run_dir=tmp_path / "whole")
     whole = whole_runner.run()
-    runner = PBT(config, 4, 128, market=market, run_dir=tmp_path / "cut",
-                 callback=_interrupt_after_round(1))
+    runner = make_pbt(config, 4, 128, market, run_dir=tmp_path / "cut",
+                      callback=_interrupt_after_round(1))
     with pytest.raises(KeyboardInterrupt):
         runner.run()
     assert runner.pop.global_step == 128 and (tmp_path / "cut" / "pbt_state.pt").is_file()
-    resumed_runner = PBT.resume(tmp_path / "cut", market=market)
+    resumed_runner = PBT.resume(tmp_path / "cut", market=market, pick_block=market.pick)
     assert resumed_runner.pop.global_step == 128 and resumed_runner.rounds == 1
+    assert resumed_runner.windows == whole_runner.windows and resumed_runner.replay_seeds == 0
     resumed = resumed_runner.run()
     assert resumed.final_scores == whole.final_scores and resumed.winner == whole.winner
+    assert resumed.pick_scores == whole.pick_scores and resumed.dsr == whole.dsr
     assert resumed.lineage == whole.lineage and resumed.rounds == whole.rounds == 3
     assert resumed_runner.rows == whole_runner.rows
     for name, value in whole_runner.pop.params.items():
@@ -269,39 +307,162 @@ def test_a_population_state_that_does_not_fit_is_refused_by_name(market, tmp_pat
         PBT.resume(tmp_path / "nothing-here", market=market)
 
 
-def test_fastrl_tune_pbt_resume_finishes_an_interrupted_run(tmp_path, capsys):
+TINY_SET = ["num_envs=4", "num_steps=16", "minibatch_size=32", "hidden_sizes=[16,16]",
+            "device=cpu", "torch_threads=1"]
+
+
+def synthetic_config(**overrides):
+    """A tiny config on the synthetic market (3,000 daily bars): PBT builds its windows."""
     from fastrl.config import resolve_defaults
 
-    config = resolve_defaults(build_config("fast", overrides={
+    return resolve_defaults(build_config("fast", overrides={
         "total_timesteps": 256, "data.symbols": ["A"], "data.source": "synthetic",
-        "data.test_days": 30, "data.val_days": 60}, set_options=[
-        "num_envs=4", "num_steps=16", "minibatch_size=32", "hidden_sizes=[16,16]",
-        "device=cpu", "torch_threads=1"]))
+        "data.test_days": 30, "data.val_days": 60, **overrides}, set_options=TINY_SET))
+
+
+def test_fastrl_tune_pbt_resume_finishes_an_interrupted_run(tmp_path, capsys):
+    config = synthetic_config()
     run_dir = tmp_path / "pbt"
     with pytest.raises(KeyboardInterrupt):
-        PBT(config, 4, 128, run_dir=run_dir, callback=_interrupt_after_round(1)).run()
+        PBT(config, 4, 128, pick_days=40, confirm_days=40, replay_seeds=0, run_dir=run_dir,
+            callback=_interrupt_after_round(1)).run()
     assert tune_main(["--pbt", "--resume", str(run_dir), "--population", "4"]) == 2
     assert "drop --population" in capsys.readouterr().err
+    # the windows and the replay are the run's saved settings too
+    assert tune_main(["--pbt", "--resume", str(run_dir), "--pick-days", "30",
+                      "--replay-seeds", "2", "--no-replay"]) == 2
+    assert "drop --pick-days, --replay-seeds, --no-replay" in capsys.readouterr().err
     assert tune_main(["--pbt", "--resume", str(run_dir)]) == 0
     out = capsys.readouterr().out
     assert "resumed at step 128 of 256" in out and "winner: member" in out
     assert (run_dir / "winner" / "checkpoints" / "final.pt").is_file()
     assert not (run_dir / "pbt_state.pt").exists()  # finished: nothing left to resume
     assert len(read_csv(run_dir / "lineage.csv")) == 2 * 4
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["windows"]["pick"]["days"] == 40 and summary["replay"] is None
 
 
 @pytest.mark.parametrize("flags, message", [
     (["--population", "1"], "--population must be >= 2"),
     (["--population", "4", "--ready", "100"], "--ready"),
     (["--population", "4", "--ready", "999936"], "beyond the budget"),
+    (["--population", "4", "--pick-days", "0"], "--pick-days must be >= 1, got 0"),
+    (["--population", "4", "--confirm-days", "-3"], "--confirm-days must be >= 1, got -3"),
+    (["--population", "4", "--replay-seeds", "0"], "--replay-seeds must be >= 1, got 0"),
+    (["--population", "4", "--replay-seeds", "2", "--no-replay"], "exclude each other"),
+    # the synthetic market has 3,000 bars: windows that leave too few are named by flag
+    (["--population", "4", "--pick-days", "5000"], "--pick-days 5000"),
+    (["--population", "4", "--confirm-days", "5000"], "--confirm-days 5000"),
+    (["--population", "4", "--val-days", "2900"], "--val-days 2900"),
 ])
-def test_bad_population_or_ready_is_one_line_and_exit_2(flags, message, capsys, tmp_path):
+def test_bad_population_ready_or_window_is_one_line_and_exit_2(flags, message, capsys,
+                                                                tmp_path):
     code = tune_main(["--pbt", "--symbols", "A", "--data", "synthetic", "--timesteps", "4096",
                       "--run-dir", str(tmp_path / "x"), "--set", "num_envs=4", "num_steps=16",
                       "minibatch_size=32", *flags])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_the_rounds_never_score_on_window_b_and_the_pick_does(monkeypatch):
+    """Every backtest of the run is recorded: the rounds score window A only, the pick
+    scores window B once per member, and train | A | B | C | test follow each other in
+    time without a shared day."""
+    import fastrl.ppo.population as population
+
+    seen = []
+    original = population.validation_scores
+
+    def recording(agent, block, *args, **kwargs):
+        result = original(agent, block, *args, **kwargs)
+        seen.append((block, result["sharpe"]))
+        return result
+
+    monkeypatch.setattr(population, "validation_scores", recording)
+    runner = PBT(synthetic_config(), 4, 128, pick_days=40, confirm_days=50, replay_seeds=0)
+    result = runner.run()
+    window_a, window_b = runner.pop.market.val, runner.pick_block
+    rounds = [score for block, score in seen if block is window_a]
+    picks = [score for block, score in seen if block is window_b]
+    assert len(rounds) + len(picks) == len(seen)  # nothing else was scored
+    assert len(rounds) == 2 * 4 and rounds[-4:] == result.final_scores
+    assert picks == result.pick_scores  # the pick: each final member once, on B
+    windows = result.windows
+    assert [windows[k]["days"] for k in ("rounds", "pick", "confirmation", "test")] == \
+        [60, 40, 50, 30]
+    order = ("train", "rounds", "pick", "confirmation", "test")
+    for before, after in zip(order, order[1:], strict=False):
+        assert windows[before]["dates"]["SYN000"][1] < windows[after]["dates"]["SYN000"][0], (
+            before, after)
+    context = window_b.meta["context_rows"]
+    assert window_b.segment(0).stop - window_b.segment(0).start - context == 40
+    # B's features are normalised as the population's market normalised its own bars
+    for key, value in window_a.meta["normaliser"].items():
+        np.testing.assert_array_equal(np.asarray(window_b.meta["normaliser"][key]),
+                                      np.asarray(value), err_msg=key)
+
+
+def test_the_winner_is_the_best_on_window_b_not_on_window_a(market, monkeypatch):
+    """Members scored by rank on window A (member 3 best) and otherwise on window B
+    (member 1 best): the winner is member 1, with its lineage and its DSR over the 4."""
+    def scripted(self, members=None, block=None):
+        members = range(self.population) if members is None else members
+        if block is None or block is self.market.val:  # window A: member 3 leads
+            return [{"sharpe": float(m), "return": 0.0} for m in members]
+        rng = np.random.default_rng(7)
+        return [{"sharpe": 5.0 if m == 1 else -float(m), "return": 0.0,
+                 "returns": rng.normal(0.02 if m == 1 else 0.0, 0.01, 60)} for m in members]
+
+    monkeypatch.setattr(Population, "validation_results", scripted)
+    runner = make_pbt(tiny_config("total_timesteps=256"), 4, 128, market)
+    result = runner.run()
+    assert result.final_scores == [0.0, 1.0, 2.0, 3.0]
+    assert result.winner == 1 and result.winner_pick_sharpe == 5.0
+    assert result.winner_val_sharpe == 1.0
+    assert result.winner_schedule == runner.winner_schedule(1)
+    assert result.dsr["n_trials"] == 4 and 0.0 <= result.dsr["dsr"] <= 1.0
+
+
+def test_the_replay_trains_winner_and_presets_on_fresh_seeds_and_reports(tmp_path, capsys,
+                                                                          monkeypatch):
+    """fastrl-tune --pbt with a replay: the winner's schedule and both presets train on
+    seeds 1001, 1002 (1000 is the run's own), laid out before window C; the summary and the
+    report carry the paired differences and the verdict."""
+    import fastrl.tune.report_study as report_study
+
+    trained = []
+    original = report_study.train_run
+
+    def recording(config, market, *, seed, **kwargs):
+        trained.append((config, seed))
+        return original(config, market, seed=seed, **kwargs)
+
+    monkeypatch.setattr(report_study, "train_run", recording)
+    run_dir = tmp_path / "pbt"
+    assert tune_main(["--pbt", "--symbols", "A", "--data", "synthetic", "--timesteps", "128",
+                      "--population", "2", "--ready", "64", "--seed", "1000", "--val-days",
+                      "40", "--pick-days", "40", "--confirm-days", "40", "--replay-seeds", "2",
+                      "--run-dir", str(run_dir), "--set", *TINY_SET]) == 0
+    out = capsys.readouterr().out
+    assert "verdict: " in out and "DSR over the 2 members" in out
+    assert sorted(seed for _, seed in trained) == [1001, 1001, 1001, 1002, 1002, 1002]
+    for config, _ in trained:  # every bar before window C, scored on C
+        assert (config.data.test_days, config.data.val_days) == (30, 40)
+    assert {c.lr_schedule for c, _ in trained} >= {"piecewise"}  # the winner's lineage
+    summary = json.loads((run_dir / "summary.json").read_text())
+    replay = summary["replay"]
+    assert replay["seeds"] == [1001, 1002]
+    assert set(replay["confirmation"]) == {"pbt_winner", "fast", "baseline"}
+    for name in ("fast", "baseline"):
+        d = replay["differences"]["score"][name]
+        assert len(d["differences"]) == 2 and d["ci"][0] <= d["mean"] <= d["ci"][1]
+    assert summary["verdict"] == replay["verdict"] and "PBT" in replay["verdict"]
+    report = (run_dir / "report.md").read_text()
+    for needle in ("fresh seeds [1001, 1002]", "Paired differences, replayed winner minus "
+                   "preset", "Verdict:", "Test days (30)", "never the run's seed 1000"):
+        assert needle in report, needle
+    assert "unconfirmed" not in report
 
 
 @pytest.mark.cuda
@@ -332,7 +493,7 @@ def test_a_diverged_member_is_named_or_replaced_by_a_healthy_one(market):
     with pytest.raises(PopulationDivergedError, match=r"member\(s\) \[2\] diverged") as caught:
         pop.step()
     assert caught.value.members == [2]
-    runner = PBT(tiny_config(), 3, 64, market=market)
+    runner = make_pbt(tiny_config(), 3, 64, market)
     runner.pop.set_member_hparams(2, learning_rate=1e30)
     row = runner.pop.step(raise_on_divergence=False)
     assert row["diverged"] == [2]

@@ -1,10 +1,15 @@
 """fastrl-tune --pbt: population-based training of P members in one process.
 
 ``fastrl-tune --pbt --population 8 --symbols BPCL HDFCLIFE --timesteps 262144`` trains 8
-members for 262,144 env steps each, exploits/explores every ``--ready`` steps on the
-validation Sharpe, and leaves in the run folder: schedules.png, hparams.csv, lineage.csv,
-winner.yaml (``fastrl-train --config``) and winner/ (``fastrl-eval``). Ctrl-C keeps the run
-as of its last finished round: ``fastrl-tune --pbt --resume DIR`` continues it.
+members for 262,144 env steps each on the bars before window A, exploits/explores every
+``--ready`` steps on window A's Sharpe (``--val-days``), picks the winner on window B
+(``--pick-days``, after A, never seen by a round), deflates its Sharpe over the population
+(DSR), and replays its schedule from scratch on ``--replay-seeds`` fresh seeds beside both
+presets on window C (``--confirm-days``), then the test days once (``--test-days``, last).
+The run folder holds schedules.png, hparams.csv, lineage.csv, winner.yaml
+(``fastrl-train --config``), winner/ (``fastrl-eval``), summary.json and report.md/.html.
+Ctrl-C keeps the run as of its last finished round: ``fastrl-tune --pbt --resume DIR``
+continues it.
 """
 
 from __future__ import annotations
@@ -20,13 +25,17 @@ from fastrl.cli.errors import UsageError, cli_errors
 from fastrl.cli.interrupt import ctrl_c_raises_interrupted
 
 PROG = "fastrl-tune"
+REPLAY_SEEDS = 3  # fastrl.tune.pbt.REPLAY_SEEDS (not imported: it loads torch)
+TEST_DAYS = 30
+OBJECTIVES = ("excess", "sharpe")  # fastrl.tune.objective.OBJECTIVES
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"{PROG} --pbt",
         description="Population-based training: P PPO members in one process, exploit/explore "
-        "on validation Sharpe. Example: fastrl-tune --pbt --population 8 --symbols BPCL "
+        "on window A's Sharpe, the winner picked on window B, replayed on fresh seeds against "
+        "both presets on window C. Example: fastrl-tune --pbt --population 8 --symbols BPCL "
         "HDFCLIFE --timesteps 262144",
     )
     parser.add_argument("--pbt", action="store_true", required=True, help="population mode")
@@ -42,8 +51,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--symbols", nargs="+", metavar="SYMBOL")
     parser.add_argument("--freq", choices=("1d", "5min"), default="1d")
     parser.add_argument("--val-days", type=int, metavar="N",
-                        help="validation days that rank members (default: 120 daily)")
-    parser.add_argument("--test-days", type=int, default=30, metavar="N")
+                        help="window A: the days every exploit/explore round ranks members "
+                        "on (default: 120 daily bars, 20 sessions of 5-minute bars)")
+    parser.add_argument("--pick-days", type=int, metavar="N",
+                        help="window B, after A: the days the winner is picked on, never seen "
+                        "by a round (default: 120 daily bars, 20 sessions of 5-minute bars)")
+    parser.add_argument("--confirm-days", type=int, metavar="N",
+                        help="window C, after B: the days the replay and the presets are "
+                        "scored on (default: 120 daily bars, 20 sessions of 5-minute bars)")
+    parser.add_argument("--test-days", type=int, metavar="N",
+                        help="last days, after C: the replay's test, touched once (default 30)")
+    parser.add_argument("--replay-seeds", type=int, metavar="K",
+                        help=f"fresh seeds the winner's schedule is retrained on from scratch, "
+                        f"beside both presets (default {REPLAY_SEEDS}; costs 3 x K single "
+                        "runs of --timesteps)")
+    parser.add_argument("--no-replay", action="store_true",
+                        help="skip the replay (the report then calls the winner unconfirmed)")
+    parser.add_argument("--objective", choices=OBJECTIVES, default=None,
+                        help="the replay's score on window C, as fastrl-tune's: excess "
+                        "(default; Sharpe of the daily active return over buy-and-hold) or "
+                        "sharpe")
     parser.add_argument("--data", metavar="PATH", default="bundled",
                         help="bundled, synthetic or a data folder")
     parser.add_argument("--base-preset", default="fast", help="the seed config's preset")
@@ -77,8 +104,15 @@ def _check_args(args: argparse.Namespace) -> None:
                                           ("--timesteps", args.timesteps),
                                           ("--symbols", args.symbols), ("--ready", args.ready),
                                           ("--config", args.config), ("--run-dir", args.run_dir),
-                                          ("--device", args.device))
-                 if value is not None] + (["--set"] if args.set_options else [])
+                                          ("--device", args.device),
+                                          ("--val-days", args.val_days),
+                                          ("--pick-days", args.pick_days),
+                                          ("--confirm-days", args.confirm_days),
+                                          ("--test-days", args.test_days),
+                                          ("--replay-seeds", args.replay_seeds),
+                                          ("--objective", args.objective))
+                 if value is not None] + (["--set"] if args.set_options else []) \
+            + (["--no-replay"] if args.no_replay else [])
         if given:
             raise UsageError(f"--resume continues with the run's saved settings; drop "
                              f"{', '.join(given)}")
@@ -93,6 +127,16 @@ def _check_args(args: argparse.Namespace) -> None:
                          f"top quarter), got {args.population}")
     if args.timesteps < 1:
         raise UsageError(f"--timesteps must be >= 1, got {args.timesteps}")
+    for flag in ("val_days", "pick_days", "confirm_days", "test_days", "replay_seeds"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            name = "--" + flag.replace("_", "-")
+            raise UsageError(f"{name} must be >= 1, got {value}"
+                             + (" (--no-replay skips the replay)" if flag == "replay_seeds"
+                                else ""))
+    if args.no_replay and args.replay_seeds is not None:
+        raise UsageError(f"--no-replay and --replay-seeds {args.replay_seeds} exclude each "
+                         "other")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -100,7 +144,8 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from fastrl.config import build_config, resolve_defaults
-    from fastrl.tune.pbt import PBT, STATE_NAME
+    from fastrl.ppo.population import PopulationError
+    from fastrl.tune.pbt import PBT, STATE_NAME, verdict
 
     def progress(row: dict[str, Any]) -> None:
         if "val_sharpe" not in row:
@@ -109,18 +154,22 @@ def _run(args: argparse.Namespace) -> int:
         best = max(range(len(scores)), key=lambda m: scores[m] if scores[m] == scores[m]
                    else -float("inf"))
         copies = ", ".join(f"{t}<-{s}" for t, s in sorted(row["copies"].items())) or "none"
-        print(f"step {row['global_step']:>9,}  best member {best} val Sharpe "
+        print(f"step {row['global_step']:>9,}  best member {best} window-A Sharpe "
               f"{scores[best]:+.2f}  copies {copies}  {row['elapsed']:.0f}s", flush=True)
+
+    def log(line: str) -> None:
+        print(line, flush=True)
 
     if args.resume is not None:
         run_dir = Path(args.resume)
-        runner = PBT.resume(run_dir, callback=progress)
+        runner = PBT.resume(run_dir, callback=progress, log=log)
         config = runner.pop.config
     else:
         overrides: dict[str, Any] = {
             "total_timesteps": args.timesteps, "seed": args.seed,
             "data.symbols": list(args.symbols), "data.freq": args.freq,
-            "data.source": args.data, "data.test_days": args.test_days,
+            "data.source": args.data,
+            "data.test_days": TEST_DAYS if args.test_days is None else args.test_days,
         }
         if args.val_days is not None:
             overrides["data.val_days"] = args.val_days
@@ -138,15 +187,26 @@ def _run(args: argparse.Namespace) -> int:
         if (run_dir / STATE_NAME).exists():
             raise UsageError(f"{run_dir} holds an unfinished PBT run; continue it with "
                              f"--resume {run_dir} or choose another --run-dir")
-        runner = PBT(config, args.population, ready, run_dir=run_dir, space=args.space,
-                     callback=progress)
+        try:  # a window that does not fit the data: named by its flag, nothing written
+            runner = PBT(config, args.population, ready, pick_days=args.pick_days,
+                         confirm_days=args.confirm_days,
+                         replay_seeds=0 if args.no_replay else (
+                             REPLAY_SEEDS if args.replay_seeds is None else args.replay_seeds),
+                         objective=args.objective or "excess", set_options=set_options,
+                         run_dir=run_dir, space=args.space, callback=progress, log=log)
+        except PopulationError as err:
+            raise UsageError(str(err)) from None
     torch.set_num_threads(config.torch_threads or os.cpu_count() or 1)
     pop = runner.pop
     start = (f"; resumed at step {pop.global_step:,} of {pop.num_updates * pop.batch_size:,}"
              if args.resume is not None else "")
+    w = runner.windows
+    replay = (f"replay on {runner.replay_seeds} fresh seeds" if runner.replay_seeds
+              else "no replay")
     print(f"{PROG} --pbt: {pop.population} members x {pop.n} envs on {pop.device} "
           f"(amp {pop.amp}, compile {pop.compile}); exploit/explore every {runner.ready:,} "
-          f"steps{start} -> {run_dir}", flush=True)
+          f"steps{start}; windows: A {w.val_days} | B {w.pick_days} | C {w.confirm_days} | "
+          f"test {w.test_days} days, {replay} -> {run_dir}", flush=True)
     try:
         result = runner.run()
     except KeyboardInterrupt:
@@ -158,12 +218,20 @@ def _run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         return 130
     (run_dir / STATE_NAME).unlink(missing_ok=True)  # finished: the outputs replace it
-    print(f"winner: member {result.winner}, validation Sharpe {result.winner_val_sharpe:+.2f}; "
-          f"{result.env_steps_per_second:,.0f} env steps/s over the population")
-    for name in ("plot", "lineage", "hparams", "winner_config", "winner_checkpoint"):
+    print(f"winner: member {result.winner}, window-B Sharpe {result.winner_pick_sharpe:+.2f} "
+          f"(window A {result.winner_val_sharpe:+.2f}); {result.env_steps_per_second:,.0f} env "
+          "steps/s over the population")
+    print(f"DSR over the {pop.population} members: {result.dsr['reading']}")
+    print(f"verdict: {verdict(result)}")
+    for name in ("report", "plot", "lineage", "hparams", "winner_config", "winner_checkpoint"):
         print(f"  {name:>17}: {result.files[name]}")
-    print(f"evaluate: fastrl-eval {run_dir / 'winner'}   replay: fastrl-train --config "
-          f"{result.files['winner_config']}")
+    # the checkpoint's own "test" split is everything after window A (B, C and the test
+    # days); on real bars --test-days narrows it to the test days (a synthetic market
+    # regenerates its split, so there it is all of them)
+    narrow = ("" if runner.config.data.source == "synthetic"
+              else f" --test-days {runner.windows.test_days}")
+    print(f"evaluate: fastrl-eval {run_dir / 'winner'}{narrow}   train again: fastrl-train "
+          f"--config {result.files['winner_config']}")
     return 0
 
 

@@ -13,16 +13,20 @@ if TYPE_CHECKING:
     from fastrl.config import TrainConfig
 
 
-def load_market(config: TrainConfig) -> Any:
+def load_market(config: TrainConfig, normaliser_state: dict | None = None) -> Any:
     """The train/val/test MarketSplits the config's data section describes (PanelSplits,
-    every symbol on one calendar, for a portfolio)."""
+    every symbol on one calendar, for a portfolio).
+
+    ``normaliser_state`` (a ``FeatureNormaliser.state_dict``): features normalised with it
+    instead of a normaliser fitted on this split's training rows, so an agent trained on
+    another split of the same bars sees the features it was trained on."""
     data = config.data
     if config.portfolio.enabled:
         from fastrl.data.panel import build_panel
 
         return build_panel(list(data.symbols), freq=data.freq, source=data.source,
                            test_days=data.test_days, val_days=data.val_days,
-                           window=config.env.window)
+                           window=config.env.window, normaliser_state=normaliser_state)
     if data.source == "synthetic":
         from fastrl.data.synthetic import build_synthetic_market
 
@@ -36,6 +40,7 @@ def load_market(config: TrainConfig) -> Any:
             seed=config.seed if data.synthetic_seed is None else data.synthetic_seed,
             freq=data.freq,
             signal_strength=data.synthetic_signal_strength,
+            normaliser_state=normaliser_state,
         )
     from fastrl.data.splits import build_market
 
@@ -46,6 +51,7 @@ def load_market(config: TrainConfig) -> Any:
         test_days=data.test_days,
         val_days=data.val_days,
         window=config.env.window,
+        normaliser_state=normaliser_state,
     )
 
 

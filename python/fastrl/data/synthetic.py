@@ -382,9 +382,13 @@ def build_synthetic_market(
     window: int = 32,
     seed: int = 0,
     freq: str = "1d",
+    normaliser_state: dict | None = None,
     **kind_kwargs,
 ) -> MarketSplits:
     """A synthetic market through the same validation/feature/split path as real data.
+
+    ``normaliser_state``: as for :func:`fastrl.data.build_market` (the features of another
+    split of the same bars, normalised as that split's agent was trained).
 
     For ``planted_signal`` the ``signal`` column is kept as an extra (normalised) feature
     so the env observes it, and ``summary["oracle_sharpe"]`` holds the oracle Sharpe.
@@ -424,6 +428,7 @@ def build_synthetic_market(
         val_days=val_days,
         window=window,
         extra_columns=extra,
+        normaliser_state=normaliser_state,
         source=f"synthetic:{kind}",
         meta={"synthetic": synthetic},
     )

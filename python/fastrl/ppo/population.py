@@ -747,40 +747,58 @@ class Population:
                      self.obs_normaliser.member(m, copy=not view), self.config, feature_state,
                      amp=self.amp)
 
-    def validate(self, members: list[int] | None = None) -> list[float]:
+    def validate(self, members: list[int] | None = None, block: Any = None) -> list[float]:
         """Validation Sharpe of each member, the number Trainer.validate gives.
 
         Members are backtested one after another with :func:`validation_scores` (every
         symbol in one batched env per member): the one evaluation path, unchanged.
+        ``block``: the bars to backtest on, default the validation block
+        (``self.market.val``); PBT picks its winner on a later window the same way.
         """
-        scores = []
+        return [r["sharpe"] for r in self.validation_results(members, block)]
+
+    def validation_results(self, members: list[int] | None = None, block: Any = None
+                           ) -> list[dict[str, Any]]:
+        """:meth:`validate`'s backtests in full: per member the Sharpe, the total return and
+        the per-bar returns the Sharpe comes from (``returns``)."""
+        block = self.market.val if block is None else block
+        results = []
         for m in range(self.population) if members is None else members:
             agent = self.member_agent(m)
             agent.network.eval()
-            result = validation_scores(agent, self.market.val, self.env_config, self.portfolio)
-            scores.append(result["sharpe"])
-        return scores
+            results.append(validation_scores(agent, block, self.env_config, self.portfolio,
+                                             returns=True))
+        return results
 
 
-def validation_scores(agent: Agent, block: Any, env_config: Any, portfolio: bool
-                      ) -> dict[str, float]:
+def validation_scores(agent: Agent, block: Any, env_config: Any, portfolio: bool,
+                      returns: bool = False) -> dict[str, Any]:
     """Sharpe and total return of ``agent``'s deterministic backtest on ``block``.
 
     :func:`fastrl.backtest.evaluate_agent` (the test-days report's function: every symbol in
     one batched env, the position closed and its cost paid at the end, the equal-capital
     combined Sharpe), or for a portfolio
-    :func:`fastrl.backtest_portfolio.evaluate_portfolio` (the portfolio's Sharpe).
+    :func:`fastrl.backtest_portfolio.evaluate_portfolio` (the portfolio's Sharpe). With
+    ``returns`` also the per-bar returns that Sharpe is computed from (``returns``).
     """
     if portfolio:
         from fastrl.backtest_portfolio import evaluate_portfolio
 
-        metrics = evaluate_portfolio(agent, block, env_config, baselines=False).get("agent")\
-            .metrics
-        return {"sharpe": float(metrics.sharpe), "return": float(metrics.total_return)}
-    from fastrl.backtest import evaluate_agent
+        backtest = evaluate_portfolio(agent, block, env_config, baselines=False).get("agent")
+        metrics = backtest.metrics
+        out: dict[str, Any] = {"sharpe": float(metrics.sharpe),
+                               "return": float(metrics.total_return)}
+        if returns:
+            out["returns"] = np.asarray(backtest.returns, dtype=np.float64)
+        return out
+    from fastrl.backtest import COMBINED, evaluate_agent
 
-    combined = evaluate_agent(agent, block, env_config, baselines=False).combined["agent"]
-    return {"sharpe": float(combined.sharpe), "return": float(combined.total_return)}
+    result = evaluate_agent(agent, block, env_config, baselines=False)
+    combined = result.combined["agent"]
+    out = {"sharpe": float(combined.sharpe), "return": float(combined.total_return)}
+    if returns:
+        out["returns"] = np.asarray(result.returns(COMBINED, "agent"), dtype=np.float64)
+    return out
 
 
 def _transposed_layout(value: torch.Tensor) -> torch.Tensor:

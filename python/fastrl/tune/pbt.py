@@ -1,8 +1,13 @@
 """Population-based training (Jaderberg et al. 2017) over a :class:`Population` in one process.
 
-Every ``ready`` env steps (per member) each member is backtested on the validation bars
-(:meth:`Population.validate`, i.e. :func:`fastrl.backtest.evaluate_agent`'s combined agent
-Sharpe: the number Trainer.validate and the reports use). Then:
+Windows. After the training bars come four blocks of trading days, each used for one thing:
+
+    train | A: rounds (val_days) | B: pick (pick_days) | C: confirmation (confirm_days) | test
+
+The population trains on the bars before A only. Every ``ready`` env steps (per member) each
+member is backtested on A (:meth:`Population.validate`, i.e.
+:func:`fastrl.backtest.evaluate_agent`'s combined agent Sharpe: the number Trainer.validate
+and the reports use). Then:
 
 - **exploit** (truncation selection): each member of the bottom quarter (at least one
   member when P >= 2) copies the weights, Adam state and normalisers of a random member of
@@ -10,19 +15,34 @@ Sharpe: the number Trainer.validate and the reports use). Then:
 - **explore**: each copied member's hyperparameters are multiplied by 0.8 or 1.2, or with
   probability 0.25 resampled within the search space's bounds (``space.yaml``).
 
+The winner is not the best member on A: the rounds chose on A, so the best score there is
+biased upwards. After the last round every member is backtested once, by the same function,
+on B, which no round saw, and the winner is the argmax of those B scores. The Deflated
+Sharpe Ratio of the winner's per-bar returns on B against the P members' Sharpes there
+(``fastrl.stats.deflated_sharpe_ratio``, P trials) says whether even that best-of-P is more
+than luck. Then the **replay**: the winner's lineage schedule (``winner.yaml``) is trained
+from scratch on fresh seeds (CONFIRM_SEED_BASE on, never the run's), beside the fast and
+baseline presets on the same seeds, each on every bar before C, scored on C with the tune
+objective (default: the Sharpe of the daily active return over buy-and-hold), then
+backtested once on the test days: the tune study's confirmation
+(:func:`fastrl.tune.report_study.confirm_and_test`), with paired differences, 90% intervals
+and a verdict in plain words. ``replay_seeds=0`` skips it: the winner is then unconfirmed.
+
 A member's hyperparameter is a factor times the seed config's hand-set schedule (see
 :class:`Population`), so PBT bends the schedule instead of flattening it (a warmup from 0
 stays a warmup). Member 0 starts on the seed config; members 1..P-1 start from one explore
 of it, so the population is diverse from the first step.
 
 Left in ``run_dir`` (nothing is written without one): ``hparams.csv`` (every member's
-hyperparameters at every update), ``lineage.csv`` (each ready round: score, rank, who
-copied whom), ``schedules.png`` (the schedules PBT learned next to the seed's),
-``winner/checkpoints/final.pt`` (a normal checkpoint: ``fastrl-eval runs/x/winner``),
-``winner.yaml`` (the winner's lineage schedule as piecewise schedules:
-``fastrl-train --config winner.yaml`` replays it) and ``summary.json``. While it trains,
-``pbt_state.pt`` holds the run as of its last finished round, written atomically:
-:meth:`PBT.resume` (``fastrl-tune --pbt --resume DIR``) continues from it.
+hyperparameters at every update), ``lineage.csv`` (each ready round: window-A score, rank,
+who copied whom; the last round's rows also the window-B score), ``schedules.png`` (the
+schedules PBT learned next to the seed's), ``winner/checkpoints/final.pt`` (a normal
+checkpoint, trained on the bars before A: ``fastrl-eval runs/x/winner``), ``winner.yaml``
+(the winner's lineage schedule as piecewise schedules, laid out as the replay trains it:
+``fastrl-train --config winner.yaml``), ``summary.json`` and ``report.md`` /
+``report.html``. While it trains, ``pbt_state.pt`` holds the run as of its last finished
+round, written atomically: :meth:`PBT.resume` (``fastrl-tune --pbt --resume DIR``)
+continues from it.
 """
 
 from __future__ import annotations
@@ -41,27 +61,169 @@ from typing import Any
 import numpy as np
 import yaml
 
-from fastrl.config import TrainConfig, config_to_dict
+from fastrl.config import DEFAULT_VAL_DAYS, TrainConfig, config_to_dict, resolve_defaults
 from fastrl.ppo.population import HPARAMS, Population, PopulationError
+from fastrl.tune.objective import CONFIRM_SEED_BASE, OBJECTIVES
 
 PERTURB_FACTORS = (0.8, 1.2)
 RESAMPLE_PROBABILITY = 0.25
 TRUNCATION = 0.25  # bottom / top fraction for exploit
 STATE_NAME = "pbt_state.pt"  # the run after its last finished round (resume reads it)
-STATE_FORMAT, STATE_VERSION = "fastrl-pbt", 1
+STATE_FORMAT, STATE_VERSION = "fastrl-pbt", 2  # 2: windows A/B/C, the pick and the replay
+PICK_DAYS = dict(DEFAULT_VAL_DAYS)  # window B by bar size: 120 daily bars, 20 sessions
+CONFIRM_DAYS = dict(DEFAULT_VAL_DAYS)  # window C, likewise
+REPLAY_SEEDS = 3  # fresh seeds of the replay (and of each preset beside it)
+REPLAY_KEY = "pbt_winner"  # the replayed winner's name among the configs it is compared with
+REPLAY_GRID_POINTS = 16  # validation points per replay run (the study's default grid)
+DSR_LEVEL = 0.95
 # space.yaml knobs that bound each hyperparameter (a schedule's start and end knobs both)
 BOUND_KNOBS = {"learning_rate": ("learning_rate",), "ent_coef": ("ent_coef", "ent_coef_final"),
                "clip_range": ("clip_range", "clip_range_final"), "vf_coef": ("vf_coef",),
                "max_grad_norm": ("max_grad_norm",)}
 
 
+@dataclass(frozen=True)
+class Windows:
+    """The trading days after the training bars, in time order: A (the rounds' validation
+    block), B (the pick), C (the replay's confirmation window), then the test days."""
+
+    val_days: int
+    pick_days: int
+    confirm_days: int
+    test_days: int
+
+    def rounds(self) -> tuple[int, int]:
+        """(data.test_days, data.val_days) of the population's market: A is its validation
+        block, everything after A its "test" block (never stepped), before A its training."""
+        return self.test_days + self.confirm_days + self.pick_days, self.val_days
+
+    def pick(self) -> tuple[int, int]:
+        """(data.test_days, data.val_days) whose validation block is B."""
+        return self.test_days + self.confirm_days, self.pick_days
+
+    def confirmation(self) -> tuple[int, int]:
+        """(data.test_days, data.val_days) of the replay: trained before C, scored on C."""
+        return self.test_days, self.confirm_days
+
+
+def laid_out(config: TrainConfig, days: tuple[int, int]) -> TrainConfig:
+    """A copy of ``config`` whose data section splits (test_days, val_days) = ``days``."""
+    config = copy.deepcopy(config)
+    config.data.test_days, config.data.val_days = int(days[0]), int(days[1])
+    return config
+
+
+def check_windows(windows: Windows, replay_seeds: Any) -> int:
+    """Each window at least one day (named by its flag); replay_seeds a whole number >= 0
+    (0: no replay). Returns replay_seeds."""
+    for flag, value in (("--val-days", windows.val_days), ("--pick-days", windows.pick_days),
+                        ("--confirm-days", windows.confirm_days),
+                        ("--test-days", windows.test_days)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise PopulationError(f"{flag} must be a whole number of days >= 1, got {value!r}")
+    if isinstance(replay_seeds, bool) or not isinstance(replay_seeds, (int, np.integer)) \
+            or replay_seeds < 0:
+        raise PopulationError(f"--replay-seeds must be a whole number >= 1 (0: no replay), "
+                              f"got {replay_seeds!r}")
+    return int(replay_seeds)
+
+
+def build_markets(config: TrainConfig, windows: Windows) -> tuple[Any, Any, Any]:
+    """(the population's market, block B, the confirmation market) for ``config``'s data.
+
+    The population's market trains on the bars before A and validates on A; block B comes
+    from the same bars with the population's feature normaliser (what its members saw); the
+    confirmation market is the replay's own (trained before C). Built confirmation first,
+    so a window that leaves too few bars is named by its flag, value and the data's error.
+    """
+    from fastrl.data.market import load_market
+
+    w = windows
+
+    def load(days: tuple[int, int], flag: str, normaliser_state: Any = None) -> Any:
+        try:
+            return load_market(laid_out(config, days), normaliser_state)
+        except ValueError as err:
+            raise PopulationError(f"{flag} leaves too few bars: {err}") from None
+
+    confirm = load(w.confirmation(), f"--confirm-days {w.confirm_days} (before --test-days "
+                   f"{w.test_days})")
+    pick_flag = (f"--pick-days {w.pick_days} (before --confirm-days {w.confirm_days} and "
+                 f"--test-days {w.test_days})")
+    try:
+        rounds = load_market(laid_out(config, w.rounds()))
+    except ValueError as err:
+        load(w.pick(), pick_flag)  # raises when window B itself does not fit
+        raise PopulationError(f"--val-days {w.val_days} (before --pick-days {w.pick_days}, "
+                              f"--confirm-days {w.confirm_days} and --test-days "
+                              f"{w.test_days}) leaves too few bars: {err}") from None
+    pick = load(w.pick(), pick_flag, rounds.normaliser.state_dict()).val
+    return rounds, pick, confirm
+
+
+def replay_seed_list(run_seed: int, count: int) -> list[int]:
+    """``count`` fresh seeds from CONFIRM_SEED_BASE on, skipping the run's own seed."""
+    seeds, seed = [], CONFIRM_SEED_BASE
+    while len(seeds) < count:
+        if seed != int(run_seed):
+            seeds.append(seed)
+        seed += 1
+    return seeds
+
+
+def block_dates(block: Any) -> dict[str, list[str]] | None:
+    """symbol -> [first, last] traded bar of ``block`` (context rows left out); None
+    without timestamps."""
+    if block is None or getattr(block, "timestamps", None) is None:
+        return None
+    context = int(block.meta.get("context_rows", 0))
+    out = {}
+    for s, symbol in enumerate(block.symbols):
+        rows = block.segment(s)
+        stamps = block.timestamps[rows.start + context:rows.stop]
+        out[str(symbol)] = [str(stamps[0])[:19], str(stamps[-1])[:19]]
+    return out
+
+
+def winner_dsr(pick: list[dict[str, Any]], winner: int) -> dict[str, Any]:
+    """Deflated Sharpe Ratio of the winner's per-bar returns on B against the P members'
+    per-bar Sharpes there (n_trials = P), with its reading at DSR_LEVEL."""
+    from fastrl import stats
+    from fastrl.metrics import sharpe_per_bar
+
+    series = [np.asarray(r["returns"], dtype=np.float64) for r in pick]
+    sharpes = np.array([sharpe_per_bar(x) for x in series])
+    p = len(series)
+    out: dict[str, Any] = {"n_trials": p, "bars": int(series[winner].size),
+                           "level": DSR_LEVEL, "sharpe_per_bar": sharpes.tolist(),
+                           "winner_sharpe_per_bar": float(sharpes[winner])}
+    try:
+        out["expected_max_sharpe_per_bar"] = stats.expected_max_sharpe(
+            float(np.var(sharpes, ddof=1)), p)
+        out["dsr"] = float(stats.deflated_sharpe_ratio(series[winner], sharpes, n_trials=p))
+    except ValueError as err:
+        out["dsr"], out["note"] = None, str(err)
+    dsr = out["dsr"]
+    out["passes"] = bool(dsr is not None and dsr >= DSR_LEVEL)
+    if dsr is None:
+        out["reading"] = f"not computed: {out['note']}"
+    elif out["passes"]:
+        out["reading"] = (f"passes: DSR {dsr:.2f} >= {DSR_LEVEL}, the winner's window-B "
+                          f"Sharpe is unlikely to be the luck of the best of {p} members")
+    else:
+        out["reading"] = (f"does not pass: DSR {dsr:.2f} < {DSR_LEVEL}, the winner's "
+                          f"window-B Sharpe is within what the best of {p} members would "
+                          "show by luck")
+    return out
+
+
 @dataclass
 class PBTResult:
     """How a PBT run ended: the winner, the final scores, and the files (None without run_dir)."""
 
-    winner: int
-    winner_val_sharpe: float
-    final_scores: list[float]
+    winner: int  # the argmax of pick_scores
+    winner_val_sharpe: float  # its window-A score at the last round
+    final_scores: list[float]  # every member's window-A score at the last round
     global_step: int  # env steps per member
     elapsed: float
     env_steps_per_second: float  # all members together, validation included
@@ -69,6 +231,11 @@ class PBTResult:
     lineage: list[dict[str, Any]]
     winner_schedule: dict[str, list[tuple[int, float]]]
     winner_config: TrainConfig
+    pick_scores: list[float] = field(default_factory=list)  # every member's window-B score
+    winner_pick_sharpe: float = math.nan
+    dsr: dict[str, Any] = field(default_factory=dict)  # winner_dsr's record
+    replay: dict[str, Any] | None = None  # the replay's confirmation; None: skipped
+    windows: dict[str, Any] = field(default_factory=dict)  # days and dates of each window
     files: dict[str, Path] = field(default_factory=dict)
 
 
@@ -107,20 +274,57 @@ class PBT:
     """Population-based training; :meth:`run` trains and returns a :class:`PBTResult`."""
 
     def __init__(self, config: TrainConfig, population: int, ready: int, *,
-                 market: Any = None, run_dir: str | Path | None = None,
+                 market: Any = None, pick_block: Any = None, confirm_market: Any = None,
+                 pick_days: int | None = None, confirm_days: int | None = None,
+                 replay_seeds: int = REPLAY_SEEDS, objective: str = "excess",
+                 set_options: Any = (), run_dir: str | Path | None = None,
                  space: str | Path | None = None,
                  callback: Callable[[dict[str, Any]], None] | None = None,
-                 env_factory: Callable[..., Any] | None = None) -> None:
+                 env_factory: Callable[..., Any] | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
+        """``config``'s data section is the user's: ``test_days`` the real test days,
+        ``val_days`` window A; ``pick_days`` (B) and ``confirm_days`` (C) lie between them
+        (default by bar size: PICK_DAYS, CONFIRM_DAYS). Without ``market`` the three
+        markets are built from the data section (:func:`build_markets`); a given ``market``
+        (the population's: trained before A, validated on A) needs ``pick_block`` (B, with
+        that market's feature normaliser) and, for a replay, ``confirm_market``.
+        ``set_options`` (the ``--set`` KEY=VALUE list) apply to the presets of the replay
+        too, as in the tune study; ``log`` receives the replay's progress lines."""
         if config.portfolio.enabled:
             # the engine trains portfolio members; PBT's exploit/explore, winner and
             # records have not been tried on them yet
             raise PopulationError("population-based training runs single-symbol envs "
                                   "(TradingVecEnv); portfolio.enabled is not supported yet")
-        self.ready = check_ready(ready, config)
+        self.config = config = resolve_defaults(copy.deepcopy(config))
+        freq = config.data.freq
+        self.windows = Windows(
+            val_days=config.data.val_days,
+            pick_days=PICK_DAYS.get(freq, 0) if pick_days is None else pick_days,
+            confirm_days=CONFIRM_DAYS.get(freq, 0) if confirm_days is None else confirm_days,
+            test_days=config.data.test_days)
+        self.replay_seeds = check_windows(self.windows, replay_seeds)
+        if objective not in OBJECTIVES:
+            raise PopulationError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+        self.objective = objective
+        self.set_options = [str(item) for item in set_options]
+        rounds_config = laid_out(config, self.windows.rounds())
+        self.ready = check_ready(ready, rounds_config)
         self.bounds = explore_bounds(space)
-        self.pop = Population(config, population, market=market, env_factory=env_factory)
+        if market is None:
+            market, built_pick, built_confirm = build_markets(config, self.windows)
+            pick_block = built_pick if pick_block is None else pick_block
+            confirm_market = built_confirm if confirm_market is None else confirm_market
+        elif pick_block is None:
+            raise PopulationError("a market given to PBT needs pick_block: window B, the bars "
+                                  "after its validation block that pick the winner")
+        elif self.replay_seeds and confirm_market is None:
+            raise PopulationError("a market given to PBT needs confirm_market for the replay "
+                                  "(or replay_seeds=0: no replay)")
+        self.pick_block, self.confirm_market = pick_block, confirm_market
+        self.pop = Population(rounds_config, population, market=market, env_factory=env_factory)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.callback = callback
+        self.log = log or (lambda line: None)
         # exploit/explore draws: their own stream, so they never shift the training draws
         self.rng = np.random.default_rng([int(config.seed), 0x9B7])
         p = self.pop.population
@@ -128,7 +332,7 @@ class PBT:
         self.rows: list[dict[str, Any]] = []  # every member, every update
         self.lineage: list[dict[str, Any]] = []
         self.rounds = 0
-        self.scores: list[float] = []  # the last round's validation Sharpe per member
+        self.scores: list[float] = []  # the last round's window-A Sharpe per member
         self.elapsed_before = 0.0  # wall seconds of earlier sessions of a resumed run
         self.space = None if space is None else str(space)
         for m in range(1, p):
@@ -193,7 +397,8 @@ class PBT:
             self.history[target] = list(self.history[source])
             self.explore(target)
             self.lineage.append({"round": None, "step": pop.global_step, "member": target,
-                                 "val_sharpe": None, "rank": None, "event": "diverged",
+                                 "val_sharpe": None, "pick_sharpe": None, "rank": None,
+                                 "event": "diverged",
                                  "parent": source, **pop.member_hparams(target)})
 
     # --------------------------------------------------------------------------- run
@@ -222,7 +427,8 @@ class PBT:
                 for m in range(pop.population):
                     self.lineage.append({
                         "round": self.rounds, "step": pop.global_step, "member": m,
-                        "val_sharpe": scores[m], "rank": int(pop.population - ranks[m]),
+                        "val_sharpe": scores[m], "pick_sharpe": None,
+                        "rank": int(pop.population - ranks[m]),
                         "event": "exploit" if m in copies else "keep",
                         "parent": copies.get(m, m), **pop.member_hparams(m)})
                 row["val_sharpe"] = scores
@@ -232,20 +438,104 @@ class PBT:
             row["elapsed"] = self.elapsed_before + time.perf_counter() - start
             if self.callback is not None:
                 self.callback(row)
-        elapsed = self.elapsed_before + time.perf_counter() - start
         scores = self.scores
-        finite = [s if math.isfinite(s) else -math.inf for s in scores]
-        winner = int(np.argmax(finite))
+        # the pick: every final member once on window B, which no round saw
+        pick = pop.validation_results(block=self.pick_block)
+        pick_scores = [float(r["sharpe"]) for r in pick]
+        winner = int(np.argmax([s if math.isfinite(s) else -math.inf for s in pick_scores]))
+        for row in self.lineage:
+            if row["round"] == self.rounds:
+                row["pick_sharpe"] = pick_scores[row["member"]]
+        elapsed = self.elapsed_before + time.perf_counter() - start
         schedule = self.winner_schedule(winner)
         result = PBTResult(
             winner=winner, winner_val_sharpe=float(scores[winner]), final_scores=scores,
             global_step=pop.global_step, elapsed=elapsed,
             env_steps_per_second=pop.population * pop.global_step / elapsed,
             rounds=self.rounds, lineage=self.lineage, winner_schedule=schedule,
-            winner_config=self.winner_config(winner, schedule))
+            winner_config=self.winner_config(winner, schedule), pick_scores=pick_scores,
+            winner_pick_sharpe=pick_scores[winner], dsr=winner_dsr(pick, winner),
+            windows=self.window_record())
         if self.run_dir is not None:
             result.files = self.write(result)
+        if self.replay_seeds:
+            result.replay = self.replay(result)
+        if self.run_dir is not None:
+            result.files.update(self.write_summary(result))
         return result
+
+    # ----------------------------------------------------------------------- windows
+
+    def window_record(self) -> dict[str, Any]:
+        """Days and dates (first and last traded bar per symbol) of each window."""
+        w, market = self.windows, self.pop.market
+        confirm = self.confirm_market
+        return {
+            "train": {"days": None, "dates": block_dates(market.train),
+                      "use": "the population trains on these bars only"},
+            "rounds": {"days": w.val_days, "dates": block_dates(market.val),
+                       "use": "window A: every exploit/explore round scores the members here"},
+            "pick": {"days": w.pick_days, "dates": block_dates(self.pick_block),
+                     "use": "window B: the final members once; the winner is the best here"},
+            "confirmation": {"days": w.confirm_days,
+                             "dates": block_dates(getattr(confirm, "val", None)),
+                             "use": "window C: the replay and the presets are scored here"},
+            "test": {"days": w.test_days, "dates": block_dates(getattr(confirm, "test", None)),
+                     "use": "the replay's and the presets' final policies, once, at the end"},
+        }
+
+    # ------------------------------------------------------------------------ replay
+
+    def replay_settings(self) -> dict[str, Any]:
+        """The tune-study settings the replay's confirmation reads (layout, objective, grid)."""
+        config, w = self.config, self.windows
+        timesteps = int(config.total_timesteps)
+        return {"symbols": list(config.data.symbols), "freq": config.data.freq,
+                "source": config.data.source, "test_days": w.test_days,
+                "val_days": w.val_days, "confirm_days": w.confirm_days,
+                "timesteps": timesteps, "seeds": self.replay_seeds,
+                "confirm_seeds": self.replay_seeds, "set_options": list(self.set_options),
+                "objective": self.objective, "val_every": 1,
+                "val_interval_steps": max(1, timesteps // REPLAY_GRID_POINTS)}
+
+    def preset_config(self, name: str) -> TrainConfig:
+        """Preset ``name`` on the run's data, env, budget and ``--set`` options (the tune
+        study's comparison: only the presets' own hyperparameters differ)."""
+        from fastrl.config import build_config
+
+        config = build_config(name, None, {"total_timesteps": int(self.config.total_timesteps),
+                                           "seed": int(self.config.seed), "patience": 0},
+                              list(self.set_options))
+        config.data = copy.deepcopy(self.config.data)
+        config.env = copy.deepcopy(self.config.env)
+        return resolve_defaults(config)
+
+    def replay(self, result: PBTResult) -> dict[str, Any]:
+        """The winner's lineage schedule trained from scratch on ``replay_seeds`` fresh seeds
+        beside both presets, scored on window C, then the test days once
+        (:func:`fastrl.tune.report_study.confirm_and_test`), with the paired differences
+        and the verdict."""
+        from fastrl.data.market import load_market
+        from fastrl.tune.report_study import PRESETS, confirm_and_test, tuning_verdict
+
+        if self.confirm_market is None:
+            self.confirm_market = load_market(laid_out(self.config, self.windows.confirmation()))
+            result.windows = self.window_record()
+        seeds = replay_seed_list(self.config.seed, self.replay_seeds)
+        configs = {REPLAY_KEY: result.winner_config,
+                   **{name: self.preset_config(name) for name in PRESETS}}
+        self.log(f"replay: winner (member {result.winner}), {' and '.join(PRESETS)} on fresh "
+                 f"seeds {seeds}, {self.config.total_timesteps:,} env steps each")
+        out = confirm_and_test(
+            configs, self.replay_settings(), self.confirm_market, self.log, seeds=seeds,
+            candidate=REPLAY_KEY,
+            window=(f"window C: the {self.windows.confirm_days} days before the test days, "
+                    "after the pick window; no round and no pick saw them"))
+        out["seeds"] = seeds
+        out["verdict"] = tuning_verdict(out["differences"]["score"], subject="PBT",
+                                        searcher="the PBT run", winner="the replayed winner",
+                                        seeds_flag="--replay-seeds")
+        return out
 
     # ----------------------------------------------------------------------- resume
 
@@ -254,8 +544,11 @@ class PBT:
         from fastrl.ppo.checkpoint import to_storable
 
         return {"format": STATE_FORMAT, "version": STATE_VERSION,
-                "config": config_to_dict(self.pop.config), "ready": self.ready,
-                "space": self.space, "population": to_storable(self.pop.state_dict()),
+                "config": config_to_dict(self.config), "ready": self.ready,
+                "space": self.space, "windows": dataclasses.asdict(self.windows),
+                "replay_seeds": self.replay_seeds, "objective": self.objective,
+                "set_options": list(self.set_options),
+                "population": to_storable(self.pop.state_dict()),
                 "rng": self.rng.bit_generator.state, "history": self.history,
                 "rows": self.rows, "lineage": self.lineage, "rounds": self.rounds,
                 "scores": self.scores, "elapsed": elapsed}
@@ -267,11 +560,14 @@ class PBT:
         return atomic_torch_save(self.state_dict(elapsed), self.run_dir / STATE_NAME)
 
     @classmethod
-    def resume(cls, run_dir: str | Path, *, market: Any = None,
+    def resume(cls, run_dir: str | Path, *, market: Any = None, pick_block: Any = None,
+               confirm_market: Any = None,
                callback: Callable[[dict[str, Any]], None] | None = None,
-               env_factory: Callable[..., Any] | None = None) -> PBT:
-        """A PBT continued from ``run_dir/pbt_state.pt`` (the last finished round); running
-        it gives what the uninterrupted run would have (tested)."""
+               env_factory: Callable[..., Any] | None = None,
+               log: Callable[[str], None] | None = None) -> PBT:
+        """A PBT continued from ``run_dir/pbt_state.pt`` (the last finished round), with the
+        run's saved settings (windows, replay, objective, ``--set`` options); running it
+        gives what the uninterrupted run would have (tested). Markets as for :class:`PBT`."""
         from fastrl.config import config_from_dict
         from fastrl.ppo.checkpoint import from_storable, read_torch_file
 
@@ -285,11 +581,18 @@ class PBT:
             raise PopulationError(f"{path} is not a fastrl PBT state")
         if state.get("version") != STATE_VERSION:
             raise PopulationError(f"{path} has version {state.get('version')!r}; this fastrl "
-                                  f"resumes version {STATE_VERSION}")
+                                  f"resumes version {STATE_VERSION} (a run of an older fastrl "
+                                  "had no pick window: finish it with that version)")
         config = config_from_dict(state["config"])
         population = int(state["population"]["population"])
-        runner = cls(config, population, int(state["ready"]), market=market, run_dir=run_dir,
-                     space=state["space"], callback=callback, env_factory=env_factory)
+        windows = state["windows"]
+        runner = cls(config, population, int(state["ready"]), market=market,
+                     pick_block=pick_block, confirm_market=confirm_market,
+                     pick_days=int(windows["pick_days"]),
+                     confirm_days=int(windows["confirm_days"]),
+                     replay_seeds=int(state["replay_seeds"]), objective=state["objective"],
+                     set_options=state["set_options"], run_dir=run_dir, space=state["space"],
+                     callback=callback, env_factory=env_factory, log=log)
         runner.pop.load_state_dict(from_storable(state["population"]))
         runner.rng.bit_generator.state = state["rng"]
         runner.history = [[(int(step), dict(values)) for step, values in member]
@@ -358,12 +661,13 @@ class PBT:
     # ------------------------------------------------------------------------- files
 
     def write(self, result: PBTResult) -> dict[str, Path]:
+        """The run's records, the winner's checkpoint and winner.yaml, and the plot (the
+        summary and report follow the replay: :meth:`write_summary`)."""
         run_dir = self.run_dir
         assert run_dir is not None
         run_dir.mkdir(parents=True, exist_ok=True)
         files = {"hparams": run_dir / "hparams.csv", "lineage": run_dir / "lineage.csv",
-                 "plot": run_dir / "schedules.png", "winner_config": run_dir / "winner.yaml",
-                 "summary": run_dir / "summary.json"}
+                 "plot": run_dir / "schedules.png", "winner_config": run_dir / "winner.yaml"}
         _write_csv(files["hparams"], self.rows)
         _write_csv(files["lineage"], self.lineage)
         winner_dir = run_dir / "winner"
@@ -373,26 +677,60 @@ class PBT:
         config_dict = config_to_dict(result.winner_config)
         (winner_dir / "config.json").write_text(json.dumps(config_dict, indent=2) + "\n",
                                                 encoding="utf-8")
+        # winner.yaml: laid out as the replay trains it (every bar before window C)
+        replayed = config_to_dict(laid_out(result.winner_config, self.windows.confirmation()))
         fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"run_dir", "run_name"}
-        config_file = {k: v for k, v in config_dict.items() if k in fields}  # no derived keys
+        config_file = {k: v for k, v in replayed.items() if k in fields}  # no derived keys
         files["winner_config"].write_text(
-            f"# PBT winner (member {result.winner}, validation Sharpe "
+            f"# PBT winner (member {result.winner}, window-B Sharpe "
+            f"{result.winner_pick_sharpe:+.3f}, window-A Sharpe "
             f"{result.winner_val_sharpe:+.3f}): its lineage's schedules as piecewise "
-            "schedules.\n# replay: fastrl-train --config winner.yaml\n"
+            "schedules,\n# trained on every bar before the confirmation window and validated "
+            "on it, as the replay trains it.\n# replay: fastrl-train --config winner.yaml\n"
             + yaml.safe_dump(config_file, sort_keys=False), encoding="utf-8")
         self.plot(result, files["plot"])
+        return files
+
+    def summary(self, result: PBTResult) -> dict[str, Any]:
+        """summary.json's content: the settings, the windows, both scores of every member,
+        the winner, its DSR, the replay (None when skipped) and the verdict."""
+        from fastrl.report import json_safe
+
         pop = self.pop
-        summary = {
+        data = self.config.data
+        return json_safe({
+            "symbols": list(data.symbols), "freq": data.freq, "source": data.source,
+            "seed": int(self.config.seed), "seed_preset": self.config.preset,
             "population": pop.population, "ready": self.ready, "envs_per_member": pop.n,
             "global_step_per_member": result.global_step, "rounds": result.rounds,
             "elapsed_s": result.elapsed, "env_steps_per_s": result.env_steps_per_second,
-            "winner": result.winner, "winner_val_sharpe": _finite(result.winner_val_sharpe),
+            "windows": result.windows,
+            "winner": result.winner, "winner_pick_sharpe": _finite(result.winner_pick_sharpe),
+            "winner_val_sharpe": _finite(result.winner_val_sharpe),
             "final_val_sharpe": [_finite(s) for s in result.final_scores],
+            "pick_sharpe": [_finite(s) for s in result.pick_scores],
+            "dsr": result.dsr,
+            "replay_seeds": self.replay_seeds, "objective": self.objective,
+            "replay": result.replay,
+            "verdict": verdict(result),
             "device": str(pop.device), "amp": pop.amp, "compile": pop.compile,
-            "validation": "each member in turn through fastrl.backtest.evaluate_agent",
-            "files": {k: str(v) for k, v in files.items()},
-        }
-        files["summary"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            "validation": "each member in turn through fastrl.backtest.evaluate_agent: window "
+                          "A at every round, window B once after the last (the pick)",
+            "files": {k: str(v) for k, v in result.files.items()},
+        })
+
+    def write_summary(self, result: PBTResult) -> dict[str, Path]:
+        """summary.json, report.md and report.html."""
+        from fastrl.tune.report_pbt import write_report
+
+        assert self.run_dir is not None
+        path = self.run_dir / "summary.json"
+        files = {"summary": path, "report": self.run_dir / "report.md",
+                 "report_html": self.run_dir / "report.html"}
+        result.files.update(files)
+        summary = self.summary(result)
+        path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        write_report(summary, self.run_dir, {"schedules": result.files["plot"]})
         return files
 
     def plot(self, result: PBTResult, path: Path) -> None:
@@ -428,6 +766,14 @@ class PBT:
         plt.close(fig)
 
 
+def verdict(result: PBTResult) -> str:
+    """The run in plain words: the replay's verdict, or that the winner is unconfirmed."""
+    if result.replay is None:
+        return ("the winner is unconfirmed: the replay was skipped (--no-replay), so nothing "
+                "compares it with the presets on bars the run never chose on")
+    return str(result.replay["verdict"])
+
+
 def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
@@ -446,4 +792,6 @@ def pbt(config: TrainConfig, population: int, ready: int, **kwargs: Any) -> PBTR
     return PBT(config, population, ready, **kwargs).run()
 
 
-__all__ = ["PBT", "PBTResult", "check_ready", "explore_bounds", "pbt"]
+__all__ = ["PBT", "PBTResult", "Windows", "block_dates", "build_markets", "check_ready",
+           "check_windows", "explore_bounds", "laid_out", "pbt", "replay_seed_list",
+           "winner_dsr"]

@@ -202,13 +202,13 @@ def noise_summary(trials: list[Any], winner: Any) -> dict[str, Any]:
 
 
 def paired_differences(confirmation: dict[str, Any], key: str = "scores",
-                       level: float = 0.9) -> dict[str, Any]:
-    """Winner minus each preset on the same fresh seeds: mean and a t-interval at
-    ``level`` (None with fewer than 2 seeds)."""
+                       level: float = 0.9, candidate: str = "tuned") -> dict[str, Any]:
+    """``candidate`` (the study's winner, or PBT's replayed winner) minus each preset on the
+    same fresh seeds: mean and a t-interval at ``level`` (None with fewer than 2 seeds)."""
     from scipy import stats as sps
 
     out: dict[str, Any] = {}
-    tuned = np.asarray(confirmation["tuned"][key], dtype=np.float64)
+    tuned = np.asarray(confirmation[candidate][key], dtype=np.float64)
     for name in PRESETS:
         diffs = tuned - np.asarray(confirmation[name][key], dtype=np.float64)
         mean, n = float(np.mean(diffs)), int(diffs.size)
@@ -221,44 +221,57 @@ def paired_differences(confirmation: dict[str, Any], key: str = "scores",
     return out
 
 
-def tuning_verdict(differences: dict[str, Any], noise: dict[str, Any] | None = None) -> str:
-    """Did tuning help, in plain words, from the paired confirmation differences."""
+def tuning_verdict(differences: dict[str, Any], noise: dict[str, Any] | None = None, *,
+                   subject: str = "tuning", searcher: str = "the search",
+                   winner: str = "the winner", seeds_flag: str = "--confirm-seeds") -> str:
+    """Did tuning help, in plain words, from the paired confirmation differences.
+
+    ``subject`` (what helped or not), ``searcher`` (what never saw the data), ``winner``
+    and ``seeds_flag`` name them for another caller (PBT's replay)."""
     above = [n for n, d in differences.items() if d["ci"] is not None and d["ci"][0] > 0]
     below = [n for n, d in differences.items() if d["ci"] is not None and d["ci"][1] < 0]
     if any(d["ci"] is None for d in differences.values()):
-        text = ("tuning cannot be judged: one confirmation seed gives no interval "
-                "(raise --confirm-seeds)")
+        text = (f"{subject} cannot be judged: one confirmation seed gives no interval "
+                f"(raise {seeds_flag})")
     elif len(above) == len(differences):
-        text = ("tuning helped: on data the search never saw the winner beats both presets "
+        text = (f"{subject} helped: on data {searcher} never saw {winner} beats both presets "
                 "(90% intervals of the paired differences above 0)")
     elif len(below) == len(differences):
-        text = "tuning hurt: on data the search never saw both presets beat the winner"
+        text = f"{subject} hurt: on data {searcher} never saw both presets beat {winner}"
     elif above:
-        text = (f"tuning helped against {', '.join(above)} only; no evidence against "
+        text = (f"{subject} helped against {', '.join(above)} only; no evidence against "
                 f"{', '.join(n for n in differences if n not in above)}")
     else:
-        text = ("no evidence that tuning helped: on data the search never saw the winner's "
-                "paired differences with the presets have 90% intervals that include 0")
+        text = (f"no evidence that {subject} helped: on data {searcher} never saw "
+                f"{winner}'s paired differences with the presets have 90% intervals that "
+                "include 0")
     if noise is not None and not noise["separated"]:
         text += "; and the search did not separate the configs"
     return text
 
 
-def confirm_and_test(configs: dict[str, Any], runner: Any, log: Any) -> dict[str, Any]:
-    """Fresh seeds on the confirmation window (fold 0 without one), then, last, the test
-    days of those runs."""
+def confirm_and_test(configs: dict[str, Any], settings: dict[str, Any], market: Any,
+                     log: Any, *, seeds: list[int] | None = None, candidate: str = "tuned",
+                     window: str | None = None) -> dict[str, Any]:
+    """Train each config on fresh seeds laid out for the confirmation window
+    (``study.confirmation_config``: every bar before it), score it there with the objective
+    of ``settings``, then, last, backtest those runs once on the test days.
+
+    ``configs``: name -> config, ``candidate`` (the study's winner, or PBT's) and the
+    presets; ``market``: the confirmation splits (``TrialRunner.confirmation_market``);
+    ``seeds`` default to CONFIRM_SEED_BASE + 0 .. confirm_seeds - 1; ``window`` describes
+    the confirmation window in the report. Shared by the study and PBT's replay."""
     from fastrl.backtest import COMBINED, evaluate_agent
     from fastrl.tune.study import confirmation_config
 
-    settings = runner.settings
-    seeds = [CONFIRM_SEED_BASE + s
-             for s in range(int(settings.get("confirm_seeds", settings["seeds"])))]
-    market = runner.confirmation_market()
+    if seeds is None:
+        seeds = [CONFIRM_SEED_BASE + s
+                 for s in range(int(settings.get("confirm_seeds", settings["seeds"])))]
     configs = {name: confirmation_config(config, settings) for name, config in configs.items()}
     runs: dict[str, list[Any]] = {}
     for name, config in configs.items():
         runs[name] = [train_run(config, market, seed=seed, fold=0, keep_agent=True,
-                                **validation_schedule(runner.settings)) for seed in seeds]
+                                **validation_schedule(settings)) for seed in seeds]
         log(f"confirmation {name}: scores {[round(r.score, 3) for r in runs[name]]}")
     confirmation = {name: {"seeds": seeds, "scores": [r.score for r in rs],
                            "final_val_sharpes": [r.final_sharpe for r in rs],
@@ -287,12 +300,15 @@ def confirm_and_test(configs: dict[str, Any], runner: Any, log: Any) -> dict[str
                                     "total_return": result.combined["buy_and_hold"].total_return}
         test[name] = {"runs": per_seed,
                       "median_sharpe": float(np.median([r["sharpe"] for r in per_seed]))}
-    window = (f"the {settings['confirm_days']} days before the test days, never seen by the "
-              "search" if int(settings.get("confirm_days", 0)) else
-              "fold 0's validation window (the search chose on it: optimistic)")
+    if window is None:
+        window = (f"the {settings['confirm_days']} days before the test days, never seen by "
+                  "the search" if int(settings.get("confirm_days", 0)) else
+                  "fold 0's validation window (the search chose on it: optimistic)")
     return {"confirmation": confirmation, "confirmation_window": window,
-            "differences": {"score": paired_differences(confirmation, "scores"),
-                            "final_value": paired_differences(confirmation, "final_values")},
+            "differences": {
+                "score": paired_differences(confirmation, "scores", candidate=candidate),
+                "final_value": paired_differences(confirmation, "final_values",
+                                                  candidate=candidate)},
             "test": test}
 
 
@@ -364,6 +380,54 @@ def _fmt(value: Any, spec: str = ".2f") -> str:
     return format(value, spec)
 
 
+def confirmation_sections(payload: dict[str, Any], test_days: int, *,
+                          candidate: str = "tuned", label: str = "winner") -> list[Section]:
+    """The report's confirmation table, paired differences with their verdict, and the
+    test days, from :func:`confirm_and_test`'s output (and ``payload["verdict"]``);
+    ``candidate`` is the key of the config compared with the presets, ``label`` its name in
+    the headings. Shared by the study and PBT reports."""
+    sections = []
+    conf = payload["confirmation"]
+    sections.append(Section(
+        f"Confirmation on fresh seeds {conf[candidate]['seeds']}, on "
+        f"{payload.get('confirmation_window', 'fold 0')}",
+        table=Table(["config", "mean score", "scores", "final val Sharpe"], [
+            [name, f"{c.get('mean_score', c['median_score']):.3f}",
+             ", ".join(f"{x:.2f}" for x in c["scores"]),
+             ", ".join(f"{x:.2f}" for x in c["final_val_sharpes"])]
+            for name, c in conf.items()], numeric=False)))
+    differences = payload.get("differences")
+    if differences:
+        rows = []
+        for name in PRESETS:
+            cells = []
+            for kind in ("score", "final_value"):
+                d = differences[kind][name]
+                ci = d["ci"]
+                cells.append(f"{d['mean']:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]"
+                                                    if ci else " (one seed: no interval)"))
+            rows.append([name, *cells])
+        sections.append(Section(
+            f"Paired differences, {label} minus preset on the same seeds", level=3,
+            paragraphs=["Mean, 90% t-interval."],
+            table=Table(["vs", "score", "final-policy value"], rows, numeric=False),
+            closing=[f"**Verdict: {payload.get('verdict', '')}.**"]))
+    test = payload["test"]
+    rows = [[f"{name} seed {r['seed']}", _fmt(r["sharpe"]), _fmt(r["se"]),
+             f"{_fmt(r['ci90'][0])} to {_fmt(r['ci90'][1])}", _fmt(r["psr"]),
+             _fmt(r["p_beats_buy_and_hold"]), _fmt(r["total_return"], ".1%")]
+            for name in (candidate, *PRESETS) for r in test[name]["runs"]]
+    bh = test["buy_and_hold"]
+    rows.append(["buy & hold", _fmt(bh["sharpe"]), _fmt(bh["se"]),
+                 f"{_fmt(bh['ci90'][0])} to {_fmt(bh['ci90'][1])}", _fmt(bh["psr"]), "-",
+                 _fmt(bh["total_return"], ".1%")])
+    sections.append(Section(
+        f"Test days ({test_days}), touched once, at the end",
+        table=Table(["strategy", "Sharpe (per seed)", "SE", "90% CI", "PSR",
+                     "P(> buy & hold)", "total return"], rows, numeric=False)))
+    return sections
+
+
 def study_document(payload: dict[str, Any], images: dict[str, Path],
                    notes: list[str]) -> Document:
     """The study report's content for :mod:`fastrl.report_writer`: settings and winner,
@@ -418,44 +482,7 @@ def study_document(payload: dict[str, Any], images: dict[str, Path],
             f"sample; completed trials only, every fold: {_fmt(gates.get('pbo_completed'))})",
             *(gates[k] for k in ("note", "dsr_note", "pbo_note") if gates.get(k))]))
     if "confirmation" in payload:
-        conf = payload["confirmation"]
-        doc.sections.append(Section(
-            f"Confirmation on fresh seeds {conf['tuned']['seeds']}, on "
-            f"{payload.get('confirmation_window', 'fold 0')}",
-            table=Table(["config", "mean score", "scores", "final val Sharpe"], [
-                [name, f"{c.get('mean_score', c['median_score']):.3f}",
-                 ", ".join(f"{x:.2f}" for x in c["scores"]),
-                 ", ".join(f"{x:.2f}" for x in c["final_val_sharpes"])]
-                for name, c in conf.items()], numeric=False)))
-        differences = payload.get("differences")
-        if differences:
-            rows = []
-            for name in PRESETS:
-                cells = []
-                for kind in ("score", "final_value"):
-                    d = differences[kind][name]
-                    ci = d["ci"]
-                    cells.append(f"{d['mean']:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]"
-                                                        if ci else " (one seed: no interval)"))
-                rows.append([name, *cells])
-            doc.sections.append(Section(
-                "Paired differences, winner minus preset on the same seeds", level=3,
-                paragraphs=["Mean, 90% t-interval."],
-                table=Table(["vs", "score", "final-policy value"], rows, numeric=False),
-                closing=[f"**Verdict: {payload.get('verdict', '')}.**"]))
-        test = payload["test"]
-        rows = [[f"{name} seed {r['seed']}", _fmt(r["sharpe"]), _fmt(r["se"]),
-                 f"{_fmt(r['ci90'][0])} to {_fmt(r['ci90'][1])}", _fmt(r["psr"]),
-                 _fmt(r["p_beats_buy_and_hold"]), _fmt(r["total_return"], ".1%")]
-                for name in ("tuned", *PRESETS) for r in test[name]["runs"]]
-        bh = test["buy_and_hold"]
-        rows.append(["buy & hold", _fmt(bh["sharpe"]), _fmt(bh["se"]),
-                     f"{_fmt(bh['ci90'][0])} to {_fmt(bh['ci90'][1])}", _fmt(bh["psr"]), "-",
-                     _fmt(bh["total_return"], ".1%")])
-        doc.sections.append(Section(
-            f"Test days ({s['test_days']}), touched once, at the end",
-            table=Table(["strategy", "Sharpe (per seed)", "SE", "90% CI", "PSR",
-                         "P(> buy & hold)", "total return"], rows, numeric=False)))
+        doc.sections += confirmation_sections(payload, s["test_days"])
     return doc
 
 
@@ -496,7 +523,8 @@ def write_study_outputs(study: Any, runner: Any, study_dir: str | Path, *, repor
                                    pruned=[t for t in all_trials if t.state.name == "PRUNED"]),
         "noise": noise_summary(trials, winner),
     }
-    payload.update(confirm_and_test(_configs(winner, runner), runner, log))
+    payload.update(confirm_and_test(_configs(winner, runner), runner.settings,
+                                    runner.confirmation_market(), log))
     payload["verdict"] = tuning_verdict(payload["differences"]["score"], payload["noise"])
     images, notes = plot_optuna(study, folder)
     images["curves"] = plot_curves(trials, payload["confirmation"], folder / "curves.png",
@@ -515,5 +543,6 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["best_yaml_text", "confirm_and_test", "noise_summary", "overfitting_gates",
-           "paired_differences", "tuning_verdict", "write_study_outputs", "write_trials_csv"]
+__all__ = ["best_yaml_text", "confirm_and_test", "confirmation_sections", "noise_summary",
+           "overfitting_gates", "paired_differences", "tuning_verdict", "write_study_outputs",
+           "write_trials_csv"]
