@@ -266,9 +266,9 @@ class ReportFiles:
     trades_csv: Path
 
 
-def format_number(value: float, spec: str) -> str:
-    """``format(value, spec)``, or "n/a" for a non-finite value."""
-    return "n/a" if not math.isfinite(value) else format(value, spec)
+def format_number(value: float | None, spec: str = ".2f") -> str:
+    """``format(value, spec)``, or "n/a" for a missing or non-finite value."""
+    return "n/a" if value is None or not math.isfinite(value) else format(value, spec)
 
 
 def format_probability(value: float) -> str:

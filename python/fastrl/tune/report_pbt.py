@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from fastrl import report_writer
+from fastrl.report import format_number as fmt
 from fastrl.report_writer import Document, Section, Table
 from fastrl.tune.pbt import REPLAY_KEY
-from fastrl.tune.report_study import OBJECTIVE_LABELS, _fmt, confirmation_sections
+from fastrl.tune.report_study import OBJECTIVE_LABELS, confirmation_sections
 
 WINDOW_NAMES = {"train": "train", "rounds": "A (rounds)", "pick": "B (pick)",
                 "confirmation": "C (confirmation)", "test": "test"}
@@ -45,8 +46,8 @@ def pbt_document(summary: dict[str, Any], images: dict[str, Path]) -> Document:
             f"{s['seed_preset']}, seed {s['seed']}; {s['elapsed_s']:.0f} s, "
             f"{s['env_steps_per_s']:,.0f} env steps/s over the population.",
             f"Winner: member {winner}, the best of the final members on window B (Sharpe "
-            f"{_fmt(s['winner_pick_sharpe'])}), which no round saw; its window-A Sharpe at the "
-            f"last round was {_fmt(s['winner_val_sharpe'])}. `winner/` is its checkpoint "
+            f"{fmt(s['winner_pick_sharpe'])}), which no round saw; its window-A Sharpe at the "
+            f"last round was {fmt(s['winner_val_sharpe'])}. `winner/` is its checkpoint "
             "(`fastrl-eval`), `winner.yaml` its lineage schedule (`fastrl-train --config`)."],
         images=dict(images))
     rows = []
@@ -72,8 +73,8 @@ def pbt_document(summary: dict[str, Any], images: dict[str, Path]) -> Document:
             "window, once; the winner is its argmax."],
         table=Table(["member", "window-A Sharpe (last round)", "window-B Sharpe",
                      "rank on B"], [
-            [f"{m}{' (winner)' if m == winner else ''}", _fmt(s["final_val_sharpe"][m]),
-             _fmt(s["pick_sharpe"][m]), str(ranks.index(m) + 1)]
+            [f"{m}{' (winner)' if m == winner else ''}", fmt(s["final_val_sharpe"][m]),
+             fmt(s["pick_sharpe"][m]), str(ranks.index(m) + 1)]
             for m in range(len(s["pick_sharpe"]))])))
     dsr = s["dsr"]
     doc.sections.append(Section(
@@ -81,8 +82,8 @@ def pbt_document(summary: dict[str, Any], images: dict[str, Path]) -> Document:
             f"DSR of the winner's {dsr.get('bars', 'n/a')} per-bar returns on window B, "
             f"against the Sharpes of the {dsr['n_trials']} members there ({dsr['n_trials']} "
             f"trials; expected best-of-{dsr['n_trials']} Sharpe by luck "
-            f"{_fmt(dsr.get('expected_max_sharpe_per_bar'), '.4f')} per bar, the winner's "
-            f"{_fmt(dsr.get('winner_sharpe_per_bar'), '.4f')}): **{_fmt(dsr.get('dsr'))}**",
+            f"{fmt(dsr.get('expected_max_sharpe_per_bar'), '.4f')} per bar, the winner's "
+            f"{fmt(dsr.get('winner_sharpe_per_bar'), '.4f')}): **{fmt(dsr.get('dsr'))}**",
             f"Reading: {dsr['reading']}."]))
     if replay is None:
         doc.sections.append(Section("Replay", paragraphs=[

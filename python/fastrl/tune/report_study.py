@@ -38,6 +38,7 @@ import numpy as np
 import yaml
 
 from fastrl import report_writer
+from fastrl.report import format_number as fmt
 from fastrl.report import pyplot
 from fastrl.report_writer import Document, Section, Table
 from fastrl.tune.objective import (
@@ -374,11 +375,6 @@ def plot_optuna(study: Any, folder: Path) -> tuple[dict[str, Path], list[str]]:
     return images, notes
 
 
-def _fmt(value: Any, spec: str = ".2f") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    return format(value, spec)
-
 
 def confirmation_sections(payload: dict[str, Any], test_days: int, *,
                           candidate: str = "tuned", label: str = "winner") -> list[Section]:
@@ -413,14 +409,14 @@ def confirmation_sections(payload: dict[str, Any], test_days: int, *,
             table=Table(["vs", "score", "final-policy value"], rows, numeric=False),
             closing=[f"**Verdict: {payload.get('verdict', '')}.**"]))
     test = payload["test"]
-    rows = [[f"{name} seed {r['seed']}", _fmt(r["sharpe"]), _fmt(r["se"]),
-             f"{_fmt(r['ci90'][0])} to {_fmt(r['ci90'][1])}", _fmt(r["psr"]),
-             _fmt(r["p_beats_buy_and_hold"]), _fmt(r["total_return"], ".1%")]
+    rows = [[f"{name} seed {r['seed']}", fmt(r["sharpe"]), fmt(r["se"]),
+             f"{fmt(r['ci90'][0])} to {fmt(r['ci90'][1])}", fmt(r["psr"]),
+             fmt(r["p_beats_buy_and_hold"]), fmt(r["total_return"], ".1%")]
             for name in (candidate, *PRESETS) for r in test[name]["runs"]]
     bh = test["buy_and_hold"]
-    rows.append(["buy & hold", _fmt(bh["sharpe"]), _fmt(bh["se"]),
-                 f"{_fmt(bh['ci90'][0])} to {_fmt(bh['ci90'][1])}", _fmt(bh["psr"]), "-",
-                 _fmt(bh["total_return"], ".1%")])
+    rows.append(["buy & hold", fmt(bh["sharpe"]), fmt(bh["se"]),
+                 f"{fmt(bh['ci90'][0])} to {fmt(bh['ci90'][1])}", fmt(bh["psr"]), "-",
+                 fmt(bh["total_return"], ".1%")])
     sections.append(Section(
         f"Test days ({test_days}), touched once, at the end",
         table=Table(["strategy", "Sharpe (per seed)", "SE", "90% CI", "PSR",
@@ -458,9 +454,9 @@ def study_document(payload: dict[str, Any], images: dict[str, Path],
         floor = noise["noise_floor"]
         doc.sections.append(Section("Noise", bullets=[
             f"Noise floor (median SE of a trial's score over its seeds x folds, "
-            f"{noise['trials_with_se']} trials): **{_fmt(floor, '.3f')}**",
+            f"{noise['trials_with_se']} trials): **{fmt(floor, '.3f')}**",
             f"Winner's lead over the median trial ({noise['median_score']:.3f}): "
-            f"**{noise['winner_lead']:.3f}** (winner's own SE {_fmt(noise['winner_se'], '.3f')})",
+            f"**{noise['winner_lead']:.3f}** (winner's own SE {fmt(noise['winner_se'], '.3f')})",
             ("the winner's lead exceeds the noise floor" if noise["separated"]
              else "**the search did not separate the configs**: the winner's lead does not "
              "exceed the noise floor" if floor is not None
@@ -471,15 +467,15 @@ def study_document(payload: dict[str, Any], images: dict[str, Path],
             f"Deflated Sharpe Ratio of the winner given {gates['n_trials']} trials, "
             f"{gates.get('n_effective', 'n/a')} effective (clusters of the trials' return "
             "correlations: hierarchical, average linkage, cut at correlation "
-            f"{gates.get('cluster_correlation', 'n/a')}): **{_fmt(gates.get('dsr'))}** "
+            f"{gates.get('cluster_correlation', 'n/a')}): **{fmt(gates.get('dsr'))}** "
             "(above 0.95: unlikely to be luck)",
             f"Probability of Backtest Overfitting (CSCV, {gates.get('pbo_blocks', 'n/a')} "
             f"blocks of {gates.get('pbo_bars', 'n/a')} bars, fold(s) "
             f"{', '.join(str(f) for f in gates.get('pbo_folds', [])) or 'n/a'} (those every "
             f"trial reached), {gates['n_with_returns']} trials of which "
             f"{gates.get('n_pruned_in_pbo', 0)} pruned, at their last validated policy): "
-            f"**{_fmt(gates.get('pbo'))}** (near 0: the in-sample best stays good out of "
-            f"sample; completed trials only, every fold: {_fmt(gates.get('pbo_completed'))})",
+            f"**{fmt(gates.get('pbo'))}** (near 0: the in-sample best stays good out of "
+            f"sample; completed trials only, every fold: {fmt(gates.get('pbo_completed'))})",
             *(gates[k] for k in ("note", "dsr_note", "pbo_note") if gates.get(k))]))
     if "confirmation" in payload:
         doc.sections += confirmation_sections(payload, s["test_days"])
