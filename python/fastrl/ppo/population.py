@@ -428,10 +428,9 @@ class Population:
                 x = activation(linear(f"{prefix}.{index}", x))
             return x
 
-        actor = trunk("actor_trunk", obs)
-        if value_only and not self.config.shared_trunk:
-            actor = None
-        critic = actor if self.config.shared_trunk else trunk("critic_trunk", obs)
+        shared = self.config.shared_trunk
+        actor = None if value_only and not shared else trunk("actor_trunk", obs)
+        critic = actor if shared else trunk("critic_trunk", obs)
         with torch.autocast(obs.device.type, enabled=False):
             policy_out = None if actor is None else linear("policy_head", actor.float())
             value = linear("value_head", critic.float()).squeeze(-1)
