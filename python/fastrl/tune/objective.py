@@ -77,14 +77,23 @@ def fold_days(test_days: int, val_days: int, fold: int) -> tuple[int, int]:
     return test_days + fold * val_days, val_days
 
 
+def laid_out(config: TrainConfig, days: tuple[int, int]) -> TrainConfig:
+    """A copy of ``config`` whose data section splits (test_days, val_days) = ``days``."""
+    config = copy.deepcopy(config)
+    config.data.test_days, config.data.val_days = int(days[0]), int(days[1])
+    return config
+
+
+def fold_config(config: TrainConfig, fold: int) -> TrainConfig:
+    """``config`` laid out for fold ``fold`` (:func:`fold_days`)."""
+    return laid_out(config, fold_days(config.data.test_days, config.data.val_days, fold))
+
+
 def build_fold_market(config: TrainConfig, fold: int) -> Any:
     """The train/val splits of fold ``fold`` for the config's data section."""
     from fastrl.data.market import load_market
 
-    fold_config = copy.deepcopy(config)
-    fold_config.data.test_days, fold_config.data.val_days = fold_days(
-        config.data.test_days, config.data.val_days, fold)
-    return load_market(fold_config)
+    return load_market(fold_config(config, fold))
 
 
 @dataclass
@@ -197,10 +206,8 @@ def train_run(config: TrainConfig, market: Any, *, seed: int, fold: int, val_eve
 
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-    config = copy.deepcopy(config)
+    config = fold_config(config, fold)
     config.seed = int(seed)
-    config.data.test_days, config.data.val_days = fold_days(
-        config.data.test_days, config.data.val_days, fold)
     trainer = Trainer(config, market=market)
     started = time.perf_counter()
     # buy-and-hold does not change during training: backtested once, beside the first point
@@ -296,5 +303,5 @@ def combined_val_returns(runs: list[RunResult], folds: int) -> list[float]:
 
 __all__ = ["CONFIRM_SEED_BASE", "OBJECTIVES", "TUNING_SEED_BASE", "RunResult", "TrialDiverged",
            "build_fold_market", "combined_val_returns", "curve_area", "daily_equity",
-           "excess_sharpe", "fold_days", "objective_returns", "score_se", "train_run",
-           "validation_result", "validation_schedule"]
+           "excess_sharpe", "fold_config", "fold_days", "laid_out", "objective_returns",
+           "score_se", "train_run", "validation_result", "validation_schedule"]

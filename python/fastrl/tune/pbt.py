@@ -63,7 +63,7 @@ import yaml
 
 from fastrl.config import DEFAULT_VAL_DAYS, TrainConfig, config_to_dict, resolve_defaults
 from fastrl.ppo.population import HPARAMS, Population, PopulationError
-from fastrl.tune.objective import CONFIRM_SEED_BASE, OBJECTIVES
+from fastrl.tune.objective import CONFIRM_SEED_BASE, OBJECTIVES, laid_out
 
 PERTURB_FACTORS = (0.8, 1.2)
 RESAMPLE_PROBABILITY = 0.25
@@ -104,13 +104,6 @@ class Windows:
     def confirmation(self) -> tuple[int, int]:
         """(data.test_days, data.val_days) of the replay: trained before C, scored on C."""
         return self.test_days, self.confirm_days
-
-
-def laid_out(config: TrainConfig, days: tuple[int, int]) -> TrainConfig:
-    """A copy of ``config`` whose data section splits (test_days, val_days) = ``days``."""
-    config = copy.deepcopy(config)
-    config.data.test_days, config.data.val_days = int(days[0]), int(days[1])
-    return config
 
 
 def check_windows(windows: Windows, replay_seeds: Any) -> int:
@@ -793,5 +786,5 @@ def pbt(config: TrainConfig, population: int, ready: int, **kwargs: Any) -> PBTR
 
 
 __all__ = ["PBT", "PBTResult", "Windows", "block_dates", "build_markets", "check_ready",
-           "check_windows", "explore_bounds", "laid_out", "pbt", "replay_seed_list",
+           "check_windows", "explore_bounds", "pbt", "replay_seed_list",
            "winner_dsr"]

@@ -42,6 +42,7 @@ from fastrl.tune.objective import (
     TrialDiverged,
     build_fold_market,
     combined_val_returns,
+    laid_out,
     objective_returns,
     score_se,
     train_run,
@@ -336,13 +337,10 @@ def confirmation_config(config: TrainConfig, settings: dict[str, Any]) -> TrainC
     """``config`` laid out for the confirmation: trained on every bar before the
     confirmation window, validated on it (``confirm_days``), the real test days after it.
     Without a confirmation window (``confirm_days`` 0, older studies) it is fold 0."""
-    import copy
-
-    config = copy.deepcopy(config)
     confirm_days = int(settings.get("confirm_days", 0))
     if confirm_days:
-        config.data.test_days, config.data.val_days = settings["test_days"], confirm_days
-    return config
+        return laid_out(config, (settings["test_days"], confirm_days))
+    return laid_out(config, (config.data.test_days, config.data.val_days))
 
 
 @dataclass
