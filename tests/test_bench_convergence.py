@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
+from bench_modules import load_bench
 
 
 @pytest.fixture(scope="module")
 def conv():
-    spec = importlib.util.spec_from_file_location("bench_convergence", BENCH / "convergence.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_convergence"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("convergence")
 
 
 def test_first_reach_is_the_first_validation_at_or_above_the_target(conv):
@@ -254,15 +247,7 @@ def test_test_record_carries_the_reports_error_bars(conv):
 
 @pytest.fixture(scope="module")
 def tune_bench():
-    sys.path.insert(0, str(BENCH))  # bench/tune_payoff.py imports convergence, bench_common
-    try:
-        spec = importlib.util.spec_from_file_location("bench_tune", BENCH / "tune_payoff.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_tune"] = module
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH))
-    return module
+    return load_bench("tune_payoff", "bench_tune")  # it imports convergence, bench_common
 
 
 def _speed(ratio, low, tuned=40_960.0, baseline=188_416.0):

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
+from bench_modules import load_bench
 from fastrl.data import build_synthetic_market, load_bars
 from fastrl.data.synthetic import block_bootstrap, bootstrap_bars
 from fastrl.data.validate import validate_bars
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
 
 @pytest.fixture(scope="module")
 def calibration():
-    spec = importlib.util.spec_from_file_location("bench_calibration", BENCH / "calibration.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_calibration"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("calibration")
 
 
 @pytest.fixture(scope="module")
@@ -160,9 +151,7 @@ def test_summary_and_markdown_from_records(calibration, tmp_path):
     text = calibration.markdown(payload)
     assert "1 of 4" in text and "rates mean nothing" in text
     # SUMMARY.md's section: the table, or "Not run yet." without a results file
-    spec = importlib.util.spec_from_file_location("bench_summary", BENCH / "summary.py")
-    summary = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(summary)
+    summary = load_bench("summary")
     assert summary.calibration_section(None)[-2] == "Not run yet."
     assert "1 of 4" in "\n".join(summary.calibration_section(payload))
     # records round-trip through the JSONL; other settings and cut lines are skipped
