@@ -137,13 +137,20 @@ class RewardScaler(nn.Module):
 
     Log-return rewards are ~1e-2, which leaves value targets tiny next to the policy
     terms; scaling (not centring) keeps the reward's sign and the optimal policy.
-    ``members=P``: P scalers over [P, n] rewards, one statistic per member.
+    ``members=P``: P scalers over [P, n] rewards, one statistic per member; ``gamma`` may
+    then be a sequence of P discounts, one per member (a float when they share one).
     """
 
-    def __init__(self, num_envs: int, gamma: float, clip: float = 10.0, enabled: bool = True,
-                 members: int | None = None):
+    def __init__(self, num_envs: int, gamma: float | list[float], clip: float = 10.0,
+                 enabled: bool = True, members: int | None = None):
         super().__init__()
         self.enabled = bool(enabled)
+        self.member_gamma: list[float] | None = None
+        if isinstance(gamma, (list, tuple)):
+            if members is None or len(gamma) != int(members):
+                raise ValueError(f"RewardScaler: {len(gamma)} gammas for members={members}")
+            self.member_gamma = [float(g) for g in gamma]
+            gamma = self.member_gamma[0]
         self.gamma = float(gamma)
         self.clip = float(clip)
         self.num_envs = int(num_envs)
@@ -154,6 +161,9 @@ class RewardScaler(nn.Module):
         self.register_buffer("returns", torch.zeros(lead + (num_envs,), dtype=torch.float64))
         self.register_buffer("_scaled", torch.zeros(lead + (num_envs,), dtype=torch.float64),
                              persistent=False)
+        # per-member discounts as a [P, 1] float64 buffer (not saved: the config has them)
+        self.register_buffer("_gammas", None if self.member_gamma is None else torch.tensor(
+            self.member_gamma, dtype=torch.float64).unsqueeze(-1), persistent=False)
 
     @torch.no_grad()
     def forward(self, rewards: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
@@ -167,7 +177,7 @@ class RewardScaler(nn.Module):
         """:meth:`forward` written into ``out`` (float32 [N], or [P, n]) in place."""
         if not self.enabled:
             return out.copy_(rewards)
-        self.returns.mul_(self.gamma).add_(rewards)
+        self.returns.mul_(self.gamma if self._gammas is None else self._gammas).add_(rewards)
         self.stats.update(self.returns)
         self.returns.masked_fill_(dones, 0.0)
         std = torch.sqrt(self.stats.var + 1e-8)
@@ -184,5 +194,6 @@ class RewardScaler(nn.Module):
 
     def member(self, m: int, copy: bool = False) -> RewardScaler:
         """Member m as a plain scaler (a view of its rows, or with ``copy`` a copy)."""
-        single = RewardScaler(self.num_envs, self.gamma, clip=self.clip, enabled=self.enabled)
+        gamma = self.gamma if self.member_gamma is None else self.member_gamma[m]
+        single = RewardScaler(self.num_envs, gamma, clip=self.clip, enabled=self.enabled)
         return _member_view(self, single, m, copy).to(self.returns.device)

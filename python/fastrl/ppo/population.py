@@ -63,6 +63,41 @@ STACKED_ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu,
 HPARAMS = ("learning_rate", "ent_coef", "clip_range", "vf_coef", "max_grad_norm")
 
 
+# The keys members of one population may set each their own (a batched study's trials):
+# the schedules' values and shapes, the loss weights and the per-member update settings.
+# Everything else (network and rollout shapes, budget, seed, data, env, optimiser kind,
+# device) shapes or feeds the shared tensors and simulator, so it must be shared.
+MEMBER_KEYS = frozenset({
+    "learning_rate", "lr_schedule", "lr_warmup_steps", "lr_min", "lr_points",
+    "ent_coef", "ent_coef_final", "ent_coef_decay_steps", "ent_coef_points",
+    "clip_range", "clip_range_final", "clip_range_decay_steps", "clip_range_points",
+    "clip_range_vf", "vf_coef", "max_grad_norm", "target_kl", "weight_decay", "n_epochs",
+    "gamma", "gae_lambda",
+})
+
+
+def _member_values(config: TrainConfig) -> dict[str, Any]:
+    return {k: getattr(config, k) for k in sorted(MEMBER_KEYS)}
+
+
+def member_config_differences(first: TrainConfig, other: TrainConfig) -> list[str]:
+    """The keys outside :data:`MEMBER_KEYS` on which two member configs differ (dotted,
+    sorted): what keeps them from one population."""
+    import dataclasses
+
+    def flat(value: Any, prefix: str = "") -> dict[str, Any]:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out: dict[str, Any] = {}
+            for f in dataclasses.fields(value):
+                out.update(flat(getattr(value, f.name), f"{prefix}{f.name}."))
+            return out
+        return {prefix[:-1]: value}
+
+    a, b = flat(first), flat(other)
+    return sorted(k for k in set(a) | set(b)
+                  if k not in MEMBER_KEYS and a.get(k, None) != b.get(k, None))
+
+
 class PopulationError(ValueError):
     """A population setting is invalid (the message names it)."""
 
@@ -87,18 +122,30 @@ class BatchedAdam:
     gradient), with weight decay on weight matrices only (per member ndim >= 2), as
     :func:`fastrl.ppo.update.make_optimizer` does. ``active`` [P] bool skips members (their
     target-KL stop fired): their parameters, moments and step counts stay as they are.
+    ``weight_decay``: one float for every member, or a sequence of P (members of a batched
+    study); members that share one value run the scalar arithmetic, so a one-member
+    optimiser is unchanged bit for bit.
     """
 
-    def __init__(self, params: dict[str, torch.Tensor], name: str, weight_decay: float,
-                 eps: float, betas: tuple[float, float] = (0.9, 0.999)) -> None:
+    def __init__(self, params: dict[str, torch.Tensor], name: str,
+                 weight_decay: float | list[float] | tuple[float, ...], eps: float,
+                 betas: tuple[float, float] = (0.9, 0.999)) -> None:
         if name not in ("adam", "adamw"):
             raise ValueError(f"optimizer must be 'adamw' or 'adam', got {name!r}")
         self.params = params
         self.decoupled = name == "adamw"
-        self.weight_decay = float(weight_decay)
+        first = next(iter(params.values()))
+        decays = ([float(weight_decay)] * first.shape[0]
+                  if isinstance(weight_decay, (int, float)) else [float(w) for w in weight_decay])
+        if len(decays) != first.shape[0]:
+            raise ValueError(f"weight_decay: {len(decays)} values for {first.shape[0]} members")
+        # one value shared by every member: a float (today's arithmetic); else a [P] tensor
+        self.weight_decay: float = max(decays)
+        self.member_decay: torch.Tensor | None = None
+        if len(set(decays)) > 1:
+            self.member_decay = torch.tensor(decays, dtype=torch.float32, device=first.device)
         self.eps = float(eps)
         self.beta1, self.beta2 = betas
-        first = next(iter(params.values()))
         self.step_count = torch.zeros(first.shape[0], dtype=torch.float64, device=first.device)
         self.exp_avg = {k: torch.zeros_like(v, memory_format=torch.preserve_format)
                         for k, v in params.items()}
@@ -116,7 +163,8 @@ class BatchedAdam:
         # interleaved beside neighbour jobs; torch.optim's arithmetic to float32 rounding).
         # Several members need per-member learning rates, which the kernel does not take; on
         # CUDA the loop stays until it is measured there.
-        self.fused = first.shape[0] == 1 and first.device.type == "cpu"
+        self.fused = first.shape[0] == 1 and first.device.type == "cpu" \
+            and self.member_decay is None
         self.groups = [(names, decay) for names, decay in (
             ([k for k in params if self.decays(k)], self.weight_decay),
             ([k for k in params if not self.decays(k)], 0.0)) if names]
@@ -165,10 +213,14 @@ class BatchedAdam:
                 keep = (~active).view(shape)
                 old = (param.clone(), exp_avg.clone(), exp_avg_sq.clone())
             if self.decays(name):
+                decay = self.member_decay
                 if self.decoupled:
-                    param.mul_(1.0 - (lr32 * self.weight_decay).view(shape))
-                else:
+                    rate = lr32 * (self.weight_decay if decay is None else decay)
+                    param.mul_(1.0 - rate.view(shape))
+                elif decay is None:
                     grad = grad.add(param, alpha=self.weight_decay)
+                else:
+                    grad = grad.add(param * decay.view(shape))
             exp_avg.lerp_(grad, 1.0 - self.beta1)
             exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1.0 - self.beta2)
             # param -= step_size * exp_avg / (sqrt(exp_avg_sq) / bias2_sqrt + eps)
@@ -243,18 +295,45 @@ class Population:
     seeded with ``config.seed``, member 0 first, so member 0 has a lone Trainer's weights.
     ``env_factory(block, num_envs, env_config, num_threads=, seed=, buffers=)`` replaces the
     simulator (tests).
+
+    Members with their own configs (a batched study's trials): ``config`` a list of P
+    TrainConfigs (``population`` None or P). They must agree on every key but
+    :data:`MEMBER_KEYS` (shapes, budget, seed, data, env: :func:`member_config_differences`);
+    member m then follows its own schedules (``self.specs[m]``), max_grad_norm, target_kl,
+    weight decay, epochs, gamma and GAE lambda. ``self.config`` is member 0's config.
+    PBT's factors multiply member m's own schedule, so with one config they are today's
+    "factor x the seed config".
     """
 
-    def __init__(self, config: TrainConfig, population: int, *, market: Any = None,
-                 env_factory: Callable[..., Any] | None = None) -> None:
+    def __init__(self, config: TrainConfig | list[TrainConfig], population: int | None = None,
+                 *, market: Any = None, env_factory: Callable[..., Any] | None = None) -> None:
         from fastrl.data.market import load_market
         from fastrl.device import resolve_device
 
+        configs = list(config) if isinstance(config, (list, tuple)) else None
+        if configs is not None:
+            if not configs:
+                raise PopulationError("a population needs at least one member config")
+            if population is None:
+                population = len(configs)
+            if population != len(configs):
+                raise PopulationError(f"population {population!r} does not match the "
+                                      f"{len(configs)} member configs")
         if isinstance(population, bool) or not isinstance(population, (int, np.integer)) \
                 or population < 1:
             raise PopulationError(f"population must be an integer >= 1, got {population!r}")
-        validate_config(config)
-        self.config = config = resolve_defaults(copy.deepcopy(config))
+        if configs is None:
+            configs = [config] * int(population)
+        for member in configs:
+            validate_config(member)
+        configs = [resolve_defaults(copy.deepcopy(c)) for c in configs]
+        for m, member in enumerate(configs[1:], start=1):
+            differences = member_config_differences(configs[0], member)
+            if differences:
+                raise PopulationError(f"member {m}'s config differs from member 0's in keys "
+                                      f"that must be shared: {', '.join(differences)}")
+        self.member_configs = configs
+        self.config = config = configs[0]
         self.population = p = int(population)
         self.device = device = resolve_device(config.device)
         on_cuda = device.type == "cuda"
@@ -268,7 +347,28 @@ class Population:
         self.num_steps = config.num_steps
         self.batch_size = config.batch_size  # env steps per member per update
         self.num_updates = config.total_timesteps // self.batch_size
-        self.spec = ScheduleSpec.from_config(config)
+        self.specs = [ScheduleSpec.from_config(c) for c in configs]
+        self.spec = self.specs[0]
+        self.uniform = all(c is configs[0] for c in configs) or all(
+            _member_values(c) == _member_values(configs[0]) for c in configs)
+        # per-member plain values (host side); [P] tensors where the update reads them
+        gammas = [float(c.gamma) for c in configs]
+        lambdas = [float(c.gae_lambda) for c in configs]
+        self.max_grad_norms = [float(c.max_grad_norm) for c in configs]
+        kls = [c.target_kl for c in configs]
+        self.target_kl: torch.Tensor | None = None
+        if any(k is not None for k in kls):
+            self.target_kl = torch.tensor([math.inf if k is None else float(k) for k in kls],
+                                          dtype=torch.float32, device=device)
+        # GAE's gamma and lambda: floats when shared (today's arithmetic), else [P*n] rows
+        if len(set(gammas)) == 1 and len(set(lambdas)) == 1:
+            self.gae_gamma: float | torch.Tensor = gammas[0]
+            self.gae_lambda: float | torch.Tensor = lambdas[0]
+        else:
+            self.gae_gamma = torch.tensor(gammas, dtype=torch.float32,
+                                          device=device).repeat_interleave(n)
+            self.gae_lambda = torch.tensor(lambdas, dtype=torch.float32,
+                                           device=device).repeat_interleave(n)
 
         # the env's own config: EnvConfig, or the PortfolioConfig built from env.* + portfolio.*
         self.portfolio = bool(config.portfolio.enabled)
@@ -297,20 +397,21 @@ class Population:
         self.buffers = {k: v.to(device) for k, v in buffers.items()}
         self.template = members[0].to(device)  # a real module: validation loads members into it
         self.base = copy.deepcopy(members[0]).to("meta")
-        self.optimizer = BatchedAdam(self.params, config.optimizer, config.weight_decay,
-                                     config.adam_eps)
+        self.optimizer = BatchedAdam(self.params, config.optimizer,
+                                     [float(c.weight_decay) for c in configs], config.adam_eps)
         self.action_shape = self.template.action_shape  # () or (K,) simplex logits
         self.obs_normaliser = ObservationNormaliser(self.obs_dim, config.obs_clip,
                                                     config.norm_obs, members=p).to(device)
-        self.reward_scaler = RewardScaler(n, config.gamma, config.reward_clip,
-                                          config.norm_reward, members=p).to(device)
+        self.reward_scaler = RewardScaler(n, gammas if len(set(gammas)) > 1 else gammas[0],
+                                          config.reward_clip, config.norm_reward,
+                                          members=p).to(device)
         # Each member's hyperparameter = factor x the seed config's schedule at that step;
         # factors 1 reproduce the seed config (PBT's explore moves the factors).
         self.factors = {k: torch.ones(p, dtype=torch.float64) for k in HPARAMS}
         self.hparams = {k: torch.zeros(p, dtype=torch.float32, device=device) for k in HPARAMS}
         self.clip_range_vf = torch.zeros(p, dtype=torch.float32, device=device)
         # epochs per update per member (host side: the epoch loop reads it)
-        self.n_epochs = torch.full((p,), int(config.n_epochs), dtype=torch.int64)
+        self.n_epochs = torch.tensor([int(c.n_epochs) for c in configs], dtype=torch.int64)
 
         def member_forward(params: dict, buffers: dict, obs: torch.Tensor):
             return functional_call(self.base, (params, buffers), (obs,))
@@ -352,21 +453,31 @@ class Population:
 
     # ------------------------------------------------------------------ hyperparameters
 
-    def seed_values(self, step: int) -> dict[str, float]:
-        """The seed config's hand-set schedules at ``step`` (what factor 1 follows)."""
-        values = self.spec.values_at(step)
-        values["max_grad_norm"] = float(self.config.max_grad_norm)
+    def seed_values(self, step: int, m: int = 0) -> dict[str, float]:
+        """Member m's own config's hand-set schedules at ``step`` (what factor 1 follows);
+        with one shared config, the seed config's."""
+        values = self.specs[m].values_at(step)
+        values["max_grad_norm"] = self.max_grad_norms[m]
         return values
 
     def set_step(self, step: int) -> dict[str, torch.Tensor]:
         """Move every member's hyperparameters to ``step`` env steps (in place)."""
-        seed = self.seed_values(step)
+        if self.uniform:
+            seed = self.seed_values(step)
+            for name in HPARAMS:
+                self.hparams[name].copy_((self.factors[name] * seed[name]).to(torch.float32))
+            if self.config.clip_range_vf is None:
+                self.clip_range_vf.copy_(self.hparams["clip_range"])
+            else:
+                self.clip_range_vf.fill_(float(self.config.clip_range_vf))
+            return self.hparams
+        seeds = [self.seed_values(step, m) for m in range(self.population)]
         for name in HPARAMS:
-            self.hparams[name].copy_((self.factors[name] * seed[name]).to(torch.float32))
-        if self.config.clip_range_vf is None:
-            self.clip_range_vf.copy_(self.hparams["clip_range"])
-        else:
-            self.clip_range_vf.fill_(float(self.config.clip_range_vf))
+            values = torch.tensor([s[name] for s in seeds], dtype=torch.float64)
+            self.hparams[name].copy_((self.factors[name] * values).to(torch.float32))
+        for m, c in enumerate(self.member_configs):
+            self.clip_range_vf[m] = (self.hparams["clip_range"][m] if c.clip_range_vf is None
+                                     else float(c.clip_range_vf))
         return self.hparams
 
     @torch.no_grad()
@@ -397,12 +508,12 @@ class Population:
         unknown = sorted(set(values) - set(HPARAMS))
         if unknown:
             raise PopulationError(f"unknown hyperparameter(s) {unknown}; settable: {HPARAMS}")
-        seed = self.seed_values(self.global_step)
+        seed = self.seed_values(self.global_step, m)
         for name, value in values.items():
             if not (math.isfinite(value) and value > 0):
                 raise PopulationError(f"hyperparameter {name} must be a finite number > 0, "
                                       f"got {value!r}")
-            reference = seed[name] if seed[name] > 0 else getattr(self.config, name)
+            reference = seed[name] if seed[name] > 0 else getattr(self.member_configs[m], name)
             self.factors[name][m] = float(value) / float(reference)
         self.set_step(self.global_step)
 
@@ -523,7 +634,7 @@ class Population:
         p, n, t = self.population, self.n, self.num_steps
         with torch.no_grad():
             last_value = self.value(self.next_obs)
-        self.storage.finish(last_value.reshape(p * n), self.config.gamma, self.config.gae_lambda)
+        self.storage.finish(last_value.reshape(p * n), self.gae_gamma, self.gae_lambda)
 
         def per_member(x: torch.Tensor) -> torch.Tensor:
             # [T, P*n, ...] -> [P, T*n, ...] in a lone trainer's (step, env) order
@@ -583,8 +694,12 @@ class Population:
                 epoch_stats += stats.float()
             totals += epoch_stats * weight.unsqueeze(1)
             epochs += weight
-            if config.target_kl is not None:
-                active = active & ~(stats[:, STAT_NAMES.index("approx_kl")] > config.target_kl)
+            if self.target_kl is not None:
+                kl = stats[:, STAT_NAMES.index("approx_kl")]
+                if self.uniform:  # one shared threshold: today's comparison with a float
+                    active = active & ~(kl > config.target_kl)
+                else:
+                    active = active & ~(kl > self.target_kl)
                 all_active = bool(active.all())
                 if not bool(active.any()):
                     break
@@ -854,5 +969,5 @@ def _make_portfolio_env(panel: Any, num_envs: int, env_config: Any, *, num_threa
                            buffers=buffers)
 
 
-__all__ = ["HPARAMS", "BatchedAdam", "Population", "PopulationDivergedError", "PopulationError",
-           "validation_scores"]
+__all__ = ["HPARAMS", "MEMBER_KEYS", "BatchedAdam", "Population", "PopulationDivergedError",
+           "PopulationError", "member_config_differences", "validation_scores"]

@@ -13,8 +13,8 @@ def compute_gae(
     truncated: torch.Tensor,
     final_values: torch.Tensor,
     last_value: torch.Tensor,
-    gamma: float,
-    gae_lambda: float,
+    gamma: float | torch.Tensor,
+    gae_lambda: float | torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimates and returns over a [T, N] rollout.
 
@@ -23,7 +23,9 @@ def compute_gae(
     the state after step ``t`` was not terminal: its value ``final_values[t]`` (V of the
     final observation, reported before auto-reset) is bootstrapped into the TD error,
     ``delta = r + gamma * V(final_obs) - V(s)``; for a terminated one nothing is.
-    ``last_value`` [N] is V of the observation after the last step.
+    ``last_value`` [N] is V of the observation after the last step. ``gamma`` and
+    ``gae_lambda`` are floats, or [N] tensors: one discount per env row (a population whose
+    members have their own, each member's value repeated over its rows).
     """
     num_steps = rewards.shape[0]
     advantages = torch.zeros_like(values)
@@ -73,7 +75,8 @@ class RolloutStorage:
         self.advantages = torch.zeros(shape, **f32)
         self.returns = torch.zeros(shape, **f32)
 
-    def finish(self, last_value: torch.Tensor, gamma: float, gae_lambda: float) -> None:
+    def finish(self, last_value: torch.Tensor, gamma: float | torch.Tensor,
+               gae_lambda: float | torch.Tensor) -> None:
         """Fill ``advantages`` and ``returns`` once the rollout is complete."""
         advantages, returns = compute_gae(
             self.rewards,
