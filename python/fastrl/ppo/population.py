@@ -219,8 +219,8 @@ class BatchedAdam:
                     param.mul_(1.0 - rate.view(shape))
                 elif decay is None:
                     grad = grad.add(param, alpha=self.weight_decay)
-                else:
-                    grad = grad.add(param * decay.view(shape))
+                else:  # addcmul rounds as add(alpha=) does: shared values match
+                    grad = torch.addcmul(grad, param, decay.view(shape))
             exp_avg.lerp_(grad, 1.0 - self.beta1)
             exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1.0 - self.beta2)
             # param -= step_size * exp_avg / (sqrt(exp_avg_sq) / bias2_sqrt + eps)
