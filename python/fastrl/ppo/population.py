@@ -412,6 +412,9 @@ class Population:
         self.clip_range_vf = torch.zeros(p, dtype=torch.float32, device=device)
         # epochs per update per member (host side: the epoch loop reads it)
         self.n_epochs = torch.tensor([int(c.n_epochs) for c in configs], dtype=torch.int64)
+        # retired members (a batched study's pruned or diverged trials): their rows are still
+        # stepped, their updates masked out (:meth:`retire`)
+        self.frozen = torch.zeros(p, dtype=torch.bool, device=device)
 
         def member_forward(params: dict, buffers: dict, obs: torch.Tensor):
             return functional_call(self.base, (params, buffers), (obs,))
@@ -654,11 +657,11 @@ class Population:
         per_epoch = size // mb
         device = self.device
         names = list(self.params)
-        active = torch.ones(p, dtype=torch.bool, device=device)
+        active = ~self.frozen
         totals = torch.zeros((p, len(STAT_NAMES)), dtype=torch.float32, device=device)
         epochs = torch.zeros(p, dtype=torch.float32, device=device)
         h = self.hparams
-        all_active = True
+        all_active = not bool(self.frozen.any())
         epochs_per_member = self.n_epochs.tolist()
         flat = {k: v.reshape(p * size, *v.shape[2:]) for k, v in batch.items()}
         offsets = (torch.arange(p, device=device) * size).unsqueeze(1)
@@ -853,6 +856,18 @@ class Population:
         for name in HPARAMS:
             self.factors[name][target] = self.factors[name][source]
         self.set_step(self.global_step)
+
+    @torch.no_grad()
+    def retire(self, m: int) -> None:
+        """Stop training member m (its trial was pruned or diverged): its updates are masked
+        out from now on, and non-finite weights or Adam moments are zeroed so its rows keep
+        acting (a NaN policy would stop the shared sampling). Its env rows keep being
+        stepped: dropping them (compacting the population) is left for later. The other
+        members are unaffected (the masked update is the KL stop's)."""
+        self.frozen[m] = True
+        for tensors in (self.params, self.optimizer.exp_avg, self.optimizer.exp_avg_sq):
+            for value in tensors.values():
+                torch.nan_to_num_(value.data[m], nan=0.0, posinf=0.0, neginf=0.0)
 
     def member_agent(self, m: int, view: bool = False) -> Agent:
         """Member m's policy and observation normaliser as an :class:`Agent` (copies; with

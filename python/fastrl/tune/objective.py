@@ -270,6 +270,127 @@ def train_run(config: TrainConfig, market: Any, *, seed: int, fold: int, val_eve
                      excess=excesses, bench_returns=bench_returns)
 
 
+def member_validation(pop: Any, m: int, baselines: bool = False) -> Any:
+    """Member m's validation backtest as an EvalResult (:func:`validation_result`'s
+    evaluation, on a copy of the member's policy)."""
+    from fastrl.backtest import evaluate_agent
+
+    agent = pop.member_agent(m)
+    agent.network.eval()
+    return evaluate_agent(agent, pop.market.val, pop.config.env, baselines=baselines)
+
+
+def train_batch(configs: list[TrainConfig], market: Any, *, seed: int, fold: int,
+                val_every: int = 1, val_interval_steps: int = 0,
+                reports: list[Reporter | None] | None = None, objective: str = "excess",
+                latests: list[dict[str, Any] | None] | None = None) -> list[Any]:
+    """:func:`train_run` for B configs at once, trained as one population
+    (:class:`fastrl.ppo.population.Population`, one member per config; they must share the
+    population's shared keys). Same curve grid, area score, validation and seconds per
+    point as :func:`train_run`, per member.
+
+    Returns one outcome per config: its :class:`RunResult`, or the exception that ended it
+    (``TrialDiverged``, or what its ``reports[m]`` raised, e.g. ``optuna.TrialPruned``).
+    An ended member is retired (:meth:`Population.retire`): its rows keep being stepped,
+    its updates are masked out, the others train on unchanged.
+    """
+    from fastrl.backtest import COMBINED
+    from fastrl.ppo.population import Population
+
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    configs = [copy.deepcopy(c) for c in configs]
+    for config in configs:
+        config.seed = int(seed)
+        config.data.test_days, config.data.val_days = fold_days(
+            config.data.test_days, config.data.val_days, fold)
+    p = len(configs)
+    reports = list(reports) if reports is not None else [None] * p
+    latests = list(latests) if latests is not None else [None] * p
+    pop = Population(configs, market=market)
+    started = time.perf_counter()
+    first = [member_validation(pop, m, baselines=(m == 0)) for m in range(p)]
+    bench_equity = daily_equity(first[0], "buy_and_hold")
+    bench_returns = [float(r) for r in first[0].returns(COMBINED, "buy_and_hold")]
+    outcomes: list[Any] = [None] * p
+    last_result = list(first)
+
+    def point(m: int, result: Any) -> tuple[float, float]:
+        sharpe = float(result.combined["agent"].sharpe)
+        excess = excess_sharpe(daily_equity(result, "agent"), bench_equity)
+        if latests[m] is not None:
+            latests[m].update(val_returns=[float(r) for r in result.returns(COMBINED, "agent")],
+                              bench_returns=bench_returns, step=pop.global_step)
+        return sharpe, excess
+
+    curves = []
+    for m in range(p):
+        sharpe0, excess0 = point(m, first[m])
+        curves.append({"steps": [0], "sharpe": [sharpe0], "excess": [excess0], "seconds": [0.0]})
+
+    def end(m: int, outcome: Any) -> None:
+        outcomes[m] = outcome
+        pop.retire(m)
+
+    total = pop.num_updates * pop.batch_size
+    grid = int(val_interval_steps)
+    next_point = grid
+    while pop.update < pop.num_updates and any(o is None for o in outcomes):
+        row = pop.step(raise_on_divergence=False)
+        for m in row["diverged"]:
+            if outcomes[m] is None:
+                end(m, TrialDiverged(f"seed {seed} fold {fold}: update {pop.update} (step "
+                                     f"{pop.global_step:,}): non-finite losses or weights"))
+        last = pop.update >= pop.num_updates
+        if grid > 0:
+            if pop.global_step < next_point and not last:
+                continue
+            points = []
+            while next_point <= pop.global_step and next_point < total:
+                points.append(next_point)
+                next_point += grid
+            if last:
+                points.append(total)
+        elif pop.update % val_every and not last:
+            continue
+        else:
+            points = [pop.global_step]
+        for m in range(p):
+            if outcomes[m] is not None:
+                continue
+            result = last_result[m] = member_validation(pop, m)
+            sharpe, excess = point(m, result)
+            if not (math.isfinite(sharpe) and math.isfinite(excess)):
+                end(m, TrialDiverged(f"seed {seed} fold {fold}: validation Sharpe {sharpe} "
+                                     f"(excess {excess}) at step {pop.global_step}"))
+                continue
+            curve = curves[m]
+            now = time.perf_counter() - started  # the batch's wall time: shared by members
+            for at in points:
+                curve["steps"].append(at)
+                curve["sharpe"].append(sharpe)
+                curve["excess"].append(excess)
+                curve["seconds"].append(now)
+            if reports[m] is not None:
+                values = curve["excess"] if objective == "excess" else curve["sharpe"]
+                try:
+                    reports[m](pop.global_step / total, curve_area(curve["steps"], values))
+                except Exception as err:  # the reporter's verdict: this member only
+                    end(m, err)
+    for m in range(p):
+        if outcomes[m] is not None:
+            continue
+        curve = curves[m]
+        values = curve["excess"] if objective == "excess" else curve["sharpe"]
+        outcomes[m] = RunResult(
+            seed=seed, fold=fold, steps=curve["steps"], sharpe=curve["sharpe"],
+            score=curve_area(curve["steps"], values), final_sharpe=curve["sharpe"][-1],
+            val_returns=[float(r) for r in last_result[m].returns(COMBINED, "agent")],
+            seconds=curve["seconds"], objective=objective, excess=curve["excess"],
+            bench_returns=bench_returns)
+    return outcomes
+
+
 def validation_schedule(settings: dict[str, Any]) -> dict[str, Any]:
     """The ``train_run`` keywords of a study's validation schedule and objective."""
     return {"val_every": int(settings.get("val_every", 1)),
@@ -303,5 +424,6 @@ def combined_val_returns(runs: list[RunResult], folds: int) -> list[float]:
 
 __all__ = ["CONFIRM_SEED_BASE", "OBJECTIVES", "TUNING_SEED_BASE", "RunResult", "TrialDiverged",
            "build_fold_market", "combined_val_returns", "curve_area", "daily_equity",
-           "excess_sharpe", "fold_config", "fold_days", "laid_out", "objective_returns",
-           "score_se", "train_run", "validation_result", "validation_schedule"]
+           "excess_sharpe", "fold_config", "fold_days", "laid_out", "member_validation",
+           "objective_returns", "score_se", "train_batch", "train_run", "validation_result",
+           "validation_schedule"]
