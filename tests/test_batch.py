@@ -4,14 +4,23 @@ batch of one is today's engine."""
 
 from __future__ import annotations
 
+import csv
+import json
 from types import SimpleNamespace
 
+import numpy as np
+import optuna
 import pytest
 import torch
 
+from fastrl.cli.tune import main as tune_main
 from fastrl.ppo.population import Population, PopulationError
-from test_pbt import member_state
+from fastrl.tune.objective import RunResult, TrialDiverged, train_batch, train_run
+from fastrl.tune.space import load_space
+from fastrl.tune.study import TrialRunner, claim_trial, make_storage, open_study
+from test_pbt import WEIGHT_ATOL, member_state
 from test_ppo_trainer import random_block, tiny_config
+from test_tune import TINY_SPACE, cli_args, settings
 
 pytest.importorskip("fastrl._core")
 
@@ -22,6 +31,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_space(tmp_path_factory: pytest.TempPathFactory):
+    path = tmp_path_factory.mktemp("space") / "space.yaml"
+    path.write_text(TINY_SPACE)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +126,113 @@ def test_members_that_differ_in_a_shared_key_are_refused_by_name(market, key):
 def test_a_population_size_that_does_not_match_the_configs_is_refused(market):
     with pytest.raises(PopulationError, match="does not match"):
         Population([tiny_config()] * 2, 3, market=market)
+
+
+# ------------------------------------------------------------------ batched training runs
+
+
+def test_train_batch_of_one_is_train_run(market):
+    config = tiny_config()
+    alone = train_run(config, market, seed=0, fold=0, val_interval_steps=128)
+    (batched,) = train_batch([config], market, seed=0, fold=0, val_interval_steps=128)
+    assert batched.steps == alone.steps == [0, 128, 256, 384]
+    assert batched.score == pytest.approx(alone.score, abs=1e-9)
+    assert batched.excess == pytest.approx(alone.excess, abs=1e-9)
+    assert batched.val_returns == pytest.approx(alone.val_returns, abs=1e-12)
+
+
+def test_a_members_curve_does_not_depend_on_the_other_members_or_their_pruning(market):
+    """Members share the simulator's env streams and one sampling generator, so a member of a
+    batch does not draw what it would alone; what it learns and scores is its own: the
+    other members' configs, and whether they are pruned, change nothing in it."""
+    base = tiny_config("target_kl=null")
+    one = train_batch([base, tiny_config("target_kl=null", "learning_rate=0.01"),
+                       tiny_config("target_kl=null", "gamma=0.9")], market, seed=0, fold=0,
+                      val_interval_steps=128)
+    calls = {"n": 0}
+
+    def prune_at_once(progress: float, area: float) -> None:
+        calls["n"] += 1
+        raise optuna.TrialPruned("pruned in the test")
+
+    two = train_batch([base, tiny_config("target_kl=null", "gae_lambda=0.5",
+                                         "weight_decay=0.1"), base],
+                      market, seed=0, fold=0, val_interval_steps=128,
+                      reports=[None, prune_at_once, None])
+    assert calls["n"] == 1 and isinstance(two[1], optuna.TrialPruned)
+    assert one[0].excess == two[0].excess and one[0].sharpe == two[0].sharpe
+    assert one[0].val_returns == two[0].val_returns
+    assert two[2].steps == [0, 128, 256, 384]
+
+
+def test_a_diverged_member_fails_alone(market, monkeypatch):
+    original = Population.step
+
+    def poisoned(self, raise_on_divergence=True):
+        row = original(self, raise_on_divergence=raise_on_divergence)
+        if self.update == 1:
+            with torch.no_grad():
+                self.params["policy_head.weight"][1].fill_(float("nan"))
+            row["diverged"] = [1]
+        return row
+
+    monkeypatch.setattr(Population, "step", poisoned)
+    out = train_batch([tiny_config()] * 3, market, seed=0, fold=0, val_interval_steps=128)
+    assert isinstance(out[1], TrialDiverged)
+    assert isinstance(out[0], RunResult) and isinstance(out[2], RunResult)
+    assert all(np.isfinite(out[0].excess))
+
+
+# ------------------------------------------------------------------------- batched studies
+
+
+def test_a_batch_of_one_trial_scores_as_the_sequential_trial(tiny_space, tmp_path):
+    space = load_space(tiny_space)
+    records = []
+    for name in ("sequential", "batched"):
+        runner = TrialRunner(settings(tiny_space, sampler_seed=7), space,
+                             study_dir=tmp_path / name)
+        study = open_study(make_storage(None, tmp_path / name), name, runner.settings, 1)
+        trial = claim_trial(study)
+        records.append(runner.run_trial(study, trial) if name == "sequential"
+                       else runner.run_batch(study, [trial])[0])
+    sequential, batched = records
+    assert sequential.params == batched.params and batched.state == "COMPLETE"
+    assert batched.score == pytest.approx(sequential.score, abs=WEIGHT_ATOL)
+    curve_a, curve_b = sequential.runs[0]["curve"], batched.runs[0]["curve"]
+    assert curve_a["steps"] == curve_b["steps"]
+    assert curve_b["excess"] == pytest.approx(curve_a["excess"], abs=WEIGHT_ATOL)
+
+
+def test_cli_batch_of_two_leaves_what_a_sequential_study_leaves(tiny_space, tmp_path):
+    folders = {}
+    for name, extra in (("sequential", ()), ("batched", ("--batch", "2"))):
+        folders[name] = tmp_path / name
+        args = cli_args(tiny_space, folders[name], "--no-report", "--sampler-seed", "3",
+                        *extra, trials=3, timesteps=128)
+        assert tune_main(args) == 0
+    for name, folder in folders.items():
+        assert (folder / "best.yaml").is_file() and (folder / "trials.csv").is_file(), name
+    seq = sorted((folders["sequential"] / "trials").glob("trial_*.json"))
+    bat = sorted((folders["batched"] / "trials").glob("trial_*.json"))
+    assert len(seq) == len(bat) == 3
+    for a, b in zip(seq, bat, strict=True):
+        assert set(json.loads(a.read_text())) == set(json.loads(b.read_text()))
+    with open(folders["batched"] / "trials.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    with open(folders["sequential"] / "trials.csv", newline="") as stream:
+        assert list(csv.DictReader(stream))[0].keys() == rows[0].keys()
+    assert len(rows) == 3
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--batch", "0"], ["--batch", ">= 1"]),
+    (["--batch", "-2"], ["--batch", ">= 1"]),
+    (["--batch", "2", "--pbt"], ["--batch", "--pbt"]),
+])
+def test_bad_batch_is_one_line_and_exit_2(tiny_space, tmp_path, capsys, extra, words):
+    assert tune_main(cli_args(tiny_space, tmp_path / "study") + extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("fastrl-tune: error:")
+    for word in words:
+        assert word in err

@@ -6,6 +6,21 @@ The study folder (``--run-dir``, default ``studies/<study>``) holds the journal 
 ``--workers W`` this process starts W-1 more worker processes on the same study; with
 ``--storage postgresql://...`` the same command on other machines joins it. Ctrl-C marks
 the running trial failed (not counted) and leaves the study ready for ``--resume``.
+
+``--batch B`` claims B trials at once (TPE's constant liar steers each draw away from the
+batch's earlier ones) and trains them as one population (:class:`fastrl.ppo.population.
+Population`, one member per trial) for the same budget, seed and fold, each validated and
+reported to its own trial as a sequential trial is; a pruned member is retired (its rows
+still stepped, its updates masked; compaction is left for later), a diverged one fails its
+own trial only. Shape knobs: trials whose configs differ in a key the members must share
+(width, depth, rollout length, minibatches: everything but the schedules, loss weights,
+max_grad_norm, target_kl, weight decay, epochs, gamma and GAE lambda) are grouped, and each
+group is trained as its own population, one after another. Grouping was chosen over fixing
+the shape knobs because it is correct for any space file without changing what a study
+searches; a space that searches shapes gets smaller populations, not other results. The
+records, best.yaml, trials.csv and ``--resume`` are those of a sequential study. In a batch
+member m starts from the m-th network drawn from the seed (member 0 is a sequential
+trial's), and the members share the simulator's env streams and the sampling generator.
 """
 
 from __future__ import annotations
@@ -94,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "machine that died, and another worker runs its slot again")
     run.add_argument("--workers", type=int, default=1, metavar="W",
                      help="worker processes on this machine (default 1)")
+    run.add_argument("--batch", type=int, default=1, metavar="B",
+                     help="trials trained at once as one population (default 1: one by one)")
     run.add_argument("--timeout", type=float, metavar="S",
                      help="start no trial after S seconds")
     run.add_argument("--run-dir", metavar="DIR", help="study folder (default studies/<study>)")
@@ -112,7 +129,8 @@ def check_numbers(args: argparse.Namespace) -> None:
         args.val_days = VAL_DAYS[args.freq]
     if args.confirm_days is None:
         args.confirm_days = args.val_days
-    for flag in ("trials", "timesteps", "seeds", "folds", "workers", "val_days", "test_days",
+    for flag in ("trials", "timesteps", "seeds", "folds", "workers", "batch", "val_days",
+                 "test_days",
                  "val_every", "val_every_steps", "confirm_days", "confirm_seeds"):
         value = getattr(args, flag)
         if value is not None and value < 1:
@@ -181,6 +199,9 @@ def _wait_until_ready(study_dir: Path, procs: list[subprocess.Popen],
 def main(argv: list[str] | None = None) -> int:
     """Run (or resume, or join) a study, then write best.yaml, trials.csv and the report."""
     raw = list(sys.argv[1:] if argv is None else argv)
+    if "--pbt" in raw and any(a == "--batch" or a.startswith("--batch=") for a in raw):
+        raise UsageError("--batch trains a study's trials together; --pbt is population-based "
+                         "training, which has its own population: drop one of them")
     if "--pbt" in raw:  # population-based training: its own flags (fastrl/cli/pbt.py)
         from fastrl.cli.pbt import main as pbt_main
 
@@ -221,7 +242,7 @@ def _run_study(raw: list[str]) -> int:
     import torch
 
     try:
-        runner = TrialRunner(settings, space, study_dir=study_dir,
+        runner = TrialRunner(settings, space, study_dir=study_dir, batch=args.batch,
                              log=lambda line: print(f"{time.strftime('%H:%M:%S')} {line}",
                                                     flush=True))
         # process-wide state is the command's: the cores are shared by this machine's workers

@@ -80,20 +80,31 @@ def _member_values(config: TrainConfig) -> dict[str, Any]:
     return {k: getattr(config, k) for k in sorted(MEMBER_KEYS)}
 
 
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(value):
+            out.update(_flat(getattr(value, f.name), f"{prefix}{f.name}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def shared_key(config: TrainConfig) -> str:
+    """The values of every key outside :data:`MEMBER_KEYS`, as text: configs with the same
+    key can be members of one population (a batched study groups its trials by it)."""
+    import json
+
+    flat = _flat(resolve_defaults(copy.deepcopy(config)))
+    return json.dumps({k: v for k, v in sorted(flat.items()) if k not in MEMBER_KEYS},
+                      default=repr)
+
+
 def member_config_differences(first: TrainConfig, other: TrainConfig) -> list[str]:
     """The keys outside :data:`MEMBER_KEYS` on which two member configs differ (dotted,
     sorted): what keeps them from one population."""
-    import dataclasses
-
-    def flat(value: Any, prefix: str = "") -> dict[str, Any]:
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            out: dict[str, Any] = {}
-            for f in dataclasses.fields(value):
-                out.update(flat(getattr(value, f.name), f"{prefix}{f.name}."))
-            return out
-        return {prefix[:-1]: value}
-
-    a, b = flat(first), flat(other)
+    a, b = _flat(first), _flat(other)
     return sorted(k for k in set(a) | set(b)
                   if k not in MEMBER_KEYS and a.get(k, None) != b.get(k, None))
 
@@ -985,4 +996,4 @@ def _make_portfolio_env(panel: Any, num_envs: int, env_config: Any, *, num_threa
 
 
 __all__ = ["HPARAMS", "MEMBER_KEYS", "BatchedAdam", "Population", "PopulationDivergedError",
-           "PopulationError", "member_config_differences", "validation_scores"]
+           "PopulationError", "member_config_differences", "shared_key", "validation_scores"]

@@ -373,8 +373,11 @@ class TrialRunner:
     log: Log = lambda line: None  # noqa: E731
     markets: dict[int, Any] = field(default_factory=dict)
     records: list[TrialRecord] = field(default_factory=list)
+    batch: int = 1  # trials claimed and trained at once (:meth:`run_batch`)
 
     def __post_init__(self) -> None:
+        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
+            raise StudyError(f"batch must be an integer >= 1, got {self.batch!r}")
         self.base = base_config(self.settings)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -401,13 +404,155 @@ class TrialRunner:
         while deadline is None or time.time() < deadline:
             started = time.perf_counter()
             fail_stale_trials(study)  # a dead machine's trial: its slot is queued again
-            trial = claim_trial(study)
+            trials = []
+            for _ in range(self.batch):
+                trial = claim_trial(study)
+                if trial is None:
+                    break
+                trials.append(trial)
             claim = time.perf_counter() - started
-            if trial is None:
+            if not trials:
                 break
-            self.run_trial(study, trial, claim_seconds=claim)
-            done += 1
+            if self.batch == 1:
+                self.run_trial(study, trials[0], claim_seconds=claim)
+            else:
+                self.run_batch(study, trials, claim_seconds=claim)
+            done += len(trials)
         return done
+
+    def run_batch(self, study: Any, trials: list[Any], claim_seconds: float = 0.0
+                  ) -> list[TrialRecord]:
+        """Run claimed ``trials`` together: one population per shape group, per (fold, seed).
+
+        Each trial's params are drawn in turn (TPE's constant liar sees the earlier ones of
+        the batch as running); trials whose configs differ in a key members must share
+        (:data:`fastrl.ppo.population.MEMBER_KEYS`'s complement: width, depth, rollout and
+        minibatch shape, ...) go to separate groups, trained one after another. For every
+        (fold, seed) of the plan a group's live trials train as one population
+        (:func:`fastrl.tune.objective.train_batch`); each member reports to its own trial
+        (a pruned one is retired, its trial PRUNED), a diverged member fails its own trial
+        only. Records, attributes and scores are those of :meth:`run_trial`.
+        """
+        import optuna
+        from optuna.trial import TrialState
+
+        from fastrl.ppo.population import shared_key
+        from fastrl.tune.objective import train_batch
+
+        settings = self.settings
+        started = time.perf_counter()
+        schedule = validation_schedule(settings)
+        seeds = [TUNING_SEED_BASE + s for s in range(settings["seeds"])]
+        plan = [(fold, seed) for fold in range(settings["folds"]) for seed in seeds]
+        states: list[dict[str, Any]] = []
+        for trial in trials:
+            storage_time = [claim_seconds / len(trials)]
+
+            def timed(call: Callable[..., Any], *args: Any,
+                      _storage_time: list[float] = storage_time, **kwargs: Any) -> Any:
+                t0 = time.perf_counter()
+                try:
+                    return call(*args, **kwargs)
+                finally:
+                    _storage_time[0] += time.perf_counter() - t0
+
+            params = timed(sample, trial, self.space)
+            timed(trial.set_user_attr, "worker", self.worker)
+            timed(trial.set_user_attr, "host", socket.gethostname())
+            timed(trial.set_user_attr, "pid", os.getpid())
+            timed(trial.set_user_attr, "batch", [t.number for t in trials])
+            self.log(f"trial {trial.number} ({self.worker}, batch of {len(trials)}): "
+                     f"{json.dumps(params, default=str)}")
+            entry: dict[str, Any] = {
+                "trial": trial, "params": params, "runs": [], "deployed_latest": {},
+                "current_run": {}, "state": TrialState.COMPLETE, "score": None,
+                "failure": None, "timed": timed, "storage_time": storage_time,
+                "config": None}
+            try:
+                entry["config"] = config_for(params, self.base, settings["timesteps"])
+            except ConfigError as err:
+                entry["state"], entry["failure"] = TrialState.FAIL, f"invalid config: {err}"
+            states.append(entry)
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for entry in states:
+            if entry["config"] is not None:
+                groups.setdefault(shared_key(entry["config"]), []).append(entry)
+        try:
+            with contextlib.ExitStack() as beats:
+                for trial in trials:
+                    beats.enter_context(heartbeat(study, trial))
+                for group in groups.values():
+                    for index, (fold, seed) in enumerate(plan):
+                        live = [e for e in group if e["state"] == TrialState.COMPLETE]
+                        if not live:
+                            break
+                        reports, latests = [], []
+                        for entry in live:
+                            reports.append(self._reporter(entry, index, len(plan)))
+                            latest = entry["current_run"] = {}
+                            if seed == seeds[0]:
+                                entry["deployed_latest"][fold] = latest
+                            latests.append(latest)
+                        outcomes = train_batch([e["config"] for e in live], self.market(fold),
+                                               seed=seed, fold=fold, reports=reports,
+                                               latests=latests, **schedule)
+                        for entry, outcome in zip(live, outcomes, strict=True):
+                            if isinstance(outcome, RunResult):
+                                entry["runs"].append(outcome)
+                            elif isinstance(outcome, optuna.TrialPruned):
+                                entry["state"] = TrialState.PRUNED
+                                entry["failure"] = str(outcome)
+                            elif isinstance(outcome, TrialDiverged):
+                                entry["state"] = TrialState.FAIL
+                                entry["failure"] = f"diverged: {outcome}"
+                            else:
+                                raise outcome
+            for entry in states:
+                if entry["state"] == TrialState.COMPLETE:
+                    score = float(np.mean([r.score for r in entry["runs"]]))
+                    if math.isfinite(score):
+                        entry["score"] = score
+                    else:
+                        entry["state"] = TrialState.FAIL
+                        entry["failure"] = f"diverged: non-finite score {score}"
+        except BaseException as err:
+            interrupted = isinstance(err, KeyboardInterrupt)
+            for entry in states:
+                trial = entry["trial"]
+                if interrupted:
+                    trial.set_user_attr("interrupted", True)
+                    trial.set_user_attr("failure", "interrupted (Ctrl-C)")
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            raise
+        records = []
+        for entry in states:
+            records.append(self._finish_trial(
+                study, entry["trial"], params=entry["params"], runs=entry["runs"], plan=plan,
+                state=entry["state"], score=entry["score"], failure=entry["failure"],
+                deployed_latest=entry["deployed_latest"], current_run=entry["current_run"],
+                started=started, timed=entry["timed"], storage_time=entry["storage_time"]))
+        return records
+
+    def _reporter(self, entry: dict[str, Any], index: int, runs_in_plan: int
+                  ) -> Callable[[float, float], None]:
+        """A batched trial's report for run ``index`` of its plan (:meth:`run_trial`'s)."""
+        import optuna
+
+        trial, timed, runs = entry["trial"], entry["timed"], entry["runs"]
+        reported = [0]
+
+        def report(progress: float, area: float) -> None:
+            point = min(REPORTS_PER_RUN, int(progress * REPORTS_PER_RUN + 1e-9))
+            if point <= reported[0]:
+                return
+            reported[0] = point
+            value = float(np.mean([r.score for r in runs] + [area]))
+            timed(trial.report, value, index * REPORTS_PER_RUN + point)
+            if timed(trial.should_prune):
+                raise optuna.TrialPruned(f"pruned at run {index + 1}/{runs_in_plan}, "
+                                         f"{progress:.0%} of its budget")
+
+        return report
 
     def run_trial(self, study: Any, trial: Any, claim_seconds: float = 0.0) -> TrialRecord:
         import optuna
@@ -431,7 +576,6 @@ class TrialRunner:
         runs: list[RunResult] = []
         # the deployable object the gates judge: the first seed's policy per fold (a
         # pruned trial's last validated one), not a mean over seeds no one can trade
-        deployed: dict[str, list[float]] = {}
         deployed_latest: dict[int, dict[str, Any]] = {}  # fold -> last validated policy
         current_run: dict[str, Any] = {}  # the run in progress: its last validated step
         schedule = validation_schedule(settings)
@@ -481,6 +625,25 @@ class TrialRunner:
         except BaseException as err:
             study.tell(trial, state=TrialState.FAIL)
             raise err
+        return self._finish_trial(study, trial, params=params, runs=runs, plan=plan,
+                                  state=state, score=score, failure=failure,
+                                  deployed_latest=deployed_latest, current_run=current_run,
+                                  started=started, timed=timed, storage_time=storage_time)
+
+    def _finish_trial(self, study: Any, trial: Any, *, params: dict[str, Any],
+                      runs: list[RunResult], plan: list[tuple[int, int]], state: Any,
+                      score: float | None, failure: str | None,
+                      deployed_latest: dict[int, dict[str, Any]], current_run: dict[str, Any],
+                      started: float, timed: Callable[..., Any],
+                      storage_time: list[float]) -> TrialRecord:
+        """Tell the study a trial's outcome, set its attributes and write its record (the
+        sequential and the batched path alike)."""
+        import optuna
+        from optuna.trial import TrialState
+
+        settings = self.settings
+        schedule = validation_schedule(settings)
+        deployed: dict[str, list[float]] = {}
         for fold, latest in sorted(deployed_latest.items()):
             if latest:
                 deployed[str(fold)] = [round(r, 10) for r in objective_returns(
