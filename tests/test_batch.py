@@ -236,3 +236,68 @@ def test_bad_batch_is_one_line_and_exit_2(tiny_space, tmp_path, capsys, extra, w
     assert len(err.splitlines()) == 1 and err.startswith("fastrl-tune: error:")
     for word in words:
         assert word in err
+
+
+@pytest.mark.parametrize("space_text, one_group", [
+    ("learning_rate: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}\n"
+     "gamma: {type: float, low: 0.9, high: 0.999}\n"
+     "gae_lambda: {type: float, low: 0.8, high: 1.0}\n"
+     "n_epochs: {type: int, low: 1, high: 2}\n"
+     "weight_decay: {type: float, low: 0.0, high: 0.01}\n"
+     "target_kl: {type: float, low: 0.005, high: 0.05}\n", True),
+    ("width: {type: categorical, choices: [8, 16]}\n"
+     "learning_rate: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}\n", False),
+])
+def test_a_batch_trains_same_shaped_trials_as_one_population(tmp_path, monkeypatch,
+                                                             space_text, one_group):
+    from fastrl.ppo.population import shared_key
+    from fastrl.tune import objective
+
+    path = tmp_path / "space.yaml"
+    path.write_text(space_text)
+    calls: list[list] = []
+    real = objective.train_batch
+
+    def recording(configs, *args, **kwargs):
+        calls.append(list(configs))
+        return real(configs, *args, **kwargs)
+
+    monkeypatch.setattr(objective, "train_batch", recording)
+    runner = TrialRunner(settings(path, timesteps=128, sampler_seed=1), load_space(path),
+                         study_dir=tmp_path / "study", batch=3)
+    study = open_study(make_storage(None, tmp_path / "study"), "b", runner.settings, 3)
+    assert runner.run(study) == 3
+    assert sum(len(c) for c in calls) == 3
+    for configs in calls:
+        assert len({shared_key(c) for c in configs}) == 1
+    if one_group:
+        assert len(calls) == 1
+    else:
+        assert len({shared_key(c) for group in calls for c in group}) == len(calls)
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    assert all(t.user_attrs["batch"] == [0, 1, 2] for t in trials)
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 3
+
+
+def test_ctrl_c_in_a_batch_marks_its_trials_and_resume_runs_them(tiny_space, tmp_path,
+                                                                 monkeypatch):
+    from fastrl.tune import objective
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    runner = TrialRunner(settings(tiny_space, timesteps=128), load_space(tiny_space),
+                         study_dir=tmp_path, batch=2)
+    storage = make_storage(None, tmp_path)
+    study = open_study(storage, "c", runner.settings, 2)
+    monkeypatch.setattr(objective, "train_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(study)
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
+    assert all(t.user_attrs["interrupted"] for t in trials)
+    monkeypatch.undo()
+    resumed = open_study(storage, "c", runner.settings, 2, resume=True)
+    assert runner.run(resumed) == 2
+    assert [t.state.name for t in resumed.get_trials()][2:] == ["COMPLETE", "COMPLETE"]

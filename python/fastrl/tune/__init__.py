@@ -3,7 +3,8 @@
 Start here: :mod:`fastrl.tune.space` (the knobs, from ``space.yaml``),
 :mod:`fastrl.tune.objective` (a trial's score: the time-average of its validation-Sharpe
 curve, median over seeds x walk-forward folds), :mod:`fastrl.tune.study` (storage, exact
-trial budget across workers, one trial in process) and :mod:`fastrl.tune.report_study` (best.yaml,
+trial budget across workers, one trial in process, or B at once as one population:
+``TrialRunner(batch=B)``, :func:`train_batch`) and :mod:`fastrl.tune.report_study` (best.yaml,
 trials.csv, overfitting gates, confirmation on fresh seeds, the test days once at the end).
 Population-based training: :mod:`fastrl.tune.pbt` (exploit/explore, lineage, winner;
 :func:`run_pbt` runs it) over :class:`fastrl.ppo.population.Population`, the PPO engine's
@@ -15,7 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastrl.tune.objective import CONFIRM_SEED_BASE, TUNING_SEED_BASE, curve_area, train_run
+from fastrl.tune.objective import (
+    CONFIRM_SEED_BASE,
+    TUNING_SEED_BASE,
+    curve_area,
+    train_batch,
+    train_run,
+)
 from fastrl.tune.space import config_for, load_space
 from fastrl.tune.study import TrialRunner, make_storage, open_study
 
@@ -41,4 +48,4 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["CONFIRM_SEED_BASE", "PBT", "PBTResult", "Population", "TUNING_SEED_BASE",
            "TrialRunner", "config_for", "curve_area", "load_space", "make_storage",
-           "open_study", "run_pbt", "train_run"]
+           "open_study", "run_pbt", "train_batch", "train_run"]
