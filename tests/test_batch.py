@@ -301,3 +301,24 @@ def test_ctrl_c_in_a_batch_marks_its_trials_and_resume_runs_them(tiny_space, tmp
     resumed = open_study(storage, "c", runner.settings, 2, resume=True)
     assert runner.run(resumed) == 2
     assert [t.state.name for t in resumed.get_trials()][2:] == ["COMPLETE", "COMPLETE"]
+
+
+def test_gae_with_per_row_gamma_and_lambda_is_each_rows_own_gae():
+    from fastrl.ppo.storage import compute_gae
+
+    g = torch.Generator().manual_seed(0)
+    t, n = 7, 6
+    rewards, values = torch.randn(t, n, generator=g), torch.randn(t, n, generator=g)
+    dones = torch.rand(t, n, generator=g) < 0.2
+    truncated = dones & (torch.rand(t, n, generator=g) < 0.5)
+    final, last = torch.randn(t, n, generator=g), torch.randn(n, generator=g)
+    gammas = torch.tensor([0.9, 0.9, 0.99, 0.99, 0.5, 0.5])
+    lambdas = torch.tensor([0.95, 0.95, 0.0, 0.0, 1.0, 1.0])
+    adv, ret = compute_gae(rewards, values, dones, truncated, final, last, gammas, lambdas)
+    for row in range(0, n, 2):
+        cols = slice(row, row + 2)
+        a, r = compute_gae(rewards[:, cols], values[:, cols], dones[:, cols],
+                           truncated[:, cols], final[:, cols], last[cols],
+                           float(gammas[row]), float(lambdas[row]))
+        torch.testing.assert_close(adv[:, cols], a, rtol=0, atol=1e-6)
+        torch.testing.assert_close(ret[:, cols], r, rtol=0, atol=1e-6)
