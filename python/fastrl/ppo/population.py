@@ -19,6 +19,12 @@ based training (:mod:`fastrl.tune.pbt`) is the engine with P members plus exploi
   scaler (:mod:`fastrl.ppo.normalize` with ``members=P``) keep [P, ...] statistics.
   The loss is the sum of the members' losses, so each member's gradient is its own loss's
   gradient; gradient norms are clipped per member.
+- **Members with their own configs.** Built from a list of configs (a batched study's trials,
+  :mod:`fastrl.cli.tune` ``--batch``), member m follows its own schedules (learning rate with
+  its warm-up and cosine decay, entropy and clip ranges), vf_coef, max_grad_norm, target_kl,
+  weight decay, epochs, gamma (GAE and reward scaler) and GAE lambda; every other key must be
+  shared (:data:`MEMBER_KEYS`). With one shared config the arithmetic is today's, operation for
+  operation (floats, not [P] tensors), so a one-member engine is unchanged bit for bit.
 
 Why the Trainer is this engine with P = 1 rather than a second loop sharing its pieces: the
 batched path (matmuls over stacked weights, ``autograd.grad`` into one fused Adam, no
@@ -856,7 +862,8 @@ class Population:
         """Exploit: ``target`` takes ``source``'s weights, Adam state, normalisers and factors.
 
         The env rows and the reward scaler's running returns stay with ``target`` (they
-        describe its envs' episodes in flight, not what it learned).
+        describe its envs' episodes in flight, not what it learned). The factors multiply
+        ``target``'s own schedule (the same one unless members were built from own configs).
         """
         for tensors in (self.params, self.optimizer.exp_avg, self.optimizer.exp_avg_sq):
             for value in tensors.values():

@@ -16,6 +16,12 @@ study storage and a small JSON per trial (``trials/trial_NNNNN.json``: params, p
 per-fold scores, curves) are all it writes. A diverged run fails the trial (recorded with
 the reason); a trial the median pruner stops is PRUNED; Ctrl-C marks the running trial FAIL
 with ``interrupted`` set (it does not count toward the budget on ``--resume``) and re-raises.
+
+``TrialRunner(batch=B)`` claims B slots at once and trains their trials together
+(:meth:`TrialRunner.run_batch`): grouped by the keys a population's members must share, one
+population per group and (fold, seed). Their records are those of sequential trials; a
+point's ``seconds`` is the batch's wall time (all members' work), and a pruned member keeps
+being stepped (masked) until its batch's run ends.
 """
 
 from __future__ import annotations
