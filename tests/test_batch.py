@@ -128,6 +128,92 @@ def test_a_population_size_that_does_not_match_the_configs_is_refused(market):
         Population([tiny_config()] * 2, 3, market=market)
 
 
+# ------------------------------------------------------------ independent members
+
+
+def alone(pop_config, market, seed: int, steps: int) -> Population:
+    lone = Population([pop_config], market=market, member_seeds=[seed])
+    for _ in range(steps):
+        lone.step()
+    return lone
+
+
+@pytest.mark.parametrize("extra", [(), ("env.action=continuous", "clip_vloss=true")])
+def test_an_independent_member_is_what_it_would_be_alone(market, extra):
+    configs = [tiny_config(*extra, "target_kl=null"),
+               tiny_config(*extra, "target_kl=null", "learning_rate=0.01", "n_epochs=1"),
+               tiny_config(*extra, "target_kl=0.001", "n_epochs=3", "gamma=0.9")]
+    batch = Population(configs, market=market, member_seeds=[0, 0, 5])
+    for _ in range(4):
+        batch.step()
+    for m, seed in enumerate([0, 0, 5]):
+        lone = alone(configs[m], market, seed, 4)
+        state = member_state(lone, 0)
+        # the same draws; weights to float32 rounding (alone, one member takes torch's fused
+        # Adam kernel, a batch the stacked loop: 1 ulp apart, measured not to grow), so
+        # discrete actions are equal and continuous ones (mean + std * noise) that close
+        torch.testing.assert_close(batch.storage.actions[:, m * 4:(m + 1) * 4],
+                                   lone.storage.actions, rtol=0, atol=WEIGHT_ATOL)
+        for key, value in member_state(batch, m).items():
+            torch.testing.assert_close(value, state[key], rtol=0, atol=WEIGHT_ATOL,
+                                       msg=f"member {m}: {key}")
+
+
+def test_one_independent_member_is_the_plain_engine_and_a_trainer_bit_for_bit(market):
+    plain = Population(tiny_config("seed=3"), 1, market=market)
+    independent = Population([tiny_config()], market=market, member_seeds=[3])
+    for _ in range(3):
+        plain.step()
+        independent.step()
+    assert_same_member(plain, independent, 0)
+
+
+def test_independent_members_resume_bit_for_bit(market):
+    configs = [tiny_config(), tiny_config("learning_rate=0.01")]
+    whole = Population(configs, market=market, member_seeds=[1, 2])
+    half = Population(configs, market=market, member_seeds=[1, 2])
+    for _ in range(2):
+        whole.step()
+        half.step()
+    state = half.state_dict()
+    resumed = Population(configs, market=market, member_seeds=[1, 2])
+    resumed.load_state_dict(state)
+    for _ in range(2):
+        whole.step()
+        resumed.step()
+    for m in range(2):
+        assert_same_member(whole, resumed, m)
+
+
+def test_keep_drops_members_and_the_rest_continue_exactly(market):
+    configs = [tiny_config(), tiny_config("learning_rate=0.01"), tiny_config("gamma=0.9")]
+    full = Population(configs, market=market, member_seeds=[0, 1, 2])
+    part = Population(configs, market=market, member_seeds=[0, 1, 2])
+    for _ in range(2):
+        full.step()
+        part.step()
+    kept = part.keep([2, 0])
+    assert kept.population == 2 and kept.env.num_envs == 2 * part.n
+    assert kept.update == part.update and kept.global_step == part.global_step
+    assert part.population == 3  # left as it was
+    for _ in range(3):
+        full.step()
+        kept.step()
+    for new, old in ((0, 2), (1, 0)):
+        state = member_state(kept, new)
+        for key, value in member_state(full, old).items():
+            assert torch.equal(value, state[key]), (old, key)
+    assert part.keep([0, 1, 2]) is part
+    for bad in ([], [0, 0], [3], [-1]):
+        with pytest.raises(PopulationError, match="keep"):
+            part.keep(bad)
+
+
+def test_member_seeds_must_match_the_members(market):
+    with pytest.raises(PopulationError, match="member_seeds"):
+        Population([tiny_config()] * 2, market=market, member_seeds=[0])
+
+
 # ------------------------------------------------------------------ batched training runs
 
 
@@ -141,10 +227,10 @@ def test_train_batch_of_one_is_train_run(market):
     assert batched.val_returns == pytest.approx(alone.val_returns, abs=1e-12)
 
 
-def test_a_members_curve_does_not_depend_on_the_other_members_or_their_pruning(market):
-    """Members share the simulator's env streams and one sampling generator, so a member of a
-    batch does not draw what it would alone; what it learns and scores is its own: the
-    other members' configs, and whether they are pruned, change nothing in it."""
+def test_a_members_curve_is_its_curve_alone_whatever_the_others_do(market):
+    """Members are independent (own network seed, env streams and generator), and ended
+    members are compacted away: a member's curve is the one it has alone, whatever the other
+    members' configs and whether they are pruned."""
     base = tiny_config("target_kl=null")
     one = train_batch([base, tiny_config("target_kl=null", "learning_rate=0.01"),
                        tiny_config("target_kl=null", "gamma=0.9")], market, seed=0, fold=0,
@@ -163,6 +249,12 @@ def test_a_members_curve_does_not_depend_on_the_other_members_or_their_pruning(m
     assert one[0].excess == two[0].excess and one[0].sharpe == two[0].sharpe
     assert one[0].val_returns == two[0].val_returns
     assert two[2].steps == [0, 128, 256, 384]
+    assert two[2].excess == one[0].excess  # the same config, its own curve
+    (lone,) = train_batch([configs_1 := tiny_config("target_kl=null", "learning_rate=0.01")],
+                          market, seed=0, fold=0, val_interval_steps=128)
+    seq = train_run(configs_1, market, seed=0, fold=0, val_interval_steps=128)
+    assert lone.excess == one[1].excess and lone.sharpe == one[1].sharpe
+    assert seq.excess == one[1].excess and seq.val_returns == one[1].val_returns
 
 
 def test_a_diverged_member_fails_alone(market, monkeypatch):

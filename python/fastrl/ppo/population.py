@@ -42,7 +42,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -320,10 +320,20 @@ class Population:
     weight decay, epochs, gamma and GAE lambda. ``self.config`` is member 0's config.
     PBT's factors multiply member m's own schedule, so with one config they are today's
     "factor x the seed config".
+
+    Independent members (``member_seeds``, one seed per member; a batched study's trials):
+    member m is what a lone engine seeded ``member_seeds[m]`` would be. Its network is the
+    first one built from its seed, its env rows start from its seed's streams (rows
+    ``m*n .. m*n+n-1`` = a lone engine's rows ``0 .. n-1``), and it draws its actions and
+    minibatch orders from its own generator, only while it trains. So a member's curve does
+    not depend on the other members (up to the float rounding of batched matmuls, which
+    measured nil on CPU: tests/test_batch.py). Without ``member_seeds``, members come from
+    one generator seeded ``config.seed`` and share the env's streams (PBT: members differ).
     """
 
     def __init__(self, config: TrainConfig | list[TrainConfig], population: int | None = None,
-                 *, market: Any = None, env_factory: Callable[..., Any] | None = None) -> None:
+                 *, market: Any = None, env_factory: Callable[..., Any] | None = None,
+                 member_seeds: Sequence[int] | None = None) -> None:
         from fastrl.data.market import load_market
         from fastrl.device import resolve_device
 
@@ -352,6 +362,12 @@ class Population:
         self.member_configs = configs
         self.config = config = configs[0]
         self.population = p = int(population)
+        if member_seeds is not None:
+            member_seeds = [int(s) for s in member_seeds]
+            if len(member_seeds) != p:
+                raise PopulationError(f"member_seeds: {len(member_seeds)} seeds for {p} members")
+        self.member_seeds = member_seeds
+        self.env_factory = env_factory
         self.device = device = resolve_device(config.device)
         on_cuda = device.type == "cuda"
         self.amp = default_amp(self.device) if config.amp is None else bool(config.amp)
@@ -359,6 +375,11 @@ class Population:
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(config.seed)
         init_generator = torch.Generator().manual_seed(config.seed)
+        # independent members: one generator each (actions, minibatch orders)
+        self.generators: list[torch.Generator] | None = None
+        if member_seeds is not None:
+            self.generators = [torch.Generator(device=device).manual_seed(s)
+                               for s in member_seeds]
         self.market = market if market is not None else load_market(config)
         self.n = n = config.num_envs
         self.num_steps = config.num_steps
@@ -407,7 +428,9 @@ class Population:
         self.num_actions = 0 if self.continuous else int(self.env.single_action_space.n)
 
         members = [build_network(config, self.obs_dim, self.num_actions,
-                                 generator=init_generator) for _ in range(p)]
+                                 generator=init_generator if member_seeds is None
+                                 else torch.Generator().manual_seed(s))
+                   for s in (member_seeds or [config.seed] * p)]
         params, buffers = stack_module_state(members)
         self.params = {k: _transposed_layout(v.detach().to(device)).requires_grad_(True)
                        for k, v in params.items()}
@@ -429,9 +452,6 @@ class Population:
         self.clip_range_vf = torch.zeros(p, dtype=torch.float32, device=device)
         # epochs per update per member (host side: the epoch loop reads it)
         self.n_epochs = torch.tensor([int(c.n_epochs) for c in configs], dtype=torch.int64)
-        # retired members (a batched study's pruned or diverged trials): their rows are still
-        # stepped, their updates masked out (:meth:`retire`)
-        self.frozen = torch.zeros(p, dtype=torch.bool, device=device)
 
         def member_forward(params: dict, buffers: dict, obs: torch.Tensor):
             return functional_call(self.base, (params, buffers), (obs,))
@@ -469,7 +489,27 @@ class Population:
         self.global_step = 0  # env steps per member
         self.update = 0
         self.set_step(0)
-        self.rollout.start(config.seed)
+        if member_seeds is None:
+            self.rollout.start(config.seed)
+        else:
+            self._start_members(member_seeds)
+
+    def _start_members(self, seeds: list[int]) -> None:
+        """Independent members' first episodes: member m's env rows as a lone engine's rows
+        0..n-1 after ``reset(seed=seeds[m])`` (each env's stream depends on its seed and row
+        only, so a reset of the whole env gives every row of a lone member's envs)."""
+        n, rows = self.n, self.population * self.n
+        starts = {}
+        for seed in dict.fromkeys(seeds):  # distinct seeds, first use first
+            self.env.reset(seed=seed)
+            starts[seed] = self.env.get_state()
+        state = {k: v.copy() for k, v in starts[seeds[0]].items()}
+        for key, value in state.items():
+            if value.ndim and value.shape[0] == rows:  # a per-env array
+                for m, seed in enumerate(seeds):
+                    value[m * n:(m + 1) * n] = starts[seed][key][:n]
+        self.env.set_state(state)
+        self.rollout.begin()
 
     # ------------------------------------------------------------------ hyperparameters
 
@@ -593,16 +633,26 @@ class Population:
             shape = (rows, *self.action_shape)
             mean = policy_out.reshape(shape)
             std = self._std(self.params).expand_as(policy_out).reshape(shape)
-            noise = torch.randn(mean.shape, generator=self.generator, device=mean.device,
-                                dtype=mean.dtype)
+            if self.generators is None:
+                noise = torch.randn(mean.shape, generator=self.generator, device=mean.device,
+                                    dtype=mean.dtype)
+            else:  # each member's own draws, as alone
+                noise = torch.cat([torch.randn((self.n, *shape[1:]), generator=g,
+                                               device=mean.device, dtype=mean.dtype)
+                                   for g in self.generators])
             action = mean + std * noise
             logprob, _ = _gaussian(mean, std, action)
             if self.portfolio:  # a diagonal Gaussian over the K logits
                 logprob = logprob.sum(-1)
             return action, logprob
         log_pmf = _log_softmax(policy_out).reshape(rows, -1)
-        action = torch.multinomial(torch.softmax(log_pmf, -1), 1,
-                                   generator=self.generator).squeeze(-1)
+        probs = torch.softmax(log_pmf, -1)
+        if self.generators is None:
+            action = torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
+        else:  # each member's own draws, as alone
+            n = self.n
+            action = torch.cat([torch.multinomial(probs[m * n:(m + 1) * n], 1, generator=g)
+                                for m, g in enumerate(self.generators)]).squeeze(-1)
         return action, log_pmf.gather(-1, action.unsqueeze(-1)).squeeze(-1)
 
     def collect(self) -> dict[str, Any]:
@@ -674,11 +724,11 @@ class Population:
         per_epoch = size // mb
         device = self.device
         names = list(self.params)
-        active = ~self.frozen
+        active = torch.ones(p, dtype=torch.bool, device=device)
         totals = torch.zeros((p, len(STAT_NAMES)), dtype=torch.float32, device=device)
         epochs = torch.zeros(p, dtype=torch.float32, device=device)
         h = self.hparams
-        all_active = not bool(self.frozen.any())
+        all_active = True
         epochs_per_member = self.n_epochs.tolist()
         flat = {k: v.reshape(p * size, *v.shape[2:]) for k, v in batch.items()}
         offsets = (torch.arange(p, device=device) * size).unsqueeze(1)
@@ -689,9 +739,19 @@ class Population:
                 if not bool(active.any()):
                     break
             # one randperm per member from the shared generator: member 0 of P = 1 shuffles
-            # exactly as a lone Trainer (P small draws, not a Python loop over the networks)
-            order = torch.stack([torch.randperm(size, device=device, generator=self.generator)
-                                 for _ in range(p)])
+            # exactly as a lone Trainer (P small draws, not a Python loop over the networks);
+            # independent members draw from their own generators, and only while they train
+            # (a stopped member's draws would shift its next rollout's)
+            if self.generators is None:
+                order = torch.stack([torch.randperm(size, device=device,
+                                                    generator=self.generator)
+                                     for _ in range(p)])
+            else:
+                training = active.tolist()
+                order = torch.stack([
+                    torch.randperm(size, device=device, generator=g) if training[m]
+                    else torch.arange(size, device=device)
+                    for m, g in enumerate(self.generators)])
             weight = active.float()
             epoch_stats = torch.zeros_like(totals)
             for start in range(0, size, mb):
@@ -811,7 +871,8 @@ class Population:
             "obs_normaliser": copies(self.obs_normaliser.state_dict()),
             "reward_scaler": copies(self.reward_scaler.state_dict()),
             "factors": copies(self.factors), "n_epochs": self.n_epochs.clone(),
-            "generator": self.generator.get_state(),
+            "generator": (self.generator.get_state() if self.generators is None
+                          else torch.stack([g.get_state() for g in self.generators])),
             "env": self.env.get_state(), "next_obs": self.next_obs.clone(),
         }
 
@@ -835,7 +896,11 @@ class Population:
                 value.copy_(state["optimizer"][name][key])
         self.obs_normaliser.load_state_dict(state["obs_normaliser"])
         self.reward_scaler.load_state_dict(state["reward_scaler"])
-        self.generator.set_state(state["generator"])
+        if self.generators is None:
+            self.generator.set_state(state["generator"])
+        else:
+            for g, g_state in zip(self.generators, state["generator"], strict=True):
+                g.set_state(g_state.clone())
         self.next_obs.copy_(state["next_obs"])
         self.rollout.stage_in()
         self.global_step, self.update = int(state["global_step"]), int(state["update"])
@@ -875,17 +940,48 @@ class Population:
             self.factors[name][target] = self.factors[name][source]
         self.set_step(self.global_step)
 
-    @torch.no_grad()
-    def retire(self, m: int) -> None:
-        """Stop training member m (its trial was pruned or diverged): its updates are masked
-        out from now on, and non-finite weights or Adam moments are zeroed so its rows keep
-        acting (a NaN policy would stop the shared sampling). Its env rows keep being
-        stepped: dropping them (compacting the population) is left for later. The other
-        members are unaffected (the masked update is the KL stop's)."""
-        self.frozen[m] = True
-        for tensors in (self.params, self.optimizer.exp_avg, self.optimizer.exp_avg_sq):
-            for value in tensors.values():
-                torch.nan_to_num_(value.data[m], nan=0.0, posinf=0.0, neginf=0.0)
+    def keep(self, members: Sequence[int]) -> Population:
+        """A population of only ``members`` (in that order) that continues exactly where
+        they are: what a batched study does when trials end (pruned or diverged), so their
+        rows cost nothing more. A new engine (env of the kept rows, networks, optimiser,
+        normalisers, generators, counters) loaded with the kept members' slices of
+        :meth:`state_dict`; ``self`` is left as it was. Keeping everyone returns ``self``."""
+        keep = [int(m) for m in members]
+        if not keep or len(set(keep)) != len(keep) \
+                or not all(0 <= m < self.population for m in keep):
+            raise PopulationError(f"keep: members must be distinct indices in "
+                                  f"[0, {self.population}), got {list(members)!r}")
+        if keep == list(range(self.population)):
+            return self
+        kept = Population([self.member_configs[m] for m in keep], market=self.market,
+                          env_factory=self.env_factory,
+                          member_seeds=None if self.member_seeds is None
+                          else [self.member_seeds[m] for m in keep])
+        kept.load_state_dict(self._members_state(keep))
+        return kept
+
+    def _members_state(self, keep: list[int]) -> dict[str, Any]:
+        """:meth:`state_dict` with only ``keep``'s members: [P, ...] tensors by member, the
+        env's [P*n, ...] arrays by the members' rows."""
+        p, n = self.population, self.n
+        index = torch.tensor(keep)
+        rows = np.concatenate([np.arange(m * n, (m + 1) * n) for m in keep])
+
+        def members(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: members(v) for k, v in value.items()}
+            if isinstance(value, torch.Tensor) and value.ndim and value.shape[0] == p:
+                return value[index.to(value.device)].clone()
+            return value
+
+        state = self.state_dict()
+        out = {k: members(v) for k, v in state.items() if k not in ("env", "generator")}
+        out["population"] = len(keep)
+        out["generator"] = (state["generator"] if self.generators is None
+                            else state["generator"][index])
+        out["env"] = {k: v[rows] if v.ndim and v.shape[0] == p * n else v
+                      for k, v in state["env"].items()}
+        return out
 
     def member_agent(self, m: int, view: bool = False) -> Agent:
         """Member m's policy and observation normaliser as an :class:`Agent` (copies; with

@@ -117,6 +117,11 @@ class Rollout:
     def start(self, seed: int) -> None:
         """Reset the env and take its first observation (into the normaliser's statistics)."""
         self.env.reset(seed=seed)
+        self.begin()
+
+    def begin(self) -> None:
+        """Take the env's current observation as the first (into the normaliser's
+        statistics): after a reset, or after a snapshot of fresh episodes was loaded."""
         self.stage_in()
         self.observe()
 

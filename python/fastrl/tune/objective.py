@@ -291,8 +291,10 @@ def train_batch(configs: list[TrainConfig], market: Any, *, seed: int, fold: int
 
     Returns one outcome per config: its :class:`RunResult`, or the exception that ended it
     (``TrialDiverged``, or what its ``reports[m]`` raised, e.g. ``optuna.TrialPruned``).
-    An ended member is retired (:meth:`Population.retire`): its rows keep being stepped,
-    its updates are masked out, the others train on unchanged.
+    The members are independent (``member_seeds``: each as a lone run seeded ``seed``), so
+    a member's curve is the one it would have alone. When members end, the population is
+    compacted (:meth:`Population.keep`) before the next update: an ended trial costs
+    nothing more, and the others continue exactly where they were.
     """
     from fastrl.backtest import COMBINED
     from fastrl.ppo.population import Population
@@ -307,7 +309,8 @@ def train_batch(configs: list[TrainConfig], market: Any, *, seed: int, fold: int
     p = len(configs)
     reports = list(reports) if reports is not None else [None] * p
     latests = list(latests) if latests is not None else [None] * p
-    pop = Population(configs, market=market)
+    pop = Population(configs, market=market, member_seeds=[int(seed)] * p)
+    alive = list(range(p))  # the config index of each of pop's members
     started = time.perf_counter()
     first = [member_validation(pop, m, baselines=(m == 0)) for m in range(p)]
     bench_equity = daily_equity(first[0], "buy_and_hold")
@@ -330,14 +333,16 @@ def train_batch(configs: list[TrainConfig], market: Any, *, seed: int, fold: int
 
     def end(m: int, outcome: Any) -> None:
         outcomes[m] = outcome
-        pop.retire(m)
 
     total = pop.num_updates * pop.batch_size
     grid = int(val_interval_steps)
     next_point = grid
     while pop.update < pop.num_updates and any(o is None for o in outcomes):
+        still = [i for i, m in enumerate(alive) if outcomes[m] is None]
+        if len(still) < len(alive):  # members ended: drop their rows and weights
+            pop, alive = pop.keep(still), [alive[i] for i in still]
         row = pop.step(raise_on_divergence=False)
-        for m in row["diverged"]:
+        for m in (alive[i] for i in row["diverged"]):
             if outcomes[m] is None:
                 end(m, TrialDiverged(f"seed {seed} fold {fold}: update {pop.update} (step "
                                      f"{pop.global_step:,}): non-finite losses or weights"))
@@ -355,10 +360,10 @@ def train_batch(configs: list[TrainConfig], market: Any, *, seed: int, fold: int
             continue
         else:
             points = [pop.global_step]
-        for m in range(p):
+        for i, m in enumerate(alive):
             if outcomes[m] is not None:
                 continue
-            result = last_result[m] = member_validation(pop, m)
+            result = last_result[m] = member_validation(pop, i)
             sharpe, excess = point(m, result)
             if not (math.isfinite(sharpe) and math.isfinite(excess)):
                 end(m, TrialDiverged(f"seed {seed} fold {fold}: validation Sharpe {sharpe} "
