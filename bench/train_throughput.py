@@ -11,19 +11,34 @@ size: the ceiling the update is measured against. ``--compare-learning`` also tr
 planted-signal task in fp32 and bf16 with the same seed and reports validation Sharpe, to
 show whether bf16 changes what the agent learns.
 Writes bench/results/train_throughput_<device>.json.
+
+``--thread-policy`` (CPU) measures instead fastrl's thread policy (:mod:`fastrl.threads`)
+against torch's default (a spinning OpenMP thread per core), alone and beside a busy
+neighbour (one pure-Python busy loop per core, same niceness: any other job on the
+machine): env steps/s of training the fast preset with (64, 64), (256, 256) and the default
+network, and a population of 16 (64, 64) members (``--pbt``, batched studies), each case in
+a fresh process (the wait policy is read when torch loads), cases interleaved over
+``--rounds``. Targets: no cliff beside the neighbour, and the quiet figures within 5% of
+torch's default. Writes bench/results/train_throughput_threads.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+if "--thread-case" not in sys.argv:  # a measured case keeps the wait policy its parent set
+    from fastrl.threads import wait_passively
+
+    wait_passively()  # before torch loads, as the commands do
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fastrl.config import build_config  # noqa: E402
@@ -136,7 +151,118 @@ def compare_learning(device: torch.device, steps: int) -> list[dict]:
     return results
 
 
+THREAD_CASES = {  # name: (hidden sizes, members)
+    "small (64, 64)": ((64, 64), 1), "medium (256, 256)": ((256, 256), 1),
+    "default": (None, 1), "population 16 x (64, 64)": ((64, 64), 16)}
+POLICIES = ("torch default", "fastrl policy")
+
+
+def thread_case(spec: dict) -> dict:
+    """One measured case in this (fresh) process: the fast preset on BPCL + HDFCLIFE with
+    ``spec``'s network and members, ``spec['threads']`` torch threads (0: fastrl's policy
+    for the work), env steps/s over ``spec['seconds']`` after one warm-up update."""
+    from fastrl.data import build_market
+    from fastrl.ppo.population import Population
+    from fastrl.threads import network_parameters, torch_threads
+
+    options = ["device=cpu", "checkpoint_every=1000000", "total_timesteps=100000000",
+               "data.symbols=[BPCL, HDFCLIFE]"]
+    if spec["hidden"] is not None:
+        options.append(f"hidden_sizes={list(spec['hidden'])}")
+    config = build_config(set_options=options)
+    market = build_market(["BPCL", "HDFCLIFE"], freq="1d", test_days=30,
+                          window=config.env.window)
+    pop = Population(config, spec["members"], market=market)
+    work = network_parameters(pop.template) * spec["members"]
+    threads = spec["threads"] or torch_threads(0, work)
+    torch.set_num_threads(threads)
+    pop.step()
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < spec["seconds"]:
+        pop.step()
+        steps += pop.batch_size * spec["members"]
+    return {"env_steps_per_s": steps / (time.perf_counter() - start), "threads": threads,
+            "parameters": work, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+
+
+def thread_policy(args: argparse.Namespace) -> None:
+    """Torch's default against fastrl's policy, quiet and beside a busy neighbour."""
+    cores = os.cpu_count() or 1
+    results: list[dict] = []
+    for round_ in range(args.rounds):
+        for load in ("quiet", "neighbour"):
+            hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                    for _ in range(cores if load == "neighbour" else 0)]
+            try:
+                for case, (hidden, members) in THREAD_CASES.items():
+                    for policy in POLICIES:
+                        env = dict(os.environ)
+                        env.pop("OMP_WAIT_POLICY", None)
+                        threads = cores
+                        if policy == "fastrl policy":
+                            env["OMP_WAIT_POLICY"] = "PASSIVE"
+                            threads = 0
+                        spec = {"hidden": hidden, "members": members, "threads": threads,
+                                "seconds": args.case_seconds}
+                        out = subprocess.run(
+                            [sys.executable, __file__, "--thread-case", json.dumps(spec)],
+                            env=env, check=True, capture_output=True, text=True)
+                        row = {"round": round_, "load": load, "case": case, "policy": policy,
+                               **json.loads(out.stdout.strip().splitlines()[-1])}
+                        results.append(row)
+                        print(f"round {round_} {load:9s} {case:26s} {policy:13s} "
+                              f"{row['threads']} thread(s): {row['env_steps_per_s']:8,.0f} "
+                              "env steps/s", flush=True)
+            finally:
+                for hog in hogs:
+                    hog.kill()
+                    hog.wait()
+    summary = thread_summary(results)
+    for line in thread_table(summary):
+        print(line)
+    path = write_json("train_throughput_threads", {
+        "machine": machine_info(), "cores": cores, "rounds": args.rounds,
+        "case_seconds": args.case_seconds, "results": results, "summary": summary})
+    print(f"wrote {path}")
+
+
+def thread_summary(results: list[dict]) -> list[dict]:
+    """Median env steps/s per (case, load, policy), and the policy over torch's default."""
+    out = []
+    for case in THREAD_CASES:
+        for load in ("quiet", "neighbour"):
+            rates = {p: statistics.median(r["env_steps_per_s"] for r in results
+                                          if (r["case"], r["load"], r["policy"]) ==
+                                          (case, load, p)) for p in POLICIES}
+            ranges = {p: [min(r["env_steps_per_s"] for r in results
+                              if (r["case"], r["load"], r["policy"]) == (case, load, p)),
+                          max(r["env_steps_per_s"] for r in results
+                              if (r["case"], r["load"], r["policy"]) == (case, load, p))]
+                      for p in POLICIES}
+            threads = next(r["threads"] for r in results if (r["case"], r["policy"]) ==
+                           (case, "fastrl policy"))
+            out.append({"case": case, "load": load, "median": rates, "range": ranges,
+                        "policy_threads": threads,
+                        "ratio": rates["fastrl policy"] / rates["torch default"]})
+    return out
+
+
+def thread_table(summary: list[dict]) -> list[str]:
+    lines = ["| case | load | torch default (all cores, spinning) | fastrl policy (threads) "
+             "| policy / default |", "|---|---|---|---|---|"]
+    for row in summary:
+        d, p = row["range"]["torch default"], row["range"]["fastrl policy"]
+        lines.append(f"| {row['case']} | {row['load']} | {row['median']['torch default']:,.0f}"
+                     f" ({d[0]:,.0f}-{d[1]:,.0f}) | {row['median']['fastrl policy']:,.0f} "
+                     f"({p[0]:,.0f}-{p[1]:,.0f}; {row['policy_threads']}) | "
+                     f"{row['ratio']:.2f}x |")
+    return lines
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--thread-case":
+        print(json.dumps(thread_case(json.loads(sys.argv[2]))))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--num-envs", type=int, default=1024)
@@ -153,7 +279,16 @@ def main() -> None:
     parser.add_argument("--compare-learning", action="store_true")
     parser.add_argument("--learning-steps", type=int, default=20480)
     parser.add_argument("--quick", action="store_true", help="fewer updates, shorter bare loop")
+    parser.add_argument("--thread-policy", action="store_true",
+                        help="CPU thread policy against torch's default, quiet and loaded")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--case-seconds", type=float, default=15.0)
     args = parser.parse_args()
+    if args.thread_policy:
+        if args.quick:
+            args.rounds, args.case_seconds = 1, 2.0
+        thread_policy(args)
+        return
     if args.quick:
         args.updates, args.bare_seconds = 2, 2.0
     device = resolve_device(args.device)

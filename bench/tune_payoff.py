@@ -87,7 +87,7 @@ def _set_options(overrides: dict[str, Any], torch_threads: int) -> list[str]:
                       f"data.synthetic_signal_strength={PLANTED_SIGNAL_STRENGTH}"]
 
 
-def _settings(market: Any, timesteps: int, torch_threads: int) -> dict[str, Any]:
+def study_settings(market: Any, timesteps: int, torch_threads: int) -> dict[str, Any]:
     over = dict(market.overrides)
     return {"symbols": list(over.pop("data.symbols")), "freq": over.pop("data.freq"),
             "source": over.pop("data.source", "bundled"),
@@ -117,7 +117,7 @@ def run_study(market: Any, name: str, storage: Any, timesteps: int, minutes: flo
     """A study on ``market`` for at most ``minutes`` (and ``max_trials``) in this process."""
     from fastrl.tune.study import TrialRunner, open_study
 
-    runner = TrialRunner(_settings(market, timesteps, torch_threads), small_space(quick),
+    runner = TrialRunner(study_settings(market, timesteps, torch_threads), small_space(quick),
                          log=log)
     runner.markets[0] = market.splits  # the same splits convergence.py measures on
     study = open_study(storage, name, runner.settings, max_trials)

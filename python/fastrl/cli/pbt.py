@@ -15,7 +15,6 @@ continues it.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -145,6 +144,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from fastrl.config import build_config, resolve_defaults
     from fastrl.ppo.population import PopulationError
+    from fastrl.threads import network_parameters, torch_threads
     from fastrl.tune.pbt import PBT, STATE_NAME, verdict
 
     def progress(row: dict[str, Any]) -> None:
@@ -196,8 +196,9 @@ def _run(args: argparse.Namespace) -> int:
                          run_dir=run_dir, space=args.space, callback=progress, log=log)
         except PopulationError as err:
             raise UsageError(str(err)) from None
-    torch.set_num_threads(config.torch_threads or os.cpu_count() or 1)
     pop = runner.pop
+    torch.set_num_threads(torch_threads(config.torch_threads,
+                                        network_parameters(pop.template) * pop.population))
     start = (f"; resumed at step {pop.global_step:,} of {pop.num_updates * pop.batch_size:,}"
              if args.resume is not None else "")
     w = runner.windows

@@ -9,7 +9,6 @@ checkpoint; a second Ctrl-C aborts at once (checkpoints/last.pt stays valid).
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
@@ -121,23 +120,29 @@ def make_trainer(args: argparse.Namespace, callback: Any) -> Any:
         if args.no_amp:
             overrides["amp"] = False
         trainer = Trainer.resume(args.resume, overrides=overrides, callback=callback)
-        _set_process_state(trainer.config)
+        _set_process_state(trainer)
         return trainer
     config = build_config(args.preset, args.config, _given_overrides(args), set_options)
     if config.run_dir and (Path(config.run_dir) / "metrics.jsonl").exists():
         raise UsageError(f"run folder {config.run_dir} already holds a run; continue it with "
                          f"--resume {config.run_dir} or choose another --run-dir")
-    _set_process_state(config)
-    return Trainer(config, run_dir=default_run_dir(config), callback=callback)
+    trainer = Trainer(config, run_dir=default_run_dir(config), callback=callback)
+    _set_process_state(trainer)
+    return trainer
 
 
-def _set_process_state(config: Any) -> None:
+def _set_process_state(trainer: Any) -> None:
     """Process-wide settings belong to the command, not the trainer library: torch's CPU
-    threads, and torch's global seed (for code outside the trainer that samples, such as
+    threads (:func:`fastrl.threads.torch_threads` for the trainer's network), and torch's
+    global seed (for code outside the trainer that samples, such as
     ``Agent.act(deterministic=False)``; the trainer draws from its own generator)."""
     import torch
 
-    torch.set_num_threads(config.torch_threads or os.cpu_count() or 1)
+    from fastrl.threads import network_parameters, torch_threads
+
+    config = trainer.config
+    torch.set_num_threads(torch_threads(config.torch_threads,
+                                        network_parameters(trainer.network)))
     torch.manual_seed(config.seed)
 
 

@@ -1,0 +1,186 @@
+"""Batched trials: one study run trial after trial and as batches of B on one device.
+
+    python bench/tune_batch.py [--quick] [--trials 64] [--batch 16] [--timesteps 200000]
+                               [--device cpu|cuda]
+
+The study of ``bench/tune_payoff.py`` on the planted-signal market of
+``bench/convergence.py`` (data seed 0; its settings: 1 fold x 1 seed, the ``excess``
+objective, a validation point every 2,048 env steps, the median pruner), sampler seed 0,
+``--trials`` trials of ``--timesteps`` env steps each, with the shape knobs fixed (network
+(64, 64), the fast preset's rollout length and minibatches): trials in one batch must share
+tensor shapes, and both arms search the same space, so the comparison is of the same study.
+(``fastrl-tune --batch`` keeps the shape knobs and groups a batch's trials by shape; with
+them free, B = 16 draws fall into many small groups.)
+
+Each arm runs in a fresh process, so its peak memory (RSS; CUDA: peak allocated) is its own:
+
+- ``sequential``: ``TrialRunner.run`` with batch 1, as ``fastrl-tune`` runs it;
+- ``batched``: batch B, each batch's trials trained as one population of independent
+  members (``Population(member_seeds=)``), pruned members compacted away.
+
+Both use fastrl's thread policy (``fastrl.threads``: one thread for a (64, 64) trial, the
+cores for a batch of them). Reported per arm: wall seconds, trials per hour, peak memory, the
+trial states, and the best score found with its trial. The batched sampler sees a batch's
+results only when the batch ends (TPE's constant liar stands in for the running trials), so
+its best score may differ; both are shown. Target: sequential / batched wall seconds >= 3x on
+2 CPU cores at B = 16, and >= 20x on one GPU at B = 64 (``--device cuda --batch 64``).
+
+Writes ``bench/results/tune_batch_<device>.json`` (``--quick``: ``quick/...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fastrl.threads import wait_passively  # noqa: E402
+
+wait_passively()  # as the commands do, before torch loads
+
+from convergence import planted_market  # noqa: E402
+from tune_payoff import small_space, study_settings  # noqa: E402
+
+from bench_common import RESULTS, machine_info, write_json  # noqa: E402
+
+SHAPE_KNOBS = ("width", "depth", "num_steps", "minibatches")
+WALL_TARGET = {"cpu": (16, 3.0), "cuda": (64, 20.0)}  # batch size, sequential / batched
+
+
+def fixed_shape_space(quick: bool) -> dict[str, Any]:
+    space = small_space(quick)
+    for knob in SHAPE_KNOBS:
+        space.pop(knob, None)
+    return space
+
+
+def run_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One study in this process (``arm``: sequential or batched)."""
+    import torch
+
+    from fastrl.tune.study import TrialRunner, make_storage, open_study
+
+    market = planted_market(0)
+    settings = study_settings(market, args.timesteps, 0)
+    settings["set_options"] = [o.replace("device=cpu", f"device={args.device}")
+                               for o in settings["set_options"]]
+    settings["sampler_seed"] = 0
+    batch = args.batch if arm == "batched" else 1
+    lines: list[str] = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        print(f"[{arm}] {line}", file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix=f"fastrl-tune-batch-{arm}-") as folder:
+        runner = TrialRunner(settings, fixed_shape_space(args.quick), study_dir=Path(folder),
+                             batch=batch, threads_share=1, log=log)
+        runner.markets[0] = market.splits
+        study = open_study(make_storage(None, folder), f"bench-{arm}", runner.settings,
+                           args.trials)
+        if args.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        started = time.perf_counter()
+        runner.run(study)
+        wall = time.perf_counter() - started
+        trials = [t for t in study.get_trials(deepcopy=False)]
+        complete = [t for t in trials if t.state.name == "COMPLETE"]
+        best = max(complete, key=lambda t: t.value) if complete else None
+        states: dict[str, int] = {}
+        for t in trials:
+            states[t.state.name] = states.get(t.state.name, 0) + 1
+        env_steps = sum(r.env_steps for r in runner.records)
+    return {
+        "arm": arm, "batch": batch, "wall_seconds": wall, "trials": len(trials),
+        "trials_per_hour": 3600 * len(trials) / wall, "states": states,
+        "env_steps": env_steps, "env_steps_per_s": env_steps / wall,
+        "best_score": None if best is None else best.value,
+        "best_trial": None if best is None else best.number,
+        "best_params": None if best is None else best.params,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "cuda_peak_allocated_mb": (torch.cuda.max_memory_allocated() / 2**20
+                                   if args.device == "cuda" else None),
+        "torch_threads_last": torch.get_num_threads(),
+    }
+
+
+def markdown_summary(payload: dict[str, Any]) -> str:
+    """Markdown of a tune_batch payload (for SUMMARY.md)."""
+    s = payload["settings"]
+    arms = payload["arms"]
+    lines = [f"`python bench/tune_batch.py{' --quick' if s['quick'] else ''} --device "
+             f"{s['device']} --batch {s['batch']}` on {payload['machine'].get('cpu', '?')} "
+             f"({payload['machine'].get('cores', '?')} cores), device {s['device']}: "
+             f"{s['trials']} trials x {s['timesteps']:,} env steps on the planted market, "
+             "shape knobs fixed ((64, 64), the fast preset's rollout and minibatches), sampler "
+             "seed 0.", "",
+             "| arm | wall s | trials/hour | env steps/s | peak RSS MB | states | best score "
+             "(trial) |", "|---|---|---|---|---|---|---|"]
+    for arm in ("sequential", "batched"):
+        a = arms[arm]
+        label = "sequential" if arm == "sequential" else f"batched (B = {a['batch']})"
+        states = ", ".join(f"{v} {k.lower()}" for k, v in sorted(a["states"].items()))
+        best = "n/a" if a["best_score"] is None else f"{a['best_score']:+.2f} ({a['best_trial']})"
+        lines.append(f"| {label} | {a['wall_seconds']:,.0f} | {a['trials_per_hour']:,.0f} | "
+                     f"{a['env_steps_per_s']:,.0f} | {a['peak_rss_mb']:,.0f} | {states} | "
+                     f"{best} |")
+    ratio = payload["speedup"]
+    batch, target = WALL_TARGET.get(s["device"], (s["batch"], None))
+    verdict = ("" if target is None or s["batch"] != batch else
+               f" Target >= {target:g}x at B = {batch}: {'met' if ratio >= target else 'not met'}.")
+    lines += ["", f"Sequential / batched wall seconds: **{ratio:.2f}x**.{verdict} "
+              "The batched sampler sees a batch's scores only when the batch ends (TPE's "
+              "constant liar stands in for running trials), so the two arms' trials and best "
+              "scores differ; with one fold and one seed a trial's score has a standard "
+              "error of about 2 Sharpe units (tune_payoff.py), so a difference in the best "
+              "score between the arms is not a measured cost unless it exceeds that.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke check (minutes)")
+    parser.add_argument("--trials", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--timesteps", type=int, default=None)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--arm", choices=("sequential", "batched"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    batch, _ = WALL_TARGET[args.device]
+    args.trials = args.trials or (8 if args.quick else 64)
+    args.batch = args.batch or (4 if args.quick else batch)
+    args.timesteps = args.timesteps or (8192 if args.quick else 200_000)
+    if args.arm:  # a child: one arm, its record as the last line of stdout
+        print(json.dumps(run_arm(args.arm, args)))
+        return
+    started = time.perf_counter()
+    arms = {}
+    for arm in ("sequential", "batched"):
+        command = [sys.executable, __file__, "--arm", arm, "--trials", str(args.trials),
+                   "--batch", str(args.batch), "--timesteps", str(args.timesteps),
+                   "--device", args.device] + ["--quick"] * args.quick
+        out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
+        arms[arm] = json.loads(out.stdout.strip().splitlines()[-1])
+        a = arms[arm]
+        print(f"{arm}: {a['wall_seconds']:,.0f} s, {a['trials_per_hour']:,.0f} trials/hour, "
+              f"peak RSS {a['peak_rss_mb']:,.0f} MB, best {a['best_score']}", flush=True)
+    payload = {"machine": machine_info(), "settings": {**vars(args), "arm": None},
+               "arms": arms, "wall_seconds": time.perf_counter() - started,
+               "speedup": arms["sequential"]["wall_seconds"] / arms["batched"]["wall_seconds"]}
+    name = f"tune_batch_{args.device}"
+    path = write_json(f"quick/{name}" if args.quick else name, payload)
+    (RESULTS / (f"quick/{name}.md" if args.quick else f"{name}.md")).write_text(
+        markdown_summary(payload))
+    print(markdown_summary(payload))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
