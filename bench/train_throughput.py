@@ -151,9 +151,11 @@ def compare_learning(device: torch.device, steps: int) -> list[dict]:
     return results
 
 
-THREAD_CASES = {  # name: (hidden sizes, members)
-    "small (64, 64)": ((64, 64), 1), "medium (256, 256)": ((256, 256), 1),
-    "default": (None, 1), "population 16 x (64, 64)": ((64, 64), 16)}
+THREAD_CASES = {  # name: (hidden sizes, members, extra options)
+    "small (64, 64)": ((64, 64), 1, []), "medium (256, 256)": ((256, 256), 1, []),
+    # the default network's 20 epochs take ~20 s an update here: 2 keep a case short
+    "default, 2 epochs": (None, 1, ["n_epochs=2"]),
+    "population 16 x (64, 64)": ((64, 64), 16, [])}
 POLICIES = ("torch default", "fastrl policy")
 
 
@@ -166,7 +168,7 @@ def thread_case(spec: dict) -> dict:
     from fastrl.threads import network_parameters, torch_threads
 
     options = ["device=cpu", "checkpoint_every=1000000", "total_timesteps=100000000",
-               "data.symbols=[BPCL, HDFCLIFE]"]
+               "data.symbols=[BPCL, HDFCLIFE]", *spec["options"]]
     if spec["hidden"] is not None:
         options.append(f"hidden_sizes={list(spec['hidden'])}")
     config = build_config(set_options=options)
@@ -176,11 +178,12 @@ def thread_case(spec: dict) -> dict:
     work = network_parameters(pop.template) * spec["members"]
     threads = spec["threads"] or torch_threads(0, work)
     torch.set_num_threads(threads)
-    pop.step()
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < spec["seconds"]:
-        pop.step()
-        steps += pop.batch_size * spec["members"]
+    pop.step()  # warm-up
+    updates, start = 0, time.perf_counter()
+    while time.perf_counter() - start < spec["seconds"] or updates < 2:
+        pop.step()  # whole updates: rollout and update
+        updates += 1
+    steps = updates * pop.batch_size * spec["members"]
     return {"env_steps_per_s": steps / (time.perf_counter() - start), "threads": threads,
             "parameters": work, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
 
@@ -194,7 +197,7 @@ def thread_policy(args: argparse.Namespace) -> None:
             hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
                     for _ in range(cores if load == "neighbour" else 0)]
             try:
-                for case, (hidden, members) in THREAD_CASES.items():
+                for case, (hidden, members, extra) in THREAD_CASES.items():
                     for policy in POLICIES:
                         env = dict(os.environ)
                         env.pop("OMP_WAIT_POLICY", None)
@@ -203,7 +206,7 @@ def thread_policy(args: argparse.Namespace) -> None:
                             env["OMP_WAIT_POLICY"] = "PASSIVE"
                             threads = 0
                         spec = {"hidden": hidden, "members": members, "threads": threads,
-                                "seconds": args.case_seconds}
+                                "options": extra, "seconds": args.case_seconds}
                         out = subprocess.run(
                             [sys.executable, __file__, "--thread-case", json.dumps(spec)],
                             env=env, check=True, capture_output=True, text=True)

@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
                "arms": arms, "wall_seconds": time.perf_counter() - started,
                "speedup": arms["sequential"]["wall_seconds"] / arms["batched"]["wall_seconds"]}
     name = f"tune_batch_{args.device}"
+    (RESULTS / "quick").mkdir(parents=True, exist_ok=True)
     path = write_json(f"quick/{name}" if args.quick else name, payload)
     (RESULTS / (f"quick/{name}.md" if args.quick else f"{name}.md")).write_text(
         markdown_summary(payload))

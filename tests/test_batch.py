@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import optuna
@@ -20,7 +21,14 @@ from fastrl.tune.space import load_space
 from fastrl.tune.study import TrialRunner, claim_trial, make_storage, open_study
 from test_pbt import WEIGHT_ATOL, member_state
 from test_ppo_trainer import random_block, tiny_config
-from test_tune import TINY_SPACE, cli_args, settings
+from test_tune import (  # noqa: F401 (postgres_url: a fixture)
+    TINY_SPACE,
+    _check_shared_study,
+    _trials_of,
+    cli_args,
+    postgres_url,
+    settings,
+)
 
 pytest.importorskip("fastrl._core")
 
@@ -315,6 +323,29 @@ def test_cli_batch_of_two_leaves_what_a_sequential_study_leaves(tiny_space, tmp_
     with open(folders["sequential"] / "trials.csv", newline="") as stream:
         assert list(csv.DictReader(stream))[0].keys() == rows[0].keys()
     assert len(rows) == 3
+
+
+@pytest.mark.parametrize("storage", ["journal", "postgresql"])
+def test_two_workers_run_their_own_batches(tiny_space, tmp_path, request, storage):
+    """--workers 2 --batch 2: each worker claims and trains its own batches; the study runs
+    exactly its budget, on the journal file or a real PostgreSQL server (heartbeats on)."""
+    extra: list[str] = []
+    where: Any = tmp_path / "study"
+    if storage == "postgresql":
+        where = request.getfixturevalue("postgres_url")
+        extra = ["--storage", where, "--heartbeat", "1"]
+    args = cli_args(tiny_space, tmp_path / "study", "--workers", "2", "--batch", "2",
+                    "--no-report", "--study", "batched", *extra, trials=6, timesteps=512)
+    code = tune_main(args)
+    worker_log = "".join(p.read_text() for p in (tmp_path / "study").glob("worker_*.log"))
+    assert code == 0, f"exit {code}; worker log:\n{worker_log}"
+    trials = _trials_of(where, "batched")
+    _check_shared_study(trials, 6)
+    for trial in trials:  # a batch is one worker's: its trials name each other
+        mates = [t for t in trials if t.number in trial.user_attrs["batch"]]
+        assert trial.number in trial.user_attrs["batch"] and len(mates) >= 1
+        assert {t.user_attrs["worker"] for t in mates} == {trial.user_attrs["worker"]}
+    assert (tmp_path / "study" / "best.yaml").is_file()
 
 
 @pytest.mark.parametrize("extra, words", [
