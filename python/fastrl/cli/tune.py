@@ -10,17 +10,19 @@ the running trial failed (not counted) and leaves the study ready for ``--resume
 ``--batch B`` claims B trials at once (TPE's constant liar steers each draw away from the
 batch's earlier ones) and trains them as one population (:class:`fastrl.ppo.population.
 Population`, one member per trial) for the same budget, seed and fold, each validated and
-reported to its own trial as a sequential trial is; a pruned member is retired (its rows
-still stepped, its updates masked; compaction is left for later), a diverged one fails its
-own trial only. Shape knobs: trials whose configs differ in a key the members must share
-(width, depth, rollout length, minibatches: everything but the schedules, loss weights,
-max_grad_norm, target_kl, weight decay, epochs, gamma and GAE lambda) are grouped, and each
-group is trained as its own population, one after another. Grouping was chosen over fixing
-the shape knobs because it is correct for any space file without changing what a study
-searches; a space that searches shapes gets smaller populations, not other results. The
-records, best.yaml, trials.csv and ``--resume`` are those of a sequential study. In a batch
-member m starts from the m-th network drawn from the seed (member 0 is a sequential
-trial's), and the members share the simulator's env streams and the sampling generator.
+reported to its own trial as a sequential trial is. The members are independent: each starts
+from the network, env streams and sampling generator a sequential trial of that seed has, so a
+member's curve is the one it has alone (to float rounding of the fused one-member Adam). A
+pruned member leaves the population (it is compacted away before the next update) and a
+diverged one fails its own trial only. Shape knobs: trials whose configs differ in a key the
+members must share (width, depth, rollout length, minibatches: everything but the
+schedules, loss weights, max_grad_norm, target_kl, weight decay, epochs, gamma and GAE
+lambda) are grouped, and each group is trained as its own population, one after another.
+Grouping was chosen over fixing the shape knobs because it is correct for any space file
+without changing what a study searches; a space that searches shapes gets smaller
+populations, not other results (fix them with a ``--space`` file for the full speed-up, as
+``bench/tune_batch.py`` does). The records, best.yaml, trials.csv and ``--resume`` are those
+of a sequential study.
 """
 
 from __future__ import annotations
@@ -130,8 +132,7 @@ def check_numbers(args: argparse.Namespace) -> None:
     if args.confirm_days is None:
         args.confirm_days = args.val_days
     for flag in ("trials", "timesteps", "seeds", "folds", "workers", "batch", "val_days",
-                 "test_days",
-                 "val_every", "val_every_steps", "confirm_days", "confirm_seeds"):
+                 "test_days", "val_every", "val_every_steps", "confirm_days", "confirm_seeds"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")

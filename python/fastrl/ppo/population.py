@@ -326,8 +326,9 @@ class Population:
     first one built from its seed, its env rows start from its seed's streams (rows
     ``m*n .. m*n+n-1`` = a lone engine's rows ``0 .. n-1``), and it draws its actions and
     minibatch orders from its own generator, only while it trains. So a member's curve does
-    not depend on the other members (up to the float rounding of batched matmuls, which
-    measured nil on CPU: tests/test_batch.py). Without ``member_seeds``, members come from
+    not depend on the other members: bit for bit between batches of two or more (the
+    batched matmuls round alike), and to float32 rounding against a lone member, whose
+    optimiser is torch's fused one-member Adam (1 ulp, tests/test_batch.py). Without ``member_seeds``, members come from
     one generator seeded ``config.seed`` and share the env's streams (PBT: members differ).
     """
 
