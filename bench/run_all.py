@@ -21,7 +21,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-# name -> (full arguments, quick arguments)
+# name -> (full arguments, quick arguments); the script is bench/<name>.py unless SCRIPTS says
+SCRIPTS = {"train_threads": "train_throughput"}
 SUITE: dict[str, tuple[list[str], list[str]]] = {
     "env_throughput": ([], ["--quick", "--envs", "1", "64", "4096", "16384"]),
     "peer_envs": ([], ["--quick"]),
@@ -34,7 +35,9 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
     "convergence": ([], ["--quick"]),
     "generalisation": ([], ["--quick"]),
     "validation_cost": ([], ["--updates", "2", "--hidden", "[64,64]"]),
+    "train_threads": (["--thread-policy"], ["--thread-policy", "--quick"]),
     "tune_payoff": ([], ["--quick"]),
+    "tune_batch": ([], ["--quick"]),
     "pbt": (["--device", "cpu"], ["--quick"]),
     "walkforward": ([], ["--quick"]),
     "calibration": ([], ["--quick"]),
@@ -53,7 +56,8 @@ def main() -> int:
     failed = []
     for name in args.only:
         full, quick = SUITE[name]
-        cmd = [sys.executable, str(HERE / f"{name}.py"), *(quick if args.quick else full)]
+        script = SCRIPTS.get(name, name)
+        cmd = [sys.executable, str(HERE / f"{script}.py"), *(quick if args.quick else full)]
         print(f"\n=== {name}: {' '.join(cmd[1:])}", flush=True)
         start = time.perf_counter()
         code = subprocess.call(cmd, env=env)

@@ -171,6 +171,20 @@ def train_section(cpu: dict | None, gpu: dict | None) -> list[str]:
     return lines
 
 
+def thread_section(data: dict | None) -> list[str]:
+    lines = ["## CPU thread policy (`bench/train_throughput.py --thread-policy`)", ""]
+    if data is None:
+        return lines + ["Not run yet.", ""]
+    from train_throughput import thread_table
+
+    lines += [f"{data['machine'].get('cpu', '?')}, {data['cores']} cores; env steps/s of "
+              "training (fast preset, BPCL + HDFCLIFE), median (range) of "
+              f"{data['rounds']} interleaved rounds of {data['case_seconds']:g} s or more per "
+              "case, each case a fresh process. Neighbour: one busy loop per core at the same "
+              "niceness.", ""]
+    return lines + thread_table(data["summary"]) + [""]
+
+
 def peer_train_section(data: dict | None) -> list[str]:
     lines = ["## End-to-end PPO against Stable-Baselines3 (`bench/peer_training.py`)", ""]
     if data is None:
@@ -235,6 +249,15 @@ def tune_section(data: dict | None) -> list[str]:
     return lines + [markdown_summary(data).strip(), ""]
 
 
+def tune_batch_section(data: dict | None) -> list[str]:
+    lines = ["## Batched trials: one study sequential and batched (`bench/tune_batch.py`)", ""]
+    if data is None:
+        return lines + ["Not run yet.", ""]
+    from tune_batch import markdown_summary
+
+    return lines + [markdown_summary(data).strip(), ""]
+
+
 def pbt_section(data: dict | None) -> list[str]:
     lines = ["## Population-based training (`bench/pbt.py`)", ""]
     if data is None:
@@ -274,12 +297,17 @@ def build() -> Path:
     parts += portfolio_section(load("env_portfolio"))
     parts += data_section(load("data_prep"))
     parts += train_section(load("train_throughput_cpu"), load("gpu_check"))
+    parts += thread_section(load("train_throughput_threads"))
     parts += peer_train_section(load("peer_training"))
     parts += convergence_section(load("convergence", "convergence_quick"))
     parts += generalisation_section(load("generalisation", "generalisation_quick"),
                                     load("generalisation_selection"))
     parts += validation_cost_section(load("validation_cost"))
     parts += tune_section(load("tune_payoff", "tune_payoff_quick"))
+    parts += tune_batch_section(load("tune_batch_cpu", "tune_batch_cpu_quick"))
+    gpu_batch = load("tune_batch_cuda")
+    if gpu_batch is not None:
+        parts += tune_batch_section(gpu_batch)[2:]
     parts += pbt_section(load("pbt", "pbt_quick"))
     parts += walkforward_section(load("walkforward", "walkforward_quick"))
     gpu_pbt = load("pbt_cuda")

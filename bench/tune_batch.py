@@ -25,7 +25,7 @@ results only when the batch ends (TPE's constant liar stands in for the running 
 its best score may differ; both are shown. Target: sequential / batched wall seconds >= 3x on
 2 CPU cores at B = 16, and >= 20x on one GPU at B = 64 (``--device cuda --batch 64``).
 
-Writes ``bench/results/tune_batch_<device>.json`` (``--quick``: ``quick/...``).
+Writes ``bench/results/tune_batch_<device>.json`` and ``.md`` (``--quick``: ``..._quick``).
 """
 
 from __future__ import annotations
@@ -174,11 +174,9 @@ def main(argv: list[str] | None = None) -> None:
     payload = {"machine": machine_info(), "settings": {**vars(args), "arm": None},
                "arms": arms, "wall_seconds": time.perf_counter() - started,
                "speedup": arms["sequential"]["wall_seconds"] / arms["batched"]["wall_seconds"]}
-    name = f"tune_batch_{args.device}"
-    (RESULTS / "quick").mkdir(parents=True, exist_ok=True)
-    path = write_json(f"quick/{name}" if args.quick else name, payload)
-    (RESULTS / (f"quick/{name}.md" if args.quick else f"{name}.md")).write_text(
-        markdown_summary(payload))
+    name = f"tune_batch_{args.device}" + ("_quick" if args.quick else "")
+    path = write_json(name, payload)
+    (RESULTS / f"{name}.md").write_text(markdown_summary(payload))
     print(markdown_summary(payload))
     print(f"wrote {path}")
 
