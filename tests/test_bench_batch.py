@@ -1,0 +1,53 @@
+"""bench/tune_batch.py and the thread-policy section of bench/train_throughput.py: the
+tables and verdicts they print from their results (the runs themselves are benchmarks)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench_modules import load_bench
+
+
+@pytest.fixture(scope="module")
+def tune_batch():
+    return load_bench("tune_batch")
+
+
+def arm(name: str, wall: float, batch: int) -> dict:
+    return {"arm": name, "batch": batch, "wall_seconds": wall, "trials": 64,
+            "trials_per_hour": 3600 * 64 / wall, "states": {"COMPLETE": 40, "PRUNED": 24},
+            "env_steps": 9_000_000, "env_steps_per_s": 9e6 / wall, "best_score": 1.5,
+            "best_trial": 17, "peak_rss_mb": 900.0}
+
+
+@pytest.mark.parametrize("sequential, batched, verdict", [
+    (3600.0, 1000.0, "3.60x**. Target >= 3x at B = 16: met"),
+    (3600.0, 1300.0, "2.77x**. Target >= 3x at B = 16: not met"),
+])
+def test_tune_batch_summary_states_the_speedup_and_the_target(tune_batch, sequential, batched,
+                                                              verdict):
+    payload = {"machine": {"cpu": "test cpu", "cores": 2},
+               "settings": {"quick": False, "device": "cpu", "batch": 16, "trials": 64,
+                            "timesteps": 200_000},
+               "arms": {"sequential": arm("sequential", sequential, 1),
+                        "batched": arm("batched", batched, 16)},
+               "speedup": sequential / batched}
+    text = tune_batch.markdown_summary(payload)
+    assert verdict in text
+    assert "| batched (B = 16) |" in text and "40 complete, 24 pruned" in text
+
+
+def test_thread_summary_pairs_each_case_and_load():
+    throughput = load_bench("train_throughput")
+    results = []
+    for case in throughput.THREAD_CASES:
+        for load in ("quiet", "neighbour"):
+            for policy, rate in (("torch default", 1000.0), ("fastrl policy", 2500.0)):
+                for r in range(2):
+                    results.append({"case": case, "load": load, "policy": policy,
+                                    "round": r, "threads": 1, "env_steps_per_s": rate + r})
+    summary = throughput.thread_summary(results)
+    assert len(summary) == 2 * len(throughput.THREAD_CASES)
+    assert all(row["ratio"] == pytest.approx(2500.5 / 1000.5) for row in summary)
+    table = throughput.thread_table(summary)
+    assert table[0].startswith("| case | load |") and "2.50x" in table[2]
