@@ -18,11 +18,11 @@ Each arm runs in a fresh process, so its peak memory (RSS; CUDA: peak allocated)
 - ``batched``: batch B, each batch's trials trained as one population of independent
   members (``Population(member_seeds=)``), pruned members compacted away.
 
-Both use fastrl's thread policy (``fastrl.threads``: one thread for a (64, 64) trial, the
-cores for a batch of them). Reported per arm: wall seconds, trials per hour, peak memory, the
-trial states, and the best score found with its trial. The batched sampler sees a batch's
-results only when the batch ends (TPE's constant liar stands in for the running trials), so
-its best score may differ; both are shown. Target: sequential / batched wall seconds >= 3x on
+Both use fastrl's thread policy (``fastrl.threads``: every core, OpenMP waiting
+passively). Reported per arm: wall seconds, trials per hour, peak memory, the trial states,
+and the best score found with its trial. The batched sampler sees a batch's results only
+when the batch ends (TPE's constant liar stands in for the running trials), so its best
+score may differ; both are shown. Target: sequential / batched wall seconds >= 3x on
 2 CPU cores at B = 16, and >= 20x on one GPU at B = 64 (``--device cuda --batch 64``).
 
 Writes ``bench/results/tune_batch_<device>.json`` and ``.md`` (``--quick``: ``..._quick``).
@@ -65,8 +65,10 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
     """One study in this process (``arm``: sequential or batched)."""
     import torch
 
+    from fastrl.threads import torch_threads
     from fastrl.tune.study import TrialRunner, make_storage, open_study
 
+    torch.set_num_threads(torch_threads())  # the commands' policy: every core, both arms
     market = planted_market(0)
     settings = study_settings(market, args.timesteps, 0)
     settings["set_options"] = [o.replace("device=cpu", f"device={args.device}")
@@ -81,7 +83,7 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix=f"fastrl-tune-batch-{arm}-") as folder:
         runner = TrialRunner(settings, fixed_shape_space(args.quick), study_dir=Path(folder),
-                             batch=batch, threads_share=1, log=log)
+                             batch=batch, log=log)
         runner.markets[0] = market.splits
         study = open_study(make_storage(None, folder), f"bench-{arm}", runner.settings,
                            args.trials)

@@ -144,7 +144,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from fastrl.config import build_config, resolve_defaults
     from fastrl.ppo.population import PopulationError
-    from fastrl.threads import network_parameters, torch_threads
+    from fastrl.threads import torch_threads
     from fastrl.tune.pbt import PBT, STATE_NAME, verdict
 
     def progress(row: dict[str, Any]) -> None:
@@ -197,8 +197,7 @@ def _run(args: argparse.Namespace) -> int:
         except PopulationError as err:
             raise UsageError(str(err)) from None
     pop = runner.pop
-    torch.set_num_threads(torch_threads(config.torch_threads,
-                                        network_parameters(pop.template) * pop.population))
+    torch.set_num_threads(torch_threads(config.torch_threads))
     start = (f"; resumed at step {pop.global_step:,} of {pop.num_updates * pop.batch_size:,}"
              if args.resume is not None else "")
     w = runner.windows

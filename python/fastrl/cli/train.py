@@ -133,16 +133,15 @@ def make_trainer(args: argparse.Namespace, callback: Any) -> Any:
 
 def _set_process_state(trainer: Any) -> None:
     """Process-wide settings belong to the command, not the trainer library: torch's CPU
-    threads (:func:`fastrl.threads.torch_threads` for the trainer's network), and torch's
+    threads (:func:`fastrl.threads.torch_threads`), and torch's
     global seed (for code outside the trainer that samples, such as
     ``Agent.act(deterministic=False)``; the trainer draws from its own generator)."""
     import torch
 
-    from fastrl.threads import network_parameters, torch_threads
+    from fastrl.threads import torch_threads
 
     config = trainer.config
-    torch.set_num_threads(torch_threads(config.torch_threads,
-                                        network_parameters(trainer.network)))
+    torch.set_num_threads(torch_threads(config.torch_threads))
     torch.manual_seed(config.seed)
 
 

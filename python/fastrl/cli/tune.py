@@ -242,18 +242,14 @@ def _run_study(raw: list[str]) -> int:
                if args.storage else None)
     import torch
 
-    from fastrl.threads import config_work, torch_threads
+    from fastrl.threads import torch_threads
 
     try:
-        # process-wide state is the command's: torch's threads are set for each run's work,
-        # the cores shared by this machine's workers (fastrl.threads)
         runner = TrialRunner(settings, space, study_dir=study_dir, batch=args.batch,
-                             threads_share=args.workers,
                              log=lambda line: print(f"{time.strftime('%H:%M:%S')} {line}",
                                                     flush=True))
-        torch.set_num_threads(torch_threads(runner.base.torch_threads,
-                                            config_work(runner.base, runner.market(0)),
-                                            share=args.workers))
+        # process-wide state is the command's: the cores are shared by this machine's workers
+        torch.set_num_threads(torch_threads(runner.base.torch_threads, share=args.workers))
         for fold in range(args.folds):  # unknown symbols, too few days: fail before starting
             runner.market(fold)
         runner.confirmation_market()

@@ -328,8 +328,9 @@ class Population:
     minibatch orders from its own generator, only while it trains. So a member's curve does
     not depend on the other members: bit for bit between batches of two or more (the
     batched matmuls round alike), and to float32 rounding against a lone member, whose
-    optimiser is torch's fused one-member Adam (1 ulp, tests/test_batch.py). Without ``member_seeds``, members come from
-    one generator seeded ``config.seed`` and share the env's streams (PBT: members differ).
+    optimiser is torch's fused one-member Adam (1 ulp, tests/test_batch.py). Without
+    ``member_seeds``, members come from one generator seeded ``config.seed`` and share the
+    env's streams (PBT: members differ).
     """
 
     def __init__(self, config: TrainConfig | list[TrainConfig], population: int | None = None,

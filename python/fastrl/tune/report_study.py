@@ -31,7 +31,6 @@ import csv
 import json
 import math
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -254,9 +253,7 @@ def tuning_verdict(differences: dict[str, Any], noise: dict[str, Any] | None = N
 
 def confirm_and_test(configs: dict[str, Any], settings: dict[str, Any], market: Any,
                      log: Any, *, seeds: list[int] | None = None, candidate: str = "tuned",
-                     window: str | None = None,
-                     set_threads: Callable[[list[Any], Any], None] | None = None
-                     ) -> dict[str, Any]:
+                     window: str | None = None) -> dict[str, Any]:
     """Train each config on fresh seeds laid out for the confirmation window
     (``study.confirmation_config``: every bar before it), score it there with the objective
     of ``settings``, then, last, backtest those runs once on the test days.
@@ -264,9 +261,7 @@ def confirm_and_test(configs: dict[str, Any], settings: dict[str, Any], market: 
     ``configs``: name -> config, ``candidate`` (the study's winner, or PBT's) and the
     presets; ``market``: the confirmation splits (``TrialRunner.confirmation_market``);
     ``seeds`` default to CONFIRM_SEED_BASE + 0 .. confirm_seeds - 1; ``window`` describes
-    the confirmation window in the report; ``set_threads(configs, market)`` (the command's
-    :meth:`TrialRunner.set_threads`) runs before each config. Shared by the study and PBT's
-    replay."""
+    the confirmation window in the report. Shared by the study and PBT's replay."""
     from fastrl.backtest import COMBINED, evaluate_agent
     from fastrl.tune.study import confirmation_config
 
@@ -276,8 +271,6 @@ def confirm_and_test(configs: dict[str, Any], settings: dict[str, Any], market: 
     configs = {name: confirmation_config(config, settings) for name, config in configs.items()}
     runs: dict[str, list[Any]] = {}
     for name, config in configs.items():
-        if set_threads is not None:
-            set_threads([config], market)
         runs[name] = [train_run(config, market, seed=seed, fold=0, keep_agent=True,
                                 **validation_schedule(settings)) for seed in seeds]
         log(f"confirmation {name}: scores {[round(r.score, 3) for r in runs[name]]}")
@@ -527,8 +520,7 @@ def write_study_outputs(study: Any, runner: Any, study_dir: str | Path, *, repor
         "noise": noise_summary(trials, winner),
     }
     payload.update(confirm_and_test(_configs(winner, runner), runner.settings,
-                                    runner.confirmation_market(), log,
-                                    set_threads=runner.set_threads))
+                                    runner.confirmation_market(), log))
     payload["verdict"] = tuning_verdict(payload["differences"]["score"], payload["noise"])
     images, notes = plot_optuna(study, folder)
     images["curves"] = plot_curves(trials, payload["confirmation"], folder / "curves.png",

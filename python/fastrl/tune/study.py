@@ -380,28 +380,12 @@ class TrialRunner:
     markets: dict[int, Any] = field(default_factory=dict)
     records: list[TrialRecord] = field(default_factory=list)
     batch: int = 1  # trials claimed and trained at once (:meth:`run_batch`)
-    # > 0: before each run, set torch's threads by fastrl's policy for the run's work
-    # (:func:`fastrl.threads.torch_threads`), this many processes sharing the cores (the
-    # command's workers); 0: leave them as the caller set them (library use)
-    threads_share: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
             raise StudyError(f"batch must be an integer >= 1, got {self.batch!r}")
         self.base = base_config(self.settings)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
-
-    def set_threads(self, configs: list[Any], market: Any) -> None:
-        """Torch's threads for training ``configs`` side by side (:attr:`threads_share`)."""
-        if not self.threads_share:
-            return
-        import torch
-
-        from fastrl.threads import config_work, torch_threads
-
-        work = sum(config_work(c, market) for c in configs)
-        torch.set_num_threads(torch_threads(self.base.torch_threads, work,
-                                            share=self.threads_share))
 
     def market(self, fold: int) -> Any:
         if fold not in self.markets:
@@ -515,7 +499,6 @@ class TrialRunner:
                             if seed == seeds[0]:
                                 entry["deployed_latest"][fold] = latest
                             latests.append(latest)
-                        self.set_threads([e["config"] for e in live], self.market(fold))
                         outcomes = train_batch([e["config"] for e in live], self.market(fold),
                                                seed=seed, fold=fold, reports=reports,
                                                latests=latests, **schedule)
@@ -628,7 +611,6 @@ class TrialRunner:
                     latest = current_run = {}
                     if seed == seeds[0]:
                         deployed_latest[fold] = latest
-                    self.set_threads([config], self.market(fold))
                     runs.append(train_run(config, self.market(fold), seed=seed, fold=fold,
                                           report=report, latest=latest, **schedule))
             score = float(np.mean([r.score for r in runs]))
