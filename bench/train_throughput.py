@@ -156,16 +156,18 @@ THREAD_CASES = {  # name: (hidden sizes, members, extra options)
     # the default network's 20 epochs take ~20 s an update here: 2 keep a case short
     "default, 2 epochs": (None, 1, ["n_epochs=2"]),
     "population 16 x (64, 64)": ((64, 64), 16, [])}
-POLICIES = ("torch default", "fastrl policy")
+# name -> the OpenMP environment of the case (every case: torch threads = the cores)
+POLICIES = {"torch default": {}, "fastrl policy": {"OMP_WAIT_POLICY": "PASSIVE"},
+            "short spin": {"GOMP_SPINCOUNT": "10000"}}
 
 
 def thread_case(spec: dict) -> dict:
     """One measured case in this (fresh) process: the fast preset on BPCL + HDFCLIFE with
-    ``spec``'s network and members, ``spec['threads']`` torch threads (0: fastrl's policy
-    for the work), env steps/s over ``spec['seconds']`` after one warm-up update."""
+    ``spec``'s network and members, ``spec['threads']`` torch threads (0: fastrl's policy),
+    env steps/s over whole updates for ``spec['seconds']`` after one warm-up update."""
     from fastrl.data import build_market
     from fastrl.ppo.population import Population
-    from fastrl.threads import network_parameters, torch_threads
+    from fastrl.threads import torch_threads
 
     options = ["device=cpu", "checkpoint_every=1000000", "total_timesteps=100000000",
                "data.symbols=[BPCL, HDFCLIFE]", *spec["options"]]
@@ -175,8 +177,7 @@ def thread_case(spec: dict) -> dict:
     market = build_market(["BPCL", "HDFCLIFE"], freq="1d", test_days=30,
                           window=config.env.window)
     pop = Population(config, spec["members"], market=market)
-    work = network_parameters(pop.template) * spec["members"]
-    threads = spec["threads"] or torch_threads(0, work)
+    threads = spec["threads"] or torch_threads()
     torch.set_num_threads(threads)
     pop.step()  # warm-up
     updates, start = 0, time.perf_counter()
@@ -185,7 +186,7 @@ def thread_case(spec: dict) -> dict:
         updates += 1
     steps = updates * pop.batch_size * spec["members"]
     return {"env_steps_per_s": steps / (time.perf_counter() - start), "threads": threads,
-            "parameters": work, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
 
 
 def thread_policy(args: argparse.Namespace) -> None:
@@ -198,13 +199,11 @@ def thread_policy(args: argparse.Namespace) -> None:
                     for _ in range(cores if load == "neighbour" else 0)]
             try:
                 for case, (hidden, members, extra) in THREAD_CASES.items():
-                    for policy in POLICIES:
-                        env = dict(os.environ)
-                        env.pop("OMP_WAIT_POLICY", None)
-                        threads = cores
-                        if policy == "fastrl policy":
-                            env["OMP_WAIT_POLICY"] = "PASSIVE"
-                            threads = 0
+                    for policy, omp in POLICIES.items():
+                        env = {k: v for k, v in os.environ.items()
+                               if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+                        env.update(omp)
+                        threads = 0 if policy == "fastrl policy" else cores
                         spec = {"hidden": hidden, "members": members, "threads": threads,
                                 "options": extra, "seconds": args.case_seconds}
                         out = subprocess.run(
@@ -213,7 +212,7 @@ def thread_policy(args: argparse.Namespace) -> None:
                         row = {"round": round_, "load": load, "case": case, "policy": policy,
                                **json.loads(out.stdout.strip().splitlines()[-1])}
                         results.append(row)
-                        print(f"round {round_} {load:9s} {case:26s} {policy:13s} "
+                        print(f"round {round_} {load:9s} {case:26s} {policy:14s} "
                               f"{row['threads']} thread(s): {row['env_steps_per_s']:8,.0f} "
                               "env steps/s", flush=True)
             finally:
@@ -246,19 +245,23 @@ def thread_summary(results: list[dict]) -> list[dict]:
                            (case, "fastrl policy"))
             out.append({"case": case, "load": load, "median": rates, "range": ranges,
                         "policy_threads": threads,
-                        "ratio": rates["fastrl policy"] / rates["torch default"]})
+                        "ratio": rates["fastrl policy"] / rates["torch default"],
+                        "ratios": {p: rates[p] / rates["torch default"] for p in POLICIES}})
     return out
 
 
 def thread_table(summary: list[dict]) -> list[str]:
-    lines = ["| case | load | torch default (all cores, spinning) | fastrl policy (threads) "
-             "| policy / default |", "|---|---|---|---|---|"]
+    names = [p for p in POLICIES if p in summary[0]["median"]] if summary else []
+    lines = ["| case | load | " + " | ".join(
+        f"{p} ({'; '.join(f'{k}={v}' for k, v in POLICIES[p].items()) or 'spinning'})"
+        for p in names) + " | " + " | ".join(f"{p} / default" for p in names[1:]) + " |",
+        "|---|---|" + "---|" * (2 * len(names) - 1)]
     for row in summary:
-        d, p = row["range"]["torch default"], row["range"]["fastrl policy"]
-        lines.append(f"| {row['case']} | {row['load']} | {row['median']['torch default']:,.0f}"
-                     f" ({d[0]:,.0f}-{d[1]:,.0f}) | {row['median']['fastrl policy']:,.0f} "
-                     f"({p[0]:,.0f}-{p[1]:,.0f}; {row['policy_threads']}) | "
-                     f"{row['ratio']:.2f}x |")
+        cells = [f"{row['median'][p]:,.0f} ({row['range'][p][0]:,.0f}-"
+                 f"{row['range'][p][1]:,.0f})" for p in names]
+        ratios = [f"{row['median'][p] / row['median']['torch default']:.2f}x"
+                  for p in names[1:]]
+        lines.append(f"| {row['case']} | {row['load']} | " + " | ".join(cells + ratios) + " |")
     return lines
 
 

@@ -42,7 +42,8 @@ def test_thread_summary_pairs_each_case_and_load():
     results = []
     for case in throughput.THREAD_CASES:
         for load in ("quiet", "neighbour"):
-            for policy, rate in (("torch default", 1000.0), ("fastrl policy", 2500.0)):
+            for policy in throughput.POLICIES:
+                rate = 1000.0 if policy == "torch default" else 2500.0
                 for r in range(2):
                     results.append({"case": case, "load": load, "policy": policy,
                                     "round": r, "threads": 1, "env_steps_per_s": rate + r})
@@ -50,4 +51,5 @@ def test_thread_summary_pairs_each_case_and_load():
     assert len(summary) == 2 * len(throughput.THREAD_CASES)
     assert all(row["ratio"] == pytest.approx(2500.5 / 1000.5) for row in summary)
     table = throughput.thread_table(summary)
-    assert table[0].startswith("| case | load |") and "2.50x" in table[2]
+    assert table[0].startswith("| case | load |") and "fastrl policy / default" in table[0]
+    assert table[2].count("2.50x") == len(throughput.POLICIES) - 1

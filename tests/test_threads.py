@@ -1,55 +1,28 @@
-"""fastrl's CPU thread policy (fastrl.threads): passive OpenMP waiting, threads from the work."""
+"""fastrl's CPU thread policy (fastrl.threads): passive OpenMP waiting, the cores shared by
+the command's workers."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import pytest
 
-from fastrl.config import build_config
-from fastrl.threads import (
-    ONE_THREAD_WORK,
-    available_cores,
-    config_work,
-    torch_threads,
-    trunk_parameters,
-)
+from fastrl.threads import available_cores, torch_threads
 
 
 def test_a_requested_count_wins():
-    assert torch_threads(3, 10) == 3
-    assert torch_threads(1, 10**9) == 1
+    assert torch_threads(3) == 3
+    assert torch_threads(1, share=4) == 1
 
 
-def test_small_work_gets_one_thread_and_large_work_the_cores_shared_by_workers(monkeypatch):
+def test_the_cores_this_process_may_use_are_shared_by_the_workers(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     assert available_cores() == 4
-    assert torch_threads(0, ONE_THREAD_WORK - 1) == 1
-    assert torch_threads(0, ONE_THREAD_WORK) == 4
-    assert torch_threads(0, 10**7, share=2) == 2
-    assert torch_threads(0, 10**7, share=8) == 1
-
-
-def test_trunk_parameters_count_the_built_network():
-    from fastrl.ppo.network import ActorCritic
-
-    for hidden, shared in (((64, 64), False), ((256,), True), ((32, 16, 8), False)):
-        net = ActorCritic(40, 3, hidden, shared_trunk=shared)
-        trunks = sum(p.numel() for name, p in net.named_parameters() if "trunk" in name)
-        assert trunk_parameters(40, hidden, shared) == trunks
-
-
-def test_config_work_uses_the_markets_observation_size():
-    config = build_config(set_options=["hidden_sizes=[64,64]", "env.window=4"])
-    market = SimpleNamespace(train=SimpleNamespace(num_features=5))
-    assert config_work(config, market) == trunk_parameters(4 * 5 + 3, (64, 64))
-    # the shipped (64, 64) preset on daily bars is one-thread work; the default network is not
-    assert config_work(build_config(set_options=["hidden_sizes=[64,64]"]), market) \
-        < ONE_THREAD_WORK
-    assert config_work(build_config(), market) > ONE_THREAD_WORK
+    assert torch_threads() == 4
+    assert torch_threads(share=2) == 2
+    assert torch_threads(share=8) == 1
 
 
 def test_the_commands_make_openmp_wait_passively_unless_the_user_chose():
