@@ -18,12 +18,17 @@ TINY = {"total_timesteps": 256, "num_envs": 4, "num_steps": 32, "n_epochs": 1,
         "minibatch_size": 64, "hidden_sizes": (16,), "device": "cpu", "torch_threads": 1,
         "lr_warmup_steps": 0}
 PORTFOLIO_SYMBOLS = ("BPCL", "INFY", "TCS")  # bundled daily bars ending on the same day
+PAIR_SYMBOLS = ("BPCL", "HDFCLIFE")  # the README's run: BPCL ends 2022-11-09, HDFCLIFE 11-15
 
 
 def run_config(kind: str, seed: int = 0) -> TrainConfig:
     if kind == "daily":
         return TrainConfig(env=EnvConfig(window=8, action="continuous"),
                            data=DataConfig(symbols=("BPCL",), test_days=10, val_days=5),
+                           seed=seed, **TINY)
+    if kind == "pair":  # two single-asset segments on their own calendars
+        return TrainConfig(env=EnvConfig(window=8, action="continuous"),
+                           data=DataConfig(symbols=PAIR_SYMBOLS, test_days=10, val_days=5),
                            seed=seed, **TINY)
     if kind == "intraday":
         return TrainConfig(env=EnvConfig(window=8, cost="nse_intraday"),
@@ -47,8 +52,8 @@ def train_run(kind: str, folder: Path, seed: int = 0) -> Path:
 
 
 def backtest(run_dir: Path, liquidate: bool = False):
-    """The backtest of the run's checkpoint on its test days (the block fastrl-eval builds),
-    one symbol's Backtest or the PortfolioBacktest; ``liquidate=False`` leaves the last
+    """The backtest of the run's checkpoint on its test days (the block fastrl-eval builds):
+    the first symbol's Backtest or the PortfolioBacktest; ``liquidate=False`` leaves the last
     position open (a paper account goes on)."""
     from fastrl.live.run import open_run
 
@@ -62,11 +67,39 @@ def backtest(run_dir: Path, liquidate: bool = False):
                             test_days=data.test_days, window=run.window,
                             normaliser_state=run.normaliser_state).test
         return run_agent(run.agent, panel, run.env_config(), liquidate=liquidate)
-    from fastrl.backtest import run_agent
-    from fastrl.evaluate import _test_block
+    return backtests(run_dir, liquidate)[0]
 
-    block = _test_block(run.agent, None, data.test_days, None)
-    return run_agent(run.agent, block, run.config.env, liquidate=liquidate)[0]
+
+def backtests(run_dir: Path, liquidate: bool = False) -> list:
+    """A single-symbol run's backtests on its test days, one per symbol (each symbol's own
+    last ``test_days`` days, as fastrl-eval runs them)."""
+    from fastrl.backtest import run_agent
+    from fastrl.evaluate import build_test_block
+    from fastrl.live.run import open_run
+
+    run = open_run(run_dir)
+    block = build_test_block(run.agent, None, run.config.data.test_days, None)
+    return run_agent(run.agent, block, run.config.env, liquidate=liquidate)
+
+
+def backtest_window(run_dir: Path, source: str | Path, start: str, through: str):
+    """The backtest of the run's checkpoint on the same days a paper account from ``start``
+    to ``through`` trades (each symbol from its first bar on or after ``start``, its bars
+    from ``source`` up to ``through``): one Backtest per symbol, last position left open."""
+    from fastrl.backtest import run_agent
+    from fastrl.data.loaders import load_bars_report
+    from fastrl.data.splits import build_market_from_bars
+    from fastrl.live.run import open_run
+
+    run = open_run(run_dir)
+    data = run.config.data
+    bars = load_bars_report(list(data.symbols), data.freq, str(source), "raise").bars
+    end = pd.Timestamp(through) + pd.Timedelta(days=1)
+    bars = {s: frame[frame.index < end] for s, frame in bars.items()}
+    block = build_market_from_bars(bars, data.freq, val_days=0, window=run.window,
+                                   normaliser_state=run.normaliser_state,
+                                   test_start=pd.Timestamp(start)).test
+    return run_agent(run.agent, block, run.config.env, liquidate=False)
 
 
 def first_session(backtest) -> str:

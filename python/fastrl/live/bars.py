@@ -47,6 +47,16 @@ class LiveBars:
         """Every symbol's bars up to and including ``last`` (what a decision there sees)."""
         return {s: frame.loc[:last] for s, frame in self.bars.items()}
 
+    def upto(self, session: pd.Timestamp) -> LiveBars:
+        """These bars without any after the date ``session`` (``--asof``/``--to``: a decision
+        there never sees them)."""
+        end = pd.Timestamp(session).normalize() + pd.Timedelta(days=1)
+        cut = {}
+        for symbol, frame in self.bars.items():
+            stop = int(np.searchsorted(frame.index, end, side="left"))
+            cut[symbol] = frame if stop == len(frame) else frame.iloc[:stop]
+        return LiveBars(bars=cut, freq=self.freq, source=self.source)
+
     def sessions(self) -> list[pd.Timestamp]:
         """The session dates any symbol has a bar on, in order."""
         days = pd.DatetimeIndex([])
@@ -114,24 +124,23 @@ def load_live_bars(run: LiveRun, source: str | Path) -> LiveBars:
 
 
 def check_sessions(run: LiveRun, bars: LiveBars, sessions: list[pd.Timestamp]) -> None:
-    """Raises LiveInputError unless every symbol has bars on every session in ``sessions``
-    and no gap longer than the feature look-back in the bars those sessions' decisions use."""
+    """Raises LiveInputError unless every symbol has a bar on the last of ``sessions`` (the
+    expected session; ``bars`` end there, see :meth:`LiveBars.upto`) and no gap longer than
+    the feature look-back in the bars those sessions' decisions use.
+
+    A symbol without a bar on an earlier session is not refused: the backtest trades each
+    symbol on its own calendar (single-symbol runs: one segment per symbol; portfolios: an
+    untradable cell), and so does the live path."""
     if not sessions:
         return
     first, last = sessions[0], sessions[-1]
     for symbol, frame in bars.bars.items():
-        days = frame.index.normalize()
-        newest = days[-1]
-        if newest < last:
+        newest = frame.index[-1].normalize() if len(frame) else None
+        if newest is None or newest < last:
+            shown = newest.date() if newest is not None else "none"
             raise LiveInputError(
-                f"stale bar: the newest bar of {symbol} is from {newest.date()}, older than "
+                f"stale bar: the newest bar of {symbol} is from {shown}, older than "
                 f"the expected session {last.date()}")
-        have = set(days[(days >= first) & (days <= last)])
-        missing = [d for d in sessions if d not in have]
-        if missing:
-            raise LiveInputError(
-                f"missing bar: {symbol} has no bar on session {missing[0].date()}"
-                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
         _check_gaps(run, symbol, frame, first)
 
 

@@ -55,15 +55,17 @@ def paper_trade(run: LiveRun, bars: LiveBars, journal: Journal, start: str | pd.
         end = _date(end, "--to")
         if end < start:
             raise LiveInputError(f"--to {end.date()} is before --from {start.date()}")
-        # the expected last session: the last weekday up to --to
+        # the expected last session: the last weekday up to --to; later bars are not seen
         expected = pd.Timestamp(np.busday_offset(np.datetime64(end.date(), "D"), 0,
                                                  roll="backward"))
-        newest = max(calendar) if calendar else None
-        if newest is None or newest < expected:
-            stale = [s for s, f in bars.bars.items() if f.index[-1].normalize() < expected]
+        bars = bars.upto(end)
+        stale = [s for s, f in bars.bars.items()
+                 if not len(f) or f.index[-1].normalize() < expected]
+        if stale:
             raise LiveInputError(
-                f"stale bar: the newest bar of {', '.join(stale) or 'every symbol'} is older "
-                f"than the expected session {expected.date()} (--to {end.date()})")
+                f"stale bar: the newest bar of {', '.join(stale)} up to --to {end.date()} is "
+                f"older than the expected session {expected.date()}")
+        calendar = bars.sessions()
     else:
         end = calendar[-1] if calendar else start
     last = journal.last()

@@ -153,8 +153,8 @@ def _held_book(env: LiveEnv, closes: np.ndarray, capital: float,
         state["equity"][s] = state["peak_equity"][s] = per_symbol
         state["entry_price"][s] = float(held.get("entry_price", closes[s])) if shares[s] else 0.0
         since[s] = int(held.get("bars_since_trade", 0))
-    return Book(kind=book.kind, at=book.at, env=state, pending=[], since=since,
-                ended=list(book.ended))
+    return Book(kind=book.kind, at=book.at, env=state, pending=list(book.pending),
+                since=since, ended=list(book.ended), marks=list(book.marks))
 
 
 def make_signal(run: LiveRun, bars: LiveBars, *, asof: str | None = None,
@@ -162,6 +162,7 @@ def make_signal(run: LiveRun, bars: LiveBars, *, asof: str | None = None,
                 capital: float | None = None) -> Signal:
     """The target for the next session's open at the close of the expected session."""
     session = expected_session(bars, asof)
+    bars = bars.upto(session)  # a decision at ``session`` never sees later bars
     check_sessions(run, bars, [session])
     stamp = bars.session_end(session)
     if stamp is None:
