@@ -7,12 +7,17 @@ square-off, the portfolio run allocates whole shares over three symbols.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from fastrl.config import DataConfig, PortfolioSettings, TrainConfig
 from fastrl.env import EnvConfig
+
+# the live path's bars cache: this process's own, never the user's
+os.environ.setdefault("FASTRL_BARS_CACHE", tempfile.mkdtemp(prefix="fastrl-bars-cache-"))
 
 TINY = {"total_timesteps": 256, "num_envs": 4, "num_steps": 32, "n_epochs": 1,
         "minibatch_size": 64, "hidden_sizes": (16,), "device": "cpu", "torch_threads": 1,

@@ -9,10 +9,15 @@ or it has a ``symbol``/``ticker`` column holding several symbols).
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from fastrl.data.errors import DataValidationError, RowIssue
@@ -26,6 +31,8 @@ from fastrl.data.readers import (
 from fastrl.data.validate import FREQS, ValidatedBars, check_choice, validate_bars
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+BARS_CACHE_VERSION = 1  # bump when reading, validation or adjustment changes what they return
+BAR_COLUMNS = ("open", "high", "low", "close", "volume")
 FREQ_FOLDERS = {"1d": ("daily", "1d", "day"), "5min": ("intraday_5min", "5min", "5m")}
 
 
@@ -118,8 +125,13 @@ def load_bars_report(
     *,
     adjust: str = "auto",
     tz: str = "Asia/Kolkata",
+    cache: str | Path | None = None,
 ) -> LoadResult:
-    """:func:`load_bars` plus the record of repairs, adjustments and re-sorting."""
+    """:func:`load_bars` plus the record of repairs, adjustments and re-sorting.
+
+    ``cache`` (a folder): reuse the validated bars of a file whose bytes are unchanged since
+    they were last parsed with these options (keyed by the file's SHA-256), so a call after
+    new bars arrived parses only the files that changed. The result is the same arrays."""
     check_choice("freq", freq, FREQS)
     names = _as_symbol_list(symbols)
     if isinstance(source, str) and source == "yfinance":
@@ -137,10 +149,29 @@ def load_bars_report(
         )
     result = LoadResult(bars={}, files={})
     tables: dict[Path, pd.DataFrame] = {}
+    digests: dict[Path, str] = {}
     for requested in names:
         symbol = by_upper[requested.upper()]
         path, symbol_value = index[symbol]
         label = path.name if source == "bundled" else str(path)
+        entry = None
+        if cache is not None:
+            if path not in digests:
+                digests[path] = _file_digest(path)
+            entry = _CacheEntry(Path(cache), path, symbol_value, digests[path],
+                                (freq, tz, on_bad_rows, adjust, label))
+            hit = entry.read()
+            if hit is not None:
+                bars, adjustment, was_sorted = hit
+                if symbol_value is not None:
+                    label = f"{label} [{symbol_value}]"
+                bars.attrs = {"symbol": symbol, "file": label, "adjustment": adjustment}
+                result.bars[symbol] = bars
+                result.files[symbol] = label
+                result.adjustment[symbol] = adjustment
+                if not was_sorted:
+                    result.resorted.append(symbol)
+                continue
         csv_lines = bar_file_suffix(path) not in PARQUET_SUFFIXES
         if path not in tables:
             tables[path] = read_table(path)
@@ -160,7 +191,73 @@ def load_bars_report(
             result.dropped[symbol] = validated.dropped
         if not validated.was_sorted:
             result.resorted.append(symbol)
+        if entry is not None and not validated.dropped:  # only clean files are kept
+            entry.write(bars, validated.adjustment, validated.was_sorted)
     return result
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _CacheEntry:
+    """One file's (one symbol's) validated bars in the bars cache: ``<slot>.npz``, where the
+    slot names the file, the symbol and the loader's options, and the entry holds the
+    SHA-256 of the file's bytes it was parsed from. A changed file (new bars appended, a
+    revised history) misses and overwrites its slot; so the cache holds one entry per file
+    and symbol. Written atomically (a temporary file, then ``os.replace``); an unreadable
+    entry is a miss."""
+
+    def __init__(self, folder: Path, path: Path, symbol_value: str | None, digest: str,
+                 options: tuple) -> None:
+        slot = json.dumps([str(Path(path).resolve()), symbol_value, *options])
+        self.folder = folder
+        self.path = folder / (hashlib.sha256(slot.encode()).hexdigest()[:32] + ".npz")
+        self.key = f"{BARS_CACHE_VERSION}:{digest}"
+
+    def read(self) -> tuple[pd.DataFrame, str, bool] | None:
+        try:
+            with np.load(self.path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                if meta.get("key") != self.key:
+                    return None
+                index = pd.DatetimeIndex(data["index"].view("datetime64[ns]"), name="timestamp")
+                frame = pd.DataFrame({c: data[c] for c in BAR_COLUMNS}, index=index)
+        except (OSError, ValueError, KeyError):
+            return None
+        return frame, meta["adjustment"], meta["was_sorted"]
+
+    def write(self, bars: pd.DataFrame, adjustment: str, was_sorted: bool) -> None:
+        if list(bars.columns) != list(BAR_COLUMNS):
+            return
+        meta = json.dumps({"key": self.key, "adjustment": adjustment, "was_sorted": was_sorted})
+        arrays = {c: bars[c].to_numpy(np.float64) for c in BAR_COLUMNS}
+        arrays["index"] = bars.index.to_numpy("datetime64[ns]").view(np.int64)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            handle, tmp = tempfile.mkstemp(prefix=".bars.", suffix=".npz", dir=self.folder)
+            try:
+                with os.fdopen(handle, "wb") as stream:
+                    np.savez(stream, meta=np.array(meta), **arrays)
+                os.replace(tmp, self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError:  # a read-only or full disk: the cache is only an optimisation
+            pass
+
+
+def bars_cache_dir() -> Path | None:
+    """Where the live path caches validated bars: ``$FASTRL_BARS_CACHE`` (``off``: no
+    cache), default ``~/.cache/fastrl/bars``."""
+    value = os.environ.get("FASTRL_BARS_CACHE")
+    if value is not None and value.strip().lower() in ("", "0", "off", "no", "false"):
+        return None
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "fastrl" / "bars"
 
 
 def _validate_with_file_rows(

@@ -15,6 +15,9 @@ refuses what a backtest would tolerate but a live decision must not:
   than 34 bars apart within a session, or sessions more than ``MAX_INTRADAY_SESSION_GAP``
   weekdays apart (longer than any exchange holiday run).
 
+Validated bars are cached per file (:func:`fastrl.data.loaders.bars_cache_dir`, keyed by
+the file's SHA-256): a daily call parses only the files that changed since the last one.
+
 ``source="yfinance"`` refreshes the download cache first (the newest session), then reads
 it back through the same loader.
 """
@@ -94,7 +97,7 @@ class LiveBars:
 def load_live_bars(run: LiveRun, source: str | Path) -> LiveBars:
     """The run's symbols from ``source`` (a CSV/Parquet path, ``bundled`` or ``yfinance``),
     validated as in training and refused when out of order or missing."""
-    from fastrl.data.loaders import load_bars_report
+    from fastrl.data.loaders import bars_cache_dir, load_bars_report
 
     symbols = list(run.symbols)
     source = str(source)
@@ -108,7 +111,7 @@ def load_live_bars(run: LiveRun, source: str | Path) -> LiveBars:
     elif source != "bundled" and not Path(source).expanduser().exists():
         raise LiveInputError(f"--bars {source}: no such file or folder")
     try:
-        loaded = load_bars_report(symbols, run.freq, source, "raise")
+        loaded = load_bars_report(symbols, run.freq, source, "raise", cache=bars_cache_dir())
     except ValueError as exc:
         text = str(exc)
         if text.startswith("unknown symbol"):
