@@ -112,3 +112,21 @@ def test_bars_from_yfinance_use_a_recorded_response(runs, tmp_path, capsys, monk
     assert code == 0, capsys.readouterr().err
     sessions = Journal.open(str(journal)).rows("sessions")
     assert sessions and sessions[-1]["session"] == last
+
+
+def test_a_positions_file_with_another_symbol_is_refused(runs, tmp_path, capsys):
+    held = tmp_path / "positions.csv"
+    held.write_text("symbol,shares\nBPCL,10\nHPCL,5\n")
+    out = tmp_path / "signal.json"
+    code = signal_main([str(runs["daily"]), "--bars", "bundled", "--positions", str(held),
+                        "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and str(held) in err and "row 2" in err and "HPCL" in err, err
+    assert not out.exists()
+
+
+def test_a_daily_signal_prints_dates(runs, tmp_path, capsys):
+    code = signal_main([str(runs["daily"]), "--bars", "bundled", "--asof", "2022-11-09"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "decided at the 2022-11-09 close" in printed, printed
+    assert "00:00:00" not in printed

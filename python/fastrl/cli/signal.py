@@ -27,7 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "weekday); every symbol needs a bar on it (default: the newest bar)")
     parser.add_argument("--positions", default=None,
                         help="CSV or JSON of current holdings: symbol, shares[, entry_price, "
-                        "bars_since_trade] (default: flat)")
+                        "bars_since_trade] (default: flat); every symbol must be one the run "
+                        "trades (else exit 2 naming the file and row). Limit: the agent "
+                        "observes its position as an exposure, so for single-symbol runs the "
+                        "shares are valued at the last close against the symbol's share of "
+                        "the capital and mapped to the nearest position level (discrete "
+                        "actions) or clipped to [min_pos, max_pos] (continuous); the exact "
+                        "share count is kept for the order. Without entry_price the last "
+                        "close is taken as the entry price (the unrealised P&L the agent "
+                        "sees is then 0), without bars_since_trade 0")
     parser.add_argument("--capital", type=float, default=None,
                         help="account equity for share counts (default: the run's initial_cash "
                         "per symbol, or for the portfolio)")

@@ -188,7 +188,7 @@ def make_signal(run: LiveRun, bars: LiveBars, *, asof: str | None = None,
     lines = _orders(run, env, closes, total, actions, targets)
     cost = env.config.cost_model()
     notes = [f"targets are for the open of the session after {session.date()}; shares and "
-             f"costs are estimated at the {stamp} close"]
+             f"costs are estimated at the {_when(stamp, run.freq)} close"]
     if getattr(cost, "square_off", False):
         notes.append("intraday (MIS): every position is squared off by the "
                      f"{run.config.env.intraday_cutoff} cutoff, nothing is carried overnight; "
@@ -200,8 +200,14 @@ def make_signal(run: LiveRun, bars: LiveBars, *, asof: str | None = None,
         notes.append(f"each symbol trades an equal share of the capital ({total / count:,.2f})")
     return Signal(run_id=run.run_id, run_dir=str(run.run_dir),
                   kind="portfolio" if run.portfolio else "single", session=str(session.date()),
-                  decided_at=str(stamp), fill="next session's open", capital=total,
+                  decided_at=_when(stamp, run.freq), fill="next session's open", capital=total,
                   cost_model=cost.name, lines=lines, notes=notes)
+
+
+def _when(stamp: pd.Timestamp, freq: str) -> str:
+    """A daily bar's date (its timestamp is midnight, not a time of day); an intraday bar's
+    time."""
+    return str(stamp.date()) if freq == "1d" else str(stamp)
 
 
 def _orders(run: LiveRun, env: LiveEnv, closes: np.ndarray, total: float,
