@@ -283,6 +283,11 @@ class LiveEnv:
         return Book(kind="single", at="", env=env, pending=[None] * count, since=[0] * count,
                     ended=[False] * count, marks=[None] * count)
 
+    def load(self, book: Book) -> None:
+        """Puts the simulator in the state ``book`` describes (on this env's block)."""
+        self._load(book)
+        self.book = book
+
     def _load(self, book: Book) -> None:
         state = self.env.get_state()
         if self.run.portfolio:

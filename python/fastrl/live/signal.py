@@ -181,8 +181,7 @@ def make_signal(run: LiveRun, bars: LiveBars, *, asof: str | None = None,
     env = LiveEnv(run, block, None, start=stamp)
     closes = np.array([float(bars.bars[s].loc[stamp, "close"]) for s in run.symbols])
     if positions or capital is not None:
-        book = _held_book(env, closes, total, positions or {})
-        env = LiveEnv(run, block, book)
+        env.load(_held_book(env, closes, total, positions or {}))
     actions = env.decide()
     targets = env.targets(actions)
     lines = _orders(run, env, closes, total, actions, targets)
