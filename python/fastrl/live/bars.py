@@ -69,12 +69,14 @@ class LiveBars:
 
     def session_rows(self, session: pd.Timestamp) -> dict[str, list[pd.Timestamp]]:
         """Each symbol's bar timestamps on ``session`` (a date)."""
-        day = pd.Timestamp(session).normalize()
+        day = np.datetime64(pd.Timestamp(session).normalize(), "ns")
+        end = day + np.timedelta64(1, "D")
         out = {}
         for symbol, frame in self.bars.items():
-            index = frame.index
-            mask = index.normalize() == day
-            out[symbol] = list(index[mask])
+            index = frame.index  # ascending (the loader's frames; the live path refuses others)
+            values = index.to_numpy(dtype="datetime64[ns]")
+            lo, hi = np.searchsorted(values, [day, end], side="left")
+            out[symbol] = list(index[int(lo):int(hi)])
         return out
 
     def session_end(self, session: pd.Timestamp) -> pd.Timestamp | None:
@@ -156,8 +158,8 @@ def _check_gaps(run: LiveRun, symbol: str, frame: pd.DataFrame, first: pd.Timest
     if len(stamps) < 2:
         return
     prev, cur = stamps[:-1], stamps[1:]
-    prev_days = prev.normalize().to_numpy(dtype="datetime64[D]")
-    cur_days = cur.normalize().to_numpy(dtype="datetime64[D]")
+    prev_days = prev.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
+    cur_days = cur.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
     weekdays_missing = np.busday_count(prev_days + 1, cur_days)
     if run.freq == "1d":
         too_long = weekdays_missing > FEATURE_LOOKBACK_BARS
