@@ -16,7 +16,10 @@ refuses what a backtest would tolerate but a live decision must not:
   weekdays apart (longer than any exchange holiday run).
 
 Validated bars are cached per file (:func:`fastrl.data.loaders.bars_cache_dir`, keyed by
-the file's SHA-256): a daily call parses only the files that changed since the last one.
+the file's SHA-256): a daily call parses only the files that changed since the last one,
+and of a CSV feed that only appended lines, only those lines (validated by the same rules;
+anything else, or any bad appended row, and the file is parsed whole, so a refusal reads
+exactly as without the cache).
 
 ``source="yfinance"`` refreshes the download cache first (the newest session), then reads
 it back through the same loader.
