@@ -175,3 +175,64 @@ def test_normaliser_handles_constant_features_and_refuses_mismatches():
         FeatureNormaliser.fit(frame.assign(a=[1.0, math.nan, 2.0]))
     with pytest.raises(ValueError, match="lacks key"):
         FeatureNormaliser.from_state_dict({"mean": [0.0]})
+
+
+# ------------------------------------------------------------- one pass over many symbols
+
+
+def _bitwise_equal(one: pd.DataFrame, many: pd.DataFrame) -> bool:
+    return (one.index.equals(many.index) and list(one.columns) == list(many.columns)
+            and np.array_equal(one.to_numpy().view(np.int64), many.to_numpy().view(np.int64)))
+
+
+def _assert_many_equals_one(bars: dict, freq: str, **kwargs) -> None:
+    from fastrl.features import compute_features_many
+
+    many = compute_features_many(bars, freq, **kwargs)
+    assert list(many) == list(bars)
+    for symbol, frame in bars.items():
+        try:
+            one = compute_features(frame, freq, **kwargs)
+        except ValueError as error:
+            assert isinstance(many[symbol], ValueError), symbol
+            assert str(many[symbol]) == str(error), symbol
+            continue
+        assert isinstance(many[symbol], pd.DataFrame), (symbol, many[symbol])
+        assert _bitwise_equal(one, many[symbol]), symbol
+
+
+def test_many_symbols_in_one_pass_equal_each_symbol_bit_for_bit_bundled_daily():
+    from fastrl.data.loaders import available
+
+    bars = load_bars(available("1d"), "1d")  # the 30 bundled symbols, lengths differ
+    assert len({len(frame) for frame in bars.values()}) > 1
+    _assert_many_equals_one(bars, "1d", with_volume=True)
+    _assert_many_equals_one(bars, "1d", with_volume=False)
+
+
+def test_many_symbols_in_one_pass_equal_each_symbol_bit_for_bit_bundled_5min():
+    from fastrl.data.loaders import available
+
+    bars = load_bars(available("5min"), "5min", on_bad_rows="drop")
+    _assert_many_equals_one(bars, "5min", with_volume=True)
+
+
+def test_many_symbols_in_one_pass_equal_each_symbol_on_edge_cases_and_errors():
+    flat = DAILY_BARS.iloc[:120].copy()
+    flat[["open", "high", "low", "close"]] = 100.0  # rsi and %b on their flat branches
+    flat["volume"] = 5.0  # volume_z on its zero-width branch
+    planted = DAILY_BARS.copy()
+    planted["signal"] = np.sin(np.arange(len(planted)))
+    float32 = DAILY_BARS.astype(np.float32)  # not the loader's dtype: computed alone
+    bars = {"A": DAILY_BARS, "SHORT": DAILY_BARS.iloc[:WARMUP_BARS],  # too few bars
+            "FLAT": flat, "REVERSED": DAILY_BARS.iloc[::-1], "F32": float32,
+            "NOHIGH": DAILY_BARS.drop(columns="high"), "TAIL": DAILY_BARS.iloc[-100:]}
+    _assert_many_equals_one(bars, "1d", with_volume=True)
+    bad = DAILY_BARS.copy()
+    bad.iloc[100, bad.columns.get_loc("volume")] = np.nan  # with_volume=True refuses it
+    _assert_many_equals_one({"A": DAILY_BARS, "BAD": bad}, "1d", with_volume=True)
+    _assert_many_equals_one({"A": planted, "B": planted.iloc[:150]}, "1d", with_volume=True,
+                            extra_columns=("signal",))
+    infinite = DAILY_BARS.copy()
+    infinite.iloc[200, infinite.columns.get_loc("close")] = np.inf  # a non-finite feature
+    _assert_many_equals_one({"A": DAILY_BARS, "INF": infinite}, "1d", with_volume=True)

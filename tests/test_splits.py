@@ -194,3 +194,48 @@ def test_too_few_bars_for_the_warm_up_is_named():
     bars = load_bars("BPCL", source=FIXTURES / "daily")
     with pytest.raises(ValueError, match="symbol BPCL: .*too few"):
         build_market_from_bars({"BPCL": bars["BPCL"].iloc[:20]}, test_days=1, window=1)
+
+
+@pytest.mark.parametrize("portfolio", [False, True])
+def test_blocks_equal_the_one_symbol_at_a_time_build_bit_for_bit(monkeypatch, portfolio):
+    """build_market_from_bars / build_panel_from_bars featurise every symbol in one pass
+    (compute_features_many); their blocks equal those of the per-symbol computation."""
+    import dataclasses
+
+    import fastrl.data.panel as panel_module
+    import fastrl.data.splits as splits_module
+    from fastrl.data.loaders import available
+
+    symbols = available("1d")[:8]
+    bars = load_bars(symbols)
+    module = panel_module if portfolio else splits_module
+    build = (panel_module.build_panel_from_bars if portfolio
+             else splits_module.build_market_from_bars)
+    fast = build(bars, "1d", test_days=40, val_days=20, window=16)
+
+    def one_at_a_time(frames, freq, **kwargs):
+        out = {}
+        for symbol, frame in frames.items():
+            try:
+                out[symbol] = compute_features(frame, freq, **kwargs)
+            except ValueError as error:
+                out[symbol] = error
+        return out
+
+    monkeypatch.setattr(module, "compute_features_many", one_at_a_time)
+    slow = build(bars, "1d", test_days=40, val_days=20, window=16)
+    assert fast.summary == slow.summary
+    for split in ("train", "val", "test"):
+        a, b = fast.block(split), slow.block(split)
+        for field in dataclasses.fields(a):
+            left, right = getattr(a, field.name), getattr(b, field.name)
+            if isinstance(left, np.ndarray):
+                assert left.dtype == right.dtype and np.array_equal(
+                    left.view(np.uint8), right.view(np.uint8)), (split, field.name)
+            else:
+                assert left == right, (split, field.name)
+    if not portfolio:  # the summary's day counts: the dates each split holds
+        for symbol in symbols:
+            days = pd.DatetimeIndex(fast.test.timestamps[
+                fast.test.segment(symbols.index(symbol))][15:]).normalize().unique()
+            assert fast.summary["days"]["test"][symbol] == len(days) == 40

@@ -9,11 +9,8 @@ check the machinery, not what a search finds.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +26,8 @@ from fastrl.tune.objective import TrialDiverged, curve_area, fold_days
 from fastrl.tune.report_study import write_study_outputs
 from fastrl.tune.space import config_for, load_space, sample
 from fastrl.tune.study import TrialRunner, make_storage, open_study
+
+from postgres_server import postgres_server
 
 SYMBOLS = ["BPCL", "HDFCLIFE"]
 TINY_SET = ["num_envs=8", "num_steps=16", "minibatch_size=64", "hidden_sizes=[16,16]",
@@ -538,57 +537,11 @@ def test_ctrl_c_marks_the_running_trial_and_resume_finishes(tiny_space: Path,
 # ------------------------------------------------------------- PostgreSQL scale-out
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _pg_bindir() -> Path | None:
-    candidates = []
-    if shutil.which("pg_config"):
-        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
-        candidates.append(Path(out.stdout.strip()))
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-    for folder in candidates:
-        if (folder / "initdb").is_file() and (folder / "pg_ctl").is_file():
-            return folder
-    return None
-
-
 @pytest.fixture
 def postgres_url():
     """A throwaway PostgreSQL server on a free localhost port, with a database and a role."""
-    pytest.importorskip("psycopg2", reason="psycopg2 is not installed (pip install .[test])")
-    bindir = _pg_bindir()
-    if bindir is None:
-        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres user
-        if shutil.which("runuser") is None:
-            pytest.skip("running as root without runuser: cannot start PostgreSQL")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    folder = Path(tempfile.mkdtemp(prefix="fastrl-pg-", dir="/tmp"))
-    data = folder / "data"
-    if as_user:
-        shutil.chown(folder, "postgres", "postgres")
-    port = _free_port()
-
-    def run(*cmd: str) -> None:
-        subprocess.run([*as_user, *cmd], check=True, capture_output=True, timeout=60)
-
-    run(str(bindir / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres")
-    run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"), "-w", "-o",
-        f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start")
-    try:
-        host = ["-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
-        run(str(bindir / "createuser"), *host, "tuner")
-        run(str(bindir / "createdb"), *host, "-O", "tuner", "tune")
-        yield f"postgresql://tuner@127.0.0.1:{port}/tune"
-    finally:
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast",
-                        "stop"], capture_output=True, timeout=60)
-        shutil.rmtree(folder, ignore_errors=True)
+    with postgres_server("tuner", "tune") as url:
+        yield url
 
 
 def test_two_processes_join_one_postgresql_study(tiny_space: Path, tmp_path: Path,

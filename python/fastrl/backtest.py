@@ -385,7 +385,7 @@ def evaluation_config(env_config: EnvConfig) -> EnvConfig:
     )
 
 
-def _valid_actions(actions: np.ndarray, config: EnvConfig, num_envs: int) -> np.ndarray:
+def valid_actions(actions: np.ndarray, config: EnvConfig, num_envs: int) -> np.ndarray:
     """The policy's actions, checked (and continuous ones clipped) for env.step."""
     actions = np.asarray(actions)
     if actions.ndim == 2 and actions.shape[1] == 1:
@@ -516,7 +516,7 @@ def run_agent(policy: Any, market: MarketBlock, env_config: EnvConfig, *,
         terminated_at: list[int | None] = [None] * num_envs
         active = np.ones(num_envs, dtype=bool)
         while active.any():
-            actions = _valid_actions(policy_fn(obs), config, num_envs)
+            actions = valid_actions(policy_fn(obs), config, num_envs)
             decision = env.bar_index.copy()
             obs, _rewards, terminated, truncated, info = env.step(actions)
             episode = info["episode"]

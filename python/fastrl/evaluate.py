@@ -126,7 +126,7 @@ def evaluate_run(
             f"the extra days were used for training or validation; use at most {trained_days} "
             "(or --data with newer bars)"
         )
-    market = _test_block(agent, symbols, days, data)
+    market = build_test_block(agent, symbols, days, data)
     expected = _agent_obs_dim(agent)
     obs_dim = config.env.window * market.num_features + 3
     if expected is not None and expected != obs_dim:
@@ -157,7 +157,7 @@ def evaluate_run(
     return evaluate_agent(agent, market, config.env, info=info)
 
 
-def _test_block(
+def build_test_block(
     agent: Any,
     symbols: list[str] | tuple[str, ...] | None,
     days: int,

@@ -25,7 +25,7 @@ schedule (special sessions such as Diwali muhurat trading) get ``bars_to_close =
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -83,7 +83,20 @@ def compute_features(
     Returns:
         float64 frame on the bars' index from the first bar with every feature defined.
     """
-    names = feature_names(freq, True, extra_columns)  # validates freq
+    names = _checked_names(bars, freq, with_volume, extra_columns)
+    volume = bars["volume"] if "volume_z" in names else None
+    out = _market_features(bars["close"].astype(np.float64), bars["high"], bars["low"], volume)
+    out.update(_time_features(bars.index, freq))
+    for column in extra_columns:
+        out[column] = bars[column].astype(np.float64)
+    values = np.column_stack([out[name].to_numpy(dtype=np.float64) for name in names])
+    return _complete_rows(values, bars.index, names)
+
+
+def _checked_names(bars: pd.DataFrame, freq: str, with_volume: bool | None,
+                   extra_columns: Sequence[str]) -> list[str]:
+    """The feature names of ``bars`` after the input checks (ValueError when they fail)."""
+    feature_names(freq, True, extra_columns)  # validates freq
     missing = [c for c in ("open", "high", "low", "close", *extra_columns) if c not in bars]
     if missing:
         raise ValueError(f"compute_features: bars lack column(s) {', '.join(missing)}")
@@ -97,14 +110,18 @@ def compute_features(
         with_volume = volume is not None and bool(volume.notna().any())
     if with_volume and (volume is None or volume.isna().any()):
         raise ValueError("compute_features: with_volume=True but volume is missing or has NaN")
-    names = feature_names(freq, with_volume, extra_columns)
+    return feature_names(freq, with_volume, extra_columns)
 
-    close = bars["close"].astype(np.float64)
+
+def _market_features(close, high, low, volume) -> dict:
+    """The price and volume features of ``close``/``high``/``low``/``volume`` (``volume``
+    None: no ``volume_z``): pandas Series of one symbol, or frames with one symbol per
+    column (every operation is elementwise or runs down one column at a time)."""
     log_close = np.log(close)
-    out: dict[str, pd.Series] = {}
+    out: dict = {}
     for horizon in RETURN_HORIZONS:
         out[f"ret_{horizon}"] = log_close.diff(horizon)
-    out["hl_range"] = np.log(bars["high"] / bars["low"])
+    out["hl_range"] = np.log(high / low)
     ret_1 = out["ret_1"]
     out[f"vol_{VOL_WINDOW}"] = ret_1.rolling(VOL_WINDOW, min_periods=VOL_WINDOW).std()
 
@@ -128,41 +145,110 @@ def compute_features(
     lower = mean - BOLLINGER_WIDTH * std
     out["bb_pctb"] = ((close - lower) / width.where(width > 0)).where(width != 0, 0.5)
 
-    if with_volume:
+    if volume is not None:
         log_volume = np.log1p(volume.astype(np.float64))
         vol_roll = log_volume.rolling(VOLUME_WINDOW, min_periods=VOLUME_WINDOW)
         vol_std = vol_roll.std(ddof=0)
         z = (log_volume - vol_roll.mean()) / vol_std.where(vol_std > 0)
         out["volume_z"] = z.where(vol_std != 0, 0.0)
+    return out
 
+
+def _time_features(index: pd.DatetimeIndex, freq: str) -> dict[str, pd.Series]:
+    """Intraday: ``time_of_day`` and ``bars_to_close`` of each bar (daily: none)."""
     bar_minutes = BAR_MINUTES[freq]
-    if bar_minutes is not None:
-        open_minute, close_minute = _minutes(SESSION_OPEN), _minutes(SESSION_CLOSE)
-        minute_of_day = pd.Series(index.hour * 60 + index.minute, index=index, dtype=np.float64)
-        out["time_of_day"] = (minute_of_day - open_minute) / (close_minute - open_minute)
-        bars_left = (close_minute - (minute_of_day + bar_minutes)) / bar_minutes
-        out["bars_to_close"] = bars_left.clip(lower=0.0)
+    if bar_minutes is None:
+        return {}
+    open_minute, close_minute = _minutes(SESSION_OPEN), _minutes(SESSION_CLOSE)
+    minute_of_day = pd.Series(index.hour * 60 + index.minute, index=index, dtype=np.float64)
+    bars_left = (close_minute - (minute_of_day + bar_minutes)) / bar_minutes
+    return {"time_of_day": (minute_of_day - open_minute) / (close_minute - open_minute),
+            "bars_to_close": bars_left.clip(lower=0.0)}
 
-    for column in extra_columns:
-        out[column] = bars[column].astype(np.float64)
 
-    features = pd.DataFrame({name: out[name] for name in names}, index=index)
-    complete = features.notna().all(axis=1).to_numpy()
+def _complete_rows(values: np.ndarray, index: pd.DatetimeIndex,
+                   names: list[str]) -> pd.DataFrame:
+    """The feature rows from the first with every feature defined, checked finite."""
+    complete = ~np.isnan(values).any(axis=1)
     if not complete.any():
         raise ValueError(
-            f"compute_features: {len(bars)} bars are too few; the features need at least "
+            f"compute_features: {len(index)} bars are too few; the features need at least "
             f"{WARMUP_BARS + 1} bars of warm-up"
         )
     first = int(np.argmax(complete))
-    features = features.iloc[first:]
-    values = features.to_numpy()
+    values = values[first:]
     if not np.isfinite(values).all():
         row, col = np.argwhere(~np.isfinite(values))[0]
         raise ValueError(
             f"compute_features: feature {names[col]!r} is {values[row, col]} at "
-            f"{features.index[row]} (bad input bars?)"
+            f"{index[first + row]} (bad input bars?)"
         )
-    return features
+    return pd.DataFrame(values, index=index[first:], columns=names)
+
+
+_BATCH_COLUMNS = ("open", "high", "low", "close", "volume")
+
+
+def compute_features_many(
+    bars: Mapping[str, pd.DataFrame],
+    freq: str,
+    *,
+    with_volume: bool,
+    extra_columns: Sequence[str] = (),
+) -> dict[str, pd.DataFrame | ValueError]:
+    """:func:`compute_features` of every symbol's bars, the same values bit for bit, or the
+    ValueError it raises for that symbol.
+
+    Symbols whose bar columns are float64 (what the loader returns) are computed in one
+    pass: each price series is a column of one [rows, symbols] frame, padded with NaN after
+    its last bar. Every feature is elementwise or runs down one column (diff, rolling,
+    ewm), so a column's rows are what the one-symbol computation gives; the padding comes
+    after them and never reaches them. Others go one by one through compute_features."""
+    out: dict[str, pd.DataFrame | ValueError] = {}
+    batch: list[str] = []
+    names: dict[str, list[str]] = {}
+    for symbol, frame in bars.items():
+        try:
+            names[symbol] = _checked_names(frame, freq, with_volume, extra_columns)
+        except ValueError as error:
+            out[symbol] = error
+            continue
+        used = ("high", "low", "close") + (("volume",) if with_volume else ())
+        if all(frame[c].dtype == np.float64 for c in used):
+            batch.append(symbol)
+    for symbol in bars:
+        if symbol in names and symbol not in batch:
+            try:
+                out[symbol] = compute_features(bars[symbol], freq, with_volume=with_volume,
+                                               extra_columns=extra_columns)
+            except ValueError as error:
+                out[symbol] = error
+    if batch:
+        lengths = [len(bars[s]) for s in batch]
+        rows = max(lengths)
+
+        def stacked(column: str) -> pd.DataFrame:
+            values = np.full((len(batch), rows), np.nan)
+            for j, symbol in enumerate(batch):
+                values[j, : lengths[j]] = bars[symbol][column].to_numpy()
+            return pd.DataFrame(values.T, columns=range(len(batch)))
+
+        market = {name: values.to_numpy(dtype=np.float64) for name, values in _market_features(
+            stacked("close"), stacked("high"), stacked("low"),
+            stacked("volume") if with_volume else None).items()}
+        for j, symbol in enumerate(batch):
+            frame = bars[symbol]
+            listed = names[symbol]
+            extra = _time_features(frame.index, freq)
+            for column in extra_columns:
+                extra[column] = frame[column].astype(np.float64)
+            columns = [market[name][: lengths[j], j] if name in market
+                       else extra[name].to_numpy(dtype=np.float64) for name in listed]
+            try:
+                out[symbol] = _complete_rows(np.column_stack(columns), frame.index, listed)
+            except ValueError as error:
+                out[symbol] = error
+    return {symbol: out[symbol] for symbol in bars}
 
 
 class FeatureNormaliser:

@@ -1,5 +1,5 @@
 """Console entry points: fastrl-train, fastrl-eval, fastrl-monitor, fastrl-bench, fastrl-tune,
-fastrl-walkforward.
+fastrl-walkforward, fastrl-signal, fastrl-paper.
 
 Each command lives in its own module; the imports are lazy so that ``--help`` is fast.
 The commands are the only layer that prints. Bad input ends with one line on stderr and
@@ -47,5 +47,17 @@ def tune_main(argv: list[str] | None = None) -> int:
 
 def walkforward_main(argv: list[str] | None = None) -> int:
     from fastrl.cli.walkforward import main
+
+    return main(argv)
+
+
+def signal_main(argv: list[str] | None = None) -> int:
+    from fastrl.cli.signal import main
+
+    return main(argv)
+
+
+def paper_main(argv: list[str] | None = None) -> int:
+    from fastrl.cli.paper import main
 
     return main(argv)

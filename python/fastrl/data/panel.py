@@ -28,7 +28,7 @@ import pandas as pd
 
 from fastrl.data.loaders import load_bars_report
 from fastrl.data.splits import Splits, split_bars
-from fastrl.features import FeatureNormaliser, compute_features
+from fastrl.features import FeatureNormaliser, compute_features_many
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,11 +138,10 @@ def build_panel_from_bars(
     with_volume = all(
         "volume" in frame and bool(frame["volume"].notna().all()) for frame in bars.values())
     featured: dict[str, pd.DataFrame] = {}
-    for symbol, frame in bars.items():
-        try:
-            featured[symbol] = compute_features(frame, freq, with_volume=with_volume)
-        except ValueError as error:
-            raise ValueError(f"symbol {symbol}: {error}") from None
+    for symbol, features in compute_features_many(bars, freq, with_volume=with_volume).items():
+        if isinstance(features, ValueError):
+            raise ValueError(f"symbol {symbol}: {features}") from None
+        featured[symbol] = features
     calendar = featured[next(iter(featured))].index
     for frame in featured.values():
         calendar = calendar.union(frame.index)
@@ -171,7 +170,7 @@ def build_panel_from_bars(
     for a, symbol in enumerate(symbols):
         frame = featured[symbol]
         rows = calendar.get_indexer(frame.index)
-        aligned = bars[symbol].loc[frame.index]
+        aligned = bars[symbol].iloc[len(bars[symbol]) - len(frame):]  # the rows frame has
         open_[rows, a] = aligned["open"].to_numpy()
         close[rows, a] = aligned["close"].to_numpy()
         features[rows, a] = normaliser.transform(frame)

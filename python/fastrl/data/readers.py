@@ -94,6 +94,22 @@ def _read_table(path: Path) -> pd.DataFrame:
     return frame
 
 
+def read_csv_bytes(data: bytes) -> pd.DataFrame:
+    """A CSV file's (decompressed) bytes read as :func:`read_table` reads the file: the
+    separator sniffed from the first line, the same options, the decimal-comma re-read."""
+    import io
+
+    header = data.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace")
+    counts = {sep: header.count(sep) for sep in (",", ";", "\t", "|")}
+    best = max(counts, key=counts.__getitem__)
+    sep = best if counts[best] > 0 else ","
+    frame = pd.read_csv(io.BytesIO(data), sep=sep, encoding="utf-8-sig", skipinitialspace=True)
+    if sep == ";" and _has_decimal_commas(frame):
+        frame = pd.read_csv(io.BytesIO(data), sep=sep, encoding="utf-8-sig", decimal=",",
+                            skipinitialspace=True)
+    return frame
+
+
 def _has_decimal_commas(frame: pd.DataFrame) -> bool:
     """True when ';'-separated prices are written with a decimal comma (1234,5)."""
     for column in frame.columns:

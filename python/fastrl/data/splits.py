@@ -28,7 +28,7 @@ import pandas as pd
 
 from fastrl.data.block import MarketBlock
 from fastrl.data.loaders import LoadResult, load_bars_report
-from fastrl.features import FeatureNormaliser, compute_features
+from fastrl.features import FeatureNormaliser, compute_features_many
 
 SPLITS = ("train", "val", "test")
 MAX_LISTED_REPAIRS = 50
@@ -73,8 +73,12 @@ def split_bars(index: pd.DatetimeIndex, test_days: int, val_days: int = 0, *,
     ``test_start`` (a date) puts the test split on the days from that date on instead of
     the last ``test_days`` (walk-forward windows end their data there); ``test_days`` is
     then ignored and the test split may be empty (``val_end == len(index)``)."""
-    days = index.normalize()
-    unique_days = days.unique()
+    if getattr(index, "tz", None) is not None:
+        days = index.normalize()
+        unique_days, day_values = days.unique(), days.to_numpy()
+    else:
+        day_values = day_stamps(index)
+        unique_days = pd.DatetimeIndex(pd.unique(day_values))
     if test_start is not None:
         _check_days(1, val_days)
         n_test = int(np.sum(unique_days >= pd.Timestamp(test_start).normalize()))
@@ -86,7 +90,6 @@ def split_bars(index: pd.DatetimeIndex, test_days: int, val_days: int = 0, *,
             f"{len(unique_days)} trading days cannot hold test_days={n_test} + "
             f"val_days={val_days} and a non-empty training split"
         )
-    day_values = days.to_numpy()
     if n_test == 0:
         if val_days == 0:
             return len(index), len(index)
@@ -97,6 +100,13 @@ def split_bars(index: pd.DatetimeIndex, test_days: int, val_days: int = 0, *,
     val_end = int(np.searchsorted(day_values, test_start.to_datetime64(), side="left"))
     train_end = int(np.searchsorted(day_values, val_start.to_datetime64(), side="left"))
     return train_end, val_end
+
+
+def day_stamps(index: pd.DatetimeIndex) -> np.ndarray:
+    """``index.normalize()`` as datetime64[ns] values (midnight of each bar's date), without
+    pandas inferring the result's frequency (the slow part). Naive timestamps only."""
+    values = np.asarray(index, dtype="datetime64[ns]")
+    return values.astype("datetime64[D]").astype("datetime64[ns]")
 
 
 def _check_days(test_days: int, val_days: int) -> None:
@@ -143,19 +153,18 @@ def build_market_from_bars(
     )
     context_rows = window - 1
     per_symbol = {}
+    computed = compute_features_many(bars, freq, with_volume=with_volume,
+                                     extra_columns=extra_columns)
     for symbol, frame in bars.items():
-        try:
-            features = compute_features(
-                frame, freq, with_volume=with_volume, extra_columns=extra_columns
-            )
-        except ValueError as error:
-            raise ValueError(f"symbol {symbol}: {error}") from None
+        features = computed[symbol]
+        if isinstance(features, ValueError):
+            raise ValueError(f"symbol {symbol}: {features}") from None
         try:
             train_end, val_end = split_bars(features.index, test_days, val_days,
                                             test_start=test_start)
         except ValueError as error:
             raise ValueError(f"symbol {symbol}: {error}") from None
-        aligned = frame.loc[features.index]
+        aligned = frame.iloc[len(frame) - len(features):]  # the rows features has
         bounds = {"train": (0, train_end), "val": (train_end, val_end), "test": (val_end, None)}
         if val_days == 0:
             del bounds["val"]
@@ -210,12 +219,13 @@ def build_market_from_bars(
     }
     segments: dict[str, list[dict]] = {split: [] for split in SPLITS}
     for symbol, (aligned, features, bounds, warmup) in per_symbol.items():
-        normalised = normaliser.transform(features)
+        values = features.to_numpy(dtype=np.float64)  # columns in feature_names' order
         stamps = aligned.index.to_numpy(dtype="datetime64[ns]")
         for split, (start, stop) in bounds.items():
             stop = len(features) if stop is None else stop
             first = start if split == "train" else start - context_rows
             rows = slice(first, stop)
+            normalised = normaliser.transform(values[rows])  # elementwise: only these rows
             segments[split].append(
                 {
                     "symbol": symbol,
@@ -224,12 +234,13 @@ def build_market_from_bars(
                     "high": aligned["high"].to_numpy()[rows],
                     "low": aligned["low"].to_numpy()[rows],
                     "timestamps": stamps[rows],
-                    "features": normalised[rows],
+                    "features": normalised,
                 }
             )
-            own_days = aligned.index[start:stop].normalize().unique()
+            own_days = stamps[start:stop].astype("datetime64[D]")  # ascending
             summary["rows"][split][symbol] = int(stop - start)
-            summary["days"][split][symbol] = int(len(own_days))
+            summary["days"][split][symbol] = int(np.count_nonzero(own_days[1:] != own_days[:-1])
+                                                 + (len(own_days) > 0))
             summary["date_ranges"][split][symbol] = [_iso(stamps[start]), _iso(stamps[stop - 1])]
         summary["warmup_rows_dropped"][symbol] = int(warmup)
     if load_result is not None:

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from fastrl.config import ConfigError, TrainConfig
+from fastrl.dburl import redact, with_driver
 from fastrl.tune.objective import (
     TUNING_SEED_BASE,
     RunResult,
@@ -102,11 +103,12 @@ def make_storage(url: str | None, study_dir: str | Path, workers: int = 1,
         raise StudyError("SQLite cannot be shared safely by parallel workers (Optuna advises "
                          "against it): drop --storage for the journal file, or use "
                          "postgresql://...")
+    engine_url = with_driver(url)  # DriverError (a ValueError) names the extra to install
     for attempt in range(3):
         try:
             beats = {"heartbeat_interval": int(heartbeat),
                      "grace_period": STALE_AFTER * int(heartbeat)} if heartbeat else {}
-            return optuna.storages.RDBStorage(with_driver(url),
+            return optuna.storages.RDBStorage(engine_url,
                                               engine_kwargs={"pool_pre_ping": True}, **beats)
         except Exception as err:  # SQLAlchemy/driver errors: bad URL, server down, no db
             # two machines starting at once race to create Optuna's tables: try again
@@ -115,26 +117,14 @@ def make_storage(url: str | None, study_dir: str | Path, workers: int = 1,
                 time.sleep(1.0 + attempt)
                 continue
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise StudyError(f"cannot open storage {url}: {first}") from None
+            raise StudyError(f"cannot open storage {redact(url)}: {first}") from None
     raise AssertionError("unreachable")
 
 
-def with_driver(url: str) -> str:
-    """``postgresql://`` with the driver that is installed: SQLAlchemy 2.1 defaults to
-    psycopg 3, while the ``[postgres]`` extra installs psycopg2 (binary wheels everywhere)."""
-    import importlib.util
-
-    scheme, sep, rest = url.partition("://")
-    if scheme not in ("postgresql", "postgres"):
-        return url
-    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
-        return f"postgresql+psycopg2{sep}{rest}"
-    return f"postgresql{sep}{rest}"
-
-
 def storage_label(url: str | None, study_dir: str | Path) -> str:
-    """What optuna-dashboard takes to open this study's storage."""
-    return url if url is not None else str(Path(study_dir) / JOURNAL_NAME)
+    """What optuna-dashboard takes to open this study's storage (a database URL with its
+    driver spelled out, :func:`fastrl.dburl.with_driver`)."""
+    return with_driver(url) if url is not None else str(Path(study_dir) / JOURNAL_NAME)
 
 
 def _sampler_and_pruner(seed: int | None = None) -> tuple[Any, Any]:

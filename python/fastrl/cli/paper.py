@@ -1,0 +1,75 @@
+"""fastrl-paper RUN --bars PATH --from DATE --journal FILE_OR_URL: paper-trade day by day."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fastrl.cli.errors import cli_errors
+
+PROG = "fastrl-paper"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Paper-trade a trained run session by session through the live path "
+        "fastrl-signal uses: decide at each close, fill at the next open with the run's costs "
+        "and market rules, mark at the close. Every session is one transaction in an "
+        "append-only journal (SQLite file or postgresql:// URL); run it again, after a kill or "
+        "with new bars, and it continues after the last committed session.")
+    parser.add_argument("run", help="run folder (its best/final/last checkpoint) or a checkpoint")
+    parser.add_argument("--bars", required=True,
+                        help="CSV/Parquet file or folder of bars, 'bundled', or 'yfinance'")
+    parser.add_argument("--from", dest="start", required=True,
+                        help="first session to trade (YYYY-MM-DD); on a journal that already "
+                        "holds sessions, trading continues after its last one")
+    parser.add_argument("--to", dest="end", default=None,
+                        help="last session (default: the newest bar); bars must reach it")
+    parser.add_argument("--journal", required=True,
+                        help="SQLite file path, or an SQLAlchemy URL (postgresql://user@host/db)")
+    parser.add_argument("--quiet", action="store_true", help="no line per session")
+    parser.add_argument("--verbose", action="store_true", help="tracebacks on errors")
+    return parser
+
+
+@cli_errors(PROG)
+def main(argv: list[str] | None = None) -> int:
+    """fastrl-paper: 0 on success, 2 with one stderr line for bad input."""
+    args = build_parser().parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    from fastrl.live.bars import load_live_bars
+    from fastrl.live.journal import Journal
+    from fastrl.live.paper import paper_trade
+    from fastrl.live.run import open_run
+
+    run = open_run(args.run)
+    journal = Journal.open(args.journal)
+    journal.check_run(run)  # before loading (or downloading) any bars
+    bars = load_live_bars(run, args.bars)
+
+    def progress(session: str, equity: float) -> None:
+        if not args.quiet:
+            print(f"{session}  equity {equity:,.2f}", flush=True)
+
+    try:
+        summary = paper_trade(run, bars, journal, args.start, args.end, on_session=progress)
+    finally:
+        journal.dispose()
+    for warning in summary.warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    where = (f"continued after {summary.resumed_after}" if summary.resumed_after
+             else "new journal")
+    if summary.sessions:
+        print(f"{PROG}: traded {len(summary.sessions)} session(s) {summary.sessions[0]} .. "
+              f"{summary.sessions[-1]} ({where}) into {summary.journal}; equity "
+              f"{summary.equity:,.2f}", file=sys.stderr)
+    else:
+        print(f"{PROG}: nothing new to trade ({where}) in {summary.journal}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

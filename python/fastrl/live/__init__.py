@@ -1,0 +1,20 @@
+"""From a trained run to tomorrow's orders: ``fastrl-signal`` and ``fastrl-paper``.
+
+Start here: :mod:`fastrl.live.decide` is the one live path (bars + book -> decision, and a
+decision -> its fill and mark, through the simulator the backtest steps), which is why a
+paper replay of a window equals the backtest of that window. Around it:
+
+- :mod:`fastrl.live.run`: the run folder, checked (checkpoint against ``config.json``) and
+  named by its checkpoint's hash;
+- :mod:`fastrl.live.bars`: the latest bars through the training loader, refused when stale,
+  missing, duplicated, out of order, invalid or holed;
+- :mod:`fastrl.live.signal`: the target at the latest close as exposure, shares and costs;
+- :mod:`fastrl.live.paper` + :mod:`fastrl.live.journal`: day-by-day paper trading into an
+  append-only SQLite/PostgreSQL journal, one transaction per session.
+"""
+
+from __future__ import annotations
+
+from fastrl.live.run import LiveInputError, LiveRun, open_run
+
+__all__ = ["LiveInputError", "LiveRun", "open_run"]

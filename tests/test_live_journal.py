@@ -1,0 +1,160 @@
+"""The paper journal: killed mid-session it continues with no day twice and none skipped,
+new bars trade only the new days, PostgreSQL works from a bare postgresql:// URL, and one
+driver policy (fastrl.dburl) serves the journal and fastrl-tune."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from fastrl.cli.paper import main as paper_main
+from fastrl.dburl import DriverError, with_driver
+from fastrl.live.journal import Journal
+
+from live_runs import backtest, bundled_copy, first_session, train_run
+from postgres_server import postgres_server
+
+pytest.importorskip("fastrl._core")
+
+REPO_PYTHON = str(Path(__file__).resolve().parents[1] / "python")
+
+
+@pytest.fixture(scope="module")
+def daily(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    run_dir = train_run("daily", tmp_path_factory.mktemp("live-journal"))
+    return run_dir, first_session(backtest(run_dir))
+
+
+def paper(run_dir: Path, bars: str, start: str, journal: str, capsys, *extra: str) -> str:
+    code = paper_main([str(run_dir), "--bars", bars, "--from", start, "--journal", journal,
+                       "--quiet", *extra])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    return err
+
+
+def content(journal: str) -> dict[str, list[dict]]:
+    """Every journal row but the commit times (which differ between runs)."""
+    opened = Journal.open(journal)
+    out = {table: opened.rows(table) for table in ("decisions", "steps")}
+    out["sessions"] = [{k: v for k, v in row.items() if k != "committed_at"}
+                       for row in opened.rows("sessions")]
+    opened.dispose()
+    return out
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    from fastrl.live.bars import load_live_bars
+    from fastrl.live.journal import Journal
+    from fastrl.live.paper import paper_trade
+    from fastrl.live.run import open_run
+
+    run_dir, start, journal, kill_at = sys.argv[1:5]
+    run = open_run(run_dir)
+    seen = []
+
+    def before_commit(session):
+        seen.append(session)
+        if len(seen) == int(kill_at):  # inside the transaction: rows written, not committed
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    paper_trade(run, load_live_bars(run, "bundled"), Journal.open(journal), start,
+                before_commit=before_commit)
+""")
+
+
+def test_killed_inside_a_session_it_continues_with_no_day_twice_and_none_skipped(
+        daily, tmp_path, capsys):
+    run_dir, start = daily
+    whole = str(tmp_path / "whole.db")
+    paper(run_dir, "bundled", start, whole, capsys)
+    killed = str(tmp_path / "killed.db")
+    env = {**os.environ, "PYTHONPATH": REPO_PYTHON, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", KILLER, str(run_dir), start, killed, "4"],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == -9, result.stderr  # SIGKILL, mid-transaction
+    sessions = [row["session"] for row in content(killed)["sessions"]]
+    expected = [row["session"] for row in content(whole)["sessions"]]
+    assert sessions == expected[:3]  # the fourth session's rows were rolled back
+    err = paper(run_dir, "bundled", start, killed, capsys)
+    assert f"continued after {expected[2]}" in err
+    assert content(killed) == content(whole)  # every session once, in order, same numbers
+
+
+def test_new_bars_appended_trade_only_the_new_days(daily, tmp_path, capsys):
+    run_dir, start = daily
+    whole = str(tmp_path / "whole.db")
+    paper(run_dir, "bundled", start, whole, capsys)
+    sessions = [row["session"] for row in content(whole)["sessions"]]
+    feed = tmp_path / "feed"
+    bundled_copy(["BPCL"], feed, through=sessions[4])
+    grown = str(tmp_path / "grown.db")
+    paper(run_dir, str(feed), start, grown, capsys)
+    assert [r["session"] for r in content(grown)["sessions"]] == sessions[:5]
+    bundled_copy(["BPCL"], feed)  # the feed appends the later sessions
+    err = paper(run_dir, str(feed), start, grown, capsys)
+    assert f"traded {len(sessions) - 5} session(s) {sessions[5]}" in err
+    assert content(grown) == content(whole)
+    err = paper(run_dir, str(feed), start, grown, capsys)  # nothing new: nothing written
+    assert "nothing new to trade" in err
+    assert content(grown) == content(whole)
+
+
+def test_from_past_the_journal_end_would_skip_days_and_is_refused(daily, tmp_path, capsys):
+    run_dir, start = daily
+    journal = str(tmp_path / "j.db")
+    feed = tmp_path / "feed"
+    bundled_copy(["BPCL"], feed)
+    paper(run_dir, str(feed), start, journal, capsys, "--to", "2022-11-01")
+    before = Path(journal).read_bytes()
+    code = paper_main([str(run_dir), "--bars", str(feed), "--from", "2022-11-07", "--journal",
+                       journal])
+    assert code == 2
+    assert "would skip sessions" in capsys.readouterr().err
+    assert Path(journal).read_bytes() == before
+
+
+def test_postgresql_journal_from_a_bare_url(daily, tmp_path, capsys):
+    run_dir, start = daily
+    local = str(tmp_path / "local.db")
+    paper(run_dir, "bundled", start, local, capsys)
+    with postgres_server("trader", "paper") as url:
+        assert url.startswith("postgresql://")
+        paper(run_dir, "bundled", start, url, capsys, "--to", "2022-11-01")
+        paper(run_dir, "bundled", start, url, capsys)  # continues on the server
+        assert content(url) == content(local)  # doubles survive the round trip exactly
+        other = train_run("daily", tmp_path, seed=1)
+        code = paper_main([str(other), "--bars", "bundled", "--from", start, "--journal", url])
+        assert code == 2 and "written by another run" in capsys.readouterr().err
+
+
+def test_one_driver_policy_for_journal_and_tune(monkeypatch):
+    import importlib.util
+
+    from fastrl.tune.study import storage_label
+
+    def installed(*modules):  # which drivers importlib finds
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a: object() if name in modules else None)
+
+    installed("psycopg2", "psycopg")
+    assert with_driver("postgresql://u@h:5432/db") == "postgresql+psycopg2://u@h:5432/db"
+    assert with_driver("postgres://u@h/db") == "postgresql+psycopg2://u@h/db"
+    assert with_driver("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert with_driver("sqlite:///x.db") == "sqlite:///x.db"
+    # the dashboard line fastrl-tune prints names the driver too
+    assert storage_label("postgresql://u@h/db", "study") == "postgresql+psycopg2://u@h/db"
+    installed("psycopg")
+    assert with_driver("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    installed()
+    with pytest.raises(DriverError, match=r"pip install 'fastrl\[postgres\]'"):
+        with_driver("postgresql://u:secret@h/db")
+    with pytest.raises(DriverError) as error:
+        Journal.open("postgresql://u:secret@h/db")
+    assert "secret" not in str(error.value)

@@ -1,0 +1,132 @@
+"""fastrl-signal: the paper path's decision, deterministic, in whole shares with costs; and
+--bars yfinance from a recorded response (never the network)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from fastrl.cli.paper import main as paper_main
+from fastrl.cli.signal import main as signal_main
+from fastrl.live.journal import Journal
+from test_data_download import yahoo_frame
+
+from live_runs import backtest, first_session, train_run
+
+pytest.importorskip("fastrl._core")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    folder = tmp_path_factory.mktemp("live-signal")
+    return {kind: train_run(kind, folder) for kind in ("daily", "portfolio")}
+
+
+def signal(run_dir, tmp_path, capsys, *extra: str, name: str = "signal.json") -> dict:
+    out = tmp_path / name
+    code = signal_main([str(run_dir), "--bars", "bundled", "--out", str(out), *extra])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "next session's open" in captured.out
+    return json.loads(out.read_text()) if out.suffix == ".json" else out.read_text()
+
+
+def test_signal_is_the_paper_decision_and_deterministic(runs, tmp_path, capsys):
+    run_dir = runs["daily"]
+    start = first_session(backtest(run_dir))
+    first = signal(run_dir, tmp_path, capsys, "--asof", start)
+    again = signal(run_dir, tmp_path, capsys, "--asof", start, name="again.json")
+    assert first == again
+    journal = tmp_path / "j.db"
+    assert paper_main([str(run_dir), "--bars", "bundled", "--from", start, "--to", start,
+                       "--journal", str(journal), "--quiet"]) == 0
+    decision = Journal.open(str(journal)).rows("decisions")[0]
+    line = first["lines"][0]
+    assert (line["symbol"], line["action"], line["target"]) == (
+        decision["symbol"], decision["action"], decision["target"])
+    assert first["decided_at"].startswith(start) and first["session"] == start
+
+
+def test_shares_and_costs_under_the_run_rules(runs, tmp_path, capsys):
+    run_dir = runs["daily"]
+    held = tmp_path / "positions.csv"
+    held.write_text("symbol,shares,entry_price\nBPCL,500,300\n")
+    result = signal(run_dir, tmp_path, capsys, "--capital", "250000", "--positions", str(held))
+    line = result["lines"][0]
+    assert result["capital"] == 250000 and line["shares_held"] == 500
+    assert 0.0 <= line["target"] <= 1.0  # delivery: long/flat
+    assert line["target_shares"] == int(line["target_shares"])  # whole shares
+    assert line["order_shares"] == line["target_shares"] - 500
+    from fastrl.costs import resolve_cost_model
+
+    cost = resolve_cost_model("nse_delivery")
+    expected = (cost.order_cost(line["order_shares"] > 0,
+                                abs(line["order_shares"]) * line["close"])
+                if line["order_shares"] else 0.0)
+    assert line["expected_cost"] == pytest.approx(float(expected))
+    assert any("long/flat" in note for note in result["notes"])
+    csv = signal(run_dir, tmp_path, capsys, "--capital", "250000", name="signal.csv")
+    assert csv.splitlines()[0].startswith("session,decided_at,symbol,close")
+
+
+def test_portfolio_signal_gives_weights_and_shares_per_symbol(runs, tmp_path, capsys):
+    result = signal(runs["portfolio"], tmp_path, capsys, "--capital", "3000000")
+    weights = np.array([line["target"] for line in result["lines"]])
+    assert [line["symbol"] for line in result["lines"]] == ["BPCL", "INFY", "TCS"]
+    assert np.all(weights >= 0) and np.all(weights <= 0.5 + 1e-9) and weights.sum() <= 1 + 1e-9
+    for line in result["lines"]:
+        assert line["target_shares"] == int(line["target_shares"])
+        assert line["target_shares"] * line["close"] <= line["target"] * 3_000_000 + 1e-6
+
+
+def test_bars_from_yfinance_use_a_recorded_response(runs, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FASTRL_DATA_CACHE", str(tmp_path / "cache"))
+    calls: list[str] = []
+
+    def download(ticker, **kwargs):  # the recorded response of yfinance.download
+        calls.append(ticker)
+        return yahoo_frame(ticker.removesuffix(".NS"))
+
+    monkeypatch.setitem(sys.modules, "yfinance", types.SimpleNamespace(download=download))
+    run_dir = runs["daily"]
+    out = tmp_path / "yf.json"
+    assert signal_main([str(run_dir), "--bars", "yfinance", "--out", str(out)]) == 0
+    assert calls == ["BPCL.NS"]
+    cached = tmp_path / "cache" / "daily" / "BPCL.csv"
+    assert cached.is_file()
+    # the same bars from the cache file give the same signal: one loader for both
+    assert signal_main([str(run_dir), "--bars", str(cached), "--out",
+                        str(tmp_path / "file.json")]) == 0
+    from_yahoo, from_file = (json.loads(p.read_text()) for p in (out, tmp_path / "file.json"))
+    assert from_yahoo["lines"] == from_file["lines"]
+    assert signal_main([str(run_dir), "--bars", "yfinance"]) == 0
+    assert calls == ["BPCL.NS", "BPCL.NS"]  # every call refreshes the newest session
+    journal = tmp_path / "yf.db"
+    last = from_yahoo["session"]
+    code = paper_main([str(run_dir), "--bars", "yfinance", "--from", "2012-12-20", "--to", last,
+                       "--journal", str(journal), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    sessions = Journal.open(str(journal)).rows("sessions")
+    assert sessions and sessions[-1]["session"] == last
+
+
+def test_a_positions_file_with_another_symbol_is_refused(runs, tmp_path, capsys):
+    held = tmp_path / "positions.csv"
+    held.write_text("symbol,shares\nBPCL,10\nHPCL,5\n")
+    out = tmp_path / "signal.json"
+    code = signal_main([str(runs["daily"]), "--bars", "bundled", "--positions", str(held),
+                        "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and str(held) in err and "row 2" in err and "HPCL" in err, err
+    assert not out.exists()
+
+
+def test_a_daily_signal_prints_dates(runs, tmp_path, capsys):
+    code = signal_main([str(runs["daily"]), "--bars", "bundled", "--asof", "2022-11-09"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "decided at the 2022-11-09 close" in printed, printed
+    assert "00:00:00" not in printed
