@@ -12,13 +12,14 @@ planted-signal task in fp32 and bf16 with the same seed and reports validation S
 show whether bf16 changes what the agent learns.
 Writes bench/results/train_throughput_<device>.json.
 
-``--thread-policy`` (CPU) measures instead fastrl's thread policy (:mod:`fastrl.threads`)
-against torch's default (a spinning OpenMP thread per core), alone and beside a busy
-neighbour (one pure-Python busy loop per core, same niceness: any other job on the
-machine): env steps/s of training the fast preset with (64, 64), (256, 256) and the default
-network, and a population of 16 (64, 64) members (``--pbt``, batched studies), each case in
-a fresh process (the wait policy is read when torch loads), cases interleaved over
-``--rounds``. Targets: no cliff beside the neighbour, and the quiet figures within 5% of
+``--thread-policy`` (CPU) measures torch's default (a spinning OpenMP thread per core)
+against passive waiting (``OMP_WAIT_POLICY=PASSIVE``) and a short spin
+(``GOMP_SPINCOUNT=10000``), every core each, alone and beside a busy neighbour (one
+pure-Python busy loop per core, same niceness: any other job on the machine): env steps/s
+of training the fast preset with (64, 64), (256, 256) and the default network, and a
+population of 16 (64, 64) members (``--pbt``, batched studies), each case in a fresh
+process (the wait policy is read when torch loads), cases interleaved over ``--rounds``.
+The targets of a policy: no cliff beside the neighbour, and the quiet figures within 5% of
 torch's default. Writes bench/results/train_throughput_threads.json.
 """
 
@@ -34,11 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-if "--thread-case" not in sys.argv:  # a measured case keeps the wait policy its parent set
-    from fastrl.threads import wait_passively
-
-    wait_passively()  # before torch loads, as the commands do
-import torch  # noqa: E402
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fastrl.config import build_config  # noqa: E402
@@ -157,7 +154,7 @@ THREAD_CASES = {  # name: (hidden sizes, members, extra options)
     "default, 2 epochs": (None, 1, ["n_epochs=2"]),
     "population 16 x (64, 64)": ((64, 64), 16, [])}
 # name -> the OpenMP environment of the case (every case: torch threads = the cores)
-POLICIES = {"torch default": {}, "fastrl policy": {"OMP_WAIT_POLICY": "PASSIVE"},
+POLICIES = {"torch default": {}, "passive wait": {"OMP_WAIT_POLICY": "PASSIVE"},
             "short spin": {"GOMP_SPINCOUNT": "10000"}}
 
 
@@ -203,7 +200,7 @@ def thread_policy(args: argparse.Namespace) -> None:
                         env = {k: v for k, v in os.environ.items()
                                if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
                         env.update(omp)
-                        threads = 0 if policy == "fastrl policy" else cores
+                        threads = cores
                         spec = {"hidden": hidden, "members": members, "threads": threads,
                                 "options": extra, "seconds": args.case_seconds}
                         out = subprocess.run(
@@ -242,10 +239,10 @@ def thread_summary(results: list[dict]) -> list[dict]:
                               if (r["case"], r["load"], r["policy"]) == (case, load, p))]
                       for p in POLICIES}
             threads = next(r["threads"] for r in results if (r["case"], r["policy"]) ==
-                           (case, "fastrl policy"))
+                           (case, "passive wait"))
             out.append({"case": case, "load": load, "median": rates, "range": ranges,
                         "policy_threads": threads,
-                        "ratio": rates["fastrl policy"] / rates["torch default"],
+                        "ratio": rates["passive wait"] / rates["torch default"],
                         "ratios": {p: rates[p] / rates["torch default"] for p in POLICIES}})
     return out
 

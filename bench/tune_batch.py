@@ -18,11 +18,12 @@ Each arm runs in a fresh process, so its peak memory (RSS; CUDA: peak allocated)
 - ``batched``: batch B, each batch's trials trained as one population of independent
   members (``Population(member_seeds=)``), pruned members compacted away.
 
-Both use fastrl's thread policy (``fastrl.threads``: every core, OpenMP waiting
-passively). Reported per arm: wall seconds, trials per hour, peak memory, the trial states,
-and the best score found with its trial. The batched sampler sees a batch's results only
-when the batch ends (TPE's constant liar stands in for the running trials), so its best
-score may differ; both are shown. Target: sequential / batched wall seconds >= 3x on
+Both use fastrl's thread policy (``fastrl.threads``: every core); the recorded run had
+``OMP_WAIT_POLICY=PASSIVE`` in both arms (then the commands' default). Reported per arm:
+wall seconds, trials per hour, peak memory, the trial states, and the best score found with
+its trial. The batched sampler sees a batch's results only when the batch ends (TPE's
+constant liar stands in for the running trials), so its best score may differ; both are
+shown. Target: sequential / batched wall seconds >= 3x on
 2 CPU cores at B = 16, and >= 20x on one GPU at B = 64 (``--device cuda --batch 64``).
 
 Writes ``bench/results/tune_batch_<device>.json`` and ``.md`` (``--quick``: ``..._quick``).
@@ -41,10 +42,6 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fastrl.threads import wait_passively  # noqa: E402
-
-wait_passively()  # as the commands do, before torch loads
-
 from convergence import planted_market  # noqa: E402
 from tune_payoff import small_space, study_settings  # noqa: E402
 

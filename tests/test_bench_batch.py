@@ -51,5 +51,5 @@ def test_thread_summary_pairs_each_case_and_load():
     assert len(summary) == 2 * len(throughput.THREAD_CASES)
     assert all(row["ratio"] == pytest.approx(2500.5 / 1000.5) for row in summary)
     table = throughput.thread_table(summary)
-    assert table[0].startswith("| case | load |") and "fastrl policy / default" in table[0]
+    assert table[0].startswith("| case | load |") and "passive wait / default" in table[0]
     assert table[2].count("2.50x") == len(throughput.POLICIES) - 1

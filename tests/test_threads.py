@@ -1,5 +1,5 @@
-"""fastrl's CPU thread policy (fastrl.threads): passive OpenMP waiting, the cores shared by
-the command's workers."""
+"""fastrl's CPU thread policy (fastrl.threads): the cores shared by the command's workers,
+and passive OpenMP waiting on request."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from fastrl.threads import available_cores, torch_threads
+from fastrl.threads import available_cores, torch_threads, wait_passively
 
 
 def test_a_requested_count_wins():
@@ -25,20 +25,18 @@ def test_the_cores_this_process_may_use_are_shared_by_the_workers(monkeypatch):
     assert torch_threads(share=8) == 1
 
 
-def test_the_commands_make_openmp_wait_passively_unless_the_user_chose():
-    code = "import os, fastrl.cli; print(os.environ.get('OMP_WAIT_POLICY'))"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True)
-    assert out.stdout.strip() == "PASSIVE"
-    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
-                         capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "ACTIVE"
+def test_wait_passively_sets_a_default_and_keeps_the_users_choice(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    wait_passively()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    wait_passively()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
 @pytest.mark.parametrize("module", ["fastrl.cli"])
 def test_importing_the_commands_does_not_load_torch(module):
-    # the wait policy only holds if it is set before torch loads libgomp
+    # --help stays fast, and a wait policy set by a command would still reach libgomp
     code = f"import sys, {module}; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)

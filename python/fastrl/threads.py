@@ -1,18 +1,17 @@
-"""How many CPU threads torch gets, and how they wait: a policy without the cliff.
+"""How many CPU threads torch gets: this process's share of the cores.
 
-Measured on the 2-core machine (``bench/train_throughput.py --thread-policy``): with torch's
-default (one OpenMP thread per core, spinning while they wait for work), training beside
-another busy job ran 2-4x slower than it could. OpenMP threads that spin hold a core while
-they wait at every barrier, and when the cores are oversubscribed the thread the others wait
-for is descheduled behind them. The fix is **passive waiting** (``OMP_WAIT_POLICY=PASSIVE``):
-a waiting thread sleeps instead of spinning. libgomp reads the variable once, when torch
-loads it, so the commands set it before importing torch (:func:`wait_passively`); a value
-the user set is kept.
+:func:`torch_threads` gives the cores this process may use (its CPU affinity), divided
+among the command's worker processes; ``torch_threads`` > 0 in the config
+(``--set torch_threads=N``) overrides it. Fewer threads for small networks was tried and
+dropped: one thread ran a (64, 64) trainer 32% slower than two on the quiet 2-core machine.
 
-Threads: the cores this process may use, divided among the command's worker processes
-(:func:`torch_threads`); ``torch_threads`` > 0 in the config (``--set torch_threads=N``)
-overrides it. Fewer threads for small networks was tried and dropped: one thread ran a
-(64, 64) trainer 32% slower than two on the quiet machine.
+The cliff beside other jobs (issue 18, ``bench/train_throughput.py --thread-policy``):
+OpenMP threads spin while they wait at each barrier, and when the cores are oversubscribed
+the thread the others wait for is descheduled behind them. Passive waiting
+(``OMP_WAIT_POLICY=PASSIVE``, read once when torch loads libgomp) removed most of it
+(1.6-4x faster beside a busy neighbour) but cost 7-30% on the quiet machine, and a short
+spin (``GOMP_SPINCOUNT=10000``) 12-15%; neither is the default, since the quiet figures
+must hold. :func:`wait_passively` is there for a shared machine (or export the variable).
 """
 
 from __future__ import annotations

@@ -8,12 +8,6 @@ exit code 2 (see :mod:`fastrl.cli.errors`).
 
 from __future__ import annotations
 
-from fastrl.threads import wait_passively
-
-# before any command imports torch: its OpenMP threads then sleep, not spin, while they wait
-# (the cliff beside other jobs, fastrl.threads)
-wait_passively()
-
 
 def train_main(argv: list[str] | None = None) -> int:
     from fastrl.cli.train import main
