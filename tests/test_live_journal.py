@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import fastrl
 from fastrl.cli.paper import main as paper_main
 from fastrl.dburl import DriverError, with_driver
 from fastrl.live.journal import Journal
@@ -21,7 +22,9 @@ from postgres_server import postgres_server
 
 pytest.importorskip("fastrl._core")
 
-REPO_PYTHON = str(Path(__file__).resolve().parents[1] / "python")
+# the fastrl this test imported (the installed package in CI, the source tree with its built
+# core in development): the child process must import the same one
+FASTRL_PATH = str(Path(fastrl.__file__).resolve().parents[1])
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +78,7 @@ def test_killed_inside_a_session_it_continues_with_no_day_twice_and_none_skipped
     whole = str(tmp_path / "whole.db")
     paper(run_dir, "bundled", start, whole, capsys)
     killed = str(tmp_path / "killed.db")
-    env = {**os.environ, "PYTHONPATH": REPO_PYTHON, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": FASTRL_PATH, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-c", KILLER, str(run_dir), start, killed, "4"],
                             env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == -9, result.stderr  # SIGKILL, mid-transaction
