@@ -249,8 +249,7 @@ def _orders(run: LiveRun, env: LiveEnv, closes: np.ndarray, total: float,
 
 def write_signal(signal: Signal, path: str | Path) -> Path:
     """``.json`` (everything) or ``.csv`` (one row per symbol), written atomically."""
-    import os
-    import tempfile
+    from fastrl.atomic import write_atomic
 
     path = Path(path)
     if path.suffix.lower() not in (".json", ".csv"):
@@ -264,17 +263,7 @@ def write_signal(signal: Signal, path: str | Path) -> Path:
         frame.insert(0, "decided_at", signal.decided_at)
         frame.insert(0, "session", signal.session)
         text = frame.to_csv(index=False, lineterminator="\n")
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda stream: stream.write(text), binary=False)
 
 
 __all__ = ["OrderLine", "Signal", "make_signal", "read_positions", "write_signal"]

@@ -11,13 +11,13 @@ plain Python values, never arbitrary pickled objects.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from fastrl.atomic import write_atomic
 
 CHECKPOINT_FORMAT = "fastrl-ppo"
 CHECKPOINT_VERSION = 2
@@ -65,19 +65,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 
 def atomic_torch_save(payload: dict[str, Any], path: str | Path) -> Path:
     """``torch.save`` through a temp file in the same folder, fsync and rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda stream: torch.save(payload, stream))
 
 
 def read_torch_file(path: Path, map_location: str | torch.device = "cpu") -> Any:

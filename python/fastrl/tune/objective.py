@@ -189,6 +189,33 @@ def score_se(scores: list[float]) -> float | None:
 Reporter = Callable[[float, float], None]
 
 
+class ValidationGrid:
+    """Where a run's validation points fall: every ``interval_steps`` env steps on one grid
+    for every config (a point is validated after the first update that reaches it and
+    stands for every grid step it passed), plus the end of the budget; or, with
+    ``interval_steps`` 0, after every ``val_every`` updates and at the end."""
+
+    def __init__(self, total: int, interval_steps: int, val_every: int = 1) -> None:
+        self.total, self.interval, self.val_every = int(total), int(interval_steps), val_every
+        self.next_point = self.interval
+
+    def points(self, global_step: int, update: int, last: bool) -> list[int]:
+        """The grid steps that the update just ended validates ([] when none)."""
+        if self.interval > 0:
+            if global_step < self.next_point and not last:
+                return []
+            points = []
+            while self.next_point <= global_step and self.next_point < self.total:
+                points.append(self.next_point)
+                self.next_point += self.interval
+            if last:
+                points.append(self.total)
+            return points
+        if update % self.val_every and not last:
+            return []
+        return [global_step]
+
+
 def train_run(config: TrainConfig, market: Any, *, seed: int, fold: int, val_every: int = 1,
               val_interval_steps: int = 0, report: Reporter | None = None,
               keep_agent: bool = False, objective: str = "excess",
@@ -226,26 +253,15 @@ def train_run(config: TrainConfig, market: Any, *, seed: int, fold: int, val_eve
     sharpe0, excess0 = point(first)
     steps, sharpes, excesses, seconds = [0], [sharpe0], [excess0], [0.0]
     total = trainer.num_updates * trainer.batch_size
-    grid = int(val_interval_steps)
-    next_point = grid
+    grid = ValidationGrid(total, val_interval_steps, val_every)
     result = first
     try:
         while trainer.update < trainer.num_updates:
             trainer.step()
-            last = trainer.update >= trainer.num_updates
-            if grid > 0:
-                if trainer.global_step < next_point and not last:
-                    continue
-                points = []
-                while next_point <= trainer.global_step and next_point < total:
-                    points.append(next_point)
-                    next_point += grid
-                if last:
-                    points.append(total)
-            elif trainer.update % val_every and not last:
+            points = grid.points(trainer.global_step, trainer.update,
+                                 trainer.update >= trainer.num_updates)
+            if not points:
                 continue
-            else:
-                points = [trainer.global_step]
             result = validation_result(trainer)
             sharpe, excess = point(result)
             if not (math.isfinite(sharpe) and math.isfinite(excess)):
@@ -335,8 +351,7 @@ def train_batch(configs: list[TrainConfig], market: Any, *, seed: int, fold: int
         outcomes[m] = outcome
 
     total = pop.num_updates * pop.batch_size
-    grid = int(val_interval_steps)
-    next_point = grid
+    grid = ValidationGrid(total, val_interval_steps, val_every)
     while pop.update < pop.num_updates and any(o is None for o in outcomes):
         still = [i for i, m in enumerate(alive) if outcomes[m] is None]
         if len(still) < len(alive):  # members ended: drop their rows and weights
@@ -346,20 +361,9 @@ def train_batch(configs: list[TrainConfig], market: Any, *, seed: int, fold: int
             if outcomes[m] is None:
                 end(m, TrialDiverged(f"seed {seed} fold {fold}: update {pop.update} (step "
                                      f"{pop.global_step:,}): non-finite losses or weights"))
-        last = pop.update >= pop.num_updates
-        if grid > 0:
-            if pop.global_step < next_point and not last:
-                continue
-            points = []
-            while next_point <= pop.global_step and next_point < total:
-                points.append(next_point)
-                next_point += grid
-            if last:
-                points.append(total)
-        elif pop.update % val_every and not last:
+        points = grid.points(pop.global_step, pop.update, pop.update >= pop.num_updates)
+        if not points:
             continue
-        else:
-            points = [pop.global_step]
         for i, m in enumerate(alive):
             if outcomes[m] is not None:
                 continue

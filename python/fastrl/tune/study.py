@@ -355,6 +355,21 @@ class TrialRecord:
     env_steps: int = 0  # env steps the trial trained, a pruned run's partial one included
 
 
+class StorageTimer:
+    """Calls study-storage methods and adds up the seconds they take (a trial's
+    ``storage_seconds``, the overhead bench/tune_payoff.py reports)."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = float(seconds)
+
+    def __call__(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+
 @dataclass
 class TrialRunner:
     """Runs the trials of one study in this process (one per claimed slot).
@@ -442,27 +457,14 @@ class TrialRunner:
         plan = [(fold, seed) for fold in range(settings["folds"]) for seed in seeds]
         states: list[dict[str, Any]] = []
         for trial in trials:
-            storage_time = [claim_seconds / len(trials)]
-
-            def timed(call: Callable[..., Any], *args: Any,
-                      _storage_time: list[float] = storage_time, **kwargs: Any) -> Any:
-                t0 = time.perf_counter()
-                try:
-                    return call(*args, **kwargs)
-                finally:
-                    _storage_time[0] += time.perf_counter() - t0
-
-            params = timed(sample, trial, self.space)
-            timed(trial.set_user_attr, "worker", self.worker)
-            timed(trial.set_user_attr, "host", socket.gethostname())
-            timed(trial.set_user_attr, "pid", os.getpid())
-            timed(trial.set_user_attr, "batch", [t.number for t in trials])
+            timed = StorageTimer(claim_seconds / len(trials))
+            params = self._begin(trial, timed, batch=[t.number for t in trials])
             self.log(f"trial {trial.number} ({self.worker}, batch of {len(trials)}): "
                      f"{json.dumps(params, default=str)}")
             entry: dict[str, Any] = {
                 "trial": trial, "params": params, "runs": [], "deployed_latest": {},
                 "current_run": {}, "state": TrialState.COMPLETE, "score": None,
-                "failure": None, "timed": timed, "storage_time": storage_time,
+                "failure": None, "timed": timed,
                 "config": None}
             try:
                 entry["config"] = config_for(params, self.base, settings["timesteps"])
@@ -526,7 +528,7 @@ class TrialRunner:
                 study, entry["trial"], params=entry["params"], runs=entry["runs"], plan=plan,
                 state=entry["state"], score=entry["score"], failure=entry["failure"],
                 deployed_latest=entry["deployed_latest"], current_run=entry["current_run"],
-                started=started, timed=entry["timed"], storage_time=entry["storage_time"]))
+                started=started, timed=entry["timed"]))
         return records
 
     def _reporter(self, entry: dict[str, Any], index: int, runs_in_plan: int
@@ -550,25 +552,22 @@ class TrialRunner:
 
         return report
 
+    def _begin(self, trial: Any, timed: StorageTimer, **attrs: Any) -> dict[str, Any]:
+        """Draw a trial's params and record where it runs (storage calls timed)."""
+        params = timed(sample, trial, self.space)
+        for key, value in {"worker": self.worker, "host": socket.gethostname(),
+                           "pid": os.getpid(), **attrs}.items():
+            timed(trial.set_user_attr, key, value)
+        return params
+
     def run_trial(self, study: Any, trial: Any, claim_seconds: float = 0.0) -> TrialRecord:
         import optuna
         from optuna.trial import TrialState
 
         settings = self.settings
         started = time.perf_counter()
-        storage_time = [claim_seconds]
-
-        def timed(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return call(*args, **kwargs)
-            finally:
-                storage_time[0] += time.perf_counter() - t0
-
-        params = timed(sample, trial, self.space)
-        timed(trial.set_user_attr, "worker", self.worker)
-        timed(trial.set_user_attr, "host", socket.gethostname())
-        timed(trial.set_user_attr, "pid", os.getpid())
+        timed = StorageTimer(claim_seconds)
+        params = self._begin(trial, timed)
         runs: list[RunResult] = []
         # the deployable object the gates judge: the first seed's policy per fold (a
         # pruned trial's last validated one), not a mean over seeds no one can trade
@@ -624,14 +623,13 @@ class TrialRunner:
         return self._finish_trial(study, trial, params=params, runs=runs, plan=plan,
                                   state=state, score=score, failure=failure,
                                   deployed_latest=deployed_latest, current_run=current_run,
-                                  started=started, timed=timed, storage_time=storage_time)
+                                  started=started, timed=timed)
 
     def _finish_trial(self, study: Any, trial: Any, *, params: dict[str, Any],
                       runs: list[RunResult], plan: list[tuple[int, int]], state: Any,
                       score: float | None, failure: str | None,
                       deployed_latest: dict[int, dict[str, Any]], current_run: dict[str, Any],
-                      started: float, timed: Callable[..., Any],
-                      storage_time: list[float]) -> TrialRecord:
+                      started: float, timed: StorageTimer) -> TrialRecord:
         """Tell the study a trial's outcome, set its attributes and write its record (the
         sequential and the batched path alike)."""
         import optuna
@@ -678,7 +676,7 @@ class TrialRunner:
                      "heartbeats; its result here is dropped")
             record.failure = "taken over after missed heartbeats"
         record.wall_seconds = time.perf_counter() - started
-        record.storage_seconds = storage_time[0]
+        record.storage_seconds = timed.seconds
         self.records.append(record)
         self._write_record(record)
         shown = f"score {score:+.3f}" if score is not None else failure
