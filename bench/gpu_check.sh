@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # One script for a machine with an NVIDIA GPU: build the package, run the CUDA-marked tests,
-# measure training throughput of the default network with and without torch.compile and bf16
-# autocast (and the env's share of each iteration), and print one table. Under 8 minutes.
+# then the sections asked for (default: throughput pbt):
+#   throughput  training throughput of the default network with and without torch.compile
+#               and bf16 autocast (and the env's share of each iteration), one table (~5 min)
+#   pbt         population throughput, P = 1, 4, 16, 64 members of (64, 64) (~1 min)
+#   tune-batch  bench/tune_batch.py --device cuda --batch 64, each arm cut at
+#               TUNE_BATCH_MINUTES (default 3) minutes (~7 min)
 #
-#   bash bench/gpu_check.sh            # results land in bench/results/ (and in $OUT if set)
+#   bash bench/gpu_check.sh [section ...]   # results in bench/results/ (and in $OUT if set)
 #
 # Offline machines: put wheels of missing pure-Python packages (gymnasium,
 # farama-notifications) in .whl/ and they are installed to /tmp/site first.
@@ -31,6 +35,11 @@ echo "== CUDA tests"
 cuda_tests=$(grep -l "mark.cuda" tests/test_*.py)
 timeout 180 $PY -m pytest -q -m cuda -p no:cacheprovider $cuda_tests 2>&1 | tail -15 || true
 
+sections=("$@")
+[ ${#sections[@]} -eq 0 ] && sections=(throughput pbt)
+want() { [[ " ${sections[*]} " == *" $1 "* ]]; }
+
+if want throughput; then
 echo "== training throughput, default network (2048, 1024, 512, 256)"
 common=(--device cuda --networks default --num-envs 4096 --num-steps 8 --minibatch 8192
         --epochs 4 --updates 3 --bare-seconds 3)
@@ -55,9 +64,20 @@ for g, m, p, sps, upd, bare, e, i, c, u in rows:
           f"{e:>6.1%} {i:>6.1%} {c:>6.1%} {u:>7.1%}")
 json.dump({"rows": rows}, open("bench/results/gpu_check.json", "w"), indent=1)
 PY
+if [ -n "${OUT:-}" ]; then cp bench/results/train_throughput_cuda_*.json bench/results/gpu_check.json "$OUT"/; fi
+fi
+
+if want pbt; then
 echo "== population-based training throughput (P = 1, 4, 16, 64 members of (64, 64); target 10x at 64)"
 timeout 240 $PY bench/pbt.py --device cuda --only throughput --num-envs 64 --num-steps 64 \
   --minibatch 1024 --epochs 4 --updates 3 || true
-if [ -n "${OUT:-}" ]; then cp bench/results/train_throughput_cuda_*.json bench/results/gpu_check.json "$OUT"/; fi
 if [ -n "${OUT:-}" ] && [ -f bench/results/pbt_cuda.json ]; then cp bench/results/pbt_cuda.json "$OUT"/; fi
+fi
+
+if want tune-batch; then
+echo "== batched trials: 64 trials x 200,000 steps, sequential and B = 64 (target 20x)"
+timeout 560 $PY bench/tune_batch.py --device cuda --batch 64 \
+  --minutes "${TUNE_BATCH_MINUTES:-3}" 2>&1 | grep -v "^\[.*\] trial " || true
+if [ -n "${OUT:-}" ]; then cp bench/results/tune_batch_cuda.* "$OUT"/ 2>/dev/null || true; fi
+fi
 echo "gpu_check finished in $(( $(date +%s) - start )) s"

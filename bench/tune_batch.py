@@ -58,6 +58,32 @@ def fixed_shape_space(quick: bool) -> dict[str, Any]:
     return space
 
 
+def timed_parts() -> dict[str, float]:
+    """Seconds spent training (rollouts and updates, compilation included) and validating,
+    summed over the arm: the training steps and validation backtests of both paths are
+    wrapped with a timer (a GPU run's waits are inside them: each ends on the host)."""
+    import fastrl.tune.objective as objective
+    from fastrl.ppo.population import Population
+    from fastrl.ppo.trainer import Trainer
+
+    seconds = {"train": 0.0, "validate": 0.0}
+
+    def timer(function: Any, part: str) -> Any:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                seconds[part] += time.perf_counter() - started
+        return wrapped
+
+    Trainer.step = timer(Trainer.step, "train")
+    Population.step = timer(Population.step, "train")
+    Population.validation_evals = timer(Population.validation_evals, "validate")
+    objective.validation_result = timer(objective.validation_result, "validate")
+    return seconds
+
+
 def run_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
     """One study in this process (``arm``: sequential or batched)."""
     import torch
@@ -66,6 +92,7 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
     from fastrl.tune.study import TrialRunner, make_storage, open_study
 
     torch.set_num_threads(torch_threads())  # the commands' policy: every core, both arms
+    parts = timed_parts()
     market = planted_market(0)
     settings = study_settings(market, args.timesteps, 0)
     settings["set_options"] = [o.replace("device=cpu", f"device={args.device}")
@@ -87,7 +114,10 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         started = time.perf_counter()
-        runner.run(study)
+        # --minutes: a GPU lease is short; the arm then stops after the trial or batch in
+        # flight and says how many of its trials it ran
+        runner.run(study, deadline=None if args.minutes is None
+                   else time.time() + 60 * args.minutes)
         wall = time.perf_counter() - started
         trials = [t for t in study.get_trials(deepcopy=False)]
         complete = [t for t in trials if t.state.name == "COMPLETE"]
@@ -96,9 +126,13 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
         for t in trials:
             states[t.state.name] = states.get(t.state.name, 0) + 1
         env_steps = sum(r.env_steps for r in runner.records)
+    finished = [t for t in trials if t.state.is_finished()]
     return {
-        "arm": arm, "batch": batch, "wall_seconds": wall, "trials": len(trials),
-        "trials_per_hour": 3600 * len(trials) / wall, "states": states,
+        "arm": arm, "batch": batch, "wall_seconds": wall, "trials": len(finished),
+        "complete_study": len(finished) >= args.trials,
+        "device_name": (torch.cuda.get_device_name(0) if args.device == "cuda"
+                        else machine_info().get("cpu")),
+        "trials_per_hour": 3600 * len(finished) / wall, "states": states,
         "env_steps": env_steps, "env_steps_per_s": env_steps / wall,
         "best_score": None if best is None else best.value,
         "best_trial": None if best is None else best.number,
@@ -107,7 +141,16 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
         "cuda_peak_allocated_mb": (torch.cuda.max_memory_allocated() / 2**20
                                    if args.device == "cuda" else None),
         "torch_threads_last": torch.get_num_threads(),
+        "train_seconds": parts["train"], "validate_seconds": parts["validate"],
     }
+
+
+def full_wall(arm: dict[str, Any], trials: int) -> float:
+    """An arm's wall seconds for the whole study: measured, or (stopped at --minutes)
+    its seconds per finished trial times the study's trials."""
+    if arm.get("complete_study", True):
+        return arm["wall_seconds"]
+    return arm["wall_seconds"] / max(arm["trials"], 1) * trials
 
 
 def markdown_summary(payload: dict[str, Any]) -> str:
@@ -116,24 +159,39 @@ def markdown_summary(payload: dict[str, Any]) -> str:
     arms = payload["arms"]
     lines = [f"`python bench/tune_batch.py{' --quick' if s['quick'] else ''} --device "
              f"{s['device']} --batch {s['batch']}` on {payload['machine'].get('cpu', '?')} "
-             f"({payload['machine'].get('cores', '?')} cores), device {s['device']}: "
+             f"({payload['machine'].get('cores', '?')} cores), device "
+             f"{arms['batched'].get('device_name') or s['device']}: "
              f"{s['trials']} trials x {s['timesteps']:,} env steps on the planted market, "
              "shape knobs fixed ((64, 64), the fast preset's rollout and minibatches), sampler "
              "seed 0.", "",
-             "| arm | wall s | trials/hour | env steps/s | peak RSS MB | states | best score "
-             "(trial) |", "|---|---|---|---|---|---|---|"]
+             "| arm | wall s | train s | validate s | trials/hour | env steps/s | peak RSS MB "
+             "| states | best score (trial) |", "|---|---|---|---|---|---|---|---|---|"]
     for arm in ("sequential", "batched"):
         a = arms[arm]
         label = "sequential" if arm == "sequential" else f"batched (B = {a['batch']})"
         states = ", ".join(f"{v} {k.lower()}" for k, v in sorted(a["states"].items()))
         best = "n/a" if a["best_score"] is None else f"{a['best_score']:+.2f} ({a['best_trial']})"
-        lines.append(f"| {label} | {a['wall_seconds']:,.0f} | {a['trials_per_hour']:,.0f} | "
-                     f"{a['env_steps_per_s']:,.0f} | {a['peak_rss_mb']:,.0f} | {states} | "
-                     f"{best} |")
+        memory = f"{a['peak_rss_mb']:,.0f}" + (
+            "" if a.get("cuda_peak_allocated_mb") is None
+            else f" (GPU {a['cuda_peak_allocated_mb']:,.0f})")
+        parts = " | ".join("n/a" if a.get(k) is None else f"{a[k]:,.0f}"
+                           for k in ("train_seconds", "validate_seconds"))
+        lines.append(f"| {label} | {a['wall_seconds']:,.0f} | {parts} | "
+                     f"{a['trials_per_hour']:,.0f} | "
+                     f"{a['env_steps_per_s']:,.0f} | {memory} | {states} | {best} |")
     ratio = payload["speedup"]
     batch, target = WALL_TARGET.get(s["device"], (s["batch"], None))
     verdict = ("" if target is None or s["batch"] != batch else
                f" Target >= {target:g}x at B = {batch}: {'met' if ratio >= target else 'not met'}.")
+    cut = [arm for arm in ("sequential", "batched")
+           if not arms[arm].get("complete_study", True)]
+    if cut:  # an arm stopped at --minutes: its full study's wall time is extrapolated
+        verdict += (" **Estimated**: the " + " and ".join(cut) + " arm stopped at the "
+                    f"{s['minutes']:g}-minute limit after "
+                    + ", ".join(f"{arms[a]['trials']} of {s['trials']}" for a in cut)
+                    + " trials; its full-study wall time is its seconds per trial so far "
+                    "times the study's trials, so the ratio is an extrapolation, not a "
+                    "measurement.")
     lines += ["", f"Sequential / batched wall seconds: **{ratio:.2f}x**.{verdict} "
               "The batched sampler sees a batch's scores only when the batch ends (TPE's "
               "constant liar stands in for running trials), so the two arms' trials and best "
@@ -150,6 +208,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--timesteps", type=int, default=None)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="stop each arm after the trial or batch running at this many "
+                             "minutes (a short GPU lease); the ratio is then extrapolated")
     parser.add_argument("--arm", choices=("sequential", "batched"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     batch, _ = WALL_TARGET[args.device]
@@ -161,10 +222,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     started = time.perf_counter()
     arms = {}
-    for arm in ("sequential", "batched"):
+    for arm in ("batched", "sequential"):  # batched first: a cut lease keeps it
         command = [sys.executable, __file__, "--arm", arm, "--trials", str(args.trials),
                    "--batch", str(args.batch), "--timesteps", str(args.timesteps),
-                   "--device", args.device] + ["--quick"] * args.quick
+                   "--device", args.device] + ["--quick"] * args.quick \
+            + (["--minutes", str(args.minutes)] if args.minutes is not None else [])
         out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
         arms[arm] = json.loads(out.stdout.strip().splitlines()[-1])
         a = arms[arm]
@@ -172,7 +234,8 @@ def main(argv: list[str] | None = None) -> None:
               f"peak RSS {a['peak_rss_mb']:,.0f} MB, best {a['best_score']}", flush=True)
     payload = {"machine": machine_info(), "settings": {**vars(args), "arm": None},
                "arms": arms, "wall_seconds": time.perf_counter() - started,
-               "speedup": arms["sequential"]["wall_seconds"] / arms["batched"]["wall_seconds"]}
+               "speedup": full_wall(arms["sequential"], args.trials)
+               / full_wall(arms["batched"], args.trials)}
     name = f"tune_batch_{args.device}" + ("_quick" if args.quick else "")
     path = write_json(name, payload)
     (RESULTS / f"{name}.md").write_text(markdown_summary(payload))

@@ -37,6 +37,23 @@ def test_tune_batch_summary_states_the_speedup_and_the_target(tune_batch, sequen
     assert "| batched (B = 16) |" in text and "40 complete, 24 pruned" in text
 
 
+def test_an_arm_cut_at_its_minutes_is_extrapolated_and_says_so(tune_batch):
+    sequential = {**arm("sequential", 150.0, 1), "trials": 15, "complete_study": False}
+    batched = {**arm("batched", 60.0, 64), "complete_study": True, "train_seconds": 20.0,
+               "validate_seconds": 35.0, "cuda_peak_allocated_mb": 800.0}
+    # 10 s a trial over 64 trials = 640 s against 60 s
+    assert tune_batch.full_wall(sequential, 64) == pytest.approx(640.0)
+    payload = {"machine": {"cpu": "test cpu", "cores": 16},
+               "settings": {"quick": False, "device": "cuda", "batch": 64, "trials": 64,
+                            "timesteps": 200_000, "minutes": 2.5},
+               "arms": {"sequential": sequential, "batched": batched},
+               "speedup": 640.0 / 60.0}
+    text = tune_batch.markdown_summary(payload)
+    assert "10.67x**. Target >= 20x at B = 64: not met. **Estimated**: the sequential arm " \
+        "stopped at the 2.5-minute limit after 15 of 64 trials" in text
+    assert "| 60 | 20 | 35 |" in text and "(GPU 800)" in text
+
+
 def test_thread_summary_pairs_each_case_and_load():
     throughput = load_bench("train_throughput")
     results = []

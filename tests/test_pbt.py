@@ -372,14 +372,15 @@ def test_the_rounds_never_score_on_window_b_and_the_pick_does(monkeypatch):
     import fastrl.ppo.population as population
 
     seen = []
-    original = population.validation_scores
+    original = population.Population.validation_evals
 
-    def recording(agent, block, *args, **kwargs):
-        result = original(agent, block, *args, **kwargs)
-        seen.append((block, result["sharpe"]))
-        return result
+    def recording(self, members=None, block=None, baselines=False):
+        results = original(self, members, block, baselines)
+        used = self.market.val if block is None else block
+        seen.extend((used, float(r.combined["agent"].sharpe)) for r in results)
+        return results
 
-    monkeypatch.setattr(population, "validation_scores", recording)
+    monkeypatch.setattr(population.Population, "validation_evals", recording)
     runner = PBT(synthetic_config(), 4, 128, pick_days=40, confirm_days=50, replay_seeds=0)
     result = runner.run()
     window_a, window_b = runner.pop.market.val, runner.pick_block

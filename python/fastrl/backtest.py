@@ -482,21 +482,30 @@ def _apply_holdings(env: Any, market: MarketBlock, holdings: list[Holding | None
 
 def run_agent(policy: Any, market: MarketBlock, env_config: EnvConfig, *,
               holdings: list[Holding | None] | None = None,
-              liquidate: bool = True) -> list[Backtest]:
+              liquidate: bool = True, copies: int = 1) -> list[Backtest]:
     """Steps the deterministic policy through every segment once (one env per segment).
 
     ``holdings`` (one per segment) start segments from a position carried over from an
     earlier backtest instead of flat cash; ``liquidate=False`` leaves the last position
     open (no closing cost), for a record that goes on in a later backtest.
+
+    ``copies`` C > 1 backtests C policies at once (a population's members): env row
+    ``c * S + s`` trades segment s for policy c, the policy function maps the [C * S, D]
+    observations to C * S actions, and the backtests come back in that order. Each copy's
+    backtests are the ones it would get alone: the rows do not interact.
     """
     from fastrl.env import TradingVecEnv
 
     policy_fn = as_policy_fn(policy)
     config = evaluation_config(env_config)
     cost_model = config.cost_model()
-    num_envs = market.num_segments
-    if holdings is not None and len(holdings) != num_envs:
-        raise EvaluationError(f"{len(holdings)} holdings for {num_envs} segments")
+    num_segments = market.num_segments
+    if copies < 1:
+        raise EvaluationError(f"copies must be at least 1, got {copies}")
+    num_envs = copies * num_segments  # round robin: env i trades segment i % S
+    if holdings is not None and (len(holdings) != num_segments or copies != 1):
+        raise EvaluationError(f"{len(holdings)} holdings for {num_segments} segments"
+                              + (f" and {copies} copies" if copies != 1 else ""))
     env = TradingVecEnv(market, num_envs, config, num_threads=1, seed=0)
     try:
         obs, _ = env.reset(seed=0)
@@ -506,62 +515,55 @@ def run_agent(policy: Any, market: MarketBlock, env_config: EnvConfig, *,
         start_bars = env.bar_index.copy()
         start_equity = env.equity.copy()
         seg_ends = market.offsets[1:].copy()
-        steps = (seg_ends - 1 - start_bars).astype(np.int64)
-        record = {
-            key: [[] for _ in range(num_envs)]
-            for key in ("decision", "mark", "equity", "position", "shares", "cost", "fill")
-        }
+        steps = (seg_ends - 1 - start_bars[:num_segments]).astype(np.int64)
+        # one row of every env per step; env i's records are its first counts[i] rows (an
+        # env stays inactive once its segment ended)
+        columns: dict[str, list[np.ndarray]] = {
+            key: [] for key in ("decision", "equity", "position", "shares", "cost", "fill")}
+        counts = np.zeros(num_envs, dtype=np.int64)
         prev_costs = env.episode_costs.copy()
         prev_trades = env.episode_trades.copy()
-        terminated_at: list[int | None] = [None] * num_envs
+        terminated_at = np.full(num_envs, -1, dtype=np.int64)
         active = np.ones(num_envs, dtype=bool)
         while active.any():
             actions = valid_actions(policy_fn(obs), config, num_envs)
             decision = env.bar_index.copy()
             obs, _rewards, terminated, truncated, info = env.step(actions)
             episode = info["episode"]
-            for i in np.flatnonzero(active):
-                done = bool(terminated[i] or truncated[i])
-                if done:
-                    equity = float(episode["equity"][i])
-                    cum_costs = float(episode["costs"][i])
-                    cum_trades = int(episode["trades"][i])
-                    # the env has auto-reset: its state is the next episode's
-                    position = float(episode["position"][i])
-                    shares = float(episode["shares"][i])
-                else:
-                    equity = float(env.equity[i])
-                    cum_costs = float(env.episode_costs[i])
-                    cum_trades = int(env.episode_trades[i])
-                    position = float(env.positions[i])
-                    shares = float(env.shares[i])
-                rec_len = len(record["mark"][i])
-                record["decision"][i].append(int(decision[i]))
-                record["mark"][i].append(int(decision[i]) + 1)
-                record["equity"][i].append(equity)
-                record["position"][i].append(position)
-                record["shares"][i].append(shares)
-                record["cost"][i].append(cum_costs - float(prev_costs[i]))
-                record["fill"][i].append(cum_trades > int(prev_trades[i]))
-                if done:
-                    active[i] = False
-                    if terminated[i]:
-                        terminated_at[i] = rec_len
-                else:
-                    prev_costs[i], prev_trades[i] = cum_costs, cum_trades
+            done = np.logical_or(terminated, truncated)
+            # a finished env has auto-reset: its state is the next episode's, so its
+            # episode's final values come from info["episode"]
+            cum_costs = np.where(done, episode["costs"], env.episode_costs)
+            cum_trades = np.where(done, episode["trades"], env.episode_trades)
+            columns["decision"].append(decision)
+            columns["equity"].append(np.where(done, episode["equity"], env.equity))
+            columns["position"].append(np.where(done, episode["position"], env.positions))
+            columns["shares"].append(np.where(done, episode["shares"], env.shares))
+            columns["cost"].append(cum_costs - prev_costs)
+            columns["fill"].append(cum_trades > prev_trades)
+            ruined = active & np.asarray(terminated, dtype=bool)
+            terminated_at[ruined] = counts[ruined]
+            counts += active
+            going = active & ~done
+            prev_costs = np.where(going, cum_costs, prev_costs)
+            prev_trades = np.where(going, cum_trades, prev_trades)
+            active &= ~done
     finally:
         env.close()
+    record = {key: np.stack(value) for key, value in columns.items()}  # [T, num_envs]
 
     backtests = []
     fill_offset = 1 if config.execution == "next_open" else 0
-    for s in range(num_envs):
-        decision = np.asarray(record["decision"][s], dtype=np.int64)
-        marks = np.asarray(record["mark"][s], dtype=np.int64)
-        equity_path = np.asarray(record["equity"][s])
-        positions = np.asarray(record["position"][s])
-        shares_held = np.asarray(record["shares"][s])
-        costs = np.asarray(record["cost"][s])
-        fills = np.asarray(record["fill"][s], dtype=bool)
+    for i in range(num_envs):
+        s, n = i % num_segments, int(counts[i])
+        decision = record["decision"][:n, i].astype(np.int64)
+        marks = decision + 1
+        equity_path = record["equity"][:n, i].astype(np.float64)
+        positions = record["position"][:n, i].astype(np.float64)
+        shares_held = record["shares"][:n, i].astype(np.float64)
+        costs = record["cost"][:n, i].astype(np.float64)
+        fills = record["fill"][:n, i].astype(bool)
+        ruined = int(terminated_at[i]) if terminated_at[i] >= 0 else None
         last_bar = int(marks[-1])
         # close what is still open at the last mark (the floor's close, or the segment end)
         liquidation = 0.0
@@ -570,7 +572,7 @@ def run_agent(policy: Any, market: MarketBlock, env_config: EnvConfig, *,
             liquidation = float(cost_model.order_cost(shares_held[-1] < 0, notional))
             equity_path[-1] -= liquidation
             costs[-1] += liquidation
-        if terminated_at[s] is not None and marks.shape[0] < steps[s]:
+        if ruined is not None and marks.shape[0] < steps[s]:
             # ruined: flat from here to the segment end, so every strategy spans the same bars
             pad = int(steps[s] - marks.shape[0])
             more = np.arange(last_bar, last_bar + pad, dtype=np.int64)
@@ -581,7 +583,7 @@ def run_agent(policy: Any, market: MarketBlock, env_config: EnvConfig, *,
             shares_held = np.concatenate([shares_held, np.zeros(pad)])
             costs = np.concatenate([costs, np.zeros(pad)])
             fills = np.concatenate([fills, np.zeros(pad, dtype=bool)])
-        start = int(start_bars[s])
+        start = int(start_bars[i])
         rows = np.concatenate([[start], marks])
         backtest = Backtest(
             symbol=market.symbols[s],
@@ -591,7 +593,7 @@ def run_agent(policy: Any, market: MarketBlock, env_config: EnvConfig, *,
             decision_bars=decision,
             fill_bars=decision + fill_offset,
             bars=marks,
-            equity=np.concatenate([[float(start_equity[s])], equity_path]),
+            equity=np.concatenate([[float(start_equity[i])], equity_path]),
             positions=positions,
             shares_held=shares_held,
             step_costs=costs,
@@ -600,7 +602,7 @@ def run_agent(policy: Any, market: MarketBlock, env_config: EnvConfig, *,
             price=np.asarray(market.close)[rows].astype(np.float64),
             timestamps=_timestamps(market, rows),
             liquidation_cost=liquidation,
-            terminated_step=terminated_at[s],
+            terminated_step=ruined,
         ).finish()
         check_test_rows(market, backtest, s)
         backtests.append(backtest)
@@ -773,26 +775,42 @@ def evaluate_agent(
     observation batch [S, obs_dim] to actions for ``env.step``. With ``baselines``,
     buy-and-hold and flat run beside it; validation skips them (they do not change).
     """
-    agent_runs = run_agent(policy, market, env_config)
-    backtests: list[Backtest] = []
-    for s, agent_run in enumerate(agent_runs):
-        backtests.append(agent_run)
-        if not baselines:
-            continue
-        for strategy in ("buy_and_hold", "flat"):
-            baseline = baseline_backtest(market, s, env_config, strategy, agent_run.start_bar)
-            check_test_rows(market, baseline, s)
-            backtests.append(baseline)
+    (result,) = evaluate_agents(policy, market, env_config, copies=1, baselines=baselines)
+    result.info.update(info or {})
+    return result
+
+
+def evaluate_agents(policy: Any, market: MarketBlock, env_config: EnvConfig, *, copies: int,
+                    baselines: bool = False) -> list[EvalResult]:
+    """:func:`evaluate_agent` for C policies in one batched env (``run_agent(copies=C)``):
+    ``policy`` maps [C * S, obs_dim] observations (policy c's rows ``c * S .. c * S + S``)
+    to actions. One EvalResult per policy, each the one it gets alone; one policy call per
+    bar instead of C (a population's validation)."""
+    agent_runs = run_agent(policy, market, env_config, copies=copies)
+    num_segments = market.num_segments
     strategies = STRATEGIES if baselines else ("agent",)
-    combined = {
-        strategy: combine([b for b in backtests if b.strategy == strategy], market.freq)
-        for strategy in strategies
-    }
-    return EvalResult(
-        freq=market.freq,
-        initial_cash=float(env_config.initial_cash),
-        backtests=backtests,
-        combined=combined,
-        env_config=evaluation_config(env_config).to_dict(),
-        info=dict(info or {}),
-    )
+    results = []
+    for c in range(copies):
+        backtests: list[Backtest] = []
+        for s, agent_run in enumerate(agent_runs[c * num_segments:(c + 1) * num_segments]):
+            backtests.append(agent_run)
+            if not baselines:
+                continue
+            for strategy in ("buy_and_hold", "flat"):
+                baseline = baseline_backtest(market, s, env_config, strategy,
+                                             agent_run.start_bar)
+                check_test_rows(market, baseline, s)
+                backtests.append(baseline)
+        combined = {
+            strategy: combine([b for b in backtests if b.strategy == strategy], market.freq)
+            for strategy in strategies
+        }
+        results.append(EvalResult(
+            freq=market.freq,
+            initial_cash=float(env_config.initial_cash),
+            backtests=backtests,
+            combined=combined,
+            env_config=evaluation_config(env_config).to_dict(),
+            info={},
+        ))
+    return results

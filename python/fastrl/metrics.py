@@ -246,39 +246,40 @@ def extract_trades(
         closing_share[ends_run] = np.minimum(1.0, np.abs(previous_pos[ends_run]) / traded[ends_run])
     closing_cost = costs * closing_share
 
-    entries, exits, directions, pnls, rets, held, closed = [], [], [], [], [], [], []
-    t = 0
-    while t < n:
-        if signs[t] == 0:
-            t += 1
-            continue
-        start = t
-        while t + 1 < n and signs[t + 1] == signs[start]:
-            t += 1
-        end = t
-        # gross P&L of the run's steps and of the gaps its shares carried into the next
-        # fills, minus the closing share owed to the previous run
-        pnl = float(step_pnl[start : end + 1].sum() + carry[start + 1 : end + 2].sum()
-                    + closing_cost[start])
-        is_closed = end + 1 < n or liquidated_at_end
-        if end + 1 < n:
-            pnl -= float(closing_cost[end + 1])
-        entries.append(start)
-        exits.append(end)
-        directions.append(int(signs[start]))
-        pnls.append(pnl)
-        rets.append(pnl / values[start] if values[start] > 0 else 0.0)
-        held.append(end - start + 1)
-        closed.append(is_closed)
-        t = end + 1
+    # runs of one nonzero sign, found in one pass (a bar-by-bar Python loop cost a
+    # population's validation 4 ms per member and point); the sums stay per run, as before
+    # runs of one nonzero sign, all at once (a loop over runs cost a population's
+    # validation ~1 ms per 500-bar backtest of a policy that trades often)
+    flips = signs[1:] != signs[:-1]
+    held_sign = signs != 0
+    starts = np.flatnonzero(np.r_[True, flips][:n] & held_sign)
+    ends = np.flatnonzero(np.r_[flips, True][:n] & held_sign)
+    # gross P&L of each run's steps [start, end] and of the gaps its shares carried into the
+    # next fills (carry[start + 1 .. end + 1]), plus the closing share owed by the previous
+    # run, minus the one this run owes the next. Segment sums by reduceat over
+    # [start, end + 1) pairs (zero-padded so end + 2 stays an index)
+    def run_sums(values: np.ndarray, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
+        if first.size == 0:
+            return np.zeros(0)
+        bounds = np.empty(2 * first.size, dtype=np.int64)
+        bounds[0::2], bounds[1::2] = first, stop
+        return np.add.reduceat(np.r_[values, 0.0, 0.0], bounds)[0::2]
+
+    pnl = run_sums(step_pnl, starts, ends + 1) + run_sums(carry, starts + 1, ends + 2) \
+        + closing_cost[starts]
+    inside = ends + 1 < n
+    pnl[inside] -= closing_cost[ends[inside] + 1]
+    start_equity = values[starts]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rets = np.where(start_equity > 0, pnl / start_equity, 0.0)
     return TradeRecords(
-        entry_step=np.asarray(entries, dtype=np.int64),
-        exit_step=np.asarray(exits, dtype=np.int64),
-        direction=np.asarray(directions, dtype=np.int8),
-        pnl=np.asarray(pnls, dtype=np.float64),
-        returns=np.asarray(rets, dtype=np.float64),
-        bars_held=np.asarray(held, dtype=np.int64),
-        closed=np.asarray(closed, dtype=bool),
+        entry_step=starts.astype(np.int64),
+        exit_step=ends.astype(np.int64),
+        direction=signs[starts].astype(np.int8),
+        pnl=pnl.astype(np.float64),
+        returns=rets.astype(np.float64),
+        bars_held=(ends - starts + 1).astype(np.int64),
+        closed=inside | bool(liquidated_at_end),
     )
 
 

@@ -212,8 +212,14 @@ class BatchedAdam:
                 self.step_count.add_(1.0)
                 self._fused_step(grads, lr)
             return
+        subset = None
         if active is not None:
             self.step_count.add_(active.to(torch.float64))
+            subset = active.nonzero().squeeze(1)
+            if subset.numel() == 0:
+                return
+            if subset.numel() == active.numel():
+                subset = None
         else:
             self.step_count.add_(1.0)
         steps = self.step_count.clamp(min=1.0)
@@ -222,33 +228,45 @@ class BatchedAdam:
         bias2_sqrt = (1.0 - self.beta2 ** steps).sqrt()
         step_size = (lr.to(torch.float64) / bias1).to(torch.float32)
         lr32 = lr.to(torch.float32)
+        decay = self.member_decay
+        if subset is not None:  # only the members still training: gathered, updated, put back
+            lr32, step_size, bias2_sqrt = (x.index_select(0, subset)
+                                           for x in (lr32, step_size, bias2_sqrt))
+            decay = None if decay is None else decay.index_select(0, subset)
         for name, param in self.params.items():
-            shape = (-1,) + (1,) * (param.ndim - 1)
-            grad = grads[name]
-            exp_avg, exp_avg_sq = self.exp_avg[name], self.exp_avg_sq[name]
-            if active is not None:
-                keep = (~active).view(shape)
-                old = (param.clone(), exp_avg.clone(), exp_avg_sq.clone())
-            if self.decays(name):
-                decay = self.member_decay
-                if self.decoupled:
-                    rate = lr32 * (self.weight_decay if decay is None else decay)
-                    param.mul_(1.0 - rate.view(shape))
-                elif decay is None:
-                    grad = grad.add(param, alpha=self.weight_decay)
-                else:  # addcmul rounds as add(alpha=) does: shared values match
-                    grad = torch.addcmul(grad, param, decay.view(shape))
-            exp_avg.lerp_(grad, 1.0 - self.beta1)
-            exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1.0 - self.beta2)
-            # param -= step_size * exp_avg / (sqrt(exp_avg_sq) / bias2_sqrt + eps)
-            denom = torch.sqrt(exp_avg_sq, out=self._scratch[name])
-            denom.div_(bias2_sqrt.to(param.dtype).view(shape)).add_(self.eps)
-            ratio = torch.div(exp_avg, denom, out=denom)
-            param.addcmul_(ratio, (-step_size).view(shape))
-            if active is not None:
-                param.copy_(torch.where(keep, old[0], param))
-                exp_avg.copy_(torch.where(keep, old[1], exp_avg))
-                exp_avg_sq.copy_(torch.where(keep, old[2], exp_avg_sq))
+            tensors = (param, grads[name], self.exp_avg[name], self.exp_avg_sq[name])
+            if subset is None:
+                self._adam(name, *tensors, self._scratch[name], lr32, step_size, bias2_sqrt,
+                           decay)
+                continue
+            param_s, grad_s, avg_s, avg_sq_s = (x.index_select(0, subset) for x in tensors)
+            self._adam(name, param_s, grad_s, avg_s, avg_sq_s, torch.empty_like(param_s), lr32,
+                       step_size, bias2_sqrt, decay)
+            for full, part in ((param, param_s), (self.exp_avg[name], avg_s),
+                               (self.exp_avg_sq[name], avg_sq_s)):
+                full.index_copy_(0, subset, part)
+
+    def _adam(self, name: str, param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor,
+              exp_avg_sq: torch.Tensor, scratch: torch.Tensor, lr32: torch.Tensor,
+              step_size: torch.Tensor, bias2_sqrt: torch.Tensor,
+              decay: torch.Tensor | None) -> None:
+        """One Adam(W) step in place on stacked [M, ...] tensors with [M] rates."""
+        shape = (-1,) + (1,) * (param.ndim - 1)
+        if self.decays(name):
+            if self.decoupled:
+                rate = lr32 * (self.weight_decay if decay is None else decay)
+                param.mul_(1.0 - rate.view(shape))
+            elif decay is None:
+                grad = grad.add(param, alpha=self.weight_decay)
+            else:  # addcmul rounds as add(alpha=) does: shared values match
+                grad = torch.addcmul(grad, param, decay.view(shape))
+        exp_avg.lerp_(grad, 1.0 - self.beta1)
+        exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1.0 - self.beta2)
+        # param -= step_size * exp_avg / (sqrt(exp_avg_sq) / bias2_sqrt + eps)
+        denom = torch.sqrt(exp_avg_sq, out=scratch)
+        denom.div_(bias2_sqrt.to(param.dtype).view(shape)).add_(self.eps)
+        ratio = torch.div(exp_avg, denom, out=denom)
+        param.addcmul_(ratio, (-step_size).view(shape))
 
     def member_state(self, m: int) -> dict[str, Any]:
         """Member m's step count and moments (copies): a one-member optimiser's state."""
@@ -587,11 +605,12 @@ class Population:
         return log_std.float().exp().view(log_std.shape[0], 1, -1)
 
     def _stacked_actor_critic(self, params: dict, buffers: dict, obs: torch.Tensor,
-                              value_only: bool = False
-                              ) -> tuple[torch.Tensor | None, torch.Tensor]:
+                              value_only: bool = False, policy_only: bool = False
+                              ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """ActorCritic.forward for every member at once: ``obs`` [P, B, D] through the
         stacked weights with ``baddbmm`` (trunk under autocast, heads in float32).
-        ``value_only`` skips a separate actor trunk (policy output None)."""
+        ``value_only`` skips a separate actor trunk (policy output None), ``policy_only``
+        the critic (value None)."""
         activation = STACKED_ACTIVATIONS[self.config.activation]
 
         def linear(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -605,10 +624,10 @@ class Population:
 
         shared = self.config.shared_trunk
         actor = None if value_only and not shared else trunk("actor_trunk", obs)
-        critic = actor if shared else trunk("critic_trunk", obs)
+        critic = None if policy_only else actor if shared else trunk("critic_trunk", obs)
         with torch.autocast(obs.device.type, enabled=False):
             policy_out = None if actor is None else linear("policy_head", actor.float())
-            value = linear("value_head", critic.float()).squeeze(-1)
+            value = None if critic is None else linear("value_head", critic.float()).squeeze(-1)
         return policy_out, value
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -755,21 +774,40 @@ class Population:
                     else torch.arange(size, device=device)
                     for m, g in enumerate(self.generators)])
             weight = active.float()
+            # Eager: once members stop, the rest of the update computes only the members
+            # still training (a batched study's members differ in n_epochs and target KL, so
+            # masking alone computed every member for the longest one's epochs). Compiled
+            # graphs have fixed shapes: there the stopped members are masked.
+            subset = None if all_active or self.compile else active.nonzero().squeeze(1)
             epoch_stats = torch.zeros_like(totals)
             for start in range(0, size, mb):
                 # member m's rows of the flat [P * size, ...] batch: whole rows by
                 # index_select (a gather with a per-element index cost 20% of an update)
-                rows = (order[:, start:start + mb] + offsets).reshape(-1)
-                picked = {k: v.index_select(0, rows).view(p, mb, *v.shape[1:])
+                if subset is None:
+                    rows = (order[:, start:start + mb] + offsets).reshape(-1)
+                else:
+                    rows = (order.index_select(0, subset)[:, start:start + mb]
+                            + offsets.index_select(0, subset)).reshape(-1)
+                picked = {k: v.index_select(0, rows).view(-1, mb, *v.shape[1:])
                           for k, v in flat.items()}
+                if subset is None:
+                    params, hp = self.params, (h["clip_range"], h["ent_coef"], h["vf_coef"],
+                                               self.clip_range_vf)
+                else:  # the gather is differentiable: stopped members' gradients are zero
+                    params = {k: v.index_select(0, subset) for k, v in self.params.items()}
+                    hp = tuple(x.index_select(0, subset) for x in (
+                        h["clip_range"], h["ent_coef"], h["vf_coef"], self.clip_range_vf))
                 losses, stats = self._loss(
-                    self.params, picked["obs"], picked["actions"], picked["logprobs"],
-                    picked["advantages"], picked["returns"], picked["values"],
-                    h["clip_range"], h["ent_coef"], h["vf_coef"], self.clip_range_vf)
+                    params, picked["obs"], picked["actions"], picked["logprobs"],
+                    picked["advantages"], picked["returns"], picked["values"], *hp)
                 # members' losses summed: each member's gradient is its own loss's gradient
-                total = (losses * weight).sum() if not all_active else losses.sum()
+                total = (losses * weight).sum() if not all_active and subset is None \
+                    else losses.sum()
                 grads = dict(zip(names, torch.autograd.grad(
                     total, [self.params[k] for k in names]), strict=True))
+                if subset is not None:
+                    stats = torch.zeros((p, stats.shape[1]), dtype=stats.dtype,
+                                        device=device).index_copy_(0, subset, stats)
                 self._clip_grads(grads, h["max_grad_norm"])
                 self.optimizer.step(grads, h["learning_rate"],
                                     None if all_active else active)
@@ -994,13 +1032,72 @@ class Population:
                      self.obs_normaliser.member(m, copy=not view), self.config, feature_state,
                      amp=self.amp)
 
+    def greedy_policy(self, members: Sequence[int]) -> Callable[[np.ndarray], np.ndarray]:
+        """The deterministic actions of ``members`` (C of them) as one function of raw
+        observations [C * S, D] (member ``members[c]``'s rows ``c * S .. c * S + S``), for
+        :func:`fastrl.backtest.evaluate_agents`: :meth:`Agent.act`'s arithmetic (the
+        member's normaliser, the actor under autocast, argmax or the clipped mean) on the
+        stacked weights, one forward for every member. Single-asset members only; the
+        function acts with the weights the members have now, whatever training does next."""
+        if self.portfolio:
+            raise PopulationError("greedy_policy is for single-asset members; a portfolio "
+                                  "member is validated through its Agent")
+        index = torch.as_tensor(list(members), dtype=torch.int64, device=self.device)
+        normaliser = self.obs_normaliser
+        low, high = float(self.env_config.min_pos), float(self.env_config.max_pos)
+        # the members' weights and statistics as they are now (a backtest's policy is fixed)
+        with torch.no_grad():
+            params = {k: v.detach().index_select(0, index) for k, v in self.params.items()}
+            shift = normaliser.shift.index_select(0, index).unsqueeze(1)
+            scale = normaliser.scale.index_select(0, index).unsqueeze(1)
+
+        @torch.inference_mode()
+        def act(obs: np.ndarray) -> np.ndarray:
+            x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
+            x = x.view(index.numel(), -1, self.obs_dim)
+            if normaliser.enabled:
+                x = ((x - shift) * scale).clamp_(-normaliser.clip, normaliser.clip)
+            with autocast_context(self.device, self.amp):
+                policy_out, _ = self._stacked_actor_critic(params, self.buffers, x,
+                                                           policy_only=True)
+            policy_out = policy_out.float().flatten(0, 1)
+            if self.continuous:
+                # clip in float64, as Agent.to_env_actions does
+                return np.clip(policy_out.squeeze(-1).cpu().numpy().astype(np.float64), low,
+                               high)
+            return policy_out.argmax(-1).cpu().numpy().astype(np.int64, copy=False)
+
+        return act
+
+    def validation_evals(self, members: Sequence[int] | None = None, block: Any = None,
+                         baselines: bool = False) -> list[Any]:
+        """Each member's validation backtest (an EvalResult) on ``block`` (default the
+        validation block): every member in one batched env with one forward per bar
+        (:meth:`greedy_policy`); a portfolio's members one after another through their
+        Agents."""
+        from fastrl.backtest import evaluate_agent, evaluate_agents
+
+        block = self.market.val if block is None else block
+        members = list(range(self.population)) if members is None else list(members)
+        if not members:
+            return []
+        if not self.portfolio:
+            return evaluate_agents(self.greedy_policy(members), block, self.env_config,
+                                   copies=len(members), baselines=baselines)
+        results = []
+        for m in members:
+            agent = self.member_agent(m)
+            agent.network.eval()
+            results.append(evaluate_agent(agent, block, self.env_config, baselines=baselines))
+        return results
+
     def validate(self, members: list[int] | None = None, block: Any = None) -> list[float]:
         """Validation Sharpe of each member, the number Trainer.validate gives.
 
-        Members are backtested one after another with :func:`validation_scores` (every
-        symbol in one batched env per member): the one evaluation path, unchanged.
-        ``block``: the bars to backtest on, default the validation block
-        (``self.market.val``); PBT picks its winner on a later window the same way.
+        The members' backtests run in one batched env (:meth:`validation_evals`), each the
+        test-days report's evaluation of that member alone. ``block``: the bars to backtest
+        on, default the validation block (``self.market.val``); PBT picks its winner on a
+        later window the same way.
         """
         return [r["sharpe"] for r in self.validation_results(members, block)]
 
@@ -1009,13 +1106,21 @@ class Population:
         """:meth:`validate`'s backtests in full: per member the Sharpe, the total return and
         the per-bar returns the Sharpe comes from (``returns``)."""
         block = self.market.val if block is None else block
-        results = []
-        for m in range(self.population) if members is None else members:
-            agent = self.member_agent(m)
-            agent.network.eval()
-            results.append(validation_scores(agent, block, self.env_config, self.portfolio,
-                                             returns=True))
-        return results
+        members = list(range(self.population)) if members is None else members
+        if self.portfolio:
+            results = []
+            for m in members:
+                agent = self.member_agent(m)
+                agent.network.eval()
+                results.append(validation_scores(agent, block, self.env_config, True,
+                                                 returns=True))
+            return results
+        from fastrl.backtest import COMBINED
+
+        return [{"sharpe": float(r.combined["agent"].sharpe),
+                 "return": float(r.combined["agent"].total_return),
+                 "returns": np.asarray(r.returns(COMBINED, "agent"), dtype=np.float64)}
+                for r in self.validation_evals(members, block)]
 
 
 def validation_scores(agent: Agent, block: Any, env_config: Any, portfolio: bool,

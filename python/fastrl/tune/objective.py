@@ -286,16 +286,6 @@ def train_run(config: TrainConfig, market: Any, *, seed: int, fold: int, val_eve
                      excess=excesses, bench_returns=bench_returns)
 
 
-def member_validation(pop: Any, m: int, baselines: bool = False) -> Any:
-    """Member m's validation backtest as an EvalResult (:func:`validation_result`'s
-    evaluation, on a copy of the member's policy)."""
-    from fastrl.backtest import evaluate_agent
-
-    agent = pop.member_agent(m)
-    agent.network.eval()
-    return evaluate_agent(agent, pop.market.val, pop.config.env, baselines=baselines)
-
-
 def train_batch(configs: list[TrainConfig], market: Any, *, seed: int, fold: int,
                 val_every: int = 1, val_interval_steps: int = 0,
                 reports: list[Reporter | None] | None = None, objective: str = "excess",
@@ -328,7 +318,7 @@ def train_batch(configs: list[TrainConfig], market: Any, *, seed: int, fold: int
     pop = Population(configs, market=market, member_seeds=[int(seed)] * p)
     alive = list(range(p))  # the config index of each of pop's members
     started = time.perf_counter()
-    first = [member_validation(pop, m, baselines=(m == 0)) for m in range(p)]
+    first = pop.validation_evals(baselines=True)
     bench_equity = daily_equity(first[0], "buy_and_hold")
     bench_returns = [float(r) for r in first[0].returns(COMBINED, "buy_and_hold")]
     outcomes: list[Any] = [None] * p
@@ -364,10 +354,10 @@ def train_batch(configs: list[TrainConfig], market: Any, *, seed: int, fold: int
         points = grid.points(pop.global_step, pop.update, pop.update >= pop.num_updates)
         if not points:
             continue
-        for i, m in enumerate(alive):
-            if outcomes[m] is not None:
-                continue
-            result = last_result[m] = member_validation(pop, i)
+        running = [i for i, m in enumerate(alive) if outcomes[m] is None]
+        for i, result in zip(running, pop.validation_evals(running), strict=True):
+            m = alive[i]
+            last_result[m] = result
             sharpe, excess = point(m, result)
             if not (math.isfinite(sharpe) and math.isfinite(excess)):
                 end(m, TrialDiverged(f"seed {seed} fold {fold}: validation Sharpe {sharpe} "
@@ -433,6 +423,6 @@ def combined_val_returns(runs: list[RunResult], folds: int) -> list[float]:
 
 __all__ = ["CONFIRM_SEED_BASE", "OBJECTIVES", "TUNING_SEED_BASE", "RunResult", "TrialDiverged",
            "build_fold_market", "combined_val_returns", "curve_area", "daily_equity",
-           "excess_sharpe", "fold_config", "fold_days", "laid_out", "member_validation",
+           "excess_sharpe", "fold_config", "fold_days", "laid_out",
            "objective_returns", "score_se", "train_batch", "train_run", "validation_result",
            "validation_schedule"]
