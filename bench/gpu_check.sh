@@ -32,7 +32,7 @@ $PY -c "import fastrl, fastrl._core, torch; print('fastrl', fastrl.__version__, 
 cd - >/dev/null
 
 echo "== CUDA tests"
-cuda_tests=$(grep -l "mark.cuda" tests/test_*.py)
+cuda_tests=${CUDA_TESTS:-$(grep -l "mark.cuda" tests/test_*.py)}  # CUDA_TESTS: fewer files
 timeout 180 $PY -m pytest -q -m cuda -p no:cacheprovider $cuda_tests 2>&1 | tail -15 || true
 
 sections=("$@")
