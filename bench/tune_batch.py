@@ -192,6 +192,9 @@ def markdown_summary(payload: dict[str, Any]) -> str:
                     + " trials; its full-study wall time is its seconds per trial so far "
                     "times the study's trials, so the ratio is an extrapolation, not a "
                     "measurement.")
+    for arm, when in payload.get("reused_arms", {}).items():
+        verdict += (f" The {arm} arm is the one measured {when} (rerun only when a change "
+                    "touches it).")
     lines += ["", f"Sequential / batched wall seconds: **{ratio:.2f}x**.{verdict} "
               "The batched sampler sees a batch's scores only when the batch ends (TPE's "
               "constant liar stands in for running trials), so the two arms' trials and best "
@@ -211,6 +214,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, default=None,
                         help="stop each arm after the trial or batch running at this many "
                              "minutes (a short GPU lease); the ratio is then extrapolated")
+    parser.add_argument("--only", choices=("sequential", "batched"),
+                        help="rerun this arm; the other comes from the results file of the "
+                             "same settings (after a change that leaves it as it was)")
     parser.add_argument("--arm", choices=("sequential", "batched"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     batch, _ = WALL_TARGET[args.device]
@@ -221,8 +227,24 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(run_arm(args.arm, args)))
         return
     started = time.perf_counter()
+    name = f"tune_batch_{args.device}" + ("_quick" if args.quick else "")
     arms = {}
-    for arm in ("batched", "sequential"):  # batched first: a cut lease keeps it
+    reused = {}
+    if args.only:
+        earlier_path = RESULTS / f"{name}.json"
+        earlier = json.loads(earlier_path.read_text())
+        written = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(earlier_path.stat().st_mtime))
+        same = ("trials", "batch", "timesteps", "device", "quick", "minutes")
+        if any(earlier["settings"].get(k) != getattr(args, k) for k in same):
+            raise SystemExit(f"--only {args.only}: {name}.json was measured with other "
+                             "settings; run both arms")
+        for arm, record in earlier["arms"].items():
+            if arm != args.only:
+                arms[arm] = record
+                reused[arm] = earlier.get("reused_arms", {}).get(arm) \
+                    or earlier.get("measured_at") or written
+    for arm in [a for a in ("batched", "sequential") if a not in arms]:  # batched first:
+        # a cut lease keeps it
         command = [sys.executable, __file__, "--arm", arm, "--trials", str(args.trials),
                    "--batch", str(args.batch), "--timesteps", str(args.timesteps),
                    "--device", args.device] + ["--quick"] * args.quick \
@@ -233,10 +255,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{arm}: {a['wall_seconds']:,.0f} s, {a['trials_per_hour']:,.0f} trials/hour, "
               f"peak RSS {a['peak_rss_mb']:,.0f} MB, best {a['best_score']}", flush=True)
     payload = {"machine": machine_info(), "settings": {**vars(args), "arm": None},
+               "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "reused_arms": reused,
                "arms": arms, "wall_seconds": time.perf_counter() - started,
                "speedup": full_wall(arms["sequential"], args.trials)
                / full_wall(arms["batched"], args.trials)}
-    name = f"tune_batch_{args.device}" + ("_quick" if args.quick else "")
     path = write_json(name, payload)
     (RESULTS / f"{name}.md").write_text(markdown_summary(payload))
     print(markdown_summary(payload))

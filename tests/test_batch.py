@@ -18,7 +18,7 @@ from fastrl.cli.tune import main as tune_main
 from fastrl.ppo.population import Population, PopulationError
 from fastrl.tune.objective import RunResult, TrialDiverged, train_batch, train_run
 from fastrl.tune.space import load_space
-from fastrl.tune.study import TrialRunner, claim_trial, make_storage, open_study
+from fastrl.tune.study import TrialRunner, claim_trial, make_storage, open_study, peer_median_prune
 from test_pbt import WEIGHT_ATOL, member_state
 from test_ppo_trainer import random_block, tiny_config
 from test_tune import (  # noqa: F401 (postgres_url: a fixture)
@@ -340,6 +340,74 @@ def test_a_members_curve_is_its_curve_alone_whatever_the_others_do(market):
     seq = train_run(configs_1, market, seed=0, fold=0, val_interval_steps=128)
     assert lone.excess == one[1].excess and lone.sharpe == one[1].sharpe
     assert seq.excess == one[1].excess and seq.val_returns == one[1].val_returns
+
+
+def test_a_batch_asks_its_verdicts_once_every_member_reported_the_step(market):
+    calls = []
+
+    def reporter(m):
+        def report(progress, area):
+            calls.append(("report", m, progress))
+
+            def verdict():
+                calls.append(("verdict", m, progress))
+                if m == 1 and progress >= 0.5:
+                    raise optuna.TrialPruned("pruned in the test")
+            return verdict
+        return report
+
+    out = train_batch([tiny_config()] * 3, market, seed=0, fold=0, val_interval_steps=128,
+                      reports=[reporter(m) for m in range(3)])
+    assert isinstance(out[1], optuna.TrialPruned) and isinstance(out[0], RunResult)
+    for progress in sorted({c[2] for c in calls}):
+        kinds = [(kind, m) for kind, m, at in calls if at == progress]
+        members = sorted(m for kind, m in kinds if kind == "report")
+        # all of this step's reports first, then the verdicts, for the same members
+        assert kinds == [("report", m) for m in members] + [("verdict", m) for m in members]
+    assert all(m != 1 for kind, m, at in calls if at > 2 / 3)  # pruned at 2/3: gone after
+
+
+def _study_with(values_by_trial, running):
+    """A maximising study: each trial's intermediate values {step: value}; the trials named
+    in ``running`` stay running, the others complete."""
+    study = optuna.create_study(direction="maximize")
+    trials = []
+    for number, values in enumerate(values_by_trial):
+        trial = study.ask()
+        for step, value in values.items():
+            trial.report(value, step)
+        trials.append(trial)
+        if number not in running:
+            study.tell(trial, max(values.values()))
+    return study, trials
+
+
+def test_the_peer_median_rule_is_median_pruner_when_no_other_trial_runs():
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        completed = [{s: float(rng.normal()) for s in range(int(rng.integers(1, 5)))}
+                     for _ in range(int(rng.integers(0, 6)))]
+        mine = {s: float(rng.normal()) for s in range(int(rng.integers(1, 5)))}
+        study, trials = _study_with(completed + [mine], running={len(completed)})
+        frozen = study._storage.get_trial(trials[-1]._trial_id)
+        expected = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2).prune(
+            study, frozen)
+        assert peer_median_prune(study, frozen, 3, 2) == expected
+
+
+def test_the_peer_median_rule_judges_running_peers_at_the_step():
+    # four members of a first batch at step 2, nothing completed: the lower half goes
+    study, trials = _study_with([{2: v} for v in (1.0, 2.0, 3.0, 4.0)], running={0, 1, 2, 3})
+    verdicts = [peer_median_prune(study, study._storage.get_trial(t._trial_id), 3, 2)
+                for t in trials]
+    assert verdicts == [True, True, False, False]
+    assert optuna.pruners.MedianPruner(3, 2).prune(
+        study, study._storage.get_trial(trials[0]._trial_id)) is False  # the old rule: none
+    # before the warm-up step and with fewer than 3 peers at the step: no verdict
+    study, trials = _study_with([{1: v} for v in (1.0, 2.0, 3.0, 4.0)], running={0, 1, 2, 3})
+    assert not peer_median_prune(study, study._storage.get_trial(trials[0]._trial_id), 3, 2)
+    study, trials = _study_with([{2: 1.0}, {2: 5.0}, {1: 9.0}], running={0, 1, 2})
+    assert not peer_median_prune(study, study._storage.get_trial(trials[0]._trial_id), 3, 2)
 
 
 def test_a_diverged_member_fails_alone(market, monkeypatch):

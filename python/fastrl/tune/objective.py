@@ -185,8 +185,10 @@ def score_se(scores: list[float]) -> float | None:
     return float(np.std(values, ddof=1) / math.sqrt(values.size))
 
 
-# report(progress in [0, 1] of this run, running area so far); may raise to prune
-Reporter = Callable[[float, float], None]
+# report(progress in [0, 1] of this run, running area so far); may raise to prune. In a
+# batch it may instead return a verdict, called (and raising to prune) once every member has
+# reported the step
+Reporter = Callable[[float, float], "Callable[[], None] | None"]
 
 
 class ValidationGrid:
@@ -355,6 +357,7 @@ def train_batch(configs: list[TrainConfig], market: Any, *, seed: int, fold: int
         if not points:
             continue
         running = [i for i, m in enumerate(alive) if outcomes[m] is None]
+        verdicts = []
         for i, result in zip(running, pop.validation_evals(running), strict=True):
             m = alive[i]
             last_result[m] = result
@@ -373,9 +376,18 @@ def train_batch(configs: list[TrainConfig], market: Any, *, seed: int, fold: int
             if reports[m] is not None:
                 values = curve["excess"] if objective == "excess" else curve["sharpe"]
                 try:
-                    reports[m](pop.global_step / total, curve_area(curve["steps"], values))
+                    verdict = reports[m](pop.global_step / total,
+                                         curve_area(curve["steps"], values))
                 except Exception as err:  # the reporter's verdict: this member only
                     end(m, err)
+                    continue
+                if verdict is not None:
+                    verdicts.append((m, verdict))
+        for m, verdict in verdicts:  # every member has reported this step
+            try:
+                verdict()
+            except Exception as err:
+                end(m, err)
     for m in range(p):
         if outcomes[m] is not None:
             continue
