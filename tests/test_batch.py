@@ -513,6 +513,12 @@ def test_bad_batch_is_one_line_and_exit_2(tiny_space, tmp_path, capsys, extra, w
      "n_epochs: {type: int, low: 1, high: 2}\n"
      "weight_decay: {type: float, low: 0.0, high: 0.01}\n"
      "target_kl: {type: float, low: 0.005, high: 0.05}\n", True),
+    # a shape knob is drawn once per batch, by its first trial: still one population
+    ("width: {type: categorical, choices: [8, 16]}\n"
+     "depth: {type: int, low: 1, high: 3}\n"
+     "learning_rate: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}\n", True),
+    # trials queued with their own shapes (enqueued, or a resumed study's) keep them: one
+    # population per shape
     ("width: {type: categorical, choices: [8, 16]}\n"
      "learning_rate: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}\n", False),
 ])
@@ -534,18 +540,26 @@ def test_a_batch_trains_same_shaped_trials_as_one_population(tmp_path, monkeypat
     runner = TrialRunner(settings(path, timesteps=128, sampler_seed=1), load_space(path),
                          study_dir=tmp_path / "study", batch=3)
     study = open_study(make_storage(None, tmp_path / "study"), "b", runner.settings, 3)
-    assert runner.run(study) == 3
-    assert sum(len(c) for c in calls) == 3
+    if not one_group:  # three more slots, queued with their widths: a second batch
+        for width in (8, 16, 8):
+            study.enqueue_trial({"width": width})
+    n = 3 if one_group else 6
+    assert runner.run(study) == n
+    assert sum(len(c) for c in calls) == n
     for configs in calls:
         assert len({shared_key(c) for c in configs}) == 1
-    if one_group:
-        assert len(calls) == 1
-    else:
-        assert len({shared_key(c) for group in calls for c in group}) == len(calls)
     trials = study.get_trials()
-    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
-    assert all(t.user_attrs["batch"] == [0, 1, 2] for t in trials)
-    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 3
+    assert len(calls[0]) == 3  # the first batch: its shape drawn once, one population
+    for knob in ("width", "depth"):
+        assert len({t.params.get(knob) for t in trials[:3]}) == 1
+    if not one_group:  # the queued batch: one population per width
+        assert [t.params["width"] for t in trials[3:]] == [8, 16, 8]
+        assert len(calls) == 3 and [len(c) for c in calls[1:]] == [2, 1]
+    # the first batch has too few peers to prune (n_startup_trials 3); the second may be
+    assert [t.state.name for t in trials[:3]] == ["COMPLETE"] * 3
+    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials[3:])
+    assert all(t.user_attrs["batch"] == [0, 1, 2] for t in trials[:3])
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == n
 
 
 def test_ctrl_c_in_a_batch_marks_its_trials_and_resume_runs_them(tiny_space, tmp_path,

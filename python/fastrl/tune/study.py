@@ -59,6 +59,8 @@ from fastrl.tune.space import Knob, config_for, sample
 
 JOURNAL_NAME = "study.journal"
 SETTINGS_ATTR = "fastrl_settings"
+# knobs that set tensor shapes (network, rollout, minibatch): one value per batch
+SHAPE_KNOBS = ("width", "depth", "num_steps", "minibatches")
 REPORTS_PER_RUN = 4  # intermediate values per training run (at 1/4, 1/2, 3/4 and the end)
 HEARTBEAT_S = 60  # a database study's running trials say they are alive this often
 STALE_AFTER = 3  # heartbeats missed before another worker takes the trial's slot over
@@ -499,21 +501,21 @@ class TrialRunner:
         seeds = [TUNING_SEED_BASE + s for s in range(settings["seeds"])]
         plan = [(fold, seed) for fold in range(settings["folds"]) for seed in seeds]
         states: list[dict[str, Any]] = []
-        for trial in trials:
-            timed = StorageTimer(claim_seconds / len(trials))
-            params = self._begin(trial, timed, batch=[t.number for t in trials])
-            self.log(f"trial {trial.number} ({self.worker}, batch of {len(trials)}): "
-                     f"{json.dumps(params, default=str)}")
-            entry: dict[str, Any] = {
-                "trial": trial, "params": params, "runs": [], "deployed_latest": {},
-                "current_run": {}, "state": TrialState.COMPLETE, "score": None,
-                "failure": None, "timed": timed,
-                "config": None}
-            try:
-                entry["config"] = config_for(params, self.base, settings["timesteps"])
-            except ConfigError as err:
-                entry["state"], entry["failure"] = TrialState.FAIL, f"invalid config: {err}"
-            states.append(entry)
+        base_sampler = study.sampler
+        try:
+            for position, trial in enumerate(trials):
+                timed = StorageTimer(claim_seconds / len(trials))
+                params = self._begin(trial, timed, batch=[t.number for t in trials])
+                if position == 0 and len(trials) > 1:
+                    # the batch's shape: drawn once, by its first trial; the others draw
+                    # every other knob (a population's members must share tensor shapes,
+                    # and B free draws would fall into B populations of one)
+                    shape = {k: params[k] for k in SHAPE_KNOBS if k in params}
+                    study.sampler = optuna.samplers.PartialFixedSampler(shape, base_sampler)
+                states.append(self._batch_entry(trial, params, timed, len(trials)))
+        finally:
+            study.sampler = base_sampler
+        groups: dict[str, list[dict[str, Any]]] = {}
         groups: dict[str, list[dict[str, Any]]] = {}
         for entry in states:
             if entry["config"] is not None:
@@ -573,6 +575,23 @@ class TrialRunner:
                 deployed_latest=entry["deployed_latest"], current_run=entry["current_run"],
                 started=started, timed=entry["timed"]))
         return records
+
+    def _batch_entry(self, trial: Any, params: dict[str, Any], timed: StorageTimer,
+                     size: int) -> dict[str, Any]:
+        """A batched trial's running state (its config, or FAIL for an invalid draw)."""
+        from optuna.trial import TrialState
+
+        self.log(f"trial {trial.number} ({self.worker}, batch of {size}): "
+                 f"{json.dumps(params, default=str)}")
+        entry: dict[str, Any] = {
+            "trial": trial, "params": params, "runs": [], "deployed_latest": {},
+            "current_run": {}, "state": TrialState.COMPLETE, "score": None,
+            "failure": None, "timed": timed, "config": None}
+        try:
+            entry["config"] = config_for(params, self.base, self.settings["timesteps"])
+        except ConfigError as err:
+            entry["state"], entry["failure"] = TrialState.FAIL, f"invalid config: {err}"
+        return entry
 
     def _reporter(self, entry: dict[str, Any], index: int, runs_in_plan: int
                   ) -> Callable[[float, float], None]:
