@@ -155,7 +155,10 @@ THREAD_CASES = {  # name: (hidden sizes, members, extra options)
     "population 16 x (64, 64)": ((64, 64), 16, [])}
 # name -> the OpenMP environment of the case (every case: torch threads = the cores)
 POLICIES = {"torch default": {}, "passive wait": {"OMP_WAIT_POLICY": "PASSIVE"},
-            "short spin": {"GOMP_SPINCOUNT": "10000"}}
+            "short spin": {"GOMP_SPINCOUNT": "10000"}, "governed": {}}
+# the commands' policy (fastrl.threads.set_torch_threads): spinning threads, as many as the
+# cores other processes leave free, re-chosen every 2 s
+GOVERNED = {"governed"}
 
 
 def thread_case(spec: dict) -> dict:
@@ -176,6 +179,10 @@ def thread_case(spec: dict) -> dict:
     pop = Population(config, spec["members"], market=market)
     threads = spec["threads"] or torch_threads()
     torch.set_num_threads(threads)
+    if spec.get("governed"):
+        from fastrl.threads import govern
+
+        govern(threads)
     pop.step()  # warm-up
     updates, start = 0, time.perf_counter()
     while time.perf_counter() - start < spec["seconds"] or updates < 2:
@@ -183,6 +190,7 @@ def thread_case(spec: dict) -> dict:
         updates += 1
     steps = updates * pop.batch_size * spec["members"]
     return {"env_steps_per_s": steps / (time.perf_counter() - start), "threads": threads,
+            "threads_at_end": torch.get_num_threads(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
 
 
@@ -196,13 +204,18 @@ def thread_policy(args: argparse.Namespace) -> None:
                     for _ in range(cores if load == "neighbour" else 0)]
             try:
                 for case, (hidden, members, extra) in THREAD_CASES.items():
+                    if args.cases and not any(c in case for c in args.cases):
+                        continue
                     for policy, omp in POLICIES.items():
+                        if args.policies and policy not in args.policies:
+                            continue
                         env = {k: v for k, v in os.environ.items()
                                if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
                         env.update(omp)
                         threads = cores
                         spec = {"hidden": hidden, "members": members, "threads": threads,
-                                "options": extra, "seconds": args.case_seconds}
+                                "options": extra, "seconds": args.case_seconds,
+                                "governed": policy in GOVERNED}
                         out = subprocess.run(
                             [sys.executable, __file__, "--thread-case", json.dumps(spec)],
                             env=env, check=True, capture_output=True, text=True)
@@ -228,31 +241,33 @@ def thread_policy(args: argparse.Namespace) -> None:
 def thread_summary(results: list[dict]) -> list[dict]:
     """Median env steps/s per (case, load, policy), and the policy over torch's default."""
     out = []
+    policies = [p for p in POLICIES if any(r["policy"] == p for r in results)]
     for case in THREAD_CASES:
         for load in ("quiet", "neighbour"):
-            rates = {p: statistics.median(r["env_steps_per_s"] for r in results
-                                          if (r["case"], r["load"], r["policy"]) ==
-                                          (case, load, p)) for p in POLICIES}
-            ranges = {p: [min(r["env_steps_per_s"] for r in results
-                              if (r["case"], r["load"], r["policy"]) == (case, load, p)),
-                          max(r["env_steps_per_s"] for r in results
-                              if (r["case"], r["load"], r["policy"]) == (case, load, p))]
-                      for p in POLICIES}
-            threads = next(r["threads"] for r in results if (r["case"], r["policy"]) ==
-                           (case, "passive wait"))
-            out.append({"case": case, "load": load, "median": rates, "range": ranges,
-                        "policy_threads": threads,
-                        "ratio": rates["passive wait"] / rates["torch default"],
-                        "ratios": {p: rates[p] / rates["torch default"] for p in POLICIES}})
+            rows = {p: [r["env_steps_per_s"] for r in results
+                        if (r["case"], r["load"], r["policy"]) == (case, load, p)]
+                    for p in policies}
+            if not all(rows.values()):
+                continue
+            rates = {p: statistics.median(v) for p, v in rows.items()}
+            ranges = {p: [min(v), max(v)] for p, v in rows.items()}
+            row = {"case": case, "load": load, "median": rates, "range": ranges}
+            if "torch default" in rates:
+                row["ratios"] = {p: rates[p] / rates["torch default"] for p in policies}
+            out.append(row)
     return out
 
 
 def thread_table(summary: list[dict]) -> list[str]:
     names = [p for p in POLICIES if p in summary[0]["median"]] if summary else []
-    lines = ["| case | load | " + " | ".join(
-        f"{p} ({'; '.join(f'{k}={v}' for k, v in POLICIES[p].items()) or 'spinning'})"
-        for p in names) + " | " + " | ".join(f"{p} / default" for p in names[1:]) + " |",
-        "|---|---|" + "---|" * (2 * len(names) - 1)]
+
+    def label(p: str) -> str:
+        spin = "spinning, governed" if p in GOVERNED else "spinning"
+        return f"{p} ({'; '.join(f'{k}={v}' for k, v in POLICIES[p].items()) or spin})"
+
+    lines = ["| case | load | " + " | ".join(label(p) for p in names) + " | "
+             + " | ".join(f"{p} / default" for p in names[1:]) + " |",
+             "|---|---|" + "---|" * (2 * len(names) - 1)]
     for row in summary:
         cells = [f"{row['median'][p]:,.0f} ({row['range'][p][0]:,.0f}-"
                  f"{row['range'][p][1]:,.0f})" for p in names]
@@ -285,6 +300,10 @@ def main() -> None:
     parser.add_argument("--thread-policy", action="store_true",
                         help="CPU thread policy against torch's default, quiet and loaded")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cases", nargs="+", default=None,
+                        help="--thread-policy: only the cases whose names hold these words")
+    parser.add_argument("--policies", nargs="+", default=None, choices=list(POLICIES),
+                        help="--thread-policy: only these policies (torch default first)")
     parser.add_argument("--case-seconds", type=float, default=15.0)
     args = parser.parse_args()
     if args.thread_policy:

@@ -66,7 +66,16 @@ def test_thread_summary_pairs_each_case_and_load():
                                     "round": r, "threads": 1, "env_steps_per_s": rate + r})
     summary = throughput.thread_summary(results)
     assert len(summary) == 2 * len(throughput.THREAD_CASES)
-    assert all(row["ratio"] == pytest.approx(2500.5 / 1000.5) for row in summary)
+    assert all(row["ratios"]["passive wait"] == pytest.approx(2500.5 / 1000.5)
+               for row in summary)
     table = throughput.thread_table(summary)
     assert table[0].startswith("| case | load |") and "passive wait / default" in table[0]
+    assert "governed (spinning, governed)" in table[0]
     assert table[2].count("2.50x") == len(throughput.POLICIES) - 1
+    # a run of some cases and policies summarises what it measured
+    some = [r for r in results if r["case"] == "small (64, 64)"
+            and r["policy"] in ("torch default", "governed")]
+    summary = throughput.thread_summary(some)
+    assert [(row["case"], row["load"]) for row in summary] == [
+        ("small (64, 64)", "quiet"), ("small (64, 64)", "neighbour")]
+    assert set(summary[0]["median"]) == {"torch default", "governed"}

@@ -12,11 +12,18 @@ the thread the others wait for is descheduled behind them. Passive waiting
 (1.6-4x faster beside a busy neighbour) but cost 7-30% on the quiet machine, and a short
 spin (``GOMP_SPINCOUNT=10000``) 12-15%; neither is the default, since the quiet figures
 must hold. :func:`wait_passively` is there for a shared machine (or export the variable).
+
+What the commands do instead (:class:`ThreadGovernor`): torch keeps spinning threads, but
+only as many as there are cores the other processes leave free. Once per update the
+trainer asks the governor, which reads the CPU time the machine spent on its cores since
+the last look (``/proc/stat``) less this process's own (``os.times``): with about one core
+busy elsewhere, one thread fewer. Quiet, it is every core, as before.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 
 def wait_passively() -> None:
@@ -42,4 +49,108 @@ def torch_threads(requested: int = 0, *, share: int = 1) -> int:
     return max(1, available_cores() // max(1, int(share)))
 
 
-__all__ = ["available_cores", "torch_threads", "wait_passively"]
+def _busy_seconds(cpus: set[int]) -> float | None:
+    """CPU seconds the machine spent busy on ``cpus`` since boot (``/proc/stat``), or None
+    where there is no such file."""
+    try:
+        with open("/proc/stat") as stat:
+            lines = [line.split() for line in stat if line.startswith("cpu")]
+    except OSError:
+        return None
+    ticks = 0
+    for fields in lines:
+        name = fields[0]
+        if name == "cpu" or int(name[3:]) not in cpus:
+            continue
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
+        ticks += user + nice + system + irq + softirq + steal
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class ThreadGovernor:
+    """Torch's intra-op threads from the cores other processes leave free.
+
+    ``tick()`` (once per update; cheap) looks at most every ``every`` seconds: others' load
+    in cores = (busy CPU seconds on this process's cores - this process's CPU seconds) /
+    elapsed; threads = ``max_threads`` less the whole cores that load takes (rounded to the
+    nearest core), at least one. Spinning OpenMP threads then never outnumber the free cores,
+    which is where the cliff came from, and a quiet machine keeps every core.
+    """
+
+    def __init__(self, max_threads: int, every: float = 2.0) -> None:
+        import torch
+
+        self.max_threads = max(1, int(max_threads))
+        self.every = float(every)
+        self._torch = torch
+        self._cpus = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else set(range(os.cpu_count() or 1))
+        self._last = self._sample()
+        self.threads = self.max_threads
+        torch.set_num_threads(self.threads)
+
+    def _sample(self) -> tuple[float, float, float | None]:
+        own = os.times()
+        return time.monotonic(), own.user + own.system, _busy_seconds(self._cpus)
+
+    def others(self) -> float | None:
+        """Cores' worth of CPU the other processes used since the last look (and restart the
+        window), or None where the machine's counters cannot be read."""
+        now, own, busy = self._sample()
+        then, own_then, busy_then = self._last
+        self._last = (now, own, busy)
+        if busy is None or busy_then is None or now <= then:
+            return None
+        return max(0.0, (busy - busy_then) - (own - own_then)) / (now - then)
+
+    def tick(self) -> int:
+        """Re-choose the thread count if ``every`` seconds have passed; returns it."""
+        if time.monotonic() - self._last[0] < self.every:
+            return self.threads
+        load = self.others()
+        if load is None:
+            return self.threads
+        threads = max(1, min(self.max_threads, len(self._cpus) - int(load + 0.5)))
+        if threads != self.threads:
+            self.threads = threads
+            self._torch.set_num_threads(threads)
+        return self.threads
+
+
+_GOVERNOR: ThreadGovernor | None = None
+
+
+def govern(max_threads: int) -> ThreadGovernor:
+    """Start governing torch's threads for this process (the commands call it with their
+    share of the cores); trainers and populations then :func:`tick` once per update."""
+    global _GOVERNOR
+    _GOVERNOR = ThreadGovernor(max_threads)
+    return _GOVERNOR
+
+
+def tick() -> None:
+    """Once per update: let the governor, if one runs, re-choose the thread count."""
+    if _GOVERNOR is not None:
+        _GOVERNOR.tick()
+
+
+def set_torch_threads(requested: int = 0, *, share: int = 1) -> int:
+    """The commands' thread policy: ``requested`` > 0 (``--set torch_threads=N``) fixes the
+    count; 0 governs it (:class:`ThreadGovernor`) within this process's share of the cores.
+    Returns the threads torch has now."""
+    import torch
+
+    if requested > 0:
+        stop_governing()
+        torch.set_num_threads(int(requested))
+        return int(requested)
+    return govern(torch_threads(0, share=share)).threads
+
+
+def stop_governing() -> None:
+    global _GOVERNOR
+    _GOVERNOR = None
+
+
+__all__ = ["ThreadGovernor", "available_cores", "govern", "set_torch_threads",
+           "stop_governing", "tick", "torch_threads", "wait_passively"]

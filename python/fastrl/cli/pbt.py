@@ -140,11 +140,10 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     _check_args(args)
-    import torch
 
     from fastrl.config import build_config, resolve_defaults
     from fastrl.ppo.population import PopulationError
-    from fastrl.threads import torch_threads
+    from fastrl.threads import set_torch_threads
     from fastrl.tune.pbt import PBT, STATE_NAME, verdict
 
     def progress(row: dict[str, Any]) -> None:
@@ -197,7 +196,7 @@ def _run(args: argparse.Namespace) -> int:
         except PopulationError as err:
             raise UsageError(str(err)) from None
     pop = runner.pop
-    torch.set_num_threads(torch_threads(config.torch_threads))
+    set_torch_threads(config.torch_threads)
     start = (f"; resumed at step {pop.global_step:,} of {pop.num_updates * pop.batch_size:,}"
              if args.resume is not None else "")
     w = runner.windows

@@ -138,10 +138,10 @@ def _set_process_state(trainer: Any) -> None:
     ``Agent.act(deterministic=False)``; the trainer draws from its own generator)."""
     import torch
 
-    from fastrl.threads import torch_threads
+    from fastrl.threads import set_torch_threads
 
     config = trainer.config
-    torch.set_num_threads(torch_threads(config.torch_threads))
+    set_torch_threads(config.torch_threads)  # 0: governed by the free cores
     torch.manual_seed(config.seed)
 
 

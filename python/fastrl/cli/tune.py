@@ -240,16 +240,15 @@ def _run_study(raw: list[str]) -> int:
     storage = (make_storage(args.storage, study_dir, args.workers,
                             **({} if args.heartbeat is None else {"heartbeat": args.heartbeat}))
                if args.storage else None)
-    import torch
 
-    from fastrl.threads import torch_threads
+    from fastrl.threads import set_torch_threads
 
     try:
         runner = TrialRunner(settings, space, study_dir=study_dir, batch=args.batch,
                              log=lambda line: print(f"{time.strftime('%H:%M:%S')} {line}",
                                                     flush=True))
         # process-wide state is the command's: the cores are shared by this machine's workers
-        torch.set_num_threads(torch_threads(runner.base.torch_threads, share=args.workers))
+        set_torch_threads(runner.base.torch_threads, share=args.workers)
         for fold in range(args.folds):  # unknown symbols, too few days: fail before starting
             runner.market(fold)
         runner.confirmation_market()

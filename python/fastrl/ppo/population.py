@@ -50,6 +50,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from fastrl import threads
 from fastrl.config import TrainConfig, portfolio_env_config, resolve_defaults, validate_config
 from fastrl.ppo.agent import Agent
 from fastrl.ppo.checkpoint import build_network
@@ -849,6 +850,7 @@ class Population:
         row's ``diverged`` lists them and the caller must replace their weights (PBT copies
         a good member over them) before the next step.
         """
+        threads.tick()  # the commands' thread policy (fastrl.threads)
         started = time.perf_counter()
         rollout = self.collect()
         self.global_step += self.batch_size

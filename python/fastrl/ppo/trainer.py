@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fastrl import threads
 from fastrl.config import TrainConfig, config_from_dict, resolve_defaults, validate_config
 from fastrl.ppo.checkpoint import CheckpointError, load_checkpoint
 from fastrl.ppo.hooks import Hook, default_hooks
@@ -343,6 +344,7 @@ class Trainer:
 
     def step(self) -> dict[str, Any]:
         """One rollout and one PPO update; returns that update's metrics row."""
+        threads.tick()  # the commands' thread policy (fastrl.threads)
         engine = self.engine
         update_start = time.perf_counter()
         rollout = engine.collect()
