@@ -18,8 +18,8 @@ Each arm runs in a fresh process, so its peak memory (RSS; CUDA: peak allocated)
 - ``batched``: batch B, each batch's trials trained as one population of independent
   members (``Population(member_seeds=)``), pruned members compacted away.
 
-Both use fastrl's thread policy (``fastrl.threads``: every core); the recorded run had
-``OMP_WAIT_POLICY=PASSIVE`` in both arms (then the commands' default). Reported per arm:
+Both use the commands' thread policy (``fastrl.threads.set_torch_threads``: every core the
+other processes leave free; on the quiet machine every core). Reported per arm:
 wall seconds, trials per hour, peak memory, the trial states, and the best score found with
 its trial. The batched sampler sees a batch's results only when the batch ends (TPE's
 constant liar stands in for the running trials), so its best score may differ; both are
@@ -88,10 +88,10 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
     """One study in this process (``arm``: sequential or batched)."""
     import torch
 
-    from fastrl.threads import torch_threads
+    from fastrl.threads import set_torch_threads
     from fastrl.tune.study import TrialRunner, make_storage, open_study
 
-    torch.set_num_threads(torch_threads())  # the commands' policy: every core, both arms
+    set_torch_threads(0)  # the commands' policy, both arms
     parts = timed_parts()
     market = planted_market(0)
     settings = study_settings(market, args.timesteps, 0)
