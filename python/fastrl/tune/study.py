@@ -481,7 +481,8 @@ class TrialRunner:
         """Run claimed ``trials`` together: one population per shape group, per (fold, seed).
 
         Each trial's params are drawn in turn (TPE's constant liar sees the earlier ones of
-        the batch as running); trials whose configs differ in a key members must share
+        the batch as running), the shape knobs (:data:`SHAPE_KNOBS`) once, by the first;
+        trials whose configs still differ in a key members must share
         (:data:`fastrl.ppo.population.MEMBER_KEYS`'s complement: width, depth, rollout and
         minibatch shape, ...) go to separate groups, trained one after another. For every
         (fold, seed) of the plan a group's live trials train as one population
@@ -515,7 +516,6 @@ class TrialRunner:
                 states.append(self._batch_entry(trial, params, timed, len(trials)))
         finally:
             study.sampler = base_sampler
-        groups: dict[str, list[dict[str, Any]]] = {}
         groups: dict[str, list[dict[str, Any]]] = {}
         for entry in states:
             if entry["config"] is not None:
@@ -594,7 +594,7 @@ class TrialRunner:
         return entry
 
     def _reporter(self, entry: dict[str, Any], index: int, runs_in_plan: int
-                  ) -> Callable[[float, float], None]:
+                  ) -> Callable[[float, float], Callable[[], None] | None]:
         """A batched trial's report for run ``index`` of its plan (:meth:`run_trial`'s)."""
         import optuna
 
