@@ -789,18 +789,21 @@ def evaluate_agents(policy: Any, market: MarketBlock, env_config: EnvConfig, *, 
     agent_runs = run_agent(policy, market, env_config, copies=copies)
     num_segments = market.num_segments
     strategies = STRATEGIES if baselines else ("agent",)
-    results = []
-    for c in range(copies):
-        backtests: list[Backtest] = []
-        for s, agent_run in enumerate(agent_runs[c * num_segments:(c + 1) * num_segments]):
-            backtests.append(agent_run)
-            if not baselines:
-                continue
+    # buy-and-hold and flat do not depend on the policy: one backtest per segment, shared
+    shared: list[list[Backtest]] = [[] for _ in range(num_segments)]
+    if baselines:
+        for s, agent_run in enumerate(agent_runs[:num_segments]):
             for strategy in ("buy_and_hold", "flat"):
                 baseline = baseline_backtest(market, s, env_config, strategy,
                                              agent_run.start_bar)
                 check_test_rows(market, baseline, s)
-                backtests.append(baseline)
+                shared[s].append(baseline)
+    settings = evaluation_config(env_config).to_dict()
+    results = []
+    for c in range(copies):
+        backtests: list[Backtest] = []
+        for s, agent_run in enumerate(agent_runs[c * num_segments:(c + 1) * num_segments]):
+            backtests += [agent_run, *shared[s]]
         combined = {
             strategy: combine([b for b in backtests if b.strategy == strategy], market.freq)
             for strategy in strategies
@@ -810,7 +813,7 @@ def evaluate_agents(policy: Any, market: MarketBlock, env_config: EnvConfig, *, 
             initial_cash=float(env_config.initial_cash),
             backtests=backtests,
             combined=combined,
-            env_config=evaluation_config(env_config).to_dict(),
+            env_config=dict(settings),
             info={},
         ))
     return results
