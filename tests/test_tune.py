@@ -423,6 +423,7 @@ def test_diverged_trial_fails_and_ctrl_c_is_recorded_then_resumed(
     (["--storage", "sqlite:///study.db", "--workers", "2"], ["SQLite"]),
     (["--resume"], ["no study to resume"]),
     (["--sampler-seed", "3", "--workers", "2"], ["--sampler-seed 3", "--workers 2"]),
+    (["--set", "portfolio.enabled=true"], ["portfolio.enabled", "not supported"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(tiny_space: Path, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str], extra: list[str],
@@ -437,6 +438,7 @@ def test_bad_input_is_one_line_and_exit_2(tiny_space: Path, tmp_path: Path,
     assert len(err.splitlines()) == 1 and err.startswith("fastrl-tune: error:")
     for word in words:
         assert word in err
+    assert not (tmp_path / "study").exists()  # nothing written
 
 
 def test_sampler_seed_repeats_the_draws(tiny_space: Path, tmp_path: Path) -> None:

@@ -13,6 +13,16 @@ from fastrl.ppo.simplex import simplex_weights
 from fastrl.ppo.update import autocast_context
 
 
+def env_actions(action: torch.Tensor, continuous: bool, low: float, high: float
+                ) -> np.ndarray:
+    """A single-asset policy's actions as the env takes them: int64 levels, or float64
+    exposures clipped to [low, high] (in float64: a float32 bound like 0.3 rounds outside
+    the env's range)."""
+    if continuous:
+        return np.clip(action.float().cpu().numpy().astype(np.float64), low, high)
+    return action.cpu().numpy().astype(np.int64, copy=False)
+
+
 class Agent:
     """Maps raw env observations to env-ready actions.
 
@@ -69,10 +79,7 @@ class Agent:
         """Policy actions on the device -> numpy actions the env accepts."""
         if self.network.simplex:
             return self.weights(action.float().cpu().numpy())
-        if self.network.continuous:
-            # clip in float64 (a float32 bound like 0.3 rounds outside the env's range)
-            return np.clip(action.float().cpu().numpy().astype(np.float64), self._low, self._high)
-        return action.cpu().numpy().astype(np.int64, copy=False)
+        return env_actions(action, self.network.continuous, self._low, self._high)
 
     def weights(self, logits: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Portfolio weights [N, A] within the config's caps from simplex logits [N, A + 1]."""

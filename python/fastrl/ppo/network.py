@@ -63,6 +63,15 @@ def sample(dist: Policy, generator: torch.Generator | None) -> torch.Tensor:
     return torch.multinomial(dist.probs, 1, generator=generator).squeeze(-1)
 
 
+def greedy_action(policy_out: torch.Tensor, continuous: bool, simplex: bool = False
+                  ) -> torch.Tensor:
+    """The deterministic action from the policy head's output: the most likely level
+    (discrete), the mean exposure (continuous) or the mean logits (simplex)."""
+    if simplex:
+        return policy_out
+    return policy_out.squeeze(-1) if continuous else policy_out.argmax(-1)
+
+
 class ActorCritic(nn.Module):
     """Policy and value function over the flattened observation.
 
@@ -170,10 +179,8 @@ class ActorCritic(nn.Module):
 
     def greedy(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic action (mode / mean) from the actor alone: no value pass."""
-        policy_out = self._head(self.policy_head, self.actor_trunk(obs))
-        if self.simplex:
-            return policy_out  # the mean logits
-        return policy_out.squeeze(-1) if self.continuous else policy_out.argmax(-1)
+        return greedy_action(self._head(self.policy_head, self.actor_trunk(obs)),
+                             self.continuous, self.simplex)
 
     def evaluate(
         self, obs: torch.Tensor, actions: torch.Tensor

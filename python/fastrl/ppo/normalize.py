@@ -131,6 +131,17 @@ class ObservationNormaliser(nn.Module):
         single = ObservationNormaliser(self.obs_dim, clip=self.clip, enabled=self.enabled)
         return _member_view(self, single, m, copy)
 
+    @torch.no_grad()
+    def select(self, members: torch.Tensor) -> ObservationNormaliser:
+        """A normaliser of ``members`` (an index tensor, C of them) for [C, n, D]
+        observations: a copy of their scale and shift as they are now (it does not update)."""
+        chosen = ObservationNormaliser(self.obs_dim, clip=self.clip, enabled=self.enabled,
+                                       members=int(members.numel()))
+        chosen.to(self.shift.device)
+        chosen.shift.copy_(self.shift.index_select(0, members))
+        chosen.scale.copy_(self.scale.index_select(0, members))
+        return chosen
+
 
 class RewardScaler(nn.Module):
     """Divides rewards by the running std of each env's discounted return.

@@ -52,9 +52,9 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from fastrl import threads
 from fastrl.config import TrainConfig, portfolio_env_config, resolve_defaults, validate_config
-from fastrl.ppo.agent import Agent
+from fastrl.ppo.agent import Agent, env_actions
 from fastrl.ppo.checkpoint import build_network
-from fastrl.ppo.network import ActorCritic
+from fastrl.ppo.network import ActorCritic, greedy_action
 from fastrl.ppo.normalize import ObservationNormaliser, RewardScaler
 from fastrl.ppo.rollout import Rollout, staging_tensors
 from fastrl.ppo.schedules import ScheduleSpec
@@ -1043,55 +1043,40 @@ class Population:
         function acts with the weights the members have now, whatever training does next."""
         if self.portfolio:
             raise PopulationError("greedy_policy is for single-asset members; a portfolio "
-                                  "member is validated through its Agent")
+                                  "member is backtested by validation_results")
         index = torch.as_tensor(list(members), dtype=torch.int64, device=self.device)
-        normaliser = self.obs_normaliser
         low, high = float(self.env_config.min_pos), float(self.env_config.max_pos)
         # the members' weights and statistics as they are now (a backtest's policy is fixed)
+        normaliser = self.obs_normaliser.select(index)
         with torch.no_grad():
             params = {k: v.detach().index_select(0, index) for k, v in self.params.items()}
-            shift = normaliser.shift.index_select(0, index).unsqueeze(1)
-            scale = normaliser.scale.index_select(0, index).unsqueeze(1)
 
         @torch.inference_mode()
         def act(obs: np.ndarray) -> np.ndarray:
             x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
-            x = x.view(index.numel(), -1, self.obs_dim)
-            if normaliser.enabled:
-                x = ((x - shift) * scale).clamp_(-normaliser.clip, normaliser.clip)
+            x = normaliser(x.view(index.numel(), -1, self.obs_dim))
             with autocast_context(self.device, self.amp):
                 policy_out, _ = self._stacked_actor_critic(params, self.buffers, x,
                                                            policy_only=True)
-            policy_out = policy_out.float().flatten(0, 1)
-            if self.continuous:
-                # clip in float64, as Agent.to_env_actions does
-                return np.clip(policy_out.squeeze(-1).cpu().numpy().astype(np.float64), low,
-                               high)
-            return policy_out.argmax(-1).cpu().numpy().astype(np.int64, copy=False)
+            action = greedy_action(policy_out.float().flatten(0, 1), self.continuous)
+            return env_actions(action, self.continuous, low, high)
 
         return act
 
     def validation_evals(self, members: Sequence[int] | None = None, block: Any = None,
                          baselines: bool = False) -> list[Any]:
-        """Each member's validation backtest (an EvalResult) on ``block`` (default the
-        validation block): every member in one batched env with one forward per bar
-        (:meth:`greedy_policy`); a portfolio's members one after another through their
-        Agents."""
-        from fastrl.backtest import evaluate_agent, evaluate_agents
+        """Each single-asset member's validation backtest (an EvalResult) on ``block``
+        (default the validation block): every member in one batched env with one forward
+        per bar (:meth:`greedy_policy`). A portfolio's members are backtested by
+        :meth:`validation_results`."""
+        from fastrl.backtest import evaluate_agents
 
         block = self.market.val if block is None else block
         members = list(range(self.population)) if members is None else list(members)
         if not members:
             return []
-        if not self.portfolio:
-            return evaluate_agents(self.greedy_policy(members), block, self.env_config,
-                                   copies=len(members), baselines=baselines)
-        results = []
-        for m in members:
-            agent = self.member_agent(m)
-            agent.network.eval()
-            results.append(evaluate_agent(agent, block, self.env_config, baselines=baselines))
-        return results
+        return evaluate_agents(self.greedy_policy(members), block, self.env_config,
+                               copies=len(members), baselines=baselines)
 
     def validate(self, members: list[int] | None = None, block: Any = None) -> list[float]:
         """Validation Sharpe of each member, the number Trainer.validate gives.

@@ -370,8 +370,15 @@ def base_config(settings: dict[str, Any]) -> TrainConfig:
         "total_timesteps": settings["timesteps"],
         "patience": 0,  # every run uses its whole budget
     }
-    return build_config(settings["base_preset"], None, overrides,
-                        list(settings.get("set_options", [])))
+    config = build_config(settings["base_preset"], None, overrides,
+                          list(settings.get("set_options", [])))
+    if config.portfolio.enabled:
+        # the objective scores the equal-capital single-symbol backtest against buy-and-hold
+        # (fastrl.backtest); a portfolio is backtested by fastrl.backtest_portfolio
+        raise ConfigError("fastrl-tune tunes single-symbol agents: portfolio.enabled is not "
+                          "supported yet (its objective backtests each symbol against "
+                          "buy-and-hold)")
+    return config
 
 
 def confirmation_config(config: TrainConfig, settings: dict[str, Any]) -> TrainConfig:
