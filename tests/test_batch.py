@@ -342,6 +342,29 @@ def test_a_members_curve_is_its_curve_alone_whatever_the_others_do(market):
     assert seq.excess == one[1].excess and seq.val_returns == one[1].val_returns
 
 
+def test_one_config_on_several_seeds_is_each_seeds_run_alone(market):
+    """The confirmation trains a config's fresh seeds as one population (own seed per
+    member): each member is its seed's sequential run, and the kept agent is its policy."""
+    from fastrl.backtest import COMBINED, evaluate_agent
+
+    config = tiny_config("target_kl=null")
+    batched = train_batch([config] * 3, market, seed=[5, 7, 5], fold=0,
+                          val_interval_steps=128, keep_agents=True)
+    for run, seed in zip(batched, [5, 7, 5], strict=True):
+        alone = train_run(config, market, seed=seed, fold=0, val_interval_steps=128,
+                          keep_agent=True)
+        assert run.seed == seed and run.steps == alone.steps
+        assert run.excess == pytest.approx(alone.excess, abs=1e-9)
+        assert run.val_returns == pytest.approx(alone.val_returns, abs=1e-12)
+        ours = evaluate_agent(run.agent, market.val, config.env).returns(COMBINED, "agent")
+        its = evaluate_agent(alone.agent, market.val, config.env).returns(COMBINED, "agent")
+        np.testing.assert_allclose(ours, its, rtol=0, atol=1e-12)
+    assert batched[0].excess == batched[2].excess  # the same seed, the same run
+    assert batched[0].excess != batched[1].excess
+    with pytest.raises(ValueError, match="2 seeds for 3 configs"):
+        train_batch([config] * 3, market, seed=[1, 2], fold=0)
+
+
 def test_a_batch_asks_its_verdicts_once_every_member_reported_the_step(market):
     calls = []
 

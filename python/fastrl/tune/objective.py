@@ -38,7 +38,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -288,18 +288,21 @@ def train_run(config: TrainConfig, market: Any, *, seed: int, fold: int, val_eve
                      excess=excesses, bench_returns=bench_returns)
 
 
-def train_batch(configs: list[TrainConfig], market: Any, *, seed: int, fold: int,
-                val_every: int = 1, val_interval_steps: int = 0,
+def train_batch(configs: list[TrainConfig], market: Any, *, seed: int | Sequence[int],
+                fold: int, val_every: int = 1, val_interval_steps: int = 0,
                 reports: list[Reporter | None] | None = None, objective: str = "excess",
-                latests: list[dict[str, Any] | None] | None = None) -> list[Any]:
+                latests: list[dict[str, Any] | None] | None = None,
+                keep_agents: bool = False) -> list[Any]:
     """:func:`train_run` for B configs at once, trained as one population
     (:class:`fastrl.ppo.population.Population`, one member per config; they must share the
     population's shared keys). Same curve grid, area score, validation and seconds per
-    point as :func:`train_run`, per member.
+    point as :func:`train_run`, per member. ``seed``: one for every member (a batch of
+    trials) or one per member (one config on several seeds: the confirmation).
 
-    Returns one outcome per config: its :class:`RunResult`, or the exception that ended it
-    (``TrialDiverged``, or what its ``reports[m]`` raised, e.g. ``optuna.TrialPruned``).
-    The members are independent (``member_seeds``: each as a lone run seeded ``seed``), so
+    Returns one outcome per config: its :class:`RunResult` (with ``keep_agents``, holding
+    the member's final policy), or the exception that ended it (``TrialDiverged``, or what
+    its ``reports[m]`` raised, e.g. ``optuna.TrialPruned``).
+    The members are independent (``member_seeds``: each as a lone run of its seed), so
     a member's curve is the one it would have alone. When members end, the population is
     compacted (:meth:`Population.keep`) before the next update: an ended trial costs
     nothing more, and the others continue exactly where they were.
@@ -309,15 +312,18 @@ def train_batch(configs: list[TrainConfig], market: Any, *, seed: int, fold: int
 
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    p = len(configs)
+    seeds = [int(s) for s in seed] if isinstance(seed, Sequence) else [int(seed)] * p
+    if len(seeds) != p:
+        raise ValueError(f"{len(seeds)} seeds for {p} configs")
     configs = [copy.deepcopy(c) for c in configs]
     for config in configs:
-        config.seed = int(seed)
+        config.seed = seeds[0]  # shared by the engine; each member runs on member_seeds[m]
         config.data.test_days, config.data.val_days = fold_days(
             config.data.test_days, config.data.val_days, fold)
-    p = len(configs)
     reports = list(reports) if reports is not None else [None] * p
     latests = list(latests) if latests is not None else [None] * p
-    pop = Population(configs, market=market, member_seeds=[int(seed)] * p)
+    pop = Population(configs, market=market, member_seeds=seeds)
     alive = list(range(p))  # the config index of each of pop's members
     started = time.perf_counter()
     first = pop.validation_evals(baselines=True)
@@ -351,8 +357,8 @@ def train_batch(configs: list[TrainConfig], market: Any, *, seed: int, fold: int
         row = pop.step(raise_on_divergence=False)
         for m in (alive[i] for i in row["diverged"]):
             if outcomes[m] is None:
-                end(m, TrialDiverged(f"seed {seed} fold {fold}: update {pop.update} (step "
-                                     f"{pop.global_step:,}): non-finite losses or weights"))
+                end(m, TrialDiverged(f"seed {seeds[m]} fold {fold}: update {pop.update} (step"
+                                     f" {pop.global_step:,}): non-finite losses or weights"))
         points = grid.points(pop.global_step, pop.update, pop.update >= pop.num_updates)
         if not points:
             continue
@@ -363,8 +369,8 @@ def train_batch(configs: list[TrainConfig], market: Any, *, seed: int, fold: int
             last_result[m] = result
             sharpe, excess = point(m, result)
             if not (math.isfinite(sharpe) and math.isfinite(excess)):
-                end(m, TrialDiverged(f"seed {seed} fold {fold}: validation Sharpe {sharpe} "
-                                     f"(excess {excess}) at step {pop.global_step}"))
+                end(m, TrialDiverged(f"seed {seeds[m]} fold {fold}: validation Sharpe "
+                                     f"{sharpe} (excess {excess}) at step {pop.global_step}"))
                 continue
             curve = curves[m]
             now = time.perf_counter() - started  # the batch's wall time: shared by members
@@ -388,17 +394,17 @@ def train_batch(configs: list[TrainConfig], market: Any, *, seed: int, fold: int
                 verdict()
             except Exception as err:
                 end(m, err)
-    for m in range(p):
+    for i, m in enumerate(alive):
         if outcomes[m] is not None:
             continue
         curve = curves[m]
         values = curve["excess"] if objective == "excess" else curve["sharpe"]
         outcomes[m] = RunResult(
-            seed=seed, fold=fold, steps=curve["steps"], sharpe=curve["sharpe"],
+            seed=seeds[m], fold=fold, steps=curve["steps"], sharpe=curve["sharpe"],
             score=curve_area(curve["steps"], values), final_sharpe=curve["sharpe"][-1],
             val_returns=[float(r) for r in last_result[m].returns(COMBINED, "agent")],
             seconds=curve["seconds"], objective=objective, excess=curve["excess"],
-            bench_returns=bench_returns)
+            bench_returns=bench_returns, agent=pop.member_agent(i) if keep_agents else None)
     return outcomes
 
 

@@ -44,7 +44,7 @@ from fastrl.report_writer import Document, Section, Table
 from fastrl.tune.objective import (
     CONFIRM_SEED_BASE,
     TUNING_SEED_BASE,
-    train_run,
+    train_batch,
     validation_schedule,
 )
 from fastrl.tune.space import config_for, params_to_overrides
@@ -271,8 +271,14 @@ def confirm_and_test(configs: dict[str, Any], settings: dict[str, Any], market: 
     configs = {name: confirmation_config(config, settings) for name, config in configs.items()}
     runs: dict[str, list[Any]] = {}
     for name, config in configs.items():
-        runs[name] = [train_run(config, market, seed=seed, fold=0, keep_agent=True,
-                                **validation_schedule(settings)) for seed in seeds]
+        # a config's seeds train side by side as one population of independent members
+        # (each the run it would be alone, to float rounding: Population's member_seeds)
+        outcomes = train_batch([config] * len(seeds), market, seed=seeds, fold=0,
+                               keep_agents=True, **validation_schedule(settings))
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        runs[name] = outcomes
         log(f"confirmation {name}: scores {[round(r.score, 3) for r in runs[name]]}")
     confirmation = {name: {"seeds": seeds, "scores": [r.score for r in rs],
                            "final_val_sharpes": [r.final_sharpe for r in rs],
