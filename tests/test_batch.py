@@ -365,6 +365,25 @@ def test_one_config_on_several_seeds_is_each_seeds_run_alone(market):
         train_batch([config] * 3, market, seed=[1, 2], fold=0)
 
 
+def test_the_confirmation_batched_as_on_a_gpu_is_the_one_after_another(market):
+    from fastrl.tune.report_study import confirm_and_test
+
+    confirm_market = SimpleNamespace(train=market.train, val=market.val,
+                                     test=random_block(n_bars=60, seed=2), normaliser=None)
+    configs = {"tuned": tiny_config("target_kl=null"),
+               "fast": tiny_config("target_kl=null", "learning_rate=0.01"),
+               "baseline": tiny_config("target_kl=null", "gamma=0.9")}
+    study = {"seeds": 1, "confirm_seeds": 2, "confirm_days": 0, "val_interval_steps": 128}
+    one_by_one, together = (confirm_and_test(configs, study, confirm_market, lambda line: None,
+                                             batched=batched) for batched in (False, True))
+    for name in configs:
+        ours, its = together["confirmation"][name], one_by_one["confirmation"][name]
+        assert ours["seeds"] == its["seeds"] == [1000, 1001]
+        assert ours["scores"] == pytest.approx(its["scores"], abs=1e-9)
+        assert [r["sharpe"] for r in together["test"][name]["runs"]] == pytest.approx(
+            [r["sharpe"] for r in one_by_one["test"][name]["runs"]], abs=1e-9)
+
+
 def test_a_batch_asks_its_verdicts_once_every_member_reported_the_step(market):
     calls = []
 

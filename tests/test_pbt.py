@@ -433,15 +433,13 @@ def test_the_replay_trains_winner_and_presets_on_fresh_seeds_and_reports(tmp_pat
     import fastrl.tune.report_study as report_study
 
     trained = []
-    original = report_study.train_batch
+    original = report_study.train_run
 
-    def recording(configs, market, *, seed, **kwargs):
-        # a config's seeds train as one population
-        assert len(configs) == len(seed) and all(c is configs[0] for c in configs)
-        trained.extend((configs[0], s) for s in seed)
-        return original(configs, market, seed=seed, **kwargs)
+    def recording(config, market, *, seed, **kwargs):
+        trained.append((config, seed))
+        return original(config, market, seed=seed, **kwargs)
 
-    monkeypatch.setattr(report_study, "train_batch", recording)
+    monkeypatch.setattr(report_study, "train_run", recording)
     run_dir = tmp_path / "pbt"
     assert tune_main(["--pbt", "--symbols", "A", "--data", "synthetic", "--timesteps", "128",
                       "--population", "2", "--ready", "64", "--seed", "1000", "--val-days",
