@@ -523,6 +523,24 @@ def make_plan(args: argparse.Namespace) -> dict[str, Any]:
             "work_dir": str(ROOT / "runs" / f"bench-{name.replace('_', '-')}"), "name": name}
 
 
+def progress(records_dir: Path = RESULTS) -> str | None:
+    """A line on the full run while it is under way (its records so far in ``records_dir``),
+    or None when it has no records."""
+    args = parse_args([])
+    plan = make_plan(args)
+    path = records_dir / f"{plan['name']}_runs.jsonl"
+    records, _ = load_records(path, plan["signature"])
+    keys = job_keys(args.null_markets, args.null_studies, args.planted_markets, args.strengths)
+    if not any(k in records for k in keys):
+        return None
+    done = Counter(k.split("/")[0] for k in keys if k in records)
+    total = Counter(k.split("/")[0] for k in keys)
+    parts = ", ".join(f"{done[kind]} of {total[kind]} {kind}" for kind in total)
+    return (f"In progress: {sum(done.values())} of the {len(keys)} runs are recorded ({parts}) "
+            f"in `bench/results/{path.name}`; `python bench/calibration.py` runs the rest "
+            "(it resumes). The rates appear when every run is in.")
+
+
 def results_dir(quick: bool) -> Path:
     """Where this invocation writes: a quick pass beside, never over, the full results."""
     if quick and not os.environ.get("FASTRL_BENCH_RESULTS"):

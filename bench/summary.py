@@ -277,11 +277,13 @@ def walkforward_section(data: dict | None) -> list[str]:
     return lines + [markdown(data).strip(), ""]
 
 
-def calibration_section(data: dict | None) -> list[str]:
+def calibration_section(data: dict | None, records_dir: Path = RESULTS) -> list[str]:
     lines = ["## Calibration: does the verdict claim an edge only when there is one? "
              "(`bench/calibration.py`)", ""]
-    if data is None:
-        return lines + ["Not run yet.", ""]
+    if data is None:  # a full run under way leaves its records, not yet a results file
+        from calibration import progress
+
+        return lines + [progress(records_dir) or "Not run yet.", ""]
     from calibration import markdown
 
     return lines + [markdown(data).strip(), ""]

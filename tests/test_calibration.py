@@ -152,7 +152,14 @@ def test_summary_and_markdown_from_records(calibration, tmp_path):
     assert "1 of 4" in text and "rates mean nothing" in text
     # SUMMARY.md's section: the table, or "Not run yet." without a results file
     summary = load_bench("summary")
-    assert summary.calibration_section(None)[-2] == "Not run yet."
+    assert summary.calibration_section(None, tmp_path)[-2] == "Not run yet."
+    # a full run under way: its records so far, no rates
+    full = calibration.make_plan(calibration.parse_args([]))
+    calibration.append_record(tmp_path / "calibration_runs.jsonl",
+                              {**records["null/0"], "signature": full["signature"]})
+    assert summary.calibration_section(None, tmp_path)[-2].startswith(
+        "In progress: 1 of the 55 runs are recorded (1 of 20 null, 0 of 30 planted, 0 of 5 "
+        "study)")
     assert "1 of 4" in "\n".join(summary.calibration_section(payload))
     # records round-trip through the JSONL; other settings and cut lines are skipped
     path = tmp_path / "runs.jsonl"
