@@ -6,6 +6,9 @@
 #   pbt         population throughput, P = 1, 4, 16, 64 members of (64, 64) (~1 min)
 #   tune-batch  bench/tune_batch.py --device cuda --batch 64, each arm cut at
 #               TUNE_BATCH_MINUTES (default 3) minutes (~7 min)
+#   tune-confirm  bench/tune_batch.py --confirm --device cuda: a study's confirmation (fast
+#               and baseline presets x 5 seeds x 65,536 steps) one seed after another and
+#               batched (~5 min)
 #
 #   bash bench/gpu_check.sh [section ...]   # results in bench/results/ (and in $OUT if set)
 #
@@ -79,5 +82,13 @@ echo "== batched trials: 64 trials x 200,000 steps, sequential and B = 64 (targe
 timeout 560 $PY bench/tune_batch.py --device cuda --batch 64 \
   --minutes "${TUNE_BATCH_MINUTES:-3}" 2>&1 | grep -v "^\[.*\] trial " || true
 if [ -n "${OUT:-}" ]; then cp bench/results/tune_batch_cuda.* "$OUT"/ 2>/dev/null || true; fi
+fi
+
+if want tune-confirm; then
+echo "== a study's confirmation: the presets x 5 fresh seeds, one after another and batched"
+timeout 560 $PY bench/tune_batch.py --confirm --device cuda 2>&1 | grep -v "^\[" || true
+if [ -n "${OUT:-}" ] && [ -f bench/results/tune_batch_confirm_cuda.json ]; then
+  cp bench/results/tune_batch_confirm_cuda.json bench/results/tune_batch_confirm_cuda.md "$OUT"/
+fi
 fi
 echo "gpu_check finished in $(( $(date +%s) - start )) s"

@@ -310,6 +310,12 @@ def build() -> Path:
     gpu_batch = load("tune_batch_cuda")
     if gpu_batch is not None:
         parts += tune_batch_section(gpu_batch)[2:]
+    for device in ("cuda", "cpu"):  # a study's confirmation, one seed after another and batched
+        confirm = load(f"tune_batch_confirm_{device}")
+        if confirm is not None:
+            from tune_batch import confirm_summary
+
+            parts += [confirm_summary(confirm).strip(), ""]
     parts += pbt_section(load("pbt", "pbt_quick"))
     parts += walkforward_section(load("walkforward", "walkforward_quick"))
     gpu_pbt = load("pbt_cuda")

@@ -27,6 +27,17 @@ shown. Target: sequential / batched wall seconds >= 3x on
 2 CPU cores at B = 16, and >= 20x on one GPU at B = 64 (``--device cuda --batch 64``).
 
 Writes ``bench/results/tune_batch_<device>.json`` and ``.md`` (``--quick``: ``..._quick``).
+
+``--confirm``: the confirmation phase of a study instead (``report_study.confirm_and_test``,
+what ``fastrl-tune`` runs after its search): the fast and baseline presets, each on
+``--confirm-seeds`` fresh seeds (default 5) x ``--timesteps`` (default 65,536) on BPCL +
+HDFCLIFE with their own networks, as ``fastrl-tune --symbols BPCL HDFCLIFE`` confirms them.
+(A study also confirms its winner: one more config of the same kind.) Arms: one seed after
+another (``batched=False``, the CPU default) and a config's seeds as one population
+(``batched=True``, the GPU default), each in a fresh process; ``--rounds 2`` runs them
+again in the other order and reports each arm's median. Each arm's confirmation scores are
+printed beside the other's (one run per seed either way: equal to float rounding grown over
+the updates). Writes ``tune_batch_confirm_<device>.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -40,6 +51,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from convergence import planted_market  # noqa: E402
@@ -145,6 +158,115 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+CONFIRM_SYMBOLS = ("BPCL", "HDFCLIFE")
+
+
+def run_confirm_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The confirmation of the fast and baseline presets in this process (``arm``:
+    sequential or batched), as ``fastrl-tune`` runs it after its search."""
+    import torch
+
+    from fastrl.cli.tune import build_parser, check_numbers, settings_of
+    from fastrl.threads import set_torch_threads
+    from fastrl.tune.report_study import confirm_and_test
+    from fastrl.tune.space import load_space
+    from fastrl.tune.study import TrialRunner, base_config
+
+    sets = [f"device={args.device}"] + (["hidden_sizes=[64,64]"] if args.quick else [])
+    cli = build_parser().parse_args(
+        ["--symbols", *CONFIRM_SYMBOLS, "--trials", "1", "--timesteps", str(args.timesteps),
+         "--confirm-seeds", str(args.confirm_seeds), "--set", *sets])
+    check_numbers(cli)  # the command's defaults (validation and confirmation days)
+    space = load_space(None)
+    runner = TrialRunner(settings_of(cli, space), space)
+    set_torch_threads(runner.base.torch_threads)  # the command's policy
+    market = runner.confirmation_market()
+    configs = {name: base_config({**runner.settings, "base_preset": name})
+               for name in ("fast", "baseline")}
+    if args.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    result = confirm_and_test(configs, runner.settings, market,
+                              lambda line: print(f"[{arm}] {line}", file=sys.stderr, flush=True),
+                              candidate="fast", batched=arm == "batched")
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - started
+    return {
+        "arm": arm, "wall_seconds": wall,
+        "runs": len(configs) * args.confirm_seeds,
+        "scores": {name: c["scores"] for name, c in result["confirmation"].items()},
+        "hidden_sizes": {name: list(c.hidden_sizes) for name, c in configs.items()},
+        "device_name": (torch.cuda.get_device_name(0) if args.device == "cuda"
+                        else machine_info().get("cpu")),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "cuda_peak_allocated_mb": (torch.cuda.max_memory_allocated() / 2**20
+                                   if args.device == "cuda" else None),
+        "torch_threads_last": torch.get_num_threads(),
+    }
+
+
+def confirm_summary(payload: dict[str, Any]) -> str:
+    """Markdown of a ``--confirm`` payload (for SUMMARY.md)."""
+    s, arms = payload["settings"], payload["arms"]
+    first = arms["sequential"][0]
+    nets = ", ".join(f"{name} {tuple(h)}" for name, h in first["hidden_sizes"].items())
+    lines = [f"`python bench/tune_batch.py --confirm{' --quick' if s['quick'] else ''} "
+             f"--device {s['device']} --rounds {s['rounds']}` on "
+             f"{payload['machine'].get('cpu', '?')} ({payload['machine'].get('cores', '?')} "
+             f"cores), device {first.get('device_name') or s['device']}: the confirmation of "
+             f"the fast and baseline presets ({nets}), {s['confirm_seeds']} fresh seeds x "
+             f"{s['timesteps']:,} env steps each on {' + '.join(CONFIRM_SYMBOLS)}; arm order "
+             f"{', '.join(payload['order'])}.", "",
+             "| arm | wall s (each round) | median wall s | peak RSS MB "
+             "| scores (fast; baseline) |",
+             "|---|---|---|---|---|"]
+    for arm in ("sequential", "batched"):
+        runs = arms[arm]
+        walls = [r["wall_seconds"] for r in runs]
+        memory = max(r["peak_rss_mb"] for r in runs)
+        gpu = [r["cuda_peak_allocated_mb"] for r in runs if r.get("cuda_peak_allocated_mb")]
+        scores = "; ".join(" ".join(f"{v:+.2f}" for v in runs[0]["scores"][name])
+                           for name in ("fast", "baseline"))
+        label = "one seed after another" if arm == "sequential" else "a config's seeds batched"
+        lines.append(f"| {label} | {', '.join(f'{w:,.0f}' for w in walls)} | "
+                     f"{float(np.median(walls)):,.0f} | {memory:,.0f}"
+                     + (f" (GPU {max(gpu):,.0f})" if gpu else "") + f" | {scores} |")
+    lines += ["", f"One after another / batched: **{payload['speedup']:.2f}x** (medians). "
+              "Each arm trains every seed's own run, so the scores agree to float rounding "
+              "grown over the updates (vmapped and plain matmuls round differently).", ""]
+    return "\n".join(lines)
+
+
+def confirm_main(args: argparse.Namespace) -> None:
+    """--confirm: the arms in fresh processes, --rounds times (the order alternates)."""
+    started = time.perf_counter()
+    name = f"tune_batch_confirm_{args.device}" + ("_quick" if args.quick else "")
+    arms: dict[str, list[dict[str, Any]]] = {"sequential": [], "batched": []}
+    order: list[str] = []
+    for round_ in range(args.rounds):
+        for arm in ("batched", "sequential")[::1 if round_ % 2 == 0 else -1]:
+            command = [sys.executable, __file__, "--confirm", "--arm", arm, "--timesteps",
+                       str(args.timesteps), "--confirm-seeds", str(args.confirm_seeds),
+                       "--device", args.device] + ["--quick"] * args.quick
+            out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
+            record = json.loads(out.stdout.strip().splitlines()[-1])
+            arms[arm].append(record)
+            order.append(arm)
+            print(f"{arm}: {record['wall_seconds']:,.0f} s", flush=True)
+    median = {arm: float(np.median([r["wall_seconds"] for r in runs]))
+              for arm, runs in arms.items()}
+    payload = {"machine": machine_info(), "settings": {**vars(args), "arm": None},
+               "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "order": order, "arms": arms, "median_wall_seconds": median,
+               "speedup": median["sequential"] / median["batched"],
+               "wall_seconds": time.perf_counter() - started}
+    path = write_json(name, payload)
+    (RESULTS / f"{name}.md").write_text(confirm_summary(payload))
+    print(confirm_summary(payload))
+    print(f"wrote {path}")
+
+
 def full_wall(arm: dict[str, Any], trials: int) -> float:
     """An arm's wall seconds for the whole study: measured, or (stopped at --minutes)
     its seconds per finished trial times the study's trials."""
@@ -217,8 +339,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", choices=("sequential", "batched"),
                         help="rerun this arm; the other comes from the results file of the "
                              "same settings (after a change that leaves it as it was)")
+    parser.add_argument("--confirm", action="store_true",
+                        help="time a study's confirmation phase (the presets on fresh seeds) "
+                             "one seed after another and batched, instead of the search")
+    parser.add_argument("--confirm-seeds", type=int, default=5,
+                        help="--confirm: fresh seeds per config (default 5)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="--confirm: runs of each arm, the order alternating (default 1)")
     parser.add_argument("--arm", choices=("sequential", "batched"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.confirm:
+        args.timesteps = args.timesteps or (8192 if args.quick else 65_536)
+        if args.arm:
+            print(json.dumps(run_confirm_arm(args.arm, args)))
+        else:
+            confirm_main(args)
+        return
     batch, _ = WALL_TARGET[args.device]
     args.trials = args.trials or (8 if args.quick else 64)
     args.batch = args.batch or (4 if args.quick else batch)

@@ -54,6 +54,30 @@ def test_an_arm_cut_at_its_minutes_is_extrapolated_and_says_so(tune_batch):
     assert "| 60 | 20 | 35 |" in text and "(GPU 800)" in text
 
 
+def test_confirm_summary_gives_each_round_the_medians_and_the_scores(tune_batch):
+    def confirm_arm(name: str, wall: float) -> dict:
+        return {"arm": name, "wall_seconds": wall, "runs": 4, "peak_rss_mb": 500.0,
+                "scores": {"fast": [1.25, -0.5], "baseline": [0.5, 0.75]},
+                "hidden_sizes": {"fast": [2048, 1024], "baseline": [64, 64]},
+                "device_name": "test gpu", "cuda_peak_allocated_mb": 300.0}
+
+    payload = {"machine": {"cpu": "test cpu", "cores": 16},
+               "settings": {"quick": False, "device": "cuda", "rounds": 2, "confirm_seeds": 2,
+                            "timesteps": 65_536},
+               "order": ["batched", "sequential", "sequential", "batched"],
+               "arms": {"sequential": [confirm_arm("sequential", 100.0),
+                                       confirm_arm("sequential", 120.0)],
+                        "batched": [confirm_arm("batched", 40.0), confirm_arm("batched", 60.0)]},
+               "speedup": 110.0 / 50.0}
+    text = tune_batch.confirm_summary(payload)
+    assert "fast (2048, 1024), baseline (64, 64)" in text
+    assert "arm order batched, sequential, sequential, batched" in text
+    assert "| one seed after another | 100, 120 | 110 | 500 (GPU 300) | +1.25 -0.50; " \
+        "+0.50 +0.75 |" in text
+    assert "| a config's seeds batched | 40, 60 | 50 |" in text
+    assert "**2.20x** (medians)" in text
+
+
 def test_thread_summary_pairs_each_case_and_load():
     throughput = load_bench("train_throughput")
     results = []

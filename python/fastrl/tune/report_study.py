@@ -278,7 +278,8 @@ def confirm_and_test(configs: dict[str, Any], settings: dict[str, Any], market: 
             # on a GPU a config's seeds train side by side as one population of independent
             # members (each the run it would be alone, to float rounding). Not on the CPU:
             # the presets' big networks are compute-bound there, and 3 seeds of the fast
-            # preset stacked took 583 s against 527 s one after another.
+            # preset stacked took 583 s against 527 s one after another (a scratch run; the
+            # bench for both devices is bench/tune_batch.py --confirm).
             runs[name] = train_batch([config] * len(seeds), market, seed=seeds, fold=0,
                                      keep_agents=True, **validation_schedule(settings))
             for outcome in runs[name]:
