@@ -1,6 +1,6 @@
 """Calibration: does fastrl's verdict say "beats buy-and-hold" only when that is true?
 
-    python bench/calibration.py               # full: about 5 h on 2 cores (printed at start)
+    python bench/calibration.py               # full: about 9 h on 2 cores (printed at start)
     python bench/calibration.py --quick       # plumbing check: 2 min idle, 7 beside other load;
                                               # its rates mean nothing
     python bench/calibration.py --workers 2   # 2 processes, cores split between them
@@ -85,11 +85,12 @@ STUDY = {"trials": 6, "timesteps": 32768, "folds": 1, "seeds": 1, "confirm_seeds
 QUICK_STUDY = {"trials": 2, "timesteps": 16384, "folds": 1, "seeds": 1, "confirm_seeds": 2}
 QUICK_HIDDEN = (32, 32)
 QUICK_TIMESTEPS = 16384  # two updates of 64 envs x 128 steps
-# planning figures for the start-of-run estimate (2 cores, default network): a default run
-# takes ~18 s per 8,192-step update with its validation (README: 11 updates, 3 min 23 s),
-# so 3.4 min when early stopping ends it at 11 updates and 7.4 min at the full 24
-RUN_MINUTES = {"null": 3.5, "planted": 5.5}  # a planted edge keeps validation improving
-STUDY_MINUTES = 10.0  # one STUDY-sized study (trials, then 3 x 3 confirmation runs)
+# planning figures for the start-of-run estimate before a kind has recorded runs (2 cores,
+# default network): the first 10 null runs took a median of 10 min (3 to 12; 24 updates
+# 10-12 min), a planted edge keeps validation improving (the full 24 updates), and a study
+# is 6 small trials then 3 x 3 confirmation runs of the presets at 32,768 steps. Once a kind
+# has records, the estimate uses their median seconds instead.
+RUN_MINUTES = {"null": 10.0, "planted": 11.0, "study": 26.0}
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -132,10 +133,12 @@ def claims_edge(p_value: float | None, level: float = LEVEL) -> bool:
 
 def job_keys(null_markets: int, null_studies: int, planted_markets: int,
              strengths: Sequence[float]) -> list[str]:
-    """Every run of the experiment, in the order they run (cheap evidence first)."""
+    """Every run of the experiment, in the order they run: the false-positive evidence
+    first (null markets, then null studies), then power (planted markets, a seed at every
+    strength before the next seed)."""
     keys = [f"null/{i}" for i in range(null_markets)]
-    keys += [f"planted/{s:g}/{i}" for i in range(planted_markets) for s in strengths]
     keys += [f"study/{i}" for i in range(null_studies)]
+    keys += [f"planted/{s:g}/{i}" for i in range(planted_markets) for s in strengths]
     return keys
 
 
@@ -548,20 +551,26 @@ def results_dir(quick: bool) -> Path:
     return RESULTS
 
 
-def estimate_minutes(plan: dict[str, Any], keys: list[str], workers: int) -> str:
+def estimate_minutes(plan: dict[str, Any], keys: list[str], workers: int,
+                     records: dict[str, dict[str, Any]] | None = None) -> str:
+    """The time ``keys`` should take: per kind, the median seconds of its recorded runs
+    (``records``), or the planning figure while it has none."""
     counts = Counter(k.split("/")[0] for k in keys)
     if plan["quick"]:
         return "about 3 minutes (quick)"
     if any(a.startswith("hidden_sizes") for a in plan["train_extra"]) or "--timesteps" in \
             plan["train_extra"]:
         return "unknown for this network/budget: see the per-run times below"
-    minutes = (sum(counts[k] * RUN_MINUTES[k] for k in RUN_MINUTES)
-               + counts["study"] * STUDY_MINUTES) * 2 / max(os.cpu_count() or 1, 2)
-    return (f"about {minutes / 60:.1f} h on 2 cores ({counts['null']} null runs x ~"
-            f"{RUN_MINUTES['null']:g} min, {counts['planted']} planted x ~"
-            f"{RUN_MINUTES['planted']:g} min, {counts['study']} studies x ~{STUDY_MINUTES:g} "
-            f"min; a run is 3.4 min if early stopping ends it at 11 updates, 7.4 at the full "
-            f"24; {workers} worker(s) share the cores)")
+    per_run, source = {}, {}
+    for kind, planned in RUN_MINUTES.items():
+        seen = [r["seconds"] / 60 for r in (records or {}).values()
+                if r.get("kind") == kind and r.get("seconds")]
+        per_run[kind] = _median(seen) if seen else planned
+        source[kind] = f"median of {len(seen)} recorded" if seen else "planned"
+    minutes = sum(counts[k] * per_run[k] for k in per_run) * 2 / max(os.cpu_count() or 1, 2)
+    parts = ", ".join(f"{counts[k]} {k} x ~{per_run[k]:.1f} min ({source[k]})"
+                      for k in per_run if counts[k])
+    return f"about {minutes / 60:.1f} h on 2 cores ({parts}; {workers} worker(s) share the cores)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -588,7 +597,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"studies, {args.planted_markets} planted x {len(args.strengths)} strengths); "
         f"{len(keys) - len(todo)} already recorded in {records_path}"
         f"{f' ({skipped} lines of other settings ignored)' if skipped else ''}")
-    log(f"expected time for the {len(todo)} to run: {estimate_minutes(plan, todo, args.workers)}")
+    log(f"expected time for the {len(todo)} to run: "
+        f"{estimate_minutes(plan, todo, args.workers, records)}")
     started = time.perf_counter()
     done = 0
 

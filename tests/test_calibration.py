@@ -158,8 +158,8 @@ def test_summary_and_markdown_from_records(calibration, tmp_path):
     calibration.append_record(tmp_path / "calibration_runs.jsonl",
                               {**records["null/0"], "signature": full["signature"]})
     assert summary.calibration_section(None, tmp_path)[-2].startswith(
-        "In progress: 1 of the 55 runs are recorded (1 of 20 null, 0 of 30 planted, 0 of 5 "
-        "study)")
+        "In progress: 1 of the 55 runs are recorded (1 of 20 null, 0 of 5 study, 0 of 30 "
+        "planted)")
     assert "1 of 4" in "\n".join(summary.calibration_section(payload))
     # records round-trip through the JSONL; other settings and cut lines are skipped
     path = tmp_path / "runs.jsonl"
@@ -174,10 +174,22 @@ def test_summary_and_markdown_from_records(calibration, tmp_path):
 
 def test_job_keys_and_plan(calibration):
     keys = calibration.job_keys(2, 1, 1, [0.1, 0.2])
-    assert keys == ["null/0", "null/1", "planted/0.1/0", "planted/0.2/0", "study/0"]
+    assert keys == ["null/0", "null/1", "study/0", "planted/0.1/0", "planted/0.2/0"]
     args = calibration.parse_args(["--quick"])
     assert args.null_markets == 2 and args.null_studies == 1 and args.planted_markets == 1
     plan = calibration.make_plan(args)
     assert "hidden_sizes=[32, 32]" in plan["train_extra"]
     assert calibration.make_plan(calibration.parse_args([]))["train_extra"] == []
     assert calibration._merge_set(["--set", "a=1"], ["b=2"]) == ["--set", "b=2", "a=1"]
+
+
+def test_the_estimate_uses_the_recorded_runs_once_a_kind_has_some(calibration):
+    plan = calibration.make_plan(calibration.parse_args([]))
+    keys = ["null/3", "null/4", "study/0", "planted/0.2/0"]
+    planned = calibration.estimate_minutes(plan, keys, 1)
+    assert "2 null x ~10.0 min (planned)" in planned and "1 study x ~26.0 min (planned)" in planned
+    records = {f"null/{i}": {"kind": "null", "seconds": s}
+               for i, s in enumerate((120.0, 240.0, 6000.0))}
+    measured = calibration.estimate_minutes(plan, keys, 1, records)
+    assert "2 null x ~4.0 min (median of 3 recorded)" in measured  # the median, not the mean
+    assert "1 planted x ~11.0 min (planned)" in measured
