@@ -539,9 +539,16 @@ def progress(records_dir: Path = RESULTS) -> str | None:
     done = Counter(k.split("/")[0] for k in keys if k in records)
     total = Counter(k.split("/")[0] for k in keys)
     parts = ", ".join(f"{done[kind]} of {total[kind]} {kind}" for kind in total)
-    return (f"In progress: {sum(done.values())} of the {len(keys)} runs are recorded ({parts}) "
+    line = (f"In progress: {sum(done.values())} of the {len(keys)} runs are recorded ({parts}) "
             f"in `bench/results/{path.name}`; `python bench/calibration.py` runs the rest "
-            "(it resumes). The rates appear when every run is in.")
+            "(it resumes). The table appears when every run is in.")
+    if done["null"] == total["null"]:  # the false-positive rate is final before the rest
+        rate = rate_summary([records[k]["claims_edge"] for k in keys if k.startswith("null/")])
+        low, high = (f"{100 * x:.1f}%" for x in rate["ci"])
+        line += (f" The null markets are complete: {rate['count']} of {rate['n']} runs claim an "
+                 f"edge, {_pct(rate['rate'])} (90% Clopper-Pearson interval {low} to {high}) "
+                 f"against the nominal {_pct(1 - LEVEL)}.")
+    return line
 
 
 def results_dir(quick: bool) -> Path:

@@ -160,6 +160,14 @@ def test_summary_and_markdown_from_records(calibration, tmp_path):
     assert summary.calibration_section(None, tmp_path)[-2].startswith(
         "In progress: 1 of the 55 runs are recorded (1 of 20 null, 0 of 5 study, 0 of 30 "
         "planted)")
+    assert "null markets are complete" not in summary.calibration_section(None, tmp_path)[-2]
+    for i in range(1, 20):  # every null run in: its rate is final and shown
+        calibration.append_record(tmp_path / "calibration_runs.jsonl",
+                                  {**records["null/1"], "key": f"null/{i}",
+                                   "signature": full["signature"]})
+    assert summary.calibration_section(None, tmp_path)[-2].endswith(
+        "The null markets are complete: 1 of 20 runs claim an edge, 5% (90% Clopper-Pearson "
+        "interval 0.3% to 21.6%) against the nominal 10%.")
     assert "1 of 4" in "\n".join(summary.calibration_section(payload))
     # records round-trip through the JSONL; other settings and cut lines are skipped
     path = tmp_path / "runs.jsonl"
