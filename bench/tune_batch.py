@@ -238,6 +238,14 @@ def confirm_summary(payload: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def run_child(argv: list[str]) -> dict[str, Any]:
+    """This script as a fresh process (an arm's own memory peak); its record is the last
+    line of its stdout."""
+    out = subprocess.run([sys.executable, __file__, *argv], check=True, stdout=subprocess.PIPE,
+                         text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def confirm_main(args: argparse.Namespace) -> None:
     """--confirm: the arms in fresh processes, --rounds times (the order alternates)."""
     started = time.perf_counter()
@@ -246,11 +254,9 @@ def confirm_main(args: argparse.Namespace) -> None:
     order: list[str] = []
     for round_ in range(args.rounds):
         for arm in ("batched", "sequential")[::1 if round_ % 2 == 0 else -1]:
-            command = [sys.executable, __file__, "--confirm", "--arm", arm, "--timesteps",
-                       str(args.timesteps), "--confirm-seeds", str(args.confirm_seeds),
-                       "--device", args.device] + ["--quick"] * args.quick
-            out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
-            record = json.loads(out.stdout.strip().splitlines()[-1])
+            record = run_child(["--confirm", "--arm", arm, "--timesteps", str(args.timesteps),
+                                "--confirm-seeds", str(args.confirm_seeds), "--device",
+                                args.device] + ["--quick"] * args.quick)
             arms[arm].append(record)
             order.append(arm)
             print(f"{arm}: {record['wall_seconds']:,.0f} s", flush=True)
@@ -381,12 +387,11 @@ def main(argv: list[str] | None = None) -> None:
                     or earlier.get("measured_at") or written
     for arm in [a for a in ("batched", "sequential") if a not in arms]:  # batched first:
         # a cut lease keeps it
-        command = [sys.executable, __file__, "--arm", arm, "--trials", str(args.trials),
-                   "--batch", str(args.batch), "--timesteps", str(args.timesteps),
-                   "--device", args.device] + ["--quick"] * args.quick \
-            + (["--minutes", str(args.minutes)] if args.minutes is not None else [])
-        out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
-        arms[arm] = json.loads(out.stdout.strip().splitlines()[-1])
+        arms[arm] = run_child(
+            ["--arm", arm, "--trials", str(args.trials), "--batch", str(args.batch),
+             "--timesteps", str(args.timesteps), "--device", args.device]
+            + ["--quick"] * args.quick
+            + (["--minutes", str(args.minutes)] if args.minutes is not None else []))
         a = arms[arm]
         print(f"{arm}: {a['wall_seconds']:,.0f} s, {a['trials_per_hour']:,.0f} trials/hour, "
               f"peak RSS {a['peak_rss_mb']:,.0f} MB, best {a['best_score']}", flush=True)
