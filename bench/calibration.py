@@ -515,9 +515,15 @@ def make_plan(args: argparse.Namespace) -> dict[str, Any]:
     if sets or threads:
         train_extra += ["--set", *sets, *threads]
     tune_extra = ["--set", *sets, *threads] if sets or threads else []
+
+    def without_threads(extra: list[str]) -> list[str]:
+        # the thread count never changes a result: records are shared across --workers
+        kept = [a for a in extra if not a.startswith("torch_threads")]
+        return kept[:-1] if kept[-1:] == ["--set"] else kept
+
     decisive = {"level": LEVEL, "symbols": list(DataConfig().symbols),
-                "train_extra": [a for a in train_extra if not a.startswith("torch_threads")],
-                "tune_extra": [a for a in tune_extra if not a.startswith("torch_threads")],
+                "train_extra": without_threads(train_extra),
+                "tune_extra": without_threads(tune_extra),
                 "study": QUICK_STUDY if args.quick else STUDY, "quick": args.quick}
     signature = hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
     name = "calibration_quick" if args.quick else "calibration"

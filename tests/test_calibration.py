@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -188,6 +190,12 @@ def test_job_keys_and_plan(calibration):
     plan = calibration.make_plan(args)
     assert "hidden_sizes=[32, 32]" in plan["train_extra"]
     assert calibration.make_plan(calibration.parse_args([]))["train_extra"] == []
+    # --workers sets torch_threads, which changes no result: the same records
+    two = calibration.make_plan(calibration.parse_args(["--workers", "2"]))
+    assert two["train_extra"] == ["--set", f"torch_threads={max(1, (os.cpu_count() or 1) // 2)}"]
+    assert two["signature"] == calibration.make_plan(calibration.parse_args([]))["signature"]
+    quick_two = calibration.make_plan(calibration.parse_args(["--quick", "--workers", "2"]))
+    assert quick_two["signature"] == plan["signature"]
     assert calibration._merge_set(["--set", "a=1"], ["b=2"]) == ["--set", "b=2", "a=1"]
 
 
