@@ -307,9 +307,10 @@ def build() -> Path:
     parts += validation_cost_section(load("validation_cost"))
     parts += tune_section(load("tune_payoff", "tune_payoff_quick"))
     parts += tune_batch_section(load("tune_batch_cpu", "tune_batch_cpu_quick"))
-    gpu_batch = load("tune_batch_cuda")
-    if gpu_batch is not None:
-        parts += tune_batch_section(gpu_batch)[2:]
+    for name in ("tune_batch_cpu_tpe", "tune_batch_cuda", "tune_batch_cuda_tpe"):
+        extra = load(name)  # TPE's arms, and the GPU's
+        if extra is not None:
+            parts += tune_batch_section(extra)[2:]
     for device in ("cuda", "cpu"):  # a study's confirmation, one seed after another and batched
         confirm = load(f"tune_batch_confirm_{device}")
         if confirm is not None:

@@ -16,7 +16,13 @@ import torch
 
 from fastrl.cli.tune import main as tune_main
 from fastrl.ppo.population import Population, PopulationError
-from fastrl.tune.objective import RunResult, TrialDiverged, train_batch, train_run
+from fastrl.tune.objective import (
+    BatchMember,
+    RunResult,
+    TrialDiverged,
+    train_batch,
+    train_run,
+)
 from fastrl.tune.space import load_space
 from fastrl.tune.study import TrialRunner, claim_trial, make_storage, open_study, peer_median_prune
 from test_pbt import WEIGHT_ATOL, member_state
@@ -224,6 +230,46 @@ def test_keep_drops_members_and_the_rest_continue_exactly(market):
             part.keep(bad)
 
 
+def test_a_member_that_joins_mid_run_is_what_it_would_be_alone(market):
+    """join: a fresh member takes rows in a running population on its own clock (schedules,
+    Adam steps, env streams, generator); the running members continue exactly."""
+    configs = [tiny_config("target_kl=null"), tiny_config("learning_rate=0.01", "gamma=0.9")]
+    # a warmup longer than the others' steps: its schedule must run on its own clock
+    late = tiny_config("target_kl=null", "gae_lambda=0.8", "lr_warmup_steps=256")
+    running = Population(configs, market=market, member_seeds=[0, 1])
+    reference = Population(configs, market=market, member_seeds=[0, 1])
+    for _ in range(2):
+        running.step()
+        reference.step()
+    joined = running.join(Population([late], market=market, member_seeds=[7]))
+    assert joined.population == 3 and joined.global_step == running.global_step
+    assert joined.start_steps.tolist() == [0, 0, running.global_step]
+    assert [joined.member_update(m) for m in range(3)] == [2, 2, 0]
+    for _ in range(3):
+        joined.step()
+        reference.step()
+    for m in range(2):
+        assert_same_member(reference, joined, m)
+    lone = alone(late, market, 7, 3)
+    assert joined.member_step(2) == lone.global_step
+    for key, value in member_state(lone, 0).items():
+        torch.testing.assert_close(member_state(joined, 2)[key], value, rtol=0,
+                                   atol=WEIGHT_ATOL, msg=f"joined member: {key}")
+    assert joined.member_hparams(2) == pytest.approx(lone.member_hparams(0))
+    # a joined population snapshots and resumes like any other
+    resumed = Population(joined.member_configs, market=market, member_seeds=[0, 1, 7])
+    resumed.load_state_dict(joined.state_dict())
+    assert resumed.start_steps.tolist() == joined.start_steps.tolist()
+    joined.step()
+    resumed.step()
+    for m in range(3):
+        assert_same_member(joined, resumed, m)
+    with pytest.raises(PopulationError, match="join: only independent"):
+        Population(configs, market=market).join(running)
+    with pytest.raises(PopulationError, match="must be shared"):
+        running.join(Population([tiny_config("num_steps=32")], market=market, member_seeds=[3]))
+
+
 @pytest.mark.parametrize("extra", [(), ("env.action=continuous",)])
 def test_members_validated_together_get_the_backtests_they_get_alone(market, extra):
     """One batched env and one forward per bar for every member (validation_evals) gives
@@ -363,6 +409,40 @@ def test_one_config_on_several_seeds_is_each_seeds_run_alone(market):
     assert batched[0].excess != batched[1].excess
     with pytest.raises(ValueError, match="2 seeds for 3 configs"):
         train_batch([config] * 3, market, seed=[1, 2], fold=0)
+
+
+def test_freed_rows_are_refilled_and_a_joined_run_is_its_run_alone(market):
+    """Continuous batching: when a member is pruned its rows go to the next run refill
+    gives; that run trains its own full budget on its own clock and its curve is the one it
+    has alone, and the running members' curves do not change."""
+    first, pruned = tiny_config("target_kl=null"), tiny_config("target_kl=null", "gamma=0.9")
+    late = tiny_config("target_kl=null", "learning_rate=0.01", "lr_warmup_steps=256")
+    offered, ended = [], []
+
+    def prune_at_once(progress: float, area: float) -> None:
+        raise optuna.TrialPruned("pruned in the test")
+
+    def refill(free: int) -> list[BatchMember]:
+        offered.append(free)
+        return [BatchMember(late, 3)] if len(offered) == 1 else []
+
+    out = train_batch([first, pruned], market, seed=0, fold=0, val_interval_steps=128,
+                      reports=[None, prune_at_once], refill=refill,
+                      on_end=lambda m, outcome: ended.append((m, type(outcome).__name__)))
+    assert offered == [1, 1]  # a second offer got nothing: refill is not asked again
+    assert len(out) == 3 and isinstance(out[1], optuna.TrialPruned)
+    assert ended == [(1, "TrialPruned"), (0, "RunResult"), (2, "RunResult")]
+    (alone_first,) = train_batch([first], market, seed=0, fold=0, val_interval_steps=128)
+    (alone_late,) = train_batch([late], market, seed=3, fold=0, val_interval_steps=128)
+    assert out[0].steps == out[2].steps == [0, 128, 256, 384]
+    assert out[0].excess == alone_first.excess and out[0].sharpe == alone_first.sharpe
+    assert out[2].excess == alone_late.excess and out[2].sharpe == alone_late.sharpe
+    assert out[2].val_returns == pytest.approx(alone_late.val_returns, abs=1e-12)
+    assert out[2].seed == 3 and out[2].seconds[0] == 0.0
+    with pytest.raises(ValueError, match="refill returned 2 members for 1 free slots"):
+        train_batch([first, pruned], market, seed=0, fold=0, val_interval_steps=128,
+                    reports=[None, prune_at_once],
+                    refill=lambda free: [BatchMember(late, 1), BatchMember(late, 2)])
 
 
 def test_the_confirmation_batched_as_on_a_gpu_is_the_one_after_another(market):
@@ -575,7 +655,15 @@ def test_a_batch_trains_same_shaped_trials_as_one_population(tmp_path, monkeypat
     real = objective.train_batch
 
     def recording(configs, *args, **kwargs):
-        calls.append(list(configs))
+        call = list(configs)  # a population's members: the first ones, then those joining
+        calls.append(call)
+        refill = kwargs.get("refill")
+        if refill is not None:
+            def counting(free):
+                new = refill(free)
+                call.extend(m.config for m in new)
+                return new
+            kwargs["refill"] = counting
         return real(configs, *args, **kwargs)
 
     monkeypatch.setattr(objective, "train_batch", recording)
@@ -591,12 +679,17 @@ def test_a_batch_trains_same_shaped_trials_as_one_population(tmp_path, monkeypat
     for configs in calls:
         assert len({shared_key(c) for c in configs}) == 1
     trials = study.get_trials()
-    assert len(calls[0]) == 3  # the first batch: its shape drawn once, one population
-    for knob in ("width", "depth"):
+    for knob in ("width", "depth"):  # the first batch: its shape drawn once
         assert len({t.params.get(knob) for t in trials[:3]}) == 1
-    if not one_group:  # the queued batch: one population per width
+    if one_group:
+        assert len(calls) == 1 and len(calls[0]) == 3
+    else:
+        # the queued trials keep their widths: those of the first batch's width take its
+        # freed rows (continuous batching), the others train as a population of their own
         assert [t.params["width"] for t in trials[3:]] == [8, 16, 8]
-        assert len(calls) == 3 and [len(c) for c in calls[1:]] == [2, 1]
+        width = trials[0].params["width"]
+        joining = sum(t.params["width"] == width for t in trials[3:])
+        assert len(calls) == 2 and [len(c) for c in calls] == [3 + joining, 3 - joining]
     # the first batch has too few peers to prune (n_startup_trials 3); the second may be
     assert [t.state.name for t in trials[:3]] == ["COMPLETE"] * 3
     assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials[3:])
@@ -625,6 +718,59 @@ def test_ctrl_c_in_a_batch_marks_its_trials_and_resume_runs_them(tiny_space, tmp
     resumed = open_study(storage, "c", runner.settings, 2, resume=True)
     assert runner.run(resumed) == 2
     assert [t.state.name for t in resumed.get_trials()][2:] == ["COMPLETE", "COMPLETE"]
+
+
+@pytest.mark.parametrize("folds", [1, 2])
+def test_freed_rows_take_the_next_trials_and_each_is_told_when_it_ends(
+        tiny_space, tmp_path, monkeypatch, folds):
+    """Continuous batching in a study: --batch 2 with 5 trials is one call of run_batch;
+    the first run's population takes every trial (2 at a time), a trial is told to the study
+    when it ends, and a second fold trains the survivors as one population again."""
+    from fastrl.tune import objective
+
+    calls: list[dict] = []
+    real = objective.train_batch
+
+    def recording(configs, *args, **kwargs):
+        call = {"fold": kwargs["fold"], "members": len(configs), "slots": kwargs["slots"]}
+        calls.append(call)
+        refill = kwargs["refill"]
+
+        def counting(free):
+            new = refill(free)
+            call["members"] += len(new)
+            return new
+        return real(configs, *args, **{**kwargs, "refill": counting})
+
+    monkeypatch.setattr(objective, "train_batch", recording)
+    runner = TrialRunner(settings(tiny_space, timesteps=256, folds=folds, sampler_seed=2),
+                         load_space(tiny_space), study_dir=tmp_path, batch=2)
+    study = open_study(make_storage(None, tmp_path), "continuous", runner.settings, 5)
+    claimed = []
+    real_claim = runner.run_batch
+
+    def counting_batches(study, trials, claim_seconds=0.0):
+        claimed.append(len(trials))
+        return real_claim(study, trials, claim_seconds)
+
+    monkeypatch.setattr(runner, "run_batch", counting_batches)
+    assert runner.run(study) == 5
+    assert claimed == [2]  # one call: the freed rows took the other three
+    trials = study.get_trials()
+    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+    assert len({t.params["width"] for t in trials}) == 1  # the batch's shape, kept
+    assert calls[0] == {"fold": 0, "members": 5, "slots": 2}
+    survivors = [t for t in trials if t.state.name == "COMPLETE"]
+    if folds == 2:
+        assert calls[1:] == [{"fold": 1, "members": len(survivors), "slots": 2}]
+        assert all(len(t.user_attrs["run_scores"]) == 2 for t in survivors)
+    else:
+        assert len(calls) == 1
+        # told when it ended: the first trials finished before the last ones started
+        assert trials[0].datetime_complete <= trials[4].datetime_start
+    for trial in trials[2:]:  # a joining trial names the trials it trained beside
+        assert trial.number in trial.user_attrs["batch"]
+    assert len(list(tmp_path.glob("trials/trial_*.json"))) == 5
 
 
 def test_gae_with_per_row_gamma_and_lambda_is_each_rows_own_gae():

@@ -17,7 +17,7 @@ def arm(name: str, wall: float, batch: int) -> dict:
     return {"arm": name, "batch": batch, "wall_seconds": wall, "trials": 64,
             "trials_per_hour": 3600 * 64 / wall, "states": {"COMPLETE": 40, "PRUNED": 24},
             "env_steps": 9_000_000, "env_steps_per_s": 9e6 / wall, "best_score": 1.5,
-            "best_trial": 17, "peak_rss_mb": 900.0}
+            "best_trial": 17, "peak_rss_mb": 900.0, "params_hash": "abc"}
 
 
 @pytest.mark.parametrize("sequential, batched, verdict", [
@@ -28,13 +28,23 @@ def test_tune_batch_summary_states_the_speedup_and_the_target(tune_batch, sequen
                                                               verdict):
     payload = {"machine": {"cpu": "test cpu", "cores": 2},
                "settings": {"quick": False, "device": "cpu", "batch": 16, "trials": 64,
-                            "timesteps": 200_000},
+                            "timesteps": 200_000, "sampler": "random"},
                "arms": {"sequential": arm("sequential", sequential, 1),
                         "batched": arm("batched", batched, 16)},
                "speedup": sequential / batched}
     text = tune_batch.markdown_summary(payload)
     assert verdict in text
     assert "| batched (B = 16) |" in text and "40 complete, 24 pruned" in text
+    assert "the same trials in both arms (RandomSampler seeded 0)" in text
+    assert "Both arms trained the same trials (their params match)." in text
+    # params that differ are said to, and TPE's draws (or a file from before --sampler)
+    # give no target verdict: each arm trained other trials
+    payload["arms"]["batched"] = {**payload["arms"]["batched"], "params_hash": "other"}
+    assert "**The arms' params differ**" in tune_batch.markdown_summary(payload)
+    for settings in ({**payload["settings"], "sampler": "tpe"},
+                     {k: v for k, v in payload["settings"].items() if k != "sampler"}):
+        text = tune_batch.markdown_summary({**payload, "settings": settings})
+        assert "Target >=" not in text and "the sampler's luck" in text
 
 
 def test_an_arm_cut_at_its_minutes_is_extrapolated_and_says_so(tune_batch):
@@ -45,7 +55,7 @@ def test_an_arm_cut_at_its_minutes_is_extrapolated_and_says_so(tune_batch):
     assert tune_batch.full_wall(sequential, 64) == pytest.approx(640.0)
     payload = {"machine": {"cpu": "test cpu", "cores": 16},
                "settings": {"quick": False, "device": "cuda", "batch": 64, "trials": 64,
-                            "timesteps": 200_000, "minutes": 2.5},
+                            "timesteps": 200_000, "minutes": 2.5, "sampler": "random"},
                "arms": {"sequential": sequential, "batched": batched},
                "speedup": 640.0 / 60.0}
     text = tune_batch.markdown_summary(payload)

@@ -507,8 +507,11 @@ class Population:
             sample=self.sample,
             continuous=self.continuous, action_range=(config.env.min_pos, config.env.max_pos),
             action_map=action_map)
-        self.global_step = 0  # env steps per member
+        self.global_step = 0  # env steps per member (the engine's clock)
         self.update = 0
+        # the engine step at which each member started (0, or where it joined a running
+        # population, :meth:`join`): member m's own step is global_step - start_steps[m]
+        self.start_steps = torch.zeros(p, dtype=torch.int64)
         self.set_step(0)
         if member_seeds is None:
             self.rollout.start(config.seed)
@@ -541,9 +544,19 @@ class Population:
         values["max_grad_norm"] = self.max_grad_norms[m]
         return values
 
+    def member_step(self, m: int) -> int:
+        """Env steps member m has taken (its own clock: it may have joined mid-run)."""
+        return self.global_step - int(self.start_steps[m])
+
+    def member_update(self, m: int) -> int:
+        """Updates member m has taken; it is done at :attr:`num_updates`."""
+        return self.member_step(m) // self.batch_size
+
     def set_step(self, step: int) -> dict[str, torch.Tensor]:
-        """Move every member's hyperparameters to ``step`` env steps (in place)."""
-        if self.uniform:
+        """Move every member's hyperparameters to engine step ``step`` (in place): member
+        m's schedules at its own step, ``step - start_steps[m]``."""
+        staggered = bool(self.start_steps.any())
+        if self.uniform and not staggered:
             seed = self.seed_values(step)
             for name in HPARAMS:
                 self.hparams[name].copy_((self.factors[name] * seed[name]).to(torch.float32))
@@ -552,7 +565,8 @@ class Population:
             else:
                 self.clip_range_vf.fill_(float(self.config.clip_range_vf))
             return self.hparams
-        seeds = [self.seed_values(step, m) for m in range(self.population)]
+        starts = self.start_steps.tolist()
+        seeds = [self.seed_values(step - starts[m], m) for m in range(self.population)]
         for name in HPARAMS:
             values = torch.tensor([s[name] for s in seeds], dtype=torch.float64)
             self.hparams[name].copy_((self.factors[name] * values).to(torch.float32))
@@ -589,7 +603,7 @@ class Population:
         unknown = sorted(set(values) - set(HPARAMS))
         if unknown:
             raise PopulationError(f"unknown hyperparameter(s) {unknown}; settable: {HPARAMS}")
-        seed = self.seed_values(self.global_step, m)
+        seed = self.seed_values(self.member_step(m), m)
         for name, value in values.items():
             if not (math.isfinite(value) and value > 0):
                 raise PopulationError(f"hyperparameter {name} must be a finite number > 0, "
@@ -913,6 +927,7 @@ class Population:
             "obs_normaliser": copies(self.obs_normaliser.state_dict()),
             "reward_scaler": copies(self.reward_scaler.state_dict()),
             "factors": copies(self.factors), "n_epochs": self.n_epochs.clone(),
+            "start_steps": self.start_steps.clone(),
             "generator": (self.generator.get_state() if self.generators is None
                           else torch.stack([g.get_state() for g in self.generators])),
             "env": self.env.get_state(), "next_obs": self.next_obs.clone(),
@@ -925,12 +940,15 @@ class Population:
         expected = self.state_dict()
         if "n_epochs" not in state:  # written before epochs were per member: the config's
             state = {**state, "n_epochs": self.n_epochs.clone()}
+        if "start_steps" not in state:  # written before members could join mid-run
+            state = {**state, "start_steps": torch.zeros_like(self.start_steps)}
         _check_like(state, expected, "")
         self.env.set_state(state["env"])  # checks the snapshot before it writes
         for name in ("params", "buffers", "factors"):
             for key, value in getattr(self, name).items():
                 value.copy_(state[name][key])
         self.n_epochs.copy_(state["n_epochs"])
+        self.start_steps.copy_(state["start_steps"])
         optimizer = self.optimizer
         optimizer.step_count.copy_(state["optimizer"]["step_count"])
         for name in ("exp_avg", "exp_avg_sq"):
@@ -1001,6 +1019,49 @@ class Population:
                           else [self.member_seeds[m] for m in keep])
         kept.load_state_dict(self._members_state(keep))
         return kept
+
+    def join(self, other: Population) -> Population:
+        """A population of ``self``'s members then ``other``'s, each continuing exactly where
+        it is: its own step count and schedules (``start_steps``), env rows, weights, Adam
+        state, normalisers and generator. What a batched study does when trials end: a new
+        trial's member (a fresh engine, step 0) takes the freed rows of a running population
+        instead of the population shrinking. Independent members only (``member_seeds``), on
+        the same market, sharing the keys members must share; a new engine, both left as
+        they were."""
+        if self.member_seeds is None or other.member_seeds is None:
+            raise PopulationError("join: only independent members (member_seeds) can join")
+        if other.market is not self.market:
+            raise PopulationError("join: the two populations train on different markets")
+        differences = member_config_differences(self.config, other.config)
+        if differences:
+            raise PopulationError("join: the members differ in keys that must be shared: "
+                                  + ", ".join(differences))
+        joined = Population([*self.member_configs, *other.member_configs], market=self.market,
+                            env_factory=self.env_factory,
+                            member_seeds=[*self.member_seeds, *other.member_seeds])
+        joined.load_state_dict(self._joined_state(other))
+        return joined
+
+    def _joined_state(self, other: Population) -> dict[str, Any]:
+        """:meth:`state_dict` of ``self``'s members then ``other``'s, on ``self``'s clock."""
+        pa, pb, n = self.population, other.population, self.n
+        a, b = self.state_dict(), other.state_dict()
+
+        def members(x: Any, y: Any) -> Any:
+            if isinstance(x, dict):
+                return {k: members(v, y[k]) for k, v in x.items()}
+            if isinstance(x, torch.Tensor) and x.ndim and x.shape[0] == pa:
+                return torch.cat([x, y.to(x.device)])
+            return x
+
+        out = {k: members(v, b[k]) for k, v in a.items() if k not in ("env", "start_steps")}
+        out["population"] = pa + pb
+        # other's members keep their own steps: on self's clock they started this much later
+        out["start_steps"] = torch.cat([a["start_steps"],
+                                        b["start_steps"] + (a["global_step"] - b["global_step"])])
+        out["env"] = {k: np.concatenate([v, b["env"][k]]) if v.ndim and v.shape[0] == pa * n
+                      else v for k, v in a["env"].items()}
+        return out
 
     def _members_state(self, keep: list[int]) -> dict[str, Any]:
         """:meth:`state_dict` with only ``keep``'s members: [P, ...] tensors by member, the

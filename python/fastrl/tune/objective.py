@@ -288,24 +288,52 @@ def train_run(config: TrainConfig, market: Any, *, seed: int, fold: int, val_eve
                      excess=excesses, bench_returns=bench_returns)
 
 
+@dataclass
+class BatchMember:
+    """One run a batched population trains: its config and seed, the reporter its trial
+    judges it by, and the dict that holds its last validated policy (:func:`train_run`'s
+    ``latest``)."""
+
+    config: TrainConfig
+    seed: int
+    report: Reporter | None = None
+    latest: dict[str, Any] | None = None
+
+
+Refill = Callable[[int], Sequence[BatchMember]]
+
+
 def train_batch(configs: list[TrainConfig], market: Any, *, seed: int | Sequence[int],
                 fold: int, val_every: int = 1, val_interval_steps: int = 0,
                 reports: list[Reporter | None] | None = None, objective: str = "excess",
                 latests: list[dict[str, Any] | None] | None = None,
-                keep_agents: bool = False) -> list[Any]:
+                keep_agents: bool = False, refill: Refill | None = None,
+                on_end: Callable[[int, Any], None] | None = None,
+                slots: int | None = None) -> list[Any]:
     """:func:`train_run` for B configs at once, trained as one population
     (:class:`fastrl.ppo.population.Population`, one member per config; they must share the
     population's shared keys). Same curve grid, area score, validation and seconds per
     point as :func:`train_run`, per member. ``seed``: one for every member (a batch of
     trials) or one per member (one config on several seeds: the confirmation).
 
-    Returns one outcome per config: its :class:`RunResult` (with ``keep_agents``, holding
+    Returns one outcome per member: its :class:`RunResult` (with ``keep_agents``, holding
     the member's final policy), or the exception that ended it (``TrialDiverged``, or what
-    its ``reports[m]`` raised, e.g. ``optuna.TrialPruned``).
+    its report raised, e.g. ``optuna.TrialPruned``). ``on_end(index, outcome)`` hears each
+    as it happens.
     The members are independent (``member_seeds``: each as a lone run of its seed), so
     a member's curve is the one it would have alone. When members end, the population is
-    compacted (:meth:`Population.keep`) before the next update: an ended trial costs
-    nothing more, and the others continue exactly where they were.
+    compacted (:meth:`Population.keep`) before the next update: an ended run costs nothing
+    more, and the others continue exactly where they were.
+
+    Continuous batching: with ``refill``, the freed rows are offered to new runs before the
+    next update. ``refill(k)`` returns up to k :class:`BatchMember` (none: the population
+    shrinks as before; once it returns fewer than k it is not asked again); they join the
+    running population on their own clock
+    (:meth:`Population.join`), validated at step 0 first, and train their full budget while
+    the others go on. ``slots`` (default: the initial members) caps the members at once.
+    Outcomes list the initial members, then the joined ones in the order they joined. A
+    point's ``seconds`` is the wall time since its member joined (the population's work
+    while it was in it).
     """
     from fastrl.backtest import COMBINED
     from fastrl.ppo.population import Population
@@ -316,74 +344,132 @@ def train_batch(configs: list[TrainConfig], market: Any, *, seed: int | Sequence
     seeds = [int(s) for s in seed] if isinstance(seed, Sequence) else [int(seed)] * p
     if len(seeds) != p:
         raise ValueError(f"{len(seeds)} seeds for {p} configs")
-    configs = [copy.deepcopy(c) for c in configs]
-    for config in configs:
-        config.seed = seeds[0]  # shared by the engine; each member runs on member_seeds[m]
-        config.data.test_days, config.data.val_days = fold_days(
-            config.data.test_days, config.data.val_days, fold)
     reports = list(reports) if reports is not None else [None] * p
     latests = list(latests) if latests is not None else [None] * p
-    pop = Population(configs, market=market, member_seeds=seeds)
-    alive = list(range(p))  # the config index of each of pop's members
-    started = time.perf_counter()
-    first = pop.validation_evals(baselines=True)
-    bench_equity = daily_equity(first[0], "buy_and_hold")
-    bench_returns = [float(r) for r in first[0].returns(COMBINED, "buy_and_hold")]
-    outcomes: list[Any] = [None] * p
-    last_result = list(first)
+    members = [BatchMember(c, s, r, la) for c, s, r, la in zip(configs, seeds, reports, latests,
+                                                                strict=True)]
+    slots = p if slots is None else int(slots)
+    engine_seed = seeds[0]  # shared by the engine; each member runs on its own member seed
 
-    def point(m: int, result: Any) -> tuple[float, float]:
+    def prepared(config: TrainConfig) -> TrainConfig:
+        config = copy.deepcopy(config)
+        config.seed = engine_seed
+        config.data.test_days, config.data.val_days = fold_days(
+            config.data.test_days, config.data.val_days, fold)
+        return config
+
+    outcomes: list[Any] = []
+    curves: list[dict[str, list[Any]]] = []
+    grids: list[ValidationGrid] = []
+    joined_at: list[float] = []
+    last_result: list[Any] = []
+
+    def point(m: int, result: Any, step: int) -> tuple[float, float]:
         sharpe = float(result.combined["agent"].sharpe)
         excess = excess_sharpe(daily_equity(result, "agent"), bench_equity)
-        if latests[m] is not None:
-            latests[m].update(val_returns=[float(r) for r in result.returns(COMBINED, "agent")],
-                              bench_returns=bench_returns, step=pop.global_step)
+        if members[m].latest is not None:
+            members[m].latest.update(
+                val_returns=[float(r) for r in result.returns(COMBINED, "agent")],
+                bench_returns=bench_returns, step=step)
         return sharpe, excess
-
-    curves = []
-    for m in range(p):
-        sharpe0, excess0 = point(m, first[m])
-        curves.append({"steps": [0], "sharpe": [sharpe0], "excess": [excess0], "seconds": [0.0]})
 
     def end(m: int, outcome: Any) -> None:
         outcomes[m] = outcome
+        if on_end is not None:
+            on_end(m, outcome)
 
+    def start(first: list[Any]) -> None:
+        """Curves, grids and the step-0 point of members just added (``first``: their
+        validation backtests, in order)."""
+        for result in first:
+            m = len(outcomes)
+            outcomes.append(None)
+            joined_at.append(time.perf_counter())
+            grids.append(ValidationGrid(total, val_interval_steps, val_every))
+            last_result.append(result)
+            sharpe0, excess0 = point(m, result, 0)
+            curves.append({"steps": [0], "sharpe": [sharpe0], "excess": [excess0],
+                           "seconds": [0.0]})
+
+    pop = Population([prepared(mb.config) for mb in members], market=market,
+                     member_seeds=seeds)
+    alive = list(range(p))  # the member index of each of pop's rows
+    first = pop.validation_evals(baselines=True)
+    bench_equity = daily_equity(first[0], "buy_and_hold")
+    bench_returns = [float(r) for r in first[0].returns(COMBINED, "buy_and_hold")]
     total = pop.num_updates * pop.batch_size
-    grid = ValidationGrid(total, val_interval_steps, val_every)
-    while pop.update < pop.num_updates and any(o is None for o in outcomes):
+    num_updates = pop.num_updates
+    start(first)
+
+    def finish(i: int, m: int) -> None:
+        """Row i (member m) ran its whole budget: its RunResult."""
+        curve = curves[m]
+        values = curve["excess"] if objective == "excess" else curve["sharpe"]
+        end(m, RunResult(
+            seed=members[m].seed, fold=fold, steps=curve["steps"], sharpe=curve["sharpe"],
+            score=curve_area(curve["steps"], values), final_sharpe=curve["sharpe"][-1],
+            val_returns=[float(r) for r in last_result[m].returns(COMBINED, "agent")],
+            seconds=curve["seconds"], objective=objective, excess=curve["excess"],
+            bench_returns=bench_returns, agent=pop.member_agent(i) if keep_agents else None))
+
+    offering = refill is not None
+    while True:
         still = [i for i, m in enumerate(alive) if outcomes[m] is None]
-        if len(still) < len(alive):  # members ended: drop their rows and weights
+        new = []
+        if offering and len(still) < slots:
+            new = list(refill(slots - len(still)))  # type: ignore[misc]
+            if len(new) > slots - len(still):
+                raise ValueError(f"refill returned {len(new)} members for "
+                                 f"{slots - len(still)} free slots")
+            offering = len(new) == slots - len(still)  # fewer: it has no more to give
+        if new:
+            fresh = Population([prepared(mb.config) for mb in new], market=market,
+                               member_seeds=[int(mb.seed) for mb in new])
+            members.extend(new)
+            start(fresh.validation_evals())
+            added = list(range(len(outcomes) - len(new), len(outcomes)))
+            pop = pop.keep(still).join(fresh) if still else fresh
+            alive = [alive[i] for i in still] + added
+        elif len(still) < len(alive):  # members ended: drop their rows and weights
+            if not still:
+                break
             pop, alive = pop.keep(still), [alive[i] for i in still]
         row = pop.step(raise_on_divergence=False)
-        for m in (alive[i] for i in row["diverged"]):
-            if outcomes[m] is None:
-                end(m, TrialDiverged(f"seed {seeds[m]} fold {fold}: update {pop.update} (step"
-                                     f" {pop.global_step:,}): non-finite losses or weights"))
-        points = grid.points(pop.global_step, pop.update, pop.update >= pop.num_updates)
-        if not points:
-            continue
-        running = [i for i, m in enumerate(alive) if outcomes[m] is None]
-        verdicts = []
-        for i, result in zip(running, pop.validation_evals(running), strict=True):
+        for i in row["diverged"]:
             m = alive[i]
+            if outcomes[m] is None:
+                end(m, TrialDiverged(
+                    f"seed {members[m].seed} fold {fold}: update {pop.member_update(i)} (step "
+                    f"{pop.member_step(i):,}): non-finite losses or weights"))
+        due = {}
+        for i, m in enumerate(alive):
+            if outcomes[m] is None:
+                update = pop.member_update(i)
+                points = grids[m].points(pop.member_step(i), update, update >= num_updates)
+                if points:
+                    due[i] = points
+        verdicts = []
+        rows = list(due)
+        for i, result in zip(rows, pop.validation_evals(rows), strict=True):
+            m, step = alive[i], pop.member_step(i)
             last_result[m] = result
-            sharpe, excess = point(m, result)
+            sharpe, excess = point(m, result, step)
             if not (math.isfinite(sharpe) and math.isfinite(excess)):
-                end(m, TrialDiverged(f"seed {seeds[m]} fold {fold}: validation Sharpe "
-                                     f"{sharpe} (excess {excess}) at step {pop.global_step}"))
+                end(m, TrialDiverged(f"seed {members[m].seed} fold {fold}: validation Sharpe "
+                                     f"{sharpe} (excess {excess}) at step {step}"))
                 continue
             curve = curves[m]
-            now = time.perf_counter() - started  # the batch's wall time: shared by members
-            for at in points:
+            now = time.perf_counter() - joined_at[m]
+            for at in due[i]:
                 curve["steps"].append(at)
                 curve["sharpe"].append(sharpe)
                 curve["excess"].append(excess)
                 curve["seconds"].append(now)
-            if reports[m] is not None:
+            report = members[m].report
+            if report is not None:
                 values = curve["excess"] if objective == "excess" else curve["sharpe"]
                 try:
-                    verdict = reports[m](pop.global_step / total,
-                                         curve_area(curve["steps"], values))
+                    verdict = report(step / total, curve_area(curve["steps"], values))
                 except Exception as err:  # the reporter's verdict: this member only
                     end(m, err)
                     continue
@@ -394,17 +480,9 @@ def train_batch(configs: list[TrainConfig], market: Any, *, seed: int | Sequence
                 verdict()
             except Exception as err:
                 end(m, err)
-    for i, m in enumerate(alive):
-        if outcomes[m] is not None:
-            continue
-        curve = curves[m]
-        values = curve["excess"] if objective == "excess" else curve["sharpe"]
-        outcomes[m] = RunResult(
-            seed=seeds[m], fold=fold, steps=curve["steps"], sharpe=curve["sharpe"],
-            score=curve_area(curve["steps"], values), final_sharpe=curve["sharpe"][-1],
-            val_returns=[float(r) for r in last_result[m].returns(COMBINED, "agent")],
-            seconds=curve["seconds"], objective=objective, excess=curve["excess"],
-            bench_returns=bench_returns, agent=pop.member_agent(i) if keep_agents else None)
+        for i, m in enumerate(alive):
+            if outcomes[m] is None and pop.member_update(i) >= num_updates:
+                finish(i, m)
     return outcomes
 
 

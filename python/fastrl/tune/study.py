@@ -18,10 +18,11 @@ the reason); a trial the median pruner stops is PRUNED; Ctrl-C marks the running
 with ``interrupted`` set (it does not count toward the budget on ``--resume``) and re-raises.
 
 ``TrialRunner(batch=B)`` claims B slots at once and trains their trials together
-(:meth:`TrialRunner.run_batch`): grouped by the keys a population's members must share, one
-population per group and (fold, seed). Their records are those of sequential trials; a
-point's ``seconds`` is the batch's wall time (all members' work), and a pruned member keeps
-being stepped (masked) until its batch's run ends.
+(:meth:`TrialRunner.run_batch`): one population of B rows per (fold, seed) run, whose rows
+go to the next trial as soon as a member ends (pruned, diverged or done), so the batch does
+not shrink to its last survivor (continuous batching, as LLM servers batch requests). Their
+records are those of sequential trials; a point's ``seconds`` is its trial's wall time
+since it joined the population.
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ SETTINGS_ATTR = "fastrl_settings"
 # knobs that set tensor shapes (network, rollout, minibatch): one value per batch
 SHAPE_KNOBS = ("width", "depth", "num_steps", "minibatches")
 REPORTS_PER_RUN = 4  # intermediate values per training run (at 1/4, 1/2, 3/4 and the end)
+# a batched study's cohort: its first run takes new trials into freed rows until it holds
+# this many batches' worth (bounded: a cohort's survivors run the later folds and seeds,
+# and Ctrl-C fails the cohort's running trials)
+COHORT_BATCHES = 4
 HEARTBEAT_S = 60  # a database study's running trials say they are alive this often
 STALE_AFTER = 3  # heartbeats missed before another worker takes the trial's slot over
 
@@ -478,110 +483,194 @@ class TrialRunner:
                 break
             if self.batch == 1:
                 self.run_trial(study, trials[0], claim_seconds=claim)
+                done += 1
             else:
-                self.run_batch(study, trials, claim_seconds=claim)
-            done += len(trials)
+                done += len(self.run_batch(study, trials, claim_seconds=claim))
         return done
 
     def run_batch(self, study: Any, trials: list[Any], claim_seconds: float = 0.0
                   ) -> list[TrialRecord]:
-        """Run claimed ``trials`` together: one population per shape group, per (fold, seed).
+        """Run claimed ``trials`` together, and the trials that take their rows as they end
+        (continuous batching); returns the records of every trial it ran.
 
-        Each trial's params are drawn in turn (TPE's constant liar sees the earlier ones of
-        the batch as running), the shape knobs (:data:`SHAPE_KNOBS`) once, by the first;
-        trials whose configs still differ in a key members must share
-        (:data:`fastrl.ppo.population.MEMBER_KEYS`'s complement: width, depth, rollout and
-        minibatch shape, ...) go to separate groups, trained one after another. For every
-        (fold, seed) of the plan a group's live trials train as one population
-        (:func:`fastrl.tune.objective.train_batch`); each member reports to its own trial
-        (a pruned one leaves the population, its trial PRUNED), a diverged member fails its
-        own trial only. Records, attributes and scores are those of :meth:`run_trial`.
+        Each trial's params are drawn in turn (TPE's constant liar sees the running ones),
+        the shape knobs (:data:`SHAPE_KNOBS`) once, by the first: every later draw of the
+        call keeps them (a population's members must share tensor shapes, and B free draws
+        would fall into B populations of one). Trials whose configs still differ in a key
+        members must share (:data:`fastrl.ppo.population.MEMBER_KEYS`'s complement: a custom
+        space's knob, or a queued trial's own shape) form cohorts of their own, trained one
+        after another.
+
+        A cohort runs the plan's (fold, seed) runs in order, each as one population of at
+        most B members (:func:`fastrl.tune.objective.train_batch`); each member reports to
+        its own trial. When a member ends (pruned, diverged, or its run done), its rows go
+        to the next trial of the cohort waiting for that run, and in the first run to a
+        newly claimed trial, while the cohort holds fewer than :data:`COHORT_BATCHES` x B
+        trials. So B rows stay busy while the study has trials to give, instead of a batch
+        shrinking to its last survivor. A trial is told to the study the moment it ends
+        (the sampler sees it at once). Records, attributes and scores are those of
+        :meth:`run_trial`; a trial's ``seconds`` are its own wall time since it joined.
         """
         import optuna
         from optuna.trial import TrialState
 
         from fastrl.ppo.population import shared_key
-        from fastrl.tune.objective import train_batch
 
         settings = self.settings
-        started = time.perf_counter()
-        schedule = validation_schedule(settings)
         seeds = [TUNING_SEED_BASE + s for s in range(settings["seeds"])]
         plan = [(fold, seed) for fold in range(settings["folds"]) for seed in seeds]
-        states: list[dict[str, Any]] = []
+        entries: list[dict[str, Any]] = []  # every trial this call drew, in draw order
+
+        def finalize(entry: dict[str, Any]) -> None:
+            """Tell the study how the trial ended and write its record (once)."""
+            if entry["record"] is not None:
+                return
+            if entry["state"] == TrialState.COMPLETE:
+                score = float(np.mean([r.score for r in entry["runs"]]))
+                if math.isfinite(score):
+                    entry["score"] = score
+                else:
+                    entry["state"] = TrialState.FAIL
+                    entry["failure"] = f"diverged: non-finite score {score}"
+            entry["beat"].close()
+            entry["record"] = self._finish_trial(
+                study, entry["trial"], params=entry["params"], runs=entry["runs"], plan=plan,
+                state=entry["state"], score=entry["score"], failure=entry["failure"],
+                deployed_latest=entry["deployed_latest"], current_run=entry["current_run"],
+                started=entry["started"], timed=entry["timed"])
+
+        def draw(trial: Any, timed: StorageTimer, mates: list[int]) -> dict[str, Any]:
+            started = time.perf_counter()
+            params = self._begin(trial, timed, batch=mates)
+            entry = self._batch_entry(trial, params, timed, len(mates))
+            entry.update(started=started, record=None, beat=contextlib.ExitStack())
+            entries.append(entry)
+            entry["beat"].enter_context(heartbeat(study, trial))
+            if entry["config"] is None:  # an invalid draw fails its trial at once
+                finalize(entry)
+            return entry
+
         base_sampler = study.sampler
         try:
+            numbers = [t.number for t in trials]
             for position, trial in enumerate(trials):
-                timed = StorageTimer(claim_seconds / len(trials))
-                params = self._begin(trial, timed, batch=[t.number for t in trials])
-                if position == 0 and len(trials) > 1:
-                    # the batch's shape: drawn once, by its first trial; the others draw
-                    # every other knob (a population's members must share tensor shapes,
-                    # and B free draws would fall into B populations of one)
-                    shape = {k: params[k] for k in SHAPE_KNOBS if k in params}
+                entry = draw(trial, StorageTimer(claim_seconds / len(trials)), numbers)
+                if position == 0 and self.batch > 1:
+                    shape = {k: entry["params"][k] for k in SHAPE_KNOBS if k in entry["params"]}
                     study.sampler = optuna.samplers.PartialFixedSampler(shape, base_sampler)
-                states.append(self._batch_entry(trial, params, timed, len(trials)))
-        finally:
-            study.sampler = base_sampler
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for entry in states:
-            if entry["config"] is not None:
-                groups.setdefault(shared_key(entry["config"]), []).append(entry)
-        try:
-            with contextlib.ExitStack() as beats:
-                for trial in trials:
-                    beats.enter_context(heartbeat(study, trial))
-                for group in groups.values():
-                    for index, (fold, seed) in enumerate(plan):
-                        live = [e for e in group if e["state"] == TrialState.COMPLETE]
-                        if not live:
-                            break
-                        reports, latests = [], []
-                        for entry in live:
-                            reports.append(self._reporter(entry, index, len(plan)))
-                            latest = entry["current_run"] = {}
-                            if seed == seeds[0]:
-                                entry["deployed_latest"][fold] = latest
-                            latests.append(latest)
-                        outcomes = train_batch([e["config"] for e in live], self.market(fold),
-                                               seed=seed, fold=fold, reports=reports,
-                                               latests=latests, **schedule)
-                        for entry, outcome in zip(live, outcomes, strict=True):
-                            if isinstance(outcome, RunResult):
-                                entry["runs"].append(outcome)
-                            elif isinstance(outcome, optuna.TrialPruned):
-                                entry["state"] = TrialState.PRUNED
-                                entry["failure"] = str(outcome)
-                            elif isinstance(outcome, TrialDiverged):
-                                entry["state"] = TrialState.FAIL
-                                entry["failure"] = f"diverged: {outcome}"
-                            else:
-                                raise outcome
-            for entry in states:
-                if entry["state"] == TrialState.COMPLETE:
-                    score = float(np.mean([r.score for r in entry["runs"]]))
-                    if math.isfinite(score):
-                        entry["score"] = score
-                    else:
-                        entry["state"] = TrialState.FAIL
-                        entry["failure"] = f"diverged: non-finite score {score}"
+            cohorts: dict[str, list[dict[str, Any]]] = {}
+            for entry in entries:
+                if entry["config"] is not None:
+                    cohorts.setdefault(shared_key(entry["config"]), []).append(entry)
+            pending = list(cohorts.values())
+            claims = True  # the first cohort's first run takes newly claimed trials
+            while pending:
+                deferred = self._run_cohort(study, pending.pop(0), plan, seeds, claims,
+                                            draw, finalize)
+                claims = False
+                regrouped: dict[str, list[dict[str, Any]]] = {}
+                for entry in deferred:
+                    regrouped.setdefault(shared_key(entry["config"]), []).append(entry)
+                pending.extend(regrouped.values())
+            for entry in entries:  # a cohort's last run finalizes its survivors
+                finalize(entry)
         except BaseException as err:
             interrupted = isinstance(err, KeyboardInterrupt)
-            for entry in states:
+            for entry in entries:
+                if entry["record"] is not None:
+                    continue
                 trial = entry["trial"]
                 if interrupted:
                     trial.set_user_attr("interrupted", True)
                     trial.set_user_attr("failure", "interrupted (Ctrl-C)")
                 study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                entry["beat"].close()
             raise
-        records = []
-        for entry in states:
-            records.append(self._finish_trial(
-                study, entry["trial"], params=entry["params"], runs=entry["runs"], plan=plan,
-                state=entry["state"], score=entry["score"], failure=entry["failure"],
-                deployed_latest=entry["deployed_latest"], current_run=entry["current_run"],
-                started=started, timed=entry["timed"]))
-        return records
+        finally:
+            study.sampler = base_sampler
+        return [entry["record"] for entry in entries]
+
+    def _run_cohort(self, study: Any, cohort: list[dict[str, Any]],
+                    plan: list[tuple[int, int]], seeds: list[int], claims: bool,
+                    draw: Callable[..., dict[str, Any]],
+                    finalize: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+        """Train one cohort (same shared key) through the plan (:meth:`run_batch`); returns
+        the trials claimed on the way whose shared key differs (a cohort of their own)."""
+        import optuna
+        from optuna.trial import TrialState
+
+        from fastrl.ppo.population import shared_key
+        from fastrl.tune.objective import BatchMember, train_batch
+
+        schedule = validation_schedule(self.settings)
+        key = shared_key(cohort[0]["config"])
+        cap = COHORT_BATCHES * self.batch
+        deferred: list[dict[str, Any]] = []
+        cohort = list(cohort)
+        for index, (fold, seed) in enumerate(plan):
+            waiting = [e for e in cohort
+                       if e["state"] == TrialState.COMPLETE and e["record"] is None]
+            if not waiting:
+                break
+            running: list[dict[str, Any]] = []  # train_batch's member m is running[m]
+
+            def member(entry: dict[str, Any], index: int = index, fold: int = fold,
+                       seed: int = seed) -> BatchMember:
+                latest = entry["current_run"] = {}
+                if seed == seeds[0]:
+                    entry["deployed_latest"][fold] = latest
+                return BatchMember(entry["config"], seed,
+                                   self._reporter(entry, index, len(plan)), latest)
+
+            def refill(free: int, index: int = index, waiting: list = waiting,
+                       running: list = running) -> list[BatchMember]:
+                taken: list[dict[str, Any]] = []
+                while len(taken) < free and waiting:
+                    taken.append(waiting.pop(0))
+                while len(taken) < free and claims and index == 0 \
+                        and len(cohort) + len(deferred) < cap:
+                    started = time.perf_counter()
+                    trial = claim_trial(study)
+                    if trial is None:
+                        break
+                    mates = [e["trial"].number for e in running if e["record"] is None]
+                    entry = draw(trial, StorageTimer(time.perf_counter() - started),
+                                 [*mates, trial.number])
+                    if entry["config"] is None:
+                        continue  # failed at once
+                    if shared_key(entry["config"]) != key:
+                        deferred.append(entry)
+                        continue
+                    cohort.append(entry)
+                    taken.append(entry)
+                running.extend(taken)
+                return [member(e) for e in taken]
+
+            def on_end(m: int, outcome: Any, last: bool = index == len(plan) - 1,
+                       running: list = running) -> None:
+                entry = running[m]
+                if isinstance(outcome, RunResult):
+                    entry["runs"].append(outcome)
+                    if last:
+                        finalize(entry)
+                    return
+                if isinstance(outcome, optuna.TrialPruned):
+                    entry["state"], entry["failure"] = TrialState.PRUNED, str(outcome)
+                elif isinstance(outcome, TrialDiverged):
+                    entry["state"], entry["failure"] = TrialState.FAIL, f"diverged: {outcome}"
+                else:
+                    raise outcome
+                finalize(entry)
+
+            first = [waiting.pop(0) for _ in range(min(self.batch, len(waiting)))]
+            running.extend(first)
+            members = [member(e) for e in first]
+            train_batch([m.config for m in members], self.market(fold),
+                        seed=[m.seed for m in members], fold=fold,
+                        reports=[m.report for m in members],
+                        latests=[m.latest for m in members], refill=refill, on_end=on_end,
+                        slots=self.batch, **schedule)
+        return deferred
 
     def _batch_entry(self, trial: Any, params: dict[str, Any], timed: StorageTimer,
                      size: int) -> dict[str, Any]:
