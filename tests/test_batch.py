@@ -749,9 +749,9 @@ def test_freed_rows_take_the_next_trials_and_each_is_told_when_it_ends(
     claimed = []
     real_claim = runner.run_batch
 
-    def counting_batches(study, trials, claim_seconds=0.0):
+    def counting_batches(study, trials, **kwargs):
         claimed.append(len(trials))
-        return real_claim(study, trials, claim_seconds)
+        return real_claim(study, trials, **kwargs)
 
     monkeypatch.setattr(runner, "run_batch", counting_batches)
     assert runner.run(study) == 5
@@ -771,6 +771,16 @@ def test_freed_rows_take_the_next_trials_and_each_is_told_when_it_ends(
     for trial in trials[2:]:  # a joining trial names the trials it trained beside
         assert trial.number in trial.user_attrs["batch"]
     assert len(list(tmp_path.glob("trials/trial_*.json"))) == 5
+
+
+def test_no_trial_joins_after_the_deadline(tiny_space, tmp_path):
+    runner = TrialRunner(settings(tiny_space, timesteps=256), load_space(tiny_space),
+                         study_dir=tmp_path, batch=2)
+    study = open_study(make_storage(None, tmp_path), "deadline", runner.settings, 5)
+    trials = [claim_trial(study), claim_trial(study)]
+    records = runner.run_batch(study, trials, deadline=0.0)  # long past
+    assert [r.number for r in records] == [0, 1]
+    assert [t.state.name for t in study.get_trials()].count("WAITING") == 3
 
 
 def test_gae_with_per_row_gamma_and_lambda_is_each_rows_own_gae():

@@ -485,11 +485,12 @@ class TrialRunner:
                 self.run_trial(study, trials[0], claim_seconds=claim)
                 done += 1
             else:
-                done += len(self.run_batch(study, trials, claim_seconds=claim))
+                done += len(self.run_batch(study, trials, claim_seconds=claim,
+                                           deadline=deadline))
         return done
 
-    def run_batch(self, study: Any, trials: list[Any], claim_seconds: float = 0.0
-                  ) -> list[TrialRecord]:
+    def run_batch(self, study: Any, trials: list[Any], claim_seconds: float = 0.0,
+                  deadline: float | None = None) -> list[TrialRecord]:
         """Run claimed ``trials`` together, and the trials that take their rows as they end
         (continuous batching); returns the records of every trial it ran.
 
@@ -507,7 +508,8 @@ class TrialRunner:
         to the next trial of the cohort waiting for that run, and in the first run to a
         newly claimed trial, while the cohort holds fewer than :data:`COHORT_BATCHES` x B
         trials. So B rows stay busy while the study has trials to give, instead of a batch
-        shrinking to its last survivor. A trial is told to the study the moment it ends
+        shrinking to its last survivor (no new claims after ``deadline``, a ``time.time()``).
+        A trial is told to the study the moment it ends
         (the sampler sees it at once). Records, attributes and scores are those of
         :meth:`run_trial`; a trial's ``seconds`` are its own wall time since it joined.
         """
@@ -566,7 +568,7 @@ class TrialRunner:
             claims = True  # the first cohort's first run takes newly claimed trials
             while pending:
                 deferred = self._run_cohort(study, pending.pop(0), plan, seeds, claims,
-                                            draw, finalize)
+                                            draw, finalize, deadline)
                 claims = False
                 regrouped: dict[str, list[dict[str, Any]]] = {}
                 for entry in deferred:
@@ -593,7 +595,8 @@ class TrialRunner:
     def _run_cohort(self, study: Any, cohort: list[dict[str, Any]],
                     plan: list[tuple[int, int]], seeds: list[int], claims: bool,
                     draw: Callable[..., dict[str, Any]],
-                    finalize: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+                    finalize: Callable[[dict[str, Any]], None],
+                    deadline: float | None = None) -> list[dict[str, Any]]:
         """Train one cohort (same shared key) through the plan (:meth:`run_batch`); returns
         the trials claimed on the way whose shared key differs (a cohort of their own)."""
         import optuna
@@ -628,7 +631,8 @@ class TrialRunner:
                 while len(taken) < free and waiting:
                     taken.append(waiting.pop(0))
                 while len(taken) < free and claims and index == 0 \
-                        and len(cohort) + len(deferred) < cap:
+                        and len(cohort) + len(deferred) < cap \
+                        and (deadline is None or time.time() < deadline):
                     started = time.perf_counter()
                     trial = claim_trial(study)
                     if trial is None:
