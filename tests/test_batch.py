@@ -264,6 +264,15 @@ def test_a_member_that_joins_mid_run_is_what_it_would_be_alone(market):
     resumed.step()
     for m in range(3):
         assert_same_member(joined, resumed, m)
+    # keep and join at once: the kept members then the new one, one engine built
+    both = running.join(Population([late], market=market, member_seeds=[7]), keep=[1])
+    assert both.population == 2 and both.member_seeds == [1, 7]
+    assert both.start_steps.tolist() == [0, running.global_step]
+    for key, value in member_state(running, 1).items():
+        assert torch.equal(member_state(both, 0)[key], value), key
+    for bad in ([], [0, 0], [2]):
+        with pytest.raises(PopulationError, match="join: keep"):
+            running.join(Population([late], market=market, member_seeds=[7]), keep=bad)
     with pytest.raises(PopulationError, match="join: only independent"):
         Population(configs, market=market).join(running)
     with pytest.raises(PopulationError, match="must be shared"):

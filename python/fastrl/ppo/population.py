@@ -1020,14 +1020,20 @@ class Population:
         kept.load_state_dict(self._members_state(keep))
         return kept
 
-    def join(self, other: Population) -> Population:
-        """A population of ``self``'s members then ``other``'s, each continuing exactly where
-        it is: its own step count and schedules (``start_steps``), env rows, weights, Adam
-        state, normalisers and generator. What a batched study does when trials end: a new
-        trial's member (a fresh engine, step 0) takes the freed rows of a running population
-        instead of the population shrinking. Independent members only (``member_seeds``), on
-        the same market, sharing the keys members must share; a new engine, both left as
-        they were."""
+    def join(self, other: Population, keep: Sequence[int] | None = None) -> Population:
+        """A population of ``self``'s members (only ``keep``'s, in that order, if given: one
+        engine built instead of :meth:`keep`'s and then this one's) then ``other``'s, each
+        continuing exactly where it is: its own step count and schedules (``start_steps``),
+        env rows, weights, Adam state, normalisers and generator. What a batched study does
+        when trials end: a new trial's member (a fresh engine, step 0) takes the freed rows
+        of a running population instead of the population shrinking. Independent members
+        only (``member_seeds``), on the same market, sharing the keys members must share; a
+        new engine, both left as they were."""
+        kept = list(range(self.population)) if keep is None else [int(m) for m in keep]
+        if not kept or len(set(kept)) != len(kept) \
+                or not all(0 <= m < self.population for m in kept):
+            raise PopulationError(f"join: keep must be distinct indices in "
+                                  f"[0, {self.population}), got {list(kept)!r}")
         if self.member_seeds is None or other.member_seeds is None:
             raise PopulationError("join: only independent members (member_seeds) can join")
         if other.market is not self.market:
@@ -1036,16 +1042,20 @@ class Population:
         if differences:
             raise PopulationError("join: the members differ in keys that must be shared: "
                                   + ", ".join(differences))
-        joined = Population([*self.member_configs, *other.member_configs], market=self.market,
-                            env_factory=self.env_factory,
-                            member_seeds=[*self.member_seeds, *other.member_seeds])
-        joined.load_state_dict(self._joined_state(other))
+        joined = Population([*(self.member_configs[m] for m in kept), *other.member_configs],
+                            market=self.market, env_factory=self.env_factory,
+                            member_seeds=[*(self.member_seeds[m] for m in kept),
+                                          *other.member_seeds])
+        joined.load_state_dict(self._joined_state(other, kept))
         return joined
 
-    def _joined_state(self, other: Population) -> dict[str, Any]:
-        """:meth:`state_dict` of ``self``'s members then ``other``'s, on ``self``'s clock."""
-        pa, pb, n = self.population, other.population, self.n
-        a, b = self.state_dict(), other.state_dict()
+    def _joined_state(self, other: Population, keep: list[int]) -> dict[str, Any]:
+        """:meth:`state_dict` of ``self``'s ``keep`` members then ``other``'s, on ``self``'s
+        clock."""
+        pa, pb, n = len(keep), other.population, self.n
+        a = self.state_dict() if keep == list(range(self.population)) \
+            else self._members_state(keep)
+        b = other.state_dict()
 
         def members(x: Any, y: Any) -> Any:
             if isinstance(x, dict):

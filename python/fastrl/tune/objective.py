@@ -328,12 +328,11 @@ def train_batch(configs: list[TrainConfig], market: Any, *, seed: int | Sequence
     Continuous batching: with ``refill``, the freed rows are offered to new runs before the
     next update. ``refill(k)`` returns up to k :class:`BatchMember` (none: the population
     shrinks as before; once it returns fewer than k it is not asked again); they join the
-    running population on their own clock
-    (:meth:`Population.join`), validated at step 0 first, and train their full budget while
-    the others go on. ``slots`` (default: the initial members) caps the members at once.
-    Outcomes list the initial members, then the joined ones in the order they joined. A
-    point's ``seconds`` is the wall time since its member joined (the population's work
-    while it was in it).
+    running population on their own clock (:meth:`Population.join`, one engine built),
+    validated at step 0 first, and train their full budget while the others go on.
+    ``slots`` (default: the initial members) caps the members at once. Outcomes list the
+    initial members, then the joined ones in the order they joined. A point's ``seconds``
+    is the wall time since its member joined (the population's work while it was in it).
     """
     from fastrl.backtest import COMBINED
     from fastrl.ppo.population import Population
@@ -428,7 +427,7 @@ def train_batch(configs: list[TrainConfig], market: Any, *, seed: int | Sequence
             members.extend(new)
             start(fresh.validation_evals())
             added = list(range(len(outcomes) - len(new), len(outcomes)))
-            pop = pop.keep(still).join(fresh) if still else fresh
+            pop = pop.join(fresh, keep=still) if still else fresh
             alive = [alive[i] for i in still] + added
         elif len(still) < len(alive):  # members ended: drop their rows and weights
             if not still:
