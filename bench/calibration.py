@@ -35,9 +35,9 @@ the *default* pipeline (no flag but ``--data``/``--seed``/``--run-dir`` and, wit
    ``fastrl-train --data synthetic`` with ``data.synthetic_signal_strength`` s and
    ``data.synthetic_seed`` i (the same seeds for every strength: common random numbers).
    Power = the share of runs whose verdict finds the edge, with 90% Clopper-Pearson
-   intervals. 30 test days are short: even the
-   cost-free oracle's Sharpe (1.3 at 0.1, 2.6 at 0.2, 3.9 at 0.3) has a standard error of
-   about 2.9 per symbol over 30 days, so 0.05 would have almost no power.
+   intervals. 30 test days are short: even the cost-free oracle's Sharpe (1.3 at 0.1, 2.6 at
+   0.2, 3.9 at 0.3) has a standard error of about 2.9 per symbol over 30 days, so 0.05 would
+   have almost no power.
 
 The null, exactly. H0 of the verdict: the agent's Sharpe on the test days is not above
 buy-and-hold's. On a block-bootstrapped market the blocks come in random order, so nothing
@@ -513,20 +513,16 @@ def make_plan(args: argparse.Namespace) -> dict[str, Any]:
     sets = []
     if args.hidden:
         sets.append(f"hidden_sizes={json.dumps(list(args.hidden))}")
+    train_decisive = (["--timesteps", str(args.timesteps)] if args.timesteps else []) \
+        + (["--set", *sets] if sets else [])
+    tune_decisive = ["--set", *sets] if sets else []
+    # the thread count never changes a result: it stays out of the signature, so records
+    # are shared across --workers
     threads = [f"torch_threads={max(1, cores // args.workers)}"] if args.workers > 1 else []
-    train_extra = ["--timesteps", str(args.timesteps)] if args.timesteps else []
-    if sets or threads:
-        train_extra += ["--set", *sets, *threads]
-    tune_extra = ["--set", *sets, *threads] if sets or threads else []
-
-    def without_threads(extra: list[str]) -> list[str]:
-        # the thread count never changes a result: records are shared across --workers
-        kept = [a for a in extra if not a.startswith("torch_threads")]
-        return kept[:-1] if kept[-1:] == ["--set"] else kept
-
+    train_extra = _merge_set(train_decisive, threads) if threads else train_decisive
+    tune_extra = _merge_set(tune_decisive, threads) if threads else tune_decisive
     decisive = {"level": LEVEL, "symbols": list(DataConfig().symbols),
-                "train_extra": without_threads(train_extra),
-                "tune_extra": without_threads(tune_extra),
+                "train_extra": train_decisive, "tune_extra": tune_decisive,
                 "study": QUICK_STUDY if args.quick else STUDY, "quick": args.quick}
     signature = hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
     name = "calibration_quick" if args.quick else "calibration"

@@ -24,11 +24,12 @@ RandomSampler seeded 0, which does not look at results: both arms train exactly 
 64 configs (checked: each arm's params are hashed and the table says whether they match),
 so the ratio measures the machinery. With TPE (``--sampler tpe``) each arm's draws follow
 its own results, and what a trial costs depends on what was drawn (PPO epochs, the KL stop).
-Measured here: two TPE runs of the batched arm trained at 37,800 and 19,600 env steps/s
-(before and after continuous batching), while on 32 identical trials the two versions ran
-within 12% of each other (the later one faster); so a TPE ratio mixes the engine's speed
-with the sampler's luck. TPE's arms answer the other question: what the batched sampler's
-later view of results costs in the best score.
+Measured here: two TPE runs of the batched arm ran at 34,390 and 17,855 env steps/s
+(before and after continuous batching; the first in the git history of
+``tune_batch_cpu.json``, the second in ``tune_batch_cpu_tpe.json``), while on 32 identical
+trials the two versions ran within 12% of each other (the later one faster; scratch runs);
+so a TPE ratio mixes the engine's speed with the sampler's luck. TPE's arms answer the other
+question: what the batched sampler's later view of results costs in the best score.
 
 Both use the commands' thread policy (``fastrl.threads.set_torch_threads``: every core the
 other processes leave free; on the quiet machine every core). Reported per arm:
@@ -304,13 +305,14 @@ def markdown_summary(payload: dict[str, Any]) -> str:
     """Markdown of a tune_batch payload (for SUMMARY.md)."""
     s = payload["settings"]
     arms = payload["arms"]
+    tpe = s.get("sampler", "tpe") == "tpe"  # files written before --sampler: TPE's
     lines = [f"`python bench/tune_batch.py{' --quick' if s['quick'] else ''} --device "
              f"{s['device']} --batch {s['batch']}` on {payload['machine'].get('cpu', '?')} "
              f"({payload['machine'].get('cores', '?')} cores), device "
              f"{arms['batched'].get('device_name') or s['device']}: "
              f"{s['trials']} trials x {s['timesteps']:,} env steps on the planted market, "
              "shape knobs fixed ((64, 64), the fast preset's rollout and minibatches), "
-             f"{_sampler_words(payload)}.", "",
+             f"{_sampler_words(tpe)}.", "",
              "| arm | wall s | train s | validate s | trials/hour | env steps/s | peak RSS MB "
              "| states | best score (trial) |", "|---|---|---|---|---|---|---|---|---|"]
     for arm in ("sequential", "batched"):
@@ -328,7 +330,6 @@ def markdown_summary(payload: dict[str, Any]) -> str:
                      f"{a['env_steps_per_s']:,.0f} | {memory} | {states} | {best} |")
     ratio = payload["speedup"]
     batch, target = WALL_TARGET.get(s["device"], (s["batch"], None))
-    tpe = s.get("sampler", "tpe") == "tpe"  # files written before --sampler: TPE's
     verdict = ("" if target is None or s["batch"] != batch or tpe else
                f" Target >= {target:g}x at B = {batch}: {'met' if ratio >= target else 'not met'}.")
     cut = [arm for arm in ("sequential", "batched")
@@ -365,8 +366,8 @@ def markdown_summary(payload: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _sampler_words(payload: dict[str, Any]) -> str:
-    if payload["settings"].get("sampler", "tpe") == "tpe":
+def _sampler_words(tpe: bool) -> str:
+    if tpe:
         return "TPE seeded 0 (each arm's draws follow its own results)"
     return "the same trials in both arms (RandomSampler seeded 0)"
 
