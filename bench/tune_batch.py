@@ -73,11 +73,12 @@ from tune_payoff import small_space, study_settings  # noqa: E402
 
 from bench_common import RESULTS, machine_info, write_json  # noqa: E402
 
-SHAPE_KNOBS = ("width", "depth", "num_steps", "minibatches")
 WALL_TARGET = {"cpu": (16, 3.0), "cuda": (64, 20.0)}  # batch size, sequential / batched
 
 
 def fixed_shape_space(quick: bool) -> dict[str, Any]:
+    from fastrl.tune.study import SHAPE_KNOBS
+
     space = small_space(quick)
     for knob in SHAPE_KNOBS:
         space.pop(knob, None)
