@@ -111,6 +111,17 @@ def timed_parts() -> dict[str, float]:
     return seconds
 
 
+def compiled_graphs() -> int:
+    """Graphs torch.compile built in this process (0 where nothing compiles, as on CPU by
+    default). A population compiles its forward and loss once per member count: a join
+    that keeps the count reuses them, each count a shrinking batch passes through costs a
+    compilation, and past torch's recompile limit (8 per function) the function runs
+    eager."""
+    import torch._dynamo.utils
+
+    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+
 def run_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
     """One study in this process (``arm``: sequential or batched)."""
     import torch
@@ -175,7 +186,7 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
                                    if args.device == "cuda" else None),
         "torch_threads_last": torch.get_num_threads(),
         "train_seconds": parts["train"], "validate_seconds": parts["validate"],
-        "params_hash": drawn,
+        "params_hash": drawn, "compiled_graphs": compiled_graphs(),
     }
 
 
@@ -329,6 +340,11 @@ def markdown_summary(payload: dict[str, Any]) -> str:
         lines.append(f"| {label} | {a['wall_seconds']:,.0f} | {parts} | "
                      f"{a['trials_per_hour']:,.0f} | "
                      f"{a['env_steps_per_s']:,.0f} | {memory} | {states} | {best} |")
+    graphs = {arm: arms[arm].get("compiled_graphs") for arm in ("sequential", "batched")}
+    if any(graphs.values()):  # files written before the count lack it
+        lines += ["", f"torch.compile built {graphs['sequential']} graphs in the sequential "
+                  f"arm and {graphs['batched']} in the batched one (their compilation is in "
+                  "train s; a population compiles once per member count)."]
     ratio = payload["speedup"]
     batch, target = WALL_TARGET.get(s["device"], (s["batch"], None))
     verdict = ("" if target is None or s["batch"] != batch or tpe else
