@@ -35,9 +35,12 @@ the *default* pipeline (no flag but ``--data``/``--seed``/``--run-dir`` and, wit
    ``fastrl-train --data synthetic`` with ``data.synthetic_signal_strength`` s and
    ``data.synthetic_seed`` i (the same seeds for every strength: common random numbers).
    Power = the share of runs whose verdict finds the edge, with 90% Clopper-Pearson
-   intervals. 30 test days are short: even the cost-free oracle's Sharpe (1.3 at 0.1, 2.6 at
-   0.2, 3.9 at 0.3) has a standard error of about 2.9 per symbol over 30 days, so 0.05 would
-   have almost no power.
+   intervals. 30 test days are short: even the cost-free long/short oracle's Sharpe (1.3 at
+   0.1, 2.6 at 0.2, 3.9 at 0.3) has a standard error of about 2.9 per symbol over 30 days,
+   so 0.05 would have almost no power. Beside each power, its ceiling: how often the same
+   verdict finds the edge of the cost-free long/flat oracle (the best the default long/flat
+   env allows) on the runs' own test days and on ``ORACLE_MARKETS`` planted markets
+   (:func:`oracle_p_value`; simulated from the bars, no training).
 
 The null, exactly. H0 of the verdict: the agent's Sharpe on the test days is not above
 buy-and-hold's. On a block-bootstrapped market the blocks come in random order, so nothing
@@ -94,6 +97,9 @@ QUICK_TIMESTEPS = 16384  # two updates of 64 envs x 128 steps
 # is 6 small trials then 3 x 3 confirmation runs of the presets at 32,768 steps. Once a kind
 # has records, the estimate uses their median seconds instead.
 RUN_MINUTES = {"null": 10.0, "planted": 11.0, "study": 26.0}
+# planted markets per strength on which the cost-free oracle's power is simulated (the
+# ceiling of the agents' power; ~0.2 s each)
+ORACLE_MARKETS = 200
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -131,6 +137,36 @@ def claims_edge(p_value: float | None, level: float = LEVEL) -> bool:
     return p_value is not None and math.isfinite(p_value) and p_value <= 1.0 - level
 
 
+def oracle_p_value(strength: float, seed: int, n_symbols: int, test_days: int,
+                   n_bars: int) -> float:
+    """The verdict's p-value for the cost-free long/flat oracle against buy-and-hold on the
+    test days of planted market ``seed`` (the bars ``fastrl-train --data synthetic`` builds:
+    :func:`fastrl.data.synthetic.planted_signal`, whose last ``test_days`` bars are the test
+    days). The oracle is long over bar t + 1 when the signal at t is positive, else flat:
+    the best policy the default long/flat env allows, before costs. Equal capital is taken
+    as the daily mean of the symbols' returns (the backtest compounds each symbol's capital
+    on its own, which differs from it by second-order terms over 30 days)."""
+    import numpy as np
+
+    from fastrl.data.synthetic import planted_signal
+    from fastrl.stats import prob_agent_beats
+
+    bars, _ = planted_signal(n_symbols, n_bars, signal_strength=strength, seed=seed)
+    oracle, hold = [], []
+    for frame in bars.values():
+        close = frame["close"].to_numpy()[-test_days:]
+        signal = frame["signal"].to_numpy()[-test_days:]
+        returns = close[1:] / close[:-1] - 1.0
+        hold.append(returns)
+        oracle.append(returns * (signal[:-1] > 0))
+    return prob_agent_beats(np.mean(oracle, axis=0), np.mean(hold, axis=0)).p_value
+
+
+def oracle_power(strength: float, seeds: Sequence[int], n_symbols: int, test_days: int,
+                 n_bars: int) -> dict[str, Any]:
+    """:func:`rate_summary` of the verdict finding the oracle's edge on markets ``seeds``."""
+    return rate_summary([claims_edge(oracle_p_value(strength, seed, n_symbols, test_days,
+                                                    n_bars)) for seed in seeds])
 # ----------------------------------------------------------------------------- jobs
 
 
@@ -371,9 +407,18 @@ def summarise(records: dict[str, dict[str, Any]], plan: dict[str, Any]) -> dict[
             "median_pbo": _median([r.get("pbo") for r in studies]),
         },
         "planted": {},
+        # each kind's median run (the full run splits the cores between --workers)
+        "median_run_minutes": {kind: _median([r["seconds"] / 60 for r in records.values()
+                                              if r["kind"] == kind])
+                               for kind in ("null", "study", "planted")},
     }
+    from fastrl.config import DataConfig
     from fastrl.data.synthetic import planted_oracle_sharpe
 
+    data = DataConfig()
+    oracle_markets = int(plan.get("oracle_markets", ORACLE_MARKETS))
+    market = {"n_symbols": len(plan["symbols"]), "test_days": data.test_days,
+              "n_bars": data.synthetic_bars}
     for strength in plan["strengths"]:
         runs = sorted((r for r in records.values()
                        if r["kind"] == "planted" and r["strength"] == strength),
@@ -381,6 +426,11 @@ def summarise(records: dict[str, dict[str, Any]], plan: dict[str, Any]) -> dict[
         out["planted"][f"{strength:g}"] = {
             "strength": strength, "oracle_sharpe": planted_oracle_sharpe(strength),
             "runs": runs, "power": rate_summary([r["claims_edge"] for r in runs]),
+            # the ceiling: the cost-free long/flat oracle judged by the same verdict, on the
+            # runs' own markets and on many more
+            "oracle_power_same_markets": oracle_power(
+                strength, [r["data_seed"] for r in runs], **market),
+            "oracle_power": oracle_power(strength, range(oracle_markets), **market),
             "median_p_value": _median([r["p_value"] for r in runs]),
             "median_sharpe_agent": _median([r["sharpe_agent"] for r in runs]),
             "median_sharpe_buy_and_hold": _median([r["sharpe_buy_and_hold"] for r in runs]),
@@ -402,6 +452,29 @@ def _num(value: float | None, spec: str = "+.2f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def _run_minutes(data: dict[str, Any]) -> str:
+    """How long the runs took (older files: the invocation's wall time)."""
+    cores = data["machine"].get("cores", "?")
+    medians = data["results"].get("median_run_minutes")
+    if not medians:
+        return f"{data['wall_seconds'] / 60:.0f} min on {cores} cores."
+    workers = data["settings"].get("workers", 1)
+    parts = ", ".join(f"{kind} {minutes:.0f} min" for kind, minutes in medians.items()
+                      if minutes is not None)
+    return (f"Median run: {parts} ({workers} worker(s) sharing {cores} cores; the runs were "
+            "resumed across invocations, so no single wall time covers them).")
+
+
+def _oracle_reading(entry: dict[str, Any]) -> str:
+    """The planted row's ceiling: how often the same verdict finds the oracle's edge."""
+    same, many = entry.get("oracle_power_same_markets"), entry.get("oracle_power")
+    if same is None or many is None:
+        return "share that finds the planted edge"
+    return (f"ceiling: the cost-free long/flat oracle's edge is found on {same['count']} of "
+            f"{same['n']} of these markets, {_pct(many['rate'])} of {many['n']} "
+            f"({_pct(many['ci'][0])} to {_pct(many['ci'][1])})")
+
+
 def markdown(data: dict[str, Any]) -> str:
     """The SUMMARY.md section (and the printed table)."""
     s = data["settings"]
@@ -418,8 +491,7 @@ def markdown(data: dict[str, Any]) -> str:
               f"best-validation checkpoint, {s['test_days']} test days) on "
               f"{', '.join(s['symbols'])}; the verdict claims an edge when the paired-bootstrap"
               f" p-value <= {1 - level:.2f}. Rates with {CI_LEVEL:.0%} Clopper-Pearson "
-              f"intervals; {data['wall_seconds'] / 60:.0f} min on "
-              f"{data['machine'].get('cores', '?')} cores.", ""]
+              f"intervals. {_run_minutes(data)}", ""]
     header = ["market", "runs with the claim", "rate", f"{CI_LEVEL:.0%} interval",
               "median p", "median test Sharpe agent / B&H", "reading"]
     rows = []
@@ -438,8 +510,7 @@ def markdown(data: dict[str, Any]) -> str:
         rows.append([f"planted {key} (oracle Sharpe {entry['oracle_sharpe']:.1f}): power",
                      *_rate_cells(entry["power"]), _num(entry["median_p_value"], ".2f"),
                      f"{_num(entry['median_sharpe_agent'])} / "
-                     f"{_num(entry['median_sharpe_buy_and_hold'])}",
-                     "share that finds the planted edge"])
+                     f"{_num(entry['median_sharpe_buy_and_hold'])}", _oracle_reading(entry)])
     studies = data["results"]["studies"]
     study = s["study"]
     rows.append(["null studies: report says tuning helped (both presets)",
@@ -691,3 +762,5 @@ def _test_days() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+

@@ -128,7 +128,8 @@ def test_claims_edge_follows_the_verdict_rule(calibration):
 
 
 def test_summary_and_markdown_from_records(calibration, tmp_path):
-    plan = {"level": 0.9, "strengths": [0.2]}
+    plan = {"level": 0.9, "strengths": [0.2], "symbols": ["BPCL", "HDFCLIFE"],
+            "oracle_markets": 3}
     records = {}
     for i in range(4):
         records[f"null/{i}"] = {"key": f"null/{i}", "kind": "null", "data_seed": i,
@@ -141,9 +142,14 @@ def test_summary_and_markdown_from_records(calibration, tmp_path):
     records["study/0"] = {"key": "study/0", "kind": "study", "data_seed": 1000,
                           "tuning_helped": False, "tuning_helped_any": True,
                           "dsr_passes": False, "dsr": 0.4, "pbo": 0.5}
+    for minutes, record in enumerate(records.values(), start=1):
+        record["seconds"] = 60.0 * minutes
     results = calibration.summarise(records, plan)
     assert results["null"]["false_positive"]["rate"] == pytest.approx(0.25)
     assert results["planted"]["0.2"]["power"]["count"] == 1
+    oracle = results["planted"]["0.2"]
+    assert oracle["oracle_power_same_markets"]["n"] == 1 and oracle["oracle_power"]["n"] == 3
+    assert results["median_run_minutes"] == {"null": 2.5, "study": 6.0, "planted": 5.0}
     assert results["studies"]["tuning_helped_any"]["rate"] == 1.0
     payload = {"settings": {"level": 0.9, "preset": "fast", "hidden_sizes": [64, 64],
                             "timesteps": 200_000, "test_days": 30,
@@ -152,6 +158,8 @@ def test_summary_and_markdown_from_records(calibration, tmp_path):
                "quick": True, "quick_note": "rates mean nothing"}
     text = calibration.markdown(payload)
     assert "1 of 4" in text and "rates mean nothing" in text
+    assert "Median run: null 2 min, study 6 min, planted 5 min" in text
+    assert "oracle's edge is found on" in text
     # SUMMARY.md's section: the table, or "Not run yet." without a results file
     summary = load_bench("summary")
     assert summary.calibration_section(None, tmp_path)[-2] == "Not run yet."
@@ -180,6 +188,25 @@ def test_summary_and_markdown_from_records(calibration, tmp_path):
         f.write('{"key": "null/1')
     loaded, skipped = calibration.load_records(path, "abc")
     assert set(loaded) == set(records) and skipped == 2
+
+
+def test_the_oracle_ceiling_is_judged_on_the_planted_runs_own_test_days(calibration):
+    """oracle_p_value's bars are the test days fastrl-train --data synthetic backtests on,
+    and the verdict finds a strong planted edge and no edge where none is planted."""
+    from fastrl.config import build_config
+    from fastrl.data.market import load_market
+    from fastrl.data.synthetic import planted_signal
+
+    config = build_config("fast", None, {"data.source": "synthetic", "data.synthetic_seed": 3,
+                                         "data.synthetic_signal_strength": 0.3}, [])
+    test = load_market(config).test
+    bars, _ = planted_signal(2, config.data.synthetic_bars, signal_strength=0.3, seed=3)
+    for i, frame in enumerate(bars.values()):
+        np.testing.assert_array_equal(test.close[test.segment(i)][-config.data.test_days:],
+                                      frame["close"].to_numpy()[-config.data.test_days:])
+    market = {"n_symbols": 2, "test_days": 30, "n_bars": 3000}
+    assert calibration.oracle_power(0.9, range(5), **market)["count"] == 5
+    assert calibration.oracle_power(0.0, range(5), **market)["count"] <= 2
 
 
 def test_job_keys_and_plan(calibration):
