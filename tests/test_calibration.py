@@ -168,7 +168,7 @@ def test_summary_and_markdown_from_records(calibration, tmp_path):
     calibration.append_record(tmp_path / "calibration_runs.jsonl",
                               {**records["null/0"], "signature": full["signature"]})
     assert summary.calibration_section(None, tmp_path)[-2].startswith(
-        "In progress: 1 of the 45 runs are recorded (1 of 20 null, 0 of 5 study, 0 of 20 "
+        "In progress: 1 of the 41 runs are recorded (1 of 20 null, 0 of 5 study, 0 of 16 "
         "planted)")
     assert "null markets are complete" not in summary.calibration_section(None, tmp_path)[-2]
     for i in range(1, 20):  # every null run in: its rate is final and shown
