@@ -462,11 +462,11 @@ def _run_minutes(data: dict[str, Any]) -> str:
     medians = data["results"].get("median_run_minutes")
     if not medians:
         return f"{data['wall_seconds'] / 60:.0f} min on {cores} cores."
-    workers = data["settings"].get("workers", 1)
     parts = ", ".join(f"{kind} {minutes:.0f} min" for kind, minutes in medians.items()
                       if minutes is not None)
-    return (f"Median run: {parts} ({workers} worker(s) sharing {cores} cores; the runs were "
-            "resumed across invocations, so no single wall time covers them).")
+    return (f"Median run: {parts} (wall time on {cores} cores, which a run may share with "
+            "another worker or other work; runs resume across invocations, so no single "
+            "wall time covers them).")
 
 
 def _oracle_reading(entry: dict[str, Any]) -> str:
