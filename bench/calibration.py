@@ -511,7 +511,8 @@ def markdown(data: dict[str, Any]) -> str:
                  f"{_num(null['median_sharpe_agent'])} / "
                  f"{_num(null['median_sharpe_buy_and_hold'])}", reading])
     for key, entry in data["results"]["planted"].items():
-        rows.append([f"planted {key} (oracle Sharpe {entry['oracle_sharpe']:.1f}): power",
+        rows.append([f"planted {key} (long/short oracle Sharpe "
+                     f"{entry['oracle_sharpe']:.1f}): power",
                      *_rate_cells(entry["power"]), _num(entry["median_p_value"], ".2f"),
                      f"{_num(entry['median_sharpe_agent'])} / "
                      f"{_num(entry['median_sharpe_buy_and_hold'])}", _oracle_reading(entry)])
