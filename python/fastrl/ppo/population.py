@@ -484,8 +484,9 @@ class Population:
             # each compiles once. dynamic=False as in Trainer (one forward, two batch sizes).
             # Compiled graphs are cached per process: a population built by join or keep
             # with a member count already seen reuses them (measured on CPU: 10 joins at
-            # P = 4, no recompilation); each new count compiles once (about 20 s on 2 CPU
-            # cores), and past torch's recompile limit (8) the function runs eager.
+            # P = 4, no recompilation); each new count compiles once (about 20 s, one
+            # thread, on a busy 2-core machine), and past torch's recompile limit (8)
+            # the function runs eager.
             self._vmapped = vmap(member_forward)
             self._forward = torch.compile(self._vmapped, dynamic=False)
             self._loss = torch.compile(self._member_losses, dynamic=False)
