@@ -124,7 +124,8 @@ def test_a_symbol_behind_the_expected_session_is_stale(pair, tmp_path, capsys):
         assert "HDFCLIFE" not in err
         assert not journal.exists()
     out = tmp_path / "signal.json"
-    assert signal_main([str(run_dir), "--bars", "bundled", "--out", str(out)]) == 2
+    assert signal_main([str(run_dir), "--bars", "bundled", "--asof", "2022-11-15", "--out",
+                        str(out)]) == 2
     err = capsys.readouterr().err
     assert "stale bar" in err and "BPCL" in err and not out.exists(), err
 

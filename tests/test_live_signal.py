@@ -8,6 +8,7 @@ import sys
 import types
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from fastrl.cli.paper import main as paper_main
@@ -18,6 +19,22 @@ from test_data_download import yahoo_frame
 from live_runs import backtest, first_session, train_run
 
 pytest.importorskip("fastrl._core")
+
+
+BUNDLED_LAST = "2022-11-09"  # the bundled daily bars' last session (BPCL, INFY, TCS)
+
+
+def pin_clock(monkeypatch: pytest.MonkeyPatch, when: str) -> None:
+    """The live path's clock at ``when`` (IST): the bundled bars end years before now."""
+    import fastrl.live.clock
+
+    monkeypatch.setattr(fastrl.live.clock, "now",
+                        lambda: pd.Timestamp(when, tz="Asia/Kolkata"))
+
+
+@pytest.fixture(autouse=True)
+def _evening_after_the_last_bundled_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    pin_clock(monkeypatch, f"{BUNDLED_LAST} 20:00")
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +109,8 @@ def test_bars_from_yfinance_use_a_recorded_response(runs, tmp_path, capsys, monk
         return yahoo_frame(ticker.removesuffix(".NS"))
 
     monkeypatch.setitem(sys.modules, "yfinance", types.SimpleNamespace(download=download))
+    recorded_last = yahoo_frame("BPCL").index[-1].date()
+    pin_clock(monkeypatch, f"{recorded_last} 18:00")  # the evening the response was recorded
     run_dir = runs["daily"]
     out = tmp_path / "yf.json"
     assert signal_main([str(run_dir), "--bars", "yfinance", "--out", str(out)]) == 0
@@ -130,3 +149,31 @@ def test_a_daily_signal_prints_dates(runs, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0 and "decided at the 2022-11-09 close" in printed, printed
     assert "00:00:00" not in printed
+
+
+def test_a_stale_feed_is_refused_by_default_and_asof_moves_the_clock(runs, tmp_path, capsys,
+                                                                      monkeypatch):
+    pin_clock(monkeypatch, "2022-11-14 20:00")  # two sessions after the bundled bars end
+    out = tmp_path / "signal.json"
+    code = signal_main([str(runs["daily"]), "--bars", "bundled", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "stale bar" in err, err
+    assert "2022-11-09" in err and "expected session 2022-11-14" in err, err
+    assert not out.exists()
+    result = signal(runs["daily"], tmp_path, capsys, "--asof", BUNDLED_LAST)
+    assert result["session"] == BUNDLED_LAST
+
+
+def test_the_exchange_calendar_sets_the_expected_session(runs, tmp_path, capsys, monkeypatch):
+    # 2022-11-08 (Guru Nanak Jayanti) is an NSE/BSE holiday: the session before it is 11-07
+    result = signal(runs["daily"], tmp_path, capsys, "--asof", "2022-11-08")
+    assert result["session"] == "2022-11-07"
+    # mid-session, today's daily bar is not a close yet: the decision is at the last close
+    pin_clock(monkeypatch, f"{BUNDLED_LAST} 12:00")
+    result = signal(runs["daily"], tmp_path, capsys)
+    assert result["session"] == "2022-11-07" and result["decided_at"] == "2022-11-07"
+    journal = tmp_path / "to-holiday.db"
+    code = paper_main([str(runs["daily"]), "--bars", "bundled", "--from", "2022-11-03",
+                       "--to", "2022-11-08", "--journal", str(journal), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert Journal.open(str(journal)).rows("sessions")[-1]["session"] == "2022-11-07"

@@ -23,8 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="CSV/Parquet file or folder of bars (the training loader's "
                         "layout), 'bundled', or 'yfinance' (refresh the download cache)")
     parser.add_argument("--asof", default=None,
-                        help="the session to decide at (YYYY-MM-DD, or 'today': the last "
-                        "weekday); every symbol needs a bar on it (default: the newest bar)")
+                        help="move the clock to the end of this day (YYYY-MM-DD; 'today': "
+                        "now): the decision is at the newest bar up to it, which must be the "
+                        "last session the NSE/BSE calendar (exchange-calendars' XBOM) has "
+                        "closed by then, and every symbol needs a bar on it (default: now in "
+                        "Asia/Kolkata, so a feed that stopped before the last closed session "
+                        "is refused as stale; 5-minute bars may be one bar behind)")
     parser.add_argument("--positions", default=None,
                         help="CSV or JSON of current holdings: symbol, shares[, entry_price, "
                         "bars_since_trade] (default: flat); every symbol must be one the run "

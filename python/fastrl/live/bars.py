@@ -9,7 +9,8 @@ refuses what a backtest would tolerate but a live decision must not:
 - a **missing symbol**: a symbol the run trades is not in the source;
 - **out-of-order** rows (training re-sorts them; live, a late bar written after newer ones
   means the feed is broken);
-- a **stale** bar: a symbol's newest bar is older than the session being decided;
+- a **stale** bar: a symbol's newest bar is older than the session being decided, or the
+  feed's newest bar older than the exchange clock expects (:mod:`fastrl.live.clock`);
 - a **gap longer than the feature look-back** (``FEATURE_LOOKBACK_BARS``, 34 bars) in the
   bars that feed a decision: daily bars more than 34 weekdays apart; 5-minute bars more
   than 34 bars apart within a session, or sessions more than ``MAX_INTRADAY_SESSION_GAP``
@@ -34,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fastrl.live.clock import EXCHANGE, INTRADAY_LAG_BARS, Expected, clock, expected
 from fastrl.live.run import LiveInputError, LiveRun
 from fastrl.walkforward.plan import FEATURE_LOOKBACK_BARS
 
@@ -52,6 +54,15 @@ class LiveBars:
     def through(self, last: pd.Timestamp) -> dict[str, pd.DataFrame]:
         """Every symbol's bars up to and including ``last`` (what a decision there sees)."""
         return {s: frame.loc[:last] for s, frame in self.bars.items()}
+
+    def until(self, last: pd.Timestamp) -> LiveBars:
+        """These bars without any labelled after ``last`` (the clock: bars that have not
+        ended by it are not seen)."""
+        cut = {}
+        for symbol, frame in self.bars.items():
+            stop = int(np.searchsorted(frame.index, pd.Timestamp(last), side="right"))
+            cut[symbol] = frame if stop == len(frame) else frame.iloc[:stop]
+        return LiveBars(bars=cut, freq=self.freq, source=self.source)
 
     def upto(self, session: pd.Timestamp) -> LiveBars:
         """These bars without any after the date ``session`` (``--asof``/``--to``: a decision
@@ -182,18 +193,31 @@ def _check_gaps(run: LiveRun, symbol: str, frame: pd.DataFrame, first: pd.Timest
             f"{prev[k]} and {cur[k]} (more than {rule}); its features would span the hole")
 
 
-def expected_session(bars: LiveBars, asof: str | None) -> pd.Timestamp:
-    """The session a signal decides at: ``asof`` (a date; ``today`` is the last weekday up
-    to today's date), else the newest session of any symbol."""
-    if asof is None:
-        return max(frame.index[-1] for frame in bars.bars.values()).normalize()
-    if asof == "today":
-        today = np.datetime64(pd.Timestamp.now(tz="Asia/Kolkata").date(), "D")
-        return pd.Timestamp(np.busday_offset(today, 0, roll="backward"))
-    try:
-        return pd.Timestamp(asof).normalize()
-    except ValueError:
-        raise LiveInputError(f"--asof {asof!r} is not a date (YYYY-MM-DD or 'today')") from None
+def decision_bars(bars: LiveBars, asof: str | None) -> tuple[LiveBars, pd.Timestamp, Expected]:
+    """The bars a signal sees by the clock (now, or the end of the ``asof`` day; see
+    :mod:`fastrl.live.clock`), the session it decides at (the newest one among them) and
+    the expected bar. Refuses a feed whose newest bar is older than the expected one: a
+    stale feed would trade the next open on an old close."""
+    expect = expected(clock(asof), bars.freq)
+    seen = bars.until(expect.visible)
+    ends = {frame.index[-1]: symbol for symbol, frame in seen.bars.items() if len(frame)}
+    newest = max(ends, default=None)
+    if newest is None or newest < expect.allowed:
+        shown = "none" if newest is None else f"{ends[newest]}, {_when(newest, bars.freq)}"
+        at = "now" if asof in (None, "today") else f"the end of --asof {asof}"
+        bar = ("" if bars.freq == "1d" else f", its bar {expect.bar} less a lag of "
+               f"{INTRADAY_LAG_BARS} bar")
+        extra = f"; {expect.assumed}" if expect.assumed else ""
+        raise LiveInputError(
+            f"stale bar: the feed's newest bar ({shown}) is older than the expected session "
+            f"{expect.session.date()}{bar} (by the {EXCHANGE} calendar and the clock, {at}, "
+            f"{expect.clock.strftime('%Y-%m-%d %H:%M %Z')}); refresh the feed, or pass "
+            f"--asof DATE to decide at an earlier session{extra}")
+    return seen, newest.normalize(), expect
 
 
-__all__ = ["LiveBars", "check_sessions", "expected_session", "load_live_bars"]
+def _when(stamp: pd.Timestamp, freq: str) -> str:
+    return str(stamp.date()) if freq == "1d" else str(stamp)
+
+
+__all__ = ["LiveBars", "check_sessions", "decision_bars", "load_live_bars"]

@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from fastrl.live.bars import LiveBars, check_sessions
+from fastrl.live.clock import EXCHANGE, last_session
 from fastrl.live.decide import advance
 from fastrl.live.journal import Journal, session_equity
 from fastrl.live.run import LiveInputError, LiveRun
@@ -55,16 +55,17 @@ def paper_trade(run: LiveRun, bars: LiveBars, journal: Journal, start: str | pd.
         end = _date(end, "--to")
         if end < start:
             raise LiveInputError(f"--to {end.date()} is before --from {start.date()}")
-        # the expected last session: the last weekday up to --to; later bars are not seen
-        expected = pd.Timestamp(np.busday_offset(np.datetime64(end.date(), "D"), 0,
-                                                 roll="backward"))
+        # the expected last session: the exchange's last one up to --to; later bars are
+        # not seen
+        expected, assumed = last_session(end)
         bars = bars.upto(end)
         stale = [s for s, f in bars.bars.items()
                  if not len(f) or f.index[-1].normalize() < expected]
         if stale:
             raise LiveInputError(
                 f"stale bar: the newest bar of {', '.join(stale)} up to --to {end.date()} is "
-                f"older than the expected session {expected.date()}")
+                f"older than the expected session {expected.date()} (the last {EXCHANGE} "
+                f"session up to it){'; ' + assumed if assumed else ''}")
         calendar = bars.sessions()
     else:
         end = calendar[-1] if calendar else start

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fastrl.live.bars import LiveBars, check_sessions, expected_session
+from fastrl.live.bars import LiveBars, check_sessions, decision_bars
 from fastrl.live.decide import Book, LiveEnv, live_block
 from fastrl.live.run import LiveInputError, LiveRun
 
@@ -161,8 +161,7 @@ def make_signal(run: LiveRun, bars: LiveBars, *, asof: str | None = None,
                 positions: dict[str, dict[str, float]] | None = None,
                 capital: float | None = None) -> Signal:
     """The target for the next session's open at the close of the expected session."""
-    session = expected_session(bars, asof)
-    bars = bars.upto(session)  # a decision at ``session`` never sees later bars
+    bars, session, _ = decision_bars(bars, asof)  # never a bar after the clock
     check_sessions(run, bars, [session])
     stamp = bars.session_end(session)
     if stamp is None:
