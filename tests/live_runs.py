@@ -31,6 +31,10 @@ def run_config(kind: str, seed: int = 0) -> TrainConfig:
         return TrainConfig(env=EnvConfig(window=8, action="continuous"),
                            data=DataConfig(symbols=("BPCL",), test_days=10, val_days=5),
                            seed=seed, **TINY)
+    if kind == "discrete":  # the delivery preset's long/flat levels (0, 1)
+        return TrainConfig(env=EnvConfig(window=8),
+                           data=DataConfig(symbols=("BPCL",), test_days=10, val_days=5),
+                           seed=seed, **TINY)
     if kind == "pair":  # two single-asset segments on their own calendars
         return TrainConfig(env=EnvConfig(window=8, action="continuous"),
                            data=DataConfig(symbols=PAIR_SYMBOLS, test_days=10, val_days=5),

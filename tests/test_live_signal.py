@@ -40,7 +40,7 @@ def _evening_after_the_last_bundled_session(monkeypatch: pytest.MonkeyPatch) -> 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = tmp_path_factory.mktemp("live-signal")
-    return {kind: train_run(kind, folder) for kind in ("daily", "portfolio")}
+    return {kind: train_run(kind, folder) for kind in ("daily", "portfolio", "discrete")}
 
 
 def signal(run_dir, tmp_path, capsys, *extra: str, name: str = "signal.json") -> dict:
@@ -177,3 +177,28 @@ def test_the_exchange_calendar_sets_the_expected_session(runs, tmp_path, capsys,
                        "--to", "2022-11-08", "--journal", str(journal), "--quiet"])
     assert code == 0, capsys.readouterr().err
     assert Journal.open(str(journal)).rows("sessions")[-1]["session"] == "2022-11-07"
+
+
+@pytest.mark.parametrize(("level", "held_exposure"), [(0, 0.3), (1, 0.7)])
+def test_a_held_position_on_the_target_level_still_trades_to_the_target(
+        runs, tmp_path, capsys, monkeypatch, level, held_exposure):
+    """886 shares at about 30% exposure map to the level 0 the agent observes; a target of 0
+    sells all 886 (and at about 70%, a target of 1 buys the rest), never "order 0"."""
+    from fastrl.live.decide import LiveEnv
+
+    monkeypatch.setattr(LiveEnv, "decide", lambda self: [level])  # the policy's level index
+    held = 886
+    first = signal(runs["discrete"], tmp_path, capsys, "--asof", BUNDLED_LAST)
+    price = first["lines"][0]["close"]
+    capital = held * price / held_exposure
+    positions = tmp_path / "positions.csv"
+    positions.write_text(f"symbol,shares\nBPCL,{held}\n")
+    result = signal(runs["discrete"], tmp_path, capsys, "--asof", BUNDLED_LAST, "--positions",
+                    str(positions), "--capital", str(capital), name="held.json")
+    line = result["lines"][0]
+    target = (0.0, 1.0)[level]
+    assert line["shares_held"] == held and line["target"] == target
+    assert line["exposure_held"] == pytest.approx(held_exposure)
+    want = int(target * capital / price)  # whole shares the target asks for
+    assert line["target_shares"] == want and line["order_shares"] == want - held
+    assert line["order_shares"] != 0

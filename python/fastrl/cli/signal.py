@@ -36,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "observes its position as an exposure, so for single-symbol runs the "
                         "shares are valued at the last close against the symbol's share of "
                         "the capital and mapped to the nearest position level (discrete "
-                        "actions) or clipped to [min_pos, max_pos] (continuous); the exact "
-                        "share count is kept for the order. Without entry_price the last "
+                        "actions) or clipped to [min_pos, max_pos] (continuous); the order "
+                        "takes the exact share count to the target's shares (a target of 0 "
+                        "sells them all, even when the holding maps to level 0). Without entry_price the last "
                         "close is taken as the entry price (the unrealised P&L the agent "
                         "sees is then 0), without bars_since_trade 0")
     parser.add_argument("--capital", type=float, default=None,

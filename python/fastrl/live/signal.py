@@ -212,7 +212,13 @@ def _orders(run: LiveRun, env: LiveEnv, closes: np.ndarray, total: float,
             actions: list[Any], targets: list[float]) -> list[OrderLine]:
     """Orders as the simulator would size them, at the last close (see sim.cpp /
     backtest_portfolio.simulate): target x equity / price, rounded toward zero to whole
-    shares under integer_shares, no order when the target equals the held position."""
+    shares under integer_shares, less the shares held; a target of 0 sells (or covers)
+    every held share.
+
+    The simulator sends no order when the target equals its position, because its position
+    is the level it last traded to. Held shares (``--positions``) are not a level: the
+    nearest one is only what the agent observes, so an order always moves the holding to
+    the target's shares (886 shares at 30% exposure and a target of 0 give -886, not 0)."""
     config = env.config
     cost = config.cost_model()
     book = env.book
@@ -222,14 +228,12 @@ def _orders(run: LiveRun, env: LiveEnv, closes: np.ndarray, total: float,
         if run.portfolio:
             held = float(book.env["shares"][s])
             equity = float(book.env["cash"]) + float(np.dot(book.env["shares"], closes))
-            unchanged = False
         else:
             held = float(book.env["shares"][s])
             equity = float(book.env["cash"][s]) + held * price
-            unchanged = targets[s] == float(book.env["position"][s])
         target_shares = targets[s] * equity / price if equity > 0 else 0.0
-        traded = 0.0 if unchanged else target_shares - held
-        if config.integer_shares:
+        traded = target_shares - held
+        if config.integer_shares and targets[s] != 0:
             traded = float(np.trunc(traded))
         if run.portfolio and abs(traded) * price < config.trade_band * equity:
             traded = 0.0
