@@ -45,7 +45,9 @@ def content(journal: str) -> dict[str, list[dict]]:
     """Every journal row but the commit times (which differ between runs)."""
     opened = Journal.open(journal)
     out = {table: opened.rows(table) for table in ("decisions", "steps")}
-    out["sessions"] = [{k: v for k, v in row.items() if k != "committed_at"}
+    # the chain's hashes cover the commit times
+    out["sessions"] = [{k: v for k, v in row.items()
+                        if k not in ("committed_at", "prev_hash", "row_hash")}
                        for row in opened.rows("sessions")]
     opened.dispose()
     return out
@@ -132,6 +134,12 @@ def test_postgresql_journal_from_a_bare_url(daily, tmp_path, capsys):
         paper(run_dir, "bundled", start, url, capsys, "--to", "2022-11-01")
         paper(run_dir, "bundled", start, url, capsys)  # continues on the server
         assert content(url) == content(local)  # doubles survive the round trip exactly
+        assert paper_main(["--verify", url]) == 0, capsys.readouterr().err
+        assert "OK" in capsys.readouterr().out
+        tamper(url, "UPDATE steps SET cost = cost + 1 WHERE session = "
+               "(SELECT session FROM sessions WHERE seq = 2)")
+        assert paper_main(["--verify", url]) == 2
+        assert "session row 2" in capsys.readouterr().err
         other = train_run("daily", tmp_path, seed=1)
         code = paper_main([str(other), "--bars", "bundled", "--from", start, "--journal", url])
         assert code == 2 and "written by another run" in capsys.readouterr().err
@@ -161,3 +169,78 @@ def test_one_driver_policy_for_journal_and_tune(monkeypatch):
     with pytest.raises(DriverError) as error:
         Journal.open("postgresql://u:secret@h/db")
     assert "secret" not in str(error.value)
+
+
+def tamper(journal: str, *statements: str) -> None:
+    """Runs SQL on a journal behind fastrl's back (a hand edit)."""
+    import sqlalchemy as sa
+
+    opened = Journal.open(journal)
+    with opened.engine.begin() as conn:
+        for statement in statements:
+            conn.execute(sa.text(statement))
+    opened.dispose()
+
+
+def verify(journal: str, capsys) -> tuple[int, str]:
+    code = paper_main(["--verify", journal])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+@pytest.fixture(scope="module")
+def chained(daily, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A journal of six sessions (2022-10-25 .. 11-02)."""
+    run_dir, start = daily
+    journal = tmp_path_factory.mktemp("chained") / "journal.db"
+    assert paper_main([str(run_dir), "--bars", "bundled", "--from", start, "--to",
+                       "2022-11-02", "--journal", str(journal), "--quiet"]) == 0
+    assert len(Journal.open(str(journal)).rows("sessions")) == 6
+    return journal
+
+
+@pytest.mark.parametrize(("statements", "reported"), [
+    (["UPDATE sessions SET equity = equity + 1 WHERE seq = 3"], "session row 3 ("),
+    (["UPDATE steps SET fill_price = fill_price * 1.01 WHERE session = "
+      "(SELECT session FROM sessions WHERE seq = 2)"], "session row 2 ("),
+    (["DELETE FROM decisions WHERE session = (SELECT session FROM sessions WHERE seq = 4)"],
+     "session row 4 ("),
+    (["DELETE FROM sessions WHERE seq = 2"], "session row 2 ("),  # deleted: row 3 moves up
+    (["DELETE FROM sessions WHERE seq = 6"], "have no session row"),
+    (["UPDATE sessions SET seq = 9 WHERE seq = 2", "UPDATE sessions SET seq = 2 WHERE seq = 3",
+      "UPDATE sessions SET seq = 3 WHERE seq = 9"], "session row 2 ("),
+    (["UPDATE sessions SET row_hash = NULL WHERE seq = 4"], "hash was removed"),
+])
+def test_verify_names_the_first_edited_or_deleted_row(chained, tmp_path, capsys, statements,
+                                                      reported):
+    code, text = verify(str(chained), capsys)
+    assert code == 0 and "OK, 6 session(s)" in text and "head " in text, text
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(chained.read_bytes())
+    tamper(str(copy), *statements)
+    code, text = verify(str(copy), capsys)
+    assert code == 2 and reported in text, text
+
+
+def test_a_journal_from_before_the_chain_says_so_then_chains_on(daily, chained, tmp_path,
+                                                                capsys):
+    run_dir, start = daily
+    old = tmp_path / "old.db"
+    old.write_bytes(chained.read_bytes())
+    # a schema-1 journal: no chain columns
+    tamper(str(old), "ALTER TABLE sessions DROP COLUMN row_hash",
+           "ALTER TABLE sessions DROP COLUMN prev_hash")
+    code, text = verify(str(old), capsys)
+    assert code == 1 and "cannot verify" in text and "before the hash chain" in text, text
+    assert paper_main([str(run_dir), "--bars", "bundled", "--from", start, "--to",
+                       "2022-11-04", "--journal", str(old), "--quiet"]) == 0
+    code, text = verify(str(old), capsys)
+    assert code == 0 and "OK, 8 session(s)" in text and "the first 6 predate" in text, text
+    tamper(str(old), "UPDATE sessions SET equity = equity + 1 WHERE seq = 1")
+    code, text = verify(str(old), capsys)
+    assert code == 2 and "written before the chain, changed" in text, text
+
+
+def test_verify_of_a_missing_journal_is_refused(tmp_path, capsys):
+    code, text = verify(str(tmp_path / "none.db"), capsys)
+    assert code == 2 and "no journal at" in text and not (tmp_path / "none.db").exists()

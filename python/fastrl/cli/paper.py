@@ -1,4 +1,5 @@
-"""fastrl-paper RUN --bars PATH --from DATE --journal FILE_OR_URL: paper-trade day by day."""
+"""fastrl-paper RUN --bars PATH --from DATE --journal FILE_OR_URL: paper-trade day by day;
+fastrl-paper --verify FILE_OR_URL: check a journal's hash chain."""
 
 from __future__ import annotations
 
@@ -17,17 +18,26 @@ def build_parser() -> argparse.ArgumentParser:
         "fastrl-signal uses: decide at each close, fill at the next open with the run's costs "
         "and market rules, mark at the close. Every session is one transaction in an "
         "append-only journal (SQLite file or postgresql:// URL); run it again, after a kill or "
-        "with new bars, and it continues after the last committed session.")
-    parser.add_argument("run", help="run folder (its best/final/last checkpoint) or a checkpoint")
-    parser.add_argument("--bars", required=True,
+        "with new bars, and it continues after the last committed session. Each session row "
+        "is chained to the one before it by a SHA-256 hash: --verify checks the chain.")
+    parser.add_argument("run", nargs="?",
+                        help="run folder (its best/final/last checkpoint) or a checkpoint")
+    parser.add_argument("--bars",
                         help="CSV/Parquet file or folder of bars, 'bundled', or 'yfinance'")
-    parser.add_argument("--from", dest="start", required=True,
+    parser.add_argument("--from", dest="start",
                         help="first session to trade (YYYY-MM-DD); on a journal that already "
                         "holds sessions, trading continues after its last one")
     parser.add_argument("--to", dest="end", default=None,
                         help="last session (default: the newest bar); bars must reach it")
-    parser.add_argument("--journal", required=True,
+    parser.add_argument("--journal",
                         help="SQLite file path, or an SQLAlchemy URL (postgresql://user@host/db)")
+    parser.add_argument("--verify", metavar="JOURNAL", default=None,
+                        help="check a journal (file or URL) instead of trading: every session "
+                        "row against its hash and the row before it. Exit 0 and one OK line "
+                        "naming the head hash (keep it: removing the newest sessions whole "
+                        "leaves a shorter chain that still holds); exit 2 naming the first "
+                        "edited, deleted or reordered row; exit 1 for a journal written before "
+                        "the chain (nothing to check against)")
     parser.add_argument("--quiet", action="store_true", help="no line per session")
     parser.add_argument("--verbose", action="store_true", help="tracebacks on errors")
     return parser
@@ -36,7 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_errors(PROG)
 def main(argv: list[str] | None = None) -> int:
     """fastrl-paper: 0 on success, 2 with one stderr line for bad input."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verify is not None:
+        return verify(args.verify)
+    missing = [flag for flag, value in (("RUN", args.run), ("--bars", args.bars),
+                                        ("--from", args.start), ("--journal", args.journal))
+               if value is None]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
     import torch
 
     torch.set_num_threads(1)
@@ -69,6 +87,23 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"{PROG}: nothing new to trade ({where}) in {summary.journal}", file=sys.stderr)
     return 0
+
+
+def verify(target: str) -> int:
+    """--verify: 0 when the chain holds, 2 naming the first broken row, 1 when the journal
+    predates the chain."""
+    from fastrl.live.journal import Journal
+
+    journal = Journal.open(target)
+    try:
+        result = journal.verify()
+    finally:
+        journal.dispose()
+    if result.problem is not None:
+        print(f"{PROG}: error: {result.line()}", file=sys.stderr)
+        return 2
+    print(result.line())
+    return 0 if result.verified or not result.sessions else 1
 
 
 if __name__ == "__main__":
