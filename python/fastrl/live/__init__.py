@@ -8,9 +8,12 @@ paper replay of a window equals the backtest of that window. Around it:
   named by its checkpoint's hash;
 - :mod:`fastrl.live.bars`: the latest bars through the training loader, refused when stale,
   missing, duplicated, out of order, invalid or holed;
+- :mod:`fastrl.live.clock`: the exchange clock (the NSE/BSE calendar, now in IST or
+  ``--asof``): the bar a feed must hold, so a stale feed is refused by default;
 - :mod:`fastrl.live.signal`: the target at the latest close as exposure, shares and costs;
 - :mod:`fastrl.live.paper` + :mod:`fastrl.live.journal`: day-by-day paper trading into an
-  append-only SQLite/PostgreSQL journal, one transaction per session.
+  append-only SQLite/PostgreSQL journal, one transaction per session, each session row
+  hash-chained to the one before it (``fastrl-paper --verify``).
 """
 
 from __future__ import annotations
