@@ -244,3 +244,16 @@ def test_a_journal_from_before_the_chain_says_so_then_chains_on(daily, chained, 
 def test_verify_of_a_missing_journal_is_refused(tmp_path, capsys):
     code, text = verify(str(tmp_path / "none.db"), capsys)
     assert code == 2 and "no journal at" in text and not (tmp_path / "none.db").exists()
+
+
+def test_a_paper_run_on_a_feed_that_stopped_warns(daily, tmp_path, capsys, monkeypatch):
+    import pandas as pd
+
+    import fastrl.live.clock
+
+    run_dir, start = daily
+    for now, warned in (("2022-11-14 20:00", True), ("2022-11-09 20:00", False)):
+        monkeypatch.setattr(fastrl.live.clock, "now",
+                            lambda now=now: pd.Timestamp(now, tz="Asia/Kolkata"))
+        err = paper(run_dir, "bundled", start, str(tmp_path / "journal.db"), capsys)
+        assert ("a stale feed?" in err and "2022-11-14" in err) is warned, err

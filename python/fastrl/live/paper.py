@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from fastrl.live.bars import LiveBars, check_sessions
-from fastrl.live.clock import EXCHANGE, last_session
+from fastrl.live.clock import EXCHANGE, clock, expected, last_session
 from fastrl.live.decide import advance
 from fastrl.live.journal import Journal, session_equity
 from fastrl.live.run import LiveInputError, LiveRun
@@ -57,20 +57,27 @@ def paper_trade(run: LiveRun, bars: LiveBars, journal: Journal, start: str | pd.
             raise LiveInputError(f"--to {end.date()} is before --from {start.date()}")
         # the expected last session: the exchange's last one up to --to; later bars are
         # not seen
-        expected, assumed = last_session(end)
+        due, assumed = last_session(end)
         bars = bars.upto(end)
         stale = [s for s, f in bars.bars.items()
-                 if not len(f) or f.index[-1].normalize() < expected]
+                 if not len(f) or f.index[-1].normalize() < due]
         if stale:
             raise LiveInputError(
                 f"stale bar: the newest bar of {', '.join(stale)} up to --to {end.date()} is "
-                f"older than the expected session {expected.date()} (the last {EXCHANGE} "
+                f"older than the expected session {due.date()} (the last {EXCHANGE} "
                 f"session up to it){'; ' + assumed if assumed else ''}")
         calendar = bars.sessions()
-    else:
-        end = calendar[-1] if calendar else start
-    last = journal.last()
     warnings: list[str] = []
+    if end is None:
+        end = calendar[-1] if calendar else start
+        # a replay of history is no error, but a daily run on a feed that stopped would
+        # otherwise only say "nothing new to trade"
+        expect = expected(clock(None), bars.freq)
+        if end < expect.allowed.normalize():
+            warnings.append(f"the feed ends at {end.date()}, before the last {EXCHANGE} "
+                            f"session closed by now ({expect.session.date()}): a stale feed? "
+                            "(give --to to replay history without this warning)")
+    last = journal.last()
     if last is None:
         book, seq, resumed = None, 0, None
         todo = [d for d in calendar if start <= d <= end]
