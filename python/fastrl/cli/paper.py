@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="first session to trade (YYYY-MM-DD); on a journal that already "
                         "holds sessions, trading continues after its last one")
     parser.add_argument("--to", dest="end", default=None,
-                        help="last session (default: the newest bar); bars must reach it")
+                        help="last session (default: the newest bar, and a warning when it is "
+                        "older than the last session closed by now); bars must reach the last "
+                        "NSE/BSE session up to it (exchange-calendars' XBOM)")
     parser.add_argument("--journal",
                         help="SQLite file path, or an SQLAlchemy URL (postgresql://user@host/db)")
     parser.add_argument("--verify", metavar="JOURNAL", default=None,

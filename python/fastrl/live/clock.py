@@ -115,7 +115,8 @@ def sessions(first: pd.Timestamp, last: pd.Timestamp) -> tuple[pd.DataFrame, str
     if first < low or last > high:
         note = (f"outside the {EXCHANGE} calendar of exchange-calendars {xc.__version__} "
                 f"({low.date()} to {high.date()}) every weekday is taken as a session, so a "
-                "holiday counts as one (upgrade exchange-calendars, or pass --asof)")
+                "holiday counts as one (upgrade exchange-calendars, or on a holiday pass "
+                "the session before it as the date)")
     return frame, note
 
 
