@@ -328,9 +328,10 @@ def _bad_ticks(table: pd.DataFrame, factor: np.ndarray | None, file_label: str,
         ]
         raise DataValidationError(
             issues,
-            "Nothing was changed. If these prices are feed errors, pass --repair-ticks "
-            "(config data.repair_ticks=true; repair_ticks=True in Python) to clip each into "
-            "the range of the closes around it; every change is then listed.",
+            "Nothing was changed. If these prices are feed errors, fix the file, or pass "
+            "--repair-ticks to fastrl-train, -walkforward, -tune (config "
+            "data.repair_ticks=true; repair_ticks=True in Python) to clip each into the range "
+            "of the closes around it and list every change (live bars are never repaired).",
         )
     repaired = []
     for t in found:
