@@ -80,6 +80,32 @@ def test_the_market_summary_lists_the_repairs():
         build_market("BPCL_bad_open_tick", source=BAD_OPEN, test_days=20, window=8)
 
 
+def test_a_whole_bar_out_of_line_is_refused_then_repaired(tmp_path):
+    frame = pd.read_csv(CLEAN)
+    row = BAD_ROW - 1  # data row BAD_ROW
+    for column in ("open", "high", "low", "close"):  # every price 5x, adj_close in line
+        frame.loc[row, column] = round(frame.loc[row, column] * 5, 4)
+    path = tmp_path / "BPCL.csv"
+    frame.to_csv(path, index=False, float_format="%.4f")
+    for adjust in ("none", "split"):  # the file's raw prices (adj_close would hide the spike)
+        with pytest.raises(DataValidationError) as info:
+            load_bars("BPCL", source=path, adjust=adjust)
+        (issue,) = info.value.issues
+        assert (issue.row, issue.column) == (BAD_ROW, "close")
+        # the close, 5x its own, is 4.88x the higher neighbouring close
+        assert "4.88x above" in issue.problem and "the next close reverses it" in issue.problem
+    report = load_bars_report("BPCL", source=path, adjust="none", repair_ticks=True)
+    repairs = report.repaired["BPCL"]
+    assert [(r.row, r.column) for r in repairs] == [
+        (BAD_ROW, c) for c in ("open", "high", "low", "close")]
+    closes = pd.read_csv(CLEAN)["close"]
+    neighbours = sorted([closes[row - 1], closes[row + 1]])
+    bar = report.bars["BPCL"].loc[BAD_DAY]
+    assert neighbours[0] <= bar["close"] <= neighbours[1]
+    assert bar["low"] <= min(bar["open"], bar["close"]) <= max(bar["open"], bar["close"]) \
+        <= bar["high"] <= neighbours[1]
+
+
 def test_a_bad_low_in_5min_bars_is_refused_then_repaired(tmp_path):
     frame = pd.read_csv(FIXTURES / "intraday_5min" / "BPCL.csv")
     row = 40  # mid-session on the first day

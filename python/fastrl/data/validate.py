@@ -26,7 +26,7 @@ import pandas as pd
 
 from fastrl.data.errors import DataValidationError, RowIssue
 from fastrl.data.readers import PRICE_COLUMNS, parse_timestamps
-from fastrl.data.ticks import TickRepair, find_bad_ticks
+from fastrl.data.ticks import TickRepair, check_ticks
 
 ON_BAD_ROWS = ("raise", "drop")
 ADJUST_MODES = ("auto", "adj_close", "split", "none")
@@ -301,12 +301,12 @@ def _issue_order(issue: RowIssue) -> tuple[int, str]:
 def _bad_ticks(table: pd.DataFrame, factor: np.ndarray | None, file_label: str,
                csv_lines: bool, repair: bool) -> list[TickRepair]:
     """Refuse the bad ticks of the (sorted, clean, unadjusted) ``table``, judged on the
-    adjusted prices; with ``repair``, clip them in ``table`` (file units) and list them."""
+    adjusted prices; with ``repair``, clip them in ``table`` (file units) and list every
+    price changed."""
     scale = np.ones(len(table)) if factor is None else factor
     adjusted = {c: table[c].to_numpy() * scale for c in PRICE_COLUMNS}
-    found = find_bad_ticks(adjusted["open"], adjusted["high"], adjusted["low"],
-                           adjusted["close"])
-    if not found:
+    check = check_ticks(adjusted["open"], adjusted["high"], adjusted["low"], adjusted["close"])
+    if not check.bad:
         return []
     rows = table.index.to_numpy()  # positions in the file (the frame was reset to 0..n-1)
     stamps = table["timestamp"].to_numpy()
@@ -316,16 +316,18 @@ def _bad_ticks(table: pd.DataFrame, factor: np.ndarray | None, file_label: str,
         return str(stamp.date()) if stamp == stamp.normalize() else str(stamp)
 
     if not repair:
-        issues = [
-            RowIssue(file_label, int(rows[t.index]) + 1, t.column,
-                     f"bad tick on {when(t.index)}: {t.column} "
-                     f"{float(table[t.column].iat[t.index])!r} is {t.ratio:.2f}x "
-                     f"{'above' if t.value > t.range_high else 'below'} the closes around it "
-                     f"[{t.range_low / scale[t.index]:.6g}, {t.range_high / scale[t.index]:.6g}]"
-                     f" (previous and own close; limit {t.limit:.2f}x) while the close is in "
-                     f"line", csv_lines)
-            for t in found
-        ]
+        issues = []
+        for t in check.bad:
+            around, moved = (("neighbouring closes", "the next close reverses it")
+                             if t.column == "close" else
+                             ("previous and own close", "the close is in line"))
+            issues.append(RowIssue(
+                file_label, int(rows[t.index]) + 1, t.column,
+                f"bad tick on {when(t.index)}: {t.column} "
+                f"{float(table[t.column].iat[t.index])!r} is {t.ratio:.2f}x "
+                f"{'above' if t.value > t.range_high else 'below'} the closes around it "
+                f"[{t.range_low / scale[t.index]:.6g}, {t.range_high / scale[t.index]:.6g}]"
+                f" ({around}; limit {t.limit:.2f}x) and {moved}", csv_lines))
         raise DataValidationError(
             issues,
             "Nothing was changed. If these prices are feed errors, fix the file, or pass "
@@ -334,13 +336,17 @@ def _bad_ticks(table: pd.DataFrame, factor: np.ndarray | None, file_label: str,
             "of the closes around it and list every change (live bars are never repaired).",
         )
     repaired = []
-    for t in found:
-        position = table.columns.get_loc(t.column)
-        old = float(table.iat[t.index, position])
-        new = t.repaired if factor is None else t.repaired / scale[t.index]
-        table.iat[t.index, position] = new
-        repaired.append(TickRepair(file_label, int(rows[t.index]) + 1, t.column,
-                                   when(t.index), old, float(new), csv_lines))
+    changed = {c: check.repaired[c] != adjusted[c] for c in PRICE_COLUMNS}
+    for i in np.flatnonzero(np.logical_or.reduce(list(changed.values()))):
+        for column in PRICE_COLUMNS:
+            if not changed[column][i]:
+                continue
+            position = table.columns.get_loc(column)
+            old = float(table.iat[i, position])
+            new = float(check.repaired[column][i] / scale[i])
+            table.iat[i, position] = new
+            repaired.append(TickRepair(file_label, int(rows[i]) + 1, column, when(i), old, new,
+                                       csv_lines))
     return repaired
 
 
