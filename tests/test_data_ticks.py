@@ -278,3 +278,22 @@ def test_repair_ticks_flag_reaches_the_config_of_every_command(tmp_path):
 
     pbt_args = pbt.build_parser().parse_args(["--pbt", "--repair-ticks"])
     assert pbt_args.repair_ticks is True
+
+
+def test_fastrl_walkforward_refuses_a_bad_tick_and_loads_it_repaired_on_request(tmp_path,
+                                                                               capsys):
+    from fastrl.cli import walkforward
+    from fastrl.walkforward.run import load_walkforward_bars
+
+    data = _copy(BAD_OPEN, tmp_path / "data")
+    run = tmp_path / "wf"
+    argv = ["--symbols", "BPCL", "--data", str(data), "--run-dir", str(run)]
+    assert walkforward.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastrl-walkforward: error: ") and "column 'open': bad tick" in err
+    assert not run.exists()
+    settings = walkforward._settings(walkforward.build_parser().parse_args(
+        [*argv, "--repair-ticks"]))
+    (config,) = walkforward._configs(settings).values()
+    bars = load_walkforward_bars(config)["BPCL"]
+    assert bars.loc[BAD_DAY, "open"] < 2 * bars.loc[BAD_DAY, "close"]
