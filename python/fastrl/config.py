@@ -204,6 +204,10 @@ class DataConfig:
     """corr(signal_t, return_t+1) of the planted market."""
     synthetic_seed: Annotated[Int | None, BeforeValidator(_none_word)] = None
     """Seed of the synthetic bars; None: the run's seed."""
+    repair_ticks: Flag = False
+    """False: refuse bars with an isolated bad tick (an open, high or low far outside the
+    closes around it; :mod:`fastrl.data.ticks`). True: clip each into that range and log
+    every change (``--repair-ticks``)."""
 
 
 @dataclass

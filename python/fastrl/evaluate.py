@@ -202,6 +202,7 @@ def build_test_block(
             val_days=0 if data is not None else data_config.val_days,
             window=config.env.window,
             normaliser_state=state,
+            repair_ticks=data_config.repair_ticks,
         )
     except (ValueError, OSError) as exc:  # data errors name the file, row and column
         raise EvaluationError(str(exc)) from exc
@@ -230,6 +231,7 @@ def _check_held_out(agent: Any, market: MarketBlock, normaliser_state: Any) -> N
             val_days=data_config.val_days,
             window=config.env.window,
             normaliser_state=normaliser_state,
+            repair_ticks=data_config.repair_ticks,
         )
     except (ValueError, OSError) as exc:
         market.meta["held_out_check"] = f"not verified: training data unavailable ({exc})"
@@ -296,7 +298,7 @@ def evaluate_portfolio_run(
     try:
         panel = build_panel(list(data.symbols), freq=data.freq, source=data.source,
                             test_days=days, window=config.env.window,
-                            normaliser_state=state).test
+                            normaliser_state=state, repair_ticks=data.repair_ticks).test
     except (ValueError, OSError) as exc:
         raise EvaluationError(str(exc)) from exc
     obs_dim = portfolio_obs_dim(panel, config.env.window)

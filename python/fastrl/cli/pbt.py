@@ -22,6 +22,7 @@ from typing import Any
 
 from fastrl.cli.errors import UsageError, cli_errors
 from fastrl.cli.interrupt import ctrl_c_raises_interrupted
+from fastrl.cli.train import REPAIR_TICKS_HELP, REPAIR_TICKS_SET
 
 PROG = "fastrl-tune"
 REPLAY_SEEDS = 3  # fastrl.tune.pbt.REPLAY_SEEDS (not imported: it loads torch)
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "sharpe")
     parser.add_argument("--data", metavar="PATH", default="bundled",
                         help="bundled, synthetic or a data folder")
+    parser.add_argument("--repair-ticks", action="store_true", help=REPAIR_TICKS_HELP)
     parser.add_argument("--base-preset", default="fast", help="the seed config's preset")
     parser.add_argument("--config", metavar="FILE", help="seed config file (YAML/TOML/JSON)")
     parser.add_argument("--set", dest="set_options", nargs="+", action="append", default=[],
@@ -111,7 +113,8 @@ def _check_args(args: argparse.Namespace) -> None:
                                           ("--replay-seeds", args.replay_seeds),
                                           ("--objective", args.objective))
                  if value is not None] + (["--set"] if args.set_options else []) \
-            + (["--no-replay"] if args.no_replay else [])
+            + (["--no-replay"] if args.no_replay else []) \
+            + (["--repair-ticks"] if args.repair_ticks else [])
         if given:
             raise UsageError(f"--resume continues with the run's saved settings; drop "
                              f"{', '.join(given)}")
@@ -175,6 +178,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.device is not None:
             overrides["device"] = args.device
         set_options = [item for group in args.set_options for item in group]
+        set_options += [REPAIR_TICKS_SET] * args.repair_ticks
         config = resolve_defaults(build_config(args.base_preset, args.config, overrides,
                                                set_options))
         if not config.data.val_days:

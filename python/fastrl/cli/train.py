@@ -39,6 +39,10 @@ FLAG_KEYS = {
     "device": "device",
     "run_dir": "run_dir",
 }
+REPAIR_TICKS_HELP = ("clip isolated bad ticks (an open, high or low far outside the closes "
+                     "around it) into that range and list every change, instead of refusing "
+                     "the data (data.repair_ticks=true)")
+REPAIR_TICKS_SET = "data.repair_ticks=true"  # what --repair-ticks sets (a --set option)
 RESUMABLE_FLAGS = {"timesteps": "total_timesteps", "device": "device", "threads": "env_threads"}
 
 
@@ -62,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "0: off)")
     data.add_argument("--data", metavar="PATH",
                       help="your CSV/Parquet file or folder instead of the bundled bars")
+    data.add_argument("--repair-ticks", action="store_true",
+                      help=REPAIR_TICKS_HELP)
     run = parser.add_argument_group("training")
     run.add_argument("--preset", help="hyperparameter preset: fast (default) or baseline")
     run.add_argument("--config", metavar="FILE", help="YAML or TOML file of config keys")
@@ -94,6 +100,8 @@ def _given_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["amp"] = False
     if args.portfolio:
         overrides["portfolio.enabled"] = True
+    if args.repair_ticks:
+        overrides["data.repair_ticks"] = True
     return overrides
 
 
@@ -109,6 +117,7 @@ def make_trainer(args: argparse.Namespace, callback: Any) -> Any:
                  if getattr(args, dest) is not None and dest not in RESUMABLE_FLAGS]
         extra += ["--preset"] * (args.preset is not None) + ["--config"] * bool(args.config)
         extra += ["--set"] * bool(set_options) + ["--portfolio"] * args.portfolio
+        extra += ["--repair-ticks"] * args.repair_ticks
         if extra:
             raise UsageError(f"--resume continues the saved configuration; drop {', '.join(extra)}"
                              f" (only --timesteps, --device, --threads, --no-compile, "

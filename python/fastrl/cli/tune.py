@@ -38,6 +38,7 @@ from typing import Any
 
 from fastrl.cli.errors import UsageError, cli_errors
 from fastrl.cli.interrupt import ctrl_c_raises_interrupted
+from fastrl.cli.train import REPAIR_TICKS_HELP, REPAIR_TICKS_SET
 
 PROG = "fastrl-tune"
 WAIT_POLL_S = 2.0
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="last trading days held out; no trial ever sees them (default 30)")
     data.add_argument("--data", metavar="PATH", default="bundled",
                       help="your CSV/Parquet bars instead of the bundled ones")
+    data.add_argument("--repair-ticks", action="store_true", help=REPAIR_TICKS_HELP)
     search = parser.add_argument_group("search")
     search.add_argument("--trials", type=int, required=True, metavar="N",
                         help="trials in the study (all workers together)")
@@ -160,7 +162,8 @@ def settings_of(args: argparse.Namespace, space: dict[str, Any]) -> dict[str, An
         "val_days": args.val_days, "test_days": args.test_days, "timesteps": args.timesteps,
         "seeds": args.seeds, "folds": args.folds, "confirm_days": args.confirm_days,
         "confirm_seeds": args.confirm_seeds, "base_preset": args.base_preset,
-        "set_options": [item for group in args.set_options for item in group],
+        "set_options": [item for group in args.set_options for item in group]
+        + [REPAIR_TICKS_SET] * args.repair_ticks,
         "objective": args.objective, "sampler_seed": args.sampler_seed,
         **validation_grid(args),
         "space": space_to_dict(space),

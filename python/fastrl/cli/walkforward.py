@@ -20,6 +20,7 @@ from typing import Any
 
 from fastrl.cli.errors import UsageError, cli_errors
 from fastrl.cli.interrupt import ctrl_c_raises_interrupted
+from fastrl.cli.train import REPAIR_TICKS_HELP
 
 PROG = "fastrl-walkforward"
 SETTINGS = "walkforward.json"
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "against equal weight bought and held")
     data.add_argument("--freq", choices=("1d", "5min"), help="bar size (default 1d)")
     data.add_argument("--data", metavar="PATH", help="your CSV/Parquet file or folder")
+    data.add_argument("--repair-ticks", action="store_true", help=REPAIR_TICKS_HELP)
     data.add_argument("--test-days", type=int, metavar="N",
                       help="the data's last trading days, never traded (default: the "
                       "config's, 30); see --through-test")
@@ -99,6 +101,8 @@ def _configs(settings: dict[str, Any]) -> dict[str, Any]:
         overrides["data.test_days"] = settings["test_days"]
     if settings.get("portfolio"):
         overrides["portfolio.enabled"] = True
+    if settings.get("repair_ticks"):
+        overrides["data.repair_ticks"] = True
     set_options = settings["set_options"]
     entries = settings.get("compare") or [settings.get("config") or settings.get("preset")
                                          or "fast"]
@@ -144,7 +148,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     keys = ("symbols", "portfolio", "freq", "data", "test_days", "through_test", "preset", "config",
             "timesteps", "num_envs", "seed", "device", "start", "step", "train_window",
             "val_days", "embargo", "min_train_days", "late_listings", "warm_start", "compare",
-            "seeds", "workers", "threads")
+            "seeds", "workers", "threads", "repair_ticks")
     settings = {key: getattr(args, key) for key in keys}
     settings["set_options"] = [item for group in args.set_options for item in group]
     return settings

@@ -9,9 +9,11 @@ or it has a ``symbol``/``ticker`` column holding several symbols).
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterable
@@ -30,10 +32,12 @@ from fastrl.data.readers import (
     read_table,
     symbol_of,
 )
+from fastrl.data.ticks import TickRepair, find_bad_ticks
 from fastrl.data.validate import FREQS, ValidatedBars, check_choice, validate_bars
 
+LOG = logging.getLogger("fastrl.data")
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
-BARS_CACHE_VERSION = 2  # bump when reading, validation or adjustment changes what they return
+BARS_CACHE_VERSION = 3  # bump when reading, validation or adjustment changes what they return
 BAR_COLUMNS = ("open", "high", "low", "close", "volume")
 FREQ_FOLDERS = {"1d": ("daily", "1d", "day"), "5min": ("intraday_5min", "5min", "5m")}
 
@@ -47,6 +51,7 @@ class LoadResult:
     dropped: dict[str, list[RowIssue]] = field(default_factory=dict)
     adjustment: dict[str, str] = field(default_factory=dict)
     resorted: list[str] = field(default_factory=list)  # symbols whose rows were out of order
+    repaired: dict[str, list[TickRepair]] = field(default_factory=dict)  # bad ticks clipped
 
 
 def _freq_folder(root: Path, freq: str) -> Path:
@@ -128,8 +133,13 @@ def load_bars_report(
     adjust: str = "auto",
     tz: str = "Asia/Kolkata",
     cache: str | Path | None = None,
+    repair_ticks: bool = False,
 ) -> LoadResult:
     """:func:`load_bars` plus the record of repairs, adjustments and re-sorting.
+
+    ``repair_ticks``: clip isolated bad ticks (:mod:`fastrl.data.ticks`) instead of
+    refusing them; each change is in ``repaired`` and logged as a warning on the
+    ``fastrl.data`` logger (printed to stderr when logging is not configured).
 
     ``cache`` (a folder): reuse the validated bars of a file whose bytes are unchanged since
     they were last parsed with these options (keyed by the file's SHA-256), so a call after
@@ -166,7 +176,7 @@ def load_bars_report(
                 raw[path] = path.read_bytes()
             entry = _CacheEntry(Path(cache), path, symbol_value,
                                 hashlib.sha256(raw[path]).hexdigest(),
-                                (freq, tz, on_bad_rows, adjust, label))
+                                (freq, tz, on_bad_rows, adjust, label, repair_ticks))
             hit = entry.read()
             grown = None
             if hit is None and growable:
@@ -194,7 +204,8 @@ def load_bars_report(
             mask = frame["symbol"].astype(str).str.strip() == symbol_value
             frame = frame[mask]
             label = f"{label} [{symbol_value}]"
-        validated = _validate_with_file_rows(frame, label, freq, tz, on_bad_rows, adjust, csv_lines)
+        validated = _validate_with_file_rows(frame, label, freq, tz, on_bad_rows, adjust, csv_lines,
+                                             repair_ticks)
         bars = validated.bars
         bars.attrs = {"symbol": symbol, "file": label, "adjustment": validated.adjustment}
         result.bars[symbol] = bars
@@ -204,7 +215,12 @@ def load_bars_report(
             result.dropped[symbol] = validated.dropped
         if not validated.was_sorted:
             result.resorted.append(symbol)
-        if entry is not None and not validated.dropped:  # only clean files are kept
+        if validated.repaired:
+            result.repaired[symbol] = validated.repaired
+            for repair in validated.repaired:
+                LOG.warning("%s (--repair-ticks)", repair.describe())
+        # only clean files are kept, so a repair is reported on every load
+        if entry is not None and not validated.dropped and not validated.repaired:
             content = _csv_content(path, raw[path]) if growable else None
             entry.write(bars, validated.adjustment, validated.was_sorted,
                         _growth_meta(content, frame) if content is not None else {})
@@ -248,7 +264,9 @@ def _appended_bars(cached: pd.DataFrame, meta: dict, content: bytes, label: str,
     are clean, in order and strictly after the cached last bar (so no row can duplicate an
     earlier one), give plain numbers, the same columns and the same adjustment (a ``split``
     column: no split among them, so no earlier row's factor changes). Each row's values
-    depend on its own line only, so the result equals the full parse bit for bit."""
+    depend on its own line only, so the result equals the full parse bit for bit. The
+    bad-tick check depends on neighbouring bars: it runs on the whole grown series, and
+    any bad tick leaves the decision (refusal or repair) to the full parse."""
     length, sha = meta.get("content_len"), meta.get("content_sha")
     if not (meta.get("plain") and meta.get("was_sorted") and isinstance(length, int)
             and length > 0 and len(content) > length and content[length - 1:length] == b"\n"
@@ -266,7 +284,8 @@ def _appended_bars(cached: pd.DataFrame, meta: dict, content: bytes, label: str,
         if [str(c) for c in frame.columns] != meta.get("columns") or not _plain_numbers(frame):
             return None
         validated = validate_bars(frame, file_label=label, freq=freq, tz=tz,
-                                  on_bad_rows="raise", adjust=adjust, csv_lines=True)
+                                  on_bad_rows="raise", adjust=adjust, csv_lines=True,
+                                  check_ticks=False)
     except Exception:  # anything unusual: the full parse decides
         return None
     bars = validated.bars
@@ -286,6 +305,8 @@ def _appended_bars(cached: pd.DataFrame, meta: dict, content: bytes, label: str,
                                              new[c].to_numpy(np.float64)])
                           for c in BAR_COLUMNS},
                          index=pd.DatetimeIndex(stamps, name="timestamp"))
+    if find_bad_ticks(*(grown[c].to_numpy() for c in ("open", "high", "low", "close"))):
+        return None
     return grown, validated.adjustment, _growth_meta(content, frame)
 
 
@@ -375,6 +396,7 @@ def _validate_with_file_rows(
     on_bad_rows: str,
     adjust: str,
     csv_lines: bool,
+    repair_ticks: bool = False,
 ) -> ValidatedBars:
     """Validate a (possibly filtered) frame and report row numbers of the original file."""
     file_rows = frame.index.to_numpy()
@@ -388,6 +410,7 @@ def _validate_with_file_rows(
             on_bad_rows=on_bad_rows,
             adjust=adjust,
             csv_lines=csv_lines,
+            repair_ticks=repair_ticks,
         )
     except ValueError as error:
         issues = getattr(error, "issues", None)
@@ -398,6 +421,8 @@ def _validate_with_file_rows(
         ) from None
     if not contiguous:
         validated.dropped = [_renumber(issue, file_rows) for issue in validated.dropped]
+        validated.repaired = [dataclasses.replace(r, row=int(file_rows[r.row - 1]) + 1)
+                              for r in validated.repaired]
     return validated
 
 
@@ -417,6 +442,7 @@ def load_bars(
     *,
     adjust: str = "auto",
     tz: str = "Asia/Kolkata",
+    repair_ticks: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Load validated, split-adjusted bars for each symbol.
 
@@ -430,9 +456,14 @@ def load_bars(
         adjust: "auto" (adj_close if present, else split factors, else none), or force one.
         tz: exchange time zone; time-zone-aware timestamps are converted to it, then stored
             as naive local time.
+        repair_ticks: False (default) refuses isolated bad ticks (an open, high or low far
+            outside the closes around it, see :mod:`fastrl.data.ticks`) naming file, row,
+            column and value; True clips them into that range (use
+            :func:`load_bars_report` to see every change).
 
     Returns:
         symbol -> DataFrame with a sorted unique DatetimeIndex and float64 columns open,
         high, low, close (adjusted) and volume (NaN when the source has none).
     """
-    return load_bars_report(symbols, freq, source, on_bad_rows, adjust=adjust, tz=tz).bars
+    return load_bars_report(symbols, freq, source, on_bad_rows, adjust=adjust, tz=tz,
+                            repair_ticks=repair_ticks).bars

@@ -26,7 +26,8 @@ def load_market(config: TrainConfig, normaliser_state: dict | None = None) -> An
 
         return build_panel(list(data.symbols), freq=data.freq, source=data.source,
                            test_days=data.test_days, val_days=data.val_days,
-                           window=config.env.window, normaliser_state=normaliser_state)
+                           window=config.env.window, normaliser_state=normaliser_state,
+                           repair_ticks=data.repair_ticks)
     if data.source == "synthetic":
         from fastrl.data.synthetic import build_synthetic_market
 
@@ -52,6 +53,7 @@ def load_market(config: TrainConfig, normaliser_state: dict | None = None) -> An
         val_days=data.val_days,
         window=config.env.window,
         normaliser_state=normaliser_state,
+        repair_ticks=data.repair_ticks,
     )
 
 

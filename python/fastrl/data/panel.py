@@ -213,6 +213,7 @@ def build_panel(
     window: int = 32,
     on_bad_rows: str = "raise",
     normaliser_state: dict | None = None,
+    repair_ticks: bool = False,
 ) -> PanelSplits:
     """Load, validate, featurise, align and split a panel; ``symbols=None`` takes every
     symbol the source holds for ``freq``."""
@@ -220,7 +221,7 @@ def build_panel(
         from fastrl.data.loaders import available
 
         symbols = available(freq, source)
-    loaded = load_bars_report(symbols, freq, source, on_bad_rows)
+    loaded = load_bars_report(symbols, freq, source, on_bad_rows, repair_ticks=repair_ticks)
     return build_panel_from_bars(loaded.bars, freq, test_days=test_days, val_days=val_days,
                                  window=window, normaliser_state=normaliser_state,
                                  source=str(source))

@@ -214,6 +214,7 @@ def build_market_from_bars(
         "warmup_rows_dropped": {},
         "adjustment": {},
         "repairs": {},
+        "tick_repairs": {},
         "resorted": [],
         "files": {},
     }
@@ -254,6 +255,8 @@ def build_market_from_bars(
             }
             for symbol, issues in load_result.dropped.items()
         }
+        summary["tick_repairs"] = {symbol: [r.as_dict() for r in repairs]
+                                   for symbol, repairs in load_result.repaired.items()}
 
     state = normaliser.state_dict()
     blocks = {}
@@ -296,16 +299,18 @@ def build_market(
     *,
     adjust: str = "auto",
     tz: str = "Asia/Kolkata",
+    repair_ticks: bool = False,
 ) -> MarketSplits:
     """Load, validate, featurise and split a market into read-only blocks.
 
     The normaliser is fitted on the training rows of every symbol, or restored from
     ``normaliser_state`` (a :meth:`FeatureNormaliser.state_dict` saved with a trained
     model) so a model is evaluated on the features it was trained on. ``summary`` records
-    rows/days/date ranges per split and symbol, warm-up rows, adjustments and every repair
-    made under ``on_bad_rows="drop"``.
+    rows/days/date ranges per split and symbol, warm-up rows, adjustments, every repair
+    made under ``on_bad_rows="drop"`` and every bad tick clipped under ``repair_ticks``.
     """
-    loaded = load_bars_report(symbols, freq, source, on_bad_rows, adjust=adjust, tz=tz)
+    loaded = load_bars_report(symbols, freq, source, on_bad_rows, adjust=adjust, tz=tz,
+                              repair_ticks=repair_ticks)
     return build_market_from_bars(
         loaded.bars,
         freq,

@@ -2,7 +2,9 @@
 
 Every check names file, row and column. Nothing is repaired unless the caller asks with
 ``on_bad_rows="drop"``, and then the dropped rows are returned so they can be reported;
-no value is ever filled or back-filled.
+no value is ever filled or back-filled. Isolated bad ticks (:mod:`fastrl.data.ticks`) are
+refused unless the caller asks with ``repair_ticks=True``; then each bad price is clipped
+into the range of the closes around it and every change is returned.
 
 Adjustment (documented choice): when the file has ``adj_close`` (the provider's close
 back-adjusted for splits, bonus issues and dividends), open/high/low/close are all scaled by
@@ -24,6 +26,7 @@ import pandas as pd
 
 from fastrl.data.errors import DataValidationError, RowIssue
 from fastrl.data.readers import PRICE_COLUMNS, parse_timestamps
+from fastrl.data.ticks import TickRepair, check_ticks
 
 ON_BAD_ROWS = ("raise", "drop")
 ADJUST_MODES = ("auto", "adj_close", "split", "none")
@@ -40,6 +43,7 @@ class ValidatedBars:
     dropped: list[RowIssue] = field(default_factory=list)  # issues whose rows were dropped
     adjustment: str = "none"  # "adj_close" | "split" | "none"
     was_sorted: bool = True  # False: rows were not in ascending time order in the file
+    repaired: list[TickRepair] = field(default_factory=list)  # bad ticks clipped on request
 
 
 def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -88,12 +92,19 @@ def validate_bars(
     adjust: str = "auto",
     csv_lines: bool = True,
     extra_columns: tuple[str, ...] = (),
+    repair_ticks: bool = False,
+    check_ticks: bool = True,
 ) -> ValidatedBars:
     """Check one symbol's canonical frame (see :func:`readers.canonical_columns`).
 
     Returns float64 columns open, high, low, close (adjusted), volume (NaN when the file
     has none) and any ``extra_columns`` on a sorted, unique DatetimeIndex named
     ``timestamp`` (naive exchange-local time; daily bars at midnight).
+
+    Bad ticks (:func:`fastrl.data.ticks.find_bad_ticks`, on the adjusted prices in time
+    order, after any dropped rows are gone) are refused, or with ``repair_ticks`` clipped
+    and listed in ``repaired``. ``check_ticks=False`` skips that check, for a caller that
+    runs it on more bars than this frame holds.
     """
     check_choice("freq", freq, FREQS)
     check_choice("on_bad_rows", on_bad_rows, ON_BAD_ROWS)
@@ -252,7 +263,10 @@ def validate_bars(
     was_sorted = bool(np.all(stamps_kept[1:] > stamps_kept[:-1]))
     if not was_sorted:
         table = table.sort_values("timestamp", kind="stable")
-    adjustment = _adjust(table, adjust, file_label, csv_lines)
+    adjustment, factor = _adjust_factor(table, adjust, file_label, csv_lines)
+    repaired = (_bad_ticks(table, factor, file_label, csv_lines, repair_ticks)
+                if check_ticks else [])
+    _apply_factor(table, factor)
     bars = pd.DataFrame(
         {
             "open": table["open"].to_numpy(),
@@ -266,7 +280,8 @@ def validate_bars(
         },
         index=pd.DatetimeIndex(table["timestamp"].to_numpy(), name="timestamp"),
     )
-    return ValidatedBars(bars=bars, dropped=dropped, adjustment=adjustment, was_sorted=was_sorted)
+    return ValidatedBars(bars=bars, dropped=dropped, adjustment=adjustment, was_sorted=was_sorted,
+                         repaired=repaired)
 
 
 def _already_flagged(raw: pd.Series) -> np.ndarray:
@@ -283,8 +298,61 @@ def _issue_order(issue: RowIssue) -> tuple[int, str]:
     return (issue.row if issue.row is not None else 0, issue.column or "")
 
 
-def _adjust(table: pd.DataFrame, adjust: str, file_label: str, csv_lines: bool) -> str:
-    """Scale prices (in place) for splits/bonuses; return the method used."""
+def _bad_ticks(table: pd.DataFrame, factor: np.ndarray | None, file_label: str,
+               csv_lines: bool, repair: bool) -> list[TickRepair]:
+    """Refuse the bad ticks of the (sorted, clean, unadjusted) ``table``, judged on the
+    adjusted prices; with ``repair``, clip them in ``table`` (file units) and list every
+    price changed."""
+    scale = np.ones(len(table)) if factor is None else factor
+    adjusted = {c: table[c].to_numpy() * scale for c in PRICE_COLUMNS}
+    check = check_ticks(adjusted["open"], adjusted["high"], adjusted["low"], adjusted["close"])
+    if not check.bad:
+        return []
+    rows = table.index.to_numpy()  # positions in the file (the frame was reset to 0..n-1)
+    stamps = table["timestamp"].to_numpy()
+
+    def when(i: int) -> str:
+        stamp = pd.Timestamp(stamps[i])
+        return str(stamp.date()) if stamp == stamp.normalize() else str(stamp)
+
+    if not repair:
+        issues = []
+        for t in check.bad:
+            around, moved = (("neighbouring closes", "the next close reverses it")
+                             if t.column == "close" else
+                             ("previous and own close", "the close is in line"))
+            issues.append(RowIssue(
+                file_label, int(rows[t.index]) + 1, t.column,
+                f"bad tick on {when(t.index)}: {t.column} "
+                f"{float(table[t.column].iat[t.index])!r} is {t.ratio:.2f}x "
+                f"{'above' if t.value > t.range_high else 'below'} the closes around it "
+                f"[{t.range_low / scale[t.index]:.6g}, {t.range_high / scale[t.index]:.6g}]"
+                f" ({around}; limit {t.limit:.2f}x) and {moved}", csv_lines))
+        raise DataValidationError(
+            issues,
+            "Nothing was changed. If these prices are feed errors, fix the file, or pass "
+            "--repair-ticks to fastrl-train, -walkforward, -tune (config "
+            "data.repair_ticks=true; repair_ticks=True in Python) to clip each into the range "
+            "of the closes around it and list every change (live bars are never repaired).",
+        )
+    repaired = []
+    changed = {c: check.repaired[c] != adjusted[c] for c in PRICE_COLUMNS}
+    for i in np.flatnonzero(np.logical_or.reduce(list(changed.values()))):
+        for column in PRICE_COLUMNS:
+            if not changed[column][i]:
+                continue
+            position = table.columns.get_loc(column)
+            old = float(table.iat[i, position])
+            new = float(check.repaired[column][i] / scale[i])
+            table.iat[i, position] = new
+            repaired.append(TickRepair(file_label, int(rows[i]) + 1, column, when(i), old, new,
+                                       csv_lines))
+    return repaired
+
+
+def _adjust_factor(table: pd.DataFrame, adjust: str, file_label: str,
+                   csv_lines: bool) -> tuple[str, np.ndarray | None]:
+    """The adjustment method and its per-row price factor (None: prices as they are)."""
     if adjust == "auto":
         adjust = "adj_close" if "adj_close" in table else "split" if "split" in table else "none"
     if adjust in ("adj_close", "split") and adjust not in table:
@@ -300,15 +368,21 @@ def _adjust(table: pd.DataFrame, adjust: str, file_label: str, csv_lines: bool) 
             ]
         )
     if adjust == "none":
-        return adjust
+        return adjust, None
     if adjust == "adj_close":
         factor = table["adj_close"].to_numpy() / table["close"].to_numpy()
     else:
         split = table["split"].to_numpy()
         product_from_here = np.cumprod(split[::-1])[::-1]  # prod of factors at rows >= t
         factor = 1.0 / np.append(product_from_here[1:], 1.0)  # splits strictly after row t
+    return adjust, factor
+
+
+def _apply_factor(table: pd.DataFrame, factor: np.ndarray | None) -> None:
+    """Scale prices (in place) by ``factor`` and volume by its inverse."""
+    if factor is None:
+        return
     for column in PRICE_COLUMNS:
         table[column] = table[column].to_numpy() * factor
     if "volume" in table:
         table["volume"] = table["volume"].to_numpy() / factor
-    return adjust

@@ -2,8 +2,9 @@
 
 Bars come through :func:`fastrl.data.loaders.load_bars_report`, the loader training used
 (same column spellings, validation, split/bonus adjustment, time zone), with
-``on_bad_rows="raise"``: a NaN or non-positive price, an exact or conflicting duplicate bar
-is an error naming file, row and column, never a silent repair. On top of it the live path
+``on_bad_rows="raise"``: a NaN or non-positive price, an exact or conflicting duplicate bar,
+an isolated bad tick (:mod:`fastrl.data.ticks`; live bars are never repaired) is an error
+naming file, row and column, never a silent repair. On top of it the live path
 refuses what a backtest would tolerate but a live decision must not:
 
 - a **missing symbol**: a symbol the run trades is not in the source;

@@ -246,7 +246,8 @@ def load_walkforward_bars(config: Any) -> dict[str, pd.DataFrame]:
     data = config.data
     if data.source == "synthetic":
         raise ValueError("walk-forward needs dated bars: use the bundled data or --data PATH")
-    return dict(load_bars_report(list(data.symbols), data.freq, data.source).bars)
+    return dict(load_bars_report(list(data.symbols), data.freq, data.source,
+                                 repair_ticks=data.repair_ticks).bars)
 
 
 def run_walkforward(
