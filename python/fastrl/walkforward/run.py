@@ -79,16 +79,22 @@ def training_config(config: Any, window: Window, seed: int, val_days: int) -> An
     return config_from_dict(values)
 
 
+def training_bars(bars: Mapping[str, pd.DataFrame], window: Window,
+                  spec: WalkForwardSpec) -> dict[str, pd.DataFrame]:
+    """The bars a window trains on: through ``last_seen``; with ``--train-window N`` from its
+    ``train_start`` and the features' warm-up bars before it, so all N days are trained on."""
+    from fastrl.features import WARMUP_BARS
+
+    return window_bars(bars, window, "train", WARMUP_BARS if spec.train_window else 0)
+
+
 def train_market(bars: Mapping[str, pd.DataFrame], window: Window, config: Any,
                  spec: WalkForwardSpec) -> Any:
     """The train/val MarketSplits of one window from bars through ``last_seen`` only."""
     from fastrl.data.splits import build_market_from_bars
-    from fastrl.features import WARMUP_BARS
-    from fastrl.metrics import bars_per_day
 
     freq = config.data.freq
-    warmup_days = int(np.ceil(WARMUP_BARS / bars_per_day(freq))) + 1
-    past = window_bars(bars, window, "train", warmup_days if spec.train_window else 0)
+    past = training_bars(bars, window, spec)
     after = pd.Timestamp(window.last_seen) + pd.Timedelta(days=1)
     build = _panel_builder() if config.portfolio.enabled else build_market_from_bars
     try:
@@ -327,7 +333,7 @@ def run_walkforward(
         if warm_start and window.index > 0:
             warm = trained[(name, seed_index, window.index - 1)].final
         return {"config_values": values[name], "window": window,
-                "bars": window_bars(bars, window, "train"), "spec": spec, "name": name,
+                "bars": training_bars(bars, window, spec), "spec": spec, "name": name,
                 "seed_index": seed_index, "warm": warm, "torch_threads": torch_threads}
 
     if workers == 1 or len(todo) <= 1:
