@@ -219,6 +219,36 @@ def test_train_window_trains_on_all_its_days(bars, config, monkeypatch):
         assert counted[symbol] == int(((own >= span[0]) & (own <= span[-1])).sum()) == 200
 
 
+def test_a_missing_bar_on_a_decision_day_keeps_the_move(bars, monkeypatch):
+    """BPCL has no bar on a window's decision day (HDFCLIFE does): the move from its last
+    close before it to its next close is still in the record, for the agent (a policy that
+    is always long) and for buy-and-hold, so each compounds to the price ratio."""
+    config = build_config("fast", None, {**TINY, "env.cost": "zero"}, [])
+    decision = pd.Timestamp(plan_windows(bars, SPEC)[1].decision_day)
+    gappy = {**bars, "BPCL": bars["BPCL"].drop(index=decision)}
+    windows = plan_windows(gappy, SPEC)
+    assert pd.Timestamp(windows[1].decision_day) == decision  # HDFCLIFE traded that day
+    long = list(config.env.position_levels).index(1.0)
+    state = run_module.train_market(gappy, windows[0], config, SPEC).normaliser.state_dict()
+
+    class AlwaysLong:
+        feature_normaliser = state
+
+        def __call__(self, obs: np.ndarray) -> np.ndarray:
+            return np.full(len(obs), long, dtype=np.int64)
+
+    monkeypatch.setattr(run_module, "build_agent", lambda config, policy: AlwaysLong())
+    record = run_module.trade_record(config, gappy, windows, [{}] * len(windows))
+    frame = gappy["BPCL"]
+    traded = frame[(frame.index > pd.Timestamp(windows[0].decision_day))
+                   & (frame.index <= pd.Timestamp(windows[-1].last_traded))]
+    rows = record[record["symbol"] == "BPCL"]
+    assert list(rows["time"]) == list(traded.index)  # every bar, the one after the gap too
+    ratio = traded["close"].iloc[-1] / traded["open"].iloc[0]  # bought at the first fill
+    for column in ("agent_return", "bh_return"):
+        assert np.prod(1.0 + rows[column].to_numpy()) == pytest.approx(ratio, rel=1e-4)
+
+
 def test_resume_and_workers_give_the_same_record(bars, config, tmp_path):
     configs = {"fast": config}
     whole = run_walkforward(configs, SPEC, bars=bars)

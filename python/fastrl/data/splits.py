@@ -23,7 +23,7 @@ plus one bar to step into; otherwise a ValueError names the symbol and split.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -156,17 +156,19 @@ def build_market_from_bars(
     source: str = "memory",
     load_result: LoadResult | None = None,
     meta: dict | None = None,
-    test_start: pd.Timestamp | str | None = None,
+    test_start: pd.Timestamp | str | Mapping[str, pd.Timestamp] | None = None,
 ) -> MarketSplits:
     """Featurise, split and pack already validated bars (see :func:`build_market`).
 
     ``test_start`` (a date): the test split is every bar from that date on, per symbol,
     instead of the last ``test_days`` days of the common calendar; with no bar from that date
-    on there is no test split (``test`` is None: a walk-forward window's training market)."""
+    on there is no test split (``test`` is None: a walk-forward window's training market); a
+    mapping gives each symbol its own date."""
     if test_start is None:
         _check_days(test_days, val_days)
     else:
-        test_start = pd.Timestamp(test_start)
+        test_start = ({s: pd.Timestamp(d) for s, d in test_start.items()}
+                      if isinstance(test_start, Mapping) else pd.Timestamp(test_start))
         _check_days(1, val_days)
     if not isinstance(window, (int, np.integer)) or window < 1:
         raise ValueError(f"window must be a positive integer, got {window!r}")
@@ -197,8 +199,9 @@ def build_market_from_bars(
                     f"on {features.index[-1].date()}")
         else:
             try:
-                train_end, val_end = split_bars(features.index, test_days, val_days,
-                                                test_start=test_start)
+                train_end, val_end = split_bars(
+                    features.index, test_days, val_days,
+                    test_start=test_start[symbol] if isinstance(test_start, dict) else test_start)
             except ValueError as error:
                 raise ValueError(f"symbol {symbol}: {error}") from None
         aligned = frame.iloc[len(frame) - len(features):]  # the rows features has

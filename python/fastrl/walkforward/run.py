@@ -111,17 +111,37 @@ def _panel_builder() -> Callable[..., Any]:
     return build_panel_from_bars
 
 
+def decision_days(bars: Mapping[str, pd.DataFrame], window: Window) -> dict[str, pd.Timestamp]:
+    """Per symbol, the day of its first decision in ``window``: its last trading day on or
+    before the window's decision day. A symbol with no bar on the decision day decides at its
+    last close before it, so the move from that close to its next one is traded, in this
+    window, by the position the previous window left (the panel needs none of this: its
+    calendar has every day and values an untraded name at its mark)."""
+    decision = pd.Timestamp(window.decision_day)
+    out = {}
+    for symbol in window.symbols:
+        days = bars[symbol].index.normalize()
+        before = days[days <= decision]
+        out[symbol] = before[-1] if len(before) else decision
+    return out
+
+
 def trade_market(bars: Mapping[str, pd.DataFrame], window: Window, config: Any,
                  feature_normaliser: dict) -> Any:
-    """The block the window trades: from its decision day through ``last_traded``, with the
-    observation window's context rows before it, featurised with the window's normaliser."""
+    """The block the window trades: from its decision day (:func:`decision_days`) through
+    ``last_traded``, with the observation window's context rows before it, featurised with
+    the window's normaliser."""
     from fastrl.data.splits import build_market_from_bars
 
-    build = _panel_builder() if config.portfolio.enabled else build_market_from_bars
+    start: Any = pd.Timestamp(window.decision_day)
+    if config.portfolio.enabled:
+        build = _panel_builder()
+    else:
+        build, start = build_market_from_bars, decision_days(bars, window)
     try:
         market = build(
             window_bars(bars, window, "trade"), config.data.freq, val_days=0,
-            window=config.env.window, test_start=pd.Timestamp(window.decision_day),
+            window=config.env.window, test_start=start,
             normaliser_state=feature_normaliser, source=f"walk-forward window {window.index}")
     except ValueError as error:
         raise ValueError(f"window {window.index} (trading {window.first_traded} to "
@@ -377,7 +397,10 @@ def _buy_and_hold(symbol: str, bars: pd.DataFrame, decision_day: str, last_day: 
     from fastrl.data.block import MarketBlock
 
     days = bars.index.normalize()
-    span = bars.loc[(days >= pd.Timestamp(decision_day)) & (days <= pd.Timestamp(last_day))]
+    # from the symbol's last day on or before the decision day, as the agent's block
+    first = days[days <= pd.Timestamp(decision_day)]
+    first = first[-1] if len(first) else pd.Timestamp(decision_day)
+    span = bars.loc[(days >= first) & (days <= pd.Timestamp(last_day))]
     n = len(span)
     block = MarketBlock(symbols=(symbol,),
                         open=span["open"].to_numpy(), close=span["close"].to_numpy(),
