@@ -76,8 +76,8 @@ def backtest(run_dir: Path, liquidate: bool = False):
 
 
 def backtests(run_dir: Path, liquidate: bool = False) -> list:
-    """A single-symbol run's backtests on its test days, one per symbol (each symbol's own
-    last ``test_days`` days, as fastrl-eval runs them)."""
+    """A single-symbol run's backtests on its test days, one per symbol (its days among the
+    last ``test_days`` of the symbols' common calendar, as fastrl-eval runs them)."""
     from fastrl.backtest import run_agent
     from fastrl.evaluate import build_test_block
     from fastrl.live.run import open_run
