@@ -32,8 +32,9 @@ def run_config(kind: str, seed: int = 0) -> TrainConfig:
                            data=DataConfig(symbols=("BPCL",), test_days=10, val_days=5),
                            seed=seed, **TINY)
     if kind == "pair":  # two single-asset segments on their own calendars
+        # the calendar's last 14 days hold BPCL's last 10 (its bars end 4 days earlier)
         return TrainConfig(env=EnvConfig(window=8, action="continuous"),
-                           data=DataConfig(symbols=PAIR_SYMBOLS, test_days=10, val_days=5),
+                           data=DataConfig(symbols=PAIR_SYMBOLS, test_days=14, val_days=5),
                            seed=seed, **TINY)
     if kind == "intraday":
         return TrainConfig(env=EnvConfig(window=8, cost="nse_intraday"),

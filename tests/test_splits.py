@@ -68,6 +68,33 @@ def test_every_symbol_splits_on_the_same_dates():
     assert max(len(t) for t in test) == 30
 
 
+def test_a_symbol_missing_the_first_test_day_keeps_the_move_after_it():
+    """BPCL has no bar on the test split's first date (HDFCLIFE does): its first test decision
+    is at its last close before that date, so the move from that close to its next one is in
+    the test record, for the agent and for buy-and-hold, as it is for HDFCLIFE."""
+    from fastrl.backtest import baseline_backtest, run_agent
+    from fastrl.env import EnvConfig
+
+    bars = load_bars(["BPCL", "HDFCLIFE"])
+    first = pd.Timestamp(build_market_from_bars(bars, test_days=30, window=8)
+                         .summary["split_dates"]["test"])
+    bars["BPCL"] = bars["BPCL"].drop(index=first)
+    market = build_market_from_bars(bars, test_days=30, window=8)
+    assert market.summary["split_dates"]["test"] == str(first.date())  # HDFCLIFE traded it
+    frame = bars["BPCL"]
+    decided = frame.index[frame.index < first][-1]
+    assert own_rows(market.test, 0)[0] == decided  # the decision bar
+    assert own_rows(market.train, 0)[-1] == decided
+    config = EnvConfig(window=8, cost="zero", position_levels=(0.0, 1.0))
+    traded = frame[frame.index > first]
+    ratio = traded["close"].iloc[-1] / traded["open"].iloc[0]  # the first fill to the end
+    agent = run_agent(lambda obs: np.ones(len(obs), np.int64), market.test, config)[0]
+    hold = baseline_backtest(market.test, 0, config, "buy_and_hold")
+    for backtest in (agent, hold):
+        np.testing.assert_array_equal(backtest.timestamps[1:], traded.index.to_numpy())
+        assert backtest.equity[-1] / backtest.equity[0] == pytest.approx(ratio, rel=1e-4)
+
+
 def test_a_symbol_without_test_days_is_named():
     bars = load_bars(["BPCL", "HDFCLIFE"])
     bars["BPCL"] = bars["BPCL"].loc[:"2022-09-15"]

@@ -10,6 +10,11 @@ intersection: the test window is the market's last days, so a symbol whose data 
 has fewer test days and moves no other symbol's window. Days, not rows, are split, so no
 session is cut in two.
 
+Missing-bar rule: a symbol with no bar on a val/test split's first date (a halt, or a
+day only other symbols traded) starts that split with its last bar before the date, the
+bar it decides on at that date's close, so the move to its next close is in the split's
+record as it is for every other symbol; that bar's own return is the previous split's.
+
 Context rule: a val/test segment starts with the ``window - 1`` feature rows just before
 the split (``meta["context_rows"]``). They only fill the first observation window: the
 simulator's first decision in a segment is at row ``window - 1``, which is the first row
@@ -197,7 +202,14 @@ def build_market_from_bars(
                     f"symbol {symbol}: no bars in the test split (the last {test_days} days of "
                     f"the symbols' common calendar, from {common[1].date()}); its bars end "
                     f"on {features.index[-1].date()}")
+            # a symbol with no bar on a split's first date makes its first decision of the
+            # split at its last bar before it (what it has at that date's close), so the move
+            # to its next close is in the split; that bar's own return stays in the split
+            # before, where it is the last row
+            back = [int(0 < end and days[end] != day.to_datetime64())
+                    for end, day in zip((train_end, val_end), common, strict=True)]
         else:
+            back = [0, 0]
             try:
                 train_end, val_end = split_bars(
                     features.index, test_days, val_days,
@@ -205,7 +217,8 @@ def build_market_from_bars(
             except ValueError as error:
                 raise ValueError(f"symbol {symbol}: {error}") from None
         aligned = frame.iloc[len(frame) - len(features):]  # the rows features has
-        bounds = {"train": (0, train_end), "val": (train_end, val_end), "test": (val_end, None)}
+        bounds = {"train": (0, train_end), "val": (train_end - back[0], val_end),
+                  "test": (val_end - back[1], None)}
         if val_days == 0:
             del bounds["val"]
         if val_end == len(features):
