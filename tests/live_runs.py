@@ -36,8 +36,9 @@ def run_config(kind: str, seed: int = 0) -> TrainConfig:
                            data=DataConfig(symbols=("BPCL",), test_days=10, val_days=5),
                            seed=seed, **TINY)
     if kind == "pair":  # two single-asset segments on their own calendars
+        # the calendar's last 14 days hold BPCL's last 10 (its bars end 4 days earlier)
         return TrainConfig(env=EnvConfig(window=8, action="continuous"),
-                           data=DataConfig(symbols=PAIR_SYMBOLS, test_days=10, val_days=5),
+                           data=DataConfig(symbols=PAIR_SYMBOLS, test_days=14, val_days=5),
                            seed=seed, **TINY)
     if kind == "intraday":
         return TrainConfig(env=EnvConfig(window=8, cost="nse_intraday"),
@@ -80,8 +81,8 @@ def backtest(run_dir: Path, liquidate: bool = False):
 
 
 def backtests(run_dir: Path, liquidate: bool = False) -> list:
-    """A single-symbol run's backtests on its test days, one per symbol (each symbol's own
-    last ``test_days`` days, as fastrl-eval runs them)."""
+    """A single-symbol run's backtests on its test days, one per symbol (its days among the
+    last ``test_days`` of the symbols' common calendar, as fastrl-eval runs them)."""
     from fastrl.backtest import run_agent
     from fastrl.evaluate import build_test_block
     from fastrl.live.run import open_run

@@ -314,7 +314,13 @@ def test_evaluate_run_on_held_out_days_and_the_report_the_cli_writes(trained_run
         first, last = result.info["test_bars"][symbol]
         assert first[:10] == training.summary["date_ranges"]["test"][symbol][0][:10]
         assert last[:10] == training.summary["date_ranges"]["test"][symbol][1][:10]
-        assert result.get(symbol, "agent").num_steps == 19  # decide on day 1, trade days 2..20
+        # decide on the first test day, trade the rest (BPCL's bars end 4 days earlier)
+        days = training.summary["rows"]["test"][symbol]
+        assert result.get(symbol, "agent").num_steps == days - 1
+    assert training.summary["rows"]["test"]["HDFCLIFE"] == 20
+    # one symbol alone is tested on the days it was held out on beside the other
+    alone = evaluate_run(trained_run, symbols=["BPCL"])
+    assert alone.info["test_bars"]["BPCL"] == result.info["test_bars"]["BPCL"]
 
 
 def test_fastrl_eval_command(trained_run, tmp_path, capsys):
@@ -334,8 +340,9 @@ def test_fastrl_eval_command(trained_run, tmp_path, capsys):
     printed = console.file.getvalue()
     assert "BPCL" in printed and "buy & hold" in printed and "Sharpe" in printed
     assert "Sharpe std. error" in printed and "P(Sharpe > buy & hold)" in printed
-    # 10 test days are 9 daily returns: below stats.MIN_BARS, no interval and no verdict
-    assert "verdict: too few bars (n=9) to say anything" in printed and "n/a" in printed
+    # the last 10 days of the calendar hold 6 of BPCL's (its bars end 4 days before
+    # HDFCLIFE's): 5 daily returns, below stats.MIN_BARS, no interval and no verdict
+    assert "verdict: too few bars (n=5) to say anything" in printed and "n/a" in printed
     assert "HDFCLIFE" not in printed
     assert (out / "report.html").is_file()
 

@@ -1,7 +1,7 @@
 """Symbols on their own calendars: the README's BPCL + HDFCLIFE run paper-trades as its
 backtest trades it.
 
-A single-symbol run backtests each symbol as its own segment (its own bars, its own test
+A single-symbol run backtests each symbol as its own segment (its own bars on the test
 days, an equal-capital sub-account), so the live path steps each symbol on its own bars: a
 symbol without a bar at a time keeps its state. In the bundled data BPCL ends on 2022-11-09
 and HDFCLIFE on 2022-11-15: a paper account or a signal up to 2022-11-09 ignores HDFCLIFE's

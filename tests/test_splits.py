@@ -22,29 +22,86 @@ def own_rows(block: MarketBlock, s: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    ("test_days", "val_days", "window"), [(30, 0, 32), (20, 15, 8), (5, 40, 1)]
+    ("test_days", "val_days", "window"), [(30, 0, 32), (20, 15, 8), (6, 40, 1)]
 )
 def test_daily_split_boundaries_are_exact(test_days, val_days, window):
     market = build_market(
         ["BPCL", "HDFCLIFE"], test_days=test_days, val_days=val_days, window=window
     )
     bars = load_bars(["BPCL", "HDFCLIFE"])
+    featured = {symbol: compute_features(frame, "1d") for symbol, frame in bars.items()}
+    calendar = featured["BPCL"].index.union(featured["HDFCLIFE"].index)
+    test_start, val_start = calendar[-test_days], calendar[-test_days - val_days]
+    assert market.summary["split_dates"]["test"] == str(test_start.date())
     for s, symbol in enumerate(market.test.symbols):
-        features = compute_features(bars[symbol], "1d")
+        index = featured[symbol].index
         train = market.train.timestamps[market.train.segment(s)]
         test = own_rows(market.test, s)
         pieces = [train, test]
         if val_days:
             val = own_rows(market.val, s)
             pieces.insert(1, val)
-            assert len(val) == val_days and val[-1] < test[0] and train[-1] < val[0]
-        assert len(test) == test_days
-        # the test set is exactly the symbol's last test_days trading days
-        np.testing.assert_array_equal(test, features.index[-test_days:].to_numpy())
+            np.testing.assert_array_equal(
+                val, index[(index >= val_start) & (index < test_start)].to_numpy())
+            assert val[-1] < test[0] and train[-1] < val[0]
+        # the test set is the symbol's days among the calendar's last test_days days
+        np.testing.assert_array_equal(test, index[index >= test_start].to_numpy())
         joined = np.concatenate(pieces)
         assert len(np.unique(joined)) == len(joined)  # no row in two splits
-        np.testing.assert_array_equal(joined, features.index.to_numpy())  # and none lost
-        assert market.summary["rows"]["test"][symbol] == test_days
+        np.testing.assert_array_equal(joined, index.to_numpy())  # and none lost
+        assert market.summary["rows"]["test"][symbol] == len(test)
+    # HDFCLIFE trades 4 days after BPCL's last bar: those are test days for both
+    assert market.summary["rows"]["test"]["HDFCLIFE"] == test_days
+    assert market.summary["rows"]["test"]["BPCL"] == test_days - 4
+
+
+def test_every_symbol_splits_on_the_same_dates():
+    """BPCL's data end 4 trading days before HDFCLIFE's: no symbol's validation days (which
+    pick best.pt) may be another symbol's test days."""
+    market = build_market(["BPCL", "HDFCLIFE"], test_days=30, val_days=20, window=8)
+    test = [pd.DatetimeIndex(own_rows(market.test, s)) for s in range(2)]
+    val = [pd.DatetimeIndex(own_rows(market.val, s)) for s in range(2)]
+    assert test[0][-1] < test[1][-1]  # the data end on different dates
+    assert test[0][0] == test[1][0]  # the test window starts on one date for both
+    assert val[0][0] == val[1][0]
+    assert max(v[-1] for v in val) < min(t[0] for t in test)
+    assert max(len(t) for t in test) == 30
+
+
+def test_a_symbol_missing_the_first_test_day_keeps_the_move_after_it():
+    """BPCL has no bar on the test split's first date (HDFCLIFE does): its first test decision
+    is at its last close before that date, so the move from that close to its next one is in
+    the test record, for the agent and for buy-and-hold, as it is for HDFCLIFE."""
+    from fastrl.backtest import baseline_backtest, run_agent
+    from fastrl.env import EnvConfig
+
+    bars = load_bars(["BPCL", "HDFCLIFE"])
+    first = pd.Timestamp(build_market_from_bars(bars, test_days=30, window=8)
+                         .summary["split_dates"]["test"])
+    bars["BPCL"] = bars["BPCL"].drop(index=first)
+    market = build_market_from_bars(bars, test_days=30, window=8)
+    assert market.summary["split_dates"]["test"] == str(first.date())  # HDFCLIFE traded it
+    frame = bars["BPCL"]
+    decided = frame.index[frame.index < first][-1]
+    assert own_rows(market.test, 0)[0] == decided  # the decision bar
+    assert own_rows(market.train, 0)[-1] == decided
+    config = EnvConfig(window=8, cost="zero", position_levels=(0.0, 1.0))
+    traded = frame[frame.index > first]
+    ratio = traded["close"].iloc[-1] / traded["open"].iloc[0]  # the first fill to the end
+    agent = run_agent(lambda obs: np.ones(len(obs), np.int64), market.test, config)[0]
+    hold = baseline_backtest(market.test, 0, config, "buy_and_hold")
+    for backtest in (agent, hold):
+        np.testing.assert_array_equal(backtest.timestamps[1:], traded.index.to_numpy())
+        assert backtest.equity[-1] / backtest.equity[0] == pytest.approx(ratio, rel=1e-4)
+
+
+def test_a_symbol_without_test_days_is_named():
+    bars = load_bars(["BPCL", "HDFCLIFE"])
+    bars["BPCL"] = bars["BPCL"].loc[:"2022-09-15"]
+    first = compute_features(bars["HDFCLIFE"], "1d").index[-30].date()
+    with pytest.raises(ValueError, match=f"symbol BPCL: no bars in the test split .* from "
+                       f"{first}.* end on 2022-09-15"):
+        build_market_from_bars(bars, test_days=30, window=8)
 
 
 def test_context_rows_are_the_rows_just_before_the_split():
@@ -118,16 +175,19 @@ def test_split_bars_positions():
 def test_normaliser_is_fitted_on_train_rows_only():
     bars = load_bars(["BPCL", "HDFCLIFE"])
     market = build_market_from_bars(bars, test_days=30)
+    test_start = pd.Timestamp(market.summary["split_dates"]["test"])
     changed = {s: f.copy() for s, f in bars.items()}
-    for frame in changed.values():  # wreck the last 30 days: the normaliser must not move
-        frame.iloc[-30:, :4] *= np.linspace(1, 3, 30)[:, None]
+    for frame in changed.values():  # wreck the test days: the normaliser must not move
+        late = frame.index >= test_start
+        frame.loc[late, frame.columns[:4]] *= np.linspace(1, 3, int(late.sum()))[:, None]
     other = build_market_from_bars(changed, test_days=30)
     np.testing.assert_array_equal(market.normaliser.mean, other.normaliser.mean)
     np.testing.assert_array_equal(market.normaliser.std, other.normaliser.std)
     np.testing.assert_array_equal(market.train.features, other.train.features)
     assert not np.array_equal(market.test.features, other.test.features)
     train_rows = pd.concat(
-        [compute_features(frame, "1d").iloc[:-30] for frame in bars.values()], ignore_index=True
+        [compute_features(frame, "1d").loc[lambda f: f.index < test_start]
+         for frame in bars.values()], ignore_index=True
     )
     np.testing.assert_allclose(market.normaliser.mean, train_rows.mean().to_numpy(), rtol=1e-12)
     np.testing.assert_allclose(market.normaliser.std, train_rows.std(ddof=0).to_numpy(), rtol=1e-9)
@@ -235,7 +295,11 @@ def test_blocks_equal_the_one_symbol_at_a_time_build_bit_for_bit(monkeypatch, po
             else:
                 assert left == right, (split, field.name)
     if not portfolio:  # the summary's day counts: the dates each split holds
+        counts = []
         for symbol in symbols:
             days = pd.DatetimeIndex(fast.test.timestamps[
                 fast.test.segment(symbols.index(symbol))][15:]).normalize().unique()
-            assert fast.summary["days"]["test"][symbol] == len(days) == 40
+            assert fast.summary["days"]["test"][symbol] == len(days)
+            assert days[0] >= pd.Timestamp(fast.summary["split_dates"]["test"])
+            counts.append(len(days))
+        assert max(counts) == 40

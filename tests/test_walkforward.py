@@ -14,11 +14,12 @@ import torch
 from fastrl.backtest import Holding, evaluation_config, run_agent
 from fastrl.config import build_config
 from fastrl.data.loaders import load_bars_report
+from fastrl.data.splits import build_market_from_bars
 from fastrl.walkforward import plan as plan_module
 from fastrl.walkforward import run as run_module
 from fastrl.walkforward.analysis import analyse, benjamini_hochberg, holm
 from fastrl.walkforward.plan import (
-    FEATURE_LOOKBACK_BARS,
+    REWARD_HORIZON_BARS,
     WalkForwardSpec,
     min_embargo_days,
     plan_windows,
@@ -50,18 +51,23 @@ def test_windows_never_reach_their_traded_days(bars):
             calendar.searchsorted(pd.Timestamp(window.last_seen))
         assert gap == min_embargo_days("1d") + 1  # embargo days lie strictly between
         assert window.last_seen < window.decision_day < window.first_traded
+    # the default embargo is the reward's one-bar horizon: the decision day only
+    assert min_embargo_days("1d") == min_embargo_days("5min") == 1
     for before, after in zip(windows, windows[1:], strict=False):
         assert before.last_traded == after.decision_day  # contiguous, no overlap
-    # the held-out test days at the end are never traded
-    test_start = min(frame.index[-30] for frame in bars.values())
-    assert pd.Timestamp(windows[-1].last_traded) < test_start.normalize()
+    # the held-out test days at the end, fastrl-train's test split, are never traded, and
+    # the walk-forward trades up to the day before them
+    test_start = pd.Timestamp(build_market_from_bars(bars, test_days=30).summary[
+        "split_dates"]["test"])
+    assert test_start == calendar[-30]
+    assert windows[-1].last_traded == str(calendar[-31].date())
     through = plan_windows(bars, dataclasses.replace(SPEC, through_test=True))
     assert through[-1].last_traded > windows[-1].last_traded
 
 
 @pytest.mark.parametrize("changes, message", [
     ({"step": 0}, "--step must be an integer >= 1"),
-    ({"embargo": 3}, f"shorter than the feature look-back ({FEATURE_LOOKBACK_BARS} bars"),
+    ({"embargo": 0}, f"shorter than the reward's horizon ({REWARD_HORIZON_BARS} bar"),
     ({"start": "2018-03-01"}, "symbol HDFCLIFE has too little history"),
     ({"start": "2030-01-01"}, "after the last bar"),
 ])
@@ -159,7 +165,14 @@ def _values(config):
 
 
 def test_later_bars_do_not_change_a_windows_policy(bars, config):
+    """The proof of the embargo: every bar after ``last_seen`` (at the default embargo the
+    decision day and everything traded) can change without changing the policy by a bit,
+    and the window still trains and validates on ``last_seen``, the newest bar it may."""
     window = plan_windows(bars, SPEC)[1]
+    calendar = plan_module.trading_calendar(bars)
+    # the bars changed start on the decision day: nothing before it is held back
+    assert calendar[calendar.searchsorted(pd.Timestamp(window.last_seen)) + 1] == \
+        pd.Timestamp(window.decision_day)
     changed = {}
     for symbol, frame in bars.items():
         frame = frame.copy()
@@ -167,12 +180,73 @@ def test_later_bars_do_not_change_a_windows_policy(bars, config):
         frame.loc[later, ["open", "high", "low", "close"]] *= 1.5
         changed[symbol] = frame
     spec = SPEC.resolved("1d")
-    policies = [train_window(_values(config), window,
-                             plan_module.window_bars(source, window, "train"), spec,
+    market = run_module.train_market(bars, window, config, spec)
+    assert pd.Timestamp(market.val.timestamps.max()) == pd.Timestamp(window.last_seen)
+    # train_window gets every bar and must cut them itself
+    policies = [train_window(_values(config), window, source, spec,
                              name="fast", seed_index=0).policy
                 for source in (bars, changed)]
     for key, value in policies[0]["network"].items():
         assert torch.equal(value, policies[1]["network"][key]), key
+
+
+def test_train_window_trains_on_all_its_days(bars, config, monkeypatch):
+    """--train-window N: the window's bars reach far enough back for the features' warm-up,
+    so the N days from train_start to last_seen are all trained or validated on."""
+    spec = dataclasses.replace(SPEC, train_window=200)
+    counted: dict[str, int] = {}
+
+    class Stop(Exception):
+        pass
+
+    def counting(*, window, bars, spec, **kwargs):
+        market = run_module.train_market(bars, window, config, spec)
+        for symbol in window.symbols:
+            counted[symbol] = sum(market.summary["days"][split][symbol]
+                                  for split in ("train", "val"))
+        raise Stop
+
+    monkeypatch.setattr(run_module, "train_window", counting)
+    with pytest.raises(Stop):  # the first window, through run_walkforward's own hand-off
+        run_walkforward({"fast": config}, spec, bars=bars)
+    window = plan_windows(bars, spec)[0]
+    calendar = plan_module.trading_calendar(bars)
+    span = calendar[(calendar >= pd.Timestamp(window.train_start))
+                    & (calendar <= pd.Timestamp(window.last_seen))]
+    assert len(span) == 200
+    for symbol, frame in bars.items():
+        own = frame.index.normalize()
+        assert counted[symbol] == int(((own >= span[0]) & (own <= span[-1])).sum()) == 200
+
+
+def test_a_missing_bar_on_a_decision_day_keeps_the_move(bars, monkeypatch):
+    """BPCL has no bar on a window's decision day (HDFCLIFE does): the move from its last
+    close before it to its next close is still in the record, for the agent (a policy that
+    is always long) and for buy-and-hold, so each compounds to the price ratio."""
+    config = build_config("fast", None, {**TINY, "env.cost": "zero"}, [])
+    decision = pd.Timestamp(plan_windows(bars, SPEC)[1].decision_day)
+    gappy = {**bars, "BPCL": bars["BPCL"].drop(index=decision)}
+    windows = plan_windows(gappy, SPEC)
+    assert pd.Timestamp(windows[1].decision_day) == decision  # HDFCLIFE traded that day
+    long = list(config.env.position_levels).index(1.0)
+    state = run_module.train_market(gappy, windows[0], config, SPEC).normaliser.state_dict()
+
+    class AlwaysLong:
+        feature_normaliser = state
+
+        def __call__(self, obs: np.ndarray) -> np.ndarray:
+            return np.full(len(obs), long, dtype=np.int64)
+
+    monkeypatch.setattr(run_module, "build_agent", lambda config, policy: AlwaysLong())
+    record = run_module.trade_record(config, gappy, windows, [{}] * len(windows))
+    frame = gappy["BPCL"]
+    traded = frame[(frame.index > pd.Timestamp(windows[0].decision_day))
+                   & (frame.index <= pd.Timestamp(windows[-1].last_traded))]
+    rows = record[record["symbol"] == "BPCL"]
+    assert list(rows["time"]) == list(traded.index)  # every bar, the one after the gap too
+    ratio = traded["close"].iloc[-1] / traded["open"].iloc[0]  # bought at the first fill
+    for column in ("agent_return", "bh_return"):
+        assert np.prod(1.0 + rows[column].to_numpy()) == pytest.approx(ratio, rel=1e-4)
 
 
 def test_resume_and_workers_give_the_same_record(bars, config, tmp_path):
@@ -214,7 +288,7 @@ def test_multiple_testing_adjustments():
 
 @pytest.mark.parametrize("argv, message", [
     (["--step", "0"], "--step must be an integer >= 1"),
-    (["--embargo", "2"], "shorter than the feature look-back"),
+    (["--embargo", "0"], "shorter than the reward's horizon"),
     (["--start", "2005-03-01"], "too little history"),
     (["--train-window", "week"], "--train-window must be"),
 ])

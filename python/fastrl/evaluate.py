@@ -193,9 +193,11 @@ def build_test_block(
 
     normaliser = agent.feature_normaliser
     state = normaliser.state_dict() if hasattr(normaliser, "state_dict") else normaliser
+    # on the training data every symbol splits on the training symbols' common calendar, so a
+    # subset is evaluated on the same test days it was held out on
     try:
         splits = build_market(
-            list(chosen),
+            list(chosen if data is not None else trained_symbols),
             freq=data_config.freq,
             source=str(data) if data is not None else data_config.source,
             test_days=days,
@@ -208,7 +210,21 @@ def build_test_block(
         raise EvaluationError(str(exc)) from exc
     if data is not None:
         _check_held_out(agent, splits.test, state)
-    return splits.test
+        return splits.test
+    return _segments_of(splits.test, chosen)
+
+
+def _segments_of(block: MarketBlock, symbols: tuple[str, ...]) -> MarketBlock:
+    """The segments of ``symbols`` from ``block``, in that order."""
+    if tuple(symbols) == block.symbols:
+        return block
+    keep = [block.segment(block.symbols.index(symbol)) for symbol in symbols]
+    segments = [{"symbol": symbol, **{key: None if getattr(block, key) is None
+                                      else getattr(block, key)[rows]
+                                      for key in ("open", "close", "features", "timestamps",
+                                                  "high", "low")}}
+                for symbol, rows in zip(symbols, keep, strict=True)]
+    return MarketBlock.from_segments(segments, block.feature_names, block.freq, block.meta)
 
 
 def _check_held_out(agent: Any, market: MarketBlock, normaliser_state: Any) -> None:
@@ -224,7 +240,7 @@ def _check_held_out(agent: Any, market: MarketBlock, normaliser_state: Any) -> N
     data_config = config.data
     try:
         training = build_market(
-            list(market.symbols),
+            list(data_config.symbols),  # the training split: the trained symbols' calendar
             freq=data_config.freq,
             source=data_config.source,
             test_days=data_config.test_days,

@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "stopping (default: the config's, 120 daily)")
     wf.add_argument("--embargo", type=int, metavar="N",
                     help="trading days between the last bar a window saw and its first traded "
-                    "bar (default and minimum: the feature look-back)")
+                    "bar (default and minimum: the reward's one-bar horizon, 1 day)")
     wf.add_argument("--min-train-days", type=int, metavar="N",
                     help="training days a window needs (default 252 daily)")
     wf.add_argument("--late-listings", choices=("error", "join"), default="error",

@@ -1,9 +1,19 @@
 """Time splits and the market blocks the simulator reads: bars -> features -> train/val/test.
 
-Split rule: per symbol, the last ``test_days`` trading days (calendar dates that have bars;
-for 5-minute bars a day is one calendar trading day) are the test set, the ``val_days``
-before them the validation set, everything earlier the training set. Days, not rows, are
-split, so no session is cut in two.
+Split rule: the symbols share one calendar, the union of their trading days (calendar dates
+on which any symbol has a feature row; for 5-minute bars a day is one calendar trading day),
+the calendar of :mod:`fastrl.data.panel` and the walk-forward plan. Its last ``test_days``
+days are the test set, the ``val_days`` before them the validation set, everything earlier
+the training set, for every symbol: a split starts on the same date for all, so no symbol's
+validation (which picks ``best.pt``) covers another's test days. The union, not the
+intersection: the test window is the market's last days, so a symbol whose data end early
+has fewer test days and moves no other symbol's window. Days, not rows, are split, so no
+session is cut in two.
+
+Missing-bar rule: a symbol with no bar on a val/test split's first date (a halt, or a
+day only other symbols traded) starts that split with its last bar before the date, the
+bar it decides on at that date's close, so the move to its next close is in the split's
+record as it is for every other symbol; that bar's own return is the previous split's.
 
 Context rule: a val/test segment starts with the ``window - 1`` feature rows just before
 the split (``meta["context_rows"]``). They only fill the first observation window: the
@@ -18,7 +28,7 @@ plus one bar to step into; otherwise a ValueError names the symbol and split.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -102,6 +112,25 @@ def split_bars(index: pd.DatetimeIndex, test_days: int, val_days: int = 0, *,
     return train_end, val_end
 
 
+def common_split_days(indexes: Iterable[pd.DatetimeIndex], test_days: int,
+                      val_days: int = 0) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """``(val_start, test_start)``: the first days of the validation and test splits on the
+    union of ``indexes``' trading days (``val_start == test_start`` without validation)."""
+    days = pd.DatetimeIndex(np.unique(np.concatenate([_day_values(i) for i in indexes])))
+    try:
+        train_end, val_end = split_bars(days, test_days, val_days)
+    except ValueError as error:
+        raise ValueError(f"the symbols' common calendar: {error}") from None
+    return days[train_end], days[val_end]
+
+
+def _day_values(index: pd.DatetimeIndex) -> np.ndarray:
+    """The date of each bar as naive datetime64[ns] midnights (the local date if tz-aware)."""
+    if getattr(index, "tz", None) is not None:
+        return index.tz_localize(None).normalize().to_numpy(dtype="datetime64[ns]")
+    return day_stamps(index)
+
+
 def day_stamps(index: pd.DatetimeIndex) -> np.ndarray:
     """``index.normalize()`` as datetime64[ns] values (midnight of each bar's date), without
     pandas inferring the result's frequency (the slow part). Naive timestamps only."""
@@ -132,17 +161,19 @@ def build_market_from_bars(
     source: str = "memory",
     load_result: LoadResult | None = None,
     meta: dict | None = None,
-    test_start: pd.Timestamp | str | None = None,
+    test_start: pd.Timestamp | str | Mapping[str, pd.Timestamp] | None = None,
 ) -> MarketSplits:
     """Featurise, split and pack already validated bars (see :func:`build_market`).
 
     ``test_start`` (a date): the test split is every bar from that date on, per symbol,
-    instead of the last ``test_days`` days; with no bar from that date on there is no test
-    split (``test`` is None: a walk-forward window's training market)."""
+    instead of the last ``test_days`` days of the common calendar; with no bar from that date
+    on there is no test split (``test`` is None: a walk-forward window's training market); a
+    mapping gives each symbol its own date."""
     if test_start is None:
         _check_days(test_days, val_days)
     else:
-        test_start = pd.Timestamp(test_start)
+        test_start = ({s: pd.Timestamp(d) for s, d in test_start.items()}
+                      if isinstance(test_start, Mapping) else pd.Timestamp(test_start))
         _check_days(1, val_days)
     if not isinstance(window, (int, np.integer)) or window < 1:
         raise ValueError(f"window must be a positive integer, got {window!r}")
@@ -155,17 +186,39 @@ def build_market_from_bars(
     per_symbol = {}
     computed = compute_features_many(bars, freq, with_volume=with_volume,
                                      extra_columns=extra_columns)
-    for symbol, frame in bars.items():
-        features = computed[symbol]
+    for symbol, features in computed.items():
         if isinstance(features, ValueError):
             raise ValueError(f"symbol {symbol}: {features}") from None
-        try:
-            train_end, val_end = split_bars(features.index, test_days, val_days,
-                                            test_start=test_start)
-        except ValueError as error:
-            raise ValueError(f"symbol {symbol}: {error}") from None
+    common = None if test_start is not None else common_split_days(
+        (features.index for features in computed.values()), test_days, val_days)
+    for symbol, frame in bars.items():
+        features = computed[symbol]
+        if common is not None:
+            days = _day_values(features.index)
+            train_end, val_end = (int(np.searchsorted(days, d.to_datetime64(), side="left"))
+                                  for d in common)
+            if val_end == len(features):
+                raise ValueError(
+                    f"symbol {symbol}: no bars in the test split (the last {test_days} days of "
+                    f"the symbols' common calendar, from {common[1].date()}); its bars end "
+                    f"on {features.index[-1].date()}")
+            # a symbol with no bar on a split's first date makes its first decision of the
+            # split at its last bar before it (what it has at that date's close), so the move
+            # to its next close is in the split; that bar's own return stays in the split
+            # before, where it is the last row
+            back = [int(0 < end and days[end] != day.to_datetime64())
+                    for end, day in zip((train_end, val_end), common, strict=True)]
+        else:
+            back = [0, 0]
+            try:
+                train_end, val_end = split_bars(
+                    features.index, test_days, val_days,
+                    test_start=test_start[symbol] if isinstance(test_start, dict) else test_start)
+            except ValueError as error:
+                raise ValueError(f"symbol {symbol}: {error}") from None
         aligned = frame.iloc[len(frame) - len(features):]  # the rows features has
-        bounds = {"train": (0, train_end), "val": (train_end, val_end), "test": (val_end, None)}
+        bounds = {"train": (0, train_end), "val": (train_end - back[0], val_end),
+                  "test": (val_end - back[1], None)}
         if val_days == 0:
             del bounds["val"]
         if val_end == len(features):
@@ -206,6 +259,9 @@ def build_market_from_bars(
         "test_days": int(test_days),
         "val_days": int(val_days),
         "context_rows": context_rows,
+        "split_dates": ({} if common is None else
+                        {"val": str(common[0].date()) if val_days else None,
+                         "test": str(common[1].date())}),
         "feature_names": list(feature_names),
         "normaliser": "restored" if normaliser_state is not None else "fitted on train rows",
         "rows": {split: {} for split in SPLITS if split != "val" or val_days},

@@ -5,9 +5,14 @@ The calendar is the union of the symbols' trading days (sessions for 5-minute ba
 (the previous window's last traded day), fills at the open of day ``a`` and marks every
 traded day at its close, so the stitched record has no gap and no overlap. The policy
 trains on bars up to the close of day ``a - 1 - embargo`` only (``last_seen``), so no window
-sees a bar at or after its first traded day, and the ``embargo`` days between cover the
-longest feature look-back. The last ``test_days`` days of the data (the test split every
-other command holds out) are never traded unless ``through_test``.
+sees a bar at or after its first traded day. The ``embargo`` covers what could leak, the
+reward's horizon: a decision's reward is marked at the next bar's close (a square-off exits at
+that same close), so with the default one day no reward a window trains or validates on is
+earned on its decision day or later. Features need no embargo: they only look back, so the
+first traded observations may be built from bars the window trained on (they were known at
+the decision) and nothing after ``last_seen`` reaches the policy. The last ``test_days`` days
+of the calendar (the test split every other command holds out) are never traded unless
+``through_test``.
 """
 
 from __future__ import annotations
@@ -24,13 +29,16 @@ from fastrl.metrics import bars_per_day
 
 # bars the newest feature row reaches back over (the warm-up rows plus the row itself)
 FEATURE_LOOKBACK_BARS = WARMUP_BARS + 1
+# bars a decision's reward looks ahead: filled at the next open (or this close), marked and
+# squared off at the next close
+REWARD_HORIZON_BARS = 1
 DEFAULT_STEP = 63  # trading days per window: a quarter
 LATE_LISTINGS = ("error", "join")
 
 
 def min_embargo_days(freq: str) -> int:
-    """The shortest embargo, in trading days, that covers the longest feature look-back."""
-    return max(1, math.ceil(FEATURE_LOOKBACK_BARS / bars_per_day(freq)))
+    """The shortest embargo, in trading days, that covers the reward's horizon."""
+    return max(1, math.ceil(REWARD_HORIZON_BARS / bars_per_day(freq)))
 
 
 def default_min_train_days(freq: str) -> int:
@@ -72,9 +80,9 @@ class WalkForwardSpec:
         shortest = min_embargo_days(freq)
         if spec.embargo < shortest:
             raise ValueError(
-                f"--embargo {spec.embargo} is shorter than the feature look-back "
-                f"({FEATURE_LOOKBACK_BARS} bars = {shortest} trading day(s) at {freq}): the "
-                "first traded observations would be built from bars the window trained on; "
+                f"--embargo {spec.embargo} is shorter than the reward's horizon "
+                f"({REWARD_HORIZON_BARS} bar = {shortest} trading day(s) at {freq}): a window "
+                "would train on a reward earned on its decision day; "
                 f"use --embargo {shortest} or more")
         if spec.late_listings not in LATE_LISTINGS:
             raise ValueError(f"--late-listings must be one of {LATE_LISTINGS}, "
@@ -138,14 +146,14 @@ def plan_windows(bars: Mapping[str, pd.DataFrame], spec: WalkForwardSpec,
     spec = spec.resolved(freq)
     calendar = trading_calendar(bars)
     symbol_days = {s: frame.index.normalize().unique() for s, frame in bars.items()}
-    # days the data holds out at its end: each symbol's last test_days days
+    # days the data holds out at its end: the calendar's last test_days days, the test
+    # split of every other command (fastrl.data.splits)
     end = len(calendar)
     if spec.test_days and not spec.through_test:
-        for symbol, days in symbol_days.items():
-            if len(days) <= spec.test_days:
-                raise ValueError(f"symbol {symbol} has {len(days)} trading days, not more than "
-                                 f"--test-days {spec.test_days}")
-            end = min(end, int(calendar.searchsorted(days[len(days) - spec.test_days])))
+        if len(calendar) <= spec.test_days:
+            raise ValueError(f"the symbols' calendar has {len(calendar)} trading days, not "
+                             f"more than --test-days {spec.test_days}")
+        end = len(calendar) - spec.test_days
     # earliest traded day per symbol: warm-up + training + validation days, then the embargo
     needed = spec.min_train_days + spec.val_days
     first_day_with_features = math.ceil(WARMUP_BARS / bars_per_day(freq))
@@ -218,12 +226,13 @@ def plan_windows(bars: Mapping[str, pd.DataFrame], spec: WalkForwardSpec,
 
 
 def window_bars(bars: Mapping[str, pd.DataFrame], window: Window, part: str,
-                warmup_days: int = 0) -> dict[str, pd.DataFrame]:
+                warmup_bars: int = 0) -> dict[str, pd.DataFrame]:
     """The bars of ``window.symbols`` a part of the window may use.
 
-    ``part="train"``: from ``train_start`` (less ``warmup_days`` for the features' warm-up)
-    through the close of ``last_seen``; ``part="trade"``: everything through the close of
-    ``last_traded``. Slices are copies, so nothing downstream can reach a later bar.
+    ``part="train"``: from ``train_start`` (and the ``warmup_bars`` bars before it, which
+    the features consume, so the first feature row is on ``train_start``) through the close
+    of ``last_seen``; ``part="trade"``: everything through the close of ``last_traded``.
+    Slices are copies, so nothing downstream can reach a later bar.
     """
     if part not in ("train", "trade"):
         raise ValueError(f"part must be 'train' or 'trade', got {part!r}")
@@ -233,11 +242,8 @@ def window_bars(bars: Mapping[str, pd.DataFrame], window: Window, part: str,
         frame = bars[symbol]
         days = frame.index.normalize()
         keep = days <= end
-        if part == "train" and warmup_days:
-            first = np.searchsorted(days.unique(), pd.Timestamp(window.train_start))
-            first = days.unique()[max(0, first - warmup_days)]
-            keep &= days >= first
-        elif part == "train":
-            keep &= days >= pd.Timestamp(window.train_start)
+        if part == "train":
+            first = int(np.searchsorted(days, pd.Timestamp(window.train_start), side="left"))
+            keep &= np.arange(len(frame)) >= first - warmup_bars
         out[symbol] = frame.loc[keep].copy()
     return out

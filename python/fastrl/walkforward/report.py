@@ -181,8 +181,9 @@ def setup_lines(run: WalkForwardRun) -> list[str]:
         f"{len(run.windows)} windows of {spec.step} trading days, traded "
         f"{first.first_traded} to {last.last_traded}; {run.freq} bars",
         f"training span: {training}; its last {spec.val_days} days validate (best checkpoint "
-        f"and early stopping, as fastrl-train); embargo {spec.embargo} days between the last "
-        "bar a window saw and its first traded bar",
+        f"and early stopping, as fastrl-train); embargo {spec.embargo} day(s) between the last "
+        "bar a window saw and its first traded bar, so no reward it trained on (each is "
+        "marked at the next bar's close) falls on its decision day or later",
         "the last " + (f"{spec.test_days} test days are never traded"
                        if not spec.through_test else "test days are traded (--through-test)"),
         "one policy per window for every symbol; deterministic actions; the training "

@@ -79,16 +79,22 @@ def training_config(config: Any, window: Window, seed: int, val_days: int) -> An
     return config_from_dict(values)
 
 
+def training_bars(bars: Mapping[str, pd.DataFrame], window: Window,
+                  spec: WalkForwardSpec) -> dict[str, pd.DataFrame]:
+    """The bars a window trains on: through ``last_seen``; with ``--train-window N`` from its
+    ``train_start`` and the features' warm-up bars before it, so all N days are trained on."""
+    from fastrl.features import WARMUP_BARS
+
+    return window_bars(bars, window, "train", WARMUP_BARS if spec.train_window else 0)
+
+
 def train_market(bars: Mapping[str, pd.DataFrame], window: Window, config: Any,
                  spec: WalkForwardSpec) -> Any:
     """The train/val MarketSplits of one window from bars through ``last_seen`` only."""
     from fastrl.data.splits import build_market_from_bars
-    from fastrl.features import WARMUP_BARS
-    from fastrl.metrics import bars_per_day
 
     freq = config.data.freq
-    warmup_days = int(np.ceil(WARMUP_BARS / bars_per_day(freq))) + 1
-    past = window_bars(bars, window, "train", warmup_days if spec.train_window else 0)
+    past = training_bars(bars, window, spec)
     after = pd.Timestamp(window.last_seen) + pd.Timedelta(days=1)
     build = _panel_builder() if config.portfolio.enabled else build_market_from_bars
     try:
@@ -105,17 +111,37 @@ def _panel_builder() -> Callable[..., Any]:
     return build_panel_from_bars
 
 
+def decision_days(bars: Mapping[str, pd.DataFrame], window: Window) -> dict[str, pd.Timestamp]:
+    """Per symbol, the day of its first decision in ``window``: its last trading day on or
+    before the window's decision day. A symbol with no bar on the decision day decides at its
+    last close before it, so the move from that close to its next one is traded, in this
+    window, by the position the previous window left (the panel needs none of this: its
+    calendar has every day and values an untraded name at its mark)."""
+    decision = pd.Timestamp(window.decision_day)
+    out = {}
+    for symbol in window.symbols:
+        days = bars[symbol].index.normalize()
+        before = days[days <= decision]
+        out[symbol] = before[-1] if len(before) else decision
+    return out
+
+
 def trade_market(bars: Mapping[str, pd.DataFrame], window: Window, config: Any,
                  feature_normaliser: dict) -> Any:
-    """The block the window trades: from its decision day through ``last_traded``, with the
-    observation window's context rows before it, featurised with the window's normaliser."""
+    """The block the window trades: from its decision day (:func:`decision_days`) through
+    ``last_traded``, with the observation window's context rows before it, featurised with
+    the window's normaliser."""
     from fastrl.data.splits import build_market_from_bars
 
-    build = _panel_builder() if config.portfolio.enabled else build_market_from_bars
+    start: Any = pd.Timestamp(window.decision_day)
+    if config.portfolio.enabled:
+        build = _panel_builder()
+    else:
+        build, start = build_market_from_bars, decision_days(bars, window)
     try:
         market = build(
             window_bars(bars, window, "trade"), config.data.freq, val_days=0,
-            window=config.env.window, test_start=pd.Timestamp(window.decision_day),
+            window=config.env.window, test_start=start,
             normaliser_state=feature_normaliser, source=f"walk-forward window {window.index}")
     except ValueError as error:
         raise ValueError(f"window {window.index} (trading {window.first_traded} to "
@@ -328,7 +354,7 @@ def run_walkforward(
         if warm_start and window.index > 0:
             warm = trained[(name, seed_index, window.index - 1)].final
         return {"config_values": values[name], "window": window,
-                "bars": window_bars(bars, window, "train"), "spec": spec, "name": name,
+                "bars": training_bars(bars, window, spec), "spec": spec, "name": name,
                 "seed_index": seed_index, "warm": warm, "torch_threads": torch_threads}
 
     if workers == 1 or len(todo) <= 1:
@@ -372,7 +398,10 @@ def _buy_and_hold(symbol: str, bars: pd.DataFrame, decision_day: str, last_day: 
     from fastrl.data.block import MarketBlock
 
     days = bars.index.normalize()
-    span = bars.loc[(days >= pd.Timestamp(decision_day)) & (days <= pd.Timestamp(last_day))]
+    # from the symbol's last day on or before the decision day, as the agent's block
+    first = days[days <= pd.Timestamp(decision_day)]
+    first = first[-1] if len(first) else pd.Timestamp(decision_day)
+    span = bars.loc[(days >= first) & (days <= pd.Timestamp(last_day))]
     n = len(span)
     block = MarketBlock(symbols=(symbol,),
                         open=span["open"].to_numpy(), close=span["close"].to_numpy(),
