@@ -83,14 +83,19 @@ def read_torch_file(path: Path, map_location: str | torch.device = "cpu") -> Any
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        # torch's own message suggests loading without the guard: never pass that on
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-        what = f"a pickled {found.group(1)}" if found else "pickled objects"
-        raise CheckpointError(
-            f"checkpoint {path} holds {what}, not only tensors and plain values: it was not "
-            "written by fastrl or was altered, and is not loaded") from None
+        # torch's message suggests retrying without weights_only: never pass that on
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if found:
+            raise CheckpointError(
+                f"checkpoint {path} holds a pickled {found.group(1)}, not only tensors and "
+                "plain values: it was not written by fastrl or was altered, and is not "
+                "loaded") from None
+        raise CheckpointError(f"checkpoint {path} is corrupted or unreadable (not a file of "
+                              "tensors and plain values)") from None
     except Exception as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "weights_only" in reason:
+            reason = type(err).__name__
         raise CheckpointError(f"checkpoint {path} is corrupted or unreadable ({reason})") from None
 
 

@@ -415,12 +415,12 @@ class Trainer:
         """
         if not self.has_validation:
             raise ValueError("no validation data: set data.val_days > 0 (--val-days)")
-        self.network.eval()
-        try:
-            return validation_scores(self.agent, self.market.val, self.env_config,
-                                     self.portfolio)
-        finally:
-            self.network.train()
+        # a copy of the policy as load_agent builds it: the engine's views are strided slices
+        # of the stacked weights and a matmul's rounding follows the layout, so this Sharpe,
+        # the one that picks best.pt, is that of the policy best.pt serves, bit for bit
+        agent = self.engine.member_agent(0)
+        agent.network.eval()
+        return validation_scores(agent, self.market.val, self.env_config, self.portfolio)
 
     def train(self, hooks: Iterable[Hook] | None = None) -> TrainResult:
         """Step until total_timesteps, a hook's stop (early stopping) or :meth:`request_stop`.
