@@ -12,7 +12,6 @@ from fastrl.ppo.normalize import ObservationNormaliser
 from fastrl.ppo.simplex import simplex_weights
 from fastrl.ppo.update import autocast_context
 
-
 # an Agent's inference precision -> whether it acts under bf16 autocast
 PRECISIONS = {"fp32": False, "bf16": True}
 
