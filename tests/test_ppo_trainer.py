@@ -105,7 +105,7 @@ def test_load_agent_reproduces_the_trained_policy(market, tmp_path, amp):
     actions = agent.act(obs)
     assert actions.dtype == np.float64 and actions.shape == (5,)
     assert np.all((actions >= -1) & (actions <= 1))
-    np.testing.assert_array_equal(actions, trainer.agent.act(obs))
+    np.testing.assert_array_equal(actions, trainer.validation_agent().act(obs))
     assert agent.config.env.action == "continuous"
     assert agent.config.data.val_days == 10
     with pytest.raises(ValueError, match="shape"):
