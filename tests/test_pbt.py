@@ -26,7 +26,10 @@ pytest.importorskip("fastrl._core")
 # A Trainer is the engine with one member, so P = 1 against a Trainer is equal by construction;
 # against the plain reference loop (PPOLoss + torch.optim) the draws are the same, and weights
 # differ only by float32 rounding of batched matmuls and the per-member Adam arithmetic.
+# Those comparisons pin fp32 (FP32): under bf16 autocast a matmul's rounding depends on its
+# shapes (a batch of members, a member alone, members stopped early left out).
 WEIGHT_ATOL = 1e-6
+FP32 = "amp=false"
 
 
 @pytest.fixture(autouse=True)
@@ -69,6 +72,7 @@ def member_state(pop: Population, m: int) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in state.items()}
 
 
+@pytest.mark.precision
 @pytest.mark.parametrize("extra", [(), ("n_epochs=4", "optimizer=adam", "weight_decay=0.01")])
 def test_population_of_one_is_a_trainer_step_for_step(market, extra):
     trainer = Trainer(tiny_config(*extra), market=market)
@@ -90,6 +94,7 @@ def test_population_of_one_is_a_trainer_step_for_step(market, extra):
     assert trainer.generator.get_state().equal(pop.generator.get_state())  # same stream used
 
 
+@pytest.mark.precision
 @pytest.mark.parametrize("extra", [(), ("env.action=continuous", "clip_vloss=true"),
                                    ("optimizer=adam", "weight_decay=0.01", "n_epochs=3")])
 def test_one_engine_update_equals_the_plain_reference_loop(market, extra):
@@ -98,7 +103,7 @@ def test_one_engine_update_equals_the_plain_reference_loop(market, extra):
     single-network loop in fastrl.ppo.update) on the same batch and minibatch draws."""
     from fastrl.ppo.update import PPOLoss, make_optimizer, ppo_update
 
-    pop = Population(tiny_config(*extra), 1, market=market)
+    pop = Population(tiny_config(FP32, *extra), 1, market=market)  # the reference is fp32
     pop.collect()
     pop.set_step(pop.batch_size)
     batch = pop.finish_rollout()
@@ -126,6 +131,7 @@ def test_one_engine_update_equals_the_plain_reference_loop(market, extra):
                                    atol=WEIGHT_ATOL, msg=name)
 
 
+@pytest.mark.precision
 def test_a_population_of_one_matches_with_continuous_actions(market):
     extra = ("env.action=continuous", "clip_vloss=true")
     trainer = Trainer(tiny_config(*extra), market=market)
@@ -138,14 +144,15 @@ def test_a_population_of_one_matches_with_continuous_actions(market):
         torch.testing.assert_close(pop.params[name][0].detach(), value, rtol=0, atol=1e-5)
 
 
+@pytest.mark.precision
 @pytest.mark.parametrize("target_kl", ["null", "0.01"])
 def test_changing_one_members_lr_changes_nothing_in_the_others(market, target_kl):
     # With the KL stop on, member 2 may stop its epochs early: that is masked out of the
     # others' updates; the shared sampling stream then moves on by as many minibatch draws
     # as the longest member took, so later rollouts are compared only without the stop.
     steps = 3 if target_kl == "null" else 1
-    a = Population(tiny_config(f"target_kl={target_kl}"), 3, market=market)
-    b = Population(tiny_config(f"target_kl={target_kl}"), 3, market=market)
+    a = Population(tiny_config(FP32, f"target_kl={target_kl}"), 3, market=market)
+    b = Population(tiny_config(FP32, f"target_kl={target_kl}"), 3, market=market)
     b.set_member_hparams(2, learning_rate=0.05)
     for _ in range(steps):
         a.step()
@@ -156,6 +163,7 @@ def test_changing_one_members_lr_changes_nothing_in_the_others(market, target_kl
     assert not torch.equal(a.params["policy_head.weight"][2], b.params["policy_head.weight"][2])
 
 
+@pytest.mark.precision
 def test_exploit_copies_weights_adam_state_and_normaliser_exactly(market):
     pop = Population(tiny_config(), 3, market=market)
     pop.step()

@@ -67,6 +67,7 @@ def test_run_folder_is_complete(market, tmp_path):
     assert json.loads((run / "config.json").read_text())["hidden_sizes"] == [16, 16]
 
 
+@pytest.mark.precision
 def test_interrupted_then_resumed_run_matches_an_uninterrupted_one(market, tmp_path):
     full = Trainer(tiny_config(), market=market, run_dir=tmp_path / "full")
     full.train()
@@ -91,16 +92,20 @@ def test_interrupted_then_resumed_run_matches_an_uninterrupted_one(market, tmp_p
     assert events.count("start") == 2 and events.count("end") == 2
 
 
-def test_load_agent_reproduces_the_trained_policy(market, tmp_path):
-    trainer = Trainer(tiny_config("env.action=continuous"), market=market,
+@pytest.mark.precision
+@pytest.mark.parametrize("amp", ["false", "true"])
+def test_load_agent_reproduces_the_trained_policy(market, tmp_path, amp):
+    # bit for bit in either precision: the checkpoint says which one the policy acts in
+    trainer = Trainer(tiny_config("env.action=continuous", f"amp={amp}"), market=market,
                       run_dir=tmp_path / "run")
     trainer.train()
     agent = load_agent(tmp_path / "run" / "checkpoints" / "final.pt")
+    assert agent.precision == trainer.agent.precision == ("bf16" if amp == "true" else "fp32")
     obs = np.random.default_rng(0).normal(size=(5, trainer.obs_dim)).astype(np.float32)
     actions = agent.act(obs)
     assert actions.dtype == np.float64 and actions.shape == (5,)
     assert np.all((actions >= -1) & (actions <= 1))
-    np.testing.assert_array_equal(actions, trainer.agent.act(obs))
+    np.testing.assert_array_equal(actions, trainer.validation_agent().act(obs))
     assert agent.config.env.action == "continuous"
     assert agent.config.data.val_days == 10
     with pytest.raises(ValueError, match="shape"):

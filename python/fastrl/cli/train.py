@@ -83,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN_DIR",
                      help="continue the run in RUN_DIR from its last checkpoint")
     run.add_argument("--no-compile", action="store_true", help="do not torch.compile (CUDA)")
-    run.add_argument("--no-amp", action="store_true", help="no bf16 autocast (CUDA)")
+    run.add_argument("--no-amp", action="store_true",
+                     help="no bf16 autocast (on by default on CUDA and CPUs with native bf16); "
+                          "checkpoints act in the precision they were validated in")
     run.add_argument("--no-eval", action="store_true",
                      help="skip the backtest report on the test days after training")
     run.add_argument("--verbose", action="store_true",

@@ -12,6 +12,14 @@ from fastrl.ppo.normalize import ObservationNormaliser
 from fastrl.ppo.simplex import simplex_weights
 from fastrl.ppo.update import autocast_context
 
+# an Agent's inference precision -> whether it acts under bf16 autocast
+PRECISIONS = {"fp32": False, "bf16": True}
+
+
+def precision_name(amp: bool) -> str:
+    """The inference precision of an engine that runs with ``amp``: "bf16" or "fp32"."""
+    return "bf16" if amp else "fp32"
+
 
 def env_actions(action: torch.Tensor, continuous: bool, low: float, high: float
                 ) -> np.ndarray:
@@ -30,6 +38,12 @@ class Agent:
     returns int64 level indices (discrete) or float64 exposures clipped to the env's range
     (continuous), ready for ``TradingVecEnv.step``; a portfolio policy returns float64
     symbol weights [N, A] within the caps, ready for ``PortfolioVecEnv.step``.
+
+    ``precision`` ("fp32" or "bf16", :data:`PRECISIONS`) is the arithmetic the policy acts
+    in: "bf16" runs the network under bf16 autocast, as the trainer does with ``amp`` on.
+    The trainer validates in its own precision and its checkpoints record it, so the
+    policy :func:`~fastrl.ppo.checkpoint.load_agent` serves (backtest, signal, paper) and
+    the walk-forward's frozen policies act exactly as the one validation chose.
     """
 
     def __init__(
@@ -39,13 +53,16 @@ class Agent:
         config: Any,
         feature_normaliser: dict | None = None,
         *,
-        amp: bool = False,
+        precision: str = "fp32",
     ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"inference precision must be one of {', '.join(PRECISIONS)}, "
+                             f"got {precision!r}")
         self.network = network
         self.obs_normaliser = obs_normaliser
         self.config = config
         self.feature_normaliser = feature_normaliser
-        self.amp = bool(amp)
+        self.precision = precision
         self.checkpoint_info: dict[str, Any] = {}
         env = config.env
         self._low = float(env.min_pos)
@@ -53,6 +70,11 @@ class Agent:
         portfolio = getattr(config, "portfolio", None)
         self._caps = ((float(portfolio.max_weight), float(portfolio.max_gross))
                       if portfolio is not None and portfolio.enabled else (1.0, 1.0))
+
+    @property
+    def amp(self) -> bool:
+        """Whether the policy acts under bf16 autocast (``precision`` "bf16")."""
+        return PRECISIONS[self.precision]
 
     @property
     def device(self) -> torch.device:

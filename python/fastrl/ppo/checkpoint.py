@@ -6,11 +6,21 @@ resolved config and the feature-normaliser state: everything a run needs to cont
 exactly, in a size that does not grow with the steps trained. Version 1 checkpoints
 (which rebuilt the simulator by replaying every recorded action) still load for
 evaluation but cannot be resumed. Loading uses ``weights_only=True``: only tensors and
-plain Python values, never arbitrary pickled objects.
+plain Python values, never arbitrary pickled objects; a file holding anything else is
+refused, never retried without that guard.
+
+``inference_precision`` ("fp32" or "bf16") is the arithmetic the trainer validated the
+policy in (bf16 autocast when it ran with ``amp``); :func:`load_agent` acts in it, so every
+backtest, signal and paper decision serves the policy validation chose. A checkpoint from
+before that field is served in fp32 unless its config turned ``amp`` on explicitly (its
+trainer then validated in bf16); one that left ``amp`` to the machine's default cannot say
+which precision it was validated in.
 """
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +82,20 @@ def read_torch_file(path: Path, map_location: str | torch.device = "cpu") -> Any
     """``torch.load(weights_only=True)``; an unreadable file is a CheckpointError naming it."""
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's message suggests retrying without weights_only: never pass that on
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if found:
+            raise CheckpointError(
+                f"checkpoint {path} holds a pickled {found.group(1)}, not only tensors and "
+                "plain values: it was not written by fastrl or was altered, and is not "
+                "loaded") from None
+        raise CheckpointError(f"checkpoint {path} is corrupted or unreadable (not a file of "
+                              "tensors and plain values)") from None
     except Exception as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "weights_only" in reason:
+            reason = type(err).__name__
         raise CheckpointError(f"checkpoint {path} is corrupted or unreadable ({reason})") from None
 
 
@@ -136,8 +158,23 @@ def build_network(config: Any, obs_dim: int, num_actions: int, generator=None):
     )
 
 
+def checkpoint_precision(state: dict, config: Any) -> str:
+    """The inference precision a loaded checkpoint's policy was validated in (module doc)."""
+    from fastrl.ppo.agent import PRECISIONS
+
+    if "inference_precision" not in state:
+        return "bf16" if config.amp is True else "fp32"
+    precision = state["inference_precision"]
+    if precision not in PRECISIONS:
+        raise CheckpointError(
+            f"checkpoint {state['path']} has inference_precision {precision!r}; this fastrl "
+            f"acts in {' or '.join(PRECISIONS)}")
+    return precision
+
+
 def load_agent(path: str | Path, device: str | torch.device = "cpu"):
-    """A trained :class:`~fastrl.ppo.agent.Agent` from a checkpoint file or a run folder."""
+    """A trained :class:`~fastrl.ppo.agent.Agent` from a checkpoint file or a run folder,
+    acting in the precision the trainer validated it in (:func:`checkpoint_precision`)."""
     from fastrl.config import ConfigError, config_from_dict
     from fastrl.ppo.agent import Agent
     from fastrl.ppo.normalize import ObservationNormaliser
@@ -170,7 +207,7 @@ def load_agent(path: str | Path, device: str | torch.device = "cpu"):
         normaliser,
         config,
         from_storable(feature_state) if feature_state is not None else None,
-        amp=False,
+        precision=checkpoint_precision(state, config),
     )
     # where in training this checkpoint was taken (reports say which one they used and why)
     agent.checkpoint_info = {key: state.get(key) for key in

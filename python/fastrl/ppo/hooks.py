@@ -99,7 +99,8 @@ class KeepBestHook(Hook):
         network.load_state_dict({k: v.cpu() for k, v in state["network"].items()})
         normaliser.load_state_dict({k: v.cpu() for k, v in state["obs_normaliser"].items()})
         network.eval()
-        return Agent(network, normaliser, config, trainer.agent.feature_normaliser)
+        return Agent(network, normaliser, config, trainer.agent.feature_normaliser,
+                     precision=trainer.agent.precision)
 
 
 class BestTrainingReturnHook(Hook):
@@ -135,6 +136,8 @@ def checkpoint_state(trainer: Trainer) -> dict[str, Any]:
         "elapsed": trainer.elapsed_before,
         "best_val_sharpe": trainer.best_val_sharpe,
         "feature_normaliser": to_storable(trainer.agent.feature_normaliser),
+        # the precision validation acted in: load_agent serves the policy in it
+        "inference_precision": trainer.agent.precision,
         "trainer": trainer.state_dict(),
     }
 

@@ -52,7 +52,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from fastrl import threads
 from fastrl.config import TrainConfig, portfolio_env_config, resolve_defaults, validate_config
-from fastrl.ppo.agent import Agent, env_actions
+from fastrl.ppo.agent import Agent, env_actions, precision_name
 from fastrl.ppo.checkpoint import build_network
 from fastrl.ppo.network import ActorCritic, greedy_action
 from fastrl.ppo.normalize import ObservationNormaliser, RewardScaler
@@ -1108,7 +1108,7 @@ class Population:
         feature_state = normaliser.state_dict() if hasattr(normaliser, "state_dict") else None
         return Agent(self.member_network(m, view=view),
                      self.obs_normaliser.member(m, copy=not view), self.config, feature_state,
-                     amp=self.amp)
+                     precision=precision_name(self.amp))
 
     def greedy_policy(self, members: Sequence[int]) -> Callable[[np.ndarray], np.ndarray]:
         """The deterministic actions of ``members`` (C of them) as one function of raw

@@ -36,6 +36,7 @@ import torch
 
 from fastrl import threads
 from fastrl.config import TrainConfig, config_from_dict, resolve_defaults, validate_config
+from fastrl.ppo.agent import Agent
 from fastrl.ppo.checkpoint import CheckpointError, load_checkpoint
 from fastrl.ppo.hooks import Hook, default_hooks
 from fastrl.ppo.population import Population, validation_scores
@@ -415,12 +416,20 @@ class Trainer:
         """
         if not self.has_validation:
             raise ValueError("no validation data: set data.val_days > 0 (--val-days)")
-        self.network.eval()
-        try:
-            return validation_scores(self.agent, self.market.val, self.env_config,
-                                     self.portfolio)
-        finally:
-            self.network.train()
+        return validation_scores(self.validation_agent(), self.market.val, self.env_config,
+                                 self.portfolio)
+
+    def validation_agent(self) -> Agent:
+        """The current policy as validation acts with it: a copy laid out as load_agent
+        builds it, in the trainer's precision.
+
+        The engine's views (:attr:`agent`) are strided slices of the stacked weights and a
+        matmul's rounding follows the layout, so acting on the copy makes the Sharpe that
+        picks ``best.pt`` that of the policy ``best.pt`` serves, bit for bit.
+        """
+        agent = self.engine.member_agent(0)
+        agent.network.eval()
+        return agent
 
     def train(self, hooks: Iterable[Hook] | None = None) -> TrainResult:
         """Step until total_timesteps, a hook's stop (early stopping) or :meth:`request_stop`.

@@ -126,8 +126,12 @@ def default_amp(device: torch.device) -> bool:
     """
     if device.type == "cuda":
         return True
-    if device.type != "cpu":
-        return False
+    return device.type == "cpu" and cpu_has_native_bf16()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU's oneDNN has native bf16 kernels (AVX512-BF16 / AMX); the tests'
+    ``--default-amp`` option replaces it to run the bf16 default on any CPU."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):

@@ -133,12 +133,8 @@ def validation_result(trainer: Any, baselines: bool = False) -> Any:
     """The trainer's validation backtest as an EvalResult (what ``validate()`` reads)."""
     from fastrl.backtest import evaluate_agent
 
-    trainer.network.eval()
-    try:
-        return evaluate_agent(trainer.agent, trainer.market.val, trainer.config.env,
-                              baselines=baselines)
-    finally:
-        trainer.network.train()
+    return evaluate_agent(trainer.validation_agent(), trainer.market.val, trainer.config.env,
+                          baselines=baselines)
 
 
 def daily_equity(result: Any, strategy: str) -> np.ndarray:

@@ -183,7 +183,8 @@ def train_window(config_values: dict, window: Window, bars: Mapping[str, pd.Data
         policy={"network": cpu_state(agent.network),
                 "obs_normaliser": cpu_state(agent.obs_normaliser),
                 "feature_normaliser": to_storable(agent.feature_normaliser),
-                "obs_dim": int(trainer.obs_dim), "num_actions": int(trainer.num_actions)},
+                "obs_dim": int(trainer.obs_dim), "num_actions": int(trainer.num_actions),
+                "inference_precision": agent.precision},
         final={"network": cpu_state(trainer.network),
                "obs_normaliser": cpu_state(trainer.obs_normaliser)},
         chosen_update=keep.update if spec.val_days > 0 else trainer.update,
@@ -193,7 +194,8 @@ def train_window(config_values: dict, window: Window, bars: Mapping[str, pd.Data
 
 
 def build_agent(config: Any, policy: dict[str, Any]) -> Any:
-    """The frozen deterministic Agent of a window's saved policy (on the CPU)."""
+    """The frozen deterministic Agent of a window's saved policy (on the CPU), acting in
+    the precision its window's validation chose it in (fp32 for a policy saved without)."""
     from fastrl.ppo.agent import Agent
     from fastrl.ppo.checkpoint import build_network, from_storable
     from fastrl.ppo.normalize import ObservationNormaliser
@@ -204,7 +206,8 @@ def build_agent(config: Any, policy: dict[str, Any]) -> Any:
     normaliser = ObservationNormaliser(int(policy["obs_dim"]), clip=config.obs_clip,
                                        enabled=config.norm_obs)
     normaliser.load_state_dict(policy["obs_normaliser"])
-    return Agent(network, normaliser, config, from_storable(policy["feature_normaliser"]))
+    return Agent(network, normaliser, config, from_storable(policy["feature_normaliser"]),
+                 precision=policy.get("inference_precision", "fp32"))
 
 
 # ----------------------------------------------------------------------------- storage
