@@ -538,8 +538,7 @@ def best_of_n_test(scores: np.ndarray, reps: int = DEFAULT_REPS, seed: int = 0
     chunk = max(1, 2_000_000 // (trials * runs))  # resamples per batch: bounded memory
     for start in range(0, reps, chunk):
         size = min(chunk, reps - start)
-        order = np.argsort(rng.random((size, trials, runs)), axis=1)
-        shuffled = np.take_along_axis(np.broadcast_to(m, (size, trials, runs)), order, axis=1)
+        shuffled = rng.permuted(np.broadcast_to(m, (size, trials, runs)), axis=1)
         # ties count against separation; the tolerance absorbs summation-order rounding
         exceed += int(np.sum(shuffled.mean(axis=2).max(axis=1) >= observed - 1e-12
                              * max(1.0, abs(observed))))
