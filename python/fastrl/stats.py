@@ -19,13 +19,21 @@ distribution kurt >= 1 + skew**2, so the bracket is never negative, which the
 
 Library choices: scipy for moments and the normal distribution, ``arch`` for the stationary
 bootstrap (Politis & Romano 1994) and its block length (Politis & White 2004, corrected by
-Patton, Politis & White 2009). The Deflated Sharpe Ratio and PBO by CSCV have no kept
+Patton, Politis & White 2009), and its Bartlett kernel for the Newey-West (1987) long-run
+variance. The Deflated Sharpe Ratio and PBO by CSCV have no kept
 library, so they are written here from the papers, on scipy primitives.
 
 Short samples. The primitives (``sharpe_se``, ``probabilistic_sharpe_ratio``, the bootstrap)
 raise ``ValueError`` when the sample is too short to compute them. The report-facing
 summaries (``sharpe_stats``, ``prob_agent_beats``) never raise for shortness: what cannot
 be estimated is NaN (``None`` in ``as_dict``) and ``verdict`` says there were too few bars.
+
+The verdict. "Does the agent beat the benchmark" is the one-sided test of the mean active
+return (agent minus benchmark, bar by bar; ``mean_test``), not a comparison of Sharpe
+ratios: a mostly flat record has a tiny variance, so its Sharpe, and any bootstrap of a
+Sharpe difference, claims edges its returns do not support. The Sharpe figures stay, with
+error bars, as descriptions. ``best_of_n_test`` asks the tuner's question (is the best of
+N configs better than the rest) with the maximum of N on both sides of the comparison.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ from scipy import special, stats
 from fastrl.metrics import EPS, bars_per_day, periods_per_year, sharpe_per_bar, sharpe_ratio
 
 MIN_BARS = 10  # fewer bars than this: no bootstrap, no verdict (arch's block length fails too)
-DEFAULT_REPS = 2000  # bootstrap resamples: p-values resolved to 0.0005
+DEFAULT_REPS = 2000  # bootstrap resamples (Sharpe interval and SE) and permutations
 DEFAULT_LEVEL = 0.9
 MAX_PBO_COMBINATIONS = 100_000  # C(16, 8) = 12,870 and C(18, 9) = 48,620 pass; S = 20 does not
 

@@ -164,6 +164,8 @@ def _print_summary(payload: dict[str, Any]) -> None:
         for symbol, s in rows:
             def cell(x: dict[str, Any]) -> str:
                 se = "n/a" if x["se"] is None else f"{x['se']:.2f}"
+                if x.get("se_method") == "bootstrap":
+                    se += " (bootstrap)"
                 return f"{x['sharpe']:+.2f} ± {se}"
             p_value = s["versus"]["p_value"]
             holm = s.get("p_holm")

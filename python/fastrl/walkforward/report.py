@@ -104,7 +104,9 @@ def _pct(value: Any) -> str:
 
 
 def _sharpe_cell(s: dict[str, Any]) -> str:
-    return (f"{_num(s['sharpe'])} ± {_num(s['se'], '.2f')} "
+    """Sharpe ± SE [interval]; the SE is Lo/Mertens' unless marked as the bootstrap's."""
+    method = " (bootstrap SE)" if s.get("se_method") == "bootstrap" else ""
+    return (f"{_num(s['sharpe'])} ± {_num(s['se'], '.2f')}{method} "
             f"[{_num(s['ci_low'])}, {_num(s['ci_high'])}]")
 
 
@@ -131,8 +133,9 @@ def sections(run: WalkForwardRun, analyses: dict[str, dict[str, Any]],
                     ["symbol", "traded", "days", "agent Sharpe ± SE [90%]",
                      "buy & hold Sharpe ± SE [90%]", "agent PSR", "agent - B&H a year",
                      "p (one-sided)", "p Holm", "p BH"], rows,
-                    analysis["verdict"] + ". SE: the larger of Lo/Mertens and the bootstrap "
-                    "spread (report.json's se_method); p: the mean of agent - B&H, bar by bar"))
+                    analysis["verdict"] + ". SE: the larger of Lo/Mertens' and the spread "
+                    "over a stationary bootstrap (marked where that is the one shown); p: "
+                    "one-sided, on the mean of agent - B&H, bar by bar"))
         cost_rows = [[f"{r['multiple']:g}x", _num(r["agent_sharpe"]), _num(r["bh_sharpe"]),
                       _pct(r["active_annual_mean"]), _num(r["p_value"], ".3f")]
                      for r in analysis["costs"]["rows"]]
