@@ -194,9 +194,9 @@ def analyse(record: pd.DataFrame, freq: str,
                                         pool["bh_return"].to_numpy(), freq)
         combined["verdict"] = stats.verdict(versus, agent="the portfolio agent",
                                             benchmark="equal weight bought and held")
-        verdict = f"{combined['verdict']}: {years:.1f} years out of sample"
+        verdict = f"{combined['verdict']}; {years:.1f} years out of sample"
     else:
-        verdict = (f"{combined['verdict']}: {years:.1f} years out of sample, {len(symbols)} "
+        verdict = (f"{combined['verdict']}; {years:.1f} years out of sample, {len(symbols)} "
                    f"symbol{'s' if len(symbols) != 1 else ''} pooled; per symbol {wins_raw} of "
                    f"{len(symbols)} ahead at {100 * LEVEL:g}% before adjustment, {wins_holm} "
                    f"after Holm, {wins_bh} after Benjamini-Hochberg")
