@@ -117,28 +117,30 @@ def markdown(data: dict) -> str:
                       f"{load['end'][0]:.1f} at the end on {data['machine'].get('cores', '?')} "
                       "cores: above the core count, other jobs shared the machine.")
     lines.append("")
-    lines += ["| config | pooled agent Sharpe ± SE | pooled B&H Sharpe ± SE | P(agent > B&H) | "
-              "symbols ahead at 90% (raw / Holm / BH) | cost break-even |",
+    lines += ["| config | pooled agent Sharpe ± SE | pooled B&H Sharpe ± SE | "
+              "agent - B&H a year (p) | symbols ahead at 90% (raw / Holm / BH) | cost break-even |",
               "|---|---|---|---|---|---|"]
     for name, analysis in report["configs"].items():
         pooled = analysis["pooled"]
         agent, bench = pooled["agent"], pooled["buy_and_hold"]
         wins = analysis["wins"]
         breakeven = analysis["costs"]["breakeven_multiple"]
+        p_value = pooled["versus"]["p_value"]
         lines.append(
             f"| {name} | {agent['sharpe']:+.2f} ± {agent['se']:.2f} | "
             f"{bench['sharpe']:+.2f} ± {bench['se']:.2f} | "
-            f"{pooled['versus']['probability']:.2f} | {wins['raw']} / {wins['holm']} / "
+            f"{100 * pooled['active_annual_mean']:+.1f}% "
+            f"({'n/a' if p_value is None else f'{p_value:.3f}'})"
+            f" | {wins['raw']} / {wins['holm']} / "
             f"{wins['bh']} of {len(analysis['symbols'])} | "
             f"{'none' if breakeven is None else f'{float(breakeven):.2f}x'} |")
     lines.append("")
     for name, analysis in report["configs"].items():
         lines.append(f"- **{name}**: {analysis['verdict']}.")
     for comparison in report["comparisons"]:
-        lines.append(f"- {comparison['verdict']}; difference "
-                     f"{100 * comparison['mean_diff_annual']:+.1f}% a year (90% interval "
-                     f"{100 * comparison['mean_diff_low']:+.1f}% to "
-                     f"{100 * comparison['mean_diff_high']:+.1f}%).")
+        low = comparison["mean_diff_low"]
+        lines.append(f"- {comparison['verdict']}; one-sided 90% lower bound "
+                     f"{'n/a' if low is None else f'{100 * low:+.1f}%'} a year.")
     lines.append("")
     return "\n".join(lines)
 

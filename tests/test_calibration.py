@@ -123,7 +123,8 @@ def test_claims_edge_follows_the_verdict_rule(calibration):
     assert not calibration.claims_edge(0.1001)
     assert not calibration.claims_edge(float("nan")) and not calibration.claims_edge(None)
     for p in (0.03, 1.0 - 0.9, 0.1, 0.5):
-        comparison = fstats.AgentVsBenchmark(1 - p, p, 1.0, 0.5, 30, "1d", 5.0, 2000)
+        comparison = fstats.AgentVsBenchmark(1 - p, p, 1.0, 0.5, 30, "1d", 0.001, 0.252,
+                                             0.0005, 2.0, 29, 30, 3, "iid")
         sentence = fstats.verdict(comparison)
         assert calibration.claims_edge(p) == (not sentence.startswith("no evidence"))
 

@@ -339,7 +339,7 @@ def test_fastrl_eval_command(trained_run, tmp_path, capsys):
     )
     printed = console.file.getvalue()
     assert "BPCL" in printed and "buy & hold" in printed and "Sharpe" in printed
-    assert "Sharpe std. error" in printed and "P(Sharpe > buy & hold)" in printed
+    assert "Sharpe std. error" in printed and "Mean return over buy & hold" in printed
     # the last 10 days of the calendar hold 6 of BPCL's (its bars end 4 days before
     # HDFCLIFE's): 5 daily returns, below stats.MIN_BARS, no interval and no verdict
     assert "verdict: too few bars (n=5) to say anything" in printed and "n/a" in printed

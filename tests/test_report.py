@@ -23,8 +23,10 @@ from fastrl.evaluate import evaluate_agent  # noqa: E402
 from fastrl.metrics import sharpe_ratio  # noqa: E402
 from fastrl.report import (  # noqa: E402
     figure_size_px,
+    format_active,
     format_interval,
     format_probability,
+    format_se,
     read_training_metrics,
     write_report,
 )
@@ -98,7 +100,7 @@ def test_report_files_and_images(tmp_path: Path, timestamps: bool):
     markdown = files.markdown.read_text()
     for text in ("## SYM0", "## SYM1", "## Combined", "| Sharpe |", "buy & hold", "equity.png",
                  "| Sharpe std. error |", "| Sharpe 90% interval |", "| P(Sharpe > 0) (PSR) |",
-                 "| P(Sharpe > buy & hold) |"):
+                 "| Mean return over buy & hold |"):
         assert text in markdown
     assert "Test days per symbol: 30" in markdown
     sharpe = result.metrics("SYM0", "agent").sharpe
@@ -147,7 +149,7 @@ def _library(agent_returns: np.ndarray, bench_returns: np.ndarray):
     return (
         stats.sharpe_stats(agent_returns, "1d", seed=BOOTSTRAP_SEED),
         stats.sharpe_stats(bench_returns, "1d", seed=BOOTSTRAP_SEED),
-        stats.prob_agent_beats(agent_returns, bench_returns, "1d", seed=BOOTSTRAP_SEED),
+        stats.prob_agent_beats(agent_returns, bench_returns, "1d"),
     )
 
 
@@ -180,9 +182,10 @@ def test_uncertainty_is_what_the_stats_library_gives_for_the_returns(evaluated, 
         got = evaluated.uncertainty(symbol)
         for name, expected in (("agent", agent), ("buy_and_hold", bench)):
             for key, value in expected.as_dict().items():
-                assert got.sharpe[name].as_dict()[key] == pytest.approx(value, rel=1e-9), key
+                assert got.sharpe[name].as_dict()[key] == (
+                    value if isinstance(value, str) else pytest.approx(value, rel=1e-9)), key
             assert expected.sharpe == pytest.approx(evaluated.metrics(symbol, name).sharpe)
-        assert got.vs_buy_and_hold.probability == versus.probability
+        assert got.vs_buy_and_hold == versus
         assert got.verdict == stats.verdict(versus, agent=got.verdict.split(" beats")[0]
                                             .removeprefix("no evidence that "))
         # report.json carries the same numbers
@@ -194,12 +197,14 @@ def test_uncertainty_is_what_the_stats_library_gives_for_the_returns(evaluated, 
         assert saved["agent_vs_buy_and_hold"]["p_value"] == pytest.approx(versus.p_value)
         assert saved["verdict"] == got.verdict
         # and report.md prints them, in the agent and buy & hold columns
-        assert (f"| Sharpe std. error | {agent.se:.3f} | {bench.se:.3f} | - |") in markdown
+        assert (f"| Sharpe std. error | {format_se(agent)} | {format_se(bench)} | - |"
+                in markdown)
+        assert saved["sharpe"]["agent"]["se_method"] == agent.se_method
         assert (f"| Sharpe 90% interval | {format_interval(agent.ci_low, agent.ci_high)} | "
                 f"{format_interval(bench.ci_low, bench.ci_high)} | - |") in markdown
         assert (f"| P(Sharpe > 0) (PSR) | {format_probability(agent.psr)} | "
                 f"{format_probability(bench.psr)} | - |") in markdown
-        assert f"| P(Sharpe > buy & hold) | {format_probability(versus.probability)} |" in markdown
+        assert f"| Mean return over buy & hold | {format_active(versus)} |" in markdown
         assert f"Verdict: {got.verdict}." in markdown
     assert data["verdict"] == evaluated.verdict == evaluated.uncertainty(COMBINED).verdict
     assert markdown.splitlines()[2] == f"**Verdict: {evaluated.verdict}.**"
@@ -254,9 +259,9 @@ def test_cli_table_shows_error_bars_and_the_verdict(evaluated):
     combined = evaluated.uncertainty(COMBINED)
     agent = combined.sharpe["agent"]
     for text in ("Sharpe std. error", "Sharpe 90% interval", "P(Sharpe > 0) (PSR)",
-                 "P(Sharpe > buy & hold)", f"{agent.se:.3f}",
+                 "Mean return over buy & hold", format_se(agent),
                  format_interval(agent.ci_low, agent.ci_high), format_probability(agent.psr),
-                 format_probability(combined.vs_buy_and_hold.probability)):
+                 format_active(combined.vs_buy_and_hold)):
         assert text in printed, text
     assert printed.rstrip().splitlines()[-1] == f"verdict: {evaluated.verdict}"
 
@@ -280,14 +285,18 @@ def test_verdict_says_beats_for_a_clear_edge_and_no_evidence_for_a_copy():
     # long before every rise, short before every fall: an edge no bootstrap can miss
     oracle = evaluate_agent(lambda obs: np.where(obs[:, latest] > 0, 2, 0), market, config)
     versus = oracle.uncertainty(COMBINED).vs_buy_and_hold
-    assert versus.probability > 0.99
+    assert versus.p_value < 0.001
+    active = oracle.get("ORACLE", "agent").returns - oracle.get("ORACLE", "buy_and_hold").returns
+    assert versus.mean_active == pytest.approx(np.mean(active))
     assert oracle.verdict == ("the agent on ORACLE beats buy-and-hold on these 76 days at 90% "
-                              "confidence (p < 0.001)")
+                              "confidence: its mean return over buy-and-hold is "
+                              f"{100 * np.mean(active):+.3f}% a day "
+                              f"({100 * 252 * np.mean(active):+.1f}% a year), one-sided p < 0.001")
     assert oracle.uncertainty("ORACLE").sharpe["agent"].psr > 0.999
-    # always long: the same bars as buy-and-hold, so no evidence either way (ties count for H0)
+    # always long: the same bars as buy-and-hold, so nothing to test and no claim
     copy = evaluate_agent(lambda obs: np.full(obs.shape[0], 2), market, config)
     np.testing.assert_allclose(copy.get("ORACLE", "agent").equity,
                                copy.get("ORACLE", "buy_and_hold").equity, rtol=1e-12)
     assert copy.verdict == ("no evidence that the agent on ORACLE beats buy-and-hold on these "
-                            "76 days (p = 1.00)")
+                            "76 days: they differ on none of them")
     assert math.isclose(copy.uncertainty(COMBINED).vs_buy_and_hold.p_value, 1.0)

@@ -21,8 +21,10 @@ def _moments(r: np.ndarray) -> tuple[float, float, float]:
     return sr, m3 / m2**1.5, m4 / m2**2
 
 
-def _comparison(p_value: float, n: int, freq: str = "1d") -> AgentVsBenchmark:
-    return AgentVsBenchmark(1.0 - p_value, p_value, 1.0, 0.5, n, freq, 1.0, 2000)
+def _comparison(p_value: float, n: int, freq: str = "1d", mean: float = 0.0012
+                ) -> AgentVsBenchmark:
+    return AgentVsBenchmark(1.0 - p_value, p_value, 1.0, 0.5, n, freq, mean,
+                            mean * periods_per_year(freq), 0.001, 1.2, n - 1, n, 3, "iid")
 
 
 # ----------------------------------------------------------------------------- sharpe_se
@@ -145,9 +147,6 @@ def test_bootstrap_is_deterministic_given_a_seed() -> None:
     first = stats.sharpe_bootstrap_ci(r, reps=200, seed=11)
     assert stats.sharpe_bootstrap_ci(r, reps=200, seed=11) == first
     assert stats.sharpe_bootstrap_ci(r, reps=200, seed=12) != first
-    bench = r + np.random.default_rng(7).normal(0, 0.01, 200)
-    a = stats.prob_agent_beats(r, bench, reps=200, seed=3)
-    assert stats.prob_agent_beats(r, bench, reps=200, seed=3) == a
 
 
 def test_block_length_follows_dependence() -> None:
@@ -168,12 +167,33 @@ def test_sharpe_stats_fills_every_field_and_serialises() -> None:
     r = np.random.default_rng(9).normal(0.001, 0.01, 300)
     s = stats.sharpe_stats(r, "1d", reps=300, seed=2)
     assert s.sharpe == sharpe_ratio(r, "1d")
-    assert s.se == stats.sharpe_se(r).annual
+    assert s.se_lo_mertens == stats.sharpe_se(r).annual
+    resamples = stats.sharpe_bootstrap(r, reps=300, seed=2)
+    assert s.se_bootstrap == pytest.approx(np.std(resamples, ddof=1))
+    assert s.se == max(s.se_lo_mertens, s.se_bootstrap)
+    assert s.se_method == ("bootstrap" if s.se_bootstrap > s.se_lo_mertens else "lo-mertens")
     assert (s.ci_low, s.ci_high) == stats.sharpe_bootstrap_ci(r, reps=300, seed=2)
     assert s.ci_low < s.sharpe < s.ci_high
-    assert s.psr == stats.probabilistic_sharpe_ratio(r)
+    assert s.psr == pytest.approx(sps.norm.cdf(s.sharpe / s.se))
+    if s.se_method == "lo-mertens":
+        assert s.psr == stats.probabilistic_sharpe_ratio(r)
     assert (s.n, s.level) == (300, 0.9)
     assert json.loads(json.dumps(s.as_dict(), allow_nan=False))["n"] == 300
+
+
+def test_sharpe_se_shown_is_not_below_what_the_resamples_show_on_a_skewed_record() -> None:
+    # a tiny gain most days and a large one every twentieth: skew ~4 at a per-bar Sharpe
+    # near 2 / skew, where the Lo/Mertens bracket 1 - skew SR + (kurt - 1)/4 SR^2 nears 0
+    rng = np.random.default_rng(0)
+    r = 0.0005 + 0.009 * (rng.random(250) < 0.05) + rng.normal(0.0, 1e-4, 250)
+    s = stats.sharpe_stats(r)
+    assert s.se_lo_mertens < 0.4 * s.se_bootstrap  # collapsed
+    assert s.se == s.se_bootstrap and s.se_method == "bootstrap"
+    assert s.as_dict()["se_method"] == "bootstrap"
+    # on a plain normal record both estimate the same spread, the shown one is the larger
+    plain = stats.sharpe_stats(rng.normal(0.0005, 0.01, 250))
+    assert plain.se == max(plain.se_lo_mertens, plain.se_bootstrap)
+    assert plain.se_bootstrap == pytest.approx(plain.se_lo_mertens, rel=0.25)
 
 
 def test_sharpe_stats_on_a_short_series_says_not_estimable() -> None:
@@ -184,40 +204,145 @@ def test_sharpe_stats_on_a_short_series_says_not_estimable() -> None:
     json.dumps(one, allow_nan=False)
 
 
-def test_paired_bootstrap_sees_a_constant_edge() -> None:
-    # same noise plus a constant: the agent's Sharpe is higher in every paired resample; an
-    # unpaired bootstrap would see mostly the noise and give far less than 1
+def test_mean_test_sees_a_constant_edge_and_no_edge_in_a_copy() -> None:
     rng = np.random.default_rng(10)
     bench = rng.normal(0.0, 0.01, 250)
-    beats = stats.prob_agent_beats(bench + 0.0005, bench, reps=500, seed=0)
-    assert beats.probability == 1.0 and beats.p_value == 0.0
-    assert beats.sharpe_agent > beats.sharpe_bench
-    same = stats.prob_agent_beats(bench, bench, reps=500, seed=0)
-    assert same.p_value == 1.0  # ties count for "not better"
-    worse = stats.prob_agent_beats(bench - 0.0005, bench, reps=500, seed=0)
-    assert worse.probability == 0.0
+    beats = stats.prob_agent_beats(bench + 0.0005, bench)
+    # every bar ahead by the same amount: zero variance, a sure edge
+    assert beats.p_value == 0.0 and beats.probability == 1.0 and beats.se_active == 0.0
+    assert beats.mean_active == pytest.approx(0.0005)
+    assert beats.mean_active_annual == pytest.approx(0.0005 * 252)
+    assert stats.verdict(beats).startswith("the agent beats buy-and-hold on these 250 days")
+    same = stats.prob_agent_beats(bench, bench)
+    assert same.p_value == 1.0 and same.active_bars == 0  # no claim
+    assert stats.verdict(same) == (
+        "no evidence that the agent beats buy-and-hold on these 250 days: they differ on none "
+        "of them")
+    one = bench.copy()
+    one[7] += 0.05
+    lone = stats.prob_agent_beats(one, bench)
+    assert lone.active_bars == 1 and lone.p_value == 1.0
+    assert stats.verdict(lone).endswith("they differ on only 1 of them")
+    worse = stats.prob_agent_beats(bench - 0.0005, bench)
+    assert worse.p_value == 1.0
+
+
+def test_mean_test_is_the_t_test_on_iid_data_and_widens_under_dependence() -> None:
+    rng = np.random.default_rng(12)
+    x = rng.normal(0.001, 0.01, 120)
+    t = stats.mean_test(x)
+    plain = sps.ttest_1samp(x, 0.0, alternative="greater")
+    assert t.se >= np.std(x, ddof=1) / math.sqrt(120) - 1e-15  # never below the i.i.d. SE
+    if t.se_method == "iid":
+        assert t.p_value == pytest.approx(plain.pvalue)
+    assert t.lags == stats.hac_lags(120) == 4 and t.df == 119
+    # a moving average of noise: positively autocorrelated, Newey-West takes over
+    e = rng.normal(0.0, 0.01, 400)
+    ma = e + np.concatenate([[0.0], e[:-1]]) + np.concatenate([[0.0, 0.0], e[:-2]])
+    dep = stats.mean_test(ma)
+    assert dep.se_method == "newey-west"
+    assert dep.se > 1.4 * np.std(ma, ddof=1) / math.sqrt(400)
+    # one-sided p and one-sided lower bound agree: p < 1 - level iff the bound is above 0
+    for seed in range(40):
+        y = np.random.default_rng(seed).normal(0.002, 0.01, 60)
+        test = stats.mean_test(y)
+        assert (test.p_value < 0.1) == (test.lower_bound(0.9) > 0)
 
 
 def test_agent_that_is_noise_gets_no_verdict_in_its_favour() -> None:
     rng = np.random.default_rng(11)
     agent, bench = rng.normal(0, 0.01, 60), rng.normal(0.002, 0.01, 60)
-    beats = stats.prob_agent_beats(agent, bench, reps=500, seed=0)
+    beats = stats.prob_agent_beats(agent, bench)
     assert beats.p_value > 0.1
     assert stats.verdict(beats).startswith("no evidence that the agent beats buy-and-hold")
 
 
+def test_a_mostly_flat_record_with_a_weak_mean_edge_claims_nothing() -> None:
+    """The case of issue 31: flat on 16 of 33 days, a few small gains while long, a mean
+    edge over buy-and-hold with t near 1. Its Sharpe (all its returns are >= 0) towers
+    over buy-and-hold's, and the paired bootstrap of the Sharpe difference gave p < 0.001;
+    the mean active return says there is no evidence."""
+    rng = np.random.default_rng(31)
+    market = rng.normal(0.0, 0.015, 33)
+    flat = np.zeros(33, dtype=bool)
+    flat[rng.choice(33, 16, replace=False)] = True
+    market[~flat] = rng.uniform(0.0005, 0.003, int((~flat).sum()))  # the days it held
+    market[flat] -= market[flat].mean() + 0.0022  # a falling market while it was out
+    agent = np.where(flat, 0.0, market)
+    versus = stats.prob_agent_beats(agent, market)
+    assert versus.p_value > 0.1  # the Sharpe bootstrap: p < 0.001, "beats ... (p < 0.001)"
+    assert stats.verdict(versus).startswith("no evidence that the agent beats buy-and-hold on "
+                                            "these 33 days: its mean return over buy-and-hold "
+                                            "is +0.1")
+    assert versus.sharpe_agent > 5 and versus.t_stat == pytest.approx(1.0, abs=0.35)
+
+
+NULL_DRAWS = 2000
+# the verdict claims an edge at p <= 0.10; a rate above this bound has binomial p < 0.001
+# if the true rate is 10% (2000 draws: 12.0%)
+NULL_BOUND = sps.binom.ppf(0.999, NULL_DRAWS, 0.1) / NULL_DRAWS
+
+
+def _iid_equal_sharpe(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    # the same Sharpe, half the risk and half the mean: no edge by either measure
+    return rng.normal(0.0005, 0.01, n), rng.normal(0.001, 0.02, n)
+
+
+def _iid_equal_mean(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    # the same mean at half the risk: the boundary of H0 for the mean active return
+    return rng.normal(0.0005, 0.01, n), rng.normal(0.0005, 0.02, n)
+
+
+def _mostly_flat(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    # fat-tailed driftless market; the agent holds one to three stretches, otherwise flat
+    market = rng.standard_t(4, n) * 0.01
+    held = np.zeros(n)
+    for _ in range(rng.integers(1, 4)):
+        start = rng.integers(0, n)
+        held[start:start + rng.integers(1, max(2, n // 6))] = 1.0
+    return held * market, market
+
+
+def _one_short_hold(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    # few trades: long for one to four days, flat otherwise, on a driftless market
+    market = rng.normal(0.0, 0.01, n)
+    held = np.zeros(n)
+    start = rng.integers(0, n - 5)
+    held[start:start + rng.integers(1, 5)] = 1.0
+    return held * market, market
+
+
+NULL_RECORDS = [(_iid_equal_sharpe, 60), (_iid_equal_sharpe, 250), (_iid_equal_mean, 60),
+                (_mostly_flat, 33), (_one_short_hold, 60)]
+
+
+@pytest.mark.parametrize(("record", "n"), NULL_RECORDS)
+def test_verdict_holds_its_nominal_rate_on_null_records(record, n: int) -> None:
+    """Records with no edge: the verdict claims one at most 10% of the time (within a
+    binomial tolerance). The paired bootstrap of the Sharpe difference the verdict used
+    before claimed one on 12.3% of the 60-bar equal-Sharpe records, 13.8% of the mostly
+    flat and 14.2% of the short-hold ones (600 records each, 500 resamples)."""
+    rng = np.random.default_rng(n + len(record.__name__))
+    claims = sum(stats.prob_agent_beats(*record(rng, n)).p_value <= 0.1
+                 for _ in range(NULL_DRAWS))
+    assert claims / NULL_DRAWS <= NULL_BOUND
+
+
 def test_verdict_strings() -> None:
     assert stats.verdict(_comparison(0.41, 30)) == (
-        "no evidence that the agent beats buy-and-hold on these 30 days (p = 0.41)"
+        "no evidence that the agent beats buy-and-hold on these 30 days: its mean return over "
+        "buy-and-hold is +0.120% a day (+30.2% a year), one-sided p = 0.41"
     )
     assert stats.verdict(_comparison(0.04, 30)) == (
-        "the agent beats buy-and-hold on these 30 days at 90% confidence (p = 0.04)"
+        "the agent beats buy-and-hold on these 30 days at 90% confidence: its mean return over "
+        "buy-and-hold is +0.120% a day (+30.2% a year), one-sided p = 0.04"
     )
-    assert stats.verdict(_comparison(0.04, 30), level=0.95) == (
-        "the agent beats buy-and-hold on these 30 days at 95% confidence (p = 0.04)"
+    assert stats.verdict(_comparison(0.04, 30), level=0.95).startswith(
+        "the agent beats buy-and-hold on these 30 days at 95% confidence: "
     )
-    assert stats.verdict(_comparison(0.0, 750, "5min")) == (
-        "the agent beats buy-and-hold on these 750 bars (10 days) at 90% confidence (p < 0.001)"
+    assert stats.verdict(_comparison(0.0, 750, "5min", mean=0.00002)) == (
+        "the agent beats buy-and-hold on these 750 bars (10 days) at 90% confidence: its mean "
+        "return over buy-and-hold is +0.002% a bar (+37.8% a year), one-sided p < 0.001"
     )
     few = stats.prob_agent_beats(np.array([0.01, 0.0, -0.01]), np.zeros(3))
     assert math.isnan(few.p_value)

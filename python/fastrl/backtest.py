@@ -51,7 +51,7 @@ STRATEGY_LABELS = {"agent": "agent", "buy_and_hold": "buy & hold", "flat": "flat
 COMBINED = "ALL"
 # strategies whose Sharpe gets error bars; flat holds cash, its Sharpe is 0 by construction
 UNCERTAIN_STRATEGIES = ("agent", "buy_and_hold")
-BOOTSTRAP_SEED = 0  # fixed: the same backtest always prints the same interval and p-value
+BOOTSTRAP_SEED = 0  # fixed: the same backtest always prints the same Sharpe interval
 PolicyFn = Callable[[np.ndarray], Any]
 
 
@@ -169,10 +169,11 @@ class Backtest(EquityPath):
 class Uncertainty:
     """Error bars of one symbol's (or the combined portfolio's) headline numbers.
 
-    ``sharpe`` holds a :class:`fastrl.stats.SharpeStats` (Sharpe, Lo/Mertens SE, bootstrap
-    interval, PSR) per strategy in ``UNCERTAIN_STRATEGIES``; ``vs_buy_and_hold`` the paired
-    bootstrap probability that the agent's Sharpe beats buy-and-hold's on the same bars;
-    ``verdict`` that comparison in one plain sentence.
+    ``sharpe`` holds a :class:`fastrl.stats.SharpeStats` (Sharpe, its SE and which estimate
+    that is, bootstrap interval, PSR) per strategy in ``UNCERTAIN_STRATEGIES``;
+    ``vs_buy_and_hold`` the one-sided test of the agent's mean return over buy-and-hold on
+    the same bars (:func:`fastrl.stats.prob_agent_beats`); ``verdict`` that test in one
+    plain sentence.
     """
 
     symbol: str
@@ -197,14 +198,14 @@ def uncertainty_of(
     *,
     agent_label: str = "the agent",
 ) -> Uncertainty:
-    """Sharpe error bars of both series and the paired agent-vs-buy-and-hold comparison."""
+    """Sharpe error bars of both series and the test of the agent's mean active return."""
     from fastrl import stats  # arch takes seconds to import; validation never needs it
 
     per_strategy = {
         "agent": stats.sharpe_stats(agent_returns, freq, seed=BOOTSTRAP_SEED),
         "buy_and_hold": stats.sharpe_stats(bench_returns, freq, seed=BOOTSTRAP_SEED),
     }
-    comparison = stats.prob_agent_beats(agent_returns, bench_returns, freq, seed=BOOTSTRAP_SEED)
+    comparison = stats.prob_agent_beats(agent_returns, bench_returns, freq)
     return Uncertainty(
         symbol=symbol,
         sharpe=per_strategy,
@@ -271,7 +272,7 @@ class EvalResult:
             bench = [b for b in self.backtests if b.strategy == "buy_and_hold"]
             if not bench:
                 raise ValueError("uncertainty needs the buy-and-hold baseline (baselines=True)")
-            # both portfolios on one clock, so the paired bootstrap pairs the same bars
+            # both portfolios on one clock, so the active return pairs the same bars
             equity = aligned_paths(agent + bench)[0]
             totals = [equity[: len(agent)].sum(axis=0), equity[len(agent) :].sum(axis=0)]
             value = uncertainty_of(

@@ -405,8 +405,9 @@ class PortfolioResult:
         return metrics
 
     def uncertainty(self) -> PortfolioUncertainty:
-        """Sharpe SE, bootstrap interval and PSR per strategy; P(agent's Sharpe beats
-        equal-weight held / monthly) by a paired bootstrap; computed once."""
+        """Sharpe SE, bootstrap interval and PSR per strategy; the agent's mean return over
+        equal-weight held / monthly with its one-sided p (``stats.prob_agent_beats``);
+        computed once."""
         if self._uncertainty is not None:
             return self._uncertainty
         from fastrl import stats
@@ -416,8 +417,7 @@ class PortfolioResult:
         agent = self.get(AGENT).returns
         sharpe = {b.strategy: stats.sharpe_stats(b.returns, self.freq, seed=BOOTSTRAP_SEED)
                   for b in self.backtests}
-        vs = {name: stats.prob_agent_beats(agent, self.get(name).returns, self.freq,
-                                           seed=BOOTSTRAP_SEED)
+        vs = {name: stats.prob_agent_beats(agent, self.get(name).returns, self.freq)
               for name in (EW_HOLD, EW_MONTHLY)}
         verdict = stats.verdict(vs[BENCHMARK], agent="the portfolio agent",
                                 benchmark="equal-weight buy-and-hold")

@@ -283,9 +283,29 @@ def format_interval(low: float, high: float) -> str:
     return f"[{low:.2f}, {high:.2f}]"
 
 
+def format_se(stats_: Any) -> str:
+    """A Sharpe SE with the estimate it is ("n/a" where it could not be estimated)."""
+    if not math.isfinite(stats_.se):
+        return "n/a"
+    method = "bootstrap" if stats_.se_method == "bootstrap" else "Lo/Mertens"
+    return f"{stats_.se:.3f} ({method})"
+
+
+def format_active(versus: Any) -> str:
+    """The mean active return a day (a bar) with its one-sided p ("n/a": no test)."""
+    if not math.isfinite(versus.p_value):
+        return "n/a"
+    from fastrl.metrics import bars_per_day
+    from fastrl.stats import format_p_value
+
+    unit = "day" if bars_per_day(versus.freq) == 1.0 else "bar"
+    return f"{100 * versus.mean_active:+.3f}% a {unit} ({format_p_value(versus.p_value)})"
+
+
 def uncertainty_rows(result: EvalResult, symbol: str) -> list[list[str]]:
-    """Table rows [label, agent, buy & hold, flat] of the Sharpe's error bars and the paired
-    agent-vs-buy-and-hold probability; flat (cash, Sharpe 0 by construction) gets none."""
+    """Table rows [label, agent, buy & hold, flat] of the Sharpe's error bars and the agent's
+    mean return over buy-and-hold with its one-sided p; flat (cash, Sharpe 0 by
+    construction) gets none."""
     from fastrl.backtest import STRATEGIES
 
     uncertainty = result.uncertainty(symbol)
@@ -295,12 +315,11 @@ def uncertainty_rows(result: EvalResult, symbol: str) -> list[list[str]]:
         return [label, *(cell(uncertainty.sharpe[s]) if s in uncertainty.sharpe else "-"
                          for s in STRATEGIES)]
 
-    beats = uncertainty.vs_buy_and_hold.probability
     return [
-        row("Sharpe std. error", lambda x: format_number(x.se, ".3f")),
+        row("Sharpe std. error", format_se),
         row(f"Sharpe {100 * level:g}% interval", lambda x: format_interval(x.ci_low, x.ci_high)),
         row("P(Sharpe > 0) (PSR)", lambda x: format_probability(x.psr)),
-        ["P(Sharpe > buy & hold)", format_probability(beats),
+        ["Mean return over buy & hold", format_active(uncertainty.vs_buy_and_hold),
          *("-" for _ in STRATEGIES[1:])],
     ]
 
@@ -337,15 +356,18 @@ def _uncertainty_lines(result: EvalResult) -> list[str]:
     headline = result.uncertainty(COMBINED)
     level = headline.sharpe["agent"].level
     return [
-        "Uncertainty: the Sharpe's standard error is Lo (2002) / Mertens (2002), with the "
-        "returns' skewness and kurtosis; the "
-        f"{100 * level:g}% interval is the percentile interval of a stationary bootstrap "
-        f"of the per-bar returns ({DEFAULT_REPS} resamples, fixed seed); PSR is the "
-        "probability that the true Sharpe is above 0 (Bailey & Lopez de Prado 2012); "
-        "P(Sharpe > buy & hold) comes from a paired stationary bootstrap of agent and "
-        "buy-and-hold on the same bars (p = 1 - P). The verdict needs p <= "
-        f"{1 - level:.2f}. Over a few weeks of bars these intervals are wide: read them "
-        "before the point estimates.",
+        "Uncertainty: the Sharpe's standard error is the larger of Lo (2002) / Mertens "
+        "(2002), with the returns' skewness and kurtosis, and the spread of the Sharpe over "
+        "a stationary bootstrap of the per-bar returns (the table names the one shown: "
+        "Lo/Mertens understates it on strongly skewed records); the "
+        f"{100 * level:g}% interval is that bootstrap's percentile interval "
+        f"({DEFAULT_REPS} resamples, fixed seed); PSR is the probability that the true "
+        "Sharpe is above 0 from that SE (Bailey & Lopez de Prado 2012). The verdict rests "
+        "on the mean return over buy-and-hold (agent minus buy-and-hold, bar by bar) and "
+        "its one-sided p: a t-test with a Newey-West standard error never below the i.i.d. "
+        "one, and as many degrees of freedom as bars where the two differ, less one; it "
+        f"needs p <= {1 - level:.2f}. Over a few weeks of bars these intervals are wide: "
+        "read them before the point estimates.",
         "Per-bar data: test_returns.csv (every step of every strategy and symbol: close, "
         "position, cost, equity, return) and test_trades.csv (round trips); the return "
         "column's mean over its standard deviation (ddof=1) x sqrt(252 x bars per day) is "

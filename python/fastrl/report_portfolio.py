@@ -30,9 +30,10 @@ from fastrl.report import (
     REPORT_METRICS,
     ReportFiles,
     figure_size_px,
+    format_active,
     format_interval,
-    format_number,
     format_probability,
+    format_se,
     pyplot,
     save_png,
     time_axis,
@@ -92,7 +93,8 @@ def plot_weights(result: PortfolioResult, path: Path) -> Path:
 
 
 def uncertainty_rows(result: PortfolioResult) -> list[list[str]]:
-    """Rows [label, one cell per strategy]: Sharpe SE, interval, PSR, P(beats EW)."""
+    """Rows [label, one cell per strategy]: Sharpe SE, interval, PSR, the mean return over
+    each equal-weight benchmark with its one-sided p."""
     u = result.uncertainty()
     level = u.sharpe[AGENT].level
 
@@ -100,11 +102,11 @@ def uncertainty_rows(result: PortfolioResult) -> list[list[str]]:
         return [label, *(cell(u.sharpe[s]) for s in result.strategies)]
 
     def beats(name: str) -> list[str]:
-        return [f"P(Sharpe > {strategy_label(name)})", format_probability(u.vs[name].probability),
+        return [f"Mean return over {strategy_label(name)}", format_active(u.vs[name]),
                 *("-" for _ in result.strategies[1:])]
 
     return [
-        row("Sharpe std. error", lambda x: format_number(x.se, ".3f")),
+        row("Sharpe std. error", format_se),
         row(f"Sharpe {100 * level:g}% interval", lambda x: format_interval(x.ci_low, x.ci_high)),
         row("P(Sharpe > 0) (PSR)", lambda x: format_probability(x.psr)),
         beats(EW_HOLD),
@@ -155,10 +157,13 @@ def setup_lines(result: PortfolioResult) -> list[str]:
         "each month; equal weight held buys once; buy & hold SYMBOL puts everything in one "
         "name. All pay the same costs and fill the same way; whatever is held at the end is "
         "sold at the last close and pays its cost.",
-        "Uncertainty: Sharpe standard error of Lo (2002) / Mertens (2002); the interval is a "
-        "stationary bootstrap of the per-bar returns (fixed seed); PSR = P(true Sharpe > 0); "
-        "P(Sharpe > ...) is a paired stationary bootstrap on the same bars. The verdict "
-        "compares with equal weight held. Ratios are annualised with 252 days, risk-free 0.",
+        "Uncertainty: the Sharpe standard error is the larger of Lo (2002) / Mertens (2002) "
+        "and the spread over a stationary bootstrap of the per-bar returns (the table names "
+        "the one shown); the interval is that bootstrap's (fixed seed); PSR = P(true Sharpe "
+        "> 0) from that SE. The mean return over a benchmark is agent minus benchmark, bar "
+        "by bar, with a one-sided t-test (Newey-West SE, never below the i.i.d. one). The "
+        "verdict is that test against equal weight held. Ratios are annualised with 252 "
+        "days, risk-free 0.",
         "Per-bar data: test_returns.csv (every step of every strategy: costs, turnover, "
         "equity, return and the weights of every symbol and cash).",
     ]

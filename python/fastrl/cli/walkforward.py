@@ -162,23 +162,25 @@ def _print_summary(payload: dict[str, Any]) -> None:
     for name, analysis in payload["configs"].items():
         table = Table(title=f"walk-forward record: {name}")
         for column in ("symbol", "days", "agent Sharpe ± SE", "B&H Sharpe ± SE",
-                       "P(agent > B&H)", "p Holm"):
+                       "agent - B&H a year", "p", "p Holm"):
             table.add_column(column, justify="right")
         rows = list(analysis["per_symbol"].items()) + [("pooled", analysis["pooled"])]
         for symbol, s in rows:
             def cell(x: dict[str, Any]) -> str:
                 se = "n/a" if x["se"] is None else f"{x['se']:.2f}"
+                if x.get("se_method") == "bootstrap":
+                    se += " (bootstrap)"
                 return f"{x['sharpe']:+.2f} ± {se}"
-            prob = s["versus"]["probability"]
+            p_value = s["versus"]["p_value"]
             holm = s.get("p_holm")
             table.add_row(symbol, str(s["days"]), cell(s["agent"]), cell(s["buy_and_hold"]),
-                          "n/a" if prob is None else f"{prob:.2f}",
+                          f"{100 * s['active_annual_mean']:+.1f}%",
+                          "n/a" if p_value is None else f"{p_value:.3f}",
                           "" if holm is None else f"{holm:.3f}")
         console.print(table)
         console.print(f"costs: {analysis['costs']['text']}")
     for comparison in payload["comparisons"]:
-        console.print(f"{comparison['verdict']} (difference "
-                      f"{100 * comparison['mean_diff_annual']:+.1f}% a year)")
+        console.print(comparison["verdict"])
     console.print(f"[bold]Verdict: {payload['verdict']}.[/bold]")
 
 

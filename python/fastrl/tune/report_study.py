@@ -4,10 +4,11 @@ Order matters for honesty. Everything up to the confirmation reads validation ba
 
 1. ``best.yaml`` (the winner as config keys on the base preset, loadable by
    ``fastrl-train --config``) and ``trials.csv``.
-2. The noise floor: the median over completed trials of the standard error of a trial's
-   score (its runs over seeds x folds), and whether the winner's lead over the median
-   trial exceeds it; when it does not, the report says the search did not separate the
-   configs.
+2. Noise: the median over completed trials of the standard error of a trial's score (its
+   runs over seeds x folds), the winner's lead over the median trial, and whether the
+   winner stands out from the best of N equal configs (``stats.best_of_n_test``, the
+   trials' labels permuted within each fold x seed, p <= 0.10); when it does not, the
+   report says the search did not separate the configs.
 3. Gates on validation: the Deflated Sharpe Ratio of the winner's final-policy validation
    returns given the number of completed trials, and the Probability of Backtest
    Overfitting by CSCV over trials x time blocks of those returns (``fastrl.stats``).
@@ -189,18 +190,39 @@ def _configs(winner: Any, runner: Any) -> dict[str, Any]:
     return configs
 
 
-def noise_summary(trials: list[Any], winner: Any) -> dict[str, Any]:
-    """The noise floor (median trial SE) and whether the winner's lead over the median
-    completed trial exceeds it."""
+def noise_summary(trials: list[Any], winner: Any, level: float = 0.9,
+                  reps: int = 2000) -> dict[str, Any]:
+    """Did the search separate the configs: the winner against the best of N under noise.
+
+    ``separated`` comes from :func:`fastrl.stats.best_of_n_test` on the trials x runs
+    matrix of run scores (every trial runs the same folds and seeds, so runs pair up):
+    p <= 1 - ``level``. Not "the winner's lead over the median trial exceeds the median
+    trial SE": the lead of a maximum of N grows with N even among identical configs, so
+    that rule separates them more often the more trials run. The noise floor (median trial
+    SE) and the lead are reported as descriptions. ``reps``: permutations."""
+    from fastrl import stats
+
     scores = np.array([t.value for t in trials], dtype=np.float64)
     ses = [t.user_attrs.get("score_se") for t in trials]
     ses = [float(x) for x in ses if x is not None and math.isfinite(x)]
     floor = float(np.median(ses)) if ses else None
     lead = float(winner.value - np.median(scores))
+    runs = winner.user_attrs.get("run_scores") or []
+    # trials that ran the winner's plan of folds x seeds (all of them, for one study)
+    matrix = [t.user_attrs["run_scores"] for t in trials
+              if len(t.user_attrs.get("run_scores") or []) == len(runs)
+              and all(math.isfinite(x) for x in t.user_attrs["run_scores"])]
+    test = None
+    if len(runs) >= 2 and len(matrix) >= 2:
+        test = stats.best_of_n_test(np.array(matrix, dtype=np.float64), reps=reps)
+    p_value = None if test is None else test.p_value
     return {"noise_floor": floor, "trials_with_se": len(ses),
             "median_score": float(np.median(scores)), "winner_lead": lead,
             "winner_se": winner.user_attrs.get("score_se"),
-            "separated": bool(floor is not None and lead > floor)}
+            "test": "max-of-N permutation (trial labels shuffled within each fold x seed)",
+            "p_value": p_value, "trials_tested": len(matrix), "runs_per_trial": len(runs),
+            "level": level,
+            "separated": bool(p_value is not None and p_value <= 1.0 - level)}
 
 
 def paired_differences(confirmation: dict[str, Any], key: str = "scores",
@@ -308,7 +330,10 @@ def confirm_and_test(configs: dict[str, Any], settings: dict[str, Any], market: 
             agent = errors.sharpe["agent"]
             per_seed.append({"seed": run.seed, "sharpe": agent.sharpe, "se": agent.se,
                              "ci90": [agent.ci_low, agent.ci_high], "psr": agent.psr,
+                             # 1 - p of the mean-active-return test (bench/ reads it)
                              "p_beats_buy_and_hold": errors.vs_buy_and_hold.probability,
+                             "p_value": errors.vs_buy_and_hold.p_value,
+                             "active_annual": errors.vs_buy_and_hold.mean_active_annual,
                              "total_return": result.combined["agent"].total_return})
             bh = errors.sharpe["buy_and_hold"]
             test["buy_and_hold"] = {"sharpe": bh.sharpe, "se": bh.se,
@@ -426,7 +451,7 @@ def confirmation_sections(payload: dict[str, Any], test_days: int, *,
     test = payload["test"]
     rows = [[f"{name} seed {r['seed']}", fmt(r["sharpe"]), fmt(r["se"]),
              f"{fmt(r['ci90'][0])} to {fmt(r['ci90'][1])}", fmt(r["psr"]),
-             fmt(r["p_beats_buy_and_hold"]), fmt(r["total_return"], ".1%")]
+             _active_cell(r), fmt(r["total_return"], ".1%")]
             for name in (candidate, *PRESETS) for r in test[name]["runs"]]
     bh = test["buy_and_hold"]
     rows.append(["buy & hold", fmt(bh["sharpe"]), fmt(bh["se"]),
@@ -435,8 +460,17 @@ def confirmation_sections(payload: dict[str, Any], test_days: int, *,
     sections.append(Section(
         f"Test days ({test_days}), touched once, at the end",
         table=Table(["strategy", "Sharpe (per seed)", "SE", "90% CI", "PSR",
-                     "P(> buy & hold)", "total return"], rows, numeric=False)))
+                     "over buy & hold a year (one-sided p)", "total return"], rows,
+                    numeric=False)))
     return sections
+
+
+def _active_cell(run: dict[str, Any]) -> str:
+    """The mean return over buy-and-hold a year and its one-sided p."""
+    p_value = run["p_value"]
+    if p_value is None or not math.isfinite(p_value):
+        return "n/a"
+    return f"{fmt(run['active_annual'], '+.1%')} (p = {p_value:.3f})"
 
 
 def study_document(payload: dict[str, Any], images: dict[str, Path],
@@ -467,16 +501,20 @@ def study_document(payload: dict[str, Any], images: dict[str, Path],
     noise = payload.get("noise")
     if noise is not None:
         floor = noise["noise_floor"]
+        p_value = noise.get("p_value")
+        alpha = f"{1.0 - noise.get('level', 0.9):g}"
         doc.sections.append(Section("Noise", bullets=[
             f"Noise floor (median SE of a trial's score over its seeds x folds, "
             f"{noise['trials_with_se']} trials): **{fmt(floor, '.3f')}**",
             f"Winner's lead over the median trial ({noise['median_score']:.3f}): "
             f"**{noise['winner_lead']:.3f}** (winner's own SE {fmt(noise['winner_se'], '.3f')})",
-            ("the winner's lead exceeds the noise floor" if noise["separated"]
-             else "**the search did not separate the configs**: the winner's lead does not "
-             "exceed the noise floor" if floor is not None
-             else "**the search did not separate the configs**: with one run per trial the "
-             "noise cannot be measured (use more --folds or --seeds)")]))
+            ("**the search did not separate the configs**: with one run per trial the noise "
+             "cannot be measured (use more --folds or --seeds)" if p_value is None else
+             f"Winner against the best of {noise['trials_tested']} equal configs (the trials'"
+             f" labels shuffled within each of the {noise['runs_per_trial']} folds x seeds): "
+             f"p = **{p_value:.3f}**; " + (
+                 f"the search separated the winner (p <= {alpha})" if noise["separated"]
+                 else f"**the search did not separate the configs** (p > {alpha})"))]))
     doc.sections.append(Section(
         "Overfitting gates (validation, one seed's policies: what is deployed)", bullets=[
             f"Deflated Sharpe Ratio of the winner given {gates['n_trials']} trials, "

@@ -5,9 +5,10 @@ trade_record`) with :mod:`fastrl.stats`, so the report, its JSON and the CLI pri
 numbers.
 
 - **Per symbol**: the agent's and buy-and-hold's Sharpe with SE, 90% interval and PSR, and
-  the paired-bootstrap P(agent beats buy-and-hold); the one-sided p-values are adjusted
-  across symbols by Holm (family-wise) and Benjamini-Hochberg (false discovery rate,
-  scipy's ``false_discovery_control``).
+  the agent's mean return over buy-and-hold with its one-sided p
+  (:func:`fastrl.stats.prob_agent_beats`); the p-values are adjusted across symbols by Holm
+  (family-wise) and Benjamini-Hochberg (false discovery rate, scipy's
+  ``false_discovery_control``).
 - **Pooled**: the equal-capital portfolio of the per-symbol agents against equal-capital
   buy-and-hold, rebalanced to equal capital every bar (the mean return of the symbols
   trading that bar), so a symbol that joins late neither dilutes nor dominates the rest.
@@ -104,7 +105,7 @@ def cost_sensitivity(pool: pd.DataFrame, freq: str) -> dict[str, Any]:
         rows.append({"multiple": multiple, "agent_sharpe": float(sharpe_ratio(a, freq)),
                      "bh_sharpe": float(sharpe_ratio(b, freq)),
                      "active_annual_mean": float(np.mean(a - b) * periods_per_year(freq)),
-                     "p_agent_beats": versus.probability})
+                     "p_value": _finite_or_none(versus.p_value)})
     edge, cost_gap = float(np.mean(agent - bench)), float(np.mean(cost_a - cost_b))
     if edge <= 0:
         breakeven, text = None, ("the agent has no edge over buy-and-hold to lose: its mean "
@@ -193,9 +194,9 @@ def analyse(record: pd.DataFrame, freq: str,
                                         pool["bh_return"].to_numpy(), freq)
         combined["verdict"] = stats.verdict(versus, agent="the portfolio agent",
                                             benchmark="equal weight bought and held")
-        verdict = f"{combined['verdict']}: {years:.1f} years out of sample"
+        verdict = f"{combined['verdict']}; {years:.1f} years out of sample"
     else:
-        verdict = (f"{combined['verdict']}: {years:.1f} years out of sample, {len(symbols)} "
+        verdict = (f"{combined['verdict']}; {years:.1f} years out of sample, {len(symbols)} "
                    f"symbol{'s' if len(symbols) != 1 else ''} pooled; per symbol {wins_raw} of "
                    f"{len(symbols)} ahead at {100 * LEVEL:g}% before adjustment, {wins_holm} "
                    f"after Holm, {wins_bh} after Benjamini-Hochberg")
@@ -206,44 +207,30 @@ def analyse(record: pd.DataFrame, freq: str,
 
 
 def compare(records: dict[str, pd.DataFrame], freq: str) -> list[dict[str, Any]]:
-    """Paired differences of every config against the first, on the pooled records: the
-    annualised mean daily difference with its 90% bootstrap interval, and P(A's Sharpe >
-    B's) from the paired bootstrap."""
+    """Every config against the first on the pooled records, one measure throughout: the
+    mean daily difference of their returns (annualised), its one-sided 90% lower bound and
+    the one-sided p of :func:`fastrl.stats.prob_agent_beats` (the bound is above 0 exactly
+    when p < 0.10); ``verdict`` states the same."""
     names = list(records)
     pools = {name: pooled(record) for name, record in records.items()}
     base = names[0]
+    scale = periods_per_year(freq)
     rows = []
     for name in names[1:]:
-        joined = pools[name][["agent_return"]].join(pools[base][["agent_return"]], how="inner",
-                                                    lsuffix="_a", rsuffix="_b")
+        joined = pools[name][["agent_return"]].merge(
+            pools[base][["agent_return"]], how="inner", left_index=True, right_index=True,
+            suffixes=("_a", "_b"))
         a = joined["agent_return_a"].to_numpy()
         b = joined["agent_return_b"].to_numpy()
-        diff = a - b
-        low, high = _mean_interval(diff, freq)
         versus = stats.prob_agent_beats(a, b, freq)
-        rows.append({"config": name, "baseline": base, "days": int(diff.shape[0]),
+        rows.append({"config": name, "baseline": base, "days": int(a.shape[0]),
                      "sharpe": float(sharpe_ratio(a, freq)),
                      "baseline_sharpe": float(sharpe_ratio(b, freq)),
-                     "mean_diff_annual": float(np.mean(diff) * periods_per_year(freq)),
-                     "mean_diff_low": low, "mean_diff_high": high,
-                     "p_beats": versus.probability,
+                     "mean_diff_annual": float(np.mean(a - b) * scale),
+                     "mean_diff_low": _finite_or_none(versus.lower_bound(LEVEL) * scale),
+                     "p_value": _finite_or_none(versus.p_value), "level": LEVEL,
                      "verdict": stats.verdict(versus, agent=name, benchmark=base)})
     return rows
-
-
-def _mean_interval(diff: np.ndarray, freq: str, reps: int = stats.DEFAULT_REPS
-                   ) -> tuple[float, float]:
-    """90% stationary-bootstrap interval of the annualised mean of ``diff``."""
-    from arch.bootstrap import StationaryBootstrap
-
-    if diff.shape[0] < stats.MIN_BARS:
-        return math.nan, math.nan
-    block = stats.bootstrap_block_length(diff)
-    sampler = StationaryBootstrap(block, diff, seed=np.random.default_rng(0))
-    means = sampler.apply(lambda x: np.array([np.mean(x)]), reps=reps)[:, 0]
-    scale = periods_per_year(freq)
-    tail = (1.0 - LEVEL) / 2.0
-    return float(np.quantile(means, tail) * scale), float(np.quantile(means, 1 - tail) * scale)
 
 
 def seed_spread(records: dict[int, pd.DataFrame], freq: str) -> dict[str, Any]:

@@ -104,7 +104,9 @@ def _pct(value: Any) -> str:
 
 
 def _sharpe_cell(s: dict[str, Any]) -> str:
-    return (f"{_num(s['sharpe'])} ± {_num(s['se'], '.2f')} "
+    """Sharpe ± SE [interval]; the SE is Lo/Mertens' unless marked as the bootstrap's."""
+    method = " (bootstrap SE)" if s.get("se_method") == "bootstrap" else ""
+    return (f"{_num(s['sharpe'])} ± {_num(s['se'], '.2f')}{method} "
             f"[{_num(s['ci_low'])}, {_num(s['ci_high'])}]")
 
 
@@ -119,24 +121,27 @@ def sections(run: WalkForwardRun, analyses: dict[str, dict[str, Any]],
         for symbol, s in analysis["per_symbol"].items():
             rows.append([symbol, f"{s['first_day']} to {s['last_day']}", str(s["days"]),
                          _sharpe_cell(s["agent"]), _sharpe_cell(s["buy_and_hold"]),
-                         _num(s["agent"]["psr"], ".2f"), _num(s["versus"]["probability"], ".2f"),
+                         _num(s["agent"]["psr"], ".2f"), _pct(s["active_annual_mean"]),
                          _num(s["versus"]["p_value"], ".3f"), _num(s["p_holm"], ".3f"),
                          _num(s["p_bh"], ".3f")])
         p = analysis["pooled"]
         rows.append(["pooled", "", str(p["days"]), _sharpe_cell(p["agent"]),
                      _sharpe_cell(p["buy_and_hold"]), _num(p["agent"]["psr"], ".2f"),
-                     _num(p["versus"]["probability"], ".2f"), _num(p["versus"]["p_value"], ".3f"),
+                     _pct(p["active_annual_mean"]), _num(p["versus"]["p_value"], ".3f"),
                      "", ""])
         out.append((f"Per symbol and pooled{label}",
                     ["symbol", "traded", "days", "agent Sharpe ± SE [90%]",
-                     "buy & hold Sharpe ± SE [90%]", "agent PSR", "P(agent > B&H)", "p",
-                     "p Holm", "p BH"], rows, analysis["verdict"]))
+                     "buy & hold Sharpe ± SE [90%]", "agent PSR", "agent - B&H a year",
+                     "p (one-sided)", "p Holm", "p BH"], rows,
+                    analysis["verdict"] + ". SE: the larger of Lo/Mertens' and the spread "
+                    "over a stationary bootstrap (marked where that is the one shown); p: "
+                    "one-sided, on the mean of agent - B&H, bar by bar"))
         cost_rows = [[f"{r['multiple']:g}x", _num(r["agent_sharpe"]), _num(r["bh_sharpe"]),
-                      _pct(r["active_annual_mean"]), _num(r["p_agent_beats"], ".2f")]
+                      _pct(r["active_annual_mean"]), _num(r["p_value"], ".3f")]
                      for r in analysis["costs"]["rows"]]
         out.append((f"Cost sensitivity{label}",
                     ["cost multiple", "agent Sharpe", "B&H Sharpe", "agent - B&H a year",
-                     "P(agent > B&H)"], cost_rows, analysis["costs"]["text"]))
+                     "p (one-sided)"], cost_rows, analysis["costs"]["text"]))
         for key, title in (("years", "By calendar year"), ("direction", "Rising and falling "
                                                            "years"),
                            ("volatility", "By trailing-volatility tercile")):
@@ -149,14 +154,13 @@ def sections(run: WalkForwardRun, analyses: dict[str, dict[str, Any]],
                         regime_rows, ""))
     if comparisons:
         rows = [[c["config"], c["baseline"], str(c["days"]), _num(c["sharpe"]),
-                 _num(c["baseline_sharpe"]),
-                 f"{_pct(c['mean_diff_annual'])} [{_pct(c['mean_diff_low'])}, "
-                 f"{_pct(c['mean_diff_high'])}]", _num(c["p_beats"], ".2f")]
+                 _num(c["baseline_sharpe"]), _pct(c["mean_diff_annual"]),
+                 _pct(c["mean_diff_low"]), _num(c["p_value"], ".3f")]
                 for c in comparisons]
         out.append(("Configs compared on the same windows and seeds (pooled, seed 0)",
                     ["config", "against", "days", "Sharpe", "against Sharpe",
-                     "difference a year [90%]", "P(config > against)"], rows,
-                    "; ".join(c["verdict"] for c in comparisons)))
+                     "difference a year", "90% lower bound (one-sided)", "p (one-sided)"],
+                    rows, "; ".join(c["verdict"] for c in comparisons)))
     compute = run.windows_frame().groupby("config", sort=False).agg(
         windows=("window", "count"), env_steps=("env_steps", "mean"),
         seconds=("seconds", "mean"), total_seconds=("seconds", "sum"))
