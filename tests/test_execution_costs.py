@@ -236,3 +236,17 @@ def test_evaluation_config_keeps_the_execution_costs():
     config = EnvConfig(slippage_bps=4.0, half_spread_bps=1.0)
     assert evaluation_config(config).cost_model() == config.cost_model()
     assert dataclasses.replace(config, cost="zero").execution_costs().total_bps == 5.0
+
+
+def test_report_states_the_execution_costs_charged():
+    from fastrl.evaluate import evaluate_agent
+    from fastrl.report import markdown_report
+
+    market = _market(n=20)
+    for config, text in (
+            (EnvConfig(window=WINDOW), "costs: nse_delivery, half-spread 2 + slippage 3 bps"),
+            (EnvConfig(window=WINDOW, cost="bps", slippage_bps=1.5),
+             "costs: bps, half-spread 0 + slippage 1.5 bps")):
+        result = evaluate_agent(lambda obs: np.ones(obs.shape[0], dtype=np.int64), market,
+                                config)
+        assert text in markdown_report(result, {}, "t")

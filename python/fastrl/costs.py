@@ -212,11 +212,28 @@ EXECUTION_DEFAULTS = {
 NO_EXECUTION_COSTS = ExecutionCosts(half_spread_bps=0.0, slippage_bps=0.0)
 
 
-def execution_defaults(spec: str | CostModel | dict) -> ExecutionCosts:
+def execution_defaults(spec: Any) -> ExecutionCosts:
     """The default execution costs of a cost spec: a named NSE preset's, else none."""
     if isinstance(spec, str):
         return EXECUTION_DEFAULTS.get(spec, NO_EXECUTION_COSTS)
     return NO_EXECUTION_COSTS
+
+
+def resolve_execution(spec: Any, half_spread_bps: float | None,
+                      slippage_bps: float | None) -> ExecutionCosts:
+    """A config's execution costs: each value given, or the cost spec's default for None."""
+    default = execution_defaults(spec)
+    return ExecutionCosts(
+        half_spread_bps=default.half_spread_bps if half_spread_bps is None
+        else float(half_spread_bps),
+        slippage_bps=default.slippage_bps if slippage_bps is None else float(slippage_bps))
+
+
+def describe_execution(spec: Any, half_spread_bps: float | None,
+                       slippage_bps: float | None) -> str:
+    """'half-spread 2 + slippage 3 bps per side' for a config's values (None: the default)."""
+    costs = resolve_execution(spec, half_spread_bps, slippage_bps)
+    return f"half-spread {costs.half_spread_bps:g} + slippage {costs.slippage_bps:g} bps per side"
 
 
 def with_execution(model: CostModel, execution: ExecutionCosts) -> CostModel:

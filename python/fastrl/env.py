@@ -42,8 +42,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from fastrl.costs import (
     CostModel,
     ExecutionCosts,
-    execution_defaults,
     resolve_cost_model,
+    resolve_execution,
     with_execution,
 )
 from fastrl.data.block import MarketBlock
@@ -141,12 +141,7 @@ class EpisodeConfig:
     def execution_costs(self) -> ExecutionCosts:
         """The half-spread and slippage every fill pays; a field left at None takes the cost
         preset's default (fastrl.costs.EXECUTION_DEFAULTS)."""
-        default = execution_defaults(self.cost)
-        return ExecutionCosts(
-            half_spread_bps=default.half_spread_bps if self.half_spread_bps is None
-            else float(self.half_spread_bps),
-            slippage_bps=default.slippage_bps if self.slippage_bps is None
-            else float(self.slippage_bps))
+        return resolve_execution(self.cost, self.half_spread_bps, self.slippage_bps)
 
     def cost_model(self) -> CostModel:
         """The charges of ``cost`` with the execution costs added to both sides' rates: what
