@@ -22,10 +22,14 @@ NSE presets (rates as published for late 2024 / 2025; check them before trading 
 Execution costs (not charges; :data:`EXECUTION_DEFAULTS`, set by ``EnvConfig.half_spread_bps``
 and ``EnvConfig.slippage_bps``): the simulator fills at the bar's open, a price nobody is
 sure to get. A fill pays a fixed half-spread (the mid to the touch) plus slippage (impact,
-latency), both per side in bps of notional, on buys and on sells. They are charged as a cost
-on the open-price notional, which is filling at ``open x (1 +/- (half_spread + slippage))``
-up to the charges' rate on that difference (below 1e-7 of notional). The presets' own
-``slippage_bps`` argument adds to the same rates, for callers that build a CostModel.
+latency), both per side in bps of notional, on buys and on sells. The spread is a fixed
+number, not estimated bar by bar (abdi_ranaldo_half_spread estimates one from bars, to choose
+and report the default). Both are charged as a cost on the open-price notional: the same as
+filling at ``open x (1 +/- (half_spread + slippage))`` except that the charges are levied on
+the open-price notional, not on the worse price (a difference of the charges' rate times the
+extra, under 1e-6 of notional at the defaults), and orders are sized at the open. The
+presets' own ``slippage_bps`` argument adds to the same rates, for callers that build a
+CostModel.
 
 Market rules carried by the presets (flags on CostModel; the simulator, cpp/src/sim.cpp, and
 fastrl.reference apply them; EnvConfig holds their settings):
