@@ -208,7 +208,9 @@ class ExecutionCosts:
 #   order meets the auction, whose one price every matched order gets, but moves it; an
 #   intraday order trades whatever the book holds when it arrives after the bar's close, with
 #   no auction, and an intraday strategy sends many more of them.
-# The other presets and a CostModel the caller built are taken as complete (no defaults).
+# A preset traded on other bars (nse_delivery on 5-minute bars) keeps its own defaults; set
+# EnvConfig.half_spread_bps and slippage_bps for it. The other presets and a CostModel the
+# caller built are taken as complete (no defaults).
 EXECUTION_DEFAULTS = {
     "nse_delivery": ExecutionCosts(half_spread_bps=2.0, slippage_bps=3.0),
     "nse_intraday": ExecutionCosts(half_spread_bps=2.0, slippage_bps=5.0),
