@@ -250,3 +250,22 @@ def test_report_states_the_execution_costs_charged():
         result = evaluate_agent(lambda obs: np.ones(obs.shape[0], dtype=np.int64), market,
                                 config)
         assert text in markdown_report(result, {}, "t")
+
+
+def test_portfolio_replay_matches_the_env_and_its_report_states_the_execution_costs():
+    from fastrl.backtest_portfolio import evaluate_portfolio
+    from fastrl.data.panel import PanelBlock
+    from fastrl.report_portfolio import markdown_report
+
+    rng = np.random.default_rng(4)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.02, (30, 2)), axis=0))
+    days = np.datetime64("2024-03-01") + np.arange(30).astype("timedelta64[D]")
+    panel = PanelBlock(symbols=("A", "B"), open=close * np.exp(rng.normal(0, 0.005, (30, 2))),
+                       close=close, features=rng.normal(size=(30, 2, 1)).astype(np.float32),
+                       tradable=np.ones((30, 2), bool), timestamps=days.astype("datetime64[ns]"))
+    config = PortfolioConfig(window=1, half_spread_bps=1.0, slippage_bps=6.0)
+    # the Python replay raises if its costs differ from the simulator's
+    result = evaluate_portfolio(lambda obs: rng.uniform(0.0, 0.5, (1, 2)), panel, config)
+    assert result.get("agent").step_costs.sum() > 0
+    assert "costs: nse_delivery, half-spread 1 + slippage 6 bps per side" in markdown_report(
+        result, {}, "t")

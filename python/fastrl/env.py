@@ -76,11 +76,10 @@ def is_finite_number(x: Any) -> bool:
 class EpisodeConfig:
     """What EnvConfig and PortfolioConfig share (their C++ base is episode.hpp's
     EpisodeConfig): the fields window, episode_length, execution, cost, half_spread_bps,
-    slippage_bps, reward, dsr_eta,
-    drawdown_penalty, turnover_penalty, initial_cash, equity_floor, random_start,
-    min_envs_per_thread and integer_shares, their checks, their dict round trip and their
-    copy into the core config. Each subclass is a dataclass that declares those fields with
-    its own defaults and docs, and adds what it trades."""
+    slippage_bps, reward, dsr_eta, drawdown_penalty, turnover_penalty, initial_cash,
+    equity_floor, random_start, min_envs_per_thread and integer_shares, their checks, their
+    dict round trip and their copy into the core config. Each subclass is a dataclass that
+    declares those fields with its own defaults and docs, and adds what it trades."""
 
     _DATA_END = "data"  # where episode_length 0 runs to, for the error message
 
