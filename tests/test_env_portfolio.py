@@ -148,7 +148,8 @@ def two_asset_panel() -> PanelBlock:
 
 def test_two_asset_rebalance_charge_by_charge():
     config = PortfolioConfig(window=1, episode_length=0, random_start=False,
-                             cost="nse_delivery", initial_cash=1e6)
+                             cost="nse_delivery", initial_cash=1e6, half_spread_bps=0.0,
+                             slippage_bps=0.0)  # the charges alone
     env = PortfolioVecEnv(two_asset_panel(), 1, config)
     gst, fees = cost_rates.GST, cost_rates.NSE_EXCHANGE_FEE + cost_rates.SEBI_FEE
 

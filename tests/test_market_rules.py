@@ -118,7 +118,8 @@ def test_borrow_fee_by_hand_on_daily_bars():
     assert env.cash[0] == env.equity[0]
 
     # nse_delivery with a borrow rate: order charges plus the same nightly fee.
-    env = one_segment_env(market, cost="nse_delivery", short_borrow_rate=0.0504)
+    env = one_segment_env(market, cost="nse_delivery", short_borrow_rate=0.0504,
+                          half_spread_bps=0.0, slippage_bps=0.0)
     env.reset(seed=0)
     env.step(np.array([0]))
     model = nse_delivery()

@@ -77,6 +77,8 @@ def configs(draw) -> EnvConfig:
         max_pos=draw(st.sampled_from([1.0, 2.0])),
         execution=draw(st.sampled_from(["next_open", "close"])),
         cost=draw(st.sampled_from(["nse_delivery", "nse_intraday", "bps", "zero"])),
+        half_spread_bps=draw(st.sampled_from([None, 0.0, 2.5])),
+        slippage_bps=draw(st.sampled_from([None, 0.0, 7.0])),
         reward=draw(st.sampled_from(["log_return", "pnl", "diff_sharpe"])),
         drawdown_penalty=draw(st.sampled_from([0.0, 0.1])),
         turnover_penalty=draw(st.sampled_from([0.0, 0.01])),

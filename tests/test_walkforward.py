@@ -291,6 +291,7 @@ def test_multiple_testing_adjustments():
     (["--embargo", "0"], "shorter than the reward's horizon"),
     (["--start", "2005-03-01"], "too little history"),
     (["--train-window", "week"], "--train-window must be"),
+    (["--set", "env.slippage_bps=-1"], "config key 'env.slippage_bps' must be >= 0"),
 ])
 def test_cli_bad_input_exits_2(argv, message, tmp_path, capsys):
     from fastrl.cli.walkforward import main

@@ -162,6 +162,9 @@ ENV_FIELD_TYPES: dict[str, Any] = {
     "window": Count,
     "episode_length": Steps,
     "action": Literal["discrete", "continuous"],
+    # per side, bps of notional; None: the cost preset's default (fastrl.costs)
+    "half_spread_bps": Annotated[NonNegative | None, BeforeValidator(_none_word)],
+    "slippage_bps": Annotated[NonNegative | None, BeforeValidator(_none_word)],
 }
 
 
@@ -358,6 +361,7 @@ def portfolio_env_config(config: TrainConfig) -> Any:
         window=e.window, episode_length=e.episode_length, execution=e.execution,
         long_only=True, max_gross=p.max_gross, max_weight=p.max_weight,
         integer_shares=p.integer_shares, trade_band=p.trade_band, cost=e.cost,
+        half_spread_bps=e.half_spread_bps, slippage_bps=e.slippage_bps,
         reward=e.reward, dsr_eta=e.dsr_eta, drawdown_penalty=e.drawdown_penalty,
         turnover_penalty=e.turnover_penalty, initial_cash=e.initial_cash,
         equity_floor=e.equity_floor, random_start=e.random_start,

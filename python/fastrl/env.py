@@ -39,7 +39,13 @@ import numpy as np
 import pandas as pd
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from fastrl.costs import CostModel, resolve_cost_model
+from fastrl.costs import (
+    CostModel,
+    ExecutionCosts,
+    resolve_cost_model,
+    resolve_execution,
+    with_execution,
+)
 from fastrl.data.block import MarketBlock
 
 AGENT_STATE_DIMS = 3
@@ -69,11 +75,11 @@ def is_finite_number(x: Any) -> bool:
 
 class EpisodeConfig:
     """What EnvConfig and PortfolioConfig share (their C++ base is episode.hpp's
-    EpisodeConfig): the fields window, episode_length, execution, cost, reward, dsr_eta,
-    drawdown_penalty, turnover_penalty, initial_cash, equity_floor, random_start,
-    min_envs_per_thread and integer_shares, their checks, their dict round trip and their
-    copy into the core config. Each subclass is a dataclass that declares those fields with
-    its own defaults and docs, and adds what it trades."""
+    EpisodeConfig): the fields window, episode_length, execution, cost, half_spread_bps,
+    slippage_bps, reward, dsr_eta, drawdown_penalty, turnover_penalty, initial_cash,
+    equity_floor, random_start, min_envs_per_thread and integer_shares, their checks, their
+    dict round trip and their copy into the core config. Each subclass is a dataclass that
+    declares those fields with its own defaults and docs, and adds what it trades."""
 
     _DATA_END = "data"  # where episode_length 0 runs to, for the error message
 
@@ -81,6 +87,8 @@ class EpisodeConfig:
     episode_length: int
     execution: str
     cost: str | CostModel | dict
+    half_spread_bps: float | None
+    slippage_bps: float | None
     reward: str
     dsr_eta: float
     drawdown_penalty: float
@@ -107,6 +115,7 @@ class EpisodeConfig:
              f"execution must be one of {sorted(EXECUTIONS)}, got {self.execution!r}")
         need(self.reward in REWARDS,
              f"reward must be one of {sorted(REWARDS)}, got {self.reward!r}")
+        self._validate_execution()
         need(is_finite_number(self.dsr_eta) and 0.0 < self.dsr_eta <= 1.0,
              f"dsr_eta must lie in (0, 1], got {self.dsr_eta!r}")
         need(is_finite_number(self.drawdown_penalty) and self.drawdown_penalty >= 0,
@@ -120,8 +129,23 @@ class EpisodeConfig:
         need(isinstance(self.min_envs_per_thread, int) and self.min_envs_per_thread >= 1,
              f"min_envs_per_thread must be an integer >= 1, got {self.min_envs_per_thread!r}")
 
+    def _validate_execution(self) -> None:
+        for name in ("half_spread_bps", "slippage_bps"):
+            value = getattr(self, name)
+            self._need(value is None or (is_finite_number(value) and not isinstance(value, bool)
+                                         and value >= 0),
+                       f"{name} must be a number of bps >= 0 or None (the cost preset's "
+                       f"default), got {value!r}")
+
+    def execution_costs(self) -> ExecutionCosts:
+        """The half-spread and slippage every fill pays; a field left at None takes the cost
+        preset's default (fastrl.costs.EXECUTION_DEFAULTS)."""
+        return resolve_execution(self.cost, self.half_spread_bps, self.slippage_bps)
+
     def cost_model(self) -> CostModel:
-        return resolve_cost_model(self.cost)
+        """The charges of ``cost`` with the execution costs added to both sides' rates: what
+        the simulator, the backtests and the reference implementations charge."""
+        return with_execution(resolve_cost_model(self.cost), self.execution_costs())
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)  # type: ignore[call-overload]
@@ -179,6 +203,12 @@ class EnvConfig(EpisodeConfig):
     """'next_open' fills at the next bar's open; 'close' at the bar's own close (optimistic)."""
     cost: str | CostModel | dict = "nse_delivery"
     """Preset name ('nse_delivery', 'nse_intraday', 'bps', 'zero'), a CostModel or its fields."""
+    half_spread_bps: float | None = None
+    """Half the bid-ask spread paid on every fill, per side, in bps of notional. None (the
+    default): the cost preset's (2 for the NSE presets, 0 otherwise; fastrl.costs)."""
+    slippage_bps: float | None = None
+    """Slippage (impact, latency) paid on every fill, per side, in bps of notional. None (the
+    default): the cost preset's (nse_delivery 3, nse_intraday 5, 0 otherwise)."""
     reward: str = "log_return"
     """'log_return', 'pnl' (change of equity / initial cash) or 'diff_sharpe'."""
     dsr_eta: float = 0.01
@@ -189,8 +219,9 @@ class EnvConfig(EpisodeConfig):
     """Subtracted times the current drawdown from the episode's peak equity."""
     turnover_penalty: float | None = 0.0
     """Subtracted from the reward times traded notional / equity (on top of the costs the
-    reward already pays). None follows the cost model: TURNOVER_COST_MULTIPLE x its mean
-    one-way rate (0.01 under nse_delivery, 0 without costs); the trainer's default."""
+    reward already pays). None follows the cost model: TURNOVER_COST_MULTIPLE x the mean
+    one-way rate of its charges, without half-spread and slippage (0.01 under nse_delivery, 0
+    without costs); the trainer's default."""
     initial_cash: float = 1_000_000.0
     equity_floor: float = 0.5
     """The episode terminates when equity <= equity_floor x initial_cash."""
@@ -236,7 +267,10 @@ class EnvConfig(EpisodeConfig):
         need(isinstance(self.short_borrow_rate, (int, float))
              and math.isfinite(self.short_borrow_rate) and self.short_borrow_rate >= 0,
              f"short_borrow_rate must be a finite annual rate >= 0, got {self.short_borrow_rate!r}")
-        model = self.cost_model()  # raises on an unknown preset
+        self._validate_execution()
+        model = resolve_cost_model(self.cost)  # raises on an unknown preset
+        # the turnover penalty's multiple was chosen on the charges alone, so execution costs
+        # (which the reward pays anyway) stay out of its default
         self._resolve_market_defaults(model)
         object.__setattr__(self, "position_levels",
                            tuple(float(x) for x in self.position_levels))

@@ -68,6 +68,10 @@ class PortfolioConfig(EpisodeConfig):
     cost: str | CostModel | dict = "nse_delivery"
     """Preset name ('nse_delivery', 'nse_intraday', 'bps', 'zero'), a CostModel or its fields;
     charged per executed order (leg)."""
+    half_spread_bps: float | None = None
+    """Half-spread per fill, bps of notional; None: the cost preset's (EnvConfig's doc)."""
+    slippage_bps: float | None = None
+    """Slippage per fill, bps of notional; None: the cost preset's (EnvConfig's doc)."""
     reward: str = "log_return"
     """'log_return', 'pnl' (change of equity / initial cash) or 'diff_sharpe'."""
     dsr_eta: float = 0.01

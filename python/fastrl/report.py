@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fastrl import report_writer
+from fastrl.costs import describe_execution
 from fastrl.metrics import METRIC_LABELS, format_metric
 from fastrl.report_writer import Document, Section, Table
 
@@ -382,7 +383,8 @@ def _setup_lines(result: EvalResult) -> list[str]:
     cost_name = cost.get("name", "custom") if isinstance(cost, dict) else cost
     lines = [
         f"Bar size: {result.freq}; initial cash per symbol: {result.initial_cash:,.0f}",
-        f"Execution: {config.get('execution')}; costs: {cost_name}; "
+        f"Execution: {config.get('execution')}; costs: {cost_name}, "
+        f"{describe_execution(cost, config.get('half_spread_bps'), config.get('slippage_bps'))}; "
         f"actions: {config.get('action')}"
         + (
             f" {tuple(config.get('position_levels', ()))}"

@@ -23,6 +23,7 @@ from fastrl.backtest_portfolio import (
     PortfolioResult,
     strategy_label,
 )
+from fastrl.costs import describe_execution
 from fastrl.metrics import METRIC_LABELS, format_metric
 from fastrl.report import (
     COLORS,
@@ -136,7 +137,9 @@ def setup_lines(result: PortfolioResult) -> list[str]:
     lines = [
         f"Symbols: {', '.join(result.symbols)}; bar size {result.freq}; initial cash "
         f"{result.initial_cash:,.0f} for the whole portfolio",
-        f"Execution: {config.get('execution')}; costs: {cost_name} (per order leg); caps: "
+        f"Execution: {config.get('execution')}; costs: {cost_name}, "
+        f"{describe_execution(cost, config.get('half_spread_bps'), config.get('slippage_bps'))} "
+        "(per order leg); caps: "
         f"max weight {config.get('max_weight')}, max gross {config.get('max_gross')}, "
         f"long only; whole shares: {config.get('integer_shares')}; trade band "
         f"{config.get('trade_band')}",

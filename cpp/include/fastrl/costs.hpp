@@ -9,7 +9,7 @@
 namespace fastrl {
 
 struct CostModel {
-  double buy_rate = 0.0;         // taxes + fees + slippage on a buy, per unit notional
+  double buy_rate = 0.0;         // taxes, fees, half-spread, slippage on a buy, per notional
   double sell_rate = 0.0;        // same on a sell (STT and stamp duty differ by side)
   double brokerage_rate = 0.0;   // brokerage per unit notional ...
   double brokerage_cap = 0.0;    // ... capped per order (e.g. Rs 20); +inf for no cap

@@ -12,9 +12,10 @@ numbers.
 - **Pooled**: the equal-capital portfolio of the per-symbol agents against equal-capital
   buy-and-hold, rebalanced to equal capital every bar (the mean return of the symbols
   trading that bar), so a symbol that joins late neither dilutes nor dominates the rest.
-- **Costs**: the same traded positions re-costed at other multiples of the cost model:
-  each bar's return gets back ``(1 - m)`` times the costs it paid (first order: the
-  positions and the notional stay those traded at 1x). The break-even multiple is where
+- **Costs**: the same traded positions re-costed at other multiples of the cost model
+  (charges, half-spread and slippage together, as the record paid them): each bar's
+  return gets back ``(1 - m)`` times the costs it paid (first order: the positions and
+  the notional stay those traded at 1x). The break-even multiple is where
   the agent's mean return over buy-and-hold reaches zero.
 - **Regimes**: calendar years, rising against falling years (buy-and-hold's return that
   year), and terciles of the market's trailing volatility (known before the bar).
