@@ -206,6 +206,44 @@ def test_resume_and_workers_give_the_same_record(bars, config, tmp_path):
     assert "years out of sample" in analysis["verdict"]
 
 
+QUICK = {**TINY, "num_envs": 4, "n_epochs": 1}
+
+
+def _drop_day(frame: pd.DataFrame, day: str) -> pd.DataFrame:
+    return frame[frame.index.normalize() != pd.Timestamp(day)]
+
+
+@pytest.mark.parametrize("case", ["daily", "5min", "portfolio 5min"])
+def test_every_bar_is_traded_once_and_none_before_start(case):
+    """The stitched record holds each bar after the first decision exactly once (no session
+    traded by two windows, no bar skipped at a boundary), and nothing before --start."""
+    freq = "1d" if case == "daily" else "5min"
+    symbols = ["BPCL", "HDFCLIFE"] if case == "daily" else ["BPCL", "INFY"]
+    bars = dict(load_bars_report(symbols, freq, "bundled").bars)
+    if case == "daily":
+        spec = WalkForwardSpec(step=40, start="2022-06-01", val_days=20, min_train_days=60)
+    else:
+        spec = WalkForwardSpec(step=3, start="2024-06-14", val_days=2, min_train_days=3,
+                               test_days=2)
+    # a symbol without a bar on a decision day trades from its previous bar
+    decision_day = plan_windows(bars, spec, freq)[1].decision_day
+    bars[symbols[1]] = _drop_day(bars[symbols[1]], decision_day)
+    config = build_config("fast", None, {**QUICK, "data.symbols": symbols, "data.freq": freq,
+                                         "portfolio.enabled": case.startswith("portfolio")}, [])
+    run = run_walkforward({"fast": config}, spec, bars=bars)
+    record = run.record()
+    assert not record.duplicated(["symbol", "time"]).any()
+    first, last = pd.Timestamp(spec.start), pd.Timestamp(run.windows[-1].last_traded)
+    assert record["time"].min() >= first
+    for symbol in (symbols if not case.startswith("portfolio") else ["PORTFOLIO"]):
+        frames = bars.values() if symbol == "PORTFOLIO" else [bars[symbol]]
+        index = pd.DatetimeIndex(sorted(set().union(*(f.index for f in frames))))
+        days = index.normalize()
+        expected = index[(days >= first) & (days <= last)]
+        got = pd.DatetimeIndex(record.loc[record["symbol"] == symbol, "time"])
+        assert got.equals(expected), symbol
+
+
 def test_multiple_testing_adjustments():
     p = np.array([0.01, 0.04, 0.03, 0.20])
     np.testing.assert_allclose(holm(p), [0.04, 0.09, 0.09, 0.20])

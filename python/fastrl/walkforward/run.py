@@ -107,20 +107,57 @@ def _panel_builder() -> Callable[..., Any]:
 
 def trade_market(bars: Mapping[str, pd.DataFrame], window: Window, config: Any,
                  feature_normaliser: dict) -> Any:
-    """The block the window trades: from its decision day through ``last_traded``, with the
-    observation window's context rows before it, featurised with the window's normaliser."""
+    """The block the window trades, featurised with the window's normaliser.
+
+    Each symbol's rows start at its last bar at or before the close of the decision day
+    (the bar the first decision is made at; its close the previous window's last mark) and
+    run through ``last_traded``, after the observation window's context rows. So every bar
+    after the decision point is traded exactly once across the windows, for 5-minute bars
+    too, and a symbol without a bar on the decision day starts from its previous bar.
+    """
     from fastrl.data.splits import build_market_from_bars
 
     build = _panel_builder() if config.portfolio.enabled else build_market_from_bars
+    traded = window_bars(bars, window, "trade")
+    decided = _decision_end(window)
+    # the earliest day any symbol's decision bar lies on: the split keeps every bar from it
+    first_day = min(frame.index[frame.index < decided][-1] for frame in traded.values())
     try:
         market = build(
-            window_bars(bars, window, "trade"), config.data.freq, val_days=0,
-            window=config.env.window, test_start=pd.Timestamp(window.decision_day),
+            traded, config.data.freq, val_days=0, window=config.env.window,
+            test_start=pd.Timestamp(first_day).normalize(),
             normaliser_state=feature_normaliser, source=f"walk-forward window {window.index}")
     except ValueError as error:
         raise ValueError(f"window {window.index} (trading {window.first_traded} to "
                          f"{window.last_traded}): {error}") from None
-    return market.test
+    return _from_decision(market.test, decided, int(config.env.window) - 1)
+
+
+def _decision_end(window: Window) -> pd.Timestamp:
+    """The instant after the decision day's last bar: midnight after its date."""
+    return pd.Timestamp(window.decision_day) + pd.Timedelta(days=1)
+
+
+def _from_decision(block: Any, decided: pd.Timestamp, context: int) -> Any:
+    """``block`` with every segment cut to start ``context`` rows before its last bar before
+    ``decided`` (the rows dropped are bars an earlier window traded)."""
+    from fastrl.data.block import MarketBlock
+
+    limit = decided.to_datetime64()
+    if not isinstance(block, MarketBlock):  # a portfolio panel: one calendar for all symbols
+        row = int(np.searchsorted(block.timestamps, limit, side="left")) - 1
+        return block.rows(row - context, block.timestamps.shape[0], block.meta.get("split"))
+    segments = []
+    for s, symbol in enumerate(block.symbols):
+        rows = block.segment(s)
+        stamps = block.timestamps[rows]
+        start = rows.start + int(np.searchsorted(stamps, limit, side="left")) - 1 - context
+        cut = slice(start, rows.stop)
+        segments.append({"symbol": symbol, "open": block.open[cut], "close": block.close[cut],
+                         "features": block.features[cut], "timestamps": block.timestamps[cut],
+                         "high": None if block.high is None else block.high[cut],
+                         "low": None if block.low is None else block.low[cut]})
+    return MarketBlock.from_segments(segments, block.feature_names, block.freq, block.meta)
 
 
 def train_window(config_values: dict, window: Window, bars: Mapping[str, pd.DataFrame],
@@ -363,15 +400,17 @@ def run_walkforward(
 # ----------------------------------------------------------------------------- phase 2
 
 
-def _buy_and_hold(symbol: str, bars: pd.DataFrame, decision_day: str, last_day: str,
+def _buy_and_hold(symbol: str, bars: pd.DataFrame, window: Window, last_day: str,
                   env_config: Any, freq: str) -> pd.DataFrame:
-    """Buy-and-hold of one symbol over its record: bought with the agent's first possible
-    fill, held, sold at the last close (the simulator's cost model and share rounding)."""
+    """Buy-and-hold of one symbol over its record: decided at the agent's first decision bar
+    (``window`` is the symbol's first), so bought with the agent's first possible fill, held,
+    sold at the last close (the simulator's cost model and share rounding)."""
     from fastrl.backtest import baseline_backtest
     from fastrl.data.block import MarketBlock
 
-    days = bars.index.normalize()
-    span = bars.loc[(days >= pd.Timestamp(decision_day)) & (days <= pd.Timestamp(last_day))]
+    first = int(np.searchsorted(bars.index, _decision_end(window), side="left")) - 1
+    span = bars.iloc[first:]
+    span = span.loc[span.index.normalize() <= pd.Timestamp(last_day)]
     n = len(span)
     block = MarketBlock(symbols=(symbol,),
                         open=span["open"].to_numpy(), close=span["close"].to_numpy(),
@@ -424,7 +463,7 @@ def trade_record(config: Any, bars: Mapping[str, pd.DataFrame], windows: list[Wi
     for symbol, parts in frames.items():
         agent_frame = pd.concat(parts)
         first_window = windows[int(agent_frame["window"].iloc[0])]
-        hold = _buy_and_hold(symbol, bars[symbol], first_window.decision_day,
+        hold = _buy_and_hold(symbol, bars[symbol], first_window,
                              str(agent_frame.index[-1].date()), env_config, config.data.freq)
         joined = agent_frame.join(hold, how="left")
         if joined["bh_return"].isna().any():
