@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -255,6 +256,10 @@ def test_multiple_testing_adjustments():
     (["--embargo", "2"], "shorter than the feature look-back"),
     (["--start", "2005-03-01"], "too little history"),
     (["--train-window", "week"], "--train-window must be"),
+    (["--threads", "0"], "--threads must be >= 1, got 0"),
+    (["--seeds", "0"], "--seeds must be >= 1, got 0"),
+    (["--workers", "0"], "--workers must be >= 1, got 0"),
+    (["--warm-start", "--workers", "2"], "--warm-start trains each window from the one before"),
 ])
 def test_cli_bad_input_exits_2(argv, message, tmp_path, capsys):
     from fastrl.cli.walkforward import main
@@ -286,6 +291,66 @@ def test_cli_runs_and_resumes(tmp_path, capsys):
     assert main(["--resume", str(run_dir)]) == 0
     assert "resuming: " in capsys.readouterr().out
     assert main(["--resume", str(run_dir), "--step", "5"]) == 2
+
+
+def _files(folder) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_cli_resume_refuses_changed_config_or_bars_and_needs_no_config_file(
+        bars, tmp_path, capsys, monkeypatch):
+    """--resume trains and trades on the inputs the run started with: an edited config file
+    or changed bars exit 2 naming what changed, writing nothing; the saved configs stand in
+    for a config file that is gone, whatever the working directory."""
+    from fastrl.cli import walkforward as cli
+    from fastrl.cli.walkforward import main
+
+    # the report is test_cli_runs_and_resumes's business: here only what trains and trades
+    monkeypatch.setattr("fastrl.walkforward.report.write_walkforward_report",
+                        lambda run, folder: {})
+    monkeypatch.setattr(cli, "_print_summary", lambda payload: None)
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    data = work / "bars"
+    for folder in (work, data, elsewhere):
+        folder.mkdir()
+    frame = bars["BPCL"].copy()
+    frame.index.name = "date"
+    frame.to_csv(data / "BPCL.csv")
+    config_file = work / "mine.yaml"
+    config_file.write_text("hidden_sizes: [16, 16]\nenv:\n  cost: nse_delivery\n")
+    monkeypatch.chdir(work)
+    run_dir = tmp_path / "run"
+    argv = ["--symbols", "BPCL", "--data", "bars", "--config", "mine.yaml", "--start",
+            "2022-06-01", "--val-days", "40", "--min-train-days", "120", "--timesteps", "512",
+            "--workers", "1", "--run-dir", str(run_dir), "--set", "num_envs=8", "num_steps=32",
+            "minibatch_size=128", "n_epochs=1", "device=cpu"]
+    monkeypatch.setattr(sys, "argv", ["fastrl-walkforward", *argv])
+    assert main(argv) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", ["fastrl-walkforward", "--resume", str(run_dir)])
+
+    config_file.write_text("hidden_sizes: [16, 16]\nenv:\n  cost: bps\n")
+    before = _files(run_dir)
+    assert main(["--resume", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "config mine: env.cost \"nse_delivery\" -> \"bps\"" in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert _files(run_dir) == before
+
+    config_file.write_text("hidden_sizes: [16, 16]\nenv:\n  cost: nse_delivery\n")
+    changed = frame.copy()
+    changed.iloc[-5, [changed.columns.get_loc(c) for c in ("open", "high", "low", "close")]] *= 1.01
+    changed.to_csv(data / "BPCL.csv")
+    assert main(["--resume", str(run_dir)]) == 2
+    assert "the bars of BPCL changed" in capsys.readouterr().err
+    assert _files(run_dir) == before
+
+    frame.to_csv(data / "BPCL.csv")
+    config_file.unlink()
+    monkeypatch.chdir(elsewhere)
+    assert main(["--resume", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "resuming: " in out and "already trained" in out
 
 
 def test_portfolio_windows_carry_and_equal_one_continuous_backtest(config):

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from fastrl.walkforward.analysis import PORTFOLIO
+from fastrl.walkforward.inputs import check_run_inputs, run_inputs, save_run_inputs
 from fastrl.walkforward.plan import WalkForwardSpec, Window, plan_windows, window_bars
 
 Progress = Callable[[str], None]
@@ -286,6 +287,34 @@ def load_walkforward_bars(config: Any) -> dict[str, pd.DataFrame]:
     return dict(load_bars_report(list(data.symbols), data.freq, data.source).bars)
 
 
+def check_run_arguments(configs: Mapping[str, Any], spec: WalkForwardSpec, *, seeds: int = 1,
+                        workers: int = 1, warm_start: bool = False,
+                        torch_threads: int = 1) -> None:
+    """The checks of :func:`run_walkforward`'s arguments that need no bars (ValueError naming
+    the flag), so a command can make them before it writes anything."""
+    if not configs:
+        raise ValueError("walk-forward needs at least one config")
+    if int(seeds) < 1:
+        raise ValueError(f"--seeds must be >= 1, got {seeds}")
+    if int(workers) < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    if int(torch_threads) < 1:
+        raise ValueError(f"--threads must be >= 1, got {torch_threads}")
+    if warm_start and workers > 1:
+        raise ValueError("--warm-start trains each window from the one before: use --workers 1")
+    first = next(iter(configs.values()))
+    for name, config in configs.items():
+        if config.portfolio.enabled and spec.late_listings != "error":
+            raise ValueError(f"config {name}: a portfolio trades every symbol in every window, "
+                             "so --late-listings join does not apply; choose a --start where "
+                             "every symbol has enough history")
+        if (config.data.freq, tuple(config.data.symbols)) != (first.data.freq,
+                                                               tuple(first.data.symbols)):
+            raise ValueError(f"config {name} trades {config.data.symbols} at "
+                             f"{config.data.freq}; every compared config must trade the same "
+                             "symbols at the same frequency (set them with the flags)")
+
+
 def run_walkforward(
     configs: Mapping[str, Any],
     spec: WalkForwardSpec,
@@ -302,35 +331,26 @@ def run_walkforward(
 
     ``configs`` maps a name to a TrainConfig; all share the first one's data section.
     ``bars`` defaults to loading that data section. With ``run_dir``, finished windows
-    are saved there and a rerun with the same folder resumes from them.
+    are saved there and a rerun with the same folder resumes from them; the folder's
+    ``inputs.json`` (:mod:`fastrl.walkforward.inputs`) makes a rerun on other configs, bars
+    or windows fail (:class:`~fastrl.walkforward.inputs.RunInputsChanged`) before anything
+    trains.
     """
     from fastrl.config import config_to_dict
 
-    if not configs:
-        raise ValueError("walk-forward needs at least one config")
-    if int(seeds) < 1:
-        raise ValueError(f"--seeds must be >= 1, got {seeds}")
-    if int(workers) < 1:
-        raise ValueError(f"--workers must be >= 1, got {workers}")
-    if warm_start and workers > 1:
-        raise ValueError("--warm-start trains each window from the one before: use --workers 1")
+    check_run_arguments(configs, spec, seeds=seeds, workers=workers, warm_start=warm_start,
+                        torch_threads=torch_threads)
     first = next(iter(configs.values()))
-    for name, config in configs.items():
-        if config.portfolio.enabled and spec.late_listings != "error":
-            raise ValueError(f"config {name}: a portfolio trades every symbol in every window, "
-                             "so --late-listings join does not apply; choose a --start where "
-                             "every symbol has enough history")
-        if (config.data.freq, tuple(config.data.symbols)) != (first.data.freq,
-                                                               tuple(first.data.symbols)):
-            raise ValueError(f"config {name} trades {config.data.symbols} at "
-                             f"{config.data.freq}; every compared config must trade the same "
-                             "symbols at the same frequency (set them with the flags)")
     freq = first.data.freq
     bars = dict(bars) if bars is not None else load_walkforward_bars(first)
     windows = plan_windows(bars, spec, freq)
     spec = spec.resolved(freq)
     say = progress or (lambda _message: None)
     folder = Path(run_dir) if run_dir is not None else None
+    if folder is not None:  # the saved windows must come from these very inputs
+        inputs = run_inputs(configs, bars, spec, windows, warm_start)
+        check_run_inputs(folder, inputs)
+        save_run_inputs(folder, inputs)
     started = time.perf_counter()
 
     trained: dict[tuple[str, int, int], WindowResult] = {}
