@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
+SOURCE_WORDS = ("bundled", "synthetic", "yfinance")  # --data values that are not paths
 
 
 def _is_file_entry(entry: str) -> bool:
@@ -171,7 +172,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     if settings["compare"]:
         settings["compare"] = [str(Path(e).absolute()) if _is_file_entry(e) else e
                                for e in settings["compare"]]
-    if settings["data"] and Path(settings["data"]).exists():
+    if settings["data"] not in (None, *SOURCE_WORDS) and Path(settings["data"]).exists():
         settings["data"] = str(Path(settings["data"]).absolute())
     return settings
 
