@@ -90,8 +90,14 @@ def run_pair(config: PortfolioConfig, panel: PanelBlock, seed: int, steps: int, 
     return resets
 
 
+def _portfolio_config(**values) -> PortfolioConfig:
+    if values["cost"] == "nse_delivery":  # cash delivery: long-only, no leverage
+        values.update(long_only=True, max_gross=1.0)
+    return PortfolioConfig(**values)
+
+
 configs = st.builds(
-    PortfolioConfig,
+    _portfolio_config,
     window=st.integers(1, 5),
     episode_length=st.sampled_from([0, 7, 25]),
     execution=st.sampled_from(["next_open", "close"]),
@@ -124,7 +130,7 @@ def test_core_matches_reference_on_random_streams(config, seed, threads, panel_s
 def test_many_steps_with_resets(execution, integer_shares):
     config = PortfolioConfig(window=4, episode_length=30, execution=execution,
                              integer_shares=integer_shares, max_gross=1.5, long_only=False,
-                             equity_floor=0.9, min_envs_per_thread=4)
+                             equity_floor=0.9, min_envs_per_thread=4, cost="bps")
     resets = run_pair(config, random_panel(7, bars=200, assets=6), seed=11, steps=600,
                       num_envs=12, threads=2)
     assert resets > 150  # auto-reset exercised many times
@@ -219,7 +225,8 @@ def test_equal_weight_buy_and_hold_ends_at_average_price_ratio(execution):
 def test_thread_count_does_not_change_anything():
     panel = random_panel(5, bars=120, assets=6)
     config = PortfolioConfig(window=3, episode_length=20, integer_shares=True, max_gross=1.5,
-                             long_only=False, min_envs_per_thread=1, equity_floor=0.9)
+                             long_only=False, min_envs_per_thread=1, equity_floor=0.9,
+                             cost="bps")
     envs = [PortfolioVecEnv(panel, 64, config, num_threads=t, seed=9) for t in (1, 2)]
     rng = np.random.default_rng(0)
     for _ in range(150):
@@ -330,9 +337,20 @@ def test_bad_weights_raise_and_change_nothing():
     assert (env.episode_steps == 2).all()
 
 
+@pytest.mark.parametrize(("values", "message"), [
+    ({"long_only": False}, "long_only is false, but cost 'nse_delivery' is cash delivery"),
+    ({"max_gross": 1.5}, "max_gross 1.5 is above 1, but cost 'nse_delivery' is cash delivery"),
+])
+def test_cash_delivery_refuses_free_shorts_and_leverage(values, message):
+    with pytest.raises(ValueError, match=message):
+        PortfolioConfig(window=2, **values)
+    PortfolioConfig(window=2, cost="bps", **values)  # a model without cash-delivery rules
+
+
 def test_shorts_allowed_when_not_long_only():
     env = PortfolioVecEnv(random_panel(4, holes=0.0, late=False), 2,
-                          PortfolioConfig(window=2, long_only=False, max_gross=2.0), seed=0)
+                          PortfolioConfig(window=2, long_only=False, max_gross=2.0, cost="bps"),
+                          seed=0)
     env.step(np.array([[-0.5, 0.5, 0.5, -0.5], [0.0, 0.0, 0.0, 0.0]]))
 
 

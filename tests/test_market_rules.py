@@ -44,6 +44,8 @@ def test_nse_delivery_is_long_flat_unless_a_borrow_rate_is_set():
     assert borrowed.position_levels == (-1.0, 0.0, 1.0) and borrowed.min_pos == -1.0
     for cost in ("nse_intraday", "bps", "zero"):
         assert EnvConfig(cost=cost).position_levels == (-1.0, 0.0, 1.0)
+        # leverage is refused only where it would be financed for free (cash delivery)
+        assert EnvConfig(cost=cost, position_levels=(0.0, 3.0)).position_levels == (0.0, 3.0)
     assert EnvConfig(cost="nse_intraday").integer_shares is True
     assert EnvConfig(cost="bps").integer_shares is False
     assert EnvConfig(cost="bps", integer_shares=True).integer_shares is True
@@ -56,6 +58,12 @@ def test_nse_delivery_is_long_flat_unless_a_borrow_rate_is_set():
      r"cash delivery.*Set position_levels=\(0.0, 1.0\).*short_borrow_rate > 0"),
     ({"action": "continuous", "min_pos": -0.5},
      r"min_pos -0.5 is below 0.*Set min_pos=0.0.*short_borrow_rate > 0"),
+    ({"position_levels": (0.0, 3.0)},
+     r"position_levels \(0.0, 3.0\) has a level above 1, but cost 'nse_delivery' is cash "
+     r"delivery.*no margin interest"),
+    ({"position_levels": (-1.0, 0.0, 1.5), "short_borrow_rate": 0.06},
+     "has a level above 1"),  # a borrow rate prices shorts, not borrowed cash
+    ({"action": "continuous", "max_pos": 2.0}, r"max_pos 2.0 is above 1.*no margin interest"),
     ({"short_borrow_rate": -0.1}, "short_borrow_rate must be a finite annual rate >= 0"),
     ({"intraday_cutoff": "3pm"}, "intraday_cutoff must be a time 'HH:MM'"),
     ({"integer_shares": "yes"}, "integer_shares must be true, false or None"),

@@ -93,6 +93,8 @@ def configs(draw) -> EnvConfig:
     if values["cost"] == "nse_delivery" and values["short_borrow_rate"] == 0.0:
         values["position_levels"] = None  # long/flat: shorts need a borrow rate here
         values["min_pos"] = None
+    if values["cost"] == "nse_delivery":
+        values["max_pos"] = 1.0  # cash delivery is paid in full: no leverage
     return EnvConfig(**values)
 
 

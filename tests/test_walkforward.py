@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -280,6 +281,44 @@ def test_resume_and_workers_give_the_same_record(bars, config, tmp_path):
     assert "years out of sample" in analysis["verdict"]
 
 
+QUICK = {**TINY, "num_envs": 4, "n_epochs": 1}
+
+
+def _drop_day(frame: pd.DataFrame, day: str) -> pd.DataFrame:
+    return frame[frame.index.normalize() != pd.Timestamp(day)]
+
+
+@pytest.mark.parametrize("case", ["daily", "5min", "portfolio 5min"])
+def test_every_bar_is_traded_once_and_none_before_start(case):
+    """The stitched record holds each bar after the first decision exactly once (no session
+    traded by two windows, no bar skipped at a boundary), and nothing before --start."""
+    freq = "1d" if case == "daily" else "5min"
+    symbols = ["BPCL", "HDFCLIFE"] if case == "daily" else ["BPCL", "INFY"]
+    bars = dict(load_bars_report(symbols, freq, "bundled").bars)
+    if case == "daily":
+        spec = WalkForwardSpec(step=40, start="2022-06-01", val_days=20, min_train_days=60)
+    else:
+        spec = WalkForwardSpec(step=3, start="2024-06-14", val_days=2, min_train_days=3,
+                               test_days=2)
+    # a symbol without a bar on a decision day trades from its previous bar
+    decision_day = plan_windows(bars, spec, freq)[1].decision_day
+    bars[symbols[1]] = _drop_day(bars[symbols[1]], decision_day)
+    config = build_config("fast", None, {**QUICK, "data.symbols": symbols, "data.freq": freq,
+                                         "portfolio.enabled": case.startswith("portfolio")}, [])
+    run = run_walkforward({"fast": config}, spec, bars=bars)
+    record = run.record()
+    assert not record.duplicated(["symbol", "time"]).any()
+    first, last = pd.Timestamp(spec.start), pd.Timestamp(run.windows[-1].last_traded)
+    assert record["time"].min() >= first
+    for symbol in (symbols if not case.startswith("portfolio") else ["PORTFOLIO"]):
+        frames = bars.values() if symbol == "PORTFOLIO" else [bars[symbol]]
+        index = pd.DatetimeIndex(sorted(set().union(*(f.index for f in frames))))
+        days = index.normalize()
+        expected = index[(days >= first) & (days <= last)]
+        got = pd.DatetimeIndex(record.loc[record["symbol"] == symbol, "time"])
+        assert got.equals(expected), symbol
+
+
 def test_multiple_testing_adjustments():
     p = np.array([0.01, 0.04, 0.03, 0.20])
     np.testing.assert_allclose(holm(p), [0.04, 0.09, 0.09, 0.20])
@@ -292,6 +331,10 @@ def test_multiple_testing_adjustments():
     (["--start", "2005-03-01"], "too little history"),
     (["--train-window", "week"], "--train-window must be"),
     (["--set", "env.slippage_bps=-1"], "config key 'env.slippage_bps' must be >= 0"),
+    (["--threads", "0"], "--threads must be >= 1, got 0"),
+    (["--seeds", "0"], "--seeds must be >= 1, got 0"),
+    (["--workers", "0"], "--workers must be >= 1, got 0"),
+    (["--warm-start", "--workers", "2"], "--warm-start trains each window from the one before"),
 ])
 def test_cli_bad_input_exits_2(argv, message, tmp_path, capsys):
     from fastrl.cli.walkforward import main
@@ -323,6 +366,66 @@ def test_cli_runs_and_resumes(tmp_path, capsys):
     assert main(["--resume", str(run_dir)]) == 0
     assert "resuming: " in capsys.readouterr().out
     assert main(["--resume", str(run_dir), "--step", "5"]) == 2
+
+
+def _files(folder) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_cli_resume_refuses_changed_config_or_bars_and_needs_no_config_file(
+        bars, tmp_path, capsys, monkeypatch):
+    """--resume trains and trades on the inputs the run started with: an edited config file
+    or changed bars exit 2 naming what changed, writing nothing; the saved configs stand in
+    for a config file that is gone, whatever the working directory."""
+    from fastrl.cli import walkforward as cli
+    from fastrl.cli.walkforward import main
+
+    # the report is test_cli_runs_and_resumes's business: here only what trains and trades
+    monkeypatch.setattr("fastrl.walkforward.report.write_walkforward_report",
+                        lambda run, folder: {})
+    monkeypatch.setattr(cli, "_print_summary", lambda payload: None)
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    data = work / "bars"
+    for folder in (work, data, elsewhere):
+        folder.mkdir()
+    frame = bars["BPCL"].copy()
+    frame.index.name = "date"
+    frame.to_csv(data / "BPCL.csv")
+    config_file = work / "mine.yaml"
+    config_file.write_text("hidden_sizes: [16, 16]\nenv:\n  cost: nse_delivery\n")
+    monkeypatch.chdir(work)
+    run_dir = tmp_path / "run"
+    argv = ["--symbols", "BPCL", "--data", "bars", "--config", "mine.yaml", "--start",
+            "2022-06-01", "--val-days", "40", "--min-train-days", "120", "--timesteps", "512",
+            "--workers", "1", "--run-dir", str(run_dir), "--set", "num_envs=8", "num_steps=32",
+            "minibatch_size=128", "n_epochs=1", "device=cpu"]
+    monkeypatch.setattr(sys, "argv", ["fastrl-walkforward", *argv])
+    assert main(argv) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", ["fastrl-walkforward", "--resume", str(run_dir)])
+
+    config_file.write_text("hidden_sizes: [16, 16]\nenv:\n  cost: bps\n")
+    before = _files(run_dir)
+    assert main(["--resume", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "config mine: env.cost \"nse_delivery\" -> \"bps\"" in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert _files(run_dir) == before
+
+    config_file.write_text("hidden_sizes: [16, 16]\nenv:\n  cost: nse_delivery\n")
+    changed = frame.copy()
+    changed.iloc[-5, [changed.columns.get_loc(c) for c in ("open", "high", "low", "close")]] *= 1.01
+    changed.to_csv(data / "BPCL.csv")
+    assert main(["--resume", str(run_dir)]) == 2
+    assert "the bars of BPCL changed" in capsys.readouterr().err
+    assert _files(run_dir) == before
+
+    frame.to_csv(data / "BPCL.csv")
+    config_file.unlink()
+    monkeypatch.chdir(elsewhere)
+    assert main(["--resume", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "resuming: " in out and "already trained" in out
 
 
 def test_portfolio_windows_carry_and_equal_one_continuous_backtest(config):

@@ -17,7 +17,8 @@ when the finished episodes ended.
 
 Market rules come with the cost preset (fastrl.costs documents each with its source):
 ``nse_delivery`` is long/flat (position_levels (0, 1)) unless ``short_borrow_rate`` > 0,
-which charges a nightly stock-lending fee; ``nse_intraday`` squares every position off by
+which charges a nightly stock-lending fee, and never leveraged (no exposure above 1: it
+charges no margin interest); ``nse_intraday`` squares every position off by
 ``intraday_cutoff`` (15:20 IST) and carries nothing overnight; both NSE presets trade whole
 shares (``integer_shares``).
 
@@ -305,6 +306,19 @@ class EnvConfig(EpisodeConfig):
                  f"long/flat default), set short_borrow_rate > 0 (the annual stock-lending fee "
                  f"to charge per night), or use cost='nse_intraday' (squared off every session) "
                  f"or cost='bps'")
+        if not model.overnight_shorts:
+            # cash delivery (CNC) is paid in full: exposure above 1 is bought with borrowed
+            # cash (margin trading), whose interest no cost model here charges
+            where = (f"position_levels {self.position_levels} has a level above 1"
+                     if self.action == "discrete" and max(self.position_levels) > 1 else
+                     f"max_pos {self.max_pos} is above 1"
+                     if self.action == "continuous" and self.max_pos > 1 else None)
+            need(where is None,
+                 f"{where}, but cost '{model.name}' is cash delivery: a long position is paid "
+                 f"in full, and leverage (negative cash) would cost nothing since no margin "
+                 f"interest is charged. Keep exposures within 1, or use cost='nse_intraday' "
+                 f"(intraday margin, squared off every session, so no position is financed "
+                 f"overnight)")
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()

@@ -12,8 +12,9 @@ length ``l``, final ``equity``, ``costs``, ``trades`` (executed orders) and ``tu
 **Action**: an ``[N, A]`` array of target weights, fractions of equity per symbol; the
 rest is cash (``cash weight = 1 - sum(w)``; negative when gross leverage is above 1).
 Long-only by default; ``|w_a| <= max_weight`` and ``sum |w_a| <= max_gross`` (1e-9 slack
-for rounding). Bad weights (NaN/inf, negative under long-only, a cap exceeded, wrong shape)
-raise ValueError and leave every env unchanged.
+for rounding); under cash delivery (``nse_delivery``) long-only with ``max_gross <= 1``, since
+neither a borrow fee nor margin interest is charged. Bad weights (NaN/inf, negative under
+long-only, a cap exceeded, wrong shape) raise ValueError and leave every env unchanged.
 
 **Execution** (see ``cpp/include/fastrl/sim_portfolio.hpp``): weights chosen at row t are
 filled at the open of row t+1 (``execution="next_open"``) or at the close of row t
@@ -101,7 +102,16 @@ class PortfolioConfig(EpisodeConfig):
              f"max_weight must be > 0, got {self.max_weight!r}")
         need(is_finite_number(self.trade_band) and 0 <= self.trade_band < 1,
              f"trade_band must lie in [0, 1), got {self.trade_band!r}")
-        self.cost_model()  # raises on an unknown preset
+        model = self.cost_model()  # raises on an unknown preset
+        if not model.overnight_shorts:
+            # cash delivery (CNC): no naked shorts, and longs paid in full; the portfolio
+            # simulator charges neither a borrow fee nor margin interest
+            where = ("long_only is false" if not self.long_only else
+                     f"max_gross {self.max_gross} is above 1" if self.max_gross > 1 else None)
+            need(where is None,
+                 f"{where}, but cost '{model.name}' is cash delivery: shorts and leverage "
+                 "(negative cash) would cost nothing, since no stock-lending fee or margin "
+                 "interest is charged. Set long_only=True and max_gross <= 1")
 
     def to_core(self) -> Any:
         from fastrl import _core

@@ -2,10 +2,13 @@
 the stitched multi-year out-of-sample record against buy-and-hold.
 
 Data, config and budget flags mean what they mean for fastrl-train. The run folder holds
-``walkforward.json`` (the settings), ``windows/`` (each trained window, written atomically),
+``walkforward.json`` (the settings), ``inputs.json`` (the resolved configs and the
+fingerprints of configs and bars), ``windows/`` (each trained window, written atomically),
 ``oos_returns.csv``, ``windows.csv`` and the report. Ctrl-C or a kill loses at most the
 window in training: ``fastrl-walkforward --resume DIR`` continues and ends bit-identical to
-an uninterrupted run.
+an uninterrupted run, and refuses (exit 2, naming what changed) when a config file or the
+bars changed since the run started; a config file that is gone is replaced by the config
+saved in ``inputs.json``.
 """
 
 from __future__ import annotations
@@ -92,9 +95,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configs(settings: dict[str, Any]) -> dict[str, Any]:
-    """name -> TrainConfig for every config the run compares (the flags apply to each)."""
-    from fastrl.config import build_config
+CONFIG_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
+SOURCE_WORDS = ("bundled", "synthetic", "yfinance")  # --data values that are not paths
+
+
+def _is_file_entry(entry: str) -> bool:
+    """Whether a --config/--compare entry names a file (else a preset)."""
+    path = Path(entry)
+    return path.suffix.lower() in CONFIG_SUFFIXES or path.exists()
+
+
+def _configs(settings: dict[str, Any],
+             saved: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """name -> TrainConfig for every config the run compares (the flags apply to each).
+
+    ``saved`` (a resumed run's configs as trained): a config file that no longer exists is
+    replaced by its saved config, so a run resumes without its files; a file that exists is
+    read, so an edit shows up as a changed config."""
+    from fastrl.config import build_config, config_from_dict
 
     overrides = {FLAG_KEYS[k]: v for k, v in settings.items() if k in FLAG_KEYS and v is not None}
     if settings.get("test_days") is not None:
@@ -109,17 +127,18 @@ def _configs(settings: dict[str, Any]) -> dict[str, Any]:
     configs = {}
     for entry in entries:
         path = Path(entry)
-        if path.suffix.lower() in (".yaml", ".yml", ".toml", ".json") or path.exists():
-            if not path.is_file():
-                raise UsageError(f"config file {entry} does not exist")
-            config = build_config(settings.get("preset"), str(path), overrides, set_options)
-            name = path.stem
-        else:
-            config = build_config(entry, None, overrides, set_options)
-            name = entry
+        name = path.stem if _is_file_entry(entry) else entry
         if name in configs:
             name = f"{name}-{len(configs)}"
-        configs[name] = config
+        if not _is_file_entry(entry):
+            configs[name] = build_config(entry, None, overrides, set_options)
+        elif path.is_file():
+            configs[name] = build_config(settings.get("preset"), str(path), overrides,
+                                         set_options)
+        elif saved is not None and name in saved:
+            configs[name] = config_from_dict(saved[name])
+        else:
+            raise UsageError(f"config file {entry} does not exist")
     return configs
 
 
@@ -151,6 +170,14 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
             "seeds", "workers", "threads", "repair_ticks")
     settings = {key: getattr(args, key) for key in keys}
     settings["set_options"] = [item for group in args.set_options for item in group]
+    # files by absolute path: a resume from another working directory reads the same ones
+    if settings["config"] and _is_file_entry(settings["config"]):
+        settings["config"] = str(Path(settings["config"]).absolute())
+    if settings["compare"]:
+        settings["compare"] = [str(Path(e).absolute()) if _is_file_entry(e) else e
+                               for e in settings["compare"]]
+    if settings["data"] not in (None, *SOURCE_WORDS) and Path(settings["data"]).exists():
+        settings["data"] = str(Path(settings["data"]).absolute())
     return settings
 
 
@@ -187,6 +214,8 @@ def _print_summary(payload: dict[str, Any]) -> None:
 @cli_errors(PROG)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from fastrl.walkforward.inputs import check_run_inputs, load_run_inputs, run_inputs
+
     if args.resume:
         folder = Path(args.resume)
         settings_path = folder / SETTINGS
@@ -197,11 +226,13 @@ def main(argv: list[str] | None = None) -> int:
         if given:
             raise UsageError(f"--resume continues the saved settings; drop {', '.join(given)}")
         settings = json.loads(settings_path.read_text())
+        saved = load_run_inputs(folder)
+        configs = _configs(settings, saved["configs"] if saved else None)
     else:
         settings = _settings(args)
         if settings["workers"] is None:
             settings["workers"] = 1 if settings["warm_start"] else (os.cpu_count() or 1)
-    configs = _configs(settings)
+        configs = _configs(settings)
     first = next(iter(configs.values()))
     spec = _spec(settings, first)
     if args.resume:
@@ -214,10 +245,15 @@ def main(argv: list[str] | None = None) -> int:
                              f"it with --resume {folder} or choose another --run-dir")
     from fastrl.walkforward.plan import plan_windows
     from fastrl.walkforward.report import write_walkforward_report
-    from fastrl.walkforward.run import load_walkforward_bars, run_walkforward
+    from fastrl.walkforward.run import check_run_arguments, load_walkforward_bars, run_walkforward
 
+    check_run_arguments(configs, spec, seeds=settings["seeds"], workers=settings["workers"],
+                        warm_start=settings["warm_start"], torch_threads=settings["threads"])
     bars = load_walkforward_bars(first)
     windows = plan_windows(bars, spec, first.data.freq)  # bad input fails before any write
+    if folder.exists():  # a resume on changed configs or bars fails before any write
+        check_run_inputs(folder, run_inputs(configs, bars, spec.resolved(first.data.freq),
+                                            windows, bool(settings["warm_start"])))
     folder.mkdir(parents=True, exist_ok=True)
     if not args.resume:
         (folder / SETTINGS).write_text(json.dumps(settings, indent=2))

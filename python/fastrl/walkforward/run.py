@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from fastrl.walkforward.analysis import PORTFOLIO
+from fastrl.walkforward.inputs import check_run_inputs, run_inputs, save_run_inputs
 from fastrl.walkforward.plan import WalkForwardSpec, Window, plan_windows, window_bars
 
 Progress = Callable[[str], None]
@@ -111,42 +112,59 @@ def _panel_builder() -> Callable[..., Any]:
     return build_panel_from_bars
 
 
-def decision_days(bars: Mapping[str, pd.DataFrame], window: Window) -> dict[str, pd.Timestamp]:
-    """Per symbol, the day of its first decision in ``window``: its last trading day on or
-    before the window's decision day. A symbol with no bar on the decision day decides at its
-    last close before it, so the move from that close to its next one is traded, in this
-    window, by the position the previous window left (the panel needs none of this: its
-    calendar has every day and values an untraded name at its mark)."""
-    decision = pd.Timestamp(window.decision_day)
-    out = {}
-    for symbol in window.symbols:
-        days = bars[symbol].index.normalize()
-        before = days[days <= decision]
-        out[symbol] = before[-1] if len(before) else decision
-    return out
-
-
 def trade_market(bars: Mapping[str, pd.DataFrame], window: Window, config: Any,
                  feature_normaliser: dict) -> Any:
-    """The block the window trades: from its decision day (:func:`decision_days`) through
-    ``last_traded``, with the observation window's context rows before it, featurised with
-    the window's normaliser."""
+    """The block the window trades, featurised with the window's normaliser.
+
+    Each symbol's rows start at its last bar at or before the close of the decision day
+    (the bar the first decision is made at; its close the previous window's last mark) and
+    run through ``last_traded``, after the observation window's context rows. So every bar
+    after the decision point is traded exactly once across the windows, for 5-minute bars
+    too, and a symbol without a bar on the decision day starts from its previous bar.
+    """
     from fastrl.data.splits import build_market_from_bars
 
-    start: Any = pd.Timestamp(window.decision_day)
-    if config.portfolio.enabled:
-        build = _panel_builder()
-    else:
-        build, start = build_market_from_bars, decision_days(bars, window)
+    build = _panel_builder() if config.portfolio.enabled else build_market_from_bars
+    traded = window_bars(bars, window, "trade")
+    decided = _decision_end(window)
+    # the earliest day any symbol's decision bar lies on: the split keeps every bar from it
+    first_day = min(frame.index[frame.index < decided][-1] for frame in traded.values())
     try:
         market = build(
-            window_bars(bars, window, "trade"), config.data.freq, val_days=0,
-            window=config.env.window, test_start=start,
+            traded, config.data.freq, val_days=0, window=config.env.window,
+            test_start=pd.Timestamp(first_day).normalize(),
             normaliser_state=feature_normaliser, source=f"walk-forward window {window.index}")
     except ValueError as error:
         raise ValueError(f"window {window.index} (trading {window.first_traded} to "
                          f"{window.last_traded}): {error}") from None
-    return market.test
+    return _from_decision(market.test, decided, int(config.env.window) - 1)
+
+
+def _decision_end(window: Window) -> pd.Timestamp:
+    """The instant after the decision day's last bar: midnight after its date."""
+    return pd.Timestamp(window.decision_day) + pd.Timedelta(days=1)
+
+
+def _from_decision(block: Any, decided: pd.Timestamp, context: int) -> Any:
+    """``block`` with every segment cut to start ``context`` rows before its last bar before
+    ``decided`` (the rows dropped are bars an earlier window traded)."""
+    from fastrl.data.block import MarketBlock
+
+    limit = decided.to_datetime64()
+    if not isinstance(block, MarketBlock):  # a portfolio panel: one calendar for all symbols
+        row = int(np.searchsorted(block.timestamps, limit, side="left")) - 1
+        return block.rows(row - context, block.timestamps.shape[0], block.meta.get("split"))
+    segments = []
+    for s, symbol in enumerate(block.symbols):
+        rows = block.segment(s)
+        stamps = block.timestamps[rows]
+        start = rows.start + int(np.searchsorted(stamps, limit, side="left")) - 1 - context
+        cut = slice(start, rows.stop)
+        segments.append({"symbol": symbol, "open": block.open[cut], "close": block.close[cut],
+                         "features": block.features[cut], "timestamps": block.timestamps[cut],
+                         "high": None if block.high is None else block.high[cut],
+                         "low": None if block.low is None else block.low[cut]})
+    return MarketBlock.from_segments(segments, block.feature_names, block.freq, block.meta)
 
 
 def train_window(config_values: dict, window: Window, bars: Mapping[str, pd.DataFrame],
@@ -279,6 +297,34 @@ def load_walkforward_bars(config: Any) -> dict[str, pd.DataFrame]:
                                  repair_ticks=data.repair_ticks).bars)
 
 
+def check_run_arguments(configs: Mapping[str, Any], spec: WalkForwardSpec, *, seeds: int = 1,
+                        workers: int = 1, warm_start: bool = False,
+                        torch_threads: int = 1) -> None:
+    """The checks of :func:`run_walkforward`'s arguments that need no bars (ValueError naming
+    the flag), so a command can make them before it writes anything."""
+    if not configs:
+        raise ValueError("walk-forward needs at least one config")
+    if int(seeds) < 1:
+        raise ValueError(f"--seeds must be >= 1, got {seeds}")
+    if int(workers) < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    if int(torch_threads) < 1:
+        raise ValueError(f"--threads must be >= 1, got {torch_threads}")
+    if warm_start and workers > 1:
+        raise ValueError("--warm-start trains each window from the one before: use --workers 1")
+    first = next(iter(configs.values()))
+    for name, config in configs.items():
+        if config.portfolio.enabled and spec.late_listings != "error":
+            raise ValueError(f"config {name}: a portfolio trades every symbol in every window, "
+                             "so --late-listings join does not apply; choose a --start where "
+                             "every symbol has enough history")
+        if (config.data.freq, tuple(config.data.symbols)) != (first.data.freq,
+                                                               tuple(first.data.symbols)):
+            raise ValueError(f"config {name} trades {config.data.symbols} at "
+                             f"{config.data.freq}; every compared config must trade the same "
+                             "symbols at the same frequency (set them with the flags)")
+
+
 def run_walkforward(
     configs: Mapping[str, Any],
     spec: WalkForwardSpec,
@@ -295,35 +341,26 @@ def run_walkforward(
 
     ``configs`` maps a name to a TrainConfig; all share the first one's data section.
     ``bars`` defaults to loading that data section. With ``run_dir``, finished windows
-    are saved there and a rerun with the same folder resumes from them.
+    are saved there and a rerun with the same folder resumes from them; the folder's
+    ``inputs.json`` (:mod:`fastrl.walkforward.inputs`) makes a rerun on other configs, bars
+    or windows fail (:class:`~fastrl.walkforward.inputs.RunInputsChanged`) before anything
+    trains.
     """
     from fastrl.config import config_to_dict
 
-    if not configs:
-        raise ValueError("walk-forward needs at least one config")
-    if int(seeds) < 1:
-        raise ValueError(f"--seeds must be >= 1, got {seeds}")
-    if int(workers) < 1:
-        raise ValueError(f"--workers must be >= 1, got {workers}")
-    if warm_start and workers > 1:
-        raise ValueError("--warm-start trains each window from the one before: use --workers 1")
+    check_run_arguments(configs, spec, seeds=seeds, workers=workers, warm_start=warm_start,
+                        torch_threads=torch_threads)
     first = next(iter(configs.values()))
-    for name, config in configs.items():
-        if config.portfolio.enabled and spec.late_listings != "error":
-            raise ValueError(f"config {name}: a portfolio trades every symbol in every window, "
-                             "so --late-listings join does not apply; choose a --start where "
-                             "every symbol has enough history")
-        if (config.data.freq, tuple(config.data.symbols)) != (first.data.freq,
-                                                               tuple(first.data.symbols)):
-            raise ValueError(f"config {name} trades {config.data.symbols} at "
-                             f"{config.data.freq}; every compared config must trade the same "
-                             "symbols at the same frequency (set them with the flags)")
     freq = first.data.freq
     bars = dict(bars) if bars is not None else load_walkforward_bars(first)
     windows = plan_windows(bars, spec, freq)
     spec = spec.resolved(freq)
     say = progress or (lambda _message: None)
     folder = Path(run_dir) if run_dir is not None else None
+    if folder is not None:  # the saved windows must come from these very inputs
+        inputs = run_inputs(configs, bars, spec, windows, warm_start)
+        check_run_inputs(folder, inputs)
+        save_run_inputs(folder, inputs)
     started = time.perf_counter()
 
     trained: dict[tuple[str, int, int], WindowResult] = {}
@@ -393,18 +430,17 @@ def run_walkforward(
 # ----------------------------------------------------------------------------- phase 2
 
 
-def _buy_and_hold(symbol: str, bars: pd.DataFrame, decision_day: str, last_day: str,
+def _buy_and_hold(symbol: str, bars: pd.DataFrame, window: Window, last_day: str,
                   env_config: Any, freq: str) -> pd.DataFrame:
-    """Buy-and-hold of one symbol over its record: bought with the agent's first possible
-    fill, held, sold at the last close (the simulator's cost model and share rounding)."""
+    """Buy-and-hold of one symbol over its record: decided at the agent's first decision bar
+    (``window`` is the symbol's first), so bought with the agent's first possible fill, held,
+    sold at the last close (the simulator's cost model and share rounding)."""
     from fastrl.backtest import baseline_backtest
     from fastrl.data.block import MarketBlock
 
-    days = bars.index.normalize()
-    # from the symbol's last day on or before the decision day, as the agent's block
-    first = days[days <= pd.Timestamp(decision_day)]
-    first = first[-1] if len(first) else pd.Timestamp(decision_day)
-    span = bars.loc[(days >= first) & (days <= pd.Timestamp(last_day))]
+    first = int(np.searchsorted(bars.index, _decision_end(window), side="left")) - 1
+    span = bars.iloc[first:]
+    span = span.loc[span.index.normalize() <= pd.Timestamp(last_day)]
     n = len(span)
     block = MarketBlock(symbols=(symbol,),
                         open=span["open"].to_numpy(), close=span["close"].to_numpy(),
@@ -457,7 +493,7 @@ def trade_record(config: Any, bars: Mapping[str, pd.DataFrame], windows: list[Wi
     for symbol, parts in frames.items():
         agent_frame = pd.concat(parts)
         first_window = windows[int(agent_frame["window"].iloc[0])]
-        hold = _buy_and_hold(symbol, bars[symbol], first_window.decision_day,
+        hold = _buy_and_hold(symbol, bars[symbol], first_window,
                              str(agent_frame.index[-1].date()), env_config, config.data.freq)
         joined = agent_frame.join(hold, how="left")
         if joined["bh_return"].isna().any():
