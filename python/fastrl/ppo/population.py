@@ -797,7 +797,10 @@ class Population:
             # Eager: once members stop, the rest of the update computes only the members
             # still training (a batched study's members differ in n_epochs and target KL, so
             # masking alone computed every member for the longest one's epochs). Compiled
-            # graphs have fixed shapes: there the stopped members are masked.
+            # graphs have fixed shapes: there the stopped members are masked. Bit for bit
+            # as if every member trained where the batched GEMMs round each member alike
+            # whatever the batch count: MKL's do for widths that are powers of two, not for
+            # some narrow layers (6, 7 or 10 outputs): there to float32 rounding.
             subset = None if all_active or self.compile else active.nonzero().squeeze(1)
             epoch_stats = torch.zeros_like(totals)
             for start in range(0, size, mb):
@@ -814,7 +817,7 @@ class Population:
                     params, hp = self.params, (h["clip_range"], h["ent_coef"], h["vf_coef"],
                                                self.clip_range_vf)
                 else:  # the gather is differentiable: stopped members' gradients are zero
-                    params = {k: v.index_select(0, subset) for k, v in self.params.items()}
+                    params = {k: _select_members(v, subset) for k, v in self.params.items()}
                     hp = tuple(x.index_select(0, subset) for x in (
                         h["clip_range"], h["ent_coef"], h["vf_coef"], self.clip_range_vf))
                 losses, stats = self._loss(
@@ -1214,6 +1217,19 @@ def validation_scores(agent: Agent, block: Any, env_config: Any, portfolio: bool
     if returns:
         out["returns"] = np.asarray(result.returns(COMBINED, "agent"), dtype=np.float64)
     return out
+
+
+def _select_members(value: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``value.index_select(0, index)`` in ``value``'s layout (differentiable).
+
+    A plain index_select returns the stored-transposed weights (:func:`_transposed_layout`)
+    contiguous: the members still training would then multiply by ``weight.mT`` through
+    other GEMM kernels than when every member trains, and so round otherwise, and a
+    member's update would depend on whether another member had stopped.
+    """
+    if value.ndim == 3 and not value.is_contiguous() and value.mT.is_contiguous():
+        return value.mT.index_select(0, index).mT
+    return value.index_select(0, index)
 
 
 def _transposed_layout(value: torch.Tensor) -> torch.Tensor:
