@@ -32,15 +32,15 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
                          ["--device", "cpu", "--quick", "--networks", "small", "--num-envs",
                           "256"]),
     "peer_training": ([], ["--quick"]),
-    "convergence": ([], ["--quick"]),
-    "generalisation": ([], ["--quick"]),
-    "validation_cost": ([], ["--updates", "2", "--hidden", "[64,64]"]),
+    "convergence": ([], ["--quick", "--seeds", "1", "--timesteps", "8192", "--hidden", "16,16"]),
+    "generalisation": ([], ["--quick", "--symbols", "BPCL", "INFY", "--timesteps", "8192"]),
+    "validation_cost": ([], ["--updates", "1", "--hidden", "[16,16]"]),
     "train_threads": (["--thread-policy"], ["--thread-policy", "--quick"]),
     "tune_payoff": ([], ["--quick"]),
-    "tune_batch": ([], ["--quick"]),
+    "tune_batch": ([], ["--quick", "--trials", "4", "--batch", "2"]),
     "pbt": (["--device", "cpu"], ["--quick"]),
     "walkforward": ([], ["--quick"]),
-    "calibration": ([], ["--quick"]),
+    "calibration": ([], ["--quick", "--null-markets", "1", "--timesteps", "8192"]),
 }
 
 
