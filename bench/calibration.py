@@ -861,8 +861,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"studies, {args.planted_markets} planted x {len(args.strengths)} strengths); "
         f"{len(keys) - len(todo)} already recorded in {records_path}"
         f"{f' ({skipped} lines of other settings ignored)' if skipped else ''}")
-    log(f"expected time for the {len(todo)} to run: "
-        f"{estimate_minutes(plan, todo, args.workers, records)}")
+    if todo:
+        log(f"expected time for the {len(todo)} to run: "
+            f"{estimate_minutes(plan, todo, args.workers, records)}")
     started = time.perf_counter()
     done = 0
 
