@@ -859,7 +859,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     log(f"calibration: {len(keys)} runs ({args.null_markets} null, {args.null_studies} null "
         f"studies, {args.planted_markets} planted x {len(args.strengths)} strengths); "
-        f"{len(keys) - len(todo)} already recorded in {records_path}"
+        f"{sum(k in records for k in keys)} already recorded in {records_path}"
         f"{f' ({skipped} lines of other settings ignored)' if skipped else ''}")
     if todo:
         log(f"expected time for the {len(todo)} to run: "
@@ -897,7 +897,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 finished(future.result())
 
     ignored = f", {wf_skipped} lines of other settings ignored" if wf_skipped else ""
-    log(f"walk-forward null markets: {len(wf_keys)} ({len(wf_keys) - len(wf_todo)} already "
+    wf_done = sum(k in wf_records for k in wf_keys)
+    log(f"walk-forward null markets: {len(wf_keys)} ({wf_done} already "
         f"recorded in {wf_path}{ignored}); {wf['windows']} windows of {wf['step']} days, "
         f"{wf['timesteps']:,} env steps each, "
         f"network {tuple(wf['hidden_sizes'])}")
