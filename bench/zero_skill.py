@@ -279,6 +279,11 @@ def summarise(draws: dict[str, list[dict[str, Any]]], nominal: float,
     return out
 
 
+def _median(values: Sequence[float | None]) -> float | None:
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.median(finite)) if finite else None
+
+
 def markdown_rows(summary: dict[str, Any], cells: Callable[[dict[str, Any]], Sequence[str]]
                   ) -> list[list[str]]:
     """Rows for the calibration table (``cells``: :func:`calibration._rate_cells`)."""
@@ -295,6 +300,9 @@ def markdown_rows(summary: dict[str, Any], cells: Callable[[dict[str, Any]], Seq
         claims = entry["claims"]
         met = "met" if claims["target_met"] else "NOT met"
         p = entry["median_p_value"]
-        rows.append([names[kind], *cells(claims), "n/a" if p is None else f"{p:.2f}", "-",
+        sharpe = [_median([r.get(key) for r in entry["draws"]])
+                  for key in ("sharpe_agent", "sharpe_buy_and_hold")]
+        rows.append([names[kind], *cells(claims), "n/a" if p is None else f"{p:.2f}",
+                     " / ".join("n/a" if v is None else f"{v:+.2f}" for v in sharpe),
                      f"target (<= {100 * claims['nominal']:.0f}% nominal) {met}"])
     return rows

@@ -100,7 +100,8 @@ def test_run_draws_rejects_unknown_kinds(zero_skill):
 def test_the_calibration_table_has_the_zero_skill_and_walk_forward_rows(calibration,
                                                                          zero_skill):
     draws = {"30d/real": [{"claims_edge": i == 0, "p_value": 0.05 if i == 0 else 0.5,
-                           "mean_spell": 10.0} for i in range(4)],
+                           "mean_spell": 10.0, "sharpe_agent": float(i),
+                           "sharpe_buy_and_hold": 1.0} for i in range(4)],
              "wf/null": [{"claims_edge": False, "p_value": 0.7, "mean_spell": 8.0}]}
     timers = zero_skill.summarise(draws, 0.1, calibration.rate_summary)
     assert timers["30d/real"]["claims"]["count"] == 1 and timers["wf/null"]["claims"]["n"] == 1
@@ -123,6 +124,7 @@ def test_the_calibration_table_has_the_zero_skill_and_walk_forward_rows(calibrat
     text = calibration.markdown(payload)
     assert ("| zero-skill timer, real bars: 30-day verdict claims an edge | 1 of 4 | 25% |"
             in text)
+    assert "| 0.50 | +1.50 / +1.00 |" in text  # median p, median Sharpe agent / B&H
     assert "| zero-skill timer, null markets: walk-forward pooled verdict claims an edge | " \
            "0 of 1 | 0% |" in text
     assert "through fastrl-walkforward (4 windows): pooled verdict claims an edge | 1 of 3 |" \
