@@ -2,7 +2,7 @@
 
     python bench/calibration.py               # full: about 9 h on 2 cores (printed at start),
                                               # plus the walk-forward nulls and the timers
-    python bench/calibration.py --quick       # plumbing check: 2 min idle, 7 beside other load;
+    python bench/calibration.py --quick       # plumbing check (every experiment, tiny);
                                               # its rates mean nothing
     python bench/calibration.py --workers 2   # 2 processes, cores split between them
     python bench/calibration.py --timers-only # no training: the zero-skill rows again

@@ -2,8 +2,10 @@
 
     python bench/run_all.py            # full suite (about two hours on 2 cores, and
                                        # about five more for calibration)
-    python bench/run_all.py --quick    # every benchmark reduced, < 5 minutes (calibration
-                                       # adds ~2), results/quick/
+    python bench/run_all.py --quick    # a smoke run: every benchmark end to end at its
+                                       # smallest sizes (one rollout, tiny networks, one
+                                       # round), calibration included; results/quick/. Its
+                                       # figures mean nothing: the full run makes them
     python bench/run_all.py --only env_throughput peer_envs
 
 Each benchmark runs in its own process (clean memory figures, no shared torch state).
