@@ -1,14 +1,16 @@
 """Calibration: does fastrl's verdict say "beats buy-and-hold" only when that is true?
 
-    python bench/calibration.py               # full: about 9 h on 2 cores (printed at start)
-    python bench/calibration.py --quick       # plumbing check: 2 min idle, 7 beside other load;
+    python bench/calibration.py               # full: about 9 h on 2 cores (printed at start),
+                                              # plus the walk-forward nulls and the timers
+    python bench/calibration.py --quick       # plumbing check (every experiment, tiny);
                                               # its rates mean nothing
     python bench/calibration.py --workers 2   # 2 processes, cores split between them
+    python bench/calibration.py --timers-only # no training: the zero-skill rows again
 
 The verdict (``fastrl.stats.verdict``) claims that the agent beats buy-and-hold when the
 paired-bootstrap one-sided p-value of "the agent's test Sharpe is not above buy-and-hold's"
-is at most 1 - level (level ``fastrl.stats.DEFAULT_LEVEL`` = 0.9). Three experiments, each
-the *default* pipeline (no flag but ``--data``/``--seed``/``--run-dir`` and, with
+is at most 1 - level (level ``fastrl.stats.DEFAULT_LEVEL`` = 0.9). Five experiments, the
+first three with the *default* pipeline (no flag but ``--data``/``--seed``/``--run-dir`` and, with
 ``--hidden``/``--timesteps``, those):
 
 1. **Null markets** (``--null-markets``, default 20): BPCL and HDFCLIFE (fastrl-train's
@@ -41,6 +43,28 @@ the *default* pipeline (no flag but ``--data``/``--seed``/``--run-dir`` and, wit
    verdict finds the edge of the cost-free long/flat oracle (the best the default long/flat
    env allows) on the runs' own test days and on ``ORACLE_MARKETS`` planted markets
    (:func:`oracle_p_value`; simulated from the bars, no training).
+
+4. **Walk-forward null markets** (``--walkforward-markets``, default 10; bootstrap seeds
+   2000+i): the null market through fastrl-walkforward as the command runs it (its
+   ``main``), small on purpose (``WALKFORWARD``: the last 4 windows of 63 days before the
+   test days, 32,768 env steps per window, network (64, 64)). Reported: the share whose
+   pooled verdict claims an edge, against the nominal 10%. Its records have their own file
+   and signature (``calibration_walkforward_runs.jsonl``), so adding them left the other
+   runs' records valid.
+5. **Zero-skill timers** (``--timer-draws`` per market kind for the 30-day verdict, default
+   300; ``--wf-timer-draws`` for the walk-forward's pooled verdict, default 60): random
+   long/flat spells with no training, on real bars and on null markets, traded through the
+   library's backtest and judged by the report's verdict (:mod:`zero_skill`). Cheap (minutes
+   for all of them) and recomputed by every invocation, so they always judge with the
+   verdict as it is now; ``--timers-only`` redoes them (and the tables) without training
+   anything.
+
+Which verdict: the trained runs' records keep the claim made when they ran (``claims_edge``
+from the p-value, checked against the report's sentence). The walk-forward and
+zero-skill rows read the claim from the sentence the report prints (``zero_skill.
+sentence_claims``), computed by the library (``EvalResult.uncertainty``, the
+walk-forward's pooled comparison), so a change to :mod:`fastrl.stats` reaches them with no
+change here.
 
 The null, exactly. H0 of the verdict: the agent's Sharpe on the test days is not above
 buy-and-hold's. On a block-bootstrapped market the blocks come in random order, so nothing
@@ -104,6 +128,16 @@ RUN_MINUTES = {"null": 10.0, "planted": 11.0, "study": 26.0}
 # planted markets per strength on which the cost-free oracle's power is simulated (the
 # ceiling of the agents' power; ~0.2 s each)
 ORACLE_MARKETS = 200
+# walk-forward null markets (trained): small on purpose, each a few windows of a small net
+WF_SEED_BASE = 2000  # their bootstrap seeds, apart from the null runs' and the studies'
+WALKFORWARD = {"windows": 4, "step": 63, "timesteps": 32768, "hidden_sizes": [64, 64],
+               "markets": 10}
+QUICK_WALKFORWARD = {"windows": 2, "step": 21, "timesteps": 8192, "hidden_sizes": [32, 32],
+                     "markets": 1}
+# zero-skill timers (no training, :mod:`zero_skill`): draws per market kind
+TIMER_DRAWS = 300  # 30-day verdict, on real bars and on null markets
+WF_TIMER_DRAWS = 60  # walk-forward pooled verdict (each draw trades years of windows)
+QUICK_TIMER_DRAWS, QUICK_WF_TIMER_DRAWS = 3, 1
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -288,6 +322,75 @@ def null_study(argv: list[str], study_dir: Path, sampler_seed: int,
     record["seconds"] = time.perf_counter() - started
     shutil.rmtree(study_dir, ignore_errors=True)
     return record
+
+
+def walkforward_null(index: int, settings: dict[str, Any], symbols: Sequence[str],
+                     work: Path, level: float = LEVEL) -> dict[str, Any]:
+    """Null market ``WF_SEED_BASE + index`` through fastrl-walkforward as the command runs
+    it (its ``main`` with flags: quarterly-style windows of ``settings["step"]`` days, the
+    last ``settings["windows"]`` before the held-out test days, each trained on its past
+    with early stopping on 120 validation days), then its report's pooled verdict."""
+    import pandas as pd
+
+    from fastrl.cli import walkforward as wf_cli
+    from fastrl.config import DataConfig
+    from zero_skill import sentence_claims
+
+    seed = WF_SEED_BASE + index
+    blocks = write_null_market(work / "market", seed, symbols)
+    days = None
+    for symbol in symbols:
+        stamps = pd.DatetimeIndex(pd.read_csv(work / "market" / "daily" / f"{symbol}.csv",
+                                              usecols=["timestamp"])["timestamp"])
+        days = stamps if days is None else days.intersection(stamps)
+    start = days[-(DataConfig().test_days + settings["windows"] * settings["step"])]
+    run_dir = work / "run"
+    argv = ["--symbols", *symbols, "--data", str(work / "market"),
+            "--start", str(start.date()), "--step", str(settings["step"]),
+            "--timesteps", str(settings["timesteps"]), "--seed", str(index),
+            "--set", f"hidden_sizes={json.dumps(list(settings['hidden_sizes']))}",
+            "--workers", "1", "--threads", str(os.cpu_count() or 1), "--device", "cpu",
+            "--late-listings", "join", "--run-dir", str(run_dir)]
+    started = time.perf_counter()
+    code = wf_cli.main(argv)
+    if code:
+        raise RuntimeError(f"fastrl-walkforward {' '.join(argv)} exited {code}")
+    payload = json.loads((run_dir / "report.json").read_text())
+    pooled = next(iter(payload["configs"].values()))["pooled"]
+    p_value = pooled["versus"]["p_value"]
+    claims = sentence_claims(pooled["verdict"])
+    return {"argv": argv, "data_seed": seed, "block_lengths": blocks,
+            "windows": len(payload["windows"]), "test_bars": pooled["days"],
+            "p_value": p_value, "sharpe_agent": pooled["agent"]["sharpe"],
+            "sharpe_buy_and_hold": pooled["buy_and_hold"]["sharpe"],
+            "verdict": pooled["verdict"], "headline": payload["verdict"],
+            "claims_edge": claims, "verdict_agrees": claims == claims_edge(p_value, level),
+            "seconds": time.perf_counter() - started}
+
+
+def walkforward_plan(args: argparse.Namespace) -> dict[str, Any]:
+    """The trained walk-forward null runs' settings and the signature of their records
+    (apart from the other runs', whose records they leave valid)."""
+    from fastrl.config import DataConfig
+
+    settings = dict(QUICK_WALKFORWARD if args.quick else WALKFORWARD)
+    settings["markets"] = args.walkforward_markets
+    decisive = {"level": LEVEL, "symbols": list(DataConfig().symbols), "quick": args.quick,
+                **{k: v for k, v in settings.items() if k != "markets"}}
+    signature = hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
+    return {**settings, "symbols": decisive["symbols"], "signature": signature}
+
+
+def summarise_walkforward(runs: list[dict[str, Any]], level: float = LEVEL) -> dict[str, Any]:
+    runs = sorted(runs, key=lambda r: r["data_seed"])
+    return {"runs": runs,
+            "false_positive": rate_summary([r["claims_edge"] for r in runs],
+                                           nominal=1.0 - level),
+            "median_p_value": _median([r["p_value"] for r in runs]),
+            "median_sharpe_agent": _median([r["sharpe_agent"] for r in runs]),
+            "median_sharpe_buy_and_hold": _median([r["sharpe_buy_and_hold"] for r in runs]),
+            "median_run_minutes": _median([r["seconds"] / 60 for r in runs]),
+            "verdict_text_agrees": all(r["verdict_agrees"] for r in runs)}
 
 
 def _number(value: float) -> float | None:
@@ -534,8 +637,44 @@ def markdown(data: dict[str, Any]) -> str:
                  *_rate_cells(studies["dsr_passes"]), "-", "-",
                  f"median DSR {_num(studies['median_dsr'], '.2f')}, "
                  f"PBO {_num(studies['median_pbo'], '.2f')}"])
+    walkforward = data["results"].get("walkforward")
+    wf_settings = s.get("walkforward")
+    if walkforward and walkforward["false_positive"]["n"] and wf_settings:
+        fp = walkforward["false_positive"]
+        rows.append([f"null (block bootstrap) through fastrl-walkforward ({wf_settings['windows']}"
+                     f" windows): pooled verdict claims an edge", *_rate_cells(fp),
+                     _num(walkforward["median_p_value"], ".2f"),
+                     f"{_num(walkforward['median_sharpe_agent'])} / "
+                     f"{_num(walkforward['median_sharpe_buy_and_hold'])}",
+                     f"target (<= {_pct(fp['nominal'])} nominal) "
+                     f"{'met' if fp['target_met'] else 'NOT met'}"])
+    timers = data["results"].get("zero_skill")
+    if timers:
+        from zero_skill import markdown_rows
+
+        rows += markdown_rows(timers, _rate_cells)
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
+    if walkforward and walkforward["false_positive"]["n"] and wf_settings:
+        lines += ["", f"Walk-forward null runs: {', '.join(s['symbols'])} resampled as above, "
+                  f"fastrl-walkforward with its defaults but the last {wf_settings['windows']} "
+                  f"windows of {wf_settings['step']} days before the test days, "
+                  f"{wf_settings['timesteps']:,} env steps per window, network "
+                  f"{tuple(wf_settings['hidden_sizes'])}; median run "
+                  f"{_num(walkforward['median_run_minutes'], '.0f')} min."]
+    if timers and s.get("zero_skill"):
+        z = s["zero_skill"]
+        spell = z["mean_spell_days"]
+        lines += ["", "Zero-skill timers: no training; each draw is long or flat for random "
+                  f"spells (geometric, mean {spell[0]:g} to {spell[1]:g} days), traded through "
+                  "the library's backtest with the training config's costs and judged by the "
+                  "report's verdict. 30-day rows: the last 30 days of a random pair of bundled "
+                  "symbols cut at a random day, or of a null market. Walk-forward rows: a random "
+                  f"pair (or a null market) from a random first day, at least "
+                  f"{z['wf_min_years']:g} years traded window after window, the pooled verdict. "
+                  "Real-bar draws overlap in time, so their intervals are too narrow. "
+                  f"{z['seconds'] / 60:.0f} min for all draws on {data['machine'].get('cores')} "
+                  "cores."]
     lines += ["", f"Studies: {study['trials']} trials x {study['timesteps']:,} env steps, "
               f"{study['folds']} fold, {study['confirm_seeds']} confirmation seeds (small on "
               "purpose). Null runs' agents held a mean position of "
@@ -569,6 +708,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="processes (default 1, using every core)")
     parser.add_argument("--fresh", action="store_true",
                         help="discard the records of an earlier invocation and start over")
+    parser.add_argument("--walkforward-markets", type=int, default=None, metavar="N",
+                        help="null markets through a small fastrl-walkforward (default "
+                             f"{WALKFORWARD['markets']})")
+    parser.add_argument("--timer-draws", type=int, default=None, metavar="N",
+                        help="zero-skill timers per market kind for the 30-day verdict "
+                             f"(default {TIMER_DRAWS})")
+    parser.add_argument("--wf-timer-draws", type=int, default=None, metavar="N",
+                        help="zero-skill timers per market kind for the walk-forward verdict "
+                             f"(default {WF_TIMER_DRAWS})")
+    parser.add_argument("--timers-only", action="store_true",
+                        help="train nothing: redo the zero-skill rows (the verdict as it is "
+                             "now) and the tables from the runs already recorded")
     args = parser.parse_args(argv)
     quick = args.quick
     args.null_markets = args.null_markets if args.null_markets is not None else (
@@ -578,15 +729,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.planted_markets = args.planted_markets if args.planted_markets is not None else (
         1 if quick else PLANTED_MARKETS)
     args.strengths = args.strengths or ([0.2] if quick else list(STRENGTHS))
+    defaults = {"walkforward_markets": (QUICK_WALKFORWARD if quick else WALKFORWARD)["markets"],
+                "timer_draws": QUICK_TIMER_DRAWS if quick else TIMER_DRAWS,
+                "wf_timer_draws": QUICK_WF_TIMER_DRAWS if quick else WF_TIMER_DRAWS}
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     if quick:
         args.hidden = args.hidden or list(QUICK_HIDDEN)
         args.timesteps = args.timesteps or QUICK_TIMESTEPS
         args.fresh = True
-    for name in ("null_markets", "null_studies", "planted_markets"):
+    for name in ("null_markets", "null_studies", "planted_markets", "walkforward_markets",
+                 "timer_draws", "wf_timer_draws"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0")
     if args.workers < 1:
         parser.error("--workers must be >= 1")
+    if args.timers_only and quick:
+        parser.error("--timers-only reuses recorded runs; a quick pass records none")
     return args
 
 
@@ -685,17 +845,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         records_path.unlink(missing_ok=True)
     records, skipped = load_records(records_path, plan["signature"])
     keys = job_keys(args.null_markets, args.null_studies, args.planted_markets, args.strengths)
-    todo = [k for k in keys if k not in records]
+    todo = [] if args.timers_only else [k for k in keys if k not in records]
+    wf = walkforward_plan(args)
+    wf_path = out_dir / f"{plan['name']}_walkforward_runs.jsonl"
+    if args.fresh:
+        wf_path.unlink(missing_ok=True)
+    wf_records, wf_skipped = load_records(wf_path, wf["signature"])
+    wf_keys = [f"walkforward/{i}" for i in range(wf["markets"])]
+    wf_todo = [] if args.timers_only else [k for k in wf_keys if k not in wf_records]
 
     def log(line: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
 
     log(f"calibration: {len(keys)} runs ({args.null_markets} null, {args.null_studies} null "
         f"studies, {args.planted_markets} planted x {len(args.strengths)} strengths); "
-        f"{len(keys) - len(todo)} already recorded in {records_path}"
+        f"{sum(k in records for k in keys)} already recorded in {records_path}"
         f"{f' ({skipped} lines of other settings ignored)' if skipped else ''}")
-    log(f"expected time for the {len(todo)} to run: "
-        f"{estimate_minutes(plan, todo, args.workers, records)}")
+    if todo:
+        log(f"expected time for the {len(todo)} to run: "
+            f"{estimate_minutes(plan, todo, args.workers, records)}")
     started = time.perf_counter()
     done = 0
 
@@ -728,11 +896,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             for future in as_completed(futures):
                 finished(future.result())
 
+    ignored = f", {wf_skipped} lines of other settings ignored" if wf_skipped else ""
+    wf_done = sum(k in wf_records for k in wf_keys)
+    log(f"walk-forward null markets: {len(wf_keys)} ({wf_done} already "
+        f"recorded in {wf_path}{ignored}); {wf['windows']} windows of {wf['step']} days, "
+        f"{wf['timesteps']:,} env steps each, "
+        f"network {tuple(wf['hidden_sizes'])}")
+    for number, key in enumerate(wf_todo, start=1):
+        work = Path(plan["work_dir"]) / key.replace("/", "-")
+        try:
+            record = walkforward_null(int(key.split("/")[1]), wf, wf["symbols"], work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        record = {"key": key, "kind": "walkforward", "signature": wf["signature"], **record}
+        append_record(wf_path, record)
+        wf_records[key] = record
+        log(f"[{number}/{len(wf_todo)}] {key} ({record['seconds']:.0f} s): {record['verdict']}")
+    import zero_skill
+
+    timer_counts = {"30d/real": args.timer_draws, "30d/null": args.timer_draws,
+                    "wf/real": args.wf_timer_draws, "wf/null": args.wf_timer_draws}
+    timers_started = time.perf_counter()
+    draws = zero_skill.run_draws(timer_counts, log=log)
+    timer_seconds = time.perf_counter() - timers_started
     payload = {
         "machine": machine_info(), "quick": args.quick,
         "quick_note": ("a plumbing check: 2 null markets, 1 tiny study and 1 planted market "
-                       "with a small network and 2 updates; the rates mean nothing at this "
-                       "size") if args.quick else None,
+                       "with a small network and 2 updates, 1 tiny walk-forward and a few "
+                       "zero-skill timers; the rates mean nothing at this size")
+        if args.quick else None,
         "settings": {"level": LEVEL, "nominal_false_positive_rate": 1 - LEVEL,
                      "symbols": plan["symbols"], "preset": "fast",
                      "hidden_sizes": _hidden(args), "timesteps": _timesteps(args),
@@ -742,9 +934,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "study": plan["study"], "train_extra": plan["train_extra"],
                      "tune_extra": plan["tune_extra"], "workers": args.workers,
                      "dsr_gate": DSR_GATE, "records": str(records_path),
-                     "signature": plan["signature"]},
-        "results": summarise({k: records[k] for k in keys if k in records},
-                             {**plan, "level": LEVEL}),
+                     "signature": plan["signature"], "walkforward": wf,
+                     "walkforward_records": str(wf_path), "zero_skill": {
+                         "draws": timer_counts, "mean_spell_days": list(zero_skill.MEAN_SPELL),
+                         "wf_min_years": zero_skill.WF_MIN_YEARS,
+                         "seconds": timer_seconds}},
+        "results": {**summarise({k: records[k] for k in keys if k in records},
+                                {**plan, "level": LEVEL}),
+                    "walkforward": summarise_walkforward(
+                        [wf_records[k] for k in wf_keys if k in wf_records]),
+                    "zero_skill": zero_skill.summarise(draws, 1.0 - LEVEL, rate_summary)},
         "wall_seconds": time.perf_counter() - started,
     }
     path = write_atomic(out_dir / f"{plan['name']}.json", payload)

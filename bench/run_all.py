@@ -2,8 +2,10 @@
 
     python bench/run_all.py            # full suite (about two hours on 2 cores, and
                                        # about five more for calibration)
-    python bench/run_all.py --quick    # every benchmark reduced, < 5 minutes (calibration
-                                       # adds ~2), results/quick/
+    python bench/run_all.py --quick    # a smoke run: every benchmark end to end at its
+                                       # smallest sizes (one rollout, tiny networks, one
+                                       # round), calibration included; results/quick/. Its
+                                       # figures mean nothing: the full run makes them
     python bench/run_all.py --only env_throughput peer_envs
 
 Each benchmark runs in its own process (clean memory figures, no shared torch state).
@@ -32,15 +34,15 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
                          ["--device", "cpu", "--quick", "--networks", "small", "--num-envs",
                           "256"]),
     "peer_training": ([], ["--quick"]),
-    "convergence": ([], ["--quick"]),
-    "generalisation": ([], ["--quick"]),
-    "validation_cost": ([], ["--updates", "2", "--hidden", "[64,64]"]),
+    "convergence": ([], ["--quick", "--seeds", "1", "--timesteps", "8192", "--hidden", "16,16"]),
+    "generalisation": ([], ["--quick", "--symbols", "BPCL", "INFY", "--timesteps", "8192"]),
+    "validation_cost": ([], ["--updates", "1", "--hidden", "[16,16]"]),
     "train_threads": (["--thread-policy"], ["--thread-policy", "--quick"]),
     "tune_payoff": ([], ["--quick"]),
-    "tune_batch": ([], ["--quick"]),
+    "tune_batch": ([], ["--quick", "--trials", "4", "--batch", "2"]),
     "pbt": (["--device", "cpu"], ["--quick"]),
     "walkforward": ([], ["--quick"]),
-    "calibration": ([], ["--quick"]),
+    "calibration": ([], ["--quick", "--null-markets", "1", "--timesteps", "8192"]),
 }
 
 

@@ -159,6 +159,8 @@ POLICIES = {"torch default": {}, "passive wait": {"OMP_WAIT_POLICY": "PASSIVE"},
 # the commands' policy (fastrl.threads.set_torch_threads): spinning threads, as many as the
 # cores other processes leave free, re-chosen every 2 s
 GOVERNED = {"governed"}
+QUICK_THREAD_CASES = ("small (64, 64)",)
+QUICK_POLICIES = ("torch default", "governed")
 
 
 def thread_case(spec: dict) -> dict:
@@ -277,10 +279,7 @@ def thread_table(summary: list[dict]) -> list[str]:
     return lines
 
 
-def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--thread-case":
-        print(json.dumps(thread_case(json.loads(sys.argv[2]))))
-        return
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--num-envs", type=int, default=1024)
@@ -305,14 +304,24 @@ def main() -> None:
     parser.add_argument("--policies", nargs="+", default=None, choices=list(POLICIES),
                         help="--thread-policy: only these policies (torch default first)")
     parser.add_argument("--case-seconds", type=float, default=15.0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.thread_policy and args.quick:  # a smoke run: one small case, torch's default
+        args.rounds, args.case_seconds = 1, 2.0  # against the governor
+        args.cases = args.cases or list(QUICK_THREAD_CASES)
+        args.policies = args.policies or list(QUICK_POLICIES)
+    elif args.quick:
+        args.updates, args.bare_seconds = 2, 2.0
+    return args
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--thread-case":
+        print(json.dumps(thread_case(json.loads(sys.argv[2]))))
+        return
+    args = parse_args()
     if args.thread_policy:
-        if args.quick:
-            args.rounds, args.case_seconds = 1, 2.0
         thread_policy(args)
         return
-    if args.quick:
-        args.updates, args.bare_seconds = 2, 2.0
     device = resolve_device(args.device)
     torch.set_num_threads(os.cpu_count() or 1)  # the trainer library leaves this to its caller
     compile_ = device.type == "cuda" and not args.no_compile
