@@ -49,9 +49,12 @@ def test_the_timer_ignores_observations_and_holds_geometric_spells(zero_skill, c
 
 def test_sentence_claims_reads_the_verdict(zero_skill):
     for p, claims in ((0.03, True), (0.09, True), (0.2, False), (0.9, False)):
-        comparison = fstats.AgentVsBenchmark(1 - p, p, 1.0, 0.5, 30, "1d", 5.0, 2000)
+        comparison = fstats.AgentVsBenchmark(1 - p, p, 1.0, 0.5, 30, "1d", 1e-3, 0.252,
+                                             5e-4, 2.0, 29, 30, 3, "iid")
         assert zero_skill.sentence_claims(fstats.verdict(comparison)) == claims
-    short = fstats.AgentVsBenchmark(float("nan"), float("nan"), 1.0, 0.5, 3, "1d", 1.0, 2000)
+    nan = float("nan")
+    short = fstats.AgentVsBenchmark(nan, nan, 1.0, 0.5, 3, "1d", nan, nan, nan, nan, 0, 3, 0,
+                                    "none")
     assert not zero_skill.sentence_claims(fstats.verdict(short))
 
 
