@@ -69,3 +69,21 @@ def test_an_intraday_feed_behind_the_clock_is_stale(intraday, monkeypatch):
     monkeypatch.setattr(fastrl.live.clock, "now", lambda: at(f"{day.date()} 11:07"))
     seen, _, _ = decision_bars(intraday, None)
     assert seen.bars["BPCL"].index[-1] == day + pd.Timedelta(hours=11)
+
+
+def test_asof_today_or_later_is_now_not_the_end_of_the_day(intraday, monkeypatch):
+    import fastrl.live.clock
+
+    last = intraday.bars["BPCL"].index[-1]  # 2024-06-28 15:25
+    day = last.normalize()
+    monkeypatch.setattr(fastrl.live.clock, "now", lambda: at(f"{day.date()} 10:00"))
+    for asof in (str(day.date()), str((day + pd.Timedelta(days=3)).date())):
+        assert clock(asof) == at(f"{day.date()} 10:00")
+        # mid-session the daily bar of today is not a close yet: yesterday's is expected
+        assert expected(clock(asof), "1d").bar == pd.Timestamp("2024-06-27")
+        # a 5-minute feed that is current at 10:00 is not refused as stale until the close
+        seen, session, _ = decision_bars(intraday.until(day + pd.Timedelta(hours=9, minutes=50)),
+                                         asof)
+        assert session == day
+        assert seen.bars["BPCL"].index[-1] == day + pd.Timedelta(hours=9, minutes=50)
+    assert clock("2024-06-27") == at("2024-06-27 23:59:59.999999999")  # an earlier day: its end

@@ -23,8 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="CSV/Parquet file or folder of bars (the training loader's "
                         "layout), 'bundled', or 'yfinance' (refresh the download cache)")
     parser.add_argument("--asof", default=None,
-                        help="move the clock to the end of this day (YYYY-MM-DD; 'today': "
-                        "now): the decision is at the newest bar up to it, which must be the "
+                        help="move the clock back to the end of this day (YYYY-MM-DD; "
+                        "'today', or a day not over yet: now, so a bar still forming is never "
+                        "seen): the decision is at the newest bar up to it, which must be the "
                         "last session the NSE/BSE calendar (exchange-calendars' XBOM) has "
                         "closed by then, and every symbol needs a bar on it (default: now in "
                         "Asia/Kolkata, so a feed that stopped before the last closed session "

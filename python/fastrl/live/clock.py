@@ -3,7 +3,8 @@
 The sessions come from `exchange-calendars <https://github.com/gerrymanoim/exchange_calendars>`_'
 ``XBOM`` calendar (BSE): the library keeps no NSE calendar, and NSE and BSE share their
 trading holidays and hours (09:15-15:30 IST). The clock is now in Asia/Kolkata, or the end
-of the ``--asof`` day: ``--asof`` moves the clock, it does not switch the check off.
+of the ``--asof`` day if that is earlier (an ``--asof`` of today or later is now):
+``--asof`` moves the clock back, it does not switch the check off.
 
 By the clock, the **expected bar** is the newest one a live feed must hold:
 
@@ -60,7 +61,8 @@ def now() -> pd.Timestamp:
 
 
 def clock(asof: str | None, flag: str = "--asof") -> pd.Timestamp:
-    """``None`` or ``today``: now; a date: the end of that day, in IST."""
+    """``None`` or ``today``: now; a date: the end of that day, in IST, or now if that is
+    earlier (``--asof`` today mid-session is now: a bar that has not ended is not seen)."""
     if asof is None or asof == "today":
         return now()
     try:
@@ -70,7 +72,7 @@ def clock(asof: str | None, flag: str = "--asof") -> pd.Timestamp:
     if day.tzinfo is not None:
         day = day.tz_convert(TZ).tz_localize(None)
     end = day.normalize() + pd.Timedelta(days=1) - pd.Timedelta(nanoseconds=1)
-    return end.tz_localize(TZ)
+    return min(end.tz_localize(TZ), now())
 
 
 @functools.lru_cache(maxsize=8)
