@@ -104,6 +104,14 @@ def test_a_symbol_without_test_days_is_named():
         build_market_from_bars(bars, test_days=30, window=8)
 
 
+def test_a_symbol_listed_after_the_validation_start_is_named():
+    bars = load_bars(["BPCL", "HDFCLIFE"])
+    bars["HDFCLIFE"] = bars["HDFCLIFE"].iloc[-150:]  # listed inside the validation days
+    with pytest.raises(ValueError, match="symbol HDFCLIFE: no bars to train on: its features "
+                       "start on .* after the validation split's first day"):
+        build_market_from_bars(bars, test_days=30, val_days=120, window=8)
+
+
 def test_context_rows_are_the_rows_just_before_the_split():
     window = 16
     market = build_market(["BPCL", "HDFCLIFE"], test_days=25, val_days=10, window=window)

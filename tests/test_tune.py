@@ -677,3 +677,12 @@ def test_heartbeat_needs_a_database(tiny_space: Path, tmp_path: Path,
     assert tune_main(cli_args(tiny_space, tmp_path / "s", "--heartbeat", "5")) == 2
     assert "--heartbeat applies to a --storage database" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_the_report_says_why_the_separation_test_did_not_run():
+    from fastrl.tune.report_study import _untested_reason
+
+    assert "one run per trial" in _untested_reason({"runs_per_trial": 1, "trials_tested": 5})
+    # several folds x seeds, but a single trial with the winner's runs: not the runs' fault
+    reason = _untested_reason({"runs_per_trial": 6, "trials_tested": 1})
+    assert "fewer than two trials" in reason and "--folds" not in reason

@@ -202,6 +202,12 @@ def build_market_from_bars(
                     f"symbol {symbol}: no bars in the test split (the last {test_days} days of "
                     f"the symbols' common calendar, from {common[1].date()}); its bars end "
                     f"on {features.index[-1].date()}")
+            if train_end == 0 and val_days > 0:
+                raise ValueError(
+                    f"symbol {symbol}: no bars to train on: its features start on "
+                    f"{features.index[0].date()}, after the validation split's first day "
+                    f"{common[0].date()} (the symbols' common calendar); every symbol needs "
+                    "history before it, so drop the symbol or lower val_days")
             # a symbol with no bar on a split's first date makes its first decision of the
             # split at its last bar before it (what it has at that date's close), so the move
             # to its next close is in the split; that bar's own return stays in the split

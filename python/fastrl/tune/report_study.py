@@ -473,6 +473,15 @@ def _active_cell(run: dict[str, Any]) -> str:
     return f"{fmt(run['active_annual'], '+.1%')} (p = {p_value:.3f})"
 
 
+def _untested_reason(noise: dict[str, Any]) -> str:
+    """Why the separation test could not run: too few runs per trial or too few trials."""
+    if noise["runs_per_trial"] < 2:
+        return ("**the search did not separate the configs**: with one run per trial the "
+                "noise cannot be measured (use more --folds or --seeds)")
+    return ("**the search did not separate the configs**: fewer than two trials have the "
+            "winner's runs to compare with")
+
+
 def study_document(payload: dict[str, Any], images: dict[str, Path],
                    notes: list[str]) -> Document:
     """The study report's content for :mod:`fastrl.report_writer`: settings and winner,
@@ -508,8 +517,7 @@ def study_document(payload: dict[str, Any], images: dict[str, Path],
             f"{noise['trials_with_se']} trials): **{fmt(floor, '.3f')}**",
             f"Winner's lead over the median trial ({noise['median_score']:.3f}): "
             f"**{noise['winner_lead']:.3f}** (winner's own SE {fmt(noise['winner_se'], '.3f')})",
-            ("**the search did not separate the configs**: with one run per trial the noise "
-             "cannot be measured (use more --folds or --seeds)" if p_value is None else
+            (_untested_reason(noise) if p_value is None else
              f"Winner against the best of {noise['trials_tested']} equal configs (the trials'"
              f" labels shuffled within each of the {noise['runs_per_trial']} folds x seeds): "
              f"p = **{p_value:.3f}**; " + (
