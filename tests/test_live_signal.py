@@ -202,3 +202,37 @@ def test_a_held_position_on_the_target_level_still_trades_to_the_target(
     want = int(target * capital / price)  # whole shares the target asks for
     assert line["target_shares"] == want and line["order_shares"] == want - held
     assert line["order_shares"] != 0
+
+
+def test_paper_trades_only_sessions_closed_by_the_clock(runs, tmp_path, capsys, monkeypatch):
+    """Mid-session the bar of today is not a close: paper trading journals up to the last
+    closed session, with or without --to today, and the next call after the close trades
+    today."""
+    pin_clock(monkeypatch, f"{BUNDLED_LAST} 12:00")
+    for name, extra in (("default", ()), ("to-today", ("--to", BUNDLED_LAST))):
+        journal = tmp_path / f"{name}.db"
+        code = paper_main([str(runs["daily"]), "--bars", "bundled", "--from", "2022-11-03",
+                           "--journal", str(journal), "--quiet", *extra])
+        err = capsys.readouterr().err
+        assert code == 0 and "stale" not in err, err
+        sessions = Journal.open(str(journal)).rows("sessions")
+        assert sessions[-1]["session"] == "2022-11-07", name  # 11-08 is a holiday
+    pin_clock(monkeypatch, f"{BUNDLED_LAST} 15:31")
+    code = paper_main([str(runs["daily"]), "--bars", "bundled", "--from", "2022-11-03",
+                       "--journal", str(journal), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert Journal.open(str(journal)).rows("sessions")[-1]["session"] == BUNDLED_LAST
+
+
+def test_paper_leaves_a_half_finished_intraday_session(tmp_path, capsys, monkeypatch):
+    run_dir = train_run("intraday", tmp_path)
+    start = first_session(backtest(run_dir))  # 2024-06-26; the bars end 2024-06-28 15:25
+    pin_clock(monkeypatch, "2024-06-28 11:00")
+    journal = tmp_path / "intraday.db"
+    code = paper_main([str(run_dir), "--bars", "bundled", "--from", start, "--journal",
+                       str(journal), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 0 and "stale" not in err, err
+    opened = Journal.open(str(journal))
+    assert opened.rows("sessions")[-1]["session"] == "2024-06-27"
+    assert max(row["marked_at"] for row in opened.rows("steps")) < "2024-06-28"

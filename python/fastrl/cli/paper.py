@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--to", dest="end", default=None,
                         help="last session (default: the newest bar, and a warning when it is "
                         "older than the last session closed by now); bars must reach the last "
-                        "NSE/BSE session up to it (exchange-calendars' XBOM)")
+                        "NSE/BSE session up to it (exchange-calendars' XBOM) that has closed "
+                        "by now. A session still trading is never traded (its bars are not "
+                        "seen until its close, 15:30 IST), with or without --to")
     parser.add_argument("--journal",
                         help="SQLite file path, or an SQLAlchemy URL (postgresql://user@host/db)")
     parser.add_argument("--verify", metavar="JOURNAL", default=None,

@@ -3,8 +3,10 @@
 Each session: the decision pending from the previous close is filled at the session's
 first open with the run's costs and rules, every bar is marked at its close and decided on
 (a daily session is one bar; a 5-minute session steps bar by bar, square-off included),
-and the last bar's decision waits for the next session. Only bars up to the session feed
-it (:meth:`fastrl.live.bars.LiveBars.through`). Every input is checked before anything is
+and the last bar's decision waits for the next session. Only sessions whose close has
+passed by the clock (:mod:`fastrl.live.clock`) are traded: a session still trading is
+left for a later call. Only bars up to the session feed it
+(:meth:`fastrl.live.bars.LiveBars.through`). Every input is checked before anything is
 written, and each session is one journal transaction (:mod:`fastrl.live.journal`).
 """
 
@@ -50,14 +52,20 @@ def paper_trade(run: LiveRun, bars: LiveBars, journal: Journal, start: str | pd.
     equity)`` after each commit (progress lines)."""
     start = _date(start, "--from")
     journal.check_run(run)  # before anything else: another run's journal is never touched
+    # the clock: only sessions whose close has passed are traded; the bars of a session
+    # still trading (a daily bar that is not a close yet, a half-finished 5-minute session)
+    # are not seen, so they are never journaled as if the session were over
+    closed = expected(clock(None), "1d").session  # the last session closed by now
+    bars = bars.upto(closed)
     calendar = bars.sessions()
     if end is not None:
         end = _date(end, "--to")
         if end < start:
             raise LiveInputError(f"--to {end.date()} is before --from {start.date()}")
-        # the expected last session: the exchange's last one up to --to; later bars are
-        # not seen
+        # the expected last session: the exchange's last one up to --to that has closed by
+        # now; later bars are not seen
         due, assumed = last_session(end)
+        due = min(due, closed)
         bars = bars.upto(end)
         stale = [s for s, f in bars.bars.items()
                  if not len(f) or f.index[-1].normalize() < due]
@@ -65,17 +73,16 @@ def paper_trade(run: LiveRun, bars: LiveBars, journal: Journal, start: str | pd.
             raise LiveInputError(
                 f"stale bar: the newest bar of {', '.join(stale)} up to --to {end.date()} is "
                 f"older than the expected session {due.date()} (the last {EXCHANGE} "
-                f"session up to it){'; ' + assumed if assumed else ''}")
+                f"session up to it closed by now){'; ' + assumed if assumed else ''}")
         calendar = bars.sessions()
     warnings: list[str] = []
     if end is None:
         end = calendar[-1] if calendar else start
         # a replay of history is no error, but a daily run on a feed that stopped would
         # otherwise only say "nothing new to trade"
-        expect = expected(clock(None), bars.freq)
-        if end < expect.allowed.normalize():
+        if end < closed:
             warnings.append(f"the feed ends at {end.date()}, before the last {EXCHANGE} "
-                            f"session closed by now ({expect.session.date()}): a stale feed? "
+                            f"session closed by now ({closed.date()}): a stale feed? "
                             "(give --to to replay history without this warning)")
     last = journal.last()
     if last is None:
