@@ -267,7 +267,7 @@ def run_draws(counts: dict[str, int], log: Callable[[str], None] = print,
 def summarise(draws: dict[str, list[dict[str, Any]]], nominal: float,
               rate: Callable[..., dict[str, Any]]) -> dict[str, Any]:
     """Per kind: the claim rate (``rate``, :func:`calibration.rate_summary`) against
-    ``nominal``, the median p-value and whether every p-value agrees with its sentence."""
+    ``nominal``, the median p-value and the median mean spell."""
     out = {}
     for kind, rows in draws.items():
         p = sorted(r["p_value"] for r in rows if r["p_value"] is not None)

@@ -109,6 +109,9 @@ def test_a_walk_forward_window_trades_the_policy_its_validation_chose(amp):
     val = train_market(bars, window, window_config, spec).val
     score = validation_scores(agent, val, window_config.env, False)["sharpe"]
     assert score == result.best_val_sharpe
+    # a window saved before the field acts as its config says, as an old checkpoint does
+    old = {key: value for key, value in result.policy.items() if key != "inference_precision"}
+    assert build_agent(window_config, old).precision == ("bf16" if amp == "true" else "fp32")
 
 
 def _saved_run(market, tmp_path, *extra: str):  # noqa: F811

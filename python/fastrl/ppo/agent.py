@@ -43,7 +43,9 @@ class Agent:
     in: "bf16" runs the network under bf16 autocast, as the trainer does with ``amp`` on.
     The trainer validates in its own precision and its checkpoints record it, so the
     policy :func:`~fastrl.ppo.checkpoint.load_agent` serves (backtest, signal, paper) and
-    the walk-forward's frozen policies act exactly as the one validation chose.
+    the walk-forward's frozen policies act exactly as the one validation chose (bit for bit
+    on the device it was validated on; a CUDA-validated policy served on the CPU agrees to
+    the kernels' rounding).
     """
 
     def __init__(

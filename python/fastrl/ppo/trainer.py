@@ -425,7 +425,9 @@ class Trainer:
 
         The engine's views (:attr:`agent`) are strided slices of the stacked weights and a
         matmul's rounding follows the layout, so acting on the copy makes the Sharpe that
-        picks ``best.pt`` that of the policy ``best.pt`` serves, bit for bit.
+        picks ``best.pt`` that of the policy ``best.pt`` serves, bit for bit on the
+        trainer's device. A policy trained on CUDA is served on the CPU with the same
+        weights and precision, equal to the kernels' rounding, not bit for bit.
         """
         agent = self.engine.member_agent(0)
         agent.network.eval()

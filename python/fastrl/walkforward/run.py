@@ -213,7 +213,9 @@ def train_window(config_values: dict, window: Window, bars: Mapping[str, pd.Data
 
 def build_agent(config: Any, policy: dict[str, Any]) -> Any:
     """The frozen deterministic Agent of a window's saved policy (on the CPU), acting in
-    the precision its window's validation chose it in (fp32 for a policy saved without)."""
+    the precision its window's validation chose it in. A policy saved before the field was
+    validated under the config's ``amp`` (bf16 when it was set true, else fp32), the rule of
+    :func:`~fastrl.ppo.checkpoint.checkpoint_precision`."""
     from fastrl.ppo.agent import Agent
     from fastrl.ppo.checkpoint import build_network, from_storable
     from fastrl.ppo.normalize import ObservationNormaliser
@@ -225,7 +227,8 @@ def build_agent(config: Any, policy: dict[str, Any]) -> Any:
                                        enabled=config.norm_obs)
     normaliser.load_state_dict(policy["obs_normaliser"])
     return Agent(network, normaliser, config, from_storable(policy["feature_normaliser"]),
-                 precision=policy.get("inference_precision", "fp32"))
+                 precision=policy.get("inference_precision")
+                 or ("bf16" if config.amp is True else "fp32"))
 
 
 # ----------------------------------------------------------------------------- storage
