@@ -210,6 +210,8 @@ def chained(daily, tmp_path_factory: pytest.TempPathFactory) -> Path:
     (["UPDATE sessions SET seq = 9 WHERE seq = 2", "UPDATE sessions SET seq = 2 WHERE seq = 3",
       "UPDATE sessions SET seq = 3 WHERE seq = 9"], "session row 2 ("),
     (["UPDATE sessions SET row_hash = NULL WHERE seq = 4"], "hash was removed"),
+    # every hash removed: the journal was written with the chain (schema 2), so row 1 lacks it
+    (["UPDATE sessions SET row_hash = NULL, prev_hash = NULL"], "session row 1 ("),
 ])
 def test_verify_names_the_first_edited_or_deleted_row(chained, tmp_path, capsys, statements,
                                                       reported):
@@ -229,16 +231,45 @@ def test_a_journal_from_before_the_chain_says_so_then_chains_on(daily, chained, 
     old.write_bytes(chained.read_bytes())
     # a schema-1 journal: no chain columns
     tamper(str(old), "ALTER TABLE sessions DROP COLUMN row_hash",
-           "ALTER TABLE sessions DROP COLUMN prev_hash")
+           "ALTER TABLE sessions DROP COLUMN prev_hash",
+           "UPDATE journal_run SET value = '1' WHERE key = 'schema'")
     code, text = verify(str(old), capsys)
     assert code == 1 and "cannot verify" in text and "before the hash chain" in text, text
     assert paper_main([str(run_dir), "--bars", "bundled", "--from", start, "--to",
                        "2022-11-04", "--journal", str(old), "--quiet"]) == 0
     code, text = verify(str(old), capsys)
     assert code == 0 and "OK, 8 session(s)" in text and "the first 6 predate" in text, text
+    stripped = tmp_path / "stripped.db"
+    stripped.write_bytes(old.read_bytes())
     tamper(str(old), "UPDATE sessions SET equity = equity + 1 WHERE seq = 1")
     code, text = verify(str(old), capsys)
     assert code == 2 and "written before the chain, changed" in text, text
+    # the chain began at row 7: with every hash removed, row 7 is named, not "cannot verify"
+    tamper(str(stripped), "UPDATE sessions SET row_hash = NULL, prev_hash = NULL")
+    code, text = verify(str(stripped), capsys)
+    assert code == 2 and "session row 7 (" in text and "chain from row 7" in text, text
+
+
+def test_a_chained_journal_with_its_hashes_removed_is_not_written_to(daily, chained, tmp_path,
+                                                                     capsys):
+    """Removing every hash does not make a chained journal one "written before the chain":
+    --verify names the first row, and the next write is refused instead of hashing the
+    edited rows into a new chain that --verify would then call OK."""
+    run_dir, start = daily
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(chained.read_bytes())
+    tamper(str(copy), "UPDATE sessions SET equity = equity + 1 WHERE seq = 2",
+           "UPDATE sessions SET row_hash = NULL, prev_hash = NULL")
+    code, text = verify(str(copy), capsys)
+    assert code == 2 and "session row 1 (" in text and "hash was removed" in text, text
+    before = copy.read_bytes()
+    code = paper_main([str(run_dir), "--bars", "bundled", "--from", start, "--to", "2022-11-04",
+                       "--journal", str(copy), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "session row 6 has no hash" in err, err
+    assert copy.read_bytes() == before
+    code, text = verify(str(copy), capsys)
+    assert code == 2 and "session row 1 (" in text, text
 
 
 def test_verify_of_a_missing_journal_is_refused(tmp_path, capsys):

@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "row against its hash and the row before it. Exit 0 and one OK line "
                         "naming the head hash (keep it: removing the newest sessions whole "
                         "leaves a shorter chain that still holds); exit 2 naming the first "
-                        "edited, deleted or reordered row; exit 1 for a journal written before "
-                        "the chain (nothing to check against)")
+                        "edited, deleted or reordered row (a row of the chain with its hash "
+                        "removed included); exit 1 for a journal written before the chain "
+                        "(schema 1, nothing to check against)")
     parser.add_argument("--quiet", action="store_true", help="no line per session")
     parser.add_argument("--verbose", action="store_true", help="tracebacks on errors")
     return parser

@@ -21,7 +21,11 @@ Append-only is also checked, not only promised: each ``sessions`` row carries
 ``prev_hash`` (the row before it's ``row_hash``), so :meth:`Journal.verify`
 (``fastrl-paper --verify``) finds the first edited, deleted or reordered row. A journal
 written before the chain (schema 1) gains the two columns on its next write; its older rows
-are hashed into the first new row's ``prev_hash``, so they are checked from then on. What
+are hashed into the first new row's ``prev_hash``, so they are checked from then on, and
+``journal_run`` records that row's ``seq`` (``chain_from``). From there on (from the first
+row in a journal written with the chain, schema 2) every row must carry its hash: one
+without is reported by :meth:`Journal.verify` and refused by the next write, which never
+recomputes the chain over it. What
 the chain cannot see is the newest sessions removed whole, rows and all: compare the head
 that ``--verify`` prints with one kept elsewhere.
 """
@@ -287,16 +291,40 @@ class Journal:
 
     def _prev_hash(self, conn: Any, seq: int) -> str:
         """The hash the session ``seq`` chains to: the previous row's ``row_hash``; for the
-        first row written after the chain began, the chain recomputed over the older rows
-        (so they are checked from then on); GENESIS for a journal's first session."""
+        first row written after a schema-1 journal gained the chain, the chain recomputed
+        over the older rows (so they are checked from then on; ``chain_from`` records the
+        row); GENESIS for a journal's first session. A row of the chain without its hash is
+        refused: the chain is never recomputed over rows it should have covered."""
         table = self.tables["sessions"]
         prev = conn.execute(sa_select(table.c.row_hash).where(table.c.seq == seq - 1)).first()
         if prev is not None and prev.row_hash is not None:
             return str(prev.row_hash)
+        start = self._chain_start(conn)
+        if start is not None and seq > start:
+            what = "has no hash" if prev is not None else "is missing"
+            raise LiveInputError(
+                f"journal {self.label}: session row {seq - 1} {what}, but the journal keeps "
+                f"the hash chain from row {start}: it was edited (fastrl-paper --verify "
+                f"{self.label} names the first broken row); nothing written")
         head = GENESIS
         for row, decisions, steps in self._sessions(conn)[0]:
             head = chain_hash(self.tables, head, row, decisions, steps)
+        if start is None:  # a schema-1 journal: the chain starts at this row
+            conn.execute(self.tables["journal_run"].insert(),
+                         [{"key": "chain_from", "value": json.dumps(seq)}])
         return head
+
+    def _chain_start(self, conn: Any) -> int | None:
+        """The ``seq`` from which every session row carries a hash: 1 in a journal written
+        with the chain (schema >= 2), the first row written after a schema-1 journal gained
+        it (``chain_from``), None for a schema-1 journal not chained yet."""
+        table = self.tables["journal_run"]
+        values = {key: json.loads(value) for key, value in
+                  conn.execute(sa_select(table.c.key, table.c.value)).all()}
+        if int(values.get("schema", 1)) >= 2:
+            return 1
+        start = values.get("chain_from")
+        return int(start) if start is not None else None
 
     def _sessions(self, conn: Any) -> tuple[list[tuple[dict, list, list]], list[str]]:
         """Each ``sessions`` row in ``seq`` order with its decisions and steps, and the
@@ -323,7 +351,7 @@ class Journal:
         if not self._exists():
             raise LiveInputError(f"no journal at {self.label}")
         with self.engine.connect() as conn:
-            return _verify(self, *self._sessions(conn))
+            return _verify(self, *self._sessions(conn), self._chain_start(conn))
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -360,7 +388,8 @@ class Verification:
         return f"journal {self.label}: OK, {span} chained, head {self.head}{older}"
 
 
-def _verify(journal: Journal, sessions: list[Any], orphans: list[str]) -> Verification:
+def _verify(journal: Journal, sessions: list[Any], orphans: list[str],
+            start: int | None) -> Verification:
     names = [str(row["session"]) for row, _, _ in sessions]
 
     def found(problem: str, head: str | None = None) -> Verification:
@@ -381,6 +410,9 @@ def _verify(journal: Journal, sessions: list[Any], orphans: list[str]) -> Verifi
             if stored_head is not None:
                 return found(f"{where} has no hash, but rows before it do: its hash was "
                              "removed")
+            if start is not None and number >= start:
+                return found(f"{where} has no hash, but the journal keeps the hash chain "
+                             f"from row {start}: its hash was removed")
             legacy += 1
             continue
         if row["prev_hash"] != expected_prev:
