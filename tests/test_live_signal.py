@@ -236,3 +236,30 @@ def test_paper_leaves_a_half_finished_intraday_session(tmp_path, capsys, monkeyp
     opened = Journal.open(str(journal))
     assert opened.rows("sessions")[-1]["session"] == "2024-06-27"
     assert max(row["marked_at"] for row in opened.rows("steps")) < "2024-06-28"
+
+
+def test_a_portfolio_target_of_0_keeps_a_holding_under_the_trade_band(runs, tmp_path, capsys,
+                                                                        monkeypatch):
+    """A target of 0 sells every held share, except in portfolio runs where the order is
+    under trade_band x equity: the simulator sends no such order, nor does the signal (and
+    the --positions help says so)."""
+    import dataclasses
+
+    from fastrl.cli.signal import build_parser
+    from fastrl.live.decide import LiveEnv
+    from fastrl.live.run import LiveRun
+
+    config = LiveRun.env_config
+    monkeypatch.setattr(LiveRun, "env_config",
+                        lambda self: dataclasses.replace(config(self), trade_band=0.05))
+    monkeypatch.setattr(LiveEnv, "targets", lambda self, actions: [0.0] * len(actions))
+    positions = tmp_path / "positions.csv"
+    positions.write_text("symbol,shares\nBPCL,10\nINFY,1000\n")
+    result = signal(runs["portfolio"], tmp_path, capsys, "--positions", str(positions),
+                    "--capital", "3000000")
+    lines = {line["symbol"]: line for line in result["lines"]}
+    assert lines["BPCL"]["close"] * 10 < 0.05 * 3_000_000 < lines["INFY"]["close"] * 1000
+    assert lines["BPCL"]["order_shares"] == 0 and lines["BPCL"]["target_shares"] == 10
+    assert lines["INFY"]["order_shares"] == -1000 and lines["INFY"]["target_shares"] == 0
+    help_text = " ".join(build_parser().format_help().split())
+    assert "in portfolio runs, unless the order is under trade_band" in help_text

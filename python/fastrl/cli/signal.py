@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the capital and mapped to the nearest position level (discrete "
                         "actions) or clipped to [min_pos, max_pos] (continuous); the order "
                         "takes the exact share count to the target's shares (a target of 0 "
-                        "sells them all, even when the holding maps to level 0). Without "
+                        "sells them all, even when the holding maps to level 0; in portfolio "
+                        "runs, unless the order is under trade_band x equity, which the "
+                        "simulator does not send either). Without "
                         "entry_price the last close is taken as the entry price (the "
                         "unrealised P&L the agent sees is then 0), without bars_since_trade 0")
     parser.add_argument("--capital", type=float, default=None,

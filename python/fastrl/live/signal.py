@@ -213,7 +213,8 @@ def _orders(run: LiveRun, env: LiveEnv, closes: np.ndarray, total: float,
     """Orders as the simulator would size them, at the last close (see sim.cpp /
     backtest_portfolio.simulate): target x equity / price, rounded toward zero to whole
     shares under integer_shares, less the shares held; a target of 0 sells (or covers)
-    every held share.
+    every held share (in portfolio runs, unless the order is under trade_band x equity: the
+    simulator does not send such an order, and neither does the signal).
 
     The simulator sends no order when the target equals its position, because its position
     is the level it last traded to. Held shares (``--positions``) are not a level: the
