@@ -288,3 +288,28 @@ def test_a_paper_run_on_a_feed_that_stopped_warns(daily, tmp_path, capsys, monke
                             lambda now=now: pd.Timestamp(now, tz="Asia/Kolkata"))
         err = paper(run_dir, "bundled", start, str(tmp_path / "journal.db"), capsys)
         assert ("a stale feed?" in err and "2022-11-14" in err) is warned, err
+
+
+def test_minus_zero_hashes_as_zero(tmp_path):
+    """SQLite stores -0.0 as 0: a row holding -0.0 (np.trunc(-0.4) shares traded) must hash
+    alike before and after the round trip, or --verify calls an untouched row edited."""
+    import sqlalchemy as sa
+
+    from fastrl.live.journal import GENESIS, _tables, chain_hash
+
+    meta, tables = _tables()
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'zero.db'}")
+    meta.create_all(engine)
+    session = {"session": "2022-11-01", "seq": 1, "bars_hash": "0" * 64, "equity": -0.0,
+               "book": "{}", "committed_at": "2022-11-01T20:00:00+0530"}
+    decision = {"session": "2022-11-01", "symbol": "BPCL", "decided_at": "2022-11-01",
+                "action": -0.0, "target": -0.0}
+    written = chain_hash(tables, GENESIS, session, [decision], [])
+    with engine.begin() as conn:
+        conn.execute(tables["sessions"].insert(), session)
+        conn.execute(tables["decisions"].insert(), decision)
+    with engine.connect() as conn:
+        read = dict(conn.execute(tables["sessions"].select()).one()._mapping)
+        decisions = [dict(r._mapping) for r in conn.execute(tables["decisions"].select())]
+    engine.dispose()
+    assert chain_hash(tables, GENESIS, read, decisions, []) == written

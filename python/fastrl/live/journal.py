@@ -99,7 +99,8 @@ def _finite(value: Any) -> Any:
 
 def _canonical(table: Any, row: dict[str, Any]) -> dict[str, Any]:
     """A row's values as its column types store them (an int in a REAL column reads back as
-    a float), so a row hashes alike when written and when read back."""
+    a float; SQLite reads -0.0 back as 0.0), so a row hashes alike when written and when
+    read back."""
     import sqlalchemy as sa
 
     out = {}
@@ -109,7 +110,7 @@ def _canonical(table: Any, row: dict[str, Any]) -> dict[str, Any]:
         value = row.get(column.name)
         if value is not None:
             if isinstance(column.type, sa.Float):
-                value = float(value)
+                value = float(value) + 0.0  # -0.0 + 0.0 is 0.0
             elif isinstance(column.type, sa.Integer):
                 value = int(value)
             else:
