@@ -220,6 +220,24 @@ def test_train_window_trains_on_all_its_days(bars, config, monkeypatch):
         assert counted[symbol] == int(((own >= span[0]) & (own <= span[-1])).sum()) == 200
 
 
+def test_every_symbol_validates_from_the_windows_val_start(bars, config):
+    """A symbol with days missing inside a window's validation span validates on the
+    window's calendar days like the others, from the ``val_start`` windows.csv records, not
+    on its own last ``val_days`` bars (which would reach further back)."""
+    window = plan_windows(bars, SPEC)[0]
+    gappy = {**bars}
+    days = gappy["BPCL"].index.normalize()
+    inside = days[(days > pd.Timestamp(window.val_start))
+                  & (days <= pd.Timestamp(window.last_seen))]
+    gappy["BPCL"] = gappy["BPCL"].loc[~days.isin(inside[5:9])]  # 4 days gone mid-validation
+    market = run_module.train_market(gappy, window, config, SPEC)
+    for s in range(len(market.val.symbols)):
+        rows = market.val.segment(s)
+        stamps = pd.DatetimeIndex(market.val.timestamps[rows])[market.val.meta["context_rows"]:]
+        assert stamps[0].normalize() <= pd.Timestamp(window.val_start) < stamps[1].normalize()
+        assert stamps[-1].normalize() == pd.Timestamp(window.last_seen)
+
+
 def test_a_missing_bar_on_a_decision_day_keeps_the_move(bars, monkeypatch):
     """BPCL has no bar on a window's decision day (HDFCLIFE does): the move from its last
     close before it to its next close is still in the record, for the agent (a policy that

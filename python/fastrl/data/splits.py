@@ -113,15 +113,21 @@ def split_bars(index: pd.DatetimeIndex, test_days: int, val_days: int = 0, *,
 
 
 def common_split_days(indexes: Iterable[pd.DatetimeIndex], test_days: int,
-                      val_days: int = 0) -> tuple[pd.Timestamp, pd.Timestamp]:
+                      val_days: int = 0, *, test_start: pd.Timestamp | None = None
+                      ) -> tuple[pd.Timestamp, pd.Timestamp]:
     """``(val_start, test_start)``: the first days of the validation and test splits on the
-    union of ``indexes``' trading days (``val_start == test_start`` without validation)."""
+    union of ``indexes``' trading days (``val_start == test_start`` without validation).
+
+    With ``test_start`` the test split starts on that date (``test_days`` ignored; a date
+    past every bar leaves no test split) and validation is the ``val_days`` union days
+    before it."""
     days = pd.DatetimeIndex(np.unique(np.concatenate([_day_values(i) for i in indexes])))
     try:
-        train_end, val_end = split_bars(days, test_days, val_days)
+        train_end, val_end = split_bars(days, test_days, val_days, test_start=test_start)
     except ValueError as error:
         raise ValueError(f"the symbols' common calendar: {error}") from None
-    return days[train_end], days[val_end]
+    test_day = days[val_end] if val_end < len(days) else pd.Timestamp(test_start).normalize()
+    return (days[train_end] if train_end < val_end else test_day), test_day
 
 
 def _day_values(index: pd.DatetimeIndex) -> np.ndarray:
@@ -189,15 +195,18 @@ def build_market_from_bars(
     for symbol, features in computed.items():
         if isinstance(features, ValueError):
             raise ValueError(f"symbol {symbol}: {features}") from None
-    common = None if test_start is not None else common_split_days(
-        (features.index for features in computed.values()), test_days, val_days)
+    # one calendar for every symbol: the union of their days (a mapping of per-symbol test
+    # dates keeps each symbol's own days)
+    common = None if isinstance(test_start, Mapping) else common_split_days(
+        (features.index for features in computed.values()), test_days, val_days,
+        test_start=test_start)
     for symbol, frame in bars.items():
         features = computed[symbol]
         if common is not None:
             days = _day_values(features.index)
             train_end, val_end = (int(np.searchsorted(days, d.to_datetime64(), side="left"))
                                   for d in common)
-            if val_end == len(features):
+            if val_end == len(features) and test_start is None:
                 raise ValueError(
                     f"symbol {symbol}: no bars in the test split (the last {test_days} days of "
                     f"the symbols' common calendar, from {common[1].date()}); its bars end "
@@ -212,14 +221,14 @@ def build_market_from_bars(
             # split at its last bar before it (what it has at that date's close), so the move
             # to its next close is in the split; that bar's own return stays in the split
             # before, where it is the last row
-            back = [int(0 < end and days[end] != day.to_datetime64())
+            back = [int(0 < end and (end == len(days) or days[end] != day.to_datetime64()))
                     for end, day in zip((train_end, val_end), common, strict=True)]
         else:
             back = [0, 0]
             try:
                 train_end, val_end = split_bars(
                     features.index, test_days, val_days,
-                    test_start=test_start[symbol] if isinstance(test_start, dict) else test_start)
+                    test_start=test_start[symbol])
             except ValueError as error:
                 raise ValueError(f"symbol {symbol}: {error}") from None
         aligned = frame.iloc[len(frame) - len(features):]  # the rows features has
