@@ -223,6 +223,8 @@ def build_market_from_bars(
             # before, where it is the last row
             back = [int(0 < end and (end == len(days) or days[end] != day.to_datetime64()))
                     for end, day in zip((train_end, val_end), common, strict=True)]
+            if test_start is not None:  # as documented: the bars from that date on
+                back[1] = 0
         else:
             back = [0, 0]
             try:
