@@ -28,7 +28,7 @@ plus one bar to step into; otherwise a ValueError names the symbol and split.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -167,19 +167,19 @@ def build_market_from_bars(
     source: str = "memory",
     load_result: LoadResult | None = None,
     meta: dict | None = None,
-    test_start: pd.Timestamp | str | Mapping[str, pd.Timestamp] | None = None,
+    test_start: pd.Timestamp | str | None = None,
 ) -> MarketSplits:
     """Featurise, split and pack already validated bars (see :func:`build_market`).
 
     ``test_start`` (a date): the test split is every bar from that date on, per symbol,
     instead of the last ``test_days`` days of the common calendar; with no bar from that date
-    on there is no test split (``test`` is None: a walk-forward window's training market); a
-    mapping gives each symbol its own date."""
+    on there is no test split (``test`` is None: a walk-forward window's training market).
+    Validation is the ``val_days`` days of the symbols' common calendar before the test
+    split, the same dates for every symbol."""
     if test_start is None:
         _check_days(test_days, val_days)
     else:
-        test_start = ({s: pd.Timestamp(d) for s, d in test_start.items()}
-                      if isinstance(test_start, Mapping) else pd.Timestamp(test_start))
+        test_start = pd.Timestamp(test_start)
         _check_days(1, val_days)
     if not isinstance(window, (int, np.integer)) or window < 1:
         raise ValueError(f"window must be a positive integer, got {window!r}")
@@ -195,44 +195,33 @@ def build_market_from_bars(
     for symbol, features in computed.items():
         if isinstance(features, ValueError):
             raise ValueError(f"symbol {symbol}: {features}") from None
-    # one calendar for every symbol: the union of their days (a mapping of per-symbol test
-    # dates keeps each symbol's own days)
-    common = None if isinstance(test_start, Mapping) else common_split_days(
-        (features.index for features in computed.values()), test_days, val_days,
-        test_start=test_start)
+    # one calendar for every symbol: the union of their days
+    common = common_split_days((features.index for features in computed.values()),
+                               test_days, val_days, test_start=test_start)
     for symbol, frame in bars.items():
         features = computed[symbol]
-        if common is not None:
-            days = _day_values(features.index)
-            train_end, val_end = (int(np.searchsorted(days, d.to_datetime64(), side="left"))
-                                  for d in common)
-            if val_end == len(features) and test_start is None:
-                raise ValueError(
-                    f"symbol {symbol}: no bars in the test split (the last {test_days} days of "
-                    f"the symbols' common calendar, from {common[1].date()}); its bars end "
-                    f"on {features.index[-1].date()}")
-            if train_end == 0 and val_days > 0:
-                raise ValueError(
-                    f"symbol {symbol}: no bars to train on: its features start on "
-                    f"{features.index[0].date()}, after the validation split's first day "
-                    f"{common[0].date()} (the symbols' common calendar); every symbol needs "
-                    "history before it, so drop the symbol or lower val_days")
-            # a symbol with no bar on a split's first date makes its first decision of the
-            # split at its last bar before it (what it has at that date's close), so the move
-            # to its next close is in the split; that bar's own return stays in the split
-            # before, where it is the last row
-            back = [int(0 < end and (end == len(days) or days[end] != day.to_datetime64()))
-                    for end, day in zip((train_end, val_end), common, strict=True)]
-            if test_start is not None:  # as documented: the bars from that date on
-                back[1] = 0
-        else:
-            back = [0, 0]
-            try:
-                train_end, val_end = split_bars(
-                    features.index, test_days, val_days,
-                    test_start=test_start[symbol])
-            except ValueError as error:
-                raise ValueError(f"symbol {symbol}: {error}") from None
+        days = _day_values(features.index)
+        train_end, val_end = (int(np.searchsorted(days, d.to_datetime64(), side="left"))
+                              for d in common)
+        if val_end == len(features) and test_start is None:
+            raise ValueError(
+                f"symbol {symbol}: no bars in the test split (the last {test_days} days of "
+                f"the symbols' common calendar, from {common[1].date()}); its bars end "
+                f"on {features.index[-1].date()}")
+        if train_end == 0 and val_days > 0:
+            raise ValueError(
+                f"symbol {symbol}: no bars to train on: its features start on "
+                f"{features.index[0].date()}, after the validation split's first day "
+                f"{common[0].date()} (the symbols' common calendar); every symbol needs "
+                "history before it, so drop the symbol or lower val_days")
+        # a symbol with no bar on a split's first date makes its first decision of the
+        # split at its last bar before it (what it has at that date's close), so the move
+        # to its next close is in the split; that bar's own return stays in the split
+        # before, where it is the last row
+        back = [int(0 < end and (end == len(days) or days[end] != day.to_datetime64()))
+                for end, day in zip((train_end, val_end), common, strict=True)]
+        if test_start is not None:  # as documented: the bars from that date on
+            back[1] = 0
         aligned = frame.iloc[len(frame) - len(features):]  # the rows features has
         bounds = {"train": (0, train_end), "val": (train_end - back[0], val_end),
                   "test": (val_end - back[1], None)}
