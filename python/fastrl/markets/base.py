@@ -9,10 +9,13 @@ engine, tuner, walk-forward and live path call a market and never ask which kind
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from fastrl.config import TrainConfig
 
 Distribution = Literal["categorical", "gaussian", "simplex"]
@@ -51,6 +54,13 @@ class Market(Protocol):
 
     def load(self, normaliser_state: dict | None = None) -> Any:
         """The train/val/test splits the config's data section describes."""
+        ...
+
+    def from_bars(self, bars: Mapping[str, pd.DataFrame], *, test_days: int = 30,
+                  val_days: int = 0, normaliser_state: dict | None = None,
+                  source: str = "memory", test_start: pd.Timestamp | str | None = None) -> Any:
+        """Featurise, split and pack already validated bars (the config's freq and window):
+        the one home of building a market from bars."""
         ...
 
     def obs_dim(self, block: Any) -> int:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+import pandas as pd
 
 from fastrl.backtest_portfolio import evaluate_portfolio
 from fastrl.config import portfolio_env_config
 from fastrl.data.market import load_market
+from fastrl.data.panel import build_panel_from_bars
 from fastrl.env_portfolio import PortfolioConfig, PortfolioVecEnv, portfolio_obs_dim
 from fastrl.markets.base import ActionSpec
 
@@ -30,6 +33,13 @@ class PortfolioMarket:
 
     def load(self, normaliser_state: dict | None = None) -> Any:
         return load_market(self.config, normaliser_state)
+
+    def from_bars(self, bars: Mapping[str, pd.DataFrame], *, test_days: int = 30,
+                  val_days: int = 0, normaliser_state: dict | None = None,
+                  source: str = "memory", test_start: pd.Timestamp | str | None = None) -> Any:
+        return build_panel_from_bars(dict(bars), self.config.data.freq, test_days=test_days,
+                     val_days=val_days, window=self.config.env.window,
+                     normaliser_state=normaliser_state, source=source, test_start=test_start)
 
     def obs_dim(self, block: Any) -> int:
         return portfolio_obs_dim(block, self.config.env.window)

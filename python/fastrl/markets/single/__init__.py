@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+import pandas as pd
 
 from fastrl.backtest import COMBINED, evaluate_agent
 from fastrl.data.market import load_market
+from fastrl.data.splits import build_market_from_bars
 from fastrl.env import AGENT_STATE_DIMS, EnvConfig, TradingVecEnv
 from fastrl.markets.base import ActionSpec
 
@@ -29,6 +32,13 @@ class SingleMarket:
 
     def load(self, normaliser_state: dict | None = None) -> Any:
         return load_market(self.config, normaliser_state)
+
+    def from_bars(self, bars: Mapping[str, pd.DataFrame], *, test_days: int = 30,
+                  val_days: int = 0, normaliser_state: dict | None = None,
+                  source: str = "memory", test_start: pd.Timestamp | str | None = None) -> Any:
+        return build_market_from_bars(dict(bars), self.config.data.freq, test_days=test_days,
+                     val_days=val_days, window=self.config.env.window,
+                     normaliser_state=normaliser_state, source=source, test_start=test_start)
 
     def obs_dim(self, block: Any) -> int:
         return self.config.env.window * block.num_features + AGENT_STATE_DIMS
