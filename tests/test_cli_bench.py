@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastrl.cli import bench_main
+from fastrl.cli.bench import main as bench_main
 
 
 def test_bench_prints_a_table(capsys):

@@ -128,6 +128,7 @@ class CostModel:
         return asdict(self)
 
     def to_core(self) -> Any:
+        # lazy: config validation reads cost models and must not load the compiled simulator
         from fastrl import _core
 
         core = _core.CostModel()

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fastrl.data.download import cache_folder, download_bars
 from fastrl.data.errors import DataValidationError, RowIssue
 from fastrl.data.readers import (
     PARQUET_SUFFIXES,
@@ -66,7 +67,6 @@ def _index_source(source: str | Path, freq: str) -> dict[str, tuple[Path, str | 
     if isinstance(source, str) and source == "bundled":
         root = BUNDLED_DIR / FREQ_FOLDERS[freq][0]
     elif isinstance(source, str) and source == "yfinance":
-        from fastrl.data.download import cache_folder
 
         root = cache_folder(freq)
     else:
@@ -149,7 +149,6 @@ def load_bars_report(
     check_choice("freq", freq, FREQS)
     names = _as_symbol_list(symbols)
     if isinstance(source, str) and source == "yfinance":
-        from fastrl.data.download import download_bars
 
         download_bars(names, freq=freq)
     index = _index_source(source, freq)

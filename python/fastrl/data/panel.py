@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fastrl.data.loaders import load_bars_report
+from fastrl.data.loaders import available, load_bars_report
 from fastrl.data.splits import Splits, split_bars
 from fastrl.features import FeatureNormaliser, compute_features_many
 
@@ -218,7 +218,6 @@ def build_panel(
     """Load, validate, featurise, align and split a panel; ``symbols=None`` takes every
     symbol the source holds for ``freq``."""
     if symbols is None:
-        from fastrl.data.loaders import available
 
         symbols = available(freq, source)
     loaded = load_bars_report(symbols, freq, source, on_bad_rows, repair_ticks=repair_ticks)

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from fastrl.data.loaders import available, load_bars
 from fastrl.data.splits import MarketSplits, build_market_from_bars
 from fastrl.data.validate import FREQS, check_choice, validate_bars
 
@@ -286,6 +287,7 @@ def bootstrap_bars(
     volume = bars["volume"].to_numpy(dtype=np.float64)[1:] if "volume" in bars else None
     days = ratios.shape[0]
     if block_length is None:
+        # lazy: fastrl.stats loads arch and scipy, which only this bootstrap needs
         from fastrl.stats import bootstrap_block_length
 
         block_length = bootstrap_block_length(np.log(ratios[:, 3]))
@@ -347,7 +349,6 @@ def block_bootstrap(
     check_choice("freq", freq, FREQS)
     if freq != "1d":
         raise ValueError("block_bootstrap resamples whole days: freq must be '1d'")
-    from fastrl.data.loaders import available, load_bars
 
     if symbols is None:
         pool = [*BOOTSTRAP_SYMBOLS, *(s for s in available("1d", source)
