@@ -240,7 +240,7 @@ def test_evaluation_config_keeps_the_execution_costs():
 
 def test_report_states_the_execution_costs_charged():
     from fastrl.evaluate import evaluate_agent
-    from fastrl.report import markdown_report
+    from fastrl.reports.single import markdown_report
 
     market = _market(n=20)
     for config, text in (
@@ -255,7 +255,7 @@ def test_report_states_the_execution_costs_charged():
 def test_portfolio_replay_matches_the_env_and_its_report_states_the_execution_costs():
     from fastrl.backtest_portfolio import evaluate_portfolio
     from fastrl.data.panel import PanelBlock
-    from fastrl.report_portfolio import markdown_report
+    from fastrl.reports.portfolio import markdown_report
 
     rng = np.random.default_rng(4)
     close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.02, (30, 2)), axis=0))

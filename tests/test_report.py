@@ -21,15 +21,14 @@ from fastrl.data.block import MarketBlock  # noqa: E402
 from fastrl.env import EnvConfig  # noqa: E402
 from fastrl.evaluate import evaluate_agent  # noqa: E402
 from fastrl.metrics import sharpe_ratio  # noqa: E402
-from fastrl.report import (  # noqa: E402
-    figure_size_px,
+from fastrl.reports.format import (  # noqa: E402
     format_active,
     format_interval,
     format_probability,
     format_se,
-    read_training_metrics,
-    write_report,
 )
+from fastrl.reports.plots import figure_size_px, read_training_metrics  # noqa: E402
+from fastrl.reports.single import write_report  # noqa: E402
 
 WINDOW = 4
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from fastrl import stats
+from fastrl import selection, stats
 from fastrl.metrics import periods_per_year, sharpe_ratio
 from fastrl.stats import AgentVsBenchmark
 
@@ -91,7 +91,7 @@ def test_dsr_published_example() -> None:
     # returns (T = 1250, 250 days a year), skew -3, kurtosis 10, N = 100 trials whose annual
     # Sharpe estimates vary by 0.5: SR0 ~ 0.1132 per day, DSR ~ 0.9004. The figures are as
     # recalled from the paper; the next test checks the same path independently.
-    sr0 = stats.expected_max_sharpe(0.5 / 250, 100)
+    sr0 = selection.expected_max_sharpe(0.5 / 250, 100)
     assert sr0 == pytest.approx(0.1132, abs=5e-5)
     dsr = stats.psr_from_moments(2.5 / math.sqrt(250), 1250, -3.0, 10.0, sr0)
     assert dsr == pytest.approx(0.9004, abs=5e-4)
@@ -110,12 +110,12 @@ def test_dsr_matches_an_independent_computation() -> None:
     expected = sps.norm.cdf(
         (sr - sr0) * math.sqrt(499) / math.sqrt(1 - skew * sr + (kurt - 1) / 4 * sr**2)
     )
-    got = stats.deflated_sharpe_ratio(winner, trials, freq="1d")
+    got = selection.deflated_sharpe_ratio(winner, trials, freq="1d")
     assert got == pytest.approx(expected, rel=1e-10)
-    per_bar = stats.deflated_sharpe_ratio(winner, trials / math.sqrt(252))
+    per_bar = selection.deflated_sharpe_ratio(winner, trials / math.sqrt(252))
     assert per_bar == pytest.approx(got, rel=1e-10)
     # more (effective) trials raise the bar
-    more = stats.deflated_sharpe_ratio(winner, trials, freq="1d", n_trials=1000)
+    more = selection.deflated_sharpe_ratio(winner, trials, freq="1d", n_trials=1000)
     assert more < got < stats.probabilistic_sharpe_ratio(winner)
 
 
@@ -359,20 +359,20 @@ def test_pbo_hand_computed_two_block_cases() -> None:
     # S = 2: one split per half. Trial ranks out of sample are 1 (worst) of 3 in both splits
     # -> w = 1/4, lambda = log(1/3) twice, PBO = 1
     flipped = np.array([[3.0, 2.0, 1.0], [1.0, 2.0, 3.0]])
-    res = stats.probability_of_backtest_overfitting(flipped, n_blocks=2, metric="mean")
+    res = selection.probability_of_backtest_overfitting(flipped, n_blocks=2, metric="mean")
     np.testing.assert_allclose(res.logits, [math.log(1 / 3)] * 2)
     assert res.pbo == 1.0 and res.n_combinations == 2
     # trial 0 wins both halves -> rank 3 of 3 -> w = 3/4, lambda = log 3, PBO = 0
     stable = np.array([[3.0, 2.0, 1.0], [3.0, 1.0, 2.0]])
-    res = stats.probability_of_backtest_overfitting(stable, n_blocks=2, metric="mean")
+    res = selection.probability_of_backtest_overfitting(stable, n_blocks=2, metric="mean")
     np.testing.assert_allclose(res.logits, [math.log(3)] * 2)
     assert res.pbo == 0.0
 
 
 def test_pbo_fast_sharpe_path_equals_the_generic_metric_path() -> None:
     m = np.random.default_rng(12).normal(0.0005, 0.01, (67, 5))  # 67 rows: uneven blocks
-    fast = stats.probability_of_backtest_overfitting(m, n_blocks=8)
-    generic = stats.probability_of_backtest_overfitting(
+    fast = selection.probability_of_backtest_overfitting(m, n_blocks=8)
+    generic = selection.probability_of_backtest_overfitting(
         m, n_blocks=8, metric=lambda rows: rows.mean(axis=0) / rows.std(axis=0, ddof=1)
     )
     np.testing.assert_allclose(fast.logits, generic.logits)
@@ -382,7 +382,7 @@ def test_pbo_fast_sharpe_path_equals_the_generic_metric_path() -> None:
 def test_pbo_is_near_zero_when_one_trial_dominates() -> None:
     m = np.random.default_rng(13).normal(0.0, 0.01, (320, 10))
     m[:, 6] += 0.01
-    res = stats.probability_of_backtest_overfitting(m, n_blocks=16)
+    res = selection.probability_of_backtest_overfitting(m, n_blocks=16)
     assert res.n_combinations == 12_870
     assert res.pbo < 0.02
     assert json.loads(json.dumps(res.as_dict()))["n_trials"] == 10
@@ -391,7 +391,7 @@ def test_pbo_is_near_zero_when_one_trial_dominates() -> None:
 def test_pbo_of_pure_noise_is_near_one_half() -> None:
     # one matrix's PBO swings widely (sd ~ 0.2); the mean over 40 seeds has sd ~ 0.035
     values = [
-        stats.probability_of_backtest_overfitting(
+        selection.probability_of_backtest_overfitting(
             np.random.default_rng(100 + seed).normal(0.0, 0.01, (160, 10)), n_blocks=8
         ).pbo
         for seed in range(40)
@@ -415,17 +415,17 @@ def test_pbo_of_pure_noise_is_near_one_half() -> None:
         (lambda: stats.prob_agent_beats(np.zeros(20), np.zeros(21)), "same bars"),
         (lambda: stats.prob_agent_beats(np.zeros(20), [np.inf] * 20), "bench_returns"),
         (lambda: stats.psr_from_moments(0.1, 100, 0.0, 0.0), "non-excess kurtosis"),
-        (lambda: stats.deflated_sharpe_ratio(np.ones(30), [0.5]), "trial_sharpes"),
-        (lambda: stats.deflated_sharpe_ratio(np.ones(30), [0.5, 1.0], n_trials=1), "n_trials"),
-        (lambda: stats.probability_of_backtest_overfitting(np.zeros(20)), "must be 2-D"),
-        (lambda: stats.probability_of_backtest_overfitting(np.zeros((20, 1))), "2 trials"),
-        (lambda: stats.probability_of_backtest_overfitting(np.zeros((20, 3)), 5), "even"),
-        (lambda: stats.probability_of_backtest_overfitting(np.zeros((10, 3)), 16), "exceeds"),
-        (lambda: stats.probability_of_backtest_overfitting(np.zeros((40, 3)), 20),
+        (lambda: selection.deflated_sharpe_ratio(np.ones(30), [0.5]), "trial_sharpes"),
+        (lambda: selection.deflated_sharpe_ratio(np.ones(30), [0.5, 1.0], n_trials=1), "n_trials"),
+        (lambda: selection.probability_of_backtest_overfitting(np.zeros(20)), "must be 2-D"),
+        (lambda: selection.probability_of_backtest_overfitting(np.zeros((20, 1))), "2 trials"),
+        (lambda: selection.probability_of_backtest_overfitting(np.zeros((20, 3)), 5), "even"),
+        (lambda: selection.probability_of_backtest_overfitting(np.zeros((10, 3)), 16), "exceeds"),
+        (lambda: selection.probability_of_backtest_overfitting(np.zeros((40, 3)), 20),
          "max_combinations"),
-        (lambda: stats.probability_of_backtest_overfitting(np.full((20, 3), np.nan), 2),
+        (lambda: selection.probability_of_backtest_overfitting(np.full((20, 3), np.nan), 2),
          "row 0, column 0"),
-        (lambda: stats.probability_of_backtest_overfitting(np.zeros((20, 3)), 2, "median"),
+        (lambda: selection.probability_of_backtest_overfitting(np.zeros((20, 3)), 2, "median"),
          "metric must be"),
     ],
 )
@@ -437,13 +437,13 @@ def test_bad_input_names_the_problem(call, message: str) -> None:
 def test_effective_number_of_trials_counts_clusters_of_correlated_series() -> None:
     rng = np.random.default_rng(0)
     independent = rng.normal(size=(250, 6))
-    assert stats.effective_number_of_trials(independent) == 6
+    assert selection.effective_number_of_trials(independent) == 6
     near_copies = independent[:, :1] + 0.05 * rng.normal(size=(250, 8))
-    assert stats.effective_number_of_trials(near_copies) == 1
+    assert selection.effective_number_of_trials(near_copies) == 1
     pairs = np.column_stack([independent, independent + 0.1 * rng.normal(size=(250, 6))])
-    assert stats.effective_number_of_trials(pairs) == 6
+    assert selection.effective_number_of_trials(pairs) == 6
     flat = np.column_stack([independent[:, :2], np.zeros(250)])  # no spread: its own cluster
-    assert stats.effective_number_of_trials(flat) == 3
-    assert stats.effective_number_of_trials(independent[:, :1]) == 1
+    assert selection.effective_number_of_trials(flat) == 3
+    assert selection.effective_number_of_trials(independent[:, :1]) == 1
     with pytest.raises(ValueError, match="min_correlation"):
-        stats.effective_number_of_trials(independent, min_correlation=1.0)
+        selection.effective_number_of_trials(independent, min_correlation=1.0)

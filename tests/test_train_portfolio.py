@@ -180,7 +180,7 @@ def test_tiny_portfolio_run_via_the_cli_writes_checkpoints_report_and_weights_pl
     from PIL import Image
 
     from fastrl.cli.train import main
-    from fastrl.report import figure_size_px
+    from fastrl.reports.plots import figure_size_px
 
     run = tmp_path / "run"
     code = main(["--portfolio", "--symbols", *SYMBOLS, "--test-days", "30", "--val-days", "20",

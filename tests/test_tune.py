@@ -20,7 +20,7 @@ import optuna
 import pytest
 from scipy import stats as sps
 
-from fastrl import stats
+from fastrl import selection
 from fastrl.cli.tune import main as tune_main
 from fastrl.config import ConfigError, build_config
 from fastrl.tune import objective
@@ -291,7 +291,7 @@ def test_no_trial_touches_the_test_days_and_report_is_written(
         np.median([t.user_attrs["score_se"] for t in trials]))
     matrix = np.array([t.user_attrs["run_scores"] for t in trials])
     assert noise["trials_tested"] == len(trials) and noise["runs_per_trial"] == matrix.shape[1]
-    assert noise["p_value"] == stats.best_of_n_test(matrix).p_value
+    assert noise["p_value"] == selection.best_of_n_test(matrix).p_value
     separated = noise["p_value"] <= 0.1
     assert noise["separated"] == separated
     assert ("the search did not separate the configs" in text) == (not separated)

@@ -3,7 +3,7 @@
 This is the one policy-evaluation path: validation during training and the test-days
 backtest both call :func:`evaluate_agent`, so the validation score that picks the best
 checkpoint is the combined figure the report prints. The result types live here too, so
-``fastrl.report`` and ``fastrl.evaluate`` both depend on this module and not on each other.
+``fastrl.reports`` and ``fastrl.evaluate`` both depend on this module and not on each other.
 
 One env per segment (symbol) starts at the segment's first bar with a full observation
 window and runs to the segment's end: no random starts, the training config's costs and

@@ -2,7 +2,7 @@
 
 Loads the run's checkpoint, rebuilds the test split with the training feature normaliser
 and runs :func:`fastrl.backtest.evaluate_agent` (the same path validation uses). Writing
-the report is the caller's job (:func:`fastrl.report.write_report`); nothing here writes
+the report is the caller's job (:func:`fastrl.reports.single.write_report`); nothing here writes
 files.
 """
 

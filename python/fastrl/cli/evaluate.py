@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 def metrics_tables(result: EvalResult) -> Columns:
     """Console tables, one per symbol (and the combined portfolio): metrics x strategies,
     the Sharpe with its error bars (the report's numbers, from ``result.uncertainty``)."""
-    from fastrl.report import uncertainty_rows
+    from fastrl.reports.single import uncertainty_rows
 
     tables = []
     symbols = result.symbols + ([COMBINED] if len(result.symbols) > 1 else [])
@@ -123,7 +123,7 @@ def run(argv: list[str] | None, console: Console) -> int:
 def portfolio_table(result: Any) -> Table:
     """The portfolio metrics x strategies table, with the Sharpe's error bars."""
     from fastrl.backtest_portfolio import strategy_label
-    from fastrl.report_portfolio import table_rows
+    from fastrl.reports.portfolio import table_rows
 
     table = Table(title="portfolio", header_style="bold", title_style="bold")
     table.add_column("metric")
@@ -141,7 +141,7 @@ def report_portfolio(run: str | Path, test_days: int | None, console: Console, *
     """Backtest a portfolio run on its test days, print the table and verdict and (with
     ``write``) write the report into ``out_dir`` (default: the run folder)."""
     from fastrl.evaluate import evaluate_portfolio_run
-    from fastrl.report_portfolio import write_portfolio_report
+    from fastrl.reports.portfolio import write_portfolio_report
 
     result = evaluate_portfolio_run(run, test_days=test_days)
     console.print("Portfolio backtest on held-out test days, after costs", style="bold")
@@ -158,7 +158,7 @@ def report_portfolio(run: str | Path, test_days: int | None, console: Console, *
 def write_run_report(result: EvalResult, out_dir: Path | None = None) -> Path:
     """The report of ``result`` into ``out_dir`` (default: its run folder), with the run's
     training curves; returns the folder."""
-    from fastrl.report import write_report
+    from fastrl.reports.single import write_report
 
     run_dir = Path(result.info.get("run_dir", "."))
     out = out_dir if out_dir is not None else run_dir

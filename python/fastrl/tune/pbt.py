@@ -19,7 +19,7 @@ The winner is not the best member on A: the rounds chose on A, so the best score
 biased upwards. After the last round every member is backtested once, by the same function,
 on B, which no round saw, and the winner is the argmax of those B scores. The Deflated
 Sharpe Ratio of the winner's per-bar returns on B against the P members' Sharpes there
-(``fastrl.stats.deflated_sharpe_ratio``, P trials) says whether even that best-of-P is more
+(``fastrl.selection.deflated_sharpe_ratio``, P trials) says whether even that best-of-P is more
 than luck. Then the **replay**: the winner's lineage schedule (``winner.yaml``) is trained
 from scratch on fresh seeds (CONFIRM_SEED_BASE on, never the run's), beside the fast and
 baseline presets on the same seeds, each on every bar before C, scored on C with the tune
@@ -181,7 +181,7 @@ def block_dates(block: Any) -> dict[str, list[str]] | None:
 def winner_dsr(pick: list[dict[str, Any]], winner: int) -> dict[str, Any]:
     """Deflated Sharpe Ratio of the winner's per-bar returns on B against the P members'
     per-bar Sharpes there (n_trials = P), with its reading at DSR_LEVEL."""
-    from fastrl import stats
+    from fastrl import selection
     from fastrl.metrics import sharpe_per_bar
 
     series = [np.asarray(r["returns"], dtype=np.float64) for r in pick]
@@ -191,9 +191,9 @@ def winner_dsr(pick: list[dict[str, Any]], winner: int) -> dict[str, Any]:
                            "level": DSR_LEVEL, "sharpe_per_bar": sharpes.tolist(),
                            "winner_sharpe_per_bar": float(sharpes[winner])}
     try:
-        out["expected_max_sharpe_per_bar"] = stats.expected_max_sharpe(
+        out["expected_max_sharpe_per_bar"] = selection.expected_max_sharpe(
             float(np.var(sharpes, ddof=1)), p)
-        out["dsr"] = float(stats.deflated_sharpe_ratio(series[winner], sharpes, n_trials=p))
+        out["dsr"] = float(selection.deflated_sharpe_ratio(series[winner], sharpes, n_trials=p))
     except ValueError as err:
         out["dsr"], out["note"] = None, str(err)
     dsr = out["dsr"]
@@ -687,7 +687,7 @@ class PBT:
     def summary(self, result: PBTResult) -> dict[str, Any]:
         """summary.json's content: the settings, the windows, both scores of every member,
         the winner, its DSR, the replay (None when skipped) and the verdict."""
-        from fastrl.report import json_safe
+        from fastrl.reports.format import json_safe
 
         pop = self.pop
         data = self.config.data

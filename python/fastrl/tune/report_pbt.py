@@ -1,4 +1,4 @@
-"""The PBT run's report (report.md + report.html through :mod:`fastrl.report_writer`).
+"""The PBT run's report (report.md + report.html through :mod:`fastrl.reports.writer`).
 
 From summary.json's content (:meth:`fastrl.tune.pbt.PBT.summary`): the windows and what
 each was used for, every member's last window-A score beside its window-B score (the pick),
@@ -14,9 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastrl import report_writer
-from fastrl.report import format_number as fmt
-from fastrl.report_writer import Document, Section, Table
+from fastrl.reports import writer
+from fastrl.reports.format import format_number as fmt
+from fastrl.reports.writer import Document, Section, Table
 from fastrl.tune.pbt import REPLAY_KEY
 from fastrl.tune.report_study import OBJECTIVE_LABELS, confirmation_sections
 
@@ -107,7 +107,7 @@ def pbt_document(summary: dict[str, Any], images: dict[str, Path]) -> Document:
 def write_report(summary: dict[str, Any], folder: str | Path,
                  images: dict[str, Path] | None = None) -> tuple[Path, Path]:
     """report.md and report.html into ``folder``."""
-    return report_writer.write_pages(pbt_document(summary, images or {}), Path(folder))
+    return writer.write_pages(pbt_document(summary, images or {}), Path(folder))
 
 
 __all__ = ["pbt_document", "write_report"]

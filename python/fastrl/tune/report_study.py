@@ -6,12 +6,12 @@ Order matters for honesty. Everything up to the confirmation reads validation ba
    ``fastrl-train --config``) and ``trials.csv``.
 2. Noise: the median over completed trials of the standard error of a trial's score (its
    runs over seeds x folds), the winner's lead over the median trial, and whether the
-   winner stands out from the best of N equal configs (``stats.best_of_n_test``, the
+   winner stands out from the best of N equal configs (``selection.best_of_n_test``, the
    trials' labels permuted within each fold x seed, p <= 0.10); when it does not, the
    report says the search did not separate the configs.
 3. Gates on validation: the Deflated Sharpe Ratio of the winner's final-policy validation
    returns given the number of completed trials, and the Probability of Backtest
-   Overfitting by CSCV over trials x time blocks of those returns (``fastrl.stats``).
+   Overfitting by CSCV over trials x time blocks of those returns (``fastrl.selection``).
 4. Confirmation on data the search never saw: the ``confirm_days`` window between fold 0's
    validation window and the test days (``study.confirmation_config``), on fresh seeds
    (1000+, never used by the search): winner, fast and baseline, same budget, same --set
@@ -38,10 +38,15 @@ from typing import Any
 import numpy as np
 import yaml
 
-from fastrl import report_writer
-from fastrl.report import format_number as fmt
-from fastrl.report import pyplot
-from fastrl.report_writer import Document, Section, Table
+from fastrl import selection
+from fastrl.backtest import COMBINED, evaluate_agent
+from fastrl.config import parse_set_options
+from fastrl.device import resolve_device
+from fastrl.metrics import sharpe_per_bar
+from fastrl.reports import writer
+from fastrl.reports.format import format_number as fmt
+from fastrl.reports.plots import pyplot, save_png
+from fastrl.reports.writer import Document, Section, Table
 from fastrl.tune.objective import (
     CONFIRM_SEED_BASE,
     TUNING_SEED_BASE,
@@ -50,6 +55,7 @@ from fastrl.tune.objective import (
     validation_schedule,
 )
 from fastrl.tune.space import config_for, params_to_overrides
+from fastrl.tune.study import base_config, confirmation_config, counted_trials
 
 TOP_CURVES = 5
 PRESETS = ("fast", "baseline")
@@ -70,8 +76,6 @@ def best_yaml_text(trial: Any, runner: Any) -> str:
     settings = runner.settings
     base = runner.base
     values: dict[str, Any] = {"preset": settings["base_preset"]}
-    from fastrl.config import parse_set_options
-
     values.update(parse_set_options(list(settings.get("set_options", []))))
     values.update({"data.symbols": list(settings["symbols"]), "data.freq": settings["freq"],
                    "data.source": settings.get("source", "bundled"),
@@ -131,11 +135,8 @@ def overfitting_gates(trials: list[Any], winner: Any, n_trials: int,
     pruner stops a trial only after a validation); a PBO over the completed trials on every
     fold is given beside it. The DSR deflates the winner's series by the Sharpe spread of
     the completed trials, with the *effective* number of trials: the clusters of the
-    correlation matrix of all those series (``stats.effective_number_of_trials``).
+    correlation matrix of all those series (``selection.effective_number_of_trials``).
     """
-    from fastrl import stats
-    from fastrl.metrics import sharpe_per_bar
-
     out: dict[str, Any] = {"n_trials": n_trials}
     completed = {t.number: _deployed_series(t) for t in trials}
     completed = {k: v for k, v in completed.items() if v}
@@ -155,19 +156,19 @@ def overfitting_gates(trials: list[Any], winner: Any, n_trials: int,
         return out
     full = _matrix(completed, all_folds)
     shared = _matrix(everyone, common)
-    out["n_effective"] = stats.effective_number_of_trials(shared)
-    out["cluster_correlation"] = stats.CLUSTER_CORRELATION
+    out["n_effective"] = selection.effective_number_of_trials(shared)
+    out["cluster_correlation"] = selection.CLUSTER_CORRELATION
     column = list(completed).index(winner.number)
     sharpes = np.array([sharpe_per_bar(full[:, j]) for j in range(full.shape[1])])
     try:
-        out["dsr"] = float(stats.deflated_sharpe_ratio(full[:, column], sharpes,
+        out["dsr"] = float(selection.deflated_sharpe_ratio(full[:, column], sharpes,
                                                        n_trials=max(2, out["n_effective"])))
     except ValueError as err:
         out["dsr"], out["dsr_note"] = None, str(err)
     for key, matrix in (("pbo", shared), ("pbo_completed", full)):
         blocks = min(MAX_PBO_BLOCKS, matrix.shape[0] - matrix.shape[0] % 2)
         try:
-            result = stats.probability_of_backtest_overfitting(matrix, n_blocks=blocks)
+            result = selection.probability_of_backtest_overfitting(matrix, n_blocks=blocks)
             out[key], out[f"{key}_blocks"] = result.pbo, result.n_blocks
         except ValueError as err:
             out[key], out[f"{key}_note"] = None, str(err)
@@ -177,8 +178,6 @@ def overfitting_gates(trials: list[Any], winner: Any, n_trials: int,
 
 
 def _preset_config(name: str, runner: Any) -> Any:
-    from fastrl.tune.study import base_config
-
     return base_config({**runner.settings, "base_preset": name})
 
 
@@ -194,14 +193,12 @@ def noise_summary(trials: list[Any], winner: Any, level: float = 0.9,
                   reps: int = 2000) -> dict[str, Any]:
     """Did the search separate the configs: the winner against the best of N under noise.
 
-    ``separated`` comes from :func:`fastrl.stats.best_of_n_test` on the trials x runs
+    ``separated`` comes from :func:`fastrl.selection.best_of_n_test` on the trials x runs
     matrix of run scores (every trial runs the same folds and seeds, so runs pair up):
     p <= 1 - ``level``. Not "the winner's lead over the median trial exceeds the median
     trial SE": the lead of a maximum of N grows with N even among identical configs, so
     that rule separates them more often the more trials run. The noise floor (median trial
     SE) and the lead are reported as descriptions. ``reps``: permutations."""
-    from fastrl import stats
-
     scores = np.array([t.value for t in trials], dtype=np.float64)
     ses = [t.user_attrs.get("score_se") for t in trials]
     ses = [float(x) for x in ses if x is not None and math.isfinite(x)]
@@ -214,7 +211,7 @@ def noise_summary(trials: list[Any], winner: Any, level: float = 0.9,
               and all(math.isfinite(x) for x in t.user_attrs["run_scores"])]
     test = None
     if len(runs) >= 2 and len(matrix) >= 2:
-        test = stats.best_of_n_test(np.array(matrix, dtype=np.float64), reps=reps)
+        test = selection.best_of_n_test(np.array(matrix, dtype=np.float64), reps=reps)
     p_value = None if test is None else test.p_value
     return {"noise_floor": floor, "trials_with_se": len(ses),
             "median_score": float(np.median(scores)), "winner_lead": lead,
@@ -286,10 +283,6 @@ def confirm_and_test(configs: dict[str, Any], settings: dict[str, Any], market: 
     ``seeds`` default to CONFIRM_SEED_BASE + 0 .. confirm_seeds - 1; ``window`` describes
     the confirmation window in the report; ``batched``: train a config's seeds as one
     population (default: on a GPU). Shared by the study and PBT's replay."""
-    from fastrl.backtest import COMBINED, evaluate_agent
-    from fastrl.device import resolve_device
-    from fastrl.tune.study import confirmation_config
-
     if seeds is None:
         seeds = [CONFIRM_SEED_BASE + s
                  for s in range(int(settings.get("confirm_seeds", settings["seeds"])))]
@@ -299,9 +292,8 @@ def confirm_and_test(configs: dict[str, Any], settings: dict[str, Any], market: 
         if batched or (batched is None and resolve_device(config.device).type == "cuda"):
             # on a GPU a config's seeds train side by side as one population of independent
             # members (each the run it would be alone, to float rounding). Not on the CPU:
-            # the presets' big networks are compute-bound there, and 3 seeds of the fast
-            # preset stacked took 583 s against 527 s one after another (a scratch run; the
-            # bench for both devices is bench/tune_batch.py --confirm).
+            # the presets' big networks are compute-bound there, so stacking seeds saves
+            # nothing (bench/tune_batch.py --confirm measures both devices).
             runs[name] = train_batch([config] * len(seeds), market, seed=seeds, fold=0,
                                      keep_agents=True, **validation_schedule(settings))
             for outcome in runs[name]:
@@ -380,8 +372,7 @@ def plot_curves(trials: list[Any], confirmed: dict[str, dict[str, Any]], path: P
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
     return path
 
 
@@ -396,8 +387,7 @@ def plot_optuna(study: Any, folder: Path) -> tuple[dict[str, Path], list[str]]:
         ax = optuna.visualization.matplotlib.plot_optimization_history(study)
         ax.figure.tight_layout()
         images["history"] = folder / "optimization_history.png"
-        ax.figure.savefig(images["history"], dpi=100)
-        plt.close(ax.figure)
+        save_png(ax.figure, images["history"])
         try:
             # with few trials the evaluator may warn that its quantiles pick the same trials
             # (equal importances); the plot still says so, so the warning adds nothing
@@ -406,8 +396,7 @@ def plot_optuna(study: Any, folder: Path) -> tuple[dict[str, Path], list[str]]:
             ax = optuna.visualization.matplotlib.plot_param_importances(study)
             ax.figure.tight_layout()
             images["importances"] = folder / "param_importances.png"
-            ax.figure.savefig(images["importances"], dpi=100)
-            plt.close(ax.figure)
+            save_png(ax.figure, images["importances"])
         except (ValueError, RuntimeError) as err:
             # needs >= 2 completed trials whose parameters vary
             notes.append(f"parameter importances not computed: {err}")
@@ -484,7 +473,7 @@ def _untested_reason(noise: dict[str, Any]) -> str:
 
 def study_document(payload: dict[str, Any], images: dict[str, Path],
                    notes: list[str]) -> Document:
-    """The study report's content for :mod:`fastrl.report_writer`: settings and winner,
+    """The study report's content for :mod:`fastrl.reports.writer`: settings and winner,
     the gates, the confirmation and the test days, the plots."""
     s = payload["settings"]
     gates = payload["gates"]
@@ -545,7 +534,7 @@ def study_document(payload: dict[str, Any], images: dict[str, Path],
 
 def markdown(payload: dict[str, Any], images: dict[str, Path], notes: list[str]) -> str:
     """report.md of the study (:func:`study_document` rendered)."""
-    return report_writer.markdown(study_document(payload, images, notes))
+    return writer.markdown(study_document(payload, images, notes))
 
 
 def write_study_outputs(study: Any, runner: Any, study_dir: str | Path, *, report: bool = True,
@@ -565,7 +554,6 @@ def write_study_outputs(study: Any, runner: Any, study_dir: str | Path, *, repor
     written.append(best)
     if not report:
         return written
-    from fastrl.tune.study import counted_trials
 
     # the trials that ran (slots a --timeout left waiting never did)
     all_trials = [t for t in counted_trials(study) if t.state.is_finished()]
@@ -586,7 +574,7 @@ def write_study_outputs(study: Any, runner: Any, study_dir: str | Path, *, repor
     images, notes = plot_optuna(study, folder)
     images["curves"] = plot_curves(trials, payload["confirmation"], folder / "curves.png",
                                    validation_schedule(runner.settings)["objective"])
-    report_writer.write_pages(study_document(payload, images, notes), folder)
+    writer.write_pages(study_document(payload, images, notes), folder)
     (folder / "report.json").write_text(json.dumps(payload, indent=1, default=_json_default)
                                         + "\n", encoding="utf-8")
     written += [folder / "report.md", folder / "report.html", folder / "report.json",

@@ -16,12 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fastrl.report import json_safe, pyplot
-from fastrl.report_writer import Document, Section, Table, write_pages
-from fastrl.walkforward.analysis import pooled, rolling_sharpe
+from fastrl.reports.format import format_number, json_safe
+from fastrl.reports.plots import COLORS, pyplot
+from fastrl.reports.writer import Document, Section, Table, write_pages
+from fastrl.walkforward.analysis import analyse, compare, pooled, rolling_sharpe, seed_spread
 from fastrl.walkforward.run import WalkForwardRun
-
-COLORS = {"agent": "#1f77b4", "buy_and_hold": "#ff7f0e"}
 
 
 def plot_equity(record: pd.DataFrame, path: Path, max_symbols: int = 30) -> Path:
@@ -93,9 +92,8 @@ def plot_drawdown(record: pd.DataFrame, path: Path) -> Path:
 
 
 def _num(value: Any, spec: str = "+.2f") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    return format(value, spec)
+    """:func:`~fastrl.reports.format.format_number`, signed unless ``spec`` says otherwise."""
+    return format_number(value, spec)
 
 
 def _pct(value: Any) -> str:
@@ -200,8 +198,6 @@ def setup_lines(run: WalkForwardRun) -> list[str]:
 
 def write_walkforward_report(run: WalkForwardRun, out_dir: str | Path) -> dict[str, Any]:
     """Writes everything into ``out_dir``; returns the analysis (the report.json content)."""
-    from fastrl.walkforward.analysis import analyse, compare, seed_spread
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = list(run.configs)

@@ -1,10 +1,11 @@
 """The portfolio backtest report: report.md/html/json, test_returns.csv and PNG plots.
 
-Built on :mod:`fastrl.report`'s helpers (fixed-size Agg figures, the training curves, the
-number formats and strict JSON), fed by :class:`fastrl.backtest_portfolio.PortfolioResult`.
-Plots: ``equity.png`` (the agent against equal weight monthly and held, and each
-symbol's buy-and-hold, thin), ``weights.png`` (the agent's weights over time, symbols and
-cash stacked to 1) and ``training.png`` when the run logged metrics.
+Built on the shared helpers of :mod:`fastrl.reports` (fixed-size Agg figures, the training
+curves, the number formats and strict JSON, the run folder), fed by
+:class:`fastrl.backtest_portfolio.PortfolioResult`. Plots: ``equity.png`` (the agent against
+equal weight monthly and held, and each symbol's buy-and-hold, thin), ``weights.png`` (the
+agent's weights over time, symbols and cash stacked to 1) and ``training.png`` when the run
+logged metrics.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from fastrl import report_writer
 from fastrl.backtest_portfolio import (
     AGENT,
     EW_HOLD,
@@ -25,22 +25,17 @@ from fastrl.backtest_portfolio import (
 )
 from fastrl.costs import describe_execution
 from fastrl.metrics import METRIC_LABELS, format_metric
-from fastrl.report import (
-    COLORS,
-    DPI,
+from fastrl.reports import writer
+from fastrl.reports.files import ReportFiles, write_result_files
+from fastrl.reports.format import (
     REPORT_METRICS,
-    ReportFiles,
-    figure_size_px,
     format_active,
     format_interval,
     format_probability,
     format_se,
-    pyplot,
-    save_png,
-    time_axis,
-    write_result_files,
 )
-from fastrl.report_writer import Document, Section, Table
+from fastrl.reports.plots import COLORS, DPI, figure_size_px, pyplot, save_png, time_axis
+from fastrl.reports.writer import Document, Section, Table
 
 WEIGHTS_PANELS = 1.5  # the weights plot is one and a half panels tall
 STRATEGY_COLORS = {AGENT: COLORS["agent"], EW_MONTHLY: COLORS["buy_and_hold"],
@@ -174,7 +169,7 @@ def setup_lines(result: PortfolioResult) -> list[str]:
 
 
 def report_document(result: PortfolioResult, images: dict[str, Path], title: str) -> Document:
-    """The report's content for :mod:`fastrl.report_writer`: the verdict, the setup, one
+    """The report's content for :mod:`fastrl.reports.writer`: the verdict, the setup, one
     table with a column per strategy, the plots."""
     header = ["metric", *(strategy_label(s) for s in result.strategies)]
     return Document(title=title, verdict=result.verdict, bullets=setup_lines(result),
@@ -183,11 +178,11 @@ def report_document(result: PortfolioResult, images: dict[str, Path], title: str
 
 
 def markdown_report(result: PortfolioResult, images: dict[str, Path], title: str) -> str:
-    return report_writer.markdown(report_document(result, images, title))
+    return writer.markdown(report_document(result, images, title))
 
 
 def html_report(result: PortfolioResult, images: dict[str, Path], title: str) -> str:
-    return report_writer.html_page(report_document(result, images, title))
+    return writer.html_page(report_document(result, images, title))
 
 
 def write_portfolio_report(

@@ -1,116 +1,47 @@
-"""Evaluation reports: PNG plots, report.md and a self-contained report.html (embedded PNGs),
-report.json, and the per-bar data behind them as CSV (test_returns.csv, test_trades.csv).
+"""The single-symbol backtest report: PNG plots, report.md and a self-contained report.html
+(embedded PNGs), report.json, and the per-bar data behind them as CSV (test_returns.csv,
+test_trades.csv).
 
 Every Sharpe comes with its error bars and the agent with its chance of beating
 buy-and-hold, all read from :meth:`fastrl.backtest.EvalResult.uncertainty` (computed once
 there), so report, JSON and the CLI tables (:func:`uncertainty_rows`) print the same numbers.
 
-Plots (matplotlib, Agg backend, fixed pixel sizes so tests can check them):
-``equity.png`` agent against buy-and-hold and flat, ``drawdown.png``, ``positions.png``
-(position over the price, fills marked) and ``training.png`` (episode return, validation
-Sharpe, entropy, approx KL, learning rate and clip range from ``metrics.jsonl``).
+Plots (:mod:`fastrl.reports.plots`): ``equity.png`` agent against buy-and-hold and flat,
+``drawdown.png``, ``positions.png`` (position over the price, fills marked) and
+``training.png`` (the training curves from ``metrics.jsonl``).
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fastrl import report_writer
+from fastrl.backtest import COMBINED, STRATEGIES
 from fastrl.costs import describe_execution
 from fastrl.metrics import METRIC_LABELS, format_metric
-from fastrl.report_writer import Document, Section, Table
+from fastrl.reports import writer
+from fastrl.reports.files import ReportFiles, write_result_files
+from fastrl.reports.format import (
+    REPORT_METRICS,
+    format_active,
+    format_interval,
+    format_probability,
+    format_se,
+)
+from fastrl.reports.plots import COLORS, panel_grid, save_png, time_axis
+from fastrl.reports.writer import Document, Section, Table
 
 if TYPE_CHECKING:
-    from fastrl.backtest import Backtest, EquityPath, EvalResult
-
-DPI = 100
-FIG_WIDTH_IN = 11.0
-PANEL_HEIGHT_IN = 3.2
-COLORS = {"agent": "#1f77b4", "buy_and_hold": "#ff7f0e", "flat": "#7f7f7f"}
-TRAINING_PANELS = (
-    ("charts/episode_return", "episode return"),
-    ("val/sharpe", "validation Sharpe"),
-    ("losses/entropy", "entropy"),
-    ("losses/approx_kl", "approx KL"),
-    ("charts/learning_rate", "learning rate"),
-    ("charts/clip_range", "clip range"),
-)
-REPORT_METRICS = (
-    "total_return",
-    "annual_return",
-    "annual_volatility",
-    "sharpe",
-    "sortino",
-    "calmar",
-    "max_drawdown",
-    "max_drawdown_days",
-    "win_rate_trades",
-    "win_rate_bars",
-    "profit_factor",
-    "num_trades",
-    "num_round_trips",
-    "trades_per_day",
-    "avg_holding_days",
-    "turnover",
-    "exposure",
-    "time_in_market",
-    "costs_paid",
-    "cost_fraction",
-    "final_equity",
-)
-
-
-def figure_size_px(panels: int, columns: int = 1) -> tuple[int, int]:
-    """(width, height) in pixels of a report figure with ``panels`` panels."""
-    rows = math.ceil(panels / columns)
-    return int(round(FIG_WIDTH_IN * DPI)), int(round(PANEL_HEIGHT_IN * rows * DPI))
-
-
-def pyplot():
-    """matplotlib.pyplot on the Agg backend (files only, no display)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def time_axis(backtest: EquityPath) -> np.ndarray:
-    """Time axis aligned with ``equity``: bar timestamps when known, else the step number."""
-    if backtest.timestamps is not None:
-        return np.asarray(backtest.timestamps)
-    return np.arange(backtest.num_steps + 1)
-
-
-def save_png(fig: Any, path: Path) -> None:
-    """Write ``fig`` as a PNG at the report DPI and close it."""
-    fig.savefig(path, dpi=DPI, format="png")
-    pyplot().close(fig)
-
-
-def _panel_grid(panels: int, columns: int = 1):
-    plt = pyplot()
-    rows = math.ceil(panels / columns)
-    width, height = figure_size_px(panels, columns)
-    fig, axes = plt.subplots(
-        rows, columns, figsize=(width / DPI, height / DPI), dpi=DPI, squeeze=False
-    )
-    return fig, axes.reshape(-1)
+    from fastrl.backtest import Backtest, EvalResult
 
 
 def plot_equity(result: EvalResult, path: Path) -> Path:
     """Equity of each strategy relative to the start, one panel per symbol."""
     symbols = result.symbols
-    fig, axes = _panel_grid(len(symbols))
+    fig, axes = panel_grid(len(symbols))
     for ax, symbol in zip(axes, symbols, strict=True):
         for strategy in ("buy_and_hold", "flat", "agent"):
             backtest = result.get(symbol, strategy)
@@ -138,7 +69,7 @@ def _label(strategy: str, backtest: Backtest) -> str:
 def plot_drawdown(result: EvalResult, path: Path) -> Path:
     """Drawdown from the running peak, agent against buy-and-hold, one panel per symbol."""
     symbols = result.symbols
-    fig, axes = _panel_grid(len(symbols))
+    fig, axes = panel_grid(len(symbols))
     for ax, symbol in zip(axes, symbols, strict=True):
         for strategy in ("buy_and_hold", "agent"):
             backtest = result.get(symbol, strategy)
@@ -158,7 +89,7 @@ def plot_drawdown(result: EvalResult, path: Path) -> Path:
 def plot_positions(result: EvalResult, path: Path) -> Path:
     """The agent's position (shaded, right axis) over the close, buys and sells marked."""
     symbols = result.symbols
-    fig, axes = _panel_grid(len(symbols))
+    fig, axes = panel_grid(len(symbols))
     for ax, symbol in zip(axes, symbols, strict=True):
         backtest = result.get(symbol, "agent")
         x = time_axis(backtest)
@@ -202,113 +133,10 @@ def plot_positions(result: EvalResult, path: Path) -> Path:
     return path
 
 
-def read_training_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Update records of a metrics.jsonl (start/end events and unreadable lines skipped)."""
-    records = []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and "event" not in record and "global_step" in record:
-                records.append(record)
-    return records
-
-
-def plot_training(records: list[dict[str, Any]], path: Path) -> Path:
-    """Training curves against global step; a panel without data says so."""
-    fig, axes = _panel_grid(len(TRAINING_PANELS), columns=2)
-    for ax, (key, title) in zip(axes, TRAINING_PANELS, strict=True):
-        points = [
-            (r["global_step"], r[key])
-            for r in records
-            if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])
-        ]
-        if points:
-            steps, values = zip(*points, strict=True)
-            ax.plot(steps, values, marker="." if len(points) < 50 else None, color="#1f77b4")
-        else:
-            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
-        ax.set_title(title)
-        ax.set_xlabel("global step")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    save_png(fig, path)
-    return path
-
-
-def json_safe(value: Any) -> Any:
-    """Strict JSON: infinities and NaN as strings, numpy scalars and paths as plain values."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else str(float(value))
-    if value is None or isinstance(value, str):
-        return value
-    return str(value)
-
-
-@dataclass
-class ReportFiles:
-    """Paths of everything :func:`write_report` wrote."""
-
-    markdown: Path
-    html: Path
-    json: Path
-    images: dict[str, Path]
-    returns_csv: Path
-    trades_csv: Path
-
-
-def format_number(value: float | None, spec: str = ".2f") -> str:
-    """``format(value, spec)``, or "n/a" for a missing or non-finite value."""
-    return "n/a" if value is None or not math.isfinite(value) else format(value, spec)
-
-
-def format_probability(value: float) -> str:
-    """A probability as a percentage ("n/a" where it could not be estimated)."""
-    return "n/a" if not math.isfinite(value) else f"{100.0 * value:.1f}%"
-
-
-def format_interval(low: float, high: float) -> str:
-    """A Sharpe interval as "[low, high]" ("n/a" where it could not be estimated)."""
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return "n/a"
-    return f"[{low:.2f}, {high:.2f}]"
-
-
-def format_se(stats_: Any) -> str:
-    """A Sharpe SE with the estimate it is ("n/a" where it could not be estimated)."""
-    if not math.isfinite(stats_.se):
-        return "n/a"
-    method = "bootstrap" if stats_.se_method == "bootstrap" else "Lo/Mertens"
-    return f"{stats_.se:.3f} ({method})"
-
-
-def format_active(versus: Any) -> str:
-    """The mean active return a day (a bar) with its one-sided p ("n/a": no test)."""
-    if not math.isfinite(versus.p_value):
-        return "n/a"
-    from fastrl.metrics import bars_per_day
-    from fastrl.stats import format_p_value
-
-    unit = "day" if bars_per_day(versus.freq) == 1.0 else "bar"
-    return f"{100 * versus.mean_active:+.3f}% a {unit} ({format_p_value(versus.p_value)})"
-
-
 def uncertainty_rows(result: EvalResult, symbol: str) -> list[list[str]]:
     """Table rows [label, agent, buy & hold, flat] of the Sharpe's error bars and the agent's
     mean return over buy-and-hold with its one-sided p; flat (cash, Sharpe 0 by
     construction) gets none."""
-    from fastrl.backtest import STRATEGIES
-
     uncertainty = result.uncertainty(symbol)
     level = next(iter(uncertainty.sharpe.values())).level
 
@@ -326,8 +154,6 @@ def uncertainty_rows(result: EvalResult, symbol: str) -> list[list[str]]:
 
 
 def _table_rows(result: EvalResult, symbol: str) -> list[list[str]]:
-    from fastrl.backtest import STRATEGIES
-
     rows = []
     for key in REPORT_METRICS:
         label, kind = METRIC_LABELS[key]
@@ -340,8 +166,6 @@ def _table_rows(result: EvalResult, symbol: str) -> list[list[str]]:
 
 def _sections(result: EvalResult) -> list[tuple[str, list[list[str]], str]]:
     """(heading, table rows, verdict) per symbol, then the combined portfolio."""
-    from fastrl.backtest import COMBINED
-
     sections = [(symbol, _table_rows(result, symbol), result.uncertainty(symbol).verdict)
                 for symbol in result.symbols]
     if len(result.symbols) > 1:
@@ -351,7 +175,7 @@ def _sections(result: EvalResult) -> list[tuple[str, list[list[str]], str]]:
 
 
 def _uncertainty_lines(result: EvalResult) -> list[str]:
-    from fastrl.backtest import COMBINED
+    # deferred: fastrl.stats imports arch, which takes seconds; importing a report must not pay it
     from fastrl.stats import DEFAULT_REPS
 
     headline = result.uncertainty(COMBINED)
@@ -423,7 +247,7 @@ def _setup_lines(result: EvalResult) -> list[str]:
 
 
 def report_document(result: EvalResult, images: dict[str, Path], title: str) -> Document:
-    """The report's content for :mod:`fastrl.report_writer`: the verdict, setup, per-symbol
+    """The report's content for :mod:`fastrl.reports.writer`: the verdict, setup, per-symbol
     and combined tables, the plots."""
     header = ["metric", "agent", "buy & hold", "flat"]
     return Document(
@@ -436,12 +260,12 @@ def report_document(result: EvalResult, images: dict[str, Path], title: str) -> 
 
 def markdown_report(result: EvalResult, images: dict[str, Path], title: str) -> str:
     """report.md: the verdict, setup, per-symbol and combined tables, linked plots."""
-    return report_writer.markdown(report_document(result, images, title))
+    return writer.markdown(report_document(result, images, title))
 
 
 def html_report(result: EvalResult, images: dict[str, Path], title: str) -> str:
     """report.html: the same content with the PNGs embedded (one file to mail around)."""
-    return report_writer.html_page(report_document(result, images, title))
+    return writer.html_page(report_document(result, images, title))
 
 
 def write_report(
@@ -466,31 +290,5 @@ def write_report(
         training_metrics, lambda path: result.trades_frame().to_csv(path, index=False))
 
 
-def write_result_files(
-    result: Any,
-    out: Path,
-    images: dict[str, Path],
-    document: Callable[[dict[str, Path]], Document],
-    training_metrics: str | os.PathLike | None,
-    write_trades: Callable[[Path], Any],
-) -> ReportFiles:
-    """What every backtest report writes once its own plots are in ``images``: training.png
-    (when the run logged metrics), report.md and report.html (``document(images)``),
-    report.json (``result.to_dict()``), test_returns.csv (``result.steps_frame()``) and
-    test_trades.csv (``write_trades(path)``)."""
-    if training_metrics is not None and Path(training_metrics).is_file():
-        records = read_training_metrics(training_metrics)
-        if records:
-            images["training"] = plot_training(records, out / "training.png")
-    markdown_path, html_path = report_writer.write_pages(document(images), out)
-    json_path = out / "report.json"
-    json_path.write_text(
-        json.dumps(json_safe(result.to_dict()), indent=2, allow_nan=False), encoding="utf-8"
-    )
-    # full float precision (pandas writes repr): the CSV reproduces the table's Sharpe
-    returns_path = out / "test_returns.csv"
-    result.steps_frame().to_csv(returns_path, index=False)
-    trades_path = out / "test_trades.csv"
-    write_trades(trades_path)
-    return ReportFiles(markdown=markdown_path, html=html_path, json=json_path, images=images,
-                       returns_csv=returns_path, trades_csv=trades_path)
+__all__ = ["html_report", "markdown_report", "plot_drawdown", "plot_equity", "plot_positions",
+           "report_document", "uncertainty_rows", "write_report"]

@@ -1,9 +1,10 @@
 """The one report.md / report.html writer: every report (the single-symbol backtest,
-:mod:`fastrl.report`; the portfolio backtest, :mod:`fastrl.report_portfolio`; the tuning
-study, :mod:`fastrl.tune.report_study`) describes its content as a :class:`Document` of
-:class:`Section` s and :class:`Table` s, and this module renders it twice: Markdown with
-linked PNGs, and one self-contained HTML page with the PNGs embedded (one file to mail
-around). Neither output depends on which report fed it.
+:mod:`fastrl.reports.single`; the portfolio backtest, :mod:`fastrl.reports.portfolio`; the
+tuning study, :mod:`fastrl.tune.report_study`; PBT, :mod:`fastrl.tune.report_pbt`; the
+walk-forward run, :mod:`fastrl.walkforward.report`) describes its content as a
+:class:`Document` of :class:`Section` s and :class:`Table` s, and this module renders it
+twice: Markdown with linked PNGs, and one self-contained HTML page with the PNGs embedded
+(one file to mail around). Neither output depends on which report fed it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,94 @@
+"""The formatting helpers every report shares: numbers, probabilities, Sharpe intervals and
+standard errors, the mean active return with its p-value, strict JSON, and the metric rows
+of a backtest table.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from fastrl.metrics import bars_per_day
+
+REPORT_METRICS = (
+    "total_return",
+    "annual_return",
+    "annual_volatility",
+    "sharpe",
+    "sortino",
+    "calmar",
+    "max_drawdown",
+    "max_drawdown_days",
+    "win_rate_trades",
+    "win_rate_bars",
+    "profit_factor",
+    "num_trades",
+    "num_round_trips",
+    "trades_per_day",
+    "avg_holding_days",
+    "turnover",
+    "exposure",
+    "time_in_market",
+    "costs_paid",
+    "cost_fraction",
+    "final_equity",
+)
+
+
+def json_safe(value: Any) -> Any:
+    """Strict JSON: infinities and NaN as strings, numpy scalars and paths as plain values."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else str(float(value))
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
+
+
+def format_number(value: float | None, spec: str = ".2f") -> str:
+    """``format(value, spec)``, or "n/a" for a missing or non-finite value."""
+    return "n/a" if value is None or not math.isfinite(value) else format(value, spec)
+
+
+def format_probability(value: float) -> str:
+    """A probability as a percentage ("n/a" where it could not be estimated)."""
+    return "n/a" if not math.isfinite(value) else f"{100.0 * value:.1f}%"
+
+
+def format_interval(low: float, high: float) -> str:
+    """A Sharpe interval as "[low, high]" ("n/a" where it could not be estimated)."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "n/a"
+    return f"[{low:.2f}, {high:.2f}]"
+
+
+def format_se(stats_: Any) -> str:
+    """A Sharpe SE with the estimate it is ("n/a" where it could not be estimated)."""
+    if not math.isfinite(stats_.se):
+        return "n/a"
+    method = "bootstrap" if stats_.se_method == "bootstrap" else "Lo/Mertens"
+    return f"{stats_.se:.3f} ({method})"
+
+
+def format_active(versus: Any) -> str:
+    """The mean active return a day (a bar) with its one-sided p ("n/a": no test)."""
+    if not math.isfinite(versus.p_value):
+        return "n/a"
+    # deferred: fastrl.stats imports arch, which takes seconds; formatting must not pay it
+    from fastrl.stats import format_p_value
+
+    unit = "day" if bars_per_day(versus.freq) == 1.0 else "bar"
+    return f"{100 * versus.mean_active:+.3f}% a {unit} ({format_p_value(versus.p_value)})"
+
+
+__all__ = ["REPORT_METRICS", "format_active", "format_interval", "format_number",
+           "format_probability", "format_se", "json_safe"]
