@@ -291,13 +291,14 @@ def null_study(argv: list[str], study_dir: Path, sampler_seed: int,
     from fastrl.cli import tune as tune_cli
     from fastrl.tune.report_study import write_study_outputs
     from fastrl.tune.space import load_space
-    from fastrl.tune.study import TrialRunner, make_storage, open_study
+    from fastrl.tune.storage import make_storage, open_study
+    from fastrl.tune.study import TrialRunner
 
     shutil.rmtree(study_dir, ignore_errors=True)
     args = tune_cli.build_parser().parse_args([*argv, "--run-dir", str(study_dir)])
     tune_cli.check_numbers(args)
     space = load_space(args.space)
-    settings = {**tune_cli.settings_of(args, space), "sampler_seed": sampler_seed}
+    settings = tune_cli.settings_of(args, space).replaced(sampler_seed=sampler_seed)
     started = time.perf_counter()
     runner = TrialRunner(settings, space, study_dir=study_dir,
                          log=lambda line: log(f"    {line}"))

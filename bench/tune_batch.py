@@ -77,7 +77,7 @@ WALL_TARGET = {"cpu": (16, 3.0), "cuda": (64, 20.0)}  # batch size, sequential /
 
 
 def fixed_shape_space(quick: bool) -> dict[str, Any]:
-    from fastrl.tune.study import SHAPE_KNOBS
+    from fastrl.tune.batched import SHAPE_KNOBS
 
     space = small_space(quick)
     for knob in SHAPE_KNOBS:
@@ -127,7 +127,8 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from fastrl.threads import set_torch_threads
-    from fastrl.tune.study import TrialRunner, make_storage, open_study
+    from fastrl.tune.storage import make_storage, open_study
+    from fastrl.tune.study import TrialRunner
 
     set_torch_threads(0)  # the commands' policy, both arms
     parts = timed_parts()
@@ -213,7 +214,7 @@ def run_confirm_arm(arm: str, args: argparse.Namespace) -> dict[str, Any]:
     runner = TrialRunner(settings_of(cli, space), space)
     set_torch_threads(runner.base.torch_threads)  # the command's policy
     market = runner.confirmation_market()
-    configs = {name: base_config({**runner.settings, "base_preset": name})
+    configs = {name: base_config(runner.settings.replaced(base_preset=name))
                for name in ("fast", "baseline")}
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()

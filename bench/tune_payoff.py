@@ -115,7 +115,8 @@ def run_study(market: Any, name: str, storage: Any, timesteps: int, minutes: flo
               max_trials: int, torch_threads: int, log: Any,
               quick: bool = False) -> tuple[Any, Any, float]:
     """A study on ``market`` for at most ``minutes`` (and ``max_trials``) in this process."""
-    from fastrl.tune.study import TrialRunner, open_study
+    from fastrl.tune.storage import open_study
+    from fastrl.tune.study import TrialRunner
 
     runner = TrialRunner(study_settings(market, timesteps, torch_threads), small_space(quick),
                          log=log)
@@ -359,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     import torch
 
-    from fastrl.tune.study import make_storage
+    from fastrl.tune.storage import make_storage
 
     torch.set_num_threads(args.torch_threads)
     timesteps = args.timesteps or shipped_timesteps()

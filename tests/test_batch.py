@@ -23,8 +23,10 @@ from fastrl.tune.objective import (
     train_batch,
     train_run,
 )
+from fastrl.tune.settings import ConfirmationSettings
 from fastrl.tune.space import load_space
-from fastrl.tune.study import TrialRunner, claim_trial, make_storage, open_study, peer_median_prune
+from fastrl.tune.storage import claim_trial, make_storage, open_study, peer_median_prune
+from fastrl.tune.study import TrialRunner
 from test_pbt import WEIGHT_ATOL, member_state
 from test_ppo_trainer import random_block, tiny_config
 from test_tune import (  # noqa: F401 (postgres_url: a fixture)
@@ -468,7 +470,10 @@ def test_the_confirmation_batched_as_on_a_gpu_is_the_one_after_another(market):
     configs = {"tuned": tiny_config("target_kl=null"),
                "fast": tiny_config("target_kl=null", "learning_rate=0.01"),
                "baseline": tiny_config("target_kl=null", "gamma=0.9")}
-    study = {"seeds": 1, "confirm_seeds": 2, "confirm_days": 0, "val_interval_steps": 128}
+    # fold 0's layout (no confirmation window): only the seeds and the grid are read
+    study = ConfirmationSettings(symbols=["A"], freq="1d", val_days=1, test_days=1, timesteps=1,
+                                 seeds=1, confirm_seeds=2, confirm_days=0,
+                                 val_interval_steps=128)
     one_by_one, together = (confirm_and_test(configs, study, confirm_market, lambda line: None,
                                              batched=batched) for batched in (False, True))
     for name in configs:
@@ -662,12 +667,12 @@ def test_bad_batch_is_one_line_and_exit_2(tiny_space, tmp_path, capsys, extra, w
 def test_a_batch_trains_same_shaped_trials_as_one_population(tmp_path, monkeypatch,
                                                              space_text, one_group):
     from fastrl.ppo.population import shared_key
-    from fastrl.tune import objective
+    from fastrl.tune import batched  # the module that calls train_batch
 
     path = tmp_path / "space.yaml"
     path.write_text(space_text)
     calls: list[list] = []
-    real = objective.train_batch
+    real = batched.train_batch
 
     def recording(configs, *args, **kwargs):
         call = list(configs)  # a population's members: the first ones, then those joining
@@ -681,7 +686,7 @@ def test_a_batch_trains_same_shaped_trials_as_one_population(tmp_path, monkeypat
             kwargs["refill"] = counting
         return real(configs, *args, **kwargs)
 
-    monkeypatch.setattr(objective, "train_batch", recording)
+    monkeypatch.setattr(batched, "train_batch", recording)
     runner = TrialRunner(settings(path, timesteps=128, sampler_seed=1), load_space(path),
                          study_dir=tmp_path / "study", batch=3)
     study = open_study(make_storage(None, tmp_path / "study"), "b", runner.settings, 3)
@@ -714,7 +719,7 @@ def test_a_batch_trains_same_shaped_trials_as_one_population(tmp_path, monkeypat
 
 def test_ctrl_c_in_a_batch_marks_its_trials_and_resume_runs_them(tiny_space, tmp_path,
                                                                  monkeypatch):
-    from fastrl.tune import objective
+    from fastrl.tune import batched  # the module that calls train_batch
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -723,7 +728,7 @@ def test_ctrl_c_in_a_batch_marks_its_trials_and_resume_runs_them(tiny_space, tmp
                          study_dir=tmp_path, batch=2)
     storage = make_storage(None, tmp_path)
     study = open_study(storage, "c", runner.settings, 2)
-    monkeypatch.setattr(objective, "train_batch", interrupted)
+    monkeypatch.setattr(batched, "train_batch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         runner.run(study)
     trials = study.get_trials()
@@ -741,10 +746,10 @@ def test_freed_rows_take_the_next_trials_and_each_is_told_when_it_ends(
     """Continuous batching in a study: --batch 2 with 5 trials is one call of run_batch;
     the first run's population takes every trial (2 at a time), a trial is told to the study
     when it ends, and a second fold trains the survivors as one population again."""
-    from fastrl.tune import objective
+    from fastrl.tune import batched  # the module that calls train_batch
 
     calls: list[dict] = []
-    real = objective.train_batch
+    real = batched.train_batch
 
     def recording(configs, *args, **kwargs):
         call = {"fold": kwargs["fold"], "members": len(configs), "slots": kwargs["slots"]}
@@ -757,7 +762,7 @@ def test_freed_rows_take_the_next_trials_and_each_is_told_when_it_ends(
             return new
         return real(configs, *args, **{**kwargs, "refill": counting})
 
-    monkeypatch.setattr(objective, "train_batch", recording)
+    monkeypatch.setattr(batched, "train_batch", recording)
     runner = TrialRunner(settings(tiny_space, timesteps=256, folds=folds, sampler_seed=2),
                          load_space(tiny_space), study_dir=tmp_path, batch=2)
     study = open_study(make_storage(None, tmp_path), "continuous", runner.settings, 5)

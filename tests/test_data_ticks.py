@@ -273,8 +273,9 @@ def test_repair_ticks_flag_reaches_the_config_of_every_command(tmp_path):
 
     tune_args = tune.build_parser().parse_args(["--symbols", "BPCL", "--trials", "2",
                                                 "--timesteps", "64", "--repair-ticks"])
+    tune.check_numbers(tune_args)  # the command's defaults, filled before its settings
     settings = tune.settings_of(tune_args, load_space(None))
-    assert parse_set_options(settings["set_options"]) == {"data.repair_ticks": True}
+    assert parse_set_options(settings.set_options) == {"data.repair_ticks": True}
 
     pbt_args = pbt.build_parser().parse_args(["--pbt", "--repair-ticks"])
     assert pbt_args.repair_ticks is True

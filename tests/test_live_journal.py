@@ -148,7 +148,7 @@ def test_postgresql_journal_from_a_bare_url(daily, tmp_path, capsys):
 def test_one_driver_policy_for_journal_and_tune(monkeypatch):
     import importlib.util
 
-    from fastrl.tune.study import storage_label
+    from fastrl.tune.storage import storage_label
 
     def installed(*modules):  # which drivers importlib finds
         monkeypatch.setattr(importlib.util, "find_spec",

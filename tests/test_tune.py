@@ -24,11 +24,13 @@ from fastrl import selection
 from fastrl.cli.tune import main as tune_main
 from fastrl.config import ConfigError, build_config
 from fastrl.tune import objective
+from fastrl.tune import storage as storage_mod
 from fastrl.tune import study as study_mod
 from fastrl.tune.objective import TrialDiverged, curve_area, fold_days
 from fastrl.tune.report_study import noise_summary, write_study_outputs
 from fastrl.tune.space import config_for, load_space, sample
-from fastrl.tune.study import TrialRunner, make_storage, open_study
+from fastrl.tune.storage import make_storage, open_study
+from fastrl.tune.study import TrialRunner
 
 from postgres_server import postgres_server
 
@@ -378,13 +380,13 @@ def test_cli_defaults_reduce_noise(tiny_space: Path) -> None:
                                           "--timesteps", "65536"])
         check_numbers(args)
         got = settings_of(args, load_space(tiny_space))
-        assert (got["folds"], got["val_days"], got["confirm_days"]) == (3, days, days)
-        assert got["objective"] == "excess" and got["val_interval_steps"] == 4096
-        assert got["confirm_seeds"] == 5
+        assert (got.folds, got.val_days, got.confirm_days) == (3, days, days)
+        assert got.objective == "excess" and got.val_interval_steps == 4096
+        assert got.confirm_seeds == 5
     args = build_parser().parse_args(["--symbols", "BPCL", "--trials", "2", "--timesteps",
                                       "65536", "--val-every", "2"])
     check_numbers(args)
-    assert settings_of(args, load_space(tiny_space))["val_interval_steps"] == 0
+    assert settings_of(args, load_space(tiny_space)).val_interval_steps == 0
 
 
 NOISE_SET = [*TINY_SET, "data.synthetic_signal_strength=0.0", "data.synthetic_seed=7",
@@ -450,13 +452,13 @@ def test_diverged_trial_fails_and_ctrl_c_is_recorded_then_resumed(
     assert runner.run(resumed) == 2
     states = [t.state.name for t in resumed.get_trials()]
     assert states == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"]
-    assert len(study_mod.counted_trials(resumed)) == 3
-    with pytest.raises(study_mod.StudyError, match="other settings"):
-        open_study(storage, "faults", {**runner.settings, "timesteps": 768}, 3, resume=True)
+    assert len(storage_mod.counted_trials(resumed)) == 3
+    with pytest.raises(storage_mod.StudyError, match="other settings"):
+        open_study(storage, "faults", runner.settings.replaced(timesteps=768), 3, resume=True)
     # a process killed mid-trial (no Ctrl-C) leaves a RUNNING trial: resuming the journal
     # study fails it, does not count it, and queues its slot again
     more = open_study(storage, "faults", runner.settings, 4, resume=True)
-    orphan = study_mod.claim_trial(more)
+    orphan = storage_mod.claim_trial(more)
     assert orphan is not None
     reopened = open_study(storage, "faults", runner.settings, 4, resume=True,
                           reclaim_running=True)
@@ -624,8 +626,8 @@ def test_two_processes_join_one_postgresql_study(tiny_space: Path, tmp_path: Pat
     # one more machine arriving after the end: the finished study is not silently joined
     storage = make_storage(postgres_url, ".")
     recorded = optuna.load_study(storage=storage, study_name="pg").user_attrs
-    with pytest.raises(study_mod.StudyError, match="--resume"):
-        open_study(storage, "pg", recorded[study_mod.SETTINGS_ATTR], 6, join=True)
+    with pytest.raises(storage_mod.StudyError, match="--resume"):
+        open_study(storage, "pg", recorded[storage_mod.SETTINGS_ATTR], 6, join=True)
 
 
 def test_a_killed_machines_trial_is_failed_and_its_slot_runs_elsewhere(

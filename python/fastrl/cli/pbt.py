@@ -23,9 +23,10 @@ from typing import Any
 from fastrl.cli.errors import UsageError, cli_errors
 from fastrl.cli.interrupt import ctrl_c_raises_interrupted
 from fastrl.cli.train import REPAIR_TICKS_HELP, REPAIR_TICKS_SET
+from fastrl.threads import set_torch_threads
 
 PROG = "fastrl-tune"
-REPLAY_SEEDS = 3  # fastrl.tune.pbt.REPLAY_SEEDS (not imported: it loads torch)
+REPLAY_SEEDS = 3  # fastrl.tune.pbt_winner.REPLAY_SEEDS (not imported: it loads torch)
 TEST_DAYS = 30
 OBJECTIVES = ("excess", "sharpe")  # fastrl.tune.objective.OBJECTIVES
 
@@ -143,10 +144,10 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     _check_args(args)
-
+    # the PBT engine loads torch and fastrl.config pydantic: imported when a run starts, so
+    # --help stays quick and the thread policy is set before torch loads
     from fastrl.config import build_config, resolve_defaults
     from fastrl.ppo.population import PopulationError
-    from fastrl.threads import set_torch_threads
     from fastrl.tune.pbt import PBT, STATE_NAME, verdict
 
     def progress(row: dict[str, Any]) -> None:

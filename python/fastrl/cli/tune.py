@@ -34,11 +34,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastrl.cli.errors import UsageError, cli_errors
 from fastrl.cli.interrupt import ctrl_c_raises_interrupted
+from fastrl.cli.pbt import main as pbt_main
 from fastrl.cli.train import REPAIR_TICKS_HELP, REPAIR_TICKS_SET
+from fastrl.threads import set_torch_threads
+
+if TYPE_CHECKING:
+    from fastrl.tune.settings import StudySettings
 
 PROG = "fastrl-tune"
 WAIT_POLL_S = 2.0
@@ -153,11 +158,13 @@ def check_numbers(args: argparse.Namespace) -> None:
         raise UsageError(f"--timeout must be > 0 seconds, got {args.timeout}")
 
 
-def settings_of(args: argparse.Namespace, space: dict[str, Any]) -> dict[str, Any]:
+def settings_of(args: argparse.Namespace, space: dict[str, Any]) -> StudySettings:
     """What every process of a study must agree on (recorded with the study)."""
+    # fastrl.tune loads torch: imported when a study runs, not by --help
+    from fastrl.tune.settings import StudySettings
     from fastrl.tune.space import space_to_dict
 
-    return {
+    return StudySettings.parse({
         "symbols": list(args.symbols), "freq": args.freq, "source": args.data,
         "val_days": args.val_days, "test_days": args.test_days, "timesteps": args.timesteps,
         "seeds": args.seeds, "folds": args.folds, "confirm_days": args.confirm_days,
@@ -167,7 +174,7 @@ def settings_of(args: argparse.Namespace, space: dict[str, Any]) -> dict[str, An
         "objective": args.objective, "sampler_seed": args.sampler_seed,
         **validation_grid(args),
         "space": space_to_dict(space),
-    }
+    })
 
 
 def validation_grid(args: argparse.Namespace) -> dict[str, int]:
@@ -207,8 +214,6 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError("--batch trains a study's trials together; --pbt is population-based "
                          "training, which has its own population: drop one of them")
     if "--pbt" in raw:  # population-based training: its own flags (fastrl/cli/pbt.py)
-        from fastrl.cli.pbt import main as pbt_main
-
         return pbt_main(raw)
     with ctrl_c_raises_interrupted():
         return _run_study(raw)
@@ -217,16 +222,19 @@ def main(argv: list[str] | None = None) -> int:
 def _run_study(raw: list[str]) -> int:
     args = build_parser().parse_args(raw)
     check_numbers(args)
+    # fastrl.tune loads torch and fastrl.config pydantic: imported when a study runs, so
+    # --help stays quick and the thread policy is set before torch loads
     from fastrl.config import ConfigError
+    from fastrl.tune.report_study import write_study_outputs
     from fastrl.tune.space import load_space
-    from fastrl.tune.study import (
+    from fastrl.tune.storage import (
         JOURNAL_NAME,
-        TrialRunner,
         make_storage,
         open_study,
         running_trials,
         storage_label,
     )
+    from fastrl.tune.study import TrialRunner
 
     space = load_space(args.space)
     settings = settings_of(args, space)
@@ -243,8 +251,6 @@ def _run_study(raw: list[str]) -> int:
     storage = (make_storage(args.storage, study_dir, args.workers,
                             **({} if args.heartbeat is None else {"heartbeat": args.heartbeat}))
                if args.storage else None)
-
-    from fastrl.threads import set_torch_threads
 
     try:
         runner = TrialRunner(settings, space, study_dir=study_dir, batch=args.batch,
@@ -309,8 +315,6 @@ def _run_study(raw: list[str]) -> int:
     if failed:
         print(f"{PROG}: {len(failed)} worker process(es) failed; see {study_dir}/worker_*.log",
               file=sys.stderr)
-    from fastrl.tune.report_study import write_study_outputs
-
     files = write_study_outputs(study, runner, study_dir, report=not args.no_report,
                                 log=lambda line: print(line, flush=True))
     print(f"{PROG}: wrote {', '.join(str(f) for f in files)}", flush=True)

@@ -19,11 +19,15 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastrl.cli.errors import UsageError, cli_errors
 from fastrl.cli.interrupt import ctrl_c_raises_interrupted
 from fastrl.cli.train import REPAIR_TICKS_HELP
+
+if TYPE_CHECKING:
+    from fastrl.walkforward.plan import WalkForwardSpec
+    from fastrl.walkforward.settings import WalkForwardSettings
 
 PROG = "fastrl-walkforward"
 SETTINGS = "walkforward.json"
@@ -105,25 +109,26 @@ def _is_file_entry(entry: str) -> bool:
     return path.suffix.lower() in CONFIG_SUFFIXES or path.exists()
 
 
-def _configs(settings: dict[str, Any],
+def _configs(settings: WalkForwardSettings,
              saved: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """name -> TrainConfig for every config the run compares (the flags apply to each).
 
     ``saved`` (a resumed run's configs as trained): a config file that no longer exists is
     replaced by its saved config, so a run resumes without its files; a file that exists is
     read, so an edit shows up as a changed config."""
+    # fastrl.config loads pydantic: imported when a run starts, so --help stays quick
     from fastrl.config import build_config, config_from_dict
 
-    overrides = {FLAG_KEYS[k]: v for k, v in settings.items() if k in FLAG_KEYS and v is not None}
-    if settings.get("test_days") is not None:
-        overrides["data.test_days"] = settings["test_days"]
-    if settings.get("portfolio"):
+    overrides = {key: getattr(settings, flag) for flag, key in FLAG_KEYS.items()
+                 if getattr(settings, flag) is not None}
+    if settings.test_days is not None:
+        overrides["data.test_days"] = settings.test_days
+    if settings.portfolio:
         overrides["portfolio.enabled"] = True
-    if settings.get("repair_ticks"):
+    if settings.repair_ticks:
         overrides["data.repair_ticks"] = True
-    set_options = settings["set_options"]
-    entries = settings.get("compare") or [settings.get("config") or settings.get("preset")
-                                         or "fast"]
+    set_options = list(settings.set_options)
+    entries = settings.compare or [settings.config or settings.preset or "fast"]
     configs = {}
     for entry in entries:
         path = Path(entry)
@@ -133,7 +138,7 @@ def _configs(settings: dict[str, Any],
         if not _is_file_entry(entry):
             configs[name] = build_config(entry, None, overrides, set_options)
         elif path.is_file():
-            configs[name] = build_config(settings.get("preset"), str(path), overrides,
+            configs[name] = build_config(settings.preset, str(path), overrides,
                                          set_options)
         elif saved is not None and name in saved:
             configs[name] = config_from_dict(saved[name])
@@ -142,10 +147,11 @@ def _configs(settings: dict[str, Any],
     return configs
 
 
-def _spec(settings: dict[str, Any], config: Any) -> Any:
+def _spec(settings: WalkForwardSettings, config: Any) -> WalkForwardSpec:
+    # fastrl.walkforward loads torch: imported when a run starts, not by --help
     from fastrl.walkforward.plan import WalkForwardSpec
 
-    train_window = settings["train_window"]
+    train_window = settings.train_window
     if train_window in (None, "expanding"):
         span = None
     else:
@@ -154,16 +160,20 @@ def _spec(settings: dict[str, Any], config: Any) -> Any:
         except ValueError:
             raise UsageError(f"--train-window must be 'expanding' or a number of days, got "
                              f"{train_window!r}") from None
-    val_days = settings.get("val_days")
+    val_days = settings.val_days
     return WalkForwardSpec(
-        step=settings["step"], start=settings.get("start"), train_window=span,
+        step=settings.step, start=settings.start, train_window=span,
         val_days=int(config.data.val_days if val_days is None else val_days),
-        embargo=settings.get("embargo"), min_train_days=settings.get("min_train_days"),
-        test_days=int(config.data.test_days), through_test=bool(settings.get("through_test")),
-        late_listings=settings.get("late_listings", "error"))
+        embargo=settings.embargo, min_train_days=settings.min_train_days,
+        test_days=int(config.data.test_days), through_test=settings.through_test,
+        late_listings=settings.late_listings)
 
 
-def _settings(args: argparse.Namespace) -> dict[str, Any]:
+def _settings(args: argparse.Namespace) -> WalkForwardSettings:
+    """The settings of a new run from its flags (``--workers`` default filled in)."""
+    # fastrl.walkforward loads torch: imported when a run starts, not by --help
+    from fastrl.walkforward.settings import WalkForwardSettings
+
     keys = ("symbols", "portfolio", "freq", "data", "test_days", "through_test", "preset", "config",
             "timesteps", "num_envs", "seed", "device", "start", "step", "train_window",
             "val_days", "embargo", "min_train_days", "late_listings", "warm_start", "compare",
@@ -178,7 +188,20 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
                                for e in settings["compare"]]
     if settings["data"] not in (None, *SOURCE_WORDS) and Path(settings["data"]).exists():
         settings["data"] = str(Path(settings["data"]).absolute())
-    return settings
+    if settings["workers"] is None:
+        settings["workers"] = 1 if settings["warm_start"] else (os.cpu_count() or 1)
+    return WalkForwardSettings.parse(settings)
+
+
+def _saved_settings(path: Path) -> WalkForwardSettings:
+    """A run's recorded settings (``walkforward.json``); a bad one names the file and key."""
+    # fastrl.walkforward loads torch: imported when a run starts, not by --help
+    from fastrl.walkforward.settings import WalkForwardSettings
+
+    try:
+        return WalkForwardSettings.parse(json.loads(path.read_text()))
+    except ValueError as err:  # not JSON, or a key's value is invalid
+        raise UsageError(f"{path}: {err}") from None
 
 
 def _print_summary(payload: dict[str, Any]) -> None:
@@ -214,7 +237,12 @@ def _print_summary(payload: dict[str, Any]) -> None:
 @cli_errors(PROG)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # fastrl.walkforward loads torch: imported when a run starts, so --help stays quick and
+    # the thread policy is set before torch loads
     from fastrl.walkforward.inputs import check_run_inputs, load_run_inputs, run_inputs
+    from fastrl.walkforward.plan import plan_windows
+    from fastrl.walkforward.report import write_walkforward_report
+    from fastrl.walkforward.run import check_run_arguments, load_walkforward_bars, run_walkforward
 
     if args.resume:
         folder = Path(args.resume)
@@ -225,13 +253,11 @@ def main(argv: list[str] | None = None) -> int:
                  if a.startswith("--") and a not in ("--resume", "--verbose")]
         if given:
             raise UsageError(f"--resume continues the saved settings; drop {', '.join(given)}")
-        settings = json.loads(settings_path.read_text())
+        settings = _saved_settings(settings_path)
         saved = load_run_inputs(folder)
         configs = _configs(settings, saved["configs"] if saved else None)
     else:
         settings = _settings(args)
-        if settings["workers"] is None:
-            settings["workers"] = 1 if settings["warm_start"] else (os.cpu_count() or 1)
         configs = _configs(settings)
     first = next(iter(configs.values()))
     spec = _spec(settings, first)
@@ -243,28 +269,24 @@ def main(argv: list[str] | None = None) -> int:
         if (folder / SETTINGS).exists():
             raise UsageError(f"run folder {folder} already holds a walk-forward run; continue "
                              f"it with --resume {folder} or choose another --run-dir")
-    from fastrl.walkforward.plan import plan_windows
-    from fastrl.walkforward.report import write_walkforward_report
-    from fastrl.walkforward.run import check_run_arguments, load_walkforward_bars, run_walkforward
-
-    check_run_arguments(configs, spec, seeds=settings["seeds"], workers=settings["workers"],
-                        warm_start=settings["warm_start"], torch_threads=settings["threads"])
+    check_run_arguments(configs, spec, seeds=settings.seeds, workers=settings.workers,
+                        warm_start=settings.warm_start, torch_threads=settings.threads)
     bars = load_walkforward_bars(first)
     windows = plan_windows(bars, spec, first.data.freq)  # bad input fails before any write
     if folder.exists():  # a resume on changed configs or bars fails before any write
         check_run_inputs(folder, run_inputs(configs, bars, spec.resolved(first.data.freq),
-                                            windows, bool(settings["warm_start"])))
+                                            windows, settings.warm_start))
     folder.mkdir(parents=True, exist_ok=True)
     if not args.resume:
-        (folder / SETTINGS).write_text(json.dumps(settings, indent=2))
-    print(f"{PROG}: {len(windows)} windows x {len(configs)} config(s) x {settings['seeds']} "
+        (folder / SETTINGS).write_text(json.dumps(settings.to_dict(), indent=2))
+    print(f"{PROG}: {len(windows)} windows x {len(configs)} config(s) x {settings.seeds} "
           f"seed(s), trading {windows[0].first_traded} to {windows[-1].last_traded}; "
           f"run folder {folder}", flush=True)
     try:
         with ctrl_c_raises_interrupted():
-            run = run_walkforward(configs, spec, seeds=settings["seeds"],
-                                  workers=settings["workers"], warm_start=settings["warm_start"],
-                                  run_dir=folder, bars=bars, torch_threads=settings["threads"],
+            run = run_walkforward(configs, spec, seeds=settings.seeds,
+                                  workers=settings.workers, warm_start=settings.warm_start,
+                                  run_dir=folder, bars=bars, torch_threads=settings.threads,
                                   progress=lambda line: print(line, flush=True))
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; the finished windows are saved. Continue with: "

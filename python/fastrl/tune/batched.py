@@ -18,14 +18,37 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import optuna
+from optuna.trial import TrialState
 
 from fastrl.config import ConfigError, TrainConfig
-from fastrl.tune.objective import RunResult, TrialDiverged
+from fastrl.ppo.population import shared_key
+from fastrl.tune.objective import (
+    TUNING_SEED_BASE,
+    BatchMember,
+    RunResult,
+    TrialDiverged,
+    train_batch,
+    validation_schedule,
+)
 from fastrl.tune.space import config_for
+from fastrl.tune.storage import (
+    REPORTS_PER_RUN,
+    StorageTimer,
+    TrialRecord,
+    claim_trial,
+    heartbeat,
+)
 
 if TYPE_CHECKING:
-    from fastrl.tune.objective import BatchMember
-    from fastrl.tune.study import StorageTimer, TrialRecord, TrialRunner
+    from fastrl.tune.study import TrialRunner
+
+# knobs that set tensor shapes (network, rollout, minibatch): one value per batch
+SHAPE_KNOBS = ("width", "depth", "num_steps", "minibatches")
+# a batched study's cohort: its first run takes new trials into freed rows until it holds
+# this many batches' worth (bounded: a cohort's survivors run the later folds and seeds,
+# and Ctrl-C fails the cohort's running trials)
+COHORT_BATCHES = 4
 
 
 @dataclass(eq=False)
@@ -49,8 +72,6 @@ class BatchTrial:
     @property
     def still_to_run(self) -> bool:
         """Still to run (not pruned, failed or told)."""
-        from optuna.trial import TrialState
-
         return self.state == TrialState.COMPLETE and self.record is None
 
 
@@ -58,22 +79,16 @@ class BatchedTrials:
     """One call of :meth:`TrialRunner.run_batch`: the trials it drew, in draw order."""
 
     def __init__(self, runner: TrialRunner, study: Any, deadline: float | None) -> None:
-        from fastrl.tune.objective import TUNING_SEED_BASE, validation_schedule
-
         self.runner, self.study, self.deadline = runner, study, deadline
         settings = runner.settings
-        self.seeds = [TUNING_SEED_BASE + s for s in range(settings["seeds"])]
-        self.plan = [(fold, seed) for fold in range(settings["folds"]) for seed in self.seeds]
+        self.seeds = [TUNING_SEED_BASE + s for s in range(settings.seeds)]
+        self.plan = [(fold, seed) for fold in range(settings.folds) for seed in self.seeds]
         self.schedule = validation_schedule(settings)
         self.entries: list[BatchTrial] = []
 
     def draw(self, trial: Any, timed: StorageTimer, mates: list[int]) -> BatchTrial:
         """Draw ``trial``'s params (``mates``: the trials it runs with) and start its
         heartbeat; an invalid draw fails the trial at once."""
-        from optuna.trial import TrialState
-
-        from fastrl.tune.study import heartbeat
-
         runner = self.runner
         started = time.perf_counter()
         params = runner._begin(trial, timed, batch=mates)
@@ -81,7 +96,7 @@ class BatchedTrials:
                    f"{json.dumps(params, default=str)}")
         entry = BatchTrial(trial, params, timed, started, state=TrialState.COMPLETE)
         try:
-            entry.config = config_for(params, runner.base, runner.settings["timesteps"])
+            entry.config = config_for(params, runner.base, runner.settings.timesteps)
         except ConfigError as err:
             entry.state, entry.failure = TrialState.FAIL, f"invalid config: {err}"
         self.entries.append(entry)
@@ -92,8 +107,6 @@ class BatchedTrials:
 
     def finalize(self, entry: BatchTrial) -> None:
         """Tell the study how the trial ended and write its record (once)."""
-        from optuna.trial import TrialState
-
         if entry.record is not None:
             return
         if entry.state == TrialState.COMPLETE:
@@ -112,12 +125,6 @@ class BatchedTrials:
 
     def run(self, trials: list[Any], claim_seconds: float = 0.0) -> list[TrialRecord]:
         """Train ``trials`` and the trials claimed into their freed rows; every record."""
-        import optuna
-        from optuna.trial import TrialState
-
-        from fastrl.ppo.population import shared_key
-        from fastrl.tune.study import SHAPE_KNOBS, StorageTimer
-
         study, batch = self.study, self.runner.batch
         base_sampler = study.sampler
         try:
@@ -156,9 +163,6 @@ class BatchedTrials:
         """Train one cohort (shared key ``key``) through the plan, each (fold, seed) run as
         one population; returns the trials claimed on the way whose shared key differs
         (a cohort of their own). ``claims``: the first run may claim new trials."""
-        from fastrl.tune.objective import train_batch
-        from fastrl.tune.study import COHORT_BATCHES
-
         cohort = list(cohort)
         deferred: list[BatchTrial] = []
         for index, (fold, seed) in enumerate(self.plan):
@@ -197,8 +201,6 @@ class CohortRun:
 
     def take(self, free: int) -> list[BatchMember]:
         """Up to ``free`` runs for free rows (train_batch's ``refill``)."""
-        from fastrl.ppo.population import shared_key
-
         taken = [self.waiting.pop(0) for _ in range(min(free, len(self.waiting)))]
         while len(taken) < free and self._may_claim():
             entry = self._claim()
@@ -221,8 +223,6 @@ class CohortRun:
 
     def _claim(self) -> BatchTrial | None:
         """A newly claimed and drawn trial (None: no slot left)."""
-        from fastrl.tune.study import StorageTimer, claim_trial
-
         started = time.perf_counter()
         trial = claim_trial(self.batch.study)
         if trial is None:
@@ -232,8 +232,6 @@ class CohortRun:
                                [*mates, trial.number])
 
     def _member(self, entry: BatchTrial) -> BatchMember:
-        from fastrl.tune.objective import BatchMember
-
         latest = entry.current_run = {}
         if self.seed == self.batch.seeds[0]:
             entry.deployed_latest[self.fold] = latest
@@ -242,10 +240,6 @@ class CohortRun:
     def _reporter(self, entry: BatchTrial) -> Callable[[float, float], Callable[[], None] | None]:
         """``entry``'s report for this run (:meth:`TrialRunner.run_trial`'s): its value at
         each of ``REPORTS_PER_RUN`` points, and the pruning verdict train_batch asks for."""
-        import optuna
-
-        from fastrl.tune.study import REPORTS_PER_RUN
-
         trial, timed, runs = entry.trial, entry.timed, entry.runs
         index, runs_in_plan = self.index, len(self.batch.plan)
         reported = 0
@@ -272,9 +266,6 @@ class CohortRun:
 
     def on_end(self, m: int, outcome: Any) -> None:
         """Member ``m`` ended (train_batch's ``on_end``): record its run, or end its trial."""
-        import optuna
-        from optuna.trial import TrialState
-
         entry = self.running[m]
         if isinstance(outcome, RunResult):
             entry.runs.append(outcome)
@@ -292,8 +283,6 @@ class CohortRun:
 
 def _by_shared_key(entries: Iterable[BatchTrial]) -> list[list[BatchTrial]]:
     """``entries`` grouped by their configs' shared key, groups in first-seen order."""
-    from fastrl.ppo.population import shared_key
-
     groups: dict[str, list[BatchTrial]] = {}
     for entry in entries:
         groups.setdefault(shared_key(entry.config), []).append(entry)

@@ -40,11 +40,19 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fastrl.backtest import COMBINED, aligned_paths, evaluate_agent
 from fastrl.config import TrainConfig
+from fastrl.data.market import load_market
+from fastrl.metrics import returns_from_equity, sharpe_ratio
+from fastrl.ppo.population import Population
+from fastrl.ppo.trainer import Trainer, TrainingDivergedError
+
+if TYPE_CHECKING:
+    from fastrl.tune.settings import ConfirmationSettings
 
 TUNING_SEED_BASE = 0  # the search trains seeds 0 .. K-1
 CONFIRM_SEED_BASE = 1000  # the winner is confirmed on seeds 1000 .. 1000+K-1, never searched
@@ -91,8 +99,6 @@ def fold_config(config: TrainConfig, fold: int) -> TrainConfig:
 
 def build_fold_market(config: TrainConfig, fold: int) -> Any:
     """The train/val splits of fold ``fold`` for the config's data section."""
-    from fastrl.data.market import load_market
-
     return load_market(fold_config(config, fold))
 
 
@@ -131,8 +137,6 @@ class RunResult:
 
 def validation_result(trainer: Any, baselines: bool = False) -> Any:
     """The trainer's validation backtest as an EvalResult (what ``validate()`` reads)."""
-    from fastrl.backtest import evaluate_agent
-
     return evaluate_agent(trainer.validation_agent(), trainer.market.val, trainer.config.env,
                           baselines=baselines)
 
@@ -143,8 +147,6 @@ def daily_equity(result: Any, strategy: str) -> np.ndarray:
     The portfolio's summed equity on the common clock of its segments, kept at the last
     mark of each calendar date; without timestamps every mark is its own day.
     """
-    from fastrl.backtest import aligned_paths
-
     backtests = [b for b in result.backtests if b.strategy == strategy]
     equity, _, _, clock = aligned_paths(backtests)
     total = equity.sum(axis=0)
@@ -162,8 +164,6 @@ def excess_sharpe(agent_equity: np.ndarray, bench_equity: np.ndarray) -> float:
     Both are end-of-day equities on the same days (:func:`daily_equity`); 0.0 where the
     active return has no measurable spread (an agent that is buy-and-hold).
     """
-    from fastrl.metrics import returns_from_equity, sharpe_ratio
-
     agent = returns_from_equity(np.asarray(agent_equity, dtype=np.float64))
     bench = returns_from_equity(np.asarray(bench_equity, dtype=np.float64))
     if agent.shape != bench.shape:
@@ -226,9 +226,6 @@ def train_run(config: TrainConfig, market: Any, *, seed: int, fold: int, val_eve
     when given, holds the per-bar validation returns of the last validated policy (keys
     ``val_returns``, ``bench_returns``, ``step``), also when a pruner stops the run.
     """
-    from fastrl.backtest import COMBINED
-    from fastrl.ppo.trainer import Trainer, TrainingDivergedError
-
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     config = fold_config(config, fold)
@@ -330,9 +327,6 @@ def train_batch(configs: list[TrainConfig], market: Any, *, seed: int | Sequence
     initial members, then the joined ones in the order they joined. A point's ``seconds``
     is the wall time since its member joined (the population's work while it was in it).
     """
-    from fastrl.backtest import COMBINED
-    from fastrl.ppo.population import Population
-
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     p = len(configs)
@@ -481,11 +475,10 @@ def train_batch(configs: list[TrainConfig], market: Any, *, seed: int | Sequence
     return outcomes
 
 
-def validation_schedule(settings: dict[str, Any]) -> dict[str, Any]:
+def validation_schedule(settings: ConfirmationSettings) -> dict[str, Any]:
     """The ``train_run`` keywords of a study's validation schedule and objective."""
-    return {"val_every": int(settings.get("val_every", 1)),
-            "val_interval_steps": int(settings.get("val_interval_steps", 0)),
-            "objective": str(settings.get("objective", "excess"))}
+    return {"val_every": settings.val_every, "val_interval_steps": settings.val_interval_steps,
+            "objective": settings.objective}
 
 
 def objective_returns(val_returns: list[float], bench_returns: list[float],

@@ -1,6 +1,7 @@
 """Population-based training (Jaderberg et al. 2017) over a :class:`Population` in one process.
 
-Windows. After the training bars come four blocks of trading days, each used for one thing:
+Windows (:mod:`fastrl.tune.pbt_windows`). After the training bars come four blocks of
+trading days, each used for one thing:
 
     train | A: rounds (val_days) | B: pick (pick_days) | C: confirmation (confirm_days) | test
 
@@ -61,153 +62,49 @@ from typing import Any
 import numpy as np
 import yaml
 
-from fastrl.config import DEFAULT_VAL_DAYS, TrainConfig, config_to_dict, resolve_defaults
+from fastrl.config import TrainConfig, config_from_dict, config_to_dict, resolve_defaults
+from fastrl.data.market import load_market
+from fastrl.ppo.checkpoint import (
+    atomic_torch_save,
+    from_storable,
+    read_torch_file,
+    save_checkpoint,
+    to_storable,
+)
+from fastrl.ppo.hooks import checkpoint_state
 from fastrl.ppo.population import HPARAMS, Population, PopulationError
-from fastrl.tune.objective import CONFIRM_SEED_BASE, OBJECTIVES, laid_out
+from fastrl.ppo.trainer import Trainer
+from fastrl.reports.format import json_safe
+from fastrl.tune.objective import OBJECTIVES, laid_out
+from fastrl.tune.pbt_windows import (
+    CONFIRM_DAYS,
+    PICK_DAYS,
+    Windows,
+    block_dates,
+    build_markets,
+    check_windows,
+)
+from fastrl.tune.pbt_winner import (
+    REPLAY_KEY,
+    REPLAY_SEEDS,
+    preset_config,
+    replay_seed_list,
+    replay_settings,
+    winner_dsr,
+)
+from fastrl.tune.report_pbt import write_report
+from fastrl.tune.report_study import PRESETS, confirm_and_test, tuning_verdict
+from fastrl.tune.space import load_space
 
 PERTURB_FACTORS = (0.8, 1.2)
 RESAMPLE_PROBABILITY = 0.25
 TRUNCATION = 0.25  # bottom / top fraction for exploit
 STATE_NAME = "pbt_state.pt"  # the run after its last finished round (resume reads it)
 STATE_FORMAT, STATE_VERSION = "fastrl-pbt", 2  # 2: windows A/B/C, the pick and the replay
-PICK_DAYS = dict(DEFAULT_VAL_DAYS)  # window B by bar size: 120 daily bars, 20 sessions
-CONFIRM_DAYS = dict(DEFAULT_VAL_DAYS)  # window C, likewise
-REPLAY_SEEDS = 3  # fresh seeds of the replay (and of each preset beside it)
-REPLAY_KEY = "pbt_winner"  # the replayed winner's name among the configs it is compared with
-REPLAY_GRID_POINTS = 16  # validation points per replay run (the study's default grid)
-DSR_LEVEL = 0.95
 # space.yaml knobs that bound each hyperparameter (a schedule's start and end knobs both)
 BOUND_KNOBS = {"learning_rate": ("learning_rate",), "ent_coef": ("ent_coef", "ent_coef_final"),
                "clip_range": ("clip_range", "clip_range_final"), "vf_coef": ("vf_coef",),
                "max_grad_norm": ("max_grad_norm",)}
-
-
-@dataclass(frozen=True)
-class Windows:
-    """The trading days after the training bars, in time order: A (the rounds' validation
-    block), B (the pick), C (the replay's confirmation window), then the test days."""
-
-    val_days: int
-    pick_days: int
-    confirm_days: int
-    test_days: int
-
-    def rounds(self) -> tuple[int, int]:
-        """(data.test_days, data.val_days) of the population's market: A is its validation
-        block, everything after A its "test" block (never stepped), before A its training."""
-        return self.test_days + self.confirm_days + self.pick_days, self.val_days
-
-    def pick(self) -> tuple[int, int]:
-        """(data.test_days, data.val_days) whose validation block is B."""
-        return self.test_days + self.confirm_days, self.pick_days
-
-    def confirmation(self) -> tuple[int, int]:
-        """(data.test_days, data.val_days) of the replay: trained before C, scored on C."""
-        return self.test_days, self.confirm_days
-
-
-def check_windows(windows: Windows, replay_seeds: Any) -> int:
-    """Each window at least one day (named by its flag); replay_seeds a whole number >= 0
-    (0: no replay). Returns replay_seeds."""
-    for flag, value in (("--val-days", windows.val_days), ("--pick-days", windows.pick_days),
-                        ("--confirm-days", windows.confirm_days),
-                        ("--test-days", windows.test_days)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise PopulationError(f"{flag} must be a whole number of days >= 1, got {value!r}")
-    if isinstance(replay_seeds, bool) or not isinstance(replay_seeds, (int, np.integer)) \
-            or replay_seeds < 0:
-        raise PopulationError(f"--replay-seeds must be a whole number >= 1 (0: no replay), "
-                              f"got {replay_seeds!r}")
-    return int(replay_seeds)
-
-
-def build_markets(config: TrainConfig, windows: Windows) -> tuple[Any, Any, Any]:
-    """(the population's market, block B, the confirmation market) for ``config``'s data.
-
-    The population's market trains on the bars before A and validates on A; block B comes
-    from the same bars with the population's feature normaliser (what its members saw); the
-    confirmation market is the replay's own (trained before C). Built confirmation first,
-    so a window that leaves too few bars is named by its flag, value and the data's error.
-    """
-    from fastrl.data.market import load_market
-
-    w = windows
-
-    def load(days: tuple[int, int], flag: str, normaliser_state: Any = None) -> Any:
-        try:
-            return load_market(laid_out(config, days), normaliser_state)
-        except ValueError as err:
-            raise PopulationError(f"{flag} leaves too few bars: {err}") from None
-
-    confirm = load(w.confirmation(), f"--confirm-days {w.confirm_days} (before --test-days "
-                   f"{w.test_days})")
-    pick_flag = (f"--pick-days {w.pick_days} (before --confirm-days {w.confirm_days} and "
-                 f"--test-days {w.test_days})")
-    try:
-        rounds = load_market(laid_out(config, w.rounds()))
-    except ValueError as err:
-        load(w.pick(), pick_flag)  # raises when window B itself does not fit
-        raise PopulationError(f"--val-days {w.val_days} (before --pick-days {w.pick_days}, "
-                              f"--confirm-days {w.confirm_days} and --test-days "
-                              f"{w.test_days}) leaves too few bars: {err}") from None
-    pick = load(w.pick(), pick_flag, rounds.normaliser.state_dict()).val
-    return rounds, pick, confirm
-
-
-def replay_seed_list(run_seed: int, count: int) -> list[int]:
-    """``count`` fresh seeds from CONFIRM_SEED_BASE on, skipping the run's own seed."""
-    seeds, seed = [], CONFIRM_SEED_BASE
-    while len(seeds) < count:
-        if seed != int(run_seed):
-            seeds.append(seed)
-        seed += 1
-    return seeds
-
-
-def block_dates(block: Any) -> dict[str, list[str]] | None:
-    """symbol -> [first, last] traded bar of ``block`` (context rows left out); None
-    without timestamps."""
-    if block is None or getattr(block, "timestamps", None) is None:
-        return None
-    context = int(block.meta.get("context_rows", 0))
-    out = {}
-    for s, symbol in enumerate(block.symbols):
-        rows = block.segment(s)
-        stamps = block.timestamps[rows.start + context:rows.stop]
-        out[str(symbol)] = [str(stamps[0])[:19], str(stamps[-1])[:19]]
-    return out
-
-
-def winner_dsr(pick: list[dict[str, Any]], winner: int) -> dict[str, Any]:
-    """Deflated Sharpe Ratio of the winner's per-bar returns on B against the P members'
-    per-bar Sharpes there (n_trials = P), with its reading at DSR_LEVEL."""
-    from fastrl import selection
-    from fastrl.metrics import sharpe_per_bar
-
-    series = [np.asarray(r["returns"], dtype=np.float64) for r in pick]
-    sharpes = np.array([sharpe_per_bar(x) for x in series])
-    p = len(series)
-    out: dict[str, Any] = {"n_trials": p, "bars": int(series[winner].size),
-                           "level": DSR_LEVEL, "sharpe_per_bar": sharpes.tolist(),
-                           "winner_sharpe_per_bar": float(sharpes[winner])}
-    try:
-        out["expected_max_sharpe_per_bar"] = selection.expected_max_sharpe(
-            float(np.var(sharpes, ddof=1)), p)
-        out["dsr"] = float(selection.deflated_sharpe_ratio(series[winner], sharpes, n_trials=p))
-    except ValueError as err:
-        out["dsr"], out["note"] = None, str(err)
-    dsr = out["dsr"]
-    out["passes"] = bool(dsr is not None and dsr >= DSR_LEVEL)
-    if dsr is None:
-        out["reading"] = f"not computed: {out['note']}"
-    elif out["passes"]:
-        out["reading"] = (f"passes: DSR {dsr:.2f} >= {DSR_LEVEL}, the winner's window-B "
-                          f"Sharpe is unlikely to be the luck of the best of {p} members")
-    else:
-        out["reading"] = (f"does not pass: DSR {dsr:.2f} < {DSR_LEVEL}, the winner's "
-                          f"window-B Sharpe is within what the best of {p} members would "
-                          "show by luck")
-    return out
 
 
 @dataclass
@@ -234,8 +131,6 @@ class PBTResult:
 
 def explore_bounds(space_path: str | Path | None = None) -> dict[str, tuple[float, float, bool]]:
     """hyperparameter -> (low, high, log) from the search space file (default space.yaml)."""
-    from fastrl.tune.space import load_space
-
     space = load_space(space_path)
     bounds = {}
     for name, knobs in BOUND_KNOBS.items():
@@ -479,48 +374,24 @@ class PBT:
 
     # ------------------------------------------------------------------------ replay
 
-    def replay_settings(self) -> dict[str, Any]:
-        """The tune-study settings the replay's confirmation reads (layout, objective, grid)."""
-        config, w = self.config, self.windows
-        timesteps = int(config.total_timesteps)
-        return {"symbols": list(config.data.symbols), "freq": config.data.freq,
-                "source": config.data.source, "test_days": w.test_days,
-                "val_days": w.val_days, "confirm_days": w.confirm_days,
-                "timesteps": timesteps, "seeds": self.replay_seeds,
-                "confirm_seeds": self.replay_seeds, "set_options": list(self.set_options),
-                "objective": self.objective, "val_every": 1,
-                "val_interval_steps": max(1, timesteps // REPLAY_GRID_POINTS)}
-
-    def preset_config(self, name: str) -> TrainConfig:
-        """Preset ``name`` on the run's data, env, budget and ``--set`` options (the tune
-        study's comparison: only the presets' own hyperparameters differ)."""
-        from fastrl.config import build_config
-
-        config = build_config(name, None, {"total_timesteps": int(self.config.total_timesteps),
-                                           "seed": int(self.config.seed), "patience": 0},
-                              list(self.set_options))
-        config.data = copy.deepcopy(self.config.data)
-        config.env = copy.deepcopy(self.config.env)
-        return resolve_defaults(config)
-
     def replay(self, result: PBTResult) -> dict[str, Any]:
         """The winner's lineage schedule trained from scratch on ``replay_seeds`` fresh seeds
         beside both presets, scored on window C, then the test days once
         (:func:`fastrl.tune.report_study.confirm_and_test`), with the paired differences
         and the verdict."""
-        from fastrl.data.market import load_market
-        from fastrl.tune.report_study import PRESETS, confirm_and_test, tuning_verdict
-
         if self.confirm_market is None:
             self.confirm_market = load_market(laid_out(self.config, self.windows.confirmation()))
             result.windows = self.window_record()
         seeds = replay_seed_list(self.config.seed, self.replay_seeds)
         configs = {REPLAY_KEY: result.winner_config,
-                   **{name: self.preset_config(name) for name in PRESETS}}
+                   **{name: preset_config(self.config, self.set_options, name)
+                      for name in PRESETS}}
         self.log(f"replay: winner (member {result.winner}), {' and '.join(PRESETS)} on fresh "
                  f"seeds {seeds}, {self.config.total_timesteps:,} env steps each")
         out = confirm_and_test(
-            configs, self.replay_settings(), self.confirm_market, self.log, seeds=seeds,
+            configs, replay_settings(self.config, self.windows, self.replay_seeds,
+                                     self.set_options, self.objective),
+            self.confirm_market, self.log, seeds=seeds,
             candidate=REPLAY_KEY,
             window=(f"window C: the {self.windows.confirm_days} days before the test days, "
                     "after the pick window; no round and no pick saw them"))
@@ -534,8 +405,6 @@ class PBT:
 
     def state_dict(self, elapsed: float) -> dict[str, Any]:
         """The population's snapshot plus PBT's own: settings, explore RNG, records."""
-        from fastrl.ppo.checkpoint import to_storable
-
         return {"format": STATE_FORMAT, "version": STATE_VERSION,
                 "config": config_to_dict(self.config), "ready": self.ready,
                 "space": self.space, "windows": dataclasses.asdict(self.windows),
@@ -547,8 +416,6 @@ class PBT:
                 "scores": self.scores, "elapsed": elapsed}
 
     def save_state(self, elapsed: float) -> Path:
-        from fastrl.ppo.checkpoint import atomic_torch_save
-
         assert self.run_dir is not None
         return atomic_torch_save(self.state_dict(elapsed), self.run_dir / STATE_NAME)
 
@@ -561,9 +428,6 @@ class PBT:
         """A PBT continued from ``run_dir/pbt_state.pt`` (the last finished round), with the
         run's saved settings (windows, replay, objective, ``--set`` options); running it
         gives what the uninterrupted run would have (tested). Markets as for :class:`PBT`."""
-        from fastrl.config import config_from_dict
-        from fastrl.ppo.checkpoint import from_storable, read_torch_file
-
         run_dir = Path(run_dir)
         path = run_dir / STATE_NAME
         if not path.is_file():
@@ -627,10 +491,6 @@ class PBT:
 
     def save_winner(self, m: int, config: TrainConfig, val_sharpe: float, path: Path) -> Path:
         """Member m as a plain Trainer checkpoint (load_agent / fastrl-eval read it)."""
-        from fastrl.ppo.checkpoint import save_checkpoint
-        from fastrl.ppo.hooks import checkpoint_state
-        from fastrl.ppo.trainer import Trainer
-
         pop = self.pop
         trainer = Trainer(config, market=pop.market)
         engine = trainer.engine  # member m's rows of the population into member 0's
@@ -687,8 +547,6 @@ class PBT:
     def summary(self, result: PBTResult) -> dict[str, Any]:
         """summary.json's content: the settings, the windows, both scores of every member,
         the winner, its DSR, the replay (None when skipped) and the verdict."""
-        from fastrl.reports.format import json_safe
-
         pop = self.pop
         data = self.config.data
         return json_safe({
@@ -714,8 +572,6 @@ class PBT:
 
     def write_summary(self, result: PBTResult) -> dict[str, Path]:
         """summary.json, report.md and report.html."""
-        from fastrl.tune.report_pbt import write_report
-
         assert self.run_dir is not None
         path = self.run_dir / "summary.json"
         files = {"summary": path, "report": self.run_dir / "report.md",
@@ -785,6 +641,4 @@ def pbt(config: TrainConfig, population: int, ready: int, **kwargs: Any) -> PBTR
     return PBT(config, population, ready, **kwargs).run()
 
 
-__all__ = ["PBT", "PBTResult", "Windows", "block_dates", "build_markets", "check_ready",
-           "check_windows", "explore_bounds", "pbt", "replay_seed_list",
-           "winner_dsr"]
+__all__ = ["PBT", "PBTResult", "STATE_NAME", "check_ready", "explore_bounds", "pbt", "verdict"]

@@ -17,7 +17,7 @@ from typing import Any
 from fastrl.reports import writer
 from fastrl.reports.format import format_number as fmt
 from fastrl.reports.writer import Document, Section, Table
-from fastrl.tune.pbt import REPLAY_KEY
+from fastrl.tune.pbt_winner import REPLAY_KEY
 from fastrl.tune.report_study import OBJECTIVE_LABELS, confirmation_sections
 
 WINDOW_NAMES = {"train": "train", "rounds": "A (rounds)", "pick": "B (pick)",

@@ -27,13 +27,12 @@ presets' on the first fresh confirmation seed, the gates, the confirmation and t
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import math
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
@@ -55,7 +54,11 @@ from fastrl.tune.objective import (
     validation_schedule,
 )
 from fastrl.tune.space import config_for, params_to_overrides
-from fastrl.tune.study import base_config, confirmation_config, counted_trials
+from fastrl.tune.storage import counted_trials
+from fastrl.tune.study import base_config, confirmation_config
+
+if TYPE_CHECKING:
+    from fastrl.tune.settings import ConfirmationSettings
 
 TOP_CURVES = 5
 PRESETS = ("fast", "baseline")
@@ -75,15 +78,15 @@ def best_yaml_text(trial: Any, runner: Any) -> str:
     """best.yaml: the base preset, the study's fixed keys and the winner's draw."""
     settings = runner.settings
     base = runner.base
-    values: dict[str, Any] = {"preset": settings["base_preset"]}
-    values.update(parse_set_options(list(settings.get("set_options", []))))
-    values.update({"data.symbols": list(settings["symbols"]), "data.freq": settings["freq"],
-                   "data.source": settings.get("source", "bundled"),
-                   "data.test_days": settings["test_days"],
-                   "data.val_days": settings["val_days"],
-                   "total_timesteps": settings["timesteps"]})
-    values.update(params_to_overrides(trial.params, base, settings["timesteps"]))
-    objective = settings.get("objective", "excess")
+    values: dict[str, Any] = {"preset": settings.base_preset}
+    values.update(parse_set_options(list(settings.set_options)))
+    values.update({"data.symbols": list(settings.symbols), "data.freq": settings.freq,
+                   "data.source": settings.source,
+                   "data.test_days": settings.test_days,
+                   "data.val_days": settings.val_days,
+                   "total_timesteps": settings.timesteps})
+    values.update(params_to_overrides(trial.params, base, settings.timesteps))
+    objective = settings.objective
     header = (f"# fastrl-tune winner: trial {trial.number}, learning-speed score "
               f"{trial.value:.4f} (mean {objective} validation curve average)\n"
               f"# train it: fastrl-train --config best.yaml\n")
@@ -178,11 +181,11 @@ def overfitting_gates(trials: list[Any], winner: Any, n_trials: int,
 
 
 def _preset_config(name: str, runner: Any) -> Any:
-    return base_config({**runner.settings, "base_preset": name})
+    return base_config(runner.settings.replaced(base_preset=name))
 
 
 def _configs(winner: Any, runner: Any) -> dict[str, Any]:
-    timesteps = runner.settings["timesteps"]
+    timesteps = runner.settings.timesteps
     configs = {"tuned": config_for(winner.params, runner.base, timesteps)}
     for name in PRESETS:
         configs[name] = _preset_config(name, runner)
@@ -271,7 +274,7 @@ def tuning_verdict(differences: dict[str, Any], noise: dict[str, Any] | None = N
     return text
 
 
-def confirm_and_test(configs: dict[str, Any], settings: dict[str, Any], market: Any,
+def confirm_and_test(configs: dict[str, Any], settings: ConfirmationSettings, market: Any,
                      log: Any, *, seeds: list[int] | None = None, candidate: str = "tuned",
                      window: str | None = None, batched: bool | None = None) -> dict[str, Any]:
     """Train each config on fresh seeds laid out for the confirmation window
@@ -284,8 +287,7 @@ def confirm_and_test(configs: dict[str, Any], settings: dict[str, Any], market: 
     the confirmation window in the report; ``batched``: train a config's seeds as one
     population (default: on a GPU). Shared by the study and PBT's replay."""
     if seeds is None:
-        seeds = [CONFIRM_SEED_BASE + s
-                 for s in range(int(settings.get("confirm_seeds", settings["seeds"])))]
+        seeds = [CONFIRM_SEED_BASE + s for s in range(settings.confirmation_seeds)]
     configs = {name: confirmation_config(config, settings) for name, config in configs.items()}
     runs: dict[str, list[Any]] = {}
     for name, config in configs.items():
@@ -334,8 +336,8 @@ def confirm_and_test(configs: dict[str, Any], settings: dict[str, Any], market: 
         test[name] = {"runs": per_seed,
                       "median_sharpe": float(np.median([r["sharpe"] for r in per_seed]))}
     if window is None:
-        window = (f"the {settings['confirm_days']} days before the test days, never seen by "
-                  "the search" if int(settings.get("confirm_days", 0)) else
+        window = (f"the {settings.confirm_days} days before the test days, never seen by "
+                  "the search" if settings.confirm_days else
                   "fold 0's validation window (the search chose on it: optimistic)")
     return {"confirmation": confirmation, "confirmation_window": window,
             "differences": {
@@ -561,7 +563,7 @@ def write_study_outputs(study: Any, runner: Any, study_dir: str | Path, *, repor
     for t in all_trials:
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
     payload: dict[str, Any] = {
-        "study": study.study_name, "settings": copy.deepcopy(runner.settings),
+        "study": study.study_name, "settings": runner.settings.to_dict(),
         "n_trials": len(all_trials), "states": ", ".join(f"{v} {k}" for k, v in states.items()),
         "best": {"number": winner.number, "score": winner.value, "params": winner.params},
         "gates": overfitting_gates(trials, winner, len(all_trials),

@@ -20,6 +20,9 @@ from typing import Any
 
 import pandas as pd
 
+from fastrl.atomic import write_atomic
+from fastrl.config import config_to_dict
+
 INPUTS_FILE = "inputs.json"
 VERSION = 1
 _SHOWN = 4  # changed config keys named in a refusal before "and N more"
@@ -44,8 +47,6 @@ def config_fingerprint(values: Mapping[str, Any]) -> str:
 def run_inputs(configs: Mapping[str, Any], bars: Mapping[str, pd.DataFrame], spec: Any,
                windows: list[Any], warm_start: bool) -> dict[str, Any]:
     """The record of a run's inputs that :func:`check_run_inputs` compares (JSON-safe)."""
-    from fastrl.config import config_to_dict
-
     values = {name: json.loads(json.dumps(config_to_dict(config)))
               for name, config in configs.items()}
     return {
@@ -77,8 +78,6 @@ def load_run_inputs(folder: str | Path) -> dict[str, Any] | None:
 
 def save_run_inputs(folder: str | Path, inputs: Mapping[str, Any]) -> Path:
     """Write ``inputs.json`` atomically."""
-    from fastrl.atomic import write_atomic
-
     text = json.dumps(inputs, indent=1, sort_keys=True)
     return write_atomic(Path(folder) / INPUTS_FILE, lambda stream: stream.write(text),
                         binary=False)

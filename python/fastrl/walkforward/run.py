@@ -30,7 +30,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
+from fastrl.config import config_from_dict, config_to_dict
+from fastrl.data.loaders import load_bars_report
+from fastrl.features import WARMUP_BARS
+from fastrl.ppo.agent import Agent
+from fastrl.ppo.checkpoint import (
+    atomic_torch_save,
+    build_network,
+    from_storable,
+    read_torch_file,
+    to_storable,
+)
+from fastrl.ppo.hooks import KeepBestHook, ValidationHook
+from fastrl.ppo.normalize import ObservationNormaliser
+from fastrl.ppo.trainer import Trainer
 from fastrl.walkforward.analysis import PORTFOLIO
 from fastrl.walkforward.inputs import check_run_inputs, run_inputs, save_run_inputs
 from fastrl.walkforward.plan import WalkForwardSpec, Window, plan_windows, window_bars
@@ -69,8 +84,6 @@ def window_seed(base: int, seed_index: int, window: int) -> int:
 def training_config(config: Any, window: Window, seed: int, val_days: int) -> Any:
     """The window's TrainConfig: the user's config on the window's symbols, seed and
     validation days (rebuilt from its dict, so the caller's config is never changed)."""
-    from fastrl.config import config_from_dict, config_to_dict
-
     values = config_to_dict(config)
     values["data"] = {**values["data"], "symbols": list(window.symbols),
                       "val_days": int(val_days)}
@@ -84,8 +97,6 @@ def training_bars(bars: Mapping[str, pd.DataFrame], window: Window,
                   spec: WalkForwardSpec) -> dict[str, pd.DataFrame]:
     """The bars a window trains on: through ``last_seen``; with ``--train-window N`` from its
     ``train_start`` and the features' warm-up bars before it, so all N days are trained on."""
-    from fastrl.features import WARMUP_BARS
-
     return window_bars(bars, window, "train", WARMUP_BARS if spec.train_window else 0)
 
 
@@ -171,13 +182,6 @@ def train_window(config_values: dict, window: Window, bars: Mapping[str, pd.Data
                  spec: WalkForwardSpec, *, name: str, seed_index: int,
                  warm: dict[str, Any] | None = None, torch_threads: int = 1) -> WindowResult:
     """Trains one window (in this process or a worker) and returns its policy."""
-    import torch
-
-    from fastrl.config import config_from_dict
-    from fastrl.ppo.checkpoint import to_storable
-    from fastrl.ppo.hooks import KeepBestHook, ValidationHook
-    from fastrl.ppo.trainer import Trainer
-
     torch.set_num_threads(int(torch_threads))
     base = config_from_dict(config_values)
     seed = window_seed(base.seed, seed_index, window.index)
@@ -216,10 +220,6 @@ def build_agent(config: Any, policy: dict[str, Any]) -> Any:
     the precision its window's validation chose it in. A policy saved before the field was
     validated under the config's ``amp`` (bf16 when it was set true, else fp32), the rule of
     :func:`~fastrl.ppo.checkpoint.checkpoint_precision`."""
-    from fastrl.ppo.agent import Agent
-    from fastrl.ppo.checkpoint import build_network, from_storable
-    from fastrl.ppo.normalize import ObservationNormaliser
-
     network = build_network(config, int(policy["obs_dim"]), int(policy["num_actions"]))
     network.load_state_dict(policy["network"])
     network.eval()
@@ -239,15 +239,11 @@ def _window_path(run_dir: Path, name: str, seed_index: int, window: int) -> Path
 
 
 def _save(result: WindowResult, path: Path) -> None:
-    from fastrl.ppo.checkpoint import atomic_torch_save
-
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(dataclasses.asdict(result), path)
 
 
 def _load(path: Path) -> WindowResult | None:
-    from fastrl.ppo.checkpoint import read_torch_file
-
     if not path.is_file():
         return None
     return WindowResult(**read_torch_file(path))
@@ -291,8 +287,6 @@ class WalkForwardRun:
 
 def load_walkforward_bars(config: Any) -> dict[str, pd.DataFrame]:
     """Every symbol's validated bars from the config's data section (loaded once)."""
-    from fastrl.data.loaders import load_bars_report
-
     data = config.data
     if data.source == "synthetic":
         raise ValueError("walk-forward needs dated bars: use the bundled data or --data PATH")
@@ -349,8 +343,6 @@ def run_walkforward(
     or windows fail (:class:`~fastrl.walkforward.inputs.RunInputsChanged`) before anything
     trains.
     """
-    from fastrl.config import config_to_dict
-
     check_run_arguments(configs, spec, seeds=seeds, workers=workers, warm_start=warm_start,
                         torch_threads=torch_threads)
     first = next(iter(configs.values()))
