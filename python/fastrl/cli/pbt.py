@@ -145,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
     _check_args(args)
 
     from fastrl.config import build_config, resolve_defaults
-    from fastrl.ppo.population import PopulationError
+    from fastrl.ppo.members import PopulationError
     from fastrl.threads import set_torch_threads
     from fastrl.tune.pbt import PBT, STATE_NAME, verdict
 

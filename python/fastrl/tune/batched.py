@@ -115,7 +115,7 @@ class BatchedTrials:
         import optuna
         from optuna.trial import TrialState
 
-        from fastrl.ppo.population import shared_key
+        from fastrl.ppo.members import shared_key
         from fastrl.tune.study import SHAPE_KNOBS, StorageTimer
 
         study, batch = self.study, self.runner.batch
@@ -197,7 +197,7 @@ class CohortRun:
 
     def take(self, free: int) -> list[BatchMember]:
         """Up to ``free`` runs for free rows (train_batch's ``refill``)."""
-        from fastrl.ppo.population import shared_key
+        from fastrl.ppo.members import shared_key
 
         taken = [self.waiting.pop(0) for _ in range(min(free, len(self.waiting)))]
         while len(taken) < free and self._may_claim():
@@ -292,7 +292,7 @@ class CohortRun:
 
 def _by_shared_key(entries: Iterable[BatchTrial]) -> list[list[BatchTrial]]:
     """``entries`` grouped by their configs' shared key, groups in first-seen order."""
-    from fastrl.ppo.population import shared_key
+    from fastrl.ppo.members import shared_key
 
     groups: dict[str, list[BatchTrial]] = {}
     for entry in entries:

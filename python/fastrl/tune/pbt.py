@@ -62,7 +62,8 @@ import numpy as np
 import yaml
 
 from fastrl.config import DEFAULT_VAL_DAYS, TrainConfig, config_to_dict, resolve_defaults
-from fastrl.ppo.population import HPARAMS, Population, PopulationError
+from fastrl.ppo.members import HPARAMS, PopulationError
+from fastrl.ppo.population import Population
 from fastrl.tune.objective import CONFIRM_SEED_BASE, OBJECTIVES, laid_out
 
 PERTURB_FACTORS = (0.8, 1.2)
