@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from fastrl.cli.tune import main as tune_main
-from fastrl.ppo.population import Population, PopulationError
+from fastrl.ppo.members import PopulationError
+from fastrl.ppo.population import Population
 from fastrl.tune.objective import (
     BatchMember,
     RunResult,
@@ -666,7 +667,7 @@ def test_bad_batch_is_one_line_and_exit_2(tiny_space, tmp_path, capsys, extra, w
 ])
 def test_a_batch_trains_same_shaped_trials_as_one_population(tmp_path, monkeypatch,
                                                              space_text, one_group):
-    from fastrl.ppo.population import shared_key
+    from fastrl.ppo.members import shared_key
     from fastrl.tune import batched  # the module that calls train_batch
 
     path = tmp_path / "space.yaml"

@@ -15,7 +15,8 @@ import torch
 from fastrl.cli.tune import main as tune_main
 from fastrl.config import build_config
 from fastrl.ppo.checkpoint import load_agent, load_checkpoint
-from fastrl.ppo.population import Population, PopulationDivergedError, PopulationError
+from fastrl.ppo.members import PopulationDivergedError, PopulationError
+from fastrl.ppo.population import Population
 from fastrl.ppo.schedules import ScheduleSpec
 from fastrl.ppo.trainer import Trainer
 from fastrl.tune.pbt import PBT, explore_bounds
@@ -540,7 +541,7 @@ def test_the_eager_stacked_forward_is_vmap_of_functional_call(market, extra):
 def test_fused_adam_of_one_member_equals_the_stacked_loop(name, decay):
     """One member on the CPU takes torch's fused kernel; it must do what the loop does, for
     weights in the engine's transposed layout and gradients in either layout."""
-    from fastrl.ppo.population import BatchedAdam
+    from fastrl.ppo.batched_adam import BatchedAdam
 
     gen = torch.Generator().manual_seed(3)
     shapes = {"w": (1, 6, 5), "b": (1, 6), "v": (1, 1, 6)}

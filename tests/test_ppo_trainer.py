@@ -153,7 +153,7 @@ def test_continuous_bounds_that_float32_cannot_hold_are_respected(market, tmp_pa
             sent.append(np.array(actions, copy=True))
             return super().step(actions)
 
-    def factory(block, num_envs, env_config, *, num_threads, seed, buffers=None):
+    def factory(block, num_envs, *, num_threads, seed, buffers=None, env_config=None):
         return Recording(block, num_envs, env_config, num_threads=num_threads, seed=seed,
                          buffers=buffers)
 

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-from fastrl import backtest as backtest_module
 from fastrl.backtest import evaluate_agent
+from fastrl.markets import market_for
+from fastrl.markets.single import SingleMarket
 from fastrl.ppo.agent import Agent
 from fastrl.ppo.checkpoint import CheckpointError, load_agent, load_checkpoint
 from fastrl.ppo.hooks import Hook, RunFolderHook, ValidationHook
-from fastrl.ppo.population import validation_scores
 from fastrl.ppo.trainer import Trainer
 from test_ppo_trainer import market, tiny_config  # noqa: F401 (market is a fixture)
 
@@ -32,19 +32,19 @@ AMP = {"false": "fp32", "true": "bf16"}
 
 class RecordValidatedPositions(Hook):
     """The positions of the validation backtest each improving update was chosen on, as
-    Trainer.validate computed them (its evaluate_agent call, recorded)."""
+    Trainer.validate computed them (its market's evaluate call, recorded)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: list[list[np.ndarray]] = []
         self.positions: list[np.ndarray] | None = None
-        original = backtest_module.evaluate_agent
+        original = SingleMarket.evaluate
 
         def recording(*args, **kwargs):
             result = original(*args, **kwargs)
             self.calls.append([b.positions.copy() for b in result.backtests])
             return result
 
-        monkeypatch.setattr(backtest_module, "evaluate_agent", recording)
+        monkeypatch.setattr(SingleMarket, "evaluate", recording)
 
     def on_step(self, trainer: Trainer, row: dict) -> None:
         if row.get("val/improved"):
@@ -70,7 +70,7 @@ def test_the_served_policy_is_the_one_validation_chose(market, tmp_path, monkeyp
     served = evaluate_agent(agent, market.val, trainer.env_config, baselines=False)
     for validated, backtest in zip(record.positions, served.backtests, strict=True):
         np.testing.assert_array_equal(backtest.positions, validated)
-    assert validation_scores(agent, market.val, trainer.env_config, False)["sharpe"] \
+    assert market_for(config).validation_scores(agent, market.val)["sharpe"] \
         == trainer.best_val_sharpe
     assert np.any(np.abs(record.positions[0]) > 0), "the policy must trade for this to test"
 
@@ -107,7 +107,7 @@ def test_a_walk_forward_window_trades_the_policy_its_validation_chose(amp):
     agent = build_agent(window_config, result.policy)
     assert agent.precision == AMP[amp]
     val = train_market(bars, window, window_config, spec).val
-    score = validation_scores(agent, val, window_config.env, False)["sharpe"]
+    score = market_for(window_config).validation_scores(agent, val)["sharpe"]
     assert score == result.best_val_sharpe
     # a window saved before the field acts as its config says, as an old checkpoint does
     old = {key: value for key, value in result.policy.items() if key != "inference_precision"}

@@ -147,7 +147,7 @@ def _run(args: argparse.Namespace) -> int:
     # the PBT engine loads torch and fastrl.config pydantic: imported when a run starts, so
     # --help stays quick and the thread policy is set before torch loads
     from fastrl.config import build_config, resolve_defaults
-    from fastrl.ppo.population import PopulationError
+    from fastrl.ppo.members import PopulationError
     from fastrl.tune.pbt import PBT, STATE_NAME, verdict
 
     def progress(row: dict[str, Any]) -> None:

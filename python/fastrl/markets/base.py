@@ -87,5 +87,19 @@ class Market(Protocol):
         (and the per-bar ``returns`` the Sharpe comes from)."""
         ...
 
+    def evaluate_copies(self, policy: Any, block: Any, *, copies: int, env_config: Any = None,
+                        baselines: bool = False) -> list[Any]:
+        """:meth:`evaluate` of ``copies`` policies in one batched env: ``policy`` maps the
+        observations [copies * S, D] (copy c's rows ``c * S .. c * S + S``) to actions; one
+        result per copy, each the one it gets alone. A kind that backtests one policy per env
+        raises ValueError."""
+        ...
+
+    def member_scores(self, engine: Any, members: list[int], block: Any) -> list[dict[str, Any]]:
+        """:meth:`validation_scores` (with ``returns``) of each of a PPO engine's ``members``
+        on ``block``: in one batched env (``engine.validation_evals``) where the kind can,
+        else each member's copied agent (``engine.validation_agent(m)``) alone."""
+        ...
+
 
 __all__ = ["ActionSpec", "Distribution", "Market"]

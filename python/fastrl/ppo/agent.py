@@ -7,9 +7,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from fastrl.markets import market_for
+from fastrl.ppo.heads import head_for
 from fastrl.ppo.network import ActorCritic
 from fastrl.ppo.normalize import ObservationNormaliser
-from fastrl.ppo.simplex import simplex_weights
 from fastrl.ppo.update import autocast_context
 
 # an Agent's inference precision -> whether it acts under bf16 autocast
@@ -21,23 +22,13 @@ def precision_name(amp: bool) -> str:
     return "bf16" if amp else "fp32"
 
 
-def env_actions(action: torch.Tensor, continuous: bool, low: float, high: float
-                ) -> np.ndarray:
-    """A single-asset policy's actions as the env takes them: int64 levels, or float64
-    exposures clipped to [low, high] (in float64: a float32 bound like 0.3 rounds outside
-    the env's range)."""
-    if continuous:
-        return np.clip(action.float().cpu().numpy().astype(np.float64), low, high)
-    return action.cpu().numpy().astype(np.int64, copy=False)
-
-
 class Agent:
     """Maps raw env observations to env-ready actions.
 
     ``act`` normalises observations with the training statistics, runs the policy and
-    returns int64 level indices (discrete) or float64 exposures clipped to the env's range
-    (continuous), ready for ``TradingVecEnv.step``; a portfolio policy returns float64
-    symbol weights [N, A] within the caps, ready for ``PortfolioVecEnv.step``.
+    returns what the env takes, as the config's market's action head maps it
+    (:mod:`fastrl.ppo.heads`): int64 level indices, float64 exposures clipped to the env's
+    range, or float64 symbol weights [N, A] within the portfolio's caps.
 
     ``precision`` ("fp32" or "bf16", :data:`PRECISIONS`) is the arithmetic the policy acts
     in: "bf16" runs the network under bf16 autocast, as the trainer does with ``amp`` on.
@@ -66,12 +57,7 @@ class Agent:
         self.feature_normaliser = feature_normaliser
         self.precision = precision
         self.checkpoint_info: dict[str, Any] = {}
-        env = config.env
-        self._low = float(env.min_pos)
-        self._high = float(env.max_pos)
-        portfolio = getattr(config, "portfolio", None)
-        self._caps = ((float(portfolio.max_weight), float(portfolio.max_gross))
-                      if portfolio is not None and portfolio.enabled else (1.0, 1.0))
+        self.head = head_for(market_for(config).action_spec())
 
     @property
     def amp(self) -> bool:
@@ -101,10 +87,4 @@ class Agent:
 
     def to_env_actions(self, action: torch.Tensor) -> np.ndarray:
         """Policy actions on the device -> numpy actions the env accepts."""
-        if self.network.simplex:
-            return self.weights(action.float().cpu().numpy())
-        return env_actions(action, self.network.continuous, self._low, self._high)
-
-    def weights(self, logits: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Portfolio weights [N, A] within the config's caps from simplex logits [N, A + 1]."""
-        return simplex_weights(logits, *self._caps, out=out)
+        return self.head.env_actions(action)

@@ -28,6 +28,12 @@ import numpy as np
 import torch
 
 from fastrl.atomic import write_atomic
+from fastrl.config import ConfigError, TrainConfig, config_from_dict
+from fastrl.markets import market_for
+from fastrl.ppo.agent import PRECISIONS, Agent
+from fastrl.ppo.heads import head_for
+from fastrl.ppo.network import ActorCritic
+from fastrl.ppo.normalize import ObservationNormaliser
 
 CHECKPOINT_FORMAT = "fastrl-ppo"
 CHECKPOINT_VERSION = 2
@@ -137,15 +143,14 @@ def model_state(state: dict) -> tuple[dict, dict]:
     return state["model"], state["obs_normaliser"]
 
 
-def build_network(config: Any, obs_dim: int, num_actions: int, generator=None):
+def build_network(config: TrainConfig, obs_dim: int, num_actions: int,
+                  generator: torch.Generator | None = None) -> ActorCritic:
     """The ActorCritic a TrainConfig describes (``generator`` draws its initial weights).
 
-    A portfolio config gets the simplex head over its symbols and cash (``num_actions`` 0).
+    Its policy head is the one the config's market's action spec asks for: a simplex
+    action gets the simplex head over its logits (``num_actions`` 0).
     """
-    from fastrl.ppo.network import ActorCritic
-
-    portfolio = getattr(config, "portfolio", None)
-    simplex = len(config.data.symbols) + 1 if portfolio is not None and portfolio.enabled else 0
+    simplex = head_for(market_for(config).action_spec()).simplex
     return ActorCritic(
         obs_dim,
         num_actions,
@@ -160,8 +165,6 @@ def build_network(config: Any, obs_dim: int, num_actions: int, generator=None):
 
 def checkpoint_precision(state: dict, config: Any) -> str:
     """The inference precision a loaded checkpoint's policy was validated in (module doc)."""
-    from fastrl.ppo.agent import PRECISIONS
-
     if "inference_precision" not in state:
         return "bf16" if config.amp is True else "fp32"
     precision = state["inference_precision"]
@@ -172,13 +175,9 @@ def checkpoint_precision(state: dict, config: Any) -> str:
     return precision
 
 
-def load_agent(path: str | Path, device: str | torch.device = "cpu"):
+def load_agent(path: str | Path, device: str | torch.device = "cpu") -> Agent:
     """A trained :class:`~fastrl.ppo.agent.Agent` from a checkpoint file or a run folder,
     acting in the precision the trainer validated it in (:func:`checkpoint_precision`)."""
-    from fastrl.config import ConfigError, config_from_dict
-    from fastrl.ppo.agent import Agent
-    from fastrl.ppo.normalize import ObservationNormaliser
-
     device = torch.device(device)
     state = load_checkpoint(path, map_location=device)
     try:

@@ -15,27 +15,77 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from fastrl.config import config_to_dict
-from fastrl.ppo.checkpoint import save_checkpoint, to_storable
+import torch
 
-if TYPE_CHECKING:
-    from fastrl.ppo.trainer import Trainer, TrainResult
+from fastrl.config import TrainConfig, config_to_dict
+from fastrl.ppo.agent import Agent
+from fastrl.ppo.checkpoint import build_network, save_checkpoint, to_storable
+from fastrl.ppo.network import ActorCritic
+from fastrl.ppo.normalize import ObservationNormaliser
+
+
+class HookedTrainer(Protocol):
+    """What a hook reads and writes of :class:`fastrl.ppo.trainer.Trainer` (the trainer
+    imports this module, so hooks name its face rather than the class)."""
+
+    config: TrainConfig
+    run_dir: Path | None
+    callback: Any
+    device: torch.device
+    amp: bool
+    compile: bool
+    obs_dim: int
+    num_actions: int
+    network: ActorCritic
+    obs_normaliser: ObservationNormaliser
+    agent: Agent
+    global_step: int
+    update: int
+    num_updates: int
+    batch_size: int
+    elapsed_before: float
+    resumed_from: str | None
+    best_val_sharpe: float | None
+    best_train_return: float | None
+    validations_without_improvement: int
+
+    @property
+    def has_validation(self) -> bool: ...
+
+    def validate(self) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class TrainResult:
+    """How a training run ended and where its files are (``run_dir`` None: in memory)."""
+
+    run_dir: Path | None
+    reason: str  # "completed" | "interrupted" | "early_stop"
+    global_step: int
+    updates: int
+    best_val_sharpe: float | None
+    final_checkpoint: Path | None
+    last_metrics: dict[str, Any]
 
 
 class Hook:
     """No-op base: override what you need."""
 
-    def on_train_start(self, trainer: Trainer) -> None:
+    def on_train_start(self, trainer: HookedTrainer) -> None:
         """Before the first step of :meth:`Trainer.train`."""
 
-    def on_step(self, trainer: Trainer, row: dict[str, Any]) -> bool | None:
+    def on_step(self, trainer: HookedTrainer, row: dict[str, Any]) -> bool | None:
         """After each step; add keys to ``row``; return True to stop training early."""
         return None
 
-    def on_train_end(self, trainer: Trainer, result: TrainResult, hard_interrupt: bool) -> None:
+    def on_train_end(self, trainer: HookedTrainer, result: TrainResult,
+                     hard_interrupt: bool) -> None:
         """After the last step (``hard_interrupt``: a second Ctrl-C cut an update short)."""
 
 
@@ -46,7 +96,7 @@ class ValidationHook(Hook):
     after ``patience`` validations without an improvement of more than ``min_delta``.
     """
 
-    def on_step(self, trainer: Trainer, row: dict[str, Any]) -> bool:
+    def on_step(self, trainer: HookedTrainer, row: dict[str, Any]) -> bool:
         config = trainer.config
         if trainer.update % config.val_every:
             return False
@@ -73,7 +123,7 @@ class KeepBestHook(Hook):
         self.state: dict[str, Any] | None = None
         self.update: int | None = None
 
-    def on_step(self, trainer: Trainer, row: dict[str, Any]) -> None:
+    def on_step(self, trainer: HookedTrainer, row: dict[str, Any]) -> None:
         if row.get("val/improved"):
             self.update = trainer.update
             self.state = {
@@ -83,13 +133,9 @@ class KeepBestHook(Hook):
                                    trainer.obs_normaliser.state_dict().items()},
             }
 
-    def agent(self, trainer: Trainer) -> Any:
+    def agent(self, trainer: HookedTrainer) -> Agent:
         """An :class:`~fastrl.ppo.agent.Agent` with the kept weights (the trainer's own
         network when nothing was kept), on the CPU."""
-        from fastrl.ppo.agent import Agent
-        from fastrl.ppo.checkpoint import build_network
-        from fastrl.ppo.normalize import ObservationNormaliser
-
         config = trainer.config
         network = build_network(config, trainer.obs_dim, trainer.num_actions)
         normaliser = ObservationNormaliser(trainer.obs_dim, clip=config.obs_clip,
@@ -106,7 +152,7 @@ class KeepBestHook(Hook):
 class BestTrainingReturnHook(Hook):
     """Without validation data, "best" is the best mean training episode return."""
 
-    def on_step(self, trainer: Trainer, row: dict[str, Any]) -> None:
+    def on_step(self, trainer: HookedTrainer, row: dict[str, Any]) -> None:
         value = row.get("charts/episode_return")
         if value is None:
             return
@@ -121,11 +167,11 @@ class CallbackHook(Hook):
     def __init__(self, callback: Any) -> None:
         self.callback = callback
 
-    def on_step(self, trainer: Trainer, row: dict[str, Any]) -> None:
+    def on_step(self, trainer: HookedTrainer, row: dict[str, Any]) -> None:
         self.callback(row)
 
 
-def checkpoint_state(trainer: Trainer) -> dict[str, Any]:
+def checkpoint_state(trainer: HookedTrainer) -> dict[str, Any]:
     """What a checkpoint holds: the trainer's state dict, its config and the agent's extras."""
     return {
         "config": config_to_dict(trainer.config),
@@ -161,12 +207,12 @@ class RunFolderHook(Hook):
     def _elapsed(self) -> float:
         return self._elapsed_at_start + time.time() - self._started
 
-    def save(self, trainer: Trainer, name: str) -> Path:
+    def save(self, trainer: HookedTrainer, name: str) -> Path:
         state = checkpoint_state(trainer)
         state["elapsed"] = self._elapsed()
         return save_checkpoint(state, self.run_dir / "checkpoints" / f"{name}.pt")
 
-    def on_train_start(self, trainer: Trainer) -> None:
+    def on_train_start(self, trainer: HookedTrainer) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         config = trainer.config
@@ -195,7 +241,7 @@ class RunFolderHook(Hook):
                          update=trainer.update)
         self._write(start)
 
-    def on_step(self, trainer: Trainer, row: dict[str, Any]) -> None:
+    def on_step(self, trainer: HookedTrainer, row: dict[str, Any]) -> None:
         if row.get("val/improved") or row.get("train/improved"):
             self.save(trainer, "best")
         if trainer.update % trainer.config.checkpoint_every == 0:
@@ -205,7 +251,8 @@ class RunFolderHook(Hook):
             if "/" in key and isinstance(value, (int, float)) and not isinstance(value, bool):
                 self._writer.add_scalar(key, value, trainer.global_step)
 
-    def on_train_end(self, trainer: Trainer, result: TrainResult, hard_interrupt: bool) -> None:
+    def on_train_end(self, trainer: HookedTrainer, result: TrainResult,
+                     hard_interrupt: bool) -> None:
         try:
             if not hard_interrupt:
                 result.final_checkpoint = self.save(trainer, "final")
@@ -242,7 +289,7 @@ class RunFolderHook(Hook):
         os.replace(tmp, path)
 
 
-def default_hooks(trainer: Trainer) -> list[Hook]:
+def default_hooks(trainer: HookedTrainer) -> list[Hook]:
     """Validation (or best training return), then the run folder, then the callback."""
     hooks: list[Hook] = [ValidationHook() if trainer.has_validation else BestTrainingReturnHook()]
     if trainer.run_dir is not None:

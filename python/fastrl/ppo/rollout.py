@@ -48,8 +48,9 @@ class Rollout:
     :func:`staging_tensors`). ``raw_obs`` [P*n, D] is the current raw observation on the
     device and ``next_obs`` [P, n, D] its normalised form, the policy's next input.
     ``forward``, ``value`` and ``sample`` are the policy (all members at once);
-    ``action_map`` turns the float64 host actions into what the env takes (the portfolio's
-    logits -> weights); without it continuous actions are clipped to ``action_range``.
+    ``continuous``: the actions are real-valued (float64 on the host, else int64 levels);
+    ``to_env`` turns the host actions into what the env takes (the action head's
+    :meth:`~fastrl.ppo.heads.ActionHead.host_map`: clipped exposures, simplex weights).
     """
 
     def __init__(
@@ -66,16 +67,13 @@ class Rollout:
         value: PolicyValue,
         sample: PolicySample,
         continuous: bool,
-        action_range: tuple[float, float],
-        action_map: Callable[[np.ndarray], np.ndarray] | None = None,
+        to_env: Callable[[np.ndarray], np.ndarray],
     ) -> None:
         self.env, self.staging, self.storage = env, staging, storage
         self.obs_normaliser, self.reward_scaler = obs_normaliser, reward_scaler
         self.forward, self.value, self.sample = forward, value, sample
         self.device = device
-        self.continuous = continuous
-        self.low, self.high = (float(x) for x in action_range)
-        self.action_map = action_map
+        self.to_env = to_env
         rows, obs_dim = staging["obs"].shape
         self.members, self.n = int(members), rows // int(members)
         on_cuda = device.type == "cuda"
@@ -136,13 +134,7 @@ class Rollout:
 
     def env_actions(self, action: torch.Tensor) -> np.ndarray:
         self.host_actions.copy_(action)  # float32 -> float64 is exact
-        if self.action_map is not None:
-            return self.action_map(self.host_actions_np)
-        if self.continuous:
-            # Clip in float64: a float32 clamp to 0.3 gives 0.30000001, which the env
-            # rightly refuses as outside [min_pos, max_pos].
-            np.clip(self.host_actions_np, self.low, self.high, out=self.host_actions_np)
-        return self.host_actions_np
+        return self.to_env(self.host_actions_np)
 
     def _final_values(self, step: int, rows: np.ndarray, final_obs: np.ndarray) -> None:
         """V(final obs) of the truncated episodes in ``rows`` into ``final_values[step]``."""

@@ -27,7 +27,6 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +37,8 @@ from fastrl import threads
 from fastrl.config import TrainConfig, config_from_dict, resolve_defaults, validate_config
 from fastrl.ppo.agent import Agent
 from fastrl.ppo.checkpoint import CheckpointError, load_checkpoint
-from fastrl.ppo.hooks import Hook, default_hooks
-from fastrl.ppo.population import Population, validation_scores
+from fastrl.ppo.hooks import Hook, TrainResult, default_hooks
+from fastrl.ppo.population import Population
 from fastrl.ppo.schedules import ScheduleSpec, ScheduleTensors
 from fastrl.ppo.update import STAT_NAMES
 
@@ -55,19 +54,6 @@ PLAIN_HPARAMS = ("max_grad_norm", "n_epochs")
 
 class TrainingDivergedError(ValueError):
     """An update produced non-finite losses (the message names the update and lr)."""
-
-
-@dataclass
-class TrainResult:
-    """How a training run ended and where its files are (``run_dir`` None: in memory)."""
-
-    run_dir: Path | None
-    reason: str  # "completed" | "interrupted" | "early_stop"
-    global_step: int
-    updates: int
-    best_val_sharpe: float | None
-    final_checkpoint: Path | None
-    last_metrics: dict[str, Any]
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -108,13 +94,14 @@ def _cloned(value: Any) -> Any:
 
 
 class Trainer:
-    """PPO on a TradingVecEnv, or with ``config.portfolio.enabled`` on a PortfolioVecEnv
-    over every symbol (see the module doc). :meth:`resume` continues a run folder.
+    """PPO on the env of the config's market (:func:`fastrl.markets.market_for`; see the
+    module doc). :meth:`resume` continues a run folder.
 
-    The two paths differ only where the env does: the market (MarketSplits or PanelSplits),
-    the env and its config (:attr:`env_config`), the observation size (from the env), the
-    action (one scalar per env, or K = symbols + 1 simplex logits stored as [T, N, K] and
-    mapped to weights on the way to the env) and the validation backtest.
+    What differs between market kinds is the market's: the splits (:attr:`market`), the env
+    and its config (:attr:`env_config`), the observation size (from the env), the action
+    head (:attr:`head`: one scalar per env, or K = symbols + 1 simplex logits stored as
+    [T, N, K] and mapped to weights on the way to the env) and the validation backtest.
+    ``env_factory`` replaces the market's ``make_env`` (tests; :class:`Population`).
     """
 
     def __init__(
@@ -136,12 +123,11 @@ class Trainer:
         self.device, self.amp, self.compile = engine.device, engine.amp, engine.compile
         self.generator = engine.generator
         self.market = engine.market
-        self.portfolio = engine.portfolio
-        # the env's own config: EnvConfig, or the PortfolioConfig built from env.* + portfolio.*
-        self.env_config = engine.env_config
+        self.kind = engine.kind  # the config's market (fastrl.markets)
+        self.env_config = engine.env_config  # the env's own config
         self.env, self.staging, self.storage = engine.env, engine.staging, engine.storage
         self.obs_dim, self.num_actions = engine.obs_dim, engine.num_actions
-        self.continuous = engine.continuous
+        self.head = engine.head
         self.optimizer = engine.optimizer
         self.batch_size = config.batch_size
         self.num_updates = config.total_timesteps // self.batch_size
@@ -408,16 +394,15 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         """The validation backtest of the current deterministic policy.
 
-        Runs :func:`fastrl.backtest.evaluate_agent` on the validation block, the function
-        the test-days report uses: every symbol in one batched env, the position closed
-        (and its cost paid) at the end, and the equal-capital combined Sharpe as the score.
-        A portfolio runs :func:`fastrl.backtest_portfolio.evaluate_portfolio` instead (the
-        test-days report's function too): the score is the portfolio's Sharpe.
+        The market's :meth:`~fastrl.markets.base.Market.validation_scores` on the
+        validation block: the test-days report's evaluation (for single symbols every
+        symbol in one batched env, the position closed and its cost paid at the end, the
+        equal-capital combined Sharpe; for a portfolio the portfolio's Sharpe).
         """
         if not self.has_validation:
             raise ValueError("no validation data: set data.val_days > 0 (--val-days)")
-        return validation_scores(self.validation_agent(), self.market.val, self.env_config,
-                                 self.portfolio)
+        return self.kind.validation_scores(self.validation_agent(), self.market.val,
+                                           env_config=self.env_config)
 
     def validation_agent(self) -> Agent:
         """The current policy as validation acts with it: a copy laid out as load_agent
@@ -429,9 +414,7 @@ class Trainer:
         trainer's device. A policy trained on CUDA is served on the CPU with the same
         weights and precision, equal to the kernels' rounding, not bit for bit.
         """
-        agent = self.engine.member_agent(0)
-        agent.network.eval()
-        return agent
+        return self.engine.validation_agent(0)
 
     def train(self, hooks: Iterable[Hook] | None = None) -> TrainResult:
         """Step until total_timesteps, a hook's stop (early stopping) or :meth:`request_stop`.
@@ -502,4 +485,4 @@ def train(config: TrainConfig, **kwargs: Any) -> TrainResult:
     return Trainer(config, **kwargs).train()
 
 
-__all__ = ["Trainer", "TrainResult", "TrainingDivergedError", "default_run_dir", "train"]
+__all__ = ["Trainer", "TrainingDivergedError", "default_run_dir", "train"]

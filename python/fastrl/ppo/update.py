@@ -120,9 +120,8 @@ def default_amp(device: torch.device) -> bool:
     """bf16 autocast by default on CUDA, and on CPUs whose oneDNN has native bf16 kernels
     (AVX512-BF16 / AMX). Elsewhere bf16 is emulated and fp32 stays the default.
 
-    On the planted-signal market bf16 learned what fp32 learned (bench/convergence.py
-    --quick, 5 seeds: best validation Sharpe medians 4.06 vs 4.10 fast, 1.33 vs 1.33
-    baseline), and it measured 2x on the default network where the CPU supports it.
+    bench/convergence.py compares what bf16 and fp32 learn on the planted-signal market
+    (its results in bench/results).
     """
     if device.type == "cuda":
         return True

@@ -22,7 +22,7 @@ import optuna
 from optuna.trial import TrialState
 
 from fastrl.config import ConfigError, TrainConfig
-from fastrl.ppo.population import shared_key
+from fastrl.ppo.members import shared_key
 from fastrl.tune.objective import (
     TUNING_SEED_BASE,
     BatchMember,

@@ -72,7 +72,8 @@ from fastrl.ppo.checkpoint import (
     to_storable,
 )
 from fastrl.ppo.hooks import checkpoint_state
-from fastrl.ppo.population import HPARAMS, Population, PopulationError
+from fastrl.ppo.members import HPARAMS, PopulationError
+from fastrl.ppo.population import Population
 from fastrl.ppo.trainer import Trainer
 from fastrl.reports.format import json_safe
 from fastrl.tune.objective import OBJECTIVES, laid_out

@@ -18,7 +18,7 @@ import numpy as np
 
 from fastrl.config import DEFAULT_VAL_DAYS, TrainConfig
 from fastrl.data.market import load_market
-from fastrl.ppo.population import PopulationError
+from fastrl.ppo.members import PopulationError
 from fastrl.tune.objective import laid_out
 
 PICK_DAYS = dict(DEFAULT_VAL_DAYS)  # window B by bar size: 120 daily bars, 20 sessions

@@ -169,7 +169,7 @@ class TrialRunner:
         the shape knobs (:data:`SHAPE_KNOBS`) once, by the first: every later draw of the
         call keeps them (a population's members must share tensor shapes, and B free draws
         would fall into B populations of one). Trials whose configs still differ in a key
-        members must share (:data:`fastrl.ppo.population.MEMBER_KEYS`'s complement: a custom
+        members must share (:data:`fastrl.ppo.members.MEMBER_KEYS`'s complement: a custom
         space's knob, or a queued trial's own shape) form cohorts of their own, trained one
         after another.
 

@@ -68,5 +68,14 @@ class PortfolioMarket:
             out["returns"] = np.asarray(backtest.returns, dtype=np.float64)
         return out
 
+    def evaluate_copies(self, policy: Any, block: Any, *, copies: int, env_config: Any = None,
+                        baselines: bool = False) -> list[Any]:
+        raise ValueError("a portfolio backtest runs one policy per env: evaluate each "
+                         "member's agent (member_scores)")
+
+    def member_scores(self, engine: Any, members: list[int], block: Any) -> list[dict[str, Any]]:
+        return [self.validation_scores(engine.validation_agent(m), block, returns=True)
+                for m in members]
+
 
 __all__ = ["PortfolioMarket"]

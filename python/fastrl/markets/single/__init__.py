@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from fastrl.backtest import COMBINED, evaluate_agent
+from fastrl.backtest import COMBINED, evaluate_agent, evaluate_agents
 from fastrl.data.market import load_market
 from fastrl.data.splits import build_market_from_bars
 from fastrl.env import AGENT_STATE_DIMS, EnvConfig, TradingVecEnv
@@ -62,12 +62,26 @@ class SingleMarket:
     def validation_scores(self, agent: Any, block: Any, *, env_config: Any = None,
                           returns: bool = False) -> dict[str, Any]:
         result = self.evaluate(agent, block, env_config=env_config, baselines=False)
-        combined = result.combined["agent"]
-        out: dict[str, Any] = {"sharpe": float(combined.sharpe),
-                               "return": float(combined.total_return)}
-        if returns:
-            out["returns"] = np.asarray(result.returns(COMBINED, "agent"), dtype=np.float64)
-        return out
+        return _scores(result, returns)
+
+    def evaluate_copies(self, policy: Any, block: Any, *, copies: int, env_config: Any = None,
+                        baselines: bool = False) -> list[Any]:
+        return evaluate_agents(policy, block, env_config or self.env_config, copies=copies,
+                               baselines=baselines)
+
+    def member_scores(self, engine: Any, members: list[int], block: Any) -> list[dict[str, Any]]:
+        return [_scores(r, True) for r in engine.validation_evals(members, block)]
+
+
+def _scores(result: Any, returns: bool) -> dict[str, Any]:
+    """The agent's combined Sharpe and total return of an EvalResult (and its per-bar
+    returns)."""
+    combined = result.combined["agent"]
+    out: dict[str, Any] = {"sharpe": float(combined.sharpe),
+                           "return": float(combined.total_return)}
+    if returns:
+        out["returns"] = np.asarray(result.returns(COMBINED, "agent"), dtype=np.float64)
+    return out
 
 
 __all__ = ["SingleMarket"]
