@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from fastrl.config import DataConfig, PortfolioSettings, TrainConfig
-from fastrl.env import EnvConfig
+from fastrl.env_config import EnvConfig
 
 # the live path's bars cache: this process's own, never the user's
 os.environ.setdefault("FASTRL_BARS_CACHE", tempfile.mkdtemp(prefix="fastrl-bars-cache-"))

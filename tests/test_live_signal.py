@@ -78,7 +78,7 @@ def test_shares_and_costs_under_the_run_rules(runs, tmp_path, capsys):
     assert 0.0 <= line["target"] <= 1.0  # delivery: long/flat
     assert line["target_shares"] == int(line["target_shares"])  # whole shares
     assert line["order_shares"] == line["target_shares"] - 500
-    from fastrl.env import EnvConfig
+    from fastrl.env_config import EnvConfig
 
     cost = EnvConfig(cost="nse_delivery").cost_model()  # the charges, half-spread, slippage
     expected = (cost.order_cost(line["order_shares"] > 0,

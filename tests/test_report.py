@@ -18,7 +18,7 @@ pytest.importorskip("fastrl._core")
 from fastrl import stats  # noqa: E402
 from fastrl.backtest import BOOTSTRAP_SEED, COMBINED  # noqa: E402
 from fastrl.data.block import MarketBlock  # noqa: E402
-from fastrl.env import EnvConfig  # noqa: E402
+from fastrl.env_config import EnvConfig  # noqa: E402
 from fastrl.evaluate import evaluate_agent  # noqa: E402
 from fastrl.metrics import sharpe_ratio  # noqa: E402
 from fastrl.report import (  # noqa: E402

@@ -20,7 +20,7 @@ from fastrl.backtest_portfolio import (
 )
 from fastrl.config import ConfigError, build_config
 from fastrl.data.panel import PanelBlock, build_panel
-from fastrl.env_portfolio import PortfolioConfig
+from fastrl.env_config import PortfolioConfig
 from fastrl.ppo.network import ActorCritic, sample
 from fastrl.ppo.simplex import simplex_weights
 
@@ -68,7 +68,7 @@ def test_sampled_weights_are_valid_env_actions(max_weight, max_gross):
     if max_weight == 1.0 and max_gross == 1.0:  # no caps: symbols + cash = softmax
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         np.testing.assert_allclose(weights, (shifted / shifted.sum(1, keepdims=True))[:, :3])
-    from fastrl.env_portfolio import PortfolioVecEnv
+    from fastrl.markets.portfolio.env import PortfolioVecEnv
 
     panel = build_panel(SYMBOLS, test_days=30, window=4).test
     env = PortfolioVecEnv(panel, 64, PortfolioConfig(window=4, max_weight=max_weight,

@@ -290,9 +290,9 @@ def evaluate_portfolio_run(
     equal-weight and single-name baselines (:func:`fastrl.backtest_portfolio.
     evaluate_portfolio`); writes nothing. ``test_days`` may not exceed the training's."""
     from fastrl.backtest_portfolio import evaluate_portfolio
-    from fastrl.config import portfolio_env_config
     from fastrl.data.panel import build_panel
-    from fastrl.env_portfolio import portfolio_obs_dim
+    from fastrl.markets.portfolio import portfolio_env_config
+    from fastrl.markets.portfolio.env import portfolio_obs_dim
     from fastrl.ppo.checkpoint import load_agent
 
     checkpoint, run_dir = find_checkpoint(run_dir_or_checkpoint)

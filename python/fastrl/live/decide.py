@@ -230,12 +230,12 @@ class LiveEnv:
         self.block = block
         self.config = run.env_config()
         if run.portfolio:
-            from fastrl.env_portfolio import PortfolioVecEnv
+            from fastrl.markets.portfolio.env import PortfolioVecEnv
 
             self.env: Any = PortfolioVecEnv(block, 1, self.config, num_threads=1, seed=0)
             self.stamps = [np.asarray(block.timestamps)]
         else:
-            from fastrl.env import TradingVecEnv
+            from fastrl.markets.single.env import TradingVecEnv
 
             self.env = TradingVecEnv(block, block.num_segments, self.config, num_threads=1,
                                      seed=0)

@@ -59,7 +59,7 @@ class LiveRun:
         """The backtest's env config (deterministic full-segment episodes, the run's costs)."""
         if self.portfolio:
             from fastrl.backtest_portfolio import evaluation_config as portfolio_evaluation
-            from fastrl.config import portfolio_env_config
+            from fastrl.markets.portfolio import portfolio_env_config
 
             return portfolio_evaluation(portfolio_env_config(self.config))
         from fastrl.backtest import evaluation_config

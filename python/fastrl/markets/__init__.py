@@ -3,24 +3,18 @@ and a portfolio run. :func:`market_for` is the only place that asks which kind a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from fastrl.config import TrainConfig
 from fastrl.markets.base import ActionSpec, Market
-
-if TYPE_CHECKING:
-    from fastrl.config import TrainConfig
+from fastrl.markets.portfolio import PortfolioMarket
+from fastrl.markets.single import SingleMarket
 
 
 def market_for(config: TrainConfig) -> Market:
     """The market a validated TrainConfig describes: a portfolio over its symbols when
     ``portfolio.enabled``, else each symbol traded on its own."""
     if config.portfolio.enabled:
-        from fastrl.markets.portfolio import PortfolioMarket
-
         return PortfolioMarket(config)
-    from fastrl.markets.single import SingleMarket
-
     return SingleMarket(config)
 
 
-__all__ = ["ActionSpec", "Market", "market_for"]
+__all__ = ["ActionSpec", "Market", "PortfolioMarket", "SingleMarket", "market_for"]

@@ -51,7 +51,8 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from fastrl import threads
-from fastrl.config import TrainConfig, portfolio_env_config, resolve_defaults, validate_config
+from fastrl.config import TrainConfig, resolve_defaults, validate_config
+from fastrl.markets.portfolio import portfolio_env_config
 from fastrl.ppo.agent import Agent, env_actions, precision_name
 from fastrl.ppo.checkpoint import build_network
 from fastrl.ppo.network import ActorCritic, greedy_action
@@ -355,8 +356,8 @@ class Population:
     def __init__(self, config: TrainConfig | list[TrainConfig], population: int | None = None,
                  *, market: Any = None, env_factory: Callable[..., Any] | None = None,
                  member_seeds: Sequence[int] | None = None) -> None:
-        from fastrl.data.market import load_market
         from fastrl.device import resolve_device
+        from fastrl.markets import market_for
 
         configs = list(config) if isinstance(config, (list, tuple)) else None
         if configs is not None:
@@ -401,7 +402,7 @@ class Population:
         if member_seeds is not None:
             self.generators = [torch.Generator(device=device).manual_seed(s)
                                for s in member_seeds]
-        self.market = market if market is not None else load_market(config)
+        self.market = market if market is not None else market_for(config).load()
         self.n = n = config.num_envs
         self.num_steps = config.num_steps
         self.batch_size = config.batch_size  # env steps per member per update
@@ -434,7 +435,7 @@ class Population:
         self.env_config = portfolio_env_config(config) if self.portfolio else config.env
         train = self.market.train
         if self.portfolio:
-            from fastrl.env_portfolio import portfolio_obs_dim
+            from fastrl.markets.portfolio.env import portfolio_obs_dim
 
             obs_dim = portfolio_obs_dim(train, config.env.window)
         else:
@@ -1270,7 +1271,7 @@ def _check_like(value: Any, expected: Any, key: str) -> None:
 
 def _make_env(block: Any, num_envs: int, env_config: Any, *, num_threads: int, seed: int,
               buffers: dict | None = None) -> Any:
-    from fastrl.env import TradingVecEnv
+    from fastrl.markets.single.env import TradingVecEnv
 
     return TradingVecEnv(block, num_envs, env_config, num_threads=num_threads, seed=seed,
                          buffers=buffers)
@@ -1278,7 +1279,7 @@ def _make_env(block: Any, num_envs: int, env_config: Any, *, num_threads: int, s
 
 def _make_portfolio_env(panel: Any, num_envs: int, env_config: Any, *, num_threads: int,
                         seed: int, buffers: dict | None = None) -> Any:
-    from fastrl.env_portfolio import PortfolioVecEnv
+    from fastrl.markets.portfolio.env import PortfolioVecEnv
 
     return PortfolioVecEnv(panel, num_envs, env_config, num_threads=num_threads, seed=seed,
                            buffers=buffers)

@@ -91,9 +91,9 @@ def fold_config(config: TrainConfig, fold: int) -> TrainConfig:
 
 def build_fold_market(config: TrainConfig, fold: int) -> Any:
     """The train/val splits of fold ``fold`` for the config's data section."""
-    from fastrl.data.market import load_market
+    from fastrl.markets import market_for
 
-    return load_market(fold_config(config, fold))
+    return market_for(fold_config(config, fold)).load()
 
 
 @dataclass

@@ -129,13 +129,13 @@ def build_markets(config: TrainConfig, windows: Windows) -> tuple[Any, Any, Any]
     confirmation market is the replay's own (trained before C). Built confirmation first,
     so a window that leaves too few bars is named by its flag, value and the data's error.
     """
-    from fastrl.data.market import load_market
+    from fastrl.markets import market_for
 
     w = windows
 
     def load(days: tuple[int, int], flag: str, normaliser_state: Any = None) -> Any:
         try:
-            return load_market(laid_out(config, days), normaliser_state)
+            return market_for(laid_out(config, days)).load(normaliser_state)
         except ValueError as err:
             raise PopulationError(f"{flag} leaves too few bars: {err}") from None
 
@@ -144,7 +144,7 @@ def build_markets(config: TrainConfig, windows: Windows) -> tuple[Any, Any, Any]
     pick_flag = (f"--pick-days {w.pick_days} (before --confirm-days {w.confirm_days} and "
                  f"--test-days {w.test_days})")
     try:
-        rounds = load_market(laid_out(config, w.rounds()))
+        rounds = market_for(laid_out(config, w.rounds())).load()
     except ValueError as err:
         load(w.pick(), pick_flag)  # raises when window B itself does not fit
         raise PopulationError(f"--val-days {w.val_days} (before --pick-days {w.pick_days}, "
@@ -508,11 +508,12 @@ class PBT:
         beside both presets, scored on window C, then the test days once
         (:func:`fastrl.tune.report_study.confirm_and_test`), with the paired differences
         and the verdict."""
-        from fastrl.data.market import load_market
+        from fastrl.markets import market_for
         from fastrl.tune.report_study import PRESETS, confirm_and_test, tuning_verdict
 
         if self.confirm_market is None:
-            self.confirm_market = load_market(laid_out(self.config, self.windows.confirmation()))
+            confirmation = laid_out(self.config, self.windows.confirmation())
+            self.confirm_market = market_for(confirmation).load()
             result.windows = self.window_record()
         seeds = replay_seed_list(self.config.seed, self.replay_seeds)
         configs = {REPLAY_KEY: result.winner_config,

@@ -460,10 +460,10 @@ class TrialRunner:
         if not int(self.settings.get("confirm_days", 0)):
             return self.market(0)
         if "confirm" not in self.markets:
-            from fastrl.data.market import load_market
+            from fastrl.markets import market_for
 
-            self.markets["confirm"] = load_market(confirmation_config(self.base,
-                                                                      self.settings))
+            self.markets["confirm"] = market_for(
+                confirmation_config(self.base, self.settings)).load()
         return self.markets["confirm"]
 
     def run(self, study: Any, *, deadline: float | None = None) -> int:

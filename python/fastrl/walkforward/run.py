@@ -516,7 +516,7 @@ def _portfolio_record(config: Any, bars: Mapping[str, pd.DataFrame], windows: li
     bought at the first fill and held (the portfolio report's buy-and-hold)."""
     from fastrl.backtest_portfolio import EW_HOLD, baseline_backtest, evaluation_config
     from fastrl.backtest_portfolio import run_agent as run_portfolio
-    from fastrl.config import portfolio_env_config
+    from fastrl.markets.portfolio import portfolio_env_config
 
     env_config = dataclasses.replace(evaluation_config(portfolio_env_config(config)),
                                      equity_floor=0.0)

@@ -9,14 +9,28 @@ import numpy as np
 import pandas as pd
 
 from fastrl.backtest_portfolio import evaluate_portfolio
-from fastrl.config import portfolio_env_config
-from fastrl.data.market import load_market
-from fastrl.data.panel import build_panel_from_bars
-from fastrl.env_portfolio import PortfolioConfig, PortfolioVecEnv, portfolio_obs_dim
+from fastrl.data.panel import build_panel, build_panel_from_bars
+from fastrl.env_config import PortfolioConfig
 from fastrl.markets.base import ActionSpec
+from fastrl.markets.portfolio.env import PortfolioVecEnv, portfolio_obs_dim
 
 if TYPE_CHECKING:
     from fastrl.config import TrainConfig
+
+
+def portfolio_env_config(config: TrainConfig) -> PortfolioConfig:
+    """The :class:`~fastrl.env_config.PortfolioConfig` of a portfolio run: the settings both
+    envs share from ``env.*``, the caps from ``portfolio.*``."""
+    e, p = config.env, config.portfolio
+    return PortfolioConfig(
+        window=e.window, episode_length=e.episode_length, execution=e.execution,
+        long_only=True, max_gross=p.max_gross, max_weight=p.max_weight,
+        integer_shares=p.integer_shares, trade_band=p.trade_band, cost=e.cost,
+        half_spread_bps=e.half_spread_bps, slippage_bps=e.slippage_bps,
+        reward=e.reward, dsr_eta=e.dsr_eta, drawdown_penalty=e.drawdown_penalty,
+        turnover_penalty=e.turnover_penalty, initial_cash=e.initial_cash,
+        equity_floor=e.equity_floor, random_start=e.random_start,
+    )
 
 
 class PortfolioMarket:
@@ -32,7 +46,13 @@ class PortfolioMarket:
         return portfolio_env_config(self.config)
 
     def load(self, normaliser_state: dict | None = None) -> Any:
-        return load_market(self.config, normaliser_state)
+        """The PanelSplits the config's data section describes: every symbol on one
+        calendar."""
+        data = self.config.data
+        return build_panel(list(data.symbols), freq=data.freq, source=data.source,
+                           test_days=data.test_days, val_days=data.val_days,
+                           window=self.config.env.window, normaliser_state=normaliser_state,
+                           repair_ticks=data.repair_ticks)
 
     def from_bars(self, bars: Mapping[str, pd.DataFrame], *, test_days: int = 30,
                   val_days: int = 0, normaliser_state: dict | None = None,
@@ -69,4 +89,4 @@ class PortfolioMarket:
         return out
 
 
-__all__ = ["PortfolioMarket"]
+__all__ = ["PortfolioMarket", "portfolio_env_config"]

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 
 from fastrl.backtest import COMBINED, evaluate_agent
-from fastrl.data.market import load_market
-from fastrl.data.splits import build_market_from_bars
-from fastrl.env import AGENT_STATE_DIMS, EnvConfig, TradingVecEnv
+from fastrl.data.splits import build_market, build_market_from_bars
+from fastrl.data.synthetic import build_synthetic_market
+from fastrl.env_config import EnvConfig
 from fastrl.markets.base import ActionSpec
+from fastrl.markets.single.env import AGENT_STATE_DIMS, TradingVecEnv
 
 if TYPE_CHECKING:
     from fastrl.config import TrainConfig
@@ -31,7 +32,19 @@ class SingleMarket:
         return self.config.env
 
     def load(self, normaliser_state: dict | None = None) -> Any:
-        return load_market(self.config, normaliser_state)
+        """The MarketSplits the config's data section describes (the planted-signal market
+        for ``data.source: synthetic``)."""
+        data, window = self.config.data, self.config.env.window
+        if data.source == "synthetic":
+            return build_synthetic_market(
+                kind="planted_signal", n_symbols=len(data.symbols), n_bars=data.synthetic_bars,
+                test_days=data.test_days, val_days=data.val_days, window=window,
+                seed=self.config.seed if data.synthetic_seed is None else data.synthetic_seed,
+                freq=data.freq, signal_strength=data.synthetic_signal_strength,
+                normaliser_state=normaliser_state)
+        return build_market(list(data.symbols), freq=data.freq, source=data.source,
+                            test_days=data.test_days, val_days=data.val_days, window=window,
+                            normaliser_state=normaliser_state, repair_ticks=data.repair_ticks)
 
     def from_bars(self, bars: Mapping[str, pd.DataFrame], *, test_days: int = 30,
                   val_days: int = 0, normaliser_state: dict | None = None,
