@@ -297,12 +297,13 @@ def _bundled_tail(folder, rows: int, drop: tuple[str, ...] = ()):
 
 def test_evaluate_run_on_held_out_days_and_the_report_the_cli_writes(trained_run):
     from fastrl.cli.evaluate import write_run_report
-    from fastrl.evaluate import evaluate_run
+    from fastrl.evaluate import evaluate_run, load_run
 
-    result = evaluate_run(trained_run)
+    run = load_run(trained_run)
+    result = evaluate_run(run)
     assert result.info["checkpoint"].endswith(("best.pt", "final.pt"))
     assert not (trained_run / "report.md").exists()  # evaluation writes nothing
-    assert write_run_report(result) == trained_run
+    assert write_run_report(run.market, result) == trained_run
     for name in ("report.md", "report.html", "report.json", "equity.png", "training.png",
                  "test_returns.csv", "test_trades.csv"):
         assert (trained_run / name).is_file(), name

@@ -204,14 +204,17 @@ def test_tiny_portfolio_run_via_the_cli_writes_checkpoints_report_and_weights_pl
     assert image.std() > 10  # not blank
     csv_header = (run / "test_returns.csv").read_text().splitlines()[0]
     assert "w_BPCL" in csv_header and "w_cash" in csv_header
-    # fastrl-eval recognises the portfolio run; the single-symbol path refuses it by name
+    # fastrl-eval recognises the portfolio run: evaluate_run backtests it as a portfolio, on
+    # its own symbols and data only
+    from fastrl.backtest_portfolio import PortfolioResult
     from fastrl.cli.evaluate import main as evaluate_main
     from fastrl.evaluate import EvaluationError, evaluate_run
 
     assert evaluate_main([str(run), "--test-days", "20", "--no-report"]) == 0
     assert "equal-weight buy-and-hold on" in capsys.readouterr().out
-    with pytest.raises(EvaluationError, match="portfolio run"):
-        evaluate_run(run)
+    assert isinstance(evaluate_run(run, test_days=20), PortfolioResult)
+    with pytest.raises(EvaluationError, match="portfolio run is evaluated on its own"):
+        evaluate_run(run, symbols=["BPCL"])
     assert main(["--resume", str(run), "--portfolio"]) == 2
     assert "drop --portfolio" in capsys.readouterr().err
 

@@ -165,6 +165,19 @@ class PortfolioSettings:
     trade_band: Annotated[float, Field(ge=0, lt=1)] = 0.0
     """Skip legs smaller than this fraction of equity."""
 
+    def check_data(self, d: DataConfig) -> None:
+        """The data a portfolio needs, when on: two or more distinct real symbols."""
+        if not self.enabled:
+            return
+        _check(len(d.symbols) >= 2, "data.symbols",
+               "must name at least two symbols for a portfolio (one symbol: drop --portfolio "
+               "and trade it with env.action=continuous)", d.symbols)
+        _check(len(set(d.symbols)) == len(d.symbols), "data.symbols",
+               "must not repeat a symbol in a portfolio", d.symbols)
+        _check(d.source != "synthetic", "data.source",
+               "cannot be synthetic for a portfolio (the planted-signal market is single-symbol)",
+               d.source)
+
 
 @dataclass
 class TrainConfig:
@@ -579,16 +592,7 @@ def validate_config(config: TrainConfig) -> None:
     _check(c.lr_min <= c.learning_rate, "lr_min", "must lie in [0, learning_rate]", c.lr_min)
     _check(c.lr_schedule != "piecewise" or bool(c.lr_points), "lr_points",
            "must list [step, value] points when lr_schedule is piecewise", c.lr_points)
-    d = c.data
-    if c.portfolio.enabled:
-        _check(len(d.symbols) >= 2, "data.symbols",
-               "must name at least two symbols for a portfolio (one symbol: drop --portfolio "
-               "and trade it with env.action=continuous)", d.symbols)
-        _check(len(set(d.symbols)) == len(d.symbols), "data.symbols",
-               "must not repeat a symbol in a portfolio", d.symbols)
-        _check(d.source != "synthetic", "data.source",
-               "cannot be synthetic for a portfolio (the planted-signal market is single-symbol)",
-               d.source)
+    c.portfolio.check_data(c.data)
     e = c.env
     if e.action == "discrete":
         _check(len(e.position_levels) >= 2, "env.position_levels",

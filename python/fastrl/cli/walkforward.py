@@ -118,7 +118,10 @@ def _configs(settings: dict[str, Any],
     if settings.get("test_days") is not None:
         overrides["data.test_days"] = settings["test_days"]
     if settings.get("portfolio"):
-        overrides["portfolio.enabled"] = True
+        # lazy: the markets load pandas and the simulator, which --help must not
+        from fastrl.markets import kind_overrides
+
+        overrides.update(kind_overrides("portfolio"))
     if settings.get("repair_ticks"):
         overrides["data.repair_ticks"] = True
     set_options = settings["set_options"]

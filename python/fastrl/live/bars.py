@@ -32,13 +32,17 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from fastrl.live.book import LiveInputError
 from fastrl.live.clock import EXCHANGE, INTRADAY_LAG_BARS, Expected, clock, expected
-from fastrl.live.run import LiveInputError, LiveRun
 from fastrl.walkforward.plan import FEATURE_LOOKBACK_BARS
+
+if TYPE_CHECKING:
+    from fastrl.live.run import LiveRun
 
 MAX_INTRADAY_SESSION_GAP = 5  # weekdays without a session between two sessions' bars
 BAR_MINUTES = {"5min": 5}

@@ -3,8 +3,10 @@ and a portfolio run. :func:`market_for` is the only place that asks which kind a
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastrl.config import TrainConfig
-from fastrl.markets.base import ActionSpec, Market
+from fastrl.markets.base import ActionSpec, ConsoleTable, Market
 from fastrl.markets.portfolio import PortfolioMarket
 from fastrl.markets.single import SingleMarket
 
@@ -17,4 +19,17 @@ def market_for(config: TrainConfig) -> Market:
     return SingleMarket(config)
 
 
-__all__ = ["ActionSpec", "Market", "PortfolioMarket", "SingleMarket", "market_for"]
+# the config overrides that make a config describe each kind (market_for's inverse)
+KIND_OVERRIDES: dict[str, dict[str, Any]] = {"single": {"portfolio.enabled": False},
+                                              "portfolio": {"portfolio.enabled": True}}
+
+
+def kind_overrides(kind: str) -> dict[str, Any]:
+    """The config overrides (``--set`` keys) that make a config a market of ``kind``."""
+    if kind not in KIND_OVERRIDES:
+        raise ValueError(f"unknown market kind {kind!r}; known: {sorted(KIND_OVERRIDES)}")
+    return dict(KIND_OVERRIDES[kind])
+
+
+__all__ = ["KIND_OVERRIDES", "ActionSpec", "ConsoleTable", "Market", "PortfolioMarket",
+           "SingleMarket", "kind_overrides", "market_for"]

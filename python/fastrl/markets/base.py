@@ -14,7 +14,8 @@ gymnasium face of a C++ simulator) and :func:`allocate_buffers` with the
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from fastrl.config import TrainConfig
+    from fastrl.live.book import LiveEnv
+    from fastrl.walkforward.plan import Window
 
 Distribution = Literal["categorical", "gaussian", "simplex"]
 
@@ -46,6 +49,21 @@ class ActionSpec:
     high: float = 1.0
     max_weight: float = 1.0
     max_gross: float = 1.0
+
+
+# The metrics a console table shows (report.md shows them all).
+CONSOLE_METRICS = ("total_return", "annual_return", "sharpe", "sortino", "max_drawdown",
+                   "win_rate_trades", "profit_factor", "num_trades", "trades_per_day",
+                   "costs_paid", "final_equity")
+
+
+@dataclass(frozen=True)
+class ConsoleTable:
+    """A backtest table as plain text cells: the CLI renders it."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
 
 
 class Market(Protocol):
@@ -94,6 +112,51 @@ class Market(Protocol):
                           returns: bool = False) -> dict[str, Any]:
         """``sharpe`` and ``return`` of the agent's deterministic backtest on ``block``
         (and the per-bar ``returns`` the Sharpe comes from)."""
+        ...
+
+    title: ClassVar[str]  # what its backtest is called in a heading
+    selected_by: ClassVar[str]  # the config setting that makes a config this kind
+    tunable: ClassVar[bool]  # whether fastrl-tune and population-based training score it
+    joins_late_listings: ClassVar[bool]  # whether a symbol may start trading after the others
+
+    def describe(self) -> str:
+        """The market in a few words, for a command's first line."""
+        ...
+
+    def evaluation_env_config(self) -> Any:
+        """The backtest's env config: :attr:`env_config` with deterministic episodes over
+        the whole block, the costs unchanged."""
+        ...
+
+    def test_block(self, agent: Any, *, symbols: Sequence[str] | None = None,
+                   test_days: int | None = None, data: str | os.PathLike | None = None
+                   ) -> tuple[Any, dict[str, Any]]:
+        """(the held-out test block of a trained ``agent``, rebuilt with its feature
+        normaliser, and what the report says about it); an EvaluationError on bad input."""
+        ...
+
+    def tables(self, result: Any) -> list[ConsoleTable]:
+        """The console tables of a backtest result of this market."""
+        ...
+
+    def report(self, result: Any, out_dir: str | os.PathLike, *,
+               training_metrics: str | os.PathLike | None = None) -> Any:
+        """Writes the report document of ``result`` (report.md, report.html, report.json,
+        plots and CSVs) into ``out_dir``; returns the files written."""
+        ...
+
+    def live_env_class(self) -> type[LiveEnv]:
+        """The live path's env of this kind (a :class:`fastrl.live.book.LiveEnv`)."""
+        ...
+
+    def walkforward_record(self, bars: Mapping[str, pd.DataFrame], windows: Sequence[Window],
+                           policies: Sequence[dict[str, Any]], *,
+                           agent_for: Callable[[dict[str, Any]], Any],
+                           block_for: Callable[[Window, Any], Any]) -> pd.DataFrame:
+        """The out-of-sample record of every window's frozen policy trading its days in
+        turn, the holding carried across the boundaries, beside buy-and-hold
+        (:func:`fastrl.walkforward.run.trade_record`). ``agent_for(policy)``: a window's
+        agent; ``block_for(window, agent)``: the block it trades."""
         ...
 
 
@@ -305,5 +368,5 @@ class CoreVecEnv(VectorEnv, abc.ABC):
     episode_steps = property(lambda self: self._sim.episode_steps)
 
 
-__all__ = ["SIM_BUFFER_SPECS", "ActionSpec", "CoreVecEnv", "Distribution", "Market",
-           "allocate_buffers"]
+__all__ = ["CONSOLE_METRICS", "SIM_BUFFER_SPECS", "ActionSpec", "ConsoleTable", "CoreVecEnv",
+           "Distribution", "Market", "allocate_buffers"]

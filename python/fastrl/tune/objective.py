@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from fastrl.config import TrainConfig
+from fastrl.markets import market_for
 
 TUNING_SEED_BASE = 0  # the search trains seeds 0 .. K-1
 CONFIRM_SEED_BASE = 1000  # the winner is confirmed on seeds 1000 .. 1000+K-1, never searched
@@ -91,8 +92,6 @@ def fold_config(config: TrainConfig, fold: int) -> TrainConfig:
 
 def build_fold_market(config: TrainConfig, fold: int) -> Any:
     """The train/val splits of fold ``fold`` for the config's data section."""
-    from fastrl.markets import market_for
-
     return market_for(fold_config(config, fold)).load()
 
 

@@ -62,6 +62,7 @@ import numpy as np
 import yaml
 
 from fastrl.config import DEFAULT_VAL_DAYS, TrainConfig, config_to_dict, resolve_defaults
+from fastrl.markets import market_for
 from fastrl.ppo.population import HPARAMS, Population, PopulationError
 from fastrl.tune.objective import CONFIRM_SEED_BASE, OBJECTIVES, laid_out
 
@@ -129,8 +130,6 @@ def build_markets(config: TrainConfig, windows: Windows) -> tuple[Any, Any, Any]
     confirmation market is the replay's own (trained before C). Built confirmation first,
     so a window that leaves too few bars is named by its flag, value and the data's error.
     """
-    from fastrl.markets import market_for
-
     w = windows
 
     def load(days: tuple[int, int], flag: str, normaliser_state: Any = None) -> Any:
@@ -283,11 +282,13 @@ class PBT:
         that market's feature normaliser) and, for a replay, ``confirm_market``.
         ``set_options`` (the ``--set`` KEY=VALUE list) apply to the presets of the replay
         too, as in the tune study; ``log`` receives the replay's progress lines."""
-        if config.portfolio.enabled:
+        config_market = market_for(config)
+        if not config_market.tunable:
             # the engine trains portfolio members; PBT's exploit/explore, winner and
             # records have not been tried on them yet
             raise PopulationError("population-based training runs single-symbol envs "
-                                  "(TradingVecEnv); portfolio.enabled is not supported yet")
+                                  f"(TradingVecEnv); {config_market.selected_by} is not supported "
+                                  "yet")
         self.config = config = resolve_defaults(copy.deepcopy(config))
         freq = config.data.freq
         self.windows = Windows(
@@ -508,7 +509,6 @@ class PBT:
         beside both presets, scored on window C, then the test days once
         (:func:`fastrl.tune.report_study.confirm_and_test`), with the paired differences
         and the verdict."""
-        from fastrl.markets import market_for
         from fastrl.tune.report_study import PRESETS, confirm_and_test, tuning_verdict
 
         if self.confirm_market is None:

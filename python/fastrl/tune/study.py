@@ -44,6 +44,7 @@ import numpy as np
 
 from fastrl.config import ConfigError, TrainConfig
 from fastrl.dburl import redact, with_driver
+from fastrl.markets import market_for
 from fastrl.tune.objective import (
     TUNING_SEED_BASE,
     RunResult,
@@ -377,11 +378,11 @@ def base_config(settings: dict[str, Any]) -> TrainConfig:
     }
     config = build_config(settings["base_preset"], None, overrides,
                           list(settings.get("set_options", [])))
-    if config.portfolio.enabled:
+    market = market_for(config)
+    if not market.tunable:
         # the objective scores the equal-capital single-symbol backtest against buy-and-hold
-        # (fastrl.backtest); a portfolio is backtested by fastrl.backtest_portfolio
-        raise ConfigError("fastrl-tune tunes single-symbol agents: portfolio.enabled is not "
-                          "supported yet (its objective backtests each symbol against "
+        raise ConfigError(f"fastrl-tune tunes single-symbol agents: {market.selected_by} is "
+                          "not supported yet (its objective backtests each symbol against "
                           "buy-and-hold)")
     return config
 
@@ -460,8 +461,6 @@ class TrialRunner:
         if not int(self.settings.get("confirm_days", 0)):
             return self.market(0)
         if "confirm" not in self.markets:
-            from fastrl.markets import market_for
-
             self.markets["confirm"] = market_for(
                 confirmation_config(self.base, self.settings)).load()
         return self.markets["confirm"]

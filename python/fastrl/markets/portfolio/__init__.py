@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from fastrl.backtest_portfolio import evaluate_portfolio
+from fastrl.backtest import EvaluationError
+from fastrl.backtest_portfolio import (
+    PortfolioResult,
+    evaluate_portfolio,
+    evaluation_config,
+    strategy_label,
+)
 from fastrl.data.panel import build_panel, build_panel_from_bars
 from fastrl.env_config import PortfolioConfig
-from fastrl.markets.base import ActionSpec
+from fastrl.markets.base import CONSOLE_METRICS, ActionSpec, ConsoleTable
+from fastrl.markets.portfolio import walkforward as records
 from fastrl.markets.portfolio.env import PortfolioVecEnv, portfolio_obs_dim
+from fastrl.markets.portfolio.live import PortfolioLiveEnv
+from fastrl.metrics import METRIC_LABELS
+from fastrl.report import ReportFiles
+from fastrl.report_portfolio import table_rows, write_portfolio_report
 
 if TYPE_CHECKING:
     from fastrl.config import TrainConfig
+    from fastrl.walkforward.plan import Window
 
 
 def portfolio_env_config(config: TrainConfig) -> PortfolioConfig:
@@ -37,6 +50,10 @@ class PortfolioMarket:
     """Long-only weights over the config's symbols and cash, within ``portfolio.*``'s caps."""
 
     kind: ClassVar[str] = "portfolio"
+    title: ClassVar[str] = "Portfolio backtest"
+    selected_by: ClassVar[str] = "portfolio.enabled=true"
+    tunable: ClassVar[bool] = False  # fastrl-tune and PBT score it
+    joins_late_listings: ClassVar[bool] = False  # a symbol may start after the others
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -88,5 +105,63 @@ class PortfolioMarket:
             out["returns"] = np.asarray(backtest.returns, dtype=np.float64)
         return out
 
+    # -- evaluation, reports and the live path -------------------------------------------
+
+    def describe(self) -> str:
+        return "portfolio of " + ", ".join(self.config.data.symbols)
+
+    def evaluation_env_config(self) -> PortfolioConfig:
+        return evaluation_config(self.env_config)
+
+    def test_block(self, agent: Any, *, symbols: Sequence[str] | None = None,
+                   test_days: int | None = None, data: str | os.PathLike | None = None
+                   ) -> tuple[Any, dict[str, Any]]:
+        """The panel of every trained symbol on the last ``test_days`` (at most the
+        training's) of the training data."""
+        if symbols or data:
+            raise EvaluationError("a portfolio run is evaluated on its own symbols and data; "
+                                  "drop --symbols/--data")
+        data_config = self.config.data
+        days = int(data_config.test_days) if test_days is None else int(test_days)
+        if not 1 <= days <= data_config.test_days:
+            raise EvaluationError(f"test_days must lie in [1, {data_config.test_days}] (the "
+                                  f"days held out in training), got {days}")
+        normaliser = agent.feature_normaliser
+        state = normaliser.state_dict() if hasattr(normaliser, "state_dict") else normaliser
+        try:
+            panel = build_panel(list(data_config.symbols), freq=data_config.freq,
+                                source=data_config.source, test_days=days,
+                                window=self.config.env.window, normaliser_state=state,
+                                repair_ticks=data_config.repair_ticks).test
+        except (ValueError, OSError) as exc:
+            raise EvaluationError(str(exc)) from exc
+        stamps = panel.timestamps
+        first = self.config.env.window - 1
+        info = {"test_days": days, "data": data_config.source,
+                "test_rows": None if stamps is None else [str(stamps[first])[:10],
+                                                          str(stamps[-1])[:10]]}
+        return panel, info
+
+    def tables(self, result: PortfolioResult) -> list[ConsoleTable]:
+        """The portfolio's metrics x strategies, with the Sharpe's error bars."""
+        keep = {METRIC_LABELS[k][0] for k in CONSOLE_METRICS} | {"Orders (legs)"}
+        rows = [row for row in table_rows(result)
+                if row[0] in keep or row[0].startswith(("Sharpe ", "P("))]
+        return [ConsoleTable("portfolio", ["metric", *(strategy_label(s)
+                                                       for s in result.strategies)], rows)]
+
+    def report(self, result: PortfolioResult, out_dir: str | os.PathLike, *,
+               training_metrics: str | os.PathLike | None = None) -> ReportFiles:
+        return write_portfolio_report(result, out_dir, training_metrics=training_metrics)
+
+    def live_env_class(self) -> type[PortfolioLiveEnv]:
+        return PortfolioLiveEnv
+
+    def walkforward_record(self, bars: Mapping[str, pd.DataFrame], windows: Sequence[Window],
+                           policies: Sequence[dict[str, Any]], *,
+                           agent_for: Callable[[dict[str, Any]], Any],
+                           block_for: Callable[[Window, Any], Any]) -> pd.DataFrame:
+        return records.walkforward_record(self.env_config, windows, policies,
+                                          agent_for=agent_for, block_for=block_for)
 
 __all__ = ["PortfolioMarket", "portfolio_env_config"]
