@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastrl.cli.errors import UsageError, cli_errors
 from fastrl.cli.interrupt import Interrupted
+from fastrl.threads import set_torch_threads
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -113,6 +114,7 @@ def _given_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def make_trainer(args: argparse.Namespace, callback: Any) -> Any:
     """The Trainer fastrl-train builds from its parsed ``args`` (new or resumed); benches
     that must train exactly as the command does (bench/calibration.py) call it too."""
+    # lazy: pydantic and torch, which --help must not import
     from fastrl.config import build_config
     from fastrl.ppo.trainer import Trainer, default_run_dir
 
@@ -151,8 +153,6 @@ def _set_process_state(trainer: Any) -> None:
     global seed (for code outside the trainer that samples, such as
     ``Agent.act(deterministic=False)``; the trainer draws from its own generator)."""
     import torch
-
-    from fastrl.threads import set_torch_threads
 
     config = trainer.config
     set_torch_threads(config.torch_threads)  # 0: governed by the free cores

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fastrl.atomic import write_atomic
 from fastrl.live.bars import LiveBars, check_sessions, decision_bars
 from fastrl.live.book import LiveEnv, LiveInputError
 from fastrl.live.decide import live_block
@@ -210,8 +211,6 @@ def _orders(run: LiveRun, env: LiveEnv, closes: np.ndarray, total: float,
 
 def write_signal(signal: Signal, path: str | Path) -> Path:
     """``.json`` (everything) or ``.csv`` (one row per symbol), written atomically."""
-    from fastrl.atomic import write_atomic
-
     path = Path(path)
     if path.suffix.lower() not in (".json", ".csv"):
         raise LiveInputError(f"--out {path}: use a .json or .csv file name")

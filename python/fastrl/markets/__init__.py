@@ -14,6 +14,8 @@ from fastrl.markets.single import SingleMarket
 def market_for(config: TrainConfig) -> Market:
     """The market a validated TrainConfig describes: a portfolio over its symbols when
     ``portfolio.enabled``, else each symbol traded on its own."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"market_for needs a TrainConfig, got {type(config).__name__}")
     if config.portfolio.enabled:
         return PortfolioMarket(config)
     return SingleMarket(config)
