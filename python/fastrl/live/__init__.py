@@ -2,7 +2,9 @@
 
 Start here: :mod:`fastrl.live.decide` is the one live path (bars + book -> decision, and a
 decision -> its fill and mark, through the simulator the backtest steps), which is why a
-paper replay of a window equals the backtest of that window. Around it:
+paper replay of a window equals the backtest of that window; :mod:`fastrl.live.book` holds
+the book, the journal rows and the :class:`~fastrl.live.book.LiveEnv` each market kind
+provides (``market.live_env_class()``). Around it:
 
 - :mod:`fastrl.live.run`: the run folder, checked (checkpoint against ``config.json``) and
   named by its checkpoint's hash;
