@@ -21,7 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fastrl.data.panel import PanelBlock, build_panel  # noqa: E402
-from fastrl.env_portfolio import PortfolioConfig, PortfolioVecEnv  # noqa: E402
+from fastrl.env_config import PortfolioConfig  # noqa: E402
+from fastrl.markets.portfolio.env import PortfolioVecEnv  # noqa: E402
 from fastrl.reference_portfolio import ReferencePortfolioEnv  # noqa: E402
 
 from bench_common import machine_info, median_rate, write_json  # noqa: E402

@@ -19,7 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fastrl.data.block import MarketBlock  # noqa: E402
-from fastrl.env import EnvConfig, TradingVecEnv  # noqa: E402
+from fastrl.env_config import EnvConfig  # noqa: E402
+from fastrl.markets.single.env import TradingVecEnv  # noqa: E402
 from fastrl.reference import ReferenceVecEnv  # noqa: E402
 
 from bench_common import machine_info, median_rate, rss_mib, write_json  # noqa: E402

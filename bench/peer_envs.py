@@ -19,7 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fastrl.data import build_market, load_bars  # noqa: E402
-from fastrl.env import EnvConfig, TradingVecEnv  # noqa: E402
+from fastrl.env_config import EnvConfig  # noqa: E402
+from fastrl.markets.single.env import TradingVecEnv  # noqa: E402
 
 from bench_common import machine_info, median_rate, write_json  # noqa: E402
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from fastrl.config import DataConfig, PortfolioSettings, TrainConfig
 from fastrl.data.loaders import available
-from fastrl.env import EnvConfig
+from fastrl.env_config import EnvConfig
 
 from bench_common import RESULTS, machine_info
 

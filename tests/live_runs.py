@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from fastrl.config import DataConfig, PortfolioSettings, TrainConfig
-from fastrl.env import EnvConfig
+from fastrl.env_config import EnvConfig
 
 # the live path's bars cache: this process's own, never the user's
 os.environ.setdefault("FASTRL_BARS_CACHE", tempfile.mkdtemp(prefix="fastrl-bars-cache-"))
@@ -69,7 +69,7 @@ def backtest(run_dir: Path, liquidate: bool = False):
 
     run = open_run(run_dir)
     data = run.config.data
-    if run.portfolio:
+    if run.market.kind == "portfolio":
         from fastrl.backtest_portfolio import run_agent
         from fastrl.data.panel import build_panel
 
@@ -84,11 +84,10 @@ def backtests(run_dir: Path, liquidate: bool = False) -> list:
     """A single-symbol run's backtests on its test days, one per symbol (its days among the
     last ``test_days`` of the symbols' common calendar, as fastrl-eval runs them)."""
     from fastrl.backtest import run_agent
-    from fastrl.evaluate import build_test_block
     from fastrl.live.run import open_run
 
     run = open_run(run_dir)
-    block = build_test_block(run.agent, None, run.config.data.test_days, None)
+    block, _ = run.market.test_block(run.agent)
     return run_agent(run.agent, block, run.config.env, liquidate=liquidate)
 
 

@@ -216,7 +216,7 @@ def test_test_record_carries_the_reports_error_bars(conv):
     pytest.importorskip("fastrl._core")
     from fastrl import stats
     from fastrl.data.block import MarketBlock
-    from fastrl.env import EnvConfig
+    from fastrl.env_config import EnvConfig
     from fastrl.evaluate import evaluate_agent
 
     rng = np.random.default_rng(5)

@@ -196,12 +196,12 @@ def test_the_oracle_ceiling_is_judged_on_the_planted_runs_own_test_days(calibrat
     """oracle_p_value's bars are the test days fastrl-train --data synthetic backtests on,
     and the verdict finds a strong planted edge and no edge where none is planted."""
     from fastrl.config import build_config
-    from fastrl.data.market import load_market
     from fastrl.data.synthetic import planted_signal
+    from fastrl.markets import market_for
 
     config = build_config("fast", None, {"data.source": "synthetic", "data.synthetic_seed": 3,
                                          "data.synthetic_signal_strength": 0.3}, [])
-    test = load_market(config).test
+    test = market_for(config).load().test
     bars, _ = planted_signal(2, config.data.synthetic_bars, signal_strength=0.3, seed=3)
     for i, frame in enumerate(bars.values()):
         np.testing.assert_array_equal(test.close[test.segment(i)][-config.data.test_days:],

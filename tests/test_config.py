@@ -136,7 +136,7 @@ def test_validation_is_on_by_default_with_a_slice_per_bar_size():
 
 def test_the_training_reward_prices_turnover_in_proportion_to_costs():
     from fastrl.costs import resolve_cost_model
-    from fastrl.env import TURNOVER_COST_MULTIPLE, EnvConfig
+    from fastrl.env_config import TURNOVER_COST_MULTIPLE, EnvConfig
 
     delivery = resolve_cost_model("nse_delivery")
     mean_rate = 0.5 * (delivery.buy_rate + delivery.sell_rate)

@@ -224,7 +224,7 @@ def test_a_bad_tick_appended_to_a_cached_feed_is_refused_as_a_full_parse_refuses
 
 def test_live_bars_with_a_bad_tick_are_refused(tmp_path, monkeypatch):
     from fastrl.live.bars import load_live_bars
-    from fastrl.live.run import LiveInputError
+    from fastrl.live.book import LiveInputError
 
     class Run:  # what load_live_bars reads of a run
         symbols, freq = ("BPCL",), "1d"

@@ -9,7 +9,8 @@ import pytest
 
 from fastrl.costs import CostModel, bps, nse_delivery, nse_intraday
 from fastrl.data.block import MarketBlock
-from fastrl.env import EnvConfig, TradingVecEnv
+from fastrl.env_config import EnvConfig
+from fastrl.markets.single.env import TradingVecEnv
 
 from sim_markets import constant_market, random_market
 

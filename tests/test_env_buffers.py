@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastrl.env import EnvConfig, TradingVecEnv
+from fastrl.env_config import EnvConfig
+from fastrl.markets.single.env import TradingVecEnv
 
 from sim_markets import random_market
 

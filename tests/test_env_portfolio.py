@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from fastrl import costs as cost_rates
 from fastrl.data.panel import PanelBlock
-from fastrl.env_portfolio import PortfolioConfig, PortfolioVecEnv
+from fastrl.env_config import PortfolioConfig
+from fastrl.markets.portfolio.env import PortfolioVecEnv
 from fastrl.reference_portfolio import STATE_NAMES, ReferencePortfolioEnv
 
 

@@ -7,7 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from fastrl.env import STATE_KEYS, EnvConfig, TradingVecEnv
+from fastrl.env_config import EnvConfig
+from fastrl.markets.single.env import STATE_KEYS, TradingVecEnv
 from fastrl.reference import ReferenceVecEnv
 
 from sim_markets import random_market

@@ -12,7 +12,7 @@ pytest.importorskip("fastrl._core")
 
 from fastrl.costs import bps  # noqa: E402
 from fastrl.data.block import MarketBlock  # noqa: E402
-from fastrl.env import EnvConfig  # noqa: E402
+from fastrl.env_config import EnvConfig  # noqa: E402
 from fastrl.evaluate import (  # noqa: E402
     COMBINED,
     EvaluationError,
@@ -157,7 +157,7 @@ def test_agent_costs_and_trades_match_the_simulator():
     # delivery need a stock-lending rate; its nightly fee is one more simulator cost)
     config = EnvConfig(window=WINDOW, cost="nse_delivery", short_borrow_rate=0.05)
     result = evaluate_agent(lambda obs: (np.sign(obs[:, 1]) + 1).astype(np.int64), market, config)
-    from fastrl.env import TradingVecEnv
+    from fastrl.markets.single.env import TradingVecEnv
 
     env = TradingVecEnv(market, market.num_segments, evaluation_config(config))
     obs, _ = env.reset(seed=0)
@@ -297,12 +297,13 @@ def _bundled_tail(folder, rows: int, drop: tuple[str, ...] = ()):
 
 def test_evaluate_run_on_held_out_days_and_the_report_the_cli_writes(trained_run):
     from fastrl.cli.evaluate import write_run_report
-    from fastrl.evaluate import evaluate_run
+    from fastrl.evaluate import evaluate_run, load_run
 
-    result = evaluate_run(trained_run)
+    run = load_run(trained_run)
+    result = evaluate_run(run)
     assert result.info["checkpoint"].endswith(("best.pt", "final.pt"))
     assert not (trained_run / "report.md").exists()  # evaluation writes nothing
-    assert write_run_report(result) == trained_run
+    assert write_run_report(run.market, result) == trained_run
     for name in ("report.md", "report.html", "report.json", "equity.png", "training.png",
                  "test_returns.csv", "test_trades.csv"):
         assert (trained_run / name).is_file(), name
@@ -398,8 +399,8 @@ def test_fastrl_eval_command(trained_run, tmp_path, capsys):
 
 def test_evaluate_run_on_a_synthetic_market_run(tmp_path):
     from fastrl.config import DataConfig, TrainConfig
-    from fastrl.data.market import load_market
     from fastrl.evaluate import evaluate_run
+    from fastrl.markets import market_for
     from fastrl.ppo.trainer import train
 
     config = TrainConfig(
@@ -417,7 +418,7 @@ def test_evaluate_run_on_a_synthetic_market_run(tmp_path):
     )
     train(config, run_dir=tmp_path)
     result = evaluate_run(tmp_path)
-    test = load_market(config).test
+    test = market_for(config).load().test
     assert result.symbols == list(test.symbols)
     for s, symbol in enumerate(test.symbols):
         assert result.get(symbol, "agent").bars[-1] == test.offsets[s + 1] - 1

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("fastrl._core")
 
 from fastrl.backtest import baseline_backtest, evaluation_config, run_agent  # noqa: E402
-from fastrl.config import ConfigError, build_config, portfolio_env_config  # noqa: E402
+from fastrl.config import ConfigError, build_config  # noqa: E402
 from fastrl.costs import (  # noqa: E402
     EXECUTION_DEFAULTS,
     CostModel,
@@ -22,8 +22,12 @@ from fastrl.costs import (  # noqa: E402
     resolve_cost_model,
 )
 from fastrl.data.block import MarketBlock  # noqa: E402
-from fastrl.env import EnvConfig, TradingVecEnv  # noqa: E402
-from fastrl.env_portfolio import PortfolioConfig  # noqa: E402
+from fastrl.env_config import (
+    EnvConfig,  # noqa: E402
+    PortfolioConfig,  # noqa: E402
+)
+from fastrl.markets.portfolio import portfolio_env_config  # noqa: E402
+from fastrl.markets.single.env import TradingVecEnv  # noqa: E402
 
 WINDOW = 3
 NO_EXECUTION = {"half_spread_bps": 0.0, "slippage_bps": 0.0}

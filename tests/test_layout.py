@@ -22,7 +22,7 @@ def test_no_private_name_is_imported_across_modules():
 
 
 def test_market_loading_does_not_import_torch():
-    code = ("import sys, fastrl.data.market, fastrl.config; "
+    code = ("import sys, fastrl.markets, fastrl.config; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -8,8 +8,8 @@ import pytest
 
 from fastrl.data.loaders import load_bars_report
 from fastrl.live.bars import LiveBars, decision_bars
+from fastrl.live.book import LiveInputError
 from fastrl.live.clock import clock, expected, last_session
-from fastrl.live.run import LiveInputError
 
 
 def at(text: str) -> pd.Timestamp:

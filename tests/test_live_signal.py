@@ -78,7 +78,7 @@ def test_shares_and_costs_under_the_run_rules(runs, tmp_path, capsys):
     assert 0.0 <= line["target"] <= 1.0  # delivery: long/flat
     assert line["target_shares"] == int(line["target_shares"])  # whole shares
     assert line["order_shares"] == line["target_shares"] - 500
-    from fastrl.env import EnvConfig
+    from fastrl.env_config import EnvConfig
 
     cost = EnvConfig(cost="nse_delivery").cost_model()  # the charges, half-spread, slippage
     expected = (cost.order_cost(line["order_shares"] > 0,
@@ -184,9 +184,9 @@ def test_a_held_position_on_the_target_level_still_trades_to_the_target(
         runs, tmp_path, capsys, monkeypatch, level, held_exposure):
     """886 shares at about 30% exposure map to the level 0 the agent observes; a target of 0
     sells all 886 (and at about 70%, a target of 1 buys the rest), never "order 0"."""
-    from fastrl.live.decide import LiveEnv
+    from fastrl.markets.single.live import SingleLiveEnv
 
-    monkeypatch.setattr(LiveEnv, "decide", lambda self: [level])  # the policy's level index
+    monkeypatch.setattr(SingleLiveEnv, "decide", lambda self: [level])  # the policy's level index
     held = 886
     first = signal(runs["discrete"], tmp_path, capsys, "--asof", BUNDLED_LAST)
     price = first["lines"][0]["close"]
@@ -246,13 +246,13 @@ def test_a_portfolio_target_of_0_keeps_a_holding_under_the_trade_band(runs, tmp_
     import dataclasses
 
     from fastrl.cli.signal import build_parser
-    from fastrl.live.decide import LiveEnv
     from fastrl.live.run import LiveRun
+    from fastrl.markets.portfolio.live import PortfolioLiveEnv
 
     config = LiveRun.env_config
     monkeypatch.setattr(LiveRun, "env_config",
                         lambda self: dataclasses.replace(config(self), trade_band=0.05))
-    monkeypatch.setattr(LiveEnv, "targets", lambda self, actions: [0.0] * len(actions))
+    monkeypatch.setattr(PortfolioLiveEnv, "targets", lambda self, actions: [0.0] * len(actions))
     positions = tmp_path / "positions.csv"
     positions.write_text("symbol,shares\nBPCL,10\nINFY,1000\n")
     result = signal(runs["portfolio"], tmp_path, capsys, "--positions", str(positions),

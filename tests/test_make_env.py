@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastrl
-from fastrl.env import EnvConfig
+from fastrl.env_config import EnvConfig
 
 
 def test_make_env_on_bundled_daily_bars_steps_and_splits():

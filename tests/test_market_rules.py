@@ -7,11 +7,11 @@ import pytest
 
 from fastrl.costs import bps, nse_delivery, nse_intraday
 from fastrl.data.block import MarketBlock
-from fastrl.env import (
+from fastrl.env_config import EnvConfig
+from fastrl.markets.single.env import (
     NO_ENTRY_AT_OPEN,
     SESSION_END,
     SQUARE_OFF,
-    EnvConfig,
     TradingVecEnv,
     session_flags,
 )

@@ -144,7 +144,7 @@ def test_bad_checkpoints_give_clear_errors(market, tmp_path):
 def test_continuous_bounds_that_float32_cannot_hold_are_respected(market, tmp_path):
     # 0.3 and -0.1 are not float32 numbers: clipping must happen in float64, or the env
     # refuses actions like 0.30000001 on the first step that samples past the bound.
-    from fastrl.env import TradingVecEnv
+    from fastrl.markets.single.env import TradingVecEnv
 
     sent: list[np.ndarray] = []
 

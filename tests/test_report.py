@@ -18,7 +18,7 @@ pytest.importorskip("fastrl._core")
 from fastrl import stats  # noqa: E402
 from fastrl.backtest import BOOTSTRAP_SEED, COMBINED  # noqa: E402
 from fastrl.data.block import MarketBlock  # noqa: E402
-from fastrl.env import EnvConfig  # noqa: E402
+from fastrl.env_config import EnvConfig  # noqa: E402
 from fastrl.evaluate import evaluate_agent  # noqa: E402
 from fastrl.metrics import sharpe_ratio  # noqa: E402
 from fastrl.reports.format import (  # noqa: E402
@@ -249,11 +249,12 @@ def test_csv_has_a_row_per_step_and_reproduces_the_sharpe(evaluated, tmp_path):
 def test_cli_table_shows_error_bars_and_the_verdict(evaluated):
     from rich.console import Console
 
-    from fastrl.cli.evaluate import metrics_tables, print_verdict
+    from fastrl.cli.evaluate import show
+    from fastrl.config import TrainConfig
+    from fastrl.markets import SingleMarket
 
     console = Console(file=io.StringIO(), width=250)
-    console.print(metrics_tables(evaluated))
-    print_verdict(evaluated, console)
+    show(SingleMarket(TrainConfig()), evaluated, console)
     printed = console.file.getvalue()
     combined = evaluated.uncertainty(COMBINED)
     agent = combined.sharpe["agent"]

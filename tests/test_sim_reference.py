@@ -7,7 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastrl.env import EnvConfig, TradingVecEnv
+from fastrl.env_config import EnvConfig
+from fastrl.markets.single.env import TradingVecEnv
 from fastrl.reference import ReferenceVecEnv
 
 from sim_markets import intraday_market, random_market

@@ -20,7 +20,7 @@ from fastrl.backtest_portfolio import (
 )
 from fastrl.config import ConfigError, build_config
 from fastrl.data.panel import PanelBlock, build_panel
-from fastrl.env_portfolio import PortfolioConfig
+from fastrl.env_config import PortfolioConfig
 from fastrl.ppo.network import ActorCritic, sample
 from fastrl.ppo.simplex import simplex_weights
 
@@ -68,7 +68,7 @@ def test_sampled_weights_are_valid_env_actions(max_weight, max_gross):
     if max_weight == 1.0 and max_gross == 1.0:  # no caps: symbols + cash = softmax
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         np.testing.assert_allclose(weights, (shifted / shifted.sum(1, keepdims=True))[:, :3])
-    from fastrl.env_portfolio import PortfolioVecEnv
+    from fastrl.markets.portfolio.env import PortfolioVecEnv
 
     panel = build_panel(SYMBOLS, test_days=30, window=4).test
     env = PortfolioVecEnv(panel, 64, PortfolioConfig(window=4, max_weight=max_weight,
@@ -204,14 +204,17 @@ def test_tiny_portfolio_run_via_the_cli_writes_checkpoints_report_and_weights_pl
     assert image.std() > 10  # not blank
     csv_header = (run / "test_returns.csv").read_text().splitlines()[0]
     assert "w_BPCL" in csv_header and "w_cash" in csv_header
-    # fastrl-eval recognises the portfolio run; the single-symbol path refuses it by name
+    # fastrl-eval recognises the portfolio run: evaluate_run backtests it as a portfolio, on
+    # its own symbols and data only
+    from fastrl.backtest_portfolio import PortfolioResult
     from fastrl.cli.evaluate import main as evaluate_main
     from fastrl.evaluate import EvaluationError, evaluate_run
 
     assert evaluate_main([str(run), "--test-days", "20", "--no-report"]) == 0
     assert "equal-weight buy-and-hold on" in capsys.readouterr().out
-    with pytest.raises(EvaluationError, match="portfolio run"):
-        evaluate_run(run)
+    assert isinstance(evaluate_run(run, test_days=20), PortfolioResult)
+    with pytest.raises(EvaluationError, match="portfolio run is evaluated on its own"):
+        evaluate_run(run, symbols=["BPCL"])
     assert main(["--resume", str(run), "--portfolio"]) == 2
     assert "drop --portfolio" in capsys.readouterr().err
 

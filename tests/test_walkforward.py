@@ -126,7 +126,7 @@ def test_carried_windows_equal_one_continuous_backtest(bars, config):
 
 
 def test_no_window_sees_a_bar_at_or_after_its_first_traded_day(bars, config, monkeypatch):
-    from fastrl.env import TradingVecEnv
+    from fastrl.markets.single.env import TradingVecEnv
 
     seen: list[tuple[int, pd.Timestamp]] = []
     current = {"window": -1}
@@ -450,7 +450,7 @@ def test_portfolio_windows_carry_and_equal_one_continuous_backtest(config):
     """The portfolio protocol: the same carried-holding identity, then a tiny run."""
     from fastrl.backtest_portfolio import evaluation_config as portfolio_evaluation
     from fastrl.backtest_portfolio import run_agent as run_portfolio
-    from fastrl.config import portfolio_env_config
+    from fastrl.markets.portfolio import portfolio_env_config
 
     symbols = ["BPCL", "INFY", "TCS"]
     bars = dict(load_bars_report(symbols, "1d", "bundled").bars)

@@ -1,7 +1,7 @@
 """fastrl: fast reinforcement-learning trading agents.
 
 A C++ multithreaded batched market simulator (``fastrl._core``) behind a gymnasium
-VectorEnv (:class:`fastrl.env.TradingVecEnv`), a PyTorch PPO trainer and honest
+VectorEnv (:class:`fastrl.markets.single.env.TradingVecEnv`), a PyTorch PPO trainer and honest
 backtests. Heavy submodules load lazily so ``import fastrl.data`` stays cheap.
 """
 
@@ -13,10 +13,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "TradingVecEnv": "fastrl.env",
-    "EnvConfig": "fastrl.env",
-    "make_env": "fastrl.env",
-    "make_portfolio_env": "fastrl.env_portfolio",
+    "TradingVecEnv": "fastrl.markets.single.env",
+    "EnvConfig": "fastrl.env_config",
+    "make_env": "fastrl.markets.single.env",
+    "make_portfolio_env": "fastrl.markets.portfolio.env",
     "MarketBlock": "fastrl.data.block",
 }
 

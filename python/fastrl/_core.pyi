@@ -1,4 +1,5 @@
-"""Type stubs for the compiled simulator (cpp/bindings/core.cpp). Use fastrl.env instead."""
+"""Type stubs for the compiled simulator (cpp/bindings/core.cpp). Use the envs instead
+(fastrl.markets.single.env, fastrl.markets.portfolio.env)."""
 
 import numpy as np
 import numpy.typing as npt
@@ -75,7 +76,7 @@ class Simulator(_SimulatorBase):
         num_threads: int,
         seed: int,
         buffers: dict[str, np.ndarray],
-        session_flags: npt.NDArray[np.uint8] | None = None,  # fastrl.env.session_flags
+        session_flags: npt.NDArray[np.uint8] | None = None,  # single.env.session_flags
     ) -> None: ...
     def step(self, actions: np.ndarray) -> None: ...
     position: npt.NDArray[np.float64]
@@ -86,7 +87,8 @@ class Simulator(_SimulatorBase):
     dsr_b: npt.NDArray[np.float64]
     rng_state: npt.NDArray[np.uint64]
 
-# Multi-asset portfolio simulator (cpp/bindings/core_portfolio.cpp). Use fastrl.env_portfolio.
+# Multi-asset portfolio simulator (cpp/bindings/core_portfolio.cpp). Use the env
+# (fastrl.markets.portfolio.env).
 
 class PortfolioSimConfig(EpisodeConfig):
     long_only: bool

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from fastrl import stats
-    from fastrl.env import EnvConfig
+    from fastrl.env_config import EnvConfig
 
 STRATEGIES = ("agent", "buy_and_hold", "flat")
 STRATEGY_LABELS = {"agent": "agent", "buy_and_hold": "buy & hold", "flat": "flat"}
@@ -495,7 +495,7 @@ def run_agent(policy: Any, market: MarketBlock, env_config: EnvConfig, *,
     observations to C * S actions, and the backtests come back in that order. Each copy's
     backtests are the ones it would get alone: the rows do not interact.
     """
-    from fastrl.env import TradingVecEnv
+    from fastrl.markets.single.env import TradingVecEnv
 
     policy_fn = as_policy_fn(policy)
     config = evaluation_config(env_config)

@@ -38,7 +38,7 @@ import numpy as np
 
 from fastrl.backtest import BOOTSTRAP_SEED, EquityPath, EvaluationError, as_policy_fn
 from fastrl.data.panel import PanelBlock
-from fastrl.env_portfolio import PortfolioConfig
+from fastrl.env_config import PortfolioConfig
 from fastrl.metrics import PerformanceMetrics, compute_metrics
 
 if TYPE_CHECKING:
@@ -305,7 +305,7 @@ def run_agent(policy: Any, panel: PanelBlock, config: PortfolioConfig, *,
     EvaluationError if the policy's weights are malformed or the replayed equity differs
     from the env's (which would mean the baselines are not comparable).
     """
-    from fastrl.env_portfolio import PortfolioVecEnv
+    from fastrl.markets.portfolio.env import PortfolioVecEnv
 
     policy_fn = as_policy_fn(policy, "weights")
     config = evaluation_config(config)

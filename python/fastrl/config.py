@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    AfterValidator,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -35,113 +34,42 @@ from pydantic import (
     ValidationError,
 )
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticCustomError
 
-if TYPE_CHECKING:
-    from fastrl.env import EnvConfig
+from fastrl.config_types import (
+    SECTION_RULES,
+    Count,
+    Flag,
+    Fraction,
+    Int,
+    MaybeFlag,
+    MaybePositive,
+    NonNegative,
+    Points,
+    Positive,
+    Preset,
+    Rule,
+    Steps,
+    integer_text,
+    listify,
+    none_word,
+    schedule_points,
+)
+from fastrl.env_config import EnvConfig
 
 
 class ConfigError(ValueError):
     """A config value, key, preset or file is invalid; the message names it."""
 
 
-def _env_config_class() -> type:
-    # Imported lazily: fastrl.env loads the compiled simulator, which config users
-    # (``--help``, config validation) should not need.
-    from fastrl.env import EnvConfig
-
-    return EnvConfig
-
-
 def _default_env_config() -> EnvConfig:
-    # the training reward prices turnover in proportion to the cost model (env.py's
+    # the training reward prices turnover in proportion to the cost model (env_config's
     # TURNOVER_COST_MULTIPLE, chosen on validation); the env alone keeps 0
-    return _env_config_class()(turnover_penalty=None)
-
-
-# ------------------------------------------------------------------ field types (pydantic)
-
-# Every section validates with these settings: no inf/nan in a float, unknown keys refused,
-# and a config instance re-checked field by field when validate_config is handed one.
-SECTION_RULES = ConfigDict(allow_inf_nan=False, extra="forbid", revalidate_instances="always")
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A field's requirement in words, where its constraints alone would say it badly."""
-
-    text: str
-
-
-def _none_word(value: Any) -> Any:
-    """``--set target_kl=none``: the words none/null mean None for a field that allows it."""
-    if isinstance(value, str) and value.strip().lower() in ("none", "null"):
-        return None
-    return value
-
-
-def _integer_text(value: Any) -> Any:
-    """``"1e6"`` and ``"200_000"`` are integers too (YAML reads them as strings)."""
-    if isinstance(value, str):
-        text = value.strip().replace("_", "")
-        try:
-            return float(text) if any(c in text for c in ".eE") else int(text)
-        except ValueError:
-            return value
-    return value
-
-
-def _listify(value: Any) -> Any:
-    """A list from a ``--set`` string or a scalar: ``"A,B"`` -> ["A", "B"], ``64`` -> [64]."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                return yaml.safe_load(text)
-            except yaml.YAMLError:
-                return value
-        return [part.strip() for part in text.split(",")]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return [value]
-    return value
-
-
-def _schedule_points(positive: bool) -> AfterValidator:
-    """A piecewise schedule: [step, value] pairs, steps from 0 strictly increasing."""
-
-    def check(points: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
-        if not points:
-            return points
-        steps = [step for step, _ in points]
-        if steps[0] != 0:
-            raise PydanticCustomError("config_rule", "must start at step 0")
-        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
-            raise PydanticCustomError("config_rule", "must have strictly increasing steps")
-        if not all(value > 0 if positive else value >= 0 for _, value in points):
-            raise PydanticCustomError(
-                "config_rule", "values must be finite and " + ("> 0" if positive else ">= 0"))
-        return points
-
-    return AfterValidator(check)
-
-
-Int = Annotated[int, BeforeValidator(_integer_text)]
-Count = Annotated[Int, Field(ge=1)]
-Steps = Annotated[Int, Field(ge=0)]
-NonNegative = Annotated[float, Field(ge=0)]
-Positive = Annotated[float, Field(gt=0)]
-Fraction = Annotated[float, Field(gt=0, le=1)]
-Flag = bool
-MaybeFlag = Annotated[bool | None, BeforeValidator(_none_word)]
-MaybePositive = Annotated[Positive | None, BeforeValidator(_none_word)]
-Points = Annotated[tuple[tuple[float, float], ...], BeforeValidator(_listify),
-                   Rule("must be a list of [step, value] pairs")]
-Preset = Literal["fast", "baseline"]
+    return EnvConfig(turnover_penalty=None)
 
 
 def _check_env(env: Any) -> Any:
     """The ``env`` section: the trainer's own limits on it, then the env's validate()."""
-    if not isinstance(env, _env_config_class()):
+    if not isinstance(env, EnvConfig):
         raise ConfigError(f"config key 'env' needs an EnvConfig, got {env!r}")
     for name in ENV_FIELD_TYPES:
         _coerce(f"env.{name}", _field("env", name), getattr(env, name))
@@ -163,8 +91,8 @@ ENV_FIELD_TYPES: dict[str, Any] = {
     "episode_length": Steps,
     "action": Literal["discrete", "continuous"],
     # per side, bps of notional; None: the cost preset's default (fastrl.costs)
-    "half_spread_bps": Annotated[NonNegative | None, BeforeValidator(_none_word)],
-    "slippage_bps": Annotated[NonNegative | None, BeforeValidator(_none_word)],
+    "half_spread_bps": Annotated[NonNegative | None, BeforeValidator(none_word)],
+    "slippage_bps": Annotated[NonNegative | None, BeforeValidator(none_word)],
 }
 
 
@@ -181,7 +109,7 @@ def resolve_defaults(config: TrainConfig) -> TrainConfig:
     return config
 
 
-Symbols = Annotated[tuple[str, ...], BeforeValidator(_listify), Field(min_length=1),
+Symbols = Annotated[tuple[str, ...], BeforeValidator(listify), Field(min_length=1),
                     Rule("must name at least one symbol")]
 
 
@@ -196,7 +124,7 @@ class DataConfig:
     test_days: Annotated[Int, Field(ge=1), Rule(
         "must be >= 1: fastrl always holds out test days for an honest backtest")] = 30
     """Last trading days of each symbol held out for the final backtest."""
-    val_days: Annotated[Steps | None, BeforeValidator(_none_word)] = None
+    val_days: Annotated[Steps | None, BeforeValidator(none_word)] = None
     """Trading days before the test slice for validation, early stopping and the choice of the
     best checkpoint. None: DEFAULT_VAL_DAYS for the bar size (120 days of daily bars, 20
     sessions of 5-minute bars); 0 turns validation off."""
@@ -205,7 +133,7 @@ class DataConfig:
     synthetic_bars: Count = 3000  # bars per symbol when source == "synthetic"
     synthetic_signal_strength: Annotated[float, Field(ge=0, lt=1)] = 0.1
     """corr(signal_t, return_t+1) of the planted market."""
-    synthetic_seed: Annotated[Int | None, BeforeValidator(_none_word)] = None
+    synthetic_seed: Annotated[Int | None, BeforeValidator(none_word)] = None
     """Seed of the synthetic bars; None: the run's seed."""
     repair_ticks: Flag = False
     """False: refuse bars with an isolated bad tick (an open, high or low far outside the
@@ -222,8 +150,8 @@ class PortfolioSettings:
     on the simplex over the symbols and cash (:mod:`fastrl.ppo.simplex`). The settings the
     two envs share (window, episode_length, execution, cost, reward and its penalties,
     initial_cash, equity_floor, random_start) are read from ``env.*``; the keys below are
-    the portfolio's own (see :class:`fastrl.env_portfolio.PortfolioConfig`, which
-    :func:`portfolio_env_config` builds from both).
+    the portfolio's own (see :class:`fastrl.env_config.PortfolioConfig`, which
+    :func:`fastrl.markets.portfolio.portfolio_env_config` builds from both).
     """
 
     __pydantic_config__ = SECTION_RULES
@@ -236,6 +164,19 @@ class PortfolioSettings:
     integer_shares: Flag = False  # round every order toward zero to whole shares
     trade_band: Annotated[float, Field(ge=0, lt=1)] = 0.0
     """Skip legs smaller than this fraction of equity."""
+
+    def check_data(self, d: DataConfig) -> None:
+        """The data a portfolio needs, when on: two or more distinct real symbols."""
+        if not self.enabled:
+            return
+        _check(len(d.symbols) >= 2, "data.symbols",
+               "must name at least two symbols for a portfolio (one symbol: drop --portfolio "
+               "and trade it with env.action=continuous)", d.symbols)
+        _check(len(set(d.symbols)) == len(d.symbols), "data.symbols",
+               "must not repeat a symbol in a portfolio", d.symbols)
+        _check(d.source != "synthetic", "data.source",
+               "cannot be synthetic for a portfolio (the planted-signal market is single-symbol)",
+               d.source)
 
 
 @dataclass
@@ -271,7 +212,7 @@ class TrainConfig:
     adam_eps: Positive = 1e-5
 
     # Network
-    hidden_sizes: Annotated[tuple[Count, ...], BeforeValidator(_listify), Field(min_length=1),
+    hidden_sizes: Annotated[tuple[Count, ...], BeforeValidator(listify), Field(min_length=1),
                             Rule("must be a non-empty list of positive integers")] = (
         2048, 1024, 512, 256)
     shared_trunk: Flag = False  # one trunk for actor and critic (half the compute)
@@ -300,9 +241,9 @@ class TrainConfig:
     # learned): the value of the last point at or before the step. lr_points is used when
     # lr_schedule is "piecewise"; non-empty ent_coef_points / clip_range_points replace the
     # linear decays above.
-    lr_points: Annotated[Points, _schedule_points(positive=True)] = ()
-    ent_coef_points: Annotated[Points, _schedule_points(positive=False)] = ()
-    clip_range_points: Annotated[Points, _schedule_points(positive=True)] = ()
+    lr_points: Annotated[Points, schedule_points(positive=True)] = ()
+    ent_coef_points: Annotated[Points, schedule_points(positive=False)] = ()
+    clip_range_points: Annotated[Points, schedule_points(positive=True)] = ()
 
     # Validation and early stopping (only when data.val_days > 0)
     val_every: Count = 1  # updates between validation backtests
@@ -351,23 +292,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def portfolio_env_config(config: TrainConfig) -> Any:
-    """The :class:`~fastrl.env_portfolio.PortfolioConfig` of a ``portfolio.enabled`` run:
-    the settings both envs share from ``env.*``, the caps from ``portfolio.*``."""
-    from fastrl.env_portfolio import PortfolioConfig
-
-    e, p = config.env, config.portfolio
-    return PortfolioConfig(
-        window=e.window, episode_length=e.episode_length, execution=e.execution,
-        long_only=True, max_gross=p.max_gross, max_weight=p.max_weight,
-        integer_shares=p.integer_shares, trade_band=p.trade_band, cost=e.cost,
-        half_spread_bps=e.half_spread_bps, slippage_bps=e.slippage_bps,
-        reward=e.reward, dsr_eta=e.dsr_eta, drawdown_penalty=e.drawdown_penalty,
-        turnover_penalty=e.turnover_penalty, initial_cash=e.initial_cash,
-        equity_floor=e.equity_floor, random_start=e.random_start,
-    )
-
-
 if set(PRESETS) != set(typing.get_args(Preset)):
     raise RuntimeError("config.Preset must list exactly the names in PRESETS")
 
@@ -391,7 +315,7 @@ _TYPE_WORDS = {"int_parsing": "needs an integer", "int_from_float": "needs an in
 
 def _section_class(section: str | None) -> type:
     if section == "env":
-        return _env_config_class()
+        return EnvConfig
     return {"data": DataConfig, "portfolio": PortfolioSettings, None: TrainConfig}[section]
 
 
@@ -411,7 +335,7 @@ def _env_hint(name: str) -> Any:
     EnvConfig.validate unchanged)."""
     if name in ENV_FIELD_TYPES:
         return ENV_FIELD_TYPES[name]
-    hint = _hints(_env_config_class())[name]
+    hint = _hints(EnvConfig)[name]
     args = _union_args(hint)
     scalars = (int, float, str, bool, type(None))
     tuples = [a for a in args if typing.get_origin(a) is tuple]
@@ -420,11 +344,11 @@ def _env_hint(name: str) -> Any:
         return Any
     extras: list[Any] = []
     if type(None) in args:
-        extras.append(BeforeValidator(_none_word))
+        extras.append(BeforeValidator(none_word))
     if tuples:
-        extras.append(BeforeValidator(_listify))
+        extras.append(BeforeValidator(listify))
     if int in args and float not in args:
-        extras.append(BeforeValidator(_integer_text))
+        extras.append(BeforeValidator(integer_text))
     return Annotated[(hint, *extras)] if extras else hint
 
 
@@ -668,16 +592,7 @@ def validate_config(config: TrainConfig) -> None:
     _check(c.lr_min <= c.learning_rate, "lr_min", "must lie in [0, learning_rate]", c.lr_min)
     _check(c.lr_schedule != "piecewise" or bool(c.lr_points), "lr_points",
            "must list [step, value] points when lr_schedule is piecewise", c.lr_points)
-    d = c.data
-    if c.portfolio.enabled:
-        _check(len(d.symbols) >= 2, "data.symbols",
-               "must name at least two symbols for a portfolio (one symbol: drop --portfolio "
-               "and trade it with env.action=continuous)", d.symbols)
-        _check(len(set(d.symbols)) == len(d.symbols), "data.symbols",
-               "must not repeat a symbol in a portfolio", d.symbols)
-        _check(d.source != "synthetic", "data.source",
-               "cannot be synthetic for a portfolio (the planted-signal market is single-symbol)",
-               d.source)
+    c.portfolio.check_data(c.data)
     e = c.env
     if e.action == "discrete":
         _check(len(e.position_levels) >= 2, "env.position_levels",

@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 
 from fastrl.data.block import MarketBlock
-from fastrl.env import (
+from fastrl.env_config import EnvConfig
+from fastrl.markets.single.env import (
     AGENT_STATE_DIMS,
     NO_ENTRY_AT_OPEN,
     SESSION_END,
     SQUARE_OFF,
     STATE_KEYS,
-    EnvConfig,
     session_flags,
 )
 from fastrl.rng import env_stream_seeds, next_below

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from fastrl.data.panel import PanelBlock
-from fastrl.env_portfolio import PortfolioConfig, portfolio_obs_dim
+from fastrl.env_config import PortfolioConfig
+from fastrl.markets.portfolio.env import portfolio_obs_dim
 from fastrl.reference import ReferenceEpisodes
 from fastrl.rng import env_stream_seeds
 

@@ -39,7 +39,8 @@ def run(argv: list[str] | None, console: Console) -> int:
     if args.seconds <= 0:
         raise UsageError(f"--seconds must be > 0, got {args.seconds}")
     from fastrl.data import build_market
-    from fastrl.env import EnvConfig, TradingVecEnv
+    from fastrl.env_config import EnvConfig
+    from fastrl.markets.single.env import TradingVecEnv
     from fastrl.reference import ReferenceVecEnv
     from fastrl.timing import median_rate
 

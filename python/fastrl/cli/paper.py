@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
+    # lazy: the live path loads pandas and the simulator, which --help must not
     from fastrl.live.bars import load_live_bars
     from fastrl.live.journal import Journal
     from fastrl.live.paper import paper_trade
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 def verify(target: str) -> int:
     """--verify: 0 when the chain holds, 2 naming the first broken row, 1 when the journal
     predates the chain."""
-    from fastrl.live.journal import Journal
+    from fastrl.live.journal import Journal  # lazy: the live path (pandas, the simulator)
 
     journal = Journal.open(target)
     try:

@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)  # one small forward pass: threads cost more than they save
+    # lazy: the live path loads pandas and the simulator, which --help must not
     from fastrl.live.bars import load_live_bars
     from fastrl.live.run import open_run
     from fastrl.live.signal import make_signal, read_positions, write_signal

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastrl.cli.errors import UsageError, cli_errors
 from fastrl.cli.interrupt import Interrupted
+from fastrl.threads import set_torch_threads
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--symbols", nargs="+", metavar="SYMBOL", help="symbols to trade")
     data.add_argument("--portfolio", action="store_true",
                       help="one policy allocates weights over all --symbols and cash "
-                      "(portfolio.enabled=true; caps: --set portfolio.max_weight=0.4)")
+                      "(the config's portfolio section on; caps: --set portfolio.max_weight=0.4)")
     data.add_argument("--freq", choices=("1d", "5min"), help="bar size (default 1d)")
     data.add_argument("--test-days", type=int, metavar="N",
                       help="last trading days held out for the backtest (default 30)")
@@ -101,7 +102,10 @@ def _given_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_amp:
         overrides["amp"] = False
     if args.portfolio:
-        overrides["portfolio.enabled"] = True
+        # lazy: the markets load pandas and the simulator, which --help must not
+        from fastrl.markets import kind_overrides
+
+        overrides.update(kind_overrides("portfolio"))
     if args.repair_ticks:
         overrides["data.repair_ticks"] = True
     return overrides
@@ -110,6 +114,7 @@ def _given_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def make_trainer(args: argparse.Namespace, callback: Any) -> Any:
     """The Trainer fastrl-train builds from its parsed ``args`` (new or resumed); benches
     that must train exactly as the command does (bench/calibration.py) call it too."""
+    # lazy: pydantic and torch, which --help must not import
     from fastrl.config import build_config
     from fastrl.ppo.trainer import Trainer, default_run_dir
 
@@ -148,8 +153,6 @@ def _set_process_state(trainer: Any) -> None:
     global seed (for code outside the trainer that samples, such as
     ``Agent.act(deterministic=False)``; the trainer draws from its own generator)."""
     import torch
-
-    from fastrl.threads import set_torch_threads
 
     config = trainer.config
     set_torch_threads(config.torch_threads)  # 0: governed by the free cores
@@ -337,8 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     trainer = make_trainer(args, view)
     console = view.console
     config = trainer.config
-    kind = "portfolio of " if config.portfolio.enabled else ""
-    console.print(f"[bold]{PROG}[/]: {kind}{', '.join(config.data.symbols)} ({config.data.freq}; "
+    # lazy: the markets load pandas and the simulator, which --help must not
+    from fastrl.markets import market_for
+
+    market = market_for(config)
+    console.print(f"[bold]{PROG}[/]: {market.describe()} ({config.data.freq}; "
                   f"{config.data.val_days} validation + {config.data.test_days} test days "
                   f"held out), preset {config.preset}, "
                   f"{trainer.num_updates * trainer.batch_size:,} steps "
@@ -376,20 +382,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if args.no_eval:
         return 0
-    if config.portfolio.enabled:
-        from fastrl.cli.evaluate import report_portfolio
+    # lazy: the evaluation path (pandas, the simulator) is not needed by --help
+    from fastrl.cli.evaluate import show, write_run_report
+    from fastrl.evaluate import evaluate_run, load_run
 
-        report_portfolio(result.run_dir, None, console)
-        console.print(f"test-days backtest (report.md, report.html, weights.png) in "
-                      f"{result.run_dir}")
-        return 0
-    from fastrl.cli.evaluate import metrics_tables, print_verdict, write_run_report
-    from fastrl.evaluate import evaluate_run
-
-    evaluation = evaluate_run(result.run_dir)
-    console.print(metrics_tables(evaluation))
-    print_verdict(evaluation, console)
-    write_run_report(evaluation)
+    trained = load_run(result.run_dir)
+    evaluation = evaluate_run(trained)
+    show(trained.market, evaluation, console)
+    write_run_report(trained.market, evaluation)
     console.print(f"test-days backtest (report.md, report.html, plots) in {result.run_dir}")
     return 0
 

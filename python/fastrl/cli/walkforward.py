@@ -124,7 +124,10 @@ def _configs(settings: WalkForwardSettings,
     if settings.test_days is not None:
         overrides["data.test_days"] = settings.test_days
     if settings.portfolio:
-        overrides["portfolio.enabled"] = True
+        # lazy: the markets load pandas and the simulator, which --help must not
+        from fastrl.markets import kind_overrides
+
+        overrides.update(kind_overrides("portfolio"))
     if settings.repair_ticks:
         overrides["data.repair_ticks"] = True
     set_options = list(settings.set_options)

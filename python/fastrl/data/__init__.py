@@ -9,8 +9,8 @@ Start here:
   :class:`~fastrl.data.block.MarketBlock` s with a normaliser fitted on train rows only.
 - :mod:`fastrl.data.synthetic`: seeded GBM, regime-switching and planted-signal markets,
   and :func:`build_synthetic_market` through the same feature/split path.
-- :func:`load_market` (:mod:`fastrl.data.market`): a run config's ``data`` section -> its
-  splits; the one loader the trainer, evaluation and tuning share.
+- A run config's ``data`` section -> its splits: ``market_for(config).load()``
+  (:mod:`fastrl.markets`), the one loader the trainer, evaluation and tuning share.
 
 Names load lazily so that ``from fastrl.data.block import MarketBlock`` stays cheap.
 """
@@ -35,7 +35,6 @@ _LAZY = {
     "PanelBlock": "fastrl.data.panel",
     "build_panel": "fastrl.data.panel",
     "build_synthetic_market": "fastrl.data.synthetic",
-    "load_market": "fastrl.data.market",
     "download_bars": "fastrl.data.download",
 }
 

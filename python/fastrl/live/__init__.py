@@ -2,7 +2,9 @@
 
 Start here: :mod:`fastrl.live.decide` is the one live path (bars + book -> decision, and a
 decision -> its fill and mark, through the simulator the backtest steps), which is why a
-paper replay of a window equals the backtest of that window. Around it:
+paper replay of a window equals the backtest of that window; :mod:`fastrl.live.book` holds
+the book, the journal rows and the :class:`~fastrl.live.book.LiveEnv` each market kind
+provides (``market.live_env_class()``). Around it:
 
 - :mod:`fastrl.live.run`: the run folder, checked (checkpoint against ``config.json``) and
   named by its checkpoint's hash;
@@ -18,6 +20,18 @@ paper replay of a window equals the backtest of that window. Around it:
 
 from __future__ import annotations
 
-from fastrl.live.run import LiveInputError, LiveRun, open_run
+import importlib
+from typing import Any
 
-__all__ = ["LiveInputError", "LiveRun", "open_run"]
+# Loaded on first use: the market kinds import fastrl.live.book, and an eager fastrl.live.run
+# here would import the markets back while they are being imported.
+_LAZY = {"LiveInputError": "fastrl.live.book", "LiveRun": "fastrl.live.run",
+         "open_run": "fastrl.live.run"}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fastrl.live' has no attribute {name!r}")

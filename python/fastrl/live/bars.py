@@ -32,13 +32,19 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from fastrl.data.download import download_bars
+from fastrl.data.loaders import bars_cache_dir, load_bars_report
+from fastrl.live.book import LiveInputError
 from fastrl.live.clock import EXCHANGE, INTRADAY_LAG_BARS, Expected, clock, expected
-from fastrl.live.run import LiveInputError, LiveRun
 from fastrl.walkforward.plan import FEATURE_LOOKBACK_BARS
+
+if TYPE_CHECKING:
+    from fastrl.live.run import LiveRun
 
 MAX_INTRADAY_SESSION_GAP = 5  # weekdays without a session between two sessions' bars
 BAR_MINUTES = {"5min": 5}
@@ -114,13 +120,9 @@ class LiveBars:
 def load_live_bars(run: LiveRun, source: str | Path) -> LiveBars:
     """The run's symbols from ``source`` (a CSV/Parquet path, ``bundled`` or ``yfinance``),
     validated as in training and refused when out of order or missing."""
-    from fastrl.data.loaders import bars_cache_dir, load_bars_report
-
     symbols = list(run.symbols)
     source = str(source)
     if source == "yfinance":
-        from fastrl.data.download import download_bars
-
         try:  # the newest session: re-download over the cache
             download_bars(symbols, freq=run.freq, refresh=True)
         except (ImportError, RuntimeError) as exc:  # no yfinance, offline, unknown ticker

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from fastrl.live.run import LiveInputError
+from fastrl.live.book import LiveInputError
 
 EXCHANGE = "XBOM"  # BSE: the same holidays and hours as NSE
 TZ = "Asia/Kolkata"

@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from fastrl.dburl import is_database_url, redact, with_driver
-from fastrl.live.decide import PORTFOLIO, Book, SessionResult
-from fastrl.live.run import LiveInputError, LiveRun
+from fastrl.live.book import Book, LiveInputError, SessionResult
+from fastrl.live.run import LiveRun
 
 SCHEMA_VERSION = 2  # 2: the sessions' hash chain (prev_hash, row_hash)
 GENESIS = "0" * 64  # the prev_hash of a journal's first session
@@ -434,11 +434,7 @@ def _verify(journal: Journal, sessions: list[Any], orphans: list[str],
 def session_equity(run: LiveRun, result: SessionResult) -> float:
     """The account's equity at the session's last close: the portfolio's, or the sum of the
     symbols' equal-capital sub-accounts (the combined backtest's total)."""
-    book = result.book
-    if run.portfolio:  # the backtest's accounting (simulate), not the env's own sums
-        marks = [s.equity for s in result.steps if s.symbol == PORTFOLIO]
-        return float(marks[-1]) if marks else float(book.accounts["cash"])
-    return float(sum(book.env["equity"]))
+    return run.market.live_env_class().session_equity(result)
 
 
 def sa_select(*columns: Any) -> Any:

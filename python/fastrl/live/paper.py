@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from fastrl.live.bars import LiveBars, check_sessions
+from fastrl.live.book import LiveInputError
 from fastrl.live.clock import EXCHANGE, clock, expected, last_session
 from fastrl.live.decide import advance
 from fastrl.live.journal import Journal, session_equity
-from fastrl.live.run import LiveInputError, LiveRun
+from fastrl.live.run import LiveRun
 
 
 @dataclass

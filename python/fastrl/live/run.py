@@ -13,14 +13,14 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from fastrl.config import config_to_dict
-
-
-class LiveInputError(ValueError):
-    """Input the live path refuses (bars, run folder, journal); the message names it."""
+from fastrl.evaluate import find_checkpoint
+from fastrl.live.book import LiveInputError
+from fastrl.markets import Market, market_for
 
 
 @dataclass
@@ -34,9 +34,10 @@ class LiveRun:
     run_dir: Path
     run_id: str
 
-    @property
-    def portfolio(self) -> bool:
-        return bool(self.config.portfolio.enabled)
+    @cached_property
+    def market(self) -> Market:
+        """The run's market: its kind builds the live blocks, env and book."""
+        return market_for(self.config)
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -57,20 +58,13 @@ class LiveRun:
 
     def env_config(self) -> Any:
         """The backtest's env config (deterministic full-segment episodes, the run's costs)."""
-        if self.portfolio:
-            from fastrl.backtest_portfolio import evaluation_config as portfolio_evaluation
-            from fastrl.config import portfolio_env_config
-
-            return portfolio_evaluation(portfolio_env_config(self.config))
-        from fastrl.backtest import evaluation_config
-
-        return evaluation_config(self.config.env)
+        return self.market.evaluation_env_config()
 
     def identity(self) -> dict[str, Any]:
         """What a journal records about the run that writes it."""
         return {"run_id": self.run_id, "run_dir": str(self.run_dir),
                 "checkpoint": self.checkpoint.name, "symbols": list(self.symbols),
-                "freq": self.freq, "kind": "portfolio" if self.portfolio else "single"}
+                "freq": self.freq, "kind": self.market.kind}
 
 
 def file_hash(path: Path) -> str:
@@ -91,8 +85,7 @@ def _differences(saved: Any, loaded: Any, prefix: str = "") -> list[str]:
 
 def open_run(run_dir_or_checkpoint: str | os.PathLike) -> LiveRun:
     """Loads a run for signal and paper trading; refuses a mismatched folder (LiveInputError)."""
-    from fastrl.evaluate import find_checkpoint
-    from fastrl.ppo.checkpoint import load_agent
+    from fastrl.ppo.checkpoint import load_agent  # lazy: torch, not needed by --help
 
     checkpoint, run_dir = find_checkpoint(run_dir_or_checkpoint)
     try:

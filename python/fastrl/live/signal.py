@@ -1,6 +1,6 @@
 """Tomorrow's orders: the agent's target at the latest close, in exposure, shares and costs.
 
-:func:`make_signal` decides through the live path (:class:`fastrl.live.decide.LiveEnv`, the
+:func:`make_signal` decides through the live path (:class:`fastrl.live.book.LiveEnv`, the
 one paper trading uses) at the close of the expected session's last bar, from the current
 holdings (``positions``, or flat), and turns the target into an order for the next
 session's open:
@@ -28,9 +28,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fastrl.atomic import write_atomic
 from fastrl.live.bars import LiveBars, check_sessions, decision_bars
-from fastrl.live.decide import Book, LiveEnv, live_block
-from fastrl.live.run import LiveInputError, LiveRun
+from fastrl.live.book import LiveEnv, LiveInputError
+from fastrl.live.decide import live_block
+from fastrl.live.run import LiveRun
 
 
 @dataclass
@@ -123,40 +125,6 @@ def read_positions(path: str | Path, symbols: tuple[str, ...]) -> dict[str, dict
     return out
 
 
-def _held_book(env: LiveEnv, closes: np.ndarray, capital: float,
-               positions: dict[str, dict[str, float]]) -> Book:
-    """The fresh book of ``env`` holding ``positions`` within ``capital``."""
-    run, book = env.run, env.book
-    symbols = run.symbols
-    shares = np.array([positions.get(s, {}).get("shares", 0.0) for s in symbols])
-    if run.portfolio:
-        cash = capital - float(np.sum(shares * closes))
-        state = dict(book.env, shares=shares.tolist(), cash=cash, equity=capital,
-                     peak_equity=capital)
-        return Book(kind=book.kind, at=book.at, env=state, pending=[],
-                    accounts={"shares": shares.tolist(), "cash": cash}, ended=[False])
-    per_symbol = capital / len(symbols)
-    config = env.config
-    state = {k: list(v) for k, v in book.env.items()}
-    since = list(book.since)
-    for s, symbol in enumerate(symbols):
-        held = positions.get(symbol, {})
-        exposure = shares[s] * closes[s] / per_symbol
-        if config.action == "discrete":  # the level the holding is closest to
-            levels = np.asarray(config.position_levels)
-            position = float(levels[int(np.argmin(np.abs(levels - exposure)))])
-        else:
-            position = float(np.clip(exposure, config.min_pos, config.max_pos))
-        state["position"][s] = position if shares[s] != 0 else 0.0
-        state["shares"][s] = float(shares[s])
-        state["cash"][s] = per_symbol - float(shares[s] * closes[s])
-        state["equity"][s] = state["peak_equity"][s] = per_symbol
-        state["entry_price"][s] = float(held.get("entry_price", closes[s])) if shares[s] else 0.0
-        since[s] = int(held.get("bars_since_trade", 0))
-    return Book(kind=book.kind, at=book.at, env=state, pending=list(book.pending),
-                since=since, ended=list(book.ended), marks=list(book.marks))
-
-
 def make_signal(run: LiveRun, bars: LiveBars, *, asof: str | None = None,
                 positions: dict[str, dict[str, float]] | None = None,
                 capital: float | None = None) -> Signal:
@@ -174,13 +142,13 @@ def make_signal(run: LiveRun, bars: LiveBars, *, asof: str | None = None,
     if capital is not None and not (math.isfinite(capital) and capital > 0):
         raise LiveInputError(f"--capital must be a positive amount, got {capital}")
     config_cash = float(run.config.env.initial_cash)
-    count = 1 if run.portfolio else len(run.symbols)
-    total = float(capital) if capital is not None else config_cash * count
+    live_env = run.market.live_env_class()
+    total = float(capital) if capital is not None else config_cash * live_env.accounts(run)
     block = live_block(run, bars, stamp, stamp)
-    env = LiveEnv(run, block, None, start=stamp)
+    env = live_env(run, block, None, start=stamp)
     closes = np.array([float(bars.bars[s].loc[stamp, "close"]) for s in run.symbols])
     if positions or capital is not None:
-        env.load(_held_book(env, closes, total, positions or {}))
+        env.load(env.held_book(closes, total, positions or {}))
     actions = env.decide()
     targets = env.targets(actions)
     lines = _orders(run, env, closes, total, actions, targets)
@@ -191,13 +159,9 @@ def make_signal(run: LiveRun, bars: LiveBars, *, asof: str | None = None,
         notes.append("intraday (MIS): every position is squared off by the "
                      f"{run.config.env.intraday_cutoff} cutoff, nothing is carried overnight; "
                      "expected_cost includes that exit")
-    if not getattr(cost, "overnight_shorts", True) and not run.portfolio \
-            and run.config.env.short_borrow_rate == 0:
-        notes.append("delivery: long/flat (no overnight shorts)")
-    if not run.portfolio:
-        notes.append(f"each symbol trades an equal share of the capital ({total / count:,.2f})")
+    notes += env.signal_notes(total)
     return Signal(run_id=run.run_id, run_dir=str(run.run_dir),
-                  kind="portfolio" if run.portfolio else "single", session=str(session.date()),
+                  kind=run.market.kind, session=str(session.date()),
                   decided_at=_when(stamp, run.freq), fill="next session's open", capital=total,
                   cost_model=cost.name, lines=lines, notes=notes)
 
@@ -222,21 +186,15 @@ def _orders(run: LiveRun, env: LiveEnv, closes: np.ndarray, total: float,
     the target's shares (886 shares at 30% exposure and a target of 0 give -886, not 0)."""
     config = env.config
     cost = config.cost_model()
-    book = env.book
     lines = []
     for s, symbol in enumerate(run.symbols):
         price = float(closes[s])
-        if run.portfolio:
-            held = float(book.env["shares"][s])
-            equity = float(book.env["cash"]) + float(np.dot(book.env["shares"], closes))
-        else:
-            held = float(book.env["shares"][s])
-            equity = float(book.env["cash"][s]) + held * price
+        held, equity = env.holding(s, closes)
         target_shares = targets[s] * equity / price if equity > 0 else 0.0
         traded = target_shares - held
         if config.integer_shares and targets[s] != 0:
             traded = float(np.trunc(traded))
-        if run.portfolio and abs(traded) * price < config.trade_band * equity:
+        if abs(traded) * price < env.order_band(equity):
             traded = 0.0
         notional = abs(traded) * price
         expected = float(cost.order_cost(traded > 0, notional)) if traded else 0.0
@@ -253,8 +211,6 @@ def _orders(run: LiveRun, env: LiveEnv, closes: np.ndarray, total: float,
 
 def write_signal(signal: Signal, path: str | Path) -> Path:
     """``.json`` (everything) or ``.csv`` (one row per symbol), written atomically."""
-    from fastrl.atomic import write_atomic
-
     path = Path(path)
     if path.suffix.lower() not in (".json", ".csv"):
         raise LiveInputError(f"--out {path}: use a .json or .csv file name")

@@ -5,18 +5,30 @@ A market is one config's view of the bars and the simulator: how its bars load a
 which env steps them, what a policy outputs and how a policy is judged. Everything that
 differs between a single-symbol and a portfolio run lives behind this protocol, so the
 engine, tuner, walk-forward and live path call a market and never ask which kind it is.
+
+The env base both kinds' VectorEnvs build on lives here too: :class:`CoreVecEnv` (the
+gymnasium face of a C++ simulator) and :func:`allocate_buffers` with the
+``SIM_BUFFER_SPECS`` every simulator writes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import abc
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from fastrl.config import TrainConfig
+    from fastrl.live.book import LiveEnv
+    from fastrl.walkforward.plan import Window
 
 Distribution = Literal["categorical", "gaussian", "simplex"]
 
@@ -39,11 +51,31 @@ class ActionSpec:
     max_gross: float = 1.0
 
 
+# The metrics a console table shows (report.md shows them all).
+CONSOLE_METRICS = ("total_return", "annual_return", "sharpe", "sortino", "max_drawdown",
+                   "win_rate_trades", "profit_factor", "num_trades", "trades_per_day",
+                   "costs_paid", "final_equity")
+
+
+@dataclass(frozen=True)
+class ConsoleTable:
+    """A backtest table as plain text cells: the CLI renders it."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+
+
 class Market(Protocol):
     """One config's market. Built by :func:`fastrl.markets.market_for`, the only place that
     asks which kind a config is."""
 
     kind: ClassVar[str]  # "single" or "portfolio"
+    title: ClassVar[str]  # what its backtest is called in a heading
+    selected_by: ClassVar[str]  # the config setting that makes a config this kind
+    tunable: ClassVar[bool]  # whether fastrl-tune and population-based training score it
+    joins_late_listings: ClassVar[bool]  # whether a symbol may start trading after the others
+
     config: TrainConfig
 
     @property
@@ -101,5 +133,254 @@ class Market(Protocol):
         else each member's copied agent (``engine.validation_agent(m)``) alone."""
         ...
 
+    def describe(self) -> str:
+        """The market in a few words, for a command's first line."""
+        ...
 
-__all__ = ["ActionSpec", "Distribution", "Market"]
+    def evaluation_env_config(self) -> Any:
+        """The backtest's env config: :attr:`env_config` with deterministic episodes over
+        the whole block, the costs unchanged."""
+        ...
+
+    def test_block(self, agent: Any, *, symbols: Sequence[str] | None = None,
+                   test_days: int | None = None, data: str | os.PathLike | None = None
+                   ) -> tuple[Any, dict[str, Any]]:
+        """(the held-out test block of a trained ``agent``, rebuilt with its feature
+        normaliser, and what the report says about it); an EvaluationError on bad input."""
+        ...
+
+    def tables(self, result: Any) -> list[ConsoleTable]:
+        """The console tables of a backtest result of this market."""
+        ...
+
+    def report(self, result: Any, out_dir: str | os.PathLike, *,
+               training_metrics: str | os.PathLike | None = None) -> Any:
+        """Writes the report document of ``result`` (report.md, report.html, report.json,
+        plots and CSVs) into ``out_dir``; returns the files written."""
+        ...
+
+    def live_env_class(self) -> type[LiveEnv]:
+        """The live path's env of this kind (a :class:`fastrl.live.book.LiveEnv`)."""
+        ...
+
+    def walkforward_record(self, bars: Mapping[str, pd.DataFrame], windows: Sequence[Window],
+                           policies: Sequence[dict[str, Any]], *,
+                           agent_for: Callable[[dict[str, Any]], Any],
+                           block_for: Callable[[Window, Any], Any]) -> pd.DataFrame:
+        """The out-of-sample record of every window's frozen policy trading its days in
+        turn, the holding carried across the boundaries, beside buy-and-hold
+        (:func:`fastrl.walkforward.run.trade_record`). ``agent_for(policy)``: a window's
+        agent; ``block_for(window, agent)``: the block it trades."""
+        ...
+
+
+# the outputs every simulator writes: name -> (dtype, per-env shape: "obs" or ())
+SIM_BUFFER_SPECS = {
+    "obs": (np.float32, "obs"),
+    "rewards": (np.float64, ()),
+    "terminated": (np.bool_, ()),
+    "truncated": (np.bool_, ()),
+    "done": (np.bool_, ()),
+    "final_obs": (np.float32, "obs"),
+    "ep_return": (np.float64, ()),
+    "ep_length": (np.int64, ()),
+    "ep_equity": (np.float64, ()),
+    "ep_costs": (np.float64, ()),
+    "ep_trades": (np.int64, ()),
+}
+
+
+def allocate_buffers(num_envs: int, obs_dim: int, specs: dict[str, tuple[Any, Any]],
+                     given: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """Output buffers for a simulator: the caller's (checked) where given, else new arrays.
+
+    ``specs`` maps each buffer's name to (dtype, "obs" or ()): SIM_BUFFER_SPECS plus what
+    the kind's env adds (each env module's BUFFER_SPECS). A given buffer must be a numpy
+    array (a
+    torch tensor's ``.numpy()`` view is one): anything else would be copied by a conversion
+    and the caller would never see the writes. Given buffers must not overlap each other in
+    memory, or one output would overwrite another.
+    """
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(specs))
+    if unknown:
+        raise ValueError(f"unknown buffer names {unknown}; known: {sorted(specs)}")
+    out: dict[str, np.ndarray] = {}
+    for name, (dtype, per_env) in specs.items():
+        shape = (num_envs, obs_dim) if per_env == "obs" else (num_envs,)
+        if name not in given:
+            out[name] = np.zeros(shape, dtype=dtype)
+            continue
+        arr = given[name]
+        if not isinstance(arr, np.ndarray):
+            raise ValueError(
+                f"buffer '{name}' must be a numpy array (for a torch tensor pass "
+                f"tensor.numpy()), got {type(arr).__module__}.{type(arr).__qualname__}")
+        problems = []
+        if arr.dtype != np.dtype(dtype):
+            problems.append(f"dtype {arr.dtype} (need {np.dtype(dtype)})")
+        if arr.shape != shape:
+            problems.append(f"shape {arr.shape} (need {shape})")
+        if not arr.flags.c_contiguous:
+            problems.append("not C-contiguous")
+        if not arr.flags.writeable:
+            problems.append("read-only")
+        if problems:
+            raise ValueError(f"buffer '{name}' is unusable: {', '.join(problems)}")
+        out[name] = arr
+    # Contiguous arrays fill their address range, so overlapping bounds mean shared memory.
+    names = [name for name in specs if name in given]
+    for k, first in enumerate(names):
+        for second in names[k + 1:]:
+            if np.may_share_memory(out[first], out[second]):
+                raise ValueError(
+                    f"buffers '{first}' and '{second}' overlap in memory; every output "
+                    "needs its own array")
+    return out
+
+
+class CoreVecEnv(VectorEnv, abc.ABC):
+    """What the VectorEnvs over a C++ simulator share: argument checks, output buffers, the
+    lazily built batched spaces, the same-step autoreset ``reset``/``step``, snapshots with
+    the Python-side reset-seed sequence, and the buffer/thread views.
+
+    A subclass builds ``self._sim`` and ``self._episode`` after :meth:`_setup`, and provides
+    ``_batched_action_space()`` and ``_as_actions()`` (the slow path of ``step``: convert
+    what is convertible or raise about the caller's array).
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+    _sim: Any
+    _episode: dict[str, np.ndarray]
+
+    def _setup(self, num_envs: Any, num_threads: Any, seed: int, obs_dim: int,
+               buffers: dict[str, Any] | None, specs: dict[str, tuple[Any, Any]]) -> None:
+        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+        if not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
+            raise ValueError(f"num_threads must be an integer >= 1, got {num_threads!r}")
+        self.num_envs = int(num_envs)
+        self.obs_dim = int(obs_dim)
+        self._seed = int(seed) & (2**64 - 1)
+        self._resets = 1  # the constructor starts episodes from `seed`
+        self._buffers = allocate_buffers(self.num_envs, self.obs_dim, specs, buffers)
+        self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,),
+                                                       np.float32)
+        self._batched_spaces: dict[str, gym.Space] = {}
+
+    # The batched spaces hold bound arrays of [num_envs, ...] each; built on first use so
+    # that 16k envs do not carry 2 x 17 MB of infinities nobody reads.
+    @property
+    def observation_space(self) -> gym.Space:
+        if "obs" not in self._batched_spaces:
+            self._batched_spaces["obs"] = gym.spaces.Box(
+                -np.inf, np.inf, (self.num_envs, self.obs_dim), np.float32)
+        return self._batched_spaces["obs"]
+
+    @property
+    def action_space(self) -> gym.Space:
+        if "action" not in self._batched_spaces:
+            self._batched_spaces["action"] = self._batched_action_space()
+        return self._batched_spaces["action"]
+
+    @abc.abstractmethod
+    def _batched_action_space(self) -> gym.Space:
+        """The batched action space (built on first use by ``action_space``)."""
+
+    @abc.abstractmethod
+    def _as_actions(self, actions: Any) -> np.ndarray:
+        """``step``'s slow path: the caller's actions as the array the binding takes, or a
+        ValueError about them."""
+
+    # -- gymnasium API -------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None,
+              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Starts new episodes in every env. A given seed fixes all per-env streams; without
+        one, each reset draws the next seed of a deterministic sequence from the first."""
+        if seed is not None:
+            self._seed = int(seed) & (2**64 - 1)
+            self._resets = 0
+            stream_seed = self._seed
+        else:
+            stream_seed = (self._seed + 0x9E3779B97F4A7C15 * self._resets) & (2**64 - 1)
+        self._resets += 1
+        self._sim.reset(stream_seed)
+        return self._buffers["obs"], {}
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                          dict[str, Any]]:
+        try:  # fast path: the binding takes an exact array of its dtype and shape as it is
+            self._sim.step(actions)
+        except (ValueError, TypeError):
+            # Convert what is convertible or raise a message about the caller's array; a
+            # range error is raised again as it was.
+            self._sim.step(self._as_actions(actions))
+        b = self._buffers
+        info = {"final_obs": b["final_obs"], "_final_obs": b["done"],
+                "episode": self._episode, "_episode": b["done"]}
+        return b["obs"], b["rewards"], b["terminated"], b["truncated"], info
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self._sim = None
+
+    # -- snapshots -----------------------------------------------------------------------
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Copies of everything that determines future outputs: every per-env state array
+        of the simulator plus the seed sequence that ``reset()`` without a seed continues
+        (``reset_seed``, ``reset_count``; 0-d arrays)."""
+        state = self._sim.get_state()
+        state["reset_seed"] = np.array(self._seed, dtype=np.uint64)
+        state["reset_count"] = np.array(self._resets, dtype=np.int64)
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Loads a ``get_state()`` snapshot (of this env or of another one built with the same
+        market, config and num_envs; the thread count may differ). Names, dtypes, shapes and
+        market indices are all checked before anything is written; a bad state raises a
+        ValueError naming the key and leaves the env as it was. Afterwards the observation
+        buffer (what ``reset``/``step`` return) holds the restored envs' current observation,
+        and stepping the same actions gives bit-identical outputs to the original run."""
+        if not isinstance(state, dict):
+            raise ValueError(f"state must be a dict of numpy arrays, got {type(state).__name__}")
+        own = {"reset_seed": np.uint64, "reset_count": np.int64}
+        for key, dtype in own.items():
+            if key not in state:
+                raise ValueError(f"state is missing key '{key}'")
+            value = state[key]
+            if (not isinstance(value, np.ndarray) or value.dtype != np.dtype(dtype)
+                    or value.shape != ()):
+                got = (f"{value.dtype} of shape {value.shape}" if isinstance(value, np.ndarray)
+                       else type(value).__name__)
+                raise ValueError(f"state '{key}' must be a 0-d {np.dtype(dtype)} array; "
+                                 f"got {got}")
+        if state["reset_count"] < 0:
+            raise ValueError(f"state 'reset_count' must be >= 0, got {int(state['reset_count'])}")
+        self._sim.set_state({k: v for k, v in state.items() if k not in own})
+        self._seed = int(state["reset_seed"])
+        self._resets = int(state["reset_count"])
+
+    # -- views ---------------------------------------------------------------------------
+
+    @property
+    def buffers(self) -> dict[str, np.ndarray]:
+        """The output arrays the simulator writes in place."""
+        return self._buffers
+
+    @property
+    def num_threads(self) -> int:
+        return int(self._sim.num_threads)
+
+    # Read-only views of the simulator's per-env state (no copies).
+    shares = property(lambda self: self._sim.shares)
+    cash = property(lambda self: self._sim.cash)
+    equity = property(lambda self: self._sim.equity, doc="Equity marked at the current close.")
+    bar_index = property(lambda self: self._sim.bar_index, doc="Current row of each env.")
+    episode_costs = property(lambda self: self._sim.episode_costs)
+    episode_trades = property(lambda self: self._sim.episode_trades)
+    episode_steps = property(lambda self: self._sim.episode_steps)
+
+
+__all__ = ["CONSOLE_METRICS", "SIM_BUFFER_SPECS", "ActionSpec", "ConsoleTable", "CoreVecEnv",
+           "Distribution", "Market", "allocate_buffers"]

@@ -46,7 +46,7 @@ import numpy as np
 
 from fastrl.backtest import COMBINED, aligned_paths, evaluate_agent
 from fastrl.config import TrainConfig
-from fastrl.data.market import load_market
+from fastrl.markets import market_for
 from fastrl.metrics import returns_from_equity, sharpe_ratio
 from fastrl.ppo.population import Population
 from fastrl.ppo.trainer import Trainer, TrainingDivergedError
@@ -99,7 +99,7 @@ def fold_config(config: TrainConfig, fold: int) -> TrainConfig:
 
 def build_fold_market(config: TrainConfig, fold: int) -> Any:
     """The train/val splits of fold ``fold`` for the config's data section."""
-    return load_market(fold_config(config, fold))
+    return market_for(fold_config(config, fold)).load()
 
 
 @dataclass

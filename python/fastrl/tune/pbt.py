@@ -63,7 +63,7 @@ import numpy as np
 import yaml
 
 from fastrl.config import TrainConfig, config_from_dict, config_to_dict, resolve_defaults
-from fastrl.data.market import load_market
+from fastrl.markets import market_for
 from fastrl.ppo.checkpoint import (
     atomic_torch_save,
     from_storable,
@@ -179,11 +179,13 @@ class PBT:
         that market's feature normaliser) and, for a replay, ``confirm_market``.
         ``set_options`` (the ``--set`` KEY=VALUE list) apply to the presets of the replay
         too, as in the tune study; ``log`` receives the replay's progress lines."""
-        if config.portfolio.enabled:
+        config_market = market_for(config)
+        if not config_market.tunable:
             # the engine trains portfolio members; PBT's exploit/explore, winner and
             # records have not been tried on them yet
             raise PopulationError("population-based training runs single-symbol envs "
-                                  "(TradingVecEnv); portfolio.enabled is not supported yet")
+                                  f"(TradingVecEnv); {config_market.selected_by} is not supported "
+                                  "yet")
         self.config = config = resolve_defaults(copy.deepcopy(config))
         freq = config.data.freq
         self.windows = Windows(
@@ -381,7 +383,8 @@ class PBT:
         (:func:`fastrl.tune.report_study.confirm_and_test`), with the paired differences
         and the verdict."""
         if self.confirm_market is None:
-            self.confirm_market = load_market(laid_out(self.config, self.windows.confirmation()))
+            confirmation = laid_out(self.config, self.windows.confirmation())
+            self.confirm_market = market_for(confirmation).load()
             result.windows = self.window_record()
         seeds = replay_seed_list(self.config.seed, self.replay_seeds)
         configs = {REPLAY_KEY: result.winner_config,

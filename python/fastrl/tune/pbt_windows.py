@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from fastrl.config import DEFAULT_VAL_DAYS, TrainConfig
-from fastrl.data.market import load_market
+from fastrl.markets import market_for
 from fastrl.ppo.members import PopulationError
 from fastrl.tune.objective import laid_out
 
@@ -76,7 +76,7 @@ def build_markets(config: TrainConfig, windows: Windows) -> tuple[Any, Any, Any]
 
     def load(days: tuple[int, int], flag: str, normaliser_state: Any = None) -> Any:
         try:
-            return load_market(laid_out(config, days), normaliser_state)
+            return market_for(laid_out(config, days)).load(normaliser_state)
         except ValueError as err:
             raise PopulationError(f"{flag} leaves too few bars: {err}") from None
 
@@ -85,7 +85,7 @@ def build_markets(config: TrainConfig, windows: Windows) -> tuple[Any, Any, Any]
     pick_flag = (f"--pick-days {w.pick_days} (before --confirm-days {w.confirm_days} and "
                  f"--test-days {w.test_days})")
     try:
-        rounds = load_market(laid_out(config, w.rounds()))
+        rounds = market_for(laid_out(config, w.rounds())).load()
     except ValueError as err:
         load(w.pick(), pick_flag)  # raises when window B itself does not fit
         raise PopulationError(f"--val-days {w.val_days} (before --pick-days {w.pick_days}, "

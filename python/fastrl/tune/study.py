@@ -34,7 +34,7 @@ import optuna
 from optuna.trial import TrialState
 
 from fastrl.config import ConfigError, TrainConfig, build_config
-from fastrl.data.market import load_market
+from fastrl.markets import market_for
 from fastrl.tune.batched import BatchedTrials
 from fastrl.tune.objective import (
     TUNING_SEED_BASE,
@@ -81,11 +81,11 @@ def base_config(settings: StudySettings | dict[str, Any]) -> TrainConfig:
         "patience": 0,  # every run uses its whole budget
     }
     config = build_config(settings.base_preset, None, overrides, list(settings.set_options))
-    if config.portfolio.enabled:
+    market = market_for(config)
+    if not market.tunable:
         # the objective scores the equal-capital single-symbol backtest against buy-and-hold
-        # (fastrl.backtest); a portfolio is backtested by fastrl.backtest_portfolio
-        raise ConfigError("fastrl-tune tunes single-symbol agents: portfolio.enabled is not "
-                          "supported yet (its objective backtests each symbol against "
+        raise ConfigError(f"fastrl-tune tunes single-symbol agents: {market.selected_by} is "
+                          "not supported yet (its objective backtests each symbol against "
                           "buy-and-hold)")
     return config
 
@@ -133,8 +133,8 @@ class TrialRunner:
         if not self.settings.confirm_days:
             return self.market(0)
         if "confirm" not in self.markets:
-            self.markets["confirm"] = load_market(confirmation_config(self.base,
-                                                                      self.settings))
+            self.markets["confirm"] = market_for(
+                confirmation_config(self.base, self.settings)).load()
         return self.markets["confirm"]
 
     def run(self, study: Any, *, deadline: float | None = None) -> int:

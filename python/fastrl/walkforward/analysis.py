@@ -31,13 +31,13 @@ import pandas as pd
 from scipy.stats import false_discovery_control
 
 from fastrl import stats
+from fastrl.markets.portfolio.walkforward import PORTFOLIO
 from fastrl.metrics import periods_per_year, sharpe_ratio
 
 LEVEL = stats.DEFAULT_LEVEL
 COST_MULTIPLES = (0.0, 0.5, 1.0, 2.0, 3.0)
 VOL_LOOKBACK = 63  # bars of trailing volatility that define the regime terciles
 ROLLING_YEAR = 252
-PORTFOLIO = "PORTFOLIO"  # the record's symbol for a portfolio config (one policy, one equity)
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:

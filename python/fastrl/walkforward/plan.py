@@ -120,6 +120,11 @@ class Window:
     days: int
     symbols: tuple[str, ...]
 
+    @property
+    def decision_end(self) -> pd.Timestamp:
+        """The instant after the decision day's last bar: midnight after its date."""
+        return pd.Timestamp(self.decision_day) + pd.Timedelta(days=1)
+
     def as_dict(self) -> dict:
         return {**asdict(self), "symbols": list(self.symbols)}
 

@@ -35,6 +35,7 @@ import torch
 from fastrl.config import config_from_dict, config_to_dict
 from fastrl.data.loaders import load_bars_report
 from fastrl.features import WARMUP_BARS
+from fastrl.markets import market_for
 from fastrl.ppo.agent import Agent
 from fastrl.ppo.checkpoint import (
     atomic_torch_save,
@@ -46,7 +47,6 @@ from fastrl.ppo.checkpoint import (
 from fastrl.ppo.hooks import KeepBestHook, ValidationHook
 from fastrl.ppo.normalize import ObservationNormaliser
 from fastrl.ppo.trainer import Trainer
-from fastrl.walkforward.analysis import PORTFOLIO
 from fastrl.walkforward.inputs import check_run_inputs, run_inputs, save_run_inputs
 from fastrl.walkforward.plan import WalkForwardSpec, Window, plan_windows, window_bars
 
@@ -103,24 +103,14 @@ def training_bars(bars: Mapping[str, pd.DataFrame], window: Window,
 def train_market(bars: Mapping[str, pd.DataFrame], window: Window, config: Any,
                  spec: WalkForwardSpec) -> Any:
     """The train/val MarketSplits of one window from bars through ``last_seen`` only."""
-    from fastrl.data.splits import build_market_from_bars
-
-    freq = config.data.freq
     past = training_bars(bars, window, spec)
     after = pd.Timestamp(window.last_seen) + pd.Timedelta(days=1)
-    build = _panel_builder() if config.portfolio.enabled else build_market_from_bars
     try:
-        return build(past, freq, val_days=spec.val_days, window=config.env.window,
-                     test_start=after, source=f"walk-forward window {window.index}")
+        return market_for(config).from_bars(past, val_days=spec.val_days, test_start=after,
+                                            source=f"walk-forward window {window.index}")
     except ValueError as error:
         raise ValueError(f"window {window.index} (training through {window.last_seen}): "
                          f"{error}") from None
-
-
-def _panel_builder() -> Callable[..., Any]:
-    from fastrl.data.panel import build_panel_from_bars
-
-    return build_panel_from_bars
 
 
 def trade_market(bars: Mapping[str, pd.DataFrame], window: Window, config: Any,
@@ -133,27 +123,18 @@ def trade_market(bars: Mapping[str, pd.DataFrame], window: Window, config: Any,
     after the decision point is traded exactly once across the windows, for 5-minute bars
     too, and a symbol without a bar on the decision day starts from its previous bar.
     """
-    from fastrl.data.splits import build_market_from_bars
-
-    build = _panel_builder() if config.portfolio.enabled else build_market_from_bars
     traded = window_bars(bars, window, "trade")
-    decided = _decision_end(window)
+    decided = window.decision_end
     # the earliest day any symbol's decision bar lies on: the split keeps every bar from it
     first_day = min(frame.index[frame.index < decided][-1] for frame in traded.values())
     try:
-        market = build(
-            traded, config.data.freq, val_days=0, window=config.env.window,
-            test_start=pd.Timestamp(first_day).normalize(),
+        market = market_for(config).from_bars(
+            traded, val_days=0, test_start=pd.Timestamp(first_day).normalize(),
             normaliser_state=feature_normaliser, source=f"walk-forward window {window.index}")
     except ValueError as error:
         raise ValueError(f"window {window.index} (trading {window.first_traded} to "
                          f"{window.last_traded}): {error}") from None
     return _from_decision(market.test, decided, int(config.env.window) - 1)
-
-
-def _decision_end(window: Window) -> pd.Timestamp:
-    """The instant after the decision day's last bar: midnight after its date."""
-    return pd.Timestamp(window.decision_day) + pd.Timedelta(days=1)
 
 
 def _from_decision(block: Any, decided: pd.Timestamp, context: int) -> Any:
@@ -311,7 +292,7 @@ def check_run_arguments(configs: Mapping[str, Any], spec: WalkForwardSpec, *, se
         raise ValueError("--warm-start trains each window from the one before: use --workers 1")
     first = next(iter(configs.values()))
     for name, config in configs.items():
-        if config.portfolio.enabled and spec.late_listings != "error":
+        if not market_for(config).joins_late_listings and spec.late_listings != "error":
             raise ValueError(f"config {name}: a portfolio trades every symbol in every window, "
                              "so --late-listings join does not apply; choose a --start where "
                              "every symbol has enough history")
@@ -425,118 +406,13 @@ def run_walkforward(
 # ----------------------------------------------------------------------------- phase 2
 
 
-def _buy_and_hold(symbol: str, bars: pd.DataFrame, window: Window, last_day: str,
-                  env_config: Any, freq: str) -> pd.DataFrame:
-    """Buy-and-hold of one symbol over its record: decided at the agent's first decision bar
-    (``window`` is the symbol's first), so bought with the agent's first possible fill, held,
-    sold at the last close (the simulator's cost model and share rounding)."""
-    from fastrl.backtest import baseline_backtest
-    from fastrl.data.block import MarketBlock
-
-    first = int(np.searchsorted(bars.index, _decision_end(window), side="left")) - 1
-    span = bars.iloc[first:]
-    span = span.loc[span.index.normalize() <= pd.Timestamp(last_day)]
-    n = len(span)
-    block = MarketBlock(symbols=(symbol,),
-                        open=span["open"].to_numpy(), close=span["close"].to_numpy(),
-                        features=np.zeros((n, 1), dtype=np.float32),
-                        offsets=np.array([0, n]), timestamps=span.index.to_numpy(), freq=freq)
-    hold = baseline_backtest(block, 0, env_config, "buy_and_hold", start_bar=0)
-    equity = hold.equity
-    return pd.DataFrame({"bh_return": equity[1:] / equity[:-1] - 1.0,
-                         "bh_cost": hold.step_costs, "bh_equity": equity[1:],
-                         "bh_cost_frac": hold.step_costs / equity[:-1]},
-                        index=pd.DatetimeIndex(span.index[1:]))
-
-
 def trade_record(config: Any, bars: Mapping[str, pd.DataFrame], windows: list[Window],
                  policies: list[dict[str, Any]]) -> pd.DataFrame:
     """The out-of-sample record of one config and seed: every window's frozen policy trades
-    its days in turn, each symbol's holding carried across the boundaries.
-
-    One row per traded bar and symbol: the agent's return, exposure after the fill, costs
-    (currency and as a fraction of the equity before the bar), the window, and buy-and-hold's
-    return and costs on the same bar.
-    """
-    from fastrl.backtest import Holding, evaluation_config, run_agent
-
-    if config.portfolio.enabled:
-        return _portfolio_record(config, bars, windows, policies)
-    env_config = dataclasses.replace(evaluation_config(config.env), equity_floor=0.0)
-    holdings: dict[str, Holding] = {}
-    frames: dict[str, list[pd.DataFrame]] = {}
-    for window, policy in zip(windows, policies, strict=True):
-        agent = build_agent(config, policy)
-        block = trade_market(bars, window, config, agent.feature_normaliser)
-        # symbols only ever join, so every symbol's record ends with the last window
-        closing = window.index == windows[-1].index
-        backtests = run_agent(agent, block, env_config,
-                              holdings=[holdings.get(s) for s in block.symbols],
-                              liquidate=closing)
-        for symbol, backtest in zip(block.symbols, backtests, strict=True):
-            holdings[symbol] = Holding.after(backtest, holdings.get(symbol))
-            equity = backtest.equity
-            frames.setdefault(symbol, []).append(pd.DataFrame({
-                "window": window.index,
-                "agent_return": equity[1:] / equity[:-1] - 1.0,
-                "position": backtest.positions,
-                "cost": backtest.step_costs,
-                "cost_frac": backtest.step_costs / equity[:-1],
-                "agent_equity": equity[1:],
-            }, index=pd.DatetimeIndex(backtest.timestamps[1:])))
-    out = []
-    for symbol, parts in frames.items():
-        agent_frame = pd.concat(parts)
-        first_window = windows[int(agent_frame["window"].iloc[0])]
-        hold = _buy_and_hold(symbol, bars[symbol], first_window,
-                             str(agent_frame.index[-1].date()), env_config, config.data.freq)
-        joined = agent_frame.join(hold, how="left")
-        if joined["bh_return"].isna().any():
-            raise ValueError(f"symbol {symbol}: buy-and-hold and the agent cover different bars")
-        joined.insert(0, "symbol", symbol)
-        out.append(joined)
-    record = pd.concat(out)
-    record.index.name = "time"
-    return record.reset_index().sort_values(["time", "symbol"], kind="stable",
-                                            ignore_index=True)
-
-
-def _portfolio_record(config: Any, bars: Mapping[str, pd.DataFrame], windows: list[Window],
-                      policies: list[dict[str, Any]]) -> pd.DataFrame:
-    """:func:`trade_record` of a portfolio config: one row per bar for the whole portfolio
-    (symbol ``PORTFOLIO``, position = the symbols' gross weight), against equal weight
-    bought at the first fill and held (the portfolio report's buy-and-hold)."""
-    from fastrl.backtest_portfolio import EW_HOLD, baseline_backtest, evaluation_config
-    from fastrl.backtest_portfolio import run_agent as run_portfolio
-    from fastrl.config import portfolio_env_config
-
-    env_config = dataclasses.replace(evaluation_config(portfolio_env_config(config)),
-                                     equity_floor=0.0)
-    holding = None
-    parts = []
-    for window, policy in zip(windows, policies, strict=True):
-        agent = build_agent(config, policy)
-        panel = trade_market(bars, window, config, agent.feature_normaliser)
-        backtest = run_portfolio(agent, panel, env_config, holding=holding,
-                                 liquidate=window.index == windows[-1].index)
-        holding = backtest.holding
-        equity = backtest.equity
-        parts.append(pd.DataFrame({
-            "window": window.index, "agent_return": equity[1:] / equity[:-1] - 1.0,
-            "position": backtest.weights[:, :-1].sum(axis=1), "cost": backtest.step_costs,
-            "cost_frac": backtest.step_costs / equity[:-1], "agent_equity": equity[1:],
-        }, index=pd.DatetimeIndex(backtest.timestamps[1:])))
-    record = pd.concat(parts)
-    whole = dataclasses.replace(windows[0], last_traded=windows[-1].last_traded)
-    panel = trade_market(bars, whole, config, build_agent(config, policies[0]).feature_normaliser)
-    hold = baseline_backtest(panel, env_config, EW_HOLD)
-    equity = hold.equity
-    bench = pd.DataFrame({"bh_return": equity[1:] / equity[:-1] - 1.0, "bh_cost": hold.step_costs,
-                          "bh_equity": equity[1:], "bh_cost_frac": hold.step_costs / equity[:-1]},
-                         index=pd.DatetimeIndex(hold.timestamps[1:]))
-    joined = record.join(bench, how="left")
-    if joined["bh_return"].isna().any():
-        raise ValueError("the portfolio and its equal-weight benchmark cover different bars")
-    joined.insert(0, "symbol", PORTFOLIO)
-    joined.index.name = "time"
-    return joined.reset_index()
+    its days in turn, the holding carried across the boundaries, beside the market's
+    buy-and-hold (``market.walkforward_record``: one row per bar and symbol, or per bar for
+    a portfolio's one book)."""
+    return market_for(config).walkforward_record(
+        bars, windows, policies, agent_for=lambda policy: build_agent(config, policy),
+        block_for=lambda window, agent: trade_market(bars, window, config,
+                                                     agent.feature_normaliser))

@@ -2,27 +2,58 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from fastrl.backtest_portfolio import evaluate_portfolio
-from fastrl.config import portfolio_env_config
-from fastrl.data.market import load_market
-from fastrl.data.panel import build_panel_from_bars
-from fastrl.env_portfolio import PortfolioConfig, PortfolioVecEnv, portfolio_obs_dim
-from fastrl.markets.base import ActionSpec
+from fastrl.backtest import EvaluationError
+from fastrl.backtest_portfolio import (
+    PortfolioResult,
+    evaluate_portfolio,
+    evaluation_config,
+    strategy_label,
+)
+from fastrl.data.panel import build_panel, build_panel_from_bars
+from fastrl.env_config import PortfolioConfig
+from fastrl.markets.base import CONSOLE_METRICS, ActionSpec, ConsoleTable
+from fastrl.markets.portfolio import walkforward as records
+from fastrl.markets.portfolio.env import PortfolioVecEnv, portfolio_obs_dim
+from fastrl.markets.portfolio.live import PortfolioLiveEnv
+from fastrl.metrics import METRIC_LABELS
+from fastrl.reports.files import ReportFiles
+from fastrl.reports.portfolio import table_rows, write_portfolio_report
 
 if TYPE_CHECKING:
     from fastrl.config import TrainConfig
+    from fastrl.walkforward.plan import Window
+
+
+def portfolio_env_config(config: TrainConfig) -> PortfolioConfig:
+    """The :class:`~fastrl.env_config.PortfolioConfig` of a portfolio run: the settings both
+    envs share from ``env.*``, the caps from ``portfolio.*``."""
+    e, p = config.env, config.portfolio
+    return PortfolioConfig(
+        window=e.window, episode_length=e.episode_length, execution=e.execution,
+        long_only=True, max_gross=p.max_gross, max_weight=p.max_weight,
+        integer_shares=p.integer_shares, trade_band=p.trade_band, cost=e.cost,
+        half_spread_bps=e.half_spread_bps, slippage_bps=e.slippage_bps,
+        reward=e.reward, dsr_eta=e.dsr_eta, drawdown_penalty=e.drawdown_penalty,
+        turnover_penalty=e.turnover_penalty, initial_cash=e.initial_cash,
+        equity_floor=e.equity_floor, random_start=e.random_start,
+    )
 
 
 class PortfolioMarket:
     """Long-only weights over the config's symbols and cash, within ``portfolio.*``'s caps."""
 
     kind: ClassVar[str] = "portfolio"
+    title: ClassVar[str] = "Portfolio backtest"
+    selected_by: ClassVar[str] = "portfolio.enabled=true"
+    tunable: ClassVar[bool] = False  # fastrl-tune and PBT score it
+    joins_late_listings: ClassVar[bool] = False  # a symbol may start after the others
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -32,7 +63,13 @@ class PortfolioMarket:
         return portfolio_env_config(self.config)
 
     def load(self, normaliser_state: dict | None = None) -> Any:
-        return load_market(self.config, normaliser_state)
+        """The PanelSplits the config's data section describes: every symbol on one
+        calendar."""
+        data = self.config.data
+        return build_panel(list(data.symbols), freq=data.freq, source=data.source,
+                           test_days=data.test_days, val_days=data.val_days,
+                           window=self.config.env.window, normaliser_state=normaliser_state,
+                           repair_ticks=data.repair_ticks)
 
     def from_bars(self, bars: Mapping[str, pd.DataFrame], *, test_days: int = 30,
                   val_days: int = 0, normaliser_state: dict | None = None,
@@ -77,5 +114,63 @@ class PortfolioMarket:
         return [self.validation_scores(engine.validation_agent(m), block, returns=True)
                 for m in members]
 
+    # -- evaluation, reports and the live path -------------------------------------------
 
-__all__ = ["PortfolioMarket"]
+    def describe(self) -> str:
+        return "portfolio of " + ", ".join(self.config.data.symbols)
+
+    def evaluation_env_config(self) -> PortfolioConfig:
+        return evaluation_config(self.env_config)
+
+    def test_block(self, agent: Any, *, symbols: Sequence[str] | None = None,
+                   test_days: int | None = None, data: str | os.PathLike | None = None
+                   ) -> tuple[Any, dict[str, Any]]:
+        """The panel of every trained symbol on the last ``test_days`` (at most the
+        training's) of the training data."""
+        if symbols or data:
+            raise EvaluationError("a portfolio run is evaluated on its own symbols and data; "
+                                  "drop --symbols/--data")
+        data_config = self.config.data
+        days = int(data_config.test_days) if test_days is None else int(test_days)
+        if not 1 <= days <= data_config.test_days:
+            raise EvaluationError(f"test_days must lie in [1, {data_config.test_days}] (the "
+                                  f"days held out in training), got {days}")
+        normaliser = agent.feature_normaliser
+        state = normaliser.state_dict() if hasattr(normaliser, "state_dict") else normaliser
+        try:
+            panel = build_panel(list(data_config.symbols), freq=data_config.freq,
+                                source=data_config.source, test_days=days,
+                                window=self.config.env.window, normaliser_state=state,
+                                repair_ticks=data_config.repair_ticks).test
+        except (ValueError, OSError) as exc:
+            raise EvaluationError(str(exc)) from exc
+        stamps = panel.timestamps
+        first = self.config.env.window - 1
+        info = {"test_days": days, "data": data_config.source,
+                "test_rows": None if stamps is None else [str(stamps[first])[:10],
+                                                          str(stamps[-1])[:10]]}
+        return panel, info
+
+    def tables(self, result: PortfolioResult) -> list[ConsoleTable]:
+        """The portfolio's metrics x strategies, with the Sharpe's error bars."""
+        keep = {METRIC_LABELS[k][0] for k in CONSOLE_METRICS} | {"Orders (legs)"}
+        rows = [row for row in table_rows(result)
+                if row[0] in keep or row[0].startswith(("Sharpe ", "P("))]
+        return [ConsoleTable("portfolio", ["metric", *(strategy_label(s)
+                                                       for s in result.strategies)], rows)]
+
+    def report(self, result: PortfolioResult, out_dir: str | os.PathLike, *,
+               training_metrics: str | os.PathLike | None = None) -> ReportFiles:
+        return write_portfolio_report(result, out_dir, training_metrics=training_metrics)
+
+    def live_env_class(self) -> type[PortfolioLiveEnv]:
+        return PortfolioLiveEnv
+
+    def walkforward_record(self, bars: Mapping[str, pd.DataFrame], windows: Sequence[Window],
+                           policies: Sequence[dict[str, Any]], *,
+                           agent_for: Callable[[dict[str, Any]], Any],
+                           block_for: Callable[[Window, Any], Any]) -> pd.DataFrame:
+        return records.walkforward_record(self.env_config, windows, policies,
+                                          agent_for=agent_for, block_for=block_for)
+
+__all__ = ["PortfolioMarket", "portfolio_env_config"]

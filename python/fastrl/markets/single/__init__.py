@@ -2,26 +2,47 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from fastrl.backtest import COMBINED, evaluate_agent, evaluate_agents
-from fastrl.data.market import load_market
-from fastrl.data.splits import build_market_from_bars
-from fastrl.env import AGENT_STATE_DIMS, EnvConfig, TradingVecEnv
-from fastrl.markets.base import ActionSpec
+from fastrl.backtest import (
+    COMBINED,
+    STRATEGIES,
+    STRATEGY_LABELS,
+    EvalResult,
+    evaluate_agent,
+    evaluate_agents,
+    evaluation_config,
+)
+from fastrl.data.splits import build_market, build_market_from_bars
+from fastrl.data.synthetic import build_synthetic_market
+from fastrl.env_config import EnvConfig
+from fastrl.markets.base import CONSOLE_METRICS, ActionSpec, ConsoleTable
+from fastrl.markets.single import heldout
+from fastrl.markets.single import walkforward as records
+from fastrl.markets.single.env import AGENT_STATE_DIMS, TradingVecEnv
+from fastrl.markets.single.live import SingleLiveEnv
+from fastrl.metrics import METRIC_LABELS, format_metric
+from fastrl.reports.files import ReportFiles
+from fastrl.reports.single import uncertainty_rows, write_report
 
 if TYPE_CHECKING:
     from fastrl.config import TrainConfig
+    from fastrl.walkforward.plan import Window
 
 
 class SingleMarket:
     """Per-symbol long/flat (or long/short) timing: one env row trades one symbol segment."""
 
     kind: ClassVar[str] = "single"
+    title: ClassVar[str] = "Backtest"
+    selected_by: ClassVar[str] = "portfolio.enabled=false"
+    tunable: ClassVar[bool] = True  # fastrl-tune and PBT score it
+    joins_late_listings: ClassVar[bool] = True  # a symbol may start after the others
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -31,7 +52,19 @@ class SingleMarket:
         return self.config.env
 
     def load(self, normaliser_state: dict | None = None) -> Any:
-        return load_market(self.config, normaliser_state)
+        """The MarketSplits the config's data section describes (the planted-signal market
+        for ``data.source: synthetic``)."""
+        data, window = self.config.data, self.config.env.window
+        if data.source == "synthetic":
+            return build_synthetic_market(
+                kind="planted_signal", n_symbols=len(data.symbols), n_bars=data.synthetic_bars,
+                test_days=data.test_days, val_days=data.val_days, window=window,
+                seed=self.config.seed if data.synthetic_seed is None else data.synthetic_seed,
+                freq=data.freq, signal_strength=data.synthetic_signal_strength,
+                normaliser_state=normaliser_state)
+        return build_market(list(data.symbols), freq=data.freq, source=data.source,
+                            test_days=data.test_days, val_days=data.val_days, window=window,
+                            normaliser_state=normaliser_state, repair_ticks=data.repair_ticks)
 
     def from_bars(self, bars: Mapping[str, pd.DataFrame], *, test_days: int = 30,
                   val_days: int = 0, normaliser_state: dict | None = None,
@@ -83,5 +116,54 @@ def _scores(result: Any, returns: bool) -> dict[str, Any]:
         out["returns"] = np.asarray(result.returns(COMBINED, "agent"), dtype=np.float64)
     return out
 
+    # -- evaluation, reports and the live path -------------------------------------------
+
+    def describe(self) -> str:
+        return ", ".join(self.config.data.symbols)
+
+    def evaluation_env_config(self) -> EnvConfig:
+        return evaluation_config(self.env_config)
+
+    def test_block(self, agent: Any, *, symbols: Sequence[str] | None = None,
+                   test_days: int | None = None, data: str | os.PathLike | None = None
+                   ) -> tuple[Any, dict[str, Any]]:
+        """Any of the trained ``symbols`` (default: all), on at most the training's test
+        days, or on the last ``test_days`` of newer bars from ``data`` (a CSV/Parquet path,
+        checked to start after the training's test split)."""
+        return heldout.test_block(agent, None if symbols is None else list(symbols),
+                                  test_days, data, self.load)
+
+    def tables(self, result: EvalResult) -> list[ConsoleTable]:
+        """One table per symbol (and the combined portfolio): metrics x strategies, the
+        Sharpe with its error bars (the report's numbers, from ``result.uncertainty``)."""
+        tables = []
+        symbols = result.symbols + ([COMBINED] if len(result.symbols) > 1 else [])
+        for symbol in symbols:
+            title = "combined (equal capital)" if symbol == COMBINED else symbol
+            per_strategy = [result.metrics(symbol, s).to_dict() for s in STRATEGIES]
+            rows = []
+            for key in CONSOLE_METRICS:
+                label, kind = METRIC_LABELS[key]
+                rows.append([label, *(format_metric(values[key], kind)
+                                      for values in per_strategy)])
+                if key == "sharpe":
+                    rows += uncertainty_rows(result, symbol)
+            tables.append(ConsoleTable(title, ["metric", *(STRATEGY_LABELS[s]
+                                                          for s in STRATEGIES)], rows))
+        return tables
+
+    def report(self, result: EvalResult, out_dir: str | os.PathLike, *,
+               training_metrics: str | os.PathLike | None = None) -> ReportFiles:
+        return write_report(result, out_dir, training_metrics=training_metrics)
+
+    def live_env_class(self) -> type[SingleLiveEnv]:
+        return SingleLiveEnv
+
+    def walkforward_record(self, bars: Mapping[str, pd.DataFrame], windows: Sequence[Window],
+                           policies: Sequence[dict[str, Any]], *,
+                           agent_for: Callable[[dict[str, Any]], Any],
+                           block_for: Callable[[Window, Any], Any]) -> pd.DataFrame:
+        return records.walkforward_record(self.env_config, self.config.data.freq, bars, windows,
+                                          policies, agent_for=agent_for, block_for=block_for)
 
 __all__ = ["SingleMarket"]

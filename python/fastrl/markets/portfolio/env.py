@@ -2,12 +2,12 @@
 
 ``num_envs`` portfolios over one :class:`~fastrl.data.panel.PanelBlock` of A symbols are
 stepped at once in a persistent C++ thread pool with the GIL released. As with
-:class:`fastrl.env.TradingVecEnv`, every returned array is a view of a buffer the simulator
-overwrites on the next step, autoreset is ``SAME_STEP`` (``info["final_obs"]`` rows where
-``info["_final_obs"]``), ``terminated`` means equity fell to the floor (no bootstrap) and
-``truncated`` means length or data end (bootstrap). ``info["episode"]`` holds return ``r``,
-length ``l``, final ``equity``, ``costs``, ``trades`` (executed orders) and ``turnover``
-(sum over steps of traded notional / equity).
+:class:`fastrl.markets.single.env.TradingVecEnv`, every returned array is a view of a
+buffer the simulator overwrites on the next step, autoreset is ``SAME_STEP``
+(``info["final_obs"]`` rows where ``info["_final_obs"]``), ``terminated`` means equity
+fell to the floor (no bootstrap) and ``truncated`` means length or data end (bootstrap).
+``info["episode"]`` holds return ``r``, length ``l``, final ``equity``, ``costs``,
+``trades`` (executed orders) and ``turnover`` (sum over steps of traded notional / equity).
 
 **Action**: an ``[N, A]`` array of target weights, fractions of equity per symbol; the
 rest is cash (``cash weight = 1 - sum(w)``; negative when gross leverage is above 1).
@@ -32,96 +32,17 @@ weights of the A symbols and the cash weight, marked at the close of t.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from fastrl.costs import CostModel
-from fastrl.data.panel import PanelBlock
-from fastrl.env import SIM_BUFFER_SPECS, CoreVecEnv, EpisodeConfig, is_finite_number
+from fastrl import _core
+from fastrl.data.panel import PanelBlock, build_panel
+from fastrl.env_config import PortfolioConfig
+from fastrl.markets.base import SIM_BUFFER_SPECS, CoreVecEnv
 
 BUFFER_SPECS = {**SIM_BUFFER_SPECS, "ep_turnover": (np.float64, ())}
-
-
-@dataclass
-class PortfolioConfig(EpisodeConfig):
-    """Everything that defines the simulated portfolio market."""
-
-    window: int = 32
-    """Panel rows per observation (the row itself and window - 1 before it)."""
-    episode_length: int = 252
-    """Steps per episode; 0 runs to the end of the panel."""
-    execution: str = "next_open"
-    """'next_open' fills at the next row's open; 'close' at the row's own close (optimistic)."""
-    long_only: bool = True
-    """Weights must be >= 0; False allows shorts down to -max_weight."""
-    max_gross: float = 1.0
-    """Cap on sum |w| (gross leverage); above 1 the cash weight goes negative (borrowing)."""
-    max_weight: float = 1.0
-    """Cap on |w| of any one symbol."""
-    integer_shares: bool = False
-    """Round every order toward zero to whole shares (NSE trades whole shares)."""
-    trade_band: float = 0.0
-    """Skip legs whose |notional| < trade_band x equity: a no-trade band against paying fixed
-    fees for tiny drift rebalances (0 trades every difference)."""
-    cost: str | CostModel | dict = "nse_delivery"
-    """Preset name ('nse_delivery', 'nse_intraday', 'bps', 'zero'), a CostModel or its fields;
-    charged per executed order (leg)."""
-    half_spread_bps: float | None = None
-    """Half-spread per fill, bps of notional; None: the cost preset's (EnvConfig's doc)."""
-    slippage_bps: float | None = None
-    """Slippage per fill, bps of notional; None: the cost preset's (EnvConfig's doc)."""
-    reward: str = "log_return"
-    """'log_return', 'pnl' (change of equity / initial cash) or 'diff_sharpe'."""
-    dsr_eta: float = 0.01
-    drawdown_penalty: float = 0.0
-    """Subtracted times the current drawdown from the episode's peak equity."""
-    turnover_penalty: float = 0.0
-    """Subtracted times traded notional / equity."""
-    initial_cash: float = 1_000_000.0
-    equity_floor: float = 0.5
-    """The episode terminates when equity <= equity_floor x initial_cash."""
-    random_start: bool = True
-    """False: every episode starts at row window - 1."""
-    min_envs_per_thread: int = 16
-    """Blocks smaller than this are not worth a thread hand-off."""
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    _DATA_END = "panel"
-
-    def validate(self) -> None:
-        need = self._need
-        self._validate_episode()
-        need(is_finite_number(self.max_gross) and self.max_gross > 0,
-             f"max_gross must be > 0, got {self.max_gross!r}")
-        need(is_finite_number(self.max_weight) and self.max_weight > 0,
-             f"max_weight must be > 0, got {self.max_weight!r}")
-        need(is_finite_number(self.trade_band) and 0 <= self.trade_band < 1,
-             f"trade_band must lie in [0, 1), got {self.trade_band!r}")
-        model = self.cost_model()  # raises on an unknown preset
-        if not model.overnight_shorts:
-            # cash delivery (CNC): no naked shorts, and longs paid in full; the portfolio
-            # simulator charges neither a borrow fee nor margin interest
-            where = ("long_only is false" if not self.long_only else
-                     f"max_gross {self.max_gross} is above 1" if self.max_gross > 1 else None)
-            need(where is None,
-                 f"{where}, but cost '{model.name}' is cash delivery: shorts and leverage "
-                 "(negative cash) would cost nothing, since no stock-lending fee or margin "
-                 "interest is charged. Set long_only=True and max_gross <= 1")
-
-    def to_core(self) -> Any:
-        from fastrl import _core
-
-        core = self._to_core(_core.PortfolioSimConfig())
-        core.long_only = bool(self.long_only)
-        core.max_gross = float(self.max_gross)
-        core.max_weight = float(self.max_weight)
-        core.trade_band = float(self.trade_band)
-        return core
 
 
 def portfolio_obs_dim(panel: PanelBlock, window: int) -> int:
@@ -143,8 +64,6 @@ class PortfolioVecEnv(CoreVecEnv):
         seed: int = 0,
         buffers: dict[str, Any] | None = None,
     ) -> None:
-        from fastrl import _core
-
         if not isinstance(panel, PanelBlock):
             raise ValueError(f"panel must be a fastrl PanelBlock, got {type(panel).__name__}")
         self.config = config if config is not None else PortfolioConfig()
@@ -212,8 +131,6 @@ def make_portfolio_env(
     ``split`` is 'train', 'val' or 'test' (see :mod:`fastrl.data.panel` for the calendar,
     mask and split rules).
     """
-    from fastrl.data.panel import build_panel
-
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
     config = config if config is not None else PortfolioConfig()

@@ -1,0 +1,61 @@
+"""A portfolio config's walk-forward record: every window's frozen policy trades the whole
+book, its holding carried across the window boundaries, beside equal weight bought at the
+first fill and held (the portfolio report's buy-and-hold)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from fastrl.backtest_portfolio import EW_HOLD, baseline_backtest, evaluation_config
+from fastrl.backtest_portfolio import run_agent as run_portfolio
+from fastrl.env_config import PortfolioConfig
+
+if TYPE_CHECKING:
+    from fastrl.walkforward.plan import Window
+
+PORTFOLIO = "PORTFOLIO"  # the record's symbol for a portfolio config (one policy, one equity)
+
+
+def walkforward_record(training: PortfolioConfig, windows: Sequence[Window],
+                       policies: Sequence[dict[str, Any]], *,
+                       agent_for: Callable[[dict[str, Any]], Any],
+                       block_for: Callable[[Window, Any], Any]) -> pd.DataFrame:
+    """One row per bar for the whole portfolio (symbol ``PORTFOLIO``, position = the symbols'
+    gross weight). ``training``: the run's env config; ``agent_for(policy)``: a window's
+    frozen agent; ``block_for(window, agent)``: the panel the window trades."""
+    env_config = dataclasses.replace(evaluation_config(training), equity_floor=0.0)
+    holding = None
+    parts = []
+    for window, policy in zip(windows, policies, strict=True):
+        agent = agent_for(policy)
+        panel = block_for(window, agent)
+        backtest = run_portfolio(agent, panel, env_config, holding=holding,
+                                 liquidate=window.index == windows[-1].index)
+        holding = backtest.holding
+        equity = backtest.equity
+        parts.append(pd.DataFrame({
+            "window": window.index, "agent_return": equity[1:] / equity[:-1] - 1.0,
+            "position": backtest.weights[:, :-1].sum(axis=1), "cost": backtest.step_costs,
+            "cost_frac": backtest.step_costs / equity[:-1], "agent_equity": equity[1:],
+        }, index=pd.DatetimeIndex(backtest.timestamps[1:])))
+    record = pd.concat(parts)
+    whole = dataclasses.replace(windows[0], last_traded=windows[-1].last_traded)
+    panel = block_for(whole, agent_for(policies[0]))
+    hold = baseline_backtest(panel, env_config, EW_HOLD)
+    equity = hold.equity
+    bench = pd.DataFrame({"bh_return": equity[1:] / equity[:-1] - 1.0, "bh_cost": hold.step_costs,
+                          "bh_equity": equity[1:], "bh_cost_frac": hold.step_costs / equity[:-1]},
+                         index=pd.DatetimeIndex(hold.timestamps[1:]))
+    joined = record.join(bench, how="left")
+    if joined["bh_return"].isna().any():
+        raise ValueError("the portfolio and its equal-weight benchmark cover different bars")
+    joined.insert(0, "symbol", PORTFOLIO)
+    joined.index.name = "time"
+    return joined.reset_index()
+
+
+__all__ = ["PORTFOLIO", "walkforward_record"]
