@@ -106,16 +106,6 @@ class SingleMarket:
         return [_scores(r, True) for r in engine.validation_evals(members, block)]
 
 
-def _scores(result: Any, returns: bool) -> dict[str, Any]:
-    """The agent's combined Sharpe and total return of an EvalResult (and its per-bar
-    returns)."""
-    combined = result.combined["agent"]
-    out: dict[str, Any] = {"sharpe": float(combined.sharpe),
-                           "return": float(combined.total_return)}
-    if returns:
-        out["returns"] = np.asarray(result.returns(COMBINED, "agent"), dtype=np.float64)
-    return out
-
     # -- evaluation, reports and the live path -------------------------------------------
 
     def describe(self) -> str:
@@ -165,5 +155,16 @@ def _scores(result: Any, returns: bool) -> dict[str, Any]:
                            block_for: Callable[[Window, Any], Any]) -> pd.DataFrame:
         return records.walkforward_record(self.env_config, self.config.data.freq, bars, windows,
                                           policies, agent_for=agent_for, block_for=block_for)
+
+def _scores(result: Any, returns: bool) -> dict[str, Any]:
+    """The agent's combined Sharpe and total return of an EvalResult (and its per-bar
+    returns)."""
+    combined = result.combined["agent"]
+    out: dict[str, Any] = {"sharpe": float(combined.sharpe),
+                           "return": float(combined.total_return)}
+    if returns:
+        out["returns"] = np.asarray(result.returns(COMBINED, "agent"), dtype=np.float64)
+    return out
+
 
 __all__ = ["SingleMarket"]
