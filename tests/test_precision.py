@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from fastrl import backtest as backtest_module
-from fastrl.backtest import evaluate_agent
+from fastrl.markets.single import backtest as backtest_module
+from fastrl.markets.single.backtest import evaluate_agent
 from fastrl.ppo.agent import Agent
 from fastrl.ppo.checkpoint import CheckpointError, load_agent, load_checkpoint
 from fastrl.ppo.hooks import Hook, RunFolderHook, ValidationHook

@@ -16,10 +16,11 @@ import pytest
 pytest.importorskip("fastrl._core")
 
 from fastrl import stats  # noqa: E402
-from fastrl.backtest import BOOTSTRAP_SEED, COMBINED  # noqa: E402
 from fastrl.data.block import MarketBlock  # noqa: E402
 from fastrl.env import EnvConfig  # noqa: E402
 from fastrl.evaluate import evaluate_agent  # noqa: E402
+from fastrl.markets.results import BOOTSTRAP_SEED  # noqa: E402
+from fastrl.markets.single.result import COMBINED  # noqa: E402
 from fastrl.metrics import sharpe_ratio  # noqa: E402
 from fastrl.report import (  # noqa: E402
     figure_size_px,

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from fastrl.backtest_portfolio import (
+from fastrl.config import ConfigError, build_config
+from fastrl.data.panel import PanelBlock, build_panel
+from fastrl.env_portfolio import PortfolioConfig
+from fastrl.markets.portfolio.backtest import (
     EW_HOLD,
     EW_MONTHLY,
     baseline_backtest,
@@ -18,9 +21,6 @@ from fastrl.backtest_portfolio import (
     rebalance_steps,
     run_agent,
 )
-from fastrl.config import ConfigError, build_config
-from fastrl.data.panel import PanelBlock, build_panel
-from fastrl.env_portfolio import PortfolioConfig
 from fastrl.ppo.network import ActorCritic, sample
 from fastrl.ppo.simplex import simplex_weights
 

@@ -165,8 +165,8 @@ def test_validation_spacing_in_env_steps(tiny_space: Path) -> None:
 def test_excess_objective_scores_skill_not_drift(tiny_space: Path) -> None:
     """An agent that only stays long is buy-and-hold: its validation Sharpe is the
     market's, its excess score is 0; an agent ahead of buy-and-hold every day scores > 0."""
-    from fastrl.backtest import evaluate_agent
     from fastrl.env import TradingVecEnv  # noqa: F401  (the env the backtest builds)
+    from fastrl.markets.single.backtest import evaluate_agent
 
     base = study_mod.base_config(settings(tiny_space, set_options=[*TINY_SET,
                                                                    "env.cost=zero"]))

@@ -1,7 +1,8 @@
 """Backtest a trained run on its held-out test days (``fastrl-eval``, and after training).
 
 Loads the run's checkpoint, rebuilds the test split with the training feature normaliser
-and runs :func:`fastrl.backtest.evaluate_agent` (the same path validation uses). Writing
+and runs :func:`fastrl.markets.single.backtest.evaluate_agent` (the same path validation
+uses). Writing
 the report is the caller's job (:func:`fastrl.report.write_report`); nothing here writes
 files.
 """
@@ -15,21 +16,23 @@ from typing import Any
 
 import numpy as np
 
-from fastrl.backtest import (  # noqa: F401  (re-exported: the public evaluation API)
+from fastrl.data.block import MarketBlock
+from fastrl.markets.results import EvaluationError  # noqa: F401  (re-exported: the public API)
+from fastrl.markets.single.backtest import (  # noqa: F401  (re-exported: the public API)
+    baseline_backtest,
+    check_test_rows,
+    evaluate_agent,
+    evaluation_config,
+    run_agent,
+)
+from fastrl.markets.single.result import (  # noqa: F401  (re-exported: the public API)
     COMBINED,
     STRATEGIES,
     STRATEGY_LABELS,
     Backtest,
     EvalResult,
-    EvaluationError,
-    baseline_backtest,
-    check_test_rows,
     combine,
-    evaluate_agent,
-    evaluation_config,
-    run_agent,
 )
-from fastrl.data.block import MarketBlock
 
 CHECKPOINT_ORDER = ("best.pt", "final.pt", "last.pt")
 
@@ -287,12 +290,12 @@ def evaluate_portfolio_run(
     test_days: int | None = None,
 ) -> Any:
     """A portfolio run's deterministic agent on its held-out test days, beside the
-    equal-weight and single-name baselines (:func:`fastrl.backtest_portfolio.
+    equal-weight and single-name baselines (:func:`fastrl.markets.portfolio.backtest.
     evaluate_portfolio`); writes nothing. ``test_days`` may not exceed the training's."""
-    from fastrl.backtest_portfolio import evaluate_portfolio
     from fastrl.config import portfolio_env_config
     from fastrl.data.panel import build_panel
     from fastrl.env_portfolio import portfolio_obs_dim
+    from fastrl.markets.portfolio.backtest import evaluate_portfolio
     from fastrl.ppo.checkpoint import load_agent
 
     checkpoint, run_dir = find_checkpoint(run_dir_or_checkpoint)

@@ -2,8 +2,9 @@
 report.json, and the per-bar data behind them as CSV (test_returns.csv, test_trades.csv).
 
 Every Sharpe comes with its error bars and the agent with its chance of beating
-buy-and-hold, all read from :meth:`fastrl.backtest.EvalResult.uncertainty` (computed once
-there), so report, JSON and the CLI tables (:func:`uncertainty_rows`) print the same numbers.
+buy-and-hold, all read from :meth:`fastrl.markets.single.result.EvalResult.uncertainty`
+(computed once there), so report, JSON and the CLI tables (:func:`uncertainty_rows`) print
+the same numbers.
 
 Plots (matplotlib, Agg backend, fixed pixel sizes so tests can check them):
 ``equity.png`` agent against buy-and-hold and flat, ``drawdown.png``, ``positions.png``
@@ -29,7 +30,8 @@ from fastrl.metrics import METRIC_LABELS, format_metric
 from fastrl.report_writer import Document, Section, Table
 
 if TYPE_CHECKING:
-    from fastrl.backtest import Backtest, EquityPath, EvalResult
+    from fastrl.markets.results import EquityPath
+    from fastrl.markets.single.result import Backtest, EvalResult
 
 DPI = 100
 FIG_WIDTH_IN = 11.0
@@ -307,7 +309,7 @@ def uncertainty_rows(result: EvalResult, symbol: str) -> list[list[str]]:
     """Table rows [label, agent, buy & hold, flat] of the Sharpe's error bars and the agent's
     mean return over buy-and-hold with its one-sided p; flat (cash, Sharpe 0 by
     construction) gets none."""
-    from fastrl.backtest import STRATEGIES
+    from fastrl.markets.single.result import STRATEGIES
 
     uncertainty = result.uncertainty(symbol)
     level = next(iter(uncertainty.sharpe.values())).level
@@ -326,7 +328,7 @@ def uncertainty_rows(result: EvalResult, symbol: str) -> list[list[str]]:
 
 
 def _table_rows(result: EvalResult, symbol: str) -> list[list[str]]:
-    from fastrl.backtest import STRATEGIES
+    from fastrl.markets.single.result import STRATEGIES
 
     rows = []
     for key in REPORT_METRICS:
@@ -340,7 +342,7 @@ def _table_rows(result: EvalResult, symbol: str) -> list[list[str]]:
 
 def _sections(result: EvalResult) -> list[tuple[str, list[list[str]], str]]:
     """(heading, table rows, verdict) per symbol, then the combined portfolio."""
-    from fastrl.backtest import COMBINED
+    from fastrl.markets.single.result import COMBINED
 
     sections = [(symbol, _table_rows(result, symbol), result.uncertainty(symbol).verdict)
                 for symbol in result.symbols]
@@ -351,7 +353,7 @@ def _sections(result: EvalResult) -> list[tuple[str, list[list[str]], str]]:
 
 
 def _uncertainty_lines(result: EvalResult) -> list[str]:
-    from fastrl.backtest import COMBINED
+    from fastrl.markets.single.result import COMBINED
     from fastrl.stats import DEFAULT_REPS
 
     headline = result.uncertainty(COMBINED)

@@ -1,7 +1,7 @@
 """The portfolio backtest report: report.md/html/json, test_returns.csv and PNG plots.
 
 Built on :mod:`fastrl.report`'s helpers (fixed-size Agg figures, the training curves, the
-number formats and strict JSON), fed by :class:`fastrl.backtest_portfolio.PortfolioResult`.
+number formats and strict JSON), fed by :class:`fastrl.markets.portfolio.backtest.PortfolioResult`.
 Plots: ``equity.png`` (the agent against equal weight monthly and held, and each
 symbol's buy-and-hold, thin), ``weights.png`` (the agent's weights over time, symbols and
 cash stacked to 1) and ``training.png`` when the run logged metrics.
@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 
 from fastrl import report_writer
-from fastrl.backtest_portfolio import (
+from fastrl.costs import describe_execution
+from fastrl.markets.portfolio.backtest import (
     AGENT,
     EW_HOLD,
     EW_MONTHLY,
     PortfolioResult,
     strategy_label,
 )
-from fastrl.costs import describe_execution
 from fastrl.metrics import METRIC_LABELS, format_metric
 from fastrl.report import (
     COLORS,

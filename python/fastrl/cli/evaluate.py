@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from fastrl.backtest import COMBINED, STRATEGIES, STRATEGY_LABELS, EvalResult
 from fastrl.cli.errors import UsageError, cli_errors
+from fastrl.markets.single.result import COMBINED, STRATEGIES, STRATEGY_LABELS, EvalResult
 from fastrl.metrics import METRIC_LABELS, format_metric
 
 PROG = "fastrl-eval"
@@ -122,7 +122,7 @@ def run(argv: list[str] | None, console: Console) -> int:
 
 def portfolio_table(result: Any) -> Table:
     """The portfolio metrics x strategies table, with the Sharpe's error bars."""
-    from fastrl.backtest_portfolio import strategy_label
+    from fastrl.markets.portfolio.backtest import strategy_label
     from fastrl.report_portfolio import table_rows
 
     table = Table(title="portfolio", header_style="bold", title_style="bold")

@@ -13,7 +13,8 @@ backtest's own machinery, not a re-implementation of it:
   :class:`~fastrl.env_portfolio.PortfolioVecEnv`) is loaded with the book's state
   (``set_state``) and stepped, the same env the backtest steps;
 - portfolio accounting (equity, weights, costs) goes through
-  :func:`fastrl.backtest_portfolio.simulate`, which is what the portfolio backtest reports.
+  :func:`fastrl.markets.portfolio.backtest.step_holding`, the portfolio backtest's own
+  stepping, one step from the book's carried holding.
 
 Driving the simulator rather than the ``reference.py`` formulas is what makes a paper
 replay equal its backtest bit for bit: same arithmetic, same order of operations. The book
@@ -316,7 +317,7 @@ class LiveEnv:
     def decide(self) -> list[Any]:
         """The agent's deterministic actions at the current bars (the backtest's policy call,
         one row per symbol: rows of symbols without a bar now are asked and ignored)."""
-        from fastrl.backtest import valid_actions
+        from fastrl.markets.single.backtest import valid_actions
 
         obs = self.env.buffers["obs"]
         actions = self.run.agent.act(obs, deterministic=True)
@@ -466,7 +467,7 @@ class LiveEnv:
                     cash=None, equity=float(book.env["equity"][s]))
 
     def _step_portfolio(self, weights: list[float]) -> list[Step]:
-        from fastrl.backtest_portfolio import AGENT, PortfolioHolding, simulate
+        from fastrl.markets.portfolio.backtest import PortfolioHolding, step_holding
 
         book, env, panel = self.book, self.env, self.block
         before = env.get_state()
@@ -481,8 +482,7 @@ class LiveEnv:
                                    cash=float(accounts["cash"]))
         order = None if book.ended[0] else np.asarray(weights, dtype=np.float64)
         # the portfolio backtest's own accounting, one step from the carried holding
-        result = simulate(panel, self.config, t, [order], AGENT, floor=True, holding=holding,
-                          liquidate=False)
+        result = step_holding(panel, self.config, t, holding, order)
         if result.terminated_step is not None:
             ended = True
             final_shares, final_cash = np.zeros(len(self.run.symbols)), float(result.equity[1])

@@ -58,11 +58,11 @@ class LiveRun:
     def env_config(self) -> Any:
         """The backtest's env config (deterministic full-segment episodes, the run's costs)."""
         if self.portfolio:
-            from fastrl.backtest_portfolio import evaluation_config as portfolio_evaluation
             from fastrl.config import portfolio_env_config
+            from fastrl.markets.portfolio.backtest import evaluation_config as portfolio_evaluation
 
             return portfolio_evaluation(portfolio_env_config(self.config))
-        from fastrl.backtest import evaluation_config
+        from fastrl.markets.single.backtest import evaluation_config
 
         return evaluation_config(self.config.env)
 

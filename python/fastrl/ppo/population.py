@@ -1116,7 +1116,7 @@ class Population:
     def greedy_policy(self, members: Sequence[int]) -> Callable[[np.ndarray], np.ndarray]:
         """The deterministic actions of ``members`` (C of them) as one function of raw
         observations [C * S, D] (member ``members[c]``'s rows ``c * S .. c * S + S``), for
-        :func:`fastrl.backtest.evaluate_agents`: :meth:`Agent.act`'s arithmetic (the
+        :func:`fastrl.markets.single.backtest.evaluate_agents`: :meth:`Agent.act`'s arithmetic (the
         member's normaliser, the actor under autocast, argmax or the clipped mean) on the
         stacked weights, one forward for every member. Single-asset members only; the
         function acts with the weights the members have now, whatever training does next."""
@@ -1148,7 +1148,7 @@ class Population:
         (default the validation block): every member in one batched env with one forward
         per bar (:meth:`greedy_policy`). A portfolio's members are backtested by
         :meth:`validation_results`."""
-        from fastrl.backtest import evaluate_agents
+        from fastrl.markets.single.backtest import evaluate_agents
 
         block = self.market.val if block is None else block
         members = list(range(self.population)) if members is None else list(members)
@@ -1181,7 +1181,7 @@ class Population:
                 results.append(validation_scores(agent, block, self.env_config, True,
                                                  returns=True))
             return results
-        from fastrl.backtest import COMBINED
+        from fastrl.markets.single.result import COMBINED
 
         return [{"sharpe": float(r.combined["agent"].sharpe),
                  "return": float(r.combined["agent"].total_return),
@@ -1193,14 +1193,14 @@ def validation_scores(agent: Agent, block: Any, env_config: Any, portfolio: bool
                       returns: bool = False) -> dict[str, Any]:
     """Sharpe and total return of ``agent``'s deterministic backtest on ``block``.
 
-    :func:`fastrl.backtest.evaluate_agent` (the test-days report's function: every symbol in
-    one batched env, the position closed and its cost paid at the end, the equal-capital
-    combined Sharpe), or for a portfolio
-    :func:`fastrl.backtest_portfolio.evaluate_portfolio` (the portfolio's Sharpe). With
+    :func:`fastrl.markets.single.backtest.evaluate_agent` (the test-days report's function:
+    every symbol in one batched env, the position closed and its cost paid at the end, the
+    equal-capital combined Sharpe), or for a portfolio
+    :func:`fastrl.markets.portfolio.backtest.evaluate_portfolio` (the portfolio's Sharpe). With
     ``returns`` also the per-bar returns that Sharpe is computed from (``returns``).
     """
     if portfolio:
-        from fastrl.backtest_portfolio import evaluate_portfolio
+        from fastrl.markets.portfolio.backtest import evaluate_portfolio
 
         backtest = evaluate_portfolio(agent, block, env_config, baselines=False).get("agent")
         metrics = backtest.metrics
@@ -1209,7 +1209,8 @@ def validation_scores(agent: Agent, block: Any, env_config: Any, portfolio: bool
         if returns:
             out["returns"] = np.asarray(backtest.returns, dtype=np.float64)
         return out
-    from fastrl.backtest import COMBINED, evaluate_agent
+    from fastrl.markets.single.backtest import evaluate_agent
+    from fastrl.markets.single.result import COMBINED
 
     result = evaluate_agent(agent, block, env_config, baselines=False)
     combined = result.combined["agent"]

@@ -408,10 +408,10 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         """The validation backtest of the current deterministic policy.
 
-        Runs :func:`fastrl.backtest.evaluate_agent` on the validation block, the function
-        the test-days report uses: every symbol in one batched env, the position closed
+        Runs :func:`fastrl.markets.single.backtest.evaluate_agent` on the validation block,
+        the function the test-days report uses: every symbol in one batched env, the position closed
         (and its cost paid) at the end, and the equal-capital combined Sharpe as the score.
-        A portfolio runs :func:`fastrl.backtest_portfolio.evaluate_portfolio` instead (the
+        A portfolio runs :func:`fastrl.markets.portfolio.backtest.evaluate_portfolio` instead (the
         test-days report's function too): the score is the portfolio's Sharpe.
         """
         if not self.has_validation:

@@ -131,7 +131,7 @@ class RunResult:
 
 def validation_result(trainer: Any, baselines: bool = False) -> Any:
     """The trainer's validation backtest as an EvalResult (what ``validate()`` reads)."""
-    from fastrl.backtest import evaluate_agent
+    from fastrl.markets.single.backtest import evaluate_agent
 
     return evaluate_agent(trainer.validation_agent(), trainer.market.val, trainer.config.env,
                           baselines=baselines)
@@ -143,7 +143,7 @@ def daily_equity(result: Any, strategy: str) -> np.ndarray:
     The portfolio's summed equity on the common clock of its segments, kept at the last
     mark of each calendar date; without timestamps every mark is its own day.
     """
-    from fastrl.backtest import aligned_paths
+    from fastrl.markets.single.result import aligned_paths
 
     backtests = [b for b in result.backtests if b.strategy == strategy]
     equity, _, _, clock = aligned_paths(backtests)
@@ -226,7 +226,7 @@ def train_run(config: TrainConfig, market: Any, *, seed: int, fold: int, val_eve
     when given, holds the per-bar validation returns of the last validated policy (keys
     ``val_returns``, ``bench_returns``, ``step``), also when a pruner stops the run.
     """
-    from fastrl.backtest import COMBINED
+    from fastrl.markets.single.result import COMBINED
     from fastrl.ppo.trainer import Trainer, TrainingDivergedError
 
     if objective not in OBJECTIVES:
@@ -330,7 +330,7 @@ def train_batch(configs: list[TrainConfig], market: Any, *, seed: int | Sequence
     initial members, then the joined ones in the order they joined. A point's ``seconds``
     is the wall time since its member joined (the population's work while it was in it).
     """
-    from fastrl.backtest import COMBINED
+    from fastrl.markets.single.result import COMBINED
     from fastrl.ppo.population import Population
 
     if objective not in OBJECTIVES:

@@ -286,8 +286,9 @@ def confirm_and_test(configs: dict[str, Any], settings: dict[str, Any], market: 
     ``seeds`` default to CONFIRM_SEED_BASE + 0 .. confirm_seeds - 1; ``window`` describes
     the confirmation window in the report; ``batched``: train a config's seeds as one
     population (default: on a GPU). Shared by the study and PBT's replay."""
-    from fastrl.backtest import COMBINED, evaluate_agent
     from fastrl.device import resolve_device
+    from fastrl.markets.single.backtest import evaluate_agent
+    from fastrl.markets.single.result import COMBINED
     from fastrl.tune.study import confirmation_config
 
     if seeds is None:

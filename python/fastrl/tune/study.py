@@ -379,7 +379,7 @@ def base_config(settings: dict[str, Any]) -> TrainConfig:
                           list(settings.get("set_options", [])))
     if config.portfolio.enabled:
         # the objective scores the equal-capital single-symbol backtest against buy-and-hold
-        # (fastrl.backtest); a portfolio is backtested by fastrl.backtest_portfolio
+        # (fastrl.backtest); a portfolio is backtested by fastrl.markets.portfolio.backtest
         raise ConfigError("fastrl-tune tunes single-symbol agents: portfolio.enabled is not "
                           "supported yet (its objective backtests each symbol against "
                           "buy-and-hold)")

@@ -438,8 +438,8 @@ def _buy_and_hold(symbol: str, bars: pd.DataFrame, window: Window, last_day: str
     """Buy-and-hold of one symbol over its record: decided at the agent's first decision bar
     (``window`` is the symbol's first), so bought with the agent's first possible fill, held,
     sold at the last close (the simulator's cost model and share rounding)."""
-    from fastrl.backtest import baseline_backtest
     from fastrl.data.block import MarketBlock
+    from fastrl.markets.single.backtest import baseline_backtest
 
     first = int(np.searchsorted(bars.index, _decision_end(window), side="left")) - 1
     span = bars.iloc[first:]
@@ -466,7 +466,7 @@ def trade_record(config: Any, bars: Mapping[str, pd.DataFrame], windows: list[Wi
     (currency and as a fraction of the equity before the bar), the window, and buy-and-hold's
     return and costs on the same bar.
     """
-    from fastrl.backtest import Holding, evaluation_config, run_agent
+    from fastrl.markets.single.backtest import Holding, evaluation_config, run_agent
 
     if config.portfolio.enabled:
         return _portfolio_record(config, bars, windows, policies)
@@ -514,9 +514,9 @@ def _portfolio_record(config: Any, bars: Mapping[str, pd.DataFrame], windows: li
     """:func:`trade_record` of a portfolio config: one row per bar for the whole portfolio
     (symbol ``PORTFOLIO``, position = the symbols' gross weight), against equal weight
     bought at the first fill and held (the portfolio report's buy-and-hold)."""
-    from fastrl.backtest_portfolio import EW_HOLD, baseline_backtest, evaluation_config
-    from fastrl.backtest_portfolio import run_agent as run_portfolio
     from fastrl.config import portfolio_env_config
+    from fastrl.markets.portfolio.backtest import EW_HOLD, baseline_backtest, evaluation_config
+    from fastrl.markets.portfolio.backtest import run_agent as run_portfolio
 
     env_config = dataclasses.replace(evaluation_config(portfolio_env_config(config)),
                                      equity_floor=0.0)

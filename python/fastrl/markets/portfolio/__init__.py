@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from fastrl.backtest_portfolio import evaluate_portfolio
 from fastrl.config import portfolio_env_config
 from fastrl.data.market import load_market
 from fastrl.data.panel import build_panel_from_bars
 from fastrl.env_portfolio import PortfolioConfig, PortfolioVecEnv, portfolio_obs_dim
 from fastrl.markets.base import ActionSpec
+from fastrl.markets.portfolio.backtest import evaluate_portfolio
 
 if TYPE_CHECKING:
     from fastrl.config import TrainConfig

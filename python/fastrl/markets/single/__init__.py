@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from fastrl.backtest import COMBINED, evaluate_agent
 from fastrl.data.market import load_market
 from fastrl.data.splits import build_market_from_bars
 from fastrl.env import AGENT_STATE_DIMS, EnvConfig, TradingVecEnv
 from fastrl.markets.base import ActionSpec
+from fastrl.markets.single.backtest import evaluate_agent
+from fastrl.markets.single.result import COMBINED
 
 if TYPE_CHECKING:
     from fastrl.config import TrainConfig
