@@ -7,8 +7,13 @@ import threading
 import numpy as np
 import pytest
 
+from fastrl import _core
 from fastrl.env import STATE_KEYS, EnvConfig, TradingVecEnv
+from fastrl.env_portfolio import PORTFOLIO_STATE_KEYS, PortfolioConfig, PortfolioVecEnv
+from fastrl.live.decide import PORTFOLIO_STATE, SINGLE_STATE
 from fastrl.reference import ReferenceVecEnv
+from fastrl.reference_portfolio import ReferencePortfolioEnv
+from test_env_portfolio import random_panel
 
 from sim_markets import random_market
 
@@ -205,3 +210,22 @@ def test_two_python_threads_stepping_one_simulator_finish_and_serialise():
     got, want = env.get_state(), sequential.get_state()
     for key in STATE_KEYS:
         assert got[key].tobytes() == want[key].tobytes(), key
+
+
+def test_python_state_key_views_are_the_cores():
+    """The state keys are declared once, in C++: every Python view reads them from there."""
+    assert STATE_KEYS == (*_core.STATE_KEYS, "reset_seed", "reset_count")
+    assert PORTFOLIO_STATE_KEYS == _core.PORTFOLIO_STATE_KEYS
+    env = TradingVecEnv(random_market(0), 2, EnvConfig(window=4))
+    assert tuple(env.get_state()) == STATE_KEYS
+    assert tuple(ReferenceVecEnv(random_market(0), 2, EnvConfig(window=4)).get_state()) \
+        == STATE_KEYS
+    panel = random_panel(0)
+    portfolio = PortfolioVecEnv(panel, 2, PortfolioConfig(window=4))
+    assert tuple(portfolio._sim.state_names) == _core.PORTFOLIO_STATE_KEYS
+    assert tuple(portfolio.get_state())[:-2] == _core.PORTFOLIO_STATE_KEYS
+    assert tuple(ReferencePortfolioEnv(panel, 2, PortfolioConfig(window=4)).get_state()) \
+        == _core.PORTFOLIO_STATE_KEYS
+    carried = set(_core.STATE_KEYS) - {"bar_index", "segment", "last_trade_bar", "rng_state"}
+    assert set(SINGLE_STATE) == carried
+    assert set(PORTFOLIO_STATE) == set(_core.PORTFOLIO_STATE_KEYS) - {"bar_index", "rng_state"}

@@ -13,6 +13,7 @@ import torch
 from fastrl.config import ConfigError, build_config
 from fastrl.data.panel import PanelBlock, build_panel
 from fastrl.env_portfolio import PortfolioConfig
+from fastrl.markets.base import Result
 from fastrl.markets.portfolio.backtest import (
     EW_HOLD,
     EW_MONTHLY,
@@ -132,7 +133,7 @@ def test_agent_replay_matches_the_env_and_the_report_sees_every_baseline(extra):
     config = PortfolioConfig(window=4, max_weight=0.5, **extra)
     rng = np.random.default_rng(3)
     policy = lambda obs: simplex_weights(rng.normal(0, 1, (1, 4)), 0.5)  # noqa: E731
-    agent = run_agent(policy, panel, config)  # raises if the replay differs from the env
+    agent = run_agent(policy, panel, config)
     assert agent.num_steps == 40 - 1 and agent.liquidation_cost > 0
     np.testing.assert_allclose(agent.weights.sum(axis=1), 1.0)
     result = evaluate_portfolio(lambda obs: np.full((1, 3), 1 / 3), panel, config)
@@ -140,6 +141,9 @@ def test_agent_replay_matches_the_env_and_the_report_sees_every_baseline(extra):
                                  "bh:INFY"]
     assert "equal-weight buy-and-hold" in result.verdict
     assert json.dumps(result.to_dict(), default=str)
+    assert isinstance(result, Result)
+    assert result.metrics(strategy="agent") is result.metrics() is result.get("agent").metrics
+    assert result.uncertainty().verdict == result.verdict
 
 
 # ----------------------------------------------------------------------------- trainer

@@ -329,8 +329,6 @@ class EnvConfig(EpisodeConfig):
         return out
 
     def to_core(self) -> Any:
-        from fastrl import _core
-
         core = self._to_core(_core.SimConfig())
         core.continuous = self.action == "continuous"
         core.position_levels = list(self.position_levels)
@@ -608,8 +606,6 @@ class TradingVecEnv(CoreVecEnv):
         seed: int = 0,
         buffers: dict[str, Any] | None = None,
     ) -> None:
-        from fastrl import _core
-
         if not isinstance(market, MarketBlock):
             raise ValueError(f"market must be a fastrl MarketBlock, got {type(market).__name__}")
         self.config = config if config is not None else EnvConfig()

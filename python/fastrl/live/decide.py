@@ -36,17 +36,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fastrl import _core
 from fastrl.live.bars import LiveBars
 from fastrl.live.run import LiveInputError, LiveRun
 
-# the simulator state a book carries (fastrl.env.STATE_KEYS less the market indices and the
-# reset RNG: bar_index is re-derived from the book's timestamp in each new block)
-SINGLE_STATE = ("position", "shares", "cash", "equity", "entry_price", "episode_steps",
-                "episode_return", "episode_costs", "episode_trades", "peak_equity", "dsr_a",
-                "dsr_b")
-PORTFOLIO_STATE = ("shares", "cash", "equity", "peak_equity", "dsr_a", "dsr_b",
-                   "episode_return", "episode_costs", "episode_turnover", "episode_steps",
-                   "episode_trades")
+# the simulator state a book carries: the core's state keys less the market indices and the
+# reset RNG (bar_index is re-derived from the book's timestamp in each new block)
+_NOT_CARRIED = ("bar_index", "segment", "last_trade_bar", "rng_state")
+SINGLE_STATE = tuple(k for k in _core.STATE_KEYS if k not in _NOT_CARRIED)
+PORTFOLIO_STATE = tuple(k for k in _core.PORTFOLIO_STATE_KEYS if k not in _NOT_CARRIED)
 
 
 @dataclass

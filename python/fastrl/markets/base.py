@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from fastrl.config import TrainConfig
+    from fastrl.metrics import PerformanceMetrics
 
 Distribution = Literal["categorical", "gaussian", "simplex"]
 
@@ -88,4 +89,38 @@ class Market(Protocol):
         ...
 
 
-__all__ = ["ActionSpec", "Distribution", "Market"]
+class ResultUncertainty(Protocol):
+    """A result's error bars: per-strategy Sharpe statistics and the headline verdict."""
+
+    @property
+    def verdict(self) -> str: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Result(Protocol):
+    """What evaluating a policy on a block gives, whatever the market kind
+    (:class:`fastrl.markets.single.result.EvalResult`,
+    :class:`fastrl.markets.portfolio.backtest.PortfolioResult`).
+
+    ``metrics(strategy=...)`` is the headline book of a strategy: the equal-capital
+    combined portfolio of a single-symbol run, the portfolio itself for a portfolio run
+    (pass ``strategy`` by keyword: a single-symbol result also takes a symbol first).
+    ``uncertainty()`` and ``verdict`` need the baselines; ``steps_frame()`` is one row per
+    step per strategy (what ``test_returns.csv`` holds); ``to_dict()`` is JSON-ready.
+    """
+
+    def metrics(self, *, strategy: str = "agent") -> PerformanceMetrics: ...
+
+    def uncertainty(self) -> ResultUncertainty: ...
+
+    @property
+    def verdict(self) -> str: ...
+
+    def steps_frame(self) -> pd.DataFrame: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+__all__ = ["ActionSpec", "Distribution", "Market", "Result", "ResultUncertainty"]

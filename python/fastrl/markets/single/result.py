@@ -168,7 +168,9 @@ class EvalResult:
                 return backtest
         raise KeyError(f"no backtest for symbol {symbol!r} and strategy {strategy!r}")
 
-    def metrics(self, symbol: str, strategy: str) -> PerformanceMetrics:
+    def metrics(self, symbol: str = COMBINED, strategy: str = "agent") -> PerformanceMetrics:
+        """Metrics of ``strategy`` on ``symbol`` (default: the agent on the equal-capital
+        combined portfolio, the :class:`fastrl.markets.base.Result` headline)."""
         if symbol == COMBINED:
             return self.combined[strategy]
         metrics = self.get(symbol, strategy).metrics
