@@ -42,7 +42,7 @@ import numpy as np
 
 from fastrl import _core
 from fastrl.costs import CostModel
-from fastrl.data.panel import PanelBlock
+from fastrl.data.panel import PanelBlock, build_panel
 from fastrl.env import SIM_BUFFER_SPECS, CoreVecEnv, EpisodeConfig, is_finite_number
 
 BUFFER_SPECS = {**SIM_BUFFER_SPECS, "ep_turnover": (np.float64, ()),
@@ -239,8 +239,6 @@ def make_portfolio_env(
     ``split`` is 'train', 'val' or 'test' (see :mod:`fastrl.data.panel` for the calendar,
     mask and split rules).
     """
-    from fastrl.data.panel import build_panel
-
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
     config = config if config is not None else PortfolioConfig()

@@ -435,7 +435,7 @@ def session_equity(run: LiveRun, result: SessionResult) -> float:
     """The account's equity at the session's last close: the portfolio's, or the sum of the
     symbols' equal-capital sub-accounts (the combined backtest's total)."""
     book = result.book
-    if run.portfolio:  # the backtest's accounting (simulate), not the env's own sums
+    if run.portfolio:  # the backtest's accounting (step_holding), not the env's own sums
         marks = [s.equity for s in result.steps if s.symbol == PORTFOLIO]
         return float(marks[-1]) if marks else float(book.accounts["cash"])
     return float(sum(book.env["equity"]))
