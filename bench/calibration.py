@@ -250,9 +250,9 @@ def write_null_market(folder: Path, seed: int, symbols: Sequence[str]) -> dict[s
 def train_and_test(argv: list[str], run_dir: Path) -> dict[str, Any]:
     """fastrl-train as the command does it (its parser and trainer factory), without the
     printing and report files; then the test-days backtest and verdict of ``evaluate_run``."""
-    from fastrl.backtest import COMBINED
     from fastrl.cli import train as train_cli
     from fastrl.evaluate import evaluate_run
+    from fastrl.strategies import COMBINED
 
     shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted earlier attempt
     args = train_cli.build_parser().parse_args([*argv, "--run-dir", str(run_dir)])

@@ -373,9 +373,9 @@ def _env_config(overrides: dict[str, Any]) -> Any:
 
 
 def _validation_score(splits: Any, env_config: Any, policy: Any, strategy: str = "agent") -> float:
-    """The trainer's validation score (fastrl.backtest: combined Sharpe after the final
+    """The trainer's validation score (markets.single.backtest: combined Sharpe after the final
     liquidation) of ``policy``, or of the buy-and-hold baseline beside it."""
-    from fastrl.backtest import evaluate_agent
+    from fastrl.markets.single.backtest import evaluate_agent
 
     result = evaluate_agent(policy, splits.val, env_config, baselines=strategy != "agent")
     return float(result.combined[strategy].sharpe)
@@ -450,7 +450,7 @@ def run_config(preset: str, market: MarketSetup, seed: int, timesteps: int,
 
 def train_and_test(config: Any, market: MarketSetup) -> dict[str, Any]:
     """Train one run, record its validation curve, and backtest its best checkpoint."""
-    from fastrl.backtest import evaluate_agent
+    from fastrl.markets.single.backtest import evaluate_agent
     from fastrl.ppo.checkpoint import load_agent
     from fastrl.ppo.trainer import Trainer
 
@@ -498,7 +498,7 @@ def test_record(evaluation: Any) -> dict[str, Any]:
     """Combined test-day metrics of agent and buy-and-hold, each Sharpe with its error bars
     (``EvalResult.uncertainty``, the numbers the run report prints), and the paired
     probability that the agent's Sharpe beats buy-and-hold's on the same days."""
-    from fastrl.backtest import COMBINED
+    from fastrl.strategies import COMBINED
 
     uncertainty = evaluation.uncertainty(COMBINED)
     test: dict[str, Any] = {}
@@ -909,7 +909,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                      "amp_bf16": args.amp,
                      "presets": list(PRESETS), "early_stopping": "off (patience 0)",
                      "validation": "every update (8,192 env steps); the trainer's validation "
-                                   "(fastrl.backtest): deterministic pass over every "
+                                   "(markets.single.backtest): deterministic pass over every "
                                    "validation segment, position closed at the end, "
                                    "equal-capital combined annualised Sharpe",
                      "test_checkpoint": "best validation Sharpe (checkpoints/best.pt)"},

@@ -80,7 +80,7 @@ def combined_equity(result: Any, strategy: str) -> np.ndarray:
 def train_one(preset: str, symbol: str, timesteps: int, penalty: float | None,
               on_test: bool) -> dict[str, Any]:
     """Train on one symbol; backtest the best-validation policy on validation (and test)."""
-    from fastrl.backtest import evaluate_agent
+    from fastrl.markets.single.backtest import evaluate_agent
     from fastrl.ppo.hooks import KeepBestHook, ValidationHook
     from fastrl.ppo.trainer import Trainer
 

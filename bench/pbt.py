@@ -217,7 +217,7 @@ def pbt_run(config: Any, market: MarketSetup, population: int, ready: int, *,
             scoring: bool = True) -> dict[str, Any]:
     """One PBT run: rounds on A, at each round the pick on B and (with ``scoring``) its
     Sharpe on S, time to target, the winner's test days."""
-    from fastrl.backtest import evaluate_agent
+    from fastrl.markets.single.backtest import evaluate_agent
     from fastrl.ppo.checkpoint import load_agent
 
     blocks = pbt_markets(market, rounds_days, pick_days, scoring)

@@ -193,7 +193,7 @@ def _finite(value: float) -> float | None:
 
 
 def test_days(runs: dict[str, list[Any]], configs: dict[str, Any], market: Any) -> dict:
-    from fastrl.backtest import evaluate_agent
+    from fastrl.markets.single.backtest import evaluate_agent
 
     return {name: [test_record(evaluate_agent(r.agent, market.splits.test, configs[name].env))
                    for r in rs] for name, rs in runs.items()}

@@ -3,7 +3,7 @@
 A timer holds flat or long (the env's lowest and highest position level) for spells of
 random geometric length, mean ``U(MEAN_SPELL)`` days, ignoring every observation. It is
 traded through the library's own backtest path with the training config's costs
-(:func:`fastrl.backtest.evaluate_agent` for the 30-day verdict; the walk-forward's
+(:func:`fastrl.markets.single.backtest.evaluate_agent` for the 30-day verdict; the walk-forward's
 :func:`fastrl.walkforward.run.trade_record` and :func:`fastrl.walkforward.analysis.analyse`
 for its pooled verdict), and judged by the verdict the report prints, so a change to
 :mod:`fastrl.stats` changes these rates with no change here. No training: hundreds of
@@ -100,8 +100,9 @@ def _judged(p_value: float | None, verdict: str, **extra: Any) -> dict[str, Any]
 
 def _thirty_days(bars: dict[str, pd.DataFrame], config: Any, seed: int) -> dict[str, Any]:
     """One timer on the test split fastrl-train would hold out of ``bars``."""
-    from fastrl.backtest import COMBINED, evaluate_agent
     from fastrl.data.splits import build_market_from_bars
+    from fastrl.markets.single.backtest import evaluate_agent
+    from fastrl.strategies import COMBINED
 
     market = build_market_from_bars(bars, config.data.freq, test_days=config.data.test_days,
                                     val_days=0, window=config.env.window,

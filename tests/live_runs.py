@@ -70,8 +70,8 @@ def backtest(run_dir: Path, liquidate: bool = False):
     run = open_run(run_dir)
     data = run.config.data
     if run.market.kind == "portfolio":
-        from fastrl.backtest_portfolio import run_agent
         from fastrl.data.panel import build_panel
+        from fastrl.markets.portfolio.backtest import run_agent
 
         panel = build_panel(list(data.symbols), freq=data.freq, source=data.source,
                             test_days=data.test_days, window=run.window,
@@ -83,8 +83,8 @@ def backtest(run_dir: Path, liquidate: bool = False):
 def backtests(run_dir: Path, liquidate: bool = False) -> list:
     """A single-symbol run's backtests on its test days, one per symbol (its days among the
     last ``test_days`` of the symbols' common calendar, as fastrl-eval runs them)."""
-    from fastrl.backtest import run_agent
     from fastrl.live.run import open_run
+    from fastrl.markets.single.backtest import run_agent
 
     run = open_run(run_dir)
     block, _ = run.market.test_block(run.agent)
@@ -95,10 +95,10 @@ def backtest_window(run_dir: Path, source: str | Path, start: str, through: str)
     """The backtest of the run's checkpoint on the same days a paper account from ``start``
     to ``through`` trades (each symbol from its first bar on or after ``start``, its bars
     from ``source`` up to ``through``): one Backtest per symbol, last position left open."""
-    from fastrl.backtest import run_agent
     from fastrl.data.loaders import load_bars_report
     from fastrl.data.splits import build_market_from_bars
     from fastrl.live.run import open_run
+    from fastrl.markets.single.backtest import run_agent
 
     run = open_run(run_dir)
     data = run.config.data

@@ -292,7 +292,7 @@ def test_a_member_that_joins_mid_run_is_what_it_would_be_alone(market):
 def test_members_validated_together_get_the_backtests_they_get_alone(market, extra):
     """One batched env and one forward per bar for every member (validation_evals) gives
     each member the backtest evaluate_agent gives its own Agent: equity, positions, costs."""
-    from fastrl.backtest import evaluate_agent
+    from fastrl.markets.single.backtest import evaluate_agent
 
     configs = [tiny_config("target_kl=null", *extra),
                tiny_config("target_kl=null", "learning_rate=0.01", *extra),
@@ -330,7 +330,7 @@ def test_on_cuda_a_batch_trains_validates_and_compacts(market, fast):
     """The batched study's engine on the GPU (eager fp32, and compiled with bf16 autocast):
     members with their own epochs and target KL train, a pruned member is compacted away,
     and the members' validation in one env is each member's own backtest."""
-    from fastrl.backtest import evaluate_agent
+    from fastrl.markets.single.backtest import evaluate_agent
 
     cuda = ("device=cuda",) + (("compile=true", "amp=true") if fast
                                else ("compile=false", "amp=false"))
@@ -409,7 +409,8 @@ def test_a_members_curve_is_its_curve_alone_whatever_the_others_do(market):
 def test_one_config_on_several_seeds_is_each_seeds_run_alone(market):
     """The confirmation trains a config's fresh seeds as one population (own seed per
     member): each member is its seed's sequential run, and the kept agent is its policy."""
-    from fastrl.backtest import COMBINED, evaluate_agent
+    from fastrl.markets.single.backtest import evaluate_agent
+    from fastrl.strategies import COMBINED
 
     config = tiny_config("target_kl=null")
     batched = train_batch([config] * 3, market, seed=[5, 7, 5], fold=0,

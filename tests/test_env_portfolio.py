@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from fastrl import costs as cost_rates
 from fastrl.data.panel import PanelBlock
 from fastrl.env_config import PortfolioConfig
-from fastrl.markets.portfolio.env import PortfolioVecEnv
-from fastrl.reference_portfolio import STATE_NAMES, ReferencePortfolioEnv
+from fastrl.markets.portfolio.env import PORTFOLIO_STATE_KEYS, PortfolioVecEnv
+from fastrl.reference_portfolio import ReferencePortfolioEnv
 
 
 def random_panel(seed: int = 0, bars: int = 160, assets: int = 4, num_features: int = 3,
@@ -60,20 +60,25 @@ def assert_same_step(out, ref_out, fast: PortfolioVecEnv, ref: ReferencePortfoli
     np.testing.assert_allclose(rew, r_rew, rtol=1e-9, atol=1e-9, err_msg=f"rewards {where}")
     np.testing.assert_allclose(obs, r_obs, rtol=1e-5, atol=1e-6, err_msg=f"obs {where}")
     state = fast.get_state()
-    for name in STATE_NAMES:
+    for name in PORTFOLIO_STATE_KEYS:
         np.testing.assert_allclose(state[name], getattr(ref, name), rtol=1e-9, atol=1e-9,
                                    err_msg=f"{name} {where}")
     done = info["_episode"]
     np.testing.assert_array_equal(done, r_info["_episode"])
-    for key in ("r", "l", "equity", "costs", "trades", "turnover"):
+    for key in ("r", "l", "equity", "costs", "trades", "turnover", "liquidation", "shares",
+                "cash"):
         np.testing.assert_allclose(info["episode"][key][done], r_info["episode"][key][done],
                                    rtol=1e-9, atol=1e-9, err_msg=f"episode {key} {where}")
     np.testing.assert_allclose(info["final_obs"][done], r_info["final_obs"][done], rtol=1e-5,
                                atol=1e-6, err_msg=f"final_obs {where}")
+    np.testing.assert_allclose(fast.step_costs, ref.step_costs, rtol=1e-9, atol=1e-9,
+                               err_msg=f"step costs {where}")
+    np.testing.assert_allclose(fast.step_turnover, ref.step_turnover, rtol=1e-9, atol=1e-9,
+                               err_msg=f"step turnover {where}")
 
 
 def run_pair(config: PortfolioConfig, panel: PanelBlock, seed: int, steps: int, num_envs: int,
-             threads: int, action_seed: int = 1) -> int:
+             threads: int, action_seed: int = 1, masks: bool = False) -> int:
     fast = PortfolioVecEnv(panel, num_envs, config, num_threads=threads, seed=seed)
     ref = ReferencePortfolioEnv(panel, num_envs, config, seed=seed)
     np.testing.assert_allclose(fast.reset(seed=seed)[0], ref.reset(seed=seed)[0], rtol=1e-5,
@@ -85,8 +90,13 @@ def run_pair(config: PortfolioConfig, panel: PanelBlock, seed: int, steps: int, 
         if last is not None and rng.random() < 0.4:
             w = last  # held targets: drift rebalances, the no-trade band, whole shares
         last = w
-        out = fast.step(w)
-        assert_same_step(out, ref.step(w.copy()), fast, ref, f"at step {k}")
+        if masks:  # some envs send no order this step: they hold and are marked
+            orders = rng.random(num_envs) < 0.5
+            out = fast.step_orders(w, orders)
+            assert_same_step(out, ref.step(w.copy(), orders), fast, ref, f"at step {k}")
+        else:
+            out = fast.step(w)
+            assert_same_step(out, ref.step(w.copy()), fast, ref, f"at step {k}")
         resets += int(out[4]["_episode"].sum())
     return resets
 
@@ -135,6 +145,36 @@ def test_many_steps_with_resets(execution, integer_shares):
     resets = run_pair(config, random_panel(7, bars=200, assets=6), seed=11, steps=600,
                       num_envs=12, threads=2)
     assert resets > 150  # auto-reset exercised many times
+
+
+@pytest.mark.parametrize("integer_shares", [False, True])
+def test_envs_without_an_order_hold_and_match_reference(integer_shares):
+    """The order mask (what the baselines' no-rebalance days step with): an env whose entry is
+    False trades nothing, pays nothing and is marked; every output matches the reference,
+    the liquidation cost, shares and cash reported at each episode end included."""
+    config = PortfolioConfig(window=4, episode_length=25, integer_shares=integer_shares,
+                             trade_band=0.01, equity_floor=0.6, min_envs_per_thread=2)
+    resets = run_pair(config, random_panel(5, bars=150, assets=5), seed=3, steps=300,
+                      num_envs=9, threads=2, masks=True)
+    assert resets > 50
+
+
+def test_no_order_leaves_shares_and_cash_and_checks_no_weights():
+    panel = random_panel(2, late=False, holes=0.0)
+    env = PortfolioVecEnv(panel, 2, PortfolioConfig(window=4, random_start=False))
+    env.reset(seed=0)
+    buy = np.full((2, panel.num_assets), 1.0 / panel.num_assets)
+    env.step(buy)
+    shares, cash = env.shares.copy(), env.cash.copy()
+    bad = buy.copy()
+    bad[1] = np.nan  # env 1 sends no order: its weights are not read
+    env.step_orders(bad, np.array([True, False]))
+    np.testing.assert_array_equal(env.shares[1], shares[1])
+    assert env.cash[1] == cash[1] and env.step_costs[1] == 0.0 and env.step_turnover[1] == 0.0
+    with pytest.raises(ValueError, match="not finite"):
+        env.step_orders(bad, np.array([True, True]))
+    with pytest.raises(ValueError, match="orders must be a bool array"):
+        env.step_orders(buy, np.array([1, 0]))
 
 
 def test_large_observation_batches_match_reference():

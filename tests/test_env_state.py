@@ -7,9 +7,15 @@ import threading
 import numpy as np
 import pytest
 
-from fastrl.env_config import EnvConfig
+from fastrl import _core
+from fastrl.env_config import EnvConfig, PortfolioConfig
+from fastrl.markets.portfolio.env import PORTFOLIO_STATE_KEYS, PortfolioVecEnv
+from fastrl.markets.portfolio.live import PORTFOLIO_STATE
 from fastrl.markets.single.env import STATE_KEYS, TradingVecEnv
+from fastrl.markets.single.live import SINGLE_STATE
 from fastrl.reference import ReferenceVecEnv
+from fastrl.reference_portfolio import ReferencePortfolioEnv
+from test_env_portfolio import random_panel
 
 from sim_markets import random_market
 
@@ -206,3 +212,22 @@ def test_two_python_threads_stepping_one_simulator_finish_and_serialise():
     got, want = env.get_state(), sequential.get_state()
     for key in STATE_KEYS:
         assert got[key].tobytes() == want[key].tobytes(), key
+
+
+def test_python_state_key_views_are_the_cores():
+    """The state keys are declared once, in C++: every Python view reads them from there."""
+    assert STATE_KEYS == (*_core.STATE_KEYS, "reset_seed", "reset_count")
+    assert PORTFOLIO_STATE_KEYS == _core.PORTFOLIO_STATE_KEYS
+    env = TradingVecEnv(random_market(0), 2, EnvConfig(window=4))
+    assert tuple(env.get_state()) == STATE_KEYS
+    assert tuple(ReferenceVecEnv(random_market(0), 2, EnvConfig(window=4)).get_state()) \
+        == STATE_KEYS
+    panel = random_panel(0)
+    portfolio = PortfolioVecEnv(panel, 2, PortfolioConfig(window=4))
+    assert tuple(portfolio._sim.state_names) == _core.PORTFOLIO_STATE_KEYS
+    assert tuple(portfolio.get_state())[:-2] == _core.PORTFOLIO_STATE_KEYS
+    assert tuple(ReferencePortfolioEnv(panel, 2, PortfolioConfig(window=4)).get_state()) \
+        == _core.PORTFOLIO_STATE_KEYS
+    carried = set(_core.STATE_KEYS) - {"bar_index", "segment", "last_trade_bar", "rng_state"}
+    assert set(SINGLE_STATE) == carried
+    assert set(PORTFOLIO_STATE) == set(_core.PORTFOLIO_STATE_KEYS) - {"bar_index", "rng_state"}

@@ -21,6 +21,7 @@ from fastrl.evaluate import (  # noqa: E402
     evaluation_config,
     find_checkpoint,
 )
+from fastrl.markets.base import Result  # noqa: E402
 
 WINDOW = 4
 FLAT, LONG = 0, 1  # the default cost (nse_delivery) is long/flat: levels (0, 1)
@@ -221,6 +222,16 @@ def test_combined_is_the_sum_of_equal_capital_segments():
     table = result.table()
     assert table.loc[(COMBINED, "agent"), "final_equity"] == pytest.approx(combined.final_equity)
     assert list(table.index.get_level_values(0).unique()) == ["SYM0", "SYM1", COMBINED]
+
+
+def test_eval_result_follows_the_result_protocol():
+    market = make_market()
+    result = evaluate_agent(constant(LONG), market, EnvConfig(window=WINDOW))
+    assert isinstance(result, Result)
+    assert result.metrics(strategy="agent") is result.metrics() is result.combined["agent"]
+    assert result.metrics(strategy="buy_and_hold") is result.metrics(COMBINED, "buy_and_hold")
+    assert result.uncertainty().verdict == result.verdict
+    assert set(result.steps_frame()["strategy"]) == {"agent", "buy_and_hold", "flat"}
 
 
 def test_combined_aligns_segments_of_different_lengths_by_time():

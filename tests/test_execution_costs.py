@@ -11,7 +11,6 @@ import pytest
 
 pytest.importorskip("fastrl._core")
 
-from fastrl.backtest import baseline_backtest, evaluation_config, run_agent  # noqa: E402
 from fastrl.config import ConfigError, build_config  # noqa: E402
 from fastrl.costs import (  # noqa: E402
     EXECUTION_DEFAULTS,
@@ -27,6 +26,7 @@ from fastrl.env_config import (
     PortfolioConfig,  # noqa: E402
 )
 from fastrl.markets.portfolio import portfolio_env_config  # noqa: E402
+from fastrl.markets.single.backtest import baseline_backtest, evaluation_config, run_agent  # noqa: E402
 from fastrl.markets.single.env import TradingVecEnv  # noqa: E402
 
 WINDOW = 3
@@ -257,8 +257,8 @@ def test_report_states_the_execution_costs_charged():
 
 
 def test_portfolio_replay_matches_the_env_and_its_report_states_the_execution_costs():
-    from fastrl.backtest_portfolio import evaluate_portfolio
     from fastrl.data.panel import PanelBlock
+    from fastrl.markets.portfolio.backtest import evaluate_portfolio
     from fastrl.reports.portfolio import markdown_report
 
     rng = np.random.default_rng(4)

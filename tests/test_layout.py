@@ -72,10 +72,18 @@ def _imports(tree: ast.AST, modules: dict[str, Path]) -> list[tuple[str, ast.AST
     return found
 
 
+def _with_packages(target: str, modules: dict[str, Path]) -> set[str]:
+    """``target`` and the packages above it: importing ``a.b.c`` runs ``a/b/__init__`` first."""
+    parts = target.split(".")
+    return {".".join(parts[:k]) for k in range(2, len(parts) + 1)} & set(modules)
+
+
 def _graph() -> dict[str, set[str]]:
     modules = _modules()
-    return {name: {t for t, _ in _imports(ast.parse(path.read_text(encoding="utf-8")), modules)
-                   if t != name}
+    return {name: {t for target, _ in _imports(ast.parse(path.read_text(encoding="utf-8")),
+                                               modules)
+                   for t in _with_packages(target, modules)
+                   if t != name and not name.startswith(t + ".")}
             for name, path in modules.items()}
 
 

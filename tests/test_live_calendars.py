@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fastrl.backtest import aligned_paths
 from fastrl.cli.paper import main as paper_main
 from fastrl.cli.signal import main as signal_main
 from fastrl.live.journal import Journal
+from fastrl.markets.single.result import aligned_paths
 
 from live_runs import (
     PAIR_SYMBOLS,

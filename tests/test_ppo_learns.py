@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastrl.backtest import evaluate_agent
 from fastrl.config import build_config
+from fastrl.markets.single.backtest import evaluate_agent
 from fastrl.ppo.trainer import Trainer
 
 pytest.importorskip("fastrl._core")

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from fastrl.backtest import evaluate_agent
 from fastrl.markets import market_for
 from fastrl.markets.single import SingleMarket
+from fastrl.markets.single.backtest import evaluate_agent
 from fastrl.ppo.agent import Agent
 from fastrl.ppo.checkpoint import CheckpointError, load_agent, load_checkpoint
 from fastrl.ppo.hooks import Hook, RunFolderHook, ValidationHook

@@ -16,10 +16,10 @@ import pytest
 pytest.importorskip("fastrl._core")
 
 from fastrl import stats  # noqa: E402
-from fastrl.backtest import BOOTSTRAP_SEED, COMBINED  # noqa: E402
 from fastrl.data.block import MarketBlock  # noqa: E402
 from fastrl.env_config import EnvConfig  # noqa: E402
 from fastrl.evaluate import evaluate_agent  # noqa: E402
+from fastrl.markets.results import BOOTSTRAP_SEED  # noqa: E402
 from fastrl.metrics import sharpe_ratio  # noqa: E402
 from fastrl.reports.format import (  # noqa: E402
     format_active,
@@ -29,6 +29,7 @@ from fastrl.reports.format import (  # noqa: E402
 )
 from fastrl.reports.plots import figure_size_px, read_training_metrics  # noqa: E402
 from fastrl.reports.single import write_report  # noqa: E402
+from fastrl.strategies import COMBINED  # noqa: E402
 
 WINDOW = 4
 

@@ -7,15 +7,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fastrl import _core
 from fastrl.env_config import EnvConfig
 from fastrl.markets.single.env import TradingVecEnv
 from fastrl.reference import ReferenceVecEnv
 
 from sim_markets import intraday_market, random_market
 
-STATE = ("position", "shares", "cash", "equity", "entry_price", "bar_index", "segment",
-         "last_trade_bar", "episode_steps", "episode_costs", "episode_trades", "peak_equity",
-         "episode_return", "dsr_a", "dsr_b")
+# every per-env state array but the RNG stream, which the reference steps identically
+STATE = tuple(key for key in _core.STATE_KEYS if key != "rng_state")
 
 
 def assert_same_step(fast_out, ref_out, fast: TradingVecEnv, ref: ReferenceVecEnv, where: str):
@@ -31,7 +31,7 @@ def assert_same_step(fast_out, ref_out, fast: TradingVecEnv, ref: ReferenceVecEn
     np.testing.assert_array_equal(fast._sim.rng_state, ref.rng_state, err_msg=f"rng {where}")
     done = info["_episode"]
     np.testing.assert_array_equal(done, r_info["_episode"])
-    for key in ("r", "l", "equity", "costs", "trades", "position", "shares"):
+    for key in ("r", "l", "equity", "costs", "trades", "position", "shares", "liquidation"):
         np.testing.assert_allclose(info["episode"][key][done], r_info["episode"][key][done],
                                    rtol=1e-9, atol=1e-9, err_msg=f"episode {key} {where}")
     np.testing.assert_allclose(info["final_obs"][done], r_info["final_obs"][done], rtol=1e-5,

@@ -72,8 +72,8 @@ def test_a_symbol_missing_the_first_test_day_keeps_the_move_after_it():
     """BPCL has no bar on the test split's first date (HDFCLIFE does): its first test decision
     is at its last close before that date, so the move from that close to its next one is in
     the test record, for the agent and for buy-and-hold, as it is for HDFCLIFE."""
-    from fastrl.backtest import baseline_backtest, run_agent
     from fastrl.env_config import EnvConfig
+    from fastrl.markets.single.backtest import baseline_backtest, run_agent
 
     bars = load_bars(["BPCL", "HDFCLIFE"])
     first = pd.Timestamp(build_market_from_bars(bars, test_days=30, window=8)

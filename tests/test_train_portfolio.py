@@ -10,19 +10,19 @@ import numpy as np
 import pytest
 import torch
 
-from fastrl.backtest_portfolio import (
-    EW_HOLD,
-    EW_MONTHLY,
+from fastrl.config import ConfigError, build_config
+from fastrl.data.panel import PanelBlock, build_panel
+from fastrl.env_config import PortfolioConfig
+from fastrl.markets.base import Result
+from fastrl.markets.portfolio.backtest import (
     baseline_backtest,
     evaluate_portfolio,
     rebalance_steps,
     run_agent,
 )
-from fastrl.config import ConfigError, build_config
-from fastrl.data.panel import PanelBlock, build_panel
-from fastrl.env_config import PortfolioConfig
 from fastrl.ppo.network import ActorCritic, sample
 from fastrl.ppo.simplex import simplex_weights
+from fastrl.strategies import EW_HOLD, EW_MONTHLY
 
 pytest.importorskip("fastrl._core")
 
@@ -132,7 +132,7 @@ def test_agent_replay_matches_the_env_and_the_report_sees_every_baseline(extra):
     config = PortfolioConfig(window=4, max_weight=0.5, **extra)
     rng = np.random.default_rng(3)
     policy = lambda obs: simplex_weights(rng.normal(0, 1, (1, 4)), 0.5)  # noqa: E731
-    agent = run_agent(policy, panel, config)  # raises if the replay differs from the env
+    agent = run_agent(policy, panel, config)
     assert agent.num_steps == 40 - 1 and agent.liquidation_cost > 0
     np.testing.assert_allclose(agent.weights.sum(axis=1), 1.0)
     result = evaluate_portfolio(lambda obs: np.full((1, 3), 1 / 3), panel, config)
@@ -140,6 +140,9 @@ def test_agent_replay_matches_the_env_and_the_report_sees_every_baseline(extra):
                                  "bh:INFY"]
     assert "equal-weight buy-and-hold" in result.verdict
     assert json.dumps(result.to_dict(), default=str)
+    assert isinstance(result, Result)
+    assert result.metrics(strategy="agent") is result.metrics() is result.get("agent").metrics
+    assert result.uncertainty().verdict == result.verdict
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -206,9 +209,9 @@ def test_tiny_portfolio_run_via_the_cli_writes_checkpoints_report_and_weights_pl
     assert "w_BPCL" in csv_header and "w_cash" in csv_header
     # fastrl-eval recognises the portfolio run: evaluate_run backtests it as a portfolio, on
     # its own symbols and data only
-    from fastrl.backtest_portfolio import PortfolioResult
     from fastrl.cli.evaluate import main as evaluate_main
     from fastrl.evaluate import EvaluationError, evaluate_run
+    from fastrl.markets.portfolio.backtest import PortfolioResult
 
     assert evaluate_main([str(run), "--test-days", "20", "--no-report"]) == 0
     assert "equal-weight buy-and-hold on" in capsys.readouterr().out

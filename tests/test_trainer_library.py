@@ -183,7 +183,7 @@ def test_old_format_checkpoint_names_the_change(market, tmp_path):
 
 
 def test_validation_score_is_the_number_the_backtest_reports(market):
-    from fastrl.backtest import evaluate_agent
+    from fastrl.markets.single.backtest import evaluate_agent
 
     trainer = Trainer(tiny_config(), market=market)
     trainer.step()

@@ -167,7 +167,8 @@ def test_validation_spacing_in_env_steps(tiny_space: Path) -> None:
 def test_excess_objective_scores_skill_not_drift(tiny_space: Path) -> None:
     """An agent that only stays long is buy-and-hold: its validation Sharpe is the
     market's, its excess score is 0; an agent ahead of buy-and-hold every day scores > 0."""
-    from fastrl.backtest import evaluate_agent
+    from fastrl.markets.single.backtest import evaluate_agent
+    from fastrl.markets.single.env import TradingVecEnv  # noqa: F401  (the env the backtest builds)
 
     base = study_mod.base_config(settings(tiny_space, set_options=[*TINY_SET,
                                                                    "env.cost=zero"]))
@@ -223,17 +224,17 @@ def test_no_trial_touches_the_test_days_and_report_is_written(
     """Every market block any env of the search is built on ends before the confirmation
     window, which ends before the test days; the report states the noise floor, confirms on
     that window and shows paired differences with intervals."""
-    import fastrl.markets.single.env as single_env
+    from fastrl.markets.single.env import TradingVecEnv
 
+    # patched on the class, so every env is seen whichever module bound the name
     seen: list = []
-    original = single_env.TradingVecEnv
+    original = TradingVecEnv.__init__
 
-    class Recording(original):  # type: ignore[misc, valid-type]
-        def __init__(self, block, *args, **kwargs):
-            seen.append(block)
-            super().__init__(block, *args, **kwargs)
+    def recording(self, block, *args, **kwargs):
+        seen.append(block)
+        original(self, block, *args, **kwargs)
 
-    monkeypatch.setattr(single_env, "TradingVecEnv", Recording)
+    monkeypatch.setattr(TradingVecEnv, "__init__", recording)
     space = load_space(tiny_space)
     runner = TrialRunner(settings(tiny_space, folds=2, confirm_days=VAL_DAYS, confirm_seeds=2),
                          space, study_dir=tmp_path)
@@ -256,7 +257,8 @@ def test_no_trial_touches_the_test_days_and_report_is_written(
         assert fold0_val.timestamps[seg.stop - 1] < confirm_start[symbol] < test_start[symbol]
         assert confirm.val.segment(s).stop - confirm.val.segment(s).start - \
             confirm.val.meta["context_rows"] == VAL_DAYS
-    assert seen, "no env was built"
+    splits = {block.meta.get("split") for block in seen}
+    assert {"train", "val"} <= splits, f"the training and validation envs were not seen: {splits}"
     for block in seen:
         for s, symbol in enumerate(block.symbols):
             seg = block.segment(s)
@@ -273,7 +275,7 @@ def test_no_trial_touches_the_test_days_and_report_is_written(
     assert all(len(t.user_attrs["val_returns"]) >= 2 * VAL_DAYS - 2 for t in trials)
     assert (tmp_path / "trials" / "trial_00000.json").is_file()
 
-    monkeypatch.setattr(single_env, "TradingVecEnv", original)  # the test days, at the end
+    monkeypatch.setattr(TradingVecEnv, "__init__", original)  # the test days, at the end
     files = write_study_outputs(study, runner, tmp_path)
     names = {f.name for f in files}
     assert {"best.yaml", "trials.csv", "report.md", "report.html", "curves.png",

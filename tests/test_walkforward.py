@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
-from fastrl.backtest import Holding, evaluation_config, run_agent
 from fastrl.config import build_config
 from fastrl.data.loaders import load_bars_report
 from fastrl.data.splits import build_market_from_bars
+from fastrl.markets.single.backtest import Holding, evaluation_config, run_agent
 from fastrl.walkforward import plan as plan_module
 from fastrl.walkforward import run as run_module
 from fastrl.walkforward.analysis import analyse, benjamini_hochberg, holm
@@ -448,9 +448,9 @@ def test_cli_resume_refuses_changed_config_or_bars_and_needs_no_config_file(
 
 def test_portfolio_windows_carry_and_equal_one_continuous_backtest(config):
     """The portfolio protocol: the same carried-holding identity, then a tiny run."""
-    from fastrl.backtest_portfolio import evaluation_config as portfolio_evaluation
-    from fastrl.backtest_portfolio import run_agent as run_portfolio
     from fastrl.markets.portfolio import portfolio_env_config
+    from fastrl.markets.portfolio.backtest import evaluation_config as portfolio_evaluation
+    from fastrl.markets.portfolio.backtest import run_agent as run_portfolio
 
     symbols = ["BPCL", "INFY", "TCS"]
     bars = dict(load_bars_report(symbols, "1d", "bundled").bars)

@@ -108,6 +108,7 @@ inline void episode_buffers(const py::dict& buffers, py::ssize_t n, py::ssize_t 
   out.ep_equity = output_buffer<double>(buffers, "ep_equity", {n}, keep_alive);
   out.ep_costs = output_buffer<double>(buffers, "ep_costs", {n}, keep_alive);
   out.ep_trades = output_buffer<int64_t>(buffers, "ep_trades", {n}, keep_alive);
+  out.ep_liquidation = output_buffer<double>(buffers, "ep_liquidation", {n}, keep_alive);
 }
 
 // A read-only numpy view of simulator-owned memory that keeps `owner` alive.

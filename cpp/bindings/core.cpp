@@ -264,5 +264,7 @@ PYBIND11_MODULE(_core, m) {
       FASTRL_STATE(dsr_a) FASTRL_STATE(dsr_b) FASTRL_STATE(rng_state);
 #undef FASTRL_STATE
 
+  std::vector<std::string> keys(std::begin(fastrl::kStateKeys), std::end(fastrl::kStateKeys));
+  m.attr("STATE_KEYS") = py::tuple(py::cast(keys));
   bind_portfolio(m);
 }

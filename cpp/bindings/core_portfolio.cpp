@@ -55,6 +55,9 @@ py::array checked_state(const py::array& a, const PortfolioSim::StateField& f, i
 }  // namespace
 
 void bind_portfolio(py::module_& m) {
+  std::vector<std::string> keys(std::begin(fastrl::kPortfolioStateKeys),
+                                std::end(fastrl::kPortfolioStateKeys));
+  m.attr("PORTFOLIO_STATE_KEYS") = py::tuple(py::cast(keys));
   // The shared settings come from the EpisodeConfig base (core.cpp binds it first).
   py::class_<PortfolioConfig, fastrl::EpisodeConfig>(m, "PortfolioSimConfig")
       .def(py::init<>())
@@ -88,6 +91,13 @@ void bind_portfolio(py::module_& m) {
              fastrl_bindings::episode_buffers(buffers, n, dim, out, held);
              out.ep_turnover =
                  fastrl_bindings::output_buffer<double>(buffers, "ep_turnover", {n}, held);
+             out.step_costs =
+                 fastrl_bindings::output_buffer<double>(buffers, "step_costs", {n}, held);
+             out.step_turnover =
+                 fastrl_bindings::output_buffer<double>(buffers, "step_turnover", {n}, held);
+             out.ep_shares = fastrl_bindings::output_buffer<double>(buffers, "ep_shares",
+                                                                    {n, assets}, held);
+             out.ep_cash = fastrl_bindings::output_buffer<double>(buffers, "ep_cash", {n}, held);
              for (auto& a : {open, close, features, tradable}) self->keep_alive.push_back(a);
              self->sim = std::make_unique<PortfolioSim>(panel, std::move(symbols), config,
                                                         num_envs, num_threads, seed, out);
@@ -108,13 +118,21 @@ void bind_portfolio(py::module_& m) {
           py::arg("seed"))
       .def(
           "step",
-          [](PyPortfolio& s, const py::array& weights) {
+          [](PyPortfolio& s, const py::array& weights, const py::object& orders) {
             const double* w = checked<double>(weights, "actions",
                                               {s.sim->num_envs(), s.sim->num_assets()}, false);
-            exclusive(s, [&] { s.sim->step(w); });
+            const uint8_t* o = nullptr;
+            if (!orders.is_none()) {
+              if (!py::isinstance<py::array>(orders))
+                throw py::value_error("orders must be a numpy bool array [N] or None");
+              o = checked<uint8_t>(py::reinterpret_borrow<py::array>(orders), "orders",
+                                   {s.sim->num_envs()}, false);
+            }
+            exclusive(s, [&] { s.sim->step(w, o); });
           },
-          py::arg("weights"),
-          "Steps every env with target weights [N, A]; validates the whole batch first.")
+          py::arg("weights"), py::arg("orders") = py::none(),
+          "Steps every env with target weights [N, A]; validates the whole batch first. "
+          "orders [N] (bool, optional): envs where it is False send no order this step.")
       .def(
           "get_state",
           [](PyPortfolio& s) {

@@ -313,7 +313,8 @@ void Simulator::step_env(int64_t i, double target) {
   if (end.done()) {
     write_obs(i, out_.final_obs + i * obs_dim_);
     out_.write_episode(i, episode_return[u], episode_steps[u], equity_after, episode_costs[u],
-                       episode_trades[u]);
+                       episode_trades[u],
+                       liquidation_cost(config_.costs, shares[u], market_.close[next]));
     out_.ep_position[i] = position[u];
     out_.ep_shares[i] = shares[u];
     reset_env(i);

@@ -118,7 +118,8 @@ PortfolioSim::PortfolioSim(const PanelView& panel, std::vector<std::string> symb
   check_batch(num_envs, num_threads);
   check_config(config_);
   check_panel(panel_, symbols_, config_.window);
-  if (!out.complete() || !out.ep_turnover)
+  if (!out.complete() || !out.ep_turnover || !out.step_costs || !out.step_turnover ||
+      !out.ep_shares || !out.ep_cash)
     fail("every output buffer must be provided");
 
   stream_obs_ = num_envs_ * obs_dim_ * static_cast<int64_t>(sizeof(float)) >= kStreamObsBytes;
@@ -145,15 +146,18 @@ PortfolioSim::PortfolioSim(const PanelView& panel, std::vector<std::string> symb
 void PortfolioSim::reset(uint64_t seed) {
   for (int64_t i = 0; i < num_envs_; ++i)
     rng_state[static_cast<size_t>(i)] = env_stream_seed(seed, static_cast<uint64_t>(i));
-  dispatch(nullptr, true);
+  dispatch(nullptr, nullptr, true);
   out_.clear_step(num_envs_);
+  std::fill(out_.step_costs, out_.step_costs + num_envs_, 0.0);
+  std::fill(out_.step_turnover, out_.step_turnover + num_envs_, 0.0);
 }
 
-void PortfolioSim::step(const double* weights) {
+void PortfolioSim::step(const double* weights, const uint8_t* orders) {
   const int64_t A = panel_.num_assets;
   const double max_w = config_.max_weight + kCapTolerance;
   const double max_gross = config_.max_gross + kCapTolerance;
   for (int64_t i = 0; i < num_envs_; ++i) {
+    if (orders && !orders[i]) continue;
     const double* w = weights + i * A;
     double gross = 0.0;
     for (int64_t a = 0; a < A; ++a) {
@@ -182,7 +186,7 @@ void PortfolioSim::step(const double* weights) {
       fail(msg.str());
     }
   }
-  dispatch(weights, false);
+  dispatch(weights, orders, false);
 }
 
 void PortfolioSim::write_observations() {
@@ -192,15 +196,15 @@ void PortfolioSim::write_observations() {
 #endif
 }
 
-void PortfolioSim::dispatch(const double* weights, bool reset_all) {
+void PortfolioSim::dispatch(const double* weights, const uint8_t* orders, bool reset_all) {
   const int64_t A = panel_.num_assets;
-  auto block = [this, weights, reset_all, A](int64_t begin, int64_t end) {
+  auto block = [this, weights, orders, reset_all, A](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       if (reset_all) {
         reset_env(i);
         write_obs(i, out_.obs + i * obs_dim_);
       } else {
-        step_env(i, weights + i * A);
+        step_env(i, weights + i * A, !orders || orders[i]);
       }
     }
 #if defined(__SSE2__)
@@ -246,7 +250,7 @@ void PortfolioSim::write_obs(int64_t i, float* row) const {
   weights[A] = static_cast<float>(cash[u] * inv_equity);
 }
 
-void PortfolioSim::step_env(int64_t i, const double* w) {
+void PortfolioSim::step_env(int64_t i, const double* w, bool rebalance) {
   const auto u = static_cast<size_t>(i);
   const int64_t A = panel_.num_assets;
   const int64_t t = bar_index[u];
@@ -264,7 +268,7 @@ void PortfolioSim::step_env(int64_t i, const double* w) {
   const double band = config_.trade_band * equity_at_fill;
   double c = cash[u], notional_sum = 0.0, cost_sum = 0.0;
   int64_t legs = 0;
-  for (int64_t a = 0; a < A; ++a) {
+  for (int64_t a = 0; rebalance && a < A; ++a) {
     if (!can[a]) continue;  // no bar, no order: the weight stays where it is
     const double p = fill_px[a];
     const double target = equity_at_fill > 0.0 ? w[a] * equity_at_fill / p : 0.0;
@@ -300,11 +304,18 @@ void PortfolioSim::step_env(int64_t i, const double* w) {
 
   const EpisodeEnd end = episode_end(config_, equity_after, episode_steps[u], next, panel_.num_bars);
   out_.write_step(i, reward, end);
+  out_.step_costs[i] = cost_sum;
+  out_.step_turnover[i] = turnover;
   if (end.done()) {
     write_obs(i, out_.final_obs + i * obs_dim_);
+    double liquidation = 0.0;
+    for (int64_t a = 0; a < A; ++a)
+      liquidation += liquidation_cost(config_.costs, sh[a], mark_next[a]);
     out_.write_episode(i, episode_return[u], episode_steps[u], equity_after, episode_costs[u],
-                       episode_trades[u]);
+                       episode_trades[u], liquidation);
     out_.ep_turnover[i] = episode_turnover[u];
+    std::copy(sh, sh + A, out_.ep_shares + i * A);
+    out_.ep_cash[i] = c;
     reset_env(i);
   }
   write_obs(i, out_.obs + i * obs_dim_);
@@ -312,21 +323,24 @@ void PortfolioSim::step_env(int64_t i, const double* w) {
 
 std::vector<PortfolioSim::StateField> PortfolioSim::state_fields() {
   const int64_t A = panel_.num_assets;
-  return {
-      {"shares", 'd', shares.data(), A, true},
-      {"cash", 'd', cash.data(), 1, false},
-      {"equity", 'd', equity.data(), 1, false},
-      {"peak_equity", 'd', peak_equity.data(), 1, false},
-      {"dsr_a", 'd', dsr_a.data(), 1, false},
-      {"dsr_b", 'd', dsr_b.data(), 1, false},
-      {"episode_return", 'd', episode_return.data(), 1, false},
-      {"episode_costs", 'd', episode_costs.data(), 1, false},
-      {"episode_turnover", 'd', episode_turnover.data(), 1, false},
-      {"bar_index", 'q', bar_index.data(), 1, false},
-      {"episode_steps", 'q', episode_steps.data(), 1, false},
-      {"episode_trades", 'q', episode_trades.data(), 1, false},
-      {"rng_state", 'Q', rng_state.data(), 1, false},
+  const auto* k = kPortfolioStateKeys;
+  std::vector<StateField> fields{
+      {k[0], 'd', shares.data(), A, true},
+      {k[1], 'd', cash.data(), 1, false},
+      {k[2], 'd', equity.data(), 1, false},
+      {k[3], 'd', peak_equity.data(), 1, false},
+      {k[4], 'd', dsr_a.data(), 1, false},
+      {k[5], 'd', dsr_b.data(), 1, false},
+      {k[6], 'd', episode_return.data(), 1, false},
+      {k[7], 'd', episode_costs.data(), 1, false},
+      {k[8], 'd', episode_turnover.data(), 1, false},
+      {k[9], 'q', bar_index.data(), 1, false},
+      {k[10], 'q', episode_steps.data(), 1, false},
+      {k[11], 'q', episode_trades.data(), 1, false},
+      {k[12], 'Q', rng_state.data(), 1, false},
   };
+  static_assert(std::size(kPortfolioStateKeys) == 13, "one key per state field");
+  return fields;
 }
 
 void PortfolioSim::set_state(const std::vector<const void*>& sources) {

@@ -4,6 +4,9 @@
 import numpy as np
 import numpy.typing as npt
 
+STATE_KEYS: tuple[str, ...]  # Simulator's per-env state arrays, in get_state order
+PORTFOLIO_STATE_KEYS: tuple[str, ...]  # PortfolioSimulator's, likewise
+
 class CostModel:
     buy_rate: float
     sell_rate: float
@@ -114,6 +117,7 @@ class PortfolioSimulator(_SimulatorBase):
     def num_assets(self) -> int: ...
     @property
     def state_names(self) -> list[str]: ...
-    def step(self, weights: npt.NDArray[np.float64]) -> None: ...
+    def step(self, weights: npt.NDArray[np.float64],
+             orders: npt.NDArray[np.bool_] | None = None) -> None: ...
     mark: npt.NDArray[np.float64]
     episode_turnover: npt.NDArray[np.float64]

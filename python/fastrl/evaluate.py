@@ -16,21 +16,25 @@ from typing import Any
 
 import numpy as np
 
-from fastrl.backtest import (  # noqa: F401  (re-exported: the public evaluation API)
-    COMBINED,
-    STRATEGIES,
-    STRATEGY_LABELS,
-    Backtest,
-    EvalResult,
-    EvaluationError,
+from fastrl.markets import Market, market_for
+from fastrl.markets.results import EvaluationError  # noqa: F401  (re-exported: the public API)
+from fastrl.markets.single.backtest import (  # noqa: F401  (re-exported: the public API)
     baseline_backtest,
     check_test_rows,
-    combine,
     evaluate_agent,
     evaluation_config,
     run_agent,
 )
-from fastrl.markets import Market, market_for
+from fastrl.markets.single.result import (  # noqa: F401  (re-exported: the public API)
+    Backtest,
+    EvalResult,
+    combine,
+)
+from fastrl.strategies import (  # noqa: F401  (re-exported: the public API)
+    COMBINED,
+    STRATEGIES,
+    STRATEGY_LABELS,
+)
 
 CHECKPOINT_ORDER = ("best.pt", "final.pt", "last.pt")
 

@@ -1,7 +1,8 @@
-"""The simulator in plain numpy, vectorised over envs: the oracle for tests and the
-baseline for benchmarks.
+"""Test oracle, not part of fastrl's API: the simulator in plain numpy, vectorised over
+envs, that the tests check ``cpp/src/sim.cpp`` against and the benchmarks (``fastrl bench``)
+time it against. Nothing in fastrl evaluates, trains or trades through it.
 
-It implements exactly the semantics of ``cpp/src/sim.cpp`` (see fastrl.env for the
+It implements exactly the semantics of ``cpp/src/sim.cpp`` (see fastrl.markets.single.env for the
 contract), including the per-env splitmix64 streams and the market rules (whole shares,
 intraday square-off, short borrow fee; see fastrl.costs), so that the same seed and the same
 actions give the same positions, cash, costs and rewards to floating-point rounding.
@@ -115,7 +116,8 @@ class ReferenceEpisodes:
         ended_values = {"r": self.episode_return, "l": self.episode_steps,
                         "equity": equity_after, "costs": self.episode_costs,
                         "trades": self.episode_trades, **held}
-        episode = {key: np.where(done, value, 0) for key, value in ended_values.items()}
+        episode = {key: np.where(done.reshape(-1, *(1,) * (np.ndim(value) - 1)), value, 0)
+                   for key, value in ended_values.items()}
         ended = np.flatnonzero(done)
         if ended.size:
             final_obs[ended] = self.observe(ended)
@@ -303,5 +305,8 @@ class ReferenceVecEnv(ReferenceEpisodes):
 
         equity_after = self.cash + self.shares * m.close[t + 1]
         reward = self._step_reward(equity_before, equity_after, notional)
+        liquidation = np.where(self.shares != 0.0, self.cost_model.order_cost(
+            self.shares < 0.0, np.abs(self.shares) * m.close[t + 1]), 0.0)
         return self._end_step(reward, equity_after, m.offsets[self.segment + 1],
-                              {"position": self.position, "shares": self.shares})
+                              {"position": self.position, "shares": self.shares,
+                               "liquidation": liquidation})

@@ -1,9 +1,10 @@
-"""The portfolio simulator in plain numpy, vectorised over envs: the oracle for tests and
-the baseline for benchmarks.
+"""Test oracle, not part of fastrl's API: the portfolio simulator in plain numpy, vectorised
+over envs, that the tests check ``cpp/src/sim_portfolio.cpp`` against and the benchmarks
+time it against. Nothing in fastrl evaluates, trains or trades through it.
 
-It implements the semantics of ``cpp/src/sim_portfolio.cpp`` (see fastrl.env_portfolio for the
-contract) with the same splitmix64 streams as fastrl.reference. Sums over symbols run in
-the C++ order (cash first, then symbol 0, 1, ...) so that rounding, and with it every
+It implements the semantics of ``cpp/src/sim_portfolio.cpp`` (see fastrl.markets.portfolio.env
+for the contract) with the same splitmix64 streams as fastrl.reference. Sums over symbols run
+in the C++ order (cash first, then symbol 0, 1, ...) so that rounding, and with it every
 whole-share and no-trade-band decision, comes out the same.
 """
 
@@ -15,13 +16,9 @@ import numpy as np
 
 from fastrl.data.panel import PanelBlock
 from fastrl.env_config import PortfolioConfig
-from fastrl.markets.portfolio.env import portfolio_obs_dim
+from fastrl.markets.portfolio.env import PORTFOLIO_STATE_KEYS, portfolio_obs_dim
 from fastrl.reference import ReferenceEpisodes
 from fastrl.rng import env_stream_seeds
-
-STATE_NAMES = ("shares", "cash", "equity", "peak_equity", "dsr_a", "dsr_b", "episode_return",
-               "episode_costs", "episode_turnover", "bar_index", "episode_steps",
-               "episode_trades", "rng_state")
 
 
 class ReferencePortfolioEnv(ReferenceEpisodes):
@@ -46,6 +43,7 @@ class ReferencePortfolioEnv(ReferenceEpisodes):
         for name in ("bar_index", "episode_steps", "episode_trades"):
             setattr(self, name, np.zeros(n, dtype=np.int64))
         self.rng_state = np.zeros(n, dtype=np.uint64)
+        self.step_costs, self.step_turnover = np.zeros(n), np.zeros(n)
         self.reset(seed=seed)
 
     def _reset_envs(self, envs: np.ndarray) -> None:
@@ -66,17 +64,19 @@ class ReferencePortfolioEnv(ReferenceEpisodes):
     def reset(self, *, seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
         self.rng_state[:] = env_stream_seeds(int(seed) & (2**64 - 1), self.num_envs)
         self._reset_envs(np.arange(self.num_envs))
+        self.step_costs, self.step_turnover = np.zeros(self.num_envs), np.zeros(self.num_envs)
         return self.observe(), {}
 
     def get_state(self) -> dict[str, np.ndarray]:
-        return {name: getattr(self, name).copy() for name in STATE_NAMES}
+        return {name: getattr(self, name).copy() for name in PORTFOLIO_STATE_KEYS}
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
-        for name in STATE_NAMES:
+        for name in PORTFOLIO_STATE_KEYS:
             setattr(self, name, np.array(state[name], dtype=getattr(self, name).dtype))
 
-    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                          dict[str, Any]]:
+    def step(self, actions: Any, orders: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """One step to the target weights; ``orders`` [N] (None: all) False sends no order."""
         c, p = self.config, self.panel
         n, A = self.num_envs, self.num_assets
         w = np.asarray(actions, dtype=np.float64).reshape(n, A)
@@ -85,6 +85,8 @@ class ReferencePortfolioEnv(ReferenceEpisodes):
         px = (p.open if c.execution == "next_open" else p.close)[fill_row]
         can = p.tradable[fill_row]
         value_px = np.where(can, px, self.mark[fill_row])
+        if orders is not None:  # an env without an order trades no name
+            can = can & np.asarray(orders, dtype=bool)[:, None]
         equity_before = self.equity.copy()
 
         equity_at_fill = self.cash.copy()
@@ -119,5 +121,12 @@ class ReferencePortfolioEnv(ReferenceEpisodes):
         self.episode_costs = self.episode_costs + cost_sum
         self.episode_turnover = self.episode_turnover + turnover
         self.episode_trades = self.episode_trades + legs
+        self.step_costs, self.step_turnover = cost_sum, turnover
+        liquidation = np.zeros(n)
+        for a in range(A):  # the C++ order: symbol 0, 1, ...
+            held = self.shares[:, a]
+            liquidation += np.where(held != 0.0, self.cost_model.order_cost(
+                held < 0.0, np.abs(held) * mark_next[:, a]), 0.0)
         return self._end_step(reward, equity_after, p.num_bars,
-                              {"turnover": self.episode_turnover})
+                              {"turnover": self.episode_turnover, "liquidation": liquidation,
+                               "shares": self.shares.copy(), "cash": self.cash.copy()})

@@ -98,6 +98,11 @@ inline EpisodeEnd episode_end(const EpisodeConfig& c, double equity_after, int64
   return {terminated, truncated};
 }
 
+// Cost of selling (or buying back) `shares` at `price` in one order; 0 when nothing is held.
+inline double liquidation_cost(const CostModel& costs, double shares, double price) {
+  return shares != 0.0 ? order_cost(costs, shares < 0.0, std::fabs(shares) * price) : 0.0;
+}
+
 // Caller-owned outputs both simulators write in place (reset() and step()); each adds its
 // own end-of-episode fields.
 struct EpisodeBuffers {
@@ -112,10 +117,14 @@ struct EpisodeBuffers {
   double* ep_equity = nullptr;
   double* ep_costs = nullptr;
   int64_t* ep_trades = nullptr;
+  // What selling every share still held at the episode's last close would cost (the cost
+  // model per leg). Reported, never charged: ep_equity and ep_costs exclude it, and an
+  // evaluation that closes its books at the end subtracts it.
+  double* ep_liquidation = nullptr;
 
   bool complete() const {
     return obs && rewards && terminated && truncated && done && final_obs && ep_return &&
-           ep_length && ep_equity && ep_costs && ep_trades;
+           ep_length && ep_equity && ep_costs && ep_trades && ep_liquidation;
   }
 
   // After a reset: no reward, no episode ended.
@@ -134,12 +143,13 @@ struct EpisodeBuffers {
   }
 
   void write_episode(int64_t i, double ret, int64_t length, double equity, double costs,
-                     int64_t trades) const {
+                     int64_t trades, double liquidation) const {
     ep_return[i] = ret;
     ep_length[i] = length;
     ep_equity[i] = equity;
     ep_costs[i] = costs;
     ep_trades[i] = trades;
+    ep_liquidation[i] = liquidation;
   }
 };
 

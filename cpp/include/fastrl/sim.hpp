@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -53,6 +54,14 @@ struct OutputBuffers : EpisodeBuffers {
   double* ep_position = nullptr;   // target exposure held at the episode's end
   double* ep_shares = nullptr;     // shares held at the episode's end (before auto-reset)
 };
+
+// Names of the per-env state vectors, in for_each_state() order: the one declaration the
+// binding exposes (_core.STATE_KEYS) and Python reads.
+inline constexpr const char* kStateKeys[] = {
+    "position",      "shares",         "cash",           "equity",
+    "entry_price",   "bar_index",      "segment",        "last_trade_bar",
+    "episode_steps", "episode_return", "episode_costs",  "episode_trades",
+    "peak_equity",   "dsr_a",          "dsr_b",          "rng_state"};
 
 constexpr int64_t kAgentStateDims = 3;  // position, unrealised return, log1p(bars since trade)
 
@@ -93,26 +102,29 @@ class Simulator {
   std::vector<double> dsr_a, dsr_b;  // differential Sharpe moments
   std::vector<uint64_t> rng_state;
 
-  // Calls f(name, vector) for every per-env state vector above: together they determine
-  // every future output, so a snapshot is exactly these (see get/set_state in the binding).
+  // Calls f(name, vector) for every per-env state vector above, named by kStateKeys: together
+  // they determine every future output, so a snapshot is exactly these (see get/set_state in
+  // the binding).
   template <class F>
   void for_each_state(F&& f) {
-    f("position", position);
-    f("shares", shares);
-    f("cash", cash);
-    f("equity", equity);
-    f("entry_price", entry_price);
-    f("bar_index", bar_index);
-    f("segment", segment);
-    f("last_trade_bar", last_trade_bar);
-    f("episode_steps", episode_steps);
-    f("episode_return", episode_return);
-    f("episode_costs", episode_costs);
-    f("episode_trades", episode_trades);
-    f("peak_equity", peak_equity);
-    f("dsr_a", dsr_a);
-    f("dsr_b", dsr_b);
-    f("rng_state", rng_state);
+    const auto* k = kStateKeys;
+    f(k[0], position);
+    f(k[1], shares);
+    f(k[2], cash);
+    f(k[3], equity);
+    f(k[4], entry_price);
+    f(k[5], bar_index);
+    f(k[6], segment);
+    f(k[7], last_trade_bar);
+    f(k[8], episode_steps);
+    f(k[9], episode_return);
+    f(k[10], episode_costs);
+    f(k[11], episode_trades);
+    f(k[12], peak_equity);
+    f(k[13], dsr_a);
+    f(k[14], dsr_b);
+    f(k[15], rng_state);
+    static_assert(std::size(kStateKeys) == 16, "one key per state vector");
   }
 
   // Before loading a snapshot: the values that index the market must point inside it

@@ -29,6 +29,7 @@
 #pragma once
 
 #include <cstdint>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -62,7 +63,19 @@ struct PortfolioConfig : EpisodeConfig {
 // (episode.hpp; ep_trades counts executed legs) and the episode's turnover.
 struct PortfolioBuffers : EpisodeBuffers {
   double* ep_turnover = nullptr;  // sum over steps of traded notional / equity before the step
+  double* step_costs = nullptr;   // [N] what this step's orders paid (0 after a reset)
+  double* step_turnover = nullptr;  // [N] this step's traded notional / equity before it
+  double* ep_shares = nullptr;    // [N, A] shares held at the episode's end (before auto-reset)
+  double* ep_cash = nullptr;      // [N] cash held at the episode's end (before auto-reset)
 };
+
+// Names of the per-env state arrays, in state_fields() order: the one declaration the
+// binding exposes (_core.PORTFOLIO_STATE_KEYS) and Python reads.
+inline constexpr const char* kPortfolioStateKeys[] = {
+    "shares",        "cash",           "equity",           "peak_equity",
+    "dsr_a",         "dsr_b",          "episode_return",   "episode_costs",
+    "episode_turnover", "bar_index",   "episode_steps",    "episode_trades",
+    "rng_state"};
 
 class PortfolioSim {
  public:
@@ -81,7 +94,9 @@ class PortfolioSim {
 
   void reset(uint64_t seed);
   // weights: [N, A] row-major. The batch is validated before any state changes.
-  void step(const double* weights);
+  // orders: [N] or nullptr (every env rebalances); an env whose entry is 0 sends no order
+  // this step (its weights are neither read nor checked), holds its shares and is marked.
+  void step(const double* weights, const uint8_t* orders = nullptr);
   // Rewrites obs for the current state (after set_state); rewards/flags are left alone.
   void write_observations();
 
@@ -114,9 +129,9 @@ class PortfolioSim {
   std::vector<uint64_t> rng_state;
 
  private:
-  void dispatch(const double* weights, bool reset_all);
+  void dispatch(const double* weights, const uint8_t* orders, bool reset_all);
   void reset_env(int64_t i);
-  void step_env(int64_t i, const double* w);
+  void step_env(int64_t i, const double* w, bool rebalance);
   void write_obs(int64_t i, float* row) const;
 
   PanelView panel_;

@@ -97,6 +97,9 @@ class Decision:
 
 
 PORTFOLIO = "PORTFOLIO"
+# the simulator state keys a book does not carry: the market indices are re-derived from the
+# book's timestamp in each new block, and the reset RNG restarts with it
+NOT_CARRIED = ("bar_index", "segment", "last_trade_bar", "rng_state")
 
 
 @dataclass
@@ -232,5 +235,5 @@ def next_day(stamp: np.datetime64) -> np.datetime64:
     return (stamp.astype("datetime64[D]") + 1).astype("datetime64[ns]")
 
 
-__all__ = ["PORTFOLIO", "Book", "Decision", "LiveEnv", "LiveInputError", "SessionResult",
-           "Step", "next_day", "plain"]
+__all__ = ["NOT_CARRIED", "PORTFOLIO", "Book", "Decision", "LiveEnv", "LiveInputError",
+           "SessionResult", "Step", "next_day", "plain"]

@@ -14,7 +14,8 @@ backtest's own machinery, not a re-implementation of it:
   (``set_state``) and stepped, the same env the backtest steps; the market's
   :class:`~fastrl.live.book.LiveEnv` kind (``market.live_env_class()``) does so;
 - portfolio accounting (equity, weights, costs) goes through
-  :func:`fastrl.backtest_portfolio.simulate`, which is what the portfolio backtest reports.
+  :func:`fastrl.markets.portfolio.backtest.step_holding`, the portfolio backtest's own
+  stepping, one step from the book's carried holding.
 
 Driving the simulator rather than the ``reference.py`` formulas is what makes a paper
 replay equal its backtest bit for bit: same arithmetic, same order of operations. The book

@@ -175,7 +175,7 @@ def _when(stamp: pd.Timestamp, freq: str) -> str:
 def _orders(run: LiveRun, env: LiveEnv, closes: np.ndarray, total: float,
             actions: list[Any], targets: list[float]) -> list[OrderLine]:
     """Orders as the simulator would size them, at the last close (see sim.cpp /
-    backtest_portfolio.simulate): target x equity / price, rounded toward zero to whole
+    sim_portfolio.cpp): target x equity / price, rounded toward zero to whole
     shares under integer_shares, less the shares held; a target of 0 sells (or covers)
     every held share (in portfolio runs, unless the order is under trade_band x equity: the
     simulator does not send such an order, and neither does the signal).

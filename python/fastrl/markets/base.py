@@ -17,7 +17,7 @@ import abc
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from fastrl.config import TrainConfig
     from fastrl.live.book import LiveEnv
+    from fastrl.metrics import PerformanceMetrics
     from fastrl.walkforward.plan import Window
 
 Distribution = Literal["categorical", "gaussian", "simplex"]
@@ -174,7 +175,41 @@ class Market(Protocol):
         ...
 
 
-# the outputs every simulator writes: name -> (dtype, per-env shape: "obs" or ())
+class ResultUncertainty(Protocol):
+    """A result's error bars: per-strategy Sharpe statistics and the headline verdict."""
+
+    @property
+    def verdict(self) -> str: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Result(Protocol):
+    """What evaluating a policy on a block gives, whatever the market kind
+    (:class:`fastrl.markets.single.result.EvalResult`,
+    :class:`fastrl.markets.portfolio.backtest.PortfolioResult`).
+
+    ``metrics(strategy=...)`` is the headline book of a strategy: the equal-capital
+    combined portfolio of a single-symbol run, the portfolio itself for a portfolio run
+    (pass ``strategy`` by keyword: a single-symbol result also takes a symbol first).
+    ``uncertainty()`` and ``verdict`` need the baselines; ``steps_frame()`` is one row per
+    step per strategy (what ``test_returns.csv`` holds); ``to_dict()`` is JSON-ready.
+    """
+
+    def metrics(self, *, strategy: str = "agent") -> PerformanceMetrics: ...
+
+    def uncertainty(self) -> ResultUncertainty: ...
+
+    @property
+    def verdict(self) -> str: ...
+
+    def steps_frame(self) -> pd.DataFrame: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+# the outputs every simulator writes: name -> (dtype, per-env shape: "obs" or a shape tuple)
 SIM_BUFFER_SPECS = {
     "obs": (np.float32, "obs"),
     "rewards": (np.float64, ()),
@@ -187,6 +222,7 @@ SIM_BUFFER_SPECS = {
     "ep_equity": (np.float64, ()),
     "ep_costs": (np.float64, ()),
     "ep_trades": (np.int64, ()),
+    "ep_liquidation": (np.float64, ()),
 }
 
 
@@ -194,12 +230,11 @@ def allocate_buffers(num_envs: int, obs_dim: int, specs: dict[str, tuple[Any, An
                      given: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Output buffers for a simulator: the caller's (checked) where given, else new arrays.
 
-    ``specs`` maps each buffer's name to (dtype, "obs" or ()): SIM_BUFFER_SPECS plus what
-    the kind's env adds (each env module's BUFFER_SPECS). A given buffer must be a numpy
-    array (a
-    torch tensor's ``.numpy()`` view is one): anything else would be copied by a conversion
-    and the caller would never see the writes. Given buffers must not overlap each other in
-    memory, or one output would overwrite another.
+    ``specs`` maps each buffer's name to (dtype, "obs" or a per-env shape): SIM_BUFFER_SPECS
+    plus what the kind's env adds (each env module's BUFFER_SPECS). A given buffer must be a
+    numpy array (a torch tensor's ``.numpy()`` view is one): anything else would be copied by
+    a conversion and the caller would never see the writes. Given buffers must not overlap
+    each other in memory, or one output would overwrite another.
     """
     given = dict(given or {})
     unknown = sorted(set(given) - set(specs))
@@ -207,7 +242,7 @@ def allocate_buffers(num_envs: int, obs_dim: int, specs: dict[str, tuple[Any, An
         raise ValueError(f"unknown buffer names {unknown}; known: {sorted(specs)}")
     out: dict[str, np.ndarray] = {}
     for name, (dtype, per_env) in specs.items():
-        shape = (num_envs, obs_dim) if per_env == "obs" else (num_envs,)
+        shape = (num_envs, obs_dim) if per_env == "obs" else (num_envs, *per_env)
         if name not in given:
             out[name] = np.zeros(shape, dtype=dtype)
             continue
@@ -383,4 +418,4 @@ class CoreVecEnv(VectorEnv, abc.ABC):
 
 
 __all__ = ["CONSOLE_METRICS", "SIM_BUFFER_SPECS", "ActionSpec", "ConsoleTable", "CoreVecEnv",
-           "Distribution", "Market", "allocate_buffers"]
+           "Distribution", "Market", "Result", "ResultUncertainty", "allocate_buffers"]

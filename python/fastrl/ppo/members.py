@@ -12,7 +12,7 @@ import copy
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from fastrl.ppo.batched_adam import BatchedAdam
 from fastrl.ppo.network import ActorCritic
 from fastrl.ppo.normalize import ObservationNormaliser, RewardScaler
 from fastrl.ppo.rollout import Rollout
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is Python 3.11+
 
 # The per-member hyperparameters (PBT's knobs), each a float32 [P] tensor.
 HPARAMS = ("learning_rate", "ent_coef", "clip_range", "vf_coef", "max_grad_norm")

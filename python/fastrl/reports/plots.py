@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from fastrl.backtest import EquityPath
+    from fastrl.markets.results import EquityPath
 
 DPI = 100
 FIG_WIDTH_IN = 11.0

@@ -2,27 +2,20 @@
 
 Built on the shared helpers of :mod:`fastrl.reports` (fixed-size Agg figures, the training
 curves, the number formats and strict JSON, the run folder), fed by
-:class:`fastrl.backtest_portfolio.PortfolioResult`. Plots: ``equity.png`` (the agent against
-equal weight monthly and held, and each symbol's buy-and-hold, thin), ``weights.png`` (the
-agent's weights over time, symbols and cash stacked to 1) and ``training.png`` when the run
-logged metrics.
+:class:`fastrl.markets.portfolio.backtest.PortfolioResult`. Plots: ``equity.png`` (the agent
+against equal weight monthly and held, and each symbol's buy-and-hold, thin), ``weights.png``
+(the agent's weights over time, symbols and cash stacked to 1) and ``training.png`` when the
+run logged metrics.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fastrl.backtest_portfolio import (
-    AGENT,
-    EW_HOLD,
-    EW_MONTHLY,
-    PortfolioResult,
-    strategy_label,
-)
 from fastrl.costs import describe_execution
 from fastrl.metrics import METRIC_LABELS, format_metric
 from fastrl.reports import writer
@@ -36,6 +29,10 @@ from fastrl.reports.format import (
 )
 from fastrl.reports.plots import COLORS, DPI, figure_size_px, pyplot, save_png, time_axis
 from fastrl.reports.writer import Document, Section, Table
+from fastrl.strategies import AGENT, EW_HOLD, EW_MONTHLY, strategy_label
+
+if TYPE_CHECKING:
+    from fastrl.markets.portfolio.backtest import PortfolioResult
 
 WEIGHTS_PANELS = 1.5  # the weights plot is one and a half panels tall
 STRATEGY_COLORS = {AGENT: COLORS["agent"], EW_MONTHLY: COLORS["buy_and_hold"],

@@ -3,8 +3,9 @@
 test_trades.csv).
 
 Every Sharpe comes with its error bars and the agent with its chance of beating
-buy-and-hold, all read from :meth:`fastrl.backtest.EvalResult.uncertainty` (computed once
-there), so report, JSON and the CLI tables (:func:`uncertainty_rows`) print the same numbers.
+buy-and-hold, all read from :meth:`fastrl.markets.single.result.EvalResult.uncertainty`
+(computed once there), so report, JSON and the CLI tables (:func:`uncertainty_rows`) print
+the same numbers.
 
 Plots (:mod:`fastrl.reports.plots`): ``equity.png`` agent against buy-and-hold and flat,
 ``drawdown.png``, ``positions.png`` (position over the price, fills marked) and
@@ -19,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fastrl.backtest import COMBINED, STRATEGIES
 from fastrl.costs import describe_execution
 from fastrl.metrics import METRIC_LABELS, format_metric
 from fastrl.reports import writer
@@ -33,9 +33,10 @@ from fastrl.reports.format import (
 )
 from fastrl.reports.plots import COLORS, panel_grid, save_png, time_axis
 from fastrl.reports.writer import Document, Section, Table
+from fastrl.strategies import COMBINED, STRATEGIES
 
 if TYPE_CHECKING:
-    from fastrl.backtest import Backtest, EvalResult
+    from fastrl.markets.single.result import Backtest, EvalResult
 
 
 def plot_equity(result: EvalResult, path: Path) -> Path:

@@ -44,12 +44,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fastrl.backtest import COMBINED, aligned_paths, evaluate_agent
 from fastrl.config import TrainConfig
 from fastrl.markets import market_for
+from fastrl.markets.single.backtest import evaluate_agent
+from fastrl.markets.single.result import aligned_paths
 from fastrl.metrics import returns_from_equity, sharpe_ratio
 from fastrl.ppo.population import Population
 from fastrl.ppo.trainer import Trainer, TrainingDivergedError
+from fastrl.strategies import COMBINED
 
 if TYPE_CHECKING:
     from fastrl.tune.settings import ConfirmationSettings

@@ -7,8 +7,8 @@ trading days, each used for one thing:
 
 The population trains on the bars before A only. Every ``ready`` env steps (per member) each
 member is backtested on A (:meth:`Population.validate`, i.e.
-:func:`fastrl.backtest.evaluate_agent`'s combined agent Sharpe: the number Trainer.validate
-and the reports use). Then:
+:func:`fastrl.markets.single.backtest.evaluate_agent`'s combined agent Sharpe: the number
+Trainer.validate and the reports use). Then:
 
 - **exploit** (truncation selection): each member of the bottom quarter (at least one
   member when P >= 2) copies the weights, Adam state and normalisers of a random member of
@@ -569,7 +569,8 @@ class PBT:
             "replay": result.replay,
             "verdict": verdict(result),
             "device": str(pop.device), "amp": pop.amp, "compile": pop.compile,
-            "validation": "each member in turn through fastrl.backtest.evaluate_agent: window "
+            "validation": "each member in turn through "
+                          "fastrl.markets.single.backtest.evaluate_agent: window "
                           "A at every round, window B once after the last (the pick)",
             "files": {k: str(v) for k, v in result.files.items()},
         })

@@ -38,14 +38,15 @@ import numpy as np
 import yaml
 
 from fastrl import selection
-from fastrl.backtest import COMBINED, evaluate_agent
 from fastrl.config import parse_set_options
 from fastrl.device import resolve_device
+from fastrl.markets.single.backtest import evaluate_agent
 from fastrl.metrics import sharpe_per_bar
 from fastrl.reports import writer
 from fastrl.reports.format import format_number as fmt
 from fastrl.reports.plots import pyplot, save_png
 from fastrl.reports.writer import Document, Section, Table
+from fastrl.strategies import COMBINED
 from fastrl.tune.objective import (
     CONFIRM_SEED_BASE,
     TUNING_SEED_BASE,

@@ -9,22 +9,22 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from fastrl.backtest import EvaluationError
-from fastrl.backtest_portfolio import (
-    PortfolioResult,
-    evaluate_portfolio,
-    evaluation_config,
-    strategy_label,
-)
 from fastrl.data.panel import build_panel, build_panel_from_bars
 from fastrl.env_config import PortfolioConfig
 from fastrl.markets.base import CONSOLE_METRICS, ActionSpec, ConsoleTable
 from fastrl.markets.portfolio import walkforward as records
+from fastrl.markets.portfolio.backtest import (
+    PortfolioResult,
+    evaluate_portfolio,
+    evaluation_config,
+)
 from fastrl.markets.portfolio.env import PortfolioVecEnv, portfolio_obs_dim
 from fastrl.markets.portfolio.live import PortfolioLiveEnv
+from fastrl.markets.results import EvaluationError
 from fastrl.metrics import METRIC_LABELS
 from fastrl.reports.files import ReportFiles
 from fastrl.reports.portfolio import table_rows, write_portfolio_report
+from fastrl.strategies import strategy_label
 
 if TYPE_CHECKING:
     from fastrl.config import TrainConfig

@@ -2,12 +2,14 @@
 
 ``num_envs`` portfolios over one :class:`~fastrl.data.panel.PanelBlock` of A symbols are
 stepped at once in a persistent C++ thread pool with the GIL released. As with
-:class:`fastrl.markets.single.env.TradingVecEnv`, every returned array is a view of a
-buffer the simulator overwrites on the next step, autoreset is ``SAME_STEP``
-(``info["final_obs"]`` rows where ``info["_final_obs"]``), ``terminated`` means equity
-fell to the floor (no bootstrap) and ``truncated`` means length or data end (bootstrap).
-``info["episode"]`` holds return ``r``, length ``l``, final ``equity``, ``costs``,
-``trades`` (executed orders) and ``turnover`` (sum over steps of traded notional / equity).
+:class:`fastrl.markets.single.env.TradingVecEnv`, every returned array is a view of a buffer
+the simulator overwrites on the next step, autoreset is ``SAME_STEP`` (``info["final_obs"]``
+rows where ``info["_final_obs"]``), ``terminated`` means equity fell to the floor (no
+bootstrap) and ``truncated`` means length or data end (bootstrap). ``info["episode"]`` holds
+return ``r``, length ``l``, final ``equity``, ``costs``, ``trades`` (executed orders),
+``turnover`` (sum over steps of traded notional / equity), the ``shares`` [N, A] and ``cash``
+held when the episode ended, and ``liquidation``: what selling those shares at the last marks
+would cost (reported, not charged: ``equity`` and ``costs`` exclude it).
 
 **Action**: an ``[N, A]`` array of target weights, fractions of equity per symbol; the
 rest is cash (``cash weight = 1 - sum(w)``; negative when gross leverage is above 1).
@@ -42,7 +44,13 @@ from fastrl.data.panel import PanelBlock, build_panel
 from fastrl.env_config import PortfolioConfig
 from fastrl.markets.base import SIM_BUFFER_SPECS, CoreVecEnv
 
-BUFFER_SPECS = {**SIM_BUFFER_SPECS, "ep_turnover": (np.float64, ())}
+BUFFER_SPECS = {**SIM_BUFFER_SPECS, "ep_turnover": (np.float64, ()),
+                "step_costs": (np.float64, ()), "step_turnover": (np.float64, ()),
+                "ep_cash": (np.float64, ())}  # and "ep_shares" [N, A], sized by the panel
+
+PORTFOLIO_STATE_KEYS: tuple[str, ...] = tuple(_core.PORTFOLIO_STATE_KEYS)
+"""Keys of ``PortfolioVecEnv.get_state()``'s simulator arrays, as the C++ core declares them
+(``shares`` [N, A], the rest [N]); get_state adds ``reset_seed`` and ``reset_count``."""
 
 
 def portfolio_obs_dim(panel: PanelBlock, window: int) -> int:
@@ -72,15 +80,17 @@ class PortfolioVecEnv(CoreVecEnv):
         self.symbols = panel.symbols
         self.num_assets = panel.num_assets
         self.window = self.config.window
+        specs = {**BUFFER_SPECS, "ep_shares": (np.float64, (self.num_assets,))}
         self._setup(num_envs, num_threads, seed, portfolio_obs_dim(panel, self.window),
-                    buffers, BUFFER_SPECS)
+                    buffers, specs)
         self._sim = _core.PortfolioSimulator(
             panel.open, panel.close, panel.features, panel.tradable, list(panel.symbols),
             self.config.to_core(), self.num_envs, int(num_threads), self._seed, self._buffers)
         b = self._buffers
         self._episode = {"r": b["ep_return"], "l": b["ep_length"], "equity": b["ep_equity"],
                          "costs": b["ep_costs"], "trades": b["ep_trades"],
-                         "turnover": b["ep_turnover"]}
+                         "turnover": b["ep_turnover"], "liquidation": b["ep_liquidation"],
+                         "shares": b["ep_shares"], "cash": b["ep_cash"]}
         low = 0.0 if self.config.long_only else -self.config.max_weight
         self.single_action_space = gym.spaces.Box(low, self.config.max_weight,
                                                   (self.num_assets,), np.float64)
@@ -107,7 +117,27 @@ class PortfolioVecEnv(CoreVecEnv):
         mark = self._sim.mark[self._sim.bar_index]
         return self._sim.shares * mark / self._sim.equity[:, None]
 
+    def step_orders(self, weights: np.ndarray, orders: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """``step`` where only the envs with ``orders[i]`` True rebalance to ``weights[i]``;
+        the others send no order (their weights are not read) and hold what they have."""
+        orders = np.asarray(orders)
+        if orders.shape != (self.num_envs,) or orders.dtype != np.bool_:
+            raise ValueError(f"orders must be a bool array of shape ({self.num_envs},), got "
+                             f"{orders.dtype} of shape {orders.shape}")
+        self._sim.step(self._as_actions(weights), np.ascontiguousarray(orders))
+        b = self._buffers
+        info = {"final_obs": b["final_obs"], "_final_obs": b["done"],
+                "episode": self._episode, "_episode": b["done"]}
+        return b["obs"], b["rewards"], b["terminated"], b["truncated"], info
+
+    step_costs = property(lambda self: self._buffers["step_costs"],
+                          doc="[N] what the last step's orders paid (0 after a reset).")
+    step_turnover = property(lambda self: self._buffers["step_turnover"],
+                             doc="[N] the last step's traded notional / equity before it.")
     shares = property(lambda self: self._sim.shares, doc="[N, A] shares held.")
+    mark = property(lambda self: self._sim.mark,
+                    doc="[T, A] each symbol's last traded close at each row (the simulator's).")
     episode_turnover = property(lambda self: self._sim.episode_turnover)
 
 

@@ -1,6 +1,7 @@
 """The portfolio live env: a one-env PortfolioVecEnv over the union calendar, its accounting
-(equity, weights, costs) through the portfolio backtest's own
-:func:`fastrl.backtest_portfolio.simulate`."""
+(equity, weights, costs) through the portfolio backtest's own stepping
+(:func:`fastrl.markets.portfolio.backtest.step_holding`, one step from the book's carried
+holding)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from fastrl.backtest_portfolio import AGENT, PortfolioHolding, simulate
+from fastrl import _core
 from fastrl.data.panel import PanelBlock
 from fastrl.live.book import (
+    NOT_CARRIED,
     PORTFOLIO,
     Book,
     Decision,
@@ -24,17 +26,16 @@ from fastrl.live.book import (
     plain,
 )
 from fastrl.live.decide import live_block
+from fastrl.markets.portfolio.backtest import PortfolioHolding, step_holding
 from fastrl.markets.portfolio.env import PortfolioVecEnv
 
 if TYPE_CHECKING:
     from fastrl.live.bars import LiveBars
     from fastrl.live.run import LiveRun
 
-# the simulator state a book carries (the env's state less bar_index, which is re-derived
-# from the book's timestamp in each new block, and the reset RNG)
-PORTFOLIO_STATE = ("shares", "cash", "equity", "peak_equity", "dsr_a", "dsr_b",
-                   "episode_return", "episode_costs", "episode_turnover", "episode_steps",
-                   "episode_trades")
+# the simulator state a book carries: the core's state keys less the market indices and the
+# reset RNG (bar_index is re-derived from the book's timestamp in each new block)
+PORTFOLIO_STATE = tuple(k for k in _core.PORTFOLIO_STATE_KEYS if k not in NOT_CARRIED)
 
 
 class PortfolioLiveEnv(LiveEnv):
@@ -115,8 +116,7 @@ class PortfolioLiveEnv(LiveEnv):
                                    cash=float(accounts["cash"]))
         order = None if book.ended[0] else np.asarray(weights, dtype=np.float64)
         # the portfolio backtest's own accounting, one step from the carried holding
-        result = simulate(panel, self.config, t, [order], AGENT, floor=True, holding=holding,
-                          liquidate=False)
+        result = step_holding(panel, self.config, t, holding, order)
         if result.terminated_step is not None:
             ended = True
             final_shares, final_cash = np.zeros(len(self.run.symbols)), float(result.equity[1])

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from fastrl.backtest_portfolio import EW_HOLD, baseline_backtest, evaluation_config
-from fastrl.backtest_portfolio import run_agent as run_portfolio
 from fastrl.env_config import PortfolioConfig
+from fastrl.markets.portfolio.backtest import baseline_backtest, evaluation_config
+from fastrl.markets.portfolio.backtest import run_agent as run_portfolio
+from fastrl.strategies import EW_HOLD
 
 if TYPE_CHECKING:
     from fastrl.walkforward.plan import Window

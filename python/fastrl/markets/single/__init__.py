@@ -9,26 +9,20 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from fastrl.backtest import (
-    COMBINED,
-    STRATEGIES,
-    STRATEGY_LABELS,
-    EvalResult,
-    evaluate_agent,
-    evaluate_agents,
-    evaluation_config,
-)
 from fastrl.data.splits import build_market, build_market_from_bars
 from fastrl.data.synthetic import build_synthetic_market
 from fastrl.env_config import EnvConfig
 from fastrl.markets.base import CONSOLE_METRICS, ActionSpec, ConsoleTable
 from fastrl.markets.single import heldout
 from fastrl.markets.single import walkforward as records
+from fastrl.markets.single.backtest import evaluate_agent, evaluate_agents, evaluation_config
 from fastrl.markets.single.env import AGENT_STATE_DIMS, TradingVecEnv
 from fastrl.markets.single.live import SingleLiveEnv
+from fastrl.markets.single.result import EvalResult
 from fastrl.metrics import METRIC_LABELS, format_metric
 from fastrl.reports.files import ReportFiles
 from fastrl.reports.single import uncertainty_rows, write_report
+from fastrl.strategies import COMBINED, STRATEGIES, STRATEGY_LABELS
 
 if TYPE_CHECKING:
     from fastrl.config import TrainConfig

@@ -12,8 +12,9 @@ observation of the next episode, and ``info["final_obs"]`` (rows where
 ``info["_final_obs"]``) holds the last observation of the finished one; ``terminated``
 (equity fell to the floor) means no bootstrap, ``truncated`` (length or data end) means
 bootstrap from that final observation. ``info["episode"]`` holds return ``r``, length
-``l``, final ``equity``, ``costs``, ``trades`` and the ``position`` and ``shares`` still held
-when the finished episodes ended.
+``l``, final ``equity``, ``costs``, ``trades``, the ``position`` and ``shares`` still held
+when the finished episodes ended, and ``liquidation``: what selling those shares at the last
+close would cost (reported, not charged: ``equity`` and ``costs`` exclude it).
 
 Market rules come with the cost preset (fastrl.costs documents each with its source):
 ``nse_delivery`` is long/flat (position_levels (0, 1)) unless ``short_borrow_rate`` > 0,
@@ -113,6 +114,7 @@ class TradingVecEnv(CoreVecEnv):
         b = self._buffers
         self._episode = {"r": b["ep_return"], "l": b["ep_length"], "equity": b["ep_equity"],
                          "costs": b["ep_costs"], "trades": b["ep_trades"],
+                         "liquidation": b["ep_liquidation"],
                          "position": b["ep_position"], "shares": b["ep_shares"]}
         if self.config.action == "discrete":
             self.single_action_space = gym.spaces.Discrete(len(self.config.position_levels))
@@ -149,12 +151,10 @@ class TradingVecEnv(CoreVecEnv):
     segment = property(lambda self: self._sim.segment, doc="Segment each env trades now.")
 
 
-STATE_KEYS = ("position", "shares", "cash", "equity", "entry_price", "bar_index", "segment",
-              "last_trade_bar", "episode_steps", "episode_return", "episode_costs",
-              "episode_trades", "peak_equity", "dsr_a", "dsr_b", "rng_state", "reset_seed",
-              "reset_count")
-"""Keys of ``TradingVecEnv.get_state()`` (and of the reference's); all but the last two are
-per-env [num_envs] arrays (rng_state uint64, the indices and counters int64, the rest float64)."""
+STATE_KEYS: tuple[str, ...] = (*_core.STATE_KEYS, "reset_seed", "reset_count")
+"""Keys of ``TradingVecEnv.get_state()`` (and of the reference's): the simulator's per-env
+[num_envs] arrays as the C++ core declares them (``_core.STATE_KEYS``; rng_state uint64, the
+indices and counters int64, the rest float64), then the env's reset-seed sequence (0-d)."""
 
 
 def make_env(

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from fastrl.backtest import EvaluationError
 from fastrl.data.block import MarketBlock
 from fastrl.data.splits import build_market
+from fastrl.markets.results import EvaluationError
 
 
 def test_block(agent: Any, symbols: list[str] | tuple[str, ...] | None, days: int | None,

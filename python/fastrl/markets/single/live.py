@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from fastrl.backtest import valid_actions
+from fastrl import _core
 from fastrl.data.block import MarketBlock
 from fastrl.live.book import (
+    NOT_CARRIED,
     Book,
     Decision,
     LiveEnv,
@@ -22,17 +23,16 @@ from fastrl.live.book import (
     plain,
 )
 from fastrl.live.decide import live_block
+from fastrl.markets.single.backtest import valid_actions
 from fastrl.markets.single.env import TradingVecEnv
 
 if TYPE_CHECKING:
     from fastrl.live.bars import LiveBars
     from fastrl.live.run import LiveRun
 
-# the simulator state a book carries (STATE_KEYS less the market indices and the reset RNG:
-# bar_index is re-derived from the book's timestamp in each new block)
-SINGLE_STATE = ("position", "shares", "cash", "equity", "entry_price", "episode_steps",
-                "episode_return", "episode_costs", "episode_trades", "peak_equity", "dsr_a",
-                "dsr_b")
+# the simulator state a book carries: the core's state keys less the market indices and the
+# reset RNG (bar_index is re-derived from the book's timestamp in each new block)
+SINGLE_STATE = tuple(k for k in _core.STATE_KEYS if k not in NOT_CARRIED)
 
 
 class SingleLiveEnv(LiveEnv):

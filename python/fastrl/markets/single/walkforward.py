@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from fastrl.backtest import Holding, baseline_backtest, evaluation_config, run_agent
 from fastrl.data.block import MarketBlock
 from fastrl.env_config import EnvConfig
+from fastrl.markets.single.backtest import Holding, baseline_backtest, evaluation_config, run_agent
 
 if TYPE_CHECKING:
     from fastrl.walkforward.plan import Window

@@ -1,65 +1,52 @@
 """Portfolio backtests: the deterministic allocation policy on held-out panel rows, beside
 equal-weight and single-name buy-and-hold, all through one cost model and one execution.
 
-The portfolio counterpart of :mod:`fastrl.backtest`, and likewise the one evaluation path:
-validation during training (:meth:`fastrl.ppo.trainer.Trainer.validate`) and the
+The portfolio counterpart of :mod:`fastrl.markets.single.backtest`, and likewise the one
+evaluation path: validation during training (:meth:`fastrl.ppo.trainer.Trainer.validate`) and the
 test-days report both call :func:`evaluate_portfolio`, so the Sharpe that picks the best
 checkpoint is the one the report prints.
 
 Every strategy starts at the panel's first decision row (``window - 1``: a full
 observation window) with the same cash and runs to the last row:
 
-- ``agent``: the policy's weights each row, stepped through a one-env
-  :class:`~fastrl.env_portfolio.PortfolioVecEnv` (no random start, one episode to the end);
+- ``agent``: the policy's weights each row, in a one-env env (no random start, one episode
+  to the end);
 - ``ew_monthly``: equal weights, rebalanced on the first trading day of each month (the
   first fill, then every fill row whose calendar month differs from the previous row's);
 - ``ew_hold``: equal weights bought at the first fill and never rebalanced;
 - ``bh:<SYMBOL>``: all equity in one symbol, bought at the first fill.
 
-Accounting (:func:`simulate`) follows the simulator exactly (``cpp/src/sim_portfolio.cpp`` and
-:mod:`fastrl.reference_portfolio`): orders decided at row t fill at the open of t + 1 (or
-the close of t), a name untradable at the fill row is not traded, each executed leg pays
-the cost model, ``integer_shares`` and ``trade_band`` apply, equity is marked at each
-close with the last traded close. The agent's weights are replayed through it and its
-equity is checked against the env's at every step, so the env and the baselines cannot
-drift apart. Whatever is still held after the last row is sold at the last mark and pays
-its cost, for every strategy alike. If the agent's equity reaches the env's floor, it is
-sold there and holds cash to the end (as the env ends the episode).
+Every strategy is stepped through the C++ simulator (a
+:class:`~fastrl.markets.portfolio.env.PortfolioVecEnv`; the baselines together, one env each,
+sending orders only on their rebalance steps), so the agent and the baselines share one
+accounting: orders decided at row t fill at the open of t + 1 (or the close of t), a name
+untradable at the fill row is not traded, each executed leg pays the cost model,
+``integer_shares`` and ``trade_band`` apply, equity is marked at each close with the last
+traded close. Whatever is still held after the last row is sold at the last mark at the
+simulator's liquidation cost, for every strategy alike. If the agent's equity reaches the env's
+floor, it is sold there and holds cash to the end (as the env ends the episode).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fastrl.backtest import BOOTSTRAP_SEED, EquityPath, EvaluationError, as_policy_fn
 from fastrl.data.panel import PanelBlock
 from fastrl.env_config import PortfolioConfig
+from fastrl.markets.portfolio.env import PortfolioVecEnv
+from fastrl.markets.results import BOOTSTRAP_SEED, EquityPath, EvaluationError, as_policy_fn
 from fastrl.metrics import PerformanceMetrics, compute_metrics
+from fastrl.strategies import AGENT, BENCHMARK, EW_HOLD, EW_MONTHLY, strategy_label
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from fastrl import stats
-
-AGENT = "agent"
-EW_MONTHLY = "ew_monthly"
-EW_HOLD = "ew_hold"
-BENCHMARK = EW_HOLD  # the verdict's benchmark: equal-weight buy-and-hold
-LABELS = {AGENT: "agent", EW_MONTHLY: "equal weight, monthly", EW_HOLD: "equal weight, held"}
-EQUITY_CHECK_RTOL = 1e-9  # agent equity: replayed accounting vs the C++ env
-
-
-def strategy_label(strategy: str) -> str:
-    """Table heading of a strategy ("buy & hold BPCL" for ``bh:BPCL``)."""
-    if strategy.startswith("bh:"):
-        return f"buy & hold {strategy[3:]}"
-    return LABELS.get(strategy, strategy)
-
 
 @dataclass(frozen=True)
 class PortfolioHolding:
@@ -123,123 +110,101 @@ class PortfolioBacktest(EquityPath):
         return self
 
 
-# ----------------------------------------------------------------------------- accounting
+# ----------------------------------------------------------------------------- stepping
 
 
 def _fill_rows(decision_rows: np.ndarray, execution: str) -> np.ndarray:
     return decision_rows + 1 if execution == "next_open" else decision_rows.copy()
 
 
-def simulate(
-    panel: PanelBlock,
-    config: PortfolioConfig,
-    start: int,
-    orders: Sequence[np.ndarray | None],
-    strategy: str,
-    *,
-    floor: bool = False,
-    holding: PortfolioHolding | None = None,
-    liquidate: bool = True,
-) -> PortfolioBacktest:
-    """Replays target weights through the simulator's accounting (see the module doc).
+Decide = Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
-    ``orders[i]`` are the target weights [A] decided at row ``start + i`` (None: hold, no
-    order at all). ``floor``: stop at the env's equity floor as the env does. ``holding``:
-    start from shares and cash carried over (walk-forward windows) instead of the initial
-    cash; ``liquidate=False`` leaves the last holding open, unpaid.
+
+def _step_backtests(env: PortfolioVecEnv, panel: PanelBlock, strategies: Sequence[str],
+                    decide: Decide, num_steps: int, *, liquidate: bool = True
+                    ) -> list[PortfolioBacktest]:
+    """Steps ``env`` (every env at the first decision row) ``num_steps`` times and records
+    env i as one backtest of ``strategies[i]``.
+
+    ``decide(k, obs)`` gives step k's target weights [N, A] and which envs send an order
+    [N] (the others hold). A holding still open after the last step is sold at the
+    simulator's liquidation cost (``info["episode"]["liquidation"]``) unless ``liquidate``
+    is False. An env whose equity reaches the floor is sold there at that cost, whatever
+    ``liquidate`` says, and holds that cash to the end (as the env ends the episode).
     """
-    A = panel.num_assets
-    n = len(orders)
-    if start < 0 or start + n >= panel.num_bars:
-        raise EvaluationError(f"{n} steps from row {start} run past the panel's "
-                              f"{panel.num_bars} rows")
-    cost_model = config.cost_model()
-    next_open = config.execution == "next_open"
-    prices = panel.open if next_open else panel.close
-    mark, tradable = panel.mark, panel.tradable
-    decision = np.arange(start, start + n, dtype=np.int64)
-    shares = np.zeros(A) if holding is None else np.array(holding.shares, dtype=np.float64)
-    cash = float(config.initial_cash) if holding is None else float(holding.cash)
-    equity = np.empty(n + 1)
-    equity[0] = cash + float(np.sum(shares * np.nan_to_num(mark[start]))) if shares.any() \
-        else cash
-    weights = np.zeros((n, A + 1))
-    costs = np.zeros(n)
-    legs = np.zeros(n, dtype=np.int64)
-    turnover = np.zeros(n)
-    rebalanced = np.array([order is not None for order in orders], dtype=bool)
-    terminated: int | None = None
-    liquidation = 0.0
-    floor_equity = config.equity_floor * config.initial_cash
-    for i, order in enumerate(orders):
-        t = int(decision[i])
-        if order is not None and terminated is None:
-            fill = t + 1 if next_open else t
-            # the same summation order as the C++ core (cash first, then symbol 0, 1, ...),
-            # so whole-share and no-trade-band decisions round the same way
-            equity_at_fill = cash
-            for a in range(A):
-                value_px = prices[fill, a] if tradable[fill, a] else mark[fill, a]
-                equity_at_fill += shares[a] * value_px
-            band = config.trade_band * equity_at_fill
-            notional_sum = 0.0
-            for a in range(A):
-                if not tradable[fill, a]:
-                    continue
-                price = float(prices[fill, a])
-                target = order[a] * equity_at_fill / price if equity_at_fill > 0.0 else 0.0
-                traded = target - shares[a]
-                if config.integer_shares:
-                    traded = float(np.trunc(traded))
-                notional = abs(traded) * price
-                if traded == 0.0 or notional < band:
-                    continue
-                cost = float(cost_model.order_cost(traded > 0.0, notional))
-                cash -= traded * price + cost
-                shares[a] += traded
-                costs[i] += cost
-                notional_sum += notional
-                legs[i] += 1
-            turnover[i] = notional_sum / equity[i]
-        value = cash
-        for a in range(A):
-            value += shares[a] * mark[t + 1, a]
-        equity[i + 1] = value
-        if value > 0:
-            weights[i, :A] = shares * mark[t + 1] / value
-            weights[i, A] = cash / value
-        if floor and terminated is None and value <= floor_equity:
-            # sold at the floor's marks: cash from here on, like the env's ended episode
-            terminated = i
-            liquidation = _liquidation(cost_model, shares, mark[t + 1])
-            cash = value - liquidation
-            costs[i] += liquidation
-            equity[i + 1] = cash
-            shares[:] = 0.0
-            weights[i] = 0.0
-            weights[i, A] = 1.0
-    final_shares = shares.copy()
-    if n and terminated is None and liquidate:
-        liquidation = _liquidation(cost_model, shares, mark[int(decision[-1]) + 1])
-        equity[-1] -= liquidation
-        costs[-1] += liquidation
+    config = env.config
+    N, A = env.num_envs, panel.num_assets
+    start = int(env.bar_index[0])
+    mark = env.mark
+    equity = np.empty((N, num_steps + 1))
+    equity[:, 0] = env.equity
+    weights = np.zeros((N, num_steps, A + 1))
+    costs = np.zeros((N, num_steps))
+    legs = np.zeros((N, num_steps), dtype=np.int64)
+    turnover = np.zeros((N, num_steps))
+    rebalanced = np.zeros((N, num_steps), dtype=bool)
+    prev_trades = env.episode_trades.copy()
+    liquidation = np.zeros(N)
+    terminated_at: list[int | None] = [None] * N
+    final_cash = np.zeros(N)
+    final_shares = np.zeros((N, A))
+    active = np.ones(N, dtype=bool)
+    obs = env.buffers["obs"]
+    for k in range(num_steps):
+        if not active.any():
+            break
+        targets, orders = decide(k, obs)
+        obs, _, terminated, truncated, info = env.step_orders(targets, orders & active)
+        episode = info["episode"]
+        done = terminated | truncated
+        trades = np.where(done, episode["trades"], env.episode_trades)
+        value = np.where(done, episode["equity"], env.equity)
+        shares = np.where(done[:, None], episode["shares"], env.shares)
+        cash = np.where(done, episode["cash"], env.cash)
+        row = mark[start + k + 1]
+        for i in np.flatnonzero(active):
+            equity[i, k + 1] = value[i]
+            costs[i, k] = env.step_costs[i]
+            legs[i, k] = trades[i] - prev_trades[i]
+            turnover[i, k] = env.step_turnover[i]
+            rebalanced[i, k] = orders[i]
+            if value[i] > 0:
+                weights[i, k, :A] = shares[i] * row / value[i]
+                weights[i, k, A] = cash[i] / value[i]
+            if not done[i]:
+                continue
+            active[i] = False
+            final_shares[i], final_cash[i] = shares[i], cash[i]
+            if terminated[i]:  # sold at the floor's marks: cash from here on
+                terminated_at[i] = k
+                final_shares[i] = 0.0
+                weights[i, k] = 0.0
+                weights[i, k, A] = 1.0
+            if terminated[i] or liquidate:
+                liquidation[i] = float(episode["liquidation"][i])
+                equity[i, k + 1] -= liquidation[i]
+                costs[i, k] += liquidation[i]
+            if terminated[i]:
+                final_cash[i] = equity[i, k + 1]
+                equity[i, k + 2:] = final_cash[i]
+                if final_cash[i] > 0:
+                    weights[i, k + 1:, A] = 1.0
+        prev_trades = trades
+    if liquidate and active.any():
+        raise EvaluationError("a backtest that closes its books must run to the panel's end")
+    for i in np.flatnonzero(active):  # still open: what it holds now
+        final_shares[i], final_cash[i] = env.shares[i], env.cash[i]
+    decision = np.arange(start, start + num_steps, dtype=np.int64)
     rows = np.concatenate([[start], decision + 1])
-    return PortfolioBacktest(
+    stamps = None if panel.timestamps is None else np.asarray(panel.timestamps)[rows]
+    return [PortfolioBacktest(
         strategy=strategy, symbols=panel.symbols, freq=panel.freq, decision_rows=decision,
-        fill_rows=_fill_rows(decision, config.execution), equity=equity, weights=weights,
-        step_costs=costs, legs=legs, turnover=turnover, rebalanced=rebalanced,
-        timestamps=None if panel.timestamps is None else np.asarray(panel.timestamps)[rows],
-        liquidation_cost=liquidation, terminated_step=terminated,
-        final_cash=cash, final_shares=final_shares,
-    ).finish()
-
-
-def _liquidation(cost_model: Any, shares: np.ndarray, mark: np.ndarray) -> float:
-    held = shares != 0
-    if not held.any():
-        return 0.0
-    notional = np.abs(shares[held]) * mark[held]
-    return float(np.sum(cost_model.order_cost(shares[held] < 0, notional)))
+        fill_rows=_fill_rows(decision, config.execution), equity=equity[i],
+        weights=weights[i], step_costs=costs[i], legs=legs[i], turnover=turnover[i],
+        rebalanced=rebalanced[i], timestamps=stamps, liquidation_cost=float(liquidation[i]),
+        terminated_step=terminated_at[i], final_cash=float(final_cash[i]),
+        final_shares=final_shares[i].copy(),
+    ).finish() for i, strategy in enumerate(strategies)]
 
 
 # ----------------------------------------------------------------------------- strategies
@@ -248,6 +213,14 @@ def _liquidation(cost_model: Any, shares: np.ndarray, mark: np.ndarray) -> float
 def evaluation_config(config: PortfolioConfig) -> PortfolioConfig:
     """The training config with one deterministic episode over the whole panel."""
     return dataclasses.replace(config, random_start=False, episode_length=0)
+
+
+def baseline_config(config: PortfolioConfig) -> PortfolioConfig:
+    """The env the baselines step: the evaluation's fills, costs, ``integer_shares`` and
+    ``trade_band``, without the policy's weight caps (a baseline may hold one name whole)
+    and without an equity floor."""
+    return dataclasses.replace(evaluation_config(config), max_weight=1.0, max_gross=1.0,
+                               equity_floor=0.0)
 
 
 def _steps(panel: PanelBlock, config: PortfolioConfig) -> tuple[int, int]:
@@ -275,87 +248,118 @@ def rebalance_steps(panel: PanelBlock, config: PortfolioConfig) -> np.ndarray:
     return np.flatnonzero(new_month)
 
 
-def baseline_backtest(panel: PanelBlock, config: PortfolioConfig, strategy: str
-                      ) -> PortfolioBacktest:
-    """``ew_monthly``, ``ew_hold`` or ``bh:<SYMBOL>`` through :func:`simulate`."""
+def baseline_backtests(panel: PanelBlock, config: PortfolioConfig, strategies: Sequence[str]
+                       ) -> list[PortfolioBacktest]:
+    """``ew_monthly``, ``ew_hold`` or ``bh:<SYMBOL>`` each, stepped together through one
+    PortfolioVecEnv (one env per strategy, see :func:`baseline_config`): target weights on
+    their rebalance steps, no order on the others."""
     config = evaluation_config(config)
     start, n = _steps(panel, config)
     A = panel.num_assets
-    orders: list[np.ndarray | None] = [None] * n
-    if strategy in (EW_MONTHLY, EW_HOLD):
-        equal = np.full(A, 1.0 / A)
-        steps = rebalance_steps(panel, config) if strategy == EW_MONTHLY else [0]
-        for i in steps:
-            orders[int(i)] = equal
-    elif strategy.startswith("bh:") and strategy[3:] in panel.symbols:
-        orders[0] = np.eye(A)[panel.symbols.index(strategy[3:])]
-    else:
-        raise ValueError(f"unknown baseline {strategy!r}: use {EW_MONTHLY}, {EW_HOLD} or "
-                         f"bh:<one of {list(panel.symbols)}>")
-    return simulate(panel, config, start, orders, strategy)
+    targets = np.zeros((len(strategies), A))
+    orders = np.zeros((n, len(strategies)), dtype=bool)
+    for j, strategy in enumerate(strategies):
+        if strategy in (EW_MONTHLY, EW_HOLD):
+            targets[j] = 1.0 / A
+            orders[rebalance_steps(panel, config) if strategy == EW_MONTHLY else 0, j] = True
+        elif strategy.startswith("bh:") and strategy[3:] in panel.symbols:
+            targets[j, panel.symbols.index(strategy[3:])] = 1.0
+            orders[0, j] = True
+        else:
+            raise ValueError(f"unknown baseline {strategy!r}: use {EW_MONTHLY}, {EW_HOLD} or "
+                             f"bh:<one of {list(panel.symbols)}>")
+    env = PortfolioVecEnv(panel, len(strategies), baseline_config(config), num_threads=1,
+                          seed=0)
+    try:
+        env.reset(seed=0)
+        return _step_backtests(env, panel, strategies, lambda k, _obs: (targets, orders[k]), n)
+    finally:
+        env.close()
+
+
+def baseline_backtest(panel: PanelBlock, config: PortfolioConfig, strategy: str
+                      ) -> PortfolioBacktest:
+    """One baseline: see :func:`baseline_backtests`."""
+    (backtest,) = baseline_backtests(panel, config, [strategy])
+    return backtest
+
+
+def _agent_env(panel: PanelBlock, config: PortfolioConfig, holding: PortfolioHolding | None,
+               row: int | None = None) -> PortfolioVecEnv:
+    """A one-env PortfolioVecEnv at ``row`` (default: the first decision row) holding
+    ``holding`` (default: the initial cash), its equity marked at that row's close."""
+    env = PortfolioVecEnv(panel, 1, config, num_threads=1, seed=0)
+    env.reset(seed=0)
+    if holding is None and row is None:
+        return env
+    state = env.get_state()
+    if row is not None:
+        state["bar_index"][0] = row
+    if holding is not None:
+        state["shares"][0] = holding.shares
+        state["cash"][0] = holding.cash
+        value = holding.cash + float(np.sum(holding.shares * np.nan_to_num(
+            panel.mark[int(state["bar_index"][0])])))
+        state["equity"][0] = value
+        state["peak_equity"][0] = value
+    try:
+        env.set_state(state)
+    except ValueError:
+        env.close()
+        raise
+    return env
+
+
+def step_holding(panel: PanelBlock, config: PortfolioConfig, row: int,
+                 holding: PortfolioHolding, weights: np.ndarray | None) -> PortfolioBacktest:
+    """One step of the agent's accounting from ``holding`` at ``row``: rebalanced to
+    ``weights`` (None: no order), filled and marked by the simulator, the floor applied as
+    in :func:`run_agent`, nothing liquidated. The live path's fill and mark."""
+    A = panel.num_assets
+    order = np.array([weights is not None])
+    targets = np.zeros((1, A)) if weights is None else np.asarray(weights, np.float64)[None]
+    env = _agent_env(panel, config, holding, row)
+    try:
+        (backtest,) = _step_backtests(env, panel, [AGENT], lambda _k, _obs: (targets, order), 1,
+                                      liquidate=False)
+    finally:
+        env.close()
+    return backtest
 
 
 def run_agent(policy: Any, panel: PanelBlock, config: PortfolioConfig, *,
               holding: PortfolioHolding | None = None,
               liquidate: bool = True) -> PortfolioBacktest:
-    """The deterministic policy through a one-env PortfolioVecEnv, then :func:`simulate`.
+    """The deterministic policy's weights each row, stepped through a one-env
+    PortfolioVecEnv.
 
-    ``holding`` starts the env and the accounting from carried shares and cash;
-    ``liquidate=False`` leaves the last holding open (walk-forward windows). Raises
-    EvaluationError if the policy's weights are malformed or the replayed equity differs
-    from the env's (which would mean the baselines are not comparable).
+    ``holding`` starts the env from carried shares and cash; ``liquidate=False`` leaves the
+    last holding open (walk-forward windows). Raises EvaluationError if the policy's
+    weights are malformed.
     """
-    from fastrl.markets.portfolio.env import PortfolioVecEnv
-
     policy_fn = as_policy_fn(policy, "weights")
     config = evaluation_config(config)
-    start, n = _steps(panel, config)
+    _, n = _steps(panel, config)
     A = panel.num_assets
-    env = PortfolioVecEnv(panel, 1, config, num_threads=1, seed=0)
-    orders: list[np.ndarray | None] = []
-    env_equity: list[float] = []
-    terminated = False
+    order = np.ones(1, dtype=bool)
+
+    def decide(_k: int, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        weights = np.asarray(policy_fn(obs), dtype=np.float64)
+        if weights.shape != (1, A) or not np.all(np.isfinite(weights)):
+            raise EvaluationError(f"the policy returned weights of shape {weights.shape} "
+                                  f"(need (1, {A}), finite)")
+        return weights, order
+
+    env = _agent_env(panel, config, holding)
     try:
-        obs, _ = env.reset(seed=0)
-        if holding is not None:
-            state = env.get_state()
-            state["shares"][0] = holding.shares
-            state["cash"][0] = holding.cash
-            value = holding.cash + float(np.sum(holding.shares * np.nan_to_num(
-                panel.mark[int(state["bar_index"][0])])))
-            state["equity"][0] = value
-            state["peak_equity"][0] = value
-            env.set_state(state)
-            obs = env.buffers["obs"]
-        while True:
-            weights = np.asarray(policy_fn(obs), dtype=np.float64)
-            if weights.shape != (1, A) or not np.all(np.isfinite(weights)):
-                raise EvaluationError(f"the policy returned weights of shape {weights.shape} "
-                                      f"(need (1, {A}), finite)")
-            orders.append(weights[0].copy())
-            obs, _, term, trunc, info = env.step(weights)
-            done = bool(term[0] or trunc[0])
-            env_equity.append(float(info["episode"]["equity"][0] if done else env.equity[0]))
-            if done:
-                terminated = bool(term[0])
-                break
-    except ValueError as exc:  # the env refuses weights outside its caps
+        (backtest,) = _step_backtests(env, panel, [AGENT], decide, n, liquidate=liquidate)
+    except ValueError as exc:
+        if isinstance(exc, EvaluationError):
+            raise
+        # the env refuses weights outside its caps
         raise EvaluationError(f"the policy's weights are not a valid action: {exc}") from None
     finally:
         env.close()
-    if terminated:  # the env's episode ended at the floor: cash from there on
-        orders += [None] * (n - len(orders))
-    backtest = simulate(panel, config, start, orders, AGENT, floor=True, holding=holding,
-                        liquidate=liquidate)
-    # the env reports equity before the final sale (at the end or at the floor)
-    replayed = backtest.equity[1:len(env_equity) + 1].copy()
-    replayed[-1] += backtest.liquidation_cost
-    if len(env_equity) != (n if backtest.terminated_step is None
-                           else backtest.terminated_step + 1) or \
-            not np.allclose(replayed, env_equity, rtol=EQUITY_CHECK_RTOL, atol=0.0):
-        raise EvaluationError(
-            f"the replayed accounting differs from the env's: {len(env_equity)} env steps "
-            f"ending at equity {env_equity[-1]!r}, replayed {replayed[-1]!r}")
     return backtest
 
 
@@ -399,7 +403,8 @@ class PortfolioResult:
                 return backtest
         raise KeyError(f"no backtest for strategy {strategy!r}; have {self.strategies}")
 
-    def metrics(self, strategy: str) -> PerformanceMetrics:
+    def metrics(self, strategy: str = AGENT) -> PerformanceMetrics:
+        """The portfolio metrics of ``strategy`` (default: the agent)."""
         metrics = self.get(strategy).metrics
         assert metrics is not None
         return metrics
@@ -410,7 +415,7 @@ class PortfolioResult:
         computed once."""
         if self._uncertainty is not None:
             return self._uncertainty
-        from fastrl import stats
+        from fastrl import stats  # arch takes seconds to import; validation never needs it
 
         if BENCHMARK not in self.strategies:
             raise ValueError("uncertainty needs the baselines (evaluate_portfolio(baselines=True))")
@@ -473,7 +478,7 @@ def evaluate_portfolio(
     backtests = [run_agent(policy, panel, config)]
     if baselines:
         names = [EW_MONTHLY, EW_HOLD, *(f"bh:{s}" for s in panel.symbols)]
-        backtests += [baseline_backtest(panel, config, name) for name in names]
+        backtests += baseline_backtests(panel, config, names)
     return PortfolioResult(freq=panel.freq, symbols=panel.symbols,
                            initial_cash=float(config.initial_cash), backtests=backtests,
                            env_config=evaluation_config(config).to_dict(),
@@ -481,5 +486,5 @@ def evaluate_portfolio(
 
 
 __all__ = ["AGENT", "EW_HOLD", "EW_MONTHLY", "PortfolioBacktest", "PortfolioResult",
-           "baseline_backtest", "evaluate_portfolio", "evaluation_config", "rebalance_steps",
-           "run_agent", "simulate", "strategy_label"]
+           "baseline_backtest", "baseline_backtests", "baseline_config", "evaluate_portfolio",
+           "evaluation_config", "rebalance_steps", "run_agent", "step_holding", "strategy_label"]
