@@ -172,10 +172,26 @@ def test_only_the_markets_ask_which_kind_a_config_is():
     assert hits == []
 
 
+def _first_of_import_runs(tree: ast.AST) -> dict[int, ast.stmt]:
+    """id(import statement) -> the first statement of the run of consecutive imports it is in
+    (one comment above a run covers the run)."""
+    first: dict[int, ast.stmt] = {}
+    for node in ast.walk(tree):
+        for field in ("body", "orelse", "finalbody"):
+            run_start = None
+            for stmt in getattr(node, field, None) or []:
+                if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                    run_start = run_start or stmt
+                    first[id(stmt)] = run_start
+                else:
+                    run_start = None
+    return first
+
+
 def test_function_local_imports_of_fastrl_say_why():
     """A function-local import of a fastrl module hides an arrow of the graph: it is kept
     only for an optional dependency or a measured import-time cost, with a comment on the
-    line or the line above saying so."""
+    line, or above the run of imports it belongs to, saying so."""
     modules = _modules()
     silent = []
     for path in modules.values():
@@ -184,10 +200,12 @@ def test_function_local_imports_of_fastrl_say_why():
         local = {id(inner) for node in ast.walk(tree)
                  if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
                  for inner in ast.walk(node)}
+        first = _first_of_import_runs(tree)
         for _, node in _imports(tree, modules):
             if id(node) not in local:
                 continue
-            here, above = lines[node.lineno - 1], lines[node.lineno - 2]
+            head = first.get(id(node), node)
+            here, above = lines[node.lineno - 1], lines[head.lineno - 2]
             if "#" not in here and not above.strip().startswith("#"):
                 silent.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert sorted(set(silent)) == []

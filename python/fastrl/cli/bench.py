@@ -38,6 +38,7 @@ def run(argv: list[str] | None, console: Console) -> int:
         raise UsageError("--envs and --threads must be >= 1")
     if args.seconds <= 0:
         raise UsageError(f"--seconds must be > 0, got {args.seconds}")
+    # lazy: the simulator and pandas, which --help must not import
     from fastrl.data import build_market
     from fastrl.env_config import EnvConfig
     from fastrl.markets.single.env import TradingVecEnv

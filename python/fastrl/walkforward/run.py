@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 
 from fastrl.config import config_from_dict, config_to_dict
+from fastrl.data.block import MarketBlock
 from fastrl.data.loaders import load_bars_report
 from fastrl.features import WARMUP_BARS
 from fastrl.markets import market_for
@@ -140,8 +141,6 @@ def trade_market(bars: Mapping[str, pd.DataFrame], window: Window, config: Any,
 def _from_decision(block: Any, decided: pd.Timestamp, context: int) -> Any:
     """``block`` with every segment cut to start ``context`` rows before its last bar before
     ``decided`` (the rows dropped are bars an earlier window traded)."""
-    from fastrl.data.block import MarketBlock
-
     limit = decided.to_datetime64()
     if not isinstance(block, MarketBlock):  # a portfolio panel: one calendar for all symbols
         row = int(np.searchsorted(block.timestamps, limit, side="left")) - 1
