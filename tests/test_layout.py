@@ -179,7 +179,8 @@ def _first_of_import_runs(tree: ast.AST) -> dict[int, ast.stmt]:
     for node in ast.walk(tree):
         for field in ("body", "orelse", "finalbody"):
             run_start = None
-            for stmt in getattr(node, field, None) or []:
+            statements = getattr(node, field, None)
+            for stmt in statements if isinstance(statements, list) else []:
                 if isinstance(stmt, (ast.Import, ast.ImportFrom)):
                     run_start = run_start or stmt
                     first[id(stmt)] = run_start
