@@ -17,7 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from fastrl.config import config_to_dict
+from fastrl.config import TrainConfig, config_to_dict
 from fastrl.evaluate import find_checkpoint
 from fastrl.live.book import LiveInputError
 from fastrl.markets import Market, market_for
@@ -29,7 +29,7 @@ class LiveRun:
     ``checkpoint`` file and ``run_dir``, and ``run_id``, the checkpoint file's hash."""
 
     agent: Any
-    config: Any
+    config: TrainConfig
     checkpoint: Path
     run_dir: Path
     run_id: str

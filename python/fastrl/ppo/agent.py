@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fastrl.config import TrainConfig
 from fastrl.markets import market_for
 from fastrl.ppo.heads import head_for
 from fastrl.ppo.network import ActorCritic
@@ -43,7 +44,7 @@ class Agent:
         self,
         network: ActorCritic,
         obs_normaliser: ObservationNormaliser,
-        config: Any,
+        config: TrainConfig,
         feature_normaliser: dict | None = None,
         *,
         precision: str = "fp32",

@@ -163,7 +163,7 @@ def build_network(config: TrainConfig, obs_dim: int, num_actions: int,
     )
 
 
-def checkpoint_precision(state: dict, config: Any) -> str:
+def checkpoint_precision(state: dict, config: TrainConfig) -> str:
     """The inference precision a loaded checkpoint's policy was validated in (module doc)."""
     if "inference_precision" not in state:
         return "bf16" if config.amp is True else "fp32"

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fastrl.config import config_from_dict, config_to_dict
+from fastrl.config import TrainConfig, config_from_dict, config_to_dict
 from fastrl.data.block import MarketBlock
 from fastrl.data.loaders import load_bars_report
 from fastrl.features import WARMUP_BARS
@@ -82,7 +82,8 @@ def window_seed(base: int, seed_index: int, window: int) -> int:
     return int(base) + 1000 * int(seed_index) + int(window)
 
 
-def training_config(config: Any, window: Window, seed: int, val_days: int) -> Any:
+def training_config(config: TrainConfig, window: Window, seed: int,
+                    val_days: int) -> TrainConfig:
     """The window's TrainConfig: the user's config on the window's symbols, seed and
     validation days (rebuilt from its dict, so the caller's config is never changed)."""
     values = config_to_dict(config)
@@ -101,7 +102,7 @@ def training_bars(bars: Mapping[str, pd.DataFrame], window: Window,
     return window_bars(bars, window, "train", WARMUP_BARS if spec.train_window else 0)
 
 
-def train_market(bars: Mapping[str, pd.DataFrame], window: Window, config: Any,
+def train_market(bars: Mapping[str, pd.DataFrame], window: Window, config: TrainConfig,
                  spec: WalkForwardSpec) -> Any:
     """The train/val MarketSplits of one window from bars through ``last_seen`` only."""
     past = training_bars(bars, window, spec)
@@ -114,7 +115,7 @@ def train_market(bars: Mapping[str, pd.DataFrame], window: Window, config: Any,
                          f"{error}") from None
 
 
-def trade_market(bars: Mapping[str, pd.DataFrame], window: Window, config: Any,
+def trade_market(bars: Mapping[str, pd.DataFrame], window: Window, config: TrainConfig,
                  feature_normaliser: dict) -> Any:
     """The block the window trades, featurised with the window's normaliser.
 
@@ -195,7 +196,7 @@ def train_window(config_values: dict, window: Window, bars: Mapping[str, pd.Data
         reason=outcome.reason)
 
 
-def build_agent(config: Any, policy: dict[str, Any]) -> Any:
+def build_agent(config: TrainConfig, policy: dict[str, Any]) -> Any:
     """The frozen deterministic Agent of a window's saved policy (on the CPU), acting in
     the precision its window's validation chose it in. A policy saved before the field was
     validated under the config's ``amp`` (bf16 when it was set true, else fp32), the rule of
@@ -265,7 +266,7 @@ class WalkForwardRun:
         return pd.DataFrame(rows)
 
 
-def load_walkforward_bars(config: Any) -> dict[str, pd.DataFrame]:
+def load_walkforward_bars(config: TrainConfig) -> dict[str, pd.DataFrame]:
     """Every symbol's validated bars from the config's data section (loaded once)."""
     data = config.data
     if data.source == "synthetic":
@@ -405,7 +406,7 @@ def run_walkforward(
 # ----------------------------------------------------------------------------- phase 2
 
 
-def trade_record(config: Any, bars: Mapping[str, pd.DataFrame], windows: list[Window],
+def trade_record(config: TrainConfig, bars: Mapping[str, pd.DataFrame], windows: list[Window],
                  policies: list[dict[str, Any]]) -> pd.DataFrame:
     """The out-of-sample record of one config and seed: every window's frozen policy trades
     its days in turn, the holding carried across the boundaries, beside the market's
