@@ -143,8 +143,8 @@ def evaluate_run(
     if expected is not None and expected != obs_dim:
         raise EvaluationError(
             f"checkpoint {checkpoint} expects observations of {expected} values but the "
-            f"rebuilt test data gives {obs_dim} (window {agent.config.env.window}); was it "
-            "trained on other features?"
+            f"rebuilt test data gives {obs_dim} ({block.num_features} features, window "
+            f"{agent.config.env.window}); was it trained on other features?"
         )
     info = {
         "checkpoint": str(checkpoint),
