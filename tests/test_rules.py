@@ -26,6 +26,7 @@ from fastrl.markets.portfolio.backtest import baseline_backtest as portfolio_bas
 from fastrl.markets.portfolio.backtest import baseline_config as portfolio_baseline_config  # noqa: E402
 from fastrl.markets.portfolio.backtest import rebalance_steps  # noqa: E402
 from fastrl.markets.portfolio.env import PortfolioVecEnv  # noqa: E402
+from fastrl.markets.results import EvaluationError  # noqa: E402
 from fastrl.markets.single.backtest import baseline_backtest, rule_config  # noqa: E402
 from fastrl.markets.single.env import TradingVecEnv  # noqa: E402
 from fastrl.rules import (  # noqa: E402
@@ -451,3 +452,24 @@ def test_a_rule_of_the_wrong_kind_is_refused():
                                           "on a single-symbol market block"):
         backtest_rule(rule_for("min_variance"), market_from({"X": synthetic_frame(60)}),
                       EnvConfig(window=1))
+
+
+def test_a_later_start_reads_the_earlier_rows_as_history():
+    # a backtest that starts at row 300 of each segment holds the rule's decisions there,
+    # warmed up on the 300 rows before it (momentum needs 252)
+    market = bundled_market()
+    rule = rule_for("momentum")
+    exposure = exposure_schedule(rule, market)
+    starts = [market.segment(s).start + 300 for s in range(2)]
+    for s, backtest in enumerate(backtest_single([rule], market, EnvConfig(window=1),
+                                                 start_bars=starts)):
+        assert backtest.decision_bars[0] == starts[s]
+        np.testing.assert_array_equal(backtest.positions, exposure[backtest.decision_bars])
+        assert backtest.positions.any()
+
+
+def test_short_blocks_and_wrong_configs_are_refused():
+    with pytest.raises(EvaluationError, match="the panel has 3 rows: no step"):
+        weight_schedule(rule_for("inverse_vol"), synthetic_panel(2, 3), PortfolioConfig(window=3))
+    with pytest.raises(TypeError, match="a portfolio panel needs a PortfolioConfig"):
+        backtest_rule(rule_for("ew_hold"), synthetic_panel(2, 30), EnvConfig(window=1))

@@ -6,8 +6,10 @@ segment's bars up to the row) is a plan for
 :func:`~fastrl.markets.single.backtest.rule_config`: the agent's costs, fills (next open by
 default), whole shares and intraday square-off, exposures in [0, 1] (long/flat, never
 above the whole equity). Portfolio rules: weights decided at each rebalance step's row
-(the monthly steps of :func:`fastrl.markets.portfolio.backtest.rebalance_steps`, or the
-first step only) from the marks up to that row, stepped by
+(the monthly steps of :func:`fastrl.markets.portfolio.backtest.rebalance_steps`, whose
+fill is a month's first session: decided at the month's last close under next-open
+fills, at the first session's close under close fills; or the first step only) from
+the marks up to that row, stepped by
 :func:`fastrl.markets.portfolio.backtest.plan_backtests` with the equal-weight baselines'
 fills, costs, ``integer_shares`` and ``trade_band``. Either way the backtests are the
 objects the agent's backtest returns, under the rule's name.
@@ -31,6 +33,7 @@ from fastrl.markets.portfolio.backtest import (
     plan_backtests,
     rebalance_steps,
 )
+from fastrl.markets.results import EvaluationError
 from fastrl.markets.single.backtest import plan_backtests as plan_single_backtests
 from fastrl.markets.single.backtest import rule_config
 from fastrl.markets.single.result import Backtest
@@ -81,6 +84,9 @@ def weight_schedule(rule: Rule, panel: PanelBlock, config: PortfolioConfig
     config = evaluation_config(config)
     start = config.window - 1
     n = panel.num_bars - 1 - start
+    if n < 1:
+        raise EvaluationError(f"the panel has {panel.num_bars} rows: no step after the "
+                              f"first decision row {start} (window {config.window})")
     orders = np.zeros(n, dtype=bool)
     if rule.spec.schedule == "once":
         orders[:1] = True
@@ -112,11 +118,15 @@ def backtest_rule(rule: Rule, block: MarketBlock | PanelBlock,
     kind does not fit the block."""
     if isinstance(block, PanelBlock):
         rule.require("portfolio", "a portfolio panel")
-        assert isinstance(config, PortfolioConfig)
+        if not isinstance(config, PortfolioConfig):
+            raise TypeError(f"a portfolio panel needs a PortfolioConfig, got "
+                            f"{type(config).__name__}")
         (backtest,) = backtest_portfolio([rule], block, config)
         return backtest
     rule.require("single", "a single-symbol market block")
-    assert isinstance(config, EnvConfig)
+    if not isinstance(config, EnvConfig):
+        raise TypeError(f"a single-symbol market block needs an EnvConfig, got "
+                        f"{type(config).__name__}")
     return backtest_single([rule], block, config)
 
 
