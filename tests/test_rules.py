@@ -269,6 +269,9 @@ def test_rule_backtest_equals_stepping_the_env_by_hand(name, cost):
         assert backtest.fills.sum() > 5
         # long/flat and whole shares: the simulator's market rules, not the schedule's
         assert backtest.positions.min() >= 0.0 and backtest.positions.max() <= 1.0
+        # the intraday product is squared off at every session's end, as for the agent
+        # (the passive baselines alone skip it); delivery holds across sessions
+        assert backtest.positions.any() == (cost == "nse_delivery")
         np.testing.assert_array_equal(backtest.shares_held, np.trunc(backtest.shares_held))
 
 
