@@ -40,6 +40,7 @@ from fastrl.rules import (  # noqa: E402
     weight_schedule,
 )
 from fastrl.rules.portfolio import long_only_min_variance  # noqa: E402
+from fastrl.rules.single import month_ends  # noqa: E402
 
 SINGLE = rule_names("single")
 PORTFOLIO = rule_names("portfolio")
@@ -166,6 +167,27 @@ def test_single_rule_exposure_equals_a_plain_pandas_rule(name, source):
         np.testing.assert_allclose(got[:-1], expected[:-1], rtol=1e-12, atol=0)
         if name != "buy_and_hold":
             assert 0.0 < got.mean() < 1.0 and got[0] == 0.0  # switches; flat in warm-up
+
+
+def test_daily_rebalancing_and_month_ends_without_timestamps():
+    close = synthetic_frame(600, seed=4)["close"]
+    market = market_from({"X": close.to_frame().assign(open=close)})
+    vol = close.pct_change().rolling(30).std() * math.sqrt(252)
+    voltarget = exposure_schedule(rule_for("voltarget", window=30, target_vol=0.2,
+                                           rebalance="daily"), market)
+    np.testing.assert_allclose(voltarget, (0.2 / vol).clip(upper=1.0).fillna(0.0), rtol=1e-12)
+    ret = close.pct_change(90).shift(10)
+    momentum = exposure_schedule(rule_for("momentum", lookback=100, skip=10,
+                                          rebalance="daily"), market)
+    np.testing.assert_array_equal(momentum, (ret > 0).astype(float))
+    # no timestamps: a "month" is 21 rows, as for the portfolio baselines
+    plain = dataclasses.replace(market, timestamps=None)
+    assert np.flatnonzero(month_ends(None, 50)).tolist() == [20, 41]
+    monthly = exposure_schedule(rule_for("momentum", lookback=100, skip=10), plain)
+    decided = (ret > 0).astype(float).to_numpy()
+    ends = np.flatnonzero(month_ends(None, 600))
+    np.testing.assert_array_equal(monthly[ends], decided[ends])
+    assert np.all(np.diff(monthly)[np.setdiff1d(np.arange(599), ends - 1)] == 0)  # held
 
 
 @pytest.mark.parametrize("name", ["inverse_vol", "xs_momentum", "ew_monthly", "ew_hold"])
