@@ -57,23 +57,24 @@ def exposure_schedule(rule: Rule, market: MarketBlock) -> np.ndarray:
 
 def backtest_single(rules: Sequence[Rule], market: MarketBlock, env_config: EnvConfig,
                     start_bars: Sequence[int] | None = None) -> list[Backtest]:
-    """Every rule on every segment, stepped together: one Backtest per (rule, segment), the
-    rules in order, each over its segment from ``start_bars[s]`` (default: the segment's
-    first decision bar under ``env_config.window``, as the baselines) to its end."""
+    """Every rule on every segment (a rule's segments stepped together in one batched env):
+    one Backtest per (rule, segment), the rules in order, each over its segment from
+    ``start_bars[s]`` (default: the segment's first decision bar under
+    ``env_config.window``, as the baselines) to its end."""
     starts = ([market.segment(s).start + env_config.window - 1
                for s in range(market.num_segments)] if start_bars is None
               else [int(b) for b in start_bars])
     if len(starts) != market.num_segments:
         raise ValueError(f"{len(starts)} start bars for {market.num_segments} segments")
-    plans, targets = [], []
+    config = rule_config(env_config)
+    backtests: list[Backtest] = []
     for rule in rules:
         exposure = exposure_schedule(rule, market)
-        for s, start in enumerate(starts):
-            plans.append((s, rule.name, start))
-            targets.append(exposure)
-    if not plans:
-        return []
-    return plan_single_backtests(market, rule_config(env_config), plans, np.stack(targets))
+        plans = [(s, rule.name, start) for s, start in enumerate(starts)]
+        # every segment's env reads its own rows of the one schedule (a view, no copies)
+        targets = np.broadcast_to(exposure, (len(plans), market.num_bars))
+        backtests += plan_single_backtests(market, config, plans, targets)
+    return backtests
 
 
 def weight_schedule(rule: Rule, panel: PanelBlock, config: PortfolioConfig

@@ -331,7 +331,8 @@ def plan_backtests(market: MarketBlock, config: EnvConfig,
     ``(segment, strategy, start bar)`` of ``plans``.
 
     ``targets`` [len(plans), market.num_bars] is each plan's target exposure decided at the
-    close of every row (only its segment's rows from its start bar are read); ``config``
+    close of every row (only its segment's rows from its start bar are read; a broadcast
+    view is not copied); ``config``
     is the env they step (continuous actions, e.g. :func:`baseline_config` or
     :func:`rule_config`). A position still open after the last bar is sold at the last
     close at the simulator's liquidation cost.
@@ -373,7 +374,7 @@ def baseline_backtests(market: MarketBlock, env_config: EnvConfig,
             raise ValueError(f"strategy must be 'buy_and_hold' or 'flat', got {strategy!r}")
     _check_plans(market, plans)
     exposure = np.array([BASELINE_EXPOSURE[strategy] for _, strategy, _ in plans])
-    targets = np.repeat(exposure[:, None], market.num_bars, axis=1)
+    targets = np.broadcast_to(exposure[:, None], (len(plans), market.num_bars))
     return plan_backtests(market, baseline_config(env_config), plans, targets)
 
 
