@@ -254,7 +254,7 @@ def baseline_backtests(panel: PanelBlock, config: PortfolioConfig, strategies: S
     PortfolioVecEnv (one env per strategy, see :func:`baseline_config`): target weights on
     their rebalance steps, no order on the others."""
     config = evaluation_config(config)
-    start, n = _steps(panel, config)
+    _, n = _steps(panel, config)
     A = panel.num_assets
     targets = np.zeros((len(strategies), A))
     orders = np.zeros((n, len(strategies)), dtype=bool)
@@ -268,11 +268,33 @@ def baseline_backtests(panel: PanelBlock, config: PortfolioConfig, strategies: S
         else:
             raise ValueError(f"unknown baseline {strategy!r}: use {EW_MONTHLY}, {EW_HOLD} or "
                              f"bh:<one of {list(panel.symbols)}>")
+    return plan_backtests(panel, config, strategies,
+                          np.broadcast_to(targets, (n, len(strategies), A)), orders)
+
+
+def plan_backtests(panel: PanelBlock, config: PortfolioConfig, strategies: Sequence[str],
+                   targets: np.ndarray, orders: np.ndarray) -> list[PortfolioBacktest]:
+    """Weight schedules stepped together through one PortfolioVecEnv (one env per strategy,
+    see :func:`baseline_config`), from the first decision row to the panel's end.
+
+    ``targets`` [n, N, A]: step k's target weights per strategy, sent only where ``orders``
+    [n, N] is True (the others hold); ``n`` is the number of steps (``window - 1`` to the
+    last row).
+    """
+    config = evaluation_config(config)
+    _, n = _steps(panel, config)
+    shape = (n, len(strategies), panel.num_assets)
+    if np.shape(targets) != shape or np.shape(orders) != shape[:2]:
+        raise EvaluationError(f"targets {np.shape(targets)} and orders {np.shape(orders)} "
+                              f"do not match (steps, strategies, assets) = {shape}")
+    if not np.all(np.isfinite(targets)):
+        raise EvaluationError("the target weights must be finite")
     env = PortfolioVecEnv(panel, len(strategies), baseline_config(config), num_threads=1,
                           seed=0)
     try:
         env.reset(seed=0)
-        return _step_backtests(env, panel, strategies, lambda k, _obs: (targets, orders[k]), n)
+        return _step_backtests(env, panel, strategies,
+                               lambda k, _obs: (targets[k], orders[k]), n)
     finally:
         env.close()
 
@@ -487,4 +509,5 @@ def evaluate_portfolio(
 
 __all__ = ["AGENT", "EW_HOLD", "EW_MONTHLY", "PortfolioBacktest", "PortfolioResult",
            "baseline_backtest", "baseline_backtests", "baseline_config", "evaluate_portfolio",
-           "evaluation_config", "rebalance_steps", "run_agent", "step_holding", "strategy_label"]
+           "evaluation_config", "plan_backtests", "rebalance_steps", "run_agent", "step_holding",
+           "strategy_label"]

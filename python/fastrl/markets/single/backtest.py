@@ -307,6 +307,58 @@ def baseline_config(env_config: EnvConfig) -> EnvConfig:
         cost=charges, half_spread_bps=0.0, slippage_bps=0.0, short_borrow_rate=0.0)
 
 
+def rule_config(env_config: EnvConfig) -> EnvConfig:
+    """The env a rule steps: :func:`baseline_config` with the env's own intraday square-off
+    (a rule is a policy under the agent's market rules, not a passive benchmark)."""
+    # the folded cost model (execution costs included, as baseline_config holds them)
+    return dataclasses.replace(baseline_config(env_config),
+                               cost=evaluation_config(env_config).cost_model())
+
+
+def _check_plans(market: MarketBlock, plans: Sequence[tuple[int, str, int]]) -> None:
+    for segment, _strategy, start in plans:
+        seg = market.segment(segment)
+        if not seg.start <= start < seg.stop - 1:
+            raise EvaluationError(
+                f"segment {market.symbols[segment]!r} rows [{seg.start}, {seg.stop}) leave no "
+                f"step after start bar {start}")
+
+
+def plan_backtests(market: MarketBlock, config: EnvConfig,
+                   plans: Sequence[tuple[int, str, int]], targets: np.ndarray
+                   ) -> list[Backtest]:
+    """Target-exposure schedules stepped together through the simulator, one env per
+    ``(segment, strategy, start bar)`` of ``plans``.
+
+    ``targets`` [len(plans), market.num_bars] is each plan's target exposure decided at the
+    close of every row (only its segment's rows from its start bar are read; a broadcast
+    view is not copied); ``config``
+    is the env they step (continuous actions, e.g. :func:`baseline_config` or
+    :func:`rule_config`). A position still open after the last bar is sold at the last
+    close at the simulator's liquidation cost.
+    """
+    _check_plans(market, plans)
+    targets = np.asarray(targets, dtype=np.float64)
+    if targets.shape != (len(plans), market.num_bars):
+        raise EvaluationError(f"targets have shape {targets.shape}, expected "
+                              f"({len(plans)}, {market.num_bars})")
+    if not np.all(np.isfinite(targets)):
+        raise EvaluationError("the target exposures must be finite")
+    env = TradingVecEnv(market, len(plans), config, num_threads=1, seed=0)
+    try:
+        env.reset(seed=0)
+        state = env.get_state()
+        state["segment"][:] = [segment for segment, _, _ in plans]
+        state["bar_index"][:] = [start for _, _, start in plans]
+        env.set_state(state)
+        envs = np.arange(len(plans))
+        # a finished env has auto-reset to a row of its own segment: still a valid index
+        return _step_backtests(env, market, lambda _obs: targets[envs, env.bar_index],
+                               [strategy for _, strategy, _ in plans], liquidate=True)
+    finally:
+        env.close()
+
+
 def baseline_backtests(market: MarketBlock, env_config: EnvConfig,
                        plans: Sequence[tuple[int, str, int]]) -> list[Backtest]:
     """Buy-and-hold or flat per ``(segment, strategy, start bar)`` of ``plans``, stepped
@@ -317,27 +369,13 @@ def baseline_backtests(market: MarketBlock, env_config: EnvConfig,
     from cash), holds, and sells at the last close at the simulator's liquidation cost.
     Flat holds cash.
     """
-    for segment, strategy, start in plans:
+    for _segment, strategy, _start in plans:
         if strategy not in BASELINE_EXPOSURE:
             raise ValueError(f"strategy must be 'buy_and_hold' or 'flat', got {strategy!r}")
-        seg = market.segment(segment)
-        if not seg.start <= start < seg.stop - 1:
-            raise EvaluationError(
-                f"segment {market.symbols[segment]!r} rows [{seg.start}, {seg.stop}) leave no "
-                f"step after start bar {start}")
-    config = baseline_config(env_config)
-    env = TradingVecEnv(market, len(plans), config, num_threads=1, seed=0)
-    try:
-        env.reset(seed=0)
-        state = env.get_state()
-        state["segment"][:] = [segment for segment, _, _ in plans]
-        state["bar_index"][:] = [start for _, _, start in plans]
-        env.set_state(state)
-        exposure = np.array([BASELINE_EXPOSURE[strategy] for _, strategy, _ in plans])
-        return _step_backtests(env, market, lambda _obs: exposure,
-                               [strategy for _, strategy, _ in plans], liquidate=True)
-    finally:
-        env.close()
+    _check_plans(market, plans)
+    exposure = np.array([BASELINE_EXPOSURE[strategy] for _, strategy, _ in plans])
+    targets = np.broadcast_to(exposure[:, None], (len(plans), market.num_bars))
+    return plan_backtests(market, baseline_config(env_config), plans, targets)
 
 
 def baseline_backtest(
@@ -415,4 +453,5 @@ def evaluate_agents(policy: Any, market: MarketBlock, env_config: EnvConfig, *, 
 
 __all__ = ["BASELINE_EXPOSURE", "Holding", "baseline_backtest",
            "baseline_backtests", "baseline_config", "check_test_rows", "evaluate_agent",
-           "evaluate_agents", "evaluation_config", "run_agent", "valid_actions"]
+           "evaluate_agents", "evaluation_config", "plan_backtests", "rule_config", "run_agent",
+           "valid_actions"]
