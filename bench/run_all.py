@@ -42,6 +42,7 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
     "tune_batch": ([], ["--quick", "--trials", "4", "--batch", "2"]),
     "pbt": (["--device", "cpu"], ["--quick"]),
     "walkforward": ([], ["--quick"]),
+    "ladder": ([], ["--quick"]),  # after walkforward: it reads that bench's traded days
     "calibration": ([], ["--quick", "--null-markets", "1", "--timesteps", "8192"]),
 }
 

@@ -277,6 +277,15 @@ def walkforward_section(data: dict | None) -> list[str]:
     return lines + [markdown(data).strip(), ""]
 
 
+def ladder_section(data: dict | None) -> list[str]:
+    lines = ["## Ladder: classical rules over the walk-forward period (`bench/ladder.py`)", ""]
+    if data is None:
+        return lines + ["Not run yet.", ""]
+    from ladder import markdown
+
+    return lines + [markdown(data).strip(), ""]
+
+
 def calibration_section(data: dict | None, records_dir: Path = RESULTS) -> list[str]:
     lines = ["## Calibration: does the verdict claim an edge only when there is one? "
              "(`bench/calibration.py`)", ""]
@@ -322,6 +331,7 @@ def build() -> Path:
     gpu_pbt = load("pbt_cuda")
     if gpu_pbt is not None:
         parts += pbt_section(gpu_pbt)[2:]
+    parts += ladder_section(load("ladder", "ladder_quick"))
     parts += calibration_section(load("calibration", "calibration_quick"))
     path = RESULTS / "SUMMARY.md"
     path.write_text("\n".join(parts))

@@ -1,0 +1,86 @@
+"""bench/ladder.py: the period read from a walk-forward report, and the ladder's figures on two
+bundled symbols over half a year against direct rule backtests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("fastrl._core")
+
+from bench_modules import load_bench  # noqa: E402
+from fastrl.data import load_bars  # noqa: E402
+from fastrl.data.block import MarketBlock  # noqa: E402
+from fastrl.metrics import sharpe_ratio  # noqa: E402
+from fastrl.rules import backtest_single, rule_for, rule_names  # noqa: E402
+
+SYMBOLS = ("BPCL", "HDFCLIFE")
+
+
+@pytest.fixture(scope="module")
+def ladder():
+    return load_bench("ladder")
+
+
+@pytest.fixture(scope="module")
+def bars():
+    return load_bars(list(SYMBOLS))
+
+
+def test_the_period_is_each_symbols_first_window(ladder):
+    payload = {"report": {"windows": [
+        {"decision_day": "2021-12-31", "last_traded": "2022-03-31", "symbols": ["BPCL"]},
+        {"decision_day": "2022-03-31", "last_traded": "2022-06-30",
+         "symbols": ["BPCL", "HDFCLIFE"]}]}}
+    period = ladder.walkforward_period(payload)
+    assert period.decision_days == {"BPCL": pd.Timestamp("2021-12-31"),
+                                    "HDFCLIFE": pd.Timestamp("2022-03-31")}
+    assert period.last_day == pd.Timestamp("2022-06-30")
+    assert period.first_decision == pd.Timestamp("2021-12-31")
+
+
+def test_ladder_figures_match_direct_rule_backtests(ladder, bars):
+    # HDFCLIFE joins a quarter later, as a late listing joins the walk-forward
+    period = ladder.Period({"BPCL": pd.Timestamp("2021-12-31"),
+                            "HDFCLIFE": pd.Timestamp("2022-03-31")}, pd.Timestamp("2022-06-30"))
+    env_config, portfolio_config = ladder.default_configs()
+    result = ladder.ladder(bars, period, env_config, portfolio_config)
+
+    single, portfolio = result["families"]["single"], result["families"]["portfolio"]
+    assert list(single["rungs"]) == rule_names("single")
+    assert list(portfolio["rungs"]) == rule_names("portfolio")
+    for family in (single, portfolio):
+        benchmark = family["rungs"][family["benchmark"]]
+        assert "versus" not in benchmark  # the benchmark is not tested against itself
+        for rung, row in family["rungs"].items():
+            if rung == family["benchmark"]:
+                continue
+            versus = row["versus"]
+            assert versus["annual_low"] <= versus["mean_active_annual"] <= versus["annual_high"]
+            assert versus["p_value"] <= versus["p_holm"] <= 1.0
+    first = pd.Timestamp("2022-01-03")  # the first session after the decision day
+    assert result["period"]["first_traded"] == str(first.date())
+    assert result["period"]["days"] == result["period"]["portfolio_days"]
+
+    # the same rule stepped directly from each symbol's decision bar (the earlier bars as
+    # history), pooled by hand: the mean return of the symbols trading each day
+    cut = {s: f.loc[:"2022-06-30"] for s, f in bars.items()}
+    market = MarketBlock.from_segments([
+        {"symbol": s, "open": f["open"].to_numpy(), "close": f["close"].to_numpy(),
+         "features": np.zeros((len(f), 1)), "timestamps": f.index.to_numpy()}
+        for s, f in cut.items()])
+    starts = [market.segment(0).start + cut["BPCL"].index.get_loc(pd.Timestamp("2021-12-31")),
+              market.segment(1).start + cut["HDFCLIFE"].index.get_loc(
+                  pd.Timestamp("2022-03-31"))]
+    direct = backtest_single([rule_for("ma200")], market, env_config, starts)
+    returns = pd.concat([pd.Series(b.equity[1:] / b.equity[:-1] - 1.0,
+                                   index=pd.DatetimeIndex(b.timestamps[1:]))
+                         for b in direct], axis=1)
+    assert returns.index[0] == first
+    pooled = returns.mean(axis=1)  # NaN (HDFCLIFE before it joins) is left out
+    assert result["families"]["single"]["rungs"]["ma200"]["sharpe"]["sharpe"] == \
+        pytest.approx(sharpe_ratio(pooled.to_numpy(), "1d"), rel=1e-12)
+    assert result["per_symbol_sharpe"]["ma200"]["HDFCLIFE"] == pytest.approx(
+        sharpe_ratio(returns[1].dropna().to_numpy(), "1d"), rel=1e-12)
+    assert result["families"]["single"]["rungs"]["ma200"]["days"] == len(pooled)
