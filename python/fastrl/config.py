@@ -305,7 +305,7 @@ FIELD_RULES = ConfigDict(allow_inf_nan=False)
 _REQUIREMENT_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal",
                        "literal_error", "string_pattern_mismatch", "too_short", "too_long"}
 # Errors of type: the message says which type the key needs.
-_TYPE_WORDS = {"int_parsing": "needs an integer", "int_from_float": "needs an integer",
+TYPE_WORDS = {"int_parsing": "needs an integer", "int_from_float": "needs an integer",
                "int_type": "needs an integer", "bool_parsing": "needs true or false",
                "bool_type": "needs true or false", "float_parsing": "needs a number",
                "float_type": "needs a number", "finite_number": "must be finite",
@@ -414,7 +414,7 @@ def _config_error(error: dict[str, Any], key: str, hint: Any, value: Any) -> Con
             isinstance(m, Rule) for m in getattr(hint, "__metadata__", ()))):
         words = _requirement(hint)  # a bad item of a list: say what the list must be
     else:
-        words = _TYPE_WORDS.get(kind, f"is invalid ({error['msg']})")
+        words = TYPE_WORDS.get(kind, f"is invalid ({error['msg']})")
     return ConfigError(f"config key {key!r} {words}, got {value!r}")
 
 

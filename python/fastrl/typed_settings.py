@@ -13,14 +13,11 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from fastrl.config import ConfigError
+from fastrl.config import TYPE_WORDS, ConfigError
 
-_WORDS = {"int_parsing": "needs an integer", "int_from_float": "needs an integer",
-          "int_type": "needs an integer", "bool_parsing": "needs true or false",
-          "bool_type": "needs true or false", "string_type": "needs a string",
-          "list_type": "needs a list", "dict_type": "needs a mapping",
-          "finite_number": "must be a finite number", "missing": "is missing",
-          "extra_forbidden": "is not a known key"}
+# TrainConfig's words for type errors, plus what a whole recorded mapping can get wrong
+_WORDS = {**TYPE_WORDS, "dict_type": "needs a mapping", "missing": "is missing",
+          "extra_forbidden": "is not a known key", "finite_number": "must be a finite number"}
 
 
 def _words(error: dict[str, Any]) -> str:
