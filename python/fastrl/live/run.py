@@ -53,8 +53,7 @@ class LiveRun:
 
     @property
     def normaliser_state(self) -> dict:
-        state = self.agent.feature_normaliser
-        return state.state_dict() if hasattr(state, "state_dict") else state
+        return self.agent.feature_state
 
     def env_config(self) -> Any:
         """The backtest's env config (deterministic full-segment episodes, the run's costs)."""

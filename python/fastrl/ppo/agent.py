@@ -61,6 +61,13 @@ class Agent:
         self.head = head_for(market_for(config).action_spec())
 
     @property
+    def feature_state(self) -> Any:
+        """The training feature normaliser as its ``state_dict`` (what a market rebuilds its
+        blocks with), whether the agent holds the normaliser or its state."""
+        normaliser = self.feature_normaliser
+        return normaliser.state_dict() if hasattr(normaliser, "state_dict") else normaliser
+
+    @property
     def amp(self) -> bool:
         """Whether the policy acts under bf16 autocast (``precision`` "bf16")."""
         return PRECISIONS[self.precision]

@@ -135,8 +135,7 @@ class PortfolioMarket:
         if not 1 <= days <= data_config.test_days:
             raise EvaluationError(f"test_days must lie in [1, {data_config.test_days}] (the "
                                   f"days held out in training), got {days}")
-        normaliser = agent.feature_normaliser
-        state = normaliser.state_dict() if hasattr(normaliser, "state_dict") else normaliser
+        state = agent.feature_state
         try:
             panel = build_panel(list(data_config.symbols), freq=data_config.freq,
                                 source=data_config.source, test_days=days,

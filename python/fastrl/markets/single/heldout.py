@@ -87,8 +87,7 @@ def build_test_block(
         raise EvaluationError(
             f"the checkpoint was trained on symbols {list(trained_symbols)}, not {unknown}"
         )
-    normaliser = agent.feature_normaliser
-    state = normaliser.state_dict() if hasattr(normaliser, "state_dict") else normaliser
+    state = agent.feature_state
     # on the training data every symbol splits on the training symbols' common calendar, so a
     # subset is evaluated on the same test days it was held out on
     try:
