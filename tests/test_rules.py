@@ -20,6 +20,7 @@ from fastrl.config import ConfigError  # noqa: E402
 from fastrl.costs import bps  # noqa: E402
 from fastrl.data.block import MarketBlock  # noqa: E402
 from fastrl.data.loaders import load_bars  # noqa: E402
+from fastrl.data.months import month_ends  # noqa: E402
 from fastrl.data.panel import PanelBlock  # noqa: E402
 from fastrl.env_config import EnvConfig, PortfolioConfig  # noqa: E402
 from fastrl.markets.portfolio.backtest import baseline_backtest as portfolio_baseline  # noqa: E402
@@ -40,7 +41,6 @@ from fastrl.rules import (  # noqa: E402
     weight_schedule,
 )
 from fastrl.rules.portfolio import long_only_min_variance  # noqa: E402
-from fastrl.rules.single import month_ends  # noqa: E402
 
 SINGLE = rule_names("single")
 PORTFOLIO = rule_names("portfolio")

@@ -25,20 +25,20 @@ from collections.abc import Sequence
 import numpy as np
 
 from fastrl.data.block import MarketBlock
+from fastrl.data.months import month_ends
 from fastrl.data.panel import PanelBlock
 from fastrl.env_config import EnvConfig, PortfolioConfig
 from fastrl.markets.portfolio.backtest import (
     PortfolioBacktest,
+    decision_steps,
     evaluation_config,
     plan_backtests,
     rebalance_steps,
 )
-from fastrl.markets.results import EvaluationError
 from fastrl.markets.single.backtest import plan_backtests as plan_single_backtests
 from fastrl.markets.single.backtest import rule_config
 from fastrl.markets.single.result import Backtest
 from fastrl.rules.registry import Rule
-from fastrl.rules.single import month_ends
 
 
 def exposure_schedule(rule: Rule, market: MarketBlock) -> np.ndarray:
@@ -83,11 +83,7 @@ def weight_schedule(rule: Rule, panel: PanelBlock, config: PortfolioConfig
     steps; step k decides at row ``window - 1 + k`` from the marks up to that row."""
     rule.require("portfolio", "a portfolio panel")
     config = evaluation_config(config)
-    start = config.window - 1
-    n = panel.num_bars - 1 - start
-    if n < 1:
-        raise EvaluationError(f"the panel has {panel.num_bars} rows: no step after the "
-                              f"first decision row {start} (window {config.window})")
+    start, n = decision_steps(panel, config)
     orders = np.zeros(n, dtype=bool)
     if rule.spec.schedule == "once":
         orders[:1] = True

@@ -1,9 +1,9 @@
 """Single-symbol rules: target exposures in [0, 1] decided at each bar's close.
 
 Each function maps one segment's closes (and its month-end rows, see
-:func:`month_ends`) to the exposure decided at the close of every row, from that row's
-close and earlier ones only (pandas rolling windows and shifts look back, never forward).
-Before a rule has enough history it is **flat** (exposure 0): its warm-up position. A
+:func:`fastrl.data.months.month_ends`) to the exposure decided at the close of every row,
+from that row's close and earlier ones only (pandas rolling windows and shifts look back,
+never forward). Before a rule has enough history it is **flat** (exposure 0): its warm-up position. A
 monthly rule decides on month-end rows and holds that exposure until the next month end.
 """
 
@@ -22,23 +22,6 @@ from fastrl.rules.params import (
     RuleParams,
     VolTargetParams,
 )
-
-BARS_PER_MONTH = 21  # a "month" of a series without timestamps
-
-
-def month_ends(timestamps: np.ndarray | None, num_bars: int) -> np.ndarray:
-    """Rows that are the last of their calendar month in the series (bool [num_bars]).
-
-    The exchange calendar is known ahead, so the last session of a month is known at its
-    close; prices after it never are. The series' last row is not a month end (nothing
-    follows it to say so). Without timestamps every 21st row is one.
-    """
-    if timestamps is None:
-        return (np.arange(num_bars) + 1) % BARS_PER_MONTH == 0
-    months = np.asarray(timestamps).astype("datetime64[M]")
-    ends = np.zeros(num_bars, dtype=bool)
-    ends[:-1] = months[1:] != months[:-1]
-    return ends
 
 
 def held_monthly(decided: np.ndarray, month_end: np.ndarray) -> np.ndarray:
@@ -104,5 +87,4 @@ def ma200(params: DailyAverageParams, close: np.ndarray, _month_end: np.ndarray,
     return np.where(average.isna(), 0.0, (series > average).astype(np.float64))
 
 
-__all__ = ["buy_and_hold", "held_monthly", "ma10", "ma200", "momentum", "month_ends",
-           "voltarget"]
+__all__ = ["buy_and_hold", "held_monthly", "ma10", "ma200", "momentum", "voltarget"]

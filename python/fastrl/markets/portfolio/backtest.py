@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fastrl.data.months import BARS_PER_MONTH, month_ends
 from fastrl.data.panel import PanelBlock
 from fastrl.env_config import PortfolioConfig
 from fastrl.markets.portfolio.env import PortfolioVecEnv
@@ -223,7 +224,7 @@ def baseline_config(config: PortfolioConfig) -> PortfolioConfig:
                                equity_floor=0.0)
 
 
-def _steps(panel: PanelBlock, config: PortfolioConfig) -> tuple[int, int]:
+def decision_steps(panel: PanelBlock, config: PortfolioConfig) -> tuple[int, int]:
     """(first decision row, number of steps): from ``window - 1`` to the last row."""
     start = config.window - 1
     n = panel.num_bars - 1 - start
@@ -236,14 +237,14 @@ def _steps(panel: PanelBlock, config: PortfolioConfig) -> tuple[int, int]:
 def rebalance_steps(panel: PanelBlock, config: PortfolioConfig) -> np.ndarray:
     """Steps whose fill lands on the first trading day of a month (and the first fill).
 
-    Without timestamps a "month" is 21 rows.
+    Without timestamps a "month" is BARS_PER_MONTH steps.
     """
-    start, n = _steps(panel, config)
+    start, n = decision_steps(panel, config)
     fill = _fill_rows(np.arange(start, start + n, dtype=np.int64), config.execution)
     if panel.timestamps is None:
-        return np.flatnonzero(np.arange(n) % 21 == 0)
-    months = np.asarray(panel.timestamps).astype("datetime64[M]")
-    new_month = months[fill] != months[fill - 1]
+        return np.flatnonzero(np.arange(n) % BARS_PER_MONTH == 0)
+    # a fill opens a new month where the row before it ended one
+    new_month = month_ends(panel.timestamps, panel.num_bars)[fill - 1]
     new_month[0] = True
     return np.flatnonzero(new_month)
 
@@ -254,7 +255,7 @@ def baseline_backtests(panel: PanelBlock, config: PortfolioConfig, strategies: S
     PortfolioVecEnv (one env per strategy, see :func:`baseline_config`): target weights on
     their rebalance steps, no order on the others."""
     config = evaluation_config(config)
-    _, n = _steps(panel, config)
+    _, n = decision_steps(panel, config)
     A = panel.num_assets
     targets = np.zeros((len(strategies), A))
     orders = np.zeros((n, len(strategies)), dtype=bool)
@@ -282,7 +283,7 @@ def plan_backtests(panel: PanelBlock, config: PortfolioConfig, strategies: Seque
     last row).
     """
     config = evaluation_config(config)
-    _, n = _steps(panel, config)
+    _, n = decision_steps(panel, config)
     shape = (n, len(strategies), panel.num_assets)
     if np.shape(targets) != shape or np.shape(orders) != shape[:2]:
         raise EvaluationError(f"targets {np.shape(targets)} and orders {np.shape(orders)} "
@@ -361,7 +362,7 @@ def run_agent(policy: Any, panel: PanelBlock, config: PortfolioConfig, *,
     """
     policy_fn = as_policy_fn(policy, "weights")
     config = evaluation_config(config)
-    _, n = _steps(panel, config)
+    _, n = decision_steps(panel, config)
     A = panel.num_assets
     order = np.ones(1, dtype=bool)
 

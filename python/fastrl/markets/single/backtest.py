@@ -295,12 +295,15 @@ def _fill_prices(market: MarketBlock, decision_bars: np.ndarray, execution: str)
 BASELINE_EXPOSURE = {"buy_and_hold": 1.0, "flat": 0.0}
 
 
-def baseline_config(env_config: EnvConfig) -> EnvConfig:
+def baseline_config(env_config: EnvConfig, *, square_off: bool = False) -> EnvConfig:
     """The env the baselines step: the evaluation's fills, charges and share rounding, a
     continuous exposure in [0, 1], one-row observations (a baseline reads none), no equity
-    floor and no intraday square-off (the passive benchmark holds across sessions)."""
+    floor and no intraday square-off (the passive benchmark holds across sessions) unless
+    ``square_off`` keeps the cost model's own."""
     config = evaluation_config(env_config)
-    charges = dataclasses.replace(config.cost_model(), square_off=False)
+    charges = config.cost_model()
+    if not square_off:
+        charges = dataclasses.replace(charges, square_off=False)
     # the folded cost model already holds the execution costs: none are added twice
     return dataclasses.replace(
         config, window=1, action="continuous", min_pos=0.0, max_pos=1.0, equity_floor=0.0,
@@ -310,9 +313,7 @@ def baseline_config(env_config: EnvConfig) -> EnvConfig:
 def rule_config(env_config: EnvConfig) -> EnvConfig:
     """The env a rule steps: :func:`baseline_config` with the env's own intraday square-off
     (a rule is a policy under the agent's market rules, not a passive benchmark)."""
-    # the folded cost model (execution costs included, as baseline_config holds them)
-    return dataclasses.replace(baseline_config(env_config),
-                               cost=evaluation_config(env_config).cost_model())
+    return baseline_config(env_config, square_off=True)
 
 
 def _check_plans(market: MarketBlock, plans: Sequence[tuple[int, str, int]]) -> None:
