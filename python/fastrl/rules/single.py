@@ -3,8 +3,8 @@
 Each function maps one segment's closes (and its month-end rows, see
 :func:`fastrl.data.months.month_ends`) to the exposure decided at the close of every row,
 from that row's close and earlier ones only (pandas rolling windows and shifts look back,
-never forward). Before a rule has enough history it is **flat** (exposure 0): its warm-up position. A
-monthly rule decides on month-end rows and holds that exposure until the next month end.
+never forward). Before a rule has enough history it is **flat** (exposure 0): its warm-up
+position. A monthly rule decides on month-end rows and holds that exposure until the next month end.
 """
 
 from __future__ import annotations
