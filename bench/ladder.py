@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import special
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fastrl import stats  # noqa: E402
@@ -169,14 +170,15 @@ def portfolio_returns(bars: Mapping[str, pd.DataFrame], period: Period,
     return pd.DataFrame(out, index=pd.DatetimeIndex(backtests[0].timestamps[1:], name="time"))
 
 
-def rung_row(rung: pd.Series, bench: pd.Series) -> dict[str, Any]:
-    """A rung's pooled Sharpe (with the SE the reports show) and its mean active return over
-    the benchmark a year with a two-sided ``LEVEL`` interval and one-sided p."""
+def rung_row(rung: pd.Series, bench: pd.Series, *, is_benchmark: bool) -> dict[str, Any]:
+    """A rung's pooled Sharpe (with the SE the reports show) and, unless it is the
+    benchmark, its mean active return over the benchmark a year with a two-sided ``LEVEL``
+    interval and one-sided p."""
     scale = periods_per_year(FREQ)
     sharpe = stats.sharpe_stats(rung.to_numpy(), FREQ).as_dict()
     row: dict[str, Any] = {"sharpe": sharpe, "days": int(len(rung)),
                            "total_return": float(np.prod(1.0 + rung.to_numpy()) - 1.0)}
-    if rung.equals(bench):
+    if is_benchmark:
         return row
     versus = stats.prob_agent_beats(rung.to_numpy(), bench.to_numpy(), FREQ)
     low = versus.lower_bound(1.0 - (1.0 - LEVEL) / 2.0) * scale
@@ -209,7 +211,7 @@ def ladder(bars: Mapping[str, pd.DataFrame], period: Period, env_config: EnvConf
                 a, b = pool["agent_return"], pool["bh_return"]
             else:
                 a, b = book[rung], book[benchmark]
-            rows[rung] = rung_row(a, b)
+            rows[rung] = rung_row(a, b, is_benchmark=rung == benchmark)
         tested = [r for r in rungs if "versus" in rows[r]]
         adjusted = holm(np.array([rows[r]["versus"]["p_value"] for r in tested]))
         for r, p in zip(tested, adjusted, strict=True):
@@ -247,13 +249,23 @@ def preset_rows(payload: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return rows
 
 
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (no machine's paths in
+    the record)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return str(path)
+
+
 def against_rungs(presets: Mapping[str, Mapping[str, Any]], families: Mapping[str, Any]
                   ) -> dict[str, dict[str, dict[str, float | bool]]]:
     """Each preset's Sharpe minus each rung's, with the unpaired SE of the difference
     sqrt(se_preset^2 + se_rung^2) (the presets' daily returns are not kept, so no paired
     test; the unpaired SE overstates the paired one for positively correlated records) and
     whether the difference lies beyond 1.645 such SEs (90% two-sided)."""
-    z = 1.6448536269514722
+    z = float(special.ndtri(1.0 - (1.0 - LEVEL) / 2.0))
     out: dict[str, dict[str, dict[str, float | bool]]] = {}
     for name, preset in presets.items():
         out[name] = {}
@@ -325,7 +337,7 @@ def markdown(data: Mapping[str, Any]) -> str:
               "third column is against that run's buy-and-hold on the same days, their p that "
               "run's paired block bootstrap of the Sharpe difference, their SE Lo/Mertens' "
               "(the rungs' Lo/Mertens SEs are in ladder.json); their daily returns were not "
-              "kept, so they are not paired with the rungs below.", ""]
+              "kept, so they are not paired with the rungs above.", ""]
     for name, rows in data["versus_presets"].items():
         preset = data["presets"][name]
         beaten = [r for r, v in rows.items() if v["diff"] > 0]
@@ -389,7 +401,7 @@ def main() -> int:
     result = ladder(bars, period, env_config, portfolio_config)
     presets = preset_rows(payload)
     data = {"machine": machine_info(),
-            "setup": {"quick": args.quick, "walkforward": str(args.walkforward),
+            "setup": {"quick": args.quick, "walkforward": _shown_path(args.walkforward),
                       "env": {"cost": env_config.cost, "execution": env_config.execution,
                               "integer_shares": env_config.integer_shares,
                               "half_spread_bps": execution.half_spread_bps,
