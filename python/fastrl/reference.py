@@ -17,12 +17,12 @@ import numpy as np
 from fastrl.data.block import MarketBlock
 from fastrl.env_config import EnvConfig
 from fastrl.markets.single.env import (
-    AGENT_STATE_DIMS,
     NO_ENTRY_AT_OPEN,
     SESSION_END,
     SQUARE_OFF,
     STATE_KEYS,
     session_flags,
+    single_obs_dim,
 )
 from fastrl.rng import env_stream_seeds, next_below
 
@@ -136,7 +136,7 @@ class ReferenceVecEnv(ReferenceEpisodes):
         self.market = market
         self.num_envs = int(num_envs)
         self.window = self.config.window
-        self.obs_dim = self.window * market.num_features + AGENT_STATE_DIMS
+        self.obs_dim = single_obs_dim(market, self.window)
         self.cost_model = self.config.cost_model()
         self.levels = np.asarray(self.config.position_levels, dtype=np.float64)
         self.flags = (session_flags(market, self.config.intraday_cutoff)

@@ -16,7 +16,7 @@ from fastrl.markets.base import CONSOLE_METRICS, ActionSpec, ConsoleTable
 from fastrl.markets.single import heldout
 from fastrl.markets.single import walkforward as records
 from fastrl.markets.single.backtest import evaluate_agent, evaluate_agents, evaluation_config
-from fastrl.markets.single.env import AGENT_STATE_DIMS, TradingVecEnv
+from fastrl.markets.single.env import TradingVecEnv, single_obs_dim
 from fastrl.markets.single.live import SingleLiveEnv
 from fastrl.markets.single.result import EvalResult
 from fastrl.metrics import METRIC_LABELS, format_metric
@@ -68,7 +68,7 @@ class SingleMarket:
                      normaliser_state=normaliser_state, source=source, test_start=test_start)
 
     def obs_dim(self, block: Any) -> int:
-        return self.config.env.window * block.num_features + AGENT_STATE_DIMS
+        return single_obs_dim(block, self.config.env.window)
 
     def make_env(self, block: Any, num_envs: int, *, num_threads: int, seed: int,
                  buffers: dict | None = None, env_config: Any = None) -> TradingVecEnv:

@@ -49,6 +49,11 @@ BUFFER_SPECS = {**SIM_BUFFER_SPECS, "ep_position": (np.float64, ()),
 SQUARE_OFF, NO_ENTRY_AT_OPEN, SESSION_END = 1, 2, 4  # market.hpp's SessionFlag bits
 
 
+def single_obs_dim(market: MarketBlock, window: int) -> int:
+    """Floats per observation: window x F features, then the agent's state."""
+    return window * market.num_features + AGENT_STATE_DIMS
+
+
 def session_flags(market: MarketBlock, cutoff: str = "15:20") -> np.ndarray:
     """Per-bar SessionFlag bits (cpp/include/fastrl/market.hpp) from the bar timestamps.
 
@@ -103,7 +108,7 @@ class TradingVecEnv(CoreVecEnv):
         self.market = market
         self.window = self.config.window
         self._setup(num_envs, num_threads, seed,
-                    self.window * market.num_features + AGENT_STATE_DIMS, buffers, BUFFER_SPECS)
+                    single_obs_dim(market, self.window), buffers, BUFFER_SPECS)
         flags = (session_flags(market, self.config.intraday_cutoff)
                  if self.config.needs_session_flags() else None)
         self._sim = _core.Simulator(
