@@ -12,11 +12,19 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from fastrl.metrics import PerformanceMetrics, returns_from_equity
 
 BOOTSTRAP_SEED = 0  # fixed: the same backtest always prints the same Sharpe interval
 PolicyFn = Callable[[np.ndarray], Any]
+
+
+# a walk-forward record's columns (EquityPath.record_frame): the agent's, then its benchmark's
+AGENT_COLUMNS = {"return": "agent_return", "cost": "cost", "cost_frac": "cost_frac",
+                 "equity": "agent_equity"}
+BENCHMARK_COLUMNS = {"return": "bh_return", "cost": "bh_cost", "equity": "bh_equity",
+                     "cost_frac": "bh_cost_frac"}
 
 
 class EvaluationError(ValueError):
@@ -50,6 +58,17 @@ class EquityPath:
         """Per-bar simple returns ``equity[1:] / equity[:-1] - 1``, the Sharpe's input."""
         return returns_from_equity(self.equity)
 
+    def record_frame(self, names: dict[str, str]) -> pd.DataFrame:
+        """A walk-forward record's columns of this path, one row per step at its mark's
+        timestamp: ``names`` maps each of "return", "cost", "cost_frac" (the cost over the
+        equity the step started from) and "equity" (after the step) to its column name, in
+        the column order wanted."""
+        marks = self.equity
+        values = {"return": marks[1:] / marks[:-1] - 1.0, "cost": self.step_costs,
+                  "cost_frac": self.step_costs / marks[:-1], "equity": marks[1:]}
+        return pd.DataFrame({name: values[key] for key, name in names.items()},
+                            index=pd.DatetimeIndex(self.timestamps[1:]))
+
     def step_columns(self, head: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         """The columns of one step-by-step table (a results frame's rows for this path):
         the mark's timestamp, ``head``, the step number, ``body``, then equity and return."""
@@ -76,4 +95,5 @@ def as_policy_fn(policy: Any, output: str = "actions") -> PolicyFn:
     )
 
 
-__all__ = ["BOOTSTRAP_SEED", "EquityPath", "EvaluationError", "PolicyFn", "as_policy_fn"]
+__all__ = ["AGENT_COLUMNS", "BENCHMARK_COLUMNS", "BOOTSTRAP_SEED", "EquityPath", "EvaluationError",
+           "PolicyFn", "as_policy_fn"]

@@ -13,6 +13,7 @@ import pandas as pd
 from fastrl.env_config import PortfolioConfig
 from fastrl.markets.portfolio.backtest import baseline_backtest, evaluation_config
 from fastrl.markets.portfolio.backtest import run_agent as run_portfolio
+from fastrl.markets.results import AGENT_COLUMNS, BENCHMARK_COLUMNS
 from fastrl.strategies import EW_HOLD
 
 if TYPE_CHECKING:
@@ -37,20 +38,14 @@ def walkforward_record(training: PortfolioConfig, windows: Sequence[Window],
         backtest = run_portfolio(agent, panel, env_config, holding=holding,
                                  liquidate=window.index == windows[-1].index)
         holding = backtest.holding
-        equity = backtest.equity
-        parts.append(pd.DataFrame({
-            "window": window.index, "agent_return": equity[1:] / equity[:-1] - 1.0,
-            "position": backtest.weights[:, :-1].sum(axis=1), "cost": backtest.step_costs,
-            "cost_frac": backtest.step_costs / equity[:-1], "agent_equity": equity[1:],
-        }, index=pd.DatetimeIndex(backtest.timestamps[1:])))
+        frame = backtest.record_frame(AGENT_COLUMNS)
+        frame.insert(0, "window", window.index)
+        frame.insert(2, "position", backtest.weights[:, :-1].sum(axis=1))
+        parts.append(frame)
     record = pd.concat(parts)
     whole = dataclasses.replace(windows[0], last_traded=windows[-1].last_traded)
     panel = block_for(whole, agent_for(policies[0]))
-    hold = baseline_backtest(panel, env_config, EW_HOLD)
-    equity = hold.equity
-    bench = pd.DataFrame({"bh_return": equity[1:] / equity[:-1] - 1.0, "bh_cost": hold.step_costs,
-                          "bh_equity": equity[1:], "bh_cost_frac": hold.step_costs / equity[:-1]},
-                         index=pd.DatetimeIndex(hold.timestamps[1:]))
+    bench = baseline_backtest(panel, env_config, EW_HOLD).record_frame(BENCHMARK_COLUMNS)
     joined = record.join(bench, how="left")
     if joined["bh_return"].isna().any():
         raise ValueError("the portfolio and its equal-weight benchmark cover different bars")

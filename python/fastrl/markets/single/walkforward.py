@@ -13,6 +13,7 @@ import pandas as pd
 
 from fastrl.data.block import MarketBlock
 from fastrl.env_config import EnvConfig
+from fastrl.markets.results import AGENT_COLUMNS, BENCHMARK_COLUMNS
 from fastrl.markets.single.backtest import Holding, baseline_backtest, evaluation_config, run_agent
 
 if TYPE_CHECKING:
@@ -41,15 +42,10 @@ def walkforward_record(training: EnvConfig, freq: str, bars: Mapping[str, pd.Dat
                               liquidate=closing)
         for symbol, backtest in zip(block.symbols, backtests, strict=True):
             holdings[symbol] = Holding.after(backtest, holdings.get(symbol))
-            equity = backtest.equity
-            frames.setdefault(symbol, []).append(pd.DataFrame({
-                "window": window.index,
-                "agent_return": equity[1:] / equity[:-1] - 1.0,
-                "position": backtest.positions,
-                "cost": backtest.step_costs,
-                "cost_frac": backtest.step_costs / equity[:-1],
-                "agent_equity": equity[1:],
-            }, index=pd.DatetimeIndex(backtest.timestamps[1:])))
+            frame = backtest.record_frame(AGENT_COLUMNS)
+            frame.insert(0, "window", window.index)
+            frame.insert(2, "position", backtest.positions)
+            frames.setdefault(symbol, []).append(frame)
     out = []
     for symbol, parts in frames.items():
         agent_frame = pd.concat(parts)
@@ -80,12 +76,8 @@ def buy_and_hold(symbol: str, bars: pd.DataFrame, window: Window, last_day: str,
                         open=span["open"].to_numpy(), close=span["close"].to_numpy(),
                         features=np.zeros((n, 1), dtype=np.float32),
                         offsets=np.array([0, n]), timestamps=span.index.to_numpy(), freq=freq)
-    hold = baseline_backtest(block, 0, env_config, "buy_and_hold", start_bar=0)
-    equity = hold.equity
-    return pd.DataFrame({"bh_return": equity[1:] / equity[:-1] - 1.0,
-                         "bh_cost": hold.step_costs, "bh_equity": equity[1:],
-                         "bh_cost_frac": hold.step_costs / equity[:-1]},
-                        index=pd.DatetimeIndex(span.index[1:]))
+    return baseline_backtest(block, 0, env_config, "buy_and_hold",
+                             start_bar=0).record_frame(BENCHMARK_COLUMNS)
 
 
 __all__ = ["buy_and_hold", "walkforward_record"]
