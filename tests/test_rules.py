@@ -498,3 +498,19 @@ def test_short_blocks_and_wrong_configs_are_refused():
         weight_schedule(rule_for("inverse_vol"), synthetic_panel(2, 3), PortfolioConfig(window=3))
     with pytest.raises(TypeError, match="a portfolio panel needs a PortfolioConfig"):
         backtest_rule(rule_for("ew_hold"), synthetic_panel(2, 30), EnvConfig(window=1))
+
+
+def test_portfolio_rules_do_not_depend_on_the_blas_thread_count():
+    """A covariance fit or solve run on more BLAS threads sums in another order; the rules
+    decide in one, so their weights are the same whatever the machine's thread count."""
+    from threadpoolctl import threadpool_limits
+
+    panel = synthetic_panel(30, 400)
+    config = PortfolioConfig(window=1)
+    rule = rule_for("min_variance")
+    with threadpool_limits(limits=1):
+        one = weight_schedule(rule, panel, config)
+    with threadpool_limits(limits=2):
+        two = weight_schedule(rule, panel, config)
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from fastrl.data.block import MarketBlock
 from fastrl.data.months import month_ends
@@ -91,9 +92,12 @@ def weight_schedule(rule: Rule, panel: PanelBlock, config: PortfolioConfig
         orders[rebalance_steps(panel, config)] = True
     targets = np.zeros((n, panel.num_assets))
     marks = panel.mark
-    for k in np.flatnonzero(orders):
-        row = start + int(k)
-        targets[k] = rule.spec.decide(rule.params, marks[:row + 1], panel.tradable[row])
+    # one BLAS thread: a covariance fit or solve summed in another order would round
+    # otherwise, and a rule's decisions must not depend on the machine's thread count
+    with threadpool_limits(limits=1):
+        for k in np.flatnonzero(orders):
+            row = start + int(k)
+            targets[k] = rule.spec.decide(rule.params, marks[:row + 1], panel.tradable[row])
     return targets, orders
 
 
