@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import re
 from functools import cache
 
 import numpy as np
@@ -514,3 +515,46 @@ def test_portfolio_rules_do_not_depend_on_the_blas_thread_count():
         two = weight_schedule(rule, panel, config)
     np.testing.assert_array_equal(one[0], two[0])
     np.testing.assert_array_equal(one[1], two[1])
+
+
+def test_rule_parameters_live_in_the_config():
+    from fastrl.config import build_config, config_from_dict, config_to_dict
+    from fastrl.rules import RULES, rule_from_config
+
+    config = build_config("fast", None, {}, ["rules.momentum.lookback=126",
+                                             "rules.xs_momentum.top_k=5"])
+    assert rule_from_config("momentum", config).params.lookback == 126
+    assert rule_from_config("xs_momentum", config).params.top_k == 5
+    assert rule_from_config("ma10", config) == rule_for("ma10")  # the literature's default
+    assert rule_from_config("ew_hold", config) == rule_for("ew_hold")
+    # saved and read back with the config (a run folder, a checkpoint)
+    assert config_from_dict(config_to_dict(config)).rules == config.rules
+    # every rule with parameters has its section, of the rule's own model
+    for name, spec in RULES.items():
+        assert type(config.rules.params(name)) is spec.params
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("rules.momentum.lookback=1", "config key 'rules.momentum.lookback' must be >= 2, got 1"),
+    ("rules.momentum.skip=300", "config key 'rules.momentum.skip' must be < lookback (252)"),
+    ("rules.nope.window=3", "unknown config key 'rules.nope.window'"),
+    ("rules.ma10.weeks=3", "known keys of rule 'ma10': rules.ma10.months"),
+    ("rules.voltarget.target_vol=inf", "config key 'rules.voltarget.target_vol'"),
+])
+def test_bad_rule_settings_in_a_config_name_the_key(option, message):
+    from fastrl.config import build_config
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_config("fast", None, {}, [option])
+
+
+def test_a_config_file_sets_rule_parameters(tmp_path):
+    from fastrl.config import build_config
+
+    path = tmp_path / "rules.yaml"
+    path.write_text("rules:\n  ma10: {months: 12}\n  voltarget: {target_vol: 0.15}\n")
+    config = build_config(None, str(path))
+    assert (config.rules.ma10.months, config.rules.voltarget.target_vol) == (12, 0.15)
+    path.write_text("rules:\n  ma10: 12\n")
+    with pytest.raises(ConfigError, match="'rules.ma10' needs a mapping"):
+        build_config(None, str(path))

@@ -37,6 +37,8 @@ from pydantic.fields import FieldInfo
 
 from fastrl.config_types import (
     SECTION_RULES,
+    TYPE_WORDS,
+    ConfigError,
     Count,
     Flag,
     Fraction,
@@ -55,10 +57,7 @@ from fastrl.config_types import (
     schedule_points,
 )
 from fastrl.env_config import EnvConfig
-
-
-class ConfigError(ValueError):
-    """A config value, key, preset or file is invalid; the message names it."""
+from fastrl.rule_params import RuleSettings
 
 
 def _default_env_config() -> EnvConfig:
@@ -188,6 +187,9 @@ class TrainConfig:
     env: EnvSection = field(default_factory=_default_env_config)
     data: DataConfig = field(default_factory=DataConfig)
     portfolio: PortfolioSettings = field(default_factory=PortfolioSettings)
+    # the classical rules' parameters (``rules.<rule>.<key>``; fastrl.rule_params), read
+    # where a rule stands beside the agent; they never change how the agent trains
+    rules: RuleSettings = field(default_factory=RuleSettings)
     preset: Preset = "fast"  # the preset these values started from (recorded, not re-applied)
 
     # Rollout
@@ -299,18 +301,12 @@ if set(PRESETS) != set(typing.get_args(Preset)):
 # --------------------------------------------------------------------------- coercion
 
 SECTIONS = ("env", "data", "portfolio")
+RULES_SECTION = "rules"  # keys three deep: rules.<rule>.<key> (RuleSettings.set)
 # Settings of the one-field validators an override goes through as it is set.
 FIELD_RULES = ConfigDict(allow_inf_nan=False)
 # Errors that break a field's stated range or choices: the message says the requirement.
 _REQUIREMENT_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal",
                        "literal_error", "string_pattern_mismatch", "too_short", "too_long"}
-# Errors of type: the message says which type the key needs.
-TYPE_WORDS = {"int_parsing": "needs an integer", "int_from_float": "needs an integer",
-               "int_type": "needs an integer", "bool_parsing": "needs true or false",
-               "bool_type": "needs true or false", "float_parsing": "needs a number",
-               "float_type": "needs a number", "finite_number": "must be finite",
-               "string_type": "needs a string", "tuple_type": "needs a list",
-               "list_type": "needs a list"}
 
 
 def _section_class(section: str | None) -> type:
@@ -435,9 +431,10 @@ def _target(config: TrainConfig, dotted_key: str) -> tuple[Any, str | None, str]
     name = parts[-1]
     target = getattr(config, section) if section else config
     names = sorted(f.name for f in dataclasses.fields(target))
-    if name not in names or (section is None and name in SECTIONS):
+    if name not in names or (section is None and name in (*SECTIONS, RULES_SECTION)):
         known = ([f"{section}.{n}" for n in names] if section else
-                 [n for n in names if n not in SECTIONS] + [f"{g}.*" for g in sorted(SECTIONS)])
+                 [n for n in names if n not in (*SECTIONS, RULES_SECTION)]
+                 + [f"{g}.*" for g in sorted(SECTIONS)] + ["rules.<rule>.*"])
         raise ConfigError(f"unknown config key {dotted_key!r}; known keys: {', '.join(known)}")
     return target, section, name
 
@@ -449,6 +446,12 @@ def _flatten(mapping: dict, prefix: str = "") -> dict[str, Any]:
         full = f"{prefix}{key}".strip()
         if isinstance(value, dict) and not prefix and key in SECTIONS:
             flat.update(_flatten(value, full + "."))
+        elif isinstance(value, dict) and not prefix and key == RULES_SECTION:
+            for rule, params in value.items():  # rules: {momentum: {lookback: 126}}
+                if not isinstance(params, dict):
+                    raise ConfigError(f"config key 'rules.{rule}' needs a mapping of the "
+                                      f"rule's keys to values, got {params!r}")
+                flat.update({f"rules.{rule}.{k}": v for k, v in params.items()})
         else:
             flat[full] = value
     return flat
@@ -458,6 +461,9 @@ def apply_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConf
     """Set (possibly nested or dotted) keys on ``config`` in place, each coerced to its
     field's type and range first (ConfigError naming the key); returns it."""
     for key, value in _flatten(overrides).items():
+        if key.startswith(RULES_SECTION + "."):
+            config.rules.set(key[len(RULES_SECTION) + 1:], value)
+            continue
         target, section, name = _target(config, key)
         setattr(target, name, _coerce(key, _field(section, name), value))
     return config
@@ -618,6 +624,7 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
     """Plain nested dict (JSON/YAML safe) of every field, tuples as lists."""
     result = _jsonable(config)
     result["env"] = _jsonable(config.env.to_dict())
+    result["rules"] = config.rules.to_dict()
     result["batch_size"] = config.batch_size  # derived, recorded for readers of config.json
     return result
 

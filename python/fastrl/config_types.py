@@ -21,6 +21,19 @@ from pydantic_core import PydanticCustomError
 SECTION_RULES = ConfigDict(allow_inf_nan=False, extra="forbid", revalidate_instances="always")
 
 
+class ConfigError(ValueError):
+    """A config value, key, preset or file is invalid; the message names it."""
+
+
+# Errors of type: the message says which type the key needs.
+TYPE_WORDS = {"int_parsing": "needs an integer", "int_from_float": "needs an integer",
+               "int_type": "needs an integer", "bool_parsing": "needs true or false",
+               "bool_type": "needs true or false", "float_parsing": "needs a number",
+               "float_type": "needs a number", "finite_number": "must be finite",
+               "string_type": "needs a string", "tuple_type": "needs a list",
+               "list_type": "needs a list"}
+
+
 @dataclass(frozen=True)
 class Rule:
     """A field's requirement in words, where its constraints alone would say it badly."""

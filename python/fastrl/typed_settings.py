@@ -13,14 +13,14 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from fastrl.config import TYPE_WORDS, ConfigError
+from fastrl.config_types import TYPE_WORDS, ConfigError
 
 # TrainConfig's words for type errors, plus what a whole recorded mapping can get wrong
 _WORDS = {**TYPE_WORDS, "dict_type": "needs a mapping", "missing": "is missing",
           "extra_forbidden": "is not a known key", "finite_number": "must be a finite number"}
 
 
-def _words(error: dict[str, Any]) -> str:
+def error_words(error: dict[str, Any]) -> str:
     """One pydantic error in the words TrainConfig's messages use."""
     kind, ctx = error["type"], error.get("ctx") or {}
     bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
@@ -28,6 +28,8 @@ def _words(error: dict[str, Any]) -> str:
     if kind in bounds:
         limit = next(iter(ctx.values()))
         return f"must be {bounds[kind]} {limit}"
+    if kind == "value_error" and ctx.get("error") is not None:  # a model's own check
+        return str(ctx["error"])
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')}"
     return _WORDS.get(kind, f"is invalid ({error['msg']})")
@@ -55,7 +57,7 @@ class Settings(BaseModel):
             error = exc.errors(include_url=False)[0]
             key = ".".join(str(part) for part in error["loc"])
             shown = f", got {error['input']!r}" if error["type"] != "missing" else ""
-            raise ConfigError(f"{cls.label} {key!r} {_words(error)}{shown}") from None
+            raise ConfigError(f"{cls.label} {key!r} {error_words(error)}{shown}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as plain JSON values (what is recorded)."""
@@ -66,4 +68,4 @@ class Settings(BaseModel):
         return type(self).parse({**self.to_dict(), **changes})
 
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "error_words"]

@@ -3,7 +3,7 @@
 through the agent's simulator with the agent's costs and market rules.
 
 ``rule_for("momentum", lookback=252)`` builds a rule with validated parameters;
-:func:`backtest_rule` runs it on a block. See :mod:`fastrl.rules.params` for each rule's
+:func:`backtest_rule` runs it on a block. See :mod:`fastrl.rule_params` for each rule's
 definition, defaults and sources.
 """
 
@@ -14,8 +14,8 @@ from fastrl.rules.backtest import (
     exposure_schedule,
     weight_schedule,
 )
-from fastrl.rules.registry import RULES, Rule, RuleSpec, rule_for, rule_names
+from fastrl.rules.registry import RULES, Rule, RuleSpec, rule_for, rule_from_config, rule_names
 
 __all__ = ["RULES", "Rule", "RuleSpec", "backtest_portfolio", "backtest_rule",
-           "backtest_single", "exposure_schedule", "rule_for", "rule_names",
+           "backtest_single", "exposure_schedule", "rule_for", "rule_from_config", "rule_names",
            "weight_schedule"]

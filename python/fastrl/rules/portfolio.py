@@ -14,7 +14,7 @@ import numpy as np
 from scipy.optimize import minimize
 from sklearn.covariance import LedoitWolf
 
-from fastrl.rules.params import (
+from fastrl.rule_params import (
     CrossSectionalMomentumParams,
     InverseVolParams,
     MinVarianceParams,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from fastrl.config import ConfigError
-from fastrl.rules.params import (
+from fastrl.rule_params import (
     CrossSectionalMomentumParams,
     DailyAverageParams,
     InverseVolParams,
@@ -95,6 +95,14 @@ def rule_names(kind: RuleKind | None = None) -> list[str]:
     return [name for name, spec in RULES.items() if kind is None or spec.kind == kind]
 
 
+def rule_from_config(name: str, config: Any) -> Rule:
+    """The rule ``name`` with the parameters of ``config``'s ``rules`` section (a
+    TrainConfig: ``--set rules.momentum.lookback=126``); ConfigError naming an unknown rule."""
+    if name not in RULES:
+        raise ConfigError(f"unknown rule {name!r}; known rules: {', '.join(RULES)}")
+    return Rule(name=name, params=config.rules.params(name))
+
+
 def rule_for(name: str, **params: Any) -> Rule:
     """The rule ``name`` with ``params`` over its defaults; ConfigError naming an unknown
     rule (and the known ones) or the bad parameter."""
@@ -106,4 +114,4 @@ def rule_for(name: str, **params: Any) -> Rule:
     return Rule(name=name, params=spec.params.parse(params))
 
 
-__all__ = ["RULES", "Rule", "RuleKind", "RuleSpec", "rule_for", "rule_names"]
+__all__ = ["RULES", "Rule", "RuleKind", "RuleSpec", "rule_for", "rule_from_config", "rule_names"]

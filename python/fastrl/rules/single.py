@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fastrl.metrics import periods_per_year
-from fastrl.rules.params import (
+from fastrl.rule_params import (
     DailyAverageParams,
     MomentumParams,
     MonthlyAverageParams,

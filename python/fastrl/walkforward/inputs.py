@@ -47,7 +47,10 @@ def config_fingerprint(values: Mapping[str, Any]) -> str:
 def run_inputs(configs: Mapping[str, Any], bars: Mapping[str, pd.DataFrame], spec: Any,
                windows: list[Any], warm_start: bool) -> dict[str, Any]:
     """The record of a run's inputs that :func:`check_run_inputs` compares (JSON-safe)."""
-    values = {name: json.loads(json.dumps(config_to_dict(config)))
+    # the rules section is left out: it never changes a trained window (the rules' records
+    # are traded afresh from the settings at every run), so an old run folder resumes
+    values = {name: json.loads(json.dumps({k: v for k, v in config_to_dict(config).items()
+                                           if k != "rules"}))
               for name, config in configs.items()}
     return {
         "version": VERSION,

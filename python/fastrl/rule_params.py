@@ -4,16 +4,24 @@ Frozen pydantic models like the commands' settings (:class:`fastrl.typed_setting
 unknown keys are refused, no float may be inf or nan, and a bad value raises
 :class:`fastrl.config.ConfigError` naming the rule, the key and the value as given.
 
+A config carries them in its ``rules`` section (:class:`RuleSettings`, one model per rule
+with parameters), set like any key: ``--set rules.momentum.lookback=126`` or, in a config
+file, ``rules: {momentum: {lookback: 126}}``. This module sits beside
+:mod:`fastrl.config` and loads no simulator, so the config can hold them.
+
 Windows count bars; the defaults assume daily bars (252 a year, 21 a month).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
-from fastrl.typed_settings import Settings
+from fastrl.config_types import SECTION_RULES, ConfigError
+from fastrl.typed_settings import Settings, error_words
 
 Rebalance = Literal["daily", "monthly"]
 
@@ -108,6 +116,52 @@ class CrossSectionalMomentumParams(RuleParams):
     _skip = field_validator("skip")(_skip_inside_lookback)
 
 
+@dataclass
+class RuleSettings:
+    """The ``rules`` section of a config: each parameterised rule's settings, under the
+    rule's name (the rules without parameters have no entry)."""
+
+    __pydantic_config__ = SECTION_RULES
+
+    voltarget: VolTargetParams = field(default_factory=VolTargetParams)
+    momentum: MomentumParams = field(default_factory=MomentumParams)
+    ma10: MonthlyAverageParams = field(default_factory=MonthlyAverageParams)
+    ma200: DailyAverageParams = field(default_factory=DailyAverageParams)
+    inverse_vol: InverseVolParams = field(default_factory=InverseVolParams)
+    min_variance: MinVarianceParams = field(default_factory=MinVarianceParams)
+    xs_momentum: CrossSectionalMomentumParams = field(default_factory=CrossSectionalMomentumParams)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {f.name: getattr(self, f.name).to_dict() for f in dataclasses.fields(self)}
+
+    def params(self, rule: str) -> RuleParams:
+        """The settings of ``rule`` (an empty model for a rule without parameters)."""
+        return getattr(self, rule, None) or RuleParams()
+
+    def set(self, key: str, value: Any) -> None:
+        """Set ``<rule>.<parameter>`` (the part of a config key after ``rules.``) in place,
+        validated against the rule's whole settings (a cross-key rule such as skip <
+        lookback included); ConfigError naming the full key otherwise."""
+        names = [f.name for f in dataclasses.fields(self)]
+        rule, _, param = key.partition(".")
+        if rule not in names or not param or "." in param:
+            known = [f"rules.{n}.{p}" for n in names for p in type(getattr(self, n)).model_fields]
+            raise ConfigError(f"unknown config key 'rules.{key}'; known rules keys: "
+                              f"{', '.join(known)}")
+        current = getattr(self, rule)
+        fields = type(current).model_fields
+        if param not in fields:
+            raise ConfigError(f"unknown config key 'rules.{key}'; known keys of rule {rule!r}: "
+                              f"{', '.join(f'rules.{rule}.{p}' for p in fields)}")
+        try:
+            updated = type(current).model_validate({**current.to_dict(), param: value})
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            raise ConfigError(f"config key 'rules.{key}' {error_words(error)}, got "
+                              f"{value!r}") from None
+        setattr(self, rule, updated)
+
+
 __all__ = ["CrossSectionalMomentumParams", "DailyAverageParams", "InverseVolParams",
            "MinVarianceParams", "MomentumParams", "MonthlyAverageParams", "Rebalance",
-           "RuleParams", "VolTargetParams"]
+           "RuleParams", "RuleSettings", "VolTargetParams"]
