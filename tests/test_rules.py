@@ -558,3 +558,12 @@ def test_a_config_file_sets_rule_parameters(tmp_path):
     path.write_text("rules:\n  ma10: 12\n")
     with pytest.raises(ConfigError, match="'rules.ma10' needs a mapping"):
         build_config(None, str(path))
+
+
+def test_every_rule_has_a_table_label():
+    from fastrl.rules import RULES
+    from fastrl.strategies import RULE_LABELS, STRATEGY_LABELS, strategy_label
+
+    assert set(RULE_LABELS) == set(RULES)
+    for name in RULES:
+        assert STRATEGY_LABELS[name] == strategy_label(name) == RULE_LABELS[name]

@@ -10,7 +10,14 @@ from __future__ import annotations
 # single-symbol backtests: the agent beside buy-and-hold and staying flat, per symbol and
 # combined over the symbols with equal capital
 STRATEGIES = ("agent", "buy_and_hold", "flat")
-STRATEGY_LABELS = {"agent": "agent", "buy_and_hold": "buy & hold", "flat": "flat"}
+# the classical rules (fastrl.rules) as a table names them beside the agent
+RULE_LABELS = {"buy_and_hold": "buy & hold", "voltarget": "vol target",
+               "momentum": "TS momentum 12-1", "ma10": "10-month MA", "ma200": "200-day MA",
+               "ew_hold": "equal weight, held", "ew_monthly": "equal weight, monthly",
+               "inverse_vol": "inverse vol", "min_variance": "min variance (Ledoit-Wolf)",
+               "xs_momentum": "XS momentum 12-1"}
+STRATEGY_LABELS = {"agent": "agent", "buy_and_hold": "buy & hold", "flat": "flat",
+                   **RULE_LABELS}
 COMBINED = "ALL"
 
 # portfolio backtests: the agent beside equal weight (monthly, held) and each symbol held
@@ -19,7 +26,7 @@ AGENT = "agent"
 EW_MONTHLY = "ew_monthly"
 EW_HOLD = "ew_hold"
 BENCHMARK = EW_HOLD  # the verdict's benchmark: equal-weight buy-and-hold
-LABELS = {AGENT: "agent", EW_MONTHLY: "equal weight, monthly", EW_HOLD: "equal weight, held"}
+LABELS = {**RULE_LABELS, AGENT: "agent"}
 
 
 def strategy_label(strategy: str) -> str:
@@ -29,5 +36,5 @@ def strategy_label(strategy: str) -> str:
     return LABELS.get(strategy, strategy)
 
 
-__all__ = ["AGENT", "BENCHMARK", "COMBINED", "EW_HOLD", "EW_MONTHLY", "LABELS", "STRATEGIES",
-           "STRATEGY_LABELS", "strategy_label"]
+__all__ = ["AGENT", "BENCHMARK", "COMBINED", "EW_HOLD", "EW_MONTHLY", "LABELS", "RULE_LABELS",
+           "STRATEGIES", "STRATEGY_LABELS", "strategy_label"]
