@@ -567,3 +567,22 @@ def test_every_rule_has_a_table_label():
     assert set(RULE_LABELS) == set(RULES)
     for name in RULES:
         assert STRATEGY_LABELS[name] == strategy_label(name) == RULE_LABELS[name]
+
+
+def test_a_portfolio_rule_started_later_reads_the_earlier_rows_as_history():
+    panel, config = synthetic_panel(3, 600), PortfolioConfig(window=4, initial_cash=1e6)
+    # equal weight reads no history: started at row 400 it is the backtest of the panel cut
+    # to begin there (its first decision row window - 1 = 3 rows in)
+    (late,) = backtest_portfolio([rule_for("ew_monthly")], panel, config, start_row=400)
+    (cut,) = backtest_portfolio([rule_for("ew_monthly")], panel.rows(397, 600), config)
+    np.testing.assert_array_equal(late.equity, cut.equity)
+    np.testing.assert_array_equal(late.weights, cut.weights)
+    assert late.decision_rows[0] == 400
+    # inverse vol reads 60 rows before each decision: warm at row 400, cash on the cut panel
+    # until 60 rows have passed
+    (warm,) = backtest_portfolio([rule_for("inverse_vol")], panel, config, start_row=400)
+    targets, orders = weight_schedule(rule_for("inverse_vol"), panel, config, start_row=400)
+    assert orders[0] and targets[0].sum() == pytest.approx(1.0)
+    assert warm.weights[0, :3].sum() > 0.9
+    with pytest.raises(EvaluationError, match="start row 2 is before the first decision row 3"):
+        backtest_portfolio([rule_for("ew_hold")], panel, config, start_row=2)

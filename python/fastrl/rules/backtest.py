@@ -78,18 +78,19 @@ def backtest_single(rules: Sequence[Rule], market: MarketBlock, env_config: EnvC
     return backtests
 
 
-def weight_schedule(rule: Rule, panel: PanelBlock, config: PortfolioConfig
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def weight_schedule(rule: Rule, panel: PanelBlock, config: PortfolioConfig,
+                    start_row: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The portfolio rule's (target weights [n, A], orders [n]) over the backtest's n
-    steps; step k decides at row ``window - 1 + k`` from the marks up to that row."""
+    steps; step k decides at row ``start_row + k`` (default ``start_row``: ``window - 1``)
+    from the marks up to that row."""
     rule.require("portfolio", "a portfolio panel")
     config = evaluation_config(config)
-    start, n = decision_steps(panel, config)
+    start, n = decision_steps(panel, config, start_row)
     orders = np.zeros(n, dtype=bool)
     if rule.spec.schedule == "once":
         orders[:1] = True
     else:
-        orders[rebalance_steps(panel, config)] = True
+        orders[rebalance_steps(panel, config, start_row)] = True
     targets = np.zeros((n, panel.num_assets))
     marks = panel.mark
     # one BLAS thread: a covariance fit or solve summed in another order would round
@@ -101,15 +102,18 @@ def weight_schedule(rule: Rule, panel: PanelBlock, config: PortfolioConfig
     return targets, orders
 
 
-def backtest_portfolio(rules: Sequence[Rule], panel: PanelBlock, config: PortfolioConfig
-                       ) -> list[PortfolioBacktest]:
-    """Every rule over the panel, stepped together: one PortfolioBacktest per rule."""
+def backtest_portfolio(rules: Sequence[Rule], panel: PanelBlock, config: PortfolioConfig,
+                       start_row: int | None = None) -> list[PortfolioBacktest]:
+    """Every rule over the panel, stepped together from ``start_row`` (default: the first
+    full observation window; the rows before it are history): one PortfolioBacktest per
+    rule."""
     if not rules:
         return []
-    schedules = [weight_schedule(rule, panel, config) for rule in rules]
+    schedules = [weight_schedule(rule, panel, config, start_row) for rule in rules]
     targets = np.stack([t for t, _ in schedules], axis=1)  # [n, N, A]
     orders = np.stack([o for _, o in schedules], axis=1)  # [n, N]
-    return plan_backtests(panel, config, [rule.name for rule in rules], targets, orders)
+    return plan_backtests(panel, config, [rule.name for rule in rules], targets, orders,
+                          start_row)
 
 
 def backtest_rule(rule: Rule, block: MarketBlock | PanelBlock,

@@ -224,9 +224,16 @@ def baseline_config(config: PortfolioConfig) -> PortfolioConfig:
                                equity_floor=0.0)
 
 
-def decision_steps(panel: PanelBlock, config: PortfolioConfig) -> tuple[int, int]:
-    """(first decision row, number of steps): from ``window - 1`` to the last row."""
-    start = config.window - 1
+def decision_steps(panel: PanelBlock, config: PortfolioConfig, start_row: int | None = None
+                   ) -> tuple[int, int]:
+    """(first decision row, number of steps): from ``start_row`` (default ``window - 1``,
+    the first full observation window; a later row leaves the rows before it as history a
+    rule may read) to the last row."""
+    first = config.window - 1
+    start = first if start_row is None else int(start_row)
+    if start < first:
+        raise EvaluationError(f"start row {start} is before the first decision row {first} "
+                              f"(window {config.window})")
     n = panel.num_bars - 1 - start
     if n < 1:
         raise EvaluationError(f"the panel has {panel.num_bars} rows: no step after the "
@@ -234,12 +241,14 @@ def decision_steps(panel: PanelBlock, config: PortfolioConfig) -> tuple[int, int
     return start, n
 
 
-def rebalance_steps(panel: PanelBlock, config: PortfolioConfig) -> np.ndarray:
-    """Steps whose fill lands on the first trading day of a month (and the first fill).
+def rebalance_steps(panel: PanelBlock, config: PortfolioConfig, start_row: int | None = None
+                    ) -> np.ndarray:
+    """Steps whose fill lands on the first trading day of a month (and the first fill),
+    counted from ``start_row`` (see :func:`decision_steps`).
 
     Without timestamps a "month" is BARS_PER_MONTH steps.
     """
-    start, n = decision_steps(panel, config)
+    start, n = decision_steps(panel, config, start_row)
     fill = _fill_rows(np.arange(start, start + n, dtype=np.int64), config.execution)
     if panel.timestamps is None:
         return np.flatnonzero(np.arange(n) % BARS_PER_MONTH == 0)
@@ -274,16 +283,18 @@ def baseline_backtests(panel: PanelBlock, config: PortfolioConfig, strategies: S
 
 
 def plan_backtests(panel: PanelBlock, config: PortfolioConfig, strategies: Sequence[str],
-                   targets: np.ndarray, orders: np.ndarray) -> list[PortfolioBacktest]:
+                   targets: np.ndarray, orders: np.ndarray, start_row: int | None = None
+                   ) -> list[PortfolioBacktest]:
     """Weight schedules stepped together through one PortfolioVecEnv (one env per strategy,
-    see :func:`baseline_config`), from the first decision row to the panel's end.
+    see :func:`baseline_config`), from the first decision row (``start_row``, see
+    :func:`decision_steps`) to the panel's end.
 
     ``targets`` [n, N, A]: step k's target weights per strategy, sent only where ``orders``
-    [n, N] is True (the others hold); ``n`` is the number of steps (``window - 1`` to the
-    last row).
+    [n, N] is True (the others hold); ``n`` is the number of steps (the first decision row
+    to the last row).
     """
     config = evaluation_config(config)
-    _, n = decision_steps(panel, config)
+    start, n = decision_steps(panel, config, start_row)
     shape = (n, len(strategies), panel.num_assets)
     if np.shape(targets) != shape or np.shape(orders) != shape[:2]:
         raise EvaluationError(f"targets {np.shape(targets)} and orders {np.shape(orders)} "
@@ -294,6 +305,10 @@ def plan_backtests(panel: PanelBlock, config: PortfolioConfig, strategies: Seque
                           seed=0)
     try:
         env.reset(seed=0)
+        if start != config.window - 1:  # every env starts at the later row, holding cash
+            state = env.get_state()
+            state["bar_index"][:] = start
+            env.set_state(state)
         return _step_backtests(env, panel, strategies,
                                lambda k, _obs: (targets[k], orders[k]), n)
     finally:
