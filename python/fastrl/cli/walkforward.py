@@ -250,7 +250,7 @@ def _print_summary(payload: dict[str, Any]) -> None:
             table.add_row(*(cell.replace("**", "") for cell in row))
         console.print(table)
         console.print(f"{result['verdict']} (p: one-sided, raw and Holm-adjusted across the "
-                      "rungs)")
+                      "rungs)", soft_wrap=True)
     for name, analysis in payload["configs"].items():
         table = Table(title=f"walk-forward record: {name}")
         for column in ("symbol", "days", "agent Sharpe ± SE", "B&H Sharpe ± SE",
@@ -273,7 +273,8 @@ def _print_summary(payload: dict[str, Any]) -> None:
         console.print(f"costs: {analysis['costs']['text']}")
     for comparison in payload["comparisons"]:
         console.print(comparison["verdict"])
-    console.print(f"[bold]Verdict: {payload['verdict']}.[/bold]")
+    # one line however long (the terminal wraps it), so it reads and greps as one sentence
+    console.print(f"[bold]Verdict: {payload['verdict']}.[/bold]", soft_wrap=True)
 
 
 @cli_errors(PROG)
