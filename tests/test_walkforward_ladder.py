@@ -250,6 +250,15 @@ def test_cli_ladder_single(tmp_path, capsys):
     assert main(["--resume", str(run_dir)]) == 0
     out = capsys.readouterr().out
     assert "resuming: " in out and "the ladder: fast" in out
+    # the walk-forward bench's SUMMARY.md section carries the same ladder
+    from bench_modules import load_bench
+
+    setup = {"symbols": ["BPCL", "HDFCLIFE"], "network": "[16,16]", "step": 63,
+             "start": "2022-04-01", "windows": 2, "timesteps_per_window": 512, "workers": 1}
+    text = load_bench("walkforward").markdown({"setup": setup, "training_seconds": 1.0,
+                                              "report": payload})
+    assert "| rung | pooled Sharpe ± SE | agent - rung a year [90%] | P(agent > rung) |" in text
+    assert f"- {payload['ladders']['fast']['verdict']}." in text
 
 
 def test_cli_ladder_portfolio(tmp_path, capsys):
