@@ -218,8 +218,9 @@ def _opens_with_the_ladder(run_dir, out: str, agent: str, rungs: list[str]) -> d
     first_table = next(i for i, line in enumerate(lines) if line.startswith("| "))
     assert lines[first_table] == ("| rung | pooled Sharpe ± SE | agent - rung a year [90%] | "
                                   "P(agent > rung) |")
-    assert "## The ladder" in (run_dir / "report.html").read_text().replace(
-        "<h2>The ladder</h2>", "## The ladder")
+    page = (run_dir / "report.html").read_text()
+    assert page.index("<h2>The ladder</h2>") < page.index("<h2>Setup</h2>")
+    assert page.index("<th>P(agent &gt; rung)</th>") < page.index("<h2>Setup</h2>")
     assert out.index(f"the ladder: {agent}") < out.index("walk-forward record")
     payload = json.loads((run_dir / "report.json").read_text())
     result = payload["ladders"][agent]
