@@ -272,3 +272,19 @@ def test_cli_ladder_portfolio(tmp_path, capsys):
     _opens_with_the_ladder(run_dir, capsys.readouterr().out, "fast",
                            ["ew_hold", "ew_monthly", "inverse_vol", "min_variance",
                             "xs_momentum"])
+
+
+def test_rungs_are_not_trained_nor_part_of_the_runs_inputs(single_run, tmp_path):
+    """A run folder trained without rungs serves a run with rungs: every window loads from
+    disk (nothing trains for a rule) and inputs.json is the same."""
+    run, bars, config = single_run
+    folder = tmp_path / "run"
+    plain = run_walkforward({"fast": config}, SPEC, bars=bars, run_dir=folder)
+    inputs = (folder / "inputs.json").read_text()
+    again = run_walkforward({"fast": config}, SPEC, bars=bars, run_dir=folder,
+                            rungs=["momentum", "ma200"])
+    assert again.resumed == len(again.windows) == len(plain.windows)
+    assert (folder / "inputs.json").read_text() == inputs
+    assert again.record().equals(plain.record())
+    assert again.rungs == ["buy_and_hold", "momentum", "ma200"]
+    assert plain.rungs == ["buy_and_hold"]
