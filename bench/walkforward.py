@@ -3,6 +3,11 @@ them, retrained every quarter from 2012 to the start of the test days, fast agai
 
     python bench/walkforward.py            # the full bench (target: under 45 min on 2 cores)
     python bench/walkforward.py --quick    # 2 symbols from 2022, small budget (a smoke run)
+    python bench/walkforward.py --configs fast baseline buy_and_hold voltarget momentum ma10 ma200
+
+``--configs`` takes presets and config files (trained per window) and rules of
+fastrl.rules (rungs: traded on the same days, never trained); SUMMARY.md gets each config's
+ladder.
 
 Writes results/walkforward.json (every table of the report, the time of each phase) and
 results/walkforward/ (report.md, windows.csv and the plots; report.html and oos_returns.csv
@@ -22,9 +27,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fastrl.config import build_config  # noqa: E402
 from fastrl.data import available  # noqa: E402
+from fastrl.walkforward.ladder import ladder_table  # noqa: E402
 from fastrl.walkforward.plan import WalkForwardSpec  # noqa: E402
 from fastrl.walkforward.report import write_walkforward_report  # noqa: E402
 from fastrl.walkforward.run import run_walkforward  # noqa: E402
+from fastrl.walkforward.rungs import split_compare  # noqa: E402
 
 from bench_common import RESULTS, machine_info, write_json  # noqa: E402
 
@@ -42,7 +49,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--start", default=None, help="first traded day (default 2012-01-02)")
     parser.add_argument("--configs", nargs="+", default=["fast", "baseline"],
-                        help="presets or config files (a tune best.yaml)")
+                        help="presets or config files (a tune best.yaml), and rules "
+                        "(fastrl.rules: the ladder's rungs, not trained)")
     parser.add_argument("--run-dir", default=None)
     args = parser.parse_args()
     symbols = available("1d")
@@ -52,8 +60,11 @@ def main() -> int:
     start = args.start or (QUICK_START if args.quick else "2012-01-02")
     overrides = {"data.symbols": symbols, "total_timesteps": timesteps, "num_envs": 64,
                  "num_steps": 64, "minibatch_size": 1024, "device": "cpu"}
+    agents, rungs = split_compare(args.configs)
+    if not agents:
+        parser.error(f"--configs names only rules ({', '.join(rungs)}): add a preset or file")
     configs = {}
-    for entry in args.configs:
+    for entry in agents:
         path = Path(entry)
         if path.is_file():
             configs[path.stem] = build_config(None, str(path), overrides,
@@ -67,7 +78,7 @@ def main() -> int:
     started = time.perf_counter()
     load_start = list(os.getloadavg())
     run = run_walkforward(configs, spec, workers=args.workers, run_dir=run_dir,
-                          progress=lambda line: print(line, flush=True))
+                          progress=lambda line: print(line, flush=True), rungs=rungs)
     report_dir = RESULTS / name
     analysed = time.perf_counter()
     payload = write_walkforward_report(run, run_dir)
@@ -82,7 +93,8 @@ def main() -> int:
         "machine": machine_info(),
         "setup": {"symbols": symbols, "timesteps_per_window": timesteps, "network": NETWORK,
                   "workers": args.workers, "start": start, "step": spec.step,
-                  "configs": list(configs), "windows": len(run.windows)},
+                  "configs": list(configs), "rungs": run.rungs,
+                  "windows": len(run.windows)},
         "wall_seconds": wall,  # this invocation: train (what is not on disk), trade, report
         "phase_seconds": {"train": run.train_seconds,
                           "trade": run.seconds - run.train_seconds,
@@ -140,6 +152,13 @@ def markdown(data: dict) -> str:
     lines.append("")
     for name, analysis in report["configs"].items():
         lines.append(f"- **{name}**: {analysis['verdict']}.")
+    for name, result in report.get("ladders", {}).items():
+        header, rows = ladder_table(result)
+        lines += ["", f"The ladder of {name} (pooled, the same days, costs and market rules; "
+                  "p one-sided, Holm-adjusted across the rungs):", "",
+                  "| " + " | ".join(header) + " |", "|---|---|---|---|",
+                  *("| " + " | ".join(row) + " |" for row in rows), "",
+                  f"- {result['verdict']}."]
     for comparison in report["comparisons"]:
         low = comparison["mean_diff_low"]
         lines.append(f"- {comparison['verdict']}; one-sided 90% lower bound "

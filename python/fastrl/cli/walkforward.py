@@ -87,7 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     wf.add_argument("--warm-start", action="store_true",
                     help="start each window from the previous window's weights")
     wf.add_argument("--compare", nargs="+", metavar="CONFIG",
-                    help="configs to compare on the same windows and seeds: presets or files")
+                    help="configs to compare on the same windows and seeds: presets or files "
+                    "(agents, trained), and rules of fastrl.rules (rungs, never trained: "
+                    "buy_and_hold voltarget momentum ma10 ma200; with --portfolio ew_hold "
+                    "ew_monthly inverse_vol min_variance xs_momentum). The report opens with "
+                    "each agent's ladder: the rungs it beats after Holm")
     wf.add_argument("--seeds", type=int, default=1, metavar="K", help="seeds per window")
     wf.add_argument("--workers", type=int, metavar="W",
                     help="windows trained at once in processes (default: one per core; 1 "
@@ -109,9 +113,32 @@ def _is_file_entry(entry: str) -> bool:
     return path.suffix.lower() in CONFIG_SUFFIXES or path.exists()
 
 
+def _agents_and_rungs(settings: WalkForwardSettings) -> tuple[list[str], list[str]]:
+    """The --compare entries that are agents (presets, files) and rungs (rules); a bad entry
+    or a --compare of rules only is a UsageError."""
+    # fastrl.walkforward.rungs loads the markets: imported when a run starts, not by --help
+    from fastrl.config import PRESETS
+    from fastrl.rules import RULES
+    from fastrl.walkforward.rungs import split_compare
+
+    if not settings.compare:
+        return [settings.config or settings.preset or "fast"], []
+    agents, rungs = split_compare(settings.compare)
+    for entry in agents:
+        if not _is_file_entry(entry) and entry not in PRESETS:
+            raise UsageError(f"--compare {entry}: not a preset ({', '.join(PRESETS)}), a rule "
+                             f"({', '.join(RULES)}) or a config file")
+    if not agents:
+        raise UsageError(f"--compare names only rules ({', '.join(rungs)}): add the agent "
+                         "config they are rungs for, a preset or a config file (e.g. "
+                         f"--compare fast {' '.join(rungs)})")
+    return agents, rungs
+
+
 def _configs(settings: WalkForwardSettings,
              saved: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """name -> TrainConfig for every config the run compares (the flags apply to each).
+    """name -> TrainConfig for every agent config the run compares (the flags apply to each;
+    the rules in --compare are rungs, see :func:`_agents_and_rungs`).
 
     ``saved`` (a resumed run's configs as trained): a config file that no longer exists is
     replaced by its saved config, so a run resumes without its files; a file that exists is
@@ -131,7 +158,7 @@ def _configs(settings: WalkForwardSettings,
     if settings.repair_ticks:
         overrides["data.repair_ticks"] = True
     set_options = list(settings.set_options)
-    entries = settings.compare or [settings.config or settings.preset or "fast"]
+    entries, _rungs = _agents_and_rungs(settings)
     configs = {}
     for entry in entries:
         path = Path(entry)
@@ -211,7 +238,19 @@ def _print_summary(payload: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from fastrl.walkforward.ladder import ladder_table
+
     console = Console(stderr=False)
+    for name, result in payload.get("ladders", {}).items():
+        header, rows = ladder_table(result)
+        table = Table(title=f"the ladder: {name}")
+        for column in header:
+            table.add_column(column, justify="left" if column == "rung" else "right")
+        for row in rows:
+            table.add_row(*(cell.replace("**", "") for cell in row))
+        console.print(table)
+        console.print(f"{result['verdict']} (p: one-sided, raw and Holm-adjusted across the "
+                      "rungs)", soft_wrap=True)
     for name, analysis in payload["configs"].items():
         table = Table(title=f"walk-forward record: {name}")
         for column in ("symbol", "days", "agent Sharpe ± SE", "B&H Sharpe ± SE",
@@ -234,7 +273,8 @@ def _print_summary(payload: dict[str, Any]) -> None:
         console.print(f"costs: {analysis['costs']['text']}")
     for comparison in payload["comparisons"]:
         console.print(comparison["verdict"])
-    console.print(f"[bold]Verdict: {payload['verdict']}.[/bold]")
+    # one line however long (the terminal wraps it), so it reads and greps as one sentence
+    console.print(f"[bold]Verdict: {payload['verdict']}.[/bold]", soft_wrap=True)
 
 
 @cli_errors(PROG)
@@ -262,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         settings = _settings(args)
         configs = _configs(settings)
+    _agents, rungs = _agents_and_rungs(settings)
     first = next(iter(configs.values()))
     spec = _spec(settings, first)
     if args.resume:
@@ -273,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"run folder {folder} already holds a walk-forward run; continue "
                              f"it with --resume {folder} or choose another --run-dir")
     check_run_arguments(configs, spec, seeds=settings.seeds, workers=settings.workers,
-                        warm_start=settings.warm_start, torch_threads=settings.threads)
+                        warm_start=settings.warm_start, torch_threads=settings.threads,
+                        rungs=rungs)
     bars = load_walkforward_bars(first)
     windows = plan_windows(bars, spec, first.data.freq)  # bad input fails before any write
     if folder.exists():  # a resume on changed configs or bars fails before any write
@@ -282,15 +324,16 @@ def main(argv: list[str] | None = None) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     if not args.resume:
         (folder / SETTINGS).write_text(json.dumps(settings.to_dict(), indent=2))
+    named = f", rungs {', '.join(rungs)}" if rungs else ""
     print(f"{PROG}: {len(windows)} windows x {len(configs)} config(s) x {settings.seeds} "
-          f"seed(s), trading {windows[0].first_traded} to {windows[-1].last_traded}; "
+          f"seed(s){named}, trading {windows[0].first_traded} to {windows[-1].last_traded}; "
           f"run folder {folder}", flush=True)
     try:
         with ctrl_c_raises_interrupted():
             run = run_walkforward(configs, spec, seeds=settings.seeds,
                                   workers=settings.workers, warm_start=settings.warm_start,
                                   run_dir=folder, bars=bars, torch_threads=settings.threads,
-                                  progress=lambda line: print(line, flush=True))
+                                  progress=lambda line: print(line, flush=True), rungs=rungs)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; the finished windows are saved. Continue with: "
               f"{PROG} --resume {folder}", file=sys.stderr)

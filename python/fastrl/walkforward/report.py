@@ -20,6 +20,7 @@ from fastrl.reports.format import format_number, json_safe
 from fastrl.reports.plots import COLORS, pyplot
 from fastrl.reports.writer import Document, Section, Table, write_pages
 from fastrl.walkforward.analysis import analyse, compare, pooled, rolling_sharpe, seed_spread
+from fastrl.walkforward.ladder import ladder, ladder_note, ladder_table
 from fastrl.walkforward.run import WalkForwardRun
 
 
@@ -109,12 +110,17 @@ def _sharpe_cell(s: dict[str, Any]) -> str:
 
 
 def sections(run: WalkForwardRun, analyses: dict[str, dict[str, Any]],
-             comparisons: list[dict[str, Any]], spreads: dict[str, dict[str, Any]]
+             comparisons: list[dict[str, Any]], spreads: dict[str, dict[str, Any]],
+             rung_analyses: dict[str, dict[str, Any]] | None = None
              ) -> list[tuple[str, list[str], list[list[str]], str]]:
-    """(heading, header, rows, note) of every table in the report."""
+    """(heading, header, rows, note) of every table in the report after the ladder: each
+    agent config's record, then each rung's (``rung_analyses``, the rule in the agent's
+    columns), then the configs compared."""
     out = []
-    for name, analysis in analyses.items():
-        label = f" ({name})" if len(analyses) > 1 else ""
+    records = {**analyses, **(rung_analyses or {})}
+    for name, analysis in records.items():
+        label = f" ({name})" if len(records) > 1 else ""
+        who = "agent" if name in analyses else "rule"
         rows = []
         for symbol, s in analysis["per_symbol"].items():
             rows.append([symbol, f"{s['first_day']} to {s['last_day']}", str(s["days"]),
@@ -128,8 +134,8 @@ def sections(run: WalkForwardRun, analyses: dict[str, dict[str, Any]],
                      _pct(p["active_annual_mean"]), _num(p["versus"]["p_value"], ".3f"),
                      "", ""])
         out.append((f"Per symbol and pooled{label}",
-                    ["symbol", "traded", "days", "agent Sharpe ± SE [90%]",
-                     "buy & hold Sharpe ± SE [90%]", "agent PSR", "agent - B&H a year",
+                    ["symbol", "traded", "days", f"{who} Sharpe ± SE [90%]",
+                     "buy & hold Sharpe ± SE [90%]", f"{who} PSR", f"{who} - B&H a year",
                      "p (one-sided)", "p Holm", "p BH"], rows,
                     analysis["verdict"] + ". SE: the larger of Lo/Mertens' and the spread "
                     "over a stationary bootstrap (marked where that is the one shown); p: "
@@ -138,7 +144,7 @@ def sections(run: WalkForwardRun, analyses: dict[str, dict[str, Any]],
                       _pct(r["active_annual_mean"]), _num(r["p_value"], ".3f")]
                      for r in analysis["costs"]["rows"]]
         out.append((f"Cost sensitivity{label}",
-                    ["cost multiple", "agent Sharpe", "B&H Sharpe", "agent - B&H a year",
+                    ["cost multiple", f"{who} Sharpe", "B&H Sharpe", f"{who} - B&H a year",
                      "p (one-sided)"], cost_rows, analysis["costs"]["text"]))
         for key, title in (("years", "By calendar year"), ("direction", "Rising and falling "
                                                            "years"),
@@ -147,8 +153,9 @@ def sections(run: WalkForwardRun, analyses: dict[str, dict[str, Any]],
                             _pct(r["bh_return"]), _num(r["agent_sharpe"]), _num(r["bh_sharpe"]),
                             _pct(r["active_annual_mean"])]
                            for r in analysis["regimes"][key]]
-            out.append((f"{title}{label}", ["regime", "days", "agent return", "B&H return",
-                                            "agent Sharpe", "B&H Sharpe", "agent - B&H a year"],
+            out.append((f"{title}{label}", ["regime", "days", f"{who} return", "B&H return",
+                                            f"{who} Sharpe", "B&H Sharpe",
+                                            f"{who} - B&H a year"],
                         regime_rows, ""))
     if comparisons:
         rows = [[c["config"], c["baseline"], str(c["days"]), _num(c["sharpe"]),
@@ -193,16 +200,53 @@ def setup_lines(run: WalkForwardRun) -> list[str]:
         "is costed; buy-and-hold is bought at the first fill and sold at the end",
         f"configs: {', '.join(run.configs)}; seeds per window: {run.seeds}; "
         f"{run.seconds:.0f} s in all",
+        *([f"rungs: {', '.join(run.rungs)}; each trades every config's days in one "
+           "continuous backtest (all earlier bars as its history) under that config's costs "
+           "and market rules, its parameters from the first config's rules section"]
+          if run.rungs else []),
     ]
 
 
+def rung_analyses(run: WalkForwardRun, freq: str, cache: dict[bytes, Any]
+                  ) -> dict[str, dict[str, Any]]:
+    """The full record of every rung but the benchmark (whose record is the agents'
+    buy-and-hold columns): ``rule <rung>``, and ``rule <rung> (<config>'s env)`` for a
+    config whose env trades the rung differently from the first config's."""
+    out: dict[str, dict[str, Any]] = {}
+    seen: dict[str, pd.DataFrame] = {}
+    for (name, rung), record in run.rung_records.items():
+        if rung == run.rungs[0]:
+            continue
+        key = f"rule {rung}"
+        if rung in seen:
+            if seen[rung].equals(record):
+                continue
+            key = f"rule {rung} ({name}'s env)"
+        seen.setdefault(rung, record)
+        out[key] = analyse(record, freq, cache)
+    return out
+
+
+def ladders(run: WalkForwardRun) -> dict[str, dict[str, Any]]:
+    """config -> its ladder (:func:`fastrl.walkforward.ladder.ladder`, seed 0)."""
+    return {name: ladder(name, run.record(name, 0),
+                         {rung: run.rung_records[(name, rung)] for rung in run.rungs},
+                         run.freq, run.rungs[0])
+            for name in run.configs if run.rungs}
+
+
 def write_walkforward_report(run: WalkForwardRun, out_dir: str | Path) -> dict[str, Any]:
-    """Writes everything into ``out_dir``; returns the analysis (the report.json content)."""
+    """Writes everything into ``out_dir``; returns the analysis (the report.json content).
+
+    The report opens with each config's ladder (the rungs and where the agent stands among
+    them), then the setup, then every record in full."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = list(run.configs)
     cache: dict[bytes, Any] = {}
     analyses = {name: analyse(run.record(name, 0), run.freq, cache) for name in names}
+    rungs = rung_analyses(run, run.freq, cache)
+    ladder_results = ladders(run)
     comparisons = compare({name: run.record(name, 0) for name in names}, run.freq)
     spreads = {name: seed_spread({s: run.record(name, s) for s in range(run.seeds)}, run.freq)
                for name in names}
@@ -210,6 +254,10 @@ def write_walkforward_report(run: WalkForwardRun, out_dir: str | Path) -> dict[s
     for (name, seed), record in run.records.items():
         frames.append(record.assign(config=name, seed=seed))
     pd.concat(frames).to_csv(out / "oos_returns.csv", index=False)
+    if run.rung_records:
+        pd.concat([record.assign(config=name, rung=rung)
+                   for (name, rung), record in run.rung_records.items()]
+                  ).to_csv(out / "rung_returns.csv", index=False)
     run.windows_frame().to_csv(out / "windows.csv", index=False)
     main = run.record(names[0], 0)
     images = {"equity": plot_equity(main, out / "equity.png"),
@@ -217,17 +265,28 @@ def write_walkforward_report(run: WalkForwardRun, out_dir: str | Path) -> dict[s
                                                              out / "rolling_sharpe.png"),
               "drawdown": plot_drawdown(main, out / "drawdown.png")}
     verdict = analyses[names[0]]["verdict"]
+    if ladder_results:
+        verdict = f"{ladder_results[names[0]]['verdict']}; {verdict}"
     title = (f"fastrl walk-forward: {len(analyses[names[0]]['symbols'])} symbol(s), "
              f"{', '.join(names)}")
-    doc = Document(title=title, verdict=verdict, bullets=setup_lines(run), images=images,
-                   sections=[Section(heading, table=Table(header, rows, numeric=False),
-                                     closing=[f"{note}."] if note else [])
-                             for heading, header, rows, note in
-                             sections(run, analyses, comparisons, spreads)])
+    opening = []
+    for name, result in ladder_results.items():
+        header, rows = ladder_table(result)
+        label = f" ({name})" if len(ladder_results) > 1 else ""
+        opening.append(Section(f"The ladder{label}", table=Table(header, rows, numeric=False),
+                               closing=[f"{ladder_note(result)}."]))
+    setup = setup_lines(run)
+    doc = Document(title=title, verdict=verdict, images=images,
+                   sections=[*opening, Section("Setup", bullets=setup),
+                             *(Section(heading, table=Table(header, rows, numeric=False),
+                                       closing=[f"{note}."] if note else [])
+                               for heading, header, rows, note in
+                               sections(run, analyses, comparisons, spreads, rungs))])
     write_pages(doc, out)
-    payload = {"verdict": verdict, "setup": doc.bullets, "spec": run.spec.__dict__,
-               "windows": [w.as_dict() for w in run.windows], "configs": analyses,
-               "comparisons": comparisons, "seed_spread": spreads, "seconds": run.seconds}
+    payload = {"verdict": verdict, "setup": setup, "spec": run.spec.__dict__,
+               "windows": [w.as_dict() for w in run.windows], "ladders": ladder_results,
+               "configs": analyses, "rungs": rungs, "comparisons": comparisons,
+               "seed_spread": spreads, "seconds": run.seconds}
     (out / "report.json").write_text(json.dumps(json_safe(payload), indent=2, allow_nan=False),
                                      encoding="utf-8")
     return payload

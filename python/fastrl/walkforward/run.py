@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +50,7 @@ from fastrl.ppo.normalize import ObservationNormaliser
 from fastrl.ppo.trainer import Trainer
 from fastrl.walkforward.inputs import check_run_inputs, run_inputs, save_run_inputs
 from fastrl.walkforward.plan import WalkForwardSpec, Window, plan_windows, window_bars
+from fastrl.walkforward.rungs import check_rungs, ladder_rungs, rung_records
 
 Progress = Callable[[str], None]
 
@@ -243,6 +244,9 @@ class WalkForwardRun:
     seeds: int
     trained: dict[tuple[str, int, int], WindowResult]
     records: dict[tuple[str, int], pd.DataFrame] = field(default_factory=dict)
+    rungs: list[str] = field(default_factory=list)  # the ladder: the benchmark, then the rules
+    # (config, rung) -> the rule's record on the config's days (seed 0's), under its env
+    rung_records: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
     freq: str = "1d"
     seconds: float = 0.0  # wall time of this call: training (or loading) and trading
     train_seconds: float = 0.0  # of which phase 1, training the windows not on disk yet
@@ -277,7 +281,7 @@ def load_walkforward_bars(config: TrainConfig) -> dict[str, pd.DataFrame]:
 
 def check_run_arguments(configs: Mapping[str, Any], spec: WalkForwardSpec, *, seeds: int = 1,
                         workers: int = 1, warm_start: bool = False,
-                        torch_threads: int = 1) -> None:
+                        torch_threads: int = 1, rungs: Sequence[str] = ()) -> None:
     """The checks of :func:`run_walkforward`'s arguments that need no bars (ValueError naming
     the flag), so a command can make them before it writes anything."""
     if not configs:
@@ -301,6 +305,7 @@ def check_run_arguments(configs: Mapping[str, Any], spec: WalkForwardSpec, *, se
             raise ValueError(f"config {name} trades {config.data.symbols} at "
                              f"{config.data.freq}; every compared config must trade the same "
                              "symbols at the same frequency (set them with the flags)")
+    check_rungs(rungs, market_for(first).kind)
 
 
 def run_walkforward(
@@ -314,6 +319,7 @@ def run_walkforward(
     bars: Mapping[str, pd.DataFrame] | None = None,
     torch_threads: int = 1,
     progress: Progress | None = None,
+    rungs: Sequence[str] = (),
 ) -> WalkForwardRun:
     """Trains and trades every config on the same windows and seeds.
 
@@ -323,9 +329,13 @@ def run_walkforward(
     ``inputs.json`` (:mod:`fastrl.walkforward.inputs`) makes a rerun on other configs, bars
     or windows fail (:class:`~fastrl.walkforward.inputs.RunInputsChanged`) before anything
     trains.
+
+    ``rungs``: rules (names in :data:`fastrl.rules.RULES`) traded on every config's days
+    beside it (:mod:`fastrl.walkforward.rungs`); the record's benchmark is always one. They
+    are not trained and are not part of the run's inputs.
     """
     check_run_arguments(configs, spec, seeds=seeds, workers=workers, warm_start=warm_start,
-                        torch_threads=torch_threads)
+                        torch_threads=torch_threads, rungs=rungs)
     first = next(iter(configs.values()))
     freq = first.data.freq
     bars = dict(bars) if bars is not None else load_walkforward_bars(first)
@@ -399,6 +409,11 @@ def run_walkforward(
             run.records[(name, seed_index)] = trade_record(
                 config, bars, windows,
                 [trained[(name, seed_index, w.index)].policy for w in windows])
+    run.rungs = ladder_rungs(rungs, market_for(first).kind)
+    for name, config in configs.items():
+        for rung, record in rung_records(config, first, bars, windows, run.records[(name, 0)],
+                                         run.rungs).items():
+            run.rung_records[(name, rung)] = record
     run.seconds = time.perf_counter() - started
     return run
 

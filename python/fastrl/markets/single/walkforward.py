@@ -16,6 +16,9 @@ from fastrl.env_config import EnvConfig
 from fastrl.markets.results import AGENT_COLUMNS, BENCHMARK_COLUMNS
 from fastrl.markets.single.backtest import Holding, baseline_backtest, evaluation_config, run_agent
 
+# the columns a rung's record takes from the agent's record: its days, windows and benchmark
+SHARED_COLUMNS = ["time", "symbol", "window", *BENCHMARK_COLUMNS.values()]
+
 if TYPE_CHECKING:
     from fastrl.walkforward.plan import Window
 
@@ -80,4 +83,63 @@ def buy_and_hold(symbol: str, bars: pd.DataFrame, window: Window, last_day: str,
                              start_bar=0).record_frame(BENCHMARK_COLUMNS)
 
 
-__all__ = ["buy_and_hold", "walkforward_record"]
+def rule_records(training: EnvConfig, freq: str, bars: Mapping[str, pd.DataFrame],
+                 windows: Sequence[Window], record: pd.DataFrame,
+                 rules: Sequence[Any]) -> dict[str, pd.DataFrame]:
+    """Each rule's walk-forward record beside the agent's ``record``: per symbol the rule
+    trades exactly the agent's days, decided from the decision bar of the symbol's first
+    window (as :func:`buy_and_hold`) to its last traded day, in one continuous backtest
+    (a rule reads past bars only, so the windows do not matter) with every earlier bar of
+    the symbol as history. Costs and market rules: the run's env (``training``), stepped as
+    :func:`fastrl.rules.backtest_single` steps a rule. The columns are the agent's record's
+    (the rule's in the agent's place), with the agent record's window and buy-and-hold
+    columns, so :func:`fastrl.walkforward.analysis.analyse` reads it unchanged."""
+    # lazy: fastrl.rules reaches into the portfolio market, which imports this module's kind
+    from fastrl.rules import backtest_single
+
+    env_config = dataclasses.replace(evaluation_config(training), equity_floor=0.0)
+    symbols = list(dict.fromkeys(record["symbol"]))
+    segments, starts, offset = [], [], 0
+    for symbol in symbols:
+        part = record[record["symbol"] == symbol]
+        first_window = windows[int(part["window"].iloc[0])]
+        frame = bars[symbol]
+        frame = frame.loc[frame.index.normalize() <= part["time"].iloc[-1].normalize()]
+        n = len(frame)
+        segments.append({"symbol": symbol, "open": frame["open"].to_numpy(),
+                         "close": frame["close"].to_numpy(),
+                         "features": np.zeros((n, 1), dtype=np.float32),
+                         "timestamps": frame.index.to_numpy()})
+        starts.append(offset + int(np.searchsorted(frame.index, first_window.decision_end,
+                                                   side="left")) - 1)
+        offset += n
+    block = MarketBlock.from_segments(segments, freq=freq)
+    backtests = backtest_single(rules, block, env_config, starts)
+    shared = record[SHARED_COLUMNS]
+    out = {}
+    for k, rule in enumerate(rules):
+        frames = []
+        for s, symbol in enumerate(symbols):
+            backtest = backtests[k * len(symbols) + s]
+            frame = backtest.record_frame(AGENT_COLUMNS)
+            frame.insert(0, "position", backtest.positions)
+            frame.insert(0, "symbol", symbol)
+            frames.append(frame)
+        rung = pd.concat(frames)
+        rung.index.name = "time"
+        out[rule.name] = paired(rule.name, shared, rung.reset_index(), list(record.columns))
+    return out
+
+
+def paired(name: str, shared: pd.DataFrame, rung: pd.DataFrame,
+           columns: list[str]) -> pd.DataFrame:
+    """A rung's rows on the agent record's rows (``shared``: time, symbol, window and the
+    benchmark's columns) with the record's ``columns``; ValueError if they cover other
+    bars."""
+    joined = shared.merge(rung, on=["time", "symbol"], how="left", validate="one_to_one")
+    if len(rung) != len(shared) or joined["agent_return"].isna().any():
+        raise ValueError(f"rule {name} and the agent cover different bars")
+    return joined[columns]
+
+
+__all__ = ["buy_and_hold", "paired", "rule_records", "walkforward_record"]
