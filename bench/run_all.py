@@ -24,7 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 # name -> (full arguments, quick arguments); the script is bench/<name>.py unless SCRIPTS says
-SCRIPTS = {"train_threads": "train_throughput"}
+SCRIPTS = {"train_threads": "train_throughput", "walkforward_portfolio": "walkforward"}
 SUITE: dict[str, tuple[list[str], list[str]]] = {
     "env_throughput": ([], ["--quick", "--envs", "1", "64", "4096", "16384"]),
     "peer_envs": ([], ["--quick"]),
@@ -41,7 +41,11 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
     "tune_payoff": ([], ["--quick"]),
     "tune_batch": ([], ["--quick", "--trials", "4", "--batch", "2"]),
     "pbt": (["--device", "cpu"], ["--quick"]),
-    "walkforward": ([], ["--quick"]),
+    "walkforward": (["--configs", "fast", "baseline", "buy_and_hold", "voltarget", "momentum",
+                     "ma10", "ma200"], ["--quick", "--configs", "fast", "momentum"]),
+    "walkforward_portfolio": (["--portfolio", "--configs", "fast", "baseline", "ew_monthly",
+                               "inverse_vol", "min_variance", "xs_momentum"],
+                              ["--portfolio", "--quick", "--configs", "fast", "inverse_vol"]),
     "ladder": ([], ["--quick"]),  # after walkforward: it reads that bench's traded days
     "calibration": ([], ["--quick", "--null-markets", "1", "--timesteps", "8192"]),
 }

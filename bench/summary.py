@@ -277,6 +277,15 @@ def walkforward_section(data: dict | None) -> list[str]:
     return lines + [markdown(data).strip(), ""]
 
 
+def walkforward_portfolio_section(data: dict | None) -> list[str]:
+    lines = ["## Walk-forward of a portfolio policy (`bench/walkforward.py --portfolio`)", ""]
+    if data is None:
+        return lines + ["Not run yet.", ""]
+    from walkforward import markdown
+
+    return lines + [markdown(data).strip(), ""]
+
+
 def ladder_section(data: dict | None) -> list[str]:
     lines = ["## Ladder: classical rules over the walk-forward period (`bench/ladder.py`)", ""]
     if data is None:
@@ -328,6 +337,8 @@ def build() -> Path:
             parts += [confirm_summary(confirm).strip(), ""]
     parts += pbt_section(load("pbt", "pbt_quick"))
     parts += walkforward_section(load("walkforward", "walkforward_quick"))
+    parts += walkforward_portfolio_section(load("walkforward_portfolio",
+                                                "walkforward_portfolio_quick"))
     gpu_pbt = load("pbt_cuda")
     if gpu_pbt is not None:
         parts += pbt_section(gpu_pbt)[2:]

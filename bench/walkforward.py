@@ -4,6 +4,12 @@ them, retrained every quarter from 2012 to the start of the test days, fast agai
     python bench/walkforward.py            # the full bench (target: under 45 min on 2 cores)
     python bench/walkforward.py --quick    # 2 symbols from 2022, small budget (a smoke run)
     python bench/walkforward.py --configs fast baseline buy_and_hold voltarget momentum ma10 ma200
+    python bench/walkforward.py --portfolio --configs fast baseline ew_monthly inverse_vol \
+        min_variance xs_momentum
+
+``--portfolio``: one policy allocates over the symbols with a year of history before the
+start (a portfolio trades every symbol in every window, so a later listing is left out and
+named), judged against equal weight bought and held; results/walkforward_portfolio.json.
 
 ``--configs`` takes presets and config files (trained per window) and rules of
 fastrl.rules (rungs: traded on the same days, never trained); SUMMARY.md gets each config's
@@ -24,9 +30,12 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fastrl.config import build_config  # noqa: E402
-from fastrl.data import available  # noqa: E402
+from fastrl.data import available, load_bars  # noqa: E402
+from fastrl.markets import kind_overrides  # noqa: E402
 from fastrl.walkforward.ladder import ladder_table  # noqa: E402
 from fastrl.walkforward.plan import WalkForwardSpec  # noqa: E402
 from fastrl.walkforward.report import write_walkforward_report  # noqa: E402
@@ -36,6 +45,7 @@ from fastrl.walkforward.rungs import split_compare  # noqa: E402
 from bench_common import RESULTS, machine_info, write_json  # noqa: E402
 
 NETWORK = "[64,64]"
+HISTORY_DAYS = 252  # a portfolio symbol's history before the start (the min training span)
 # --quick: a smoke run of every phase (train, trade, analyse, report) on a few windows
 QUICK_SYMBOLS = 2
 QUICK_START = "2022-01-03"
@@ -52,14 +62,24 @@ def main() -> int:
                         help="presets or config files (a tune best.yaml), and rules "
                         "(fastrl.rules: the ladder's rungs, not trained)")
     parser.add_argument("--run-dir", default=None)
+    parser.add_argument("--portfolio", action="store_true",
+                        help="one portfolio policy over the symbols listed a year before the "
+                        "start")
     args = parser.parse_args()
     symbols = available("1d")
     if args.quick:
         symbols = symbols[:QUICK_SYMBOLS]
     timesteps = args.timesteps or (8192 if args.quick else 32768)
     start = args.start or (QUICK_START if args.quick else "2012-01-02")
+    left_out: list[str] = []
+    if args.portfolio:
+        symbols, left_out = listed_before(symbols, start)
+        if left_out:
+            print(f"portfolio: leaving out {', '.join(left_out)} (less than "
+                  f"{HISTORY_DAYS} trading days before {start})", flush=True)
     overrides = {"data.symbols": symbols, "total_timesteps": timesteps, "num_envs": 64,
-                 "num_steps": 64, "minibatch_size": 1024, "device": "cpu"}
+                 "num_steps": 64, "minibatch_size": 1024, "device": "cpu",
+                 **(kind_overrides("portfolio") if args.portfolio else {})}
     agents, rungs = split_compare(args.configs)
     if not agents:
         parser.error(f"--configs names only rules ({', '.join(rungs)}): add a preset or file")
@@ -72,8 +92,9 @@ def main() -> int:
         else:
             configs[entry] = build_config(entry, None, overrides, [f"hidden_sizes={NETWORK}"])
     spec = WalkForwardSpec(step=63, start=start, val_days=120, test_days=30,
-                           late_listings="join")
-    name = "walkforward_quick" if args.quick else "walkforward"
+                           late_listings="error" if args.portfolio else "join")
+    name = ("walkforward_portfolio" if args.portfolio else "walkforward") + (
+        "_quick" if args.quick else "")
     run_dir = Path(args.run_dir or Path("runs") / f"bench-{name}")
     started = time.perf_counter()
     load_start = list(os.getloadavg())
@@ -91,7 +112,8 @@ def main() -> int:
     training = float(frame["seconds"].sum())
     result = {
         "machine": machine_info(),
-        "setup": {"symbols": symbols, "timesteps_per_window": timesteps, "network": NETWORK,
+        "setup": {"symbols": symbols, "left_out": left_out, "portfolio": args.portfolio,
+                  "timesteps_per_window": timesteps, "network": NETWORK,
                   "workers": args.workers, "start": start, "step": spec.step,
                   "configs": list(configs), "rungs": run.rungs,
                   "windows": len(run.windows)},
@@ -110,11 +132,25 @@ def main() -> int:
     return 0
 
 
+def listed_before(symbols: list[str], start: str) -> tuple[list[str], list[str]]:
+    """(the symbols with HISTORY_DAYS bars before ``start``, the others)."""
+    bars = load_bars(symbols, "1d")
+    day = pd.Timestamp(start)
+    kept = [s for s in symbols if int((bars[s].index < day).sum()) >= HISTORY_DAYS]
+    return kept, [s for s in symbols if s not in kept]
+
+
 def markdown(data: dict) -> str:
     """The SUMMARY.md section."""
     setup, report = data["setup"], data["report"]
-    lines = [f"{len(setup['symbols'])} daily symbols, one {setup['network']} policy per window "
-             f"for all of them, retrained every {setup['step']} trading days from "
+    what = (f"one {setup['network']} portfolio policy per window allocating over them and "
+            "cash, against equal weight bought and held"
+            + (f" ({', '.join(setup['left_out'])} left out: listed too late)"
+               if setup.get("left_out") else "")
+            if setup.get("portfolio") else
+            f"one {setup['network']} policy per window for all of them")
+    lines = [f"{len(setup['symbols'])} daily symbols, {what}, retrained every "
+             f"{setup['step']} trading days from "
              f"{setup['start']} ({setup['windows']} windows, {setup['timesteps_per_window']:,} "
              f"env steps each, {setup['workers']} workers). Window training took "
              f"{data['training_seconds'] / 60:.1f} min summed over the workers."]
