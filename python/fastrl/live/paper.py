@@ -110,6 +110,9 @@ def paper_trade(run: LiveRun, bars: LiveBars, journal: Journal, start: str | pd.
     if not todo:
         return PaperSummary([], resumed, None, journal.label, warnings)
     check_sessions(run, bars, todo)  # every session is checked before the first is written
+    first_bar = bars.session_end(todo[0])
+    if first_bar is not None:
+        warnings += run.warmup_notes(bars, first_bar)
     traded: list[str] = []
     equity = None
     for session in todo:
