@@ -244,8 +244,11 @@ def test_a_rule_journal_refuses_another_rule_and_verifies(feed, tmp_path, capsys
     assert "was written by another run (rule momentum (lookback=252" in err
     assert "not by rule momentum (lookback=126" in err
     assert paper_main(["--verify", str(journal)]) == 0
+    out = capsys.readouterr().out
     # 2021-07-21 was a holiday
-    assert "OK, 4 session(s) 2021-07-19 .. 2021-07-23 chained" in capsys.readouterr().out
+    assert "OK, 4 session(s) 2021-07-19 .. 2021-07-23 chained" in out
+    assert "written by rule momentum (lookback=252, skip=21, rebalance=monthly) on BPCL, " \
+        "HDFCLIFE" in out
     # continued with more bars by the same rule: the book carries on
     assert paper_main(["--rule", "momentum", *common[:-5], "--to", "2021-07-30",
                        "--journal", str(journal), "--quiet"]) == 0

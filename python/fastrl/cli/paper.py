@@ -101,17 +101,21 @@ def main(argv: list[str] | None = None) -> int:
 def verify(target: str) -> int:
     """--verify: 0 when the chain holds, 2 naming the first broken row, 1 when the journal
     predates the chain."""
-    from fastrl.live.journal import Journal  # lazy: the live path (pandas, the simulator)
+    # lazy: the live path (pandas, the simulator)
+    from fastrl.live.journal import Journal, writer
 
     journal = Journal.open(target)
     try:
         result = journal.verify()
+        identity = journal.identity()
     finally:
         journal.dispose()
     if result.problem is not None:
         print(f"{PROG}: error: {result.line()}", file=sys.stderr)
         return 2
     print(result.line())
+    if identity:  # who wrote it: a run folder and checkpoint, or a rule and its parameters
+        print(f"written by {writer(identity)}")
     return 0 if result.verified or not result.sessions else 1
 
 

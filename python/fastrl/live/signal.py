@@ -24,7 +24,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,9 @@ from fastrl.live.bars import LiveBars, check_sessions, decision_bars
 from fastrl.live.book import LiveEnv, LiveInputError
 from fastrl.live.decide import live_block
 from fastrl.live.run import LiveRun
+
+if TYPE_CHECKING:
+    from fastrl.live.rule import RuleRun
 
 
 @dataclass
@@ -128,7 +131,7 @@ def read_positions(path: str | Path, symbols: tuple[str, ...]) -> dict[str, dict
     return out
 
 
-def make_signal(run: LiveRun, bars: LiveBars, *, asof: str | None = None,
+def make_signal(run: LiveRun | RuleRun, bars: LiveBars, *, asof: str | None = None,
                 positions: dict[str, dict[str, float]] | None = None,
                 capital: float | None = None) -> Signal:
     """The target for the next session's open at the close of the expected session."""
@@ -180,7 +183,7 @@ def _when(stamp: pd.Timestamp, freq: str) -> str:
     return str(stamp.date()) if freq == "1d" else str(stamp)
 
 
-def _orders(run: LiveRun, env: LiveEnv, closes: np.ndarray, total: float,
+def _orders(run: LiveRun | RuleRun, env: LiveEnv, closes: np.ndarray, total: float,
             actions: list[Any], targets: list[float]) -> list[OrderLine]:
     """Orders as the simulator would size them, at the last close (see sim.cpp /
     sim_portfolio.cpp): target x equity / price, rounded toward zero to whole
