@@ -253,3 +253,47 @@ def test_a_rule_journal_refuses_another_rule_and_verifies(feed, tmp_path, capsys
     assert paper_main(["--rule", "momentum", *common[:-5], "--to", "2021-07-30",
                        "--journal", str(journal), "--quiet"]) == 0
     assert paper_main(["--verify", str(journal)]) == 0
+
+
+def test_an_intraday_rule_paper_replay_equals_its_backtest_bit_for_bit(tmp_path, capsys):
+    """ma200 on 5-minute bars under the MIS square-off: the rule's env squares off at the
+    cutoff, as the agent's does."""
+    feed = str(bundled_copy(["BPCL"], tmp_path / "bars", freq="5min", rows=600))
+    sets = ["data.freq=5min", "env.cost=nse_intraday"]
+    journal = tmp_path / "journal.db"
+    code = paper_main(["--rule", "ma200", "--symbols", "BPCL", "--set", *sets, "--bars", feed,
+                       "--from", "2024-06-27", "--journal", str(journal), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    rows = Journal.open(str(journal)).rows("steps")
+    run = open_rule("ma200", symbols=["BPCL"], set_options=sets)
+    bars = load_bars_report(["BPCL"], "5min", feed, "raise").bars
+    block = MarketBlock.from_segments([
+        {"symbol": "BPCL", "open": bars["BPCL"]["open"].to_numpy(),
+         "close": bars["BPCL"]["close"].to_numpy(),
+         "features": np.zeros((len(bars["BPCL"]), 1), np.float32),
+         "timestamps": bars["BPCL"].index.to_numpy()}], freq="5min")
+    start = first_row(bars["BPCL"].index, "2024-06-27")
+    (bt,) = backtest_single([run.rule], block, run.market.env_config, [start])
+    for key, expected in (("position", bt.positions), ("shares", bt.shares_held),
+                          ("equity", bt.equity[1:]), ("cost", bt.step_costs)):
+        np.testing.assert_array_equal(column(rows, "BPCL", key), expected, err_msg=key)
+    assert bt.liquidation_cost == 0  # squared off at the cutoff: nothing left to sell
+    assert bt.fills.sum() >= 2
+
+
+def test_a_feed_shorter_than_the_warm_up_leaves_the_rule_flat_and_says_so(tmp_path, capsys):
+    feed = str(bundled_copy(["BPCL"], tmp_path / "bars", through="2021-08-31", rows=120))
+    out = tmp_path / "signal.json"
+    code = signal_main(["--rule", "momentum", "--symbols", "BPCL", "--bars", feed, "--asof",
+                        "2021-08-31", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads(out.read_text())
+    assert result["lines"][0]["target"] == 0.0
+    assert any("momentum needs 253 bars of history for its first decision" in note
+               and "BPCL (120)" in note for note in result["notes"])
+    journal = tmp_path / "journal.db"
+    assert paper_main(["--rule", "ma10", "--symbols", "BPCL", "--bars", feed, "--from",
+                       "2021-08-02", "--to", "2021-08-31", "--journal", str(journal),
+                       "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: ma10 needs 10 month ends of history" in err
