@@ -1,5 +1,6 @@
-"""fastrl-paper RUN --bars PATH --from DATE --journal FILE_OR_URL: paper-trade day by day;
-fastrl-paper --verify FILE_OR_URL: check a journal's hash chain."""
+"""fastrl-paper RUN --bars PATH --from DATE --journal FILE_OR_URL: paper-trade day by day
+(``--rule NAME --symbols ...`` instead of RUN: a classical rule); fastrl-paper --verify
+FILE_OR_URL: check a journal's hash chain."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import sys
 
 from fastrl.cli.errors import cli_errors
+from fastrl.cli.live_policy import add_policy_arguments, open_policy
 
 PROG = "fastrl-paper"
 
@@ -19,9 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
         "and market rules, mark at the close. Every session is one transaction in an "
         "append-only journal (SQLite file or postgresql:// URL); run it again, after a kill or "
         "with new bars, and it continues after the last committed session. Each session row "
-        "is chained to the one before it by a SHA-256 hash: --verify checks the chain.")
-    parser.add_argument("run", nargs="?",
-                        help="run folder (its best/final/last checkpoint) or a checkpoint")
+        "is chained to the one before it by a SHA-256 hash: --verify checks the chain. With "
+        "--rule NAME instead of a run, a classical rule trades beside the agent (its replay "
+        "equals its backtest, as the agent's does).")
+    add_policy_arguments(parser)
     parser.add_argument("--bars",
                         help="CSV/Parquet file or folder of bars, 'bundled', or 'yfinance'")
     parser.add_argument("--from", dest="start",
@@ -55,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.verify is not None:
         return verify(args.verify)
-    missing = [flag for flag, value in (("RUN", args.run), ("--bars", args.bars),
-                                        ("--from", args.start), ("--journal", args.journal))
+    # RUN or --rule: open_policy names what is missing
+    missing = [flag for flag, value in (("--bars", args.bars), ("--from", args.start),
+                                        ("--journal", args.journal))
                if value is None]
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)}")
@@ -67,9 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     from fastrl.live.bars import load_live_bars
     from fastrl.live.journal import Journal
     from fastrl.live.paper import paper_trade
-    from fastrl.live.run import open_run
 
-    run = open_run(args.run)
+    run = open_policy(args)
     journal = Journal.open(args.journal)
     journal.check_run(run)  # before loading (or downloading) any bars
     bars = load_live_bars(run, args.bars)
@@ -98,17 +101,21 @@ def main(argv: list[str] | None = None) -> int:
 def verify(target: str) -> int:
     """--verify: 0 when the chain holds, 2 naming the first broken row, 1 when the journal
     predates the chain."""
-    from fastrl.live.journal import Journal  # lazy: the live path (pandas, the simulator)
+    # lazy: the live path (pandas, the simulator)
+    from fastrl.live.journal import Journal, writer
 
     journal = Journal.open(target)
     try:
         result = journal.verify()
+        identity = journal.identity()
     finally:
         journal.dispose()
     if result.problem is not None:
         print(f"{PROG}: error: {result.line()}", file=sys.stderr)
         return 2
     print(result.line())
+    if identity:  # who wrote it: a run folder and checkpoint, or a rule and its parameters
+        print(f"written by {writer(identity)}")
     return 0 if result.verified or not result.sessions else 1
 
 

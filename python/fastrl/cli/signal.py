@@ -1,4 +1,5 @@
-"""fastrl-signal RUN --bars PATH: the trained agent's target for the next session's open."""
+"""fastrl-signal RUN --bars PATH: the trained agent's target for the next session's open;
+fastrl-signal --rule NAME --symbols ... --bars PATH: a classical rule's."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import sys
 
 from fastrl.cli.errors import cli_errors
+from fastrl.cli.live_policy import add_policy_arguments, open_policy
 
 PROG = "fastrl-signal"
 
@@ -16,9 +18,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Decide at the latest close with a trained run: read the newest bars with "
         "the training loader, build each symbol's features with the run's normaliser and its "
         "observation with the current position, and print the target for the next session's "
-        "open (exposure or portfolio weight, whole shares and expected costs). Stale, missing, "
-        "duplicated, out-of-order or invalid bars are refused (exit 2).")
-    parser.add_argument("run", help="run folder (its best/final/last checkpoint) or a checkpoint")
+        "open (exposure or portfolio weight, whole shares and expected costs). With --rule "
+        "NAME instead of a run, a classical rule decides from the feed's history (e.g. "
+        "fastrl-signal --rule momentum --symbols BPCL HDFCLIFE --bars bundled). Stale, "
+        "missing, duplicated, out-of-order or invalid bars are refused (exit 2).")
+    add_policy_arguments(parser)
     parser.add_argument("--bars", required=True,
                         help="CSV/Parquet file or folder of bars (the training loader's "
                         "layout), 'bundled', or 'yfinance' (refresh the download cache)")
@@ -54,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def format_signal(signal) -> str:
     """The signal as a plain table (what the command prints)."""
-    head = (f"{signal.kind} run {signal.run_id[:12]} decided at the {signal.decided_at} close "
+    who = signal.policy or f"run {signal.run_id[:12]}"
+    head = (f"{signal.kind} {who} decided at the {signal.decided_at} close "
             f"for the {signal.fill}; capital {signal.capital:,.2f}, costs {signal.cost_model}")
     header = (f"{'symbol':<12}{'close':>11}{'held':>10}{'target':>9}{'shares':>10}"
               f"{'order':>10}{'exp. cost':>12}")
@@ -74,10 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)  # one small forward pass: threads cost more than they save
     # lazy: the live path loads pandas and the simulator, which --help must not
     from fastrl.live.bars import load_live_bars
-    from fastrl.live.run import open_run
     from fastrl.live.signal import make_signal, read_positions, write_signal
 
-    run = open_run(args.run)
+    run = open_policy(args)
     bars = load_live_bars(run, args.bars)
     positions = read_positions(args.positions, run.symbols) if args.positions else None
     signal = make_signal(run, bars, asof=args.asof, positions=positions, capital=args.capital)

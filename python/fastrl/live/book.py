@@ -122,15 +122,18 @@ class LiveEnv(abc.ABC):
     The batch of observations handed to the agent has the backtest's shape (one row per
     symbol, or one portfolio), so the network sees the same batch it sees in the backtest.
     ``book`` None starts a fresh account (at the close of ``start``, where the kind needs
-    one).
+    one). The run decides (``run.act(env)``): a trained agent from the observations, a
+    rule (:mod:`fastrl.live.rule`) from ``bars`` up to the book's bars.
     """
 
     kind: ClassVar[str]  # the Book.kind it carries
 
     def __init__(self, run: LiveRun, block: Any, book: Book | None,
-                 start: pd.Timestamp | None = None) -> None:
+                 start: pd.Timestamp | None = None, *, bars: LiveBars | None = None) -> None:
         self.run = run
         self.block = block
+        self.bars = bars  # the feed up to the decisions (a rule reads its history there)
+        self.opening = book is None  # a fresh account: its first decision always orders
         self.config = run.env_config()
         self.env, self.stamps = self._make_env()
         self.env.reset(seed=0)

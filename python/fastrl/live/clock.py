@@ -157,5 +157,28 @@ def last_session(day: pd.Timestamp) -> tuple[pd.Timestamp, str | None]:
     return table.index[-1], note
 
 
+def next_bar_in_new_month(stamp: pd.Timestamp, freq: str) -> bool:
+    """Whether the bar after ``stamp`` by the exchange calendar falls in a new calendar
+    month: the live answer to :func:`fastrl.data.months.month_ends` at a series' newest row
+    (which the series itself cannot give, nothing follows it). Daily bars: the next session
+    is in another month; intraday bars: ``stamp`` is its session's last bar and the next
+    session is in another month. The calendar is known ahead; no price after ``stamp`` is
+    read."""
+    stamp = pd.Timestamp(stamp)
+    day = stamp.normalize()
+    if freq != "1d":
+        if freq not in BAR_LENGTH:
+            raise LiveInputError(f"no exchange clock for {freq!r} bars")
+        table, _ = sessions(day, day)
+        close = table["close"].iloc[0] if len(table) else day + CLOSE
+        if stamp + BAR_LENGTH[freq] < close:  # another bar of this session follows
+            return False
+    table, _ = sessions(day + pd.Timedelta(days=1), day + _LOOKBACK)
+    if table.empty:
+        raise LiveInputError(f"no {EXCHANGE} session in the {_LOOKBACK.days} days after "
+                             f"{day.date()}")
+    return table.index[0].to_period("M") != day.to_period("M")
+
+
 __all__ = ["EXCHANGE", "INTRADAY_LAG_BARS", "Expected", "clock", "expected", "last_session",
-           "now", "sessions"]
+           "next_bar_in_new_month", "now", "sessions"]

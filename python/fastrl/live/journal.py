@@ -4,7 +4,9 @@ SQLite by default (a file path), PostgreSQL by URL (``postgresql://user@host/db`
 driver policy is :mod:`fastrl.dburl`'s), through SQLAlchemy Core. Tables:
 
 - ``journal_run``: the run that writes the journal (``run_id``, the hash of its checkpoint,
-  its folder, symbols, frequency and kind). Another run's journal is refused.
+  its folder, symbols, frequency and kind; for a rule, ``rule`` and ``params`` instead of a
+  folder and checkpoint, ``run_id`` the hash of the rule, its parameters, symbols,
+  frequency and env). Another run's (or rule's) journal is refused.
 - ``sessions``: one row per traded session: its date, the SHA-256 of the bars it used, the
   book after it (JSON: the simulator state and the pending decision) and the equity.
 - ``decisions``: every decision (symbol, the bar whose close decided it, action, target).
@@ -193,9 +195,8 @@ class Journal:
             return
         if identity.get("run_id") != run.run_id:
             raise LiveInputError(
-                f"journal {self.label} was written by another run ({identity.get('run_dir')}, "
-                f"checkpoint {identity.get('checkpoint')}, id {identity.get('run_id')}), not "
-                f"by {run.run_dir} (id {run.run_id}); use a new journal for this run")
+                f"journal {self.label} was written by another run ({writer(identity)}), not "
+                f"by {writer(run.identity())}; use a new journal for this run")
 
     def last(self) -> tuple[str, Book, int] | None:
         """(session date, book after it, its sequence number) of the last committed
@@ -429,6 +430,18 @@ def _verify(journal: Journal, sessions: list[Any], orphans: list[str],
         return found(f"decisions or steps of session(s) {', '.join(orphans)} have no session "
                      "row: their session row was deleted")
     return Verification(journal.label, names, legacy, stored_head, None)
+
+
+def writer(identity: dict[str, Any]) -> str:
+    """Who wrote (or writes) a journal, from its identity: a run folder and checkpoint, or
+    a rule and its parameters."""
+    if "rule" in identity:
+        params = identity.get("params") or {}
+        shown = ", ".join(f"{k}={v}" for k, v in params.items())
+        return (f"rule {identity['rule']}" + (f" ({shown})" if shown else "")
+                + f" on {', '.join(identity.get('symbols', []))}, id {identity.get('run_id')}")
+    return (f"{identity.get('run_dir')}, checkpoint {identity.get('checkpoint')}, id "
+            f"{identity.get('run_id')}")
 
 
 def session_equity(run: LiveRun, result: SessionResult) -> float:

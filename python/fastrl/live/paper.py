@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -23,6 +24,9 @@ from fastrl.live.clock import EXCHANGE, clock, expected, last_session
 from fastrl.live.decide import advance
 from fastrl.live.journal import Journal, session_equity
 from fastrl.live.run import LiveRun
+
+if TYPE_CHECKING:
+    from fastrl.live.rule import RuleRun
 
 
 @dataclass
@@ -43,8 +47,8 @@ def _date(text: str | pd.Timestamp, flag: str) -> pd.Timestamp:
         raise LiveInputError(f"{flag} {text!r} is not a date (YYYY-MM-DD)") from None
 
 
-def paper_trade(run: LiveRun, bars: LiveBars, journal: Journal, start: str | pd.Timestamp,
-                end: str | pd.Timestamp | None = None, *,
+def paper_trade(run: LiveRun | RuleRun, bars: LiveBars, journal: Journal,
+                start: str | pd.Timestamp, end: str | pd.Timestamp | None = None, *,
                 before_commit: Callable[[str], None] | None = None,
                 on_session: Callable[[str, float], None] | None = None) -> PaperSummary:
     """Trades the sessions from ``start`` (or after the journal's last one) to ``end``
@@ -110,6 +114,9 @@ def paper_trade(run: LiveRun, bars: LiveBars, journal: Journal, start: str | pd.
     if not todo:
         return PaperSummary([], resumed, None, journal.label, warnings)
     check_sessions(run, bars, todo)  # every session is checked before the first is written
+    first_bar = bars.session_end(todo[0])
+    if first_bar is not None:
+        warnings += run.warmup_notes(bars, first_bar)
     traded: list[str] = []
     equity = None
     for session in todo:

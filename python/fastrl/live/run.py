@@ -59,6 +59,23 @@ class LiveRun:
         """The backtest's env config (deterministic full-segment episodes, the run's costs)."""
         return self.market.evaluation_env_config()
 
+    def act(self, env: Any) -> Any:
+        """The agent's deterministic actions at the live env's observations (the
+        backtest's policy call)."""
+        return self.agent.act(env.env.buffers["obs"], deterministic=True)
+
+    def describe(self) -> str:
+        return f"run {self.run_id[:12]}"
+
+    def notes(self, env: Any, bars: Any, stamp: Any) -> list[str]:
+        """What a signal notes about the policy (a rule notes its warm-up)."""
+        return []
+
+    def warmup_notes(self, bars: Any, stamp: Any) -> list[str]:
+        """Symbols too short of history at ``stamp`` (a rule's warm-up; an agent's
+        features refuse a short history themselves)."""
+        return []
+
     def identity(self) -> dict[str, Any]:
         """What a journal records about the run that writes it."""
         return {"run_id": self.run_id, "run_dir": str(self.run_dir),

@@ -1,4 +1,5 @@
-"""Tomorrow's orders: the agent's target at the latest close, in exposure, shares and costs.
+"""Tomorrow's orders: the agent's (or a rule's) target at the latest close, in exposure,
+shares and costs.
 
 :func:`make_signal` decides through the live path (:class:`fastrl.live.book.LiveEnv`, the
 one paper trading uses) at the close of the expected session's last bar, from the current
@@ -23,7 +24,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,9 @@ from fastrl.live.bars import LiveBars, check_sessions, decision_bars
 from fastrl.live.book import LiveEnv, LiveInputError
 from fastrl.live.decide import live_block
 from fastrl.live.run import LiveRun
+
+if TYPE_CHECKING:
+    from fastrl.live.rule import RuleRun
 
 
 @dataclass
@@ -65,6 +69,8 @@ class Signal:
     cost_model: str
     lines: list[OrderLine]
     notes: list[str] = field(default_factory=list)
+    policy: str = ""  # "run <id>" or "rule <name> (<params>)"
+    rule: dict[str, Any] | None = None  # a rule's name and parameters (None: a trained run)
 
     @property
     def expected_cost(self) -> float:
@@ -125,7 +131,7 @@ def read_positions(path: str | Path, symbols: tuple[str, ...]) -> dict[str, dict
     return out
 
 
-def make_signal(run: LiveRun, bars: LiveBars, *, asof: str | None = None,
+def make_signal(run: LiveRun | RuleRun, bars: LiveBars, *, asof: str | None = None,
                 positions: dict[str, dict[str, float]] | None = None,
                 capital: float | None = None) -> Signal:
     """The target for the next session's open at the close of the expected session."""
@@ -145,7 +151,7 @@ def make_signal(run: LiveRun, bars: LiveBars, *, asof: str | None = None,
     live_env = run.market.live_env_class()
     total = float(capital) if capital is not None else config_cash * live_env.accounts(run)
     block = live_block(run, bars, stamp, stamp)
-    env = live_env(run, block, None, start=stamp)
+    env = live_env(run, block, None, start=stamp, bars=bars)
     closes = np.array([float(bars.bars[s].loc[stamp, "close"]) for s in run.symbols])
     if positions or capital is not None:
         env.load(env.held_book(closes, total, positions or {}))
@@ -160,10 +166,15 @@ def make_signal(run: LiveRun, bars: LiveBars, *, asof: str | None = None,
                      f"{run.config.env.intraday_cutoff} cutoff, nothing is carried overnight; "
                      "expected_cost includes that exit")
     notes += env.signal_notes(total)
+    notes += run.notes(env, bars, stamp)
+    identity = run.identity()
+    rule = ({"name": identity["rule"], "params": identity["params"]} if "rule" in identity
+            else None)
     return Signal(run_id=run.run_id, run_dir=str(run.run_dir),
                   kind=run.market.kind, session=str(session.date()),
                   decided_at=_when(stamp, run.freq), fill="next session's open", capital=total,
-                  cost_model=cost.name, lines=lines, notes=notes)
+                  cost_model=cost.name, lines=lines, notes=notes, policy=run.describe(),
+                  rule=rule)
 
 
 def _when(stamp: pd.Timestamp, freq: str) -> str:
@@ -172,7 +183,7 @@ def _when(stamp: pd.Timestamp, freq: str) -> str:
     return str(stamp.date()) if freq == "1d" else str(stamp)
 
 
-def _orders(run: LiveRun, env: LiveEnv, closes: np.ndarray, total: float,
+def _orders(run: LiveRun | RuleRun, env: LiveEnv, closes: np.ndarray, total: float,
             actions: list[Any], targets: list[float]) -> list[OrderLine]:
     """Orders as the simulator would size them, at the last close (see sim.cpp /
     sim_portfolio.cpp): target x equity / price, rounded toward zero to whole

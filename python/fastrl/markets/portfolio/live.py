@@ -80,9 +80,11 @@ class PortfolioLiveEnv(LiveEnv):
     # -- deciding -----------------------------------------------------------------------
 
     def decide(self) -> list[Any]:
-        """The backtest's policy call: the portfolio's target weights."""
-        obs = self.env.buffers["obs"]
-        actions = self.run.agent.act(obs, deterministic=True)
+        """The backtest's policy call: the portfolio's target weights ([]: no order, a
+        rule between its rebalances)."""
+        actions = self.run.act(self)
+        if actions is None:
+            return []
         weights = np.asarray(actions, dtype=np.float64)
         if weights.shape != (1, len(self.run.symbols)) or not np.all(np.isfinite(weights)):
             raise LiveInputError(f"the policy returned weights of shape {weights.shape}")
@@ -93,6 +95,8 @@ class PortfolioLiveEnv(LiveEnv):
 
     def decisions(self, actions: list[Any], present: list[int] | None = None
                   ) -> list[Decision]:
+        if not actions:  # no order: nothing decided
+            return []
         present = list(range(len(self.run.symbols))) if present is None else present
         targets = self.targets(actions)
         return [Decision(self.run.symbols[s], str(self.book.at), float(actions[s]), targets[s])
@@ -101,20 +105,27 @@ class PortfolioLiveEnv(LiveEnv):
     # -- stepping -----------------------------------------------------------------------
 
     def step(self, weights: list[float]) -> list[Step]:
-        """Fills ``weights`` (decided at the book's bar) at the next bar, marks its close and
-        moves the book there."""
+        """Fills ``weights`` (decided at the book's bar; [] sends no order) at the next
+        bar, marks its close and moves the book there."""
         book, env, panel = self.book, self.env, self.block
         before = env.get_state()
         t = int(before["bar_index"][0])
         ended = book.ended[0]
+        hold = len(weights) == 0
         if not ended:
-            _, _, terminated, truncated, _ = env.step(np.asarray([weights], dtype=np.float64))
+            if hold:
+                _, _, terminated, truncated, _ = env.step_orders(
+                    np.zeros((1, len(self.run.symbols))), np.array([False]))
+            else:
+                _, _, terminated, truncated, _ = env.step(np.asarray([weights],
+                                                                     dtype=np.float64))
             if terminated[0] or truncated[0]:
                 ended = True
+        self.opening = False
         accounts = book.accounts
         holding = PortfolioHolding(shares=np.asarray(accounts["shares"], dtype=np.float64),
                                    cash=float(accounts["cash"]))
-        order = None if book.ended[0] else np.asarray(weights, dtype=np.float64)
+        order = None if book.ended[0] or hold else np.asarray(weights, dtype=np.float64)
         # the portfolio backtest's own accounting, one step from the carried holding
         result = step_holding(panel, self.config, t, holding, order)
         if result.terminated_step is not None:
@@ -169,7 +180,7 @@ class PortfolioLiveEnv(LiveEnv):
                       first: pd.Timestamp, last: pd.Timestamp) -> SessionResult:
         """The union calendar, its untradable cells as the panel holds them."""
         start = first if book is None else book.stamp
-        env = cls(run, live_block(run, bars, start, last), book, start)
+        env = cls(run, live_block(run, bars, start, last), book, start, bars=bars)
         decisions: list[Decision] = []
         steps: list[Step] = []
         if book is None:  # the first decision is at the first bar's close, as in the backtest

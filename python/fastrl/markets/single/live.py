@@ -92,8 +92,7 @@ class SingleLiveEnv(LiveEnv):
     def decide(self) -> list[Any]:
         """The backtest's policy call, one row per symbol: rows of symbols without a bar now
         are asked and ignored."""
-        obs = self.env.buffers["obs"]
-        actions = self.run.agent.act(obs, deterministic=True)
+        actions = self.run.act(self)
         return [plain(a) for a in valid_actions(actions, self.config, self.env.num_envs)]
 
     def targets(self, actions: list[Any]) -> list[float]:
@@ -256,7 +255,7 @@ class SingleLiveEnv(LiveEnv):
         marks = [pd.Timestamp(m) for m in (book.marks if book is not None else [])
                  if m is not None]
         start = min([first, *marks])
-        env = cls(run, live_block(run, bars, start, last), book)
+        env = cls(run, live_block(run, bars, start, last), book, bars=bars)
         have = {symbol: set(stamps) for symbol, stamps in rows.items()}
         clock = sorted({stamp for stamps in rows.values() for stamp in stamps})
         steps: list[Step] = []
