@@ -7,7 +7,7 @@ them, retrained every quarter from 2012 to the start of the test days, fast agai
     python bench/walkforward.py --portfolio --configs fast baseline ew_monthly inverse_vol \
         min_variance xs_momentum
 
-``--portfolio``: one policy allocates over the symbols with a year of history before the
+``--portfolio``: one policy allocates over the symbols with two years of history before the
 start (a portfolio trades every symbol in every window, so a later listing is left out and
 named), judged against equal weight bought and held; results/walkforward_portfolio.json.
 
@@ -45,7 +45,9 @@ from fastrl.walkforward.rungs import split_compare  # noqa: E402
 from bench_common import RESULTS, machine_info, write_json  # noqa: E402
 
 NETWORK = "[64,64]"
-HISTORY_DAYS = 252  # a portfolio symbol's history before the start (the min training span)
+# a portfolio symbol's history before the start: its features' warm-up, a year of training
+# and the validation days fit in two years
+HISTORY_DAYS = 504
 # --quick: a smoke run of every phase (train, trade, analyse, report) on a few windows
 QUICK_SYMBOLS = 2
 QUICK_START = "2022-01-03"
@@ -63,7 +65,7 @@ def main() -> int:
                         "(fastrl.rules: the ladder's rungs, not trained)")
     parser.add_argument("--run-dir", default=None)
     parser.add_argument("--portfolio", action="store_true",
-                        help="one portfolio policy over the symbols listed a year before the "
+                        help="one portfolio policy over the symbols listed two years before the "
                         "start")
     args = parser.parse_args()
     symbols = available("1d")
