@@ -91,28 +91,32 @@ def test_every_rung_trades_the_agents_test_days_and_holm_is_applied(single_run):
 
 
 def test_rules_read_the_history_before_the_test_days(single_run):
-    """A momentum rule on the test block alone (window - 1 context rows) has no 12-month
-    return to read; on the history block its first decision is the sign of the symbol's
-    12-1 month return, computed here with pandas from the bundled bars."""
+    """The test block holds only window - 1 = 7 context rows, too few for voltarget's 60-bar
+    volatility; its rung reads the bars before them: its first exposure is the target over
+    the trailing volatility at the last month end, computed here with pandas from the
+    bundled bars."""
+    import math
+
     import pandas as pd
 
     from fastrl.data.loaders import load_bars
     from fastrl.evaluate import evaluate_run, load_run
 
     run = load_run(single_run)
-    result = evaluate_run(run, rungs=["momentum"])
-    bars = load_bars(["HDFCLIFE"], "1d")["HDFCLIFE"]
-    params = run.agent.config.rules.params("momentum")
-    close = bars["close"]
-    months = close.index.to_period("M")
-    month_end = np.flatnonzero(months[:-1] != months[1:])  # a month's last bar
-    for symbol_rungs in [result.get("HDFCLIFE", "momentum")]:
-        first = int(np.searchsorted(close.index, pd.Timestamp(symbol_rungs.timestamps[0])))
+    result = evaluate_run(run, rungs=["voltarget"])
+    params = run.agent.config.rules.params("voltarget")
+    for symbol in result.symbols:
+        close = load_bars([symbol], "1d")[symbol]["close"]
+        months = close.index.to_period("M")
+        month_end = np.flatnonzero(months[:-1] != months[1:])  # a month's last bar
+        b = result.get(symbol, "voltarget")
+        first = int(np.searchsorted(close.index, pd.Timestamp(b.timestamps[0])))
         decided = month_end[month_end <= first][-1]  # held from the last month end
-        signal = (close.iloc[decided - params.skip]
-                  / close.iloc[decided - params.lookback] - 1.0)
-        assert decided - params.lookback > 0
-        assert (symbol_rungs.positions[0] > 0) == (signal > 0)
+        returns = close.pct_change().iloc[decided - params.window + 1:decided + 1]
+        vol = returns.std(ddof=1) * math.sqrt(252)
+        expected = min(params.max_exposure, params.target_vol / vol)
+        assert 0 < expected < 1
+        assert b.positions[0] == pytest.approx(expected, rel=1e-9)
 
 
 def test_buy_and_hold_rung_is_the_baseline_bit_for_bit(single_run):
