@@ -85,6 +85,9 @@ def test_every_rung_trades_the_agents_test_days_and_holm_is_applied(single_run):
         raw = np.array([r.vs.p_value for r in ladder.rungs])
         np.testing.assert_array_equal([r.p_holm for r in ladder.rungs], stats.holm(raw))
         assert all(r.p_holm >= r.vs.p_value for r in ladder.rungs if np.isfinite(r.p_holm))
+        for r in ladder.rungs:  # the 90% interval's lower end: the one-sided 95% bound
+            if np.isfinite(r.vs.p_value):
+                assert r.interval()[0] == pytest.approx(r.vs.lower_bound(0.95) * 252)
         direct = stats.prob_agent_beats(result.returns(symbol, "agent"),
                                         result.returns(symbol, "momentum"), result.freq)
         assert ladder.rungs[2].vs.p_value == direct.p_value

@@ -20,14 +20,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy import special
 
+from fastrl.metrics import periods_per_year
 from fastrl.strategies import strategy_label
 
 if TYPE_CHECKING:
     from fastrl import stats
 
-LADDER_HEADER = ["rung", "return", "Sharpe ± SE", "agent - rung a year", "one-sided p",
+LADDER_HEADER = ["rung", "return", "Sharpe ± SE", "agent - rung a year [90%]", "one-sided p",
                  "Holm p"]
+INTERVAL_LEVEL = 0.9  # the two-sided interval of the agent's mean return over a rung
 
 
 @dataclass(frozen=True)
@@ -45,10 +48,21 @@ class RungResult:
     def label(self) -> str:
         return strategy_label(self.rung)
 
+    def interval(self, level: float = INTERVAL_LEVEL) -> tuple[float, float]:
+        """Two-sided ``level`` t-interval of the agent's mean return over the rung, a year
+        (the test's SE and degrees of freedom; NaN where there is no test)."""
+        v = self.vs
+        if not (v.df >= 1 and math.isfinite(v.se_active)):
+            return math.nan, math.nan
+        half = float(special.stdtrit(v.df, 0.5 + level / 2)) * v.se_active
+        scale = periods_per_year(v.freq)
+        return (v.mean_active - half) * scale, (v.mean_active + half) * scale
+
     def as_dict(self) -> dict[str, Any]:
         return {"rung": self.rung, "label": self.label,
                 "total_return": _finite(self.total_return),
                 "sharpe": self.sharpe.as_dict(), "agent_vs_rung": self.vs.as_dict(),
+                "active_annual_ci90": [_finite(x) for x in self.interval()],
                 "p_holm": _finite(self.p_holm)}
 
 
@@ -96,8 +110,11 @@ class Ladder:
             s = r.sharpe
             sharpe = (f"{s.sharpe:+.2f} ± {s.se:.2f}" if math.isfinite(s.se)
                       else format_number(s.sharpe, "+.2f"))
+            low, high = r.interval()
+            interval = (f" [{100 * low:+.1f}%, {100 * high:+.1f}%]"
+                        if math.isfinite(low) and math.isfinite(high) else "")
             rows.append([r.label, format_number(100 * r.total_return, "+.2f") + "%", sharpe,
-                         format_number(100 * r.vs.mean_active_annual, "+.1f") + "%",
+                         format_number(100 * r.vs.mean_active_annual, "+.1f") + "%" + interval,
                          format_number(r.vs.p_value, ".3f"), format_number(r.p_holm, ".3f")])
         return rows
 
