@@ -284,11 +284,16 @@ def test_no_trial_touches_the_test_days_and_report_is_written(
     for needle in ("Deflated Sharpe Ratio", "Probability of Backtest Overfitting",
                    "fresh seeds [1000, 1001]", "never seen by the search", "Test days",
                    "buy & hold", "Noise floor", "Paired differences", "Verdict:",
-                   "Score (area rule)", "active return over buy-and-hold"):
+                   "Score (area rule)", "active return over buy-and-hold",
+                   "Ladder: the winner against the classical rules on the confirmation days",
+                   "strongest rung the winner (mean of 2 seeds) beats:"):
         assert needle in text
     import json
 
     payload = json.loads((tmp_path / "report.json").read_text())
+    assert [r["rung"] for r in payload["ladder"]["rungs"]] == [
+        "buy_and_hold", "voltarget", "momentum", "ma10", "ma200"]
+    assert payload["ladder"]["seeds"] == [1000, 1001]
     noise = payload["noise"]
     assert noise["noise_floor"] == pytest.approx(
         np.median([t.user_attrs["score_se"] for t in trials]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from fastrl.markets.single.result import (  # noqa: F401  (re-exported: the publ
     EvalResult,
     combine,
 )
+from fastrl.rungs import add_rungs, check_rungs
 from fastrl.strategies import (  # noqa: F401  (re-exported: the public API)
     COMBINED,
     STRATEGIES,
@@ -121,6 +123,7 @@ def evaluate_run(
     symbols: list[str] | tuple[str, ...] | None = None,
     test_days: int | None = None,
     data: str | os.PathLike | None = None,
+    rungs: Sequence[str] | None = None,
 ) -> Any:
     """Loads a trained agent, rebuilds its test block and backtests it (writes nothing): an
     EvalResult for a single-symbol run, a PortfolioResult for a portfolio.
@@ -131,11 +134,16 @@ def evaluate_run(
     (a CSV/Parquet path) replaces the training data source, keeping the training feature
     normaliser; its last ``test_days`` days must then be bars the agent never saw. A
     portfolio is evaluated on its own symbols and data only.
+    ``rungs`` names the rules (:mod:`fastrl.rules`, of the run's kind) backtested beside
+    the agent on the same days with the same costs (default: every rule of the kind;
+    ``["none"]``: none), their parameters from the run's ``rules`` section; the result's
+    ``ladder()`` compares the agent with each.
     ``result.info["run_dir"]`` names the run folder, where the CLI writes the report.
     """
     run = (run_dir_or_checkpoint if isinstance(run_dir_or_checkpoint, TrainedRun)
            else load_run(run_dir_or_checkpoint))
     agent, checkpoint, market = run.agent, run.checkpoint, run.market
+    names = check_rungs(rungs, market.kind)  # before any work: a bad name fails at once
     block, held_out = market.test_block(agent, symbols=symbols, test_days=test_days,
                                         data=data)
     expected = _agent_obs_dim(agent)
@@ -152,4 +160,5 @@ def evaluate_run(
         "run_dir": str(run.run_dir),
         **held_out,
     }
-    return market.evaluate(agent, block, info=info)
+    result = market.evaluate(agent, block, info=info)
+    return add_rungs(market, result, agent, block, names, data=data)

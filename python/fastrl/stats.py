@@ -452,6 +452,20 @@ def prob_agent_beats(
                             test.nonzero, test.lags, test.se_method)
 
 
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error control); NaN (no test) stays
+    NaN and does not count towards the family."""
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full(p.shape, np.nan)
+    tested = np.flatnonzero(np.isfinite(p))
+    m = tested.shape[0]
+    running = 0.0
+    for rank, i in enumerate(tested[np.argsort(p[tested], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted
+
+
 def _span(n: int, freq: str) -> str:
     per_day = bars_per_day(freq)
     if per_day == 1.0:

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from fastrl.markets.base import ConsoleTable, Market
 
 PROG = "fastrl-eval"
+RUNGS_HELP = ("classical rules backtested beside the agent on the same days and costs, the "
+              "ladder it must climb (default: every rule of the run's kind: buy_and_hold "
+              "voltarget momentum ma10 ma200, or for --portfolio ew_hold ew_monthly "
+              "inverse_vol min_variance xs_momentum; 'none': no rungs)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data", default=None, help="CSV/Parquet file or folder replacing the training data source"
     )
+    parser.add_argument("--rungs", nargs="+", metavar="RULE", default=None,
+                        help=RUNGS_HELP)
     parser.add_argument("--out", default=None, help="report folder (default: the run folder)")
     parser.add_argument("--no-report", action="store_true", help="print the table only")
     return parser
@@ -70,6 +76,8 @@ def show(market: Market, result: Any, console: Console) -> None:
     console.print(f"{market.title} on held-out test days, after costs", style="bold")
     console.print(render(market.tables(result)))
     console.print(f"[bold]verdict:[/] {escape(result.verdict)}", highlight=False)
+    if result.rungs:
+        console.print(f"[bold]ladder:[/] {escape(result.ladder().line)}", highlight=False)
 
 
 def run(argv: list[str] | None, console: Console) -> int:
@@ -82,7 +90,7 @@ def run(argv: list[str] | None, console: Console) -> int:
 
     trained = load_run(args.run)
     result = evaluate_run(trained, symbols=args.symbols, test_days=args.test_days,
-                          data=args.data)
+                          data=args.data, rungs=args.rungs)
     show(trained.market, result, console)
     console.print(f"checkpoint: {result.info.get('checkpoint')}")
     if not args.no_report:

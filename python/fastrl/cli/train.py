@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastrl.cli.errors import UsageError, cli_errors
+from fastrl.cli.evaluate import RUNGS_HELP
 from fastrl.cli.interrupt import Interrupted
 from fastrl.threads import set_torch_threads
 
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "checkpoints act in the precision they were validated in")
     run.add_argument("--no-eval", action="store_true",
                      help="skip the backtest report on the test days after training")
+    run.add_argument("--rungs", nargs="+", metavar="RULE", default=None, help=RUNGS_HELP)
     run.add_argument("--verbose", action="store_true",
                      help="print every update's metrics (and tracebacks on errors)")
     return parser
@@ -340,10 +342,12 @@ def main(argv: list[str] | None = None) -> int:
     trainer = make_trainer(args, view)
     console = view.console
     config = trainer.config
-    # lazy: the markets load pandas and the simulator, which --help must not
+    # lazy: the markets and rules load pandas and the simulator, which --help must not
     from fastrl.markets import market_for
+    from fastrl.rungs import check_rungs
 
     market = market_for(config)
+    rungs = check_rungs(args.rungs, market.kind)  # a bad name fails before any training
     console.print(f"[bold]{PROG}[/]: {market.describe()} ({config.data.freq}; "
                   f"{config.data.val_days} validation + {config.data.test_days} test days "
                   f"held out), preset {config.preset}, "
@@ -387,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     from fastrl.evaluate import evaluate_run, load_run
 
     trained = load_run(result.run_dir)
-    evaluation = evaluate_run(trained)
+    evaluation = evaluate_run(trained, rungs=rungs or ["none"])
     show(trained.market, evaluation, console)
     write_run_report(trained.market, evaluation)
     console.print(f"test-days backtest (report.md, report.html, plots) in {result.run_dir}")

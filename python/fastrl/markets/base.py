@@ -150,6 +150,15 @@ class Market(Protocol):
         normaliser, and what the report says about it); an EvaluationError on bad input."""
         ...
 
+    def rung_history(self, agent: Any, block: Any, *,
+                     data: str | os.PathLike | None = None, test_days: int | None = None
+                     ) -> tuple[Any, Any]:
+        """(history block, where the agent's first decision on ``block`` lies in it): every
+        earlier row of the market ``block`` was cut from, for the ladder's rules
+        (:mod:`fastrl.rungs`); each segment's first decision bar (one symbol) or the first
+        decision row (a portfolio)."""
+        ...
+
     def tables(self, result: Any) -> list[ConsoleTable]:
         """The console tables of a backtest result of this market."""
         ...

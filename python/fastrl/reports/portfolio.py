@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fastrl.costs import describe_execution
+from fastrl.ladder import LADDER_HEADER
 from fastrl.metrics import METRIC_LABELS, format_metric
 from fastrl.reports import writer
 from fastrl.reports.files import ReportFiles, write_result_files
@@ -169,9 +170,28 @@ def report_document(result: PortfolioResult, images: dict[str, Path], title: str
     """The report's content for :mod:`fastrl.reports.writer`: the verdict, the setup, one
     table with a column per strategy, the plots."""
     header = ["metric", *(strategy_label(s) for s in result.strategies)]
-    return Document(title=title, verdict=result.verdict, bullets=setup_lines(result),
-                    sections=[Section("Portfolio", table=Table(header, table_rows(result)))],
-                    images=images)
+    sections = [Section("Portfolio", table=Table(header, table_rows(result)))]
+    if result.rungs:
+        ladder = result.ladder()
+        sections.append(Section("Ladder", table=Table(list(LADDER_HEADER), ladder.table_rows()),
+                                closing=[f"{ladder.line}."]))
+    return Document(title=title, verdict=result.verdict,
+                    paragraphs=[f"Ladder: {result.ladder().line}."] if result.rungs else [],
+                    bullets=setup_lines(result) + ([PORTFOLIO_LADDER_NOTE] if result.rungs
+                                                   else []),
+                    sections=sections, images=images)
+
+
+PORTFOLIO_LADDER_NOTE = (
+    "Ladder: each rung is a classical portfolio rule (fastrl.rules; its parameters from the "
+    "run's rules section) traded through the same simulator on the agent's test days, with "
+    "the baselines' fills, costs, whole shares and trade band: it decides from the marks up "
+    "to each decision row (every earlier row of the data is its history) and starts at the "
+    "agent's first decision. Equal weight held and monthly are the baseline columns. "
+    "'agent - rung a year' is the agent's mean return over the rung, bar by bar, a year; its "
+    "one-sided p is the verdict's test, and Holm p adjusts it across the rungs (the "
+    "strongest rung beaten is the one with the highest Sharpe among those with Holm p at or "
+    "below 1 - the verdict's level).")
 
 
 def markdown_report(result: PortfolioResult, images: dict[str, Path], title: str) -> str:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fastrl.costs import describe_execution
+from fastrl.ladder import LADDER_HEADER
 from fastrl.metrics import METRIC_LABELS, format_metric
 from fastrl.reports import writer
 from fastrl.reports.files import ReportFiles, write_result_files
@@ -36,6 +37,7 @@ from fastrl.reports.writer import Document, Section, Table
 from fastrl.strategies import COMBINED, STRATEGIES
 
 if TYPE_CHECKING:
+    from fastrl.ladder import Ladder
     from fastrl.markets.single.result import Backtest, EvalResult
 
 
@@ -251,12 +253,37 @@ def report_document(result: EvalResult, images: dict[str, Path], title: str) -> 
     """The report's content for :mod:`fastrl.reports.writer`: the verdict, setup, per-symbol
     and combined tables, the plots."""
     header = ["metric", "agent", "buy & hold", "flat"]
+    sections = []
+    keys = [*result.symbols, COMBINED] if len(result.symbols) > 1 else result.symbols
+    for key, (name, rows, verdict) in zip(keys, _sections(result), strict=True):
+        sections.append(Section(name, table=Table(header, rows),
+                                closing=[f"Verdict: {verdict}."]))
+        if result.rungs:
+            sections.append(ladder_section(result.ladder(key), f"Ladder: {name}"))
     return Document(
         title=title, verdict=result.verdict,
-        bullets=_setup_lines(result) + _uncertainty_lines(result),
-        sections=[Section(name, table=Table(header, rows), closing=[f"Verdict: {verdict}."])
-                  for name, rows, verdict in _sections(result)],
-        images=images)
+        paragraphs=[f"Ladder: {result.ladder().line}."] if result.rungs else [],
+        bullets=_setup_lines(result) + _uncertainty_lines(result)
+        + ([LADDER_NOTE] if result.rungs else []),
+        sections=sections, images=images)
+
+
+LADDER_NOTE = (
+    "Ladder: each rung is a classical rule (fastrl.rules; its parameters from the run's "
+    "rules section) traded through the same simulator on the agent's test days, with the "
+    "same costs and market rules: it decides at each close from the bars up to it (the "
+    "symbol's earlier bars are its history) and starts at the agent's first decision. "
+    "Buy & hold's rung is the buy-and-hold column. 'agent - rung a year' is the agent's "
+    "mean return over the rung, bar by bar, a year; its one-sided p is the verdict's test, "
+    "and Holm p adjusts it across the rungs (the strongest rung beaten is the one with the "
+    "highest Sharpe among those with Holm p at or below 1 - the verdict's level). Their "
+    "bars: test_returns.csv.")
+
+
+def ladder_section(ladder: Ladder, heading: str) -> Section:
+    """A ladder as a report section: the rung table, then its one-line summary."""
+    return Section(heading, table=Table(list(LADDER_HEADER), ladder.table_rows()),
+                   closing=[f"{ladder.line}."], level=3)
 
 
 def markdown_report(result: EvalResult, images: dict[str, Path], title: str) -> str:
@@ -291,5 +318,5 @@ def write_report(
         training_metrics, lambda path: result.trades_frame().to_csv(path, index=False))
 
 
-__all__ = ["html_report", "markdown_report", "plot_drawdown", "plot_equity", "plot_positions",
-           "report_document", "uncertainty_rows", "write_report"]
+__all__ = ["LADDER_NOTE", "html_report", "ladder_section", "markdown_report", "plot_drawdown",
+           "plot_equity", "plot_positions", "report_document", "uncertainty_rows", "write_report"]

@@ -47,6 +47,7 @@ from fastrl.reports.format import format_number as fmt
 from fastrl.reports.plots import pyplot, save_png
 from fastrl.reports.writer import Document, Section, Table
 from fastrl.strategies import COMBINED
+from fastrl.tune.ladder import confirmation_ladder, ladder_section
 from fastrl.tune.objective import (
     CONFIRM_SEED_BASE,
     TUNING_SEED_BASE,
@@ -315,6 +316,9 @@ def confirm_and_test(configs: dict[str, Any], settings: ConfirmationSettings, ma
                            "curve": {"seed": rs[0].seed, "steps": rs[0].steps,
                                      "values": rs[0].values, "score": rs[0].score}}
                     for name, rs in runs.items()}
+    # where the candidate stands on the ladder over the same confirmation days
+    ladder = (confirmation_ladder(runs[candidate], configs[candidate], market)
+              if candidate in runs else None)
     # the test days, once, after everything that chose anything
     test: dict[str, Any] = {}
     for name, rs in runs.items():
@@ -341,6 +345,7 @@ def confirm_and_test(configs: dict[str, Any], settings: ConfirmationSettings, ma
                   "the search" if settings.confirm_days else
                   "fold 0's validation window (the search chose on it: optimistic)")
     return {"confirmation": confirmation, "confirmation_window": window,
+            **({"ladder": ladder} if ladder else {}),
             "differences": {
                 "score": paired_differences(confirmation, "scores", candidate=candidate),
                 "final_value": paired_differences(confirmation, "final_values",
@@ -440,6 +445,9 @@ def confirmation_sections(payload: dict[str, Any], test_days: int, *,
             paragraphs=["Mean, 90% t-interval."],
             table=Table(["vs", "score", "final-policy value"], rows, numeric=False),
             closing=[f"**Verdict: {payload.get('verdict', '')}.**"]))
+    ladder = ladder_section(payload, label)
+    if ladder is not None:
+        sections.append(ladder)
     test = payload["test"]
     rows = [[f"{name} seed {r['seed']}", fmt(r["sharpe"]), fmt(r["se"]),
              f"{fmt(r['ci90'][0])} to {fmt(r['ci90'][1])}", fmt(r["psr"]),

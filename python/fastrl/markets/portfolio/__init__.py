@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from fastrl.data.panel import build_panel, build_panel_from_bars
+from fastrl.data.panel import PanelBlock, build_panel, build_panel_from_bars
 from fastrl.env_config import PortfolioConfig
+from fastrl.ladder import LADDER_HEADER
 from fastrl.markets.base import CONSOLE_METRICS, ActionSpec, ConsoleTable
+from fastrl.markets.portfolio import rungs
 from fastrl.markets.portfolio import walkforward as records
 from fastrl.markets.portfolio.backtest import (
     PortfolioResult,
@@ -155,8 +157,27 @@ class PortfolioMarket:
         keep = {METRIC_LABELS[k][0] for k in CONSOLE_METRICS} | {"Orders (legs)"}
         rows = [row for row in table_rows(result)
                 if row[0] in keep or row[0].startswith(("Sharpe ", "P("))]
-        return [ConsoleTable("portfolio", ["metric", *(strategy_label(s)
-                                                       for s in result.strategies)], rows)]
+        tables = [ConsoleTable("portfolio", ["metric", *(strategy_label(s)
+                                                         for s in result.strategies)], rows)]
+        if result.rungs:
+            tables.append(ConsoleTable("ladder", list(LADDER_HEADER),
+                                       result.ladder().table_rows()))
+        return tables
+
+    def rung_history(self, agent: Any, block: PanelBlock, *,
+                     data: str | os.PathLike | None = None, test_days: int | None = None
+                     ) -> tuple[PanelBlock, int]:
+        """(history panel, the test panel's first decision row as a row of it): every row
+        of the training data's splits up to the test days' end, for the ladder's rules
+        (:mod:`fastrl.markets.portfolio.rungs`)."""
+        if data is not None:
+            raise EvaluationError("a portfolio run is evaluated on its own data; drop --data")
+        try:
+            splits = self.load(normaliser_state=agent.feature_state)
+        except (ValueError, OSError) as exc:
+            raise EvaluationError(f"cannot load the rungs' history: {exc}") from exc
+        history = rungs.history_panel([splits.train, splits.val, splits.test])
+        return history, rungs.start_row(history, block, self.config.env.window - 1)
 
     def report(self, result: PortfolioResult, out_dir: str | os.PathLike, *,
                training_metrics: str | os.PathLike | None = None) -> ReportFiles:

@@ -39,6 +39,7 @@ import numpy as np
 from fastrl.data.months import BARS_PER_MONTH, month_ends
 from fastrl.data.panel import PanelBlock
 from fastrl.env_config import PortfolioConfig
+from fastrl.ladder import Ladder, ladder_of
 from fastrl.markets.portfolio.env import PortfolioVecEnv
 from fastrl.markets.results import BOOTSTRAP_SEED, EquityPath, EvaluationError, as_policy_fn
 from fastrl.metrics import PerformanceMetrics, compute_metrics
@@ -428,8 +429,12 @@ class PortfolioResult:
     backtests: list[PortfolioBacktest]
     env_config: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    # the ladder's rungs (portfolio rules of fastrl.rules) in order; their backtests are in
+    # ``backtests`` under the rule's name (ew_hold's and ew_monthly's are the baselines')
+    rungs: list[str] = field(default_factory=list)
     _uncertainty: PortfolioUncertainty | None = field(default=None, init=False, repr=False,
                                                       compare=False)
+    _ladder: Ladder | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def strategies(self) -> list[str]:
@@ -471,6 +476,17 @@ class PortfolioResult:
     def verdict(self) -> str:
         return self.uncertainty().verdict
 
+    def ladder(self) -> Ladder:
+        """The agent against each rung on the same steps, the p-values Holm-adjusted across
+        the rungs; computed once."""
+        if self._ladder is None:
+            self._ladder = ladder_of(
+                self.get(AGENT).returns,
+                {rung: (self.get(rung).returns, self.metrics(rung).total_return)
+                 for rung in self.rungs}, self.freq, agent="the portfolio agent",
+                seed=BOOTSTRAP_SEED)
+        return self._ladder
+
     def steps_frame(self) -> pd.DataFrame:
         """One row per step per strategy: equity, return, cost, turnover, weights."""
         import pandas as pd
@@ -499,6 +515,9 @@ class PortfolioResult:
         if BENCHMARK in self.strategies:
             out["verdict"] = self.verdict
             out["uncertainty"] = self.uncertainty().as_dict()
+        if self.rungs:
+            out["rungs"] = list(self.rungs)
+            out["ladder"] = self.ladder().as_dict()
         return out
 
 

@@ -9,11 +9,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from fastrl.data.block import MarketBlock
 from fastrl.data.splits import build_market, build_market_from_bars
 from fastrl.data.synthetic import build_synthetic_market
 from fastrl.env_config import EnvConfig
+from fastrl.ladder import LADDER_HEADER
 from fastrl.markets.base import CONSOLE_METRICS, ActionSpec, ConsoleTable
-from fastrl.markets.single import heldout
+from fastrl.markets.results import EvaluationError
+from fastrl.markets.single import heldout, rungs
 from fastrl.markets.single import walkforward as records
 from fastrl.markets.single.backtest import evaluate_agent, evaluate_agents, evaluation_config
 from fastrl.markets.single.env import TradingVecEnv, single_obs_dim
@@ -134,7 +137,37 @@ class SingleMarket:
                     rows += uncertainty_rows(result, symbol)
             tables.append(ConsoleTable(title, ["metric", *(STRATEGY_LABELS[s]
                                                           for s in STRATEGIES)], rows))
+        if result.rungs:
+            tables += [ConsoleTable(f"ladder: {'combined' if symbol == COMBINED else symbol}",
+                                    list(LADDER_HEADER), result.ladder(symbol).table_rows())
+                       for symbol in symbols]
         return tables
+
+    def rung_history(self, agent: Any, block: MarketBlock, *,
+                     data: str | os.PathLike | None = None, test_days: int | None = None
+                     ) -> tuple[MarketBlock, list[int]]:
+        """(history block, each test segment's first decision bar as a row of it): the
+        symbols of ``block`` with every earlier row of the market it was cut from (the
+        training data's splits, or those of ``data`` with ``test_days``), for the ladder's
+        rules (:mod:`fastrl.markets.single.rungs`)."""
+        config = agent.config
+        data_config = config.data
+        try:
+            if data is None:
+                splits = self.load(normaliser_state=agent.feature_state)
+            else:
+                splits = build_market(list(block.symbols), freq=data_config.freq,
+                                      source=str(data),
+                                      test_days=int(test_days or data_config.test_days),
+                                      val_days=0, window=config.env.window,
+                                      normaliser_state=agent.feature_state,
+                                      repair_ticks=data_config.repair_ticks)
+        except (ValueError, OSError) as exc:
+            raise EvaluationError(f"cannot load the rungs' history: {exc}") from exc
+        history = rungs.history_block([splits.train, splits.val, splits.test], block.symbols)
+        starts = [block.segment(s).start + config.env.window - 1
+                  for s in range(block.num_segments)]
+        return history, rungs.start_bars(history, block, starts)
 
     def report(self, result: EvalResult, out_dir: str | os.PathLike, *,
                training_metrics: str | os.PathLike | None = None) -> ReportFiles:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fastrl.ladder import Ladder, ladder_of
 from fastrl.markets.results import BOOTSTRAP_SEED, EquityPath
 from fastrl.metrics import (
     PerformanceMetrics,
@@ -148,9 +149,14 @@ class EvalResult:
     combined: dict[str, PerformanceMetrics]
     env_config: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)  # checkpoint, symbols, test days, ...
+    # the ladder's rungs (rules of fastrl.rules) in order; their backtests are in
+    # ``backtests`` under the rule's name (buy_and_hold's is the baseline's)
+    rungs: list[str] = field(default_factory=list)
     _uncertainty: dict[str, Uncertainty] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    _ladder: dict[str, Ladder] = field(default_factory=dict, init=False, repr=False,
+                                       compare=False)
 
     @property
     def symbols(self) -> list[str]:
@@ -159,6 +165,13 @@ class EvalResult:
             if backtest.symbol not in seen:
                 seen.append(backtest.symbol)
         return seen
+
+    @property
+    def strategies(self) -> list[str]:
+        """The strategies backtested: those of ``STRATEGIES`` present, then the rungs."""
+        have = {b.strategy for b in self.backtests}
+        return [s for s in dict.fromkeys([*STRATEGIES, *self.rungs, *sorted(have)])
+                if s in have]
 
     def get(self, symbol: str, strategy: str) -> Backtest:
         for backtest in self.backtests:
@@ -219,6 +232,22 @@ class EvalResult:
         """The headline sentence: agent against buy-and-hold on the combined portfolio."""
         return self.uncertainty(COMBINED).verdict
 
+    def ladder(self, symbol: str = COMBINED) -> Ladder:
+        """The agent against each rung on ``symbol`` (default: the combined portfolio), the
+        p-values Holm-adjusted across the rungs; computed once."""
+        cached = self._ladder.get(symbol)
+        if cached is not None:
+            return cached
+        agent = ("the agent (all symbols, equal capital)" if symbol == COMBINED
+                 else f"the agent on {symbol}")
+        value = ladder_of(self.returns(symbol, "agent"),
+                          {rung: (self.returns(symbol, rung),
+                                  self.metrics(symbol, rung).total_return)
+                           for rung in self.rungs}, self.freq, agent=agent,
+                          seed=BOOTSTRAP_SEED)
+        self._ladder[symbol] = value
+        return value
+
     def steps_frame(self) -> pd.DataFrame:
         """One row per step per strategy per symbol: what ``test_returns.csv`` holds.
 
@@ -275,7 +304,7 @@ class EvalResult:
 
         rows = []
         for symbol in [*self.symbols, COMBINED]:
-            for strategy in STRATEGIES:
+            for strategy in self.strategies:
                 values = self.metrics(symbol, strategy).to_dict()
                 rows.append({"symbol": symbol, "strategy": strategy, **values})
         return pd.DataFrame(rows).set_index(["symbol", "strategy"])
@@ -284,7 +313,7 @@ class EvalResult:
         """JSON-ready summary: every metric of every row (infinities as strings), and with
         the buy-and-hold baseline the uncertainty of every row and the headline verdict."""
         symbols = [*self.symbols, COMBINED]
-        strategies = sorted({b.strategy for b in self.backtests}, key=STRATEGIES.index)
+        strategies = self.strategies
         out: dict[str, Any] = {
             "freq": self.freq,
             "initial_cash": self.initial_cash,
@@ -302,6 +331,9 @@ class EvalResult:
             out["verdict"] = self.verdict
             out["uncertainty"] = {symbol: self.uncertainty(symbol).as_dict()
                                   for symbol in symbols}
+        if self.rungs:
+            out["rungs"] = list(self.rungs)
+            out["ladder"] = {symbol: self.ladder(symbol).as_dict() for symbol in symbols}
         return out
 
 
