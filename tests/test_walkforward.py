@@ -555,3 +555,24 @@ def test_compare_states_one_verdict_on_one_measure():
         assert "mean_diff_high" not in row and "p_beats" not in row
         claims += beats
     assert 0 < claims < 30  # both kinds of verdict were checked
+
+
+def test_a_config_key_added_since_the_run_started_at_its_default_is_no_change():
+    from fastrl.config import build_config, config_to_dict
+    from fastrl.walkforward.inputs import config_fingerprint, input_changes
+
+    def inputs(values):
+        return {"configs": {"fast": values},
+                "fingerprints": {"configs": {"fast": config_fingerprint(values)}, "bars": {}},
+                "spec": {}, "windows": [], "warm_start": False}
+
+    now = json.loads(json.dumps(config_to_dict(build_config("fast"))))
+    now.pop("rules")
+    old = json.loads(json.dumps(now))
+    del old["patience"]  # as if the key did not exist when the run started
+    del old["env"]["slippage_bps"]
+    assert input_changes(inputs(old), inputs(now)) == []
+    # a key the run predates, set away from its default now, does change the windows
+    now["patience"] = 3
+    changes = input_changes(inputs(old), inputs(now))
+    assert changes == ["config fast: patience 10 -> 3"]

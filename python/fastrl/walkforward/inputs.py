@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from fastrl.atomic import write_atomic
-from fastrl.config import config_to_dict
+from fastrl.config import TrainConfig, config_to_dict
 
 INPUTS_FILE = "inputs.json"
 VERSION = 1
@@ -106,6 +106,15 @@ def _key_changes(saved: Any, now: Any) -> list[str]:
     return shown
 
 
+def _with_new_defaults(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved config with every key it predates set to today's default: a key added to
+    the config since the run started, at its default, trains the windows as before."""
+    defaults = _flat(json.loads(json.dumps(config_to_dict(TrainConfig()))))
+    flat = _flat(saved)
+    return {**{k: v for k, v in defaults.items() if k not in flat and k.split(".")[0] != "rules"},
+            **flat}
+
+
 def input_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
     """What differs between two :func:`run_inputs` records, one phrase per difference."""
     changes = []
@@ -119,8 +128,10 @@ def input_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]
         elif saved_prints.get(name) != config_fingerprint(saved_configs[name]):
             changes.append(f"the saved config {name} was edited in {INPUTS_FILE}")
         elif now["fingerprints"]["configs"][name] != saved_prints[name]:
-            changes.append(f"config {name}: "
-                           + ", ".join(_key_changes(saved_configs[name], now_configs[name])))
+            changed_keys = _key_changes(_with_new_defaults(saved_configs[name]),
+                                        now_configs[name])
+            if changed_keys:
+                changes.append(f"config {name}: " + ", ".join(changed_keys))
     saved_bars, now_bars = saved["fingerprints"]["bars"], now["fingerprints"]["bars"]
     changed = sorted(s for s in saved_bars.keys() & now_bars.keys()
                      if saved_bars[s] != now_bars[s])
