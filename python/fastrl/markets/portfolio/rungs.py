@@ -8,7 +8,7 @@ started at the agent's first decision row (``backtest_portfolio(..., start_row=.
 see :mod:`fastrl.rungs`). The rows before it are history the rule reads; it trades
 exactly the agent's steps.
 
-The walk-forward's rungs (:func:`fastrl.markets.portfolio.walkforward.rule_records`) follow
+The walk-forward's rungs (:func:`fastrl.walkforward.rungs.portfolio_rule_records`) follow
 the same convention but trade a panel of the raw bars (:meth:`PanelBlock.from_bars`), and
 the two differ on purpose. Here the history is the run's own panel, so the rule sees the
 agent's calendar and tradable cells (:func:`start_row` proves the history ends with the

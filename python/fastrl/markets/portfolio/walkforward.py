@@ -5,17 +5,15 @@ first fill and held (the portfolio report's buy-and-hold)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from fastrl.data.panel import PanelBlock
 from fastrl.env_config import PortfolioConfig
 from fastrl.markets.portfolio.backtest import baseline_backtest, evaluation_config
 from fastrl.markets.portfolio.backtest import run_agent as run_portfolio
 from fastrl.markets.results import AGENT_COLUMNS, BENCHMARK_COLUMNS
-from fastrl.markets.single.walkforward import SHARED_COLUMNS, decision_bar, paired
 from fastrl.strategies import EW_HOLD
 
 if TYPE_CHECKING:
@@ -56,34 +54,4 @@ def walkforward_record(training: PortfolioConfig, windows: Sequence[Window],
     return joined.reset_index()
 
 
-def rule_records(training: PortfolioConfig, freq: str, bars: Mapping[str, pd.DataFrame],
-                 windows: Sequence[Window], record: pd.DataFrame,
-                 rules: Sequence[Any]) -> dict[str, pd.DataFrame]:
-    """Each portfolio rule's walk-forward record beside the agent's ``record``: one
-    continuous backtest (a rule reads past marks only, so the windows do not matter) over a
-    panel from the data start, from the first window's decision row (the rows before it are
-    the rule's history) to the last traded day, under the run's env (``training``) as
-    :func:`fastrl.rules.backtest_portfolio` steps a rule. The columns are the agent's
-    record's, with its window and benchmark columns. The panel is the raw bars of the first
-    window's symbols (:meth:`PanelBlock.from_bars`; fastrl-train's rungs read the run's own
-    panel instead, :mod:`fastrl.markets.portfolio.rungs` says why)."""
-    # lazy: fastrl.rules imports the portfolio market, which imports this module
-    from fastrl.rules import backtest_portfolio
-
-    env_config = dataclasses.replace(evaluation_config(training), equity_floor=0.0)
-    panel = PanelBlock.from_bars({s: bars[s] for s in windows[0].symbols}, freq,
-                                 through=record["time"].iloc[-1])
-    start = decision_bar(panel.timestamps, windows[0])
-    shared = record[SHARED_COLUMNS]
-    out = {}
-    for rule, backtest in zip(rules, backtest_portfolio(rules, panel, env_config, start),
-                              strict=True):
-        frame = backtest.record_frame(AGENT_COLUMNS)
-        frame.insert(0, "position", backtest.weights[:, :-1].sum(axis=1))
-        frame.insert(0, "symbol", PORTFOLIO)
-        frame.index.name = "time"
-        out[rule.name] = paired(rule.name, shared, frame.reset_index(), list(record.columns))
-    return out
-
-
-__all__ = ["PORTFOLIO", "rule_records", "walkforward_record"]
+__all__ = ["PORTFOLIO", "walkforward_record"]

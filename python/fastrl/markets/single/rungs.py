@@ -8,7 +8,7 @@ the agent's first decision bar (``backtest_single(..., start_bars=...)``, see
 :mod:`fastrl.rungs`). The rows before it are history the rule reads; it trades exactly the
 agent's steps.
 
-The walk-forward's rungs (:func:`fastrl.markets.single.walkforward.rule_records`) follow
+The walk-forward's rungs (:func:`fastrl.walkforward.rungs.single_rule_records`) follow
 the same convention (history, then the rule from the agent's first decision bar through its
 last traded day) but build their block from the raw bars (:meth:`MarketBlock.from_bars`),
 and the two differ on purpose. Here there are no raw bars at hand: the history is the run's

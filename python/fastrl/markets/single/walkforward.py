@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from fastrl.data.block import MarketBlock, bars_through
+from fastrl.data.block import MarketBlock
 from fastrl.env_config import EnvConfig
 from fastrl.markets.results import AGENT_COLUMNS, BENCHMARK_COLUMNS
 from fastrl.markets.single.backtest import Holding, baseline_backtest, evaluation_config, run_agent
@@ -85,50 +85,6 @@ def decision_bar(stamps: pd.DatetimeIndex | np.ndarray, window: Window) -> int:
                                window.decision_end.to_datetime64(), side="left")) - 1
 
 
-def rule_records(training: EnvConfig, freq: str, bars: Mapping[str, pd.DataFrame],
-                 windows: Sequence[Window], record: pd.DataFrame,
-                 rules: Sequence[Any]) -> dict[str, pd.DataFrame]:
-    """Each rule's walk-forward record beside the agent's ``record``: per symbol the rule
-    trades exactly the agent's days, decided from the decision bar of the symbol's first
-    window (as :func:`buy_and_hold`) to its last traded day, in one continuous backtest
-    (a rule reads past bars only, so the windows do not matter) with every earlier bar of
-    the symbol as history. Costs and market rules: the run's env (``training``), stepped as
-    :func:`fastrl.rules.backtest_single` steps a rule. The columns are the agent's record's
-    (the rule's in the agent's place), with the agent record's window and buy-and-hold
-    columns, so :func:`fastrl.walkforward.analysis.analyse` reads it unchanged. Its history
-    is every raw bar from the data's start (fastrl-train's rungs read the run's featured
-    rows instead; :mod:`fastrl.markets.single.rungs` says why)."""
-    # lazy: fastrl.rules reaches into the portfolio market, which imports this module's kind
-    from fastrl.rules import backtest_single
-
-    env_config = dataclasses.replace(evaluation_config(training), equity_floor=0.0)
-    symbols = list(dict.fromkeys(record["symbol"]))
-    frames, starts, offset = {}, [], 0
-    for symbol in symbols:
-        part = record[record["symbol"] == symbol]
-        first_window = windows[int(part["window"].iloc[0])]
-        frame = bars_through(symbol, bars[symbol], part["time"].iloc[-1])
-        frames[symbol] = frame
-        starts.append(offset + decision_bar(frame.index, first_window))
-        offset += len(frame)
-    block = MarketBlock.from_bars(frames, freq)
-    backtests = backtest_single(rules, block, env_config, starts)
-    shared = record[SHARED_COLUMNS]
-    out = {}
-    for k, rule in enumerate(rules):
-        frames = []
-        for s, symbol in enumerate(symbols):
-            backtest = backtests[k * len(symbols) + s]
-            frame = backtest.record_frame(AGENT_COLUMNS)
-            frame.insert(0, "position", backtest.positions)
-            frame.insert(0, "symbol", symbol)
-            frames.append(frame)
-        rung = pd.concat(frames)
-        rung.index.name = "time"
-        out[rule.name] = paired(rule.name, shared, rung.reset_index(), list(record.columns))
-    return out
-
-
 def paired(name: str, shared: pd.DataFrame, rung: pd.DataFrame,
            columns: list[str]) -> pd.DataFrame:
     """A rung's rows on the agent record's rows (``shared``: time, symbol, window and the
@@ -140,4 +96,4 @@ def paired(name: str, shared: pd.DataFrame, rung: pd.DataFrame,
     return joined[columns]
 
 
-__all__ = ["buy_and_hold", "decision_bar", "paired", "rule_records", "walkforward_record"]
+__all__ = ["buy_and_hold", "decision_bar", "paired", "walkforward_record"]
