@@ -107,12 +107,9 @@ def single_records(bars: Mapping[str, pd.DataFrame], period: Period, config: Env
     symbol's block holds every bar through the last day; the backtest starts at its
     decision bar, so the rows before it are only history."""
     symbols = list(period.decision_days)
-    cut = {s: bars[s].loc[bars[s].index.normalize() <= period.last_day] for s in symbols}
-    market = MarketBlock.from_segments([
-        {"symbol": s, "open": f["open"].to_numpy(), "close": f["close"].to_numpy(),
-         "features": np.zeros((len(f), 1), np.float32), "timestamps": f.index.to_numpy()}
-        for s, f in cut.items()], freq=FREQ)
-    starts = [market.segment(i).start + decision_row(cut[s].index.to_numpy(),
+    market = MarketBlock.from_bars({s: bars[s] for s in symbols}, FREQ,
+                                   through=period.last_day)
+    starts = [market.segment(i).start + decision_row(market.timestamps[market.segment(i)],
                                                      period.decision_days[s], s)
               for i, s in enumerate(symbols)]
     backtests = backtest_single([rule_for(r) for r in rungs], market, config, starts)
@@ -141,25 +138,13 @@ def pooled_returns(records: pd.DataFrame, rung: str, benchmark: str) -> pd.DataF
     return pooled(joined.reset_index())
 
 
-def market_panel(bars: Mapping[str, pd.DataFrame], last_day: pd.Timestamp) -> PanelBlock:
-    """Every bundled bar through ``last_day`` on the union calendar (NaN and untradable where
-    a symbol has no bar). The rules read marks only, so the features are a zero column."""
-    close = pd.concat({s: f["close"] for s, f in bars.items()}, axis=1, sort=True)
-    close = close.loc[close.index.normalize() <= last_day]
-    open_ = pd.concat({s: f["open"] for s, f in bars.items()}, axis=1, sort=True
-                      ).reindex(close.index)
-    return PanelBlock(symbols=tuple(bars), open=open_.to_numpy(), close=close.to_numpy(),
-                      features=np.zeros((*close.shape, 1), np.float32),
-                      tradable=close.notna().to_numpy(),
-                      timestamps=close.index.to_numpy(dtype="datetime64[ns]"), freq=FREQ)
-
-
 def portfolio_returns(bars: Mapping[str, pd.DataFrame], period: Period,
                       config: PortfolioConfig, rungs: Sequence[str]) -> pd.DataFrame:
     """Each portfolio rung's daily return and cost fraction [days, rungs]. A backtest starts
     at row ``window - 1``: the window is set so that this is the period's decision row, and
     the rows before it are the rules' history."""
-    panel = market_panel({s: bars[s] for s in period.decision_days}, period.last_day)
+    panel = PanelBlock.from_bars({s: bars[s] for s in period.decision_days}, FREQ,
+                                 through=period.last_day)
     first = decision_row(panel.timestamps, period.first_decision, "the panel")
     config = dataclasses.replace(config, window=first + 1)
     backtests = backtest_portfolio([rule_for(r) for r in rungs], panel, config)

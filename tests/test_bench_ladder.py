@@ -3,7 +3,6 @@ bundled symbols over half a year against direct rule backtests."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -66,10 +65,7 @@ def test_ladder_figures_match_direct_rule_backtests(ladder, bars):
     # the same rule stepped directly from each symbol's decision bar (the earlier bars as
     # history), pooled by hand: the mean return of the symbols trading each day
     cut = {s: f.loc[:"2022-06-30"] for s, f in bars.items()}
-    market = MarketBlock.from_segments([
-        {"symbol": s, "open": f["open"].to_numpy(), "close": f["close"].to_numpy(),
-         "features": np.zeros((len(f), 1)), "timestamps": f.index.to_numpy()}
-        for s, f in cut.items()])
+    market = MarketBlock.from_bars(cut)
     starts = [market.segment(0).start + cut["BPCL"].index.get_loc(pd.Timestamp("2021-12-31")),
               market.segment(1).start + cut["HDFCLIFE"].index.get_loc(
                   pd.Timestamp("2022-03-31"))]

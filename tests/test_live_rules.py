@@ -49,20 +49,11 @@ def load(feed: str, symbols) -> dict[str, pd.DataFrame]:
 
 
 def single_block(bars: dict[str, pd.DataFrame]) -> MarketBlock:
-    return MarketBlock.from_segments([
-        {"symbol": s, "open": f["open"].to_numpy(), "close": f["close"].to_numpy(),
-         "features": np.zeros((len(f), 1), np.float32), "timestamps": f.index.to_numpy()}
-        for s, f in bars.items()], freq="1d")
+    return MarketBlock.from_bars(bars, "1d")
 
 
 def raw_panel(bars: dict[str, pd.DataFrame]) -> PanelBlock:
-    close = pd.concat({s: f["close"] for s, f in bars.items()}, axis=1, sort=True)
-    open_ = pd.concat({s: f["open"] for s, f in bars.items()}, axis=1, sort=True
-                      ).reindex(close.index)
-    return PanelBlock(symbols=tuple(bars), open=open_.to_numpy(), close=close.to_numpy(),
-                      features=np.zeros((*close.shape, 1), np.float32),
-                      tradable=close.notna().to_numpy(),
-                      timestamps=close.index.to_numpy(dtype="datetime64[ns]"), freq="1d")
+    return PanelBlock.from_bars(bars, "1d")
 
 
 def first_row(index: pd.DatetimeIndex, day: str) -> int:
@@ -271,11 +262,7 @@ def test_an_intraday_rule_paper_replay_equals_its_backtest_bit_for_bit(tmp_path,
     rows = Journal.open(str(journal)).rows("steps")
     run = open_rule("ma200", symbols=["BPCL"], set_options=sets)
     bars = load_bars_report(["BPCL"], "5min", feed, "raise").bars
-    block = MarketBlock.from_segments([
-        {"symbol": "BPCL", "open": bars["BPCL"]["open"].to_numpy(),
-         "close": bars["BPCL"]["close"].to_numpy(),
-         "features": np.zeros((len(bars["BPCL"]), 1), np.float32),
-         "timestamps": bars["BPCL"].index.to_numpy()}], freq="5min")
+    block = MarketBlock.from_bars(bars, "5min")
     start = first_row(bars["BPCL"].index, "2024-06-27")
     (bt,) = backtest_single([run.rule], block, run.market.env_config, [start])
     for key, expected in (("position", bt.positions), ("shares", bt.shares_held),

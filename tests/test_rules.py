@@ -57,10 +57,7 @@ def bundled_bars() -> dict[str, pd.DataFrame]:
 
 
 def market_from(frames: dict[str, pd.DataFrame]) -> MarketBlock:
-    return MarketBlock.from_segments([
-        {"symbol": symbol, "open": f["open"].to_numpy(), "close": f["close"].to_numpy(),
-         "features": np.zeros((len(f), 1)), "timestamps": f.index.to_numpy()}
-        for symbol, f in frames.items()])
+    return MarketBlock.from_bars(frames)
 
 
 def synthetic_frame(n: int = 700, seed: int = 0, start: str = "2019-01-01") -> pd.DataFrame:
@@ -79,11 +76,7 @@ def bundled_market() -> MarketBlock:
 
 def panel_from(frames: dict[str, pd.DataFrame]) -> PanelBlock:
     """Union calendar, NaN where a symbol has no bar (as build_panel aligns them)."""
-    close = pd.concat({s: f["close"] for s, f in frames.items()}, axis=1).sort_index()
-    open_ = pd.concat({s: f["open"] for s, f in frames.items()}, axis=1).reindex(close.index)
-    return PanelBlock(symbols=tuple(frames), open=open_.to_numpy(), close=close.to_numpy(),
-                      features=np.zeros((*close.shape, 1), np.float32),
-                      tradable=close.notna().to_numpy(), timestamps=close.index.to_numpy())
+    return PanelBlock.from_bars(frames)
 
 
 def bundled_panel() -> PanelBlock:

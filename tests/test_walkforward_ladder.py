@@ -75,10 +75,7 @@ def test_single_rungs_trade_the_agents_days_as_a_direct_backtest(single_run):
             frame = bars[symbol]
             frame = frame.loc[frame.index.normalize()
                               <= pd.Timestamp(run.windows[-1].last_traded)]
-            block = MarketBlock.from_segments([{
-                "symbol": symbol, "open": frame["open"].to_numpy(),
-                "close": frame["close"].to_numpy(), "timestamps": frame.index.to_numpy(),
-                "features": np.zeros((len(frame), 1), np.float32)}], freq="1d")
+            block = MarketBlock.from_bars({symbol: frame}, "1d")
             start = int(np.searchsorted(frame.index, decision)) - 1
             (direct,) = backtest_single([rule_for(name)], block, env_config, [start])
             mine = rung[rung["symbol"] == symbol]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
+
+# the columns a bar frame needs to become a rules' block: fills at open/close, marks at close
+BAR_COLUMNS = ("open", "close")
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,3 +137,84 @@ class MarketBlock:
             freq=freq,
             meta=dict(meta or {}),
         )
+
+    @classmethod
+    def from_bars(
+        cls,
+        frames: Mapping[str, pd.DataFrame],
+        freq: str = "1d",
+        *,
+        through: pd.Timestamp | str | None = None,
+        meta: dict | None = None,
+    ) -> MarketBlock:
+        """One segment per symbol of ``frames`` (symbol -> bars), in the mapping's order: a
+        block of raw bars for the classical rules (:mod:`fastrl.rules`), which read
+        closes only, so the features are one zero column (no names, no normalisation).
+
+        Invariants: each segment holds the symbol's bars in time order, its timestamps
+        (datetime64[ns], the frame's index) strictly increasing; ``open`` and ``close`` are
+        the frame's (finite, > 0); high and low are not carried (neither the simulator nor
+        a rule reads them). ``through`` (a day) keeps only the bars of days on or before it.
+        Each frame is checked (:func:`check_bar_frame`); ValueError naming the symbol for a
+        bad frame or one with no bar through ``through``."""
+        if not frames:
+            raise ValueError("MarketBlock.from_bars: no symbols")
+        segments = []
+        for symbol, frame in frames.items():
+            frame = bars_through(symbol, frame, through)
+            segments.append({"symbol": symbol, "open": frame["open"].to_numpy(np.float64),
+                             "close": frame["close"].to_numpy(np.float64),
+                             "features": np.zeros((len(frame), 1), np.float32),
+                             "timestamps": frame.index.to_numpy(dtype="datetime64[ns]")})
+        return cls.from_segments(segments, freq=freq, meta=meta)
+
+
+def check_bar_frame(symbol: str, frame: pd.DataFrame) -> None:
+    """ValueError naming ``symbol`` unless ``frame`` is bars a rule can trade: a DataFrame
+    with a time-zone-naive DatetimeIndex (local exchange time), strictly increasing (sorted,
+    no duplicate), and finite, positive ``open`` and ``close`` columns."""
+    if not isinstance(frame, pd.DataFrame):
+        raise ValueError(f"symbol {symbol}: bars must be a DataFrame, got "
+                         f"{type(frame).__name__}")
+    missing = [c for c in BAR_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"symbol {symbol}: bars lack the column(s) {', '.join(missing)} "
+                         f"(have {', '.join(map(str, frame.columns)) or 'none'})")
+    index = frame.index
+    if not isinstance(index, pd.DatetimeIndex):
+        raise ValueError(f"symbol {symbol}: bars need a DatetimeIndex, got "
+                         f"{type(index).__name__}")
+    if index.tz is not None:
+        raise ValueError(f"symbol {symbol}: bar timestamps must be local exchange time "
+                         f"without a zone, got tz={index.tz}")
+    if index.hasnans:
+        raise ValueError(f"symbol {symbol}: a bar has no timestamp (NaT)")
+    if not index.is_monotonic_increasing:
+        row = int(np.argmax(np.diff(index.to_numpy(dtype="datetime64[ns]"))
+                            < np.timedelta64(0, "ns"))) + 1
+        raise ValueError(f"symbol {symbol}: bars are not in time order ({index[row]} comes "
+                         f"after {index[row - 1]})")
+    if not index.is_unique:
+        raise ValueError(f"symbol {symbol}: duplicate bar timestamp "
+                         f"{index[index.duplicated()][0]}")
+    for column in BAR_COLUMNS:
+        values = frame[column].to_numpy(np.float64)
+        bad = ~(np.isfinite(values) & (values > 0))
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ValueError(f"symbol {symbol}: {column} is {values[row]} at {index[row]}; "
+                             "prices must be finite and positive")
+
+
+def bars_through(symbol: str, frame: pd.DataFrame,
+                 through: pd.Timestamp | str | None) -> pd.DataFrame:
+    """``frame`` checked (:func:`check_bar_frame`) and cut to the bars of days on or before
+    ``through`` (all of them for None); ValueError naming ``symbol`` if none is left."""
+    check_bar_frame(symbol, frame)
+    if through is not None:
+        day = pd.Timestamp(through).normalize()
+        frame = frame.loc[frame.index.normalize() <= day]
+    if frame.empty:
+        raise ValueError(f"symbol {symbol}: no bars"
+                         + ("" if through is None else f" on or before {day.date()}"))
+    return frame

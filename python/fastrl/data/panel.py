@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fastrl.data.block import bars_through
 from fastrl.data.loaders import available, load_bars_report
 from fastrl.data.splits import Splits, split_bars
 from fastrl.features import FeatureNormaliser, compute_features_many
@@ -98,6 +99,37 @@ class PanelBlock:
         mark = np.where(last >= 0, self.close[np.maximum(last, 0), cols], 0.0)
         mark.setflags(write=False)
         return mark
+
+    @classmethod
+    def from_bars(cls, frames: Mapping[str, pd.DataFrame], freq: str = "1d", *,
+                  through: pd.Timestamp | str | None = None,
+                  meta: dict | None = None) -> PanelBlock:
+        """The symbols of ``frames`` (symbol -> bars; columns in the mapping's order) on
+        their union calendar, as raw bars for the classical rules (:mod:`fastrl.rules`),
+        which read marks only: the features are one zero column (no names).
+
+        Invariants: the rows are the union of the symbols' bar timestamps, sorted and
+        unique (datetime64[ns]); a cell is **tradable** exactly where the symbol has a bar
+        that day, and holds that bar's ``open`` and ``close``; elsewhere (before a late
+        listing, a day the symbol did not trade) the prices are NaN, nothing is filled in,
+        and the simulator values a holding at :attr:`mark` (the last tradable close).
+        Unlike :func:`build_panel_from_bars` nothing is featurised, so no warm-up row is
+        dropped: a symbol is tradable from its first bar. ``through`` (a day) keeps only
+        the rows of days on or before it. Each frame is checked
+        (:func:`fastrl.data.block.check_bar_frame`); ValueError naming the symbol for a
+        bad frame or one with no bar through ``through``."""
+        if not frames:
+            raise ValueError("PanelBlock.from_bars: no symbols")
+        frames = {s: bars_through(s, f, through) for s, f in frames.items()}
+        close = pd.concat({s: f["close"] for s, f in frames.items()}, axis=1, sort=True)
+        open_ = pd.concat({s: f["open"] for s, f in frames.items()}, axis=1, sort=True
+                          ).reindex(close.index)
+        return cls(symbols=tuple(frames), open=open_.to_numpy(np.float64),
+                   close=close.to_numpy(np.float64),
+                   features=np.zeros((*close.shape, 1), np.float32),
+                   tradable=close.notna().to_numpy(),
+                   timestamps=close.index.to_numpy(dtype="datetime64[ns]"), freq=freq,
+                   meta=dict(meta or {}))
 
     def rows(self, start: int, stop: int, split: str | None = None) -> PanelBlock:
         """Rows ``[start, stop)`` as a new block (copies; the result owns its arrays)."""

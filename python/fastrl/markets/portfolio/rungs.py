@@ -7,6 +7,16 @@ their lookbacks). So each rule runs on a history panel: every row of the market'
 started at the agent's first decision row (``backtest_portfolio(..., start_row=...)``,
 see :mod:`fastrl.rungs`). The rows before it are history the rule reads; it trades
 exactly the agent's steps.
+
+The walk-forward's rungs (:func:`fastrl.walkforward.rungs.portfolio_rule_records`) follow
+the same convention but trade a panel of the raw bars (:meth:`PanelBlock.from_bars`), and
+the two differ on purpose. Here the history is the run's own panel, so the rule sees the
+agent's calendar and tradable cells (:func:`start_row` proves the history ends with the
+test panel's rows): a cell in a symbol's feature warm-up is untradable here, as it is for
+the agent, and those warm-up rows are missing from the history. The walk-forward's raw
+panel holds every bar from the data's start, tradable wherever the symbol has a bar; its
+symbols all trade from the first window (a portfolio joins no late listing), so the two
+differ in the rule's history only, not in the days it trades.
 """
 
 from __future__ import annotations

@@ -5,18 +5,15 @@ first fill and held (the portfolio report's buy-and-hold)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
-from fastrl.data.panel import PanelBlock
 from fastrl.env_config import PortfolioConfig
 from fastrl.markets.portfolio.backtest import baseline_backtest, evaluation_config
 from fastrl.markets.portfolio.backtest import run_agent as run_portfolio
 from fastrl.markets.results import AGENT_COLUMNS, BENCHMARK_COLUMNS
-from fastrl.markets.single.walkforward import SHARED_COLUMNS, paired
 from fastrl.strategies import EW_HOLD
 
 if TYPE_CHECKING:
@@ -57,47 +54,4 @@ def walkforward_record(training: PortfolioConfig, windows: Sequence[Window],
     return joined.reset_index()
 
 
-def history_panel(bars: Mapping[str, pd.DataFrame], symbols: Sequence[str],
-                  last_day: pd.Timestamp, freq: str) -> PanelBlock:
-    """Every bar of ``symbols`` from the data start through ``last_day`` on their union
-    calendar (NaN and untradable where a symbol has no bar): a rule reads marks only, so
-    the features are one zero column."""
-    close = pd.concat({s: bars[s]["close"] for s in symbols}, axis=1, sort=True)
-    close = close.loc[close.index.normalize() <= last_day.normalize()]
-    open_ = pd.concat({s: bars[s]["open"] for s in symbols}, axis=1, sort=True
-                      ).reindex(close.index)
-    return PanelBlock(symbols=tuple(symbols), open=open_.to_numpy(), close=close.to_numpy(),
-                      features=np.zeros((*close.shape, 1), np.float32),
-                      tradable=close.notna().to_numpy(),
-                      timestamps=close.index.to_numpy(dtype="datetime64[ns]"), freq=freq)
-
-
-def rule_records(training: PortfolioConfig, freq: str, bars: Mapping[str, pd.DataFrame],
-                 windows: Sequence[Window], record: pd.DataFrame,
-                 rules: Sequence[Any]) -> dict[str, pd.DataFrame]:
-    """Each portfolio rule's walk-forward record beside the agent's ``record``: one
-    continuous backtest (a rule reads past marks only, so the windows do not matter) over a
-    panel from the data start, from the first window's decision row (the rows before it are
-    the rule's history) to the last traded day, under the run's env (``training``) as
-    :func:`fastrl.rules.backtest_portfolio` steps a rule. The columns are the agent's
-    record's, with its window and benchmark columns."""
-    # lazy: fastrl.rules imports the portfolio market, which imports this module
-    from fastrl.rules import backtest_portfolio
-
-    env_config = dataclasses.replace(evaluation_config(training), equity_floor=0.0)
-    panel = history_panel(bars, windows[0].symbols, record["time"].iloc[-1], freq)
-    start = int(np.searchsorted(panel.timestamps, windows[0].decision_end.to_datetime64(),
-                                side="left")) - 1
-    shared = record[SHARED_COLUMNS]
-    out = {}
-    for rule, backtest in zip(rules, backtest_portfolio(rules, panel, env_config, start),
-                              strict=True):
-        frame = backtest.record_frame(AGENT_COLUMNS)
-        frame.insert(0, "position", backtest.weights[:, :-1].sum(axis=1))
-        frame.insert(0, "symbol", PORTFOLIO)
-        frame.index.name = "time"
-        out[rule.name] = paired(rule.name, shared, frame.reset_index(), list(record.columns))
-    return out
-
-
-__all__ = ["PORTFOLIO", "history_panel", "rule_records", "walkforward_record"]
+__all__ = ["PORTFOLIO", "walkforward_record"]

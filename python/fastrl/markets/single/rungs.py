@@ -7,6 +7,18 @@ validation, test, in time order, each row once) up to the end of the test days, 
 the agent's first decision bar (``backtest_single(..., start_bars=...)``, see
 :mod:`fastrl.rungs`). The rows before it are history the rule reads; it trades exactly the
 agent's steps.
+
+The walk-forward's rungs (:func:`fastrl.walkforward.rungs.single_rule_records`) follow
+the same convention (history, then the rule from the agent's first decision bar through its
+last traded day) but build their block from the raw bars (:meth:`MarketBlock.from_bars`),
+and the two differ on purpose. Here there are no raw bars at hand: the history is the run's
+own market (its splits, or ``--data`` rebuilt with the run's normaliser), so the rule trades
+the very rows the agent's env holds, and :func:`start_bars` proves that the history ends
+with the test block's bars. Those rows start after each symbol's feature warm-up (the
+featuriser drops them), so a rule reads that many fewer bars of history than in the
+walk-forward, which holds every bar from the data's start. A rule's decisions are the same
+in both wherever its look-back (momentum 252 bars, ma10 ten month ends, ...) fits in the
+shorter history.
 """
 
 from __future__ import annotations

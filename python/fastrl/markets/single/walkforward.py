@@ -71,64 +71,18 @@ def buy_and_hold(symbol: str, bars: pd.DataFrame, window: Window, last_day: str,
     """Buy-and-hold of one symbol over its record: decided at the agent's first decision bar
     (``window`` is the symbol's first), so bought with the agent's first possible fill, held,
     sold at the last close (the simulator's cost model and share rounding)."""
-    first = int(np.searchsorted(bars.index, window.decision_end, side="left")) - 1
-    span = bars.iloc[first:]
-    span = span.loc[span.index.normalize() <= pd.Timestamp(last_day)]
-    n = len(span)
-    block = MarketBlock(symbols=(symbol,),
-                        open=span["open"].to_numpy(), close=span["close"].to_numpy(),
-                        features=np.zeros((n, 1), dtype=np.float32),
-                        offsets=np.array([0, n]), timestamps=span.index.to_numpy(), freq=freq)
+    block = MarketBlock.from_bars({symbol: bars.iloc[decision_bar(bars.index, window):]}, freq,
+                                  through=last_day)
     return baseline_backtest(block, 0, env_config, "buy_and_hold",
                              start_bar=0).record_frame(BENCHMARK_COLUMNS)
 
 
-def rule_records(training: EnvConfig, freq: str, bars: Mapping[str, pd.DataFrame],
-                 windows: Sequence[Window], record: pd.DataFrame,
-                 rules: Sequence[Any]) -> dict[str, pd.DataFrame]:
-    """Each rule's walk-forward record beside the agent's ``record``: per symbol the rule
-    trades exactly the agent's days, decided from the decision bar of the symbol's first
-    window (as :func:`buy_and_hold`) to its last traded day, in one continuous backtest
-    (a rule reads past bars only, so the windows do not matter) with every earlier bar of
-    the symbol as history. Costs and market rules: the run's env (``training``), stepped as
-    :func:`fastrl.rules.backtest_single` steps a rule. The columns are the agent's record's
-    (the rule's in the agent's place), with the agent record's window and buy-and-hold
-    columns, so :func:`fastrl.walkforward.analysis.analyse` reads it unchanged."""
-    # lazy: fastrl.rules reaches into the portfolio market, which imports this module's kind
-    from fastrl.rules import backtest_single
-
-    env_config = dataclasses.replace(evaluation_config(training), equity_floor=0.0)
-    symbols = list(dict.fromkeys(record["symbol"]))
-    segments, starts, offset = [], [], 0
-    for symbol in symbols:
-        part = record[record["symbol"] == symbol]
-        first_window = windows[int(part["window"].iloc[0])]
-        frame = bars[symbol]
-        frame = frame.loc[frame.index.normalize() <= part["time"].iloc[-1].normalize()]
-        n = len(frame)
-        segments.append({"symbol": symbol, "open": frame["open"].to_numpy(),
-                         "close": frame["close"].to_numpy(),
-                         "features": np.zeros((n, 1), dtype=np.float32),
-                         "timestamps": frame.index.to_numpy()})
-        starts.append(offset + int(np.searchsorted(frame.index, first_window.decision_end,
-                                                   side="left")) - 1)
-        offset += n
-    block = MarketBlock.from_segments(segments, freq=freq)
-    backtests = backtest_single(rules, block, env_config, starts)
-    shared = record[SHARED_COLUMNS]
-    out = {}
-    for k, rule in enumerate(rules):
-        frames = []
-        for s, symbol in enumerate(symbols):
-            backtest = backtests[k * len(symbols) + s]
-            frame = backtest.record_frame(AGENT_COLUMNS)
-            frame.insert(0, "position", backtest.positions)
-            frame.insert(0, "symbol", symbol)
-            frames.append(frame)
-        rung = pd.concat(frames)
-        rung.index.name = "time"
-        out[rule.name] = paired(rule.name, shared, rung.reset_index(), list(record.columns))
-    return out
+def decision_bar(stamps: pd.DatetimeIndex | np.ndarray, window: Window) -> int:
+    """The row of ``stamps`` (sorted bar times) at whose close ``window``'s agent decides
+    first: the last bar before the window's ``decision_end`` (-1 if there is none). The
+    walk-forward's benchmark and rules start there, as the window's traded block does."""
+    return int(np.searchsorted(np.asarray(stamps, dtype="datetime64[ns]"),
+                               window.decision_end.to_datetime64(), side="left")) - 1
 
 
 def paired(name: str, shared: pd.DataFrame, rung: pd.DataFrame,
@@ -142,4 +96,4 @@ def paired(name: str, shared: pd.DataFrame, rung: pd.DataFrame,
     return joined[columns]
 
 
-__all__ = ["buy_and_hold", "paired", "rule_records", "walkforward_record"]
+__all__ = ["buy_and_hold", "decision_bar", "paired", "walkforward_record"]
