@@ -238,6 +238,7 @@ def _print_summary(payload: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    # fastrl.walkforward loads torch: imported when a run has finished, not by --help
     from fastrl.walkforward.ladder import ladder_table
 
     console = Console(stderr=False)
