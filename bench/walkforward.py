@@ -35,8 +35,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fastrl.config import build_config  # noqa: E402
 from fastrl.data import available, load_bars  # noqa: E402
+from fastrl.ladder import ladder_note, ladder_table  # noqa: E402
 from fastrl.markets import kind_overrides  # noqa: E402
-from fastrl.walkforward.ladder import ladder_table  # noqa: E402
 from fastrl.walkforward.plan import WalkForwardSpec  # noqa: E402
 from fastrl.walkforward.report import write_walkforward_report  # noqa: E402
 from fastrl.walkforward.run import run_walkforward  # noqa: E402
@@ -191,12 +191,16 @@ def markdown(data: dict) -> str:
     for name, analysis in report["configs"].items():
         lines.append(f"- **{name}**: {analysis['verdict']}.")
     for name, result in report.get("ladders", {}).items():
+        if "rungs" not in result:  # saved before the one-sided table: rerun the bench
+            lines += ["", f"- The ladder of {name} was saved in an older format; rerun "
+                      "bench/walkforward.py for its table."]
+            continue
         header, rows = ladder_table(result)
-        lines += ["", f"The ladder of {name} (pooled, the same days, costs and market rules; "
-                  "p one-sided, Holm-adjusted across the rungs):", "",
+        lines += ["", f"The ladder of {name} (pooled, the same days, costs and market "
+                  "rules):", "",
                   "| " + " | ".join(header) + " |", "|---|---|---|---|",
                   *("| " + " | ".join(row) + " |" for row in rows), "",
-                  f"- {result['verdict']}."]
+                  f"- {ladder_note(result)}."]
     for comparison in report["comparisons"]:
         low = comparison["mean_diff_low"]
         lines.append(f"- {comparison['verdict']}; one-sided 90% lower bound "
