@@ -202,9 +202,10 @@ def difference_cell(mean: float | None, low: float | None) -> str:
     return f"{100 * mean:+.1f}%" + ("" if low is None else f" [{100 * low:+.1f}%, ∞)")
 
 
-def probability_cell(p: float | None, p_holm: float | None, *, beaten: bool = False,
+def probability_cell(p: float | None, p_holm: float | None, *, mark: str = "",
                      paper: bool = False) -> str:
-    """"0.968 (Holm 0.904), beaten": 1 - the one-sided p, raw and Holm-adjusted."""
+    """"0.968 (Holm 0.904), beaten": 1 - the one-sided p, raw and Holm-adjusted, then
+    ``mark`` (the claim made at the level, if any)."""
     if paper:
         return PAPER
     if p is None:
@@ -212,7 +213,7 @@ def probability_cell(p: float | None, p_holm: float | None, *, beaten: bool = Fa
     text = _confidence(1.0 - p)
     if p_holm is not None:
         text += f" (Holm {_confidence(1.0 - p_holm)})"
-    return text + (", beaten" if beaten else "")
+    return text + (f", {mark}" if mark else "")
 
 
 def rung_cells(row: Mapping[str, Any], *, with_return: bool) -> list[str]:
@@ -224,8 +225,8 @@ def rung_cells(row: Mapping[str, Any], *, with_return: bool) -> list[str]:
         cells.append("n/a" if total is None else f"{100 * total:+.2f}%")
     return [*cells, sharpe_cell(row["sharpe"]), difference_cell(row["diff_annual"],
                                                                    row["diff_low"]),
-            probability_cell(row["p_value"], row["p_holm"], beaten=row["beaten"],
-                             paper=row["paper"])]
+            probability_cell(row["p_value"], row["p_holm"],
+                             mark="beaten" if row["beaten"] else "", paper=row["paper"])]
 
 
 def ladder_table(result: Mapping[str, Any], *, with_return: bool = False, rank: bool = True
