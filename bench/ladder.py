@@ -349,8 +349,9 @@ def markdown(data: Mapping[str, Any]) -> str:
                      f"{probability_cell(preset['p_value'], None)} (raw, that run's test) |")
     lines += ["", "Preset rows: bench/results/walkforward.json, an earlier run whose cost model "
               "had no half-spread or slippage and whose windows had no 1-day embargo. Their "
-              "third column is against that run's buy-and-hold on the same days, their P (1 - p) "
-              "from that run's paired block bootstrap of the Sharpe difference, their SE Lo/Mertens' "
+              "third column is against that run's buy-and-hold on the same days, their P "
+              "(1 - p) from that run's paired block bootstrap of the Sharpe difference, their "
+              "SE Lo/Mertens' "
               "(the rungs' Lo/Mertens SEs are in ladder.json); their daily returns were not "
               "kept, so they are not paired with the rungs above.", ""]
     for name, rows in data["versus_presets"].items():

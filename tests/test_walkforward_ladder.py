@@ -13,11 +13,11 @@ from fastrl.config import build_config
 from fastrl.data.block import MarketBlock
 from fastrl.data.loaders import load_bars_report
 from fastrl.data.panel import build_panel_from_bars
+from fastrl.ladder import ladder_note, ladder_of, ladder_table
 from fastrl.markets import market_for
 from fastrl.markets.portfolio.backtest import evaluation_config as portfolio_evaluation
 from fastrl.markets.single.backtest import evaluation_config
 from fastrl.rules import backtest_portfolio, backtest_single, rule_for
-from fastrl.ladder import ladder_note, ladder_of, ladder_table
 from fastrl.stats import holm
 from fastrl.walkforward.ladder import ladder
 from fastrl.walkforward.plan import WalkForwardSpec
