@@ -279,8 +279,10 @@ def ladder_note(result: Mapping[str, Any]) -> str:
 
 
 def _confidence(value: float) -> str:
-    # "1.000" would read as certainty; the test never gives that
-    return "> 0.999" if value > 0.999 else f"{value:.3f}"
+    # "1.000" or "0.000" would read as certainty; the test never gives that
+    if value > 0.999:
+        return "> 0.999"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def _beaten(p_holm: float, level: float) -> bool:
