@@ -59,7 +59,7 @@ def test_train_report_shows_the_chosen_rungs_on_the_agents_days(single_run):
         ladder = report["ladder"][symbol]
         assert [r["rung"] for r in ladder["rungs"]] == ["momentum", "ma10"]
         assert " beats " in ladder["line"]
-        assert ladder["line"].endswith("Holm over 2 traded rungs at 90% confidence)")
+        assert "2 traded rungs" in ladder["line"]
     md = (single_run / "report.md").read_text()
     assert "### Ladder: BPCL" in md and "| rung | return | Sharpe ± SE |" in md
     assert "Ladder: the agent (all symbols, equal capital) beats " in md

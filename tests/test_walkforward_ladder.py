@@ -210,7 +210,7 @@ def test_the_paper_row_is_not_tested_nor_named_as_beaten():
     np.testing.assert_allclose([by_name["buy_and_hold"]["p_holm"],
                                 by_name["voltarget"]["p_holm"]], holm(np.array(traded)))
     assert result["strongest_beaten"] == "buy_and_hold"
-    assert "1 of Holm over 2 traded rungs" in result["verdict"]
+    assert "1 of 2 traded rungs beaten after Holm" in result["verdict"]
     _, rows = ladder_table(result)
     row = next(r for r in rows if r[0] == "vol target @ B&H vol")
     assert row[3] == "not tested (paper leverage)"

@@ -117,15 +117,15 @@ class Ladder:
     def line(self) -> str:
         """One sentence: the strongest rung beaten, or none."""
         n = len(self.tested)
-        family = (f"Holm over {n} traded rung{'s' if n != 1 else ''} at "
-                  f"{100 * self.level:g}% confidence")
+        rungs = f"{n} traded rung{'s' if n != 1 else ''}"
+        level = f"{100 * self.level:g}% confidence"
         best = self.strongest_beaten
         if best is None:
-            return f"{self.agent} beats no rung of the ladder ({family})"
+            return f"{self.agent} beats no rung of the ladder (Holm over {rungs} at {level})"
         return (f"{self.agent} beats {best.label}, the strongest rung it beats (Sharpe "
                 f"{best.sharpe.sharpe:+.2f}; {best.vs.mean_active_annual * 100:+.1f}% a year "
-                f"over it, Holm-adjusted P(agent > rung) = {1.0 - best.p_holm:.3f}; "
-                f"{len(self.beaten)} of {family})")
+                f"over it, Holm-adjusted P(agent > rung) = {_confidence(1.0 - best.p_holm)}; "
+                f"{len(self.beaten)} of {rungs} beaten after Holm at {level})")
 
     def table_rows(self) -> list[list[str]]:
         """Rows under :data:`LADDER_HEADER` (the rungs in order, each with its return)."""
