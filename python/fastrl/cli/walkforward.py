@@ -238,7 +238,7 @@ def _print_summary(payload: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from fastrl.ladder import ladder_table
+    from fastrl.ladder import ladder_table  # only the summary prints it; keeps --help fast
 
     console = Console(stderr=False)
     for name, result in payload.get("ladders", {}).items():
