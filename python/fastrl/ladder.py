@@ -116,16 +116,9 @@ class Ladder:
     @property
     def line(self) -> str:
         """One sentence: the strongest rung beaten, or none."""
-        n = len(self.tested)
-        rungs = f"{n} traded rung{'s' if n != 1 else ''}"
-        level = f"{100 * self.level:g}% confidence"
         best = self.strongest_beaten
-        if best is None:
-            return f"{self.agent} beats no rung of the ladder (Holm over {rungs} at {level})"
-        return (f"{self.agent} beats {best.label}, the strongest rung it beats (Sharpe "
-                f"{best.sharpe.sharpe:+.2f}; {best.vs.mean_active_annual * 100:+.1f}% a year "
-                f"over it, Holm-adjusted P(agent > rung) = {_confidence(1.0 - best.p_holm)}; "
-                f"{len(self.beaten)} of {rungs} beaten after Holm at {level})")
+        return ladder_line(self.agent, self.level, len(self.tested), len(self.beaten),
+                           None if best is None else best.as_dict(self.level))
 
     def table_rows(self) -> list[list[str]]:
         """Rows under :data:`LADDER_HEADER` (the rungs in order, each with its return)."""
@@ -138,6 +131,20 @@ class Ladder:
                 "rungs": [r.as_dict(self.level) for r in self.rungs],
                 "strongest_beaten": None if best is None else best.rung,
                 "line": self.line}
+
+
+def ladder_line(agent: str, level: float, traded: int, beaten: int,
+                best: Mapping[str, Any] | None) -> str:
+    """The ladder's one sentence: ``best`` (the strongest rung beaten, in its JSON form) or
+    none, out of ``traded`` rungs of which ``beaten`` are beaten after Holm."""
+    rungs = f"{traded} traded rung{'s' if traded != 1 else ''}"
+    confidence = f"{100 * level:g}% confidence"
+    if best is None:
+        return f"{agent} beats no rung of the ladder (Holm over {rungs} at {confidence})"
+    return (f"{agent} beats {best['label']}, the strongest rung it beats (Sharpe "
+            f"{best['sharpe']['sharpe']:+.2f}; {100 * best['diff_annual']:+.1f}% a year over "
+            f"it, Holm-adjusted P(agent > rung) = {_confidence(1.0 - best['p_holm'])}; "
+            f"{beaten} of {rungs} beaten after Holm at {confidence})")
 
 
 def ladder_of(agent_returns: np.ndarray, rungs: Mapping[str, tuple[np.ndarray, float]],
@@ -298,5 +305,6 @@ def _or_low(value: float | None) -> float:
 
 
 __all__ = ["HEADER", "LADDER_HEADER", "LEVEL", "PAPER", "Ladder", "RungResult",
-           "annual_lower_bound", "columns_note", "difference_cell", "ladder_note", "ladder_of",
-           "ladder_table", "probability_cell", "rung_cells", "sharpe_cell"]
+           "annual_lower_bound", "columns_note", "difference_cell", "ladder_line",
+           "ladder_note", "ladder_of", "ladder_table", "probability_cell", "rung_cells",
+           "sharpe_cell"]
