@@ -40,17 +40,24 @@ from fastrl.data import available, load_bars  # noqa: E402
 from fastrl.data.block import MarketBlock  # noqa: E402
 from fastrl.data.panel import PanelBlock  # noqa: E402
 from fastrl.env_config import EnvConfig, PortfolioConfig  # noqa: E402
+from fastrl.ladder import (  # noqa: E402
+    LEVEL,
+    annual_lower_bound,
+    difference_cell,
+    probability_cell,
+    sharpe_cell,
+)
 from fastrl.markets import market_for  # noqa: E402
 from fastrl.metrics import periods_per_year, sharpe_ratio  # noqa: E402
 from fastrl.rules import backtest_portfolio, backtest_single, rule_for, rule_names  # noqa: E402
-from fastrl.walkforward.analysis import holm, pooled  # noqa: E402
+from fastrl.walkforward.analysis import pooled  # noqa: E402
 
 from bench_common import RESULTS, machine_info, write_json  # noqa: E402
 
 FREQ = "1d"
 SINGLE_BENCHMARK = "buy_and_hold"
 PORTFOLIO_BENCHMARK = "ew_hold"
-LEVEL = 0.90  # two-sided interval of the mean active return
+NOISE_LEVEL = 0.90  # two-sided: a preset's Sharpe against a rung's, unpaired
 # the walk-forward bench's results: the full run's, else a quick run's (run_all --quick)
 WALKFORWARD = (RESULTS / "walkforward.json", RESULTS / "walkforward_quick.json",
                Path(__file__).resolve().parent / "results" / "walkforward.json")
@@ -157,18 +164,17 @@ def portfolio_returns(bars: Mapping[str, pd.DataFrame], period: Period,
 
 def rung_row(rung: pd.Series, bench: pd.Series, *, is_benchmark: bool) -> dict[str, Any]:
     """A rung's pooled Sharpe (with the SE the reports show) and, unless it is the
-    benchmark, its mean active return over the benchmark a year with a two-sided ``LEVEL``
-    interval and one-sided p."""
-    scale = periods_per_year(FREQ)
+    benchmark, its mean active return over the benchmark a year with its one-sided
+    ``LEVEL`` lower bound (above 0 exactly when the one-sided p is below 1 - ``LEVEL``) and
+    the one-sided p, as :mod:`fastrl.ladder` states the agent against a rung."""
     sharpe = stats.sharpe_stats(rung.to_numpy(), FREQ).as_dict()
     row: dict[str, Any] = {"sharpe": sharpe, "days": int(len(rung)),
                            "total_return": float(np.prod(1.0 + rung.to_numpy()) - 1.0)}
     if is_benchmark:
         return row
     versus = stats.prob_agent_beats(rung.to_numpy(), bench.to_numpy(), FREQ)
-    low = versus.lower_bound(1.0 - (1.0 - LEVEL) / 2.0) * scale
-    mean = versus.mean_active_annual
-    row["versus"] = {**versus.as_dict(), "annual_low": low, "annual_high": 2.0 * mean - low}
+    row["versus"] = {**versus.as_dict(),
+                     "annual_low": versus.lower_bound(LEVEL) * periods_per_year(FREQ)}
     return row
 
 
@@ -198,7 +204,7 @@ def ladder(bars: Mapping[str, pd.DataFrame], period: Period, env_config: EnvConf
                 a, b = book[rung], book[benchmark]
             rows[rung] = rung_row(a, b, is_benchmark=rung == benchmark)
         tested = [r for r in rungs if "versus" in rows[r]]
-        adjusted = holm(np.array([rows[r]["versus"]["p_value"] for r in tested]))
+        adjusted = stats.holm(np.array([rows[r]["versus"]["p_value"] for r in tested]))
         for r, p in zip(tested, adjusted, strict=True):
             rows[r]["versus"]["p_holm"] = float(p)
         families[family] = {"benchmark": benchmark, "rungs": rows}
@@ -250,7 +256,7 @@ def against_rungs(presets: Mapping[str, Mapping[str, Any]], families: Mapping[st
     sqrt(se_preset^2 + se_rung^2) (the presets' daily returns are not kept, so no paired
     test; the unpaired SE overstates the paired one for positively correlated records) and
     whether the difference lies beyond 1.645 such SEs (90% two-sided)."""
-    z = float(special.ndtri(1.0 - (1.0 - LEVEL) / 2.0))
+    z = float(special.ndtri(1.0 - (1.0 - NOISE_LEVEL) / 2.0))
     out: dict[str, dict[str, dict[str, float | bool]]] = {}
     for name, preset in presets.items():
         out[name] = {}
@@ -263,6 +269,10 @@ def against_rungs(presets: Mapping[str, Mapping[str, Any]], families: Mapping[st
 
 
 # ----------------------------------------------------------------------------- report
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def _pct(value: float | None) -> str:
@@ -290,37 +300,43 @@ def markdown(data: Mapping[str, Any]) -> str:
         f"book over the {len(period['symbols'])} symbols from the first decision day and are "
         "compared with ew_hold (a symbol listed later stays "
         "in cash in ew_hold; the monthly rules buy it once it trades). SE: the reports' "
-        "(the larger of Lo/Mertens and the bootstrap's). The interval is the mean active return "
-        "a year with its two-sided 90% interval (Newey-West t, `fastrl.stats.prob_agent_beats`);"
-         " the last column is its one-sided p (H0: the rung's mean return is at most the "
-        "benchmark's; small p is evidence the rung is ahead), raw and Holm-adjusted across the "
-        "family's four other rungs.",
+        "(the larger of Lo/Mertens and the bootstrap's). 'rung - benchmark a year': the mean "
+        "daily difference of returns, annualised, with its one-sided 90% interval [lower "
+        "bound, ∞) (`fastrl.stats.prob_agent_beats`: Student's t with the larger of the "
+        "Newey-West and i.i.d. SEs). P(rung > benchmark): 1 - the one-sided p of that mean (H0: "
+        "the rung's mean return is at most the benchmark's), raw and Holm-adjusted across the "
+        "family's four other rungs: the confidence at which \"the rung beats the benchmark\" "
+        "would just be claimed, not a posterior probability. The lower bound is above 0 "
+        "exactly when the raw P is above 90%; 'ahead' marks a Holm-adjusted P of at least 90%.",
         "",
-        "| rung | pooled Sharpe ± SE | rung - benchmark a year [90%] "
-        "| P(rung > benchmark): one-sided p (Holm) |",
+        "| rung | pooled Sharpe ± SE | rung - benchmark a year [90%] | P(rung > benchmark) |",
         "|---|---|---|---|"]
     for family in result["families"].values():
         for rung, row in family["rungs"].items():
-            sharpe = row["sharpe"]
             versus = row.get("versus")
             if versus is None:
-                lines.append(f"| {rung} (benchmark) | {sharpe['sharpe']:+.2f} ± "
-                             f"{sharpe['se']:.2f} | - | - |")
+                lines.append(f"| {rung} (benchmark) | {sharpe_cell(row['sharpe'])} | - | - |")
                 continue
+            # the bound from the test's own figures (a file saved with a two-sided interval
+            # prints the same table)
+            low = annual_lower_bound(versus, LEVEL)
+            p_holm = versus.get("p_holm")
+            ahead = p_holm is not None and p_holm <= 1.0 - LEVEL
             lines.append(
-                f"| {rung} | {sharpe['sharpe']:+.2f} ± {sharpe['se']:.2f} | "
-                f"{_pct(versus['mean_active_annual'])} [{_pct(versus['annual_low'])}, "
-                f"{_pct(versus['annual_high'])}] | {versus['p_value']:.3f} "
-                f"({versus['p_holm']:.3f}) |")
+                f"| {rung} | {sharpe_cell(row['sharpe'])} | "
+                f"{difference_cell(versus['mean_active_annual'], _finite(low))} | "
+                f"{probability_cell(versus['p_value'], p_holm, mark='ahead' if ahead else '')}"
+                " |")
     for name, preset in data["presets"].items():
         lines.append(f"| preset {name} (walk-forward run, older costs) | {preset['sharpe']:+.2f}"
                      f" ± {preset['se']:.2f} | {_pct(preset['active_annual_mean'])} vs its "
-                     f"B&H ({preset['bh_sharpe']:+.2f}) | {preset['p_value']:.3f} "
-                     "(raw, that run's test) |")
+                     f"B&H ({preset['bh_sharpe']:+.2f}) | "
+                     f"{probability_cell(preset['p_value'], None)} (raw, that run's test) |")
     lines += ["", "Preset rows: bench/results/walkforward.json, an earlier run whose cost model "
               "had no half-spread or slippage and whose windows had no 1-day embargo. Their "
-              "third column is against that run's buy-and-hold on the same days, their p that "
-              "run's paired block bootstrap of the Sharpe difference, their SE Lo/Mertens' "
+              "third column is against that run's buy-and-hold on the same days, their P "
+              "(1 - p) from that run's paired block bootstrap of the Sharpe difference, their "
+              "SE Lo/Mertens' "
               "(the rungs' Lo/Mertens SEs are in ladder.json); their daily returns were not "
               "kept, so they are not paired with the rungs above.", ""]
     for name, rows in data["versus_presets"].items():

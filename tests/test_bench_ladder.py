@@ -56,7 +56,10 @@ def test_ladder_figures_match_direct_rule_backtests(ladder, bars):
             if rung == family["benchmark"]:
                 continue
             versus = row["versus"]
-            assert versus["annual_low"] <= versus["mean_active_annual"] <= versus["annual_high"]
+            # the one-sided 90% bound: above 0 exactly when the rung is ahead at p < 0.10
+            assert versus["annual_low"] <= versus["mean_active_annual"]
+            assert (versus["annual_low"] > 0) == (versus["p_value"] < 0.10)
+            assert "annual_high" not in versus
             assert versus["p_value"] <= versus["p_holm"] <= 1.0
     first = pd.Timestamp("2022-01-03")  # the first session after the decision day
     assert result["period"]["first_traded"] == str(first.date())
@@ -80,3 +83,44 @@ def test_ladder_figures_match_direct_rule_backtests(ladder, bars):
     assert result["per_symbol_sharpe"]["ma200"]["HDFCLIFE"] == pytest.approx(
         sharpe_ratio(returns[1].dropna().to_numpy(), "1d"), rel=1e-12)
     assert result["families"]["single"]["rungs"]["ma200"]["days"] == len(pooled)
+
+
+def test_markdown_states_the_one_sided_bound_and_one_minus_p(ladder):
+    """A rung ahead of buy-and-hold at one-sided 0.05 < p < 0.10: the table's bound (one-sided
+    90%) is above 0, as the raw claim says, and P(rung > benchmark) is 1 - p, raw and after
+    Holm (here a family of one)."""
+    from fastrl import stats
+
+    days = pd.bdate_range("2020-01-01", periods=500)
+    rng = np.random.default_rng(3)
+    bench = pd.Series(0.0004 + rng.normal(0.0, 0.01, 500), index=days)
+    gap = rng.normal(0.0, 0.005, 500)
+    gap = 0.005 * (gap - gap.mean()) / gap.std(ddof=1) + 1.55 * 0.005 / np.sqrt(500)
+    rung = bench + gap
+    row = ladder.rung_row(rung, bench, is_benchmark=False)
+    p = row["versus"]["p_value"]
+    assert 0.05 < p < 0.10
+    row["versus"]["p_holm"] = float(stats.holm(np.array([p]))[0])
+    families = {"single": {"benchmark": "buy_and_hold", "rungs": {
+        "buy_and_hold": ladder.rung_row(bench, bench, is_benchmark=True), "ma10": row}}}
+    data = {"ladder": {"period": {"symbols": {"X": "2020-01-01"}, "first_traded": "2020-01-02",
+                                  "last_traded": "2021-12-01", "days": 500,
+                                  "portfolio_days": 500},
+                       "families": families,
+                       "seconds": {"single_backtests": 1.0, "portfolio_backtests": 1.0,
+                                   "statistics": 1.0}},
+            "setup": {"env": {"cost": "zerodha", "half_spread_bps": 2.0, "slippage_bps": 1.0,
+                              "execution": "next_open", "integer_shares": True},
+                      "portfolio": {"integer_shares": True, "trade_band": 0.02}},
+            "presets": {}, "versus_presets": {}, "seconds": {"wall": 3.0},
+            "load_average": {"start": [0.5], "end": [0.5]}, "machine": {"cores": 2}}
+    text = ladder.markdown(data)
+    assert ("| rung | pooled Sharpe ± SE | rung - benchmark a year [90%] | "
+            "P(rung > benchmark) |") in text
+    line = next(x for x in text.splitlines() if x.startswith("| ma10 |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    low = float(cells[2].split("[")[1].split("%")[0])
+    assert low > 0 and cells[2].endswith(", ∞)")
+    assert cells[3] == f"{1 - p:.3f} (Holm {1 - p:.3f}), ahead"
+    assert "the larger of the Newey-West and i.i.d. SEs" in text
+    assert "not a posterior probability" in text

@@ -58,10 +58,12 @@ def test_train_report_shows_the_chosen_rungs_on_the_agents_days(single_run):
         assert set(report["metrics"][symbol]) >= {"agent", "buy_and_hold", "momentum", "ma10"}
         ladder = report["ladder"][symbol]
         assert [r["rung"] for r in ladder["rungs"]] == ["momentum", "ma10"]
-        assert ladder["line"].startswith("strongest rung")
+        assert " beats " in ladder["line"]
+        assert "2 traded rungs" in ladder["line"]
     md = (single_run / "report.md").read_text()
     assert "### Ladder: BPCL" in md and "| rung | return | Sharpe ± SE |" in md
-    assert "Ladder: strongest rung the agent (all symbols, equal capital) beats:" in md
+    assert "Ladder: the agent (all symbols, equal capital) beats " in md
+    assert "| agent - rung a year [90%] | P(agent > rung) |" in md
 
 
 def test_every_rung_trades_the_agents_test_days_and_holm_is_applied(single_run):
@@ -85,9 +87,10 @@ def test_every_rung_trades_the_agents_test_days_and_holm_is_applied(single_run):
         raw = np.array([r.vs.p_value for r in ladder.rungs])
         np.testing.assert_array_equal([r.p_holm for r in ladder.rungs], stats.holm(raw))
         assert all(r.p_holm >= r.vs.p_value for r in ladder.rungs if np.isfinite(r.p_holm))
-        for r in ladder.rungs:  # the 90% interval's lower end: the one-sided 95% bound
+        for r in ladder.rungs:  # the one-sided 90% lower bound, above 0 iff p < 0.10
             if np.isfinite(r.vs.p_value):
-                assert r.interval()[0] == pytest.approx(r.vs.lower_bound(0.95) * 252)
+                assert r.lower_bound(0.9) == pytest.approx(r.vs.lower_bound(0.9) * 252)
+                assert (r.lower_bound(0.9) > 0) == (r.vs.p_value < 0.1)
         direct = stats.prob_agent_beats(result.returns(symbol, "agent"),
                                         result.returns(symbol, "momentum"), result.freq)
         assert ladder.rungs[2].vs.p_value == direct.p_value
@@ -241,3 +244,38 @@ def test_tuner_ladder_on_the_confirmation_days():
     assert section is not None and len(section.table.rows) == len(SINGLE_RUNGS)
     assert out["line"] in section.closing[0]
     assert ladder_section({}) is None
+
+
+# ----------------------------------------------------------------------- one ladder table
+
+
+def test_train_and_walkforward_tables_come_from_one_row_formatter():
+    """fastrl-train's ladder rows and the walk-forward's are the same cells (the train table
+    adds the return column; the walk-forward marks its benchmark and ranks the rows)."""
+    import pandas as pd
+
+    from fastrl.ladder import HEADER, LADDER_HEADER, ladder_of, ladder_table
+    from fastrl.walkforward.ladder import ladder
+
+    days = pd.bdate_range("2020-01-01", periods=300)
+    rng = np.random.default_rng(5)
+    market = 0.0004 + rng.normal(0.0, 0.01, days.shape[0])
+    rungs = {"buy_and_hold": market, "ma10": market - 0.0005 + rng.normal(0, 0.003, 300),
+             "momentum": market + rng.normal(0, 0.004, 300)}
+    agent = market + 0.0006 + rng.normal(0, 0.003, 300)
+
+    def record(returns: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame({"time": days, "symbol": "X", "agent_return": returns,
+                             "bh_return": 0.0, "cost_frac": 0.0, "bh_cost_frac": 0.0})
+
+    train = ladder_of(agent, {n: (r, float(np.prod(1 + r) - 1)) for n, r in rungs.items()},
+                      "1d")
+    walk = ladder("fast", record(agent), {n: record(r) for n, r in rungs.items()}, "1d",
+                  "buy_and_hold")
+    _, walk_rows = ladder_table(walk, rank=False)
+    assert LADDER_HEADER[3:] == HEADER[2:] == ["agent - rung a year [90%]", "P(agent > rung)"]
+    for train_row, walk_row, name in zip(train.table_rows(), walk_rows, rungs, strict=True):
+        assert walk_row[0] == train_row[0] + (" (benchmark)" if name == "buy_and_hold" else "")
+        assert train_row[2:] == walk_row[1:]
+        assert train_row[1] == f"{100 * (np.prod(1 + rungs[name]) - 1):+.2f}%"
+    assert train.line.replace("the agent", "fast", 1) == walk["verdict"]

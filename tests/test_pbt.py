@@ -480,7 +480,8 @@ def test_the_replay_trains_winner_and_presets_on_fresh_seeds_and_reports(tmp_pat
     for needle in ("fresh seeds [1001, 1002]", "Paired differences, replayed winner minus "
                    "preset", "Verdict:", "Test days (30)", "never the run's seed 1000",
                    "Ladder: the replayed winner against the classical rules on the "
-                   "confirmation days", "strongest rung the winner (mean of 2 seeds) beats:"):
+                   "confirmation days", "the winner (mean of 2 seeds) beats ",
+                   "| P(agent > rung) |", "not a posterior probability"):
         assert needle in report, needle
     assert replay["ladder"]["seeds"] == [1001, 1002]
     assert [r["rung"] for r in replay["ladder"]["rungs"]] == [

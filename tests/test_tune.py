@@ -286,7 +286,8 @@ def test_no_trial_touches_the_test_days_and_report_is_written(
                    "buy & hold", "Noise floor", "Paired differences", "Verdict:",
                    "Score (area rule)", "active return over buy-and-hold",
                    "Ladder: the winner against the classical rules on the confirmation days",
-                   "strongest rung the winner (mean of 2 seeds) beats:"):
+                   "the winner (mean of 2 seeds) beats ",
+                   "| P(agent > rung) |", "not a posterior probability"):
         assert needle in text
     import json
 

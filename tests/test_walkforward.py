@@ -16,9 +16,10 @@ from fastrl.config import build_config
 from fastrl.data.loaders import load_bars_report
 from fastrl.data.splits import build_market_from_bars
 from fastrl.markets.single.backtest import Holding, evaluation_config, run_agent
+from fastrl.stats import holm
 from fastrl.walkforward import plan as plan_module
 from fastrl.walkforward import run as run_module
-from fastrl.walkforward.analysis import analyse, benjamini_hochberg, holm
+from fastrl.walkforward.analysis import analyse, benjamini_hochberg
 from fastrl.walkforward.plan import (
     REWARD_HORIZON_BARS,
     WalkForwardSpec,

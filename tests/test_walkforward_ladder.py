@@ -13,12 +13,13 @@ from fastrl.config import build_config
 from fastrl.data.block import MarketBlock
 from fastrl.data.loaders import load_bars_report
 from fastrl.data.panel import build_panel_from_bars
+from fastrl.ladder import ladder_note, ladder_of, ladder_table
 from fastrl.markets import market_for
 from fastrl.markets.portfolio.backtest import evaluation_config as portfolio_evaluation
 from fastrl.markets.single.backtest import evaluation_config
 from fastrl.rules import backtest_portfolio, backtest_single, rule_for
-from fastrl.walkforward.analysis import holm
-from fastrl.walkforward.ladder import ladder, ladder_table
+from fastrl.stats import holm
+from fastrl.walkforward.ladder import ladder
 from fastrl.walkforward.plan import WalkForwardSpec
 from fastrl.walkforward.run import run_walkforward
 from fastrl.walkforward.rungs import rung_records
@@ -139,17 +140,17 @@ def test_ladder_names_the_strongest_rung_beaten():
     agent = rungs["ma10"] + 0.002 + _noise(2, 0.002)
     result = ladder("fast", _record(DAYS, agent),
                     {name: _record(DAYS, r) for name, r in rungs.items()}, "1d", "buy_and_hold")
-    by_name = {row["rung"]: row for row in result["rows"]}
+    by_name = {row["rung"]: row for row in result["rungs"]}
     assert by_name["ma10"]["beaten"] and by_name["buy_and_hold"]["beaten"]
     assert not by_name["momentum"]["beaten"]
     assert result["strongest_beaten"] == "ma10"
-    assert result["verdict"].startswith("fast beats ma10 (the strongest rung it beats")
+    assert result["verdict"].startswith("fast beats 10-month MA, the strongest rung it beats")
     header, rows = ladder_table(result)
     assert header == ["rung", "pooled Sharpe ± SE", "agent - rung a year [90%]",
                       "P(agent > rung)"]
     # strongest first, the agent in its place
-    assert [row[0].split(" ")[0] for row in rows] == ["momentum", "**fast**", "ma10",
-                                                      "buy_and_hold"]
+    assert [row[0] for row in rows] == ["TS momentum 12-1", "**fast** (the agent)",
+                                        "10-month MA", "buy & hold (benchmark)"]
 
 
 def test_ladder_adjusts_across_the_rungs_by_holm():
@@ -162,7 +163,7 @@ def test_ladder_adjusts_across_the_rungs_by_holm():
         rungs[name] = agent - (gap + 1.6 * 0.01 / np.sqrt(DAYS.shape[0]))
     result = ladder("fast", _record(DAYS, agent),
                     {name: _record(DAYS, r) for name, r in rungs.items()}, "1d", "buy_and_hold")
-    rows = result["rows"]
+    rows = result["rungs"]
     raw = np.array([row["p_value"] for row in rows])
     assert np.all(raw < 0.10)
     np.testing.assert_allclose([row["p_holm"] for row in rows], holm(raw))
@@ -177,13 +178,82 @@ def test_voltarget_at_matched_volatility_is_a_paper_rung():
     result = ladder("fast", _record(DAYS, market),
                     {"buy_and_hold": _record(DAYS, market),
                      "voltarget": _record(DAYS, voltarget)}, "1d", "buy_and_hold")
-    by_name = {row["rung"]: row for row in result["rows"]}
+    by_name = {row["rung"]: row for row in result["rungs"]}
     matched = by_name["voltarget @ B&H vol"]
-    assert matched["paper"]
-    assert matched["rung_stats"]["sharpe"] == pytest.approx(
-        by_name["voltarget"]["rung_stats"]["sharpe"])
+    assert matched["paper"] and matched["label"] == "vol target @ B&H vol"
+    assert matched["sharpe"]["sharpe"] == pytest.approx(by_name["voltarget"]["sharpe"]["sharpe"])
     assert matched["diff_annual"] == pytest.approx(0.0, abs=1e-12)  # scaled back to market
     assert by_name["voltarget"]["diff_annual"] == pytest.approx(0.5 * np.mean(market) * 252)
+
+
+def test_the_paper_row_is_not_tested_nor_named_as_beaten():
+    """voltarget is volatile with the highest Sharpe; scaled to buy-and-hold's volatility
+    (the paper row) its mean falls below the agent's by far. The agent clearly beats the
+    paper row and buy-and-hold, not voltarget: the paper row keeps its raw figures but is
+    outside Holm's family (two traded rungs) and never beaten, so the strongest rung beaten
+    is buy-and-hold."""
+    bench = 0.0002 + _noise(20, 0.005)
+    voltarget = 0.002 + _noise(21, 0.02)
+    agent = 0.0012 + _noise(22, 0.003)
+    result = ladder("fast", _record(DAYS, agent),
+                    {"buy_and_hold": _record(DAYS, bench),
+                     "voltarget": _record(DAYS, voltarget)}, "1d", "buy_and_hold")
+    by_name = {row["rung"]: row for row in result["rungs"]}
+    paper = by_name["voltarget @ B&H vol"]
+    assert paper["p_value"] < 0.01  # its raw test says the agent is far ahead of it
+    assert paper["p_holm"] is None and not paper["beaten"]
+    assert paper["sharpe"]["sharpe"] > by_name["buy_and_hold"]["sharpe"]["sharpe"]
+    traded = [by_name["buy_and_hold"]["p_value"], by_name["voltarget"]["p_value"]]
+    np.testing.assert_allclose([by_name["buy_and_hold"]["p_holm"],
+                                by_name["voltarget"]["p_holm"]], holm(np.array(traded)))
+    assert result["strongest_beaten"] == "buy_and_hold"
+    assert "1 of 2 traded rungs beaten after Holm" in result["verdict"]
+    _, rows = ladder_table(result)
+    row = next(r for r in rows if r[0] == "vol target @ B&H vol")
+    assert row[3] == "not tested (paper leverage)"
+    assert row[2].startswith(f"{100 * paper['diff_annual']:+.1f}% [")  # raw figures shown
+
+
+def test_the_table_states_the_one_sided_bound_and_one_minus_p():
+    """A rung behind the agent at one-sided 0.05 < p < 0.10: its lower bound (one-sided 90%)
+    is above 0, as the raw claim says, and P(agent > rung) is 1 - p, raw and after Holm."""
+    agent = 0.0003 + _noise(30)
+    gap = _noise(31, 0.01)
+    rung = agent - (gap + 1.55 * 0.01 / np.sqrt(DAYS.shape[0]))
+    result = ladder("fast", _record(DAYS, agent),
+                    {"buy_and_hold": _record(DAYS, agent - 0.5 * gap),
+                     "ma10": _record(DAYS, rung)}, "1d", "buy_and_hold")
+    row = next(r for r in result["rungs"] if r["rung"] == "ma10")
+    assert 0.05 < row["p_value"] < 0.10
+    header, rows = ladder_table(result)
+    assert header == ["rung", "pooled Sharpe ± SE", "agent - rung a year [90%]",
+                      "P(agent > rung)"]
+    cells = next(r for r in rows if r[0] == "10-month MA")
+    low = float(cells[2].split("[")[1].split("%")[0])
+    assert low > 0 and cells[2].endswith(", ∞)")
+    assert low == pytest.approx(100 * row["diff_low"], abs=0.05)
+    assert cells[3] == f"{1 - row['p_value']:.3f} (Holm {1 - row['p_holm']:.3f})"
+    note = ladder_note(result)
+    assert "the larger of the Newey-West and i.i.d. SEs" in note
+    assert "not a posterior probability" in note and "one-sided 90% interval" in note
+
+
+def test_the_ladder_bound_is_above_zero_exactly_when_raw_p_is_below_the_level():
+    """Over many rungs, the one-sided bound and the raw p never disagree."""
+    agent = 0.0003 + _noise(40)
+    for k in range(30):
+        edge = (k - 10) * 0.2 * 0.01 / np.sqrt(DAYS.shape[0])
+        rung = agent - (_noise(100 + k) + edge)
+        out = ladder_of(agent, {"ma10": (rung, 0.0)}, "1d").as_dict()["rungs"][0]
+        assert (out["diff_low"] > 0) == (out["p_value"] < 0.10)
+        assert out["probability"] == pytest.approx(1 - out["p_value"])
+
+
+def test_one_holm():
+    """fastrl.stats.holm is the only Holm: the walk-forward's per-symbol p-values use it."""
+    from fastrl.walkforward import analysis
+
+    assert not hasattr(analysis, "holm")
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -221,7 +291,7 @@ def _opens_with_the_ladder(run_dir, out: str, agent: str, rungs: list[str]) -> d
     assert out.index(f"the ladder: {agent}") < out.index("walk-forward record")
     payload = json.loads((run_dir / "report.json").read_text())
     result = payload["ladders"][agent]
-    assert {row["rung"] for row in result["rows"]} >= set(rungs)
+    assert {row["rung"] for row in result["rungs"]} >= set(rungs)
     assert payload["verdict"].startswith(result["verdict"])
     return payload
 
@@ -285,3 +355,33 @@ def test_rungs_are_not_trained_nor_part_of_the_runs_inputs(single_run, tmp_path)
     assert again.record().equals(plain.record())
     assert again.rungs == ["buy_and_hold", "momentum", "ma200"]
     assert plain.rungs == ["buy_and_hold"]
+
+
+def test_bench_reads_a_ladder_saved_with_the_two_sided_interval():
+    """bench/walkforward.py's SUMMARY.md section re-states a ladder saved in the earlier
+    format (two-sided interval, the paper row inside Holm) as today's table: the same P and
+    Holm over the traded rungs; the one-sided bound from the saved interval."""
+    from scipy import special
+
+    from bench_modules import load_bench
+
+    bench = 0.0002 + _noise(20, 0.005)
+    result = ladder("fast", _record(DAYS, 0.0012 + _noise(22, 0.003)),
+                    {"buy_and_hold": _record(DAYS, bench),
+                     "voltarget": _record(DAYS, 0.002 + _noise(21, 0.02))}, "1d",
+                    "buy_and_hold")
+    rows = []
+    for row in result["rungs"]:
+        versus = row["agent_vs_rung"]
+        half = float(special.stdtrit(versus["df"], 0.95)) * versus["se_active"] * 252
+        rows.append({"rung": row["rung"], "label": row["label"], "paper": row["paper"],
+                     "benchmark": row["benchmark"], "days": DAYS.shape[0],
+                     "rung_stats": row["sharpe"], "diff_annual": row["diff_annual"],
+                     "diff_low": row["diff_annual"] - half,
+                     "diff_high": row["diff_annual"] + half, "p_value": row["p_value"],
+                     "p_holm": 0.0, "beaten": True})  # the old, wrong adjustment
+    saved = {"agent": "fast", "agent_stats": result["agent_stats"], "level": 0.9,
+             "rows": rows, "verdict": "fast beats voltarget @ B&H vol"}
+    legacy = load_bench("walkforward").legacy_ladder(saved)
+    assert legacy["line"] == result["line"]
+    assert ladder_table(legacy) == ladder_table(result)

@@ -238,8 +238,7 @@ def _print_summary(payload: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    # fastrl.walkforward loads torch: imported when a run has finished, not by --help
-    from fastrl.walkforward.ladder import ladder_table
+    from fastrl.ladder import ladder_table  # only the summary prints it; keeps --help fast
 
     console = Console(stderr=False)
     for name, result in payload.get("ladders", {}).items():
@@ -250,8 +249,8 @@ def _print_summary(payload: dict[str, Any]) -> None:
         for row in rows:
             table.add_row(*(cell.replace("**", "") for cell in row))
         console.print(table)
-        console.print(f"{result['verdict']} (p: one-sided, raw and Holm-adjusted across the "
-                      "rungs)", soft_wrap=True)
+        console.print(f"{result['verdict']} (P(agent > rung): 1 - the one-sided p, raw and "
+                      "Holm-adjusted across the traded rungs)", soft_wrap=True)
     for name, analysis in payload["configs"].items():
         table = Table(title=f"walk-forward record: {name}")
         for column in ("symbol", "days", "agent Sharpe ± SE", "B&H Sharpe ± SE",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fastrl.costs import describe_execution
-from fastrl.ladder import LADDER_HEADER
+from fastrl.ladder import LADDER_HEADER, columns_note
 from fastrl.metrics import METRIC_LABELS, format_metric
 from fastrl.reports import writer
 from fastrl.reports.files import ReportFiles, write_result_files
@@ -188,10 +188,7 @@ PORTFOLIO_LADDER_NOTE = (
     "the baselines' fills, costs, whole shares and trade band: it decides from the marks up "
     "to each decision row (every earlier row of the data is its history) and starts at the "
     "agent's first decision. Equal weight held and monthly are the baseline columns. "
-    "'agent - rung a year' is the agent's mean return over the rung, bar by bar, a year; its "
-    "one-sided p is the verdict's test, and Holm p adjusts it across the rungs (the "
-    "strongest rung beaten is the one with the highest Sharpe among those with Holm p at or "
-    "below 1 - the verdict's level).")
+    + columns_note() + ".")
 
 
 def markdown_report(result: PortfolioResult, images: dict[str, Path], title: str) -> str:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fastrl.costs import describe_execution
-from fastrl.ladder import LADDER_HEADER
+from fastrl.ladder import LADDER_HEADER, columns_note
 from fastrl.metrics import METRIC_LABELS, format_metric
 from fastrl.reports import writer
 from fastrl.reports.files import ReportFiles, write_result_files
@@ -273,10 +273,7 @@ LADDER_NOTE = (
     "rules section) traded through the same simulator on the agent's test days, with the "
     "same costs and market rules: it decides at each close from the bars up to it (the "
     "symbol's earlier bars are its history) and starts at the agent's first decision. "
-    "Buy & hold's rung is the buy-and-hold column. 'agent - rung a year' is the agent's "
-    "mean return over the rung, bar by bar, a year; its one-sided p is the verdict's test, "
-    "and Holm p adjusts it across the rungs (the strongest rung beaten is the one with the "
-    "highest Sharpe among those with Holm p at or below 1 - the verdict's level). Their "
+    "Buy & hold's rung is the buy-and-hold column. " + columns_note() + ". Their "
     "bars: test_returns.csv.")
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from fastrl.ladder import LADDER_HEADER, ladder_of
+from fastrl.ladder import LADDER_HEADER, columns_note, ladder_of
 from fastrl.markets.results import BOOTSTRAP_SEED
 from fastrl.markets.single.backtest import evaluate_agent
 from fastrl.markets.single.rungs import history_block, start_bars
@@ -74,8 +74,7 @@ def ladder_section(payload: dict[str, Any], label: str = "winner") -> Section | 
             f"return, {100 * ladder['winner_total_return']:+.2f}% over {ladder['bars']} bars) "
             "beside each rule traded through the same simulator on the same days and symbols "
             "(equal capital per symbol), with the same costs; every earlier bar is the "
-            "rules' history. 'agent - rung a year' is the mean return over the rung, a "
-            "year; one-sided p, then Holm-adjusted across the rungs."],
+            "rules' history. " + columns_note() + "."],
         table=Table(list(LADDER_HEADER), [list(row) for row in ladder["table"]]),
         closing=[f"{ladder['line']}."])
 

@@ -40,19 +40,6 @@ VOL_LOOKBACK = 63  # bars of trailing volatility that define the regime terciles
 ROLLING_YEAR = 252
 
 
-def holm(p_values: np.ndarray) -> np.ndarray:
-    """Holm's step-down adjusted p-values (family-wise error control)."""
-    p = np.asarray(p_values, dtype=float)
-    order = np.argsort(p)
-    m = p.shape[0]
-    adjusted = np.empty(m)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        adjusted[i] = running
-    return adjusted
-
-
 def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (false discovery rate), via scipy."""
     p = np.asarray(p_values, dtype=float)
@@ -177,7 +164,7 @@ def analyse(record: pd.DataFrame, freq: str,
     finite = np.isfinite(p)
     adjusted_holm = np.full(p.shape, np.nan)
     adjusted_bh = np.full(p.shape, np.nan)
-    adjusted_holm[finite] = holm(p[finite])
+    adjusted_holm[finite] = stats.holm(p[finite])
     adjusted_bh[finite] = benjamini_hochberg(p[finite])
     alpha = 1.0 - LEVEL
     for i, symbol in enumerate(symbols):

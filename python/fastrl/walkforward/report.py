@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fastrl.ladder import ladder_note, ladder_table
 from fastrl.reports.format import format_number, json_safe
 from fastrl.reports.plots import COLORS, pyplot
 from fastrl.reports.writer import Document, Section, Table, write_pages
 from fastrl.walkforward.analysis import analyse, compare, pooled, rolling_sharpe, seed_spread
-from fastrl.walkforward.ladder import ladder, ladder_note, ladder_table
+from fastrl.walkforward.ladder import ladder
 from fastrl.walkforward.run import WalkForwardRun
 
 
