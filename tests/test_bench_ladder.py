@@ -3,6 +3,7 @@ bundled symbols over half a year against direct rule backtests."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
