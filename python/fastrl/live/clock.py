@@ -87,11 +87,34 @@ def _calendar(start: pd.Timestamp, end: pd.Timestamp):  # noqa: ANN202 (library 
         return xc.get_calendar(EXCHANGE, start=start, end=end)
 
 
+@functools.lru_cache(maxsize=1)
 def _bounds() -> tuple[pd.Timestamp, pd.Timestamp]:
     """The first and last day the library records the calendar's holidays for."""
     from exchange_calendars.exchange_calendar_xbom import XBOMExchangeCalendar
 
     return XBOMExchangeCalendar.bound_min(), XBOMExchangeCalendar.bound_max()
+
+
+@functools.lru_cache(maxsize=1)
+def _schedule() -> pd.DataFrame:
+    """Every session the library records (its ``_bounds``): a frame indexed by session with
+    naive-IST ``open`` and ``close`` columns, built once (building it is what costs)."""
+    low, high = _bounds()
+    calendar = _calendar(low, high)
+    known = calendar.sessions_in_range(low, high)
+    return pd.DataFrame({
+        "open": calendar.opens[known].dt.tz_convert(TZ).dt.tz_localize(None).to_numpy(),
+        "close": calendar.closes[known].dt.tz_convert(TZ).dt.tz_localize(None).to_numpy()},
+        index=pd.DatetimeIndex(known))
+
+
+def _known(first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
+    """The recorded sessions from ``first`` to ``last`` (a slice of ``_schedule``)."""
+    table = _schedule()
+    lo, hi = table.index.searchsorted([first, last], side="left")
+    if hi < len(table) and table.index[hi] == last:
+        hi += 1
+    return table.iloc[lo:hi]
 
 
 def sessions(first: pd.Timestamp, last: pd.Timestamp) -> tuple[pd.DataFrame, str | None]:
@@ -105,12 +128,7 @@ def sessions(first: pd.Timestamp, last: pd.Timestamp) -> tuple[pd.DataFrame, str
     frame = pd.DataFrame({"open": days + OPEN, "close": days + CLOSE}, index=days)
     lo, hi = max(first, low), min(last, high)
     if lo <= hi:
-        calendar = _calendar(low, high)
-        known = calendar.sessions_in_range(lo, hi)
-        schedule = pd.DataFrame({
-            "open": calendar.opens[known].dt.tz_convert(TZ).dt.tz_localize(None).to_numpy(),
-            "close": calendar.closes[known].dt.tz_convert(TZ).dt.tz_localize(None).to_numpy()},
-            index=pd.DatetimeIndex(known))
+        schedule = _known(lo, hi)
         outside = frame[(frame.index < lo) | (frame.index > hi)]
         frame = pd.concat([outside, schedule]).sort_index()
     note = None
@@ -157,6 +175,33 @@ def last_session(day: pd.Timestamp) -> tuple[pd.Timestamp, str | None]:
     return table.index[-1], note
 
 
+def _session_close(day: pd.Timestamp) -> pd.Timestamp:
+    """The close of the date ``day``'s session (15:30 where the calendar records none)."""
+    table = _schedule()
+    k = int(table.index.searchsorted(day))
+    if k < len(table) and table.index[k] == day:
+        return table["close"].iloc[k]
+    return day + CLOSE
+
+
+def _next_session(day: pd.Timestamp) -> pd.Timestamp | None:
+    """The first session after the date ``day`` within ``_LOOKBACK`` days, as
+    :func:`sessions` lists them (the recorded ones; weekdays outside the recorded years),
+    looked up in the cached schedule."""
+    low, high = _bounds()
+    table = _schedule()
+    candidates = []
+    k = int(table.index.searchsorted(day, side="right"))
+    if k < len(table):
+        candidates.append(table.index[k])
+    weekday = day + pd.offsets.BDay(1)
+    if low <= weekday <= high:  # inside the recorded years only sessions count
+        weekday = max(day, high) + pd.offsets.BDay(1)
+    candidates.append(weekday)
+    found = min(candidates)
+    return found if found <= day + _LOOKBACK else None
+
+
 def next_bar_in_new_month(stamp: pd.Timestamp, freq: str) -> bool:
     """Whether the bar after ``stamp`` by the exchange calendar falls in a new calendar
     month: the live answer to :func:`fastrl.data.months.month_ends` at a series' newest row
@@ -169,15 +214,13 @@ def next_bar_in_new_month(stamp: pd.Timestamp, freq: str) -> bool:
     if freq != "1d":
         if freq not in BAR_LENGTH:
             raise LiveInputError(f"no exchange clock for {freq!r} bars")
-        table, _ = sessions(day, day)
-        close = table["close"].iloc[0] if len(table) else day + CLOSE
-        if stamp + BAR_LENGTH[freq] < close:  # another bar of this session follows
+        if stamp + BAR_LENGTH[freq] < _session_close(day):  # another bar of this session
             return False
-    table, _ = sessions(day + pd.Timedelta(days=1), day + _LOOKBACK)
-    if table.empty:
+    following = _next_session(day)
+    if following is None:
         raise LiveInputError(f"no {EXCHANGE} session in the {_LOOKBACK.days} days after "
                              f"{day.date()}")
-    return table.index[0].to_period("M") != day.to_period("M")
+    return following.to_period("M") != day.to_period("M")
 
 
 __all__ = ["EXCHANGE", "INTRADAY_LAG_BARS", "Expected", "clock", "expected", "last_session",

@@ -38,6 +38,7 @@ from fastrl.data.months import month_ends
 from fastrl.live.book import LiveInputError
 from fastrl.live.clock import next_bar_in_new_month
 from fastrl.markets import Market, kind_overrides, market_for
+from fastrl.markets.portfolio.backtest import fills_open_month
 from fastrl.rules import RULES, Rule, rule_from_config, rule_names
 from fastrl.rules.registry import RuleKind
 
@@ -141,19 +142,22 @@ class RuleRun:
         """A single rule's exposure decided at the close of ``stamp`` from the bars up to
         it: the last value of the rule's schedule over that history
         (:func:`fastrl.rules.exposure_schedule` on the same bars)."""
-        history = frame.loc[:stamp]
-        close = history["close"].to_numpy(dtype=np.float64)
-        ends = live_month_ends(history.index, self.freq)
+        stop = int(frame.index.searchsorted(stamp, side="right"))
+        close = frame["close"].to_numpy(dtype=np.float64)[:stop]
+        if self.rule.reads_month_ends:
+            ends = live_month_ends(frame.index[:stop], self.freq)
+        else:  # the rule decides the same without them: no calendar lookup
+            ends = np.zeros(stop, dtype=bool)
         return float(self.rule.spec.decide(self.rule.params, close, ends, self.freq)[-1])
 
     def _weights(self, env: LiveEnv, bars: LiveBars) -> np.ndarray | None:
         stamp = env.book.stamp
         if not (env.opening or self.rebalances(bars, stamp, env.config.execution)):
             return None
-        marks, tradable = panel_marks(bars.through(stamp), self.symbols)
+        marks, _ = panel_marks(bars.through(stamp), self.symbols)
         # one BLAS thread, as the backtest's weight_schedule decides
         with threadpool_limits(limits=1):
-            weights = self.rule.spec.decide(self.rule.params, marks, tradable[-1])
+            weights = self.rule.spec.decide(self.rule.params, marks, env_tradable(env))
         return np.asarray(weights, dtype=np.float64)[None]
 
     def rebalances(self, bars: LiveBars, stamp: pd.Timestamp, execution: str) -> bool:
@@ -164,10 +168,10 @@ class RuleRun:
         bought once never again."""
         if self.rule.spec.schedule == "once":
             return False
-        if execution == "next_open":
-            return next_bar_in_new_month(stamp, self.freq)
-        index = _union_index(bars.through(stamp))
-        return len(index) >= 2 and index[-2].to_period("M") != index[-1].to_period("M")
+        # the union calendar's last two rows up to ``stamp`` are all a fill's month reads
+        tail = _union_tail(bars, stamp, 2)
+        ends = live_month_ends(tail, self.freq)
+        return bool(fills_open_month(ends, np.array([len(tail) - 1]), execution)[0])
 
     # -- what the user is told ----------------------------------------------------------
 
@@ -189,7 +193,7 @@ class RuleRun:
     def warmup_notes(self, bars: LiveBars, stamp: pd.Timestamp) -> list[str]:
         """Symbols whose history up to ``stamp`` is shorter than the rule's warm-up (the
         rule is flat there, as its backtest on the same bars)."""
-        need, unit = warmup(self.rule)
+        need, unit = self.rule.warmup
         short = []
         for symbol in self.symbols:
             history = bars.bars[symbol].loc[:stamp]
@@ -206,21 +210,6 @@ class RuleRun:
                 "is flat there until it has them (load longer history to trade it)"]
 
 
-def warmup(rule: Rule) -> tuple[int, str]:
-    """(how much history the rule's first decision reads, its unit): the bars of a
-    look-back or window (its returns need one bar more), or ma10's month ends."""
-    params = rule.params
-    if hasattr(params, "months"):
-        return int(params.months), "month ends"
-    if hasattr(params, "lookback"):
-        return int(params.lookback) + 1, "bars"
-    if rule.name == "ma200":  # an average of closes, not of returns
-        return int(params.window), "bars"
-    if hasattr(params, "window"):
-        return int(params.window) + 1, "bars"
-    return 1, "bars"
-
-
 def live_month_ends(index: pd.DatetimeIndex, freq: str) -> np.ndarray:
     """:func:`fastrl.data.months.month_ends` of a history whose newest row is the decision
     bar: that row by the exchange calendar (the next bar opens a new month), the others by
@@ -231,11 +220,26 @@ def live_month_ends(index: pd.DatetimeIndex, freq: str) -> np.ndarray:
     return ends
 
 
-def _union_index(bars: dict[str, pd.DataFrame]) -> pd.DatetimeIndex:
-    index = pd.DatetimeIndex([])
-    for frame in bars.values():
-        index = index.union(frame.index)
-    return index
+def _union_tail(bars: LiveBars, stamp: pd.Timestamp, rows: int) -> pd.DatetimeIndex:
+    """The last ``rows`` rows up to ``stamp`` of the symbols' union calendar (each symbol's
+    last ``rows`` bars up to it hold them), without building the whole calendar."""
+    tails = []
+    for frame in bars.bars.values():
+        stop = int(frame.index.searchsorted(stamp, side="right"))
+        tails.append(frame.index[max(0, stop - rows):stop])
+    return pd.DatetimeIndex(np.unique(np.concatenate([t.to_numpy() for t in tails])))[-rows:]
+
+
+def env_tradable(env: LiveEnv) -> np.ndarray:
+    """Which symbols the env's panel can trade at the book's row [A]: those with a bar and
+    a feature row there (:class:`fastrl.data.panel.PanelBlock`), the eligibility the
+    rule's backtest on that panel reads (a symbol in its feature warm-up has a bar the
+    simulator cannot fill)."""
+    stamps = np.asarray(env.block.timestamps)
+    row = int(np.searchsorted(stamps, np.datetime64(env.book.stamp), side="left"))
+    if row >= len(stamps) or stamps[row] != np.datetime64(env.book.stamp):
+        raise LiveInputError(f"the panel has no bar at {env.book.stamp}, where the book stands")
+    return np.asarray(env.block.tradable[row], dtype=bool)
 
 
 def panel_marks(bars: dict[str, pd.DataFrame], symbols: Sequence[str]
@@ -285,4 +289,5 @@ def open_rule(name: str, *, symbols: Sequence[str] | None = None, portfolio: boo
     return RuleRun(rule=rule, config=config)
 
 
-__all__ = ["RULE_PREFIX", "RuleRun", "live_month_ends", "open_rule", "panel_marks", "warmup"]
+__all__ = ["RULE_PREFIX", "RuleRun", "env_tradable", "live_month_ends", "open_rule",
+           "panel_marks"]
