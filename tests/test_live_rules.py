@@ -13,6 +13,7 @@ one-step replay divides by the carried holding's value summed in another order.
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -208,6 +209,27 @@ def test_the_calendar_says_which_bar_ends_a_month():
     assert next_bar_in_new_month(pd.Timestamp("2021-07-30 15:25"), "5min")
 
 
+def test_the_cached_calendar_answers_as_the_library_and_the_session_table():
+    """next_bar_in_new_month looks the next session up in a schedule built once; it answers
+    as the library's own session list inside its years and as ``sessions`` (weekdays)
+    across their end."""
+    import exchange_calendars as xc
+
+    from fastrl.live.clock import _LOOKBACK, EXCHANGE, next_bar_in_new_month, sessions
+
+    with warnings.catch_warnings():  # the library's own pandas deprecation notices
+        warnings.simplefilter("ignore")
+        library = xc.get_calendar(EXCHANGE, start="2020-01-01", end="2022-12-31").sessions
+    table, note = sessions(pd.Timestamp("2020-01-01"), pd.Timestamp("2022-12-31"))
+    assert note is None
+    assert table.index.equals(pd.DatetimeIndex(library))
+    days = [*pd.date_range("2020-12-01", "2021-05-10"), *pd.date_range("2026-10-01", "2027-02-10")]
+    for day in days:
+        following, _ = sessions(day + pd.Timedelta(days=1), day + _LOOKBACK)
+        expected = following.index[0].to_period("M") != day.to_period("M")
+        assert next_bar_in_new_month(day, "1d") == expected, day
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--rule", "nope"], "unknown rule 'nope'; known single-symbol rules: buy_and_hold, "
                          "voltarget, momentum, ma10, ma200"),
@@ -301,3 +323,42 @@ def test_a_feed_shorter_than_the_warm_up_leaves_the_rule_flat_and_says_so(tmp_pa
                        "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "warning: ma10 needs 10 month ends of history" in err
+
+
+def test_a_portfolio_rule_leaves_out_a_symbol_the_env_cannot_fill_yet(tmp_path, capsys):
+    """INFY's 5-minute bars start 15 bars before the replay: at the first decision it has a
+    bar but no feature row (its feature warm-up), so the env's panel cannot fill it. The
+    rule reads the env's eligibility, so its replay equals its backtest on that panel (the
+    market's own, as fastrl-train's rungs read it): BPCL alone first, both after the month
+    end's rebalance."""
+    from fastrl.markets.portfolio.rungs import history_panel
+
+    feed = bundled_copy(["BPCL", "INFY"], tmp_path / "bars", freq="5min", through="2024-06-03",
+                        rows=400)
+    infy = pd.read_csv(feed / "INFY.csv")
+    infy[infy.iloc[:, 0] >= "2024-05-29 14:15"].to_csv(feed / "INFY.csv", index=False)
+    symbols = ["BPCL", "INFY"]
+    sets = ["data.freq=5min", "rules.inverse_vol.window=10"]
+    journal = tmp_path / "journal.db"
+    code = paper_main(["--rule", "inverse_vol", "--portfolio", "--symbols", *symbols, "--set",
+                       *sets, "--bars", str(feed), "--from", "2024-05-30", "--to", "2024-06-03",
+                       "--journal", str(journal), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    rows = Journal.open(str(journal)).rows("steps")
+    run = open_rule("inverse_vol", symbols=symbols, portfolio=True, set_options=sets)
+    bars = load_bars_report(symbols, "5min", str(feed), "raise").bars
+    splits = run.market.from_bars(bars, val_days=0, test_start=pd.Timestamp("2024-05-30"))
+    panel = history_panel([splits.train, splits.val, splits.test])
+    stamps = pd.DatetimeIndex(panel.timestamps)
+    start = first_row(stamps, "2024-05-30")
+    infy_col = panel.symbols.index("INFY")
+    # a bar, no feature row
+    assert stamps[start] in bars["INFY"].index and not panel.tradable[start, infy_col]
+    (bt,) = backtest_portfolio([run.rule], panel, run.market.env_config, start_row=start)
+    assert bt.weights[0, infy_col] == 0 and bt.weights[-1, infy_col] > 0
+    equity, cost = column(rows, "PORTFOLIO", "equity"), column(rows, "PORTFOLIO", "cost")
+    np.testing.assert_array_equal(equity[:-1], bt.equity[1:-1])
+    np.testing.assert_array_equal(cost[:-1], bt.step_costs[:-1])
+    for a, symbol in enumerate(bt.symbols):
+        np.testing.assert_array_equal(column(rows, symbol, "position"), bt.weights[:, a],
+                                      err_msg=symbol)
