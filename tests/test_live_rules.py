@@ -25,7 +25,7 @@ from fastrl.data.block import MarketBlock
 from fastrl.data.loaders import load_bars_report
 from fastrl.data.panel import PanelBlock
 from fastrl.live.journal import Journal
-from fastrl.live.rule import open_rule
+from fastrl.live.rule import live_month_ends, open_rule
 from fastrl.rules import backtest_portfolio, backtest_single, exposure_schedule, weight_schedule
 
 from live_runs import PAIR_SYMBOLS, PORTFOLIO_SYMBOLS, bundled_copy
@@ -155,6 +155,28 @@ def month_end_flip(exposure: np.ndarray, stamps: pd.DatetimeIndex, lo: str, hi: 
             and pd.Timestamp(lo) <= stamps[i] <= pd.Timestamp(hi)]
     assert rows, "the span must hold a decision that changes"
     return rows[0]
+
+
+@pytest.mark.parametrize(("name", "sets"), [
+    ("buy_and_hold", []), ("ma200", ["rules.ma200.window=50"]), ("ma10", ["rules.ma10.months=3"]),
+    ("momentum", ["rules.momentum.lookback=60", "rules.momentum.skip=5"]),
+    ("momentum", ["rules.momentum.lookback=60", "rules.momentum.rebalance=daily"]),
+    ("voltarget", ["rules.voltarget.window=20"])])
+def test_a_live_exposure_is_the_rule_decided_on_the_history_up_to_it(name, sets):
+    """The live decision (from the feed's schedule, kept per frame) equals the rule's
+    schedule over the bars up to the decision with the calendar's month end at its last
+    row, at every bar: here a feed without the 2021-06-30 session, whose bars say June ends
+    a session early."""
+    frame = load_bars_report(["BPCL"], "1d", "bundled", "raise").bars["BPCL"]
+    frame = frame.loc["2020-09-01":"2021-09-03"]
+    frame = frame.drop(pd.Timestamp("2021-06-30"))
+    run = open_rule(name, symbols=["BPCL"], set_options=sets)
+    rule = run.rule
+    close = frame["close"].to_numpy(dtype=np.float64)
+    for stop in range(100, len(frame) + 1):
+        ends = live_month_ends(frame.index[:stop], "1d")
+        expected = rule.spec.decide(rule.params, close[:stop], ends, "1d")[-1]
+        assert run.exposure(frame, frame.index[stop - 1]) == expected, frame.index[stop - 1]
 
 
 @pytest.mark.parametrize(("name", "symbol"), [("ma10", "HDFCLIFE"), ("voltarget", "BPCL")])

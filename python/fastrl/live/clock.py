@@ -28,6 +28,7 @@ import functools
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from fastrl.live.book import LiveInputError
@@ -175,31 +176,48 @@ def last_session(day: pd.Timestamp) -> tuple[pd.Timestamp, str | None]:
     return table.index[-1], note
 
 
-def _session_close(day: pd.Timestamp) -> pd.Timestamp:
-    """The close of the date ``day``'s session (15:30 where the calendar records none)."""
+@functools.lru_cache(maxsize=1)
+def _session_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """``_schedule``'s sessions (datetime64[D]) and closes (naive IST datetime64[ns]), for
+    lookups by searchsorted."""
     table = _schedule()
-    k = int(table.index.searchsorted(day))
-    if k < len(table) and table.index[k] == day:
-        return table["close"].iloc[k]
-    return day + CLOSE
+    return (table.index.to_numpy().astype("datetime64[D]"),
+            table["close"].to_numpy(dtype="datetime64[ns]"))
 
 
-def _next_session(day: pd.Timestamp) -> pd.Timestamp | None:
+@functools.lru_cache(maxsize=1)
+def _recorded_years() -> tuple[np.datetime64, np.datetime64]:
+    """``_bounds`` as datetime64[D]."""
+    low, high = _bounds()
+    return np.datetime64(low.date(), "D"), np.datetime64(high.date(), "D")
+
+
+def _session_close(day: np.datetime64) -> np.datetime64:
+    """The close of the date ``day``'s session (15:30 where the calendar records none)."""
+    days, closes = _session_arrays()
+    k = int(np.searchsorted(days, day))
+    if k < len(days) and days[k] == day:
+        return closes[k]
+    return day.astype("datetime64[ns]") + CLOSE.to_timedelta64()
+
+
+def _next_session(day: np.datetime64) -> np.datetime64 | None:
     """The first session after the date ``day`` within ``_LOOKBACK`` days, as
     :func:`sessions` lists them (the recorded ones; weekdays outside the recorded years),
     looked up in the cached schedule."""
-    low, high = _bounds()
-    table = _schedule()
+    days, _ = _session_arrays()
+    low, high = _recorded_years()
     candidates = []
-    k = int(table.index.searchsorted(day, side="right"))
-    if k < len(table):
-        candidates.append(table.index[k])
-    weekday = day + pd.offsets.BDay(1)
+    k = int(np.searchsorted(days, day, side="right"))
+    if k < len(days):
+        candidates.append(days[k])
+    # the weekday after ``day`` (a weekend rolls back to its Friday first)
+    weekday = np.busday_offset(day, 1, roll="backward")
     if low <= weekday <= high:  # inside the recorded years only sessions count
-        weekday = max(day, high) + pd.offsets.BDay(1)
+        weekday = np.busday_offset(max(day, high), 1, roll="backward")
     candidates.append(weekday)
     found = min(candidates)
-    return found if found <= day + _LOOKBACK else None
+    return found if found <= day + _LOOKBACK.to_timedelta64() else None
 
 
 def next_bar_in_new_month(stamp: pd.Timestamp, freq: str) -> bool:
@@ -209,18 +227,18 @@ def next_bar_in_new_month(stamp: pd.Timestamp, freq: str) -> bool:
     is in another month; intraday bars: ``stamp`` is its session's last bar and the next
     session is in another month. The calendar is known ahead; no price after ``stamp`` is
     read."""
-    stamp = pd.Timestamp(stamp)
-    day = stamp.normalize()
+    moment = np.datetime64(pd.Timestamp(stamp).to_datetime64(), "ns")
+    day = moment.astype("datetime64[D]")
     if freq != "1d":
         if freq not in BAR_LENGTH:
             raise LiveInputError(f"no exchange clock for {freq!r} bars")
-        if stamp + BAR_LENGTH[freq] < _session_close(day):  # another bar of this session
+        # another bar of this session follows
+        if moment + BAR_LENGTH[freq].to_timedelta64() < _session_close(day):
             return False
     following = _next_session(day)
     if following is None:
-        raise LiveInputError(f"no {EXCHANGE} session in the {_LOOKBACK.days} days after "
-                             f"{day.date()}")
-    return following.to_period("M") != day.to_period("M")
+        raise LiveInputError(f"no {EXCHANGE} session in the {_LOOKBACK.days} days after {day}")
+    return bool(following.astype("datetime64[M]") != day.astype("datetime64[M]"))
 
 
 __all__ = ["EXCHANGE", "INTRADAY_LAG_BARS", "Expected", "clock", "expected", "last_session",

@@ -59,6 +59,9 @@ class RuleRun:
     rule: Rule
     config: TrainConfig
     run_id: str = field(init=False)
+    # per feed frame (by id, checked by identity): closes, month ends, the rule's schedule
+    _schedules: dict[int, tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         text = json.dumps(self._fingerprint(), sort_keys=True, separators=(",", ":"))
@@ -141,14 +144,39 @@ class RuleRun:
     def exposure(self, frame: pd.DataFrame, stamp: pd.Timestamp) -> float:
         """A single rule's exposure decided at the close of ``stamp`` from the bars up to
         it: the last value of the rule's schedule over that history
-        (:func:`fastrl.rules.exposure_schedule` on the same bars)."""
+        (:func:`fastrl.rules.exposure_schedule` on the same bars), its newest row a month
+        end by the exchange calendar (:func:`live_month_ends`).
+
+        A rule's schedule is causal (its value at a row reads that row and earlier ones
+        only: ``tests/test_rules.py::test_single_rules_are_causal``), so the schedule over
+        the feed, computed once, holds at each row the value its history gives, wherever
+        the bars' month ends there are the calendar's; at a row where they are not (the
+        feed's last bar, a missing session) the history is decided again."""
         stop = int(frame.index.searchsorted(stamp, side="right"))
-        close = frame["close"].to_numpy(dtype=np.float64)[:stop]
+        close, ends, schedule = self._feed_schedule(frame)
         if self.rule.reads_month_ends:
-            ends = live_month_ends(frame.index[:stop], self.freq)
-        else:  # the rule decides the same without them: no calendar lookup
-            ends = np.zeros(stop, dtype=bool)
-        return float(self.rule.spec.decide(self.rule.params, close, ends, self.freq)[-1])
+            here = next_bar_in_new_month(frame.index[stop - 1], self.freq)
+            if here != ends[stop - 1]:
+                history = ends[:stop].copy()
+                history[-1] = here
+                return float(self.rule.spec.decide(self.rule.params, close[:stop], history,
+                                                   self.freq)[-1])
+        return float(schedule[stop - 1])
+
+    def _feed_schedule(self, frame: pd.DataFrame
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(closes, month ends by the bars, the rule's schedule) over all of ``frame``, kept
+        for the frame (a feed's frames do not change while it is traded)."""
+        cached = self._schedules.get(id(frame))
+        if cached is None or cached[0] is not frame:
+            if len(self._schedules) >= len(self.symbols):  # another feed's frames
+                self._schedules.clear()
+            close = frame["close"].to_numpy(dtype=np.float64)
+            ends = month_ends(frame.index.to_numpy(dtype="datetime64[ns]"), len(frame))
+            schedule = self.rule.spec.decide(self.rule.params, close, ends, self.freq)
+            cached = (frame, close, ends, np.asarray(schedule, dtype=np.float64))
+            self._schedules[id(frame)] = cached
+        return cached[1], cached[2], cached[3]
 
     def _weights(self, env: LiveEnv, bars: LiveBars) -> np.ndarray | None:
         stamp = env.book.stamp
