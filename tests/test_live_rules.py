@@ -384,3 +384,26 @@ def test_a_portfolio_rule_leaves_out_a_symbol_the_env_cannot_fill_yet(tmp_path, 
     for a, symbol in enumerate(bt.symbols):
         np.testing.assert_array_equal(column(rows, symbol, "position"), bt.weights[:, a],
                                       err_msg=symbol)
+
+
+@pytest.mark.parametrize("execution", ["next_open", "close"])
+def test_a_live_rebalance_is_the_backtests_rebalance_step(execution):
+    """RuleRun.rebalances (the feed's last rows up to the decision, the calendar at the
+    newest) marks the decisions rebalance_steps marks on the panel of the same bars."""
+    from fastrl.env_config import PortfolioConfig
+    from fastrl.live.bars import LiveBars
+    from fastrl.markets.portfolio.backtest import rebalance_steps
+
+    symbols = ["BPCL", "INFY"]
+    bars = {s: f.loc["2021-05-01":"2021-09-30"] for s, f in
+            load_bars_report(symbols, "1d", "bundled", "raise").bars.items()}
+    bars["INFY"] = bars["INFY"].drop(pd.Timestamp("2021-07-30"))  # the union still has it
+    panel = raw_panel(bars)
+    config = PortfolioConfig(window=1, execution=execution)
+    steps = set(rebalance_steps(panel, config).tolist())
+    run = open_rule("ew_monthly", symbols=symbols, portfolio=True)
+    live = LiveBars(bars=bars, freq="1d", source="test")
+    stamps = pd.DatetimeIndex(panel.timestamps)
+    marked = [k for k in range(1, panel.num_bars - 1)
+              if run.rebalances(live, stamps[k], execution)]
+    assert marked == sorted(steps - {0}) and len(marked) >= 4
