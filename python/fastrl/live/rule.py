@@ -12,8 +12,9 @@ replay equals :func:`fastrl.rules.backtest_single` / :func:`fastrl.rules.backtes
 over the same days bit for bit.
 
 A decision is the rule's on every bar of the feed up to the decision bar (never one after
-it: a rule's schedule is causal, see :meth:`RuleRun.exposure`), so a rule has its whole history for its warm-up (momentum's 252 bars, ma10's 10 month ends); a
-shorter feed leaves it flat, as the backtest on the same bars is, and says so. The one
+it: a rule's schedule is causal, see :meth:`RuleRun.exposure`), so a rule has its whole
+history for its warm-up (momentum's 252 bars, ma10's 10 month ends); a shorter feed leaves
+it flat, as the backtest on the same bars is, and says so. The one
 thing a series cannot say at its newest row is whether that row ends a month (nothing
 follows it): live, the exchange calendar answers
 (:func:`fastrl.live.clock.next_bar_in_new_month`), so a monthly rule rebalances at the row
