@@ -347,18 +347,22 @@ def test_a_feed_shorter_than_the_warm_up_leaves_the_rule_flat_and_says_so(tmp_pa
     assert "warning: ma10 needs 10 month ends of history" in err
 
 
-def test_a_portfolio_rule_leaves_out_a_symbol_the_env_cannot_fill_yet(tmp_path, capsys):
-    """INFY's 5-minute bars start 15 bars before the replay: at the first decision it has a
-    bar but no feature row (its feature warm-up), so the env's panel cannot fill it. The
-    rule reads the env's eligibility, so its replay equals its backtest on that panel (the
-    market's own, as fastrl-train's rungs read it): BPCL alone first, both after the month
-    end's rebalance."""
+@pytest.mark.parametrize(("first_bar", "warm"), [("2024-05-29 14:15", False),
+                                                 ("2024-05-29 12:10", True)])
+def test_a_portfolio_rule_reads_a_late_symbol_as_the_envs_panel_holds_it(first_bar, warm,
+                                                                        tmp_path, capsys):
+    """INFY's 5-minute bars start 15 (40) bars before the replay's first decision. With 16
+    bars it has a bar but no feature row there (its feature warm-up): the env's panel
+    cannot fill it. With 41 it is tradable, but 10 returns back reach into its warm-up,
+    where the panel holds no mark. The rule reads the panel's eligibility and marks, so its
+    replay equals its backtest on the market's panel (as fastrl-train's rungs read it):
+    BPCL alone at first, both after the month end's rebalance."""
     from fastrl.markets.portfolio.rungs import history_panel
 
     feed = bundled_copy(["BPCL", "INFY"], tmp_path / "bars", freq="5min", through="2024-06-03",
                         rows=400)
     infy = pd.read_csv(feed / "INFY.csv")
-    infy[infy.iloc[:, 0] >= "2024-05-29 14:15"].to_csv(feed / "INFY.csv", index=False)
+    infy[infy.iloc[:, 0] >= first_bar].to_csv(feed / "INFY.csv", index=False)
     symbols = ["BPCL", "INFY"]
     sets = ["data.freq=5min", "rules.inverse_vol.window=10"]
     journal = tmp_path / "journal.db"
@@ -374,8 +378,10 @@ def test_a_portfolio_rule_leaves_out_a_symbol_the_env_cannot_fill_yet(tmp_path, 
     stamps = pd.DatetimeIndex(panel.timestamps)
     start = first_row(stamps, "2024-05-30")
     infy_col = panel.symbols.index("INFY")
-    # a bar, no feature row
-    assert stamps[start] in bars["INFY"].index and not panel.tradable[start, infy_col]
+    assert stamps[start] in bars["INFY"].index  # a bar at the first decision
+    assert panel.tradable[start, infy_col] == warm
+    # 11 bars of marks: 10 returns back
+    assert (panel.mark[start - 10:start + 1, infy_col] == 0).any()
     (bt,) = backtest_portfolio([run.rule], panel, run.market.env_config, start_row=start)
     assert bt.weights[0, infy_col] == 0 and bt.weights[-1, infy_col] > 0
     equity, cost = column(rows, "PORTFOLIO", "equity"), column(rows, "PORTFOLIO", "cost")

@@ -36,6 +36,7 @@ from threadpoolctl import threadpool_limits
 
 from fastrl.config import ConfigError, TrainConfig, build_config, config_to_dict
 from fastrl.data.months import month_ends
+from fastrl.features import WARMUP_BARS
 from fastrl.live.book import LiveInputError
 from fastrl.live.clock import next_bar_in_new_month
 from fastrl.markets import Market, kind_overrides, market_for
@@ -183,11 +184,40 @@ class RuleRun:
         stamp = env.book.stamp
         if not (env.opening or self.rebalances(bars, stamp, env.config.execution)):
             return None
-        marks, _ = panel_marks(bars.through(stamp), self.symbols)
+        marks, tradable = self.panel_marks(bars, stamp)
         # one BLAS thread, as the backtest's weight_schedule decides
         with threadpool_limits(limits=1):
-            weights = self.rule.spec.decide(self.rule.params, marks, env_tradable(env))
+            weights = self.rule.spec.decide(self.rule.params, marks, tradable)
         return np.asarray(weights, dtype=np.float64)[None]
+
+    def panel_marks(self, bars: LiveBars, stamp: pd.Timestamp
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """(marks [T, A], tradable at ``stamp`` [A]) of the market's panel of the bars up
+        to ``stamp``: what a portfolio rule reads, as its backtest on the market's panel
+        and the live env's block hold them. A cell is tradable with a bar and a feature
+        row, so a symbol in its feature warm-up (a bar the simulator cannot fill) is not
+        eligible, and its mark is the close of its last tradable row (0 before).
+
+        A symbol with fewer bars than the features' warm-up has no feature row yet: it is
+        left out of the panel (untradable, no mark), which is what the panel of all its
+        bars holds up to ``stamp``."""
+        prefix = {s: f for s, f in bars.through(stamp).items() if len(f) > WARMUP_BARS}
+        count = len(self.symbols)
+        if not prefix:
+            return np.zeros((1, count)), np.zeros(count, dtype=bool)
+        after = pd.Timestamp(stamp).normalize() + pd.Timedelta(days=1)  # no test split
+        try:
+            panel = self.market.from_bars(prefix, val_days=0, source=bars.source,
+                                          test_start=after).train
+        except ValueError as exc:  # too little history, features of bad bars
+            raise LiveInputError(f"cannot build the panel up to {stamp}: {exc}") from None
+        columns = [self.symbols.index(s) for s in panel.symbols]
+        marks = np.zeros((panel.num_bars, count))
+        marks[:, columns] = panel.mark
+        tradable = np.zeros(count, dtype=bool)
+        if pd.Timestamp(panel.timestamps[-1]) == pd.Timestamp(stamp):
+            tradable[columns] = panel.tradable[-1]
+        return marks, tradable
 
     def rebalances(self, bars: LiveBars, stamp: pd.Timestamp, execution: str) -> bool:
         """Whether a running portfolio book sends the rule's order decided at ``stamp``:
@@ -259,29 +289,6 @@ def _union_tail(bars: LiveBars, stamp: pd.Timestamp, rows: int) -> pd.DatetimeIn
     return pd.DatetimeIndex(np.unique(np.concatenate([t.to_numpy() for t in tails])))[-rows:]
 
 
-def env_tradable(env: LiveEnv) -> np.ndarray:
-    """Which symbols the env's panel can trade at the book's row [A]: those with a bar and
-    a feature row there (:class:`fastrl.data.panel.PanelBlock`), the eligibility the
-    rule's backtest on that panel reads (a symbol in its feature warm-up has a bar the
-    simulator cannot fill)."""
-    stamps = np.asarray(env.block.timestamps)
-    row = int(np.searchsorted(stamps, np.datetime64(env.book.stamp), side="left"))
-    if row >= len(stamps) or stamps[row] != np.datetime64(env.book.stamp):
-        raise LiveInputError(f"the panel has no bar at {env.book.stamp}, where the book stands")
-    return np.asarray(env.block.tradable[row], dtype=bool)
-
-
-def panel_marks(bars: dict[str, pd.DataFrame], symbols: Sequence[str]
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """(marks [T, A], tradable [T, A]) on the union calendar of ``bars``: each symbol's last
-    close up to a row (0 before its first), as :attr:`fastrl.data.panel.PanelBlock.mark`
-    holds them; a row is tradable where the symbol has a bar."""
-    close = pd.concat({s: bars[s]["close"] for s in symbols}, axis=1, sort=True)
-    tradable = close.notna().to_numpy()
-    marks = close.ffill().fillna(0.0).to_numpy(dtype=np.float64)
-    return marks, tradable
-
-
 def _bars(env: LiveEnv) -> LiveBars:
     bars = getattr(env, "bars", None)
     if bars is None:
@@ -318,5 +325,4 @@ def open_rule(name: str, *, symbols: Sequence[str] | None = None, portfolio: boo
     return RuleRun(rule=rule, config=config)
 
 
-__all__ = ["RULE_PREFIX", "RuleRun", "env_tradable", "live_month_ends", "open_rule",
-           "panel_marks"]
+__all__ = ["RULE_PREFIX", "RuleRun", "live_month_ends", "open_rule"]
