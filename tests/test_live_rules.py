@@ -13,6 +13,7 @@ one-step replay divides by the carried holding's value summed in another order.
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,7 @@ from fastrl.data.block import MarketBlock
 from fastrl.data.loaders import load_bars_report
 from fastrl.data.panel import PanelBlock
 from fastrl.live.journal import Journal
-from fastrl.live.rule import open_rule
+from fastrl.live.rule import live_month_ends, open_rule
 from fastrl.rules import backtest_portfolio, backtest_single, exposure_schedule, weight_schedule
 
 from live_runs import PAIR_SYMBOLS, PORTFOLIO_SYMBOLS, bundled_copy
@@ -147,6 +148,28 @@ def month_end_flip(exposure: np.ndarray, stamps: pd.DatetimeIndex, lo: str, hi: 
     return rows[0]
 
 
+@pytest.mark.parametrize(("name", "sets"), [
+    ("buy_and_hold", []), ("ma200", ["rules.ma200.window=50"]), ("ma10", ["rules.ma10.months=3"]),
+    ("momentum", ["rules.momentum.lookback=60", "rules.momentum.skip=5"]),
+    ("momentum", ["rules.momentum.lookback=60", "rules.momentum.rebalance=daily"]),
+    ("voltarget", ["rules.voltarget.window=20"])])
+def test_a_live_exposure_is_the_rule_decided_on_the_history_up_to_it(name, sets):
+    """The live decision (from the feed's schedule, kept per frame) equals the rule's
+    schedule over the bars up to the decision with the calendar's month end at its last
+    row, at every bar: here a feed without the 2021-06-30 session, whose bars say June ends
+    a session early."""
+    frame = load_bars_report(["BPCL"], "1d", "bundled", "raise").bars["BPCL"]
+    frame = frame.loc["2020-09-01":"2021-09-03"]
+    frame = frame.drop(pd.Timestamp("2021-06-30"))
+    run = open_rule(name, symbols=["BPCL"], set_options=sets)
+    rule = run.rule
+    close = frame["close"].to_numpy(dtype=np.float64)
+    for stop in range(100, len(frame) + 1):
+        ends = live_month_ends(frame.index[:stop], "1d")
+        expected = rule.spec.decide(rule.params, close[:stop], ends, "1d")[-1]
+        assert run.exposure(frame, frame.index[stop - 1]) == expected, frame.index[stop - 1]
+
+
 @pytest.mark.parametrize(("name", "symbol"), [("ma10", "HDFCLIFE"), ("voltarget", "BPCL")])
 def test_a_signal_on_a_month_end_is_the_backtests_decision_there(name, symbol, feed, tmp_path,
                                                                  capsys):
@@ -197,6 +220,27 @@ def test_the_calendar_says_which_bar_ends_a_month():
     # intraday: only the session's last bar can end a month
     assert not next_bar_in_new_month(pd.Timestamp("2021-07-30 15:20"), "5min")
     assert next_bar_in_new_month(pd.Timestamp("2021-07-30 15:25"), "5min")
+
+
+def test_the_cached_calendar_answers_as_the_library_and_the_session_table():
+    """next_bar_in_new_month looks the next session up in a schedule built once; it answers
+    as the library's own session list inside its years and as ``sessions`` (weekdays)
+    across their end."""
+    import exchange_calendars as xc
+
+    from fastrl.live.clock import _LOOKBACK, EXCHANGE, next_bar_in_new_month, sessions
+
+    with warnings.catch_warnings():  # the library's own pandas deprecation notices
+        warnings.simplefilter("ignore")
+        library = xc.get_calendar(EXCHANGE, start="2020-01-01", end="2022-12-31").sessions
+    table, note = sessions(pd.Timestamp("2020-01-01"), pd.Timestamp("2022-12-31"))
+    assert note is None
+    assert table.index.equals(pd.DatetimeIndex(library))
+    days = [*pd.date_range("2020-12-01", "2021-05-10"), *pd.date_range("2026-10-01", "2027-02-10")]
+    for day in days:
+        following, _ = sessions(day + pd.Timedelta(days=1), day + _LOOKBACK)
+        expected = following.index[0].to_period("M") != day.to_period("M")
+        assert next_bar_in_new_month(day, "1d") == expected, day
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -288,3 +332,71 @@ def test_a_feed_shorter_than_the_warm_up_leaves_the_rule_flat_and_says_so(tmp_pa
                        "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "warning: ma10 needs 10 month ends of history" in err
+
+
+@pytest.mark.parametrize(("first_bar", "warm"), [("2024-05-29 14:15", False),
+                                                 ("2024-05-29 12:10", True)])
+def test_a_portfolio_rule_reads_a_late_symbol_as_the_envs_panel_holds_it(first_bar, warm,
+                                                                        tmp_path, capsys):
+    """INFY's 5-minute bars start 15 (40) bars before the replay's first decision. With 16
+    bars it has a bar but no feature row there (its feature warm-up): the env's panel
+    cannot fill it. With 41 it is tradable, but 10 returns back reach into its warm-up,
+    where the panel holds no mark. The rule reads the panel's eligibility and marks, so its
+    replay equals its backtest on the market's panel (as fastrl-train's rungs read it):
+    BPCL alone at first, both after the month end's rebalance."""
+    from fastrl.markets.portfolio.rungs import history_panel
+
+    feed = bundled_copy(["BPCL", "INFY"], tmp_path / "bars", freq="5min", through="2024-06-03",
+                        rows=400)
+    infy = pd.read_csv(feed / "INFY.csv")
+    infy[infy.iloc[:, 0] >= first_bar].to_csv(feed / "INFY.csv", index=False)
+    symbols = ["BPCL", "INFY"]
+    sets = ["data.freq=5min", "rules.inverse_vol.window=10"]
+    journal = tmp_path / "journal.db"
+    code = paper_main(["--rule", "inverse_vol", "--portfolio", "--symbols", *symbols, "--set",
+                       *sets, "--bars", str(feed), "--from", "2024-05-30", "--to", "2024-06-03",
+                       "--journal", str(journal), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    rows = Journal.open(str(journal)).rows("steps")
+    run = open_rule("inverse_vol", symbols=symbols, portfolio=True, set_options=sets)
+    bars = load_bars_report(symbols, "5min", str(feed), "raise").bars
+    splits = run.market.from_bars(bars, val_days=0, test_start=pd.Timestamp("2024-05-30"))
+    panel = history_panel([splits.train, splits.val, splits.test])
+    stamps = pd.DatetimeIndex(panel.timestamps)
+    start = first_row(stamps, "2024-05-30")
+    infy_col = panel.symbols.index("INFY")
+    assert stamps[start] in bars["INFY"].index  # a bar at the first decision
+    assert panel.tradable[start, infy_col] == warm
+    # 11 bars of marks: 10 returns back
+    assert (panel.mark[start - 10:start + 1, infy_col] == 0).any()
+    (bt,) = backtest_portfolio([run.rule], panel, run.market.env_config, start_row=start)
+    assert bt.weights[0, infy_col] == 0 and bt.weights[-1, infy_col] > 0
+    equity, cost = column(rows, "PORTFOLIO", "equity"), column(rows, "PORTFOLIO", "cost")
+    np.testing.assert_array_equal(equity[:-1], bt.equity[1:-1])
+    np.testing.assert_array_equal(cost[:-1], bt.step_costs[:-1])
+    for a, symbol in enumerate(bt.symbols):
+        np.testing.assert_array_equal(column(rows, symbol, "position"), bt.weights[:, a],
+                                      err_msg=symbol)
+
+
+@pytest.mark.parametrize("execution", ["next_open", "close"])
+def test_a_live_rebalance_is_the_backtests_rebalance_step(execution):
+    """RuleRun.rebalances (the feed's last rows up to the decision, the calendar at the
+    newest) marks the decisions rebalance_steps marks on the panel of the same bars."""
+    from fastrl.env_config import PortfolioConfig
+    from fastrl.live.bars import LiveBars
+    from fastrl.markets.portfolio.backtest import rebalance_steps
+
+    symbols = ["BPCL", "INFY"]
+    bars = {s: f.loc["2021-05-01":"2021-09-30"] for s, f in
+            load_bars_report(symbols, "1d", "bundled", "raise").bars.items()}
+    bars["INFY"] = bars["INFY"].drop(pd.Timestamp("2021-07-30"))  # the union still has it
+    panel = raw_panel(bars)
+    config = PortfolioConfig(window=1, execution=execution)
+    steps = set(rebalance_steps(panel, config).tolist())
+    run = open_rule("ew_monthly", symbols=symbols, portfolio=True)
+    live = LiveBars(bars=bars, freq="1d", source="test")
+    stamps = pd.DatetimeIndex(panel.timestamps)
+    marked = [k for k in range(1, panel.num_bars - 1)
+              if run.rebalances(live, stamps[k], execution)]
+    assert marked == sorted(steps - {0}) and len(marked) >= 4

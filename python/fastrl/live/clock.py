@@ -28,6 +28,7 @@ import functools
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from fastrl.live.book import LiveInputError
@@ -87,11 +88,34 @@ def _calendar(start: pd.Timestamp, end: pd.Timestamp):  # noqa: ANN202 (library 
         return xc.get_calendar(EXCHANGE, start=start, end=end)
 
 
+@functools.lru_cache(maxsize=1)
 def _bounds() -> tuple[pd.Timestamp, pd.Timestamp]:
     """The first and last day the library records the calendar's holidays for."""
     from exchange_calendars.exchange_calendar_xbom import XBOMExchangeCalendar
 
     return XBOMExchangeCalendar.bound_min(), XBOMExchangeCalendar.bound_max()
+
+
+@functools.lru_cache(maxsize=1)
+def _schedule() -> pd.DataFrame:
+    """Every session the library records (its ``_bounds``): a frame indexed by session with
+    naive-IST ``open`` and ``close`` columns, built once (building it is what costs)."""
+    low, high = _bounds()
+    calendar = _calendar(low, high)
+    known = calendar.sessions_in_range(low, high)
+    return pd.DataFrame({
+        "open": calendar.opens[known].dt.tz_convert(TZ).dt.tz_localize(None).to_numpy(),
+        "close": calendar.closes[known].dt.tz_convert(TZ).dt.tz_localize(None).to_numpy()},
+        index=pd.DatetimeIndex(known))
+
+
+def _known(first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
+    """The recorded sessions from ``first`` to ``last`` (a slice of ``_schedule``)."""
+    table = _schedule()
+    lo, hi = table.index.searchsorted([first, last], side="left")
+    if hi < len(table) and table.index[hi] == last:
+        hi += 1
+    return table.iloc[lo:hi]
 
 
 def sessions(first: pd.Timestamp, last: pd.Timestamp) -> tuple[pd.DataFrame, str | None]:
@@ -105,12 +129,7 @@ def sessions(first: pd.Timestamp, last: pd.Timestamp) -> tuple[pd.DataFrame, str
     frame = pd.DataFrame({"open": days + OPEN, "close": days + CLOSE}, index=days)
     lo, hi = max(first, low), min(last, high)
     if lo <= hi:
-        calendar = _calendar(low, high)
-        known = calendar.sessions_in_range(lo, hi)
-        schedule = pd.DataFrame({
-            "open": calendar.opens[known].dt.tz_convert(TZ).dt.tz_localize(None).to_numpy(),
-            "close": calendar.closes[known].dt.tz_convert(TZ).dt.tz_localize(None).to_numpy()},
-            index=pd.DatetimeIndex(known))
+        schedule = _known(lo, hi)
         outside = frame[(frame.index < lo) | (frame.index > hi)]
         frame = pd.concat([outside, schedule]).sort_index()
     note = None
@@ -157,6 +176,50 @@ def last_session(day: pd.Timestamp) -> tuple[pd.Timestamp, str | None]:
     return table.index[-1], note
 
 
+@functools.lru_cache(maxsize=1)
+def _session_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """``_schedule``'s sessions (datetime64[D]) and closes (naive IST datetime64[ns]), for
+    lookups by searchsorted."""
+    table = _schedule()
+    return (table.index.to_numpy().astype("datetime64[D]"),
+            table["close"].to_numpy(dtype="datetime64[ns]"))
+
+
+@functools.lru_cache(maxsize=1)
+def _recorded_years() -> tuple[np.datetime64, np.datetime64]:
+    """``_bounds`` as datetime64[D]."""
+    low, high = _bounds()
+    return np.datetime64(low.date(), "D"), np.datetime64(high.date(), "D")
+
+
+def _session_close(day: np.datetime64) -> np.datetime64:
+    """The close of the date ``day``'s session (15:30 where the calendar records none)."""
+    days, closes = _session_arrays()
+    k = int(np.searchsorted(days, day))
+    if k < len(days) and days[k] == day:
+        return closes[k]
+    return day.astype("datetime64[ns]") + CLOSE.to_timedelta64()
+
+
+def _next_session(day: np.datetime64) -> np.datetime64 | None:
+    """The first session after the date ``day`` within ``_LOOKBACK`` days, as
+    :func:`sessions` lists them (the recorded ones; weekdays outside the recorded years),
+    looked up in the cached schedule."""
+    days, _ = _session_arrays()
+    low, high = _recorded_years()
+    candidates = []
+    k = int(np.searchsorted(days, day, side="right"))
+    if k < len(days):
+        candidates.append(days[k])
+    # the weekday after ``day`` (a weekend rolls back to its Friday first)
+    weekday = np.busday_offset(day, 1, roll="backward")
+    if low <= weekday <= high:  # inside the recorded years only sessions count
+        weekday = np.busday_offset(max(day, high), 1, roll="backward")
+    candidates.append(weekday)
+    found = min(candidates)
+    return found if found <= day + _LOOKBACK.to_timedelta64() else None
+
+
 def next_bar_in_new_month(stamp: pd.Timestamp, freq: str) -> bool:
     """Whether the bar after ``stamp`` by the exchange calendar falls in a new calendar
     month: the live answer to :func:`fastrl.data.months.month_ends` at a series' newest row
@@ -164,20 +227,18 @@ def next_bar_in_new_month(stamp: pd.Timestamp, freq: str) -> bool:
     is in another month; intraday bars: ``stamp`` is its session's last bar and the next
     session is in another month. The calendar is known ahead; no price after ``stamp`` is
     read."""
-    stamp = pd.Timestamp(stamp)
-    day = stamp.normalize()
+    moment = np.datetime64(pd.Timestamp(stamp).to_datetime64(), "ns")
+    day = moment.astype("datetime64[D]")
     if freq != "1d":
         if freq not in BAR_LENGTH:
             raise LiveInputError(f"no exchange clock for {freq!r} bars")
-        table, _ = sessions(day, day)
-        close = table["close"].iloc[0] if len(table) else day + CLOSE
-        if stamp + BAR_LENGTH[freq] < close:  # another bar of this session follows
+        # another bar of this session follows
+        if moment + BAR_LENGTH[freq].to_timedelta64() < _session_close(day):
             return False
-    table, _ = sessions(day + pd.Timedelta(days=1), day + _LOOKBACK)
-    if table.empty:
-        raise LiveInputError(f"no {EXCHANGE} session in the {_LOOKBACK.days} days after "
-                             f"{day.date()}")
-    return table.index[0].to_period("M") != day.to_period("M")
+    following = _next_session(day)
+    if following is None:
+        raise LiveInputError(f"no {EXCHANGE} session in the {_LOOKBACK.days} days after {day}")
+    return bool(following.astype("datetime64[M]") != day.astype("datetime64[M]"))
 
 
 __all__ = ["EXCHANGE", "INTRADAY_LAG_BARS", "Expected", "clock", "expected", "last_session",

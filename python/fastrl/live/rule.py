@@ -11,9 +11,10 @@ steps (:func:`fastrl.markets.single.backtest.rule_config`, or the portfolio base
 replay equals :func:`fastrl.rules.backtest_single` / :func:`fastrl.rules.backtest_portfolio`
 over the same days bit for bit.
 
-A decision reads every bar of the feed up to the decision bar (never one after it), so a
-rule has its whole history for its warm-up (momentum's 252 bars, ma10's 10 month ends); a
-shorter feed leaves it flat, as the backtest on the same bars is, and says so. The one
+A decision is the rule's on every bar of the feed up to the decision bar (never one after
+it: a rule's schedule is causal, see :meth:`RuleRun.exposure`), so a rule has its whole
+history for its warm-up (momentum's 252 bars, ma10's 10 month ends); a shorter feed leaves
+it flat, as the backtest on the same bars is, and says so. The one
 thing a series cannot say at its newest row is whether that row ends a month (nothing
 follows it): live, the exchange calendar answers
 (:func:`fastrl.live.clock.next_bar_in_new_month`), so a monthly rule rebalances at the row
@@ -35,9 +36,11 @@ from threadpoolctl import threadpool_limits
 
 from fastrl.config import ConfigError, TrainConfig, build_config, config_to_dict
 from fastrl.data.months import month_ends
+from fastrl.features import WARMUP_BARS
 from fastrl.live.book import LiveInputError
 from fastrl.live.clock import next_bar_in_new_month
 from fastrl.markets import Market, kind_overrides, market_for
+from fastrl.markets.portfolio.backtest import fills_open_month
 from fastrl.rules import RULES, Rule, rule_from_config, rule_names
 from fastrl.rules.registry import RuleKind
 
@@ -58,6 +61,9 @@ class RuleRun:
     rule: Rule
     config: TrainConfig
     run_id: str = field(init=False)
+    # per feed frame (by id, checked by identity): closes, month ends, the rule's schedule
+    _schedules: dict[int, tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         text = json.dumps(self._fingerprint(), sort_keys=True, separators=(",", ":"))
@@ -140,21 +146,78 @@ class RuleRun:
     def exposure(self, frame: pd.DataFrame, stamp: pd.Timestamp) -> float:
         """A single rule's exposure decided at the close of ``stamp`` from the bars up to
         it: the last value of the rule's schedule over that history
-        (:func:`fastrl.rules.exposure_schedule` on the same bars)."""
-        history = frame.loc[:stamp]
-        close = history["close"].to_numpy(dtype=np.float64)
-        ends = live_month_ends(history.index, self.freq)
-        return float(self.rule.spec.decide(self.rule.params, close, ends, self.freq)[-1])
+        (:func:`fastrl.rules.exposure_schedule` on the same bars), its newest row a month
+        end by the exchange calendar (:func:`live_month_ends`).
+
+        A rule's schedule is causal (its value at a row reads that row and earlier ones
+        only: ``tests/test_rules.py::test_single_rules_are_causal``), so the schedule over
+        the feed, computed once, holds at each row the value its history gives, wherever
+        the bars' month ends there are the calendar's; at a row where they are not (the
+        feed's last bar, a missing session) the history is decided again."""
+        stop = int(frame.index.searchsorted(stamp, side="right"))
+        close, ends, schedule = self._feed_schedule(frame)
+        if self.rule.reads_month_ends:
+            here = next_bar_in_new_month(frame.index[stop - 1], self.freq)
+            if here != ends[stop - 1]:
+                history = ends[:stop].copy()
+                history[-1] = here
+                return float(self.rule.spec.decide(self.rule.params, close[:stop], history,
+                                                   self.freq)[-1])
+        return float(schedule[stop - 1])
+
+    def _feed_schedule(self, frame: pd.DataFrame
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(closes, month ends by the bars, the rule's schedule) over all of ``frame``, kept
+        for the frame (a feed's frames do not change while it is traded)."""
+        cached = self._schedules.get(id(frame))
+        if cached is None or cached[0] is not frame:
+            if len(self._schedules) >= len(self.symbols):  # another feed's frames
+                self._schedules.clear()
+            close = frame["close"].to_numpy(dtype=np.float64)
+            ends = month_ends(frame.index.to_numpy(dtype="datetime64[ns]"), len(frame))
+            schedule = self.rule.spec.decide(self.rule.params, close, ends, self.freq)
+            cached = (frame, close, ends, np.asarray(schedule, dtype=np.float64))
+            self._schedules[id(frame)] = cached
+        return cached[1], cached[2], cached[3]
 
     def _weights(self, env: LiveEnv, bars: LiveBars) -> np.ndarray | None:
         stamp = env.book.stamp
         if not (env.opening or self.rebalances(bars, stamp, env.config.execution)):
             return None
-        marks, tradable = panel_marks(bars.through(stamp), self.symbols)
+        marks, tradable = self.panel_marks(bars, stamp)
         # one BLAS thread, as the backtest's weight_schedule decides
         with threadpool_limits(limits=1):
-            weights = self.rule.spec.decide(self.rule.params, marks, tradable[-1])
+            weights = self.rule.spec.decide(self.rule.params, marks, tradable)
         return np.asarray(weights, dtype=np.float64)[None]
+
+    def panel_marks(self, bars: LiveBars, stamp: pd.Timestamp
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """(marks [T, A], tradable at ``stamp`` [A]) of the market's panel of the bars up
+        to ``stamp``: what a portfolio rule reads, as its backtest on the market's panel
+        and the live env's block hold them. A cell is tradable with a bar and a feature
+        row, so a symbol in its feature warm-up (a bar the simulator cannot fill) is not
+        eligible, and its mark is the close of its last tradable row (0 before).
+
+        A symbol with fewer bars than the features' warm-up has no feature row yet: it is
+        left out of the panel (untradable, no mark), which is what the panel of all its
+        bars holds up to ``stamp``."""
+        prefix = {s: f for s, f in bars.through(stamp).items() if len(f) > WARMUP_BARS}
+        count = len(self.symbols)
+        if not prefix:
+            return np.zeros((1, count)), np.zeros(count, dtype=bool)
+        after = pd.Timestamp(stamp).normalize() + pd.Timedelta(days=1)  # no test split
+        try:
+            panel = self.market.from_bars(prefix, val_days=0, source=bars.source,
+                                          test_start=after).train
+        except ValueError as exc:  # too little history, features of bad bars
+            raise LiveInputError(f"cannot build the panel up to {stamp}: {exc}") from None
+        columns = [self.symbols.index(s) for s in panel.symbols]
+        marks = np.zeros((panel.num_bars, count))
+        marks[:, columns] = panel.mark
+        tradable = np.zeros(count, dtype=bool)
+        if pd.Timestamp(panel.timestamps[-1]) == pd.Timestamp(stamp):
+            tradable[columns] = panel.tradable[-1]
+        return marks, tradable
 
     def rebalances(self, bars: LiveBars, stamp: pd.Timestamp, execution: str) -> bool:
         """Whether a running portfolio book sends the rule's order decided at ``stamp``:
@@ -164,10 +227,10 @@ class RuleRun:
         bought once never again."""
         if self.rule.spec.schedule == "once":
             return False
-        if execution == "next_open":
-            return next_bar_in_new_month(stamp, self.freq)
-        index = _union_index(bars.through(stamp))
-        return len(index) >= 2 and index[-2].to_period("M") != index[-1].to_period("M")
+        # the union calendar's last two rows up to ``stamp`` are all a fill's month reads
+        tail = _union_tail(bars, stamp, 2)
+        ends = live_month_ends(tail, self.freq)
+        return bool(fills_open_month(ends, np.array([len(tail) - 1]), execution)[0])
 
     # -- what the user is told ----------------------------------------------------------
 
@@ -189,7 +252,7 @@ class RuleRun:
     def warmup_notes(self, bars: LiveBars, stamp: pd.Timestamp) -> list[str]:
         """Symbols whose history up to ``stamp`` is shorter than the rule's warm-up (the
         rule is flat there, as its backtest on the same bars)."""
-        need, unit = warmup(self.rule)
+        need, unit = self.rule.warmup
         short = []
         for symbol in self.symbols:
             history = bars.bars[symbol].loc[:stamp]
@@ -206,21 +269,6 @@ class RuleRun:
                 "is flat there until it has them (load longer history to trade it)"]
 
 
-def warmup(rule: Rule) -> tuple[int, str]:
-    """(how much history the rule's first decision reads, its unit): the bars of a
-    look-back or window (its returns need one bar more), or ma10's month ends."""
-    params = rule.params
-    if hasattr(params, "months"):
-        return int(params.months), "month ends"
-    if hasattr(params, "lookback"):
-        return int(params.lookback) + 1, "bars"
-    if rule.name == "ma200":  # an average of closes, not of returns
-        return int(params.window), "bars"
-    if hasattr(params, "window"):
-        return int(params.window) + 1, "bars"
-    return 1, "bars"
-
-
 def live_month_ends(index: pd.DatetimeIndex, freq: str) -> np.ndarray:
     """:func:`fastrl.data.months.month_ends` of a history whose newest row is the decision
     bar: that row by the exchange calendar (the next bar opens a new month), the others by
@@ -231,22 +279,14 @@ def live_month_ends(index: pd.DatetimeIndex, freq: str) -> np.ndarray:
     return ends
 
 
-def _union_index(bars: dict[str, pd.DataFrame]) -> pd.DatetimeIndex:
-    index = pd.DatetimeIndex([])
-    for frame in bars.values():
-        index = index.union(frame.index)
-    return index
-
-
-def panel_marks(bars: dict[str, pd.DataFrame], symbols: Sequence[str]
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """(marks [T, A], tradable [T, A]) on the union calendar of ``bars``: each symbol's last
-    close up to a row (0 before its first), as :attr:`fastrl.data.panel.PanelBlock.mark`
-    holds them; a row is tradable where the symbol has a bar."""
-    close = pd.concat({s: bars[s]["close"] for s in symbols}, axis=1, sort=True)
-    tradable = close.notna().to_numpy()
-    marks = close.ffill().fillna(0.0).to_numpy(dtype=np.float64)
-    return marks, tradable
+def _union_tail(bars: LiveBars, stamp: pd.Timestamp, rows: int) -> pd.DatetimeIndex:
+    """The last ``rows`` rows up to ``stamp`` of the symbols' union calendar (each symbol's
+    last ``rows`` bars up to it hold them), without building the whole calendar."""
+    tails = []
+    for frame in bars.bars.values():
+        stop = int(frame.index.searchsorted(stamp, side="right"))
+        tails.append(frame.index[max(0, stop - rows):stop])
+    return pd.DatetimeIndex(np.unique(np.concatenate([t.to_numpy() for t in tails])))[-rows:]
 
 
 def _bars(env: LiveEnv) -> LiveBars:
@@ -285,4 +325,4 @@ def open_rule(name: str, *, symbols: Sequence[str] | None = None, portfolio: boo
     return RuleRun(rule=rule, config=config)
 
 
-__all__ = ["RULE_PREFIX", "RuleRun", "live_month_ends", "open_rule", "panel_marks", "warmup"]
+__all__ = ["RULE_PREFIX", "RuleRun", "live_month_ends", "open_rule"]

@@ -14,8 +14,16 @@ from fastrl.rules.backtest import (
     exposure_schedule,
     weight_schedule,
 )
-from fastrl.rules.registry import RULES, Rule, RuleSpec, rule_for, rule_from_config, rule_names
+from fastrl.rules.registry import (
+    RULES,
+    Rule,
+    RuleSpec,
+    Warmup,
+    rule_for,
+    rule_from_config,
+    rule_names,
+)
 
-__all__ = ["RULES", "Rule", "RuleSpec", "backtest_portfolio", "backtest_rule",
+__all__ = ["RULES", "Rule", "RuleSpec", "Warmup", "backtest_portfolio", "backtest_rule",
            "backtest_single", "exposure_schedule", "rule_for", "rule_from_config", "rule_names",
            "weight_schedule"]

@@ -250,13 +250,25 @@ def rebalance_steps(panel: PanelBlock, config: PortfolioConfig, start_row: int |
     Without timestamps a "month" is BARS_PER_MONTH steps.
     """
     start, n = decision_steps(panel, config, start_row)
-    fill = _fill_rows(np.arange(start, start + n, dtype=np.int64), config.execution)
     if panel.timestamps is None:
         return np.flatnonzero(np.arange(n) % BARS_PER_MONTH == 0)
-    # a fill opens a new month where the row before it ended one
-    new_month = month_ends(panel.timestamps, panel.num_bars)[fill - 1]
+    new_month = fills_open_month(month_ends(panel.timestamps, panel.num_bars),
+                                 np.arange(start, start + n, dtype=np.int64), config.execution)
     new_month[0] = True
     return np.flatnonzero(new_month)
+
+
+def fills_open_month(month_end: np.ndarray, decision_rows: np.ndarray, execution: str
+                     ) -> np.ndarray:
+    """Whether the fill of the decision at each of ``decision_rows`` is a month's first
+    (bool): the row before the fill ended a month (``month_end``, as
+    :func:`fastrl.data.months.month_ends` marks the rows). Next-open fills: the decision
+    row itself ended one; close fills: the row before it did. The one definition of a
+    monthly rebalance, for the backtest and the live path. A fill on the first row has no
+    row before it: False."""
+    fill = _fill_rows(np.asarray(decision_rows, dtype=np.int64), execution)
+    ended = np.asarray(month_end, dtype=bool)[np.maximum(fill - 1, 0)]
+    return ended & (fill >= 1)
 
 
 def baseline_backtests(panel: PanelBlock, config: PortfolioConfig, strategies: Sequence[str]
@@ -544,5 +556,5 @@ def evaluate_portfolio(
 
 __all__ = ["AGENT", "EW_HOLD", "EW_MONTHLY", "PortfolioBacktest", "PortfolioResult",
            "baseline_backtest", "baseline_backtests", "baseline_config", "evaluate_portfolio",
-           "evaluation_config", "plan_backtests", "rebalance_steps", "run_agent", "step_holding",
-           "strategy_label"]
+           "evaluation_config", "fills_open_month", "plan_backtests", "rebalance_steps",
+           "run_agent", "step_holding", "strategy_label"]
