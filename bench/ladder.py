@@ -12,7 +12,10 @@ the rule may read) under the fast preset's env config (today's costs and market 
 benchmarked against the buy_and_hold rung; pooled as the walk-forward pools, equal capital
 across the symbols trading each day. Portfolio rungs trade the 30-symbol panel from the
 period's decision day (the panel rows before it are history), benchmarked against ew_hold.
-Writes results/ladder.json.
+The presets' rows and their paired ladders come from the walk-forward benches' reports
+(results/walkforward.json, and results/walkforward_portfolio.json where it has run): each
+preset's run traded the rungs of its kind on its own days and tested each difference bar by
+bar. Writes results/ladder.json.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fastrl import stats  # noqa: E402
@@ -57,7 +59,6 @@ from bench_common import RESULTS, machine_info, write_json  # noqa: E402
 FREQ = "1d"
 SINGLE_BENCHMARK = "buy_and_hold"
 PORTFOLIO_BENCHMARK = "ew_hold"
-NOISE_LEVEL = 0.90  # two-sided: a preset's Sharpe against a rung's, unpaired
 # the walk-forward bench's results: the full run's, else a quick run's (run_all --quick)
 WALKFORWARD = (RESULTS / "walkforward.json", RESULTS / "walkforward_quick.json",
                Path(__file__).resolve().parent / "results" / "walkforward.json")
@@ -227,16 +228,29 @@ def ladder(bars: Mapping[str, pd.DataFrame], period: Period, env_config: EnvConf
 # ----------------------------------------------------------------------------- presets
 
 
-def preset_rows(payload: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The presets' pooled rows from the walk-forward bench's report (its own run)."""
+def preset_rows(payloads: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each preset's pooled row and its paired ladder from the walk-forward benches' reports
+    (``payloads``: kind -> report JSON; the single-symbol bench, and the portfolio one
+    where it has run): the preset's Sharpe, its mean return over the record's benchmark,
+    and the ladder its run computed bar by bar against each rung on the same days, under
+    the same costs (:func:`fastrl.walkforward.ladder.ladder`)."""
     rows = {}
-    for name, analysis in payload["report"]["configs"].items():
-        pool = analysis["pooled"]
-        rows[name] = {"sharpe": pool["agent"]["sharpe"], "se": pool["agent"]["se"],
-                      "bh_sharpe": pool["buy_and_hold"]["sharpe"],
-                      "bh_se": pool["buy_and_hold"]["se"],
-                      "active_annual_mean": pool["active_annual_mean"],
-                      "p_value": pool["versus"]["p_value"], "days": pool["days"]}
+    for kind, payload in payloads.items():
+        report = payload["report"]
+        for name, analysis in report["configs"].items():
+            pool = analysis["pooled"]
+            ladder_result = report.get("ladders", {}).get(name)
+            rows[f"{name} ({kind})"] = {
+                "kind": kind, "sharpe": pool["agent"]["sharpe"], "se": pool["agent"]["se"],
+                "bh_sharpe": pool["buy_and_hold"]["sharpe"],
+                "active_annual_mean": pool["active_annual_mean"],
+                "p_value": pool["versus"]["p_value"], "days": pool["days"],
+                "ladder_line": None if ladder_result is None else ladder_result["line"],
+                "rungs": {} if ladder_result is None else {
+                    r["rung"]: {"diff_annual": r["diff_annual"], "diff_low": r["diff_low"],
+                                "p_value": r["p_value"], "p_holm": r["p_holm"],
+                                "paper": r["paper"]}
+                    for r in ladder_result["rungs"]}}
     return rows
 
 
@@ -248,24 +262,6 @@ def _shown_path(path: Path) -> str:
         return str(Path(path).resolve().relative_to(root))
     except ValueError:
         return str(path)
-
-
-def against_rungs(presets: Mapping[str, Mapping[str, Any]], families: Mapping[str, Any]
-                  ) -> dict[str, dict[str, dict[str, float | bool]]]:
-    """Each preset's Sharpe minus each rung's, with the unpaired SE of the difference
-    sqrt(se_preset^2 + se_rung^2) (the presets' daily returns are not kept, so no paired
-    test; the unpaired SE overstates the paired one for positively correlated records) and
-    whether the difference lies beyond 1.645 such SEs (90% two-sided)."""
-    z = float(special.ndtri(1.0 - (1.0 - NOISE_LEVEL) / 2.0))
-    out: dict[str, dict[str, dict[str, float | bool]]] = {}
-    for name, preset in presets.items():
-        out[name] = {}
-        for family in families.values():
-            for rung, row in family["rungs"].items():
-                diff = preset["sharpe"] - row["sharpe"]["sharpe"]
-                se = math.hypot(preset["se"], row["sharpe"]["se"])
-                out[name][rung] = {"diff": diff, "se": se, "beyond_noise": abs(diff) > z * se}
-    return out
 
 
 # ----------------------------------------------------------------------------- report
@@ -328,30 +324,23 @@ def markdown(data: Mapping[str, Any]) -> str:
                 f"{probability_cell(versus['p_value'], p_holm, mark='ahead' if ahead else '')}"
                 " |")
     for name, preset in data["presets"].items():
-        lines.append(f"| preset {name} (walk-forward run, older costs) | {preset['sharpe']:+.2f}"
-                     f" ± {preset['se']:.2f} | {_pct(preset['active_annual_mean'])} vs its "
-                     f"B&H ({preset['bh_sharpe']:+.2f}) | "
-                     f"{probability_cell(preset['p_value'], None)} (raw, that run's test) |")
-    lines += ["", "Preset rows: bench/results/walkforward.json, an earlier run whose cost model "
-              "had no half-spread or slippage and whose windows had no 1-day embargo. Their "
-              "third column is against that run's buy-and-hold on the same days, their P "
-              "(1 - p) from that run's paired block bootstrap of the Sharpe difference, their "
-              "SE Lo/Mertens' "
-              "(the rungs' Lo/Mertens SEs are in ladder.json); their daily returns were not "
-              "kept, so they are not paired with the rungs above.", ""]
-    for name, rows in data["versus_presets"].items():
-        preset = data["presets"][name]
-        beaten = [r for r, v in rows.items() if v["diff"] > 0]
-        below = [r for r, v in rows.items() if v["diff"] <= 0]
-        clear = ", ".join(f"{r} ({v['diff']:+.2f})" for r, v in rows.items()
-                          if v["beyond_noise"])
-        lines.append(
-            f"- **{name}** (Sharpe {preset['sharpe']:+.2f}) beats "
-            f"{', '.join(beaten) or 'no rung'} and trails "
-            f"{', '.join(below) or 'no rung'} by Sharpe point estimate. Differences beyond "
-            f"1.645 unpaired SEs (90%): {clear or 'none'}; every other one is within noise. "
-            f"On its own paired record it earned {_pct(preset['active_annual_mean'])} a year "
-            "against that run's buy-and-hold.")
+        lines.append(f"| preset {name}, walk-forward | {preset['sharpe']:+.2f} ± "
+                     f"{preset['se']:.2f} | {_pct(preset['active_annual_mean'])} vs its "
+                     f"benchmark ({preset['bh_sharpe']:+.2f}) | "
+                     f"{probability_cell(preset['p_value'], None)} |")
+    if data["presets"]:
+        lines += ["", "Preset rows: the walk-forward benches' records "
+                  f"({', '.join(data['setup']['walkforward_files'])}): the same days, "
+                  "today's costs and market rules, one policy per quarterly window. Each "
+                  "preset's run traded every rung of its kind on its own days and tested the "
+                  "difference bar by bar (paired; 'agent - rung a year' with its one-sided "
+                  "90% lower bound, Holm-adjusted across the traded rungs):", ""]
+    for name, preset in data["presets"].items():
+        paired = "; ".join(
+            f"{rung} {difference_cell(r['diff_annual'], r['diff_low'])}"
+            for rung, r in preset["rungs"].items() if not r["paper"])
+        lines.append(f"- **{name}**: {preset['ladder_line'] or 'no ladder in its run'}. "
+                     f"Against each rung: {paired or 'none'}.")
     seconds = data["seconds"]
     load = data["load_average"]
     cores = data["machine"].get("cores") or 1
@@ -400,9 +389,16 @@ def main() -> int:
     execution = resolve_execution(env_config.cost, env_config.half_spread_bps,
                                   env_config.slippage_bps)
     result = ladder(bars, period, env_config, portfolio_config)
-    presets = preset_rows(payload)
+    payloads = {"single": payload}
+    portfolio_file = args.walkforward.with_name(
+        args.walkforward.name.replace("walkforward", "walkforward_portfolio"))
+    if portfolio_file.exists():
+        payloads["portfolio"] = json.loads(portfolio_file.read_text())
+    presets = preset_rows(payloads)
     data = {"machine": machine_info(),
             "setup": {"quick": args.quick, "walkforward": _shown_path(args.walkforward),
+                      "walkforward_files": [_shown_path(args.walkforward)] + (
+                          [_shown_path(portfolio_file)] if "portfolio" in payloads else []),
                       "env": {"cost": env_config.cost, "execution": env_config.execution,
                               "integer_shares": env_config.integer_shares,
                               "half_spread_bps": execution.half_spread_bps,
@@ -411,7 +407,6 @@ def main() -> int:
                       "portfolio": {"integer_shares": portfolio_config.integer_shares,
                                     "trade_band": portfolio_config.trade_band}},
             "ladder": result, "presets": presets,
-            "versus_presets": against_rungs(presets, result["families"]),
             "seconds": {"wall": time.perf_counter() - started},
             "load_average": {"start": load_start, "end": list(os.getloadavg())}}
     path = write_json("ladder_quick" if args.quick else "ladder", data)

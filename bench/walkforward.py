@@ -30,16 +30,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from scipy import special
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fastrl.config import build_config  # noqa: E402
 from fastrl.data import available, load_bars  # noqa: E402
-from fastrl.ladder import LEVEL, ladder_line, ladder_note, ladder_table  # noqa: E402
+from fastrl.ladder import ladder_note, ladder_table  # noqa: E402
 from fastrl.markets import kind_overrides  # noqa: E402
-from fastrl.stats import holm  # noqa: E402
 from fastrl.walkforward.plan import WalkForwardSpec  # noqa: E402
 from fastrl.walkforward.report import write_walkforward_report  # noqa: E402
 from fastrl.walkforward.run import run_walkforward  # noqa: E402
@@ -145,39 +142,6 @@ def listed_before(symbols: list[str], start: str) -> tuple[list[str], list[str]]
     return kept, [s for s in symbols if s not in kept]
 
 
-def legacy_ladder(saved: dict) -> dict:
-    """A ladder saved with a two-sided 90% interval (and the paper row inside Holm's family)
-    in the form :func:`fastrl.ladder.ladder_table` reads. Exact from the saved figures: the
-    Sharpe rows, the mean difference, the raw p, and Holm's adjustment recomputed over the
-    traded rungs only (the paper row is not tested). The one-sided bound is the saved
-    interval's half-width times t(LEVEL) / t((1 + LEVEL) / 2) with days - 1 degrees of
-    freedom; the test's own degrees of freedom (its nonzero bars less one) are not saved,
-    and for any df above 1,000 the ratio moves by under 0.1%."""
-    rows = saved["rows"]
-    traded = [row for row in rows if not row["paper"]]
-    p = np.array([np.nan if row["p_value"] is None else row["p_value"] for row in traded])
-    adjusted = dict(zip((row["rung"] for row in traded), holm(p), strict=True))
-    rungs = []
-    for row in rows:
-        p_holm = adjusted.get(row["rung"], np.nan)
-        low = row["diff_low"]
-        if low is not None and row["days"] > 1:
-            df = row["days"] - 1
-            ratio = float(special.stdtrit(df, LEVEL) / special.stdtrit(df, (1 + LEVEL) / 2))
-            low = row["diff_annual"] - ratio * (row["diff_annual"] - low)
-        rungs.append({"rung": row["rung"], "label": row["label"], "paper": row["paper"],
-                      "benchmark": row["benchmark"], "sharpe": row["rung_stats"],
-                      "diff_annual": row["diff_annual"], "diff_low": low,
-                      "p_value": None if row["paper"] else row["p_value"],
-                      "p_holm": None if not np.isfinite(p_holm) else float(p_holm),
-                      "beaten": bool(np.isfinite(p_holm) and p_holm <= 1.0 - LEVEL)})
-    beaten = [r for r in rungs if r["beaten"]]
-    best = max(beaten, key=lambda r: r["sharpe"]["sharpe"]) if beaten else None
-    line = ladder_line(saved["agent"], LEVEL, len(traded), len(beaten), best)
-    return {"agent": saved["agent"], "agent_stats": saved["agent_stats"], "level": LEVEL,
-            "rungs": rungs, "line": line, "verdict": line}
-
-
 def markdown(data: dict) -> str:
     """The SUMMARY.md section."""
     setup, report = data["setup"], data["report"]
@@ -227,8 +191,6 @@ def markdown(data: dict) -> str:
     for name, analysis in report["configs"].items():
         lines.append(f"- **{name}**: {analysis['verdict']}.")
     for name, result in report.get("ladders", {}).items():
-        if "rungs" not in result:  # saved before the one-sided table (see legacy_ladder)
-            result = legacy_ladder(result)
         header, rows = ladder_table(result)
         lines += ["", f"The ladder of {name} (pooled, the same days, costs and market "
                   "rules):", "",

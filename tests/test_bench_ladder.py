@@ -113,7 +113,7 @@ def test_markdown_states_the_one_sided_bound_and_one_minus_p(ladder):
             "setup": {"env": {"cost": "zerodha", "half_spread_bps": 2.0, "slippage_bps": 1.0,
                               "execution": "next_open", "integer_shares": True},
                       "portfolio": {"integer_shares": True, "trade_band": 0.02}},
-            "presets": {}, "versus_presets": {}, "seconds": {"wall": 3.0},
+            "presets": {}, "seconds": {"wall": 3.0},
             "load_average": {"start": [0.5], "end": [0.5]}, "machine": {"cores": 2}}
     text = ladder.markdown(data)
     assert ("| rung | pooled Sharpe ± SE | rung - benchmark a year [90%] | "
@@ -125,3 +125,22 @@ def test_markdown_states_the_one_sided_bound_and_one_minus_p(ladder):
     assert cells[3] == f"{1 - p:.3f} (Holm {1 - p:.3f}), ahead"
     assert "the larger of the Newey-West and i.i.d. SEs" in text
     assert "not a posterior probability" in text
+
+
+def test_preset_rows_are_the_walkforward_runs_paired_ladders():
+    ladder = load_bench("ladder")
+    side = {"sharpe": 1.0, "se": 0.3}
+    payload = {"report": {
+        "configs": {"fast": {"pooled": {"agent": {"sharpe": 0.6, "se": 0.3},
+                                        "buy_and_hold": side, "active_annual_mean": -0.15,
+                                        "versus": {"p_value": 0.99}, "days": 2600}}},
+        "ladders": {"fast": {"line": "fast beats no rung of the ladder", "rungs": [
+            {"rung": "momentum", "diff_annual": -0.06, "diff_low": -0.09, "p_value": 0.99,
+             "p_holm": 1.0, "paper": False},
+            {"rung": "voltarget @ B&H vol", "diff_annual": -0.14, "diff_low": -0.18,
+             "p_value": None, "p_holm": None, "paper": True}]}}}}
+    rows = ladder.preset_rows({"single": payload})
+    row = rows["fast (single)"]
+    assert row["ladder_line"] == "fast beats no rung of the ladder"
+    assert set(row["rungs"]) == {"momentum", "voltarget @ B&H vol"}
+    assert row["rungs"]["voltarget @ B&H vol"]["paper"]

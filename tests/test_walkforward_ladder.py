@@ -355,33 +355,3 @@ def test_rungs_are_not_trained_nor_part_of_the_runs_inputs(single_run, tmp_path)
     assert again.record().equals(plain.record())
     assert again.rungs == ["buy_and_hold", "momentum", "ma200"]
     assert plain.rungs == ["buy_and_hold"]
-
-
-def test_bench_reads_a_ladder_saved_with_the_two_sided_interval():
-    """bench/walkforward.py's SUMMARY.md section re-states a ladder saved in the earlier
-    format (two-sided interval, the paper row inside Holm) as today's table: the same P and
-    Holm over the traded rungs; the one-sided bound from the saved interval."""
-    from scipy import special
-
-    from bench_modules import load_bench
-
-    bench = 0.0002 + _noise(20, 0.005)
-    result = ladder("fast", _record(DAYS, 0.0012 + _noise(22, 0.003)),
-                    {"buy_and_hold": _record(DAYS, bench),
-                     "voltarget": _record(DAYS, 0.002 + _noise(21, 0.02))}, "1d",
-                    "buy_and_hold")
-    rows = []
-    for row in result["rungs"]:
-        versus = row["agent_vs_rung"]
-        half = float(special.stdtrit(versus["df"], 0.95)) * versus["se_active"] * 252
-        rows.append({"rung": row["rung"], "label": row["label"], "paper": row["paper"],
-                     "benchmark": row["benchmark"], "days": DAYS.shape[0],
-                     "rung_stats": row["sharpe"], "diff_annual": row["diff_annual"],
-                     "diff_low": row["diff_annual"] - half,
-                     "diff_high": row["diff_annual"] + half, "p_value": row["p_value"],
-                     "p_holm": 0.0, "beaten": True})  # the old, wrong adjustment
-    saved = {"agent": "fast", "agent_stats": result["agent_stats"], "level": 0.9,
-             "rows": rows, "verdict": "fast beats voltarget @ B&H vol"}
-    legacy = load_bench("walkforward").legacy_ladder(saved)
-    assert legacy["line"] == result["line"]
-    assert ladder_table(legacy) == ladder_table(result)
