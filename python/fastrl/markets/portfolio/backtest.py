@@ -218,10 +218,11 @@ def evaluation_config(config: PortfolioConfig) -> PortfolioConfig:
 
 def baseline_config(config: PortfolioConfig) -> PortfolioConfig:
     """The env the baselines step: the evaluation's fills, costs, ``integer_shares`` and
-    ``trade_band``, without the policy's weight caps (a baseline may hold one name whole)
-    and without an equity floor."""
+    ``trade_band``, without the policy's weight caps (a baseline may hold one name whole),
+    without an equity floor, and with absolute actions (a schedule's orders say when it
+    rebalances, also to an unchanged target)."""
     return dataclasses.replace(evaluation_config(config), max_weight=1.0, max_gross=1.0,
-                               equity_floor=0.0)
+                               equity_floor=0.0, action_mode="absolute")
 
 
 def decision_steps(panel: PanelBlock, config: PortfolioConfig, start_row: int | None = None
