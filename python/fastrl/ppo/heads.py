@@ -21,7 +21,6 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Callable
-from functools import partial
 
 import numpy as np
 import torch
@@ -219,9 +218,15 @@ class SimplexHead(GaussianHead):
         self.action_shape = (self.simplex,)
         self.caps = (float(spec.max_weight), float(spec.max_gross))
         # anchored (spec.anchored): the logits tilt equal weight (fastrl.ppo.simplex)
-        self.to_weights: Callable[..., np.ndarray] = (
-            partial(tilt_weights, max_underweight=float(spec.high)) if spec.anchored
-            else simplex_weights)
+        self.to_weights: Callable[..., np.ndarray] = simplex_weights
+        if spec.anchored:
+            max_underweight = float(spec.high)
+
+            def tilted(z: np.ndarray, max_weight: float, max_gross: float,
+                       out: np.ndarray | None = None) -> np.ndarray:
+                return tilt_weights(z, max_underweight, max_weight, max_gross, out=out)
+
+            self.to_weights = tilted
 
     def sample(self, policy_out: torch.Tensor, params: dict[str, torch.Tensor],
                draws: Draws) -> tuple[torch.Tensor, torch.Tensor]:
