@@ -27,11 +27,11 @@ from fastrl.ppo.simplex import tilt_weights
 from fastrl.reference import ReferenceVecEnv
 from fastrl.reference_portfolio import ReferencePortfolioEnv
 from fastrl.strategies import EW_HOLD
-
-from sim_markets import intraday_market, random_market
 from test_env_portfolio import assert_same_step as assert_same_portfolio_step
 from test_env_portfolio import random_panel, random_weights
 from test_sim_reference import assert_same_step
+
+from sim_markets import intraday_market, random_market
 
 pytest.importorskip("fastrl._core")
 
@@ -376,5 +376,5 @@ def test_tiny_anchored_active_training_runs_complete(tmp_path, capsys, portfolio
                  "env.window=8", "torch_threads=1"])
     err = capsys.readouterr().err
     assert code == 0, err
-    assert "ended: 4096/4096 steps (100.0%)" in err
+    assert "ended: 4,096/4,096 steps (100.0%)" in err
     assert (tmp_path / "run" / "checkpoints" / "final.pt").is_file()
