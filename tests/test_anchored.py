@@ -4,6 +4,8 @@ against its benchmark, the config's checks and tiny training runs."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -18,7 +20,12 @@ from fastrl.markets import market_for
 from fastrl.markets.portfolio.backtest import baseline_backtest as portfolio_baseline
 from fastrl.markets.portfolio.backtest import run_agent as run_portfolio_agent
 from fastrl.markets.portfolio.env import PortfolioVecEnv
-from fastrl.markets.single.backtest import baseline_backtest, baseline_config, run_agent
+from fastrl.markets.single.backtest import (
+    baseline_backtest,
+    baseline_config,
+    run_agent,
+    valid_actions,
+)
 from fastrl.markets.single.env import TradingVecEnv
 from fastrl.ppo.agent import Agent
 from fastrl.ppo.checkpoint import build_network
@@ -219,6 +226,21 @@ def test_untrained_anchored_portfolio_agent_is_equal_weight_held_exactly():
     assert run.legs[0] == 3 and run.legs[1:].sum() == 0  # bought once, then held
 
 
+def test_anchored_portfolio_holding_carries_its_target_into_the_next_backtest():
+    # a walk-forward window hands its holding on: the untilted agent keeps holding there
+    panel = build_panel(SYMBOLS, test_days=40, window=4).test
+    agent = untrained_agent({"data.symbols": SYMBOLS, "portfolio.enabled": True,
+                             "env.window": 4, "env.action_mode": "anchored"}, panel)
+    config = market_for(agent.config).env_config
+    first = run_portfolio_agent(agent, panel, config, liquidate=False)
+    assert first.holding.target is not None and np.all(first.holding.target == 1 / 3)
+    second = run_portfolio_agent(agent, panel, config, holding=first.holding, liquidate=False)
+    assert second.legs.sum() == 0
+    untargeted = dataclasses.replace(first.holding, target=None)
+    assert run_portfolio_agent(agent, panel, config, holding=untargeted,
+                               liquidate=False).legs[0] > 0  # without it: a drift rebalance
+
+
 # -------------------------------------------------------------------- portfolio: parity
 
 
@@ -351,6 +373,12 @@ def test_portfolio_max_underweight_is_a_fraction_and_defaults_stay_absolute():
     assert EnvConfig(action_mode="anchored").position_levels == (0.0, 0.5, 1.0)
     assert EnvConfig(action_mode="anchored", max_underweight=0.5).position_levels == (
         0.0, 0.25, 0.5)
+
+
+def test_backtest_clips_continuous_anchored_actions_to_the_underweight_range():
+    config = EnvConfig(action="continuous", action_mode="anchored", max_underweight=0.5)
+    np.testing.assert_array_equal(valid_actions(np.array([-0.2, 0.3, 0.8]), config, 3),
+                                  [0.0, 0.3, 0.5])
 
 
 def test_baselines_step_absolute_actions_under_an_anchored_config():
