@@ -350,6 +350,7 @@ def test_anchored_policy_starts_at_the_benchmark_for_any_observation(overrides):
 
 @pytest.mark.parametrize("values, message", [
     ({"max_underweight": 0.0}, "max_underweight must be > 0"),
+    ({"action_mode": "anchored", "max_underweight": 1.5}, "above 1 - min_pos"),
     ({"action_mode": "relative"}, "action_mode must be one of"),
     ({"action_mode": "anchored", "position_levels": (0.5, 1.0)}, "must include 0"),
     ({"action_mode": "anchored", "position_levels": (0.0, -0.5)}, "must lie in"),
@@ -366,6 +367,10 @@ def test_bad_anchored_and_reward_settings_raise_one_clear_error(values, message)
 def test_portfolio_max_underweight_is_a_fraction_and_defaults_stay_absolute():
     with pytest.raises(ValueError, match="max_underweight must lie in"):
         PortfolioConfig(max_underweight=1.5)
+    with pytest.raises(ValueError, match="max_underweight must lie in"):  # from env.*
+        market_for(build_config(overrides={
+            "data.symbols": SYMBOLS, "portfolio.enabled": True, "env.cost": "bps",
+            "env.action_mode": "anchored", "env.max_underweight": 2.0})).env_config
     for config in (EnvConfig(), PortfolioConfig()):
         assert (config.action_mode, config.reward, config.reward_base) == (
             "absolute", "log_return", "absolute")

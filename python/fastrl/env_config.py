@@ -334,6 +334,11 @@ class EnvConfig(EpisodeConfig):
                  f"(intraday margin, squared off every session, so no position is financed "
                  f"overnight)")
         if self.anchored:
+            need(self.max_underweight <= 1.0 - self.min_pos,
+                 f"max_underweight {self.max_underweight} is above 1 - min_pos = "
+                 f"{1.0 - self.min_pos}: the exposure 1 - underweight cannot go below min_pos "
+                 f"{self.min_pos} (shorts need a cost that prices them, e.g. "
+                 f"short_borrow_rate > 0, and min_pos < 0)")
             low, high = self.underweight_bounds()
             need(low <= 0.0 <= high,
                  f"action_mode 'anchored' needs an underweight range [1 - max_pos, "

@@ -44,7 +44,7 @@ def portfolio_env_config(config: TrainConfig) -> PortfolioConfig:
         turnover_penalty=e.turnover_penalty, initial_cash=e.initial_cash,
         equity_floor=e.equity_floor, random_start=e.random_start,
         reward_base=e.reward_base, vol_window=e.vol_window, action_mode=e.action_mode,
-        max_underweight=min(e.max_underweight, 1.0),
+        max_underweight=e.max_underweight,
     )
 
 
