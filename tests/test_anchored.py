@@ -17,6 +17,7 @@ from fastrl.data.panel import build_panel
 from fastrl.data.splits import build_market
 from fastrl.env_config import EnvConfig, PortfolioConfig
 from fastrl.markets import market_for
+from fastrl.markets.portfolio import portfolio_env_config
 from fastrl.markets.portfolio.backtest import baseline_backtest as portfolio_baseline
 from fastrl.markets.portfolio.backtest import run_agent as run_portfolio_agent
 from fastrl.markets.portfolio.env import PortfolioVecEnv
@@ -368,9 +369,9 @@ def test_portfolio_max_underweight_is_a_fraction_and_defaults_stay_absolute():
     with pytest.raises(ValueError, match="max_underweight must lie in"):
         PortfolioConfig(max_underweight=1.5)
     with pytest.raises(ValueError, match="max_underweight must lie in"):  # from env.*
-        market_for(build_config(overrides={
+        portfolio_env_config(build_config(overrides={
             "data.symbols": SYMBOLS, "portfolio.enabled": True, "env.cost": "bps",
-            "env.action_mode": "anchored", "env.max_underweight": 2.0})).env_config
+            "env.action_mode": "anchored", "env.max_underweight": 2.0}))
     for config in (EnvConfig(), PortfolioConfig()):
         assert (config.action_mode, config.reward, config.reward_base) == (
             "absolute", "log_return", "absolute")
