@@ -202,7 +202,11 @@ class EnvConfig(EpisodeConfig):
     """Slippage (impact, latency) paid on every fill, per side, in bps of notional. None (the
     default): the cost preset's (nse_delivery 3, nse_intraday 5, 0 otherwise)."""
     reward: str = "log_return"
-    """'log_return', 'pnl' (change of equity / initial cash) or 'diff_sharpe'."""
+    """'log_return', 'pnl' (change of equity / initial cash), 'diff_sharpe', 'active' (the
+    log return minus buy-and-hold's over the same bar, costs included: the simulator keeps a
+    shadow buy-and-hold book per env, bought at the episode's first fill) or 'vol_scaled'
+    (the log return, or with reward_base 'active' the active one, / the trailing
+    volatility)."""
     dsr_eta: float = 0.01
     """Adaptation rate of the differential Sharpe reward's moving moments. An episode starts
     them from the mean and mean square of the close-to-close simple returns inside its first
@@ -448,7 +452,9 @@ class PortfolioConfig(EpisodeConfig):
     slippage_bps: float | None = None
     """Slippage per fill, bps of notional; None: the cost preset's (EnvConfig's doc)."""
     reward: str = "log_return"
-    """'log_return', 'pnl' (change of equity / initial cash) or 'diff_sharpe'."""
+    """'log_return', 'pnl' (change of equity / initial cash), 'diff_sharpe', 'active' (the
+    log return minus the benchmark's over the same row, costs included: equal weight bought
+    at the episode's first fill and held, in a shadow book per env) or 'vol_scaled'."""
     dsr_eta: float = 0.01
     drawdown_penalty: float = 0.0
     """Subtracted times the current drawdown from the episode's peak equity."""
