@@ -314,6 +314,17 @@ def test_portfolio_benchmark_book_is_the_equal_weight_held_record():
     np.testing.assert_allclose(bench[:-1], held_open[:-1], rtol=1e-12, atol=0)
 
 
+def test_portfolio_active_reward_of_untilted_weights_is_exactly_zero():
+    panel = build_panel(SYMBOLS, test_days=40, window=4).test
+    config = PortfolioConfig(window=4, episode_length=0, random_start=False, reward="active",
+                             action_mode="anchored", integer_shares=True)
+    env = PortfolioVecEnv(panel, 1, config, num_threads=1, seed=0)
+    env.reset(seed=0)
+    equal = tilt_weights(np.zeros((1, len(SYMBOLS) + 1)))
+    rewards = [env.step(equal)[1][0] for _ in range(30)]
+    assert rewards == [0.0] * 30 and env.get_state()["episode_trades"][0] == 3
+
+
 # ------------------------------------------------------------------------- tilt and init
 
 
