@@ -139,7 +139,7 @@ void bind_episode_config(py::module_& m) {
       .def_property(
           "reward", [](const EpisodeConfig& c) { return static_cast<int>(c.reward.kind); },
           [](EpisodeConfig& c, int v) {
-            if (v < 0 || v > 2) throw py::value_error("reward must be 0, 1 or 2");
+            if (v < 0 || v > 4) throw py::value_error("reward must be 0, 1, 2, 3 or 4");
             c.reward.kind = static_cast<fastrl::RewardKind>(v);
           })
       .def_property(
@@ -151,6 +151,12 @@ void bind_episode_config(py::module_& m) {
       .def_property(
           "turnover_penalty", [](const EpisodeConfig& c) { return c.reward.turnover_penalty; },
           [](EpisodeConfig& c, double v) { c.reward.turnover_penalty = v; })
+      .def_property(
+          "active_base", [](const EpisodeConfig& c) { return c.reward.active_base; },
+          [](EpisodeConfig& c, bool v) { c.reward.active_base = v; })
+      .def_property(
+          "vol_window", [](const EpisodeConfig& c) { return c.reward.vol_window; },
+          [](EpisodeConfig& c, int64_t v) { c.reward.vol_window = v; })
       .def_readwrite("initial_cash", &EpisodeConfig::initial_cash)
       .def_readwrite("equity_floor", &EpisodeConfig::equity_floor)
       .def_readwrite("random_start", &EpisodeConfig::random_start)
@@ -181,7 +187,9 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("max_pos", &fastrl::SimConfig::max_pos)
       .def_readwrite("round_robin", &fastrl::SimConfig::round_robin)
       .def_readwrite("square_off", &fastrl::SimConfig::square_off)
-      .def_readwrite("short_borrow_rate", &fastrl::SimConfig::short_borrow_rate);
+      .def_readwrite("short_borrow_rate", &fastrl::SimConfig::short_borrow_rate)
+      .def_readwrite("anchored", &fastrl::SimConfig::anchored)
+      .def_readwrite("max_underweight", &fastrl::SimConfig::max_underweight);
 
   py::class_<PySimulator>(m, "Simulator")
       .def(py::init([](py::array open, py::array close, py::array features, py::array offsets,
@@ -261,7 +269,8 @@ PYBIND11_MODULE(_core, m) {
       FASTRL_STATE(entry_price) FASTRL_STATE(bar_index) FASTRL_STATE(segment)
       FASTRL_STATE(last_trade_bar) FASTRL_STATE(episode_steps) FASTRL_STATE(episode_return)
       FASTRL_STATE(episode_costs) FASTRL_STATE(episode_trades) FASTRL_STATE(peak_equity)
-      FASTRL_STATE(dsr_a) FASTRL_STATE(dsr_b) FASTRL_STATE(rng_state);
+      FASTRL_STATE(dsr_a) FASTRL_STATE(dsr_b) FASTRL_STATE(rng_state)
+      FASTRL_STATE(bench_position) FASTRL_STATE(bench_shares) FASTRL_STATE(bench_cash);
 #undef FASTRL_STATE
 
   std::vector<std::string> keys(std::begin(fastrl::kStateKeys), std::end(fastrl::kStateKeys));

@@ -64,7 +64,8 @@ void bind_portfolio(py::module_& m) {
       .def_readwrite("long_only", &PortfolioConfig::long_only)
       .def_readwrite("max_gross", &PortfolioConfig::max_gross)
       .def_readwrite("max_weight", &PortfolioConfig::max_weight)
-      .def_readwrite("trade_band", &PortfolioConfig::trade_band);
+      .def_readwrite("trade_band", &PortfolioConfig::trade_band)
+      .def_readwrite("anchored", &PortfolioConfig::anchored);
 
   py::class_<PyPortfolio>(m, "PortfolioSimulator")
       .def(py::init([](py::array open, py::array close, py::array features, py::array tradable,
@@ -212,6 +213,6 @@ void bind_portfolio(py::module_& m) {
   })
       FASTRL_STATE(cash) FASTRL_STATE(equity) FASTRL_STATE(peak_equity) FASTRL_STATE(bar_index)
       FASTRL_STATE(episode_steps) FASTRL_STATE(episode_return) FASTRL_STATE(episode_costs)
-      FASTRL_STATE(episode_turnover) FASTRL_STATE(episode_trades);
+      FASTRL_STATE(episode_turnover) FASTRL_STATE(episode_trades) FASTRL_STATE(bench_cash);
 #undef FASTRL_STATE
 }

@@ -27,6 +27,20 @@ void check_config(const SimConfig& c) {
   }
   if (!finite_nonneg(c.short_borrow_rate))
     fail("short_borrow_rate must be finite and >= 0 (an annual fraction of short notional)");
+  if (c.anchored) {
+    if (!(std::isfinite(c.max_underweight) && c.max_underweight > 0.0))
+      fail("max_underweight must be finite and > 0");
+    const double lo = c.underweight_low(), hi = c.underweight_high();
+    if (!(lo <= 0.0 && 0.0 <= hi))
+      fail("anchored actions need an underweight range [1 - max_pos, min(max_underweight, "
+           "1 - min_pos)] that holds 0 (the benchmark)");
+    if (!c.continuous) {
+      for (double level : c.position_levels)
+        if (!(level >= lo && level <= hi))
+          fail("anchored position_levels are underweights and must lie in [1 - max_pos, "
+               "min(max_underweight, 1 - min_pos)]");
+    }
+  }
 }
 
 void check_market(const MarketView& m, const std::vector<std::string>& names, int64_t window) {
@@ -89,8 +103,23 @@ Simulator::Simulator(const MarketView& market, std::vector<std::string> segment_
     fail("every output buffer must be provided");
   const auto n = static_cast<size_t>(num_envs);
   for (auto* v : {&position, &shares, &cash, &equity, &entry_price, &episode_return,
-                  &episode_costs, &peak_equity, &dsr_a, &dsr_b})
+                  &episode_costs, &peak_equity, &dsr_a, &dsr_b, &bench_position, &bench_shares,
+                  &bench_cash})
     v->assign(n, 0.0);
+  if (config_.reward.kind == RewardKind::kVolScaled) {
+    vol_.assign(static_cast<size_t>(market_.num_bars), kVolFloor);
+    std::vector<double> rets(static_cast<size_t>(config_.reward.vol_window));
+    for (int64_t s = 0; s < market_.num_segments; ++s) {
+      const int64_t begin = market_.segment_begin(s), end = market_.segment_end(s);
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t first = std::max(begin + 1, t - config_.reward.vol_window + 1);
+        int64_t n_rets = 0;
+        for (int64_t k = first; k <= t; ++k)
+          rets[static_cast<size_t>(n_rets++)] = market_.close[k] / market_.close[k - 1] - 1.0;
+        vol_[static_cast<size_t>(t)] = trailing_vol(rets.data(), n_rets);
+      }
+    }
+  }
   for (auto* v : {&bar_index, &segment, &last_trade_bar, &episode_steps, &episode_trades})
     v->assign(n, 0);
   rng_state.assign(n, 0);
@@ -123,11 +152,15 @@ void Simulator::step_discrete(const int64_t* actions) {
 
 void Simulator::step_continuous(const double* actions) {
   if (!config_.continuous) fail("this simulator takes discrete level indices");
+  const bool anchored = config_.anchored;
+  const double lo = anchored ? config_.underweight_low() : config_.min_pos;
+  const double hi = anchored ? config_.underweight_high() : config_.max_pos;
   for (int64_t i = 0; i < num_envs_; ++i) {
-    if (!(actions[i] >= config_.min_pos && actions[i] <= config_.max_pos)) {
+    if (!(actions[i] >= lo && actions[i] <= hi)) {
       std::ostringstream msg;
-      msg << "action " << actions[i] << " for env " << i << " is not a target exposure in ["
-          << config_.min_pos << ", " << config_.max_pos << "] (NaN is not allowed)";
+      msg << "action " << actions[i] << " for env " << i << " is not "
+          << (anchored ? "an underweight" : "a target exposure") << " in [" << lo << ", " << hi
+          << "] (NaN is not allowed)";
       fail(msg.str());
     }
   }
@@ -142,6 +175,7 @@ void Simulator::dispatch(const int64_t* discrete, const double* continuous, bool
     const int64_t window_bytes = window * num_features * static_cast<int64_t>(sizeof(float));
     const float* features = market_.features;
     const double* levels = config_.position_levels.data();
+    const bool anchored = config_.anchored;
     for (int64_t i = begin; i < end; ++i) {
       if (i + 1 < end) {
         // Env i + 1's next window starts at a random row of the market block: start pulling
@@ -156,8 +190,8 @@ void Simulator::dispatch(const int64_t* discrete, const double* continuous, bool
         reset_env(i);
         write_obs(i, out_.obs + i * obs_dim_);
       } else {
-        const double target = continuous ? continuous[i] : levels[discrete[i]];
-        step_env(i, target);
+        const double action = continuous ? continuous[i] : levels[discrete[i]];
+        step_env(i, anchored ? 1.0 - action : action);
       }
     }
   };
@@ -195,8 +229,16 @@ void Simulator::reset_env(int64_t i) {
     a /= static_cast<double>(config_.window - 1);
     b /= static_cast<double>(config_.window - 1);
   }
+  if (config_.reward.active_base && config_.reward.kind == RewardKind::kDiffSharpe) {
+    // Active returns: an agent at the benchmark earns exactly 0, so the mean starts at 0;
+    // the mean square is that of the symbol's own returns, the scale of a full active bet.
+    a = 0.0;
+  }
   dsr_a[u] = a;
   dsr_b[u] = b;
+  bench_position[u] = 0.0;
+  bench_shares[u] = 0.0;
+  bench_cash[u] = config_.reward.needs_benchmark() ? config_.initial_cash : 0.0;
   episode_steps[u] = 0;
   episode_return[u] = 0.0;
   episode_costs[u] = 0.0;
@@ -245,62 +287,90 @@ void Simulator::write_obs(int64_t i, float* row) const {
                  : static_cast<float>(std::log1p(static_cast<double>(since)));
 }
 
-void Simulator::step_env(int64_t i, double target) {
-  const auto u = static_cast<size_t>(i);
-  const int64_t t = bar_index[u];
+Simulator::Traded Simulator::trade(int64_t t, double target, double& position,
+                                    double& shares, double& cash, double& costs,
+                                    int64_t& trades) const {
   const int64_t next = t + 1;
-  const double equity_before = equity[u];
   const bool next_open = config_.execution == Execution::kNextOpen;
   const double fill = next_open ? market_.open[next] : market_.close[t];
   const uint8_t* flags = market_.session_flags;
   if (config_.square_off && (next_open ? (flags[next] & kNoEntryAtOpen) : (flags[t] & kSquareOff)))
     target = 0.0;  // MIS: no fresh position once the fill falls after the cutoff
 
-  double notional = 0.0;
-  if (target != position[u]) {
-    const double equity_at_fill = cash[u] + shares[u] * fill;
+  Traded out;
+  if (target != position) {
+    const double equity_at_fill = cash + shares * fill;
     const double target_shares = equity_at_fill > 0.0 ? target * equity_at_fill / fill : 0.0;
-    double traded = target_shares - shares[u];
+    double traded = target_shares - shares;
     if (config_.integer_shares) traded = std::trunc(traded);  // whole shares, toward zero
     if (!config_.integer_shares || traded != 0.0) {  // a zero-share order is not sent
-      notional = std::fabs(traded) * fill;
-      const double cost = order_cost(config_.costs, traded > 0.0, notional);
-      cash[u] -= traded * fill + cost;
-      shares[u] = config_.integer_shares ? shares[u] + traded : target_shares;
-      position[u] = target;
-      entry_price[u] = target != 0.0 ? fill : 0.0;
-      last_trade_bar[u] = next_open ? next : t;  // the fill's bar
-      episode_costs[u] += cost;
-      episode_trades[u] += 1;
+      out.notional = std::fabs(traded) * fill;
+      const double cost = order_cost(config_.costs, traded > 0.0, out.notional);
+      cash -= traded * fill + cost;
+      shares = config_.integer_shares ? shares + traded : target_shares;
+      position = target;
+      costs += cost;
+      trades += 1;
+      out.filled = true;
     }
   }
 
-  if (config_.square_off && (flags[next] & kSquareOff) && shares[u] != 0.0) {
+  if (config_.square_off && (flags[next] & kSquareOff) && shares != 0.0) {
     // The session's last allowed close: exit everything there, paying the exit's costs.
     const double price = market_.close[next];
-    const double traded = -shares[u];
+    const double traded = -shares;
     const double exit_notional = std::fabs(traded) * price;
     const double cost = order_cost(config_.costs, traded > 0.0, exit_notional);
-    cash[u] -= traded * price + cost;
-    shares[u] = 0.0;
-    position[u] = 0.0;
+    cash -= traded * price + cost;
+    shares = 0.0;
+    position = 0.0;
+    costs += cost;
+    trades += 1;
+    out.notional += exit_notional;
+    out.squared_off = true;
+  }
+  if (config_.short_borrow_rate > 0.0 && shares < 0.0 && (flags[next] & kSessionEnd)) {
+    // One night of stock-lending fee on the short notional at this close.
+    const double fee = config_.short_borrow_rate / kSessionsPerYear * -shares * market_.close[next];
+    cash -= fee;
+    costs += fee;
+  }
+  return out;
+}
+
+void Simulator::step_env(int64_t i, double target) {
+  const auto u = static_cast<size_t>(i);
+  const int64_t t = bar_index[u];
+  const int64_t next = t + 1;
+  const double equity_before = equity[u];
+  const bool next_open = config_.execution == Execution::kNextOpen;
+  const Traded traded =
+      trade(t, target, position[u], shares[u], cash[u], episode_costs[u], episode_trades[u]);
+  if (traded.filled) {
+    entry_price[u] = position[u] != 0.0 ? (next_open ? market_.open[next] : market_.close[t]) : 0.0;
+    last_trade_bar[u] = next_open ? next : t;  // the fill's bar
+  }
+  if (traded.squared_off) {
     entry_price[u] = 0.0;
     last_trade_bar[u] = next;
-    episode_costs[u] += cost;
-    episode_trades[u] += 1;
-    notional += exit_notional;
   }
-  if (config_.short_borrow_rate > 0.0 && shares[u] < 0.0 && (flags[next] & kSessionEnd)) {
-    // One night of stock-lending fee on the short notional at this close.
-    const double fee =
-        config_.short_borrow_rate / kSessionsPerYear * -shares[u] * market_.close[next];
-    cash[u] -= fee;
-    episode_costs[u] += fee;
+  const double notional = traded.notional;
+
+  StepContext ctx;
+  if (config_.reward.needs_benchmark()) {
+    // The benchmark's book steps beside the agent's: its equity before and after this bar.
+    double bench_costs = 0.0;
+    int64_t bench_trades = 0;
+    ctx.bench_before = bench_cash[u] + bench_shares[u] * market_.close[t];
+    trade(t, 1.0, bench_position[u], bench_shares[u], bench_cash[u], bench_costs, bench_trades);
+    ctx.bench_after = bench_cash[u] + bench_shares[u] * market_.close[next];
   }
+  if (!vol_.empty()) ctx.vol = vol_[static_cast<size_t>(t)];
 
   const double equity_after = cash[u] + shares[u] * market_.close[next];
   const double reward = step_reward(config_.reward, config_.initial_cash, equity_before,
-                                    equity_after, notional, dsr_a[u], dsr_b[u], peak_equity[u]);
+                                    equity_after, notional, dsr_a[u], dsr_b[u], peak_equity[u],
+                                    ctx);
   bar_index[u] = next;
   equity[u] = equity_after;
   episode_steps[u] += 1;

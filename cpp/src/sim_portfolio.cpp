@@ -133,8 +133,36 @@ PortfolioSim::PortfolioSim(const PanelView& panel, std::vector<std::string> symb
     }
   }
 
+  equal_weight_.assign(static_cast<size_t>(A), 1.0 / static_cast<double>(A));
+  if (config_.reward.kind == RewardKind::kVolScaled) {
+    // The equal-weight index's return at row t: the mean close-to-close return of the
+    // names tradable at both t - 1 and t (0 where none is).
+    std::vector<double> index(static_cast<size_t>(panel_.num_bars), 0.0);
+    for (int64_t t = 1; t < panel_.num_bars; ++t) {
+      double sum = 0.0;
+      int64_t count = 0;
+      for (int64_t a = 0; a < A; ++a) {
+        const int64_t cell = t * A + a;
+        if (panel_.tradable[cell] && panel_.tradable[cell - A]) {
+          sum += panel_.close[cell] / panel_.close[cell - A] - 1.0;
+          count += 1;
+        }
+      }
+      index[static_cast<size_t>(t)] = count > 0 ? sum / static_cast<double>(count) : 0.0;
+    }
+    vol_.assign(static_cast<size_t>(panel_.num_bars), kVolFloor);
+    for (int64_t t = 0; t < panel_.num_bars; ++t) {
+      const int64_t first = std::max<int64_t>(1, t - config_.reward.vol_window + 1);
+      vol_[static_cast<size_t>(t)] =
+          trailing_vol(index.data() + first, std::max<int64_t>(t - first + 1, 0));
+    }
+  }
+
   const auto n = static_cast<size_t>(num_envs);
   shares.assign(n * static_cast<size_t>(A), 0.0);
+  bench_shares.assign(n * static_cast<size_t>(A), 0.0);
+  last_target.assign(n * static_cast<size_t>(A), no_target());
+  bench_cash.assign(n, 0.0);
   for (auto* v : {&cash, &equity, &peak_equity, &dsr_a, &dsr_b, &episode_return, &episode_costs,
                   &episode_turnover})
     v->assign(n, 0.0);
@@ -231,6 +259,9 @@ void PortfolioSim::reset_env(int64_t i) {
   episode_costs[u] = 0.0;
   episode_turnover[u] = 0.0;
   episode_trades[u] = 0;
+  std::fill(bench_shares.begin() + i * A, bench_shares.begin() + (i + 1) * A, 0.0);
+  bench_cash[u] = config_.reward.needs_benchmark() ? config_.initial_cash : 0.0;
+  std::fill(last_target.begin() + i * A, last_target.begin() + (i + 1) * A, no_target());
 }
 
 void PortfolioSim::write_obs(int64_t i, float* row) const {
@@ -250,25 +281,22 @@ void PortfolioSim::write_obs(int64_t i, float* row) const {
   weights[A] = static_cast<float>(cash[u] * inv_equity);
 }
 
-void PortfolioSim::step_env(int64_t i, const double* w, bool rebalance) {
-  const auto u = static_cast<size_t>(i);
+PortfolioSim::Rebalanced PortfolioSim::rebalance(int64_t t, const double* w, double* sh,
+                                                 double& cash) const {
   const int64_t A = panel_.num_assets;
-  const int64_t t = bar_index[u];
   const bool next_open = config_.execution == Execution::kNextOpen;
   const int64_t fill_row = next_open ? t + 1 : t;
   const double* fill_px = (next_open ? panel_.open : panel_.close) + fill_row * A;
   const uint8_t* can = panel_.tradable + fill_row * A;
   const double* mark_fill = mark_.data() + fill_row * A;
-  double* sh = shares.data() + i * A;
-  const double equity_before = equity[u];
 
-  double equity_at_fill = cash[u];
+  double equity_at_fill = cash;
   for (int64_t a = 0; a < A; ++a) equity_at_fill += sh[a] * (can[a] ? fill_px[a] : mark_fill[a]);
 
   const double band = config_.trade_band * equity_at_fill;
-  double c = cash[u], notional_sum = 0.0, cost_sum = 0.0;
-  int64_t legs = 0;
-  for (int64_t a = 0; rebalance && a < A; ++a) {
+  double c = cash;
+  Rebalanced out;
+  for (int64_t a = 0; a < A; ++a) {
     if (!can[a]) continue;  // no bar, no order: the weight stays where it is
     const double p = fill_px[a];
     const double target = equity_at_fill > 0.0 ? w[a] * equity_at_fill / p : 0.0;
@@ -279,21 +307,55 @@ void PortfolioSim::step_env(int64_t i, const double* w, bool rebalance) {
     const double cost = order_cost(config_.costs, traded > 0.0, notional);
     c -= traded * p + cost;
     sh[a] += traded;
-    notional_sum += notional;
-    cost_sum += cost;
-    legs += 1;
+    out.notional += notional;
+    out.costs += cost;
+    out.legs += 1;
   }
-  cash[u] = c;
+  cash = c;
+  return out;
+}
+
+void PortfolioSim::step_env(int64_t i, const double* w, bool rebalance_now) {
+  const auto u = static_cast<size_t>(i);
+  const int64_t A = panel_.num_assets;
+  const int64_t t = bar_index[u];
+  double* sh = shares.data() + i * A;
+  const double equity_before = equity[u];
+
+  if (rebalance_now && config_.anchored) {
+    // An unchanged target sends no order (sim_portfolio.hpp's PortfolioConfig::anchored).
+    double* last = last_target.data() + i * A;
+    rebalance_now = !std::equal(w, w + A, last);
+    if (rebalance_now) std::copy(w, w + A, last);
+  }
+  Rebalanced done;
+  if (rebalance_now) done = rebalance(t, w, sh, cash[u]);
+  const double c = cash[u], notional_sum = done.notional, cost_sum = done.costs;
+  const int64_t legs = done.legs;
 
   const int64_t next = t + 1;
   const double* mark_next = mark_.data() + next * A;
   double equity_after = c;
   for (int64_t a = 0; a < A; ++a) equity_after += sh[a] * mark_next[a];
 
+  StepContext ctx;
+  if (config_.reward.needs_benchmark()) {
+    // The benchmark's book steps beside the agent's: bought on the episode's first step.
+    double* bench = bench_shares.data() + i * A;
+    const double* mark_now = mark_.data() + t * A;
+    double before = bench_cash[u], after = 0.0;
+    for (int64_t a = 0; a < A; ++a) before += bench[a] * mark_now[a];
+    if (episode_steps[u] == 0) rebalance(t, equal_weight_.data(), bench, bench_cash[u]);
+    after = bench_cash[u];
+    for (int64_t a = 0; a < A; ++a) after += bench[a] * mark_next[a];
+    ctx.bench_before = before;
+    ctx.bench_after = after;
+  }
+  if (!vol_.empty()) ctx.vol = vol_[static_cast<size_t>(t)];
   const double turnover = notional_sum / equity_before;
   const double reward = step_reward(config_.reward, config_.initial_cash, equity_before,
                                     equity_after, notional_sum, dsr_a[u], dsr_b[u],
-                                    peak_equity[u]);
+                                    peak_equity[u], ctx);
   bar_index[u] = next;
   equity[u] = equity_after;
   episode_steps[u] += 1;
@@ -338,8 +400,11 @@ std::vector<PortfolioSim::StateField> PortfolioSim::state_fields() {
       {k[10], 'q', episode_steps.data(), 1, false},
       {k[11], 'q', episode_trades.data(), 1, false},
       {k[12], 'Q', rng_state.data(), 1, false},
+      {k[13], 'd', bench_shares.data(), A, true},
+      {k[14], 'd', bench_cash.data(), 1, false},
+      {k[15], 'd', last_target.data(), A, true},
   };
-  static_assert(std::size(kPortfolioStateKeys) == 13, "one key per state field");
+  static_assert(std::size(kPortfolioStateKeys) == 16, "one key per state field");
   return fields;
 }
 

@@ -25,7 +25,7 @@ class EpisodeConfig:
     execution: int  # 0 next open, 1 close
     integer_shares: bool
     costs: CostModel
-    reward: int  # 0 log return, 1 pnl, 2 differential Sharpe
+    reward: int  # 0 log return, 1 pnl, 2 differential Sharpe, 3 active, 4 vol-scaled
     dsr_eta: float
     drawdown_penalty: float
     turnover_penalty: float
@@ -33,6 +33,8 @@ class EpisodeConfig:
     equity_floor: float
     random_start: bool
     min_envs_per_thread: int
+    active_base: bool  # diff_sharpe / vol_scaled on the return minus the benchmark's
+    vol_window: int  # returns in the vol-scaled reward's trailing volatility (>= 2)
     def __init__(self) -> None: ...
 
 class SimConfig(EpisodeConfig):
@@ -43,6 +45,8 @@ class SimConfig(EpisodeConfig):
     round_robin: bool
     square_off: bool  # intraday (MIS) square-off; needs session_flags
     short_borrow_rate: float  # annual; charged at rate / 252 per session close held short
+    anchored: bool  # the action is an underweight u: the target exposure is 1 - u
+    max_underweight: float
 
 class _SimulatorBase:
     """What Simulator and PortfolioSimulator share (stub only; not a runtime class)."""
@@ -89,6 +93,9 @@ class Simulator(_SimulatorBase):
     dsr_a: npt.NDArray[np.float64]
     dsr_b: npt.NDArray[np.float64]
     rng_state: npt.NDArray[np.uint64]
+    bench_position: npt.NDArray[np.float64]  # the shadow buy-and-hold book (sim.hpp)
+    bench_shares: npt.NDArray[np.float64]
+    bench_cash: npt.NDArray[np.float64]
 
 # Multi-asset portfolio simulator (cpp/bindings/core_portfolio.cpp). Use the env
 # (fastrl.markets.portfolio.env).
@@ -98,6 +105,7 @@ class PortfolioSimConfig(EpisodeConfig):
     max_gross: float
     max_weight: float
     trade_band: float
+    anchored: bool  # an unchanged target weight vector sends no order
 
 class PortfolioSimulator(_SimulatorBase):
     def __init__(
@@ -121,3 +129,4 @@ class PortfolioSimulator(_SimulatorBase):
              orders: npt.NDArray[np.bool_] | None = None) -> None: ...
     mark: npt.NDArray[np.float64]
     episode_turnover: npt.NDArray[np.float64]
+    bench_cash: npt.NDArray[np.float64]  # the shadow equal-weight book (sim_portfolio.hpp)

@@ -26,7 +26,13 @@ from fastrl.costs import (
 )
 
 EXECUTIONS = {"next_open": 0, "close": 1}
-REWARDS = {"log_return": 0, "pnl": 1, "diff_sharpe": 2}
+REWARDS = {"log_return": 0, "pnl": 1, "diff_sharpe": 2, "active": 3, "vol_scaled": 4}
+# what diff_sharpe and vol_scaled are computed on: the book's own return, or the return minus
+# the benchmark's over the same bar (rewards.hpp's active_base)
+REWARD_BASES = ("absolute", "active")
+# absolute: the action is the target itself; anchored: a deviation from the benchmark's
+# (buy-and-hold's exposure 1 for one symbol, equal weight for a portfolio)
+ACTION_MODES = ("absolute", "anchored")
 
 
 def is_finite_number(x: Any) -> bool:
@@ -37,8 +43,9 @@ class EpisodeConfig:
     """What EnvConfig and PortfolioConfig share (their C++ base is episode.hpp's
     EpisodeConfig): the fields window, episode_length, execution, cost, half_spread_bps,
     slippage_bps, reward, dsr_eta, drawdown_penalty, turnover_penalty, initial_cash,
-    equity_floor, random_start, min_envs_per_thread and integer_shares, their checks, their
-    dict round trip and their copy into the core config. Each subclass is a dataclass that
+    equity_floor, random_start, min_envs_per_thread, integer_shares, reward_base, vol_window,
+    action_mode and max_underweight, their checks, their dict round trip and their copy into
+    the core config. Each subclass is a dataclass that
     declares those fields with its own defaults and docs, and adds what it trades."""
 
     _DATA_END = "data"  # where episode_length 0 runs to, for the error message
@@ -58,6 +65,10 @@ class EpisodeConfig:
     random_start: bool
     min_envs_per_thread: int
     integer_shares: bool
+    reward_base: str
+    vol_window: int
+    action_mode: str
+    max_underweight: float
 
     def _need(self, ok: bool, message: str) -> None:
         if not ok:
@@ -88,6 +99,19 @@ class EpisodeConfig:
              f"equity_floor must lie in [0, 1), got {self.equity_floor!r}")
         need(isinstance(self.min_envs_per_thread, int) and self.min_envs_per_thread >= 1,
              f"min_envs_per_thread must be an integer >= 1, got {self.min_envs_per_thread!r}")
+        need(self.reward_base in REWARD_BASES,
+             f"reward_base must be one of {list(REWARD_BASES)}, got {self.reward_base!r}")
+        need(self.reward_base == "absolute" or self.reward in ("diff_sharpe", "vol_scaled"),
+             f"reward_base 'active' applies to reward 'diff_sharpe' or 'vol_scaled', not "
+             f"{self.reward!r} (the active log return is reward 'active')")
+        need(isinstance(self.vol_window, int) and not isinstance(self.vol_window, bool)
+             and self.vol_window >= 2,
+             f"vol_window must be an integer >= 2 (returns in a volatility), "
+             f"got {self.vol_window!r}")
+        need(self.action_mode in ACTION_MODES,
+             f"action_mode must be one of {list(ACTION_MODES)}, got {self.action_mode!r}")
+        need(is_finite_number(self.max_underweight) and self.max_underweight > 0,
+             f"max_underweight must be > 0, got {self.max_underweight!r}")
 
     def _validate_execution(self) -> None:
         for name in ("half_spread_bps", "slippage_bps"):
@@ -137,7 +161,14 @@ class EpisodeConfig:
         core.equity_floor = float(self.equity_floor)
         core.random_start = bool(self.random_start)
         core.min_envs_per_thread = self.min_envs_per_thread
+        core.active_base = self.reward_base == "active"
+        core.vol_window = self.vol_window
         return core
+
+    @property
+    def anchored(self) -> bool:
+        """Whether the action is a deviation from the benchmark (action_mode 'anchored')."""
+        return self.action_mode == "anchored"
 
 
 
@@ -171,7 +202,11 @@ class EnvConfig(EpisodeConfig):
     """Slippage (impact, latency) paid on every fill, per side, in bps of notional. None (the
     default): the cost preset's (nse_delivery 3, nse_intraday 5, 0 otherwise)."""
     reward: str = "log_return"
-    """'log_return', 'pnl' (change of equity / initial cash) or 'diff_sharpe'."""
+    """'log_return', 'pnl' (change of equity / initial cash), 'diff_sharpe', 'active' (the
+    log return minus buy-and-hold's over the same bar, costs included: the simulator keeps a
+    shadow buy-and-hold book per env, bought at the episode's first fill) or 'vol_scaled'
+    (the log return, or with reward_base 'active' the active one, / the trailing
+    volatility)."""
     dsr_eta: float = 0.01
     """Adaptation rate of the differential Sharpe reward's moving moments. An episode starts
     them from the mean and mean square of the close-to-close simple returns inside its first
@@ -201,6 +236,20 @@ class EnvConfig(EpisodeConfig):
     intraday_cutoff: str = "15:20"
     """Local time (HH:MM, IST for NSE bars) by which an intraday (MIS) preset is flat: positions
     are closed at the close of the last bar ending at or before it (fastrl.costs)."""
+    reward_base: str = "absolute"
+    """What 'diff_sharpe' and 'vol_scaled' are computed on: 'absolute' (the book's return) or
+    'active' (minus buy-and-hold's over the same bar, costs included)."""
+    vol_window: int = 60
+    """'vol_scaled': the trailing volatility is the sample std of the symbol's last
+    vol_window close-to-close returns up to the decision bar (>= 2; fewer at a segment's
+    start), floored at 1 bp."""
+    action_mode: str = "absolute"
+    """'absolute' (the action is the target exposure) or 'anchored' (the action is an
+    underweight u against buy-and-hold: the exposure is 1 - u, u in
+    [1 - max_pos, min(max_underweight, 1 - min_pos)]; discrete position_levels are then
+    underweights and must include 0, the benchmark)."""
+    max_underweight: float = 1.0
+    """Anchored: the largest underweight (1: may go flat). > 0."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         # A field set to None follows the cost model's default until it is set explicitly.
@@ -214,8 +263,15 @@ class EnvConfig(EpisodeConfig):
 
     def _resolve_market_defaults(self, model: CostModel) -> None:
         shorts = model.overnight_shorts or self.short_borrow_rate > 0
-        values = {"position_levels": (-1.0, 0.0, 1.0) if shorts else (0.0, 1.0),
-                  "min_pos": -1.0 if shorts else 0.0, "integer_shares": model.whole_shares,
+        min_pos = (-1.0 if shorts else 0.0) if "min_pos" in self.__dict__.get(
+            "_market_defaults", ()) else self.min_pos
+        # anchored: underweights from the benchmark (0) to the largest, and half of it
+        deepest = min(self.max_underweight, 1.0 - min_pos) if is_finite_number(
+            self.max_underweight) and is_finite_number(min_pos) else 1.0
+        levels = ((0.0, 0.5 * deepest, deepest) if self.action_mode == "anchored"
+                  else (-1.0, 0.0, 1.0) if shorts else (0.0, 1.0))
+        values = {"position_levels": levels,
+                  "min_pos": min_pos, "integer_shares": model.whole_shares,
                   "turnover_penalty": TURNOVER_COST_MULTIPLE * 0.5 * (model.buy_rate
                                                                        + model.sell_rate)}
         for name in self.__dict__.get("_market_defaults", ()):
@@ -253,11 +309,13 @@ class EnvConfig(EpisodeConfig):
         need(self.segment_assignment in ("random", "round_robin"),
              f"segment_assignment must be 'random' or 'round_robin', "
              f"got {self.segment_assignment!r}")
+        # anchored levels are underweights: min_pos/max_pos bound the exposure either way
+        exposure = "continuous" if self.anchored else self.action
         if not model.overnight_shorts and self.short_borrow_rate == 0:
             where = (f"position_levels {self.position_levels} has a negative level"
-                     if self.action == "discrete" and min(self.position_levels) < 0 else
+                     if exposure == "discrete" and min(self.position_levels) < 0 else
                      f"min_pos {self.min_pos} is below 0"
-                     if self.action == "continuous" and self.min_pos < 0 else None)
+                     if exposure == "continuous" and self.min_pos < 0 else None)
             fix = ("position_levels=(0.0, 1.0)" if self.action == "discrete" else "min_pos=0.0")
             need(where is None,
                  f"{where}, but cost '{model.name}' is cash delivery: a short cannot be held "
@@ -270,15 +328,52 @@ class EnvConfig(EpisodeConfig):
             # cash delivery (CNC) is paid in full: exposure above 1 is bought with borrowed
             # cash (margin trading), whose interest no cost model here charges
             where = (f"position_levels {self.position_levels} has a level above 1"
-                     if self.action == "discrete" and max(self.position_levels) > 1 else
+                     if exposure == "discrete" and max(self.position_levels) > 1 else
                      f"max_pos {self.max_pos} is above 1"
-                     if self.action == "continuous" and self.max_pos > 1 else None)
+                     if exposure == "continuous" and self.max_pos > 1 else None)
             need(where is None,
                  f"{where}, but cost '{model.name}' is cash delivery: a long position is paid "
                  f"in full, and leverage (negative cash) would cost nothing since no margin "
                  f"interest is charged. Keep exposures within 1, or use cost='nse_intraday' "
                  f"(intraday margin, squared off every session, so no position is financed "
                  f"overnight)")
+        if self.anchored:
+            need(self.max_underweight <= 1.0 - self.min_pos,
+                 f"max_underweight {self.max_underweight} is above 1 - min_pos = "
+                 f"{1.0 - self.min_pos}: the exposure 1 - underweight cannot go below min_pos "
+                 f"{self.min_pos} (shorts need a cost that prices them, e.g. "
+                 f"short_borrow_rate > 0, and min_pos < 0)")
+            low, high = self.underweight_bounds()
+            need(low <= 0.0 <= high,
+                 f"action_mode 'anchored' needs an underweight range [1 - max_pos, "
+                 f"min(max_underweight, 1 - min_pos)] = [{low}, {high}] that holds 0 "
+                 f"(buy-and-hold): keep max_pos >= 1 and min_pos <= 1")
+            need(self.action == "continuous" or 0.0 in self.position_levels,
+                 f"anchored position_levels {self.position_levels} are underweights and must "
+                 f"include 0 (buy-and-hold, the untrained policy's action)")
+            need(self.action == "continuous"
+                 or all(low <= u <= high for u in self.position_levels),
+                 f"anchored position_levels {self.position_levels} are underweights and must "
+                 f"lie in [1 - max_pos, min(max_underweight, 1 - min_pos)] = [{low}, {high}]")
+
+    def underweight_bounds(self) -> tuple[float, float]:
+        """Anchored: the range of the underweight u (the exposure is 1 - u), computed as the
+        simulator does (sim.hpp's underweight_low/high)."""
+        return 1.0 - self.max_pos, min(self.max_underweight, 1.0 - self.min_pos)
+
+    def action_bounds(self) -> tuple[float, float]:
+        """The range a continuous action must lie in: the exposure range, or anchored the
+        underweight range."""
+        return self.underweight_bounds() if self.anchored else (self.min_pos, self.max_pos)
+
+    def exposure_of(self, actions: Any) -> np.ndarray:
+        """The target exposures the simulator trades for ``actions`` (level indices or
+        continuous actions, as env.step takes them): the level or the value itself, or
+        anchored 1 - the underweight."""
+        a = np.asarray(actions)
+        value = (np.asarray(self.position_levels, dtype=np.float64)[a]
+                 if self.action == "discrete" else a.astype(np.float64))
+        return 1.0 - value if self.anchored else value
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
@@ -296,6 +391,8 @@ class EnvConfig(EpisodeConfig):
         core.round_robin = self.segment_assignment == "round_robin"
         core.square_off = bool(self.cost_model().square_off)
         core.short_borrow_rate = float(self.short_borrow_rate)
+        core.anchored = self.anchored
+        core.max_underweight = float(self.max_underweight)
         return core
 
     def needs_session_flags(self) -> bool:
@@ -355,7 +452,9 @@ class PortfolioConfig(EpisodeConfig):
     slippage_bps: float | None = None
     """Slippage per fill, bps of notional; None: the cost preset's (EnvConfig's doc)."""
     reward: str = "log_return"
-    """'log_return', 'pnl' (change of equity / initial cash) or 'diff_sharpe'."""
+    """'log_return', 'pnl' (change of equity / initial cash), 'diff_sharpe', 'active' (the
+    log return minus the benchmark's over the same row, costs included: equal weight bought
+    at the episode's first fill and held, in a shadow book per env) or 'vol_scaled'."""
     dsr_eta: float = 0.01
     drawdown_penalty: float = 0.0
     """Subtracted times the current drawdown from the episode's peak equity."""
@@ -368,6 +467,18 @@ class PortfolioConfig(EpisodeConfig):
     """False: every episode starts at row window - 1."""
     min_envs_per_thread: int = 16
     """Blocks smaller than this are not worth a thread hand-off."""
+    reward_base: str = "absolute"
+    """What 'diff_sharpe' and 'vol_scaled' are computed on: 'absolute' or 'active' (minus the
+    benchmark's return: equal weight bought at the episode's first fill and held)."""
+    vol_window: int = 60
+    """'vol_scaled': the trailing volatility is the sample std of the equal-weight index's
+    last vol_window close-to-close returns up to the decision row, floored at 1 bp."""
+    action_mode: str = "absolute"
+    """'absolute' (the policy's logits map to weights, fastrl.ppo.simplex.simplex_weights) or
+    'anchored' (they tilt equal weight, fastrl.ppo.simplex.tilt_weights; an env whose target
+    is unchanged holds, so the untilted policy is equal weight bought and held)."""
+    max_underweight: float = 1.0
+    """Anchored: the largest fraction of equity the policy may hold in cash, in (0, 1]."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -383,6 +494,9 @@ class PortfolioConfig(EpisodeConfig):
              f"max_weight must be > 0, got {self.max_weight!r}")
         need(is_finite_number(self.trade_band) and 0 <= self.trade_band < 1,
              f"trade_band must lie in [0, 1), got {self.trade_band!r}")
+        need(self.max_underweight <= 1.0,
+             f"max_underweight must lie in (0, 1] (a fraction of equity in cash), "
+             f"got {self.max_underweight!r}")
         model = self.cost_model()  # raises on an unknown preset
         if not model.overnight_shorts:
             # cash delivery (CNC): no naked shorts, and longs paid in full; the portfolio
@@ -402,5 +516,6 @@ class PortfolioConfig(EpisodeConfig):
         core.max_gross = float(self.max_gross)
         core.max_weight = float(self.max_weight)
         core.trade_band = float(self.trade_band)
+        core.anchored = self.anchored
         return core
 

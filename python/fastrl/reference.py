@@ -10,6 +10,7 @@ actions give the same positions, cash, costs and rewards to floating-point round
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -69,14 +70,28 @@ class ReferenceEpisodes:
         return t, features[rows].reshape(len(envs), -1)
 
     def _step_reward(self, equity_before: np.ndarray, equity_after: np.ndarray,
-                     notional: np.ndarray) -> np.ndarray:
+                     notional: np.ndarray, bench: tuple[np.ndarray, np.ndarray] | None = None,
+                     vol: np.ndarray | None = None) -> np.ndarray:
         """rewards.hpp's step_reward: the reward kind, then the drawdown and turnover
-        penalties (the turnover penalty charges the traded notional / equity before)."""
+        penalties (the turnover penalty charges the traded notional / equity before).
+        ``bench``: the benchmark book's equity before and after the step, where the reward
+        reads it; ``vol``: the trailing volatility (vol_scaled)."""
         c = self.config
+        floor = 1e-9 * c.initial_cash
+        active = c.reward == "active" or c.reward_base == "active"
+        log_r = np.log(np.maximum(equity_after, floor) / equity_before)
+        if active and bench is not None:
+            log_b = np.log(np.maximum(bench[1], floor) / bench[0])
         if c.reward == "pnl":
             reward = (equity_after - equity_before) / c.initial_cash
+        elif c.reward == "active":
+            reward = log_r - log_b
+        elif c.reward == "vol_scaled":
+            reward = (log_r - log_b if active else log_r) / vol
         elif c.reward == "diff_sharpe":
             r = equity_after / equity_before - 1.0
+            if active:
+                r = r - (bench[1] / bench[0] - 1.0)
             da, db = r - self.dsr_a, r * r - self.dsr_b
             var = self.dsr_b - self.dsr_a**2
             safe = np.where(var > 1e-12, var, 1.0)
@@ -85,7 +100,7 @@ class ReferenceEpisodes:
             self.dsr_a = self.dsr_a + c.dsr_eta * da
             self.dsr_b = self.dsr_b + c.dsr_eta * db
         else:
-            reward = np.log(np.maximum(equity_after, 1e-9 * c.initial_cash) / equity_before)
+            reward = log_r
         self.peak_equity = np.maximum(self.peak_equity, equity_after)
         if c.drawdown_penalty > 0.0:
             reward = reward - c.drawdown_penalty * (1.0 - equity_after / self.peak_equity)
@@ -158,6 +173,12 @@ class ReferenceVecEnv(ReferenceEpisodes):
         self.episode_steps = np.zeros(n, dtype=np.int64)
         self.episode_trades = np.zeros(n, dtype=np.int64)
         self.rng_state = np.zeros(n, dtype=np.uint64)
+        self.bench_position = np.zeros(n)
+        self.bench_shares = np.zeros(n)
+        self.bench_cash = np.zeros(n)
+        self.needs_benchmark = needs_benchmark(self.config)
+        self.vol = (single_vols(market, self.config.vol_window)
+                    if self.config.reward == "vol_scaled" else None)
         self.reset_seed = int(seed) & (2**64 - 1)
         self.reset_count = 0
         self.reset(seed=seed)
@@ -187,8 +208,13 @@ class ReferenceVecEnv(ReferenceEpisodes):
                 b += r * r
             a /= c.window - 1
             b /= c.window - 1
+        if c.reward == "diff_sharpe" and c.reward_base == "active":
+            a = np.zeros(len(envs))  # an agent at the benchmark earns exactly 0 (sim.cpp)
         self.dsr_a[envs] = a
         self.dsr_b[envs] = b
+        self.bench_position[envs] = 0.0
+        self.bench_shares[envs] = 0.0
+        self.bench_cash[envs] = c.initial_cash if self.needs_benchmark else 0.0
 
     def observe(self, envs: np.ndarray | None = None) -> np.ndarray:
         """Observation rows of the given envs (all by default) at their current bar."""
@@ -249,64 +275,135 @@ class ReferenceVecEnv(ReferenceEpisodes):
                 setattr(self, key, np.array(state[key]))
         return self.observe()
 
-    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                          dict[str, Any]]:
+    def _trade(self, t: np.ndarray, target: np.ndarray, position: np.ndarray,
+               shares: np.ndarray, cash: np.ndarray) -> dict[str, np.ndarray]:
+        """sim.cpp's Simulator::trade on one book (the agent's or the benchmark's): the order
+        for ``target`` and the market rules. Returns the book after them and what happened
+        (fill, square-off exit, borrow fee), for the caller to count."""
         c, m = self.config, self.market
-        a = np.asarray(actions).reshape(self.num_envs)
-        target = a.astype(np.float64) if c.action == "continuous" else self.levels[a]
-        t = self.bar_index
-        equity_before = self.equity.copy()
         fill = m.open[t + 1] if c.execution == "next_open" else m.close[t]
-
         if self.cost_model.square_off:  # MIS: no fresh position after the cutoff
             late = (self.flags[t + 1] & NO_ENTRY_AT_OPEN if c.execution == "next_open"
                     else self.flags[t] & SQUARE_OFF)
             target = np.where(late != 0, 0.0, target)
 
-        change = target != self.position
-        equity_at_fill = self.cash + self.shares * fill
+        change = target != position
+        equity_at_fill = cash + shares * fill
         target_shares = np.where(equity_at_fill > 0.0, target * equity_at_fill / fill, 0.0)
-        traded = target_shares - self.shares
+        traded = target_shares - shares
         if c.integer_shares:
             traded = np.trunc(traded)
             change &= traded != 0.0  # a zero-share order is not sent
-            target_shares = self.shares + traded
+            target_shares = shares + traded
         notional = np.where(change, np.abs(traded) * fill, 0.0)
         cost = np.where(change, self.cost_model.order_cost(traded > 0.0, notional), 0.0)
-        self.cash = np.where(change, self.cash - (traded * fill + cost), self.cash)
-        self.shares = np.where(change, target_shares, self.shares)
-        self.entry_price = np.where(change, np.where(target != 0.0, fill, 0.0), self.entry_price)
-        fill_bar = t + 1 if c.execution == "next_open" else t
-        self.last_trade_bar = np.where(change, fill_bar, self.last_trade_bar)
-        self.position = np.where(change, target, self.position)
-        self.episode_costs = self.episode_costs + cost
-        self.episode_trades = self.episode_trades + change
-
+        cash = np.where(change, cash - (traded * fill + cost), cash)
+        shares = np.where(change, target_shares, shares)
+        position = np.where(change, target, position)
+        out = np.zeros(self.num_envs, dtype=bool)
+        exit_cost = exit_notional = np.zeros(self.num_envs)
         if self.cost_model.square_off:  # the session's last allowed close: exit everything
-            out = ((self.flags[t + 1] & SQUARE_OFF) != 0) & (self.shares != 0.0)
+            out = ((self.flags[t + 1] & SQUARE_OFF) != 0) & (shares != 0.0)
             price = m.close[t + 1]
-            exit_traded = -self.shares
+            exit_traded = -shares
             exit_notional = np.where(out, np.abs(exit_traded) * price, 0.0)
             exit_cost = np.where(out, self.cost_model.order_cost(exit_traded > 0.0,
                                                                  exit_notional), 0.0)
-            self.cash = np.where(out, self.cash - (exit_traded * price + exit_cost), self.cash)
-            self.shares = np.where(out, 0.0, self.shares)
-            self.position = np.where(out, 0.0, self.position)
+            cash = np.where(out, cash - (exit_traded * price + exit_cost), cash)
+            shares = np.where(out, 0.0, shares)
+            position = np.where(out, 0.0, position)
+        night = np.zeros(self.num_envs, dtype=bool)
+        fee = np.zeros(self.num_envs)
+        if c.short_borrow_rate > 0.0:  # one night of borrow on a short held over the close
+            night = ((self.flags[t + 1] & SESSION_END) != 0) & (shares < 0.0)
+            fee = c.short_borrow_rate / SESSIONS_PER_YEAR * -shares * m.close[t + 1]
+            cash = np.where(night, cash - fee, cash)
+        return {"position": position, "shares": shares, "cash": cash, "fill": fill,
+                "change": change, "notional": notional, "cost": cost, "out": out,
+                "exit_notional": exit_notional, "exit_cost": exit_cost, "night": night,
+                "fee": fee, "target": target}
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                          dict[str, Any]]:
+        c, m = self.config, self.market
+        a = np.asarray(actions).reshape(self.num_envs)
+        value = a.astype(np.float64) if c.action == "continuous" else self.levels[a]
+        target = 1.0 - value if c.anchored else value  # anchored: 1 - the underweight
+        t = self.bar_index
+        equity_before = self.equity.copy()
+
+        d = self._trade(t, target, self.position, self.shares, self.cash)
+        change, out, night = d["change"], d["out"], d["night"]
+        self.cash, self.shares, self.position = d["cash"], d["shares"], d["position"]
+        self.entry_price = np.where(change, np.where(d["target"] != 0.0, d["fill"], 0.0),
+                                    self.entry_price)
+        fill_bar = t + 1 if c.execution == "next_open" else t
+        self.last_trade_bar = np.where(change, fill_bar, self.last_trade_bar)
+        self.episode_costs = self.episode_costs + d["cost"]
+        self.episode_trades = self.episode_trades + change
+        notional = d["notional"]
+        if self.cost_model.square_off:
             self.entry_price = np.where(out, 0.0, self.entry_price)
             self.last_trade_bar = np.where(out, t + 1, self.last_trade_bar)
-            self.episode_costs = np.where(out, self.episode_costs + exit_cost, self.episode_costs)
+            self.episode_costs = np.where(out, self.episode_costs + d["exit_cost"],
+                                          self.episode_costs)
             self.episode_trades = self.episode_trades + out
-            notional = notional + exit_notional
-        if c.short_borrow_rate > 0.0:  # one night of borrow on a short held over the close
-            night = ((self.flags[t + 1] & SESSION_END) != 0) & (self.shares < 0.0)
-            fee = c.short_borrow_rate / SESSIONS_PER_YEAR * -self.shares * m.close[t + 1]
-            self.cash = np.where(night, self.cash - fee, self.cash)
-            self.episode_costs = np.where(night, self.episode_costs + fee, self.episode_costs)
+            notional = notional + d["exit_notional"]
+        if c.short_borrow_rate > 0.0:
+            self.episode_costs = np.where(night, self.episode_costs + d["fee"],
+                                          self.episode_costs)
 
+        bench = None
+        if self.needs_benchmark:  # buy-and-hold's book beside the agent's
+            before = self.bench_cash + self.bench_shares * m.close[t]
+            b = self._trade(t, np.ones(self.num_envs), self.bench_position, self.bench_shares,
+                            self.bench_cash)
+            self.bench_cash, self.bench_shares = b["cash"], b["shares"]
+            self.bench_position = b["position"]
+            bench = (before, self.bench_cash + self.bench_shares * m.close[t + 1])
         equity_after = self.cash + self.shares * m.close[t + 1]
-        reward = self._step_reward(equity_before, equity_after, notional)
+        vol = self.vol[t] if self.vol is not None else None
+        reward = self._step_reward(equity_before, equity_after, notional, bench, vol)
         liquidation = np.where(self.shares != 0.0, self.cost_model.order_cost(
             self.shares < 0.0, np.abs(self.shares) * m.close[t + 1]), 0.0)
         return self._end_step(reward, equity_after, m.offsets[self.segment + 1],
                               {"position": self.position, "shares": self.shares,
                                "liquidation": liquidation})
+
+
+def trailing_vol(returns: Any) -> float:
+    """rewards.hpp's trailing_vol: the sample std of ``returns`` summed in order, floored at
+    VOL_FLOOR (the floor with fewer than two)."""
+    rets = [float(r) for r in returns]
+    n = len(rets)
+    if n < 2:
+        return VOL_FLOOR
+    mean = 0.0
+    for r in rets:
+        mean += r
+    mean /= n
+    ss = 0.0
+    for r in rets:
+        ss += (r - mean) * (r - mean)
+    return max(math.sqrt(ss / (n - 1)), VOL_FLOOR)
+
+
+VOL_FLOOR = 1e-4  # rewards.hpp's kVolFloor
+
+
+def needs_benchmark(config: Any) -> bool:
+    """rewards.hpp's RewardParams::needs_benchmark."""
+    return config.reward == "active" or (config.reward_base == "active"
+                                         and config.reward in ("diff_sharpe", "vol_scaled"))
+
+
+def single_vols(market: MarketBlock, vol_window: int) -> np.ndarray:
+    """sim.cpp's per-row trailing volatility of the segment's close-to-close returns."""
+    vol = np.full(market.num_bars, VOL_FLOOR)
+    close = np.asarray(market.close, dtype=np.float64)
+    for s in range(market.num_segments):
+        begin, end = int(market.offsets[s]), int(market.offsets[s + 1])
+        for t in range(begin, end):
+            first = max(begin + 1, t - vol_window + 1)
+            vol[t] = trailing_vol(close[first:t + 1] / close[first - 1:t] - 1.0)
+    return vol

@@ -64,6 +64,7 @@ inline void check_episode_config(const EpisodeConfig& c, const char* data_end) {
   require(finite_nonneg(c.reward.drawdown_penalty) && finite_nonneg(c.reward.turnover_penalty),
           "drawdown_penalty and turnover_penalty must be finite and >= 0");
   require(c.min_envs_per_thread >= 1, "min_envs_per_thread must be >= 1");
+  require(c.reward.vol_window >= 2, "vol_window must be >= 2 (returns in a volatility)");
 }
 
 inline void check_batch(int64_t num_envs, int num_threads) {

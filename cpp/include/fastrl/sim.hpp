@@ -20,6 +20,7 @@
 // its penalties); run_blocks (thread_pool.hpp) hands a batch to the pool for both.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <iterator>
 #include <memory>
@@ -44,6 +45,14 @@ struct SimConfig : EpisodeConfig {
   bool square_off = false;       // intraday (MIS): flat by the cutoff, no entries after it
   double short_borrow_rate = 0.0;  // annual stock-lending fee on the short notional, charged
                                    // at rate / 252 for each session close held short
+  // Anchored actions: the action is an underweight u against buy-and-hold's exposure of 1,
+  // and the target exposure is 1 - u (levels are underweights; a continuous u must lie in
+  // [1 - max_pos, min(max_underweight, 1 - min_pos)]; a negative u is an overweight).
+  bool anchored = false;
+  double max_underweight = 1.0;
+
+  double underweight_low() const { return 1.0 - max_pos; }
+  double underweight_high() const { return std::min(max_underweight, 1.0 - min_pos); }
 };
 
 constexpr double kSessionsPerYear = 252.0;  // the borrow fee's day count (see short_borrow_rate)
@@ -61,7 +70,8 @@ inline constexpr const char* kStateKeys[] = {
     "position",      "shares",         "cash",           "equity",
     "entry_price",   "bar_index",      "segment",        "last_trade_bar",
     "episode_steps", "episode_return", "episode_costs",  "episode_trades",
-    "peak_equity",   "dsr_a",          "dsr_b",          "rng_state"};
+    "peak_equity",   "dsr_a",          "dsr_b",          "rng_state",
+    "bench_position", "bench_shares",  "bench_cash"};
 
 constexpr int64_t kAgentStateDims = 3;  // position, unrealised return, log1p(bars since trade)
 
@@ -101,6 +111,10 @@ class Simulator {
   std::vector<double> peak_equity;
   std::vector<double> dsr_a, dsr_b;  // differential Sharpe moments
   std::vector<uint64_t> rng_state;
+  // The shadow benchmark book (kept where the reward reads it, RewardParams::needs_benchmark;
+  // zeros otherwise): buy-and-hold, i.e. the target exposure 1 from the episode's first
+  // fill, traded under the same prices, costs and market rules as the agent's book.
+  std::vector<double> bench_position, bench_shares, bench_cash;
 
   // Calls f(name, vector) for every per-env state vector above, named by kStateKeys: together
   // they determine every future output, so a snapshot is exactly these (see get/set_state in
@@ -124,7 +138,10 @@ class Simulator {
     f(k[13], dsr_a);
     f(k[14], dsr_b);
     f(k[15], rng_state);
-    static_assert(std::size(kStateKeys) == 16, "one key per state vector");
+    f(k[16], bench_position);
+    f(k[17], bench_shares);
+    f(k[18], bench_cash);
+    static_assert(std::size(kStateKeys) == 19, "one key per state vector");
   }
 
   // Before loading a snapshot: the values that index the market must point inside it
@@ -137,6 +154,17 @@ class Simulator {
  private:
   void reset_env(int64_t i);
   void step_env(int64_t i, double target);
+  // What one book's step traded: the order's notional (the square-off exit's included),
+  // and whether the order filled or the position was squared off.
+  struct Traded {
+    double notional = 0.0;
+    bool filled = false;
+    bool squared_off = false;
+  };
+  // The order for `target` from bar t and the market rules, applied to one book (the
+  // agent's or the benchmark's); costs and orders are added to `costs` and `trades`.
+  Traded trade(int64_t t, double target, double& position, double& shares, double& cash,
+               double& costs, int64_t& trades) const;
   void write_obs(int64_t i, float* row) const;
   void dispatch(const int64_t* discrete, const double* continuous, bool reset_all);
 
@@ -147,6 +175,9 @@ class Simulator {
   int64_t obs_dim_;
   OutputBuffers out_;
   std::vector<float> log1p_table_;  // log1p(k) for small k: the obs's "bars since trade"
+  // vol_scaled: per market row t, the trailing volatility of the segment's close-to-close
+  // returns over the vol_window bars up to t (rewards.hpp's trailing_vol); empty otherwise.
+  std::vector<double> vol_;
   ThreadPool pool_;
 };
 

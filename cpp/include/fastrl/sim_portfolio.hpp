@@ -57,6 +57,11 @@ struct PortfolioConfig : EpisodeConfig {
   double max_gross = 1.0;        // sum |w| cap (gross leverage)
   double max_weight = 1.0;       // |w_a| cap per name
   double trade_band = 0.0;       // skip legs with |notional| < trade_band x equity at the fill
+  // Anchored actions (the policy tilts equal weight): an env whose target weights equal,
+  // bit for bit, the last target it rebalanced to sends no order and holds, as the
+  // single-symbol simulator holds an unchanged target exposure. An untilted policy is then
+  // equal weight bought at the first fill and held.
+  bool anchored = false;
 };
 
 // Caller-owned outputs, written in place by reset() and step(): the shared ones
@@ -75,7 +80,7 @@ inline constexpr const char* kPortfolioStateKeys[] = {
     "shares",        "cash",           "equity",           "peak_equity",
     "dsr_a",         "dsr_b",          "episode_return",   "episode_costs",
     "episode_turnover", "bar_index",   "episode_steps",    "episode_trades",
-    "rng_state"};
+    "rng_state",     "bench_shares",   "bench_cash",       "last_target"};
 
 class PortfolioSim {
  public:
@@ -127,11 +132,28 @@ class PortfolioSim {
   std::vector<int64_t> episode_steps;
   std::vector<int64_t> episode_trades;
   std::vector<uint64_t> rng_state;
+  // The shadow benchmark book (kept where the reward reads it, RewardParams::needs_benchmark;
+  // zeros otherwise): equal weight (1 / A each) bought at the episode's first fill under the
+  // same prices, costs, whole shares and trade band as the agent's book, then held.
+  std::vector<double> bench_shares;    // [N, A]
+  std::vector<double> bench_cash;
+  // Anchored: the target weights of the env's last rebalance ([N, A]); kNoTarget, which no
+  // valid weight equals, before the episode's first.
+  std::vector<double> last_target;
 
  private:
   void dispatch(const double* weights, const uint8_t* orders, bool reset_all);
   void reset_env(int64_t i);
   void step_env(int64_t i, const double* w, bool rebalance);
+  // What one book's rebalance at a step traded.
+  struct Rebalanced {
+    double notional = 0.0;
+    double costs = 0.0;
+    int64_t legs = 0;
+  };
+  // Rebalances one book (shares sh [A], cash) to weights w at the fill of the step from row t.
+  Rebalanced rebalance(int64_t t, const double* w, double* sh, double& cash) const;
+  double no_target() const { return config_.max_weight + 1.0; }
   void write_obs(int64_t i, float* row) const;
 
   PanelView panel_;
@@ -141,6 +163,10 @@ class PortfolioSim {
   int64_t obs_dim_;
   PortfolioBuffers out_;
   std::vector<double> mark_;  // [T, A] last traded close (see the header comment)
+  std::vector<double> equal_weight_;  // [A], 1 / A each: the benchmark's target
+  // vol_scaled: per panel row t, the trailing volatility of the equal-weight index's
+  // close-to-close returns over the vol_window rows up to t (rewards.hpp); empty otherwise.
+  std::vector<double> vol_;
   bool stream_obs_ = false;   // observation batch too large for the caches: bypass them
   ThreadPool pool_;
 };

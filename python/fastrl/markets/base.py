@@ -14,6 +14,7 @@ gymnasium face of a C++ simulator) and :func:`allocate_buffers` with the
 from __future__ import annotations
 
 import abc
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,13 @@ class ActionSpec:
     - ``gaussian``: one target exposure clipped to [``low``, ``high``];
     - ``simplex``: ``size`` logits (symbols then cash) mapped to long-only weights with no
       weight above ``max_weight`` and a gross exposure of at most ``max_gross``.
+
+    ``anchored``: the action is a deviation from the benchmark (env action_mode 'anchored'):
+    a categorical's levels are underweights (``anchor_level`` is the index of 0, the
+    benchmark), a gaussian's value is the underweight, a simplex's logits tilt equal weight
+    (symbols) and set an underweight in [0, ``high``] (the last one;
+    :func:`fastrl.ppo.simplex.tilt_weights`). Its policy starts at the benchmark
+    (:meth:`anchor_bias`).
     """
 
     distribution: Distribution
@@ -50,6 +58,22 @@ class ActionSpec:
     high: float = 1.0
     max_weight: float = 1.0
     max_gross: float = 1.0
+    anchored: bool = False
+    anchor_level: int = 0
+
+    def anchor_bias(self) -> tuple[float, ...] | None:
+        """Anchored: the policy layer's initial bias (its weights start at zero) that makes
+        the deterministic action the benchmark for every observation; None otherwise.
+
+        A categorical's benchmark level starts with probability 3/4 (a logit of
+        log(3 (K - 1)) against 0), so exploration goes on; a gaussian's mean and a simplex's
+        mean logits start at 0 (no underweight, no tilt)."""
+        if not self.anchored:
+            return None
+        if self.distribution != "categorical":
+            return (0.0,) * (self.size if self.distribution == "simplex" else 1)
+        lead = math.log(3.0 * (self.size - 1)) if self.size > 1 else 0.0
+        return tuple(lead if k == self.anchor_level else 0.0 for k in range(self.size))
 
 
 # The metrics a console table shows (report.md shows them all).

@@ -150,7 +150,8 @@ def build_network(config: TrainConfig, obs_dim: int, num_actions: int,
     Its policy head is the one the config's market's action spec asks for: a simplex
     action gets the simplex head over its logits (``num_actions`` 0).
     """
-    simplex = head_for(market_for(config).action_spec()).simplex
+    spec = market_for(config).action_spec()
+    simplex = head_for(spec).simplex
     return ActorCritic(
         obs_dim,
         num_actions,
@@ -160,6 +161,7 @@ def build_network(config: TrainConfig, obs_dim: int, num_actions: int,
         log_std_init=config.log_std_init,
         simplex=simplex,
         generator=generator,
+        anchor=spec.anchor_bias(),
     )
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from fastrl.markets.base import ActionSpec
-from fastrl.ppo.simplex import simplex_weights
+from fastrl.ppo.simplex import simplex_weights, tilt_weights
 
 # host actions [rows, ...] (float64 or int64, written in place) -> the env's actions
 HostMap = Callable[[np.ndarray], np.ndarray]
@@ -217,6 +217,16 @@ class SimplexHead(GaussianHead):
         self.simplex = int(spec.size)
         self.action_shape = (self.simplex,)
         self.caps = (float(spec.max_weight), float(spec.max_gross))
+        # anchored (spec.anchored): the logits tilt equal weight (fastrl.ppo.simplex)
+        self.to_weights: Callable[..., np.ndarray] = simplex_weights
+        if spec.anchored:
+            max_underweight = float(spec.high)
+
+            def tilted(z: np.ndarray, max_weight: float, max_gross: float,
+                       out: np.ndarray | None = None) -> np.ndarray:
+                return tilt_weights(z, max_underweight, max_weight, max_gross, out=out)
+
+            self.to_weights = tilted
 
     def sample(self, policy_out: torch.Tensor, params: dict[str, torch.Tensor],
                draws: Draws) -> tuple[torch.Tensor, torch.Tensor]:
@@ -232,14 +242,14 @@ class SimplexHead(GaussianHead):
         return policy_out
 
     def env_actions(self, action: torch.Tensor) -> np.ndarray:
-        return simplex_weights(action.float().cpu().numpy(), *self.caps)
+        return self.to_weights(action.float().cpu().numpy(), *self.caps)
 
     def host_map(self, rows: int) -> HostMap:
-        caps = self.caps
+        caps, mapping = self.caps, self.to_weights
         weights = np.zeros((rows, self.simplex - 1))  # the env's weights, reused every step
 
         def to_weights(logits: np.ndarray) -> np.ndarray:
-            return simplex_weights(logits, *caps, out=weights)
+            return mapping(logits, *caps, out=weights)
 
         return to_weights
 

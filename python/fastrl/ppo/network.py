@@ -81,6 +81,8 @@ class ActorCritic(nn.Module):
     when sent to the env, so log-probabilities stay those of the sampled value).
     ``shared_trunk`` puts actor and critic heads on one MLP (half the compute) instead
     of two. Heads use the usual PPO init: gain 0.01 for the policy, 1 for the value.
+    ``anchor`` (anchored actions, ActionSpec.anchor_bias) starts the policy layer at zero
+    weights and that bias, so the deterministic action is the benchmark's.
 
     ``simplex`` = K > 0 (a portfolio of K - 1 symbols and cash) gives a diagonal Gaussian
     over K logits, one state-independent log std each; the action stored is the logit
@@ -104,6 +106,7 @@ class ActorCritic(nn.Module):
         log_std_init: float = -0.5,
         simplex: int = 0,
         generator: torch.Generator | None = None,
+        anchor: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if obs_dim < 1:
@@ -128,6 +131,16 @@ class ActorCritic(nn.Module):
         out = self.simplex or (1 if self.continuous else self.num_actions)
         self.policy_head = _orthogonal(last, out, 0.01, g)
         self.value_head = _orthogonal(last, 1, 1.0, g)
+        if anchor is not None:
+            # Anchored actions start at the benchmark for every observation: a zero policy
+            # layer outputs exactly its bias (ActionSpec.anchor_bias). The draws above are
+            # made all the same, so the other layers match an unanchored network's.
+            if len(anchor) != out:
+                raise ValueError(f"anchor needs {out} values (one per policy output), "
+                                 f"got {len(anchor)}")
+            with torch.no_grad():
+                self.policy_head.weight.zero_()
+                self.policy_head.bias.copy_(torch.tensor([float(x) for x in anchor]))
         if self.continuous:
             self.log_std = nn.Parameter(torch.full((self.simplex or 1,), float(log_std_init)))
 

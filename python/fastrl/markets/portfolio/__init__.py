@@ -45,6 +45,8 @@ def portfolio_env_config(config: TrainConfig) -> PortfolioConfig:
         reward=e.reward, dsr_eta=e.dsr_eta, drawdown_penalty=e.drawdown_penalty,
         turnover_penalty=e.turnover_penalty, initial_cash=e.initial_cash,
         equity_floor=e.equity_floor, random_start=e.random_start,
+        reward_base=e.reward_base, vol_window=e.vol_window, action_mode=e.action_mode,
+        max_underweight=e.max_underweight,
     )
 
 
@@ -90,8 +92,10 @@ class PortfolioMarket:
 
     def action_spec(self) -> ActionSpec:
         p = self.config.portfolio
+        e = self.env_config
         return ActionSpec("simplex", len(self.config.data.symbols) + 1,
-                          max_weight=float(p.max_weight), max_gross=float(p.max_gross))
+                          max_weight=float(p.max_weight), max_gross=float(p.max_gross),
+                          anchored=e.anchored, high=float(e.max_underweight))
 
     def evaluate(self, policy: Any, block: Any, *, env_config: Any = None,
                  info: dict[str, Any] | None = None, baselines: bool = True) -> Any:

@@ -52,10 +52,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class PortfolioHolding:
-    """Shares [A] and cash carried from one portfolio backtest into the next."""
+    """Shares [A] and cash carried from one portfolio backtest into the next; anchored
+    actions also carry ``target``, the weights of the last rebalance, so that an unchanged
+    target goes on holding in the next one (PortfolioConfig.action_mode)."""
 
     shares: np.ndarray
     cash: float
+    target: np.ndarray | None = None
 
 
 @dataclass
@@ -84,13 +87,16 @@ class PortfolioBacktest(EquityPath):
     metrics: PerformanceMetrics | None = None
     final_cash: float | None = None  # held after the last step, before any liquidation
     final_shares: np.ndarray | None = None  # float64 [A], likewise
+    final_target: np.ndarray | None = None  # anchored: [A], the last rebalance's weights
 
     @property
     def holding(self) -> PortfolioHolding:
         """What this backtest hands to the next window (shares and cash before liquidation)."""
         if self.final_shares is None or self.final_cash is None:
             raise EvaluationError(f"{self.strategy}: this backtest kept no final holding")
-        return PortfolioHolding(shares=self.final_shares.copy(), cash=float(self.final_cash))
+        target = None if self.final_target is None else self.final_target.copy()
+        return PortfolioHolding(shares=self.final_shares.copy(), cash=float(self.final_cash),
+                                target=target)
 
     def finish(self) -> PortfolioBacktest:
         """Metrics: compute_metrics on the equity, with portfolio-level trade counts (legs
@@ -151,12 +157,18 @@ def _step_backtests(env: PortfolioVecEnv, panel: PanelBlock, strategies: Sequenc
     final_cash = np.zeros(N)
     final_shares = np.zeros((N, A))
     active = np.ones(N, dtype=bool)
+    # anchored: the env's last rebalance target, which an order to the same weights holds
+    anchored = config.action_mode == "anchored"
+    final_target = env.get_state()["last_target"] if anchored else None
     obs = env.buffers["obs"]
     for k in range(num_steps):
         if not active.any():
             break
         targets, orders = decide(k, obs)
         obs, _, terminated, truncated, info = env.step_orders(targets, orders & active)
+        if final_target is not None:
+            sent = orders & active
+            final_target[sent] = np.asarray(targets, dtype=np.float64)[sent]
         episode = info["episode"]
         done = terminated | truncated
         trades = np.where(done, episode["trades"], env.episode_trades)
@@ -179,6 +191,8 @@ def _step_backtests(env: PortfolioVecEnv, panel: PanelBlock, strategies: Sequenc
             final_shares[i], final_cash[i] = shares[i], cash[i]
             if terminated[i]:  # sold at the floor's marks: cash from here on
                 terminated_at[i] = k
+                if final_target is not None:  # the reset env's: no rebalance target yet
+                    final_target[i] = env.get_state()["last_target"][i]
                 final_shares[i] = 0.0
                 weights[i, k] = 0.0
                 weights[i, k, A] = 1.0
@@ -206,6 +220,7 @@ def _step_backtests(env: PortfolioVecEnv, panel: PanelBlock, strategies: Sequenc
         rebalanced=rebalanced[i], timestamps=stamps, liquidation_cost=float(liquidation[i]),
         terminated_step=terminated_at[i], final_cash=float(final_cash[i]),
         final_shares=final_shares[i].copy(),
+        final_target=None if final_target is None else final_target[i].copy(),
     ).finish() for i, strategy in enumerate(strategies)]
 
 
@@ -219,10 +234,11 @@ def evaluation_config(config: PortfolioConfig) -> PortfolioConfig:
 
 def baseline_config(config: PortfolioConfig) -> PortfolioConfig:
     """The env the baselines step: the evaluation's fills, costs, ``integer_shares`` and
-    ``trade_band``, without the policy's weight caps (a baseline may hold one name whole)
-    and without an equity floor."""
+    ``trade_band``, without the policy's weight caps (a baseline may hold one name whole),
+    without an equity floor, and with absolute actions (a schedule's orders say when it
+    rebalances, also to an unchanged target)."""
     return dataclasses.replace(evaluation_config(config), max_weight=1.0, max_gross=1.0,
-                               equity_floor=0.0)
+                               equity_floor=0.0, action_mode="absolute")
 
 
 def decision_steps(panel: PanelBlock, config: PortfolioConfig, start_row: int | None = None
@@ -349,6 +365,8 @@ def _agent_env(panel: PanelBlock, config: PortfolioConfig, holding: PortfolioHol
     if holding is not None:
         state["shares"][0] = holding.shares
         state["cash"][0] = holding.cash
+        if holding.target is not None and config.action_mode == "anchored":
+            state["last_target"][0] = holding.target
         value = holding.cash + float(np.sum(holding.shares * np.nan_to_num(
             panel.mark[int(state["bar_index"][0])])))
         state["equity"][0] = value

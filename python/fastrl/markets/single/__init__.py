@@ -81,8 +81,11 @@ class SingleMarket:
     def action_spec(self) -> ActionSpec:
         env = self.config.env
         if env.action == "continuous":
-            return ActionSpec("gaussian", 1, low=float(env.min_pos), high=float(env.max_pos))
-        return ActionSpec("categorical", len(env.position_levels))
+            low, high = env.action_bounds()
+            return ActionSpec("gaussian", 1, low=float(low), high=float(high),
+                              anchored=env.anchored)
+        return ActionSpec("categorical", len(env.position_levels), anchored=env.anchored,
+                          anchor_level=(env.position_levels.index(0.0) if env.anchored else 0))
 
     def evaluate(self, policy: Any, block: Any, *, env_config: Any = None,
                  info: dict[str, Any] | None = None, baselines: bool = True) -> Any:

@@ -62,7 +62,7 @@ def valid_actions(actions: np.ndarray, config: EnvConfig, num_envs: int) -> np.n
                 f"outside [0, {levels.shape[0]})"
             )
         return actions.astype(np.int64)
-    exposure = np.clip(actions.astype(np.float64), config.min_pos, config.max_pos)
+    exposure = np.clip(actions.astype(np.float64), *config.action_bounds())
     if not np.all(np.isfinite(exposure)):
         raise EvaluationError("the policy returned non-finite continuous actions")
     return exposure
@@ -306,7 +306,8 @@ def baseline_config(env_config: EnvConfig, *, square_off: bool = False) -> EnvCo
         charges = dataclasses.replace(charges, square_off=False)
     # the folded cost model already holds the execution costs: none are added twice
     return dataclasses.replace(
-        config, window=1, action="continuous", min_pos=0.0, max_pos=1.0, equity_floor=0.0,
+        config, window=1, action="continuous", action_mode="absolute", min_pos=0.0, max_pos=1.0,
+        equity_floor=0.0,
         cost=charges, half_spread_bps=0.0, slippage_bps=0.0, short_borrow_rate=0.0)
 
 

@@ -125,14 +125,13 @@ class TradingVecEnv(CoreVecEnv):
             self.single_action_space = gym.spaces.Discrete(len(self.config.position_levels))
         else:
             self.single_action_space = gym.spaces.Box(
-                self.config.min_pos, self.config.max_pos, (1,), np.float64)
+                *self.config.action_bounds(), (1,), np.float64)
 
     def _batched_action_space(self) -> gym.Space:
         if self.config.action == "discrete":
             return gym.spaces.MultiDiscrete(
                 np.full(self.num_envs, len(self.config.position_levels), dtype=np.int64))
-        return gym.spaces.Box(self.config.min_pos, self.config.max_pos, (self.num_envs, 1),
-                              np.float64)
+        return gym.spaces.Box(*self.config.action_bounds(), (self.num_envs, 1), np.float64)
 
     def _as_actions(self, actions: Any) -> np.ndarray:
         """int64 / float64 [N] from [N, 1], other int widths, float32; else a clear error."""
