@@ -229,15 +229,23 @@ def compute_features_many(
     """Every symbol's features for ``feature_sets``: the base set's rows and columns (see
     :func:`compute_base_many`), then the long sets' columns (:mod:`fastrl.features_long`)
     computed on every bar and cut to those rows. The universe of the market sets is every
-    symbol whose base features compute (the others get their ValueError)."""
+    symbol with well-formed bars and finite positive closes, also one with too few bars
+    for features of its own (it gets the ValueError, and is listed all the same)."""
     sets = check_feature_sets(feature_sets)
     if sets == DEFAULT_FEATURE_SETS:
         return compute_base_many(bars, freq, with_volume=with_volume,
                                  extra_columns=extra_columns)
     base = compute_base_many(bars, freq, with_volume=with_volume, extra_columns=extra_columns)
-    good = [s for s in bars if not isinstance(base[s], ValueError)]
-    closes = {s: bars[s]["close"].astype(np.float64) for s in good}
-    extra = long_features(closes, sets) if good else {}
+    closes = {}
+    for symbol, frame in bars.items():
+        try:
+            _checked_names(frame, freq, with_volume, extra_columns)
+        except ValueError:
+            continue
+        close = frame["close"].to_numpy(dtype=np.float64)
+        if np.isfinite(close).all() and (close > 0).all():
+            closes[symbol] = frame["close"].astype(np.float64)
+    extra = long_features(closes, sets) if closes else {}
     out: dict[str, pd.DataFrame | ValueError] = {}
     for symbol in bars:
         frame = base[symbol]
