@@ -141,3 +141,37 @@ def test_paper_replays_equal_the_backtests(runs, tmp_path, capsys):
     assert len(_column(rows, "PORTFOLIO", "equity")) == len(bt.equity) - 1
     np.testing.assert_array_equal(_column(rows, "PORTFOLIO", "equity"), bt.equity[1:])
     np.testing.assert_array_equal(_column(rows, "PORTFOLIO", "cost"), bt.step_costs)
+
+
+def test_walk_forward_windows_build_the_long_features_as_the_whole_history_does():
+    """A window's training market and traded block carry the sets; the traded rows' features
+    are those of the whole bars (causal: the later bars change nothing), normalised with the
+    window's normaliser."""
+    from fastrl.config import build_config
+    from fastrl.data.loaders import load_bars_report
+    from fastrl.markets import market_for
+    from fastrl.walkforward.plan import WalkForwardSpec, plan_windows
+    from fastrl.walkforward.run import trade_market, train_market
+
+    config = build_config("fast", None, {"data.symbols": ["BPCL", "HDFCLIFE"],
+                                         "data.features": list(SINGLE_SETS),
+                                         "env.window": 8}, [])
+    bars = dict(load_bars_report(["BPCL", "HDFCLIFE"], "1d", "bundled").bars)
+    spec = WalkForwardSpec(step=63, start="2022-01-03", val_days=40, min_train_days=120)
+    window = plan_windows(bars, spec)[1]
+    train = train_market(bars, window, config, spec)
+    names = feature_names("1d", True, (), SINGLE_SETS)
+    assert list(train.feature_names) == names
+    state = train.normaliser.state_dict()
+    traded = trade_market(bars, window, config, state)
+    whole = market_for(config).from_bars(bars, val_days=0, normaliser_state=state,
+                                         test_start=pd.Timestamp("2021-06-01")).test
+    checked = 0
+    for s, symbol in enumerate(traded.symbols):
+        rows = traded.segment(s)
+        stamps = np.asarray(traded.timestamps)[rows]
+        other = whole.segment(whole.symbols.index(symbol))
+        where = np.searchsorted(np.asarray(whole.timestamps)[other], stamps)
+        assert np.array_equal(traded.features[rows], whole.features[other][where])
+        checked += len(stamps)
+    assert checked > 20
