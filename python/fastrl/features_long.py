@@ -119,28 +119,32 @@ def long_feature_names(sets: Sequence[str]) -> list[str]:
     return names
 
 
-def _returns(close: pd.Series) -> pd.Series:
+# The computations run on a [rows, symbols] frame: column j holds symbol j's closes on its
+# own bars, top-aligned and padded with NaN after its last bar (as the base features do):
+# every operation is elementwise or runs down one column, so the padding never reaches a
+# symbol's rows. The universe and the ranks read the union calendar through ``positions``
+# (each symbol's rows there).
+
+
+def _returns(close: pd.DataFrame) -> pd.DataFrame:
     return close / close.shift(1) - 1.0
 
 
-def _ex_ante_vol(returns: pd.Series) -> pd.Series:
+def _ex_ante_vol(returns: pd.DataFrame | pd.Series) -> pd.DataFrame | pd.Series:
     return returns.ewm(span=VOL_SPAN, min_periods=VOL_SPAN).std()
 
 
-def _scaled(value: pd.Series, vol: pd.Series, horizon: int) -> pd.Series:
-    """``value / (vol * sqrt(horizon))``; 0 where the volatility is 0 (a flat price)."""
-    scaled = value / (vol * math.sqrt(horizon)).where(vol > 0)
-    return scaled.where(~(vol == 0), 0.0)
-
-
-def _ratio(value: pd.Series, scale: pd.Series) -> pd.Series:
+def _ratio(value: pd.DataFrame, scale: pd.DataFrame) -> pd.DataFrame:
+    """``value / scale``; 0 where the scale is 0 (a flat price), NaN where it is NaN."""
     return (value / scale.where(scale > 0)).where(~(scale == 0), 0.0)
 
 
-def momentum_features(close: pd.Series) -> dict[str, pd.Series]:
-    """``mom_h`` and ``macd_S_L`` of one symbol's closes (NaN in their warm-up)."""
-    close = close.astype(np.float64)
-    vol = _ex_ante_vol(_returns(close))
+def _scaled(value: pd.DataFrame, vol: pd.DataFrame, horizon: int) -> pd.DataFrame:
+    return _ratio(value, vol * math.sqrt(horizon))
+
+
+def _momentum(close: pd.DataFrame, vol: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """``mom_h`` and ``macd_S_L`` (NaN in their warm-up)."""
     out = {f"mom_{h}": _scaled(close / close.shift(h) - 1.0, vol, h) for h in LONG_HORIZONS}
     price_std = close.rolling(MACD_PRICE_STD, min_periods=MACD_PRICE_STD).std()
     for fast, slow in MACD_PAIRS:
@@ -152,71 +156,86 @@ def momentum_features(close: pd.Series) -> dict[str, pd.Series]:
     return out
 
 
-def _union_index(closes: Mapping[str, pd.Series]) -> pd.DatetimeIndex:
-    calendar = pd.DatetimeIndex([])
-    for close in closes.values():
-        calendar = calendar.union(close.index)
-    return calendar
-
-
-def market_features(closes: Mapping[str, pd.Series]) -> dict[str, dict[str, pd.Series]]:
-    """Per symbol: ``mkt_ret_h``, ``mkt_vol`` and ``rel_ret_h`` on its own bars, the universe
-    being every symbol in ``closes`` (each a close series on its own ascending index)."""
-    calendar = _union_index(closes)
-    returns = pd.DataFrame({s: _returns(c.astype(np.float64)).reindex(calendar)
-                            for s, c in closes.items()})
-    mean = returns.mean(axis=1, skipna=True)  # NaN on a row where no symbol has a return
-    index = (1.0 + mean.fillna(0.0)).cumprod()
-    vol = _ex_ante_vol(mean.dropna()).reindex(calendar).ffill()
-    universe = {f"mkt_ret_{h}": _scaled(index / index.shift(h) - 1.0, vol, h)
-                for h in LONG_HORIZONS}
-    universe["mkt_vol"] = vol
-    out: dict[str, dict[str, pd.Series]] = {}
-    for symbol, close in closes.items():
-        close = close.astype(np.float64)
-        own = {name: pd.Series(values.reindex(close.index).to_numpy(), index=close.index)
-               for name, values in universe.items()}
-        at_own = pd.Series(index.reindex(close.index).to_numpy(), index=close.index)
-        own_vol = _ex_ante_vol(_returns(close))
-        for h in LONG_HORIZONS:
-            active = (close / close.shift(h) - 1.0) - (at_own / at_own.shift(h) - 1.0)
-            own[f"rel_ret_{h}"] = _scaled(active, own_vol, h)
-        out[symbol] = own
+def _on_calendar(values: np.ndarray, positions: list[np.ndarray], rows: int) -> np.ndarray:
+    """[calendar rows, symbols]: each symbol's values at its rows of the union calendar,
+    NaN where it has no bar."""
+    out = np.full((rows, len(positions)), np.nan)
+    for j, where in enumerate(positions):
+        out[where, j] = values[: len(where), j]
     return out
 
 
-def cross_sectional_ranks(values: Mapping[str, pd.Series]) -> dict[str, pd.Series]:
+def _market(close: pd.DataFrame, vol: pd.DataFrame, positions: list[np.ndarray],
+            calendar_rows: int) -> dict[str, pd.DataFrame]:
+    """``mkt_ret_h``, ``mkt_vol`` and ``rel_ret_h``, the universe being every column."""
+    returns = _on_calendar(_returns(close).to_numpy(), positions, calendar_rows)
+    defined = ~np.isnan(returns)
+    count = defined.sum(axis=1)
+    total = np.where(defined, returns, 0.0).sum(axis=1)
+    mean = pd.Series(np.where(count > 0, total / np.maximum(count, 1), np.nan))
+    index = (1.0 + mean.fillna(0.0)).cumprod()
+    market_vol = _ex_ante_vol(mean.dropna()).reindex(mean.index).ffill()
+    universe = {f"mkt_ret_{h}": _scaled(index / index.shift(h) - 1.0, market_vol, h)
+                for h in LONG_HORIZONS}
+    universe["mkt_vol"] = market_vol
+
+    def own_rows(series: pd.Series) -> pd.DataFrame:
+        values = np.full(close.shape, np.nan)
+        for j, where in enumerate(positions):
+            values[: len(where), j] = series.to_numpy()[where]
+        return pd.DataFrame(values, columns=close.columns)
+
+    out = {name: own_rows(values) for name, values in universe.items()}
+    at_own = own_rows(index)
+    for h in LONG_HORIZONS:
+        active = (close / close.shift(h) - 1.0) - (at_own / at_own.shift(h) - 1.0)
+        out[f"rel_ret_{h}"] = _scaled(active, vol, h)
+    return out
+
+
+def _ranks(values: pd.DataFrame, positions: list[np.ndarray], calendar_rows: int
+           ) -> pd.DataFrame:
     """Each symbol's rank in [0, 1] among the symbols with a defined value at the same
     timestamp (``(rank - 1) / (n - 1)``, ties averaged; 0.5 alone; NaN where undefined)."""
-    calendar = _union_index(values)
-    frame = pd.DataFrame({s: v.reindex(calendar) for s, v in values.items()})
-    count = frame.notna().sum(axis=1)
-    ranks = frame.rank(axis=1, method="average")
-    scaled = ranks.sub(1.0).div((count - 1).where(count > 1), axis=0)
-    scaled = scaled.where(~((count == 1).to_numpy()[:, None] & frame.notna().to_numpy()), 0.5)
-    return {s: pd.Series(scaled[s].reindex(v.index).to_numpy(), index=v.index)
-            for s, v in values.items()}
+    frame = pd.DataFrame(_on_calendar(values.to_numpy(), positions, calendar_rows))
+    defined = frame.notna().to_numpy()
+    count = defined.sum(axis=1)[:, None]
+    ranks = frame.rank(axis=1, method="average").to_numpy()
+    scaled = np.where(count > 1, (ranks - 1.0) / np.maximum(count - 1, 1), 0.5)
+    scaled = np.where(defined, scaled, np.nan)
+    out = np.full(values.shape, np.nan)
+    for j, where in enumerate(positions):
+        out[: len(where), j] = scaled[where, j]
+    return pd.DataFrame(out, columns=values.columns)
 
 
 def long_features(closes: Mapping[str, pd.Series], sets: Sequence[str]
                   ) -> dict[str, dict[str, np.ndarray]]:
     """The non-base features of ``sets`` for every symbol on every one of its bars, as
-    float64 arrays by name (NaN where not yet defined); the universe is ``closes``."""
-    per_symbol: dict[str, dict[str, pd.Series]] = {s: {} for s in closes}
+    float64 arrays by name (NaN where not yet defined); the universe is ``closes`` (each a
+    close series on its own ascending DatetimeIndex)."""
+    symbols = list(closes)
+    lengths = [len(closes[s]) for s in symbols]
+    packed = np.full((max(lengths, default=0), len(symbols)), np.nan)
+    for j, symbol in enumerate(symbols):
+        packed[: lengths[j], j] = closes[symbol].to_numpy(dtype=np.float64)
+    close = pd.DataFrame(packed)
+    stamps = [closes[s].index.asi8 for s in symbols]
+    calendar = np.unique(np.concatenate(stamps)) if stamps else np.array([], np.int64)
+    positions = [np.searchsorted(calendar, own) for own in stamps]
+    vol = _ex_ante_vol(_returns(close))
+    features: dict[str, pd.DataFrame] = {}
     if "momentum" in sets:
-        for symbol, close in closes.items():
-            per_symbol[symbol].update(momentum_features(close))
+        features.update(_momentum(close, vol))
     if "market" in sets:
-        for symbol, values in market_features(closes).items():
-            per_symbol[symbol].update(values)
+        features.update(_market(close, vol, positions, len(calendar)))
     if "xs_rank" in sets:
         for name in _per_symbol_names(sets):
-            ranked = cross_sectional_ranks({s: per_symbol[s][name] for s in closes})
-            for symbol, values in ranked.items():
-                per_symbol[symbol][f"rank_{name}"] = values
+            features[f"rank_{name}"] = _ranks(features[name], positions, len(calendar))
     names = long_feature_names(sets)
-    return {s: {name: per_symbol[s][name].to_numpy(dtype=np.float64) for name in names}
-            for s in closes}
+    arrays = {name: features[name].to_numpy(dtype=np.float64) for name in names}
+    return {symbol: {name: arrays[name][: lengths[j], j] for name in names}
+            for j, symbol in enumerate(symbols)}
 
 
 def warmup_features(names: Sequence[str]) -> list[str]:
@@ -226,6 +245,5 @@ def warmup_features(names: Sequence[str]) -> list[str]:
 
 
 __all__ = ["DEFAULT_FEATURE_SETS", "FEATURE_SETS", "LONG_HORIZONS", "LONG_WARMUP_BARS",
-           "MACD_PAIRS", "VOL_SPAN", "check_feature_sets", "cross_sectional_ranks",
-           "long_feature_names", "long_features", "market_features", "momentum_features",
-           "warmup_features"]
+           "MACD_PAIRS", "VOL_SPAN", "check_feature_sets", "long_feature_names",
+           "long_features", "warmup_features"]
