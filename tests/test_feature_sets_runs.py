@@ -175,3 +175,19 @@ def test_walk_forward_windows_build_the_long_features_as_the_whole_history_does(
         assert np.array_equal(traded.features[rows], whole.features[other][where])
         checked += len(stamps)
     assert checked > 20
+
+
+def test_evaluating_some_symbols_on_new_data_keeps_the_trained_universe(runs, tmp_path):
+    """fastrl-eval --symbols HDFCLIFE --data FILE: the market features still read every
+    trained symbol, so HDFCLIFE's rows are those of the evaluation of both."""
+    from fastrl.live.run import open_run
+
+    from live_runs import bundled_copy
+
+    run = open_run(runs["single"])
+    feed = bundled_copy(("BPCL", "HDFCLIFE"), tmp_path / "feed")
+    both, _ = run.market.test_block(run.agent, test_days=10, data=feed)
+    one, _ = run.market.test_block(run.agent, symbols=["HDFCLIFE"], test_days=10, data=feed)
+    assert one.symbols == ("HDFCLIFE",)
+    expected = both.features[both.segment(both.symbols.index("HDFCLIFE"))]
+    assert np.array_equal(one.features[one.segment(0)], expected)
