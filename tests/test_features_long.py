@@ -265,3 +265,10 @@ def test_feature_sets_default_to_base_and_parse_from_set():
     config = apply_overrides(preset_config("fast"),
                              parse_set_options(["data.features=[base,momentum,market]"]))
     assert config.data.features == ("base", "momentum", "market")
+
+
+def test_bad_feature_sets_in_the_library_name_the_argument():
+    with pytest.raises(ValueError, match="^feature_sets must name known feature sets"):
+        compute_features(ONE, "1d", feature_sets=("base", "x"))
+    with pytest.raises(ValueError, match="^feature_sets must add momentum or market"):
+        build_market_from_bars({"BPCL": ONE}, feature_sets=("xs_rank",))

@@ -54,6 +54,13 @@ BAR_MINUTES = {"1d": None, "5min": 5}
 WARMUP_BARS = MACD_SLOW + MACD_SIGNAL - 2
 
 
+def _sets(feature_sets: Sequence[str]) -> tuple[str, ...]:
+    try:
+        return check_feature_sets(feature_sets)
+    except ValueError as error:
+        raise ValueError(f"feature_sets {error}") from None
+
+
 def _minutes(clock: str) -> int:
     hours, minutes = clock.split(":")
     return int(hours) * 60 + int(minutes)
@@ -65,7 +72,7 @@ def feature_names(
 ) -> list[str]:
     """The feature columns :func:`compute_features` returns, in order."""
     if tuple(feature_sets) != DEFAULT_FEATURE_SETS:
-        sets = check_feature_sets(feature_sets)
+        sets = _sets(feature_sets)
         base = feature_names(freq, with_volume) if "base" in sets else []
         return base + long_feature_names(sets) + list(extra_columns)
     if freq not in BAR_MINUTES:
@@ -105,7 +112,7 @@ def compute_features(
         defined (the long sets' columns are NaN until they are defined).
     """
     if tuple(feature_sets) != DEFAULT_FEATURE_SETS:
-        check_feature_sets(feature_sets)
+        _sets(feature_sets)
         with_volume = "volume_z" in _checked_names(bars, freq, with_volume, extra_columns)
         out = compute_features_many({"": bars}, freq, with_volume=with_volume,
                                     extra_columns=extra_columns, feature_sets=feature_sets)[""]
@@ -231,7 +238,7 @@ def compute_features_many(
     computed on every bar and cut to those rows. The universe of the market sets is every
     symbol with well-formed bars and finite positive closes, also one with too few bars
     for features of its own (it gets the ValueError, and is listed all the same)."""
-    sets = check_feature_sets(feature_sets)
+    sets = _sets(feature_sets)
     if sets == DEFAULT_FEATURE_SETS:
         return compute_base_many(bars, freq, with_volume=with_volume,
                                  extra_columns=extra_columns)
