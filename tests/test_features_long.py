@@ -272,3 +272,10 @@ def test_bad_feature_sets_in_the_library_name_the_argument():
         compute_features(ONE, "1d", feature_sets=("base", "x"))
     with pytest.raises(ValueError, match="^feature_sets must add momentum or market"):
         build_market_from_bars({"BPCL": ONE}, feature_sets=("xs_rank",))
+    with pytest.raises(ValueError, match="freq"):
+        feature_names("1h", True, (), ("momentum",))
+    early_nan = ONE.copy()
+    early_nan.iloc[0, early_nan.columns.get_loc("close")] = np.nan  # a warm-up row only
+    assert np.isfinite(compute_features(early_nan, "1d").to_numpy()).all()
+    with pytest.raises(ValueError, match="finite positive closes"):
+        compute_features(early_nan, "1d", feature_sets=ALL_SETS)

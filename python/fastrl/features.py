@@ -73,8 +73,9 @@ def feature_names(
     """The feature columns :func:`compute_features` returns, in order."""
     if tuple(feature_sets) != DEFAULT_FEATURE_SETS:
         sets = _sets(feature_sets)
-        base = feature_names(freq, with_volume) if "base" in sets else []
-        return base + long_feature_names(sets) + list(extra_columns)
+        base = feature_names(freq, with_volume)  # validates freq
+        return ((base if "base" in sets else []) + long_feature_names(sets)
+                + list(extra_columns))
     if freq not in BAR_MINUTES:
         raise ValueError(f"freq must be '1d' or '5min', got {freq!r}")
     names = [f"ret_{h}" for h in RETURN_HORIZONS]
@@ -258,6 +259,10 @@ def compute_features_many(
         frame = base[symbol]
         if isinstance(frame, ValueError):
             out[symbol] = frame
+            continue
+        if symbol not in extra:
+            out[symbol] = ValueError("compute_features: the long feature sets need finite "
+                                     "positive closes on every bar")
             continue
         first = len(bars[symbol]) - len(frame)  # the base set's rows are the last ones
         columns = {name: frame[name].to_numpy() for name in frame.columns}
