@@ -5,6 +5,9 @@ symbol, what has beaten simple benchmarks out of sample (Lim, Zohren and Roberts
 *Enhancing Time Series Momentum Strategies Using Deep Neural Networks*; Baz et al. 2015,
 *Dissecting Investment Strategies in the Cross Section and Time Series*):
 
+Horizons count bars: trading days for daily bars, 5-minute bars for intraday ones. EWMs are
+pandas' (``adjust=True``; the std bias-corrected), rolling stds have ``ddof=1``.
+
 ``momentum`` (one symbol's closes ``p``; ``r_t = p_t / p_{t-1} - 1`` its 1-bar simple return):
 
 ========================  ============================================================
@@ -32,8 +35,8 @@ symbol, what has beaten simple benchmarks out of sample (Lim, Zohren and Roberts
 ``mkt_vol``               ``sigma^U_t``: EWM std of ``u`` (span 60, at least 60 rows)
 ``rel_ret_h``             the symbol's return over its last ``h`` bars minus the universe's
                           over the same dates, ``(p_t / p_{t-h} - 1) - (I_t / I_{t-h} - 1)``
-                          (``I`` read at the symbol's own bars), scaled by the symbol's
-                          ``sigma_t * sqrt(h)``
+                          (``I`` read at the symbol's own bars; the universe includes the
+                          symbol), scaled by the symbol's ``sigma_t * sqrt(h)``
 ========================  ============================================================
 
 ``xs_rank``: for each per-symbol feature of the momentum and market sets chosen with it
@@ -47,8 +50,8 @@ rolling windows look backwards; the universe's row ``t`` reads every symbol's ba
 ``t``; a rank compares values at one timestamp). Changing or dropping any bar after ``t``
 leaves every row ``<= t`` unchanged (tests/test_features_long.py).
 
-Warm-up: these features consume up to 346 bars of history (``LONG_WARMUP_BARS``). The rows kept
-are the base set's (its warm-up, 33 bars, is dropped as always), so splits, walk-forward
+Warm-up: these features consume up to 346 bars of history (``LONG_WARMUP_BARS``). The rows
+kept are the base set's (its warm-up, 33 bars, is dropped as always), so splits, walk-forward
 windows and first trade days do not depend on the sets chosen. Until a long feature is
 defined its value is NaN; the normaliser is fitted on its defined training rows and maps NaN
 to 0 (the training mean) after normalisation (``FeatureNormaliser(..., warmup=...)``).
