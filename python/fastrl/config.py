@@ -40,6 +40,7 @@ from fastrl.config_types import (
     TYPE_WORDS,
     ConfigError,
     Count,
+    FeatureSets,
     Flag,
     Fraction,
     Int,
@@ -57,6 +58,7 @@ from fastrl.config_types import (
     schedule_points,
 )
 from fastrl.env_config import EnvConfig
+from fastrl.features_long import DEFAULT_FEATURE_SETS
 from fastrl.rule_params import RuleSettings
 
 
@@ -138,6 +140,9 @@ class DataConfig:
     """False: refuse bars with an isolated bad tick (an open, high or low far outside the
     closes around it; :mod:`fastrl.data.ticks`). True: clip each into that range and log
     every change (``--repair-ticks``)."""
+    features: FeatureSets = DEFAULT_FEATURE_SETS
+    """Feature sets the agent observes, in order (:mod:`fastrl.features_long`): base (the
+    1-33-bar technical features), momentum, market, xs_rank."""
 
 
 @dataclass

@@ -16,6 +16,8 @@ import yaml
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from fastrl.features_long import check_feature_sets
+
 # Every section validates with these settings: no inf/nan in a float, unknown keys refused,
 # and a config instance re-checked field by field when validate_config is handed one.
 SECTION_RULES = ConfigDict(allow_inf_nan=False, extra="forbid", revalidate_instances="always")
@@ -105,3 +107,14 @@ MaybePositive = Annotated[Positive | None, BeforeValidator(none_word)]
 Points = Annotated[tuple[tuple[float, float], ...], BeforeValidator(listify),
                    Rule("must be a list of [step, value] pairs")]
 Preset = Literal["fast", "baseline"]
+
+
+def _feature_sets(sets: tuple[str, ...]) -> tuple[str, ...]:
+    try:
+        return check_feature_sets(sets)
+    except ValueError as error:
+        raise PydanticCustomError("config_rule", str(error)) from None
+
+
+FeatureSets = Annotated[tuple[str, ...], BeforeValidator(listify),
+                        AfterValidator(_feature_sets)]

@@ -18,6 +18,11 @@ Features (all scale-free, so one normaliser serves every symbol):
 ``bars_to_close``         intraday only: bars left before the scheduled session close
 ========================  ============================================================
 
+Feature sets (``data.features``): the table above is the ``base`` set, the default. The
+``momentum``, ``market`` and ``xs_rank`` sets (:mod:`fastrl.features_long`) add longer
+horizons and a view of the universe; their columns come after the base columns and before
+``extra_columns``. The rows kept are always the base set's, whatever the sets.
+
 Intraday time features use the scheduled NSE session (09:15-15:30) rather than the bars a
 day actually has, which would leak whether a session is cut short; bars outside the
 schedule (special sessions such as Diwali muhurat trading) get ``bars_to_close = 0``.
@@ -29,6 +34,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+from fastrl.features_long import (
+    DEFAULT_FEATURE_SETS,
+    check_feature_sets,
+    long_feature_names,
+    long_features,
+)
 
 RETURN_HORIZONS = (1, 5, 20)
 VOL_WINDOW = 20
@@ -42,15 +54,28 @@ BAR_MINUTES = {"1d": None, "5min": 5}
 WARMUP_BARS = MACD_SLOW + MACD_SIGNAL - 2
 
 
+def _sets(feature_sets: Sequence[str]) -> tuple[str, ...]:
+    try:
+        return check_feature_sets(feature_sets)
+    except ValueError as error:
+        raise ValueError(f"feature_sets {error}") from None
+
+
 def _minutes(clock: str) -> int:
     hours, minutes = clock.split(":")
     return int(hours) * 60 + int(minutes)
 
 
 def feature_names(
-    freq: str, with_volume: bool = True, extra_columns: Sequence[str] = ()
+    freq: str, with_volume: bool = True, extra_columns: Sequence[str] = (),
+    feature_sets: Sequence[str] = DEFAULT_FEATURE_SETS,
 ) -> list[str]:
     """The feature columns :func:`compute_features` returns, in order."""
+    if tuple(feature_sets) != DEFAULT_FEATURE_SETS:
+        sets = _sets(feature_sets)
+        base = feature_names(freq, with_volume)  # validates freq
+        return ((base if "base" in sets else []) + long_feature_names(sets)
+                + list(extra_columns))
     if freq not in BAR_MINUTES:
         raise ValueError(f"freq must be '1d' or '5min', got {freq!r}")
     names = [f"ret_{h}" for h in RETURN_HORIZONS]
@@ -69,6 +94,7 @@ def compute_features(
     *,
     with_volume: bool | None = None,
     extra_columns: Sequence[str] = (),
+    feature_sets: Sequence[str] = DEFAULT_FEATURE_SETS,
 ) -> pd.DataFrame:
     """Causal features of one symbol's bars, warm-up rows dropped.
 
@@ -79,10 +105,21 @@ def compute_features(
         with_volume: include ``volume_z``; default: when the bars have any volume.
         extra_columns: columns of ``bars`` passed through as features unchanged (they
             must already be known at their bar's close, e.g. a planted signal).
+        feature_sets: the sets to compute (:mod:`fastrl.features_long`); the market sets'
+            universe is this one symbol (:func:`compute_features_many` of one symbol).
 
     Returns:
-        float64 frame on the bars' index from the first bar with every feature defined.
+        float64 frame on the bars' index from the first bar with every base feature
+        defined (the long sets' columns are NaN until they are defined).
     """
+    if tuple(feature_sets) != DEFAULT_FEATURE_SETS:
+        _sets(feature_sets)
+        with_volume = "volume_z" in _checked_names(bars, freq, with_volume, extra_columns)
+        out = compute_features_many({"": bars}, freq, with_volume=with_volume,
+                                    extra_columns=extra_columns, feature_sets=feature_sets)[""]
+        if isinstance(out, ValueError):
+            raise out
+        return out
     names = _checked_names(bars, freq, with_volume, extra_columns)
     volume = bars["volume"] if "volume_z" in names else None
     out = _market_features(bars["close"].astype(np.float64), bars["high"], bars["low"], volume)
@@ -195,9 +232,63 @@ def compute_features_many(
     *,
     with_volume: bool,
     extra_columns: Sequence[str] = (),
+    feature_sets: Sequence[str] = DEFAULT_FEATURE_SETS,
 ) -> dict[str, pd.DataFrame | ValueError]:
-    """:func:`compute_features` of every symbol's bars, the same values bit for bit, or the
-    ValueError it raises for that symbol.
+    """Every symbol's features for ``feature_sets``: the base set's rows and columns (see
+    :func:`compute_base_many`), then the long sets' columns (:mod:`fastrl.features_long`)
+    computed on every bar and cut to those rows. The universe of the market sets is every
+    symbol with well-formed bars and finite positive closes, also one with too few bars
+    for features of its own (it gets the ValueError, and is listed all the same)."""
+    sets = _sets(feature_sets)
+    if sets == DEFAULT_FEATURE_SETS:
+        return compute_base_many(bars, freq, with_volume=with_volume,
+                                 extra_columns=extra_columns)
+    base = compute_base_many(bars, freq, with_volume=with_volume, extra_columns=extra_columns)
+    closes = {}
+    for symbol, frame in bars.items():
+        try:
+            _checked_names(frame, freq, with_volume, extra_columns)
+        except ValueError:
+            continue
+        close = frame["close"].to_numpy(dtype=np.float64)
+        if np.isfinite(close).all() and (close > 0).all():
+            closes[symbol] = frame["close"].astype(np.float64)
+    extra = long_features(closes, sets) if closes else {}
+    out: dict[str, pd.DataFrame | ValueError] = {}
+    for symbol in bars:
+        frame = base[symbol]
+        if isinstance(frame, ValueError):
+            out[symbol] = frame
+            continue
+        if symbol not in extra:
+            out[symbol] = ValueError("compute_features: the long feature sets need finite "
+                                     "positive closes on every bar")
+            continue
+        first = len(bars[symbol]) - len(frame)  # the base set's rows are the last ones
+        columns = {name: frame[name].to_numpy() for name in frame.columns}
+        columns.update({name: values[first:] for name, values in extra[symbol].items()})
+        names = feature_names(freq, "volume_z" in frame.columns, extra_columns, sets)
+        values = np.column_stack([columns[name] for name in names])
+        bad = np.isinf(values)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            out[symbol] = ValueError(f"compute_features: feature {names[col]!r} is "
+                                     f"{values[row, col]} at {frame.index[row]} (bad input "
+                                     "bars?)")
+            continue
+        out[symbol] = pd.DataFrame(values, index=frame.index, columns=names)
+    return out
+
+
+def compute_base_many(
+    bars: Mapping[str, pd.DataFrame],
+    freq: str,
+    *,
+    with_volume: bool,
+    extra_columns: Sequence[str] = (),
+) -> dict[str, pd.DataFrame | ValueError]:
+    """:func:`compute_features` (the base set) of every symbol's bars, the same values bit
+    for bit, or the ValueError it raises for that symbol.
 
     Symbols whose bar columns are float64 (what the loader returns) are computed in one
     pass: each price series is a column of one [rows, symbols] frame, padded with NaN after
@@ -257,6 +348,10 @@ class FeatureNormaliser:
     ``transform`` returns ``clip((x - mean) / std, -clip, clip)`` as float32. Statistics
     are pooled over every training row of every symbol (the features are scale-free).
     A constant feature gets ``std = 1`` so it maps to 0 instead of blowing up.
+
+    ``warmup`` names the features that are NaN until they are defined (the long feature
+    sets', :mod:`fastrl.features_long`): they are fitted on their defined rows and a NaN
+    maps to 0 (the training mean). Every other feature must be finite.
     """
 
     def __init__(
@@ -265,11 +360,17 @@ class FeatureNormaliser:
         mean: Sequence[float],
         std: Sequence[float],
         clip: float = 10.0,
+        warmup: Sequence[str] = (),
     ) -> None:
         self.feature_names = tuple(str(n) for n in feature_names)
         self.mean = np.asarray(mean, dtype=np.float64)
         self.std = np.asarray(std, dtype=np.float64)
         self.clip = float(clip)
+        self.warmup = tuple(str(n) for n in warmup)
+        unknown = [n for n in self.warmup if n not in self.feature_names]
+        if unknown:
+            raise ValueError(f"FeatureNormaliser: warm-up feature(s) {unknown} are not "
+                             "among the feature names")
         width = len(self.feature_names)
         if self.mean.shape != (width,) or self.std.shape != (width,):
             raise ValueError(
@@ -289,8 +390,10 @@ class FeatureNormaliser:
         features: pd.DataFrame | np.ndarray,
         feature_names: Sequence[str] | None = None,
         clip: float = 10.0,
+        warmup: Sequence[str] = (),
     ) -> FeatureNormaliser:
-        """Fit on the training rows (a frame, or an array with ``feature_names``)."""
+        """Fit on the training rows (a frame, or an array with ``feature_names``); the
+        ``warmup`` features on their defined (non-NaN) rows only."""
         if isinstance(features, pd.DataFrame):
             names = list(features.columns)
             values = features.to_numpy(dtype=np.float64)
@@ -305,12 +408,24 @@ class FeatureNormaliser:
             )
         if values.shape[0] < 2:
             raise ValueError("FeatureNormaliser.fit: need at least 2 training rows")
-        if not np.isfinite(values).all():
+        late = np.isin(names, list(warmup))
+        if not np.isfinite(values[:, ~late]).all() or np.isinf(values[:, late]).any():
             raise ValueError("FeatureNormaliser.fit: training features contain NaN or inf")
-        mean = values.mean(axis=0)
-        std = values.std(axis=0)
+        if late.any():
+            mean, std = values.mean(axis=0), values.std(axis=0)
+            for col in np.flatnonzero(late):
+                defined = values[:, col][~np.isnan(values[:, col])]
+                if len(defined) < 2:
+                    raise ValueError(
+                        f"FeatureNormaliser.fit: feature {names[col]!r} is defined on "
+                        f"{len(defined)} training row(s), fewer than 2; it needs a longer "
+                        "history (see fastrl.features_long), or drop its feature set")
+                mean[col], std[col] = defined.mean(), defined.std()
+        else:
+            mean = values.mean(axis=0)
+            std = values.std(axis=0)
         std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
-        return cls(names, mean, std, clip)
+        return cls(names, mean, std, clip, warmup)
 
     def transform(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Normalised float32 copy; a frame is matched by column name."""
@@ -330,6 +445,10 @@ class FeatureNormaliser:
                     f"values, got shape {values.shape}"
                 )
         scaled = (values - self.mean) / self.std
+        if self.warmup:  # a long feature before it is defined: the training mean
+            late = np.isin(self.feature_names, self.warmup)
+            scaled[:, late] = np.nan_to_num(scaled[:, late], nan=0.0, posinf=np.inf,
+                                            neginf=-np.inf)
         return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
 
     def state_dict(self) -> dict:
@@ -340,6 +459,7 @@ class FeatureNormaliser:
             "mean": [float(x) for x in self.mean],
             "std": [float(x) for x in self.std],
             "clip": self.clip,
+            **({"warmup": list(self.warmup)} if self.warmup else {}),
         }
 
     @classmethod
@@ -349,7 +469,8 @@ class FeatureNormaliser:
             raise ValueError(f"FeatureNormaliser state lacks key(s) {missing}")
         if state.get("version", 1) != 1:
             raise ValueError(f"FeatureNormaliser state version {state['version']} is unknown")
-        return cls(state["feature_names"], state["mean"], state["std"], state.get("clip", 10.0))
+        return cls(state["feature_names"], state["mean"], state["std"], state.get("clip", 10.0),
+                   state.get("warmup", ()))
 
     def __repr__(self) -> str:
         return f"FeatureNormaliser({len(self.feature_names)} features, clip={self.clip})"

@@ -18,7 +18,7 @@ The feature normaliser is fitted on the training rows of every symbol only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -30,6 +30,7 @@ from fastrl.data.block import bars_through
 from fastrl.data.loaders import available, load_bars_report
 from fastrl.data.splits import Splits, split_bars
 from fastrl.features import FeatureNormaliser, compute_features_many
+from fastrl.features_long import DEFAULT_FEATURE_SETS, warmup_features
 
 
 @dataclass(frozen=True, eq=False)
@@ -157,8 +158,12 @@ def build_panel_from_bars(
     normaliser_state: dict | None = None,
     source: str = "memory",
     test_start: pd.Timestamp | str | None = None,
+    feature_sets: Sequence[str] = DEFAULT_FEATURE_SETS,
 ) -> PanelSplits:
     """Featurise validated bars per symbol, align them on the union calendar and split.
+
+    ``feature_sets``: the feature sets (``data.features``, :mod:`fastrl.features_long`);
+    the market sets' universe is every symbol in ``bars``.
 
     ``test_start`` (a date): the test panel is the rows from that date on instead of the
     last ``test_days``; with no row from that date on there is no test panel (``test`` is
@@ -170,7 +175,8 @@ def build_panel_from_bars(
     with_volume = all(
         "volume" in frame and bool(frame["volume"].notna().all()) for frame in bars.values())
     featured: dict[str, pd.DataFrame] = {}
-    for symbol, features in compute_features_many(bars, freq, with_volume=with_volume).items():
+    for symbol, features in compute_features_many(bars, freq, with_volume=with_volume,
+                                                       feature_sets=feature_sets).items():
         if isinstance(features, ValueError):
             raise ValueError(f"symbol {symbol}: {features}") from None
         featured[symbol] = features
@@ -191,7 +197,8 @@ def build_panel_from_bars(
         train_start = calendar[train_end] if train_end < len(calendar) else None
         train_rows = [f if train_start is None else f[f.index < train_start]
                       for f in featured.values()]
-        normaliser = FeatureNormaliser.fit(pd.concat(train_rows, ignore_index=True))
+        normaliser = FeatureNormaliser.fit(pd.concat(train_rows, ignore_index=True),
+                                           warmup=warmup_features(feature_names))
 
     symbols = tuple(featured)
     T, A, F = len(calendar), len(symbols), len(feature_names)
@@ -246,6 +253,7 @@ def build_panel(
     on_bad_rows: str = "raise",
     normaliser_state: dict | None = None,
     repair_ticks: bool = False,
+    feature_sets: Sequence[str] = DEFAULT_FEATURE_SETS,
 ) -> PanelSplits:
     """Load, validate, featurise, align and split a panel; ``symbols=None`` takes every
     symbol the source holds for ``freq``."""
@@ -255,4 +263,4 @@ def build_panel(
     loaded = load_bars_report(symbols, freq, source, on_bad_rows, repair_ticks=repair_ticks)
     return build_panel_from_bars(loaded.bars, freq, test_days=test_days, val_days=val_days,
                                  window=window, normaliser_state=normaliser_state,
-                                 source=str(source))
+                                 source=str(source), feature_sets=feature_sets)

@@ -39,6 +39,7 @@ import pandas as pd
 from fastrl.data.block import MarketBlock
 from fastrl.data.loaders import LoadResult, load_bars_report
 from fastrl.features import FeatureNormaliser, compute_features_many
+from fastrl.features_long import DEFAULT_FEATURE_SETS, warmup_features
 
 SPLITS = ("train", "val", "test")
 MAX_LISTED_REPAIRS = 50
@@ -168,8 +169,12 @@ def build_market_from_bars(
     load_result: LoadResult | None = None,
     meta: dict | None = None,
     test_start: pd.Timestamp | str | None = None,
+    feature_sets: Sequence[str] = DEFAULT_FEATURE_SETS,
 ) -> MarketSplits:
     """Featurise, split and pack already validated bars (see :func:`build_market`).
+
+    ``feature_sets``: the feature sets (``data.features``, :mod:`fastrl.features_long`);
+    the market sets' universe is every symbol in ``bars``.
 
     ``test_start`` (a date): the test split is every bar from that date on, per symbol,
     instead of the last ``test_days`` days of the common calendar; with no bar from that date
@@ -191,7 +196,7 @@ def build_market_from_bars(
     context_rows = window - 1
     per_symbol = {}
     computed = compute_features_many(bars, freq, with_volume=with_volume,
-                                     extra_columns=extra_columns)
+                                     extra_columns=extra_columns, feature_sets=feature_sets)
     for symbol, features in computed.items():
         if isinstance(features, ValueError):
             raise ValueError(f"symbol {symbol}: {features}") from None
@@ -255,7 +260,8 @@ def build_market_from_bars(
             features.iloc[b["train"][0] : b["train"][1]]
             for _, features, b, _ in per_symbol.values()
         ]
-        normaliser = FeatureNormaliser.fit(pd.concat(train_rows, ignore_index=True))
+        normaliser = FeatureNormaliser.fit(pd.concat(train_rows, ignore_index=True),
+                                           warmup=warmup_features(feature_names))
 
     summary = {
         "freq": freq,
@@ -362,6 +368,7 @@ def build_market(
     adjust: str = "auto",
     tz: str = "Asia/Kolkata",
     repair_ticks: bool = False,
+    feature_sets: Sequence[str] = DEFAULT_FEATURE_SETS,
 ) -> MarketSplits:
     """Load, validate, featurise and split a market into read-only blocks.
 
@@ -382,4 +389,5 @@ def build_market(
         normaliser_state=normaliser_state,
         source=str(source),
         load_result=loaded,
+        feature_sets=feature_sets,
     )

@@ -38,6 +38,7 @@ import pandas as pd
 from fastrl.data.loaders import available, load_bars
 from fastrl.data.splits import MarketSplits, build_market_from_bars
 from fastrl.data.validate import FREQS, check_choice, validate_bars
+from fastrl.features_long import DEFAULT_FEATURE_SETS
 
 BARS_PER_DAY = {"1d": 1, "5min": 75}
 BARS_PER_YEAR = {"1d": 252, "5min": 252 * 75}
@@ -384,6 +385,7 @@ def build_synthetic_market(
     seed: int = 0,
     freq: str = "1d",
     normaliser_state: dict | None = None,
+    feature_sets: Sequence[str] = DEFAULT_FEATURE_SETS,
     **kind_kwargs,
 ) -> MarketSplits:
     """A synthetic market through the same validation/feature/split path as real data.
@@ -432,6 +434,7 @@ def build_synthetic_market(
         normaliser_state=normaliser_state,
         source=f"synthetic:{kind}",
         meta={"synthetic": synthetic},
+        feature_sets=feature_sets,
     )
     market.summary["synthetic"] = synthetic
     market.summary["oracle_sharpe"] = oracle

@@ -73,14 +73,15 @@ class PortfolioMarket:
         return build_panel(list(data.symbols), freq=data.freq, source=data.source,
                            test_days=data.test_days, val_days=data.val_days,
                            window=self.config.env.window, normaliser_state=normaliser_state,
-                           repair_ticks=data.repair_ticks)
+                           repair_ticks=data.repair_ticks, feature_sets=data.features)
 
     def from_bars(self, bars: Mapping[str, pd.DataFrame], *, test_days: int = 30,
                   val_days: int = 0, normaliser_state: dict | None = None,
                   source: str = "memory", test_start: pd.Timestamp | str | None = None) -> Any:
         return build_panel_from_bars(dict(bars), self.config.data.freq, test_days=test_days,
                      val_days=val_days, window=self.config.env.window,
-                     normaliser_state=normaliser_state, source=source, test_start=test_start)
+                     normaliser_state=normaliser_state, source=source, test_start=test_start,
+                     feature_sets=self.config.data.features)
 
     def obs_dim(self, block: Any) -> int:
         return portfolio_obs_dim(block, self.config.env.window)
@@ -146,7 +147,8 @@ class PortfolioMarket:
             panel = build_panel(list(data_config.symbols), freq=data_config.freq,
                                 source=data_config.source, test_days=days,
                                 window=self.config.env.window, normaliser_state=state,
-                                repair_ticks=data_config.repair_ticks).test
+                                repair_ticks=data_config.repair_ticks,
+                                feature_sets=data_config.features).test
         except (ValueError, OSError) as exc:
             raise EvaluationError(str(exc)) from exc
         stamps = panel.timestamps

@@ -58,17 +58,19 @@ class SingleMarket:
                 test_days=data.test_days, val_days=data.val_days, window=window,
                 seed=self.config.seed if data.synthetic_seed is None else data.synthetic_seed,
                 freq=data.freq, signal_strength=data.synthetic_signal_strength,
-                normaliser_state=normaliser_state)
+                normaliser_state=normaliser_state, feature_sets=data.features)
         return build_market(list(data.symbols), freq=data.freq, source=data.source,
                             test_days=data.test_days, val_days=data.val_days, window=window,
-                            normaliser_state=normaliser_state, repair_ticks=data.repair_ticks)
+                            normaliser_state=normaliser_state, repair_ticks=data.repair_ticks,
+                            feature_sets=data.features)
 
     def from_bars(self, bars: Mapping[str, pd.DataFrame], *, test_days: int = 30,
                   val_days: int = 0, normaliser_state: dict | None = None,
                   source: str = "memory", test_start: pd.Timestamp | str | None = None) -> Any:
         return build_market_from_bars(dict(bars), self.config.data.freq, test_days=test_days,
                      val_days=val_days, window=self.config.env.window,
-                     normaliser_state=normaliser_state, source=source, test_start=test_start)
+                     normaliser_state=normaliser_state, source=source, test_start=test_start,
+                     feature_sets=self.config.data.features)
 
     def obs_dim(self, block: Any) -> int:
         return single_obs_dim(block, self.config.env.window)

@@ -89,10 +89,12 @@ def build_test_block(
         )
     state = agent.feature_state
     # on the training data every symbol splits on the training symbols' common calendar, so a
-    # subset is evaluated on the same test days it was held out on
+    # subset is evaluated on the same test days it was held out on; the market feature sets
+    # read every trained symbol (the universe), so new data must hold them all
+    universe = {"market", "xs_rank"} & set(data_config.features)
     try:
         splits = build_market(
-            list(chosen if data is not None else trained_symbols),
+            list(chosen if data is not None and not universe else trained_symbols),
             freq=data_config.freq,
             source=str(data) if data is not None else data_config.source,
             test_days=days,
@@ -100,12 +102,14 @@ def build_test_block(
             window=config.env.window,
             normaliser_state=state,
             repair_ticks=data_config.repair_ticks,
+            feature_sets=data_config.features,
         )
     except (ValueError, OSError) as exc:  # data errors name the file, row and column
         raise EvaluationError(str(exc)) from exc
     if data is not None:
-        check_held_out(agent, splits.test, state)
-        return splits.test
+        test = segments_of(splits.test, chosen)
+        check_held_out(agent, test, state)
+        return test
     return segments_of(splits.test, chosen)
 
 
@@ -141,6 +145,7 @@ def check_held_out(agent: Any, market: MarketBlock, normaliser_state: Any) -> No
             window=config.env.window,
             normaliser_state=normaliser_state,
             repair_ticks=data_config.repair_ticks,
+            feature_sets=data_config.features,
         )
     except (ValueError, OSError) as exc:
         market.meta["held_out_check"] = f"not verified: training data unavailable ({exc})"
