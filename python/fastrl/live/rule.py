@@ -40,7 +40,9 @@ from fastrl.features import WARMUP_BARS
 from fastrl.live.book import LiveInputError
 from fastrl.live.clock import next_bar_in_new_month
 from fastrl.markets import Market, kind_overrides, market_for
+from fastrl.markets.portfolio.backtest import baseline_config as portfolio_baseline_config
 from fastrl.markets.portfolio.backtest import fills_open_month
+from fastrl.markets.single.backtest import rule_config
 from fastrl.rules import RULES, Rule, rule_from_config, rule_names
 from fastrl.rules.registry import RuleKind
 
@@ -108,11 +110,7 @@ class RuleRun:
         """The env the rule's backtest steps (see the module doc)."""
         config = self.market.evaluation_env_config()
         if self.market.kind == "portfolio":
-            from fastrl.markets.portfolio.backtest import baseline_config
-
-            return baseline_config(config)
-        from fastrl.markets.single.backtest import rule_config
-
+            return portfolio_baseline_config(config)
         return rule_config(config)
 
     def describe(self) -> str:
