@@ -44,6 +44,21 @@ def run_config(kind: str, seed: int = 0) -> TrainConfig:
         return TrainConfig(env=EnvConfig(window=8, cost="nse_intraday"),
                            data=DataConfig(symbols=("BPCL",), freq="5min", test_days=3,
                                            val_days=2), seed=seed, **TINY)
+    if kind == "anchored-daily":  # underweights in [0, 0.6], rewarded against buy-and-hold
+        return TrainConfig(env=EnvConfig(window=8, action="continuous", action_mode="anchored",
+                                         max_underweight=0.6, reward="active"),
+                           data=DataConfig(symbols=("BPCL",), test_days=10, val_days=5),
+                           seed=seed, **TINY)
+    if kind == "anchored-discrete":  # underweights (0, 0.25, 0.5): exposures (1, 0.75, 0.5)
+        return TrainConfig(env=EnvConfig(window=8, action_mode="anchored", max_underweight=0.5),
+                           data=DataConfig(symbols=("BPCL",), test_days=10, val_days=5),
+                           seed=seed, **TINY)
+    if kind == "anchored-portfolio":  # equal weight plus a tilt, held while it is unchanged
+        return TrainConfig(env=EnvConfig(window=8, action_mode="anchored", reward="active"),
+                           data=DataConfig(symbols=PORTFOLIO_SYMBOLS, test_days=10, val_days=5),
+                           portfolio=PortfolioSettings(enabled=True, max_weight=0.5,
+                                                       integer_shares=True),
+                           seed=seed, **TINY)
     if kind == "portfolio":
         return TrainConfig(env=EnvConfig(window=8),
                            data=DataConfig(symbols=PORTFOLIO_SYMBOLS, test_days=10, val_days=5),
@@ -132,3 +147,31 @@ def bundled_copy(symbols, folder: Path, freq: str = "1d", through: str | None = 
             frame = frame.tail(rows)
         frame.to_csv(folder / f"{symbol}.csv", index=False)
     return folder
+
+
+def rewrite_policy(run_dir: Path, how: str, seed: int = 0) -> Path:
+    """Rewrites every checkpoint of ``run_dir`` in place: ``how="untrained"`` puts back a
+    freshly built network (an anchored policy's start, the benchmark); ``"shaken"`` adds
+    noise to the policy layer so that a tiny anchored run, which stays at its benchmark
+    level, switches levels with its observations (parity needs a policy that trades)."""
+    import torch
+
+    from fastrl.config import config_from_dict
+    from fastrl.ppo.checkpoint import atomic_torch_save, build_network, read_torch_file
+
+    for path in sorted((run_dir / "checkpoints").glob("*.pt")):
+        state = read_torch_file(path)
+        network = state["trainer"]["network"]
+        generator = torch.Generator().manual_seed(seed)
+        if how == "untrained":
+            fresh = build_network(config_from_dict(state["config"]), int(state["obs_dim"]),
+                                  int(state["num_actions"]), generator=generator)
+            network.update(fresh.state_dict())
+        elif how == "shaken":
+            weight = network["policy_head.weight"]
+            network["policy_head.weight"] = weight + 3.0 * torch.randn(
+                weight.shape, generator=generator, dtype=weight.dtype)
+        else:
+            raise ValueError(how)
+        atomic_torch_save(state, path)
+    return run_dir

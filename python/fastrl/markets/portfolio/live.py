@@ -123,8 +123,11 @@ class PortfolioLiveEnv(LiveEnv):
                 ended = True
         self.opening = False
         accounts = book.accounts
+        # anchored: the env's last rebalance target rides along, so an unchanged target
+        # holds here as it does in the backtest (step_holding ignores it otherwise)
         holding = PortfolioHolding(shares=np.asarray(accounts["shares"], dtype=np.float64),
-                                   cash=float(accounts["cash"]))
+                                   cash=float(accounts["cash"]),
+                                   target=np.asarray(book.env["last_target"], dtype=np.float64))
         order = None if book.ended[0] or hold else np.asarray(weights, dtype=np.float64)
         # the portfolio backtest's own accounting, one step from the carried holding
         result = step_holding(panel, self.config, t, holding, order)

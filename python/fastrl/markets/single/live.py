@@ -96,10 +96,12 @@ class SingleLiveEnv(LiveEnv):
         return [plain(a) for a in valid_actions(actions, self.config, self.env.num_envs)]
 
     def targets(self, actions: list[Any]) -> list[float]:
-        if self.config.action == "continuous":
-            return [float(a) for a in actions]
-        levels = self.config.position_levels
-        return [float(levels[int(a)]) for a in actions]
+        """The exposures the simulator trades for ``actions`` (anchored: 1 - the
+        underweight)."""
+        if not actions:
+            return []
+        kind = np.int64 if self.config.action == "discrete" else np.float64
+        return [float(x) for x in self.config.exposure_of(np.asarray(actions, dtype=kind))]
 
     def decisions(self, actions: list[Any], present: list[int] | None = None
                   ) -> list[Decision]:
@@ -283,14 +285,20 @@ class SingleLiveEnv(LiveEnv):
         per_symbol = capital / len(symbols)
         state = {k: list(v) for k, v in book.env.items()}
         since = list(book.since)
+        # the simulator's position is an exposure (anchored: 1 - the underweight), so the
+        # holding maps to the nearest exposure the actions can reach
+        if config.action == "discrete":
+            reachable = config.exposure_of(np.arange(len(config.position_levels)))
+        else:
+            low, high = config.action_bounds()
+            reachable = np.sort(config.exposure_of(np.array([low, high])))
         for s, symbol in enumerate(symbols):
             held = positions.get(symbol, {})
             exposure = shares[s] * closes[s] / per_symbol
             if config.action == "discrete":  # the level the holding is closest to
-                levels = np.asarray(config.position_levels)
-                position = float(levels[int(np.argmin(np.abs(levels - exposure)))])
+                position = float(reachable[int(np.argmin(np.abs(reachable - exposure)))])
             else:
-                position = float(np.clip(exposure, config.min_pos, config.max_pos))
+                position = float(np.clip(exposure, reachable[0], reachable[-1]))
             state["position"][s] = position if shares[s] != 0 else 0.0
             state["shares"][s] = float(shares[s])
             state["cash"][s] = per_symbol - float(shares[s] * closes[s])
