@@ -36,6 +36,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = tmp_path_factory.mktemp("live-anchored")
     out = {kind: train_run(f"anchored-{kind}", folder)
            for kind in ("daily", "discrete", "portfolio")}
+    out["absolute-portfolio"] = train_run("portfolio", folder)
     # a tiny discrete run stays at its benchmark level: shaken, it trades all three levels
     rewrite_policy(out["discrete"], "shaken")
     out["untrained-discrete"] = rewrite_policy(
@@ -151,3 +152,64 @@ def test_a_held_continuous_anchored_position_is_clipped_to_the_reachable_exposur
     close = float(bars.bars["BPCL"].loc[stamp, "close"])
     book = env.held_book(np.array([close]), 1000 * close, {"BPCL": {"shares": 100.0}})
     assert book.env["position"] == [pytest.approx(0.4)]  # held at 0.1
+
+
+# ------------------------------------------------- books journaled before the bench state
+
+
+def drop_state(journal_path, keys: tuple[str, ...]) -> None:
+    """Removes ``keys`` from the last journaled book's simulator state, as an older fastrl
+    (before the benchmark's shadow book and the portfolio's last target) wrote it."""
+    import sqlite3
+
+    with sqlite3.connect(journal_path) as conn:
+        seq, text = conn.execute("SELECT seq, book FROM sessions ORDER BY seq DESC LIMIT 1"
+                                 ).fetchone()
+        book = json.loads(text)
+        assert all(k in book["env"] for k in keys)
+        book["env"] = {k: v for k, v in book["env"].items() if k not in keys}
+        conn.execute("UPDATE sessions SET book = ? WHERE seq = ?", (json.dumps(book), seq))
+
+
+def paper_to(run_dir, journal_path, start: str, through: str | None, capsys) -> int:
+    extra = ["--to", through] if through else []
+    code = paper_main([str(run_dir), "--bars", "bundled", "--from", start, "--journal",
+                       str(journal_path), "--quiet", *extra])
+    return code
+
+
+OLD_KEYS = {"daily": ("bench_position", "bench_shares", "bench_cash"),
+            "portfolio": ("bench_shares", "bench_cash"),
+            "absolute-portfolio": ("bench_shares", "bench_cash", "last_target")}
+
+
+@pytest.mark.parametrize("kind", list(OLD_KEYS))
+def test_a_book_saved_before_the_bench_state_goes_on_as_the_backtest(runs, kind, tmp_path,
+                                                                      capsys):
+    bt = backtest(runs[kind])
+    start = first_session(bt)
+    middle = str(pd.Timestamp(bt.timestamps[4]).date())
+    journal_path = tmp_path / "journal.db"
+    assert paper_to(runs[kind], journal_path, start, middle, capsys) == 0
+    drop_state(journal_path, OLD_KEYS[kind])
+    assert paper_to(runs[kind], journal_path, start, None, capsys) == 0, \
+        capsys.readouterr().err
+    rows = Journal.open(str(journal_path)).rows("steps")
+    symbol = "BPCL" if kind == "daily" else "PORTFOLIO"
+    np.testing.assert_array_equal(column(rows, symbol, "equity"), bt.equity[1:])
+    np.testing.assert_array_equal(column(rows, symbol, "cost"), bt.step_costs)
+
+
+def test_an_anchored_portfolio_book_without_its_last_target_is_refused(runs, tmp_path, capsys):
+    bt = backtest(runs["portfolio"])
+    start = first_session(bt)
+    journal_path = tmp_path / "journal.db"
+    assert paper_to(runs["portfolio"], journal_path, start,
+                    str(pd.Timestamp(bt.timestamps[4]).date()), capsys) == 0
+    drop_state(journal_path, ("last_target",))
+    before = len(Journal.open(str(journal_path)).rows("sessions"))
+    capsys.readouterr()
+    assert paper_to(runs["portfolio"], journal_path, start, None, capsys) == 2
+    err = capsys.readouterr().err
+    assert str(journal_path) in err and "last_target" in err and "new journal" in err
+    assert len(Journal.open(str(journal_path)).rows("sessions")) == before

@@ -127,6 +127,7 @@ class LiveEnv(abc.ABC):
     """
 
     kind: ClassVar[str]  # the Book.kind it carries
+    state_keys: ClassVar[tuple[str, ...]]  # the simulator state a book carries
 
     def __init__(self, run: LiveRun, block: Any, book: Book | None,
                  start: pd.Timestamp | None = None, *, bars: LiveBars | None = None) -> None:
@@ -141,8 +142,8 @@ class LiveEnv(abc.ABC):
         if book is None:
             self.book = self._start(start)
         else:
-            self.book = book
-            self._load(book)
+            self.book = self._complete(book)
+            self._load(self.book)
 
     # -- what each kind provides --------------------------------------------------------
 
@@ -153,6 +154,10 @@ class LiveEnv(abc.ABC):
     @abc.abstractmethod
     def _start(self, start: pd.Timestamp | None) -> Book:
         """A fresh account's book (loaded into the env)."""
+
+    @abc.abstractmethod
+    def _reset_value(self, key: str) -> Any:
+        """The book's value of state ``key`` as the backtest's reset leaves it (JSON-safe)."""
 
     @abc.abstractmethod
     def _load(self, book: Book) -> None:
@@ -214,14 +219,48 @@ class LiveEnv(abc.ABC):
 
     def load(self, book: Book) -> None:
         """Puts the simulator in the state ``book`` describes (on this env's block)."""
+        book = self._complete(book)
         self._load(book)
         self.book = book
+
+    @classmethod
+    def missing_state(cls, run: Any, book: Book) -> tuple[list[str], list[str]]:
+        """(keys ``book`` lacks that stand for the reset's value, keys it lacks that cannot
+        be filled): a book journaled before the simulator carried them.
+
+        The benchmark's shadow book (``bench_*``) feeds only the reward, never an
+        observation or the account, so "no benchmark book yet" changes no journal row. An
+        anchored portfolio's ``last_target`` decides whether an unchanged target holds (an
+        absolute one never reads it); nothing else is guessed."""
+        missing = [k for k in cls.state_keys if k not in book.env]
+        anchored = bool(getattr(run.env_config(), "anchored", False))
+        fillable = [k for k in missing if k.startswith("bench_")
+                    or (k == "last_target" and not anchored)]
+        return fillable, [k for k in missing if k not in fillable]
+
+    def _complete(self, book: Book) -> Book:
+        """``book`` with the state keys it may lack (:meth:`missing_state`) at the reset's
+        values; LiveInputError for one that cannot be filled."""
+        fillable, refused = self.missing_state(self.run, book)
+        if refused:
+            raise LiveInputError(stale_book_message(refused))
+        if not fillable:
+            return book
+        return dataclasses.replace(book, env={**book.env,
+                                              **{k: self._reset_value(k) for k in fillable}})
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         try:
             self.env.set_state(state)
         except ValueError as exc:
             raise LiveInputError(f"the journal's book does not fit these bars: {exc}") from None
+
+
+def stale_book_message(keys: list[str]) -> str:
+    """Why a book without the simulator state ``keys`` is refused, and what to do."""
+    return (f"the book has no {', '.join(keys)} (saved by an older fastrl, before the "
+            "simulator carried it), which this run needs to go on as its backtest would; "
+            "start a new journal for this run (--journal NEW_FILE --from DATE)")
 
 
 def plain(value: Any) -> Any:
@@ -239,4 +278,4 @@ def next_day(stamp: np.datetime64) -> np.datetime64:
 
 
 __all__ = ["NOT_CARRIED", "PORTFOLIO", "Book", "Decision", "LiveEnv", "LiveInputError",
-           "SessionResult", "Step", "next_day", "plain"]
+           "SessionResult", "Step", "next_day", "plain", "stale_book_message"]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from fastrl.live.bars import LiveBars, check_sessions
-from fastrl.live.book import LiveInputError
+from fastrl.live.book import LiveInputError, stale_book_message
 from fastrl.live.clock import EXCHANGE, clock, expected, last_session
 from fastrl.live.decide import advance
 from fastrl.live.journal import Journal, session_equity
@@ -95,6 +95,10 @@ def paper_trade(run: LiveRun | RuleRun, bars: LiveBars, journal: Journal,
         todo = [d for d in calendar if start <= d <= end]
     else:
         resumed, book, seq = last
+        _, lacking = run.market.live_env_class().missing_state(run, book)
+        if lacking:  # before any bars are featurised: the journal is what needs a fix
+            raise LiveInputError(f"journal {journal.label}, session {resumed}: "
+                                 f"{stale_book_message(lacking)}")
         last_day = pd.Timestamp(resumed)
         later = [d for d in calendar if d > last_day]
         if later and start > later[0]:

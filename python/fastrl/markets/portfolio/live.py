@@ -43,6 +43,7 @@ class PortfolioLiveEnv(LiveEnv):
     its close and moves the book there."""
 
     kind = "portfolio"
+    state_keys = PORTFOLIO_STATE
 
     def _make_env(self) -> tuple[Any, list[np.ndarray]]:
         env = PortfolioVecEnv(self.block, 1, self.config, num_threads=1, seed=0)
@@ -69,6 +70,9 @@ class PortfolioLiveEnv(LiveEnv):
         if local >= len(stamps) - 1 or stamps[local] != np.datetime64(stamp):
             raise LiveInputError(f"the panel has no bar at {stamp}, where the book stands")
         return local
+
+    def _reset_value(self, key: str) -> Any:
+        return plain(self.fresh[key][0])
 
     def _load(self, book: Book) -> None:
         state = self.env.get_state()

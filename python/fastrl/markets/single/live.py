@@ -41,6 +41,7 @@ class SingleLiveEnv(LiveEnv):
     without that bar does."""
 
     kind = "single"
+    state_keys = SINGLE_STATE
 
     def _make_env(self) -> tuple[Any, list[np.ndarray]]:
         block = self.block
@@ -74,6 +75,9 @@ class SingleLiveEnv(LiveEnv):
         count = len(self.run.symbols)
         return Book(kind="single", at="", env=env, pending=[None] * count, since=[0] * count,
                     ended=[False] * count, marks=[None] * count)
+
+    def _reset_value(self, key: str) -> Any:
+        return [plain(v) for v in self.fresh[key]]
 
     def _load(self, book: Book) -> None:
         state = self.env.get_state()
