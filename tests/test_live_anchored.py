@@ -213,3 +213,26 @@ def test_an_anchored_portfolio_book_without_its_last_target_is_refused(runs, tmp
     err = capsys.readouterr().err
     assert str(journal_path) in err and "last_target" in err and "new journal" in err
     assert len(Journal.open(str(journal_path)).rows("sessions")) == before
+
+
+# ----------------------------------------------------------------------- reports and console
+
+
+@pytest.mark.parametrize(("kind", "words"), [
+    ("discrete", ("underweights (0.0, 0.25, 0.5) (exposures (1.0, 0.75, 0.5))",
+                  "action mode: anchored", "reward: log_return")),
+    ("daily", ("underweight in [0.0, 0.6] (exposure in [0.4, 1.0])", "action mode: anchored",
+               "reward: active")),
+    ("portfolio", ("equal weight plus a tilt", "reward: active")),
+])
+def test_eval_report_and_console_say_the_levels_are_underweights(runs, kind, words, tmp_path,
+                                                                 capsys):
+    from fastrl.cli.evaluate import main
+
+    out = tmp_path / "eval"
+    assert main([str(runs[kind]), "--rungs", "none", "--out", str(out)]) == 0
+    printed = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    report = (out / "report.md").read_text()
+    assert "setup: action mode: anchored" in printed
+    for word in words:
+        assert word in report, word

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fastrl.cli.errors import UsageError, cli_errors
+from fastrl.reports.format import format_policy_setup
 
 if TYPE_CHECKING:
     from fastrl.markets.base import ConsoleTable, Market
@@ -74,6 +75,7 @@ def render(tables: list[ConsoleTable]) -> Columns:
 def show(market: Market, result: Any, console: Console) -> None:
     """The backtest's heading, tables and one-line verdict."""
     console.print(f"{market.title} on held-out test days, after costs", style="bold")
+    console.print(f"setup: {format_policy_setup(result.env_config)}", highlight=False)
     console.print(render(market.tables(result)))
     console.print(f"[bold]verdict:[/] {escape(result.verdict)}", highlight=False)
     if result.rungs:

@@ -90,5 +90,27 @@ def format_active(versus: Any) -> str:
     return f"{100 * versus.mean_active:+.3f}% a {unit} ({format_p_value(versus.p_value)})"
 
 
+def format_policy_setup(config: dict[str, Any]) -> str:
+    """The action mode and the reward the policy trained on, from an env config's dict (a
+    portfolio's has ``max_weight``; a config saved before those keys: absolute actions)."""
+    portfolio = "max_weight" in config
+    mode = config.get("action_mode", "absolute")
+    if mode != "anchored":
+        actions = "absolute (the target itself)"
+    elif portfolio:
+        actions = ("anchored (equal weight plus a tilt, and an underweight in cash of at "
+                   f"most {config.get('max_underweight')})")
+    else:
+        actions = "anchored (an underweight u from buy-and-hold: exposure = 1 - u)"
+    reward = config.get("reward")
+    if reward is None:
+        return f"action mode: {actions}"
+    if reward in ("diff_sharpe", "vol_scaled"):
+        reward = f"{reward} of {config.get('reward_base', 'absolute')} returns"
+    elif reward == "active":
+        reward = "active (the step's return minus the benchmark's, costs included)"
+    return f"action mode: {actions}; reward: {reward}"
+
+
 __all__ = ["REPORT_METRICS", "format_active", "format_interval", "format_number",
-           "format_probability", "format_se", "json_safe"]
+           "format_policy_setup", "format_probability", "format_se", "json_safe"]

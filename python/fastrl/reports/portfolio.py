@@ -25,6 +25,7 @@ from fastrl.reports.format import (
     REPORT_METRICS,
     format_active,
     format_interval,
+    format_policy_setup,
     format_probability,
     format_se,
 )
@@ -136,6 +137,7 @@ def setup_lines(result: PortfolioResult) -> list[str]:
         f"max weight {config.get('max_weight')}, max gross {config.get('max_gross')}, "
         f"long only; whole shares: {config.get('integer_shares')}; trade band "
         f"{config.get('trade_band')}",
+        format_policy_setup(config),
     ]
     if info.get("checkpoint"):
         lines.append(f"Checkpoint: {info['checkpoint']}")

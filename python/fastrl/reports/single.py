@@ -29,6 +29,7 @@ from fastrl.reports.format import (
     REPORT_METRICS,
     format_active,
     format_interval,
+    format_policy_setup,
     format_probability,
     format_se,
 )
@@ -204,6 +205,23 @@ def _uncertainty_lines(result: EvalResult) -> list[str]:
     ]
 
 
+def _action_range(config: dict[str, Any]) -> str:
+    """The levels or the range the actions take: anchored, underweights (the exposure is
+    1 - the underweight)."""
+    if config.get("action_mode") == "anchored":
+        low = 1.0 - float(config.get("max_pos", 1.0))
+        high = min(float(config.get("max_underweight", 1.0)),
+                   1.0 - float(config.get("min_pos", 0.0)))
+        levels = tuple(config.get("position_levels", ()))
+        if config.get("action") == "discrete":
+            exposures = tuple(1.0 - u for u in levels)
+            return f" underweights {levels} (exposures {exposures})"
+        return f" underweight in [{low}, {high}] (exposure in [{1.0 - high}, {1.0 - low}])"
+    if config.get("action") == "discrete":
+        return f" {tuple(config.get('position_levels', ()))}"
+    return f" in [{config.get('min_pos')}, {config.get('max_pos')}]"
+
+
 def _setup_lines(result: EvalResult) -> list[str]:
     config = result.env_config
     cost = config.get("cost")
@@ -212,12 +230,8 @@ def _setup_lines(result: EvalResult) -> list[str]:
         f"Bar size: {result.freq}; initial cash per symbol: {result.initial_cash:,.0f}",
         f"Execution: {config.get('execution')}; costs: {cost_name}, "
         f"{describe_execution(cost, config.get('half_spread_bps'), config.get('slippage_bps'))}; "
-        f"actions: {config.get('action')}"
-        + (
-            f" {tuple(config.get('position_levels', ()))}"
-            if config.get("action") == "discrete"
-            else f" in [{config.get('min_pos')}, {config.get('max_pos')}]"
-        ),
+        f"actions: {config.get('action')}" + _action_range(config),
+        format_policy_setup(config),
     ]
     info = result.info
     if info.get("checkpoint"):
