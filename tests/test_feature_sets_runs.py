@@ -191,3 +191,43 @@ def test_evaluating_some_symbols_on_new_data_keeps_the_trained_universe(runs, tm
     assert one.symbols == ("HDFCLIFE",)
     expected = both.features[both.segment(both.symbols.index("HDFCLIFE"))]
     assert np.array_equal(one.features[one.segment(0)], expected)
+
+
+def _signal_code(run_dir, feed, capsys, asof: str = "2022-11-09") -> tuple[int, str]:
+    code = signal_main([str(run_dir), "--bars", str(feed), "--asof", asof, "--out",
+                        str(feed / "signal.json")])
+    return code, capsys.readouterr().err
+
+
+def test_a_feed_too_short_for_the_long_features_is_refused(runs, tmp_path, capsys):
+    """With fewer bars than the long sets' warm-up before the decision, the live features
+    would be 0 where the backtest had values: refused, naming the bars needed and held."""
+    from fastrl.features_long import LONG_WARMUP_BARS
+
+    from live_runs import bundled_copy
+
+    need = LONG_WARMUP_BARS + 8 - 1  # the warm-up and the 8-bar observation window
+    short = bundled_copy(("BPCL", "HDFCLIFE"), tmp_path / "short", through="2022-11-09",
+                         rows=need)  # the decision bar and need - 1 bars before it
+    code, err = _signal_code(runs["single"], short, capsys)
+    assert code == 2
+    assert f"has {need - 1} bars before 2022-11-09, they need {need}" in err
+    assert "momentum" in err and len(err.strip().splitlines()) == 1
+    enough = bundled_copy(("BPCL", "HDFCLIFE"), tmp_path / "enough", through="2022-11-09",
+                          rows=need + 1)
+    assert _signal_code(runs["single"], enough, capsys)[0] == 0
+
+
+def test_the_gap_check_reaches_over_the_long_warm_up(runs, tmp_path, capsys):
+    """A 50-weekday hole 200 bars before the decision is outside the base features' look-
+    back but inside the long ones': refused for a run with long sets."""
+    from live_runs import bundled_copy
+
+    feed = bundled_copy(("BPCL", "HDFCLIFE"), tmp_path / "gap", through="2022-11-09")
+    path = feed / "BPCL.csv"
+    frame = pd.read_csv(path)
+    end = len(frame) - 200
+    frame.drop(index=frame.index[end - 50:end]).to_csv(path, index=False)
+    code, err = _signal_code(runs["single"], feed, capsys)
+    assert code == 2
+    assert "gap longer than the feature look-back: BPCL" in err

@@ -78,6 +78,12 @@ LONG_WARMUP_BARS = (max(max(slow, MACD_PRICE_STD) for _, slow in MACD_PAIRS) - 1
                     + MACD_SIGNAL_STD - 1)
 
 
+def has_long_sets(sets: Sequence[str]) -> bool:
+    """Whether ``sets`` adds a set beyond the base one (features needing
+    ``LONG_WARMUP_BARS`` of history)."""
+    return any(s != "base" for s in sets)
+
+
 def check_feature_sets(sets: Sequence[str]) -> tuple[str, ...]:
     """``sets`` as a tuple, or a ValueError saying what they must be (the message reads
     after the key's name: "data.features must ...")."""
@@ -248,5 +254,5 @@ def warmup_features(names: Sequence[str]) -> list[str]:
 
 
 __all__ = ["DEFAULT_FEATURE_SETS", "FEATURE_SETS", "LONG_HORIZONS", "LONG_WARMUP_BARS",
-           "MACD_PAIRS", "VOL_SPAN", "check_feature_sets", "long_feature_names",
-           "long_features", "warmup_features"]
+           "MACD_PAIRS", "VOL_SPAN", "check_feature_sets", "has_long_sets",
+           "long_feature_names", "long_features", "warmup_features"]

@@ -15,7 +15,12 @@ refuses what a backtest would tolerate but a live decision must not:
 - a **gap longer than the feature look-back** (``FEATURE_LOOKBACK_BARS``, 34 bars) in the
   bars that feed a decision: daily bars more than 34 weekdays apart; 5-minute bars more
   than 34 bars apart within a session, or sessions more than ``MAX_INTRADAY_SESSION_GAP``
-  weekdays apart (longer than any exchange holiday run).
+  weekdays apart (longer than any exchange holiday run). With long feature sets
+  (``data.features`` beyond ``base``) the bars checked reach back over their warm-up
+  (``LONG_WARMUP_BARS``) instead of the base look-back;
+- **too little history** for long feature sets: fewer than ``LONG_WARMUP_BARS`` + window -
+  1 bars before the first decision (its observation would hold 0 where the backtest, on
+  the full history, had values).
 
 Validated bars are cached per file (:func:`fastrl.data.loaders.bars_cache_dir`, keyed by
 the file's SHA-256): a daily call parses only the files that changed since the last one,
@@ -39,6 +44,7 @@ import pandas as pd
 
 from fastrl.data.download import download_bars
 from fastrl.data.loaders import bars_cache_dir, load_bars_report
+from fastrl.features_long import LONG_WARMUP_BARS
 from fastrl.live.book import LiveInputError
 from fastrl.live.clock import EXCHANGE, INTRADAY_LAG_BARS, Expected, clock, expected
 from fastrl.walkforward.plan import FEATURE_LOOKBACK_BARS
@@ -163,14 +169,40 @@ def check_sessions(run: LiveRun, bars: LiveBars, sessions: list[pd.Timestamp]) -
             raise LiveInputError(
                 f"stale bar: the newest bar of {symbol} is from {shown}, older than "
                 f"the expected session {last.date()}")
+        _check_history(run, symbol, frame, first)
         _check_gaps(run, symbol, frame, first)
+
+
+def feature_lookback_bars(run: LiveRun) -> int:
+    """The bars before a decision its features read: the base set's look-back, or the long
+    sets' warm-up (``LONG_WARMUP_BARS``) where the run observes one."""
+    return LONG_WARMUP_BARS + 1 if run.long_features else FEATURE_LOOKBACK_BARS
+
+
+def _check_history(run: LiveRun, symbol: str, frame: pd.DataFrame,
+                   first: pd.Timestamp) -> None:
+    """A run with long feature sets needs ``LONG_WARMUP_BARS`` before the first decision's
+    observation window: with fewer, those features are undefined there and the observation
+    holds 0 where the backtest, on the full history, had values."""
+    if not run.long_features:
+        return
+    have = int(np.searchsorted(frame.index, first, side="left"))
+    need = LONG_WARMUP_BARS + run.window - 1
+    if have < need:
+        raise LiveInputError(
+            "too little history for the long feature sets "
+            f"({', '.join(run.config.data.features)}): {symbol} has {have} bars before "
+            f"{first.date()}, they need {need} "
+            f"({LONG_WARMUP_BARS} warm-up bars and the {run.window}-bar observation window); "
+            "feed at least that many earlier bars (the live path would otherwise observe 0 "
+            "where the backtest had values)")
 
 
 def _check_gaps(run: LiveRun, symbol: str, frame: pd.DataFrame, first: pd.Timestamp) -> None:
     index = frame.index
     start = int(np.searchsorted(index, first, side="left"))
     # the bars the first decision's observation window and its features' look-back read
-    lo = max(0, start - run.window - FEATURE_LOOKBACK_BARS)
+    lo = max(0, start - run.window - feature_lookback_bars(run))
     stamps = index[lo:]
     if len(stamps) < 2:
         return
@@ -223,4 +255,5 @@ def _when(stamp: pd.Timestamp, freq: str) -> str:
     return str(stamp.date()) if freq == "1d" else str(stamp)
 
 
-__all__ = ["LiveBars", "check_sessions", "decision_bars", "load_live_bars"]
+__all__ = ["LiveBars", "check_sessions", "decision_bars", "feature_lookback_bars",
+           "load_live_bars"]

@@ -97,6 +97,11 @@ class RuleRun:
         return int(self.config.env.window)
 
     @property
+    def long_features(self) -> bool:
+        """False: a rule reads no feature (its history is the feed's closes)."""
+        return False
+
+    @property
     def normaliser_state(self) -> None:
         """None: the live block's features are normalised on the bars before it (a rule
         reads no feature; the simulator's observation only needs finite values)."""

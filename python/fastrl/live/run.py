@@ -19,6 +19,7 @@ from typing import Any
 
 from fastrl.config import TrainConfig, config_to_dict
 from fastrl.evaluate import find_checkpoint
+from fastrl.features_long import has_long_sets
 from fastrl.live.book import LiveInputError
 from fastrl.markets import Market, market_for
 
@@ -50,6 +51,12 @@ class LiveRun:
     @property
     def window(self) -> int:
         return int(self.config.env.window)
+
+    @property
+    def long_features(self) -> bool:
+        """Whether the agent observes a long feature set (``LONG_WARMUP_BARS`` of history
+        before a decision)."""
+        return has_long_sets(self.config.data.features)
 
     @property
     def normaliser_state(self) -> dict:
