@@ -231,3 +231,44 @@ def test_the_gap_check_reaches_over_the_long_warm_up(runs, tmp_path, capsys):
     code, err = _signal_code(runs["single"], feed, capsys)
     assert code == 2
     assert "gap longer than the feature look-back: BPCL" in err
+
+
+def test_a_rolling_train_window_trains_with_the_long_features_defined():
+    """--train-window N: the window keeps the long sets' warm-up before its train_start, so
+    its first training row's long features are the whole history's (not the NaN -> 0 of a
+    33-bar warm-up); a base-only config keeps the base warm-up as before."""
+    from fastrl.config import build_config
+    from fastrl.data.loaders import load_bars_report
+    from fastrl.features import WARMUP_BARS
+    from fastrl.features_long import LONG_WARMUP_BARS
+    from fastrl.walkforward.plan import WalkForwardSpec, plan_windows
+    from fastrl.walkforward.run import train_market, training_bars
+
+    bars = dict(load_bars_report(["BPCL", "HDFCLIFE"], "1d", "bundled").bars)
+    spec = WalkForwardSpec(step=63, start="2022-01-03", val_days=40, min_train_days=120,
+                           train_window=250)
+    window = plan_windows(bars, spec)[1]
+    start = pd.Timestamp(window.train_start)
+    for sets, warmup in ((("base",), WARMUP_BARS), (SINGLE_SETS, LONG_WARMUP_BARS)):
+        kept = training_bars(bars, window, spec, sets)["BPCL"]
+        assert int((kept.index < start).sum()) == warmup
+    config = build_config("fast", None, {"data.symbols": ["BPCL", "HDFCLIFE"],
+                                         "data.features": list(SINGLE_SETS),
+                                         "env.window": 8}, [])
+    train = train_market(bars, window, config, spec)
+    names = list(train.feature_names)
+    long_columns = [names.index(n) for n in ("mom_252", "macd_32_96", "rel_ret_252")]
+    block = train.train
+    rows = block.segment(block.symbols.index("BPCL"))
+    assert pd.Timestamp(np.asarray(block.timestamps)[rows][0]) == start  # N days, no more
+    assert np.all(block.features[rows][0, long_columns] != 0)
+    portfolio = build_config("fast", None, {"data.symbols": ["BPCL", "INFY", "TCS"],
+                                            "data.features": list(PORTFOLIO_SETS),
+                                            "portfolio.enabled": True, "env.window": 8}, [])
+    bars = dict(load_bars_report(["BPCL", "INFY", "TCS"], "1d", "bundled").bars)
+    window = plan_windows(bars, spec)[1]
+    panel = train_market(bars, window, portfolio, spec).train
+    names = list(panel.feature_names)
+    assert pd.Timestamp(panel.timestamps[0]) == pd.Timestamp(window.train_start)
+    assert np.all(panel.features[0][:, [names.index("mom_252"), names.index("macd_32_96")]]
+                  != 0)  # (a rank may be the mean, 0 once normalised)

@@ -159,8 +159,13 @@ def build_panel_from_bars(
     source: str = "memory",
     test_start: pd.Timestamp | str | None = None,
     feature_sets: Sequence[str] = DEFAULT_FEATURE_SETS,
+    train_start: pd.Timestamp | str | None = None,
 ) -> PanelSplits:
     """Featurise validated bars per symbol, align them on the union calendar and split.
+
+    ``train_start`` (a date): the train panel starts at the first row on or after it; the
+    rows before only warm the features up (see :func:`fastrl.data.splits.
+    build_market_from_bars`).
 
     ``feature_sets``: the feature sets (``data.features``, :mod:`fastrl.features_long`);
     the market sets' universe is every symbol in ``bars``.
@@ -187,6 +192,8 @@ def build_panel_from_bars(
                                     test_start=None if test_start is None
                                     else pd.Timestamp(test_start))
     feature_names = tuple(next(iter(featured.values())).columns)
+    train_first = 0 if train_start is None else min(train_end, int(calendar.searchsorted(
+        pd.Timestamp(train_start), side="left")))
 
     if normaliser_state is not None:
         normaliser = FeatureNormaliser.from_state_dict(normaliser_state)
@@ -194,9 +201,11 @@ def build_panel_from_bars(
             raise ValueError(f"normaliser_state was fitted on {list(normaliser.feature_names)} "
                              f"but this data gives {list(feature_names)}")
     else:
-        train_start = calendar[train_end] if train_end < len(calendar) else None
-        train_rows = [f if train_start is None else f[f.index < train_start]
-                      for f in featured.values()]
+        def train_part(frame: pd.DataFrame) -> pd.DataFrame:
+            rows = calendar.get_indexer(frame.index)  # the calendar is their union
+            return frame[(rows >= train_first) & (rows < train_end)]
+
+        train_rows = [train_part(f) for f in featured.values()]
         normaliser = FeatureNormaliser.fit(pd.concat(train_rows, ignore_index=True),
                                            warmup=warmup_features(feature_names))
 
@@ -221,7 +230,7 @@ def build_panel_from_bars(
                       meta={"source": source, "window": int(window),
                             "normaliser": normaliser.state_dict()})
     context = window - 1
-    bounds = {"train": (0, train_end), "val": (train_end - context, val_end),
+    bounds = {"train": (train_first, train_end), "val": (train_end - context, val_end),
               "test": (val_end - context, T)}
     if val_days == 0:
         del bounds["val"]

@@ -170,8 +170,13 @@ def build_market_from_bars(
     meta: dict | None = None,
     test_start: pd.Timestamp | str | None = None,
     feature_sets: Sequence[str] = DEFAULT_FEATURE_SETS,
+    train_start: pd.Timestamp | str | None = None,
 ) -> MarketSplits:
     """Featurise, split and pack already validated bars (see :func:`build_market`).
+
+    ``train_start`` (a date): the train split starts at each symbol's first feature row
+    on or after it; the bars before only warm the features up (a walk-forward window's
+    ``--train-window``, whose long feature sets need more history than the base set drops).
 
     ``feature_sets``: the feature sets (``data.features``, :mod:`fastrl.features_long`);
     the market sets' universe is every symbol in ``bars``.
@@ -228,7 +233,9 @@ def build_market_from_bars(
         if test_start is not None:  # as documented: the bars from that date on
             back[1] = 0
         aligned = frame.iloc[len(frame) - len(features):]  # the rows features has
-        bounds = {"train": (0, train_end), "val": (train_end - back[0], val_end),
+        train_first = 0 if train_start is None else min(train_end, int(np.searchsorted(
+            days, pd.Timestamp(train_start).to_datetime64(), side="left")))
+        bounds = {"train": (train_first, train_end), "val": (train_end - back[0], val_end),
                   "test": (val_end - back[1], None)}
         if val_days == 0:
             del bounds["val"]

@@ -115,9 +115,11 @@ class Market(Protocol):
 
     def from_bars(self, bars: Mapping[str, pd.DataFrame], *, test_days: int = 30,
                   val_days: int = 0, normaliser_state: dict | None = None,
-                  source: str = "memory", test_start: pd.Timestamp | str | None = None) -> Any:
+                  source: str = "memory", test_start: pd.Timestamp | str | None = None,
+                  train_start: pd.Timestamp | str | None = None) -> Any:
         """Featurise, split and pack already validated bars (the config's freq and window):
-        the one home of building a market from bars."""
+        the one home of building a market from bars. ``train_start``: the training rows
+        start that day; the bars before it only warm the features up."""
         ...
 
     def obs_dim(self, block: Any) -> int:

@@ -36,6 +36,7 @@ from fastrl.config import TrainConfig, config_from_dict, config_to_dict
 from fastrl.data.block import MarketBlock
 from fastrl.data.loaders import load_bars_report
 from fastrl.features import WARMUP_BARS
+from fastrl.features_long import LONG_WARMUP_BARS, has_long_sets
 from fastrl.markets import market_for
 from fastrl.ppo.agent import Agent
 from fastrl.ppo.checkpoint import (
@@ -97,20 +98,28 @@ def training_config(config: TrainConfig, window: Window, seed: int,
 
 
 def training_bars(bars: Mapping[str, pd.DataFrame], window: Window,
-                  spec: WalkForwardSpec) -> dict[str, pd.DataFrame]:
+                  spec: WalkForwardSpec, features: Sequence[str] | None = None
+                  ) -> dict[str, pd.DataFrame]:
     """The bars a window trains on: through ``last_seen``; with ``--train-window N`` from its
-    ``train_start`` and the features' warm-up bars before it, so all N days are trained on."""
-    return window_bars(bars, window, "train", WARMUP_BARS if spec.train_window else 0)
+    ``train_start`` and the warm-up bars before it that the feature sets ``features`` consume
+    (long sets: ``LONG_WARMUP_BARS``; None: enough for any set), so all N days are trained
+    on with every feature defined."""
+    long = features is None or has_long_sets(features)
+    warmup = max(WARMUP_BARS, LONG_WARMUP_BARS) if long else WARMUP_BARS
+    return window_bars(bars, window, "train", warmup if spec.train_window else 0)
 
 
 def train_market(bars: Mapping[str, pd.DataFrame], window: Window, config: TrainConfig,
                  spec: WalkForwardSpec) -> Any:
     """The train/val MarketSplits of one window from bars through ``last_seen`` only."""
-    past = training_bars(bars, window, spec)
+    past = training_bars(bars, window, spec, config.data.features)
     after = pd.Timestamp(window.last_seen) + pd.Timedelta(days=1)
     try:
+        # the rows before train_start only warm the features up (long sets: 346 bars)
         return market_for(config).from_bars(past, val_days=spec.val_days, test_start=after,
-                                            source=f"walk-forward window {window.index}")
+                                            source=f"walk-forward window {window.index}",
+                                            train_start=window.train_start
+                                            if spec.train_window else None)
     except ValueError as error:
         raise ValueError(f"window {window.index} (training through {window.last_seen}): "
                          f"{error}") from None

@@ -77,11 +77,12 @@ class PortfolioMarket:
 
     def from_bars(self, bars: Mapping[str, pd.DataFrame], *, test_days: int = 30,
                   val_days: int = 0, normaliser_state: dict | None = None,
-                  source: str = "memory", test_start: pd.Timestamp | str | None = None) -> Any:
+                  source: str = "memory", test_start: pd.Timestamp | str | None = None,
+                  train_start: pd.Timestamp | str | None = None) -> Any:
         return build_panel_from_bars(dict(bars), self.config.data.freq, test_days=test_days,
                      val_days=val_days, window=self.config.env.window,
                      normaliser_state=normaliser_state, source=source, test_start=test_start,
-                     feature_sets=self.config.data.features)
+                     feature_sets=self.config.data.features, train_start=train_start)
 
     def obs_dim(self, block: Any) -> int:
         return portfolio_obs_dim(block, self.config.env.window)
