@@ -84,8 +84,19 @@ def test_every_rung_trades_the_agents_test_days_and_holm_is_applied(single_run):
             np.testing.assert_array_equal(b.price, agent.price)
     for symbol in [*result.symbols, "ALL"]:
         ladder = result.ladder(symbol)
-        raw = np.array([r.vs.p_value for r in ladder.rungs])
-        np.testing.assert_array_equal([r.p_holm for r in ladder.rungs], stats.holm(raw))
+        # voltarget at buy-and-hold's volatility: a paper row, shown and never tested
+        (paper,) = [r for r in ladder.rungs if r.paper]
+        assert paper.rung == "voltarget @ B&H vol" and np.isnan(paper.p_holm)
+        volt = next(r for r in ladder.rungs if r.rung == "voltarget")
+        assert paper.sharpe.sharpe == pytest.approx(volt.sharpe.sharpe)
+        bh, vt = result.returns(symbol, "buy_and_hold"), result.returns(symbol, "voltarget")
+        scaled = vt * np.std(bh, ddof=1) / np.std(vt, ddof=1)
+        assert paper.vs.mean_active == pytest.approx(
+            np.mean(result.returns(symbol, "agent") - scaled), rel=1e-9, abs=1e-15)
+        tested = [r for r in ladder.rungs if not r.paper]
+        assert [r.rung for r in tested] == SINGLE_RUNGS
+        raw = np.array([r.vs.p_value for r in tested])
+        np.testing.assert_array_equal([r.p_holm for r in tested], stats.holm(raw))
         assert all(r.p_holm >= r.vs.p_value for r in ladder.rungs if np.isfinite(r.p_holm))
         for r in ladder.rungs:  # the one-sided 90% lower bound, above 0 iff p < 0.10
             if np.isfinite(r.vs.p_value):

@@ -147,6 +147,34 @@ def ladder_line(agent: str, level: float, traded: int, beaten: int,
             f"{beaten} of {rungs} beaten after Holm at {confidence})")
 
 
+MATCHED = "voltarget"  # the rung also shown at the benchmark's volatility
+MATCHED_SUFFIX = " @ B&H vol"
+
+
+def matched_returns(rung: np.ndarray, bench: np.ndarray) -> np.ndarray:
+    """``rung`` scaled by sd(bench) / sd(rung): the same Sharpe at the benchmark's
+    volatility (a paper leverage; unchanged where ``rung`` has no spread)."""
+    spread = float(np.std(rung, ddof=1)) if rung.shape[0] > 1 else 0.0
+    if not spread > 0:
+        return rung.copy()
+    return rung * (float(np.std(bench, ddof=1)) / spread)
+
+
+def with_matched_volatility(rungs: dict[str, tuple[np.ndarray, float]],
+                            benchmark: str | None) -> list[str]:
+    """Adds voltarget at the benchmark's volatility to ``rungs`` (name -> (per-bar returns,
+    total return)) when both are there: voltarget's returns scaled ex post by sd(benchmark)
+    / sd(voltarget) over the same bars, a paper leverage that is not traded (its Sharpe is
+    voltarget's, its difference a year is not). Returns the paper rows' names (for
+    :func:`ladder_of`'s ``paper``: shown, not tested)."""
+    if MATCHED not in rungs or benchmark is None or benchmark not in rungs:
+        return []
+    scaled = matched_returns(np.asarray(rungs[MATCHED][0], dtype=np.float64),
+                             np.asarray(rungs[benchmark][0], dtype=np.float64))
+    rungs[MATCHED + MATCHED_SUFFIX] = (scaled, float(np.prod(1.0 + scaled) - 1.0))
+    return [MATCHED + MATCHED_SUFFIX]
+
+
 def ladder_of(agent_returns: np.ndarray, rungs: Mapping[str, tuple[np.ndarray, float]],
               freq: str, *, agent: str = "the agent", seed: int = 0,
               paper: Collection[str] = (), benchmark: str | None = None,
@@ -304,7 +332,8 @@ def _or_low(value: float | None) -> float:
     return value if value is not None and math.isfinite(value) else -math.inf
 
 
-__all__ = ["HEADER", "LADDER_HEADER", "LEVEL", "PAPER", "Ladder", "RungResult",
+__all__ = ["HEADER", "LADDER_HEADER", "LEVEL", "MATCHED", "MATCHED_SUFFIX", "PAPER", "Ladder",
+           "RungResult", "matched_returns", "with_matched_volatility",
            "annual_lower_bound", "columns_note", "difference_cell", "ladder_line",
            "ladder_note", "ladder_of", "ladder_table", "probability_cell", "rung_cells",
            "sharpe_cell"]

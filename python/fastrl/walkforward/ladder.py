@@ -21,20 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fastrl.ladder import ladder_of
+from fastrl.ladder import ladder_of, with_matched_volatility
 from fastrl.walkforward.analysis import pooled
-
-MATCHED = "voltarget"  # the rung also shown at the benchmark's volatility
-MATCHED_SUFFIX = " @ B&H vol"
-
-
-def matched_returns(rung: np.ndarray, bench: np.ndarray) -> np.ndarray:
-    """``rung`` scaled by sd(bench) / sd(rung): the same Sharpe at the benchmark's
-    volatility (a paper leverage; unchanged where ``rung`` has no spread)."""
-    spread = float(np.std(rung, ddof=1)) if rung.shape[0] > 1 else 0.0
-    if not spread > 0:
-        return rung.copy()
-    return rung * (float(np.std(bench, ddof=1)) / spread)
 
 
 def ladder(agent: str, record: pd.DataFrame, rungs: Mapping[str, pd.DataFrame], freq: str,
@@ -45,21 +33,16 @@ def ladder(agent: str, record: pd.DataFrame, rungs: Mapping[str, pd.DataFrame], 
     matched volatility as a paper row."""
     agent_pool = pooled(record)["agent_return"]
     returns: dict[str, tuple[np.ndarray, float]] = {}
-    paper = []
     for name, rung_record in rungs.items():
         pool = pooled(rung_record)["agent_return"]
         if not pool.index.equals(agent_pool.index):
             raise ValueError(f"rung {name} and {agent} cover different days")
         values = pool.to_numpy()
         returns[name] = (values, float(np.prod(1.0 + values) - 1.0))
-        if name == MATCHED and benchmark in rungs:
-            bench = pooled(rungs[benchmark])["agent_return"].to_numpy()
-            scaled = matched_returns(values, bench)
-            returns[name + MATCHED_SUFFIX] = (scaled, float(np.prod(1.0 + scaled) - 1.0))
-            paper.append(name + MATCHED_SUFFIX)
+    paper = with_matched_volatility(returns, benchmark)
     result = ladder_of(agent_pool.to_numpy(), returns, freq, agent=agent, paper=paper,
                        benchmark=benchmark, agent_sharpe=True).as_dict()
     return {**result, "benchmark": benchmark, "verdict": result["line"]}
 
 
-__all__ = ["MATCHED", "MATCHED_SUFFIX", "ladder", "matched_returns"]
+__all__ = ["ladder"]

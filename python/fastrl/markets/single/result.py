@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fastrl.ladder import Ladder, ladder_of
+from fastrl.ladder import Ladder, ladder_of, with_matched_volatility
 from fastrl.markets.results import BOOTSTRAP_SEED, EquityPath
 from fastrl.metrics import (
     PerformanceMetrics,
@@ -240,11 +240,12 @@ class EvalResult:
             return cached
         agent = ("the agent (all symbols, equal capital)" if symbol == COMBINED
                  else f"the agent on {symbol}")
-        value = ladder_of(self.returns(symbol, "agent"),
-                          {rung: (self.returns(symbol, rung),
-                                  self.metrics(symbol, rung).total_return)
-                           for rung in self.rungs}, self.freq, agent=agent,
-                          seed=BOOTSTRAP_SEED)
+        rungs = {rung: (self.returns(symbol, rung), self.metrics(symbol, rung).total_return)
+                 for rung in self.rungs}
+        # vol targeting also at buy-and-hold's volatility: a paper row, shown, not tested
+        paper = with_matched_volatility(rungs, "buy_and_hold")
+        value = ladder_of(self.returns(symbol, "agent"), rungs, self.freq, agent=agent,
+                          seed=BOOTSTRAP_SEED, paper=paper)
         self._ladder[symbol] = value
         return value
 
