@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fastrl.cli.errors import UsageError, cli_errors
+from fastrl.reports.format import ensemble_line
 
 if TYPE_CHECKING:
     from fastrl.markets.base import ConsoleTable, Market
@@ -76,6 +77,8 @@ def show(market: Market, result: Any, console: Console) -> None:
     console.print(f"{market.title} on held-out test days, after costs", style="bold")
     console.print(render(market.tables(result)))
     console.print(f"[bold]verdict:[/] {escape(result.verdict)}", highlight=False)
+    for line in ensemble_line(result.info):
+        console.print(escape(line), highlight=False)
     if result.rungs:
         console.print(f"[bold]ladder:[/] {escape(result.ladder().line)}", highlight=False)
 

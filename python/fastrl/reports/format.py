@@ -90,5 +90,15 @@ def format_active(versus: Any) -> str:
     return f"{100 * versus.mean_active:+.3f}% a {unit} ({format_p_value(versus.p_value)})"
 
 
-__all__ = ["REPORT_METRICS", "format_active", "format_interval", "format_number",
+def ensemble_line(info: dict[str, Any]) -> list[str]:
+    """The report's and console's line on an ensemble's members (none for one policy)."""
+    spread = info.get("ensemble")
+    if not spread:
+        return []
+    return [f"Ensemble of {spread['members']} members acting with the mean of their exposures:"
+            f" Sharpe {spread['ensemble']:+.2f}; each member trading alone: min "
+            f"{spread['min']:+.2f}, median {spread['median']:+.2f}, max {spread['max']:+.2f}"]
+
+
+__all__ = ["ensemble_line", "REPORT_METRICS", "format_active", "format_interval", "format_number",
            "format_probability", "format_se", "json_safe"]
