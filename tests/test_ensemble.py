@@ -282,3 +282,40 @@ def test_run_agent_takes_the_ensembles_env(runs, market):
     assert len(backtests) == market.val.num_segments
     member = run_agent(agent.members[0], market.val, agent.config.env)
     assert len(member) == market.val.num_segments
+
+
+def test_a_portfolio_ensemble_holds_the_mean_of_its_members_weights(tmp_path):
+    from fastrl.ppo.trainer import train
+
+    config = dataclasses.replace(run_config("portfolio"), ensemble=2)
+    train(config, run_dir=tmp_path / "run")
+    agent = load_agent(tmp_path / "run")
+    obs = observations(agent, 8)
+    a, b = (m.act(obs) for m in agent.members)
+    weights = agent.act(obs)
+    np.testing.assert_array_equal(weights, (a + b) / 2)
+    assert not np.array_equal(a, b)
+    caps = config.portfolio
+    assert (weights >= 0).all() and (weights <= caps.max_weight + 1e-12).all()
+    assert (weights.sum(axis=1) <= caps.max_gross + 1e-12).all()
+
+
+def test_batched_trials_refuse_an_ensemble_config(market):
+    from fastrl.tune.objective import train_batch
+
+    with pytest.raises(ValueError, match="ensemble 2"):
+        train_batch([tiny_config("ensemble=2")], market, seed=0, fold=0)
+
+
+def test_fastrl_train_reports_the_ensemble_and_its_members(tmp_path, capsys):
+    from fastrl.cli.train import main
+
+    code = main(["--symbols", "BPCL", "HDFCLIFE", "--ensemble", "2", "--test-days", "20",
+                 "--val-days", "20", "--timesteps", "256", "--run-dir", str(tmp_path / "r"),
+                 "--rungs", "none", "--set", "num_envs=4", "num_steps=32", "minibatch_size=64",
+                 "n_epochs=1", "hidden_sizes=[16]", "device=cpu", "torch_threads=1"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "Ensemble of 2 members" in captured.err  # the console writes to stderr
+    assert "Ensemble of 2 members" in (tmp_path / "r" / "report.md").read_text()
+    assert isinstance(load_agent(tmp_path / "r"), EnsembleAgent)
