@@ -19,6 +19,13 @@ and adds what a single run needs on top (overridable schedules, hooks, validatio
 bookkeeping, run folders, resume). Its ``network``, ``obs_normaliser`` and ``reward_scaler``
 are plain modules whose tensors are views of member 0's, so they always show the weights
 and statistics being trained.
+
+An ensemble (``config.ensemble`` K > 1) is the engine with K independent members seeded
+``seed, seed + 1, ...`` (each the run its seed would be alone, to float32 rounding): the
+Trainer steps, validates and checkpoints them as one policy, the mean of their exposures
+(:mod:`fastrl.ppo.ensemble`). Its metrics row is the members' mean; ``state_dict`` adds
+every member's policy (``members``, what ``load_agent`` reads) and the whole engine
+(``engine``, what a resume loads).
 """
 
 from __future__ import annotations
