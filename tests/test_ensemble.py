@@ -123,6 +123,18 @@ def test_the_ensemble_acts_with_the_mean_of_its_members_exposures(runs):
         assert agent.act(obs).dtype == np.float64
 
 
+def test_an_anchored_discrete_ensemble_trades_the_mean_underweight(market):
+    trainer = stepped(tiny_config("ensemble=2", "env.action_mode=anchored"), market, 1)
+    agent = trainer.validation_agent()
+    levels = np.asarray(agent.config.env.position_levels)  # underweights (0, 0.5, 1)
+    obs = observations(agent, 16)
+    u = agent.act(obs)
+    np.testing.assert_array_equal(u, sum(levels[m.act(obs)] for m in agent.members) / 2)
+    result = trainer.kind.evaluate(agent, market.val, baselines=False)
+    assert result.env_config["action"] == "continuous"  # it traded in the twin
+    assert np.isfinite(trainer.validate()["sharpe"])
+
+
 def test_a_discrete_ensemble_acts_in_the_continuous_twin_of_its_env():
     env = run_config("discrete").env
     twin = continuous_twin(env)

@@ -452,7 +452,8 @@ def evaluate_agents(policy: Any, market: MarketBlock, env_config: EnvConfig, *, 
                                        strict=True):
             check_test_rows(market, baseline, s)
             shared[s].append(baseline)
-    settings = evaluation_config(env_config).to_dict()
+    # the env the policy traded in (an ensemble of discrete members: the continuous twin)
+    settings = evaluation_config(acting_env_config(policy, env_config)).to_dict()
     results = []
     for c in range(copies):
         backtests: list[Backtest] = []
