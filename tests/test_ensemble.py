@@ -331,3 +331,11 @@ def test_fastrl_train_reports_the_ensemble_and_its_members(tmp_path, capsys):
     assert "Ensemble of 2 members" in captured.err  # the console writes to stderr
     assert "Ensemble of 2 members" in (tmp_path / "r" / "report.md").read_text()
     assert isinstance(load_agent(tmp_path / "r"), EnsembleAgent)
+
+
+def test_pbt_refuses_an_ensemble_config(market):
+    from fastrl.ppo.members import PopulationError
+    from fastrl.tune.pbt import PBT
+
+    with pytest.raises(PopulationError, match="ensemble 2"):
+        PBT(tiny_config("ensemble=2"), 2, 64, market=market)
