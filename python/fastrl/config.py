@@ -259,6 +259,10 @@ class TrainConfig:
 
     # Run
     seed: Int = 0
+    ensemble: Count = 1
+    """Seeds trained side by side as one population (members seeded seed, seed + 1, ...);
+    the deployed policy acts with the mean of their exposures (fastrl.ppo.ensemble). 1: one
+    policy, exactly the single-seed run."""
     device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda|cuda:.+)$"),
                       Rule("must be auto, cpu, cuda or cuda:N")] = "auto"
     """"auto" (CUDA if available), "cpu", "cuda" or "cuda:N"."""

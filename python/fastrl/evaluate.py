@@ -160,5 +160,22 @@ def evaluate_run(
         "run_dir": str(run.run_dir),
         **held_out,
     }
+    members = getattr(agent, "members", None)
+    if members:
+        info["ensemble"] = ensemble_spread(market, agent, members, block)
     result = market.evaluate(agent, block, info=info)
     return add_rungs(market, result, agent, block, names, data=data)
+
+
+def ensemble_spread(market: Any, agent: Any, members: Sequence[Any], block: Any
+                    ) -> dict[str, Any]:
+    """An ensemble's backtest Sharpe on ``block`` beside each member's own (each member
+    trading alone): the record of the members the ensemble's mean exposure is read against.
+    The Sharpe is the market's validation score (single symbols: the equal-capital combined
+    Sharpe; a portfolio: the portfolio's)."""
+    sharpes = [float(market.validation_scores(m, block)["sharpe"]) for m in members]
+    return {"members": len(sharpes), "ensemble": float(market.validation_scores(agent, block)
+                                                       ["sharpe"]),
+            "sharpes": sharpes, "min": float(np.min(sharpes)),
+            "median": float(np.median(sharpes)), "max": float(np.max(sharpes))}
+

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fastrl.cli.errors import UsageError, cli_errors
-from fastrl.reports.format import format_policy_setup
+from fastrl.reports.format import ensemble_line, format_policy_setup
 
 if TYPE_CHECKING:
     from fastrl.markets.base import ConsoleTable, Market
@@ -78,6 +78,8 @@ def show(market: Market, result: Any, console: Console) -> None:
     console.print(f"setup: {format_policy_setup(result.env_config)}", highlight=False)
     console.print(render(market.tables(result)))
     console.print(f"[bold]verdict:[/] {escape(result.verdict)}", highlight=False)
+    for line in ensemble_line(result.info):
+        console.print(escape(line), highlight=False)
     if result.rungs:
         console.print(f"[bold]ladder:[/] {escape(result.ladder().line)}", highlight=False)
 

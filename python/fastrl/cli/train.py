@@ -38,6 +38,7 @@ FLAG_KEYS = {
     "num_envs": "num_envs",
     "threads": "env_threads",
     "seed": "seed",
+    "ensemble": "ensemble",
     "device": "device",
     "run_dir": "run_dir",
 }
@@ -80,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--num-envs", type=int, metavar="N", help="parallel envs")
     run.add_argument("--threads", type=int, metavar="N", help="simulator threads")
     run.add_argument("--seed", type=int, help="random seed (default 0)")
+    run.add_argument("--ensemble", type=int, metavar="K",
+                     help="train K seeds (seed, seed+1, ...) side by side as one population; "
+                     "the policy acts with the mean of their exposures (config key ensemble; "
+                     "default 1)")
     run.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     run.add_argument("--run-dir", metavar="DIR", help="run folder (default runs/<name>)")
     run.add_argument("--resume", metavar="RUN_DIR",

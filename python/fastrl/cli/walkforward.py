@@ -33,7 +33,7 @@ PROG = "fastrl-walkforward"
 SETTINGS = "walkforward.json"
 FLAG_KEYS = {"symbols": "data.symbols", "freq": "data.freq", "data": "data.source",
              "timesteps": "total_timesteps", "num_envs": "num_envs", "seed": "seed",
-             "device": "device"}
+             "device": "device", "ensemble": "ensemble"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "ew_monthly inverse_vol min_variance xs_momentum). The report opens with "
                     "each agent's ladder: the rungs it beats after Holm")
     wf.add_argument("--seeds", type=int, default=1, metavar="K", help="seeds per window")
+    wf.add_argument("--ensemble", type=int, metavar="K",
+                    help="train K seeds per window side by side as one population and trade "
+                    "the mean of their exposures (config key ensemble; default 1)")
     wf.add_argument("--workers", type=int, metavar="W",
                     help="windows trained at once in processes (default: one per core; 1 "
                     "with --warm-start); never changes a result")
@@ -207,7 +210,7 @@ def _settings(args: argparse.Namespace) -> WalkForwardSettings:
     keys = ("symbols", "portfolio", "freq", "data", "test_days", "through_test", "preset", "config",
             "timesteps", "num_envs", "seed", "device", "start", "step", "train_window",
             "val_days", "embargo", "min_train_days", "late_listings", "warm_start", "compare",
-            "seeds", "workers", "threads", "repair_ticks")
+            "seeds", "ensemble", "workers", "threads", "repair_ticks")
     settings = {key: getattr(args, key) for key in keys}
     settings["set_options"] = [item for group in args.set_options for item in group]
     # files by absolute path: a resume from another working directory reads the same ones

@@ -22,6 +22,7 @@ from fastrl.evaluate import find_checkpoint
 from fastrl.features_long import has_long_sets
 from fastrl.live.book import LiveInputError
 from fastrl.markets import Market, market_for
+from fastrl.markets.results import acting_env_config
 
 
 @dataclass
@@ -63,8 +64,9 @@ class LiveRun:
         return self.agent.feature_state
 
     def env_config(self) -> Any:
-        """The backtest's env config (deterministic full-segment episodes, the run's costs)."""
-        return self.market.evaluation_env_config()
+        """The backtest's env config (deterministic full-segment episodes, the run's costs),
+        as the agent acts in it (an ensemble of discrete members: the continuous twin)."""
+        return acting_env_config(self.agent, self.market.evaluation_env_config())
 
     def act(self, env: Any) -> Any:
         """The agent's deterministic actions at the live env's observations (the

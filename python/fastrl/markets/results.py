@@ -95,5 +95,13 @@ def as_policy_fn(policy: Any, output: str = "actions") -> PolicyFn:
     )
 
 
+def acting_env_config(policy: Any, env_config: Any) -> Any:
+    """The env config ``policy`` steps in when ``env_config`` describes the market: what the
+    policy's ``acting_env`` makes of it (an ensemble of discrete members acts in the env's
+    continuous twin, :mod:`fastrl.ppo.ensemble`), else ``env_config`` itself."""
+    acting = getattr(policy, "acting_env", None)
+    return env_config if acting is None else acting(env_config)
+
+
 __all__ = ["AGENT_COLUMNS", "BENCHMARK_COLUMNS", "BOOTSTRAP_SEED", "EquityPath", "EvaluationError",
-           "PolicyFn", "as_policy_fn"]
+           "PolicyFn", "acting_env_config", "as_policy_fn"]

@@ -31,6 +31,7 @@ from fastrl.atomic import write_atomic
 from fastrl.config import ConfigError, TrainConfig, config_from_dict
 from fastrl.markets import market_for
 from fastrl.ppo.agent import PRECISIONS, Agent
+from fastrl.ppo.ensemble import EnsembleAgent
 from fastrl.ppo.heads import head_for
 from fastrl.ppo.network import ActorCritic
 from fastrl.ppo.normalize import ObservationNormaliser
@@ -177,9 +178,51 @@ def checkpoint_precision(state: dict, config: TrainConfig) -> str:
     return precision
 
 
-def load_agent(path: str | Path, device: str | torch.device = "cpu") -> Agent:
+def policy_agent(config: TrainConfig, obs_dim: int, num_actions: int, model: dict,
+                 obs_normaliser: dict, feature_normaliser: Any, precision: str,
+                 device: torch.device | str = "cpu") -> Agent:
+    """One policy's :class:`Agent` from its network and observation-normaliser state dicts
+    (RuntimeError/KeyError when they do not fit the config's network)."""
+    network = build_network(config, obs_dim, num_actions)
+    normaliser = ObservationNormaliser(obs_dim, clip=config.obs_clip, enabled=config.norm_obs)
+    network.load_state_dict({k: v.cpu() for k, v in model.items()})
+    normaliser.load_state_dict({k: v.cpu() for k, v in obs_normaliser.items()})
+    network.to(device).eval()
+    normaliser.to(device)
+    return Agent(network, normaliser, config, feature_normaliser, precision=precision)
+
+
+def ensemble_or_agent(config: TrainConfig, obs_dim: int, num_actions: int,
+                      policies: list[tuple[dict, dict]], feature_normaliser: Any,
+                      precision: str, device: torch.device | str = "cpu") -> Any:
+    """The :class:`Agent` of one (network, normaliser) pair, or the
+    :class:`~fastrl.ppo.ensemble.EnsembleAgent` of several (an ensemble run's members)."""
+    agents = [policy_agent(config, obs_dim, num_actions, model, normaliser,
+                           feature_normaliser, precision, device)
+              for model, normaliser in policies]
+    return agents[0] if len(agents) == 1 else EnsembleAgent(agents)
+
+
+def checkpoint_policies(state: dict) -> list[tuple[dict, dict]]:
+    """The (network, observation normaliser) state dicts of a loaded checkpoint's policy:
+    one pair, or one per member of an ensemble (a CheckpointError when the count does not
+    match its config's ``ensemble``)."""
+    members = state.get("trainer", {}).get("members")
+    expected = int(state["config"].get("ensemble", 1))
+    found = len(members) if members else 1
+    if found != expected:
+        raise CheckpointError(f"checkpoint {state['path']} holds {found} policies, its config "
+                              f"says ensemble {expected}")
+    if members:
+        return [(m["network"], m["obs_normaliser"]) for m in members]
+    return [model_state(state)]
+
+
+def load_agent(path: str | Path, device: str | torch.device = "cpu") -> Any:
     """A trained :class:`~fastrl.ppo.agent.Agent` from a checkpoint file or a run folder,
-    acting in the precision the trainer validated it in (:func:`checkpoint_precision`)."""
+    acting in the precision the trainer validated it in (:func:`checkpoint_precision`); an
+    ensemble run's checkpoint gives an :class:`~fastrl.ppo.ensemble.EnsembleAgent` of its
+    members, with the same interface."""
     device = torch.device(device)
     state = load_checkpoint(path, map_location=device)
     try:
@@ -189,27 +232,17 @@ def load_agent(path: str | Path, device: str | torch.device = "cpu") -> Agent:
             f"checkpoint {state['path']} holds an invalid config: {err}"
         ) from None
     obs_dim, num_actions = int(state["obs_dim"]), int(state["num_actions"])
-    network = build_network(config, obs_dim, num_actions)
-    normaliser = ObservationNormaliser(obs_dim, clip=config.obs_clip, enabled=config.norm_obs)
+    feature_state = state.get("feature_normaliser")
     try:
-        model, obs_normaliser = model_state(state)
-        network.load_state_dict(model)
-        normaliser.load_state_dict(obs_normaliser)
+        agent = ensemble_or_agent(
+            config, obs_dim, num_actions, checkpoint_policies(state),
+            from_storable(feature_state) if feature_state is not None else None,
+            checkpoint_precision(state, config), device)
     except (RuntimeError, KeyError) as err:
         first = str(err).strip().splitlines()[0]
         raise CheckpointError(
             f"checkpoint {state['path']} does not match its config's network ({first})"
         ) from None
-    network.to(device).eval()
-    normaliser.to(device)
-    feature_state = state.get("feature_normaliser")
-    agent = Agent(
-        network,
-        normaliser,
-        config,
-        from_storable(feature_state) if feature_state is not None else None,
-        precision=checkpoint_precision(state, config),
-    )
     # where in training this checkpoint was taken (reports say which one they used and why)
     agent.checkpoint_info = {key: state.get(key) for key in
                              ("update", "global_step", "best_val_sharpe")}

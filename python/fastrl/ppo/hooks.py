@@ -23,7 +23,7 @@ import torch
 
 from fastrl.config import TrainConfig, config_to_dict
 from fastrl.ppo.agent import Agent
-from fastrl.ppo.checkpoint import build_network, save_checkpoint, to_storable
+from fastrl.ppo.checkpoint import ensemble_or_agent, save_checkpoint, to_storable
 from fastrl.ppo.network import ActorCritic
 from fastrl.ppo.normalize import ObservationNormaliser
 
@@ -126,27 +126,31 @@ class KeepBestHook(Hook):
     def on_step(self, trainer: HookedTrainer, row: dict[str, Any]) -> None:
         if row.get("val/improved"):
             self.update = trainer.update
-            self.state = {
-                "network": {k: v.detach().clone() for k, v in
-                            trainer.network.state_dict().items()},
-                "obs_normaliser": {k: v.detach().clone() for k, v in
-                                   trainer.obs_normaliser.state_dict().items()},
-            }
+            self.state = {"policies": policy_states(trainer)}
 
-    def agent(self, trainer: HookedTrainer) -> Agent:
+    def agent(self, trainer: HookedTrainer) -> Any:
         """An :class:`~fastrl.ppo.agent.Agent` with the kept weights (the trainer's own
-        network when nothing was kept), on the CPU."""
-        config = trainer.config
-        network = build_network(config, trainer.obs_dim, trainer.num_actions)
-        normaliser = ObservationNormaliser(trainer.obs_dim, clip=config.obs_clip,
-                                           enabled=config.norm_obs)
-        state = self.state or {"network": trainer.network.state_dict(),
-                               "obs_normaliser": trainer.obs_normaliser.state_dict()}
-        network.load_state_dict({k: v.cpu() for k, v in state["network"].items()})
-        normaliser.load_state_dict({k: v.cpu() for k, v in state["obs_normaliser"].items()})
-        network.eval()
-        return Agent(network, normaliser, config, trainer.agent.feature_normaliser,
-                     precision=trainer.agent.precision)
+        network when nothing was kept), on the CPU; an ensemble's
+        :class:`~fastrl.ppo.ensemble.EnsembleAgent`."""
+        policies = self.state["policies"] if self.state else policy_states(trainer)
+        return ensemble_or_agent(trainer.config, trainer.obs_dim, trainer.num_actions,
+                                 policies, trainer.agent.feature_normaliser,
+                                 trainer.agent.precision)
+
+
+def policy_states(trainer: HookedTrainer) -> list[tuple[dict, dict]]:
+    """Copies of the trainer's policy as (network, observation normaliser) state dicts: one
+    pair, or one per ensemble member."""
+    engine = getattr(trainer, "engine", None)
+    members = int(getattr(trainer, "members", 1))
+    if members == 1 or engine is None:
+        modules = [(trainer.network, trainer.obs_normaliser)]
+    else:
+        modules = [(engine.member_network(m), engine.obs_normaliser.member(m))
+                   for m in range(members)]
+    return [({k: v.detach().clone() for k, v in network.state_dict().items()},
+             {k: v.detach().clone() for k, v in normaliser.state_dict().items()})
+            for network, normaliser in modules]
 
 
 class BestTrainingReturnHook(Hook):

@@ -19,6 +19,13 @@ and adds what a single run needs on top (overridable schedules, hooks, validatio
 bookkeeping, run folders, resume). Its ``network``, ``obs_normaliser`` and ``reward_scaler``
 are plain modules whose tensors are views of member 0's, so they always show the weights
 and statistics being trained.
+
+An ensemble (``config.ensemble`` K > 1) is the engine with K independent members seeded
+``seed, seed + 1, ...`` (each the run its seed would be alone, to float32 rounding): the
+Trainer steps, validates and checkpoints them as one policy, the mean of their exposures
+(:mod:`fastrl.ppo.ensemble`). Its metrics row is the members' mean; ``state_dict`` adds
+every member's policy (``members``, what ``load_agent`` reads) and the whole engine
+(``engine``, what a resume loads).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from fastrl import threads
 from fastrl.config import TrainConfig, config_from_dict, resolve_defaults, validate_config
 from fastrl.ppo.agent import Agent
 from fastrl.ppo.checkpoint import CheckpointError, load_checkpoint
+from fastrl.ppo.ensemble import EnsembleAgent, member_seeds
 from fastrl.ppo.hooks import Hook, TrainResult, default_hooks
 from fastrl.ppo.population import Population
 from fastrl.ppo.schedules import ScheduleSpec, ScheduleTensors
@@ -118,8 +126,11 @@ class Trainer:
         self.callback = callback
         self._stop_requested = False
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.engine = engine = Population(self.config, 1, market=market,
-                                          env_factory=env_factory)
+        # an ensemble is K independent members (each a lone run of its seed) in one engine
+        self.members = members = int(self.config.ensemble)
+        self.engine = engine = Population(
+            self.config, members, market=market, env_factory=env_factory,
+            member_seeds=None if members == 1 else member_seeds(self.config.seed, members))
         self.device, self.amp, self.compile = engine.device, engine.amp, engine.compile
         self.generator = engine.generator
         self.market = engine.market
@@ -214,7 +225,23 @@ class Trainer:
                 "best_train_return": self.best_train_return,
                 "validations_without_improvement": self.validations_without_improvement,
             },
+            **self._ensemble_state(),
         })
+
+    def _ensemble_state(self) -> dict[str, Any]:
+        """An ensemble's extra state: every member's policy and observation normaliser as
+        load_agent reads them (``members``), and the whole engine to resume (``engine``).
+        The top-level network and normaliser are member 0's."""
+        if self.members == 1:
+            return {}
+        engine = self.engine
+        whole = engine.state_dict()
+        # the simulator's snapshot as tensors: checkpoints hold only tensors and plain values
+        whole["env"] = {k: torch.from_numpy(np.array(v)) for k, v in whole["env"].items()}
+        return {"members": [{"network": engine.member_network(m).state_dict(),
+                             "obs_normaliser": engine.obs_normaliser.member(m).state_dict()}
+                            for m in range(self.members)],
+                "engine": whole}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state`` (another trainer's or a checkpoint's) exactly.
@@ -228,8 +255,14 @@ class Trainer:
                               ("num_envs", self.config.num_envs))
             if int(state.get(key, -1)) != mine
         ]
+        members = len(state.get("members", ())) or 1
+        if members != self.members:
+            mismatches.append(f"ensemble {members} != {self.members}")
         if mismatches:
             raise ValueError(f"trainer state does not fit this trainer: {', '.join(mismatches)}")
+        if self.members > 1:
+            self._load_ensemble_state(state)
+            return
         network = copy.deepcopy(self.network.state_dict())
         optimizer = self.optimizer.member_state(0)
         try:
@@ -257,6 +290,27 @@ class Trainer:
         self.validations_without_improvement = int(
             validation.get("validations_without_improvement", 0))
         self.engine.restore_observation(state["env_obs"])
+
+    def _load_ensemble_state(self, state: dict[str, Any]) -> None:
+        """An ensemble's :meth:`load_state_dict`: the engine as a whole, then the
+        trainer's own schedules, counters and validation bookkeeping."""
+        engine_state = state["engine"]
+        if "env" in engine_state:  # the simulator's snapshot as numpy arrays
+            engine_state = {**engine_state, "env": {
+                k: np.asarray(v.numpy() if isinstance(v, torch.Tensor) else v)
+                for k, v in engine_state["env"].items()}}
+        self.engine.load_state_dict(engine_state)
+        self.schedules.load_state_dict(state["schedule"])
+        self.hparams = {"max_grad_norm": float(state["hparams"]["max_grad_norm"]),
+                        "n_epochs": int(state["hparams"]["n_epochs"])}
+        self._pin_hparams()
+        self.global_step = self.engine.global_step = int(state["global_step"])
+        self.update = self.engine.update = int(state["update"])
+        validation = state.get("validation", {})
+        self.best_val_sharpe = validation.get("best_val_sharpe")
+        self.best_train_return = validation.get("best_train_return")
+        self.validations_without_improvement = int(
+            validation.get("validations_without_improvement", 0))
 
     @classmethod
     def resume(
@@ -342,7 +396,10 @@ class Trainer:
         t_update = time.perf_counter()
         batch = engine.finish_rollout()
         update = engine.ppo_update(batch)
-        stats = dict(zip(STAT_NAMES, update["stats"][0].tolist(), strict=True))
+        # one member: its own numbers; an ensemble: the members' mean (any non-finite
+        # member makes the mean non-finite)
+        stats = dict(zip(STAT_NAMES, (update["stats"][0] if self.members == 1
+                                      else update["stats"].mean(0)).tolist(), strict=True))
         if not all(math.isfinite(v) for v in stats.values()):
             raise TrainingDivergedError(
                 f"update {self.update + 1} (step {self.global_step:,}) diverged: non-finite "
@@ -350,7 +407,7 @@ class Trainer:
                 f"{float(self.schedules.learning_rate):.3g}; "
                 "lower learning_rate or max_grad_norm, or resume from checkpoints/last.pt"
             )
-        batch = {k: v[0] for k, v in batch.items()}
+        batch = {k: v[0] if self.members == 1 else v.flatten(0, 1) for k, v in batch.items()}
         explained = _explained_variance(batch["values"], batch["returns"])
         if self.device.type == "cuda":
             torch.cuda.synchronize()
@@ -359,13 +416,16 @@ class Trainer:
         wall = now - update_start
         self.update = engine.update = self.update + 1
         episodes = rollout["episodes"][0]
+        if self.members > 1:  # every member's finished episodes
+            episodes = {k: [x for member in rollout["episodes"] for x in member[k]]
+                        for k in episodes}
         timing = rollout["timing"]
         return {
             "global_step": self.global_step,
             "update": self.update,
             "time": time.time(),
             "total_timesteps": self.num_updates * self.batch_size,
-            "charts/SPS": self.batch_size / wall,
+            "charts/SPS": self.members * self.batch_size / wall,
             "charts/learning_rate": values["learning_rate"],
             "charts/ent_coef": values["ent_coef"],
             "charts/clip_range": values["clip_range"],
@@ -379,7 +439,7 @@ class Trainer:
             "losses/approx_kl": stats["approx_kl"],
             "losses/clipfrac": stats["clipfrac"],
             "losses/explained_variance": _finite_or_none(explained),
-            "losses/epochs": int(update["epochs"][0]),
+            "losses/epochs": int(update["epochs"].max()),
             "time/env_frac": timing["env"] / wall,
             "time/inference_frac": timing["inference"] / wall,
             "time/copy_frac": timing["copy"] / wall,
@@ -414,7 +474,10 @@ class Trainer:
         trainer's device. A policy trained on CUDA is served on the CPU with the same
         weights and precision, equal to the kernels' rounding, not bit for bit.
         """
-        return self.engine.validation_agent(0)
+        if self.members == 1:
+            return self.engine.validation_agent(0)
+        # an ensemble is validated as it is deployed: the mean of its members' exposures
+        return EnsembleAgent([self.engine.validation_agent(m) for m in range(self.members)])
 
     def train(self, hooks: Iterable[Hook] | None = None) -> TrainResult:
         """Step until total_timesteps, a hook's stop (early stopping) or :meth:`request_stop`.

@@ -112,5 +112,16 @@ def format_policy_setup(config: dict[str, Any]) -> str:
     return f"action mode: {actions}; reward: {reward}"
 
 
-__all__ = ["REPORT_METRICS", "format_active", "format_interval", "format_number",
-           "format_policy_setup", "format_probability", "format_se", "json_safe"]
+def ensemble_line(info: dict[str, Any]) -> list[str]:
+    """The report's and console's line on an ensemble's members (none for one policy)."""
+    spread = info.get("ensemble")
+    if not spread:
+        return []
+    return [f"Ensemble of {spread['members']} members acting with the mean of their exposures:"
+            f" Sharpe {spread['ensemble']:+.2f}; each member trading alone: min "
+            f"{spread['min']:+.2f}, median {spread['median']:+.2f}, max {spread['max']:+.2f}"]
+
+
+__all__ = ["REPORT_METRICS", "ensemble_line", "format_active", "format_interval",
+           "format_number", "format_policy_setup", "format_probability", "format_se",
+           "json_safe"]

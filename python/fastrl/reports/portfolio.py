@@ -23,6 +23,7 @@ from fastrl.reports import writer
 from fastrl.reports.files import ReportFiles, write_result_files
 from fastrl.reports.format import (
     REPORT_METRICS,
+    ensemble_line,
     format_active,
     format_interval,
     format_policy_setup,
@@ -141,6 +142,7 @@ def setup_lines(result: PortfolioResult) -> list[str]:
     ]
     if info.get("checkpoint"):
         lines.append(f"Checkpoint: {info['checkpoint']}")
+    lines += ensemble_line(info)
     if info.get("test_rows"):
         first, last = info["test_rows"]
         lines.append(f"Test days: {info.get('test_days')} ({first} .. {last}), never trained "

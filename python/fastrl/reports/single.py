@@ -27,6 +27,7 @@ from fastrl.reports import writer
 from fastrl.reports.files import ReportFiles, write_result_files
 from fastrl.reports.format import (
     REPORT_METRICS,
+    ensemble_line,
     format_active,
     format_interval,
     format_policy_setup,
@@ -244,6 +245,7 @@ def _setup_lines(result: EvalResult) -> list[str]:
         lines.append(f"Test days per symbol: {info['test_days']} (never trained or tuned on)")
     if info.get("held_out_check"):
         lines.append(f"Held-out check: {info['held_out_check']}")
+    lines += ensemble_line(info)
     for symbol in result.symbols:
         agent = result.get(symbol, "agent")
         if agent.terminated_step is not None:

@@ -279,7 +279,10 @@ def train_run(config: TrainConfig, market: Any, *, seed: int, fold: int, val_eve
     return RunResult(seed=seed, fold=fold, steps=steps, sharpe=sharpes,
                      score=curve_area(steps, values), final_sharpe=sharpes[-1],
                      val_returns=[float(r) for r in returns], seconds=seconds,
-                     agent=trainer.agent if keep_agent else None, objective=objective,
+                     # an ensemble's policy is its members' mean (one policy: the live view)
+                     agent=(trainer.agent if trainer.members == 1
+                            else trainer.validation_agent()) if keep_agent else None,
+                     objective=objective,
                      excess=excesses, bench_returns=bench_returns)
 
 
@@ -332,6 +335,11 @@ def train_batch(configs: list[TrainConfig], market: Any, *, seed: int | Sequence
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     p = len(configs)
+    ensembles = sorted({int(c.ensemble) for c in configs} - {1})
+    if ensembles:
+        # one member per trial: a trial that is itself an ensemble trains alone (train_run)
+        raise ValueError(f"batched trials train one policy each; ensemble {ensembles[0]} "
+                         "needs one run per trial (no --batch)")
     seeds = [int(s) for s in seed] if isinstance(seed, Sequence) else [int(seed)] * p
     if len(seeds) != p:
         raise ValueError(f"{len(seeds)} seeds for {p} configs")

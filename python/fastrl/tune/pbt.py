@@ -197,6 +197,11 @@ class PBT:
         if objective not in OBJECTIVES:
             raise PopulationError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         self.objective = objective
+        if int(config.ensemble) > 1:
+            # a PBT member is one policy; its winner is saved as a one-policy checkpoint
+            raise PopulationError(f"PBT trains one policy per member; ensemble "
+                                  f"{config.ensemble} is for fastrl-train and the walk-forward "
+                                  "(set ensemble=1)")
         self.set_options = [str(item) for item in set_options]
         rounds_config = laid_out(config, self.windows.rounds())
         self.ready = check_ready(ready, rounds_config)

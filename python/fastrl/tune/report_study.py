@@ -293,7 +293,9 @@ def confirm_and_test(configs: dict[str, Any], settings: ConfirmationSettings, ma
     configs = {name: confirmation_config(config, settings) for name, config in configs.items()}
     runs: dict[str, list[Any]] = {}
     for name, config in configs.items():
-        if batched or (batched is None and resolve_device(config.device).type == "cuda"):
+        stackable = int(config.ensemble) == 1  # an ensemble is itself a population
+        if stackable and (batched or (batched is None
+                                      and resolve_device(config.device).type == "cuda")):
             # on a GPU a config's seeds train side by side as one population of independent
             # members (each the run it would be alone, to float rounding). Not on the CPU:
             # the presets' big networks are compute-bound there, so stacking seeds saves

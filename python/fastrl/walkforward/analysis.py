@@ -228,3 +228,14 @@ def seed_spread(records: dict[int, pd.DataFrame], freq: str) -> dict[str, Any]:
     return {"sharpes": values, "mean": float(np.mean(values)),
             "sd": float(np.std(values, ddof=1)) if len(values) > 1 else math.nan,
             "min": float(np.min(values)), "max": float(np.max(values))}
+
+
+def member_spread(ensemble: pd.DataFrame, members: list[pd.DataFrame], freq: str
+                  ) -> dict[str, Any]:
+    """An ensemble's pooled Sharpe beside each member's own record's: the members' Sharpes
+    and their min, median and max."""
+    values = [float(sharpe_ratio(pooled(r)["agent_return"].to_numpy(), freq)) for r in members]
+    return {"ensemble": float(sharpe_ratio(pooled(ensemble)["agent_return"].to_numpy(), freq)),
+            "sharpes": values, "min": float(np.min(values)),
+            "median": float(np.median(values)), "max": float(np.max(values))}
+

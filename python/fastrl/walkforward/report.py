@@ -20,7 +20,14 @@ from fastrl.ladder import ladder_note, ladder_table
 from fastrl.reports.format import format_number, json_safe
 from fastrl.reports.plots import COLORS, pyplot
 from fastrl.reports.writer import Document, Section, Table, write_pages
-from fastrl.walkforward.analysis import analyse, compare, pooled, rolling_sharpe, seed_spread
+from fastrl.walkforward.analysis import (
+    analyse,
+    compare,
+    member_spread,
+    pooled,
+    rolling_sharpe,
+    seed_spread,
+)
 from fastrl.walkforward.ladder import ladder
 from fastrl.walkforward.run import WalkForwardRun
 
@@ -112,7 +119,8 @@ def _sharpe_cell(s: dict[str, Any]) -> str:
 
 def sections(run: WalkForwardRun, analyses: dict[str, dict[str, Any]],
              comparisons: list[dict[str, Any]], spreads: dict[str, dict[str, Any]],
-             rung_analyses: dict[str, dict[str, Any]] | None = None
+             rung_analyses: dict[str, dict[str, Any]] | None = None,
+             members: dict[str, dict[str, Any]] | None = None
              ) -> list[tuple[str, list[str], list[list[str]], str]]:
     """(heading, header, rows, note) of every table in the report after the ladder: each
     agent config's record, then each rung's (``rung_analyses``, the rule in the agent's
@@ -174,6 +182,13 @@ def sections(run: WalkForwardRun, analyses: dict[str, dict[str, Any]],
                                        "seconds a window", "seconds in all"],
                 [[name, str(int(r.windows)), f"{r.env_steps:,.0f}", f"{r.seconds:.1f}",
                   f"{r.total_seconds:.0f}"] for name, r in compute.iterrows()], ""))
+    if members:
+        out.append(("Ensemble and its members (pooled agent Sharpe, seed 0)",
+                    ["config", "members", "ensemble", "members' min", "median", "max"],
+                    [[name, str(len(m["sharpes"])), _num(m["ensemble"]), _num(m["min"]),
+                      _num(m["median"]), _num(m["max"])] for name, m in members.items()],
+                    "each member's own record: its policy of every window trading alone, "
+                    "as the ensemble's (the mean of the members' exposures) does"))
     if run.seeds > 1:
         out.append(("Spread over seeds (pooled agent Sharpe of each seed's record)",
                     ["config", "seeds", "mean", "sd", "min", "max"],
@@ -251,6 +266,8 @@ def write_walkforward_report(run: WalkForwardRun, out_dir: str | Path) -> dict[s
     comparisons = compare({name: run.record(name, 0) for name in names}, run.freq)
     spreads = {name: seed_spread({s: run.record(name, s) for s in range(run.seeds)}, run.freq)
                for name in names}
+    members = {name: member_spread(run.record(name, 0), records, run.freq)
+               for name, records in run.member_records.items()}
     frames = []
     for (name, seed), record in run.records.items():
         frames.append(record.assign(config=name, seed=seed))
@@ -282,12 +299,13 @@ def write_walkforward_report(run: WalkForwardRun, out_dir: str | Path) -> dict[s
                              *(Section(heading, table=Table(header, rows, numeric=False),
                                        closing=[f"{note}."] if note else [])
                                for heading, header, rows, note in
-                               sections(run, analyses, comparisons, spreads, rungs))])
+                               sections(run, analyses, comparisons, spreads, rungs,
+                                        members))])
     write_pages(doc, out)
     payload = {"verdict": verdict, "setup": setup, "spec": run.spec.__dict__,
                "windows": [w.as_dict() for w in run.windows], "ladders": ladder_results,
                "configs": analyses, "rungs": rungs, "comparisons": comparisons,
-               "seed_spread": spreads, "seconds": run.seconds}
+               "seed_spread": spreads, "ensemble_members": members, "seconds": run.seconds}
     (out / "report.json").write_text(json.dumps(json_safe(payload), indent=2, allow_nan=False),
                                      encoding="utf-8")
     return payload

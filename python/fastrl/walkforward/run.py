@@ -38,16 +38,14 @@ from fastrl.data.loaders import load_bars_report
 from fastrl.features import WARMUP_BARS
 from fastrl.features_long import LONG_WARMUP_BARS, has_long_sets
 from fastrl.markets import market_for
-from fastrl.ppo.agent import Agent
 from fastrl.ppo.checkpoint import (
     atomic_torch_save,
-    build_network,
+    ensemble_or_agent,
     from_storable,
     read_torch_file,
     to_storable,
 )
 from fastrl.ppo.hooks import KeepBestHook, ValidationHook
-from fastrl.ppo.normalize import ObservationNormaliser
 from fastrl.ppo.trainer import Trainer
 from fastrl.walkforward.inputs import check_run_inputs, run_inputs, save_run_inputs
 from fastrl.walkforward.plan import WalkForwardSpec, Window, plan_windows, window_bars
@@ -180,9 +178,16 @@ def train_window(config_values: dict, window: Window, bars: Mapping[str, pd.Data
     market = train_market(bars, window, config, spec)
     started = time.perf_counter()
     trainer = Trainer(config, market=market)
+    engine = trainer.engine
+    # an ensemble's members: each its own network and normaliser (views of the engine's)
+    modules = [(trainer.network, trainer.obs_normaliser)] if trainer.members == 1 else [
+        (engine.member_network(m, view=True), engine.obs_normaliser.member(m, copy=False))
+        for m in range(trainer.members)]
     if warm is not None:
-        trainer.network.load_state_dict(warm["network"])
-        trainer.obs_normaliser.load_state_dict(warm["obs_normaliser"])
+        for (network, normaliser), state in zip(modules, warm.get("members", [warm]),
+                                                strict=True):
+            network.load_state_dict(state["network"])
+            normaliser.load_state_dict(state["obs_normaliser"])
     keep = KeepBestHook()
     hooks = [ValidationHook(), keep] if spec.val_days > 0 else []
     outcome = trainer.train(hooks)
@@ -191,15 +196,24 @@ def train_window(config_values: dict, window: Window, bars: Mapping[str, pd.Data
     def cpu_state(module: Any) -> dict[str, Any]:
         return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
+    def states(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+        """One policy's network and normaliser; an ensemble's as ``members`` besides."""
+        out = {"network": cpu_state(pairs[0][0]), "obs_normaliser": cpu_state(pairs[0][1])}
+        if len(pairs) > 1:
+            out["members"] = [{"network": cpu_state(network),
+                               "obs_normaliser": cpu_state(normaliser)}
+                              for network, normaliser in pairs]
+        return out
+
+    chosen = [(agent.network, agent.obs_normaliser)] if trainer.members == 1 else [
+        (member.network, member.obs_normaliser) for member in agent.members]
     return WindowResult(
         config=name, seed=seed_index, window=window.index,
-        policy={"network": cpu_state(agent.network),
-                "obs_normaliser": cpu_state(agent.obs_normaliser),
+        policy={**states(chosen),
                 "feature_normaliser": to_storable(agent.feature_normaliser),
                 "obs_dim": int(trainer.obs_dim), "num_actions": int(trainer.num_actions),
                 "inference_precision": agent.precision},
-        final={"network": cpu_state(trainer.network),
-               "obs_normaliser": cpu_state(trainer.obs_normaliser)},
+        final=states(modules),
         chosen_update=keep.update if spec.val_days > 0 else trainer.update,
         best_val_sharpe=trainer.best_val_sharpe, updates=int(trainer.update),
         env_steps=int(trainer.global_step), seconds=time.perf_counter() - started,
@@ -207,19 +221,23 @@ def train_window(config_values: dict, window: Window, bars: Mapping[str, pd.Data
 
 
 def build_agent(config: TrainConfig, policy: dict[str, Any]) -> Any:
-    """The frozen deterministic Agent of a window's saved policy (on the CPU), acting in
+    """The frozen deterministic Agent of a window's saved policy (on the CPU; an ensemble's
+    :class:`~fastrl.ppo.ensemble.EnsembleAgent` where it saved ``members``), acting in
     the precision its window's validation chose it in. A policy saved before the field was
     validated under the config's ``amp`` (bf16 when it was set true, else fp32), the rule of
     :func:`~fastrl.ppo.checkpoint.checkpoint_precision`."""
-    network = build_network(config, int(policy["obs_dim"]), int(policy["num_actions"]))
-    network.load_state_dict(policy["network"])
-    network.eval()
-    normaliser = ObservationNormaliser(int(policy["obs_dim"]), clip=config.obs_clip,
-                                       enabled=config.norm_obs)
-    normaliser.load_state_dict(policy["obs_normaliser"])
-    return Agent(network, normaliser, config, from_storable(policy["feature_normaliser"]),
-                 precision=policy.get("inference_precision")
-                 or ("bf16" if config.amp is True else "fp32"))
+    members = policy.get("members") or [policy]
+    return ensemble_or_agent(
+        config, int(policy["obs_dim"]), int(policy["num_actions"]),
+        [(m["network"], m["obs_normaliser"]) for m in members],
+        from_storable(policy["feature_normaliser"]),
+        policy.get("inference_precision") or ("bf16" if config.amp is True else "fp32"))
+
+
+def member_agents(config: TrainConfig, policy: dict[str, Any]) -> list[Any]:
+    """Each member of a window's saved ensemble as its own frozen Agent (one policy: itself)."""
+    agent = build_agent(config, policy)
+    return list(getattr(agent, "members", [agent]))
 
 
 # ----------------------------------------------------------------------------- storage
@@ -256,6 +274,9 @@ class WalkForwardRun:
     rungs: list[str] = field(default_factory=list)  # the ladder: the benchmark, then the rules
     # (config, rung) -> the rule's record on the config's days (seed 0's), under its env
     rung_records: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
+    # config -> each ensemble member's own record (seed 0's windows, member m's policies):
+    # the spread the ensemble's record is read against; configs with one policy absent
+    member_records: dict[str, list[pd.DataFrame]] = field(default_factory=dict)
     freq: str = "1d"
     seconds: float = 0.0  # wall time of this call: training (or loading) and trading
     train_seconds: float = 0.0  # of which phase 1, training the windows not on disk yet
@@ -418,6 +439,12 @@ def run_walkforward(
             run.records[(name, seed_index)] = trade_record(
                 config, bars, windows,
                 [trained[(name, seed_index, w.index)].policy for w in windows])
+    for name, config in configs.items():
+        if int(config.ensemble) > 1:
+            policies = [trained[(name, 0, w.index)].policy for w in windows]
+            run.member_records[name] = [
+                trade_record(config, bars, windows, policies, member=m)
+                for m in range(int(config.ensemble))]
     run.rungs = ladder_rungs(rungs, market_for(first).kind)
     for name, config in configs.items():
         for rung, record in rung_records(config, first, bars, windows, run.records[(name, 0)],
@@ -431,12 +458,18 @@ def run_walkforward(
 
 
 def trade_record(config: TrainConfig, bars: Mapping[str, pd.DataFrame], windows: list[Window],
-                 policies: list[dict[str, Any]]) -> pd.DataFrame:
+                 policies: list[dict[str, Any]], *, member: int | None = None) -> pd.DataFrame:
     """The out-of-sample record of one config and seed: every window's frozen policy trades
     its days in turn, the holding carried across the boundaries, beside the market's
     buy-and-hold (``market.walkforward_record``: one row per bar and symbol, or per bar for
-    a portfolio's one book)."""
+    a portfolio's one book). ``member``: an ensemble's member m trades alone instead."""
+
+    def agent_for(policy: dict[str, Any]) -> Any:
+        if member is None:
+            return build_agent(config, policy)
+        return member_agents(config, policy)[member]
+
     return market_for(config).walkforward_record(
-        bars, windows, policies, agent_for=lambda policy: build_agent(config, policy),
+        bars, windows, policies, agent_for=agent_for,
         block_for=lambda window, agent: trade_market(bars, window, config,
                                                      agent.feature_normaliser))

@@ -45,6 +45,7 @@ class WalkForwardSettings(Settings):
     warm_start: bool = False
     compare: list[str] | None = None  # presets or config files (absolute paths)
     seeds: int = 1
+    ensemble: int | None = None  # members per window (config key ensemble)
     workers: int  # processes training windows at once
     threads: int = 1  # torch threads per window
     repair_ticks: bool = False

@@ -30,7 +30,7 @@ import numpy as np
 
 from fastrl.data.block import MarketBlock
 from fastrl.env_config import EnvConfig
-from fastrl.markets.results import EvaluationError, as_policy_fn
+from fastrl.markets.results import EvaluationError, acting_env_config, as_policy_fn
 from fastrl.markets.single.env import TradingVecEnv
 from fastrl.markets.single.result import Backtest, EvalResult, combine
 from fastrl.strategies import STRATEGIES
@@ -157,7 +157,8 @@ def run_agent(policy: Any, market: MarketBlock, env_config: EnvConfig, *,
     backtests are the ones it would get alone: the rows do not interact.
     """
     policy_fn = as_policy_fn(policy)
-    config = evaluation_config(env_config)
+    # the env the policy acts in (an ensemble of discrete members: the continuous twin)
+    config = evaluation_config(acting_env_config(policy, env_config))
     num_segments = market.num_segments
     if copies < 1:
         raise EvaluationError(f"copies must be at least 1, got {copies}")
@@ -317,6 +318,25 @@ def rule_config(env_config: EnvConfig) -> EnvConfig:
     return baseline_config(env_config, square_off=True)
 
 
+def continuous_twin(env_config: EnvConfig) -> EnvConfig:
+    """A discrete env config as the continuous env that takes its level values (index i ->
+    ``position_levels[i]``) instead of indices; a continuous one unchanged.
+
+    The simulator maps an index to its level value and then steps exactly as a continuous
+    action of that value, so the twin trades a level as the discrete env trades its index.
+    Anchored levels are underweights, validated inside the anchored action range the twin
+    keeps; absolute levels are exposures, so the twin's range is widened to hold every level
+    (min_pos/max_pos bound only continuous actions)."""
+    if env_config.action != "discrete":
+        return env_config
+    if env_config.anchored:
+        return dataclasses.replace(env_config, action="continuous")
+    levels = [float(x) for x in env_config.position_levels]
+    return dataclasses.replace(env_config, action="continuous",
+                               min_pos=min(float(env_config.min_pos), *levels),
+                               max_pos=max(float(env_config.max_pos), *levels))
+
+
 def _check_plans(market: MarketBlock, plans: Sequence[tuple[int, str, int]]) -> None:
     for segment, _strategy, start in plans:
         seg = market.segment(segment)
@@ -432,7 +452,8 @@ def evaluate_agents(policy: Any, market: MarketBlock, env_config: EnvConfig, *, 
                                        strict=True):
             check_test_rows(market, baseline, s)
             shared[s].append(baseline)
-    settings = evaluation_config(env_config).to_dict()
+    # the env the policy traded in (an ensemble of discrete members: the continuous twin)
+    settings = evaluation_config(acting_env_config(policy, env_config)).to_dict()
     results = []
     for c in range(copies):
         backtests: list[Backtest] = []
@@ -454,6 +475,7 @@ def evaluate_agents(policy: Any, market: MarketBlock, env_config: EnvConfig, *, 
 
 
 __all__ = ["BASELINE_EXPOSURE", "Holding", "baseline_backtest",
-           "baseline_backtests", "baseline_config", "check_test_rows", "evaluate_agent",
+           "baseline_backtests", "baseline_config", "check_test_rows", "continuous_twin",
+           "evaluate_agent",
            "evaluate_agents", "evaluation_config", "plan_backtests", "rule_config", "run_agent",
            "valid_actions"]
