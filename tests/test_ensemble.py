@@ -337,5 +337,5 @@ def test_pbt_refuses_an_ensemble_config(market):
     from fastrl.ppo.members import PopulationError
     from fastrl.tune.pbt import PBT
 
-    with pytest.raises(PopulationError, match="ensemble 2"):
+    with pytest.raises(PopulationError, match="not an ensemble of 2"):
         PBT(tiny_config("ensemble=2"), 2, 64, market=market)

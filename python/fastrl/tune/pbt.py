@@ -26,13 +26,12 @@ from scratch on fresh seeds (CONFIRM_SEED_BASE on, never the run's), beside the 
 baseline presets on the same seeds, each on every bar before C, scored on C with the tune
 objective (default: the Sharpe of the daily active return over buy-and-hold), then
 backtested once on the test days: the tune study's confirmation
-(:func:`fastrl.tune.report_study.confirm_and_test`), with paired differences, 90% intervals
-and a verdict in plain words. ``replay_seeds=0`` skips it: the winner is then unconfirmed.
+(:func:`fastrl.tune.report_study.confirm_and_test`), with paired differences, 90% intervals and
+a verdict in plain words; ``replay_seeds=0`` skips it (the winner is then unconfirmed).
 
 A member's hyperparameter is a factor times the seed config's hand-set schedule (see
 :class:`Population`), so PBT bends the schedule instead of flattening it (a warmup from 0
-stays a warmup). Member 0 starts on the seed config; members 1..P-1 start from one explore
-of it, so the population is diverse from the first step.
+stays a warmup). Member 0 starts on the seed config, members 1..P-1 from one explore of it.
 
 Left in ``run_dir`` (nothing is written without one): ``hparams.csv`` (every member's
 hyperparameters at every update), ``lineage.csv`` (each ready round: window-A score, rank,
@@ -197,11 +196,9 @@ class PBT:
         if objective not in OBJECTIVES:
             raise PopulationError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         self.objective = objective
-        if int(config.ensemble) > 1:
-            # a PBT member is one policy; its winner is saved as a one-policy checkpoint
-            raise PopulationError(f"PBT trains one policy per member; ensemble "
-                                  f"{config.ensemble} is for fastrl-train and the walk-forward "
-                                  "(set ensemble=1)")
+        if int(config.ensemble) > 1:  # a member is one policy, its winner one checkpoint
+            raise PopulationError(f"PBT trains one policy per member, not an ensemble of "
+                                  f"{config.ensemble}: set ensemble=1")
         self.set_options = [str(item) for item in set_options]
         rounds_config = laid_out(config, self.windows.rounds())
         self.ready = check_ready(ready, rounds_config)
