@@ -41,8 +41,7 @@ checkpoint, trained on the bars before A: ``fastrl-eval runs/x/winner``), ``winn
 (the winner's lineage schedule as piecewise schedules, laid out as the replay trains it:
 ``fastrl-train --config winner.yaml``), ``summary.json`` and ``report.md`` /
 ``report.html``. While it trains, ``pbt_state.pt`` holds the run as of its last finished
-round, written atomically: :meth:`PBT.resume` (``fastrl-tune --pbt --resume DIR``)
-continues from it.
+round, written atomically: :meth:`PBT.resume` (``fastrl-tune --pbt --resume DIR``) goes on.
 """
 
 from __future__ import annotations
