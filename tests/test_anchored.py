@@ -30,6 +30,7 @@ from fastrl.markets.single.backtest import (
 from fastrl.markets.single.env import TradingVecEnv
 from fastrl.ppo.agent import Agent
 from fastrl.ppo.checkpoint import build_network
+from fastrl.ppo.ensemble import EnsembleAgent
 from fastrl.ppo.normalize import ObservationNormaliser
 from fastrl.ppo.simplex import tilt_weights
 from fastrl.reference import ReferenceVecEnv
@@ -225,6 +226,25 @@ def test_untrained_anchored_portfolio_agent_is_equal_weight_held_exactly():
     np.testing.assert_array_equal(run.step_costs, held.step_costs)
     np.testing.assert_array_equal(run.legs, held.legs)
     assert run.legs[0] == 3 and run.legs[1:].sum() == 0  # bought once, then held
+
+
+TEN = ["BPCL", "HDFCLIFE", "INFY", "ITC", "TCS", "SBIN", "LT", "NTPC", "ONGC", "TITAN"]
+
+
+@pytest.mark.parametrize("assets", [3, 5, 10])
+def test_untrained_anchored_portfolio_ensemble_is_equal_weight_held_exactly(assets):
+    # three copies of 1/A summed and divided by three need not be 1/A (A = 10: 0.1 + 2 ulp)
+    symbols = TEN[:assets]
+    panel = build_panel(symbols, test_days=30, window=4).test
+    agent = EnsembleAgent([untrained_agent({"data.symbols": symbols, "portfolio.enabled": True,
+                                            "env.window": 4, "env.action_mode": "anchored"},
+                                           panel) for _ in range(3)])
+    config = market_for(agent.config).env_config
+    run = run_portfolio_agent(agent, panel, config)
+    held = portfolio_baseline(panel, config, EW_HOLD)
+    np.testing.assert_array_equal(run.equity, held.equity)
+    np.testing.assert_array_equal(run.legs, held.legs)
+    assert run.legs[1:].sum() == 0
 
 
 def test_anchored_portfolio_holding_carries_its_target_into_the_next_backtest():

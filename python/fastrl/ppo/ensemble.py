@@ -18,6 +18,10 @@ the mean of its members' exposures:
   a discrete index to its level value and then steps exactly as a continuous action of that
   value, so the twin trades a level exactly as the discrete env trades its index.
 
+Where every member's action of a row is the same, that action is the row's, bit for bit (a
+mean of equal floats may round off them), so an untrained anchored ensemble is its
+benchmark exactly.
+
 Every path that steps an env with a policy asks the policy which env it acts in
 (:func:`fastrl.markets.results.acting_env_config`): a plain Agent acts in the env it was
 trained in.
@@ -107,7 +111,15 @@ class EnsembleAgent:
         total = np.zeros_like(actions[0], dtype=np.float64)
         for action in actions:  # a fixed order: the same sum in training and serving
             total += action
-        return total / len(actions)
+        mean = total / len(actions)
+        # K copies of x summed and divided by K need not round back to x (1/A: the
+        # benchmark's weight): a row on which every member agrees is that row, exactly
+        first = np.asarray(actions[0], dtype=np.float64)
+        agree = np.ones(first.shape[:1], dtype=bool)
+        for action in actions[1:]:
+            agree &= (np.asarray(action) == first).reshape(len(first), -1).all(axis=1)
+        mean[agree] = first[agree]
+        return mean
 
 
 __all__ = ["EnsembleAgent", "member_seeds"]
