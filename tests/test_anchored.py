@@ -354,6 +354,52 @@ def test_portfolio_active_reward_of_untilted_weights_is_exactly_zero():
 # ------------------------------------------------------------------------- tilt and init
 
 
+# -------------------------------------------------- states saved before the benchmark book
+
+# the simulator state keys a portfolio snapshot saved before issue 33 lacks
+PORTFOLIO_LATER = ("bench_shares", "bench_cash", "last_target")
+
+
+def stepped_portfolio(config: PortfolioConfig, state=None, steps: int = 12):
+    """Outputs of ``steps`` steps of random weights from ``state`` (or a seeded reset)."""
+    panel = random_panel(seed=3, bars=80)
+    env = PortfolioVecEnv(panel, 3, config, num_threads=1, seed=5)
+    if state is not None:
+        env.set_state(state)
+    rng = np.random.default_rng(4)
+    out = [env.step(random_weights(rng, config, 3, panel.num_assets))[:4]
+           for _ in range(steps)]
+    return env, [np.array(a, copy=True) for step in out for a in step]
+
+
+def test_a_portfolio_state_saved_before_the_benchmark_book_steps_bit_for_bit():
+    config = PortfolioConfig(window=4, episode_length=20)  # absolute, log_return: the default
+    env, _ = stepped_portfolio(config)
+    state = env.get_state()
+    old = {k: v for k, v in state.items() if k not in PORTFOLIO_LATER}
+    full_env, full = stepped_portfolio(config, state)
+    old_env, outputs = stepped_portfolio(config, old)
+    for a, b in zip(full, outputs, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for key, value in full_env.get_state().items():
+        np.testing.assert_array_equal(value, old_env.get_state()[key], err_msg=key)
+
+
+@pytest.mark.parametrize("values, keys", [
+    ({"action_mode": "anchored"}, "'last_target'"),
+    ({"reward": "active"}, "'bench_shares', 'bench_cash'"),
+])
+def test_a_portfolio_state_without_what_its_config_reads_is_refused(values, keys):
+    config = PortfolioConfig(window=4, episode_length=20, **values)
+    env, _ = stepped_portfolio(config)
+    state = env.get_state()
+    old = {k: v for k, v in state.items() if k not in PORTFOLIO_LATER}
+    with pytest.raises(ValueError, match=f"state is missing {keys} \\(saved by an older"):
+        env.set_state(old)
+    for key, value in env.get_state().items():  # nothing written
+        np.testing.assert_array_equal(value, state[key], err_msg=key)
+
+
 def test_tilt_weights_zero_is_equal_weight_and_respects_the_caps():
     for assets in (1, 3, 7, 30):
         w = tilt_weights(np.zeros((2, assets + 1)))

@@ -324,6 +324,26 @@ def test_a_population_state_that_does_not_fit_is_refused_by_name(market, tmp_pat
         PBT.resume(tmp_path / "nothing-here", market=market)
 
 
+def test_a_population_state_saved_before_the_benchmark_book_resumes_bit_for_bit(market):
+    # a PBT state of an older fastrl: its simulator snapshot has no benchmark book
+    source = Population(tiny_config(), 2, market=market)
+    source.step()
+    state = source.state_dict()
+    later = ("bench_position", "bench_shares", "bench_cash")
+    old = {**state, "env": {k: v for k, v in state["env"].items() if k not in later}}
+    full, resumed = (Population(tiny_config(), 2, market=market) for _ in range(2))
+    full.load_state_dict(state)
+    resumed.load_state_dict(old)
+    full.step()
+    resumed.step()
+    for m in range(2):
+        a, b = member_state(full, m), member_state(resumed, m)
+        for key, value in a.items():
+            assert torch.equal(value, b[key]), key
+    for key, value in full.env.get_state().items():
+        np.testing.assert_array_equal(value, resumed.env.get_state()[key], err_msg=key)
+
+
 TINY_SET = ["num_envs=4", "num_steps=16", "minibatch_size=32", "hidden_sizes=[16,16]",
             "device=cpu", "torch_threads=1"]
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from fastrl.later_state import missing_state
+
 if TYPE_CHECKING:
     from fastrl.live.bars import LiveBars
     from fastrl.live.run import LiveRun
@@ -228,15 +230,12 @@ class LiveEnv(abc.ABC):
         """(keys ``book`` lacks that stand for the reset's value, keys it lacks that cannot
         be filled): a book journaled before the simulator carried them.
 
-        The benchmark's shadow book (``bench_*``) feeds only the reward, never an
-        observation or the account, so "no benchmark book yet" changes no journal row. An
-        anchored portfolio's ``last_target`` decides whether an unchanged target holds (an
-        absolute one never reads it); nothing else is guessed."""
-        missing = [k for k in cls.state_keys if k not in book.env]
-        anchored = bool(getattr(run.env_config(), "anchored", False))
-        fillable = [k for k in missing if k.startswith("bench_")
-                    or (k == "last_target" and not anchored)]
-        return fillable, [k for k in missing if k not in fillable]
+        The rule is :func:`fastrl.later_state.missing_state`'s, with no reward: the
+        benchmark's shadow book (``bench_*``) feeds only the reward, never an observation or
+        the account, so "no benchmark book yet" changes no journal row. An anchored
+        portfolio's ``last_target`` decides whether an unchanged target holds (an absolute
+        one never reads it); nothing else is guessed."""
+        return missing_state(cls.state_keys, book.env, run.env_config(), rewarded=False)
 
     def _complete(self, book: Book) -> Book:
         """``book`` with the state keys it may lack (:meth:`missing_state`) at the reset's

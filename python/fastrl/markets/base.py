@@ -24,6 +24,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from fastrl.later_state import LATER_KEYS, missing_state, refused_state_message
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -320,6 +322,8 @@ class CoreVecEnv(VectorEnv, abc.ABC):
     """
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+    core_state_keys: ClassVar[tuple[str, ...]]  # the simulator's state keys (the C++ core's)
+    config: Any  # the env's EnvConfig or PortfolioConfig
     _sim: Any
     _episode: dict[str, np.ndarray]
 
@@ -405,15 +409,36 @@ class CoreVecEnv(VectorEnv, abc.ABC):
         state["reset_count"] = np.array(self._resets, dtype=np.int64)
         return state
 
+    def completed_state(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``state`` with the simulator keys a snapshot saved by an older fastrl lacks
+        (:mod:`fastrl.later_state`) at this env's values of them: a key this config
+        never reads is never written, so it holds the same value in every env of this
+        config and outputs do not depend on it. A ValueError names an absent later key this
+        config reads; other absent keys are left to :meth:`set_state`'s checks."""
+        if not isinstance(state, dict):
+            return state
+        fillable, refused = missing_state(self.core_state_keys, state, self.config,
+                                          rewarded=True)
+        later = [k for k in refused if k in LATER_KEYS]
+        if later:
+            raise ValueError(refused_state_message(later))
+        if not fillable:
+            return state
+        current = self._sim.get_state()
+        return {**state, **{k: current[k] for k in fillable}}
+
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         """Loads a ``get_state()`` snapshot (of this env or of another one built with the same
         market, config and num_envs; the thread count may differ). Names, dtypes, shapes and
         market indices are all checked before anything is written; a bad state raises a
         ValueError naming the key and leaves the env as it was. Afterwards the observation
         buffer (what ``reset``/``step`` return) holds the restored envs' current observation,
-        and stepping the same actions gives bit-identical outputs to the original run."""
+        and stepping the same actions gives bit-identical outputs to the original run. A
+        snapshot saved before the simulator gained a key is completed first
+        (:meth:`completed_state`)."""
         if not isinstance(state, dict):
             raise ValueError(f"state must be a dict of numpy arrays, got {type(state).__name__}")
+        state = self.completed_state(state)
         own = {"reset_seed": np.uint64, "reset_count": np.int64}
         for key, dtype in own.items():
             if key not in state:

@@ -180,6 +180,8 @@ class MemberState:
             state = {**state, "n_epochs": self.n_epochs.clone()}
         if "start_steps" not in state:  # written before members could join mid-run
             state = {**state, "start_steps": torch.zeros_like(self.start_steps)}
+        if isinstance(state.get("env"), dict):  # saved before the simulator gained keys
+            state = {**state, "env": self.env.completed_state(state["env"])}
         _check_like(state, expected, "")
         self.env.set_state(state["env"])  # checks the snapshot before it writes
         for name in ("params", "buffers", "factors"):

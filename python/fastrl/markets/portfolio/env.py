@@ -62,6 +62,8 @@ class PortfolioVecEnv(CoreVecEnv):
     """``num_envs`` portfolios over one PanelBlock, stepped by the C++ core; ``step`` takes
     the target weights [num_envs, num_assets] (see the module doc)."""
 
+    core_state_keys = tuple(_core.PORTFOLIO_STATE_KEYS)
+
     def __init__(
         self,
         panel: PanelBlock,

@@ -91,6 +91,8 @@ def session_flags(market: MarketBlock, cutoff: str = "15:20") -> np.ndarray:
 class TradingVecEnv(CoreVecEnv):
     """``num_envs`` trading envs over one MarketBlock, stepped by the C++ core."""
 
+    core_state_keys = tuple(_core.STATE_KEYS)
+
     def __init__(
         self,
         market: MarketBlock,
