@@ -198,3 +198,78 @@ def test_resume_after_a_hard_interrupt_logs_each_update_once(market, tmp_path):
     Trainer.resume(tmp_path / "run", market=market).train()
     rows = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert [r["update"] for r in rows if "event" not in r] == [1, 2, 3, 4, 5, 6]
+
+
+# the simulator state keys a checkpoint or PBT state saved before issue 33 lacks
+SINGLE_LATER = ("bench_position", "bench_shares", "bench_cash")
+
+
+def without(state: dict, keys) -> dict:
+    """``state`` as an older fastrl saved it: the simulator snapshot(s) without ``keys``."""
+    old = {**state, "env": {k: v for k, v in state["env"].items() if k not in keys}}
+    if "engine" in state:  # an ensemble's whole engine
+        old["engine"] = without(state["engine"], keys)
+    return old
+
+
+@pytest.mark.parametrize("ensemble", ["1", "2"])
+def test_a_state_saved_before_the_benchmark_book_resumes_bit_for_bit(market, ensemble):
+    config = tiny_config(f"ensemble={ensemble}")
+    source = Trainer(config, market=market)
+    source.step()
+    state = source.state_dict()
+    assert set(SINGLE_LATER) <= set(state["env"])
+    full, old = Trainer(config, market=market), Trainer(config, market=market)
+    full.load_state_dict(state)
+    old.load_state_dict(without(state, SINGLE_LATER))
+    for trainer in (full, old):
+        trainer.step()
+        trainer.step()
+    for (name, a), b in zip(full.network.state_dict().items(),
+                            old.network.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    after_full, after_old = full.env.get_state(), old.env.get_state()
+    for key, value in after_full.items():
+        np.testing.assert_array_equal(value, after_old[key], err_msg=key)
+
+
+@pytest.mark.parametrize("ensemble", ["1", "2"])
+def test_a_state_without_the_benchmark_book_an_active_reward_reads_is_refused(market,
+                                                                               ensemble):
+    config = tiny_config("env.reward=active", f"ensemble={ensemble}")
+    state = Trainer(config, market=market).state_dict()
+    trainer = Trainer(config, market=market)
+    before = {k: v.clone() for k, v in trainer.network.state_dict().items()}
+    env_before = trainer.env.get_state()
+    with pytest.raises(ValueError, match=r"missing 'bench_position', 'bench_shares', "
+                                         r"'bench_cash' \(saved by an older fastrl.*afresh"):
+        trainer.load_state_dict(without(state, SINGLE_LATER))
+    for name, value in trainer.network.state_dict().items():
+        assert torch.equal(value, before[name]), name  # nothing written
+    for key, value in trainer.env.get_state().items():
+        np.testing.assert_array_equal(value, env_before[key], err_msg=key)
+
+
+@pytest.mark.parametrize("ensemble", ["1", "2"])
+def test_a_state_that_fails_to_load_leaves_the_trainer_unchanged(market, ensemble):
+    # the failure comes after the policy and the simulator would have been written
+    config = tiny_config(f"ensemble={ensemble}")
+    source = Trainer(config, market=market)
+    source.step()
+    broken = {**source.state_dict(), "hparams": {"max_grad_norm": 0.5}}
+    trainer = Trainer(config, market=market)
+    before = trainer.state_dict()
+    with pytest.raises(KeyError, match="n_epochs"):
+        trainer.load_state_dict(broken)
+    after = trainer.state_dict()
+    engine = (("engine", "params"),) if ensemble == "2" else ()
+    for path in (("network",), ("obs_normaliser",), *engine):
+        a, b = before, after
+        for key in path:
+            a, b = a[key], b[key]
+        for name, value in a.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(b[name])), (path, name)
+    for key, value in before["env"].items():
+        assert torch.equal(value, after["env"][key]), key
+    assert after["global_step"] == before["global_step"] == 0
+    trainer.step()  # and it trains on

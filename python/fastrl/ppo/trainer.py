@@ -247,7 +247,8 @@ class Trainer:
         """Continue from ``state`` (another trainer's or a checkpoint's) exactly.
 
         The config must describe the same network and env sizes; a mismatch raises
-        ValueError naming it and leaves this trainer unchanged.
+        ValueError naming it, and a state that fails to load raises its error, leaving this
+        trainer unchanged either way.
         """
         mismatches = [
             f"{key} {state.get(key)} != {mine}"
@@ -260,46 +261,31 @@ class Trainer:
             mismatches.append(f"ensemble {members} != {self.members}")
         if mismatches:
             raise ValueError(f"trainer state does not fit this trainer: {', '.join(mismatches)}")
-        if self.members > 1:
-            self._load_ensemble_state(state)
-            return
-        network = copy.deepcopy(self.network.state_dict())
-        optimizer = self.optimizer.member_state(0)
+        before = self.state_dict()
         try:
+            self._load_state(state)
+        except Exception:
+            self._load_state(before)
+            raise
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        """:meth:`load_state_dict`'s writes: the policy, optimiser, normalisers, simulator
+        and generator (an ensemble's as its whole engine), then the trainer's own
+        schedules, counters and validation bookkeeping."""
+        if self.members > 1:
+            engine_state = state["engine"]
+            if "env" in engine_state:  # the simulator's snapshot as numpy arrays
+                engine_state = {**engine_state, "env": _numpy_state(engine_state["env"])}
+            self.engine.load_state_dict(engine_state)
+        else:
             self.network.load_state_dict(state["network"])
             self.optimizer.load_member_state(0, _member_optimizer_state(state["optimizer"],
                                                                         self.network))
-            self.env.set_state({k: np.asarray(v.numpy() if isinstance(v, torch.Tensor) else v)
-                                for k, v in state["env"].items()})
-        except (RuntimeError, KeyError, ValueError):
-            self.network.load_state_dict(network)
-            self.optimizer.load_member_state(0, optimizer)
-            raise
-        self.obs_normaliser.load_state_dict(state["obs_normaliser"])
-        self.reward_scaler.load_state_dict(state["reward_scaler"])
-        self.schedules.load_state_dict(state["schedule"])
-        self.hparams = {"max_grad_norm": float(state["hparams"]["max_grad_norm"]),
-                        "n_epochs": int(state["hparams"]["n_epochs"])}
-        self._pin_hparams()
-        self.global_step = self.engine.global_step = int(state["global_step"])
-        self.update = self.engine.update = int(state["update"])
-        self.generator.set_state(state["generator"])
-        validation = state.get("validation", {})
-        self.best_val_sharpe = validation.get("best_val_sharpe")
-        self.best_train_return = validation.get("best_train_return")
-        self.validations_without_improvement = int(
-            validation.get("validations_without_improvement", 0))
-        self.engine.restore_observation(state["env_obs"])
-
-    def _load_ensemble_state(self, state: dict[str, Any]) -> None:
-        """An ensemble's :meth:`load_state_dict`: the engine as a whole, then the
-        trainer's own schedules, counters and validation bookkeeping."""
-        engine_state = state["engine"]
-        if "env" in engine_state:  # the simulator's snapshot as numpy arrays
-            engine_state = {**engine_state, "env": {
-                k: np.asarray(v.numpy() if isinstance(v, torch.Tensor) else v)
-                for k, v in engine_state["env"].items()}}
-        self.engine.load_state_dict(engine_state)
+            self.env.set_state(_numpy_state(state["env"]))
+            self.obs_normaliser.load_state_dict(state["obs_normaliser"])
+            self.reward_scaler.load_state_dict(state["reward_scaler"])
+            self.generator.set_state(state["generator"])
+            self.engine.restore_observation(state["env_obs"])
         self.schedules.load_state_dict(state["schedule"])
         self.hparams = {"max_grad_norm": float(state["hparams"]["max_grad_norm"]),
                         "n_epochs": int(state["hparams"]["n_epochs"])}
@@ -516,6 +502,12 @@ class Trainer:
         for hook in hooks:
             hook.on_train_end(self, result, hard_interrupt)
         return result
+
+
+def _numpy_state(env: dict[str, Any]) -> dict[str, np.ndarray]:
+    """A simulator snapshot as the env takes it: a checkpoint holds its arrays as tensors."""
+    return {k: np.asarray(v.numpy() if isinstance(v, torch.Tensor) else v)
+            for k, v in env.items()}
 
 
 def _member_optimizer_state(state: dict[str, Any], network: torch.nn.Module) -> dict[str, Any]:
