@@ -12,7 +12,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastrl.config import build_config
+from fastrl.config import ConfigError, build_config
 from fastrl.data.panel import build_panel
 from fastrl.data.splits import build_market
 from fastrl.env_config import EnvConfig, PortfolioConfig
@@ -446,6 +446,23 @@ def test_anchored_policy_starts_at_the_benchmark_for_any_observation(overrides):
 def test_bad_anchored_and_reward_settings_raise_one_clear_error(values, message):
     with pytest.raises(ValueError, match=message):
         EnvConfig(**values)
+
+
+@pytest.mark.parametrize("caps, named", [
+    ({"portfolio.max_weight": 0.24}, r"portfolio.max_weight 0.24 is below 1/4;"),
+    ({"portfolio.max_gross": 0.9}, r"portfolio.max_gross 0.9 is below 1;"),
+    ({"portfolio.max_weight": 0.2, "portfolio.max_gross": 0.5},
+     r"max_weight 0.2 is below 1/4 and portfolio.max_gross 0.5 is below 1;"),
+])
+def test_an_anchored_portfolio_whose_caps_bind_is_refused_by_name(caps, named):
+    # its untilted policy would be capped while its benchmark buys 1/A uncapped
+    base = {"data.symbols": [*SYMBOLS, "ITC"], "portfolio.enabled": True}
+    with pytest.raises(ConfigError, match=r"config key 'env.action_mode' 'anchored' tilts "
+                                          r"equal weight \(1/4 .*" + named):
+        build_config(overrides={**base, "env.action_mode": "anchored", **caps})
+    build_config(overrides={**base, **caps})  # absolute weights may be capped
+    build_config(overrides={**base, "env.action_mode": "anchored",
+                            "portfolio.max_weight": 0.25})  # 1/4 itself fits
 
 
 def test_portfolio_max_underweight_is_a_fraction_and_defaults_stay_absolute():

@@ -609,11 +609,28 @@ def validate_config(config: TrainConfig) -> None:
            "must list [step, value] points when lr_schedule is piecewise", c.lr_points)
     c.portfolio.check_data(c.data)
     e = c.env
+    if c.portfolio.enabled and e.action_mode == "anchored":
+        _check_anchor_caps(c.portfolio, len(c.data.symbols))
     if e.action == "discrete":
         _check(len(e.position_levels) >= 2, "env.position_levels",
                "must hold at least two levels", e.position_levels)
     else:
         _check(e.min_pos < e.max_pos, "env.min_pos", "must be below env.max_pos", e.min_pos)
+
+
+def _check_anchor_caps(p: PortfolioSettings, assets: int) -> None:
+    """An anchored portfolio's untilted policy is its benchmark, equal weight bought and
+    held, only where the caps hold equal weight: tilt_weights caps the policy's weights
+    while the simulator's benchmark book and the ew_hold baseline buy 1/A uncapped."""
+    binding = [f"portfolio.max_weight {p.max_weight} is below 1/{assets}"
+               if 1.0 / assets > p.max_weight else None,
+               f"portfolio.max_gross {p.max_gross} is below 1" if p.max_gross < 1 else None]
+    binding = [b for b in binding if b]
+    if binding:
+        raise ConfigError(
+            f"config key 'env.action_mode' 'anchored' tilts equal weight (1/{assets} in "
+            f"each of the {assets} symbols), which the caps do not allow: "
+            f"{' and '.join(binding)}; raise them, or set env.action_mode=absolute")
 
 
 # ----------------------------------------------------------------------- serialisation
