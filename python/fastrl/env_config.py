@@ -241,8 +241,12 @@ class EnvConfig(EpisodeConfig):
     'active' (minus buy-and-hold's over the same bar, costs included)."""
     vol_window: int = 60
     """'vol_scaled': the trailing volatility is the sample std of the symbol's last
-    vol_window close-to-close returns up to the decision bar (>= 2; fewer at a segment's
-    start), floored at 1 bp."""
+    vol_window close-to-close returns up to the decision bar (>= 2), floored at 1 bp; a
+    segment's first vol_window bars, with fewer returns behind them, take its first full
+    estimate (rewards.hpp's segment_vols). The reward and its penalties are divided by it.
+    'diff_sharpe' with reward_base 'active' floors its variance at a quarter of its square
+    (the active return of a half-book deviation), so a deviation after a long stretch at the
+    benchmark is not scored by a decayed variance."""
     action_mode: str = "absolute"
     """'absolute' (the action is the target exposure) or 'anchored' (the action is an
     underweight u against buy-and-hold: the exposure is 1 - u, u in
@@ -472,7 +476,10 @@ class PortfolioConfig(EpisodeConfig):
     benchmark's return: equal weight bought at the episode's first fill and held)."""
     vol_window: int = 60
     """'vol_scaled': the trailing volatility is the sample std of the equal-weight index's
-    last vol_window close-to-close returns up to the decision row, floored at 1 bp."""
+    last vol_window close-to-close returns up to the decision row, floored at 1 bp; the
+    first vol_window rows take the first full estimate; the penalties are divided by it too.
+    'diff_sharpe' on active returns floors its variance at a quarter of its square (as
+    EnvConfig.vol_window)."""
     action_mode: str = "absolute"
     """'absolute' (the policy's logits map to weights, fastrl.ppo.simplex.simplex_weights) or
     'anchored' (they tilt equal weight, fastrl.ppo.simplex.tilt_weights; an env whose target
