@@ -27,6 +27,8 @@ from fastrl.features_long import (
     LONG_HORIZONS,
     LONG_WARMUP_BARS,
     MACD_PAIRS,
+    VOL_SPAN,
+    ewm_length,
     long_feature_names,
     warmup_features,
 )
@@ -37,7 +39,18 @@ BUNDLED = load_bars(["BPCL", "INFY", "HDFCLIFE"], "1d")
 # three symbols of different lengths: HDFCLIFE lists in Nov 2017, inside this stretch
 START = pd.Timestamp("2016-01-01")
 UNIVERSE = {s: frame[frame.index >= START] for s, frame in BUNDLED.items()}
-ONE = UNIVERSE["BPCL"].iloc[:700]
+ONE = UNIVERSE["BPCL"].iloc[:LONG_WARMUP_BARS + 110]
+VOL_ALPHA = 2 / (VOL_SPAN + 1)
+
+
+def truncated_ewm(series: pd.Series, alpha: float, std: bool = False) -> pd.Series:
+    """The definition: pandas' EWM of each row's last ``ewm_length(alpha)`` values (NaN
+    until that many exist)."""
+    def last(window: np.ndarray) -> float:
+        ewm = pd.Series(window).ewm(alpha=alpha)
+        return float((ewm.std() if std else ewm.mean()).iloc[-1])
+
+    return series.rolling(ewm_length(alpha)).apply(last, raw=True)
 
 
 def perturb_after(frame: pd.DataFrame, cutoff: pd.Timestamp, seed: int) -> pd.DataFrame:
@@ -105,26 +118,56 @@ def test_other_symbols_move_the_market_features_and_dropping_the_future_changes_
             pd.testing.assert_frame_equal(frame, full[symbol].loc[:end], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("stop", ["2020-12-31", "2022-06-30"])
+def test_features_from_the_minimum_history_equal_those_from_the_whole_history(stop):
+    """Bounded look-back: with only ``LONG_WARMUP_BARS`` bars of every symbol before the
+    last one (the live path's minimum feed, a --train-window window's warm-up), the last
+    row's long features equal, bit for bit, those from the whole history since 2005; with
+    one bar fewer the slowest one is not defined yet (never a different value)."""
+    whole = {s: f.loc[:stop] for s, f in BUNDLED.items()}
+    assert len(whole["BPCL"]) > 3 * LONG_WARMUP_BARS  # HDFCLIFE: from Nov 2017 only
+    assert min(len(f) for f in whole.values()) > LONG_WARMUP_BARS + 1
+    full = compute_features_many(whole, "1d", with_volume=True, feature_sets=ALL_SETS)
+    names = long_feature_names(LONG)
+    for rows, defined in ((LONG_WARMUP_BARS + 1, True), (LONG_WARMUP_BARS, False)):
+        short = {s: f.iloc[-rows:] for s, f in whole.items()}
+        part = compute_features_many(short, "1d", with_volume=True, feature_sets=ALL_SETS)
+        for symbol in whole:
+            last, expected = part[symbol].iloc[-1][names], full[symbol].iloc[-1][names]
+            assert last.name == expected.name
+            if defined:
+                assert np.isfinite(expected.to_numpy()).all()
+                assert np.array_equal(last.to_numpy(), expected.to_numpy()), symbol
+            else:
+                assert np.isnan(last["macd_32_96"])
+                same = last.notna()
+                assert np.array_equal(last[same].to_numpy(), expected[same].to_numpy())
+
+
 # ------------------------------------------------------------------------ definitions
 
 
 def test_momentum_features_follow_lim_et_al():
     close = ONE["close"]
     out = compute_features(ONE, "1d", feature_sets=("momentum",))
-    returns = close.pct_change()
-    sigma = returns.ewm(span=60, min_periods=60).std()
+    sigma = truncated_ewm(close.pct_change(), VOL_ALPHA, std=True)
     for h in LONG_HORIZONS:
         expected = (close / close.shift(h) - 1) / (sigma * math.sqrt(h))
-        np.testing.assert_allclose(out[f"mom_{h}"], expected.loc[out.index], rtol=1e-12)
+        np.testing.assert_allclose(out[f"mom_{h}"], expected.loc[out.index], rtol=1e-9)
     for fast, slow in MACD_PAIRS:  # Lim et al.'s half-life form of the EWMs
-        half = [math.log(0.5) / math.log(1 - 1 / s) for s in (fast, slow)]
-        macd = (close.ewm(halflife=half[0], min_periods=fast).mean()
-                - close.ewm(halflife=half[1], min_periods=slow).mean())
-        q = macd / close.rolling(63).std()
+        means = []
+        for span in (fast, slow):
+            half = math.log(0.5) / math.log(1 - 1 / span)
+            assert math.isclose(0.5 ** (1 / half), 1 - 1 / span)  # alpha = 1 / span
+            means.append(truncated_ewm(close, 1 / span))
+        q = (means[0] - means[1]) / close.rolling(63).std()
         expected = (q / q.rolling(252).std()).loc[out.index]
         np.testing.assert_allclose(out[f"macd_{fast}_{slow}"], expected, rtol=1e-9)
+    assert [ewm_length(1 / s) for pair in MACD_PAIRS for s in pair] == [
+        35, 109, 72, 219, 146, 440]  # the truncation the module docstring states
+    assert ewm_length(VOL_ALPHA) == 139
     first = out["macd_32_96"].first_valid_index()
-    assert ONE.index.get_loc(first) == LONG_WARMUP_BARS  # the documented warm-up
+    assert ONE.index.get_loc(first) == LONG_WARMUP_BARS == 440 - 1 + 252 - 1
 
 
 def test_market_features_against_a_plain_loop_with_a_late_listing():
@@ -151,10 +194,10 @@ def test_market_features_against_a_plain_loop_with_a_late_listing():
                                (bpcl.loc[before[1]:listed] / bpcl.loc[before[1]]).to_numpy(),
                                rtol=1e-12)
     index = pd.Series(index)
-    vol = pd.Series(means, index=calendar[1:]).ewm(span=60, min_periods=60).std()
+    vol = truncated_ewm(pd.Series(means, index=calendar[1:]), VOL_ALPHA, std=True)
     for symbol, close in closes.items():
         frame = out[symbol]
-        own_vol = close.pct_change().ewm(span=60, min_periods=60).std()
+        own_vol = truncated_ewm(close.pct_change(), VOL_ALPHA, std=True)
         at_own = index.loc[close.index]
         for h in LONG_HORIZONS:
             market = (index / index.shift(h) - 1) / (vol * math.sqrt(h))
@@ -163,8 +206,8 @@ def test_market_features_against_a_plain_loop_with_a_late_listing():
             active = ((close / close.shift(h) - 1) - (at_own / at_own.shift(h) - 1).to_numpy())
             np.testing.assert_allclose(frame[f"rel_ret_{h}"],
                                        (active / (own_vol * math.sqrt(h))).loc[frame.index],
-                                       rtol=1e-9)
-        np.testing.assert_allclose(frame["mkt_vol"], vol.loc[frame.index], rtol=1e-12)
+                                       rtol=1e-9, atol=1e-12)  # 0 but rounding: one symbol
+        np.testing.assert_allclose(frame["mkt_vol"], vol.loc[frame.index], rtol=1e-9)
 
 
 def test_cross_sectional_ranks_lie_in_0_1_among_the_symbols_trading_that_row():
@@ -174,7 +217,7 @@ def test_cross_sectional_ranks_lie_in_0_1_among_the_symbols_trading_that_row():
     values = {s: out[s].loc[day, "mom_63"] for s in UNIVERSE}
     order = sorted(values, key=values.get)
     assert [out[s].loc[day, "rank_mom_63"] for s in order] == [0.0, 0.5, 1.0]
-    day = pd.Timestamp("2016-03-31")  # HDFCLIFE not listed: ranked among two
+    day = pd.Timestamp("2017-06-30")  # HDFCLIFE not listed: ranked among two
     assert sorted(out[s].loc[day, "rank_mom_21"] for s in ("BPCL", "INFY")) == [0.0, 1.0]
     alone = compute_features(ONE, "1d", feature_sets=("momentum", "xs_rank"))
     defined = alone["rank_mom_21"].dropna()
@@ -210,7 +253,8 @@ def test_normaliser_fits_long_features_on_defined_rows_and_maps_warm_up_to_zero(
     normaliser = FeatureNormaliser.fit(every, warmup=warm)
     col = list(every.columns).index("mom_252")
     defined = every["mom_252"].dropna()
-    assert normaliser.mean[col] == defined.mean() and normaliser.std[col] == defined.std(ddof=0)
+    assert math.isclose(normaliser.mean[col], defined.mean(), rel_tol=1e-12)
+    assert math.isclose(normaliser.std[col], defined.std(ddof=0), rel_tol=1e-12)
     scaled = normaliser.transform(every)
     assert np.isfinite(scaled).all()
     assert (scaled[every["mom_252"].isna().to_numpy(), col] == 0).all()
@@ -218,7 +262,7 @@ def test_normaliser_fits_long_features_on_defined_rows_and_maps_warm_up_to_zero(
     assert state["warmup"] == warm
     assert np.array_equal(FeatureNormaliser.from_state_dict(state).transform(every), scaled)
     assert "warmup" not in FeatureNormaliser.fit(compute_features(ONE, "1d")).state_dict()
-    with pytest.raises(ValueError, match="'macd_32_96' is defined on 0 training row"):
+    with pytest.raises(ValueError, match="'macd_8_24' is defined on 0 training row"):
         FeatureNormaliser.fit(every.iloc[:300], warmup=warm)
 
 

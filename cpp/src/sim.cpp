@@ -106,18 +106,16 @@ Simulator::Simulator(const MarketView& market, std::vector<std::string> segment_
                   &episode_costs, &peak_equity, &dsr_a, &dsr_b, &bench_position, &bench_shares,
                   &bench_cash})
     v->assign(n, 0.0);
-  if (config_.reward.kind == RewardKind::kVolScaled) {
+  if (config_.reward.needs_vol()) {
     vol_.assign(static_cast<size_t>(market_.num_bars), kVolFloor);
-    std::vector<double> rets(static_cast<size_t>(config_.reward.vol_window));
+    std::vector<double> rets;
     for (int64_t s = 0; s < market_.num_segments; ++s) {
       const int64_t begin = market_.segment_begin(s), end = market_.segment_end(s);
-      for (int64_t t = begin; t < end; ++t) {
-        const int64_t first = std::max(begin + 1, t - config_.reward.vol_window + 1);
-        int64_t n_rets = 0;
-        for (int64_t k = first; k <= t; ++k)
-          rets[static_cast<size_t>(n_rets++)] = market_.close[k] / market_.close[k - 1] - 1.0;
-        vol_[static_cast<size_t>(t)] = trailing_vol(rets.data(), n_rets);
-      }
+      rets.clear();
+      for (int64_t k = begin + 1; k < end; ++k)
+        rets.push_back(market_.close[k] / market_.close[k - 1] - 1.0);
+      segment_vols(rets.data(), static_cast<int64_t>(rets.size()), config_.reward.vol_window,
+                   vol_.data() + begin);
     }
   }
   for (auto* v : {&bar_index, &segment, &last_trade_bar, &episode_steps, &episode_trades})

@@ -134,7 +134,7 @@ PortfolioSim::PortfolioSim(const PanelView& panel, std::vector<std::string> symb
   }
 
   equal_weight_.assign(static_cast<size_t>(A), 1.0 / static_cast<double>(A));
-  if (config_.reward.kind == RewardKind::kVolScaled) {
+  if (config_.reward.needs_vol()) {
     // The equal-weight index's return at row t: the mean close-to-close return of the
     // names tradable at both t - 1 and t (0 where none is).
     std::vector<double> index(static_cast<size_t>(panel_.num_bars), 0.0);
@@ -151,11 +151,9 @@ PortfolioSim::PortfolioSim(const PanelView& panel, std::vector<std::string> symb
       index[static_cast<size_t>(t)] = count > 0 ? sum / static_cast<double>(count) : 0.0;
     }
     vol_.assign(static_cast<size_t>(panel_.num_bars), kVolFloor);
-    for (int64_t t = 0; t < panel_.num_bars; ++t) {
-      const int64_t first = std::max<int64_t>(1, t - config_.reward.vol_window + 1);
-      vol_[static_cast<size_t>(t)] =
-          trailing_vol(index.data() + first, std::max<int64_t>(t - first + 1, 0));
-    }
+    if (panel_.num_bars > 0)
+      segment_vols(index.data() + 1, panel_.num_bars - 1, config_.reward.vol_window,
+                   vol_.data());
   }
 
   const auto n = static_cast<size_t>(num_envs);

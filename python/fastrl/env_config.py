@@ -188,9 +188,11 @@ class EnvConfig(EpisodeConfig):
     short_borrow_rate); resolved again by validate() while left at None, so changing the cost
     changes the default."""
     min_pos: float | None = None
-    max_pos: float = 1.0
+    max_pos: float | None = None
     """Range of continuous target exposures (actions outside it raise; clip first). min_pos
-    None (the default): -1, or 0 where the cost preset allows no overnight short."""
+    None (the default): -1, or 0 where the cost preset allows no overnight short. max_pos
+    None (the default): 1, or 2 for anchored actions where the cost preset finances
+    leverage (every preset but nse_delivery), so an anchored agent may overweight."""
     execution: str = "next_open"
     """'next_open' fills at the next bar's open; 'close' at the bar's own close (optimistic)."""
     cost: str | CostModel | dict = "nse_delivery"
@@ -241,13 +243,21 @@ class EnvConfig(EpisodeConfig):
     'active' (minus buy-and-hold's over the same bar, costs included)."""
     vol_window: int = 60
     """'vol_scaled': the trailing volatility is the sample std of the symbol's last
-    vol_window close-to-close returns up to the decision bar (>= 2; fewer at a segment's
-    start), floored at 1 bp."""
+    vol_window close-to-close returns up to the decision bar (>= 2), floored at 1 bp; a
+    segment's first vol_window bars, with fewer returns behind them, take its first full
+    estimate (rewards.hpp's segment_vols). The reward and its penalties are divided by it.
+    'diff_sharpe' with reward_base 'active' floors its variance at a quarter of its square
+    (the active return of a half-book deviation), so a deviation after a long stretch at the
+    benchmark is not scored by a decayed variance."""
     action_mode: str = "absolute"
     """'absolute' (the action is the target exposure) or 'anchored' (the action is an
     underweight u against buy-and-hold: the exposure is 1 - u, u in
     [1 - max_pos, min(max_underweight, 1 - min_pos)]; discrete position_levels are then
-    underweights and must include 0, the benchmark)."""
+    underweights and must include 0, the benchmark). Their default: (0, d/2, d), d the largest
+    underweight; where the cost preset finances leverage (max_pos then defaults to 2) also
+    the overweights (-1, -0.5), a tilt either way. Under nse_delivery an exposure above 1 is
+    refused, so the tilt is an underweight only (a short needs max_underweight > 1 set with
+    short_borrow_rate > 0)."""
     max_underweight: float = 1.0
     """Anchored: the largest underweight (1: may go flat). > 0."""
 
@@ -263,14 +273,20 @@ class EnvConfig(EpisodeConfig):
 
     def _resolve_market_defaults(self, model: CostModel) -> None:
         shorts = model.overnight_shorts or self.short_borrow_rate > 0
-        min_pos = (-1.0 if shorts else 0.0) if "min_pos" in self.__dict__.get(
-            "_market_defaults", ()) else self.min_pos
-        # anchored: underweights from the benchmark (0) to the largest, and half of it
+        defaults = self.__dict__.get("_market_defaults", ())
+        min_pos = (-1.0 if shorts else 0.0) if "min_pos" in defaults else self.min_pos
+        anchored = self.action_mode == "anchored"
+        # cash delivery finances no leverage (validate refuses exposures above 1 there)
+        max_pos = ((2.0 if anchored and model.overnight_shorts else 1.0)
+                   if "max_pos" in defaults else self.max_pos)
+        # anchored: underweights from the benchmark (0) to the largest, and half of it; where
+        # max_pos allows an overweight, the overweights (negative underweights) too
         deepest = min(self.max_underweight, 1.0 - min_pos) if is_finite_number(
             self.max_underweight) and is_finite_number(min_pos) else 1.0
-        levels = ((0.0, 0.5 * deepest, deepest) if self.action_mode == "anchored"
-                  else (-1.0, 0.0, 1.0) if shorts else (0.0, 1.0))
-        values = {"position_levels": levels,
+        over = max_pos - 1.0 if is_finite_number(max_pos) and max_pos > 1.0 else 0.0
+        tilts = ((-over, -0.5 * over) if over > 0 else ()) + (0.0, 0.5 * deepest, deepest)
+        levels = (tilts if anchored else (-1.0, 0.0, 1.0) if shorts else (0.0, 1.0))
+        values = {"position_levels": levels, "max_pos": max_pos,
                   "min_pos": min_pos, "integer_shares": model.whole_shares,
                   "turnover_penalty": TURNOVER_COST_MULTIPLE * 0.5 * (model.buy_rate
                                                                        + model.sell_rate)}
@@ -400,7 +416,8 @@ class EnvConfig(EpisodeConfig):
         return bool(self.cost_model().square_off) or self.short_borrow_rate > 0
 
 
-_MARKET_DEFAULTS = ("position_levels", "min_pos", "integer_shares", "turnover_penalty")
+_MARKET_DEFAULTS = ("position_levels", "min_pos", "max_pos", "integer_shares",
+                    "turnover_penalty")
 # The training reward's price of turnover as a multiple of the cost model's mean one-way rate
 # (EnvConfig(turnover_penalty=None), the trainer's default). 9 x nse_delivery's 0.111% is the
 # 0.01 chosen on validation only, never on test days: the smallest of 0, 0.002, 0.005, 0.01
@@ -472,7 +489,10 @@ class PortfolioConfig(EpisodeConfig):
     benchmark's return: equal weight bought at the episode's first fill and held)."""
     vol_window: int = 60
     """'vol_scaled': the trailing volatility is the sample std of the equal-weight index's
-    last vol_window close-to-close returns up to the decision row, floored at 1 bp."""
+    last vol_window close-to-close returns up to the decision row, floored at 1 bp; the
+    first vol_window rows take the first full estimate; the penalties are divided by it too.
+    'diff_sharpe' on active returns floors its variance at a quarter of its square (as
+    EnvConfig.vol_window)."""
     action_mode: str = "absolute"
     """'absolute' (the policy's logits map to weights, fastrl.ppo.simplex.simplex_weights) or
     'anchored' (they tilt equal weight, fastrl.ppo.simplex.tilt_weights; an env whose target

@@ -75,7 +75,8 @@ class ReferenceEpisodes:
         """rewards.hpp's step_reward: the reward kind, then the drawdown and turnover
         penalties (the turnover penalty charges the traded notional / equity before).
         ``bench``: the benchmark book's equity before and after the step, where the reward
-        reads it; ``vol``: the trailing volatility (vol_scaled)."""
+        reads it; ``vol``: the trailing volatility (vol_scaled; diff_sharpe on active returns
+        floors its variance at DSR_VAR_FLOOR * vol ** 2)."""
         c = self.config
         floor = 1e-9 * c.initial_cash
         active = c.reward == "active" or c.reward_base == "active"
@@ -92,6 +93,7 @@ class ReferenceEpisodes:
             r = equity_after / equity_before - 1.0
             if active:
                 r = r - (bench[1] / bench[0] - 1.0)
+                self.dsr_b = np.maximum(self.dsr_b, self.dsr_a**2 + DSR_VAR_FLOOR * vol * vol)
             da, db = r - self.dsr_a, r * r - self.dsr_b
             var = self.dsr_b - self.dsr_a**2
             safe = np.where(var > 1e-12, var, 1.0)
@@ -101,11 +103,12 @@ class ReferenceEpisodes:
             self.dsr_b = self.dsr_b + c.dsr_eta * db
         else:
             reward = log_r
+        scale = vol if c.reward == "vol_scaled" else 1.0  # penalties on the return's scale
         self.peak_equity = np.maximum(self.peak_equity, equity_after)
         if c.drawdown_penalty > 0.0:
-            reward = reward - c.drawdown_penalty * (1.0 - equity_after / self.peak_equity)
+            reward = reward - c.drawdown_penalty * (1.0 - equity_after / self.peak_equity) / scale
         if c.turnover_penalty > 0.0:
-            reward = reward - c.turnover_penalty * (notional / equity_before)
+            reward = reward - c.turnover_penalty * (notional / equity_before) / scale
         return reward
 
     def _end_step(self, reward: np.ndarray, equity_after: np.ndarray, data_end: Any,
@@ -178,7 +181,7 @@ class ReferenceVecEnv(ReferenceEpisodes):
         self.bench_cash = np.zeros(n)
         self.needs_benchmark = needs_benchmark(self.config)
         self.vol = (single_vols(market, self.config.vol_window)
-                    if self.config.reward == "vol_scaled" else None)
+                    if needs_vol(self.config) else None)
         self.reset_seed = int(seed) & (2**64 - 1)
         self.reset_count = 0
         self.reset(seed=seed)
@@ -389,6 +392,23 @@ def trailing_vol(returns: Any) -> float:
 
 
 VOL_FLOOR = 1e-4  # rewards.hpp's kVolFloor
+DSR_VAR_FLOOR = 0.25  # rewards.hpp's kDsrVarFloor
+
+
+def segment_vols(returns: np.ndarray, window: int) -> np.ndarray:
+    """rewards.hpp's segment_vols: row t's trailing volatility over the window returns up to
+    it (``returns[k]`` the return into row k + 1); the segment's first ``window`` rows take
+    its first full estimate."""
+    n = len(returns)
+    first = trailing_vol(returns[:min(n, window)])
+    return np.array([first if t < window else trailing_vol(returns[t - window:t])
+                     for t in range(n + 1)])
+
+
+def needs_vol(config: Any) -> bool:
+    """rewards.hpp's RewardParams::needs_vol."""
+    return config.reward == "vol_scaled" or (config.reward_base == "active"
+                                             and config.reward == "diff_sharpe")
 
 
 def needs_benchmark(config: Any) -> bool:
@@ -403,7 +423,6 @@ def single_vols(market: MarketBlock, vol_window: int) -> np.ndarray:
     close = np.asarray(market.close, dtype=np.float64)
     for s in range(market.num_segments):
         begin, end = int(market.offsets[s]), int(market.offsets[s + 1])
-        for t in range(begin, end):
-            first = max(begin + 1, t - vol_window + 1)
-            vol[t] = trailing_vol(close[first:t + 1] / close[first - 1:t] - 1.0)
+        vol[begin:end] = segment_vols(close[begin + 1:end] / close[begin:end - 1] - 1.0,
+                                      vol_window)
     return vol

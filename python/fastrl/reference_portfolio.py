@@ -17,7 +17,13 @@ import numpy as np
 from fastrl.data.panel import PanelBlock
 from fastrl.env_config import PortfolioConfig
 from fastrl.markets.portfolio.env import PORTFOLIO_STATE_KEYS, portfolio_obs_dim
-from fastrl.reference import VOL_FLOOR, ReferenceEpisodes, needs_benchmark, trailing_vol
+from fastrl.reference import (
+    VOL_FLOOR,
+    ReferenceEpisodes,
+    needs_benchmark,
+    needs_vol,
+    segment_vols,
+)
 from fastrl.rng import env_stream_seeds
 
 
@@ -49,7 +55,7 @@ class ReferencePortfolioEnv(ReferenceEpisodes):
         self.no_target = self.config.max_weight + 1.0  # sim_portfolio.hpp's no_target()
         self.needs_benchmark = needs_benchmark(self.config)
         self.vol = (portfolio_vols(panel, self.config.vol_window)
-                    if self.config.reward == "vol_scaled" else None)
+                    if needs_vol(self.config) else None)
         self.step_costs, self.step_turnover = np.zeros(n), np.zeros(n)
         self.reset(seed=seed)
 
@@ -182,8 +188,6 @@ def portfolio_vols(panel: PanelBlock, vol_window: int) -> np.ndarray:
                 total += close[t, a] / close[t - 1, a] - 1.0
                 count += 1
         index[t] = total / count if count else 0.0
-    vol = np.full(T, VOL_FLOOR)
-    for t in range(T):
-        first = max(1, t - vol_window + 1)
-        vol[t] = trailing_vol(index[first:t + 1])
-    return vol
+    if T == 0:
+        return np.full(T, VOL_FLOOR)
+    return segment_vols(index[1:], vol_window)

@@ -30,12 +30,17 @@ struct RewardParams {
   double drawdown_penalty = 0.0;  // times the current drawdown from the episode's peak equity
   double turnover_penalty = 0.0;  // times traded notional / equity before the trade
   bool active_base = false;  // diff_sharpe / vol_scaled on the return minus the benchmark's
-  int64_t vol_window = 60;   // close-to-close returns in the trailing volatility (vol_scaled)
+  int64_t vol_window = 60;   // close-to-close returns in the trailing volatility (needs_vol)
 
   // Whether the simulator must keep the shadow benchmark book for this reward.
   bool needs_benchmark() const {
     return kind == RewardKind::kActive ||
            (active_base && (kind == RewardKind::kDiffSharpe || kind == RewardKind::kVolScaled));
+  }
+  // Whether the reward reads the trailing volatility (StepContext::vol): vol_scaled divides
+  // by it; the differential Sharpe on active returns floors its variance with it.
+  bool needs_vol() const {
+    return kind == RewardKind::kVolScaled || (active_base && kind == RewardKind::kDiffSharpe);
   }
 };
 
@@ -54,6 +59,26 @@ inline double trailing_vol(const double* rets, int64_t n) {
   for (int64_t k = 0; k < n; ++k) ss += (rets[k] - mean) * (rets[k] - mean);
   return std::max(std::sqrt(ss / static_cast<double>(n - 1)), kVolFloor);
 }
+
+// The trailing volatility of every row of one segment whose close-to-close returns are
+// rets[0..n) (rets[k]: the return into row k + 1 of the segment), written to vol[0..n].
+// Row t reads the window returns up to it; rows with fewer than window returns behind them
+// (the segment's first window rows) take the segment's first full estimate (its first
+// window returns, all of them if it has fewer), so a segment start is scaled like the rest
+// rather than by the 1 bp floor of an empty window. That estimate reads up to window bars
+// past those rows: it sets the scale of a training reward, never an observation.
+inline void segment_vols(const double* rets, int64_t n, int64_t window, double* vol) {
+  const double first = trailing_vol(rets, std::min(n, window));
+  for (int64_t t = 0; t <= n; ++t)
+    vol[t] = t < window ? first : trailing_vol(rets + (t - window), window);
+}
+
+// Differential Sharpe on active returns: the variance estimate never falls below this
+// fraction of the squared trailing volatility of the market (the symbol; a portfolio's
+// equal-weight index), the variance of the active return of a deviation of half the book.
+// An agent at the benchmark earns exactly 0, so without a floor the moments decay toward 0
+// and a later deviation would be scored by an ever larger 1 / sqrt(variance).
+constexpr double kDsrVarFloor = 0.25;
 
 // Differential Sharpe ratio for simple return r, given the running first and second
 // moments (a, b) before this step; updates them in place. An episode starts the moments
@@ -91,7 +116,10 @@ inline double step_reward(const RewardParams& rp, double initial_cash, double eq
       break;
     case RewardKind::kDiffSharpe: {
       double r = equity_after / equity_before - 1.0;
-      if (rp.active_base) r -= ctx.bench_after / ctx.bench_before - 1.0;
+      if (rp.active_base) {
+        r -= ctx.bench_after / ctx.bench_before - 1.0;
+        b = std::max(b, a * a + kDsrVarFloor * ctx.vol * ctx.vol);
+      }
       reward = differential_sharpe(r, a, b, rp.dsr_eta);
       break;
     }
@@ -106,10 +134,15 @@ inline double step_reward(const RewardParams& rp, double initial_cash, double eq
       reward = log_return();
       break;
   }
+  // The penalties are fractions of equity, on the scale of a return: vol_scaled divides
+  // them by the same volatility as the return, so a penalty weighs against the return as it
+  // does under log_return.
+  const double penalty_scale = rp.kind == RewardKind::kVolScaled ? ctx.vol : 1.0;
   peak_equity = std::max(peak_equity, equity_after);
-  if (rp.drawdown_penalty > 0.0) reward -= rp.drawdown_penalty * (1.0 - equity_after / peak_equity);
+  if (rp.drawdown_penalty > 0.0)
+    reward -= rp.drawdown_penalty * (1.0 - equity_after / peak_equity) / penalty_scale;
   if (rp.turnover_penalty > 0.0)
-    reward -= rp.turnover_penalty * (traded_notional / equity_before);
+    reward -= rp.turnover_penalty * (traded_notional / equity_before) / penalty_scale;
   return reward;
 }
 

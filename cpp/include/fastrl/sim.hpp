@@ -175,8 +175,9 @@ class Simulator {
   int64_t obs_dim_;
   OutputBuffers out_;
   std::vector<float> log1p_table_;  // log1p(k) for small k: the obs's "bars since trade"
-  // vol_scaled: per market row t, the trailing volatility of the segment's close-to-close
-  // returns over the vol_window bars up to t (rewards.hpp's trailing_vol); empty otherwise.
+  // RewardParams::needs_vol: per market row t, the trailing volatility of the segment's
+  // close-to-close returns over the vol_window bars up to t (rewards.hpp's segment_vols);
+  // empty otherwise.
   std::vector<double> vol_;
   ThreadPool pool_;
 };

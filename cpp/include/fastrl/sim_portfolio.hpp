@@ -164,8 +164,9 @@ class PortfolioSim {
   PortfolioBuffers out_;
   std::vector<double> mark_;  // [T, A] last traded close (see the header comment)
   std::vector<double> equal_weight_;  // [A], 1 / A each: the benchmark's target
-  // vol_scaled: per panel row t, the trailing volatility of the equal-weight index's
-  // close-to-close returns over the vol_window rows up to t (rewards.hpp); empty otherwise.
+  // RewardParams::needs_vol: per panel row t, the trailing volatility of the equal-weight
+  // index's close-to-close returns over the vol_window rows up to t (rewards.hpp's
+  // segment_vols); empty otherwise.
   std::vector<double> vol_;
   bool stream_obs_ = false;   // observation batch too large for the caches: bypass them
   ThreadPool pool_;

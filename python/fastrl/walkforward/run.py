@@ -113,7 +113,7 @@ def train_market(bars: Mapping[str, pd.DataFrame], window: Window, config: Train
     past = training_bars(bars, window, spec, config.data.features)
     after = pd.Timestamp(window.last_seen) + pd.Timedelta(days=1)
     try:
-        # the rows before train_start only warm the features up (long sets: 346 bars)
+        # the rows before train_start only warm the features up (long sets: LONG_WARMUP_BARS)
         return market_for(config).from_bars(past, val_days=spec.val_days, test_start=after,
                                             source=f"walk-forward window {window.index}",
                                             train_start=window.train_start
