@@ -49,9 +49,9 @@ from fastrl.walkforward.analysis import pooled  # noqa: E402
 from fastrl.walkforward.plan import WalkForwardSpec  # noqa: E402
 from fastrl.walkforward.run import run_walkforward  # noqa: E402
 from fastrl.walkforward.rungs import BENCHMARK_RUNG  # noqa: E402
+from walkforward import listed_before  # noqa: E402
 
 from bench_common import machine_info, write_json  # noqa: E402
-from walkforward import listed_before  # noqa: E402
 
 NETWORK = "[64,64]"
 SELECT_UNTIL = "2017-01-01"
