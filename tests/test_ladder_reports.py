@@ -298,3 +298,10 @@ def test_a_holm_p_capped_at_one_reads_as_no_claim_not_as_a_small_p():
     assert probability_cell(0.5, 1.0) == "0.500 (Holm 0)"
     assert probability_cell(0.02, 0.06, mark="beaten") == "0.980 (Holm 0.940), beaten"
     assert probability_cell(1e-6, 3e-6) == "> 0.999 (Holm > 0.999)"
+
+
+def test_the_ladders_level_is_the_verdicts():
+    # fastrl.ladder keeps its own copy so that importing it does not load arch
+    from fastrl import ladder, stats
+
+    assert ladder.LEVEL == stats.DEFAULT_LEVEL
