@@ -330,8 +330,11 @@ def markdown(data: Mapping[str, Any]) -> str:
                      f"{probability_cell(preset['p_value'], None)} |")
     if data["presets"]:
         lines += ["", "Preset rows: the walk-forward benches' records "
-                  f"({', '.join(data['setup']['walkforward_files'])}): the same days, "
-                  "today's costs and market rules, one policy per quarterly window. Each "
+                  f"({', '.join(data['setup']['walkforward_files'])}): today's costs and "
+                  "market rules, one policy per quarterly window (the single-symbol run on "
+                  "the days above; the portfolio run on its own universe, the symbols "
+                  "listed two years before its start, so its rungs are not the rows above). "
+                  "Each "
                   "preset's run traded every rung of its kind on its own days and tested the "
                   "difference bar by bar (paired; 'agent - rung a year' with its one-sided "
                   "90% lower bound, Holm-adjusted across the traded rungs):", ""]

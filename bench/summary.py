@@ -7,6 +7,7 @@ Sections whose results file is missing say so instead of showing stale or made-u
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -205,13 +206,20 @@ def peer_train_section(data: dict | None) -> list[str]:
                     "20 epochs.", ""]
 
 
-def convergence_section(data: dict | None) -> list[str]:
-    lines = ["## Learning speed: fast against baseline (`bench/convergence.py`)", ""]
+def bench_section(heading: str, data: dict | None, module: str,
+                  function: str = "markdown") -> list[str]:
+    """A section that is ``heading`` and the bench module's own summary of ``data``."""
+    lines = [heading, ""]
     if data is None:
         return lines + ["Not run yet.", ""]
-    from convergence import markdown_summary
+    summary = getattr(importlib.import_module(module), function)
+    return lines + [summary(data).strip(), ""]
 
-    return lines + [markdown_summary(data).strip(), ""]
+
+def convergence_section(data: dict | None) -> list[str]:
+    return bench_section(
+        "## Learning speed: fast against baseline (`bench/convergence.py`)",
+        data, "convergence", "markdown_summary")
 
 
 def generalisation_section(data: dict | None, selection: dict | None) -> list[str]:
@@ -241,58 +249,39 @@ def validation_cost_section(data: dict | None) -> list[str]:
 
 
 def tune_section(data: dict | None) -> list[str]:
-    lines = ["## Hyperparameter search: tuned against both presets (`bench/tune_payoff.py`)", ""]
-    if data is None:
-        return lines + ["Not run yet.", ""]
-    from tune_payoff import markdown_summary
-
-    return lines + [markdown_summary(data).strip(), ""]
+    return bench_section(
+        "## Hyperparameter search: tuned against both presets (`bench/tune_payoff.py`)",
+        data, "tune_payoff", "markdown_summary")
 
 
 def tune_batch_section(data: dict | None) -> list[str]:
-    lines = ["## Batched trials: one study sequential and batched (`bench/tune_batch.py`)", ""]
-    if data is None:
-        return lines + ["Not run yet.", ""]
-    from tune_batch import markdown_summary
-
-    return lines + [markdown_summary(data).strip(), ""]
+    return bench_section(
+        "## Batched trials: one study sequential and batched (`bench/tune_batch.py`)",
+        data, "tune_batch", "markdown_summary")
 
 
 def pbt_section(data: dict | None) -> list[str]:
-    lines = ["## Population-based training (`bench/pbt.py`)", ""]
-    if data is None:
-        return lines + ["Not run yet.", ""]
-    from pbt import markdown
-
-    return lines + [markdown(data).strip(), ""]
+    return bench_section(
+        "## Population-based training (`bench/pbt.py`)",
+        data, "pbt")
 
 
 def walkforward_section(data: dict | None) -> list[str]:
-    lines = ["## Walk-forward: the out-of-sample record on real bars (`bench/walkforward.py`)",
-             ""]
-    if data is None:
-        return lines + ["Not run yet.", ""]
-    from walkforward import markdown
-
-    return lines + [markdown(data).strip(), ""]
+    return bench_section(
+        "## Walk-forward: the out-of-sample record on real bars (`bench/walkforward.py`)",
+        data, "walkforward")
 
 
 def walkforward_portfolio_section(data: dict | None) -> list[str]:
-    lines = ["## Walk-forward of a portfolio policy (`bench/walkforward.py --portfolio`)", ""]
-    if data is None:
-        return lines + ["Not run yet.", ""]
-    from walkforward import markdown
-
-    return lines + [markdown(data).strip(), ""]
+    return bench_section(
+        "## Walk-forward of a portfolio policy (`bench/walkforward.py --portfolio`)",
+        data, "walkforward")
 
 
 def ladder_section(data: dict | None) -> list[str]:
-    lines = ["## Ladder: classical rules over the walk-forward period (`bench/ladder.py`)", ""]
-    if data is None:
-        return lines + ["Not run yet.", ""]
-    from ladder import markdown
-
-    return lines + [markdown(data).strip(), ""]
+    return bench_section(
+        "## Ladder: classical rules over the walk-forward period (`bench/ladder.py`)",
+        data, "ladder")
 
 
 def calibration_section(data: dict | None, records_dir: Path = RESULTS) -> list[str]:

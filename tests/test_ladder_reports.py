@@ -290,3 +290,18 @@ def test_train_and_walkforward_tables_come_from_one_row_formatter():
         assert train_row[2:] == walk_row[1:]
         assert train_row[1] == f"{100 * (np.prod(1 + rungs[name]) - 1):+.2f}%"
     assert train.line.replace("the agent", "fast", 1) == walk["verdict"]
+
+
+def test_a_holm_p_capped_at_one_reads_as_no_claim_not_as_a_small_p():
+    from fastrl.ladder import probability_cell
+
+    assert probability_cell(0.5, 1.0) == "0.500 (Holm 0)"
+    assert probability_cell(0.02, 0.06, mark="beaten") == "0.980 (Holm 0.940), beaten"
+    assert probability_cell(1e-6, 3e-6) == "> 0.999 (Holm > 0.999)"
+
+
+def test_the_ladders_level_is_the_verdicts():
+    # fastrl.ladder keeps its own copy so that importing it does not load arch
+    from fastrl import ladder, stats
+
+    assert ladder.LEVEL == stats.DEFAULT_LEVEL

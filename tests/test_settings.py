@@ -32,7 +32,8 @@ RECORDED_WALKFORWARD = {
     "seed": None, "device": None, "start": "2023-01-02", "step": 63,
     "train_window": "expanding", "val_days": 20, "embargo": None, "min_train_days": 60,
     "late_listings": "error", "warm_start": False, "compare": None, "seeds": 1,
-    "ensemble": None, "workers": 1, "threads": 1, "repair_ticks": False, "set_options": ["hidden_sizes=[8]"],
+    "ensemble": None, "workers": 1, "threads": 1, "repair_ticks": False,
+    "set_options": ["hidden_sizes=[8]"],
 }
 
 

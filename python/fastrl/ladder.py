@@ -314,7 +314,11 @@ def ladder_note(result: Mapping[str, Any]) -> str:
 
 
 def _confidence(value: float) -> str:
-    # "1.000" or "0.000" would read as certainty; the test never gives that
+    # Holm's adjusted p is capped at 1, so its confidence can be exactly 0 (read as "no
+    # claim at any level", not as a small p); elsewhere "1.000" or "0.000" would read as a
+    # certainty the test never gives
+    if value == 0.0:
+        return "0"
     if value > 0.999:
         return "> 0.999"
     return "< 0.001" if value < 0.001 else f"{value:.3f}"

@@ -27,7 +27,6 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,7 +38,8 @@ from fastrl.data.months import month_ends
 from fastrl.features import WARMUP_BARS
 from fastrl.live.book import LiveInputError
 from fastrl.live.clock import next_bar_in_new_month
-from fastrl.markets import Market, kind_overrides, market_for
+from fastrl.live.config_view import ConfigView
+from fastrl.markets import kind_overrides
 from fastrl.markets.portfolio.backtest import baseline_config as portfolio_baseline_config
 from fastrl.markets.portfolio.backtest import fills_open_month
 from fastrl.markets.single.backtest import rule_config
@@ -55,7 +55,7 @@ RULE_PREFIX = "rule:"  # a rule's name where a run folder's path stands (journal
 
 
 @dataclass
-class RuleRun:
+class RuleRun(ConfigView):
     """A rule with the config it trades under; ``run_id`` hashes the rule, its parameters,
     the symbols, the frequency and the env (costs, market rules), so a journal refuses to
     be continued by another rule or the same rule under other settings."""
@@ -76,25 +76,9 @@ class RuleRun:
         return {"rule": self.rule.name, "params": self.params, "symbols": list(self.symbols),
                 "freq": self.freq, "env": saved["env"], "portfolio": saved["portfolio"]}
 
-    @cached_property
-    def market(self) -> Market:
-        return market_for(self.config)
-
     @property
     def params(self) -> dict[str, Any]:
         return json.loads(json.dumps(self.rule.params.model_dump()))
-
-    @property
-    def symbols(self) -> tuple[str, ...]:
-        return tuple(self.config.data.symbols)
-
-    @property
-    def freq(self) -> str:
-        return str(self.config.data.freq)
-
-    @property
-    def window(self) -> int:
-        return int(self.config.env.window)
 
     @property
     def long_features(self) -> bool:

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,12 @@ from fastrl.config import TrainConfig, config_to_dict
 from fastrl.evaluate import find_checkpoint
 from fastrl.features_long import has_long_sets
 from fastrl.live.book import LiveInputError
-from fastrl.markets import Market, market_for
+from fastrl.live.config_view import ConfigView
 from fastrl.markets.results import acting_env_config
 
 
 @dataclass
-class LiveRun:
+class LiveRun(ConfigView):
     """A loaded run: ``agent`` (an :class:`~fastrl.ppo.agent.Agent`), its ``config``,
     ``checkpoint`` file and ``run_dir``, and ``run_id``, the checkpoint file's hash."""
 
@@ -35,23 +34,6 @@ class LiveRun:
     checkpoint: Path
     run_dir: Path
     run_id: str
-
-    @cached_property
-    def market(self) -> Market:
-        """The run's market: its kind builds the live blocks, env and book."""
-        return market_for(self.config)
-
-    @property
-    def symbols(self) -> tuple[str, ...]:
-        return tuple(self.config.data.symbols)
-
-    @property
-    def freq(self) -> str:
-        return str(self.config.data.freq)
-
-    @property
-    def window(self) -> int:
-        return int(self.config.env.window)
 
     @property
     def long_features(self) -> bool:
