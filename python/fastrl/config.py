@@ -59,6 +59,7 @@ from fastrl.config_types import (
 )
 from fastrl.env_config import EnvConfig
 from fastrl.features_long import DEFAULT_FEATURE_SETS
+from fastrl.presets import PRESETS
 from fastrl.rule_params import RuleSettings
 
 
@@ -182,6 +183,23 @@ class PortfolioSettings:
                "cannot be synthetic for a portfolio (the planted-signal market is single-symbol)",
                d.source)
 
+    def check_anchor(self, action_mode: str, assets: int) -> None:
+        """An anchored portfolio's untilted policy is its benchmark, equal weight bought and
+        held, only where the caps hold equal weight: tilt_weights caps the policy's weights
+        while the simulator's benchmark book and the ew_hold baseline buy 1/A uncapped."""
+        if not self.enabled or action_mode != "anchored":
+            return
+        binding = [f"portfolio.max_weight {self.max_weight} is below 1/{assets}"
+                   if 1.0 / assets > self.max_weight else None,
+                   f"portfolio.max_gross {self.max_gross} is below 1"
+                   if self.max_gross < 1 else None]
+        binding = [b for b in binding if b]
+        if binding:
+            raise ConfigError(
+                f"config key 'env.action_mode' 'anchored' tilts equal weight (1/{assets} in "
+                f"each of the {assets} symbols), which the caps do not allow: "
+                f"{' and '.join(binding)}; raise them, or set env.action_mode=absolute")
+
 
 @dataclass
 class TrainConfig:
@@ -278,29 +296,6 @@ class TrainConfig:
     @property
     def batch_size(self) -> int:
         return self.num_envs * self.num_steps
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # The configuration the project was asked for: the dataclass defaults.
-    "fast": {},
-    # The older, slower configuration, kept for comparison.
-    "baseline": {
-        "learning_rate": 1e-4,
-        "lr_schedule": "constant",
-        "ent_coef": 0.01,
-        "ent_coef_final": 0.01,
-        "ent_coef_decay_steps": 0,
-        "clip_range": 0.2,
-        "clip_range_final": 0.2,
-        "clip_range_decay_steps": 0,
-        "vf_coef": 0.25,
-        "max_grad_norm": 0.25,
-        "n_epochs": 10,
-        "optimizer": "adam",
-        "weight_decay": 0.0,
-        "hidden_sizes": (1024, 512, 256),
-    },
-}
 
 
 if set(PRESETS) != set(typing.get_args(Preset)):
@@ -609,28 +604,12 @@ def validate_config(config: TrainConfig) -> None:
            "must list [step, value] points when lr_schedule is piecewise", c.lr_points)
     c.portfolio.check_data(c.data)
     e = c.env
-    if c.portfolio.enabled and e.action_mode == "anchored":
-        _check_anchor_caps(c.portfolio, len(c.data.symbols))
+    c.portfolio.check_anchor(e.action_mode, len(c.data.symbols))
     if e.action == "discrete":
         _check(len(e.position_levels) >= 2, "env.position_levels",
                "must hold at least two levels", e.position_levels)
     else:
         _check(e.min_pos < e.max_pos, "env.min_pos", "must be below env.max_pos", e.min_pos)
-
-
-def _check_anchor_caps(p: PortfolioSettings, assets: int) -> None:
-    """An anchored portfolio's untilted policy is its benchmark, equal weight bought and
-    held, only where the caps hold equal weight: tilt_weights caps the policy's weights
-    while the simulator's benchmark book and the ew_hold baseline buy 1/A uncapped."""
-    binding = [f"portfolio.max_weight {p.max_weight} is below 1/{assets}"
-               if 1.0 / assets > p.max_weight else None,
-               f"portfolio.max_gross {p.max_gross} is below 1" if p.max_gross < 1 else None]
-    binding = [b for b in binding if b]
-    if binding:
-        raise ConfigError(
-            f"config key 'env.action_mode' 'anchored' tilts equal weight (1/{assets} in "
-            f"each of the {assets} symbols), which the caps do not allow: "
-            f"{' and '.join(binding)}; raise them, or set env.action_mode=absolute")
 
 
 # ----------------------------------------------------------------------- serialisation

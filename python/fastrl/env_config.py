@@ -35,6 +35,13 @@ REWARD_BASES = ("absolute", "active")
 ACTION_MODES = ("absolute", "anchored")
 
 
+def needs_benchmark(config: Any) -> bool:
+    """Whether an env config's reward reads the benchmark's book (an EnvConfig or a
+    PortfolioConfig): rewards.hpp's RewardParams::needs_benchmark."""
+    return config.reward == "active" or (config.reward_base == "active"
+                                         and config.reward in ("diff_sharpe", "vol_scaled"))
+
+
 def is_finite_number(x: Any) -> bool:
     return isinstance(x, (int, float, np.integer, np.floating)) and math.isfinite(x)
 

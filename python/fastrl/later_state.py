@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import Any
 
+from fastrl.env_config import needs_benchmark
+
 # the state keys the simulators gained after snapshots were first saved (single:
 # bench_position, bench_shares, bench_cash; portfolio: bench_shares, bench_cash, last_target)
 LATER_KEYS = frozenset({"bench_position", "bench_shares", "bench_cash", "last_target"})
@@ -24,8 +26,6 @@ def reads_key(key: str, config: Any, *, rewarded: bool) -> bool:
     the benchmark book where a reward that is computed (``rewarded``; a live run ignores
     it) needs the benchmark, ``last_target`` where the portfolio is anchored."""
     if key.startswith("bench_"):
-        from fastrl.reference import needs_benchmark  # rewards.hpp's rule; a lazy import:
-        # the reference envs import the envs this module serves
         return rewarded and needs_benchmark(config)
     if key == "last_target":
         return bool(getattr(config, "anchored", False))

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from fastrl.data.block import MarketBlock
-from fastrl.env_config import EnvConfig
+from fastrl.env_config import EnvConfig, needs_benchmark
 from fastrl.markets.single.env import (
     NO_ENTRY_AT_OPEN,
     SESSION_END,
@@ -409,12 +409,6 @@ def needs_vol(config: Any) -> bool:
     """rewards.hpp's RewardParams::needs_vol."""
     return config.reward == "vol_scaled" or (config.reward_base == "active"
                                              and config.reward == "diff_sharpe")
-
-
-def needs_benchmark(config: Any) -> bool:
-    """rewards.hpp's RewardParams::needs_benchmark."""
-    return config.reward == "active" or (config.reward_base == "active"
-                                         and config.reward in ("diff_sharpe", "vol_scaled"))
 
 
 def single_vols(market: MarketBlock, vol_window: int) -> np.ndarray:
