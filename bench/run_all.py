@@ -47,6 +47,7 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
                                "inverse_vol", "min_variance", "xs_momentum"],
                               ["--portfolio", "--quick", "--configs", "fast", "inverse_vol"]),
     "ladder": ([], ["--quick"]),  # after walkforward: it reads that bench's traded days
+    "anchored": ([], ["--quick"]),
     "calibration": ([], ["--quick", "--null-markets", "1", "--timesteps", "8192"]),
 }
 

@@ -284,6 +284,12 @@ def ladder_section(data: dict | None) -> list[str]:
         data, "ladder")
 
 
+def anchored_section(data: dict | None, portfolio: bool = False) -> list[str]:
+    return bench_section(
+        "## Anchored agents: the ablation, chosen before 2017 and reported on 2017+ "
+        f"(`bench/anchored.py{' --kind portfolio' if portfolio else ''}`)", data, "anchored")
+
+
 def calibration_section(data: dict | None, records_dir: Path = RESULTS) -> list[str]:
     lines = ["## Calibration: does the verdict claim an edge only when there is one? "
              "(`bench/calibration.py`)", ""]
@@ -332,6 +338,9 @@ def build() -> Path:
     if gpu_pbt is not None:
         parts += pbt_section(gpu_pbt)[2:]
     parts += ladder_section(load("ladder", "ladder_quick"))
+    parts += anchored_section(load("anchored", "anchored_quick"))
+    parts += anchored_section(load("anchored_portfolio", "anchored_portfolio_quick"),
+                              portfolio=True)
     parts += calibration_section(load("calibration", "calibration_quick"))
     path = RESULTS / "SUMMARY.md"
     path.write_text("\n".join(parts))
