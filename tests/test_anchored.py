@@ -209,7 +209,8 @@ def test_untrained_anchored_single_agent_is_buy_and_hold_exactly(action):
 def test_untrained_absolute_agent_is_not_buy_and_hold():
     # the test above can fail: an unanchored policy starts as a coin flip, not the benchmark
     market = build_market(["BPCL"], test_days=80, window=8).test
-    agent = untrained_agent({"data.symbols": ["BPCL"], "env.window": 8}, market)
+    agent = untrained_agent({"data.symbols": ["BPCL"], "env.window": 8,
+                             "env.action_mode": "absolute"}, market)
     (run,) = run_agent(agent, market, agent.config.env)
     assert not np.array_equal(run.equity, baseline_backtest(market, 0, agent.config.env,
                                                            "buy_and_hold").equity)
@@ -460,7 +461,7 @@ def test_an_anchored_portfolio_whose_caps_bind_is_refused_by_name(caps, named):
     with pytest.raises(ConfigError, match=r"config key 'env.action_mode' 'anchored' tilts "
                                           r"equal weight \(1/4 .*" + named):
         build_config(overrides={**base, "env.action_mode": "anchored", **caps})
-    build_config(overrides={**base, **caps})  # absolute weights may be capped
+    build_config(overrides={**base, "env.action_mode": "absolute", **caps})  # may be capped
     build_config(overrides={**base, "env.action_mode": "anchored",
                             "portfolio.max_weight": 0.25})  # 1/4 itself fits
 

@@ -77,7 +77,8 @@ def test_val_days_zero_says_what_it_gives_up(tmp_path, capsys):
         (["--device", "tpu"], "'device' must be auto, cpu, cuda"),
         (["--resume", "/nonexistent/run"], "run folder to resume not found"),
         (["--config", "/nonexistent/cfg.yaml"], "config file not found"),
-        (["--set", "env.position_levels=[0,3]"], "position_levels (0.0, 3.0) has a level above 1"),
+        (["--preset", "fast", "--set", "env.position_levels=[0,3]"],
+         "position_levels (0.0, 3.0) has a level above 1"),
         (["--set", "env.action=continuous", "env.max_pos=1.5"], "max_pos 1.5 is above 1"),
     ],
 )

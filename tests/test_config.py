@@ -17,9 +17,10 @@ from fastrl.config import (
 )
 
 
-def test_fast_preset_is_the_default_and_matches_the_design_table():
-    config = build_config()
+def test_fast_preset_is_the_dataclass_defaults_and_matches_the_design_table():
+    config = build_config("fast")
     assert config == resolve_defaults(preset_config("fast")) and config.preset == "fast"
+    assert preset_config("fast") == TrainConfig()
     assert (config.learning_rate, config.lr_schedule) == (1e-3, "cosine")
     assert (config.ent_coef, config.ent_coef_final, config.ent_coef_decay_steps) == (
         0.1, 0.01, 50_000)
@@ -28,6 +29,18 @@ def test_fast_preset_is_the_default_and_matches_the_design_table():
     assert (config.vf_coef, config.max_grad_norm, config.n_epochs) == (1.0, 1.0, 20)
     assert config.optimizer == "adamw" and config.weight_decay > 0
     assert config.hidden_sizes == (2048, 1024, 512, 256) and config.norm_adv
+
+
+def test_the_default_is_fast_anchored_with_the_long_features_on_a_64_64_network():
+    # bench/anchored.py's choice (issue 33): a command without --preset trains it
+    config = build_config()
+    assert config.preset == "anchored" and config == build_config("anchored")
+    fast = build_config("fast")
+    assert config.env.action_mode == "anchored" and fast.env.action_mode == "absolute"
+    assert config.data.features == ("base", "momentum", "market", "xs_rank")
+    assert config.hidden_sizes == (64, 64)
+    assert (config.learning_rate, config.n_epochs, config.env.reward) == (
+        fast.learning_rate, fast.n_epochs, fast.env.reward)
 
 
 def test_baseline_preset_matches_the_design_table():

@@ -276,7 +276,7 @@ def test_walkforward_trains_an_ensemble_per_window_and_reports_its_members(tmp_p
     assert main(argv) == 0
     capsys.readouterr()
     report = json.loads((run_dir / "report.json").read_text())
-    spread = report["ensemble_members"]["fast"]
+    spread = report["ensemble_members"]["anchored"]  # the default preset
     assert len(spread["sharpes"]) == 3
     assert spread["min"] <= spread["median"] <= spread["max"]
     assert "Ensemble and its members" in (run_dir / "report.md").read_text()

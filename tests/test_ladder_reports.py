@@ -24,8 +24,10 @@ def single_run(tmp_path_factory: pytest.TempPathFactory):
     from fastrl.cli.train import main
 
     run = tmp_path_factory.mktemp("ladder") / "single"
+    # fast: an agent that trades (an untrained anchored one is buy-and-hold, bar for bar)
     code = main(["--symbols", "BPCL", "HDFCLIFE", "--test-days", "20", "--val-days", "5",
-                 "--run-dir", str(run), "--rungs", "momentum", "ma10", *TINY])
+                 "--preset", "fast", "--run-dir", str(run), "--rungs", "momentum", "ma10",
+                 *TINY])
     assert code == 0
     return run
 

@@ -20,7 +20,7 @@ def test_ppo_learns_the_planted_signal(tmp_path):
     market = build_synthetic_market(kind="planted_signal", n_symbols=2, n_bars=2500,
                                     test_days=60, val_days=250, window=4, seed=0,
                                     signal_strength=0.3)
-    config = build_config(set_options=[
+    config = build_config("fast", set_options=[
         "hidden_sizes=[64,64]", "num_envs=32", "num_steps=64", "minibatch_size=512",
         "n_epochs=10", "total_timesteps=20480", "lr_warmup_steps=4096", "env.window=4",
         "env.episode_length=128", "env.cost=zero", "data.source=synthetic",

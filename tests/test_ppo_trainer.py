@@ -38,7 +38,8 @@ def market():
 
 
 def tiny_config(*extra: str):
-    return build_config(set_options=[
+    # the fast preset (the dataclass defaults): what these tests pin down
+    return build_config("fast", set_options=[
         "hidden_sizes=[16,16]", "num_envs=4", "num_steps=16", "minibatch_size=32",
         "total_timesteps=384", "env.window=4", "env.episode_length=40", "data.val_days=10",
         "n_epochs=2", "lr_warmup_steps=64", "torch_threads=1", "device=cpu", *extra,

@@ -59,7 +59,7 @@ from fastrl.config_types import (
 )
 from fastrl.env_config import EnvConfig
 from fastrl.features_long import DEFAULT_FEATURE_SETS
-from fastrl.presets import PRESETS
+from fastrl.presets import DEFAULT_PRESET, PRESETS
 from fastrl.rule_params import RuleSettings
 
 
@@ -492,7 +492,7 @@ def parse_set_options(items: list[str]) -> dict[str, Any]:
     return overrides
 
 
-def preset_config(name: str = "fast") -> TrainConfig:
+def preset_config(name: str = DEFAULT_PRESET) -> TrainConfig:
     """A TrainConfig holding the named preset's values."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
@@ -540,12 +540,13 @@ def build_config(
 ) -> TrainConfig:
     """Resolve a TrainConfig: preset, then file, then ``overrides`` (CLI flags), then --set.
 
-    A ``preset`` key inside the file applies when no preset is passed explicitly.
+    A ``preset`` key inside the file applies when no preset is passed explicitly, and
+    :data:`fastrl.presets.DEFAULT_PRESET` when neither names one.
     """
     file_values = load_config_file(config_file) if config_file else {}
     file_values = dict(file_values)
     file_preset = file_values.pop("preset", None)
-    config = preset_config(preset or file_preset or "fast")
+    config = preset_config(preset or file_preset or DEFAULT_PRESET)
     try:
         apply_overrides(config, file_values)
     except ConfigError as err:

@@ -106,7 +106,7 @@ MaybeFlag = Annotated[bool | None, BeforeValidator(none_word)]
 MaybePositive = Annotated[Positive | None, BeforeValidator(none_word)]
 Points = Annotated[tuple[tuple[float, float], ...], BeforeValidator(listify),
                    Rule("must be a list of [step, value] pairs")]
-Preset = Literal["fast", "baseline"]
+Preset = Literal["fast", "baseline", "anchored"]
 
 
 def _feature_sets(sets: tuple[str, ...]) -> tuple[str, ...]:

@@ -33,7 +33,7 @@ def add_policy_arguments(parser: argparse.ArgumentParser, *, required: bool = Tr
                        "symbol trades its own equal share of the capital")
     group.add_argument("--preset", default=None,
                        help="the config preset whose env, costs and frequency the rule trades "
-                       "under: fast (default) or baseline")
+                       "under: anchored (default), fast or baseline")
     group.add_argument("--config", metavar="FILE", default=None,
                        help="YAML or TOML file of config keys (after the preset)")
     group.add_argument("--set", dest="set_options", nargs="+", action="append", default=[],

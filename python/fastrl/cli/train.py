@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--repair-ticks", action="store_true",
                       help=REPAIR_TICKS_HELP)
     run = parser.add_argument_group("training")
-    run.add_argument("--preset", help="hyperparameter preset: fast (default) or baseline")
+    run.add_argument("--preset", help="hyperparameter preset: anchored (default), fast or baseline")
     run.add_argument("--config", metavar="FILE", help="YAML or TOML file of config keys")
     run.add_argument("--set", dest="set_options", nargs="+", action="append", default=[],
                      metavar="KEY=VALUE", help="override any config key, e.g. env.window=16 "

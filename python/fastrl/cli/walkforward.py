@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--through-test", action="store_true",
                       help="trade the test days too (they are then no longer held out)")
     run = parser.add_argument_group("config and budget (as fastrl-train)")
-    run.add_argument("--preset", help="fast (default) or baseline")
+    run.add_argument("--preset", help="anchored (default), fast or baseline")
     run.add_argument("--config", metavar="FILE",
                      help="YAML/TOML config (a tune best.yaml or a PBT winner.yaml)")
     run.add_argument("--set", dest="set_options", nargs="+", action="append", default=[],
@@ -120,12 +120,12 @@ def _agents_and_rungs(settings: WalkForwardSettings) -> tuple[list[str], list[st
     """The --compare entries that are agents (presets, files) and rungs (rules); a bad entry
     or a --compare of rules only is a UsageError."""
     # fastrl.walkforward.rungs loads the markets: imported when a run starts, not by --help
-    from fastrl.config import PRESETS
+    from fastrl.config import DEFAULT_PRESET, PRESETS
     from fastrl.rules import RULES
     from fastrl.walkforward.rungs import split_compare
 
     if not settings.compare:
-        return [settings.config or settings.preset or "fast"], []
+        return [settings.config or settings.preset or DEFAULT_PRESET], []
     agents, rungs = split_compare(settings.compare)
     for entry in agents:
         if not _is_file_entry(entry) and entry not in PRESETS:

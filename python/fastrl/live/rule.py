@@ -288,9 +288,10 @@ def open_rule(name: str, *, symbols: Sequence[str] | None = None, portfolio: boo
               preset: str | None = None, config_file: str | None = None,
               set_options: Sequence[str] = ()) -> RuleRun:
     """The rule ``name`` for the live path: its kind must be the market's (``portfolio``),
-    its config the preset (default fast), then ``config_file``, then ``symbols``, then the
-    ``--set`` keys (``rules.momentum.lookback=126`` sets its parameters). LiveInputError
-    (or ConfigError) naming the problem and the known rules of the right kind."""
+    its config the preset (default :data:`fastrl.presets.DEFAULT_PRESET`), then
+    ``config_file``, then ``symbols``, then the ``--set`` keys
+    (``rules.momentum.lookback=126`` sets its parameters). LiveInputError (or ConfigError)
+    naming the problem and the known rules of the right kind."""
     kind: RuleKind = "portfolio" if portfolio else "single"
     if name not in RULES:
         raise LiveInputError(f"unknown rule {name!r}; known {KIND_NAMES[kind]}: "
@@ -301,7 +302,9 @@ def open_rule(name: str, *, symbols: Sequence[str] | None = None, portfolio: boo
                                  f"a single-symbol rule: {', '.join(rule_names('single'))})")
         raise LiveInputError(f"rule {name!r} is a single-symbol rule; --portfolio needs a "
                              f"portfolio rule: {', '.join(rule_names('portfolio'))}")
-    overrides: dict[str, Any] = dict(kind_overrides(kind))
+    # A rule observes no feature: the base set's 33-bar warm-up is all its feed needs,
+    # whatever sets the preset's agents observe.
+    overrides: dict[str, Any] = {**kind_overrides(kind), "data.features": ("base",)}
     if symbols:
         overrides["data.symbols"] = list(symbols)
     config = build_config(preset, config_file, overrides, list(set_options))
