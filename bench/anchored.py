@@ -297,7 +297,10 @@ def markdown(data: dict) -> str:
              + (f" ({data['windows_resumed']} windows loaded from an earlier run)"
                 if data["windows_resumed"] else "")
              + f"; load average {data['load_average']['start'][0]:.1f} at the start and "
-             f"{data['load_average']['end'][0]:.1f} at the end.", "",
+             f"{data['load_average']['end'][0]:.1f} at the end. Window training summed over "
+             f"the workers: {sum(data['training_seconds'].values()) / 60:.1f} min ("
+             + ", ".join(f"{name} {sec / 60:.1f}" for name, sec in
+                         data["training_seconds"].items()) + ").", "",
              f"Kept on the selection windows: {', '.join(data['kept']) or 'nothing'}; the "
              f"chosen config is `{DEFAULT}`"
              + (f" with `{' '.join(data['chosen_sets'])}`" if data["chosen_sets"] else "")
