@@ -32,3 +32,16 @@ def default_amp_option(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
     choice = request.config.getoption("--default-amp")
     if choice != "auto":
         monkeypatch.setattr("fastrl.ppo.update.cpu_has_native_bf16", lambda: choice == "on")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread, as the CLI gives a run's torch_threads=1 (two threads on a shared
+    2-core machine oversubscribe and crawl); a module opts in with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -42,12 +42,7 @@ from test_tune import (  # noqa: F401 (postgres_url: a fixture)
 pytest.importorskip("fastrl._core")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

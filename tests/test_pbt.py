@@ -33,14 +33,7 @@ WEIGHT_ATOL = 1e-6
 FP32 = "amp=false"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One thread, as the CLI gives a run's torch_threads=1 (two threads on a shared 2-core
-    machine oversubscribe and crawl)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -56,9 +56,16 @@ def simplex_weights(
                          f"{max_gross}")
     shifted = np.exp(z - z.max(axis=1, keepdims=True))  # stable: the largest term is exp(0)
     weights = shifted[:, :-1] / shifted.sum(axis=1, keepdims=True)
+    return _capped(weights, max_weight, max_gross, 0.0, out)
+
+
+def _capped(weights: np.ndarray, max_weight: float, max_gross: float, slack: float,
+            out: np.ndarray | None) -> np.ndarray:
+    """``weights`` capped at ``max_weight`` each, then scaled to ``max_gross`` where their
+    sum exceeds it by more than ``slack``; into ``out`` when given."""
     np.minimum(weights, max_weight, out=weights)
     gross = weights.sum(axis=1)
-    over = gross > max_gross
+    over = gross > max_gross + slack
     if over.any():
         weights[over] *= (max_gross / gross[over])[:, None]
     if out is None:
@@ -89,17 +96,9 @@ def tilt_weights(
     weights = shifted / shifted.sum(axis=1, keepdims=True)
     invested = 1.0 - np.clip(z[:, -1], 0.0, max_underweight)
     weights *= invested[:, None]
-    np.minimum(weights, max_weight, out=weights)
-    gross = weights.sum(axis=1)
     # A sum of A copies of 1/A may round a hair above 1: the env accepts 1e-9 of rounding,
     # and scaling it would move the weights off the benchmark's.
-    over = gross > max_gross + GROSS_ROUNDING
-    if over.any():
-        weights[over] *= (max_gross / gross[over])[:, None]
-    if out is None:
-        return weights
-    out[...] = weights
-    return out
+    return _capped(weights, max_weight, max_gross, GROSS_ROUNDING, out)
 
 
 # how far above max_gross a sum of weights may round before tilt_weights scales it down
