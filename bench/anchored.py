@@ -1,11 +1,12 @@
 """Anchored-agent ablation (issue 33): what each new component buys, chosen out of sample.
 
-    python bench/anchored.py                  # single-symbol, then portfolio (target: < 45 min)
+    python bench/anchored.py                  # single-symbol, then portfolio
+                                              # (target: < 45 min; see "Cost" below)
     python bench/anchored.py --kind single    # one kind
     python bench/anchored.py --quick          # 2 symbols from 2021, small budget (a smoke run)
 
-Candidates, each a walk-forward on the bundled symbols with a (64, 64) network: today's
-presets (fast, the default, and baseline), then the default with ONE component added:
+Candidates, each a walk-forward on the bundled symbols with a (64, 64) network: the presets
+before this bench (fast, then the default, and baseline), then fast with ONE component added:
 anchored actions (``env.action_mode=anchored``), the active reward (``env.reward=active``),
 the vol-scaled active reward (``env.reward=vol_scaled env.reward_base=active``), the long and
 market features (``data.features=[base,momentum,market,xs_rank]``) and an ensemble of 3.
@@ -24,6 +25,15 @@ target: half a year for single symbols (retrained every 126 days), a year for th
 (252 days, 16,384 env steps; a portfolio update costs about 8x a single-symbol one at 28
 symbols). Writes results/anchored.json (or anchored_portfolio.json) and SUMMARY.md's section
 through bench/summary.py. Run folders runs/bench-anchored*/ are kept: a rerun resumes.
+
+Cost on 2 cores: the single-symbol half takes about 13 min with 2 workers. The portfolio
+half's window training sums to about an hour, half of it the chosen ensemble of 3 with the
+long features, each of whose trainings holds about 10 GB: with 24 GB, run it with 1 worker
+(its default). Both halves together miss the 45-minute target.
+
+Turnover (single) is the exposure traded, summed over the symbols' bars, divided by the
+number of symbols and by the years of the pooled span: a symbol that joins late counts
+for less than a year per year.
 """
 
 from __future__ import annotations
@@ -77,11 +87,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", choices=("single", "portfolio", "both"), default="both")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes training windows (default: 2 single, 1 portfolio, "
+                        "whose trainings hold about 10 GB each)")
     args = parser.parse_args()
     kinds = ["single", "portfolio"] if args.kind == "both" else [args.kind]
     for kind in kinds:
-        result = run_kind(kind, args.quick, args.workers)
+        workers = args.workers or (1 if kind == "portfolio" and not args.quick else 2)
+        result = run_kind(kind, args.quick, workers)
         name = "anchored" + ("_portfolio" if kind == "portfolio" else "") + (
             "_quick" if args.quick else "")
         path = write_json(name, result)
@@ -143,8 +156,7 @@ def run_kind(kind: str, quick: bool, workers: int) -> dict[str, Any]:
     resumed = run.resumed
     windows = run.windows
 
-    selection = [w.index for w in windows if str(w.last_traded) < select_until]
-    report = [w.index for w in windows if str(w.first_traded) >= select_until]
+    selection, report = split_windows(windows, select_until)
     select_rows = {name: row(records[name], rung_recs[name], selection, kind)
                    for name in configs}
     scores = {name: r["vs_benchmark"]["mean"] for name, r in select_rows.items()}
@@ -199,6 +211,15 @@ def run_kind(kind: str, quick: bool, workers: int) -> dict[str, Any]:
         "wall_seconds": time.perf_counter() - started,
         "load_average": {"start": load_start, "end": list(os.getloadavg())},
     }
+
+
+def split_windows(windows: list[Any], select_until: str) -> tuple[list[int], list[int]]:
+    """(the selection windows: every traded day before ``select_until``; the report
+    windows: every traded day on or after it). A window that straddles it is in neither."""
+    day = pd.Timestamp(select_until)
+    selection = [w.index for w in windows if pd.Timestamp(w.last_traded) < day]
+    report = [w.index for w in windows if pd.Timestamp(w.first_traded) >= day]
+    return selection, report
 
 
 def _in(record: pd.DataFrame, windows: list[int]) -> pd.DataFrame:
@@ -291,7 +312,8 @@ def markdown(data: dict) -> str:
                 if setup["left_out"] else "")
              + f"), {setup['network']} network, retrained every {setup['step']} trading days "
              f"from {setup['start']} ({setup['windows']} windows, "
-             f"{setup['timesteps_per_window']:,} env steps each, {setup['workers']} workers). "
+             f"{setup['timesteps_per_window']:,} env steps each, {setup['workers']} "
+             f"worker{'s' if setup['workers'] != 1 else ''}). "
              f"Chosen on the windows trading {sd[0]} to {sd[1]}; reported on {rd[0]} to "
              f"{rd[1]}. This invocation: {data['wall_seconds'] / 60:.1f} min wall"
              + (f" ({data['windows_resumed']} windows loaded from an earlier run)"

@@ -255,7 +255,9 @@ def train_and_test(argv: list[str], run_dir: Path) -> dict[str, Any]:
     from fastrl.strategies import COMBINED
 
     shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted earlier attempt
-    args = train_cli.build_parser().parse_args([*argv, "--run-dir", str(run_dir)])
+    # the fast preset, which the recorded runs (and their signature) measured
+    args = train_cli.build_parser().parse_args(["--preset", "fast", *argv, "--run-dir",
+                                                str(run_dir)])
     trainer = train_cli.make_trainer(args, None)
     started = time.perf_counter()
     result = trainer.train()
@@ -352,7 +354,7 @@ def walkforward_null(index: int, settings: dict[str, Any], symbols: Sequence[str
         days = stamps if days is None else days.intersection(stamps)
     start = days[-(DataConfig().test_days + settings["windows"] * settings["step"])]
     run_dir = work / "run"
-    argv = ["--symbols", *symbols, "--data", str(work / "market"),
+    argv = ["--symbols", *symbols, "--data", str(work / "market"), "--preset", "fast",
             "--start", str(start.date()), "--step", str(settings["step"]),
             "--timesteps", str(settings["timesteps"]), "--seed", str(index),
             "--set", f"hidden_sizes={json.dumps(list(settings['hidden_sizes']))}",

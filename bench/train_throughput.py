@@ -85,7 +85,7 @@ def bare_loop_rate(hidden: tuple[int, ...], obs_dim: int, num_actions: int, mini
 def trainer_run(hidden: tuple[int, ...], args: argparse.Namespace, device: torch.device,
                 amp: bool, compile_: bool, market) -> dict:
     batch = args.num_envs * args.num_steps
-    config = build_config(set_options=[
+    config = build_config("fast", set_options=[
         f"hidden_sizes={list(hidden)}", f"num_envs={args.num_envs}",
         f"num_steps={args.num_steps}", f"minibatch_size={args.minibatch}",
         f"n_epochs={args.epochs}", "target_kl=null", f"total_timesteps={batch * args.updates}",
@@ -128,7 +128,7 @@ def compare_learning(device: torch.device, steps: int) -> list[dict]:
     results = []
     for hidden in ((64, 64), (512, 256)):
         for amp in (False, True):
-            config = build_config(set_options=[
+            config = build_config("fast", set_options=[
                 f"hidden_sizes={list(hidden)}", "num_envs=32", "num_steps=64",
                 "minibatch_size=512", "n_epochs=10", f"total_timesteps={steps}",
                 "lr_warmup_steps=4096", "env.window=4", "env.episode_length=128",
@@ -175,7 +175,7 @@ def thread_case(spec: dict) -> dict:
                "data.symbols=[BPCL, HDFCLIFE]", *spec["options"]]
     if spec["hidden"] is not None:
         options.append(f"hidden_sizes={list(spec['hidden'])}")
-    config = build_config(set_options=options)
+    config = build_config("fast", set_options=options)
     market = build_market(["BPCL", "HDFCLIFE"], freq="1d", test_days=30,
                           window=config.env.window)
     pop = Population(config, spec["members"], market=market)

@@ -33,7 +33,9 @@ def main() -> None:
     batch = 64 * 128  # the preset's num_envs x num_steps
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
-        argv = ["--symbols", "BPCL", "--freq", "5min", "--test-days", "20", "--val-days",
+        # the fast preset, as recorded in results/validation_cost.json
+        argv = ["--preset", "fast", "--symbols", "BPCL", "--freq", "5min", "--test-days", "20",
+                "--val-days",
                 str(args.val_days), "--set", "env.cost=nse_intraday", "--device", "cpu",
                 "--timesteps", str(batch * args.updates), "--run-dir", str(run), "--no-eval"]
         if args.hidden:

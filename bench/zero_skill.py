@@ -84,7 +84,8 @@ def sentence_claims(verdict: str) -> bool:
 
 
 def default_config() -> Any:
-    """fastrl-train's config with no flags (the fast preset): costs, window, test days."""
+    """The fast preset's config (fastrl-train's with no flags when this bench ran; the
+    anchored default has the same costs, window and test days)."""
     from fastrl.config import build_config
 
     return build_config("fast", None, {}, [])

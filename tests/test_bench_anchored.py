@@ -56,3 +56,13 @@ def test_the_selection_rows_never_read_the_report_windows(anchored):
     assert anchored.row(changed, changed_rungs, [0, 1], "single") == before
     assert anchored.row(changed, changed_rungs, [2, 3], "single") != anchored.row(
         agent, rung_records, [2, 3], "single")
+
+
+def test_a_window_that_straddles_the_date_is_in_neither_set(anchored):
+    from types import SimpleNamespace
+
+    spans = [("2016-06-01", "2016-12-30"), ("2016-12-30", "2017-01-02"),
+             ("2017-01-02", "2017-06-30")]
+    windows = [SimpleNamespace(index=i, first_traded=pd.Timestamp(a),
+                               last_traded=pd.Timestamp(b)) for i, (a, b) in enumerate(spans)]
+    assert anchored.split_windows(windows, "2017-01-01") == ([0], [2])

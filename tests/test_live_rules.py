@@ -400,3 +400,16 @@ def test_a_live_rebalance_is_the_backtests_rebalance_step(execution):
     marked = [k for k in range(1, panel.num_bars - 1)
               if run.rebalances(live, stamps[k], execution)]
     assert marked == sorted(steps - {0}) and len(marked) >= 4
+
+
+@pytest.mark.parametrize(("name", "portfolio", "sets"), [
+    ("momentum", False, []), ("ew_monthly", True, ["portfolio.max_weight=0.3"])])
+def test_a_rule_is_the_same_run_under_every_preset(name, portfolio, sets):
+    # a rule observes no feature and steps absolute exposures: its run_id (the journal's
+    # key) and config do not follow the preset's anchored actions or long feature sets, and
+    # caps an anchored agent could not take are the rule's to ignore
+    symbols = PORTFOLIO_SYMBOLS if portfolio else ["BPCL"]
+    runs = [open_rule(name, symbols=symbols, portfolio=portfolio, preset=preset,
+                      set_options=sets) for preset in (None, "fast", "anchored")]
+    assert len({run.run_id for run in runs}) == 1
+    assert all(run.config.data.features == ("base",) for run in runs)

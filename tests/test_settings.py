@@ -28,7 +28,8 @@ RECORDED_STUDY = {
 # walkforward.json as fastrl-walkforward wrote it (cli/walkforward.py _settings, in order)
 RECORDED_WALKFORWARD = {
     "symbols": ["BPCL"], "portfolio": False, "freq": None, "data": None, "test_days": None,
-    "through_test": False, "preset": None, "config": None, "timesteps": 2048, "num_envs": 4,
+    "through_test": False, "preset": None, "default_preset": "anchored", "config": None,
+    "timesteps": 2048, "num_envs": 4,
     "seed": None, "device": None, "start": "2023-01-02", "step": 63,
     "train_window": "expanding", "val_days": 20, "embargo": None, "min_train_days": 60,
     "late_listings": "error", "warm_start": False, "compare": None, "seeds": 1,
@@ -103,11 +104,11 @@ def test_recorded_walkforward_settings_read_back_unchanged() -> None:
 def test_walkforward_settings_recorded_before_a_key_existed_take_the_flags_default() -> None:
     older = {k: v for k, v in RECORDED_WALKFORWARD.items()
              if k not in ("portfolio", "through_test", "late_listings", "repair_ticks",
-                          "test_days", "ensemble")}
+                          "test_days", "ensemble", "default_preset")}
     settings = WalkForwardSettings.parse(older)
     assert (settings.portfolio, settings.through_test, settings.late_listings,
-            settings.repair_ticks, settings.test_days, settings.ensemble) == (
-        False, False, "error", False, None, None)
+            settings.repair_ticks, settings.test_days, settings.ensemble,
+            settings.default_preset) == (False, False, "error", False, None, None, "fast")
 
 
 @pytest.mark.parametrize(("change", "words"), [
@@ -124,3 +125,23 @@ def test_resume_with_a_bad_saved_setting_exits_2_naming_file_and_key(
     err = capsys.readouterr().err
     assert f"{tmp_path / SETTINGS}: {words}" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == [SETTINGS]  # nothing written
+
+
+def test_a_walkforward_recorded_when_fast_was_the_default_resumes_as_fast(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A run started without --preset before the default became anchored recorded
+    ``preset: null`` and no ``default_preset``: it resumes as the fast run it trained."""
+    run = tmp_path / "run"
+    argv = ["--symbols", "BPCL", "--start", "2022-06-01", "--val-days", "40",
+            "--min-train-days", "120", "--timesteps", "256", "--run-dir", str(run),
+            "--workers", "1", "--preset", "fast", "--set", "num_envs=8", "num_steps=32",
+            "minibatch_size=128", "n_epochs=1", "hidden_sizes=[8]", "device=cpu"]
+    assert walkforward_main(argv) == 0
+    recorded = json.loads((run / SETTINGS).read_text())
+    assert recorded["default_preset"] == "anchored"  # what a new run records
+    old = {k: v for k, v in recorded.items() if k != "default_preset"} | {"preset": None}
+    (run / SETTINGS).write_text(json.dumps(old))
+    capsys.readouterr()
+    assert walkforward_main(["--resume", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "fast" in out and "trained on other inputs" not in out

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from fastrl.cli.errors import UsageError, cli_errors
 from fastrl.cli.interrupt import ctrl_c_raises_interrupted
 from fastrl.cli.train import REPAIR_TICKS_HELP
+from fastrl.presets import DEFAULT_PRESET
 
 if TYPE_CHECKING:
     from fastrl.walkforward.plan import WalkForwardSpec
@@ -120,12 +121,12 @@ def _agents_and_rungs(settings: WalkForwardSettings) -> tuple[list[str], list[st
     """The --compare entries that are agents (presets, files) and rungs (rules); a bad entry
     or a --compare of rules only is a UsageError."""
     # fastrl.walkforward.rungs loads the markets: imported when a run starts, not by --help
-    from fastrl.config import DEFAULT_PRESET, PRESETS
+    from fastrl.config import PRESETS
     from fastrl.rules import RULES
     from fastrl.walkforward.rungs import split_compare
 
     if not settings.compare:
-        return [settings.config or settings.preset or DEFAULT_PRESET], []
+        return [settings.config or settings.preset or settings.default_preset], []
     agents, rungs = split_compare(settings.compare)
     for entry in agents:
         if not _is_file_entry(entry) and entry not in PRESETS:
@@ -147,7 +148,7 @@ def _configs(settings: WalkForwardSettings,
     replaced by its saved config, so a run resumes without its files; a file that exists is
     read, so an edit shows up as a changed config."""
     # fastrl.config loads pydantic: imported when a run starts, so --help stays quick
-    from fastrl.config import build_config, config_from_dict
+    from fastrl.config import build_config, config_from_dict, load_config_file
 
     overrides = {key: getattr(settings, flag) for flag, key in FLAG_KEYS.items()
                  if getattr(settings, flag) is not None}
@@ -171,8 +172,10 @@ def _configs(settings: WalkForwardSettings,
         if not _is_file_entry(entry):
             configs[name] = build_config(entry, None, overrides, set_options)
         elif path.is_file():
-            configs[name] = build_config(settings.preset, str(path), overrides,
-                                         set_options)
+            # a file without a preset key starts from the run's default preset
+            preset = (settings.preset or load_config_file(path).get("preset")
+                      or settings.default_preset)
+            configs[name] = build_config(preset, str(path), overrides, set_options)
         elif saved is not None and name in saved:
             configs[name] = config_from_dict(saved[name])
         else:
@@ -207,12 +210,13 @@ def _settings(args: argparse.Namespace) -> WalkForwardSettings:
     # fastrl.walkforward loads torch: imported when a run starts, not by --help
     from fastrl.walkforward.settings import WalkForwardSettings
 
-    keys = ("symbols", "portfolio", "freq", "data", "test_days", "through_test", "preset", "config",
-            "timesteps", "num_envs", "seed", "device", "start", "step", "train_window",
+    keys = ("symbols", "portfolio", "freq", "data", "test_days", "through_test", "preset",
+            "config", "timesteps", "num_envs", "seed", "device", "start", "step", "train_window",
             "val_days", "embargo", "min_train_days", "late_listings", "warm_start", "compare",
             "seeds", "ensemble", "workers", "threads", "repair_ticks")
     settings = {key: getattr(args, key) for key in keys}
     settings["set_options"] = [item for group in args.set_options for item in group]
+    settings["default_preset"] = DEFAULT_PRESET
     # files by absolute path: a resume from another working directory reads the same ones
     if settings["config"] and _is_file_entry(settings["config"]):
         settings["config"] = str(Path(settings["config"]).absolute())

@@ -302,9 +302,11 @@ def open_rule(name: str, *, symbols: Sequence[str] | None = None, portfolio: boo
                                  f"a single-symbol rule: {', '.join(rule_names('single'))})")
         raise LiveInputError(f"rule {name!r} is a single-symbol rule; --portfolio needs a "
                              f"portfolio rule: {', '.join(rule_names('portfolio'))}")
-    # A rule observes no feature: the base set's 33-bar warm-up is all its feed needs,
-    # whatever sets the preset's agents observe.
-    overrides: dict[str, Any] = {**kind_overrides(kind), "data.features": ("base",)}
+    # A rule observes no feature (the base set's 33-bar warm-up is all its feed needs) and
+    # steps absolute exposures, whatever the preset's agents observe and act in: so its
+    # run_id, and the journals it keys, is the same under every preset.
+    overrides: dict[str, Any] = {**kind_overrides(kind), "data.features": ("base",),
+                                 "env.action_mode": "absolute"}
     if symbols:
         overrides["data.symbols"] = list(symbols)
     config = build_config(preset, config_file, overrides, list(set_options))

@@ -29,6 +29,9 @@ class WalkForwardSettings(Settings):
     test_days: int | None = None
     through_test: bool = False
     preset: str | None = None
+    # the preset a config without one started from when the run began: a run recorded
+    # before the key existed began when fast was the default
+    default_preset: str = "fast"
     config: str | None = None  # a preset name or a config file (absolute path)
     timesteps: int | None = None
     num_envs: int | None = None
