@@ -28,8 +28,9 @@ through bench/summary.py. Run folders runs/bench-anchored*/ are kept: a rerun re
 
 Cost on 2 cores: the single-symbol half takes about 13 min with 2 workers. The portfolio
 half's window training sums to about an hour, half of it the chosen ensemble of 3 with the
-long features, each of whose trainings holds about 10 GB: with 24 GB, run it with 1 worker
-(its default). Both halves together miss the 45-minute target.
+long features: one of its windows peaks at 5.1 GB alone, and two pool workers grew to about
+10 GB each over several windows; with 24 GB, run it with 1 worker (its default). Both
+halves together miss the 45-minute target.
 
 Turnover (single) is the exposure traded, summed over the symbols' bars, divided by the
 number of symbols and by the years of the pooled span: a symbol that joins late counts
@@ -89,7 +90,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes training windows (default: 2 single, 1 portfolio, "
-                        "whose trainings hold about 10 GB each)")
+                        "whose workers grow to about 10 GB each)")
     args = parser.parse_args()
     kinds = ["single", "portfolio"] if args.kind == "both" else [args.kind]
     for kind in kinds:
