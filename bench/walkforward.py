@@ -29,6 +29,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -79,9 +80,7 @@ def main() -> int:
         if left_out:
             print(f"portfolio: leaving out {', '.join(left_out)} (less than "
                   f"{HISTORY_DAYS} trading days before {start})", flush=True)
-    overrides = {"data.symbols": symbols, "total_timesteps": timesteps, "num_envs": 64,
-                 "num_steps": 64, "minibatch_size": 1024, "device": "cpu",
-                 **(kind_overrides("portfolio") if args.portfolio else {})}
+    overrides = bench_overrides(symbols, timesteps, args.portfolio)
     agents, rungs = split_compare(args.configs)
     if not agents:
         parser.error(f"--configs names only rules ({', '.join(rungs)}): add a preset or file")
@@ -132,6 +131,14 @@ def main() -> int:
     print(markdown(result))
     print(f"wrote {path} and {report_dir}")
     return 0
+
+
+def bench_overrides(symbols: list[str], timesteps: int, portfolio: bool) -> dict[str, Any]:
+    """The config keys every walk-forward bench trains with: the symbols, the budget per
+    window, 64 envs x 64 steps a rollout, the CPU, and the market kind."""
+    return {"data.symbols": symbols, "total_timesteps": timesteps, "num_envs": 64,
+            "num_steps": 64, "minibatch_size": 1024, "device": "cpu",
+            **(kind_overrides("portfolio") if portfolio else {})}
 
 
 def listed_before(symbols: list[str], start: str) -> tuple[list[str], list[str]]:

@@ -11,6 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from fastrl.config import DataConfig, PortfolioSettings, TrainConfig
@@ -124,6 +125,11 @@ def backtest_window(run_dir: Path, source: str | Path, start: str, through: str)
                                    normaliser_state=run.normaliser_state,
                                    test_start=pd.Timestamp(start)).test
     return run_agent(run.agent, block, run.config.env, liquidate=False)
+
+
+def column(rows: list[dict], symbol: str, key: str) -> np.ndarray:
+    """One symbol's values of ``key`` in a journal's step rows, in order."""
+    return np.array([r[key] for r in rows if r["symbol"] == symbol], dtype=np.float64)
 
 
 def first_session(backtest) -> str:

@@ -16,7 +16,7 @@ from fastrl.cli.paper import main as paper_main
 from fastrl.cli.signal import main as signal_main
 from fastrl.live.journal import Journal
 
-from live_runs import backtest, first_session, rewrite_policy, train_run
+from live_runs import backtest, column, first_session, rewrite_policy, train_run
 
 pytest.importorskip("fastrl._core")
 
@@ -59,10 +59,6 @@ def signal(run_dir, tmp_path, capsys, *extra: str) -> dict:
     assert code == 0, capsys.readouterr().err
     capsys.readouterr()
     return json.loads(out.read_text())
-
-
-def column(rows: list[dict], symbol: str, key: str) -> np.ndarray:
-    return np.array([r[key] for r in rows if r["symbol"] == symbol], dtype=np.float64)
 
 
 @pytest.mark.parametrize("kind", ["discrete", "daily"])

@@ -21,7 +21,7 @@ import pytest
 from fastrl.cli.paper import main as paper_main
 from fastrl.live.journal import Journal
 
-from live_runs import backtest, first_session, train_run
+from live_runs import backtest, column, first_session, train_run
 
 pytest.importorskip("fastrl._core")
 
@@ -38,10 +38,6 @@ def paper(run_dir, journal_path, start: str, capsys, *extra: str) -> list[dict]:
     err = capsys.readouterr().err
     assert code == 0, err
     return Journal.open(str(journal_path)).rows("steps")
-
-
-def column(rows: list[dict], symbol: str, key: str) -> np.ndarray:
-    return np.array([r[key] for r in rows if r["symbol"] == symbol], dtype=np.float64)
 
 
 @pytest.mark.parametrize("kind", ["daily", "intraday"])
