@@ -258,6 +258,69 @@ def _load(path: Path) -> WindowResult | None:
     return WindowResult(**read_torch_file(path))
 
 
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class WindowJob:
+    """One window to train: config ``name``'s seed ``seed_index`` on ``window``."""
+
+    name: str
+    seed_index: int
+    window: Window
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return (self.name, self.seed_index, self.window.index)
+
+
+def train_windows(values: Mapping[str, dict], jobs: Sequence[WindowJob],
+                  bars: Mapping[str, pd.DataFrame], spec: WalkForwardSpec, *,
+                  workers: int = 1, torch_threads: int = 1, warm_start: bool = False,
+                  trained: dict[tuple[str, int, int], WindowResult] | None = None,
+                  on_result: Callable[[WindowResult], None] | None = None,
+                  ) -> dict[tuple[str, int, int], WindowResult]:
+    """Trains every job (``values``: config name -> its config dict; ``spec`` resolved) and
+    returns ``trained`` (created when None) with each result added under
+    :attr:`WindowJob.key`. ``on_result`` hears each result as it is added. With
+    ``warm_start`` a window starts from the final weights of the window before it (in
+    ``trained`` or trained earlier in ``jobs``), so jobs then train in order, one at a time.
+    """
+    trained = {} if trained is None else trained
+
+    def finished(result: WindowResult) -> None:
+        trained[(result.config, result.seed, result.window)] = result
+        if on_result is not None:
+            on_result(result)
+
+    def job(item: WindowJob) -> dict[str, Any]:
+        warm = None
+        if warm_start and item.window.index > 0:
+            warm = trained[(item.name, item.seed_index, item.window.index - 1)].final
+        return {"config_values": values[item.name], "window": item.window,
+                "bars": training_bars(bars, item.window, spec), "spec": spec,
+                "name": item.name, "seed_index": item.seed_index, "warm": warm,
+                "torch_threads": torch_threads}
+
+    if workers == 1 or len(jobs) <= 1:
+        for item in jobs:
+            finished(train_window(**job(item)))
+        return trained
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=int(workers), mp_context=context) as pool:
+        pending = {pool.submit(train_window, **job(item)) for item in jobs}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    finished(future.result())
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+    return trained
+
+
 # ----------------------------------------------------------------------------- the run
 
 
@@ -396,7 +459,6 @@ def run_walkforward(
     values = {name: config_to_dict(config) for name, config in configs.items()}
 
     def finished(result: WindowResult) -> None:
-        trained[(result.config, result.seed, result.window)] = result
         if folder is not None:
             _save(result, _window_path(folder, result.config, result.seed, result.window))
         window = windows[result.window]
@@ -405,30 +467,9 @@ def run_walkforward(
             f"{result.env_steps:,} steps, {result.seconds:.1f} s, chosen update "
             f"{result.chosen_update}")
 
-    def job(name: str, seed_index: int, window: Window) -> dict[str, Any]:
-        warm = None
-        if warm_start and window.index > 0:
-            warm = trained[(name, seed_index, window.index - 1)].final
-        return {"config_values": values[name], "window": window,
-                "bars": training_bars(bars, window, spec), "spec": spec, "name": name,
-                "seed_index": seed_index, "warm": warm, "torch_threads": torch_threads}
-
-    if workers == 1 or len(todo) <= 1:
-        for name, seed_index, window in todo:
-            finished(train_window(**job(name, seed_index, window)))
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=int(workers), mp_context=context) as pool:
-            pending = {pool.submit(train_window, **job(*item)) for item in todo}
-            try:
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        finished(future.result())
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                raise
+    train_windows(values, [WindowJob(*item) for item in todo], bars, spec, workers=workers,
+                  torch_threads=torch_threads, warm_start=warm_start, trained=trained,
+                  on_result=finished)
 
     run = WalkForwardRun(spec=spec, windows=windows, configs=dict(configs), seeds=int(seeds),
                          trained=trained, freq=freq)
