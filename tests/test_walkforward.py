@@ -210,7 +210,7 @@ def test_train_window_trains_on_all_its_days(bars, config, monkeypatch):
 
     monkeypatch.setattr(run_module, "train_window", counting)
     with pytest.raises(Stop):  # the first window, through run_walkforward's own hand-off
-        run_walkforward({"fast": config}, spec, bars=bars)
+        run_walkforward({"fast": config}, spec, bars=bars, engine="pool")
     window = plan_windows(bars, spec)[0]
     calendar = plan_module.trading_calendar(bars)
     span = calendar[(calendar >= pd.Timestamp(window.train_start))

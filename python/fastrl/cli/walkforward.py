@@ -102,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "with --warm-start); never changes a result")
     wf.add_argument("--threads", type=int, default=1, metavar="N",
                     help="torch threads per window (fixed, so --workers never changes a result)")
+    wf.add_argument("--engine", choices=("auto", "population", "pool"), default="auto",
+                    help="population: train the windows and seeds as members of one "
+                    "population (the same result per window, several times faster); pool: "
+                    "each window its own trainer; auto (default): the population unless "
+                    "--warm-start or --ensemble rules it out")
+    wf.add_argument("--members", type=int, metavar="N", dest="max_members",
+                    help="most windows in one population (default: sized to the memory "
+                    "available)")
     wf.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     parser.add_argument("--verbose", action="store_true", help="tracebacks on errors")
     return parser
@@ -213,7 +221,8 @@ def _settings(args: argparse.Namespace) -> WalkForwardSettings:
     keys = ("symbols", "portfolio", "freq", "data", "test_days", "through_test", "preset",
             "config", "timesteps", "num_envs", "seed", "device", "start", "step", "train_window",
             "val_days", "embargo", "min_train_days", "late_listings", "warm_start", "compare",
-            "seeds", "ensemble", "workers", "threads", "repair_ticks")
+            "seeds", "ensemble", "workers", "threads", "engine", "max_members",
+            "repair_ticks")
     settings = {key: getattr(args, key) for key in keys}
     settings["set_options"] = [item for group in args.set_options for item in group]
     settings["default_preset"] = DEFAULT_PRESET
@@ -322,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"it with --resume {folder} or choose another --run-dir")
     check_run_arguments(configs, spec, seeds=settings.seeds, workers=settings.workers,
                         warm_start=settings.warm_start, torch_threads=settings.threads,
-                        rungs=rungs)
+                        rungs=rungs, engine=settings.engine, max_members=settings.max_members)
     bars = load_walkforward_bars(first)
     windows = plan_windows(bars, spec, first.data.freq)  # bad input fails before any write
     if folder.exists():  # a resume on changed configs or bars fails before any write
@@ -340,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
             run = run_walkforward(configs, spec, seeds=settings.seeds,
                                   workers=settings.workers, warm_start=settings.warm_start,
                                   run_dir=folder, bars=bars, torch_threads=settings.threads,
-                                  progress=lambda line: print(line, flush=True), rungs=rungs)
+                                  progress=lambda line: print(line, flush=True), rungs=rungs,
+                                  engine=settings.engine, max_members=settings.max_members)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; the finished windows are saved. Continue with: "
               f"{PROG} --resume {folder}", file=sys.stderr)

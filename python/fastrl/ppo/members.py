@@ -126,6 +126,7 @@ class MemberState:
     member_configs: list[TrainConfig]
     member_seeds: list[int] | None
     market: Any
+    markets: list[Any] | None  # members on their own markets: member m's
     env: Any
     env_factory: Any
     params: dict[str, torch.Tensor]
@@ -253,7 +254,9 @@ class MemberState:
                                   f"[0, {self.population}), got {list(members)!r}")
         if keep == list(range(self.population)):
             return self
-        kept = type(self)([self.member_configs[m] for m in keep], market=self.market,
+        markets = self.markets
+        kept = type(self)([self.member_configs[m] for m in keep],
+                          market=self.market if markets is None else [markets[m] for m in keep],
                           env_factory=self.env_factory,
                           member_seeds=None if self.member_seeds is None
                           else [self.member_seeds[m] for m in keep])
@@ -276,7 +279,7 @@ class MemberState:
                                   f"[0, {self.population}), got {list(kept)!r}")
         if self.member_seeds is None or other.member_seeds is None:
             raise PopulationError("join: only independent members (member_seeds) can join")
-        if other.market is not self.market:
+        if other.market is not self.market or self.markets is not None:
             raise PopulationError("join: the two populations train on different markets")
         differences = member_config_differences(self.config, other.config)
         if differences:
@@ -339,7 +342,8 @@ class MemberState:
     def member_agent(self, m: int, view: bool = False) -> Agent:
         """Member m's policy and observation normaliser as an :class:`Agent` (copies; with
         ``view`` they share the engine's tensors, so the agent follows training)."""
-        normaliser = getattr(self.market, "normaliser", None)
+        market = self.market if self.markets is None else self.markets[m]
+        normaliser = getattr(market, "normaliser", None)
         feature_state = normaliser.state_dict() if hasattr(normaliser, "state_dict") else None
         return Agent(self.member_network(m, view=view),
                      self.obs_normaliser.member(m, copy=not view), self.config, feature_state,

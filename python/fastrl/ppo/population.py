@@ -61,6 +61,7 @@ from fastrl.ppo.agent import Agent
 from fastrl.ppo.batched_adam import BatchedAdam
 from fastrl.ppo.checkpoint import build_network
 from fastrl.ppo.heads import Draws, head_for
+from fastrl.ppo.member_envs import MemberEnvs
 from fastrl.ppo.members import (
     HPARAMS,
     MemberState,
@@ -135,6 +136,15 @@ class Population(MemberState):
                                for s in member_seeds]
         # the config's market: its env, observation size, action head and backtests
         self.kind = market_for(config)
+        # members on their own markets (a walk-forward's windows): one env each
+        self.markets: list[Any] | None = None
+        if isinstance(market, (list, tuple)):
+            if member_seeds is None or len(market) != p:
+                raise PopulationError(f"members on their own markets need member_seeds and "
+                                      f"one market per member: {len(market)} markets for "
+                                      f"{p} members")
+            self.markets = list(market)
+            market = self.markets[0]
         self.market = market if market is not None else self.kind.load()
         self.n = n = config.num_envs
         self.num_steps = config.num_steps
@@ -166,10 +176,20 @@ class Population(MemberState):
 
         self.env_config = self.kind.env_config  # the env's own config
         train = self.market.train
-        self.staging = staging_tensors(p * n, self.kind.obs_dim(train), device)
-        self.env = (env_factory or self.kind.make_env)(
-            train, p * n, num_threads=config.env_threads, seed=config.seed,
-            buffers={k: t.numpy() for k, t in self.staging.items()}, env_config=self.env_config)
+        obs_dim = self.kind.obs_dim(train)
+        self.staging = staging_tensors(p * n, obs_dim, device)
+        make = functools.partial(env_factory or self.kind.make_env,
+                                 num_threads=config.env_threads, env_config=self.env_config)
+        staged = {k: t.numpy() for k, t in self.staging.items()}
+        if self.markets is None:
+            self.env = make(train, p * n, seed=config.seed, buffers=staged)
+        else:
+            sizes = sorted({self.kind.obs_dim(m.train) for m in self.markets})
+            if sizes != [obs_dim]:
+                raise PopulationError(f"the members' markets give observations of sizes "
+                                      f"{sizes}; members of one population need one size")
+            self.env = MemberEnvs(make, [m.train for m in self.markets], n, member_seeds,
+                                  buffers=staged)
         self.obs_dim = int(self.env.single_observation_space.shape[0])
         self.head = head = head_for(self.kind.action_spec())
         self.num_actions = head.num_actions
@@ -246,6 +266,10 @@ class Population(MemberState):
         """Independent members' first episodes: member m's env rows as a lone engine's rows
         0..n-1 after ``reset(seed=seeds[m])`` (each env's stream depends on its seed and row
         only, so a reset of the whole env gives every row of a lone member's envs)."""
+        if isinstance(self.env, MemberEnvs):  # one env per member: each reset alone
+            self.env.reset_members(seeds)
+            self.rollout.begin()
+            return
         n, rows = self.n, self.population * self.n
         starts = {}
         for seed in dict.fromkeys(seeds):  # distinct seeds, first use first
@@ -609,10 +633,13 @@ class Population(MemberState):
         every member in one batched env with one forward per bar (:meth:`greedy_policy`):
         the market's :meth:`~fastrl.markets.base.Market.evaluate_copies`, for a kind that
         backtests several policies in one env (a ValueError from one that does not)."""
-        block = self.market.val if block is None else block
         members = list(range(self.population)) if members is None else list(members)
         if not members:
             return []
+        if block is None and self.markets is not None:
+            return self._per_market(members, lambda group, val: self.validation_evals(
+                group, val, baselines))
+        block = self.market.val if block is None else block
         return self.kind.evaluate_copies(self.greedy_policy(members), block,
                                          copies=len(members), env_config=self.env_config,
                                          baselines=baselines)
@@ -632,9 +659,28 @@ class Population(MemberState):
         (:meth:`~fastrl.markets.base.Market.member_scores`): the members in one batched env
         (:meth:`validation_evals`) where its backtest can, each the test-days report's
         evaluation of that member alone."""
-        block = self.market.val if block is None else block
         members = list(range(self.population)) if members is None else members
+        if block is None and self.markets is not None:
+            return self._per_market(members, lambda group, val: self.kind.member_scores(
+                self, group, val))
+        block = self.market.val if block is None else block
         return self.kind.member_scores(self, members, block)
+
+    def member_market(self, m: int) -> Any:
+        """The market member m trains and validates on (its own, or the shared one)."""
+        return self.market if self.markets is None else self.markets[m]
+
+    def _per_market(self, members: list[int], run: Callable[[list[int], Any], list[Any]]
+                    ) -> list[Any]:
+        """``run(group, validation block)`` for the members of each market, in one call per
+        market; the results in ``members``' order."""
+        groups: dict[int, list[int]] = {}
+        for m in members:
+            groups.setdefault(id(self.markets[m]), []).append(m)
+        out: dict[int, Any] = {}
+        for group in groups.values():
+            out.update(zip(group, run(group, self.markets[group[0]].val), strict=True))
+        return [out[m] for m in members]
 
 
 __all__ = ["Population"]

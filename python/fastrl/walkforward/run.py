@@ -45,13 +45,15 @@ from fastrl.ppo.checkpoint import (
     read_torch_file,
     to_storable,
 )
-from fastrl.ppo.hooks import KeepBestHook, ValidationHook
+from fastrl.ppo.hooks import Hook, KeepBestHook, ValidationHook
 from fastrl.ppo.trainer import Trainer
 from fastrl.walkforward.inputs import check_run_inputs, run_inputs, save_run_inputs
+from fastrl.walkforward.members import train_members, train_members_parallel
 from fastrl.walkforward.plan import WalkForwardSpec, Window, plan_windows, window_bars
 from fastrl.walkforward.rungs import check_rungs, ladder_rungs, rung_records
 
 Progress = Callable[[str], None]
+ENGINES = ("auto", "population", "pool")  # how train_windows trains its jobs
 
 
 @dataclass
@@ -69,6 +71,8 @@ class WindowResult:
     env_steps: int
     seconds: float
     reason: str
+    # [env step, validation Sharpe] of every validation, in order (empty without one)
+    val_curve: list[list[float]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {"config": self.config, "seed": self.seed, "window": self.window,
@@ -189,7 +193,8 @@ def train_window(config_values: dict, window: Window, bars: Mapping[str, pd.Data
             network.load_state_dict(state["network"])
             normaliser.load_state_dict(state["obs_normaliser"])
     keep = KeepBestHook()
-    hooks = [ValidationHook(), keep] if spec.val_days > 0 else []
+    curve = CurveHook()
+    hooks = [ValidationHook(), keep, curve] if spec.val_days > 0 else []
     outcome = trainer.train(hooks)
     agent = keep.agent(trainer)
 
@@ -217,7 +222,18 @@ def train_window(config_values: dict, window: Window, bars: Mapping[str, pd.Data
         chosen_update=keep.update if spec.val_days > 0 else trainer.update,
         best_val_sharpe=trainer.best_val_sharpe, updates=int(trainer.update),
         env_steps=int(trainer.global_step), seconds=time.perf_counter() - started,
-        reason=outcome.reason)
+        reason=outcome.reason, val_curve=curve.points)
+
+
+class CurveHook(Hook):
+    """Records [env step, validation Sharpe] of each validation (after ValidationHook)."""
+
+    def __init__(self) -> None:
+        self.points: list[list[float]] = []
+
+    def on_step(self, trainer: Any, row: dict[str, Any]) -> None:
+        if "val/sharpe" in row:
+            self.points.append([trainer.global_step, float(row["val/sharpe"])])
 
 
 def build_agent(config: TrainConfig, policy: dict[str, Any]) -> Any:
@@ -279,13 +295,23 @@ def train_windows(values: Mapping[str, dict], jobs: Sequence[WindowJob],
                   workers: int = 1, torch_threads: int = 1, warm_start: bool = False,
                   trained: dict[tuple[str, int, int], WindowResult] | None = None,
                   on_result: Callable[[WindowResult], None] | None = None,
+                  engine: str = "auto", max_members: int | None = None,
                   ) -> dict[tuple[str, int, int], WindowResult]:
     """Trains every job (``values``: config name -> its config dict; ``spec`` resolved) and
     returns ``trained`` (created when None) with each result added under
     :attr:`WindowJob.key`. ``on_result`` hears each result as it is added. With
     ``warm_start`` a window starts from the final weights of the window before it (in
     ``trained`` or trained earlier in ``jobs``), so jobs then train in order, one at a time.
+
+    ``engine``: ``population`` trains the jobs as members of populations
+    (:mod:`fastrl.walkforward.members`: at most ``max_members`` each, default sized to the
+    memory available; ``workers`` processes split them), ``pool`` each job as its own
+    Trainer (in ``workers`` processes), ``auto`` the population wherever it applies: every
+    config one policy (an ensemble is itself a population of members validated together)
+    and no ``warm_start`` (a window then starts from the one before it).
     """
+    if engine not in ENGINES:
+        raise ValueError(f"--engine must be one of {ENGINES}, got {engine!r}")
     trained = {} if trained is None else trained
 
     def finished(result: WindowResult) -> None:
@@ -302,6 +328,21 @@ def train_windows(values: Mapping[str, dict], jobs: Sequence[WindowJob],
                 "name": item.name, "seed_index": item.seed_index, "warm": warm,
                 "torch_threads": torch_threads}
 
+    ensembles = any(int(config_from_dict(values[name]).ensemble) > 1
+                    for name in {j.name for j in jobs})
+    if engine == "population" and (warm_start or ensembles):
+        raise ValueError("--engine population trains independent one-policy windows: it "
+                         "does not apply to --warm-start or --ensemble; use --engine pool")
+    together = not warm_start and not ensembles
+    if together and engine != "pool" and jobs:
+        if workers == 1 or len(jobs) <= 1:
+            train_members(values, jobs, bars, spec, torch_threads=torch_threads,
+                          max_members=max_members, on_result=finished)
+        else:
+            train_members_parallel(values, jobs, bars, spec, workers=int(workers),
+                                   torch_threads=torch_threads, max_members=max_members,
+                                   on_result=finished)
+        return trained
     if workers == 1 or len(jobs) <= 1:
         for item in jobs:
             finished(train_window(**job(item)))
@@ -374,11 +415,20 @@ def load_walkforward_bars(config: TrainConfig) -> dict[str, pd.DataFrame]:
 
 def check_run_arguments(configs: Mapping[str, Any], spec: WalkForwardSpec, *, seeds: int = 1,
                         workers: int = 1, warm_start: bool = False,
-                        torch_threads: int = 1, rungs: Sequence[str] = ()) -> None:
+                        torch_threads: int = 1, rungs: Sequence[str] = (),
+                        engine: str = "auto", max_members: int | None = None) -> None:
     """The checks of :func:`run_walkforward`'s arguments that need no bars (ValueError naming
     the flag), so a command can make them before it writes anything."""
     if not configs:
         raise ValueError("walk-forward needs at least one config")
+    if engine not in ENGINES:
+        raise ValueError(f"--engine must be one of {ENGINES}, got {engine!r}")
+    if max_members is not None and int(max_members) < 1:
+        raise ValueError(f"--members must be >= 1, got {max_members}")
+    if engine == "population" and (warm_start or any(int(c.ensemble) > 1
+                                                     for c in configs.values())):
+        raise ValueError("--engine population trains independent one-policy windows: it "
+                         "does not apply to --warm-start or --ensemble; use --engine pool")
     if int(seeds) < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
     if int(workers) < 1:
@@ -413,6 +463,8 @@ def run_walkforward(
     torch_threads: int = 1,
     progress: Progress | None = None,
     rungs: Sequence[str] = (),
+    engine: str = "auto",
+    max_members: int | None = None,
 ) -> WalkForwardRun:
     """Trains and trades every config on the same windows and seeds.
 
@@ -428,7 +480,8 @@ def run_walkforward(
     are not trained and are not part of the run's inputs.
     """
     check_run_arguments(configs, spec, seeds=seeds, workers=workers, warm_start=warm_start,
-                        torch_threads=torch_threads, rungs=rungs)
+                        torch_threads=torch_threads, rungs=rungs, engine=engine,
+                        max_members=max_members)
     first = next(iter(configs.values()))
     freq = first.data.freq
     bars = dict(bars) if bars is not None else load_walkforward_bars(first)
@@ -469,7 +522,7 @@ def run_walkforward(
 
     train_windows(values, [WindowJob(*item) for item in todo], bars, spec, workers=workers,
                   torch_threads=torch_threads, warm_start=warm_start, trained=trained,
-                  on_result=finished)
+                  on_result=finished, engine=engine, max_members=max_members)
 
     run = WalkForwardRun(spec=spec, windows=windows, configs=dict(configs), seeds=int(seeds),
                          trained=trained, freq=freq)

@@ -51,6 +51,10 @@ class WalkForwardSettings(Settings):
     ensemble: int | None = None  # members per window (config key ensemble)
     workers: int  # processes training windows at once
     threads: int = 1  # torch threads per window
+    # how windows train (results are the same either way): a run recorded before the key
+    # existed trained each window alone and resumes as auto (the population)
+    engine: Literal["auto", "population", "pool"] = "auto"
+    max_members: int | None = None  # windows per population (None: sized to the memory)
     repair_ticks: bool = False
     set_options: list[str] = Field(default_factory=list)  # --set KEY=VALUE, every config
 
