@@ -6,6 +6,8 @@
 #   pbt         population throughput, P = 1, 4, 16, 64 members of (64, 64) (~1 min)
 #   tune-batch  bench/tune_batch.py --device cuda --batch 64, each arm cut at
 #               TUNE_BATCH_MINUTES (default 3) minutes (~7 min)
+#   walkforward  bench/walkforward_population.py --device cuda: the walk-forward bench's 42
+#               windows as one population on the GPU against the CPU process pool (~10 min)
 #   tune-confirm  bench/tune_batch.py --confirm --device cuda: a study's confirmation (fast
 #               and baseline presets x 5 seeds x 65,536 steps) one seed after another and
 #               batched (~5 min)
@@ -90,5 +92,10 @@ timeout 560 $PY bench/tune_batch.py --confirm --device cuda 2>&1 | grep -v "^\["
 if [ -n "${OUT:-}" ] && [ -f bench/results/tune_batch_confirm_cuda.json ]; then
   cp bench/results/tune_batch_confirm_cuda.json bench/results/tune_batch_confirm_cuda.md "$OUT"/
 fi
+fi
+if want walkforward; then
+echo "== walk-forward windows as one population on the GPU, against the CPU pool"
+timeout 900 $PY bench/walkforward_population.py --device cuda || true
+[ -n "${OUT:-}" ] && cp bench/results/walkforward_population_cuda.json "$OUT"/ 2>/dev/null || true
 fi
 echo "gpu_check finished in $(( $(date +%s) - start )) s"

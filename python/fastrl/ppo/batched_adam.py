@@ -51,11 +51,12 @@ class BatchedAdam:
         self._scratch = {k: torch.empty_like(v, memory_format=torch.preserve_format)
                          for k, v in params.items()}
 
-        # One member on the CPU: torch's fused Adam(W) kernel, one pass over each tensor
-        # (torch.optim's arithmetic, to float32 rounding). Several members need per-member
-        # learning rates, which the kernel does not take; on CUDA the stacked loop runs.
-        self.fused = first.shape[0] == 1 and first.device.type == "cpu" \
-            and self.member_decay is None
+        # On the CPU: torch's fused Adam(W) kernel, one pass over each tensor (torch.optim's
+        # arithmetic, to float32 rounding), called on each member's slices, one call for the
+        # members that share a learning rate, step count and decay. The kernel is
+        # elementwise, so a member's update does not depend on the other members: a member
+        # of P rounds exactly as a lone one. On CUDA the stacked loop runs.
+        self.fused = first.device.type == "cpu"
         self.groups = [(names, decay) for names, decay in (
             ([k for k in params if self.decays(k)], self.weight_decay),
             ([k for k in params if not self.decays(k)], 0.0)) if names]
@@ -64,27 +65,43 @@ class BatchedAdam:
         return self.params[name].ndim - 1 >= 2 and self.weight_decay > 0
 
     @torch.no_grad()
-    def _fused_step(self, grads: dict[str, torch.Tensor], lr: torch.Tensor) -> None:
+    def _fused_step(self, grads: dict[str, torch.Tensor], lr: torch.Tensor,
+                    members: list[int]) -> None:
+        """The fused kernel on ``members``' slices (step counts already advanced)."""
         kernel = torch._fused_adamw_ if self.decoupled else torch._fused_adam_
-        step = self.step_count.to(torch.float32)[0]  # exact below 2**24 updates
-        rate = float(lr[0])
-        for names, decay in self.groups:
-            # the kernel walks param, grad and moments as one flat buffer: same strides
-            grad_list = [grads[k] if grads[k].stride() == self.params[k].stride()
-                         else self._scratch[k].copy_(grads[k]) for k in names]
-            kernel([self.params[k] for k in names], grad_list,
-                   [self.exp_avg[k] for k in names], [self.exp_avg_sq[k] for k in names], [],
-                   [step] * len(names), lr=rate, beta1=self.beta1, beta2=self.beta2,
-                   weight_decay=decay, eps=self.eps, amsgrad=False, maximize=False)
+        steps = self.step_count.to(torch.float32)  # exact below 2**24 updates
+        rates, counts = lr.tolist(), steps.tolist()
+        decays = ([self.weight_decay] * len(rates) if self.member_decay is None
+                  else self.member_decay.tolist())
+        together: dict[tuple[float, float, float], list[int]] = {}
+        for m in members:
+            together.setdefault((rates[m], counts[m], decays[m]), []).append(m)
+        for (rate, _, member_decay), group in together.items():
+            step = steps[group[0]]
+            for names, decay in self.groups:
+                tensors: list[list[torch.Tensor]] = [[], [], [], []]
+                for k in names:
+                    for m in group:
+                        param, grad = self.params[k][m], grads[k][m]
+                        if grad.stride() != param.stride():  # one flat walk: same strides
+                            grad = self._scratch[k][m].copy_(grad)
+                        for out, value in zip(tensors, (param, grad, self.exp_avg[k][m],
+                                                        self.exp_avg_sq[k][m]), strict=True):
+                            out.append(value)
+                kernel(*tensors, [], [step] * len(tensors[0]), lr=rate, beta1=self.beta1,
+                       beta2=self.beta2, weight_decay=member_decay if decay else 0.0,
+                       eps=self.eps, amsgrad=False, maximize=False)
 
     @torch.no_grad()
     def step(self, grads: dict[str, torch.Tensor], lr: torch.Tensor,
              active: torch.Tensor | None = None) -> None:
         """One update; ``lr`` float32 [P]; ``active`` None means every member."""
         if self.fused:
-            if active is None or bool(active[0]):
-                self.step_count.add_(1.0)
-                self._fused_step(grads, lr)
+            members = (list(range(self.step_count.shape[0])) if active is None
+                       else active.nonzero().squeeze(1).tolist())
+            if members:
+                self.step_count[members] += 1.0
+                self._fused_step(grads, lr, members)
             return
         subset = None
         if active is not None:

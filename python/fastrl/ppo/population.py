@@ -535,8 +535,11 @@ class Population(MemberState):
         # weights), then over gradients
         norms = torch.stack([torch.linalg.vector_norm(g, dim=tuple(range(1, g.ndim)),
                                                       dtype=torch.float32)
-                             for g in grads.values()])
-        total = torch.linalg.vector_norm(norms, dim=0)
+                             for g in grads.values()], dim=1)
+        # [P, gradients], reduced along its rows: a member's norm sums its gradients' norms
+        # in the same order whatever P (a column reduction of [gradients, P] rounds
+        # otherwise for one member than for several)
+        total = torch.linalg.vector_norm(norms, dim=1)
         coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
         for g in grads.values():
             g.mul_(coef.view((-1,) + (1,) * (g.ndim - 1)).to(g.dtype))

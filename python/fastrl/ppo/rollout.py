@@ -140,11 +140,10 @@ class Rollout:
         """V(final obs) of the truncated episodes in ``rows`` into ``final_values[step]``."""
         index = torch.from_numpy(rows).to(self.device)
         final = torch.from_numpy(final_obs[rows]).to(self.device)
-        if self.members == 1:  # those rows only
-            values = self.value(self.obs_normaliser(final.unsqueeze(0)))
-            self.storage.final_values[step].index_copy_(0, index, values.reshape(-1))
-            return
-        # every member in one padded pass
+        # every member in one padded pass, for one member too: the value network on all n
+        # rows of each member rounds as it does in the rollout (a GEMM over only the ended
+        # rows may round otherwise), so a member's values do not depend on how many members
+        # it trains beside
         padded = self.final_obs.view(self.members * self.n, -1)
         padded.zero_()
         padded.index_copy_(0, index, final)

@@ -30,6 +30,12 @@ def stacked_actor_critic(params: dict[str, torch.Tensor], buffers: dict[str, tor
 
     def linear(name: str, x: torch.Tensor) -> torch.Tensor:
         weight, bias = params[f"{name}.weight"], params[f"{name}.bias"]
+        if weight.shape[1] == 1:
+            # one output (the value head, a one-dimensional Gaussian's mean): a batched GEMM
+            # of one column rounds otherwise for one member than for several (a matrix-
+            # vector kernel), so it is a product and a sum over the last axis instead,
+            # which rounds alike for any number of members, forward and backward
+            return (x * weight).sum(-1, keepdim=True) + bias.unsqueeze(1)
         return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
     def trunk(prefix: str, x: torch.Tensor) -> torch.Tensor:
