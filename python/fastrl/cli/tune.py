@@ -180,7 +180,7 @@ def check_numbers(args: argparse.Namespace) -> None:
                 raise UsageError(f"--{flag.replace('_', '-')} applies to the excess and sharpe "
                                  "objectives; --objective walkforward scores the windows "
                                  "before --select-until and confirms on those after it")
-        args.folds, args.confirm_days = 1, 0
+        args.folds = 1  # the confirmation runs on the windows after --select-until
     else:
         given = [f for f in WALKFORWARD_FLAGS if getattr(args, f) is not None]
         if given:
@@ -196,6 +196,8 @@ def check_numbers(args: argparse.Namespace) -> None:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if args.objective == WALKFORWARD:
+        args.confirm_days = 0
     if args.sampler_seed is not None and args.workers > 1:
         raise UsageError(f"--sampler-seed {args.sampler_seed} with --workers {args.workers}: "
                          "every worker's TPE would draw the same configs; drop one of them")
