@@ -319,3 +319,20 @@ def test_two_workers_share_a_walkforward_study_on_postgresql(space_file: Path,
         machine = "a" if t.number in ran["a"] else "b"
         assert (tmp_path / machine / "trials" / f"trial_{t.number:05d}_walkforward.csv").is_file()
         assert t.user_attrs["wf_windows"][0] == 0
+
+
+def test_late_listings_default_to_join_for_single_symbols_and_error_for_a_portfolio() -> None:
+    from fastrl.cli.tune import build_parser, check_numbers, walkforward_settings
+
+    def recorded(*extra: str) -> dict:
+        args = build_parser().parse_args(["--symbols", *SYMBOLS, "--trials", "1",
+                                          "--timesteps", "8192", "--objective", "walkforward",
+                                          "--select-until", UNTIL, *extra])
+        check_numbers(args)
+        set_options = [item for group in args.set_options for item in group]
+        return walkforward_settings(args, set_options)["walkforward"]
+
+    assert recorded()["late_listings"] == "join"
+    assert recorded()["val_days"] == 120  # --val-days: each window's validation days
+    assert recorded("--set", "portfolio.enabled=true")["late_listings"] == "error"
+    assert recorded("--late-listings", "error")["late_listings"] == "error"
