@@ -336,3 +336,30 @@ def test_late_listings_default_to_join_for_single_symbols_and_error_for_a_portfo
     assert recorded()["val_days"] == 120  # --val-days: each window's validation days
     assert recorded("--set", "portfolio.enabled=true")["late_listings"] == "error"
     assert recorded("--late-listings", "error")["late_listings"] == "error"
+
+
+def test_a_diverged_trial_fails_alone(space_file: Path, tmp_path: Path, bars,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A window of trial 1 diverges inside the batch's call: trial 1 fails, the others'
+    windows are trained trial by trial and they end as they would have."""
+    from fastrl.ppo.trainer import TrainingDivergedError
+
+    train = wft.train_windows
+
+    def diverging(values, jobs, *args, **kwargs):
+        trained = train(values, [j for j in jobs if j.name != "trial_00001"], *args, **kwargs)
+        if any(j.name == "trial_00001" for j in jobs):
+            raise TrainingDivergedError("non-finite losses")
+        return trained
+
+    monkeypatch.setattr(wft, "train_windows", diverging)
+    study = run_study(space_file, tmp_path / "a", bars, trials=3, batch=3)
+    monkeypatch.setattr(wft, "train_windows", train)
+    alone = run_study(space_file, tmp_path / "b", bars, trials=3, batch=3)
+    failed = study.trials[1]
+    assert failed.state.name == "FAIL" and "diverged" in failed.user_attrs["failure"]
+    assert json.loads((tmp_path / "a" / "trials" / "trial_00001.json").read_text())["state"] \
+        == "FAIL"
+    for number in (0, 2):  # the same draws (seeded TPE's first draws), the same records
+        assert study.trials[number].value == alone.trials[number].value
+        assert study.trials[number].state.name == "COMPLETE"
