@@ -23,6 +23,14 @@ without changing what a study searches; a space that searches shapes gets smalle
 populations, not other results (fix them with a ``--space`` file for the full speed-up, as
 ``bench/tune_batch.py`` does). The records, best.yaml, trials.csv and ``--resume`` are those
 of a sequential study.
+
+``--objective walkforward --select-until DATE`` scores a trial on its walk-forward record
+(:mod:`fastrl.tune.walkforward_trials`): retrained every ``--step`` days on the past, each
+window validated on the last ``--val-days`` days of its training span, trading the windows
+that end before DATE; the bars from DATE on are dropped before anything is planned or
+trained, so the windows after it are left for the confirmation. A batch's trials and their
+windows train together in ``--wf-chunks`` chunks (one population per chunk), and the pruner
+judges each trial after each chunk. ``--folds`` and ``--confirm-days`` do not apply.
 """
 
 from __future__ import annotations
@@ -108,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "symbols and days; sharpe, the agent's own validation Sharpe; "
                         "walkforward, a trial's walk-forward record before --select-until "
                         "(its annualised mean daily return over buy-and-hold)")
+    search.add_argument("--val-every-steps", type=int, default=None, metavar="N",
+                        help="curve points every N env steps, one grid for every config "
+                        f"(default: --timesteps / {GRID_POINTS})")
+    search.add_argument("--val-every", type=int, default=None, metavar="N",
+                        help="instead of the step grid, validate after every N updates "
+                        "(points then fall where each config's rollouts end)")
     wf = parser.add_argument_group(
         "walk-forward objective (--objective walkforward)",
         "A trial retrains every --step trading days on the past (the last --val-days days "
@@ -137,12 +151,6 @@ def build_parser() -> argparse.ArgumentParser:
     wf.add_argument("--wf-chunks", type=int, default=None, metavar="N",
                     help="chunks of windows trained at once, in time order; a trial reports "
                     "and may be pruned after each (default 4)")
-    search.add_argument("--val-every-steps", type=int, default=None, metavar="N",
-                        help="curve points every N env steps, one grid for every config "
-                        f"(default: --timesteps / {GRID_POINTS})")
-    search.add_argument("--val-every", type=int, default=None, metavar="N",
-                        help="instead of the step grid, validate after every N updates "
-                        "(points then fall where each config's rollouts end)")
     run = parser.add_argument_group("study")
     run.add_argument("--study", metavar="NAME", help="study name (default from the symbols)")
     run.add_argument("--storage", metavar="URL", help="SQLAlchemy URL shared by many machines "
