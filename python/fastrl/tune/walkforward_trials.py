@@ -228,6 +228,10 @@ class WalkForwardBatch(BatchedTrials):
             for entry in live:
                 walk = self.walk(entry)
                 done = walk.windows_done(runner.windows, seeds)
+                if len(done) != chunk[-1].index + 1:  # train_windows returns every job
+                    raise RuntimeError(f"trial {entry.trial.number}: windows through "
+                                       f"{chunk[-1].index} trained, but only {len(done)} "
+                                       "came back for every seed")
                 walk.trade(entry.config, runner.cut, done, seeds, runner.settings.freq)
                 if walk.score is None or not math.isfinite(walk.score):
                     entry.state = TrialState.FAIL
