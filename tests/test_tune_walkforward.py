@@ -363,3 +363,23 @@ def test_a_diverged_trial_fails_alone(space_file: Path, tmp_path: Path, bars,
     for number in (0, 2):  # the same draws (seeded TPE's first draws), the same records
         assert study.trials[number].value == alone.trials[number].value
         assert study.trials[number].state.name == "COMPLETE"
+
+
+def test_walkforward_settings_read_back_and_other_studies_record_no_walkforward_key(
+        space_file: Path) -> None:
+    from fastrl.config import ConfigError
+    from fastrl.tune.settings import StudySettings
+
+    recorded = StudySettings.parse(study_settings(space_file)).to_dict()
+    assert StudySettings.parse(recorded).to_dict() == recorded
+    assert recorded["select_until"] == UNTIL and recorded["wf_chunks"] == 2
+    plain = study_settings(space_file, objective="excess", select_until=None,
+                           walkforward=None, wf_chunks=None)
+    assert not {"select_until", "walkforward", "wf_chunks"} & set(
+        StudySettings.parse(plain).to_dict())
+    with pytest.raises(ConfigError, match="'walkforward' is set with select_until"):
+        StudySettings.parse(study_settings(space_file, select_until=None))
+    with pytest.raises(ConfigError, match="'walkforward' is set with select_until"):
+        StudySettings.parse({**plain, "select_until": UNTIL})
+    with pytest.raises(ConfigError, match="'select_until' must be a date"):
+        StudySettings.parse(study_settings(space_file, select_until="2019-13-01"))

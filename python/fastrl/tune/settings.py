@@ -82,5 +82,14 @@ class StudySettings(ConfirmationSettings):
                              "only then")
         return value
 
+    def to_dict(self) -> dict[str, Any]:
+        """The recorded settings; the walk-forward keys only where they are set, so a study
+        of the other objectives records what it recorded before they existed."""
+        values = super().to_dict()
+        for key in ("select_until", "walkforward", "wf_chunks"):
+            if values[key] is None:
+                del values[key]
+        return values
+
 
 __all__ = ["STUDY_OBJECTIVES", "ConfirmationSettings", "StudySettings"]
