@@ -383,3 +383,31 @@ def test_walkforward_settings_read_back_and_other_studies_record_no_walkforward_
         StudySettings.parse({**plain, "select_until": UNTIL})
     with pytest.raises(ConfigError, match="'select_until' must be a date"):
         StudySettings.parse(study_settings(space_file, select_until="2019-13-01"))
+
+
+def test_ctrl_c_marks_the_batchs_trials_and_resume_runs_their_slots(
+        space_file: Path, tmp_path: Path, bars, monkeypatch: pytest.MonkeyPatch) -> None:
+    train = wft.train_windows
+    calls = []
+
+    def interrupted(values, jobs, *args, **kwargs):
+        calls.append(jobs)
+        if len(calls) == 2:  # the second chunk: Ctrl-C
+            raise KeyboardInterrupt
+        return train(values, jobs, *args, **kwargs)
+
+    monkeypatch.setattr(wft, "train_windows", interrupted)
+    runner = WalkForwardTrialRunner(study_settings(space_file), load_space(space_file),
+                                    study_dir=tmp_path, batch=2, bars=bars)
+    storage = make_storage(None, tmp_path)
+    study = open_study(storage, "wf", runner.settings, 2)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(study)
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
+    assert all(t.user_attrs["interrupted"] for t in trials)
+    monkeypatch.setattr(wft, "train_windows", train)
+    resumed = open_study(storage, "wf", runner.settings, 2, resume=True)
+    runner.run(resumed)
+    finished = [t for t in resumed.get_trials() if not t.user_attrs.get("interrupted")]
+    assert len(finished) == 2 and all(t.state.name == "COMPLETE" for t in finished)
