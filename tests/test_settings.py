@@ -70,8 +70,8 @@ def test_settings_a_study_recorded_before_a_key_existed_take_its_default() -> No
 
 @pytest.mark.parametrize(("change", "message"), [
     ({"timesteps": 0}, "study setting 'timesteps' must be >= 1, got 0"),
-    ({"objective": "sortino"}, "study setting 'objective' must be one of 'excess' or "
-                               "'sharpe', got 'sortino'"),
+    ({"objective": "sortino"}, "study setting 'objective' must be one of 'excess', "
+                               "'sharpe' or 'walkforward', got 'sortino'"),
     ({"freq": "1h"}, "study setting 'freq' must be one of '1d' or '5min', got '1h'"),
     ({"seeds": "two"}, "study setting 'seeds' needs an integer, got 'two'"),
     ({"confirm_days": -1}, "study setting 'confirm_days' must be >= 0, got -1"),

@@ -23,6 +23,14 @@ without changing what a study searches; a space that searches shapes gets smalle
 populations, not other results (fix them with a ``--space`` file for the full speed-up, as
 ``bench/tune_batch.py`` does). The records, best.yaml, trials.csv and ``--resume`` are those
 of a sequential study.
+
+``--objective walkforward --select-until DATE`` scores a trial on its walk-forward record
+(:mod:`fastrl.tune.walkforward_trials`): retrained every ``--step`` days on the past, each
+window validated on the last ``--val-days`` days of its training span, trading the windows
+that end before DATE; the bars from DATE on are dropped before anything is planned or
+trained, so the windows after it are left for the confirmation. A batch's trials and their
+windows train together in ``--wf-chunks`` chunks (one population per chunk), and the pruner
+judges each trial after each chunk. ``--folds`` and ``--confirm-days`` do not apply.
 """
 
 from __future__ import annotations
@@ -51,6 +59,10 @@ GRID_POINTS = 16  # curve points per run on the default step grid
 # default validation window: with fewer bars one run's Sharpe has an SE of about 2 units
 VAL_DAYS = {"1d": 120, "5min": 20}
 OBJECTIVES = ("excess", "sharpe")  # fastrl.tune.objective.OBJECTIVES (not imported: slow)
+WALKFORWARD = "walkforward"  # the objective scored on the walk-forward before --select-until
+# walk-forward flags: None unless given (refused without --objective walkforward)
+WALKFORWARD_FLAGS = ("select_until", "step", "start", "train_window", "embargo",
+                     "min_train_days", "late_listings", "wf_chunks")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="env steps per training run")
     search.add_argument("--seeds", type=int, default=1, metavar="K",
                         help="training seeds per trial and fold (default 1)")
-    search.add_argument("--folds", type=int, default=3, metavar="F",
+    search.add_argument("--folds", type=int, default=None, metavar="F",
                         help="walk-forward validation folds (default 3; a trial's score is "
                         "the mean of its seeds x folds runs, with its standard error)")
     search.add_argument("--confirm-seeds", type=int, default=5, metavar="K",
@@ -98,16 +110,47 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--set", dest="set_options", nargs="+", action="append", default=[],
                         metavar="KEY=VALUE", help="fixed config keys for trials and the "
                         "preset comparison alike, e.g. num_envs=32 hidden_sizes=[64,64]")
-    search.add_argument("--objective", choices=OBJECTIVES, default="excess",
+    search.add_argument("--objective", choices=(*OBJECTIVES, WALKFORWARD), default="excess",
                         help="what a validation point is worth: excess (default), the "
                         "Sharpe of the daily active return over buy-and-hold of the same "
-                        "symbols and days; sharpe, the agent's own validation Sharpe")
+                        "symbols and days; sharpe, the agent's own validation Sharpe; "
+                        "walkforward, a trial's walk-forward record before --select-until "
+                        "(its annualised mean daily return over buy-and-hold)")
     search.add_argument("--val-every-steps", type=int, default=None, metavar="N",
                         help="curve points every N env steps, one grid for every config "
                         f"(default: --timesteps / {GRID_POINTS})")
     search.add_argument("--val-every", type=int, default=None, metavar="N",
                         help="instead of the step grid, validate after every N updates "
                         "(points then fall where each config's rollouts end)")
+    wf = parser.add_argument_group(
+        "walk-forward objective (--objective walkforward)",
+        "A trial retrains every --step trading days on the past (the last --val-days days "
+        "of each training span validate it, as fastrl-walkforward's --val-days) and trades "
+        "the windows that end before --select-until; no bar from that day on reaches a "
+        "trial. Its score: the annualised mean active return of the record pooled across "
+        "symbols and seeds, reported after each of --wf-chunks chunks of windows (the "
+        "pruner's steps). The windows after the date stay for the confirmation.")
+    wf.add_argument("--select-until", metavar="DATE",
+                    help="trials trade only the windows that end before DATE (YYYY-MM-DD); "
+                    "required with --objective walkforward")
+    wf.add_argument("--start", metavar="DATE",
+                    help="first traded day (default: the earliest with enough history)")
+    wf.add_argument("--step", type=int, default=None, metavar="N",
+                    help="trading days traded per window (default 63, a quarter)")
+    wf.add_argument("--train-window", default=None, metavar="expanding|N",
+                    help="training span: expanding (default) or the last N trading days")
+    wf.add_argument("--embargo", type=int, metavar="N",
+                    help="trading days between a window's last seen and first traded bar "
+                    "(default and minimum: the reward's horizon, 1 day)")
+    wf.add_argument("--min-train-days", type=int, metavar="N",
+                    help="training days a window needs (default 252 daily)")
+    wf.add_argument("--late-listings", choices=("error", "join"), default=None,
+                    help="a symbol without enough history at --start: let it join the first "
+                    "window where it has it (join, default for single-symbol agents) or "
+                    "refuse (error; a portfolio's only choice)")
+    wf.add_argument("--wf-chunks", type=int, default=None, metavar="N",
+                    help="chunks of windows trained at once, in time order; a trial reports "
+                    "and may be pruned after each (default 4)")
     run = parser.add_argument_group("study")
     run.add_argument("--study", metavar="NAME", help="study name (default from the symbols)")
     run.add_argument("--storage", metavar="URL", help="SQLAlchemy URL shared by many machines "
@@ -136,13 +179,33 @@ def check_numbers(args: argparse.Namespace) -> None:
     (a UsageError naming the flag)."""
     if args.val_days is None:
         args.val_days = VAL_DAYS[args.freq]
+    if args.objective == WALKFORWARD:
+        if args.select_until is None:
+            raise UsageError("--objective walkforward needs --select-until DATE: trials "
+                             "trade only the windows that end before it")
+        for flag in ("folds", "confirm_days"):
+            if getattr(args, flag) is not None:
+                raise UsageError(f"--{flag.replace('_', '-')} applies to the excess and sharpe "
+                                 "objectives; --objective walkforward scores the windows "
+                                 "before --select-until and confirms on those after it")
+        args.folds = 1  # the confirmation runs on the windows after --select-until
+    else:
+        given = [f for f in WALKFORWARD_FLAGS if getattr(args, f) is not None]
+        if given:
+            raise UsageError(f"--{given[0].replace('_', '-')} applies to --objective "
+                             f"walkforward only (the objective is {args.objective})")
+    if args.folds is None:
+        args.folds = 3
     if args.confirm_days is None:
         args.confirm_days = args.val_days
     for flag in ("trials", "timesteps", "seeds", "folds", "workers", "batch", "val_days",
-                 "test_days", "val_every", "val_every_steps", "confirm_days", "confirm_seeds"):
+                 "test_days", "val_every", "val_every_steps", "confirm_days", "confirm_seeds",
+                 "step", "wf_chunks", "min_train_days"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if args.objective == WALKFORWARD:
+        args.confirm_days = 0
     if args.sampler_seed is not None and args.workers > 1:
         raise UsageError(f"--sampler-seed {args.sampler_seed} with --workers {args.workers}: "
                          "every worker's TPE would draw the same configs; drop one of them")
@@ -164,17 +227,59 @@ def settings_of(args: argparse.Namespace, space: dict[str, Any]) -> StudySetting
     from fastrl.tune.settings import StudySettings
     from fastrl.tune.space import space_to_dict
 
+    set_options = ([item for group in args.set_options for item in group]
+                   + [REPAIR_TICKS_SET] * args.repair_ticks)
     return StudySettings.parse({
         "symbols": list(args.symbols), "freq": args.freq, "source": args.data,
         "val_days": args.val_days, "test_days": args.test_days, "timesteps": args.timesteps,
         "seeds": args.seeds, "folds": args.folds, "confirm_days": args.confirm_days,
         "confirm_seeds": args.confirm_seeds, "base_preset": args.base_preset,
-        "set_options": [item for group in args.set_options for item in group]
-        + [REPAIR_TICKS_SET] * args.repair_ticks,
+        "set_options": set_options,
         "objective": args.objective, "sampler_seed": args.sampler_seed,
         **validation_grid(args),
         "space": space_to_dict(space),
+        **(walkforward_settings(args, set_options) if args.objective == WALKFORWARD else {}),
     })
+
+
+def walkforward_settings(args: argparse.Namespace, set_options: list[str]) -> dict[str, Any]:
+    """The walk-forward keys of a study's settings: ``select_until`` (checked to be a date),
+    the resolved spec (``dataclasses.asdict``) and ``wf_chunks``. The spec's ``val_days``
+    is --val-days and its ``test_days`` --test-days; --late-listings defaults to join where
+    the market lets late symbols join (single-symbol agents), else error (portfolios)."""
+    import dataclasses
+
+    import pandas as pd
+
+    from fastrl.config import build_config
+    from fastrl.markets import market_for
+    from fastrl.walkforward.plan import WalkForwardSpec
+
+    try:
+        day = pd.Timestamp(args.select_until)
+    except ValueError:
+        raise UsageError(f"--select-until {args.select_until!r} is not a date (use "
+                         "YYYY-MM-DD)") from None
+    late = args.late_listings
+    if late is None:
+        config = build_config(args.base_preset, None, {"data.symbols": list(args.symbols),
+                                                       "data.freq": args.freq}, set_options)
+        late = "join" if market_for(config).joins_late_listings else "error"
+    train_window = args.train_window
+    if train_window in (None, "expanding"):
+        span = None
+    else:
+        try:
+            span = int(train_window)
+        except ValueError:
+            raise UsageError(f"--train-window must be 'expanding' or a number of days, got "
+                             f"{train_window!r}") from None
+    spec = WalkForwardSpec(step=args.step or 63, start=args.start, train_window=span,
+                           val_days=args.val_days, embargo=args.embargo,
+                           min_train_days=args.min_train_days, test_days=args.test_days,
+                           late_listings=late).resolved(args.freq)
+    return {"select_until": day.strftime("%Y-%m-%d"), "walkforward": dataclasses.asdict(spec),
+            "wf_chunks": args.wf_chunks}
 
 
 def validation_grid(args: argparse.Namespace) -> dict[str, int]:
@@ -236,6 +341,7 @@ def _run_study(raw: list[str]) -> int:
     )
     from fastrl.tune.study import TrialRunner
 
+    walkforward = args.objective == WALKFORWARD
     space = load_space(args.space)
     settings = settings_of(args, space)
     name = args.study or "fastrl-" + "-".join(args.symbols)
@@ -253,14 +359,19 @@ def _run_study(raw: list[str]) -> int:
                if args.storage else None)
 
     try:
-        runner = TrialRunner(settings, space, study_dir=study_dir, batch=args.batch,
-                             log=lambda line: print(f"{time.strftime('%H:%M:%S')} {line}",
-                                                    flush=True))
+        if walkforward:  # loads the bars and plans the windows: bad input fails here
+            from fastrl.tune.walkforward_trials import WalkForwardTrialRunner as Runner
+        else:
+            Runner = TrialRunner  # noqa: N806
+        runner = Runner(settings, space, study_dir=study_dir, batch=args.batch,
+                        log=lambda line: print(f"{time.strftime('%H:%M:%S')} {line}",
+                                               flush=True))
         # process-wide state is the command's: the cores are shared by this machine's workers
         set_torch_threads(runner.base.torch_threads, share=args.workers)
-        for fold in range(args.folds):  # unknown symbols, too few days: fail before starting
-            runner.market(fold)
-        runner.confirmation_market()
+        if not walkforward:
+            for fold in range(args.folds):  # unknown symbols, too few days: fail before
+                runner.market(fold)
+            runner.confirmation_market()
     except ConfigError as err:
         raise UsageError(str(err)) from None
     if storage is None:
@@ -281,8 +392,10 @@ def _run_study(raw: list[str]) -> int:
         return 0
 
     label = storage_label(args.storage, study_dir)
+    runs = (f"{len(runner.windows)} windows before {settings.select_until}" if walkforward
+            else f"{args.folds} fold(s)")
     print(f"{PROG}: study {name!r} in {label}: {args.trials} trials x {args.seeds} seed(s) x "
-          f"{args.folds} fold(s) x {args.timesteps:,} steps, {args.workers} worker(s) on this "
+          f"{runs} x {args.timesteps:,} steps, {args.workers} worker(s) on this "
           f"machine; dashboard: optuna-dashboard {label}", flush=True)
     workers = []
     study_dir.mkdir(parents=True, exist_ok=True)

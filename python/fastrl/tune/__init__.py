@@ -7,6 +7,8 @@ folds), :mod:`fastrl.tune.storage` (storage, exact trial budget across workers),
 :mod:`fastrl.tune.study` (one trial in process, or B at once as one population:
 ``TrialRunner(batch=B)``, :func:`train_batch`) and :mod:`fastrl.tune.report_study` (best.yaml,
 trials.csv, overfitting gates, confirmation on fresh seeds, the test days once at the end).
+The walk-forward objective (``--objective walkforward``): :mod:`fastrl.tune.walkforward_trials`
+(a trial's score on the windows before ``--select-until``, its windows trained with its batch's).
 Population-based training: :mod:`fastrl.tune.pbt` (exploit/explore, lineage, winner;
 :func:`run_pbt` runs it) over :class:`fastrl.ppo.population.Population`, the PPO engine's
 P members in one process. The package loads torch: commands import it when they run.

@@ -134,13 +134,7 @@ class BatchedTrials:
                 if position == 0 and batch > 1:
                     shape = {k: entry.params[k] for k in SHAPE_KNOBS if k in entry.params}
                     study.sampler = optuna.samplers.PartialFixedSampler(shape, base_sampler)
-            pending = _by_shared_key(e for e in self.entries if e.config is not None)
-            claims = True  # the first cohort's first run takes newly claimed trials
-            while pending:
-                cohort = pending.pop(0)
-                deferred = self.run_cohort(cohort, shared_key(cohort[0].config), claims)
-                claims = False
-                pending.extend(_by_shared_key(deferred))
+            self.train()
             for entry in self.entries:  # a cohort's last run finalizes its survivors
                 self.finalize(entry)
         except BaseException as err:
@@ -157,6 +151,16 @@ class BatchedTrials:
         finally:
             study.sampler = base_sampler
         return [entry.record for entry in self.entries]
+
+    def train(self) -> None:
+        """Train the drawn trials: cohort after cohort, each through the plan."""
+        pending = _by_shared_key(e for e in self.entries if e.config is not None)
+        claims = True  # the first cohort's first run takes newly claimed trials
+        while pending:
+            cohort = pending.pop(0)
+            deferred = self.run_cohort(cohort, shared_key(cohort[0].config), claims)
+            claims = False
+            pending.extend(_by_shared_key(deferred))
 
     def run_cohort(self, cohort: list[BatchTrial], key: str, claims: bool
                    ) -> list[BatchTrial]:

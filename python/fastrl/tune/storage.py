@@ -334,6 +334,7 @@ class TrialRecord:
     failure: str | None = None
     score_se: float | None = None  # SE of the score (the mean) over its seeds x folds
     env_steps: int = 0  # env steps the trial trained, a pruned run's partial one included
+    windows: list[dict[str, Any]] | None = None  # a walk-forward trial's window summaries
 
 
 class StorageTimer:

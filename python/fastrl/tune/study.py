@@ -82,7 +82,8 @@ def base_config(settings: StudySettings | dict[str, Any]) -> TrainConfig:
     }
     config = build_config(settings.base_preset, None, overrides, list(settings.set_options))
     market = market_for(config)
-    if not market.tunable:
+    # the walk-forward objective scores any market's own record against its benchmark
+    if not market.tunable and settings.objective != "walkforward":
         # the objective scores the equal-capital single-symbol backtest against buy-and-hold
         raise ConfigError(f"fastrl-tune tunes single-symbol agents: {market.selected_by} is "
                           "not supported yet (its objective backtests each symbol against "
@@ -260,9 +261,13 @@ class TrialRunner:
                       runs: list[RunResult], plan: list[tuple[int, int]], state: Any,
                       score: float | None, failure: str | None,
                       deployed_latest: dict[int, dict[str, Any]], current_run: dict[str, Any],
-                      started: float, timed: StorageTimer) -> TrialRecord:
+                      started: float, timed: StorageTimer,
+                      walkforward: dict[str, Any] | None = None) -> TrialRecord:
         """Tell the study a trial's outcome, set its attributes and write its record (the
-        sequential and the batched path alike)."""
+        sequential and the batched path alike). ``walkforward`` (a walk-forward trial,
+        :mod:`fastrl.tune.walkforward_trials`): ``attrs`` (user attributes set before the
+        study is told), ``se``, ``env_steps`` and ``windows`` (its window summaries, for
+        the record) in place of those of ``runs``."""
         settings = self.settings
         schedule = validation_schedule(settings)
         deployed: dict[str, list[float]] = {}
@@ -274,13 +279,21 @@ class TrialRunner:
         env_steps = sum(r.steps[-1] for r in runs)
         if len(runs) < len(plan) and current_run:  # stopped mid-run: the steps it got to
             env_steps += int(current_run.get("step", 0))
+        attrs: dict[str, Any] = {}
+        windows = None
+        if walkforward is not None:
+            attrs, windows = dict(walkforward["attrs"]), walkforward["windows"]
+            se = walkforward["se"] if state == TrialState.COMPLETE else None
+            env_steps = int(walkforward["env_steps"])
         record = TrialRecord(number=trial.number, state=state.name, params=params, score=score,
                              runs=[r.as_dict() for r in runs], wall_seconds=0.0,
                              storage_seconds=0.0, failure=failure, score_se=se,
-                             env_steps=env_steps)
+                             env_steps=env_steps, windows=windows)
         try:
             if failure:
                 timed(trial.set_user_attr, "failure", failure)
+            for key, value in attrs.items():
+                timed(trial.set_user_attr, key, value)
             if deployed:
                 timed(trial.set_user_attr, "deployed_returns", deployed)
             if runs:
@@ -292,8 +305,9 @@ class TrialRunner:
                        "excess": first.excess, "objective": first.objective})
             if state == TrialState.COMPLETE:
                 timed(trial.set_user_attr, "score_se", se)
-                returns = combined_val_returns(runs, settings.folds)
-                timed(trial.set_user_attr, "val_returns", [round(r, 10) for r in returns])
+                if runs:
+                    returns = combined_val_returns(runs, settings.folds)
+                    timed(trial.set_user_attr, "val_returns", [round(r, 10) for r in returns])
                 timed(study.tell, trial, score)
             else:
                 timed(study.tell, trial, state=state)
