@@ -51,6 +51,8 @@ class StudySettings(ConfirmationSettings):
     base_preset: str
     sampler_seed: int | None = None  # None: TPE unseeded
     space: Any = None  # the search space as recorded (fastrl.tune.space.space_to_dict)
+    select_until: str | None = None  # --objective walkforward: selection windows end before it
+    walkforward: dict | None = None  # its WalkForwardSpec (dataclasses.asdict)
 
 
 __all__ = ["ConfirmationSettings", "StudySettings"]
