@@ -18,6 +18,8 @@ equally across them); a rule's is seed 0's days, the same days. Every interval i
 paired test of :func:`fastrl.stats.prob_agent_beats` on the same days (HAC SE floored at
 the i.i.d. SE, Student's t): a two-sided 90% interval (the one-sided 95% bounds) of the
 annualised mean daily difference, with the one-sided p of "the tuned config earns more".
+The candidate is compared with every other config at once, so the verdict says where a
+difference its interval shows does not survive Holm's adjustment across those comparisons.
 
 ``steps_to_score`` reads the windows' validation curves (``WindowResult.val_curve``: one
 ``[env_step, val_sharpe]`` per validation): the env steps the tuned config needs to first
@@ -179,6 +181,7 @@ def confirmation_summary(run: WalkForwardRun, select_until: str,
                      paired_interval(series[candidate], values, freq)})
     rows.append({"config": BUY_AND_HOLD, "kind": "benchmark", "active": None,
                  "vs_candidate": paired_interval(series[candidate], bench, freq)})
+    adjust_for_comparisons([row["vs_candidate"] for row in rows if row["vs_candidate"]])
     scale = periods_per_year(freq)
     per_seed = {name: [float(np.mean((p := pooled(run.records[(name, seed)]))["agent_return"]
                                      - p["bh_return"]) * scale) for seed in range(run.seeds)]
@@ -196,17 +199,35 @@ def confirmation_summary(run: WalkForwardRun, select_until: str,
             "level": LEVEL, "verdict": confirmation_verdict(rows, candidate)}
 
 
+def adjust_for_comparisons(entries: Sequence[dict[str, Any]]) -> None:
+    """Adds Holm's adjusted p-values across ``entries`` (the candidate against every other
+    config: one family) in both directions: ``p_holm`` for "the candidate earns more",
+    ``p_holm_less`` for "it earns less" (from the one-sided p's complement)."""
+    p = np.array([np.nan if e["p"] is None else e["p"] for e in entries], dtype=np.float64)
+    for key, values in (("p_holm", p), ("p_holm_less", 1.0 - p)):
+        for entry, adjusted in zip(entries, stats.holm(values), strict=True):
+            entry[key] = _finite(float(adjusted))
+
+
 def confirmation_verdict(rows: Sequence[Mapping[str, Any]], candidate: str = CANDIDATE) -> str:
     """In plain words, from the paired intervals: whom the candidate beats (interval above
     0), trails (below 0) and has no edge over (the interval includes 0)."""
     ahead, behind, even, untested = [], [], [], []
+    alpha = (1.0 - LEVEL) / 2.0  # the one-sided level of the interval's ends
     for row in rows:
         versus = row["vs_candidate"]
         if versus is None:
             continue
-        ci = versus["ci"]
-        (untested if ci is None else ahead if ci[0] > 0 else behind if ci[1] < 0
-         else even).append(row["config"])
+        ci, name = versus["ci"], row["config"]
+        if ci is None:
+            untested.append(name)
+        elif ci[0] > 0 or ci[1] < 0:
+            key = "p_holm" if ci[0] > 0 else "p_holm_less"
+            held = versus.get(key) is None or versus[key] <= alpha
+            (ahead if ci[0] > 0 else behind).append(
+                name if held else f"{name} (not after Holm's adjustment for the comparisons)")
+        else:
+            even.append(name)
     parts = []
     if ahead:
         parts.append(f"the {candidate} config beats {', '.join(ahead)} (90% intervals of the "
@@ -282,7 +303,7 @@ def steps_to_score(run: WalkForwardRun, candidate: str = CANDIDATE,
     return out
 
 
-__all__ = ["BUY_AND_HOLD", "CANDIDATE", "PRESETS", "check_after", "confirmation_configs",
-           "confirmation_seed_base", "confirmation_spec", "confirmation_summary",
-           "confirmation_verdict", "daily_frame", "first_step_at", "paired_interval",
-           "run_confirmation", "steps_to_score", "study_spec"]
+__all__ = ["BUY_AND_HOLD", "CANDIDATE", "PRESETS", "adjust_for_comparisons", "check_after",
+           "confirmation_configs", "confirmation_seed_base", "confirmation_spec",
+           "confirmation_summary", "confirmation_verdict", "daily_frame", "first_step_at",
+           "paired_interval", "run_confirmation", "steps_to_score", "study_spec"]
