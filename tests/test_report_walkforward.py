@@ -187,7 +187,7 @@ def tiny_runner() -> SimpleNamespace:
     settings = StudySettings.parse({
         "symbols": ["BPCL", "HDFCLIFE"], "freq": "1d", "val_days": 20, "test_days": 20,
         "timesteps": 256, "seeds": 2, "confirm_seeds": 2, "folds": 1, "base_preset": "fast",
-        "set_options": TINY_SET, "select_until": SELECT_UNTIL,
+        "set_options": TINY_SET, "objective": "walkforward", "select_until": SELECT_UNTIL,
         "walkforward": dataclasses.asdict(SPEC)})
     return SimpleNamespace(settings=settings, base=base_config(settings))
 
@@ -241,11 +241,8 @@ def test_the_confirmation_table(confirmed) -> None:
 def test_the_study_report_dispatches_on_the_walkforward_objective(
         tiny_runner, confirmed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     study = synthetic_study(tmp_path, [0.0, 0.0005, -0.0005])
-    values = {**tiny_runner.settings.to_dict(), "objective": "walkforward"}
-    settings = SimpleNamespace(**values, to_dict=lambda: values)
-    runner = SimpleNamespace(settings=settings, base=tiny_runner.base)
     monkeypatch.setattr(rw, "run_confirmation", lambda *a, **k: confirmed)
-    written = write_study_outputs(study, runner, tmp_path)
+    written = write_study_outputs(study, tiny_runner, tmp_path)
     assert {p.name for p in written} >= {"best.yaml", "trials.csv", "report.md", "report.json",
                                          "confirmation_daily.csv"}
     payload = json.loads((tmp_path / "report.json").read_text())

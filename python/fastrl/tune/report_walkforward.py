@@ -326,6 +326,8 @@ def write_walkforward_report(study: Any, runner: Any, study_dir: str | Path, win
     payload = walkforward_payload(study, runner, folder, winner)
     until = runner.settings.select_until
     log(f"confirmation: trial {winner.number}, fast and baseline on the windows from {until}")
+    # the study runner's bars (all of them: trials saw only those before the date)
+    bars = getattr(runner, "bars", None) if bars is None else bars
     run = run_confirmation(winner, runner, bars=bars, workers=workers, progress=log)
     payload["confirmation"] = confirmation_summary(run, until)
     payload["steps_to_baseline"] = steps_to_score(run)

@@ -8,13 +8,16 @@ before the key existed, so every recorded study still reads.
 
 from __future__ import annotations
 
+import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from fastrl.tune.objective import OBJECTIVES
 from fastrl.typed_settings import Settings
 
+# a study's objectives: the validation curve's (OBJECTIVES) or the walk-forward record's
+STUDY_OBJECTIVES = (*OBJECTIVES, "walkforward")
 Count = Annotated[int, Field(ge=1)]
 Days = Annotated[int, Field(ge=0)]
 
@@ -51,8 +54,33 @@ class StudySettings(ConfirmationSettings):
     base_preset: str
     sampler_seed: int | None = None  # None: TPE unseeded
     space: Any = None  # the search space as recorded (fastrl.tune.space.space_to_dict)
-    select_until: str | None = None  # --objective walkforward: selection windows end before it
-    walkforward: dict | None = None  # its WalkForwardSpec (dataclasses.asdict)
+    objective: Literal[STUDY_OBJECTIVES] = "excess"  # type: ignore[valid-type]
+    # the walk-forward objective: trials trade only the windows that end before this day
+    select_until: str | None = None
+    # ... of this walk-forward (a resolved fastrl.walkforward.plan.WalkForwardSpec, asdict)
+    walkforward: dict[str, Any] | None = Field(default=None, validate_default=True)
+    wf_chunks: Count | None = None  # pruning points of a walk-forward trial (None: 4)
+
+    @field_validator("select_until")
+    @classmethod
+    def _iso_day(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                datetime.date.fromisoformat(value)
+            except ValueError:
+                raise ValueError("must be a date YYYY-MM-DD") from None
+        return value
+
+    @field_validator("walkforward")
+    @classmethod
+    def _with_walkforward(cls, value: dict[str, Any] | None, info: ValidationInfo
+                          ) -> dict[str, Any] | None:
+        walkforward = info.data.get("objective") == "walkforward"
+        if walkforward != (value is not None) or walkforward != (
+                info.data.get("select_until") is not None):
+            raise ValueError("is set with select_until for the walkforward objective, and "
+                             "only then")
+        return value
 
 
-__all__ = ["ConfirmationSettings", "StudySettings"]
+__all__ = ["STUDY_OBJECTIVES", "ConfirmationSettings", "StudySettings"]
