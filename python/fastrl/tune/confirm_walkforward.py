@@ -179,7 +179,8 @@ def confirmation_summary(run: WalkForwardRun, select_until: str,
                      "active": paired_interval(values, bench, freq),
                      "vs_candidate": None if name == candidate else
                      paired_interval(series[candidate], values, freq)})
-    rows.append({"config": BUY_AND_HOLD, "kind": "benchmark", "active": None,
+    # the record's benchmark: buy-and-hold (a portfolio's equal weight bought and held)
+    rows.append({"config": benchmark_rung or BUY_AND_HOLD, "kind": "benchmark", "active": None,
                  "vs_candidate": paired_interval(series[candidate], bench, freq)})
     adjust_for_comparisons([row["vs_candidate"] for row in rows if row["vs_candidate"]])
     scale = periods_per_year(freq)

@@ -333,7 +333,8 @@ def write_walkforward_report(study: Any, runner: Any, study_dir: str | Path, win
     payload["steps_to_baseline"] = steps_to_score(run)
     payload["verdict"] = f"{payload['confirmation']['verdict']}; {gates_words(payload['gates'])}"
     daily = pd.DataFrame({name: daily_frame(run, name)["agent_return"] for name in run.configs})
-    daily["buy_and_hold"] = daily_frame(run, CANDIDATE)["bh_return"]
+    daily[run.rungs[0] if run.rungs else "buy_and_hold"] = \
+        daily_frame(run, CANDIDATE)["bh_return"]
     daily.index.name = "time"
     daily.to_csv(folder / "confirmation_daily.csv")
     images, notes = plot_optuna(study, folder)
