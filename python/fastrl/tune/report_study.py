@@ -23,6 +23,9 @@ Order matters for honesty. Everything up to the confirmation reads validation ba
 The report (md + html + PNG) shows the optimisation history, parameter importances, the
 validation curves of the top 5 trials (their search seed) next to the winner's and both
 presets' on the first fresh confirmation seed, the gates, the confirmation and the test days.
+
+A walk-forward study (``--objective walkforward``) writes best.yaml and trials.csv here and
+its gates, confirmation and report in :mod:`fastrl.tune.report_walkforward`.
 """
 
 from __future__ import annotations
