@@ -290,6 +290,12 @@ def anchored_section(data: dict | None, portfolio: bool = False) -> list[str]:
         f"(`bench/anchored.py{' --kind portfolio' if portfolio else ''}`)", data, "anchored")
 
 
+def tune_walkforward_section(data: dict | None) -> list[str]:
+    return bench_section(
+        "## Walk-forward tuning: selected before 2017, confirmed on 2017+ "
+        "(`bench/tune_walkforward.py`)", data, "tune_walkforward")
+
+
 def calibration_section(data: dict | None, records_dir: Path = RESULTS) -> list[str]:
     lines = ["## Calibration: does the verdict claim an edge only when there is one? "
              "(`bench/calibration.py`)", ""]
@@ -341,6 +347,7 @@ def build() -> Path:
     parts += anchored_section(load("anchored", "anchored_quick"))
     parts += anchored_section(load("anchored_portfolio", "anchored_portfolio_quick"),
                               portfolio=True)
+    parts += tune_walkforward_section(load("tune_walkforward", "tune_walkforward_smoke"))
     parts += calibration_section(load("calibration", "calibration_quick"))
     path = RESULTS / "SUMMARY.md"
     path.write_text("\n".join(parts))

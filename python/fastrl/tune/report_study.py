@@ -23,6 +23,9 @@ Order matters for honesty. Everything up to the confirmation reads validation ba
 The report (md + html + PNG) shows the optimisation history, parameter importances, the
 validation curves of the top 5 trials (their search seed) next to the winner's and both
 presets' on the first fresh confirmation seed, the gates, the confirmation and the test days.
+
+A walk-forward study (``--objective walkforward``) writes best.yaml and trials.csv here and
+its gates, confirmation and report in :mod:`fastrl.tune.report_walkforward`.
 """
 
 from __future__ import annotations
@@ -89,8 +92,11 @@ def best_yaml_text(trial: Any, runner: Any) -> str:
                    "total_timesteps": settings.timesteps})
     values.update(params_to_overrides(trial.params, base, settings.timesteps))
     objective = settings.objective
-    header = (f"# fastrl-tune winner: trial {trial.number}, learning-speed score "
-              f"{trial.value:.4f} (mean {objective} validation curve average)\n"
+    score = (f"walk-forward score {trial.value:.4f} (mean daily return over buy-and-hold a "
+             f"year on the windows before {settings.select_until})"
+             if objective == "walkforward" else f"learning-speed score {trial.value:.4f} "
+             f"(mean {objective} validation curve average)")
+    header = (f"# fastrl-tune winner: trial {trial.number}, {score}\n"
               f"# train it: fastrl-train --config best.yaml\n")
     return header + yaml.safe_dump(values, sort_keys=False)
 
@@ -567,6 +573,10 @@ def write_study_outputs(study: Any, runner: Any, study_dir: str | Path, *, repor
     written.append(best)
     if not report:
         return written
+    if getattr(runner.settings, "objective", None) == "walkforward":
+        from fastrl.tune.report_walkforward import write_walkforward_report
+
+        return written + write_walkforward_report(study, runner, folder, winner, log=log)
 
     # the trials that ran (slots a --timeout left waiting never did)
     all_trials = [t for t in counted_trials(study) if t.state.is_finished()]
