@@ -247,6 +247,8 @@ def walkforward_settings(args: argparse.Namespace, set_options: list[str]) -> di
     the resolved spec (``dataclasses.asdict``) and ``wf_chunks``. The spec's ``val_days``
     is --val-days and its ``test_days`` --test-days; --late-listings defaults to join where
     the market lets late symbols join (single-symbol agents), else error (portfolios)."""
+    # the config and walk-forward modules load torch: imported when a study starts, not
+    # by --help
     import dataclasses
 
     import pandas as pd
@@ -360,6 +362,7 @@ def _run_study(raw: list[str]) -> int:
 
     try:
         if walkforward:  # loads the bars and plans the windows: bad input fails here
+            # with the study modules above: loaded only for a walk-forward study
             from fastrl.tune.walkforward_trials import WalkForwardTrialRunner as Runner
         else:
             Runner = TrialRunner  # noqa: N806

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,6 +109,36 @@ def plot_training(records: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
+
+
+def plot_optuna(study: Any, folder: Path) -> tuple[dict[str, Path], list[str]]:
+    """Optimisation history and parameter importances (when they can be computed)."""
+    import optuna
+
+    plt = pyplot()
+    images, notes = {}, []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        ax = optuna.visualization.matplotlib.plot_optimization_history(study)
+        ax.figure.tight_layout()
+        images["history"] = folder / "optimization_history.png"
+        save_png(ax.figure, images["history"])
+        try:
+            # with few trials the evaluator may warn that its quantiles pick the same trials
+            # (equal importances); the plot still says so, so the warning adds nothing
+            warnings.filterwarnings("ignore", message="Target and region quantiles",
+                                    category=UserWarning)
+            ax = optuna.visualization.matplotlib.plot_param_importances(study)
+            ax.figure.tight_layout()
+            images["importances"] = folder / "param_importances.png"
+            save_png(ax.figure, images["importances"])
+        except (ValueError, RuntimeError) as err:
+            # needs >= 2 completed trials whose parameters vary
+            notes.append(f"parameter importances not computed: {err}")
+            plt.close("all")
+    return images, notes
+
+
 __all__ = ["COLORS", "DPI", "FIG_WIDTH_IN", "PANEL_HEIGHT_IN", "TRAINING_PANELS",
-           "figure_size_px", "panel_grid", "plot_training", "pyplot", "read_training_metrics",
-           "save_png", "time_axis"]
+           "figure_size_px", "panel_grid", "plot_optuna", "plot_training", "pyplot",
+           "read_training_metrics", "save_png", "time_axis"]

@@ -86,6 +86,7 @@ def confirmation_seed_base(settings: Any) -> int:
 def confirmation_configs(winner: Any, runner: Any) -> dict[str, Any]:
     """name -> TrainConfig: the winner on the study's base config and both presets on the
     same data section, budget and ``--set`` options, all on the fresh seed base."""
+    # the study modules import the report modules, which import this one
     from fastrl.tune.space import config_for
     from fastrl.tune.study import base_config
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +46,7 @@ from fastrl.markets.single.backtest import evaluate_agent
 from fastrl.metrics import sharpe_per_bar
 from fastrl.reports import writer
 from fastrl.reports.format import format_number as fmt
-from fastrl.reports.plots import pyplot, save_png
+from fastrl.reports.plots import plot_optuna, pyplot, save_png
 from fastrl.reports.writer import Document, Section, Table
 from fastrl.strategies import COMBINED
 from fastrl.tune.ladder import confirmation_ladder, ladder_section
@@ -58,6 +57,7 @@ from fastrl.tune.objective import (
     train_run,
     validation_schedule,
 )
+from fastrl.tune.report_walkforward import write_walkforward_report
 from fastrl.tune.space import config_for, params_to_overrides
 from fastrl.tune.storage import counted_trials
 from fastrl.tune.study import base_config, confirmation_config
@@ -392,34 +392,6 @@ def plot_curves(trials: list[Any], confirmed: dict[str, dict[str, Any]], path: P
     return path
 
 
-def plot_optuna(study: Any, folder: Path) -> tuple[dict[str, Path], list[str]]:
-    """Optimisation history and parameter importances (when they can be computed)."""
-    import optuna
-
-    plt = pyplot()
-    images, notes = {}, []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        ax = optuna.visualization.matplotlib.plot_optimization_history(study)
-        ax.figure.tight_layout()
-        images["history"] = folder / "optimization_history.png"
-        save_png(ax.figure, images["history"])
-        try:
-            # with few trials the evaluator may warn that its quantiles pick the same trials
-            # (equal importances); the plot still says so, so the warning adds nothing
-            warnings.filterwarnings("ignore", message="Target and region quantiles",
-                                    category=UserWarning)
-            ax = optuna.visualization.matplotlib.plot_param_importances(study)
-            ax.figure.tight_layout()
-            images["importances"] = folder / "param_importances.png"
-            save_png(ax.figure, images["importances"])
-        except (ValueError, RuntimeError) as err:
-            # needs >= 2 completed trials whose parameters vary
-            notes.append(f"parameter importances not computed: {err}")
-            plt.close("all")
-    return images, notes
-
-
 
 def confirmation_sections(payload: dict[str, Any], test_days: int, *,
                           candidate: str = "tuned", label: str = "winner") -> list[Section]:
@@ -574,8 +546,6 @@ def write_study_outputs(study: Any, runner: Any, study_dir: str | Path, *, repor
     if not report:
         return written
     if getattr(runner.settings, "objective", None) == "walkforward":
-        from fastrl.tune.report_walkforward import write_walkforward_report
-
         return written + write_walkforward_report(study, runner, folder, winner, log=log)
 
     # the trials that ran (slots a --timeout left waiting never did)

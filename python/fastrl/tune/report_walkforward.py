@@ -39,6 +39,7 @@ from fastrl import selection
 from fastrl.metrics import sharpe_per_bar
 from fastrl.reports import writer
 from fastrl.reports.format import format_number as fmt
+from fastrl.reports.plots import plot_optuna
 from fastrl.reports.writer import Document, Section, Table
 from fastrl.tune.confirm_walkforward import (
     CANDIDATE,
@@ -320,8 +321,6 @@ def write_walkforward_report(study: Any, runner: Any, study_dir: str | Path, win
                              workers: int = 1) -> list[Path]:
     """The gates, the confirmation and the report files of a walk-forward study (the
     dispatch of :func:`fastrl.tune.report_study.write_study_outputs`); returns the paths."""
-    from fastrl.tune.report_study import plot_optuna
-
     folder = Path(study_dir)
     payload = walkforward_payload(study, runner, folder, winner)
     until = runner.settings.select_until

@@ -30,20 +30,25 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import torch
 
 from fastrl.config import TrainConfig, config_from_dict, resolve_defaults, validate_config
+from fastrl.markets import market_for
 from fastrl.ppo.checkpoint import to_storable
 from fastrl.ppo.members import shared_key
 from fastrl.ppo.population import Population
 from fastrl.ppo.trainer import TrainingDivergedError
 from fastrl.walkforward.plan import WalkForwardSpec
-
-if TYPE_CHECKING:
-    from fastrl.walkforward.run import WindowJob, WindowResult
+from fastrl.walkforward.window import (
+    WindowJob,
+    WindowResult,
+    train_market,
+    training_config,
+    window_seed,
+)
 
 # of the memory available when training starts, the share the populations may fill
 MEMORY_SHARE = 0.5
@@ -137,8 +142,6 @@ def _validate(pop: Population, members: list[_Member], rows: list[int]) -> None:
 
 def _result(pop: Population, i: int, member: _Member, seconds: float, spec: WalkForwardSpec
             ) -> WindowResult:
-    from fastrl.walkforward.run import WindowResult
-
     final = (_cpu(pop.member_network(i).state_dict()),
              _cpu(pop.obs_normaliser.member(i).state_dict()))
     chosen = member.kept if member.kept is not None else final
@@ -199,8 +202,6 @@ def _members(values: Mapping[str, dict], jobs: Sequence[WindowJob],
              markets: dict[tuple[int, str], Any] | None = None) -> list[_Member]:
     """Each job's config, market and seed, as :func:`~fastrl.walkforward.run.train_window`
     builds them (one market per window and data/env section, kept in ``markets``)."""
-    from fastrl.walkforward.run import train_market, training_config, window_seed
-
     markets = {} if markets is None else markets
     out = []
     for job in jobs:
@@ -220,8 +221,6 @@ def _size(values: Mapping[str, dict], jobs: Sequence[WindowJob],
           bars: Mapping[str, pd.DataFrame], spec: WalkForwardSpec, workers: int,
           markets: dict[tuple[int, str], Any] | None = None) -> int:
     """:func:`members_per_population` for the first job's config and market."""
-    from fastrl.markets import market_for
-
     probe = _members(values, jobs[:1], bars, spec, markets)[0]
     obs_dim = int(market_for(probe.config).obs_dim(probe.market.train))
     return members_per_population(probe.config, probe.market, obs_dim, workers=workers)
