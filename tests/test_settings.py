@@ -33,8 +33,8 @@ RECORDED_WALKFORWARD = {
     "seed": None, "device": None, "start": "2023-01-02", "step": 63,
     "train_window": "expanding", "val_days": 20, "embargo": None, "min_train_days": 60,
     "late_listings": "error", "warm_start": False, "compare": None, "seeds": 1,
-    "ensemble": None, "workers": 1, "threads": 1, "repair_ticks": False,
-    "set_options": ["hidden_sizes=[8]"],
+    "ensemble": None, "workers": 1, "threads": 1, "engine": "auto", "max_members": None,
+    "repair_ticks": False, "set_options": ["hidden_sizes=[8]"],
 }
 
 
@@ -104,11 +104,12 @@ def test_recorded_walkforward_settings_read_back_unchanged() -> None:
 def test_walkforward_settings_recorded_before_a_key_existed_take_the_flags_default() -> None:
     older = {k: v for k, v in RECORDED_WALKFORWARD.items()
              if k not in ("portfolio", "through_test", "late_listings", "repair_ticks",
-                          "test_days", "ensemble", "default_preset")}
+                          "test_days", "ensemble", "default_preset", "engine", "max_members")}
     settings = WalkForwardSettings.parse(older)
     assert (settings.portfolio, settings.through_test, settings.late_listings,
             settings.repair_ticks, settings.test_days, settings.ensemble,
-            settings.default_preset) == (False, False, "error", False, None, None, "fast")
+            settings.default_preset, settings.engine, settings.max_members) == (
+        False, False, "error", False, None, None, "fast", "auto", None)
 
 
 @pytest.mark.parametrize(("change", "words"), [
