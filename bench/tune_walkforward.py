@@ -83,7 +83,8 @@ def tune_argv(args: argparse.Namespace, symbols: list[str], start: str,
             "--timesteps", str(args.timesteps), "--seeds", str(args.seeds),
             "--confirm-seeds", str(args.confirm_seeds), "--sampler-seed", str(args.sampler_seed),
             "--set", *sets, "--space", str(space_file(run_dir)),
-            "--run-dir", str(run_dir), "--study", run_dir.name]
+            "--run-dir", str(run_dir), "--study", run_dir.name,
+            "--window-workers", str(args.workers)]
 
 
 def space_file(run_dir: Path) -> Path:
@@ -117,6 +118,9 @@ def main() -> int:
                         help=f"default {SELECT_UNTIL} (smoke {SMOKE['select_until']})")
     parser.add_argument("--sampler-seed", type=int, default=0)
     parser.add_argument("--run-dir", default=None)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes a chunk's windows train in (fastrl-tune "
+                        "--window-workers; default one per core)")
     args = parser.parse_args()
     defaults = ({k: SMOKE[k] for k in ("trials", "batch", "timesteps", "windows",
                                        "confirm_seeds", "select_until")} if args.smoke else

@@ -81,8 +81,10 @@ def test_the_summary_table(bench):
 
 def test_the_smoke_arguments(bench, tmp_path):
     args = argparse.Namespace(smoke=True, select_until="2022-01-03", trials=2, batch=2,
-                              timesteps=1024, seeds=1, confirm_seeds=2, sampler_seed=0)
+                              timesteps=1024, seeds=1, confirm_seeds=2, sampler_seed=0,
+                              workers=2)
     argv = bench.tune_argv(args, ["A", "B"], "2021-06-30", tmp_path / "study")
+    assert argv[argv.index("--window-workers") + 1] == "2"
     assert argv[argv.index("--objective") + 1] == "walkforward"
     assert argv[argv.index("--start") + 1] == "2021-06-30"
     assert argv[argv.index("--space") + 1] == str(tmp_path / "study.space.yaml")

@@ -62,7 +62,7 @@ OBJECTIVES = ("excess", "sharpe")  # fastrl.tune.objective.OBJECTIVES (not impor
 WALKFORWARD = "walkforward"  # the objective scored on the walk-forward before --select-until
 # walk-forward flags: None unless given (refused without --objective walkforward)
 WALKFORWARD_FLAGS = ("select_until", "step", "start", "train_window", "embargo",
-                     "min_train_days", "late_listings", "wf_chunks")
+                     "min_train_days", "late_listings", "wf_chunks", "window_workers")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     wf.add_argument("--wf-chunks", type=int, default=None, metavar="N",
                     help="chunks of windows trained at once, in time order; a trial reports "
                     "and may be pruned after each (default 4)")
+    wf.add_argument("--window-workers", type=int, default=None, metavar="W",
+                    help="processes a chunk's population is split across (default 1; for "
+                    "more cores with one seeded sampler; never changes a result)")
     run = parser.add_argument_group("study")
     run.add_argument("--study", metavar="NAME", help="study name (default from the symbols)")
     run.add_argument("--storage", metavar="URL", help="SQLAlchemy URL shared by many machines "
@@ -200,7 +203,7 @@ def check_numbers(args: argparse.Namespace) -> None:
         args.confirm_days = args.val_days
     for flag in ("trials", "timesteps", "seeds", "folds", "workers", "batch", "val_days",
                  "test_days", "val_every", "val_every_steps", "confirm_days", "confirm_seeds",
-                 "step", "wf_chunks", "min_train_days"):
+                 "step", "wf_chunks", "min_train_days", "window_workers"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
@@ -369,6 +372,8 @@ def _run_study(raw: list[str]) -> int:
         runner = Runner(settings, space, study_dir=study_dir, batch=args.batch,
                         log=lambda line: print(f"{time.strftime('%H:%M:%S')} {line}",
                                                flush=True))
+        if walkforward:
+            runner.window_workers = int(args.window_workers or 1)
         # process-wide state is the command's: the cores are shared by this machine's workers
         set_torch_threads(runner.base.torch_threads, share=args.workers)
         if not walkforward:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -101,12 +102,14 @@ def confirmation_configs(winner: Any, runner: Any) -> dict[str, Any]:
 
 
 def run_confirmation(winner: Any, runner: Any, *, bars: Mapping[str, pd.DataFrame] | None = None,
-                     workers: int = 1, progress: Callable[[str], None] | None = None
-                     ) -> WalkForwardRun:
+                     workers: int | None = None,
+                     progress: Callable[[str], None] | None = None) -> WalkForwardRun:
     """Trains and trades the confirmation: :func:`confirmation_configs` on the windows of
     :func:`confirmation_spec`, ``settings.confirmation_seeds`` seeds, beside every rule of
-    the market's kind (the ladder's rungs)."""
+    the market's kind (the ladder's rungs). ``workers``: processes training its windows
+    (default one per core; they never change a result)."""
     configs = confirmation_configs(winner, runner)
+    workers = int(workers or os.cpu_count() or 1)
     kind = market_for(configs[CANDIDATE]).kind
     return run_walkforward(configs, confirmation_spec(runner.settings),
                            seeds=int(runner.settings.confirmation_seeds), bars=bars,

@@ -318,7 +318,7 @@ def _json_default(value: Any) -> Any:
 
 def write_walkforward_report(study: Any, runner: Any, study_dir: str | Path, winner: Any, *,
                              log: Any = lambda line: None, bars: Any = None,
-                             workers: int = 1) -> list[Path]:
+                             workers: int | None = None) -> list[Path]:
     """The gates, the confirmation and the report files of a walk-forward study (the
     dispatch of :func:`fastrl.tune.report_study.write_study_outputs`); returns the paths."""
     folder = Path(study_dir)

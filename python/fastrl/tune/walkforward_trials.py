@@ -267,6 +267,7 @@ class WalkForwardBatch(BatchedTrials):
 
         def run(todo: list[WindowJob]) -> None:
             train_windows(values, todo, runner.cut, runner.train_spec,
+                          workers=runner.window_workers,
                           torch_threads=torch.get_num_threads(), trained=trained)
 
         try:
@@ -319,6 +320,7 @@ class WalkForwardTrialRunner(TrialRunner):
     """
 
     bars: Mapping[str, pd.DataFrame] | None = None
+    window_workers: int = 1  # processes a chunk's population is split across
 
     def __post_init__(self) -> None:
         super().__post_init__()
