@@ -47,7 +47,9 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
                                "inverse_vol", "min_variance", "xs_momentum"],
                               ["--portfolio", "--quick", "--configs", "fast", "inverse_vol"]),
     "ladder": ([], ["--quick"]),  # after walkforward: it reads that bench's traded days
+    "walkforward_population": ([], ["--quick"]),
     "anchored": ([], ["--quick"]),
+    "tune_walkforward": ([], ["--smoke"]),
     "calibration": ([], ["--quick", "--null-markets", "1", "--timesteps", "8192"]),
 }
 

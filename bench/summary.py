@@ -278,6 +278,12 @@ def walkforward_portfolio_section(data: dict | None) -> list[str]:
         data, "walkforward")
 
 
+def walkforward_population_section(data: dict | None) -> list[str]:
+    return bench_section(
+        "## Walk-forward windows as members of one population, against the process pool "
+        "(`bench/walkforward_population.py`)", data, "walkforward_population")
+
+
 def ladder_section(data: dict | None) -> list[str]:
     return bench_section(
         "## Ladder: classical rules over the walk-forward period (`bench/ladder.py`)",
@@ -340,6 +346,11 @@ def build() -> Path:
     parts += walkforward_section(load("walkforward", "walkforward_quick"))
     parts += walkforward_portfolio_section(load("walkforward_portfolio",
                                                 "walkforward_portfolio_quick"))
+    parts += walkforward_population_section(load("walkforward_population",
+                                                  "walkforward_population_quick"))
+    gpu_walk = load("walkforward_population_cuda")
+    if gpu_walk is not None:
+        parts += walkforward_population_section(gpu_walk)[2:]
     gpu_pbt = load("pbt_cuda")
     if gpu_pbt is not None:
         parts += pbt_section(gpu_pbt)[2:]

@@ -16,6 +16,7 @@ Writes results/walkforward_population.json and prints the SUMMARY.md table.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import sys
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fastrl.config import build_config  # noqa: E402
@@ -33,7 +35,7 @@ from fastrl.walkforward.plan import WalkForwardSpec  # noqa: E402
 from fastrl.walkforward.run import run_walkforward  # noqa: E402
 from walkforward import NETWORK, QUICK_START, QUICK_SYMBOLS, bench_overrides  # noqa: E402
 
-from bench_common import machine_info, write_json  # noqa: E402
+from bench_common import RESULTS, machine_info, write_json  # noqa: E402
 
 # (label, run_walkforward keywords): the pool first, the baseline every layout is held to
 LAYOUTS = [
@@ -58,6 +60,49 @@ def same_trades(a: Any, b: Any) -> dict[str, Any]:
             "max_equity_relative_difference": equity}
 
 
+def per_member_costs(config: Any, spec: WalkForwardSpec, sizes: tuple[int, ...] = (1, 8),
+                     updates: int = 4) -> list[dict[str, Any]]:
+    """Where a member's time goes, alone and beside others: milliseconds per member and
+    update of the rollout, the PPO update and the validation backtest, for populations of
+    ``sizes`` windows (spread over the plan) trained ``updates`` updates, one thread."""
+    from fastrl.config import config_to_dict
+    from fastrl.ppo.population import Population
+    from fastrl.walkforward.members import _members, _population_config
+    from fastrl.walkforward.plan import plan_windows
+    from fastrl.walkforward.run import WindowJob, load_walkforward_bars
+
+    bars = load_walkforward_bars(config)
+    resolved = spec.resolved(config.data.freq)
+    windows = plan_windows(bars, resolved, config.data.freq)
+    values = {"bench": config_to_dict(config)}
+    rows = []
+    for size in sizes:
+        picked = [windows[i] for i in np.linspace(0, len(windows) - 1, size).astype(int)]
+        members = _members(values, [WindowJob("bench", 0, w) for w in picked], bars, resolved)
+        pop = Population([_population_config(m.config, members[0].config) for m in members],
+                         market=[m.market for m in members],
+                         member_seeds=[m.seed for m in members])
+        spent = {"rollout": 0.0, "update": 0.0, "validation": 0.0}
+        for _ in range(updates):
+            started = time.perf_counter()
+            pop.collect()
+            rolled = time.perf_counter()
+            pop.global_step += pop.batch_size
+            pop.set_step(pop.global_step)
+            pop.ppo_update(pop.finish_rollout())
+            updated = time.perf_counter()
+            pop.validation_results(list(range(size)))
+            done = time.perf_counter()
+            spent["rollout"] += rolled - started
+            spent["update"] += updated - rolled
+            spent["validation"] += done - updated
+        row = {f"{k}_ms": 1000 * v / (updates * size) for k, v in spent.items()}
+        row["members"] = size
+        row["total_ms"] = sum(row[f"{k}_ms"] for k in spent)
+        rows.append(row)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -69,6 +114,9 @@ def main() -> int:
     parser.add_argument("--device", default="cpu",
                         help="where the populations train (cuda: one population on the GPU "
                         "against the CPU pool; bench/gpu_check.sh walkforward)")
+    parser.add_argument("--profile", action="store_true",
+                        help="only the per-member costs (alone and in a population of 8), "
+                        "added to the results file")
     args = parser.parse_args()
     symbols = available("1d")[:QUICK_SYMBOLS] if args.quick else available("1d")
     timesteps = args.timesteps or (8192 if args.quick else 32768)
@@ -77,6 +125,17 @@ def main() -> int:
                           [f"hidden_sizes={NETWORK}"])
     spec = WalkForwardSpec(step=63, start=start, val_days=120, test_days=30,
                            late_listings="join")
+    if args.profile:
+        torch.set_num_threads(1)
+        name = "walkforward_population" + ("_quick" if args.quick else "")
+        path = RESULTS / f"{name}.json"
+        result = json.loads(path.read_text()) if path.exists() else {}
+        result["per_member"] = {"machine": machine_info(),
+                                "load_average": list(os.getloadavg()),
+                                "rows": per_member_costs(config, spec)}
+        write_json(name, result)
+        print(profile_markdown(result["per_member"]))
+        return 0
     chosen = [LAYOUTS[0]] + [LAYOUTS[i] for i in (args.layouts or range(1, len(LAYOUTS)))]
     if args.device != "cpu":
         chosen = [LAYOUTS[0], (f"population on {args.device}", {
@@ -117,8 +176,21 @@ def main() -> int:
     return 0
 
 
+def profile_markdown(data: dict) -> str:
+    """The per-member cost table."""
+    lines = ["| members in the population | rollout | PPO update | validation | total "
+             "(ms per member and update) |", "|---|---|---|---|---|"]
+    for row in data["rows"]:
+        lines.append(f"| {row['members']} | {row['rollout_ms']:.0f} | {row['update_ms']:.0f} | "
+                     f"{row['validation_ms']:.0f} | {row['total_ms']:.0f} |")
+    return "\n".join(lines)
+
+
 def markdown(data: dict) -> str:
-    """The SUMMARY.md section."""
+    """The SUMMARY.md section (the per-member costs after the layouts, when measured)."""
+    tail = ["", profile_markdown(data["per_member"])] if "per_member" in data else []
+    if "setup" not in data:
+        return "\n".join(tail[1:])
     setup = data["setup"]
     lines = [f"{setup['symbols']} daily symbols, {setup['windows']} windows, "
              f"{setup['network']} {setup['config']}, {setup['timesteps_per_window']:,} env "
@@ -137,7 +209,7 @@ def markdown(data: dict) -> str:
         speed = f"{row['speedup_vs_pool']:.2f}x" if "speedup_vs_pool" in row else "1x"
         lines.append(f"| {row['layout']} | {row['train_seconds']:.1f} | {speed} | {same} | "
                      f"{trades} | {diff} |")
-    return "\n".join(lines)
+    return "\n".join(lines + tail)
 
 
 if __name__ == "__main__":
