@@ -256,6 +256,12 @@ def test_the_flags_are_checked_before_anything_is_written(
     assert "--select-until" in capsys.readouterr().err
     assert tune_main(cli(space_file, folder, "--select-until", UNTIL, "--folds", "2")) == 2
     assert "--folds" in capsys.readouterr().err
+    assert tune_main(cli(space_file, folder, "--select-until", UNTIL, "--train-window",
+                         "week")) == 2
+    assert "--train-window must be 'expanding' or a number of days" in capsys.readouterr().err
+    assert tune_main(cli(space_file, folder, "--select-until", UNTIL, "--window-workers",
+                         "0")) == 2
+    assert "--window-workers must be >= 1" in capsys.readouterr().err
     plain = ["--symbols", *SYMBOLS, "--trials", "2", "--timesteps", "256", "--run-dir",
              str(folder), "--select-until", UNTIL]
     assert tune_main(plain) == 2

@@ -48,6 +48,7 @@ from fastrl.cli.errors import UsageError, cli_errors
 from fastrl.cli.interrupt import ctrl_c_raises_interrupted
 from fastrl.cli.pbt import main as pbt_main
 from fastrl.cli.train import REPAIR_TICKS_HELP, REPAIR_TICKS_SET
+from fastrl.cli.walkforward import train_window_days
 from fastrl.threads import set_torch_threads
 
 if TYPE_CHECKING:
@@ -270,16 +271,8 @@ def walkforward_settings(args: argparse.Namespace, set_options: list[str]) -> di
         config = build_config(args.base_preset, None, {"data.symbols": list(args.symbols),
                                                        "data.freq": args.freq}, set_options)
         late = "join" if market_for(config).joins_late_listings else "error"
-    train_window = args.train_window
-    if train_window in (None, "expanding"):
-        span = None
-    else:
-        try:
-            span = int(train_window)
-        except ValueError:
-            raise UsageError(f"--train-window must be 'expanding' or a number of days, got "
-                             f"{train_window!r}") from None
-    spec = WalkForwardSpec(step=args.step or 63, start=args.start, train_window=span,
+    spec = WalkForwardSpec(step=args.step or 63, start=args.start,
+                           train_window=train_window_days(args.train_window),
                            val_days=args.val_days, embargo=args.embargo,
                            min_train_days=args.min_train_days, test_days=args.test_days,
                            late_listings=late).resolved(args.freq)

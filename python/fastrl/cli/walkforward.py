@@ -191,19 +191,23 @@ def _configs(settings: WalkForwardSettings,
     return configs
 
 
+def train_window_days(value: str | int | None) -> int | None:
+    """``--train-window``: None for an expanding window ('expanding' or unset), else its
+    days (a UsageError names the flag for anything else)."""
+    if value in (None, "expanding"):
+        return None
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except ValueError:
+        raise UsageError(f"--train-window must be 'expanding' or a number of days, got "
+                         f"{value!r}") from None
+
+
 def _spec(settings: WalkForwardSettings, config: Any) -> WalkForwardSpec:
     # fastrl.walkforward loads torch: imported when a run starts, not by --help
     from fastrl.walkforward.plan import WalkForwardSpec
 
-    train_window = settings.train_window
-    if train_window in (None, "expanding"):
-        span = None
-    else:
-        try:
-            span = int(train_window)
-        except ValueError:
-            raise UsageError(f"--train-window must be 'expanding' or a number of days, got "
-                             f"{train_window!r}") from None
+    span = train_window_days(settings.train_window)
     val_days = settings.val_days
     return WalkForwardSpec(
         step=settings.step, start=settings.start, train_window=span,
