@@ -153,8 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="chunks of windows trained at once, in time order; a trial reports "
                     "and may be pruned after each (default 4)")
     wf.add_argument("--window-workers", type=int, default=None, metavar="W",
-                    help="processes a chunk's population is split across (default 1; for "
-                    "more cores with one seeded sampler; never changes a result)")
+                    help="processes a chunk's population is split across (default: the "
+                    "cores over --workers; never changes a result)")
     run = parser.add_argument_group("study")
     run.add_argument("--study", metavar="NAME", help="study name (default from the symbols)")
     run.add_argument("--storage", metavar="URL", help="SQLAlchemy URL shared by many machines "
@@ -366,7 +366,8 @@ def _run_study(raw: list[str]) -> int:
                         log=lambda line: print(f"{time.strftime('%H:%M:%S')} {line}",
                                                flush=True))
         if walkforward:
-            runner.window_workers = int(args.window_workers or 1)
+            runner.window_workers = int(args.window_workers
+                                        or max(1, (os.cpu_count() or 1) // args.workers))
         # process-wide state is the command's: the cores are shared by this machine's workers
         set_torch_threads(runner.base.torch_threads, share=args.workers)
         if not walkforward:
