@@ -16,6 +16,7 @@ from fastrl.config import build_config
 from fastrl.data.loaders import load_bars_report
 from fastrl.markets import market_for
 from fastrl.ppo.member_envs import MemberEnvs
+from fastrl.ppo.update import default_amp
 from fastrl.walkforward.members import member_bytes, members_per_population
 from fastrl.walkforward.plan import WalkForwardSpec
 from fastrl.walkforward.run import run_walkforward
@@ -32,8 +33,8 @@ def bars() -> dict[str, pd.DataFrame]:
     return dict(load_bars_report(SYMBOLS, "1d", "bundled").bars)
 
 
-def _config(portfolio: bool = False):
-    return build_config("fast", None, {**TINY, "portfolio.enabled": portfolio}, [])
+def _config(portfolio: bool = False, **extra):
+    return build_config("fast", None, {**TINY, "portfolio.enabled": portfolio, **extra}, [])
 
 
 def assert_same_windows(a, b) -> None:
@@ -75,8 +76,9 @@ def test_windows_as_members_equal_each_window_trained_alone(bars, portfolio):
 
 def test_the_split_into_processes_and_populations_changes_no_trade(bars):
     """--workers 2 (two processes, each its populations) and --members 1 (one member per
-    population) give the trades of one population."""
-    configs = {"fast": _config()}
+    population) give the trades of one population. The precision is this process's default,
+    set in the config: a worker process would take its machine's (tests/conftest.py)."""
+    configs = {"fast": _config(amp=default_amp(torch.device("cpu")))}
     whole = run_walkforward(configs, SPEC, bars=bars, seeds=2, engine="population")
     for split in ({"workers": 2}, {"max_members": 1}, {"max_members": 4}):
         run = run_walkforward(configs, SPEC, bars=bars, seeds=2, engine="population", **split)
