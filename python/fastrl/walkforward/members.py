@@ -26,6 +26,8 @@ from __future__ import annotations
 import copy
 import multiprocessing
 import os
+import pickle
+import queue
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -260,9 +262,13 @@ def train_members(values: Mapping[str, dict], jobs: Sequence[WindowJob],
 
 def _worker(values: Mapping[str, dict], jobs: Sequence[WindowJob],
             bars: Mapping[str, pd.DataFrame], spec: WalkForwardSpec, torch_threads: int,
-            max_members: int | None) -> list[WindowResult]:
-    return train_members(values, jobs, bars, spec, torch_threads=torch_threads,
-                         max_members=max_members)
+            max_members: int | None, finished: Any) -> int:
+    """A worker process's share: each result pickled onto ``finished`` as its member ends
+    (plain pickle: the tensors travel by value, not as shared-memory handles)."""
+    results = train_members(values, jobs, bars, spec, torch_threads=torch_threads,
+                            max_members=max_members,
+                            on_result=lambda result: finished.put(pickle.dumps(result)))
+    return len(results)
 
 
 def train_members_parallel(values: Mapping[str, dict], jobs: Sequence[WindowJob],
@@ -272,23 +278,35 @@ def train_members_parallel(values: Mapping[str, dict], jobs: Sequence[WindowJob]
                            on_result: Callable[[WindowResult], None] | None = None) -> None:
     """:func:`train_members` with the jobs dealt round-robin to ``workers`` processes (each
     its own populations; a member's result does not depend on its population's other
-    members, so the split never changes one). ``on_result`` hears each process's results
-    when it ends."""
+    members, so the split never changes one). ``on_result`` hears each result as its member
+    ends, in this process (a run folder saves it then: an interrupted run keeps it)."""
     shares = [list(jobs[w::workers]) for w in range(workers)]
     shares = [share for share in shares if share]
     if max_members is None:  # sized here, for the processes' share of the memory
         max_members = _size(values, jobs, bars, spec, len(shares))
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=len(shares), mp_context=context) as pool:
-        pending = {pool.submit(_worker, values, share, bars, spec, torch_threads, max_members)
-                   for share in shares}
+    with context.Manager() as manager, \
+            ProcessPoolExecutor(max_workers=len(shares), mp_context=context) as pool:
+        finished = manager.Queue()
+
+        def drain() -> None:
+            while True:
+                try:
+                    result = pickle.loads(finished.get_nowait())
+                except queue.Empty:
+                    return
+                if on_result is not None:
+                    on_result(result)
+
+        pending = {pool.submit(_worker, values, share, bars, spec, torch_threads,
+                               max_members, finished) for share in shares}
         try:
             while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                drain()
                 for future in done:
-                    for result in future.result():
-                        if on_result is not None:
-                            on_result(result)
+                    future.result()  # a worker's error, raised here
+            drain()
         except BaseException:
             for future in pending:
                 future.cancel()
