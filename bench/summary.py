@@ -346,14 +346,14 @@ def build() -> Path:
     parts += walkforward_section(load("walkforward", "walkforward_quick"))
     parts += walkforward_portfolio_section(load("walkforward_portfolio",
                                                 "walkforward_portfolio_quick"))
+    gpu_pbt = load("pbt_cuda")
+    if gpu_pbt is not None:
+        parts += pbt_section(gpu_pbt)[2:]
     parts += walkforward_population_section(load("walkforward_population",
                                                   "walkforward_population_quick"))
     gpu_walk = load("walkforward_population_cuda")
     if gpu_walk is not None:
         parts += walkforward_population_section(gpu_walk)[2:]
-    gpu_pbt = load("pbt_cuda")
-    if gpu_pbt is not None:
-        parts += pbt_section(gpu_pbt)[2:]
     parts += ladder_section(load("ladder", "ladder_quick"))
     parts += anchored_section(load("anchored", "anchored_quick"))
     parts += anchored_section(load("anchored_portfolio", "anchored_portfolio_quick"),
