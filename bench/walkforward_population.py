@@ -67,7 +67,7 @@ def per_member_costs(config: Any, spec: WalkForwardSpec, sizes: tuple[int, ...] 
     ``sizes`` windows (spread over the plan) trained ``updates`` updates, one thread."""
     from fastrl.config import config_to_dict
     from fastrl.ppo.population import Population
-    from fastrl.walkforward.members import _members, _population_config
+    from fastrl.walkforward.members import population_config, window_members
     from fastrl.walkforward.plan import plan_windows
     from fastrl.walkforward.run import WindowJob, load_walkforward_bars
 
@@ -78,8 +78,8 @@ def per_member_costs(config: Any, spec: WalkForwardSpec, sizes: tuple[int, ...] 
     rows = []
     for size in sizes:
         picked = [windows[i] for i in np.linspace(0, len(windows) - 1, size).astype(int)]
-        members = _members(values, [WindowJob("bench", 0, w) for w in picked], bars, resolved)
-        pop = Population([_population_config(m.config, members[0].config) for m in members],
+        members = window_members(values, [WindowJob("bench", 0, w) for w in picked], bars, resolved)
+        pop = Population([population_config(m.config, members[0].config) for m in members],
                          market=[m.market for m in members],
                          member_seeds=[m.seed for m in members])
         spent = {"rollout": 0.0, "update": 0.0, "validation": 0.0}

@@ -14,11 +14,14 @@ A member's result is therefore the window's lone result to float32 rounding (the
 matmuls and Adam round like a lone member's to 1 ulp, the engine's member-independence
 property): the same trades, the same chosen update.
 
-Why it is faster: a lone window's update runs its small network on one member's rows, so
-on a CPU most of its time is per-call overhead (Python, dispatch, small GEMMs); P members
-share each call. Members are trained in populations of at most ``max_members`` (sized to
-the memory available, :func:`members_per_population`), each population on one process;
-``workers`` > 1 splits the jobs across processes, which never changes a result.
+What it saves: the P members share every call (the rollout's forward passes, the PPO
+update's batched matrix products, the optimiser's kernel), so the per-call overhead is paid
+once. On a CPU that speeds the rollout up a few times but the PPO update little, since its
+matrix products are compute-bound (bench/walkforward_population.py measures both); on a
+GPU the P members fill the device. Members are trained in populations of at most
+``max_members`` (sized to the memory available, :func:`members_per_population`), each
+population on one process; ``workers`` > 1 splits the jobs across processes, which never
+changes a result.
 """
 
 from __future__ import annotations
@@ -111,7 +114,7 @@ def members_per_population(config: TrainConfig, market: Any, obs_dim: int, worke
     return max(1, int(memory * MEMORY_SHARE) // max(1, int(workers)) // per_member)
 
 
-def _population_config(config: TrainConfig, first: TrainConfig) -> TrainConfig:
+def population_config(config: TrainConfig, first: TrainConfig) -> TrainConfig:
     """``config`` as a member of a population built from per-member markets: the seed and
     the data section are read from the members' own seeds and markets, so they are made the
     first member's (every other key is the job's own)."""
@@ -168,7 +171,7 @@ def train_population(members: list[_Member], spec: WalkForwardSpec,
     each one's end; ``on_result`` hears each WindowResult as its member ends. A member's
     ``seconds`` is the population's wall time over the members it held, while it trained."""
     first = members[0].config
-    pop = Population([_population_config(m.config, first) for m in members],
+    pop = Population([population_config(m.config, first) for m in members],
                      market=[m.market for m in members], member_seeds=[m.seed for m in members])
     alive = list(range(len(members)))  # the member index of each of pop's rows
     spent = [0.0] * len(members)
@@ -199,7 +202,7 @@ def train_population(members: list[_Member], spec: WalkForwardSpec,
             pop, alive = pop.keep(still), [alive[i] for i in still]
 
 
-def _members(values: Mapping[str, dict], jobs: Sequence[WindowJob],
+def window_members(values: Mapping[str, dict], jobs: Sequence[WindowJob],
              bars: Mapping[str, pd.DataFrame], spec: WalkForwardSpec,
              markets: dict[tuple[int, str], Any] | None = None) -> list[_Member]:
     """Each job's config, market and seed, as :func:`~fastrl.walkforward.run.train_window`
@@ -223,7 +226,7 @@ def _size(values: Mapping[str, dict], jobs: Sequence[WindowJob],
           bars: Mapping[str, pd.DataFrame], spec: WalkForwardSpec, workers: int,
           markets: dict[tuple[int, str], Any] | None = None) -> int:
     """:func:`members_per_population` for the first job's config and market."""
-    probe = _members(values, jobs[:1], bars, spec, markets)[0]
+    probe = window_members(values, jobs[:1], bars, spec, markets)[0]
     obs_dim = int(market_for(probe.config).obs_dim(probe.market.train))
     return members_per_population(probe.config, probe.market, obs_dim, workers=workers)
 
@@ -253,7 +256,7 @@ def train_members(values: Mapping[str, dict], jobs: Sequence[WindowJob],
         markets: dict[tuple[int, str], Any] = {}
         size = max_members or _size(values, group, bars, spec, 1, markets)
         for start in range(0, len(group), size):
-            chunk = _members(values, group[start:start + size], bars, spec, markets)
+            chunk = window_members(values, group[start:start + size], bars, spec, markets)
             markets.clear()  # the chunk holds its own; the next builds its own
             train_population(chunk, spec, heard)
             del chunk
@@ -313,5 +316,5 @@ def train_members_parallel(values: Mapping[str, dict], jobs: Sequence[WindowJob]
             raise
 
 
-__all__ = ["available_memory", "member_bytes", "members_per_population", "train_members",
-           "train_members_parallel", "train_population"]
+__all__ = ["available_memory", "member_bytes", "members_per_population", "population_config",
+           "train_members", "train_members_parallel", "train_population", "window_members"]
